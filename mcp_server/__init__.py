@@ -1,0 +1,1 @@
+"""bankgate's MCP server: banking tools over a durable ledger, gated by the policy layer."""
