@@ -1,0 +1,75 @@
+"""What the gate needs from a tool: the call, what it would do, and how to do it.
+
+The server implements one `Action` per tool over its ledger; the gate decides whether and
+when `execute` runs, always inside the transaction that settles the decision.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from policy.canonical import digest
+from policy.facts import AccountFacts
+from policy.store import GateTx
+
+
+@dataclass(frozen=True)
+class Call:
+    """One tool call, with arguments already validated and in canonical form."""
+
+    tool: str
+    arguments: Mapping[str, Any]
+    principal: str
+    idempotency_key: str | None = None
+
+    @property
+    def request_digest(self) -> str:
+        """What an idempotency key is bound to: the same key with another request is a conflict."""
+        return digest({"tool": self.tool, "arguments": self.arguments})
+
+    def binding(self, policy_version: str) -> str:
+        """What an approval is bound to: exactly this call, by this caller, under this policy."""
+        return digest(
+            {
+                "tool": self.tool,
+                "arguments": self.arguments,
+                "principal": self.principal,
+                "policy_version": policy_version,
+                "idempotency_key": self.idempotency_key,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What the call would do, read from the server's state (never from the model's prose)."""
+
+    effect: tuple[str, ...]
+    """Lines describing the exact effect, for the approver: amounts, accounts, owners, balance after."""
+    accounts: Mapping[str, AccountFacts | None] = field(default_factory=dict)
+    currency: str = "USD"
+    minor_exponent: int = 2
+    amount_minor: int = 0
+
+
+@dataclass(frozen=True)
+class Done:
+    """An executed effect: structured details for programs, one sentence for people and models."""
+
+    details: Mapping[str, Any]
+    summary: str
+
+
+class Action(Protocol):
+    name: str
+    read_only: bool
+    """Read-only calls that the policy allows are not audited: they change nothing."""
+
+    def canonical(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """Validated arguments in one canonical form (raises `Refusal` naming the bad field)."""
+
+    def inspect(self, tx: GateTx, call: Call) -> Inspection:
+        """Check the call could run now and describe it (raises `Refusal` if it could not)."""
+
+    def execute(self, tx: GateTx, call: Call) -> Done:
+        """Perform the effect in `tx`; re-checks balances and statuses (raises `Refusal`)."""

@@ -1,0 +1,110 @@
+"""The approval form and how an answer to it becomes a verdict.
+
+The form's schema is strict (a required boolean with no default, so a client that
+auto-fills defaults approves nothing), but its model accepts any content: a malformed
+answer must become a recorded rejection, not an SDK error that skips the audit.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import AcceptedElicitation, CancelledElicitation, DeclinedElicitation
+from pydantic import BaseModel, ConfigDict, WithJsonSchema
+
+NOTE_MAX = 500
+
+
+def _requires(*fields: str) -> Callable[[dict[str, Any]], None]:
+    def shape(schema: dict[str, Any]) -> None:
+        schema["required"] = list(fields)
+        schema.pop("additionalProperties", None)
+
+    return shape
+
+
+class ApprovalForm(BaseModel):
+    model_config = ConfigDict(extra="allow", json_schema_extra=_requires("approve"))
+
+    approve: Annotated[
+        Any,
+        WithJsonSchema(
+            {
+                "type": "boolean",
+                "title": "Approve",
+                "description": "Yes runs exactly the action described above; no rejects it.",
+            }
+        ),
+    ] = None
+    note: Annotated[
+        Any,
+        WithJsonSchema(
+            {"type": "string", "title": "Note", "description": "Optional, kept in the audit log.", "maxLength": NOTE_MAX}
+        ),
+    ] = None
+
+
+class ConfirmedApprovalForm(ApprovalForm):
+    """For irreversible actions: the approver also types back what the question names."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=_requires("approve", "confirmation"))
+
+    confirmation: Annotated[
+        Any,
+        WithJsonSchema(
+            {"type": "string", "title": "Confirmation", "description": "Type the value the question asks for."}
+        ),
+    ] = None
+
+
+class VerdictKind(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    CANCEL = "cancel"
+    EXPIRE = "expire"
+    UNDELIVERED = "undelivered"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: VerdictKind
+    detail: str = ""
+    note: str | None = None
+
+
+EXPIRED = Verdict(VerdictKind.EXPIRE, "No answer arrived in time.")
+UNDELIVERED = Verdict(VerdictKind.UNDELIVERED, "The question could not be put to a human.")
+
+
+def read_answer(outcome: object, confirmation: str | None) -> Verdict:
+    """Turn the elicitation outcome into a verdict; anything but a clean yes is not a yes."""
+    if isinstance(outcome, AcceptedElicitation) and isinstance(outcome.data, Verdict):
+        outcome = outcome.data  # a resolver's own verdict (legacy path), wrapped by the SDK
+    if isinstance(outcome, Verdict):
+        return outcome
+    if isinstance(outcome, DeclinedElicitation):
+        return Verdict(VerdictKind.REJECT, "The operator declined.")
+    if isinstance(outcome, CancelledElicitation):
+        return Verdict(VerdictKind.CANCEL, "The operator cancelled.")
+    if not isinstance(outcome, AcceptedElicitation) or not isinstance(outcome.data, ApprovalForm):
+        return Verdict(VerdictKind.REJECT, "The answer was not an approval form.")
+    return _read_form(outcome.data.model_dump(), confirmation)
+
+
+def _read_form(content: Mapping[str, Any], confirmation: str | None) -> Verdict:
+    allowed = {"approve", "note"} | ({"confirmation"} if confirmation is not None else set())
+    extra = sorted(k for k, v in content.items() if k not in allowed and v is not None)
+    if extra:
+        return Verdict(VerdictKind.REJECT, f"The answer had unexpected fields: {', '.join(extra)}.")
+    note = content.get("note")
+    if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
+        return Verdict(VerdictKind.REJECT, f"The note must be text of at most {NOTE_MAX} characters.")
+    approve = content.get("approve")
+    if approve is not True and approve is not False:
+        return Verdict(VerdictKind.REJECT, "The answer did not say yes or no to 'approve'.", note)
+    if approve is False:
+        return Verdict(VerdictKind.REJECT, "The operator answered no.", note)
+    if confirmation is not None and content.get("confirmation") != confirmation:
+        return Verdict(VerdictKind.REJECT, "The typed confirmation did not match.", note)
+    return Verdict(VerdictKind.APPROVE, "The operator approved.", note)

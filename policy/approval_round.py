@@ -1,0 +1,147 @@
+"""The approval round-trip over MCP elicitation, as SDK resolvers any gated tool can declare.
+
+A gated tool takes `outcome: Annotated[GateResult, Resolve(settle)]`. The SDK runs the
+resolvers before the tool body: `prepare` decides the call, `ask` puts the question to the
+human, `settle` concludes. On 2026-07-28 `ask` returns `Elicit` and the SDK carries the
+round in a sealed `InputRequiredResult`; on 2025-11-25 `ask` elicits inline under the
+approval deadline. Every path that cannot reach a human, or that fails, ends in no execution.
+"""
+
+import hashlib
+import logging
+from typing import Annotated, Any, Protocol
+
+import anyio
+from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
+from mcp_types.version import is_version_at_least
+
+from policy.action import Call
+from policy.answer import (
+    EXPIRED,
+    UNDELIVERED,
+    ApprovalForm,
+    ConfirmedApprovalForm,
+    Verdict,
+    VerdictKind,
+    read_answer,
+)
+from policy.gate import Gate, Opening
+from policy.results import GateResult, Refusal, Status, decision_message
+
+logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_KEY_META = "io.bankgate/idempotency-key"
+"""The `_meta` key a client sets to make a call safely retryable; never part of the model's arguments."""
+
+IDEMPOTENCY_KEY_MAX = 200
+_INPUT_REQUIRED_VERSION = "2026-07-28"
+_NOT_ASKED = Verdict(VerdictKind.UNDELIVERED, "No question was needed.")
+
+
+class GateHost(Protocol):
+    """What the server's lifespan context provides to the resolvers."""
+
+    gate: Gate
+
+    def principal(self, ctx: Context) -> str: ...
+
+
+def uses_input_required(ctx: Context) -> bool:
+    version = ctx.protocol_version
+    return version is not None and is_version_at_least(version, _INPUT_REQUIRED_VERSION)
+
+
+def human_reachable(ctx: Context) -> bool:
+    """Whether this client can put a form question to a person on this transport."""
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    if elicitation is None or (elicitation.form is None and elicitation.url is not None):
+        return False
+    return uses_input_required(ctx) or ctx.session.can_send_request
+
+
+async def prepare(ctx: Context) -> Opening:
+    host: GateHost = ctx.request_context.lifespan_context
+    params = ctx.request_context.params or {}
+    tool = str(params.get("name"))
+    principal = host.principal(ctx)
+    try:
+        action = host.gate.actions.get(tool)
+        if action is None:
+            raise Refusal("unknown_tool", f"There is no gated tool named '{tool}'.")
+        call = Call(tool, action.canonical(params.get("arguments") or {}), principal, _idempotency_key(ctx, principal))
+    except Refusal as refusal:
+        return Opening(Call(tool, {}, principal), final=GateResult.refused(refusal))
+    state = ctx.request_state
+    state_digest = hashlib.sha256(state.encode()).hexdigest() if state else None
+    reachable = human_reachable(ctx)
+    try:
+        return await anyio.to_thread.run_sync(
+            lambda: host.gate.open(call, human_reachable=reachable, state_digest=state_digest)
+        )
+    except Refusal as refusal:
+        return Opening(call, final=GateResult.refused(refusal))
+    except Exception:
+        logger.exception("gate failed while deciding %s; refusing", tool)
+        return Opening(call, final=_internal_denial(tool))
+
+
+async def ask(
+    ctx: Context, opening: Annotated[Opening, Resolve(prepare)]
+) -> Elicit[ApprovalForm] | Verdict:
+    if opening.approval is None:
+        return _NOT_ASKED
+    form = ApprovalForm if opening.confirmation is None else ConfirmedApprovalForm
+    if uses_input_required(ctx):
+        return Elicit(opening.approval.question, form)
+    host: GateHost = ctx.request_context.lifespan_context
+    try:
+        with anyio.move_on_after(max(0.0, opening.approval.expires_at - host.gate.clock())):
+            return read_answer(await ctx.elicit(opening.approval.question, form), opening.confirmation)
+    except ValueError as exc:  # accepted, but the content failed the form: not a yes
+        return Verdict(VerdictKind.REJECT, f"The answer was not a valid form: {exc}")
+    except Exception:
+        logger.warning("could not deliver approval %s", opening.approval.ref, exc_info=True)
+        return UNDELIVERED
+    return EXPIRED
+
+
+async def settle(
+    ctx: Context,
+    opening: Annotated[Opening, Resolve(prepare)],
+    answer: Annotated[ElicitationResult[ApprovalForm], Resolve(ask)],
+) -> GateResult:
+    if opening.final is not None:
+        return opening.final
+    verdict = read_answer(answer, opening.confirmation)
+    state = ctx.request_state
+    state_digest = hashlib.sha256(state.encode()).hexdigest() if state else None
+    host: GateHost = ctx.request_context.lifespan_context
+    try:
+        return await anyio.to_thread.run_sync(lambda: host.gate.conclude(opening, verdict, state_digest))
+    except Refusal as refusal:
+        return GateResult.refused(refusal, opening.approval.ref if opening.approval else None)
+    except Exception:
+        logger.exception("gate failed while settling %s; nothing was executed", opening.call.tool)
+        return _internal_denial(opening.call.tool)
+
+
+def _idempotency_key(ctx: Context, principal: str) -> str | None:
+    """The caller's key, scoped to the caller so two principals never share a stored result."""
+    meta: Any = ctx.request_context.meta or {}
+    key = meta.get(IDEMPOTENCY_KEY_META) if isinstance(meta, dict) else None
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
+        raise Refusal(
+            "invalid_idempotency_key",
+            f"The _meta field '{IDEMPOTENCY_KEY_META}' must be printable text of 1 to "
+            f"{IDEMPOTENCY_KEY_MAX} characters.",
+            IDEMPOTENCY_KEY_META,
+        )
+    return f"{principal}\x1f{key}"
+
+
+def _internal_denial(tool: str) -> GateResult:
+    reason = "The request could not be checked because of an internal error; nothing was done."
+    return GateResult(Status.DENIED, decision_message(tool, Status.DENIED, reason))

@@ -1,0 +1,62 @@
+"""A loaded policy: per-tool defaults and conditional rules, and the decision they give a call."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from policy.decision import Decision
+from policy.expressions import Condition, ExpressionError
+from policy.facts import CallFacts
+from policy.outcome import Outcome
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    condition: Condition
+    outcome: Outcome
+    reason: str
+
+
+@dataclass(frozen=True)
+class ToolPolicy:
+    """How one tool is treated: `default` applies when no rule matches."""
+
+    tool: str
+    default: Outcome
+    reason: str
+    rules: tuple[Rule, ...] = ()
+    confirm: str | None = None
+    """An argument the approver must type back (e.g. the account id being closed)."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    tools: Mapping[str, ToolPolicy]
+    version: str
+    """Content hash of the policy's meaning (comments and layout do not change it)."""
+    source: str
+
+    def decide(self, facts: CallFacts) -> Decision:
+        """The most restrictive outcome among matching rules, else the tool's default.
+
+        Fails closed: a tool the policy does not name is denied, and so is any call for
+        which a rule cannot be evaluated.
+        """
+        tool = self.tools.get(facts.tool)
+        if tool is None:
+            return Decision(
+                Outcome.DENY, (f"The policy does not allow the tool '{facts.tool}'.",), (), self.version
+            )
+        matched: list[Rule] = []
+        for rule in tool.rules:
+            try:
+                if rule.condition.holds(facts):
+                    matched.append(rule)
+            except ExpressionError:
+                reason = f"Rule '{rule.name}' could not be evaluated for this call, so it is refused."
+                return Decision(Outcome.DENY, (reason,), (rule.name,), self.version, tool.confirm)
+        if not matched:
+            return Decision(tool.default, (tool.reason,), (), self.version, tool.confirm)
+        outcome = max((rule.outcome for rule in matched), key=lambda o: o.rank)
+        reasons = tuple(rule.reason for rule in matched if rule.outcome is outcome)
+        return Decision(outcome, reasons, tuple(r.name for r in matched), self.version, tool.confirm)

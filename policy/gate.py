@@ -1,0 +1,306 @@
+"""The gate: decide a call, ask a human when the policy says so, and settle it exactly once.
+
+Invariants held here (each settled inside one store transaction with the effect):
+- nothing runs unapproved: `execute` is reached only from an allow decision, or from a
+  pending approval whose answer was a clean yes, re-decided under the same policy version;
+- an approval is used at most once: settling requires it to be pending, under a lock;
+- what runs is what was shown: the approval is bound to the call's digest, and the
+  question is rendered once from server state and stored;
+- a replayed round or a retried idempotency key returns the stored outcome and runs nothing.
+"""
+
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from policy.action import Action, Call, Done, Inspection
+from policy.answer import Verdict, VerdictKind
+from policy.canonical import digest
+from policy.decision import Decision
+from policy.document import Policy
+from policy.facts import CallFacts
+from policy.outcome import Outcome
+from policy.question import render_question
+from policy.results import GateResult, Refusal, Status, decision_message
+from policy.store import Approval, AuditEntry, GateStore, GateTx
+
+NO_HUMAN = "No human can be asked to approve it from this client, so nothing was done."
+
+
+@dataclass(frozen=True)
+class Opening:
+    """The first half of a gated call: either its final result, or the approval to ask about."""
+
+    call: Call
+    final: GateResult | None = None
+    approval: Approval | None = None
+    decision: Decision | None = None
+
+    @property
+    def confirmation(self) -> str | None:
+        """What the approver must type back, if the policy asks for it."""
+        if self.decision is None or self.decision.confirm is None:
+            return None
+        return str(self.call.arguments[self.decision.confirm])
+
+
+class Gate:
+    def __init__(
+        self,
+        policy: Policy,
+        store: GateStore,
+        actions: Mapping[str, Action],
+        *,
+        approval_ttl: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.policy = policy
+        self.store = store
+        self.actions = dict(actions)
+        self.approval_ttl = approval_ttl
+        self.clock = clock
+
+    def open(self, call: Call, *, human_reachable: bool, state_digest: str | None = None) -> Opening:
+        """Decide `call`; run it now if allowed, else return the approval to ask about.
+
+        Read-only calls are first tried in a read transaction, so allowed reads never
+        queue behind writers; anything that must write is decided again in a write one.
+        """
+        action = self.actions[call.tool]
+        if action.read_only:
+            allowed = self.store.transaction(lambda tx: self._read(tx, action, call), write=False)
+            if allowed is not None:
+                return Opening(call, final=allowed)
+        return self.store.transaction(lambda tx: self._open(tx, action, call, human_reachable, state_digest))
+
+    def conclude(self, opening: Opening, verdict: Verdict, state_digest: str | None = None) -> GateResult:
+        """Settle the opening's approval with the human's verdict, running the action on a clean yes."""
+        assert opening.approval is not None and opening.decision is not None
+        action = self.actions[opening.call.tool]
+        return self.store.transaction(
+            lambda tx: self._conclude(tx, action, opening, verdict, state_digest)
+        )
+
+    def _read(self, tx: GateTx, action: Action, call: Call) -> GateResult | None:
+        try:
+            decision = self.policy.decide(self._facts(tx, call, action.inspect(tx, call)))
+            if decision.outcome is not Outcome.ALLOW:
+                return None
+            done = action.execute(tx, call)
+        except Refusal as refusal:
+            return GateResult.refused(refusal)
+        return GateResult(Status.EXECUTED, done.summary, details=done.details)
+
+    def _open(
+        self, tx: GateTx, action: Action, call: Call, human_reachable: bool, state_digest: str | None
+    ) -> Opening:
+        now = self.clock()
+        decision: Decision | None = None
+        try:
+            if call.idempotency_key is not None:
+                stored = tx.recall(call.idempotency_key, call.request_digest)
+                if stored is not None:
+                    return Opening(call, final=GateResult.from_json(stored))
+            binding = call.binding(self.policy.version)
+            if state_digest is not None:
+                settled = tx.approval_by_state(state_digest)
+                if settled is not None and settled.binding == binding and settled.outcome is not None:
+                    return Opening(call, final=GateResult.from_json(settled.outcome))
+            inspection = action.inspect(tx, call)
+            decision = self.policy.decide(self._facts(tx, call, inspection))
+            if decision.outcome is Outcome.ALLOW:
+                result = self._execute(tx, action, call)
+                return Opening(call, final=self._finish(tx, call, decision, result, inspection.amount_minor))
+            if decision.outcome is Outcome.DENY:
+                denied = GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, decision.reason))
+                return Opening(call, final=self._finish(tx, call, decision, denied))
+            if not human_reachable:
+                denied = GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, NO_HUMAN))
+                self._audit(tx, call, decision, "denied", now, reason=NO_HUMAN, result=denied)
+                return Opening(call, final=denied)
+            return self._pending(tx, call, inspection, decision, binding, state_digest, now)
+        except Refusal as refusal:
+            failed = GateResult.refused(refusal)
+            self._audit(tx, call, decision, "failed", now, reason=refusal.message, result=failed)
+            return Opening(call, final=failed)
+
+    def _pending(
+        self,
+        tx: GateTx,
+        call: Call,
+        inspection: Inspection,
+        decision: Decision,
+        binding: str,
+        state_digest: str | None,
+        now: float,
+    ) -> Opening:
+        """The pending approval for this exact call: the one already asked about, or a new one."""
+        pending = tx.pending_approval(binding)
+        if pending is not None and now >= pending.expires_at:
+            expired = self._settle(tx, pending, decision, Verdict(VerdictKind.EXPIRE), None, now)
+            if state_digest is not None:  # this round was answering the expired question
+                return Opening(call, final=expired)
+            pending = None
+        if pending is None:
+            ref = "APR-" + secrets.token_hex(5).upper()
+            pending = tx.create_approval(
+                Approval(
+                    ref=ref,
+                    binding=binding,
+                    tool=call.tool,
+                    arguments=call.arguments,
+                    principal=call.principal,
+                    policy_version=decision.policy_version,
+                    question=render_question(call, inspection, decision, ref),
+                    created_at=now,
+                    expires_at=now + self.approval_ttl,
+                )
+            )
+            if pending.ref == ref:
+                self._audit(tx, call, decision, "requested", now, approval=pending, reason=decision.reason)
+        return Opening(call, approval=pending, decision=decision)
+
+    def _conclude(
+        self, tx: GateTx, action: Action, opening: Opening, verdict: Verdict, state_digest: str | None
+    ) -> GateResult:
+        assert opening.approval is not None and opening.decision is not None
+        approval = tx.lock_approval(opening.approval.ref)
+        if approval is None:
+            raise LookupError(f"approval {opening.approval.ref} vanished")
+        if approval.status != "pending" and approval.outcome is not None:
+            return GateResult.from_json(approval.outcome)  # already settled: an approval is used once
+        now = self.clock()
+        if now >= approval.expires_at:
+            verdict = Verdict(VerdictKind.EXPIRE, "The answer arrived after the approval expired.", verdict.note)
+        return self._settle(tx, approval, opening.decision, verdict, state_digest, now, action, opening.call)
+
+    def _settle(
+        self,
+        tx: GateTx,
+        approval: Approval,
+        decision: Decision,
+        verdict: Verdict,
+        state_digest: str | None,
+        now: float,
+        action: Action | None = None,
+        call: Call | None = None,
+    ) -> GateResult:
+        call = call or Call(approval.tool, approval.arguments, approval.principal)
+        amount = 0
+        if verdict.kind is VerdictKind.APPROVE and action is not None:
+            self._audit(tx, call, decision, "approved", now, approval=approval, note=verdict.note)
+            result, amount = self._run_approved(tx, action, call, approval)
+        else:
+            status = _STATUS_OF[verdict.kind]
+            reason = NO_HUMAN if verdict.kind is VerdictKind.UNDELIVERED else verdict.detail
+            result = GateResult(status, decision_message(call.tool, status, reason))
+        result = replace(result, approval_ref=approval.ref)
+        tx.settle_approval(
+            replace(
+                approval,
+                status=result.status.value,
+                state_digest=state_digest,
+                note=verdict.note,
+                outcome=result.as_json(),
+            )
+        )
+        if call.idempotency_key is not None:
+            tx.remember(call.idempotency_key, call.request_digest, result.as_json())
+        self._audit(
+            tx, call, decision, result.status.value, now, approval=approval, note=verdict.note,
+            reason=verdict.detail, result=result, amount_minor=amount,
+        )
+        return result
+
+    def _run_approved(self, tx: GateTx, action: Action, call: Call, approval: Approval) -> tuple[GateResult, int]:
+        """Re-check everything inside the settling transaction, then run the effect."""
+        try:
+            inspection = action.inspect(tx, call)
+            decision = self.policy.decide(self._facts(tx, call, inspection))
+        except Refusal as refusal:
+            return GateResult.refused(refusal), 0
+        if decision.policy_version != approval.policy_version:
+            reason = "The policy changed after the question was asked; nothing was done."
+            return GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, reason)), 0
+        if decision.outcome is Outcome.DENY:
+            return GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, decision.reason)), 0
+        result = self._execute(tx, action, call)
+        return result, inspection.amount_minor if result.status is Status.EXECUTED else 0
+
+    def _execute(self, tx: GateTx, action: Action, call: Call) -> GateResult:
+        try:
+            with tx.savepoint():
+                done: Done = action.execute(tx, call)
+        except Refusal as refusal:
+            return GateResult.refused(refusal)
+        return GateResult(Status.EXECUTED, done.summary, details=done.details)
+
+    def _finish(
+        self, tx: GateTx, call: Call, decision: Decision, result: GateResult, amount_minor: int = 0
+    ) -> GateResult:
+        """Record an outcome reached without asking anyone (allowed or denied by policy)."""
+        if call.idempotency_key is not None:
+            tx.remember(call.idempotency_key, call.request_digest, result.as_json())
+        executed = result.status is Status.EXECUTED
+        self._audit(
+            tx, call, decision, result.status.value, self.clock(), reason=decision.reason, result=result,
+            amount_minor=amount_minor if executed else 0,
+        )
+        return result
+
+    def _facts(self, tx: GateTx, call: Call, inspection: Inspection) -> CallFacts:
+        now = self.clock()
+        midnight = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return CallFacts(
+            tool=call.tool,
+            arguments=call.arguments,
+            principal=call.principal,
+            currency=inspection.currency,
+            minor_exponent=inspection.minor_exponent,
+            amount_minor=inspection.amount_minor,
+            accounts=inspection.accounts,
+            moved_today_minor=tx.moved_today_minor(call.principal, midnight.timestamp()),
+            now=datetime.fromtimestamp(now, UTC),
+        )
+
+    def _audit(
+        self,
+        tx: GateTx,
+        call: Call,
+        decision: Decision | None,
+        event: str,
+        at: float,
+        *,
+        approval: Approval | None = None,
+        reason: str = "",
+        note: str | None = None,
+        result: GateResult | None = None,
+        amount_minor: int = 0,
+    ) -> None:
+        tx.append_audit(
+            AuditEntry(
+                at=at,
+                event=event,
+                principal=call.principal,
+                tool=call.tool,
+                arguments=call.arguments,
+                policy_version=decision.policy_version if decision else self.policy.version,
+                matched_rules=decision.matched_rules if decision else (),
+                reason=reason,
+                approval_ref=approval.ref if approval else None,
+                question_sha256=digest(approval.question) if approval else None,
+                note=note,
+                result=result.as_json() if result else None,
+                amount_minor=amount_minor,
+            )
+        )
+
+
+_STATUS_OF = {
+    VerdictKind.REJECT: Status.REJECTED,
+    VerdictKind.CANCEL: Status.CANCELLED,
+    VerdictKind.EXPIRE: Status.EXPIRED,
+    VerdictKind.UNDELIVERED: Status.DENIED,
+}

@@ -1,0 +1,201 @@
+"""Reading a policy file: TOML in, a validated `Policy` out, or errors that say where and what.
+
+The version is a hash of the parsed content, so reformatting or commenting a file keeps it.
+"""
+
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from policy.canonical import digest
+from policy.document import Policy, Rule, ToolPolicy
+from policy.expressions import Condition, ExpressionError
+from policy.facts import ACCOUNT_ROLES, AccountFacts, CallFacts
+from policy.outcome import Outcome
+
+DEFAULT_POLICY = "default_policy.toml"
+
+_TOOL_KEYS = {"default", "reason", "rules", "confirm"}
+_RULE_KEYS = {"name", "when", "outcome", "reason"}
+_TOP_KEYS = {"policy", "tools"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str
+    message: str
+    line: int | None = None
+
+
+class PolicyError(ValueError):
+    """Every problem found in a policy file, each with its key path and (where known) line."""
+
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        return [
+            f"{self.source}{f':{p.line}' if p.line else ''}: {p.key}: {p.message}" for p in self.problems
+        ]
+
+
+def load_policy(path: str | Path | None = None, *, catalog: Mapping[str, Sequence[str]] | None = None) -> Policy:
+    """Load `path`, or the shipped default policy when `path` is None.
+
+    `catalog` maps each tool the server publishes to its argument names; when given, the
+    policy is also checked against it (unknown tools, `confirm` naming no argument, rules
+    that fail on a sample call).
+    """
+    if path is None:
+        text = resources.files("policy").joinpath(DEFAULT_POLICY).read_text(encoding="utf-8")
+        return parse_policy(text, source=f"<default {DEFAULT_POLICY}>", catalog=catalog)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(str(path), [Problem("(file)", f"cannot read the file: {exc.strerror}")]) from None
+    return parse_policy(text, source=str(path), catalog=catalog)
+
+
+def parse_policy(text: str, *, source: str, catalog: Mapping[str, Sequence[str]] | None = None) -> Policy:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(source, [Problem("(syntax)", str(exc))]) from None
+    reader = _Reader(text)
+    tools = reader.tools(data, catalog)
+    if reader.problems:
+        raise PolicyError(source, reader.problems)
+    return Policy(tools=tools, version="sha256:" + digest(data)[:16], source=source)
+
+
+class _Reader:
+    """Walks the parsed TOML, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+        self.problems: list[Problem] = []
+
+    def problem(self, key: str, message: str, table: str | None = None, occurrence: int = 0) -> None:
+        self.problems.append(Problem(key, message, self._line(key.rsplit(".", 1)[-1], table, occurrence)))
+
+    def tools(self, data: Mapping[str, Any], catalog: Mapping[str, Sequence[str]] | None) -> dict[str, ToolPolicy]:
+        for key in sorted(set(data) - _TOP_KEYS):
+            self.problem(key, f"unknown key (expected one of: {', '.join(sorted(_TOP_KEYS))})")
+        raw_tools = data.get("tools")
+        if not isinstance(raw_tools, dict) or not raw_tools:
+            self.problem("tools", "the policy must have a [tools.<name>] table for at least one tool")
+            return {}
+        tools: dict[str, ToolPolicy] = {}
+        for name, raw in raw_tools.items():
+            if catalog is not None and name not in catalog:
+                self.problem(f"tools.{name}", f"no such tool (the server has: {', '.join(sorted(catalog))})",
+                             f"tools.{name}")
+            if not isinstance(raw, dict):
+                self.problem(f"tools.{name}", "must be a table")
+                continue
+            tool = self.tool(name, raw, None if catalog is None else catalog.get(name))
+            if tool is not None:
+                tools[name] = tool
+        return tools
+
+    def tool(self, name: str, raw: Mapping[str, Any], arguments: Sequence[str] | None) -> ToolPolicy | None:
+        key, table = f"tools.{name}", f"tools.{name}"
+        for extra in sorted(set(raw) - _TOOL_KEYS):
+            self.problem(f"{key}.{extra}", f"unknown key (expected: {', '.join(sorted(_TOOL_KEYS))})", table)
+        default = self.outcome(raw.get("default"), f"{key}.default", table)
+        reason = raw.get("reason", _DEFAULT_REASONS[default] if default is not None else "")
+        if "reason" in raw and (not isinstance(reason, str) or not reason.strip()):
+            self.problem(f"{key}.reason", "must be a non-empty string", table)
+        confirm = raw.get("confirm")
+        if confirm is not None and (not isinstance(confirm, str) or (arguments is not None and confirm not in arguments)):
+            known = f" (arguments: {', '.join(arguments)})" if arguments is not None else ""
+            self.problem(f"{key}.confirm", f"must name an argument of the tool{known}", table)
+        raw_rules = raw.get("rules", [])
+        if not isinstance(raw_rules, list):
+            self.problem(f"{key}.rules", "must be an array of tables ([[tools.<name>.rules]])", table)
+            raw_rules = []
+        rules = [self.rule(name, i, r, arguments) for i, r in enumerate(raw_rules)]
+        names = [r.name for r in rules if r is not None]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            self.problem(f"{key}.rules", f"rule name '{dup}' is used more than once", table)
+        if default is None or not isinstance(reason, str):
+            return None
+        return ToolPolicy(name, default, reason, tuple(r for r in rules if r is not None), confirm)
+
+    def rule(self, tool: str, index: int, raw: Any, arguments: Sequence[str] | None) -> Rule | None:
+        key, table = f"tools.{tool}.rules[{index}]", f"[tools.{tool}.rules]"
+        if not isinstance(raw, dict):
+            self.problem(key, "must be a table")
+            return None
+        for extra in sorted(set(raw) - _RULE_KEYS):
+            self.problem(f"{key}.{extra}", f"unknown key (expected: {', '.join(sorted(_RULE_KEYS))})", table, index)
+        fields = {}
+        for field in ("name", "when", "reason"):
+            value = raw.get(field)
+            if not isinstance(value, str) or not value.strip():
+                self.problem(f"{key}.{field}", "is required and must be a non-empty string", table, index)
+            fields[field] = value
+        outcome = self.outcome(raw.get("outcome"), f"{key}.outcome", table, index)
+        if not isinstance(fields["when"], str) or outcome is None:
+            return None
+        try:
+            condition = Condition.compile(fields["when"])
+            if arguments is not None:
+                condition.holds(_sample_call(tool, arguments))
+        except ExpressionError as exc:
+            self.problem(f"{key}.when", str(exc), table, index)
+            return None
+        if not all(isinstance(fields[f], str) for f in ("name", "reason")):
+            return None
+        return Rule(fields["name"], condition, outcome, fields["reason"])
+
+    def outcome(self, value: Any, key: str, table: str, occurrence: int = 0) -> Outcome | None:
+        try:
+            return Outcome(value)
+        except ValueError:
+            choices = ", ".join(o.value for o in Outcome)
+            self.problem(key, f"must be one of {choices}, not {value!r}", table, occurrence)
+            return None
+
+    def _line(self, leaf: str, table: str | None, occurrence: int) -> int | None:
+        """Best-effort line of `leaf` inside the `occurrence`-th `table` header (1-based)."""
+        start = 0
+        if table is not None:
+            header = re.compile(r"^\s*\[\[?\s*" + re.escape(table.strip("[]")) + r"\s*\]\]?")
+            hits = [i for i, line in enumerate(self.lines) if header.match(line)]
+            if len(hits) <= occurrence:
+                return None
+            start = hits[occurrence]
+        leaf = leaf.split("[", 1)[0]
+        pattern = re.compile(r"^\s*" + re.escape(leaf) + r"\s*=")
+        for i in range(start, len(self.lines)):
+            if i > start and table is not None and self.lines[i].lstrip().startswith("["):
+                break
+            if pattern.match(self.lines[i]):
+                return i + 1
+        return start + 1 if table is not None else None
+
+
+_DEFAULT_REASONS = {
+    Outcome.ALLOW: "Allowed by the policy.",
+    Outcome.REQUIRE_APPROVAL: "The policy requires a human's approval for this action.",
+    Outcome.DENY: "The policy does not allow this action.",
+}
+
+
+def _sample_call(tool: str, arguments: Sequence[str]) -> CallFacts:
+    """A plausible call, so `policy check` catches rules that fail at run time (type errors)."""
+    account = AccountFacts("ACC-001", "Sample Owner", "open", "USD", 100_000)
+    return CallFacts(
+        tool=tool,
+        arguments=dict.fromkeys(arguments, "1"),
+        principal="sample",
+        amount_minor=100,
+        accounts=dict.fromkeys(ACCOUNT_ROLES, account),
+    )

@@ -1,0 +1,87 @@
+"""The storage the gate needs, as interfaces: the server implements them on the ledger database.
+
+Everything one decision writes (approval state, ledger effect, idempotency record, audit
+entries) happens through one `GateTx`, i.e. in one database transaction.
+"""
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A question put to a human, and (once settled) what came of it."""
+
+    ref: str
+    binding: str
+    """Digest of tool + canonical arguments + principal + policy version + idempotency key."""
+    tool: str
+    arguments: Mapping[str, Any]
+    principal: str
+    policy_version: str
+    question: str
+    created_at: float
+    expires_at: float
+    status: str = "pending"
+    state_digest: str | None = None
+    note: str | None = None
+    outcome: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One decision or outcome, before the store chains it."""
+
+    at: float
+    event: str
+    principal: str
+    tool: str
+    arguments: Mapping[str, Any]
+    policy_version: str
+    matched_rules: tuple[str, ...] = ()
+    reason: str = ""
+    approval_ref: str | None = None
+    question_sha256: str | None = None
+    note: str | None = None
+    result: Mapping[str, Any] | None = None
+    amount_minor: int = 0
+
+
+class GateTx(Protocol):
+    """One open database transaction, as the gate sees it."""
+
+    def recall(self, key: str, request_digest: str) -> Mapping[str, Any] | None:
+        """The stored outcome for `key`; raises `Refusal("idempotency_conflict")` on another request."""
+
+    def remember(self, key: str, request_digest: str, outcome: Mapping[str, Any]) -> None: ...
+
+    def approval_by_state(self, state_digest: str) -> Approval | None:
+        """The approval that a round carrying this (unsealed) request state already settled."""
+
+    def pending_approval(self, binding: str) -> Approval | None: ...
+
+    def create_approval(self, approval: Approval) -> Approval:
+        """Insert a pending approval; if one is already pending for its binding, return that one."""
+
+    def lock_approval(self, ref: str) -> Approval | None:
+        """Read an approval and hold it against concurrent settlement until the transaction ends."""
+
+    def settle_approval(self, approval: Approval) -> None:
+        """Store the settled approval; only a pending one may be settled (else raise)."""
+
+    def moved_today_minor(self, principal: str, since: float) -> int:
+        """Sum of executed transfer amounts by `principal` since the epoch time `since`."""
+
+    def append_audit(self, entry: AuditEntry) -> None: ...
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """Undo the block's writes if it raises (so a refused effect leaves no trace)."""
+
+
+class GateStore(Protocol):
+    def transaction(self, work: Callable[[GateTx], T], *, write: bool = True) -> T:
+        """Run `work` in one transaction, retried on serialization failures (so it may run twice)."""
