@@ -40,7 +40,12 @@ class ApprovalForm(BaseModel):
     note: Annotated[
         Any,
         WithJsonSchema(
-            {"type": "string", "title": "Note", "description": "Optional, kept in the audit log.", "maxLength": NOTE_MAX}
+            {
+                "type": "string",
+                "title": "Note",
+                "description": "Optional, kept in the audit log.",
+                "maxLength": NOTE_MAX,
+            }
         ),
     ] = None
 

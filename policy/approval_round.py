@@ -9,7 +9,7 @@ approval deadline. Every path that cannot reach a human, or that fails, ends in 
 
 import hashlib
 import logging
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, cast
 
 import anyio
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
@@ -46,6 +46,10 @@ class GateHost(Protocol):
     def principal(self, ctx: Context) -> str: ...
 
 
+def _host(ctx: Context) -> GateHost:
+    return cast(GateHost, ctx.request_context.lifespan_context)
+
+
 def uses_input_required(ctx: Context) -> bool:
     version = ctx.protocol_version
     return version is not None and is_version_at_least(version, _INPUT_REQUIRED_VERSION)
@@ -61,7 +65,7 @@ def human_reachable(ctx: Context) -> bool:
 
 
 async def prepare(ctx: Context) -> Opening:
-    host: GateHost = ctx.request_context.lifespan_context
+    host = _host(ctx)
     params = ctx.request_context.params or {}
     tool = str(params.get("name"))
     principal = host.principal(ctx)
@@ -86,15 +90,13 @@ async def prepare(ctx: Context) -> Opening:
         return Opening(call, final=_internal_denial(tool))
 
 
-async def ask(
-    ctx: Context, opening: Annotated[Opening, Resolve(prepare)]
-) -> Elicit[ApprovalForm] | Verdict:
+async def ask(ctx: Context, opening: Annotated[Opening, Resolve(prepare)]) -> Elicit[ApprovalForm] | Verdict:
     if opening.approval is None:
         return _NOT_ASKED
     form = ApprovalForm if opening.confirmation is None else ConfirmedApprovalForm
     if uses_input_required(ctx):
         return Elicit(opening.approval.question, form)
-    host: GateHost = ctx.request_context.lifespan_context
+    host = _host(ctx)
     try:
         with anyio.move_on_after(max(0.0, opening.approval.expires_at - host.gate.clock())):
             return read_answer(await ctx.elicit(opening.approval.question, form), opening.confirmation)
@@ -116,7 +118,7 @@ async def settle(
     verdict = read_answer(answer, opening.confirmation)
     state = ctx.request_state
     state_digest = hashlib.sha256(state.encode()).hexdigest() if state else None
-    host: GateHost = ctx.request_context.lifespan_context
+    host = _host(ctx)
     try:
         return await anyio.to_thread.run_sync(lambda: host.gate.conclude(opening, verdict, state_digest))
     except Refusal as refusal:

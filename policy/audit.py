@@ -62,5 +62,7 @@ def verify_chain(records: Iterable[Mapping[str, Any]], head: tuple[int, str] | N
         expected_seq, prev = seq + 1, record["hash"]
     last = (expected_seq - 1, prev)
     if head is not None and head != last and not (head[0] == 0 and last[0] == 0):
-        findings.append(Finding(None, f"the chain ends at record {last[0]} but the head says {head[0]} (records deleted)"))
+        findings.append(
+            Finding(None, f"the chain ends at record {last[0]} but the head says {head[0]} (records deleted)")
+        )
     return findings

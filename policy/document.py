@@ -44,9 +44,7 @@ class Policy:
         """
         tool = self.tools.get(facts.tool)
         if tool is None:
-            return Decision(
-                Outcome.DENY, (f"The policy does not allow the tool '{facts.tool}'.",), (), self.version
-            )
+            return Decision(Outcome.DENY, (f"The policy does not allow the tool '{facts.tool}'.",), (), self.version)
         matched: list[Rule] = []
         for rule in tool.rules:
             try:

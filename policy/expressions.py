@@ -32,9 +32,7 @@ class Condition:
             raise ExpressionError(str(exc)) from None
         unknown = sorted(set(program.variables()) - VARIABLES)
         if unknown:
-            raise ExpressionError(
-                f"unknown variable {', '.join(unknown)} (known: {', '.join(sorted(VARIABLES))})"
-            )
+            raise ExpressionError(f"unknown variable {', '.join(unknown)} (known: {', '.join(sorted(VARIABLES))})")
         return cls(source, program)
 
     def holds(self, facts: CallFacts) -> bool:

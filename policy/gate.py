@@ -79,9 +79,7 @@ class Gate:
         """Settle the opening's approval with the human's verdict, running the action on a clean yes."""
         assert opening.approval is not None and opening.decision is not None
         action = self.actions[opening.call.tool]
-        return self.store.transaction(
-            lambda tx: self._conclude(tx, action, opening, verdict, state_digest)
-        )
+        return self.store.transaction(lambda tx: self._conclude(tx, action, opening, verdict, state_digest))
 
     def _read(self, tx: GateTx, action: Action, call: Call) -> GateResult | None:
         try:
@@ -93,9 +91,7 @@ class Gate:
             return GateResult.refused(refusal)
         return GateResult(Status.EXECUTED, done.summary, details=done.details)
 
-    def _open(
-        self, tx: GateTx, action: Action, call: Call, human_reachable: bool, state_digest: str | None
-    ) -> Opening:
+    def _open(self, tx: GateTx, action: Action, call: Call, human_reachable: bool, state_digest: str | None) -> Opening:
         now = self.clock()
         decision: Decision | None = None
         try:
@@ -209,8 +205,16 @@ class Gate:
         if call.idempotency_key is not None:
             tx.remember(call.idempotency_key, call.request_digest, result.as_json())
         self._audit(
-            tx, call, decision, result.status.value, now, approval=approval, note=verdict.note,
-            reason=verdict.detail, result=result, amount_minor=amount,
+            tx,
+            call,
+            decision,
+            result.status.value,
+            now,
+            approval=approval,
+            note=verdict.note,
+            reason=verdict.detail,
+            result=result,
+            amount_minor=amount,
         )
         return result
 
@@ -245,7 +249,13 @@ class Gate:
             tx.remember(call.idempotency_key, call.request_digest, result.as_json())
         executed = result.status is Status.EXECUTED
         self._audit(
-            tx, call, decision, result.status.value, self.clock(), reason=decision.reason, result=result,
+            tx,
+            call,
+            decision,
+            result.status.value,
+            self.clock(),
+            reason=decision.reason,
+            result=result,
             amount_minor=amount_minor if executed else 0,
         )
         return result

@@ -40,9 +40,7 @@ class PolicyError(ValueError):
         super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:
-        return [
-            f"{self.source}{f':{p.line}' if p.line else ''}: {p.key}: {p.message}" for p in self.problems
-        ]
+        return [f"{self.source}{f':{p.line}' if p.line else ''}: {p.key}: {p.message}" for p in self.problems]
 
 
 def load_policy(path: str | Path | None = None, *, catalog: Mapping[str, Sequence[str]] | None = None) -> Policy:
@@ -94,8 +92,9 @@ class _Reader:
         tools: dict[str, ToolPolicy] = {}
         for name, raw in raw_tools.items():
             if catalog is not None and name not in catalog:
-                self.problem(f"tools.{name}", f"no such tool (the server has: {', '.join(sorted(catalog))})",
-                             f"tools.{name}")
+                self.problem(
+                    f"tools.{name}", f"no such tool (the server has: {', '.join(sorted(catalog))})", f"tools.{name}"
+                )
             if not isinstance(raw, dict):
                 self.problem(f"tools.{name}", "must be a table")
                 continue
@@ -113,7 +112,9 @@ class _Reader:
         if "reason" in raw and (not isinstance(reason, str) or not reason.strip()):
             self.problem(f"{key}.reason", "must be a non-empty string", table)
         confirm = raw.get("confirm")
-        if confirm is not None and (not isinstance(confirm, str) or (arguments is not None and confirm not in arguments)):
+        if confirm is not None and (
+            not isinstance(confirm, str) or (arguments is not None and confirm not in arguments)
+        ):
             known = f" (arguments: {', '.join(arguments)})" if arguments is not None else ""
             self.problem(f"{key}.confirm", f"must name an argument of the tool{known}", table)
         raw_rules = raw.get("rules", [])
@@ -135,7 +136,7 @@ class _Reader:
             return None
         for extra in sorted(set(raw) - _RULE_KEYS):
             self.problem(f"{key}.{extra}", f"unknown key (expected: {', '.join(sorted(_RULE_KEYS))})", table, index)
-        fields = {}
+        fields: dict[str, Any] = {}
         for field in ("name", "when", "reason"):
             value = raw.get(field)
             if not isinstance(value, str) or not value.strip():
@@ -151,9 +152,10 @@ class _Reader:
         except ExpressionError as exc:
             self.problem(f"{key}.when", str(exc), table, index)
             return None
-        if not all(isinstance(fields[f], str) for f in ("name", "reason")):
+        name, reason = fields["name"], fields["reason"]
+        if not isinstance(name, str) or not isinstance(reason, str):
             return None
-        return Rule(fields["name"], condition, outcome, fields["reason"])
+        return Rule(name, condition, outcome, reason)
 
     def outcome(self, value: Any, key: str, table: str, occurrence: int = 0) -> Outcome | None:
         try:
