@@ -1,0 +1,203 @@
+"""One transactional code path over SQLite and PostgreSQL, with retries users never see.
+
+Concurrency model (why the ledger stays correct with many writers):
+
+* SQLite: WAL journal, ``synchronous=FULL`` (a commit that returned survives power loss),
+  foreign keys on, and every write transaction opened with ``BEGIN IMMEDIATE`` so writers
+  take the single write lock up front and queue on ``busy_timeout`` instead of failing on a
+  read-to-write lock upgrade. Writers in one process also queue on a Python lock first, so
+  they hand the file lock over promptly rather than polling for it.
+* PostgreSQL: READ COMMITTED, and the ledger locks the rows it will change with
+  ``SELECT … FOR UPDATE`` in ascending id order (``Database.for_update``), so two transfers
+  touching the same accounts serialize and cannot deadlock. Serialization failures and
+  deadlocks (SQLSTATE 40001/40P01) and unique-key races (23505, e.g. two requests with the
+  same idempotency key) are retried anyway, so such an error never reaches a user.
+
+Retries re-run the whole ``work`` callable on a fresh transaction, so ``work`` must not
+have side effects outside the transaction (no network calls, no appends to outer lists
+that survive a rollback). Do not nest ``run`` calls: pass the ``Connection`` down instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+
+import platformdirs
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from mcp_server import migrations
+from mcp_server.errors import ErrorCode, LedgerError
+
+T = TypeVar("T")
+Dialect = Literal["sqlite", "postgresql"]
+
+_log = logging.getLogger(__name__)
+
+_MAX_ATTEMPTS = 12
+_BACKOFF_FIRST_S = 0.002
+_BACKOFF_CAP_S = 0.25
+_SQLITE_BUSY_TIMEOUT_MS = 10_000
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "23505"})
+_BEGIN_MODE = "bankgate_sqlite_begin"
+
+_UNAVAILABLE = "The ledger database is unavailable right now; please try again shortly."
+_BUSY = "The ledger is too busy to complete this right now; please try again shortly."
+
+
+def default_database_url() -> str:
+    """``sqlite:///<user data dir>/bankgate/ledger.db`` (the directory is created on open)."""
+    return f"sqlite:///{Path(platformdirs.user_data_dir('bankgate')) / 'ledger.db'}"
+
+
+class Database:
+    """A pooled engine plus the transaction discipline every ledger operation runs under."""
+
+    def __init__(self, engine: Engine) -> None:
+        """Wrap a configured engine; use :meth:`open`, which also applies migrations."""
+        self._engine = engine
+        self._dialect = cast(Dialect, engine.dialect.name)
+        self._write_gate = threading.Lock() if self._dialect == "sqlite" else None
+
+    @classmethod
+    def open(cls, url: str, *, pool_size: int = 16) -> Database:
+        """Connect to ``url`` (``sqlite:///path``, a plain path, or ``postgresql://…``) and migrate."""
+        database = cls(_create_engine(url, pool_size))
+        try:
+            migrations.apply_pending(database)
+        except BaseException:
+            database.close()
+            raise
+        return database
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._dialect
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def for_update(self) -> str:
+        """Row-lock suffix for a SELECT of rows about to change (SQLite locks the whole file)."""
+        return " FOR UPDATE" if self._dialect == "postgresql" else ""
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one write transaction, committed on return, retried on contention."""
+        return self._transact(work, write=True)
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        """Run read-only ``work`` in one consistent snapshot; it must not write."""
+        return self._transact(work, write=False)
+
+    def ping(self) -> None:
+        """Readiness probe: raise ``database_unavailable`` unless a trivial query succeeds."""
+        self.read(lambda conn: conn.execute(text("SELECT 1")).scalar_one())
+
+    def close(self) -> None:
+        """Close pooled connections; connections checked out elsewhere close on return."""
+        self._engine.dispose()
+
+    def _transact(self, work: Callable[[Connection], T], *, write: bool) -> T:
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            try:
+                with self._gate(write), self._connection(write) as conn, conn.begin():
+                    return work(conn)
+            except DBAPIError as exc:
+                if not _is_transient(exc):
+                    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                        _log.warning("ledger database unavailable", exc_info=True)
+                        raise LedgerError(ErrorCode.DATABASE_UNAVAILABLE, _UNAVAILABLE) from exc
+                    raise
+                if attempt == _MAX_ATTEMPTS:
+                    _log.warning("ledger transaction still contended after %d attempts", attempt)
+                    raise LedgerError(ErrorCode.DATABASE_UNAVAILABLE, _BUSY) from exc
+                _log.debug("retrying contended ledger transaction (attempt %d)", attempt)
+            except PoolTimeoutError as exc:
+                raise LedgerError(ErrorCode.DATABASE_UNAVAILABLE, _BUSY) from exc
+            delay = min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2**attempt)
+            time.sleep(random.uniform(0, delay))
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _gate(self, write: bool) -> threading.Lock | nullcontext[None]:
+        return self._write_gate if write and self._write_gate is not None else nullcontext()
+
+    @contextmanager
+    def _connection(self, write: bool) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            if write:
+                conn.execution_options(**{_BEGIN_MODE: "BEGIN IMMEDIATE"})
+            yield conn
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    """Lock contention, serialization failure, deadlock or a unique-key race: worth a retry."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in _RETRYABLE_SQLSTATES
+    sqlite_code = getattr(exc.orig, "sqlite_errorcode", None)
+    return sqlite_code is not None and sqlite_code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+
+
+def _create_engine(url: str, pool_size: int) -> Engine:
+    engine_url = _engine_url(url)
+    if engine_url.get_backend_name() == "sqlite":
+        engine = create_engine(
+            engine_url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
+        event.listen(engine, "connect", _configure_sqlite_connection)
+        event.listen(engine, "begin", _begin_sqlite_transaction)
+        return engine
+    return create_engine(
+        engine_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        isolation_level="READ COMMITTED",
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def _engine_url(url: str) -> URL:
+    """Normalise the accepted URL forms; refuse in-memory SQLite and unknown schemes."""
+    as_path = "://" not in url
+    parsed = URL.create("sqlite", database=str(Path(url).expanduser().resolve())) if as_path else make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend != "sqlite":
+        raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}; use sqlite:///path or postgresql://…")
+    if not parsed.database or parsed.database == ":memory:":
+        raise ValueError("the ledger needs a file-backed SQLite database, not an in-memory one")
+    Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return parsed.set(drivername="sqlite+pysqlite")
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: object) -> None:
+    # The driver must not issue its own BEGINs; _begin_sqlite_transaction does.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _begin_sqlite_transaction(conn: Connection) -> None:
+    conn.exec_driver_sql(conn.get_execution_options().get(_BEGIN_MODE, "BEGIN DEFERRED"))

@@ -1,0 +1,51 @@
+"""The one error type the ledger raises for anything a caller or user can fix.
+
+Every refusal carries a stable snake_case ``code`` (for programs and tests), a ``message``
+that is safe to relay to a person verbatim (no stack traces, no secrets, no echo of
+arbitrary input), and the ``field`` of the request at fault when there is one.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Stable machine-readable reasons; renaming one is a breaking API change."""
+
+    INVALID_AMOUNT = "invalid_amount"
+    INVALID_ACCOUNT_ID = "invalid_account_id"
+    INVALID_CURRENCY = "invalid_currency"
+    INVALID_MEMO = "invalid_memo"
+    INVALID_OWNER = "invalid_owner"
+    INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
+    INVALID_LIMIT = "invalid_limit"
+    UNKNOWN_ACCOUNT = "unknown_account"
+    ACCOUNT_EXISTS = "account_exists"
+    ACCOUNT_CLOSED = "account_closed"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    CURRENCY_MISMATCH = "currency_mismatch"
+    SAME_ACCOUNT = "same_account"
+    BALANCE_NOT_ZERO = "balance_not_zero"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    DATABASE_UNAVAILABLE = "database_unavailable"
+
+
+class LedgerError(Exception):
+    """A refused request. Raising it inside a transaction means nothing was changed."""
+
+    def __init__(self, code: ErrorCode | str, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code: str = str(ErrorCode(code))
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON shape a tool result carries: ``{"code", "message"[, "field"]}``."""
+        out = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+    def __repr__(self) -> str:
+        return f"LedgerError({self.code!r}, {self.message!r}, field={self.field!r})"

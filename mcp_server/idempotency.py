@@ -1,0 +1,55 @@
+"""Idempotency keys: the first outcome of a keyed request is stored and replayed forever.
+
+A key binds to a digest of the request it first arrived with. The same key with the same
+request returns the stored result and moves nothing; the same key with any other request
+is an ``idempotency_conflict``. Keys and results live in ``idempotency_keys`` and are
+written in the same transaction as the movement they describe, so they are exactly as
+durable as the money. Refused requests store nothing: retrying them after the cause is
+fixed (e.g. funds arrive) is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from mcp_server.errors import ErrorCode, LedgerError
+from mcp_server.timestamps import now_text
+
+_SELECT = text("SELECT request_digest, result_json FROM idempotency_keys WHERE key = :key")
+_INSERT = text(
+    "INSERT INTO idempotency_keys (key, request_digest, result_json, created_at)"
+    " VALUES (:key, :digest, :result, :created_at)"
+)
+
+
+def request_digest(operation: str, **fields: object) -> str:
+    """A stable fingerprint of a request: SHA-256 of its canonical JSON."""
+    canonical = json.dumps({"operation": operation, **fields}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def recall(conn: Connection, key: str, digest: str) -> dict[str, Any] | None:
+    """The stored result for ``key``, ``None`` if unused; a different request is a conflict."""
+    row = conn.execute(_SELECT, {"key": key}).one_or_none()
+    if row is None:
+        return None
+    if row.request_digest != digest:
+        raise LedgerError(
+            ErrorCode.IDEMPOTENCY_CONFLICT,
+            "This idempotency key was already used for a different request; use a new key.",
+            field="idempotency_key",
+        )
+    result: dict[str, Any] = json.loads(row.result_json)
+    return result
+
+
+def remember(conn: Connection, key: str, digest: str, result: dict[str, Any]) -> None:
+    """Store ``result`` as the outcome of ``key``; commits (or not) with the caller's transaction."""
+    conn.execute(
+        _INSERT,
+        {"key": key, "digest": digest, "result": json.dumps(result, sort_keys=True), "created_at": now_text()},
+    )

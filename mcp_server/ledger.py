@@ -1,0 +1,539 @@
+"""The double-entry ledger: where "nothing acknowledged is lost, nothing approved runs twice".
+
+Every movement is one ``transactions`` row plus two ``entries`` (a debit and a credit that
+sum to zero) and the matching change to both cached ``accounts.balance_minor`` values, all
+in one database transaction. Where each rule is enforced:
+
+* Input shape (amounts, ids, memos, keys): parsed before any SQL (``money``,
+  ``identifiers``, ``free_text``), so a bad request never opens a write.
+* Existence, open status, same currency, distinct accounts and no overdraft: checked here
+  on rows locked for the rest of the transaction (see ``Database`` for the lock discipline),
+  before anything is written, so a refusal changes nothing.
+* No negative customer balance and "closed means empty": also CHECK constraints in the
+  schema, so even a bug cannot commit a violation.
+* Exactly-once: ``idempotency`` stores the first outcome of a keyed request in the same
+  transaction; ``transactions.idempotency_key`` is UNIQUE as a second line of defence.
+
+The ``*_in`` methods run inside a caller's transaction (the policy gate combines them with
+consuming an approval and writing audit rows); the other methods run their own.
+Customer accounts can be read after closing (status ``closed``); they refuse every later
+movement or close with ``account_closed``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, Row, text
+
+from mcp_server import idempotency
+from mcp_server.database import Database
+from mcp_server.errors import ErrorCode, LedgerError
+from mcp_server.free_text import parse_memo, parse_owner
+from mcp_server.identifiers import (
+    parse_account_id,
+    parse_idempotency_key,
+    system_account_id,
+)
+from mcp_server.ledger_models import (
+    Account,
+    CloseReceipt,
+    DepositReceipt,
+    HistoryLine,
+    TransactionKind,
+    TransferReceipt,
+)
+from mcp_server.money import (
+    canonical_amount,
+    check_amount_minor,
+    format_amount,
+    parse_amount,
+    parse_currency,
+)
+from mcp_server.timestamps import now_text, parse_timestamp
+
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_MAX_AMOUNT_MINOR = 10_000_000_00
+MAX_HISTORY_LIMIT = 500
+DEMO_ACCOUNTS: tuple[tuple[str, str, int], ...] = (
+    ("ACC-001", "Alice Example", 5_000_00),
+    ("ACC-002", "Bob Example", 250_00),
+    ("ACC-003", "Carol Example", 120_00),
+)
+
+_COLUMNS = "id, owner, currency, status, balance_minor, created_at, closed_at"
+_SELECT_ACCOUNT = text(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id")
+_SELECT_CUSTOMERS = text(f"SELECT {_COLUMNS} FROM accounts WHERE kind = 'customer' ORDER BY length(id), id")
+_SELECT_CUSTOMER_IDS = text("SELECT id FROM accounts WHERE kind = 'customer'")
+_INSERT_ACCOUNT = text(
+    "INSERT INTO accounts (id, kind, owner, currency, status, balance_minor, created_at)"
+    " VALUES (:id, :kind, :owner, :currency, 'open', 0, :created_at)"
+)
+_CLOSE_ACCOUNT = text("UPDATE accounts SET status = 'closed', closed_at = :closed_at WHERE id = :id")
+_INSERT_TRANSACTION = text(
+    "INSERT INTO transactions (id, kind, memo, created_at, idempotency_key)"
+    " VALUES (:id, :kind, :memo, :created_at, :key)"
+)
+_INSERT_ENTRIES = text(
+    "INSERT INTO entries (id, transaction_id, account_id, amount_minor)"
+    " VALUES (:debit_entry, :tx, :debit, :debit_amount), (:credit_entry, :tx, :credit, :amount)"
+)
+_MOVE = text(
+    "UPDATE accounts SET balance_minor = CASE WHEN id = :debit"
+    " THEN balance_minor - :amount ELSE balance_minor + :amount END"
+    " WHERE id IN (:debit, :credit)"
+)
+_HISTORY = text(
+    "SELECT t.id AS transaction_id, t.kind, t.memo, t.created_at, e.amount_minor,"
+    " other.account_id AS counterparty"
+    " FROM entries e"
+    " JOIN transactions t ON t.id = e.transaction_id"
+    " JOIN entries other ON other.transaction_id = e.transaction_id AND other.account_id <> e.account_id"
+    " WHERE e.account_id = :id"
+    " ORDER BY t.created_at DESC, t.id DESC LIMIT :limit"
+)
+
+# (description, query): each row returned is one violation, rendered by str.format.
+_INVARIANT_QUERIES: tuple[tuple[str, str], ...] = (
+    (
+        "transaction {0} entries sum to {1}, not zero",
+        "SELECT transaction_id, SUM(amount_minor) FROM entries GROUP BY transaction_id HAVING SUM(amount_minor) <> 0",
+    ),
+    (
+        "transaction {0} has {1} entries, not two",
+        "SELECT t.id, COUNT(e.id) FROM transactions t LEFT JOIN entries e ON e.transaction_id = t.id"
+        " GROUP BY t.id HAVING COUNT(e.id) <> 2",
+    ),
+    (
+        "transaction {0} mixes {1} currencies",
+        "SELECT e.transaction_id, COUNT(DISTINCT a.currency) FROM entries e"
+        " JOIN accounts a ON a.id = e.account_id"
+        " GROUP BY e.transaction_id HAVING COUNT(DISTINCT a.currency) <> 1",
+    ),
+    (
+        "the {0} journal sums to {1}, not zero",
+        "SELECT a.currency, SUM(e.amount_minor) FROM entries e JOIN accounts a ON a.id = e.account_id"
+        " GROUP BY a.currency HAVING SUM(e.amount_minor) <> 0",
+    ),
+    (
+        "account {0} balance {1} differs from the sum of its entries {2}",
+        "SELECT a.id, a.balance_minor, COALESCE(SUM(e.amount_minor), 0) FROM accounts a"
+        " LEFT JOIN entries e ON e.account_id = a.id GROUP BY a.id, a.balance_minor"
+        " HAVING a.balance_minor <> COALESCE(SUM(e.amount_minor), 0)",
+    ),
+    (
+        "customer account {0} is negative ({1})",
+        "SELECT id, balance_minor FROM accounts WHERE kind = 'customer' AND balance_minor < 0",
+    ),
+    (
+        "closed account {0} still holds {1}",
+        "SELECT id, balance_minor FROM accounts WHERE status = 'closed' AND balance_minor <> 0",
+    ),
+)
+
+
+class Ledger:
+    """Accounts and money movements over a :class:`Database` (SQLite or PostgreSQL)."""
+
+    def __init__(self, db: Database, *, max_amount_minor: int = DEFAULT_MAX_AMOUNT_MINOR) -> None:
+        if max_amount_minor <= 0:
+            raise ValueError("max_amount_minor must be positive")
+        self._db = db
+        self._max_amount_minor = max_amount_minor
+        # Both rows a movement touches, locked in id order (PostgreSQL) so writers cannot deadlock.
+        self._lock_accounts = text(
+            f"SELECT {_COLUMNS} FROM accounts WHERE id IN (:first, :second) ORDER BY id{db.for_update}"
+        )
+
+    @property
+    def db(self) -> Database:
+        return self._db
+
+    # -- composable operations: run inside the caller's transaction -------------------------
+
+    def account_in(self, conn: Connection, account_id: str) -> Account:
+        """The customer account ``account_id`` (open or closed); ``unknown_account`` if none."""
+        account_id = parse_account_id(account_id, "account_id")
+        row = conn.execute(_SELECT_ACCOUNT, {"id": account_id}).one_or_none()
+        if row is None:
+            raise _unknown(account_id, "account_id")
+        return _account(row)
+
+    def transfer_in(
+        self,
+        conn: Connection,
+        from_account: str,
+        to_account: str,
+        amount_minor: int,
+        memo: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> TransferReceipt:
+        """Move ``amount_minor`` between two open same-currency accounts, or change nothing."""
+        source, target, note, key = _transfer_request(from_account, to_account, memo, idempotency_key)
+        return self._transfer(
+            conn,
+            source,
+            target,
+            lambda currency: check_amount_minor(amount_minor, currency, ceiling_minor=self._max_amount_minor),
+            note,
+            key,
+        )
+
+    def close_in(
+        self,
+        conn: Connection,
+        account_id: str,
+        sweep_to: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> CloseReceipt:
+        """Close an account; a non-zero balance needs ``sweep_to`` and moves there first."""
+        target, sweep, key = _close_request(account_id, sweep_to, idempotency_key)
+        return self._close(conn, target, sweep, key)
+
+    def recall(self, conn: Connection, key: str, request_digest: str) -> dict[str, Any] | None:
+        """The stored result of ``key`` (``None`` if unused); another digest is a conflict."""
+        return idempotency.recall(conn, parse_idempotency_key(key), request_digest)
+
+    def remember(self, conn: Connection, key: str, request_digest: str, result: dict[str, Any]) -> None:
+        """Store ``result`` for ``key`` in the caller's transaction."""
+        idempotency.remember(conn, parse_idempotency_key(key), request_digest, result)
+
+    # -- convenience operations: one transaction each ---------------------------------------
+
+    def balance(self, account_id: str) -> Account:
+        return self._db.read(lambda conn: self.account_in(conn, account_id))
+
+    def accounts(self) -> list[Account]:
+        """All customer accounts, open and closed, in id order."""
+        return self._db.read(lambda conn: [_account(row) for row in conn.execute(_SELECT_CUSTOMERS)])
+
+    def history(self, account_id: str, limit: int = 50) -> list[HistoryLine]:
+        """The account's most recent movements, newest first."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_HISTORY_LIMIT:
+            raise LedgerError(
+                ErrorCode.INVALID_LIMIT,
+                f"limit must be a whole number from 1 to {MAX_HISTORY_LIMIT}.",
+                field="limit",
+            )
+
+        def read(conn: Connection) -> list[HistoryLine]:
+            account = self.account_in(conn, account_id)
+            rows = conn.execute(_HISTORY, {"id": account.id, "limit": limit})
+            return [HistoryLine.model_validate({**row._asdict(), "currency": account.currency}) for row in rows]
+
+        return self._db.read(read)
+
+    def transfer(
+        self,
+        from_account: str,
+        to_account: str,
+        amount: object,
+        memo: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> TransferReceipt:
+        """Parse ``amount`` in the accounts' currency and transfer it, at most once per key."""
+        source, target, note, key = _transfer_request(from_account, to_account, memo, idempotency_key)
+        digest = idempotency.request_digest(
+            "transfer", from_account=source, to_account=target, amount=canonical_amount(amount), memo=note
+        )
+        return self._once(
+            key,
+            digest,
+            TransferReceipt,
+            lambda conn: self._transfer(
+                conn,
+                source,
+                target,
+                lambda currency: parse_amount(amount, currency, ceiling_minor=self._max_amount_minor),
+                note,
+                key,
+            ),
+        )
+
+    def close(self, account_id: str, sweep_to: str | None = None, idempotency_key: str | None = None) -> CloseReceipt:
+        target, sweep, key = _close_request(account_id, sweep_to, idempotency_key)
+        digest = idempotency.request_digest("close", account_id=target, sweep_to=sweep)
+        return self._once(key, digest, CloseReceipt, lambda conn: self._close(conn, target, sweep, key))
+
+    def create_account(self, owner: str, currency: str = "USD", account_id: str | None = None) -> Account:
+        """Admin: open an empty account, numbered ``ACC-NNN`` after the highest one if no id given."""
+        name = parse_owner(owner)
+        code = parse_currency(currency)
+        wanted = None if account_id is None else parse_account_id(account_id, "account_id")
+        return self._db.run(lambda conn: self._create_account(conn, name, code, wanted))
+
+    def deposit(self, account_id: str, amount: object, idempotency_key: str | None = None) -> DepositReceipt:
+        """Admin: credit money arriving from outside the bank, at most once per key."""
+        target = parse_account_id(account_id, "account_id")
+        key = _optional_key(idempotency_key)
+        digest = idempotency.request_digest("deposit", account_id=target, amount=canonical_amount(amount))
+
+        def work(conn: Connection) -> DepositReceipt:
+            account = self._usable(conn, target, "account_id")
+            minor = parse_amount(amount, account.currency, ceiling_minor=self._max_amount_minor)
+            return self._fund(conn, account, minor, "deposit", None, key)
+
+        return self._once(key, digest, DepositReceipt, work)
+
+    def seed_demo(self) -> list[Account]:
+        """Admin: create and fund the demo accounts once (ACC-003 is funded, so closing it needs a
+        sweep); a no-op returning the existing accounts when ACC-001 already exists."""
+
+        def work(conn: Connection) -> list[Account]:
+            if conn.execute(_SELECT_ACCOUNT, {"id": DEMO_ACCOUNTS[0][0]}).one_or_none() is None:
+                for account_id, owner, funding in DEMO_ACCOUNTS:
+                    account = self._create_account(conn, owner, "USD", account_id)
+                    self._fund(conn, account, funding, "funding", "demo funding", None)
+            return [self.account_in(conn, account_id) for account_id, _, _ in DEMO_ACCOUNTS]
+
+        return self._db.run(work)
+
+    def check_invariants(self) -> list[str]:
+        """Every violated ledger invariant, described; empty when the books are sound."""
+
+        def read(conn: Connection) -> list[str]:
+            return [
+                description.format(*row)
+                for description, query in _INVARIANT_QUERIES
+                for row in conn.execute(text(query))
+            ]
+
+        return self._db.read(read)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _once(self, key: str | None, digest: str, model: type[M], work: Callable[[Connection], M]) -> M:
+        """Run ``work`` in one transaction; with a key, replay the stored outcome instead."""
+
+        def run(conn: Connection) -> M:
+            if key is not None:
+                stored = idempotency.recall(conn, key, digest)
+                if stored is not None:
+                    return model.model_validate(stored)
+            result = work(conn)
+            if key is not None:
+                idempotency.remember(conn, key, digest, result.model_dump(mode="json"))
+            return result
+
+        return self._db.run(run)
+
+    def _transfer(
+        self,
+        conn: Connection,
+        source: str,
+        target: str,
+        amount_in: Callable[[str], int],
+        memo: str | None,
+        key: str | None,
+    ) -> TransferReceipt:
+        locked = self._lock(conn, source, target)
+        debit = _open_account(locked, source, "from_account")
+        credit = _open_account(locked, target, "to_account")
+        if credit.currency != debit.currency:
+            raise LedgerError(
+                ErrorCode.CURRENCY_MISMATCH,
+                f"Account {source} holds {debit.currency} but {target} holds {credit.currency}; "
+                "both sides of a transfer must use the same currency.",
+                field="to_account",
+            )
+        amount = amount_in(debit.currency)
+        if amount > debit.balance_minor:
+            raise LedgerError(
+                ErrorCode.INSUFFICIENT_FUNDS,
+                f"Account {source} has {format_amount(debit.balance_minor, debit.currency)} available, "
+                f"less than the {format_amount(amount, debit.currency)} requested.",
+                field="amount",
+            )
+        transaction_id, created_at = self._post(conn, "transfer", debit, credit, amount, memo, key)
+        return TransferReceipt(
+            transaction_id=transaction_id,
+            from_account=source,
+            to_account=target,
+            amount_minor=amount,
+            currency=debit.currency,
+            memo=memo,
+            from_balance_after_minor=debit.balance_minor - amount,
+            to_balance_after_minor=credit.balance_minor + amount,
+            created_at=parse_timestamp(created_at),
+        )
+
+    def _close(self, conn: Connection, target: str, sweep: str | None, key: str | None) -> CloseReceipt:
+        locked = self._lock(conn, target, sweep or target)
+        account = _open_account(locked, target, "account_id")
+        destination = None if sweep is None else _open_account(locked, sweep, "sweep_to")
+        if destination is not None and destination.currency != account.currency:
+            raise LedgerError(
+                ErrorCode.CURRENCY_MISMATCH,
+                f"Account {target} holds {account.currency} but {sweep} holds {destination.currency}; "
+                "the sweep account must use the same currency.",
+                field="sweep_to",
+            )
+        transaction_id = None
+        closed_at = now_text()
+        if account.balance_minor:
+            if destination is None:
+                raise LedgerError(
+                    ErrorCode.BALANCE_NOT_ZERO,
+                    f"Account {target} still holds {format_amount(account.balance_minor, account.currency)}; "
+                    "move the money out first or name an account to sweep it to (sweep_to).",
+                    field="sweep_to",
+                )
+            transaction_id, closed_at = self._post(
+                conn, "close_sweep", account, destination, account.balance_minor, "closing sweep", key
+            )
+        conn.execute(_CLOSE_ACCOUNT, {"id": target, "closed_at": closed_at})
+        return CloseReceipt(
+            account_id=target,
+            swept_to=sweep,
+            swept_amount_minor=account.balance_minor,
+            currency=account.currency,
+            closed_at=parse_timestamp(closed_at),
+            transaction_id=transaction_id,
+        )
+
+    def _fund(
+        self,
+        conn: Connection,
+        account: Account,
+        amount: int,
+        kind: TransactionKind,
+        memo: str | None,
+        key: str | None,
+    ) -> DepositReceipt:
+        """Credit ``account`` from its currency's system account (money entering the bank)."""
+        external = self._system_account(conn, account.currency)
+        transaction_id, created_at = self._post(conn, kind, external, account, amount, memo, key)
+        return DepositReceipt(
+            transaction_id=transaction_id,
+            account_id=account.id,
+            amount_minor=amount,
+            currency=account.currency,
+            balance_after_minor=account.balance_minor + amount,
+            created_at=parse_timestamp(created_at),
+        )
+
+    def _post(
+        self,
+        conn: Connection,
+        kind: TransactionKind,
+        debit: Account,
+        credit: Account,
+        amount: int,
+        memo: str | None,
+        key: str | None,
+    ) -> tuple[str, str]:
+        """Write one balanced movement on already-locked, already-checked accounts."""
+        transaction_id = "TX-" + secrets.token_hex(10)
+        created_at = now_text()
+        conn.execute(
+            _INSERT_TRANSACTION,
+            {"id": transaction_id, "kind": kind, "memo": memo, "created_at": created_at, "key": key},
+        )
+        conn.execute(
+            _INSERT_ENTRIES,
+            {
+                "tx": transaction_id,
+                "debit_entry": transaction_id + ":1",
+                "debit": debit.id,
+                "debit_amount": -amount,
+                "credit_entry": transaction_id + ":2",
+                "credit": credit.id,
+                "amount": amount,
+            },
+        )
+        conn.execute(_MOVE, {"debit": debit.id, "credit": credit.id, "amount": amount})
+        return transaction_id, created_at
+
+    def _lock(self, conn: Connection, first: str, second: str) -> dict[str, Account]:
+        rows = conn.execute(self._lock_accounts, {"first": first, "second": second})
+        return {row.id: _account(row) for row in rows}
+
+    def _usable(self, conn: Connection, account_id: str, field: str) -> Account:
+        return _open_account(self._lock(conn, account_id, account_id), account_id, field)
+
+    def _system_account(self, conn: Connection, currency: str) -> Account:
+        account_id = system_account_id(currency)
+        existing = self._lock(conn, account_id, account_id).get(account_id)
+        if existing is not None:
+            return existing
+        return self._insert_account(conn, account_id, "system", "outside the bank", currency)
+
+    def _create_account(self, conn: Connection, owner: str, currency: str, wanted: str | None) -> Account:
+        if wanted is None:
+            taken = [int(account_id[4:]) for (account_id,) in conn.execute(_SELECT_CUSTOMER_IDS)]
+            wanted = f"ACC-{max(taken, default=0) + 1:03d}"
+        elif conn.execute(_SELECT_ACCOUNT, {"id": wanted}).one_or_none() is not None:
+            raise LedgerError(ErrorCode.ACCOUNT_EXISTS, f"Account {wanted} already exists.", field="account_id")
+        return self._insert_account(conn, wanted, "customer", owner, currency)
+
+    def _insert_account(self, conn: Connection, account_id: str, kind: str, owner: str, currency: str) -> Account:
+        created_at = now_text()
+        conn.execute(
+            _INSERT_ACCOUNT,
+            {"id": account_id, "kind": kind, "owner": owner, "currency": currency, "created_at": created_at},
+        )
+        return Account(
+            id=account_id,
+            owner=owner,
+            currency=currency,
+            status="open",
+            balance_minor=0,
+            created_at=parse_timestamp(created_at),
+        )
+
+
+def _transfer_request(
+    from_account: object, to_account: object, memo: object, idempotency_key: object
+) -> tuple[str, str, str | None, str | None]:
+    source = parse_account_id(from_account, "from_account")
+    target = parse_account_id(to_account, "to_account")
+    if source == target:
+        raise LedgerError(
+            ErrorCode.SAME_ACCOUNT,
+            f"from_account and to_account are both {source}; a transfer needs two different accounts.",
+            field="to_account",
+        )
+    return source, target, parse_memo(memo), _optional_key(idempotency_key)
+
+
+def _close_request(account_id: object, sweep_to: object, idempotency_key: object) -> tuple[str, str | None, str | None]:
+    target = parse_account_id(account_id, "account_id")
+    sweep = None if sweep_to is None else parse_account_id(sweep_to, "sweep_to")
+    if sweep == target:
+        raise LedgerError(
+            ErrorCode.SAME_ACCOUNT,
+            f"sweep_to is {target}, the account being closed; name a different account.",
+            field="sweep_to",
+        )
+    return target, sweep, _optional_key(idempotency_key)
+
+
+def _optional_key(value: object) -> str | None:
+    return None if value is None else parse_idempotency_key(value)
+
+
+def _open_account(locked: Mapping[str, Account], account_id: str, field: str) -> Account:
+    account = locked.get(account_id)
+    if account is None:
+        raise _unknown(account_id, field)
+    if account.status == "closed":
+        raise LedgerError(
+            ErrorCode.ACCOUNT_CLOSED,
+            f"Account {account_id} ({field}) is closed; closed accounts cannot send, receive or be closed again.",
+            field=field,
+        )
+    return account
+
+
+def _unknown(account_id: str, field: str) -> LedgerError:
+    return LedgerError(ErrorCode.UNKNOWN_ACCOUNT, f"Account {account_id} ({field}) does not exist.", field=field)
+
+
+def _account(row: Row[Any]) -> Account:
+    return Account.model_validate(row._asdict())
