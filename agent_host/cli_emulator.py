@@ -1,0 +1,88 @@
+"""``bankgate-agent emulator``: serve the offline Foundry emulator on 127.0.0.1 until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+
+from .emulator import AUDIENCE, DEFAULT_PROJECT, DEV_TOKEN, Emulator, EmulatorConfig, FaultConfig
+
+HELP = "Serve an offline Foundry project emulator (rule-based stand-in model, not an LLM) on 127.0.0.1."
+DEFAULT_PORT = 8765
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port on 127.0.0.1 (0 picks a free one)")
+    parser.add_argument("--project", default=DEFAULT_PROJECT, help="project name in the endpoint path")
+    parser.add_argument("--token", default=DEV_TOKEN, help="bearer token clients must send")
+    faults = parser.add_argument_group("fault injection (off by default)")
+    faults.add_argument("--rate-limit", type=int, default=0, metavar="N", help="answer the first N requests 429")
+    faults.add_argument("--server-errors", type=int, default=0, metavar="N", help="then answer N requests 500")
+    faults.add_argument("--retry-after", type=float, default=1.0, metavar="SECONDS", help="Retry-After sent with 429s")
+    faults.add_argument("--delay", type=float, default=0.0, metavar="SECONDS", help="latency added to each request")
+    faults.add_argument(
+        "--fault-target",
+        choices=("all", "agents", "responses"),
+        default="all",
+        help="which endpoints the faults apply to",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        faults = FaultConfig(
+            rate_limited=args.rate_limit,
+            server_errors=args.server_errors,
+            retry_after=args.retry_after,
+            delay=args.delay,
+            target=args.fault_target,
+        )
+        emulator = Emulator(
+            EmulatorConfig(project=args.project, token=args.token, port=args.port, faults=faults), log_level="info"
+        )
+    except ValueError as error:
+        print(f"bankgate-agent emulator: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(
+            f"bankgate-agent emulator: cannot listen on 127.0.0.1:{args.port} ({error.strerror}); "
+            "choose another --port, or --port 0 for a free one",
+            file=sys.stderr,
+        )
+        return 1
+    print(banner(emulator), flush=True)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutting down cleanly
+        emulator.serve_forever()
+    print("Emulator stopped.", flush=True)
+    return 0
+
+
+def banner(emulator: Emulator) -> str:
+    """What to tell the user: the endpoint and token in ``KEY=value`` lines a shell or .env can take."""
+    return "\n".join(
+        [
+            "bankgate Foundry emulator: offline; its model is a rule-based stand-in, not an LLM.",
+            "Listening on 127.0.0.1 only. Press Ctrl-C to stop.",
+            "",
+            f"PROJECT_ENDPOINT={emulator.endpoint}",
+            f"EMULATOR_TOKEN={emulator.token}",
+            "",
+            f"Clients send 'Authorization: Bearer <EMULATOR_TOKEN>' (a token for {AUDIENCE}); from Python use",
+            "agent_host.emulator.DevTokenCredential(token) with LoopbackBearerTokenPolicy for plain-HTTP loopback.",
+            f"Faults: {_describe_faults(emulator.config.faults)}",
+        ]
+    )
+
+
+def _describe_faults(faults: FaultConfig) -> str:
+    parts = []
+    if faults.rate_limited:
+        parts.append(f"first {faults.rate_limited} request(s) get 429 (Retry-After {faults.retry_after:g} s)")
+    if faults.server_errors:
+        parts.append(f"then {faults.server_errors} get 500")
+    if faults.delay:
+        parts.append(f"{faults.delay:g} s delay per request")
+    if not parts:
+        return "none"
+    return "; ".join(parts) + ("" if faults.target == "all" else f" (on {faults.target} endpoints only)")

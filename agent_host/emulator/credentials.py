@@ -1,0 +1,76 @@
+"""Client-side helpers for talking to the emulator with the real azure SDKs.
+
+azure-core refuses bearer tokens over plain ``http://``; the emulator serves plain HTTP on loopback,
+so :class:`LoopbackBearerTokenPolicy` lifts that check for loopback URLs only and keeps it for
+every other host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
+from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline.policies import BearerTokenCredentialPolicy
+from azure.core.rest import HttpRequest, HttpResponse
+
+from .auth import AUDIENCE, DEV_TOKEN, token_for_scope
+
+SCOPE = AUDIENCE + "/.default"
+_LIFETIME_S = 3600
+
+
+class DevTokenCredential:
+    """A token credential issuing emulator dev tokens (azure-core ``TokenCredential`` and ``SupportsTokenInfo``).
+
+    No static credential ships with azure-identity; this one lets ``AIProjectClient`` and
+    ``get_openai_client()`` run unchanged against the emulator.
+    """
+
+    def __init__(self, secret: str = DEV_TOKEN) -> None:
+        self._secret = secret
+
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        info = self.get_token_info(*scopes)
+        return AccessToken(info.token, info.expires_on)
+
+    def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
+        if len(scopes) != 1:
+            raise ValueError(f"exactly one scope is required, got {scopes!r}")
+        return AccessTokenInfo(token_for_scope(self._secret, scopes[0]), int(time.time()) + _LIFETIME_S)
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` points at this machine (``localhost``, ``127.0.0.0/8`` or ``::1``)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class LoopbackBearerTokenPolicy(BearerTokenCredentialPolicy[HttpRequest, HttpResponse]):
+    """Bearer-token policy that allows plain HTTP to loopback hosts and nowhere else.
+
+    Pass it as ``AIProjectClient(..., authentication_policy=LoopbackBearerTokenPolicy(credential))``.
+    """
+
+    def __init__(self, credential: Any, *scopes: str, **kwargs: Any) -> None:
+        super().__init__(credential, *(scopes or (SCOPE,)), **kwargs)
+
+    def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
+        if is_loopback_url(request.http_request.url):
+            request.context["enforce_https"] = False
+        super().on_request(request)
