@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from policy.results import Refusal
+
 
 class ErrorCode(StrEnum):
     """Stable machine-readable reasons; renaming one is a breaking API change."""
@@ -31,14 +33,14 @@ class ErrorCode(StrEnum):
     DATABASE_UNAVAILABLE = "database_unavailable"
 
 
-class LedgerError(Exception):
-    """A refused request. Raising it inside a transaction means nothing was changed."""
+class LedgerError(Refusal):
+    """A refused request. Raising it inside a transaction means nothing was changed.
+
+    It is the policy layer's `Refusal`, so the gate reports it as a business refusal as is.
+    """
 
     def __init__(self, code: ErrorCode | str, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code: str = str(ErrorCode(code))
-        self.message = message
-        self.field = field
+        super().__init__(str(ErrorCode(code)), message, field)
 
     def to_dict(self) -> dict[str, str]:
         """The JSON shape a tool result carries: ``{"code", "message"[, "field"]}``."""

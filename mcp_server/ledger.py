@@ -155,13 +155,18 @@ class Ledger:
 
     # -- composable operations: run inside the caller's transaction -------------------------
 
-    def account_in(self, conn: Connection, account_id: str) -> Account:
+    def account_in(self, conn: Connection, account_id: str, field: str = "account_id") -> Account:
         """The customer account ``account_id`` (open or closed); ``unknown_account`` if none."""
-        account_id = parse_account_id(account_id, "account_id")
+        account_id = parse_account_id(account_id, field)
         row = conn.execute(_SELECT_ACCOUNT, {"id": account_id}).one_or_none()
         if row is None:
-            raise _unknown(account_id, "account_id")
+            raise _unknown(account_id, field)
         return _account(row)
+
+    @property
+    def max_amount_minor(self) -> int:
+        """The ceiling on one amount, in minor units."""
+        return self._max_amount_minor
 
     def transfer_in(
         self,

@@ -62,6 +62,8 @@ class Done:
 
 class Action(Protocol):
     name: str
+    arguments: tuple[str, ...]
+    """Every argument name the tool takes (policies may ask the approver to type one back)."""
     read_only: bool
     """Read-only calls that the policy allows are not audited: they change nothing."""
 

@@ -89,9 +89,9 @@ def read_answer(outcome: object, confirmation: str | None) -> Verdict:
     if isinstance(outcome, Verdict):
         return outcome
     if isinstance(outcome, DeclinedElicitation):
-        return Verdict(VerdictKind.REJECT, "The operator declined.")
+        return Verdict(VerdictKind.REJECT)
     if isinstance(outcome, CancelledElicitation):
-        return Verdict(VerdictKind.CANCEL, "The operator cancelled.")
+        return Verdict(VerdictKind.CANCEL)
     if not isinstance(outcome, AcceptedElicitation) or not isinstance(outcome.data, ApprovalForm):
         return Verdict(VerdictKind.REJECT, "The answer was not an approval form.")
     return _read_form(outcome.data.model_dump(), confirmation)
@@ -109,7 +109,7 @@ def _read_form(content: Mapping[str, Any], confirmation: str | None) -> Verdict:
     if approve is not True and approve is not False:
         return Verdict(VerdictKind.REJECT, "The answer did not say yes or no to 'approve'.", note)
     if approve is False:
-        return Verdict(VerdictKind.REJECT, "The operator answered no.", note)
+        return Verdict(VerdictKind.REJECT, note=note)
     if confirmation is not None and content.get("confirmation") != confirmation:
         return Verdict(VerdictKind.REJECT, "The typed confirmation did not match.", note)
     return Verdict(VerdictKind.APPROVE, "The operator approved.", note)

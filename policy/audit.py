@@ -19,17 +19,17 @@ CHAINED_FIELDS = (
     "event",
     "principal",
     "tool",
-    "arguments",
+    "arguments_json",
     "policy_version",
-    "matched_rules",
+    "matched_rules_json",
     "reason",
     "approval_ref",
     "question_sha256",
     "note",
-    "result",
+    "result_json",
     "amount_minor",
 )
-"""The fields a record's hash covers, in storage form (JSON fields as their stored text)."""
+"""The columns a record's hash covers, as stored (JSON fields as their stored text)."""
 
 
 def chain_hash(prev_hash: str, record: Mapping[str, Any]) -> str:

@@ -1,0 +1,215 @@
+"""The three tools as the gate's `Action`s over the ledger.
+
+`inspect` runs the real ledger operation inside a savepoint and rolls it back: the
+question shows exactly what the operation would do, and a call that could not succeed is
+refused before anyone is asked, with the ledger's own checks rather than copies of them.
+"""
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+
+from mcp_server.errors import LedgerError
+from mcp_server.free_text import parse_memo
+from mcp_server.gate_store import SqlGateTx
+from mcp_server.identifiers import parse_account_id
+from mcp_server.ledger import Ledger
+from mcp_server.ledger_models import Account
+from mcp_server.money import canonical_amount, format_amount, minor_units, parse_amount
+from policy.action import Action, Call, Done, Inspection
+from policy.facts import AccountFacts
+from policy.results import Refusal
+from policy.store import GateTx
+
+T = TypeVar("T")
+
+
+class _LedgerAction:
+    name: str
+    arguments: tuple[str, ...]
+    required: frozenset[str]
+    read_only = False
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def _fields(self, raw: object) -> Mapping[str, Any]:
+        """The raw arguments, checked for shape: an object with every required name and no others."""
+        if not isinstance(raw, Mapping):
+            raise Refusal("invalid_arguments", f"{self.name} takes an object of named arguments.")
+        for name in self.arguments:
+            if name in self.required and raw.get(name) is None:
+                raise Refusal("missing_argument", f"{name} is required.", name)
+        unexpected = sorted(str(k) for k in raw if k not in self.arguments)
+        if unexpected:
+            raise Refusal(
+                "unexpected_argument",
+                f"unexpected argument {', '.join(repr(k) for k in unexpected)}; "
+                f"{self.name} takes {', '.join(self.arguments)}.",
+                unexpected[0],
+            )
+        return raw
+
+
+def _conn(tx: GateTx) -> Connection:
+    assert isinstance(tx, SqlGateTx), "ledger actions run on the ledger database"
+    return tx.conn
+
+
+def _dry_run(conn: Connection, operation: Callable[[], T]) -> T:
+    """Perform `operation` and undo it: its result says what it would do, and nothing stays."""
+    savepoint = conn.begin_nested()
+    try:
+        return operation()
+    finally:
+        savepoint.rollback()
+
+
+def _facts(account: Account) -> AccountFacts:
+    return AccountFacts(account.id, account.owner, account.status, account.currency, account.balance_minor)
+
+
+def _who(account: Account) -> str:
+    return f"{account.id} ({account.owner})"
+
+
+class BalanceAction(_LedgerAction):
+    name = "get_account_balance"
+    arguments: tuple[str, ...] = ("account_id",)
+    required = frozenset(arguments)
+    read_only = True
+
+    def canonical(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        raw = self._fields(arguments)
+        return {"account_id": parse_account_id(raw["account_id"], "account_id")}
+
+    def inspect(self, tx: GateTx, call: Call) -> Inspection:
+        account = self._open(tx, call)
+        return Inspection(
+            effect=(f"Read the balance of {_who(account)}.",),
+            accounts={"account": _facts(account)},
+            currency=account.currency,
+            minor_exponent=minor_units(account.currency),
+        )
+
+    def execute(self, tx: GateTx, call: Call) -> Done:
+        account = self._open(tx, call)
+        formatted = format_amount(account.balance_minor, account.currency)
+        details = {
+            "account_id": account.id,
+            "owner": account.owner,
+            "currency": account.currency,
+            "balance": str(account.balance),
+            "balance_minor": account.balance_minor,
+            "formatted": formatted,
+            "account_status": account.status,
+        }
+        return Done(details, f"Account {account.id} balance: {formatted}")
+
+    def _open(self, tx: GateTx, call: Call) -> Account:
+        account = self.ledger.account_in(_conn(tx), call.arguments["account_id"])
+        if account.status == "closed":
+            raise LedgerError("account_closed", f"Account {account.id} is closed.", field="account_id")
+        return account
+
+
+class TransferAction(_LedgerAction):
+    name = "transfer_funds"
+    arguments: tuple[str, ...] = ("from_account", "to_account", "amount", "memo")
+    required = frozenset({"from_account", "to_account", "amount"})
+
+    def canonical(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        raw = self._fields(arguments)
+        return {
+            "from_account": parse_account_id(raw["from_account"], "from_account"),
+            "to_account": parse_account_id(raw["to_account"], "to_account"),
+            "amount": canonical_amount(raw["amount"]),
+            "memo": parse_memo(raw.get("memo")),
+        }
+
+    def inspect(self, tx: GateTx, call: Call) -> Inspection:
+        conn, args = _conn(tx), call.arguments
+        source = self.ledger.account_in(conn, args["from_account"], "from_account")
+        amount = parse_amount(args["amount"], source.currency, ceiling_minor=self.ledger.max_amount_minor)
+        receipt = _dry_run(conn, lambda: self._transfer(conn, call, amount))
+        target = self.ledger.account_in(conn, args["to_account"], "to_account")
+        money = format_amount(amount, source.currency)
+        effect = [f"Transfer {money} ({source.currency}) from {_who(source)} to {_who(target)}."]
+        if args["memo"]:
+            effect.append(f"Memo: {args['memo']}")
+        effect.append(
+            f"{source.id} balance: {format_amount(source.balance_minor, source.currency)} now, "
+            f"{format_amount(receipt.from_balance_after_minor, source.currency)} after."
+        )
+        return Inspection(
+            effect=tuple(effect),
+            accounts={"from_account": _facts(source), "to_account": _facts(target)},
+            currency=source.currency,
+            minor_exponent=minor_units(source.currency),
+            amount_minor=amount,
+        )
+
+    def execute(self, tx: GateTx, call: Call) -> Done:
+        conn, args = _conn(tx), call.arguments
+        source = self.ledger.account_in(conn, args["from_account"], "from_account")
+        amount = parse_amount(args["amount"], source.currency, ceiling_minor=self.ledger.max_amount_minor)
+        receipt = self._transfer(conn, call, amount)
+        money = format_amount(amount, receipt.currency)
+        after = format_amount(receipt.from_balance_after_minor, receipt.currency)
+        summary = (
+            f"Transferred {money} from {receipt.from_account} to {receipt.to_account}. "
+            f"{receipt.from_account} balance is now {after}."
+        )
+        return Done({**receipt.model_dump(mode="json"), "amount": money}, summary)
+
+    def _transfer(self, conn: Connection, call: Call, amount: int) -> Any:
+        args = call.arguments
+        return self.ledger.transfer_in(conn, args["from_account"], args["to_account"], amount, args["memo"])
+
+
+class CloseAction(_LedgerAction):
+    name = "close_account"
+    arguments: tuple[str, ...] = ("account_id", "sweep_to")
+    required = frozenset({"account_id"})
+
+    def canonical(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        raw = self._fields(arguments)
+        sweep = raw.get("sweep_to")
+        return {
+            "account_id": parse_account_id(raw["account_id"], "account_id"),
+            "sweep_to": None if sweep is None else parse_account_id(sweep, "sweep_to"),
+        }
+
+    def inspect(self, tx: GateTx, call: Call) -> Inspection:
+        conn, args = _conn(tx), call.arguments
+        receipt = _dry_run(conn, lambda: self.ledger.close_in(conn, args["account_id"], args["sweep_to"]))
+        account = self.ledger.account_in(conn, args["account_id"])
+        effect = [f"Close account {_who(account)} permanently."]
+        sweep = None
+        if args["sweep_to"] is not None:
+            sweep = self.ledger.account_in(conn, args["sweep_to"], "sweep_to")
+            if receipt.swept_amount_minor:
+                money = format_amount(receipt.swept_amount_minor, receipt.currency)
+                effect.append(f"First move its balance of {money} to {_who(sweep)}.")
+        return Inspection(
+            effect=tuple(effect),
+            accounts={"account": _facts(account), "sweep_to": _facts(sweep) if sweep else None},
+            currency=account.currency,
+            minor_exponent=minor_units(account.currency),
+            amount_minor=receipt.swept_amount_minor,
+        )
+
+    def execute(self, tx: GateTx, call: Call) -> Done:
+        args = call.arguments
+        receipt = self.ledger.close_in(_conn(tx), args["account_id"], args["sweep_to"])
+        summary = f"Closed account {receipt.account_id}."
+        if receipt.swept_amount_minor:
+            money = format_amount(receipt.swept_amount_minor, receipt.currency)
+            summary += f" Its balance of {money} was moved to {receipt.swept_to}."
+        return Done(receipt.model_dump(mode="json"), summary)
+
+
+def ledger_actions(ledger: Ledger) -> dict[str, Action]:
+    actions: tuple[Action, ...] = (BalanceAction(ledger), TransferAction(ledger), CloseAction(ledger))
+    return {action.name: action for action in actions}

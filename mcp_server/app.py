@@ -1,0 +1,89 @@
+"""Assembly: ledger + policy + gate + tools into one `MCPServer`, from `Settings`."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
+
+from mcp_server.actions import ledger_actions
+from mcp_server.argument_check import ArgumentCheck
+from mcp_server.database import Database
+from mcp_server.gate_store import SqlGateStore
+from mcp_server.ledger import Ledger
+from mcp_server.settings import Settings
+from mcp_server.tools import register_tools
+from policy.gate import Gate
+from policy.loader import load_policy
+
+SERVER_NAME = "bankgate"
+STATE_TTL_GRACE = 60.0
+"""Sealed state outlives the approval by this much, so a late answer gets a clean 'expired'."""
+
+INSTRUCTIONS = (
+    "Banking tools over a real ledger. Every call is checked by the bank's policy; when a human "
+    "operator must approve, the server asks the operator itself. Relay each tool's message to the user."
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppState:
+    """What the tools' resolvers reach through the lifespan context (see `policy.approval_round`)."""
+
+    gate: Gate
+    ledger: Ledger
+    default_principal: str
+
+    def principal(self, ctx: Context) -> str:
+        """The authenticated caller over HTTP; the configured local principal otherwise."""
+        token = get_access_token()
+        return token.client_id if token is not None else self.default_principal
+
+
+def open_state(settings: Settings) -> AppState:
+    """Open (and migrate) the ledger, load the policy, and build the gate."""
+    db = Database.open(settings.db_url)
+    ledger = Ledger(db, max_amount_minor=settings.max_amount_minor)
+    if settings.seed_demo and not ledger.accounts():
+        ledger.seed_demo()
+        log.info("created the demo accounts ACC-001, ACC-002, ACC-003")
+    actions = ledger_actions(ledger)
+    policy = load_policy(settings.policy, catalog={name: a.arguments for name, a in actions.items()})
+    gate = Gate(policy, SqlGateStore(db), actions, approval_ttl=settings.approval_timeout)
+    return AppState(gate=gate, ledger=ledger, default_principal=settings.principal)
+
+
+def build_server(
+    state: AppState,
+    settings: Settings,
+    *,
+    token_verifier: TokenVerifier | None = None,
+    auth: AuthSettings | None = None,
+) -> MCPServer[AppState]:
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        yield state
+
+    keys = settings.state_keys()
+    ttl = settings.approval_timeout + STATE_TTL_GRACE
+    security = RequestStateSecurity(keys=keys, ttl=ttl) if keys else RequestStateSecurity.ephemeral(ttl=ttl)
+    server: MCPServer[AppState] = MCPServer(
+        SERVER_NAME,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        log_level=settings.log_level,
+        request_state_security=security,
+        middleware=[ArgumentCheck(state.gate.actions)],
+        token_verifier=token_verifier,
+        auth=auth,
+    )
+    register_tools(server)
+    return server
+
+

@@ -1,0 +1,124 @@
+"""The three banking tools as the model sees them: names, descriptions, schemas, annotations.
+
+The bodies only present the gate's result; every decision is taken by the `settle`
+resolver before a body runs, so no tool can execute without the policy layer.
+"""
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import MCPServer, Resolve
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field
+
+from mcp_server.outputs import BalanceOutcome, CloseOutcome, ToolOutcome, TransferOutcome
+from policy.approval_round import settle
+from policy.results import GateResult
+
+AccountId = Annotated[str, Field(description="Account id: 'ACC-' followed by digits, e.g. ACC-001.")]
+Amount = Annotated[
+    str | float,
+    Field(
+        description=(
+            "Amount in major units of the account's currency, as a decimal string or number: "
+            "'500', '500.00' or 500 for $500.00. Positive, at most the currency's decimals (2 for USD)."
+        )
+    ),
+]
+Outcome = Annotated[GateResult, Resolve(settle)]
+
+_APPROVAL_NOTE = (
+    "The bank's policy checks every call; when a human operator's approval is needed the system asks "
+    "the operator itself, so call the tool once and relay the returned message. Statuses rejected, "
+    "cancelled, expired and denied are final decisions: do not retry them."
+)
+
+
+def get_account_balance(account_id: AccountId, *, outcome: Outcome) -> Annotated[CallToolResult, BalanceOutcome]:
+    """Return the current balance of one bank account (exact, in the account's currency). Read-only."""
+    account = dict(outcome.details or {})
+    return _present(outcome, BalanceOutcome, {k: account.get(k) for k in _BALANCE_FIELDS})
+
+
+def transfer_funds(
+    from_account: AccountId,
+    to_account: AccountId,
+    amount: Amount,
+    memo: Annotated[str | None, Field(description="Optional note shown on both statements (max 140).")] = None,
+    *,
+    outcome: Outcome,
+) -> Annotated[CallToolResult, TransferOutcome]:
+    return _present(outcome, TransferOutcome, {"receipt": outcome.details})
+
+
+def close_account(
+    account_id: AccountId,
+    sweep_to: Annotated[
+        str | None,
+        Field(description="Optional open account of the same currency that receives the remaining balance."),
+    ] = None,
+    *,
+    outcome: Outcome,
+) -> Annotated[CallToolResult, CloseOutcome]:
+    return _present(outcome, CloseOutcome, {"receipt": outcome.details})
+
+
+transfer_funds.__doc__ = (
+    "Move money from one account to another of the same currency; no overdraft. " + _APPROVAL_NOTE
+)
+close_account.__doc__ = (
+    "Close an account permanently. An account holding money can only be closed with sweep_to, "
+    "which receives the balance in the same step. " + _APPROVAL_NOTE
+)
+
+_BALANCE_FIELDS = ("account_id", "owner", "currency", "balance", "balance_minor", "formatted", "account_status")
+
+
+def _present(outcome: GateResult, model: type[ToolOutcome], extra: dict[str, Any]) -> CallToolResult:
+    body = model(
+        status=outcome.status.value,
+        message=outcome.message,
+        approval_ref=outcome.approval_ref,
+        error=outcome.error,  # type: ignore[arg-type]  # validated into ErrorInfo
+        **extra,
+    )
+    return CallToolResult(
+        content=[TextContent(type="text", text=outcome.message)],
+        structured_content=body.model_dump(mode="json"),
+        is_error=outcome.is_error,
+    )
+
+
+TOOLS: tuple[tuple[Callable[..., CallToolResult], ToolAnnotations], ...] = (
+    (
+        get_account_balance,
+        ToolAnnotations(
+            title="Account balance", read_only_hint=True, idempotent_hint=True, open_world_hint=False
+        ),
+    ),
+    (
+        transfer_funds,
+        ToolAnnotations(
+            title="Transfer funds",
+            read_only_hint=False,
+            destructive_hint=True,
+            idempotent_hint=False,
+            open_world_hint=False,
+        ),
+    ),
+    (
+        close_account,
+        ToolAnnotations(
+            title="Close account",
+            read_only_hint=False,
+            destructive_hint=True,
+            idempotent_hint=True,
+            open_world_hint=False,
+        ),
+    ),
+)
+
+
+def register_tools(server: MCPServer[Any]) -> None:
+    for fn, annotations in TOOLS:
+        server.tool(annotations=annotations, structured_output=True)(fn)
