@@ -213,3 +213,9 @@ class CloseAction(_LedgerAction):
 def ledger_actions(ledger: Ledger) -> dict[str, Action]:
     actions: tuple[Action, ...] = (BalanceAction(ledger), TransferAction(ledger), CloseAction(ledger))
     return {action.name: action for action in actions}
+
+
+TOOL_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    cls.name: cls.arguments for cls in (BalanceAction, TransferAction, CloseAction)
+}
+"""Each tool's argument names, for checking a policy file without opening a ledger."""

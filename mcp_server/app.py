@@ -10,7 +10,7 @@ from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
 
-from mcp_server.actions import ledger_actions
+from mcp_server.actions import TOOL_ARGUMENTS, ledger_actions
 from mcp_server.argument_check import ArgumentCheck
 from mcp_server.database import Database
 from mcp_server.gate_store import SqlGateStore
@@ -54,7 +54,7 @@ def open_state(settings: Settings) -> AppState:
         ledger.seed_demo()
         log.info("created the demo accounts ACC-001, ACC-002, ACC-003")
     actions = ledger_actions(ledger)
-    policy = load_policy(settings.policy, catalog={name: a.arguments for name, a in actions.items()})
+    policy = load_policy(settings.policy, catalog=TOOL_ARGUMENTS)
     gate = Gate(policy, SqlGateStore(db), actions, approval_ttl=settings.approval_timeout)
     return AppState(gate=gate, ledger=ledger, default_principal=settings.principal)
 
@@ -85,5 +85,3 @@ def build_server(
     )
     register_tools(server)
     return server
-
-

@@ -1,0 +1,102 @@
+"""The non-serving commands of `bankgate-mcp`: policy, audit and ledger administration."""
+
+import json
+from pathlib import Path
+
+from mcp_server import audit_log
+from mcp_server.actions import TOOL_ARGUMENTS
+from mcp_server.app import open_state
+from mcp_server.database import Database
+from mcp_server.ledger import Ledger
+from mcp_server.money import format_amount
+from mcp_server.settings import Settings
+from policy.action import Call
+from policy.loader import load_policy
+from policy.results import Refusal
+
+
+def policy_check(file: Path) -> int:
+    policy = load_policy(file, catalog=TOOL_ARGUMENTS)
+    print(f"{file}: OK (version {policy.version})")
+    for name, tool in policy.tools.items():
+        rules = ", ".join(f"{r.name} -> {r.outcome.value}" for r in tool.rules) or "no rules"
+        confirm = f"; approver types back {tool.confirm}" if tool.confirm else ""
+        print(f"  {name}: default {tool.default.value}; {rules}{confirm}")
+    return 0
+
+
+def policy_explain(settings: Settings, tool: str, raw_args: str) -> int:
+    arguments = json.loads(raw_args)
+    state = open_state(settings)
+    action = state.gate.actions.get(tool)
+    if action is None:
+        raise Refusal("unknown_tool", f"no tool named '{tool}' (tools: {', '.join(sorted(state.gate.actions))})")
+    call = Call(tool, action.canonical(arguments), settings.principal)
+    decision, inspection = state.gate.explain(call)
+    print(f"decision: {decision.outcome.value}")
+    print(f"reason: {decision.reason}")
+    print(f"matched rules: {', '.join(decision.matched_rules) or '(none: the tool default applies)'}")
+    print(f"policy: {state.gate.policy.source} ({decision.policy_version})")
+    print("effect:")
+    for line in inspection.effect:
+        print(f"  {line}")
+    print("(nothing was executed)")
+    return 0
+
+
+def audit_verify(settings: Settings) -> int:
+    count, findings = audit_log.verify(Database.open(settings.db_url))
+    if not findings:
+        print(f"audit chain intact: {count} records")
+        return 0
+    print(f"audit chain BROKEN ({count} records read):")
+    for finding in findings:
+        print(f"  {finding}")
+    return 1
+
+
+def audit_tail(settings: Settings, limit: int) -> int:
+    for line in audit_log.tail(Database.open(settings.db_url), limit):
+        print(line.render())
+    return 0
+
+
+def _ledger(settings: Settings) -> Ledger:
+    return Ledger(Database.open(settings.db_url), max_amount_minor=settings.max_amount_minor)
+
+
+def admin_accounts(settings: Settings) -> int:
+    for account in _ledger(settings).accounts():
+        balance = format_amount(account.balance_minor, account.currency)
+        print(f"{account.id:<10} {account.status:<6} {balance:>16}  {account.owner}")
+    return 0
+
+
+def admin_create(settings: Settings, owner: str, currency: str, account_id: str | None) -> int:
+    account = _ledger(settings).create_account(owner, currency, account_id)
+    print(f"created {account.id} for {account.owner} ({account.currency})")
+    return 0
+
+
+def admin_deposit(settings: Settings, account_id: str, amount: str) -> int:
+    receipt = _ledger(settings).deposit(account_id, amount)
+    balance = format_amount(receipt.balance_after_minor, receipt.currency)
+    print(f"deposited {format_amount(receipt.amount_minor, receipt.currency)} to {account_id}; balance {balance}")
+    return 0
+
+
+def admin_history(settings: Settings, account_id: str) -> int:
+    for line in _ledger(settings).history(account_id):
+        amount = format_amount(line.amount_minor, line.currency)
+        print(
+            f"{line.created_at:%Y-%m-%d %H:%M:%S}  {line.kind:<11} {amount:>14}  {line.counterparty}  {line.memo or ''}"
+        )
+    return 0
+
+
+def admin_invariants(settings: Settings) -> int:
+    problems = _ledger(settings).check_invariants()
+    for problem in problems:
+        print(problem)
+    print("ledger invariants hold" if not problems else f"{len(problems)} invariant violations")
+    return 1 if problems else 0
