@@ -4,13 +4,24 @@ It must read the same on every protocol round (the SDK re-asks a question whose 
 changed), so it is kept with the approval rather than rendered again.
 """
 
+import re
+
 from policy.action import Call, Inspection
 from policy.decision import Decision
+
+_CONFIRM = "To approve, also type {} in the confirmation field."
+_CONFIRM_PATTERN = re.compile(r"To approve, also type (\S+) in the confirmation field\.")
 
 
 def render_question(call: Call, inspection: Inspection, decision: Decision, ref: str) -> str:
     lines = [f"Approval required: {call.tool}", *inspection.effect, f"Why: {decision.reason}"]
     if decision.confirm is not None:
-        lines.append(f"To approve, also type {call.arguments[decision.confirm]} in the confirmation field.")
+        lines.append(_CONFIRM.format(call.arguments[decision.confirm]))
     lines += [f"Requested by: {call.principal}", f"Reference: {ref}"]
     return "\n".join(lines)
+
+
+def requested_confirmation(question: str) -> str | None:
+    """What a question asks the approver to type back, if anything (for scripted approvers)."""
+    match = _CONFIRM_PATTERN.search(question)
+    return match.group(1) if match else None
