@@ -8,7 +8,13 @@ with ``bankgate-agent emulator``; point ``AIProjectClient`` at ``emu.endpoint`` 
 
 from .app import create_app
 from .auth import AUDIENCE, DEV_TOKEN
-from .credentials import DevTokenCredential, LoopbackBearerTokenPolicy, is_loopback_url
+from .credentials import (
+    AsyncDevTokenCredential,
+    AsyncLoopbackBearerTokenPolicy,
+    DevTokenCredential,
+    LoopbackBearerTokenPolicy,
+    is_loopback_url,
+)
 from .faults import FaultConfig, FaultInjector, FaultStats
 from .server import DEFAULT_PROJECT, HOST, Emulator, EmulatorConfig, running_emulator
 
@@ -17,6 +23,8 @@ __all__ = [
     "DEFAULT_PROJECT",
     "DEV_TOKEN",
     "HOST",
+    "AsyncDevTokenCredential",
+    "AsyncLoopbackBearerTokenPolicy",
     "DevTokenCredential",
     "Emulator",
     "EmulatorConfig",

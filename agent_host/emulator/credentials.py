@@ -1,8 +1,8 @@
 """Client-side helpers for talking to the emulator with the real azure SDKs.
 
 azure-core refuses bearer tokens over plain ``http://``; the emulator serves plain HTTP on loopback,
-so :class:`LoopbackBearerTokenPolicy` lifts that check for loopback URLs only and keeps it for
-every other host.
+so :class:`LoopbackBearerTokenPolicy` (and its async twin) lifts that check for loopback URLs only
+and keeps it for every other host.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
 from azure.core.pipeline import PipelineRequest
-from azure.core.pipeline.policies import BearerTokenCredentialPolicy
-from azure.core.rest import HttpRequest, HttpResponse
+from azure.core.pipeline.policies import AsyncBearerTokenCredentialPolicy, BearerTokenCredentialPolicy
+from azure.core.rest import AsyncHttpResponse, HttpRequest, HttpResponse
 
 from .auth import AUDIENCE, DEV_TOKEN, token_for_scope
 
@@ -50,6 +50,35 @@ class DevTokenCredential:
         return AccessTokenInfo(token_for_scope(self._secret, scopes[0]), int(time.time()) + _LIFETIME_S)
 
 
+class AsyncDevTokenCredential:
+    """The async twin of :class:`DevTokenCredential`, for ``azure.ai.projects.aio.AIProjectClient``."""
+
+    def __init__(self, secret: str = DEV_TOKEN) -> None:
+        self._tokens = DevTokenCredential(secret)
+
+    async def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        return self._tokens.get_token(*scopes)
+
+    async def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
+        return self._tokens.get_token_info(*scopes)
+
+    async def close(self) -> None:
+        """Nothing to release; present because the async credential protocols require it."""
+
+    async def __aenter__(self) -> AsyncDevTokenCredential:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
 def is_loopback_url(url: str) -> bool:
     """Whether ``url`` points at this machine (``localhost``, ``127.0.0.0/8`` or ``::1``)."""
     host = urlsplit(url).hostname or ""
@@ -59,6 +88,11 @@ def is_loopback_url(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _allow_plain_http_to_loopback(request: PipelineRequest[HttpRequest]) -> None:
+    if is_loopback_url(request.http_request.url):
+        request.context["enforce_https"] = False
 
 
 class LoopbackBearerTokenPolicy(BearerTokenCredentialPolicy[HttpRequest, HttpResponse]):
@@ -71,6 +105,16 @@ class LoopbackBearerTokenPolicy(BearerTokenCredentialPolicy[HttpRequest, HttpRes
         super().__init__(credential, *(scopes or (SCOPE,)), **kwargs)
 
     def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
-        if is_loopback_url(request.http_request.url):
-            request.context["enforce_https"] = False
+        _allow_plain_http_to_loopback(request)
         super().on_request(request)
+
+
+class AsyncLoopbackBearerTokenPolicy(AsyncBearerTokenCredentialPolicy[HttpRequest, AsyncHttpResponse]):
+    """The async twin of :class:`LoopbackBearerTokenPolicy`."""
+
+    def __init__(self, credential: Any, *scopes: str, **kwargs: Any) -> None:
+        super().__init__(credential, *(scopes or (SCOPE,)), **kwargs)
+
+    async def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
+        _allow_plain_http_to_loopback(request)
+        await super().on_request(request)

@@ -56,7 +56,7 @@ class Emulator:
         self.config = config or EmulatorConfig()
         self.faults = FaultInjector(self.config.faults)
         """Re-arm with :meth:`FaultInjector.arm`; read counts from :attr:`FaultInjector.stats`."""
-        self._socket = socket.create_server((HOST, self.config.port))
+        self._socket = _listen(self.config.port)
         self.port: int = self._socket.getsockname()[1]
         app = create_app(self.config.project, self.config.token, self.faults)
         logging: dict[str, Any] = {"log_level": log_level} if log_level else {"log_config": None}
@@ -115,6 +115,23 @@ class Emulator:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _listen(port: int) -> socket.socket:
+    """A listening socket on 127.0.0.1.
+
+    The protocol is given explicitly: asyncio enables TCP_NODELAY only on sockets whose ``proto`` is
+    TCP, and without it every keep-alive request stalls ~40 ms on delayed ACKs.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((HOST, port))
+        sock.listen()
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 @asynccontextmanager
