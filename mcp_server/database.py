@@ -44,9 +44,10 @@ Dialect = Literal["sqlite", "postgresql"]
 _log = logging.getLogger(__name__)
 
 _MAX_ATTEMPTS = 12
+_RETRY_DEADLINE_S = 15.0
 _BACKOFF_FIRST_S = 0.002
 _BACKOFF_CAP_S = 0.25
-_SQLITE_BUSY_TIMEOUT_MS = 10_000
+_SQLITE_BUSY_TIMEOUT_MS = 5_000
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "23505"})
 _BEGIN_MODE = "bankgate_sqlite_begin"
@@ -110,6 +111,7 @@ class Database:
         self._engine.dispose()
 
     def _transact(self, work: Callable[[Connection], T], *, write: bool) -> T:
+        deadline = time.monotonic() + _RETRY_DEADLINE_S
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             try:
                 with self._gate(write), self._connection(write) as conn, conn.begin():
@@ -120,8 +122,8 @@ class Database:
                         _log.warning("ledger database unavailable", exc_info=True)
                         raise LedgerError(ErrorCode.DATABASE_UNAVAILABLE, _UNAVAILABLE) from exc
                     raise
-                if attempt == _MAX_ATTEMPTS:
-                    _log.warning("ledger transaction still contended after %d attempts", attempt)
+                if attempt == _MAX_ATTEMPTS or time.monotonic() > deadline:
+                    _log.warning("ledger transaction still contended after %d attempts", attempt, exc_info=True)
                     raise LedgerError(ErrorCode.DATABASE_UNAVAILABLE, _BUSY) from exc
                 _log.debug("retrying contended ledger transaction (attempt %d)", attempt)
             except PoolTimeoutError as exc:

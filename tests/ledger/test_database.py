@@ -1,0 +1,151 @@
+"""The Database wrapper: URL forms, retries users never see, and clean unavailability errors."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import OperationalError
+
+from mcp_server.database import Database, default_database_url
+from mcp_server.errors import LedgerError
+from mcp_server.ledger import Ledger
+
+
+def test_plain_path_and_sqlite_url_are_the_same_database(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "ledger.db"
+    first = Database.open(str(path))
+    Ledger(first).seed_demo()
+    first.close()
+    second = Database.open(f"sqlite:///{path}")
+    try:
+        assert second.dialect == "sqlite"
+        assert Ledger(second).balance("ACC-001").balance_minor == 500000
+        modes = second.read(
+            lambda conn: (
+                conn.exec_driver_sql("PRAGMA journal_mode").scalar(),
+                conn.exec_driver_sql("PRAGMA synchronous").scalar(),
+                conn.exec_driver_sql("PRAGMA foreign_keys").scalar(),
+            )
+        )
+        assert modes == ("wal", 2, 1)  # synchronous 2 == FULL
+    finally:
+        second.close()
+
+
+def test_default_url_lives_in_the_user_data_dir() -> None:
+    url = default_database_url()
+    assert url.startswith("sqlite:///") and url.endswith("ledger.db") and "bankgate" in url
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "mysql://u@h/db"])
+def test_unsupported_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValueError):
+        Database.open(url)
+
+
+def test_postgres_unreachable_is_database_unavailable_without_secrets() -> None:
+    with pytest.raises(LedgerError) as caught:
+        Database.open("postgresql://bank:s3cret-pw@127.0.0.1:1/nowhere")
+    assert caught.value.code == "database_unavailable"
+    assert "s3cret" not in caught.value.message and "Traceback" not in caught.value.message
+
+
+def test_unopenable_sqlite_file_is_database_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "is-a-directory.db").mkdir()
+    with pytest.raises(LedgerError) as caught:
+        Database.open(str(tmp_path / "is-a-directory.db"))
+    assert caught.value.code == "database_unavailable"
+
+
+def test_ping(database: Database) -> None:
+    database.ping()
+
+
+def transient_error(backend: str) -> OperationalError:
+    if backend == "sqlite":
+        cause = sqlite3.OperationalError("database is locked")
+        cause.sqlite_errorcode = 5  # type: ignore[attr-defined]
+    else:
+        cause = type("SerializationFailure", (Exception,), {"sqlstate": "40001"})("could not serialize")
+    return OperationalError("UPDATE accounts ...", {}, cause)
+
+
+def test_transient_failures_are_retried_in_a_new_transaction(backend: str, ledger: Ledger) -> None:
+    ledger.seed_demo()
+    attempts: list[int] = []
+
+    def work(conn: Connection) -> int:
+        attempts.append(1)
+        ledger.transfer_in(conn, "ACC-001", "ACC-002", 100)
+        if len(attempts) < 3:
+            raise transient_error(backend)
+        return len(attempts)
+
+    assert ledger.db.run(work) == 3
+    assert ledger.balance("ACC-002").balance_minor == 25000 + 100  # two rolled-back attempts left no trace
+    assert ledger.check_invariants() == []
+
+
+def test_endless_contention_becomes_a_busy_error(backend: str, database: Database) -> None:
+    def work(conn: Connection) -> None:
+        raise transient_error(backend)
+
+    with pytest.raises(LedgerError) as caught:
+        database.run(work)
+    assert caught.value.code == "database_unavailable" and "busy" in caught.value.message
+
+
+def test_sqlite_writer_waits_for_another_process_lock(backend: str, database_url: str, database: Database) -> None:
+    if backend != "sqlite":
+        pytest.skip("SQLite file locking only")
+    path = database_url.removeprefix("sqlite:///")
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        ledger = Ledger(database)
+        assert ledger.create_account("Waits").id == "ACC-001"
+    finally:
+        release.join()
+        holder.close()
+
+
+def test_postgres_deadlock_is_retried_not_surfaced(backend: str, database: Database) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite serializes writers, so it cannot deadlock")
+    ledger = Ledger(database)
+    ledger.seed_demo()
+    both_hold_one = threading.Barrier(2, timeout=10)
+    results: list[object] = []
+
+    def crosswise(first: str, second: str) -> None:
+        tries: list[int] = []
+
+        def work(conn: Connection) -> None:
+            tries.append(1)
+            conn.execute(text("UPDATE accounts SET owner = owner WHERE id = :id"), {"id": first})
+            if len(tries) == 1:
+                both_hold_one.wait()
+            conn.execute(text("UPDATE accounts SET owner = owner WHERE id = :id"), {"id": second})
+
+        try:
+            database.run(work)
+            results.append(len(tries))
+        except BaseException as exc:  # reported below
+            results.append(exc)
+
+    threads = [
+        threading.Thread(target=crosswise, args=("ACC-001", "ACC-002")),
+        threading.Thread(target=crosswise, args=("ACC-002", "ACC-001")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(isinstance(tries, int) for tries in results), results  # no deadlock reached the caller
+    assert sorted(results)[0] == 1 and sorted(results)[1] >= 2  # the victim succeeded on a retry

@@ -1,0 +1,66 @@
+"""Migrations: every version applied once, recorded, and safe under concurrent opens."""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import text
+
+from mcp_server import migrations
+from mcp_server.database import Database
+
+
+def recorded(db: Database) -> list[tuple[int, str]]:
+    return db.read(
+        lambda conn: [
+            (int(v), str(n)) for v, n in conn.execute(text("SELECT version, name FROM schema_migrations"))
+        ]
+    )
+
+
+def test_fresh_database_gets_every_version(database: Database) -> None:
+    shipped = [(m.version, m.name) for m in migrations.available()]
+    assert shipped[0] == (1, "ledger")
+    assert sorted(recorded(database)) == shipped
+    applied_at = database.read(
+        lambda conn: conn.execute(text("SELECT applied_at FROM schema_migrations WHERE version = 1")).scalar_one()
+    )
+    assert applied_at.endswith("Z") and len(applied_at) == len("2024-01-01T00:00:00.000000Z")
+
+
+def test_reopening_applies_nothing(database_url: str) -> None:
+    Database.open(database_url).close()
+    db = Database.open(database_url)
+    try:
+        assert migrations.apply_pending(db) == []
+        assert len(recorded(db)) == len(migrations.available())
+    finally:
+        db.close()
+
+
+def test_concurrent_opens_apply_each_version_once(database_url: str) -> None:
+    opened: list[Database] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            opened.append(Database.open(database_url))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(recorded(opened[0])) == [(m.version, m.name) for m in migrations.available()]
+    for db in opened:
+        db.close()
+
+
+def test_statements_split_on_semicolons_and_drop_comments() -> None:
+    migration = migrations.Migration(9, "demo", "-- a; comment\nCREATE TABLE a (x INT);\n\n  -- b\nCREATE INDEX i ON a (x);\n")
+    assert migration.statements() == ["CREATE TABLE a (x INT)", "CREATE INDEX i ON a (x)"]

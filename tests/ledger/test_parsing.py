@@ -1,0 +1,209 @@
+"""Amounts, currencies, account ids and free text: exact parsing and clear refusals."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mcp_server.errors import LedgerError
+from mcp_server.free_text import parse_memo, parse_owner
+from mcp_server.identifiers import parse_account_id, parse_idempotency_key
+from mcp_server.money import (
+    canonical_amount,
+    check_amount_minor,
+    format_amount,
+    minor_units,
+    parse_amount,
+    to_decimal,
+)
+
+CEILING = 10_000_000_00
+
+
+@pytest.mark.parametrize(
+    ("value", "currency", "minor"),
+    [
+        ("500", "USD", 50000),
+        ("500.00", "USD", 50000),
+        ("500.5", "USD", 50050),
+        (" 12.5 ", "USD", 1250),
+        ("007.50", "USD", 750),
+        (500, "USD", 50000),
+        (Decimal("12.34"), "USD", 1234),
+        (Decimal("12.3400"), "USD", 1234),
+        (Decimal("1E+3"), "USD", 100000),
+        (0.1, "USD", 10),
+        (0.29, "USD", 29),  # 0.29 * 100 == 28.999999999999996 in float arithmetic
+        (500.0, "USD", 50000),
+        (500.0, "JPY", 500),
+        ("500", "JPY", 500),
+        ("1.125", "KWD", 1125),
+        ("0.001", "BHD", 1),
+        ("10000000.00", "USD", CEILING),
+    ],
+)
+def test_parse_amount_is_exact(value: object, currency: str, minor: int) -> None:
+    assert parse_amount(value, currency, ceiling_minor=CEILING) == minor
+
+
+@pytest.mark.parametrize(
+    ("value", "currency", "fragment"),
+    [
+        ("5.000", "USD", "at most 2 decimal places"),
+        ("0.001", "USD", "at most 2 decimal places"),
+        ("500.5", "JPY", "no decimal places"),
+        ("500.0", "JPY", "no decimal places"),  # text is judged as written
+        (0.001, "USD", "at most 2 decimal places"),
+        (5e-324, "USD", "at most 2 decimal places"),
+        ("10000000.01", "USD", "exceeds the limit of $10,000,000.00"),
+        (1e20, "USD", "exceeds the limit"),
+        (Decimal("1E+100000"), "USD", "exceeds the limit"),
+        ("1" * 40, "USD", "exceeds the limit"),
+        ("1" * 41, "USD", "too long"),
+        ("-5", "USD", "greater than zero"),
+        ("+5", "USD", "without a sign"),
+        (-1, "USD", "greater than zero"),
+        (0, "USD", "greater than zero"),
+        ("0.00", "USD", "greater than zero"),
+        (-0.0, "USD", "greater than zero"),
+        (float("nan"), "USD", "finite"),
+        (float("-inf"), "USD", "finite"),
+        (Decimal("sNaN"), "USD", "finite"),
+        ("NaN", "USD", "plain decimal number"),
+        ("Infinity", "USD", "plain decimal number"),
+        ("1e3", "USD", "exponents"),
+        ("1e309", "USD", "exponents"),
+        ("5,00", "USD", "decimal commas"),
+        ("5,000.00", "USD", "thousands separators"),
+        ("$5", "USD", "currency symbols"),
+        ("5 00", "USD", "plain decimal number"),
+        (".5", "USD", "plain decimal number"),
+        ("٥", "USD", "plain decimal number"),  # Arabic-Indic five
+        ("５", "USD", "plain decimal number"),  # fullwidth five
+        ("", "USD", "empty"),
+        ("   ", "USD", "empty"),
+        (True, "USD", "must be a number"),
+        (None, "USD", "must be a number"),
+        ([5], "USD", "must be a number"),
+        (b"5", "USD", "must be a number"),
+    ],
+)
+def test_parse_amount_refuses_with_a_reason(value: object, currency: str, fragment: str) -> None:
+    with pytest.raises(LedgerError) as caught:
+        parse_amount(value, currency, ceiling_minor=CEILING)
+    assert caught.value.code == "invalid_amount"
+    assert caught.value.field == "amount"
+    assert fragment in caught.value.message
+
+
+def test_unknown_currency_is_refused() -> None:
+    with pytest.raises(LedgerError) as caught:
+        parse_amount("5", "XYZ", ceiling_minor=CEILING)
+    assert caught.value.code == "invalid_currency"
+    with pytest.raises(LedgerError, match="upper-case, e.g. USD") as lower:
+        minor_units("usd")
+    assert lower.value.code == "invalid_currency"
+
+
+def test_minor_units_follow_iso_4217() -> None:
+    assert [minor_units(c) for c in ("USD", "EUR", "GBP", "CHF", "JPY", "KWD", "BHD")] == [2, 2, 2, 2, 0, 3, 3]
+
+
+@pytest.mark.parametrize(
+    ("minor", "currency", "text"),
+    [
+        (500000, "USD", "$5,000.00"),
+        (1250, "EUR", "€12.50"),
+        (7, "GBP", "£0.07"),
+        (-300, "GBP", "-£3.00"),
+        (500000, "CHF", "5,000.00 CHF"),
+        (1000, "JPY", "1,000 JPY"),
+        (1125, "KWD", "1.125 KWD"),
+        (10_000_000_00, "USD", "$10,000,000.00"),
+    ],
+)
+def test_format_amount(minor: int, currency: str, text: str) -> None:
+    assert format_amount(minor, currency) == text
+
+
+@given(st.integers(1, CEILING), st.sampled_from(["USD", "JPY", "KWD"]))
+def test_decimal_text_round_trips_exactly(minor: int, currency: str) -> None:
+    assert parse_amount(str(to_decimal(minor, currency)), currency, ceiling_minor=CEILING) == minor
+
+
+@given(st.integers(1, 10**15))
+def test_json_floats_parse_like_their_text(minor: int) -> None:
+    text = str(to_decimal(minor, "USD"))
+    assert parse_amount(float(text), "USD", ceiling_minor=10**15) == minor
+
+
+def test_canonical_amount_ignores_spelling() -> None:
+    assert canonical_amount("500.00") == canonical_amount(500) == canonical_amount(500.0) == "500"
+    assert canonical_amount(" 12.50") == canonical_amount(Decimal("12.5")) == "12.5"
+
+
+@pytest.mark.parametrize(("value", "fragment"), [(True, "whole number"), (1.0, "whole number"), (0, "zero")])
+def test_check_amount_minor(value: object, fragment: str) -> None:
+    assert check_amount_minor(100, "USD", ceiling_minor=100) == 100
+    with pytest.raises(LedgerError, match=fragment):
+        check_amount_minor(value, "USD", ceiling_minor=100)
+    with pytest.raises(LedgerError, match="exceeds the limit of \\$1.00"):
+        check_amount_minor(101, "USD", ceiling_minor=100)
+
+
+@pytest.mark.parametrize("value", ["ACC-1", "ACC-001", "ACC-123456789012"])
+def test_account_ids_accepted(value: str) -> None:
+    assert parse_account_id(value, "to_account") == value
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("АCC-001", "non-ASCII"),  # Cyrillic А
+        ("ACC-００１", "non-ASCII"),  # fullwidth digits
+        ("ACC‐001", "non-ASCII"),  # Unicode hyphen
+        ("acc-001", "upper-case"),
+        ("Acc-001", "upper-case"),
+        (" ACC-001", "whitespace"),
+        ("ACC-001\n", "whitespace"),
+        ("ACC-1; DROP TABLE accounts", "whitespace"),
+        ("ACC-1;DROP", "not a valid account id"),
+        ("ACC-", "not a valid account id"),
+        ("ACC-1234567890123", "not a valid account id"),
+        ("SYS-EXTERNAL-USD", "not a valid account id"),
+        ("", "empty"),
+        (None, "must be a string"),
+        (1, "must be a string"),
+    ],
+)
+def test_account_ids_refused(value: object, fragment: str) -> None:
+    with pytest.raises(LedgerError) as caught:
+        parse_account_id(value, "to_account")
+    assert caught.value.code == "invalid_account_id"
+    assert caught.value.field == "to_account"
+    assert caught.value.message.startswith("to_account ")
+    assert fragment in caught.value.message
+
+
+def test_free_text() -> None:
+    assert parse_memo(None) is None
+    assert parse_memo("   ") is None
+    assert parse_memo(" rent ☕ ") == "rent ☕"
+    assert parse_owner(" Ann Lee ") == "Ann Lee"
+    for bad in ("x" * 141, "pay\u202eevil", "a\x00b", 5):
+        with pytest.raises(LedgerError) as caught:
+            parse_memo(bad)
+        assert (caught.value.code, caught.value.field) == ("invalid_memo", "memo")
+    with pytest.raises(LedgerError, match="must not be empty"):
+        parse_owner(" ")
+
+
+def test_idempotency_keys() -> None:
+    assert parse_idempotency_key("approval:42/transfer") == "approval:42/transfer"
+    for bad in ("", "has space", "x" * 201, "ключ", None):
+        with pytest.raises(LedgerError) as caught:
+            parse_idempotency_key(bad)
+        assert caught.value.code == "invalid_idempotency_key"
