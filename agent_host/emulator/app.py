@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ from .responses import ResponseService
 from .streaming import encode_event, response_events
 
 Handler = Callable[[Request], Awaitable[Response]]
+logger = logging.getLogger(__name__)
 
 
 def create_app(project: str, token: str, faults: FaultInjector | None = None) -> Starlette:
@@ -44,6 +46,11 @@ def create_app(project: str, token: str, faults: FaultInjector | None = None) ->
                 response = await handler(request)
             except ApiError as error:
                 response = error.response()
+            except Exception:
+                logger.exception("emulator bug while handling %s %s", request.method, request.url.path)
+                response = ApiError(
+                    500, "The emulator failed; see its log.", type="server_error", code="server_error"
+                ).response()
             response.headers["x-request-id"] = new_id("req")
             return response
 

@@ -2,6 +2,8 @@
 
 Every response is stored with the whole conversation that led to it, so a continuation only sends
 the new items. Stored responses never expire here (Foundry expires runs after about ten minutes).
+A response echoes only the agent's function tools in ``tools``: other Foundry tool kinds are not
+run by the stand-in model and need not parse as openai tool types.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .items import (
     new_id,
     parse_input,
 )
-from .model import AgentProfile, Reply, ToolCall, respond
+from .model import AgentProfile, Planned, Reply, respond
 
 
 @dataclass(frozen=True)
@@ -74,18 +76,7 @@ class ResponseService:
             raise invalid_request("Invalid type for 'metadata': expected an object.", "metadata")
 
         profile = target.profile()
-        output: list[dict[str, Any]] = []
-        produced: list[Item] = []
-        for planned in respond(profile, history, new_input):
-            if isinstance(planned, Reply):
-                output.append(message_item(new_id("msg"), planned.text))
-                produced.append(Message("assistant", planned.text))
-            else:
-                call = _function_call(planned)
-                output.append(function_call_item(new_id("fc"), call))
-                produced.append(call)
-
-        instructions = target.agent.instructions if target.agent else None
+        output, produced = _render(respond(profile, history, new_input))
         now = int(time.time())
         response: dict[str, Any] = {
             "id": new_id("resp"),
@@ -96,7 +87,7 @@ class ResponseService:
             "background": False,
             "error": None,
             "incomplete_details": None,
-            "instructions": instructions,
+            "instructions": profile.instructions,
             "max_output_tokens": None,
             "max_tool_calls": None,
             "model": target.model,
@@ -112,7 +103,7 @@ class ResponseService:
             "tools": [tool.to_wire() for tool in profile.tools.values()],
             "top_p": 1.0,
             "truncation": "disabled",
-            "usage": _usage(instructions, history, new_input, produced),
+            "usage": _usage(profile.instructions, history, new_input, produced),
             "user": None,
             "metadata": metadata,
         }
@@ -176,8 +167,19 @@ def _check_tool_outputs(history: Sequence[Item], new_input: Sequence[Item]) -> N
             raise invalid_request(f"No tool output found for function call {call_id}.", "input")
 
 
-def _function_call(planned: ToolCall) -> FunctionCall:
-    return FunctionCall(new_id("call"), planned.name, json.dumps(planned.arguments))
+def _render(planned: Sequence[Planned]) -> tuple[list[dict[str, Any]], list[Item]]:
+    """Output items for the wire, and the same turn as conversation items for the store."""
+    output: list[dict[str, Any]] = []
+    produced: list[Item] = []
+    for step in planned:
+        if isinstance(step, Reply):
+            output.append(message_item(new_id("msg"), step.text))
+            produced.append(Message("assistant", step.text))
+        else:
+            call = FunctionCall(new_id("call"), step.name, json.dumps(step.arguments))
+            output.append(function_call_item(new_id("fc"), call))
+            produced.append(call)
+    return output, produced
 
 
 def _usage(
