@@ -1,0 +1,48 @@
+"""The server test matrix: every scenario over each transport, on both protocol revisions."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.server.harness import Harness, HttpServer
+
+TRANSPORTS = ["memory", "stdio", "http"]
+MODES = ["auto", "legacy"]  # auto lands on 2026-07-28; legacy speaks 2025-11-25
+
+
+@pytest.fixture(scope="module")
+def http_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, HttpServer]]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('http') / 'ledger.db'}"
+    Harness("setup", url)  # migrate before the server starts
+    server = HttpServer(url)
+    yield url, server
+    server.stop()
+
+
+@pytest.fixture(params=TRANSPORTS)
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
+    transport: str = request.param
+    if transport == "http":
+        url, server = request.getfixturevalue("http_db")
+        return Harness("http", url, server)
+    return Harness(transport, f"sqlite:///{tmp_path / 'ledger.db'}")
+
+
+@pytest.fixture(params=TRANSPORTS)
+def fresh_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    """Like `harness`, but never shares a ledger with other tests (for per-principal daily totals)."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    if request.param != "http":
+        yield Harness(request.param, url)
+        return
+    Harness("setup", url)
+    server = HttpServer(url)
+    yield Harness("http", url, server)
+    server.stop()
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value

@@ -1,0 +1,158 @@
+"""One way to reach the server over each transport, and a test-side view of its ledger.
+
+`memory` builds the server in-process; `stdio` launches `python -m mcp_server serve` per
+client (as a desktop assistant does); `http` talks to one `serve --transport http`
+subprocess on a free loopback port. All three share one SQLite file with the test, which
+reads balances and audit records straight from it.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from sqlalchemy import text
+
+from mcp_server.app import build_server, open_state
+from mcp_server.database import Database
+from mcp_server.ledger import Ledger
+from mcp_server.settings import Settings
+from policy.testing import ScriptedResponder
+
+TEST_POLICY = Path(__file__).with_name("test_policy.toml")
+APPROVAL_TIMEOUT = 2.0
+TOKENS = {
+    "local": "tok-local-0123456789abcdef",
+    "capped": "tok-capped-0123456789abcdef",
+    "other": "tok-other-0123456789abcdef",
+}
+KEY = "io.bankgate/idempotency-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def serve_args(db_url: str, *extra: str) -> list[str]:
+    return [
+        "-m", "mcp_server", "serve", "--db", db_url, "--policy", str(TEST_POLICY),
+        "--approval-timeout", str(APPROVAL_TIMEOUT), "--no-seed", *extra,
+    ]  # fmt: skip
+
+
+class HttpServer:
+    """`bankgate-mcp serve --transport http` as a subprocess, up until `stop()`."""
+
+    def __init__(self, db_url: str, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        tokens = ";".join(f"{p}={t}" for p, t in TOKENS.items())
+        self.process = subprocess.Popen(
+            [sys.executable, *serve_args(db_url, "--transport", "http", "--port", str(self.port), *extra)],
+            env={**os.environ, "BANKGATE_TOKENS": tokens, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"server exited: {self.process.stderr.read().decode() if self.process.stderr else ''}"
+                )
+            try:
+                if httpx2.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx2.TransportError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("the HTTP server did not become healthy")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class Harness:
+    transport: str
+    db_url: str
+    http: HttpServer | None = None
+
+    def __post_init__(self) -> None:
+        self.db = Database.open(self.db_url)
+        self.ledger = Ledger(self.db)
+        self._owners = 0
+
+    def settings(self, principal: str = "local") -> Settings:
+        return Settings(
+            db_url=self.db_url,
+            policy=TEST_POLICY,
+            approval_timeout=APPROVAL_TIMEOUT,
+            seed_demo=False,
+            principal=principal,
+            _env_file=None,  # type: ignore[call-arg]
+        )
+
+    @asynccontextmanager
+    async def client(
+        self, responder: ScriptedResponder | None = None, *, mode: str = "auto", principal: str = "local"
+    ) -> AsyncIterator[Client]:
+        callback = responder if responder is not None else None
+        if self.transport == "memory":
+            settings = self.settings(principal)
+            target: Any = build_server(open_state(settings), settings)
+        elif self.transport == "stdio":
+            env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+            target = StdioServerParameters(
+                command=sys.executable, args=serve_args(self.db_url, "--principal", principal), env=env
+            )
+        else:
+            assert self.http is not None
+            headers = {"Authorization": f"Bearer {TOKENS[principal]}"}
+            target = streamable_http_client(self.http.url, http_client=httpx2.AsyncClient(headers=headers))
+        async with Client(target, elicitation_callback=callback, mode=mode) as client:  # type: ignore[arg-type]
+            yield client
+
+    def open_account(self, balance: str, owner: str | None = None) -> str:
+        self._owners += 1
+        account = self.ledger.create_account(owner or f"Owner {self._owners}")
+        if balance not in ("0", "0.00"):
+            self.ledger.deposit(account.id, balance)
+        return account.id
+
+    def balance(self, account_id: str) -> int:
+        return self.ledger.balance(account_id).balance_minor
+
+    def audit(self, **match: Any) -> list[dict[str, Any]]:
+        """Audit records whose columns equal `match` (JSON columns decoded), oldest first."""
+        rows = self.db.read(lambda c: c.execute(text("SELECT * FROM audit_log ORDER BY seq")).mappings().all())
+        records = []
+        for row in rows:
+            record = dict(row)
+            for column in ("arguments_json", "matched_rules_json", "result_json"):
+                record[column.removesuffix("_json")] = json.loads(record[column]) if record[column] else None
+            records.append(record)
+        return [r for r in records if all(r.get(k) == v for k, v in match.items())]
+
+    def events(self, approval_ref: str) -> list[str]:
+        return [r["event"] for r in self.audit(approval_ref=approval_ref)]

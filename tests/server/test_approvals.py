@@ -1,0 +1,212 @@
+"""The approval round-trip, over every transport and both protocol revisions.
+
+Each test asserts the tool's result, the ledger, and the audit records.
+"""
+
+from typing import Any
+
+import anyio
+import pytest
+from mcp_types import CallToolResult
+
+from policy.testing import ScriptedResponder, approve, cancel, decline, invalid, reject, silence
+from tests.server.harness import APPROVAL_TIMEOUT, KEY, Harness
+
+pytestmark = pytest.mark.anyio
+
+
+def outcome(result: CallToolResult) -> dict[str, Any]:
+    assert result.structured_content is not None, result
+    return dict(result.structured_content)
+
+
+async def transfer(
+    harness: Harness, responder: ScriptedResponder, mode: str, amount: str = "12.50", **kwargs: Any
+) -> tuple[str, str, dict[str, Any]]:
+    source, target = harness.open_account("100.00", "Ada Source"), harness.open_account("5.00", "Ben Target")
+    async with harness.client(responder, mode=mode) as client:
+        result = await client.call_tool(
+            "transfer_funds", {"from_account": source, "to_account": target, "amount": amount, **kwargs}
+        )
+    return source, target, outcome(result)
+
+
+async def test_approved_transfer_executes_and_is_audited(harness: Harness, mode: str) -> None:
+    responder = ScriptedResponder(approve(note="checked with Ada"))
+    source, target, result = await transfer(harness, responder, mode, memo="rent")
+
+    assert result["status"] == "executed"
+    assert result["receipt"]["amount_minor"] == 1250
+    assert harness.balance(source) == 8750 and harness.balance(target) == 1750
+    [question] = responder.questions
+    for shown in (
+        f"Transfer $12.50 (USD) from {source} (Ada Source) to {target} (Ben Target).",
+        "Memo: rent",
+        f"{source} balance: $100.00 now, $87.50 after.",
+        "Why: Moving money needs a human's approval.",
+        f"Reference: {result['approval_ref']}",
+    ):
+        assert shown in question.message
+    assert question.schema["required"] == ["approve"]
+    assert question.schema["properties"]["approve"] == {
+        "type": "boolean",
+        "title": "Approve",
+        "description": "Yes runs exactly the action described above; no rejects it.",
+    }
+    assert harness.events(result["approval_ref"]) == ["requested", "approved", "executed"]
+    executed = harness.audit(approval_ref=result["approval_ref"], event="executed")[0]
+    assert executed["note"] == "checked with Ada" and executed["amount_minor"] == 1250
+    assert executed["arguments"] == {"from_account": source, "to_account": target, "amount": "12.5", "memo": "rent"}
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "sentence"),
+    [
+        (reject(note="not today"), "rejected", "was rejected by the operator"),
+        (decline(), "rejected", "was rejected by the operator"),
+        (cancel(), "cancelled", "was cancelled by the operator"),
+    ],
+    ids=["approve-false", "decline", "cancel"],
+)
+async def test_a_no_moves_nothing(harness: Harness, mode: str, answer: Any, status: str, sentence: str) -> None:
+    source, target, result = await transfer(harness, ScriptedResponder(answer), mode)
+
+    assert result["status"] == status and sentence in result["message"]
+    assert harness.balance(source) == 10000 and harness.balance(target) == 500
+    assert harness.events(result["approval_ref"]) == ["requested", status]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [{"approve": "yes"}, {"approve": 1}, {}, {"approve": None}, {"approve": True, "amount": "9999"}],
+    ids=["string", "number", "defaults-only", "null", "extra-field"],
+)
+async def test_invalid_answers_are_rejections(harness: Harness, mode: str, content: dict[str, Any]) -> None:
+    source, target, result = await transfer(harness, ScriptedResponder(invalid(content)), mode)
+
+    assert result["status"] == "rejected"
+    assert harness.balance(source) == 10000 and harness.balance(target) == 500
+    assert harness.events(result["approval_ref"]) == ["requested", "rejected"]
+
+
+async def test_client_without_elicitation_is_refused(harness: Harness, mode: str) -> None:
+    source, target = harness.open_account("100.00"), harness.open_account("0")
+    async with harness.client(None, mode=mode) as client:
+        result = outcome(
+            await client.call_tool("transfer_funds", {"from_account": source, "to_account": target, "amount": "5"})
+        )
+
+    assert result["status"] == "denied" and "No human can be asked" in result["message"]
+    assert harness.balance(source) == 10000
+    assert [r["event"] for r in harness.audit(principal="local") if r["arguments"].get("from_account") == source] == [
+        "denied"
+    ]
+
+
+async def test_policy_denies_without_asking(harness: Harness, mode: str) -> None:
+    responder = ScriptedResponder()
+    source, target, result = await transfer(harness, responder, mode, amount="50000.01")
+    # the account cannot cover it either, but an unaffordable call is refused before the policy runs
+    assert result["status"] == "failed" and result["error"]["code"] == "insufficient_funds"
+
+    rich, other = harness.open_account("60000"), harness.open_account("0")
+    async with harness.client(responder, mode=mode) as client:
+        denied = outcome(
+            await client.call_tool("transfer_funds", {"from_account": rich, "to_account": other, "amount": "50000.01"})
+        )
+    assert denied["status"] == "denied" and "above 50,000.00" in denied["message"]
+    assert responder.questions == [] and harness.balance(rich) == 6_000_000
+    [record] = [r for r in harness.audit(event="denied") if r["arguments"]["from_account"] == rich]
+    assert record["matched_rules"] == ["above-ceiling"]
+
+
+async def test_threshold_and_daily_rules(fresh_harness: Harness, mode: str) -> None:
+    harness = fresh_harness
+    source, target = harness.open_account("500"), harness.open_account("0")
+    responder = ScriptedResponder(approve())
+    async with harness.client(responder, mode=mode, principal="capped") as client:
+        small = outcome(
+            await client.call_tool("transfer_funds", {"from_account": source, "to_account": target, "amount": "1"})
+        )
+        big = outcome(
+            await client.call_tool("transfer_funds", {"from_account": source, "to_account": target, "amount": "60"})
+        )
+        over = outcome(
+            await client.call_tool("transfer_funds", {"from_account": source, "to_account": target, "amount": "40"})
+        )
+
+    assert small["status"] == "executed" and small["approval_ref"] is None
+    assert big["status"] == "executed" and big["approval_ref"] is not None
+    assert over["status"] == "denied" and "at most 100.00 a day" in over["message"]
+    assert len(responder.questions) == 1 and harness.balance(target) == 6100
+
+
+async def test_unanswered_question_expires(harness: Harness, mode: str) -> None:
+    if mode == "auto":
+        pytest.skip("on 2026-07-28 the server holds nothing while waiting: see test_rounds.py")
+    source, target, result = await transfer(harness, ScriptedResponder(silence(APPROVAL_TIMEOUT + 2)), mode)
+
+    assert result["status"] == "expired"
+    assert harness.balance(source) == 10000
+    assert harness.events(result["approval_ref"]) == ["requested", "expired"]
+
+
+async def test_same_idempotency_key_runs_once(harness: Harness, mode: str) -> None:
+    source, target = harness.open_account("100"), harness.open_account("0")
+    responder = ScriptedResponder(approve())
+    args = {"from_account": source, "to_account": target, "amount": "30"}
+    async with harness.client(responder, mode=mode) as client:
+        first = outcome(await client.call_tool("transfer_funds", args, meta={KEY: f"call-{source}"}))
+        again = outcome(await client.call_tool("transfer_funds", args, meta={KEY: f"call-{source}"}))
+        other = await client.call_tool("transfer_funds", {**args, "amount": "31"}, meta={KEY: f"call-{source}"})
+
+    assert first == again and first["status"] == "executed"
+    assert len(responder.questions) == 1 and harness.balance(target) == 3000
+    assert other.is_error and outcome(other)["error"]["code"] == "idempotency_conflict"
+
+
+async def test_concurrent_approved_transfers_cannot_overdraw(harness: Harness, mode: str) -> None:
+    source, target = harness.open_account("100"), harness.open_account("0")
+    results: list[dict[str, Any]] = []
+
+    async def one(key: str) -> None:
+        async with harness.client(ScriptedResponder(approve()), mode=mode) as client:
+            args = {"from_account": source, "to_account": target, "amount": "70"}
+            results.append(outcome(await client.call_tool("transfer_funds", args, meta={KEY: key})))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(one, f"{source}-a")
+        group.start_soon(one, f"{source}-b")
+
+    assert sorted(r["status"] for r in results) == ["executed", "failed"]
+    [failed] = [r for r in results if r["status"] == "failed"]
+    assert failed["error"]["code"] == "insufficient_funds"
+    assert harness.balance(source) == 3000 and harness.balance(target) == 7000
+    assert harness.ledger.check_invariants() == []
+
+
+async def test_close_with_sweep_types_back_the_account(harness: Harness, mode: str) -> None:
+    account, keeper = harness.open_account("42.00", "Cleo Closing"), harness.open_account("1.00")
+    responder = ScriptedResponder(approve())
+    async with harness.client(responder, mode=mode) as client:
+        refused = outcome(await client.call_tool("close_account", {"account_id": account}))
+        closed = outcome(await client.call_tool("close_account", {"account_id": account, "sweep_to": keeper}))
+        after = await client.call_tool("get_account_balance", {"account_id": account})
+
+    assert refused["status"] == "failed" and refused["error"]["code"] == "balance_not_zero"
+    assert closed["status"] == "executed" and closed["receipt"]["swept_amount_minor"] == 4200
+    [question] = responder.questions
+    assert f"To approve, also type {account} in the confirmation field." in question.message
+    assert question.schema["required"] == ["approve", "confirmation"]
+    assert harness.balance(keeper) == 4300 and harness.ledger.balance(account).status == "closed"
+    assert after.is_error and outcome(after)["error"]["code"] == "account_closed"
+
+
+async def test_close_with_wrong_confirmation_is_rejected(harness: Harness, mode: str) -> None:
+    account = harness.open_account("0")
+    async with harness.client(ScriptedResponder(approve(confirmation="ACC-1")), mode=mode) as client:
+        result = outcome(await client.call_tool("close_account", {"account_id": account}))
+
+    assert result["status"] == "rejected" and harness.ledger.balance(account).status == "open"
+    assert harness.events(result["approval_ref"]) == ["requested", "rejected"]
+    assert "confirmation did not match" in harness.audit(approval_ref=result["approval_ref"])[-1]["reason"]
