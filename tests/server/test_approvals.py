@@ -105,7 +105,7 @@ async def test_client_without_elicitation_is_refused(harness: Harness, mode: str
 
 async def test_policy_denies_without_asking(harness: Harness, mode: str) -> None:
     responder = ScriptedResponder()
-    source, target, result = await transfer(harness, responder, mode, amount="50000.01")
+    _source, _target, result = await transfer(harness, responder, mode, amount="50000.01")
     # the account cannot cover it either, but an unaffordable call is refused before the policy runs
     assert result["status"] == "failed" and result["error"]["code"] == "insufficient_funds"
 
@@ -144,7 +144,7 @@ async def test_threshold_and_daily_rules(fresh_harness: Harness, mode: str) -> N
 async def test_unanswered_question_expires(harness: Harness, mode: str) -> None:
     if mode == "auto":
         pytest.skip("on 2026-07-28 the server holds nothing while waiting: see test_rounds.py")
-    source, target, result = await transfer(harness, ScriptedResponder(silence(APPROVAL_TIMEOUT + 2)), mode)
+    source, _target, result = await transfer(harness, ScriptedResponder(silence(APPROVAL_TIMEOUT + 2)), mode)
 
     assert result["status"] == "expired"
     assert harness.balance(source) == 10000
