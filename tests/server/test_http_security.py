@@ -1,0 +1,104 @@
+"""HTTP is secure by default: tokens, Host/Origin allowlist, bounded bodies, refusals at start."""
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.server.harness import TOKENS, Harness, HttpServer, free_port, serve_args
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('sec') / 'ledger.db'}"
+    Harness("setup", url)
+    running = HttpServer(url, "--max-body-bytes", "2048")
+    yield running
+    running.stop()
+
+
+def post(server: HttpServer, body: object = INITIALIZE, **headers: str) -> httpx2.Response:
+    return httpx2.post(server.url, json=body, headers={**ACCEPT, **headers}, timeout=10)
+
+
+def bearer(principal: str = "local") -> str:
+    return f"Bearer {TOKENS[principal]}"
+
+
+def test_a_valid_token_is_served(server: HttpServer) -> None:
+    assert post(server, Authorization=bearer()).status_code == 200
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token-0123456789", "Basic dXNlcjpwYXNz", "Bearer"])
+def test_missing_or_wrong_token_is_401(server: HttpServer, authorization: str | None) -> None:
+    response = post(server, **({"Authorization": authorization} if authorization else {}))
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_foreign_host_is_421(server: HttpServer) -> None:
+    assert post(server, Authorization=bearer(), Host="evil.example").status_code == 421
+
+
+def test_foreign_origin_is_403(server: HttpServer) -> None:
+    assert post(server, Authorization=bearer(), Origin="http://evil.example").status_code == 403
+
+
+def test_oversized_body_is_413(server: HttpServer) -> None:
+    padded = {**INITIALIZE, "params": {**INITIALIZE["params"], "pad": "x" * 4096}}  # type: ignore[dict-item]
+    assert post(server, padded, Authorization=bearer()).status_code == 413
+
+
+def test_malformed_body_is_a_clear_400(server: HttpServer) -> None:
+    response = httpx2.post(server.url, content=b"{not json", headers={**ACCEPT, "Authorization": bearer()})
+    assert response.status_code == 400
+
+
+def test_health_needs_no_token(server: HttpServer) -> None:
+    base = server.url.removesuffix("/mcp")
+    assert httpx2.get(f"{base}/healthz").json() == {"status": "ok", "database": "ok"}
+    assert httpx2.get(f"{base}/readyz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["--host", "0.0.0.0", "--no-auth"], {}, "refusing to serve without authentication"),
+        ([], {"BANKGATE_TOKENS": ""}, "HTTP needs bearer tokens"),
+        (["--stateless"], {}, "needs a shared request-state key ring"),
+        ([], {"BANKGATE_TOKENS": "alice=short"}, "at least 16 characters"),
+    ],
+    ids=["no-auth-off-loopback", "no-tokens", "stateless-without-keys", "weak-token"],
+)
+def test_unsafe_configurations_are_refused_at_start(tmp_path: Path, args: list[str], env: dict[str, str], says: str) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    tokens = ";".join(f"{p}={t}" for p, t in TOKENS.items())
+    command = [sys.executable, *serve_args(url, "--transport", "http", "--port", str(free_port()), *args)]
+    done = subprocess.run(
+        command, env={**os.environ, "BANKGATE_TOKENS": tokens, **env}, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert says in done.stderr
+
+
+def test_all_interfaces_still_check_host(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Harness("setup", url)
+    wide = HttpServer(url, "--host", "0.0.0.0")
+    try:
+        assert post(wide, Authorization=bearer()).status_code == 200
+        assert post(wide, Authorization=bearer(), Host=f"attacker.example:{wide.port}").status_code == 421
+    finally:
+        wide.stop()
