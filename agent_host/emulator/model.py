@@ -100,14 +100,20 @@ class AgentProfile:
 
 
 def respond(agent: AgentProfile, history: Sequence[Item], new_input: Sequence[Item]) -> list[Planned]:
-    """The model's output for ``new_input`` following ``history`` (earlier turns, oldest first)."""
+    """The model's output for ``new_input`` following ``history`` (earlier turns, oldest first).
+
+    Input carrying ``function_call_output``s is answered with a report of those results only, as a
+    model's turn after tool calls would be; otherwise the latest user message decides.
+    """
+    conversation = (*history, *new_input)
     outputs = [item for item in new_input if isinstance(item, FunctionCallOutput)]
+    planned: list[Planned]
     if outputs:
-        calls = {item.call_id: item for item in (*history, *new_input) if isinstance(item, FunctionCall)}
-        report = "\n".join(describe_outcome(calls.get(out.call_id), out.output) for out in outputs)
-        return [Reply(agent.reply_prefix + report)]
-    user_text = next((i.text for i in reversed(new_input) if isinstance(i, Message) and i.role == "user"), "")
-    planned = _banking(agent, user_text) or [Reply(_chat(agent, user_text, (*history, *new_input)))]
+        calls = {item.call_id: item for item in conversation if isinstance(item, FunctionCall)}
+        planned = [Reply("\n".join(describe_outcome(calls.get(out.call_id), out.output) for out in outputs))]
+    else:
+        user_text = next((i.text for i in reversed(new_input) if isinstance(i, Message) and i.role == "user"), "")
+        planned = _banking(agent, user_text) or [Reply(_chat(agent, user_text, conversation))]
     return [Reply(agent.reply_prefix + p.text) if isinstance(p, Reply) else p for p in planned]
 
 
