@@ -82,7 +82,9 @@ def test_health_needs_no_token(server: HttpServer) -> None:
     ],
     ids=["no-auth-off-loopback", "no-tokens", "stateless-without-keys", "weak-token"],
 )
-def test_unsafe_configurations_are_refused_at_start(tmp_path: Path, args: list[str], env: dict[str, str], says: str) -> None:
+def test_unsafe_configurations_are_refused_at_start(
+    tmp_path: Path, args: list[str], env: dict[str, str], says: str
+) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     tokens = ";".join(f"{p}={t}" for p, t in TOKENS.items())
     command = [sys.executable, *serve_args(url, "--transport", "http", "--port", str(free_port()), *args)]

@@ -25,7 +25,9 @@ async def test_modern_clients_approve_over_stateless_http(stateless: Harness) ->
     source, target = stateless.open_account("50"), stateless.open_account("0")
     responder = ScriptedResponder(approve())
     async with stateless.client(responder, mode="auto") as client:
-        result = await client.call_tool("transfer_funds", {"from_account": source, "to_account": target, "amount": "20"})
+        result = await client.call_tool(
+            "transfer_funds", {"from_account": source, "to_account": target, "amount": "20"}
+        )
 
     assert result.structured_content is not None and result.structured_content["status"] == "executed"
     assert len(responder.questions) == 1 and stateless.balance(target) == 2000
@@ -36,7 +38,9 @@ async def test_legacy_clients_cannot_approve_and_nothing_runs(stateless: Harness
     responder = ScriptedResponder(approve())
     async with stateless.client(responder, mode="legacy") as client:
         balance = await client.call_tool("get_account_balance", {"account_id": source})
-        result = await client.call_tool("transfer_funds", {"from_account": source, "to_account": target, "amount": "20"})
+        result = await client.call_tool(
+            "transfer_funds", {"from_account": source, "to_account": target, "amount": "20"}
+        )
 
     assert balance.structured_content is not None and balance.structured_content["formatted"] == "$50.00"
     assert result.structured_content is not None and result.structured_content["status"] == "denied"

@@ -1,0 +1,124 @@
+"""Policy files: validation with locations, decisions, versions, fail-closed evaluation."""
+
+from pathlib import Path
+
+import pytest
+
+from mcp_server.actions import TOOL_ARGUMENTS
+from policy.facts import AccountFacts, CallFacts
+from policy.loader import PolicyError, load_policy, parse_policy
+from policy.outcome import Outcome
+
+GOOD = """
+[tools.transfer_funds]
+default = "allow"
+
+[[tools.transfer_funds.rules]]
+name = "needs-approval"
+when = "amount_minor > minor(1000)"
+outcome = "require_approval"
+reason = "Above 1,000 needs approval."
+
+[[tools.transfer_funds.rules]]
+name = "ceiling"
+when = "amount_minor > minor(10000)"
+outcome = "deny"
+reason = "Above 10,000 is refused."
+
+[[tools.transfer_funds.rules]]
+name = "daily"
+when = "moved_today_minor + amount_minor > minor(20000)"
+outcome = "deny"
+reason = "At most 20,000 a day."
+"""
+
+
+def call(amount_minor: int, moved: int = 0, tool: str = "transfer_funds") -> CallFacts:
+    return CallFacts(tool, {"amount": "x"}, "alice", amount_minor=amount_minor, moved_today_minor=moved)
+
+
+@pytest.mark.parametrize(
+    ("amount", "moved", "outcome", "rules"),
+    [
+        (100_000, 0, Outcome.ALLOW, ()),
+        (100_001, 0, Outcome.REQUIRE_APPROVAL, ("needs-approval",)),
+        (1_000_001, 0, Outcome.DENY, ("needs-approval", "ceiling")),
+        (500_000, 1_600_000, Outcome.DENY, ("needs-approval", "daily")),
+    ],
+)
+def test_most_restrictive_matching_rule_wins(amount: int, moved: int, outcome: Outcome, rules: tuple[str, ...]) -> None:
+    decision = parse_policy(GOOD, source="p.toml").decide(call(amount, moved))
+    assert decision.outcome is outcome and decision.matched_rules == rules
+
+
+def test_unnamed_tools_and_evaluation_errors_are_denied() -> None:
+    policy = parse_policy(
+        GOOD + '\n[tools.close_account]\ndefault = "allow"\n[[tools.close_account.rules]]\nname = "bad"\n'
+        'when = "account.balance_minor > 0"\noutcome = "allow"\nreason = "r"\n',
+        source="p.toml",
+    )
+    assert policy.decide(call(1, tool="get_account_balance")).outcome is Outcome.DENY
+    broken = policy.decide(CallFacts("close_account", {}, "alice"))  # account is null: the rule cannot run
+    assert broken.outcome is Outcome.DENY and broken.matched_rules == ("bad",)
+    fine = policy.decide(
+        CallFacts("close_account", {}, "alice", accounts={"account": AccountFacts("ACC-1", "A", "open", "USD", 5)})
+    )
+    assert fine.outcome is Outcome.ALLOW
+
+
+def test_version_is_a_content_hash() -> None:
+    one = parse_policy(GOOD, source="a")
+    assert one.version == parse_policy("# a comment\n" + GOOD.replace("\n\n", "\n"), source="b").version
+    assert one.version != parse_policy(GOOD.replace("minor(1000)", "minor(999)"), source="c").version
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "says"),
+    [
+        ("[tools.transfer_funds]\ndefault = 'maybe'\n", "p.toml:2: tools.transfer_funds.default", "must be one of"),
+        ("[tools.transfer_funds\n", "p.toml: (syntax)", "line 1"),
+        ("[tools.wire_money]\ndefault = 'allow'\n", "tools.wire_money", "no such tool"),
+        (
+            "[tools.close_account]\ndefault = 'allow'\nconfirm = 'pin'\n",
+            "p.toml:3: tools.close_account.confirm",
+            "argument",
+        ),
+        (
+            "[tools.transfer_funds]\ndefault = 'allow'\n[[tools.transfer_funds.rules]]\nname = 'x'\n"
+            "when = 'amount_minor >'\noutcome = 'deny'\nreason = 'r'\n",
+            "p.toml:5: tools.transfer_funds.rules[0].when",
+            "Syntax error",
+        ),
+        (
+            "[tools.transfer_funds]\ndefault = 'allow'\n[[tools.transfer_funds.rules]]\nname = 'x'\n"
+            "when = 'balance > 5'\noutcome = 'deny'\nreason = 'r'\n",
+            "rules[0].when",
+            "unknown variable balance",
+        ),
+        (
+            "[tools.transfer_funds]\ndefault = 'allow'\n[[tools.transfer_funds.rules]]\nname = 'x'\n"
+            "when = 'args.amount > 5'\noutcome = 'deny'\nreason = 'r'\n",
+            "rules[0].when",
+            "failed",
+        ),
+        ("[tools.transfer_funds]\ndefault = 'allow'\nextra = 1\n", "tools.transfer_funds.extra", "unknown key"),
+    ],
+    ids=["outcome", "syntax", "unknown-tool", "confirm", "cel-syntax", "cel-variable", "cel-type", "unknown-key"],
+)
+def test_errors_say_where_and_what(text: str, where: str, says: str) -> None:
+    with pytest.raises(PolicyError) as error:
+        parse_policy(text, source="p.toml", catalog=TOOL_ARGUMENTS)
+    assert where in str(error.value) and says in str(error.value)
+
+
+def test_shipped_policy() -> None:
+    policy = load_policy(catalog=TOOL_ARGUMENTS)
+    assert policy.decide(call(1, tool="get_account_balance")).outcome is Outcome.ALLOW
+    assert policy.decide(call(5_000_000)).outcome is Outcome.REQUIRE_APPROVAL
+    assert policy.decide(call(5_000_001)).outcome is Outcome.DENY
+    assert policy.tools["close_account"].confirm == "account_id"
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="cannot read the file"):
+        load_policy(tmp_path / "nope.toml")
