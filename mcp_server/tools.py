@@ -63,9 +63,7 @@ def close_account(
     return _present(outcome, CloseOutcome, {"receipt": outcome.details})
 
 
-transfer_funds.__doc__ = (
-    "Move money from one account to another of the same currency; no overdraft. " + _APPROVAL_NOTE
-)
+transfer_funds.__doc__ = "Move money from one account to another of the same currency; no overdraft. " + _APPROVAL_NOTE
 close_account.__doc__ = (
     "Close an account permanently. An account holding money can only be closed with sweep_to, "
     "which receives the balance in the same step. " + _APPROVAL_NOTE
@@ -92,9 +90,7 @@ def _present(outcome: GateResult, model: type[ToolOutcome], extra: dict[str, Any
 TOOLS: tuple[tuple[Callable[..., CallToolResult], ToolAnnotations], ...] = (
     (
         get_account_balance,
-        ToolAnnotations(
-            title="Account balance", read_only_hint=True, idempotent_hint=True, open_world_hint=False
-        ),
+        ToolAnnotations(title="Account balance", read_only_hint=True, idempotent_hint=True, open_world_hint=False),
     ),
     (
         transfer_funds,

@@ -43,9 +43,9 @@ async def test_untouched_chain_verifies(audited: Harness, capsys: pytest.Capture
         ("UPDATE audit_log SET amount_minor = 1 WHERE seq = 3", "record 3: content does not match its hash (edited)"),
         ("DELETE FROM audit_log WHERE seq = 2", "record 3: sequence jumps from 1 to 3"),
         (
-            "INSERT INTO audit_log SELECT seq + 100, at, event, principal, tool, arguments_json, policy_version, "
-            "matched_rules_json, reason, approval_ref, question_sha256, note, result_json, amount_minor, prev_hash, hash "
-            "FROM audit_log WHERE seq = 2",
+            "INSERT INTO audit_log SELECT seq + 100, at, event, principal, tool, arguments_json, "
+            "policy_version, matched_rules_json, reason, approval_ref, question_sha256, note, result_json, "
+            "amount_minor, prev_hash, hash FROM audit_log WHERE seq = 2",
             "record 102: sequence jumps from 5 to 102",
         ),
         ("DELETE FROM audit_log WHERE seq = 5", "the chain ends at record 4 but the head says 5"),
