@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from . import cli_emulator
+from . import cli_ask, cli_chat, cli_demo, cli_emulator
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,12 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
-COMMANDS: tuple[Command, ...] = (Command("emulator", cli_emulator.HELP, cli_emulator.configure, cli_emulator.run),)
+COMMANDS: tuple[Command, ...] = (
+    Command("ask", cli_ask.HELP, cli_ask.configure, cli_ask.run_command),
+    Command("chat", cli_chat.HELP, cli_chat.configure, cli_chat.run_command),
+    Command("demo", cli_demo.HELP, cli_demo.configure, cli_demo.run_command),
+    Command("emulator", cli_emulator.HELP, cli_emulator.configure, cli_emulator.run),
+)
 
 
 def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:

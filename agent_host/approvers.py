@@ -1,0 +1,271 @@
+"""Who answers the MCP server's approval questions: a person at the console, a script, or nobody.
+
+The server asks through MCP elicitation; :class:`ApprovalDesk` is the MCP client's elicitation
+callback and hands each question to an :class:`Approver`. The model never sees these questions:
+they travel between the MCP server and this process only.
+
+Scripted answers (``--approver scripted:FILE``) are one per line, used in order (blank lines and
+``#`` comments skipped), or a JSON list of the same strings::
+
+    approve                      # yes; for a closure, types back the value the question asks for
+    approve note="rent, March"   # yes, with a note for the audit log
+    approve confirm=ACC-009      # yes, typing this confirmation instead (a wrong one is refused)
+    reject note="not today"      # answers the form with approve = no
+    decline                      # declines to answer the form
+    cancel                       # dismisses the question
+
+When the script runs out, every further question is declined.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, TextIO
+
+import anyio.to_thread
+import mcp_types
+from mcp.client import ClientRequestContext
+from rich.console import Console
+from rich.prompt import Confirm, Prompt
+
+from .errors import ConfigurationError
+
+Action = Literal["accept", "decline", "cancel"]
+
+_CONFIRMATION = re.compile(r"type (\S+?) in the confirmation field", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class FormField:
+    name: str
+    title: str
+    description: str
+    required: bool
+
+
+@dataclass(frozen=True)
+class Question:
+    """An approval question as the server put it: its text and the form to fill in."""
+
+    message: str
+    fields: tuple[FormField, ...]
+
+    @classmethod
+    def from_params(cls, params: mcp_types.ElicitRequestFormParams) -> Question:
+        schema = params.requested_schema
+        required = set(schema.get("required") or ())
+        properties: Mapping[str, Any] = schema.get("properties") or {}
+        fields = tuple(
+            FormField(
+                name,
+                str(spec.get("title") or name),
+                str(spec.get("description") or ""),
+                name in required,
+            )
+            for name, spec in properties.items()
+        )
+        return cls(params.message, fields)
+
+    def has(self, name: str) -> bool:
+        return any(f.name == name for f in self.fields)
+
+    @property
+    def confirmation_value(self) -> str | None:
+        """What the question asks to be typed back ("To approve, also type ACC-003 in the confirmation field.")."""
+        match = _CONFIRMATION.search(self.message)
+        return match.group(1).rstrip(".") if match else None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An approver's answer; ``approve`` is the form's yes/no when the form is accepted."""
+
+    action: Action
+    approve: bool = False
+    confirmation: str | None = None
+    note: str | None = None
+    reason: str = ""
+    """Why this answer was given, when nobody typed it (shown to the user)."""
+
+    @property
+    def label(self) -> str:
+        if self.action != "accept":
+            return f"{self.action}d" if self.action == "decline" else "cancelled"
+        return "approved" if self.approve else "rejected"
+
+    def result(self, question: Question) -> mcp_types.ElicitResult:
+        """The elicitation result, carrying only fields the form has: a strict form refuses any other."""
+        if self.action != "accept":
+            return mcp_types.ElicitResult(action=self.action)
+        content: dict[str, str | int | float | bool | list[str] | None] = {"approve": self.approve}
+        if question.has("confirmation") and self.confirmation is not None:
+            content["confirmation"] = self.confirmation
+        if question.has("note") and self.note:
+            content["note"] = self.note
+        return mcp_types.ElicitResult(action="accept", content=content)
+
+
+class Approver(Protocol):
+    name: str
+
+    async def answer(self, question: Question) -> Answer: ...
+
+
+class ApprovalObserver(Protocol):
+    """Shows questions and answers to the user (see :class:`agent_host.display.Display`)."""
+
+    def approval_asked(self, question: Question, approver: str) -> None: ...
+
+    def approval_answered(self, question: Question, answer: Answer) -> None: ...
+
+
+class DenyApprover:
+    """Declines everything: the default without a terminal, so a headless host never approves."""
+
+    name = "deny"
+
+    async def answer(self, question: Question) -> Answer:
+        return Answer("decline", reason="no terminal to ask a human (deny approver)")
+
+
+class ScriptedApprover:
+    """Answers from a list, in order; declines once the list is used up."""
+
+    name = "scripted"
+
+    def __init__(self, answers: Sequence[Answer]) -> None:
+        self._answers = list(answers)
+
+    @classmethod
+    def from_file(cls, path: Path) -> ScriptedApprover:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigurationError(f"Cannot read the approver script {path}: {error.strerror}.") from None
+        return cls(parse_script(text, str(path)))
+
+    async def answer(self, question: Question) -> Answer:
+        if not self._answers:
+            return Answer("decline", reason="the approver script has no answers left")
+        scripted = self._answers.pop(0)
+        if scripted.action == "accept" and scripted.approve and scripted.confirmation is None:
+            scripted = Answer("accept", True, question.confirmation_value, scripted.note, scripted.reason)
+        return scripted
+
+
+def parse_script(text: str, source: str = "script") -> list[Answer]:
+    """Answers from a script: one per line, or a JSON list of lines (format in the module docstring)."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            lines = json.loads(stripped)
+        except ValueError as error:
+            raise ConfigurationError(f"{source}: not a valid JSON list ({error}).") from None
+        if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
+            raise ConfigurationError(f"{source}: the JSON form must be a list of strings.")
+    else:
+        lines = text.splitlines()
+    parsed = (_parse_line(line, f"{source}:{number}") for number, line in enumerate(lines, 1))
+    return [answer for answer in parsed if answer is not None]
+
+
+def _parse_line(line: str, where: str) -> Answer | None:
+    """One answer, or ``None`` for a blank or comment line."""
+    try:
+        words = shlex.split(line, comments=True)
+    except ValueError as error:
+        raise ConfigurationError(f"{where}: {error}") from None
+    if not words:
+        return None
+    word, *options = words
+    settings = dict(option.partition("=")[::2] for option in options)
+    unknown = set(settings) - {"note", "confirm"}
+    if unknown or any("=" not in option for option in options):
+        raise ConfigurationError(f"{where}: expected note=TEXT or confirm=VALUE after {word!r}, got {line!r}.")
+    reason = f"scripted ({where})"
+    note = settings.get("note")
+    if word == "approve":
+        return Answer("accept", True, settings.get("confirm"), note, reason)
+    if word == "reject" and "confirm" not in settings:
+        return Answer("accept", False, None, note, reason)
+    if word in ("decline", "cancel") and not settings:
+        return Answer("decline" if word == "decline" else "cancel", reason=reason)
+    raise ConfigurationError(
+        f"{where}: {line!r} is not an answer; use approve [note=...] [confirm=...], reject [note=...], "
+        "decline or cancel."
+    )
+
+
+class ConsoleApprover:
+    """Asks the person at the terminal: yes or no, the typed confirmation, and an optional note."""
+
+    name = "console"
+
+    def __init__(self, console: Console, stream: TextIO | None = None) -> None:
+        self._console = console
+        self._stream = stream
+
+    async def answer(self, question: Question) -> Answer:
+        return await anyio.to_thread.run_sync(self._ask, question)
+
+    def _ask(self, question: Question) -> Answer:
+        console, stream = self._console, self._stream
+        try:
+            approve = Confirm.ask("Approve this action?", console=console, stream=stream)
+            confirmation = None
+            if approve and question.has("confirmation"):
+                wanted = question.confirmation_value
+                prompt = f"Type {wanted} to confirm" if wanted else "Confirmation"
+                confirmation = Prompt.ask(prompt, console=console, stream=stream)
+            note = ""
+            if question.has("note"):
+                note = Prompt.ask(
+                    "Note for the audit log (optional)", console=console, stream=stream, default="", show_default=False
+                )
+        except EOFError:
+            return Answer("cancel", reason="the terminal closed before an answer")
+        return Answer("accept", approve, confirmation, note or None)
+
+
+@dataclass
+class ApprovalDesk:
+    """The MCP client's elicitation callback: every server question goes to ``approver``, never the model."""
+
+    approver: Approver
+    observer: ApprovalObserver
+    records: list[tuple[Question, Answer]] = field(default_factory=list)
+
+    async def __call__(
+        self, context: ClientRequestContext, params: mcp_types.ElicitRequestParams
+    ) -> mcp_types.ElicitResult | mcp_types.ErrorData:
+        if not isinstance(params, mcp_types.ElicitRequestFormParams):
+            question = Question(params.message, ())
+            answer = Answer("decline", reason="this host answers form questions only, it opens no URLs")
+        else:
+            question = Question.from_params(params)
+            self.observer.approval_asked(question, self.approver.name)
+            answer = await self.approver.answer(question)
+        self.records.append((question, answer))
+        self.observer.approval_answered(question, answer)
+        return answer.result(question)
+
+
+def make_approver(spec: str, console: Console, interactive: bool) -> Approver:
+    """The approver for ``--approver console|deny|scripted:FILE`` (default: console on a terminal, else deny)."""
+    if spec == "deny":
+        return DenyApprover()
+    if spec.startswith("scripted:"):
+        return ScriptedApprover.from_file(Path(spec.removeprefix("scripted:")))
+    if spec == "console":
+        if not interactive:
+            raise ConfigurationError(
+                "--approver console needs a terminal, and stdin is not one.",
+                "Use --approver scripted:FILE for unattended runs, or leave the default (deny).",
+            )
+        return ConsoleApprover(console)
+    raise ConfigurationError(f"Unknown approver {spec!r}: use console, deny or scripted:FILE.")

@@ -1,0 +1,29 @@
+"""``bankgate-agent ask "..."``: one request to the agent, its tool calls run through MCP."""
+
+from __future__ import annotations
+
+import argparse
+
+from .cli_common import add_host_options, approver_from, run, settings_from
+from .display import Display
+from .host import open_host
+
+HELP = "Send one request to the Foundry agent; its tool calls run on the MCP server, approvals go to a human."
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("request", help='what to ask, e.g. "Transfer $50 from ACC-001 to ACC-002."')
+    add_host_options(parser)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    async def main(display: Display) -> int:
+        settings = settings_from(args)
+        approver = approver_from(args, display)
+        async with open_host(settings, display, approver) as host:
+            display.note(host.describe())
+            display.user(args.request)
+            turn = await host.conversation().send(args.request)
+        return 1 if turn.limited else 0
+
+    return run(main, Display(show_ids=args.show_ids))

@@ -1,0 +1,71 @@
+"""Options and error handling shared by ``ask`` and ``chat``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable
+
+import anyio
+from pydantic import ValidationError
+
+from .approvers import Approver, make_approver
+from .display import Display
+from .errors import ConfigurationError, HostError
+from .settings import HostSettings
+
+
+def add_host_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that talks to an agent (each also has an environment setting)."""
+    wire = parser.add_argument_group("agent and wire path")
+    wire.add_argument("--transport", choices=("sdk", "rest"), help="azure-ai-projects SDK (default) or raw REST")
+    wire.add_argument("--stream", action="store_true", default=None, help="stream the answers (Server-Sent Events)")
+    wire.add_argument("--agent", dest="agent_name", metavar="NAME", help="agent name (AGENT_NAME)")
+    wire.add_argument("--agent-version", metavar="N", help="run this existing version of the agent")
+    wire.add_argument(
+        "--existing-agent", action="store_true", default=None, help="run the agent's latest version as it is"
+    )
+    wire.add_argument(
+        "--no-strict", dest="strict_tools", action="store_false", default=None, help="send tool schemas as written"
+    )
+    wire.add_argument("--max-rounds", type=int, metavar="N", help="tool-call rounds allowed per request (default 8)")
+    wire.add_argument("--show-ids", action="store_true", help="show response ids and their previous_response_id")
+    mcp = parser.add_argument_group("MCP server (default: launch `bankgate-mcp serve` over stdio)")
+    mcp.add_argument("--mcp-url", metavar="URL", help="Streamable HTTP endpoint instead (BANKGATE_MCP_URL)")
+    mcp.add_argument("--mcp-token", metavar="TOKEN", help="bearer token for --mcp-url (BANKGATE_MCP_TOKEN)")
+    mcp.add_argument("--mcp-protocol", choices=("auto", "legacy"), help="auto (2026-07-28) or legacy (2025-11-25)")
+    mcp.add_argument("--db", dest="db_url", metavar="URL", help="ledger of the launched server (BANKGATE_DB_URL)")
+    parser.add_argument(
+        "--approver",
+        metavar="console|deny|scripted:FILE",
+        help="who answers approval questions (default: console on a terminal, deny otherwise)",
+    )
+
+
+def settings_from(args: argparse.Namespace) -> HostSettings:
+    """Environment and ``.env`` settings, overridden by the options given."""
+    overrides = {
+        name: getattr(args, name) for name in HostSettings.model_fields if getattr(args, name, None) is not None
+    }
+    try:
+        return HostSettings(**overrides)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise ConfigurationError(f"Invalid configuration: {problems}.") from None
+
+
+def approver_from(args: argparse.Namespace, display: Display) -> Approver:
+    interactive = sys.stdin.isatty()
+    return make_approver(args.approver or ("console" if interactive else "deny"), display.console, interactive)
+
+
+def run(main: Callable[[Display], Awaitable[int]], display: Display) -> int:
+    """Run ``main`` on an event loop; expected failures print a message and set the exit status."""
+    try:
+        return anyio.run(main, display)
+    except HostError as error:
+        display.error(error)
+        return error.exit_code
+    except KeyboardInterrupt:
+        display.warning("Interrupted.")
+        return 130

@@ -1,0 +1,138 @@
+"""What the user sees: the conversation, tool calls and results, approval questions, warnings.
+
+On a terminal it uses rich panels, rules and colours; otherwise (pipes, CI, tests) it prints plain
+text with the same content. Text from the model, the tools and the server is printed as text,
+never interpreted as rich markup.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.text import Text
+
+from .approvers import Answer, Question
+from .errors import HostError
+from .mcp_link import ToolResult
+from .replies import Reply
+from .toolbox import FunctionCall
+
+_STATUS_STYLES = {"executed": "green", "failed": "red"}
+_ANSWER_STYLES = {"approved": "green", "rejected": "red"}
+
+
+class Display:
+    """Renders to ``console`` (stdout by default); errors go to ``errors`` (stderr by default)."""
+
+    def __init__(
+        self, console: Console | None = None, *, errors: Console | None = None, show_ids: bool = False
+    ) -> None:
+        self.console = console or Console(highlight=False)
+        self.errors = errors or Console(stderr=True, highlight=False)
+        self.fancy = self.console.is_terminal
+        if not self.fancy:
+            self.console.soft_wrap = True  # plain text: lines as long as they are, for logs and pipes
+        self.show_ids = show_ids
+        self._streaming = False
+
+    # -- layout ---------------------------------------------------------------------------------
+
+    def section(self, title: str) -> None:
+        if self.fancy:
+            self.console.rule(Text(title, style="bold"))
+        else:
+            self.console.print(Text(f"\n== {title} =="))
+
+    def panel(self, title: str, body: str, style: str = "cyan") -> None:
+        if self.fancy:
+            self.console.print(Panel(Text(body), title=Text(title, style=f"bold {style}"), border_style=style))
+        else:
+            self.console.print(Text(f"+-- {title}\n" + "\n".join(f"| {line}" for line in body.splitlines())))
+
+    def line(self, prefix: str, text: str, style: str = "") -> None:
+        self.console.print(Text.assemble((prefix, style or "bold"), text))
+
+    def note(self, text: str) -> None:
+        self.console.print(Text(text, style="dim"))
+
+    def warning(self, text: str) -> None:
+        self.console.print(Text(f"! {text}", style="yellow"))
+
+    def error(self, error: HostError, program: str = "bankgate-agent") -> None:
+        self.errors.print(Text(f"{program}: {error.message}", style="bold red"))
+        if error.hint:
+            self.errors.print(Text(f"  {error.hint}"))
+
+    # -- the conversation (TurnObserver) --------------------------------------------------------
+
+    def user(self, text: str) -> None:
+        self.line("you › ", text)
+
+    def stream_text(self, delta: str) -> None:
+        if not self._streaming:
+            self.console.print(Text("agent › ", style="bold blue"), end="")
+            self._streaming = True
+        self.console.print(Text(delta), end="")
+
+    def reply(self, reply: Reply, previous_response_id: str | None, streamed: bool) -> None:
+        if self._streaming:
+            self.console.print()
+            self._streaming = False
+        elif reply.text:
+            self.line("agent › ", reply.text, "bold blue")
+        if streamed:
+            counts = ", ".join(f"{kind} ×{count}" for kind, count in reply.events.items())
+            self.note(f"stream: {reply.events.total()} events ({counts})")
+        if self.show_ids:
+            self.note(
+                f"response {reply.response_id}"
+                + (f" ← previous {previous_response_id}" if previous_response_id else "")
+            )
+
+    def tool_call(self, call: FunctionCall) -> None:
+        self.line("  → ", f"{call.name} {_compact(call.arguments)}", "magenta")
+
+    def tool_result(self, call: FunctionCall, result: ToolResult) -> None:
+        status = str(result.output.get("status", "?"))
+        message = result.output.get("message") or _error_message(result.output)
+        self.console.print(
+            Text.assemble(("  ← ", "magenta"), (status, _STATUS_STYLES.get(status, "yellow")), f": {message}")
+        )
+        if result.diagnostic:
+            self.warning(result.diagnostic)
+
+    # -- approvals (ApprovalObserver) -----------------------------------------------------------
+
+    def approval_asked(self, question: Question, approver: str) -> None:
+        fields = [
+            f"  {f.name} ({'required' if f.required else 'optional'}): {f.description or f.title}"
+            for f in question.fields
+        ]
+        body = question.message + ("\n\nForm:\n" + "\n".join(fields) if fields else "")
+        self.panel(f"Approval question from the MCP server — answered by: {approver}", body, "yellow")
+
+    def approval_answered(self, question: Question, answer: Answer) -> None:
+        details = [f"note: {answer.note}"] if answer.note else []
+        if answer.confirmation is not None:
+            details.append(f"confirmation: {answer.confirmation}")
+        if answer.reason:
+            details.append(answer.reason)
+        suffix = f" ({'; '.join(details)})" if details else ""
+        self.console.print(
+            Text.assemble(("  approval: ", "bold"), (answer.label, _ANSWER_STYLES.get(answer.label, "yellow")), suffix)
+        )
+
+
+def _compact(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), ensure_ascii=False)
+    except ValueError:
+        return arguments
+
+
+def _error_message(output: Mapping[str, object]) -> str:
+    error = output.get("error")
+    return str(error.get("message")) if isinstance(error, Mapping) else json.dumps(output)

@@ -1,0 +1,107 @@
+"""Failures a user can act on: each is printed as a message and a hint, never as a traceback.
+
+The three wire clients (azure-core for agents, openai for the SDK path, httpx2 for the raw REST
+path) report HTTP failures differently; :func:`http_failure` turns the status, body and headers any
+of them saw into the same :class:`HostError`, so every path explains a 401 or a 429 the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+SCOPE = "https://ai.azure.com/.default"
+"""The scope of the tokens Foundry project endpoints accept (audience ``https://ai.azure.com``)."""
+
+
+class HostError(Exception):
+    """An expected failure: what went wrong, and what the user can do about it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if self.hint is None else f"{self.message}\n{self.hint}"
+
+
+class ConfigurationError(HostError):
+    """Settings or options that cannot work together."""
+
+    exit_code = 2
+
+
+class AuthenticationFailed(HostError):
+    """No token could be obtained, or the project refused it."""
+
+
+class NotFound(HostError):
+    """An unknown agent, agent version or response."""
+
+
+class RateLimited(HostError):
+    """Still throttled after the retries."""
+
+
+class ServiceUnreachable(HostError):
+    """The project endpoint (service or emulator) could not be reached at all."""
+
+
+class ServiceFailed(HostError):
+    """Any other error answer from the service."""
+
+
+class McpUnavailable(HostError):
+    """The MCP server did not start, refused the connection, or stopped."""
+
+
+def http_failure(
+    status: int,
+    body: object,
+    headers: Mapping[str, str],
+    *,
+    endpoint: str,
+    identity: str,
+    retries: int = 0,
+) -> HostError:
+    """The :class:`HostError` for an HTTP error answer from the Foundry project at ``endpoint``.
+
+    ``identity`` says who the token was for (see :func:`agent_host.access.describe_token`), because
+    "which identity, which audience" is what a 401 needs answering.
+    """
+    code, message = _error_fields(body)
+    detail = f"HTTP {status}{f' {code}' if code else ''}: {message}" if message else f"HTTP {status}"
+    if status in (401, 403):
+        return AuthenticationFailed(
+            f"The Foundry project at {endpoint} refused the host's token ({detail}).",
+            f"The token was requested for scope {SCOPE} as {identity}. Check that this identity has "
+            "the 'Azure AI User' role on the project, or sign in as another one (az login).",
+        )
+    if status == 404:
+        return NotFound(f"Not found at {endpoint} ({detail}).", "Check the agent name and --agent-version.")
+    if status == 429:
+        wait = headers.get("retry-after") or headers.get("Retry-After")
+        return RateLimited(
+            f"The Foundry project is rate limiting requests ({detail}); still throttled after {retries} retries.",
+            f"Try again {f'in {wait} s' if wait else 'later'}, or raise the model deployment's quota.",
+        )
+    return ServiceFailed(f"The Foundry project at {endpoint} answered {detail}.")
+
+
+def unreachable(endpoint: str, reason: object) -> ServiceUnreachable:
+    return ServiceUnreachable(
+        f"Cannot reach the Foundry project at {endpoint} ({reason}).",
+        "Check PROJECT_ENDPOINT and your network; for the offline emulator run `bankgate-agent emulator` "
+        "and use the PROJECT_ENDPOINT it prints.",
+    )
+
+
+def _error_fields(body: object) -> tuple[str | None, str | None]:
+    """``(code, message)`` from an OpenAI-style ``{"error": {...}}`` body, or the body itself."""
+    error = body.get("error", body) if isinstance(body, Mapping) else body
+    if isinstance(error, Mapping):
+        code, message = error.get("code"), error.get("message")
+        return (str(code) if code else None), (str(message) if message else None)
+    return None, (str(error) if error else None)

@@ -1,0 +1,100 @@
+"""Assembly: settings -> project access, MCP link, tools, agent and wire path, ready for conversations.
+
+The configuration is checked before anything starts, and everything opened here is closed on the
+way out, including the MCP server the host launched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from azure.ai.projects.aio import AIProjectClient
+
+from .access import ProjectAccess, project_access
+from .agent import AgentChoice, choose_agent
+from .approvers import ApprovalDesk, Approver
+from .display import Display
+from .mcp_link import McpLink, McpTarget, connect
+from .settings import HostSettings
+from .toolbox import Toolbox
+from .transport_rest import RestTransport
+from .transport_sdk import SdkTransport
+from .turns import Conversation, ResponsesTransport
+
+
+@dataclass
+class Host:
+    settings: HostSettings
+    access: ProjectAccess
+    project: AIProjectClient
+    link: McpLink
+    toolbox: Toolbox
+    agent: AgentChoice
+    transport: ResponsesTransport
+    desk: ApprovalDesk
+    display: Display
+
+    def conversation(self, agent: AgentChoice | None = None, *, stream: bool | None = None) -> Conversation:
+        """A new chain of responses with ``agent`` (the host's agent by default)."""
+        return Conversation(
+            self.transport,
+            self.toolbox,
+            (agent or self.agent).reference(),
+            self.display,
+            stream=self.settings.stream if stream is None else stream,
+            max_rounds=self.settings.max_rounds,
+        )
+
+    def describe(self) -> str:
+        agent = self.agent
+        how = "created" if agent.created else ("pinned" if agent.pinned else "latest")
+        return (
+            f"agent {agent.name} v{agent.version} ({how}) · {self.transport.name} path · "
+            f"MCP {self.link.target.describe()} ({self.link.protocol_version}) · approver {self.desk.approver.name}"
+        )
+
+
+def mcp_target(settings: HostSettings) -> McpTarget:
+    return McpTarget(
+        url=settings.mcp_url,
+        token=settings.mcp_token.get_secret_value() if settings.mcp_token else None,
+        db_url=settings.db_url,
+        protocol=settings.mcp_protocol,
+        call_timeout=settings.tool_timeout,
+    )
+
+
+@asynccontextmanager
+async def open_host(
+    settings: HostSettings, display: Display, approver: Approver, target: McpTarget | None = None
+) -> AsyncIterator[Host]:
+    """Connect everything ``settings`` describe; ``target`` overrides the MCP server they name."""
+    access = project_access(settings)
+    desk = ApprovalDesk(approver, display)
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(access.aclose)
+        link = await stack.enter_async_context(connect(target or mcp_target(settings), desk))
+        project = await stack.enter_async_context(
+            AIProjectClient(
+                endpoint=access.endpoint, credential=access.credential, authentication_policy=access.policy()
+            )
+        )
+        toolbox = Toolbox(link, strict=settings.strict_tools)
+        agent = await choose_agent(
+            project,
+            access,
+            settings.agent_name,
+            model=settings.chat_model,
+            tools=toolbox.definitions(),
+            version=settings.agent_version,
+            existing=settings.existing_agent,
+        )
+        transport: ResponsesTransport = (
+            SdkTransport(project, access, settings.max_retries)
+            if settings.transport == "sdk"
+            else RestTransport(access, settings.max_retries)
+        )
+        stack.push_async_callback(transport.aclose)
+        yield Host(settings, access, project, link, toolbox, agent, transport, desk, display)

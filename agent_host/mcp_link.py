@@ -1,0 +1,203 @@
+"""The host's MCP client: one session to the bankgate server, its tools, and calls that always answer.
+
+By default the server is launched as a subprocess over stdio (``python -m mcp_server serve``, with
+the host's ``BANKGATE_*`` settings), so the ledger is whatever the server would use on its own; with
+a URL the host speaks Streamable HTTP with a bearer token instead. The host never imports the
+server: everything crosses the MCP wire.
+
+:meth:`McpLink.call` never raises for a failed call: the model must get an answer for every function
+call, so a crashed server or a timeout becomes a ``tool_unavailable`` result.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import IO, Any, cast
+
+import httpx2
+import mcp_types
+from mcp import Client, StdioServerParameters
+from mcp.client.session import ElicitationFnT
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import RequestParamsMeta
+
+from .emulator import is_loopback_url
+from .errors import ConfigurationError, McpUnavailable
+from .settings import McpProtocol
+
+IDEMPOTENCY_KEY_META = "io.bankgate/idempotency-key"
+"""The request ``_meta`` key the server reads to run a retried call only once."""
+
+_STDERR_TAIL_LINES = 6
+
+
+@dataclass(frozen=True)
+class McpTarget:
+    """Which MCP server to talk to and how."""
+
+    url: str | None = None
+    token: str | None = None
+    db_url: str | None = None
+    protocol: McpProtocol = "auto"
+    call_timeout: float = 330.0
+    server_args: tuple[str, ...] = ()
+    """Extra ``bankgate-mcp serve`` options for a launched server (e.g. ``--no-seed``)."""
+    server_env: Mapping[str, str] | None = None
+    """``BANKGATE_*`` settings for a launched server; ``None`` forwards the caller's."""
+    server_cwd: str | None = None
+    """Working directory of a launched server (where it reads ``.env``); ``None`` is the caller's."""
+
+    def describe(self) -> str:
+        return self.url or "bankgate-mcp serve (stdio subprocess)"
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A tool's result as the model gets it: the structured content (or a stand-in for it)."""
+
+    output: dict[str, Any]
+    is_error: bool = False
+    diagnostic: str | None = None
+    """For the user only, never the model: why the call could not reach the tool."""
+
+
+@dataclass
+class McpLink:
+    """A connected MCP session and the tools it lists."""
+
+    client: Client
+    tools: list[mcp_types.Tool]
+    target: McpTarget
+    stderr: IO[str] | None = field(default=None, repr=False)
+
+    @property
+    def protocol_version(self) -> str:
+        return self.client.protocol_version
+
+    async def call(self, name: str, arguments: dict[str, Any], *, idempotency_key: str | None = None) -> ToolResult:
+        """Run one tool; a key makes a retried call (same Foundry ``call_id``) take effect once."""
+        meta = cast(RequestParamsMeta, {IDEMPOTENCY_KEY_META: idempotency_key}) if idempotency_key else None
+        try:
+            result = await self.client.call_tool(
+                name, arguments, read_timeout_seconds=self.target.call_timeout, meta=meta
+            )
+        except Exception as error:  # anything that kept the call from completing; cancellation still propagates
+            reason = _reason(error)
+            diagnostic = f"MCP call {name} failed: {reason}. {self.stderr_tail()}".strip()
+            return ToolResult(unavailable_output(reason), True, diagnostic)
+        return ToolResult(_output(result), result.is_error)
+
+    def stderr_tail(self) -> str:
+        """The launched server's last log lines, which usually say why it stopped."""
+        if self.stderr is None:
+            return ""
+        self.stderr.seek(0)
+        lines = [line for line in self.stderr.read().splitlines() if line.strip()]
+        return "Server log: " + " | ".join(lines[-_STDERR_TAIL_LINES:]) if lines else ""
+
+
+def unavailable_output(reason: str) -> dict[str, Any]:
+    """The function-call output for a call that could not reach the tool: its outcome is unknown."""
+    return {
+        "status": "failed",
+        "message": "The tool could not be reached; whether it ran is unknown, so check before retrying.",
+        "error": {"code": "tool_unavailable", "message": f"The MCP tool call did not complete: {reason}"},
+    }
+
+
+@asynccontextmanager
+async def connect(target: McpTarget, elicitation: ElicitationFnT) -> AsyncIterator[McpLink]:
+    """Connect (launching the server unless ``target.url``), list the tools, and yield the link."""
+    async with AsyncExitStack() as stack:
+        stderr: IO[str] | None = None
+        statuses: list[int] = []
+        if target.url is None:
+            stderr = stack.enter_context(tempfile.TemporaryFile("a+", encoding="utf-8"))  # noqa: SIM115 (on the stack)
+            transport: Any = stdio_client(_launch_parameters(target), errlog=stderr)
+        else:
+            transport = streamable_http_client(target.url, http_client=_http_client(target, statuses))
+        client = Client(transport, mode=target.protocol, elicitation_callback=elicitation)
+        link = McpLink(client, [], target, stderr)
+        try:
+            await stack.enter_async_context(client)
+            link.tools = list((await client.list_tools()).tools)
+        except Exception as error:
+            raise _start_failure(target, error, statuses, link.stderr_tail()) from None
+        yield link
+
+
+def _launch_parameters(target: McpTarget) -> StdioServerParameters:
+    """``python -m mcp_server serve`` with the caller's ``BANKGATE_*`` settings.
+
+    The stdio transport passes only a minimal environment to the child, so the server's own
+    settings are forwarded explicitly; ``db_url`` overrides ``BANKGATE_DB_URL``.
+    """
+    inherited = os.environ if target.server_env is None else target.server_env
+    env = {key: value for key, value in inherited.items() if key.startswith("BANKGATE_")}
+    if target.db_url:
+        env["BANKGATE_DB_URL"] = target.db_url
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "mcp_server", "serve", *target.server_args],
+        env=env,
+        cwd=target.server_cwd,
+    )
+
+
+def _http_client(target: McpTarget, statuses: list[int]) -> httpx2.AsyncClient:
+    """An HTTP client sending the bearer token; it notes response statuses to explain a refused connection."""
+    assert target.url is not None
+    if target.token and target.url.startswith("http://") and not is_loopback_url(target.url):
+        raise ConfigurationError(
+            f"Refusing to send the MCP token over plain http to {target.url}.", "Use https for a remote MCP server."
+        )
+
+    async def note_status(response: httpx2.Response) -> None:
+        statuses.append(response.status_code)
+
+    headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
+    return httpx2.AsyncClient(
+        headers=headers,
+        timeout=httpx2.Timeout(30.0, read=target.call_timeout),
+        event_hooks={"response": [note_status]},
+    )
+
+
+def _start_failure(target: McpTarget, error: Exception, statuses: list[int], stderr_tail: str) -> McpUnavailable:
+    if target.url is None:
+        return McpUnavailable(
+            f"The MCP server did not start ({_reason(error)}).",
+            stderr_tail or "Run `bankgate-mcp serve` on its own to see why, and check BANKGATE_DB_URL / --db.",
+        )
+    if statuses and statuses[-1] in (401, 403):
+        return McpUnavailable(
+            f"The MCP server at {target.url} refused the host's token (HTTP {statuses[-1]}).",
+            "Pass a token the server accepts with --mcp-token or BANKGATE_MCP_TOKEN.",
+        )
+    return McpUnavailable(
+        f"Cannot connect to the MCP server at {target.url} ({_reason(error)}).",
+        "Start it with `bankgate-mcp serve --transport http`, or leave out --mcp-url to launch one over stdio.",
+    )
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost useful message of ``error`` (task groups wrap the real one)."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return str(error) or type(error).__name__
+
+
+def _output(result: mcp_types.CallToolResult) -> dict[str, Any]:
+    """The structured content, or for a tool without one, its text in the same shape."""
+    if result.structured_content is not None:
+        return dict(result.structured_content)
+    text = " ".join(block.text for block in result.content if isinstance(block, mcp_types.TextContent))
+    if result.is_error:
+        return {"status": "failed", "message": text, "error": {"code": "tool_error", "message": text}}
+    return {"status": "executed", "message": text}

@@ -1,0 +1,60 @@
+"""The host's configuration, named as the lab names it: environment variables over ``.env`` over defaults.
+
+The lab's names (``PROJECT_ENDPOINT``, ``CHAT_MODEL``, ``AGENT_NAME``, ``EMULATOR_TOKEN``) and the
+server's (``BANKGATE_DB_URL``) are read as they are; every other field is ``BANKGATE_AGENT_<FIELD>``.
+Command-line options override all of them (each CLI passes its options as keyword arguments).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .emulator import DEV_TOKEN
+
+DEFAULT_AGENT_NAME = "bankgate-teller"
+DEFAULT_MAX_ROUNDS = 8
+
+Transport = Literal["sdk", "rest"]
+McpProtocol = Literal["auto", "legacy"]
+
+
+class HostSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BANKGATE_AGENT_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    project_endpoint: str | None = Field(
+        default=None,
+        validation_alias="PROJECT_ENDPOINT",
+        description="https://<account>.services.ai.azure.com/api/projects/<project>, or the emulator's endpoint.",
+    )
+    chat_model: str | None = Field(
+        default=None, validation_alias="CHAT_MODEL", description="Model deployment for new agent versions."
+    )
+    agent_name: str = Field(default=DEFAULT_AGENT_NAME, validation_alias="AGENT_NAME")
+    emulator_token: SecretStr = Field(
+        default=SecretStr(DEV_TOKEN),
+        validation_alias="EMULATOR_TOKEN",
+        description="Bearer token for a loopback emulator endpoint (the one `bankgate-agent emulator` prints).",
+    )
+    transport: Transport = "sdk"
+    stream: bool = False
+    agent_version: str | None = Field(default=None, description="Pin this existing version instead of creating one.")
+    existing_agent: bool = Field(default=False, description="Use the agent's latest version as it is.")
+    strict_tools: bool = Field(default=True, description="Send strict-mode tool schemas when the MCP schemas allow it.")
+    max_rounds: int = Field(default=DEFAULT_MAX_ROUNDS, ge=0, description="Tool-call rounds allowed per request.")
+    max_retries: int = Field(default=3, ge=0, description="Retries of throttled (429) and failed (5xx) requests.")
+    mcp_url: str | None = Field(
+        default=None, validation_alias="BANKGATE_MCP_URL", description="Streamable HTTP endpoint."
+    )
+    mcp_token: SecretStr | None = Field(default=None, validation_alias="BANKGATE_MCP_TOKEN")
+    mcp_protocol: McpProtocol = "auto"
+    db_url: str | None = Field(
+        default=None, validation_alias="BANKGATE_DB_URL", description="Ledger for the MCP server the host launches."
+    )
+    tool_timeout: float = Field(
+        default=330.0, gt=0, description="Seconds one MCP round may take (the server gives a human 300 s by default)."
+    )

@@ -1,0 +1,115 @@
+"""The raw REST wire path: ``POST {endpoint}/openai/v1/responses`` over httpx2, no Foundry or OpenAI SDK.
+
+It does by hand what the SDK path gets for free: a bearer token for ``https://ai.azure.com/.default``
+from the token cache (fetched once more after a 401, in case it went stale), retries of 429 and
+5xx answers honouring ``retry-after-ms``/``Retry-After``, and Server-Sent Events when streaming.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx2
+
+from .access import ProjectAccess
+from .errors import http_failure, unreachable
+from .sse import parse_sse
+from .tokens import TokenCache
+
+MAX_RETRY_DELAY_S = 60.0
+_RETRIED = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+class RestTransport:
+    name = "rest"
+
+    def __init__(self, access: ProjectAccess, max_retries: int, *, timeout: float = 120.0) -> None:
+        self._access = access
+        self._tokens = TokenCache(access)
+        self._max_retries = max_retries
+        self._url = f"{access.endpoint}/openai/v1/responses"
+        self._http = httpx2.AsyncClient(timeout=httpx2.Timeout(timeout, connect=10.0))
+
+    @property
+    def tokens(self) -> TokenCache:
+        return self._tokens
+
+    async def create(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        async with self._post(request) as response:
+            body: dict[str, Any] = response.json()
+        return body
+
+    async def stream(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        async with self._post({**request, "stream": True}) as response:
+            async for event in parse_sse(response.aiter_lines()):
+                yield event
+
+    @asynccontextmanager
+    async def _post(self, request: Mapping[str, Any]) -> AsyncIterator[httpx2.Response]:
+        """The successful response (body not yet read), after the retries; errors as :class:`HostError`."""
+        streaming = bool(request.get("stream"))
+        fresh = refreshed = False
+        attempt = 0
+        while True:
+            response = await self._send(request, streaming, fresh_token=fresh)
+            fresh = False
+            try:
+                if response.status_code == 401 and not refreshed:
+                    fresh = refreshed = True
+                    continue
+                if response.status_code in _RETRIED and attempt < self._max_retries:
+                    await anyio.sleep(retry_delay(response.headers, attempt))
+                    attempt += 1
+                    continue
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise http_failure(
+                        response.status_code,
+                        _json_or_text(response),
+                        response.headers,
+                        endpoint=self._access.endpoint,
+                        identity=await self._access.identity(),
+                        retries=attempt,
+                    )
+                if not streaming:
+                    await response.aread()
+                yield response
+                return
+            finally:
+                await response.aclose()
+
+    async def _send(self, request: Mapping[str, Any], streaming: bool, *, fresh_token: bool) -> httpx2.Response:
+        token = await self._tokens.token(fresh=fresh_token)
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "text/event-stream" if streaming else "application/json",
+            "User-Agent": "bankgate-agent (raw REST)",
+        }
+        outgoing = self._http.build_request("POST", self._url, json=request, headers=headers)
+        try:
+            return await self._http.send(outgoing, stream=True)
+        except httpx2.TransportError as error:
+            raise unreachable(self._access.endpoint, error) from None
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def retry_delay(headers: Mapping[str, str], attempt: int) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): the server's hint, else exponential backoff."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return min(MAX_RETRY_DELAY_S, max(0.0, float(headers[name]) * scale))
+        except (KeyError, ValueError):
+            continue
+    return min(MAX_RETRY_DELAY_S, 0.5 * 2.0**attempt)
+
+
+def _json_or_text(response: httpx2.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
