@@ -16,7 +16,7 @@ from mcp_server.gate_store import SqlGateTx
 from mcp_server.identifiers import parse_account_id
 from mcp_server.ledger import Ledger
 from mcp_server.ledger_models import Account
-from mcp_server.money import canonical_amount, format_amount, minor_units, parse_amount
+from mcp_server.money import canonical_amount, format_amount, minor_units, parse_amount, to_decimal
 from policy.action import Action, Call, Done, Inspection
 from policy.facts import AccountFacts
 from policy.results import Refusal
@@ -93,14 +93,15 @@ class BalanceAction(_LedgerAction):
             minor_exponent=minor_units(account.currency),
         )
 
-    def execute(self, tx: GateTx, call: Call) -> Done:
-        account = self._open(tx, call)
+    def execute(self, tx: GateTx, call: Call, inspection: Inspection) -> Done:
+        account = inspection.accounts["account"]
+        assert account is not None
         formatted = format_amount(account.balance_minor, account.currency)
         details = {
             "account_id": account.id,
             "owner": account.owner,
             "currency": account.currency,
-            "balance": str(account.balance),
+            "balance": str(to_decimal(account.balance_minor, account.currency)),
             "balance_minor": account.balance_minor,
             "formatted": formatted,
             "account_status": account.status,
@@ -150,11 +151,9 @@ class TransferAction(_LedgerAction):
             amount_minor=amount,
         )
 
-    def execute(self, tx: GateTx, call: Call) -> Done:
-        conn, args = _conn(tx), call.arguments
-        source = self.ledger.account_in(conn, args["from_account"], "from_account")
-        amount = parse_amount(args["amount"], source.currency, ceiling_minor=self.ledger.max_amount_minor)
-        receipt = self._transfer(conn, call, amount)
+    def execute(self, tx: GateTx, call: Call, inspection: Inspection) -> Done:
+        receipt = self._transfer(_conn(tx), call, inspection.amount_minor)
+        amount = inspection.amount_minor
         money = format_amount(amount, receipt.currency)
         after = format_amount(receipt.from_balance_after_minor, receipt.currency)
         summary = (
@@ -200,7 +199,7 @@ class CloseAction(_LedgerAction):
             amount_minor=receipt.swept_amount_minor,
         )
 
-    def execute(self, tx: GateTx, call: Call) -> Done:
+    def execute(self, tx: GateTx, call: Call, inspection: Inspection) -> Done:
         args = call.arguments
         receipt = self.ledger.close_in(_conn(tx), args["account_id"], args["sweep_to"])
         summary = f"Closed account {receipt.account_id}."

@@ -202,4 +202,8 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: object) -> None
 
 
 def _begin_sqlite_transaction(conn: Connection) -> None:
-    conn.exec_driver_sql(conn.get_execution_options().get(_BEGIN_MODE, "BEGIN DEFERRED"))
+    # Straight to the driver: this runs on every transaction, and SQLAlchemy's statement
+    # machinery would cost more than the BEGIN itself.
+    conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+        conn.get_execution_options().get(_BEGIN_MODE, "BEGIN DEFERRED")
+    )

@@ -30,6 +30,7 @@ _APPROVAL_COLUMNS = (
 class SqlGateStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.inline_reads = db.dialect == "sqlite"
 
     def transaction(self, work: Callable[["SqlGateTx"], T], *, write: bool = True) -> T:  # type: ignore[override]
         def unit(conn: Connection) -> T:

@@ -4,7 +4,7 @@ The bodies only present the gate's result; every decision is taken by the `settl
 resolver before a body runs, so no tool can execute without the policy layer.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer, Resolve
@@ -34,13 +34,13 @@ _APPROVAL_NOTE = (
 )
 
 
-def get_account_balance(account_id: AccountId, *, outcome: Outcome) -> Annotated[CallToolResult, BalanceOutcome]:
+async def get_account_balance(account_id: AccountId, *, outcome: Outcome) -> Annotated[CallToolResult, BalanceOutcome]:
     """Return the current balance of one bank account (exact, in the account's currency). Read-only."""
     account = dict(outcome.details or {})
     return _present(outcome, BalanceOutcome, {k: account.get(k) for k in _BALANCE_FIELDS})
 
 
-def transfer_funds(
+async def transfer_funds(
     from_account: AccountId,
     to_account: AccountId,
     amount: Amount,
@@ -51,7 +51,7 @@ def transfer_funds(
     return _present(outcome, TransferOutcome, {"receipt": outcome.details})
 
 
-def close_account(
+async def close_account(
     account_id: AccountId,
     sweep_to: Annotated[
         str | None,
@@ -77,7 +77,7 @@ def _present(outcome: GateResult, model: type[ToolOutcome], extra: dict[str, Any
         status=outcome.status.value,
         message=outcome.message,
         approval_ref=outcome.approval_ref,
-        error=outcome.error,  # type: ignore[arg-type]  # validated into ErrorInfo
+        error=dict(outcome.error) if outcome.error is not None else None,
         **extra,
     )
     return CallToolResult(
@@ -87,7 +87,7 @@ def _present(outcome: GateResult, model: type[ToolOutcome], extra: dict[str, Any
     )
 
 
-TOOLS: tuple[tuple[Callable[..., CallToolResult], ToolAnnotations], ...] = (
+TOOLS: tuple[tuple[Callable[..., Awaitable[CallToolResult]], ToolAnnotations], ...] = (
     (
         get_account_balance,
         ToolAnnotations(title="Account balance", read_only_hint=True, idempotent_hint=True, open_world_hint=False),

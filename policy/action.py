@@ -73,5 +73,8 @@ class Action(Protocol):
     def inspect(self, tx: GateTx, call: Call) -> Inspection:
         """Check the call could run now and describe it (raises `Refusal` if it could not)."""
 
-    def execute(self, tx: GateTx, call: Call) -> Done:
-        """Perform the effect in `tx`; re-checks balances and statuses (raises `Refusal`)."""
+    def execute(self, tx: GateTx, call: Call, inspection: Inspection) -> Done:
+        """Perform the effect in `tx`, right after `inspection` was taken in the same transaction.
+
+        The ledger re-checks balances and statuses on the rows it changes (raises `Refusal`).
+        """

@@ -80,6 +80,8 @@ async def prepare(ctx: Context) -> Opening:
     state_digest = hashlib.sha256(state.encode()).hexdigest() if state else None
     reachable = human_reachable(ctx)
     try:
+        if host.gate.reads_inline(tool):
+            return host.gate.open(call, human_reachable=reachable, state_digest=state_digest)
         return await anyio.to_thread.run_sync(
             lambda: host.gate.open(call, human_reachable=reachable, state_digest=state_digest)
         )

@@ -36,6 +36,11 @@ class Policy:
     """Content hash of the policy's meaning (comments and layout do not change it)."""
     source: str
 
+    def variables(self, tool: str) -> frozenset[str]:
+        """The variables the rules for `tool` read, so costly facts are gathered only when used."""
+        policy = self.tools.get(tool)
+        return frozenset().union(*(r.condition.variables for r in policy.rules)) if policy else frozenset()
+
     def decide(self, facts: CallFacts) -> Decision:
         """The most restrictive outcome among matching rules, else the tool's default.
 

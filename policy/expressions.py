@@ -24,6 +24,10 @@ class Condition:
     source: str
     program: Any
 
+    @property
+    def variables(self) -> frozenset[str]:
+        return frozenset(self.program.variables())
+
     @classmethod
     def compile(cls, source: str) -> "Condition":
         try:

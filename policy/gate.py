@@ -81,6 +81,11 @@ class Gate:
         action = self.actions[opening.call.tool]
         return self.store.transaction(lambda tx: self._conclude(tx, action, opening, verdict, state_digest))
 
+    def reads_inline(self, tool: str) -> bool:
+        """Whether `open` for this tool may run on the event loop (an allowed read of an embedded store)."""
+        action = self.actions.get(tool)
+        return action is not None and action.read_only and self.store.inline_reads
+
     def explain(self, call: Call) -> tuple[Decision, Inspection]:
         """The decision the policy would give `call` now, and what it would do; changes nothing."""
         action = self.actions[call.tool]
@@ -93,10 +98,11 @@ class Gate:
 
     def _read(self, tx: GateTx, action: Action, call: Call) -> GateResult | None:
         try:
-            decision = self.policy.decide(self._facts(tx, call, action.inspect(tx, call)))
+            inspection = action.inspect(tx, call)
+            decision = self.policy.decide(self._facts(tx, call, inspection))
             if decision.outcome is not Outcome.ALLOW:
                 return None
-            done = action.execute(tx, call)
+            done = action.execute(tx, call, inspection)
         except Refusal as refusal:
             return GateResult.refused(refusal)
         return GateResult(Status.EXECUTED, done.summary, details=done.details)
@@ -117,7 +123,7 @@ class Gate:
             inspection = action.inspect(tx, call)
             decision = self.policy.decide(self._facts(tx, call, inspection))
             if decision.outcome is Outcome.ALLOW:
-                result = self._execute(tx, action, call)
+                result = self._execute(tx, action, call, inspection)
                 return Opening(call, final=self._finish(tx, call, decision, result, inspection.amount_minor))
             if decision.outcome is Outcome.DENY:
                 denied = GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, decision.reason))
@@ -240,13 +246,13 @@ class Gate:
             return GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, reason)), 0
         if decision.outcome is Outcome.DENY:
             return GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, decision.reason)), 0
-        result = self._execute(tx, action, call)
+        result = self._execute(tx, action, call, inspection)
         return result, inspection.amount_minor if result.status is Status.EXECUTED else 0
 
-    def _execute(self, tx: GateTx, action: Action, call: Call) -> GateResult:
+    def _execute(self, tx: GateTx, action: Action, call: Call, inspection: Inspection) -> GateResult:
         try:
             with tx.savepoint():
-                done: Done = action.execute(tx, call)
+                done: Done = action.execute(tx, call, inspection)
         except Refusal as refusal:
             return GateResult.refused(refusal)
         return GateResult(Status.EXECUTED, done.summary, details=done.details)
@@ -281,7 +287,11 @@ class Gate:
             minor_exponent=inspection.minor_exponent,
             amount_minor=inspection.amount_minor,
             accounts=inspection.accounts,
-            moved_today_minor=tx.moved_today_minor(call.principal, midnight.timestamp()),
+            moved_today_minor=(
+                tx.moved_today_minor(call.principal, midnight.timestamp())
+                if "moved_today_minor" in self.policy.variables(call.tool)
+                else 0
+            ),
             now=datetime.fromtimestamp(now, UTC),
         )
 

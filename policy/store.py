@@ -83,5 +83,9 @@ class GateTx(Protocol):
 
 
 class GateStore(Protocol):
+    inline_reads: bool
+    """True when a read never waits on I/O of another process (an embedded database in WAL mode):
+    reads then run on the caller's event loop instead of paying a thread hop."""
+
     def transaction(self, work: Callable[[GateTx], T], *, write: bool = True) -> T:
         """Run `work` in one transaction, retried on serialization failures (so it may run twice)."""
