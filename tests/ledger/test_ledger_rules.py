@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -84,7 +85,7 @@ def test_close_of_an_empty_account_moves_nothing(ledger: Ledger) -> None:
 def test_closed_account_refuses_every_later_movement(ledger: Ledger) -> None:
     ledger.seed_demo()
     ledger.close("ACC-003", sweep_to="ACC-002")
-    attempts = [
+    attempts: list[Callable[[], object]] = [
         lambda: ledger.transfer("ACC-003", "ACC-002", "1"),
         lambda: ledger.transfer("ACC-001", "ACC-003", "1"),
         lambda: ledger.deposit("ACC-003", "1"),

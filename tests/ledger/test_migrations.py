@@ -12,9 +12,7 @@ from mcp_server.database import Database
 
 def recorded(db: Database) -> list[tuple[int, str]]:
     return db.read(
-        lambda conn: [
-            (int(v), str(n)) for v, n in conn.execute(text("SELECT version, name FROM schema_migrations"))
-        ]
+        lambda conn: [(int(v), str(n)) for v, n in conn.execute(text("SELECT version, name FROM schema_migrations"))]
     )
 
 
@@ -62,5 +60,7 @@ def test_concurrent_opens_apply_each_version_once(database_url: str) -> None:
 
 
 def test_statements_split_on_semicolons_and_drop_comments() -> None:
-    migration = migrations.Migration(9, "demo", "-- a; comment\nCREATE TABLE a (x INT);\n\n  -- b\nCREATE INDEX i ON a (x);\n")
+    migration = migrations.Migration(
+        9, "demo", "-- a; comment\nCREATE TABLE a (x INT);\n\n  -- b\nCREATE INDEX i ON a (x);\n"
+    )
     assert migration.statements() == ["CREATE TABLE a (x INT)", "CREATE INDEX i ON a (x)"]

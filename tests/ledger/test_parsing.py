@@ -103,7 +103,7 @@ def test_unknown_currency_is_refused() -> None:
     with pytest.raises(LedgerError) as caught:
         parse_amount("5", "XYZ", ceiling_minor=CEILING)
     assert caught.value.code == "invalid_currency"
-    with pytest.raises(LedgerError, match="upper-case, e.g. USD") as lower:
+    with pytest.raises(LedgerError, match=r"upper-case, e\.g\. USD") as lower:
         minor_units("usd")
     assert lower.value.code == "invalid_currency"
 
@@ -150,7 +150,7 @@ def test_check_amount_minor(value: object, fragment: str) -> None:
     assert check_amount_minor(100, "USD", ceiling_minor=100) == 100
     with pytest.raises(LedgerError, match=fragment):
         check_amount_minor(value, "USD", ceiling_minor=100)
-    with pytest.raises(LedgerError, match="exceeds the limit of \\$1.00"):
+    with pytest.raises(LedgerError, match=r"exceeds the limit of \$1\.00"):
         check_amount_minor(101, "USD", ceiling_minor=100)
 
 

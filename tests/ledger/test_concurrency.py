@@ -1,0 +1,99 @@
+"""Many writers at once: money is conserved, nothing overdraws, and no lock error escapes."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+from mcp_server.errors import LedgerError
+from mcp_server.ledger import Ledger
+from tests.ledger.helpers import customer_total, snapshot
+
+WORKERS = 8
+TRANSFERS_PER_WORKER = 500
+ACCOUNTS = 10
+
+
+def run_workers(count: int, job: Callable[[int], None]) -> list[BaseException]:
+    """Run ``job(worker_number)`` on ``count`` threads started together; return what they raised."""
+    start = threading.Barrier(count)
+    failures: list[BaseException] = []
+
+    def worker(number: int) -> None:
+        start.wait()
+        try:
+            job(number)
+        except BaseException as exc:  # collected and asserted on by the caller
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
+
+
+def test_random_transfers_from_many_workers_conserve_money(ledger: Ledger) -> None:
+    ids = [ledger.create_account(f"Worker Account {n}").id for n in range(ACCOUNTS)]
+    for account in ids:
+        ledger.deposit(account, "1000.00")
+    total = customer_total(ledger.db)
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def job(number: int) -> None:
+        rng = random.Random(number)
+        for _ in range(TRANSFERS_PER_WORKER):
+            source, target = rng.sample(ids, 2)
+            try:
+                ledger.transfer(source, target, rng.randint(1, 300_00) / 100)
+                outcome = "ok"
+            except LedgerError as error:
+                assert error.code == "insufficient_funds", error
+                outcome = error.code
+            with lock:
+                outcomes[outcome] += 1
+
+    assert run_workers(WORKERS, job) == []
+    assert sum(outcomes.values()) == WORKERS * TRANSFERS_PER_WORKER
+    assert outcomes["ok"] > 0
+    assert ledger.check_invariants() == []
+    assert customer_total(ledger.db) == total
+    assert snapshot(ledger.db)["transactions"] == ACCOUNTS + outcomes["ok"]
+
+
+def test_racing_withdrawals_never_overdraw(ledger: Ledger) -> None:
+    source = ledger.create_account("Drained").id
+    targets = [ledger.create_account(f"Receiver {n}").id for n in range(4)]
+    ledger.deposit(source, "100.00")
+    succeeded: list[int] = []
+
+    def job(number: int) -> None:
+        for attempt in range(25):
+            try:
+                ledger.transfer(source, targets[(number + attempt) % len(targets)], "1.00")
+                succeeded.append(1)
+            except LedgerError as error:
+                assert error.code == "insufficient_funds", error
+
+    assert run_workers(WORKERS, job) == []
+    assert len(succeeded) == 100  # exactly the 100 one-dollar transfers the balance covers
+    assert ledger.balance(source).balance_minor == 0
+    assert sum(ledger.balance(t).balance_minor for t in targets) == 100_00
+    assert ledger.check_invariants() == []
+
+
+def test_concurrent_replays_of_one_key_move_money_once(ledger: Ledger) -> None:
+    ledger.seed_demo()
+    receipts = []
+
+    def job(number: int) -> None:
+        receipts.append(ledger.transfer("ACC-001", "ACC-002", "10.00", idempotency_key="same-request"))
+
+    assert run_workers(WORKERS, job) == []
+    assert len({r.transaction_id for r in receipts}) == 1
+    assert ledger.balance("ACC-001").balance_minor == 500000 - 1000
+    assert ledger.check_invariants() == []
