@@ -27,6 +27,36 @@ _APPROVAL_COLUMNS = (
 )
 
 
+_ADVANCE_HEAD = text("UPDATE audit_head SET seq = seq + :n WHERE id = 1 RETURNING seq, hash")
+_SET_HEAD_HASH = text("UPDATE audit_head SET hash = :h WHERE id = 1")
+_INSERT_AUDIT = text(
+    "INSERT INTO audit_log (seq, at, event, principal, tool, arguments_json, policy_version, matched_rules_json, "
+    "reason, approval_ref, question_sha256, note, result_json, amount_minor, prev_hash, hash) VALUES (:seq, :at, "
+    ":event, :principal, :tool, :arguments_json, :policy_version, :matched_rules_json, :reason, :approval_ref, "
+    ":question_sha256, :note, :result_json, :amount_minor, :prev_hash, :hash)"
+)
+
+
+def _audit_record(seq: int, entry: AuditEntry) -> dict[str, Any]:
+    """The stored columns of one audit entry (before chaining)."""
+    return {
+        "seq": seq,
+        "at": format_timestamp(datetime.fromtimestamp(entry.at, UTC)),
+        "event": entry.event,
+        "principal": entry.principal,
+        "tool": entry.tool,
+        "arguments_json": canonical_json(entry.arguments),
+        "policy_version": entry.policy_version,
+        "matched_rules_json": canonical_json(list(entry.matched_rules)),
+        "reason": entry.reason,
+        "approval_ref": entry.approval_ref,
+        "question_sha256": entry.question_sha256,
+        "note": entry.note,
+        "result_json": canonical_json(entry.result) if entry.result is not None else None,
+        "amount_minor": entry.amount_minor,
+    }
+
+
 class SqlGateStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -34,7 +64,10 @@ class SqlGateStore:
 
     def transaction(self, work: Callable[["SqlGateTx"], T], *, write: bool = True) -> T:  # type: ignore[override]
         def unit(conn: Connection) -> T:
-            return work(SqlGateTx(conn, self.db))
+            tx = SqlGateTx(conn, self.db)
+            result = work(tx)
+            tx.flush_audit()
+            return result
 
         return self.db.run(unit) if write else self.db.read(unit)
 
@@ -45,6 +78,7 @@ class SqlGateTx:
     def __init__(self, conn: Connection, db: Database) -> None:
         self.conn = conn
         self.db = db
+        self._audit: list[AuditEntry] = []
 
     def recall(self, key: str, request_digest: str) -> Mapping[str, Any] | None:
         return idempotency.recall(self.conn, key, request_digest)
@@ -112,38 +146,23 @@ class SqlGateTx:
         return int(total)
 
     def append_audit(self, entry: AuditEntry) -> None:
-        seq, prev_hash = self.conn.execute(
-            text("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-        ).one()
-        record: dict[str, Any] = {
-            "seq": int(seq),
-            "at": format_timestamp(datetime.fromtimestamp(entry.at, UTC)),
-            "event": entry.event,
-            "principal": entry.principal,
-            "tool": entry.tool,
-            "arguments_json": canonical_json(entry.arguments),
-            "policy_version": entry.policy_version,
-            "matched_rules_json": canonical_json(list(entry.matched_rules)),
-            "reason": entry.reason,
-            "approval_ref": entry.approval_ref,
-            "question_sha256": entry.question_sha256,
-            "note": entry.note,
-            "result_json": canonical_json(entry.result) if entry.result is not None else None,
-            "amount_minor": entry.amount_minor,
-        }
-        record["hash"] = chain_hash(prev_hash, record)
-        record["prev_hash"] = prev_hash
-        self.conn.execute(
-            text(
-                "INSERT INTO audit_log (seq, at, event, principal, tool, arguments_json, policy_version, "
-                "matched_rules_json, reason, approval_ref, question_sha256, note, result_json, amount_minor, "
-                "prev_hash, hash) VALUES (:seq, :at, :event, :principal, :tool, :arguments_json, :policy_version, "
-                ":matched_rules_json, :reason, :approval_ref, :question_sha256, :note, :result_json, "
-                ":amount_minor, :prev_hash, :hash)"
-            ),
-            record,
-        )
-        self.conn.execute(text("UPDATE audit_head SET hash = :h WHERE id = 1"), {"h": record["hash"]})
+        """Queue `entry`; the transaction's entries are chained and written together at its end."""
+        self._audit.append(entry)
+
+    def flush_audit(self) -> None:
+        """Chain the queued entries onto the head (locking it until commit) in three statements."""
+        if not self._audit:
+            return
+        last_seq, prev_hash = self.conn.execute(_ADVANCE_HEAD, {"n": len(self._audit)}).one()
+        records = []
+        for seq, entry in enumerate(self._audit, start=int(last_seq) - len(self._audit) + 1):
+            record = _audit_record(seq, entry)
+            record["prev_hash"], record["hash"] = prev_hash, chain_hash(prev_hash, record)
+            prev_hash = record["hash"]
+            records.append(record)
+        self.conn.execute(_INSERT_AUDIT, records)
+        self.conn.execute(_SET_HEAD_HASH, {"h": prev_hash})
+        self._audit.clear()
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:

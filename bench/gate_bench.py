@@ -1,0 +1,98 @@
+"""A full gated transfer against the SDK's bare approval tool with a no-op body.
+
+    python -m bench.gate_bench [--calls N] [--json]
+
+Ours: policy + an approval answered at once by the scripted responder + ledger + audit.
+Baseline: a bare `MCPServer` tool whose resolver elicits the same kind of form and whose
+body does nothing. Goal: >= 0.8 of the bare rate in-memory, >= 0.9 over HTTP.
+"""
+
+import argparse
+import logging
+import tempfile
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import anyio
+import mcp_types as types
+from mcp import Client
+from mcp.client import ClientRequestContext
+
+from bench.bare_server import bare_server
+from bench.servers import BARE_ARGS, http_client, http_server, ours_args
+from bench.timing import Figure, measure, report
+from mcp_server.app import build_server, open_state
+from mcp_server.database import Database
+from mcp_server.ledger import Ledger
+from mcp_server.settings import Settings
+
+TRANSFER = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "0.01"}
+
+
+async def approve(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+    return types.ElicitResult(action="accept", content={"approve": True})
+
+
+def caller(client: Client, name: str) -> Callable[[], Awaitable[object]]:
+    async def call() -> object:
+        result = await client.call_tool(name, TRANSFER)
+        assert not result.is_error and "executed" in str(result.structured_content or result.content), result
+        return result
+
+    return call
+
+
+async def pair(path: str, ours: Client, bare: Client, calls: int) -> tuple[Figure, Figure]:
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(ours)
+        await stack.enter_async_context(bare)
+        base = await measure(path, "bare approval no-op", [caller_bare(bare)], calls)
+        mine = await measure(path, "gated transfer_funds", [caller(ours, "transfer_funds")], calls)
+        return mine, base
+
+
+def caller_bare(client: Client) -> Callable[[], Awaitable[object]]:
+    async def call() -> object:
+        result = await client.call_tool("approve_noop", TRANSFER)
+        assert not result.is_error and "accept" in str(result.content), result
+        return result
+
+    return call
+
+
+async def run(calls: int, as_json: bool) -> None:
+    db_url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'ledger.db'}"
+    settings = Settings(db_url=db_url, _env_file=None)  # type: ignore[call-arg]
+    state = open_state(settings)
+    Ledger(Database.open(db_url)).deposit("ACC-001", "1000000")
+    server, bare = build_server(state, settings), bare_server()
+    logging.disable(logging.INFO)
+    pairs = [
+        await pair("in-memory 2026-07-28", Client(server, elicitation_callback=approve),
+                   Client(bare, elicitation_callback=approve), calls),
+        await pair("in-memory 2025-11-25", Client(server, elicitation_callback=approve, mode="legacy"),
+                   Client(bare, elicitation_callback=approve, mode="legacy"), calls),
+    ]
+    with http_server(ours_args(db_url)) as ours_url, http_server(BARE_ARGS) as bare_url:
+        for mode, name in (("auto", "2026-07-28"), ("legacy", "2025-11-25")):
+            pairs.append(
+                await pair(f"HTTP {name}", http_client(ours_url, elicitation_callback=approve, mode=mode),
+                           http_client(bare_url, elicitation_callback=approve, mode=mode), calls // 3)
+            )
+    problems = Ledger(Database.open(db_url)).check_invariants()
+    report("gate_bench: gated transfer vs bare approval tool", pairs, goal=0.8, as_json=as_json)
+    if not as_json:
+        print(f"ledger invariants after the run: {'hold' if not problems else problems}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=600, help="gated calls per in-memory path (HTTP: a third)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    anyio.run(run, args.calls, args.json)
+
+
+if __name__ == "__main__":
+    main()

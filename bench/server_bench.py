@@ -1,0 +1,80 @@
+"""`get_account_balance` against a bare echo tool on an identical `MCPServer`, per transport.
+
+    python -m bench.server_bench [--calls N] [--json]
+
+Goal: >= 0.8 of the bare rate on every path. Both servers run in this one process (in-memory)
+or as subprocesses started the same way (stdio, HTTP), measured back to back.
+"""
+
+import argparse
+import logging
+import tempfile
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import anyio
+from mcp import Client
+
+from bench.bare_server import bare_server
+from bench.servers import BARE_ARGS, http_client, http_server, ours_args, stdio_params
+from bench.timing import Figure, measure, report
+from mcp_server.app import build_server, open_state
+from mcp_server.settings import Settings
+
+BALANCE = ("get_account_balance", {"account_id": "ACC-001"})
+ECHO = ("echo", {"account_id": "ACC-001"})
+
+
+def caller(client: Client, tool: tuple[str, dict[str, str]]) -> Callable[[], Awaitable[object]]:
+    async def call() -> object:
+        result = await client.call_tool(*tool)
+        assert not result.is_error, result
+        return result
+
+    return call
+
+
+async def pair(path: str, ours: list[Client], bare: list[Client], calls: int) -> tuple[Figure, Figure]:
+    async with AsyncExitStack() as stack:
+        for client in ours + bare:
+            await stack.enter_async_context(client)
+        base = await measure(path, "bare echo", [caller(c, ECHO) for c in bare], calls)
+        mine = await measure(path, "get_account_balance", [caller(c, BALANCE) for c in ours], calls)
+        return mine, base
+
+
+async def run(calls: int, as_json: bool) -> None:
+    db_url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'ledger.db'}"
+    settings = Settings(db_url=db_url, _env_file=None)  # type: ignore[call-arg]
+    server = build_server(open_state(settings), settings)
+    logging.disable(logging.INFO)
+    pairs = [
+        await pair("in-memory 2026-07-28", [Client(server)], [Client(bare_server())], calls),
+        await pair("in-memory 2025-11-25", [Client(server, mode="legacy")], [Client(bare_server(), mode="legacy")], calls),
+        await pair("stdio 2026-07-28", [Client(stdio_params(ours_args(db_url)))], [Client(stdio_params(BARE_ARGS))],
+                   calls // 2),
+    ]
+    with http_server(ours_args(db_url)) as ours_url, http_server(BARE_ARGS) as bare_url:
+        for clients in (1, 8):
+            pairs.append(
+                await pair(
+                    f"HTTP {clients} client{'s' if clients > 1 else ''} 2026-07-28",
+                    [http_client(ours_url) for _ in range(clients)],
+                    [http_client(bare_url) for _ in range(clients)],
+                    calls // (2 * clients) or 1,
+                )
+            )
+    report("server_bench: get_account_balance vs bare echo", pairs, goal=0.8, as_json=as_json)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=1000, help="calls per in-memory path (others scale down)")
+    parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    args = parser.parse_args()
+    anyio.run(run, args.calls, args.json)
+
+
+if __name__ == "__main__":
+    main()

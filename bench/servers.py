@@ -1,0 +1,66 @@
+"""Starting bankgate and the bare baseline side by side, on the same transports."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx2
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+TOKEN = "bench-token-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def ours_args(db_url: str, *extra: str) -> list[str]:
+    return ["-m", "mcp_server", "serve", "--db", db_url, "--log-level", "WARNING", *extra]
+
+
+BARE_ARGS = ["-m", "bench.bare_server"]
+
+
+def stdio_params(args: list[str]) -> StdioServerParameters:
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "PYTHONPATH": os.getcwd()}
+    return StdioServerParameters(command=sys.executable, args=args, env=env)
+
+
+@contextmanager
+def http_server(args: list[str], env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run a server subprocess on a free loopback port; yield its MCP URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, *args, "--transport", "http", "--port", str(port)],
+        env={**os.environ, "BANKGATE_TOKENS": f"bench={TOKEN}", **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"server {args} did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def http_client(url: str, **kwargs: Any) -> Client:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    return Client(streamable_http_client(url, http_client=httpx2.AsyncClient(headers=headers)), **kwargs)

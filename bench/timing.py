@@ -1,0 +1,70 @@
+"""Shared measuring and reporting for the MCP benchmarks: rates, percentiles, ratios, JSON."""
+
+import json
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import anyio
+
+
+@dataclass(frozen=True)
+class Figure:
+    path: str
+    subject: str
+    calls: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rate(self) -> float:
+        return self.calls / self.seconds
+
+
+async def measure(path: str, subject: str, calls: Sequence[Callable[[], Awaitable[object]]], each: int) -> Figure:
+    """Run `each` calls on every client concurrently (after a short warm-up) and time them."""
+    latencies: list[float] = []
+
+    async def drive(call: Callable[[], Awaitable[object]]) -> None:
+        for _ in range(each):
+            started = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - started)
+
+    for call in calls:
+        for _ in range(min(20, each)):
+            await call()
+    started = time.perf_counter()
+    async with anyio.create_task_group() as group:
+        for call in calls:
+            group.start_soon(drive, call)
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return Figure(path, subject, len(latencies), elapsed, statistics.median(latencies) * 1000, p99 * 1000)
+
+
+def report(title: str, pairs: Sequence[tuple[Figure, Figure]], goal: float, as_json: bool) -> None:
+    """Print each (subject, baseline) pair with its ratio against `goal`."""
+    rows = [
+        {
+            "path": ours.path,
+            "ours": asdict(ours) | {"rate": round(ours.rate, 1)},
+            "baseline": asdict(base) | {"rate": round(base.rate, 1)},
+            "ratio": round(ours.rate / base.rate, 3),
+        }
+        for ours, base in pairs
+    ]
+    if as_json:
+        print(json.dumps({"benchmark": title, "goal_ratio": goal, "rows": rows}))
+        return
+    print(f"\n{title} (goal: ratio >= {goal})")
+    print(f"{'path':<28}{'subject':<26}{'calls/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}")
+    for ours, base in pairs:
+        ratio = ours.rate / base.rate
+        for figure, shown in ((base, ""), (ours, f"{ratio:.2f}{'' if ratio >= goal else ' *'}")):
+            print(f"{figure.path:<28}{figure.subject:<26}{figure.rate:>9.0f}{figure.p50_ms:>9.2f}{figure.p99_ms:>9.2f}"
+                  f"{shown:>8}")
+    print("(* below goal)")
