@@ -36,6 +36,10 @@ class ProjectAccess:
         """The bearer-token policy for azure-core clients (lifts the https check for loopback only)."""
         return AsyncLoopbackBearerTokenPolicy(self.credential, SCOPE)
 
+    def client_options(self) -> dict[str, Any]:
+        """azure-core options: against the local emulator a refused connection is not worth retrying."""
+        return {"retry_connect": 0} if self.dev_token else {}
+
     async def get_token_info(self, *scopes: str) -> AccessTokenInfo:
         """A token (the REST path's token source), with sign-in failures as an actionable error."""
         try:

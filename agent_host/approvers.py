@@ -25,7 +25,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TextIO
+from typing import Any, Literal, Protocol
 
 import anyio.to_thread
 import mcp_types
@@ -206,27 +206,23 @@ class ConsoleApprover:
 
     name = "console"
 
-    def __init__(self, console: Console, stream: TextIO | None = None) -> None:
+    def __init__(self, console: Console) -> None:
         self._console = console
-        self._stream = stream
 
     async def answer(self, question: Question) -> Answer:
         return await anyio.to_thread.run_sync(self._ask, question)
 
     def _ask(self, question: Question) -> Answer:
-        console, stream = self._console, self._stream
+        console = self._console
         try:
-            approve = Confirm.ask("Approve this action?", console=console, stream=stream)
+            approve = Confirm.ask("Approve this action?", console=console)
             confirmation = None
             if approve and question.has("confirmation"):
                 wanted = question.confirmation_value
-                prompt = f"Type {wanted} to confirm" if wanted else "Confirmation"
-                confirmation = Prompt.ask(prompt, console=console, stream=stream)
+                confirmation = Prompt.ask(f"Type {wanted} to confirm" if wanted else "Confirmation", console=console)
             note = ""
             if question.has("note"):
-                note = Prompt.ask(
-                    "Note for the audit log (optional)", console=console, stream=stream, default="", show_default=False
-                )
+                note = Prompt.ask("Note for the audit log (optional)", console=console, default="", show_default=False)
         except EOFError:
             return Answer("cancel", reason="the terminal closed before an answer")
         return Answer("accept", approve, confirmation, note or None)

@@ -31,7 +31,7 @@ class Display:
         self, console: Console | None = None, *, errors: Console | None = None, show_ids: bool = False
     ) -> None:
         self.console = console or Console(highlight=False)
-        self.errors = errors or Console(stderr=True, highlight=False)
+        self.errors = errors or Console(stderr=True, highlight=False, soft_wrap=True)
         self.fancy = self.console.is_terminal
         if not self.fancy:
             self.console.soft_wrap = True  # plain text: lines as long as they are, for logs and pipes

@@ -90,6 +90,14 @@ def http_failure(
     return ServiceFailed(f"The Foundry project at {endpoint} answered {detail}.")
 
 
+def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside (possibly nested) groups, or the group itself when there are several."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
 def unreachable(endpoint: str, reason: object) -> ServiceUnreachable:
     return ServiceUnreachable(
         f"Cannot reach the Foundry project at {endpoint} ({reason}).",

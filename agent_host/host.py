@@ -16,6 +16,7 @@ from .access import ProjectAccess, project_access
 from .agent import AgentChoice, choose_agent
 from .approvers import ApprovalDesk, Approver
 from .display import Display
+from .errors import sole_error
 from .mcp_link import McpLink, McpTarget, connect
 from .settings import HostSettings
 from .toolbox import Toolbox
@@ -73,28 +74,46 @@ async def open_host(
     """Connect everything ``settings`` describe; ``target`` overrides the MCP server they name."""
     access = project_access(settings)
     desk = ApprovalDesk(approver, display)
-    async with AsyncExitStack() as stack:
-        stack.push_async_callback(access.aclose)
-        link = await stack.enter_async_context(connect(target or mcp_target(settings), desk))
-        project = await stack.enter_async_context(
-            AIProjectClient(
-                endpoint=access.endpoint, credential=access.credential, authentication_policy=access.policy()
-            )
+    try:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(access.aclose)
+            yield await _assemble(stack, settings, access, desk, display, target or mcp_target(settings))
+    except BaseExceptionGroup as group:
+        # The MCP client's task groups wrap whatever escapes them; a lone error is shown as itself.
+        raise sole_error(group) from None
+
+
+async def _assemble(
+    stack: AsyncExitStack,
+    settings: HostSettings,
+    access: ProjectAccess,
+    desk: ApprovalDesk,
+    display: Display,
+    target: McpTarget,
+) -> Host:
+    link = await stack.enter_async_context(connect(target, desk))
+    project = await stack.enter_async_context(
+        AIProjectClient(
+            endpoint=access.endpoint,
+            credential=access.credential,
+            authentication_policy=access.policy(),
+            **access.client_options(),
         )
-        toolbox = Toolbox(link, strict=settings.strict_tools)
-        agent = await choose_agent(
-            project,
-            access,
-            settings.agent_name,
-            model=settings.chat_model,
-            tools=toolbox.definitions(),
-            version=settings.agent_version,
-            existing=settings.existing_agent,
-        )
-        transport: ResponsesTransport = (
-            SdkTransport(project, access, settings.max_retries)
-            if settings.transport == "sdk"
-            else RestTransport(access, settings.max_retries)
-        )
-        stack.push_async_callback(transport.aclose)
-        yield Host(settings, access, project, link, toolbox, agent, transport, desk, display)
+    )
+    toolbox = Toolbox(link, strict=settings.strict_tools)
+    agent = await choose_agent(
+        project,
+        access,
+        settings.agent_name,
+        model=settings.chat_model,
+        tools=toolbox.definitions(),
+        version=settings.agent_version,
+        existing=settings.existing_agent,
+    )
+    transport: ResponsesTransport = (
+        SdkTransport(project, access, settings.max_retries)
+        if settings.transport == "sdk"
+        else RestTransport(access, settings.max_retries)
+    )
+    stack.push_async_callback(transport.aclose)
+    return Host(settings, access, project, link, toolbox, agent, transport, desk, display)

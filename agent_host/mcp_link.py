@@ -19,6 +19,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
+import anyio
+import anyio.abc
 import httpx2
 import mcp_types
 from mcp import Client, StdioServerParameters
@@ -28,7 +30,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import RequestParamsMeta
 
 from .emulator import is_loopback_url
-from .errors import ConfigurationError, McpUnavailable
+from .errors import ConfigurationError, McpUnavailable, sole_error
 from .settings import McpProtocol
 
 IDEMPOTENCY_KEY_META = "io.bankgate/idempotency-key"
@@ -75,6 +77,8 @@ class McpLink:
     tools: list[mcp_types.Tool]
     target: McpTarget
     stderr: IO[str] | None = field(default=None, repr=False)
+    lost: str | None = None
+    """Why the session ended early, once it has."""
 
     @property
     def protocol_version(self) -> str:
@@ -84,11 +88,13 @@ class McpLink:
         """Run one tool; a key makes a retried call (same Foundry ``call_id``) take effect once."""
         meta = cast(RequestParamsMeta, {IDEMPOTENCY_KEY_META: idempotency_key}) if idempotency_key else None
         try:
+            if self.lost is not None:
+                raise ConnectionError(f"the MCP session ended: {self.lost}")
             result = await self.client.call_tool(
                 name, arguments, read_timeout_seconds=self.target.call_timeout, meta=meta
             )
         except Exception as error:  # anything that kept the call from completing; cancellation still propagates
-            reason = _reason(error)
+            reason = self.lost or _reason(error)
             diagnostic = f"MCP call {name} failed: {reason}. {self.stderr_tail()}".strip()
             return ToolResult(unavailable_output(reason), True, diagnostic)
         return ToolResult(_output(result), result.is_error)
@@ -124,12 +130,36 @@ async def connect(target: McpTarget, elicitation: ElicitationFnT) -> AsyncIterat
             transport = streamable_http_client(target.url, http_client=_http_client(target, statuses))
         client = Client(transport, mode=target.protocol, elicitation_callback=elicitation)
         link = McpLink(client, [], target, stderr)
+        tasks = await stack.enter_async_context(anyio.create_task_group())
+        stop = anyio.Event()
+        stack.callback(stop.set)
         try:
-            await stack.enter_async_context(client)
-            link.tools = list((await client.list_tools()).tools)
+            link.tools = await tasks.start(_keep_open, link, stop)
         except Exception as error:
             raise _start_failure(target, error, statuses, link.stderr_tail()) from None
         yield link
+
+
+async def _keep_open(
+    link: McpLink, stop: anyio.Event, *, task_status: anyio.abc.TaskStatus[list[mcp_types.Tool]]
+) -> None:
+    """Hold the MCP session open in a task of its own until ``stop``.
+
+    The SDK's transports run in task groups that cancel their host task when the connection
+    breaks (a killed HTTP server does that). Held here, such a failure ends this task only: the
+    host's calls then fail and are answered as ``tool_unavailable`` instead of cancelling the host.
+    """
+    started = False
+    try:
+        async with link.client:
+            tools = list((await link.client.list_tools()).tools)
+            started = True
+            task_status.started(tools)
+            await stop.wait()
+    except Exception as error:
+        if not started:
+            raise
+        link.lost = _reason(error)
 
 
 def _launch_parameters(target: McpTarget) -> StdioServerParameters:
@@ -187,9 +217,8 @@ def _start_failure(target: McpTarget, error: Exception, statuses: list[int], std
 
 
 def _reason(error: BaseException) -> str:
-    """The innermost useful message of ``error`` (task groups wrap the real one)."""
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
+    """The message of ``error``, or of the one error a task group wrapped in it."""
+    error = sole_error(error) if isinstance(error, BaseExceptionGroup) else error
     return str(error) or type(error).__name__
 
 

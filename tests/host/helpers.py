@@ -1,0 +1,133 @@
+"""Shared test helpers: hosts opened against the emulator, a captured display, ledger reads over MCP."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from pydantic import SecretStr
+from rich.console import Console
+
+from agent_host.approvers import Approver, ScriptedApprover, parse_script
+from agent_host.display import Display
+from agent_host.emulator import Emulator
+from agent_host.host import Host, mcp_target, open_host
+from agent_host.mcp_link import McpTarget
+from agent_host.settings import HostSettings
+
+MODEL = "gpt-4.1-mini"
+REPO = Path(__file__).resolve().parents[2]
+
+
+class CapturedDisplay(Display):
+    """A plain-text display whose output the test can read."""
+
+    def __init__(self) -> None:
+        self.buffer = io.StringIO()
+        self.error_buffer = io.StringIO()
+        super().__init__(
+            Console(file=self.buffer, highlight=False, width=200),
+            errors=Console(file=self.error_buffer, highlight=False, width=200),
+        )
+
+    @property
+    def text(self) -> str:
+        return self.buffer.getvalue()
+
+
+def settings_for(emulator: Emulator, agent: str, **overrides: Any) -> HostSettings:
+    """Settings for ``emulator``, every field given so the developer's environment cannot leak in."""
+    values: dict[str, Any] = {
+        "project_endpoint": emulator.endpoint,
+        "emulator_token": SecretStr(emulator.token),
+        "chat_model": MODEL,
+        "agent_name": agent,
+        "transport": "sdk",
+        "stream": False,
+        "agent_version": None,
+        "existing_agent": False,
+        "strict_tools": True,
+        "max_rounds": 8,
+        "max_retries": 3,
+        "mcp_url": None,
+        "mcp_token": None,
+        "mcp_protocol": "auto",
+        "db_url": None,
+        "tool_timeout": 60.0,
+    }
+    return HostSettings(**(values | overrides))
+
+
+def scripted(*lines: str) -> ScriptedApprover:
+    return ScriptedApprover(parse_script("\n".join(lines), "test script"))
+
+
+def ledger_target(settings: HostSettings, tmp_path: Path) -> McpTarget:
+    """The settings' MCP server, launched on a fresh demo ledger in ``tmp_path`` and isolated from the
+    developer's ``BANKGATE_*`` environment."""
+    return replace(
+        mcp_target(settings), db_url=f"sqlite:///{tmp_path / 'ledger.db'}", server_env={}, server_cwd=str(tmp_path)
+    )
+
+
+@asynccontextmanager
+async def host_for(
+    emulator: Emulator,
+    tmp_path: Path,
+    approver: Approver,
+    agent: str,
+    target: McpTarget | None = None,
+    **settings: Any,
+) -> AsyncIterator[Host]:
+    host_settings = settings_for(emulator, agent, **settings)
+    target = target or ledger_target(host_settings, tmp_path)
+    async with open_host(host_settings, CapturedDisplay(), approver, target) as host:
+        yield host
+
+
+async def balance(host: Host, account: str) -> Decimal:
+    """The balance the MCP server reports, read directly (not through the model)."""
+    result = await host.link.call("get_account_balance", {"account_id": account})
+    assert result.output["status"] == "executed", result.output
+    return Decimal(result.output["balance"])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def http_mcp_server(tmp_path: Path, token: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``bankgate-mcp serve --transport http`` on a free loopback port, with one bearer token."""
+    port = free_port()
+    env = {**os.environ, "BANKGATE_TOKENS": f"tester={token}"}
+    command = [sys.executable, "-m", "mcp_server", "serve", "--transport", "http", "--port", str(port)]
+    command += ["--db", f"sqlite:///{tmp_path / 'http-ledger.db'}"]
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx2.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline, "the HTTP MCP server did not start"
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp", process
+    finally:
+        process.kill()
+        process.wait()

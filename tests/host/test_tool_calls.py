@@ -1,0 +1,121 @@
+"""Function calls through MCP: retried calls move money once, and every call gets an answer."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from agent_host.emulator import Emulator
+from agent_host.errors import McpUnavailable
+from agent_host.replies import reply_from_response
+
+from .helpers import balance, host_for, http_mcp_server, ledger_target, scripted, settings_for
+
+TOKEN = "tester-token-0123456789abcdef"
+
+
+@pytest.mark.anyio
+async def test_a_retried_function_call_moves_money_once(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    async with host_for(emulator, tmp_path, scripted("approve"), agent_name) as host:
+        first = reply_from_response(
+            await host.transport.create(
+                {"input": "Transfer $75 from ACC-001 to ACC-002.", "agent_reference": host.agent.reference()}
+            )
+        )
+        [call] = first.calls
+
+        # The same Foundry call run twice, as a host that crashed after the first run would retry it.
+        once = await host.toolbox.run(call)
+        again = await host.toolbox.run(call)
+
+        assert once.output["status"] == again.output["status"] == "executed"
+        assert once.output["approval_ref"] == again.output["approval_ref"]
+        assert len(host.desk.records) == 1, "the retry must not ask the human again"
+        assert await balance(host, "ACC-001") == Decimal("4925.00")
+        assert await balance(host, "ACC-002") == Decimal("325.00")
+        # The call is answered once, and the chain goes on.
+        answered = await host.transport.create(
+            {
+                "input": [{"type": "function_call_output", "call_id": call.call_id, "output": json.dumps(once.output)}],
+                "previous_response_id": first.response_id,
+                "agent_reference": host.agent.reference(),
+            }
+        )
+        assert "is complete" in reply_from_response(answered).text
+
+
+@pytest.mark.anyio
+async def test_a_failing_tool_is_still_answered(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    async with host_for(emulator, tmp_path, scripted(), agent_name, transport="rest") as host:
+        conversation = host.conversation()
+        failed = await conversation.send("Transfer $9,999 from ACC-002 to ACC-001.")
+        after = await conversation.send("What is the balance of ACC-002?")
+
+    [(_, result)] = failed.results
+    assert result.is_error and result.output["error"]["code"] == "insufficient_funds"
+    assert "failed:" in failed.text and "(insufficient_funds)" in failed.text
+    assert not host.desk.records, "a call that cannot succeed is refused before anyone is asked"
+    assert after.text == "ACC-002 has a balance of $250.00."
+
+
+@pytest.mark.anyio
+async def test_the_round_limit_answers_calls_without_running_them(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    async with host_for(emulator, tmp_path, scripted("approve"), agent_name, max_rounds=0) as host:
+        conversation = host.conversation()
+        limited = await conversation.send("Transfer $10 from ACC-001 to ACC-002.")
+        next_turn = await conversation.send("What is the balance of ACC-001?")
+
+        assert limited.limited and not limited.results and not host.desk.records
+        assert "Not executed: the host allows 0 tool round(s)" in limited.text
+        assert "(round_limit)" in limited.text
+        assert next_turn.limited and "Not executed" in next_turn.text
+        assert await balance(host, "ACC-001") == Decimal("5000.00")
+    assert "Stopped after 0 tool round(s) (--max-rounds)" in host.display.text  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+async def test_mcp_over_http_and_a_server_that_dies(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    with http_mcp_server(tmp_path, TOKEN) as (url, server):
+        async with host_for(
+            emulator, tmp_path, scripted("approve"), agent_name, mcp_url=url, mcp_token=TOKEN, transport="rest"
+        ) as host:
+            assert host.link.target.url == url
+            conversation = host.conversation()
+            moved = await conversation.send("Transfer $20 from ACC-001 to ACC-002.")
+            assert moved.results[0][1].output["status"] == "executed"
+
+            server.kill()
+            server.wait()
+            lost = await conversation.send("Transfer $30 from ACC-001 to ACC-002.")
+            still = await conversation.send("What is the balance of ACC-001?")
+
+    [(_, result)] = lost.results
+    assert result.output["status"] == "failed" and result.output["error"]["code"] == "tool_unavailable"
+    assert result.diagnostic and "transfer_funds" in result.diagnostic
+    assert "failed: The MCP tool call did not complete" in lost.text and "(tool_unavailable)" in lost.text
+    assert still.results[0][1].output["error"]["code"] == "tool_unavailable"
+    assert "MCP call transfer_funds failed" in host.display.text  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+async def test_a_wrong_mcp_token_is_reported(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    refused = pytest.raises(McpUnavailable, match=r"refused the host's token \(HTTP 401\)")
+    with http_mcp_server(tmp_path, TOKEN) as (url, _), refused as raised:
+        async with host_for(emulator, tmp_path, scripted(), agent_name, mcp_url=url, mcp_token="x" * 20):
+            pass
+    assert "--mcp-token" in str(raised.value)
+
+
+@pytest.mark.anyio
+async def test_a_server_that_cannot_start_is_reported(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    target = ledger_target(settings_for(emulator, agent_name), tmp_path)
+    broken = type(target)(**{**target.__dict__, "db_url": "nosuch://ledger"})
+    with pytest.raises(McpUnavailable, match="The MCP server did not start") as raised:
+        async with host_for(emulator, tmp_path, scripted(), agent_name, target=broken):
+            pass
+    assert "unsupported database URL scheme 'nosuch'" in str(raised.value)
