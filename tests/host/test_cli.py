@@ -1,0 +1,161 @@
+"""``bankgate-agent`` as a user runs it: separate processes, plain output, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from agent_host.approvers import DenyApprover
+from agent_host.emulator import Emulator
+from agent_host.mcp_link import McpTarget, connect
+
+from .helpers import CapturedDisplay
+
+_HOST_VARIABLES = ("BANKGATE_", "PROJECT_ENDPOINT", "CHAT_MODEL", "AGENT_NAME", "EMULATOR_TOKEN")
+
+
+def bankgate_agent(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str = "", timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with stdin a pipe (not a terminal) and only the given host settings."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(_HOST_VARIABLES)}
+    return subprocess.run(
+        [sys.executable, "-m", "agent_host", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=clean | (env or {}),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def lab_env(emulator: Emulator, tmp_path: Path, agent: str, **extra: str) -> dict[str, str]:
+    return {
+        "PROJECT_ENDPOINT": emulator.endpoint,
+        "EMULATOR_TOKEN": emulator.token,
+        "CHAT_MODEL": "gpt-4.1-mini",
+        "AGENT_NAME": agent,
+        "BANKGATE_DB_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        **extra,
+    }
+
+
+async def read_balance(tmp_path: Path, account: str) -> Decimal:
+    """Read a balance straight from a bankgate MCP server on the test's ledger."""
+    target = McpTarget(db_url=f"sqlite:///{tmp_path / 'ledger.db'}", server_env={}, server_cwd=str(tmp_path))
+    async with connect(target, _no_questions()) as link:
+        result = await link.call("get_account_balance", {"account_id": account})
+    return Decimal(result.output["balance"])
+
+
+def _no_questions() -> object:
+    from agent_host.approvers import ApprovalDesk
+
+    return ApprovalDesk(DenyApprover(), CapturedDisplay())
+
+
+def test_demo_runs_the_lab_end_to_end(tmp_path: Path) -> None:
+    result = bankgate_agent("demo", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for expected in (
+        "== 1. Balance (no approval needed) ==",
+        "agent › ACC-001 has a balance of $5,000.00.",
+        "approval: approved (note: demo: rent is expected",
+        "← executed: Transferred $250.00 from ACC-001 to ACC-002.",
+        "approval: rejected (note: demo: not authorised",
+        "Approval required: close_account",
+        "The closure of ACC-003 was rejected by the operator; nothing was done.",
+        "agent › Weeks later that basil had outgrown its coffee cup",
+        "← previous resp_",
+        "stream: 15 events (response.created ×1, response.in_progress ×1, response.output_item.added ×2, "
+        "response.function_call_arguments.delta ×",
+        "response.output_text.delta ×",
+        "Created version 2 of bankgate-demo",
+        "agent › [v2] ACC-003 has a balance of $120.00.",
+        "'version': '1'} (pinned to version 1)",
+        "agent › ACC-003 has a balance of $120.00.",
+        "  ACC-001: $4,750.00\n  ACC-002: $500.00\n  ACC-003: $120.00",
+        "Approval questions answered (scripted): approved, rejected, rejected.",
+        "✓ Only the approved transfer moved money",
+    ):
+        assert expected in out, expected
+    assert "\x1b[" not in out, "no terminal: plain text"
+
+
+@pytest.mark.anyio
+async def test_ask_without_a_terminal_denies_every_approval(emulator: Emulator, tmp_path: Path) -> None:
+    env = lab_env(emulator, tmp_path, "cli-deny")
+    result = bankgate_agent(
+        "ask", "Transfer $100 from ACC-001 to ACC-002.", "--transport", "rest", "--stream", cwd=tmp_path, env=env
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "approver deny" in result.stdout
+    assert "Approval question from the MCP server — answered by: deny" in result.stdout
+    assert "approval: declined (no terminal to ask a human (deny approver))" in result.stdout
+    assert "was rejected by the operator; nothing was done." in result.stdout
+    assert "stream: " in result.stdout
+    assert await read_balance(tmp_path, "ACC-001") == Decimal("5000.00")
+
+
+def test_chat_continues_the_conversation(emulator: Emulator, tmp_path: Path) -> None:
+    script = tmp_path / "answers.txt"
+    script.write_text('# one transfer\napprove note="chat test"\n', encoding="utf-8")
+    lines = [
+        "Transfer $60 from ACC-001 to ACC-003.",
+        "What is the balance of ACC-001?",
+        "Tell me a one-line story about an astronaut.",
+        "/new",
+        "Continue the story in one more line.",
+        "/quit",
+        "What is the balance of ACC-002?",
+    ]
+    result = bankgate_agent(
+        "chat",
+        "--approver",
+        f"scripted:{script}",
+        "--show-ids",
+        "--mcp-protocol",
+        "legacy",
+        cwd=tmp_path,
+        env=lab_env(emulator, tmp_path, "cli-chat"),
+        stdin="\n".join(lines) + "\n",
+    )
+
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "(2025-11-25) · approver scripted" in out
+    assert "approval: approved (note: chat test; scripted (" in out
+    assert "agent › ACC-001 has a balance of $4,940.00." in out
+    before, after = out.split("New conversation.")
+    assert before.count("← previous resp_") == 4, "every response after the first continues the one before"
+    assert "← previous" not in after and "There is no story to continue yet" in after
+    assert "balance of ACC-002" not in out, "input after /quit is not read"
+
+
+def test_a_refused_token_is_one_clear_message(emulator: Emulator, tmp_path: Path) -> None:
+    env = lab_env(emulator, tmp_path, "cli-401", EMULATOR_TOKEN="not-the-emulator-token")
+    result = bankgate_agent("ask", "What is the balance of ACC-001?", cwd=tmp_path, env=env)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "refused the host's token (HTTP 401 PermissionDenied" in result.stderr
+    assert "https://ai.azure.com/.default as the emulator dev token" in result.stderr
+
+
+def test_configuration_errors_exit_2(tmp_path: Path) -> None:
+    console = bankgate_agent("ask", "hi", "--approver", "console", cwd=tmp_path, env={"PROJECT_ENDPOINT": "x"})
+    unset = bankgate_agent("ask", "hi", cwd=tmp_path)
+
+    assert (console.returncode, unset.returncode) == (2, 2)
+    assert "--approver console needs a terminal" in console.stderr
+    assert "PROJECT_ENDPOINT is not set." in unset.stderr and "bankgate-agent demo" in unset.stderr

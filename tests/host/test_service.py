@@ -1,0 +1,205 @@
+"""The Foundry side against the emulator: agent versions, pins, throttling, refused tokens, outages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.ai.projects.aio import AIProjectClient
+from pydantic import SecretStr
+
+from agent_host.access import ProjectAccess, project_access
+from agent_host.agent import INSTRUCTIONS, AgentChoice, choose_agent, create_version
+from agent_host.emulator import AsyncDevTokenCredential, Emulator, FaultConfig
+from agent_host.errors import AuthenticationFailed, ConfigurationError, NotFound, RateLimited, ServiceUnreachable
+from agent_host.replies import reply_from_response
+from agent_host.settings import Transport
+from agent_host.transport_rest import RestTransport
+from agent_host.transport_sdk import SdkTransport
+from agent_host.turns import ResponsesTransport
+
+from .helpers import MODEL, balance, free_port, host_for, scripted, settings_for
+
+TOOL = {
+    "type": "function",
+    "name": "get_account_balance",
+    "description": "Balance of an account.",
+    "parameters": {
+        "type": "object",
+        "properties": {"account_id": {"type": "string"}},
+        "required": ["account_id"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+BOTH = pytest.mark.parametrize("kind", ["sdk", "rest"])
+
+
+@asynccontextmanager
+async def project_for(endpoint: str, token: str) -> AsyncIterator[tuple[ProjectAccess, AIProjectClient]]:
+    access = ProjectAccess(endpoint, AsyncDevTokenCredential(token), True)
+    async with AIProjectClient(
+        endpoint=endpoint,
+        credential=access.credential,
+        authentication_policy=access.policy(),
+        **access.client_options(),
+    ) as project:
+        yield access, project
+    await access.aclose()
+
+
+@asynccontextmanager
+async def transport_for(
+    kind: Transport, access: ProjectAccess, project: AIProjectClient, max_retries: int = 3
+) -> AsyncIterator[ResponsesTransport]:
+    transport: ResponsesTransport = (
+        SdkTransport(project, access, max_retries) if kind == "sdk" else RestTransport(access, max_retries)
+    )
+    try:
+        yield transport
+    finally:
+        await transport.aclose()
+
+
+async def _agent(project: AIProjectClient, access: ProjectAccess, name: str, **options: Any) -> AgentChoice:
+    return await choose_agent(project, access, name, model=MODEL, tools=[TOOL], **options)
+
+
+def _ask(agent: AgentChoice, text: str = "What is the balance of ACC-001?") -> dict[str, Any]:
+    return {"input": text, "agent_reference": agent.reference()}
+
+
+@pytest.mark.anyio
+async def test_agent_versions_are_reused_pinned_and_followed(emulator: Emulator, agent_name: str) -> None:
+    async with project_for(emulator.endpoint, emulator.token) as (access, project):
+        created = await _agent(project, access, agent_name)
+        reused = await _agent(project, access, agent_name)
+        changed = await choose_agent(project, access, agent_name, model="other-model", tools=[TOOL])
+        pinned = await _agent(project, access, agent_name, version="1")
+        latest = await _agent(project, access, agent_name, existing=True)
+
+    assert (created.version, created.created) == ("1", True)
+    assert (reused.version, reused.created) == ("1", False), "an identical definition creates no version"
+    assert (changed.version, changed.created) == ("2", True)
+    assert pinned.reference() == {"type": "agent_reference", "name": agent_name, "version": "1"}
+    assert latest.reference() == {"type": "agent_reference", "name": agent_name} and latest.version == "2"
+
+
+@pytest.mark.anyio
+async def test_unknown_agents_and_versions(emulator: Emulator, agent_name: str) -> None:
+    async with project_for(emulator.endpoint, emulator.token) as (access, project):
+        await _agent(project, access, agent_name)
+        with pytest.raises(NotFound, match=f"Agent '{agent_name}' has no version 9") as version:
+            await _agent(project, access, agent_name, version="9")
+        with pytest.raises(NotFound, match="Agent 'no-such-agent' does not exist") as agent:
+            await _agent(project, access, "no-such-agent", existing=True)
+        with pytest.raises(ConfigurationError, match="CHAT_MODEL is not set"):
+            await choose_agent(project, access, agent_name, model=None, tools=[TOOL])
+
+    assert "Its versions are 1." in str(version.value)
+    assert "--existing-agent" in str(agent.value)
+
+
+@pytest.mark.anyio
+async def test_the_pinned_version_answers(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    async with host_for(emulator, tmp_path, scripted("approve"), agent_name) as host:
+        balance_only = [tool for tool in host.toolbox.definitions() if tool["name"] == "get_account_balance"]
+        version = await create_version(
+            host.project,
+            host.access,
+            agent_name,
+            model=MODEL,
+            instructions=INSTRUCTIONS + "\nReply prefix: [v2]",
+            tools=balance_only,
+        )
+        latest = await host.conversation(AgentChoice(agent_name, version, pinned=False)).send(
+            "Transfer $40 from ACC-001 to ACC-002."
+        )
+        pinned = await host.conversation(AgentChoice(agent_name, "1", pinned=True)).send(
+            "Transfer $40 from ACC-001 to ACC-002."
+        )
+
+        assert version == "2"
+        assert latest.text.startswith("[v2] This agent version has no transfer_funds tool") and not latest.results
+        assert [call.name for call, _ in pinned.results] == ["transfer_funds"] and not pinned.text.startswith("[v2]")
+        assert await balance(host, "ACC-002") == Decimal("290.00")
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_throttling_is_retried(emulator: Emulator, agent_name: str, kind: Transport) -> None:
+    async with project_for(emulator.endpoint, emulator.token) as (access, project):
+        agent = await _agent(project, access, agent_name)
+        emulator.faults.arm(FaultConfig(rate_limited=2, retry_after=0.05, target="responses"))
+        emulator.faults.reset_stats()
+        async with transport_for(kind, access, project) as transport:
+            reply = reply_from_response(await transport.create(_ask(agent)))
+
+    assert [call.name for call in reply.calls] == ["get_account_balance"]
+    stats = emulator.faults.stats
+    assert (stats.rate_limited, stats.served) == (2, 1), "two 429s, then the response"
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_throttling_that_persists_is_reported(emulator: Emulator, agent_name: str, kind: Transport) -> None:
+    async with project_for(emulator.endpoint, emulator.token) as (access, project):
+        agent = await _agent(project, access, agent_name)
+        emulator.faults.arm(FaultConfig(rate_limited=5, retry_after=0.05, target="responses"))
+        async with transport_for(kind, access, project, max_retries=1) as transport:
+            with pytest.raises(RateLimited, match=r"HTTP 429 rate_limit_exceeded.*still throttled after 1 retries"):
+                await transport.create(_ask(agent))
+
+    assert emulator.faults.stats.rate_limited == 2
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_a_refused_token_names_audience_and_identity(
+    emulator: Emulator, agent_name: str, kind: Transport
+) -> None:
+    async with project_for(emulator.endpoint, emulator.token) as (access, project):
+        agent = await _agent(project, access, agent_name)
+    async with project_for(emulator.endpoint, "not-the-token") as (access, project):
+        with pytest.raises(AuthenticationFailed) as agents_refused:
+            await _agent(project, access, agent_name)
+        async with transport_for(kind, access, project) as transport:
+            with pytest.raises(AuthenticationFailed) as responses_refused:
+                await transport.create(_ask(agent))
+            if isinstance(transport, RestTransport):
+                assert transport.tokens.fetches == 2, "a fresh token is tried once after a 401"
+
+    for refused in (agents_refused, responses_refused):
+        message = str(refused.value)
+        assert "HTTP 401 PermissionDenied: The bearer token is not valid for this project." in message
+        assert "scope https://ai.azure.com/.default as the emulator dev token (EMULATOR_TOKEN" in message
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_an_unreachable_endpoint_is_reported(kind: Transport) -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}/api/projects/gone"
+    agent = AgentChoice("teller", "1", pinned=True)
+    async with project_for(endpoint, "token") as (access, project):
+        with pytest.raises(ServiceUnreachable, match=r"Cannot reach the Foundry project at http://127\.0\.0\.1:"):
+            await _agent(project, access, "teller")
+        async with transport_for(kind, access, project, max_retries=0) as transport:
+            with pytest.raises(ServiceUnreachable, match="bankgate-agent emulator") as refused:
+                await transport.create(_ask(agent))
+    assert endpoint in str(refused.value)
+
+
+def test_endpoint_configuration_is_checked(emulator: Emulator) -> None:
+    with pytest.raises(ConfigurationError, match="PROJECT_ENDPOINT is not set"):
+        project_access(settings_for(emulator, "a", project_endpoint=None))
+    with pytest.raises(ConfigurationError, match="plain http to a non-loopback host"):
+        project_access(settings_for(emulator, "a", project_endpoint="http://example.com/api/projects/p"))
+    remote = project_access(
+        settings_for(emulator, "a", project_endpoint="https://x.services.ai.azure.com/api/projects/p")
+    )
+    local = project_access(settings_for(emulator, "a", emulator_token=SecretStr("secret")))
+    assert not remote.dev_token and local.dev_token
