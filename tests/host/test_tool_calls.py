@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent_host.emulator import Emulator
-from agent_host.errors import McpUnavailable
+from agent_host.approvers import Answer, Question
+from agent_host.emulator import Emulator, FaultConfig
+from agent_host.errors import McpUnavailable, RateLimited
 from agent_host.replies import reply_from_response
 
 from .helpers import balance, host_for, http_mcp_server, ledger_target, scripted, settings_for
@@ -51,14 +52,48 @@ async def test_a_retried_function_call_moves_money_once(emulator: Emulator, tmp_
 async def test_a_failing_tool_is_still_answered(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
     async with host_for(emulator, tmp_path, scripted(), agent_name, transport="rest") as host:
         conversation = host.conversation()
-        failed = await conversation.send("Transfer $9,999 from ACC-002 to ACC-001.")
+        both = await conversation.send("Transfer $9,999 from ACC-002 to ACC-001 and check the balance of ACC-003.")
         after = await conversation.send("What is the balance of ACC-002?")
 
-    [(_, result)] = failed.results
-    assert result.is_error and result.output["error"]["code"] == "insufficient_funds"
-    assert "failed:" in failed.text and "(insufficient_funds)" in failed.text
+    # Two parallel calls in one response, one failing: both answered in the same round.
+    [(transfer, failed), (check, read)] = both.results
+    assert (transfer.name, check.name, both.rounds) == ("transfer_funds", "get_account_balance", 1)
+    assert failed.is_error and failed.output["error"]["code"] == "insufficient_funds"
+    assert read.output["status"] == "executed"
+    assert "failed:" in both.text and "(insufficient_funds)" in both.text
+    assert "ACC-003 has a balance of $120.00." in both.text
     assert not host.desk.records, "a call that cannot succeed is refused before anyone is asked"
     assert after.text == "ACC-002 has a balance of $250.00."
+
+
+class ThrottleThenApprove:
+    """Approves, but first makes the emulator throttle every request, so sending the answer fails."""
+
+    name = "throttle-then-approve"
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+
+    async def answer(self, question: Question) -> Answer:
+        self.emulator.faults.arm(FaultConfig(rate_limited=100, retry_after=0.01, target="responses"))
+        return Answer("accept", True)
+
+
+@pytest.mark.anyio
+async def test_answers_the_service_did_not_take_are_sent_first_next_time(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    approver = ThrottleThenApprove(emulator)
+    async with host_for(emulator, tmp_path, approver, agent_name, max_retries=1) as host:
+        conversation = host.conversation()
+        with pytest.raises(RateLimited):
+            await conversation.send("Transfer $15 from ACC-001 to ACC-002.")
+        emulator.faults.arm(FaultConfig())
+        recovered = await conversation.send("What is the balance of ACC-001?")
+
+        assert "Done: the transfer of 15 from ACC-001 to ACC-002 is complete." in recovered.replies[0].text
+        assert recovered.text == "ACC-001 has a balance of $4,985.00."
+        assert await balance(host, "ACC-001") == Decimal("4985.00")
 
 
 @pytest.mark.anyio
