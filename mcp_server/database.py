@@ -5,8 +5,10 @@ Concurrency model (why the ledger stays correct with many writers):
 * SQLite: WAL journal, ``synchronous=FULL`` (a commit that returned survives power loss),
   foreign keys on, and every write transaction opened with ``BEGIN IMMEDIATE`` so writers
   take the single write lock up front and queue on ``busy_timeout`` instead of failing on a
-  read-to-write lock upgrade. Writers in one process also queue on a Python lock first, so
-  they hand the file lock over promptly rather than polling for it.
+  read-to-write lock upgrade (a lock still held after the timeout is retried like any other
+  contention). Writers in one process also queue on a Python lock first, so they hand the
+  file lock over promptly rather than polling for it. Reads run under ``BEGIN DEFERRED``:
+  a WAL snapshot that writers never block.
 * PostgreSQL: READ COMMITTED, and the ledger locks the rows it will change with
   ``SELECT … FOR UPDATE`` in ascending id order (``Database.for_update``), so two transfers
   touching the same accounts serialize and cannot deadlock. Serialization failures and
@@ -24,8 +26,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
@@ -37,6 +39,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from mcp_server import migrations
 from mcp_server.errors import ErrorCode, LedgerError
+from mcp_server.statement import Statement
 
 T = TypeVar("T")
 Dialect = Literal["sqlite", "postgresql"]
@@ -50,7 +53,9 @@ _BACKOFF_CAP_S = 0.25
 _SQLITE_BUSY_TIMEOUT_MS = 5_000
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "23505"})
-_BEGIN_MODE = "bankgate_sqlite_begin"
+# SQLite's driver runs in autocommit mode, so each transaction states its own BEGIN; PostgreSQL's
+# driver begins implicitly with the first statement.
+_SQLITE_BEGIN = {True: Statement("BEGIN IMMEDIATE"), False: Statement("BEGIN DEFERRED")}
 
 _UNAVAILABLE = "The ledger database is unavailable right now; please try again shortly."
 _BUSY = "The ledger is too busy to complete this right now; please try again shortly."
@@ -86,10 +91,6 @@ class Database:
         return self._dialect
 
     @property
-    def engine(self) -> Engine:
-        return self._engine
-
-    @property
     def for_update(self) -> str:
         """Row-lock suffix for a SELECT of rows about to change (SQLite locks the whole file)."""
         return " FOR UPDATE" if self._dialect == "postgresql" else ""
@@ -114,7 +115,9 @@ class Database:
         deadline = time.monotonic() + _RETRY_DEADLINE_S
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             try:
-                with self._gate(write), self._connection(write) as conn, conn.begin():
+                with self._gate(write), self._engine.connect() as conn, conn.begin():
+                    if self._dialect == "sqlite":
+                        _SQLITE_BEGIN[write].run(conn)
                     return work(conn)
             except DBAPIError as exc:
                 if not _is_transient(exc):
@@ -134,13 +137,6 @@ class Database:
 
     def _gate(self, write: bool) -> threading.Lock | nullcontext[None]:
         return self._write_gate if write and self._write_gate is not None else nullcontext()
-
-    @contextmanager
-    def _connection(self, write: bool) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
-            if write:
-                conn.execution_options(**{_BEGIN_MODE: "BEGIN IMMEDIATE"})
-            yield conn
 
 
 def _is_transient(exc: DBAPIError) -> bool:
@@ -162,7 +158,6 @@ def _create_engine(url: str, pool_size: int) -> Engine:
             connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         event.listen(engine, "connect", _configure_sqlite_connection)
-        event.listen(engine, "begin", _begin_sqlite_transaction)
         return engine
     return create_engine(
         engine_url,
@@ -189,7 +184,7 @@ def _engine_url(url: str) -> URL:
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: object) -> None:
-    # The driver must not issue its own BEGINs; _begin_sqlite_transaction does.
+    # The driver must not issue its own BEGINs; Database._transact does.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
@@ -199,11 +194,3 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: object) -> None
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()
-
-
-def _begin_sqlite_transaction(conn: Connection) -> None:
-    # Straight to the driver: this runs on every transaction, and SQLAlchemy's statement
-    # machinery would cost more than the BEGIN itself.
-    conn.connection.driver_connection.execute(  # type: ignore[union-attr]
-        conn.get_execution_options().get(_BEGIN_MODE, "BEGIN DEFERRED")
-    )

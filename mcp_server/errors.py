@@ -42,12 +42,5 @@ class LedgerError(Refusal):
     def __init__(self, code: ErrorCode | str, message: str, *, field: str | None = None) -> None:
         super().__init__(str(ErrorCode(code)), message, field)
 
-    def to_dict(self) -> dict[str, str]:
-        """The JSON shape a tool result carries: ``{"code", "message"[, "field"]}``."""
-        out = {"code": self.code, "message": self.message}
-        if self.field is not None:
-            out["field"] = self.field
-        return out
-
     def __repr__(self) -> str:
         return f"LedgerError({self.code!r}, {self.message!r}, field={self.field!r})"

@@ -14,13 +14,14 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from mcp_server.errors import ErrorCode, LedgerError
+from mcp_server.statement import Statement
 from mcp_server.timestamps import now_text
 
-_SELECT = text("SELECT request_digest, result_json FROM idempotency_keys WHERE key = :key")
-_INSERT = text(
+_SELECT = Statement("SELECT request_digest, result_json FROM idempotency_keys WHERE key = :key")
+_INSERT = Statement(
     "INSERT INTO idempotency_keys (key, request_digest, result_json, created_at)"
     " VALUES (:key, :digest, :result, :created_at)"
 )
@@ -34,22 +35,23 @@ def request_digest(operation: str, **fields: object) -> str:
 
 def recall(conn: Connection, key: str, digest: str) -> dict[str, Any] | None:
     """The stored result for ``key``, ``None`` if unused; a different request is a conflict."""
-    row = conn.execute(_SELECT, {"key": key}).one_or_none()
+    row = _SELECT.one(conn, {"key": key})
     if row is None:
         return None
-    if row.request_digest != digest:
+    stored_digest, result_json = row
+    if stored_digest != digest:
         raise LedgerError(
             ErrorCode.IDEMPOTENCY_CONFLICT,
             "This idempotency key was already used for a different request; use a new key.",
             field="idempotency_key",
         )
-    result: dict[str, Any] = json.loads(row.result_json)
+    result: dict[str, Any] = json.loads(result_json)
     return result
 
 
 def remember(conn: Connection, key: str, digest: str, result: dict[str, Any]) -> None:
     """Store ``result`` as the outcome of ``key``; commits (or not) with the caller's transaction."""
-    conn.execute(
-        _INSERT,
+    _INSERT.run(
+        conn,
         {"key": key, "digest": digest, "result": json.dumps(result, sort_keys=True), "created_at": now_text()},
     )

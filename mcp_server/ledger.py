@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Row, text
+from sqlalchemy import Connection
 
 from mcp_server import idempotency
 from mcp_server.database import Database
@@ -53,7 +54,8 @@ from mcp_server.money import (
     parse_amount,
     parse_currency,
 )
-from mcp_server.timestamps import now_text, parse_timestamp
+from mcp_server.statement import Statement
+from mcp_server.timestamps import format_timestamp, utc_now
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -66,30 +68,30 @@ DEMO_ACCOUNTS: tuple[tuple[str, str, int], ...] = (
 )
 
 _COLUMNS = "id, owner, currency, status, balance_minor, created_at, closed_at"
-_SELECT_ACCOUNT = text(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id")
-_SELECT_CUSTOMERS = text(f"SELECT {_COLUMNS} FROM accounts WHERE kind = 'customer' ORDER BY length(id), id")
-_SELECT_CUSTOMER_IDS = text("SELECT id FROM accounts WHERE kind = 'customer'")
-_INSERT_ACCOUNT = text(
+_SELECT_ACCOUNT = Statement(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id")
+_SELECT_CUSTOMERS = Statement(f"SELECT {_COLUMNS} FROM accounts WHERE kind = 'customer' ORDER BY length(id), id")
+_SELECT_CUSTOMER_IDS = Statement("SELECT id FROM accounts WHERE kind = 'customer'")
+_INSERT_ACCOUNT = Statement(
     "INSERT INTO accounts (id, kind, owner, currency, status, balance_minor, created_at)"
     " VALUES (:id, :kind, :owner, :currency, 'open', 0, :created_at)"
 )
-_CLOSE_ACCOUNT = text("UPDATE accounts SET status = 'closed', closed_at = :closed_at WHERE id = :id")
-_INSERT_TRANSACTION = text(
+_CLOSE_ACCOUNT = Statement("UPDATE accounts SET status = 'closed', closed_at = :closed_at WHERE id = :id")
+_INSERT_TRANSACTION = Statement(
     "INSERT INTO transactions (id, kind, memo, created_at, idempotency_key)"
     " VALUES (:id, :kind, :memo, :created_at, :key)"
 )
-_INSERT_ENTRIES = text(
+_INSERT_ENTRIES = Statement(
     "INSERT INTO entries (id, transaction_id, account_id, amount_minor)"
     " VALUES (:debit_entry, :tx, :debit, :debit_amount), (:credit_entry, :tx, :credit, :amount)"
 )
-_MOVE = text(
+_MOVE = Statement(
     "UPDATE accounts SET balance_minor = CASE WHEN id = :debit"
     " THEN balance_minor - :amount ELSE balance_minor + :amount END"
     " WHERE id IN (:debit, :credit)"
 )
-_HISTORY = text(
-    "SELECT t.id AS transaction_id, t.kind, t.memo, t.created_at, e.amount_minor,"
-    " other.account_id AS counterparty"
+_HISTORY_FIELDS = ("transaction_id", "kind", "memo", "created_at", "amount_minor", "counterparty")
+_HISTORY = Statement(
+    "SELECT t.id, t.kind, t.memo, t.created_at, e.amount_minor, other.account_id"
     " FROM entries e"
     " JOIN transactions t ON t.id = e.transaction_id"
     " JOIN entries other ON other.transaction_id = e.transaction_id AND other.account_id <> e.account_id"
@@ -98,42 +100,68 @@ _HISTORY = text(
 )
 
 # (description, query): each row returned is one violation, rendered by str.format.
-_INVARIANT_QUERIES: tuple[tuple[str, str], ...] = (
+_INVARIANTS: tuple[tuple[str, Statement], ...] = (
     (
         "transaction {0} entries sum to {1}, not zero",
-        "SELECT transaction_id, SUM(amount_minor) FROM entries GROUP BY transaction_id HAVING SUM(amount_minor) <> 0",
+        Statement(
+            "SELECT transaction_id, SUM(amount_minor) FROM entries"
+            " GROUP BY transaction_id HAVING SUM(amount_minor) <> 0"
+        ),
     ),
     (
         "transaction {0} has {1} entries, not two",
-        "SELECT t.id, COUNT(e.id) FROM transactions t LEFT JOIN entries e ON e.transaction_id = t.id"
-        " GROUP BY t.id HAVING COUNT(e.id) <> 2",
+        Statement(
+            "SELECT t.id, COUNT(e.id) FROM transactions t LEFT JOIN entries e ON e.transaction_id = t.id"
+            " GROUP BY t.id HAVING COUNT(e.id) <> 2"
+        ),
     ),
     (
         "transaction {0} mixes {1} currencies",
-        "SELECT e.transaction_id, COUNT(DISTINCT a.currency) FROM entries e"
-        " JOIN accounts a ON a.id = e.account_id"
-        " GROUP BY e.transaction_id HAVING COUNT(DISTINCT a.currency) <> 1",
+        Statement(
+            "SELECT e.transaction_id, COUNT(DISTINCT a.currency) FROM entries e"
+            " JOIN accounts a ON a.id = e.account_id"
+            " GROUP BY e.transaction_id HAVING COUNT(DISTINCT a.currency) <> 1"
+        ),
     ),
     (
         "the {0} journal sums to {1}, not zero",
-        "SELECT a.currency, SUM(e.amount_minor) FROM entries e JOIN accounts a ON a.id = e.account_id"
-        " GROUP BY a.currency HAVING SUM(e.amount_minor) <> 0",
+        Statement(
+            "SELECT a.currency, SUM(e.amount_minor) FROM entries e JOIN accounts a ON a.id = e.account_id"
+            " GROUP BY a.currency HAVING SUM(e.amount_minor) <> 0"
+        ),
     ),
     (
         "account {0} balance {1} differs from the sum of its entries {2}",
-        "SELECT a.id, a.balance_minor, COALESCE(SUM(e.amount_minor), 0) FROM accounts a"
-        " LEFT JOIN entries e ON e.account_id = a.id GROUP BY a.id, a.balance_minor"
-        " HAVING a.balance_minor <> COALESCE(SUM(e.amount_minor), 0)",
+        Statement(
+            "SELECT a.id, a.balance_minor, COALESCE(SUM(e.amount_minor), 0) FROM accounts a"
+            " LEFT JOIN entries e ON e.account_id = a.id GROUP BY a.id, a.balance_minor"
+            " HAVING a.balance_minor <> COALESCE(SUM(e.amount_minor), 0)"
+        ),
     ),
     (
         "customer account {0} is negative ({1})",
-        "SELECT id, balance_minor FROM accounts WHERE kind = 'customer' AND balance_minor < 0",
+        Statement("SELECT id, balance_minor FROM accounts WHERE kind = 'customer' AND balance_minor < 0"),
     ),
     (
         "closed account {0} still holds {1}",
-        "SELECT id, balance_minor FROM accounts WHERE status = 'closed' AND balance_minor <> 0",
+        Statement("SELECT id, balance_minor FROM accounts WHERE status = 'closed' AND balance_minor <> 0"),
     ),
 )
+
+
+class _Row(NamedTuple):
+    """An account row as the write path uses it: cheaper than building the public model."""
+
+    id: str
+    owner: str
+    currency: str
+    status: str
+    balance_minor: int
+    created_at: str
+    closed_at: str | None
+
+    def public(self) -> Account:
+        return Account.model_validate(self._asdict())
 
 
 class Ledger:
@@ -145,7 +173,7 @@ class Ledger:
         self._db = db
         self._max_amount_minor = max_amount_minor
         # Both rows a movement touches, locked in id order (PostgreSQL) so writers cannot deadlock.
-        self._lock_accounts = text(
+        self._lock_accounts = Statement(
             f"SELECT {_COLUMNS} FROM accounts WHERE id IN (:first, :second) ORDER BY id{db.for_update}"
         )
 
@@ -153,20 +181,20 @@ class Ledger:
     def db(self) -> Database:
         return self._db
 
+    @property
+    def max_amount_minor(self) -> int:
+        """The ceiling on one amount, in minor units."""
+        return self._max_amount_minor
+
     # -- composable operations: run inside the caller's transaction -------------------------
 
     def account_in(self, conn: Connection, account_id: str, field: str = "account_id") -> Account:
         """The customer account ``account_id`` (open or closed); ``unknown_account`` if none."""
         account_id = parse_account_id(account_id, field)
-        row = conn.execute(_SELECT_ACCOUNT, {"id": account_id}).one_or_none()
+        row = _SELECT_ACCOUNT.one(conn, {"id": account_id})
         if row is None:
             raise _unknown(account_id, field)
-        return _account(row)
-
-    @property
-    def max_amount_minor(self) -> int:
-        """The ceiling on one amount, in minor units."""
-        return self._max_amount_minor
+        return _Row(*row).public()
 
     def transfer_in(
         self,
@@ -212,11 +240,12 @@ class Ledger:
     # -- convenience operations: one transaction each ---------------------------------------
 
     def balance(self, account_id: str) -> Account:
+        """One indexed read; closed accounts are returned with status ``closed``."""
         return self._db.read(lambda conn: self.account_in(conn, account_id))
 
     def accounts(self) -> list[Account]:
         """All customer accounts, open and closed, in id order."""
-        return self._db.read(lambda conn: [_account(row) for row in conn.execute(_SELECT_CUSTOMERS)])
+        return self._db.read(lambda conn: [_Row(*row).public() for row in _SELECT_CUSTOMERS.all(conn)])
 
     def history(self, account_id: str, limit: int = 50) -> list[HistoryLine]:
         """The account's most recent movements, newest first."""
@@ -229,8 +258,12 @@ class Ledger:
 
         def read(conn: Connection) -> list[HistoryLine]:
             account = self.account_in(conn, account_id)
-            rows = conn.execute(_HISTORY, {"id": account.id, "limit": limit})
-            return [HistoryLine.model_validate({**row._asdict(), "currency": account.currency}) for row in rows]
+            return [
+                HistoryLine.model_validate(
+                    {**dict(zip(_HISTORY_FIELDS, row, strict=True)), "currency": account.currency}
+                )
+                for row in _HISTORY.all(conn, {"id": account.id, "limit": limit})
+            ]
 
         return self._db.read(read)
 
@@ -244,12 +277,10 @@ class Ledger:
     ) -> TransferReceipt:
         """Parse ``amount`` in the accounts' currency and transfer it, at most once per key."""
         source, target, note, key = _transfer_request(from_account, to_account, memo, idempotency_key)
-        digest = idempotency.request_digest(
-            "transfer", from_account=source, to_account=target, amount=canonical_amount(amount), memo=note
-        )
+        request = {"from_account": source, "to_account": target, "amount": canonical_amount(amount), "memo": note}
         return self._once(
             key,
-            digest,
+            lambda: idempotency.request_digest("transfer", **request),
             TransferReceipt,
             lambda conn: self._transfer(
                 conn,
@@ -263,35 +294,44 @@ class Ledger:
 
     def close(self, account_id: str, sweep_to: str | None = None, idempotency_key: str | None = None) -> CloseReceipt:
         target, sweep, key = _close_request(account_id, sweep_to, idempotency_key)
-        digest = idempotency.request_digest("close", account_id=target, sweep_to=sweep)
-        return self._once(key, digest, CloseReceipt, lambda conn: self._close(conn, target, sweep, key))
+        return self._once(
+            key,
+            lambda: idempotency.request_digest("close", account_id=target, sweep_to=sweep),
+            CloseReceipt,
+            lambda conn: self._close(conn, target, sweep, key),
+        )
 
     def create_account(self, owner: str, currency: str = "USD", account_id: str | None = None) -> Account:
         """Admin: open an empty account, numbered ``ACC-NNN`` after the highest one if no id given."""
         name = parse_owner(owner)
         code = parse_currency(currency)
         wanted = None if account_id is None else parse_account_id(account_id, "account_id")
-        return self._db.run(lambda conn: self._create_account(conn, name, code, wanted))
+        return self._db.run(lambda conn: self._create_account(conn, name, code, wanted).public())
 
     def deposit(self, account_id: str, amount: object, idempotency_key: str | None = None) -> DepositReceipt:
         """Admin: credit money arriving from outside the bank, at most once per key."""
         target = parse_account_id(account_id, "account_id")
         key = _optional_key(idempotency_key)
-        digest = idempotency.request_digest("deposit", account_id=target, amount=canonical_amount(amount))
+        canonical = canonical_amount(amount)
 
         def work(conn: Connection) -> DepositReceipt:
             account = self._usable(conn, target, "account_id")
             minor = parse_amount(amount, account.currency, ceiling_minor=self._max_amount_minor)
             return self._fund(conn, account, minor, "deposit", None, key)
 
-        return self._once(key, digest, DepositReceipt, work)
+        return self._once(
+            key,
+            lambda: idempotency.request_digest("deposit", account_id=target, amount=canonical),
+            DepositReceipt,
+            work,
+        )
 
     def seed_demo(self) -> list[Account]:
         """Admin: create and fund the demo accounts once (ACC-003 is funded, so closing it needs a
         sweep); a no-op returning the existing accounts when ACC-001 already exists."""
 
         def work(conn: Connection) -> list[Account]:
-            if conn.execute(_SELECT_ACCOUNT, {"id": DEMO_ACCOUNTS[0][0]}).one_or_none() is None:
+            if _SELECT_ACCOUNT.one(conn, {"id": DEMO_ACCOUNTS[0][0]}) is None:
                 for account_id, owner, funding in DEMO_ACCOUNTS:
                     account = self._create_account(conn, owner, "USD", account_id)
                     self._fund(conn, account, funding, "funding", "demo funding", None)
@@ -303,27 +343,30 @@ class Ledger:
         """Every violated ledger invariant, described; empty when the books are sound."""
 
         def read(conn: Connection) -> list[str]:
-            return [
-                description.format(*row)
-                for description, query in _INVARIANT_QUERIES
-                for row in conn.execute(text(query))
-            ]
+            return [description.format(*row) for description, query in _INVARIANTS for row in query.all(conn)]
 
         return self._db.read(read)
 
     # -- internals -------------------------------------------------------------------------
 
-    def _once(self, key: str | None, digest: str, model: type[M], work: Callable[[Connection], M]) -> M:
+    def _once(
+        self,
+        key: str | None,
+        digest_of_request: Callable[[], str],
+        model: type[M],
+        work: Callable[[Connection], M],
+    ) -> M:
         """Run ``work`` in one transaction; with a key, replay the stored outcome instead."""
+        if key is None:
+            return self._db.run(work)
+        digest = digest_of_request()
 
         def run(conn: Connection) -> M:
-            if key is not None:
-                stored = idempotency.recall(conn, key, digest)
-                if stored is not None:
-                    return model.model_validate(stored)
+            stored = idempotency.recall(conn, key, digest)
+            if stored is not None:
+                return model.model_validate(stored)
             result = work(conn)
-            if key is not None:
-                idempotency.remember(conn, key, digest, result.model_dump(mode="json"))
+            idempotency.remember(conn, key, digest, result.model_dump(mode="json"))
             return result
 
         return self._db.run(run)
@@ -365,7 +408,7 @@ class Ledger:
             memo=memo,
             from_balance_after_minor=debit.balance_minor - amount,
             to_balance_after_minor=credit.balance_minor + amount,
-            created_at=parse_timestamp(created_at),
+            created_at=created_at,
         )
 
     def _close(self, conn: Connection, target: str, sweep: str | None, key: str | None) -> CloseReceipt:
@@ -380,7 +423,7 @@ class Ledger:
                 field="sweep_to",
             )
         transaction_id = None
-        closed_at = now_text()
+        closed_at = utc_now()
         if account.balance_minor:
             if destination is None:
                 raise LedgerError(
@@ -392,20 +435,20 @@ class Ledger:
             transaction_id, closed_at = self._post(
                 conn, "close_sweep", account, destination, account.balance_minor, "closing sweep", key
             )
-        conn.execute(_CLOSE_ACCOUNT, {"id": target, "closed_at": closed_at})
+        _CLOSE_ACCOUNT.run(conn, {"id": target, "closed_at": format_timestamp(closed_at)})
         return CloseReceipt(
             account_id=target,
             swept_to=sweep,
             swept_amount_minor=account.balance_minor,
             currency=account.currency,
-            closed_at=parse_timestamp(closed_at),
+            closed_at=closed_at,
             transaction_id=transaction_id,
         )
 
     def _fund(
         self,
         conn: Connection,
-        account: Account,
+        account: _Row,
         amount: int,
         kind: TransactionKind,
         memo: str | None,
@@ -420,28 +463,34 @@ class Ledger:
             amount_minor=amount,
             currency=account.currency,
             balance_after_minor=account.balance_minor + amount,
-            created_at=parse_timestamp(created_at),
+            created_at=created_at,
         )
 
     def _post(
         self,
         conn: Connection,
         kind: TransactionKind,
-        debit: Account,
-        credit: Account,
+        debit: _Row,
+        credit: _Row,
         amount: int,
         memo: str | None,
         key: str | None,
-    ) -> tuple[str, str]:
+    ) -> tuple[str, datetime]:
         """Write one balanced movement on already-locked, already-checked accounts."""
         transaction_id = "TX-" + secrets.token_hex(10)
-        created_at = now_text()
-        conn.execute(
-            _INSERT_TRANSACTION,
-            {"id": transaction_id, "kind": kind, "memo": memo, "created_at": created_at, "key": key},
+        created_at = utc_now()
+        _INSERT_TRANSACTION.run(
+            conn,
+            {
+                "id": transaction_id,
+                "kind": kind,
+                "memo": memo,
+                "created_at": format_timestamp(created_at),
+                "key": key,
+            },
         )
-        conn.execute(
-            _INSERT_ENTRIES,
+        _INSERT_ENTRIES.run(
+            conn,
             {
                 "tx": transaction_id,
                 "debit_entry": transaction_id + ":1",
@@ -452,45 +501,37 @@ class Ledger:
                 "amount": amount,
             },
         )
-        conn.execute(_MOVE, {"debit": debit.id, "credit": credit.id, "amount": amount})
+        _MOVE.run(conn, {"debit": debit.id, "credit": credit.id, "amount": amount})
         return transaction_id, created_at
 
-    def _lock(self, conn: Connection, first: str, second: str) -> dict[str, Account]:
-        rows = conn.execute(self._lock_accounts, {"first": first, "second": second})
-        return {row.id: _account(row) for row in rows}
+    def _lock(self, conn: Connection, first: str, second: str) -> dict[str, _Row]:
+        return {row[0]: _Row(*row) for row in self._lock_accounts.all(conn, {"first": first, "second": second})}
 
-    def _usable(self, conn: Connection, account_id: str, field: str) -> Account:
+    def _usable(self, conn: Connection, account_id: str, field: str) -> _Row:
         return _open_account(self._lock(conn, account_id, account_id), account_id, field)
 
-    def _system_account(self, conn: Connection, currency: str) -> Account:
+    def _system_account(self, conn: Connection, currency: str) -> _Row:
         account_id = system_account_id(currency)
         existing = self._lock(conn, account_id, account_id).get(account_id)
         if existing is not None:
             return existing
         return self._insert_account(conn, account_id, "system", "outside the bank", currency)
 
-    def _create_account(self, conn: Connection, owner: str, currency: str, wanted: str | None) -> Account:
+    def _create_account(self, conn: Connection, owner: str, currency: str, wanted: str | None) -> _Row:
         if wanted is None:
-            taken = [int(account_id[4:]) for (account_id,) in conn.execute(_SELECT_CUSTOMER_IDS)]
+            taken = [int(account_id[4:]) for (account_id,) in _SELECT_CUSTOMER_IDS.all(conn)]
             wanted = f"ACC-{max(taken, default=0) + 1:03d}"
-        elif conn.execute(_SELECT_ACCOUNT, {"id": wanted}).one_or_none() is not None:
+        elif _SELECT_ACCOUNT.one(conn, {"id": wanted}) is not None:
             raise LedgerError(ErrorCode.ACCOUNT_EXISTS, f"Account {wanted} already exists.", field="account_id")
         return self._insert_account(conn, wanted, "customer", owner, currency)
 
-    def _insert_account(self, conn: Connection, account_id: str, kind: str, owner: str, currency: str) -> Account:
-        created_at = now_text()
-        conn.execute(
-            _INSERT_ACCOUNT,
-            {"id": account_id, "kind": kind, "owner": owner, "currency": currency, "created_at": created_at},
+    def _insert_account(self, conn: Connection, account_id: str, kind: str, owner: str, currency: str) -> _Row:
+        row = _Row(account_id, owner, currency, "open", 0, format_timestamp(utc_now()), None)
+        _INSERT_ACCOUNT.run(
+            conn,
+            {"id": account_id, "kind": kind, "owner": owner, "currency": currency, "created_at": row.created_at},
         )
-        return Account(
-            id=account_id,
-            owner=owner,
-            currency=currency,
-            status="open",
-            balance_minor=0,
-            created_at=parse_timestamp(created_at),
-        )
+        return row
 
 
 def _transfer_request(
@@ -523,7 +564,7 @@ def _optional_key(value: object) -> str | None:
     return None if value is None else parse_idempotency_key(value)
 
 
-def _open_account(locked: Mapping[str, Account], account_id: str, field: str) -> Account:
+def _open_account(locked: Mapping[str, _Row], account_id: str, field: str) -> _Row:
     account = locked.get(account_id)
     if account is None:
         raise _unknown(account_id, field)
@@ -538,7 +579,3 @@ def _open_account(locked: Mapping[str, Account], account_id: str, field: str) ->
 
 def _unknown(account_id: str, field: str) -> LedgerError:
     return LedgerError(ErrorCode.UNKNOWN_ACCOUNT, f"Account {account_id} ({field}) does not exist.", field=field)
-
-
-def _account(row: Row[Any]) -> Account:
-    return Account.model_validate(row._asdict())

@@ -11,16 +11,15 @@ from datetime import UTC, datetime
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def now_text() -> str:
     """The current UTC time in the stored format."""
-    return format_timestamp(datetime.now(UTC))
+    return format_timestamp(utc_now())
 
 
 def format_timestamp(moment: datetime) -> str:
     """An aware datetime in the stored format."""
     return moment.astimezone(UTC).strftime(_FORMAT)
-
-
-def parse_timestamp(value: str) -> datetime:
-    """A stored timestamp back as an aware UTC datetime."""
-    return datetime.strptime(value, _FORMAT).replace(tzinfo=UTC)

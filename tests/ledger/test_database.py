@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 
+from mcp_server import database as database_module
 from mcp_server.database import Database, default_database_url
 from mcp_server.errors import LedgerError
 from mcp_server.ledger import Ledger
@@ -99,20 +101,32 @@ def test_endless_contention_becomes_a_busy_error(backend: str, database: Databas
     assert caught.value.code == "database_unavailable" and "busy" in caught.value.message
 
 
-def test_sqlite_writer_waits_for_another_process_lock(backend: str, database_url: str, database: Database) -> None:
+@pytest.mark.parametrize("busy_timeout_ms", [5_000, 50])
+def test_sqlite_writer_outlasts_another_process_lock(
+    backend: str,
+    database_url: str,
+    busy_timeout_ms: int,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Within busy_timeout SQLite waits by itself; beyond it, BEGIN IMMEDIATE fails busy and is retried."""
     if backend != "sqlite":
         pytest.skip("SQLite file locking only")
-    path = database_url.removeprefix("sqlite:///")
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    monkeypatch.setattr(database_module, "_SQLITE_BUSY_TIMEOUT_MS", busy_timeout_ms)
+    caplog.set_level(logging.DEBUG, logger="mcp_server.database")
+    db = Database.open(database_url)
+    holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
-    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release = threading.Timer(0.4, lambda: holder.execute("COMMIT"))
     release.start()
     try:
-        ledger = Ledger(database)
-        assert ledger.create_account("Waits").id == "ACC-001"
+        assert Ledger(db).create_account("Waits").id == "ACC-001"
     finally:
         release.join()
         holder.close()
+        db.close()
+    retried = "retrying contended ledger transaction" in caplog.text
+    assert retried == (busy_timeout_ms < 400)
 
 
 def test_postgres_deadlock_is_retried_not_surfaced(backend: str, database: Database) -> None:
