@@ -171,7 +171,7 @@ def main() -> None:
 
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
-        subjects = {
+        subjects: dict[str, LedgerSubject | RawSqliteSubject] = {
             "ledger": LedgerSubject(f"sqlite:///{Path(folder) / 'ledger-1.db'}", 1),
             "raw sqlite3": RawSqliteSubject(Path(folder) / "baseline.db"),
         }
@@ -179,8 +179,8 @@ def main() -> None:
         for kind in ("transfers", "reads"):
             for round_number in range(ROUNDS):  # alternate, so background load hits both alike
                 for who, subject in subjects.items():
-                    spent = getattr(subject, kind)(count // ROUNDS, round_number)
-                    seconds[who, kind] = seconds.get((who, kind), 0.0) + spent
+                    measure = subject.transfers if kind == "transfers" else subject.reads
+                    seconds[who, kind] = seconds.get((who, kind), 0.0) + measure(count // ROUNDS, round_number)
         books = {name: subject.finish() for name, subject in subjects.items()}
         runs += [
             Run("sqlite", f"{who} {kind}", 1, count // ROUNDS * ROUNDS, spent, books[who])
