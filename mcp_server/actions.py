@@ -1,12 +1,12 @@
 """The three tools as the gate's `Action`s over the ledger.
 
-`inspect` runs the real ledger operation inside a savepoint and rolls it back: the
-question shows exactly what the operation would do, and a call that could not succeed is
-refused before anyone is asked, with the ledger's own checks rather than copies of them.
+`inspect` asks the ledger to plan the operation (every check it will make, on rows locked
+for the rest of the transaction, nothing written): the question shows exactly what would
+happen, and a call that could not succeed is refused before anyone is asked.
 """
 
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -16,13 +16,11 @@ from mcp_server.gate_store import SqlGateTx
 from mcp_server.identifiers import parse_account_id
 from mcp_server.ledger import Ledger
 from mcp_server.ledger_models import Account
-from mcp_server.money import canonical_amount, format_amount, minor_units, parse_amount, to_decimal
+from mcp_server.money import canonical_amount, format_amount, minor_units, to_decimal
 from policy.action import Action, Call, Done, Inspection
 from policy.facts import AccountFacts
 from policy.results import Refusal
 from policy.store import GateTx
-
-T = TypeVar("T")
 
 
 class _LedgerAction:
@@ -55,15 +53,6 @@ class _LedgerAction:
 def _conn(tx: GateTx) -> Connection:
     assert isinstance(tx, SqlGateTx), "ledger actions run on the ledger database"
     return tx.conn
-
-
-def _dry_run(conn: Connection, operation: Callable[[], T]) -> T:
-    """Perform `operation` and undo it: its result says what it would do, and nothing stays."""
-    savepoint = conn.begin_nested()
-    try:
-        return operation()
-    finally:
-        savepoint.rollback()
 
 
 def _facts(account: Account) -> AccountFacts:
@@ -130,18 +119,17 @@ class TransferAction(_LedgerAction):
         }
 
     def inspect(self, tx: GateTx, call: Call) -> Inspection:
-        conn, args = _conn(tx), call.arguments
-        source = self.ledger.account_in(conn, args["from_account"], "from_account")
-        amount = parse_amount(args["amount"], source.currency, ceiling_minor=self.ledger.max_amount_minor)
-        receipt = _dry_run(conn, lambda: self._transfer(conn, call, amount))
-        target = self.ledger.account_in(conn, args["to_account"], "to_account")
+        args = call.arguments
+        source, target, amount = self.ledger.plan_transfer_in(
+            _conn(tx), args["from_account"], args["to_account"], args["amount"]
+        )
         money = format_amount(amount, source.currency)
         effect = [f"Transfer {money} ({source.currency}) from {_who(source)} to {_who(target)}."]
         if args["memo"]:
             effect.append(f"Memo: {args['memo']}")
         effect.append(
             f"{source.id} balance: {format_amount(source.balance_minor, source.currency)} now, "
-            f"{format_amount(receipt.from_balance_after_minor, source.currency)} after."
+            f"{format_amount(source.balance_minor - amount, source.currency)} after."
         )
         return Inspection(
             effect=tuple(effect),
@@ -152,8 +140,8 @@ class TransferAction(_LedgerAction):
         )
 
     def execute(self, tx: GateTx, call: Call, inspection: Inspection) -> Done:
-        receipt = self._transfer(_conn(tx), call, inspection.amount_minor)
-        amount = inspection.amount_minor
+        args, amount = call.arguments, inspection.amount_minor
+        receipt = self.ledger.transfer_in(_conn(tx), args["from_account"], args["to_account"], amount, args["memo"])
         money = format_amount(amount, receipt.currency)
         after = format_amount(receipt.from_balance_after_minor, receipt.currency)
         summary = (
@@ -161,10 +149,6 @@ class TransferAction(_LedgerAction):
             f"{receipt.from_account} balance is now {after}."
         )
         return Done({**receipt.model_dump(mode="json"), "amount": money}, summary)
-
-    def _transfer(self, conn: Connection, call: Call, amount: int) -> Any:
-        args = call.arguments
-        return self.ledger.transfer_in(conn, args["from_account"], args["to_account"], amount, args["memo"])
 
 
 class CloseAction(_LedgerAction):
@@ -181,22 +165,18 @@ class CloseAction(_LedgerAction):
         }
 
     def inspect(self, tx: GateTx, call: Call) -> Inspection:
-        conn, args = _conn(tx), call.arguments
-        receipt = _dry_run(conn, lambda: self.ledger.close_in(conn, args["account_id"], args["sweep_to"]))
-        account = self.ledger.account_in(conn, args["account_id"])
+        args = call.arguments
+        account, sweep = self.ledger.plan_close_in(_conn(tx), args["account_id"], args["sweep_to"])
         effect = [f"Close account {_who(account)} permanently."]
-        sweep = None
-        if args["sweep_to"] is not None:
-            sweep = self.ledger.account_in(conn, args["sweep_to"], "sweep_to")
-            if receipt.swept_amount_minor:
-                money = format_amount(receipt.swept_amount_minor, receipt.currency)
-                effect.append(f"First move its balance of {money} to {_who(sweep)}.")
+        if sweep is not None and account.balance_minor:
+            money = format_amount(account.balance_minor, account.currency)
+            effect.append(f"First move its balance of {money} to {_who(sweep)}.")
         return Inspection(
             effect=tuple(effect),
             accounts={"account": _facts(account), "sweep_to": _facts(sweep) if sweep else None},
             currency=account.currency,
             minor_exponent=minor_units(account.currency),
-            amount_minor=receipt.swept_amount_minor,
+            amount_minor=account.balance_minor,
         )
 
     def execute(self, tx: GateTx, call: Call, inspection: Inspection) -> Done:

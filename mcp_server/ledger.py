@@ -164,6 +164,21 @@ class _Row(NamedTuple):
         return Account.model_validate(self._asdict())
 
 
+class TransferPlan(NamedTuple):
+    """A transfer that passed every check on rows locked until the transaction ends."""
+
+    debit: Account
+    credit: Account
+    amount_minor: int
+
+
+class ClosePlan(NamedTuple):
+    """A closure that passed every check; ``destination`` receives ``account``'s balance."""
+
+    account: Account
+    destination: Account | None
+
+
 class Ledger:
     """Accounts and money movements over a :class:`Database` (SQLite or PostgreSQL)."""
 
@@ -216,6 +231,21 @@ class Ledger:
             note,
             key,
         )
+
+    def plan_transfer_in(self, conn: Connection, from_account: str, to_account: str, amount: object) -> TransferPlan:
+        """Everything ``transfer_in`` would check (``amount`` in major units of the debit's currency), without
+        writing: what an approver is shown, and a refusal before anyone is asked."""
+        source, target, _, _ = _transfer_request(from_account, to_account, None, None)
+        debit, credit, amount_minor = self._plan_transfer(
+            conn, source, target, lambda currency: parse_amount(amount, currency, ceiling_minor=self._max_amount_minor)
+        )
+        return TransferPlan(debit.public(), credit.public(), amount_minor)
+
+    def plan_close_in(self, conn: Connection, account_id: str, sweep_to: str | None = None) -> ClosePlan:
+        """Everything ``close_in`` would check, without writing."""
+        target, sweep, _ = _close_request(account_id, sweep_to, None)
+        account, destination = self._plan_close(conn, target, sweep)
+        return ClosePlan(account.public(), destination.public() if destination is not None else None)
 
     def close_in(
         self,
@@ -380,6 +410,23 @@ class Ledger:
         memo: str | None,
         key: str | None,
     ) -> TransferReceipt:
+        debit, credit, amount = self._plan_transfer(conn, source, target, amount_in)
+        transaction_id, created_at = self._post(conn, "transfer", debit, credit, amount, memo, key)
+        return TransferReceipt(
+            transaction_id=transaction_id,
+            from_account=source,
+            to_account=target,
+            amount_minor=amount,
+            currency=debit.currency,
+            memo=memo,
+            from_balance_after_minor=debit.balance_minor - amount,
+            to_balance_after_minor=credit.balance_minor + amount,
+            created_at=created_at,
+        )
+
+    def _plan_transfer(
+        self, conn: Connection, source: str, target: str, amount_in: Callable[[str], int]
+    ) -> tuple[_Row, _Row, int]:
         locked = self._lock(conn, source, target)
         debit = _open_account(locked, source, "from_account")
         credit = _open_account(locked, target, "to_account")
@@ -398,40 +445,14 @@ class Ledger:
                 f"less than the {format_amount(amount, debit.currency)} requested.",
                 field="amount",
             )
-        transaction_id, created_at = self._post(conn, "transfer", debit, credit, amount, memo, key)
-        return TransferReceipt(
-            transaction_id=transaction_id,
-            from_account=source,
-            to_account=target,
-            amount_minor=amount,
-            currency=debit.currency,
-            memo=memo,
-            from_balance_after_minor=debit.balance_minor - amount,
-            to_balance_after_minor=credit.balance_minor + amount,
-            created_at=created_at,
-        )
+        return debit, credit, amount
 
     def _close(self, conn: Connection, target: str, sweep: str | None, key: str | None) -> CloseReceipt:
-        locked = self._lock(conn, target, sweep or target)
-        account = _open_account(locked, target, "account_id")
-        destination = None if sweep is None else _open_account(locked, sweep, "sweep_to")
-        if destination is not None and destination.currency != account.currency:
-            raise LedgerError(
-                ErrorCode.CURRENCY_MISMATCH,
-                f"Account {target} holds {account.currency} but {sweep} holds {destination.currency}; "
-                "the sweep account must use the same currency.",
-                field="sweep_to",
-            )
+        account, destination = self._plan_close(conn, target, sweep)
         transaction_id = None
         closed_at = utc_now()
         if account.balance_minor:
-            if destination is None:
-                raise LedgerError(
-                    ErrorCode.BALANCE_NOT_ZERO,
-                    f"Account {target} still holds {format_amount(account.balance_minor, account.currency)}; "
-                    "move the money out first or name an account to sweep it to (sweep_to).",
-                    field="sweep_to",
-                )
+            assert destination is not None, "a planned closure of a funded account has a sweep target"
             transaction_id, closed_at = self._post(
                 conn, "close_sweep", account, destination, account.balance_minor, "closing sweep", key
             )
@@ -444,6 +465,26 @@ class Ledger:
             closed_at=closed_at,
             transaction_id=transaction_id,
         )
+
+    def _plan_close(self, conn: Connection, target: str, sweep: str | None) -> tuple[_Row, _Row | None]:
+        locked = self._lock(conn, target, sweep or target)
+        account = _open_account(locked, target, "account_id")
+        destination = None if sweep is None else _open_account(locked, sweep, "sweep_to")
+        if destination is not None and destination.currency != account.currency:
+            raise LedgerError(
+                ErrorCode.CURRENCY_MISMATCH,
+                f"Account {target} holds {account.currency} but {sweep} holds {destination.currency}; "
+                "the sweep account must use the same currency.",
+                field="sweep_to",
+            )
+        if account.balance_minor and destination is None:
+            raise LedgerError(
+                ErrorCode.BALANCE_NOT_ZERO,
+                f"Account {target} still holds {format_amount(account.balance_minor, account.currency)}; "
+                "move the money out first or name an account to sweep it to (sweep_to).",
+                field="sweep_to",
+            )
+        return account, destination
 
     def _fund(
         self,
