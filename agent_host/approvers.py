@@ -23,17 +23,17 @@ import json
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import anyio.to_thread
 import mcp_types
 from mcp.client import ClientRequestContext
 from rich.console import Console
 from rich.prompt import Confirm, Prompt
 
 from .errors import ConfigurationError
+from .terminal import interruptible
 
 Action = Literal["accept", "decline", "cancel"]
 
@@ -94,9 +94,9 @@ class Answer:
 
     @property
     def label(self) -> str:
-        if self.action != "accept":
-            return f"{self.action}d" if self.action == "decline" else "cancelled"
-        return "approved" if self.approve else "rejected"
+        if self.action == "accept":
+            return "approved" if self.approve else "rejected"
+        return "declined" if self.action == "decline" else "cancelled"
 
     def result(self, question: Question) -> mcp_types.ElicitResult:
         """The elicitation result, carrying only fields the form has: a strict form refuses any other."""
@@ -111,6 +111,8 @@ class Answer:
 
 
 class Approver(Protocol):
+    """Answers approval questions; ``name`` tells the user who (or what) answered."""
+
     name: str
 
     async def answer(self, question: Question) -> Answer: ...
@@ -154,7 +156,7 @@ class ScriptedApprover:
             return Answer("decline", reason="the approver script has no answers left")
         scripted = self._answers.pop(0)
         if scripted.action == "accept" and scripted.approve and scripted.confirmation is None:
-            scripted = Answer("accept", True, question.confirmation_value, scripted.note, scripted.reason)
+            scripted = replace(scripted, confirmation=question.confirmation_value)
         return scripted
 
 
@@ -210,21 +212,23 @@ class ConsoleApprover:
         self._console = console
 
     async def answer(self, question: Question) -> Answer:
-        return await anyio.to_thread.run_sync(self._ask, question)
+        """Blocks the event loop while the person answers (see :mod:`agent_host.terminal`)."""
+        try:
+            with interruptible():
+                return self._ask(question)
+        except EOFError:
+            return Answer("cancel", reason="the terminal closed before an answer")
 
     def _ask(self, question: Question) -> Answer:
         console = self._console
-        try:
-            approve = Confirm.ask("Approve this action?", console=console)
-            confirmation = None
-            if approve and question.has("confirmation"):
-                wanted = question.confirmation_value
-                confirmation = Prompt.ask(f"Type {wanted} to confirm" if wanted else "Confirmation", console=console)
-            note = ""
-            if question.has("note"):
-                note = Prompt.ask("Note for the audit log (optional)", console=console, default="", show_default=False)
-        except EOFError:
-            return Answer("cancel", reason="the terminal closed before an answer")
+        approve = Confirm.ask("Approve this action?", console=console)
+        confirmation = None
+        if approve and question.has("confirmation"):
+            wanted = question.confirmation_value
+            confirmation = Prompt.ask(f"Type {wanted} to confirm" if wanted else "Confirmation", console=console)
+        note = ""
+        if question.has("note"):
+            note = Prompt.ask("Note for the audit log (optional)", console=console, default="", show_default=False)
         return Answer("accept", approve, confirmation, note or None)
 
 

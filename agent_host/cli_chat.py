@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-import anyio.to_thread
-
 from .cli_common import add_host_options, approver_from, run, settings_from
 from .display import Display
 from .errors import HostError
 from .host import open_host
+from .terminal import interruptible
 
 HELP = "Chat with the Foundry agent (multi-turn via previous_response_id); /new restarts, /quit ends."
 _PROMPT = "you › "
@@ -34,7 +33,7 @@ def run_command(args: argparse.Namespace) -> int:
             display.note(host.describe())
             display.note("Type a request; /new starts a new conversation, /quit (or Ctrl-D) ends.")
             conversation = host.conversation()
-            while (line := await anyio.to_thread.run_sync(_read_line, interactive)) is not None:
+            while (line := _read_line(interactive)) is not None:
                 text = line.strip()
                 if text in ("/quit", "/exit"):
                     break
@@ -56,10 +55,11 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _read_line(interactive: bool) -> str | None:
-    """The next line, or ``None`` at end of input."""
+    """The next line, or ``None`` at end of input (blocking the loop: see :mod:`agent_host.terminal`)."""
     if interactive:
         try:
-            return input(_PROMPT)
+            with interruptible():
+                return input(_PROMPT)
         except EOFError:
             return None
     line = sys.stdin.readline()

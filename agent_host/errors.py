@@ -64,12 +64,13 @@ def http_failure(
     *,
     endpoint: str,
     identity: str,
-    retries: int = 0,
+    retries: int | None = None,
 ) -> HostError:
     """The :class:`HostError` for an HTTP error answer from the Foundry project at ``endpoint``.
 
     ``identity`` says who the token was for (see :func:`agent_host.access.describe_token`), because
-    "which identity, which audience" is what a 401 needs answering.
+    "which identity, which audience" is what a 401 needs answering; ``retries`` is how many
+    retries were made, when the caller knows.
     """
     code, message = _error_fields(body)
     detail = f"HTTP {status}{f' {code}' if code else ''}: {message}" if message else f"HTTP {status}"
@@ -83,8 +84,9 @@ def http_failure(
         return NotFound(f"Not found at {endpoint} ({detail}).", "Check the agent name and --agent-version.")
     if status == 429:
         wait = headers.get("retry-after") or headers.get("Retry-After")
+        after = "its retries" if retries is None else f"{retries} retries"
         return RateLimited(
-            f"The Foundry project is rate limiting requests ({detail}); still throttled after {retries} retries.",
+            f"The Foundry project is rate limiting requests ({detail}); still throttled after {after}.",
             f"Try again {f'in {wait} s' if wait else 'later'}, or raise the model deployment's quota.",
         )
     return ServiceFailed(f"The Foundry project at {endpoint} answered {detail}.")

@@ -86,18 +86,20 @@ class McpLink:
 
     async def call(self, name: str, arguments: dict[str, Any], *, idempotency_key: str | None = None) -> ToolResult:
         """Run one tool; a key makes a retried call (same Foundry ``call_id``) take effect once."""
+        if self.lost is not None:
+            return self._unavailable(name, f"the MCP session ended ({self.lost})")
         meta = cast(RequestParamsMeta, {IDEMPOTENCY_KEY_META: idempotency_key}) if idempotency_key else None
         try:
-            if self.lost is not None:
-                raise ConnectionError(f"the MCP session ended: {self.lost}")
             result = await self.client.call_tool(
                 name, arguments, read_timeout_seconds=self.target.call_timeout, meta=meta
             )
         except Exception as error:  # anything that kept the call from completing; cancellation still propagates
-            reason = self.lost or _reason(error)
-            diagnostic = f"MCP call {name} failed: {reason}. {self.stderr_tail()}".strip()
-            return ToolResult(unavailable_output(reason), True, diagnostic)
+            return self._unavailable(name, self.lost or _reason(error))
         return ToolResult(_output(result), result.is_error)
+
+    def _unavailable(self, name: str, reason: str) -> ToolResult:
+        diagnostic = f"MCP call {name} failed: {reason}. {self.stderr_tail()}".strip()
+        return ToolResult(unavailable_output(reason), True, diagnostic)
 
     def stderr_tail(self) -> str:
         """The launched server's last log lines, which usually say why it stopped."""

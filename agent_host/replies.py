@@ -18,6 +18,8 @@ from .toolbox import FunctionCall
 
 @dataclass(frozen=True)
 class Reply:
+    """What the loop needs from one response: its id (to continue from), text and function calls."""
+
     response_id: str
     text: str
     calls: tuple[FunctionCall, ...]
