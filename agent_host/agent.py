@@ -56,7 +56,6 @@ async def choose_agent(
     tools: Sequence[Mapping[str, Any]],
     version: str | None = None,
     existing: bool = False,
-    instructions: str = INSTRUCTIONS,
 ) -> AgentChoice:
     """The agent to run, creating a version when needed (see the module docstring)."""
     async with azure_errors(access):
@@ -75,7 +74,7 @@ async def choose_agent(
                 "CHAT_MODEL is not set, and creating the agent needs a model deployment.",
                 "Set CHAT_MODEL (e.g. in .env), or run an existing agent with --existing-agent or --agent-version.",
             )
-        definition = PromptAgentDefinition(model=model, instructions=instructions, tools=_tools(tools))
+        definition = _definition(model, INSTRUCTIONS, tools)
         latest = await _latest(project, name)
         if latest is not None and _same(latest.get("definition") or {}, definition.as_dict()):
             return AgentChoice(name, str(latest["version"]), pinned=True)
@@ -94,7 +93,7 @@ async def create_version(
 ) -> str:
     """Create a new version unconditionally (the demo's "new version" step); returns its number."""
     async with azure_errors(access):
-        definition = PromptAgentDefinition(model=model, instructions=instructions, tools=_tools(tools))
+        definition = _definition(model, instructions, tools)
         return (await project.agents.create_version(agent_name=name, definition=definition)).version
 
 
@@ -119,8 +118,9 @@ async def _latest(project: AIProjectClient, name: str) -> dict[str, Any] | None:
     return latest
 
 
-def _tools(tools: Sequence[Mapping[str, Any]]) -> list[Tool]:
-    return [FunctionTool(dict(tool)) for tool in tools]
+def _definition(model: str, instructions: str, tools: Sequence[Mapping[str, Any]]) -> PromptAgentDefinition:
+    function_tools: list[Tool] = [FunctionTool(dict(tool)) for tool in tools]
+    return PromptAgentDefinition(model=model, instructions=instructions, tools=function_tools)
 
 
 def _same(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:

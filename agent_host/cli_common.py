@@ -38,7 +38,8 @@ def add_host_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--approver",
         metavar="console|deny|scripted:FILE",
-        help="who answers approval questions (default: console on a terminal, deny otherwise)",
+        help="who answers approval questions (default: console on a terminal, deny otherwise); a scripted FILE "
+        "has one answer per line: approve [note=TEXT] [confirm=VALUE], reject [note=TEXT], decline or cancel",
     )
 
 
