@@ -1,0 +1,434 @@
+"""Load: many MCP clients over HTTP doing a realistic mix for a bounded time, then the books.
+
+    python -m bench.load [--clients 8 32] [--seconds 8] [--max-calls 2000] [--postgres-url URL] [--json]
+
+Each client runs, until the phase's time is up (or it made `--max-calls` calls): balances
+(about half the calls), transfers its scripted approver approves, transfers it rejects,
+and now and then the close of an account of its own (typing the id back). Every gated call
+carries an idempotency key and a memo naming it. One `bankgate-mcp serve --transport http`
+subprocess on loopback serves every phase under the shipped policy, on a fresh SQLite ledger
+(or a throwaway PostgreSQL schema). The baseline is the bare SDK server (`bench.bare_server`)
+driven with the same mix by the same number of clients in the same run: `echo` for a
+balance, `approve_noop` (one elicitation, no body) for a transfer or a close.
+
+Printed per phase: throughput, p50/p99 per kind of call, errors, the server's RSS at the
+start and end. Afterwards: ledger invariants, `bankgate-mcp audit verify`, and every
+acknowledged transfer present exactly once (none lost, none doubled); exit 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types as types
+import psycopg
+from mcp import Client
+from mcp.client import ClientRequestContext
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from bench.servers import BARE_ARGS, TOKEN, free_port, http_client, ours_args
+from mcp_server.audit_log import verify
+from mcp_server.database import Database
+from mcp_server.ledger import Ledger
+from policy.testing import ScriptedResponder, approve, reject
+
+KEY = "io.bankgate/idempotency-key"
+MIX = (("balance", 52), ("transfer-approved", 30), ("transfer-rejected", 15), ("close", 3))
+KINDS = tuple(kind for kind, _ in MIX)
+ACCOUNTS = 64
+OPENING = "20000.00"
+CLOSABLE_PER_CLIENT = 3
+CALL_TIMEOUT = 60.0
+EXPECTED = {"balance": {"executed"}, "transfer-approved": {"executed"}, "transfer-rejected": {"rejected"},
+            "close": {"executed"}}  # fmt: skip
+
+
+@dataclass
+class Phase:
+    subject: str
+    clients: int
+    first_client: int = 0
+    seconds: float = 0.0
+    calls: Counter[str] = field(default_factory=Counter)
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    errors: Counter[str] = field(default_factory=Counter)
+    rss_start_kib: int | None = None
+    rss_end_kib: int | None = None
+    server_cpu_s: float | None = None
+    client_cpu_s: float = 0.0
+    executed_memos: set[str] = field(default_factory=set)
+    refused_memos: set[str] = field(default_factory=set)
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    @property
+    def rate(self) -> float:
+        return self.total / self.seconds if self.seconds else 0.0
+
+    def figures(self) -> dict[str, Any]:
+        per_kind = {}
+        for kind in KINDS:
+            values = sorted(self.latencies.get(kind, []))
+            if values:
+                per_kind[kind] = {
+                    "calls": len(values),
+                    "p50_ms": round(statistics.median(values) * 1000, 2),
+                    "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))] * 1000, 2),
+                }
+        return {
+            "subject": self.subject,
+            "clients": self.clients,
+            "calls": self.total,
+            "seconds": round(self.seconds, 2),
+            "calls_per_s": round(self.rate, 1),
+            "per_kind": per_kind,
+            "errors": dict(self.errors),
+            "rss_start_mib": mib(self.rss_start_kib),
+            "rss_end_mib": mib(self.rss_end_kib),
+            "server_cpu_s": round(self.server_cpu_s, 2) if self.server_cpu_s is not None else None,
+            "load_generator_cpu_s": round(self.client_cpu_s, 2),
+        }
+
+
+def mib(kib: int | None) -> float | None:
+    return round(kib / 1024, 1) if kib is not None else None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time `pid` has used, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size in KiB, from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise LookupError(f"no VmRSS for pid {pid}")
+
+
+@contextmanager
+def server_process(args: list[str], log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A server subprocess on a free loopback port (`bench.servers.http_server`, keeping the pid)."""
+    port = free_port()
+    with open(log, "ab") as sink:
+        process = subprocess.Popen(
+            [sys.executable, *args, "--transport", "http", "--port", str(port)],
+            env={**os.environ, "BANKGATE_TOKENS": f"bench={TOKEN}"},
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server {args} did not start; see {log}")
+            try:
+                httpx2.post(f"http://127.0.0.1:{port}/mcp", timeout=1)
+                break
+            except httpx2.TransportError:
+                time.sleep(0.1)
+        yield process, f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+class Approver:
+    """The bare server's question gets the same kind of answer the scripted responder gives ours."""
+
+    def __init__(self) -> None:
+        self.next_yes: list[bool] = []
+
+    async def __call__(self, context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+        yes = self.next_yes.pop(0) if self.next_yes else False
+        return types.ElicitResult(action="accept", content={"approve": yes})
+
+
+class Books:
+    """The benchmark's ledger: funded accounts shared by all, and a few closable ones per client."""
+
+    def __init__(self, url: str, clients: int) -> None:
+        self.url = url
+        self.db = Database.open(url)
+        self.ledger = Ledger(self.db)
+        self.shared = [self.ledger.create_account(f"Load {n}").id for n in range(ACCOUNTS)]
+        for account in self.shared:
+            self.ledger.deposit(account, OPENING)
+        self.closable = [
+            [self.ledger.create_account(f"Closable {c}-{n}").id for n in range(CLOSABLE_PER_CLIENT)]
+            for c in range(clients)
+        ]
+        for accounts in self.closable:
+            self.ledger.deposit(accounts[0], "5.00")  # one with money to sweep, the others empty
+        self.total = self.customer_total()
+
+    def customer_total(self) -> int:
+        query = text("SELECT SUM(balance_minor) FROM accounts WHERE kind = 'customer'")
+        return int(self.db.read(lambda conn: conn.execute(query).scalar_one()))
+
+    def memo_counts(self, prefix: str) -> Counter[str]:
+        query = text("SELECT memo, COUNT(*) FROM transactions WHERE memo LIKE :p GROUP BY memo")
+        rows = self.db.read(lambda conn: conn.execute(query, {"p": prefix + "%"}).all())
+        return Counter({str(memo): int(n) for memo, n in rows})
+
+    def closed(self, account_id: str) -> bool:
+        return self.ledger.balance(account_id).status == "closed"
+
+
+async def drive(
+    phase: Phase, number: int, client: Client, books: Books | None, responder: Any, deadline: float, max_calls: int
+) -> None:
+    rng = random.Random(number * 7919 + phase.clients)
+    closable = list(books.closable[phase.first_client + number]) if books is not None else ["x"] * 3
+    shared = books.shared if books is not None else [f"ACC-{n:03}" for n in range(1, ACCOUNTS)]
+    bare = books is None
+    for n in range(max_calls):
+        if time.monotonic() >= deadline:
+            return
+        kind = rng.choices(KINDS, weights=[w for _, w in MIX])[0]
+        if kind == "close" and not closable:
+            kind = "balance"
+        memo = f"load-{phase.clients}-{number}-{n}"
+        source, target = rng.sample(shared, 2)
+        if kind == "balance":
+            tool, args = ("echo" if bare else "get_account_balance"), {"account_id": source}
+        elif kind == "close":
+            account = closable.pop()
+            tool, args = "close_account", {"account_id": account, "sweep_to": target}
+        else:
+            amount = f"{rng.randint(101, 2000) / 100:.2f}"
+            tool, args = (
+                "transfer_funds",
+                {"from_account": source, "to_account": target, "amount": amount, "memo": memo},
+            )
+        if bare and kind != "balance":
+            tool, args = "approve_noop", {"from_account": source, "to_account": target, "amount": "1.00"}
+        if kind != "balance":
+            yes = kind != "transfer-rejected"
+            if bare:
+                responder.next_yes.append(yes)
+            else:
+                responder.script.append(approve() if yes else reject())
+        started = time.perf_counter()
+        try:
+            with anyio.fail_after(CALL_TIMEOUT):
+                result = await client.call_tool(tool, args, meta={KEY: memo} if not bare else None)  # type: ignore[arg-type]
+        except Exception as exc:  # counted, and the client carries on
+            phase.errors[f"{kind}: {type(exc).__name__}"] += 1
+            continue
+        phase.latencies.setdefault(kind, []).append(time.perf_counter() - started)
+        phase.calls[kind] += 1
+        if bare:
+            if result.is_error:
+                phase.errors[f"{kind}: tool error"] += 1
+            continue
+        status = (result.structured_content or {}).get("status")
+        if status not in EXPECTED[kind]:
+            code = ((result.structured_content or {}).get("error") or {}).get("code")
+            phase.errors[f"{kind}: {status} {code or ''}".strip()] += 1
+        if kind.startswith("transfer"):
+            (phase.executed_memos if status == "executed" else phase.refused_memos).add(memo)
+
+
+async def run_phase(
+    subject: str,
+    url: str,
+    clients: int,
+    seconds: float,
+    max_calls: int,
+    books: Books | None,
+    pid: int | None,
+    first_client: int = 0,
+) -> Phase:
+    phase = Phase(subject, clients, first_client)
+    phase.rss_start_kib = rss_kib(pid) if pid else None
+
+    async def one(number: int, started: anyio.Event, deadline_box: list[float]) -> None:
+        responder: Any = ScriptedResponder() if books is not None else Approver()
+        mode = "legacy" if number % 4 == 3 else "auto"  # a quarter of the clients speak 2025-11-25
+        async with http_client(url, elicitation_callback=responder, mode=mode) as client:
+            await started.wait()
+            await drive(phase, number, client, books, responder, deadline_box[0], max_calls)
+
+    started, deadline_box = anyio.Event(), [0.0]
+    with anyio.fail_after(seconds + CALL_TIMEOUT + 60):
+        async with anyio.create_task_group() as group:
+            for number in range(clients):
+                group.start_soon(one, number, started, deadline_box)
+            await anyio.sleep(0.5)  # let every client connect before the clock starts
+            cpu_before = cpu_seconds(pid) if pid else None
+            client_before = time.process_time()
+            begin = time.perf_counter()
+            deadline_box[0] = time.monotonic() + seconds
+            started.set()
+        phase.seconds = time.perf_counter() - begin
+    phase.client_cpu_s = time.process_time() - client_before
+    if pid and cpu_before is not None:
+        phase.server_cpu_s = cpu_seconds(pid) - cpu_before
+    phase.rss_end_kib = rss_kib(pid) if pid else None
+    return phase
+
+
+def check_books(books: Books, phases: list[Phase]) -> dict[str, Any]:
+    executed = set().union(*(p.executed_memos for p in phases))
+    refused = set().union(*(p.refused_memos for p in phases))
+    counts = books.memo_counts("load-")
+    audit_count, findings = verify(books.db)
+    cli = subprocess.run(
+        [sys.executable, "-m", "mcp_server", "audit", "verify", "--db", books.url],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    return {
+        "acknowledged_transfers": len(executed),
+        "lost": len(executed - counts.keys()),
+        "duplicated": sum(1 for n in counts.values() if n > 1),
+        "refused_but_present": len(refused & counts.keys()),
+        "unacknowledged_present": len(counts.keys() - executed),
+        "invariant_violations": books.ledger.check_invariants(),
+        "money_conserved": books.customer_total() == books.total,
+        "audit_records": audit_count,
+        "audit_findings": len(findings),
+        "audit_verify_exit": cli.returncode,
+        "audit_verify_says": cli.stdout.strip() or cli.stderr.strip(),
+    }
+
+
+def sound(check: dict[str, Any]) -> bool:
+    return (
+        check["lost"] == check["duplicated"] == check["refused_but_present"] == check["unacknowledged_present"] == 0
+        and not check["invariant_violations"]
+        and check["money_conserved"]
+        and check["audit_findings"] == 0
+        and check["audit_verify_exit"] == 0
+    )
+
+
+@contextmanager
+def database(postgres_url: str | None, workdir: Path) -> Iterator[str]:
+    if not postgres_url:
+        yield f"sqlite:///{workdir / 'ledger.db'}"
+        return
+    base = postgres_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    schema = f"bankgate_load_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def run(client_counts: list[int], seconds: float, max_calls: int, postgres_url: str | None) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="bankgate-load-"))
+    with database(postgres_url, workdir) as url:
+        books = Books(url, sum(client_counts))
+        phases: list[Phase] = []
+        baselines: list[Phase] = []
+        with server_process(ours_args(url), workdir / "server.log") as (process, mcp_url):
+            first = 0
+            for clients in client_counts:
+                phases.append(
+                    await run_phase("bankgate", mcp_url, clients, seconds, max_calls, books, process.pid, first)
+                )
+                first += clients
+        with server_process(BARE_ARGS, workdir / "bare.log") as (bare, bare_url):
+            for clients in client_counts:
+                baselines.append(await run_phase("bare SDK", bare_url, clients, seconds, max_calls, None, bare.pid))
+        check = check_books(books, phases)
+        books.db.close()
+    return {
+        "benchmark": "load",
+        "backend": "postgresql" if postgres_url else "sqlite",
+        "mix_percent": dict(MIX),
+        "seconds_per_phase": seconds,
+        "rows": [
+            {
+                "clients": ours.clients,
+                "ours": ours.figures(),
+                "baseline": base.figures(),
+                "ratio": round(ours.rate / base.rate, 3) if base.rate else None,
+            }
+            for ours, base in zip(phases, baselines, strict=True)
+        ],
+        "books": check,
+        "sound": sound(check),
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"\nload ({report['backend']}, {report['seconds_per_phase']:.0f} s per phase, mix % {report['mix_percent']})")
+    print(f"{'clients':>7}  {'subject':<10}{'calls/s':>9}{'ratio':>7}{'calls':>7}{'errors':>7}"
+          f"  {'server RSS MiB':<16}{'CPU s server/load gen':<22}")  # fmt: skip
+    for row in report["rows"]:
+        for figures, ratio in ((row["baseline"], ""), (row["ours"], f"{row['ratio']:.2f}")):
+            rss = f"{figures['rss_start_mib']} → {figures['rss_end_mib']}"
+            cpu = f"{figures['server_cpu_s']} / {figures['load_generator_cpu_s']}"
+            errors = sum(figures["errors"].values())
+            print(f"{row['clients']:>7}  {figures['subject']:<10}{figures['calls_per_s']:>9.0f}{ratio:>7}"
+                  f"{figures['calls']:>7}{errors:>7}  {rss:<16}{cpu:<22}")  # fmt: skip
+            if figures["errors"]:
+                print(f"{'':>9}errors: {figures['errors']}")
+    print(f"\n{'clients':>7}  {'subject':<10}{'call':<20}{'calls':>7}{'p50 ms':>9}{'p99 ms':>9}")
+    for row in report["rows"]:
+        for figures in (row["baseline"], row["ours"]):
+            for kind, k in figures["per_kind"].items():
+                print(f"{row['clients']:>7}  {figures['subject']:<10}{kind:<20}{k['calls']:>7}{k['p50_ms']:>9.1f}"
+                      f"{k['p99_ms']:>9.1f}")  # fmt: skip
+    check = report["books"]
+    print(
+        f"\nafter the run: {check['acknowledged_transfers']} acknowledged transfers, {check['lost']} lost, "
+        f"{check['duplicated']} duplicated, {check['refused_but_present']} refused yet present; invariants "
+        f"{'hold' if not check['invariant_violations'] else check['invariant_violations']}; money "
+        f"{'conserved' if check['money_conserved'] else 'NOT conserved'}; audit: {check['audit_verify_says']}"
+    )
+    print("books sound" if report["sound"] else "BOOKS NOT SOUND")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, nargs="+", default=[8, 32], help="concurrent clients per phase")
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each phase (bounded to 600)")
+    parser.add_argument("--max-calls", type=int, default=2000, help="most calls one client makes in a phase")
+    parser.add_argument("--postgres-url", default=None, help="run on a throwaway schema of this PostgreSQL")
+    parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    args = parser.parse_args()
+    if not 0 < args.seconds <= 600 or not all(0 < c <= 256 for c in args.clients):
+        parser.error("--seconds must be in (0, 600] and --clients in 1..256")
+    report = anyio.run(run, args.clients, args.seconds, args.max_calls, args.postgres_url)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print_report(report)
+    if not report["sound"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
