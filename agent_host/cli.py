@@ -22,9 +22,9 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("ask", cli_ask.HELP, cli_ask.configure, cli_ask.run_command),
-    Command("chat", cli_chat.HELP, cli_chat.configure, cli_chat.run_command),
-    Command("demo", cli_demo.HELP, cli_demo.configure, cli_demo.run_command),
+    Command("ask", cli_ask.HELP, cli_ask.configure, cli_ask.run),
+    Command("chat", cli_chat.HELP, cli_chat.configure, cli_chat.run),
+    Command("demo", cli_demo.HELP, cli_demo.configure, cli_demo.run),
     Command("emulator", cli_emulator.HELP, cli_emulator.configure, cli_emulator.run),
 )
 

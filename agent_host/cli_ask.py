@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .cli_common import add_host_options, approver_from, run, settings_from
+from .cli_common import add_host_options, approver_from, run_async, settings_from
 from .display import Display
 from .host import open_host
 
@@ -16,7 +16,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_host_options(parser)
 
 
-def run_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     async def main(display: Display) -> int:
         settings = settings_from(args)
         approver = approver_from(args, display)
@@ -26,4 +26,4 @@ def run_command(args: argparse.Namespace) -> int:
             turn = await host.conversation().send(args.request)
         return 1 if turn.limited else 0
 
-    return run(main, Display(show_ids=args.show_ids))
+    return run_async(main, Display(show_ids=args.show_ids))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli_common import add_host_options, approver_from, run, settings_from
+from .cli_common import add_host_options, approver_from, run_async, settings_from
 from .display import Display
 from .errors import HostError
 from .host import open_host
@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_host_options(parser)
 
 
-def run_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     async def main(display: Display) -> int:
         settings = settings_from(args)
         approver = approver_from(args, display)
@@ -51,7 +51,7 @@ def run_command(args: argparse.Namespace) -> int:
                     display.error(error)
         return 0
 
-    return run(main, Display(show_ids=args.show_ids))
+    return run_async(main, Display(show_ids=args.show_ids))
 
 
 def _read_line(interactive: bool) -> str | None:

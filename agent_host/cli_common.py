@@ -60,7 +60,7 @@ def approver_from(args: argparse.Namespace, display: Display) -> Approver:
     return make_approver(args.approver or ("console" if interactive else "deny"), display.console, interactive)
 
 
-def run(main: Callable[[Display], Awaitable[int]], display: Display) -> int:
+def run_async(main: Callable[[Display], Awaitable[int]], display: Display) -> int:
     """Run ``main`` on an event loop; expected failures print a message and set the exit status."""
     try:
         return anyio.run(main, display)

@@ -15,21 +15,18 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import SecretStr
-
 from .agent import INSTRUCTIONS, AgentChoice, create_version
 from .approvers import ScriptedApprover, parse_script
-from .cli_common import run
+from .cli_common import run_async
 from .display import Display
 from .emulator import running_emulator
 from .host import Host, open_host
 from .mcp_link import McpTarget
-from .settings import HostSettings, Transport
+from .settings import DEFAULT_EMULATOR_MODEL, HostSettings, Transport
 from .turns import Conversation
 
 HELP = "Run the whole lab offline: emulator + MCP server on a temporary ledger, scripted approvals."
 AGENT = "bankgate-demo"
-MODEL = "gpt-4.1-mini"
 SCRIPT = """
 approve note="demo: rent is expected"
 reject note="demo: not authorised"
@@ -58,11 +55,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transport", choices=("sdk", "rest"), default="sdk", help="wire path (default sdk)")
 
 
-def run_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     async def main(display: Display) -> int:
         return await demo(display, args.transport)
 
-    return run(main, Display())
+    return run_async(main, Display())
 
 
 async def demo(display: Display, transport: Transport) -> int:
@@ -76,18 +73,8 @@ async def demo(display: Display, transport: Transport) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="bankgate-demo-") as tmp:
         async with running_emulator() as emulator:
-            settings = HostSettings(
-                project_endpoint=emulator.endpoint,
-                emulator_token=SecretStr(emulator.token),
-                chat_model=MODEL,
-                agent_name=AGENT,
-                transport=transport,
-                stream=False,
-                agent_version=None,
-                existing_agent=False,
-                mcp_url=None,
-                mcp_token=None,
-                db_url=None,
+            settings = HostSettings.for_emulator(
+                emulator.endpoint, emulator.token, agent_name=AGENT, transport=transport
             )
             target = McpTarget(db_url=f"sqlite:///{Path(tmp) / 'ledger.db'}", server_env={}, server_cwd=tmp)
             approver = ScriptedApprover(parse_script(SCRIPT.strip(), "demo script"))
@@ -114,13 +101,11 @@ async def _walk_through(host: Host) -> None:
     await _ask(display, "What are the balances of ACC-001 and ACC-002?", host.conversation(stream=True))
 
     display.section("7. A new agent version, and a call pinned to version 1")
-    settings = host.settings
-    assert settings.chat_model is not None
     version = await create_version(
         host.project,
         host.access,
         host.agent.name,
-        model=settings.chat_model,
+        model=DEFAULT_EMULATOR_MODEL,
         instructions=VERSION_2_INSTRUCTIONS,
         tools=host.toolbox.definitions(),
     )
@@ -142,11 +127,12 @@ async def _check_ledger(host: Host) -> int:
     """Read the balances back through MCP (not through the model) and compare them with the plan."""
     display = host.display
     display.section("Ledger, read back through the MCP server")
-    actual: dict[str, Decimal] = {}
+    actual: dict[str, Decimal | None] = {}
     for account in EXPECTED:
-        result = await host.link.call("get_account_balance", {"account_id": account})
-        actual[account] = Decimal(str(result.output.get("balance")))
-        display.line(f"  {account}: ", str(result.output.get("formatted")))
+        output = (await host.link.call("get_account_balance", {"account_id": account})).output
+        read = output.get("status") == "executed"
+        actual[account] = Decimal(output["balance"]) if read else None
+        display.line(f"  {account}: ", str(output["formatted"] if read else output.get("message")))
     approvals = ", ".join(answer.label for _, answer in host.desk.records)
     display.note(f"Approval questions answered (scripted): {approvals}.")
     if actual != EXPECTED:

@@ -7,7 +7,7 @@ Command-line options override all of them (each CLI passes its options as keywor
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +16,8 @@ from .emulator import DEV_TOKEN
 
 DEFAULT_AGENT_NAME = "bankgate-teller"
 DEFAULT_MAX_ROUNDS = 8
+DEFAULT_EMULATOR_MODEL = "gpt-4.1-mini"
+"""Any name works against the emulator; this one reads like a real deployment."""
 
 Transport = Literal["sdk", "rest"]
 McpProtocol = Literal["auto", "legacy"]
@@ -58,3 +60,14 @@ class HostSettings(BaseSettings):
     tool_timeout: float = Field(
         default=330.0, gt=0, description="Seconds one MCP round may take (the server gives a human 300 s by default)."
     )
+
+    @classmethod
+    def for_emulator(cls, endpoint: str, token: str, **overrides: Any) -> HostSettings:
+        """Settings for a loopback emulator that ignore the environment and ``.env`` (demo, tests, bench)."""
+        defaults = {name: field.get_default(call_default_factory=True) for name, field in cls.model_fields.items()}
+        emulator = {
+            "project_endpoint": endpoint,
+            "emulator_token": SecretStr(token),
+            "chat_model": DEFAULT_EMULATOR_MODEL,
+        }
+        return cls(**(defaults | emulator | overrides))

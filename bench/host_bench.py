@@ -20,12 +20,11 @@ import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
-from pydantic import SecretStr
 from rich.console import Console
 
 from agent_host.approvers import Answer, Question
@@ -62,16 +61,13 @@ class Split:
     mcp_n: int = 0
 
 
-@dataclass
 class TimedTransport:
     """A wire path that adds the time of each Responses round trip to ``split``."""
 
-    inner: ResponsesTransport
-    split: Split = field(default_factory=Split)
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
+    def __init__(self, inner: ResponsesTransport, split: Split) -> None:
+        self.inner = inner
+        self.split = split
+        self.name = inner.name
 
     async def create(self, request: Mapping[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
@@ -212,24 +208,7 @@ async def _direct(host: Host, n: int) -> list[Row]:
 async def run(turns: int) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="bankgate-bench-") as tmp:
         async with running_emulator() as emulator:
-            settings = HostSettings(
-                project_endpoint=emulator.endpoint,
-                emulator_token=SecretStr(emulator.token),
-                chat_model="gpt-4.1-mini",
-                agent_name="bench",
-                transport="sdk",
-                stream=False,
-                agent_version=None,
-                existing_agent=False,
-                strict_tools=True,
-                max_rounds=8,
-                max_retries=3,
-                mcp_url=None,
-                mcp_token=None,
-                mcp_protocol="auto",
-                db_url=None,
-                tool_timeout=60.0,
-            )
+            settings = HostSettings.for_emulator(emulator.endpoint, emulator.token, agent_name="bench")
             target = McpTarget(db_url=f"sqlite:///{Path(tmp) / 'ledger.db'}", server_env={}, server_cwd=tmp)
             display = Display(Console(file=io.StringIO()))
             async with open_host(settings, display, ApproveAll(), target) as host:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-from pydantic import SecretStr
 from rich.console import Console
 
 from agent_host.approvers import Approver, ScriptedApprover, parse_script
@@ -24,9 +23,9 @@ from agent_host.display import Display
 from agent_host.emulator import Emulator
 from agent_host.host import Host, mcp_target, open_host
 from agent_host.mcp_link import McpTarget
-from agent_host.settings import HostSettings
+from agent_host.settings import DEFAULT_EMULATOR_MODEL, HostSettings
 
-MODEL = "gpt-4.1-mini"
+MODEL = DEFAULT_EMULATOR_MODEL
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -47,26 +46,10 @@ class CapturedDisplay(Display):
 
 
 def settings_for(emulator: Emulator, agent: str, **overrides: Any) -> HostSettings:
-    """Settings for ``emulator``, every field given so the developer's environment cannot leak in."""
-    values: dict[str, Any] = {
-        "project_endpoint": emulator.endpoint,
-        "emulator_token": SecretStr(emulator.token),
-        "chat_model": MODEL,
-        "agent_name": agent,
-        "transport": "sdk",
-        "stream": False,
-        "agent_version": None,
-        "existing_agent": False,
-        "strict_tools": True,
-        "max_rounds": 8,
-        "max_retries": 3,
-        "mcp_url": None,
-        "mcp_token": None,
-        "mcp_protocol": "auto",
-        "db_url": None,
-        "tool_timeout": 60.0,
-    }
-    return HostSettings(**(values | overrides))
+    """Settings for ``emulator`` that the developer's environment cannot leak into."""
+    return HostSettings.for_emulator(
+        emulator.endpoint, emulator.token, agent_name=agent, tool_timeout=60.0, **overrides
+    )
 
 
 def scripted(*lines: str) -> ScriptedApprover:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_host.approvers import DenyApprover
+from agent_host.approvers import ApprovalDesk, DenyApprover
 from agent_host.emulator import Emulator
 from agent_host.mcp_link import McpTarget, connect
 
@@ -50,15 +50,9 @@ def lab_env(emulator: Emulator, tmp_path: Path, agent: str, **extra: str) -> dic
 async def read_balance(tmp_path: Path, account: str) -> Decimal:
     """Read a balance straight from a bankgate MCP server on the test's ledger."""
     target = McpTarget(db_url=f"sqlite:///{tmp_path / 'ledger.db'}", server_env={}, server_cwd=str(tmp_path))
-    async with connect(target, _no_questions()) as link:
+    async with connect(target, ApprovalDesk(DenyApprover(), CapturedDisplay())) as link:
         result = await link.call("get_account_balance", {"account_id": account})
     return Decimal(result.output["balance"])
-
-
-def _no_questions() -> object:
-    from agent_host.approvers import ApprovalDesk
-
-    return ApprovalDesk(DenyApprover(), CapturedDisplay())
 
 
 def test_demo_runs_the_lab_end_to_end(tmp_path: Path) -> None:
