@@ -86,18 +86,21 @@ def test_demo_runs_the_lab_end_to_end(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_ask_without_a_terminal_denies_every_approval(emulator: Emulator, tmp_path: Path) -> None:
-    env = lab_env(emulator, tmp_path, "cli-deny")
-    result = bankgate_agent(
-        "ask", "Transfer $100 from ACC-001 to ACC-002.", "--transport", "rest", "--stream", cwd=tmp_path, env=env
-    )
+@pytest.mark.parametrize(
+    "wire", [["--transport", "sdk"], ["--transport", "rest", "--stream"]], ids=["sdk", "rest-stream"]
+)
+async def test_ask_without_a_terminal_denies_every_approval(
+    emulator: Emulator, tmp_path: Path, wire: list[str]
+) -> None:
+    env = lab_env(emulator, tmp_path, f"cli-deny-{wire[1]}")
+    result = bankgate_agent("ask", "Transfer $100 from ACC-001 to ACC-002.", *wire, cwd=tmp_path, env=env)
 
     assert result.returncode == 0, result.stderr
-    assert "approver deny" in result.stdout
+    assert f"{wire[1]} path" in result.stdout and "approver deny" in result.stdout
     assert "Approval question from the MCP server — answered by: deny" in result.stdout
     assert "approval: declined (no terminal to ask a human (deny approver))" in result.stdout
     assert "was rejected by the operator; nothing was done." in result.stdout
-    assert "stream: " in result.stdout
+    assert ("stream: " in result.stdout) is ("--stream" in wire)
     assert await read_balance(tmp_path, "ACC-001") == Decimal("5000.00")
 
 
