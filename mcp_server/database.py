@@ -164,8 +164,21 @@ def _create_engine(url: str, pool_size: int) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size,
         isolation_level="READ COMMITTED",
-        connect_args={"connect_timeout": 5},
+        connect_args=_POSTGRES_CONNECT_ARGS,
     )
+
+
+_POSTGRES_CONNECT_ARGS = {
+    "connect_timeout": 5,
+    # A server or network that goes silent on an open connection must fail a call within
+    # seconds, not after the kernel's two-hour defaults: unacknowledged sends give up after
+    # 5 s, and idle connections are probed so a dead peer is noticed before it is used.
+    "tcp_user_timeout": 5_000,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+}
 
 
 def _engine_url(url: str) -> URL:

@@ -23,6 +23,9 @@ from policy.store import Approval, AuditEntry
 
 T = TypeVar("T")
 
+NETWORK_DEADLINE = 6.0
+"""How long a call waits for a database server before answering `database_unavailable`."""
+
 _APPROVAL = (
     "SELECT ref, binding, tool, arguments_json, principal, policy_version, question, created_at, expires_at, "
     "status, state_digest, note, outcome_json FROM approvals WHERE "
@@ -55,6 +58,7 @@ class SqlGateStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.inline_reads = db.dialect == "sqlite"
+        self.deadline: float | None = None if db.dialect == "sqlite" else NETWORK_DEADLINE
         self._lock_by_ref = Statement(_APPROVAL + "ref = :v" + db.for_update)
 
     def transaction(self, work: Callable[["SqlGateTx"], T], *, write: bool = True) -> T:  # type: ignore[override]

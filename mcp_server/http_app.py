@@ -29,6 +29,7 @@ from mcp_server.errors import LedgerError
 from mcp_server.settings import Settings
 
 MCP_PATH = "/mcp"
+PROBE_SECONDS = 3.0
 log = logging.getLogger(__name__)
 
 
@@ -129,8 +130,11 @@ def build_http_app(
 
 
 async def _database_status(state: AppState) -> str:
-    try:
-        await anyio.to_thread.run_sync(state.ledger.db.ping)
-    except LedgerError:
-        return "unavailable"
-    return "ok"
+    """"ok" only if the database answers a query within PROBE_SECONDS."""
+    with anyio.move_on_after(PROBE_SECONDS):
+        try:
+            await anyio.to_thread.run_sync(state.ledger.db.ping, abandon_on_cancel=True)
+        except LedgerError:
+            return "unavailable"
+        return "ok"
+    return "unavailable"

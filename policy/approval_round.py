@@ -9,7 +9,8 @@ approval deadline. Every path that cannot reach a human, or that fails, ends in 
 
 import hashlib
 import logging
-from typing import Annotated, Any, Protocol, cast
+from collections.abc import Callable
+from typing import Annotated, Any, Protocol, TypeVar, cast
 
 import anyio
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
@@ -29,6 +30,12 @@ from policy.gate import Gate, Opening
 from policy.results import GateResult, Refusal, Status, decision_message
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_LATE = (
+    "The ledger database is unavailable (it did not answer in time), so the outcome is not known yet; "
+    "please try again shortly. Retrying with the same idempotency key is safe."
+)
 
 IDEMPOTENCY_KEY_META = "io.bankgate/idempotency-key"
 """The `_meta` key a client sets to make a call safely retryable; never part of the model's arguments."""
@@ -82,8 +89,8 @@ async def prepare(ctx: Context) -> Opening:
     try:
         if host.gate.reads_inline(tool):
             return host.gate.open(call, human_reachable=reachable, state_digest=state_digest)
-        return await anyio.to_thread.run_sync(
-            lambda: host.gate.open(call, human_reachable=reachable, state_digest=state_digest)
+        return await _off_loop(
+            host.gate, lambda: host.gate.open(call, human_reachable=reachable, state_digest=state_digest)
         )
     except Refusal as refusal:
         return Opening(call, final=GateResult.refused(refusal))
@@ -122,12 +129,28 @@ async def settle(
     state_digest = hashlib.sha256(state.encode()).hexdigest() if state else None
     host = _host(ctx)
     try:
-        return await anyio.to_thread.run_sync(lambda: host.gate.conclude(opening, verdict, state_digest))
+        return await _off_loop(host.gate, lambda: host.gate.conclude(opening, verdict, state_digest))
     except Refusal as refusal:
         return GateResult.refused(refusal, opening.approval.ref if opening.approval else None)
     except Exception:
         logger.exception("gate failed while settling %s; nothing was executed", opening.call.tool)
         return _internal_denial(opening.call.tool)
+
+
+async def _off_loop(gate: Gate, work: Callable[[], T]) -> T:
+    """Run store work in a worker thread, within the store's deadline when it has one.
+
+    A database that stops answering on an open connection would otherwise hold the call
+    forever; past the deadline the caller gets `database_unavailable`. The thread is left to
+    finish or fail on its own, so the message claims nothing about what it did.
+    """
+    deadline = gate.store.deadline
+    if deadline is None:
+        return await anyio.to_thread.run_sync(work)
+    with anyio.move_on_after(deadline):
+        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+    logger.warning("the store did not answer within %.1f s", deadline)
+    raise Refusal("database_unavailable", _LATE)
 
 
 def _idempotency_key(ctx: Context, principal: str) -> str | None:

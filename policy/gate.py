@@ -116,10 +116,9 @@ class Gate:
                 if stored is not None:
                     return Opening(call, final=GateResult.from_json(stored))
             binding = call.binding(self.policy.version)
-            if state_digest is not None:
-                settled = tx.approval_by_state(state_digest)
-                if settled is not None and settled.binding == binding and settled.outcome is not None:
-                    return Opening(call, final=GateResult.from_json(settled.outcome))
+            settled = self._settled_round(tx, binding, state_digest)
+            if settled is not None:
+                return Opening(call, final=settled)
             inspection = action.inspect(tx, call)
             decision = self.policy.decide(self._facts(tx, call, inspection))
             if decision.outcome is Outcome.ALLOW:
@@ -134,6 +133,10 @@ class Gate:
                 return Opening(call, final=denied)
             return self._pending(tx, call, inspection, decision, binding, state_digest, now)
         except Refusal as refusal:
+            # A replayed round may meet the state its own settlement left (funds moved, account closed).
+            settled = self._settled_round(tx, call.binding(self.policy.version), state_digest)
+            if settled is not None:
+                return Opening(call, final=settled)
             failed = GateResult.refused(refusal)
             self._audit(tx, call, decision, "failed", now, reason=refusal.message, result=failed)
             return Opening(call, final=failed)
@@ -156,6 +159,10 @@ class Gate:
                 return Opening(call, final=expired)
             pending = None
         if pending is None:
+            # Read committed: a settlement that committed after the first look is visible now.
+            settled = self._settled_round(tx, binding, state_digest)
+            if settled is not None:
+                return Opening(call, final=settled)
             ref = "APR-" + secrets.token_hex(5).upper()
             pending = tx.create_approval(
                 Approval(
@@ -173,6 +180,15 @@ class Gate:
             if pending.ref == ref:
                 self._audit(tx, call, decision, "requested", now, approval=pending, reason=decision.reason)
         return Opening(call, approval=pending, decision=decision)
+
+    def _settled_round(self, tx: GateTx, binding: str, state_digest: str | None) -> GateResult | None:
+        """The outcome of the approval this exact round (by its unsealed state) already settled."""
+        if state_digest is None:
+            return None
+        settled = tx.approval_by_state(state_digest)
+        if settled is None or settled.binding != binding or settled.outcome is None:
+            return None
+        return GateResult.from_json(settled.outcome)
 
     def _conclude(
         self, tx: GateTx, action: Action, opening: Opening, verdict: Verdict, state_digest: str | None

@@ -86,6 +86,8 @@ class GateStore(Protocol):
     inline_reads: bool
     """True when a read never waits on I/O of another process (an embedded database in WAL mode):
     reads then run on the caller's event loop instead of paying a thread hop."""
+    deadline: float | None
+    """Seconds a call waits for the store before it is answered `database_unavailable` (None: no bound)."""
 
     def transaction(self, work: Callable[[GateTx], T], *, write: bool = True) -> T:
         """Run `work` in one transaction, retried on serialization failures (so it may run twice)."""

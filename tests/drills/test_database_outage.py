@@ -129,13 +129,6 @@ async def test_a_stopped_database_is_reported_clearly_and_recovered_from_without
 SILENCE_BOUND = 8.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG (mcp_server/database.py): a database that stops answering on an open connection (hung server, "
-    "or a network path that keeps the TCP session but forwards nothing) hangs tool calls and /readyz without "
-    "bound: no client-side deadline on statements, default libpq keepalives (2 h)",
-)
 async def test_a_silent_database_gets_a_clear_error_in_bounded_time(
     postgres_url: str, proxied: tuple[TcpProxy, str], tmp_path: Path
 ) -> None:

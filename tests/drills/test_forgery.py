@@ -207,13 +207,6 @@ async def lock_waiter(dsn: str, pattern: str, besides: frozenset[int] = frozense
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG (policy/gate.py Gate._open/_pending): a replayed round read while the original answer settles "
-    "finds neither the settled state nor a pending approval, so a NEW approval is created and the client "
-    "is asked again instead of getting the original outcome",
-)
 async def test_a_round_replayed_while_it_settles_gets_the_original_outcome(postgres_url: str) -> None:
     books = Books(postgres_url)
     args = transfer(books, memo="raced")
