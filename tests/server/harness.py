@@ -8,7 +8,6 @@ reads balances and audit records straight from it.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import text
 
+from bench.servers import free_port
 from mcp_server.app import build_server, open_state
 from mcp_server.database import Database
 from mcp_server.ledger import Ledger
@@ -37,13 +37,6 @@ TOKENS = {
     "other": "tok-other-0123456789abcdef",
 }
 KEY = "io.bankgate/idempotency-key"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def serve_args(db_url: str, *extra: str) -> list[str]:
