@@ -15,6 +15,7 @@ from typing import Any
 from azure.ai.projects.aio import AIProjectClient
 from azure.ai.projects.models import FunctionTool, PromptAgentDefinition, Tool
 from azure.core.exceptions import (
+    AzureError,
     ClientAuthenticationError,
     HttpResponseError,
     ResourceNotFoundError,
@@ -22,7 +23,7 @@ from azure.core.exceptions import (
 )
 
 from .access import ProjectAccess, sign_in_failure
-from .errors import ConfigurationError, NotFound, http_failure, unreachable
+from .errors import ConfigurationError, NotFound, ServiceFailed, http_failure, unreachable
 
 INSTRUCTIONS = (
     "You are bankgate's banking assistant. Use the tools to check balances, transfer funds and close "
@@ -145,6 +146,8 @@ async def azure_errors(access: ProjectAccess) -> AsyncIterator[None]:
         ) from None
     except ServiceRequestError as error:
         raise unreachable(access.endpoint, error.message) from None
+    except AzureError as error:  # e.g. the connection dropped mid-answer, or the answer did not decode
+        raise ServiceFailed(f"The request to {access.endpoint} failed: {error.message}") from None
 
 
 def _first_line(error: HttpResponseError) -> str:

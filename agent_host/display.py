@@ -62,6 +62,9 @@ class Display:
         self.console.print(Text(f"! {text}", style="yellow"))
 
     def error(self, error: HostError, program: str = "bankgate-agent") -> None:
+        if self._streaming:  # a stream broke off mid-line
+            self.console.print()
+            self._streaming = False
         self.errors.print(Text(f"{program}: {error.message}", style="bold red"))
         if error.hint:
             self.errors.print(Text(f"  {error.hint}"))

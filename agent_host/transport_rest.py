@@ -15,7 +15,7 @@ import anyio
 import httpx2
 
 from .access import ProjectAccess
-from .errors import http_failure, unreachable
+from .errors import ServiceFailed, http_failure, unreachable
 from .sse import parse_sse
 from .tokens import TokenCache
 
@@ -39,13 +39,18 @@ class RestTransport:
 
     async def create(self, request: Mapping[str, Any]) -> dict[str, Any]:
         async with self._post(request) as response:
-            body: dict[str, Any] = response.json()
+            body = _json_or_text(response)
+        if not isinstance(body, dict):
+            raise ServiceFailed(f"The Foundry project at {self._access.endpoint} answered with no JSON object.")
         return body
 
     async def stream(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
         async with self._post({**request, "stream": True}) as response:
-            async for event in parse_sse(response.aiter_lines()):
-                yield event
+            try:
+                async for event in parse_sse(response.aiter_lines()):
+                    yield event
+            except httpx2.TransportError as error:
+                raise ServiceFailed(f"The response stream from {self._access.endpoint} broke off: {error}.") from None
 
     @asynccontextmanager
     async def _post(self, request: Mapping[str, Any]) -> AsyncIterator[httpx2.Response]:

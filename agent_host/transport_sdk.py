@@ -17,7 +17,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from openai.types.responses import Response
 
 from .access import ProjectAccess, sign_in_failure
-from .errors import http_failure, unreachable
+from .errors import ServiceFailed, http_failure, unreachable
 
 _NAMED = ("input", "previous_response_id", "tool_choice")
 """Request fields openai takes as arguments; the rest (``agent_reference``) goes in ``extra_body``."""
@@ -69,6 +69,10 @@ class SdkTransport:
             raise unreachable(self._access.endpoint, error.__cause__ or error) from None
         except ClientAuthenticationError as error:  # from the bearer-token provider, before any request
             raise sign_in_failure(error) from None
+        except openai.APIError as error:  # an answer openai could not read
+            raise ServiceFailed(
+                f"The Foundry project at {self._access.endpoint} sent an unreadable answer: {error}"
+            ) from None
 
     async def aclose(self) -> None:
         await self._client.close()
