@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -58,8 +59,11 @@ async def test_approve_reject_cancel_and_deny(
             Decimal("350.00"),
             Decimal("120.00"),
         ]
-        # The approval record (reference) travels back in the tool result, not through the model.
+        # The model gets the outcome and its reference, never the question or the form.
         assert approved.results[0][1].output["approval_ref"].startswith("APR-")
+        for turn in (approved, rejected, cancelled, denied):
+            sent = json.dumps([result.output for _, result in turn.results])
+            assert "Approval required" not in sent and "confirmation field" not in sent
         for turn in (approved, rejected, cancelled, denied):
             assert all(reply.events.total() > 0 for reply in turn.replies) is stream
         if stream:
