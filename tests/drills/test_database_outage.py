@@ -4,6 +4,8 @@ The server reaches PostgreSQL through an in-test TCP proxy (the shared PostgreSQ
 keeps running for everyone else). Cutting the proxy stands for a stopped database: clients
 get a clear `database_unavailable` refusal, `/healthz` says so and `/readyz` is 503, nothing
 half-happens, and when the database returns the same server process recovers by itself.
+A database that goes silent instead (connections held open, nothing answered) must fail
+calls and readiness within seconds too, not hang them.
 """
 
 from __future__ import annotations
@@ -132,6 +134,7 @@ SILENCE_BOUND = 8.0
 async def test_a_silent_database_gets_a_clear_error_in_bounded_time(
     postgres_url: str, proxied: tuple[TcpProxy, str], tmp_path: Path
 ) -> None:
+    """Once a bug: a call on a pooled connection to a silent server waited without bound."""
     proxy, through_proxy = proxied
     books = Books(postgres_url)
     [account] = books.open_accounts(1, "5.00")
@@ -146,12 +149,16 @@ async def test_a_silent_database_gets_a_clear_error_in_bounded_time(
             outcomes: dict[str, Any] = {}
 
             async def call() -> None:
+                started = time.monotonic()
                 with anyio.move_on_after(SILENCE_BOUND):
                     outcomes["call"] = await client.call_tool("get_account_balance", {"account_id": account})
+                    outcomes["call_s"] = time.monotonic() - started
 
             def probe() -> None:
+                started = time.monotonic()
                 try:
                     outcomes["ready"] = httpx2.get(f"{server.base}/readyz", timeout=SILENCE_BOUND).status_code
+                    outcomes["ready_s"] = time.monotonic() - started
                 except httpx2.TimeoutException:
                     outcomes["ready"] = "no answer"
 
@@ -161,8 +168,19 @@ async def test_a_silent_database_gets_a_clear_error_in_bounded_time(
                     group.start_soon(anyio.to_thread.run_sync, probe)
             finally:
                 proxy.restore()  # releases whatever the server is stuck on, so it can stop
+            recovery = wait_ready(server, RECOVERY_BOUND)
+            after = outcome(await client.call_tool("get_account_balance", {"account_id": account}))
 
     result = outcomes.get("call")
     assert result is not None, f"the call was still waiting after {SILENCE_BOUND:.0f}s"
     refused_for_outage(outcome(result))
     assert outcomes["ready"] == 503, f"/readyz: {outcomes['ready']} within {SILENCE_BOUND:.0f}s"
+    assert after["status"] == "executed"
+    record(
+        "database-outage",
+        case="database silent (connections held, nothing answered)",
+        call_refused_after_s=round(outcomes["call_s"], 1),
+        readyz_503_after_s=round(outcomes["ready_s"], 1),
+        recovery_seconds=round(recovery, 2),
+        restarts=0,
+    )

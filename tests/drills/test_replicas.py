@@ -72,11 +72,8 @@ async def test_a_round_started_on_one_replica_finishes_on_the_other_once(postgre
 
     assert executed["status"] == "executed"
     assert replayed_on_a == executed and replayed_on_b == executed
-    # Every racer that got a result got the winner's. A racer that read the approval while the
-    # winner was settling it is asked a new question instead (see test_forgery's xfail for that
-    # bug); nothing answers it here, so it runs nothing.
-    finished = [outcome(r) for r in results if isinstance(r, types.CallToolResult)]
-    assert finished and finished[0]["status"] == "executed" and all(r == finished[0] for r in finished)
+    finished = [outcome(r) for r in results]  # every racer gets the winner's outcome, none a new question
+    assert finished[0]["status"] == "executed" and all(r == finished[0] for r in finished)
     assert books.balance(source) == 5000 and books.balance(target) == 15000
     assert books.memo_counts("cross-replica") == {"cross-replica": 1}
     assert books.memo_counts("raced") == {"raced": 1}
