@@ -26,11 +26,12 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import text
 
+from bench.servers import free_port
 from mcp_server.audit_log import verify
 from mcp_server.database import Database
 from mcp_server.ledger import Ledger
 from policy.testing import ScriptedResponder
-from tests.server.harness import KEY, TOKENS, free_port, serve_args
+from tests.server.harness import KEY, TOKENS, serve_args
 
 SCALE = float(os.environ.get("BANKGATE_DRILL_SCALE", "1"))
 """Multiplies the drills' sizes (clients, transfers); the assertions stay the same at any scale."""
