@@ -182,10 +182,10 @@ async def connect(
     responder refuses any question it gets)."""
     responder = responder if responder is not None else ScriptedResponder()
     headers = {"Authorization": f"Bearer {TOKENS[principal]}"}
-    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(timeout))
-    transport = streamable_http_client(url, http_client=http)
-    async with Client(transport, elicitation_callback=responder, mode=mode) as client:  # type: ignore[arg-type]
-        yield client
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(timeout)) as http:
+        transport = streamable_http_client(url, http_client=http)
+        async with Client(transport, elicitation_callback=responder, mode=mode) as client:  # type: ignore[arg-type]
+            yield client
 
 
 async def first_round(client: Client, tool: str, args: dict[str, Any], **kwargs: Any) -> types.InputRequiredResult:

@@ -4,8 +4,9 @@ Those cover: a replayed round (same state, yes then no), a flipped byte, state m
 arguments, garbage state, no state, an answer keyed to an unasked question, a late answer,
 state of another principal, and malformed answer content (wrong types, defaults only, an
 extra field). Here: state moved to another tool or idempotency key, a rejection replayed as
-a yes, content beyond the form, clients that auto-accept forms, and (PostgreSQL) a replay
-racing the settlement of its own round.
+a yes, content beyond the form, an accept with no content at all, clients that auto-accept
+forms, and (PostgreSQL) a replay racing the settlement of its own round, and a question built
+while another transfer commits.
 """
 
 from __future__ import annotations
@@ -135,6 +136,41 @@ async def test_content_beyond_the_form_is_a_rejection(books: Books, db_url: str,
     assert result["status"] == "rejected"
     assert books.balance(args["from_account"]) == 10000
     assert books.events(result["approval_ref"]) == ["requested", "rejected"]
+
+
+async def accept_without_content(
+    context: ClientRequestContext, params: types.ElicitRequestParams
+) -> types.ElicitResult:
+    return types.ElicitResult(action="accept")  # says "accept" but sends no form
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        pytest.param(
+            "auto",
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=AssertionError,
+                reason="BUG (2026-07-28 path, policy/approval_round.py): an 'accept' with no content is refused by "
+                "the SDK before `settle` runs — an error result without structured_content that names the "
+                "resolver, the approval left pending and no 'rejected' audit record; on 2025-11-25 the same "
+                "answer is a recorded rejection",
+            ),
+        ),
+        "legacy",
+    ],
+)
+async def test_an_accept_without_content_is_a_recorded_rejection(books: Books, db_url: str, mode: str) -> None:
+    args = transfer(books)
+    async with memory_client(db_url, accept_without_content, mode) as client:
+        result = await client.call_tool("transfer_funds", args)
+
+    assert books.balance(args["from_account"]) == 10000 and books.memo_counts("forgery") == {}
+    assert result.structured_content is not None, result.content
+    body = outcome(result)
+    assert body["status"] == "rejected"
+    assert books.events(body["approval_ref"]) == ["requested", "rejected"]
 
 
 def schema_defaults(schema: dict[str, Any]) -> dict[str, Any]:

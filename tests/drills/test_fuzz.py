@@ -330,11 +330,14 @@ def test_fuzzed_calls_never_run_unapproved_or_invalid(
 
     assert not alive.is_error and alive.structured_content is not None
     assert alive.structured_content["status"] == "executed", "the server stopped answering"
-    outcome_name = "protocol-error" if isinstance(result, MCPError) else "sdk-error"
+    name = tool if tool in TOOLS else "unknown tool"
+    outcome_name = f"{name}: protocol error" if isinstance(result, MCPError) else f"{name}: SDK refusal"
     if isinstance(result, types.CallToolResult):
         check_clear(result, args)
         body = result.structured_content or {}
-        outcome_name = str(body.get("status", "sdk-error"))
+        if "status" in body:
+            code = (body.get("error") or {}).get("code")
+            outcome_name = f"{name}: {body['status']}" + (f" ({code})" if code else "")
         if body.get("status") == "executed" and tool != "get_account_balance":
             assert after != before, "reported executed, but nothing changed"
     if after != before:
@@ -343,7 +346,6 @@ def test_fuzzed_calls_never_run_unapproved_or_invalid(
         assert responder.given, "money moved without anyone being asked"
         assert clean_yes(responder.given[-1][1], tool, args), responder.given[-1]
         check_executed(tool, args, result.structured_content)
-        outcome_name = f"{tool}:executed"
     TALLY[outcome_name] = TALLY.get(outcome_name, 0) + 1
 
 
@@ -352,6 +354,6 @@ def test_fuzz_tally() -> None:
     if not TALLY:
         pytest.skip("run together with the fuzz test")
     record("fuzz", examples=sum(TALLY.values()), outcomes=dict(sorted(TALLY.items())))
-    print(TALLY)
-    assert any(name.endswith(":executed") for name in TALLY), TALLY
-    assert TALLY.get("failed", 0) > 0, TALLY
+    moved = ("transfer_funds: executed", "close_account: executed")
+    assert any(TALLY.get(name) for name in moved), TALLY
+    assert any(name.startswith("transfer_funds: failed") for name in TALLY), TALLY
