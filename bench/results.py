@@ -61,6 +61,18 @@ DRILLS = {
     "(deep nesting, bad UTF-8, batches, chunked oversize, huge headers), slowloris and slow bodies and stalled "
     "approvers while a normal client is served.",
 }
+FIXED = (
+    "A 2026-07-28 round replayed while its own answer was settling (PostgreSQL) made a new approval and asked "
+    "again instead of returning the original outcome — `test_forgery.py::test_a_round_replayed_while_it_settles_"
+    "gets_the_original_outcome`; fixed in 400d21d.",
+    "A database that went silent on an open connection hung tool calls and `/readyz` without bound — "
+    "`test_database_outage.py::test_a_silent_database_gets_a_clear_error_in_bounded_time`; fixed in 400d21d "
+    "(keepalives, `tcp_user_timeout`, a per-call deadline, a 3 s probe).",
+    "The approval question read the source balance before locking it, so a transfer committing meanwhile made "
+    "'now' and 'after' disagree (PostgreSQL) — `test_forgery.py::test_the_question_shows_one_snapshot_of_the_"
+    "balance`; fixed by f5e04a7 (plans on locked rows) while the drill was being written.",
+)
+"""Bugs these drills caught that have since been fixed; each drill now guards against a regression."""
 
 
 @dataclass
@@ -414,7 +426,8 @@ def render(
     else:
         files, facts, summary, seconds = drills
         out += [
-            f"`pytest tests/drills`: {summary} ({seconds:.0f} s wall)"
+            f"`pytest tests/drills` at `BANKGATE_DRILL_SCALE={os.environ.get('BANKGATE_DRILL_SCALE', '1')}`: "
+            f"{summary} ({seconds:.0f} s wall)"
             + ("" if postgres else f"; PostgreSQL drills skipped: set `{PG_ENV}` to run them")
             + ".",
             "",
@@ -444,6 +457,8 @@ def render(
             out += ["", "Failures in this run:", ""] + [f"- {cell(f)}" for f in failures]
         if known:
             out += ["", "Known bugs, each kept as a strict xfail drill until fixed:", ""] + [f"- `{k}`" for k in known]
+        out += ["", "Found by these drills and fixed since (the drills stay as regression tests):", ""]
+        out += [f"- {item}" for item in FIXED]
     return "\n".join(out) + "\n"
 
 
