@@ -17,6 +17,7 @@ from mcp_server.gate_store import SqlGateStore
 from mcp_server.ledger import Ledger
 from mcp_server.settings import Settings
 from mcp_server.tools import register_tools
+from policy.approval_round import empty_accept_is_an_empty_form
 from policy.gate import Gate
 from policy.loader import load_policy
 
@@ -79,7 +80,7 @@ def build_server(
         lifespan=lifespan,
         log_level=settings.log_level,
         request_state_security=security,
-        middleware=[ArgumentCheck(state.gate.actions)],
+        middleware=[ArgumentCheck(state.gate.actions), empty_accept_is_an_empty_form],
         token_verifier=token_verifier,
         auth=auth,
     )

@@ -147,17 +147,7 @@ async def accept_without_content(
 @pytest.mark.parametrize(
     "mode",
     [
-        pytest.param(
-            "auto",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="BUG (2026-07-28 path, policy/approval_round.py): an 'accept' with no content is refused by "
-                "the SDK before `settle` runs — an error result without structured_content that names the "
-                "resolver, the approval left pending and no 'rejected' audit record; on 2025-11-25 the same "
-                "answer is a recorded rejection",
-            ),
-        ),
+        "auto",
         "legacy",
     ],
 )
