@@ -56,7 +56,8 @@ DRILLS = {
     "argument, the idempotency key and the approver's answers — no crash, nothing invalid executed, no money "
     "moved without a clean yes, every refusal a clear error.",
     "test_forgery.py": "Sealed state moved to another tool or idempotency key, a rejection replayed as a yes, "
-    "answer content beyond the form, auto-accepting clients, a replay racing its own settlement (PostgreSQL).",
+    "answer content beyond the form, an accept with no content, auto-accepting clients; on PostgreSQL a replay "
+    "racing its own settlement and a question built while another transfer commits.",
     "test_http_abuse.py": "Another principal's token on a session or an idempotency key, malformed bodies "
     "(deep nesting, bad UTF-8, batches, chunked oversize, huge headers), slowloris and slow bodies and stalled "
     "approvers while a normal client is served.",
@@ -71,6 +72,9 @@ FIXED = (
     "The approval question read the source balance before locking it, so a transfer committing meanwhile made "
     "'now' and 'after' disagree (PostgreSQL) — `test_forgery.py::test_the_question_shows_one_snapshot_of_the_"
     "balance`; fixed by f5e04a7 (plans on locked rows) while the drill was being written.",
+    "On 2026-07-28 an 'accept' with no content was refused by the SDK before the gate saw it: an error without "
+    "structured content naming the resolver, the approval left pending, nothing audited (2025-11-25 recorded a "
+    "rejection) — `test_forgery.py::test_an_accept_without_content_is_a_recorded_rejection`; fixed in 973caa8.",
 )
 """Bugs these drills caught that have since been fixed; each drill now guards against a regression."""
 
@@ -321,7 +325,8 @@ def run_drills(env: dict[str, str], workdir: Path) -> tuple[dict[str, DrillFile]
                 drill.failures.append(f"{case.get('name')}: {(failure.get('message') or '')[:200]}")
             elif skipped is not None and (skipped.get("type") or "").endswith("xfail"):
                 drill.xfailed += 1
-                drill.xfail_reasons.add(case.get("name") or "")
+                reason = re.sub(r"^reason: ", "", skipped.get("message") or "")
+                drill.xfail_reasons.add(f"{name.removesuffix('.py')}::{case.get('name')} — {reason}")
             elif skipped is not None:
                 drill.skipped += 1
                 drill.skip_reasons.add(re.sub(r"^.*?: ", "", skipped.get("message") or "")[:120])
@@ -456,7 +461,8 @@ def render(
         if failures:
             out += ["", "Failures in this run:", ""] + [f"- {cell(f)}" for f in failures]
         if known:
-            out += ["", "Known bugs, each kept as a strict xfail drill until fixed:", ""] + [f"- `{k}`" for k in known]
+            out += ["", "Known bugs, each kept as a strict xfail drill until fixed:", ""]
+            out += [f"- {cell(k)}" for k in known]
         out += ["", "Found by these drills and fixed since (the drills stay as regression tests):", ""]
         out += [f"- {item}" for item in FIXED]
     return "\n".join(out) + "\n"
