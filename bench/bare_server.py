@@ -45,8 +45,12 @@ def main() -> None:
     if args.transport == "stdio":
         server.run()
     else:
-        uvicorn.run(server.streamable_http_app(streamable_http_path="/mcp"), host="127.0.0.1", port=args.port,
-                    log_level="warning")
+        uvicorn.run(
+            server.streamable_http_app(streamable_http_path="/mcp"),
+            host="127.0.0.1",
+            port=args.port,
+            log_level="warning",
+        )
 
 
 if __name__ == "__main__":

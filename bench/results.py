@@ -181,9 +181,9 @@ def rows_for(run: BenchRun) -> list[PerfRow]:
 
 
 def paired_rows(name: str, data: dict[str, Any]) -> list[PerfRow]:
-    goal = data.get("goal_ratio")
     rows = []
     for row in data["rows"]:
+        goal = row.get("goal", data.get("goal_ratio"))
         ours, base = row["ours"], row["baseline"]
         ratio = row.get("ratio")
         verdict = "" if goal is None or ratio is None else (" ✓" if ratio >= goal else " ✗")

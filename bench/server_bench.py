@@ -51,9 +51,12 @@ async def run(calls: int, as_json: bool) -> None:
     logging.disable(logging.INFO)
     pairs = [
         await pair("in-memory 2026-07-28", [Client(server)], [Client(bare_server())], calls),
-        await pair("in-memory 2025-11-25", [Client(server, mode="legacy")], [Client(bare_server(), mode="legacy")], calls),
-        await pair("stdio 2026-07-28", [Client(stdio_params(ours_args(db_url)))], [Client(stdio_params(BARE_ARGS))],
-                   calls // 2),
+        await pair(
+            "in-memory 2025-11-25", [Client(server, mode="legacy")], [Client(bare_server(), mode="legacy")], calls
+        ),
+        await pair(
+            "stdio 2026-07-28", [Client(stdio_params(ours_args(db_url)))], [Client(stdio_params(BARE_ARGS))], calls // 2
+        ),
     ]
     with http_server(ours_args(db_url)) as ours_url, http_server(BARE_ARGS) as bare_url:
         for clients in (1, 8):

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -53,11 +54,13 @@ class HttpServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         tokens = ";".join(f"{p}={t}" for p, t in TOKENS.items())
+        # A file, not a pipe: nobody reads the log while tests run, and a full pipe would stall the server.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop())
         self.process = subprocess.Popen(
             [sys.executable, *serve_args(db_url, "--transport", "http", "--port", str(self.port), *extra)],
             env={**os.environ, "BANKGATE_TOKENS": tokens, **(env or {})},
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
         )
         self.wait_ready()
 
@@ -65,9 +68,8 @@ class HttpServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"server exited: {self.process.stderr.read().decode() if self.process.stderr else ''}"
-                )
+                self.log.seek(0)
+                raise RuntimeError(f"server exited: {self.log.read().decode(errors='replace')}")
             try:
                 if httpx2.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
                     return
@@ -83,6 +85,7 @@ class HttpServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.log.close()
 
 
 @dataclass
