@@ -134,10 +134,16 @@ class Gate:
             return self._pending(tx, call, inspection, decision, binding, state_digest, now)
         except Refusal as refusal:
             # A replayed round may meet the state its own settlement left (funds moved, account closed).
-            settled = self._settled_round(tx, call.binding(self.policy.version), state_digest)
+            binding = call.binding(self.policy.version)
+            settled = self._settled_round(tx, binding, state_digest)
             if settled is not None:
                 return Opening(call, final=settled)
             failed = GateResult.refused(refusal)
+            pending = tx.pending_approval(binding) if state_digest is not None else None
+            if pending is not None:
+                # The answer arrived when the call can no longer run: settle the approval as failed,
+                # so that a retry by key gets this outcome instead of the question again.
+                return Opening(call, final=self._close(tx, pending, call, decision, failed, state_digest, now))
             self._audit(tx, call, decision, "failed", now, reason=refusal.message, result=failed)
             return Opening(call, final=failed)
 
@@ -224,30 +230,32 @@ class Gate:
             status = _STATUS_OF[verdict.kind]
             reason = NO_HUMAN if verdict.kind is VerdictKind.UNDELIVERED else verdict.detail
             result = GateResult(status, decision_message(call.tool, status, reason))
+        return self._close(tx, approval, call, decision, result, state_digest, now, verdict, amount)
+
+    def _close(
+        self,
+        tx: GateTx,
+        approval: Approval,
+        call: Call,
+        decision: Decision | None,
+        result: GateResult,
+        state_digest: str | None,
+        now: float,
+        verdict: Verdict | None = None,
+        amount_minor: int = 0,
+    ) -> GateResult:
+        """Settle `approval` with `result`: once, remembered under the call's key, and audited."""
         result = replace(result, approval_ref=approval.ref)
-        tx.settle_approval(
-            replace(
-                approval,
-                status=result.status.value,
-                state_digest=state_digest,
-                note=verdict.note,
-                outcome=result.as_json(),
-            )
-        )
+        note = verdict.note if verdict else None
+        settled = replace(approval, status=result.status.value, state_digest=state_digest, note=note)
+        tx.settle_approval(replace(settled, outcome=result.as_json()))
         if call.idempotency_key is not None:
             tx.remember(call.idempotency_key, call.request_digest, result.as_json())
+        reason = verdict.detail if verdict else result.message
         self._audit(
-            tx,
-            call,
-            decision,
-            result.status.value,
-            now,
-            approval=approval,
-            note=verdict.note,
-            reason=verdict.detail,
-            result=result,
-            amount_minor=amount,
-        )
+            tx, call, decision, result.status.value, now, approval=approval, note=note, reason=reason,
+            result=result, amount_minor=amount_minor,
+        )  # fmt: skip
         return result
 
     def _run_approved(self, tx: GateTx, action: Action, call: Call, approval: Approval) -> tuple[GateResult, int]:

@@ -210,3 +210,23 @@ async def test_close_with_wrong_confirmation_is_rejected(harness: Harness, mode:
     assert result["status"] == "rejected" and harness.ledger.balance(account).status == "open"
     assert harness.events(result["approval_ref"]) == ["requested", "rejected"]
     assert "confirmation did not match" in harness.audit(approval_ref=result["approval_ref"])[-1]["reason"]
+
+
+async def test_an_approval_for_funds_drained_meanwhile_fails_once(harness: Harness, mode: str) -> None:
+    source, target, other = harness.open_account("100"), harness.open_account("0"), harness.open_account("0")
+    asked = ScriptedResponder(approve())
+
+    async def drain_then_approve(context: Any, params: Any) -> Any:
+        harness.ledger.transfer(source, other, "90")  # someone else spends the money while the human reads
+        return await asked(context, params)
+
+    args = {"from_account": source, "to_account": target, "amount": "50"}
+    async with harness.client(drain_then_approve, mode=mode) as client:  # type: ignore[arg-type]
+        first = await client.call_tool("transfer_funds", args, meta={KEY: f"drained-{source}"})
+        again = await client.call_tool("transfer_funds", args, meta={KEY: f"drained-{source}"})
+
+    assert first.is_error and outcome(first)["error"]["code"] == "insufficient_funds"
+    assert outcome(again) == outcome(first) and len(asked.questions) == 1
+    assert harness.balance(source) == 1000 and harness.balance(target) == 0
+    events = harness.events(outcome(first)["approval_ref"])  # the failure settles the approval that was asked
+    assert outcome(first)["approval_ref"] is not None and events[0] == "requested" and events[-1] == "failed"
