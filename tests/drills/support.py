@@ -26,6 +26,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import text
 
+from bench.load import rss_kib
 from bench.servers import free_port
 from mcp_server.audit_log import verify
 from mcp_server.database import Database
@@ -145,14 +146,6 @@ class ServerProcess:
 
     def get(self, path: str) -> httpx2.Response:
         return httpx2.get(f"{self.base}{path}", timeout=10)
-
-
-def rss_kib(pid: int) -> int:
-    """Resident set size of `pid` in KiB, from /proc/<pid>/status."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise LookupError(f"no VmRSS for pid {pid}")
 
 
 @contextmanager
