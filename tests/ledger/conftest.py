@@ -12,6 +12,7 @@ import itertools
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -35,6 +36,23 @@ def url_with_search_path(base_url: str, schema: str) -> str:
     """``base_url`` with every connection's ``search_path`` set to ``schema``."""
     url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
     return url.render_as_string(hide_password=False)
+
+
+@contextmanager
+def postgres_schema(prefix: str) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL schema, dropped afterwards; skips when none is configured."""
+    base = postgres_base_url()
+    if base is None:
+        pytest.skip(f"set {POSTGRES_URL_ENV} to run against PostgreSQL")
+    schema = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield url_with_search_path(base, schema)
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute("SET lock_timeout = '10s'")
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture(params=BACKENDS)

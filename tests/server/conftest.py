@@ -1,13 +1,11 @@
 """The server test matrix: every scenario over each transport, on both protocol revisions."""
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from tests.ledger.conftest import POSTGRES_URL_ENV, postgres_base_url, url_with_search_path
+from tests.ledger.conftest import postgres_schema
 from tests.server.harness import Harness, HttpServer
 
 TRANSPORTS = ["memory", "stdio", "http", pytest.param("memory-postgresql", marks=pytest.mark.postgres)]
@@ -37,19 +35,12 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
 
 
 def postgres_harness() -> Iterator[Harness]:
-    base = postgres_base_url()
-    if base is None:
-        pytest.skip(f"set {POSTGRES_URL_ENV} to run against PostgreSQL")
-    schema = f"bankgate_server_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    harness = Harness("memory", url_with_search_path(base, schema))
-    try:
-        yield harness
-    finally:
-        harness.db.close()
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with postgres_schema("bankgate_server") as url:
+        harness = Harness("memory", url)
+        try:
+            yield harness
+        finally:
+            harness.db.close()
 
 
 @pytest.fixture(params=TRANSPORTS)
