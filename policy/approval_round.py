@@ -85,8 +85,7 @@ async def prepare(ctx: Context) -> Opening:
         call = Call(tool, action.canonical(params.get("arguments") or {}), principal, _idempotency_key(ctx, principal))
     except Refusal as refusal:
         return Opening(Call(tool, {}, principal), final=GateResult.refused(refusal))
-    state = ctx.request_state
-    state_digest = hashlib.sha256(state.encode()).hexdigest() if state else None
+    state_digest = _state_digest(ctx)
     reachable = human_reachable(ctx)
     try:
         if host.gate.reads_inline(tool):
@@ -127,8 +126,7 @@ async def settle(
     if opening.final is not None:
         return opening.final
     verdict = read_answer(answer, opening.confirmation)
-    state = ctx.request_state
-    state_digest = hashlib.sha256(state.encode()).hexdigest() if state else None
+    state_digest = _state_digest(ctx)
     host = _host(ctx)
     try:
         return await _off_loop(host.gate, lambda: host.gate.conclude(opening, verdict, state_digest))
@@ -153,6 +151,12 @@ async def _off_loop(gate: Gate, work: Callable[[], T]) -> T:
         return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
     logger.warning("the store did not answer within %.1f s", deadline)
     raise Refusal("database_unavailable", _LATE)
+
+
+def _state_digest(ctx: Context) -> str | None:
+    """Names the round being answered (2026-07-28): the digest of its unsealed request state."""
+    state = ctx.request_state
+    return hashlib.sha256(state.encode()).hexdigest() if state else None
 
 
 def _idempotency_key(ctx: Context, principal: str) -> str | None:
