@@ -5,13 +5,15 @@ auto-fills defaults approves nothing), but its model accepts any content: a malf
 answer must become a recorded rejection, not an SDK error that skips the audit.
 """
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from mcp.server.mcpserver import AcceptedElicitation, CancelledElicitation, DeclinedElicitation
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
+from pydantic.json_schema import DEFAULT_REF_TEMPLATE, GenerateJsonSchema, JsonSchemaMode
 
 NOTE_MAX = 500
 
@@ -26,6 +28,23 @@ def _requires(*fields: str) -> Callable[[dict[str, Any]], None]:
 
 class ApprovalForm(BaseModel):
     model_config = ConfigDict(extra="allow", json_schema_extra=_requires("approve"))
+    _rendered: ClassVar[dict[tuple[Any, ...], dict[str, Any]]] = {}
+
+    @classmethod
+    def model_json_schema(
+        cls,
+        by_alias: bool | None = None,
+        ref_template: str = DEFAULT_REF_TEMPLATE,
+        schema_generator: type[GenerateJsonSchema] = GenerateJsonSchema,
+        mode: JsonSchemaMode = "validation",
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Rendered once per form and generator: the SDK renders the form on every round, and
+        generating it costs more than the rest of the question."""
+        key = (cls, by_alias, ref_template, schema_generator, mode, tuple(sorted(options.items())))
+        if key not in cls._rendered:
+            cls._rendered[key] = super().model_json_schema(by_alias, ref_template, schema_generator, mode, **options)
+        return copy.deepcopy(cls._rendered[key])
 
     approve: Annotated[
         Any,

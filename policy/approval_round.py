@@ -85,13 +85,16 @@ async def prepare(ctx: Context) -> Opening:
         call = Call(tool, action.canonical(params.get("arguments") or {}), principal, _idempotency_key(ctx, principal))
     except Refusal as refusal:
         return Opening(Call(tool, {}, principal), final=GateResult.refused(refusal))
-    state_digest = _state_digest(ctx)
-    reachable = human_reachable(ctx)
+    gate, state_digest, reachable = host.gate, _state_digest(ctx), human_reachable(ctx)
     try:
-        if host.gate.reads_inline(tool):
-            return host.gate.open(call, human_reachable=reachable, state_digest=state_digest)
+        glance_inline = gate.store.inline_reads and gate.may_glance(tool, state_digest)
+        if glance_inline:  # an embedded store reads faster than a hop to a worker thread
+            seen = gate.glance(call, human_reachable=reachable, state_digest=state_digest)
+            if seen is not None:
+                return seen
         return await _off_loop(
-            host.gate, lambda: host.gate.open(call, human_reachable=reachable, state_digest=state_digest)
+            gate,
+            lambda: gate.open(call, human_reachable=reachable, state_digest=state_digest, glance=not glance_inline),
         )
     except Refusal as refusal:
         return Opening(call, final=GateResult.refused(refusal))

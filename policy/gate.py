@@ -62,29 +62,45 @@ class Gate:
         self.approval_ttl = approval_ttl
         self.clock = clock
 
-    def open(self, call: Call, *, human_reachable: bool, state_digest: str | None = None) -> Opening:
+    def open(
+        self, call: Call, *, human_reachable: bool, state_digest: str | None = None, glance: bool = True
+    ) -> Opening:
         """Decide `call`; run it now if allowed, else return the approval to ask about.
 
-        Read-only calls are first tried in a read transaction, so allowed reads never
-        queue behind writers; anything that must write is decided again in a write one.
+        Unless told it was done already, first tries `glance`; whatever must write is
+        decided again in a write transaction.
+        """
+        if glance and self.may_glance(call.tool, state_digest):
+            seen = self.glance(call, human_reachable=human_reachable, state_digest=state_digest)
+            if seen is not None:
+                return seen
+        action = self.actions[call.tool]
+        return self.store.transaction(lambda tx: self._open(tx, action, call, human_reachable, state_digest))
+
+    def may_glance(self, tool: str, state_digest: str | None) -> bool:
+        """Whether `glance` can answer this call: a read-only tool, or a round bringing an answer."""
+        action = self.actions.get(tool)
+        return action is not None and (action.read_only or state_digest is not None)
+
+    def glance(self, call: Call, *, human_reachable: bool, state_digest: str | None = None) -> Opening | None:
+        """The opening `open` would give, if a read transaction can tell it; `None` if writing is needed.
+
+        Allowed reads run here, so they never queue behind writers; so does the lookup of the
+        question a round brings an answer to, since settling it re-checks everything anyway.
         """
         action = self.actions[call.tool]
         if action.read_only:
             allowed = self.store.transaction(lambda tx: self._read(tx, action, call), write=False)
-            if allowed is not None:
-                return Opening(call, final=allowed)
-        return self.store.transaction(lambda tx: self._open(tx, action, call, human_reachable, state_digest))
+            return Opening(call, final=allowed) if allowed is not None else None
+        return self.store.transaction(
+            lambda tx: self._asked(tx, action, call, human_reachable, state_digest), write=False
+        )
 
     def conclude(self, opening: Opening, verdict: Verdict, state_digest: str | None = None) -> GateResult:
         """Settle the opening's approval with the human's verdict, running the action on a clean yes."""
         assert opening.approval is not None and opening.decision is not None
         action = self.actions[opening.call.tool]
         return self.store.transaction(lambda tx: self._conclude(tx, action, opening, verdict, state_digest))
-
-    def reads_inline(self, tool: str) -> bool:
-        """Whether `open` for this tool may run on the event loop (an allowed read of an embedded store)."""
-        action = self.actions.get(tool)
-        return action is not None and action.read_only and self.store.inline_reads
 
     def explain(self, call: Call) -> tuple[Decision, Inspection]:
         """The decision the policy would give `call` now, and what it would do; changes nothing."""
@@ -106,6 +122,29 @@ class Gate:
         except Refusal as refusal:
             return GateResult.refused(refusal)
         return GateResult(Status.EXECUTED, done.summary, details=done.details)
+
+    def _asked(
+        self, tx: GateTx, action: Action, call: Call, human_reachable: bool, state_digest: str | None
+    ) -> Opening | None:
+        """What `_open` returns for a round answering a question still pending, found without writing."""
+        if call.idempotency_key is not None:
+            stored = tx.recall(call.idempotency_key, call.request_digest)
+            if stored is not None:
+                return Opening(call, final=GateResult.from_json(stored))
+        binding = call.binding(self.policy.version)
+        settled = self._settled_round(tx, binding, state_digest)
+        if settled is not None:
+            return Opening(call, final=settled)
+        pending = tx.pending_approval(binding)
+        if pending is None or self.clock() >= pending.expires_at or not human_reachable:
+            return None
+        try:
+            decision = self.policy.decide(self._facts(tx, call, action.inspect(tx, call)))
+        except Refusal:
+            return None
+        if decision.outcome is not Outcome.REQUIRE_APPROVAL:
+            return None
+        return Opening(call, approval=pending, decision=decision)
 
     def _open(self, tx: GateTx, action: Action, call: Call, human_reachable: bool, state_digest: str | None) -> Opening:
         now = self.clock()

@@ -1,0 +1,110 @@
+"""`Gate.glance`: an answering round finds its question in a read transaction.
+
+It must give exactly what `open` gives when that needs no write, and step aside (`None`)
+whenever `open` would write: an expired question, a call that can no longer run, a client
+that cannot be asked, a round with no question pending.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from mcp_server.actions import ledger_actions
+from mcp_server.gate_store import SqlGateStore
+from policy.action import Call
+from policy.answer import Verdict, VerdictKind
+from policy.gate import Gate, Opening
+from policy.loader import load_policy
+from policy.results import Status
+from tests.server.harness import TEST_POLICY, Harness
+
+TTL = 60.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Harness:
+    return Harness("memory", f"sqlite:///{tmp_path / 'ledger.db'}")
+
+
+def gate_on(harness: Harness, clock: Clock) -> Gate:
+    policy = load_policy(TEST_POLICY)
+    return Gate(policy, SqlGateStore(harness.db), ledger_actions(harness.ledger), approval_ttl=TTL, clock=clock)
+
+
+def asked(harness: Harness, gate: Gate, amount: str = "25") -> tuple[Call, Opening]:
+    args = {"from_account": harness.open_account("100"), "to_account": harness.open_account("0"), "amount": amount}
+    call = Call("transfer_funds", gate.actions["transfer_funds"].canonical(args), "local")
+    opening = gate.open(call, human_reachable=True)
+    assert opening.approval is not None
+    return call, opening
+
+
+def rows(harness: Harness) -> tuple[int, int]:
+    return len(harness.audit()), harness.db.read(
+        lambda c: c.exec_driver_sql("SELECT count(*) FROM approvals WHERE status = 'pending'").scalar_one()
+    )
+
+
+def test_the_answering_round_sees_what_open_would_and_writes_nothing(harness: Harness) -> None:
+    gate = gate_on(harness, Clock())
+    call, first = asked(harness, gate)
+    before = rows(harness)
+
+    seen = gate.glance(call, human_reachable=True, state_digest="round-2")
+    opened = gate.open(call, human_reachable=True, state_digest="round-2", glance=False)
+
+    assert seen is not None and seen == opened
+    assert seen.approval == first.approval and seen.decision == first.decision
+    assert rows(harness) == before
+
+
+def test_nothing_to_answer_or_nobody_to_ask_is_left_to_open(harness: Harness) -> None:
+    gate = gate_on(harness, Clock())
+    call, _ = asked(harness, gate)
+    other = Call(call.tool, {**call.arguments, "amount": "26"}, call.principal)
+
+    assert gate.glance(other, human_reachable=True, state_digest="round-2") is None
+    assert gate.glance(call, human_reachable=False, state_digest="round-2") is None
+
+
+def test_an_expired_question_is_left_to_open_which_settles_it(harness: Harness) -> None:
+    clock = Clock()
+    gate = gate_on(harness, clock)
+    call, first = asked(harness, gate)
+    clock.now += TTL
+
+    assert gate.glance(call, human_reachable=True, state_digest="round-2") is None
+    expired = gate.open(call, human_reachable=True, state_digest="round-2", glance=False)
+    assert expired.final is not None and expired.final.status is Status.EXPIRED
+    assert first.approval is not None and harness.events(first.approval.ref) == ["requested", "expired"]
+
+
+def test_a_call_that_can_no_longer_run_is_left_to_open_which_fails_it(harness: Harness) -> None:
+    gate = gate_on(harness, Clock())
+    call, first = asked(harness, gate)
+    harness.ledger.transfer(call.arguments["from_account"], harness.open_account("0"), "100")
+
+    assert gate.glance(call, human_reachable=True, state_digest="round-2") is None
+    failed = gate.open(call, human_reachable=True, state_digest="round-2", glance=False)
+    assert failed.final is not None and failed.final.status is Status.FAILED
+    assert first.approval is not None and harness.events(first.approval.ref) == ["requested", "failed"]
+
+
+def test_a_settled_round_is_replayed_from_a_glance(harness: Harness) -> None:
+    gate = gate_on(harness, Clock())
+    call, first = asked(harness, gate)
+    executed = gate.conclude(first, Verdict(VerdictKind.APPROVE), state_digest="round-2")
+
+    replay = gate.glance(call, human_reachable=True, state_digest="round-2")
+
+    assert executed.status is Status.EXECUTED
+    assert replay is not None and replay.final == executed
+    assert harness.balance(call.arguments["to_account"]) == 2500
