@@ -21,7 +21,7 @@ from mcp.client import ClientRequestContext
 
 from bench.bare_server import bare_server
 from bench.servers import BARE_ARGS, http_client, http_server, ours_args
-from bench.timing import Figure, measure, report
+from bench.timing import Figure, measure_pair, report
 from mcp_server.app import build_server, open_state
 from mcp_server.database import Database
 from mcp_server.ledger import Ledger
@@ -47,9 +47,12 @@ async def pair(path: str, ours: Client, bare: Client, calls: int) -> tuple[Figur
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(ours)
         await stack.enter_async_context(bare)
-        base = await measure(path, "bare approval no-op", [caller_bare(bare)], calls)
-        mine = await measure(path, "gated transfer_funds", [caller(ours, "transfer_funds")], calls)
-        return mine, base
+        return await measure_pair(
+            path,
+            ("gated transfer_funds", [caller(ours, "transfer_funds")]),
+            ("bare approval no-op", [caller_bare(bare)]),
+            calls,
+        )
 
 
 def caller_bare(client: Client) -> Callable[[], Awaitable[object]]:

@@ -3,7 +3,7 @@
     python -m bench.server_bench [--calls N] [--json]
 
 Goal: >= 0.8 of the bare rate on every path. Both servers run in this one process (in-memory)
-or as subprocesses started the same way (stdio, HTTP), measured back to back.
+or as subprocesses started the same way (stdio, HTTP), measured in alternating rounds.
 """
 
 import argparse
@@ -18,7 +18,7 @@ from mcp import Client
 
 from bench.bare_server import bare_server
 from bench.servers import BARE_ARGS, http_client, http_server, ours_args, stdio_params
-from bench.timing import Figure, measure, report
+from bench.timing import Figure, measure_pair, report
 from mcp_server.app import build_server, open_state
 from mcp_server.settings import Settings
 
@@ -39,9 +39,12 @@ async def pair(path: str, ours: list[Client], bare: list[Client], calls: int) ->
     async with AsyncExitStack() as stack:
         for client in ours + bare:
             await stack.enter_async_context(client)
-        base = await measure(path, "bare echo", [caller(c, ECHO) for c in bare], calls)
-        mine = await measure(path, "get_account_balance", [caller(c, BALANCE) for c in ours], calls)
-        return mine, base
+        return await measure_pair(
+            path,
+            ("get_account_balance", [caller(c, BALANCE) for c in ours]),
+            ("bare echo", [caller(c, ECHO) for c in bare]),
+            calls,
+        )
 
 
 async def run(calls: int, as_json: bool) -> None:

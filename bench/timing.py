@@ -23,8 +23,33 @@ class Figure:
         return self.calls / self.seconds
 
 
-async def measure(path: str, subject: str, calls: Sequence[Callable[[], Awaitable[object]]], each: int) -> Figure:
-    """Run `each` calls on every client concurrently (after a short warm-up) and time them."""
+ROUNDS = 3
+"""Subject and baseline alternate this many times, so drift on a shared machine hits both alike."""
+
+Calls = Sequence[Callable[[], Awaitable[object]]]
+
+
+async def measure_pair(
+    path: str, subject: tuple[str, Calls], baseline: tuple[str, Calls], each: int
+) -> tuple[Figure, Figure]:
+    """Time `each` calls per client of the subject and of the baseline, alternating in `ROUNDS` rounds.
+
+    Every client first makes a short warm-up; each figure pools its rounds' calls and time.
+    """
+    (subject_name, subject_calls), (baseline_name, baseline_calls) = subject, baseline
+    for call in [*subject_calls, *baseline_calls]:
+        for _ in range(min(20, each)):
+            await call()
+    share = max(1, each // ROUNDS)
+    runs: dict[str, list[tuple[float, list[float]]]] = {subject_name: [], baseline_name: []}
+    for _ in range(ROUNDS):
+        for name, calls in ((baseline_name, baseline_calls), (subject_name, subject_calls)):
+            runs[name].append(await _timed(calls, share))
+    return _figure(path, subject_name, runs[subject_name]), _figure(path, baseline_name, runs[baseline_name])
+
+
+async def _timed(calls: Calls, each: int) -> tuple[float, list[float]]:
+    """Run `each` calls on every client concurrently; the elapsed seconds and each call's latency."""
     latencies: list[float] = []
 
     async def drive(call: Callable[[], Awaitable[object]]) -> None:
@@ -33,17 +58,18 @@ async def measure(path: str, subject: str, calls: Sequence[Callable[[], Awaitabl
             await call()
             latencies.append(time.perf_counter() - started)
 
-    for call in calls:
-        for _ in range(min(20, each)):
-            await call()
     started = time.perf_counter()
     async with anyio.create_task_group() as group:
         for call in calls:
             group.start_soon(drive, call)
-    elapsed = time.perf_counter() - started
-    latencies.sort()
+    return time.perf_counter() - started, latencies
+
+
+def _figure(path: str, subject: str, runs: list[tuple[float, list[float]]]) -> Figure:
+    latencies = sorted(latency for _, run in runs for latency in run)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    return Figure(path, subject, len(latencies), elapsed, statistics.median(latencies) * 1000, p99 * 1000)
+    seconds = sum(elapsed for elapsed, _ in runs)
+    return Figure(path, subject, len(latencies), seconds, statistics.median(latencies) * 1000, p99 * 1000)
 
 
 def report(
