@@ -1,36 +1,114 @@
-"""The baseline: a bare `MCPServer` with an echo tool and an approval tool whose body does nothing.
+"""The baselines: a bare `MCPServer` with tools that do the least their kind of call can do.
+
+- `echo`: returns its argument (server_bench's baseline).
+- `approve_noop`: asks the SDK's approval question, then does nothing (gate_bench's baseline).
+- The floors, which show how close any gated implementation on this SDK could come:
+  `echo_resolved` adds what every bankgate tool must carry (one SDK resolver, the balance
+  output schema the client validates); `approve_durably` adds what a gate that keeps its
+  promises must do (a durable commit before asking and one after the answer, each off the
+  event loop), with no policy, ledger or audit.
 
 Run as a module (`python -m bench.bare_server --transport stdio|http --port N`) so the stdio
 and HTTP paths compare the same transport code with and without bankgate behind it.
 """
 
 import argparse
+import sqlite3
+import tempfile
+import threading
+from pathlib import Path
 from typing import Annotated
 
+import anyio
 import uvicorn
-from mcp.server.mcpserver import Elicit, ElicitationResult, MCPServer, Resolve
+from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, Resolve
+from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel
+
+from mcp_server.outputs import BalanceOutcome
 
 
 class Approval(BaseModel):
     approve: bool
 
 
+class Journal:
+    """One SQLite file committed the way the ledger commits: WAL, `synchronous=FULL`, one writer."""
+
+    def __init__(self) -> None:
+        self._conn = sqlite3.connect(Path(tempfile.mkdtemp()) / "journal.db", check_same_thread=False)
+        self._conn.isolation_level = None
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = FULL")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS journal (id INTEGER PRIMARY KEY, what TEXT)")
+        self._lock = threading.Lock()
+
+    def commit(self, what: str) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("INSERT INTO journal (what) VALUES (?)", (what,))
+            self._conn.execute("COMMIT")
+
+
 async def ask(from_account: str, to_account: str, amount: str) -> Elicit[Approval]:
     return Elicit(f"Transfer {amount} from {from_account} to {to_account}?", Approval)
 
 
+async def ready() -> bool:
+    return True
+
+
 def bare_server() -> MCPServer:
     server = MCPServer("bare")
+    journal = Journal()
+
+    async def asked_durably(ctx: Context) -> bool:
+        if ctx.request_state is None:  # the first round; a round bringing the answer only reads
+            await anyio.to_thread.run_sync(journal.commit, "asked")
+        return True
+
+    async def ask_durably(
+        from_account: str, to_account: str, amount: str, recorded: Annotated[bool, Resolve(asked_durably)]
+    ) -> Elicit[Approval]:
+        return await ask(from_account, to_account, amount)
 
     @server.tool()
     async def echo(account_id: str) -> str:
         return account_id
 
+    @server.tool(structured_output=True)
+    async def echo_resolved(
+        account_id: str, *, resolved: Annotated[bool, Resolve(ready)]
+    ) -> Annotated[CallToolResult, BalanceOutcome]:
+        body = BalanceOutcome(
+            status="executed",
+            message=f"Account {account_id} balance: $5,000.00",
+            account_id=account_id,
+            owner="Alice Example",
+            currency="USD",
+            balance="5000.00",
+            balance_minor=500_000,
+            formatted="$5,000.00",
+            account_status="open",
+        )
+        text = [TextContent(type="text", text=body.message)]
+        return CallToolResult(content=text, structured_content=body.model_dump(mode="json"))
+
     @server.tool()
     async def approve_noop(
         from_account: str, to_account: str, amount: str, *, answer: Annotated[ElicitationResult[Approval], Resolve(ask)]
     ) -> str:
+        return answer.action
+
+    @server.tool()
+    async def approve_durably(
+        from_account: str,
+        to_account: str,
+        amount: str,
+        *,
+        answer: Annotated[ElicitationResult[Approval], Resolve(ask_durably)],
+    ) -> str:
+        await anyio.to_thread.run_sync(journal.commit, answer.action)
         return answer.action
 
     return server

@@ -5,6 +5,9 @@
 Ours: policy + an approval answered at once by the scripted responder + ledger + audit.
 Baseline: a bare `MCPServer` tool whose resolver elicits the same kind of form and whose
 body does nothing. Goal: >= 0.8 of the bare rate in-memory, >= 0.9 over HTTP.
+The floor row (`bench.bare_server.approve_durably`: the same question plus one durable SQLite
+commit before asking and one after the answer, off the event loop, and nothing else) is
+the best a gate that keeps its approvals and outcomes across a crash can reach here.
 """
 
 import argparse
@@ -21,7 +24,7 @@ from mcp.client import ClientRequestContext
 
 from bench.bare_server import bare_server
 from bench.servers import BARE_ARGS, http_client, http_server, ours_args
-from bench.timing import Figure, measure_pair, report
+from bench.timing import FLOOR, Figure, measure_rounds, report
 from mcp_server.app import build_server, open_state
 from mcp_server.database import Database
 from mcp_server.ledger import Ledger
@@ -43,21 +46,26 @@ def caller(client: Client, name: str) -> Callable[[], Awaitable[object]]:
     return call
 
 
-async def pair(path: str, ours: Client, bare: Client, calls: int) -> tuple[Figure, Figure]:
+async def pair(path: str, ours: Client, bare: Client, calls: int) -> list[tuple[Figure, Figure]]:
+    """Ours and the floor, each beside the bare approval no-op."""
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(ours)
         await stack.enter_async_context(bare)
-        return await measure_pair(
+        base, mine, floor = await measure_rounds(
             path,
-            ("gated transfer_funds", [caller(ours, "transfer_funds")]),
-            ("bare approval no-op", [caller_bare(bare)]),
+            [
+                ("bare approval no-op", [caller_bare(bare, "approve_noop")]),
+                ("gated transfer_funds", [caller(ours, "transfer_funds")]),
+                (f"{FLOOR}two durable commits", [caller_bare(bare, "approve_durably")]),
+            ],
             calls,
         )
+        return [(mine, base), (floor, base)]
 
 
-def caller_bare(client: Client) -> Callable[[], Awaitable[object]]:
+def caller_bare(client: Client, name: str) -> Callable[[], Awaitable[object]]:
     async def call() -> object:
-        result = await client.call_tool("approve_noop", TRANSFER)
+        result = await client.call_tool(name, TRANSFER)
         assert not result.is_error and "accept" in str(result.content), result
         return result
 
@@ -72,13 +80,13 @@ async def run(calls: int, as_json: bool) -> None:
     server, bare = build_server(state, settings), bare_server()
     logging.disable(logging.INFO)
     pairs = [
-        await pair(
+        *await pair(
             "in-memory 2026-07-28",
             Client(server, elicitation_callback=approve),
             Client(bare, elicitation_callback=approve),
             calls,
         ),
-        await pair(
+        *await pair(
             "in-memory 2025-11-25",
             Client(server, elicitation_callback=approve, mode="legacy"),
             Client(bare, elicitation_callback=approve, mode="legacy"),
@@ -87,7 +95,7 @@ async def run(calls: int, as_json: bool) -> None:
     ]
     with http_server(ours_args(db_url)) as ours_url, http_server(BARE_ARGS) as bare_url:
         for mode, name in (("auto", "2026-07-28"), ("legacy", "2025-11-25")):
-            pairs.append(
+            pairs.extend(
                 await pair(
                     f"HTTP {name}",
                     http_client(ours_url, elicitation_callback=approve, mode=mode),

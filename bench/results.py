@@ -197,7 +197,7 @@ def paired_rows(name: str, data: dict[str, Any]) -> list[PerfRow]:
                 f"{num(base.get('rate'))} calls/s",
                 f"{num(ratio, 2)}{verdict}",
                 f"{num(ours.get('p50_ms'), 2)} / {num(ours.get('p99_ms'), 2)}",
-                f"goal ≥ {goal}" if goal is not None else "",
+                row.get("note") or (f"goal ≥ {goal}" if goal is not None else ""),
             )
         )
     return rows

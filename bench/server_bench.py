@@ -2,8 +2,10 @@
 
     python -m bench.server_bench [--calls N] [--json]
 
-Goal: >= 0.8 of the bare rate on every path. Both servers run in this one process (in-memory)
-or as subprocesses started the same way (stdio, HTTP), measured in alternating rounds.
+Goal: >= 0.8 of the bare rate on every path. The floor row (`bench.bare_server.echo_resolved`:
+one SDK resolver and the balance output schema, no ledger, no policy) is the best any gated
+tool can reach here. Both servers run in this one process (in-memory) or as subprocesses
+started the same way (stdio, HTTP), measured in alternating rounds.
 """
 
 import argparse
@@ -18,12 +20,13 @@ from mcp import Client
 
 from bench.bare_server import bare_server
 from bench.servers import BARE_ARGS, http_client, http_server, ours_args, stdio_params
-from bench.timing import Figure, measure_pair, report
+from bench.timing import FLOOR, Figure, measure_rounds, report
 from mcp_server.app import build_server, open_state
 from mcp_server.settings import Settings
 
 BALANCE = ("get_account_balance", {"account_id": "ACC-001"})
 ECHO = ("echo", {"account_id": "ACC-001"})
+ECHO_RESOLVED = ("echo_resolved", {"account_id": "ACC-001"})
 
 
 def caller(client: Client, tool: tuple[str, dict[str, str]]) -> Callable[[], Awaitable[object]]:
@@ -35,16 +38,21 @@ def caller(client: Client, tool: tuple[str, dict[str, str]]) -> Callable[[], Awa
     return call
 
 
-async def pair(path: str, ours: list[Client], bare: list[Client], calls: int) -> tuple[Figure, Figure]:
+async def pair(path: str, ours: list[Client], bare: list[Client], calls: int) -> list[tuple[Figure, Figure]]:
+    """Ours and the floor, each beside the bare echo."""
     async with AsyncExitStack() as stack:
         for client in ours + bare:
             await stack.enter_async_context(client)
-        return await measure_pair(
+        base, mine, floor = await measure_rounds(
             path,
-            ("get_account_balance", [caller(c, BALANCE) for c in ours]),
-            ("bare echo", [caller(c, ECHO) for c in bare]),
+            [
+                ("bare echo", [caller(c, ECHO) for c in bare]),
+                ("get_account_balance", [caller(c, BALANCE) for c in ours]),
+                (f"{FLOOR}resolver + schema", [caller(c, ECHO_RESOLVED) for c in bare]),
+            ],
             calls,
         )
+        return [(mine, base), (floor, base)]
 
 
 async def run(calls: int, as_json: bool) -> None:
@@ -53,17 +61,17 @@ async def run(calls: int, as_json: bool) -> None:
     server = build_server(open_state(settings), settings)
     logging.disable(logging.INFO)
     pairs = [
-        await pair("in-memory 2026-07-28", [Client(server)], [Client(bare_server())], calls),
-        await pair(
+        *await pair("in-memory 2026-07-28", [Client(server)], [Client(bare_server())], calls),
+        *await pair(
             "in-memory 2025-11-25", [Client(server, mode="legacy")], [Client(bare_server(), mode="legacy")], calls
         ),
-        await pair(
+        *await pair(
             "stdio 2026-07-28", [Client(stdio_params(ours_args(db_url)))], [Client(stdio_params(BARE_ARGS))], calls // 2
         ),
     ]
     with http_server(ours_args(db_url)) as ours_url, http_server(BARE_ARGS) as bare_url:
         for clients in (1, 8):
-            pairs.append(
+            pairs.extend(
                 await pair(
                     f"HTTP {clients} client{'s' if clients > 1 else ''} 2026-07-28",
                     [http_client(ours_url) for _ in range(clients)],

@@ -29,23 +29,21 @@ ROUNDS = 3
 Calls = Sequence[Callable[[], Awaitable[object]]]
 
 
-async def measure_pair(
-    path: str, subject: tuple[str, Calls], baseline: tuple[str, Calls], each: int
-) -> tuple[Figure, Figure]:
-    """Time `each` calls per client of the subject and of the baseline, alternating in `ROUNDS` rounds.
+async def measure_rounds(path: str, subjects: Sequence[tuple[str, Calls]], each: int) -> list[Figure]:
+    """Time `each` calls per client of every subject, taking turns in `ROUNDS` rounds.
 
     Every client first makes a short warm-up; each figure pools its rounds' calls and time.
     """
-    (subject_name, subject_calls), (baseline_name, baseline_calls) = subject, baseline
-    for call in [*subject_calls, *baseline_calls]:
-        for _ in range(min(20, each)):
-            await call()
+    for _, calls in subjects:
+        for call in calls:
+            for _ in range(min(20, each)):
+                await call()
     share = max(1, each // ROUNDS)
-    runs: dict[str, list[tuple[float, list[float]]]] = {subject_name: [], baseline_name: []}
+    runs: list[list[tuple[float, list[float]]]] = [[] for _ in subjects]
     for _ in range(ROUNDS):
-        for name, calls in ((baseline_name, baseline_calls), (subject_name, subject_calls)):
-            runs[name].append(await _timed(calls, share))
-    return _figure(path, subject_name, runs[subject_name]), _figure(path, baseline_name, runs[baseline_name])
+        for turn, (_, calls) in enumerate(subjects):
+            runs[turn].append(await _timed(calls, share))
+    return [_figure(path, name, run) for (name, _), run in zip(subjects, runs, strict=True)]
 
 
 async def _timed(calls: Calls, each: int) -> tuple[float, list[float]]:
@@ -72,13 +70,25 @@ def _figure(path: str, subject: str, runs: list[tuple[float, list[float]]]) -> F
     return Figure(path, subject, len(latencies), seconds, statistics.median(latencies) * 1000, p99 * 1000)
 
 
+FLOOR = "floor: "
+"""Subjects named so are ceilings, not contenders: bare tools doing only what any gated tool must."""
+
+FLOOR_NOTE = "ceiling: a bare tool doing only the work any such tool must; no goal below it is reachable"
+
+
 def report(
     title: str, pairs: Sequence[tuple[Figure, Figure]], goal: float, as_json: bool, http_goal: float | None = None
 ) -> None:
     """Print each (subject, baseline) pair with its ratio against `goal` (`http_goal` on HTTP paths)."""
 
-    def goal_of(path: str) -> float:
-        return http_goal if http_goal is not None and path.startswith("HTTP") else goal
+    def goal_of(figure: Figure) -> float | None:
+        if figure.subject.startswith(FLOOR):
+            return None
+        return http_goal if http_goal is not None and figure.path.startswith("HTTP") else goal
+
+    def verdict(ours: Figure, ratio: float) -> str:
+        target = goal_of(ours)
+        return "" if target is None else ("" if ratio >= target else " *")
 
     rows = [
         {
@@ -86,8 +96,9 @@ def report(
             "ours": asdict(ours) | {"rate": round(ours.rate, 1)},
             "baseline": asdict(base) | {"rate": round(base.rate, 1)},
             "ratio": round(ours.rate / base.rate, 3),
-            "goal": goal_of(ours.path),
+            "goal": goal_of(ours),
         }
+        | ({"note": FLOOR_NOTE} if ours.subject.startswith(FLOOR) else {})
         for ours, base in pairs
     ]
     if as_json:
@@ -95,12 +106,17 @@ def report(
         return
     goals = f"{goal}" if http_goal is None else f"{goal}, over HTTP {http_goal}"
     print(f"\n{title} (goal: ratio >= {goals})")
-    print(f"{'path':<28}{'subject':<26}{'calls/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}")
+    print(f"{'path':<28}{'subject':<30}{'calls/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}")
+    shown_base = None
     for ours, base in pairs:
         ratio = ours.rate / base.rate
-        for figure, shown in ((base, ""), (ours, f"{ratio:.2f}{'' if ratio >= goal_of(ours.path) else ' *'}")):
+        lines = [(ours, f"{ratio:.2f}{verdict(ours, ratio)}")]
+        if base is not shown_base:
+            lines.insert(0, (base, ""))
+            shown_base = base
+        for figure, shown in lines:
             print(
-                f"{figure.path:<28}{figure.subject:<26}{figure.rate:>9.0f}{figure.p50_ms:>9.2f}{figure.p99_ms:>9.2f}"
+                f"{figure.path:<28}{figure.subject:<30}{figure.rate:>9.0f}{figure.p50_ms:>9.2f}{figure.p99_ms:>9.2f}"
                 f"{shown:>8}"
             )
-    print("(* below goal)")
+    print(f"(* below goal; {FLOOR.strip()} rows: {FLOOR_NOTE})")
