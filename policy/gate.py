@@ -127,14 +127,10 @@ class Gate:
         self, tx: GateTx, action: Action, call: Call, human_reachable: bool, state_digest: str | None
     ) -> Opening | None:
         """What `_open` returns for a round answering a question still pending, found without writing."""
-        if call.idempotency_key is not None:
-            stored = tx.recall(call.idempotency_key, call.request_digest)
-            if stored is not None:
-                return Opening(call, final=GateResult.from_json(stored))
         binding = call.binding(self.policy.version)
-        settled = self._settled_round(tx, binding, state_digest)
-        if settled is not None:
-            return Opening(call, final=settled)
+        known = self._known(tx, call, binding, state_digest)
+        if known is not None:
+            return Opening(call, final=known)
         pending = tx.pending_approval(binding)
         if pending is None or self.clock() >= pending.expires_at or not human_reachable:
             return None
@@ -150,14 +146,10 @@ class Gate:
         now = self.clock()
         decision: Decision | None = None
         try:
-            if call.idempotency_key is not None:
-                stored = tx.recall(call.idempotency_key, call.request_digest)
-                if stored is not None:
-                    return Opening(call, final=GateResult.from_json(stored))
             binding = call.binding(self.policy.version)
-            settled = self._settled_round(tx, binding, state_digest)
-            if settled is not None:
-                return Opening(call, final=settled)
+            known = self._known(tx, call, binding, state_digest)
+            if known is not None:
+                return Opening(call, final=known)
             inspection = action.inspect(tx, call)
             decision = self.policy.decide(self._facts(tx, call, inspection))
             if decision.outcome is Outcome.ALLOW:
@@ -225,6 +217,14 @@ class Gate:
             if pending.ref == ref:
                 self._audit(tx, call, decision, "requested", now, approval=pending, reason=decision.reason)
         return Opening(call, approval=pending, decision=decision)
+
+    def _known(self, tx: GateTx, call: Call, binding: str, state_digest: str | None) -> GateResult | None:
+        """The stored outcome of this call's idempotency key, or of the round this state answers."""
+        if call.idempotency_key is not None:
+            stored = tx.recall(call.idempotency_key, call.request_digest)
+            if stored is not None:
+                return GateResult.from_json(stored)
+        return self._settled_round(tx, binding, state_digest)
 
     def _settled_round(self, tx: GateTx, binding: str, state_digest: str | None) -> GateResult | None:
         """The outcome of the approval this exact round (by its unsealed state) already settled."""

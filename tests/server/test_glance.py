@@ -5,6 +5,7 @@ whenever `open` would write: an expired question, a call that can no longer run,
 that cannot be asked, a round with no question pending.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -75,27 +76,27 @@ def test_nothing_to_answer_or_nobody_to_ask_is_left_to_open(harness: Harness) ->
     assert gate.glance(call, human_reachable=False, state_digest="round-2") is None
 
 
-def test_an_expired_question_is_left_to_open_which_settles_it(harness: Harness) -> None:
+def expire(harness: Harness, clock: Clock, call: Call) -> None:
+    clock.now += TTL
+
+
+def drain(harness: Harness, clock: Clock, call: Call) -> None:
+    harness.ledger.transfer(call.arguments["from_account"], harness.open_account("0"), "100")
+
+
+@pytest.mark.parametrize(("meanwhile", "status"), [(expire, Status.EXPIRED), (drain, Status.FAILED)])
+def test_a_round_that_must_write_is_left_to_open_which_settles_it(
+    harness: Harness, meanwhile: Callable[[Harness, Clock, Call], None], status: Status
+) -> None:
     clock = Clock()
     gate = gate_on(harness, clock)
     call, first = asked(harness, gate)
-    clock.now += TTL
+    meanwhile(harness, clock, call)
 
     assert gate.glance(call, human_reachable=True, state_digest="round-2") is None
-    expired = gate.open(call, human_reachable=True, state_digest="round-2", glance=False)
-    assert expired.final is not None and expired.final.status is Status.EXPIRED
-    assert first.approval is not None and harness.events(first.approval.ref) == ["requested", "expired"]
-
-
-def test_a_call_that_can_no_longer_run_is_left_to_open_which_fails_it(harness: Harness) -> None:
-    gate = gate_on(harness, Clock())
-    call, first = asked(harness, gate)
-    harness.ledger.transfer(call.arguments["from_account"], harness.open_account("0"), "100")
-
-    assert gate.glance(call, human_reachable=True, state_digest="round-2") is None
-    failed = gate.open(call, human_reachable=True, state_digest="round-2", glance=False)
-    assert failed.final is not None and failed.final.status is Status.FAILED
-    assert first.approval is not None and harness.events(first.approval.ref) == ["requested", "failed"]
+    settled = gate.open(call, human_reachable=True, state_digest="round-2", glance=False)
+    assert settled.final is not None and settled.final.status is status
+    assert first.approval is not None and harness.events(first.approval.ref) == ["requested", status.value]
 
 
 def test_a_settled_round_is_replayed_from_a_glance(harness: Harness) -> None:
