@@ -164,3 +164,79 @@ def test_postgres_deadlock_is_retried_not_surfaced(backend: str, database: Datab
     tries = sorted(r for r in results if isinstance(r, int))
     assert len(tries) == 2, results  # no deadlock reached a caller
     assert tries[0] == 1 and tries[1] >= 2  # the victim succeeded on a retry
+
+
+def sqlite_only(backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip("the long-lived reader is SQLite's")
+
+
+def test_each_read_on_the_reader_sees_what_committed_before_it(backend: str, ledger: Ledger) -> None:
+    sqlite_only(backend)
+    ledger.seed_demo()
+    assert ledger.balance("ACC-002").balance_minor == 25000  # the reader now exists and has read once
+    ledger.transfer("ACC-001", "ACC-002", "1.00")
+    assert ledger.balance("ACC-002").balance_minor == 25100
+
+
+def test_a_refused_read_ends_its_snapshot_and_keeps_the_reader(
+    backend: str, ledger: Ledger, database_url: str
+) -> None:
+    """A read that raises must end its transaction, or the reader would pin an old snapshot."""
+    sqlite_only(backend)
+    ledger.seed_demo()
+    ledger.balance("ACC-001")
+    reader = ledger.db._reader
+    with pytest.raises(LedgerError):
+        ledger.balance("ACC-999")
+    other = Ledger(Database.open(database_url))
+    other.transfer("ACC-001", "ACC-002", "2.00")
+    other.db.close()
+
+    assert reader is not None and ledger.db._reader is reader
+    assert reader.connection.dbapi_connection.in_transaction is False  # type: ignore[union-attr]
+    assert ledger.balance("ACC-002").balance_minor == 25200
+
+
+def test_sqlalchemy_execute_on_the_reader_is_ended_too(backend: str, database: Database) -> None:
+    sqlite_only(backend)
+    for _ in range(2):
+        assert database.read(lambda conn: conn.execute(text("SELECT 1")).scalar_one()) == 1
+    assert database.read(lambda conn: conn.in_transaction()) is False
+
+
+def test_a_driver_error_on_the_reader_is_read_again_on_a_fresh_connection(
+    backend: str, ledger: Ledger
+) -> None:
+    sqlite_only(backend)
+    ledger.seed_demo()
+    connections: list[object] = []
+
+    def work(conn: Connection) -> int:
+        connections.append(conn)
+        if len(connections) == 1:
+            raise transient_error(backend)
+        return ledger.account_in(conn, "ACC-001").balance_minor
+
+    assert ledger.db.read(work) == 500000
+    assert len(connections) == 2 and connections[0] is not connections[1]
+    assert ledger.balance("ACC-001").balance_minor == 500000  # a new reader took the old one's place
+
+
+def test_reads_from_many_threads_at_once(backend: str, ledger: Ledger) -> None:
+    """Only one read holds the reader; the others take pooled connections meanwhile."""
+    sqlite_only(backend)
+    ledger.seed_demo()
+    barrier = threading.Barrier(4)
+    seen: list[int] = []
+
+    def work(conn: Connection) -> int:
+        barrier.wait(timeout=5)
+        return ledger.account_in(conn, "ACC-003").balance_minor
+
+    threads = [threading.Thread(target=lambda: seen.append(ledger.db.read(work))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert seen == [12000] * 4
