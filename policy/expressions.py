@@ -23,10 +23,8 @@ class Condition:
 
     source: str
     program: Any
-
-    @property
-    def variables(self) -> frozenset[str]:
-        return frozenset(self.program.variables())
+    variables: frozenset[str]
+    """The variables the condition reads: only these are bound when it is evaluated."""
 
     @classmethod
     def compile(cls, source: str) -> "Condition":
@@ -34,15 +32,16 @@ class Condition:
             program = cel.compile(source)
         except ValueError as exc:
             raise ExpressionError(str(exc)) from None
-        unknown = sorted(set(program.variables()) - VARIABLES)
+        names = frozenset(program.variables())
+        unknown = sorted(names - VARIABLES)
         if unknown:
             raise ExpressionError(f"unknown variable {', '.join(unknown)} (known: {', '.join(sorted(VARIABLES))})")
-        return cls(source, program)
+        return cls(source, program, names)
 
     def holds(self, facts: CallFacts) -> bool:
         """True when the condition is true for `facts`; raises `ExpressionError` on any failure."""
         context = cel.Context()
-        context.update(facts.variables())
+        context.update(facts.variables(self.variables))
         context.add_function("minor", _minor_units(facts.minor_exponent))
         try:
             value = self.program.execute(context)

@@ -4,7 +4,7 @@ The server fills these from its own state (never from model prose) so a rule suc
 "deny above 20,000 a day" is judged on the ledger's numbers.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,21 +44,18 @@ class CallFacts:
     moved_today_minor: int = 0
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
-    def variables(self) -> dict[str, Any]:
-        """The CEL variables; every name in `VARIABLES` is always bound (null when not relevant)."""
-        bound: dict[str, Any] = {
-            "tool": self.tool,
-            "args": {k: v for k, v in self.arguments.items() if v is not None},
-            "principal": self.principal,
-            "currency": self.currency,
-            "amount_minor": self.amount_minor,
-            "moved_today_minor": self.moved_today_minor,
-            "now": self.now,
-        }
-        for role in ACCOUNT_ROLES:
-            facts = self.accounts.get(role)
-            bound[role] = facts.as_cel() if facts is not None else None
-        return bound
+    def variables(self, names: Collection[str] | None = None) -> dict[str, Any]:
+        """The CEL variables (those in `names`, or all); an account not in the call is bound to null."""
+        wanted = VARIABLES if names is None else names
+        return {name: _BINDERS[name](self) for name in wanted}
+
+
+def _account(role: str) -> Callable[[CallFacts], dict[str, Any] | None]:
+    def bind(facts: CallFacts) -> dict[str, Any] | None:
+        account = facts.accounts.get(role)
+        return account.as_cel() if account is not None else None
+
+    return bind
 
 
 ACCOUNT_ROLES = ("from_account", "to_account", "account", "sweep_to")
@@ -68,3 +65,14 @@ VARIABLES = frozenset(
     {"tool", "args", "principal", "currency", "amount_minor", "moved_today_minor", "now", *ACCOUNT_ROLES}
 )
 """Every variable a rule may name; `policy check` refuses any other."""
+
+_BINDERS: dict[str, Callable[[CallFacts], Any]] = {
+    "tool": lambda f: f.tool,
+    "args": lambda f: {k: v for k, v in f.arguments.items() if v is not None},
+    "principal": lambda f: f.principal,
+    "currency": lambda f: f.currency,
+    "amount_minor": lambda f: f.amount_minor,
+    "moved_today_minor": lambda f: f.moved_today_minor,
+    "now": lambda f: f.now,
+    **{role: _account(role) for role in ACCOUNT_ROLES},
+}
