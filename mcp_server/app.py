@@ -84,5 +84,5 @@ def build_server(
         token_verifier=token_verifier,
         auth=auth,
     )
-    register_tools(server)
+    register_tools(server, state.gate.policy)
     return server

@@ -1,7 +1,8 @@
 """The three banking tools as the model sees them: names, descriptions, schemas, annotations.
 
-The bodies only present the gate's result; every decision is taken by the `settle`
-resolver before a body runs, so no tool can execute without the policy layer.
+The bodies only present the gate's result; every decision is taken before a body runs, by
+the `settle` resolver (or, for a tool the policy never routes to a human, by `prepare` alone
+through `decided_at_once`), so no tool can execute without the policy layer.
 """
 
 from collections.abc import Awaitable, Callable
@@ -12,7 +13,8 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from mcp_server.outputs import BalanceOutcome, CloseOutcome, ToolOutcome, TransferOutcome
-from policy.approval_round import settle
+from policy.approval_round import decided_at_once, settle
+from policy.document import Policy
 from policy.results import GateResult
 
 AccountId = Annotated[str, Field(description="Account id: 'ACC-' followed by digits, e.g. ACC-001.")]
@@ -115,6 +117,8 @@ TOOLS: tuple[tuple[Callable[..., Awaitable[CallToolResult]], ToolAnnotations], .
 )
 
 
-def register_tools(server: MCPServer[Any]) -> None:
+def register_tools(server: MCPServer[Any], policy: Policy) -> None:
+    """Register the tools; one the policy never routes to a human goes without the approval round."""
     for fn, annotations in TOOLS:
-        server.tool(annotations=annotations, structured_output=True)(fn)
+        tool = fn if policy.may_ask(fn.__name__) else decided_at_once(fn)
+        server.tool(annotations=annotations, structured_output=True)(tool)

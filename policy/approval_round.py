@@ -5,11 +5,16 @@ resolvers before the tool body: `prepare` decides the call, `ask` puts the quest
 human, `settle` concludes. On 2026-07-28 `ask` returns `Elicit` and the SDK carries the
 round in a sealed `InputRequiredResult`; on 2025-11-25 `ask` elicits inline under the
 approval deadline. Every path that cannot reach a human, or that fails, ends in no execution.
+A tool the policy never routes to a human is registered through `decided_at_once`, which
+skips the round's resolvers.
 """
 
+import functools
 import hashlib
+import inspect
 import logging
-from collections.abc import Callable
+import typing
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Annotated, Any, Protocol, TypeVar, cast
 
@@ -33,6 +38,10 @@ from policy.results import GateResult, Refusal, Status, decision_message
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R")
+
+OUTCOME = "outcome"
+"""The parameter through which a gated tool receives its `GateResult`."""
 
 _LATE = (
     "The ledger database is unavailable (it did not answer in time), so the outcome is not known yet; "
@@ -138,6 +147,29 @@ async def settle(
     except Exception:
         logger.exception("gate failed while settling %s; nothing was executed", opening.call.tool)
         return _internal_denial(opening.call.tool)
+
+
+def decided_at_once(tool: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    """`tool` without its approval round, for a tool the policy never routes to a human.
+
+    The tool's `outcome` parameter (resolved by `settle`) is supplied by `prepare` alone: the
+    same decision by the same code, minus the SDK's resolver machinery, which costs more
+    than an allowed read. If a question were needed after all, the call is denied.
+    """
+    signature = inspect.signature(tool)
+    hints = typing.get_type_hints(tool, include_extras=True)
+    context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)
+
+    @functools.wraps(tool)
+    async def decided(*args: Any, ctx: Context, **kwargs: Any) -> R:
+        opening = await prepare(ctx)
+        return await tool(*args, outcome=opening.final or _internal_denial(opening.call.tool), **kwargs)
+
+    decided.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*(p for name, p in signature.parameters.items() if name != OUTCOME), context]
+    )
+    decided.__annotations__ = {**{k: v for k, v in hints.items() if k != OUTCOME}, "ctx": Context}
+    return decided
 
 
 async def _off_loop(gate: Gate, work: Callable[[], T]) -> T:

@@ -41,6 +41,13 @@ class Policy:
         policy = self.tools.get(tool)
         return frozenset().union(*(r.condition.variables for r in policy.rules)) if policy else frozenset()
 
+    def may_ask(self, tool: str) -> bool:
+        """Whether any call of `tool` can need a human's approval (its default or one of its rules says so)."""
+        policy = self.tools.get(tool)
+        if policy is None:
+            return False
+        return Outcome.REQUIRE_APPROVAL in {policy.default, *(rule.outcome for rule in policy.rules)}
+
     def decide(self, facts: CallFacts) -> Decision:
         """The most restrictive outcome among matching rules, else the tool's default.
 
