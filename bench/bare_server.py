@@ -2,11 +2,11 @@
 
 - `echo`: returns its argument (server_bench's baseline).
 - `approve_noop`: asks the SDK's approval question, then does nothing (gate_bench's baseline).
-- The floors, which show how close any gated implementation on this SDK could come:
-  `echo_resolved` adds what every bankgate tool must carry (one SDK resolver, the balance
-  output schema the client validates); `approve_durably` adds what a gate that keeps its
-  promises must do (a durable commit before asking and one after the answer, each off the
-  event loop), with no policy, ledger or audit.
+- The floors, which show how close any implementation on this SDK could come:
+  `read_shaped` does what a balance tool must (one indexed SQLite read, a result in the
+  published balance output schema, which the client validates), with no ledger and no policy; `approve_durably` adds
+  what a gate that keeps its promises must do (a durable commit before asking and one after
+  the answer, each off the event loop), with no policy, ledger or audit.
 
 Run as a module (`python -m bench.bare_server --transport stdio|http --port N`) so the stdio
 and HTTP paths compare the same transport code with and without bankgate behind it.
@@ -33,14 +33,16 @@ class Approval(BaseModel):
 
 
 class Journal:
-    """One SQLite file committed the way the ledger commits: WAL, `synchronous=FULL`, one writer."""
+    """One SQLite file used the way the ledger uses its own: WAL, `synchronous=FULL`, one writer."""
 
     def __init__(self) -> None:
         self._conn = sqlite3.connect(Path(tempfile.mkdtemp()) / "journal.db", check_same_thread=False)
         self._conn.isolation_level = None
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = FULL")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS journal (id INTEGER PRIMARY KEY, what TEXT)")
+        self._conn.execute("CREATE TABLE journal (id INTEGER PRIMARY KEY, what TEXT)")
+        self._conn.execute("CREATE TABLE balances (id TEXT PRIMARY KEY, minor INTEGER)")
+        self._conn.execute("INSERT INTO balances VALUES ('ACC-001', 500000)")
         self._lock = threading.Lock()
 
     def commit(self, what: str) -> None:
@@ -49,13 +51,15 @@ class Journal:
             self._conn.execute("INSERT INTO journal (what) VALUES (?)", (what,))
             self._conn.execute("COMMIT")
 
+    def balance(self, account_id: str) -> int:
+        """One indexed read on the kept connection: the least a balance has to cost."""
+        with self._lock:
+            row = self._conn.execute("SELECT minor FROM balances WHERE id = ?", (account_id,)).fetchone()
+        return int(row[0])
+
 
 async def ask(from_account: str, to_account: str, amount: str) -> Elicit[Approval]:
     return Elicit(f"Transfer {amount} from {from_account} to {to_account}?", Approval)
-
-
-async def ready() -> bool:
-    return True
 
 
 def bare_server() -> MCPServer:
@@ -77,18 +81,17 @@ def bare_server() -> MCPServer:
         return account_id
 
     @server.tool(structured_output=True)
-    async def echo_resolved(
-        account_id: str, *, resolved: Annotated[bool, Resolve(ready)]
-    ) -> Annotated[CallToolResult, BalanceOutcome]:
+    async def read_shaped(account_id: str) -> Annotated[CallToolResult, BalanceOutcome]:
+        minor = journal.balance(account_id)
         body = BalanceOutcome(
             status="executed",
-            message=f"Account {account_id} balance: $5,000.00",
+            message=f"Account {account_id} balance: ${minor // 100:,}.{minor % 100:02}",
             account_id=account_id,
             owner="Alice Example",
             currency="USD",
-            balance="5000.00",
-            balance_minor=500_000,
-            formatted="$5,000.00",
+            balance=f"{minor // 100}.{minor % 100:02}",
+            balance_minor=minor,
+            formatted=f"${minor // 100:,}.{minor % 100:02}",
             account_status="open",
         )
         text = [TextContent(type="text", text=body.message)]

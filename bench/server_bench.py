@@ -2,9 +2,9 @@
 
     python -m bench.server_bench [--calls N] [--json]
 
-Goal: >= 0.8 of the bare rate on every path. The floor row (`bench.bare_server.echo_resolved`:
-one SDK resolver and the balance output schema, no ledger, no policy) is the best any gated
-tool can reach here. Both servers run in this one process (in-memory) or as subprocesses
+Goal: >= 0.8 of the bare rate on every path. The floor row (`bench.bare_server.read_shaped`:
+one indexed SQLite read returned in the balance output schema, no ledger, no policy) is the
+best any balance tool can reach here. Both servers run in this one process (in-memory) or as subprocesses
 started the same way (stdio, HTTP), measured in alternating rounds.
 """
 
@@ -26,7 +26,7 @@ from mcp_server.settings import Settings
 
 BALANCE = ("get_account_balance", {"account_id": "ACC-001"})
 ECHO = ("echo", {"account_id": "ACC-001"})
-ECHO_RESOLVED = ("echo_resolved", {"account_id": "ACC-001"})
+READ_SHAPED = ("read_shaped", {"account_id": "ACC-001"})
 
 
 def caller(client: Client, tool: tuple[str, dict[str, str]]) -> Callable[[], Awaitable[object]]:
@@ -48,7 +48,7 @@ async def pair(path: str, ours: list[Client], bare: list[Client], calls: int) ->
             [
                 ("bare echo", [caller(c, ECHO) for c in bare]),
                 ("get_account_balance", [caller(c, BALANCE) for c in ours]),
-                (f"{FLOOR}resolver + schema", [caller(c, ECHO_RESOLVED) for c in bare]),
+                (f"{FLOOR}one read, balance schema", [caller(c, READ_SHAPED) for c in bare]),
             ],
             calls,
         )

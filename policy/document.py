@@ -2,6 +2,7 @@
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from policy.decision import Decision
 from policy.expressions import Condition, ExpressionError
@@ -28,6 +29,11 @@ class ToolPolicy:
     confirm: str | None = None
     """An argument the approver must type back (e.g. the account id being closed)."""
 
+    @cached_property
+    def variables(self) -> frozenset[str]:
+        """The variables this tool's rules read, so costly facts are gathered only when used."""
+        return frozenset().union(*(rule.condition.variables for rule in self.rules))
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -39,7 +45,7 @@ class Policy:
     def variables(self, tool: str) -> frozenset[str]:
         """The variables the rules for `tool` read, so costly facts are gathered only when used."""
         policy = self.tools.get(tool)
-        return frozenset().union(*(r.condition.variables for r in policy.rules)) if policy else frozenset()
+        return policy.variables if policy else frozenset()
 
     def may_ask(self, tool: str) -> bool:
         """Whether any call of `tool` can need a human's approval (its default or one of its rules says so)."""

@@ -340,8 +340,7 @@ class Gate:
         return result
 
     def _facts(self, tx: GateTx, call: Call, inspection: Inspection) -> CallFacts:
-        now = self.clock()
-        midnight = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        now = datetime.fromtimestamp(self.clock(), UTC)
         return CallFacts(
             tool=call.tool,
             arguments=call.arguments,
@@ -351,11 +350,11 @@ class Gate:
             amount_minor=inspection.amount_minor,
             accounts=inspection.accounts,
             moved_today_minor=(
-                tx.moved_today_minor(call.principal, midnight.timestamp())
+                tx.moved_today_minor(call.principal, now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp())
                 if "moved_today_minor" in self.policy.variables(call.tool)
                 else 0
             ),
-            now=datetime.fromtimestamp(now, UTC),
+            now=now,
         )
 
     def _audit(
