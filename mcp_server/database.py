@@ -17,6 +17,17 @@ Concurrency model (why the ledger stays correct with many writers):
   deadlocks (SQLSTATE 40001/40P01) and unique-key races (23505, e.g. two requests with the
   same idempotency key) are retried anyway, so such an error never reaches a user.
 
+Two options serve callers on an event loop (``Database.run``):
+
+* ``wait=False`` (SQLite only): write now or raise ``WouldWait`` at once, never waiting for
+  a lock another writer holds (the in-process write lock is tried, and ``busy_timeout`` is
+  0 for the attempt). What is left to wait on is the disk, which costs less than the thread
+  hop that waiting would need.
+* ``durable=False``: the commit need not reach the disk before ``run`` returns (SQLite
+  ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``). It survives the process
+  being killed, not the machine losing power; any later durable commit flushes it too. Only
+  for writes whose loss is safe, never for an outcome someone is told about.
+
 Retries re-run the whole ``work`` callable on a fresh transaction, so ``work`` must not
 have side effects outside the transaction (no network calls, no appends to outer lists
 that survive a rollback). Do not nest ``run`` calls: pass the ``Connection`` down instead.
@@ -28,8 +39,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
@@ -59,6 +70,13 @@ _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "23505"})
 # driver begins implicitly with the first statement.
 _SQLITE_BEGIN = {True: Statement("BEGIN IMMEDIATE"), False: Statement("BEGIN DEFERRED")}
 _SQLITE_END_READ = Statement("ROLLBACK")
+# Each pair: the setting for one transaction, and the connection's default to restore after it.
+_SQLITE_NO_WAITING = (
+    Statement("PRAGMA busy_timeout = 0"),
+    Statement(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}"),
+)
+_SQLITE_RELAXED = (Statement("PRAGMA synchronous = NORMAL"), Statement("PRAGMA synchronous = FULL"))
+_POSTGRES_RELAXED = Statement("SET LOCAL synchronous_commit = off")
 
 _UNAVAILABLE = "The ledger database is unavailable right now; please try again shortly."
 _BUSY = "The ledger is too busy to complete this right now; please try again shortly."
@@ -67,6 +85,10 @@ _BUSY = "The ledger is too busy to complete this right now; please try again sho
 def default_database_url() -> str:
     """``sqlite:///<user data dir>/bankgate/ledger.db`` (the directory is created on open)."""
     return f"sqlite:///{Path(platformdirs.user_data_dir('bankgate')) / 'ledger.db'}"
+
+
+class WouldWait(Exception):
+    """A ``run(wait=False)`` found the write lock taken: nothing ran; run it where waiting is harmless."""
 
 
 class Database:
@@ -100,9 +122,16 @@ class Database:
         """Row-lock suffix for a SELECT of rows about to change (SQLite locks the whole file)."""
         return " FOR UPDATE" if self._dialect == "postgresql" else ""
 
-    def run(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in one write transaction, committed on return, retried on contention."""
-        return self._transact(work, write=True)
+    def run(self, work: Callable[[Connection], T], *, wait: bool = True, durable: bool = True) -> T:
+        """Run ``work`` in one write transaction, committed on return, retried on contention.
+
+        ``wait=False`` raises ``WouldWait`` instead of waiting for another writer (always on
+        PostgreSQL, whose every statement waits on the network); ``durable=False`` lets the
+        commit return before it reaches the disk (see the module docstring).
+        """
+        if not wait and self._dialect != "sqlite":
+            raise WouldWait
+        return self._transact(work, write=True, wait=wait, durable=durable)
 
     def read(self, work: Callable[[Connection], T]) -> T:
         """Run read-only ``work`` in one consistent snapshot; it must not write."""
@@ -144,20 +173,29 @@ class Database:
             self._reader.close()
             self._reader = None
 
-    def _transact(self, work: Callable[[Connection], T], *, write: bool) -> T:
+    def _transact(
+        self, work: Callable[[Connection], T], *, write: bool, wait: bool = True, durable: bool = True
+    ) -> T:
         deadline = time.monotonic() + _RETRY_DEADLINE_S
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             try:
-                with self._gate(write), self._engine.connect() as conn, conn.begin():
-                    if self._dialect == "sqlite":
+                with self._turn(write, wait), self._engine.connect() as conn:
+                    if self._dialect == "postgresql":
+                        with conn.begin():
+                            if not durable:
+                                _POSTGRES_RELAXED.run(conn)
+                            return work(conn)
+                    with _sqlite_session(conn, wait=wait, durable=durable), conn.begin():
                         _SQLITE_BEGIN[write].run(conn)
-                    return work(conn)
+                        return work(conn)
             except DBAPIError as exc:
                 if not _is_transient(exc):
                     if isinstance(exc, OperationalError) or exc.connection_invalidated:
                         _log.warning("ledger database unavailable", exc_info=True)
                         raise LedgerError(ErrorCode.DATABASE_UNAVAILABLE, _UNAVAILABLE) from exc
                     raise
+                if not wait:
+                    raise WouldWait from exc
                 if attempt == _MAX_ATTEMPTS or time.monotonic() > deadline:
                     _log.warning("ledger transaction still contended after %d attempts", attempt, exc_info=True)
                     raise LedgerError(ErrorCode.DATABASE_UNAVAILABLE, _BUSY) from exc
@@ -168,8 +206,33 @@ class Database:
             time.sleep(random.uniform(0, delay))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _gate(self, write: bool) -> threading.Lock | nullcontext[None]:
-        return self._write_gate if write and self._write_gate is not None else nullcontext()
+    @contextmanager
+    def _turn(self, write: bool, wait: bool) -> Iterator[None]:
+        """This process's turn to write on SQLite (one writer at a time); nothing to take otherwise."""
+        gate = self._write_gate if write else None
+        if gate is not None and not gate.acquire(blocking=wait):
+            raise WouldWait
+        try:
+            yield
+        finally:
+            if gate is not None:
+                gate.release()
+
+
+@contextmanager
+def _sqlite_session(conn: Connection, *, wait: bool, durable: bool) -> Iterator[None]:
+    """The connection's settings for one transaction (they cannot change inside one), then back."""
+    changed = [pair for pair, keep in ((_SQLITE_NO_WAITING, wait), (_SQLITE_RELAXED, durable)) if not keep]
+    for setting, _ in changed:
+        setting.run(conn)
+    try:
+        yield
+    finally:
+        try:
+            for _, default in changed:
+                default.run(conn)
+        except DBAPIError:
+            conn.invalidate()  # never hand a connection with other settings back to the pool
 
 
 def _is_transient(exc: DBAPIError) -> bool:

@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 
 from mcp_server import idempotency
-from mcp_server.database import Database
+from mcp_server.database import Database, WouldWait
 from mcp_server.statement import Statement
 from mcp_server.timestamps import format_timestamp
 from policy.audit import chain_hash
 from policy.canonical import canonical_json
-from policy.store import Approval, AuditEntry
+from policy.store import Approval, AuditEntry, StoreBusy
 
 T = TypeVar("T")
 
@@ -60,18 +60,25 @@ _INSERT_AUDIT = Statement(
 class SqlGateStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.inline_reads = db.dialect == "sqlite"
+        self.embedded = db.dialect == "sqlite"
         self.deadline: float | None = None if db.dialect == "sqlite" else NETWORK_DEADLINE
         self._lock_by_ref = Statement(_APPROVAL + "ref = :v" + db.for_update)
 
-    def transaction(self, work: Callable[["SqlGateTx"], T], *, write: bool = True) -> T:  # type: ignore[override]
+    def transaction(  # type: ignore[override]
+        self, work: Callable[["SqlGateTx"], T], *, write: bool = True, wait: bool = True, durable: bool = True
+    ) -> T:
         def unit(conn: Connection) -> T:
             tx = SqlGateTx(conn, self._lock_by_ref)
             result = work(tx)
             tx.flush_audit()
             return result
 
-        return self.db.run(unit) if write else self.db.read(unit)
+        if not write:
+            return self.db.read(unit)
+        try:
+            return self.db.run(unit, wait=wait, durable=durable)
+        except WouldWait as busy:
+            raise StoreBusy from busy
 
 
 class SqlGateTx:

@@ -35,6 +35,7 @@ from policy.answer import (
 )
 from policy.gate import Gate, Opening
 from policy.results import GateResult, Refusal, Status, decision_message
+from policy.store import StoreBusy
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,14 +97,8 @@ async def prepare(ctx: Context) -> Opening:
         return Opening(Call(tool, {}, principal), final=GateResult.refused(refusal))
     gate, state_digest, reachable = host.gate, _state_digest(ctx), human_reachable(ctx)
     try:
-        glance_inline = gate.store.inline_reads and gate.may_glance(tool, state_digest)
-        if glance_inline:  # an embedded store reads faster than a hop to a worker thread
-            seen = gate.glance(call, human_reachable=reachable, state_digest=state_digest)
-            if seen is not None:
-                return seen
-        return await _off_loop(
-            gate,
-            lambda: gate.open(call, human_reachable=reachable, state_digest=state_digest, glance=not glance_inline),
+        return await _in_store(
+            gate, lambda wait: gate.open(call, human_reachable=reachable, state_digest=state_digest, wait=wait)
         )
     except Refusal as refusal:
         return Opening(call, final=GateResult.refused(refusal))
@@ -141,7 +136,7 @@ async def settle(
     state_digest = _state_digest(ctx)
     host = _host(ctx)
     try:
-        return await _off_loop(host.gate, lambda: host.gate.conclude(opening, verdict, state_digest))
+        return await _in_store(host.gate, lambda wait: host.gate.conclude(opening, verdict, state_digest, wait=wait))
     except Refusal as refusal:
         return GateResult.refused(refusal, opening.approval.ref if opening.approval else None)
     except Exception:
@@ -170,6 +165,18 @@ def decided_at_once(tool: Callable[..., Awaitable[R]]) -> Callable[..., Awaitabl
     )
     decided.__annotations__ = {**{k: v for k, v in hints.items() if k != OUTCOME}, "ctx": Context}
     return decided
+
+
+async def _in_store(gate: Gate, work: Callable[[bool], T]) -> T:
+    """Run store work `work(wait)` on the event loop if the store is embedded and no other writer
+    is in the way (a hop to a worker thread costs more than a small transaction), else in a
+    worker thread, where waiting is harmless."""
+    if gate.store.embedded:
+        try:
+            return work(False)
+        except StoreBusy:
+            pass
+    return await _off_loop(gate, lambda: work(True))
 
 
 async def _off_loop(gate: Gate, work: Callable[[], T]) -> T:

@@ -54,6 +54,11 @@ class Policy:
             return False
         return Outcome.REQUIRE_APPROVAL in {policy.default, *(rule.outcome for rule in policy.rules)}
 
+    def asks_by_default(self, tool: str) -> bool:
+        """Whether `tool` needs a human's approval unless a rule says otherwise."""
+        policy = self.tools.get(tool)
+        return policy is not None and policy.default is Outcome.REQUIRE_APPROVAL
+
     def decide(self, facts: CallFacts) -> Decision:
         """The most restrictive outcome among matching rules, else the tool's default.
 

@@ -6,7 +6,10 @@ Invariants held here (each settled inside one store transaction with the effect)
 - an approval is used at most once: settling requires it to be pending, under a lock;
 - what runs is what was shown: the approval is bound to the call's digest, and the
   question is rendered once from server state and stored;
-- a replayed round or a retried idempotency key returns the stored outcome and runs nothing.
+- a replayed round or a retried idempotency key returns the stored outcome and runs nothing;
+- an outcome is on disk before it is returned; only a transaction that merely creates the
+  pending approval for a new question commits without waiting for the disk, since losing it
+  (to a power cut) leaves an answer with no question, which is asked again.
 """
 
 import secrets
@@ -63,19 +66,38 @@ class Gate:
         self.clock = clock
 
     def open(
-        self, call: Call, *, human_reachable: bool, state_digest: str | None = None, glance: bool = True
+        self,
+        call: Call,
+        *,
+        human_reachable: bool,
+        state_digest: str | None = None,
+        glance: bool = True,
+        wait: bool = True,
     ) -> Opening:
         """Decide `call`; run it now if allowed, else return the approval to ask about.
 
-        Unless told it was done already, first tries `glance`; whatever must write is
-        decided again in a write transaction.
+        First tries `glance` (unless told not to); whatever must write is decided again in a
+        write transaction.
+        A new call of a tool that asks by default is expected to end in a question, so its
+        transaction starts without durability; if it settles anything after all, it is rolled
+        back and done again durably. `wait=False`: raise `StoreBusy` rather than wait for
+        another writer.
         """
         if glance and self.may_glance(call.tool, state_digest):
             seen = self.glance(call, human_reachable=human_reachable, state_digest=state_digest)
             if seen is not None:
                 return seen
         action = self.actions[call.tool]
-        return self.store.transaction(lambda tx: self._open(tx, action, call, human_reachable, state_digest))
+        if state_digest is None and human_reachable and self.policy.asks_by_default(call.tool):
+            try:
+                return self.store.transaction(
+                    lambda tx: self._open(tx, action, call, human_reachable, state_digest, only_asking=True),
+                    wait=wait,
+                    durable=False,
+                )
+            except _Settles:
+                pass
+        return self.store.transaction(lambda tx: self._open(tx, action, call, human_reachable, state_digest), wait=wait)
 
     def may_glance(self, tool: str, state_digest: str | None) -> bool:
         """Whether `glance` can answer this call: a read-only tool, or a round bringing an answer."""
@@ -96,11 +118,13 @@ class Gate:
             lambda tx: self._asked(tx, action, call, human_reachable, state_digest), write=False
         )
 
-    def conclude(self, opening: Opening, verdict: Verdict, state_digest: str | None = None) -> GateResult:
+    def conclude(
+        self, opening: Opening, verdict: Verdict, state_digest: str | None = None, *, wait: bool = True
+    ) -> GateResult:
         """Settle the opening's approval with the human's verdict, running the action on a clean yes."""
         assert opening.approval is not None and opening.decision is not None
         action = self.actions[opening.call.tool]
-        return self.store.transaction(lambda tx: self._conclude(tx, action, opening, verdict, state_digest))
+        return self.store.transaction(lambda tx: self._conclude(tx, action, opening, verdict, state_digest), wait=wait)
 
     def explain(self, call: Call) -> tuple[Decision, Inspection]:
         """The decision the policy would give `call` now, and what it would do; changes nothing."""
@@ -142,7 +166,17 @@ class Gate:
             return None
         return Opening(call, approval=pending, decision=decision)
 
-    def _open(self, tx: GateTx, action: Action, call: Call, human_reachable: bool, state_digest: str | None) -> Opening:
+    def _open(
+        self,
+        tx: GateTx,
+        action: Action,
+        call: Call,
+        human_reachable: bool,
+        state_digest: str | None,
+        *,
+        only_asking: bool = False,
+    ) -> Opening:
+        """`only_asking`: the transaction is not durable, so anything but a question raises `_Settles`."""
         now = self.clock()
         decision: Decision | None = None
         try:
@@ -152,6 +186,8 @@ class Gate:
                 return Opening(call, final=known)
             inspection = action.inspect(tx, call)
             decision = self.policy.decide(self._facts(tx, call, inspection))
+            if only_asking and decision.outcome is not Outcome.REQUIRE_APPROVAL:
+                raise _Settles
             if decision.outcome is Outcome.ALLOW:
                 result = self._execute(tx, action, call, inspection)
                 return Opening(call, final=self._finish(tx, call, decision, result, inspection.amount_minor))
@@ -164,6 +200,8 @@ class Gate:
                 return Opening(call, final=denied)
             return self._pending(tx, call, inspection, decision, binding, state_digest, now)
         except Refusal as refusal:
+            if only_asking:
+                raise _Settles from refusal
             # A replayed round may meet the state its own settlement left (funds moved, account closed).
             binding = call.binding(self.policy.version)
             settled = self._settled_round(tx, binding, state_digest)
@@ -388,6 +426,10 @@ class Gate:
                 amount_minor=amount_minor,
             )
         )
+
+
+class _Settles(Exception):
+    """A transaction begun without durability would have settled an outcome; it is redone durably."""
 
 
 _STATUS_OF = {

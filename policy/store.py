@@ -82,12 +82,25 @@ class GateTx(Protocol):
         """Undo the block's writes if it raises (so a refused effect leaves no trace)."""
 
 
+class StoreBusy(Exception):
+    """A transaction asked not to wait found another writer in the way; nothing was done."""
+
+
 class GateStore(Protocol):
-    inline_reads: bool
-    """True when a read never waits on I/O of another process (an embedded database in WAL mode):
-    reads then run on the caller's event loop instead of paying a thread hop."""
+    embedded: bool
+    """True for an embedded database (SQLite in WAL mode): a read never waits on another process,
+    and a write that finds no other writer waits only on the disk. Such work then runs on the
+    caller's event loop instead of paying a thread hop (a write asked not to wait raises
+    `StoreBusy` rather than block the loop)."""
     deadline: float | None
     """Seconds a call waits for the store before it is answered `database_unavailable` (None: no bound)."""
 
-    def transaction(self, work: Callable[[GateTx], T], *, write: bool = True) -> T:
-        """Run `work` in one transaction, retried on serialization failures (so it may run twice)."""
+    def transaction(
+        self, work: Callable[[GateTx], T], *, write: bool = True, wait: bool = True, durable: bool = True
+    ) -> T:
+        """Run `work` in one transaction, retried on serialization failures (so it may run twice).
+
+        `wait=False`: raise `StoreBusy` instead of waiting for another writer. `durable=False`:
+        the commit may return before it reaches the disk (it survives the process, not the
+        machine); for transactions that record no outcome anyone is told about.
+        """

@@ -240,3 +240,76 @@ def test_reads_from_many_threads_at_once(backend: str, ledger: Ledger) -> None:
     for thread in threads:
         thread.join(timeout=10)
     assert seen == [12000] * 4
+
+
+UPDATE_HEAD = "UPDATE audit_head SET seq = seq + 1 WHERE id = 1"
+
+
+def head_seq(database: Database) -> int:
+    return int(database.read(lambda conn: conn.exec_driver_sql("SELECT seq FROM audit_head").scalar_one()))
+
+
+def test_a_write_that_must_not_wait_is_refused_while_this_process_writes(backend: str, database: Database) -> None:
+    """`wait=False` (what an event loop asks) never blocks on the in-process writer lock."""
+    sqlite_only(backend)
+    writing, release = threading.Event(), threading.Event()
+
+    def slow(conn: Connection) -> None:
+        conn.exec_driver_sql(UPDATE_HEAD)
+        writing.set()
+        release.wait(timeout=10)
+
+    writer = threading.Thread(target=lambda: database.run(slow))
+    writer.start()
+    try:
+        assert writing.wait(timeout=10)
+        with pytest.raises(database_module.WouldWait):
+            database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=False)
+    finally:
+        release.set()
+        writer.join(timeout=10)
+    assert head_seq(database) == 1  # only the other writer's update
+    database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=False)
+    assert head_seq(database) == 2
+
+
+def test_a_write_that_must_not_wait_is_refused_while_another_process_writes(
+    backend: str, database: Database, database_url: str
+) -> None:
+    """Another process's write lock is not waited for either (busy_timeout 0 for the attempt only)."""
+    sqlite_only(backend)
+    other = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(database_module.WouldWait):
+            database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=False)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert head_seq(database) == 0
+    assert database.run(lambda conn: conn.exec_driver_sql("PRAGMA busy_timeout").scalar()) == 5000
+
+
+def test_a_networked_database_always_waits(backend: str, database: Database) -> None:
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL's statements always wait on the network")
+    with pytest.raises(database_module.WouldWait):
+        database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=False)
+    assert head_seq(database) == 0
+
+
+def synchronous_setting(backend: str, conn: Connection) -> object:
+    query = "PRAGMA synchronous" if backend == "sqlite" else "SHOW synchronous_commit"
+    return conn.exec_driver_sql(query).scalar()
+
+
+def test_a_relaxed_commit_relaxes_only_its_own_transaction(backend: str, database: Database) -> None:
+    durable, relaxed = (2, 1) if backend == "sqlite" else ("on", "off")  # SQLite: FULL, NORMAL
+
+    def seen(conn: Connection) -> object:
+        conn.exec_driver_sql(UPDATE_HEAD)
+        return synchronous_setting(backend, conn)
+
+    assert database.run(seen, durable=False) == relaxed
+    assert database.run(seen) == durable  # the pooled connection went back with the durable setting
+    assert head_seq(database) == 2
