@@ -59,6 +59,11 @@ class Policy:
         policy = self.tools.get(tool)
         return policy is not None and policy.default is Outcome.REQUIRE_APPROVAL
 
+    def confirm_of(self, tool: str) -> str | None:
+        """The argument an approver of `tool` must type back, if the policy asks for one."""
+        policy = self.tools.get(tool)
+        return policy.confirm if policy else None
+
     def decide(self, facts: CallFacts) -> Decision:
         """The most restrictive outcome among matching rules, else the tool's default.
 

@@ -39,14 +39,13 @@ class Opening:
     call: Call
     final: GateResult | None = None
     approval: Approval | None = None
-    decision: Decision | None = None
+    confirm: str | None = None
+    """The argument the approver must type back, if the policy asks for one."""
 
     @property
     def confirmation(self) -> str | None:
-        """What the approver must type back, if the policy asks for it."""
-        if self.decision is None or self.decision.confirm is None:
-            return None
-        return str(self.call.arguments[self.decision.confirm])
+        """What the approver must type back, if anything."""
+        return None if self.confirm is None else str(self.call.arguments[self.confirm])
 
 
 class Gate:
@@ -105,24 +104,23 @@ class Gate:
         return action is not None and (action.read_only or state_digest is not None)
 
     def glance(self, call: Call, *, human_reachable: bool, state_digest: str | None = None) -> Opening | None:
-        """The opening `open` would give, if a read transaction can tell it; `None` if writing is needed.
+        """The opening to go on with, if a read transaction can tell it; `None` if writing is needed.
 
         Allowed reads run here, so they never queue behind writers; so does the lookup of the
-        question a round brings an answer to, since settling it re-checks everything anyway.
+        question a round brings an answer to. That lookup neither inspects nor decides: the
+        settlement does both, under lock, before anything runs.
         """
         action = self.actions[call.tool]
         if action.read_only:
             allowed = self.store.transaction(lambda tx: self._read(tx, action, call), write=False)
             return Opening(call, final=allowed) if allowed is not None else None
-        return self.store.transaction(
-            lambda tx: self._asked(tx, action, call, human_reachable, state_digest), write=False
-        )
+        return self.store.transaction(lambda tx: self._asked(tx, call, human_reachable, state_digest), write=False)
 
     def conclude(
         self, opening: Opening, verdict: Verdict, state_digest: str | None = None, *, wait: bool = True
     ) -> GateResult:
         """Settle the opening's approval with the human's verdict, running the action on a clean yes."""
-        assert opening.approval is not None and opening.decision is not None
+        assert opening.approval is not None
         action = self.actions[opening.call.tool]
         return self.store.transaction(lambda tx: self._conclude(tx, action, opening, verdict, state_digest), wait=wait)
 
@@ -147,10 +145,8 @@ class Gate:
             return GateResult.refused(refusal)
         return GateResult(Status.EXECUTED, done.summary, details=done.details)
 
-    def _asked(
-        self, tx: GateTx, action: Action, call: Call, human_reachable: bool, state_digest: str | None
-    ) -> Opening | None:
-        """What `_open` returns for a round answering a question still pending, found without writing."""
+    def _asked(self, tx: GateTx, call: Call, human_reachable: bool, state_digest: str | None) -> Opening | None:
+        """The stored outcome of this call or round, or the question still pending for it."""
         binding = call.binding(self.policy.version)
         known = self._known(tx, call, binding, state_digest)
         if known is not None:
@@ -158,13 +154,7 @@ class Gate:
         pending = tx.pending_approval(binding)
         if pending is None or self.clock() >= pending.expires_at or not human_reachable:
             return None
-        try:
-            decision = self.policy.decide(self._facts(tx, call, action.inspect(tx, call)))
-        except Refusal:
-            return None
-        if decision.outcome is not Outcome.REQUIRE_APPROVAL:
-            return None
-        return Opening(call, approval=pending, decision=decision)
+        return Opening(call, approval=pending, confirm=self.policy.confirm_of(call.tool))
 
     def _open(
         self,
@@ -229,7 +219,7 @@ class Gate:
         """The pending approval for this exact call: the one already asked about, or a new one."""
         pending = tx.pending_approval(binding)
         if pending is not None and now >= pending.expires_at:
-            expired = self._settle(tx, pending, decision, Verdict(VerdictKind.EXPIRE), None, now)
+            expired = self._settle(tx, pending, Verdict(VerdictKind.EXPIRE), None, now, decision=decision)
             if state_digest is not None:  # this round was answering the expired question
                 return Opening(call, final=expired)
             pending = None
@@ -254,7 +244,7 @@ class Gate:
             )
             if pending.ref == ref:
                 self._audit(tx, call, decision, "requested", now, approval=pending, reason=decision.reason)
-        return Opening(call, approval=pending, decision=decision)
+        return Opening(call, approval=pending, confirm=decision.confirm)
 
     def _known(self, tx: GateTx, call: Call, binding: str, state_digest: str | None) -> GateResult | None:
         """The stored outcome of this call's idempotency key, or of the round this state answers."""
@@ -276,7 +266,7 @@ class Gate:
     def _conclude(
         self, tx: GateTx, action: Action, opening: Opening, verdict: Verdict, state_digest: str | None
     ) -> GateResult:
-        assert opening.approval is not None and opening.decision is not None
+        assert opening.approval is not None
         approval = tx.lock_approval(opening.approval.ref)
         if approval is None:
             raise LookupError(f"approval {opening.approval.ref} vanished")
@@ -285,24 +275,27 @@ class Gate:
         now = self.clock()
         if now >= approval.expires_at:
             verdict = Verdict(VerdictKind.EXPIRE, "The answer arrived after the approval expired.", verdict.note)
-        return self._settle(tx, approval, opening.decision, verdict, state_digest, now, action, opening.call)
+        return self._settle(tx, approval, verdict, state_digest, now, action, opening.call)
 
     def _settle(
         self,
         tx: GateTx,
         approval: Approval,
-        decision: Decision,
         verdict: Verdict,
         state_digest: str | None,
         now: float,
         action: Action | None = None,
         call: Call | None = None,
+        *,
+        decision: Decision | None = None,
     ) -> GateResult:
+        """Settle `approval` with `verdict`; a yes re-decides and runs the action, and that fresh
+        decision is the one recorded (else `decision`, when the caller has one)."""
         call = call or Call(approval.tool, approval.arguments, approval.principal)
         amount = 0
         if verdict.kind is VerdictKind.APPROVE and action is not None:
+            result, amount, decision = self._run_approved(tx, action, call, approval)
             self._audit(tx, call, decision, "approved", now, approval=approval, note=verdict.note)
-            result, amount = self._run_approved(tx, action, call, approval)
         else:
             status = _STATUS_OF[verdict.kind]
             reason = NO_HUMAN if verdict.kind is VerdictKind.UNDELIVERED else verdict.detail
@@ -335,20 +328,27 @@ class Gate:
         )  # fmt: skip
         return result
 
-    def _run_approved(self, tx: GateTx, action: Action, call: Call, approval: Approval) -> tuple[GateResult, int]:
-        """Re-check everything inside the settling transaction, then run the effect."""
+    def _run_approved(
+        self, tx: GateTx, action: Action, call: Call, approval: Approval
+    ) -> tuple[GateResult, int, Decision | None]:
+        """Re-check everything inside the settling transaction, then run the effect.
+
+        Returns the result, the amount moved, and the decision taken now (none if the call
+        can no longer be inspected).
+        """
         try:
             inspection = action.inspect(tx, call)
             decision = self.policy.decide(self._facts(tx, call, inspection))
         except Refusal as refusal:
-            return GateResult.refused(refusal), 0
+            return GateResult.refused(refusal), 0, None
         if decision.policy_version != approval.policy_version:
             reason = "The policy changed after the question was asked; nothing was done."
-            return GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, reason)), 0
+            return GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, reason)), 0, decision
         if decision.outcome is Outcome.DENY:
-            return GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, decision.reason)), 0
+            denied = GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, decision.reason))
+            return denied, 0, decision
         result = self._execute(tx, action, call, inspection)
-        return result, inspection.amount_minor if result.status is Status.EXECUTED else 0
+        return result, inspection.amount_minor if result.status is Status.EXECUTED else 0, decision
 
     def _execute(self, tx: GateTx, action: Action, call: Call, inspection: Inspection) -> GateResult:
         try:
@@ -409,6 +409,9 @@ class Gate:
         result: GateResult | None = None,
         amount_minor: int = 0,
     ) -> None:
+        version = approval.policy_version if approval else self.policy.version
+        if decision is not None:
+            version = decision.policy_version
         tx.append_audit(
             AuditEntry(
                 at=at,
@@ -416,7 +419,7 @@ class Gate:
                 principal=call.principal,
                 tool=call.tool,
                 arguments=call.arguments,
-                policy_version=decision.policy_version if decision else self.policy.version,
+                policy_version=version,
                 matched_rules=decision.matched_rules if decision else (),
                 reason=reason,
                 approval_ref=approval.ref if approval else None,

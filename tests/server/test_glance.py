@@ -1,11 +1,11 @@
 """`Gate.glance`: an answering round finds its question in a read transaction.
 
-It must give exactly what `open` gives when that needs no write, and step aside (`None`)
-whenever `open` would write: an expired question, a call that can no longer run, a client
-that cannot be asked, a round with no question pending.
+It gives the question `open` would give, and steps aside (`None`) whenever `open` would
+write: an expired question, a client that cannot be asked, a round with no question
+pending. It does not re-check the call: a call that can no longer run is settled by the
+answer's own transaction, which inspects and decides again under lock.
 """
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -63,7 +63,7 @@ def test_the_answering_round_sees_what_open_would_and_writes_nothing(harness: Ha
     opened = gate.open(call, human_reachable=True, state_digest="round-2", glance=False)
 
     assert seen is not None and seen == opened
-    assert seen.approval == first.approval and seen.decision == first.decision
+    assert seen.approval == first.approval and seen.confirm == first.confirm
     assert rows(harness) == before
 
 
@@ -76,27 +76,39 @@ def test_nothing_to_answer_or_nobody_to_ask_is_left_to_open(harness: Harness) ->
     assert gate.glance(call, human_reachable=False, state_digest="round-2") is None
 
 
-def expire(harness: Harness, clock: Clock, call: Call) -> None:
-    clock.now += TTL
-
-
-def drain(harness: Harness, clock: Clock, call: Call) -> None:
-    harness.ledger.transfer(call.arguments["from_account"], harness.open_account("0"), "100")
-
-
-@pytest.mark.parametrize(("meanwhile", "status"), [(expire, Status.EXPIRED), (drain, Status.FAILED)])
-def test_a_round_that_must_write_is_left_to_open_which_settles_it(
-    harness: Harness, meanwhile: Callable[[Harness, Clock, Call], None], status: Status
-) -> None:
+def test_an_expired_round_is_left_to_open_which_settles_it(harness: Harness) -> None:
     clock = Clock()
     gate = gate_on(harness, clock)
     call, first = asked(harness, gate)
-    meanwhile(harness, clock, call)
+    clock.now += TTL
 
     assert gate.glance(call, human_reachable=True, state_digest="round-2") is None
     settled = gate.open(call, human_reachable=True, state_digest="round-2", glance=False)
-    assert settled.final is not None and settled.final.status is status
-    assert first.approval is not None and harness.events(first.approval.ref) == ["requested", status.value]
+    assert settled.final is not None and settled.final.status is Status.EXPIRED
+    assert first.approval is not None and harness.events(first.approval.ref) == ["requested", "expired"]
+
+
+@pytest.mark.parametrize(
+    ("verdict", "status", "events"),
+    [
+        (VerdictKind.APPROVE, Status.FAILED, ["requested", "approved", "failed"]),
+        (VerdictKind.REJECT, Status.REJECTED, ["requested", "rejected"]),
+    ],
+)
+def test_an_answer_for_a_call_that_can_no_longer_run_is_settled_by_the_answer(
+    harness: Harness, verdict: VerdictKind, status: Status, events: list[str]
+) -> None:
+    gate = gate_on(harness, Clock())
+    call, first = asked(harness, gate)
+    harness.ledger.transfer(call.arguments["from_account"], harness.open_account("0"), "100")  # drained meanwhile
+
+    seen = gate.glance(call, human_reachable=True, state_digest="round-2")
+    assert seen is not None and seen.approval == first.approval
+    result = gate.conclude(seen, Verdict(verdict), state_digest="round-2")
+
+    assert result.status is status
+    assert first.approval is not None and harness.events(first.approval.ref) == events
+    assert gate.glance(call, human_reachable=True, state_digest="round-2") == Opening(call, final=result)
 
 
 def test_a_settled_round_is_replayed_from_a_glance(harness: Harness) -> None:
