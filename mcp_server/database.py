@@ -70,12 +70,8 @@ _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "23505"})
 # driver begins implicitly with the first statement.
 _SQLITE_BEGIN = {True: Statement("BEGIN IMMEDIATE"), False: Statement("BEGIN DEFERRED")}
 _SQLITE_END_READ = Statement("ROLLBACK")
-# Each pair: the setting for one transaction, and the connection's default to restore after it.
-_SQLITE_NO_WAITING = (
-    Statement("PRAGMA busy_timeout = 0"),
-    Statement(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}"),
-)
-_SQLITE_RELAXED = (Statement("PRAGMA synchronous = NORMAL"), Statement("PRAGMA synchronous = FULL"))
+_SQLITE_NO_WAITING = Statement("PRAGMA busy_timeout = 0")
+_SQLITE_RELAXED, _SQLITE_DURABLE = Statement("PRAGMA synchronous = NORMAL"), Statement("PRAGMA synchronous = FULL")
 _POSTGRES_RELAXED = Statement("SET LOCAL synchronous_commit = off")
 
 _UNAVAILABLE = "The ledger database is unavailable right now; please try again shortly."
@@ -101,6 +97,8 @@ class Database:
         self._write_gate = threading.Lock() if self._dialect == "sqlite" else None
         self._reader: Connection | None = None
         self._reader_free = threading.Lock()
+        self._prompt_writer: Connection | None = None
+        """SQLite: the connection of writes that must not wait (``busy_timeout`` 0), used under the write gate."""
 
     @classmethod
     def open(cls, url: str, *, pool_size: int = 16) -> Database:
@@ -139,7 +137,7 @@ class Database:
             try:
                 return self._read_on_reader(work)
             except DBAPIError:
-                self._drop_reader()  # and read again below, with the usual retries and reporting
+                self._reader = _discarded(self._reader)  # and read again below, with the usual retries and reporting
             finally:
                 self._reader_free.release()
         return self._transact(work, write=False)
@@ -151,7 +149,10 @@ class Database:
     def close(self) -> None:
         """Close pooled connections; connections checked out elsewhere close on return."""
         with self._reader_free:
-            self._drop_reader()
+            self._reader = _discarded(self._reader)
+        if self._write_gate is not None:
+            with self._write_gate:
+                self._prompt_writer = _discarded(self._prompt_writer)
         self._engine.dispose()
 
     def _read_on_reader(self, work: Callable[[Connection], T]) -> T:
@@ -167,29 +168,25 @@ class Database:
             if conn.in_transaction():  # `work` used SQLAlchemy's own execute, which begins implicitly
                 conn.rollback()
 
-    def _drop_reader(self) -> None:
-        if self._reader is not None:
-            self._reader.invalidate()
-            self._reader.close()
-            self._reader = None
-
     def _transact(
         self, work: Callable[[Connection], T], *, write: bool, wait: bool = True, durable: bool = True
     ) -> T:
         deadline = time.monotonic() + _RETRY_DEADLINE_S
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             try:
-                with self._turn(write, wait), self._engine.connect() as conn:
+                with self._turn(write, wait), self._connection(wait) as conn:
                     if self._dialect == "postgresql":
                         with conn.begin():
                             if not durable:
                                 _POSTGRES_RELAXED.run(conn)
                             return work(conn)
-                    with _sqlite_session(conn, wait=wait, durable=durable), conn.begin():
+                    with _relaxed(conn, not durable), conn.begin():
                         _SQLITE_BEGIN[write].run(conn)
                         return work(conn)
             except DBAPIError as exc:
                 if not _is_transient(exc):
+                    if not wait:
+                        self._prompt_writer = _discarded(self._prompt_writer)
                     if isinstance(exc, OperationalError) or exc.connection_invalidated:
                         _log.warning("ledger database unavailable", exc_info=True)
                         raise LedgerError(ErrorCode.DATABASE_UNAVAILABLE, _UNAVAILABLE) from exc
@@ -207,6 +204,18 @@ class Database:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     @contextmanager
+    def _connection(self, wait: bool) -> Iterator[Connection]:
+        """A pooled connection; for a write that must not wait, the long-lived prompt writer."""
+        if wait:
+            with self._engine.connect() as conn:
+                yield conn
+            return
+        if self._prompt_writer is None:
+            self._prompt_writer = self._engine.connect()
+            _SQLITE_NO_WAITING.run(self._prompt_writer)
+        yield self._prompt_writer
+
+    @contextmanager
     def _turn(self, write: bool, wait: bool) -> Iterator[None]:
         """This process's turn to write on SQLite (one writer at a time); nothing to take otherwise."""
         gate = self._write_gate if write else None
@@ -219,20 +228,28 @@ class Database:
                 gate.release()
 
 
+def _discarded(conn: Connection | None) -> Connection | None:
+    """Close a long-lived connection for good; what replaces it: none, until one is next needed."""
+    if conn is not None:
+        conn.invalidate()
+        conn.close()
+    return None
+
+
 @contextmanager
-def _sqlite_session(conn: Connection, *, wait: bool, durable: bool) -> Iterator[None]:
-    """The connection's settings for one transaction (they cannot change inside one), then back."""
-    changed = [pair for pair, keep in ((_SQLITE_NO_WAITING, wait), (_SQLITE_RELAXED, durable)) if not keep]
-    for setting, _ in changed:
-        setting.run(conn)
+def _relaxed(conn: Connection, relaxed: bool) -> Iterator[None]:
+    """SQLite's ``synchronous`` for one transaction (it cannot change inside one), then back to FULL."""
+    if not relaxed:
+        yield
+        return
+    _SQLITE_RELAXED.run(conn)
     try:
         yield
     finally:
         try:
-            for _, default in changed:
-                default.run(conn)
+            _SQLITE_DURABLE.run(conn)
         except DBAPIError:
-            conn.invalidate()  # never hand a connection with other settings back to the pool
+            conn.invalidate()  # never hand a connection that commits without fsync back to the pool
 
 
 def _is_transient(exc: DBAPIError) -> bool:

@@ -102,7 +102,7 @@ class SqlGateTx:
         return _approval(_BY_PENDING_BINDING.one(self.conn, {"v": binding}))
 
     def create_approval(self, approval: Approval) -> Approval:
-        _INSERT_APPROVAL.run(
+        inserted = _INSERT_APPROVAL.run(
             self.conn,
             {
                 "ref": approval.ref,
@@ -116,7 +116,9 @@ class SqlGateTx:
                 "expires_at": approval.expires_at,
             },
         )
-        stored = self.pending_approval(approval.binding)
+        if inserted:
+            return approval
+        stored = self.pending_approval(approval.binding)  # asked meanwhile by a concurrent call
         assert stored is not None, "a pending approval exists for this binding after the insert"
         return stored
 
