@@ -5,8 +5,9 @@
 - The floors, which show how close any implementation on this SDK could come:
   `read_shaped` does what a balance tool must (one indexed SQLite read, a result in the
   published balance output schema, which the client validates), with no ledger and no policy; `approve_durably` adds
-  what a gate that keeps its promises must do (a durable commit before asking and one after
-  the answer, each off the event loop), with no policy, ledger or audit.
+  what a gate that keeps its promises must do (a commit of the question before asking, which
+  need not wait for the disk, and a durable one after the answer, both on the event loop, as
+  bankgate's own are), with no policy, ledger or audit.
 
 Run as a module (`python -m bench.bare_server --transport stdio|http --port N`) so the stdio
 and HTTP paths compare the same transport code with and without bankgate behind it.
@@ -15,11 +16,9 @@ and HTTP paths compare the same transport code with and without bankgate behind 
 import argparse
 import sqlite3
 import tempfile
-import threading
 from pathlib import Path
 from typing import Annotated
 
-import anyio
 import uvicorn
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, Resolve
 from mcp_types import CallToolResult, TextContent
@@ -33,28 +32,25 @@ class Approval(BaseModel):
 
 
 class Journal:
-    """One SQLite file used the way the ledger uses its own: WAL, `synchronous=FULL`, one writer."""
+    """One SQLite file used the way the ledger uses its own: WAL, `synchronous=FULL` for what
+    must survive power loss, one writer, on the event loop."""
 
     def __init__(self) -> None:
-        self._conn = sqlite3.connect(Path(tempfile.mkdtemp()) / "journal.db", check_same_thread=False)
-        self._conn.isolation_level = None
+        self._conn = sqlite3.connect(Path(tempfile.mkdtemp()) / "journal.db", isolation_level=None)
         self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = FULL")
         self._conn.execute("CREATE TABLE journal (id INTEGER PRIMARY KEY, what TEXT)")
         self._conn.execute("CREATE TABLE balances (id TEXT PRIMARY KEY, minor INTEGER)")
         self._conn.execute("INSERT INTO balances VALUES ('ACC-001', 500000)")
-        self._lock = threading.Lock()
 
-    def commit(self, what: str) -> None:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.execute("INSERT INTO journal (what) VALUES (?)", (what,))
-            self._conn.execute("COMMIT")
+    def commit(self, what: str, *, durable: bool = True) -> None:
+        self._conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute("INSERT INTO journal (what) VALUES (?)", (what,))
+        self._conn.execute("COMMIT")
 
     def balance(self, account_id: str) -> int:
         """One indexed read on the kept connection: the least a balance has to cost."""
-        with self._lock:
-            row = self._conn.execute("SELECT minor FROM balances WHERE id = ?", (account_id,)).fetchone()
+        row = self._conn.execute("SELECT minor FROM balances WHERE id = ?", (account_id,)).fetchone()
         return int(row[0])
 
 
@@ -68,7 +64,7 @@ def bare_server() -> MCPServer:
 
     async def asked_durably(ctx: Context) -> bool:
         if ctx.request_state is None:  # the first round; a round bringing the answer only reads
-            await anyio.to_thread.run_sync(journal.commit, "asked")
+            journal.commit("asked", durable=False)
         return True
 
     async def ask_durably(
@@ -111,7 +107,7 @@ def bare_server() -> MCPServer:
         *,
         answer: Annotated[ElicitationResult[Approval], Resolve(ask_durably)],
     ) -> str:
-        await anyio.to_thread.run_sync(journal.commit, answer.action)
+        journal.commit(answer.action)
         return answer.action
 
     return server

@@ -5,9 +5,10 @@
 Ours: policy + an approval answered at once by the scripted responder + ledger + audit.
 Baseline: a bare `MCPServer` tool whose resolver elicits the same kind of form and whose
 body does nothing. Goal: >= 0.8 of the bare rate in-memory, >= 0.9 over HTTP.
-The floor row (`bench.bare_server.approve_durably`: the same question plus one durable SQLite
-commit before asking and one after the answer, off the event loop, and nothing else) is
-the best a gate that keeps its approvals and outcomes across a crash can reach here.
+The floor row (`bench.bare_server.approve_durably`: the same question plus a SQLite commit
+of the question before asking, which need not wait for the disk, and a durable one after the
+answer, both on the event loop, and nothing else) is the best a gate that keeps its questions
+across a process crash and its outcomes across a power cut can reach here.
 """
 
 import argparse
@@ -56,7 +57,7 @@ async def pair(path: str, ours: Client, bare: Client, calls: int) -> list[tuple[
             [
                 ("bare approval no-op", [caller_bare(bare, "approve_noop")]),
                 ("gated transfer_funds", [caller(ours, "transfer_funds")]),
-                (f"{FLOOR}two durable commits", [caller_bare(bare, "approve_durably")]),
+                (f"{FLOOR}question + outcome commits", [caller_bare(bare, "approve_durably")]),
             ],
             calls,
         )
