@@ -11,7 +11,9 @@ import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
+from sqlalchemy import text
 
+from mcp_server import audit_log
 from policy.testing import ScriptedResponder
 from tests.server.harness import APPROVAL_TIMEOUT, Harness
 
@@ -115,3 +117,38 @@ async def test_state_of_another_principal_is_refused(harness: Harness) -> None:
 
     assert refused.value.error.code == types.INVALID_PARAMS
     assert harness.balance(args["from_account"]) == 10000
+
+
+def reference(round_: types.InputRequiredResult) -> str:
+    request = round_.input_requests[ASK]
+    assert isinstance(request, types.ElicitRequest)
+    return request.params.message.rsplit("Reference: ", 1)[1].strip()
+
+
+async def test_an_answer_whose_question_never_reached_the_disk_is_asked_again(harness: Harness) -> None:
+    """A new question commits without waiting for the disk; a power cut may take it back. Undo
+    that transaction by hand (the approval and its audit record, the chain head rewound) and
+    answer: nothing runs, the question is asked afresh, and the chain stays intact."""
+    args = accounts(harness)
+    head = harness.db.read(lambda c: c.exec_driver_sql("SELECT seq, hash FROM audit_head").one())
+    async with harness.client(ScriptedResponder()) as client:
+        round1 = await first_round(client, args)
+        lost = reference(round1)
+
+        def forget(conn: Any) -> None:
+            conn.execute(text("DELETE FROM audit_log WHERE seq > :seq"), {"seq": head[0]})
+            conn.execute(text("UPDATE audit_head SET seq = :seq, hash = :hash"), {"seq": head[0], "hash": head[1]})
+            conn.execute(text("DELETE FROM approvals WHERE ref = :ref"), {"ref": lost})
+
+        harness.db.run(forget)
+        again = await answer(client, args, round1.request_state)
+
+        assert isinstance(again, types.InputRequiredResult)
+        assert reference(again) != lost
+        assert harness.balance(args["to_account"]) == 0
+        assert harness.events(lost) == [] and harness.events(reference(again)) == ["requested"]
+        assert audit_log.verify(harness.db)[1] == []
+        done = await answer(client, args, again.request_state)
+
+    assert isinstance(done, types.CallToolResult) and done.structured_content is not None
+    assert done.structured_content["status"] == "executed" and harness.balance(args["to_account"]) == 2500
