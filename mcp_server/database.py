@@ -20,9 +20,9 @@ Concurrency model (why the ledger stays correct with many writers):
 Two options serve callers on an event loop (``Database.run``):
 
 * ``wait=False`` (SQLite only): write now or raise ``WouldWait`` at once, never waiting for
-  a lock another writer holds (the in-process write lock is tried, and ``busy_timeout`` is
-  0 for the attempt). What is left to wait on is the disk, which costs less than the thread
-  hop that waiting would need.
+  a lock another writer holds (the in-process write lock is only tried, and the write runs
+  on one long-lived connection whose ``busy_timeout`` is 0). What is left to wait on is the
+  disk, which costs less than the thread hop that waiting would need.
 * ``durable=False``: the commit need not reach the disk before ``run`` returns (SQLite
   ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``). It survives the process
   being killed, not the machine losing power; any later durable commit flushes it too. Only
