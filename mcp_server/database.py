@@ -168,9 +168,7 @@ class Database:
             if conn.in_transaction():  # `work` used SQLAlchemy's own execute, which begins implicitly
                 conn.rollback()
 
-    def _transact(
-        self, work: Callable[[Connection], T], *, write: bool, wait: bool = True, durable: bool = True
-    ) -> T:
+    def _transact(self, work: Callable[[Connection], T], *, write: bool, wait: bool = True, durable: bool = True) -> T:
         deadline = time.monotonic() + _RETRY_DEADLINE_S
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             try:
