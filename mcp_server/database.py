@@ -208,8 +208,8 @@ class Database:
             with self._engine.connect() as conn:
                 yield conn
             return
-        if self._prompt_writer is None:
-            self._prompt_writer = self._engine.connect()
+        if self._prompt_writer is None or self._prompt_writer.invalidated:  # a reconnect would lose busy_timeout 0
+            self._prompt_writer = _discarded(self._prompt_writer) or self._engine.connect()
             _SQLITE_NO_WAITING.run(self._prompt_writer)
         yield self._prompt_writer
 

@@ -276,7 +276,7 @@ def test_a_write_that_must_not_wait_is_refused_while_this_process_writes(backend
 def test_a_write_that_must_not_wait_is_refused_while_another_process_writes(
     backend: str, database: Database, database_url: str
 ) -> None:
-    """Another process's write lock is not waited for either (busy_timeout 0 for the attempt only)."""
+    """Another process's write lock is not waited for either; pooled connections keep busy_timeout."""
     sqlite_only(backend)
     other = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
@@ -292,7 +292,7 @@ def test_a_write_that_must_not_wait_is_refused_while_another_process_writes(
 
 def test_a_networked_database_always_waits(backend: str, database: Database) -> None:
     if backend != "postgresql":
-        pytest.skip("PostgreSQL's statements always wait on the network")
+        pytest.skip("only PostgreSQL refuses every write that must not wait")
     with pytest.raises(database_module.WouldWait):
         database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=False)
     assert head_seq(database) == 0
@@ -313,3 +313,18 @@ def test_a_relaxed_commit_relaxes_only_its_own_transaction(backend: str, databas
     assert database.run(seen, durable=False) == relaxed
     assert database.run(seen) == durable  # the pooled connection went back with the durable setting
     assert head_seq(database) == 2
+
+
+def test_a_broken_prompt_writer_is_replaced_with_one_that_still_never_waits(backend: str, database: Database) -> None:
+    sqlite_only(backend)
+
+    def timeout(conn: Connection) -> object:
+        return conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+
+    assert database.run(timeout, wait=False) == 0
+    broken = database._prompt_writer
+    assert broken is not None
+    broken.invalidate()  # as a dropped driver connection leaves it
+
+    assert database.run(timeout, wait=False) == 0
+    assert database._prompt_writer is not broken

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import pytest
 
 from mcp_server.actions import ledger_actions
+from mcp_server.database import Database
 from mcp_server.gate_store import SqlGateStore, SqlGateTx
 from policy.action import Call
 from policy.answer import Verdict, VerdictKind
@@ -27,7 +28,9 @@ T = TypeVar("T")
 class RecordingStore(SqlGateStore):
     """The ledger's gate store, noting each write transaction: (durable, committed)."""
 
-    writes: list[tuple[bool, bool]]
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.writes: list[tuple[bool, bool]] = []
 
     def transaction(
         self, work: Callable[[SqlGateTx], T], *, write: bool = True, wait: bool = True, durable: bool = True
@@ -50,7 +53,6 @@ def harness(tmp_path: Path) -> Harness:
 
 def gate_on(harness: Harness) -> tuple[Gate, RecordingStore]:
     store = RecordingStore(harness.db)
-    store.writes = []
     return Gate(load_policy(TEST_POLICY), store, ledger_actions(harness.ledger)), store
 
 
