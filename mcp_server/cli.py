@@ -84,9 +84,24 @@ def _parser() -> argparse.ArgumentParser:
     explain.set_defaults(run=lambda s, a: commands.policy_explain(s, a.tool, a.args))
 
     audit = sub.add_parser("audit", help="the tamper-evident decision log").add_subparsers(dest="action", required=True)
-    verify = audit.add_parser("verify", help="check the hash chain; exit 1 naming any tampered record")
+    verify = audit.add_parser(
+        "verify", help="check the signed chain against the ledger; exit 1 naming any tampered record"
+    )
     _database_option(verify)
-    verify.set_defaults(run=lambda s, a: commands.audit_verify(s))
+    verify.add_argument(
+        "--checkpoint", type=Path, help="a file written by 'audit checkpoint': the chain must still hold its record"
+    )
+    verify.add_argument(
+        "--public-keys", type=Path, help="verify with this file of public keys (from 'audit public-key') only"
+    )
+    verify.set_defaults(run=lambda s, a: commands.audit_verify(s, a.checkpoint, a.public_keys))
+    checkpoint = audit.add_parser("checkpoint", help="sign the current head, to keep outside the database")
+    checkpoint.add_argument("--out", type=Path, help="write it to this file (default: standard output)")
+    _database_option(checkpoint)
+    checkpoint.set_defaults(run=lambda s, a: commands.audit_checkpoint(s, a.out))
+    public_key = audit.add_parser("public-key", help="print the public keys that verify the audit (for auditors)")
+    public_key.add_argument("--audit-key-file", type=Path, help="the signing key file (BANKGATE_AUDIT_KEY_FILE)")
+    public_key.set_defaults(run=lambda s, a: commands.audit_public_key(s))
     tail = audit.add_parser("tail", help="show recent decisions")
     tail.add_argument("-n", type=int, default=20, help="how many (default 20)")
     _database_option(tail)
@@ -121,7 +136,11 @@ _SERVE_HELP = (
 
 
 def _database_option(parser: argparse.ArgumentParser) -> None:
+    """The database, and the key that signs its audit records (whatever opens the one may write the other)."""
     parser.add_argument("--db", dest="db_url", help="sqlite:///path or postgresql://... (BANKGATE_DB_URL)")
+    parser.add_argument(
+        "--audit-key-file", type=Path, help="audit signing key, shared by replicas (BANKGATE_AUDIT_KEY_FILE)"
+    )
 
 
 def _policy_option(parser: argparse.ArgumentParser) -> None:

@@ -6,11 +6,14 @@ from pathlib import Path
 from mcp_server import audit_log
 from mcp_server.actions import TOOL_ARGUMENTS
 from mcp_server.app import open_state
+from mcp_server.audit_keys import key_file, load_keyring, load_public_keyring, load_signer, public_key_text
+from mcp_server.audit_writer import AuditWriter
 from mcp_server.database import Database
 from mcp_server.ledger import Ledger
 from mcp_server.money import format_amount
 from mcp_server.settings import Settings
 from policy.action import Call
+from policy.audit import SignedHead
 from policy.loader import load_policy
 from policy.results import Refusal
 
@@ -44,15 +47,46 @@ def policy_explain(settings: Settings, tool: str, raw_args: str) -> int:
     return 0
 
 
-def audit_verify(settings: Settings) -> int:
-    count, findings = audit_log.verify(Database.open(settings.db_url))
+def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public_keys: Path | None = None) -> int:
+    keys = load_public_keyring(public_keys) if public_keys else load_keyring(key_file(settings.audit_key_file))
+    checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file else None
+    count, findings = audit_log.verify(Database.open(settings.db_url), keys, checkpoint)
     if not findings:
-        print(f"audit chain intact: {count} records")
+        held = f"; it holds the checkpoint's record {checkpoint.seq}" if checkpoint else ""
+        print(f"audit chain intact: {count} records{held}")
         return 0
     print(f"audit chain BROKEN ({count} records read):")
     for finding in findings:
         print(f"  {finding}")
     return 1
+
+
+def audit_checkpoint(settings: Settings, out: Path | None) -> int:
+    path = key_file(settings.audit_key_file)
+    head = audit_log.checkpoint(Database.open(settings.db_url), load_signer(path, create=False), load_keyring(path))
+    document = json.dumps(head.as_json(), indent=2) + "\n"
+    if out is None:
+        print(document, end="")
+    else:
+        out.write_text(document, encoding="utf-8")
+        print(f"checkpoint of record {head.seq} (hash {head.hash[:16]}…, key {head.key_id}) written to {out}")
+    return 0
+
+
+def audit_public_key(settings: Settings) -> int:
+    print(public_key_text(key_file(settings.audit_key_file)), end="")
+    return 0
+
+
+def _read_checkpoint(file: Path) -> SignedHead:
+    try:
+        return SignedHead.from_json(json.loads(file.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise ValueError(
+            f"checkpoint {file}: not a checkpoint written by 'audit checkpoint' ({type(exc).__name__})"
+        ) from None
+    except ValueError as exc:
+        raise ValueError(f"checkpoint {file}: {exc}") from None
 
 
 def audit_tail(settings: Settings, limit: int) -> int:
@@ -62,7 +96,8 @@ def audit_tail(settings: Settings, limit: int) -> int:
 
 
 def _ledger(settings: Settings) -> Ledger:
-    return Ledger(Database.open(settings.db_url), max_amount_minor=settings.max_amount_minor)
+    audit = AuditWriter(settings.audit_key_file)
+    return Ledger(Database.open(settings.db_url), max_amount_minor=settings.max_amount_minor, audit=audit)
 
 
 def admin_accounts(settings: Settings) -> int:

@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 
 from mcp_server import idempotency
+from mcp_server.audit_writer import AuditWriter
 from mcp_server.database import Database, WouldWait
 from mcp_server.statement import Statement
 from mcp_server.timestamps import format_timestamp
-from policy.audit import chain_hash
 from policy.canonical import canonical_json
 from policy.store import Approval, AuditEntry, StoreBusy
 
@@ -47,19 +47,12 @@ _MOVED_SINCE = Statement(
 _SAVEPOINT = Statement("SAVEPOINT effect")
 _ROLLBACK_TO_SAVEPOINT = Statement("ROLLBACK TO SAVEPOINT effect")
 _RELEASE_SAVEPOINT = Statement("RELEASE SAVEPOINT effect")
-_ADVANCE_HEAD = Statement("UPDATE audit_head SET seq = seq + :n WHERE id = 1 RETURNING seq, hash")
-_SET_HEAD_HASH = Statement("UPDATE audit_head SET hash = :h WHERE id = 1")
-_INSERT_AUDIT = Statement(
-    "INSERT INTO audit_log (seq, at, event, principal, tool, arguments_json, policy_version, matched_rules_json, "
-    "reason, approval_ref, question_sha256, note, result_json, amount_minor, prev_hash, hash) VALUES (:seq, :at, "
-    ":event, :principal, :tool, :arguments_json, :policy_version, :matched_rules_json, :reason, :approval_ref, "
-    ":question_sha256, :note, :result_json, :amount_minor, :prev_hash, :hash)"
-)
 
 
 class SqlGateStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, audit: AuditWriter | None = None) -> None:
         self.db = db
+        self.audit = audit or AuditWriter()
         self.embedded = db.dialect == "sqlite"
         self.deadline: float | None = None if db.dialect == "sqlite" else NETWORK_DEADLINE
         self._lock_by_ref = Statement(_APPROVAL + "ref = :v" + db.for_update)
@@ -68,7 +61,7 @@ class SqlGateStore:
         self, work: Callable[["SqlGateTx"], T], *, write: bool = True, wait: bool = True, durable: bool = True
     ) -> T:
         def unit(conn: Connection) -> T:
-            tx = SqlGateTx(conn, self._lock_by_ref)
+            tx = SqlGateTx(conn, self._lock_by_ref, self.audit)
             result = work(tx)
             tx.flush_audit()
             return result
@@ -84,9 +77,10 @@ class SqlGateStore:
 class SqlGateTx:
     """The gate's view of one open ledger transaction; the server's actions use `conn` too."""
 
-    def __init__(self, conn: Connection, lock_by_ref: Statement) -> None:
+    def __init__(self, conn: Connection, lock_by_ref: Statement, audit: AuditWriter) -> None:
         self.conn = conn
         self._lock_by_ref = lock_by_ref
+        self._writer = audit
         self._audit: list[AuditEntry] = []
 
     def recall(self, key: str, request_digest: str) -> Mapping[str, Any] | None:
@@ -150,18 +144,8 @@ class SqlGateTx:
         self._audit.append(entry)
 
     def flush_audit(self) -> None:
-        """Chain the queued entries onto the head, whose row stays locked until commit."""
-        if not self._audit:
-            return
-        head = _ADVANCE_HEAD.one(self.conn, {"n": len(self._audit)})
-        assert head is not None, "migration 0002 creates the audit head"
-        last_seq, prev_hash = head
-        for seq, entry in enumerate(self._audit, start=int(last_seq) - len(self._audit) + 1):
-            record = _audit_record(seq, entry)
-            record["prev_hash"], record["hash"] = prev_hash, chain_hash(prev_hash, record)
-            prev_hash = record["hash"]
-            _INSERT_AUDIT.run(self.conn, record)
-        _SET_HEAD_HASH.run(self.conn, {"h": prev_hash})
+        """Chain and sign the queued entries (see `AuditWriter.append`)."""
+        self._writer.append(self.conn, self._audit)
         self._audit.clear()
 
     @contextmanager
@@ -175,26 +159,6 @@ class SqlGateTx:
             raise
         finally:
             _RELEASE_SAVEPOINT.run(self.conn)
-
-
-def _audit_record(seq: int, entry: AuditEntry) -> dict[str, Any]:
-    """The stored columns of one audit entry (before chaining)."""
-    return {
-        "seq": seq,
-        "at": format_timestamp(datetime.fromtimestamp(entry.at, UTC)),
-        "event": entry.event,
-        "principal": entry.principal,
-        "tool": entry.tool,
-        "arguments_json": canonical_json(entry.arguments),
-        "policy_version": entry.policy_version,
-        "matched_rules_json": canonical_json(list(entry.matched_rules)),
-        "reason": entry.reason,
-        "approval_ref": entry.approval_ref,
-        "question_sha256": entry.question_sha256,
-        "note": entry.note,
-        "result_json": canonical_json(entry.result) if entry.result is not None else None,
-        "amount_minor": entry.amount_minor,
-    }
 
 
 def _approval(row: tuple[Any, ...] | None) -> Approval | None:

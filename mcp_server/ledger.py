@@ -11,6 +11,10 @@ in one database transaction. Where each rule is enforced:
   before anything is written, so a refusal changes nothing.
 * No negative customer balance and "closed means empty": also CHECK constraints in the
   schema, so even a bug cannot commit a violation.
+* Accounted for: money posted outside the policy gate (deposits, the demo seed) is recorded in
+  the audit chain in the same transaction (event ``admin``), so ``audit verify`` can demand a
+  record for every ledger transaction. ``transfer``/``close`` here are the bare ledger API
+  (tests, the ledger benchmark): they bypass the gate, and ``audit verify`` names what they post.
 * Exactly-once: ``idempotency`` stores the first outcome of a keyed request in the same
   transaction; ``transactions.idempotency_key`` is UNIQUE as a second line of defence.
 
@@ -23,7 +27,8 @@ movement or close with ``account_closed``.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
@@ -31,6 +36,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection
 
 from mcp_server import idempotency
+from mcp_server.audit_writer import AuditWriter
 from mcp_server.database import Database
 from mcp_server.errors import ErrorCode, LedgerError
 from mcp_server.free_text import parse_memo, parse_owner
@@ -53,14 +59,19 @@ from mcp_server.money import (
     format_amount,
     parse_amount,
     parse_currency,
+    to_decimal,
 )
 from mcp_server.statement import Statement
 from mcp_server.timestamps import format_timestamp, utc_now
+from policy.store import AuditEntry
 
 M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_MAX_AMOUNT_MINOR = 10_000_000_00
 MAX_HISTORY_LIMIT = 500
+ADMIN_PRINCIPAL = "admin"
+"""Who the audit names for money posted by ledger administration (``admin`` records move nothing
+towards any principal's daily total: their ``amount_minor`` is 0, the amount is in the receipt)."""
 DEMO_ACCOUNTS: tuple[tuple[str, str, int], ...] = (
     ("ACC-001", "Alice Example", 5_000_00),
     ("ACC-002", "Bob Example", 250_00),
@@ -182,10 +193,13 @@ class ClosePlan(NamedTuple):
 class Ledger:
     """Accounts and money movements over a :class:`Database` (SQLite or PostgreSQL)."""
 
-    def __init__(self, db: Database, *, max_amount_minor: int = DEFAULT_MAX_AMOUNT_MINOR) -> None:
+    def __init__(
+        self, db: Database, *, max_amount_minor: int = DEFAULT_MAX_AMOUNT_MINOR, audit: AuditWriter | None = None
+    ) -> None:
         if max_amount_minor <= 0:
             raise ValueError("max_amount_minor must be positive")
         self._db = db
+        self._audit = audit or AuditWriter()
         self._max_amount_minor = max_amount_minor
         # Both rows a movement touches, locked in id order (PostgreSQL) so writers cannot deadlock.
         self._lock_accounts = Statement(
@@ -347,7 +361,9 @@ class Ledger:
         def work(conn: Connection) -> DepositReceipt:
             account = self._usable(conn, target, "account_id")
             minor = parse_amount(amount, account.currency, ceiling_minor=self._max_amount_minor)
-            return self._fund(conn, account, minor, "deposit", None, key)
+            receipt = self._fund(conn, account, minor, "deposit", None, key)
+            self._administered(conn, "deposit", [receipt])
+            return receipt
 
         return self._once(
             key,
@@ -362,9 +378,11 @@ class Ledger:
 
         def work(conn: Connection) -> list[Account]:
             if _SELECT_ACCOUNT.one(conn, {"id": DEMO_ACCOUNTS[0][0]}) is None:
+                receipts = []
                 for account_id, owner, funding in DEMO_ACCOUNTS:
                     account = self._create_account(conn, owner, "USD", account_id)
-                    self._fund(conn, account, funding, "funding", "demo funding", None)
+                    receipts.append(self._fund(conn, account, funding, "funding", "demo funding", None))
+                self._administered(conn, "seed_demo", receipts)
             return [self.account_in(conn, account_id) for account_id, _, _ in DEMO_ACCOUNTS]
 
         return self._db.run(work)
@@ -505,6 +523,26 @@ class Ledger:
             currency=account.currency,
             balance_after_minor=account.balance_minor + amount,
             created_at=created_at,
+        )
+
+    def _administered(self, conn: Connection, tool: str, receipts: Sequence[DepositReceipt]) -> None:
+        """Audit money posted outside the gate, in its transaction: one record per ledger transaction."""
+        now = time.time()
+        self._audit.append(
+            conn,
+            [
+                AuditEntry(
+                    at=now,
+                    event="admin",
+                    principal=ADMIN_PRINCIPAL,
+                    tool=tool,
+                    arguments={"account_id": r.account_id, "amount": str(to_decimal(r.amount_minor, r.currency))},
+                    policy_version="",
+                    reason="ledger administration, outside the policy gate",
+                    result={"status": "executed", "details": r.model_dump(mode="json")},
+                )
+                for r in receipts
+            ],
         )
 
     def _post(

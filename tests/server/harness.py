@@ -25,6 +25,7 @@ from sqlalchemy import text
 
 from bench.servers import free_port
 from mcp_server.app import build_server, open_state
+from mcp_server.audit_keys import KEY_FILE_ENV
 from mcp_server.database import Database
 from mcp_server.ledger import Ledger
 from mcp_server.settings import Settings
@@ -119,6 +120,7 @@ class Harness:
             target: Any = build_server(open_state(settings), settings)
         elif self.transport == "stdio":
             env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+            env |= {name: value for name, value in os.environ.items() if name == KEY_FILE_ENV}  # the run's audit key
             target = StdioServerParameters(
                 command=sys.executable, args=serve_args(self.db_url, "--principal", principal), env=env
             )
