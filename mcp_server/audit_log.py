@@ -9,7 +9,7 @@ from sqlalchemy import Connection, text
 
 from mcp_server.audit_keys import key_file, load_keyring
 from mcp_server.database import Database
-from mcp_server.money import format_amount
+from mcp_server.money import MINOR_UNITS, format_amount
 from mcp_server.timestamps import now_text
 from policy.audit import (
     CHAINED_FIELDS,
@@ -39,7 +39,12 @@ class CheckpointError(ValueError):
 class _Posted:
     kind: str
     amount_minor: int
-    currency: str
+    currency: str | None
+
+    def describe(self) -> str:
+        if self.currency not in MINOR_UNITS:  # no entries, or an account forged with a currency we do not know
+            return f"{self.kind}, {self.amount_minor} minor units"
+        return f"{self.kind}, {format_amount(self.amount_minor, self.currency)}"
 
 
 def verify(
@@ -75,7 +80,7 @@ def _verified(
         records = [dict(row) for row in conn.execute(text(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq")).mappings()]
         head = conn.execute(text("SELECT seq, hash FROM audit_head WHERE id = 1")).one()
         posted = {
-            str(tx): _Posted(str(kind), int(amount or 0), str(currency))
+            str(tx): _Posted(str(kind), int(amount or 0), currency)
             for tx, kind, amount, currency in conn.execute(text(_LEDGER_TRANSACTIONS))
         }
         asked = [str(ref) for (ref,) in conn.execute(text("SELECT ref FROM approvals ORDER BY created_at, ref"))]
@@ -102,7 +107,7 @@ def cross_check(records: Sequence[Mapping[str, Any]], posted: Mapping[str, _Post
         if record["event"] not in _MOVING_EVENTS:
             continue
         seq = int(record["seq"])
-        details = (json.loads(record["result_json"] or "null") or {}).get("details") or {}
+        details = _details(record["result_json"])
         tx = details.get("transaction_id")
         amount = int(record["amount_minor"]) if record["event"] == "executed" else _receipt_amount(details)
         if tx is None:
@@ -125,14 +130,24 @@ def cross_check(records: Sequence[Mapping[str, Any]], posted: Mapping[str, _Post
                                     f"{ledger.amount_minor} (edited)"))  # fmt: skip
     for tx, ledger in sorted(posted.items()):
         if tx not in claimed:
-            money = format_amount(ledger.amount_minor, ledger.currency)
-            findings.append(Finding(None, f"ledger transaction {tx} ({ledger.kind}, {money}) has no audit record "
+            findings.append(Finding(None, f"ledger transaction {tx} ({ledger.describe()}) has no audit record "
                                     "(posted outside the gate)"))  # fmt: skip
     return findings
 
 
+def _details(result_json: str | None) -> Mapping[str, Any]:
+    """The result's `details`; {} for anything else (an edited result is reported by the chain, not a crash)."""
+    try:
+        result = json.loads(result_json or "null")
+    except ValueError:
+        return {}
+    details = result.get("details") if isinstance(result, dict) else None
+    return details if isinstance(details, dict) else {}
+
+
 def _receipt_amount(details: Mapping[str, Any]) -> int:
-    return int(details.get("amount_minor") or details.get("swept_amount_minor") or 0)
+    amount = details.get("amount_minor") or details.get("swept_amount_minor") or 0
+    return amount if isinstance(amount, int) else 0
 
 
 @dataclass(frozen=True)

@@ -143,8 +143,12 @@ async def test_truncating_the_tail_and_moving_the_head_is_detected(
         ),
         (["DELETE FROM audit_log WHERE seq = 6"], "the chain ends at record 5 but the head says 6"),
         (["UPDATE audit_log SET signature = NULL WHERE seq = 6"], "no valid signature covers record 6"),
+        (
+            ["UPDATE audit_log SET result_json = '{' WHERE seq = 4"],
+            "record 4: content does not match its hash (edited)",
+        ),
     ],
-    ids=["edit-note", "edit-amount", "delete-middle", "insert", "reorder", "truncate-tail", "unsign"],
+    ids=["edit-note", "edit-amount", "delete-middle", "insert", "reorder", "truncate-tail", "unsign", "garble-result"],
 )
 async def test_an_edited_inserted_deleted_or_reordered_record_is_named(
     audited: Harness, capsys: pytest.CaptureFixture[str], statements: list[str], says: str
