@@ -9,8 +9,9 @@ forger needs the private one. A `SignedHead` kept outside the database (a checkp
 catches a tail truncated or rolled back behind it, which no signature inside the database can.
 
 Why signatures rather than an HMAC chain: HMAC costs ~3 µs per record against ~50 µs per
-signature, but whoever can verify an HMAC can also forge it; a signature per transaction (not
-per record) keeps the cost under 1% of a gated call and lets an auditor verify with a public key.
+signature, but whoever can verify an HMAC can also forge it. One signature per transaction (not
+per record: the hash chain carries the rest) costs a few percent of a gated call at most, and
+lets an auditor verify with only the public key.
 """
 
 import hashlib
