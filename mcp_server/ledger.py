@@ -484,6 +484,15 @@ class Ledger:
                 "move the money out first or name an account to sweep it to (sweep_to).",
                 field="sweep_to",
             )
+        if account.balance_minor > self._max_amount_minor:
+            # A sweep is a movement like any other: the same ceiling holds.
+            raise LedgerError(
+                ErrorCode.SWEEP_OVER_LIMIT,
+                f"Account {target} holds {format_amount(account.balance_minor, account.currency)}, more than the "
+                f"limit of {format_amount(self._max_amount_minor, account.currency)} per transaction; move the "
+                "money out in smaller transfers first.",
+                field="account_id",
+            )
         return account, destination
 
     def _fund(
