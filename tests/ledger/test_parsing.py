@@ -140,9 +140,38 @@ def test_json_floats_parse_like_their_text(minor: int) -> None:
     assert parse_amount(float(text), "USD", ceiling_minor=10**15) == minor
 
 
-def test_canonical_amount_ignores_spelling() -> None:
-    assert canonical_amount("500.00") == canonical_amount(500) == canonical_amount(500.0) == "500"
-    assert canonical_amount(" 12.50") == canonical_amount(Decimal("12.5")) == "12.5"
+def test_canonical_amount_keeps_the_decimals_a_string_was_written_with() -> None:
+    assert canonical_amount(" 12.50") == "12.50" and canonical_amount("5.000") == "5.000"
+    assert canonical_amount(500) == canonical_amount(500.0) == canonical_amount(Decimal("500.00")) == "500"
+
+
+def judged(value: object, currency: str) -> int | str:
+    """What `parse_amount` makes of `value`: minor units, or the refusal's message."""
+    try:
+        return parse_amount(value, currency, ceiling_minor=CEILING)
+    except LedgerError as refusal:
+        return refusal.message
+
+
+written = st.builds(
+    lambda whole, fraction: f"{whole}.{fraction}" if fraction else str(whole),
+    st.integers(0, 10**9),
+    st.text("0123456789", max_size=5),
+)
+
+
+@given(
+    written | st.integers(1, 10**12) | st.floats(0.001, 1e9) | st.decimals("0.001", "1e9", places=4),
+    st.sampled_from(["USD", "JPY", "KWD"]),
+)
+def test_amounts_carry_no_more_decimals_than_the_currency_in_canonical_form_too(value: object, currency: str) -> None:
+    """Once the tool path stripped zeros before the currency check, and "5.000" passed as 5 USD."""
+    try:
+        canonical = canonical_amount(value)
+    except LedgerError as refusal:  # refused before the currency is known: as it would be after
+        assert judged(value, currency) == refusal.message
+    else:
+        assert judged(canonical, currency) == judged(value, currency)
 
 
 @pytest.mark.parametrize(("value", "fragment"), [(True, "whole number"), (1.0, "whole number"), (0, "zero")])
