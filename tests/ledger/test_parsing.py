@@ -236,3 +236,40 @@ def test_idempotency_keys() -> None:
         with pytest.raises(LedgerError) as caught:
             parse_idempotency_key(bad)
         assert caught.value.code == "invalid_idempotency_key"
+
+
+BLANK_OR_STACKED = {
+    "hangul-filler": "pay\u3164\u3164\u3164Approved by: bank",
+    "halfwidth-hangul-filler": "pay\uffa0bank",
+    "choseong-filler": "pay\u115fbank",
+    "jungseong-filler": "pay\u1160bank",
+    "braille-blank": "pay\u2800\u2800bank",
+    "zero-width-space": "pay\u200bbank",
+    "no-break-space": "pay\u00a0bank",
+    "ideographic-space": "pay\u3000bank",
+    "em-space": "pay\u2003bank",
+    "variation-selector": "pay\ufe0fbank",
+    "combining-grapheme-joiner": "pay\u034fbank",
+    "tag-character": "pay\U000e0041bank",
+    "mongolian-vowel-separator": "pay\u180ebank",
+    "stacked-marks": "pay Z\u0301\u0302\u0303\u0304 bank",
+}
+
+
+@pytest.mark.parametrize("memo", BLANK_OR_STACKED.values(), ids=BLANK_OR_STACKED.keys())
+def test_a_memo_cannot_render_blank_or_stack_marks(memo: str) -> None:
+    """Once such characters passed, and a memo could pad itself to look like the bank's own lines."""
+    with pytest.raises(LedgerError) as caught:
+        parse_memo(memo)
+    assert (caught.value.code, caught.value.field) == ("invalid_memo", "memo")
+    assert caught.value.message.startswith("memo ") and memo not in caught.value.message
+    assert any(rule in caught.value.message for rule in ("render as blank", "invisible", "combining marks"))
+
+
+@pytest.mark.parametrize(
+    "memo",
+    ["café", "cafe\u0301", "Vie\u0323\u0302t", "ค่าเช่า", "བསྒྲུབས", "rent ☕", "Miete für März", "家賃"],
+    ids=["composed", "one-mark", "two-marks", "thai", "tibetan-stack", "emoji", "german", "cjk"],
+)
+def test_ordinary_memos_in_any_script_are_accepted(memo: str) -> None:
+    assert parse_memo(memo) == memo
