@@ -114,6 +114,14 @@ def canonical_amount(value: object) -> str:
     return format(_to_decimal(value), "f")
 
 
+def amount_identity(value: object) -> str:
+    """The value of a valid-looking amount, however spelled (``"500.00"``, ``500`` -> ``"500"``):
+    what the ledger's own idempotency keys compare, so a replay spelled differently is still a
+    replay. Never validate with it: it drops the decimals the currency check judges.
+    """
+    return format(_drop_trailing_zeros(_to_decimal(value)), "f")
+
+
 def to_decimal(minor: int, currency: str) -> Decimal:
     """Minor units as an exact ``Decimal`` in major units (``500000, "USD"`` -> ``5000.00``)."""
     return Decimal(minor).scaleb(-minor_units(currency))

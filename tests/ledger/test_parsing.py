@@ -12,6 +12,7 @@ from mcp_server.errors import LedgerError
 from mcp_server.free_text import parse_memo, parse_owner
 from mcp_server.identifiers import parse_account_id, parse_idempotency_key
 from mcp_server.money import (
+    amount_identity,
     canonical_amount,
     check_amount_minor,
     format_amount,
@@ -143,6 +144,11 @@ def test_json_floats_parse_like_their_text(minor: int) -> None:
 def test_canonical_amount_keeps_the_decimals_a_string_was_written_with() -> None:
     assert canonical_amount(" 12.50") == "12.50" and canonical_amount("5.000") == "5.000"
     assert canonical_amount(500) == canonical_amount(500.0) == canonical_amount(Decimal("500.00")) == "500"
+
+
+def test_amount_identity_ignores_spelling() -> None:
+    assert amount_identity("500.00") == amount_identity(500) == amount_identity(500.0) == "500"
+    assert amount_identity(" 12.50") == amount_identity(Decimal("12.5")) == "12.5"
 
 
 def judged(value: object, currency: str) -> int | str:
