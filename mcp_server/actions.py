@@ -5,6 +5,7 @@ for the rest of the transaction, nothing written): the question shows exactly wh
 happen, and a call that could not succeed is refused before anyone is asked.
 """
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,11 @@ from policy.action import Action, Call, Done, Inspection
 from policy.facts import AccountFacts
 from policy.results import Refusal
 from policy.store import GateTx
+
+MEMO_LABEL = "Memo (written by the requester):"
+"""Marks the memo in a question as the requester's own words, quoted, not the bank's."""
+UNEXPECTED_FIELD = "arguments"
+"""The `field` of an unexpected argument: a fixed marker, since the name itself is caller input."""
 
 
 class _LedgerAction:
@@ -39,13 +45,12 @@ class _LedgerAction:
         for name in self.arguments:
             if name in self.required and raw.get(name) is None:
                 raise Refusal("missing_argument", f"{name} is required.", name)
-        unexpected = sorted(str(k) for k in raw if k not in self.arguments)
-        if unexpected:
+        if any(k not in self.arguments for k in raw):
+            # Never echo the name: it is the caller's text, not ours.
             raise Refusal(
                 "unexpected_argument",
-                f"unexpected argument {', '.join(repr(k) for k in unexpected)}; "
-                f"{self.name} takes {', '.join(self.arguments)}.",
-                unexpected[0],
+                f"{self.name} takes only {', '.join(self.arguments)}; leave out any other argument.",
+                UNEXPECTED_FIELD,
             )
         return raw
 
@@ -126,7 +131,7 @@ class TransferAction(_LedgerAction):
         money = format_amount(amount, source.currency)
         effect = [f"Transfer {money} ({source.currency}) from {_who(source)} to {_who(target)}."]
         if args["memo"]:
-            effect.append(f"Memo: {args['memo']}")
+            effect.append(f"{MEMO_LABEL} {json.dumps(args['memo'], ensure_ascii=False)}")
         effect.append(
             f"{source.id} balance: {format_amount(source.balance_minor, source.currency)} now, "
             f"{format_amount(source.balance_minor - amount, source.currency)} after."
@@ -165,18 +170,23 @@ class CloseAction(_LedgerAction):
         }
 
     def inspect(self, tx: GateTx, call: Call) -> Inspection:
+        """The question always names the amount swept and where it goes (also $0.00, also nowhere),
+        and the approval is bound to both: a balance that changes before the answer runs nothing."""
         args = call.arguments
         account, sweep = self.ledger.plan_close_in(_conn(tx), args["account_id"], args["sweep_to"])
-        effect = [f"Close account {_who(account)} permanently."]
-        if sweep is not None and account.balance_minor:
-            money = format_amount(account.balance_minor, account.currency)
-            effect.append(f"First move its balance of {money} to {_who(sweep)}.")
+        balance = format_amount(account.balance_minor, account.currency)
+        target = _who(sweep) if sweep is not None else "nowhere (no sweep_to given)"
         return Inspection(
-            effect=tuple(effect),
+            effect=(
+                f"Close account {_who(account)} permanently.",
+                f"First sweep its balance of {balance} to {target}.",
+                "If that balance changes before your answer, nothing is done.",
+            ),
             accounts={"account": _facts(account), "sweep_to": _facts(sweep) if sweep else None},
             currency=account.currency,
             minor_exponent=minor_units(account.currency),
             amount_minor=account.balance_minor,
+            bound={"balance to sweep": balance, "sweep target": target},
         )
 
     def execute(self, tx: GateTx, call: Call, inspection: Inspection) -> Done:

@@ -29,6 +29,7 @@ class ErrorCode(StrEnum):
     CURRENCY_MISMATCH = "currency_mismatch"
     SAME_ACCOUNT = "same_account"
     BALANCE_NOT_ZERO = "balance_not_zero"
+    SWEEP_OVER_LIMIT = "sweep_over_limit"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     DATABASE_UNAVAILABLE = "database_unavailable"
 

@@ -28,14 +28,15 @@ NETWORK_DEADLINE = 6.0
 
 _APPROVAL = (
     "SELECT ref, binding, tool, arguments_json, principal, policy_version, question, created_at, expires_at, "
-    "status, state_digest, note, outcome_json FROM approvals WHERE "
+    "status, state_digest, note, outcome_json, bound_json FROM approvals WHERE "
 )
 _BY_STATE = Statement(_APPROVAL + "state_digest = :v")
 _BY_PENDING_BINDING = Statement(_APPROVAL + "pending_binding = :v")
 _INSERT_APPROVAL = Statement(
     "INSERT INTO approvals (ref, binding, pending_binding, tool, arguments_json, principal, policy_version, "
-    "question, created_at, expires_at, status) VALUES (:ref, :binding, :binding, :tool, :arguments, :principal, "
-    ":policy_version, :question, :created_at, :expires_at, 'pending') ON CONFLICT (pending_binding) DO NOTHING"
+    "question, created_at, expires_at, status, bound_json) VALUES (:ref, :binding, :binding, :tool, :arguments, "
+    ":principal, :policy_version, :question, :created_at, :expires_at, 'pending', :bound) "
+    "ON CONFLICT (pending_binding) DO NOTHING"
 )
 _SETTLE_APPROVAL = Statement(
     "UPDATE approvals SET status = :status, pending_binding = NULL, decided_at = :now, state_digest = :state_digest, "
@@ -108,6 +109,7 @@ class SqlGateTx:
                 "question": approval.question,
                 "created_at": approval.created_at,
                 "expires_at": approval.expires_at,
+                "bound": canonical_json(dict(approval.bound)),
             },
         )
         if inserted:
@@ -164,7 +166,8 @@ class SqlGateTx:
 def _approval(row: tuple[Any, ...] | None) -> Approval | None:
     if row is None:
         return None
-    (ref, binding, tool, arguments, principal, version, question, created, expires, status, state, note, outcome) = row
+    ref, binding, tool, arguments, principal, version, question, created, expires = row[:9]
+    status, state, note, outcome, bound = row[9:]
     return Approval(
         ref=ref,
         binding=binding,
@@ -179,4 +182,5 @@ def _approval(row: tuple[Any, ...] | None) -> Approval | None:
         state_digest=state,
         note=note,
         outcome=json.loads(outcome) if outcome else None,
+        bound=json.loads(bound) if bound else {},
     )

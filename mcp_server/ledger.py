@@ -54,7 +54,7 @@ from mcp_server.ledger_models import (
     TransferReceipt,
 )
 from mcp_server.money import (
-    canonical_amount,
+    amount_identity,
     check_amount_minor,
     format_amount,
     parse_amount,
@@ -321,7 +321,7 @@ class Ledger:
     ) -> TransferReceipt:
         """Parse ``amount`` in the accounts' currency and transfer it, at most once per key."""
         source, target, note, key = _transfer_request(from_account, to_account, memo, idempotency_key)
-        request = {"from_account": source, "to_account": target, "amount": canonical_amount(amount), "memo": note}
+        request = {"from_account": source, "to_account": target, "amount": amount_identity(amount), "memo": note}
         return self._once(
             key,
             lambda: idempotency.request_digest("transfer", **request),
@@ -356,7 +356,7 @@ class Ledger:
         """Admin: credit money arriving from outside the bank, at most once per key."""
         target = parse_account_id(account_id, "account_id")
         key = _optional_key(idempotency_key)
-        canonical = canonical_amount(amount)
+        identity = amount_identity(amount)
 
         def work(conn: Connection) -> DepositReceipt:
             account = self._usable(conn, target, "account_id")
@@ -367,7 +367,7 @@ class Ledger:
 
         return self._once(
             key,
-            lambda: idempotency.request_digest("deposit", account_id=target, amount=canonical),
+            lambda: idempotency.request_digest("deposit", account_id=target, amount=identity),
             DepositReceipt,
             work,
         )
@@ -501,6 +501,15 @@ class Ledger:
                 f"Account {target} still holds {format_amount(account.balance_minor, account.currency)}; "
                 "move the money out first or name an account to sweep it to (sweep_to).",
                 field="sweep_to",
+            )
+        if account.balance_minor > self._max_amount_minor:
+            # A sweep is a movement like any other: the same ceiling holds.
+            raise LedgerError(
+                ErrorCode.SWEEP_OVER_LIMIT,
+                f"Account {target} holds {format_amount(account.balance_minor, account.currency)}, more than the "
+                f"limit of {format_amount(self._max_amount_minor, account.currency)} per transaction; move the "
+                "money out in smaller transfers first.",
+                field="account_id",
             )
         return account, destination
 

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     audit_key_file: Path | None = Field(
         None, description="Audit signing key file, outside the database (default: audit.key in the user data dir)."
     )
+    health_interval: float = Field(
+        1.0, gt=0, description="Seconds one database probe answers /healthz and /readyz (at most one probe each)."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("allowed_hosts", "allowed_origins", mode="before")

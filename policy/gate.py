@@ -4,8 +4,9 @@ Invariants held here (each settled inside one store transaction with the effect)
 - nothing runs unapproved: `execute` is reached only from an allow decision, or from a
   pending approval whose answer was a clean yes, re-decided under the same policy version;
 - an approval is used at most once: settling requires it to be pending, under a lock;
-- what runs is what was shown: the approval is bound to the call's digest, and the
-  question is rendered once from server state and stored;
+- what runs is what was shown: the approval is bound to the call's digest and to the facts
+  its inspection declares (`Inspection.bound`, compared again under lock before anything
+  runs), and the question is rendered once from server state and stored;
 - a replayed round or a retried idempotency key returns the stored outcome and runs nothing;
 - an outcome is on disk before it is returned; only a transaction that merely creates the
   pending approval for a new question commits without waiting for the disk, since losing it
@@ -240,6 +241,7 @@ class Gate:
                     question=render_question(call, inspection, decision, ref),
                     created_at=now,
                     expires_at=now + self.approval_ttl,
+                    bound=inspection.bound,
                 )
             )
             if pending.ref == ref:
@@ -344,6 +346,9 @@ class Gate:
         if decision.policy_version != approval.policy_version:
             reason = "The policy changed after the question was asked; nothing was done."
             return GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, reason)), 0, decision
+        changed = inspection.changed_since(approval.bound)
+        if changed is not None:
+            return GateResult.refused(changed), 0, decision
         if decision.outcome is Outcome.DENY:
             denied = GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, decision.reason))
             return denied, 0, decision

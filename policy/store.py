@@ -6,7 +6,7 @@ entries) happens through one `GateTx`, i.e. in one database transaction.
 
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -30,6 +30,8 @@ class Approval:
     state_digest: str | None = None
     note: str | None = None
     outcome: Mapping[str, Any] | None = None
+    bound: Mapping[str, str] = field(default_factory=dict)
+    """The facts beyond the arguments that the question showed and the approval binds (`Inspection.bound`)."""
 
 
 @dataclass(frozen=True)

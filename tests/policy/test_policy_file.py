@@ -119,6 +119,14 @@ def test_shipped_policy() -> None:
     assert policy.tools["close_account"].confirm == "account_id"
 
 
+def test_the_shipped_policy_caps_a_sweep_like_a_transfer() -> None:
+    """Once a close swept any balance, above the ceiling that holds for transfers."""
+    policy = load_policy(catalog=TOOL_ARGUMENTS)
+    for amount, outcome in ((5_000_000, Outcome.REQUIRE_APPROVAL), (5_000_001, Outcome.DENY)):
+        assert policy.decide(call(amount)).outcome is outcome
+        assert policy.decide(call(amount, tool="close_account")).outcome is outcome
+
+
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="cannot read the file"):
         load_policy(tmp_path / "nope.toml")
