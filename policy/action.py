@@ -50,6 +50,8 @@ class Inspection:
     currency: str = "USD"
     minor_exponent: int = 2
     amount_minor: int = 0
+    roles: tuple[str, ...] = ()
+    """The caller's principal-wide roles, read in the same transaction as the accounts."""
 
 
 @dataclass(frozen=True)
