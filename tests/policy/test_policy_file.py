@@ -110,9 +110,17 @@ def test_version_is_a_content_hash() -> None:
         ("[accounts]\nseen = 'true'\n[tools.transfer_funds]\ndefault = 'allow'\n", "accounts.seen", "unknown key"),
     ],
     ids=[
-        "outcome", "syntax", "unknown-tool", "confirm", "cel-syntax", "cel-variable", "cel-type", "unknown-key",
-        "visible-variable", "accounts-key",
-    ],  # fmt: skip
+        "outcome",
+        "syntax",
+        "unknown-tool",
+        "confirm",
+        "cel-syntax",
+        "cel-variable",
+        "cel-type",
+        "unknown-key",
+        "visible-variable",
+        "accounts-key",
+    ],
 )
 def test_errors_say_where_and_what(text: str, where: str, says: str) -> None:
     with pytest.raises(PolicyError) as error:
