@@ -6,11 +6,13 @@ HTTP with one bearer token per principal, and in-process on SQLite and PostgreSQ
 """
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import mcp_types as types
 import pytest
+from mcp.client import ClientRequestContext
 from mcp_types import CallToolResult
 
 from mcp_server.entitlements import EntitlementAdmin, grants
@@ -187,6 +189,32 @@ async def test_a_revoked_entitlement_stops_the_next_call(bank: Harness, mode: st
     admin.grant("alice", "owner", ALICE)
     result = await call(bank, "alice", "get_account_balance", {"account_id": ALICE}, mode, ScriptedResponder())
     assert result.structured_content is not None and result.structured_content["status"] == "executed"
+
+
+class ChangesFirst(ScriptedResponder):
+    """Answers as scripted, after `change` ran: something happens while the human reads the question."""
+
+    def __init__(self, change: Callable[[], object], *answers: Any) -> None:
+        super().__init__(*answers)
+        self.change = change
+
+    async def __call__(
+        self, context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        self.change()
+        return await super().__call__(context, params)
+
+
+async def test_an_entitlement_revoked_while_the_question_is_open_stops_the_debit(bank: Harness, mode: str) -> None:
+    """Entitlements are re-read in the settling transaction, like balances: a yes after the revocation moves nothing."""
+    responder = ChangesFirst(lambda: EntitlementAdmin(bank.db, "tester").revoke("alice", "owner", ALICE), approve())
+    args = {"from_account": ALICE, "to_account": BOB, "amount": "100"}
+    result = await call(bank, "alice", "transfer_funds", args, mode, responder)
+    assert len(responder.questions) == 1
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "failed"
+    assert result.structured_content["error"]["code"] == "unknown_account"
+    assert bank.balance(ALICE) == 5_000_00
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
