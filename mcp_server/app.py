@@ -57,8 +57,8 @@ def open_state(settings: Settings) -> AppState:
     if settings.seed_demo and not ledger.accounts():
         ledger.seed_demo()
         log.info("created the demo accounts ACC-001, ACC-002, ACC-003")
-    actions = ledger_actions(ledger)
     policy = load_policy(settings.policy, catalog=TOOL_ARGUMENTS)
+    actions = ledger_actions(ledger, policy)
     gate = Gate(policy, SqlGateStore(db, audit), actions, approval_ttl=settings.approval_timeout)
     return AppState(gate=gate, ledger=ledger, default_principal=settings.principal)
 

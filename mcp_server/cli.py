@@ -124,9 +124,37 @@ def _parser() -> argparse.ArgumentParser:
     history.set_defaults(run=lambda s, a: commands.admin_history(s, a.account_id))
     invariants = admin.add_parser("invariants", help="check the ledger's invariants")
     invariants.set_defaults(run=lambda s, a: commands.admin_invariants(s))
-    for command in (accounts, create, deposit, history, invariants):
+    for command in (accounts, create, deposit, history, invariants, *_entitlement_commands(admin)):
         _database_option(command)
     return parser
+
+
+def _entitlement_commands(admin: Any) -> list[argparse.ArgumentParser]:
+    """`admin grant|revoke|grants` and `admin roles grant|revoke`: who may act on which account."""
+    grant = admin.add_parser("grant", help="give a principal a relation to an account (owner, viewer)")
+    grant.set_defaults(run=lambda s, a: commands.admin_grant(s, a.principal, a.relation, a.account_id, a.by))
+    revoke = admin.add_parser("revoke", help="take a principal's relation to an account away")
+    revoke.set_defaults(run=lambda s, a: commands.admin_revoke(s, a.principal, a.relation, a.account_id, a.by))
+    for command in (grant, revoke):
+        command.add_argument("principal", help="as the HTTP token names it, or the stdio --principal")
+        command.add_argument("relation", help="owner (read, debit, close) or viewer (read only)")
+        command.add_argument("account_id")
+    listing = admin.add_parser("grants", help="list entitlements (of one principal, or bearing on one account)")
+    listing.add_argument("--principal")
+    listing.add_argument("--account", dest="account_id")
+    listing.set_defaults(run=lambda s, a: commands.admin_grants(s, a.principal, a.account_id))
+    roles = admin.add_parser("roles", help="principal-wide roles").add_subparsers(dest="role_action", required=True)
+    role_grant = roles.add_parser("grant", help="give a principal a role (operator: any account)")
+    role_grant.set_defaults(run=lambda s, a: commands.admin_role_grant(s, a.principal, a.role, a.by))
+    role_revoke = roles.add_parser("revoke", help="take a principal's role away")
+    role_revoke.set_defaults(run=lambda s, a: commands.admin_role_revoke(s, a.principal, a.role, a.by))
+    for command in (role_grant, role_revoke):
+        command.add_argument("principal")
+        command.add_argument("role", help="operator")
+    changes = (grant, revoke, role_grant, role_revoke)
+    for command in changes:
+        command.add_argument("--by", help="who makes the change, for the audit log (default: your login name)")
+    return [*changes, listing]
 
 
 _SERVE_HELP = (

@@ -9,6 +9,7 @@ from mcp_server.app import open_state
 from mcp_server.audit_keys import key_file, load_keyring, load_public_keyring, load_signer, public_key_text
 from mcp_server.audit_writer import AuditWriter
 from mcp_server.database import Database
+from mcp_server.entitlements import EntitlementAdmin, grants
 from mcp_server.ledger import Ledger
 from mcp_server.money import format_amount
 from mcp_server.settings import Settings
@@ -21,6 +22,8 @@ from policy.results import Refusal
 def policy_check(file: Path) -> int:
     policy = load_policy(file, catalog=TOOL_ARGUMENTS)
     print(f"{file}: OK (version {policy.version})")
+    seen = f"only where {policy.visible.source}" if policy.visible else "every account, to every caller"
+    print(f"  accounts visible: {seen}")
     for name, tool in policy.tools.items():
         rules = ", ".join(f"{r.name} -> {r.outcome.value}" for r in tool.rules) or "no rules"
         confirm = f"; approver types back {tool.confirm}" if tool.confirm else ""
@@ -135,3 +138,46 @@ def admin_invariants(settings: Settings) -> int:
         print(problem)
     print("ledger invariants hold" if not problems else f"{len(problems)} invariant violations")
     return 1 if problems else 0
+
+
+def _entitlements(settings: Settings, by: str | None) -> EntitlementAdmin:
+    return EntitlementAdmin(Database.open(settings.db_url), by, AuditWriter(settings.audit_key_file))
+
+
+def admin_grant(settings: Settings, principal: str, relation: str, account_id: str, by: str | None) -> int:
+    if _entitlements(settings, by).grant(principal, relation, account_id):
+        print(f"granted: {principal} is {relation} of {account_id}")
+    else:
+        print(f"unchanged: {principal} already is {relation} of {account_id}")
+    return 0
+
+
+def admin_revoke(settings: Settings, principal: str, relation: str, account_id: str, by: str | None) -> int:
+    if _entitlements(settings, by).revoke(principal, relation, account_id):
+        print(f"revoked: {principal} is no longer {relation} of {account_id}")
+        return 0
+    raise Refusal("not_granted", f"{principal} is not {relation} of {account_id}; nothing was revoked.")
+
+
+def admin_role_grant(settings: Settings, principal: str, role: str, by: str | None) -> int:
+    if _entitlements(settings, by).grant_role(principal, role):
+        print(f"granted: {principal} has the role {role}")
+    else:
+        print(f"unchanged: {principal} already has the role {role}")
+    return 0
+
+
+def admin_role_revoke(settings: Settings, principal: str, role: str, by: str | None) -> int:
+    if _entitlements(settings, by).revoke_role(principal, role):
+        print(f"revoked: {principal} no longer has the role {role}")
+        return 0
+    raise Refusal("not_granted", f"{principal} does not have the role {role}; nothing was revoked.")
+
+
+def admin_grants(settings: Settings, principal: str | None, account_id: str | None) -> int:
+    found = grants(Database.open(settings.db_url), principal, account_id)
+    for grant in found:
+        print(grant.render())
+    if not found:
+        print("no entitlements")
+    return 0

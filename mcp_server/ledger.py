@@ -38,6 +38,7 @@ from sqlalchemy import Connection
 from mcp_server import idempotency
 from mcp_server.audit_writer import AuditWriter
 from mcp_server.database import Database
+from mcp_server.entitlements import grant_in, grant_role_in
 from mcp_server.errors import ErrorCode, LedgerError
 from mcp_server.free_text import parse_memo, parse_owner
 from mcp_server.identifiers import (
@@ -77,6 +78,11 @@ DEMO_ACCOUNTS: tuple[tuple[str, str, int], ...] = (
     ("ACC-002", "Bob Example", 250_00),
     ("ACC-003", "Carol Example", 120_00),
 )
+DEMO_OWNERS = {"ACC-001": "alice", "ACC-002": "bob", "ACC-003": "carol"}
+"""Who owns each demo account: the principals of the README's examples (tokens, BANKGATE_PRINCIPAL)."""
+DEMO_OPERATOR = "local"
+"""The default stdio principal: whoever runs the server at their own desk on the demo ledger is
+its operator (the demo moves money out of ACC-001 and ACC-002 and closes ACC-003)."""
 
 _COLUMNS = "id, owner, currency, status, balance_minor, created_at, closed_at"
 _SELECT_ACCOUNT = Statement(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id")
@@ -222,7 +228,7 @@ class Ledger:
         account_id = parse_account_id(account_id, field)
         row = _SELECT_ACCOUNT.one(conn, {"id": account_id})
         if row is None:
-            raise _unknown(account_id, field)
+            raise unknown_account(account_id, field)
         return _Row(*row).public()
 
     def transfer_in(
@@ -374,7 +380,8 @@ class Ledger:
 
     def seed_demo(self) -> list[Account]:
         """Admin: create and fund the demo accounts once (ACC-003 is funded, so closing it needs a
-        sweep); a no-op returning the existing accounts when ACC-001 already exists."""
+        sweep) and grant them to their owners and the local operator (`DEMO_OWNERS`,
+        `DEMO_OPERATOR`); a no-op returning the existing accounts when ACC-001 already exists."""
 
         def work(conn: Connection) -> list[Account]:
             if _SELECT_ACCOUNT.one(conn, {"id": DEMO_ACCOUNTS[0][0]}) is None:
@@ -382,6 +389,8 @@ class Ledger:
                 for account_id, owner, funding in DEMO_ACCOUNTS:
                     account = self._create_account(conn, owner, "USD", account_id)
                     receipts.append(self._fund(conn, account, funding, "funding", "demo funding", None))
+                    grant_in(conn, DEMO_OWNERS[account_id], "owner", account_id, "demo seed")
+                grant_role_in(conn, DEMO_OPERATOR, "operator", "demo seed")
                 self._administered(conn, "seed_demo", receipts)
             return [self.account_in(conn, account_id) for account_id, _, _ in DEMO_ACCOUNTS]
 
@@ -655,7 +664,7 @@ def _optional_key(value: object) -> str | None:
 def _open_account(locked: Mapping[str, _Row], account_id: str, field: str) -> _Row:
     account = locked.get(account_id)
     if account is None:
-        raise _unknown(account_id, field)
+        raise unknown_account(account_id, field)
     if account.status == "closed":
         raise LedgerError(
             ErrorCode.ACCOUNT_CLOSED,
@@ -665,5 +674,6 @@ def _open_account(locked: Mapping[str, _Row], account_id: str, field: str) -> _R
     return account
 
 
-def _unknown(account_id: str, field: str) -> LedgerError:
+def unknown_account(account_id: str, field: str) -> LedgerError:
+    """The refusal for a missing account; also for one the caller may not know of (`actions`)."""
     return LedgerError(ErrorCode.UNKNOWN_ACCOUNT, f"Account {account_id} ({field}) does not exist.", field=field)

@@ -54,6 +54,8 @@ class Inspection:
     currency: str = "USD"
     minor_exponent: int = 2
     amount_minor: int = 0
+    roles: tuple[str, ...] = ()
+    """The caller's principal-wide roles, read in the same transaction as the accounts."""
     bound: Mapping[str, str] = field(default_factory=dict)
     """Facts the approval is bound to beyond the arguments (label -> value, as the question shows
     them), e.g. the balance a close sweeps: if they differ when the answer settles, nothing runs."""

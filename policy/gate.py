@@ -388,6 +388,7 @@ class Gate:
             tool=call.tool,
             arguments=call.arguments,
             principal=call.principal,
+            roles=inspection.roles,
             currency=inspection.currency,
             minor_exponent=inspection.minor_exponent,
             amount_minor=inspection.amount_minor,

@@ -30,6 +30,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
 from mcp_server.app import build_server, open_state
+from mcp_server.entitlements import EntitlementAdmin
 from mcp_server.settings import Settings
 from policy.question import requested_confirmation
 from tests.conftest import PROFILE_ENV, examples, select_profile
@@ -298,6 +299,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MCPServer
     settings = Settings(db_url=url, seed_demo=False, approval_timeout=30, _env_file=None)  # type: ignore[call-arg]
     books = Books(url)
     [sentinel] = books.open_accounts(1, "1.00")
+    EntitlementAdmin(books.db, "fuzz").grant_role("local", "operator")  # the caller may act on every account
     yield build_server(open_state(settings), settings), books, sentinel
     books.close()
 
