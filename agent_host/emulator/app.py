@@ -20,7 +20,7 @@ from .errors import ApiError, invalid_request
 from .faults import FaultInjector
 from .items import new_id
 from .responses import ResponseService
-from .streaming import encode_event, response_events
+from .streaming import encode_event, response_events, with_call_ids
 
 Handler = Callable[[Request], Awaitable[Response]]
 logger = logging.getLogger(__name__)
@@ -74,11 +74,14 @@ def create_app(project: str, token: str, faults: FaultInjector | None = None) ->
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise invalid_request("Invalid type for 'stream': expected a boolean.", "stream")
-        response = responses.create(body)
+        shape = injector.shape
+        response = with_call_ids(responses.create(body), shape != "calls_without_id")
         if not stream:
             return JSONResponse(response)
         return StreamingResponse(
-            _sse(response_events(response)), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+            _sse(response_events(response, shape)),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
         )
 
     async def get_response(request: Request) -> Response:
