@@ -19,17 +19,19 @@ from .auth import authenticate
 from .errors import ApiError, invalid_request
 from .faults import FaultInjector
 from .items import new_id
-from .responses import ResponseService
+from .responses import DEFAULT_RUN_LIFETIME_S, ResponseService
 from .streaming import encode_event, response_events, with_call_ids
 
 Handler = Callable[[Request], Awaitable[Response]]
 logger = logging.getLogger(__name__)
 
 
-def create_app(project: str, token: str, faults: FaultInjector | None = None) -> Starlette:
+def create_app(
+    project: str, token: str, faults: FaultInjector | None = None, *, run_lifetime: float = DEFAULT_RUN_LIFETIME_S
+) -> Starlette:
     """An emulator app serving ``/api/projects/{project}``; requests need ``Bearer <token>``."""
     agents = AgentStore()
-    responses = ResponseService(agents)
+    responses = ResponseService(agents, run_lifetime)
     injector = faults or FaultInjector()
 
     def guarded(family: Literal["agents", "responses"], handler: Handler) -> Handler:

@@ -60,3 +60,17 @@ def not_found(message: str, param: str | None = None) -> ApiError:
 def permission_denied(message: str) -> ApiError:
     """A 401 as Foundry's RBAC layer sends it: ``{"error": {"code": "PermissionDenied", "message": ...}}``."""
     return ApiError(401, message, code="PermissionDenied")
+
+
+def response_expired(response_id: str, lifetime: float) -> ApiError:
+    """A 400 for continuing a response whose run expired while its function calls waited for outputs.
+
+    No capture of the real body is public (see docs/foundry-wire-notes.md): it is modelled on the
+    service's documented ``previous_response_not_found`` error, naming the same ``param``.
+    """
+    return invalid_request(
+        f"Response '{response_id}' has expired: its run ended {lifetime:g} seconds after it was created, "
+        "before the outputs of its function calls arrived. Start a new response without 'previous_response_id'.",
+        "previous_response_id",
+        code="response_expired",
+    )

@@ -1,7 +1,9 @@
 """The Responses API: request validation, chaining through ``previous_response_id``, response objects.
 
 Every response is stored with the whole conversation that led to it, so a continuation only sends
-the new items. Stored responses never expire here (Foundry expires runs after about ten minutes).
+the new items. As on Foundry, a run ends ``run_lifetime`` seconds (ten minutes) after it was created:
+a response still waiting for function call outputs can no longer be continued after that
+(:func:`~.errors.response_expired`); a response that answered in text stays continuable.
 A response echoes only the agent's function tools in ``tools``: other Foundry tool kinds are not
 run by the stand-in model and need not parse as openai tool types.
 """
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .agents import AgentStore, AgentVersion
-from .errors import invalid_request, not_found
+from .errors import invalid_request, not_found, response_expired
 from .items import (
     FunctionCall,
     FunctionCallOutput,
@@ -28,11 +30,20 @@ from .items import (
 )
 from .model import AgentProfile, Planned, Reply, respond
 
+DEFAULT_RUN_LIFETIME_S = 600.0
+"""Foundry runs expire ten minutes after creation (see docs/foundry-wire-notes.md)."""
+
 
 @dataclass(frozen=True)
 class _Stored:
     body: dict[str, Any]
     conversation: tuple[Item, ...]
+    created: float
+    """``time.monotonic()`` at creation, for the run's lifetime."""
+
+    @property
+    def awaits_outputs(self) -> bool:
+        return any(item["type"] == "function_call" for item in self.body["output"])
 
 
 @dataclass(frozen=True)
@@ -51,8 +62,9 @@ class _Target:
 class ResponseService:
     """Creates, stores and retrieves responses."""
 
-    def __init__(self, agents: AgentStore) -> None:
+    def __init__(self, agents: AgentStore, run_lifetime: float = DEFAULT_RUN_LIFETIME_S) -> None:
         self._agents = agents
+        self._run_lifetime = run_lifetime
         self._stored: dict[str, _Stored] = {}
 
     def get(self, response_id: str) -> dict[str, Any]:
@@ -114,7 +126,7 @@ class ResponseService:
                 "version": target.agent.version,
             }
         if store:
-            self._stored[response["id"]] = _Stored(response, (*history, *new_input, *produced))
+            self._stored[response["id"]] = _Stored(response, (*history, *new_input, *produced), time.monotonic())
         return response
 
     def _target(self, body: Mapping[str, Any]) -> _Target:
@@ -151,6 +163,8 @@ class ResponseService:
                 "previous_response_id",
                 code="previous_response_not_found",
             )
+        if stored.awaits_outputs and time.monotonic() - stored.created > self._run_lifetime:
+            raise response_expired(previous_id, self._run_lifetime)
         return stored.conversation
 
 

@@ -33,7 +33,10 @@ async def test_every_shape_runs_each_call_once_and_answers_it(
 
             calls = [(call.name, call.arguments) for call, _ in turn.results]
             assert calls == [
-                ("transfer_funds", '{"from_account": "ACC-002", "to_account": "ACC-001", "amount": "9999", "memo": null}'),
+                (
+                    "transfer_funds",
+                    '{"from_account": "ACC-002", "to_account": "ACC-001", "amount": "9999", "memo": null}',
+                ),
                 ("get_account_balance", '{"account_id": "ACC-003"}'),
             ], shape
             [(_, refused), (_, read)] = turn.results
