@@ -20,10 +20,11 @@ from azure.core.exceptions import (
     HttpResponseError,
     ResourceNotFoundError,
     ServiceRequestError,
+    ServiceResponseTimeoutError,
 )
 
 from .access import ProjectAccess, sign_in_failure
-from .errors import ConfigurationError, NotFound, ServiceFailed, http_failure, unreachable
+from .errors import ConfigurationError, NotFound, ServiceFailed, http_failure, slow, unreachable
 
 INSTRUCTIONS = (
     "You are bankgate's banking assistant. Use the tools to check balances, transfer funds and close "
@@ -146,6 +147,8 @@ async def azure_errors(access: ProjectAccess) -> AsyncIterator[None]:
         ) from None
     except ServiceRequestError as error:
         raise unreachable(access.endpoint, error.message) from None
+    except ServiceResponseTimeoutError:  # connected, but no answer in time
+        raise slow(access.endpoint, None) from None
     except AzureError as error:  # e.g. the connection dropped mid-answer, or the answer did not decode
         raise ServiceFailed(f"The request to {access.endpoint} failed: {error.message}") from None
 

@@ -53,6 +53,10 @@ class ServiceFailed(HostError):
     """Any other error answer from the service."""
 
 
+class ServiceSlow(HostError):
+    """The project was reached but did not answer within the timeout (distinct from unreachable)."""
+
+
 class ChainExpired(ServiceFailed):
     """The response a request continues from (``previous_response_id``) expired or is gone.
 
@@ -119,6 +123,17 @@ def unreachable(endpoint: str, reason: object) -> ServiceUnreachable:
 
 
 _CHAIN_CODES = frozenset({"previous_response_not_found", "response_expired"})
+
+
+def slow(endpoint: str, seconds: float | None, *, retries: int | None = None, streaming: bool = False) -> ServiceSlow:
+    """The project at ``endpoint`` took longer than ``seconds`` to answer (or to send the next event)."""
+    waited = f"{seconds:g} s" if seconds is not None else "the timeout"
+    what = "sent nothing more of its streamed answer" if streaming else "did not answer"
+    tries = f" ({retries} retries)" if retries else ""
+    return ServiceSlow(
+        f"The Foundry project at {endpoint} {what} within {waited}{tries}: the service is reachable but slow.",
+        "Try again; if it keeps happening, check the model deployment's load and quota in the Foundry portal.",
+    )
 
 
 def _param(body: object) -> str | None:
