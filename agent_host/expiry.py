@@ -54,6 +54,8 @@ class LostChain:
 
     answers: Sequence[Answer]
     reason: str
+    asked: str | None = None
+    """The user message that led to these calls, when the host still has it."""
 
     def report(self) -> str:
         """For the user: what ran, what did not, and that the conversation goes on."""
@@ -72,9 +74,10 @@ class LostChain:
     def context_item(self) -> dict[str, Any]:
         """A developer message opening the new chain with the facts (the earlier chain is gone)."""
         facts = "; ".join(answer.describe() for answer in self.answers) or "no tool calls were pending"
+        asked = f"The user had asked: {json.dumps(self.asked, ensure_ascii=False)}. " if self.asked else ""
         text = (
             "Context from the host: the previous response chain expired and was replaced by this one. "
-            f"Tool calls of the expired response and their outcomes: {facts}. "
+            f"{asked}Tool calls made for it and their outcomes: {facts}. "
             "Do not repeat these calls unless the user asks for them again."
         )
         return {"role": "developer", "content": text}

@@ -101,6 +101,8 @@ class Conversation:
         self._unanswered: list[Answer] = []
         self._context: list[dict[str, Any]] = []
         """Items opening the next chain after an expiry: the facts of the lost one."""
+        self._asked: str | None = None
+        """The user message whose calls the requests being made answer."""
 
     async def send(self, text: str) -> Turn:
         """Send ``text`` and run the agent's function calls until it answers in text."""
@@ -109,6 +111,7 @@ class Conversation:
         if self._unanswered:
             with suppress(_Restarted):  # the facts of the lost chain open the new one, with the message
                 await self._drive(list(self._unanswered), [], turn)
+        self._asked = text
         try:
             await self._drive([], [message], turn)
         except _Restarted:
@@ -157,7 +160,7 @@ class Conversation:
         except ChainExpired as error:
             if previous is None:
                 raise
-            self._restart(LostChain(answers, error.message), turn)
+            self._restart(LostChain(_this_turns(turn, answers), error.message, self._asked), turn)
             raise _Restarted from None
         self._unanswered = []
         self._context = []
@@ -174,9 +177,16 @@ class Conversation:
         self.previous_response_id = None
         self._unanswered = []
         self._context = [lost.context_item()]
-        turn.ended_lost = bool(lost.answers) and bool(turn.replies)
+        turn.ended_lost = bool(turn.results) or (bool(lost.answers) and bool(turn.replies))
         turn.lost = lost
         self.observer.warning(lost.report())
+
+
+def _this_turns(turn: Turn, answers: list[Answer]) -> list[Answer]:
+    """Every call of the turn with its outcome (earlier rounds were told to the chain now lost too)."""
+    ran = [Answer(call, result.output) for call, result in turn.results]
+    known = {answer.call.call_id for answer in ran}
+    return ran + [answer for answer in answers if answer.call.call_id not in known]
 
 
 def _not_executed(reply: Reply, limit: int) -> list[Answer]:

@@ -135,9 +135,10 @@ def test_the_context_item_states_the_outcomes() -> None:
             ),
         ],
         "expired",
+        asked="Move it, then close it.",
     )
     item = lost.context_item()
-    assert item["role"] == "developer"
+    assert item["role"] == "developer" and 'The user had asked: "Move it, then close it."' in item["content"]
     assert "transfer_funds {}: ran (executed: Moved.)" in item["content"]
     assert "close_account {}: unknown (failed: timed out)" in item["content"]
     assert "Outcome unknown (not retried" in lost.report()
