@@ -49,8 +49,8 @@ async def assemble_stream(events: AsyncIterable[Mapping[str, Any]], on_text: Cal
     ``response.completed`` carries the whole response, which is the source of truth. The service may
     leave its ``output`` empty, or send a call only as ``response.output_item.done`` or only its
     arguments in ``response.function_call_arguments.done``, so the output items are also rebuilt from
-    the events, keyed by ``output_index`` (a call item's ``id`` is optional), and used when the final
-    output has none.
+    the events, keyed by ``output_index`` (a call item's ``id`` is optional), and complete the final
+    output: calls it lacks are added, empty arguments filled (all items are used when it is empty).
     """
     tally: Counter[str] = Counter()
     text: list[str] = []
@@ -87,10 +87,9 @@ class _StreamedItems:
     def note(self, kind: str, event: Mapping[str, Any]) -> None:
         if kind in ("response.output_item.added", "response.output_item.done"):
             index = int(event["output_index"])
-            item = dict(event["item"])
-            if kind == "response.output_item.added":
-                item = {**item, **self._items.get(index, {})}
-            self._items[index] = item
+            known = self._items.get(index, {})
+            item = {key: value or known.get(key) for key, value in event["item"].items()}
+            self._items[index] = {**known, **item}
             if item.get("id"):
                 self._indexes[str(item["id"])] = index
         elif kind == "response.function_call_arguments.delta":
