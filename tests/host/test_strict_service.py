@@ -30,15 +30,20 @@ AGENT_OWNED: list[tuple[str, Any]] = [
 
 @pytest.mark.anyio
 @BOTH
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
 async def test_fields_the_agent_owns_are_refused_per_request(
-    emulator: Emulator, agent_name: str, kind: Transport
+    emulator: Emulator, agent_name: str, kind: Transport, stream: bool
 ) -> None:
     async with project_for(emulator.endpoint, emulator.token) as (access, project):
         agent = await _agent(project, access, agent_name)
         async with transport_for(kind, access, project) as transport:
             for field, value in AGENT_OWNED:
+                request = {**_ask(agent), field: value}
                 with pytest.raises(ServiceFailed) as refused:
-                    await transport.create({**_ask(agent), field: value})
+                    if stream:
+                        await assemble_stream(transport.stream(request), lambda _: None)
+                    else:
+                        await transport.create(request)
                 assert "HTTP 400 invalid_payload: Not allowed when agent is specified." in str(refused.value), field
             # Without them the same request is fine.
             assert reply_from_response(await transport.create(_ask(agent))).calls
