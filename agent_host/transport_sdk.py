@@ -49,9 +49,15 @@ class SdkTransport:
     async def stream(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
         async with self._errors():
             events = await self._client.responses.create(**_arguments(request), stream=True)
-            async with events:
-                async for event in events:
-                    yield event.model_dump(mode="json")
+            try:
+                async with events:
+                    async for event in events:
+                        yield event.model_dump(mode="json")
+            except openai.APITimeoutError:  # after the stream started: it stalled
+                raise slow(self._access.endpoint, self._timeout.read, streaming=True) from None
+            except openai.APIConnectionError as error:
+                cause = error.__cause__ or error
+                raise ServiceFailed(f"The response stream from {self._access.endpoint} broke off: {cause}.") from None
 
     @asynccontextmanager
     async def _errors(self) -> AsyncIterator[None]:

@@ -81,7 +81,7 @@ def create_app(
         if not stream:
             return JSONResponse(response)
         return StreamingResponse(
-            _sse(response_events(response, shape)),
+            _sse(response_events(response, shape), injector.event_delay),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
@@ -113,8 +113,11 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def _sse(events: list[dict[str, Any]]) -> AsyncIterator[bytes]:
-    for event in events:
+async def _sse(events: list[dict[str, Any]], pause: float) -> AsyncIterator[bytes]:
+    """The events as SSE blocks, ``pause`` seconds apart after the first (a stalling stream)."""
+    for number, event in enumerate(events):
+        if number and pause:
+            await anyio.sleep(pause)
         yield encode_event(event)
 
 

@@ -38,7 +38,8 @@ class FaultConfig:
 
     The first ``rate_limited`` matching requests get 429 with ``Retry-After``/``retry-after-ms`` set
     from ``retry_after`` seconds, the next ``server_errors`` get 500, and every matching request waits
-    ``delay`` seconds first. Responses send their function calls in ``shape``.
+    ``delay`` seconds first. Responses send their function calls in ``shape``, and a streamed
+    response pauses ``event_delay`` seconds between events.
     """
 
     rate_limited: int = 0
@@ -47,12 +48,13 @@ class FaultConfig:
     delay: float = 0.0
     target: FaultTarget = "all"
     shape: WireShape = "canonical"
+    event_delay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.rate_limited < 0 or self.server_errors < 0:
             raise ValueError("fault counts must be >= 0")
-        if self.retry_after < 0 or self.delay < 0:
-            raise ValueError("retry_after and delay must be >= 0 seconds")
+        if self.retry_after < 0 or self.delay < 0 or self.event_delay < 0:
+            raise ValueError("retry_after, delay and event_delay must be >= 0 seconds")
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,11 @@ class FaultInjector:
     def shape(self) -> WireShape:
         with self._lock:
             return self._config.shape
+
+    @property
+    def event_delay(self) -> float:
+        with self._lock:
+            return self._config.event_delay
 
     @property
     def stats(self) -> FaultStats:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -228,6 +229,32 @@ async def test_a_slow_service_is_retried_then_reported_as_slow(
 
     assert not isinstance(raised.value, ServiceUnreachable)
     assert emulator.faults.stats.requests == 2, "a timeout is retried, as openai retries it"
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_a_stream_that_stalls_is_reported_as_slow(emulator: Emulator, agent_name: str, kind: Transport) -> None:
+    async with project_for(emulator.endpoint, emulator.token) as (access, project):
+        agent = await _agent(project, access, agent_name)
+        emulator.faults.arm(FaultConfig(event_delay=1.0, target="responses"))
+        quick = httpx2.Timeout(0.25, connect=5.0)
+        async with transport_for(kind, access, project, max_retries=0, timeout=quick) as transport:
+            with pytest.raises(ServiceSlow, match=r"sent nothing more of its streamed answer within 0\.25 s"):
+                await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_the_servers_retry_hint_is_waited_for(emulator: Emulator, agent_name: str, kind: Transport) -> None:
+    async with project_for(emulator.endpoint, emulator.token) as (access, project):
+        agent = await _agent(project, access, agent_name)
+        emulator.faults.arm(FaultConfig(rate_limited=1, retry_after=0.6, target="responses"))
+        async with transport_for(kind, access, project, max_retries=1) as transport:
+            started = time.monotonic()
+            await transport.create(_ask(agent))
+            waited = time.monotonic() - started
+
+    assert waited >= 0.55, "retry-after-ms (600) is honoured, not the 0.5 s backoff"
 
 
 def test_endpoint_configuration_is_checked(emulator: Emulator) -> None:
