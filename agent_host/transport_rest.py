@@ -91,7 +91,10 @@ class RestTransport:
                         retries=attempt,
                     )
                 if not streaming:
-                    await response.aread()
+                    try:
+                        await response.aread()
+                    except httpx2.TransportError as error:  # the answer began, then stalled or broke
+                        raise self._failure(error, attempt) from None
                 yield response
                 return
             finally:
