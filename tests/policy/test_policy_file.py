@@ -151,8 +151,8 @@ def test_the_shipped_policy_caps_a_sweep_like_a_transfer() -> None:
     """Once a close swept any balance, above the ceiling that holds for transfers."""
     policy = load_policy(catalog=TOOL_ARGUMENTS)
     for amount, outcome in ((5_000_000, Outcome.REQUIRE_APPROVAL), (5_000_001, Outcome.DENY)):
-        assert policy.decide(call(amount)).outcome is outcome
-        assert policy.decide(call(amount, tool="close_account")).outcome is outcome
+        assert policy.decide(entitled("transfer_funds", amount_minor=amount)).outcome is outcome
+        assert policy.decide(entitled("close_account", amount_minor=amount)).outcome is outcome
 
 
 @pytest.mark.parametrize(
