@@ -186,11 +186,9 @@ class Gate:
     ) -> Opening:
         """`only_asking`: the transaction is not durable, so anything but a question raises `_Settles`."""
         now = self.clock()
-        self._take_turn(tx, action, call)
+        known, conflict = self._claim(tx, action, call)
         approval = self._round_approval(tx, call, asked) if asked is not None else None
-        try:
-            known = self._recalled(tx, call)
-        except Refusal as conflict:  # the key holds another request's outcome, which it keeps
+        if conflict is not None:  # the key holds another request's outcome, which it keeps
             if only_asking:
                 raise _Settles from conflict
             failed = GateResult.refused(conflict)
@@ -229,10 +227,17 @@ class Gate:
         if not human_reachable:
             denied = GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, NO_HUMAN))
             return Opening(call, final=self._end(tx, call, decision, denied, now, reason=NO_HUMAN))
-        return self._pending(tx, action, call, inspection, decision, now)
+        return self._pending(tx, action, call, inspection, decision, now, only_asking)
 
     def _pending(
-        self, tx: GateTx, action: Action, call: Call, inspection: Inspection, decision: Decision, now: float
+        self,
+        tx: GateTx,
+        action: Action,
+        call: Call,
+        inspection: Inspection,
+        decision: Decision,
+        now: float,
+        only_asking: bool,
     ) -> Opening:
         """The question for this call: the one its idempotency key already asked, or a new one.
 
@@ -244,6 +249,8 @@ class Gate:
         pending = tx.pending_approval(binding) if shared else None
         if pending is not None and now >= pending.expires_at:
             # The key's question went unanswered: that is the key's outcome.
+            if only_asking:
+                raise _Settles
             return Opening(call, final=self._settle(tx, pending, EXPIRED, now, action, call))
         if pending is None:
             ref = "APR-" + secrets.token_hex(5).upper()
@@ -267,6 +274,15 @@ class Gate:
                 self._audit(tx, call, decision, "requested", now, approval=pending, reason=decision.reason)
         return Opening(call, approval=pending, confirm=decision.confirm)
 
+    def _claim(self, tx: GateTx, action: Action, call: Call) -> tuple[GateResult | None, Refusal | None]:
+        """Take this call's turns, in lock order (its principal's, then its key's), before any
+        other lock; then what its key holds: an outcome, or the conflict of another request's."""
+        self._take_turn(tx, action, call)
+        try:
+            return self._recalled(tx, call), None
+        except Refusal as conflict:
+            return None, conflict
+
     def _recalled(self, tx: GateTx, call: Call) -> GateResult | None:
         """The stored outcome of this call's idempotency key (raises `Refusal` if it is another request's)."""
         if call.idempotency_key is None:
@@ -284,13 +300,7 @@ class Gate:
     def _conclude(self, tx: GateTx, action: Action, opening: Opening, verdict: Verdict) -> GateResult:
         assert opening.approval is not None
         call = opening.call
-        self._take_turn(tx, action, call)
-        known: GateResult | None = None
-        conflict: Refusal | None = None
-        try:
-            known = self._recalled(tx, call)
-        except Refusal as refusal:
-            conflict = refusal
+        known, conflict = self._claim(tx, action, call)
         approval = tx.lock_approval(opening.approval.ref)
         if approval is None:
             raise LookupError(f"approval {opening.approval.ref} vanished")
