@@ -4,8 +4,9 @@ A key binds to a digest of the request it first arrived with. The same key with 
 request returns the stored result and moves nothing; the same key with any other request
 is an ``idempotency_conflict``. Keys and results live in ``idempotency_keys`` and are
 written in the same transaction as the movement they describe, so they are exactly as
-durable as the money. Refused requests store nothing: retrying them after the cause is
-fixed (e.g. funds arrive) is allowed.
+durable as the money. The ledger's own keyed operations store nothing when refused
+(retrying after the cause is fixed is allowed); a gated tool call stores whatever ended it,
+refusals included, since its key names the call (see ``policy.gate``).
 
 A writer recalls with ``hold=True``: it takes the key's turn first, so a concurrent request
 with the same key waits for this transaction and then finds what it stored. Storing a key

@@ -8,6 +8,7 @@ their questions all open before any is answered (`Gathering`).
 from typing import Any
 
 import anyio
+import mcp_types as types
 import pytest
 from mcp_types import CallToolResult
 
@@ -135,3 +136,21 @@ async def test_an_expired_question_is_remembered_for_its_key_and_its_round(harne
     assert expired["status"] == "expired" and late_round == expired and again == expired
     assert retry.questions == [] and harness.balance(target) == 0
     assert harness.events(expired["approval_ref"]) == ["requested", "expired"]
+
+
+async def test_each_round_answers_its_own_question(harness: Harness) -> None:
+    """Two questions for the very same words (2026-07-28): each answer settles the question
+    its round was shown, in whatever order they come; a replay returns what its round got."""
+    source, target = harness.open_account("100"), harness.open_account("0")
+    args = {"from_account": source, "to_account": target, "amount": "30"}
+    no = types.ElicitResult(action="accept", content={"approve": False})
+    async with harness.client(ScriptedResponder()) as client:
+        first = await first_round(client, "transfer_funds", args)
+        second = await first_round(client, "transfer_funds", args)
+        rejected = outcome(await answer(client, "transfer_funds", args, second.request_state, no))
+        executed = outcome(await answer(client, "transfer_funds", args, first.request_state))
+        replayed = outcome(await answer(client, "transfer_funds", args, first.request_state, no))
+
+    assert rejected["status"] == "rejected" and executed["status"] == "executed" and replayed == executed
+    assert rejected["approval_ref"] != executed["approval_ref"]
+    assert harness.balance(target) == 3000
