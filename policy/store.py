@@ -58,7 +58,7 @@ class GateTx(Protocol):
     def recall(self, key: str, request_digest: str) -> Mapping[str, Any] | None:
         """The stored outcome for `key`; raises `Refusal("idempotency_conflict")` on another request.
 
-        In a write transaction it first takes the key's turn (see `take_turn`), so the key
+        In a write transaction it first takes the key's turn (as `take_turn` does a principal's), so the key
         stays unused until this transaction ends unless it stores it.
         """
 
