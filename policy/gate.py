@@ -4,8 +4,9 @@ Invariants held here (each settled inside one store transaction with the effect)
 - nothing runs unapproved: `execute` is reached only from an allow decision, or from a
   pending approval whose answer was a clean yes, re-decided under the same policy version;
 - an approval is used at most once: settling requires it to be pending, under a lock;
-- what runs is what was shown: the approval is bound to the call's digest, and the
-  question is rendered once from server state and stored;
+- what runs is what was shown: the approval is bound to the call's digest and to the facts
+  its inspection declares (`Inspection.bound`, compared again under lock before anything
+  runs), and the question is rendered once from server state and stored;
 - a replayed round or a retried idempotency key returns the stored outcome and runs nothing:
   every call ends in `_end`, which settles its approval (found again by any round answering
   it), stores the outcome under its key, and audits it;
@@ -267,6 +268,7 @@ class Gate:
                     created_at=now,
                     expires_at=now + self.approval_ttl,
                     asked_digest=question_digest(question, confirmed=decision.confirm is not None),
+                    bound=inspection.bound,
                 ),
                 shared=shared,
             )
@@ -382,6 +384,9 @@ class Gate:
         if decision.policy_version != approval.policy_version:
             reason = "The policy changed after the question was asked; nothing was done."
             return GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, reason)), 0, decision
+        changed = inspection.changed_since(approval.bound)
+        if changed is not None:
+            return GateResult.refused(changed), 0, decision
         if decision.outcome is Outcome.DENY:
             denied = GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, decision.reason))
             return denied, 0, decision
@@ -402,6 +407,7 @@ class Gate:
             tool=call.tool,
             arguments=call.arguments,
             principal=call.principal,
+            roles=inspection.roles,
             currency=inspection.currency,
             minor_exponent=inspection.minor_exponent,
             amount_minor=inspection.amount_minor,

@@ -6,7 +6,7 @@ entries) happens through one `GateTx`, i.e. in one database transaction.
 
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -31,6 +31,8 @@ class Approval:
     """The SDK's digest of the question as put to the client: what a 2026-07-28 round answering it names."""
     note: str | None = None
     outcome: Mapping[str, Any] | None = None
+    bound: Mapping[str, str] = field(default_factory=dict)
+    """The facts beyond the arguments that the question showed and the approval binds (`Inspection.bound`)."""
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,8 @@ def harness(tmp_path: Path) -> Harness:
 
 def gate_on(harness: Harness) -> tuple[Gate, RecordingStore]:
     store = RecordingStore(harness.db)
-    return Gate(load_policy(TEST_POLICY), store, ledger_actions(harness.ledger)), store
+    policy = load_policy(TEST_POLICY)
+    return Gate(policy, store, ledger_actions(harness.ledger, policy)), store
 
 
 def transfer(harness: Harness, gate: Gate, amount: str, funds: str = "100") -> Call:

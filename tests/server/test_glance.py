@@ -37,7 +37,7 @@ def harness(tmp_path: Path) -> Harness:
 
 def gate_on(harness: Harness, clock: Clock) -> Gate:
     policy = load_policy(TEST_POLICY)
-    return Gate(policy, SqlGateStore(harness.db), ledger_actions(harness.ledger), approval_ttl=TTL, clock=clock)
+    return Gate(policy, SqlGateStore(harness.db), ledger_actions(harness.ledger, policy), approval_ttl=TTL, clock=clock)
 
 
 def asked(harness: Harness, gate: Gate, amount: str = "25") -> tuple[Call, Opening]:
