@@ -419,7 +419,7 @@ class Ledger:
         digest = digest_of_request()
 
         def run(conn: Connection) -> M:
-            stored = idempotency.recall(conn, key, digest)
+            stored = idempotency.recall(conn, key, digest, hold=True)
             if stored is not None:
                 return model.model_validate(stored)
             result = work(conn)

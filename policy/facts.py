@@ -74,6 +74,12 @@ VARIABLES = frozenset(
 )
 """Every variable a rule may name; `policy check` refuses any other."""
 
+AGGREGATES = frozenset({"moved_today_minor"})
+"""Variables aggregated over the principal's other calls. A decision that reads one is taken
+in the principal's turn (`GateTx.take_turn`), and so is every call that could change one, so
+that concurrent calls can never together pass a limit that each alone respects. A new fact
+of this kind belongs here."""
+
 _BINDERS: dict[str, Callable[[CallFacts], Any]] = {
     "tool": lambda f: f.tool,
     "args": lambda f: {k: v for k, v in f.arguments.items() if v is not None},

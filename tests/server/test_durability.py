@@ -104,7 +104,7 @@ def test_settling_an_answer_is_durable(harness: Harness) -> None:
     call = transfer(harness, gate, "25")
     opening = gate.open(call, human_reachable=True)
 
-    result = gate.conclude(opening, Verdict(VerdictKind.APPROVE), state_digest="round-2")
+    result = gate.conclude(opening, Verdict(VerdictKind.APPROVE))
 
     assert result.status is Status.EXECUTED
     assert store.writes == [(False, True), (True, True)]
