@@ -21,7 +21,7 @@ from azure.identity.aio import DefaultAzureCredential
 
 from .emulator import AsyncDevTokenCredential, AsyncLoopbackBearerTokenPolicy, is_loopback_url
 from .errors import SCOPE, AuthenticationFailed, ConfigurationError
-from .settings import HostSettings
+from .settings import DEFAULT_EMULATOR_MODEL, HostSettings
 
 
 @dataclass
@@ -31,6 +31,12 @@ class ProjectAccess:
     endpoint: str
     credential: AsyncDevTokenCredential | DefaultAzureCredential
     dev_token: bool
+
+    @property
+    def default_model(self) -> str | None:
+        """The model for new agent versions when CHAT_MODEL is unset: any name works on the emulator,
+        while a real project's deployments are the user's to name (so there is none)."""
+        return DEFAULT_EMULATOR_MODEL if self.dev_token else None
 
     def policy(self) -> AsyncBearerTokenCredentialPolicy[Any, Any]:
         """The bearer-token policy for azure-core clients (lifts the https check for loopback only)."""

@@ -105,7 +105,7 @@ async def _assemble(
         project,
         access,
         settings.agent_name,
-        model=settings.chat_model,
+        model=settings.chat_model or access.default_model,
         tools=toolbox.definitions(),
         version=settings.agent_version,
         existing=settings.existing_agent,
