@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from .cli_common import add_host_options, approver_from, run_async, settings_from
-from .errors import HostError
+from .errors import HostError, Interrupted
 from .terminal import interruptible
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
                     display.user(text)
                 try:
                     await conversation.send(text)
+                except Interrupted:
+                    raise
                 except HostError as error:
                     display.error(error)
         return 0

@@ -23,6 +23,7 @@ from .toolbox import Toolbox
 from .transport_rest import RestTransport
 from .transport_sdk import SdkTransport
 from .turns import Conversation, ResponsesTransport
+from .waiting import BusyTransport
 
 
 @dataclass
@@ -73,11 +74,13 @@ async def open_host(
 ) -> AsyncIterator[Host]:
     """Connect everything ``settings`` describe; ``target`` overrides the MCP server they name."""
     access = project_access(settings)
-    desk = ApprovalDesk(approver, display)
+    desk = ApprovalDesk(approver, display, settings.approval_timeout)
     try:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(access.aclose)
-            yield await _assemble(stack, settings, access, desk, display, target or mcp_target(settings))
+            with display.busy("Starting the MCP server and connecting to the Foundry project…"):
+                host = await _assemble(stack, settings, access, desk, display, target or mcp_target(settings))
+            yield host
     except BaseExceptionGroup as group:
         # The MCP client's task groups wrap whatever escapes them; a lone error is shown as itself.
         raise sole_error(group) from None
@@ -91,7 +94,9 @@ async def _assemble(
     display: Display,
     target: McpTarget,
 ) -> Host:
-    link = await stack.enter_async_context(connect(target, desk))
+    # An approver that never says yes leaves the elicitation capability undeclared: the server then
+    # denies such calls itself, audited as "no human can be asked" rather than as a person's rejection.
+    link = await stack.enter_async_context(connect(target, desk if desk.approver.answers else None))
     project = await stack.enter_async_context(
         AIProjectClient(
             endpoint=access.endpoint,
@@ -100,7 +105,7 @@ async def _assemble(
             **access.client_options(),
         )
     )
-    toolbox = Toolbox(link, strict=settings.strict_tools)
+    toolbox = Toolbox(link, strict=settings.strict_tools, desk=desk)
     agent = await choose_agent(
         project,
         access,
@@ -116,4 +121,6 @@ async def _assemble(
         else RestTransport(access, settings.max_retries)
     )
     stack.push_async_callback(transport.aclose)
+    if display.errors.is_terminal:
+        transport = BusyTransport(transport, display)
     return Host(settings, access, project, link, toolbox, agent, transport, desk, display)
