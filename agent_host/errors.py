@@ -57,14 +57,14 @@ class ServiceFailed(HostError):
     """Any other error answer from the service."""
 
 
+class McpUnavailable(HostError):
+    """The MCP server did not start, refused the connection, or stopped."""
+
+
 class Interrupted(HostError):
     """The person pressed Ctrl-C; what was in flight has been settled."""
 
     exit_code = 130
-
-
-class McpUnavailable(HostError):
-    """The MCP server did not start, refused the connection, or stopped."""
 
 
 def http_failure(
