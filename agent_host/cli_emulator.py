@@ -15,7 +15,9 @@ DEFAULT_PORT = 8780
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port on 127.0.0.1 (0 picks a free one)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)"
+    )
     parser.add_argument("--project", default=DEFAULT_PROJECT, help="project name in the endpoint path")
     parser.add_argument("--token", default=DEV_TOKEN, help="bearer token clients must send")
     faults = parser.add_argument_group("fault injection (off by default)")
