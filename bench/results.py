@@ -20,12 +20,15 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from bench.progress import progress
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = ("server_bench", "gate_bench", "ledger_bench", "host_bench", "load")
@@ -128,10 +131,11 @@ def run_bench(name: str, extra: list[str], env: dict[str, str]) -> BenchRun:
     shown = f"python -m bench.{name} {' '.join([*extra, '--json'])}"
     started = time.monotonic()
     try:
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=BENCH_TIMEOUT)
+        done = run_passing_stderr(command, env)
     except subprocess.TimeoutExpired:
         return BenchRun(name, shown, BENCH_TIMEOUT, problem=f"did not finish within {BENCH_TIMEOUT} s")
     run = BenchRun(name, shown, time.monotonic() - started)
+    progress(f"bench.{name} finished in {run.seconds:.0f} s")
     try:
         run.data = parse_json(done.stdout)
     except ValueError:
@@ -141,6 +145,32 @@ def run_bench(name: str, extra: list[str], env: dict[str, str]) -> BenchRun:
     if done.returncode != 0:
         run.problem = f"exit {done.returncode} (figures below are what it printed)"
     return run
+
+
+def run_passing_stderr(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` capturing stdout, while its stderr (its progress lines) is shown as it comes and kept."""
+    with (
+        tempfile.TemporaryFile("w+") as stdout,
+        subprocess.Popen(command, cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True) as process,
+    ):
+        assert process.stderr is not None
+        kept: list[str] = []
+
+        def relay(stream: IO[str]) -> None:
+            for line in stream:
+                kept.append(line)
+                print(f"    {line}", end="", file=sys.stderr, flush=True)
+
+        relaying = threading.Thread(target=relay, args=(process.stderr,), daemon=True)
+        relaying.start()
+        try:
+            process.wait(BENCH_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        relaying.join()
+        stdout.seek(0)
+        return subprocess.CompletedProcess(command, process.returncode, stdout.read(), "".join(kept))
 
 
 def parse_json(stdout: str) -> Any:
@@ -488,19 +518,20 @@ def main() -> None:
         if name in args.skip:
             continue
         extra = QUICK_ARGS.get(name, []) if args.quick else []
-        print(f"running bench.{name} ...", file=sys.stderr, flush=True)
+        progress(f"running bench.{name} ...")
         benches.append(run_bench(name, extra, env))
         if name == "load" and args.postgres_url:
             benches.append(run_bench(name, [*extra, "--postgres-url", args.postgres_url], env))
     drills = None
     if not args.no_drills:
-        print("running the drills ...", file=sys.stderr, flush=True)
+        progress("running the drills (pytest tests/drills) ...")
         with tempfile.TemporaryDirectory() as workdir:
             drills = run_drills(env, Path(workdir))
+        progress(f"drills: {drills[2]}")
     invocation = "python -m bench.results" + (" --postgres-url URL" if args.postgres_url else "")
     invocation += " --quick" if args.quick else ""
     args.output.write_text(render(benches, missing, drills, bool(args.postgres_url), args.quick, invocation))
-    print(f"wrote {args.output}", file=sys.stderr)
+    progress(f"wrote {args.output}")
 
 
 if __name__ == "__main__":
