@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from bench.charts import HOST_TIME, LOAD, RATIOS, render_charts
 from bench.progress import progress
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -403,6 +404,33 @@ def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+CHART_TITLES = {
+    RATIOS: "Ratio to the same-run baseline per benchmark, with its goal",
+    HOST_TIME: "Where a host turn's time goes",
+    LOAD: "Calls/s against client count, SQLite and PostgreSQL, beside the bare SDK server",
+}
+_PERFORMANCE = "## Performance\n\n"
+_TABLE_HEAD = "| benchmark | configuration |"
+
+
+def table_rows(page: str) -> list[PerfRow]:
+    """The performance table of a page :func:`render` wrote, back as rows (for ``--charts-only``)."""
+    rows = []
+    for line in page[page.index(_TABLE_HEAD) :].split("\n\n", 1)[0].splitlines():
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) == 9 and line.startswith("| ") and not line.startswith((_TABLE_HEAD, "|---")):
+            rows.append(PerfRow(*cells))
+    return rows
+
+
+def with_charts(page: str, charts: list[Path], page_dir: Path) -> str:
+    """``page`` with the images of ``charts`` between the performance heading and its table."""
+    head, rest = page.split(_PERFORMANCE, 1)
+    table = rest[rest.index(_TABLE_HEAD) :]
+    images = "".join(f"![{CHART_TITLES[c.name]}]({c.relative_to(page_dir).as_posix()})\n\n" for c in charts)
+    return head + _PERFORMANCE + images + table
+
+
 def render(
     benches: list[BenchRun],
     missing: list[str],
@@ -505,7 +533,17 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], help="benchmarks not to run")
     parser.add_argument("--no-drills", action="store_true")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "RESULTS.md")
+    parser.add_argument(
+        "--charts-only", action="store_true", help="redraw the charts from the table already in --output; run nothing"
+    )
     args = parser.parse_args()
+    charts_dir = args.output.parent / "charts"
+    if args.charts_only:
+        page = args.output.read_text(encoding="utf-8")
+        charts = render_charts(table_rows(page), charts_dir)
+        args.output.write_text(with_charts(page, charts, args.output.parent), encoding="utf-8")
+        progress(f"redrew {len(charts)} charts in {charts_dir} from the table in {args.output}")
+        return
 
     env = dict(os.environ)
     env.pop(PG_ENV, None)
@@ -530,7 +568,9 @@ def main() -> None:
         progress(f"drills: {drills[2]}")
     invocation = "python -m bench.results" + (" --postgres-url URL" if args.postgres_url else "")
     invocation += " --quick" if args.quick else ""
-    args.output.write_text(render(benches, missing, drills, bool(args.postgres_url), args.quick, invocation))
+    page = render(benches, missing, drills, bool(args.postgres_url), args.quick, invocation)
+    charts = render_charts([row for run in benches if run.data is not None for row in rows_for(run)], charts_dir)
+    args.output.write_text(with_charts(page, charts, args.output.parent), encoding="utf-8")
     progress(f"wrote {args.output}")
 
 
