@@ -124,14 +124,9 @@ class Answer:
 
 
 class Approver(Protocol):
-    """Answers approval questions; ``name`` tells the user who (or what) answered.
-
-    ``answers`` is false for an approver that never says yes: the host then declares no elicitation
-    capability, so the server itself denies (and audits) the call as one no human can approve.
-    """
+    """Answers approval questions; ``name`` tells the user who (or what) answered."""
 
     name: str
-    answers: bool
 
     async def answer(self, question: Question) -> Answer: ...
 
@@ -147,12 +142,11 @@ class ApprovalObserver(Protocol):
 class DenyApprover:
     """Nobody to ask: the default without a terminal, so a headless host never approves.
 
-    The host declares no elicitation capability with it (see :class:`Approver`); should a question
-    reach it anyway, it declines.
+    With it the host declares no elicitation capability, so the server itself denies (and audits)
+    each call as one no human can approve; should a question reach it anyway, it declines.
     """
 
     name = "deny"
-    answers = False
 
     async def answer(self, question: Question) -> Answer:
         return Answer("decline", reason="no terminal to ask a human (deny approver)")
@@ -162,7 +156,6 @@ class ScriptedApprover:
     """Answers from a list, in order; declines once the list is used up."""
 
     name = "scripted"
-    answers = True
 
     def __init__(self, answers: Sequence[Answer]) -> None:
         self._answers = list(answers)
@@ -235,7 +228,6 @@ class ConsoleApprover:
     """
 
     name = "console"
-    answers = True
 
     def __init__(self, console: Console, clock: Callable[[], float] = time.time) -> None:
         self._console = console

@@ -14,7 +14,7 @@ from azure.ai.projects.aio import AIProjectClient
 
 from .access import ProjectAccess, project_access
 from .agent import AgentChoice, choose_agent
-from .approvers import ApprovalDesk, Approver
+from .approvers import ApprovalDesk, Approver, DenyApprover
 from .display import Display
 from .errors import sole_error
 from .mcp_link import McpLink, McpTarget, connect
@@ -94,9 +94,10 @@ async def _assemble(
     display: Display,
     target: McpTarget,
 ) -> Host:
-    # An approver that never says yes leaves the elicitation capability undeclared: the server then
-    # denies such calls itself, audited as "no human can be asked" rather than as a person's rejection.
-    link = await stack.enter_async_context(connect(target, desk if desk.approver.answers else None))
+    # With nobody to ask, the elicitation capability is left undeclared: the server then denies such
+    # calls itself, audited as "no human can be asked" rather than as a person's rejection.
+    nobody = isinstance(desk.approver, DenyApprover)
+    link = await stack.enter_async_context(connect(target, None if nobody else desk))
     project = await stack.enter_async_context(
         AIProjectClient(
             endpoint=access.endpoint,

@@ -47,7 +47,6 @@ class ApproveAll:
     """Says yes at once (typing back any confirmation): the bench times machinery, not people."""
 
     name = "approve-all"
-    answers = True
 
     async def answer(self, question: Question) -> Answer:
         return Answer("accept", True, question.confirmation_value)
