@@ -25,7 +25,6 @@ from .mcp_link import McpTarget
 from .settings import DEFAULT_EMULATOR_MODEL, HostSettings, Transport
 from .turns import Conversation
 
-HELP = "Run the whole lab offline: emulator + MCP server on a temporary ledger, scripted approvals."
 AGENT = "bankgate-demo"
 SCRIPT = """
 approve note="demo: rent is expected"

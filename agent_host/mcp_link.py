@@ -120,8 +120,11 @@ def unavailable_output(reason: str) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def connect(target: McpTarget, elicitation: ElicitationFnT) -> AsyncIterator[McpLink]:
-    """Connect (launching the server unless ``target.url``), list the tools, and yield the link."""
+async def connect(target: McpTarget, elicitation: ElicitationFnT | None) -> AsyncIterator[McpLink]:
+    """Connect (launching the server unless ``target.url``), list the tools, and yield the link.
+
+    Without ``elicitation`` the client declares no elicitation capability (no human to ask).
+    """
     async with AsyncExitStack() as stack:
         stderr: IO[str] | None = None
         statuses: list[int] = []
