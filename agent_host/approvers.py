@@ -54,6 +54,8 @@ class Question:
 
     message: str
     fields: tuple[FormField, ...]
+    schema: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """The form's JSON schema as sent (a web client renders and checks its answer against it)."""
 
     @classmethod
     def from_params(cls, params: mcp_types.ElicitRequestFormParams) -> Question:
@@ -69,7 +71,7 @@ class Question:
             )
             for name, spec in properties.items()
         )
-        return cls(params.message, fields)
+        return cls(params.message, fields, schema)
 
     def has(self, name: str) -> bool:
         return any(f.name == name for f in self.fields)

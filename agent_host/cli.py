@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from . import cli_ask, cli_chat, cli_demo, cli_emulator
+from . import cli_ask, cli_chat, cli_demo, cli_emulator, cli_serve
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("chat", cli_chat.HELP, cli_chat.configure, cli_chat.run),
     Command("demo", cli_demo.HELP, cli_demo.configure, cli_demo.run),
     Command("emulator", cli_emulator.HELP, cli_emulator.configure, cli_emulator.run),
+    Command("serve", cli_serve.HELP, cli_serve.configure, cli_serve.run),
 )
 
 
