@@ -117,6 +117,7 @@ class InterruptStore:
         self._pending: dict[str, PendingApproval] = {}
 
     def open(self, thread_id: str, question: Question, tool_call_id: str | None) -> PendingApproval:
+        self._forget_old()
         pending = PendingApproval(
             id=f"approval-{secrets.token_urlsafe(12)}",
             thread_id=thread_id,
@@ -134,3 +135,9 @@ class InterruptStore:
             raise ResumeRefused("unknown_interrupt", "The resume names no open interrupt of this thread.")
         pending.resolve(entry)
         return pending
+
+    def _forget_old(self) -> None:
+        """Drop interrupts one window past their deadline: a later resume of one is refused as unknown."""
+        horizon = datetime.now(UTC) - timedelta(seconds=self.window)
+        for stale in [key for key, pending in self._pending.items() if pending.expires_at < horizon]:
+            del self._pending[stale]
