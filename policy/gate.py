@@ -24,6 +24,7 @@ from policy.canonical import digest
 from policy.decision import Decision
 from policy.document import Policy
 from policy.facts import CallFacts
+from policy.messages import worded
 from policy.outcome import Outcome
 from policy.question import render_question
 from policy.results import GateResult, Refusal, Status, decision_message
@@ -316,6 +317,7 @@ class Gate:
     ) -> GateResult:
         """Settle `approval` with `result`: once, remembered under the call's key, and audited."""
         result = replace(result, approval_ref=approval.ref)
+        result = worded(self.policy, call, decision, result, verdict.detail if verdict else "")
         note = verdict.note if verdict else None
         settled = replace(approval, status=result.status.value, state_digest=state_digest, note=note)
         tx.settle_approval(replace(settled, outcome=result.as_json()))
@@ -362,6 +364,7 @@ class Gate:
         self, tx: GateTx, call: Call, decision: Decision, result: GateResult, amount_minor: int = 0
     ) -> GateResult:
         """Record an outcome reached without asking anyone (allowed or denied by policy)."""
+        result = worded(self.policy, call, decision, result)
         if call.idempotency_key is not None:
             tx.remember(call.idempotency_key, call.request_digest, result.as_json())
         executed = result.status is Status.EXECUTED

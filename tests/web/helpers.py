@@ -16,6 +16,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from agent_host.emulator import Emulator
 from agent_host.host import Host
+from agent_host.mcp_link import McpTarget
 from agent_host.web.interrupts import InterruptStore
 from agent_host.web.runs import RunDriver
 from agent_host.web.server import WebOptions, running_web
@@ -33,11 +34,18 @@ class Web:
 
 @asynccontextmanager
 async def web_for(
-    emulator: Emulator, tmp_path: Path, agent: str, *, window: float = 60.0, token: str | None = None, **settings: Any
+    emulator: Emulator,
+    tmp_path: Path,
+    agent: str,
+    *,
+    window: float = 60.0,
+    token: str | None = None,
+    target: McpTarget | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Web]:
     driver = RunDriver(InterruptStore(window))
     async with (
-        host_for(emulator, tmp_path, driver, agent, **settings) as host,
+        host_for(emulator, tmp_path, driver, agent, target, **settings) as host,
         running_web(host, driver, WebOptions(port=0, token=token)) as url,
     ):
         yield Web(url, host, driver)
