@@ -13,8 +13,6 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-import anyio
-
 from .cli_common import add_host_options, run_async, settings_from
 from .display import Display
 from .emulator import running_emulator
@@ -55,11 +53,11 @@ def run(args: argparse.Namespace) -> int:
         async with AsyncExitStack() as stack:
             settings, target = await stack.enter_async_context(_agent(args, display))
             host = await stack.enter_async_context(open_host(settings, display, driver, target))
-            url = await stack.enter_async_context(running_web(host, driver, options))
+            web = await stack.enter_async_context(running_web(host, driver, options))
             display.note(host.describe())
             fragment = f"#token={options.token}" if options.token else ""
-            display.line("Web chat: ", f"{url}/{fragment}  ·  AG-UI endpoint: POST {url}/agent", "bold green")
-            await anyio.sleep_forever()
+            display.line("Web chat: ", f"{web.url}/{fragment}  ·  AG-UI endpoint: POST {web.url}/agent", "bold green")
+            await web.stopped.wait()
         return 0
 
     return run_async(main, Display(show_ids=args.show_ids))

@@ -33,9 +33,16 @@ class WebOptions:
             )
 
 
+@dataclass(frozen=True)
+class RunningWeb:
+    url: str
+    stopped: anyio.Event
+    """Set when uvicorn stops on its own (it handles SIGINT/SIGTERM)."""
+
+
 @asynccontextmanager
-async def running_web(host: Host, driver: RunDriver, options: WebOptions) -> AsyncIterator[str]:
-    """Serve ``driver``'s runs of ``host``'s agent; yields the base URL until the block ends."""
+async def running_web(host: Host, driver: RunDriver, options: WebOptions) -> AsyncIterator[RunningWeb]:
+    """Serve ``driver``'s runs of ``host``'s agent until the block ends."""
     options.check()
     names = (*options.names, options.host)
     app = create_app(driver, token=options.token, names=names)
@@ -43,7 +50,13 @@ async def running_web(host: Host, driver: RunDriver, options: WebOptions) -> Asy
     server = uvicorn.Server(config)
     async with anyio.create_task_group() as tasks:
         driver.bind(lambda thread: host.conversation(stream=True, observer=thread), tasks)
-        tasks.start_soon(server.serve)
+        stopped = anyio.Event()
+
+        async def serve() -> None:
+            await server.serve()
+            stopped.set()
+
+        tasks.start_soon(serve)
         while not server.started:
             if server.should_exit:
                 raise ConfigurationError(f"The web front end could not listen on {options.host}:{options.port}.")
@@ -51,7 +64,7 @@ async def running_web(host: Host, driver: RunDriver, options: WebOptions) -> Asy
         port = server.servers[0].sockets[0].getsockname()[1]
         shown = f"[{options.host}]" if ":" in options.host else options.host
         try:
-            yield f"http://{shown}:{port}"
+            yield RunningWeb(f"http://{shown}:{port}", stopped)
         finally:
             server.should_exit = True
             tasks.cancel_scope.cancel()

@@ -46,9 +46,9 @@ async def web_for(
     driver = RunDriver(InterruptStore(window))
     async with (
         host_for(emulator, tmp_path, driver, agent, target, **settings) as host,
-        running_web(host, driver, WebOptions(port=0, token=token)) as url,
+        running_web(host, driver, WebOptions(port=0, token=token)) as web,
     ):
-        yield Web(url, host, driver)
+        yield Web(web.url, host, driver)
 
 
 def strict(payload: str) -> Event:
