@@ -52,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
         driver = RunDriver(InterruptStore(args.approval_window))
         async with AsyncExitStack() as stack:
             settings, target = await stack.enter_async_context(_agent(args, display))
+            if args.approval_window >= settings.tool_timeout:
+                raise ConfigurationError(
+                    f"--approval-window ({args.approval_window:g} s) must be shorter than the tool timeout "
+                    f"({settings.tool_timeout:g} s): on 2025-11-25 the MCP call stays open while the client decides.",
+                    "Lower --approval-window, or raise the tool timeout (BANKGATE_AGENT_TOOL_TIMEOUT).",
+                )
             host = await stack.enter_async_context(open_host(settings, display, driver, target))
             web = await stack.enter_async_context(running_web(host, driver, options))
             display.note(host.describe())

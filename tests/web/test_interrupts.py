@@ -13,7 +13,7 @@ import pytest
 from ag_ui.core import RunErrorEvent
 
 from agent_host.emulator import Emulator
-from agent_host.settings import McpProtocol
+from agent_host.settings import McpProtocol, Transport
 from tests.host.helpers import balance
 
 from .helpers import interrupt_of, run, run_input, text_of, tool_results, types, web_for
@@ -32,12 +32,14 @@ def error_code(events: list) -> str | None:  # type: ignore[type-arg]
     return events[-1].code
 
 
-@pytest.mark.parametrize("protocol", ["auto", "legacy"])
+@pytest.mark.parametrize(
+    ("transport", "protocol"), [("sdk", "auto"), ("rest", "legacy")], ids=["sdk-2026-07-28", "rest-2025-11-25"]
+)
 async def test_resumes_answer_the_mcp_server(
-    emulator: Emulator, tmp_path: Path, agent_name: str, protocol: McpProtocol
+    emulator: Emulator, tmp_path: Path, agent_name: str, transport: Transport, protocol: McpProtocol
 ) -> None:
     async with (
-        web_for(emulator, tmp_path, agent_name, mcp_protocol=protocol) as web,
+        web_for(emulator, tmp_path, agent_name, transport=transport, mcp_protocol=protocol) as web,
         httpx2.AsyncClient(timeout=60) as client,
     ):
         asked = await run(client, web.url, run_input("t", TRANSFER))

@@ -49,6 +49,8 @@ def test_serve_refuses_an_outside_address_without_a_token(tmp_path: Path) -> Non
     assert "Refusing to serve the web front end on 0.0.0.0 without a token." in result.stderr + result.stdout
     result = bankgate_agent("serve", "--demo", "--approver", "deny", cwd=tmp_path)
     assert result.returncode == 2 and "leave out --approver" in result.stderr + result.stdout
+    result = bankgate_agent("serve", "--demo", "--approval-window", "400", cwd=tmp_path)
+    assert result.returncode == 2 and "must be shorter than the tool timeout" in result.stderr + result.stdout
 
 
 def test_serve_demo_needs_no_configuration(tmp_path: Path) -> None:
