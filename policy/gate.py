@@ -144,7 +144,7 @@ class Gate:
             done = action.execute(tx, call, inspection)
         except Refusal as refusal:
             return GateResult.refused(refusal)
-        return GateResult(Status.EXECUTED, done.summary, details=done.details)
+        return worded(self.policy, call, decision, GateResult(Status.EXECUTED, done.summary, details=done.details))
 
     def _asked(self, tx: GateTx, call: Call, human_reachable: bool, state_digest: str | None) -> Opening | None:
         """The stored outcome of this call or round, or the question still pending for it."""
@@ -187,6 +187,7 @@ class Gate:
                 return Opening(call, final=self._finish(tx, call, decision, denied))
             if not human_reachable:
                 denied = GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, NO_HUMAN))
+                denied = worded(self.policy, call, decision, denied, NO_HUMAN)
                 self._audit(tx, call, decision, "denied", now, reason=NO_HUMAN, result=denied)
                 return Opening(call, final=denied)
             return self._pending(tx, call, inspection, decision, binding, state_digest, now)

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.anyio
 POLICY = """
 [tools.get_account_balance]
 default = "allow"
+messages = { executed = "{default} (read for {principal})" }
 
 [tools.transfer_funds]
 default = "require_approval"
@@ -67,4 +68,6 @@ async def test_policy_wording_in_tool_results(emulator: Emulator, tmp_path: Path
         assert denied.output["status"] == "denied"
         assert denied.output["message"] == "Transfers over 1,000 need a branch visit; 5000 was not sent."
         balance = await web.host.link.call("get_account_balance", {"account_id": "ACC-001"})
-        assert balance.output["message"] == "Account ACC-001 balance: $5,000.00", "unworded statuses keep the default"
+        assert balance.output["message"] == "Account ACC-001 balance: $5,000.00 (read for local)"
+        refused = await web.host.link.call("close_account", {"account_id": "ACC-404"})
+        assert refused.output["status"] == "failed", "refusals keep their own sentence"
