@@ -26,8 +26,8 @@ _REFERENCE = re.compile(r"^Reference: (\S+)$", re.MULTILINE)
 State = Literal["pending", "answered", "expired"]
 
 
-class ResumeRefused(Exception):
-    """A resume that cannot be applied; ``code`` goes in the ``RUN_ERROR``."""
+class RunRefused(Exception):
+    """A run or resume that cannot go ahead and changed nothing; ``code`` goes in the ``RUN_ERROR``."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -77,11 +77,11 @@ class PendingApproval:
         return self.answer
 
     def resolve(self, entry: ResumeEntry) -> None:
-        """Apply a resume; raises :class:`ResumeRefused` (changing nothing) when it cannot be applied."""
+        """Apply a resume; raises :class:`RunRefused` (changing nothing) when it cannot be applied."""
         if self.state == "answered":
-            raise ResumeRefused("interrupt_answered", f"Interrupt {self.id} was already answered.")
+            raise RunRefused("interrupt_answered", f"Interrupt {self.id} was already answered.")
         if self.state == "expired" or datetime.now(UTC) >= self.expires_at:
-            raise ResumeRefused("interrupt_expired", f"Interrupt {self.id} expired; nothing was executed.")
+            raise RunRefused("interrupt_expired", f"Interrupt {self.id} expired; nothing was executed.")
         answer = Answer("cancel", reason="cancelled in the client") if entry.status == "cancelled" else None
         if answer is None:
             answer = _answer_from(self.question, entry.payload)
@@ -96,7 +96,7 @@ def _answer_from(question: Question, payload: Any) -> Answer:
         jsonschema.validate(payload, {**question.schema, "additionalProperties": False})
     except jsonschema.ValidationError as error:
         where = "/".join(map(str, error.absolute_path)) or "payload"
-        raise ResumeRefused(
+        raise RunRefused(
             "invalid_payload", f"The resume payload does not match the interrupt's response schema at {where}."
         ) from None
     return Answer(
@@ -132,7 +132,7 @@ class InterruptStore:
         """The interrupt ``entry`` answers, resolved; unknown ids and other threads' ids are refused alike."""
         pending = self._pending.get(entry.interrupt_id)
         if pending is None or pending.thread_id != thread_id:
-            raise ResumeRefused("unknown_interrupt", "The resume names no open interrupt of this thread.")
+            raise RunRefused("unknown_interrupt", "The resume names no open interrupt of this thread.")
         pending.resolve(entry)
         return pending
 

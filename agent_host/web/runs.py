@@ -50,7 +50,7 @@ from ..mcp_link import ToolResult
 from ..replies import Reply
 from ..toolbox import FunctionCall
 from ..turns import Conversation
-from .interrupts import InterruptStore, PendingApproval, ResumeRefused
+from .interrupts import InterruptStore, PendingApproval, RunRefused
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +83,15 @@ class ThreadRun:
     calling: str | None = None
     """The ``call_id`` of the tool call in progress."""
     pending: PendingApproval | None = None
-    _send: MemoryObjectSendStream[Item] | None = field(default=None, repr=False)
-    _receive: MemoryObjectReceiveStream[Item] | None = field(default=None, repr=False)
+    sink: MemoryObjectSendStream[Item] | None = field(default=None, repr=False)
+    """Where the active run's events go (unbounded: a run never waits for a reader)."""
+    source: MemoryObjectReceiveStream[Item] | None = field(default=None, repr=False)
+    """Where the client's stream reads them, across the resumes of one run."""
     _message_id: str | None = None
 
     def emit(self, item: Item) -> None:
-        if self._send is not None:
-            self._send.send_nowait(item)
+        if self.sink is not None:
+            self.sink.send_nowait(item)
 
     # --- TurnObserver: the loop's progress as protocol events -------------------------------------
 
@@ -150,7 +152,7 @@ class RunDriver:
         yield started
         try:
             thread = self._resume(run_input) if run_input.resume else self._start(run_input)
-        except ResumeRefused as refused:
+        except RunRefused as refused:
             yield RunErrorEvent(message=refused.message, code=refused.code)
             return
         async for event in self._drain(thread, run_input):
@@ -159,15 +161,15 @@ class RunDriver:
     def _start(self, run_input: RunAgentInput) -> ThreadRun:
         thread = self._thread(run_input.thread_id)
         if thread.active:
-            raise ResumeRefused(
+            raise RunRefused(
                 "thread_busy",
                 "This thread already has a run in progress or waiting for approval; resume or wait for it.",
             )
         text = _last_user_text(run_input)
         if text is None:
-            raise ResumeRefused("no_user_message", "The run input has no user message with text to send.")
+            raise RunRefused("no_user_message", "The run input has no user message with text to send.")
         assert self._tasks is not None, "bind() the driver before running"
-        thread._send, thread._receive = anyio.create_memory_object_stream[Item](math.inf)
+        thread.sink, thread.source = anyio.create_memory_object_stream[Item](math.inf)
         thread.active = True
         self._tasks.start_soon(self._drive, thread, text)
         return thread
@@ -176,17 +178,17 @@ class RunDriver:
         thread = self._threads.get(run_input.thread_id)
         entries: list[ResumeEntry] = run_input.resume or []
         if len(entries) != 1:
-            raise ResumeRefused("invalid_resume", "A resume must answer exactly one interrupt.")
+            raise RunRefused("invalid_resume", "A resume must answer exactly one interrupt.")
         if thread is None:
-            raise ResumeRefused("unknown_interrupt", "The resume names no open interrupt of this thread.")
+            raise RunRefused("unknown_interrupt", "The resume names no open interrupt of this thread.")
         self.store.resolve(thread.thread_id, entries[0])
         thread.pending = None
         return thread
 
     async def _drain(self, thread: ThreadRun, run_input: RunAgentInput) -> AsyncIterator[BaseEvent]:
-        assert thread._receive is not None
+        assert thread.source is not None
         thread_id, run_id = run_input.thread_id, run_input.run_id
-        async for item in thread._receive:
+        async for item in thread.source:
             if isinstance(item, Suspended):
                 outcome = RunFinishedInterruptOutcome(interrupts=[item.pending.interrupt()])
                 yield RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=outcome)
@@ -214,8 +216,8 @@ class RunDriver:
             thread.active = False
             thread.calling = None
             thread.emit(ended)
-            if thread._send is not None:
-                thread._send.close()
+            if thread.sink is not None:
+                thread.sink.close()
 
     def _thread(self, thread_id: str) -> ThreadRun:
         thread = self._threads.get(thread_id)
