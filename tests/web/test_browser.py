@@ -90,7 +90,7 @@ async def test_balance_approve_reject_and_typed_close(
         confirmation = card.locator("input[name=confirmation]")
         await expect(card).to_contain_text("Type ACC-003 to confirm", timeout=30_000)
         await confirmation.fill("ACC-003")
-        await page.screenshot(path=shots / "agui-close-confirmation.png")
+        await card.screenshot(path=shots / "agui-close-confirmation.png")
         await card.locator("button.approve").click()
         await expect(page.locator(".tool .status").last).to_have_text("executed", timeout=30_000)
         await page.screenshot(path=shots / "agui-close-executed.png", full_page=True)
