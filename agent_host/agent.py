@@ -1,12 +1,17 @@
 """The Foundry prompt agent the host runs: created or updated from the MCP tools, or used as it is.
 
 Without options the latest version is reused when it already has this model, these instructions and
-these tools, and a new version is created otherwise, so repeated runs do not pile up versions.
+these tools, and a new version is created otherwise, so repeated runs do not pile up versions. The
+service stores a definition in its own normal form (function schemas made strict, ``null`` fields
+dropped), so what it returns cannot be compared with what was sent: each version the host creates
+carries the digest of the definition as sent in its metadata, and that is what is compared.
 ``--existing-agent`` follows the latest version as it is; ``--agent-version N`` pins version N.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,10 +25,11 @@ from azure.core.exceptions import (
     HttpResponseError,
     ResourceNotFoundError,
     ServiceRequestError,
+    ServiceResponseTimeoutError,
 )
 
 from .access import ProjectAccess, sign_in_failure
-from .errors import ConfigurationError, NotFound, ServiceFailed, http_failure, unreachable
+from .errors import ConfigurationError, NotFound, ServiceFailed, http_failure, slow, unreachable
 
 INSTRUCTIONS = (
     "You are bankgate's banking assistant. Use the tools to check balances, transfer funds and close "
@@ -32,6 +38,10 @@ INSTRUCTIONS = (
     "user to approve or confirm anything, and never retry a call whose status is rejected, cancelled, "
     "expired or denied."
 )
+
+
+DIGEST_KEY = "bankgate_definition_sha256"
+"""Agent-version metadata: SHA-256 of the definition as the host sent it."""
 
 
 @dataclass(frozen=True)
@@ -77,10 +87,10 @@ async def choose_agent(
             )
         definition = _definition(model, INSTRUCTIONS, tools)
         latest = await _latest(project, name)
-        if latest is not None and _same(latest.get("definition") or {}, definition.as_dict()):
+        if latest is not None and _unchanged(latest, definition):
             return AgentChoice(name, str(latest["version"]), pinned=True)
-        created = await project.agents.create_version(agent_name=name, definition=definition)
-        return AgentChoice(name, created.version, pinned=True, created=True)
+        created = await _create(project, name, definition)
+        return AgentChoice(name, created, pinned=True, created=True)
 
 
 async def create_version(
@@ -94,8 +104,12 @@ async def create_version(
 ) -> str:
     """Create a new version unconditionally (the demo's "new version" step); returns its number."""
     async with azure_errors(access):
-        definition = _definition(model, instructions, tools)
-        return (await project.agents.create_version(agent_name=name, definition=definition)).version
+        return await _create(project, name, _definition(model, instructions, tools))
+
+
+async def _create(project: AIProjectClient, name: str, definition: PromptAgentDefinition) -> str:
+    metadata = {DIGEST_KEY: _digest(definition)}
+    return (await project.agents.create_version(agent_name=name, definition=definition, metadata=metadata)).version
 
 
 async def _pinned(project: AIProjectClient, name: str, version: str) -> AgentChoice:
@@ -124,9 +138,18 @@ def _definition(model: str, instructions: str, tools: Sequence[Mapping[str, Any]
     return PromptAgentDefinition(model=model, instructions=instructions, tools=function_tools)
 
 
-def _same(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
-    """Whether a stored definition already is ``wanted`` (fields the service adds are ignored)."""
-    return all(current.get(key) == value for key, value in wanted.items())
+def _digest(definition: PromptAgentDefinition) -> str:
+    canonical = json.dumps(definition.as_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _unchanged(latest: Mapping[str, Any], wanted: PromptAgentDefinition) -> bool:
+    """Whether the latest version was made from ``wanted``: by its digest, or (a version made without
+    one) by a definition that reads back exactly as sent (fields the service adds are ignored)."""
+    if (latest.get("metadata") or {}).get(DIGEST_KEY) == _digest(wanted):
+        return True
+    current = latest.get("definition") or {}
+    return all(current.get(key) == value for key, value in wanted.as_dict().items())
 
 
 @asynccontextmanager
@@ -146,6 +169,8 @@ async def azure_errors(access: ProjectAccess) -> AsyncIterator[None]:
         ) from None
     except ServiceRequestError as error:
         raise unreachable(access.endpoint, error.message) from None
+    except ServiceResponseTimeoutError:  # connected, but no answer in time
+        raise slow(access.endpoint, None) from None
     except AzureError as error:  # e.g. the connection dropped mid-answer, or the answer did not decode
         raise ServiceFailed(f"The request to {access.endpoint} failed: {error.message}") from None
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from typing import get_args
 
 from .emulator import AUDIENCE, DEFAULT_PROJECT, DEV_TOKEN, Emulator, EmulatorConfig, FaultConfig
+from .emulator.faults import WireShape
+from .emulator.responses import DEFAULT_RUN_LIFETIME_S
 
 HELP = "Serve an offline Foundry project emulator (rule-based stand-in model, not an LLM) on 127.0.0.1."
 DEFAULT_PORT = 8765
@@ -27,6 +30,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="all",
         help="which endpoints the faults apply to",
     )
+    faults.add_argument(
+        "--wire-shape",
+        choices=get_args(WireShape),
+        default="canonical",
+        help="how responses carry function calls (all legal; see docs/foundry-wire-notes.md)",
+    )
+    parser.add_argument(
+        "--run-lifetime",
+        type=float,
+        default=DEFAULT_RUN_LIFETIME_S,
+        metavar="SECONDS",
+        help="a response waiting for tool outputs expires this long after creation (Foundry: 600)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,10 +53,12 @@ def run(args: argparse.Namespace) -> int:
             retry_after=args.retry_after,
             delay=args.delay,
             target=args.fault_target,
+            shape=args.wire_shape,
         )
-        emulator = Emulator(
-            EmulatorConfig(project=args.project, token=args.token, port=args.port, faults=faults), log_level="info"
+        config = EmulatorConfig(
+            project=args.project, token=args.token, port=args.port, faults=faults, run_lifetime=args.run_lifetime
         )
+        emulator = Emulator(config, log_level="info")
     except ValueError as error:
         print(f"bankgate-agent emulator: {error}", file=sys.stderr)
         return 2
@@ -83,6 +101,8 @@ def _describe_faults(faults: FaultConfig) -> str:
         parts.append(f"then {faults.server_errors} get 500")
     if faults.delay:
         parts.append(f"{faults.delay:g} s delay per request")
+    if faults.shape != "canonical":
+        parts.append(f"function calls sent as {faults.shape}")
     if not parts:
         return "none"
     return "; ".join(parts) + ("" if faults.target == "all" else f" (on {faults.target} endpoints only)")

@@ -53,6 +53,18 @@ class ServiceFailed(HostError):
     """Any other error answer from the service."""
 
 
+class ServiceSlow(HostError):
+    """The project was reached but did not answer within the timeout (distinct from unreachable)."""
+
+
+class ChainExpired(ServiceFailed):
+    """The response a request continues from (``previous_response_id``) expired or is gone.
+
+    The service gives no single code for it (see docs/foundry-wire-notes.md): any 400/404/410 naming
+    ``previous_response_id`` counts, so a conversation can start a new chain instead of failing on.
+    """
+
+
 class McpUnavailable(HostError):
     """The MCP server did not start, refused the connection, or stopped."""
 
@@ -74,6 +86,8 @@ def http_failure(
     """
     code, message = _error_fields(body)
     detail = f"HTTP {status}{f' {code}' if code else ''}: {message}" if message else f"HTTP {status}"
+    if status in (400, 404, 410) and (_param(body) == "previous_response_id" or code in _CHAIN_CODES):
+        return ChainExpired(f"The Foundry project at {endpoint} cannot continue the response ({detail}).")
     if status in (401, 403):
         return AuthenticationFailed(
             f"The Foundry project at {endpoint} refused the host's token ({detail}).",
@@ -106,6 +120,26 @@ def unreachable(endpoint: str, reason: object) -> ServiceUnreachable:
         "Check PROJECT_ENDPOINT and your network; for the offline emulator run `bankgate-agent emulator` "
         "and use the PROJECT_ENDPOINT it prints.",
     )
+
+
+_CHAIN_CODES = frozenset({"previous_response_not_found", "response_expired"})
+
+
+def slow(endpoint: str, seconds: float | None, *, retries: int | None = None, streaming: bool = False) -> ServiceSlow:
+    """The project at ``endpoint`` took longer than ``seconds`` to answer (or to send the next event)."""
+    waited = f"{seconds:g} s" if seconds is not None else "the timeout"
+    what = "sent nothing more of its streamed answer" if streaming else "did not answer"
+    tries = f" ({retries} retries)" if retries else ""
+    return ServiceSlow(
+        f"The Foundry project at {endpoint} {what} within {waited}{tries}: the service is reachable but slow.",
+        "Try again; if it keeps happening, check the model deployment's load and quota in the Foundry portal.",
+    )
+
+
+def _param(body: object) -> str | None:
+    """The ``param`` an OpenAI-style error names (openai hands over the inner ``error`` object)."""
+    error = body.get("error", body) if isinstance(body, Mapping) else None
+    return str(error["param"]) if isinstance(error, Mapping) and error.get("param") else None
 
 
 def _error_fields(body: object) -> tuple[str | None, str | None]:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+import httpx2
 from azure.ai.projects.aio import AIProjectClient
 
 from .access import ProjectAccess, project_access
@@ -18,6 +19,7 @@ from .approvers import ApprovalDesk, Approver
 from .display import Display
 from .errors import sole_error
 from .mcp_link import McpLink, McpTarget, connect
+from .retries import TIMEOUT
 from .settings import HostSettings
 from .toolbox import Toolbox
 from .transport_rest import RestTransport
@@ -112,10 +114,11 @@ async def _assemble(
         version=settings.agent_version,
         existing=settings.existing_agent,
     )
+    timeout = httpx2.Timeout(settings.response_timeout, connect=TIMEOUT.connect)
     transport: ResponsesTransport = (
-        SdkTransport(project, access, settings.max_retries)
+        SdkTransport(project, access, settings.max_retries, timeout=timeout)
         if settings.transport == "sdk"
-        else RestTransport(access, settings.max_retries)
+        else RestTransport(access, settings.max_retries, timeout=timeout)
     )
     stack.push_async_callback(transport.aclose)
     return Host(settings, access, project, link, toolbox, agent, transport, desk, display)

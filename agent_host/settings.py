@@ -48,7 +48,12 @@ class HostSettings(BaseSettings):
     existing_agent: bool = Field(default=False, description="Use the agent's latest version as it is.")
     strict_tools: bool = Field(default=True, description="Send strict-mode tool schemas when the MCP schemas allow it.")
     max_rounds: int = Field(default=DEFAULT_MAX_ROUNDS, ge=0, description="Tool-call rounds allowed per request.")
-    max_retries: int = Field(default=3, ge=0, description="Retries of throttled (429) and failed (5xx) requests.")
+    max_retries: int = Field(
+        default=2, ge=0, description="Retries of throttled, failed (5xx) and timed-out requests (openai's default)."
+    )
+    response_timeout: float = Field(
+        default=600.0, gt=0, description="Seconds to wait for an answer from the Responses API (openai's default)."
+    )
     mcp_url: str | None = Field(
         default=None, validation_alias="BANKGATE_MCP_URL", description="Streamable HTTP endpoint."
     )

@@ -42,11 +42,10 @@ _STRICT_KEYWORDS = frozenset(
         "multipleOf",
         "minItems",
         "maxItems",
-        "minLength",
-        "maxLength",
     }
 )
-"""Constraining keywords strict mode accepts; any other one makes the tool non-strict."""
+"""Constraining keywords strict mode accepts (not ``minLength``/``maxLength``: see
+docs/foundry-wire-notes.md); any other one makes the tool non-strict."""
 
 
 class NotStrictCompatible(ValueError):

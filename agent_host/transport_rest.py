@@ -1,8 +1,10 @@
 """The raw REST wire path: ``POST {endpoint}/openai/v1/responses`` over httpx2, no Foundry or OpenAI SDK.
 
 It does by hand what the SDK path gets for free: a bearer token for ``https://ai.azure.com/.default``
-from the token cache (fetched once more after a 401, in case it went stale), retries of 429 and
-5xx answers honouring ``retry-after-ms``/``Retry-After``, and Server-Sent Events when streaming.
+from the token cache (fetched once more after a 401, in case it went stale), the SDK's timeouts and
+retries (:mod:`agent_host.retries`: 408/409/429/5xx answers, timeouts and refused connections, honouring
+``retry-after-ms``/``Retry-After``; a stream only before it starts), and Server-Sent Events when streaming.
+A read timeout is reported as a slow service, not an unreachable one.
 """
 
 from __future__ import annotations
@@ -15,23 +17,22 @@ import anyio
 import httpx2
 
 from .access import ProjectAccess
-from .errors import ServiceFailed, http_failure, unreachable
+from .errors import HostError, ServiceFailed, http_failure, slow, unreachable
+from .retries import TIMEOUT, retry_delay, should_retry
 from .sse import parse_sse
 from .tokens import TokenCache
-
-MAX_RETRY_DELAY_S = 60.0
-_RETRIED = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
 class RestTransport:
     name = "rest"
 
-    def __init__(self, access: ProjectAccess, max_retries: int, *, timeout: float = 120.0) -> None:
+    def __init__(self, access: ProjectAccess, max_retries: int, *, timeout: httpx2.Timeout = TIMEOUT) -> None:
         self._access = access
         self._tokens = TokenCache(access)
         self._max_retries = max_retries
+        self._timeout = timeout
         self._url = f"{access.endpoint}/openai/v1/responses"
-        self._http = httpx2.AsyncClient(timeout=httpx2.Timeout(timeout, connect=10.0))
+        self._http = httpx2.AsyncClient(timeout=timeout)
 
     @property
     def tokens(self) -> TokenCache:
@@ -49,6 +50,8 @@ class RestTransport:
             try:
                 async for event in parse_sse(response.aiter_lines()):
                     yield event
+            except httpx2.ReadTimeout:
+                raise slow(self._access.endpoint, self._timeout.read, streaming=True) from None
             except httpx2.TransportError as error:
                 raise ServiceFailed(f"The response stream from {self._access.endpoint} broke off: {error}.") from None
 
@@ -59,13 +62,21 @@ class RestTransport:
         fresh = refreshed = False
         attempt = 0
         while True:
-            response = await self._send(request, streaming, fresh_token=fresh)
+            try:
+                response = await self._send(request, streaming, fresh_token=fresh)
+            except httpx2.TransportError as error:
+                if attempt < self._max_retries:
+                    await anyio.sleep(retry_delay({}, attempt))
+                    attempt += 1
+                    continue
+                raise self._failure(error, attempt) from None
             fresh = False
             try:
                 if response.status_code == 401 and not refreshed:
                     fresh = refreshed = True
                     continue
-                if response.status_code in _RETRIED and attempt < self._max_retries:
+                retry = response.status_code >= 400 and should_retry(response.status_code, response.headers)
+                if retry and attempt < self._max_retries:
                     await anyio.sleep(retry_delay(response.headers, attempt))
                     attempt += 1
                     continue
@@ -80,7 +91,10 @@ class RestTransport:
                         retries=attempt,
                     )
                 if not streaming:
-                    await response.aread()
+                    try:
+                        await response.aread()
+                    except httpx2.TransportError as error:  # the answer began, then stalled or broke
+                        raise self._failure(error, attempt) from None
                 yield response
                 return
             finally:
@@ -94,23 +108,16 @@ class RestTransport:
             "User-Agent": "bankgate-agent (raw REST)",
         }
         outgoing = self._http.build_request("POST", self._url, json=request, headers=headers)
-        try:
-            return await self._http.send(outgoing, stream=True)
-        except httpx2.TransportError as error:
-            raise unreachable(self._access.endpoint, error) from None
+        return await self._http.send(outgoing, stream=True)
+
+    def _failure(self, error: httpx2.TransportError, retries: int) -> HostError:
+        """A timeout waiting for the answer is a slow service; anything else did not reach it."""
+        if isinstance(error, httpx2.TimeoutException) and not isinstance(error, httpx2.ConnectTimeout):
+            return slow(self._access.endpoint, self._timeout.read, retries=retries)
+        return unreachable(self._access.endpoint, error)
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-
-def retry_delay(headers: Mapping[str, str], attempt: int) -> float:
-    """Seconds to wait before retry ``attempt`` (0-based): the server's hint, else exponential backoff."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        try:
-            return min(MAX_RETRY_DELAY_S, max(0.0, float(headers[name]) * scale))
-        except (KeyError, ValueError):
-            continue
-    return min(MAX_RETRY_DELAY_S, 0.5 * 2.0**attempt)
 
 
 def _json_or_text(response: httpx2.Response) -> object:

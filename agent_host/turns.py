@@ -6,15 +6,22 @@ dangles: if sending the answers fails, they are kept and sent first on the next 
 one response run one after another, because each may put a question to the same human. After
 ``max_rounds`` rounds, further calls are answered as not executed and the agent is asked, with
 ``tool_choice: "none"``, for a final answer.
+
+When the service can no longer continue the chain (the run expired while a human decided, see
+:mod:`agent_host.expiry`), the host tells the user what ran and what did not, from its own
+records, and the conversation goes on on a new chain that starts with those facts. Nothing is
+re-run and no answer is re-sent; a user message the expired chain refused is sent again on the new one.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .errors import ChainExpired
+from .expiry import Answer, LostChain
 from .mcp_link import ToolResult
 from .replies import Reply, assemble_stream, reply_from_response
 from .toolbox import FunctionCall, Toolbox
@@ -55,10 +62,20 @@ class Turn:
     rounds: int = 0
     limited: bool = False
     """The round limit stopped the model's calls."""
+    lost: LostChain | None = None
+    """The chain the turn continued expired; the user's message went on a new one."""
+    ended_lost: bool = False
+    """The chain expired while this turn's calls were answered: the host's report ends the turn."""
 
     @property
     def text(self) -> str:
+        if self.ended_lost and self.lost is not None:
+            return self.lost.report()
         return self.replies[-1].text if self.replies else ""
+
+
+class _Restarted(Exception):
+    """The chain expired mid-turn; :attr:`Conversation._context` now opens the next chain."""
 
 
 class Conversation:
@@ -81,31 +98,42 @@ class Conversation:
         self.stream = stream
         self.max_rounds = max_rounds
         self.previous_response_id: str | None = None
-        self._unanswered: list[dict[str, Any]] = []
+        self._unanswered: list[Answer] = []
+        self._context: list[dict[str, Any]] = []
+        """Items opening the next chain after an expiry: the facts of the lost one."""
+        self._asked: str | None = None
+        """The user message whose calls the requests being made answer."""
 
     async def send(self, text: str) -> Turn:
         """Send ``text`` and run the agent's function calls until it answers in text."""
         turn = Turn()
+        message = {"role": "user", "content": text}
         if self._unanswered:
-            await self._drive(self._unanswered, turn)
-        await self._drive([{"role": "user", "content": text}], turn)
+            with suppress(_Restarted):  # the facts of the lost chain open the new one, with the message
+                await self._drive(list(self._unanswered), [], turn)
+        self._asked = text
+        try:
+            await self._drive([], [message], turn)
+        except _Restarted:
+            if not turn.ended_lost:  # the lost chain refused the message itself: it goes on the new one
+                await self._drive([], [message], turn)
         return turn
 
-    async def _drive(self, items: list[dict[str, Any]], turn: Turn) -> None:
-        reply = await self._respond(items, turn)
+    async def _drive(self, answers: list[Answer], items: list[dict[str, Any]], turn: Turn) -> None:
+        reply = await self._respond(answers, items, turn)
         rounds = 0
         while reply.calls and rounds < self.max_rounds:
             rounds += 1
             turn.rounds += 1
-            outputs = [_output(call.call_id, (await self._run(call, turn)).output) for call in reply.calls]
-            reply = await self._respond(outputs, turn)
+            answered = [Answer(call, (await self._run(call, turn)).output) for call in reply.calls]
+            reply = await self._respond(answered, [], turn)
         if reply.calls:
             turn.limited = True
             self.observer.warning(
                 f"Stopped after {self.max_rounds} tool round(s) (--max-rounds): the agent's "
                 f"{len(reply.calls)} further call(s) were answered as not executed."
             )
-            reply = await self._respond(_not_executed(reply, self.max_rounds), turn, tool_choice="none")
+            reply = await self._respond(_not_executed(reply, self.max_rounds), [], turn, tool_choice="none")
             # A model that calls tools anyway gets the same answer with the next request.
             self._unanswered = _not_executed(reply, self.max_rounds)
 
@@ -116,31 +144,53 @@ class Conversation:
         turn.results.append((call, result))
         return result
 
-    async def _respond(self, items: list[dict[str, Any]], turn: Turn, **options: Any) -> Reply:
+    async def _respond(self, answers: list[Answer], items: list[dict[str, Any]], turn: Turn, **options: Any) -> Reply:
         """One request continuing the chain; answers for calls are kept until the service has them."""
-        request: dict[str, Any] = {"input": items, "agent_reference": self.agent_reference, **options}
+        inputs = [*self._context, *[answer.item() for answer in answers], *items]
+        request: dict[str, Any] = {"input": inputs, "agent_reference": self.agent_reference, **options}
         previous = self.previous_response_id
         if previous is not None:
             request["previous_response_id"] = previous
-        answers = [item for item in items if item.get("type") == "function_call_output"]
         self._unanswered = answers
-        if self.stream:
-            reply = await assemble_stream(self.transport.stream(request), self.observer.stream_text)
-        else:
-            reply = reply_from_response(await self.transport.create(request))
+        try:
+            if self.stream:
+                reply = await assemble_stream(self.transport.stream(request), self.observer.stream_text)
+            else:
+                reply = reply_from_response(await self.transport.create(request))
+        except ChainExpired as error:
+            if previous is None:
+                raise
+            self._restart(LostChain(_this_turns(turn, answers), error.message, self._asked), turn)
+            raise _Restarted from None
         self._unanswered = []
+        self._context = []
         self.previous_response_id = reply.response_id
         turn.replies.append(reply)
         self.observer.reply(reply, previous, self.stream)
         return reply
 
+    def _restart(self, lost: LostChain, turn: Turn) -> None:
+        """Drop the expired chain; the next request opens a new one with the facts of this one.
 
-def _output(call_id: str, output: Mapping[str, Any]) -> dict[str, Any]:
-    return {"type": "function_call_output", "call_id": call_id, "output": json.dumps(output)}
+        Answers of this turn's calls mean the user's message was taken: the report ends the turn.
+        """
+        self.previous_response_id = None
+        self._unanswered = []
+        self._context = [lost.context_item()]
+        turn.ended_lost = bool(turn.results) or (bool(lost.answers) and bool(turn.replies))
+        turn.lost = lost
+        self.observer.warning(lost.report())
 
 
-def _not_executed(reply: Reply, limit: int) -> list[dict[str, Any]]:
+def _this_turns(turn: Turn, answers: list[Answer]) -> list[Answer]:
+    """Every call of the turn with its outcome (earlier rounds were told to the chain now lost too)."""
+    ran = [Answer(call, result.output) for call, result in turn.results]
+    known = {answer.call.call_id for answer in ran}
+    return ran + [answer for answer in answers if answer.call.call_id not in known]
+
+
+def _not_executed(reply: Reply, limit: int) -> list[Answer]:
     """Answers for calls the round limit stopped: nothing ran."""
     message = f"Not executed: the host allows {limit} tool round(s) per request and that limit was reached."
     output = {"status": "failed", "message": message, "error": {"code": "round_limit", "message": message}}
-    return [_output(call.call_id, output) for call in reply.calls]
+    return [Answer(call, output) for call in reply.calls]

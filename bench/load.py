@@ -47,6 +47,7 @@ from sqlalchemy.engine import make_url
 from bench.servers import BARE_ARGS, TOKEN, free_port, http_client, ours_args
 from mcp_server.audit_log import verify
 from mcp_server.database import Database
+from mcp_server.entitlements import EntitlementAdmin
 from mcp_server.ledger import Ledger
 from policy.testing import ScriptedResponder, approve, reject
 
@@ -135,7 +136,7 @@ def server_process(args: list[str], log: Path) -> Iterator[tuple[subprocess.Pope
     with open(log, "ab") as sink:
         process = subprocess.Popen(
             [sys.executable, *args, "--transport", "http", "--port", str(port)],
-            env={**os.environ, "BANKGATE_TOKENS": f"bench={TOKEN}"},
+            env={**os.environ, "BANKGATE_TOKENS": f"local={TOKEN}"},
             stdout=subprocess.DEVNULL,
             stderr=sink,
         )
@@ -177,6 +178,7 @@ class Books:
         self.url = url
         self.db = Database.open(url)
         self.ledger = Ledger(self.db)
+        EntitlementAdmin(self.db, "bench").grant_role("local", "operator")  # the clients' principal: every account
         self.shared = [self.ledger.create_account(f"Load {n}").id for n in range(ACCOUNTS)]
         for account in self.shared:
             self.ledger.deposit(account, OPENING)

@@ -41,7 +41,8 @@ def http_server(args: list[str], env: dict[str, str] | None = None) -> Iterator[
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, *args, "--transport", "http", "--port", str(port)],
-        env={**os.environ, "BANKGATE_TOKENS": f"bench={TOKEN}", **(env or {})},
+        # `local` is the demo ledger's operator, entitled to every account.
+        env={**os.environ, "BANKGATE_TOKENS": f"local={TOKEN}", **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -12,6 +12,7 @@ from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
 
 from mcp_server.actions import TOOL_ARGUMENTS, ledger_actions
 from mcp_server.argument_check import ArgumentCheck
+from mcp_server.audit_writer import AuditWriter
 from mcp_server.database import Database
 from mcp_server.gate_store import SqlGateStore
 from mcp_server.ledger import Ledger
@@ -50,13 +51,15 @@ class AppState:
 def open_state(settings: Settings) -> AppState:
     """Open (and migrate) the ledger, load the policy, and build the gate."""
     db = Database.open(settings.db_url)
-    ledger = Ledger(db, max_amount_minor=settings.max_amount_minor)
+    audit = AuditWriter(settings.audit_key_file)
+    log.info("audit records are signed with key %s from %s", audit.signer.key_id, audit.key_path)
+    ledger = Ledger(db, max_amount_minor=settings.max_amount_minor, audit=audit)
     if settings.seed_demo and not ledger.accounts():
         ledger.seed_demo()
         log.info("created the demo accounts ACC-001, ACC-002, ACC-003")
-    actions = ledger_actions(ledger)
     policy = load_policy(settings.policy, catalog=TOOL_ARGUMENTS)
-    gate = Gate(policy, SqlGateStore(db), actions, approval_ttl=settings.approval_timeout)
+    actions = ledger_actions(ledger, policy)
+    gate = Gate(policy, SqlGateStore(db, audit), actions, approval_ttl=settings.approval_timeout)
     return AppState(gate=gate, ledger=ledger, default_principal=settings.principal)
 
 

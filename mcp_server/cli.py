@@ -84,9 +84,24 @@ def _parser() -> argparse.ArgumentParser:
     explain.set_defaults(run=lambda s, a: commands.policy_explain(s, a.tool, a.args))
 
     audit = sub.add_parser("audit", help="the tamper-evident decision log").add_subparsers(dest="action", required=True)
-    verify = audit.add_parser("verify", help="check the hash chain; exit 1 naming any tampered record")
+    verify = audit.add_parser(
+        "verify", help="check the signed chain against the ledger; exit 1 naming any tampered record"
+    )
     _database_option(verify)
-    verify.set_defaults(run=lambda s, a: commands.audit_verify(s))
+    verify.add_argument(
+        "--checkpoint", type=Path, help="a file written by 'audit checkpoint': the chain must still hold its record"
+    )
+    verify.add_argument(
+        "--public-keys", type=Path, help="verify with this file of public keys (from 'audit public-key') only"
+    )
+    verify.set_defaults(run=lambda s, a: commands.audit_verify(s, a.checkpoint, a.public_keys))
+    checkpoint = audit.add_parser("checkpoint", help="sign the current head, to keep outside the database")
+    checkpoint.add_argument("--out", type=Path, help="write it to this file (default: standard output)")
+    _database_option(checkpoint)
+    checkpoint.set_defaults(run=lambda s, a: commands.audit_checkpoint(s, a.out))
+    public_key = audit.add_parser("public-key", help="print the public keys that verify the audit (for auditors)")
+    public_key.add_argument("--audit-key-file", type=Path, help="the signing key file (BANKGATE_AUDIT_KEY_FILE)")
+    public_key.set_defaults(run=lambda s, a: commands.audit_public_key(s))
     tail = audit.add_parser("tail", help="show recent decisions")
     tail.add_argument("-n", type=int, default=20, help="how many (default 20)")
     _database_option(tail)
@@ -109,9 +124,37 @@ def _parser() -> argparse.ArgumentParser:
     history.set_defaults(run=lambda s, a: commands.admin_history(s, a.account_id))
     invariants = admin.add_parser("invariants", help="check the ledger's invariants")
     invariants.set_defaults(run=lambda s, a: commands.admin_invariants(s))
-    for command in (accounts, create, deposit, history, invariants):
+    for command in (accounts, create, deposit, history, invariants, *_entitlement_commands(admin)):
         _database_option(command)
     return parser
+
+
+def _entitlement_commands(admin: Any) -> list[argparse.ArgumentParser]:
+    """`admin grant|revoke|grants` and `admin roles grant|revoke`: who may act on which account."""
+    grant = admin.add_parser("grant", help="give a principal a relation to an account (owner, viewer)")
+    grant.set_defaults(run=lambda s, a: commands.admin_grant(s, a.principal, a.relation, a.account_id, a.by))
+    revoke = admin.add_parser("revoke", help="take a principal's relation to an account away")
+    revoke.set_defaults(run=lambda s, a: commands.admin_revoke(s, a.principal, a.relation, a.account_id, a.by))
+    for command in (grant, revoke):
+        command.add_argument("principal", help="as the HTTP token names it, or the stdio --principal")
+        command.add_argument("relation", help="owner (read, debit, close) or viewer (read only)")
+        command.add_argument("account_id")
+    listing = admin.add_parser("grants", help="list entitlements (of one principal, or bearing on one account)")
+    listing.add_argument("--principal")
+    listing.add_argument("--account", dest="account_id")
+    listing.set_defaults(run=lambda s, a: commands.admin_grants(s, a.principal, a.account_id))
+    roles = admin.add_parser("roles", help="principal-wide roles").add_subparsers(dest="role_action", required=True)
+    role_grant = roles.add_parser("grant", help="give a principal a role (operator: any account)")
+    role_grant.set_defaults(run=lambda s, a: commands.admin_role_grant(s, a.principal, a.role, a.by))
+    role_revoke = roles.add_parser("revoke", help="take a principal's role away")
+    role_revoke.set_defaults(run=lambda s, a: commands.admin_role_revoke(s, a.principal, a.role, a.by))
+    for command in (role_grant, role_revoke):
+        command.add_argument("principal")
+        command.add_argument("role", help="operator")
+    changes = (grant, revoke, role_grant, role_revoke)
+    for command in changes:
+        command.add_argument("--by", help="who makes the change, for the audit log (default: your login name)")
+    return [*changes, listing]
 
 
 _SERVE_HELP = (
@@ -121,7 +164,11 @@ _SERVE_HELP = (
 
 
 def _database_option(parser: argparse.ArgumentParser) -> None:
+    """The database, and the key that signs its audit records (whatever opens the one may write the other)."""
     parser.add_argument("--db", dest="db_url", help="sqlite:///path or postgresql://... (BANKGATE_DB_URL)")
+    parser.add_argument(
+        "--audit-key-file", type=Path, help="audit signing key, shared by replicas (BANKGATE_AUDIT_KEY_FILE)"
+    )
 
 
 def _policy_option(parser: argparse.ArgumentParser) -> None:

@@ -6,11 +6,15 @@ from pathlib import Path
 from mcp_server import audit_log
 from mcp_server.actions import TOOL_ARGUMENTS
 from mcp_server.app import open_state
+from mcp_server.audit_keys import key_file, load_keyring, load_public_keyring, load_signer, public_key_text
+from mcp_server.audit_writer import AuditWriter
 from mcp_server.database import Database
+from mcp_server.entitlements import EntitlementAdmin, grants
 from mcp_server.ledger import Ledger
 from mcp_server.money import format_amount
 from mcp_server.settings import Settings
 from policy.action import Call
+from policy.audit import SignedHead
 from policy.loader import load_policy
 from policy.results import Refusal
 
@@ -18,6 +22,8 @@ from policy.results import Refusal
 def policy_check(file: Path) -> int:
     policy = load_policy(file, catalog=TOOL_ARGUMENTS)
     print(f"{file}: OK (version {policy.version})")
+    seen = f"only where {policy.visible.source}" if policy.visible else "every account, to every caller"
+    print(f"  accounts visible: {seen}")
     for name, tool in policy.tools.items():
         rules = ", ".join(f"{r.name} -> {r.outcome.value}" for r in tool.rules) or "no rules"
         confirm = f"; approver types back {tool.confirm}" if tool.confirm else ""
@@ -44,15 +50,46 @@ def policy_explain(settings: Settings, tool: str, raw_args: str) -> int:
     return 0
 
 
-def audit_verify(settings: Settings) -> int:
-    count, findings = audit_log.verify(Database.open(settings.db_url))
+def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public_keys: Path | None = None) -> int:
+    keys = load_public_keyring(public_keys) if public_keys else load_keyring(key_file(settings.audit_key_file))
+    checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file else None
+    count, findings = audit_log.verify(Database.open(settings.db_url), keys, checkpoint)
     if not findings:
-        print(f"audit chain intact: {count} records")
+        held = f"; it holds the checkpoint's record {checkpoint.seq}" if checkpoint else ""
+        print(f"audit chain intact: {count} records{held}")
         return 0
     print(f"audit chain BROKEN ({count} records read):")
     for finding in findings:
         print(f"  {finding}")
     return 1
+
+
+def audit_checkpoint(settings: Settings, out: Path | None) -> int:
+    path = key_file(settings.audit_key_file)
+    head = audit_log.checkpoint(Database.open(settings.db_url), load_signer(path, create=False), load_keyring(path))
+    document = json.dumps(head.as_json(), indent=2) + "\n"
+    if out is None:
+        print(document, end="")
+    else:
+        out.write_text(document, encoding="utf-8")
+        print(f"checkpoint of record {head.seq} (hash {head.hash[:16]}…, key {head.key_id}) written to {out}")
+    return 0
+
+
+def audit_public_key(settings: Settings) -> int:
+    print(public_key_text(key_file(settings.audit_key_file)), end="")
+    return 0
+
+
+def _read_checkpoint(file: Path) -> SignedHead:
+    try:
+        return SignedHead.from_json(json.loads(file.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise ValueError(
+            f"checkpoint {file}: not a checkpoint written by 'audit checkpoint' ({type(exc).__name__})"
+        ) from None
+    except ValueError as exc:
+        raise ValueError(f"checkpoint {file}: {exc}") from None
 
 
 def audit_tail(settings: Settings, limit: int) -> int:
@@ -62,7 +99,8 @@ def audit_tail(settings: Settings, limit: int) -> int:
 
 
 def _ledger(settings: Settings) -> Ledger:
-    return Ledger(Database.open(settings.db_url), max_amount_minor=settings.max_amount_minor)
+    audit = AuditWriter(settings.audit_key_file)
+    return Ledger(Database.open(settings.db_url), max_amount_minor=settings.max_amount_minor, audit=audit)
 
 
 def admin_accounts(settings: Settings) -> int:
@@ -100,3 +138,46 @@ def admin_invariants(settings: Settings) -> int:
         print(problem)
     print("ledger invariants hold" if not problems else f"{len(problems)} invariant violations")
     return 1 if problems else 0
+
+
+def _entitlements(settings: Settings, by: str | None) -> EntitlementAdmin:
+    return EntitlementAdmin(Database.open(settings.db_url), by, AuditWriter(settings.audit_key_file))
+
+
+def admin_grant(settings: Settings, principal: str, relation: str, account_id: str, by: str | None) -> int:
+    if _entitlements(settings, by).grant(principal, relation, account_id):
+        print(f"granted: {principal} is {relation} of {account_id}")
+    else:
+        print(f"unchanged: {principal} already is {relation} of {account_id}")
+    return 0
+
+
+def admin_revoke(settings: Settings, principal: str, relation: str, account_id: str, by: str | None) -> int:
+    if _entitlements(settings, by).revoke(principal, relation, account_id):
+        print(f"revoked: {principal} is no longer {relation} of {account_id}")
+        return 0
+    raise Refusal("not_granted", f"{principal} is not {relation} of {account_id}; nothing was revoked.")
+
+
+def admin_role_grant(settings: Settings, principal: str, role: str, by: str | None) -> int:
+    if _entitlements(settings, by).grant_role(principal, role):
+        print(f"granted: {principal} has the role {role}")
+    else:
+        print(f"unchanged: {principal} already has the role {role}")
+    return 0
+
+
+def admin_role_revoke(settings: Settings, principal: str, role: str, by: str | None) -> int:
+    if _entitlements(settings, by).revoke_role(principal, role):
+        print(f"revoked: {principal} no longer has the role {role}")
+        return 0
+    raise Refusal("not_granted", f"{principal} does not have the role {role}; nothing was revoked.")
+
+
+def admin_grants(settings: Settings, principal: str | None, account_id: str | None) -> int:
+    found = grants(Database.open(settings.db_url), principal, account_id)
+    for grant in found:
+        print(grant.render())
+    if not found:
+        print("no entitlements")
+    return 0

@@ -13,9 +13,11 @@ Concurrency model (why the ledger stays correct with many writers):
   checkout and reset, which cost more than a small indexed read.
 * PostgreSQL: READ COMMITTED, and the ledger locks the rows it will change with
   ``SELECT … FOR UPDATE`` in ascending id order (``Database.for_update``), so two transfers
-  touching the same accounts serialize and cannot deadlock. Serialization failures and
-  deadlocks (SQLSTATE 40001/40P01) and unique-key races (23505, e.g. two requests with the
-  same idempotency key) are retried anyway, so such an error never reaches a user.
+  touching the same accounts serialize and cannot deadlock. Serialization failures,
+  deadlocks and lock timeouts (SQLSTATE 40001/40P01/55P03) are retried anyway, so such an
+  error never reaches a user. A unique violation (23505) is not transient: retrying the same
+  work meets the same row, so it is an error, never retried (writers that may race on a
+  key take its turn first, see ``turns``).
 
 Two options serve callers on an event loop (``Database.run``):
 
@@ -65,7 +67,7 @@ _BACKOFF_FIRST_S = 0.002
 _BACKOFF_CAP_S = 0.25
 _SQLITE_BUSY_TIMEOUT_MS = 5_000
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
-_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "23505"})
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 # SQLite's driver runs in autocommit mode, so each transaction states its own BEGIN; PostgreSQL's
 # driver begins implicitly with the first statement.
 _SQLITE_BEGIN = {True: Statement("BEGIN IMMEDIATE"), False: Statement("BEGIN DEFERRED")}
@@ -251,7 +253,7 @@ def _relaxed(conn: Connection, relaxed: bool) -> Iterator[None]:
 
 
 def _is_transient(exc: DBAPIError) -> bool:
-    """Lock contention, serialization failure, deadlock or a unique-key race: worth a retry."""
+    """Lock contention, serialization failure, deadlock or lock timeout: worth a retry."""
     sqlstate = getattr(exc.orig, "sqlstate", None)
     if sqlstate is not None:
         return sqlstate in _RETRYABLE_SQLSTATES

@@ -22,6 +22,9 @@ class ErrorCode(StrEnum):
     INVALID_OWNER = "invalid_owner"
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
     INVALID_LIMIT = "invalid_limit"
+    INVALID_PRINCIPAL = "invalid_principal"
+    INVALID_RELATION = "invalid_relation"
+    INVALID_ROLE = "invalid_role"
     UNKNOWN_ACCOUNT = "unknown_account"
     ACCOUNT_EXISTS = "account_exists"
     ACCOUNT_CLOSED = "account_closed"
@@ -29,6 +32,7 @@ class ErrorCode(StrEnum):
     CURRENCY_MISMATCH = "currency_mismatch"
     SAME_ACCOUNT = "same_account"
     BALANCE_NOT_ZERO = "balance_not_zero"
+    SWEEP_OVER_LIMIT = "sweep_over_limit"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     DATABASE_UNAVAILABLE = "database_unavailable"
 

@@ -14,10 +14,11 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 
 from mcp_server import idempotency
+from mcp_server.audit_writer import AuditWriter
 from mcp_server.database import Database, WouldWait
 from mcp_server.statement import Statement
 from mcp_server.timestamps import format_timestamp
-from policy.audit import chain_hash
+from mcp_server.turns import Space, take_turn
 from policy.canonical import canonical_json
 from policy.store import Approval, AuditEntry, StoreBusy
 
@@ -28,17 +29,19 @@ NETWORK_DEADLINE = 6.0
 
 _APPROVAL = (
     "SELECT ref, binding, tool, arguments_json, principal, policy_version, question, created_at, expires_at, "
-    "status, state_digest, note, outcome_json FROM approvals WHERE "
+    "status, asked_digest, note, outcome_json, bound_json FROM approvals WHERE "
 )
-_BY_STATE = Statement(_APPROVAL + "state_digest = :v")
+_BY_ASKED = Statement(_APPROVAL + "asked_digest = :v")
 _BY_PENDING_BINDING = Statement(_APPROVAL + "pending_binding = :v")
 _INSERT_APPROVAL = Statement(
     "INSERT INTO approvals (ref, binding, pending_binding, tool, arguments_json, principal, policy_version, "
-    "question, created_at, expires_at, status) VALUES (:ref, :binding, :binding, :tool, :arguments, :principal, "
-    ":policy_version, :question, :created_at, :expires_at, 'pending') ON CONFLICT (pending_binding) DO NOTHING"
+    "question, created_at, expires_at, status, asked_digest, bound_json) VALUES (:ref, :binding, :pending_binding, "
+    ":tool, :arguments, :principal, :policy_version, :question, :created_at, :expires_at, 'pending', :asked_digest, "
+    ":bound) "
+    "ON CONFLICT (pending_binding) DO NOTHING"
 )
 _SETTLE_APPROVAL = Statement(
-    "UPDATE approvals SET status = :status, pending_binding = NULL, decided_at = :now, state_digest = :state_digest, "
+    "UPDATE approvals SET status = :status, pending_binding = NULL, decided_at = :now, "
     "note = :note, outcome_json = :outcome WHERE ref = :ref AND status = 'pending'"
 )
 _MOVED_SINCE = Statement(
@@ -47,28 +50,22 @@ _MOVED_SINCE = Statement(
 _SAVEPOINT = Statement("SAVEPOINT effect")
 _ROLLBACK_TO_SAVEPOINT = Statement("ROLLBACK TO SAVEPOINT effect")
 _RELEASE_SAVEPOINT = Statement("RELEASE SAVEPOINT effect")
-_ADVANCE_HEAD = Statement("UPDATE audit_head SET seq = seq + :n WHERE id = 1 RETURNING seq, hash")
-_SET_HEAD_HASH = Statement("UPDATE audit_head SET hash = :h WHERE id = 1")
-_INSERT_AUDIT = Statement(
-    "INSERT INTO audit_log (seq, at, event, principal, tool, arguments_json, policy_version, matched_rules_json, "
-    "reason, approval_ref, question_sha256, note, result_json, amount_minor, prev_hash, hash) VALUES (:seq, :at, "
-    ":event, :principal, :tool, :arguments_json, :policy_version, :matched_rules_json, :reason, :approval_ref, "
-    ":question_sha256, :note, :result_json, :amount_minor, :prev_hash, :hash)"
-)
 
 
 class SqlGateStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, audit: AuditWriter | None = None) -> None:
         self.db = db
+        self.audit = audit or AuditWriter()
         self.embedded = db.dialect == "sqlite"
         self.deadline: float | None = None if db.dialect == "sqlite" else NETWORK_DEADLINE
         self._lock_by_ref = Statement(_APPROVAL + "ref = :v" + db.for_update)
+        self._lock_by_asked = Statement(_APPROVAL + "asked_digest = :v" + db.for_update)
 
     def transaction(  # type: ignore[override]
         self, work: Callable[["SqlGateTx"], T], *, write: bool = True, wait: bool = True, durable: bool = True
     ) -> T:
         def unit(conn: Connection) -> T:
-            tx = SqlGateTx(conn, self._lock_by_ref)
+            tx = SqlGateTx(conn, self._lock_by_ref, self.audit, self._lock_by_asked if write else None)
             result = work(tx)
             tx.flush_audit()
             return result
@@ -84,29 +81,37 @@ class SqlGateStore:
 class SqlGateTx:
     """The gate's view of one open ledger transaction; the server's actions use `conn` too."""
 
-    def __init__(self, conn: Connection, lock_by_ref: Statement) -> None:
+    def __init__(
+        self, conn: Connection, lock_by_ref: Statement, audit: AuditWriter, lock_by_asked: Statement | None
+    ) -> None:
+        """`lock_by_asked` is given in a write transaction only: a read takes no locks."""
         self.conn = conn
         self._lock_by_ref = lock_by_ref
+        self._writer = audit
+        self._by_asked = lock_by_asked or _BY_ASKED
+        self._writes = lock_by_asked is not None
         self._audit: list[AuditEntry] = []
 
     def recall(self, key: str, request_digest: str) -> Mapping[str, Any] | None:
-        return idempotency.recall(self.conn, key, request_digest)
+        return idempotency.recall(self.conn, key, request_digest, hold=self._writes)
 
     def remember(self, key: str, request_digest: str, outcome: Mapping[str, Any]) -> None:
         idempotency.remember(self.conn, key, request_digest, dict(outcome))
 
-    def approval_by_state(self, state_digest: str) -> Approval | None:
-        return _approval(_BY_STATE.one(self.conn, {"v": state_digest}))
+    def approval_asked(self, asked_digest: str) -> Approval | None:
+        return _approval(self._by_asked.one(self.conn, {"v": asked_digest}))
 
     def pending_approval(self, binding: str) -> Approval | None:
         return _approval(_BY_PENDING_BINDING.one(self.conn, {"v": binding}))
 
-    def create_approval(self, approval: Approval) -> Approval:
+    def create_approval(self, approval: Approval, *, shared: bool) -> Approval:
         inserted = _INSERT_APPROVAL.run(
             self.conn,
             {
                 "ref": approval.ref,
                 "binding": approval.binding,
+                # An approval of its own is pending under its (unique) reference instead.
+                "pending_binding": approval.binding if shared else approval.ref,
                 "tool": approval.tool,
                 "arguments": canonical_json(approval.arguments),
                 "principal": approval.principal,
@@ -114,6 +119,8 @@ class SqlGateTx:
                 "question": approval.question,
                 "created_at": approval.created_at,
                 "expires_at": approval.expires_at,
+                "asked_digest": approval.asked_digest,
+                "bound": canonical_json(dict(approval.bound)),
             },
         )
         if inserted:
@@ -131,7 +138,6 @@ class SqlGateTx:
             {
                 "status": approval.status,
                 "now": datetime.now(UTC).timestamp(),
-                "state_digest": approval.state_digest,
                 "note": approval.note,
                 "outcome": canonical_json(approval.outcome),
                 "ref": approval.ref,
@@ -139,6 +145,9 @@ class SqlGateTx:
         )
         if settled != 1:
             raise RuntimeError(f"approval {approval.ref} was already settled")
+
+    def take_turn(self, principal: str) -> None:
+        take_turn(self.conn, Space.PRINCIPAL, principal)
 
     def moved_today_minor(self, principal: str, since: float) -> int:
         since_text = format_timestamp(datetime.fromtimestamp(since, UTC))
@@ -150,18 +159,8 @@ class SqlGateTx:
         self._audit.append(entry)
 
     def flush_audit(self) -> None:
-        """Chain the queued entries onto the head, whose row stays locked until commit."""
-        if not self._audit:
-            return
-        head = _ADVANCE_HEAD.one(self.conn, {"n": len(self._audit)})
-        assert head is not None, "migration 0002 creates the audit head"
-        last_seq, prev_hash = head
-        for seq, entry in enumerate(self._audit, start=int(last_seq) - len(self._audit) + 1):
-            record = _audit_record(seq, entry)
-            record["prev_hash"], record["hash"] = prev_hash, chain_hash(prev_hash, record)
-            prev_hash = record["hash"]
-            _INSERT_AUDIT.run(self.conn, record)
-        _SET_HEAD_HASH.run(self.conn, {"h": prev_hash})
+        """Chain and sign the queued entries (see `AuditWriter.append`)."""
+        self._writer.append(self.conn, self._audit)
         self._audit.clear()
 
     @contextmanager
@@ -177,30 +176,11 @@ class SqlGateTx:
             _RELEASE_SAVEPOINT.run(self.conn)
 
 
-def _audit_record(seq: int, entry: AuditEntry) -> dict[str, Any]:
-    """The stored columns of one audit entry (before chaining)."""
-    return {
-        "seq": seq,
-        "at": format_timestamp(datetime.fromtimestamp(entry.at, UTC)),
-        "event": entry.event,
-        "principal": entry.principal,
-        "tool": entry.tool,
-        "arguments_json": canonical_json(entry.arguments),
-        "policy_version": entry.policy_version,
-        "matched_rules_json": canonical_json(list(entry.matched_rules)),
-        "reason": entry.reason,
-        "approval_ref": entry.approval_ref,
-        "question_sha256": entry.question_sha256,
-        "note": entry.note,
-        "result_json": canonical_json(entry.result) if entry.result is not None else None,
-        "amount_minor": entry.amount_minor,
-    }
-
-
 def _approval(row: tuple[Any, ...] | None) -> Approval | None:
     if row is None:
         return None
-    (ref, binding, tool, arguments, principal, version, question, created, expires, status, state, note, outcome) = row
+    ref, binding, tool, arguments, principal, version, question, created, expires = row[:9]
+    status, asked, note, outcome, bound = row[9:]
     return Approval(
         ref=ref,
         binding=binding,
@@ -212,7 +192,8 @@ def _approval(row: tuple[Any, ...] | None) -> Approval | None:
         created_at=float(created),
         expires_at=float(expires),
         status=status,
-        state_digest=state,
+        asked_digest=asked,
         note=note,
         outcome=json.loads(outcome) if outcome else None,
+        bound=json.loads(bound) if bound else {},
     )

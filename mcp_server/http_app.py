@@ -1,4 +1,4 @@
-"""Streamable HTTP: the MCP endpoint behind bearer auth and Host/Origin checks, plus health probes.
+"""Streamable HTTP: the MCP endpoint behind bearer auth and Host/Origin checks, plus cached health probes.
 
 Secure by default: a token is required unless explicitly disabled (loopback only), the
 Host/Origin allowlist is always explicit (also when binding 0.0.0.0, where the SDK would
@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import anyio
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
 from mcp.server.mcpserver import MCPServer
@@ -25,11 +24,10 @@ from starlette.types import ASGIApp
 
 from mcp_server.app import AppState
 from mcp_server.auth import ConfigTokenVerifier
-from mcp_server.errors import LedgerError
+from mcp_server.health import HealthProbe
 from mcp_server.settings import Settings
 
 MCP_PATH = "/mcp"
-PROBE_SECONDS = 3.0
 log = logging.getLogger(__name__)
 
 
@@ -102,12 +100,14 @@ def build_http_app(
             Middleware(AuthContextMiddleware),
         ]
 
+    probe = HealthProbe(state.ledger.db.ping, interval=settings.health_interval)
+
     async def healthz(_: Request) -> JSONResponse:
-        database = await _database_status(state)
+        database = await probe.database()
         return JSONResponse({"status": "ok", "database": database})
 
     async def readyz(_: Request) -> JSONResponse:
-        database = await _database_status(state)
+        database = await probe.database()
         return JSONResponse(
             {"status": "ready" if database == "ok" else "unavailable", "database": database},
             status_code=200 if database == "ok" else 503,
@@ -127,14 +127,3 @@ def build_http_app(
         middleware=middleware,
         lifespan=lifespan,
     )
-
-
-async def _database_status(state: AppState) -> str:
-    """"ok" only if the database answers a query within PROBE_SECONDS."""
-    with anyio.move_on_after(PROBE_SECONDS):
-        try:
-            await anyio.to_thread.run_sync(state.ledger.db.ping, abandon_on_cancel=True)
-        except LedgerError:
-            return "unavailable"
-        return "ok"
-    return "unavailable"

@@ -11,6 +11,10 @@ in one database transaction. Where each rule is enforced:
   before anything is written, so a refusal changes nothing.
 * No negative customer balance and "closed means empty": also CHECK constraints in the
   schema, so even a bug cannot commit a violation.
+* Accounted for: money posted outside the policy gate (deposits, the demo seed) is recorded in
+  the audit chain in the same transaction (event ``admin``), so ``audit verify`` can demand a
+  record for every ledger transaction. ``transfer``/``close`` here are the bare ledger API
+  (tests, the ledger benchmark): they bypass the gate, and ``audit verify`` names what they post.
 * Exactly-once: ``idempotency`` stores the first outcome of a keyed request in the same
   transaction; ``transactions.idempotency_key`` is UNIQUE as a second line of defence.
 
@@ -23,7 +27,8 @@ movement or close with ``account_closed``.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
@@ -31,7 +36,9 @@ from pydantic import BaseModel
 from sqlalchemy import Connection
 
 from mcp_server import idempotency
+from mcp_server.audit_writer import AuditWriter
 from mcp_server.database import Database
+from mcp_server.entitlements import grant_in, grant_role_in
 from mcp_server.errors import ErrorCode, LedgerError
 from mcp_server.free_text import parse_memo, parse_owner
 from mcp_server.identifiers import (
@@ -48,24 +55,34 @@ from mcp_server.ledger_models import (
     TransferReceipt,
 )
 from mcp_server.money import (
-    canonical_amount,
+    amount_identity,
     check_amount_minor,
     format_amount,
     parse_amount,
     parse_currency,
+    to_decimal,
 )
 from mcp_server.statement import Statement
 from mcp_server.timestamps import format_timestamp, utc_now
+from policy.store import AuditEntry
 
 M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_MAX_AMOUNT_MINOR = 10_000_000_00
 MAX_HISTORY_LIMIT = 500
+ADMIN_PRINCIPAL = "admin"
+"""Who the audit names for money posted by ledger administration (``admin`` records move nothing
+towards any principal's daily total: their ``amount_minor`` is 0, the amount is in the receipt)."""
 DEMO_ACCOUNTS: tuple[tuple[str, str, int], ...] = (
     ("ACC-001", "Alice Example", 5_000_00),
     ("ACC-002", "Bob Example", 250_00),
     ("ACC-003", "Carol Example", 120_00),
 )
+DEMO_OWNERS = {"ACC-001": "alice", "ACC-002": "bob", "ACC-003": "carol"}
+"""Who owns each demo account: the principals of the README's examples (tokens, BANKGATE_PRINCIPAL)."""
+DEMO_OPERATOR = "local"
+"""The default stdio principal: whoever runs the server at their own desk on the demo ledger is
+its operator (the demo moves money out of ACC-001 and ACC-002 and closes ACC-003)."""
 
 _COLUMNS = "id, owner, currency, status, balance_minor, created_at, closed_at"
 _SELECT_ACCOUNT = Statement(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id")
@@ -182,10 +199,13 @@ class ClosePlan(NamedTuple):
 class Ledger:
     """Accounts and money movements over a :class:`Database` (SQLite or PostgreSQL)."""
 
-    def __init__(self, db: Database, *, max_amount_minor: int = DEFAULT_MAX_AMOUNT_MINOR) -> None:
+    def __init__(
+        self, db: Database, *, max_amount_minor: int = DEFAULT_MAX_AMOUNT_MINOR, audit: AuditWriter | None = None
+    ) -> None:
         if max_amount_minor <= 0:
             raise ValueError("max_amount_minor must be positive")
         self._db = db
+        self._audit = audit or AuditWriter()
         self._max_amount_minor = max_amount_minor
         # Both rows a movement touches, locked in id order (PostgreSQL) so writers cannot deadlock.
         self._lock_accounts = Statement(
@@ -208,7 +228,7 @@ class Ledger:
         account_id = parse_account_id(account_id, field)
         row = _SELECT_ACCOUNT.one(conn, {"id": account_id})
         if row is None:
-            raise _unknown(account_id, field)
+            raise unknown_account(account_id, field)
         return _Row(*row).public()
 
     def transfer_in(
@@ -307,7 +327,7 @@ class Ledger:
     ) -> TransferReceipt:
         """Parse ``amount`` in the accounts' currency and transfer it, at most once per key."""
         source, target, note, key = _transfer_request(from_account, to_account, memo, idempotency_key)
-        request = {"from_account": source, "to_account": target, "amount": canonical_amount(amount), "memo": note}
+        request = {"from_account": source, "to_account": target, "amount": amount_identity(amount), "memo": note}
         return self._once(
             key,
             lambda: idempotency.request_digest("transfer", **request),
@@ -342,29 +362,36 @@ class Ledger:
         """Admin: credit money arriving from outside the bank, at most once per key."""
         target = parse_account_id(account_id, "account_id")
         key = _optional_key(idempotency_key)
-        canonical = canonical_amount(amount)
+        identity = amount_identity(amount)
 
         def work(conn: Connection) -> DepositReceipt:
             account = self._usable(conn, target, "account_id")
             minor = parse_amount(amount, account.currency, ceiling_minor=self._max_amount_minor)
-            return self._fund(conn, account, minor, "deposit", None, key)
+            receipt = self._fund(conn, account, minor, "deposit", None, key)
+            self._administered(conn, "deposit", [receipt])
+            return receipt
 
         return self._once(
             key,
-            lambda: idempotency.request_digest("deposit", account_id=target, amount=canonical),
+            lambda: idempotency.request_digest("deposit", account_id=target, amount=identity),
             DepositReceipt,
             work,
         )
 
     def seed_demo(self) -> list[Account]:
         """Admin: create and fund the demo accounts once (ACC-003 is funded, so closing it needs a
-        sweep); a no-op returning the existing accounts when ACC-001 already exists."""
+        sweep) and grant them to their owners and the local operator (`DEMO_OWNERS`,
+        `DEMO_OPERATOR`); a no-op returning the existing accounts when ACC-001 already exists."""
 
         def work(conn: Connection) -> list[Account]:
             if _SELECT_ACCOUNT.one(conn, {"id": DEMO_ACCOUNTS[0][0]}) is None:
+                receipts = []
                 for account_id, owner, funding in DEMO_ACCOUNTS:
                     account = self._create_account(conn, owner, "USD", account_id)
-                    self._fund(conn, account, funding, "funding", "demo funding", None)
+                    receipts.append(self._fund(conn, account, funding, "funding", "demo funding", None))
+                    grant_in(conn, DEMO_OWNERS[account_id], "owner", account_id, "demo seed")
+                grant_role_in(conn, DEMO_OPERATOR, "operator", "demo seed")
+                self._administered(conn, "seed_demo", receipts)
             return [self.account_in(conn, account_id) for account_id, _, _ in DEMO_ACCOUNTS]
 
         return self._db.run(work)
@@ -392,7 +419,7 @@ class Ledger:
         digest = digest_of_request()
 
         def run(conn: Connection) -> M:
-            stored = idempotency.recall(conn, key, digest)
+            stored = idempotency.recall(conn, key, digest, hold=True)
             if stored is not None:
                 return model.model_validate(stored)
             result = work(conn)
@@ -484,6 +511,15 @@ class Ledger:
                 "move the money out first or name an account to sweep it to (sweep_to).",
                 field="sweep_to",
             )
+        if account.balance_minor > self._max_amount_minor:
+            # A sweep is a movement like any other: the same ceiling holds.
+            raise LedgerError(
+                ErrorCode.SWEEP_OVER_LIMIT,
+                f"Account {target} holds {format_amount(account.balance_minor, account.currency)}, more than the "
+                f"limit of {format_amount(self._max_amount_minor, account.currency)} per transaction; move the "
+                "money out in smaller transfers first.",
+                field="account_id",
+            )
         return account, destination
 
     def _fund(
@@ -505,6 +541,26 @@ class Ledger:
             currency=account.currency,
             balance_after_minor=account.balance_minor + amount,
             created_at=created_at,
+        )
+
+    def _administered(self, conn: Connection, tool: str, receipts: Sequence[DepositReceipt]) -> None:
+        """Audit money posted outside the gate, in its transaction: one record per ledger transaction."""
+        now = time.time()
+        self._audit.append(
+            conn,
+            [
+                AuditEntry(
+                    at=now,
+                    event="admin",
+                    principal=ADMIN_PRINCIPAL,
+                    tool=tool,
+                    arguments={"account_id": r.account_id, "amount": str(to_decimal(r.amount_minor, r.currency))},
+                    policy_version="",
+                    reason="ledger administration, outside the policy gate",
+                    result={"status": "executed", "details": r.model_dump(mode="json")},
+                )
+                for r in receipts
+            ],
         )
 
     def _post(
@@ -608,7 +664,7 @@ def _optional_key(value: object) -> str | None:
 def _open_account(locked: Mapping[str, _Row], account_id: str, field: str) -> _Row:
     account = locked.get(account_id)
     if account is None:
-        raise _unknown(account_id, field)
+        raise unknown_account(account_id, field)
     if account.status == "closed":
         raise LedgerError(
             ErrorCode.ACCOUNT_CLOSED,
@@ -618,5 +674,6 @@ def _open_account(locked: Mapping[str, _Row], account_id: str, field: str) -> _R
     return account
 
 
-def _unknown(account_id: str, field: str) -> LedgerError:
+def unknown_account(account_id: str, field: str) -> LedgerError:
+    """The refusal for a missing account; also for one the caller may not know of (`actions`)."""
     return LedgerError(ErrorCode.UNKNOWN_ACCOUNT, f"Account {account_id} ({field}) does not exist.", field=field)

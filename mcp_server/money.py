@@ -103,9 +103,21 @@ def check_amount_minor(value: object, currency: str, *, ceiling_minor: int) -> i
 
 
 def canonical_amount(value: object) -> str:
-    """The currency-independent normal form of a valid-looking amount ("500.00" -> "500").
+    """The normal form of a valid-looking amount, before its currency is known: text keeps the
+    decimals it was written with (``" 5.000"`` -> ``"5.000"``), a number is judged by value
+    (``500.0`` -> ``"500"``).
 
-    Used to recognise a replayed request whose amount is spelled differently.
+    It keeps exactly what ``parse_amount`` judges, so checking the normal form against the
+    currency later refuses and accepts the same amounts as checking the raw value would
+    (stripping zeros here once let ``"5.000"`` through as 5 USD).
+    """
+    return format(_to_decimal(value), "f")
+
+
+def amount_identity(value: object) -> str:
+    """The value of a valid-looking amount, however spelled (``"500.00"``, ``500`` -> ``"500"``):
+    what the ledger's own idempotency keys compare, so a replay spelled differently is still a
+    replay. Never validate with it: it drops the decimals the currency check judges.
     """
     return format(_drop_trailing_zeros(_to_decimal(value)), "f")
 

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     approval_timeout: float = Field(300.0, gt=0, description="Seconds a human has to answer an approval.")
     principal: str = Field("local", min_length=1, description="Principal for stdio and unauthenticated HTTP.")
     max_amount_minor: int = Field(100_000_000, gt=0, description="Largest single amount, in minor units.")
+    audit_key_file: Path | None = Field(
+        None, description="Audit signing key file, outside the database (default: audit.key in the user data dir)."
+    )
+    health_interval: float = Field(
+        1.0, gt=0, description="Seconds one database probe answers /healthz and /readyz (at most one probe each)."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("allowed_hosts", "allowed_origins", mode="before")

@@ -10,7 +10,11 @@ from typing import Any, Protocol
 
 from policy.canonical import digest
 from policy.facts import AccountFacts
+from policy.results import Refusal
 from policy.store import GateTx
+
+CHANGED_SINCE_APPROVAL = "changed_since_approval"
+"""The code of a settlement refused because the facts the approval is bound to changed."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,26 @@ class Inspection:
     currency: str = "USD"
     minor_exponent: int = 2
     amount_minor: int = 0
+    roles: tuple[str, ...] = ()
+    """The caller's principal-wide roles, read in the same transaction as the accounts."""
+    bound: Mapping[str, str] = field(default_factory=dict)
+    """Facts the approval is bound to beyond the arguments (label -> value, as the question shows
+    them), e.g. the balance a close sweeps: if they differ when the answer settles, nothing runs."""
+
+    def changed_since(self, shown: Mapping[str, str]) -> Refusal | None:
+        """Why this inspection no longer matches the facts an approver was shown (None if it does)."""
+        if dict(shown) == dict(self.bound):
+            return None
+        changes = "; ".join(
+            f"{label}: {shown.get(label, 'not shown')} when asked, {self.bound.get(label, 'none')} now"
+            for label in sorted(set(shown) | set(self.bound))
+            if shown.get(label) != self.bound.get(label)
+        )
+        return Refusal(
+            CHANGED_SINCE_APPROVAL,
+            f"What was approved has changed since the question was asked ({changes}); nothing was done. "
+            "Call again to be asked about the current state.",
+        )
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ skips the round's resolvers.
 """
 
 import functools
-import hashlib
 import inspect
 import logging
 import typing
@@ -33,6 +32,7 @@ from policy.answer import (
     VerdictKind,
     read_answer,
 )
+from policy.asked import answered_digest
 from policy.gate import Gate, Opening
 from policy.results import GateResult, Refusal, Status, decision_message
 from policy.store import StoreBusy
@@ -95,11 +95,9 @@ async def prepare(ctx: Context) -> Opening:
         call = Call(tool, action.canonical(params.get("arguments") or {}), principal, _idempotency_key(ctx, principal))
     except Refusal as refusal:
         return Opening(Call(tool, {}, principal), final=GateResult.refused(refusal))
-    gate, state_digest, reachable = host.gate, _state_digest(ctx), human_reachable(ctx)
+    gate, asked, reachable = host.gate, _answered(ctx), human_reachable(ctx)
     try:
-        return await _in_store(
-            gate, lambda wait: gate.open(call, human_reachable=reachable, state_digest=state_digest, wait=wait)
-        )
+        return await _in_store(gate, lambda wait: gate.open(call, human_reachable=reachable, asked=asked, wait=wait))
     except Refusal as refusal:
         return Opening(call, final=GateResult.refused(refusal))
     except Exception:
@@ -133,10 +131,9 @@ async def settle(
     if opening.final is not None:
         return opening.final
     verdict = read_answer(answer, opening.confirmation)
-    state_digest = _state_digest(ctx)
     host = _host(ctx)
     try:
-        return await _in_store(host.gate, lambda wait: host.gate.conclude(opening, verdict, state_digest, wait=wait))
+        return await _in_store(host.gate, lambda wait: host.gate.conclude(opening, verdict, wait=wait))
     except Refusal as refusal:
         return GateResult.refused(refusal, opening.approval.ref if opening.approval else None)
     except Exception:
@@ -195,10 +192,13 @@ async def _off_loop(gate: Gate, work: Callable[[], T]) -> T:
     raise Refusal("database_unavailable", _LATE)
 
 
-def _state_digest(ctx: Context) -> str | None:
-    """Names the round being answered (2026-07-28): the digest of its unsealed request state."""
-    state = ctx.request_state
-    return hashlib.sha256(state.encode()).hexdigest() if state else None
+def _answered(ctx: Context) -> str | None:
+    """Names the question a 2026-07-28 round answers (see `policy.asked`); `None` for a new call.
+
+    The state arrives unsealed by the SDK, which refuses one forged, expired, or sealed for
+    another tool, other arguments or another principal.
+    """
+    return answered_digest(ctx.request_state, ASK_KEY) if uses_input_required(ctx) else None
 
 
 def _idempotency_key(ctx: Context, principal: str) -> str | None:

@@ -45,6 +45,22 @@ class Policy:
     version: str
     """Content hash of the policy's meaning (comments and layout do not change it)."""
     source: str
+    visible: Condition | None = None
+    """Who may learn anything about an account (`[accounts] visible`); None: everyone."""
+
+    def sees(self, facts: CallFacts) -> bool:
+        """Whether the caller may learn anything about `facts`' `account`, even that it exists.
+
+        The server answers a call naming an account the caller cannot see, as the account it
+        reads, debits or closes, exactly as it answers one naming a missing account. A
+        condition that cannot be evaluated hides the account (fail closed).
+        """
+        if self.visible is None:
+            return True
+        try:
+            return self.visible.holds(facts)
+        except ExpressionError:
+            return False
 
     def variables(self, tool: str) -> frozenset[str]:
         """The variables the rules for `tool` read, so costly facts are gathered only when used."""

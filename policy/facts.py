@@ -12,13 +12,18 @@ from typing import Any
 
 @dataclass(frozen=True)
 class AccountFacts:
-    """One account as rules see it: `from_account.balance_minor`, `account.owner`, ..."""
+    """One account as rules see it: `from_account.balance_minor`, `account.owner`, ...
+
+    `access` is the calling principal's relations to this account (e.g. ["owner"]), from
+    the server's entitlements; empty when it has none.
+    """
 
     id: str
     owner: str
     status: str
     currency: str
     balance_minor: int
+    access: tuple[str, ...] = ()
 
     def as_cel(self) -> dict[str, Any]:
         return {
@@ -27,6 +32,7 @@ class AccountFacts:
             "status": self.status,
             "currency": self.currency,
             "balance_minor": self.balance_minor,
+            "access": list(self.access),
         }
 
 
@@ -37,6 +43,8 @@ class CallFacts:
     tool: str
     arguments: Mapping[str, Any]
     principal: str
+    roles: tuple[str, ...] = ()
+    """The principal's roles, valid on every account (e.g. "operator")."""
     currency: str = "USD"
     minor_exponent: int = 2
     amount_minor: int = 0
@@ -62,14 +70,21 @@ ACCOUNT_ROLES = ("from_account", "to_account", "account", "sweep_to")
 """Account variables: the accounts a call touches, by the part they play."""
 
 VARIABLES = frozenset(
-    {"tool", "args", "principal", "currency", "amount_minor", "moved_today_minor", "now", *ACCOUNT_ROLES}
+    {"tool", "args", "principal", "roles", "currency", "amount_minor", "moved_today_minor", "now", *ACCOUNT_ROLES}
 )
 """Every variable a rule may name; `policy check` refuses any other."""
+
+AGGREGATES = frozenset({"moved_today_minor"})
+"""Variables aggregated over the principal's other calls. A decision that reads one is taken
+in the principal's turn (`GateTx.take_turn`), and so is every call that could change one, so
+that concurrent calls can never together pass a limit that each alone respects. A new fact
+of this kind belongs here."""
 
 _BINDERS: dict[str, Callable[[CallFacts], Any]] = {
     "tool": lambda f: f.tool,
     "args": lambda f: {k: v for k, v in f.arguments.items() if v is not None},
     "principal": lambda f: f.principal,
+    "roles": lambda f: list(f.roles),
     "currency": lambda f: f.currency,
     "amount_minor": lambda f: f.amount_minor,
     "moved_today_minor": lambda f: f.moved_today_minor,

@@ -4,9 +4,17 @@ Invariants held here (each settled inside one store transaction with the effect)
 - nothing runs unapproved: `execute` is reached only from an allow decision, or from a
   pending approval whose answer was a clean yes, re-decided under the same policy version;
 - an approval is used at most once: settling requires it to be pending, under a lock;
-- what runs is what was shown: the approval is bound to the call's digest, and the
-  question is rendered once from server state and stored;
-- a replayed round or a retried idempotency key returns the stored outcome and runs nothing;
+- what runs is what was shown: the approval is bound to the call's digest and to the facts
+  its inspection declares (`Inspection.bound`, compared again under lock before anything
+  runs), and the question is rendered once from server state and stored;
+- a replayed round or a retried idempotency key returns the stored outcome and runs nothing:
+  every call ends in `_end`, which settles its approval (found again by any round answering
+  it), stores the outcome under its key, and audits it;
+- two calls are two requests: only the same idempotency key shares a question, and a round
+  answers the one approval whose question it was shown (`Approval.asked_digest`);
+- decisions on totals over a principal's calls (`facts.AGGREGATES`) are taken in that
+  principal's turn, as is every call that could change them, so concurrent calls cannot
+  together pass a limit;
 - an outcome is on disk before it is returned; only a transaction that merely creates the
   pending approval for a new question commits without waiting for the disk, since losing it
   (to a power cut) leaves an answer with no question, which is asked again.
@@ -19,11 +27,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from policy.action import Action, Call, Done, Inspection
-from policy.answer import Verdict, VerdictKind
+from policy.answer import EXPIRED, Verdict, VerdictKind
+from policy.asked import question_digest
 from policy.canonical import digest
 from policy.decision import Decision
 from policy.document import Policy
-from policy.facts import CallFacts
+from policy.facts import AGGREGATES, CallFacts
 from policy.messages import worded
 from policy.outcome import Outcome
 from policy.question import render_question
@@ -64,18 +73,22 @@ class Gate:
         self.actions = dict(actions)
         self.approval_ttl = approval_ttl
         self.clock = clock
+        self._in_turn = any(AGGREGATES & policy.variables(tool) for tool in self.actions)
+        """Whether calls that may change money take the principal's turn: some rule reads a total."""
 
     def open(
         self,
         call: Call,
         *,
         human_reachable: bool,
-        state_digest: str | None = None,
+        asked: str | None = None,
         glance: bool = True,
         wait: bool = True,
     ) -> Opening:
         """Decide `call`; run it now if allowed, else return the approval to ask about.
 
+        `asked`: the digest of the question a 2026-07-28 round answers (from its sealed state),
+        which names the approval it answers; `None` for a new call.
         First tries `glance` (unless told not to); whatever must write is decided again in a
         write transaction.
         A new call of a tool that asks by default is expected to end in a question, so its
@@ -83,28 +96,28 @@ class Gate:
         back and done again durably. `wait=False`: raise `StoreBusy` rather than wait for
         another writer.
         """
-        if glance and self.may_glance(call.tool, state_digest):
-            seen = self.glance(call, human_reachable=human_reachable, state_digest=state_digest)
+        if glance and self.may_glance(call.tool, asked):
+            seen = self.glance(call, human_reachable=human_reachable, asked=asked)
             if seen is not None:
                 return seen
         action = self.actions[call.tool]
-        if state_digest is None and human_reachable and self.policy.asks_by_default(call.tool):
+        if asked is None and human_reachable and self.policy.asks_by_default(call.tool):
             try:
                 return self.store.transaction(
-                    lambda tx: self._open(tx, action, call, human_reachable, state_digest, only_asking=True),
+                    lambda tx: self._open(tx, action, call, human_reachable, asked, only_asking=True),
                     wait=wait,
                     durable=False,
                 )
             except _Settles:
                 pass
-        return self.store.transaction(lambda tx: self._open(tx, action, call, human_reachable, state_digest), wait=wait)
+        return self.store.transaction(lambda tx: self._open(tx, action, call, human_reachable, asked), wait=wait)
 
-    def may_glance(self, tool: str, state_digest: str | None) -> bool:
+    def may_glance(self, tool: str, asked: str | None) -> bool:
         """Whether `glance` can answer this call: a read-only tool, or a round bringing an answer."""
         action = self.actions.get(tool)
-        return action is not None and (action.read_only or state_digest is not None)
+        return action is not None and (action.read_only or asked is not None)
 
-    def glance(self, call: Call, *, human_reachable: bool, state_digest: str | None = None) -> Opening | None:
+    def glance(self, call: Call, *, human_reachable: bool, asked: str | None = None) -> Opening | None:
         """The opening to go on with, if a read transaction can tell it; `None` if writing is needed.
 
         Allowed reads run here, so they never queue behind writers; so does the lookup of the
@@ -115,15 +128,13 @@ class Gate:
         if action.read_only:
             allowed = self.store.transaction(lambda tx: self._read(tx, action, call), write=False)
             return Opening(call, final=allowed) if allowed is not None else None
-        return self.store.transaction(lambda tx: self._asked(tx, call, human_reachable, state_digest), write=False)
+        return self.store.transaction(lambda tx: self._asked(tx, call, human_reachable, asked), write=False)
 
-    def conclude(
-        self, opening: Opening, verdict: Verdict, state_digest: str | None = None, *, wait: bool = True
-    ) -> GateResult:
+    def conclude(self, opening: Opening, verdict: Verdict, *, wait: bool = True) -> GateResult:
         """Settle the opening's approval with the human's verdict, running the action on a clean yes."""
         assert opening.approval is not None
         action = self.actions[opening.call.tool]
-        return self.store.transaction(lambda tx: self._conclude(tx, action, opening, verdict, state_digest), wait=wait)
+        return self.store.transaction(lambda tx: self._conclude(tx, action, opening, verdict), wait=wait)
 
     def explain(self, call: Call) -> tuple[Decision, Inspection]:
         """The decision the policy would give `call` now, and what it would do; changes nothing."""
@@ -146,16 +157,24 @@ class Gate:
             return GateResult.refused(refusal)
         return worded(self.policy, call, decision, GateResult(Status.EXECUTED, done.summary, details=done.details))
 
-    def _asked(self, tx: GateTx, call: Call, human_reachable: bool, state_digest: str | None) -> Opening | None:
+    def _asked(self, tx: GateTx, call: Call, human_reachable: bool, asked: str | None) -> Opening | None:
         """The stored outcome of this call or round, or the question still pending for it."""
-        binding = call.binding(self.policy.version)
-        known = self._known(tx, call, binding, state_digest)
+        if asked is None:
+            return None
+        try:
+            known = self._recalled(tx, call)
+        except Refusal:
+            return None  # a conflict is recorded by `open`
         if known is not None:
             return Opening(call, final=known)
-        pending = tx.pending_approval(binding)
-        if pending is None or self.clock() >= pending.expires_at or not human_reachable:
+        approval = self._round_approval(tx, call, asked)
+        if approval is None:
             return None
-        return Opening(call, approval=pending, confirm=self.policy.confirm_of(call.tool))
+        if approval.status != "pending":
+            return Opening(call, final=_outcome(approval))
+        if self.clock() >= approval.expires_at or not human_reachable:
+            return None
+        return Opening(call, approval=approval, confirm=self.policy.confirm_of(call.tool))
 
     def _open(
         self,
@@ -163,74 +182,81 @@ class Gate:
         action: Action,
         call: Call,
         human_reachable: bool,
-        state_digest: str | None,
+        asked: str | None,
         *,
         only_asking: bool = False,
     ) -> Opening:
         """`only_asking`: the transaction is not durable, so anything but a question raises `_Settles`."""
         now = self.clock()
-        decision: Decision | None = None
-        try:
-            binding = call.binding(self.policy.version)
-            known = self._known(tx, call, binding, state_digest)
-            if known is not None:
-                return Opening(call, final=known)
-            inspection = action.inspect(tx, call)
-            decision = self.policy.decide(self._facts(tx, call, inspection))
-            if only_asking and decision.outcome is not Outcome.REQUIRE_APPROVAL:
-                raise _Settles
-            if decision.outcome is Outcome.ALLOW:
-                result = self._execute(tx, action, call, inspection)
-                return Opening(call, final=self._finish(tx, call, decision, result, inspection.amount_minor))
-            if decision.outcome is Outcome.DENY:
-                denied = GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, decision.reason))
-                return Opening(call, final=self._finish(tx, call, decision, denied))
+        known, conflict = self._claim(tx, action, call)
+        approval = self._round_approval(tx, call, asked) if asked is not None else None
+        if conflict is not None:  # the key holds another request's outcome, which it keeps
+            if only_asking:
+                raise _Settles from conflict
+            failed = GateResult.refused(conflict)
+            return Opening(call, final=self._end(tx, call, None, failed, now, approval=approval, remember=False))
+        if known is not None:
+            return Opening(call, final=known)
+        if approval is not None:
+            # This round answers a question it was shown: the answer's settlement inspects and decides.
+            if approval.status != "pending":
+                return Opening(call, final=_outcome(approval))
+            if now >= approval.expires_at:
+                return Opening(call, final=self._settle(tx, approval, EXPIRED, now, action, call))
             if not human_reachable:
                 denied = GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, NO_HUMAN))
-                denied = worded(self.policy, call, decision, denied, NO_HUMAN)
-                self._audit(tx, call, decision, "denied", now, reason=NO_HUMAN, result=denied)
-                return Opening(call, final=denied)
-            return self._pending(tx, call, inspection, decision, binding, state_digest, now)
+                return Opening(call, final=self._end(tx, call, None, denied, now, approval=approval, reason=NO_HUMAN))
+            return Opening(call, approval=approval, confirm=self.policy.confirm_of(call.tool))
+        decision: Decision | None = None
+        try:
+            inspection = action.inspect(tx, call)
+            decision = self.policy.decide(self._facts(tx, call, inspection))
         except Refusal as refusal:
             if only_asking:
                 raise _Settles from refusal
-            # A replayed round may meet the state its own settlement left (funds moved, account closed).
-            binding = call.binding(self.policy.version)
-            settled = self._settled_round(tx, binding, state_digest)
-            if settled is not None:
-                return Opening(call, final=settled)
-            failed = GateResult.refused(refusal)
-            pending = tx.pending_approval(binding) if state_digest is not None else None
-            if pending is not None:
-                # The answer arrived when the call can no longer run: settle the approval as failed,
-                # so that a retry by key gets this outcome instead of the question again.
-                return Opening(call, final=self._close(tx, pending, call, decision, failed, state_digest, now))
-            self._audit(tx, call, decision, "failed", now, reason=refusal.message, result=failed)
-            return Opening(call, final=failed)
+            return Opening(call, final=self._end(tx, call, decision, GateResult.refused(refusal), now))
+        if only_asking and decision.outcome is not Outcome.REQUIRE_APPROVAL:
+            raise _Settles
+        if decision.outcome is Outcome.ALLOW:
+            result = self._execute(tx, action, call, inspection)
+            ended = self._end(
+                tx, call, decision, result, now, reason=decision.reason, amount_minor=inspection.amount_minor
+            )
+            return Opening(call, final=ended)
+        if decision.outcome is Outcome.DENY:
+            denied = GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, decision.reason))
+            return Opening(call, final=self._end(tx, call, decision, denied, now, reason=decision.reason))
+        if not human_reachable:
+            denied = GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, NO_HUMAN))
+            return Opening(call, final=self._end(tx, call, decision, denied, now, reason=NO_HUMAN))
+        return self._pending(tx, action, call, inspection, decision, now, only_asking)
 
     def _pending(
         self,
         tx: GateTx,
+        action: Action,
         call: Call,
         inspection: Inspection,
         decision: Decision,
-        binding: str,
-        state_digest: str | None,
         now: float,
+        only_asking: bool,
     ) -> Opening:
-        """The pending approval for this exact call: the one already asked about, or a new one."""
-        pending = tx.pending_approval(binding)
+        """The question for this call: the one its idempotency key already asked, or a new one.
+
+        Only a keyed call shares a question (with calls under the same key); a call without a
+        key is a request of its own, however like another it looks.
+        """
+        binding = call.binding(self.policy.version)
+        shared = call.idempotency_key is not None
+        pending = tx.pending_approval(binding) if shared else None
         if pending is not None and now >= pending.expires_at:
-            expired = self._settle(tx, pending, Verdict(VerdictKind.EXPIRE), None, now, decision=decision)
-            if state_digest is not None:  # this round was answering the expired question
-                return Opening(call, final=expired)
-            pending = None
+            # The key's question went unanswered: that is the key's outcome.
+            if only_asking:
+                raise _Settles
+            return Opening(call, final=self._settle(tx, pending, EXPIRED, now, action, call))
         if pending is None:
-            # Read committed: a settlement that committed after the first look is visible now.
-            settled = self._settled_round(tx, binding, state_digest)
-            if settled is not None:
-                return Opening(call, final=settled)
             ref = "APR-" + secrets.token_hex(5).upper()
+            question = render_question(call, inspection, decision, ref)
             pending = tx.create_approval(
                 Approval(
                     ref=ref,
@@ -239,95 +265,110 @@ class Gate:
                     arguments=call.arguments,
                     principal=call.principal,
                     policy_version=decision.policy_version,
-                    question=render_question(call, inspection, decision, ref),
+                    question=question,
                     created_at=now,
                     expires_at=now + self.approval_ttl,
-                )
+                    asked_digest=question_digest(question, confirmed=decision.confirm is not None),
+                    bound=inspection.bound,
+                ),
+                shared=shared,
             )
             if pending.ref == ref:
                 self._audit(tx, call, decision, "requested", now, approval=pending, reason=decision.reason)
         return Opening(call, approval=pending, confirm=decision.confirm)
 
-    def _known(self, tx: GateTx, call: Call, binding: str, state_digest: str | None) -> GateResult | None:
-        """The stored outcome of this call's idempotency key, or of the round this state answers."""
-        if call.idempotency_key is not None:
-            stored = tx.recall(call.idempotency_key, call.request_digest)
-            if stored is not None:
-                return GateResult.from_json(stored)
-        return self._settled_round(tx, binding, state_digest)
+    def _claim(self, tx: GateTx, action: Action, call: Call) -> tuple[GateResult | None, Refusal | None]:
+        """Take this call's turns, in lock order (its principal's, then its key's), before any
+        other lock; then what its key holds: an outcome, or the conflict of another request's."""
+        self._take_turn(tx, action, call)
+        try:
+            return self._recalled(tx, call), None
+        except Refusal as conflict:
+            return None, conflict
 
-    def _settled_round(self, tx: GateTx, binding: str, state_digest: str | None) -> GateResult | None:
-        """The outcome of the approval this exact round (by its unsealed state) already settled."""
-        if state_digest is None:
+    def _recalled(self, tx: GateTx, call: Call) -> GateResult | None:
+        """The stored outcome of this call's idempotency key (raises `Refusal` if it is another request's)."""
+        if call.idempotency_key is None:
             return None
-        settled = tx.approval_by_state(state_digest)
-        if settled is None or settled.binding != binding or settled.outcome is None:
-            return None
-        return GateResult.from_json(settled.outcome)
+        stored = tx.recall(call.idempotency_key, call.request_digest)
+        return GateResult.from_json(stored) if stored is not None else None
 
-    def _conclude(
-        self, tx: GateTx, action: Action, opening: Opening, verdict: Verdict, state_digest: str | None
-    ) -> GateResult:
+    def _round_approval(self, tx: GateTx, call: Call, asked: str) -> Approval | None:
+        """The approval whose question this round was shown, if it is this very call's."""
+        approval = tx.approval_asked(asked)
+        if approval is None or approval.binding != call.binding(self.policy.version):
+            return None
+        return approval
+
+    def _conclude(self, tx: GateTx, action: Action, opening: Opening, verdict: Verdict) -> GateResult:
         assert opening.approval is not None
+        call = opening.call
+        known, conflict = self._claim(tx, action, call)
         approval = tx.lock_approval(opening.approval.ref)
         if approval is None:
             raise LookupError(f"approval {opening.approval.ref} vanished")
-        if approval.status != "pending" and approval.outcome is not None:
-            return GateResult.from_json(approval.outcome)  # already settled: an approval is used once
+        if approval.status != "pending":
+            return _outcome(approval)  # already settled: an approval is used once
         now = self.clock()
+        if conflict is not None:  # the key was settled meanwhile for another request: it keeps that outcome
+            return self._end(tx, call, None, GateResult.refused(conflict), now, approval=approval, remember=False)
+        if known is not None:  # the key was settled meanwhile by another question of this request
+            denied = GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, _KEY_SETTLED))
+            self._end(tx, call, None, denied, now, approval=approval, remember=False)
+            return known
         if now >= approval.expires_at:
             verdict = Verdict(VerdictKind.EXPIRE, "The answer arrived after the approval expired.", verdict.note)
-        return self._settle(tx, approval, verdict, state_digest, now, action, opening.call)
+        return self._settle(tx, approval, verdict, now, action, call)
 
     def _settle(
-        self,
-        tx: GateTx,
-        approval: Approval,
-        verdict: Verdict,
-        state_digest: str | None,
-        now: float,
-        action: Action | None = None,
-        call: Call | None = None,
-        *,
-        decision: Decision | None = None,
+        self, tx: GateTx, approval: Approval, verdict: Verdict, now: float, action: Action, call: Call
     ) -> GateResult:
         """Settle `approval` with `verdict`; a yes re-decides and runs the action, and that fresh
-        decision is the one recorded (else `decision`, when the caller has one)."""
-        call = call or Call(approval.tool, approval.arguments, approval.principal)
+        decision is the one recorded."""
         amount = 0
-        if verdict.kind is VerdictKind.APPROVE and action is not None:
+        decision: Decision | None = None
+        if verdict.kind is VerdictKind.APPROVE:
             result, amount, decision = self._run_approved(tx, action, call, approval)
             self._audit(tx, call, decision, "approved", now, approval=approval, note=verdict.note)
         else:
             status = _STATUS_OF[verdict.kind]
             reason = NO_HUMAN if verdict.kind is VerdictKind.UNDELIVERED else verdict.detail
             result = GateResult(status, decision_message(call.tool, status, reason))
-        return self._close(tx, approval, call, decision, result, state_digest, now, verdict, amount)
+        return self._end(tx, call, decision, result, now, approval=approval, verdict=verdict, amount_minor=amount)
 
-    def _close(
+    def _end(
         self,
         tx: GateTx,
-        approval: Approval,
         call: Call,
         decision: Decision | None,
         result: GateResult,
-        state_digest: str | None,
         now: float,
+        *,
+        approval: Approval | None = None,
         verdict: Verdict | None = None,
+        reason: str | None = None,
         amount_minor: int = 0,
+        remember: bool = True,
     ) -> GateResult:
-        """Settle `approval` with `result`: once, remembered under the call's key, and audited."""
-        result = replace(result, approval_ref=approval.ref)
-        result = worded(self.policy, call, decision, result, verdict.detail if verdict else "")
+        """The one place a call ends, whatever ended it: the outcome settles the approval that
+        was asked (so any round answering it finds this outcome), is stored under the call's
+        idempotency key (unless the key holds another request's outcome: `remember=False`),
+        and is audited."""
         note = verdict.note if verdict else None
-        settled = replace(approval, status=result.status.value, state_digest=state_digest, note=note)
-        tx.settle_approval(replace(settled, outcome=result.as_json()))
-        if call.idempotency_key is not None:
+        detail = reason if reason is not None else (verdict.detail if verdict else "")
+        if reason is None:
+            reason = verdict.detail if verdict else result.message
+        if approval is not None:
+            result = replace(result, approval_ref=approval.ref)
+        result = worded(self.policy, call, decision, result, detail)
+        if approval is not None:
+            tx.settle_approval(replace(approval, status=result.status.value, note=note, outcome=result.as_json()))
+        if remember and call.idempotency_key is not None:
             tx.remember(call.idempotency_key, call.request_digest, result.as_json())
-        reason = verdict.detail if verdict else result.message
+        executed = result.status is Status.EXECUTED
         self._audit(
             tx, call, decision, result.status.value, now, approval=approval, note=note, reason=reason,
-            result=result, amount_minor=amount_minor,
+            result=result, amount_minor=amount_minor if executed else 0,
         )  # fmt: skip
         return result
 
@@ -347,6 +388,9 @@ class Gate:
         if decision.policy_version != approval.policy_version:
             reason = "The policy changed after the question was asked; nothing was done."
             return GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, reason)), 0, decision
+        changed = inspection.changed_since(approval.bound)
+        if changed is not None:
+            return GateResult.refused(changed), 0, decision
         if decision.outcome is Outcome.DENY:
             denied = GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, decision.reason))
             return denied, 0, decision
@@ -361,32 +405,13 @@ class Gate:
             return GateResult.refused(refusal)
         return GateResult(Status.EXECUTED, done.summary, details=done.details)
 
-    def _finish(
-        self, tx: GateTx, call: Call, decision: Decision, result: GateResult, amount_minor: int = 0
-    ) -> GateResult:
-        """Record an outcome reached without asking anyone (allowed or denied by policy)."""
-        result = worded(self.policy, call, decision, result)
-        if call.idempotency_key is not None:
-            tx.remember(call.idempotency_key, call.request_digest, result.as_json())
-        executed = result.status is Status.EXECUTED
-        self._audit(
-            tx,
-            call,
-            decision,
-            result.status.value,
-            self.clock(),
-            reason=decision.reason,
-            result=result,
-            amount_minor=amount_minor if executed else 0,
-        )
-        return result
-
     def _facts(self, tx: GateTx, call: Call, inspection: Inspection) -> CallFacts:
         now = datetime.fromtimestamp(self.clock(), UTC)
         return CallFacts(
             tool=call.tool,
             arguments=call.arguments,
             principal=call.principal,
+            roles=inspection.roles,
             currency=inspection.currency,
             minor_exponent=inspection.minor_exponent,
             amount_minor=inspection.amount_minor,
@@ -398,6 +423,11 @@ class Gate:
             ),
             now=now,
         )
+
+    def _take_turn(self, tx: GateTx, action: Action, call: Call) -> None:
+        """Take the principal's turn, first of all locks, if this call may change a total some rule reads."""
+        if self._in_turn and not action.read_only:
+            tx.take_turn(call.principal)
 
     def _audit(
         self,
@@ -433,6 +463,15 @@ class Gate:
                 amount_minor=amount_minor,
             )
         )
+
+
+def _outcome(approval: Approval) -> GateResult:
+    """The stored outcome of a settled approval."""
+    assert approval.outcome is not None, "a settled approval has its outcome"
+    return GateResult.from_json(approval.outcome)
+
+
+_KEY_SETTLED = "Its idempotency key was settled meanwhile by another approval; nothing more was done."
 
 
 class _Settles(Exception):

@@ -22,7 +22,10 @@ DEFAULT_POLICY = "default_policy.toml"
 
 _TOOL_KEYS = {"default", "reason", "rules", "confirm", "messages"}
 _RULE_KEYS = {"name", "when", "outcome", "reason", "messages"}
-_TOP_KEYS = {"policy", "tools"}
+_TOP_KEYS = {"policy", "tools", "accounts"}
+_ACCOUNT_KEYS = {"visible"}
+VISIBILITY_VARIABLES = frozenset({"principal", "roles", "account", "tool", "args", "now"})
+"""What `[accounts] visible` may read: who asks, and the account asked about."""
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,10 @@ def parse_policy(text: str, *, source: str, catalog: Mapping[str, Sequence[str]]
         raise PolicyError(source, [Problem("(syntax)", str(exc))]) from None
     reader = _Reader(text)
     tools = reader.tools(data, catalog)
+    visible = reader.visibility(data.get("accounts"))
     if reader.problems:
         raise PolicyError(source, reader.problems)
-    return Policy(tools=tools, version="sha256:" + digest(data)[:16], source=source)
+    return Policy(tools=tools, version="sha256:" + digest(data)[:16], source=source, visible=visible)
 
 
 class _Reader:
@@ -103,6 +107,32 @@ class _Reader:
             if tool is not None:
                 tools[name] = tool
         return tools
+
+    def visibility(self, raw: Any) -> Condition | None:
+        """The `[accounts]` table: `visible`, a CEL condition deciding who may learn of an account."""
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            self.problem("accounts", "must be a table")
+            return None
+        for extra in sorted(set(raw) - _ACCOUNT_KEYS):
+            self.problem(f"accounts.{extra}", f"unknown key (expected: {', '.join(sorted(_ACCOUNT_KEYS))})", "accounts")
+        source = raw.get("visible")
+        if not isinstance(source, str) or not source.strip():
+            self.problem("accounts.visible", "is required and must be a non-empty CEL condition", "accounts")
+            return None
+        try:
+            condition = Condition.compile(source)
+            unknown = sorted(condition.variables - VISIBILITY_VARIABLES)
+            if unknown:
+                raise ExpressionError(
+                    f"unknown variable {', '.join(unknown)} (known here: {', '.join(sorted(VISIBILITY_VARIABLES))})"
+                )
+            condition.holds(_sample_call("get_account_balance", ("account_id",)))
+        except ExpressionError as exc:
+            self.problem("accounts.visible", str(exc), "accounts")
+            return None
+        return condition
 
     def tool(self, name: str, raw: Mapping[str, Any], arguments: Sequence[str] | None) -> ToolPolicy | None:
         key, table = f"tools.{name}", f"tools.{name}"
@@ -215,11 +245,12 @@ _DEFAULT_REASONS = {
 
 def _sample_call(tool: str, arguments: Sequence[str]) -> CallFacts:
     """A plausible call, so `policy check` catches rules that fail at run time (type errors)."""
-    account = AccountFacts("ACC-001", "Sample Owner", "open", "USD", 100_000)
+    account = AccountFacts("ACC-001", "Sample Owner", "open", "USD", 100_000, ("owner",))
     return CallFacts(
         tool=tool,
         arguments=dict.fromkeys(arguments, "1"),
         principal="sample",
+        roles=("operator",),
         amount_minor=100,
         accounts=dict.fromkeys(ACCOUNT_ROLES, account),
     )

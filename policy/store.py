@@ -6,7 +6,7 @@ entries) happens through one `GateTx`, i.e. in one database transaction.
 
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -27,9 +27,12 @@ class Approval:
     created_at: float
     expires_at: float
     status: str = "pending"
-    state_digest: str | None = None
+    asked_digest: str | None = None
+    """The SDK's digest of the question as put to the client: what a 2026-07-28 round answering it names."""
     note: str | None = None
     outcome: Mapping[str, Any] | None = None
+    bound: Mapping[str, str] = field(default_factory=dict)
+    """The facts beyond the arguments that the question showed and the approval binds (`Inspection.bound`)."""
 
 
 @dataclass(frozen=True)
@@ -55,23 +58,35 @@ class GateTx(Protocol):
     """One open database transaction, as the gate sees it."""
 
     def recall(self, key: str, request_digest: str) -> Mapping[str, Any] | None:
-        """The stored outcome for `key`; raises `Refusal("idempotency_conflict")` on another request."""
+        """The stored outcome for `key`; raises `Refusal("idempotency_conflict")` on another request.
 
-    def remember(self, key: str, request_digest: str, outcome: Mapping[str, Any]) -> None: ...
+        In a write transaction it first takes the key's turn (as `take_turn` does a principal's), so the key
+        stays unused until this transaction ends unless it stores it.
+        """
 
-    def approval_by_state(self, state_digest: str) -> Approval | None:
-        """The approval that a round carrying this (unsealed) request state already settled."""
+    def remember(self, key: str, request_digest: str, outcome: Mapping[str, Any]) -> None:
+        """Store the outcome of `key`, which this transaction recalled and found unused."""
 
-    def pending_approval(self, binding: str) -> Approval | None: ...
+    def approval_asked(self, asked_digest: str) -> Approval | None:
+        """The approval whose question has this digest, pending or settled; in a write
+        transaction, held against concurrent settlement until the transaction ends."""
 
-    def create_approval(self, approval: Approval) -> Approval:
-        """Insert a pending approval; if one is already pending for its binding, return that one."""
+    def pending_approval(self, binding: str) -> Approval | None:
+        """The pending approval shared by calls with this binding (see `create_approval`)."""
+
+    def create_approval(self, approval: Approval, *, shared: bool) -> Approval:
+        """Insert a pending approval. `shared`: if one is already pending for its binding,
+        return that one instead (calls that coalesce); else it is always a new question."""
 
     def lock_approval(self, ref: str) -> Approval | None:
         """Read an approval and hold it against concurrent settlement until the transaction ends."""
 
     def settle_approval(self, approval: Approval) -> None:
         """Store the settled approval; only a pending one may be settled (else raise)."""
+
+    def take_turn(self, principal: str) -> None:
+        """Wait until no other write transaction of `principal` holds its turn, then hold it
+        until this one ends: decisions on totals over the principal's calls do not interleave."""
 
     def moved_today_minor(self, principal: str, since: float) -> int:
         """Sum of executed transfer amounts by `principal` since the epoch time `since`."""

@@ -15,7 +15,7 @@ from .credentials import (
     LoopbackBearerTokenPolicy,
     is_loopback_url,
 )
-from .faults import FaultConfig, FaultInjector, FaultStats
+from .faults import FaultConfig, FaultInjector, FaultStats, WireShape
 from .server import DEFAULT_PROJECT, HOST, Emulator, EmulatorConfig, running_emulator
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "FaultInjector",
     "FaultStats",
     "LoopbackBearerTokenPolicy",
+    "WireShape",
     "create_app",
     "is_loopback_url",
     "running_emulator",

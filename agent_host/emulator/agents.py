@@ -1,4 +1,9 @@
-"""Prompt-agent versions: created, fetched and listed the way ``azure-ai-projects`` expects."""
+"""Prompt-agent versions: created, fetched and listed the way ``azure-ai-projects`` expects.
+
+A version's definition is stored in the service's normal form (function tools as
+:func:`~.strict_schema.normal_form` makes them), so a client comparing what it sent with what it
+reads back must tolerate the difference, as it must against the real service.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import invalid_request, not_found
+from .strict_schema import normal_form
 
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -37,7 +43,7 @@ class FunctionToolSpec:
 
 @dataclass(frozen=True)
 class AgentVersion:
-    """One immutable version of a prompt agent; ``definition`` is kept exactly as sent."""
+    """One immutable version of a prompt agent; ``definition`` is kept in the service's normal form."""
 
     name: str
     version: str
@@ -195,8 +201,8 @@ def _check_definition(definition: object) -> dict[str, Any]:
         raise invalid_request(
             "Invalid type for 'definition.instructions': expected a string.", "definition.instructions"
         )
-    tools = definition.get("tools") or []
-    if not isinstance(tools, list):
+    tools = list(definition.get("tools") or [])
+    if not isinstance(definition.get("tools") or [], list):
         raise invalid_request("Invalid type for 'definition.tools': expected an array.", "definition.tools")
     seen: set[str] = set()
     for index, tool in enumerate(tools):
@@ -214,9 +220,10 @@ def _check_definition(definition: object) -> dict[str, Any]:
         if name in seen:
             raise invalid_request(f"Duplicate function tool name '{name}'.", f"{param}.name")
         seen.add(name)
-        if not isinstance(tool.get("parameters", {}), dict):
+        if not isinstance(tool.get("parameters") or {}, dict):
             raise invalid_request(f"Invalid type for '{param}.parameters': expected an object.", f"{param}.parameters")
-    return definition
+        tools[index] = normal_form(tool, f"{param}.parameters")
+    return definition | {"tools": tools} if tools else definition
 
 
 def _check_metadata(metadata: object) -> dict[str, str]:

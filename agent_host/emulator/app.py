@@ -19,17 +19,19 @@ from .auth import authenticate
 from .errors import ApiError, invalid_request
 from .faults import FaultInjector
 from .items import new_id
-from .responses import ResponseService
-from .streaming import encode_event, response_events
+from .responses import DEFAULT_RUN_LIFETIME_S, ResponseService
+from .streaming import encode_event, response_events, with_call_ids
 
 Handler = Callable[[Request], Awaitable[Response]]
 logger = logging.getLogger(__name__)
 
 
-def create_app(project: str, token: str, faults: FaultInjector | None = None) -> Starlette:
+def create_app(
+    project: str, token: str, faults: FaultInjector | None = None, *, run_lifetime: float = DEFAULT_RUN_LIFETIME_S
+) -> Starlette:
     """An emulator app serving ``/api/projects/{project}``; requests need ``Bearer <token>``."""
     agents = AgentStore()
-    responses = ResponseService(agents)
+    responses = ResponseService(agents, run_lifetime)
     injector = faults or FaultInjector()
 
     def guarded(family: Literal["agents", "responses"], handler: Handler) -> Handler:
@@ -74,11 +76,14 @@ def create_app(project: str, token: str, faults: FaultInjector | None = None) ->
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise invalid_request("Invalid type for 'stream': expected a boolean.", "stream")
-        response = responses.create(body)
+        shape = injector.shape
+        response = with_call_ids(responses.create(body), shape != "calls_without_id")
         if not stream:
             return JSONResponse(response)
         return StreamingResponse(
-            _sse(response_events(response)), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+            _sse(response_events(response, shape), injector.event_delay),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
         )
 
     async def get_response(request: Request) -> Response:
@@ -108,8 +113,11 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def _sse(events: list[dict[str, Any]]) -> AsyncIterator[bytes]:
-    for event in events:
+async def _sse(events: list[dict[str, Any]], pause: float) -> AsyncIterator[bytes]:
+    """The events as SSE blocks, ``pause`` seconds apart after the first (a stalling stream)."""
+    for number, event in enumerate(events):
+        if number and pause:
+            await anyio.sleep(pause)
         yield encode_event(event)
 
 

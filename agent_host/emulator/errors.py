@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 
 from starlette.responses import JSONResponse
@@ -23,6 +24,7 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -31,13 +33,15 @@ class ApiError(Exception):
         self.param = param
         self.code = code
         self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+        """More members of the ``error`` object (Foundry adds ``details`` and ``additionalInfo``)."""
 
     def body(self) -> dict[str, object]:
         """The JSON body; Foundry's auth errors carry only ``code`` and ``message``."""
         error: dict[str, object] = {"message": self.message, "code": self.code}
         if self.type is not None:
             error |= {"type": self.type, "param": self.param}
-        return {"error": error}
+        return {"error": error | self.extra}
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
@@ -60,3 +64,34 @@ def not_found(message: str, param: str | None = None) -> ApiError:
 def permission_denied(message: str) -> ApiError:
     """A 401 as Foundry's RBAC layer sends it: ``{"error": {"code": "PermissionDenied", "message": ...}}``."""
     return ApiError(401, message, code="PermissionDenied")
+
+
+def response_expired(response_id: str, lifetime: float) -> ApiError:
+    """A 400 for continuing a response whose run expired while its function calls waited for outputs.
+
+    No capture of the real body is public (see docs/foundry-wire-notes.md): it is modelled on the
+    service's documented ``previous_response_not_found`` error, naming the same ``param``.
+    """
+    return invalid_request(
+        f"Response '{response_id}' has expired: its run ended {lifetime:g} seconds after it was created, "
+        "before the outputs of its function calls arrived. Start a new response without 'previous_response_id'.",
+        "previous_response_id",
+        code="response_expired",
+    )
+
+
+def agent_owned(param: str) -> ApiError:
+    """Foundry's 400 for a request field the referenced agent's definition owns (e.g. ``tools``).
+
+    As reported from the real service: ``{"error": {"code": "invalid_payload", "message": "Not allowed
+    when agent is specified.", "param": "tools", "type": "invalid_request_error", "details": [],
+    "additionalInfo": {"request_id": ...}}}``.
+    """
+    return ApiError(
+        400,
+        "Not allowed when agent is specified.",
+        type="invalid_request_error",
+        param=param,
+        code="invalid_payload",
+        extra={"details": [], "additionalInfo": {"request_id": uuid.uuid4().hex}},
+    )

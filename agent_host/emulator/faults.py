@@ -1,4 +1,5 @@
-"""Fault injection: throttling, server errors and latency on demand, counted so tests can assert retries."""
+"""Fault injection: throttling, server errors, latency and wire-shape variations on demand, counted so
+tests can assert retries."""
 
 from __future__ import annotations
 
@@ -12,6 +13,24 @@ from .errors import ApiError
 FaultTarget = Literal["all", "agents", "responses"]
 """Which route family faults apply to: everything, the agents endpoints, or the Responses API."""
 
+WireShape = Literal[
+    "canonical",
+    "calls_in_item_done_only",
+    "calls_in_completed_only",
+    "arguments_in_done_only",
+    "calls_without_id",
+    "interleaved_calls",
+]
+"""How function calls reach the client; all are legal (see docs/foundry-wire-notes.md).
+
+``canonical``: added, argument deltas, arguments done, item done, and in the final output.
+``calls_in_item_done_only``: a streamed call is only an ``output_item.done`` (not in the final output).
+``calls_in_completed_only``: a streamed call has no item events, only the final output has it.
+``arguments_in_done_only``: no argument deltas, the arguments only in ``function_call_arguments.done``.
+``calls_without_id``: call items carry no ``id`` (streamed or not); argument events have an empty ``item_id``.
+``interleaved_calls``: the argument deltas of several calls take turns, matched by ``output_index``.
+"""
+
 
 @dataclass(frozen=True)
 class FaultConfig:
@@ -19,7 +38,8 @@ class FaultConfig:
 
     The first ``rate_limited`` matching requests get 429 with ``Retry-After``/``retry-after-ms`` set
     from ``retry_after`` seconds, the next ``server_errors`` get 500, and every matching request waits
-    ``delay`` seconds first.
+    ``delay`` seconds first. Responses send their function calls in ``shape``, and a streamed
+    response pauses ``event_delay`` seconds between events.
     """
 
     rate_limited: int = 0
@@ -27,12 +47,14 @@ class FaultConfig:
     retry_after: float = 1.0
     delay: float = 0.0
     target: FaultTarget = "all"
+    shape: WireShape = "canonical"
+    event_delay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.rate_limited < 0 or self.server_errors < 0:
             raise ValueError("fault counts must be >= 0")
-        if self.retry_after < 0 or self.delay < 0:
-            raise ValueError("retry_after and delay must be >= 0 seconds")
+        if self.retry_after < 0 or self.delay < 0 or self.event_delay < 0:
+            raise ValueError("retry_after, delay and event_delay must be >= 0 seconds")
 
 
 @dataclass(frozen=True)
@@ -62,6 +84,16 @@ class FaultInjector:
             self._config = config
             self._remaining_429 = config.rate_limited
             self._remaining_500 = config.server_errors
+
+    @property
+    def shape(self) -> WireShape:
+        with self._lock:
+            return self._config.shape
+
+    @property
+    def event_delay(self) -> float:
+        with self._lock:
+            return self._config.event_delay
 
     @property
     def stats(self) -> FaultStats:

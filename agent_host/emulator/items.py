@@ -120,10 +120,12 @@ def output_text_part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def function_call_item(item_id: str, call: FunctionCall, status: str = "completed") -> dict[str, Any]:
-    """A function call output item; in progress it carries empty ``arguments``, as streamed."""
-    return {
-        "id": item_id,
+def function_call_item(item_id: str | None, call: FunctionCall, status: str = "completed") -> dict[str, Any]:
+    """A function call output item; in progress it carries empty ``arguments``, as streamed.
+
+    ``id`` is optional in the service's item type: ``None`` leaves it out.
+    """
+    return ({"id": item_id} if item_id is not None else {}) | {
         "type": "function_call",
         "status": status,
         "call_id": call.call_id,

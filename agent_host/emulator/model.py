@@ -7,6 +7,11 @@ produces the same output.
 
 Instructions can carry one directive: a line ``Reply prefix: <text>`` makes every text reply start
 with ``<text>``, so which agent version answered is visible in the output.
+
+``tool_choice`` is honoured as the service does: ``none`` means no calls (the model says what it
+would have called), ``required`` (or one named function) means at least one call: after tool
+outputs the model calls again what the latest user message asks for, as a model forced to call
+would.
 """
 
 from __future__ import annotations
@@ -84,6 +89,12 @@ class ToolCall:
 
 
 Planned = Reply | ToolCall
+ToolChoice = str
+"""``"auto"``, ``"none"``, ``"required"``, or the name of the one function the model must call."""
+
+
+class NoCallPossible(Exception):
+    """``tool_choice`` demands a call and the stand-in model finds none to make (an emulator limit)."""
 
 
 @dataclass(frozen=True)
@@ -99,12 +110,31 @@ class AgentProfile:
         return match.group(1) + " " if match else ""
 
 
-def respond(agent: AgentProfile, history: Sequence[Item], new_input: Sequence[Item]) -> list[Planned]:
+def respond(
+    agent: AgentProfile, history: Sequence[Item], new_input: Sequence[Item], tool_choice: ToolChoice = "auto"
+) -> list[Planned]:
     """The model's output for ``new_input`` following ``history`` (earlier turns, oldest first).
 
     Input carrying ``function_call_output``s is answered with a report of those results only, as a
-    model's turn after tool calls would be; otherwise the latest user message decides.
+    model's turn after tool calls would be; otherwise the latest user message decides. Then
+    ``tool_choice`` has its say (see the module docstring).
     """
+    planned = _plan(agent, history, new_input)
+    if tool_choice == "auto":
+        return planned
+    if tool_choice == "none":
+        return _without_calls(agent, planned)
+    wanted = None if tool_choice == "required" else tool_choice
+    calls = [p for p in planned if isinstance(p, ToolCall) and wanted in (None, p.name)]
+    if not calls:
+        asked = _latest_user_text((*history, *new_input))
+        calls = [p for p in _banking(agent, asked) if isinstance(p, ToolCall) and wanted in (None, p.name)]
+    if not calls:
+        raise NoCallPossible(f"tool_choice {tool_choice!r} demands a call, and the latest user message asks for none")
+    return list(calls)
+
+
+def _plan(agent: AgentProfile, history: Sequence[Item], new_input: Sequence[Item]) -> list[Planned]:
     conversation = (*history, *new_input)
     outputs = [item for item in new_input if isinstance(item, FunctionCallOutput)]
     planned: list[Planned]
@@ -112,9 +142,23 @@ def respond(agent: AgentProfile, history: Sequence[Item], new_input: Sequence[It
         calls = {item.call_id: item for item in conversation if isinstance(item, FunctionCall)}
         planned = [Reply("\n".join(describe_outcome(calls.get(out.call_id), out.output) for out in outputs))]
     else:
-        user_text = next((i.text for i in reversed(new_input) if isinstance(i, Message) and i.role == "user"), "")
+        user_text = _latest_user_text(new_input)
         planned = _banking(agent, user_text) or [Reply(_chat(agent, user_text, conversation))]
     return [Reply(agent.reply_prefix + p.text) if isinstance(p, Reply) else p for p in planned]
+
+
+def _latest_user_text(items: Sequence[Item]) -> str:
+    return next((i.text for i in reversed(items) if isinstance(i, Message) and i.role == "user"), "")
+
+
+def _without_calls(agent: AgentProfile, planned: list[Planned]) -> list[Planned]:
+    """``planned`` with its calls replaced by a sentence naming them (``tool_choice: "none"``)."""
+    names = list(dict.fromkeys(p.name for p in planned if isinstance(p, ToolCall)))
+    if not names:
+        return planned
+    said = [p for p in planned if isinstance(p, Reply)]
+    note = f"Tool calls are switched off for this request, so I did not call {join_phrases(names)}."
+    return [*said, Reply(agent.reply_prefix + note)]
 
 
 def _banking(agent: AgentProfile, text: str) -> list[Planned]:

@@ -1,7 +1,9 @@
 """The Responses API: request validation, chaining through ``previous_response_id``, response objects.
 
 Every response is stored with the whole conversation that led to it, so a continuation only sends
-the new items. Stored responses never expire here (Foundry expires runs after about ten minutes).
+the new items. As on Foundry, a run ends ``run_lifetime`` seconds (ten minutes) after it was created:
+a response still waiting for function call outputs can no longer be continued after that
+(:func:`~.errors.response_expired`); a response that answered in text stays continuable.
 A response echoes only the agent's function tools in ``tools``: other Foundry tool kinds are not
 run by the stand-in model and need not parse as openai tool types.
 """
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .agents import AgentStore, AgentVersion
-from .errors import invalid_request, not_found
+from .errors import agent_owned, invalid_request, not_found, response_expired
 from .items import (
     FunctionCall,
     FunctionCallOutput,
@@ -26,13 +28,22 @@ from .items import (
     new_id,
     parse_input,
 )
-from .model import AgentProfile, Planned, Reply, respond
+from .model import AgentProfile, NoCallPossible, Planned, Reply, respond
+
+DEFAULT_RUN_LIFETIME_S = 600.0
+"""Foundry runs expire ten minutes after creation (see docs/foundry-wire-notes.md)."""
 
 
 @dataclass(frozen=True)
 class _Stored:
     body: dict[str, Any]
     conversation: tuple[Item, ...]
+    created: float
+    """``time.monotonic()`` at creation, for the run's lifetime."""
+
+    @property
+    def awaits_outputs(self) -> bool:
+        return any(item["type"] == "function_call" for item in self.body["output"])
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,11 @@ class _Target:
 
     model: str
     agent: AgentVersion | None
+
+    @property
+    def tool_choice(self) -> object:
+        """The agent definition's ``tool_choice`` (a prompt agent may set one), else ``auto``."""
+        return (self.agent.definition.get("tool_choice") if self.agent else None) or "auto"
 
     def profile(self) -> AgentProfile:
         if self.agent is None:
@@ -51,8 +67,9 @@ class _Target:
 class ResponseService:
     """Creates, stores and retrieves responses."""
 
-    def __init__(self, agents: AgentStore) -> None:
+    def __init__(self, agents: AgentStore, run_lifetime: float = DEFAULT_RUN_LIFETIME_S) -> None:
         self._agents = agents
+        self._run_lifetime = run_lifetime
         self._stored: dict[str, _Stored] = {}
 
     def get(self, response_id: str) -> dict[str, Any]:
@@ -76,7 +93,12 @@ class ResponseService:
             raise invalid_request("Invalid type for 'metadata': expected an object.", "metadata")
 
         profile = target.profile()
-        output, produced = _render(respond(profile, history, new_input))
+        tool_choice = _tool_choice(body.get("tool_choice", target.tool_choice), profile)
+        try:
+            planned = respond(profile, history, new_input, _choice_name(tool_choice))
+        except NoCallPossible as error:
+            raise invalid_request(f"The emulator's stand-in model cannot comply: {error}.", "tool_choice") from None
+        output, produced = _render(planned)
         now = int(time.time())
         response: dict[str, Any] = {
             "id": new_id("resp"),
@@ -99,7 +121,7 @@ class ResponseService:
             "store": store,
             "temperature": 1.0,
             "text": {"format": {"type": "text"}},
-            "tool_choice": "auto",
+            "tool_choice": tool_choice,
             "tools": [tool.to_wire() for tool in profile.tools.values()],
             "top_p": 1.0,
             "truncation": "disabled",
@@ -114,7 +136,7 @@ class ResponseService:
                 "version": target.agent.version,
             }
         if store:
-            self._stored[response["id"]] = _Stored(response, (*history, *new_input, *produced))
+            self._stored[response["id"]] = _Stored(response, (*history, *new_input, *produced), time.monotonic())
         return response
 
     def _target(self, body: Mapping[str, Any]) -> _Target:
@@ -129,6 +151,9 @@ class ResponseService:
                 'Invalid \'agent_reference\': expected {"type": "agent_reference", "name": ...}.',
                 "agent_reference",
             )
+        for field in AGENT_OWNED:
+            if body.get(field) is not None:
+                raise agent_owned(field)
         name, version = reference.get("name"), reference.get("version")
         if not isinstance(name, str) or not name:
             raise invalid_request("Missing required parameter: 'agent_reference.name'.", "agent_reference.name")
@@ -151,7 +176,41 @@ class ResponseService:
                 "previous_response_id",
                 code="previous_response_not_found",
             )
+        if stored.awaits_outputs and time.monotonic() - stored.created > self._run_lifetime:
+            raise response_expired(previous_id, self._run_lifetime)
         return stored.conversation
+
+
+AGENT_OWNED = ("model", "instructions", "tools", "text", "reasoning", "temperature", "top_p")
+"""Request fields a prompt agent's definition owns: refused next to an ``agent_reference``.
+
+``tools``, ``instructions``, ``text`` and ``reasoning`` are refused by the real service (public
+reports, see docs/foundry-wire-notes.md); the others are the remaining ``PromptAgentDefinition``
+fields. ``tool_choice``, also a definition field, is taken per request (the host's round limit uses it).
+"""
+
+
+def _tool_choice(raw: object, profile: AgentProfile) -> str | dict[str, str]:
+    """The request's ``tool_choice``, checked: a mode, or ``{"type": "function", "name": <a tool>}``."""
+    if raw in ("auto", "none", "required"):
+        return str(raw)
+    if isinstance(raw, dict) and raw.get("type") == "function":
+        name = raw.get("name")
+        if name not in profile.tools:
+            raise invalid_request(
+                f"Invalid value for 'tool_choice': no function named {name!r} among the agent's tools.",
+                "tool_choice.name",
+            )
+        return {"type": "function", "name": str(name)}
+    raise invalid_request(
+        "Invalid value for 'tool_choice': expected 'auto', 'none', 'required' or "
+        '{"type": "function", "name": ...}.',
+        "tool_choice",
+    )
+
+
+def _choice_name(choice: str | dict[str, str]) -> str:
+    return choice if isinstance(choice, str) else choice["name"]
 
 
 def _check_tool_outputs(history: Sequence[Item], new_input: Sequence[Item]) -> None:

@@ -19,6 +19,7 @@ from .app import create_app
 from .auth import DEV_TOKEN
 from .credentials import DevTokenCredential
 from .faults import FaultConfig, FaultInjector
+from .responses import DEFAULT_RUN_LIFETIME_S
 
 HOST = "127.0.0.1"
 """The only address the emulator binds: it is a development tool with a well-known token."""
@@ -36,6 +37,8 @@ class EmulatorConfig:
     token: str = DEV_TOKEN
     port: int = 0
     faults: FaultConfig = field(default_factory=FaultConfig)
+    run_lifetime: float = DEFAULT_RUN_LIFETIME_S
+    """Seconds after which a response waiting for function call outputs expires (Foundry: 600)."""
 
     def __post_init__(self) -> None:
         if not _PROJECT.fullmatch(self.project):
@@ -44,6 +47,8 @@ class EmulatorConfig:
             raise ValueError("the token must be non-empty without whitespace or '@'")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"invalid port {self.port}")
+        if not self.run_lifetime > 0:
+            raise ValueError("the run lifetime must be > 0 seconds")
 
 
 class Emulator:
@@ -58,7 +63,7 @@ class Emulator:
         """Re-arm with :meth:`FaultInjector.arm`; read counts from :attr:`FaultInjector.stats`."""
         self._socket = _listen(self.config.port)
         self.port: int = self._socket.getsockname()[1]
-        app = create_app(self.config.project, self.config.token, self.faults)
+        app = create_app(self.config.project, self.config.token, self.faults, run_lifetime=self.config.run_lifetime)
         logging: dict[str, Any] = {"log_level": log_level} if log_level else {"log_config": None}
         self._server = uvicorn.Server(
             uvicorn.Config(app, lifespan="off", timeout_graceful_shutdown=1, access_log=bool(log_level), **logging)

@@ -30,13 +30,16 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
 from mcp_server.app import build_server, open_state
+from mcp_server.entitlements import EntitlementAdmin
 from mcp_server.settings import Settings
 from policy.question import requested_confirmation
+from tests.conftest import PROFILE_ENV, examples, select_profile
 from tests.drills.support import Books, record, scaled
 from tests.ledger.helpers import snapshot
 from tests.server.harness import KEY
 
-EXAMPLES = scaled(60, minimum=10)
+EXAMPLES = examples(scaled(60, minimum=10))
+"""Per protocol revision; derandomised in CI, ten times as many and random as a drill (tests/conftest.py)."""
 TOOLS = ("get_account_balance", "transfer_funds", "close_account")
 PARAMETERS = {
     "get_account_balance": ("account_id",),
@@ -262,8 +265,9 @@ def check_executed(tool: str, args: dict[str, Any], body: dict[str, Any]) -> Non
         assert args.get("sweep_to") is None or valid_id(args["sweep_to"])
 
 
-def check_clear(result: types.CallToolResult, args: dict[str, Any]) -> None:
-    """A refusal says what is wrong in a sentence, with a stable code, and echoes nothing it rejected."""
+def check_clear(result: types.CallToolResult, tool: str, args: dict[str, Any]) -> None:
+    """A refusal says what is wrong in a sentence, with a stable code, and echoes nothing it rejected
+    (neither an argument's value nor the name of one the tool does not take)."""
     text = " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
     assert text and "Traceback" not in text and 'File "' not in text
     body = result.structured_content
@@ -277,6 +281,10 @@ def check_clear(result: types.CallToolResult, args: dict[str, Any]) -> None:
         for value in args.values():
             if isinstance(value, str) and len(value.strip()) >= 8 and not valid_id(value):
                 assert value.strip() not in error["message"], (value, error)
+        allowed = " ".join(PARAMETERS.get(tool, ()))
+        for name in args:
+            if len(name.strip()) >= 8 and name.strip() not in allowed:
+                assert name.strip() not in error["message"] and error.get("field") != name, (name, error)
 
 
 def ledger_state(books: Books) -> tuple[Any, ...]:
@@ -291,6 +299,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MCPServer
     settings = Settings(db_url=url, seed_demo=False, approval_timeout=30, _env_file=None)  # type: ignore[call-arg]
     books = Books(url)
     [sentinel] = books.open_accounts(1, "1.00")
+    EntitlementAdmin(books.db, "fuzz").grant_role("local", "operator")  # the caller may act on every account
     yield build_server(open_state(settings), settings), books, sentinel
     books.close()
 
@@ -333,7 +342,7 @@ def test_fuzzed_calls_never_run_unapproved_or_invalid(
     name = tool if tool in TOOLS else "unknown tool"
     outcome_name = f"{name}: protocol error" if isinstance(result, MCPError) else f"{name}: SDK refusal"
     if isinstance(result, types.CallToolResult):
-        check_clear(result, args)
+        check_clear(result, tool, args)
         body = result.structured_content or {}
         if "status" in body:
             code = (body.get("error") or {}).get("code")
@@ -357,3 +366,21 @@ def test_fuzz_tally() -> None:
     moved = ("transfer_funds: executed", "close_account: executed")
     assert any(TALLY.get(name) for name in moved), TALLY
     assert any(name.startswith("transfer_funds: failed") for name in TALLY), TALLY
+
+
+def test_ci_draws_the_same_examples_on_every_run() -> None:
+    """Once a CI run failed on an example no later run drew again: CI runs are derandomised."""
+    ci = settings.get_profile(select_profile({"CI": "true"}))
+    drawn: list[list[Any]] = []
+
+    @settings(ci, max_examples=25)
+    @given(calls(["ACC-1", "ACC-2", "ACC-3"]))
+    def draw(call: Any) -> None:
+        drawn[-1].append(call)
+
+    for _ in range(2):
+        drawn.append([])
+        draw()
+    assert drawn[0] == drawn[1] and len(drawn[0]) == 25
+    drill = settings.get_profile(select_profile({"CI": "true", PROFILE_ENV: "drill"}))
+    assert not drill.derandomize and drill.max_examples > settings.get_profile("ci").max_examples

@@ -29,6 +29,8 @@ from tests.drills.support import (
     running,
     scaled,
 )
+from tests.server.interleave import audit_head_held
+from tests.server.test_aggregate_limits import LIMIT_POLICY
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -144,3 +146,54 @@ async def test_concurrent_clients_over_both_replicas(postgres_url: str, tmp_path
         lost=len(executed - set(counts)),
         audit_records=audit_records,
     )
+
+
+async def test_daily_limit_holds_across_replicas(postgres_url: str, tmp_path: Path) -> None:
+    """A principal's transfers spread over both replicas at once never together pass the
+    1,000.00 a day the policy allows: four allowed ones of 400.00 (one principal), and two
+    approved ones of 600.00, each answered on the other replica (another principal). Each
+    batch is made to decide and act before any of it commits (`audit_head_held`)."""
+    books = Books(postgres_url)
+    limited = ("--policy", str(LIMIT_POLICY))
+    a = ServerProcess(postgres_url, tmp_path, "--stateless", *limited, name="limit-a")
+    b = ServerProcess(postgres_url, tmp_path, "--stateless", *limited, name="limit-b")
+    allowed = [(*books.open_accounts(1, "400.00"), *books.open_accounts(1, "0")) for _ in range(4)]
+    asked = [(*books.open_accounts(1, "600.00"), *books.open_accounts(1, "0")) for _ in range(2)]
+    statuses: dict[str, list[str]] = {"allowed": [], "approved": []}
+
+    async def at_once(batch: list[Any], call: Any) -> None:
+        with anyio.fail_after(60):
+            async with audit_head_held(postgres_url) as head, anyio.create_task_group() as group:
+                for n, item in enumerate(batch):
+                    group.start_soon(call, n, *item)
+                await head.until_waiting(len(batch))
+                head.release()
+
+    with running(a, b):
+        async with connect(a.url) as on_a, connect(b.url) as on_b:
+
+            async def send(n: int, source: str, target: str) -> None:
+                args = {"from_account": source, "to_account": target, "amount": "400"}
+                result = await (on_a, on_b)[n % 2].call_tool("transfer_funds", args)
+                statuses["allowed"].append(outcome(result)["status"])
+
+            await at_once(allowed, send)
+
+        async with connect(a.url, principal="other") as on_a, connect(b.url, principal="other") as on_b:
+            rounds = []
+            for n, (source, target) in enumerate(asked):
+                args = {"from_account": source, "to_account": target, "amount": "600"}
+                rounds.append((args, await first_round((on_a, on_b)[n % 2], "transfer_funds", args)))
+
+            async def approve(n: int, args: dict[str, Any], round1: types.InputRequiredResult) -> None:
+                result = await answer((on_b, on_a)[n % 2], "transfer_funds", args, round1.request_state)
+                statuses["approved"].append(outcome(result)["status"])
+
+            await at_once(rounds, approve)
+
+    assert sorted(statuses["allowed"]) == ["denied", "denied", "executed", "executed"]
+    assert sorted(statuses["approved"]) == ["denied", "executed"]
+    assert sum(books.balance(target) for _, target in allowed) == 800_00
+    assert sum(books.balance(target) for _, target in asked) == 600_00
+    books.assert_sound()
+    books.close()

@@ -95,9 +95,10 @@ def free_port() -> int:
 
 @contextmanager
 def http_mcp_server(tmp_path: Path, token: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``bankgate-mcp serve --transport http`` on a free loopback port, with one bearer token."""
+    """``bankgate-mcp serve --transport http`` on a free loopback port, with one bearer token: alice's,
+    who owns ACC-001 on the demo ledger (as in the README's HTTP example)."""
     port = free_port()
-    env = {**os.environ, "BANKGATE_TOKENS": f"tester={token}"}
+    env = {**os.environ, "BANKGATE_TOKENS": f"alice={token}"}
     command = [sys.executable, "-m", "mcp_server", "serve", "--transport", "http", "--port", str(port)]
     command += ["--db", f"sqlite:///{tmp_path / 'http-ledger.db'}"]
     process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import mcp_types
+import openai._constants as openai_constants
 import pytest
 from azure.core.credentials import AccessTokenInfo
 from rich.console import Console
@@ -16,10 +17,19 @@ from rich.console import Console
 from agent_host.access import describe_token
 from agent_host.approvers import Answer, ConsoleApprover, DenyApprover, Question, make_approver, parse_script
 from agent_host.errors import AuthenticationFailed, ConfigurationError, RateLimited, ServiceFailed, http_failure
+from agent_host.retries import (
+    INITIAL_RETRY_DELAY_S,
+    MAX_RETRIES,
+    MAX_RETRY_AFTER_S,
+    MAX_RETRY_DELAY_S,
+    TIMEOUT,
+    retry_delay,
+    should_retry,
+)
+from agent_host.settings import HostSettings
 from agent_host.sse import parse_sse
 from agent_host.tokens import TokenCache
 from agent_host.tool_schema import function_tool
-from agent_host.transport_rest import retry_delay
 
 TRANSFER_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -254,10 +264,39 @@ async def test_tokens_are_cached_and_refreshed_before_they_expire() -> None:
 
 def test_retry_delay_honours_the_servers_hints() -> None:
     assert retry_delay({"retry-after-ms": "250", "retry-after": "1"}, 0) == 0.25
-    assert retry_delay({"retry-after": "2"}, 0) == 2.0
-    assert retry_delay({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 2) == 2.0
-    assert retry_delay({"retry-after": "3600"}, 0) == 60.0
-    assert retry_delay({}, 0) == 0.5
+    assert retry_delay({"Retry-After": "2"}, 0) == 2.0
+    assert retry_delay({"retry-after": "120"}, 0) == 120.0
+    # A date in the past, or no hint: jittered exponential backoff (0.5 s doubling, at most 8 s, -0..25 %).
+    assert retry_delay({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 2, rand=lambda: 0.0) == 2.0
+    assert retry_delay({}, 0, rand=lambda: 0.0) == 0.5
+    assert retry_delay({}, 0, rand=lambda: 1.0) == 0.375
+    assert retry_delay({}, 10, rand=lambda: 0.0) == 8.0
+
+
+def test_what_is_retried_follows_the_sdk() -> None:
+    assert [status for status in (400, 401, 404, 408, 409, 429, 500, 503) if should_retry(status, {})] == [
+        408,
+        409,
+        429,
+        500,
+        503,
+    ]
+    assert not should_retry(429, {"retry-after": "3600"}), "a hint over two minutes is not waited for"
+    assert not should_retry(503, {"x-should-retry": "false"}) and should_retry(400, {"x-should-retry": "true"})
+
+
+def test_timeouts_and_retries_are_the_sdks() -> None:
+    assert (TIMEOUT.read, TIMEOUT.connect) == (
+        openai_constants.DEFAULT_TIMEOUT.read,
+        openai_constants.DEFAULT_TIMEOUT.connect,
+    )
+    assert MAX_RETRIES == openai_constants.DEFAULT_MAX_RETRIES == HostSettings.model_fields["max_retries"].default
+    assert HostSettings.model_fields["response_timeout"].default == TIMEOUT.read
+    assert (INITIAL_RETRY_DELAY_S, MAX_RETRY_DELAY_S, MAX_RETRY_AFTER_S) == (
+        openai_constants.INITIAL_RETRY_DELAY,
+        openai_constants.MAX_RETRY_DELAY,
+        openai_constants.MAX_RETRY_AFTER_DELAY,
+    )
 
 
 def test_errors_say_what_to_do() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from azure.ai.projects.aio import AIProjectClient
 from pydantic import SecretStr
@@ -15,8 +17,16 @@ from pydantic import SecretStr
 from agent_host.access import ProjectAccess, project_access
 from agent_host.agent import INSTRUCTIONS, AgentChoice, choose_agent, create_version
 from agent_host.emulator import AsyncDevTokenCredential, Emulator, FaultConfig
-from agent_host.errors import AuthenticationFailed, ConfigurationError, NotFound, RateLimited, ServiceUnreachable
-from agent_host.replies import reply_from_response
+from agent_host.errors import (
+    AuthenticationFailed,
+    ConfigurationError,
+    NotFound,
+    RateLimited,
+    ServiceSlow,
+    ServiceUnreachable,
+)
+from agent_host.replies import assemble_stream, reply_from_response
+from agent_host.retries import TIMEOUT
 from agent_host.settings import Transport
 from agent_host.transport_rest import RestTransport
 from agent_host.transport_sdk import SdkTransport
@@ -54,10 +64,16 @@ async def project_for(endpoint: str, token: str) -> AsyncIterator[tuple[ProjectA
 
 @asynccontextmanager
 async def transport_for(
-    kind: Transport, access: ProjectAccess, project: AIProjectClient, max_retries: int = 3
+    kind: Transport,
+    access: ProjectAccess,
+    project: AIProjectClient,
+    max_retries: int = 3,
+    timeout: httpx2.Timeout = TIMEOUT,
 ) -> AsyncIterator[ResponsesTransport]:
     transport: ResponsesTransport = (
-        SdkTransport(project, access, max_retries) if kind == "sdk" else RestTransport(access, max_retries)
+        SdkTransport(project, access, max_retries, timeout=timeout)
+        if kind == "sdk"
+        else RestTransport(access, max_retries, timeout=timeout)
     )
     try:
         yield transport
@@ -191,6 +207,54 @@ async def test_an_unreachable_endpoint_is_reported(kind: Transport) -> None:
             with pytest.raises(ServiceUnreachable, match="bankgate-agent emulator") as refused:
                 await transport.create(_ask(agent))
     assert endpoint in str(refused.value)
+
+
+@pytest.mark.anyio
+@BOTH
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+async def test_a_slow_service_is_retried_then_reported_as_slow(
+    emulator: Emulator, agent_name: str, kind: Transport, stream: bool
+) -> None:
+    async with project_for(emulator.endpoint, emulator.token) as (access, project):
+        agent = await _agent(project, access, agent_name)
+        emulator.faults.arm(FaultConfig(delay=1.0, target="responses"))
+        emulator.faults.reset_stats()
+        quick = httpx2.Timeout(0.25, connect=5.0)
+        async with transport_for(kind, access, project, max_retries=1, timeout=quick) as transport:
+            with pytest.raises(ServiceSlow, match=r"did not answer within 0\.25 s.*reachable but slow") as raised:
+                if stream:
+                    await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+                else:
+                    await transport.create(_ask(agent))
+
+    assert not isinstance(raised.value, ServiceUnreachable)
+    assert emulator.faults.stats.requests == 2, "a timeout is retried, as openai retries it"
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_a_stream_that_stalls_is_reported_as_slow(emulator: Emulator, agent_name: str, kind: Transport) -> None:
+    async with project_for(emulator.endpoint, emulator.token) as (access, project):
+        agent = await _agent(project, access, agent_name)
+        emulator.faults.arm(FaultConfig(event_delay=1.0, target="responses"))
+        quick = httpx2.Timeout(0.25, connect=5.0)
+        async with transport_for(kind, access, project, max_retries=0, timeout=quick) as transport:
+            with pytest.raises(ServiceSlow, match=r"sent nothing more of its streamed answer within 0\.25 s"):
+                await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_the_servers_retry_hint_is_waited_for(emulator: Emulator, agent_name: str, kind: Transport) -> None:
+    async with project_for(emulator.endpoint, emulator.token) as (access, project):
+        agent = await _agent(project, access, agent_name)
+        emulator.faults.arm(FaultConfig(rate_limited=1, retry_after=0.6, target="responses"))
+        async with transport_for(kind, access, project, max_retries=1) as transport:
+            started = time.monotonic()
+            await transport.create(_ask(agent))
+            waited = time.monotonic() - started
+
+    assert waited >= 0.55, "retry-after-ms (600) is honoured, not the 0.5 s backoff"
 
 
 def test_endpoint_configuration_is_checked(emulator: Emulator) -> None:

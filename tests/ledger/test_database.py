@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from mcp_server import database as database_module
 from mcp_server.database import Database, default_database_url
@@ -99,6 +99,22 @@ def test_endless_contention_becomes_a_busy_error(backend: str, database: Databas
     with pytest.raises(LedgerError) as caught:
         database.run(work)
     assert caught.value.code == "database_unavailable" and "busy" in caught.value.message
+
+
+def test_a_unique_violation_is_not_retried(backend: str, database: Database) -> None:
+    """Retrying the same work meets the same row: a permanent conflict, reported at once (a key
+    race cannot cause one: writers take the key's turn before reading it, see `turns`)."""
+    database.run(lambda conn: conn.execute(text("CREATE TABLE once (k TEXT PRIMARY KEY)")))
+    database.run(lambda conn: conn.execute(text("INSERT INTO once (k) VALUES ('taken')")))
+    attempts: list[int] = []
+
+    def work(conn: Connection) -> None:
+        attempts.append(1)
+        conn.execute(text("INSERT INTO once (k) VALUES ('taken')"))
+
+    with pytest.raises(IntegrityError):
+        database.run(work)
+    assert attempts == [1]
 
 
 @pytest.mark.parametrize("busy_timeout_ms", [5_000, 50])

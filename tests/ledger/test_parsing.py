@@ -12,6 +12,7 @@ from mcp_server.errors import LedgerError
 from mcp_server.free_text import parse_memo, parse_owner
 from mcp_server.identifiers import parse_account_id, parse_idempotency_key
 from mcp_server.money import (
+    amount_identity,
     canonical_amount,
     check_amount_minor,
     format_amount,
@@ -140,9 +141,43 @@ def test_json_floats_parse_like_their_text(minor: int) -> None:
     assert parse_amount(float(text), "USD", ceiling_minor=10**15) == minor
 
 
-def test_canonical_amount_ignores_spelling() -> None:
-    assert canonical_amount("500.00") == canonical_amount(500) == canonical_amount(500.0) == "500"
-    assert canonical_amount(" 12.50") == canonical_amount(Decimal("12.5")) == "12.5"
+def test_canonical_amount_keeps_the_decimals_a_string_was_written_with() -> None:
+    assert canonical_amount(" 12.50") == "12.50" and canonical_amount("5.000") == "5.000"
+    assert canonical_amount(500) == canonical_amount(500.0) == canonical_amount(Decimal("500.00")) == "500"
+
+
+def test_amount_identity_ignores_spelling() -> None:
+    assert amount_identity("500.00") == amount_identity(500) == amount_identity(500.0) == "500"
+    assert amount_identity(" 12.50") == amount_identity(Decimal("12.5")) == "12.5"
+
+
+def judged(value: object, currency: str) -> int | str:
+    """What `parse_amount` makes of `value`: minor units, or the refusal's message."""
+    try:
+        return parse_amount(value, currency, ceiling_minor=CEILING)
+    except LedgerError as refusal:
+        return refusal.message
+
+
+written = st.builds(
+    lambda whole, fraction: f"{whole}.{fraction}" if fraction else str(whole),
+    st.integers(0, 10**9),
+    st.text("0123456789", max_size=5),
+)
+
+
+@given(
+    written | st.integers(1, 10**12) | st.floats(0.001, 1e9) | st.decimals("0.001", "1e9", places=4),
+    st.sampled_from(["USD", "JPY", "KWD"]),
+)
+def test_amounts_carry_no_more_decimals_than_the_currency_in_canonical_form_too(value: object, currency: str) -> None:
+    """Once the tool path stripped zeros before the currency check, and "5.000" passed as 5 USD."""
+    try:
+        canonical = canonical_amount(value)
+    except LedgerError as refusal:  # refused before the currency is known: as it would be after
+        assert judged(value, currency) == refusal.message
+    else:
+        assert judged(canonical, currency) == judged(value, currency)
 
 
 @pytest.mark.parametrize(("value", "fragment"), [(True, "whole number"), (1.0, "whole number"), (0, "zero")])
@@ -207,3 +242,40 @@ def test_idempotency_keys() -> None:
         with pytest.raises(LedgerError) as caught:
             parse_idempotency_key(bad)
         assert caught.value.code == "invalid_idempotency_key"
+
+
+BLANK_OR_STACKED = {
+    "hangul-filler": "pay\u3164\u3164\u3164Approved by: bank",
+    "halfwidth-hangul-filler": "pay\uffa0bank",
+    "choseong-filler": "pay\u115fbank",
+    "jungseong-filler": "pay\u1160bank",
+    "braille-blank": "pay\u2800\u2800bank",
+    "zero-width-space": "pay\u200bbank",
+    "no-break-space": "pay\u00a0bank",
+    "ideographic-space": "pay\u3000bank",
+    "em-space": "pay\u2003bank",
+    "variation-selector": "pay\ufe0fbank",
+    "combining-grapheme-joiner": "pay\u034fbank",
+    "tag-character": "pay\U000e0041bank",
+    "mongolian-vowel-separator": "pay\u180ebank",
+    "stacked-marks": "pay Z\u0301\u0302\u0303\u0304 bank",
+}
+
+
+@pytest.mark.parametrize("memo", BLANK_OR_STACKED.values(), ids=BLANK_OR_STACKED.keys())
+def test_a_memo_cannot_render_blank_or_stack_marks(memo: str) -> None:
+    """Once such characters passed, and a memo could pad itself to look like the bank's own lines."""
+    with pytest.raises(LedgerError) as caught:
+        parse_memo(memo)
+    assert (caught.value.code, caught.value.field) == ("invalid_memo", "memo")
+    assert caught.value.message.startswith("memo ") and memo not in caught.value.message
+    assert any(rule in caught.value.message for rule in ("render as blank", "invisible", "combining marks"))
+
+
+@pytest.mark.parametrize(
+    "memo",
+    ["café", "cafe\u0301", "Vie\u0323\u0302t", "ค่าเช่า", "བསྒྲུབས", "rent ☕", "Miete für März", "家賃"],
+    ids=["composed", "one-mark", "two-marks", "thai", "tibetan-stack", "emoji", "german", "cjk"],
+)
+def test_ordinary_memos_in_any_script_are_accepted(memo: str) -> None:
+    assert parse_memo(memo) == memo

@@ -102,8 +102,25 @@ def test_version_is_a_content_hash() -> None:
             "failed",
         ),
         ("[tools.transfer_funds]\ndefault = 'allow'\nextra = 1\n", "tools.transfer_funds.extra", "unknown key"),
+        (
+            "[accounts]\nvisible = 'amount_minor > 0'\n[tools.transfer_funds]\ndefault = 'allow'\n",
+            "p.toml:2: accounts.visible",
+            "unknown variable amount_minor",
+        ),
+        ("[accounts]\nseen = 'true'\n[tools.transfer_funds]\ndefault = 'allow'\n", "accounts.seen", "unknown key"),
     ],
-    ids=["outcome", "syntax", "unknown-tool", "confirm", "cel-syntax", "cel-variable", "cel-type", "unknown-key"],
+    ids=[
+        "outcome",
+        "syntax",
+        "unknown-tool",
+        "confirm",
+        "cel-syntax",
+        "cel-variable",
+        "cel-type",
+        "unknown-key",
+        "visible-variable",
+        "accounts-key",
+    ],
 )
 def test_errors_say_where_and_what(text: str, where: str, says: str) -> None:
     with pytest.raises(PolicyError) as error:
@@ -111,12 +128,60 @@ def test_errors_say_where_and_what(text: str, where: str, says: str) -> None:
     assert where in str(error.value) and says in str(error.value)
 
 
+def entitled(
+    tool: str, access: tuple[str, ...] = ("owner",), roles: tuple[str, ...] = (), amount_minor: int = 1
+) -> CallFacts:
+    """A call whose account (read, debited or closed) the caller holds `access` to, with `roles`."""
+    account = AccountFacts("ACC-001", "Alice", "open", "USD", 10_000_000_00, access)
+    payee = AccountFacts("ACC-002", "Bob", "open", "USD", 0)
+    role = "from_account" if tool == "transfer_funds" else "account"
+    accounts = {role: account, "to_account": payee, "sweep_to": payee}
+    return CallFacts(tool, {"amount": "x"}, "alice", roles, amount_minor=amount_minor, accounts=accounts)
+
+
 def test_shipped_policy() -> None:
     policy = load_policy(catalog=TOOL_ARGUMENTS)
-    assert policy.decide(call(1, tool="get_account_balance")).outcome is Outcome.ALLOW
-    assert policy.decide(call(5_000_000)).outcome is Outcome.REQUIRE_APPROVAL
-    assert policy.decide(call(5_000_001)).outcome is Outcome.DENY
+    assert policy.decide(entitled("get_account_balance")).outcome is Outcome.ALLOW
+    assert policy.decide(entitled("transfer_funds", amount_minor=5_000_000)).outcome is Outcome.REQUIRE_APPROVAL
+    assert policy.decide(entitled("transfer_funds", amount_minor=5_000_001)).outcome is Outcome.DENY
     assert policy.tools["close_account"].confirm == "account_id"
+
+
+def test_the_shipped_policy_caps_a_sweep_like_a_transfer() -> None:
+    """Once a close swept any balance, above the ceiling that holds for transfers."""
+    policy = load_policy(catalog=TOOL_ARGUMENTS)
+    for amount, outcome in ((5_000_000, Outcome.REQUIRE_APPROVAL), (5_000_001, Outcome.DENY)):
+        assert policy.decide(entitled("transfer_funds", amount_minor=amount)).outcome is outcome
+        assert policy.decide(entitled("close_account", amount_minor=amount)).outcome is outcome
+
+
+@pytest.mark.parametrize(
+    ("access", "roles", "reads", "debits"),
+    [
+        (("owner",), (), Outcome.ALLOW, Outcome.REQUIRE_APPROVAL),
+        (("viewer",), (), Outcome.ALLOW, Outcome.DENY),
+        ((), ("operator",), Outcome.ALLOW, Outcome.REQUIRE_APPROVAL),
+        ((), (), Outcome.DENY, Outcome.DENY),
+    ],
+    ids=["owner", "viewer", "operator", "nobody"],
+)
+def test_the_shipped_policy_lets_only_entitled_principals_read_and_debit(
+    access: tuple[str, ...], roles: tuple[str, ...], reads: Outcome, debits: Outcome
+) -> None:
+    policy = load_policy(catalog=TOOL_ARGUMENTS)
+    assert policy.decide(entitled("get_account_balance", access, roles)).outcome is reads
+    for tool in ("transfer_funds", "close_account"):
+        decision = policy.decide(entitled(tool, access, roles))
+        assert decision.outcome is debits
+        assert ("not-entitled" in decision.matched_rules) is (debits is Outcome.DENY)
+
+
+def test_the_shipped_policy_hides_accounts_from_principals_with_no_entitlement() -> None:
+    policy = load_policy(catalog=TOOL_ARGUMENTS)
+    assert policy.sees(entitled("get_account_balance", ("viewer",)))
+    assert policy.sees(entitled("get_account_balance", (), ("operator",)))
+    assert not policy.sees(entitled("get_account_balance", ()))
+    assert parse_policy(GOOD, source="p.toml").sees(entitled("get_account_balance", ()))  # no [accounts]: all seen
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -23,19 +23,25 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import text
 
+import policy
 from bench.servers import free_port
 from mcp_server.app import build_server, open_state
+from mcp_server.audit_keys import KEY_FILE_ENV
 from mcp_server.database import Database
 from mcp_server.ledger import Ledger
 from mcp_server.settings import Settings
 from policy.testing import ScriptedResponder
 
 TEST_POLICY = Path(__file__).with_name("test_policy.toml")
+SHIPPED_POLICY = Path(policy.__file__).with_name("default_policy.toml")
 APPROVAL_TIMEOUT = 2.0
 TOKENS = {
     "local": "tok-local-0123456789abcdef",
     "capped": "tok-capped-0123456789abcdef",
     "other": "tok-other-0123456789abcdef",
+    "alice": "tok-alice-0123456789abcdef",
+    "bob": "tok-bob-0123456789abcdef0",
+    "carol": "tok-carol-0123456789abcdef",
 }
 KEY = "io.bankgate/idempotency-key"
 
@@ -93,6 +99,7 @@ class Harness:
     transport: str
     db_url: str
     http: HttpServer | None = None
+    policy: Path = TEST_POLICY
 
     def __post_init__(self) -> None:
         self.db = Database.open(self.db_url)
@@ -102,7 +109,7 @@ class Harness:
     def settings(self, principal: str = "local") -> Settings:
         return Settings(
             db_url=self.db_url,
-            policy=TEST_POLICY,
+            policy=self.policy,
             approval_timeout=APPROVAL_TIMEOUT,
             seed_demo=False,
             principal=principal,
@@ -119,9 +126,9 @@ class Harness:
             target: Any = build_server(open_state(settings), settings)
         elif self.transport == "stdio":
             env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
-            target = StdioServerParameters(
-                command=sys.executable, args=serve_args(self.db_url, "--principal", principal), env=env
-            )
+            env |= {name: value for name, value in os.environ.items() if name == KEY_FILE_ENV}  # the run's audit key
+            args = serve_args(self.db_url, "--principal", principal, "--policy", str(self.policy))
+            target = StdioServerParameters(command=sys.executable, args=args, env=env)
         else:
             assert self.http is not None
             headers = {"Authorization": f"Bearer {TOKENS[principal]}"}

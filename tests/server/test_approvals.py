@@ -41,7 +41,7 @@ async def test_approved_transfer_executes_and_is_audited(harness: Harness, mode:
     [question] = responder.questions
     for shown in (
         f"Transfer $12.50 (USD) from {source} (Ada Source) to {target} (Ben Target).",
-        "Memo: rent",
+        'Memo (written by the requester): "rent"',
         f"{source} balance: $100.00 now, $87.50 after.",
         "Why: Moving money needs a human's approval.",
         f"Reference: {result['approval_ref']}",
@@ -56,7 +56,7 @@ async def test_approved_transfer_executes_and_is_audited(harness: Harness, mode:
     assert harness.events(result["approval_ref"]) == ["requested", "approved", "executed"]
     executed = harness.audit(approval_ref=result["approval_ref"], event="executed")[0]
     assert executed["note"] == "checked with Ada" and executed["amount_minor"] == 1250
-    assert executed["arguments"] == {"from_account": source, "to_account": target, "amount": "12.5", "memo": "rent"}
+    assert executed["arguments"] == {"from_account": source, "to_account": target, "amount": "12.50", "memo": "rent"}
 
 
 @pytest.mark.parametrize(

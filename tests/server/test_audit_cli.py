@@ -1,61 +1,292 @@
-"""The audit chain detects every edit, insertion and deletion; the CLI reports it readably."""
+"""The audit log cannot be rewritten by someone who can write the database (both backends).
 
+Every edit, insertion, deletion or reordering is named; a chain recomputed without the signing
+key is refused; the ledger and the approvals are cross-checked against the records; a checkpoint
+kept outside the database catches a tail truncated or rolled back behind it.
+"""
+
+import json
+import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
+from mcp_server.audit_keys import KEY_FILE_ENV, load_signer
+from mcp_server.audit_writer import AuditWriter
 from mcp_server.cli import main
+from mcp_server.ledger import Ledger
+from policy.audit import chain_hash
 from policy.testing import ScriptedResponder, approve, reject
+from tests.ledger.conftest import BACKENDS, postgres_schema
 from tests.server.harness import Harness
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-async def audited(tmp_path: Path) -> Harness:
-    harness = Harness("memory", f"sqlite:///{tmp_path / 'ledger.db'}")
+@pytest.fixture(params=BACKENDS)
+async def audited(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
+    """A deposit (admin), an approved 10.00 transfer and a rejected 20.00 one: records 1 to 6."""
+    if request.param == "postgresql":
+        with postgres_schema("bankgate_audit") as url:
+            harness = Harness("memory", url)
+            try:
+                yield await _transfers(harness)
+            finally:
+                harness.db.close()
+    else:
+        yield await _transfers(Harness("memory", f"sqlite:///{tmp_path / 'ledger.db'}"))
+
+
+async def _transfers(harness: Harness) -> Harness:
     source, target = harness.open_account("100", "Ada"), harness.open_account("0", "Ben")
     async with harness.client(ScriptedResponder(approve(note="fine"), reject())) as client:
         for amount in ("10", "20"):
             await client.call_tool("transfer_funds", {"from_account": source, "to_account": target, "amount": amount})
-    assert [r["event"] for r in harness.audit()] == ["requested", "approved", "executed", "requested", "rejected"]
+    events = [r["event"] for r in harness.audit()]
+    assert events == ["admin", "requested", "approved", "executed", "requested", "rejected"]
     return harness
 
 
-def verify(harness: Harness, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = main(["audit", "verify", "--db", harness.db_url])
+def verify(harness: Harness, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
+    code = main(["audit", "verify", "--db", harness.db_url, *extra])
     return code, capsys.readouterr().out
 
 
-def tamper(harness: Harness, sql: str) -> None:
-    harness.db.run(lambda conn: conn.execute(text(sql)))
+def tamper(harness: Harness, *statements: str) -> None:
+    def run(conn: Connection) -> None:
+        for sql in statements:
+            conn.execute(text(sql))
+
+    harness.db.run(run)
+
+
+def rechain(harness: Harness, *, keep_signatures: bool) -> None:
+    """What a database writer without the key can do: renumber the records and recompute every
+    hash with the chain's own (public) algorithm, then move the head to match."""
+
+    def run(conn: Connection) -> None:
+        rows = [dict(r) for r in conn.execute(text("SELECT * FROM audit_log ORDER BY seq")).mappings()]
+        conn.execute(text("DELETE FROM audit_log"))
+        prev = "0" * 64
+        for seq, row in enumerate(rows, start=1):
+            original = row["hash"]
+            row.update(seq=seq, prev_hash=prev)
+            row["hash"] = prev = chain_hash(prev, row)
+            if row["hash"] != original and not keep_signatures:
+                row["signature"] = row["key_id"] = None
+            columns = ", ".join(row)
+            conn.execute(text(f"INSERT INTO audit_log ({columns}) VALUES ({', '.join(':' + c for c in row)})"), row)
+        conn.execute(text("UPDATE audit_head SET seq = :seq, hash = :hash"), {"seq": len(rows), "hash": prev})
+
+    harness.db.run(run)
+
+
+def executed_transaction(harness: Harness) -> str:
+    (record,) = harness.audit(event="executed")
+    return str(record["result"]["details"]["transaction_id"])
 
 
 async def test_untouched_chain_verifies(audited: Harness, capsys: pytest.CaptureFixture[str]) -> None:
-    assert verify(audited, capsys) == (0, "audit chain intact: 5 records\n")
+    assert verify(audited, capsys) == (0, "audit chain intact: 6 records\n")
+
+
+@pytest.mark.parametrize("keep_signatures", [False, True], ids=["signatures-dropped", "signatures-kept"])
+async def test_deleting_a_transfer_and_rechaining_without_the_key_is_detected(
+    audited: Harness, capsys: pytest.CaptureFixture[str], keep_signatures: bool
+) -> None:
+    """The issue's first attack: every record of a real transfer deleted, the chain recomputed."""
+    (executed,) = audited.audit(event="executed")
+    transaction = executed_transaction(audited)
+    tamper(audited, f"DELETE FROM audit_log WHERE approval_ref = '{executed['approval_ref']}'")
+    rechain(audited, keep_signatures=keep_signatures)
+    code, out = verify(audited, capsys)
+    assert code == 1 and "audit chain BROKEN (3 records read)" in out
+    signatures = "signature does not match" if keep_signatures else "no valid signature covers records 2 to 3"
+    assert signatures in out
+    assert f"ledger transaction {transaction} (transfer, $10.00) has no audit record" in out
+    assert f"approval {executed['approval_ref']} has no 'requested' record" in out
+
+
+async def test_truncating_the_tail_and_moving_the_head_is_detected(
+    audited: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's second attack, over the executed transfer: the ledger still holds its money movement."""
+    transaction = executed_transaction(audited)
+    tamper(audited, "DELETE FROM audit_log WHERE seq > 2", "UPDATE audit_head SET seq = 2, hash = "
+           "(SELECT hash FROM audit_log WHERE seq = 2)")  # fmt: skip
+    code, out = verify(audited, capsys)
+    assert code == 1 and f"ledger transaction {transaction} (transfer, $10.00) has no audit record" in out
 
 
 @pytest.mark.parametrize(
-    ("sql", "says"),
+    ("statements", "says"),
     [
-        ("UPDATE audit_log SET note = 'changed' WHERE seq = 3", "record 3: content does not match its hash (edited)"),
-        ("UPDATE audit_log SET amount_minor = 1 WHERE seq = 3", "record 3: content does not match its hash (edited)"),
-        ("DELETE FROM audit_log WHERE seq = 2", "record 3: sequence jumps from 1 to 3"),
+        (["UPDATE audit_log SET note = 'changed' WHERE seq = 3"], "record 3: content does not match its hash (edited)"),
+        (["UPDATE audit_log SET amount_minor = 1 WHERE seq = 4"], "record 4: content does not match its hash (edited)"),
+        (["DELETE FROM audit_log WHERE seq = 3"], "record 4: sequence jumps from 2 to 4"),
         (
-            "INSERT INTO audit_log SELECT seq + 100, at, event, principal, tool, arguments_json, "
-            "policy_version, matched_rules_json, reason, approval_ref, question_sha256, note, result_json, "
-            "amount_minor, prev_hash, hash FROM audit_log WHERE seq = 2",
-            "record 102: sequence jumps from 5 to 102",
+            [
+                "INSERT INTO audit_log SELECT seq + 100, at, event, principal, tool, arguments_json, policy_version, "
+                "matched_rules_json, reason, approval_ref, question_sha256, note, result_json, amount_minor, "
+                "prev_hash, hash, key_id, signature FROM audit_log WHERE seq = 2"
+            ],
+            "record 102: sequence jumps from 6 to 102",
         ),
-        ("DELETE FROM audit_log WHERE seq = 5", "the chain ends at record 4 but the head says 5"),
+        (
+            [
+                "UPDATE audit_log SET seq = 0 - seq WHERE seq IN (5, 6)",
+                "UPDATE audit_log SET seq = 11 + seq WHERE seq < 0",
+            ],
+            "record 5: does not follow the previous record",
+        ),
+        (["DELETE FROM audit_log WHERE seq = 6"], "the chain ends at record 5 but the head says 6"),
+        (["UPDATE audit_log SET signature = NULL WHERE seq = 6"], "no valid signature covers record 6"),
+        (
+            ["UPDATE audit_log SET result_json = '{' WHERE seq = 4"],
+            "record 4: content does not match its hash (edited)",
+        ),
     ],
-    ids=["edit-note", "edit-amount", "delete-middle", "insert", "truncate-tail"],
+    ids=["edit-note", "edit-amount", "delete-middle", "insert", "reorder", "truncate-tail", "unsign", "garble-result"],
 )
-async def test_tampering_is_found(audited: Harness, capsys: pytest.CaptureFixture[str], sql: str, says: str) -> None:
-    tamper(audited, sql)
+async def test_an_edited_inserted_deleted_or_reordered_record_is_named(
+    audited: Harness, capsys: pytest.CaptureFixture[str], statements: list[str], says: str
+) -> None:
+    tamper(audited, *statements)
     code, out = verify(audited, capsys)
     assert code == 1 and "audit chain BROKEN" in out and says in out
+
+
+async def test_a_ledger_transaction_without_an_executed_record_is_named(
+    audited: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Money moved behind the server's back, with the books kept balanced."""
+    source, target = audited.open_account("50", "Eve"), audited.open_account("0", "Mallory")
+    tamper(
+        audited,
+        "INSERT INTO transactions (id, kind, memo, created_at) VALUES ('TX-forged', 'transfer', NULL, "
+        "'2026-01-01T00:00:00.000000Z')",
+        f"INSERT INTO entries (id, transaction_id, account_id, amount_minor) VALUES ('TX-forged:1', 'TX-forged', "
+        f"'{source}', -500), ('TX-forged:2', 'TX-forged', '{target}', 500)",
+        f"UPDATE accounts SET balance_minor = balance_minor - 500 WHERE id = '{source}'",
+        f"UPDATE accounts SET balance_minor = balance_minor + 500 WHERE id = '{target}'",
+    )
+    assert audited.ledger.check_invariants() == []
+    code, out = verify(audited, capsys)
+    assert code == 1 and "ledger transaction TX-forged (transfer, $5.00) has no audit record" in out
+
+
+async def test_an_executed_record_without_its_ledger_transaction_is_named(
+    audited: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (executed,) = audited.audit(event="executed")
+    transaction = executed_transaction(audited)
+    details = executed["result"]["details"]
+    tamper(
+        audited,
+        f"DELETE FROM entries WHERE transaction_id = '{transaction}'",
+        f"DELETE FROM transactions WHERE id = '{transaction}'",
+        f"UPDATE accounts SET balance_minor = balance_minor + 1000 WHERE id = '{details['from_account']}'",
+        f"UPDATE accounts SET balance_minor = balance_minor - 1000 WHERE id = '{details['to_account']}'",
+    )
+    assert audited.ledger.check_invariants() == []
+    code, out = verify(audited, capsys)
+    assert code == 1
+    assert f"record {executed['seq']}: executed transfer_funds names ledger transaction {transaction}, which" in out
+
+
+async def test_admin_postings_are_audited(audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Money posted outside the gate (a deposit, the demo seed) has its record, so verify accounts for it."""
+    (account,) = [a.id for a in audited.ledger.accounts() if a.owner == "Ben"]
+    assert main(["admin", "deposit", account, "7.50", "--db", audited.db_url]) == 0
+    capsys.readouterr()
+    assert verify(audited, capsys) == (0, "audit chain intact: 7 records\n")
+    assert [(r["tool"], r["arguments"]["amount"]) for r in audited.audit(event="admin")][1:] == [("deposit", "7.50")]
+    seeded = Harness("memory", f"sqlite:///{tmp_path / 'seeded.db'}")
+    seeded.ledger.seed_demo()
+    assert verify(seeded, capsys) == (0, "audit chain intact: 3 records\n")
+    assert [r["tool"] for r in seeded.audit(event="admin")] == ["seed_demo"] * 3
+
+
+async def test_a_checkpoint_catches_truncation_and_rollback_behind_it(
+    audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "checkpoint.json"
+    assert main(["audit", "checkpoint", "--out", str(checkpoint), "--db", audited.db_url]) == 0
+    assert "checkpoint of record 6" in capsys.readouterr().out
+    assert verify(audited, capsys, "--checkpoint", str(checkpoint)) == (
+        0,
+        "audit chain intact: 6 records; it holds the checkpoint's record 6\n",
+    )
+    # The last (money-less) transaction undone whole, approval included: only the checkpoint can tell.
+    (rejected,) = audited.audit(event="rejected")
+    tamper(
+        audited,
+        f"DELETE FROM approvals WHERE ref = '{rejected['approval_ref']}'",
+        "DELETE FROM audit_log WHERE seq > 4",
+        "UPDATE audit_head SET seq = 4, hash = (SELECT hash FROM audit_log WHERE seq = 4)",
+    )
+    assert verify(audited, capsys) == (0, "audit chain intact: 4 records\n")
+    code, out = verify(audited, capsys, "--checkpoint", str(checkpoint))
+    assert code == 1 and "the chain ends at record 4, before the checkpoint's record 6 (truncated" in out
+    # ... and after the rollback, new records take the old numbers: the checkpoint's record differs.
+    audited.open_account("1", "Zed")
+    audited.open_account("1", "Zoe")
+    code, out = verify(audited, capsys, "--checkpoint", str(checkpoint))
+    assert code == 1 and "record 6: differs from the checkpoint" in out
+
+
+async def test_a_checkpoint_from_another_key_is_refused(
+    audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    forged = tmp_path / "checkpoint.json"
+    other_key = str(tmp_path / "other.key")
+    load_signer(Path(other_key))
+    assert (
+        main(["audit", "checkpoint", "--out", str(forged), "--db", audited.db_url, "--audit-key-file", other_key]) == 2
+    )
+    assert "not a known audit key" in capsys.readouterr().err  # the chain does not verify under that key
+    head = load_signer(Path(other_key)).sign_head(6, audited.audit()[-1]["hash"], "2026-01-01T00:00:00.000000Z")
+    forged.write_text(json.dumps(head.as_json()))
+    verify_with_it = ["audit", "verify", "--db", audited.db_url, "--checkpoint", str(forged)]
+    assert main(verify_with_it) == 2
+    assert "the checkpoint is not signed by a known audit key" in capsys.readouterr().err
+    forged.write_text('{"seq": "6"}')
+    assert main(verify_with_it) == 2
+    assert "field 'seq' is missing or not a int" in capsys.readouterr().err
+
+
+async def test_an_auditor_verifies_with_the_public_key_only(
+    audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    public = tmp_path / "audit.pub"
+    assert main(["audit", "public-key"]) == 0
+    public.write_text(capsys.readouterr().out)
+    assert verify(audited, capsys, "--public-keys", str(public)) == (0, "audit chain intact: 6 records\n")
+    other = tmp_path / "other.key"
+    load_signer(other)
+    assert main(["audit", "public-key", "--audit-key-file", str(other)]) == 0
+    public.write_text(capsys.readouterr().out)
+    code, out = verify(audited, capsys, "--public-keys", str(public))
+    assert code == 1 and "which is not a known audit key" in out
+
+
+async def test_records_signed_before_a_key_rotation_still_verify(
+    audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old_key, new_key, rotated = Path(os.environ[KEY_FILE_ENV]), tmp_path / "new.key", tmp_path / "rotated.key"
+    old_id, new_id = load_signer(old_key).key_id, load_signer(new_key).key_id
+    rotated.write_text(new_key.read_text() + old_key.read_text())  # the new key on top signs; the old one verifies
+    monkeypatch.setenv(KEY_FILE_ENV, str(rotated))
+    after = Ledger(audited.db, audit=AuditWriter())
+    after.deposit(after.create_account("After rotation").id, "3")
+    assert verify(audited, capsys) == (0, "audit chain intact: 7 records\n")
+    signers = [r["key_id"] for r in audited.audit() if r["key_id"]]
+    assert signers[-1] == new_id and set(signers[:-1]) == {old_id}
+    monkeypatch.setenv(KEY_FILE_ENV, str(new_key))  # the old key dropped: what it signed no longer verifies
+    code, out = verify(audited, capsys)
+    assert code == 1 and f"signed by key {old_id}, which is not a known audit key" in out
 
 
 async def test_tail_shows_decisions(audited: Harness, capsys: pytest.CaptureFixture[str]) -> None:

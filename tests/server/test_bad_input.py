@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from mcp_server.actions import TOOL_ARGUMENTS
 from policy.testing import ScriptedResponder, approve
 from tests.server.harness import Harness
 
@@ -23,7 +24,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "get_account_balance",
         {"account_id": "ACC-001", "pin": "1234"},
         "unexpected_argument",
-        "unexpected argument 'pin'",
+        "get_account_balance takes only account_id",
     ),
     ("transfer_funds", {"from_account": "ACC-001", "to_account": "ACC-002"}, "missing_argument", "amount is required"),
     (
@@ -119,3 +120,52 @@ async def test_bad_input_is_refused_and_changes_nothing(
     assert "Traceback" not in result.content[0].text  # type: ignore[union-attr]
     assert responder.questions == []
     assert fingerprint(ledger) == before
+
+
+@pytest.mark.parametrize(
+    ("tool", "args"),
+    [
+        ("get_account_balance", {"account_id": "ACC-001", "pin_code_4711": "1234"}),
+        ("transfer_funds", {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "5", "Ignore previous": 1}),
+        ("close_account", {"account_id": "ACC-003", "sweep_to": "ACC-001", "override_limit": True}),
+    ],
+)
+async def test_an_unexpected_argument_is_named_by_the_allowed_ones_never_echoed(
+    ledger: Harness, tool: str, args: dict[str, Any]
+) -> None:
+    """Once the error repeated the unexpected name in its message and `field` (the fuzz drill found it)."""
+    before = fingerprint(ledger)
+    responder = ScriptedResponder(approve())
+    async with ledger.client(responder) as client:
+        result = await client.call_tool(tool, args)
+
+    assert result.is_error and result.structured_content is not None
+    error = result.structured_content["error"]
+    [unexpected] = [name for name in args if name not in TOOL_ARGUMENTS[tool]]
+    assert error["code"] == "unexpected_argument" and error["field"] == "arguments"
+    assert f"{tool} takes only {', '.join(TOOL_ARGUMENTS[tool])}" in error["message"]
+    shown = result.structured_content["message"] + result.content[0].text  # type: ignore[union-attr]
+    assert unexpected not in shown
+    assert responder.questions == [] and fingerprint(ledger) == before
+
+
+@pytest.mark.parametrize(("currency", "amount"), [("USD", "5.000"), ("USD", "0.010"), ("JPY", "500.0")])
+async def test_an_amount_with_more_decimals_than_its_currency_is_refused_on_the_tool_path(
+    ledger: Harness, currency: str, amount: str
+) -> None:
+    """Once the tool path stripped the zeros first, and "5.000" moved 5 USD."""
+    source = ledger.ledger.create_account("Dee Decimals", currency).id
+    ledger.ledger.deposit(source, "1000")
+    target = ledger.ledger.create_account("Eve Exact", currency).id
+    before = fingerprint(ledger)
+    responder = ScriptedResponder(approve())
+    async with ledger.client(responder) as client:
+        result = await client.call_tool(
+            "transfer_funds", {"from_account": source, "to_account": target, "amount": amount}
+        )
+
+    assert result.is_error and result.structured_content is not None
+    error = result.structured_content["error"]
+    assert (error["code"], error["field"]) == ("invalid_amount", "amount")
+    assert "decimal places" in error["message"]
+    assert responder.questions == [] and fingerprint(ledger) == before

@@ -53,7 +53,8 @@ def harness(tmp_path: Path) -> Harness:
 
 def gate_on(harness: Harness) -> tuple[Gate, RecordingStore]:
     store = RecordingStore(harness.db)
-    return Gate(load_policy(TEST_POLICY), store, ledger_actions(harness.ledger)), store
+    policy = load_policy(TEST_POLICY)
+    return Gate(policy, store, ledger_actions(harness.ledger, policy)), store
 
 
 def transfer(harness: Harness, gate: Gate, amount: str, funds: str = "100") -> Call:
@@ -103,7 +104,7 @@ def test_settling_an_answer_is_durable(harness: Harness) -> None:
     call = transfer(harness, gate, "25")
     opening = gate.open(call, human_reachable=True)
 
-    result = gate.conclude(opening, Verdict(VerdictKind.APPROVE), state_digest="round-2")
+    result = gate.conclude(opening, Verdict(VerdictKind.APPROVE))
 
     assert result.status is Status.EXECUTED
     assert store.writes == [(False, True), (True, True)]

@@ -37,7 +37,7 @@ def harness(tmp_path: Path) -> Harness:
 
 def gate_on(harness: Harness, clock: Clock) -> Gate:
     policy = load_policy(TEST_POLICY)
-    return Gate(policy, SqlGateStore(harness.db), ledger_actions(harness.ledger), approval_ttl=TTL, clock=clock)
+    return Gate(policy, SqlGateStore(harness.db), ledger_actions(harness.ledger, policy), approval_ttl=TTL, clock=clock)
 
 
 def asked(harness: Harness, gate: Gate, amount: str = "25") -> tuple[Call, Opening]:
@@ -46,6 +46,12 @@ def asked(harness: Harness, gate: Gate, amount: str = "25") -> tuple[Call, Openi
     opening = gate.open(call, human_reachable=True)
     assert opening.approval is not None
     return call, opening
+
+
+def answering(opening: Opening) -> str:
+    """What a round answering `opening`'s question names: the question's digest."""
+    assert opening.approval is not None and opening.approval.asked_digest is not None
+    return opening.approval.asked_digest
 
 
 def rows(harness: Harness) -> tuple[int, int]:
@@ -59,8 +65,8 @@ def test_the_answering_round_sees_what_open_would_and_writes_nothing(harness: Ha
     call, first = asked(harness, gate)
     before = rows(harness)
 
-    seen = gate.glance(call, human_reachable=True, state_digest="round-2")
-    opened = gate.open(call, human_reachable=True, state_digest="round-2", glance=False)
+    seen = gate.glance(call, human_reachable=True, asked=answering(first))
+    opened = gate.open(call, human_reachable=True, asked=answering(first), glance=False)
 
     assert seen is not None and seen == opened
     assert seen.approval == first.approval and seen.confirm == first.confirm
@@ -69,11 +75,11 @@ def test_the_answering_round_sees_what_open_would_and_writes_nothing(harness: Ha
 
 def test_nothing_to_answer_or_nobody_to_ask_is_left_to_open(harness: Harness) -> None:
     gate = gate_on(harness, Clock())
-    call, _ = asked(harness, gate)
+    call, first = asked(harness, gate)
     other = Call(call.tool, {**call.arguments, "amount": "26"}, call.principal)
 
-    assert gate.glance(other, human_reachable=True, state_digest="round-2") is None
-    assert gate.glance(call, human_reachable=False, state_digest="round-2") is None
+    assert gate.glance(other, human_reachable=True, asked=answering(first)) is None
+    assert gate.glance(call, human_reachable=False, asked=answering(first)) is None
 
 
 def test_an_expired_round_is_left_to_open_which_settles_it(harness: Harness) -> None:
@@ -82,8 +88,8 @@ def test_an_expired_round_is_left_to_open_which_settles_it(harness: Harness) -> 
     call, first = asked(harness, gate)
     clock.now += TTL
 
-    assert gate.glance(call, human_reachable=True, state_digest="round-2") is None
-    settled = gate.open(call, human_reachable=True, state_digest="round-2", glance=False)
+    assert gate.glance(call, human_reachable=True, asked=answering(first)) is None
+    settled = gate.open(call, human_reachable=True, asked=answering(first), glance=False)
     assert settled.final is not None and settled.final.status is Status.EXPIRED
     assert first.approval is not None and harness.events(first.approval.ref) == ["requested", "expired"]
 
@@ -102,21 +108,21 @@ def test_an_answer_for_a_call_that_can_no_longer_run_is_settled_by_the_answer(
     call, first = asked(harness, gate)
     harness.ledger.transfer(call.arguments["from_account"], harness.open_account("0"), "100")  # drained meanwhile
 
-    seen = gate.glance(call, human_reachable=True, state_digest="round-2")
+    seen = gate.glance(call, human_reachable=True, asked=answering(first))
     assert seen is not None and seen.approval == first.approval
-    result = gate.conclude(seen, Verdict(verdict), state_digest="round-2")
+    result = gate.conclude(seen, Verdict(verdict))
 
     assert result.status is status
     assert first.approval is not None and harness.events(first.approval.ref) == events
-    assert gate.glance(call, human_reachable=True, state_digest="round-2") == Opening(call, final=result)
+    assert gate.glance(call, human_reachable=True, asked=answering(first)) == Opening(call, final=result)
 
 
 def test_a_settled_round_is_replayed_from_a_glance(harness: Harness) -> None:
     gate = gate_on(harness, Clock())
     call, first = asked(harness, gate)
-    executed = gate.conclude(first, Verdict(VerdictKind.APPROVE), state_digest="round-2")
+    executed = gate.conclude(first, Verdict(VerdictKind.APPROVE))
 
-    replay = gate.glance(call, human_reachable=True, state_digest="round-2")
+    replay = gate.glance(call, human_reachable=True, asked=answering(first))
 
     assert executed.status is Status.EXECUTED
     assert replay is not None and replay.final == executed

@@ -86,9 +86,12 @@ async def test_answers_without_state_or_for_unasked_questions_run_nothing(harnes
         unasked = await answer(client, args, round1.request_state, key="policy.approval_round:other")
 
     assert isinstance(no_state, types.InputRequiredResult) and isinstance(unasked, types.InputRequiredResult)
+    assert reference(unasked) == reference(round1)  # the question asked again, unanswered
+    assert reference(no_state) != reference(round1)  # without state, a new call: a question of its own
     assert harness.balance(args["from_account"]) == 10000
     assert [r["event"] for r in harness.audit() if r["arguments"].get("from_account") == args["from_account"]] == [
-        "requested"
+        "requested",
+        "requested",
     ]
 
 

@@ -1,0 +1,103 @@
+"""The audit signing key file: outside the database, created once, private to its owner.
+
+Format: one hex Ed25519 private key (32 bytes) per line, `#` comments allowed. The first key
+signs new records; the others only verify what they signed before a rotation. Replicas of one
+ledger must read the same file. A public-key file (`audit public-key`) has the same shape with
+public keys, for verifiers who must not be able to sign.
+"""
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+import platformdirs
+
+from policy.audit import HeadSigner, Keyring
+
+KEY_FILE_ENV = "BANKGATE_AUDIT_KEY_FILE"
+_HEADER = (
+    "# bankgate audit signing keys. Keep private (mode 0600), outside the database, shared by all replicas.\n"
+    "# The first key signs; older keys below it only verify (rotation: add a new key on top).\n"
+)
+
+
+class AuditKeyError(ValueError):
+    """The key file is missing, unreadable or malformed (the message names the file, never its content)."""
+
+
+def key_file(configured: Path | None = None) -> Path:
+    """The key file: as configured, else `$BANKGATE_AUDIT_KEY_FILE`, else `audit.key` in the user data dir
+    (beside the default SQLite ledger)."""
+    if configured is not None:
+        return configured
+    from_env = os.environ.get(KEY_FILE_ENV)
+    return Path(from_env) if from_env else Path(platformdirs.user_data_dir("bankgate")) / "audit.key"
+
+
+def load_signer(path: Path, *, create: bool = True) -> HeadSigner:
+    """The signing key, creating the file on first use. Creation is atomic (a complete file is linked
+    into place; whoever links first wins), so processes starting together all sign with one key."""
+    if create and not path.exists():
+        _create(path)
+    return HeadSigner(_read_keys(path)[0])
+
+
+def load_keyring(path: Path) -> Keyring:
+    """The public halves of every key in a private key file (which must already exist)."""
+    return Keyring(HeadSigner(seed).public_key for seed in _read_keys(path))
+
+
+def load_public_keyring(path: Path) -> Keyring:
+    """A keyring from a public-key file written by `public_key_text`."""
+    return Keyring(_read_keys(path))
+
+
+def public_key_text(path: Path) -> str:
+    """The public keys of a private key file, in the file format (for `audit verify --public-keys`)."""
+    lines = [HeadSigner(seed).public_key.hex() for seed in _read_keys(path)]
+    return "# bankgate audit public keys (verify only)\n" + "\n".join(lines) + "\n"
+
+
+def _read_keys(path: Path) -> list[bytes]:
+    try:
+        content = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise AuditKeyError(f"audit key file {path} does not exist (set {KEY_FILE_ENV} or --audit-key-file)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AuditKeyError(f"audit key file {path} cannot be read ({type(exc).__name__})") from None
+    keys: list[bytes] = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            key = bytes.fromhex(line)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise AuditKeyError(f"audit key file {path}, line {number}: not a 64-digit hex key")
+        keys.append(key)
+    if not keys:
+        raise AuditKeyError(f"audit key file {path} holds no key")
+    return keys
+
+
+def _create(path: Path) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(_HEADER + secrets.token_bytes(32).hex() + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        with contextlib.suppress(FileExistsError):  # another process got there first: its key is the key
+            os.link(draft, path)
+    finally:
+        draft.unlink(missing_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the new name survives a power cut with the records it signs
+    finally:
+        os.close(folder)

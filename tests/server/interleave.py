@@ -1,0 +1,91 @@
+"""Making concurrent calls meet where a race would be, so a concurrency test cannot pass by luck.
+
+`Gathering` holds every approval question until the test lets all the answers go at once.
+`audit_head_held` holds, on PostgreSQL, the row every transaction that records an outcome
+locks last (the audit chain's head) until a given number of transactions wait behind it,
+directly or behind one another. Transactions that are not serialised any earlier have then
+all decided and acted before any of them commits: the interleaving a race needs. On SQLite
+it holds nothing (one writer at a time: there is no interleaving to force).
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import mcp_types as types
+import psycopg
+from mcp.client import ClientRequestContext
+
+from policy.testing import Answer, ScriptedResponder, approve
+
+WAIT_LIMIT = 20.0
+
+
+class Gathering:
+    """An elicitation callback: records each question, and answers it with `answer` once released."""
+
+    def __init__(self, answer: Answer | None = None) -> None:
+        self.answer = answer or approve()
+        self.asked = ScriptedResponder()
+        self._released = anyio.Event()
+
+    async def __call__(
+        self, context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        await self.asked(context, params)  # records the question
+        await self._released.wait()
+        return self.answer.reply(params.message)
+
+    async def until_asked(self, count: int) -> None:
+        with anyio.fail_after(WAIT_LIMIT):
+            while len(self.asked.questions) < count:
+                await anyio.sleep(0.02)
+
+    def release(self) -> None:
+        self._released.set()
+
+
+class HeldHead:
+    def __init__(self, url: str | None) -> None:
+        self._holder = psycopg.connect(url) if url is not None else None
+        self._watcher = psycopg.connect(url, autocommit=True) if url is not None else None
+        if self._holder is not None:
+            self._holder.execute("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+
+    async def until_waiting(self, count: int) -> None:
+        """Until `count` transactions wait behind the holder (directly or through each other)."""
+        if self._holder is None:
+            return
+        with anyio.fail_after(WAIT_LIMIT):
+            while self._waiting() < count:
+                await anyio.sleep(0.02)
+
+    def release(self) -> None:
+        if self._holder is not None:
+            self._holder.rollback()
+            self._holder.close()
+            self._holder = None
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
+
+    def _waiting(self) -> int:
+        assert self._holder is not None and self._watcher is not None
+        rows = self._watcher.execute(
+            "SELECT pid, pg_blocking_pids(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        ).fetchall()
+        behind, frontier = set(), {self._holder.info.backend_pid}
+        while frontier:
+            frontier = {pid for pid, blockers in rows if set(blockers) & frontier} - behind
+            behind |= frontier
+        return len(behind)
+
+
+@asynccontextmanager
+async def audit_head_held(postgres_url: str | None) -> AsyncIterator[HeldHead]:
+    """Hold the audit head (PostgreSQL; nothing when `postgres_url` is None) until released or left."""
+    held = HeldHead(postgres_url)
+    try:
+        yield held
+    finally:
+        held.release()

@@ -1,0 +1,69 @@
+"""The audit signing key: created once, private, reused, and one key however many processes start at once."""
+
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mcp_server.audit_keys import AuditKeyError, load_keyring, load_signer, public_key_text
+from mcp_server.cli import main
+
+
+def test_the_key_file_is_created_private_and_reused(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "audit.key"
+    first = load_signer(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    content = path.read_text()
+    assert load_signer(path).key_id == first.key_id and path.read_text() == content
+    assert [p.name for p in path.parent.iterdir()] == ["audit.key"]  # no draft left behind
+
+
+_RACER = """
+import sys, time
+from pathlib import Path
+from mcp_server.audit_keys import load_signer
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.001)
+print(load_signer(Path(sys.argv[1])).key_id)
+"""
+
+
+def test_processes_creating_the_key_at_once_agree_on_one(tmp_path: Path) -> None:
+    path, go = tmp_path / "audit.key", tmp_path / "go"
+    racers = [
+        subprocess.Popen([sys.executable, "-c", _RACER, str(path), str(go)], stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    time.sleep(1.0)  # every racer is importing or waiting at the line
+    go.touch()
+    ids = {racer.communicate(timeout=60)[0].strip() for racer in racers}
+    assert all(racer.returncode == 0 for racer in racers)
+    assert ids == {load_signer(path).key_id}
+
+
+def test_a_missing_or_malformed_key_file_is_named_never_created_by_verify(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nowhere.key"
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    assert main(["audit", "verify", "--db", db, "--audit-key-file", str(missing)]) == 2
+    assert f"audit key file {missing} does not exist" in capsys.readouterr().err
+    assert not missing.exists()
+    bad = tmp_path / "bad.key"
+    bad.write_text("# comment\nnot-hex-secret\n")
+    with pytest.raises(AuditKeyError, match=r"bad.key, line 2: not a 64-digit hex key") as caught:
+        load_keyring(bad)
+    assert "not-hex-secret" not in str(caught.value)
+
+
+def test_the_public_key_file_holds_no_secret(tmp_path: Path) -> None:
+    path = tmp_path / "audit.key"
+    signer = load_signer(path)
+    public = public_key_text(path)
+    secret = next(line for line in path.read_text().splitlines() if not line.startswith("#"))
+    assert secret not in public and signer.public_key.hex() in public
