@@ -62,6 +62,8 @@ class Question:
     fields: tuple[FormField, ...]
     deadline: float | None = None
     """When the server stops waiting (epoch seconds), as far as the host can tell."""
+    schema: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """The form's JSON schema as sent (a web client renders and checks its answer against it)."""
 
     @classmethod
     def from_params(cls, params: mcp_types.ElicitRequestFormParams) -> Question:
@@ -77,7 +79,7 @@ class Question:
             )
             for name, spec in properties.items()
         )
-        return cls(params.message, fields)
+        return cls(params.message, fields, schema=schema)
 
     def seconds_left(self, clock: Callable[[], float] = time.time) -> float | None:
         return None if self.deadline is None else self.deadline - clock()

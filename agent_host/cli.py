@@ -38,6 +38,10 @@ COMMANDS: tuple[Command, ...] = (
         "emulator",
         "Serve an offline Foundry project emulator (rule-based stand-in model, not an LLM) on 127.0.0.1.",
     ),
+    Command(
+        "serve",
+        "Serve the agent over AG-UI with a browser chat at /; approvals become interrupts answered in the client.",
+    ),
 )
 
 

@@ -24,7 +24,7 @@ from .settings import HostSettings
 from .toolbox import Toolbox
 from .transport_rest import RestTransport
 from .transport_sdk import SdkTransport
-from .turns import Conversation, ResponsesTransport
+from .turns import Conversation, ResponsesTransport, TurnObserver
 from .waiting import BusyTransport
 
 
@@ -40,13 +40,15 @@ class Host:
     desk: ApprovalDesk
     display: Display
 
-    def conversation(self, agent: AgentChoice | None = None, *, stream: bool | None = None) -> Conversation:
-        """A new chain of responses with ``agent`` (the host's agent by default)."""
+    def conversation(
+        self, agent: AgentChoice | None = None, *, stream: bool | None = None, observer: TurnObserver | None = None
+    ) -> Conversation:
+        """A new chain of responses with ``agent`` (the host's agent by default), shown on ``observer``."""
         return Conversation(
             self.transport,
             self.toolbox,
             (agent or self.agent).reference(),
-            self.display,
+            observer or self.display,
             stream=self.settings.stream if stream is None else stream,
             max_rounds=self.settings.max_rounds,
         )
