@@ -1,16 +1,19 @@
 """The non-serving commands of `bankgate-mcp`: policy, audit and ledger administration."""
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from mcp_server import audit_log
 from mcp_server.actions import TOOL_ARGUMENTS
 from mcp_server.app import open_state
-from mcp_server.database import Database
+from mcp_server.database import Database, redacted_url
+from mcp_server.explain import explain
 from mcp_server.ledger import Ledger
 from mcp_server.money import format_amount
 from mcp_server.settings import Settings
 from policy.action import Call
+from policy.facts import CallFacts
 from policy.loader import load_policy
 from policy.results import Refusal
 
@@ -25,27 +28,69 @@ def policy_check(file: Path) -> int:
     return 0
 
 
-def policy_explain(settings: Settings, tool: str, raw_args: str) -> int:
+def policy_explain(
+    settings: Settings, tool: str, raw_args: str, *, balances: Sequence[str] = (), moved_today: str | None = None
+) -> int:
     arguments = json.loads(raw_args)
     state = open_state(settings)
     action = state.gate.actions.get(tool)
     if action is None:
         raise Refusal("unknown_tool", f"no tool named '{tool}' (tools: {', '.join(sorted(state.gate.actions))})")
     call = Call(tool, action.canonical(arguments), settings.principal)
-    decision, inspection = state.gate.explain(call)
-    print(f"decision: {decision.outcome.value}")
-    print(f"reason: {decision.reason}")
-    print(f"matched rules: {', '.join(decision.matched_rules) or '(none: the tool default applies)'}")
-    print(f"policy: {state.gate.policy.source} ({decision.policy_version})")
-    print("effect:")
-    for line in inspection.effect:
-        print(f"  {line}")
+    found = explain(state, call, balances=_pairs(balances, "--balance"), moved_today=moved_today)
+    print(f"policy: {state.gate.policy.source} ({state.gate.policy.version})")
+    if found.decision is None:
+        print("policy decision: not judged (the call names an account that does not exist)")
+    else:
+        print(f"policy decision: {found.decision.outcome.value}")
+        print(f"  reason: {found.decision.reason}")
+        print(f"  matched rules: {', '.join(found.decision.matched_rules) or '(none: the tool default applies)'}")
+    if found.facts is not None and (balances or moved_today is not None):
+        print("  judged on hypothetical facts: " + _hypotheses(found.facts, balances, moved_today))
+    if found.precheck is None:
+        print("ledger pre-checks: pass")
+        print("  effect:")
+        for line in found.effect:
+            print(f"    {line}")
+    else:
+        print(f"ledger pre-checks: would refuse ({found.precheck.code}): {found.precheck.message}")
     print("(nothing was executed)")
     return 0
 
 
+def _pairs(items: Sequence[str], option: str) -> dict[str, str]:
+    """'ID=AMOUNT' options as a mapping."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{option} expects ACCOUNT=AMOUNT, e.g. {option} ACC-001=100000")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _hypotheses(facts: CallFacts, balances: Sequence[str], moved_today: str | None) -> str:
+    shown = [f"balance {item}" for item in balances]
+    if moved_today is not None:
+        shown.append(f"moved today {format_amount(facts.moved_today_minor, facts.currency)}")
+    return ", ".join(shown)
+
+
+def admin_init(settings: Settings) -> int:
+    """The explicit step that creates a ledger (or upgrades one), and puts demo money in it only when asked."""
+    state = open_state(settings, create=True, seed=bool(settings.seed_demo))
+    accounts = state.ledger.accounts()
+    print(f"ledger ready at {redacted_url(settings.db_url)}: {len(accounts)} accounts")
+    return 0
+
+
+def _existing(settings: Settings) -> Database:
+    """The ledger `settings` name; never a new one (see `Database.open`)."""
+    return Database.open(settings.db_url, create=False)
+
+
 def audit_verify(settings: Settings) -> int:
-    count, findings = audit_log.verify(Database.open(settings.db_url))
+    count, findings = audit_log.verify(_existing(settings))
     if not findings:
         print(f"audit chain intact: {count} records")
         return 0
@@ -56,13 +101,13 @@ def audit_verify(settings: Settings) -> int:
 
 
 def audit_tail(settings: Settings, limit: int) -> int:
-    for line in audit_log.tail(Database.open(settings.db_url), limit):
+    for line in audit_log.tail(_existing(settings), limit):
         print(line.render())
     return 0
 
 
 def _ledger(settings: Settings) -> Ledger:
-    return Ledger(Database.open(settings.db_url), max_amount_minor=settings.max_amount_minor)
+    return Ledger(_existing(settings), max_amount_minor=settings.max_amount_minor)
 
 
 def admin_accounts(settings: Settings) -> int:
