@@ -2,8 +2,9 @@
 JWT access tokens from an OAuth issuer (`mcp_server.oauth`), advertised per RFC 9728."""
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlparse
 
 from mcp.server.auth.provider import AccessToken, TokenVerifier
@@ -17,9 +18,11 @@ from mcp_server.settings import LOOPBACK_HOSTS, Settings
 class ConfigTokenVerifier:
     """Checks a presented token against every configured one in constant time."""
 
-    def __init__(self, tokens: Mapping[str, str]) -> None:
-        """`tokens` maps principal name to token."""
+    def __init__(self, tokens: Mapping[str, str], scopes: Sequence[str] = ()) -> None:
+        """`tokens` maps principal name to token; each carries `scopes` (an operator's token has every
+        scope the server requires of OAuth tokens)."""
         self._tokens = [(principal, token.encode()) for principal, token in tokens.items()]
+        self._scopes = list(scopes)
 
     async def verify_token(self, token: str) -> AccessToken | None:
         presented = token.encode()
@@ -29,7 +32,7 @@ class ConfigTokenVerifier:
                 found = principal
         if found is None:
             return None
-        return AccessToken(token=token, client_id=found, scopes=[], subject=found)
+        return AccessToken(token=token, client_id=found, scopes=self._scopes, subject=found)
 
 
 def parse_tokens(inline: str | None, file: Path | None) -> dict[str, str]:
@@ -87,7 +90,7 @@ def token_verifier(
     """
     from mcp_server.oauth import EitherVerifier, JwtTokenVerifier, OAuthConfig
 
-    static = ConfigTokenVerifier(tokens)
+    static = ConfigTokenVerifier(tokens, settings.oauth_scopes)
     if settings.oauth_issuer is None:
         return static, None, []
     resource = AnyHttpUrl(settings.resource_url)
@@ -100,9 +103,12 @@ def token_verifier(
             principal_claim=settings.oauth_principal_claim,
         )
     )
+    # The issuer as a string: the metadata model validates it keeping its exact spelling (RFC 8414
+    # compares issuers as strings; `AnyHttpUrl(...)` here would append a "/").
+    issuer = cast(AnyHttpUrl, settings.oauth_issuer)
     routes = create_protected_resource_routes(
         resource,
-        [AnyHttpUrl(settings.oauth_issuer)],
+        [issuer],
         scopes_supported=settings.oauth_scopes or None,
         resource_name="bankgate",
     )

@@ -58,12 +58,12 @@ def check_http_settings(settings: Settings, tokens: dict[str, str]) -> list[str]
             f"refusing to serve without authentication on {settings.host}: --no-auth is for loopback "
             "addresses only; configure tokens (BANKGATE_TOKENS or --token-file) instead"
         )
+    check_oauth_settings(settings)
     if not settings.no_auth and not tokens and settings.oauth_issuer is None:
         raise ConfigError(
             "HTTP needs bearer tokens: set BANKGATE_TOKENS='principal=token' or --token-file FILE, or an OAuth "
             "issuer (BANKGATE_OAUTH_ISSUER) (or --no-auth on a loopback address for local development)"
         )
-    check_oauth_settings(settings)
     warnings = []
     if settings.stateless:
         if not settings.state_keys():
