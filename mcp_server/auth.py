@@ -14,6 +14,9 @@ from starlette.routing import Route
 
 from mcp_server.settings import LOOPBACK_HOSTS, Settings
 
+WELL_KNOWN = "/.well-known/oauth-protected-resource"
+"""RFC 9728's metadata path; the MCP spec's clients also try it suffixed with the endpoint's path."""
+
 
 class ConfigTokenVerifier:
     """Checks a presented token against every configured one in constant time."""
@@ -73,10 +76,10 @@ def check_oauth_settings(settings: Settings) -> None:
         url = urlparse(settings.oauth_jwks_url)
         if url.scheme != "https" and not (url.scheme == "http" and url.hostname in LOOPBACK_HOSTS):
             raise ValueError("BANKGATE_OAUTH_JWKS_URL must use https (plain http only on a loopback address)")
-    if settings.oauth_audience is None and settings.public_url is None and not settings.is_loopback:
+    if settings.public_url is None and not settings.is_loopback:
         raise ValueError(
-            "OAuth off loopback needs the URL clients use: set BANKGATE_PUBLIC_URL (e.g. https://bank.example/mcp), "
-            "which is the token audience unless BANKGATE_OAUTH_AUDIENCE says otherwise"
+            "OAuth off loopback needs the URL clients use: set BANKGATE_PUBLIC_URL (e.g. https://bank.example/mcp); "
+            "it is the resource clients are sent to sign in for, and the token audience by default"
         )
 
 
@@ -115,6 +118,3 @@ def token_verifier(
     bare = [Route(WELL_KNOWN, r.endpoint, methods=r.methods) for r in routes if r.path != WELL_KNOWN]
     verifier: TokenVerifier = EitherVerifier([static, jwt_verifier]) if tokens else jwt_verifier
     return verifier, build_resource_metadata_url(resource), routes + bare
-
-
-WELL_KNOWN = "/.well-known/oauth-protected-resource"

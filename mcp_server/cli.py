@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(args, f"--args is not valid JSON: {exc}")
     except Refusal as refusal:  # LedgerError included: its message is written for people
         _fail(args, f"refused ({refusal.code}): {refusal.message}")
-    except ValueError as exc:  # ConfigError, PolicyError, LedgerNotOpened, bad --args JSON: one line with a hint
+    except ValueError as exc:  # ConfigError, PolicyError, LedgerNotOpened, bad options: one line with a hint
         _fail(args, str(exc))
     except KeyboardInterrupt:
         return 130
