@@ -201,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from pydantic import ValidationError
 
+    from mcp_server.database import DatabaseUnreachable
     from mcp_server.settings import Settings
     from policy.results import Refusal
 
@@ -215,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _fail(args, f"configuration: {field}: {error['msg']}")
     except json.JSONDecodeError as exc:
         _fail(args, f"--args is not valid JSON: {exc}")
+    except DatabaseUnreachable as exc:  # names the server and what to check: nothing to add
+        _fail(args, exc.message)
     except Refusal as refusal:  # LedgerError included: its message is written for people
         _fail(args, f"refused ({refusal.code}): {refusal.message}")
     except ValueError as exc:  # ConfigError, PolicyError, LedgerNotOpened, bad options: one line with a hint

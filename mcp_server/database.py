@@ -85,7 +85,14 @@ def default_database_url() -> str:
 
 
 class LedgerNotOpened(ValueError):
-    """The ledger at a URL cannot be opened (missing, unreachable, malformed URL); one line with a hint."""
+    """No ledger at a URL (missing, not a bankgate database, malformed URL); the message is one line with a hint."""
+
+
+class DatabaseUnreachable(LedgerError):
+    """The database server or file cannot be reached; the message names where and what to check, never a password."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.DATABASE_UNAVAILABLE, message)
 
 
 def redacted_url(url: str) -> str:
@@ -121,7 +128,8 @@ class Database:
 
         ``create=False`` opens only an existing bankgate ledger (one with ``schema_migrations``),
         so a mistyped URL is an error instead of a new, empty ledger; it still applies pending
-        migrations to an existing one. Raises ``LedgerNotOpened`` with a one-line hint.
+        migrations to an existing one. Raises ``LedgerNotOpened`` or ``DatabaseUnreachable``,
+        each with a one-line hint.
         """
         database = cls(_create_engine(url, pool_size, create=create))
         try:
@@ -138,7 +146,7 @@ class Database:
             with self._engine.connect() as conn:
                 exists = inspect(conn).has_table("schema_migrations")
         except OperationalError as exc:
-            raise LedgerNotOpened(_unreachable(self._engine.url, exc)) from exc
+            raise DatabaseUnreachable(_unreachable(self._engine.url, exc)) from exc
         if not create and not exists:
             raise LedgerNotOpened(
                 f"{redacted_url(url)} holds no bankgate ledger; create one with "
