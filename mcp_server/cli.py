@@ -198,7 +198,13 @@ def _policy_option(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if "--debug" in unknown:  # also accepted after the command, where people type it
+        unknown.remove("--debug")
+        args.debug = True
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from pydantic import ValidationError
 
     from mcp_server.database import DatabaseUnreachable
