@@ -59,6 +59,10 @@ class McpTarget:
         return self.url or "bankgate-mcp serve (stdio subprocess)"
 
 
+DEMO_LEDGER = ("--create", "--seed-demo")
+"""`server_args` for a throwaway ledger: a server given a URL creates (and seeds) nothing unless told to."""
+
+
 @dataclass(frozen=True)
 class ToolResult:
     """A tool's result as the model gets it: the structured content (or a stand-in for it)."""

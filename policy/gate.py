@@ -136,15 +136,9 @@ class Gate:
         action = self.actions[opening.call.tool]
         return self.store.transaction(lambda tx: self._conclude(tx, action, opening, verdict), wait=wait)
 
-    def explain(self, call: Call) -> tuple[Decision, Inspection]:
-        """The decision the policy would give `call` now, and what it would do; changes nothing."""
-        action = self.actions[call.tool]
-
-        def work(tx: GateTx) -> tuple[Decision, Inspection]:
-            inspection = action.inspect(tx, call)
-            return self.policy.decide(self._facts(tx, call, inspection)), inspection
-
-        return self.store.transaction(work, write=not action.read_only)
+    def facts(self, tx: GateTx, call: Call, inspection: Inspection) -> CallFacts:
+        """What the policy judges `call` on, as `decide` would see it (for explaining a decision)."""
+        return self._facts(tx, call, inspection)
 
     def _read(self, tx: GateTx, action: Action, call: Call) -> GateResult | None:
         try:

@@ -16,7 +16,7 @@ import pytest
 
 from agent_host.approvers import ApprovalDesk, DenyApprover
 from agent_host.emulator import Emulator
-from agent_host.mcp_link import McpTarget, connect
+from agent_host.mcp_link import DEMO_LEDGER, McpTarget, connect
 
 from .helpers import CapturedDisplay
 
@@ -47,13 +47,17 @@ def lab_env(emulator: Emulator, tmp_path: Path, agent: str, **extra: str) -> dic
         "CHAT_MODEL": "gpt-4.1-mini",
         "AGENT_NAME": agent,
         "BANKGATE_DB_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "BANKGATE_CREATE": "true",  # a named ledger is never created implicitly
+        "BANKGATE_SEED_DEMO": "true",
         **extra,
     }
 
 
 async def read_balance(tmp_path: Path, account: str) -> Decimal:
     """Read a balance straight from a bankgate MCP server on the test's ledger."""
-    target = McpTarget(db_url=f"sqlite:///{tmp_path / 'ledger.db'}", server_env={}, server_cwd=str(tmp_path))
+    target = McpTarget(
+        db_url=f"sqlite:///{tmp_path / 'ledger.db'}", server_args=DEMO_LEDGER, server_env={}, server_cwd=str(tmp_path)
+    )
     async with connect(target, ApprovalDesk(DenyApprover(), CapturedDisplay())) as link:
         result = await link.call("get_account_balance", {"account_id": account})
     return Decimal(result.output["balance"])
