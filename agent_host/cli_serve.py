@@ -18,7 +18,7 @@ from .display import Display
 from .emulator import running_emulator
 from .errors import ConfigurationError
 from .host import open_host
-from .mcp_link import McpTarget
+from .mcp_link import DEMO_LEDGER, McpTarget
 from .settings import HostSettings
 from .web.interrupts import InterruptStore
 from .web.runs import RunDriver
@@ -83,4 +83,5 @@ async def _agent(args: argparse.Namespace, display: Display) -> AsyncIterator[tu
         emulator = await stack.enter_async_context(running_emulator())
         settings = HostSettings.for_emulator(emulator.endpoint, emulator.token, agent_name="bankgate-web")
         display.note("Demo: offline emulator (a rule-based stand-in, not an LLM), seeded ledger ACC-001..ACC-003.")
-        yield settings, McpTarget(db_url=f"sqlite:///{Path(tmp) / 'ledger.db'}", server_env={}, server_cwd=tmp)
+        ledger = f"sqlite:///{Path(tmp) / 'ledger.db'}"
+        yield settings, McpTarget(db_url=ledger, server_args=DEMO_LEDGER, server_env={}, server_cwd=tmp)

@@ -8,14 +8,16 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import anyio
 import httpx2
 import pytest
 
 from agent_host.emulator import Emulator
 from tests.host.test_cli import bankgate_agent
 
-from .helpers import run, run_input, types, web_for
+from .helpers import run, run_input, tool_results, types, web_for
 
 pytestmark = pytest.mark.anyio
 ASK = run_input("t", "What is the balance of ACC-001?")
@@ -74,9 +76,17 @@ def test_serve_demo_needs_no_configuration(tmp_path: Path) -> None:
         assert url is not None, "serve --demo did not print its URL"
         page = httpx2.get(f"{url}/", timeout=10)
         assert page.status_code == 200 and "/static/chat.js" in page.text
+        events = anyio.run(_ask, url, "What is the balance of ACC-001?")  # the demo ledger exists and is seeded
+        [result] = tool_results(events)
+        assert result["status"] == "executed" and result["balance"] == "5000.00", result
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) in (0, 130), "Ctrl-C stops the server"
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+async def _ask(url: str, text: str) -> list[Any]:
+    async with httpx2.AsyncClient(timeout=120) as client:
+        return await run(client, url, run_input("t-demo", text))
