@@ -96,9 +96,10 @@ def _existing(settings: Settings) -> Database:
 
 
 def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public_keys: Path | None = None) -> int:
+    db = _existing(settings)  # a missing ledger is the first thing to say: it needs no key to find out
     keys = load_public_keyring(public_keys) if public_keys else load_keyring(key_file(settings.audit_key_file))
     checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file else None
-    count, findings = audit_log.verify(_existing(settings), keys, checkpoint)
+    count, findings = audit_log.verify(db, keys, checkpoint)
     if not findings:
         held = f"; it holds the checkpoint's record {checkpoint.seq}" if checkpoint else ""
         print(f"audit chain intact: {count} records{held}")

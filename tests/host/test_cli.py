@@ -40,6 +40,10 @@ def bankgate_agent(
     )
 
 
+_NEW_LEDGER = {"BANKGATE_CREATE": "true", "BANKGATE_SEED_DEMO": "true"}
+"""A named ledger is never created implicitly: the launched server is told to create and seed it."""
+
+
 def lab_env(emulator: Emulator, tmp_path: Path, agent: str, **extra: str) -> dict[str, str]:
     return {
         "PROJECT_ENDPOINT": emulator.endpoint,
@@ -47,8 +51,7 @@ def lab_env(emulator: Emulator, tmp_path: Path, agent: str, **extra: str) -> dic
         "CHAT_MODEL": "gpt-4.1-mini",
         "AGENT_NAME": agent,
         "BANKGATE_DB_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
-        "BANKGATE_CREATE": "true",  # a named ledger is never created implicitly
-        "BANKGATE_SEED_DEMO": "true",
+        **_NEW_LEDGER,
         **extra,
     }
 
@@ -223,7 +226,7 @@ def test_against_the_emulator_chat_model_defaults(emulator: Emulator, tmp_path: 
 
 
 def test_against_azure_a_missing_chat_model_stays_a_configuration_error(tmp_path: Path) -> None:
-    env = {"PROJECT_ENDPOINT": "https://example.services.ai.azure.com/api/projects/p", "BANKGATE_DB_URL": ""}
+    env = {"PROJECT_ENDPOINT": "https://example.services.ai.azure.com/api/projects/p", **_NEW_LEDGER}
     env["BANKGATE_DB_URL"] = f"sqlite:///{tmp_path / 'ledger.db'}"
     result = bankgate_agent("ask", "hi", cwd=tmp_path, env=env)
 
@@ -237,6 +240,7 @@ def test_azure_identity_warnings_show_only_with_debug(tmp_path: Path) -> None:
         "PROJECT_ENDPOINT": "https://example.services.ai.azure.com/api/projects/p",
         "CHAT_MODEL": "gpt-4.1-mini",
         "BANKGATE_DB_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        **_NEW_LEDGER,
         "AZURE_CONFIG_DIR": str(tmp_path / "no-azure-cli"),
     }
     quiet = bankgate_agent("ask", "hi", cwd=tmp_path, env=env, timeout=120)

@@ -46,7 +46,9 @@ def test_stdio_in_a_terminal_says_it_waits_and_stops_on_ctrl_c(tmp_path: Path) -
     os.close(terminal)
     try:
         assert process.stderr is not None
-        said = [process.stderr.readline() for _ in range(2)]  # the ledger's log line, then the notice
+        said: list[str] = []  # start-up log lines (ledger, audit key, policy), then the notice
+        while len(said) < 8 and not any("waiting for an MCP client on stdin" in line for line in said):
+            said.append(process.stderr.readline())
         assert any("waiting for an MCP client on stdin" in line and "Ctrl-C" in line for line in said), said
         time.sleep(0.5)  # past the start, into the blocking read of stdin
         process.send_signal(signal.SIGINT)

@@ -121,7 +121,7 @@ def served(db_url: str, tmp_path: Path, policy: str | None = POLICY, **options: 
         path = tmp_path / "policy.toml"
         path.write_text(policy)
     settings = Settings(db_url=db_url, policy=path, seed_demo=False, _env_file=None, **options)  # type: ignore[call-arg]
-    server = build_server(open_state(settings), settings)
+    server = build_server(open_state(settings, create=True), settings)
     return server, Harness("memory", db_url)
 
 

@@ -25,7 +25,7 @@ async def test_any_number_of_health_requests_probe_the_database_at_most_once_per
 ) -> None:
     """Once every /healthz and /readyz ran a query: anyone who could reach the port could load the database."""
     settings = Settings(db_url=f"sqlite:///{tmp_path / 'ledger.db'}", health_interval=3600, _env_file=None)  # type: ignore[call-arg]
-    state = open_state(settings)
+    state = open_state(settings, create=True)
     probes = []
     real_ping = state.ledger.db.ping
 

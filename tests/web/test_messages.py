@@ -9,6 +9,7 @@ import httpx2
 import pytest
 
 from agent_host.emulator import Emulator
+from agent_host.mcp_link import DEMO_LEDGER
 from tests.host.helpers import ledger_target, settings_for
 
 from .helpers import interrupt_of, run, run_input, tool_results, web_for
@@ -42,7 +43,8 @@ confirm = "account_id"
 async def test_policy_wording_in_tool_results(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
     policy = tmp_path / "worded.toml"
     policy.write_text(POLICY, encoding="utf-8")
-    target = replace(ledger_target(settings_for(emulator, agent_name), tmp_path), server_args=("--policy", str(policy)))
+    target = ledger_target(settings_for(emulator, agent_name), tmp_path)
+    target = replace(target, server_args=(*DEMO_LEDGER, "--policy", str(policy)))
     async with (
         web_for(emulator, tmp_path, agent_name, target=target) as web,
         httpx2.AsyncClient(timeout=60) as client,
