@@ -29,8 +29,8 @@ from policy.store import AuditEntry
 
 _COLUMNS = ", ".join((*CHAINED_FIELDS, "prev_hash", "hash", "key_id", "signature"))
 _LEDGER_TRANSACTIONS = (
-    "SELECT t.id, t.kind, MAX(e.amount_minor), MAX(a.currency) FROM transactions t "
-    "LEFT JOIN entries e ON e.transaction_id = t.id LEFT JOIN accounts a ON a.id = e.account_id GROUP BY t.id, t.kind"
+    "SELECT t.id, t.kind, MAX(e.amount_minor), MAX(a.currency), t.created_at FROM transactions t LEFT JOIN entries e "
+    "ON e.transaction_id = t.id LEFT JOIN accounts a ON a.id = e.account_id GROUP BY t.id, t.kind, t.created_at"
 )
 _MOVING_EVENTS = ("executed", "admin")
 """The records that may name a ledger transaction: the gate's executions and ledger administration."""
@@ -51,6 +51,7 @@ class _Posted:
     kind: str
     amount_minor: int
     currency: str | None
+    created_at: str
 
     def describe(self) -> str:
         if self.currency not in MINOR_UNITS:  # no entries, or an account forged with a currency we do not know
@@ -159,8 +160,8 @@ def _read_state(conn: Connection) -> _State:
     records = [dict(row) for row in conn.execute(text(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq")).mappings()]
     head = conn.execute(text("SELECT seq, hash FROM audit_head WHERE id = 1")).one()
     posted = {
-        str(tx): _Posted(str(kind), int(amount or 0), currency)
-        for tx, kind, amount, currency in conn.execute(text(_LEDGER_TRANSACTIONS))
+        str(tx): _Posted(str(kind), int(amount or 0), currency, str(created_at))
+        for tx, kind, amount, currency, created_at in conn.execute(text(_LEDGER_TRANSACTIONS))
     }
     asked = [str(ref) for (ref,) in conn.execute(text("SELECT ref FROM approvals ORDER BY created_at, ref"))]
     return _State(records, (int(head.seq), head.hash), posted, asked)
@@ -209,10 +210,13 @@ def cross_check(records: Sequence[Mapping[str, Any]], posted: Mapping[str, _Post
             elif ledger.amount_minor != amount:
                 findings.append(Finding(seq, f"moved {amount} minor units but ledger transaction {tx} moves "
                                         f"{ledger.amount_minor} (edited)"))  # fmt: skip
-    # Before an adoption, postings without a record may be an old ledger's; after it, only forgeries.
-    legacy = not any(_is_adoption(record) for record in records)
+    # A posting without a record may be an old ledger's only if dated before the first signature (a version
+    # that signs records every posting) and nothing was adopted yet; otherwise it can only be a forgery.
+    signed_from = next((str(r["at"]) for r in records if r["signature"] is not None), None)
+    adopted = any(_is_adoption(record) for record in records)
     for tx, ledger in sorted(posted.items()):
         if tx not in claimed:
+            legacy = not adopted and (signed_from is None or ledger.created_at < signed_from)
             findings.append(Finding(None, f"ledger transaction {tx} ({ledger.describe()}) has no audit record "
                                     "(posted outside the gate)", legacy))  # fmt: skip
     return findings

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from mcp_server.cli import main
+from mcp_server.timestamps import now_text
 from policy.testing import ScriptedResponder, approve
 from tests.ledger.conftest import BACKENDS, postgres_schema
 from tests.server.harness import Harness
@@ -111,24 +112,28 @@ async def test_an_old_demo_ledger_never_used_has_an_empty_chain_to_adopt(
     assert verify(harness, capsys) == (0, "audit chain intact: 1 records\n")
 
 
-async def test_a_transaction_posted_after_the_adoption_is_still_named(
-    harness: Harness, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Adoption covers what it listed, once: money moved behind the server's back later is a forgery,
-    gets no hint, and a second adoption refuses to cover it. An adopted amount edited later is named too."""
-    await made_before_signing(harness)
-    assert adopt(harness, capsys)[0] == 0
+def forge_transfer(harness: Harness, created_at: str) -> None:
+    """Money moved behind the server's back, with the books kept balanced."""
     source, target = harness.open_account("50", "Eve"), harness.open_account("0", "Mallory")
     tamper(
         harness,
-        "INSERT INTO transactions (id, kind, memo, created_at) VALUES ('TX-forged', 'transfer', NULL, "
-        "'2020-01-01T00:00:00.000000Z')",
+        f"INSERT INTO transactions (id, kind, memo, created_at) VALUES ('TX-forged', 'transfer', NULL, '{created_at}')",
         f"INSERT INTO entries (id, transaction_id, account_id, amount_minor) VALUES ('TX-forged:1', 'TX-forged', "
         f"'{source}', -500), ('TX-forged:2', 'TX-forged', '{target}', 500)",
         f"UPDATE accounts SET balance_minor = balance_minor - 500 WHERE id = '{source}'",
         f"UPDATE accounts SET balance_minor = balance_minor + 500 WHERE id = '{target}'",
     )
     assert harness.ledger.check_invariants() == []
+
+
+async def test_a_transaction_posted_after_the_adoption_is_still_named(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Adoption covers what it listed, once: money moved behind the server's back later is a forgery,
+    even dated back to before signing; it gets no hint, and a second adoption refuses to cover it."""
+    await made_before_signing(harness)
+    assert adopt(harness, capsys)[0] == 0
+    forge_transfer(harness, "2020-01-01T00:00:00.000000Z")
     code, out = verify(harness, capsys)
     assert code == 1 and "ledger transaction TX-forged (transfer, $5.00) has no audit record" in out
     assert HINT not in out
@@ -136,6 +141,21 @@ async def test_a_transaction_posted_after_the_adoption_is_still_named(
     code, _, err = adopt(harness, capsys)
     assert code == 2 and "refusing to adopt" in err and "ledger transaction TX-forged (transfer, $5.00)" in err
     assert len(harness.audit()) == records
+
+
+async def test_a_forgery_on_a_ledger_made_after_the_upgrade_is_never_adopted(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A posting dated after the first signature cannot be an old version's (every signing version records
+    its postings), so neither the hint nor adopt treat it as one, adoption or not."""
+    harness.ledger.seed_demo()
+    forge_transfer(harness, now_text())
+    code, out = verify(harness, capsys)
+    assert code == 1 and "ledger transaction TX-forged (transfer, $5.00) has no audit record" in out
+    assert HINT not in out
+    code, _, err = adopt(harness, capsys)
+    assert code == 2 and "ledger transaction TX-forged (transfer, $5.00)" in err
+    assert harness.audit(tool="adopt_history") == []
 
 
 @pytest.mark.parametrize(
