@@ -47,7 +47,9 @@ class AdoptionRefused(ValueError):
 
 
 @dataclass(frozen=True)
-class _Posted:
+class Posted:
+    """A ledger transaction as verification sees it: what it moved, and when it says it was posted."""
+
     kind: str
     amount_minor: int
     currency: str | None
@@ -84,7 +86,7 @@ class Adoption:
     """What one `audit adopt` vouched for, in its signed record `seq`."""
 
     seq: int
-    transactions: list[tuple[str, _Posted]]
+    transactions: list[tuple[str, Posted]]
     unsigned_through: int
 
 
@@ -152,7 +154,7 @@ class _State:
 
     records: list[dict[str, Any]]
     head: tuple[int, str]
-    posted: dict[str, _Posted]
+    posted: dict[str, Posted]
     asked: list[str]
 
 
@@ -160,7 +162,7 @@ def _read_state(conn: Connection) -> _State:
     records = [dict(row) for row in conn.execute(text(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq")).mappings()]
     head = conn.execute(text("SELECT seq, hash FROM audit_head WHERE id = 1")).one()
     posted = {
-        str(tx): _Posted(str(kind), int(amount or 0), currency, str(created_at))
+        str(tx): Posted(str(kind), int(amount or 0), currency, str(created_at))
         for tx, kind, amount, currency, created_at in conn.execute(text(_LEDGER_TRANSACTIONS))
     }
     asked = [str(ref) for (ref,) in conn.execute(text("SELECT ref FROM approvals ORDER BY created_at, ref"))]
@@ -183,7 +185,7 @@ def _findings(state: _State, keys: Keyring, checkpoint: SignedHead | None) -> li
     ]
 
 
-def cross_check(records: Sequence[Mapping[str, Any]], posted: Mapping[str, _Posted]) -> list[Finding]:
+def cross_check(records: Sequence[Mapping[str, Any]], posted: Mapping[str, Posted]) -> list[Finding]:
     """Every ledger transaction is named by exactly one executed or admin record that moved the same
     amount, and every such record that moved money names a transaction the ledger holds."""
     findings: list[Finding] = []
