@@ -9,10 +9,13 @@ byte for byte the chain it would have written for the same gated calls, beside t
 """
 
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from mcp_server import audit_log
+from mcp_server.audit_writer import AuditWriter
 from mcp_server.cli import main
 from mcp_server.timestamps import now_text
 from policy.testing import ScriptedResponder, approve
@@ -200,6 +203,16 @@ async def test_adopting_twice_changes_nothing(harness: Harness, capsys: pytest.C
     assert adopt(harness, capsys)[:2] == (0, "nothing to adopt: every ledger transaction has its audit record "
                                           "and a signature covers the chain\n")  # fmt: skip
     assert harness.audit() == records
+
+
+async def test_two_adoptions_at_once_write_one_record(harness: Harness) -> None:
+    """Each holds the audit head from its reading to its record, so the second sees the first's and stops."""
+    await made_before_signing(harness)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: audit_log.adopt(harness.db, AuditWriter()), range(2)))
+    assert sorted(result is None for result in results) == [False, True]
+    assert len(harness.audit(tool="adopt_history")) == 1
+    assert audit_log.verify(harness.db)[1] == []
 
 
 async def test_a_ledger_made_after_the_upgrade_has_nothing_to_adopt(
