@@ -10,18 +10,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from azure.core.credentials import AccessTokenInfo
+from azure.core.credentials import AccessTokenInfo, TokenRequestOptions
 from azure.core.exceptions import ClientAuthenticationError
 from azure.core.pipeline.policies import AsyncBearerTokenCredentialPolicy
 from azure.identity.aio import DefaultAzureCredential
 
 from .emulator import AsyncDevTokenCredential, AsyncLoopbackBearerTokenPolicy, is_loopback_url
 from .errors import SCOPE, AuthenticationFailed, ConfigurationError
-from .settings import HostSettings
+from .settings import DEFAULT_EMULATOR_MODEL, HostSettings
 
 
 @dataclass
@@ -31,6 +31,14 @@ class ProjectAccess:
     endpoint: str
     credential: AsyncDevTokenCredential | DefaultAzureCredential
     dev_token: bool
+    token_fetches: int = field(default=0, init=False)
+    """Tokens obtained through :meth:`get_token_info` (for tests and diagnostics)."""
+
+    @property
+    def default_model(self) -> str | None:
+        """The model for new agent versions when CHAT_MODEL is unset: any name works on the emulator,
+        while a real project's deployments are the user's to name (so there is none)."""
+        return DEFAULT_EMULATOR_MODEL if self.dev_token else None
 
     def policy(self) -> AsyncBearerTokenCredentialPolicy[Any, Any]:
         """The bearer-token policy for azure-core clients (lifts the https check for loopback only)."""
@@ -40,10 +48,11 @@ class ProjectAccess:
         """azure-core options: against the local emulator a refused connection is not worth retrying."""
         return {"retry_connect": 0} if self.dev_token else {}
 
-    async def get_token_info(self, *scopes: str) -> AccessTokenInfo:
+    async def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
         """A token (the REST path's token source), with sign-in failures as an actionable error."""
+        self.token_fetches += 1
         try:
-            return await self.credential.get_token_info(*scopes)
+            return await self.credential.get_token_info(*scopes, options=options)
         except ClientAuthenticationError as error:
             raise sign_in_failure(error) from None
 

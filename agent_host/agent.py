@@ -29,7 +29,7 @@ from azure.core.exceptions import (
 )
 
 from .access import ProjectAccess, sign_in_failure
-from .errors import ConfigurationError, NotFound, ServiceFailed, http_failure, slow, unreachable
+from .errors import ConfigurationError, NotFound, ServiceFailed, http_failure, not_found, slow, unreachable
 
 INSTRUCTIONS = (
     "You are bankgate's banking assistant. Use the tools to check balances, transfer funds and close "
@@ -158,7 +158,7 @@ async def azure_errors(access: ProjectAccess) -> AsyncIterator[None]:
     try:
         yield
     except ResourceNotFoundError as error:
-        raise NotFound(f"Not found at {access.endpoint}: {error.message.splitlines()[0]}") from None
+        raise not_found(access.endpoint, _first_line(error)) from None
     except HttpResponseError as error:
         if error.status_code is None and isinstance(error, ClientAuthenticationError):
             raise sign_in_failure(error) from None  # no token, so no request was sent

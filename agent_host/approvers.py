@@ -15,6 +15,11 @@ Scripted answers (``--approver scripted:FILE``) are one per line, used in order 
     cancel                       # dismisses the question
 
 When the script runs out, every further question is declined.
+
+The server's question carries no deadline on either protocol revision (``elicitation/create`` and
+``InputRequiredResult`` hold a message and a form only), so the desk derives one from the approval
+timeout it shares with the server it launches (``BANKGATE_APPROVAL_TIMEOUT``, 300 s by default)
+and the moment the question arrived.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -32,7 +38,7 @@ from mcp.client import ClientRequestContext
 from rich.console import Console
 from rich.prompt import Confirm, Prompt
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, Interrupted
 from .terminal import interruptible
 
 Action = Literal["accept", "decline", "cancel"]
@@ -54,6 +60,10 @@ class Question:
 
     message: str
     fields: tuple[FormField, ...]
+    deadline: float | None = None
+    """When the server stops waiting (epoch seconds), as far as the host can tell."""
+    schema: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """The form's JSON schema as sent (a web client renders and checks its answer against it)."""
 
     @classmethod
     def from_params(cls, params: mcp_types.ElicitRequestFormParams) -> Question:
@@ -69,7 +79,10 @@ class Question:
             )
             for name, spec in properties.items()
         )
-        return cls(params.message, fields)
+        return cls(params.message, fields, schema=schema)
+
+    def seconds_left(self, clock: Callable[[], float] = time.time) -> float | None:
+        return None if self.deadline is None else self.deadline - clock()
 
     def has(self, name: str) -> bool:
         return any(f.name == name for f in self.fields)
@@ -91,6 +104,8 @@ class Answer:
     note: str | None = None
     reason: str = ""
     """Why this answer was given, when nobody typed it (shown to the user)."""
+    interrupted: bool = False
+    """The person pressed Ctrl-C: the question is cancelled and the host stops once the server has it."""
 
     @property
     def label(self) -> str:
@@ -127,7 +142,11 @@ class ApprovalObserver(Protocol):
 
 
 class DenyApprover:
-    """Declines everything: the default without a terminal, so a headless host never approves."""
+    """Nobody to ask: the default without a terminal, so a headless host never approves.
+
+    With it the host declares no elicitation capability, so the server itself denies (and audits)
+    each call as one no human can approve; should a question reach it anyway, it declines.
+    """
 
     name = "deny"
 
@@ -204,41 +223,73 @@ def _parse_line(line: str, where: str) -> Answer | None:
 
 
 class ConsoleApprover:
-    """Asks the person at the terminal: yes or no, the typed confirmation, and an optional note."""
+    """Asks the person at the terminal: yes or no, the typed confirmation, and an optional note.
+
+    A mistyped confirmation is asked again (an empty one rejects), and an answer given after the
+    deadline says so: the server, not this prompt, decides that it came too late.
+    """
 
     name = "console"
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, clock: Callable[[], float] = time.time) -> None:
         self._console = console
+        self._clock = clock
 
     async def answer(self, question: Question) -> Answer:
         """Blocks the event loop while the person answers (see :mod:`agent_host.terminal`)."""
         try:
             with interruptible():
-                return self._ask(question)
+                answer = self._ask(question)
         except EOFError:
             return Answer("cancel", reason="the terminal closed before an answer")
+        except KeyboardInterrupt:
+            return Answer("cancel", reason="interrupted with Ctrl-C", interrupted=True)
+        left = question.seconds_left(self._clock)
+        if left is not None and left <= 0:
+            return replace(answer, reason="given after the deadline: the server will report the call expired")
+        return answer
 
     def _ask(self, question: Question) -> Answer:
         console = self._console
-        approve = Confirm.ask("Approve this action?", console=console)
+        approve = Confirm.ask(f"Approve this action?{_time_left(question, self._clock)}", console=console)
         confirmation = None
         if approve and question.has("confirmation"):
-            wanted = question.confirmation_value
-            confirmation = Prompt.ask(f"Type {wanted} to confirm" if wanted else "Confirmation", console=console)
+            confirmation = self._confirmation(question.confirmation_value)
+            approve = bool(confirmation)
         note = ""
         if question.has("note"):
             note = Prompt.ask("Note for the audit log (optional)", console=console, default="", show_default=False)
-        return Answer("accept", approve, confirmation, note or None)
+        return Answer("accept", approve, confirmation or None, note or None)
+
+    def _confirmation(self, wanted: str | None) -> str:
+        """What the person typed back: exactly ``wanted`` (asked again until it is), or "" to reject."""
+        prompt = f"Type {wanted} to confirm (empty rejects)" if wanted else "Confirmation (empty rejects)"
+        while True:
+            typed = Prompt.ask(prompt, console=self._console, default="", show_default=False).strip()
+            if not typed or wanted is None or typed == wanted:
+                return typed
+            self._console.print(f"That is not {wanted}; type it exactly as shown.", markup=False, highlight=False)
+
+
+def _time_left(question: Question, clock: Callable[[], float]) -> str:
+    left = question.seconds_left(clock)
+    return "" if left is None else f" ({max(0, int(left))} s left)"
 
 
 @dataclass
 class ApprovalDesk:
-    """The MCP client's elicitation callback: every server question goes to ``approver``, never the model."""
+    """The MCP client's elicitation callback: every server question goes to ``approver``, never the model.
+
+    ``approval_timeout`` (the server's, in seconds) dates each question's deadline from its arrival.
+    """
 
     approver: Approver
     observer: ApprovalObserver
+    approval_timeout: float | None = None
+    clock: Callable[[], float] = time.time
     records: list[tuple[Question, Answer]] = field(default_factory=list)
+    interrupted: bool = False
+    """A person interrupted an approval question (Ctrl-C): see :meth:`stop_if_interrupted`."""
 
     async def __call__(
         self, context: ClientRequestContext, params: mcp_types.ElicitRequestParams
@@ -248,11 +299,20 @@ class ApprovalDesk:
             answer = Answer("decline", reason="this host answers form questions only, it opens no URLs")
         else:
             question = Question.from_params(params)
+            if self.approval_timeout is not None:
+                question = replace(question, deadline=self.clock() + self.approval_timeout)
             self.observer.approval_asked(question, self.approver.name)
             answer = await self.approver.answer(question)
         self.records.append((question, answer))
+        self.interrupted = self.interrupted or answer.interrupted
         self.observer.approval_answered(question, answer)
         return answer.result(question)
+
+    def stop_if_interrupted(self, tool: str, output: Mapping[str, Any]) -> None:
+        """After a call's result is back (so the server has recorded the cancel), stop the host."""
+        if self.interrupted:
+            status = output.get("status", "unknown")
+            raise Interrupted(f"Interrupted: the approval for {tool} was cancelled (the server recorded: {status}).")
 
 
 def make_approver(spec: str, console: Console, interactive: bool) -> Approver:

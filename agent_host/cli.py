@@ -2,47 +2,75 @@
 
 Each subcommand is a :class:`Command` in :data:`COMMANDS`; a new one lives in its own
 ``cli_<name>.py`` module exposing ``configure(parser)`` and ``run(args) -> int`` and is added there.
+Only the module of the subcommand being run is imported: the others pull in mcp, azure and uvicorn,
+which take seconds to import, and ``bankgate-agent --help`` should answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+import importlib
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-from . import cli_ask, cli_chat, cli_demo, cli_emulator
+from importlib.metadata import PackageNotFoundError, version
 
 
 @dataclass(frozen=True)
 class Command:
     name: str
     help: str
-    configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        """Add the subcommand's options (importing its module) and route it to its ``run``."""
+        module = importlib.import_module(f"agent_host.cli_{self.name}")
+        module.configure(parser)
+        parser.set_defaults(run=module.run)
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("ask", cli_ask.HELP, cli_ask.configure, cli_ask.run),
-    Command("chat", cli_chat.HELP, cli_chat.configure, cli_chat.run),
-    Command("demo", cli_demo.HELP, cli_demo.configure, cli_demo.run),
-    Command("emulator", cli_emulator.HELP, cli_emulator.configure, cli_emulator.run),
+    Command(
+        "ask", "Send one request to the Foundry agent; its tool calls run on the MCP server, approvals go to a human."
+    ),
+    Command("chat", "Chat with the Foundry agent (multi-turn via previous_response_id); /new restarts, /quit ends."),
+    Command("demo", "Run the whole lab offline: emulator + MCP server on a temporary ledger, scripted approvals."),
+    Command(
+        "emulator",
+        "Serve an offline Foundry project emulator (rule-based stand-in model, not an LLM) on 127.0.0.1.",
+    ),
+    Command(
+        "serve",
+        "Serve the agent over AG-UI with a browser chat at /; approvals become interrupts answered in the client.",
+    ),
 )
 
 
-def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
+def package_version() -> str:
+    """The installed distribution's version (``pyproject.toml`` is its single source)."""
+    try:
+        return version("bankgate")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def build_parser(argv: Sequence[str] = (), commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
+    """The parser, with options configured for the subcommand named in ``argv`` only."""
     parser = argparse.ArgumentParser(
         prog="bankgate-agent", description="bankgate's Foundry agent host and its offline emulator."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     subcommands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
+    chosen = next((word for word in argv if not word.startswith("-")), None)
     for command in commands:
         sub = subcommands.add_parser(command.name, help=command.help, description=command.help)
-        command.configure(sub)
-        sub.set_defaults(run=command.run)
+        if command.name == chosen:
+            command.configure(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand and return its exit status."""
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(words).parse_args(words)
     status: int = args.run(args)
     return status

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from .cli_common import add_host_options, approver_from, run_async, settings_from
-from .display import Display
-from .host import open_host
 
-HELP = "Send one request to the Foundry agent; its tool calls run on the MCP server, approvals go to a human."
+if TYPE_CHECKING:
+    from .display import Display
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +17,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .display import Display
+    from .host import open_host
+
     async def main(display: Display) -> int:
         settings = settings_from(args)
         approver = approver_from(args, display)
@@ -26,4 +29,4 @@ def run(args: argparse.Namespace) -> int:
             turn = await host.conversation().send(args.request)
         return 1 if turn.limited else 0
 
-    return run_async(main, Display(show_ids=args.show_ids))
+    return run_async(main, Display(show_ids=args.show_ids), debug=args.debug)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from .cli_common import add_host_options, approver_from, run_async, settings_from
-from .display import Display
-from .errors import HostError
-from .host import open_host
+from .errors import HostError, Interrupted
 from .terminal import interruptible
 
-HELP = "Chat with the Foundry agent (multi-turn via previous_response_id); /new restarts, /quit ends."
+if TYPE_CHECKING:
+    from .display import Display
+
 _PROMPT = "you › "
 
 
@@ -25,6 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .display import Display
+    from .host import open_host
+
     async def main(display: Display) -> int:
         settings = settings_from(args)
         approver = approver_from(args, display)
@@ -47,11 +51,13 @@ def run(args: argparse.Namespace) -> int:
                     display.user(text)
                 try:
                     await conversation.send(text)
+                except Interrupted:
+                    raise
                 except HostError as error:
                     display.error(error)
         return 0
 
-    return run_async(main, Display(show_ids=args.show_ids))
+    return run_async(main, Display(show_ids=args.show_ids), debug=args.debug)
 
 
 def _read_line(interactive: bool) -> str | None:

@@ -1,18 +1,23 @@
-"""Options and error handling shared by ``ask`` and ``chat``."""
+"""Options and error handling shared by ``ask`` and ``chat``.
+
+Imports of mcp, azure and pydantic happen inside the functions that run a command, so that
+building the parser (``--help``) stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-import anyio
-from pydantic import ValidationError
-
-from .approvers import Approver, make_approver
-from .display import Display
 from .errors import ConfigurationError, HostError
-from .settings import HostSettings
+
+if TYPE_CHECKING:
+    from .approvers import Approver
+    from .display import Display
+    from .settings import HostSettings
 
 
 def add_host_options(parser: argparse.ArgumentParser) -> None:
@@ -41,10 +46,17 @@ def add_host_options(parser: argparse.ArgumentParser) -> None:
         help="who answers approval questions (default: console on a terminal, deny otherwise); a scripted FILE "
         "has one answer per line: approve [note=TEXT] [confirm=VALUE], reject [note=TEXT], decline or cancel",
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="show azure-identity's warnings (hidden below ERROR otherwise)"
+    )
 
 
 def settings_from(args: argparse.Namespace) -> HostSettings:
     """Environment and ``.env`` settings, overridden by the options given."""
+    from pydantic import ValidationError
+
+    from .settings import HostSettings
+
     overrides = {
         name: getattr(args, name) for name in HostSettings.model_fields if getattr(args, name, None) is not None
     }
@@ -56,12 +68,25 @@ def settings_from(args: argparse.Namespace) -> HostSettings:
 
 
 def approver_from(args: argparse.Namespace, display: Display) -> Approver:
+    from .approvers import make_approver
+
     interactive = sys.stdin.isatty()
     return make_approver(args.approver or ("console" if interactive else "deny"), display.console, interactive)
 
 
-def run_async(main: Callable[[Display], Awaitable[int]], display: Display) -> int:
+def quiet_azure_identity(debug: bool) -> None:
+    """Keep azure-identity's per-credential warnings (a dozen lines before the real error) for ``--debug``.
+
+    The failure they explain reaches the user anyway, as one message with a hint.
+    """
+    logging.getLogger("azure.identity").setLevel(logging.NOTSET if debug else logging.ERROR)
+
+
+def run_async(main: Callable[[Display], Awaitable[int]], display: Display, *, debug: bool = False) -> int:
     """Run ``main`` on an event loop; expected failures print a message and set the exit status."""
+    import anyio
+
+    quiet_azure_identity(debug)
     try:
         return anyio.run(main, display)
     except HostError as error:

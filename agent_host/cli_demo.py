@@ -21,11 +21,10 @@ from .cli_common import run_async
 from .display import Display
 from .emulator import running_emulator
 from .host import Host, open_host
-from .mcp_link import McpTarget
+from .mcp_link import DEMO_LEDGER, McpTarget
 from .settings import DEFAULT_EMULATOR_MODEL, HostSettings, Transport
 from .turns import Conversation
 
-HELP = "Run the whole lab offline: emulator + MCP server on a temporary ledger, scripted approvals."
 AGENT = "bankgate-demo"
 SCRIPT = """
 approve note="demo: rent is expected"
@@ -76,7 +75,9 @@ async def demo(display: Display, transport: Transport) -> int:
             settings = HostSettings.for_emulator(
                 emulator.endpoint, emulator.token, agent_name=AGENT, transport=transport
             )
-            target = McpTarget(db_url=f"sqlite:///{Path(tmp) / 'ledger.db'}", server_env={}, server_cwd=tmp)
+            target = McpTarget(
+                db_url=f"sqlite:///{Path(tmp) / 'ledger.db'}", server_args=DEMO_LEDGER, server_env={}, server_cwd=tmp
+            )
             approver = ScriptedApprover(parse_script(SCRIPT.strip(), "demo script"))
             async with open_host(settings, display, approver, target) as host:
                 display.note(host.describe())

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import sys
 from typing import get_args
 
 from .emulator import AUDIENCE, DEFAULT_PROJECT, DEV_TOKEN, Emulator, EmulatorConfig, FaultConfig
 from .emulator.faults import WireShape
 from .emulator.responses import DEFAULT_RUN_LIFETIME_S
+from .settings import DEFAULT_EMULATOR_MODEL
 
-HELP = "Serve an offline Foundry project emulator (rule-based stand-in model, not an LLM) on 127.0.0.1."
-DEFAULT_PORT = 8765
+DEFAULT_PORT = 8780
+"""Not 8765, the MCP server's HTTP default: a newcomer runs both side by side."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port on 127.0.0.1 (0 picks a free one)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)"
+    )
     parser.add_argument("--project", default=DEFAULT_PROJECT, help="project name in the endpoint path")
     parser.add_argument("--token", default=DEV_TOKEN, help="bearer token clients must send")
     faults = parser.add_argument_group("fault injection (off by default)")
@@ -77,19 +81,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 def banner(emulator: Emulator) -> str:
-    """What to tell the user: the endpoint and token in ``KEY=value`` lines a shell or .env can take."""
+    """What to tell the user, as shell text: ``export`` lines and ``#`` comments, so it can be pasted
+    (or evaluated) whole; python-dotenv reads the ``export`` lines from a ``.env`` file too."""
+    settings = {
+        "PROJECT_ENDPOINT": emulator.endpoint,
+        "EMULATOR_TOKEN": emulator.token,
+        "CHAT_MODEL": DEFAULT_EMULATOR_MODEL,
+    }
+    comments = [
+        "bankgate Foundry emulator: offline; its model is a rule-based stand-in, not an LLM.",
+        "Listening on 127.0.0.1 only. Press Ctrl-C to stop. In another shell, paste:",
+    ]
+    details = [
+        f"Clients send 'Authorization: Bearer <EMULATOR_TOKEN>' (a token for {AUDIENCE}); from Python use",
+        "agent_host.emulator.DevTokenCredential(token) with LoopbackBearerTokenPolicy for plain-HTTP loopback.",
+        "Any CHAT_MODEL name works here; bankgate-agent uses this one against a loopback endpoint by default.",
+        f"Faults: {_describe_faults(emulator.config.faults)}",
+    ]
     return "\n".join(
-        [
-            "bankgate Foundry emulator: offline; its model is a rule-based stand-in, not an LLM.",
-            "Listening on 127.0.0.1 only. Press Ctrl-C to stop.",
-            "",
-            f"PROJECT_ENDPOINT={emulator.endpoint}",
-            f"EMULATOR_TOKEN={emulator.token}",
-            "",
-            f"Clients send 'Authorization: Bearer <EMULATOR_TOKEN>' (a token for {AUDIENCE}); from Python use",
-            "agent_host.emulator.DevTokenCredential(token) with LoopbackBearerTokenPolicy for plain-HTTP loopback.",
-            f"Faults: {_describe_faults(emulator.config.faults)}",
-        ]
+        [*(f"# {line}" for line in comments)]
+        + [f"export {name}={shlex.quote(value)}" for name, value in settings.items()]
+        + [f"# {line}" for line in details]
     )
 
 

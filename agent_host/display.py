@@ -8,7 +8,9 @@ never interpreted as rich markup.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.panel import Panel
@@ -60,6 +62,15 @@ class Display:
 
     def warning(self, text: str) -> None:
         self.console.print(Text(f"! {text}", style="yellow"))
+
+    @contextmanager
+    def busy(self, what: str) -> Iterator[None]:
+        """A spinner on stderr while the host waits (only on a terminal: logs and pipes stay clean)."""
+        if not self.errors.is_terminal:
+            yield
+            return
+        with self.errors.status(Text(what), spinner="dots"):
+            yield
 
     def error(self, error: HostError, program: str = "bankgate-agent") -> None:
         if self._streaming:  # a stream broke off mid-line
@@ -115,6 +126,10 @@ class Display:
             for f in question.fields
         ]
         body = question.message + ("\n\nForm:\n" + "\n".join(fields) if fields else "")
+        left = question.seconds_left()
+        if question.deadline is not None and left is not None:
+            by = datetime.fromtimestamp(question.deadline, UTC).strftime("%H:%M:%S UTC")
+            body += f"\n\nAnswer within {max(0, round(left))} s (by {by}); after that the server records it expired."
         self.panel(f"Approval question from the MCP server — answered by: {approver}", body, "yellow")
 
     def approval_answered(self, question: Question, answer: Answer) -> None:

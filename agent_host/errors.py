@@ -7,10 +7,14 @@ of them saw into the same :class:`HostError`, so every path explains a 401 or a 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 SCOPE = "https://ai.azure.com/.default"
 """The scope of the tokens Foundry project endpoints accept (audience ``https://ai.azure.com``)."""
+ENDPOINT_SHAPE = "https://<account>.services.ai.azure.com/api/projects/<project>"
+_PROJECT_PATH = re.compile(r"/api/projects/[^/]+")
 
 
 class HostError(Exception):
@@ -69,6 +73,12 @@ class McpUnavailable(HostError):
     """The MCP server did not start, refused the connection, or stopped."""
 
 
+class Interrupted(HostError):
+    """The person pressed Ctrl-C; what was in flight has been settled."""
+
+    exit_code = 130
+
+
 def http_failure(
     status: int,
     body: object,
@@ -91,11 +101,10 @@ def http_failure(
     if status in (401, 403):
         return AuthenticationFailed(
             f"The Foundry project at {endpoint} refused the host's token ({detail}).",
-            f"The token was requested for scope {SCOPE} as {identity}. Check that this identity has "
-            "the 'Azure AI User' role on the project, or sign in as another one (az login).",
+            f"The token was requested for scope {SCOPE} as {identity}. " + _token_advice(endpoint),
         )
     if status == 404:
-        return NotFound(f"Not found at {endpoint} ({detail}).", "Check the agent name and --agent-version.")
+        return not_found(endpoint, detail)
     if status == 429:
         wait = headers.get("retry-after") or headers.get("Retry-After")
         after = "its retries" if retries is None else f"{retries} retries"
@@ -104,6 +113,27 @@ def http_failure(
             f"Try again {f'in {wait} s' if wait else 'later'}, or raise the model deployment's quota.",
         )
     return ServiceFailed(f"The Foundry project at {endpoint} answered {detail}.")
+
+
+def not_found(endpoint: str, detail: str) -> NotFound:
+    """A 404: most often a PROJECT_ENDPOINT with the wrong path, else an unknown agent or version."""
+    if not _PROJECT_PATH.fullmatch(urlsplit(endpoint).path):
+        hint = f"Check PROJECT_ENDPOINT's path: a project endpoint looks like {ENDPOINT_SHAPE}."
+    else:
+        hint = (
+            f"Check the project name in PROJECT_ENDPOINT ({ENDPOINT_SHAPE}), the agent name "
+            "(AGENT_NAME / --agent) and --agent-version."
+        )
+    return NotFound(f"Not found at {endpoint} ({detail}).", hint)
+
+
+def _token_advice(endpoint: str) -> str:
+    """Azure wants a role and a sign-in; the emulator wants nothing but its own token."""
+    from .emulator import is_loopback_url  # the emulator package is slow to import; only failures need it
+
+    if is_loopback_url(endpoint):
+        return "The emulator accepts only the token it printed; Azure roles and `az login` play no part here."
+    return "Check that this identity has the 'Azure AI User' role on the project, or sign in as another one (az login)."
 
 
 def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -15,7 +15,7 @@ from azure.ai.projects.aio import AIProjectClient
 
 from .access import ProjectAccess, project_access
 from .agent import AgentChoice, choose_agent
-from .approvers import ApprovalDesk, Approver
+from .approvers import ApprovalDesk, Approver, DenyApprover
 from .display import Display
 from .errors import sole_error
 from .mcp_link import McpLink, McpTarget, connect
@@ -24,7 +24,8 @@ from .settings import HostSettings
 from .toolbox import Toolbox
 from .transport_rest import RestTransport
 from .transport_sdk import SdkTransport
-from .turns import Conversation, ResponsesTransport
+from .turns import Conversation, ResponsesTransport, TurnObserver
+from .waiting import BusyTransport
 
 
 @dataclass
@@ -39,13 +40,15 @@ class Host:
     desk: ApprovalDesk
     display: Display
 
-    def conversation(self, agent: AgentChoice | None = None, *, stream: bool | None = None) -> Conversation:
-        """A new chain of responses with ``agent`` (the host's agent by default)."""
+    def conversation(
+        self, agent: AgentChoice | None = None, *, stream: bool | None = None, observer: TurnObserver | None = None
+    ) -> Conversation:
+        """A new chain of responses with ``agent`` (the host's agent by default), shown on ``observer``."""
         return Conversation(
             self.transport,
             self.toolbox,
             (agent or self.agent).reference(),
-            self.display,
+            observer or self.display,
             stream=self.settings.stream if stream is None else stream,
             max_rounds=self.settings.max_rounds,
         )
@@ -75,11 +78,13 @@ async def open_host(
 ) -> AsyncIterator[Host]:
     """Connect everything ``settings`` describe; ``target`` overrides the MCP server they name."""
     access = project_access(settings)
-    desk = ApprovalDesk(approver, display)
+    desk = ApprovalDesk(approver, display, settings.approval_timeout)
     try:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(access.aclose)
-            yield await _assemble(stack, settings, access, desk, display, target or mcp_target(settings))
+            with display.busy("Starting the MCP server and connecting to the Foundry project…"):
+                host = await _assemble(stack, settings, access, desk, display, target or mcp_target(settings))
+            yield host
     except BaseExceptionGroup as group:
         # The MCP client's task groups wrap whatever escapes them; a lone error is shown as itself.
         raise sole_error(group) from None
@@ -93,7 +98,10 @@ async def _assemble(
     display: Display,
     target: McpTarget,
 ) -> Host:
-    link = await stack.enter_async_context(connect(target, desk))
+    # With nobody to ask, the elicitation capability is left undeclared: the server then denies such
+    # calls itself, audited as "no human can be asked" rather than as a person's rejection.
+    nobody = isinstance(desk.approver, DenyApprover)
+    link = await stack.enter_async_context(connect(target, None if nobody else desk))
     project = await stack.enter_async_context(
         AIProjectClient(
             endpoint=access.endpoint,
@@ -102,12 +110,12 @@ async def _assemble(
             **access.client_options(),
         )
     )
-    toolbox = Toolbox(link, strict=settings.strict_tools)
+    toolbox = Toolbox(link, strict=settings.strict_tools, desk=desk)
     agent = await choose_agent(
         project,
         access,
         settings.agent_name,
-        model=settings.chat_model,
+        model=settings.chat_model or access.default_model,
         tools=toolbox.definitions(),
         version=settings.agent_version,
         existing=settings.existing_agent,
@@ -119,4 +127,6 @@ async def _assemble(
         else RestTransport(access, settings.max_retries, timeout=timeout)
     )
     stack.push_async_callback(transport.aclose)
+    if display.errors.is_terminal:
+        transport = BusyTransport(transport, display)
     return Host(settings, access, project, link, toolbox, agent, transport, desk, display)

@@ -59,6 +59,10 @@ class McpTarget:
         return self.url or "bankgate-mcp serve (stdio subprocess)"
 
 
+DEMO_LEDGER = ("--create", "--seed-demo")
+"""`server_args` for a throwaway ledger: a server given a URL creates (and seeds) nothing unless told to."""
+
+
 @dataclass(frozen=True)
 class ToolResult:
     """A tool's result as the model gets it: the structured content (or a stand-in for it)."""
@@ -120,8 +124,11 @@ def unavailable_output(reason: str) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def connect(target: McpTarget, elicitation: ElicitationFnT) -> AsyncIterator[McpLink]:
-    """Connect (launching the server unless ``target.url``), list the tools, and yield the link."""
+async def connect(target: McpTarget, elicitation: ElicitationFnT | None) -> AsyncIterator[McpLink]:
+    """Connect (launching the server unless ``target.url``), list the tools, and yield the link.
+
+    Without ``elicitation`` the client declares no elicitation capability (no human to ask).
+    """
     async with AsyncExitStack() as stack:
         stderr: IO[str] | None = None
         statuses: list[int] = []

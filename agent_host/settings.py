@@ -62,6 +62,13 @@ class HostSettings(BaseSettings):
     db_url: str | None = Field(
         default=None, validation_alias="BANKGATE_DB_URL", description="Ledger for the MCP server the host launches."
     )
+    approval_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        validation_alias="BANKGATE_APPROVAL_TIMEOUT",
+        description="The MCP server's approval timeout (the launched server reads the same variable); the "
+        "console shows each question's deadline from it.",
+    )
     tool_timeout: float = Field(
         default=330.0, gt=0, description="Seconds one MCP round may take (the server gives a human 300 s by default)."
     )

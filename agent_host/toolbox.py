@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .approvers import ApprovalDesk
 from .mcp_link import McpLink, ToolResult
 from .tool_schema import function_tool
 
@@ -20,10 +21,15 @@ class FunctionCall:
 
 
 class Toolbox:
-    """Function tools built from the link's MCP tools; runs calls by name through the link."""
+    """Function tools built from the link's MCP tools; runs calls by name through the link.
 
-    def __init__(self, link: McpLink, *, strict: bool = True) -> None:
+    With the ``desk`` that answers the link's questions, a call whose question a person
+    interrupted stops the host once its result (the server's record of the cancel) is back.
+    """
+
+    def __init__(self, link: McpLink, *, strict: bool = True, desk: ApprovalDesk | None = None) -> None:
         self.link = link
+        self.desk = desk
         self.tools = {tool.name: function_tool(tool, strict=strict) for tool in link.tools}
 
     def definitions(self) -> list[dict[str, Any]]:
@@ -40,7 +46,10 @@ class Toolbox:
             return _refused("invalid_arguments", f"The arguments are not valid JSON: {error}.")
         if not isinstance(arguments, dict):
             return _refused("invalid_arguments", "The arguments must be a JSON object.")
-        return await self.link.call(call.name, tool.mcp_arguments(arguments), idempotency_key=call.call_id)
+        result = await self.link.call(call.name, tool.mcp_arguments(arguments), idempotency_key=call.call_id)
+        if self.desk is not None:
+            self.desk.stop_if_interrupted(call.name, result.output)
+        return result
 
 
 def _refused(code: str, message: str) -> ToolResult:

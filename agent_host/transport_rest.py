@@ -1,26 +1,28 @@
 """The raw REST wire path: ``POST {endpoint}/openai/v1/responses`` over httpx2, no Foundry or OpenAI SDK.
 
 It does by hand what the SDK path gets for free: a bearer token for ``https://ai.azure.com/.default``
-from the token cache (fetched once more after a 401, in case it went stale), the SDK's timeouts and
-retries (:mod:`agent_host.retries`: 408/409/429/5xx answers, timeouts and refused connections, honouring
-``retry-after-ms``/``Retry-After``; a stream only before it starts), and Server-Sent Events when streaming.
-A read timeout is reported as a slow service, not an unreachable one.
+from azure-identity's bearer-token provider (a new provider after a 401, in case the token went
+stale), the SDK's timeouts and retries (:mod:`agent_host.retries`: 408/409/429/5xx answers, timeouts
+and refused connections, honouring ``retry-after-ms``/``Retry-After``; a stream only before it
+starts), and Server-Sent Events when streaming. A read timeout is reported as a slow service, not an
+unreachable one.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx2
+from azure.core.credentials_async import AsyncSupportsTokenInfo
+from azure.identity.aio import get_bearer_token_provider
 
 from .access import ProjectAccess
-from .errors import HostError, ServiceFailed, http_failure, slow, unreachable
+from .errors import SCOPE, HostError, ServiceFailed, http_failure, slow, unreachable
 from .retries import TIMEOUT, retry_delay, should_retry
 from .sse import parse_sse
-from .tokens import TokenCache
 
 
 class RestTransport:
@@ -28,15 +30,11 @@ class RestTransport:
 
     def __init__(self, access: ProjectAccess, max_retries: int, *, timeout: httpx2.Timeout = TIMEOUT) -> None:
         self._access = access
-        self._tokens = TokenCache(access)
+        self._token = _token_provider(access)
         self._max_retries = max_retries
         self._timeout = timeout
         self._url = f"{access.endpoint}/openai/v1/responses"
         self._http = httpx2.AsyncClient(timeout=timeout)
-
-    @property
-    def tokens(self) -> TokenCache:
-        return self._tokens
 
     async def create(self, request: Mapping[str, Any]) -> dict[str, Any]:
         async with self._post(request) as response:
@@ -101,7 +99,9 @@ class RestTransport:
                 await response.aclose()
 
     async def _send(self, request: Mapping[str, Any], streaming: bool, *, fresh_token: bool) -> httpx2.Response:
-        token = await self._tokens.token(fresh=fresh_token)
+        if fresh_token:  # the provider keeps its token until near expiry: a new one fetches anew
+            self._token = _token_provider(self._access)
+        token = await self._token()
         headers = {
             "Authorization": f"Bearer {token}",
             "Accept": "text/event-stream" if streaming else "application/json",
@@ -118,6 +118,11 @@ class RestTransport:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _token_provider(access: ProjectAccess) -> Callable[[], Awaitable[str]]:
+    """Tokens cached and refreshed before they expire; the provider only ever calls ``get_token_info``."""
+    return get_bearer_token_provider(cast(AsyncSupportsTokenInfo, access), SCOPE)
 
 
 def _json_or_text(response: httpx2.Response) -> object:

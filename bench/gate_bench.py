@@ -76,7 +76,7 @@ def caller_bare(client: Client, name: str) -> Callable[[], Awaitable[object]]:
 async def run(calls: int, as_json: bool) -> None:
     db_url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'ledger.db'}"
     settings = Settings(db_url=db_url, _env_file=None)  # type: ignore[call-arg]
-    state = open_state(settings)
+    state = open_state(settings, create=True, seed=True)
     Ledger(Database.open(db_url)).deposit("ACC-001", "1000000")
     server, bare = build_server(state, settings), bare_server()
     logging.disable(logging.INFO)

@@ -31,11 +31,12 @@ from agent_host.approvers import Answer, Question
 from agent_host.display import Display
 from agent_host.emulator import running_emulator
 from agent_host.host import Host, open_host
-from agent_host.mcp_link import McpTarget, ToolResult
+from agent_host.mcp_link import DEMO_LEDGER, McpTarget, ToolResult
 from agent_host.settings import HostSettings
 from agent_host.toolbox import FunctionCall, Toolbox
 from agent_host.transport_rest import RestTransport
 from agent_host.turns import Conversation, ResponsesTransport
+from bench.progress import progress
 
 BALANCE = "What is the balance of ACC-001?"
 TRANSFER = "Transfer $1 from ACC-001 to ACC-002."
@@ -209,9 +210,12 @@ async def run(turns: int) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="bankgate-bench-") as tmp:
         async with running_emulator() as emulator:
             settings = HostSettings.for_emulator(emulator.endpoint, emulator.token, agent_name="bench")
-            target = McpTarget(db_url=f"sqlite:///{Path(tmp) / 'ledger.db'}", server_env={}, server_cwd=tmp)
+            target = McpTarget(
+                db_url=f"sqlite:///{Path(tmp) / 'ledger.db'}", server_args=DEMO_LEDGER, server_env={}, server_cwd=tmp
+            )
             display = Display(Console(file=io.StringIO()))
             async with open_host(settings, display, ApproveAll(), target) as host:
+                progress("host_bench: direct MCP calls")
                 rows = await _direct(host, turns)
                 transports: list[ResponsesTransport] = [
                     host.transport,
@@ -219,6 +223,7 @@ async def run(turns: int) -> list[Row]:
                 ]
                 try:
                     for transport in transports:
+                        progress(f"host_bench: {transport.name} path, round trips and turns (plain and streamed)")
                         rows.append(await _round_trip(host, transport, turns))
                         for stream in (False, True):
                             for request in (BALANCE, TRANSFER):

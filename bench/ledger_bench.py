@@ -38,6 +38,7 @@ import sqlalchemy
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from bench.progress import progress
 from mcp_server.database import Database
 from mcp_server.errors import LedgerError
 from mcp_server.ledger import Ledger
@@ -177,6 +178,7 @@ def main() -> None:
         }
         seconds: dict[tuple[str, str], float] = {}
         for kind in ("transfers", "reads"):
+            progress(f"ledger_bench: sqlite, 1 worker, {kind}: ledger and raw sqlite3, {ROUNDS} rounds")
             for round_number in range(ROUNDS):  # alternate, so background load hits both alike
                 for who, subject in subjects.items():
                     measure = subject.transfers if kind == "transfers" else subject.reads
@@ -186,9 +188,11 @@ def main() -> None:
             Run("sqlite", f"{who} {kind}", 1, count // ROUNDS * ROUNDS, spent, books[who])
             for (who, kind), spent in seconds.items()
         ]
+        progress("ledger_bench: sqlite, 8 workers, transfers")
         runs.append(measure_transfers("sqlite", f"sqlite:///{Path(folder) / 'ledger-8.db'}", 8, count))
     if args.postgres_url:
         for workers in (1, 16):
+            progress(f"ledger_bench: postgresql, {workers} worker{'s' if workers > 1 else ''}, transfers")
             with postgres_schema(args.postgres_url) as url:
                 runs.append(measure_transfers("postgresql", url, workers, count))
 

@@ -44,6 +44,7 @@ from mcp.client import ClientRequestContext
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from bench.progress import progress
 from bench.servers import BARE_ARGS, TOKEN, free_port, http_client, ours_args
 from mcp_server.audit_log import verify
 from mcp_server.database import Database
@@ -356,13 +357,16 @@ async def run(client_counts: list[int], seconds: float, max_calls: int, postgres
         with server_process(ours_args(url), workdir / "server.log") as (process, mcp_url):
             first = 0
             for clients in client_counts:
+                progress(f"load: bankgate, {clients} clients, {seconds:g} s")
                 phases.append(
                     await run_phase("bankgate", mcp_url, clients, seconds, max_calls, books, process.pid, first)
                 )
                 first += clients
         with server_process(BARE_ARGS, workdir / "bare.log") as (bare, bare_url):
             for clients in client_counts:
+                progress(f"load: bare SDK server, {clients} clients, {seconds:g} s")
                 baselines.append(await run_phase("bare SDK", bare_url, clients, seconds, max_calls, None, bare.pid))
+        progress("load: checking the books and the audit chain")
         check = check_books(books, phases)
         books.db.close()
     return {

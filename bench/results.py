@@ -20,12 +20,16 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from bench.charts import HOST_TIME, LOAD, RATIOS, render_charts
+from bench.progress import progress
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = ("server_bench", "gate_bench", "ledger_bench", "host_bench", "load")
@@ -128,10 +132,11 @@ def run_bench(name: str, extra: list[str], env: dict[str, str]) -> BenchRun:
     shown = f"python -m bench.{name} {' '.join([*extra, '--json'])}"
     started = time.monotonic()
     try:
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=BENCH_TIMEOUT)
+        done = run_passing_stderr(command, env)
     except subprocess.TimeoutExpired:
         return BenchRun(name, shown, BENCH_TIMEOUT, problem=f"did not finish within {BENCH_TIMEOUT} s")
     run = BenchRun(name, shown, time.monotonic() - started)
+    progress(f"bench.{name} finished in {run.seconds:.0f} s")
     try:
         run.data = parse_json(done.stdout)
     except ValueError:
@@ -141,6 +146,32 @@ def run_bench(name: str, extra: list[str], env: dict[str, str]) -> BenchRun:
     if done.returncode != 0:
         run.problem = f"exit {done.returncode} (figures below are what it printed)"
     return run
+
+
+def run_passing_stderr(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` capturing stdout, while its stderr (its progress lines) is shown as it comes and kept."""
+    with (
+        tempfile.TemporaryFile("w+") as stdout,
+        subprocess.Popen(command, cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True) as process,
+    ):
+        assert process.stderr is not None
+        kept: list[str] = []
+
+        def relay(stream: IO[str]) -> None:
+            for line in stream:
+                kept.append(line)
+                print(f"    {line}", end="", file=sys.stderr, flush=True)
+
+        relaying = threading.Thread(target=relay, args=(process.stderr,), daemon=True)
+        relaying.start()
+        try:
+            process.wait(BENCH_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        relaying.join()
+        stdout.seek(0)
+        return subprocess.CompletedProcess(command, process.returncode, stdout.read(), "".join(kept))
 
 
 def parse_json(stdout: str) -> Any:
@@ -373,6 +404,33 @@ def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+CHART_TITLES = {
+    RATIOS: "Ratio to the same-run baseline per benchmark, with its goal",
+    HOST_TIME: "Where a host turn's time goes",
+    LOAD: "Calls/s against client count, SQLite and PostgreSQL, beside the bare SDK server",
+}
+_PERFORMANCE = "## Performance\n\n"
+_TABLE_HEAD = "| benchmark | configuration |"
+
+
+def table_rows(page: str) -> list[PerfRow]:
+    """The performance table of a page :func:`render` wrote, back as rows (for ``--charts-only``)."""
+    rows = []
+    for line in page[page.index(_TABLE_HEAD) :].split("\n\n", 1)[0].splitlines():
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) == 9 and line.startswith("| ") and not line.startswith((_TABLE_HEAD, "|---")):
+            rows.append(PerfRow(*cells))
+    return rows
+
+
+def with_charts(page: str, charts: list[Path], page_dir: Path) -> str:
+    """``page`` with the images of ``charts`` between the performance heading and its table."""
+    head, rest = page.split(_PERFORMANCE, 1)
+    table = rest[rest.index(_TABLE_HEAD) :]
+    images = "".join(f"![{CHART_TITLES[c.name]}]({c.relative_to(page_dir).as_posix()})\n\n" for c in charts)
+    return head + _PERFORMANCE + images + table
+
+
 def render(
     benches: list[BenchRun],
     missing: list[str],
@@ -475,7 +533,17 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], help="benchmarks not to run")
     parser.add_argument("--no-drills", action="store_true")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "RESULTS.md")
+    parser.add_argument(
+        "--charts-only", action="store_true", help="redraw the charts from the table already in --output; run nothing"
+    )
     args = parser.parse_args()
+    charts_dir = args.output.parent / "charts"
+    if args.charts_only:
+        page = args.output.read_text(encoding="utf-8")
+        charts = render_charts(table_rows(page), charts_dir)
+        args.output.write_text(with_charts(page, charts, args.output.parent), encoding="utf-8")
+        progress(f"redrew {len(charts)} charts in {charts_dir} from the table in {args.output}")
+        return
 
     env = dict(os.environ)
     env.pop(PG_ENV, None)
@@ -488,19 +556,22 @@ def main() -> None:
         if name in args.skip:
             continue
         extra = QUICK_ARGS.get(name, []) if args.quick else []
-        print(f"running bench.{name} ...", file=sys.stderr, flush=True)
+        progress(f"running bench.{name} ...")
         benches.append(run_bench(name, extra, env))
         if name == "load" and args.postgres_url:
             benches.append(run_bench(name, [*extra, "--postgres-url", args.postgres_url], env))
     drills = None
     if not args.no_drills:
-        print("running the drills ...", file=sys.stderr, flush=True)
+        progress("running the drills (pytest tests/drills) ...")
         with tempfile.TemporaryDirectory() as workdir:
             drills = run_drills(env, Path(workdir))
+        progress(f"drills: {drills[2]}")
     invocation = "python -m bench.results" + (" --postgres-url URL" if args.postgres_url else "")
     invocation += " --quick" if args.quick else ""
-    args.output.write_text(render(benches, missing, drills, bool(args.postgres_url), args.quick, invocation))
-    print(f"wrote {args.output}", file=sys.stderr)
+    page = render(benches, missing, drills, bool(args.postgres_url), args.quick, invocation)
+    charts = render_charts([row for run in benches if run.data is not None for row in rows_for(run)], charts_dir)
+    args.output.write_text(with_charts(page, charts, args.output.parent), encoding="utf-8")
+    progress(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

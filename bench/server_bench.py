@@ -58,7 +58,7 @@ async def pair(path: str, ours: list[Client], bare: list[Client], calls: int) ->
 async def run(calls: int, as_json: bool) -> None:
     db_url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'ledger.db'}"
     settings = Settings(db_url=db_url, _env_file=None)  # type: ignore[call-arg]
-    server = build_server(open_state(settings), settings)
+    server = build_server(open_state(settings, create=True, seed=True), settings)
     logging.disable(logging.INFO)
     pairs = [
         *await pair("in-memory 2026-07-28", [Client(server)], [Client(bare_server())], calls),

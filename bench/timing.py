@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 
 import anyio
 
+from bench.progress import progress
+
 
 @dataclass(frozen=True)
 class Figure:
@@ -34,6 +36,7 @@ async def measure_rounds(path: str, subjects: Sequence[tuple[str, Calls]], each:
 
     Every client first makes a short warm-up; each figure pools its rounds' calls and time.
     """
+    progress(f"{path}: {', '.join(name for name, _ in subjects)} ({ROUNDS} rounds of {each} calls per client)")
     for _, calls in subjects:
         for call in calls:
             for _ in range(min(20, each)):

@@ -48,13 +48,17 @@ class AppState:
         return token.client_id if token is not None else self.default_principal
 
 
-def open_state(settings: Settings) -> AppState:
-    """Open (and migrate) the ledger, load the policy, and build the gate."""
-    db = Database.open(settings.db_url)
+def open_state(settings: Settings, *, create: bool = False, seed: bool = False) -> AppState:
+    """Open (and migrate) the ledger, load the policy, and build the gate.
+
+    Only `create` makes a ledger where there is none, and only `seed` puts demo money in an
+    empty one: the callers decide (see `Settings.creates_ledger`), never a default here.
+    """
+    db = Database.open(settings.db_url, create=create)
     audit = AuditWriter(settings.audit_key_file)
     log.info("audit records are signed with key %s from %s", audit.signer.key_id, audit.key_path)
     ledger = Ledger(db, max_amount_minor=settings.max_amount_minor, audit=audit)
-    if settings.seed_demo and not ledger.accounts():
+    if seed and not ledger.accounts():
         ledger.seed_demo()
         log.info("created the demo accounts ACC-001, ACC-002, ACC-003")
     policy = load_policy(settings.policy, catalog=TOOL_ARGUMENTS)

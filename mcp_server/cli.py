@@ -1,20 +1,45 @@
-"""`bankgate-mcp`: serve the tools, check and explain policies, verify the audit, administer the ledger."""
+"""`bankgate-mcp`: serve the tools, check and explain policies, verify the audit, administer the ledger.
+
+Only `argparse` is imported up front: the SDK, SQLAlchemy and uvicorn load when a command runs,
+so `--help` and `--version` answer at once.
+"""
+
+from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+if TYPE_CHECKING:
+    from mcp_server import commands
+    from mcp_server.serve import serve
+    from mcp_server.settings import Settings
+else:
 
-from mcp_server import commands
-from mcp_server.http_app import ConfigError
-from mcp_server.serve import serve
-from mcp_server.settings import Settings
-from policy.loader import PolicyError
-from policy.results import Refusal
+    def _lazy(name: str) -> ModuleType:
+        """`name`, imported on first attribute access (the standard library's LazyLoader)."""
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.loader is not None, name
+        spec.loader = importlib.util.LazyLoader(spec.loader)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    commands = _lazy("mcp_server.commands")
+
+    def serve(settings: Settings) -> None:
+        from mcp_server.serve import serve as run
+
+        run(settings)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
         description="An MCP server whose banking tools run only under a human's eye. Every option can also "
         "be set as a BANKGATE_* environment variable (e.g. BANKGATE_DB_URL) or in a .env file.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve_cmd = sub.add_parser("serve", help="serve the tools (stdio by default)", description=_SERVE_HELP)
@@ -62,13 +89,17 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--approval-timeout", type=float, help="seconds a human has to answer (default 300)")
     serve_cmd.add_argument("--principal", help="principal recorded for stdio calls (default 'local')")
     serve_cmd.add_argument(
-        "--no-seed",
-        dest="seed_demo",
-        action="store_false",
+        "--create",
+        action="store_true",
         default=None,
-        help="do not create the demo accounts on a new ledger",
+        help="create the ledger named by --db if there is none (BANKGATE_CREATE); without it a missing ledger "
+        "is an error, so a mistyped URL never starts an empty bank",
     )
+    _seed_options(serve_cmd)
     serve_cmd.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve_cmd.add_argument(
+        "--log-format", choices=["text", "json"], help="text (default) or one JSON object per line, for deployments"
+    )
     serve_cmd.set_defaults(run=lambda s, a: serve(s))
 
     policy = sub.add_parser("policy", help="check or try a policy file").add_subparsers(dest="action", required=True)
@@ -79,9 +110,22 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("tool")
     explain.add_argument("--args", required=True, help='arguments as JSON, e.g. \'{"account_id": "ACC-001"}\'')
     explain.add_argument("--principal", help="the caller to judge the call for (default 'local')")
+    explain.add_argument(
+        "--balance",
+        dest="balances",
+        action="append",
+        default=[],
+        metavar="ACCOUNT=AMOUNT",
+        help="judge the policy as if ACCOUNT held AMOUNT, e.g. ACC-001=100000 (repeatable; the ledger is not changed)",
+    )
+    explain.add_argument(
+        "--moved-today", metavar="AMOUNT", help="judge the policy as if the caller had moved AMOUNT today"
+    )
     _database_option(explain)
     _policy_option(explain)
-    explain.set_defaults(run=lambda s, a: commands.policy_explain(s, a.tool, a.args))
+    explain.set_defaults(
+        run=lambda s, a: commands.policy_explain(s, a.tool, a.args, balances=a.balances, moved_today=a.moved_today)
+    )
 
     audit = sub.add_parser("audit", help="the tamper-evident decision log").add_subparsers(dest="action", required=True)
     verify = audit.add_parser(
@@ -114,6 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     tail.set_defaults(run=lambda s, a: commands.audit_tail(s, a.n))
 
     admin = sub.add_parser("admin", help="ledger administration").add_subparsers(dest="action", required=True)
+    init = admin.add_parser("init", help="create (or upgrade) the ledger at --db; the only command that creates one")
+    _seed_options(init)
+    init.set_defaults(run=lambda s, a: commands.admin_init(s))
     accounts = admin.add_parser("accounts", help="list accounts")
     accounts.set_defaults(run=lambda s, a: commands.admin_accounts(s))
     create = admin.add_parser("create", help="open an account")
@@ -130,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     history.set_defaults(run=lambda s, a: commands.admin_history(s, a.account_id))
     invariants = admin.add_parser("invariants", help="check the ledger's invariants")
     invariants.set_defaults(run=lambda s, a: commands.admin_invariants(s))
-    for command in (accounts, create, deposit, history, invariants, *_entitlement_commands(admin)):
+    for command in (init, accounts, create, deposit, history, invariants, *_entitlement_commands(admin)):
         _database_option(command)
     return parser
 
@@ -165,7 +212,8 @@ def _entitlement_commands(admin: Any) -> list[argparse.ArgumentParser]:
 
 _SERVE_HELP = (
     "Serve get_account_balance, transfer_funds and close_account. With no options: stdio, an embedded SQLite "
-    "ledger in your user data directory with demo accounts, and the shipped policy."
+    "ledger in your user data directory (created with demo accounts on first use), and the shipped policy. "
+    "A ledger named with --db must exist: create it with `bankgate-mcp admin init --db URL` or serve --create."
 )
 
 
@@ -177,12 +225,45 @@ def _database_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _seed_options(parser: argparse.ArgumentParser) -> None:
+    seed = parser.add_mutually_exclusive_group()
+    seed.add_argument(
+        "--seed-demo",
+        dest="seed_demo",
+        action="store_true",
+        default=None,
+        help="put the demo accounts ACC-001..ACC-003 (with invented money) in an empty ledger (BANKGATE_SEED_DEMO)",
+    )
+    seed.add_argument(
+        "--no-seed", dest="seed_demo", action="store_false", default=None, help="never create the demo accounts"
+    )
+
+
+def _version() -> str:
+    try:
+        return version("bankgate")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
 def _policy_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", type=Path, help="policy TOML file (BANKGATE_POLICY); default: shipped policy")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if "--debug" in unknown:  # also accepted after the command, where people type it
+        unknown.remove("--debug")
+        args.debug = True
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    from pydantic import ValidationError
+
+    from mcp_server.database import DatabaseUnreachable
+    from mcp_server.settings import Settings
+    from policy.results import Refusal
+
     run: Callable[[Settings, argparse.Namespace], int | None] = args.run
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
     try:
@@ -191,16 +272,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         for error in exc.errors():
             field = ".".join(str(p) for p in error["loc"])
-            print(f"bankgate-mcp: configuration: {field}: {error['msg']}", file=sys.stderr)
+            _fail(args, f"configuration: {field}: {error['msg']}")
     except json.JSONDecodeError as exc:
-        print(f"bankgate-mcp: --args is not valid JSON: {exc}", file=sys.stderr)
-    except Refusal as refusal:
-        print(f"bankgate-mcp: refused ({refusal.code}): {refusal.message}", file=sys.stderr)
-    except (ConfigError, PolicyError, ValueError) as exc:
-        print(f"bankgate-mcp: {exc}", file=sys.stderr)
+        _fail(args, f"--args is not valid JSON: {exc}")
+    except DatabaseUnreachable as exc:  # names the server and what to check: nothing to add
+        _fail(args, exc.message)
+    except Refusal as refusal:  # LedgerError included: its message is written for people
+        _fail(args, f"refused ({refusal.code}): {refusal.message}")
+    except ValueError as exc:  # ConfigError, PolicyError, LedgerNotOpened, bad options: one line with a hint
+        _fail(args, str(exc))
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        hint = "" if args.debug else " (--debug shows the traceback)"
+        _fail(args, f"unexpected {type(exc).__name__}: {exc}{hint}")
+        return 1
     return 2
+
+
+def _fail(args: argparse.Namespace, message: str) -> None:
+    """One line on stderr; the traceback too with --debug."""
+    if args.debug:
+        import traceback
+
+        traceback.print_exc()
+    print(f"bankgate-mcp: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The non-serving commands of `bankgate-mcp`: policy, audit and ledger administration."""
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from mcp_server import audit_log
@@ -8,13 +9,15 @@ from mcp_server.actions import TOOL_ARGUMENTS
 from mcp_server.app import open_state
 from mcp_server.audit_keys import key_file, load_keyring, load_public_keyring, load_signer, public_key_text
 from mcp_server.audit_writer import AuditWriter
-from mcp_server.database import Database
+from mcp_server.database import Database, redacted_url
 from mcp_server.entitlements import EntitlementAdmin, grants
+from mcp_server.explain import explain
 from mcp_server.ledger import Ledger
 from mcp_server.money import format_amount
 from mcp_server.settings import Settings
 from policy.action import Call
 from policy.audit import SignedHead
+from policy.facts import CallFacts
 from policy.loader import load_policy
 from policy.results import Refusal
 
@@ -31,29 +34,71 @@ def policy_check(file: Path) -> int:
     return 0
 
 
-def policy_explain(settings: Settings, tool: str, raw_args: str) -> int:
+def policy_explain(
+    settings: Settings, tool: str, raw_args: str, *, balances: Sequence[str] = (), moved_today: str | None = None
+) -> int:
     arguments = json.loads(raw_args)
     state = open_state(settings)
     action = state.gate.actions.get(tool)
     if action is None:
         raise Refusal("unknown_tool", f"no tool named '{tool}' (tools: {', '.join(sorted(state.gate.actions))})")
     call = Call(tool, action.canonical(arguments), settings.principal)
-    decision, inspection = state.gate.explain(call)
-    print(f"decision: {decision.outcome.value}")
-    print(f"reason: {decision.reason}")
-    print(f"matched rules: {', '.join(decision.matched_rules) or '(none: the tool default applies)'}")
-    print(f"policy: {state.gate.policy.source} ({decision.policy_version})")
-    print("effect:")
-    for line in inspection.effect:
-        print(f"  {line}")
+    found = explain(state, call, balances=_pairs(balances, "--balance"), moved_today=moved_today)
+    print(f"policy: {state.gate.policy.source} ({state.gate.policy.version})")
+    if found.decision is None:
+        print("policy decision: not judged (the call names an account that does not exist)")
+    else:
+        print(f"policy decision: {found.decision.outcome.value}")
+        print(f"  reason: {found.decision.reason}")
+        print(f"  matched rules: {', '.join(found.decision.matched_rules) or '(none: the tool default applies)'}")
+    if found.facts is not None and (balances or moved_today is not None):
+        print("  judged on hypothetical facts: " + _hypotheses(found.facts, balances, moved_today))
+    if found.precheck is None:
+        print("ledger pre-checks: pass")
+        print("  effect:")
+        for line in found.effect:
+            print(f"    {line}")
+    else:
+        print(f"ledger pre-checks: would refuse ({found.precheck.code}): {found.precheck.message}")
     print("(nothing was executed)")
     return 0
+
+
+def _pairs(items: Sequence[str], option: str) -> dict[str, str]:
+    """'ID=AMOUNT' options as a mapping."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{option} expects ACCOUNT=AMOUNT, e.g. {option} ACC-001=100000")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _hypotheses(facts: CallFacts, balances: Sequence[str], moved_today: str | None) -> str:
+    shown = [f"balance {item}" for item in balances]
+    if moved_today is not None:
+        shown.append(f"moved today {format_amount(facts.moved_today_minor, facts.currency)}")
+    return ", ".join(shown)
+
+
+def admin_init(settings: Settings) -> int:
+    """The explicit step that creates a ledger (or upgrades one), and puts demo money in it only when asked."""
+    state = open_state(settings, create=True, seed=bool(settings.seed_demo))
+    accounts = state.ledger.accounts()
+    print(f"ledger ready at {redacted_url(settings.db_url)}: {len(accounts)} accounts")
+    return 0
+
+
+def _existing(settings: Settings) -> Database:
+    """The ledger `settings` name; never a new one (see `Database.open`)."""
+    return Database.open(settings.db_url, create=False)
 
 
 def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public_keys: Path | None = None) -> int:
     keys = load_public_keyring(public_keys) if public_keys else load_keyring(key_file(settings.audit_key_file))
     checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file else None
-    count, findings = audit_log.verify(Database.open(settings.db_url), keys, checkpoint)
+    count, findings = audit_log.verify(_existing(settings), keys, checkpoint)
     if not findings:
         held = f"; it holds the checkpoint's record {checkpoint.seq}" if checkpoint else ""
         print(f"audit chain intact: {count} records{held}")
@@ -90,7 +135,7 @@ def audit_adopt(settings: Settings) -> int:
 
 def audit_checkpoint(settings: Settings, out: Path | None) -> int:
     path = key_file(settings.audit_key_file)
-    head = audit_log.checkpoint(Database.open(settings.db_url), load_signer(path, create=False), load_keyring(path))
+    head = audit_log.checkpoint(_existing(settings), load_signer(path, create=False), load_keyring(path))
     document = json.dumps(head.as_json(), indent=2) + "\n"
     if out is None:
         print(document, end="")
@@ -117,14 +162,14 @@ def _read_checkpoint(file: Path) -> SignedHead:
 
 
 def audit_tail(settings: Settings, limit: int) -> int:
-    for line in audit_log.tail(Database.open(settings.db_url), limit):
+    for line in audit_log.tail(_existing(settings), limit):
         print(line.render())
     return 0
 
 
 def _ledger(settings: Settings) -> Ledger:
     audit = AuditWriter(settings.audit_key_file)
-    return Ledger(Database.open(settings.db_url), max_amount_minor=settings.max_amount_minor, audit=audit)
+    return Ledger(_existing(settings), max_amount_minor=settings.max_amount_minor, audit=audit)
 
 
 def admin_accounts(settings: Settings) -> int:
@@ -165,7 +210,7 @@ def admin_invariants(settings: Settings) -> int:
 
 
 def _entitlements(settings: Settings, by: str | None) -> EntitlementAdmin:
-    return EntitlementAdmin(Database.open(settings.db_url), by, AuditWriter(settings.audit_key_file))
+    return EntitlementAdmin(_existing(settings), by, AuditWriter(settings.audit_key_file))
 
 
 def admin_grant(settings: Settings, principal: str, relation: str, account_id: str, by: str | None) -> int:
@@ -199,7 +244,7 @@ def admin_role_revoke(settings: Settings, principal: str, role: str, by: str | N
 
 
 def admin_grants(settings: Settings, principal: str | None, account_id: str | None) -> int:
-    found = grants(Database.open(settings.db_url), principal, account_id)
+    found = grants(_existing(settings), principal, account_id)
     for grant in found:
         print(grant.render())
     if not found:

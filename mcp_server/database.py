@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,9 +48,9 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 import platformdirs
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from mcp_server import migrations
@@ -85,6 +86,27 @@ def default_database_url() -> str:
     return f"sqlite:///{Path(platformdirs.user_data_dir('bankgate')) / 'ledger.db'}"
 
 
+class LedgerNotOpened(ValueError):
+    """No ledger at a URL (missing, not a bankgate database, malformed URL); the message is one line with a hint."""
+
+
+class DatabaseUnreachable(LedgerError):
+    """The database server or file cannot be reached; the message names where and what to check, never a password."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.DATABASE_UNAVAILABLE, message)
+
+
+def redacted_url(url: str) -> str:
+    """A database URL without its password, for logs and error messages."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{location}" if ":" in credentials else url
+
+
 class WouldWait(Exception):
     """A ``run(wait=False)`` found the write lock taken: nothing ran; run it where waiting is harmless."""
 
@@ -103,15 +125,35 @@ class Database:
         """SQLite: the connection of writes that must not wait (``busy_timeout`` 0), used under the write gate."""
 
     @classmethod
-    def open(cls, url: str, *, pool_size: int = 16) -> Database:
-        """Connect to ``url`` (``sqlite:///path``, a plain path, or ``postgresql://…``) and migrate."""
-        database = cls(_create_engine(url, pool_size))
+    def open(cls, url: str, *, pool_size: int = 16, create: bool = True) -> Database:
+        """Connect to ``url`` (``sqlite:///path``, a plain path, or ``postgresql://…``) and migrate.
+
+        ``create=False`` opens only an existing bankgate ledger (one with ``schema_migrations``),
+        so a mistyped URL is an error instead of a new, empty ledger; it still applies pending
+        migrations to an existing one. Raises ``LedgerNotOpened`` or ``DatabaseUnreachable``,
+        each with a one-line hint.
+        """
+        database = cls(_create_engine(url, pool_size, create=create))
         try:
+            database._check_reachable(url, create)
             migrations.apply_pending(database)
         except BaseException:
             database.close()
             raise
         return database
+
+    def _check_reachable(self, url: str, create: bool) -> None:
+        """Connect once, turning a driver's chained traceback into one line that names the server."""
+        try:
+            with self._engine.connect() as conn:
+                exists = inspect(conn).has_table("schema_migrations")
+        except OperationalError as exc:
+            raise DatabaseUnreachable(_unreachable(self._engine.url, exc)) from exc
+        if not create and not exists:
+            raise LedgerNotOpened(
+                f"{redacted_url(url)} holds no bankgate ledger; create one with "
+                "`bankgate-mcp admin init --db URL` (add --seed-demo for demo accounts)"
+            )
 
     @property
     def dialect(self) -> Dialect:
@@ -261,8 +303,29 @@ def _is_transient(exc: DBAPIError) -> bool:
     return sqlite_code is not None and sqlite_code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
 
 
-def _create_engine(url: str, pool_size: int) -> Engine:
-    engine_url = _engine_url(url)
+def _unreachable(url: URL, exc: OperationalError) -> str:
+    """One line: which server could not be reached, the driver's reason, and what to check."""
+    if url.get_backend_name() == "sqlite":
+        return f"cannot open the SQLite ledger {url.database}: {_first_line(exc)}; check the path and its permissions"
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    reason = _first_line(exc)
+    hint = "check that PostgreSQL runs there and accepts TCP connections, and the host and port in --db"
+    if "does not exist" in reason:
+        hint = "create the database (createdb) or fix its name in --db"
+    elif "authentication" in reason or "password" in reason:
+        hint = "check the user and password in --db (or PGPASSWORD / ~/.pgpass)"
+    return f"cannot reach PostgreSQL at {where} (database {url.database!r}): {reason}; {hint}"
+
+
+def _first_line(exc: OperationalError) -> str:
+    """The driver's own reason, without the 'connection to server at … failed:' preamble."""
+    message = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    match = re.search(r"port \d+ failed: (.*)", message)
+    return (match.group(1) if match else message.removeprefix("connection failed: ")).strip()
+
+
+def _create_engine(url: str, pool_size: int, *, create: bool) -> Engine:
+    engine_url = _engine_url(url, create=create)
     if engine_url.get_backend_name() == "sqlite":
         engine = create_engine(
             engine_url,
@@ -294,18 +357,34 @@ _POSTGRES_CONNECT_ARGS = {
 }
 
 
-def _engine_url(url: str) -> URL:
-    """Normalise the accepted URL forms; refuse in-memory SQLite and unknown schemes."""
+def _engine_url(url: str, *, create: bool) -> URL:
+    """Normalise the accepted URL forms; refuse in-memory SQLite, unknown schemes, and (unless
+    creating) a SQLite file that does not exist, before the driver would create it."""
     as_path = "://" not in url
-    parsed = URL.create("sqlite", database=str(Path(url).expanduser().resolve())) if as_path else make_url(url)
+    try:
+        parsed = URL.create("sqlite", database=str(Path(url).expanduser().resolve())) if as_path else make_url(url)
+    except ArgumentError as exc:
+        raise LedgerNotOpened("the database URL is malformed; use sqlite:///path or postgresql://user@host/db") from exc
     backend = parsed.get_backend_name()
     if backend in ("postgresql", "postgres"):
         return parsed.set(drivername="postgresql+psycopg")
     if backend != "sqlite":
-        raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}; use sqlite:///path or postgresql://…")
+        raise LedgerNotOpened(
+            f"unsupported database URL scheme {parsed.drivername!r}; use sqlite:///path or postgresql://…"
+        )
+    if parsed.host:
+        raise LedgerNotOpened(
+            "a SQLite URL takes three slashes: sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
     if not parsed.database or parsed.database == ":memory:":
-        raise ValueError("the ledger needs a file-backed SQLite database, not an in-memory one")
-    Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        raise LedgerNotOpened("the ledger needs a file-backed SQLite database, not an in-memory one")
+    file = Path(parsed.database).expanduser()
+    if not create and not file.exists():
+        raise LedgerNotOpened(
+            f"no ledger at {redacted_url(url)} ({file} does not exist); create one with "
+            "`bankgate-mcp admin init --db URL` (add --seed-demo for demo accounts)"
+        )
+    file.parent.mkdir(parents=True, exist_ok=True)
     return parsed.set(drivername="sqlite+pysqlite")
 
 

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from mcp_server.app import AppState
-from mcp_server.auth import ConfigTokenVerifier
+from mcp_server.auth import check_oauth_settings, token_verifier
 from mcp_server.health import HealthProbe
 from mcp_server.settings import Settings
 
@@ -56,10 +56,11 @@ def check_http_settings(settings: Settings, tokens: dict[str, str]) -> list[str]
             f"refusing to serve without authentication on {settings.host}: --no-auth is for loopback "
             "addresses only; configure tokens (BANKGATE_TOKENS or --token-file) instead"
         )
-    if not settings.no_auth and not tokens:
+    check_oauth_settings(settings)
+    if not settings.no_auth and not tokens and settings.oauth_issuer is None:
         raise ConfigError(
-            "HTTP needs bearer tokens: set BANKGATE_TOKENS='principal=token' or --token-file FILE "
-            "(or --no-auth on a loopback address for local development)"
+            "HTTP needs bearer tokens: set BANKGATE_TOKENS='principal=token' or --token-file FILE, or an OAuth "
+            "issuer (BANKGATE_OAUTH_ISSUER) (or --no-auth on a loopback address for local development)"
         )
     warnings = []
     if settings.stateless:
@@ -92,9 +93,10 @@ def build_http_app(
     )
     endpoint: ASGIApp = StreamableHTTPASGIApp(server.session_manager)
     middleware: list[Middleware] = []
+    discovery: list[Route] = []
     if not settings.no_auth:
-        verifier = ConfigTokenVerifier(tokens)
-        endpoint = RequireAuthMiddleware(endpoint, [], None)
+        verifier, metadata_url, discovery = token_verifier(settings, tokens)
+        endpoint = RequireAuthMiddleware(endpoint, settings.oauth_scopes, metadata_url)
         middleware = [
             Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(verifier)),
             Middleware(AuthContextMiddleware),
@@ -123,6 +125,7 @@ def build_http_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route(MCP_PATH, endpoint=endpoint),
+            *discovery,
         ],
         middleware=middleware,
         lifespan=lifespan,

@@ -1,43 +1,80 @@
 """Running the server: stdio for desktop assistants, Streamable HTTP under uvicorn."""
 
+import errno
 import logging
+import os
+import signal
+import socket
 import sys
+from collections.abc import Callable
 
 import uvicorn
 
 from mcp_server.app import build_server, open_state
 from mcp_server.auth import parse_tokens
-from mcp_server.http_app import build_http_app, check_http_settings
+from mcp_server.database import redacted_url
+from mcp_server.http_app import ConfigError, build_http_app, check_http_settings
+from mcp_server.logs import configure_logging
 from mcp_server.settings import Settings
 
 log = logging.getLogger("bankgate")
 
+WAITING = (
+    "bankgate-mcp: waiting for an MCP client on stdin (the stdio transport is for an assistant to launch; "
+    "Ctrl-C stops, `serve --transport http` serves a port)"
+)
+
 
 def serve(settings: Settings) -> None:
-    # stdout is the protocol on stdio: every log line goes to stderr.
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
+    listener: socket.socket | None = None
     if settings.transport == "http":
         tokens = parse_tokens(settings.tokens.get_secret_value() if settings.tokens else None, settings.token_file)
         warnings = check_http_settings(settings, tokens)
-    state = open_state(settings)
+        listener = _listen(settings.host, settings.port)  # before the ledger opens: a taken port changes nothing
+    state = open_state(settings, create=settings.creates_ledger, seed=settings.seeds_demo)
     server = build_server(state, settings)
     policy = state.gate.policy
-    log.info("ledger %s; policy %s (%s)", _redacted(settings.db_url), policy.source, policy.version)
-    if settings.transport == "stdio":
-        server.run()
+    log.info("ledger %s; policy %s (%s)", redacted_url(settings.db_url), policy.source, policy.version)
+    if listener is None:
+        _serve_stdio(server.run)
         return
     for warning in warnings:
         log.warning(warning)
     app = build_http_app(server, state, settings, tokens)
     log.info("serving MCP at http://%s:%d/mcp (health: /healthz)", settings.host, settings.port)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    config = uvicorn.Config(app, log_config=None, log_level=settings.log_level.lower())
+    uvicorn.Server(config).run(sockets=[listener])
 
 
-def _redacted(url: str) -> str:
-    """A database URL without its password, for logs."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, location = rest.rpartition("@")
-    if not sep or not at:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{location}" if ":" in credentials else url
+def _serve_stdio(run: Callable[[], None]) -> None:
+    """Serve on stdin/stdout; typed into a terminal, say so, and let Ctrl-C stop at once.
+
+    The SDK reads stdin on a worker thread that Ctrl-C cannot interrupt, so an interactive
+    Ctrl-C would wait for Enter; with a terminal on stdin no client is attached, and every
+    ledger write is one transaction, so exiting on the spot loses nothing.
+    """
+    if sys.stdin.isatty():
+        print(WAITING, file=sys.stderr, flush=True)
+        signal.signal(signal.SIGINT, _exit_on_interrupt)
+    run()
+
+
+def _exit_on_interrupt(_signum: int, _frame: object) -> None:
+    print("bankgate-mcp: stopped", file=sys.stderr, flush=True)
+    logging.shutdown()
+    os._exit(130)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The HTTP socket, bound now, so a taken port is one line instead of a traceback after startup."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is already in use (another bankgate-mcp, or the Foundry emulator?); "
+                "choose another with --port or BANKGATE_PORT"
+            ) from exc
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; check --host and --port") from exc

@@ -1,21 +1,26 @@
 """Server configuration: CLI flags over `BANKGATE_*` environment variables over `.env` over defaults."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_server.database import default_database_url
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+CommaList = Annotated[list[str], NoDecode]
+"""A list set as 'a,b' in the environment (split by `_split`), not as JSON."""
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BANKGATE_", env_file=".env", extra="ignore")
 
     db_url: str = Field(default_factory=default_database_url, description="sqlite:///path or postgresql://...")
-    seed_demo: bool = Field(True, description="Create ACC-001..ACC-003 on a new, empty ledger.")
+    create: bool = Field(False, description="Create the ledger at db_url if there is none (serve --create).")
+    seed_demo: bool | None = Field(
+        None, description="Create ACC-001..ACC-003 on an empty ledger; unset: only on the embedded default ledger."
+    )
     policy: Path | None = Field(None, description="Policy TOML file; the shipped default when unset.")
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"
@@ -24,8 +29,8 @@ class Settings(BaseSettings):
     tokens: SecretStr | None = Field(None, description="Bearer tokens as 'principal=token;principal2=token2'.")
     token_file: Path | None = Field(None, description="File of 'principal token' lines.")
     no_auth: bool = Field(False, description="Serve HTTP without authentication (loopback only).")
-    allowed_hosts: list[str] = Field(default_factory=list, description="Extra Host values to accept.")
-    allowed_origins: list[str] = Field(default_factory=list, description="Extra Origin values to accept.")
+    allowed_hosts: CommaList = Field(default_factory=list, description="Extra Host values to accept.")
+    allowed_origins: CommaList = Field(default_factory=list, description="Extra Origin values to accept.")
     max_body_bytes: int = Field(65_536, ge=1_024, description="Largest HTTP request body accepted.")
     request_state_keys: SecretStr | None = Field(
         None, description="Comma-separated request-state keys (>= 32 bytes each); the first seals."
@@ -40,15 +45,45 @@ class Settings(BaseSettings):
         1.0, gt=0, description="Seconds one database probe answers /healthz and /readyz (at most one probe each)."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field("text", description="'json': one JSON object per log line.")
+    public_url: str | None = Field(
+        None, description="The MCP endpoint as clients reach it (https://bank.example/mcp); the OAuth resource."
+    )
+    oauth_issuer: str | None = Field(None, description="Issuer (`iss`) of the JWT access tokens to accept.")
+    oauth_audience: str | None = Field(None, description="Required `aud` of access tokens; default: public_url.")
+    oauth_jwks_url: str | None = Field(None, description="Where the issuer publishes its signing keys (JWKS).")
+    oauth_jwks_file: Path | None = Field(None, description="A JWKS file instead of oauth_jwks_url.")
+    oauth_scopes: CommaList = Field(default_factory=list, description="Scopes every access token must carry.")
+    oauth_principal_claim: str = Field("sub", min_length=1, description="The token claim naming the principal.")
 
-    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @field_validator("allowed_hosts", "allowed_origins", "oauth_scopes", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
     @property
+    def embedded_default(self) -> bool:
+        """No ledger was named (neither --db nor BANKGATE_DB_URL): the zero-configuration SQLite file."""
+        return "db_url" not in self.model_fields_set
+
+    @property
+    def creates_ledger(self) -> bool:
+        """Whether `serve` may create a missing ledger: only when told to, or for the embedded default."""
+        return self.create or self.embedded_default
+
+    @property
+    def seeds_demo(self) -> bool:
+        """Whether `serve` fills an empty ledger with demo money: only when told to, or for the embedded default."""
+        return self.seed_demo if self.seed_demo is not None else self.embedded_default
+
+    @property
     def is_loopback(self) -> bool:
         return self.host in LOOPBACK_HOSTS
+
+    @property
+    def resource_url(self) -> str:
+        """This server's MCP endpoint as its OAuth resource identifier."""
+        return self.public_url or f"http://{self.host}:{self.port}/mcp"
 
     def state_keys(self) -> list[str]:
         if self.request_state_keys is None:

@@ -1,7 +1,7 @@
 """A loaded policy: per-tool defaults and conditional rules, and the decision they give a call."""
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from policy.decision import Decision
@@ -16,6 +16,8 @@ class Rule:
     condition: Condition
     outcome: Outcome
     reason: str
+    messages: Mapping[str, str] = field(default_factory=dict, hash=False)
+    """Confirmation messages by status when this rule matched (see `policy.messages`)."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class ToolPolicy:
     rules: tuple[Rule, ...] = ()
     confirm: str | None = None
     """An argument the approver must type back (e.g. the account id being closed)."""
+    messages: Mapping[str, str] = field(default_factory=dict, hash=False)
+    """Confirmation messages by status (see `policy.messages`)."""
 
     @cached_property
     def variables(self) -> frozenset[str]:
@@ -79,6 +83,17 @@ class Policy:
         """The argument an approver of `tool` must type back, if the policy asks for one."""
         policy = self.tools.get(tool)
         return policy.confirm if policy else None
+
+    def messages_for(self, tool: str, matched_rules: Sequence[str] = ()) -> Mapping[str, str]:
+        """The confirmation messages for a call of `tool`: the first matched rule's wording over the tool's."""
+        policy = self.tools.get(tool)
+        if policy is None:
+            return {}
+        merged = dict(policy.messages)
+        for rule in reversed(policy.rules):
+            if rule.name in matched_rules:
+                merged |= rule.messages
+        return merged
 
     def decide(self, facts: CallFacts) -> Decision:
         """The most restrictive outcome among matching rules, else the tool's default.

@@ -33,6 +33,7 @@ from policy.canonical import digest
 from policy.decision import Decision
 from policy.document import Policy
 from policy.facts import AGGREGATES, CallFacts
+from policy.messages import worded
 from policy.outcome import Outcome
 from policy.question import render_question
 from policy.results import GateResult, Refusal, Status, decision_message
@@ -135,15 +136,9 @@ class Gate:
         action = self.actions[opening.call.tool]
         return self.store.transaction(lambda tx: self._conclude(tx, action, opening, verdict), wait=wait)
 
-    def explain(self, call: Call) -> tuple[Decision, Inspection]:
-        """The decision the policy would give `call` now, and what it would do; changes nothing."""
-        action = self.actions[call.tool]
-
-        def work(tx: GateTx) -> tuple[Decision, Inspection]:
-            inspection = action.inspect(tx, call)
-            return self.policy.decide(self._facts(tx, call, inspection)), inspection
-
-        return self.store.transaction(work, write=not action.read_only)
+    def facts(self, tx: GateTx, call: Call, inspection: Inspection) -> CallFacts:
+        """What the policy judges `call` on, as `decide` would see it (for explaining a decision)."""
+        return self._facts(tx, call, inspection)
 
     def _read(self, tx: GateTx, action: Action, call: Call) -> GateResult | None:
         try:
@@ -154,7 +149,7 @@ class Gate:
             done = action.execute(tx, call, inspection)
         except Refusal as refusal:
             return GateResult.refused(refusal)
-        return GateResult(Status.EXECUTED, done.summary, details=done.details)
+        return worded(self.policy, call, decision, GateResult(Status.EXECUTED, done.summary, details=done.details))
 
     def _asked(self, tx: GateTx, call: Call, human_reachable: bool, asked: str | None) -> Opening | None:
         """The stored outcome of this call or round, or the question still pending for it."""
@@ -354,13 +349,16 @@ class Gate:
         idempotency key (unless the key holds another request's outcome: `remember=False`),
         and is audited."""
         note = verdict.note if verdict else None
+        detail = reason if reason is not None else (verdict.detail if verdict else "")
+        if reason is None:
+            reason = verdict.detail if verdict else result.message
         if approval is not None:
             result = replace(result, approval_ref=approval.ref)
+        result = worded(self.policy, call, decision, result, detail)
+        if approval is not None:
             tx.settle_approval(replace(approval, status=result.status.value, note=note, outcome=result.as_json()))
         if remember and call.idempotency_key is not None:
             tx.remember(call.idempotency_key, call.request_digest, result.as_json())
-        if reason is None:
-            reason = verdict.detail if verdict else result.message
         executed = result.status is Status.EXECUTED
         self._audit(
             tx, call, decision, result.status.value, now, approval=approval, note=note, reason=reason,

@@ -15,12 +15,13 @@ from policy.canonical import digest
 from policy.document import Policy, Rule, ToolPolicy
 from policy.expressions import Condition, ExpressionError
 from policy.facts import ACCOUNT_ROLES, AccountFacts, CallFacts
+from policy.messages import STATUSES, template_problem
 from policy.outcome import Outcome
 
 DEFAULT_POLICY = "default_policy.toml"
 
-_TOOL_KEYS = {"default", "reason", "rules", "confirm"}
-_RULE_KEYS = {"name", "when", "outcome", "reason"}
+_TOOL_KEYS = {"default", "reason", "rules", "confirm", "messages"}
+_RULE_KEYS = {"name", "when", "outcome", "reason", "messages"}
 _TOP_KEYS = {"policy", "tools", "accounts"}
 _ACCOUNT_KEYS = {"visible"}
 VISIBILITY_VARIABLES = frozenset({"principal", "roles", "account", "tool", "args", "now"})
@@ -151,13 +152,14 @@ class _Reader:
         if not isinstance(raw_rules, list):
             self.problem(f"{key}.rules", "must be an array of tables ([[tools.<name>.rules]])", table)
             raw_rules = []
+        messages = self.messages(raw.get("messages", {}), f"{key}.messages", table, arguments)
         rules = [self.rule(name, i, r, arguments) for i, r in enumerate(raw_rules)]
         names = [r.name for r in rules if r is not None]
         for dup in sorted({n for n in names if names.count(n) > 1}):
             self.problem(f"{key}.rules", f"rule name '{dup}' is used more than once", table)
         if default is None or not isinstance(reason, str):
             return None
-        return ToolPolicy(name, default, reason, tuple(r for r in rules if r is not None), confirm)
+        return ToolPolicy(name, default, reason, tuple(r for r in rules if r is not None), confirm, messages)
 
     def rule(self, tool: str, index: int, raw: Any, arguments: Sequence[str] | None) -> Rule | None:
         key, table = f"tools.{tool}.rules[{index}]", f"[tools.{tool}.rules]"
@@ -173,6 +175,7 @@ class _Reader:
                 self.problem(f"{key}.{field}", "is required and must be a non-empty string", table, index)
             fields[field] = value
         outcome = self.outcome(raw.get("outcome"), f"{key}.outcome", table, index)
+        messages = self.messages(raw.get("messages", {}), f"{key}.messages", table, arguments, index)
         if not isinstance(fields["when"], str) or outcome is None:
             return None
         try:
@@ -185,7 +188,26 @@ class _Reader:
         name, reason = fields["name"], fields["reason"]
         if not isinstance(name, str) or not isinstance(reason, str):
             return None
-        return Rule(name, condition, outcome, reason)
+        return Rule(name, condition, outcome, reason, messages)
+
+    def messages(
+        self, raw: Any, key: str, table: str, arguments: Sequence[str] | None, occurrence: int = 0
+    ) -> dict[str, str]:
+        """Confirmation messages by status; every template is checked against the tool's facts."""
+        if not isinstance(raw, dict):
+            self.problem(key, f"must be a table of messages by status ({', '.join(STATUSES)})", table, occurrence)
+            return {}
+        messages: dict[str, str] = {}
+        line = self._line("messages", table, occurrence)
+        for status, template in raw.items():
+            problem = template_problem(template, arguments)
+            if status not in STATUSES:
+                problem = f"unknown status (expected: {', '.join(STATUSES)})"
+            if problem is not None:
+                self.problems.append(Problem(f"{key}.{status}", problem, line))
+                continue
+            messages[status] = template
+        return messages
 
     def outcome(self, value: Any, key: str, table: str, occurrence: int = 0) -> Outcome | None:
         try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 
@@ -11,8 +13,9 @@ import httpx2
 import pytest
 
 from agent_host.cli import main
-from agent_host.cli_emulator import banner
+from agent_host.cli_emulator import DEFAULT_PORT, banner
 from agent_host.emulator import Emulator, EmulatorConfig, FaultConfig
+from agent_host.settings import DEFAULT_EMULATOR_MODEL
 
 
 def test_help_describes_the_stand_in(capsys: pytest.CaptureFixture[str]) -> None:
@@ -39,8 +42,9 @@ def test_banner_lists_endpoint_token_and_faults() -> None:
     finally:
         emulator.stop()
 
-    assert f"PROJECT_ENDPOINT=http://127.0.0.1:{emulator.port}/api/projects/demo" in text.splitlines()
-    assert f"EMULATOR_TOKEN={config.token}" in text.splitlines()
+    assert f"export PROJECT_ENDPOINT=http://127.0.0.1:{emulator.port}/api/projects/demo" in text.splitlines()
+    assert f"export EMULATOR_TOKEN={config.token}" in text.splitlines()
+    assert f"export CHAT_MODEL={DEFAULT_EMULATOR_MODEL}" in text.splitlines()
     assert "rule-based stand-in, not an LLM" in text and "127.0.0.1 only" in text
     assert "first 2 request(s) get 429" in text and "(on responses endpoints only)" in text
 
@@ -63,10 +67,10 @@ def test_python_dash_m_serves_until_interrupted() -> None:
         assert process.stdout is not None
         settings = {}
         for line in process.stdout:
-            key, sep, value = line.strip().partition("=")
+            key, sep, value = line.strip().removeprefix("export ").partition("=")
             if sep:
                 settings[key] = value
-            if "EMULATOR_TOKEN" in settings:
+            if "CHAT_MODEL" in settings:
                 break
         endpoint = settings["PROJECT_ENDPOINT"]
         assert endpoint.startswith("http://127.0.0.1:") and endpoint.endswith("/api/projects/cli-test")
@@ -77,3 +81,46 @@ def test_python_dash_m_serves_until_interrupted() -> None:
         remaining, _ = process.communicate(timeout=10)
 
     assert process.returncode == 0 and "Emulator stopped." in remaining
+
+
+def test_the_default_port_is_not_the_mcp_servers(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["emulator", "--help"])
+
+    assert DEFAULT_PORT == 8780 and DEFAULT_PORT != 8765, "8765 is bankgate-mcp's HTTP default"
+    assert f"(default {DEFAULT_PORT};" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_port_in_use_is_one_line_with_a_hint() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "agent_host", "emulator", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"bankgate-agent emulator: cannot listen on 127.0.0.1:{port} (Address already in use); "
+        "choose another --port, or --port 0 for a free one"
+    ]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash to evaluate the printed block")
+def test_the_banner_is_shell_that_sets_the_settings() -> None:
+    emulator = Emulator(EmulatorConfig(project="shell", token="tok'en;$(id)"))
+    try:
+        text = banner(emulator)
+    finally:
+        emulator.stop()
+    script = text + '\nprintf "%s\\n" "$PROJECT_ENDPOINT" "$EMULATOR_TOKEN" "$CHAT_MODEL"'
+
+    shell = subprocess.run(["bash", "-euc", script], capture_output=True, text=True, timeout=30, check=True)
+
+    assert shell.stdout.splitlines() == [emulator.endpoint, "tok'en;$(id)", DEFAULT_EMULATOR_MODEL]
+    assert shell.stderr == "", "every other line is a comment"

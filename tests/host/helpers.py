@@ -22,7 +22,7 @@ from agent_host.approvers import Approver, ScriptedApprover, parse_script
 from agent_host.display import Display
 from agent_host.emulator import Emulator
 from agent_host.host import Host, mcp_target, open_host
-from agent_host.mcp_link import McpTarget
+from agent_host.mcp_link import DEMO_LEDGER, McpTarget
 from agent_host.settings import DEFAULT_EMULATOR_MODEL, HostSettings
 
 MODEL = DEFAULT_EMULATOR_MODEL
@@ -60,7 +60,11 @@ def ledger_target(settings: HostSettings, tmp_path: Path) -> McpTarget:
     """The settings' MCP server, launched on a fresh demo ledger in ``tmp_path`` and isolated from the
     developer's ``BANKGATE_*`` environment."""
     return replace(
-        mcp_target(settings), db_url=f"sqlite:///{tmp_path / 'ledger.db'}", server_env={}, server_cwd=str(tmp_path)
+        mcp_target(settings),
+        db_url=f"sqlite:///{tmp_path / 'ledger.db'}",
+        server_args=DEMO_LEDGER,
+        server_env={},
+        server_cwd=str(tmp_path),
     )
 
 
@@ -100,7 +104,7 @@ def http_mcp_server(tmp_path: Path, token: str) -> Iterator[tuple[str, subproces
     port = free_port()
     env = {**os.environ, "BANKGATE_TOKENS": f"alice={token}"}
     command = [sys.executable, "-m", "mcp_server", "serve", "--transport", "http", "--port", str(port)]
-    command += ["--db", f"sqlite:///{tmp_path / 'http-ledger.db'}"]
+    command += ["--db", f"sqlite:///{tmp_path / 'http-ledger.db'}", *DEMO_LEDGER]
     process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30

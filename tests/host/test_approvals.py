@@ -90,3 +90,20 @@ async def test_close_needs_the_typed_confirmation(emulator: Emulator, tmp_path: 
         assert await balance(host, "ACC-001") == Decimal("5120.00")
         closed = await host.link.call("get_account_balance", {"account_id": "ACC-003"})
         assert closed.output["error"]["code"] == "account_closed"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("protocol", ["auto", "legacy"])
+async def test_a_host_with_nobody_to_ask_is_denied_by_the_server(
+    emulator: Emulator, tmp_path: Path, agent_name: str, protocol: McpProtocol
+) -> None:
+    """The deny approver declares no elicitation capability: the server denies, as no human could be asked
+    (before, the approver declined the question, which the audit log recorded as a person's rejection)."""
+    async with host_for(emulator, tmp_path, DenyApprover(), agent_name, mcp_protocol=protocol) as host:
+        turn = await host.conversation().send("Transfer $50 from ACC-001 to ACC-003.")
+
+        output = turn.results[0][1].output
+        assert output["status"] == "denied", output
+        assert "No human can be asked to approve it from this client" in output["message"]
+        assert host.desk.records == [], "no question reached the host"
+        assert await balance(host, "ACC-001") == Decimal("5000.00")

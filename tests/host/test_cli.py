@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+import select
+import signal
 import subprocess
 import sys
+import threading
 from decimal import Decimal
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from agent_host.approvers import ApprovalDesk, DenyApprover
 from agent_host.emulator import Emulator
-from agent_host.mcp_link import McpTarget, connect
+from agent_host.mcp_link import DEMO_LEDGER, McpTarget, connect
 
 from .helpers import CapturedDisplay
 
@@ -43,16 +47,30 @@ def lab_env(emulator: Emulator, tmp_path: Path, agent: str, **extra: str) -> dic
         "CHAT_MODEL": "gpt-4.1-mini",
         "AGENT_NAME": agent,
         "BANKGATE_DB_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "BANKGATE_CREATE": "true",  # a named ledger is never created implicitly
+        "BANKGATE_SEED_DEMO": "true",
         **extra,
     }
 
 
 async def read_balance(tmp_path: Path, account: str) -> Decimal:
     """Read a balance straight from a bankgate MCP server on the test's ledger."""
-    target = McpTarget(db_url=f"sqlite:///{tmp_path / 'ledger.db'}", server_env={}, server_cwd=str(tmp_path))
+    target = McpTarget(
+        db_url=f"sqlite:///{tmp_path / 'ledger.db'}", server_args=DEMO_LEDGER, server_env={}, server_cwd=str(tmp_path)
+    )
     async with connect(target, ApprovalDesk(DenyApprover(), CapturedDisplay())) as link:
         result = await link.call("get_account_balance", {"account_id": account})
     return Decimal(result.output["balance"])
+
+
+def audit_outcomes(tmp_path: Path) -> list[str]:
+    """The outcome column of the test ledger's audit log, as `bankgate-mcp audit tail` prints it."""
+    command = [sys.executable, "-m", "mcp_server", "audit", "tail", "--db", f"sqlite:///{tmp_path / 'ledger.db'}"]
+    tail = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout
+    return [word for line in tail.splitlines() for word in line.split() if word in AUDIT_OUTCOMES]
+
+
+AUDIT_OUTCOMES = {"requested", "approved", "rejected", "cancelled", "expired", "denied", "executed", "failed"}
 
 
 def test_demo_runs_the_lab_end_to_end(tmp_path: Path) -> None:
@@ -97,11 +115,13 @@ async def test_ask_without_a_terminal_denies_every_approval(
 
     assert result.returncode == 0, result.stderr
     assert f"{wire[1]} path" in result.stdout and "approver deny" in result.stdout
-    assert "Approval question from the MCP server — answered by: deny" in result.stdout
-    assert "approval: declined (no terminal to ask a human (deny approver))" in result.stdout
-    assert "was rejected by the operator; nothing was done." in result.stdout
+    assert "Approval question" not in result.stdout, "a host with nobody to ask is asked nothing"
+    assert "← denied: " in result.stdout and "No human can be asked to approve it from this client" in result.stdout
+    assert "rejected by the operator" not in result.stdout
     assert ("stream: " in result.stdout) is ("--stream" in wire)
     assert await read_balance(tmp_path, "ACC-001") == Decimal("5000.00")
+    outcomes = audit_outcomes(tmp_path)
+    assert "denied" in outcomes and not {"requested", "rejected"} & set(outcomes), outcomes
 
 
 def test_chat_continues_the_conversation(emulator: Emulator, tmp_path: Path) -> None:
@@ -147,6 +167,8 @@ def test_a_refused_token_is_one_clear_message(emulator: Emulator, tmp_path: Path
     assert "Traceback" not in result.stderr
     assert "refused the host's token (HTTP 401 PermissionDenied" in result.stderr
     assert "https://ai.azure.com/.default as the emulator dev token" in result.stderr
+    assert "accepts only the token it printed" in result.stderr
+    assert "az login" not in result.stderr.replace("`az login` play no part", ""), "no Azure advice for the emulator"
 
 
 def test_configuration_errors_exit_2(tmp_path: Path) -> None:
@@ -156,3 +178,125 @@ def test_configuration_errors_exit_2(tmp_path: Path) -> None:
     assert (console.returncode, unset.returncode) == (2, 2)
     assert "--approver console needs a terminal" in console.stderr
     assert "PROJECT_ENDPOINT is not set." in unset.stderr and "bankgate-agent demo" in unset.stderr
+
+
+def test_version_is_the_installed_packages(tmp_path: Path) -> None:
+    result = bankgate_agent("--version", cwd=tmp_path)
+
+    assert result.returncode == 0 and result.stdout.strip() == f"bankgate-agent {version('bankgate')}"
+
+
+def test_help_imports_neither_mcp_nor_azure(tmp_path: Path) -> None:
+    """What made ``--help`` take seconds: every subcommand's mcp, azure and uvicorn imports."""
+    probe = (
+        "import sys, contextlib, io\n"
+        "from agent_host.cli import main\n"
+        "for argv in (['--help'], ['ask', '--help'], ['chat', '--help']):\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        main(argv)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'mcp', 'azure', 'uvicorn', 'openai', 'pydantic'}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, check=True)
+
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_a_wrong_endpoint_path_gets_the_endpoint_shape(emulator: Emulator, tmp_path: Path) -> None:
+    root = emulator.endpoint.removesuffix("/bankgate-dev")  # .../api/projects, without the project
+    env = lab_env(emulator, tmp_path, "cli-path", PROJECT_ENDPOINT=root)
+    result = bankgate_agent("ask", "What is the balance of ACC-001?", cwd=tmp_path, env=env)
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"bankgate-agent: Not found at {root} (No route for POST /api/projects/agents/cli-path/versions.).",
+        "  Check PROJECT_ENDPOINT's path: a project endpoint looks like "
+        "https://<account>.services.ai.azure.com/api/projects/<project>.",
+    ]
+
+
+def test_against_the_emulator_chat_model_defaults(emulator: Emulator, tmp_path: Path) -> None:
+    env = {k: v for k, v in lab_env(emulator, tmp_path, "cli-no-model").items() if k != "CHAT_MODEL"}
+    result = bankgate_agent("ask", "What is the balance of ACC-001?", cwd=tmp_path, env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert "agent › ACC-001 has a balance of $5,000.00." in result.stdout
+
+
+def test_against_azure_a_missing_chat_model_stays_a_configuration_error(tmp_path: Path) -> None:
+    env = {"PROJECT_ENDPOINT": "https://example.services.ai.azure.com/api/projects/p", "BANKGATE_DB_URL": ""}
+    env["BANKGATE_DB_URL"] = f"sqlite:///{tmp_path / 'ledger.db'}"
+    result = bankgate_agent("ask", "hi", cwd=tmp_path, env=env)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("bankgate-agent: CHAT_MODEL is not set"), result.stderr
+
+
+def test_azure_identity_warnings_show_only_with_debug(tmp_path: Path) -> None:
+    """No Azure sign-in here: DefaultAzureCredential fails, with a warning per credential it tried."""
+    env = {
+        "PROJECT_ENDPOINT": "https://example.services.ai.azure.com/api/projects/p",
+        "CHAT_MODEL": "gpt-4.1-mini",
+        "BANKGATE_DB_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "AZURE_CONFIG_DIR": str(tmp_path / "no-azure-cli"),
+    }
+    quiet = bankgate_agent("ask", "hi", cwd=tmp_path, env=env, timeout=120)
+    debug = bankgate_agent("ask", "hi", "--debug", cwd=tmp_path, env=env, timeout=120)
+
+    assert quiet.returncode == debug.returncode == 1
+    lines = quiet.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("bankgate-agent: Could not get a token"), quiet.stderr
+    assert "Attempted credentials" in debug.stderr and debug.stderr.endswith(quiet.stderr)
+
+
+def test_ctrl_c_at_the_approval_prompt_cancels_it_and_exits_130(emulator: Emulator, tmp_path: Path) -> None:
+    """On a terminal the console approver asks; Ctrl-C there answers the server `cancel`, then stops."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(_HOST_VARIABLES)}
+    leader, follower = os.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent_host", "ask", "Transfer $100 from ACC-001 to ACC-002."],
+        stdin=follower,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=clean | lab_env(emulator, tmp_path, "cli-ctrl-c"),
+        start_new_session=True,  # its own process group, as a shell gives a foreground job
+    )
+    os.close(follower)
+    screen = bytearray()
+    prompted = threading.Event()
+
+    def read_terminal() -> None:
+        while True:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if not ready:
+                if process.poll() is not None:
+                    return
+                continue
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the process closed the terminal
+                return
+            if not chunk:
+                return
+            screen.extend(chunk)
+            if b"Approve this action?" in screen:
+                prompted.set()
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    try:
+        assert prompted.wait(120), bytes(screen).decode(errors="replace")
+        assert b"s left)" in screen and b"Answer within " in screen, "the deadline is shown"
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground process group
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        reader.join(5)
+        os.close(leader)
+
+    assert process.returncode == 130
+    assert stderr.decode().splitlines() == [
+        "bankgate-agent: Interrupted: the approval for transfer_funds was cancelled (the server recorded: cancelled)."
+    ]
+    assert audit_outcomes(tmp_path) == ["requested", "cancelled"]

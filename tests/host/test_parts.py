@@ -11,7 +11,6 @@ from typing import Any
 import mcp_types
 import openai._constants as openai_constants
 import pytest
-from azure.core.credentials import AccessTokenInfo
 from rich.console import Console
 
 from agent_host.access import describe_token
@@ -28,7 +27,6 @@ from agent_host.retries import (
 )
 from agent_host.settings import HostSettings
 from agent_host.sse import parse_sse
-from agent_host.tokens import TokenCache
 from agent_host.tool_schema import function_tool
 
 TRANSFER_SCHEMA: dict[str, Any] = {
@@ -228,38 +226,6 @@ def test_without_a_terminal_the_default_is_deny_and_console_is_refused() -> None
         make_approver("console", console, interactive=False)
     with pytest.raises(ConfigurationError, match="Cannot read the approver script"):
         make_approver("scripted:/nonexistent/answers.txt", console, interactive=False)
-
-
-class _Credential:
-    def __init__(self, lifetime: int, refresh_in: int | None = None) -> None:
-        self.lifetime, self.refresh_in, self.calls = lifetime, refresh_in, 0
-
-    async def get_token_info(self, *scopes: str) -> AccessTokenInfo:
-        assert scopes == ("https://ai.azure.com/.default",)
-        self.calls += 1
-        refresh_on = None if self.refresh_in is None else int(NOW[0]) + self.refresh_in
-        return AccessTokenInfo(f"token-{self.calls}", int(NOW[0]) + self.lifetime, refresh_on=refresh_on)
-
-
-NOW = [1_000_000.0]
-
-
-@pytest.mark.anyio
-async def test_tokens_are_cached_and_refreshed_before_they_expire() -> None:
-    credential = _Credential(lifetime=3600)
-    cache = TokenCache(credential, clock=lambda: NOW[0])
-
-    first = await cache.token()
-    NOW[0] += 3000  # 10 minutes left: still fine
-    assert await cache.token() == first
-    NOW[0] += 400  # under 5 minutes left: refreshed early
-    assert await cache.token() == "token-2"
-    assert await cache.token(fresh=True) == "token-3" and cache.fetches == 3
-
-    hinted = TokenCache(_Credential(lifetime=3600, refresh_in=60), clock=lambda: NOW[0])
-    await hinted.token()
-    NOW[0] += 61
-    assert await hinted.token() == "token-2", "refresh_on from the credential is honoured"
 
 
 def test_retry_delay_honours_the_servers_hints() -> None:

@@ -187,7 +187,7 @@ async def test_a_refused_token_names_audience_and_identity(
             with pytest.raises(AuthenticationFailed) as responses_refused:
                 await transport.create(_ask(agent))
             if isinstance(transport, RestTransport):
-                assert transport.tokens.fetches == 2, "a fresh token is tried once after a 401"
+                assert access.token_fetches == 2, "a fresh token is tried once after a 401"
 
     for refused in (agents_refused, responses_refused):
         message = str(refused.value)

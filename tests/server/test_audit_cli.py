@@ -300,6 +300,7 @@ def test_policy_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["policy", "check", str(Path(__file__).with_name("test_policy.toml"))]) == 0
     assert "transfer_funds: default require_approval; small -> allow" in capsys.readouterr().out
     args = '{"from_account": "ACC-001", "to_account": "ACC-002", "amount": "700"}'
+    assert main(["admin", "init", "--db", db, "--seed-demo"]) == 0
     assert main(["policy", "explain", "transfer_funds", "--args", args, "--db", db]) == 0
     out = capsys.readouterr().out
     assert "decision: require_approval" in out and "$5,000.00 now, $4,300.00 after" in out

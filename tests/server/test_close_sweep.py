@@ -11,6 +11,7 @@ from mcp import Client
 from mcp_types import CallToolResult
 
 from mcp_server.app import build_server, open_state
+from mcp_server.entitlements import EntitlementAdmin
 from mcp_server.settings import Settings
 from policy.testing import ScriptedResponder, approve
 from tests.ledger.conftest import postgres_schema
@@ -162,6 +163,7 @@ async def test_a_sweep_above_the_servers_maximum_is_refused(db_url: str, tmp_pat
 async def test_the_shipped_policy_caps_a_sweep_like_a_transfer(db_url: str, tmp_path: Path, mode: str) -> None:
     server, books = served(db_url, tmp_path, policy=None)
     rich, keeper = books.open_account("50000.01"), books.open_account("0")
+    EntitlementAdmin(books.db, "test").grant("local", "owner", rich)  # the shipped policy hides others' accounts
     responder = ScriptedResponder(approve())
     async with Client(server, elicitation_callback=responder, mode=mode) as client:
         result = outcome(await client.call_tool("close_account", {"account_id": rich, "sweep_to": keeper}))

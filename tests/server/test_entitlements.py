@@ -235,7 +235,7 @@ def test_grants_survive_a_restart_and_every_change_is_audited(backend: str, tmp_
             ("dave", ALICE, "viewer", "admin:ops-desk"),
             ("erin", None, "operator", "admin:ops-desk"),
         }
-        changes = [(r["event"], r["principal"], r["tool"], r["arguments"]) for r in again.audit()]
+        changes = [(r["event"], r["principal"], r["tool"], r["arguments"]) for r in again.audit(tool="entitlements")]
         by = "admin:ops-desk"
         assert changes == [
             ("granted", by, "entitlements", {"principal": "dave", "relation": "viewer", "account_id": ALICE}),

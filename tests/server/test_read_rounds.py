@@ -65,7 +65,8 @@ def test_may_ask_follows_defaults_and_rules(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_a_read_the_policy_may_gate_asks_when_a_rule_says_so(tmp_path: Path, mode: str) -> None:
     config = settings(tmp_path)
-    server = build_server(open_state(config), config)  # demo accounts: ACC-001 holds 5,000.00, ACC-003 120.00
+    # demo accounts: ACC-001 holds 5,000.00, ACC-003 120.00
+    server = build_server(open_state(config, create=True, seed=True), config)
     responder = ScriptedResponder(approve(), reject())
     async with Client(server, elicitation_callback=responder, mode=mode) as client:
         small = await balance(client, "ACC-003")
@@ -85,7 +86,7 @@ async def test_a_question_without_a_round_is_denied(
     """Fail closed: were a tool registered without its round and a rule asked anyway, nothing is shown."""
     config = settings(tmp_path)
     monkeypatch.setattr(Policy, "may_ask", lambda self, tool: False)
-    server = build_server(open_state(config), config)
+    server = build_server(open_state(config, create=True, seed=True), config)
     responder = ScriptedResponder(approve())
     async with Client(server, elicitation_callback=responder, mode=mode) as client:
         small = await balance(client, "ACC-003")

@@ -1,0 +1,82 @@
+"""The AG-UI application: ``POST /agent`` streams a run as SSE, ``/`` is the browser chat.
+
+Requests are parsed with the protocol package's own ``RunAgentInput`` and every event is encoded
+with its ``EventEncoder``, so the wire is the protocol's, not a look-alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+from ag_ui.core import AgentCapabilities, BaseEvent, HumanInTheLoopCapabilities, RunAgentInput
+from ag_ui.encoder import EventEncoder
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .guard import Guard
+from .runs import RunDriver
+
+STATIC = Path(__file__).parent / "static"
+MAX_BODY = 1_000_000
+"""Bytes of run input accepted: the host only needs the last user message."""
+
+CAPABILITIES = AgentCapabilities(
+    human_in_the_loop=HumanInTheLoopCapabilities(
+        supported=True, approvals=True, interrupts=True, interventions=False, feedback=False, approve_with_edits=False
+    )
+)
+
+
+def create_app(driver: RunDriver, *, token: str | None = None, names: Iterable[str] = ()) -> Starlette:
+    """The web front end for ``driver``'s runs, behind the :class:`~agent_host.web.guard.Guard`."""
+
+    async def run(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return _problem(413, f"The run input is larger than {MAX_BODY} bytes.")
+        try:
+            run_input = RunAgentInput.model_validate_json(body)
+        except ValidationError as error:
+            fields = sorted({".".join(map(str, e["loc"])) or "body" for e in error.errors()})
+            return _problem(422, f"The body is not a valid AG-UI RunAgentInput (problems at: {', '.join(fields)}).")
+        encoder = EventEncoder(accept=request.headers.get("accept", ""))
+        return StreamingResponse(
+            _encoded(encoder, driver.run(run_input)),
+            media_type=encoder.get_content_type(),
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    async def capabilities(request: Request) -> Response:
+        return JSONResponse(CAPABILITIES.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+    async def page(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[
+            Route("/", page),
+            Route("/healthz", healthz),
+            Route("/agent", run, methods=["POST"]),
+            Route("/agent/capabilities", capabilities),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
+        middleware=[Middleware(Guard, token=token, names=tuple(names))],
+    )
+
+
+async def _encoded(encoder: EventEncoder, events: AsyncIterator[BaseEvent]) -> AsyncIterator[str]:
+    async for event in events:
+        yield encoder.encode(event)
+
+
+def _problem(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)

@@ -1,0 +1,260 @@
+"""One Foundry conversation per AG-UI thread, driven in the background and read as protocol events.
+
+A run is the host's own loop (:class:`agent_host.turns.Conversation`) in a task of its own; what it
+does reaches the client as AG-UI events through a per-run queue. When the MCP server asks for
+approval, the :class:`RunDriver` (the host's approver) opens an interrupt, ends the client's stream
+with the interrupt outcome and keeps the tool call waiting; a resume on any connection answers it
+and the next stream continues from the same queue. The loop therefore never learns that it talked
+to a browser, and a client that disconnects leaves a run that either finishes or times out alone.
+
+A thread runs one run at a time: a new run while one is active (streaming or suspended on an
+interrupt) is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+from ag_ui.core import (
+    BaseEvent,
+    CustomEvent,
+    ResumeEntry,
+    RunAgentInput,
+    RunErrorEvent,
+    RunFinishedEvent,
+    RunFinishedInterruptOutcome,
+    RunFinishedSuccessOutcome,
+    RunStartedEvent,
+    TextMessageContentEvent,
+    TextMessageEndEvent,
+    TextMessageStartEvent,
+    ToolCallArgsEvent,
+    ToolCallEndEvent,
+    ToolCallResultEvent,
+    ToolCallStartEvent,
+    UserMessage,
+)
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ..approvers import Answer, Question
+from ..errors import HostError
+from ..mcp_link import ToolResult
+from ..replies import Reply
+from ..toolbox import FunctionCall
+from ..turns import Conversation
+from .interrupts import InterruptStore, PendingApproval, RunRefused
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Suspended:
+    """The run waits for a resume of ``pending``."""
+
+    pending: PendingApproval
+
+
+@dataclass(frozen=True)
+class Ended:
+    """The run is over: finished (``error`` is ``None``) or failed."""
+
+    error: str | None = None
+    code: str | None = None
+
+
+Item = BaseEvent | Suspended | Ended
+
+
+@dataclass
+class ThreadRun:
+    """An AG-UI thread: its conversation and, while a run is active, that run's event queue."""
+
+    thread_id: str
+    conversation: Conversation = field(init=False)
+    active: bool = False
+    calling: str | None = None
+    """The ``call_id`` of the tool call in progress."""
+    pending: PendingApproval | None = None
+    sink: MemoryObjectSendStream[Item] | None = field(default=None, repr=False)
+    """Where the active run's events go (unbounded: a run never waits for a reader)."""
+    source: MemoryObjectReceiveStream[Item] | None = field(default=None, repr=False)
+    """Where the client's stream reads them, across the resumes of one run."""
+    _message_id: str | None = None
+
+    def emit(self, item: Item) -> None:
+        if self.sink is not None:
+            self.sink.send_nowait(item)
+
+    # --- TurnObserver: the loop's progress as protocol events -------------------------------------
+
+    def stream_text(self, delta: str) -> None:
+        if not delta:
+            return
+        if self._message_id is None:
+            self._message_id = f"msg-{uuid.uuid4()}"
+            self.emit(TextMessageStartEvent(message_id=self._message_id, role="assistant"))
+        self.emit(TextMessageContentEvent(message_id=self._message_id, delta=delta))
+
+    def reply(self, reply: Reply, previous_response_id: str | None, streamed: bool) -> None:
+        if not streamed:
+            self.stream_text(reply.text)
+        if self._message_id is not None:
+            self.emit(TextMessageEndEvent(message_id=self._message_id))
+            self._message_id = None
+
+    def tool_call(self, call: FunctionCall) -> None:
+        self.calling = call.call_id
+        self.emit(ToolCallStartEvent(tool_call_id=call.call_id, tool_call_name=call.name))
+        if call.arguments:
+            self.emit(ToolCallArgsEvent(tool_call_id=call.call_id, delta=call.arguments))
+        self.emit(ToolCallEndEvent(tool_call_id=call.call_id))
+
+    def tool_result(self, call: FunctionCall, result: ToolResult) -> None:
+        self.calling = None
+        content = json.dumps(result.output)
+        self.emit(ToolCallResultEvent(message_id=f"tool-{call.call_id}", tool_call_id=call.call_id, content=content))
+
+    def warning(self, text: str) -> None:
+        self.emit(CustomEvent(name="bankgate.warning", value=text))
+
+
+_current: ContextVar[ThreadRun] = ContextVar("agui_thread_run")
+"""The thread whose run task is calling a tool (inherited by the 2026-07-28 input-request dispatch)."""
+
+
+class RunDriver:
+    """The runs of every thread, and the host's approver: questions become interrupts."""
+
+    name = "web"
+
+    def __init__(self, store: InterruptStore) -> None:
+        self.store = store
+        self._threads: dict[str, ThreadRun] = {}
+        self._conversation: Callable[[ThreadRun], Conversation] | None = None
+        self._tasks: anyio.abc.TaskGroup | None = None
+
+    def bind(self, conversation: Callable[[ThreadRun], Conversation], tasks: anyio.abc.TaskGroup) -> None:
+        """Where conversations come from (the host) and where runs live (the server's task group)."""
+        self._conversation = conversation
+        self._tasks = tasks
+
+    async def run(self, run_input: RunAgentInput) -> AsyncIterator[BaseEvent]:
+        """The events of one AG-UI run: a new request, or a resume of a suspended one."""
+        started = RunStartedEvent(thread_id=run_input.thread_id, run_id=run_input.run_id)
+        yield started
+        try:
+            thread = self._resume(run_input) if run_input.resume else self._start(run_input)
+        except RunRefused as refused:
+            yield RunErrorEvent(message=refused.message, code=refused.code)
+            return
+        async for event in self._drain(thread, run_input):
+            yield event
+
+    def _start(self, run_input: RunAgentInput) -> ThreadRun:
+        thread = self._thread(run_input.thread_id)
+        if thread.active:
+            raise RunRefused(
+                "thread_busy",
+                "This thread already has a run in progress or waiting for approval; resume or wait for it.",
+            )
+        text = _last_user_text(run_input)
+        if text is None:
+            raise RunRefused("no_user_message", "The run input has no user message with text to send.")
+        assert self._tasks is not None, "bind() the driver before running"
+        thread.sink, thread.source = anyio.create_memory_object_stream[Item](math.inf)
+        thread.active = True
+        self._tasks.start_soon(self._drive, thread, text)
+        return thread
+
+    def _resume(self, run_input: RunAgentInput) -> ThreadRun:
+        thread = self._threads.get(run_input.thread_id)
+        entries: list[ResumeEntry] = run_input.resume or []
+        if len(entries) != 1:
+            raise RunRefused("invalid_resume", "A resume must answer exactly one interrupt.")
+        if thread is None:
+            raise RunRefused("unknown_interrupt", "The resume names no open interrupt of this thread.")
+        self.store.resolve(thread.thread_id, entries[0])
+        thread.pending = None
+        return thread
+
+    async def _drain(self, thread: ThreadRun, run_input: RunAgentInput) -> AsyncIterator[BaseEvent]:
+        assert thread.source is not None
+        thread_id, run_id = run_input.thread_id, run_input.run_id
+        async for item in thread.source:
+            if isinstance(item, Suspended):
+                outcome = RunFinishedInterruptOutcome(interrupts=[item.pending.interrupt()])
+                yield RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=outcome)
+                return
+            if isinstance(item, Ended):
+                if item.error is None:
+                    yield RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=RunFinishedSuccessOutcome())
+                else:
+                    yield RunErrorEvent(message=item.error, code=item.code)
+                return
+            yield item
+
+    async def _drive(self, thread: ThreadRun, text: str) -> None:
+        """One run of the host's loop; expected failures end it with their message."""
+        _current.set(thread)
+        ended = Ended()
+        try:
+            await thread.conversation.send(text)
+        except HostError as error:
+            ended = Ended(str(error), type(error).__name__)
+        except Exception:
+            logger.exception("run on thread %s failed", thread.thread_id)
+            ended = Ended("The host failed unexpectedly; see its log.", "internal_error")
+        finally:
+            thread.active = False
+            thread.calling = None
+            thread.emit(ended)
+            if thread.sink is not None:
+                thread.sink.close()
+
+    def _thread(self, thread_id: str) -> ThreadRun:
+        thread = self._threads.get(thread_id)
+        if thread is None:
+            assert self._conversation is not None, "bind() the driver before running"
+            thread = ThreadRun(thread_id)
+            thread.conversation = self._conversation(thread)
+            self._threads[thread_id] = thread
+        return thread
+
+    # --- Approver ---------------------------------------------------------------------------------
+
+    async def answer(self, question: Question) -> Answer:
+        """Suspend the asking thread's run on an interrupt and wait for its resume (or its deadline)."""
+        thread = self._asking_thread()
+        if thread is None:
+            return Answer("decline", reason="no single web run is calling a tool, so nobody can be asked")
+        pending = self.store.open(thread.thread_id, question, thread.calling)
+        thread.pending = pending
+        thread.emit(Suspended(pending))
+        answer = await pending.wait()
+        thread.pending = None
+        return answer
+
+    def _asking_thread(self) -> ThreadRun | None:
+        """The run task's own thread; on 2025-11-25 questions arrive outside it, so the one calling a tool."""
+        thread = _current.get(None)
+        if thread is not None:
+            return thread
+        calling = [thread for thread in self._threads.values() if thread.calling is not None]
+        return calling[0] if len(calling) == 1 else None
+
+
+def _last_user_text(run_input: RunAgentInput) -> str | None:
+    for message in reversed(run_input.messages):
+        if isinstance(message, UserMessage):
+            content = message.content
+            text = content if isinstance(content, str) else "".join(getattr(part, "text", "") for part in content)
+            return text.strip() or None
+    return None

@@ -1,0 +1,70 @@
+"""The web front end on uvicorn, bound to a host: what ``bankgate-agent serve`` and the tests start."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+import uvicorn
+
+from ..errors import ConfigurationError
+from ..host import Host
+from .app import create_app
+from .guard import is_loopback
+from .runs import RunDriver
+
+
+@dataclass(frozen=True)
+class WebOptions:
+    host: str = "127.0.0.1"
+    port: int = 8790
+    """0 picks a free port (the URL yielded says which)."""
+    token: str | None = None
+    names: Sequence[str] = ()
+    """Host names the server answers to besides the loopback ones (Host-header check)."""
+
+    def check(self) -> None:
+        if not is_loopback(self.host) and not self.token:
+            raise ConfigurationError(
+                f"Refusing to serve the web front end on {self.host} without a token.",
+                "Set --token (or BANKGATE_WEB_TOKEN), or bind to 127.0.0.1.",
+            )
+
+
+@dataclass(frozen=True)
+class RunningWeb:
+    url: str
+    stopped: anyio.Event
+    """Set when uvicorn stops on its own (it handles SIGINT/SIGTERM)."""
+
+
+@asynccontextmanager
+async def running_web(host: Host, driver: RunDriver, options: WebOptions) -> AsyncIterator[RunningWeb]:
+    """Serve ``driver``'s runs of ``host``'s agent until the block ends."""
+    options.check()
+    names = (*options.names, options.host)
+    app = create_app(driver, token=options.token, names=names)
+    config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    async with anyio.create_task_group() as tasks:
+        driver.bind(lambda thread: host.conversation(stream=True, observer=thread), tasks)
+        stopped = anyio.Event()
+
+        async def serve() -> None:
+            await server.serve()
+            stopped.set()
+
+        tasks.start_soon(serve)
+        while not server.started:
+            if server.should_exit:
+                raise ConfigurationError(f"The web front end could not listen on {options.host}:{options.port}.")
+            await anyio.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        shown = f"[{options.host}]" if ":" in options.host else options.host
+        try:
+            yield RunningWeb(f"http://{shown}:{port}", stopped)
+        finally:
+            server.should_exit = True
+            tasks.cancel_scope.cancel()

@@ -1,0 +1,203 @@
+// The browser chat: one AG-UI thread per page, runs streamed over SSE from POST /agent.
+// Every text from the server is shown with textContent, never parsed as HTML.
+
+const log = document.getElementById("log");
+const form = document.getElementById("ask");
+const input = document.getElementById("request");
+const send = document.getElementById("send");
+const threadId = `thread-${randomId()}`;
+const token = new URLSearchParams(location.hash.slice(1)).get("token");
+const toolCalls = new Map(); // toolCallId -> {name, args, element}
+
+function randomId() {
+  return globalThis.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random().toString(16).slice(2)}`;
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function append(node) {
+  log.append(node);
+  node.scrollIntoView({ block: "end" });
+  return node;
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = input.value.trim();
+  if (!text) return;
+  input.value = "";
+  append(element("div", "bubble user", text));
+  runAgent({ messages: [{ id: `msg-${randomId()}`, role: "user", content: text }] });
+});
+
+async function runAgent(extra) {
+  setBusy(true);
+  const body = { threadId, runId: `run-${randomId()}`, messages: [], tools: [], context: [], state: {}, forwardedProps: {}, ...extra };
+  const headers = { "Content-Type": "application/json", Accept: "text/event-stream" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let interrupted = false;
+  try {
+    const response = await fetch("/agent", { method: "POST", headers, body: JSON.stringify(body) });
+    if (!response.ok) throw new Error(`${response.status}: ${await response.text()}`);
+    for await (const event of events(response.body)) {
+      interrupted = handle(event) || interrupted;
+    }
+  } catch (error) {
+    append(element("div", "bubble error", `Connection problem: ${error.message}`));
+  } finally {
+    setBusy(interrupted);
+  }
+}
+
+async function* events(stream) {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const frame = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = frame.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+      if (data) yield JSON.parse(data);
+    }
+  }
+}
+
+let message = null;
+
+// Returns true when the run ended on an interrupt (the input stays locked until it is answered).
+function handle(event) {
+  switch (event.type) {
+    case "TEXT_MESSAGE_START":
+      message = append(element("div", "bubble assistant", ""));
+      break;
+    case "TEXT_MESSAGE_CONTENT":
+      message.textContent += event.delta;
+      message.scrollIntoView({ block: "end" });
+      break;
+    case "TEXT_MESSAGE_END":
+      message = null;
+      break;
+    case "TOOL_CALL_START": {
+      const node = append(element("div", "tool"));
+      node.append(element("span", "label", "tool "), element("code", "name", event.toolCallName), element("code", "args", ""));
+      node.dataset.toolCallId = event.toolCallId;
+      toolCalls.set(event.toolCallId, { name: event.toolCallName, args: "", element: node });
+      break;
+    }
+    case "TOOL_CALL_ARGS": {
+      const call = toolCalls.get(event.toolCallId);
+      call.args += event.delta;
+      call.element.querySelector(".args").textContent = ` ${call.args}`;
+      break;
+    }
+    case "TOOL_CALL_RESULT": {
+      const call = toolCalls.get(event.toolCallId);
+      const target = call ? call.element : append(element("div", "tool"));
+      let result = {};
+      try { result = JSON.parse(event.content); } catch { result = { message: event.content }; }
+      const status = result.status ?? "done";
+      target.append(element("span", `status ${status}`, status));
+      if (result.message) target.append(element("div", "result", result.message));
+      break;
+    }
+    case "RUN_ERROR":
+      append(element("div", "bubble error", event.message));
+      break;
+    case "RUN_FINISHED":
+      if (event.outcome?.type === "interrupt") {
+        event.outcome.interrupts.forEach(approvalCard);
+        return true;
+      }
+      break;
+  }
+  return false;
+}
+
+function approvalCard(interrupt) {
+  const card = append(element("section", "approval"));
+  card.dataset.interruptId = interrupt.id;
+  const schema = interrupt.responseSchema ?? { properties: {} };
+  const call = toolCalls.get(interrupt.toolCallId);
+  card.append(element("h2", "", `Approval needed${call ? `: ${call.name}` : ""}`));
+  card.append(element("div", "question", interrupt.message ?? ""));
+  const facts = element("dl");
+  let args = {};
+  try { args = JSON.parse(call?.args || "{}"); } catch { args = {}; }
+  const shown = { amount: "Amount", from_account: "From", to_account: "To", account_id: "Account", sweep_to: "Sweep to" };
+  for (const [key, label] of Object.entries(shown)) {
+    if (args[key] !== undefined && args[key] !== null) facts.append(element("dt", "", label), element("dd", key, String(args[key])));
+  }
+  if (interrupt.metadata?.reference) facts.append(element("dt", "", "Reference"), element("dd", "reference", interrupt.metadata.reference));
+  card.append(facts);
+
+  const fields = {};
+  if (schema.properties?.confirmation) {
+    const wanted = interrupt.metadata?.confirm;
+    const label = element("label", "", wanted ? `Type ${wanted} to confirm` : "Confirmation");
+    fields.confirmation = element("input");
+    fields.confirmation.name = "confirmation";
+    fields.confirmation.autocomplete = "off";
+    label.append(fields.confirmation);
+    card.append(label);
+  }
+  if (schema.properties?.note) {
+    const label = element("label", "", "Note for the audit log (optional)");
+    fields.note = element("input");
+    fields.note.name = "note";
+    label.append(fields.note);
+    card.append(label);
+  }
+  const actions = element("div", "actions");
+  const approve = element("button", "approve", "Approve");
+  const reject = element("button", "reject", "Reject");
+  const countdown = element("span", "countdown", "");
+  actions.append(approve, reject, countdown);
+  card.append(actions);
+  const outcome = element("div", "outcome", "");
+  card.append(outcome);
+
+  const deadline = interrupt.expiresAt ? Date.parse(interrupt.expiresAt) : null;
+  let timer = null;
+  const finish = (text) => {
+    clearInterval(timer);
+    countdown.textContent = "";
+    approve.disabled = reject.disabled = true;
+    Object.values(fields).forEach((field) => { field.disabled = true; });
+    outcome.textContent = text;
+  };
+  const tick = () => {
+    if (deadline === null) return;
+    const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+    countdown.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left`;
+    if (left === 0) {
+      finish("Expired: the approval window closed and nothing was executed.");
+      setBusy(false);
+    }
+  };
+  tick();
+  timer = setInterval(tick, 1000);
+
+  const answer = (yes) => {
+    const payload = { approve: yes };
+    if (fields.note?.value) payload.note = fields.note.value;
+    if (yes && fields.confirmation) payload.confirmation = fields.confirmation.value;
+    finish(yes ? "You approved this." : "You rejected this.");
+    runAgent({ resume: [{ interruptId: interrupt.id, status: "resolved", payload }] });
+  };
+  approve.addEventListener("click", () => answer(true));
+  reject.addEventListener("click", () => answer(false));
+}
+
+function setBusy(busy) {
+  input.disabled = send.disabled = busy;
+  if (!busy) input.focus();
+}

@@ -1,0 +1,73 @@
+"""bench.results draws its charts from the table's rows (synthetic ones here: no benchmark runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.charts import HOST_TIME, LOAD, RATIOS, number, render_charts
+from bench.results import PerfRow, table_rows, with_charts
+
+ROWS = [
+    PerfRow("server_bench", "stdio", "get_account_balance", "198 calls/s", "bare echo", "209 calls/s", "0.95 ✓",
+            "4.04 / 14.65", "goal ≥ 0.8"),
+    PerfRow("server_bench", "stdio", "floor: one read", "207 calls/s", "bare echo", "209 calls/s", "0.99",
+            "3.82 / 14.96", "ceiling: a bare tool doing only the work any such tool must"),
+    PerfRow("gate_bench", "HTTP", "gated transfer_funds", "55 calls/s", "bare approval no-op", "78 calls/s",
+            "0.70 ✗", "16.85 / 35.01", "goal ≥ 0.9"),
+    PerfRow("host_bench", "rest", "balance turn", "—", "baselines are rows of this list", "—", "—",
+            "11.84 / 13.91 (p90)", "responses_ms 6.5, mcp_ms 4.3, host_ms 1.2"),
+    PerfRow("load", "sqlite, HTTP, 8 clients, 8.0 s", "bankgate, mixed calls", "193 calls/s", "bare SDK server",
+            "205 calls/s", "0.94", "balance 22/98", "1555 calls"),
+    PerfRow("load", "sqlite, HTTP, 32 clients, 8.0 s", "bankgate, mixed calls", "1,168 calls/s", "bare SDK server",
+            "1,202 calls/s", "0.97", "balance 94/418", "1373 calls"),
+    PerfRow("load", "sqlite, after all phases", "the books", "—", "—", "—", "—", "—", "873 acknowledged transfers"),
+]  # fmt: skip
+PAGE = """# Results
+
+## Performance
+
+| benchmark | configuration | subject | rate | same-run baseline | baseline rate | ratio | p50 / p99 ms | notes |
+|---|---|---|---|---|---|---|---|---|
+{rows}
+
+Reproduce:
+"""
+
+
+def _page(rows: list[PerfRow]) -> str:
+    lines = ["| " + " | ".join(v.replace("|", "\\|") for v in vars(row).values()) + " |" for row in rows]
+    return PAGE.format(rows="\n".join(lines))
+
+
+def test_each_chart_is_a_png_from_the_rows(tmp_path: Path) -> None:
+    written = render_charts(ROWS, tmp_path / "charts")
+
+    assert [path.name for path in written] == [RATIOS, HOST_TIME, LOAD]
+    for path in written:
+        assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and path.stat().st_size > 10_000
+
+
+def test_a_chart_without_figures_is_left_out(tmp_path: Path) -> None:
+    only_load = [row for row in ROWS if row.benchmark == "load"]
+
+    assert [path.name for path in render_charts(only_load, tmp_path)] == [LOAD]
+    assert render_charts([], tmp_path / "none") == []
+
+
+def test_the_page_shows_the_charts_above_its_table_and_the_table_reads_back(tmp_path: Path) -> None:
+    page = _page(ROWS)
+    assert table_rows(page) == ROWS
+
+    charts = render_charts(table_rows(page), tmp_path / "charts")
+    shown = with_charts(page, charts, tmp_path)
+    again = with_charts(shown, charts, tmp_path)
+
+    assert again == shown, "redrawing replaces the images rather than adding more"
+    images = [line for line in shown.splitlines() if line.startswith("![")]
+    assert images[0] == "![Ratio to the same-run baseline per benchmark, with its goal](charts/ratios.png)"
+    assert len(images) == 3 and shown.index("charts/load.png") < shown.index("| benchmark |")
+    assert table_rows(shown) == ROWS
+
+
+def test_numbers_are_read_from_table_cells() -> None:
+    assert number("1,285 ops/s") == 1285.0 and number("0.48 ✗") == 0.48 and number("—") is None

@@ -1,0 +1,120 @@
+"""The console approver is honest: it shows the deadline, checks the typed confirmation, and turns
+Ctrl-C into a ``cancel`` the server records (the subprocess side is in ``test_cli.py``)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any, cast
+
+import mcp_types
+import pytest
+from rich.console import Console
+
+from agent_host.approvers import ApprovalDesk, ConsoleApprover, Question
+from agent_host.errors import Interrupted
+
+from .helpers import CapturedDisplay, scripted
+
+CLOSE = Question(
+    "Approval required: close_account\nTo approve, also type ACC-003 in the confirmation field.",
+    Question.from_params(
+        mcp_types.ElicitRequestFormParams(
+            message="x",
+            requested_schema={
+                "type": "object",
+                "properties": {"approve": {}, "confirmation": {}, "note": {}},
+                "required": ["approve", "confirmation"],
+            },
+        )
+    ).fields,
+    deadline=1_000.0,
+)
+
+
+def _typed(monkeypatch: pytest.MonkeyPatch, *lines: str | type[BaseException]) -> None:
+    """The person types ``lines`` (an exception class is a key press such as Ctrl-C), then closes the input."""
+    remaining = list(lines)
+
+    def typed(prompt: str = "") -> str:
+        if not remaining:
+            raise EOFError
+        line = remaining.pop(0)
+        if isinstance(line, type):
+            raise line
+        return line
+
+    monkeypatch.setattr("builtins.input", typed)
+
+
+def _console() -> Console:
+    return Console(file=io.StringIO(), width=200)
+
+
+def _shown(console: Console) -> str:
+    return cast(io.StringIO, console.file).getvalue()
+
+
+@pytest.mark.anyio
+async def test_a_mistyped_confirmation_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    console = _console()
+    _typed(monkeypatch, "y", "ACC-001", "acc-003", "ACC-003", "closing")
+
+    answer = await ConsoleApprover(console, clock=lambda: 900.0).answer(CLOSE)
+
+    assert (answer.action, answer.approve, answer.confirmation, answer.note) == ("accept", True, "ACC-003", "closing")
+    assert _shown(console).count("That is not ACC-003; type it exactly as shown.") == 2
+
+
+@pytest.mark.anyio
+async def test_an_empty_confirmation_rejects(monkeypatch: pytest.MonkeyPatch) -> None:
+    _typed(monkeypatch, "y", "", "")
+
+    answer = await ConsoleApprover(_console(), clock=lambda: 900.0).answer(CLOSE)
+
+    assert (answer.action, answer.approve, answer.confirmation) == ("accept", False, None)
+
+
+@pytest.mark.anyio
+async def test_the_prompt_shows_the_time_left_and_a_late_answer_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    console = _console()
+    now = iter([880.0, 1_001.0])  # asked with 120 s left, answered a second after the deadline
+    _typed(monkeypatch, "y", "ACC-003", "")
+
+    late = await ConsoleApprover(console, clock=lambda: next(now)).answer(CLOSE)
+
+    assert "Approve this action? (120 s left)" in _shown(console)
+    assert late.approve and "after the deadline: the server will report the call expired" in late.reason
+
+
+@pytest.mark.anyio
+async def test_ctrl_c_answers_cancel_and_stops_the_host_after_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    display = CapturedDisplay()
+    desk = ApprovalDesk(ConsoleApprover(display.console), display, approval_timeout=300.0, clock=lambda: 0.0)
+    _typed(monkeypatch, KeyboardInterrupt)
+    params = mcp_types.ElicitRequestFormParams(message=CLOSE.message, requested_schema={"type": "object"})
+
+    result = await desk(cast(Any, None), params)
+
+    assert isinstance(result, mcp_types.ElicitResult) and result.action == "cancel"
+    assert desk.interrupted and desk.records[0][1].reason == "interrupted with Ctrl-C"
+    with pytest.raises(Interrupted) as stopped:
+        desk.stop_if_interrupted("close_account", {"status": "cancelled"})
+    assert stopped.value.exit_code == 130
+    assert (
+        str(stopped.value)
+        == "Interrupted: the approval for close_account was cancelled (the server recorded: cancelled)."
+    )
+
+
+@pytest.mark.anyio
+async def test_the_desk_dates_each_question_from_the_approval_timeout() -> None:
+    display = CapturedDisplay()
+    desk = ApprovalDesk(scripted("reject"), display, approval_timeout=300.0, clock=lambda: 1_767_225_600.0)
+    params = mcp_types.ElicitRequestFormParams(message="Approval required: x", requested_schema={"type": "object"})
+
+    await desk(cast(Any, None), params)
+
+    question = desk.records[0][0]
+    assert question.deadline == 1_767_225_900.0  # 2026-01-01 00:05:00 UTC
+    assert "(by 00:05:00 UTC); after that the server records it expired." in display.text
+    desk.stop_if_interrupted("x", {"status": "rejected"})  # nobody pressed Ctrl-C: nothing happens

@@ -1,0 +1,80 @@
+"""Confirmation messages owned by the policy: checked when loaded, rule wording over tool wording."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mcp_server.actions import TOOL_ARGUMENTS
+from policy.action import Call
+from policy.decision import Decision
+from policy.loader import PolicyError, parse_policy
+from policy.messages import worded
+from policy.outcome import Outcome
+from policy.results import GateResult, Status
+
+WORDED = """
+[tools.transfer_funds]
+default = "require_approval"
+reason = "Moving money needs a human's approval."
+messages = { rejected = "Transfer {reference} of {amount} to {to_account} rejected. No changes have been made.", \
+cancelled = "Action cancelled. No changes have been made to your account." }
+
+[[tools.transfer_funds.rules]]
+name = "above-ceiling"
+when = "amount_minor > minor(50000)"
+outcome = "deny"
+reason = "Transfers above 50,000.00 are not allowed."
+messages = { denied = "{amount} is above your limit. ({default})" }
+"""
+
+
+def test_rule_wording_wins_over_the_tool_and_defaults_stay() -> None:
+    policy = parse_policy(WORDED, source="p.toml", catalog=TOOL_ARGUMENTS)
+    call = Call("transfer_funds", {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "60000"}, "ann")
+    denied = Decision(Outcome.DENY, ("Too much.",), ("above-ceiling",), policy.version)
+    result = worded(policy, call, denied, GateResult(Status.DENIED, "Action 'transfer_funds' was denied by policy."))
+    assert result.message == "60000 is above your limit. (Action 'transfer_funds' was denied by policy.)"
+
+    rejected = worded(policy, call, None, GateResult(Status.REJECTED, "built-in", approval_ref="APR-1"))
+    assert rejected.message == "Transfer APR-1 of 60000 to ACC-002 rejected. No changes have been made."
+    assert rejected.approval_ref == "APR-1" and rejected.status is Status.REJECTED
+
+    expired = GateResult(Status.EXPIRED, "built-in")
+    assert worded(policy, call, None, expired) is expired, "a status the policy does not word keeps its sentence"
+    unmatched = Decision(Outcome.DENY, ("x",), (), policy.version)
+    assert worded(policy, call, unmatched, GateResult(Status.DENIED, "built-in")).message == "built-in"
+
+
+@pytest.mark.parametrize(
+    ("messages", "says"),
+    [
+        ('{ approved = "ok" }', "tools.transfer_funds.messages.approved: unknown status"),
+        ('{ rejected = "no {pin}" }', "names an unknown fact {pin}"),
+        ('{ rejected = "{amount.__class__}" }', "may only name facts as {name}"),
+        ('{ rejected = "{amount!r}" }', "may only name facts as {name}"),
+        ('{ rejected = "{amount:>99999}" }', "may only name facts as {name}"),
+        ('{ rejected = "brace {" }', "is not a valid template"),
+        ('{ rejected = "" }', "must be a non-empty string"),
+        ('"rejected"', "must be a table of messages by status"),
+    ],
+    ids=["status", "fact", "attribute", "conversion", "format-spec", "brace", "empty", "not-a-table"],
+)
+def test_bad_messages_are_refused_where_they_are(messages: str, says: str) -> None:
+    text = f'[tools.transfer_funds]\ndefault = "allow"\nmessages = {messages}\n'
+    with pytest.raises(PolicyError) as error:
+        parse_policy(text, source="p.toml", catalog=TOOL_ARGUMENTS)
+    assert "p.toml:3: tools.transfer_funds.messages" in str(error.value) and says in str(error.value)
+
+
+def test_policy_check_validates_messages(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text(WORDED, encoding="utf-8")
+    bad.write_text(WORDED.replace("{to_account}", "{payee}"), encoding="utf-8")
+    check = [sys.executable, "-m", "mcp_server", "policy", "check"]
+    assert subprocess.run([*check, str(good)], capture_output=True, cwd=tmp_path).returncode == 0
+    refused = subprocess.run([*check, str(bad)], capture_output=True, text=True, cwd=tmp_path)
+    assert refused.returncode != 0 and "unknown fact {payee}" in refused.stdout + refused.stderr

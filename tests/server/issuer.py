@@ -1,0 +1,68 @@
+"""A local OAuth issuer for tests: real RS256/ES256 keys, a JWKS on a loopback port, signed tokens.
+
+Only the parts a resource server relies on: the keys it publishes and the tokens it signs. The
+tokens are real JWTs (PyJWT over `cryptography`), so the server under test verifies them exactly
+as it would verify Entra ID's or Auth0's.
+"""
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+ISSUER = "https://issuer.test"
+
+
+@dataclass
+class Issuer:
+    jwks_url: str
+    rsa_key: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(65537, 2048))
+    ec_key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
+
+    def jwks(self) -> dict[str, Any]:
+        rsa_jwk = json.loads(RSAAlgorithm.to_jwk(self.rsa_key.public_key()))
+        ec_jwk = json.loads(ECAlgorithm.to_jwk(self.ec_key.public_key()))
+        return {"keys": [{**rsa_jwk, "kid": "rsa-1", "use": "sig"}, {**ec_jwk, "kid": "ec-1", "use": "sig"}]}
+
+    def token(self, audience: str, algorithm: str = "RS256", **claims: Any) -> str:
+        """A token for `audience`; `claims` override the defaults (a None value removes a claim)."""
+        now = int(time.time())
+        body = {"iss": ISSUER, "aud": audience, "sub": "alice", "iat": now, "exp": now + 300, "scope": "bankgate"}
+        body = {k: v for k, v in {**body, **claims}.items() if v is not None}
+        key: Any = self.rsa_key if algorithm.startswith("RS") else self.ec_key
+        kid = "rsa-1" if algorithm.startswith("RS") else "ec-1"
+        return jwt.encode(body, key, algorithm=algorithm, headers={"kid": kid})
+
+
+@contextmanager
+def running_issuer(port: int) -> Iterator[Issuer]:
+    """The issuer's JWKS served at http://127.0.0.1:`port`/jwks.json until the block ends."""
+    issuer = Issuer(f"http://127.0.0.1:{port}/jwks.json")
+    body = json.dumps(issuer.jwks()).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/jwks.json" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body if self.path == "/jwks.json" else b"{}")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield issuer
+    finally:
+        http.shutdown()
+        http.server_close()

@@ -1,0 +1,112 @@
+"""Defaults that cannot hurt a ledger: only the zero-configuration embedded ledger is created (and
+given demo money) on its own; a named one must exist, and read-only commands never create one."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.servers import free_port
+from tests.ledger.conftest import postgres_schema
+from tests.server.cli_process import embedded_ledger, run_cli
+
+ONE_LINE_ERROR = 2
+
+
+def refused(done: subprocess.CompletedProcess[str], *says: str) -> str:
+    """The single stderr line of a refused command, which must say each of `says`."""
+    assert done.returncode == ONE_LINE_ERROR, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    for part in says:
+        assert part in lines[0]
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["admin", "accounts"],  # every admin command but init opens the ledger the same way
+        ["audit", "tail"],  # and so do audit verify and tail
+        ["policy", "explain", "get_account_balance", "--args", '{"account_id": "ACC-001"}'],
+        ["serve"],
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_a_mistyped_database_is_an_error_and_creates_nothing(tmp_path: Path, command: list[str]) -> None:
+    done = run_cli(tmp_path, *command, "--db", "notaurl")
+    refused(done, "no ledger at notaurl", "admin init")
+    assert not (tmp_path / "notaurl").exists()
+    assert not embedded_ledger(tmp_path).exists()
+
+
+def test_a_missing_sqlite_file_is_not_created_by_audit_verify(tmp_path: Path) -> None:
+    done = run_cli(tmp_path, "audit", "verify", "--db", "sqlite:///typo.db")
+    refused(done, "no ledger at sqlite:///typo.db")
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_two_slashes_get_a_hint(tmp_path: Path) -> None:
+    refused(run_cli(tmp_path, "admin", "accounts", "--db", "sqlite://ledger.db"), "three slashes", "sqlite:////")
+
+
+def test_the_embedded_default_is_created_with_demo_accounts(tmp_path: Path) -> None:
+    served = run_cli(tmp_path, "serve")
+    assert served.returncode == 0, served.stderr
+    assert embedded_ledger(tmp_path).exists()
+    listed = run_cli(tmp_path, "admin", "accounts")
+    assert "ACC-001" in listed.stdout and "$5,000.00" in listed.stdout
+
+
+def test_read_only_commands_do_not_create_the_embedded_default(tmp_path: Path) -> None:
+    refused(run_cli(tmp_path, "audit", "verify"), "no ledger at")
+    assert not embedded_ledger(tmp_path).exists()
+
+
+def test_a_named_ledger_is_created_only_when_asked_and_without_demo_money(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    assert run_cli(tmp_path, "serve", "--db", url, "--create").returncode == 0
+    assert run_cli(tmp_path, "admin", "accounts", "--db", url).stdout == ""
+    demo = f"sqlite:///{tmp_path / 'demo.db'}"
+    initialised = run_cli(tmp_path, "admin", "init", "--db", demo, "--seed-demo")
+    assert initialised.returncode == 0 and "3 accounts" in initialised.stdout
+    assert "ACC-003" in run_cli(tmp_path, "admin", "accounts", "--db", demo).stdout
+
+
+def test_environment_url_counts_as_named(tmp_path: Path) -> None:
+    done = run_cli(tmp_path, "serve", BANKGATE_DB_URL=f"sqlite:///{tmp_path / 'env.db'}")
+    refused(done, "no ledger at")
+    assert not (tmp_path / "env.db").exists()
+
+
+@pytest.mark.postgres
+def test_postgresql_is_never_created_or_seeded_by_default(tmp_path: Path) -> None:
+    with postgres_schema("bankgate_cli") as url:
+        refused(run_cli(tmp_path, "serve", "--db", url), "holds no bankgate ledger", "admin init")
+        assert run_cli(tmp_path, "serve", "--db", url, "--create").returncode == 0
+        assert run_cli(tmp_path, "admin", "accounts", "--db", url).stdout == ""  # no invented money
+        assert run_cli(tmp_path, "audit", "verify", "--db", url).stdout.startswith("audit chain intact")
+
+
+def test_an_unreachable_postgresql_is_one_line_naming_the_server(tmp_path: Path) -> None:
+    port = free_port()  # nobody listens there
+    url = f"postgresql://bank:secret@127.0.0.1:{port}/bank"
+    args = ("audit", "verify", "--db", url)
+    line = refused(run_cli(tmp_path, *args), f"127.0.0.1:{port}", "Connection refused")
+    assert "secret" not in line
+    for debug in (run_cli(tmp_path, "--debug", "audit", "verify", "--db", url), run_cli(tmp_path, *args, "--debug")):
+        assert debug.returncode == ONE_LINE_ERROR and "Traceback" in debug.stderr
+
+
+def test_version_and_a_help_that_imports_nothing_heavy(tmp_path: Path) -> None:
+    version = run_cli(tmp_path, "--version")
+    assert version.returncode == 0 and version.stdout.startswith("bankgate-mcp ")
+    probe = (
+        "import sys\nfrom mcp_server.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('mcp', 'sqlalchemy', 'uvicorn', 'azure') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "[]"

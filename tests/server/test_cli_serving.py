@@ -1,0 +1,90 @@
+"""How `serve` starts and stops when things are not as expected: a taken port, a terminal on stdin,
+and logs a deployment can parse."""
+
+import json
+import os
+import pty
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2
+
+from bench.servers import free_port
+from tests.server.cli_process import clean_env, run_cli
+
+
+def test_a_taken_port_is_one_line_with_a_hint_and_opens_nothing(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        url = f"sqlite:///{tmp_path / 'bank.db'}"
+        done = run_cli(
+            tmp_path, "serve", "--transport", "http", "--port", str(port), "--no-auth", "--db", url, "--create"
+        )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"bankgate-mcp: port {port} on 127.0.0.1 is already in use (another bankgate-mcp, or the Foundry "
+        "emulator?); choose another with --port or BANKGATE_PORT"
+    )
+    assert not (tmp_path / "bank.db").exists()
+
+
+def test_stdio_in_a_terminal_says_it_waits_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mcp_server", "serve", "--db", f"sqlite:///{tmp_path / 'bank.db'}", "--create"],
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        stdin=terminal,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(terminal)
+    try:
+        assert process.stderr is not None
+        said = [process.stderr.readline() for _ in range(2)]  # the ledger's log line, then the notice
+        assert any("waiting for an MCP client on stdin" in line and "Ctrl-C" in line for line in said), said
+        time.sleep(0.5)  # past the start, into the blocking read of stdin
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 130  # without anyone pressing Enter
+        rest = process.stderr.read()
+        assert "Traceback" not in rest and "stopped" in rest
+    finally:
+        process.kill()
+        process.wait()
+        os.close(controller)
+
+
+def test_json_logs_are_one_object_per_line_for_bankgate_and_uvicorn(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    command = [sys.executable, "-m", "mcp_server", "serve", "--transport", "http", "--port", str(port)]
+    log = tmp_path / "server.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [*command, "--no-auth", "--db", url, "--create", "--log-format", "json"],
+            cwd=tmp_path,
+            env=clean_env(tmp_path),
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                    break
+                except httpx2.TransportError:
+                    assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.1)
+        finally:
+            process.terminate()
+            process.wait(15)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    loggers = {record["logger"] for record in records}
+    assert "bankgate" in loggers and any(name.startswith("uvicorn") for name in loggers), loggers
+    assert all({"time", "level", "logger", "message"} <= record.keys() for record in records)

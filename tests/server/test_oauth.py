@@ -1,0 +1,141 @@
+"""The MCP authorization spec, resource-server side: protected-resource metadata (RFC 9728), a 401
+that points to it, and JWT access tokens from a configured issuer checked for signature, issuer,
+audience, expiry and scope, the token's subject becoming the audited principal."""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from bench.servers import free_port
+from tests.server.cli_process import run_cli
+from tests.server.harness import Harness, HttpServer
+from tests.server.issuer import ISSUER, Issuer, running_issuer
+from tests.server.test_http_security import ACCEPT, INITIALIZE, bearer
+
+
+@pytest.fixture(scope="module")
+def issued(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Issuer, HttpServer, Harness]]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('oauth') / 'ledger.db'}"
+    harness = Harness("setup", url)
+    with running_issuer(free_port()) as issuer:
+        env = {
+            "BANKGATE_OAUTH_ISSUER": ISSUER,
+            "BANKGATE_OAUTH_JWKS_URL": issuer.jwks_url,
+            "BANKGATE_OAUTH_SCOPES": "bankgate",
+        }
+        server = HttpServer(url, env=env)
+        try:
+            yield issuer, server, harness
+        finally:
+            server.stop()
+
+
+def post(server: HttpServer, token: str | None) -> httpx2.Response:
+    headers = {**ACCEPT, **({"Authorization": f"Bearer {token}"} if token else {})}
+    return httpx2.post(server.url, json=INITIALIZE, headers=headers, timeout=10)
+
+
+def metadata_url(server: HttpServer) -> str:
+    return f"http://127.0.0.1:{server.port}/.well-known/oauth-protected-resource/mcp"
+
+
+def test_protected_resource_metadata_names_the_issuer(issued: tuple[Issuer, HttpServer, Harness]) -> None:
+    _, server, _ = issued
+    for url in (metadata_url(server), f"http://127.0.0.1:{server.port}/.well-known/oauth-protected-resource"):
+        document = httpx2.get(url, timeout=10).json()
+        assert document["resource"] == server.url
+        assert document["authorization_servers"] == [ISSUER]
+        assert document["scopes_supported"] == ["bankgate"]
+
+
+def test_a_request_without_a_token_is_told_where_to_get_one(issued: tuple[Issuer, HttpServer, Harness]) -> None:
+    _, server, _ = issued
+    response = post(server, None)
+    assert response.status_code == 401
+    challenge = response.headers["WWW-Authenticate"]
+    assert challenge.startswith("Bearer ") and f'resource_metadata="{metadata_url(server)}"' in challenge
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
+def test_a_valid_token_is_served(issued: tuple[Issuer, HttpServer, Harness], algorithm: str) -> None:
+    issuer, server, _ = issued
+    assert post(server, issuer.token(server.url, algorithm)).status_code == 200
+
+
+def test_static_tokens_still_work_beside_the_issuer(issued: tuple[Issuer, HttpServer, Harness]) -> None:
+    _, server, _ = issued
+    response = httpx2.post(server.url, json=INITIALIZE, headers={**ACCEPT, "Authorization": bearer()}, timeout=10)
+    assert response.status_code == 200
+
+
+def forged(issuer: Issuer, audience: str) -> str:
+    """Same claims and key id, signed by a key the issuer never published."""
+    claims = jwt.decode(issuer.token(audience), options={"verify_signature": False})
+    return jwt.encode(claims, rsa.generate_private_key(65537, 2048), algorithm="RS256", headers={"kid": "rsa-1"})
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda i, aud: i.token("https://another.example/mcp"),
+        lambda i, aud: i.token(aud, exp=int(time.time()) - 120, iat=int(time.time()) - 600),
+        lambda i, aud: i.token(aud, iss="https://evil.example"),
+        forged,
+        lambda i, aud: i.token(aud, sub=None),
+        lambda i, aud: jwt.encode({"iss": ISSUER, "aud": aud, "sub": "x", "exp": int(time.time()) + 60}, "k" * 32),
+    ],
+    ids=["wrong-audience", "expired", "wrong-issuer", "bad-signature", "no-subject", "shared-secret"],
+)
+def test_a_bad_token_is_401_with_the_metadata(issued: tuple[Issuer, HttpServer, Harness], spoil: object) -> None:
+    issuer, server, _ = issued
+    response = post(server, spoil(issuer, server.url))  # type: ignore[operator]
+    assert response.status_code == 401
+    challenge = response.headers["WWW-Authenticate"]
+    assert 'error="invalid_token"' in challenge and f'resource_metadata="{metadata_url(server)}"' in challenge
+
+
+def test_a_token_without_the_scope_is_403(issued: tuple[Issuer, HttpServer, Harness]) -> None:
+    issuer, server, _ = issued
+    response = post(server, issuer.token(server.url, scope="email profile"))
+    assert response.status_code == 403
+    assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
+
+
+@pytest.mark.anyio
+async def test_the_token_subject_is_the_audited_principal(issued: tuple[Issuer, HttpServer, Harness]) -> None:
+    issuer, server, harness = issued
+    source, target = harness.open_account("10.00"), harness.open_account("0")
+    token = issuer.token(server.url, sub="carol@bank.example")
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+    async with Client(streamable_http_client(server.url, http_client=http)) as client:
+        result = await client.call_tool(
+            "transfer_funds", {"from_account": source, "to_account": target, "amount": "0.50"}
+        )
+    assert result.structured_content is not None and result.structured_content["status"] == "executed"
+    [record] = [r for r in harness.audit(tool="transfer_funds") if r["arguments"]["from_account"] == source]
+    assert record["principal"] == "carol@bank.example"
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"BANKGATE_OAUTH_ISSUER": ISSUER}, "needs the issuer's signing keys"),
+        (
+            {"BANKGATE_OAUTH_ISSUER": ISSUER, "BANKGATE_OAUTH_JWKS_URL": "http://keys.example/jwks.json"},
+            "must use https",
+        ),
+        ({"BANKGATE_OAUTH_JWKS_URL": "https://keys.example/jwks.json"}, "no issuer"),
+    ],
+    ids=["no-keys", "plain-http-keys", "keys-without-issuer"],
+)
+def test_an_oauth_setup_that_cannot_work_is_refused_at_start(tmp_path: Path, env: dict[str, str], says: str) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    done = run_cli(tmp_path, "serve", "--transport", "http", "--port", str(free_port()), "--db", url, **env)
+    assert done.returncode == 2 and says in done.stderr and len(done.stderr.strip().splitlines()) == 1

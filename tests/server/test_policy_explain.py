@@ -1,0 +1,90 @@
+"""`policy explain` explains the policy: its decision and the ledger's pre-checks are separate
+findings, and hypothetical facts stand in for a funded account."""
+
+from pathlib import Path
+
+import pytest
+
+from mcp_server.cli import main
+from tests.server.harness import TEST_POLICY
+
+RESERVE_POLICY = """
+[tools.transfer_funds]
+default = "require_approval"
+
+[[tools.transfer_funds.rules]]
+name = "keep-a-reserve"
+when = "from_account.balance_minor - amount_minor < minor(1000)"
+outcome = "deny"
+reason = "A transfer must leave 1,000.00 in the account."
+"""
+
+
+@pytest.fixture
+def demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    assert main(["admin", "init", "--db", url, "--seed-demo"]) == 0
+    capsys.readouterr()
+    return url
+
+
+def explain(capsys: pytest.CaptureFixture[str], db: str, amount: str, *extra: str) -> str:
+    args = f'{{"from_account": "ACC-001", "to_account": "ACC-002", "amount": "{amount}"}}'
+    assert main(["policy", "explain", "transfer_funds", "--args", args, "--db", db, *extra]) == 0
+    return capsys.readouterr().out
+
+
+def test_the_policy_deny_shows_beside_a_failing_precheck(demo: str, capsys: pytest.CaptureFixture[str]) -> None:
+    out = explain(capsys, demo, "70000")  # ACC-001 holds 5,000.00
+    assert "policy decision: deny" in out and "above-ceiling" in out
+    assert "ledger pre-checks: would refuse (insufficient_funds)" in out
+
+
+def test_a_passing_precheck_shows_the_effect(demo: str, capsys: pytest.CaptureFixture[str]) -> None:
+    out = explain(capsys, demo, "700")
+    assert "policy decision: require_approval" in out
+    assert "ledger pre-checks: pass" in out and "$5,000.00 now, $4,300.00 after" in out
+
+
+def test_a_hypothetical_balance_changes_the_policy_finding_only(
+    demo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "reserve.toml"
+    policy.write_text(RESERVE_POLICY)
+    real = explain(capsys, demo, "700", "--policy", str(policy))
+    assert "policy decision: require_approval" in real
+    pretend = explain(capsys, demo, "700", "--policy", str(policy), "--balance", "ACC-001=1500")
+    assert "policy decision: deny" in pretend and "keep-a-reserve" in pretend
+    assert "hypothetical facts: balance ACC-001=1500" in pretend
+    assert "ledger pre-checks: pass" in pretend  # judged on the real balance
+    assert main(["admin", "accounts", "--db", demo]) == 0
+    assert "$5,000.00" in capsys.readouterr().out  # nothing was written
+
+
+def test_a_hypothetical_daily_total(demo: str, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = ["--policy", str(TEST_POLICY), "--principal", "capped"]
+    assert "policy decision: allow" in explain(capsys, demo, "1.00", *policy)
+    out = explain(capsys, demo, "1.00", *policy, "--moved-today", "99.50")
+    assert "policy decision: deny" in out and "daily-cap" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--balance", "ACC-003=10"], "ACC-003, which this call does not involve"),
+        (["--balance", "ACC-001"], "expects ACCOUNT=AMOUNT"),
+        (["--balance", "ACC-001=lots"], "not a number"),
+        (["--moved-today", "-5"], "zero or more"),
+    ],
+)
+def test_bad_hypotheses_are_refused(demo: str, capsys: pytest.CaptureFixture[str], extra: list[str], says: str) -> None:
+    args = '{"from_account": "ACC-001", "to_account": "ACC-002", "amount": "1"}'
+    assert main(["policy", "explain", "transfer_funds", "--args", args, "--db", demo, *extra]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_an_unknown_account_is_a_precheck_finding(demo: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = '{"from_account": "ACC-999", "to_account": "ACC-002", "amount": "1"}'
+    assert main(["policy", "explain", "transfer_funds", "--args", args, "--db", demo]) == 0
+    out = capsys.readouterr().out
+    assert "policy decision: not judged" in out and "would refuse (unknown_account)" in out

@@ -1,0 +1,112 @@
+"""The browser chat in a real headless Chromium (Debian's, driven by Playwright with ``executable_path``).
+
+Screenshots go to ``$BANKGATE_SCREENSHOTS`` (the README's are made with ``docs/screenshots``), else
+to the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from agent_host.emulator import Emulator
+from tests.host.helpers import balance
+
+from .helpers import web_for
+
+pytestmark = pytest.mark.anyio
+CHROMIUM = shutil.which("chromium")
+playwright_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
+if CHROMIUM is None:
+    pytest.skip("no chromium on PATH (apt-get install -y chromium)", allow_module_level=True)
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("BANKGATE_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@asynccontextmanager
+async def browser_page(url: str) -> AsyncIterator[playwright_api.Page]:
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = await browser.new_page(viewport={"width": 900, "height": 1000})
+        await page.goto(url)
+        try:
+            yield page
+        finally:
+            await browser.close()
+
+
+async def ask(page: playwright_api.Page, text: str) -> None:
+    await page.fill("#request", text)
+    await page.click("#send")
+
+
+async def test_balance_approve_reject_and_typed_close(
+    emulator: Emulator, tmp_path: Path, agent_name: str, shots: Path
+) -> None:
+    expect = playwright_api.expect
+    async with web_for(emulator, tmp_path, agent_name) as web, browser_page(web.url + "/") as page:
+        await ask(page, "What is the balance of ACC-001?")
+        await expect(page.locator(".bubble.assistant").last).to_contain_text("5,000.00", timeout=30_000)
+        await expect(page.locator(".tool .status").last).to_have_text("executed")
+        await page.screenshot(path=shots / "agui-balance.png")
+
+        await ask(page, 'Transfer $250 from ACC-001 to ACC-002, memo "March rent".')
+        card = page.locator(".approval").last
+        await expect(card).to_contain_text("Approval required: transfer_funds", timeout=30_000)
+        await expect(card.locator("dd.amount")).to_have_text("250")
+        await expect(card.locator("dd.from_account")).to_have_text("ACC-001")
+        await expect(card.locator("dd.to_account")).to_have_text("ACC-002")
+        await expect(card.locator(".countdown")).to_contain_text("left")
+        assert await page.locator("#request").is_disabled(), "the chat waits for the decision"
+        await card.locator("input[name=note]").fill("rent is expected")
+        await page.screenshot(path=shots / "agui-approval-card.png")
+        await card.locator("button.approve").click()
+        await expect(page.locator(".tool .status").last).to_have_text("executed", timeout=30_000)
+        await expect(page.locator(".bubble.assistant").last).to_contain_text("complete")
+        await page.screenshot(path=shots / "agui-transfer-approved.png")
+        assert await balance(web.host, "ACC-002") == Decimal("500.00")
+
+        await ask(page, "Transfer $300 from ACC-002 to ACC-003.")
+        card = page.locator(".approval").last
+        await expect(card.locator("dd.amount")).to_have_text("300", timeout=30_000)
+        await card.locator("input[name=note]").fill("not authorised")
+        await card.locator("button.reject").click()
+        await expect(page.locator(".tool .status").last).to_have_text("rejected", timeout=30_000)
+        await page.screenshot(path=shots / "agui-transfer-rejected.png")
+
+        await ask(page, "Close ACC-003 and sweep to ACC-001.")
+        card = page.locator(".approval").last
+        confirmation = card.locator("input[name=confirmation]")
+        await expect(card).to_contain_text("Type ACC-003 to confirm", timeout=30_000)
+        await confirmation.fill("ACC-003")
+        await card.screenshot(path=shots / "agui-close-confirmation.png")
+        await card.locator("button.approve").click()
+        await expect(page.locator(".tool .status").last).to_have_text("executed", timeout=30_000)
+        await page.screenshot(path=shots / "agui-close-executed.png", full_page=True)
+
+        amounts = [await balance(web.host, account) for account in ("ACC-001", "ACC-002")]
+        assert amounts == [Decimal("4870.00"), Decimal("500.00")], "the closure swept ACC-003's 120 to ACC-001"
+
+
+async def test_a_deadline_passing_in_the_card(emulator: Emulator, tmp_path: Path, agent_name: str, shots: Path) -> None:
+    expect = playwright_api.expect
+    async with web_for(emulator, tmp_path, agent_name, window=3.0) as web, browser_page(web.url + "/") as page:
+        await ask(page, "Transfer $40 from ACC-001 to ACC-003.")
+        card = page.locator(".approval").last
+        await expect(card.locator(".outcome")).to_contain_text("Expired", timeout=30_000)
+        assert await card.locator("button.approve").is_disabled()
+        await page.screenshot(path=shots / "agui-expired.png")
+        assert await balance(web.host, "ACC-001") == Decimal("5000.00")
+        # The chat is usable again once the window has closed.
+        await expect(page.locator("#request")).to_be_enabled()

@@ -1,0 +1,142 @@
+"""Approvals as AG-UI interrupts: a resume answers the MCP server; bad, stale or racing resumes change nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+from ag_ui.core import RunErrorEvent
+
+from agent_host.emulator import Emulator
+from agent_host.settings import McpProtocol, Transport
+from tests.host.helpers import balance
+
+from .helpers import interrupt_of, run, run_input, text_of, tool_results, types, web_for
+
+pytestmark = pytest.mark.anyio
+TRANSFER = "Transfer $100 from ACC-001 to ACC-002."
+
+
+def resolved(interrupt_id: str, **payload: object) -> list[dict[str, object]]:
+    return [{"interruptId": interrupt_id, "status": "resolved", "payload": payload}]
+
+
+def error_code(events: list) -> str | None:  # type: ignore[type-arg]
+    assert types(events) == ["RUN_STARTED", "RUN_ERROR"], types(events)
+    assert isinstance(events[-1], RunErrorEvent)
+    return events[-1].code
+
+
+@pytest.mark.parametrize(
+    ("transport", "protocol"), [("sdk", "auto"), ("rest", "legacy")], ids=["sdk-2026-07-28", "rest-2025-11-25"]
+)
+async def test_resumes_answer_the_mcp_server(
+    emulator: Emulator, tmp_path: Path, agent_name: str, transport: Transport, protocol: McpProtocol
+) -> None:
+    async with (
+        web_for(emulator, tmp_path, agent_name, transport=transport, mcp_protocol=protocol) as web,
+        httpx2.AsyncClient(timeout=60) as client,
+    ):
+        asked = await run(client, web.url, run_input("t", TRANSFER))
+        assert "TOOL_CALL_RESULT" not in types(asked), "nothing runs before the resume"
+        interrupt = interrupt_of(asked)
+        assert interrupt.reason == "approval_required" and interrupt.tool_call_id == asked[1].tool_call_id
+        assert interrupt.message.startswith("Approval required: transfer_funds\nTransfer $100.00 (USD) from ACC-001")
+        assert interrupt.response_schema["required"] == ["approve"]
+        assert set(interrupt.response_schema["properties"]) == {"approve", "note"}
+        assert interrupt.metadata["reference"].startswith("APR-")
+        assert datetime.fromisoformat(interrupt.expires_at) > datetime.now(UTC)
+
+        done = await run(client, web.url, run_input("t", resume=resolved(interrupt.id, approve=True, note="rent")))
+        assert types(done)[:2] == ["RUN_STARTED", "TOOL_CALL_RESULT"] and types(done)[-1] == "RUN_FINISHED"
+        assert tool_results(done)[0]["status"] == "executed"
+        assert tool_results(done)[0]["approval_ref"] == interrupt.metadata["reference"]
+        assert "Done: the transfer of 100 from ACC-001 to ACC-002 is complete." in text_of(done)
+
+        again = await run(client, web.url, run_input("t", resume=resolved(interrupt.id, approve=True)))
+        assert error_code(again) == "interrupt_answered"
+
+        rejected = interrupt_of(await run(client, web.url, run_input("t", "Transfer $200 from ACC-002 to ACC-003.")))
+        out = await run(client, web.url, run_input("t", resume=resolved(rejected.id, approve=False, note="no")))
+        assert tool_results(out)[0]["status"] == "rejected"
+
+        cancelled = interrupt_of(await run(client, web.url, run_input("t", "Transfer $5 from ACC-001 to ACC-003.")))
+        out = await run(client, web.url, run_input("t", resume=[{"interruptId": cancelled.id, "status": "cancelled"}]))
+        assert tool_results(out)[0]["status"] == "cancelled"
+
+        amounts = [await balance(web.host, account) for account in ("ACC-001", "ACC-002", "ACC-003")]
+        assert amounts == [Decimal("4900.00"), Decimal("350.00"), Decimal("120.00")]
+
+
+async def test_bad_stale_and_racing_resumes_change_nothing(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    async with web_for(emulator, tmp_path, agent_name) as web, httpx2.AsyncClient(timeout=60) as client:
+        interrupt = interrupt_of(await run(client, web.url, run_input("t", TRANSFER)))
+
+        for payload in ({"approve": "yes"}, {"approve": True, "amount": "1000000"}, {"note": "no decision"}):
+            wrong = await run(client, web.url, run_input("t", resume=resolved(interrupt.id, **payload)))
+            assert error_code(wrong) == "invalid_payload"
+            assert "1000000" not in wrong[-1].message  # type: ignore[union-attr]
+        assert error_code(await run(client, web.url, run_input("t", resume=resolved("approval-x", approve=True)))) == (
+            "unknown_interrupt"
+        )
+        other = await run(client, web.url, run_input("other-thread", resume=resolved(interrupt.id, approve=True)))
+        assert error_code(other) == "unknown_interrupt"
+        busy = await run(client, web.url, run_input("t", "What is the balance of ACC-001?"))
+        assert error_code(busy) == "thread_busy"
+        assert await balance(web.host, "ACC-001") == Decimal("5000.00")
+
+        # Two resumes of the same interrupt at once: exactly one continues the run.
+        results: list[list] = []  # type: ignore[type-arg]
+
+        async def resume() -> None:
+            results.append(await run(client, web.url, run_input("t", resume=resolved(interrupt.id, approve=True))))
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(resume)
+            tasks.start_soon(resume)
+        finished = [events for events in results if types(events)[-1] == "RUN_FINISHED"]
+        refused = [events for events in results if types(events)[-1] == "RUN_ERROR"]
+        assert len(finished) == 1 and len(refused) == 1 and error_code(refused[0]) == "interrupt_answered"
+        assert await balance(web.host, "ACC-001") == Decimal("4900.00")
+
+        # Two new runs at once on a fresh thread: one runs, the other is refused.
+        results.clear()
+
+        async def ask() -> None:
+            results.append(await run(client, web.url, run_input("fresh", "What is the balance of ACC-002?")))
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(ask)
+            tasks.start_soon(ask)
+        assert sorted(types(events)[-1] for events in results) == ["RUN_ERROR", "RUN_FINISHED"]
+
+
+async def test_a_client_that_disconnects_leaves_nothing_executed(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    async with web_for(emulator, tmp_path, agent_name, window=2.0) as web, httpx2.AsyncClient(timeout=60) as client:
+        async with client.stream("POST", f"{web.url}/agent", json=run_input("t", TRANSFER)) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    assert json.loads(line.removeprefix("data: "))["type"] == "RUN_STARTED"
+                    break  # the client goes away mid-run
+        thread = web.driver._threads["t"]
+        with anyio.fail_after(30):
+            while thread.pending is None:
+                await anyio.sleep(0.05)
+            pending = thread.pending
+            while thread.active:
+                await anyio.sleep(0.05)
+        assert pending.state == "expired"
+        assert await balance(web.host, "ACC-001") == Decimal("5000.00")
+
+        late = await run(client, web.url, run_input("t", resume=resolved(pending.id, approve=True)))
+        assert error_code(late) == "interrupt_expired"
+        assert await balance(web.host, "ACC-001") == Decimal("5000.00")
+        after = await run(client, web.url, run_input("t", "What is the balance of ACC-001?"))
+        assert types(after)[-1] == "RUN_FINISHED"

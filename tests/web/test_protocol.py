@@ -1,0 +1,68 @@
+"""The AG-UI endpoint over raw HTTP + SSE, every event parsed strictly with the protocol's models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx2
+import pytest
+from ag_ui.core import AgentCapabilities, RunErrorEvent, RunFinishedEvent
+
+from agent_host.emulator import Emulator, FaultConfig
+
+from .helpers import run, run_input, text_of, tool_results, types, web_for
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_balance_streams_text_and_tool_events(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    async with web_for(emulator, tmp_path, agent_name) as web, httpx2.AsyncClient(timeout=60) as client:
+        events = await run(client, web.url, run_input("t-1", "What is the balance of ACC-001?"))
+        assert types(events)[:5] == [
+            "RUN_STARTED",
+            "TOOL_CALL_START",
+            "TOOL_CALL_ARGS",
+            "TOOL_CALL_END",
+            "TOOL_CALL_RESULT",
+        ]
+        assert types(events)[5] == "TEXT_MESSAGE_START" and types(events)[-2:] == ["TEXT_MESSAGE_END", "RUN_FINISHED"]
+        assert types(events).count("TEXT_MESSAGE_CONTENT") >= 2, "deltas are passed on as they stream"
+        assert events[1].tool_call_name == "get_account_balance"  # type: ignore[union-attr]
+        assert '"ACC-001"' in events[2].delta  # type: ignore[union-attr]
+        (result,) = tool_results(events)
+        assert result["status"] == "executed" and result["balance"] == "5000.00"
+        assert "5,000.00" in text_of(events) or "5000.00" in text_of(events)
+        finished = events[-1]
+        assert isinstance(finished, RunFinishedEvent) and finished.outcome is not None
+        assert finished.outcome.type == "success" and finished.thread_id == "t-1"
+
+        # The same thread continues the same Foundry conversation (previous_response_id).
+        again = await run(client, web.url, run_input("t-1", "And the balance of ACC-002?"))
+        assert tool_results(again)[0]["balance"] == "250.00"
+        conversation = web.driver._threads["t-1"].conversation
+        assert conversation.previous_response_id is not None
+
+        capabilities = AgentCapabilities.model_validate((await client.get(f"{web.url}/agent/capabilities")).json())
+        hitl = capabilities.human_in_the_loop
+        assert hitl is not None and hitl.supported and hitl.approvals and hitl.interrupts
+
+
+async def test_expected_failures_are_run_errors(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    async with web_for(emulator, tmp_path, agent_name, max_retries=0) as web, httpx2.AsyncClient(timeout=60) as client:
+        empty = await run(client, web.url, run_input("t-2"))
+        assert types(empty) == ["RUN_STARTED", "RUN_ERROR"]
+        assert isinstance(empty[-1], RunErrorEvent) and empty[-1].code == "no_user_message"
+
+        emulator.faults.arm(FaultConfig(server_errors=5, target="responses"))
+        failed = await run(client, web.url, run_input("t-2", "What is the balance of ACC-001?"))
+        assert types(failed) == ["RUN_STARTED", "RUN_ERROR"]
+        assert isinstance(failed[-1], RunErrorEvent) and "500" in failed[-1].message
+        emulator.faults.arm(FaultConfig())
+
+        # The thread is free again after a failed run.
+        ok = await run(client, web.url, run_input("t-2", "What is the balance of ACC-003?"))
+        assert types(ok)[-1] == "RUN_FINISHED"
+
+        invalid = await client.post(f"{web.url}/agent", json={"threadId": "t-2", "secret": "do-not-echo"})
+        assert invalid.status_code == 422 and ("runId" in invalid.text or "run_id" in invalid.text)
+        assert "do-not-echo" not in invalid.text

@@ -1,0 +1,82 @@
+"""Who may drive the web front end: Host and Origin checks, the token off loopback, the CLI's refusals."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from agent_host.emulator import Emulator
+from tests.host.test_cli import bankgate_agent
+
+from .helpers import run, run_input, types, web_for
+
+pytestmark = pytest.mark.anyio
+ASK = run_input("t", "What is the balance of ACC-001?")
+
+
+async def test_host_origin_and_token_checks(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    async with web_for(emulator, tmp_path, agent_name, token="s3cret") as web, httpx2.AsyncClient(timeout=60) as c:
+        port = web.url.rsplit(":", 1)[1]
+        rebound = await c.post(f"{web.url}/agent", json=ASK, headers={"Host": f"bank.evil.example:{port}"})
+        assert rebound.status_code == 403 and "Host" in rebound.text
+        foreign = await c.post(
+            f"{web.url}/agent", json=ASK, headers={"Origin": "http://evil.example", "Authorization": "Bearer s3cret"}
+        )
+        assert foreign.status_code == 403 and "origin" in foreign.text
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
+            refused = await c.post(f"{web.url}/agent", json=ASK, headers=headers)
+            assert refused.status_code == 401 and "s3cret" not in refused.text
+        assert (await c.get(f"{web.url}/agent/capabilities")).status_code == 401
+        assert (await c.get(f"{web.url}/")).status_code == 200, "the page itself holds nothing"
+        assert (await c.get(f"{web.url}/static/chat.js")).status_code == 200
+
+        same_origin = {"Origin": web.url, "Authorization": "Bearer s3cret"}
+        assert types(await run(c, web.url, ASK, **same_origin))[-1] == "RUN_FINISHED"
+        localhost = web.url.replace("127.0.0.1", "localhost")
+        assert (await c.get(f"{localhost}/agent/capabilities", headers=same_origin | {"Origin": localhost})).is_success
+
+
+def test_serve_refuses_an_outside_address_without_a_token(tmp_path: Path) -> None:
+    result = bankgate_agent("serve", "--demo", "--host", "0.0.0.0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Refusing to serve the web front end on 0.0.0.0 without a token." in result.stderr + result.stdout
+    result = bankgate_agent("serve", "--demo", "--approver", "deny", cwd=tmp_path)
+    assert result.returncode == 2 and "leave out --approver" in result.stderr + result.stdout
+    result = bankgate_agent("serve", "--demo", "--approval-window", "400", cwd=tmp_path)
+    assert result.returncode == 2 and "must be shorter than the tool timeout" in result.stderr + result.stdout
+
+
+def test_serve_demo_needs_no_configuration(tmp_path: Path) -> None:
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(("BANKGATE_", "AZURE_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent_host", "serve", "--demo", "--port", "0"],
+        cwd=tmp_path,
+        env=clean | {"COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = None
+        for line in process.stdout:
+            found = re.search(r"Web chat: (http://127\.0\.0\.1:\d+)/", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url is not None, "serve --demo did not print its URL"
+        page = httpx2.get(f"{url}/", timeout=10)
+        assert page.status_code == 200 and "/static/chat.js" in page.text
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) in (0, 130), "Ctrl-C stops the server"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
