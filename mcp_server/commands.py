@@ -117,7 +117,7 @@ def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public
 def audit_adopt(settings: Settings) -> int:
     path = key_file(settings.audit_key_file)
     load_signer(path, create=False)  # a person holding the key vouches: never a key made up on the spot
-    adoption = audit_log.adopt(Database.open(settings.db_url), AuditWriter(path))
+    adoption = audit_log.adopt(_existing(settings), AuditWriter(path))
     if adoption is None:
         print("nothing to adopt: every ledger transaction has its audit record and a signature covers the chain")
         return 0
