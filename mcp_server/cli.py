@@ -143,6 +143,12 @@ def _parser() -> argparse.ArgumentParser:
     checkpoint.add_argument("--out", type=Path, help="write it to this file (default: standard output)")
     _database_option(checkpoint)
     checkpoint.set_defaults(run=lambda s, a: commands.audit_checkpoint(s, a.out))
+    adopt = audit.add_parser(
+        "adopt",
+        help="once, on a ledger from before signed audit: vouch for its old postings and unsigned records",
+    )
+    _database_option(adopt)
+    adopt.set_defaults(run=lambda s, a: commands.audit_adopt(s))
     public_key = audit.add_parser("public-key", help="print the public keys that verify the audit (for auditors)")
     public_key.add_argument("--audit-key-file", type=Path, help="the signing key file (BANKGATE_AUDIT_KEY_FILE)")
     public_key.set_defaults(run=lambda s, a: commands.audit_public_key(s))

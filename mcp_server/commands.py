@@ -107,7 +107,31 @@ def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public
     print(f"audit chain BROKEN ({count} records read):")
     for finding in findings:
         print(f"  {finding}")
+    if all(finding.legacy for finding in findings):
+        print(
+            "hint: all of this is what a ledger from before signed audit lacks; if these are its old postings "
+            "and records, a holder of the audit key vouches for them once with `bankgate-mcp audit adopt`"
+        )
     return 1
+
+
+def audit_adopt(settings: Settings) -> int:
+    path = key_file(settings.audit_key_file)
+    load_signer(path, create=False)  # a person holding the key vouches: never a key made up on the spot
+    adoption = audit_log.adopt(_existing(settings), AuditWriter(path))
+    if adoption is None:
+        print("nothing to adopt: every ledger transaction has its audit record and a signature covers the chain")
+        return 0
+    old_records = (
+        f", and records 1 to {adoption.unsigned_through} written before signing" if adoption.unsigned_through else ""
+    )
+    print(
+        f"adopted in signed record {adoption.seq}: {len(adoption.transactions)} ledger transactions posted "
+        f"without a record{old_records}"
+    )
+    for tx, posted in adoption.transactions:
+        print(f"  {tx} ({posted.describe()})")
+    return 0
 
 
 def audit_checkpoint(settings: Settings, out: Path | None) -> int:

@@ -129,8 +129,12 @@ class Keyring:
 
 @dataclass(frozen=True)
 class Finding:
+    """One problem verification found. `legacy` marks a gap every ledger from before signed audit has
+    (an unsigned chain, postings without records): `audit adopt` may vouch for those, never for others."""
+
     seq: int | None
     problem: str
+    legacy: bool = False
 
     def __str__(self) -> str:
         return f"record {self.seq}: {self.problem}" if self.seq is not None else self.problem
@@ -166,7 +170,10 @@ def verify_chain(
     last = (expected_seq - 1, prev)
     if records and vouched != last[0]:
         span = f"record {last[0]}" if vouched + 1 == last[0] else f"records {vouched + 1} to {last[0]}"
-        findings.append(Finding(None, f"no valid signature covers {span} (written without the key)"))
+        unsigned = all(record.get("signature") is None for record in records)
+        # Nothing signed at all is what a chain from before signing looks like (or one stripped of every
+        # signature: the caller tells them apart by records only signing versions write).
+        findings.append(Finding(None, f"no valid signature covers {span} (written without the key)", unsigned))
     if head is not None and head != last and not (head[0] == 0 and last[0] == 0):
         findings.append(
             Finding(None, f"the chain ends at record {last[0]} but the head says {head[0]} (records deleted)")
