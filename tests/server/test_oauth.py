@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx2
 import jwt
@@ -14,9 +14,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp_types import CallToolResult
 
 from bench.servers import free_port
+from mcp_server.app import AppState
+from mcp_server.auth import ConfigTokenVerifier
 from policy.testing import ScriptedResponder, approve
 from tests.server.cli_process import run_cli
 from tests.server.harness import SHIPPED_POLICY, Harness, HttpServer
@@ -242,3 +246,17 @@ async def test_a_round_answered_without_the_scope_runs_nothing(operated: tuple[I
     ) as asker:  # the same round, answered with the role, still runs
         done = outcome(await answer(asker, args, round1.request_state))
     assert done["status"] == "executed" and harness.balance(args["to_account"]) == 50
+
+
+@pytest.mark.anyio
+async def test_static_tokens_carry_no_roles() -> None:
+    """Even one configured with the scope that carries `operator` for a JWT."""
+    secret = "s" * 24
+    token = await ConfigTokenVerifier({"ops": secret}, [OPERATOR_SCOPE]).verify_token(secret)
+    assert token is not None
+    state = AppState(gate=cast(Any, None), ledger=cast(Any, None), default_principal="local")
+    reset = auth_context_var.set(AuthenticatedUser(token))
+    try:
+        assert state.caller(cast(Any, None)) == ("ops", ())
+    finally:
+        auth_context_var.reset(reset)
