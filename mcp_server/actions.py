@@ -12,6 +12,7 @@ account paid into (`to_account`, `sweep_to`) is not hidden: paying someone is no
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection
@@ -79,6 +80,12 @@ def _conn(tx: GateTx) -> Connection:
     return tx.conn
 
 
+def _held(conn: Connection, call: Call, *account_ids: str) -> Held:
+    """What the caller holds, read in the deciding transaction, plus the roles its credentials carry."""
+    held = held_in(conn, call.principal, account_ids)
+    return replace(held, roles=tuple(sorted(set(held.roles) | set(call.roles))))
+
+
 def _facts(account: Account, held: Held) -> AccountFacts:
     return AccountFacts(
         account.id, account.owner, account.status, account.currency, account.balance_minor, held.to(account.id)
@@ -101,7 +108,7 @@ class BalanceAction(_LedgerAction):
 
     def inspect(self, tx: GateTx, call: Call) -> Inspection:
         conn = _conn(tx)
-        held = held_in(conn, call.principal, (call.arguments["account_id"],))
+        held = _held(conn, call, call.arguments["account_id"])
         account = self._subject(conn, call, "account_id", held)
         if account.status == "closed":
             raise LedgerError("account_closed", f"Account {account.id} is closed.", field="account_id")
@@ -145,7 +152,7 @@ class TransferAction(_LedgerAction):
 
     def inspect(self, tx: GateTx, call: Call) -> Inspection:
         args, conn = call.arguments, _conn(tx)
-        held = held_in(conn, call.principal, (args["from_account"], args["to_account"]))
+        held = _held(conn, call, args["from_account"], args["to_account"])
         self._subject(conn, call, "from_account", held)
         source, target, amount = self.ledger.plan_transfer_in(
             conn, args["from_account"], args["to_account"], args["amount"]
@@ -198,7 +205,7 @@ class CloseAction(_LedgerAction):
         """The question always names the amount swept and where it goes (also $0.00, also nowhere),
         and the approval is bound to both: a balance that changes before the answer runs nothing."""
         args, conn = call.arguments, _conn(tx)
-        held = held_in(conn, call.principal, (args["account_id"], args["sweep_to"] or args["account_id"]))
+        held = _held(conn, call, args["account_id"], args["sweep_to"] or args["account_id"])
         self._subject(conn, call, "account_id", held)
         account, sweep = self.ledger.plan_close_in(conn, args["account_id"], args["sweep_to"])
         balance = format_amount(account.balance_minor, account.currency)

@@ -16,6 +16,7 @@ from mcp_server.audit_writer import AuditWriter
 from mcp_server.database import Database
 from mcp_server.gate_store import SqlGateStore
 from mcp_server.ledger import Ledger
+from mcp_server.oauth import RoleToken
 from mcp_server.settings import Settings
 from mcp_server.tools import register_tools
 from policy.approval_round import empty_accept_is_an_empty_form
@@ -42,10 +43,13 @@ class AppState:
     ledger: Ledger
     default_principal: str
 
-    def principal(self, ctx: Context) -> str:
-        """The authenticated caller over HTTP; the configured local principal otherwise."""
+    def caller(self, ctx: Context) -> tuple[str, tuple[str, ...]]:
+        """The authenticated caller over HTTP with the roles its OAuth token carries (none for a static
+        token); the configured local principal, with no such roles, otherwise."""
         token = get_access_token()
-        return token.client_id if token is not None else self.default_principal
+        if token is None:
+            return self.default_principal, ()
+        return token.client_id, token.roles if isinstance(token, RoleToken) else ()
 
 
 def open_state(settings: Settings, *, create: bool = False, seed: bool = False) -> AppState:

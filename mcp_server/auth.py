@@ -12,6 +12,7 @@ from mcp.server.auth.routes import build_resource_metadata_url, create_protected
 from pydantic import AnyHttpUrl
 from starlette.routing import Route
 
+from mcp_server.entitlements import ROLES
 from mcp_server.settings import LOOPBACK_HOSTS, Settings
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
@@ -63,10 +64,13 @@ def parse_tokens(inline: str | None, file: Path | None) -> dict[str, str]:
 
 def check_oauth_settings(settings: Settings) -> None:
     """Refuse an OAuth setup that could not verify a single token, or would trust keys fetched insecurely."""
+    from mcp_server.oauth import parse_role_scopes
+
     if settings.oauth_issuer is None:
-        if settings.oauth_jwks_url or settings.oauth_jwks_file:
-            raise ValueError("a JWKS is configured but no issuer: set BANKGATE_OAUTH_ISSUER too")
+        if settings.oauth_jwks_url or settings.oauth_jwks_file or settings.oauth_role_scopes:
+            raise ValueError("OAuth keys or role scopes are configured but no issuer: set BANKGATE_OAUTH_ISSUER too")
         return
+    parse_role_scopes(settings.oauth_role_scopes, ROLES)
     if (settings.oauth_jwks_url is None) == (settings.oauth_jwks_file is None):
         raise ValueError(
             "BANKGATE_OAUTH_ISSUER needs the issuer's signing keys: set exactly one of BANKGATE_OAUTH_JWKS_URL "
@@ -91,7 +95,7 @@ def token_verifier(
     With an issuer configured, the protected-resource metadata (RFC 9728) is served both at the
     path-suffixed well-known URL the MCP spec derives from the endpoint and at the bare one.
     """
-    from mcp_server.oauth import EitherVerifier, JwtTokenVerifier, OAuthConfig
+    from mcp_server.oauth import EitherVerifier, JwtTokenVerifier, OAuthConfig, parse_role_scopes
 
     static = ConfigTokenVerifier(tokens, settings.oauth_scopes)
     if settings.oauth_issuer is None:
@@ -104,6 +108,7 @@ def token_verifier(
             jwks_url=settings.oauth_jwks_url,
             jwks_file=settings.oauth_jwks_file,
             principal_claim=settings.oauth_principal_claim,
+            role_scopes=parse_role_scopes(settings.oauth_role_scopes, ROLES),
         )
     )
     # The issuer as a string: the metadata model validates it keeping its exact spelling (RFC 8414

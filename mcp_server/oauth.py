@@ -11,8 +11,8 @@ any check is simply not authenticated (401); a valid one without the required sc
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,30 @@ class OAuthConfig:
     jwks_url: str | None = None
     jwks_file: Path | None = None
     principal_claim: str = "sub"
+    role_scopes: Mapping[str, str] = field(default_factory=dict)
+    """role -> the scope that carries it (`parse_role_scopes`)."""
+
+
+class RoleToken(AccessToken):
+    """A verified JWT with the roles its scopes carry. Only the issuer's tokens are this type, so a
+    static token never carries a role, whatever scopes it is configured with."""
+
+    roles: tuple[str, ...] = ()
+
+
+def parse_role_scopes(text: str | None, known: Sequence[str]) -> dict[str, str]:
+    """'role=scope,...' (BANKGATE_OAUTH_ROLE_SCOPES) as role -> scope; only roles in `known`."""
+    mapping: dict[str, str] = {}
+    for i, item in enumerate(filter(None, (p.strip() for p in (text or "").split(","))), 1):
+        role, _, scope = (part.strip() for part in item.partition("="))
+        if not role or not scope or " " in scope:
+            raise ValueError(f"BANKGATE_OAUTH_ROLE_SCOPES entry {i}: expected role=scope")
+        if role not in known:
+            raise ValueError(f"BANKGATE_OAUTH_ROLE_SCOPES entry {i}: unknown role; the roles are {', '.join(known)}")
+        if role in mapping:
+            raise ValueError(f"BANKGATE_OAUTH_ROLE_SCOPES entry {i}: role '{role}' is mapped twice")
+        mapping[role] = scope
+    return mapping
 
 
 class JwtTokenVerifier:
@@ -71,10 +95,12 @@ class JwtTokenVerifier:
         if not isinstance(principal, str) or not principal:
             log.info("bearer token refused: claim %r is not a non-empty string", self._config.principal_claim)
             return None
-        return AccessToken(
+        scopes = _scopes(claims)
+        return RoleToken(
             token=token,
             client_id=principal,
-            scopes=_scopes(claims),
+            scopes=scopes,
+            roles=tuple(sorted(role for role, scope in self._config.role_scopes.items() if scope in scopes)),
             expires_at=int(claims["exp"]),
             subject=str(claims.get("sub", principal)),
             claims={"iss": claims["iss"]},

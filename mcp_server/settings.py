@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     oauth_jwks_file: Path | None = Field(None, description="A JWKS file instead of oauth_jwks_url.")
     oauth_scopes: CommaList = Field(default_factory=list, description="Scopes every access token must carry.")
     oauth_principal_claim: str = Field("sub", min_length=1, description="The token claim naming the principal.")
+    oauth_role_scopes: str | None = Field(
+        None, description="'role=scope,...': a token with the scope acts with the role (operator=bankgate.operator)."
+    )
 
     @field_validator("allowed_hosts", "allowed_origins", "oauth_scopes", mode="before")
     @classmethod

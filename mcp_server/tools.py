@@ -84,7 +84,7 @@ def _present(outcome: GateResult, model: type[ToolOutcome], extra: dict[str, Any
     )
     return CallToolResult(
         content=[TextContent(type="text", text=outcome.message)],
-        structured_content=body.model_dump(mode="json"),
+        structured_content=body.present(),
         is_error=outcome.is_error,
     )
 

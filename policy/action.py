@@ -25,6 +25,9 @@ class Call:
     arguments: Mapping[str, Any]
     principal: str
     idempotency_key: str | None = None
+    roles: tuple[str, ...] = ()
+    """Roles the caller's credentials carry for this call alone (e.g. from an OAuth token's scopes),
+    on top of those the server grants the principal: part of what an approval is bound to."""
 
     @property
     def request_digest(self) -> str:
@@ -32,12 +35,13 @@ class Call:
         return digest({"tool": self.tool, "arguments": self.arguments})
 
     def binding(self, policy_version: str) -> str:
-        """What an approval is bound to: exactly this call, by this caller, under this policy."""
+        """What an approval is bound to: exactly this call, by this caller with these roles, under this policy."""
         return digest(
             {
                 "tool": self.tool,
                 "arguments": self.arguments,
                 "principal": self.principal,
+                "roles": sorted(self.roles),
                 "policy_version": policy_version,
                 "idempotency_key": self.idempotency_key,
             }

@@ -62,7 +62,9 @@ class GateHost(Protocol):
 
     gate: Gate
 
-    def principal(self, ctx: Context) -> str: ...
+    def caller(self, ctx: Context) -> tuple[str, tuple[str, ...]]:
+        """The principal of this request and the roles its credentials carry (read anew on every request)."""
+        ...
 
 
 def _host(ctx: Context) -> GateHost:
@@ -87,14 +89,15 @@ async def prepare(ctx: Context) -> Opening:
     host = _host(ctx)
     params = ctx.request_context.params or {}
     tool = str(params.get("name"))
-    principal = host.principal(ctx)
+    principal, roles = host.caller(ctx)
     try:
         action = host.gate.actions.get(tool)
         if action is None:
             raise Refusal("unknown_tool", f"There is no gated tool named '{tool}'.")
-        call = Call(tool, action.canonical(params.get("arguments") or {}), principal, _idempotency_key(ctx, principal))
+        arguments = action.canonical(params.get("arguments") or {})
+        call = Call(tool, arguments, principal, _idempotency_key(ctx, principal), roles)
     except Refusal as refusal:
-        return Opening(Call(tool, {}, principal), final=GateResult.refused(refusal))
+        return Opening(Call(tool, {}, principal, roles=roles), final=GateResult.refused(refusal))
     gate, asked, reachable = host.gate, _answered(ctx), human_reachable(ctx)
     try:
         return await _in_store(gate, lambda wait: gate.open(call, human_reachable=reachable, asked=asked, wait=wait))

@@ -77,7 +77,7 @@ def _error_text(error: object) -> str:
 
 def _balance(result: Mapping[str, Any], args: Mapping[str, Any]) -> str:
     account = result.get("account_id") or args.get("account_id") or "The account"
-    amount = result.get("formatted") or " ".join(str(v) for v in (result["balance"], result.get("currency")) if v)
+    amount = result.get("formatted") or " ".join(str(v) for v in (result.get("balance"), result.get("currency")) if v)
     return f"{account} has a balance of {amount}."
 
 

@@ -3,8 +3,10 @@ that points to it, and JWT access tokens from a configured issuer checked for si
 audience, expiry and scope, the token's subject becoming the audited principal."""
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import httpx2
 import jwt
@@ -12,12 +14,21 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp_types import CallToolResult
 
 from bench.servers import free_port
+from mcp_server.app import AppState
+from mcp_server.auth import ConfigTokenVerifier
+from policy.testing import ScriptedResponder, approve
 from tests.server.cli_process import run_cli
-from tests.server.harness import Harness, HttpServer
+from tests.server.harness import SHIPPED_POLICY, Harness, HttpServer
 from tests.server.issuer import ISSUER, Issuer, running_issuer
 from tests.server.test_http_security import ACCEPT, INITIALIZE, bearer
+from tests.server.test_rounds import answer, first_round
+
+OPERATOR_SCOPE = "bankgate.operator"
 
 
 @pytest.fixture(scope="module")
@@ -132,10 +143,120 @@ async def test_the_token_subject_is_the_audited_principal(issued: tuple[Issuer, 
             "must use https",
         ),
         ({"BANKGATE_OAUTH_JWKS_URL": "https://keys.example/jwks.json"}, "no issuer"),
+        (
+            {
+                "BANKGATE_OAUTH_ISSUER": ISSUER,
+                "BANKGATE_OAUTH_JWKS_URL": "https://keys.example/jwks.json",
+                "BANKGATE_OAUTH_ROLE_SCOPES": "superuser=bankgate.root",
+            },
+            "unknown role; the roles are operator",
+        ),
     ],
-    ids=["no-keys", "plain-http-keys", "keys-without-issuer"],
+    ids=["no-keys", "plain-http-keys", "keys-without-issuer", "unknown-role"],
 )
 def test_an_oauth_setup_that_cannot_work_is_refused_at_start(tmp_path: Path, env: dict[str, str], says: str) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     done = run_cli(tmp_path, "serve", "--transport", "http", "--port", str(free_port()), "--db", url, **env)
     assert done.returncode == 2 and says in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def operated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Issuer, HttpServer, Harness]]:
+    """The shipped policy (only owners, viewers and operators see an account), and tokens carrying
+    the scope `bankgate.operator` acting with the role `operator`."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('roles') / 'ledger.db'}"
+    harness = Harness("setup", url, policy=SHIPPED_POLICY)
+    with running_issuer(free_port()) as issuer:
+        env = {
+            "BANKGATE_OAUTH_ISSUER": ISSUER,
+            "BANKGATE_OAUTH_JWKS_URL": issuer.jwks_url,
+            "BANKGATE_OAUTH_SCOPES": "bankgate",
+            "BANKGATE_OAUTH_ROLE_SCOPES": f"operator={OPERATOR_SCOPE}",
+        }
+        server = HttpServer(url, "--policy", str(SHIPPED_POLICY), env=env)
+        try:
+            yield issuer, server, harness
+        finally:
+            server.stop()
+
+
+@asynccontextmanager
+async def holding(server: HttpServer, token: str, responder: ScriptedResponder | None = None) -> AsyncIterator[Client]:
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+    async with Client(streamable_http_client(server.url, http_client=http), elicitation_callback=responder) as client:
+        yield client
+
+
+def outcome(result: Any) -> dict[str, Any]:
+    assert isinstance(result, CallToolResult) and result.structured_content is not None, result
+    return result.structured_content
+
+
+@pytest.mark.anyio
+async def test_an_operator_scoped_token_acts_as_operator(operated: tuple[Issuer, HttpServer, Harness]) -> None:
+    issuer, server, harness = operated
+    source, target = harness.open_account("10.00"), harness.open_account("0")
+    token = issuer.token(server.url, sub="dora", scope=f"bankgate {OPERATOR_SCOPE}")
+    async with holding(server, token, ScriptedResponder(approve())) as client:
+        read = outcome(await client.call_tool("get_account_balance", {"account_id": source}))
+        moved = outcome(
+            await client.call_tool("transfer_funds", {"from_account": source, "to_account": target, "amount": "0.50"})
+        )
+    assert (read["status"], read["balance"]) == ("executed", "10.00")
+    assert moved["status"] == "executed"
+    assert harness.balance(target) == 50
+
+
+@pytest.mark.anyio
+async def test_without_the_scope_the_account_is_hidden(operated: tuple[Issuer, HttpServer, Harness]) -> None:
+    issuer, server, harness = operated
+    source, target = harness.open_account("10.00"), harness.open_account("0")
+    missing = f"ACC-{int(target.removeprefix('ACC-')) + 1000:03d}"
+    token = issuer.token(server.url, sub="dora")  # no grants in the database either
+    async with holding(server, token, ScriptedResponder(approve())) as client:
+        hidden = outcome(await client.call_tool("get_account_balance", {"account_id": source}))
+        absent = outcome(await client.call_tool("get_account_balance", {"account_id": missing}))
+        debit = outcome(
+            await client.call_tool("transfer_funds", {"from_account": source, "to_account": target, "amount": "0.50"})
+        )
+    assert hidden["status"] == absent["status"] == debit["status"] == "failed"
+    assert hidden["error"]["code"] == absent["error"]["code"] == debit["error"]["code"] == "unknown_account"
+    assert hidden["message"].replace(source, "X") == absent["message"].replace(missing, "X")
+    assert harness.balance(source) == 1000
+
+
+@pytest.mark.anyio
+async def test_a_round_answered_without_the_scope_runs_nothing(operated: tuple[Issuer, HttpServer, Harness]) -> None:
+    """The approval is bound to the roles the asking token carried: the same principal answering
+    with a token that lost the operator scope (a 2026-07-28 round is a new request) gets nothing run."""
+    issuer, server, harness = operated
+    args = {"from_account": harness.open_account("10.00"), "to_account": harness.open_account("0"), "amount": "0.50"}
+    with_role = issuer.token(server.url, sub="dora", scope=f"bankgate {OPERATOR_SCOPE}")
+    async with holding(server, with_role, ScriptedResponder()) as asker:
+        round1 = await first_round(asker, args)
+    async with holding(server, issuer.token(server.url, sub="dora"), ScriptedResponder()) as answerer:
+        late = outcome(await answer(answerer, args, round1.request_state))
+    assert late["status"] == "failed" and late["error"]["code"] == "unknown_account"
+    assert harness.balance(args["from_account"]) == 1000
+    assert not [
+        r for r in harness.audit(event="executed") if r["arguments"].get("from_account") == args["from_account"]
+    ]
+    async with holding(
+        server, with_role, ScriptedResponder()
+    ) as asker:  # the same round, answered with the role, still runs
+        done = outcome(await answer(asker, args, round1.request_state))
+    assert done["status"] == "executed" and harness.balance(args["to_account"]) == 50
+
+
+@pytest.mark.anyio
+async def test_static_tokens_carry_no_roles() -> None:
+    """Even one configured with the scope that carries `operator` for a JWT."""
+    secret = "s" * 24
+    token = await ConfigTokenVerifier({"ops": secret}, [OPERATOR_SCOPE]).verify_token(secret)
+    assert token is not None
+    state = AppState(gate=cast(Any, None), ledger=cast(Any, None), default_principal="local")
+    reset = auth_context_var.set(AuthenticatedUser(token))
+    try:
+        assert state.caller(cast(Any, None)) == ("ops", ())
+    finally:
+        auth_context_var.reset(reset)
