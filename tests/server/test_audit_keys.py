@@ -51,6 +51,8 @@ def test_a_missing_or_malformed_key_file_is_named_never_created_by_verify(
 ) -> None:
     missing = tmp_path / "nowhere.key"
     db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    assert main(["admin", "init", "--db", db]) == 0  # a ledger to verify: only the key is missing
+    capsys.readouterr()
     assert main(["audit", "verify", "--db", db, "--audit-key-file", str(missing)]) == 2
     assert f"audit key file {missing} does not exist" in capsys.readouterr().err
     assert not missing.exists()
