@@ -10,6 +10,7 @@ from mcp_server.app import open_state
 from mcp_server.audit_keys import key_file, load_keyring, load_public_keyring, load_signer, public_key_text
 from mcp_server.audit_writer import AuditWriter
 from mcp_server.database import Database, redacted_url
+from mcp_server.desk.reverify import reverify_decisions
 from mcp_server.entitlements import EntitlementAdmin, grants
 from mcp_server.explain import explain
 from mcp_server.ledger import Ledger
@@ -100,6 +101,7 @@ def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public
     keys = load_public_keyring(public_keys) if public_keys else load_keyring(key_file(settings.audit_key_file))
     checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file else None
     count, findings = audit_log.verify(db, keys, checkpoint)
+    findings += reverify_decisions(db)  # the approval desk's passkey signatures, re-verified offline
     if not findings:
         held = f"; it holds the checkpoint's record {checkpoint.seq}" if checkpoint else ""
         print(f"audit chain intact: {count} records{held}")
