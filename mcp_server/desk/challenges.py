@@ -23,7 +23,10 @@ def issue(conn: Connection, nonce: str, purpose: str, challenge: bytes, expires_
 
 
 def consume(conn: Connection, nonce: object, purpose: str) -> Row[Any]:
-    """Mark the nonce used and return its row; refused if unknown, for another purpose, used or expired."""
+    """Mark the nonce used and return its row; refused if unknown, for another purpose, used or expired.
+
+    Run in a transaction of its own, before the ceremony is verified: a nonce counts once whatever
+    the outcome, so a refused signature (wrong approval, stale question) cannot be presented again."""
     if not isinstance(nonce, str) or not nonce:
         raise DeskRefusal("bad_request", "The request names no challenge; reload the page and try again.")
     row = conn.execute(text(f"SELECT {_COLUMNS}, used_at FROM desk_challenges WHERE nonce = :n"), {"n": nonce}).first()

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Row, text
 
 from mcp_server.audit_writer import AuditWriter
 from mcp_server.desk import challenges
@@ -114,16 +114,22 @@ def decision_challenge(
 
 
 def decide(
-    conn: Connection, config: DeskConfig, audit: AuditWriter, approver: str, ref: str, body: Mapping[str, Any]
+    conn: Connection,
+    config: DeskConfig,
+    audit: AuditWriter,
+    approver: str,
+    ref: str,
+    body: Mapping[str, Any],
+    issued: Row[Any],
 ) -> DeskDecision:
-    """Verify the signed decision and record it once, with its audit record carrying the assertion.
+    """Verify the signed decision answering the `issued` challenge (already used up, see
+    `challenges.consume`) and record it once, with its audit record carrying the assertion.
 
     The challenge is recomputed from the approval as it is now, so a question or binding changed
     since the challenge was issued is refused (and would fail the signature anyway).
     """
     verdict = _verdict(body.get("verdict"))
     note = _note(body.get("note"))
-    issued = challenges.consume(conn, body.get("nonce"), "decide")
     if issued.approval_ref != ref:
         raise DeskRefusal("wrong_approval", "This signature was made for another approval; nothing was recorded.", 403)
     if issued.subject != approver or issued.verdict != verdict:

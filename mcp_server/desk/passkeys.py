@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Row, text
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -58,17 +58,17 @@ def enrollment(conn: Connection, token: object) -> tuple[str, str]:
             ),
             {"t": token_hash(token)},
         ).first()
+    if row is not None and row.used_at is not None:
+        raise DeskRefusal("enrollment_used", "This enrollment link was already used. Sign in with your passkey, "
+                          "or ask an administrator for a new link.", 410)  # fmt: skip
+    if row is not None and float(row.expires_at) <= time.time():
+        raise DeskRefusal(
+            "enrollment_expired", "This enrollment link has expired. Ask an administrator for a new one.", 410
+        )
     if row is None or row.status != "invited":
         raise DeskRefusal(
             "enrollment_invalid", "This enrollment link is not valid (unknown, replaced, or the approver was revoked). "
             "Ask an administrator for a new one.", 410)  # fmt: skip
-    if row.used_at is not None:
-        raise DeskRefusal("enrollment_used", "This enrollment link was already used. Sign in with your passkey, "
-                          "or ask an administrator for a new link.", 410)  # fmt: skip
-    if float(row.expires_at) <= time.time():
-        raise DeskRefusal(
-            "enrollment_expired", "This enrollment link has expired. Ask an administrator for a new one.", 410
-        )
     return str(row.approver), str(row.user_handle)
 
 
@@ -90,11 +90,13 @@ def registration_options(conn: Connection, config: DeskConfig, token: object) ->
     return {"nonce": nonce, "options": json.loads(options_to_json(options))}
 
 
-def register(conn: Connection, config: DeskConfig, audit: AuditWriter, body: Mapping[str, Any]) -> str:
-    """Verify the registration, store the passkey, use up the link, activate the approver; return a session."""
+def register(
+    conn: Connection, config: DeskConfig, audit: AuditWriter, body: Mapping[str, Any], issued: Row[Any]
+) -> str:
+    """Verify the registration answering the `issued` challenge (already used up), store the passkey,
+    use up the link, activate the approver; return a session."""
     token = body.get("token")
     approver, _ = enrollment(conn, token)
-    issued = challenges.consume(conn, body.get("nonce"), "enroll")
     if issued.subject != token_hash(str(token)):
         raise DeskRefusal("unknown_challenge", "This registration answers another enrollment's challenge.", 403)
     try:
@@ -209,9 +211,8 @@ def update_sign_count(conn: Connection, key: Credential, count: int) -> None:
     )
 
 
-def sign_in(conn: Connection, config: DeskConfig, body: Mapping[str, Any]) -> str:
-    """Verify a sign-in assertion; a new session for its approver."""
-    issued = challenges.consume(conn, body.get("nonce"), "sign_in")
+def sign_in(conn: Connection, config: DeskConfig, body: Mapping[str, Any], issued: Row[Any]) -> str:
+    """Verify a sign-in assertion answering the `issued` challenge (already used up); a new session."""
     key = credential(conn, body.get("credential"))
     if not key.active:
         raise DeskRefusal("approver_revoked", "This approver's access was revoked.", 403)

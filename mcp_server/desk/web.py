@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Row
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from mcp_server.audit_writer import AuditWriter
 from mcp_server.database import Database
-from mcp_server.desk import decisions, inbox, passkeys, ratelimit, sessions
+from mcp_server.desk import challenges, decisions, inbox, passkeys, ratelimit, sessions
 from mcp_server.desk.config import DeskConfig
 from mcp_server.desk.guard import CSRF_HEADER, HEADERS, Guard
 from mcp_server.desk.refusals import DeskRefusal
@@ -110,6 +110,9 @@ class Desk:
 
     async def _write(self, work: Callable[[Connection], T]) -> T:
         return await run_in_threadpool(self.db.run, work)
+
+    async def _consume(self, body: dict[str, Any], purpose: str) -> Row[Any]:
+        return await self._write(lambda conn: challenges.consume(conn, body.get("nonce"), purpose))
 
     async def _approver(self, request: Request) -> str | None:
         token = request.cookies.get(sessions.SESSION_COOKIE)
@@ -224,7 +227,8 @@ class Desk:
     async def decide(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
         assert approver is not None
         ref = request.path_params["ref"]
-        await self._write(lambda conn: decisions.decide(conn, self.config, self.audit, approver, ref, body))
+        issued = await self._consume(body, "decide")
+        await self._write(lambda conn: decisions.decide(conn, self.config, self.audit, approver, ref, body, issued))
         return JSONResponse({"redirect": f"{self.config.path}/approvals/{ref}"})
 
     async def signin_options(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
@@ -239,7 +243,8 @@ class Desk:
             scopes.append(f"approver {owner}")
         await self._read(lambda conn: ratelimit.check(conn, scopes))
         try:
-            token = await self._write(lambda conn: passkeys.sign_in(conn, self.config, body))
+            issued = await self._consume(body, "sign_in")
+            token = await self._write(lambda conn: passkeys.sign_in(conn, self.config, body, issued))
         except DeskRefusal:
             await self._write(lambda conn: ratelimit.record(conn, scopes))
             raise
@@ -258,7 +263,8 @@ class Desk:
         return JSONResponse(await self._write(lambda conn: passkeys.registration_options(conn, self.config, token)))
 
     async def enroll_finish(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
-        token = await self._write(lambda conn: passkeys.register(conn, self.config, self.audit, body))
+        issued = await self._consume(body, "enroll")
+        token = await self._write(lambda conn: passkeys.register(conn, self.config, self.audit, body, issued))
         return self._session_response(token)
 
 

@@ -1,0 +1,27 @@
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.desk.authenticator import SoftPasskey
+from tests.desk.world import PORT, DeskBrowser, World, browser
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+@pytest.fixture
+def passkey() -> SoftPasskey:
+    return SoftPasskey(origin=f"http://localhost:{PORT}")
+
+
+@pytest.fixture
+async def erin(world: World, passkey: SoftPasskey) -> AsyncIterator[DeskBrowser]:
+    """Approver erin, enrolled with `passkey` and signed in."""
+    token, _ = world.admin.add("erin")
+    async with browser(world) as desk:
+        reply = await desk.enroll(token, passkey)
+        assert reply.status_code == 200, reply.text
+        yield desk
