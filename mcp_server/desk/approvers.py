@@ -71,19 +71,22 @@ class ApproverAdmin:
         self.db = db
         self.audit = audit
 
-    def add(self, name: str, role: str = DEFAULT_ROLE) -> tuple[str, float]:
-        """Invite `name` (or re-invite one who never enrolled): (enrollment token, its expiry)."""
-        name, role = parse_name(name), parse_role(role)
+    def add(self, name: str, role: str | None = None) -> tuple[str, float]:
+        """Invite `name` (or re-invite one who never enrolled, keeping its role unless `role` is given):
+        (enrollment token, its expiry)."""
+        name = parse_name(name)
+        given = None if role is None else parse_role(role)
         token, handle = new_token(), b64url(secrets.token_bytes(32))
 
         def work(conn: Connection) -> tuple[str, float]:
             now = time.time()
-            row = conn.execute(text("SELECT status FROM desk_approvers WHERE name = :n"), {"n": name}).first()
+            row = conn.execute(text("SELECT status, role FROM desk_approvers WHERE name = :n"), {"n": name}).first()
             if row is not None and row.status != "invited":
                 raise ApproverError(
                     f"approver {name} is {row.status}; nothing changed"
                     + (" (a revoked name is never reused: choose another)" if row.status == "revoked" else "")
                 )
+            role = given or (DEFAULT_ROLE if row is None else row.role)
             if row is None:
                 conn.execute(
                     text(

@@ -11,7 +11,7 @@ def register(sub: Any, database_option: Callable[[argparse.ArgumentParser], None
     actions = group.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="invite an approver: prints a one-time enrollment link (15 minutes)")
     add.add_argument("name", help="the approver's name, e.g. alice (not an MCP principal)")
-    add.add_argument("--role", default="approver", help="a label for policies (default: approver)")
+    add.add_argument("--role", help="a label for policies (default: approver; a re-invite keeps the role)")
     add.add_argument("--desk-url", help="the desk's public URL for the link (BANKGATE_DESK_URL)")
     add.set_defaults(run=lambda s, a: _commands().approvers_add(s, a.name, a.role))
     listing = actions.add_parser("list", help="list approvers, their status and passkeys")

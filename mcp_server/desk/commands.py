@@ -16,11 +16,11 @@ def _admin(settings: Settings) -> ApproverAdmin:
     return ApproverAdmin(Database.open(settings.db_url, create=False), AuditWriter(settings.audit_key_file))
 
 
-def approvers_add(settings: Settings, name: str, role: str) -> int:
+def approvers_add(settings: Settings, name: str, role: str | None) -> int:
     config = desk_config(public_desk_url(settings, served_port(settings)), TransportSecuritySettings())
     token, expires = _admin(settings).add(name, role)
     until = time.strftime("%H:%M:%S UTC", time.gmtime(expires))
-    print(f"approver {name} ({role}) invited. Send them this one-time enrollment link (valid until {until}):")
+    print(f"approver {name} invited. Send them this one-time enrollment link (valid until {until}):")
     print(f"  {config.enrollment_url(token)}")
     print("It registers a passkey at the approval desk; open it where the desk is served.")
     return 0
