@@ -7,9 +7,11 @@ guarded by `guard.Guard`; a decision needs a signed-in approver and a passkey si
 """
 
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
@@ -33,6 +35,7 @@ from policy.question import requested_confirmation
 from policy.store import Approval
 
 T = TypeVar("T")
+_CURRENCY = re.compile(r"\(([A-Z]{3})\)")
 MAX_BODY = 64 * 1024
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -57,7 +60,7 @@ def summary(approval: Approval) -> dict[str, Any]:
     return {
         "approval": approval,
         "headline": lines[1] if len(lines) > 1 else lines[0] if lines else approval.tool,
-        "amount": approval.arguments.get("amount"),
+        "amount": _amount(approval.arguments.get("amount"), lines[1] if len(lines) > 1 else ""),
         "accounts": [
             (name.replace("_", " "), value)
             for name, value in approval.arguments.items()
@@ -69,6 +72,18 @@ def summary(approval: Approval) -> dict[str, Any]:
         "deadline": _when(approval.expires_at),
         "open": approval.status == "pending" and approval.expires_at > now,
     }
+
+
+def _amount(amount: object, headline: str) -> str | None:
+    """The amount argument with digit grouping, and the currency the effect line names (e.g. "USD 1,250.00")."""
+    if not isinstance(amount, str):
+        return None
+    try:
+        grouped = format(Decimal(amount), ",")
+    except InvalidOperation:
+        return amount
+    currency = _CURRENCY.search(headline)
+    return f"{currency.group(1)} {grouped}" if currency else grouped
 
 
 class Desk:

@@ -12,7 +12,9 @@ from tests.desk.world import PORT, DeskBrowser, World, browser
 pytestmark = pytest.mark.anyio
 
 
-async def test_approve_is_recorded_once_with_its_signature(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> None:
+async def test_approve_is_recorded_once_with_its_signature(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey
+) -> None:
     approval = world.pending("250.00")
     inbox = await erin.get("/")
     assert approval.ref in inbox.text and "Ada Lovelace" in inbox.text and "alice" in inbox.text
@@ -29,7 +31,9 @@ async def test_approve_is_recorded_once_with_its_signature(world: World, erin: D
     assert approval.ref in (await erin.get("/history")).text
     again = await erin.post(f"/approvals/{approval.ref}/challenge", {"verdict": "rejected"})
     assert again.status_code == 409 and again.json()["error"] == "already_decided"
-    [record] = world.rows("SELECT event, principal, approval_ref, result_json FROM audit_log WHERE event = 'desk_approved'")
+    [record] = world.rows(
+        "SELECT event, principal, approval_ref, result_json FROM audit_log WHERE event = 'desk_approved'"
+    )
     assert record.principal == "approver:erin" and record.approval_ref == approval.ref
     assert '"assertion"' in record.result_json
     assert world.rows("SELECT status FROM approvals WHERE ref = :r", r=approval.ref)[0].status == "pending", (
@@ -74,7 +78,9 @@ async def test_cross_origin_and_foreign_host_refused(world: World, erin: DeskBro
     await erin.get(f"/approvals/{approval.ref}")
     path = f"/approvals/{approval.ref}/challenge"
     assert (await erin.post(path, {"verdict": "approved"}, Origin="https://evil.example")).status_code == 403
-    no_origin = await erin.client.post("/desk" + path, json={"verdict": "approved"}, headers={"X-CSRF-Token": erin.csrf})
+    no_origin = await erin.client.post(
+        "/desk" + path, json={"verdict": "approved"}, headers={"X-CSRF-Token": erin.csrf}
+    )
     assert no_origin.status_code == 403 and "Origin" in no_origin.text
     foreign = await erin.client.get("/desk/", headers={"Host": "evil.example"})
     assert foreign.status_code == 421
@@ -88,7 +94,10 @@ async def test_session_cookie_flags(world: World, passkey: SoftPasskey) -> None:
     cookie = reply.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and "path=/desk" in cookie
     assert "secure" not in cookie, "plain http://localhost cannot carry a Secure cookie"
-    assert reply.headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in reply.headers["content-security-policy"]
+    assert (
+        reply.headers["x-frame-options"] == "DENY"
+        and "frame-ancestors 'none'" in reply.headers["content-security-policy"]
+    )
 
 
 async def test_used_and_expired_enrollment_links_are_refused(world: World, passkey: SoftPasskey) -> None:
@@ -108,7 +117,9 @@ async def test_used_and_expired_enrollment_links_are_refused(world: World, passk
     assert world.rows("SELECT status FROM desk_approvers WHERE name = 'fred'")[0].status == "invited"
 
 
-async def test_revoked_approver_loses_session_and_passkey(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> None:
+async def test_revoked_approver_loses_session_and_passkey(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey
+) -> None:
     approval = world.pending()
     issued = await erin.challenge(approval.ref, "approved")
     world.admin.revoke("erin")
@@ -139,7 +150,9 @@ async def test_failed_sign_ins_are_rate_limited(world: World, erin: DeskBrowser,
     assert (await erin.sign_in(passkey)).status_code == 429, "and so is the approver the failures named"
 
 
-async def test_assertion_for_one_approval_refused_for_another(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> None:
+async def test_assertion_for_one_approval_refused_for_another(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey
+) -> None:
     first, second = world.pending("10.00"), world.pending("20.00")
     issued = await erin.challenge(first.ref, "approved")
     body = {"verdict": "approved", "nonce": issued["nonce"], "credential": passkey.sign(issued["options"])}
@@ -159,7 +172,9 @@ async def test_signature_for_one_verdict_is_not_another(world: World, erin: Desk
 async def test_stale_question_refused(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> None:
     approval = world.pending()
     issued = await erin.challenge(approval.ref, "approved")
-    world.sql("UPDATE approvals SET question = :q WHERE ref = :r", q=approval.question.replace("250", "2,500"), r=approval.ref)
+    world.sql(
+        "UPDATE approvals SET question = :q WHERE ref = :r", q=approval.question.replace("250", "2,500"), r=approval.ref
+    )
     body = {"verdict": "approved", "nonce": issued["nonce"], "credential": passkey.sign(issued["options"])}
     reply = await erin.post(f"/approvals/{approval.ref}/decide", body)
     assert reply.status_code == 409 and reply.json()["error"] == "approval_changed"

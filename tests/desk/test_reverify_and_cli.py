@@ -32,8 +32,11 @@ async def test_intact_decisions_verify(world: World, decided: str, capsys: pytes
         ("UPDATE approvals SET question = question || ' (edited)' WHERE ref = :r", "signature does not verify"),
         ("UPDATE approvals SET binding = 'forged' WHERE ref = :r", "signature does not verify"),
         ("UPDATE desk_decisions SET verdict = 'rejected' WHERE approval_ref = :r", "differs from its audit record"),
-        ("UPDATE desk_credentials SET public_key = (SELECT public_key FROM desk_credentials c2 WHERE c2.approver = "
-         "'mallory') WHERE approver = 'erin'", "signature does not verify"),
+        (
+            "UPDATE desk_credentials SET public_key = (SELECT public_key FROM desk_credentials c2 WHERE c2.approver = "
+            "'mallory') WHERE approver = 'erin'",
+            "signature does not verify",
+        ),
         ("DELETE FROM desk_decisions WHERE approval_ref = :r", "not at the desk (deleted)"),
     ],  # fmt: skip
     ids=["question", "binding", "verdict", "key", "deleted"],

@@ -63,7 +63,9 @@ class World:
         """A pending approval, asked the way the gate asks one (question rendered from the ledger, audited)."""
         action = self.state.gate.actions["transfer_funds"]
         arguments = {"from_account": self.source, "to_account": self.target, "amount": amount, "memo": memo}
-        opening = self.state.gate.open(Call("transfer_funds", action.canonical(arguments), principal), human_reachable=True)
+        opening = self.state.gate.open(
+            Call("transfer_funds", action.canonical(arguments), principal), human_reachable=True
+        )
         assert opening.approval is not None, opening.final
         return opening.approval
 
@@ -108,7 +110,9 @@ class DeskBrowser:
         if reply.status_code != 200:
             return reply
         options = reply.json()
-        return await self.post("/signin/finish", {"nonce": options["nonce"], "credential": passkey.sign(options["options"])})
+        return await self.post(
+            "/signin/finish", {"nonce": options["nonce"], "credential": passkey.sign(options["options"])}
+        )
 
     async def challenge(self, ref: str, verdict: str) -> dict[str, Any]:
         await self.get(f"/approvals/{ref}")
@@ -119,7 +123,12 @@ class DeskBrowser:
 
     async def decide(self, ref: str, verdict: str, passkey: SoftPasskey, note: str = "") -> httpx2.Response:
         issued = await self.challenge(ref, verdict)
-        body = {"verdict": verdict, "note": note, "nonce": issued["nonce"], "credential": passkey.sign(issued["options"])}
+        body = {
+            "verdict": verdict,
+            "note": note,
+            "nonce": issued["nonce"],
+            "credential": passkey.sign(issued["options"]),
+        }
         return await self.post(f"/approvals/{ref}/decide", body)
 
 
@@ -129,4 +138,3 @@ async def browser(world: World) -> AsyncIterator[DeskBrowser]:
     transport = httpx2.ASGITransport(app=world.app())
     async with httpx2.AsyncClient(transport=transport, base_url=config.origin) as client:
         yield DeskBrowser(client, config.origin)
-
