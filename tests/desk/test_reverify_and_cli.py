@@ -38,7 +38,7 @@ async def test_intact_decisions_verify(world: World, decided: str, capsys: pytes
             "signature does not verify",
         ),
         ("DELETE FROM desk_decisions WHERE approval_ref = :r", "not at the desk (deleted)"),
-    ],  # fmt: skip
+    ],
     ids=["question", "binding", "verdict", "key", "deleted"],
 )
 async def test_edits_are_reported(
