@@ -42,30 +42,23 @@ class SoftPasskey:
         auth_data = self._auth_data(_UP | _UV | _AT, attested)
         self.user_handle = from_b64url(options["user"]["id"])
         client_data = self._client_data("webauthn.create", options["challenge"])
-        return {
-            "id": b64url(self.credential_id),
-            "rawId": b64url(self.credential_id),
-            "type": "public-key",
-            "response": {
-                "clientDataJSON": b64url(client_data),
-                "attestationObject": b64url(cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})),
-            },
-            "clientExtensionResults": {},
-        }
+        attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
+        return self._credential(clientDataJSON=client_data, attestationObject=attestation)
 
     def sign(self, options: dict[str, Any]) -> dict[str, Any]:
         client_data = self._client_data("webauthn.get", options["challenge"])
         auth_data = self._auth_data(_UP | _UV)
         signature = self.key.sign(auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256()))
+        return self._credential(
+            clientDataJSON=client_data, authenticatorData=auth_data, signature=signature, userHandle=self.user_handle
+        )
+
+    def _credential(self, **response: bytes) -> dict[str, Any]:
+        """The credential as browsers serialize it (`PublicKeyCredential.toJSON()`): binary fields in base64url."""
         return {
             "id": b64url(self.credential_id),
             "rawId": b64url(self.credential_id),
             "type": "public-key",
-            "response": {
-                "clientDataJSON": b64url(client_data),
-                "authenticatorData": b64url(auth_data),
-                "signature": b64url(signature),
-                "userHandle": b64url(self.user_handle),
-            },
+            "response": {name: b64url(value) for name, value in response.items()},
             "clientExtensionResults": {},
         }

@@ -1,3 +1,4 @@
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,3 +26,11 @@ async def erin(world: World, passkey: SoftPasskey) -> AsyncIterator[DeskBrowser]
         reply = await desk.enroll(token, passkey)
         assert reply.status_code == 200, reply.text
         yield desk
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where browser tests save screenshots: $BANKGATE_SCREENSHOTS (docs/screenshots for the README), else tmp."""
+    folder = Path(os.environ.get("BANKGATE_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -8,7 +8,6 @@ temporary directory.
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -28,13 +27,6 @@ CHROMIUM = shutil.which("chromium")
 playwright_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
 if CHROMIUM is None:
     pytest.skip("no chromium on PATH (apt-get install -y chromium)", allow_module_level=True)
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("BANKGATE_SCREENSHOTS") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture
@@ -75,6 +67,25 @@ async def enroll(world: World, page: Any, desk: str, name: str = "erin") -> None
     await page.goto(f"{desk}/enroll?token={token}")
     await page.click("#register")
     await page.wait_for_url(f"{desk}/")
+
+
+@asynccontextmanager
+async def signed_in_at(world: World, desk: str, path: str) -> AsyncIterator[Any]:
+    """A page of approver erin, enrolled just now in a fresh browser, opened at `path`."""
+    async with chromium() as browser:
+        page = await approver_page(browser)
+        await enroll(world, page, desk)
+        await page.goto(desk + path)
+        yield page
+
+
+async def post_from(page: Any, path: str, body: str, csrf: str | None = None) -> list[Any]:
+    """[status, error code] of a same-origin POST made by the page's own script (its CSRF token unless `csrf`)."""
+    script = """async ([path, body, csrf]) => { const r = await fetch(path, {method: "POST", body, headers: {
+                  "Content-Type": "application/json", "X-CSRF-Token": csrf || document.body.dataset.csrf}});
+                  return [r.status, (await r.json().catch(() => ({}))).error || null]; }"""
+    result: list[Any] = await page.evaluate(script, [path, body, csrf])
+    return result
 
 
 async def decide(page: Any, verdict: str, note: str = "") -> None:
@@ -127,20 +138,14 @@ async def test_assertion_replayed_for_another_approval_is_refused(world: World, 
         captured.append(route.request.post_data)
         await route.abort()
 
-    async with chromium() as browser:
-        page = await approver_page(browser)
-        await enroll(world, page, desk)
-        await page.goto(f"{desk}/approvals/{first.ref}")
+    async with signed_in_at(world, desk, f"/approvals/{first.ref}") as page:
         await page.route("**/decide", hold_back)
         await decide(page, "approved")
         await playwright_api.expect(page.locator("#status.error")).to_be_visible(timeout=15_000)
         await page.unroute("**/decide")
-        replay = """async ([path, body]) => { const r = await fetch(path, {method: "POST", body, headers: {
-                      "Content-Type": "application/json", "X-CSRF-Token": document.body.dataset.csrf}});
-                      return [r.status, (await r.json()).error]; }"""
         await page.goto(f"{desk}/approvals/{second.ref}")
-        other = await page.evaluate(replay, [f"/desk/approvals/{second.ref}/decide", captured[0]])
-        again = await page.evaluate(replay, [f"/desk/approvals/{first.ref}/decide", captured[0]])
+        other = await post_from(page, f"/desk/approvals/{second.ref}/decide", captured[0])
+        again = await post_from(page, f"/desk/approvals/{first.ref}/decide", captured[0])
     assert other == [403, "wrong_approval"]
     assert again == [409, "challenge_used"], "the refused replay used up the nonce"
     assert world.db.read(lambda conn: decision_for(conn, second.ref)) is None
@@ -155,10 +160,7 @@ async def test_signature_over_a_stale_question_is_refused(world: World, desk: st
                   q=approval.question.replace("$90.00", "$9,000.00"), r=approval.ref)  # fmt: skip
         await route.continue_()
 
-    async with chromium() as browser:
-        page = await approver_page(browser)
-        await enroll(world, page, desk)
-        await page.goto(f"{desk}/approvals/{approval.ref}")
+    async with signed_in_at(world, desk, f"/approvals/{approval.ref}") as page:
         await page.route("**/decide", edit_then_send)
         await decide(page, "approved")
         await playwright_api.expect(page.locator("#status")).to_contain_text(
@@ -190,16 +192,11 @@ async def test_csrf_and_cross_origin_posts_are_refused(world: World, desk: str) 
     attacker = HTTPServer(("127.0.0.1", 0), _Attacker)
     threading.Thread(target=attacker.serve_forever, daemon=True).start()
     try:
-        async with chromium() as browser:
-            page = await approver_page(browser)
-            await enroll(world, page, desk)
-            await page.goto(f"{desk}/approvals/{approval.ref}")
-            forged = await page.evaluate(
-                """async (path) => (await fetch(path, {method: "POST", body: '{"verdict": "approved"}', headers: {
-                       "Content-Type": "application/json", "X-CSRF-Token": "0".repeat(64)}})).status""",
-                f"/desk/approvals/{approval.ref}/challenge",
+        async with signed_in_at(world, desk, f"/approvals/{approval.ref}") as page:
+            forged = await post_from(
+                page, f"/desk/approvals/{approval.ref}/challenge", '{"verdict": "approved"}', "0" * 64
             )
-            assert forged == 403
+            assert forged == [403, None]
             other = await page.context.new_page()
             await other.goto(f"http://localhost:{attacker.server_port}/")
             await playwright_api.expect(other.locator("body")).to_contain_text("Invalid Origin header")
