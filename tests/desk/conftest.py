@@ -1,16 +1,24 @@
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.desk.authenticator import SoftPasskey
+from tests.ledger.conftest import BACKENDS, postgres_schema
 from tests.desk.world import PORT, DeskBrowser, World, browser
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> World:
-    return World(tmp_path)
+@pytest.fixture(params=BACKENDS)
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    """A ledger with two accounts, on SQLite and (with BANKGATE_TEST_POSTGRES_URL) PostgreSQL."""
+    if request.param == "postgresql":
+        with postgres_schema("bankgate_desk") as url:
+            world = World(url)
+            yield world
+            world.db.close()
+    else:
+        yield World(f"sqlite:///{tmp_path / 'ledger.db'}")
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -31,13 +30,13 @@ _CSRF = re.compile(r'data-csrf="([0-9a-f]*)"')
 
 @dataclass
 class World:
-    tmp_path: Path
+    db_url: str
     settings: Settings = field(init=False)
     state: AppState = field(init=False)
 
     def __post_init__(self) -> None:
         self.settings = Settings(
-            db_url=f"sqlite:///{self.tmp_path / 'ledger.db'}",
+            db_url=self.db_url,
             policy=TEST_POLICY,
             approval_timeout=300,
             seed_demo=False,
