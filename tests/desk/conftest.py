@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from tests.desk.authenticator import SoftPasskey
-from tests.ledger.conftest import BACKENDS, postgres_schema
 from tests.desk.world import PORT, DeskBrowser, World, browser
+from tests.ledger.conftest import BACKENDS, postgres_schema
 
 
 @pytest.fixture(params=BACKENDS)
