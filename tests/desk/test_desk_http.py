@@ -198,3 +198,15 @@ async def test_signed_out_visitor_sees_nothing(world: World) -> None:
         await stranger.get("/signin")
         reply = await stranger.post(f"/approvals/{approval.ref}/challenge", {"verdict": "approved"})
         assert reply.status_code == 401
+
+
+async def test_a_close_needs_the_typed_confirmation(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> None:
+    approval = world.asked("close_account", "alice", account_id=world.target, sweep_to=world.source)
+    page = await erin.get(f"/approvals/{approval.ref}")
+    assert 'id="confirmation"' in page.text and "balance to sweep" in page.text
+    refused = await erin.decide(approval.ref, "approved", passkey)
+    assert refused.status_code == 400 and refused.json()["error"] == "confirmation_mismatch"
+    issued = await erin.challenge(approval.ref, "approved")
+    body = {"verdict": "approved", "confirmation": world.target, "nonce": issued["nonce"],
+            "credential": passkey.sign(issued["options"])}  # fmt: skip
+    assert (await erin.post(f"/approvals/{approval.ref}/decide", body)).status_code == 200

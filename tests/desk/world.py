@@ -59,12 +59,15 @@ class World:
         return Starlette(routes=[Mount(DESK_PATH, app=Desk(self.db, self.audit, self.config()).app())])
 
     def pending(self, amount: str = "250.00", principal: str = "alice", memo: str | None = None) -> Approval:
-        """A pending approval, asked the way the gate asks one (question rendered from the ledger, audited)."""
-        action = self.state.gate.actions["transfer_funds"]
-        arguments = {"from_account": self.source, "to_account": self.target, "amount": amount, "memo": memo}
-        opening = self.state.gate.open(
-            Call("transfer_funds", action.canonical(arguments), principal), human_reachable=True
+        """A pending transfer approval."""
+        return self.asked(
+            "transfer_funds", principal, from_account=self.source, to_account=self.target, amount=amount, memo=memo
         )
+
+    def asked(self, tool: str, principal: str, **arguments: Any) -> Approval:
+        """A pending approval, asked the way the gate asks one (question rendered from the ledger, audited)."""
+        action = self.state.gate.actions[tool]
+        opening = self.state.gate.open(Call(tool, action.canonical(arguments), principal), human_reachable=True)
         assert opening.approval is not None, opening.final
         return opening.approval
 
