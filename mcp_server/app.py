@@ -22,7 +22,7 @@ from mcp_server.tools import register_tools
 from policy.gate import Gate
 from policy.loader import load_policy
 from policy.mcp.asked import question_digest
-from policy.mcp.round import empty_accept_is_an_empty_form
+from policy.mcp.empty_accept import empty_accept_is_an_empty_form
 
 SERVER_NAME = "bankgate"
 STATE_TTL_GRACE = 60.0
