@@ -67,6 +67,9 @@ class Opening:
 
 
 class Gate:
+    """Decides calls and opens their questions; `Settlement` ends them. Blocking: async callers go
+    through `store.run`, which decides where the work runs."""
+
     def __init__(
         self,
         policy: Policy,

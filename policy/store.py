@@ -1,4 +1,5 @@
-"""The storage the gate needs, as interfaces: the server implements them on the ledger database.
+"""The storage the gate needs, as interfaces: the server implements them on the ledger database
+(`mcp_server.storage.gate_store`), `policy.testing` in memory.
 
 Everything one decision writes (approval state, ledger effect, idempotency record, audit
 entries) happens through one `GateTx`, i.e. in one database transaction.
