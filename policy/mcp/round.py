@@ -14,40 +14,24 @@ import inspect
 import logging
 import typing
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Annotated, Any, Protocol, TypeVar, cast
 
 import anyio
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from mcp_types.version import is_version_at_least
 
 from policy.action import Call
-from policy.answer import (
-    EXPIRED,
-    UNDELIVERED,
-    ApprovalForm,
-    ConfirmedApprovalForm,
-    Verdict,
-    VerdictKind,
-    read_answer,
-)
-from policy.asked import answered_digest
 from policy.gate import Gate, Opening
+from policy.mcp.asked import answered_digest
+from policy.mcp.form import ApprovalForm, ConfirmedApprovalForm, read_answer
 from policy.results import GateResult, Refusal, Status, decision_message
-from policy.store import StoreBusy
+from policy.verdict import EXPIRED, UNDELIVERED, Verdict, VerdictKind
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 R = TypeVar("R")
 
 OUTCOME = "outcome"
 """The parameter through which a gated tool receives its `GateResult`."""
-
-_LATE = (
-    "The ledger database is unavailable (it did not answer in time), so the outcome is not known yet; "
-    "please try again shortly. Retrying with the same idempotency key is safe."
-)
 
 IDEMPOTENCY_KEY_META = "io.bankgate/idempotency-key"
 """The `_meta` key a client sets to make a call safely retryable; never part of the model's arguments."""
@@ -100,7 +84,7 @@ async def prepare(ctx: Context) -> Opening:
         return Opening(Call(tool, {}, principal, roles=roles), final=GateResult.refused(refusal))
     gate, asked, reachable = host.gate, _answered(ctx), human_reachable(ctx)
     try:
-        return await _in_store(gate, lambda wait: gate.open(call, human_reachable=reachable, asked=asked, wait=wait))
+        return await gate.store.run(lambda: gate.open(call, human_reachable=reachable, asked=asked))
     except Refusal as refusal:
         return Opening(call, final=GateResult.refused(refusal))
     except Exception:
@@ -136,7 +120,7 @@ async def settle(
     verdict = read_answer(answer, opening.confirmation)
     host = _host(ctx)
     try:
-        return await _in_store(host.gate, lambda wait: host.gate.conclude(opening, verdict, wait=wait))
+        return await host.gate.store.run(lambda: host.gate.conclude(opening, verdict))
     except Refusal as refusal:
         return GateResult.refused(refusal, opening.approval.ref if opening.approval else None)
     except Exception:
@@ -167,36 +151,8 @@ def decided_at_once(tool: Callable[..., Awaitable[R]]) -> Callable[..., Awaitabl
     return decided
 
 
-async def _in_store(gate: Gate, work: Callable[[bool], T]) -> T:
-    """Run store work `work(wait)` on the event loop if the store is embedded and no other writer
-    is in the way (a hop to a worker thread costs more than a small transaction), else in a
-    worker thread, where waiting is harmless."""
-    if gate.store.embedded:
-        try:
-            return work(False)
-        except StoreBusy:
-            pass
-    return await _off_loop(gate, lambda: work(True))
-
-
-async def _off_loop(gate: Gate, work: Callable[[], T]) -> T:
-    """Run store work in a worker thread, within the store's deadline when it has one.
-
-    A database that stops answering on an open connection would otherwise hold the call
-    forever; past the deadline the caller gets `database_unavailable`. The thread is left to
-    finish or fail on its own, so the message claims nothing about what it did.
-    """
-    deadline = gate.store.deadline
-    if deadline is None:
-        return await anyio.to_thread.run_sync(work)
-    with anyio.move_on_after(deadline):
-        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
-    logger.warning("the store did not answer within %.1f s", deadline)
-    raise Refusal("database_unavailable", _LATE)
-
-
 def _answered(ctx: Context) -> str | None:
-    """Names the question a 2026-07-28 round answers (see `policy.asked`); `None` for a new call.
+    """Names the question a 2026-07-28 round answers (see `policy.mcp.asked`); `None` for a new call.
 
     The state arrives unsealed by the SDK, which refuses one forged, expired, or sealed for
     another tool, other arguments or another principal.
@@ -225,21 +181,9 @@ def _internal_denial(tool: str) -> GateResult:
     return GateResult(Status.DENIED, decision_message(tool, Status.DENIED, reason))
 
 
+ask.__module__ = "policy.approval_round"
+"""The SDK names a round's question after its resolver's `module:qualname`; that name is on the wire
+(in `inputResponses` and sealed state, across a restart or an upgrade), so it keeps the module's
+historical name."""
 ASK_KEY = f"{ask.__module__}:{ask.__qualname__}"
 """The wire key of the approval question in `inputResponses` (2026-07-28)."""
-
-
-async def empty_accept_is_an_empty_form(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-    """Server middleware: an `accept` without content answers the approval form with nothing.
-
-    The SDK would refuse it as a malformed answer before `settle` runs, leaving no record;
-    as an empty form it becomes a recorded rejection like any other answer that is not a yes.
-    """
-    params = ctx.params
-    if ctx.method == "tools/call" and params is not None:
-        responses = params.get("inputResponses")
-        answer = responses.get(ASK_KEY) if isinstance(responses, dict) else None
-        if isinstance(answer, dict) and answer.get("action") == "accept" and answer.get("content") is None:
-            fixed = {**responses, ASK_KEY: {**answer, "content": {}}}  # type: ignore[dict-item]
-            ctx = replace(ctx, params={**params, "inputResponses": fixed})
-    return await call_next(ctx)

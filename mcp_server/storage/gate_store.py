@@ -6,11 +6,14 @@ money and appends the audit records atomically. Statements run on the driver cur
 """
 
 import json
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
+import anyio
 from sqlalchemy import Connection
 
 from mcp_server import idempotency
@@ -19,13 +22,24 @@ from mcp_server.database import Database, WouldWait
 from mcp_server.statement import Statement
 from mcp_server.timestamps import format_timestamp
 from mcp_server.turns import Space, take_turn
+from policy.approval_states import check_settlement
 from policy.canonical import canonical_json
-from policy.store import Approval, AuditEntry, StoreBusy
+from policy.results import Refusal
+from policy.store import Approval, AuditEntry
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 NETWORK_DEADLINE = 6.0
 """How long a call waits for a database server before answering `database_unavailable`."""
+
+LATE = (
+    "The ledger database is unavailable (it did not answer in time), so the outcome is not known yet; "
+    "please try again shortly. Retrying with the same idempotency key is safe."
+)
+
+_ON_LOOP: ContextVar[bool] = ContextVar("gate_store_on_loop", default=False)
+"""Set while `run` tries work on the event loop: a write then never waits for another writer."""
 
 _APPROVAL = (
     "SELECT ref, binding, tool, arguments_json, principal, policy_version, question, created_at, expires_at, "
@@ -53,33 +67,77 @@ _RELEASE_SAVEPOINT = Statement("RELEASE SAVEPOINT effect")
 
 
 class SqlGateStore:
+    """`GateStore` on the ledger database; it alone decides where store work runs (see `run`)."""
+
     def __init__(self, db: Database, audit: AuditWriter | None = None) -> None:
         self.db = db
         self.audit = audit or AuditWriter()
         self.embedded = db.dialect == "sqlite"
-        self.deadline: float | None = None if db.dialect == "sqlite" else NETWORK_DEADLINE
+        """SQLite in WAL mode: a read never waits on another process, and a write that finds no other
+        writer waits only on the disk, so such work runs on the event loop (a thread hop costs more)."""
+        self.deadline: float | None = None if self.embedded else NETWORK_DEADLINE
+        """Seconds a call waits for a database server before it is answered `database_unavailable`."""
         self._lock_by_ref = Statement(_APPROVAL + "ref = :v" + db.for_update)
         self._lock_by_asked = Statement(_APPROVAL + "asked_digest = :v" + db.for_update)
 
-    def transaction(  # type: ignore[override]
-        self, work: Callable[["SqlGateTx"], T], *, write: bool = True, wait: bool = True, durable: bool = True
-    ) -> T:
+    async def run(self, work: Callable[[], T]) -> T:
+        """Run blocking store work (which opens transactions here) where it costs least.
+
+        On an embedded database, first on the event loop, where a write that would wait for
+        another writer rolls back at once instead (`_Busy`); then, or on a database server,
+        in a worker thread, where waiting is harmless, within `deadline`: a server that stops
+        answering on an open connection would otherwise hold the call forever. Past the
+        deadline the caller gets `database_unavailable`; the thread is left to finish or fail
+        on its own, so the message claims nothing about what it did.
+        """
+        if self.embedded:
+            on_loop = _ON_LOOP.set(True)
+            try:
+                return work()
+            except _Busy:
+                pass
+            finally:
+                _ON_LOOP.reset(on_loop)
+        if self.deadline is None:
+            return await anyio.to_thread.run_sync(work)
+        with anyio.move_on_after(self.deadline):
+            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        logger.warning("the store did not answer within %.1f s", self.deadline)
+        raise Refusal("database_unavailable", LATE)
+
+    def transaction(self, work: Callable[["SqlGateTx"], T], *, write: bool = True, durable: bool = True) -> T:
         def unit(conn: Connection) -> T:
             tx = SqlGateTx(conn, self._lock_by_ref, self.audit, self._lock_by_asked if write else None)
             result = work(tx)
+            if tx.discarded:
+                raise _Discarded(result)
             tx.flush_audit()
             return result
 
-        if not write:
-            return self.db.read(unit)
         try:
-            return self.db.run(unit, wait=wait, durable=durable)
+            if not write:
+                return self.db.read(unit)
+            return self.db.run(unit, wait=not _ON_LOOP.get(), durable=durable)
+        except _Discarded as discarded:
+            return discarded.result  # type: ignore[no-any-return]
         except WouldWait as busy:
-            raise StoreBusy from busy
+            raise _Busy from busy
+
+
+class _Busy(Exception):
+    """A write tried on the event loop found another writer in the way; nothing was done."""
+
+
+class _Discarded(Exception, Generic[T]):
+    """Rolls back a transaction whose work called `discard`, carrying what the work returned."""
+
+    def __init__(self, result: T) -> None:
+        super().__init__()
+        self.result = result
 
 
 class SqlGateTx:
-    """The gate's view of one open ledger transaction; the server's actions use `conn` too."""
+    """The gate's view of one open ledger transaction; its `ledger` handle is the connection actions write on."""
 
     def __init__(
         self, conn: Connection, lock_by_ref: Statement, audit: AuditWriter, lock_by_asked: Statement | None
@@ -91,6 +149,14 @@ class SqlGateTx:
         self._by_asked = lock_by_asked or _BY_ASKED
         self._writes = lock_by_asked is not None
         self._audit: list[AuditEntry] = []
+        self.discarded = False
+
+    @property
+    def ledger(self) -> Connection:
+        return self.conn
+
+    def discard(self) -> None:
+        self.discarded = True
 
     def recall(self, key: str, request_digest: str) -> Mapping[str, Any] | None:
         return idempotency.recall(self.conn, key, request_digest, hold=self._writes)
@@ -133,6 +199,7 @@ class SqlGateTx:
         return _approval(self._lock_by_ref.one(self.conn, {"v": ref}))
 
     def settle_approval(self, approval: Approval) -> None:
+        check_settlement(approval.status)
         settled = _SETTLE_APPROVAL.run(
             self.conn,
             {

@@ -1,4 +1,4 @@
-"""The approval form and how an answer to it becomes a verdict.
+"""The MCP elicitation form of an approval, and how an answer to it becomes a `Verdict`.
 
 The form's schema is strict (a required boolean with no default, so a client that
 auto-fills defaults approves nothing), but its model accepts any content: a malformed
@@ -7,13 +7,13 @@ answer must become a recorded rejection, not an SDK error that skips the audit.
 
 import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
 from mcp.server.mcpserver import AcceptedElicitation, CancelledElicitation, DeclinedElicitation
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
 from pydantic.json_schema import DEFAULT_REF_TEMPLATE, GenerateJsonSchema, JsonSchemaMode
+
+from policy.verdict import Verdict, VerdictKind
 
 NOTE_MAX = 500
 
@@ -80,25 +80,6 @@ class ConfirmedApprovalForm(ApprovalForm):
             {"type": "string", "title": "Confirmation", "description": "Type the value the question asks for."}
         ),
     ] = None
-
-
-class VerdictKind(StrEnum):
-    APPROVE = "approve"
-    REJECT = "reject"
-    CANCEL = "cancel"
-    EXPIRE = "expire"
-    UNDELIVERED = "undelivered"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    kind: VerdictKind
-    detail: str = ""
-    note: str | None = None
-
-
-EXPIRED = Verdict(VerdictKind.EXPIRE, "No answer arrived in time.")
-UNDELIVERED = Verdict(VerdictKind.UNDELIVERED, "The question could not be put to a human.")
 
 
 def read_answer(outcome: object, confirmation: str | None) -> Verdict:

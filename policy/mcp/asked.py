@@ -11,10 +11,10 @@ The digest is the SDK's own (not a copy of it), so the two can never disagree.
 from mcp.server.mcpserver import Elicit
 from mcp.server.mcpserver.resolve import _decode_state, _render_request, _request_digest
 
-from policy.answer import ApprovalForm, ConfirmedApprovalForm
+from policy.mcp.form import ApprovalForm, ConfirmedApprovalForm
 
 
-def question_digest(question: str, *, confirmed: bool) -> str:
+def question_digest(question: str, confirmed: bool) -> str:
     """The digest under which the SDK records `question` as asked (with the form it comes with)."""
     form = ConfirmedApprovalForm if confirmed else ApprovalForm
     return _request_digest(_render_request(Elicit(question, form)))
