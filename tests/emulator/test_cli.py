@@ -12,8 +12,8 @@ import sys
 import httpx2
 import pytest
 
-from agent_host.cli import main
-from agent_host.cli_emulator import DEFAULT_PORT, banner
+from agent_host.cli.emulator import DEFAULT_PORT, banner
+from agent_host.cli.main import main
 from agent_host.emulator import Emulator, EmulatorConfig, FaultConfig
 from agent_host.settings import DEFAULT_EMULATOR_MODEL
 
