@@ -1,33 +1,42 @@
-"""Client-side helpers for talking to the emulator with the real azure SDKs.
+"""Signing in to a loopback project (the emulator) with the real azure SDKs: the dev-token credential.
 
-azure-core refuses bearer tokens over plain ``http://``; the emulator serves plain HTTP on loopback,
-so :class:`LoopbackBearerTokenPolicy` (and its async twin) lifts that check for loopback URLs only
-and keeps it for every other host.
+A dev token is a shared secret, tagged with the audience it was requested for unless that is
+Foundry's: `<secret>` or `<secret>@<audience>` (the emulator checks both parts, so tests can
+reproduce the service's wrong-audience 401). azure-core refuses bearer tokens over plain `http://`;
+the emulator serves plain HTTP on loopback, so `LoopbackBearerTokenPolicy` (and its async twin)
+lifts that check for loopback URLs only and keeps it for every other host.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
 from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import AsyncBearerTokenCredentialPolicy, BearerTokenCredentialPolicy
 from azure.core.rest import AsyncHttpResponse, HttpRequest, HttpResponse
 
-from .auth import AUDIENCE, DEV_TOKEN, token_for_scope
+from agent_host.foundry.audience import AUDIENCE, SCOPE
+from agent_host.loopback import is_loopback_url
 
-SCOPE = AUDIENCE + "/.default"
+DEV_TOKEN = "bankgate-emulator-dev-token"
+"""Default secret: the emulator only listens on loopback, so a well-known token is good enough."""
+
 _LIFETIME_S = 3600
 
 
-class DevTokenCredential:
-    """A token credential issuing emulator dev tokens (azure-core ``TokenCredential`` and ``SupportsTokenInfo``).
+def token_for_scope(secret: str, scope: str) -> str:
+    """The token a credential would obtain for `scope`: tagged with its audience unless it is Foundry's."""
+    audience = scope.removesuffix("/.default").rstrip("/")
+    return secret if audience == AUDIENCE else f"{secret}@{audience}"
 
-    No static credential ships with azure-identity; this one lets ``AIProjectClient`` and
-    ``get_openai_client()`` run unchanged against the emulator.
+
+class DevTokenCredential:
+    """A token credential issuing emulator dev tokens (azure-core `TokenCredential` and `SupportsTokenInfo`).
+
+    No static credential ships with azure-identity; this one lets `AIProjectClient` and
+    `get_openai_client()` run unchanged against the emulator.
     """
 
     def __init__(self, secret: str = DEV_TOKEN) -> None:
@@ -51,7 +60,7 @@ class DevTokenCredential:
 
 
 class AsyncDevTokenCredential:
-    """The async twin of :class:`DevTokenCredential`, for ``azure.ai.projects.aio.AIProjectClient``."""
+    """The async twin of `DevTokenCredential`, for `azure.ai.projects.aio.AIProjectClient`."""
 
     def __init__(self, secret: str = DEV_TOKEN) -> None:
         self._tokens = DevTokenCredential(secret)
@@ -79,17 +88,6 @@ class AsyncDevTokenCredential:
         await self.close()
 
 
-def is_loopback_url(url: str) -> bool:
-    """Whether ``url`` points at this machine (``localhost``, ``127.0.0.0/8`` or ``::1``)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _allow_plain_http_to_loopback(request: PipelineRequest[HttpRequest]) -> None:
     if is_loopback_url(request.http_request.url):
         request.context["enforce_https"] = False
@@ -98,7 +96,7 @@ def _allow_plain_http_to_loopback(request: PipelineRequest[HttpRequest]) -> None
 class LoopbackBearerTokenPolicy(BearerTokenCredentialPolicy[HttpRequest, HttpResponse]):
     """Bearer-token policy that allows plain HTTP to loopback hosts and nowhere else.
 
-    Pass it as ``AIProjectClient(..., authentication_policy=LoopbackBearerTokenPolicy(credential))``.
+    Pass it as `AIProjectClient(..., authentication_policy=LoopbackBearerTokenPolicy(credential))`.
     """
 
     def __init__(self, credential: Any, *scopes: str, **kwargs: Any) -> None:
@@ -110,7 +108,7 @@ class LoopbackBearerTokenPolicy(BearerTokenCredentialPolicy[HttpRequest, HttpRes
 
 
 class AsyncLoopbackBearerTokenPolicy(AsyncBearerTokenCredentialPolicy[HttpRequest, AsyncHttpResponse]):
-    """The async twin of :class:`LoopbackBearerTokenPolicy`."""
+    """The async twin of `LoopbackBearerTokenPolicy`."""
 
     def __init__(self, credential: Any, *scopes: str, **kwargs: Any) -> None:
         super().__init__(credential, *(scopes or (SCOPE,)), **kwargs)

@@ -1,9 +1,9 @@
-"""The raw REST wire path: ``POST {endpoint}/openai/v1/responses`` over httpx2, no Foundry or OpenAI SDK.
+"""The raw REST wire path: `POST {endpoint}/openai/v1/responses` over httpx2, no Foundry or OpenAI SDK.
 
-It does by hand what the SDK path gets for free: a bearer token for ``https://ai.azure.com/.default``
+It does by hand what the SDK path gets for free: a bearer token for `https://ai.azure.com/.default`
 from azure-identity's bearer-token provider (a new provider after a 401, in case the token went
-stale), the SDK's timeouts and retries (:mod:`agent_host.retries`: 408/409/429/5xx answers, timeouts
-and refused connections, honouring ``retry-after-ms``/``Retry-After``; a stream only before it
+stale), the SDK's timeouts and retries (`agent_host.foundry.retries`: 408/409/429/5xx answers, timeouts
+and refused connections, honouring `retry-after-ms`/`Retry-After`; a stream only before it
 starts), and Server-Sent Events when streaming. A read timeout is reported as a slow service, not an
 unreachable one.
 """
@@ -19,10 +19,11 @@ import httpx2
 from azure.core.credentials_async import AsyncSupportsTokenInfo
 from azure.identity.aio import get_bearer_token_provider
 
-from .access import ProjectAccess
-from .errors import SCOPE, HostError, ServiceFailed, http_failure, slow, unreachable
-from .retries import TIMEOUT, retry_delay, should_retry
-from .sse import parse_sse
+from agent_host.errors import HostError, ServiceFailed, http_failure, slow, unreachable
+from agent_host.foundry.access import ProjectAccess
+from agent_host.foundry.audience import SCOPE
+from agent_host.foundry.retries import TIMEOUT, retry_delay, should_retry
+from agent_host.foundry.sse import parse_sse
 
 
 class RestTransport:
@@ -55,7 +56,7 @@ class RestTransport:
 
     @asynccontextmanager
     async def _post(self, request: Mapping[str, Any]) -> AsyncIterator[httpx2.Response]:
-        """The successful response (body not yet read), after the retries; errors as :class:`HostError`."""
+        """The successful response (body not yet read), after the retries; errors as `HostError`."""
         streaming = bool(request.get("stream"))
         fresh = refreshed = False
         attempt = 0
@@ -121,7 +122,7 @@ class RestTransport:
 
 
 def _token_provider(access: ProjectAccess) -> Callable[[], Awaitable[str]]:
-    """Tokens cached and refreshed before they expire; the provider only ever calls ``get_token_info``."""
+    """Tokens cached and refreshed before they expire; the provider only ever calls `get_token_info`."""
     return get_bearer_token_provider(cast(AsyncSupportsTokenInfo, access), SCOPE)
 
 

@@ -1,7 +1,7 @@
-"""Options and error handling shared by ``ask`` and ``chat``.
+"""Options and error handling shared by `ask` and `chat`.
 
 Imports of mcp, azure and pydantic happen inside the functions that run a command, so that
-building the parser (``--help``) stays fast.
+building the parser (`--help`) stays fast.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from .errors import ConfigurationError, HostError
+from agent_host.errors import ConfigurationError, HostError
 
 if TYPE_CHECKING:
-    from .approvers import Approver
-    from .display import Display
-    from .settings import HostSettings
+    from agent_host.approvers import Approver
+    from agent_host.display import Display
+    from agent_host.settings import HostSettings
 
 
 def add_host_options(parser: argparse.ArgumentParser) -> None:
@@ -52,10 +52,10 @@ def add_host_options(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> HostSettings:
-    """Environment and ``.env`` settings, overridden by the options given."""
+    """Environment and `.env` settings, overridden by the options given."""
     from pydantic import ValidationError
 
-    from .settings import HostSettings
+    from agent_host.settings import HostSettings
 
     overrides = {
         name: getattr(args, name) for name in HostSettings.model_fields if getattr(args, name, None) is not None
@@ -68,14 +68,14 @@ def settings_from(args: argparse.Namespace) -> HostSettings:
 
 
 def approver_from(args: argparse.Namespace, display: Display) -> Approver:
-    from .approvers import make_approver
+    from agent_host.approvers import make_approver
 
     interactive = sys.stdin.isatty()
     return make_approver(args.approver or ("console" if interactive else "deny"), display.console, interactive)
 
 
 def quiet_azure_identity(debug: bool) -> None:
-    """Keep azure-identity's per-credential warnings (a dozen lines before the real error) for ``--debug``.
+    """Keep azure-identity's per-credential warnings (a dozen lines before the real error) for `--debug`.
 
     The failure they explain reaches the user anyway, as one message with a hint.
     """
@@ -83,7 +83,7 @@ def quiet_azure_identity(debug: bool) -> None:
 
 
 def run_async(main: Callable[[Display], Awaitable[int]], display: Display, *, debug: bool = False) -> int:
-    """Run ``main`` on an event loop; expected failures print a message and set the exit status."""
+    """Run `main` on an event loop; expected failures print a message and set the exit status."""
     import anyio
 
     quiet_azure_identity(debug)

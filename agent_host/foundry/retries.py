@@ -1,9 +1,9 @@
 """The openai SDK's timeout and retry rules, for the raw REST path (so both paths behave alike).
 
-Mirrors ``openai/_constants.py`` (``DEFAULT_TIMEOUT``, ``DEFAULT_MAX_RETRIES``,
-``INITIAL_RETRY_DELAY``, ``MAX_RETRY_DELAY``, ``MAX_RETRY_AFTER_DELAY``) and ``BaseClient``'s
-``_should_retry``, ``_parse_retry_after_header`` and ``_calculate_retry_timeout`` in
-``openai/_base_client.py``; ``tests/host/test_parts.py`` checks the numbers against the installed SDK.
+Mirrors `openai/_constants.py` (`DEFAULT_TIMEOUT`, `DEFAULT_MAX_RETRIES`,
+`INITIAL_RETRY_DELAY`, `MAX_RETRY_DELAY`, `MAX_RETRY_AFTER_DELAY`) and `BaseClient`'s
+`_should_retry`, `_parse_retry_after_header` and `_calculate_retry_timeout` in
+`openai/_base_client.py`; `tests/host/test_parts.py` checks the numbers against the installed SDK.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ _RETRIED_STATUSES = frozenset({408, 409, 429})
 
 
 def server_delay(headers: Mapping[str, str]) -> float | None:
-    """Seconds the server asks to wait: ``retry-after-ms``, else ``retry-after`` (seconds or HTTP date)."""
+    """Seconds the server asks to wait: `retry-after-ms`, else `retry-after` (seconds or HTTP date)."""
     lowered = {key.lower(): value for key, value in headers.items()}
     for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
         value = lowered.get(name)
@@ -44,7 +44,7 @@ def server_delay(headers: Mapping[str, str]) -> float | None:
 
 
 def should_retry(status: int, headers: Mapping[str, str]) -> bool:
-    """Whether an error answer is worth another attempt (the server's ``x-should-retry`` wins)."""
+    """Whether an error answer is worth another attempt (the server's `x-should-retry` wins)."""
     hint = server_delay(headers)
     if hint is not None and math.isfinite(hint) and hint > MAX_RETRY_AFTER_S:
         return False
@@ -55,7 +55,7 @@ def should_retry(status: int, headers: Mapping[str, str]) -> bool:
 
 
 def retry_delay(headers: Mapping[str, str], attempt: int, rand: Callable[[], float] = random.random) -> float:
-    """Seconds before retry ``attempt`` (0-based): the server's hint, else jittered exponential backoff."""
+    """Seconds before retry `attempt` (0-based): the server's hint, else jittered exponential backoff."""
     hint = server_delay(headers)
     if hint is not None and math.isfinite(hint) and 0 < hint <= MAX_RETRY_AFTER_S:
         return hint

@@ -1,6 +1,6 @@
-"""``bankgate-agent serve``: the web front end (AG-UI endpoint + browser chat) for the Foundry agent.
+"""`bankgate-agent serve`: the web front end (AG-UI endpoint + browser chat) for the Foundry agent.
 
-Approvals are answered in the web client, so ``--approver`` does not apply. ``--demo`` needs no
+Approvals are answered in the web client, so `--approver` does not apply. `--demo` needs no
 configuration: it starts the offline emulator and an MCP server on a temporary seeded ledger.
 """
 
@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 
-from .cli_common import add_host_options, run_async, settings_from
-from .display import Display
-from .emulator import running_emulator
-from .errors import ConfigurationError
-from .host import open_host
-from .mcp_link import DEMO_LEDGER, McpTarget
-from .settings import HostSettings
-from .web.interrupts import InterruptStore
-from .web.runs import RunDriver
-from .web.server import WebOptions, running_web
+from agent_host.cli.common import add_host_options, run_async, settings_from
+from agent_host.cli.offline import offline_lab
+from agent_host.display import Display
+from agent_host.errors import ConfigurationError
+from agent_host.host import open_host
+from agent_host.mcp_link import McpTarget
+from agent_host.settings import HostSettings
+from agent_host.web.interrupts import InterruptStore
+from agent_host.web.runs import RunDriver
+from agent_host.web.server import WebOptions, running_web
 
 TOKEN_ENV = "BANKGATE_WEB_TOKEN"
 DEFAULT_PORT = 8790
@@ -74,14 +72,10 @@ def run(args: argparse.Namespace) -> int:
 
 @asynccontextmanager
 async def _agent(args: argparse.Namespace, display: Display) -> AsyncIterator[tuple[HostSettings, McpTarget | None]]:
-    """The configured agent and MCP server, or with ``--demo`` the emulator and a temporary ledger."""
+    """The configured agent and MCP server, or with `--demo` the emulator and a temporary ledger."""
     if not args.demo:
         yield settings_from(args), None
         return
-    async with AsyncExitStack() as stack:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bankgate-web-"))
-        emulator = await stack.enter_async_context(running_emulator())
-        settings = HostSettings.for_emulator(emulator.endpoint, emulator.token, agent_name="bankgate-web")
+    async with offline_lab("bankgate-web-", "bankgate-web") as lab:
         display.note("Demo: offline emulator (a rule-based stand-in, not an LLM), seeded ledger ACC-001..ACC-003.")
-        ledger = f"sqlite:///{Path(tmp) / 'ledger.db'}"
-        yield settings, McpTarget(db_url=ledger, server_args=DEMO_LEDGER, server_env={}, server_cwd=tmp)
+        yield lab

@@ -2,7 +2,7 @@
 
 Both wire paths hand over plain JSON (the SDK's objects are dumped to dicts), so a response is read,
 and a stream assembled, in one place: text deltas are passed on as they arrive (they are for display
-only), the calls come from the final ``response.completed`` output (completed by what only the item
+only), the calls come from the final `response.completed` output (completed by what only the item
 events carried), and every event type is counted. See docs/foundry-wire-notes.md for the shapes.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ServiceFailed
-from .toolbox import FunctionCall
+from agent_host.errors import ServiceFailed
+from agent_host.foundry.function_tools import FunctionCall
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,12 @@ def reply_from_response(response: Mapping[str, Any]) -> Reply:
 
 
 async def assemble_stream(events: AsyncIterable[Mapping[str, Any]], on_text: Callable[[str], None]) -> Reply:
-    """Consume a streamed response: ``on_text`` gets each text delta; the reply is the final output.
+    """Consume a streamed response: `on_text` gets each text delta; the reply is the final output.
 
-    ``response.completed`` carries the whole response, which is the source of truth. The service may
-    leave its ``output`` empty, or send a call only as ``response.output_item.done`` or only its
-    arguments in ``response.function_call_arguments.done``, so the output items are also rebuilt from
-    the events, keyed by ``output_index`` (a call item's ``id`` is optional), and complete the final
+    `response.completed` carries the whole response, which is the source of truth. The service may
+    leave its `output` empty, or send a call only as `response.output_item.done` or only its
+    arguments in `response.function_call_arguments.done`, so the output items are also rebuilt from
+    the events, keyed by `output_index` (a call item's `id` is optional), and complete the final
     output: calls it lacks are added, empty arguments filled (all items are used when it is empty).
     """
     tally: Counter[str] = Counter()
@@ -76,13 +76,13 @@ async def assemble_stream(events: AsyncIterable[Mapping[str, Any]], on_text: Cal
 
 
 class _StreamedItems:
-    """Output items as the stream's item events describe them, by ``output_index``."""
+    """Output items as the stream's item events describe them, by `output_index`."""
 
     def __init__(self) -> None:
         self._items: dict[int, dict[str, Any]] = {}
         self._deltas: dict[int, list[str]] = {}
         self._indexes: dict[str, int] = {}
-        """``output_index`` by item id, for events that carry only ``item_id``."""
+        """`output_index` by item id, for events that carry only `item_id`."""
 
     def note(self, kind: str, event: Mapping[str, Any]) -> None:
         if kind in ("response.output_item.added", "response.output_item.done"):
@@ -106,9 +106,9 @@ class _StreamedItems:
         return int(index) if index is not None else self._indexes[str(event.get("item_id"))]
 
     def merged_into(self, final: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        """``final`` (authoritative) plus what only the events carried: calls it lacks, or all items if empty.
+        """`final` (authoritative) plus what only the events carried: calls it lacks, or all items if empty.
 
-        A streamed call's arguments come from its item, else its ``.done`` event, else its deltas.
+        A streamed call's arguments come from its item, else its `.done` event, else its deltas.
         """
         streamed: list[Mapping[str, Any]] = [self._item(index) for index in sorted(self._items)]
         if not final:

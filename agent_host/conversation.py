@@ -1,14 +1,14 @@
 """The one loop both wire paths share: ask the agent, run its function calls through MCP, answer them.
 
-Every ``function_call`` is answered with a ``function_call_output`` carrying the MCP result (or a
-``failed`` result when the tool could not be reached), so the chain of ``previous_response_id`` never
+Every `function_call` is answered with a `function_call_output` carrying the MCP result (or a
+`failed` result when the tool could not be reached), so the chain of `previous_response_id` never
 dangles: if sending the answers fails, they are kept and sent first on the next request. Calls of
 one response run one after another, because each may put a question to the same human. After
-``max_rounds`` rounds, further calls are answered as not executed and the agent is asked, with
-``tool_choice: "none"``, for a final answer.
+`max_rounds` rounds, further calls are answered as not executed and the agent is asked, with
+`tool_choice: "none"`, for a final answer.
 
 When the service can no longer continue the chain (the run expired while a human decided, see
-:mod:`agent_host.expiry`), the host tells the user what ran and what did not, from its own
+`agent_host.expiry`), the host tells the user what ran and what did not, from its own
 records, and the conversation goes on on a new chain that starts with those facts. Nothing is
 re-run and no answer is re-sent; a user message the expired chain refused is sent again on the new one.
 """
@@ -20,15 +20,15 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import ChainExpired
-from .expiry import Answer, LostChain
-from .mcp_link import ToolResult
-from .replies import Reply, assemble_stream, reply_from_response
-from .toolbox import FunctionCall, Toolbox
+from agent_host.errors import ChainExpired
+from agent_host.expiry import Answer, LostChain
+from agent_host.foundry.function_tools import FunctionCall, Toolbox
+from agent_host.foundry.response_reader import Reply, assemble_stream, reply_from_response
+from agent_host.mcp_link import ToolResult
 
 
 class ResponsesTransport(Protocol):
-    """One wire path to the Responses API (see ``transport_sdk`` and ``transport_rest``)."""
+    """One wire path to the Responses API (see `transport_sdk` and `transport_rest`)."""
 
     name: str
 
@@ -40,7 +40,7 @@ class ResponsesTransport(Protocol):
 
 
 class TurnObserver(Protocol):
-    """Shows the conversation as it happens (see :class:`agent_host.display.Display`)."""
+    """Shows the conversation as it happens (see `agent_host.display.Display`)."""
 
     def stream_text(self, delta: str) -> None: ...
 
@@ -75,11 +75,11 @@ class Turn:
 
 
 class _Restarted(Exception):
-    """The chain expired mid-turn; :attr:`Conversation._context` now opens the next chain."""
+    """The chain expired mid-turn; `Conversation._context` now opens the next chain."""
 
 
 class Conversation:
-    """A chain of responses with one agent; :meth:`send` is one user request, tools included."""
+    """A chain of responses with one agent; `send` is one user request, tools included."""
 
     def __init__(
         self,
@@ -105,7 +105,7 @@ class Conversation:
         """The user message whose calls the requests being made answer."""
 
     async def send(self, text: str) -> Turn:
-        """Send ``text`` and run the agent's function calls until it answers in text."""
+        """Send `text` and run the agent's function calls until it answers in text."""
         turn = Turn()
         message = {"role": "user", "content": text}
         if self._unanswered:

@@ -1,4 +1,4 @@
-"""``bankgate-agent demo``: the lab end to end with zero configuration.
+"""`bankgate-agent demo`: the lab end to end with zero configuration.
 
 It starts the offline Foundry emulator and a bankgate MCP server on a fresh ledger in a temporary
 directory, then walks through the lab: a balance, an approved and a rejected transfer, a rejected
@@ -10,20 +10,17 @@ MCP at the end to show what really happened.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 
-from .agent import INSTRUCTIONS, AgentChoice, create_version
-from .approvers import ScriptedApprover, parse_script
-from .cli_common import run_async
-from .display import Display
-from .emulator import running_emulator
-from .host import Host, open_host
-from .mcp_link import DEMO_LEDGER, McpTarget
-from .settings import DEFAULT_EMULATOR_MODEL, HostSettings, Transport
-from .turns import Conversation
+from agent_host.approvers import ScriptedApprover, parse_script
+from agent_host.cli.common import run_async
+from agent_host.cli.offline import offline_lab
+from agent_host.conversation import Conversation
+from agent_host.display import Display
+from agent_host.foundry.agents import INSTRUCTIONS, AgentChoice, create_version
+from agent_host.host import Host, open_host
+from agent_host.settings import DEFAULT_EMULATOR_MODEL, Transport
 
 AGENT = "bankgate-demo"
 SCRIPT = """
@@ -70,19 +67,12 @@ async def demo(display: Display, transport: Transport) -> int:
         "Approval questions go to a scripted approver, not the model: it approves the first transfer,\n"
         "rejects the second and rejects the closure.",
     )
-    with tempfile.TemporaryDirectory(prefix="bankgate-demo-") as tmp:
-        async with running_emulator() as emulator:
-            settings = HostSettings.for_emulator(
-                emulator.endpoint, emulator.token, agent_name=AGENT, transport=transport
-            )
-            target = McpTarget(
-                db_url=f"sqlite:///{Path(tmp) / 'ledger.db'}", server_args=DEMO_LEDGER, server_env={}, server_cwd=tmp
-            )
-            approver = ScriptedApprover(parse_script(SCRIPT.strip(), "demo script"))
-            async with open_host(settings, display, approver, target) as host:
-                display.note(host.describe())
-                await _walk_through(host)
-                return await _check_ledger(host)
+    async with offline_lab("bankgate-demo-", AGENT, transport=transport) as (settings, target):
+        approver = ScriptedApprover(parse_script(SCRIPT.strip(), "demo script"))
+        async with open_host(settings, display, approver, target) as host:
+            display.note(host.describe())
+            await _walk_through(host)
+            return await _check_ledger(host)
 
 
 async def _walk_through(host: Host) -> None:

@@ -1,7 +1,7 @@
-"""The SDK wire path: ``AIProjectClient.get_openai_client().responses.create``.
+"""The SDK wire path: `AIProjectClient.get_openai_client().responses.create`.
 
 openai handles tokens (through azure-identity's bearer-token provider), timeouts and retries itself
-(408/409/429/5xx, timeouts and refused connections, honouring ``Retry-After``); this module only
+(408/409/429/5xx, timeouts and refused connections, honouring `Retry-After`); this module only
 shapes the request and turns openai's exceptions into the host's errors, a timeout waiting for the
 answer as a slow service rather than an unreachable one.
 """
@@ -18,12 +18,12 @@ from azure.ai.projects.aio import AIProjectClient
 from azure.core.exceptions import ClientAuthenticationError
 from openai.types.responses import Response
 
-from .access import ProjectAccess, sign_in_failure
-from .errors import ServiceFailed, http_failure, slow, unreachable
-from .retries import TIMEOUT
+from agent_host.errors import ServiceFailed, http_failure, slow, unreachable
+from agent_host.foundry.access import ProjectAccess, sign_in_failure
+from agent_host.foundry.retries import TIMEOUT
 
 _NAMED = ("input", "previous_response_id", "tool_choice")
-"""Request fields openai takes as arguments; the rest (``agent_reference``) goes in ``extra_body``."""
+"""Request fields openai takes as arguments; the rest (`agent_reference`) goes in `extra_body`."""
 
 
 class SdkTransport:
@@ -61,7 +61,7 @@ class SdkTransport:
 
     @asynccontextmanager
     async def _errors(self) -> AsyncIterator[None]:
-        """openai's exceptions as :class:`HostError`\\ s naming the endpoint and the identity."""
+        """openai's exceptions as `HostError`s naming the endpoint and the identity."""
         try:
             yield
         except openai.APIStatusError as error:

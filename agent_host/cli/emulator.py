@@ -1,4 +1,4 @@
-"""``bankgate-agent emulator``: serve the offline Foundry emulator on 127.0.0.1 until Ctrl-C."""
+"""`bankgate-agent emulator`: serve the offline Foundry emulator on 127.0.0.1 until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import shlex
 import sys
 from typing import get_args
 
-from .emulator import AUDIENCE, DEFAULT_PROJECT, DEV_TOKEN, Emulator, EmulatorConfig, FaultConfig
-from .emulator.faults import WireShape
-from .emulator.responses import DEFAULT_RUN_LIFETIME_S
-from .settings import DEFAULT_EMULATOR_MODEL
+from agent_host.emulator import DEFAULT_PROJECT, Emulator, EmulatorConfig, FaultConfig
+from agent_host.emulator.faults import WireShape
+from agent_host.emulator.responses import DEFAULT_RUN_LIFETIME_S
+from agent_host.foundry.audience import AUDIENCE
+from agent_host.foundry.dev_token import DEV_TOKEN
+from agent_host.settings import DEFAULT_EMULATOR_MODEL
 
 DEFAULT_PORT = 8780
 """Not 8765, the MCP server's HTTP default: a newcomer runs both side by side."""
@@ -81,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def banner(emulator: Emulator) -> str:
-    """What to tell the user, as shell text: ``export`` lines and ``#`` comments, so it can be pasted
-    (or evaluated) whole; python-dotenv reads the ``export`` lines from a ``.env`` file too."""
+    """What to tell the user, as shell text: `export` lines and `#` comments, so it can be pasted
+    (or evaluated) whole; python-dotenv reads the `export` lines from a `.env` file too."""
     settings = {
         "PROJECT_ENDPOINT": emulator.endpoint,
         "EMULATOR_TOKEN": emulator.token,
@@ -94,7 +96,7 @@ def banner(emulator: Emulator) -> str:
     ]
     details = [
         f"Clients send 'Authorization: Bearer <EMULATOR_TOKEN>' (a token for {AUDIENCE}); from Python use",
-        "agent_host.emulator.DevTokenCredential(token) with LoopbackBearerTokenPolicy for plain-HTTP loopback.",
+        "agent_host.foundry.dev_token.DevTokenCredential(token) + LoopbackBearerTokenPolicy for plain-HTTP loopback.",
         "Any CHAT_MODEL name works here; bankgate-agent uses this one against a loopback endpoint by default.",
         f"Faults: {_describe_faults(emulator.config.faults)}",
     ]

@@ -1,20 +1,24 @@
-"""MCP tools as Responses function tools, with an explicit ``strict`` setting.
+"""The function tools: the MCP server's tools as the agent sees them, and the model's calls run through MCP.
 
 Left to itself, the Responses API may normalise a schema to strict mode (every property required,
 no extra properties), which silently turns optional MCP arguments into required ones. So each tool
-is sent either as a strict-compatible schema, with ``strict: true``, or as written, with
-``strict: false``. Strict mode makes optional properties required-but-nullable; the model then
-sends ``null`` for "not given", and :meth:`FunctionTool.mcp_arguments` drops those ``null`` values
+is sent either as a strict-compatible schema, with `strict: true`, or as written, with
+`strict: false`. Strict mode makes optional properties required-but-nullable; the model then
+sends `null` for "not given", and `FunctionTool.mcp_arguments` drops those `null` values
 again so the MCP server sees exactly the call an MCP client would make.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import mcp_types
+
+from agent_host.approvers import ApprovalDesk
+from agent_host.mcp_link import McpLink, ToolResult
 
 _ANNOTATIONS = frozenset({"title", "default", "examples", "deprecated", "readOnly", "writeOnly", "$comment", "$schema"})
 """Keywords that describe rather than constrain: dropped from strict schemas, which reject them."""
@@ -44,12 +48,12 @@ _STRICT_KEYWORDS = frozenset(
         "maxItems",
     }
 )
-"""Constraining keywords strict mode accepts (not ``minLength``/``maxLength``: see
+"""Constraining keywords strict mode accepts (not `minLength`/`maxLength`: see
 docs/foundry-wire-notes.md); any other one makes the tool non-strict."""
 
 
 class NotStrictCompatible(ValueError):
-    """The schema uses something strict mode cannot express (e.g. free-form objects, ``oneOf``)."""
+    """The schema uses something strict mode cannot express (e.g. free-form objects, `oneOf`)."""
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,10 @@ class FunctionTool:
     parameters: dict[str, Any]
     strict: bool
     input_schema: dict[str, Any]
-    """The MCP tool's own schema, kept to undo strict-mode ``null``\\ s."""
+    """The MCP tool's own schema, kept to undo strict-mode `null`s."""
 
     def definition(self) -> dict[str, Any]:
-        """The ``{"type": "function", ...}`` tool of a ``PromptAgentDefinition``."""
+        """The `{"type": "function", ...}` tool of a `PromptAgentDefinition`."""
         return {
             "type": "function",
             "name": self.name,
@@ -74,13 +78,13 @@ class FunctionTool:
         }
 
     def mcp_arguments(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
-        """The model's arguments as the MCP call takes them (strict ``null`` for optional means absent)."""
+        """The model's arguments as the MCP call takes them (strict `null` for optional means absent)."""
         result = _without_optional_nulls(arguments, self.input_schema) if self.strict else arguments
         return dict(result)
 
 
 def function_tool(tool: mcp_types.Tool, *, strict: bool = True) -> FunctionTool:
-    """Convert ``tool``; strict when asked for and its schema allows it, otherwise as written."""
+    """Convert `tool`; strict when asked for and its schema allows it, otherwise as written."""
     schema = dict(tool.input_schema)
     parameters = schema
     is_strict = strict
@@ -93,7 +97,7 @@ def function_tool(tool: mcp_types.Tool, *, strict: bool = True) -> FunctionTool:
 
 
 def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """``schema`` rewritten for strict mode, or :class:`NotStrictCompatible`."""
+    """`schema` rewritten for strict mode, or `NotStrictCompatible`."""
     unsupported = set(schema) - _STRICT_KEYWORDS - _ANNOTATIONS
     if unsupported:
         raise NotStrictCompatible(f"unsupported keywords {sorted(unsupported)}")
@@ -125,7 +129,7 @@ def _is_object(schema: Mapping[str, Any]) -> bool:
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` that also accepts ``null`` (how strict mode expresses "optional")."""
+    """`schema` that also accepts `null` (how strict mode expresses "optional")."""
     if "anyOf" in schema:
         options = schema["anyOf"]
         return schema if {"type": "null"} in options else {**schema, "anyOf": [*options, {"type": "null"}]}
@@ -140,7 +144,7 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _without_optional_nulls(value: Any, schema: Mapping[str, Any]) -> Any:
-    """``value`` minus the ``null`` properties the original ``schema`` did not require, recursively."""
+    """`value` minus the `null` properties the original `schema` did not require, recursively."""
     properties = schema.get("properties")
     if not isinstance(value, Mapping) or not isinstance(properties, Mapping):
         return value
@@ -150,3 +154,48 @@ def _without_optional_nulls(value: Any, schema: Mapping[str, Any]) -> Any:
         for key, item in value.items()
         if item is not None or key in required
     }
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    """A `function_call` output item: what the model asked to run."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+class Toolbox:
+    """Function tools built from the link's MCP tools; runs calls by name through the link.
+
+    With the `desk` that answers the link's questions, a call whose question a person
+    interrupted stops the host once its result (the server's record of the cancel) is back.
+    """
+
+    def __init__(self, link: McpLink, *, strict: bool = True, desk: ApprovalDesk | None = None) -> None:
+        self.link = link
+        self.desk = desk
+        self.tools = {tool.name: function_tool(tool, strict=strict) for tool in link.tools}
+
+    def definitions(self) -> list[dict[str, Any]]:
+        return [tool.definition() for tool in self.tools.values()]
+
+    async def run(self, call: FunctionCall) -> ToolResult:
+        """Execute `call` with its `call_id` as the idempotency key; malformed calls are answered, not run."""
+        tool = self.tools.get(call.name)
+        if tool is None:
+            return _refused("unknown_tool", f"There is no tool named {call.name!r}; use one of {sorted(self.tools)}.")
+        try:
+            arguments = json.loads(call.arguments or "{}")
+        except ValueError as error:
+            return _refused("invalid_arguments", f"The arguments are not valid JSON: {error}.")
+        if not isinstance(arguments, dict):
+            return _refused("invalid_arguments", "The arguments must be a JSON object.")
+        result = await self.link.call(call.name, tool.mcp_arguments(arguments), idempotency_key=call.call_id)
+        if self.desk is not None:
+            self.desk.stop_if_interrupted(call.name, result.output)
+        return result
+
+
+def _refused(code: str, message: str) -> ToolResult:
+    return ToolResult({"status": "failed", "message": message, "error": {"code": code, "message": message}}, True)

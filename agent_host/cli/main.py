@@ -1,9 +1,9 @@
-"""``bankgate-agent``: the agent host's command line.
+"""`bankgate-agent`: the agent host's command line.
 
-Each subcommand is a :class:`Command` in :data:`COMMANDS`; a new one lives in its own
-``cli_<name>.py`` module exposing ``configure(parser)`` and ``run(args) -> int`` and is added there.
+Each subcommand is a `Command` in `COMMANDS`; a new one lives in its own
+`agent_host/cli/<name>.py` module exposing `configure(parser)` and `run(args) -> int` and is added there.
 Only the module of the subcommand being run is imported: the others pull in mcp, azure and uvicorn,
-which take seconds to import, and ``bankgate-agent --help`` should answer at once.
+which take seconds to import, and `bankgate-agent --help` should answer at once.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ class Command:
     help: str
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
-        """Add the subcommand's options (importing its module) and route it to its ``run``."""
-        module = importlib.import_module(f"agent_host.cli_{self.name}")
+        """Add the subcommand's options (importing its module) and route it to its `run`."""
+        module = importlib.import_module(f"agent_host.cli.{self.name}")
         module.configure(parser)
         parser.set_defaults(run=module.run)
 
@@ -46,7 +46,7 @@ COMMANDS: tuple[Command, ...] = (
 
 
 def package_version() -> str:
-    """The installed distribution's version (``pyproject.toml`` is its single source)."""
+    """The installed distribution's version (`pyproject.toml` is its single source)."""
     try:
         return version("bankgate")
     except PackageNotFoundError:  # running from a source tree that was never installed
@@ -54,7 +54,7 @@ def package_version() -> str:
 
 
 def build_parser(argv: Sequence[str] = (), commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
-    """The parser, with options configured for the subcommand named in ``argv`` only."""
+    """The parser, with options configured for the subcommand named in `argv` only."""
     parser = argparse.ArgumentParser(
         prog="bankgate-agent", description="bankgate's Foundry agent host and its offline emulator."
     )

@@ -1,7 +1,7 @@
-"""``bankgate-agent chat``: a multi-turn conversation, each turn continuing the last response.
+"""`bankgate-agent chat`: a multi-turn conversation, each turn continuing the last response.
 
 Lines come from the terminal, or from stdin when it is not one (and are echoed, so a piped run
-reads as a transcript). ``/new`` starts a fresh conversation; ``/quit`` or end of input ends it.
+reads as a transcript). `/new` starts a fresh conversation; `/quit` or end of input ends it.
 An error in one turn is reported and the conversation goes on.
 """
 
@@ -11,12 +11,12 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from .cli_common import add_host_options, approver_from, run_async, settings_from
-from .errors import HostError, Interrupted
-from .terminal import interruptible
+from agent_host.cli.common import add_host_options, approver_from, run_async, settings_from
+from agent_host.errors import HostError, Interrupted
+from agent_host.terminal import interruptible
 
 if TYPE_CHECKING:
-    from .display import Display
+    from agent_host.display import Display
 
 _PROMPT = "you › "
 
@@ -26,8 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .display import Display
-    from .host import open_host
+    from agent_host.display import Display
+    from agent_host.host import open_host
 
     async def main(display: Display) -> int:
         settings = settings_from(args)
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _read_line(interactive: bool) -> str | None:
-    """The next line, or ``None`` at end of input (blocking the loop: see :mod:`agent_host.terminal`)."""
+    """The next line, or `None` at end of input (blocking the loop: see `agent_host.terminal`)."""
     if interactive:
         try:
             with interruptible():

@@ -1,14 +1,14 @@
-"""``bankgate-agent ask "..."``: one request to the agent, its tool calls run through MCP."""
+"""`bankgate-agent ask "..."`: one request to the agent, its tool calls run through MCP."""
 
 from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING
 
-from .cli_common import add_host_options, approver_from, run_async, settings_from
+from agent_host.cli.common import add_host_options, approver_from, run_async, settings_from
 
 if TYPE_CHECKING:
-    from .display import Display
+    from agent_host.display import Display
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -17,8 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .display import Display
-    from .host import open_host
+    from agent_host.display import Display
+    from agent_host.host import open_host
 
     async def main(display: Display) -> int:
         settings = settings_from(args)

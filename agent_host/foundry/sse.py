@@ -1,7 +1,7 @@
 """A Server-Sent Events parser for the raw REST path's streamed responses.
 
-Blocks are ``event:``/``data:`` lines ended by a blank line; ``data`` may span several lines and
-lines starting with ``:`` are comments. The Responses API sends no ``data: [DONE]``, but other
+Blocks are `event:`/`data:` lines ended by a blank line; `data` may span several lines and
+lines starting with `:` are comments. The Responses API sends no `data: [DONE]`, but other
 OpenAI-compatible servers do, so it ends the stream instead of failing to parse.
 """
 
@@ -11,11 +11,11 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
-from .errors import ServiceFailed
+from agent_host.errors import ServiceFailed
 
 
 async def parse_sse(lines: AsyncIterable[str]) -> AsyncIterator[dict[str, Any]]:
-    """Each event's JSON ``data``, with ``type`` defaulted from the ``event:`` name."""
+    """Each event's JSON `data`, with `type` defaulted from the `event:` name."""
     name, data = "", []
     async for raw in lines:
         line = raw.rstrip("\r\n")

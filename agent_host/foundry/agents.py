@@ -2,10 +2,10 @@
 
 Without options the latest version is reused when it already has this model, these instructions and
 these tools, and a new version is created otherwise, so repeated runs do not pile up versions. The
-service stores a definition in its own normal form (function schemas made strict, ``null`` fields
+service stores a definition in its own normal form (function schemas made strict, `null` fields
 dropped), so what it returns cannot be compared with what was sent: each version the host creates
 carries the digest of the definition as sent in its metadata, and that is what is compared.
-``--existing-agent`` follows the latest version as it is; ``--agent-version N`` pins version N.
+`--existing-agent` follows the latest version as it is; `--agent-version N` pins version N.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from azure.core.exceptions import (
     ServiceResponseTimeoutError,
 )
 
-from .access import ProjectAccess, sign_in_failure
-from .errors import ConfigurationError, NotFound, ServiceFailed, http_failure, not_found, slow, unreachable
+from agent_host.errors import ConfigurationError, NotFound, ServiceFailed, http_failure, not_found, slow, unreachable
+from agent_host.foundry.access import ProjectAccess, sign_in_failure
 
 INSTRUCTIONS = (
     "You are bankgate's banking assistant. Use the tools to check balances, transfer funds and close "
@@ -46,7 +46,7 @@ DIGEST_KEY = "bankgate_definition_sha256"
 
 @dataclass(frozen=True)
 class AgentChoice:
-    """Which agent answers: ``pinned`` versions go in the reference; otherwise the latest answers."""
+    """Which agent answers: `pinned` versions go in the reference; otherwise the latest answers."""
 
     name: str
     version: str
@@ -144,7 +144,7 @@ def _digest(definition: PromptAgentDefinition) -> str:
 
 
 def _unchanged(latest: Mapping[str, Any], wanted: PromptAgentDefinition) -> bool:
-    """Whether the latest version was made from ``wanted``: by its digest, or (a version made without
+    """Whether the latest version was made from `wanted`: by its digest, or (a version made without
     one) by a definition that reads back exactly as sent (fields the service adds are ignored)."""
     if (latest.get("metadata") or {}).get(DIGEST_KEY) == _digest(wanted):
         return True
@@ -154,7 +154,7 @@ def _unchanged(latest: Mapping[str, Any], wanted: PromptAgentDefinition) -> bool
 
 @asynccontextmanager
 async def azure_errors(access: ProjectAccess) -> AsyncIterator[None]:
-    """azure-core exceptions from the agents endpoints as :class:`HostError`\\ s."""
+    """azure-core exceptions from the agents endpoints as `HostError`s."""
     try:
         yield
     except ResourceNotFoundError as error:

@@ -1,7 +1,7 @@
 """How the host reaches the Foundry project: the endpoint, a credential, and who that credential is.
 
 Against a loopback endpoint (the emulator) the credential is the emulator's dev token and plain
-``http://`` is allowed; anywhere else it is ``DefaultAzureCredential`` and only ``https://`` is
+`http://` is allowed; anywhere else it is `DefaultAzureCredential` and only `https://` is
 accepted, so a bearer token never crosses a network in the clear.
 """
 
@@ -19,9 +19,11 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.core.pipeline.policies import AsyncBearerTokenCredentialPolicy
 from azure.identity.aio import DefaultAzureCredential
 
-from .emulator import AsyncDevTokenCredential, AsyncLoopbackBearerTokenPolicy, is_loopback_url
-from .errors import SCOPE, AuthenticationFailed, ConfigurationError
-from .settings import DEFAULT_EMULATOR_MODEL, HostSettings
+from agent_host.errors import AuthenticationFailed, ConfigurationError
+from agent_host.foundry.audience import SCOPE
+from agent_host.foundry.dev_token import AsyncDevTokenCredential, AsyncLoopbackBearerTokenPolicy
+from agent_host.loopback import is_loopback_url
+from agent_host.settings import DEFAULT_EMULATOR_MODEL, HostSettings
 
 
 @dataclass
@@ -32,7 +34,7 @@ class ProjectAccess:
     credential: AsyncDevTokenCredential | DefaultAzureCredential
     dev_token: bool
     token_fetches: int = field(default=0, init=False)
-    """Tokens obtained through :meth:`get_token_info` (for tests and diagnostics)."""
+    """Tokens obtained through `get_token_info` (for tests and diagnostics)."""
 
     @property
     def default_model(self) -> str | None:
@@ -70,7 +72,7 @@ class ProjectAccess:
 
 
 def project_access(settings: HostSettings) -> ProjectAccess:
-    """Check ``PROJECT_ENDPOINT`` and pick the credential for it."""
+    """Check `PROJECT_ENDPOINT` and pick the credential for it."""
     endpoint = (settings.project_endpoint or "").rstrip("/")
     if not endpoint:
         raise ConfigurationError(
