@@ -5,7 +5,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mcp_server import audit_log
-from mcp_server.actions import TOOL_ARGUMENTS
 from mcp_server.app import open_state
 from mcp_server.audit_keys import key_file, load_keyring, load_public_keyring, load_signer, public_key_text
 from mcp_server.audit_writer import AuditWriter
@@ -15,6 +14,7 @@ from mcp_server.explain import explain
 from mcp_server.ledger import Ledger
 from mcp_server.money import format_amount
 from mcp_server.settings import Settings
+from mcp_server.tools import TOOL_ARGUMENTS
 from policy.action import Call
 from policy.audit import SignedHead
 from policy.facts import CallFacts

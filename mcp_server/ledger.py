@@ -19,7 +19,9 @@ in one database transaction. Where each rule is enforced:
   transaction; ``transactions.idempotency_key`` is UNIQUE as a second line of defence.
 
 The ``*_in`` methods run inside a caller's transaction (the policy gate combines them with
-consuming an approval and writing audit rows); the other methods run their own.
+consuming an approval and writing audit rows) and take arguments already parsed at the edge
+(the tools' ``canonical``), so nothing is parsed twice; the other methods run their own and
+parse what they are given.
 Customer accounts can be read after closing (status ``closed``); they refuse every later
 movement or close with ``account_closed``.
 """
@@ -225,7 +227,6 @@ class Ledger:
 
     def account_in(self, conn: Connection, account_id: str, field: str = "account_id") -> Account:
         """The customer account ``account_id`` (open or closed); ``unknown_account`` if none."""
-        account_id = parse_account_id(account_id, field)
         row = _SELECT_ACCOUNT.one(conn, {"id": account_id})
         if row is None:
             raise unknown_account(account_id, field)
@@ -242,29 +243,32 @@ class Ledger:
         idempotency_key: str | None = None,
     ) -> TransferReceipt:
         """Move ``amount_minor`` between two open same-currency accounts, or change nothing."""
-        source, target, note, key = _transfer_request(from_account, to_account, memo, idempotency_key)
+        _distinct_parties(from_account, to_account)
         return self._transfer(
             conn,
-            source,
-            target,
+            from_account,
+            to_account,
             lambda currency: check_amount_minor(amount_minor, currency, ceiling_minor=self._max_amount_minor),
-            note,
-            key,
+            memo,
+            _optional_key(idempotency_key),
         )
 
     def plan_transfer_in(self, conn: Connection, from_account: str, to_account: str, amount: object) -> TransferPlan:
         """Everything ``transfer_in`` would check (``amount`` in major units of the debit's currency), without
         writing: what an approver is shown, and a refusal before anyone is asked."""
-        source, target, _, _ = _transfer_request(from_account, to_account, None, None)
+        _distinct_parties(from_account, to_account)
         debit, credit, amount_minor = self._plan_transfer(
-            conn, source, target, lambda currency: parse_amount(amount, currency, ceiling_minor=self._max_amount_minor)
+            conn,
+            from_account,
+            to_account,
+            lambda currency: parse_amount(amount, currency, ceiling_minor=self._max_amount_minor),
         )
         return TransferPlan(debit.public(), credit.public(), amount_minor)
 
     def plan_close_in(self, conn: Connection, account_id: str, sweep_to: str | None = None) -> ClosePlan:
         """Everything ``close_in`` would check, without writing."""
-        target, sweep, _ = _close_request(account_id, sweep_to, None)
-        account, destination = self._plan_close(conn, target, sweep)
+        _distinct_sweep(account_id, sweep_to)
+        account, destination = self._plan_close(conn, account_id, sweep_to)
         return ClosePlan(account.public(), destination.public() if destination is not None else None)
 
     def close_in(
@@ -276,8 +280,8 @@ class Ledger:
         idempotency_key: str | None = None,
     ) -> CloseReceipt:
         """Close an account; a non-zero balance needs ``sweep_to`` and moves there first."""
-        target, sweep, key = _close_request(account_id, sweep_to, idempotency_key)
-        return self._close(conn, target, sweep, key)
+        _distinct_sweep(account_id, sweep_to)
+        return self._close(conn, account_id, sweep_to, _optional_key(idempotency_key))
 
     def recall(self, conn: Connection, key: str, request_digest: str) -> dict[str, Any] | None:
         """The stored result of ``key`` (``None`` if unused); another digest is a conflict."""
@@ -291,7 +295,8 @@ class Ledger:
 
     def balance(self, account_id: str) -> Account:
         """One indexed read; closed accounts are returned with status ``closed``."""
-        return self._db.read(lambda conn: self.account_in(conn, account_id))
+        parsed = parse_account_id(account_id, "account_id")
+        return self._db.read(lambda conn: self.account_in(conn, parsed))
 
     def accounts(self) -> list[Account]:
         """All customer accounts, open and closed, in id order."""
@@ -306,8 +311,10 @@ class Ledger:
                 field="limit",
             )
 
+        parsed = parse_account_id(account_id, "account_id")
+
         def read(conn: Connection) -> list[HistoryLine]:
-            account = self.account_in(conn, account_id)
+            account = self.account_in(conn, parsed)
             return [
                 HistoryLine.model_validate(
                     {**dict(zip(_HISTORY_FIELDS, row, strict=True)), "currency": account.currency}
@@ -636,25 +643,33 @@ def _transfer_request(
 ) -> tuple[str, str, str | None, str | None]:
     source = parse_account_id(from_account, "from_account")
     target = parse_account_id(to_account, "to_account")
+    _distinct_parties(source, target)
+    return source, target, parse_memo(memo), _optional_key(idempotency_key)
+
+
+def _distinct_parties(source: str, target: str) -> None:
     if source == target:
         raise LedgerError(
             ErrorCode.SAME_ACCOUNT,
             f"from_account and to_account are both {source}; a transfer needs two different accounts.",
             field="to_account",
         )
-    return source, target, parse_memo(memo), _optional_key(idempotency_key)
 
 
 def _close_request(account_id: object, sweep_to: object, idempotency_key: object) -> tuple[str, str | None, str | None]:
     target = parse_account_id(account_id, "account_id")
     sweep = None if sweep_to is None else parse_account_id(sweep_to, "sweep_to")
+    _distinct_sweep(target, sweep)
+    return target, sweep, _optional_key(idempotency_key)
+
+
+def _distinct_sweep(target: str, sweep: str | None) -> None:
     if sweep == target:
         raise LedgerError(
             ErrorCode.SAME_ACCOUNT,
             f"sweep_to is {target}, the account being closed; name a different account.",
             field="sweep_to",
         )
-    return target, sweep, _optional_key(idempotency_key)
 
 
 def _optional_key(value: object) -> str | None:

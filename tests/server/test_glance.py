@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.actions import ledger_actions
 from mcp_server.gate_store import SqlGateStore
+from mcp_server.tools import ledger_actions
 from policy.action import Call
 from policy.answer import Verdict, VerdictKind
 from policy.gate import Gate, Opening

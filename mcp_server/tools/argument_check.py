@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp_types import CallToolResult, TextContent
+from mcp_types import CallToolResult
 
+from mcp_server.tools.common import failed
 from policy.action import Action
 from policy.results import Refusal
 
@@ -33,9 +34,4 @@ class ArgumentCheck:
 
 
 def invalid_arguments(tool: Any, refusal: Refusal) -> CallToolResult:
-    message = f"Invalid arguments for {tool}: {refusal.message}"
-    return CallToolResult(
-        content=[TextContent(type="text", text=message)],
-        structured_content={"status": "failed", "message": message, "error": refusal.as_json()},
-        is_error=True,
-    )
+    return failed(f"Invalid arguments for {tool}: {refusal.message}", refusal)
