@@ -10,12 +10,12 @@ from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
 
-from mcp_server.audit_writer import AuditWriter
-from mcp_server.database import Database
+from mcp_server.audit.writer import AuditWriter
 from mcp_server.gate_store import SqlGateStore
-from mcp_server.ledger import Ledger
-from mcp_server.oauth import RoleToken
+from mcp_server.http.oauth import RoleToken
+from mcp_server.ledger.books import Ledger
 from mcp_server.settings import Settings
+from mcp_server.storage.database import Database
 from mcp_server.tools import TOOL_ARGUMENTS, ledger_actions, register_tools
 from mcp_server.tools.argument_check import ArgumentCheck
 from policy.approval_round import empty_accept_is_an_empty_form

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from mcp_server.database import default_database_url
+from mcp_server.storage.database import default_database_url
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 CommaList = Annotated[list[str], NoDecode]

@@ -21,7 +21,7 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, ToolAnnotations
 
-from mcp_server.ledger import Ledger
+from mcp_server.ledger.books import Ledger
 from mcp_server.tools import balance, close, transfer
 from mcp_server.tools.common import LedgerAction
 from policy.action import Action

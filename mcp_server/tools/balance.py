@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
-from mcp_server.errors import LedgerError
-from mcp_server.identifiers import parse_account_id
-from mcp_server.money import format_amount, minor_units, to_decimal
+from mcp_server.ledger.errors import LedgerError
+from mcp_server.ledger.identifiers import parse_account_id
+from mcp_server.ledger.money import format_amount, minor_units, to_decimal
 from mcp_server.tools.common import (
     AccountId,
     Decided,

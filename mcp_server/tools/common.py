@@ -20,10 +20,10 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
-from mcp_server.entitlements import Held, held_in
 from mcp_server.gate_store import SqlGateTx
-from mcp_server.ledger import Ledger, unknown_account
-from mcp_server.ledger_models import Account
+from mcp_server.ledger.books import Ledger, unknown_account
+from mcp_server.ledger.entitlements import Held, held_in
+from mcp_server.ledger.models import Account
 from policy.action import Call, Done, Inspection
 from policy.approval_round import settle
 from policy.document import Policy

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
-from mcp_server.free_text import parse_memo
-from mcp_server.identifiers import parse_account_id
-from mcp_server.money import canonical_amount, format_amount, minor_units
+from mcp_server.ledger.free_text import parse_memo
+from mcp_server.ledger.identifiers import parse_account_id
+from mcp_server.ledger.money import canonical_amount, format_amount, minor_units
 from mcp_server.tools.common import (
     APPROVAL_NOTE,
     AccountId,

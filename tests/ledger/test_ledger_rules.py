@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Connection, text
 
-from mcp_server.errors import LedgerError
-from mcp_server.ledger import Ledger
-from mcp_server.ledger_models import Account, CloseReceipt, HistoryLine, TransferReceipt
+from mcp_server.ledger.books import Ledger
+from mcp_server.ledger.errors import LedgerError
+from mcp_server.ledger.models import Account, CloseReceipt, HistoryLine, TransferReceipt
 from tests.ledger.helpers import customer_total, snapshot, standard_book
 
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from mcp_server.database import Database
 from mcp_server.gate_store import SqlGateStore, SqlGateTx
-from mcp_server.ledger import Ledger
+from mcp_server.ledger.books import Ledger
+from mcp_server.storage.database import Database
 from policy.results import Refusal
 
 

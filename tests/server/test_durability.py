@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from mcp_server.database import Database
 from mcp_server.gate_store import SqlGateStore, SqlGateTx
+from mcp_server.storage.database import Database
 from mcp_server.tools import ledger_actions
 from policy.action import Call
 from policy.answer import Verdict, VerdictKind

@@ -53,9 +53,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from mcp_server import migrations
-from mcp_server.errors import ErrorCode, LedgerError
-from mcp_server.statement import Statement
+from mcp_server.ledger.errors import ErrorCode, LedgerError
+from mcp_server.storage import migrations
+from mcp_server.storage.statement import Statement
 
 T = TypeVar("T")
 Dialect = Literal["sqlite", "postgresql"]

@@ -37,18 +37,16 @@ from typing import Any, NamedTuple, TypeVar
 from pydantic import BaseModel
 from sqlalchemy import Connection
 
-from mcp_server import idempotency
-from mcp_server.audit_writer import AuditWriter
-from mcp_server.database import Database
-from mcp_server.entitlements import grant_in, grant_role_in
-from mcp_server.errors import ErrorCode, LedgerError
-from mcp_server.free_text import parse_memo, parse_owner
-from mcp_server.identifiers import (
+from mcp_server.audit.writer import AuditWriter
+from mcp_server.ledger.entitlements import grant_in, grant_role_in
+from mcp_server.ledger.errors import ErrorCode, LedgerError
+from mcp_server.ledger.free_text import parse_memo, parse_owner
+from mcp_server.ledger.identifiers import (
     parse_account_id,
     parse_idempotency_key,
     system_account_id,
 )
-from mcp_server.ledger_models import (
+from mcp_server.ledger.models import (
     Account,
     CloseReceipt,
     DepositReceipt,
@@ -56,7 +54,7 @@ from mcp_server.ledger_models import (
     TransactionKind,
     TransferReceipt,
 )
-from mcp_server.money import (
+from mcp_server.ledger.money import (
     amount_identity,
     check_amount_minor,
     format_amount,
@@ -64,7 +62,9 @@ from mcp_server.money import (
     parse_currency,
     to_decimal,
 )
-from mcp_server.statement import Statement
+from mcp_server.storage import idempotency
+from mcp_server.storage.database import Database
+from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import format_timestamp, utc_now
 from policy.store import AuditEntry
 
@@ -690,5 +690,5 @@ def _open_account(locked: Mapping[str, _Row], account_id: str, field: str) -> _R
 
 
 def unknown_account(account_id: str, field: str) -> LedgerError:
-    """The refusal for a missing account; also for one the caller may not know of (`actions`)."""
+    """The refusal for a missing account; also for one the caller may not know of (`mcp_server.tools`)."""
     return LedgerError(ErrorCode.UNKNOWN_ACCOUNT, f"Account {account_id} ({field}) does not exist.", field=field)

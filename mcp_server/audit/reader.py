@@ -9,11 +9,11 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from mcp_server.audit_keys import key_file, load_keyring
-from mcp_server.audit_writer import AuditWriter
-from mcp_server.database import Database
-from mcp_server.ledger import ADMIN_PRINCIPAL
-from mcp_server.money import MINOR_UNITS, format_amount
+from mcp_server.audit.keys import key_file, load_keyring
+from mcp_server.audit.writer import AuditWriter
+from mcp_server.ledger.books import ADMIN_PRINCIPAL
+from mcp_server.ledger.money import MINOR_UNITS, format_amount
+from mcp_server.storage.database import Database
 from mcp_server.timestamps import now_text
 from policy.audit import (
     CHAINED_FIELDS,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from mcp_server.errors import ErrorCode, LedgerError
+from mcp_server.ledger.errors import ErrorCode, LedgerError
 
 ACCOUNT_ID_PATTERN = re.compile(r"ACC-[0-9]{1,12}")
 SYSTEM_ACCOUNT_PREFIX = "SYS-EXTERNAL-"

@@ -4,16 +4,16 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from mcp_server import audit_log
 from mcp_server.app import open_state
-from mcp_server.audit_keys import key_file, load_keyring, load_public_keyring, load_signer, public_key_text
-from mcp_server.audit_writer import AuditWriter
-from mcp_server.database import Database, redacted_url
-from mcp_server.entitlements import EntitlementAdmin, grants
-from mcp_server.explain import explain
-from mcp_server.ledger import Ledger
-from mcp_server.money import format_amount
+from mcp_server.audit import reader
+from mcp_server.audit.keys import key_file, load_keyring, load_public_keyring, load_signer, public_key_text
+from mcp_server.audit.writer import AuditWriter
+from mcp_server.cli.explain import explain
+from mcp_server.ledger.books import Ledger
+from mcp_server.ledger.entitlements import EntitlementAdmin, grants
+from mcp_server.ledger.money import format_amount
 from mcp_server.settings import Settings
+from mcp_server.storage.database import Database, redacted_url
 from mcp_server.tools import TOOL_ARGUMENTS
 from policy.action import Call
 from policy.audit import SignedHead
@@ -99,7 +99,7 @@ def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public
     db = _existing(settings)  # a missing ledger is the first thing to say: it needs no key to find out
     keys = load_public_keyring(public_keys) if public_keys else load_keyring(key_file(settings.audit_key_file))
     checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file else None
-    count, findings = audit_log.verify(db, keys, checkpoint)
+    count, findings = reader.verify(db, keys, checkpoint)
     if not findings:
         held = f"; it holds the checkpoint's record {checkpoint.seq}" if checkpoint else ""
         print(f"audit chain intact: {count} records{held}")
@@ -118,7 +118,7 @@ def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public
 def audit_adopt(settings: Settings) -> int:
     path = key_file(settings.audit_key_file)
     load_signer(path, create=False)  # a person holding the key vouches: never a key made up on the spot
-    adoption = audit_log.adopt(_existing(settings), AuditWriter(path))
+    adoption = reader.adopt(_existing(settings), AuditWriter(path))
     if adoption is None:
         print("nothing to adopt: every ledger transaction has its audit record and a signature covers the chain")
         return 0
@@ -136,7 +136,7 @@ def audit_adopt(settings: Settings) -> int:
 
 def audit_checkpoint(settings: Settings, out: Path | None) -> int:
     path = key_file(settings.audit_key_file)
-    head = audit_log.checkpoint(_existing(settings), load_signer(path, create=False), load_keyring(path))
+    head = reader.checkpoint(_existing(settings), load_signer(path, create=False), load_keyring(path))
     document = json.dumps(head.as_json(), indent=2) + "\n"
     if out is None:
         print(document, end="")
@@ -163,7 +163,7 @@ def _read_checkpoint(file: Path) -> SignedHead:
 
 
 def audit_tail(settings: Settings, limit: int) -> int:
-    for line in audit_log.tail(_existing(settings), limit):
+    for line in reader.tail(_existing(settings), limit):
         print(line.render())
     return 0
 

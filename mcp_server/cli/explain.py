@@ -13,8 +13,8 @@ from decimal import Decimal, InvalidOperation
 
 from mcp_server.app import AppState
 from mcp_server.gate_store import SqlGateTx
-from mcp_server.ledger import Ledger
-from mcp_server.money import minor_units, parse_amount
+from mcp_server.ledger.books import Ledger
+from mcp_server.ledger.money import minor_units, parse_amount
 from policy.action import Call, Inspection
 from policy.decision import Decision
 from policy.facts import AccountFacts, CallFacts

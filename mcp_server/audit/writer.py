@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from mcp_server.audit_keys import key_file, load_signer
-from mcp_server.statement import Statement
+from mcp_server.audit.keys import key_file, load_signer
+from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import format_timestamp
 from policy.audit import HeadSigner, chain_hash
 from policy.canonical import canonical_json

@@ -23,8 +23,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from mcp_server.app import AppState
-from mcp_server.auth import check_oauth_settings, token_verifier
-from mcp_server.health import HealthProbe
+from mcp_server.http.auth import check_oauth_settings, token_verifier
+from mcp_server.http.health import HealthProbe
 from mcp_server.settings import Settings
 
 MCP_PATH = "/mcp"

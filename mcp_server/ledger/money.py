@@ -21,7 +21,7 @@ import math
 import re
 from decimal import Decimal, InvalidOperation
 
-from mcp_server.errors import ErrorCode, LedgerError
+from mcp_server.ledger.errors import ErrorCode, LedgerError
 
 # ISO 4217 minor-unit exponents for the currencies the ledger will hold.
 MINOR_UNITS: dict[str, int] = {

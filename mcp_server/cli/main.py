@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mcp_server import commands
+    from mcp_server.cli import admin as admin_commands
     from mcp_server.serve import serve
     from mcp_server.settings import Settings
 else:
@@ -34,7 +34,7 @@ else:
         spec.loader.exec_module(module)
         return module
 
-    commands = _lazy("mcp_server.commands")
+    admin_commands = _lazy("mcp_server.cli.admin")
 
     def serve(settings: Settings) -> None:
         from mcp_server.serve import serve as run
@@ -105,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     policy = sub.add_parser("policy", help="check or try a policy file").add_subparsers(dest="action", required=True)
     check = policy.add_parser("check", help="validate a policy file")
     check.add_argument("file", type=Path)
-    check.set_defaults(run=lambda s, a: commands.policy_check(a.file))
+    check.set_defaults(run=lambda s, a: admin_commands.policy_check(a.file))
     explain = policy.add_parser("explain", help="show the decision for a call, without executing it")
     explain.add_argument("tool")
     explain.add_argument("--args", required=True, help='arguments as JSON, e.g. \'{"account_id": "ACC-001"}\'')
@@ -124,7 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     _database_option(explain)
     _policy_option(explain)
     explain.set_defaults(
-        run=lambda s, a: commands.policy_explain(s, a.tool, a.args, balances=a.balances, moved_today=a.moved_today)
+        run=lambda s, a: admin_commands.policy_explain(
+            s, a.tool, a.args, balances=a.balances, moved_today=a.moved_today
+        )
     )
 
     audit = sub.add_parser("audit", help="the tamper-evident decision log").add_subparsers(dest="action", required=True)
@@ -138,45 +140,45 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--public-keys", type=Path, help="verify with this file of public keys (from 'audit public-key') only"
     )
-    verify.set_defaults(run=lambda s, a: commands.audit_verify(s, a.checkpoint, a.public_keys))
+    verify.set_defaults(run=lambda s, a: admin_commands.audit_verify(s, a.checkpoint, a.public_keys))
     checkpoint = audit.add_parser("checkpoint", help="sign the current head, to keep outside the database")
     checkpoint.add_argument("--out", type=Path, help="write it to this file (default: standard output)")
     _database_option(checkpoint)
-    checkpoint.set_defaults(run=lambda s, a: commands.audit_checkpoint(s, a.out))
+    checkpoint.set_defaults(run=lambda s, a: admin_commands.audit_checkpoint(s, a.out))
     adopt = audit.add_parser(
         "adopt",
         help="once, on a ledger from before signed audit: vouch for its old postings and unsigned records",
     )
     _database_option(adopt)
-    adopt.set_defaults(run=lambda s, a: commands.audit_adopt(s))
+    adopt.set_defaults(run=lambda s, a: admin_commands.audit_adopt(s))
     public_key = audit.add_parser("public-key", help="print the public keys that verify the audit (for auditors)")
     public_key.add_argument("--audit-key-file", type=Path, help="the signing key file (BANKGATE_AUDIT_KEY_FILE)")
-    public_key.set_defaults(run=lambda s, a: commands.audit_public_key(s))
+    public_key.set_defaults(run=lambda s, a: admin_commands.audit_public_key(s))
     tail = audit.add_parser("tail", help="show recent decisions")
     tail.add_argument("-n", type=int, default=20, help="how many (default 20)")
     _database_option(tail)
-    tail.set_defaults(run=lambda s, a: commands.audit_tail(s, a.n))
+    tail.set_defaults(run=lambda s, a: admin_commands.audit_tail(s, a.n))
 
     admin = sub.add_parser("admin", help="ledger administration").add_subparsers(dest="action", required=True)
     init = admin.add_parser("init", help="create (or upgrade) the ledger at --db; the only command that creates one")
     _seed_options(init)
-    init.set_defaults(run=lambda s, a: commands.admin_init(s))
+    init.set_defaults(run=lambda s, a: admin_commands.admin_init(s))
     accounts = admin.add_parser("accounts", help="list accounts")
-    accounts.set_defaults(run=lambda s, a: commands.admin_accounts(s))
+    accounts.set_defaults(run=lambda s, a: admin_commands.admin_accounts(s))
     create = admin.add_parser("create", help="open an account")
     create.add_argument("owner")
     create.add_argument("--currency", default="USD")
     create.add_argument("--id", dest="account_id")
-    create.set_defaults(run=lambda s, a: commands.admin_create(s, a.owner, a.currency, a.account_id))
+    create.set_defaults(run=lambda s, a: admin_commands.admin_create(s, a.owner, a.currency, a.account_id))
     deposit = admin.add_parser("deposit", help="credit money from outside the bank")
     deposit.add_argument("account_id")
     deposit.add_argument("amount")
-    deposit.set_defaults(run=lambda s, a: commands.admin_deposit(s, a.account_id, a.amount))
+    deposit.set_defaults(run=lambda s, a: admin_commands.admin_deposit(s, a.account_id, a.amount))
     history = admin.add_parser("history", help="an account's movements")
     history.add_argument("account_id")
-    history.set_defaults(run=lambda s, a: commands.admin_history(s, a.account_id))
+    history.set_defaults(run=lambda s, a: admin_commands.admin_history(s, a.account_id))
     invariants = admin.add_parser("invariants", help="check the ledger's invariants")
-    invariants.set_defaults(run=lambda s, a: commands.admin_invariants(s))
+    invariants.set_defaults(run=lambda s, a: admin_commands.admin_invariants(s))
     for command in (init, accounts, create, deposit, history, invariants, *_entitlement_commands(admin)):
         _database_option(command)
     return parser
@@ -185,9 +187,9 @@ def _parser() -> argparse.ArgumentParser:
 def _entitlement_commands(admin: Any) -> list[argparse.ArgumentParser]:
     """`admin grant|revoke|grants` and `admin roles grant|revoke`: who may act on which account."""
     grant = admin.add_parser("grant", help="give a principal a relation to an account (owner, viewer)")
-    grant.set_defaults(run=lambda s, a: commands.admin_grant(s, a.principal, a.relation, a.account_id, a.by))
+    grant.set_defaults(run=lambda s, a: admin_commands.admin_grant(s, a.principal, a.relation, a.account_id, a.by))
     revoke = admin.add_parser("revoke", help="take a principal's relation to an account away")
-    revoke.set_defaults(run=lambda s, a: commands.admin_revoke(s, a.principal, a.relation, a.account_id, a.by))
+    revoke.set_defaults(run=lambda s, a: admin_commands.admin_revoke(s, a.principal, a.relation, a.account_id, a.by))
     for command in (grant, revoke):
         command.add_argument("principal", help="as the HTTP token names it, or the stdio --principal")
         command.add_argument("relation", help="owner (read, debit, close) or viewer (read only)")
@@ -195,12 +197,12 @@ def _entitlement_commands(admin: Any) -> list[argparse.ArgumentParser]:
     listing = admin.add_parser("grants", help="list entitlements (of one principal, or bearing on one account)")
     listing.add_argument("--principal")
     listing.add_argument("--account", dest="account_id")
-    listing.set_defaults(run=lambda s, a: commands.admin_grants(s, a.principal, a.account_id))
+    listing.set_defaults(run=lambda s, a: admin_commands.admin_grants(s, a.principal, a.account_id))
     roles = admin.add_parser("roles", help="principal-wide roles").add_subparsers(dest="role_action", required=True)
     role_grant = roles.add_parser("grant", help="give a principal a role (operator: any account)")
-    role_grant.set_defaults(run=lambda s, a: commands.admin_role_grant(s, a.principal, a.role, a.by))
+    role_grant.set_defaults(run=lambda s, a: admin_commands.admin_role_grant(s, a.principal, a.role, a.by))
     role_revoke = roles.add_parser("revoke", help="take a principal's role away")
-    role_revoke.set_defaults(run=lambda s, a: commands.admin_role_revoke(s, a.principal, a.role, a.by))
+    role_revoke.set_defaults(run=lambda s, a: admin_commands.admin_role_revoke(s, a.principal, a.role, a.by))
     for command in (role_grant, role_revoke):
         command.add_argument("principal")
         command.add_argument("role", help="operator")
@@ -260,8 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from pydantic import ValidationError
 
-    from mcp_server.database import DatabaseUnreachable
     from mcp_server.settings import Settings
+    from mcp_server.storage.database import DatabaseUnreachable
     from policy.results import Refusal
 
     run: Callable[[Settings, argparse.Namespace], int | None] = args.run

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from mcp_server.errors import ErrorCode, LedgerError
+from mcp_server.ledger.errors import ErrorCode, LedgerError
 
 MAX_MEMO_LENGTH = 140
 MAX_OWNER_LENGTH = 100

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
-from mcp_server.money import to_decimal
+from mcp_server.ledger.money import to_decimal
 
 AccountStatus = Literal["open", "closed"]
 TransactionKind = Literal["transfer", "deposit", "close_sweep", "funding"]

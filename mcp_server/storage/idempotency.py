@@ -22,10 +22,10 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from mcp_server.errors import ErrorCode, LedgerError
-from mcp_server.statement import Statement
+from mcp_server.ledger.errors import ErrorCode, LedgerError
+from mcp_server.storage.locks import Space, take_turn
+from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import now_text
-from mcp_server.turns import Space, take_turn
 
 _SELECT = Statement("SELECT request_digest, result_json FROM idempotency_keys WHERE key = :key")
 _INSERT = Statement(

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 
-from mcp_server.audit_writer import AuditWriter
-from mcp_server.database import Database
-from mcp_server.errors import ErrorCode, LedgerError
+from mcp_server.audit.writer import AuditWriter
 from mcp_server.gate_store import SqlGateStore, SqlGateTx
-from mcp_server.identifiers import parse_account_id
-from mcp_server.statement import Statement
+from mcp_server.ledger.errors import ErrorCode, LedgerError
+from mcp_server.ledger.identifiers import parse_account_id
+from mcp_server.storage.database import Database
+from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import now_text
 from policy.store import AuditEntry
 

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, text
 from mcp_server.timestamps import now_text
 
 if TYPE_CHECKING:
-    from mcp_server.database import Database
+    from mcp_server.storage.database import Database
 
 _FILE_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 # Arbitrary constant shared by every bankgate process: "bankgate" as a 64-bit integer.
@@ -49,7 +49,7 @@ class Migration:
 
 def available() -> list[Migration]:
     """All migration files shipped in the package, by ascending version."""
-    folder = resources.files("mcp_server").joinpath("migrations")
+    folder = resources.files(__name__)
     found: dict[int, Migration] = {}
     for entry in folder.iterdir():
         if not entry.name.endswith(".sql"):

@@ -1,7 +1,7 @@
 """OAuth 2.1 resource server (the MCP authorization spec): JWT access tokens from a configured issuer.
 
 bankgate never issues tokens: an authorization server (Entra ID, Auth0, Keycloak, ...) does, and
-clients find it through the protected-resource metadata (RFC 9728) that `http_app` serves. Each
+clients find it through the protected-resource metadata (RFC 9728) that `mcp_server.http.app` serves. Each
 token is checked here with PyJWT against the issuer's published keys (a JWKS URL, refreshed on an
 unknown key id, or a JWKS file): signature, `iss`, `aud`, `exp`/`nbf`, then mapped to the
 principal the audit log records (the `sub` claim, or another) and its scopes. A token that fails

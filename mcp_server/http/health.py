@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import anyio
 
-from mcp_server.errors import LedgerError
+from mcp_server.ledger.errors import LedgerError
 
 PROBE_SECONDS = 3.0
 """A database that has not answered the probe's query by then is reported unavailable."""

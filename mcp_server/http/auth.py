@@ -1,5 +1,5 @@
 """Bearer tokens from configuration, each naming the principal that lands in the audit log, and/or
-JWT access tokens from an OAuth issuer (`mcp_server.oauth`), advertised per RFC 9728."""
+JWT access tokens from an OAuth issuer (`mcp_server.http.oauth`), advertised per RFC 9728."""
 
 import hmac
 from collections.abc import Mapping, Sequence
@@ -12,7 +12,7 @@ from mcp.server.auth.routes import build_resource_metadata_url, create_protected
 from pydantic import AnyHttpUrl
 from starlette.routing import Route
 
-from mcp_server.entitlements import ROLES
+from mcp_server.ledger.entitlements import ROLES
 from mcp_server.settings import LOOPBACK_HOSTS, Settings
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
@@ -64,7 +64,7 @@ def parse_tokens(inline: str | None, file: Path | None) -> dict[str, str]:
 
 def check_oauth_settings(settings: Settings) -> None:
     """Refuse an OAuth setup that could not verify a single token, or would trust keys fetched insecurely."""
-    from mcp_server.oauth import parse_role_scopes
+    from mcp_server.http.oauth import parse_role_scopes
 
     if settings.oauth_issuer is None:
         if settings.oauth_jwks_url or settings.oauth_jwks_file or settings.oauth_role_scopes:
@@ -95,7 +95,7 @@ def token_verifier(
     With an issuer configured, the protected-resource metadata (RFC 9728) is served both at the
     path-suffixed well-known URL the MCP spec derives from the endpoint and at the bare one.
     """
-    from mcp_server.oauth import EitherVerifier, JwtTokenVerifier, OAuthConfig, parse_role_scopes
+    from mcp_server.http.oauth import EitherVerifier, JwtTokenVerifier, OAuthConfig, parse_role_scopes
 
     static = ConfigTokenVerifier(tokens, settings.oauth_scopes)
     if settings.oauth_issuer is None:

@@ -21,7 +21,7 @@ from enum import IntEnum
 
 from sqlalchemy import Connection
 
-from mcp_server.statement import Statement
+from mcp_server.storage.statement import Statement
 
 _TAKE = Statement("SELECT pg_advisory_xact_lock(:space, :name)")
 
