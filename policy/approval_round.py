@@ -34,6 +34,7 @@ from policy.answer import (
 )
 from policy.asked import answered_digest
 from policy.gate import Gate, Opening
+from policy.idempotency_key import IDEMPOTENCY_KEY_META, IDEMPOTENCY_KEY_RULE, is_idempotency_key
 from policy.results import GateResult, Refusal, Status, decision_message
 from policy.store import StoreBusy
 
@@ -49,10 +50,6 @@ _LATE = (
     "please try again shortly. Retrying with the same idempotency key is safe."
 )
 
-IDEMPOTENCY_KEY_META = "io.bankgate/idempotency-key"
-"""The `_meta` key a client sets to make a call safely retryable; never part of the model's arguments."""
-
-IDEMPOTENCY_KEY_MAX = 200
 _INPUT_REQUIRED_VERSION = "2026-07-28"
 _NOT_ASKED = Verdict(VerdictKind.UNDELIVERED, "No question was needed.")
 
@@ -210,11 +207,10 @@ def _idempotency_key(ctx: Context, principal: str) -> str | None:
     key = meta.get(IDEMPOTENCY_KEY_META) if isinstance(meta, dict) else None
     if key is None:
         return None
-    if not isinstance(key, str) or not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
+    if not is_idempotency_key(key):
         raise Refusal(
             "invalid_idempotency_key",
-            f"The _meta field '{IDEMPOTENCY_KEY_META}' must be printable text of 1 to "
-            f"{IDEMPOTENCY_KEY_MAX} characters.",
+            f"The _meta field '{IDEMPOTENCY_KEY_META}' must be {IDEMPOTENCY_KEY_RULE}.",
             IDEMPOTENCY_KEY_META,
         )
     return f"{principal}\x1f{key}"

@@ -32,7 +32,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import Connection
@@ -55,6 +55,7 @@ from mcp_server.ledger.models import (
     TransferReceipt,
 )
 from mcp_server.ledger.money import (
+    DEFAULT_MAX_AMOUNT_MINOR,
     amount_identity,
     check_amount_minor,
     format_amount,
@@ -66,11 +67,11 @@ from mcp_server.storage import idempotency
 from mcp_server.storage.database import Database
 from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import format_timestamp, utc_now
+from policy.canonical import digest
 from policy.store import AuditEntry
 
 M = TypeVar("M", bound=BaseModel)
 
-DEFAULT_MAX_AMOUNT_MINOR = 10_000_000_00
 MAX_HISTORY_LIMIT = 500
 ADMIN_PRINCIPAL = "admin"
 """Who the audit names for money posted by ledger administration (``admin`` records move nothing
@@ -283,14 +284,6 @@ class Ledger:
         _distinct_sweep(account_id, sweep_to)
         return self._close(conn, account_id, sweep_to, _optional_key(idempotency_key))
 
-    def recall(self, conn: Connection, key: str, request_digest: str) -> dict[str, Any] | None:
-        """The stored result of ``key`` (``None`` if unused); another digest is a conflict."""
-        return idempotency.recall(conn, parse_idempotency_key(key), request_digest)
-
-    def remember(self, conn: Connection, key: str, request_digest: str, result: dict[str, Any]) -> None:
-        """Store ``result`` for ``key`` in the caller's transaction."""
-        idempotency.remember(conn, parse_idempotency_key(key), request_digest, result)
-
     # -- convenience operations: one transaction each ---------------------------------------
 
     def balance(self, account_id: str) -> Account:
@@ -337,7 +330,7 @@ class Ledger:
         request = {"from_account": source, "to_account": target, "amount": amount_identity(amount), "memo": note}
         return self._once(
             key,
-            lambda: idempotency.request_digest("transfer", **request),
+            lambda: digest({"operation": "transfer", **request}),
             TransferReceipt,
             lambda conn: self._transfer(
                 conn,
@@ -353,7 +346,7 @@ class Ledger:
         target, sweep, key = _close_request(account_id, sweep_to, idempotency_key)
         return self._once(
             key,
-            lambda: idempotency.request_digest("close", account_id=target, sweep_to=sweep),
+            lambda: digest({"operation": "close", "account_id": target, "sweep_to": sweep}),
             CloseReceipt,
             lambda conn: self._close(conn, target, sweep, key),
         )
@@ -380,7 +373,7 @@ class Ledger:
 
         return self._once(
             key,
-            lambda: idempotency.request_digest("deposit", account_id=target, amount=identity),
+            lambda: digest({"operation": "deposit", "account_id": target, "amount": identity}),
             DepositReceipt,
             work,
         )

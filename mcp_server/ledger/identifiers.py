@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 
 from mcp_server.ledger.errors import ErrorCode, LedgerError
+from policy.idempotency_key import IDEMPOTENCY_KEY_RULE, is_idempotency_key
 
 ACCOUNT_ID_PATTERN = re.compile(r"ACC-[0-9]{1,12}")
 SYSTEM_ACCOUNT_PREFIX = "SYS-EXTERNAL-"
-_KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,200}")
 
 
 def parse_account_id(value: object, field: str) -> str:
@@ -30,14 +30,10 @@ def system_account_id(currency: str) -> str:
 
 
 def parse_idempotency_key(value: object, field: str = "idempotency_key") -> str:
-    """Keys are 1–200 visible ASCII characters (UUIDs, approval ids, ``op:123``)."""
-    if isinstance(value, str) and _KEY_PATTERN.fullmatch(value):
+    """A key by the one rule (`policy.idempotency_key`), as the ledger's refusal naming `field`."""
+    if is_idempotency_key(value):
         return value
-    raise LedgerError(
-        ErrorCode.INVALID_IDEMPOTENCY_KEY,
-        f"{field} must be 1 to 200 visible ASCII characters without spaces.",
-        field=field,
-    )
+    raise LedgerError(ErrorCode.INVALID_IDEMPOTENCY_KEY, f"{field} must be {IDEMPOTENCY_KEY_RULE}.", field=field)
 
 
 def _account_id_flaw(value: object) -> str:

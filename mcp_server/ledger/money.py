@@ -62,6 +62,9 @@ _SIGNED_NUMBER_TEXT = re.compile(r"[+-][0-9.]+")
 _MAX_AMOUNT_TEXT = 40
 _FIELD = "amount"
 
+DEFAULT_MAX_AMOUNT_MINOR = 1_000_000_00
+"""The ceiling on one amount, in minor units (1,000,000.00), unless configured (`Settings.max_amount_minor`)."""
+
 
 def minor_units(currency: str) -> int:
     """Digits after the decimal point for ``currency``; unknown codes are ``invalid_currency``."""

@@ -1,6 +1,6 @@
 """Idempotency keys: the first outcome of a keyed request is stored and replayed forever.
 
-A key binds to a digest of the request it first arrived with. The same key with the same
+A key binds to a digest of the request it first arrived with (`policy.canonical.digest`). The same key with the same
 request returns the stored result and moves nothing; the same key with any other request
 is an ``idempotency_conflict``. Keys and results live in ``idempotency_keys`` and are
 written in the same transaction as the movement they describe, so they are exactly as
@@ -16,7 +16,6 @@ therefore never meets a unique violation, and another request under a stored key
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -32,12 +31,6 @@ _INSERT = Statement(
     "INSERT INTO idempotency_keys (key, request_digest, result_json, created_at)"
     " VALUES (:key, :digest, :result, :created_at)"
 )
-
-
-def request_digest(operation: str, **fields: object) -> str:
-    """A stable fingerprint of a request: SHA-256 of its canonical JSON."""
-    canonical = json.dumps({"operation": operation, **fields}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def recall(conn: Connection, key: str, digest: str, *, hold: bool = False) -> dict[str, Any] | None:
