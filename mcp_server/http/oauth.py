@@ -8,8 +8,6 @@ principal the audit log records (the `sub` claim, or another) and its scopes. A 
 any check is simply not authenticated (401); a valid one without the required scopes gets 403.
 """
 
-from __future__ import annotations
-
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field

@@ -1,32 +1,30 @@
 """The double-entry ledger: where "nothing acknowledged is lost, nothing approved runs twice".
 
-Every movement is one ``transactions`` row plus two ``entries`` (a debit and a credit that
-sum to zero) and the matching change to both cached ``accounts.balance_minor`` values, all
+Every movement is one `transactions` row plus two `entries` (a debit and a credit that
+sum to zero) and the matching change to both cached `accounts.balance_minor` values, all
 in one database transaction. Where each rule is enforced:
 
-* Input shape (amounts, ids, memos, keys): parsed before any SQL (``money``,
-  ``identifiers``, ``free_text``), so a bad request never opens a write.
+* Input shape (amounts, ids, memos, keys): parsed before any SQL (`money`,
+  `identifiers`, `free_text`), so a bad request never opens a write.
 * Existence, open status, same currency, distinct accounts and no overdraft: checked here
-  on rows locked for the rest of the transaction (see ``Database`` for the lock discipline),
+  on rows locked for the rest of the transaction (see `Database` for the lock discipline),
   before anything is written, so a refusal changes nothing.
 * No negative customer balance and "closed means empty": also CHECK constraints in the
   schema, so even a bug cannot commit a violation.
 * Accounted for: money posted outside the policy gate (deposits, the demo seed) is recorded in
-  the audit chain in the same transaction (event ``admin``), so ``audit verify`` can demand a
-  record for every ledger transaction. ``transfer``/``close`` here are the bare ledger API
-  (tests, the ledger benchmark): they bypass the gate, and ``audit verify`` names what they post.
-* Exactly-once: ``idempotency`` stores the first outcome of a keyed request in the same
-  transaction; ``transactions.idempotency_key`` is UNIQUE as a second line of defence.
+  the audit chain in the same transaction (event `admin`), so `audit verify` can demand a
+  record for every ledger transaction. `transfer`/`close` here are the bare ledger API
+  (tests, the ledger benchmark): they bypass the gate, and `audit verify` names what they post.
+* Exactly-once: `idempotency` stores the first outcome of a keyed request in the same
+  transaction; `transactions.idempotency_key` is UNIQUE as a second line of defence.
 
-The ``*_in`` methods run inside a caller's transaction (the policy gate combines them with
+The `*_in` methods run inside a caller's transaction (the policy gate combines them with
 consuming an approval and writing audit rows) and take arguments already parsed at the edge
-(the tools' ``canonical``), so nothing is parsed twice; the other methods run their own and
+(the tools' `canonical`), so nothing is parsed twice; the other methods run their own and
 parse what they are given.
-Customer accounts can be read after closing (status ``closed``); they refuse every later
-movement or close with ``account_closed``.
+Customer accounts can be read after closing (status `closed`); they refuse every later
+movement or close with `account_closed`.
 """
-
-from __future__ import annotations
 
 import secrets
 import time
@@ -74,8 +72,8 @@ M = TypeVar("M", bound=BaseModel)
 
 MAX_HISTORY_LIMIT = 500
 ADMIN_PRINCIPAL = "admin"
-"""Who the audit names for money posted by ledger administration (``admin`` records move nothing
-towards any principal's daily total: their ``amount_minor`` is 0, the amount is in the receipt)."""
+"""Who the audit names for money posted by ledger administration (`admin` records move nothing
+towards any principal's daily total: their `amount_minor` is 0, the amount is in the receipt)."""
 DEMO_ACCOUNTS: tuple[tuple[str, str, int], ...] = (
     ("ACC-001", "Alice Example", 5_000_00),
     ("ACC-002", "Bob Example", 250_00),
@@ -193,7 +191,7 @@ class TransferPlan(NamedTuple):
 
 
 class ClosePlan(NamedTuple):
-    """A closure that passed every check; ``destination`` receives ``account``'s balance."""
+    """A closure that passed every check; `destination` receives `account`'s balance."""
 
     account: Account
     destination: Account | None
@@ -227,7 +225,7 @@ class Ledger:
     # -- composable operations: run inside the caller's transaction -------------------------
 
     def account_in(self, conn: Connection, account_id: str, field: str = "account_id") -> Account:
-        """The customer account ``account_id`` (open or closed); ``unknown_account`` if none."""
+        """The customer account `account_id` (open or closed); `unknown_account` if none."""
         row = _SELECT_ACCOUNT.one(conn, {"id": account_id})
         if row is None:
             raise unknown_account(account_id, field)
@@ -243,7 +241,7 @@ class Ledger:
         *,
         idempotency_key: str | None = None,
     ) -> TransferReceipt:
-        """Move ``amount_minor`` between two open same-currency accounts, or change nothing."""
+        """Move `amount_minor` between two open same-currency accounts, or change nothing."""
         _distinct_parties(from_account, to_account)
         return self._transfer(
             conn,
@@ -255,7 +253,7 @@ class Ledger:
         )
 
     def plan_transfer_in(self, conn: Connection, from_account: str, to_account: str, amount: object) -> TransferPlan:
-        """Everything ``transfer_in`` would check (``amount`` in major units of the debit's currency), without
+        """Everything `transfer_in` would check (`amount` in major units of the debit's currency), without
         writing: what an approver is shown, and a refusal before anyone is asked."""
         _distinct_parties(from_account, to_account)
         debit, credit, amount_minor = self._plan_transfer(
@@ -267,7 +265,7 @@ class Ledger:
         return TransferPlan(debit.public(), credit.public(), amount_minor)
 
     def plan_close_in(self, conn: Connection, account_id: str, sweep_to: str | None = None) -> ClosePlan:
-        """Everything ``close_in`` would check, without writing."""
+        """Everything `close_in` would check, without writing."""
         _distinct_sweep(account_id, sweep_to)
         account, destination = self._plan_close(conn, account_id, sweep_to)
         return ClosePlan(account.public(), destination.public() if destination is not None else None)
@@ -280,14 +278,14 @@ class Ledger:
         *,
         idempotency_key: str | None = None,
     ) -> CloseReceipt:
-        """Close an account; a non-zero balance needs ``sweep_to`` and moves there first."""
+        """Close an account; a non-zero balance needs `sweep_to` and moves there first."""
         _distinct_sweep(account_id, sweep_to)
         return self._close(conn, account_id, sweep_to, _optional_key(idempotency_key))
 
     # -- convenience operations: one transaction each ---------------------------------------
 
     def balance(self, account_id: str) -> Account:
-        """One indexed read; closed accounts are returned with status ``closed``."""
+        """One indexed read; closed accounts are returned with status `closed`."""
         parsed = parse_account_id(account_id, "account_id")
         return self._db.read(lambda conn: self.account_in(conn, parsed))
 
@@ -325,7 +323,7 @@ class Ledger:
         memo: str | None = None,
         idempotency_key: str | None = None,
     ) -> TransferReceipt:
-        """Parse ``amount`` in the accounts' currency and transfer it, at most once per key."""
+        """Parse `amount` in the accounts' currency and transfer it, at most once per key."""
         source, target, note, key = _transfer_request(from_account, to_account, memo, idempotency_key)
         request = {"from_account": source, "to_account": target, "amount": amount_identity(amount), "memo": note}
         return self._once(
@@ -352,7 +350,7 @@ class Ledger:
         )
 
     def create_account(self, owner: str, currency: str = "USD", account_id: str | None = None) -> Account:
-        """Admin: open an empty account, numbered ``ACC-NNN`` after the highest one if no id given."""
+        """Admin: open an empty account, numbered `ACC-NNN` after the highest one if no id given."""
         name = parse_owner(owner)
         code = parse_currency(currency)
         wanted = None if account_id is None else parse_account_id(account_id, "account_id")
@@ -413,7 +411,7 @@ class Ledger:
         model: type[M],
         work: Callable[[Connection], M],
     ) -> M:
-        """Run ``work`` in one transaction; with a key, replay the stored outcome instead."""
+        """Run `work` in one transaction; with a key, replay the stored outcome instead."""
         if key is None:
             return self._db.run(work)
         digest = digest_of_request()
@@ -531,7 +529,7 @@ class Ledger:
         memo: str | None,
         key: str | None,
     ) -> DepositReceipt:
-        """Credit ``account`` from its currency's system account (money entering the bank)."""
+        """Credit `account` from its currency's system account (money entering the bank)."""
         external = self._system_account(conn, account.currency)
         transaction_id, created_at = self._post(conn, kind, external, account, amount, memo, key)
         return DepositReceipt(

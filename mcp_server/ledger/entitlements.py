@@ -2,19 +2,17 @@
 
 Two kinds, from a small fixed vocabulary (migration 0003 enforces it):
 
-* a **relation** of a principal to one account: ``owner`` (read, debit, close) or
-  ``viewer`` (read only);
-* a principal-wide **role**: ``operator`` (bank staff, acting on any account).
+* a **relation** of a principal to one account: `owner` (read, debit, close) or
+  `viewer` (read only);
+* a principal-wide **role**: `operator` (bank staff, acting on any account).
 
 The server only reports them: a call's facts carry the caller's relations to each account
 it names and the caller's roles, read in the deciding transaction, and the policy decides
-what they permit. Changes made with ``bankgate-mcp admin`` are audit records (event
-``granted``/``revoked``, tool ``entitlements``, the administrator as principal) in the same
+what they permit. Changes made with `bankgate-mcp admin` are audit records (event
+`granted`/`revoked`, tool `entitlements`, the administrator as principal) in the same
 transaction as the change, so the chained audit log says who granted what and when; the
 table itself keeps who made each grant that stands.
 """
-
-from __future__ import annotations
 
 import getpass
 import re

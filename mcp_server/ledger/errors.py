@@ -1,11 +1,9 @@
 """The one error type the ledger raises for anything a caller or user can fix.
 
-Every refusal carries a stable snake_case ``code`` (for programs and tests), a ``message``
+Every refusal carries a stable snake_case `code` (for programs and tests), a `message`
 that is safe to relay to a person verbatim (no stack traces, no secrets, no echo of
-arbitrary input), and the ``field`` of the request at fault when there is one.
+arbitrary input), and the `field` of the request at fault when there is one.
 """
-
-from __future__ import annotations
 
 from enum import StrEnum
 

@@ -8,11 +8,9 @@ so they must not be able to pass for part of it. Refused (one rule for both fiel
   characters, Hangul fillers such as U+3164, variation selectors, tags, ...), the Braille
   blank U+2800, and every space except the plain one (U+0020); a blank run could pad a memo
   until it seemed to end and the bank's own lines to begin;
-* stacks of more than ``MAX_COMBINING_MARKS`` combining marks on one character, which spill
+* stacks of more than `MAX_COMBINING_MARKS` combining marks on one character, which spill
   over the lines above and below ("Zalgo" text). Scripts that use marks need at most that.
 """
-
-from __future__ import annotations
 
 import unicodedata
 
@@ -34,7 +32,7 @@ _BLANK = frozenset(chr(c) for start, end in _BLANK_RANGES for c in range(start, 
 
 
 def parse_memo(value: object) -> str | None:
-    """A memo is optional: ``None`` or blank means no memo; otherwise trimmed, printable text."""
+    """A memo is optional: `None` or blank means no memo; otherwise trimmed, printable text."""
     if value is None:
         return None
     text = _printable_text(value, "memo", MAX_MEMO_LENGTH, ErrorCode.INVALID_MEMO)

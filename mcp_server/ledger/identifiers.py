@@ -1,12 +1,10 @@
 """Parsers for the identifiers a request may carry: customer account ids and idempotency keys.
 
-Account ids are deliberately strict ASCII (``ACC-`` then 1–12 digits, upper-case, no
-whitespace) so that look-alikes such as a Cyrillic ``А`` or fullwidth ``０`` can never name
+Account ids are deliberately strict ASCII (`ACC-` then 1–12 digits, upper-case, no
+whitespace) so that look-alikes such as a Cyrillic `А` or fullwidth `０` can never name
 a different account than the one a human approved. System accounts use another prefix
-(``SYS-``), so no tool input can ever address them.
+(`SYS-`), so no tool input can ever address them.
 """
-
-from __future__ import annotations
 
 import re
 
@@ -18,7 +16,7 @@ SYSTEM_ACCOUNT_PREFIX = "SYS-EXTERNAL-"
 
 
 def parse_account_id(value: object, field: str) -> str:
-    """Return ``value`` if it is a customer account id such as ``ACC-001``; else name the flaw."""
+    """Return `value` if it is a customer account id such as `ACC-001`; else name the flaw."""
     if isinstance(value, str) and ACCOUNT_ID_PATTERN.fullmatch(value):
         return value
     raise LedgerError(ErrorCode.INVALID_ACCOUNT_ID, f"{field} {_account_id_flaw(value)}", field=field)

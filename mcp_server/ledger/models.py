@@ -1,10 +1,8 @@
 """What the ledger hands back: immutable, JSON round-trippable pydantic models.
 
-Amounts are integer minor units (``*_minor``) so they survive JSON exactly; ``Account``
-also offers its balance as an exact ``Decimal`` (serialized as a string).
+Amounts are integer minor units (`*_minor`) so they survive JSON exactly; `Account`
+also offers its balance as an exact `Decimal` (serialized as a string).
 """
-
-from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
@@ -34,7 +32,7 @@ class Account(_Model):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def balance(self) -> Decimal:
-        """The balance in major units, exact (``500000`` USD -> ``5000.00``)."""
+        """The balance in major units, exact (`500000` USD -> `5000.00`)."""
         return to_decimal(self.balance_minor, self.currency)
 
 
@@ -71,7 +69,7 @@ class CloseReceipt(_Model):
 
 
 class HistoryLine(_Model):
-    """One movement as seen from one account: negative ``amount_minor`` left the account."""
+    """One movement as seen from one account: negative `amount_minor` left the account."""
 
     transaction_id: str
     kind: TransactionKind

@@ -1,21 +1,19 @@
-"""Exact money: integer minor units inside, ``Decimal`` at the edges, never float arithmetic.
+"""Exact money: integer minor units inside, `Decimal` at the edges, never float arithmetic.
 
-Amount rules (what ``parse_amount`` accepts), chosen so a model's JSON can never be
+Amount rules (what `parse_amount` accepts), chosen so a model's JSON can never be
 misread by a factor of ten or a thousand:
 
-* ``int`` and ``Decimal`` values, and JSON floats such as ``0.1`` or ``500.0``, which are
-  read through ``repr`` so ``0.1`` means exactly one tenth. Numbers are judged by value:
-  ``500.0`` is a valid JPY amount.
-* Strings of ASCII digits with an optional ``.`` and fraction (``"500"``, ``"500.00"``),
+* `int` and `Decimal` values, and JSON floats such as `0.1` or `500.0`, which are
+  read through `repr` so `0.1` means exactly one tenth. Numbers are judged by value:
+  `500.0` is a valid JPY amount.
+* Strings of ASCII digits with an optional `.` and fraction (`"500"`, `"500.00"`),
   optionally surrounded by whitespace. A string may not carry more decimals than the
-  currency has (``"5.000"`` is refused for USD rather than guessed to mean 5 or 5000).
-  Signs, currency symbols, thousands separators (``"5,000"``), decimal commas
-  (``"5,00"``), exponents (``"1e3"``) and non-ASCII digits are refused.
-* ``bool``, ``None``, NaN, infinities, zero and negatives are refused, as is anything above
+  currency has (`"5.000"` is refused for USD rather than guessed to mean 5 or 5000).
+  Signs, currency symbols, thousands separators (`"5,000"`), decimal commas
+  (`"5,00"`), exponents (`"1e3"`) and non-ASCII digits are refused.
+* `bool`, `None`, NaN, infinities, zero and negatives are refused, as is anything above
   the caller's ceiling.
 """
-
-from __future__ import annotations
 
 import math
 import re
@@ -67,12 +65,12 @@ DEFAULT_MAX_AMOUNT_MINOR = 1_000_000_00
 
 
 def minor_units(currency: str) -> int:
-    """Digits after the decimal point for ``currency``; unknown codes are ``invalid_currency``."""
+    """Digits after the decimal point for `currency`; unknown codes are `invalid_currency`."""
     return MINOR_UNITS[parse_currency(currency)]
 
 
 def parse_currency(value: object, field: str = "currency") -> str:
-    """Return ``value`` if it is a supported upper-case ISO 4217 code."""
+    """Return `value` if it is a supported upper-case ISO 4217 code."""
     if isinstance(value, str) and value in MINOR_UNITS:
         return value
     if isinstance(value, str) and value.upper() in MINOR_UNITS:
@@ -83,7 +81,7 @@ def parse_currency(value: object, field: str = "currency") -> str:
 
 
 def parse_amount(value: object, currency: str, *, ceiling_minor: int) -> int:
-    """Parse a requested amount into positive integer minor units of ``currency``."""
+    """Parse a requested amount into positive integer minor units of `currency`."""
     exponent = minor_units(currency)
     amount = _to_decimal(value)
     if -int(amount.as_tuple().exponent) > exponent:
@@ -107,18 +105,18 @@ def check_amount_minor(value: object, currency: str, *, ceiling_minor: int) -> i
 
 def canonical_amount(value: object) -> str:
     """The normal form of a valid-looking amount, before its currency is known: text keeps the
-    decimals it was written with (``" 5.000"`` -> ``"5.000"``), a number is judged by value
-    (``500.0`` -> ``"500"``).
+    decimals it was written with (`" 5.000"` -> `"5.000"`), a number is judged by value
+    (`500.0` -> `"500"`).
 
-    It keeps exactly what ``parse_amount`` judges, so checking the normal form against the
+    It keeps exactly what `parse_amount` judges, so checking the normal form against the
     currency later refuses and accepts the same amounts as checking the raw value would
-    (stripping zeros here once let ``"5.000"`` through as 5 USD).
+    (stripping zeros here once let `"5.000"` through as 5 USD).
     """
     return format(_to_decimal(value), "f")
 
 
 def amount_identity(value: object) -> str:
-    """The value of a valid-looking amount, however spelled (``"500.00"``, ``500`` -> ``"500"``):
+    """The value of a valid-looking amount, however spelled (`"500.00"`, `500` -> `"500"`):
     what the ledger's own idempotency keys compare, so a replay spelled differently is still a
     replay. Never validate with it: it drops the decimals the currency check judges.
     """
@@ -126,12 +124,12 @@ def amount_identity(value: object) -> str:
 
 
 def to_decimal(minor: int, currency: str) -> Decimal:
-    """Minor units as an exact ``Decimal`` in major units (``500000, "USD"`` -> ``5000.00``)."""
+    """Minor units as an exact `Decimal` in major units (`500000, "USD"` -> `5000.00`)."""
     return Decimal(minor).scaleb(-minor_units(currency))
 
 
 def format_amount(minor: int, currency: str) -> str:
-    """Human form: ``$5,000.00``, ``€12.50``, ``-£3.00``, ``1,000 JPY``."""
+    """Human form: `$5,000.00`, `€12.50`, `-£3.00`, `1,000 JPY`."""
     exponent = minor_units(currency)
     number = f"{abs(to_decimal(minor, currency)):,.{exponent}f}"
     sign = "-" if minor < 0 else ""
@@ -140,7 +138,7 @@ def format_amount(minor: int, currency: str) -> str:
 
 
 def _to_decimal(value: object) -> Decimal:
-    """A positive finite ``Decimal`` whose exponent counts the decimals that matter."""
+    """A positive finite `Decimal` whose exponent counts the decimals that matter."""
     if isinstance(value, bool) or value is None:
         raise _invalid("amount must be a number or a decimal string such as 12.50.")
     if isinstance(value, int):
@@ -182,7 +180,7 @@ def _decimal_from_text(value: str) -> Decimal:
 
 
 def _drop_trailing_zeros(amount: Decimal) -> Decimal:
-    """``500.00`` -> ``500``, exactly (``Decimal.normalize`` would round to 28 digits)."""
+    """`500.00` -> `500`, exactly (`Decimal.normalize` would round to 28 digits)."""
     sign, digits, exponent = amount.as_tuple()
     assert isinstance(exponent, int)  # finite by construction
     while exponent < 0 and len(digits) > 1 and digits[-1] == 0:

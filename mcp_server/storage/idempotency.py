@@ -2,19 +2,17 @@
 
 A key binds to a digest of the request it first arrived with (`policy.canonical.digest`). The same key with the same
 request returns the stored result and moves nothing; the same key with any other request
-is an ``idempotency_conflict``. Keys and results live in ``idempotency_keys`` and are
+is an `idempotency_conflict`. Keys and results live in `idempotency_keys` and are
 written in the same transaction as the movement they describe, so they are exactly as
 durable as the money. The ledger's own keyed operations store nothing when refused
 (retrying after the cause is fixed is allowed); a gated tool call stores whatever ended it,
-refusals included, since its key names the call (see ``policy.gate``).
+refusals included, since its key names the call (see `policy.gate`).
 
-A writer recalls with ``hold=True``: it takes the key's turn first, so a concurrent request
+A writer recalls with `hold=True`: it takes the key's turn first, so a concurrent request
 with the same key waits for this transaction and then finds what it stored. Storing a key
 therefore never meets a unique violation, and another request under a stored key is an
-``idempotency_conflict`` found before anything runs, not an error after.
+`idempotency_conflict` found before anything runs, not an error after.
 """
-
-from __future__ import annotations
 
 import json
 from typing import Any
@@ -34,9 +32,9 @@ _INSERT = Statement(
 
 
 def recall(conn: Connection, key: str, digest: str, *, hold: bool = False) -> dict[str, Any] | None:
-    """The stored result for ``key``, ``None`` if unused; a different request is a conflict.
+    """The stored result for `key`, `None` if unused; a different request is a conflict.
 
-    ``hold``: take the key's turn first (in a write transaction that may store the key).
+    `hold`: take the key's turn first (in a write transaction that may store the key).
     """
     if hold:
         take_turn(conn, Space.IDEMPOTENCY_KEY, key)
@@ -55,9 +53,9 @@ def recall(conn: Connection, key: str, digest: str, *, hold: bool = False) -> di
 
 
 def remember(conn: Connection, key: str, digest: str, result: dict[str, Any]) -> None:
-    """Store ``result`` as the outcome of ``key``; commits (or not) with the caller's transaction.
+    """Store `result` as the outcome of `key`; commits (or not) with the caller's transaction.
 
-    The caller recalled ``key`` with ``hold=True`` in this transaction and found it unused.
+    The caller recalled `key` with `hold=True` in this transaction and found it unused.
     """
     _INSERT.run(
         conn,

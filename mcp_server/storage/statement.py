@@ -2,16 +2,14 @@
 
 SQLAlchemy's per-execute machinery (result metadata, events, parameter processing) costs
 several times what SQLite spends running a small indexed statement, and a transfer runs
-four of them. A ``Statement`` keeps SQLAlchemy for what it is good at here (turning one
-portable ``:name`` SQL text into each driver's parameter style) and then talks to the
-driver directly, inside the same transaction as any ordinary ``conn.execute``.
+four of them. A `Statement` keeps SQLAlchemy for what it is good at here (turning one
+portable `:name` SQL text into each driver's parameter style) and then talks to the
+driver directly, inside the same transaction as any ordinary `conn.execute`.
 
-Driver errors are re-raised as SQLAlchemy's ``DBAPIError`` family (and a dropped connection
-is invalidated), so ``Database`` classifies, retries and reports them exactly like errors
-from ``conn.execute``.
+Driver errors are re-raised as SQLAlchemy's `DBAPIError` family (and a dropped connection
+is invalidated), so `Database` classifies, retries and reports them exactly like errors
+from `conn.execute`.
 """
-
-from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -25,14 +23,14 @@ _NO_PARAMETERS: Mapping[str, Any] = MappingProxyType({})
 
 
 class Statement:
-    """One SQL text with ``:name`` parameters, portable across the ledger's backends."""
+    """One SQL text with `:name` parameters, portable across the ledger's backends."""
 
     def __init__(self, sql: str) -> None:
         self.sql = sql
         self._compiled: dict[str, _Compiled] = {}
 
     def one(self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMETERS) -> tuple[Any, ...] | None:
-        """The first row, or ``None``."""
+        """The first row, or `None`."""
         row: tuple[Any, ...] | None = self._execute(conn, params).fetchone()
         return row
 

@@ -1,15 +1,15 @@
-"""Versioned schema migrations: ``migrations/NNNN_name.sql`` applied in order at open.
+"""Versioned schema migrations: `migrations/NNNN_name.sql` applied in order at open.
 
 Each pending file runs in its own write transaction together with its row in
-``schema_migrations`` (version, name, applied_at), so a migration is either fully applied
+`schema_migrations` (version, name, applied_at), so a migration is either fully applied
 and recorded or not at all, and re-opening applies nothing. Two processes opening the same
-database at once are serialized: SQLite by the ``BEGIN IMMEDIATE`` every write transaction
+database at once are serialized: SQLite by the `BEGIN IMMEDIATE` every write transaction
 takes, PostgreSQL by a transaction-scoped advisory lock; whoever waits re-reads what is
 applied before acting.
 
 SQL files must be portable between SQLite and PostgreSQL. Statements are separated by
-``;`` and may not contain a ``;`` themselves (no string literals with semicolons, no
-trigger bodies); lines starting with ``--`` are comments.
+`;` and may not contain a `;` themselves (no string literals with semicolons, no
+trigger bodies); lines starting with `--` are comments.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Migration:
     sql: str
 
     def statements(self) -> list[str]:
-        """The file's statements, comments removed, split on ``;``."""
+        """The file's statements, comments removed, split on `;`."""
         code = "\n".join(line for line in self.sql.splitlines() if not line.lstrip().startswith("--"))
         return [statement.strip() for statement in code.split(";") if statement.strip()]
 
@@ -65,7 +65,7 @@ def available() -> list[Migration]:
 
 
 def applied(conn: Connection) -> dict[int, str]:
-    """Versions recorded in ``schema_migrations``, with their names."""
+    """Versions recorded in `schema_migrations`, with their names."""
     rows = conn.execute(text("SELECT version, name FROM schema_migrations ORDER BY version"))
     return {int(version): str(name) for version, name in rows}
 
