@@ -11,7 +11,8 @@ import pytest
 
 from mcp_server.errors import LedgerError
 from mcp_server.ledger import Ledger
-from tests.ledger.helpers import snapshot, standard_book
+from tests.ledger.helpers import standard_book
+from tests.support import snapshot
 
 Call = Callable[[Ledger], Any]
 

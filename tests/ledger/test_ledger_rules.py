@@ -12,7 +12,8 @@ from sqlalchemy import Connection, text
 from mcp_server.errors import LedgerError
 from mcp_server.ledger import Ledger
 from mcp_server.ledger_models import Account, CloseReceipt, HistoryLine, TransferReceipt
-from tests.ledger.helpers import customer_total, snapshot, standard_book
+from tests.ledger.helpers import customer_total, standard_book
+from tests.support import snapshot
 
 
 def test_seed_demo_funds_accounts_once(ledger: Ledger) -> None:

@@ -1,4 +1,6 @@
-"""The approval round-trip, over every transport and both protocol revisions.
+"""The approval round-trip, in process on both protocol revisions; the scenarios marked
+`over_every_transport` (approve, each kind of no, a client that cannot be asked, a replayed
+key, a close with its typed confirmation) also run over stdio and HTTP.
 
 Each test asserts the tool's result, the ledger, and the audit records.
 """
@@ -10,7 +12,8 @@ import pytest
 from mcp_types import CallToolResult
 
 from policy.testing import ScriptedResponder, approve, cancel, decline, invalid, reject, silence
-from tests.server.harness import APPROVAL_TIMEOUT, KEY, Harness
+from tests.server.harness import Harness, over_every_transport
+from tests.support import APPROVAL_TIMEOUT, KEY
 
 pytestmark = pytest.mark.anyio
 
@@ -31,6 +34,7 @@ async def transfer(
     return source, target, outcome(result)
 
 
+@over_every_transport
 async def test_approved_transfer_executes_and_is_audited(harness: Harness, mode: str) -> None:
     responder = ScriptedResponder(approve(note="checked with Ada"))
     source, target, result = await transfer(harness, responder, mode, memo="rent")
@@ -68,6 +72,7 @@ async def test_approved_transfer_executes_and_is_audited(harness: Harness, mode:
     ],
     ids=["approve-false", "decline", "cancel"],
 )
+@over_every_transport
 async def test_a_no_moves_nothing(harness: Harness, mode: str, answer: Any, status: str, sentence: str) -> None:
     source, target, result = await transfer(harness, ScriptedResponder(answer), mode)
 
@@ -89,6 +94,7 @@ async def test_invalid_answers_are_rejections(harness: Harness, mode: str, conte
     assert harness.events(result["approval_ref"]) == ["requested", "rejected"]
 
 
+@over_every_transport
 async def test_client_without_elicitation_is_refused(harness: Harness, mode: str) -> None:
     source, target = harness.open_account("100.00"), harness.open_account("0")
     async with harness.client(None, mode=mode) as client:
@@ -120,8 +126,7 @@ async def test_policy_denies_without_asking(harness: Harness, mode: str) -> None
     assert record["matched_rules"] == ["above-ceiling"]
 
 
-async def test_threshold_and_daily_rules(fresh_harness: Harness, mode: str) -> None:
-    harness = fresh_harness
+async def test_threshold_and_daily_rules(harness: Harness, mode: str) -> None:
     source, target = harness.open_account("500"), harness.open_account("0")
     responder = ScriptedResponder(approve())
     async with harness.client(responder, mode=mode, principal="capped") as client:
@@ -151,6 +156,7 @@ async def test_unanswered_question_expires(harness: Harness, mode: str) -> None:
     assert harness.events(result["approval_ref"]) == ["requested", "expired"]
 
 
+@over_every_transport
 async def test_same_idempotency_key_runs_once(harness: Harness, mode: str) -> None:
     source, target = harness.open_account("100"), harness.open_account("0")
     responder = ScriptedResponder(approve())
@@ -185,6 +191,7 @@ async def test_concurrent_approved_transfers_cannot_overdraw(harness: Harness, m
     assert harness.ledger.check_invariants() == []
 
 
+@over_every_transport
 async def test_close_with_sweep_types_back_the_account(harness: Harness, mode: str) -> None:
     account, keeper = harness.open_account("42.00", "Cleo Closing"), harness.open_account("1.00")
     responder = ScriptedResponder(approve())

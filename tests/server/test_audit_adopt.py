@@ -19,9 +19,9 @@ from mcp_server.audit_writer import AuditWriter
 from mcp_server.cli import main
 from mcp_server.timestamps import now_text
 from policy.testing import ScriptedResponder, approve
-from tests.ledger.conftest import BACKENDS, postgres_schema
 from tests.server.harness import Harness
 from tests.server.test_audit_cli import rechain, tamper, verify
+from tests.support import BACKENDS, postgres_schema
 
 pytestmark = pytest.mark.anyio
 

@@ -14,8 +14,8 @@ from mcp_server.app import build_server, open_state
 from mcp_server.entitlements import EntitlementAdmin
 from mcp_server.settings import Settings
 from policy.testing import ScriptedResponder, approve
-from tests.ledger.conftest import postgres_schema
 from tests.server.harness import Harness
+from tests.support import postgres_schema
 
 pytestmark = pytest.mark.anyio
 

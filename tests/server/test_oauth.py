@@ -18,15 +18,15 @@ from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp_types import CallToolResult
 
-from bench.servers import free_port
 from mcp_server.app import AppState
 from mcp_server.auth import ConfigTokenVerifier
 from policy.testing import ScriptedResponder, approve
 from tests.server.cli_process import run_cli
-from tests.server.harness import SHIPPED_POLICY, Harness, HttpServer
+from tests.server.harness import Harness, HttpServer
 from tests.server.issuer import ISSUER, Issuer, running_issuer
 from tests.server.test_http_security import ACCEPT, INITIALIZE, bearer
 from tests.server.test_rounds import answer, first_round
+from tests.support import SHIPPED_POLICY, free_port
 
 OPERATOR_SCOPE = "bankgate.operator"
 
