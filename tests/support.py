@@ -186,7 +186,7 @@ settings.register_profile(
     "ci", derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
 )
 settings.register_profile("dev")
-settings.register_profile("drill", derandomize=False, max_examples=settings.default.max_examples * DRILL_FACTOR)
+settings.register_profile("drill", derandomize=False, max_examples=settings().max_examples * DRILL_FACTOR)
 
 
 def select_profile(environ: Mapping[str, str]) -> str:

@@ -9,18 +9,12 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp_types import CallToolResult
 
 from policy.testing import ScriptedResponder, approve, cancel, decline, invalid, reject, silence
 from tests.server.harness import Harness, over_every_transport
-from tests.support import APPROVAL_TIMEOUT, KEY
+from tests.support import APPROVAL_TIMEOUT, KEY, outcome
 
 pytestmark = pytest.mark.anyio
-
-
-def outcome(result: CallToolResult) -> dict[str, Any]:
-    assert result.structured_content is not None, result
-    return dict(result.structured_content)
 
 
 async def transfer(

@@ -107,7 +107,7 @@ async def test_state_of_another_principal_is_refused(harness: Harness) -> None:
 
 
 def reference(round_: types.InputRequiredResult) -> str:
-    request = round_.input_requests[ASK]
+    request = (round_.input_requests or {})[ASK]
     assert isinstance(request, types.ElicitRequest)
     return request.params.message.rsplit("Reference: ", 1)[1].strip()
 
