@@ -1,7 +1,7 @@
 """Shared pytest configuration: async tests run on asyncio through anyio's plugin, one audit key per
 run, and the Hypothesis profile every property test and the fuzz drill run under.
 
-Profiles, chosen by `BANKGATE_FUZZ_PROFILE`, else `ci` when `CI` is set, else `dev`:
+Profiles (registered in `tests.support`), chosen by `BANKGATE_FUZZ_PROFILE`, else `ci` when `CI` is set, else `dev`:
 - `ci`: derandomised, no example database, nothing timed (no deadline, no too-slow check):
   every run draws and judges the same examples, so a red CI run is reproducible and a green
   one is not luck;
@@ -11,35 +11,16 @@ Profiles, chosen by `BANKGATE_FUZZ_PROFILE`, else `ci` when `CI` is set, else `d
 """
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
 from mcp_server.audit.keys import KEY_FILE_ENV
+from tests.support import PROFILE
 
-PROFILE_ENV = "BANKGATE_FUZZ_PROFILE"
-DRILL_FACTOR = 10
-
-settings.register_profile(
-    "ci", derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
-)
-settings.register_profile("dev")
-settings.register_profile("drill", derandomize=False, max_examples=settings.default.max_examples * DRILL_FACTOR)
-
-
-def select_profile(environ: Mapping[str, str]) -> str:
-    return environ.get(PROFILE_ENV) or ("ci" if environ.get("CI") else "dev")
-
-
-PROFILE = select_profile(os.environ)
 settings.load_profile(PROFILE)
-
-
-def examples(usual: int) -> int:
-    """The example count for a test that sets its own (explicit counts override profiles)."""
-    return usual * DRILL_FACTOR if PROFILE == "drill" else usual
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ledger.conftest import postgres_schema
+from tests.support import postgres_schema
 
 
 @pytest.fixture

@@ -17,37 +17,27 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import httpx2
-import mcp_types as types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import text
 
-from bench.load import rss_kib
-from bench.servers import free_port
 from mcp_server.audit.reader import verify
 from mcp_server.ledger.books import Ledger
 from mcp_server.storage.database import Database
 from policy.testing import ScriptedResponder
-from tests.server.harness import KEY, TOKENS, serve_args
+from tests.support import TOKENS, free_port, rss_kib, serve_args
 
 SCALE = float(os.environ.get("BANKGATE_DRILL_SCALE", "1"))
 """Multiplies the drills' sizes (clients, transfers); the assertions stay the same at any scale."""
 
 REPORT_ENV = "BANKGATE_DRILL_REPORT"
-ASK = "policy.approval_round:ask"
-APPROVE = types.ElicitResult(action="accept", content={"approve": True})
 KEY_RING = "drill-ring-one-" + "1" * 32
 OTHER_KEY_RING = "drill-ring-two-" + "2" * 32
 READY_TIMEOUT = 30.0
-
-
-def keyed(key: str) -> types.RequestParamsMeta:
-    """The request `_meta` carrying idempotency key `key`."""
-    return cast(types.RequestParamsMeta, {KEY: key})
 
 
 def scaled(n: int, minimum: int = 1) -> int:
@@ -179,34 +169,6 @@ async def connect(
         transport = streamable_http_client(url, http_client=http)
         async with Client(transport, elicitation_callback=responder, mode=mode) as client:  # type: ignore[arg-type]
             yield client
-
-
-async def first_round(client: Client, tool: str, args: dict[str, Any], **kwargs: Any) -> types.InputRequiredResult:
-    """Send a gated call and return its approval round (2026-07-28) without answering it."""
-    result = await client.session.call_tool(tool, args, allow_input_required=True, **kwargs)
-    assert isinstance(result, types.InputRequiredResult), result
-    assert list(result.input_requests or {}) == [ASK]
-    return result
-
-
-async def answer(
-    client: Client,
-    tool: str,
-    args: dict[str, Any],
-    state: str | None,
-    response: types.ElicitResult = APPROVE,
-    **kwargs: Any,
-) -> types.CallToolResult | types.InputRequiredResult:
-    result = await client.session.call_tool(
-        tool, args, input_responses={ASK: response}, request_state=state, allow_input_required=True, **kwargs
-    )
-    assert isinstance(result, types.CallToolResult | types.InputRequiredResult), result
-    return result
-
-
-def outcome(result: object) -> dict[str, Any]:
-    assert isinstance(result, types.CallToolResult) and result.structured_content is not None, result
-    return dict(result.structured_content)
 
 
 class Books:

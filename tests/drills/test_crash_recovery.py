@@ -18,7 +18,8 @@ import anyio
 import pytest
 
 from policy.testing import ScriptedResponder, approve
-from tests.drills.support import KEY_RING, Books, ServerProcess, connect, keyed, outcome, record, running, scaled
+from tests.drills.support import KEY_RING, Books, ServerProcess, connect, record, running, scaled
+from tests.support import keyed, outcome
 
 pytestmark = pytest.mark.anyio
 

@@ -22,17 +22,8 @@ from sqlalchemy.engine import make_url
 
 from policy.testing import ScriptedResponder, approve
 from tests.drills.proxy import TcpProxy
-from tests.drills.support import (
-    APPROVE,
-    Books,
-    ServerProcess,
-    answer,
-    connect,
-    first_round,
-    outcome,
-    record,
-    running,
-)
+from tests.drills.support import Books, ServerProcess, connect, record, running
+from tests.support import APPROVE, answer, first_round, outcome
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 

@@ -29,8 +29,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_server.app import build_server, open_state
 from mcp_server.settings import Settings
 from policy.testing import ScriptedResponder
-from tests.drills.support import Books, answer, first_round, keyed, outcome, record
-from tests.server.harness import TEST_POLICY
+from tests.drills.support import Books, record
+from tests.support import TEST_POLICY, answer, first_round, keyed, outcome
 
 pytestmark = pytest.mark.anyio
 

@@ -33,10 +33,8 @@ from mcp_server.app import build_server, open_state
 from mcp_server.ledger.entitlements import EntitlementAdmin
 from mcp_server.settings import Settings
 from policy.question import requested_confirmation
-from tests.conftest import PROFILE_ENV, examples, select_profile
 from tests.drills.support import Books, record, scaled
-from tests.ledger.helpers import snapshot
-from tests.server.harness import KEY
+from tests.support import KEY, PROFILE_ENV, examples, select_profile, snapshot
 
 EXAMPLES = examples(scaled(60, minimum=10))
 """Per protocol revision; derandomised in CI, ten times as many and random as a drill (tests/conftest.py)."""

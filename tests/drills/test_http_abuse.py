@@ -20,17 +20,8 @@ import httpx2
 import pytest
 
 from policy.testing import ScriptedResponder, approve, reject, silence
-from tests.drills.support import (
-    Books,
-    ServerProcess,
-    connect,
-    keyed,
-    outcome,
-    record,
-    running,
-    scaled,
-)
-from tests.server.harness import TOKENS
+from tests.drills.support import Books, ServerProcess, connect, record, running, scaled
+from tests.support import TOKENS, keyed, outcome
 
 pytestmark = pytest.mark.anyio
 

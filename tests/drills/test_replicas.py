@@ -15,22 +15,9 @@ import mcp_types as types
 import pytest
 from mcp import Client
 
-from tests.drills.support import (
-    APPROVE,
-    KEY_RING,
-    Books,
-    ServerProcess,
-    answer,
-    connect,
-    first_round,
-    keyed,
-    outcome,
-    record,
-    running,
-    scaled,
-)
+from tests.drills.support import KEY_RING, Books, ServerProcess, connect, record, running, scaled
 from tests.server.interleave import audit_head_held
-from tests.server.test_aggregate_limits import LIMIT_POLICY
+from tests.support import APPROVE, LIMIT_POLICY, answer, first_round, keyed, outcome
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 

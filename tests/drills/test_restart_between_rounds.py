@@ -17,18 +17,8 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from sqlalchemy import text
 
-from tests.drills.support import (
-    KEY_RING,
-    OTHER_KEY_RING,
-    Books,
-    ServerProcess,
-    answer,
-    connect,
-    first_round,
-    outcome,
-    record,
-    running,
-)
+from tests.drills.support import KEY_RING, OTHER_KEY_RING, Books, ServerProcess, connect, record, running
+from tests.support import answer, first_round, outcome
 
 pytestmark = pytest.mark.anyio
 

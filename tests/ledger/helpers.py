@@ -1,27 +1,11 @@
-"""Shared test helpers: a fingerprint of everything the ledger stores, and a standard book."""
+"""Ledger test helpers: a standard book and the customers' total (the fingerprint `snapshot` is in tests.support)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from mcp_server.ledger.books import Ledger
 from mcp_server.storage.database import Database
-
-
-def snapshot(db: Database) -> dict[str, Any]:
-    """Balances, statuses and row counts: equal before and after means nothing changed."""
-
-    def read(conn: Connection) -> dict[str, Any]:
-        accounts = conn.execute(text("SELECT id, status, balance_minor FROM accounts ORDER BY id")).all()
-        counts = {
-            table: conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
-            for table in ("transactions", "entries", "idempotency_keys")
-        }
-        return {"accounts": [tuple(row) for row in accounts], **counts}
-
-    return db.read(read)
 
 
 def standard_book(ledger: Ledger) -> None:

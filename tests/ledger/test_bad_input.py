@@ -11,7 +11,8 @@ import pytest
 
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
-from tests.ledger.helpers import snapshot, standard_book
+from tests.ledger.helpers import standard_book
+from tests.support import snapshot
 
 Call = Callable[[Ledger], Any]
 

@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
-from tests.ledger.helpers import customer_total, snapshot
+from tests.ledger.helpers import customer_total
+from tests.support import snapshot
 
 WORKERS = 8
 TRANSFERS_PER_WORKER = 500

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from mcp_server.ledger.books import Ledger
 from mcp_server.storage.database import Database
 from tests.ledger import crash_worker
-from tests.ledger.helpers import snapshot
+from tests.support import snapshot
 
 ACKNOWLEDGED_BEFORE_KILL = 60
 

@@ -8,7 +8,7 @@ import pytest
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.storage.database import Database
-from tests.ledger.helpers import snapshot
+from tests.support import snapshot
 
 
 def test_replay_returns_the_original_receipt_and_moves_nothing(ledger: Ledger) -> None:

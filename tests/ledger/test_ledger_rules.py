@@ -13,7 +13,8 @@ from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.ledger.models import Account, CloseReceipt, HistoryLine, TransferReceipt
 from mcp_server.storage import idempotency
-from tests.ledger.helpers import customer_total, snapshot, standard_book
+from tests.ledger.helpers import customer_total, standard_book
+from tests.support import snapshot
 
 
 def test_seed_demo_funds_accounts_once(ledger: Ledger) -> None:

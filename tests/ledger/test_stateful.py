@@ -17,7 +17,7 @@ from sqlalchemy import text
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.ledger.money import to_decimal
-from tests.ledger.helpers import snapshot
+from tests.support import snapshot
 
 ACCOUNTS = 5  # per example: four USD accounts and one EUR account
 SETTINGS = settings(

@@ -1,14 +1,14 @@
-"""The server test matrix: every scenario over each transport, on both protocol revisions."""
+"""The server test matrix: each scenario in memory (and on PostgreSQL when configured), on both
+protocol revisions. The stdio and HTTP transports run the conformance set: the scenarios marked
+`over_every_transport` (see `tests.server.harness`)."""
 
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.ledger.conftest import postgres_schema
-from tests.server.harness import Harness, HttpServer
+from tests.server.harness import IN_PROCESS, Harness, HttpServer, postgres_harness
 
-TRANSPORTS = ["memory", "stdio", "http", pytest.param("memory-postgresql", marks=pytest.mark.postgres)]
 MODES = ["auto", "legacy"]  # auto lands on 2026-07-28; legacy speaks 2025-11-25
 
 
@@ -21,9 +21,10 @@ def http_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Htt
     server.stop()
 
 
-@pytest.fixture(params=TRANSPORTS)
+@pytest.fixture(params=IN_PROCESS)
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    """The server over one transport; `memory-postgresql` runs it in-process on a PostgreSQL ledger."""
+    """The server over one transport; `memory-postgresql` runs it in-process on a PostgreSQL ledger.
+    Over `http` the module's tests share one server and ledger (each opens accounts of its own)."""
     transport: str = request.param
     if transport == "http":
         url, server = request.getfixturevalue("http_db")
@@ -32,31 +33,6 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
         yield from postgres_harness()
     else:
         yield Harness(transport, f"sqlite:///{tmp_path / 'ledger.db'}")
-
-
-def postgres_harness() -> Iterator[Harness]:
-    with postgres_schema("bankgate_server") as url:
-        harness = Harness("memory", url)
-        try:
-            yield harness
-        finally:
-            harness.db.close()
-
-
-@pytest.fixture(params=TRANSPORTS)
-def fresh_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    """Like `harness`, but never shares a ledger with other tests (for per-principal daily totals)."""
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    if request.param == "memory-postgresql":
-        yield from postgres_harness()
-        return
-    if request.param != "http":
-        yield Harness(request.param, url)
-        return
-    Harness("setup", url)
-    server = HttpServer(url)
-    yield Harness("http", url, server)
-    server.stop()
 
 
 @pytest.fixture(params=MODES)

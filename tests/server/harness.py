@@ -4,6 +4,11 @@
 client (as a desktop assistant does); `http` talks to one `serve --transport http`
 subprocess on a free loopback port. All three share one SQLite file with the test, which
 reads balances and audit records straight from it.
+
+Behaviour is tested in process (`IN_PROCESS`, the `harness` fixture's default): the server's
+logic is the same whatever carries its messages. A scenario marked `over_every_transport` also
+runs over stdio and HTTP: together those make the transport conformance set, proving each wire
+carries every kind of exchange the in-process scenarios rely on.
 """
 
 import json
@@ -12,46 +17,32 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import text
 
-import policy
-from bench.servers import free_port
 from mcp_server.app import build_server, open_state
 from mcp_server.audit.keys import KEY_FILE_ENV
 from mcp_server.ledger.books import Ledger
 from mcp_server.settings import Settings
 from mcp_server.storage.database import Database
-from policy.idempotency_key import IDEMPOTENCY_KEY_META
 from policy.testing import ScriptedResponder
+from tests.support import APPROVAL_TIMEOUT, TEST_POLICY, TOKENS, free_port, postgres_schema, serve_args
 
-TEST_POLICY = Path(__file__).with_name("test_policy.toml")
-SHIPPED_POLICY = Path(policy.__file__).with_name("default_policy.toml")
-APPROVAL_TIMEOUT = 2.0
-TOKENS = {
-    "local": "tok-local-0123456789abcdef",
-    "capped": "tok-capped-0123456789abcdef",
-    "other": "tok-other-0123456789abcdef",
-    "alice": "tok-alice-0123456789abcdef",
-    "bob": "tok-bob-0123456789abcdef0",
-    "carol": "tok-carol-0123456789abcdef",
-}
-KEY = IDEMPOTENCY_KEY_META
-
-
-def serve_args(db_url: str, *extra: str) -> list[str]:
-    return [
-        "-m", "mcp_server", "serve", "--db", db_url, "--policy", str(TEST_POLICY),
-        "--approval-timeout", str(APPROVAL_TIMEOUT), "--no-seed", *extra,
-    ]  # fmt: skip
+IN_PROCESS = ["memory", pytest.param("memory-postgresql", marks=pytest.mark.postgres)]
+TRANSPORTS = ["memory", "stdio", "http", pytest.param("memory-postgresql", marks=pytest.mark.postgres)]
+over_every_transport = pytest.mark.parametrize("harness", TRANSPORTS, indirect=True)
+"""Run the scenario over stdio and HTTP as well as in process: a member of the conformance set."""
+over_http = pytest.mark.parametrize("harness", ["http"], indirect=True)
+"""Run the scenario over HTTP only (what only HTTP has, e.g. authenticated principals)."""
 
 
 class HttpServer:
@@ -160,3 +151,13 @@ class Harness:
 
     def events(self, approval_ref: str) -> list[str]:
         return [r["event"] for r in self.audit(approval_ref=approval_ref)]
+
+
+def postgres_harness() -> Iterator[Harness]:
+    """An in-process harness on a fresh PostgreSQL schema (skips when none is configured)."""
+    with postgres_schema("bankgate_server") as url:
+        harness = Harness("memory", url)
+        try:
+            yield harness
+        finally:
+            harness.db.close()

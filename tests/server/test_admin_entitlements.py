@@ -1,11 +1,16 @@
-"""`bankgate-mcp admin grant|revoke|grants|roles`: as a shell user runs them, exit codes and all."""
+"""`bankgate-mcp admin grant|revoke|grants|roles`: what a shell user sees, exit codes and all.
+
+The CLI's `main` runs in process (its exit code is the process's: `python -m mcp_server` is
+`sys.exit(main())`, which tests/server/test_cli_defaults.py runs as a real process).
+"""
 
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from mcp_server.cli.main import main
 from mcp_server.ledger.entitlements import grants
 from tests.server.harness import Harness
 
@@ -17,34 +22,44 @@ def demo(tmp_path: Path) -> Harness:
     return harness
 
 
-def admin(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "mcp_server", "admin", *args, "--db", harness.db_url]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+@pytest.fixture
+def cli(demo: Harness, capsys: pytest.CaptureFixture[str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`bankgate-mcp <args> --db <the demo ledger>`: its exit code, stdout and stderr."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        capsys.readouterr()
+        code = main([*args, "--db", demo.db_url])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run
 
 
 def standing(harness: Harness) -> list[tuple[str, str | None, str]]:
     return [(g.principal, g.account_id, g.name) for g in grants(harness.db)]
 
 
-def test_admin_grants_revokes_and_lists_entitlements_and_audits_each_change(demo: Harness) -> None:
-    assert admin(demo, "grant", "dave", "viewer", "ACC-002", "--by", "ops").stdout == (
+def test_admin_grants_revokes_and_lists_entitlements_and_audits_each_change(
+    demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    assert cli("admin", "grant", "dave", "viewer", "ACC-002", "--by", "ops").stdout == (
         "granted: dave is viewer of ACC-002\n"
     )
-    assert admin(demo, "roles", "grant", "erin", "operator", "--by", "ops").returncode == 0
-    assert admin(demo, "revoke", "bob", "owner", "ACC-002", "--by", "ops").stdout == (
+    assert cli("admin", "roles", "grant", "erin", "operator", "--by", "ops").returncode == 0
+    assert cli("admin", "revoke", "bob", "owner", "ACC-002", "--by", "ops").stdout == (
         "revoked: bob is no longer owner of ACC-002\n"
     )
-    again = admin(demo, "grant", "dave", "viewer", "ACC-002")
+    again = cli("admin", "grant", "dave", "viewer", "ACC-002")
     assert (again.returncode, again.stdout) == (0, "unchanged: dave already is viewer of ACC-002\n")
 
-    by_account = admin(demo, "grants", "--account", "ACC-002").stdout.splitlines()
+    by_account = cli("admin", "grants", "--account", "ACC-002").stdout.splitlines()
     assert [line.split()[:3] for line in by_account] == [
         ["dave", "viewer", "on"],
         ["erin", "operator", "role"],  # an operator acts on every account, so it bears on this one
         ["local", "operator", "role"],
     ]
     assert "granted by admin:ops" in by_account[0]
-    by_principal = admin(demo, "grants", "--principal", "alice").stdout.splitlines()
+    by_principal = cli("admin", "grants", "--principal", "alice").stdout.splitlines()
     assert [line.split()[:4] for line in by_principal] == [["alice", "owner", "on", "ACC-001"]]
 
     changes = [(r["event"], r["principal"], r["arguments"]) for r in demo.audit(tool="entitlements")]
@@ -53,10 +68,9 @@ def test_admin_grants_revokes_and_lists_entitlements_and_audits_each_change(demo
         ("granted", "admin:ops", {"principal": "erin", "role": "operator"}),
         ("revoked", "admin:ops", {"principal": "bob", "relation": "owner", "account_id": "ACC-002"}),
     ]  # the unchanged second grant is not a change, so it is not recorded
-    assert admin(demo, "roles", "revoke", "erin", "operator").returncode == 0
+    assert cli("admin", "roles", "revoke", "erin", "operator").returncode == 0
     assert ("erin", None, "operator") not in standing(demo)
-    command = [sys.executable, "-m", "mcp_server", "audit", "verify", "--db", demo.db_url]
-    verified = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    verified = cli("audit", "verify")
     assert verified.stdout == "audit chain intact: 7 records\n"  # the seed's 3 fundings and 4 changes
 
 
@@ -75,10 +89,10 @@ def test_admin_grants_revokes_and_lists_entitlements_and_audits_each_change(demo
     ids=["unknown-account", "relation", "account-id", "principal", "role", "revoke-nothing", "role-nothing", "list"],
 )
 def test_bad_admin_input_is_one_clear_line_exit_2_and_changes_nothing(
-    demo: Harness, args: tuple[str, ...], says: str
+    demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]], args: tuple[str, ...], says: str
 ) -> None:
     before, audited = standing(demo), demo.audit()
-    result = admin(demo, *args)
+    result = cli("admin", *args)
     assert result.returncode == 2
     assert result.stdout == ""
     [line] = result.stderr.splitlines()

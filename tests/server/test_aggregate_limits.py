@@ -16,13 +16,12 @@ from mcp import Client
 
 from mcp_server.app import build_server, open_state
 from mcp_server.settings import Settings
-from tests.server.conftest import MODES
-from tests.server.harness import Harness
+from tests.server.harness import Harness, postgres_harness
 from tests.server.interleave import Gathering, audit_head_held
+from tests.support import LIMIT_POLICY
 
 pytestmark = pytest.mark.anyio
 
-LIMIT_POLICY = Path(__file__).with_name("limit_policy.toml")
 LIMIT_MINOR = 1000_00
 
 
@@ -32,15 +31,7 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     if request.param == "sqlite":
         yield Harness("memory", f"sqlite:///{tmp_path / 'ledger.db'}")
         return
-    from tests.server.conftest import postgres_harness
-
     yield from postgres_harness()
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    value: str = request.param
-    return value
 
 
 def client(ledger: Harness, mode: str, responder: Any = None) -> Client:

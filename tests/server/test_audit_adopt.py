@@ -8,7 +8,6 @@ columns with the same `chain_hash` (only signing and `admin` records were added)
 byte for byte the chain it would have written for the same gated calls, beside the same ledger.
 """
 
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,26 +18,12 @@ from mcp_server.audit.writer import AuditWriter
 from mcp_server.cli.main import main
 from mcp_server.timestamps import now_text
 from policy.testing import ScriptedResponder, approve
-from tests.ledger.conftest import BACKENDS, postgres_schema
 from tests.server.harness import Harness
 from tests.server.test_audit_cli import rechain, tamper, verify
 
 pytestmark = pytest.mark.anyio
 
 HINT = "`bankgate-mcp audit adopt`"
-
-
-@pytest.fixture(params=BACKENDS)
-async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
-    if request.param == "postgresql":
-        with postgres_schema("bankgate_adopt") as url:
-            harness = Harness("memory", url)
-            try:
-                yield harness
-            finally:
-                harness.db.close()
-    else:
-        yield Harness("memory", f"sqlite:///{tmp_path / 'ledger.db'}")
 
 
 async def made_before_signing(harness: Harness) -> list[str]:

@@ -19,8 +19,8 @@ from mcp_server.cli.main import main
 from mcp_server.ledger.books import Ledger
 from policy.audit import chain_hash
 from policy.testing import ScriptedResponder, approve, reject
-from tests.ledger.conftest import BACKENDS, postgres_schema
 from tests.server.harness import Harness
+from tests.support import BACKENDS, postgres_schema
 
 pytestmark = pytest.mark.anyio
 

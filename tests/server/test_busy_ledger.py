@@ -13,16 +13,10 @@ import anyio
 import pytest
 
 from policy.testing import ScriptedResponder, approve
-from tests.server.conftest import MODES
 from tests.server.harness import Harness
 
 pytestmark = pytest.mark.anyio
 HELD_S = 0.5
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 async def test_a_gated_call_waits_off_the_loop_while_another_process_writes(tmp_path: Path, mode: str) -> None:

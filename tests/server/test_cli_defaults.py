@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.servers import free_port
-from tests.ledger.conftest import postgres_schema
 from tests.server.cli_process import embedded_ledger, run_cli
+from tests.support import free_port, postgres_schema
 
 ONE_LINE_ERROR = 2
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx2
 
-from bench.servers import free_port
 from tests.server.cli_process import clean_env, run_cli
+from tests.support import free_port
 
 
 def test_a_taken_port_is_one_line_with_a_hint_and_opens_nothing(tmp_path: Path) -> None:

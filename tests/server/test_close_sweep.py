@@ -8,14 +8,13 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp_types import CallToolResult
 
 from mcp_server.app import build_server, open_state
 from mcp_server.ledger.entitlements import EntitlementAdmin
 from mcp_server.settings import Settings
 from policy.testing import ScriptedResponder, approve
-from tests.ledger.conftest import postgres_schema
 from tests.server.harness import Harness
+from tests.support import outcome, postgres_schema
 
 pytestmark = pytest.mark.anyio
 
@@ -45,11 +44,6 @@ when = "{DAILY}"
 outcome = "deny"
 reason = "At most 100.00 a day."
 """
-
-
-def outcome(result: CallToolResult) -> dict[str, Any]:
-    assert result.structured_content is not None, result
-    return dict(result.structured_content)
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """Entitlements under the shipped policy: principals act only on accounts they are entitled to.
 
 The demo seed gives alice ACC-001, bob ACC-002, carol ACC-003 (owners) and makes `local` an
-operator. Every scenario runs through a real MCP client on both protocol revisions, over
-HTTP with one bearer token per principal, and in-process on SQLite and PostgreSQL.
+operator. Every scenario runs through a real MCP client on both protocol revisions, in process
+on SQLite and PostgreSQL (the principal set per client); the attack itself also runs over HTTP,
+where the principal is the one the bearer token names.
 """
 
 import json
@@ -17,8 +18,8 @@ from mcp_types import CallToolResult
 
 from mcp_server.ledger.entitlements import EntitlementAdmin, grants
 from policy.testing import ScriptedResponder, approve
-from tests.ledger.conftest import postgres_schema
-from tests.server.harness import SHIPPED_POLICY, Harness, HttpServer
+from tests.server.harness import Harness, HttpServer
+from tests.support import SHIPPED_POLICY, postgres_schema
 
 pytestmark = pytest.mark.anyio
 
@@ -31,7 +32,10 @@ def seeded(harness: Harness) -> Harness:
     return harness
 
 
-@pytest.fixture(params=["memory", "http", pytest.param("memory-postgresql", marks=pytest.mark.postgres)])
+TRANSPORTS = ["memory", "http", pytest.param("memory-postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=["memory", pytest.param("memory-postgresql", marks=pytest.mark.postgres)])
 def bank(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     """The demo ledger under the shipped policy, served over one transport."""
     if request.param == "memory-postgresql":
@@ -71,6 +75,7 @@ def books(bank: Harness) -> tuple[int, ...]:
     return tuple(bank.balance(account) for account in (ALICE, BOB, CAROL))
 
 
+@pytest.mark.parametrize("bank", TRANSPORTS, indirect=True)
 async def test_a_principal_cannot_move_money_out_of_an_account_it_is_not_entitled_to(bank: Harness, mode: str) -> None:
     """The issue's attack: bob's token moves Alice's money to himself and closes her account, approving both."""
     before = books(bank)

@@ -17,7 +17,8 @@ from policy.gate import Gate, Opening
 from policy.loader import load_policy
 from policy.results import Status
 from policy.verdict import Verdict, VerdictKind
-from tests.server.harness import TEST_POLICY, Harness
+from tests.server.harness import Harness
+from tests.support import TEST_POLICY
 
 TTL = 60.0
 

@@ -13,7 +13,7 @@ from mcp_server.http.app import build_http_app
 from mcp_server.http.health import HealthProbe
 from mcp_server.ledger.errors import ErrorCode, LedgerError
 from mcp_server.settings import Settings
-from tests.server.harness import TOKENS
+from tests.support import TOKENS
 
 pytestmark = pytest.mark.anyio
 

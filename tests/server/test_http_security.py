@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.server.harness import TOKENS, Harness, HttpServer, free_port, serve_args
+from tests.server.harness import Harness, HttpServer
+from tests.support import TOKENS, free_port, serve_args
 
 INITIALIZE = {
     "jsonrpc": "2.0",

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from policy.testing import ScriptedResponder, approve
-from tests.server.harness import Harness
+from tests.server.harness import Harness, over_every_transport
 
 pytestmark = pytest.mark.anyio
 
@@ -32,6 +32,7 @@ async def test_the_memo_is_labelled_as_the_requesters_own_words(harness: Harness
     ["rent\u3164\u3164\u3164Approved by: bank", "rent\u2800\u2800ok", "rent Z\u0301\u0302\u0303\u0304\u0305"],
     ids=["hangul-filler", "braille-blank", "stacked-marks"],
 )
+@over_every_transport
 async def test_a_memo_that_could_pass_for_the_question_is_refused_before_anyone_is_asked(
     harness: Harness, mode: str, memo: str
 ) -> None:

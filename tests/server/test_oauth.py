@@ -16,17 +16,15 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp_types import CallToolResult
 
-from bench.servers import free_port
 from mcp_server.app import AppState
 from mcp_server.http.auth import ConfigTokenVerifier
 from policy.testing import ScriptedResponder, approve
 from tests.server.cli_process import run_cli
-from tests.server.harness import SHIPPED_POLICY, Harness, HttpServer
+from tests.server.harness import Harness, HttpServer
 from tests.server.issuer import ISSUER, Issuer, running_issuer
 from tests.server.test_http_security import ACCEPT, INITIALIZE, bearer
-from tests.server.test_rounds import answer, first_round
+from tests.support import SHIPPED_POLICY, answer, first_round, free_port, outcome
 
 OPERATOR_SCOPE = "bankgate.operator"
 
@@ -187,11 +185,6 @@ async def holding(server: HttpServer, token: str, responder: ScriptedResponder |
         yield client
 
 
-def outcome(result: Any) -> dict[str, Any]:
-    assert isinstance(result, CallToolResult) and result.structured_content is not None, result
-    return result.structured_content
-
-
 @pytest.mark.anyio
 async def test_an_operator_scoped_token_acts_as_operator(operated: tuple[Issuer, HttpServer, Harness]) -> None:
     issuer, server, harness = operated
@@ -233,9 +226,9 @@ async def test_a_round_answered_without_the_scope_runs_nothing(operated: tuple[I
     args = {"from_account": harness.open_account("10.00"), "to_account": harness.open_account("0"), "amount": "0.50"}
     with_role = issuer.token(server.url, sub="dora", scope=f"bankgate {OPERATOR_SCOPE}")
     async with holding(server, with_role, ScriptedResponder()) as asker:
-        round1 = await first_round(asker, args)
+        round1 = await first_round(asker, "transfer_funds", args)
     async with holding(server, issuer.token(server.url, sub="dora"), ScriptedResponder()) as answerer:
-        late = outcome(await answer(answerer, args, round1.request_state))
+        late = outcome(await answer(answerer, "transfer_funds", args, round1.request_state))
     assert late["status"] == "failed" and late["error"]["code"] == "unknown_account"
     assert harness.balance(args["from_account"]) == 1000
     assert not [
@@ -244,7 +237,7 @@ async def test_a_round_answered_without_the_scope_runs_nothing(operated: tuple[I
     async with holding(
         server, with_role, ScriptedResponder()
     ) as asker:  # the same round, answered with the role, still runs
-        done = outcome(await answer(asker, args, round1.request_state))
+        done = outcome(await answer(asker, "transfer_funds", args, round1.request_state))
     assert done["status"] == "executed" and harness.balance(args["to_account"]) == 50
 
 

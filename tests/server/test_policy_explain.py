@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mcp_server.cli.main import main
-from tests.server.harness import TEST_POLICY
+from tests.support import TEST_POLICY
 
 RESERVE_POLICY = """
 [tools.transfer_funds]

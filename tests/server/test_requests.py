@@ -1,7 +1,7 @@
 """What one request is: each call without a key is its own, a key names one call for good,
 and whatever ended a call is what its key and its rounds give back afterwards.
 
-Over every transport and both protocol revisions; concurrent callers are made to meet with
+In process on both protocol revisions; concurrent callers are made to meet with
 their questions all open before any is answered (`Gathering`).
 """
 
@@ -10,19 +10,13 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from mcp_types import CallToolResult
 
 from policy.testing import Answer, ScriptedResponder, approve, cancel, reject, silence
-from tests.drills.support import answer, first_round
-from tests.server.harness import APPROVAL_TIMEOUT, KEY, Harness
+from tests.server.harness import Harness
 from tests.server.interleave import Gathering
+from tests.support import APPROVAL_TIMEOUT, KEY, answer, first_round, outcome
 
 pytestmark = pytest.mark.anyio
-
-
-def outcome(result: CallToolResult) -> dict[str, Any]:
-    assert isinstance(result, CallToolResult) and result.structured_content is not None, result
-    return dict(result.structured_content)
 
 
 async def test_two_calls_without_a_key_are_two_requests(harness: Harness, mode: str) -> None:

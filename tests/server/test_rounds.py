@@ -9,46 +9,31 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from mcp import Client
 from mcp.shared.exceptions import MCPError
 from sqlalchemy import text
 
 from mcp_server.audit import reader as audit_log
 from policy.testing import ScriptedResponder
-from tests.server.harness import APPROVAL_TIMEOUT, Harness
+from tests.server.harness import Harness, over_every_transport, over_http
+from tests.support import APPROVAL_TIMEOUT, ASK, answer, first_round
 
 pytestmark = pytest.mark.anyio
 
-ASK = "policy.approval_round:ask"
-APPROVE = types.ElicitResult(action="accept", content={"approve": True})
-
-
-async def first_round(client: Client, args: dict[str, Any]) -> types.InputRequiredResult:
-    result = await client.session.call_tool("transfer_funds", args, allow_input_required=True)
-    assert isinstance(result, types.InputRequiredResult), result
-    assert list(result.input_requests) == [ASK]
-    return result
-
-
-async def answer(
-    client: Client, args: dict[str, Any], state: str | None, response: types.ElicitResult = APPROVE, key: str = ASK
-) -> types.CallToolResult | types.InputRequiredResult:
-    return await client.session.call_tool(
-        "transfer_funds", args, input_responses={key: response}, request_state=state, allow_input_required=True
-    )
+TOOL = "transfer_funds"
 
 
 def accounts(harness: Harness) -> dict[str, Any]:
     return {"from_account": harness.open_account("100"), "to_account": harness.open_account("0"), "amount": "25"}
 
 
+@over_every_transport
 async def test_replayed_round_returns_the_original_outcome(harness: Harness) -> None:
     args = accounts(harness)
     async with harness.client(ScriptedResponder()) as client:
-        round1 = await first_round(client, args)
-        executed = await answer(client, args, round1.request_state)
-        replayed = await answer(client, args, round1.request_state)
-        replayed_no = await answer(client, args, round1.request_state, types.ElicitResult(action="decline"))
+        round1 = await first_round(client, TOOL, args)
+        executed = await answer(client, TOOL, args, round1.request_state)
+        replayed = await answer(client, TOOL, args, round1.request_state)
+        replayed_no = await answer(client, TOOL, args, round1.request_state, types.ElicitResult(action="decline"))
 
     assert isinstance(executed, types.CallToolResult) and executed.structured_content is not None
     assert executed.structured_content["status"] == "executed"
@@ -61,7 +46,7 @@ async def test_replayed_round_returns_the_original_outcome(harness: Harness) -> 
 async def test_forged_or_moved_state_is_refused(harness: Harness, forgery: str) -> None:
     args = accounts(harness)
     async with harness.client(ScriptedResponder()) as client:
-        round1 = await first_round(client, args)
+        round1 = await first_round(client, TOOL, args)
         state = round1.request_state or ""
         target = args
         if forgery == "flipped-byte":
@@ -71,7 +56,7 @@ async def test_forged_or_moved_state_is_refused(harness: Harness, forgery: str) 
         else:
             state = "v1.not-a-sealed-state"
         with pytest.raises(MCPError) as refused:
-            await answer(client, target, state)
+            await answer(client, TOOL, target, state)
 
     assert refused.value.error.code == types.INVALID_PARAMS
     assert "Invalid or expired requestState" in refused.value.error.message
@@ -81,9 +66,9 @@ async def test_forged_or_moved_state_is_refused(harness: Harness, forgery: str) 
 async def test_answers_without_state_or_for_unasked_questions_run_nothing(harness: Harness) -> None:
     args = accounts(harness)
     async with harness.client(ScriptedResponder()) as client:
-        round1 = await first_round(client, args)
-        no_state = await answer(client, args, None)
-        unasked = await answer(client, args, round1.request_state, key="policy.approval_round:other")
+        round1 = await first_round(client, TOOL, args)
+        no_state = await answer(client, TOOL, args, None)
+        unasked = await answer(client, TOOL, args, round1.request_state, input_key="policy.approval_round:other")
 
     assert isinstance(no_state, types.InputRequiredResult) and isinstance(unasked, types.InputRequiredResult)
     assert reference(unasked) == reference(round1)  # the question asked again, unanswered
@@ -98,9 +83,9 @@ async def test_answers_without_state_or_for_unasked_questions_run_nothing(harnes
 async def test_a_late_answer_expires(harness: Harness) -> None:
     args = accounts(harness)
     async with harness.client(ScriptedResponder()) as client:
-        round1 = await first_round(client, args)
+        round1 = await first_round(client, TOOL, args)
         await anyio.sleep(APPROVAL_TIMEOUT + 0.3)
-        late = await answer(client, args, round1.request_state)
+        late = await answer(client, TOOL, args, round1.request_state)
 
     assert isinstance(late, types.CallToolResult) and late.structured_content is not None
     assert late.structured_content["status"] == "expired"
@@ -108,22 +93,21 @@ async def test_a_late_answer_expires(harness: Harness) -> None:
     assert harness.events(late.structured_content["approval_ref"]) == ["requested", "expired"]
 
 
+@over_http  # principals are authenticated over HTTP only
 async def test_state_of_another_principal_is_refused(harness: Harness) -> None:
-    if harness.transport != "http":
-        pytest.skip("principals are authenticated over HTTP only")
     args = accounts(harness)
     async with harness.client(ScriptedResponder(), principal="local") as alice:
-        round1 = await first_round(alice, args)
+        round1 = await first_round(alice, TOOL, args)
     async with harness.client(ScriptedResponder(), principal="other") as mallory:
         with pytest.raises(MCPError) as refused:
-            await answer(mallory, args, round1.request_state)
+            await answer(mallory, TOOL, args, round1.request_state)
 
     assert refused.value.error.code == types.INVALID_PARAMS
     assert harness.balance(args["from_account"]) == 10000
 
 
 def reference(round_: types.InputRequiredResult) -> str:
-    request = round_.input_requests[ASK]
+    request = (round_.input_requests or {})[ASK]
     assert isinstance(request, types.ElicitRequest)
     return request.params.message.rsplit("Reference: ", 1)[1].strip()
 
@@ -135,7 +119,7 @@ async def test_an_answer_whose_question_never_reached_the_disk_is_asked_again(ha
     args = accounts(harness)
     head = harness.db.read(lambda c: c.exec_driver_sql("SELECT seq, hash FROM audit_head").one())
     async with harness.client(ScriptedResponder()) as client:
-        round1 = await first_round(client, args)
+        round1 = await first_round(client, TOOL, args)
         lost = reference(round1)
 
         def forget(conn: Any) -> None:
@@ -144,14 +128,14 @@ async def test_an_answer_whose_question_never_reached_the_disk_is_asked_again(ha
             conn.execute(text("DELETE FROM approvals WHERE ref = :ref"), {"ref": lost})
 
         harness.db.run(forget)
-        again = await answer(client, args, round1.request_state)
+        again = await answer(client, TOOL, args, round1.request_state)
 
         assert isinstance(again, types.InputRequiredResult)
         assert reference(again) != lost
         assert harness.balance(args["to_account"]) == 0
         assert harness.events(lost) == [] and harness.events(reference(again)) == ["requested"]
         assert audit_log.verify(harness.db)[1] == []
-        done = await answer(client, args, again.request_state)
+        done = await answer(client, TOOL, args, again.request_state)
 
     assert isinstance(done, types.CallToolResult) and done.structured_content is not None
     assert done.structured_content["status"] == "executed" and harness.balance(args["to_account"]) == 2500

@@ -1,0 +1,202 @@
+"""What more than one test folder needs, in one place, so no test imports `bench/` or another
+folder's conftest: loopback ports and process memory, throwaway PostgreSQL schemas, how a test
+starts the server and talks to it (tokens, the idempotency key, hand-driven approval rounds),
+a fingerprint of the books, and the Hypothesis profiles.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
+import mcp_types as types
+import psycopg
+import pytest
+from hypothesis import HealthCheck, settings
+from mcp import Client
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
+
+import policy
+from mcp_server.storage.database import Database
+from policy.idempotency_key import IDEMPOTENCY_KEY_META
+
+# --- the machine -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (for a server the test starts next)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size in KiB, from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise LookupError(f"no VmRSS for pid {pid}")
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------
+
+POSTGRES_URL_ENV = "BANKGATE_TEST_POSTGRES_URL"
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+"""Parameters for a test that runs on SQLite, and on PostgreSQL when `POSTGRES_URL_ENV` is set."""
+
+
+def postgres_base_url() -> str | None:
+    """The server to test against, as a plain libpq URL, or ``None`` when not configured."""
+    url = os.environ.get(POSTGRES_URL_ENV)
+    return url.replace("postgresql+psycopg://", "postgresql://", 1) if url else None
+
+
+def url_with_search_path(base_url: str, schema: str) -> str:
+    """``base_url`` with every connection's ``search_path`` set to ``schema``."""
+    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False)
+
+
+def create_schema(base_url: str, prefix: str) -> str:
+    """A new, empty schema named `prefix_<random>`: each test has its own, so tests run in parallel."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return schema
+
+
+def drop_schemas(base_url: str, *schemas: str) -> None:
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '10s'")
+        for schema in schemas:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@contextmanager
+def postgres_schema(prefix: str) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL schema, dropped afterwards; skips when none is configured."""
+    base = postgres_base_url()
+    if base is None:
+        pytest.skip(f"set {POSTGRES_URL_ENV} to run against PostgreSQL")
+    schema = create_schema(base, prefix)
+    try:
+        yield url_with_search_path(base, schema)
+    finally:
+        drop_schemas(base, schema)
+
+
+# --- the server under test ---------------------------------------------------------------------
+
+SERVER_TESTS = Path(__file__).with_name("server")
+TEST_POLICY = SERVER_TESTS / "test_policy.toml"
+LIMIT_POLICY = SERVER_TESTS / "limit_policy.toml"
+SHIPPED_POLICY = Path(policy.__file__).with_name("default_policy.toml")
+APPROVAL_TIMEOUT = 2.0
+TOKENS = {
+    "local": "tok-local-0123456789abcdef",
+    "capped": "tok-capped-0123456789abcdef",
+    "other": "tok-other-0123456789abcdef",
+    "alice": "tok-alice-0123456789abcdef",
+    "bob": "tok-bob-0123456789abcdef0",
+    "carol": "tok-carol-0123456789abcdef",
+}
+KEY = IDEMPOTENCY_KEY_META
+
+
+def serve_args(db_url: str, *extra: str) -> list[str]:
+    """`python` arguments for `bankgate-mcp serve` on `db_url` with the test policy and a short approval timeout."""
+    return [
+        "-m", "mcp_server", "serve", "--db", db_url, "--policy", str(TEST_POLICY),
+        "--approval-timeout", str(APPROVAL_TIMEOUT), "--no-seed", *extra,
+    ]  # fmt: skip
+
+
+def keyed(key: str) -> types.RequestParamsMeta:
+    """The request `_meta` carrying idempotency key `key`."""
+    return cast(types.RequestParamsMeta, {KEY: key})
+
+
+# --- approval rounds by hand (2026-07-28) ------------------------------------------------------
+
+ASK = "policy.approval_round:ask"
+APPROVE = types.ElicitResult(action="accept", content={"approve": True})
+
+
+async def first_round(client: Client, tool: str, args: dict[str, Any], **kwargs: Any) -> types.InputRequiredResult:
+    """Send a gated call and return its approval round without answering it."""
+    result = await client.session.call_tool(tool, args, allow_input_required=True, **kwargs)
+    assert isinstance(result, types.InputRequiredResult), result
+    assert list(result.input_requests or {}) == [ASK]
+    return result
+
+
+async def answer(
+    client: Client,
+    tool: str,
+    args: dict[str, Any],
+    state: str | None,
+    response: types.ElicitResult = APPROVE,
+    *,
+    input_key: str = ASK,
+    **kwargs: Any,
+) -> types.CallToolResult | types.InputRequiredResult:
+    """Answer the round sealed in `state` with `response` (under input key `input_key`)."""
+    result = await client.session.call_tool(
+        tool, args, input_responses={input_key: response}, request_state=state, allow_input_required=True, **kwargs
+    )
+    assert isinstance(result, types.CallToolResult | types.InputRequiredResult), result
+    return result
+
+
+def outcome(result: object) -> dict[str, Any]:
+    """A tool result's structured content (asserting there is one)."""
+    assert isinstance(result, types.CallToolResult) and result.structured_content is not None, result
+    return dict(result.structured_content)
+
+
+# --- the books ---------------------------------------------------------------------------------
+
+
+def snapshot(db: Database) -> dict[str, Any]:
+    """Balances, statuses and row counts: equal before and after means nothing changed."""
+
+    def read(conn: Connection) -> dict[str, Any]:
+        accounts = conn.execute(text("SELECT id, status, balance_minor FROM accounts ORDER BY id")).all()
+        counts = {
+            table: conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+            for table in ("transactions", "entries", "idempotency_keys")
+        }
+        return {"accounts": [tuple(row) for row in accounts], **counts}
+
+    return db.read(read)
+
+
+# --- Hypothesis --------------------------------------------------------------------------------
+
+PROFILE_ENV = "BANKGATE_FUZZ_PROFILE"
+DRILL_FACTOR = 10
+
+settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.register_profile("dev")
+settings.register_profile("drill", derandomize=False, max_examples=settings().max_examples * DRILL_FACTOR)
+
+
+def select_profile(environ: Mapping[str, str]) -> str:
+    return environ.get(PROFILE_ENV) or ("ci" if environ.get("CI") else "dev")
+
+
+PROFILE = select_profile(os.environ)
+
+
+def examples(usual: int) -> int:
+    """The example count for a test that sets its own (explicit counts override profiles)."""
+    return usual * DRILL_FACTOR if PROFILE == "drill" else usual
