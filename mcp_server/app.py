@@ -12,6 +12,7 @@ from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
 
 from mcp_server.actions import TOOL_ARGUMENTS, ledger_actions
 from mcp_server.argument_check import ArgumentCheck
+from mcp_server.audit_sequencer import Background, Sequencer
 from mcp_server.audit_writer import AuditWriter
 from mcp_server.database import Database
 from mcp_server.gate_store import SqlGateStore
@@ -42,6 +43,8 @@ class AppState:
     gate: Gate
     ledger: Ledger
     default_principal: str
+    sequencer: Background
+    """Chains this process's (and any other's) audit records while a server runs (`build_server`)."""
 
     def caller(self, ctx: Context) -> tuple[str, tuple[str, ...]]:
         """The authenticated caller over HTTP with the roles its OAuth token carries (none for a static
@@ -68,7 +71,8 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
     policy = load_policy(settings.policy, catalog=TOOL_ARGUMENTS)
     actions = ledger_actions(ledger, policy)
     gate = Gate(policy, SqlGateStore(db, audit), actions, approval_ttl=settings.approval_timeout)
-    return AppState(gate=gate, ledger=ledger, default_principal=settings.principal)
+    sequencer = Background(Sequencer(db, audit))
+    return AppState(gate=gate, ledger=ledger, default_principal=settings.principal, sequencer=sequencer)
 
 
 def build_server(
@@ -80,7 +84,8 @@ def build_server(
 ) -> MCPServer[AppState]:
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        yield state
+        with state.sequencer.running():
+            yield state
 
     keys = settings.state_keys()
     ttl = settings.approval_timeout + STATE_TTL_GRACE

@@ -8,6 +8,7 @@ from mcp_server import audit_log
 from mcp_server.actions import TOOL_ARGUMENTS
 from mcp_server.app import open_state
 from mcp_server.audit_keys import key_file, load_keyring, load_public_keyring, load_signer, public_key_text
+from mcp_server.audit_sequencer import Sequencer
 from mcp_server.audit_writer import AuditWriter
 from mcp_server.database import Database, redacted_url
 from mcp_server.entitlements import EntitlementAdmin, grants
@@ -96,18 +97,23 @@ def _existing(settings: Settings) -> Database:
 
 
 def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public_keys: Path | None = None) -> int:
+    """With the private key file, records waiting for the sequencer are chained first; with only public keys
+    nothing is written, and they are reported as pending."""
     db = _existing(settings)  # a missing ledger is the first thing to say: it needs no key to find out
-    keys = load_public_keyring(public_keys) if public_keys else load_keyring(key_file(settings.audit_key_file))
+    path = key_file(settings.audit_key_file)
+    keys = load_public_keyring(public_keys) if public_keys else load_keyring(path)
     checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file else None
-    count, findings = audit_log.verify(db, keys, checkpoint)
-    if not findings:
+    sequencer = None if public_keys else Sequencer(db, AuditWriter(path))
+    found = audit_log.verify(db, keys, checkpoint, sequencer=sequencer)
+    pending = f", and {found.pending} signed records not chained yet (pending)" if found.pending else ""
+    if not found.findings:
         held = f"; it holds the checkpoint's record {checkpoint.seq}" if checkpoint else ""
-        print(f"audit chain intact: {count} records{held}")
+        print(f"audit chain intact: {found.records} records{pending}{held}")
         return 0
-    print(f"audit chain BROKEN ({count} records read):")
-    for finding in findings:
+    print(f"audit chain BROKEN ({found.records} records read{pending}):")
+    for finding in found.findings:
         print(f"  {finding}")
-    if all(finding.legacy for finding in findings):
+    if all(finding.legacy for finding in found.findings):
         print(
             "hint: all of this is what a ledger from before signed audit lacks; if these are its old postings "
             "and records, a holder of the audit key vouches for them once with `bankgate-mcp audit adopt`"
@@ -117,8 +123,8 @@ def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public
 
 def audit_adopt(settings: Settings) -> int:
     path = key_file(settings.audit_key_file)
-    load_signer(path, create=False)  # a person holding the key vouches: never a key made up on the spot
-    adoption = audit_log.adopt(_existing(settings), AuditWriter(path))
+    db = _existing(settings)
+    adoption = audit_log.adopt(db, _sequencer(db, path))
     if adoption is None:
         print("nothing to adopt: every ledger transaction has its audit record and a signature covers the chain")
         return 0
@@ -135,8 +141,8 @@ def audit_adopt(settings: Settings) -> int:
 
 
 def audit_checkpoint(settings: Settings, out: Path | None) -> int:
-    path = key_file(settings.audit_key_file)
-    head = audit_log.checkpoint(_existing(settings), load_signer(path, create=False), load_keyring(path))
+    db = _existing(settings)
+    head = audit_log.checkpoint(db, _sequencer(db, key_file(settings.audit_key_file)))
     document = json.dumps(head.as_json(), indent=2) + "\n"
     if out is None:
         print(document, end="")
@@ -144,6 +150,12 @@ def audit_checkpoint(settings: Settings, out: Path | None) -> int:
         out.write_text(document, encoding="utf-8")
         print(f"checkpoint of record {head.seq} (hash {head.hash[:16]}…, key {head.key_id}) written to {out}")
     return 0
+
+
+def _sequencer(db: Database, path: Path) -> Sequencer:
+    """A sequencer signing with the existing key: a person holding it vouches, never a key made up on the spot."""
+    load_signer(path, create=False)
+    return Sequencer(db, AuditWriter(path))
 
 
 def audit_public_key(settings: Settings) -> int:
