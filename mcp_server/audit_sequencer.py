@@ -81,6 +81,7 @@ class Sequencer:
     _trusted: SignedHead | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        assert self.writer.signer is not None  # the key file exists (made the way the writer makes it) from here
         self.keys = load_keyring(self.writer.key_path)
 
     def pending(self) -> bool:

@@ -105,7 +105,7 @@ def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public
     checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file else None
     sequencer = None if public_keys else Sequencer(db, AuditWriter(path))
     found = audit_log.verify(db, keys, checkpoint, sequencer=sequencer)
-    pending = f", and {found.pending} signed records not chained yet (pending)" if found.pending else ""
+    pending = f", and {found.pending} records not chained yet (pending)" if found.pending else ""
     if not found.findings:
         held = f"; it holds the checkpoint's record {checkpoint.seq}" if checkpoint else ""
         print(f"audit chain intact: {found.records} records{pending}{held}")

@@ -57,8 +57,7 @@ def test_records_after_the_last_signed_head_are_named() -> None:
 
 @pytest.mark.parametrize("field", ["rid", "event", "amount_minor", "key_id"])
 def test_a_record_signature_covers_its_id_and_content_but_not_its_position(field: str) -> None:
-    records, heads = chain(1, {1})
-    record = records[0]
+    record = chain(1, {1})[0][0]
     assert KEYS.verify_record(record) and KEYS.verify_record({**record, "seq": 9, "prev_hash": "x", "hash": "y"})
     assert not KEYS.verify_record({**record, field: {"rid": "r2", "event": "denied", "amount_minor": 2,
                                                      "key_id": "0" * 16}[field]})  # fmt: skip
