@@ -19,6 +19,7 @@ Reported: transactions/s per design, their ratio, and the per-record signing cos
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import threading
@@ -50,14 +51,22 @@ _OLD_TABLES = (
     " result_json TEXT, amount_minor BIGINT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL, key_id TEXT,"
     " signature TEXT)",
 )
-_OLD_ADVANCE = Statement("UPDATE old_audit_head SET seq = seq + :n WHERE id = 1 RETURNING seq, hash")
-_OLD_SET_HASH = Statement("UPDATE old_audit_head SET hash = :h WHERE id = 1")
-_OLD_INSERT = Statement(
-    "INSERT INTO old_audit_log (seq, at, event, principal, tool, arguments_json, policy_version, matched_rules_json, "
-    "reason, approval_ref, question_sha256, note, result_json, amount_minor, prev_hash, hash, key_id, signature) "
-    "VALUES (:seq, :at, :event, :principal, :tool, :arguments_json, :policy_version, :matched_rules_json, :reason, "
-    ":approval_ref, :question_sha256, :note, :result_json, :amount_minor, :prev_hash, :hash, :key_id, :signature)"
-)
+
+
+@functools.cache
+def _old_statements(prefix: str) -> tuple[Statement, Statement, Statement]:
+    """The head-row design's statements, on `{prefix}audit_head` and `{prefix}audit_log`."""
+    return (
+        Statement(f"UPDATE {prefix}audit_head SET seq = seq + :n WHERE id = 1 RETURNING seq, hash"),
+        Statement(f"UPDATE {prefix}audit_head SET hash = :h WHERE id = 1"),
+        Statement(
+            f"INSERT INTO {prefix}audit_log (seq, at, event, principal, tool, arguments_json, policy_version, "
+            "matched_rules_json, reason, approval_ref, question_sha256, note, result_json, amount_minor, prev_hash, "
+            "hash, key_id, signature) VALUES (:seq, :at, :event, :principal, :tool, :arguments_json, :policy_version, "
+            ":matched_rules_json, :reason, :approval_ref, :question_sha256, :note, :result_json, :amount_minor, "
+            ":prev_hash, :hash, :key_id, :signature)"
+        ),
+    )
 
 
 def gated_call(n: int) -> list[AuditEntry]:
@@ -70,9 +79,13 @@ def gated_call(n: int) -> list[AuditEntry]:
     return [base, replace(base, event="approved", note="ok"), replace(base, event="executed", result={"ok": n})]
 
 
-def append_with_head_row(conn: Connection, signer: HeadSigner, entries: Sequence[AuditEntry]) -> None:
-    """The append every writer ran before 0008: the head row stays locked until this transaction commits."""
-    row = _OLD_ADVANCE.one(conn, {"n": len(entries)})
+def append_with_head_row(
+    conn: Connection, signer: HeadSigner, entries: Sequence[AuditEntry], prefix: str = "old_"
+) -> None:
+    """The append every writer ran before 0008: the head row stays locked until this transaction commits.
+    (`prefix=""` writes the tables of a ledger not yet migrated to 0008.)"""
+    advance, set_hash, insert = _old_statements(prefix)
+    row = advance.one(conn, {"n": len(entries)})
     assert row is not None
     last, prev = int(row[0]), str(row[1])
     for seq, entry in enumerate(entries, start=last - len(entries) + 1):
@@ -88,8 +101,8 @@ def append_with_head_row(conn: Connection, signer: HeadSigner, entries: Sequence
         if seq == last:
             head = signer.sign_head(seq, prev, record["at"])
             record["key_id"], record["signature"] = head.key_id, head.signature
-        _OLD_INSERT.run(conn, record)
-    _OLD_SET_HASH.run(conn, {"h": prev})
+        insert.run(conn, record)
+    set_hash.run(conn, {"h": prev})
 
 
 @dataclass

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from mcp_server import audit_log
+from bench.audit_bench import append_with_head_row, gated_call
+from mcp_server import audit_log, migrations
 from mcp_server.audit_sequencer import Background, Sequencer
 from mcp_server.audit_writer import AuditWriter
 from mcp_server.cli import main
@@ -171,4 +172,29 @@ def test_a_tampered_tail_stops_the_sequencer_from_signing_over_it(db_url: str) -
     with pytest.raises(Exception, match="not at the last signed head's record 2"):
         sequencer.chain()
     assert chained(db) == [1, 2]
+    db.close()
+
+
+def test_a_ledger_chained_under_the_head_row_migrates_and_still_verifies(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records chained and signed the way every writer did before 0008 keep their places and hashes;
+    their head signatures move to `audit_heads`; new records are chained after them."""
+    before = [m for m in migrations.available() if m.version < 8]
+    with monkeypatch.context() as patched:
+        patched.setattr(migrations, "available", lambda: before)
+        old = Database.open(db_url)
+        signer = AuditWriter().signer
+        for n in range(3):
+            old.run(lambda conn, n=n: append_with_head_row(conn, signer, gated_call(n), prefix=""))
+        old.close()
+    db = Database.open(db_url)  # applies 0008
+    assert audit_log.verify(db) == audit_log.Verification(9, 0, [])
+    heads = db.read(lambda c: c.execute(text("SELECT seq FROM audit_heads ORDER BY seq")).scalars().all())
+    assert heads == [3, 6, 9]
+    ledger = Ledger(db)
+    ledger.deposit(ledger.create_account("After").id, "1")
+    assert audit_log.verify(db, sequencer=Sequencer(db, AuditWriter())) == audit_log.Verification(10, 0, [])
+    db.run(lambda c: c.execute(text("UPDATE audit_log SET note = 'x' WHERE seq = 2")))
+    assert "record 2: content does not match its hash (edited)" in map(str, audit_log.verify(db).findings)
     db.close()
