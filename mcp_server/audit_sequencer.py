@@ -81,8 +81,9 @@ class Sequencer:
     _trusted: SignedHead | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        assert self.writer.signer is not None  # the key file exists (made the way the writer makes it) from here
+        signer = self.writer.signer  # loads the key file, or creates it the way the writer would
         self.keys = load_keyring(self.writer.key_path)
+        assert signer.key_id in self.keys, "the signing key is the key file's first"
 
     def pending(self) -> bool:
         """Whether any record waits to be chained (one indexed read, no lock)."""
