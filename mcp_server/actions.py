@@ -20,7 +20,6 @@ from sqlalchemy import Connection
 from mcp_server.entitlements import Held, held_in
 from mcp_server.errors import LedgerError
 from mcp_server.free_text import parse_memo
-from mcp_server.gate_store import SqlGateTx
 from mcp_server.identifiers import parse_account_id
 from mcp_server.ledger import Ledger, unknown_account
 from mcp_server.ledger_models import Account
@@ -75,9 +74,8 @@ class _LedgerAction:
         return account
 
 
-def _conn(tx: GateTx) -> Connection:
-    assert isinstance(tx, SqlGateTx), "ledger actions run on the ledger database"
-    return tx.conn
+def _conn(tx: GateTx[Connection]) -> Connection:
+    return tx.ledger
 
 
 def _held(conn: Connection, call: Call, *account_ids: str) -> Held:
@@ -106,7 +104,7 @@ class BalanceAction(_LedgerAction):
         raw = self._fields(arguments)
         return {"account_id": parse_account_id(raw["account_id"], "account_id")}
 
-    def inspect(self, tx: GateTx, call: Call) -> Inspection:
+    def inspect(self, tx: GateTx[Connection], call: Call) -> Inspection:
         conn = _conn(tx)
         held = _held(conn, call, call.arguments["account_id"])
         account = self._subject(conn, call, "account_id", held)
@@ -120,7 +118,7 @@ class BalanceAction(_LedgerAction):
             roles=held.roles,
         )
 
-    def execute(self, tx: GateTx, call: Call, inspection: Inspection) -> Done:
+    def execute(self, tx: GateTx[Connection], call: Call, inspection: Inspection) -> Done:
         account = inspection.accounts["account"]
         assert account is not None
         formatted = format_amount(account.balance_minor, account.currency)
@@ -150,7 +148,7 @@ class TransferAction(_LedgerAction):
             "memo": parse_memo(raw.get("memo")),
         }
 
-    def inspect(self, tx: GateTx, call: Call) -> Inspection:
+    def inspect(self, tx: GateTx[Connection], call: Call) -> Inspection:
         args, conn = call.arguments, _conn(tx)
         held = _held(conn, call, args["from_account"], args["to_account"])
         self._subject(conn, call, "from_account", held)
@@ -174,7 +172,7 @@ class TransferAction(_LedgerAction):
             roles=held.roles,
         )
 
-    def execute(self, tx: GateTx, call: Call, inspection: Inspection) -> Done:
+    def execute(self, tx: GateTx[Connection], call: Call, inspection: Inspection) -> Done:
         args, amount = call.arguments, inspection.amount_minor
         receipt = self.ledger.transfer_in(_conn(tx), args["from_account"], args["to_account"], amount, args["memo"])
         money = format_amount(amount, receipt.currency)
@@ -201,7 +199,7 @@ class CloseAction(_LedgerAction):
             "sweep_to": None if sweep is None else parse_account_id(sweep, "sweep_to"),
         }
 
-    def inspect(self, tx: GateTx, call: Call) -> Inspection:
+    def inspect(self, tx: GateTx[Connection], call: Call) -> Inspection:
         """The question always names the amount swept and where it goes (also $0.00, also nowhere),
         and the approval is bound to both: a balance that changes before the answer runs nothing."""
         args, conn = call.arguments, _conn(tx)
@@ -224,7 +222,7 @@ class CloseAction(_LedgerAction):
             bound={"balance to sweep": balance, "sweep target": target},
         )
 
-    def execute(self, tx: GateTx, call: Call, inspection: Inspection) -> Done:
+    def execute(self, tx: GateTx[Connection], call: Call, inspection: Inspection) -> Done:
         args = call.arguments
         receipt = self.ledger.close_in(_conn(tx), args["account_id"], args["sweep_to"])
         summary = f"Closed account {receipt.account_id}."

@@ -15,14 +15,15 @@ from mcp_server.argument_check import ArgumentCheck
 from mcp_server.audit_sequencer import Background, Sequencer
 from mcp_server.audit_writer import AuditWriter
 from mcp_server.database import Database
-from mcp_server.gate_store import SqlGateStore
 from mcp_server.ledger import Ledger
 from mcp_server.oauth import RoleToken
 from mcp_server.settings import Settings
+from mcp_server.storage.gate_store import SqlGateStore
 from mcp_server.tools import register_tools
-from policy.approval_round import empty_accept_is_an_empty_form
 from policy.gate import Gate
 from policy.loader import load_policy
+from policy.mcp.asked import question_digest
+from policy.mcp.empty_accept import empty_accept_is_an_empty_form
 
 SERVER_NAME = "bankgate"
 STATE_TTL_GRACE = 60.0
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AppState:
-    """What the tools' resolvers reach through the lifespan context (see `policy.approval_round`)."""
+    """What the tools' resolvers reach through the lifespan context (see `policy.mcp.round`)."""
 
     gate: Gate
     ledger: Ledger
@@ -70,7 +71,13 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
         log.info("created the demo accounts ACC-001, ACC-002, ACC-003")
     policy = load_policy(settings.policy, catalog=TOOL_ARGUMENTS)
     actions = ledger_actions(ledger, policy)
-    gate = Gate(policy, SqlGateStore(db, audit), actions, approval_ttl=settings.approval_timeout)
+    gate = Gate(
+        policy,
+        SqlGateStore(db, audit),
+        actions,
+        approval_ttl=settings.approval_timeout,
+        question_digest=question_digest,
+    )
     sequencer = Background(Sequencer(db, audit))
     return AppState(gate=gate, ledger=ledger, default_principal=settings.principal, sequencer=sequencer)
 

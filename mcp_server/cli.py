@@ -16,6 +16,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from mcp_server.desk import cli as desk_cli
+
 if TYPE_CHECKING:
     from mcp_server import commands
     from mcp_server.serve import serve
@@ -96,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
         "is an error, so a mistyped URL never starts an empty bank",
     )
     _seed_options(serve_cmd)
+    serve_cmd.add_argument(
+        "--no-desk", dest="desk", action="store_false", default=None, help="do not serve the approval desk"
+    )
+    serve_cmd.add_argument(
+        "--desk-port", type=int, help="loopback port of the desk beside stdio (default 8766; 0: any)"
+    )
+    serve_cmd.add_argument("--desk-url", help="the desk as approvers reach it, e.g. https://bank.example/desk")
     serve_cmd.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve_cmd.add_argument(
         "--log-format", choices=["text", "json"], help="text (default) or one JSON object per line, for deployments"
@@ -181,6 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     invariants.set_defaults(run=lambda s, a: commands.admin_invariants(s))
     for command in (init, accounts, create, deposit, history, invariants, *_entitlement_commands(admin)):
         _database_option(command)
+    desk_cli.register(sub, _database_option)
     return parser
 
 

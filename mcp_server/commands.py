@@ -11,6 +11,7 @@ from mcp_server.audit_keys import key_file, load_keyring, load_public_keyring, l
 from mcp_server.audit_sequencer import Sequencer
 from mcp_server.audit_writer import AuditWriter
 from mcp_server.database import Database, redacted_url
+from mcp_server.desk.reverify import reverify_decisions
 from mcp_server.entitlements import EntitlementAdmin, grants
 from mcp_server.explain import explain
 from mcp_server.ledger import Ledger
@@ -105,15 +106,16 @@ def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public
     checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file else None
     sequencer = None if public_keys else Sequencer(db, AuditWriter(path))
     found = audit_log.verify(db, keys, checkpoint, sequencer=sequencer)
+    findings = found.findings + reverify_decisions(db)  # the approval desk's passkey signatures, re-verified offline
     pending = f", and {found.pending} records not chained yet (pending)" if found.pending else ""
-    if not found.findings:
+    if not findings:
         held = f"; it holds the checkpoint's record {checkpoint.seq}" if checkpoint else ""
         print(f"audit chain intact: {found.records} records{pending}{held}")
         return 0
     print(f"audit chain BROKEN ({found.records} records read{pending}):")
-    for finding in found.findings:
+    for finding in findings:
         print(f"  {finding}")
-    if all(finding.legacy for finding in found.findings):
+    if all(finding.legacy for finding in findings):
         print(
             "hint: all of this is what a ledger from before signed audit lacks; if these are its old postings "
             "and records, a holder of the audit key vouches for them once with `bankgate-mcp audit adopt`"

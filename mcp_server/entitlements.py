@@ -27,9 +27,9 @@ from sqlalchemy import Connection
 from mcp_server.audit_writer import AuditWriter
 from mcp_server.database import Database
 from mcp_server.errors import ErrorCode, LedgerError
-from mcp_server.gate_store import SqlGateStore, SqlGateTx
 from mcp_server.identifiers import parse_account_id
 from mcp_server.statement import Statement
+from mcp_server.storage.gate_store import SqlGateStore, SqlGateTx
 from mcp_server.timestamps import now_text
 from policy.store import AuditEntry
 

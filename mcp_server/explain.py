@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 
+from sqlalchemy import Connection
+
 from mcp_server.app import AppState
-from mcp_server.gate_store import SqlGateTx
 from mcp_server.ledger import Ledger
 from mcp_server.money import minor_units, parse_amount
 from policy.action import Call, Inspection
@@ -47,7 +48,7 @@ def explain(
     by the ledger's pre-checks; changes nothing."""
     gate, action = state.gate, state.gate.actions[call.tool]
 
-    def work(tx: GateTx) -> Explanation:
+    def work(tx: GateTx[Connection]) -> Explanation:
         try:
             inspection, precheck = action.inspect(tx, call), None
         except Refusal as refusal:
@@ -63,17 +64,16 @@ def explain(
     return gate.store.transaction(work, write=False)
 
 
-def _facts_only(ledger: Ledger, tx: GateTx, call: Call) -> Inspection | None:
+def _facts_only(ledger: Ledger, tx: GateTx[Connection], call: Call) -> Inspection | None:
     """What the policy sees of a call the ledger refuses (e.g. for want of funds): its accounts and amount
     as they are; None if an account it names does not exist."""
-    assert isinstance(tx, SqlGateTx)
     accounts: dict[str, AccountFacts | None] = {}
     for role, argument in ROLE_ARGUMENTS.items():
         account_id = call.arguments.get(argument)
         if account_id is None:
             continue
         try:
-            account = ledger.account_in(tx.conn, account_id, argument)
+            account = ledger.account_in(tx.ledger, account_id, argument)
         except Refusal:
             return None
         accounts[role] = AccountFacts(

@@ -19,7 +19,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from mcp_server.app import AppState
@@ -120,12 +120,19 @@ def build_http_app(
         async with server.session_manager.run():
             yield
 
+    desk: list[BaseRoute] = []
+    if settings.desk:
+        from mcp_server.audit_writer import AuditWriter
+        from mcp_server.desk.server import desk_mount
+
+        desk = [desk_mount(state.ledger.db, AuditWriter(settings.audit_key_file), settings)]
     return Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route(MCP_PATH, endpoint=endpoint),
             *discovery,
+            *desk,
         ],
         middleware=middleware,
         lifespan=lifespan,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import uvicorn
 
-from mcp_server.app import build_server, open_state
+from mcp_server.app import AppState, build_server, open_state
 from mcp_server.auth import parse_tokens
 from mcp_server.database import redacted_url
 from mcp_server.http_app import ConfigError, build_http_app, check_http_settings
@@ -37,6 +37,8 @@ def serve(settings: Settings) -> None:
     policy = state.gate.policy
     log.info("ledger %s; policy %s (%s)", redacted_url(settings.db_url), policy.source, policy.version)
     if listener is None:
+        if settings.desk:
+            _start_desk(state, settings)
         _serve_stdio(server.run)
         return
     for warning in warnings:
@@ -45,6 +47,15 @@ def serve(settings: Settings) -> None:
     log.info("serving MCP at http://%s:%d/mcp (health: /healthz)", settings.host, settings.port)
     config = uvicorn.Config(app, log_config=None, log_level=settings.log_level.lower())
     uvicorn.Server(config).run(sockets=[listener])
+
+
+def _start_desk(state: AppState, settings: Settings) -> None:
+    """The approval desk on a loopback port beside stdio; its address on stderr (stdout is MCP's)."""
+    from mcp_server.audit_writer import AuditWriter
+    from mcp_server.desk.server import StdioDesk
+
+    url = StdioDesk(state.ledger.db, AuditWriter(settings.audit_key_file), settings).start()
+    print(f"bankgate-mcp: approval desk at {url}", file=sys.stderr, flush=True)
 
 
 def _serve_stdio(run: Callable[[], None]) -> None:

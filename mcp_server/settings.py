@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="The MCP endpoint as clients reach it (https://bank.example/mcp); the OAuth resource."
     )
+    desk: bool = Field(True, description="Serve the approval desk (/desk on HTTP; a loopback port beside stdio).")
+    desk_port: int = Field(8766, ge=0, le=65535, description="Loopback port of the desk beside stdio (0: any).")
+    desk_url: str | None = Field(
+        None, description="The desk as approvers reach it (https://bank.example/desk): WebAuthn RP id and origin."
+    )
     oauth_issuer: str | None = Field(None, description="Issuer (`iss`) of the JWT access tokens to accept.")
     oauth_audience: str | None = Field(None, description="Required `aud` of access tokens; default: public_url.")
     oauth_jwks_url: str | None = Field(None, description="Where the issuer publishes its signing keys (JWKS).")

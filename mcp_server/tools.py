@@ -13,8 +13,8 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from mcp_server.outputs import BalanceOutcome, CloseOutcome, ToolOutcome, TransferOutcome
-from policy.approval_round import decided_at_once, settle
 from policy.document import Policy
+from policy.mcp.round import decided_at_once, settle
 from policy.results import GateResult
 
 AccountId = Annotated[str, Field(description="Account id: 'ACC-' followed by digits, e.g. ACC-001.")]

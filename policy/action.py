@@ -98,11 +98,11 @@ class Action(Protocol):
     def canonical(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Validated arguments in one canonical form (raises `Refusal` naming the bad field)."""
 
-    def inspect(self, tx: GateTx, call: Call) -> Inspection:
-        """Check the call could run now and describe it (raises `Refusal` if it could not)."""
+    def inspect(self, tx: GateTx[Any], call: Call) -> Inspection:
+        """Check the call could run now (reading `tx.ledger`) and describe it (raises `Refusal` if not)."""
 
-    def execute(self, tx: GateTx, call: Call, inspection: Inspection) -> Done:
-        """Perform the effect in `tx`, right after `inspection` was taken in the same transaction.
+    def execute(self, tx: GateTx[Any], call: Call, inspection: Inspection) -> Done:
+        """Perform the effect through `tx.ledger`, right after `inspection` was taken in the same transaction.
 
         The ledger re-checks balances and statuses on the rows it changes (raises `Refusal`).
         """

@@ -1,4 +1,5 @@
-"""The storage the gate needs, as interfaces: the server implements them on the ledger database.
+"""The storage the gate needs, as interfaces: the server implements them on the ledger database
+(`mcp_server.storage.gate_store`), `policy.testing` in memory.
 
 Everything one decision writes (approval state, ledger effect, idempotency record, audit
 entries) happens through one `GateTx`, i.e. in one database transaction.
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
+L_co = TypeVar("L_co", covariant=True)
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,19 @@ class AuditEntry:
     amount_minor: int = 0
 
 
-class GateTx(Protocol):
-    """One open database transaction, as the gate sees it."""
+class GateTx(Protocol[L_co]):
+    """One open database transaction, as the gate sees it, carrying the ledger handle bound to it.
+
+    The gate never looks inside `ledger`: it is what the store's actions write their effect
+    through, so an effect commits or rolls back with the approval that allowed it.
+    """
+
+    @property
+    def ledger(self) -> L_co:
+        """The ledger as this transaction sees it (for `Action.inspect` and `Action.execute`)."""
+
+    def discard(self) -> None:
+        """Roll this transaction back when its work returns, instead of committing it."""
 
     def recall(self, key: str, request_digest: str) -> Mapping[str, Any] | None:
         """The stored outcome for `key`; raises `Refusal("idempotency_conflict")` on another request.
@@ -97,25 +110,21 @@ class GateTx(Protocol):
         """Undo the block's writes if it raises (so a refused effect leaves no trace)."""
 
 
-class StoreBusy(Exception):
-    """A transaction asked not to wait found another writer in the way; nothing was done."""
+class GateStore(Protocol[L_co]):
+    """Transactions over the gate's storage, and the choice of where blocking store work runs."""
 
-
-class GateStore(Protocol):
-    embedded: bool
-    """True for an embedded database (SQLite in WAL mode): a read never waits on another process,
-    and a write that finds no other writer waits only on the disk. Such work then runs on the
-    caller's event loop instead of paying a thread hop (a write asked not to wait raises
-    `StoreBusy` rather than block the loop)."""
-    deadline: float | None
-    """Seconds a call waits for the store before it is answered `database_unavailable` (None: no bound)."""
-
-    def transaction(
-        self, work: Callable[[GateTx], T], *, write: bool = True, wait: bool = True, durable: bool = True
-    ) -> T:
+    def transaction(self, work: Callable[[GateTx[L_co]], T], *, write: bool = True, durable: bool = True) -> T:
         """Run `work` in one transaction, retried on serialization failures (so it may run twice).
 
-        `wait=False`: raise `StoreBusy` instead of waiting for another writer. `durable=False`:
-        the commit may return before it reaches the disk (it survives the process, not the
-        machine); for transactions that record no outcome anyone is told about.
+        An exception from `work` rolls the transaction back, as does `GateTx.discard`.
+        `durable=False`: the commit may return before it reaches the disk (it survives the
+        process, not the machine); for transactions that record no outcome anyone is told about.
+        """
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """Run blocking `work` (which opens transactions on this store) from async code.
+
+        The store decides where: on the event loop or in a worker thread, whether to wait for
+        other writers, and how long to wait at most (past that it raises
+        `Refusal("database_unavailable")`; what `work` did is then unknown).
         """

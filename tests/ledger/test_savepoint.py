@@ -3,8 +3,8 @@
 import pytest
 
 from mcp_server.database import Database
-from mcp_server.gate_store import SqlGateStore, SqlGateTx
 from mcp_server.ledger import Ledger
+from mcp_server.storage.gate_store import SqlGateStore, SqlGateTx
 from policy.results import Refusal
 
 

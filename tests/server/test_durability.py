@@ -14,12 +14,12 @@ import pytest
 
 from mcp_server.actions import ledger_actions
 from mcp_server.database import Database
-from mcp_server.gate_store import SqlGateStore, SqlGateTx
+from mcp_server.storage.gate_store import SqlGateStore, SqlGateTx
 from policy.action import Call
-from policy.answer import Verdict, VerdictKind
 from policy.gate import Gate
 from policy.loader import load_policy
 from policy.results import Status
+from policy.verdict import Verdict, VerdictKind
 from tests.server.harness import TEST_POLICY, Harness
 
 T = TypeVar("T")
@@ -32,17 +32,22 @@ class RecordingStore(SqlGateStore):
         super().__init__(db)
         self.writes: list[tuple[bool, bool]] = []
 
-    def transaction(
-        self, work: Callable[[SqlGateTx], T], *, write: bool = True, wait: bool = True, durable: bool = True
-    ) -> T:
+    def transaction(self, work: Callable[[SqlGateTx], T], *, write: bool = True, durable: bool = True) -> T:
         if not write:
             return super().transaction(work, write=False)
+        kept: list[bool] = []
+
+        def noted(tx: SqlGateTx) -> T:
+            result = work(tx)
+            kept.append(not tx.discarded)
+            return result
+
         try:
-            result = super().transaction(work, wait=wait, durable=durable)
+            result = super().transaction(noted, durable=durable)
         except BaseException:
             self.writes.append((durable, False))
             raise
-        self.writes.append((durable, True))
+        self.writes.append((durable, kept[-1]))
         return result
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from mcp_server.actions import ledger_actions
-from mcp_server.gate_store import SqlGateStore
+from mcp_server.storage.gate_store import SqlGateStore
 from policy.action import Call
-from policy.answer import Verdict, VerdictKind
 from policy.gate import Gate, Opening
 from policy.loader import load_policy
 from policy.results import Status
+from policy.verdict import Verdict, VerdictKind
 from tests.server.harness import TEST_POLICY, Harness
 
 TTL = 60.0

@@ -1,0 +1,138 @@
+"""Approvers: people who decide approvals at the desk, distinct from MCP principals.
+
+`bankgate-mcp approvers add` invites one (a one-time enrollment link, stored hashed, valid for
+`ENROLLMENT_TTL`), the link registers a passkey and activates the approver, `revoke` ends it:
+a revoked approver's sessions are deleted and its passkeys no longer sign in or sign (they stay
+stored, so its past decisions still verify offline). Every change is an audit record written in
+the same transaction.
+"""
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+from mcp_server.audit_writer import AuditWriter
+from mcp_server.database import Database
+from mcp_server.desk.tokens import b64url, new_token, token_hash
+from mcp_server.ledger import ADMIN_PRINCIPAL
+from policy.store import AuditEntry
+
+ENROLLMENT_TTL = 15 * 60.0
+AUDIT_TOOL = "approvers"
+DEFAULT_ROLE = "approver"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+_ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+class ApproverError(ValueError):
+    """A refused approver change; the message says why and that nothing changed."""
+
+
+@dataclass(frozen=True)
+class Approver:
+    name: str
+    role: str
+    status: str
+    added_by: str
+    added_at: float
+    passkeys: int
+
+    def render(self) -> str:
+        added = time.strftime("%Y-%m-%d %H:%M", time.gmtime(self.added_at))
+        who = f"{self.name:<20} {self.role:<12} {self.status:<8}"
+        return f"{who} passkeys {self.passkeys}  added {added} UTC by {self.added_by}"
+
+
+def parse_name(value: str) -> str:
+    if _NAME.fullmatch(value):
+        return value
+    raise ApproverError(
+        f"approver name {value!r} is not valid: 1 to 64 letters, digits or . _ @ - (starting with a letter or digit)"
+    )
+
+
+def parse_role(value: str) -> str:
+    if _ROLE.fullmatch(value):
+        return value
+    raise ApproverError(f"role {value!r} is not valid: 1 to 32 lower-case letters, digits, _ or - (e.g. approver)")
+
+
+def audit_entry(event: str, principal: str, arguments: dict[str, str]) -> AuditEntry:
+    return AuditEntry(time.time(), event, principal, AUDIT_TOOL, arguments, policy_version="-")
+
+
+class ApproverAdmin:
+    """The `approvers` commands: each change and its audit record in one transaction."""
+
+    def __init__(self, db: Database, audit: AuditWriter) -> None:
+        self.db = db
+        self.audit = audit
+
+    def add(self, name: str, role: str | None = None) -> tuple[str, float]:
+        """Invite `name` (or re-invite one who never enrolled, keeping its role unless `role` is given):
+        (enrollment token, its expiry)."""
+        name = parse_name(name)
+        given = None if role is None else parse_role(role)
+        token, handle = new_token(), b64url(secrets.token_bytes(32))
+
+        def work(conn: Connection) -> tuple[str, float]:
+            now = time.time()
+            row = conn.execute(text("SELECT status, role FROM desk_approvers WHERE name = :n"), {"n": name}).first()
+            if row is not None and row.status != "invited":
+                raise ApproverError(
+                    f"approver {name} is {row.status}; nothing changed"
+                    + (" (a revoked name is never reused: choose another)" if row.status == "revoked" else "")
+                )
+            role = given or (DEFAULT_ROLE if row is None else row.role)
+            if row is None:
+                conn.execute(
+                    text(
+                        "INSERT INTO desk_approvers (name, role, status, user_handle, added_by, added_at)"
+                        " VALUES (:n, :r, 'invited', :h, :by, :at)"
+                    ),
+                    {"n": name, "r": role, "h": handle, "by": ADMIN_PRINCIPAL, "at": now},
+                )
+            else:
+                conn.execute(text("UPDATE desk_approvers SET role = :r WHERE name = :n"), {"n": name, "r": role})
+                conn.execute(text("DELETE FROM desk_enrollments WHERE approver = :n"), {"n": name})
+            expires = now + ENROLLMENT_TTL
+            conn.execute(
+                text("INSERT INTO desk_enrollments (token_sha256, approver, expires_at) VALUES (:t, :n, :e)"),
+                {"t": token_hash(token), "n": name, "e": expires},
+            )
+            event = "approver_added" if row is None else "approver_invited"
+            self.audit.append(conn, [audit_entry(event, ADMIN_PRINCIPAL, {"approver": name, "role": role})])
+            return token, expires
+
+        return self.db.run(work)
+
+    def revoke(self, name: str) -> None:
+        name = parse_name(name)
+
+        def work(conn: Connection) -> None:
+            changed = conn.execute(
+                text(
+                    "UPDATE desk_approvers SET status = 'revoked', revoked_at = :at"
+                    " WHERE name = :n AND status <> 'revoked'"
+                ),
+                {"n": name, "at": time.time()},
+            ).rowcount
+            if changed != 1:
+                raise ApproverError(f"no approver {name} to revoke (unknown or already revoked); nothing changed")
+            conn.execute(text("DELETE FROM desk_sessions WHERE approver = :n"), {"n": name})
+            conn.execute(text("DELETE FROM desk_enrollments WHERE approver = :n"), {"n": name})
+            self.audit.append(conn, [audit_entry("approver_revoked", ADMIN_PRINCIPAL, {"approver": name})])
+
+        self.db.run(work)
+
+    def list(self) -> list[Approver]:
+        query = text(
+            "SELECT a.name, a.role, a.status, a.added_by, a.added_at, COUNT(c.credential_id) FROM desk_approvers a"
+            " LEFT JOIN desk_credentials c ON c.approver = a.name"
+            " GROUP BY a.name, a.role, a.status, a.added_by, a.added_at ORDER BY a.name"
+        )
+        rows = self.db.read(lambda conn: conn.execute(query).all())
+        return [Approver(r[0], r[1], r[2], r[3], float(r[4]), int(r[5])) for r in rows]

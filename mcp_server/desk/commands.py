@@ -1,0 +1,41 @@
+"""The `approvers` commands: change or list approvers in the ledger named by the settings."""
+
+import time
+
+from mcp.server.transport_security import TransportSecuritySettings
+
+from mcp_server.audit_writer import AuditWriter
+from mcp_server.database import Database
+from mcp_server.desk.approvers import ApproverAdmin
+from mcp_server.desk.config import desk_config
+from mcp_server.desk.server import public_desk_url, served_port
+from mcp_server.settings import Settings
+
+
+def _admin(settings: Settings) -> ApproverAdmin:
+    return ApproverAdmin(Database.open(settings.db_url, create=False), AuditWriter(settings.audit_key_file))
+
+
+def approvers_add(settings: Settings, name: str, role: str | None) -> int:
+    config = desk_config(public_desk_url(settings, served_port(settings)), TransportSecuritySettings())
+    token, expires = _admin(settings).add(name, role)
+    until = time.strftime("%H:%M:%S UTC", time.gmtime(expires))
+    print(f"approver {name} invited. Send them this one-time enrollment link (valid until {until}):")
+    print(f"  {config.enrollment_url(token)}")
+    print("It registers a passkey at the approval desk; open it where the desk is served.")
+    return 0
+
+
+def approvers_list(settings: Settings) -> int:
+    found = _admin(settings).list()
+    for approver in found:
+        print(approver.render())
+    if not found:
+        print("no approvers (add one with `bankgate-mcp approvers add NAME`)")
+    return 0
+
+
+def approvers_revoke(settings: Settings, name: str) -> int:
+    _admin(settings).revoke(name)
+    print(f"revoked: {name} can no longer sign in or sign approvals (past decisions still verify)")
+    return 0

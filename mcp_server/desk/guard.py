@@ -1,0 +1,57 @@
+"""Web security for every desk request: the `/mcp` Host/Origin allowlist, Origin required and CSRF
+token checked on every POST, cookies HttpOnly + SameSite=Strict (+ Secure over https), and
+headers that keep pages out of frames, caches and referrers."""
+
+import hmac
+
+from mcp.server.transport_security import TransportSecurityMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mcp_server.desk.config import DeskConfig
+from mcp_server.desk.sessions import PRE_COOKIE, SESSION_COOKIE, csrf_token
+
+CSRF_HEADER = "x-csrf-token"
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",  # no-referrer would make form POSTs send `Origin: null`
+    "Cache-Control": "no-store",
+}
+
+
+class Guard:
+    def __init__(self, config: DeskConfig) -> None:
+        self.config = config
+        self._hosts = TransportSecurityMiddleware(config.security)
+
+    async def refusal(self, request: Request, csrf: str | None = None) -> Response | None:
+        """Why this request is refused (Host/Origin, and for a POST a missing Origin or CSRF token); None if not.
+        `csrf` is the token the POST carried (header or form field)."""
+        refused = await self._hosts.validate_request(request, is_post=False)
+        if refused is not None or request.method != "POST":
+            return refused
+        if not request.headers.get("origin"):
+            return Response("Missing Origin header", status_code=403)
+        expected = self.csrf(request)
+        if expected is None or csrf is None or not hmac.compare_digest(csrf, expected):
+            return Response("Missing or invalid CSRF token; reload the page", status_code=403)
+        return None
+
+    def csrf(self, request: Request) -> str | None:
+        """The CSRF token of this browser: derived from its session cookie, else from its pre-session cookie."""
+        cookie = request.cookies.get(SESSION_COOKIE) or request.cookies.get(PRE_COOKIE)
+        return csrf_token(cookie) if cookie else None
+
+    def set_cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path=self.config.path,
+            httponly=True,
+            samesite="strict",
+            secure=self.config.secure,
+        )

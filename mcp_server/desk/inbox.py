@@ -1,0 +1,69 @@
+"""What the desk shows: pending approvals from the gate's `approvals` table, read as stored.
+
+Only pending, unexpired approvals that no approver has decided yet are in the inbox; the
+desk never writes to `approvals` (the gate settles them).
+"""
+
+import json
+import time
+from typing import Any
+
+from sqlalchemy import Connection, Row, text
+
+from mcp_server.desk.refusals import DeskRefusal
+from policy.store import Approval
+
+_SELECT = (
+    "SELECT ref, binding, tool, arguments_json, principal, policy_version, question, created_at, expires_at, status,"
+    " bound_json FROM approvals"
+)
+
+
+def _approval(row: Row[Any]) -> Approval:
+    return Approval(
+        ref=row.ref,
+        binding=row.binding,
+        tool=row.tool,
+        arguments=json.loads(row.arguments_json),
+        principal=row.principal,
+        policy_version=row.policy_version,
+        question=row.question,
+        created_at=float(row.created_at),
+        expires_at=float(row.expires_at),
+        status=row.status,
+        bound=json.loads(row.bound_json) if row.bound_json else {},
+    )
+
+
+def inbox(conn: Connection) -> list[Approval]:
+    """Pending, unexpired, undecided approvals, oldest first."""
+    rows = conn.execute(
+        text(
+            _SELECT + " WHERE status = 'pending' AND expires_at > :now"
+            " AND ref NOT IN (SELECT approval_ref FROM desk_decisions) ORDER BY created_at, ref"
+        ),
+        {"now": time.time()},
+    ).all()
+    return [_approval(row) for row in rows]
+
+
+def approval(conn: Connection, ref: str) -> Approval:
+    """Approval `ref`, whatever its status; refused (404) when there is none."""
+    row = conn.execute(text(_SELECT + " WHERE ref = :r"), {"r": ref}).first()
+    if row is None:
+        raise DeskRefusal("unknown_approval", f"There is no approval {ref}.", 404)
+    return _approval(row)
+
+
+def pending(conn: Connection, ref: str, *, lock: bool = False) -> Approval:
+    """Approval `ref` if it can still be decided (pending, unexpired); `lock` holds its row (PostgreSQL)."""
+    suffix = " FOR UPDATE" if lock and conn.dialect.name == "postgresql" else ""
+    row = conn.execute(text(_SELECT + " WHERE ref = :r" + suffix), {"r": ref}).first()
+    if row is None:
+        raise DeskRefusal("unknown_approval", f"There is no approval {ref}.", 404)
+    found = _approval(row)
+    if found.status != "pending":
+        raise DeskRefusal("not_pending", f"Approval {ref} is no longer pending (it is {found.status}).", 409)
+    if found.expires_at <= time.time():
+        raise DeskRefusal("approval_expired", f"Approval {ref} has expired; nothing can be decided on it.", 409)
+    return found

@@ -1,0 +1,84 @@
+"""Where the desk runs: mounted at `/desk` beside `/mcp` on the HTTP transport, or on a loopback port
+of its own beside stdio (a desktop assistant's user needs a page to approve at)."""
+
+import errno
+import logging
+import socket
+import threading
+from urllib.parse import urlsplit
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from mcp_server.audit_writer import AuditWriter
+from mcp_server.database import Database
+from mcp_server.desk.config import DEFAULT_STDIO_PORT, DESK_PATH, DeskConfig, default_desk_url, desk_config
+from mcp_server.desk.web import Desk
+from mcp_server.http_app import transport_security
+from mcp_server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def public_desk_url(settings: Settings, port: int) -> str:
+    """The configured desk URL; else the public MCP URL's origin + /desk; else localhost on `port`."""
+    if settings.desk_url:
+        return settings.desk_url
+    if settings.public_url:
+        parts = urlsplit(settings.public_url)
+        return f"{parts.scheme}://{parts.netloc}{DESK_PATH}"
+    return default_desk_url(port)
+
+
+def served_port(settings: Settings) -> int:
+    """The port the desk's default URL names: the HTTP port, or the stdio desk port."""
+    return settings.port if settings.transport == "http" else settings.desk_port or DEFAULT_STDIO_PORT
+
+
+def config_for(settings: Settings, port: int) -> DeskConfig:
+    """The desk's URL and the Host/Origin allowlist of `/mcp` served on `port`, plus the desk URL's own."""
+    security = transport_security(settings.model_copy(update={"port": port}))
+    return desk_config(public_desk_url(settings, port), security)
+
+
+def desk_mount(db: Database, audit: AuditWriter, settings: Settings) -> Mount:
+    """The desk for the HTTP app, at /desk."""
+    config = config_for(settings, settings.port)
+    if not settings.is_loopback and config.rp_id == "localhost":
+        log.warning(
+            "the approval desk's URL is %s: set BANKGATE_DESK_URL to the https address approvers use", config.url
+        )
+    return Mount(DESK_PATH, app=Desk(db, audit, config).app())
+
+
+class StdioDesk:
+    """The desk on a loopback port, served by uvicorn on a daemon thread beside the stdio server."""
+
+    def __init__(self, db: Database, audit: AuditWriter, settings: Settings) -> None:
+        self.socket = _loopback(settings.desk_port)
+        port = self.socket.getsockname()[1]
+        self.config = config_for(settings, port)
+        app = Starlette(routes=[Mount(DESK_PATH, app=Desk(db, audit, self.config).app())])
+        # uvicorn's own log lines would go to stderr too; keep them to warnings (stdout stays MCP's).
+        self.server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+
+    def start(self) -> str:
+        self.thread.start()
+        return self.config.url + "/"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
+def _loopback(port: int) -> socket.socket:
+    """127.0.0.1:`port`; another free port (with a warning) when that one is taken, e.g. by a second client."""
+    try:
+        return socket.create_server(("127.0.0.1", port))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE or port == 0:
+            raise
+        log.warning("approval desk port %d is in use; serving the desk on another loopback port", port)
+        return socket.create_server(("127.0.0.1", 0))

@@ -1,0 +1,125 @@
+// The approval desk's only script: WebAuthn ceremonies (enroll, sign in, sign a decision).
+// Options come from the server as JSON (base64url for binary fields); answers go back the same way.
+"use strict";
+
+const b64 = {
+  decode(text) {
+    const s = atob(text.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((text.length + 3) % 4));
+    return Uint8Array.from(s, (c) => c.charCodeAt(0)).buffer;
+  },
+  encode(buffer) {
+    const s = String.fromCharCode(...new Uint8Array(buffer));
+    return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  },
+};
+
+function creationOptions(o) {
+  return {
+    ...o,
+    challenge: b64.decode(o.challenge),
+    user: { ...o.user, id: b64.decode(o.user.id) },
+    excludeCredentials: (o.excludeCredentials || []).map((c) => ({ ...c, id: b64.decode(c.id) })),
+  };
+}
+
+function requestOptions(o) {
+  return {
+    ...o,
+    challenge: b64.decode(o.challenge),
+    allowCredentials: (o.allowCredentials || []).map((c) => ({ ...c, id: b64.decode(c.id) })),
+  };
+}
+
+function credentialJSON(cred) {
+  const r = cred.response;
+  const response = { clientDataJSON: b64.encode(r.clientDataJSON) };
+  if (r.attestationObject) {
+    response.attestationObject = b64.encode(r.attestationObject);
+    if (r.getTransports) response.transports = r.getTransports();
+  } else {
+    response.authenticatorData = b64.encode(r.authenticatorData);
+    response.signature = b64.encode(r.signature);
+    if (r.userHandle) response.userHandle = b64.encode(r.userHandle);
+  }
+  return { id: cred.id, rawId: b64.encode(cred.rawId), type: cred.type, response,
+           clientExtensionResults: cred.getClientExtensionResults(),
+           authenticatorAttachment: cred.authenticatorAttachment || undefined };
+}
+
+const base = document.body.dataset.base;
+
+async function post(path, body) {
+  const reply = await fetch(base + path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": document.body.dataset.csrf },
+    body: JSON.stringify(body),
+    credentials: "same-origin",
+  });
+  const data = await reply.json().catch(() => ({ message: `The desk answered ${reply.status}.` }));
+  if (!reply.ok) throw new Error(data.message || `The desk answered ${reply.status}.`);
+  return data;
+}
+
+function say(text, kind) {
+  const status = document.getElementById("status");
+  status.textContent = text;
+  status.className = "status " + (kind || "");
+}
+
+function busy(buttons, on) {
+  for (const b of buttons) b.disabled = on;
+}
+
+async function run(buttons, work) {
+  busy(buttons, true);
+  say("Waiting for your passkey…");
+  try {
+    const next = await work();
+    say("Done.", "ok");
+    window.location.assign(next.redirect);
+  } catch (error) {
+    say(error.message || String(error), "error");
+    busy(buttons, false);
+  }
+}
+
+function enroll(button) {
+  const token = button.dataset.token;
+  run([button], async () => {
+    const { nonce, options } = await post("/enroll/options", { token });
+    const cred = await navigator.credentials.create({ publicKey: creationOptions(options) });
+    return post("/enroll/finish", { token, nonce, credential: credentialJSON(cred) });
+  });
+}
+
+function signIn(button) {
+  run([button], async () => {
+    const { nonce, options } = await post("/signin/options", {});
+    const cred = await navigator.credentials.get({ publicKey: requestOptions(options) });
+    return post("/signin/finish", { nonce, credential: credentialJSON(cred) });
+  });
+}
+
+function decide(section, verdict) {
+  const ref = section.dataset.ref;
+  const note = document.getElementById("note").value;
+  const confirmation = document.getElementById("confirmation")?.value;
+  run(section.querySelectorAll("button"), async () => {
+    const { nonce, options } = await post(`/approvals/${ref}/challenge`, { verdict });
+    const cred = await navigator.credentials.get({ publicKey: requestOptions(options) });
+    return post(`/approvals/${ref}/decide`, { verdict, note, confirmation, nonce, credential: credentialJSON(cred) });
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const register = document.getElementById("register");
+  if (register) register.addEventListener("click", () => enroll(register));
+  const signin = document.getElementById("signin");
+  if (signin) signin.addEventListener("click", () => signIn(signin));
+  const section = document.getElementById("decide");
+  if (section) {
+    for (const button of section.querySelectorAll("button[data-verdict]")) {
+      button.addEventListener("click", () => decide(section, button.dataset.verdict));
+    }
+  }
+});

@@ -1,0 +1,315 @@
+"""The desk's routes (Starlette, server-rendered Jinja2, one small script for WebAuthn).
+
+Mounted at `/desk` beside `/mcp` on the HTTP transport, or served alone on a loopback port
+beside stdio (`server`). Pages are GETs and never change anything; every change is a POST
+guarded by `guard.Guard`; a decision needs a signed-in approver and a passkey signature
+(`decisions.decide`). Database work runs in worker threads, off the event loop.
+"""
+
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlalchemy import Connection, Row
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from mcp_server.audit_writer import AuditWriter
+from mcp_server.database import Database
+from mcp_server.desk import challenges, decisions, inbox, passkeys, ratelimit, sessions
+from mcp_server.desk.config import DeskConfig
+from mcp_server.desk.guard import CSRF_HEADER, HEADERS, Guard
+from mcp_server.desk.refusals import DeskRefusal
+from mcp_server.desk.tokens import new_token
+from policy.question import requested_confirmation
+from policy.store import Approval
+
+T = TypeVar("T")
+_CURRENCY = re.compile(r"\(([A-Z]{3})\)")
+MAX_BODY = 64 * 1024
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _span(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def summary(approval: Approval) -> dict[str, Any]:
+    """What a person needs at a glance: the effect line of the stored question, amount and accounts."""
+    lines = approval.question.splitlines()
+    now = time.time()
+    return {
+        "approval": approval,
+        "headline": lines[1] if len(lines) > 1 else lines[0] if lines else approval.tool,
+        "amount": _amount(approval.arguments.get("amount"), lines[1] if len(lines) > 1 else ""),
+        "accounts": [
+            (name.replace("_", " "), value)
+            for name, value in approval.arguments.items()
+            if value and ("account" in name or name == "sweep_to")
+        ],
+        "age": _span(now - approval.created_at),
+        "left": _span(approval.expires_at - now),
+        "created": _when(approval.created_at),
+        "deadline": _when(approval.expires_at),
+        "open": approval.status == "pending" and approval.expires_at > now,
+    }
+
+
+def _amount(amount: object, headline: str) -> str | None:
+    """The amount argument with digit grouping, and the currency the effect line names (e.g. "USD 1,250.00")."""
+    if not isinstance(amount, str):
+        return None
+    try:
+        grouped = format(Decimal(amount), ",")
+    except InvalidOperation:
+        return amount
+    currency = _CURRENCY.search(headline)
+    return f"{currency.group(1)} {grouped}" if currency else grouped
+
+
+class Desk:
+    """The desk application over one ledger database."""
+
+    def __init__(self, db: Database, audit: AuditWriter, config: DeskConfig) -> None:
+        self.db, self.audit, self.config = db, audit, config
+        self.guard = Guard(config)
+        self.templates = Environment(
+            loader=PackageLoader("mcp_server.desk", "templates"), autoescape=select_autoescape()
+        )
+        self.templates.filters["when"] = _when
+
+    def app(self) -> Starlette:
+        """The routes, relative to where the desk is mounted (`/desk`)."""
+        page, post = self._page, self._post
+        return Starlette(
+            routes=[
+                Route("/", page(self.inbox), methods=["GET"]),
+                Route("/history", page(self.history), methods=["GET"]),
+                Route("/approvals/{ref}", page(self.detail), methods=["GET"]),
+                Route("/approvals/{ref}/challenge", post(self.challenge), methods=["POST"]),
+                Route("/approvals/{ref}/decide", post(self.decide), methods=["POST"]),
+                Route("/signin", page(self.signin_page, signed_in=False), methods=["GET"]),
+                Route("/signin/options", post(self.signin_options, signed_in=False), methods=["POST"]),
+                Route("/signin/finish", post(self.signin_finish, signed_in=False), methods=["POST"]),
+                Route("/signout", post(self.signout, signed_in=False), methods=["POST"]),
+                Route("/enroll", page(self.enroll_page, signed_in=False), methods=["GET"]),
+                Route("/enroll/options", post(self.enroll_options, signed_in=False), methods=["POST"]),
+                Route("/enroll/finish", post(self.enroll_finish, signed_in=False), methods=["POST"]),
+                Mount("/static", StaticFiles(packages=[("mcp_server.desk", "static")]), name="static"),
+            ]
+        )
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _read(self, work: Callable[[Connection], T]) -> T:
+        return await run_in_threadpool(self.db.read, work)
+
+    async def _write(self, work: Callable[[Connection], T]) -> T:
+        return await run_in_threadpool(self.db.run, work)
+
+    async def _consume(self, body: dict[str, Any], purpose: str) -> Row[Any]:
+        return await self._write(lambda conn: challenges.consume(conn, body.get("nonce"), purpose))
+
+    async def _approver(self, request: Request) -> str | None:
+        token = request.cookies.get(sessions.SESSION_COOKIE)
+        if not token:
+            return None
+        return await self._read(lambda conn: sessions.session_approver(conn, token))
+
+    def _page(self, render: Callable[[Request, str | None], Awaitable[Response]], *, signed_in: bool = True) -> Handler:
+        async def handler(request: Request) -> Response:
+            refused = await self.guard.refusal(request)
+            if refused is not None:
+                return _secured(refused)
+            if self.guard.csrf(request) is None:
+                request.state.pre = new_token()
+            approver = await self._approver(request)
+            if signed_in and approver is None:
+                return _secured(RedirectResponse(f"{self.config.path}/signin", status_code=303))
+            try:
+                response = await render(request, approver)
+            except DeskRefusal as refusal:
+                response = self._render(request, approver, "message.html", status=refusal.status,
+                                        title="Not possible", message=refusal.message)  # fmt: skip
+            if getattr(request.state, "pre", None):  # a first visit: the pre-session cookie its forms carry
+                self.guard.set_cookie(response, sessions.PRE_COOKIE, request.state.pre, max_age=3600)
+            return _secured(response)
+
+        return handler
+
+    def _post(self, act: Callable[[Request, str | None, dict[str, Any]], Awaitable[Response]], *,
+              signed_in: bool = True) -> Handler:  # fmt: skip
+        async def handler(request: Request) -> Response:
+            raw = await request.body()
+            if len(raw) > MAX_BODY:
+                return _secured(JSONResponse({"error": "too_large", "message": "Request too large."}, status_code=413))
+            body, csrf = _body(request, raw)
+            refused = await self.guard.refusal(request, csrf)
+            if refused is not None:
+                return _secured(refused)
+            approver = await self._approver(request)
+            if signed_in and approver is None:
+                return _secured(_refusal(DeskRefusal("signed_out", "Sign in first.", 401)))
+            try:
+                return _secured(await act(request, approver, body))
+            except DeskRefusal as refusal:
+                return _secured(_refusal(refusal))
+
+        return handler
+
+    def _render(self, request: Request, approver: str | None, template: str, *, status: int = 200,
+                **context: Any) -> HTMLResponse:  # fmt: skip
+        html = self.templates.get_template(template).render(
+            base=self.config.path, approver=approver, csrf=self._csrf(request), **context
+        )
+        response = HTMLResponse(html, status_code=status)
+        response.headers["X-Desk-Template"] = template
+        return response
+
+    def _csrf(self, request: Request) -> str:
+        pre = getattr(request.state, "pre", None)
+        return sessions.csrf_token(pre) if pre else self.guard.csrf(request) or ""
+
+    def _session_response(self, token: str) -> JSONResponse:
+        response = JSONResponse({"redirect": f"{self.config.path}/"})
+        self.guard.set_cookie(response, sessions.SESSION_COOKIE, token, max_age=int(sessions.SESSION_TTL))
+        return response
+
+    # -- pages ------------------------------------------------------------------------------
+
+    async def inbox(self, request: Request, approver: str | None) -> Response:
+        pending = await self._read(inbox.inbox)
+        return self._render(request, approver, "inbox.html", items=[summary(a) for a in pending])
+
+    async def history(self, request: Request, approver: str | None) -> Response:
+        assert approver is not None
+        rows = await self._read(lambda conn: decisions.history(conn, approver))
+        return self._render(request, approver, "history.html", rows=rows)
+
+    async def detail(self, request: Request, approver: str | None) -> Response:
+        ref = request.path_params["ref"]
+
+        def read(conn: Connection) -> tuple[Approval, decisions.DeskDecision | None]:
+            return inbox.approval(conn, ref), decisions.decision_for(conn, ref)
+
+        approval, decided = await self._read(read)
+        return self._render(
+            request,
+            approver,
+            "detail.html",
+            item=summary(approval),
+            decided=decided,
+            arguments=json.dumps(dict(approval.arguments), indent=2, ensure_ascii=False),
+            confirm=requested_confirmation(approval.question),
+        )
+
+    async def signin_page(self, request: Request, approver: str | None) -> Response:
+        return self._render(request, approver, "signin.html")
+
+    async def enroll_page(self, request: Request, approver: str | None) -> Response:
+        token = request.query_params.get("token", "")
+        name, _ = await self._read(lambda conn: passkeys.enrollment(conn, token))
+        return self._render(request, approver, "enroll.html", name=name, token=token)
+
+    # -- actions ------------------------------------------------------------------------------
+
+    async def challenge(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
+        assert approver is not None
+        ref = request.path_params["ref"]
+        verdict = body.get("verdict")
+        options = await self._write(lambda c: decisions.decision_challenge(c, self.config, approver, ref, verdict))
+        return JSONResponse(options)
+
+    async def decide(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
+        assert approver is not None
+        ref = request.path_params["ref"]
+        issued = await self._consume(body, "decide")
+        await self._write(lambda conn: decisions.decide(conn, self.config, self.audit, approver, ref, body, issued))
+        return JSONResponse({"redirect": f"{self.config.path}/approvals/{ref}"})
+
+    async def signin_options(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
+        client = _client(request)
+        await self._read(lambda conn: ratelimit.check(conn, [client]))
+        return JSONResponse(await self._write(lambda conn: passkeys.sign_in_options(conn, self.config)))
+
+    async def signin_finish(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
+        scopes = [_client(request)]
+        owner = await self._read(lambda conn: _owner(conn, body.get("credential")))
+        if owner is not None:
+            scopes.append(f"approver {owner}")
+        await self._read(lambda conn: ratelimit.check(conn, scopes))
+        try:
+            issued = await self._consume(body, "sign_in")
+            token = await self._write(lambda conn: passkeys.sign_in(conn, self.config, body, issued))
+        except DeskRefusal:
+            await self._write(lambda conn: ratelimit.record(conn, scopes))
+            raise
+        return self._session_response(token)
+
+    async def signout(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
+        token = request.cookies.get(sessions.SESSION_COOKIE)
+        if token:
+            await self._write(lambda conn: sessions.close_session(conn, token))
+        response = RedirectResponse(f"{self.config.path}/signin", status_code=303)
+        response.delete_cookie(sessions.SESSION_COOKIE, path=self.config.path)
+        return response
+
+    async def enroll_options(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
+        token = body.get("token")
+        return JSONResponse(await self._write(lambda conn: passkeys.registration_options(conn, self.config, token)))
+
+    async def enroll_finish(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
+        issued = await self._consume(body, "enroll")
+        token = await self._write(lambda conn: passkeys.register(conn, self.config, self.audit, body, issued))
+        return self._session_response(token)
+
+
+def _client(request: Request) -> str:
+    return f"client {request.client.host if request.client else 'unknown'}"
+
+
+def _owner(conn: Connection, assertion: object) -> str | None:
+    try:
+        return passkeys.credential(conn, assertion).approver
+    except DeskRefusal:
+        return None
+
+
+def _body(request: Request, raw: bytes) -> tuple[dict[str, Any], str | None]:
+    """The POST's fields and the CSRF token it carried (JSON with the header, or a form with a `csrf` field)."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            parsed = json.loads(raw or b"{}")
+        except ValueError:
+            parsed = None
+        return (parsed if isinstance(parsed, dict) else {}), request.headers.get(CSRF_HEADER)
+    fields = {k: v[0] for k, v in parse_qs(raw.decode(errors="replace")).items()}
+    return fields, fields.get("csrf")
+
+
+def _refusal(refusal: DeskRefusal) -> JSONResponse:
+    return JSONResponse({"error": refusal.code, "message": refusal.message}, status_code=refusal.status)
+
+
+def _secured(response: Response) -> Response:
+    response.headers.update(HEADERS)
+    return response

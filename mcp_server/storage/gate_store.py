@@ -1,0 +1,266 @@
+"""The policy layer's storage (approvals, audit chain, idempotency) on the ledger database.
+
+One `SqlGateTx` wraps one ledger transaction, so the gate settles an approval, moves the
+money and appends the audit records atomically. Statements run on the driver cursor
+(`Statement`): every gated call passes through here twice.
+"""
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import anyio
+from sqlalchemy import Connection
+
+from mcp_server import idempotency
+from mcp_server.audit_writer import AuditWriter
+from mcp_server.database import Database, WouldWait
+from mcp_server.statement import Statement
+from mcp_server.timestamps import format_timestamp
+from mcp_server.turns import Space, take_turn
+from policy.approval_states import check_settlement
+from policy.canonical import canonical_json
+from policy.results import Refusal
+from policy.store import Approval, AuditEntry
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+NETWORK_DEADLINE = 6.0
+"""How long a call waits for a database server before answering `database_unavailable`."""
+
+LATE = (
+    "The ledger database is unavailable (it did not answer in time), so the outcome is not known yet; "
+    "please try again shortly. Retrying with the same idempotency key is safe."
+)
+
+_ON_LOOP: ContextVar[bool] = ContextVar("gate_store_on_loop", default=False)
+"""Set while `run` tries work on the event loop: a write then never waits for another writer."""
+
+_APPROVAL = (
+    "SELECT ref, binding, tool, arguments_json, principal, policy_version, question, created_at, expires_at, "
+    "status, asked_digest, note, outcome_json, bound_json FROM approvals WHERE "
+)
+_BY_ASKED = Statement(_APPROVAL + "asked_digest = :v")
+_BY_PENDING_BINDING = Statement(_APPROVAL + "pending_binding = :v")
+_INSERT_APPROVAL = Statement(
+    "INSERT INTO approvals (ref, binding, pending_binding, tool, arguments_json, principal, policy_version, "
+    "question, created_at, expires_at, status, asked_digest, bound_json) VALUES (:ref, :binding, :pending_binding, "
+    ":tool, :arguments, :principal, :policy_version, :question, :created_at, :expires_at, 'pending', :asked_digest, "
+    ":bound) "
+    "ON CONFLICT (pending_binding) DO NOTHING"
+)
+_SETTLE_APPROVAL = Statement(
+    "UPDATE approvals SET status = :status, pending_binding = NULL, decided_at = :now, "
+    "note = :note, outcome_json = :outcome WHERE ref = :ref AND status = 'pending'"
+)
+_MOVED_SINCE = Statement(
+    "SELECT COALESCE(SUM(amount_minor), 0) FROM audit_log WHERE principal = :principal AND at >= :since"
+)
+_SAVEPOINT = Statement("SAVEPOINT effect")
+_ROLLBACK_TO_SAVEPOINT = Statement("ROLLBACK TO SAVEPOINT effect")
+_RELEASE_SAVEPOINT = Statement("RELEASE SAVEPOINT effect")
+
+
+class SqlGateStore:
+    """`GateStore` on the ledger database; it alone decides where store work runs (see `run`)."""
+
+    def __init__(self, db: Database, audit: AuditWriter | None = None) -> None:
+        self.db = db
+        self.audit = audit or AuditWriter()
+        self.embedded = db.dialect == "sqlite"
+        """SQLite in WAL mode: a read never waits on another process, and a write that finds no other
+        writer waits only on the disk, so such work runs on the event loop (a thread hop costs more)."""
+        self.deadline: float | None = None if self.embedded else NETWORK_DEADLINE
+        """Seconds a call waits for a database server before it is answered `database_unavailable`."""
+        self._lock_by_ref = Statement(_APPROVAL + "ref = :v" + db.for_update)
+        self._lock_by_asked = Statement(_APPROVAL + "asked_digest = :v" + db.for_update)
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """Run blocking store work (which opens transactions here) where it costs least.
+
+        On an embedded database, first on the event loop, where a write that would wait for
+        another writer rolls back at once instead (`_Busy`); then, or on a database server,
+        in a worker thread, where waiting is harmless, within `deadline`: a server that stops
+        answering on an open connection would otherwise hold the call forever. Past the
+        deadline the caller gets `database_unavailable`; the thread is left to finish or fail
+        on its own, so the message claims nothing about what it did.
+        """
+        if self.embedded:
+            on_loop = _ON_LOOP.set(True)
+            try:
+                return work()
+            except _Busy:
+                pass
+            finally:
+                _ON_LOOP.reset(on_loop)
+        if self.deadline is None:
+            return await anyio.to_thread.run_sync(work)
+        with anyio.move_on_after(self.deadline):
+            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        logger.warning("the store did not answer within %.1f s", self.deadline)
+        raise Refusal("database_unavailable", LATE)
+
+    def transaction(self, work: Callable[["SqlGateTx"], T], *, write: bool = True, durable: bool = True) -> T:
+        def unit(conn: Connection) -> T:
+            tx = SqlGateTx(conn, self._lock_by_ref, self.audit, self._lock_by_asked if write else None)
+            result = work(tx)
+            if tx.discarded:
+                raise _Discarded(result)
+            tx.flush_audit()
+            return result
+
+        try:
+            if not write:
+                return self.db.read(unit)
+            return self.db.run(unit, wait=not _ON_LOOP.get(), durable=durable)
+        except _Discarded as discarded:
+            return discarded.result  # type: ignore[no-any-return]
+        except WouldWait as busy:
+            raise _Busy from busy
+
+
+class _Busy(Exception):
+    """A write tried on the event loop found another writer in the way; nothing was done."""
+
+
+class _Discarded(Exception, Generic[T]):
+    """Rolls back a transaction whose work called `discard`, carrying what the work returned."""
+
+    def __init__(self, result: T) -> None:
+        super().__init__()
+        self.result = result
+
+
+class SqlGateTx:
+    """The gate's view of one open ledger transaction; its `ledger` handle is the connection actions write on."""
+
+    def __init__(
+        self, conn: Connection, lock_by_ref: Statement, audit: AuditWriter, lock_by_asked: Statement | None
+    ) -> None:
+        """`lock_by_asked` is given in a write transaction only: a read takes no locks."""
+        self.conn = conn
+        self._lock_by_ref = lock_by_ref
+        self._writer = audit
+        self._by_asked = lock_by_asked or _BY_ASKED
+        self._writes = lock_by_asked is not None
+        self._audit: list[AuditEntry] = []
+        self.discarded = False
+
+    @property
+    def ledger(self) -> Connection:
+        return self.conn
+
+    def discard(self) -> None:
+        self.discarded = True
+
+    def recall(self, key: str, request_digest: str) -> Mapping[str, Any] | None:
+        return idempotency.recall(self.conn, key, request_digest, hold=self._writes)
+
+    def remember(self, key: str, request_digest: str, outcome: Mapping[str, Any]) -> None:
+        idempotency.remember(self.conn, key, request_digest, dict(outcome))
+
+    def approval_asked(self, asked_digest: str) -> Approval | None:
+        return _approval(self._by_asked.one(self.conn, {"v": asked_digest}))
+
+    def pending_approval(self, binding: str) -> Approval | None:
+        return _approval(_BY_PENDING_BINDING.one(self.conn, {"v": binding}))
+
+    def create_approval(self, approval: Approval, *, shared: bool) -> Approval:
+        inserted = _INSERT_APPROVAL.run(
+            self.conn,
+            {
+                "ref": approval.ref,
+                "binding": approval.binding,
+                # An approval of its own is pending under its (unique) reference instead.
+                "pending_binding": approval.binding if shared else approval.ref,
+                "tool": approval.tool,
+                "arguments": canonical_json(approval.arguments),
+                "principal": approval.principal,
+                "policy_version": approval.policy_version,
+                "question": approval.question,
+                "created_at": approval.created_at,
+                "expires_at": approval.expires_at,
+                "asked_digest": approval.asked_digest,
+                "bound": canonical_json(dict(approval.bound)),
+            },
+        )
+        if inserted:
+            return approval
+        stored = self.pending_approval(approval.binding)  # asked meanwhile by a concurrent call
+        assert stored is not None, "a pending approval exists for this binding after the insert"
+        return stored
+
+    def lock_approval(self, ref: str) -> Approval | None:
+        return _approval(self._lock_by_ref.one(self.conn, {"v": ref}))
+
+    def settle_approval(self, approval: Approval) -> None:
+        check_settlement(approval.status)
+        settled = _SETTLE_APPROVAL.run(
+            self.conn,
+            {
+                "status": approval.status,
+                "now": datetime.now(UTC).timestamp(),
+                "note": approval.note,
+                "outcome": canonical_json(approval.outcome),
+                "ref": approval.ref,
+            },
+        )
+        if settled != 1:
+            raise RuntimeError(f"approval {approval.ref} was already settled")
+
+    def take_turn(self, principal: str) -> None:
+        take_turn(self.conn, Space.PRINCIPAL, principal)
+
+    def moved_today_minor(self, principal: str, since: float) -> int:
+        since_text = format_timestamp(datetime.fromtimestamp(since, UTC))
+        row = _MOVED_SINCE.one(self.conn, {"principal": principal, "since": since_text})
+        return int(row[0]) if row else 0
+
+    def append_audit(self, entry: AuditEntry) -> None:
+        """Queue `entry`; the transaction's entries are signed and written together at its end."""
+        self._audit.append(entry)
+
+    def flush_audit(self) -> None:
+        """Sign and insert the queued entries, unchained (see `AuditWriter.append`)."""
+        self._writer.append(self.conn, self._audit)
+        self._audit.clear()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        # On the driver cursor: SQLAlchemy's begin_nested() costs more than the transfer it guards.
+        _SAVEPOINT.run(self.conn)
+        try:
+            yield
+        except BaseException:
+            _ROLLBACK_TO_SAVEPOINT.run(self.conn)
+            raise
+        finally:
+            _RELEASE_SAVEPOINT.run(self.conn)
+
+
+def _approval(row: tuple[Any, ...] | None) -> Approval | None:
+    if row is None:
+        return None
+    ref, binding, tool, arguments, principal, version, question, created, expires = row[:9]
+    status, asked, note, outcome, bound = row[9:]
+    return Approval(
+        ref=ref,
+        binding=binding,
+        tool=tool,
+        arguments=json.loads(arguments),
+        principal=principal,
+        policy_version=version,
+        question=question,
+        created_at=float(created),
+        expires_at=float(expires),
+        status=status,
+        asked_digest=asked,
+        note=note,
+        outcome=json.loads(outcome) if outcome else None,
+        bound=json.loads(bound) if bound else {},
+    )

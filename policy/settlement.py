@@ -1,0 +1,176 @@
+"""How a gated call ends, whatever ended it: an effect run under lock, an outcome stored once.
+
+Everything here runs inside the transaction that settles the call, so the approval's state,
+the ledger effect, the idempotency record and the audit entries commit (or not) together.
+"""
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from policy.action import Action, Call, Inspection
+from policy.approval_states import ApprovalState, ending
+from policy.canonical import digest
+from policy.decision import Decision
+from policy.document import Policy
+from policy.facts import CallFacts
+from policy.messages import worded
+from policy.outcome import Outcome
+from policy.results import GateResult, Refusal, Status, decision_message
+from policy.store import Approval, AuditEntry, GateTx
+from policy.verdict import Verdict, VerdictKind
+
+NO_HUMAN = "No human can be asked to approve it from this client, so nothing was done."
+POLICY_CHANGED = "The policy changed after the question was asked; nothing was done."
+
+
+def denied(call: Call, reason: str) -> GateResult:
+    return GateResult(Status.DENIED, decision_message(call.tool, Status.DENIED, reason))
+
+
+class Settlement:
+    """The gate's closing half: settle an approval with a verdict, run an effect, end a call."""
+
+    def __init__(self, policy: Policy, clock: Callable[[], float]) -> None:
+        self.policy = policy
+        self.clock = clock
+
+    def settle(
+        self, tx: GateTx[Any], approval: Approval, verdict: Verdict, now: float, action: Action, call: Call
+    ) -> GateResult:
+        """Move a pending `approval` by `verdict` (see `approval_states`); a yes re-decides and runs
+        the action, and that fresh decision is the one recorded."""
+        amount = 0
+        decision: Decision | None = None
+        if verdict.kind is VerdictKind.APPROVE:
+            result, amount, decision = self._run_approved(tx, action, call, approval)
+            self.audit(tx, call, decision, ApprovalState.APPROVED.value, now, approval=approval, note=verdict.note)
+            ending(verdict.kind, result.status)
+        else:
+            status = Status(ending(verdict.kind).value)
+            reason = NO_HUMAN if verdict.kind is VerdictKind.UNDELIVERED else verdict.detail
+            result = GateResult(status, decision_message(call.tool, status, reason))
+        return self.end(tx, call, decision, result, now, approval=approval, verdict=verdict, amount_minor=amount)
+
+    def end(
+        self,
+        tx: GateTx[Any],
+        call: Call,
+        decision: Decision | None,
+        result: GateResult,
+        now: float,
+        *,
+        approval: Approval | None = None,
+        verdict: Verdict | None = None,
+        reason: str | None = None,
+        amount_minor: int = 0,
+        remember: bool = True,
+    ) -> GateResult:
+        """The one place a call ends: the outcome settles the approval that was asked (so any round
+        answering it finds this outcome), is stored under the call's idempotency key (unless the
+        key holds another request's outcome: `remember=False`), and is audited."""
+        note = verdict.note if verdict else None
+        detail = reason if reason is not None else (verdict.detail if verdict else "")
+        if reason is None:
+            reason = verdict.detail if verdict else result.message
+        if approval is not None:
+            result = replace(result, approval_ref=approval.ref)
+        result = worded(self.policy, call, decision, result, detail)
+        if approval is not None:
+            tx.settle_approval(replace(approval, status=result.status.value, note=note, outcome=result.as_json()))
+        if remember and call.idempotency_key is not None:
+            tx.remember(call.idempotency_key, call.request_digest, result.as_json())
+        executed = result.status is Status.EXECUTED
+        self.audit(
+            tx, call, decision, result.status.value, now, approval=approval, note=note, reason=reason,
+            result=result, amount_minor=amount_minor if executed else 0,
+        )  # fmt: skip
+        return result
+
+    def execute(self, tx: GateTx[Any], action: Action, call: Call, inspection: Inspection) -> GateResult:
+        """Run the effect; a refusal rolls back whatever it wrote and becomes the result."""
+        try:
+            with tx.savepoint():
+                done = action.execute(tx, call, inspection)
+        except Refusal as refusal:
+            return GateResult.refused(refusal)
+        return GateResult(Status.EXECUTED, done.summary, details=done.details)
+
+    def facts(self, tx: GateTx[Any], call: Call, inspection: Inspection) -> CallFacts:
+        """What the policy judges `call` on."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        return CallFacts(
+            tool=call.tool,
+            arguments=call.arguments,
+            principal=call.principal,
+            roles=inspection.roles,
+            currency=inspection.currency,
+            minor_exponent=inspection.minor_exponent,
+            amount_minor=inspection.amount_minor,
+            accounts=inspection.accounts,
+            moved_today_minor=(
+                tx.moved_today_minor(call.principal, now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp())
+                if "moved_today_minor" in self.policy.variables(call.tool)
+                else 0
+            ),
+            now=now,
+        )
+
+    def audit(
+        self,
+        tx: GateTx[Any],
+        call: Call,
+        decision: Decision | None,
+        event: str,
+        at: float,
+        *,
+        approval: Approval | None = None,
+        reason: str = "",
+        note: str | None = None,
+        result: GateResult | None = None,
+        amount_minor: int = 0,
+    ) -> None:
+        version = approval.policy_version if approval else self.policy.version
+        if decision is not None:
+            version = decision.policy_version
+        tx.append_audit(
+            AuditEntry(
+                at=at,
+                event=event,
+                principal=call.principal,
+                tool=call.tool,
+                arguments=call.arguments,
+                policy_version=version,
+                matched_rules=decision.matched_rules if decision else (),
+                reason=reason,
+                approval_ref=approval.ref if approval else None,
+                question_sha256=digest(approval.question) if approval else None,
+                note=note,
+                result=result.as_json() if result else None,
+                amount_minor=amount_minor,
+            )
+        )
+
+    def _run_approved(
+        self, tx: GateTx[Any], action: Action, call: Call, approval: Approval
+    ) -> tuple[GateResult, int, Decision | None]:
+        """Re-check everything inside the settling transaction, then run the effect.
+
+        Returns the result, the amount moved, and the decision taken now (none if the call
+        can no longer be inspected).
+        """
+        try:
+            inspection = action.inspect(tx, call)
+            decision = self.policy.decide(self.facts(tx, call, inspection))
+        except Refusal as refusal:
+            return GateResult.refused(refusal), 0, None
+        if decision.policy_version != approval.policy_version:
+            return denied(call, POLICY_CHANGED), 0, decision
+        changed = inspection.changed_since(approval.bound)
+        if changed is not None:
+            return GateResult.refused(changed), 0, decision
+        if decision.outcome is Outcome.DENY:
+            return denied(call, decision.reason), 0, decision
+        result = self.execute(tx, action, call, inspection)
+        return result, inspection.amount_minor if result.status is Status.EXECUTED else 0, decision

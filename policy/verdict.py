@@ -1,0 +1,23 @@
+"""What a human decided about an approval, whatever protocol carried the answer."""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class VerdictKind(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    CANCEL = "cancel"
+    EXPIRE = "expire"
+    UNDELIVERED = "undelivered"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: VerdictKind
+    detail: str = ""
+    note: str | None = None
+
+
+EXPIRED = Verdict(VerdictKind.EXPIRE, "No answer arrived in time.")
+UNDELIVERED = Verdict(VerdictKind.UNDELIVERED, "The question could not be put to a human.")

@@ -1,0 +1,207 @@
+"""The desk in a real headless Chromium (Debian's, driven by Playwright with ``executable_path``), with a
+WebAuthn virtual authenticator over CDP standing in for the approver's passkey.
+
+The desk runs as beside stdio (`StdioDesk`: uvicorn on a loopback port). Screenshots of the inbox and
+the detail page go to ``$BANKGATE_SCREENSHOTS`` (the README's: ``docs/screenshots``), else to the test's
+temporary directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcp_server.desk.decisions import decision_for
+from mcp_server.desk.server import StdioDesk
+from tests.desk.world import World
+
+pytestmark = pytest.mark.anyio
+CHROMIUM = shutil.which("chromium")
+playwright_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
+if CHROMIUM is None:
+    pytest.skip("no chromium on PATH (apt-get install -y chromium)", allow_module_level=True)
+
+
+@pytest.fixture
+def desk(world: World) -> Iterator[str]:
+    """The desk's URL, served on a free loopback port as `serve` does beside stdio."""
+    served = StdioDesk(world.db, world.audit, world.settings.model_copy(update={"desk_port": 0}))
+    url = served.start()
+    yield url.rstrip("/")
+    served.stop()
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def approver_page(browser: Any) -> Any:
+    """A fresh browser profile with its own virtual passkey authenticator."""
+    context = await browser.new_context(viewport={"width": 1000, "height": 900})
+    page = await context.new_page()
+    cdp = await context.new_cdp_session(page)
+    await cdp.send("WebAuthn.enable")
+    await cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {"options": {"protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+                     "hasUserVerification": True, "isUserVerified": True}},
+    )  # fmt: skip
+    return page
+
+
+async def enroll(world: World, page: Any, desk: str, name: str = "erin") -> None:
+    token, _ = world.admin.add(name)
+    await page.goto(f"{desk}/enroll?token={token}")
+    await page.click("#register")
+    await page.wait_for_url(f"{desk}/")
+
+
+@asynccontextmanager
+async def signed_in_at(world: World, desk: str, path: str) -> AsyncIterator[Any]:
+    """A page of approver erin, enrolled just now in a fresh browser, opened at `path`."""
+    async with chromium() as browser:
+        page = await approver_page(browser)
+        await enroll(world, page, desk)
+        await page.goto(desk + path)
+        yield page
+
+
+async def post_from(page: Any, path: str, body: str, csrf: str | None = None) -> list[Any]:
+    """[status, error code] of a same-origin POST made by the page's own script (its CSRF token unless `csrf`)."""
+    script = """async ([path, body, csrf]) => { const r = await fetch(path, {method: "POST", body, headers: {
+                  "Content-Type": "application/json", "X-CSRF-Token": csrf || document.body.dataset.csrf}});
+                  return [r.status, (await r.json().catch(() => ({}))).error || null]; }"""
+    result: list[Any] = await page.evaluate(script, [path, body, csrf])
+    return result
+
+
+async def decide(page: Any, verdict: str, note: str = "") -> None:
+    if note:
+        await page.fill("#note", note)
+    await page.click(f"button[data-verdict={verdict}]")
+
+
+async def test_enroll_sign_in_approve_and_reject(world: World, desk: str, shots: Path) -> None:
+    expect = playwright_api.expect
+    rent = world.pending("1250.00", principal="alice", memo="March rent")
+    supplier = world.pending("480.00", principal="payments-bot")
+    async with chromium() as browser:
+        page = await approver_page(browser)
+        await enroll(world, page, desk)
+        await expect(page.locator(".inbox .item")).to_have_count(2)
+        await expect(page.locator(".item").first).to_contain_text("$1,250.00")
+        await page.screenshot(path=shots / "desk-inbox.png", full_page=True)
+
+        await page.click("text=Sign out")
+        await page.wait_for_url(f"{desk}/signin")
+        await page.click("#signin")
+        await page.wait_for_url(f"{desk}/")
+
+        await page.goto(f"{desk}/approvals/{rent.ref}")
+        await expect(page.locator("#question")).to_have_text(rent.question)
+        await page.fill("#note", "rent is expected")
+        await page.screenshot(path=shots / "desk-detail.png", full_page=True)
+        await decide(page, "approved")
+        await expect(page.locator(".decided")).to_contain_text("Approved by erin", timeout=15_000)
+
+        await page.goto(f"{desk}/approvals/{supplier.ref}")
+        await decide(page, "rejected", note="unknown supplier")
+        await expect(page.locator(".decided")).to_contain_text("Rejected by erin", timeout=15_000)
+        await page.goto(f"{desk}/history")
+        await expect(page.locator(".history tbody tr")).to_have_count(2)
+
+    verdicts = [world.db.read(lambda conn, ref=ref: decision_for(conn, ref)) for ref in (rent.ref, supplier.ref)]
+    assert [(d.verdict, d.note) for d in verdicts if d] == [
+        ("approved", "rent is expected"),
+        ("rejected", "unknown supplier"),
+    ]
+
+
+async def test_assertion_replayed_for_another_approval_is_refused(world: World, desk: str) -> None:
+    first, second = world.pending("10.00"), world.pending("20.00")
+    captured: list[str] = []
+
+    async def hold_back(route: Any) -> None:  # the signed decision never reaches the desk: an attacker keeps it
+        captured.append(route.request.post_data)
+        await route.abort()
+
+    async with signed_in_at(world, desk, f"/approvals/{first.ref}") as page:
+        await page.route("**/decide", hold_back)
+        await decide(page, "approved")
+        await playwright_api.expect(page.locator("#status.error")).to_be_visible(timeout=15_000)
+        await page.unroute("**/decide")
+        await page.goto(f"{desk}/approvals/{second.ref}")
+        other = await post_from(page, f"/desk/approvals/{second.ref}/decide", captured[0])
+        again = await post_from(page, f"/desk/approvals/{first.ref}/decide", captured[0])
+    assert other == [403, "wrong_approval"]
+    assert again == [409, "challenge_used"], "the refused replay used up the nonce"
+    assert world.db.read(lambda conn: decision_for(conn, second.ref)) is None
+    assert world.db.read(lambda conn: decision_for(conn, first.ref)) is None
+
+
+async def test_signature_over_a_stale_question_is_refused(world: World, desk: str) -> None:
+    approval = world.pending("90.00")
+
+    async def edit_then_send(route: Any) -> None:
+        world.sql("UPDATE approvals SET question = :q WHERE ref = :r",
+                  q=approval.question.replace("$90.00", "$9,000.00"), r=approval.ref)  # fmt: skip
+        await route.continue_()
+
+    async with signed_in_at(world, desk, f"/approvals/{approval.ref}") as page:
+        await page.route("**/decide", edit_then_send)
+        await decide(page, "approved")
+        await playwright_api.expect(page.locator("#status")).to_contain_text(
+            "changed after it was shown", timeout=15_000
+        )
+    assert world.db.read(lambda conn: decision_for(conn, approval.ref)) is None
+
+
+class _Attacker(BaseHTTPRequestHandler):
+    """Another origin's page that posts a form to the desk when opened."""
+
+    target = ""
+
+    def do_GET(self) -> None:
+        page = (f'<form id="f" method="post" action="{self.target}"><input name="csrf" value="guess"></form>'
+                '<script>document.getElementById("f").submit()</script>')  # fmt: skip
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(page.encode())
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_csrf_and_cross_origin_posts_are_refused(world: World, desk: str) -> None:
+    approval = world.pending("60.00")
+    _Attacker.target = f"{desk}/signout"
+    attacker = HTTPServer(("127.0.0.1", 0), _Attacker)
+    threading.Thread(target=attacker.serve_forever, daemon=True).start()
+    try:
+        async with signed_in_at(world, desk, f"/approvals/{approval.ref}") as page:
+            forged = await post_from(
+                page, f"/desk/approvals/{approval.ref}/challenge", '{"verdict": "approved"}', "0" * 64
+            )
+            assert forged == [403, None]
+            other = await page.context.new_page()
+            await other.goto(f"http://localhost:{attacker.server_port}/")
+            await playwright_api.expect(other.locator("body")).to_contain_text("Invalid Origin header")
+            await page.goto(f"{desk}/")
+            await playwright_api.expect(page.locator(".who")).to_have_text("erin"), "still signed in"
+    finally:
+        attacker.shutdown()
+    assert world.rows("SELECT COUNT(*) AS n FROM desk_challenges WHERE purpose = 'decide'")[0].n == 0

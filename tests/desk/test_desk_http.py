@@ -1,0 +1,212 @@
+"""The desk over HTTP (in-process ASGI, real SQLite ledger, software passkey verified by py_webauthn)."""
+
+import html
+import re
+
+import pytest
+
+from mcp_server.desk.decisions import decision_for
+from tests.desk.authenticator import SoftPasskey
+from tests.desk.world import PORT, DeskBrowser, World, browser
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_approve_is_recorded_once_with_its_signature(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey
+) -> None:
+    approval = world.pending("250.00")
+    inbox = await erin.get("/")
+    assert approval.ref in inbox.text and "Ada Lovelace" in inbox.text and "alice" in inbox.text
+    detail = await erin.get(f"/approvals/{approval.ref}")
+    shown = re.search(r'<pre class="question" id="question">(.*?)</pre>', detail.text, re.S)
+    assert shown is not None and html.unescape(shown.group(1)) == approval.question, "shown exactly as stored"
+
+    reply = await erin.decide(approval.ref, "approved", passkey, note="rent")
+    assert reply.status_code == 200, reply.text
+    decision = world.db.read(lambda conn: decision_for(conn, approval.ref))
+    assert decision is not None and decision.approved and decision.approver == "erin" and decision.note == "rent"
+    assert decision.binding == approval.binding
+    assert approval.ref not in (await erin.get("/")).text, "a decided approval leaves the inbox"
+    assert approval.ref in (await erin.get("/history")).text
+    again = await erin.post(f"/approvals/{approval.ref}/challenge", {"verdict": "rejected"})
+    assert again.status_code == 409 and again.json()["error"] == "already_decided"
+    [record] = world.rows(
+        "SELECT event, principal, approval_ref, result_json FROM audit_log WHERE event = 'desk_approved'"
+    )
+    assert record.principal == "approver:erin" and record.approval_ref == approval.ref
+    assert '"assertion"' in record.result_json
+    assert world.rows("SELECT status FROM approvals WHERE ref = :r", r=approval.ref)[0].status == "pending", (
+        "the desk records; only the gate settles"
+    )
+
+
+async def test_reject_needs_a_signature_too(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> None:
+    approval = world.pending("75.00")
+    unsigned = await erin.post(f"/approvals/{approval.ref}/decide", {"verdict": "rejected", "note": "no"})
+    assert unsigned.status_code == 403
+    reply = await erin.decide(approval.ref, "rejected", passkey, note="not expected")
+    assert reply.status_code == 200, reply.text
+    decision = world.db.read(lambda conn: decision_for(conn, approval.ref))
+    assert decision is not None and decision.verdict == "rejected"
+
+
+async def test_no_decision_by_get(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> None:
+    approval = world.pending()
+    for path in (f"/approvals/{approval.ref}/decide", f"/approvals/{approval.ref}/challenge"):
+        assert (await erin.get(path)).status_code == 405
+    assert world.db.read(lambda conn: decision_for(conn, approval.ref)) is None
+
+
+async def test_csrf_token_required_on_every_post(world: World, erin: DeskBrowser) -> None:
+    approval = world.pending()
+    await erin.get(f"/approvals/{approval.ref}")
+    for token in ("", "0" * 64):
+        reply = await erin.client.post(
+            f"/desk/approvals/{approval.ref}/challenge",
+            json={"verdict": "approved"},
+            headers={"Origin": erin.origin, **({"X-CSRF-Token": token} if token else {})},
+        )
+        assert reply.status_code == 403 and "CSRF" in reply.text
+    signout = await erin.client.post("/desk/signout", data={"csrf": "nope"}, headers={"Origin": erin.origin})
+    assert signout.status_code == 403
+    assert (await erin.get("/")).status_code == 200, "still signed in"
+
+
+async def test_cross_origin_and_foreign_host_refused(world: World, erin: DeskBrowser) -> None:
+    approval = world.pending()
+    await erin.get(f"/approvals/{approval.ref}")
+    path = f"/approvals/{approval.ref}/challenge"
+    assert (await erin.post(path, {"verdict": "approved"}, Origin="https://evil.example")).status_code == 403
+    no_origin = await erin.client.post(
+        "/desk" + path, json={"verdict": "approved"}, headers={"X-CSRF-Token": erin.csrf}
+    )
+    assert no_origin.status_code == 403 and "Origin" in no_origin.text
+    foreign = await erin.client.get("/desk/", headers={"Host": "evil.example"})
+    assert foreign.status_code == 421
+    assert world.rows("SELECT COUNT(*) AS n FROM desk_challenges WHERE purpose = 'decide'")[0].n == 0
+
+
+async def test_session_cookie_flags(world: World, passkey: SoftPasskey) -> None:
+    token, _ = world.admin.add("erin")
+    async with browser(world) as desk:
+        reply = await desk.enroll(token, passkey)
+    cookie = reply.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/desk" in cookie
+    assert "secure" not in cookie, "plain http://localhost cannot carry a Secure cookie"
+    assert (
+        reply.headers["x-frame-options"] == "DENY"
+        and "frame-ancestors 'none'" in reply.headers["content-security-policy"]
+    )
+
+
+async def test_used_and_expired_enrollment_links_are_refused(world: World, passkey: SoftPasskey) -> None:
+    token, _ = world.admin.add("erin")
+    async with browser(world) as desk:
+        assert (await desk.enroll(token, passkey)).status_code == 200
+        used = await desk.get(f"/enroll?token={token}")
+        assert used.status_code == 410 and "already used" in used.text
+        late, _ = world.admin.add("fred")
+        world.sql("UPDATE desk_enrollments SET expires_at = 0 WHERE approver = 'fred'")
+        expired = await desk.get(f"/enroll?token={late}")
+        assert expired.status_code == 410 and "expired" in expired.text
+        options = await desk.post("/enroll/options", {"token": late})
+        assert options.status_code == 410
+        unknown = await desk.get("/enroll?token=made-up")
+        assert unknown.status_code == 410 and "not valid" in unknown.text
+    assert world.rows("SELECT status FROM desk_approvers WHERE name = 'fred'")[0].status == "invited"
+
+
+async def test_revoked_approver_loses_session_and_passkey(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey
+) -> None:
+    approval = world.pending()
+    issued = await erin.challenge(approval.ref, "approved")
+    world.admin.revoke("erin")
+    assert (await erin.get("/")).headers.get("location") == "/desk/signin"
+    body = {"verdict": "approved", "nonce": issued["nonce"], "credential": passkey.sign(issued["options"])}
+    assert (await erin.post(f"/approvals/{approval.ref}/decide", body)).status_code == 401
+    refused = await erin.sign_in(passkey)
+    assert refused.status_code == 403 and refused.json()["error"] == "approver_revoked"
+    assert world.db.read(lambda conn: decision_for(conn, approval.ref)) is None
+
+
+async def test_sign_out_then_sign_in_again(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> None:
+    await erin.get("/")
+    out = await erin.client.post("/desk/signout", data={"csrf": erin.csrf}, headers={"Origin": erin.origin})
+    assert out.status_code == 303
+    assert (await erin.get("/")).status_code == 303
+    assert (await erin.sign_in(passkey)).status_code == 200
+    assert (await erin.get("/")).status_code == 200
+
+
+async def test_failed_sign_ins_are_rate_limited(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> None:
+    impostor = SoftPasskey(origin=f"http://localhost:{PORT}", credential_id=passkey.credential_id)
+    for _ in range(5):
+        assert (await erin.sign_in(impostor)).status_code == 403
+    limited = await erin.sign_in(passkey)
+    assert limited.status_code == 429, "the client is blocked for a minute, even with the right passkey"
+    world.sql("DELETE FROM desk_failures WHERE scope LIKE 'client%'")
+    assert (await erin.sign_in(passkey)).status_code == 429, "and so is the approver the failures named"
+
+
+async def test_assertion_for_one_approval_refused_for_another(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey
+) -> None:
+    first, second = world.pending("10.00"), world.pending("20.00")
+    issued = await erin.challenge(first.ref, "approved")
+    body = {"verdict": "approved", "nonce": issued["nonce"], "credential": passkey.sign(issued["options"])}
+    replayed = await erin.post(f"/approvals/{second.ref}/decide", body)
+    assert replayed.status_code == 403 and replayed.json()["error"] == "wrong_approval"
+    assert world.db.read(lambda conn: decision_for(conn, second.ref)) is None
+    assert (await erin.post(f"/approvals/{first.ref}/decide", body)).status_code == 409, "the nonce counts once"
+
+
+async def test_signature_for_one_verdict_is_not_another(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> None:
+    approval = world.pending()
+    issued = await erin.challenge(approval.ref, "rejected")
+    body = {"verdict": "approved", "nonce": issued["nonce"], "credential": passkey.sign(issued["options"])}
+    assert (await erin.post(f"/approvals/{approval.ref}/decide", body)).status_code == 403
+
+
+async def test_stale_question_refused(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> None:
+    approval = world.pending()
+    issued = await erin.challenge(approval.ref, "approved")
+    world.sql(
+        "UPDATE approvals SET question = :q WHERE ref = :r", q=approval.question.replace("250", "2,500"), r=approval.ref
+    )
+    body = {"verdict": "approved", "nonce": issued["nonce"], "credential": passkey.sign(issued["options"])}
+    reply = await erin.post(f"/approvals/{approval.ref}/decide", body)
+    assert reply.status_code == 409 and reply.json()["error"] == "approval_changed"
+    assert world.db.read(lambda conn: decision_for(conn, approval.ref)) is None
+
+
+async def test_expired_approval_not_in_inbox_and_not_decidable(world: World, erin: DeskBrowser) -> None:
+    approval = world.pending()
+    world.sql("UPDATE approvals SET expires_at = 1 WHERE ref = :r", r=approval.ref)
+    assert approval.ref not in (await erin.get("/")).text
+    await erin.get(f"/approvals/{approval.ref}")
+    reply = await erin.post(f"/approvals/{approval.ref}/challenge", {"verdict": "approved"})
+    assert reply.status_code == 409 and reply.json()["error"] == "approval_expired"
+
+
+async def test_signed_out_visitor_sees_nothing(world: World) -> None:
+    approval = world.pending()
+    async with browser(world) as stranger:
+        assert (await stranger.get("/")).headers["location"] == "/desk/signin"
+        assert (await stranger.get(f"/approvals/{approval.ref}")).status_code == 303
+        await stranger.get("/signin")
+        reply = await stranger.post(f"/approvals/{approval.ref}/challenge", {"verdict": "approved"})
+        assert reply.status_code == 401
+
+
+async def test_a_close_needs_the_typed_confirmation(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> None:
+    approval = world.asked("close_account", "alice", account_id=world.target, sweep_to=world.source)
+    page = await erin.get(f"/approvals/{approval.ref}")
+    assert 'id="confirmation"' in page.text and "balance to sweep" in page.text
+    refused = await erin.decide(approval.ref, "approved", passkey)
+    assert refused.status_code == 400 and refused.json()["error"] == "confirmation_mismatch"
+    issued = await erin.challenge(approval.ref, "approved")
+    body = {"verdict": "approved", "confirmation": world.target, "nonce": issued["nonce"],
+            "credential": passkey.sign(issued["options"])}  # fmt: skip
+    assert (await erin.post(f"/approvals/{approval.ref}/decide", body)).status_code == 200

@@ -1,0 +1,82 @@
+"""Where the desk runs: beside stdio on a loopback port (address on stderr, stdout left to MCP), and at
+/desk beside /mcp on the HTTP transport; `--no-desk` turns it off."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx2
+
+from tests.server.cli_process import clean_env
+from tests.server.harness import Harness, HttpServer
+
+_INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+
+
+def _stdio(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mcp_server", "serve", "--db", f"sqlite:///{tmp_path / 'bank.db'}", "--create", *extra],
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _first_reply(process: subprocess.Popen[str]) -> dict[str, object]:
+    """Initialize over stdin; the first line on stdout must be the JSON-RPC answer (nothing else printed there)."""
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(json.dumps(_INITIALIZE) + "\n")
+    process.stdin.flush()
+    reply: dict[str, object] = json.loads(process.stdout.readline())
+    return reply
+
+
+def test_stdio_serves_the_desk_on_loopback_and_keeps_stdout_clean(tmp_path: Path) -> None:
+    process = _stdio(tmp_path, "--desk-port", "0")
+    try:
+        assert process.stderr is not None
+        said: list[str] = []  # start-up log lines (ledger, audit key, policy), then the desk's address
+        while len(said) < 12 and not any("approval desk at" in line for line in said):
+            said.append(process.stderr.readline())
+        address = said[-1].split(" at ", 1)[1].strip()
+        assert address.startswith("http://localhost:") and address.endswith("/desk/")
+        page = httpx2.get(address + "signin", timeout=10)
+        assert page.status_code == 200 and "Sign in with a passkey" in page.text
+        assert _first_reply(process)["id"] == 1
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_no_desk_serves_none(tmp_path: Path) -> None:
+    process = _stdio(tmp_path, "--no-desk")
+    try:
+        assert _first_reply(process)["id"] == 1
+    finally:
+        process.kill()
+        _, err = process.communicate()
+    assert "approval desk" not in err
+
+
+def test_http_mounts_the_desk_beside_mcp(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Harness("setup", url)
+    for extra, expected in (((), 200), (("--no-desk",), 404)):
+        server = HttpServer(url, *extra)
+        try:
+            page = httpx2.get(f"http://127.0.0.1:{server.port}/desk/signin", timeout=10)
+            assert page.status_code == expected
+            if expected == 200:
+                foreign = httpx2.get(f"http://127.0.0.1:{server.port}/desk/signin", headers={"Host": "evil.example"})
+                assert foreign.status_code == 421, "the same Host allowlist as /mcp"
+        finally:
+            server.stop()

@@ -1,0 +1,86 @@
+"""`audit verify` re-verifies every desk signature offline; `approvers add|list|revoke` from the CLI."""
+
+import pytest
+
+from mcp_server.cli import main
+from tests.desk.authenticator import SoftPasskey
+from tests.desk.world import DeskBrowser, World
+
+pytestmark = pytest.mark.anyio
+
+
+def verify(world: World, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(["audit", "verify", "--db", world.settings.db_url])
+    return code, capsys.readouterr().out
+
+
+@pytest.fixture
+async def decided(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> str:
+    approval = world.pending("300.00")
+    assert (await erin.decide(approval.ref, "approved", passkey, note="ok")).status_code == 200
+    return approval.ref
+
+
+async def test_intact_decisions_verify(world: World, decided: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = verify(world, capsys)
+    assert code == 0, out
+
+
+@pytest.mark.parametrize(
+    ("statement", "reported"),
+    [
+        ("UPDATE approvals SET question = question || ' (edited)' WHERE ref = :r", "signature does not verify"),
+        ("UPDATE approvals SET binding = 'forged' WHERE ref = :r", "signature does not verify"),
+        ("UPDATE desk_decisions SET verdict = 'rejected' WHERE approval_ref = :r", "differs from its audit record"),
+        (
+            "UPDATE desk_credentials SET public_key = (SELECT public_key FROM desk_credentials c2 WHERE c2.approver = "
+            "'mallory') WHERE approver = 'erin'",
+            "signature does not verify",
+        ),
+        ("DELETE FROM desk_decisions WHERE approval_ref = :r", "not at the desk (deleted)"),
+    ],
+    ids=["question", "binding", "verdict", "key", "deleted"],
+)
+async def test_edits_are_reported(
+    world: World, decided: str, statement: str, reported: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mallory = SoftPasskey(origin=world.config().origin)
+    token, _ = world.admin.add("mallory")
+    from tests.desk.world import browser
+
+    async with browser(world) as desk:
+        assert (await desk.enroll(token, mallory)).status_code == 200
+    world.sql(statement, r=decided)
+    code, out = verify(world, capsys)
+    assert code == 1 and reported in out and decided in out, out
+
+
+def test_approvers_commands(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    db = ["--db", world.settings.db_url]
+    assert main(["approvers", "add", "dora", "--role", "treasury", *db]) == 0
+    out = capsys.readouterr().out
+    assert "http://localhost:8766/desk/enroll?token=" in out and "valid until" in out
+    assert main(["approvers", "add", "dora", "--desk-url", "https://bank.example/desk", *db]) == 0
+    assert "https://bank.example/desk/enroll?token=" in capsys.readouterr().out, "a re-invite replaces the link"
+    assert world.rows("SELECT COUNT(*) AS n FROM desk_enrollments WHERE approver = 'dora'")[0].n == 1
+    assert main(["approvers", "list", *db]) == 0
+    assert "dora" in (listing := capsys.readouterr().out) and "invited" in listing and "treasury" in listing
+    assert main(["approvers", "revoke", "dora", *db]) == 0
+    assert main(["approvers", "revoke", "dora", *db]) == 2
+    assert "already revoked" in capsys.readouterr().err
+    assert main(["approvers", "add", "dora", *db]) == 2
+    assert "never reused" in capsys.readouterr().err
+    assert main(["approvers", "add", "bad name", *db]) == 2
+    assert "not valid" in capsys.readouterr().err
+    events = [r.event for r in world.rows("SELECT event FROM audit_log WHERE tool = 'approvers' ORDER BY rid")]
+    assert events == ["approver_added", "approver_invited", "approver_revoked"]
+    assert main(["audit", "verify", *db]) == 0
+
+
+def test_a_desk_url_passkeys_cannot_use_is_refused(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    db = ["--db", world.settings.db_url]
+    for url, says in [("http://bank.example/desk", "need https"), ("https://10.0.0.1/desk", "host name"),
+                      ("https://bank.example/approvals", "must end in /desk")]:  # fmt: skip
+        assert main(["approvers", "add", "dora", "--desk-url", url, *db]) == 2
+        assert says in capsys.readouterr().err
+    assert world.rows("SELECT COUNT(*) AS n FROM desk_approvers")[0].n == 0

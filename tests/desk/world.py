@@ -1,0 +1,142 @@
+"""A ledger with pending approvals made by the gate itself, and the desk over it (in-process ASGI for
+HTTP tests, a real uvicorn server on a loopback port for the browser)."""
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+from sqlalchemy import Connection, text
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from mcp_server.app import AppState, open_state
+from mcp_server.audit_writer import AuditWriter
+from mcp_server.desk.approvers import ApproverAdmin
+from mcp_server.desk.config import DESK_PATH, DeskConfig
+from mcp_server.desk.server import config_for
+from mcp_server.desk.web import Desk
+from mcp_server.settings import Settings
+from policy.action import Call
+from policy.store import Approval
+from tests.desk.authenticator import SoftPasskey
+from tests.server.harness import TEST_POLICY
+
+PORT = 8766
+_CSRF = re.compile(r'data-csrf="([0-9a-f]*)"')
+
+
+@dataclass
+class World:
+    db_url: str
+    settings: Settings = field(init=False)
+    state: AppState = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.settings = Settings(
+            db_url=self.db_url,
+            policy=TEST_POLICY,
+            approval_timeout=300,
+            seed_demo=False,
+            desk_port=PORT,
+            _env_file=None,  # type: ignore[call-arg]
+        )
+        self.state = open_state(self.settings, create=True)
+        self.db = self.state.ledger.db
+        self.audit = AuditWriter(self.settings.audit_key_file)
+        self.admin = ApproverAdmin(self.db, self.audit)
+        ledger = self.state.ledger
+        self.source = ledger.create_account("Ada Lovelace").id
+        self.target = ledger.create_account("Ben Franklin").id
+        ledger.deposit(self.source, "5000")
+
+    def config(self, port: int = PORT) -> DeskConfig:
+        return config_for(self.settings, port)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Mount(DESK_PATH, app=Desk(self.db, self.audit, self.config()).app())])
+
+    def pending(self, amount: str = "250.00", principal: str = "alice", memo: str | None = None) -> Approval:
+        """A pending transfer approval."""
+        return self.asked(
+            "transfer_funds", principal, from_account=self.source, to_account=self.target, amount=amount, memo=memo
+        )
+
+    def asked(self, tool: str, principal: str, **arguments: Any) -> Approval:
+        """A pending approval, asked the way the gate asks one (question rendered from the ledger, audited)."""
+        action = self.state.gate.actions[tool]
+        opening = self.state.gate.open(Call(tool, action.canonical(arguments), principal), human_reachable=True)
+        assert opening.approval is not None, opening.final
+        return opening.approval
+
+    def sql(self, statement: str, **params: Any) -> None:
+        def run(conn: Connection) -> None:
+            conn.execute(text(statement), params)
+
+        self.db.run(run)
+
+    def rows(self, query: str, **params: Any) -> list[Any]:
+        return self.db.read(lambda conn: list(conn.execute(text(query), params).all()))
+
+
+class DeskBrowser:
+    """An approver's browser as the desk sees it: cookies, the CSRF token of the last page, same-origin POSTs."""
+
+    def __init__(self, client: httpx2.AsyncClient, origin: str) -> None:
+        self.client = client
+        self.origin = origin
+        self.csrf = ""
+
+    async def get(self, path: str) -> httpx2.Response:
+        response = await self.client.get(DESK_PATH + path)
+        found = _CSRF.search(response.text)
+        if found:
+            self.csrf = found.group(1)
+        return response
+
+    async def post(self, path: str, body: dict[str, Any], **headers: str) -> httpx2.Response:
+        sent = {"Origin": self.origin, "X-CSRF-Token": self.csrf, **headers}
+        return await self.client.post(DESK_PATH + path, json=body, headers={k: v for k, v in sent.items() if v})
+
+    async def enroll(self, token: str, passkey: SoftPasskey) -> httpx2.Response:
+        await self.get(f"/enroll?token={token}")
+        options = (await self.post("/enroll/options", {"token": token})).json()
+        credential = passkey.register(options["options"])
+        return await self.post("/enroll/finish", {"token": token, "nonce": options["nonce"], "credential": credential})
+
+    async def sign_in(self, passkey: SoftPasskey) -> httpx2.Response:
+        await self.get("/signin")
+        reply = await self.post("/signin/options", {})
+        if reply.status_code != 200:
+            return reply
+        options = reply.json()
+        return await self.post(
+            "/signin/finish", {"nonce": options["nonce"], "credential": passkey.sign(options["options"])}
+        )
+
+    async def challenge(self, ref: str, verdict: str) -> dict[str, Any]:
+        await self.get(f"/approvals/{ref}")
+        reply = await self.post(f"/approvals/{ref}/challenge", {"verdict": verdict})
+        assert reply.status_code == 200, reply.text
+        found: dict[str, Any] = reply.json()
+        return found
+
+    async def decide(self, ref: str, verdict: str, passkey: SoftPasskey, note: str = "") -> httpx2.Response:
+        issued = await self.challenge(ref, verdict)
+        body = {
+            "verdict": verdict,
+            "note": note,
+            "nonce": issued["nonce"],
+            "credential": passkey.sign(issued["options"]),
+        }
+        return await self.post(f"/approvals/{ref}/decide", body)
+
+
+@asynccontextmanager
+async def browser(world: World) -> AsyncIterator[DeskBrowser]:
+    config = world.config()
+    transport = httpx2.ASGITransport(app=world.app())
+    async with httpx2.AsyncClient(transport=transport, base_url=config.origin) as client:
+        yield DeskBrowser(client, config.origin)
