@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from mcp_server.audit_keys import load_keyring
 from mcp_server.audit_writer import AuditWriter
@@ -52,9 +52,8 @@ _TAIL = Statement("SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER B
 _SIGNED_CHAINED = Statement("SELECT 1 FROM audit_log WHERE seq IS NOT NULL AND rid NOT LIKE :legacy LIMIT 1")
 _ANY_PENDING = Statement("SELECT 1 FROM audit_log WHERE seq IS NULL LIMIT 1")
 _PENDING = Statement(f"SELECT {_RECORD_COLUMNS} FROM audit_log WHERE seq IS NULL ORDER BY rid LIMIT :limit")
-_CHAIN = Statement(
-    "UPDATE audit_log SET seq = :seq, prev_hash = :prev_hash, hash = :hash WHERE rid = :rid AND seq IS NULL"
-)
+_CHAIN = text("UPDATE audit_log SET seq = :seq, prev_hash = :prev_hash, hash = :hash WHERE rid = :rid AND seq IS NULL")
+"""Run once per batch with every record's parameters (the driver's executemany: pipelined on psycopg)."""
 _INSERT_HEAD = Statement(
     "INSERT INTO audit_heads (seq, hash, at, key_id, signature) VALUES (:seq, :hash, :at, :key_id, :signature)"
 )
@@ -108,6 +107,7 @@ class Sequencer:
             return None
         seq, prev_hash = self._tail(conn)
         positions: dict[str, int] = {}
+        chained: list[dict[str, Any]] = []
         for row in _PENDING.all(conn, {"limit": BATCH_LIMIT}):
             record: dict[str, Any] = dict(zip(("rid", *CONTENT_FIELDS, "key_id", "signature"), row, strict=True))
             if not self.keys.verify_record(record):
@@ -116,10 +116,11 @@ class Sequencer:
             seq += 1
             record.update(seq=seq, prev_hash=prev_hash)
             prev_hash = chain_hash(prev_hash, record)
-            _CHAIN.run(conn, {"seq": seq, "prev_hash": record["prev_hash"], "hash": prev_hash, "rid": record["rid"]})
+            chained.append({"seq": seq, "prev_hash": record["prev_hash"], "hash": prev_hash, "rid": record["rid"]})
             positions[record["rid"]] = seq
         if not positions:
             return None
+        conn.execute(_CHAIN, chained)
         head = self.writer.signer.sign_head(seq, prev_hash, now_text())
         _INSERT_HEAD.run(conn, head.as_json())
         self._trusted = head
