@@ -33,11 +33,11 @@ from typing import Any
 from sqlalchemy import Connection
 
 from bench.ledger_bench import postgres_schema
-from mcp_server import audit_log
-from mcp_server.audit_sequencer import Background, Sequencer
-from mcp_server.audit_writer import AuditWriter
-from mcp_server.database import Database
-from mcp_server.statement import Statement
+from mcp_server.audit import reader as audit_log
+from mcp_server.audit.sequencer import Background, Sequencer
+from mcp_server.audit.writer import AuditWriter
+from mcp_server.storage.database import Database
+from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import format_timestamp
 from policy.audit import GENESIS, HeadSigner, Keyring, chain_hash
 from policy.canonical import canonical_json

@@ -7,7 +7,7 @@ Three layers, each checkable with only the public key:
   column but the chain position, and a random `rid` that makes two identical decisions two
   records). No row is shared between writers, so writing needs no lock; a database writer
   without the key cannot add a record the sequencer would chain, nor edit one unseen.
-- **Chain.** A sequencer (`mcp_server.audit_sequencer`) later gives committed records their
+- **Chain.** A sequencer (`mcp_server.audit.sequencer`) later gives committed records their
   positions: `seq` 1, 2, … and `hash` = sha256(previous hash, the record's content and
   position), so editing, inserting, deleting or reordering a chained record breaks the chain
   at that point.

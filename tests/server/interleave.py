@@ -18,7 +18,7 @@ import mcp_types as types
 import psycopg
 from mcp.client import ClientRequestContext
 
-from mcp_server.audit_sequencer import SEQUENCER_LOCK
+from mcp_server.audit.sequencer import SEQUENCER_LOCK
 from policy.testing import Answer, ScriptedResponder, approve
 
 WAIT_LIMIT = 20.0

@@ -14,12 +14,13 @@ import pytest
 from sqlalchemy import text
 
 from bench.audit_bench import append_with_head_row, gated_call
-from mcp_server import audit_log, migrations
-from mcp_server.audit_sequencer import Background, Sequencer
-from mcp_server.audit_writer import AuditWriter
-from mcp_server.cli import main
-from mcp_server.database import Database
-from mcp_server.ledger import Ledger
+from mcp_server.audit import reader as audit_log
+from mcp_server.audit.sequencer import Background, Sequencer
+from mcp_server.audit.writer import AuditWriter
+from mcp_server.cli.main import main
+from mcp_server.ledger.books import Ledger
+from mcp_server.storage import migrations
+from mcp_server.storage.database import Database
 from policy.testing import ScriptedResponder
 from tests.ledger.conftest import BACKENDS, postgres_schema
 from tests.server.harness import Harness

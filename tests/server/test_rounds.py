@@ -13,9 +13,9 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from sqlalchemy import text
 
-from mcp_server import audit_log
-from mcp_server.audit_sequencer import Sequencer
-from mcp_server.audit_writer import AuditWriter
+from mcp_server.audit import reader as audit_log
+from mcp_server.audit.sequencer import Sequencer
+from mcp_server.audit.writer import AuditWriter
 from policy.testing import ScriptedResponder
 from tests.server.harness import APPROVAL_TIMEOUT, Harness
 
