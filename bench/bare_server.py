@@ -14,10 +14,12 @@ and HTTP paths compare the same transport code with and without bankgate behind 
 """
 
 import argparse
+import copy
+import functools
 import sqlite3
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import uvicorn
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, Resolve
@@ -29,6 +31,17 @@ from mcp_server.tools.balance import BalanceResult
 
 class Approval(BaseModel):
     approve: bool
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Rendered once, as bankgate renders its own form once (`policy.answer.ApprovalForm`): the SDK asks
+        for the schema on every round, and a baseline that regenerates it would flatter bankgate."""
+        return copy.deepcopy(_rendered_schema(cls, args, tuple(sorted(kwargs.items()))))
+
+
+@functools.cache
+def _rendered_schema(model: type[BaseModel], args: tuple[Any, ...], options: tuple[Any, ...]) -> dict[str, Any]:
+    return BaseModel.model_json_schema.__func__(model, *args, **dict(options))  # type: ignore[attr-defined,no-any-return]
 
 
 class Journal:

@@ -303,7 +303,8 @@ def check_books(books: Books, phases: list[Phase]) -> dict[str, Any]:
     executed = set().union(*(p.executed_memos for p in phases))
     refused = set().union(*(p.refused_memos for p in phases))
     counts = books.memo_counts("load-")
-    audit_count, findings = verify(books.db)
+    verified = verify(books.db)
+    audit_count, findings = verified.records + verified.pending, verified.findings
     cli = subprocess.run(
         [sys.executable, "-m", "mcp_server", "audit", "verify", "--db", books.url],
         capture_output=True, text=True, timeout=300,

@@ -10,6 +10,7 @@ from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
 
+from mcp_server.audit.sequencer import Background, Sequencer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.http.oauth import RoleToken
 from mcp_server.ledger.books import Ledger
@@ -42,6 +43,8 @@ class AppState:
     gate: Gate
     ledger: Ledger
     default_principal: str
+    sequencer: Background
+    """Chains this process's (and any other's) audit records while a server runs (`build_server`)."""
 
     def caller(self, ctx: Context) -> tuple[str, tuple[str, ...]]:
         """The authenticated caller over HTTP with the roles its OAuth token carries (none for a static
@@ -74,7 +77,8 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
         approval_ttl=settings.approval_timeout,
         question_digest=question_digest,
     )
-    return AppState(gate=gate, ledger=ledger, default_principal=settings.principal)
+    sequencer = Background(Sequencer(db, audit))
+    return AppState(gate=gate, ledger=ledger, default_principal=settings.principal, sequencer=sequencer)
 
 
 def build_server(
@@ -86,7 +90,8 @@ def build_server(
 ) -> MCPServer[AppState]:
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        yield state
+        with state.sequencer.running():
+            yield state
 
     keys = settings.state_keys()
     ttl = settings.approval_timeout + STATE_TTL_GRACE

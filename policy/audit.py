@@ -1,17 +1,29 @@
-"""The audit chain, and the signatures that let it be checked without trusting the database.
+"""The audit log: signed records, a hash chain over them, and signed heads of that chain.
 
-Each record's hash covers its content and the previous record's hash, so editing, inserting,
-deleting or reordering a record breaks the chain at that point. The hash alone is no proof:
-anyone who can write the database can recompute it. So every writing transaction signs the
-head it leaves (the last record's seq and hash) with an Ed25519 key held outside the database,
-and that signature covers every record before it. A verifier needs only the public key; a
-forger needs the private one. A `SignedHead` kept outside the database (a checkpoint) also
-catches a tail truncated or rolled back behind it, which no signature inside the database can.
+Three layers, each checkable with only the public key:
 
-Why signatures rather than an HMAC chain: HMAC costs ~3 µs per record against ~50 µs per
-signature, but whoever can verify an HMAC can also forge it. One signature per transaction (not
-per record: the hash chain carries the rest) costs a few percent of a gated call at most, and
-lets an auditor verify with only the public key.
+- **Records.** A writer inserts each record in its own transaction (the one that moves the
+  money), unchained, carrying an Ed25519 signature of its content (`record_message`: every
+  column but the chain position, and a random `rid` that makes two identical decisions two
+  records). No row is shared between writers, so writing needs no lock; a database writer
+  without the key cannot add a record the sequencer would chain, nor edit one unseen.
+- **Chain.** A sequencer (`mcp_server.audit.sequencer`) later gives committed records their
+  positions: `seq` 1, 2, … and `hash` = sha256(previous hash, the record's content and
+  position), so editing, inserting, deleting or reordering a chained record breaks the chain
+  at that point.
+- **Heads.** After each batch the sequencer signs the head it leaves (`SignedHead`: seq,
+  hash, time, key id), which vouches for every record up to it, as a Certificate
+  Transparency log's signed tree head does. A chained record past the last head was chained
+  without the key. A head kept outside the database (a checkpoint) also catches a tail
+  truncated or rolled back behind it, which nothing inside the database can.
+
+Records chained before migration 0008 (`rid` starting `legacy-`) carry no record signature
+and hash without their `rid`: the heads the old writer signed (moved to `audit_heads`) cover
+them. A legacy record can only be chained: an unchained one was written without the key.
+
+Why signatures rather than an HMAC: an HMAC costs ~3 µs against ~25 µs to sign (~60 µs to
+verify), but whoever can check one can forge it, and an auditor should need only the public
+key. Three records per gated call cost well under a tenth of a millisecond.
 """
 
 import hashlib
@@ -26,9 +38,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from policy.canonical import canonical_json
 
 GENESIS = "0" * 64
+LEGACY_PREFIX = "legacy-"
+"""The `rid` migration 0008 gives records chained before it (`legacy-<seq>`)."""
 
-CHAINED_FIELDS = (
-    "seq",
+CONTENT_FIELDS = (
     "at",
     "event",
     "principal",
@@ -43,15 +56,32 @@ CHAINED_FIELDS = (
     "result_json",
     "amount_minor",
 )
-"""The columns a record's hash covers, as stored (JSON fields as their stored text)."""
+"""What a record says, as stored (JSON fields as their stored text)."""
+
+CHAINED_FIELDS = ("seq", *CONTENT_FIELDS)
+"""The columns a record's hash covers (and its `rid`, unless it is a legacy record)."""
 
 _HEAD_PURPOSE = "bankgate audit head v1"
-"""Bound into every signed message, so a signature made for anything else never passes as a head."""
+_RECORD_PURPOSE = "bankgate audit record v1"
+"""Bound into every signed message, so a signature made for one purpose never passes for another."""
+
+
+def is_legacy(record: Mapping[str, Any]) -> bool:
+    rid = record.get("rid")
+    return rid is None or str(rid).startswith(LEGACY_PREFIX)
 
 
 def chain_hash(prev_hash: str, record: Mapping[str, Any]) -> str:
-    body = canonical_json({name: record.get(name) for name in CHAINED_FIELDS})
-    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+    body = {name: record.get(name) for name in CHAINED_FIELDS}
+    if not is_legacy(record):
+        body["rid"] = record["rid"]
+    return hashlib.sha256(f"{prev_hash}\n{canonical_json(body)}".encode()).hexdigest()
+
+
+def record_message(record: Mapping[str, Any], key_id: str) -> bytes:
+    """What a record signature covers: the record's id and content, never its chain position."""
+    body = {name: record.get(name) for name in CONTENT_FIELDS}
+    return canonical_json({"purpose": _RECORD_PURPOSE, "rid": record.get("rid"), "key_id": key_id, **body}).encode()
 
 
 def key_id_of(public_key: bytes) -> str:
@@ -94,7 +124,7 @@ def _head_message(seq: int, head_hash: str, at: str, key_id: str) -> bytes:
 
 
 class HeadSigner:
-    """An Ed25519 private key that signs chain heads (the server's; never stored in the database)."""
+    """An Ed25519 private key that signs records and chain heads (the server's; never in the database)."""
 
     def __init__(self, seed: bytes) -> None:
         self._key = Ed25519PrivateKey.from_private_bytes(seed)
@@ -105,9 +135,13 @@ class HeadSigner:
         signature = self._key.sign(_head_message(seq, head_hash, at, self.key_id)).hex()
         return SignedHead(seq, head_hash, at, self.key_id, signature)
 
+    def sign_record(self, record: Mapping[str, Any]) -> str:
+        """The signature of `record` (its `rid` and content) by this key, whose id it names."""
+        return self._key.sign(record_message(record, self.key_id)).hex()
+
 
 class Keyring:
-    """Public keys by key id: all a verifier needs (old keys stay so records they signed still verify)."""
+    """Public keys by key id: all a verifier needs (old keys stay so what they signed still verifies)."""
 
     def __init__(self, public_keys: Iterable[bytes]) -> None:
         self._keys = {key_id_of(raw): Ed25519PublicKey.from_public_bytes(raw) for raw in public_keys}
@@ -117,11 +151,21 @@ class Keyring:
 
     def verify_head(self, head: SignedHead) -> bool:
         """True when `head` was signed by a key of this ring (False for an unknown key or a bad signature)."""
-        key = self._keys.get(head.key_id)
+        return self._verify(head.key_id, head.signature, head.message())
+
+    def verify_record(self, record: Mapping[str, Any]) -> bool:
+        """True when the record's `signature` is its key's (`key_id`) over its `rid` and content."""
+        key_id, signature = record.get("key_id"), record.get("signature")
+        if not isinstance(key_id, str) or not isinstance(signature, str):
+            return False
+        return self._verify(key_id, signature, record_message(record, key_id))
+
+    def _verify(self, key_id: str, signature: str, message: bytes) -> bool:
+        key = self._keys.get(key_id)
         if key is None:
             return False
         try:
-            key.verify(bytes.fromhex(head.signature), head.message())
+            key.verify(bytes.fromhex(signature), message)
         except (InvalidSignature, ValueError):
             return False
         return True
@@ -141,14 +185,19 @@ class Finding:
 
 
 def verify_chain(
-    records: Sequence[Mapping[str, Any]], keys: Keyring, head: tuple[int, str] | None = None
+    records: Sequence[Mapping[str, Any]],
+    keys: Keyring,
+    heads: Sequence[SignedHead] = (),
+    pending: Sequence[Mapping[str, Any]] = (),
 ) -> list[Finding]:
-    """Findings for `records` (in sequence order, each with `seq`, `prev_hash`, `hash`, `key_id`,
-    `signature`); [] when intact. Every signature must verify, and the last record must carry one:
-    records after the last valid signature were written (or rewritten) without the key."""
+    """Findings for the chained `records` (in sequence order, each with `seq`, `rid`, `prev_hash`, `hash`,
+    `key_id`, `signature`), the signed `heads` (in sequence order) and the `pending` (unchained) records;
+    [] when intact. Every record but a legacy one must carry its valid signature; every head must be
+    valid and match the record at its position; the last record must be covered by a head (records after
+    the last head were chained without the key); no head may point past the chain (records deleted)."""
     findings: list[Finding] = []
     expected_seq, prev = 1, GENESIS
-    vouched = 0
+    hashes: dict[int, str] = {}
     for record in records:
         seq = int(record["seq"])
         if seq != expected_seq:
@@ -158,27 +207,49 @@ def verify_chain(
             findings.append(Finding(seq, "does not follow the previous record (inserted, or one before it deleted)"))
         if chain_hash(record["prev_hash"], record) != record["hash"]:
             findings.append(Finding(seq, "content does not match its hash (edited)"))
-        if record.get("signature") is not None:
-            signed = SignedHead(seq, record["hash"], record["at"], str(record.get("key_id")), record["signature"])
-            if signed.key_id not in keys:
-                findings.append(Finding(seq, f"signed by key {signed.key_id}, which is not a known audit key"))
-            elif not keys.verify_head(signed):
-                findings.append(Finding(seq, "its signature does not match (the chain was rewritten up to here)"))
-            else:
-                vouched = seq
+        problem = None if is_legacy(record) else _signature_problem(record, keys)
+        if problem is not None:
+            findings.append(Finding(seq, problem))
+        hashes[seq] = record["hash"]
         expected_seq, prev = seq + 1, record["hash"]
-    last = (expected_seq - 1, prev)
-    if records and vouched != last[0]:
-        span = f"record {last[0]}" if vouched + 1 == last[0] else f"records {vouched + 1} to {last[0]}"
-        unsigned = all(record.get("signature") is None for record in records)
-        # Nothing signed at all is what a chain from before signing looks like (or one stripped of every
-        # signature: the caller tells them apart by records only signing versions write).
+    last, vouched = expected_seq - 1, 0
+    for head in heads:
+        if head.key_id not in keys:
+            findings.append(Finding(None, f"signed head {head.seq}: signed by key {head.key_id}, which is not a "
+                                    "known audit key"))  # fmt: skip
+        elif not keys.verify_head(head):
+            findings.append(Finding(None, f"signed head {head.seq}: its signature does not match (forged)"))
+        elif head.seq > last:
+            findings.append(Finding(None, f"the chain ends at record {last} but a signed head says {head.seq} "
+                                    "(records deleted)"))  # fmt: skip
+        elif hashes.get(head.seq) != head.hash:
+            rewritten = Finding(head.seq, "differs from the signed head at it (the chain was rewritten up to here)")
+            findings.append(rewritten)
+        else:
+            vouched = head.seq
+    if records and vouched < last:
+        span = f"record {last}" if vouched + 1 == last else f"records {vouched + 1} to {last}"
+        # No head over legacy records alone is what a chain from before signing looks like (or one stripped
+        # of every head: the caller tells them apart by records only signing versions write).
+        unsigned = not heads and all(is_legacy(record) for record in records)
         findings.append(Finding(None, f"no valid signature covers {span} (written without the key)", unsigned))
-    if head is not None and head != last and not (head[0] == 0 and last[0] == 0):
-        findings.append(
-            Finding(None, f"the chain ends at record {last[0]} but the head says {head[0]} (records deleted)")
-        )
+    for record in pending:
+        legacy = "is a legacy record, which only the chain may hold (written without the key)"
+        problem = legacy if is_legacy(record) else _signature_problem(record, keys)
+        if problem is not None:
+            findings.append(Finding(None, f"unchained record {record.get('rid')}: {problem}"))
     return findings
+
+
+def _signature_problem(record: Mapping[str, Any], keys: Keyring) -> str | None:
+    key_id = record.get("key_id")
+    if record.get("signature") is None:
+        return "carries no signature (written without the key)"
+    if key_id not in keys:
+        return f"signed by key {key_id}, which is not a known audit key"
+    if not keys.verify_record(record):
+        return "its signature does not match its content (edited, or written without the key)"
+    return None
 
 
 def check_checkpoint(records: Sequence[Mapping[str, Any]], checkpoint: SignedHead) -> list[Finding]:

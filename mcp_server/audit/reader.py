@@ -1,6 +1,7 @@
 """Reading the audit chain back: verification against the keys and the ledger, checkpoints, a readable tail,
 and the one-time adoption of a ledger's history from before signed audit (which verification alone can never accept)."""
 
+import contextlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -10,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from mcp_server.audit.keys import key_file, load_keyring
-from mcp_server.audit.writer import AuditWriter
+from mcp_server.audit.sequencer import ChainRefused, Sequencer
 from mcp_server.ledger.books import ADMIN_PRINCIPAL
 from mcp_server.ledger.money import MINOR_UNITS, format_amount
 from mcp_server.storage.database import Database
@@ -19,15 +20,15 @@ from policy.audit import (
     CHAINED_FIELDS,
     GENESIS,
     Finding,
-    HeadSigner,
     Keyring,
     SignedHead,
     check_checkpoint,
+    is_legacy,
     verify_chain,
 )
 from policy.store import AuditEntry
 
-_COLUMNS = ", ".join((*CHAINED_FIELDS, "prev_hash", "hash", "key_id", "signature"))
+_COLUMNS = ", ".join(("rid", *CHAINED_FIELDS, "prev_hash", "hash", "key_id", "signature"))
 _LEDGER_TRANSACTIONS = (
     "SELECT t.id, t.kind, MAX(e.amount_minor), MAX(a.currency), t.created_at FROM transactions t LEFT JOIN entries e "
     "ON e.transaction_id = t.id LEFT JOIN accounts a ON a.id = e.account_id GROUP BY t.id, t.kind, t.created_at"
@@ -61,24 +62,44 @@ class Posted:
         return f"{self.kind}, {format_amount(self.amount_minor, self.currency)}"
 
 
+@dataclass(frozen=True)
+class Verification:
+    """What `verify` read and found: chained records, records signed and waiting for the sequencer, findings."""
+
+    records: int
+    pending: int
+    findings: list[Finding]
+
+
 def verify(
-    db: Database, keys: Keyring | None = None, checkpoint: SignedHead | None = None
-) -> tuple[int, list[Finding]]:
-    """(records read, findings); no findings means the chain is intact, signed by `keys` (default: the
-    configured key file's), holds `checkpoint`'s record, and accounts for every ledger transaction and
-    every approval (each written in the same transaction as its record)."""
-    records, findings = _verified(db, keys, checkpoint)
-    return len(records), findings
+    db: Database,
+    keys: Keyring | None = None,
+    checkpoint: SignedHead | None = None,
+    *,
+    sequencer: Sequencer | None = None,
+) -> Verification:
+    """No findings means the chain is intact, every record and head signed by `keys` (default: the configured
+    key file's), the chain holds `checkpoint`'s record, and it accounts for every ledger transaction and every
+    approval (each written in the same transaction as its record). With a `sequencer` (a holder of the key),
+    records waiting to be chained are chained first; a refused chain is left to the findings to name."""
+    if sequencer is not None:
+        with contextlib.suppress(ChainRefused):
+            sequencer.chain()
+    state, findings = _verified(db, keys, checkpoint)
+    return Verification(len(state.records), len(state.pending), findings)
 
 
-def checkpoint(db: Database, signer: HeadSigner, keys: Keyring) -> SignedHead:
+def checkpoint(db: Database, sequencer: Sequencer) -> SignedHead:
     """A signed statement of the current head, to keep outside the database. Made only of a chain
     that verifies (else ValueError), so a checkpoint never vouches for tampered records."""
-    records, findings = _verified(db, keys, None)
+    with contextlib.suppress(ChainRefused):
+        sequencer.chain()
+    state, findings = _verified(db, sequencer.keys, None)
     if findings:
         raise ValueError(f"the audit chain does not verify ({findings[0]}); run `audit verify` for every finding")
+    records = state.records
     seq, head_hash = (int(records[-1]["seq"]), str(records[-1]["hash"])) if records else (0, GENESIS)
-    return signer.sign_head(seq, head_hash, now_text())
+    return sequencer.writer.signer.sign_head(seq, head_hash, now_text())
 
 
 @dataclass(frozen=True)
@@ -90,19 +111,21 @@ class Adoption:
     unsigned_through: int
 
 
-def adopt(db: Database, writer: AuditWriter) -> Adoption | None:
+def adopt(db: Database, sequencer: Sequencer) -> Adoption | None:
     """Vouch, in one signed `admin` record, for the gaps a ledger from before signed audit has: its
     transactions with no record (old deposits, the demo funding) and its unsigned records. None when
     there is nothing to adopt. Refused (AdoptionRefused, naming every finding) when verification finds
     anything else, so adopting never covers tampering; after one adoption, a transaction without a
-    record is never legacy again. Runs in one write transaction holding the audit head, so no append
-    lands between what was verified and the record that vouches for it."""
-    keys = load_keyring(writer.key_path)
+    record is never legacy again. Runs in one write transaction holding the sequencer's lock and (on
+    PostgreSQL) keeping writers' records out until it commits, so nothing lands between what was
+    verified and the record that vouches for it; the record is chained and signed before it returns."""
 
     def work(conn: Connection) -> Adoption | None:
-        conn.execute(text("SELECT seq FROM audit_head WHERE id = 1" + db.for_update))
+        sequencer.lock(conn)
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("LOCK TABLE audit_log IN SHARE MODE"))
         state = _read_state(conn)
-        findings = _findings(state, keys, None)
+        findings = _findings(state, sequencer.keys, None)
         tampered = [finding for finding in findings if not finding.legacy]
         if tampered:
             named = "\n  ".join(str(finding) for finding in tampered)
@@ -111,10 +134,13 @@ def adopt(db: Database, writer: AuditWriter) -> Adoption | None:
             )
         if not findings:
             return None
-        claimed = {tx for record in state.records if record["event"] in _MOVING_EVENTS for tx, _ in _claims(record)}
+        records = [*state.records, *state.pending]
+        claimed = {tx for record in records if record["event"] in _MOVING_EVENTS for tx, _ in _claims(record)}
         unclaimed = [(tx, posted) for tx, posted in sorted(state.posted.items()) if tx not in claimed]
-        signed = [int(record["seq"]) for record in state.records if record["signature"] is not None]
-        unsigned_through = signed[0] - 1 if signed else state.head[0]
+        legacy = [int(record["seq"]) for record in state.records if is_legacy(record)]
+        unsigned_through = max(legacy, default=0)
+        if state.heads:
+            unsigned_through = min(unsigned_through, state.heads[0].seq - 1)
         adopted = [{"transaction_id": tx, "kind": p.kind, "amount_minor": p.amount_minor} for tx, p in unclaimed]
         entry = AuditEntry(
             at=time.time(),
@@ -126,15 +152,15 @@ def adopt(db: Database, writer: AuditWriter) -> Adoption | None:
             reason="adopts the ledger's history from before signed audit (postings without records, unsigned records)",
             result={"status": "executed", "details": {"adopted": adopted, "unsigned_through": unsigned_through}},
         )
-        writer.append(conn, [entry])
-        return Adoption(state.head[0] + 1, unclaimed, unsigned_through)
+        (rid,) = sequencer.writer.append(conn, [entry])
+        batch = sequencer.chain_in(conn)
+        assert batch is not None and rid in batch.positions, "the adoption record is signed with a known key"
+        return Adoption(batch.positions[rid], unclaimed, unsigned_through)
 
     return db.run(work)
 
 
-def _verified(
-    db: Database, keys: Keyring | None, checkpoint: SignedHead | None
-) -> tuple[list[dict[str, Any]], list[Finding]]:
+def _verified(db: Database, keys: Keyring | None, checkpoint: SignedHead | None) -> tuple["_State", list[Finding]]:
     keys = keys if keys is not None else load_keyring(key_file())
     if checkpoint is not None and not keys.verify_head(checkpoint):
         raise CheckpointError(f"the checkpoint is not signed by a known audit key (its key id: {checkpoint.key_id})")
@@ -145,39 +171,49 @@ def _verified(
         return _read_state(conn)
 
     state = db.read(read)
-    return state.records, _findings(state, keys, checkpoint)
+    return state, _findings(state, keys, checkpoint)
 
 
 @dataclass(frozen=True)
 class _State:
-    """What verification reads: the chain, its head, the ledger's transactions and the approvals."""
+    """What verification reads: the chain, the records waiting for it, its signed heads, the ledger's
+    transactions and the approvals."""
 
     records: list[dict[str, Any]]
-    head: tuple[int, str]
+    pending: list[dict[str, Any]]
+    heads: list[SignedHead]
     posted: dict[str, Posted]
     asked: list[str]
 
 
 def _read_state(conn: Connection) -> _State:
-    records = [dict(row) for row in conn.execute(text(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq")).mappings()]
-    head = conn.execute(text("SELECT seq, hash FROM audit_head WHERE id = 1")).one()
+    rows = [dict(row) for row in conn.execute(text(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq, rid")).mappings()]
+    heads = [
+        SignedHead(int(seq), str(hash_), str(at), str(key_id), str(signature))
+        for seq, hash_, at, key_id, signature in conn.execute(
+            text("SELECT seq, hash, at, key_id, signature FROM audit_heads ORDER BY seq")
+        )
+    ]
     posted = {
         str(tx): Posted(str(kind), int(amount or 0), currency, str(created_at))
         for tx, kind, amount, currency, created_at in conn.execute(text(_LEDGER_TRANSACTIONS))
     }
     asked = [str(ref) for (ref,) in conn.execute(text("SELECT ref FROM approvals ORDER BY created_at, ref"))]
-    return _State(records, (int(head.seq), head.hash), posted, asked)
+    chained = [row for row in rows if row["seq"] is not None]
+    pending = [row for row in rows if row["seq"] is None]
+    return _State(chained, pending, heads, posted, asked)
 
 
 def _findings(state: _State, keys: Keyring, checkpoint: SignedHead | None) -> list[Finding]:
-    findings = verify_chain(state.records, keys, state.head)
-    if any(record["event"] == "admin" for record in state.records):
+    findings = verify_chain(state.records, keys, state.heads, state.pending)
+    records = [*state.records, *state.pending]
+    if any(record["event"] == "admin" for record in records):
         # Only versions that sign write `admin` records: an unsigned chain holding one was stripped, not old.
         findings = [replace(finding, legacy=False) for finding in findings]
     if checkpoint is not None:
         findings += check_checkpoint(state.records, checkpoint)
-    findings += cross_check(state.records, state.posted)
-    requested = {record["approval_ref"] for record in state.records if record["event"] == "requested"}
+    findings += cross_check(records, state.posted, state.heads)
+    requested = {record["approval_ref"] for record in records if record["event"] == "requested"}
     return findings + [
         Finding(None, f"approval {ref} has no 'requested' record (deleted)")
         for ref in state.asked
@@ -185,36 +221,38 @@ def _findings(state: _State, keys: Keyring, checkpoint: SignedHead | None) -> li
     ]
 
 
-def cross_check(records: Sequence[Mapping[str, Any]], posted: Mapping[str, Posted]) -> list[Finding]:
+def cross_check(
+    records: Sequence[Mapping[str, Any]], posted: Mapping[str, Posted], heads: Sequence[SignedHead] = ()
+) -> list[Finding]:
     """Every ledger transaction is named by exactly one executed or admin record that moved the same
-    amount, and every such record that moved money names a transaction the ledger holds."""
+    amount, and every such record that moved money names a transaction the ledger holds (chained and
+    unchained records alike: each commits with its money)."""
     findings: list[Finding] = []
-    claimed: dict[str, int] = {}
+    claimed: dict[str, str] = {}
     for record in records:
         if record["event"] not in _MOVING_EVENTS:
             continue
-        seq = int(record["seq"])
         for tx, amount in _claims(record):
             if tx is None:
                 if amount:
-                    findings.append(
-                        Finding(seq, f"{record['event']} {record['tool']} moved money but names no ledger transaction")
-                    )
+                    findings.append(_finding(record, f"{record['event']} {record['tool']} moved money but names no "
+                                             "ledger transaction"))  # fmt: skip
                 continue
             if tx in claimed:
-                findings.append(Finding(seq, f"names ledger transaction {tx}, already named by record {claimed[tx]}"))
+                findings.append(_finding(record, f"names ledger transaction {tx}, already named by {claimed[tx]}"))
                 continue
-            claimed[tx] = seq
+            claimed[tx] = _name(record)
             ledger = posted.get(tx)
             if ledger is None:
-                findings.append(Finding(seq, f"{record['event']} {record['tool']} names ledger transaction {tx}, "
-                                        "which the ledger does not hold (deleted)"))  # fmt: skip
+                findings.append(_finding(record, f"{record['event']} {record['tool']} names ledger transaction "
+                                         f"{tx}, which the ledger does not hold (deleted)"))  # fmt: skip
             elif ledger.amount_minor != amount:
-                findings.append(Finding(seq, f"moved {amount} minor units but ledger transaction {tx} moves "
-                                        f"{ledger.amount_minor} (edited)"))  # fmt: skip
+                findings.append(_finding(record, f"moved {amount} minor units but ledger transaction {tx} moves "
+                                         f"{ledger.amount_minor} (edited)"))  # fmt: skip
     # A posting without a record may be an old ledger's only if dated before the first signature (a version
     # that signs records every posting) and nothing was adopted yet; otherwise it can only be a forgery.
-    signed_from = next((str(r["at"]) for r in records if r["signature"] is not None), None)
+    signed = [str(r["at"]) for r in records if not is_legacy(r)] + [head.at for head in heads]
+    signed_from = min(signed, default=None)
     adopted = any(_is_adoption(record) for record in records)
     for tx, ledger in sorted(posted.items()):
         if tx not in claimed:
@@ -222,6 +260,17 @@ def cross_check(records: Sequence[Mapping[str, Any]], posted: Mapping[str, Poste
             findings.append(Finding(None, f"ledger transaction {tx} ({ledger.describe()}) has no audit record "
                                     "(posted outside the gate)", legacy))  # fmt: skip
     return findings
+
+
+def _name(record: Mapping[str, Any]) -> str:
+    return f"record {record['seq']}" if record["seq"] is not None else f"unchained record {record['rid']}"
+
+
+def _finding(record: Mapping[str, Any], problem: str) -> Finding:
+    """A finding about `record`: by its position, or by its rid while it has none."""
+    if record["seq"] is not None:
+        return Finding(int(record["seq"]), problem)
+    return Finding(None, f"{_name(record)}: {problem}")
 
 
 def _claims(record: Mapping[str, Any]) -> list[tuple[str | None, int]]:
@@ -260,7 +309,7 @@ def _receipt_amount(details: Mapping[str, Any]) -> int:
 
 @dataclass(frozen=True)
 class AuditLine:
-    seq: int
+    seq: int | None
     at: str
     event: str
     principal: str
@@ -274,7 +323,7 @@ class AuditLine:
     def render(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.arguments.items() if v is not None)
         parts = [
-            f"#{self.seq}",
+            f"#{self.seq}" if self.seq is not None else "#(unchained)",
             self.at[:19].replace("T", " "),
             f"{self.event:<9}",
             self.principal,
@@ -293,7 +342,7 @@ class AuditLine:
 def tail(db: Database, limit: int = 20) -> list[AuditLine]:
     query = text(
         "SELECT seq, at, event, principal, tool, arguments_json, approval_ref, policy_version, reason, note "
-        "FROM audit_log ORDER BY seq DESC LIMIT :limit"
+        "FROM audit_log ORDER BY seq IS NULL DESC, seq DESC, rid DESC LIMIT :limit"
     )
     rows = db.read(lambda conn: conn.execute(query, {"limit": limit}).all())
     return [

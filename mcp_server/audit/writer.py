@@ -1,10 +1,20 @@
-"""Appending to the audit chain inside the caller's transaction, signing the head it leaves.
+"""Writing audit records inside the caller's transaction: signed, unchained, with no shared row.
 
 Both the gate (through `SqlGateTx`) and ledger administration outside the gate (deposits, the
-demo seed) append here, so every ledger transaction has a record naming it.
+demo seed) append here, so every ledger transaction has a record naming it, committed with it.
+A record is acknowledged when that transaction commits; the sequencer (`audit.sequencer`)
+gives it its chain position later, and a crash in between loses nothing (it is chained by the
+next batch, on restart at the latest).
+
+Each record is signed on its own (`HeadSigner.sign_record`, no lock, ~25 µs), so the
+sequencer chains only what a holder of the key wrote. Its `rid` (the writer's clock, random
+bits, its place in the transaction) orders unchained records for the sequencer and makes two
+equal decisions two records.
 """
 
+import secrets
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,22 +25,20 @@ from sqlalchemy import Connection
 from mcp_server.audit.keys import key_file, load_signer
 from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import format_timestamp
-from policy.audit import HeadSigner, chain_hash
+from policy.audit import HeadSigner
 from policy.canonical import canonical_json
 from policy.store import AuditEntry
 
-_ADVANCE_HEAD = Statement("UPDATE audit_head SET seq = seq + :n WHERE id = 1 RETURNING seq, hash")
-_SET_HEAD_HASH = Statement("UPDATE audit_head SET hash = :h WHERE id = 1")
 _INSERT_AUDIT = Statement(
-    "INSERT INTO audit_log (seq, at, event, principal, tool, arguments_json, policy_version, matched_rules_json, "
-    "reason, approval_ref, question_sha256, note, result_json, amount_minor, prev_hash, hash, key_id, signature) "
-    "VALUES (:seq, :at, :event, :principal, :tool, :arguments_json, :policy_version, :matched_rules_json, :reason, "
-    ":approval_ref, :question_sha256, :note, :result_json, :amount_minor, :prev_hash, :hash, :key_id, :signature)"
+    "INSERT INTO audit_log (rid, at, event, principal, tool, arguments_json, policy_version, matched_rules_json, "
+    "reason, approval_ref, question_sha256, note, result_json, amount_minor, key_id, signature) "
+    "VALUES (:rid, :at, :event, :principal, :tool, :arguments_json, :policy_version, :matched_rules_json, :reason, "
+    ":approval_ref, :question_sha256, :note, :result_json, :amount_minor, :key_id, :signature)"
 )
 
 
 class AuditWriter:
-    """Chains records onto the head and signs the last one with the key from `key_file`."""
+    """Signs records with the first key of `key_file` and inserts them unchained."""
 
     def __init__(self, key_path: Path | None = None) -> None:
         self.key_path = key_file(key_path)
@@ -46,30 +54,25 @@ class AuditWriter:
                     self._signer = load_signer(self.key_path)
         return self._signer
 
-    def append(self, conn: Connection, entries: Sequence[AuditEntry]) -> None:
-        """Chain `entries` onto the head, whose row stays locked until commit; sign the new head."""
+    def append(self, conn: Connection, entries: Sequence[AuditEntry]) -> list[str]:
+        """Insert `entries`, each signed, in the caller's transaction; return their rids."""
         if not entries:
-            return
+            return []
         signer = self.signer
-        head = _ADVANCE_HEAD.one(conn, {"n": len(entries)})
-        assert head is not None, "migration 0002 creates the audit head"
-        last_seq, prev_hash = int(head[0]), head[1]
-        for seq, entry in enumerate(entries, start=last_seq - len(entries) + 1):
-            record = _audit_record(seq, entry)
-            record["prev_hash"], record["hash"] = prev_hash, chain_hash(prev_hash, record)
-            record["key_id"] = record["signature"] = None
-            if seq == last_seq:
-                signed = signer.sign_head(seq, record["hash"], record["at"])
-                record["key_id"], record["signature"] = signed.key_id, signed.signature
-            prev_hash = record["hash"]
+        batch = f"{time.time_ns():016x}-{secrets.token_hex(8)}"
+        rids = []
+        for index, entry in enumerate(entries):
+            record = _audit_record(f"{batch}-{index:04x}", entry)
+            record["key_id"], record["signature"] = signer.key_id, signer.sign_record(record)
             _INSERT_AUDIT.run(conn, record)
-        _SET_HEAD_HASH.run(conn, {"h": prev_hash})
+            rids.append(record["rid"])
+        return rids
 
 
-def _audit_record(seq: int, entry: AuditEntry) -> dict[str, Any]:
-    """The stored columns of one audit entry (before chaining)."""
+def _audit_record(rid: str, entry: AuditEntry) -> dict[str, Any]:
+    """The stored columns of one audit entry (before signing)."""
     return {
-        "seq": seq,
+        "rid": rid,
         "at": format_timestamp(datetime.fromtimestamp(entry.at, UTC)),
         "event": entry.event,
         "principal": entry.principal,

@@ -7,6 +7,7 @@ from pathlib import Path
 from mcp_server.app import open_state
 from mcp_server.audit import reader
 from mcp_server.audit.keys import key_file, load_keyring, load_public_keyring, load_signer, public_key_text
+from mcp_server.audit.sequencer import Sequencer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.cli.explain import explain
 from mcp_server.desk.reverify import reverify_decisions
@@ -97,16 +98,21 @@ def _existing(settings: Settings) -> Database:
 
 
 def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public_keys: Path | None = None) -> int:
+    """With the private key file, records waiting for the sequencer are chained first; with only public keys
+    nothing is written, and they are reported as pending."""
     db = _existing(settings)  # a missing ledger is the first thing to say: it needs no key to find out
-    keys = load_public_keyring(public_keys) if public_keys else load_keyring(key_file(settings.audit_key_file))
+    path = key_file(settings.audit_key_file)
+    keys = load_public_keyring(public_keys) if public_keys else load_keyring(path)
     checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file else None
-    count, findings = reader.verify(db, keys, checkpoint)
-    findings += reverify_decisions(db)  # the approval desk's passkey signatures, re-verified offline
+    sequencer = None if public_keys else Sequencer(db, AuditWriter(path))
+    found = reader.verify(db, keys, checkpoint, sequencer=sequencer)
+    findings = found.findings + reverify_decisions(db)  # the approval desk's passkey signatures, re-verified offline
+    pending = f", and {found.pending} records not chained yet (pending)" if found.pending else ""
     if not findings:
         held = f"; it holds the checkpoint's record {checkpoint.seq}" if checkpoint else ""
-        print(f"audit chain intact: {count} records{held}")
+        print(f"audit chain intact: {found.records} records{pending}{held}")
         return 0
-    print(f"audit chain BROKEN ({count} records read):")
+    print(f"audit chain BROKEN ({found.records} records read{pending}):")
     for finding in findings:
         print(f"  {finding}")
     if all(finding.legacy for finding in findings):
@@ -119,8 +125,8 @@ def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public
 
 def audit_adopt(settings: Settings) -> int:
     path = key_file(settings.audit_key_file)
-    load_signer(path, create=False)  # a person holding the key vouches: never a key made up on the spot
-    adoption = reader.adopt(_existing(settings), AuditWriter(path))
+    db = _existing(settings)
+    adoption = reader.adopt(db, _sequencer(db, path))
     if adoption is None:
         print("nothing to adopt: every ledger transaction has its audit record and a signature covers the chain")
         return 0
@@ -137,8 +143,8 @@ def audit_adopt(settings: Settings) -> int:
 
 
 def audit_checkpoint(settings: Settings, out: Path | None) -> int:
-    path = key_file(settings.audit_key_file)
-    head = reader.checkpoint(_existing(settings), load_signer(path, create=False), load_keyring(path))
+    db = _existing(settings)
+    head = reader.checkpoint(db, _sequencer(db, key_file(settings.audit_key_file)))
     document = json.dumps(head.as_json(), indent=2) + "\n"
     if out is None:
         print(document, end="")
@@ -146,6 +152,12 @@ def audit_checkpoint(settings: Settings, out: Path | None) -> int:
         out.write_text(document, encoding="utf-8")
         print(f"checkpoint of record {head.seq} (hash {head.hash[:16]}…, key {head.key_id}) written to {out}")
     return 0
+
+
+def _sequencer(db: Database, path: Path) -> Sequencer:
+    """A sequencer signing with the existing key: a person holding it vouches, never a key made up on the spot."""
+    load_signer(path, create=False)
+    return Sequencer(db, AuditWriter(path))
 
 
 def audit_public_key(settings: Settings) -> int:

@@ -140,7 +140,9 @@ def _parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="the tamper-evident decision log").add_subparsers(dest="action", required=True)
     verify = audit.add_parser(
-        "verify", help="check the signed chain against the ledger; exit 1 naming any tampered record"
+        "verify",
+        help="chain pending records (when holding the key), check the signed chain against the ledger; "
+        "exit 1 naming any tampered record",
     )
     _database_option(verify)
     verify.add_argument(

@@ -41,7 +41,7 @@ def _findings(conn: Connection) -> list[Finding]:
         text("SELECT seq, approval_ref, event, result_json FROM audit_log WHERE event IN (:a, :r)"),
         {"a": events[0], "r": events[1]},
     ):
-        audited[str(ref)] = {"seq": int(seq), "event": event, "result": _json(result_json)}
+        audited[str(ref)] = {"seq": None if seq is None else int(seq), "event": event, "result": _json(result_json)}
     findings: list[Finding] = []
     for row in conn.execute(text(_DECISIONS)).all():
         ref, what = row.approval_ref, f"desk decision on {row.approval_ref} by {row.approver}"

@@ -222,11 +222,11 @@ class SqlGateTx:
         return int(row[0]) if row else 0
 
     def append_audit(self, entry: AuditEntry) -> None:
-        """Queue `entry`; the transaction's entries are chained and written together at its end."""
+        """Queue `entry`; the transaction's entries are signed and written together at its end."""
         self._audit.append(entry)
 
     def flush_audit(self) -> None:
-        """Chain and sign the queued entries (see `AuditWriter.append`)."""
+        """Sign and insert the queued entries, unchained (see `AuditWriter.append`)."""
         self._writer.append(self.conn, self._audit)
         self._audit.clear()
 

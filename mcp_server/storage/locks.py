@@ -11,7 +11,7 @@ holder committed. A hash collision only makes two names share a turn. SQLite: no
 take, since `BEGIN IMMEDIATE` already gives every write transaction the whole file.
 
 Lock order (no deadlocks): the principal's turn, then the key's, then approval rows, then
-account rows (in id order), then the audit head.
+account rows (in id order). (Audit records take no shared lock: see `audit.sequencer`.)
 """
 
 import hashlib

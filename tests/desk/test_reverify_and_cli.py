@@ -72,7 +72,7 @@ def test_approvers_commands(world: World, capsys: pytest.CaptureFixture[str]) ->
     assert "never reused" in capsys.readouterr().err
     assert main(["approvers", "add", "bad name", *db]) == 2
     assert "not valid" in capsys.readouterr().err
-    events = [r.event for r in world.rows("SELECT event FROM audit_log WHERE tool = 'approvers' ORDER BY seq")]
+    events = [r.event for r in world.rows("SELECT event FROM audit_log WHERE tool = 'approvers' ORDER BY rid")]
     assert events == ["approver_added", "approver_invited", "approver_revoked"]
     assert main(["audit", "verify", *db]) == 0
 

@@ -202,7 +202,7 @@ class Books:
         return Counter({str(memo): int(n) for memo, n in rows})
 
     def events(self, approval_ref: str) -> list[str]:
-        sql = text("SELECT event FROM audit_log WHERE approval_ref = :r ORDER BY seq")
+        sql = text("SELECT event FROM audit_log WHERE approval_ref = :r ORDER BY seq IS NULL, seq, rid")
         return [str(e) for (e,) in self.db.read(lambda conn: conn.execute(sql, {"r": approval_ref}).all())]
 
     def approval_status(self, approval_ref: str) -> str:
@@ -212,9 +212,9 @@ class Books:
     def assert_sound(self) -> int:
         """Ledger invariants hold and the audit chain verifies; returns the audit record count."""
         assert self.ledger.check_invariants() == []
-        count, findings = verify(self.db)
-        assert findings == [], findings
-        return count
+        verified = verify(self.db)
+        assert verified.findings == [], verified.findings
+        return verified.records + verified.pending
 
     def close(self) -> None:
         self.db.close()

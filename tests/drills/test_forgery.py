@@ -30,6 +30,7 @@ from mcp_server.app import build_server, open_state
 from mcp_server.settings import Settings
 from policy.testing import ScriptedResponder
 from tests.drills.support import Books, record
+from tests.server.interleave import hold_audit_writes
 from tests.support import TEST_POLICY, answer, first_round, keyed, outcome
 
 pytestmark = pytest.mark.anyio
@@ -244,10 +245,11 @@ async def test_a_round_replayed_while_it_settles_gets_the_original_outcome(postg
             results[name] = await answer(client, "transfer_funds", args, round1.request_state)
 
         with psycopg.connect(_plain(postgres_url)) as holder, anyio.fail_after(60):
-            holder.execute("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")  # the settling commit waits here
+            hold_audit_writes(holder)  # the settling commit waits here
             async with anyio.create_task_group() as group:
                 group.start_soon(send, "original")
-                settling = await lock_waiter(_plain(postgres_url), "%audit_head%")  # moved the money, not committed
+                # the settling transaction moved the money and waits to insert its records, not committed
+                settling = await lock_waiter(_plain(postgres_url), "%INSERT INTO audit_log%")
                 group.start_soon(send, "replay")
                 # the replay now waits too: on the principal's turn, the approval row, or the accounts it would move
                 await lock_waiter(_plain(postgres_url), "%", frozenset({settling}))

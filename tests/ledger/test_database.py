@@ -258,11 +258,15 @@ def test_reads_from_many_threads_at_once(backend: str, ledger: Ledger) -> None:
     assert seen == [12000] * 4
 
 
-UPDATE_HEAD = "UPDATE audit_head SET seq = seq + 1 WHERE id = 1"
+UPDATE_HEAD = (
+    "INSERT INTO audit_heads (seq, hash, at, key_id, signature) "
+    "VALUES ((SELECT COUNT(*) + 1 FROM audit_heads), '', '', '', '')"
+)
+"""A small write (the audit's old head row is gone: a row of the heads table serves as a counter)."""
 
 
 def head_seq(database: Database) -> int:
-    return int(database.read(lambda conn: conn.exec_driver_sql("SELECT seq FROM audit_head").scalar_one()))
+    return int(database.read(lambda conn: conn.exec_driver_sql("SELECT COUNT(*) FROM audit_heads").scalar_one()))
 
 
 def test_a_write_that_must_not_wait_is_refused_while_this_process_writes(backend: str, database: Database) -> None:

@@ -13,15 +13,17 @@ KEYS = Keyring([SIGNER.public_key])
 AT = "2026-01-01T00:00:00.000000Z"
 
 
-def chain(count: int, signed: set[int]) -> list[dict[str, Any]]:
-    records, prev = [], GENESIS
+def chain(count: int, signed: set[int]) -> tuple[list[dict[str, Any]], list[SignedHead]]:
+    """`count` signed records, chained, and a signed head at each position in `signed`."""
+    records, heads, prev = [], [], GENESIS
     for seq in range(1, count + 1):
-        record: dict[str, Any] = {"seq": seq, "at": AT, "event": "executed", "prev_hash": prev, "amount_minor": seq}
+        record: dict[str, Any] = {"rid": f"r{seq}", "at": AT, "event": "executed", "amount_minor": seq}
+        record.update(key_id=SIGNER.key_id, signature=SIGNER.sign_record(record), seq=seq, prev_hash=prev)
         record["hash"] = prev = chain_hash(prev, record)
-        head = SIGNER.sign_head(seq, prev, AT) if seq in signed else None
-        record["key_id"], record["signature"] = (head.key_id, head.signature) if head else (None, None)
+        if seq in signed:
+            heads.append(SIGNER.sign_head(seq, prev, AT))
         records.append(record)
-    return records
+    return records, heads
 
 
 @pytest.mark.parametrize("field", ["seq", "hash", "at", "key_id"])
@@ -45,7 +47,32 @@ def test_a_checkpoint_round_trips_through_json_and_names_a_bad_field() -> None:
         SignedHead.from_json({**head.as_json(), "seq": True})
 
 
-def test_records_after_the_last_signature_are_named() -> None:
-    assert verify_chain(chain(4, {2, 4}), KEYS) == []
-    findings = [str(f) for f in verify_chain(chain(4, {2}), KEYS)]
+def test_records_after_the_last_signed_head_are_named() -> None:
+    records, heads = chain(4, {2, 4})
+    assert verify_chain(records, KEYS, heads) == []
+    records, heads = chain(4, {2})
+    findings = [str(f) for f in verify_chain(records, KEYS, heads)]
     assert findings == ["no valid signature covers records 3 to 4 (written without the key)"]
+
+
+@pytest.mark.parametrize("field", ["rid", "event", "amount_minor", "key_id"])
+def test_a_record_signature_covers_its_id_and_content_but_not_its_position(field: str) -> None:
+    record = chain(1, {1})[0][0]
+    assert KEYS.verify_record(record) and KEYS.verify_record({**record, "seq": 9, "prev_hash": "x", "hash": "y"})
+    assert not KEYS.verify_record({**record, field: {"rid": "r2", "event": "denied", "amount_minor": 2,
+                                                     "key_id": "0" * 16}[field]})  # fmt: skip
+
+
+def test_an_unchained_record_must_carry_its_own_valid_signature() -> None:
+    records, heads = chain(2, {2})
+    good = {**records[0], "rid": "r3", "seq": None, "prev_hash": None, "hash": None}
+    good["signature"] = SIGNER.sign_record(good)
+    forged = {**good, "rid": "r4"}  # a copy under a new id: the signature no longer matches
+    unsigned = {**good, "rid": "r5", "signature": None, "key_id": None}
+    legacy = {**good, "rid": "legacy-9", "signature": None, "key_id": None}
+    findings = [str(f) for f in verify_chain(records, KEYS, heads, [good, forged, unsigned, legacy])]
+    assert findings == [
+        "unchained record r4: its signature does not match its content (edited, or written without the key)",
+        "unchained record r5: carries no signature (written without the key)",
+        "unchained record legacy-9: is a legacy record, which only the chain may hold (written without the key)",
+    ]

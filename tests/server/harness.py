@@ -139,8 +139,9 @@ class Harness:
         return self.ledger.balance(account_id).balance_minor
 
     def audit(self, **match: Any) -> list[dict[str, Any]]:
-        """Audit records whose columns equal `match` (JSON columns decoded), oldest first."""
-        rows = self.db.read(lambda c: c.execute(text("SELECT * FROM audit_log ORDER BY seq")).mappings().all())
+        """Audit records whose columns equal `match` (JSON columns decoded), chain order, unchained ones last."""
+        query = text("SELECT * FROM audit_log ORDER BY seq IS NULL, seq, rid")
+        rows = self.db.read(lambda c: c.execute(query).mappings().all())
         records = []
         for row in rows:
             record = dict(row)

@@ -1,8 +1,9 @@
 """Making concurrent calls meet where a race would be, so a concurrency test cannot pass by luck.
 
 `Gathering` holds every approval question until the test lets all the answers go at once.
-`audit_head_held` holds, on PostgreSQL, the row every transaction that records an outcome
-locks last (the audit chain's head) until a given number of transactions wait behind it,
+`audit_head_held` keeps, on PostgreSQL, every transaction that records an outcome from its
+last statement (the insert of its audit records; the sequencer's lock is held too, so no
+sequencer queues behind it) until a given number of transactions wait behind it,
 directly or behind one another. Transactions that are not serialised any earlier have then
 all decided and acted before any of them commits: the interleaving a race needs. On SQLite
 it holds nothing (one writer at a time: there is no interleaving to force).
@@ -10,12 +11,14 @@ it holds nothing (one writer at a time: there is no interleaving to force).
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import mcp_types as types
 import psycopg
 from mcp.client import ClientRequestContext
 
+from mcp_server.audit.sequencer import SEQUENCER_LOCK
 from policy.testing import Answer, ScriptedResponder, approve
 
 WAIT_LIMIT = 20.0
@@ -45,12 +48,18 @@ class Gathering:
         self._released.set()
 
 
+def hold_audit_writes(conn: psycopg.Connection[Any]) -> None:
+    """Until `conn`'s transaction ends: no sequencer runs and every insert of audit records waits."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SEQUENCER_LOCK,))
+    conn.execute("LOCK TABLE audit_log IN SHARE MODE")
+
+
 class HeldHead:
     def __init__(self, url: str | None) -> None:
         self._holder = psycopg.connect(url) if url is not None else None
         self._watcher = psycopg.connect(url, autocommit=True) if url is not None else None
         if self._holder is not None:
-            self._holder.execute("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+            hold_audit_writes(self._holder)
 
     async def until_waiting(self, count: int) -> None:
         """Until `count` transactions wait behind the holder (directly or through each other)."""
@@ -83,7 +92,7 @@ class HeldHead:
 
 @asynccontextmanager
 async def audit_head_held(postgres_url: str | None) -> AsyncIterator[HeldHead]:
-    """Hold the audit head (PostgreSQL; nothing when `postgres_url` is None) until released or left."""
+    """Hold audit writes (PostgreSQL; nothing when `postgres_url` is None) until released or left."""
     held = HeldHead(postgres_url)
     try:
         yield held

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from mcp_server.audit import reader as audit_log
+from mcp_server.audit.sequencer import Sequencer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.cli.main import main
 from mcp_server.timestamps import now_text
@@ -34,12 +35,8 @@ async def made_before_signing(harness: Harness) -> list[str]:
     async with harness.client(ScriptedResponder(approve())) as client:
         await client.call_tool("transfer_funds", {"from_account": source, "to_account": target, "amount": "10"})
     unrecorded = [str(r["result"]["details"]["transaction_id"]) for r in harness.audit(event="admin")]
-    old_version = (
-        "DELETE FROM audit_log WHERE event = 'admin'",
-        "UPDATE audit_log SET signature = NULL, key_id = NULL",
-    )
-    tamper(harness, *old_version)
-    rechain(harness, keep_signatures=False)
+    tamper(harness, "DELETE FROM audit_log WHERE event = 'admin'")
+    rechain(harness, keep_signatures=False, legacy=True)
     assert [r["event"] for r in harness.audit()] == ["requested", "approved", "executed"]
     return sorted(unrecorded)
 
@@ -90,7 +87,7 @@ async def test_an_old_demo_ledger_never_used_has_an_empty_chain_to_adopt(
 ) -> None:
     """The commonest upgrade: the default ledger, seeded by an old version and never used, has no record."""
     harness.ledger.seed_demo()
-    tamper(harness, "DELETE FROM audit_log", f"UPDATE audit_head SET seq = 0, hash = '{'0' * 64}'")
+    tamper(harness, "DELETE FROM audit_log", "DELETE FROM audit_heads")
     code, out = verify(harness, capsys)
     assert code == 1 and out.count("(posted outside the gate)") == 3 and out.rstrip().endswith(HINT)
     code, out, _ = adopt(harness, capsys)
@@ -173,7 +170,8 @@ async def test_adopt_refuses_a_new_chain_stripped_of_its_signatures(
 ) -> None:
     """Without signatures a new chain looks old, but its `admin` records say a signing version wrote it."""
     harness.ledger.seed_demo()
-    tamper(harness, "UPDATE audit_log SET signature = NULL, key_id = NULL")
+    Sequencer(harness.db, AuditWriter()).chain()
+    tamper(harness, "UPDATE audit_log SET signature = NULL, key_id = NULL", "DELETE FROM audit_heads")
     code, out = verify(harness, capsys)
     assert code == 1 and "no valid signature covers records 1 to 3" in out and HINT not in out
     code, _, err = adopt(harness, capsys)
@@ -191,13 +189,13 @@ async def test_adopting_twice_changes_nothing(harness: Harness, capsys: pytest.C
 
 
 async def test_two_adoptions_at_once_write_one_record(harness: Harness) -> None:
-    """Each holds the audit head from its reading to its record, so the second sees the first's and stops."""
+    """Each holds the sequencer's lock from its reading to its record, so the second sees the first's and stops."""
     await made_before_signing(harness)
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda _: audit_log.adopt(harness.db, AuditWriter()), range(2)))
+        results = list(pool.map(lambda _: audit_log.adopt(harness.db, Sequencer(harness.db, AuditWriter())), range(2)))
     assert sorted(result is None for result in results) == [False, True]
     assert len(harness.audit(tool="adopt_history")) == 1
-    assert audit_log.verify(harness.db)[1] == []
+    assert audit_log.verify(harness.db).findings == []
 
 
 async def test_a_ledger_made_after_the_upgrade_has_nothing_to_adopt(

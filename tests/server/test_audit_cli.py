@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Connection, text
 
 from mcp_server.audit.keys import KEY_FILE_ENV, load_signer
+from mcp_server.audit.sequencer import Sequencer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.cli.main import main
 from mcp_server.ledger.books import Ledger
@@ -40,10 +41,13 @@ async def audited(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 
 async def _transfers(harness: Harness) -> Harness:
+    """Chained after each call (as the server's sequencer may have done), so a signed head ends at record 4."""
     source, target = harness.open_account("100", "Ada"), harness.open_account("0", "Ben")
+    sequencer = Sequencer(harness.db, AuditWriter())
     async with harness.client(ScriptedResponder(approve(note="fine"), reject())) as client:
         for amount in ("10", "20"):
             await client.call_tool("transfer_funds", {"from_account": source, "to_account": target, "amount": amount})
+            sequencer.chain()
     events = [r["event"] for r in harness.audit()]
     assert events == ["admin", "requested", "approved", "executed", "requested", "rejected"]
     return harness
@@ -62,23 +66,26 @@ def tamper(harness: Harness, *statements: str) -> None:
     harness.db.run(run)
 
 
-def rechain(harness: Harness, *, keep_signatures: bool) -> None:
+def rechain(harness: Harness, *, keep_signatures: bool, legacy: bool = False) -> None:
     """What a database writer without the key can do: renumber the records and recompute every
-    hash with the chain's own (public) algorithm, then move the head to match."""
+    hash with the chain's own (public) algorithm, and delete the signed heads it cannot make
+    again. `legacy` also gives every record a legacy rid and no signature (a chain from before 0008)."""
 
     def run(conn: Connection) -> None:
         rows = [dict(r) for r in conn.execute(text("SELECT * FROM audit_log ORDER BY seq")).mappings()]
         conn.execute(text("DELETE FROM audit_log"))
+        conn.execute(text("DELETE FROM audit_heads"))
         prev = "0" * 64
         for seq, row in enumerate(rows, start=1):
             original = row["hash"]
             row.update(seq=seq, prev_hash=prev)
+            if legacy:
+                row.update(rid=f"legacy-{seq}", signature=None, key_id=None)
             row["hash"] = prev = chain_hash(prev, row)
             if row["hash"] != original and not keep_signatures:
                 row["signature"] = row["key_id"] = None
             columns = ", ".join(row)
             conn.execute(text(f"INSERT INTO audit_log ({columns}) VALUES ({', '.join(':' + c for c in row)})"), row)
-        conn.execute(text("UPDATE audit_head SET seq = :seq, hash = :hash"), {"seq": len(rows), "hash": prev})
 
     harness.db.run(run)
 
@@ -103,8 +110,8 @@ async def test_deleting_a_transfer_and_rechaining_without_the_key_is_detected(
     rechain(audited, keep_signatures=keep_signatures)
     code, out = verify(audited, capsys)
     assert code == 1 and "audit chain BROKEN (3 records read)" in out
-    signatures = "signature does not match" if keep_signatures else "no valid signature covers records 2 to 3"
-    assert signatures in out
+    assert "no valid signature covers records 1 to 3" in out
+    assert ("record 2: carries no signature" in out) is not keep_signatures
     assert f"ledger transaction {transaction} (transfer, $10.00) has no audit record" in out
     assert f"approval {executed['approval_ref']} has no 'requested' record" in out
 
@@ -114,8 +121,7 @@ async def test_truncating_the_tail_and_moving_the_head_is_detected(
 ) -> None:
     """The issue's second attack, over the executed transfer: the ledger still holds its money movement."""
     transaction = executed_transaction(audited)
-    tamper(audited, "DELETE FROM audit_log WHERE seq > 2", "UPDATE audit_head SET seq = 2, hash = "
-           "(SELECT hash FROM audit_log WHERE seq = 2)")  # fmt: skip
+    tamper(audited, "DELETE FROM audit_log WHERE seq > 2", "DELETE FROM audit_heads WHERE seq > 2")
     code, out = verify(audited, capsys)
     assert code == 1 and f"ledger transaction {transaction} (transfer, $10.00) has no audit record" in out
 
@@ -128,9 +134,9 @@ async def test_truncating_the_tail_and_moving_the_head_is_detected(
         (["DELETE FROM audit_log WHERE seq = 3"], "record 4: sequence jumps from 2 to 4"),
         (
             [
-                "INSERT INTO audit_log SELECT seq + 100, at, event, principal, tool, arguments_json, policy_version, "
-                "matched_rules_json, reason, approval_ref, question_sha256, note, result_json, amount_minor, "
-                "prev_hash, hash, key_id, signature FROM audit_log WHERE seq = 2"
+                "INSERT INTO audit_log SELECT 'copy-' || rid, seq + 100, at, event, principal, tool, arguments_json, "
+                "policy_version, matched_rules_json, reason, approval_ref, question_sha256, note, result_json, "
+                "amount_minor, prev_hash, hash, key_id, signature FROM audit_log WHERE seq = 2"
             ],
             "record 102: sequence jumps from 6 to 102",
         ),
@@ -141,14 +147,27 @@ async def test_truncating_the_tail_and_moving_the_head_is_detected(
             ],
             "record 5: does not follow the previous record",
         ),
-        (["DELETE FROM audit_log WHERE seq = 6"], "the chain ends at record 5 but the head says 6"),
-        (["UPDATE audit_log SET signature = NULL WHERE seq = 6"], "no valid signature covers record 6"),
+        (["DELETE FROM audit_log WHERE seq = 6"], "the chain ends at record 5 but a signed head says 6"),
+        (["UPDATE audit_log SET signature = NULL WHERE seq = 6"], "record 6: carries no signature"),
+        (["DELETE FROM audit_heads WHERE seq > 4"], "no valid signature covers record"),
+        (["UPDATE audit_heads SET signature = '00' WHERE seq = 4"], "signed head 4: its signature does not match"),
         (
             ["UPDATE audit_log SET result_json = '{' WHERE seq = 4"],
             "record 4: content does not match its hash (edited)",
         ),
     ],
-    ids=["edit-note", "edit-amount", "delete-middle", "insert", "reorder", "truncate-tail", "unsign", "garble-result"],
+    ids=[
+        "edit-note",
+        "edit-amount",
+        "delete-middle",
+        "insert",
+        "reorder",
+        "truncate-tail",
+        "unsign",
+        "drop-heads",
+        "forge-head",
+        "garble-result",
+    ],
 )
 async def test_an_edited_inserted_deleted_or_reordered_record_is_named(
     audited: Harness, capsys: pytest.CaptureFixture[str], statements: list[str], says: str
@@ -225,7 +244,7 @@ async def test_a_checkpoint_catches_truncation_and_rollback_behind_it(
         audited,
         f"DELETE FROM approvals WHERE ref = '{rejected['approval_ref']}'",
         "DELETE FROM audit_log WHERE seq > 4",
-        "UPDATE audit_head SET seq = 4, hash = (SELECT hash FROM audit_log WHERE seq = 4)",
+        "DELETE FROM audit_heads WHERE seq > 4",
     )
     assert verify(audited, capsys) == (0, "audit chain intact: 4 records\n")
     code, out = verify(audited, capsys, "--checkpoint", str(checkpoint))

@@ -13,6 +13,8 @@ from mcp.shared.exceptions import MCPError
 from sqlalchemy import text
 
 from mcp_server.audit import reader as audit_log
+from mcp_server.audit.sequencer import Sequencer
+from mcp_server.audit.writer import AuditWriter
 from policy.testing import ScriptedResponder
 from tests.server.harness import Harness, over_every_transport, over_http
 from tests.support import APPROVAL_TIMEOUT, ASK, answer, first_round
@@ -114,17 +116,19 @@ def reference(round_: types.InputRequiredResult) -> str:
 
 async def test_an_answer_whose_question_never_reached_the_disk_is_asked_again(harness: Harness) -> None:
     """A new question commits without waiting for the disk; a power cut may take it back. Undo
-    that transaction by hand (the approval and its audit record, the chain head rewound) and
-    answer: nothing runs, the question is asked afresh, and the chain stays intact."""
+    that transaction by hand (the approval and its audit record, and the sequencer's batch that
+    chained it if one did: it would have been lost with it) and answer: nothing runs, the question
+    is asked afresh, and the chain stays intact."""
     args = accounts(harness)
-    head = harness.db.read(lambda c: c.exec_driver_sql("SELECT seq, hash FROM audit_head").one())
+    Sequencer(harness.db, AuditWriter()).chain()
+    head = harness.db.read(lambda c: c.exec_driver_sql("SELECT MAX(seq) FROM audit_heads").scalar_one())
     async with harness.client(ScriptedResponder()) as client:
         round1 = await first_round(client, TOOL, args)
         lost = reference(round1)
 
         def forget(conn: Any) -> None:
-            conn.execute(text("DELETE FROM audit_log WHERE seq > :seq"), {"seq": head[0]})
-            conn.execute(text("UPDATE audit_head SET seq = :seq, hash = :hash"), {"seq": head[0], "hash": head[1]})
+            conn.execute(text("DELETE FROM audit_log WHERE approval_ref = :ref"), {"ref": lost})
+            conn.execute(text("DELETE FROM audit_heads WHERE seq > :seq"), {"seq": head})
             conn.execute(text("DELETE FROM approvals WHERE ref = :ref"), {"ref": lost})
 
         harness.db.run(forget)
@@ -134,7 +138,7 @@ async def test_an_answer_whose_question_never_reached_the_disk_is_asked_again(ha
         assert reference(again) != lost
         assert harness.balance(args["to_account"]) == 0
         assert harness.events(lost) == [] and harness.events(reference(again)) == ["requested"]
-        assert audit_log.verify(harness.db)[1] == []
+        assert audit_log.verify(harness.db).findings == []
         done = await answer(client, TOOL, args, again.request_state)
 
     assert isinstance(done, types.CallToolResult) and done.structured_content is not None

@@ -1,0 +1,210 @@
+"""The sequencer: chains committed audit records in batches and signs each head it leaves.
+
+Writers insert signed, unchained records (`audit.writer`) and never wait for one another on
+the audit. One sequencer at a time, under a lock no writer takes (a PostgreSQL advisory lock;
+on SQLite the write lock every write transaction holds), chains them, in the manner of a
+Certificate Transparency log:
+
+1. it extends the chain only from a state a key holder left: the last row of `audit_heads`
+   must carry a valid signature and name the chain's last record with its hash (or, on a
+   ledger from before signed audit, there is no head and every chained record is legacy);
+   anything else is refused (`ChainRefused`), so the sequencer never signs over a tampered tail;
+2. it reads unchained records (oldest `rid` first), checks each record's own signature and
+   leaves any that fails unchained (so `audit verify` names it), gives the others the next
+   positions and hashes, and signs the new head into `audit_heads`, all in one transaction:
+   a crash mid-batch rolls the whole batch back, and the next batch (at the latest at the
+   next start) chains those records again from the same head.
+
+Every server process runs one in the background (`Background`: at start, every `interval`
+while records wait, and a last time when it stops), `audit verify`, `checkpoint` and `adopt`
+run one first, and two replicas sharing a ledger take turns on the lock, so they produce one
+chain. A record is acknowledged when its writer commits; chaining it later only adds its place.
+"""
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from mcp_server.audit.keys import load_keyring
+from mcp_server.audit.writer import AuditWriter
+from mcp_server.storage.database import Database
+from mcp_server.storage.statement import Statement
+from mcp_server.timestamps import now_text
+from policy.audit import CONTENT_FIELDS, GENESIS, LEGACY_PREFIX, Keyring, SignedHead, chain_hash
+
+log = logging.getLogger(__name__)
+
+SEQUENCER_LOCK = int.from_bytes(b"auditseq", "big") >> 1
+"""The PostgreSQL advisory lock only sequencers take (a constant shared by every bankgate process)."""
+BATCH_LIMIT = 2000
+"""Records chained per transaction at most: a backlog is worked off in bounded transactions."""
+
+_RECORD_COLUMNS = ", ".join(("rid", *CONTENT_FIELDS, "key_id", "signature"))
+_LOCK = Statement("SELECT pg_advisory_xact_lock(:key)")
+_TRY_LOCK = Statement("SELECT pg_try_advisory_xact_lock(:key)")
+_LAST_HEAD = Statement("SELECT seq, hash, at, key_id, signature FROM audit_heads ORDER BY seq DESC LIMIT 1")
+_TAIL = Statement("SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
+_SIGNED_CHAINED = Statement("SELECT 1 FROM audit_log WHERE seq IS NOT NULL AND rid NOT LIKE :legacy LIMIT 1")
+_ANY_PENDING = Statement("SELECT 1 FROM audit_log WHERE seq IS NULL LIMIT 1")
+_PENDING = Statement(f"SELECT {_RECORD_COLUMNS} FROM audit_log WHERE seq IS NULL ORDER BY rid LIMIT :limit")
+_CHAIN = text("UPDATE audit_log SET seq = :seq, prev_hash = :prev_hash, hash = :hash WHERE rid = :rid AND seq IS NULL")
+"""Run once per batch with every record's parameters (the driver's executemany: pipelined on psycopg)."""
+_INSERT_HEAD = Statement(
+    "INSERT INTO audit_heads (seq, hash, at, key_id, signature) VALUES (:seq, :hash, :at, :key_id, :signature)"
+)
+
+
+class ChainRefused(RuntimeError):
+    """The chain's tail is not what the last signed head vouches for: it changed without the key."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one batch chained: each record's new position, by rid, and the head it signed."""
+
+    positions: dict[str, int]
+    head: SignedHead
+
+
+@dataclass
+class Sequencer:
+    db: Database
+    writer: AuditWriter
+    keys: Keyring = field(init=False)
+    _refused: set[str] = field(default_factory=set, init=False)
+    _trusted: SignedHead | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        signer = self.writer.signer  # loads the key file, or creates it the way the writer would
+        self.keys = load_keyring(self.writer.key_path)
+        assert signer.key_id in self.keys, "the signing key is the key file's first"
+
+    def pending(self) -> bool:
+        """Whether any record waits to be chained (one indexed read, no lock)."""
+        return self.db.read(lambda conn: _ANY_PENDING.one(conn)) is not None
+
+    def chain(self, *, wait: bool = True) -> list[Batch]:
+        """Chain everything committed so far, a batch per transaction. `wait=False` gives up at once if
+        another sequencer holds the lock (it chains these records itself). Raises `ChainRefused`."""
+        batches: list[Batch] = []
+        while True:
+            batch = self.db.run(lambda conn: self.chain_in(conn, wait=wait))
+            if batch is None:
+                return batches
+            batches.append(batch)
+            if len(batch.positions) < BATCH_LIMIT:
+                return batches
+
+    def chain_in(self, conn: Connection, *, wait: bool = True) -> Batch | None:
+        """One batch in the caller's write transaction (taking the sequencer's lock there); None when the
+        lock is taken (`wait=False`) or no valid record waits."""
+        if not self.lock(conn, wait=wait):
+            return None
+        seq, prev_hash = self._tail(conn)
+        positions: dict[str, int] = {}
+        chained: list[dict[str, Any]] = []
+        for row in _PENDING.all(conn, {"limit": BATCH_LIMIT}):
+            record: dict[str, Any] = dict(zip(("rid", *CONTENT_FIELDS, "key_id", "signature"), row, strict=True))
+            if not self.keys.verify_record(record):
+                self._refuse(record["rid"])
+                continue
+            seq += 1
+            record.update(seq=seq, prev_hash=prev_hash)
+            prev_hash = chain_hash(prev_hash, record)
+            chained.append({"seq": seq, "prev_hash": record["prev_hash"], "hash": prev_hash, "rid": record["rid"]})
+            positions[record["rid"]] = seq
+        if not positions:
+            return None
+        conn.execute(_CHAIN, chained)
+        head = self.writer.signer.sign_head(seq, prev_hash, now_text())
+        _INSERT_HEAD.run(conn, head.as_json())
+        self._trusted = head
+        return Batch(positions, head)
+
+    def lock(self, conn: Connection, *, wait: bool = True) -> bool:
+        """Take the sequencer's turn for this transaction (PostgreSQL; SQLite's write lock already is one)."""
+        if conn.dialect.name != "postgresql":
+            return True
+        row = (_LOCK if wait else _TRY_LOCK).one(conn, {"key": SEQUENCER_LOCK})
+        return wait or bool(row and row[0])
+
+    def _tail(self, conn: Connection) -> tuple[int, str]:
+        """The chain's last (seq, hash), if a valid signed head vouches for exactly it."""
+        row = _TAIL.one(conn)
+        tail = (int(row[0]), str(row[1])) if row else (0, GENESIS)
+        last = _LAST_HEAD.one(conn)
+        if last is None:
+            if _SIGNED_CHAINED.one(conn, {"legacy": LEGACY_PREFIX + "%"}) is not None:
+                raise ChainRefused("records are chained but no signed head covers them: the heads were deleted")
+            return tail  # a ledger from before signed audit: its first head will cover its legacy records
+        head = SignedHead(int(last[0]), str(last[1]), str(last[2]), str(last[3]), str(last[4]))
+        if head != self._trusted and not self.keys.verify_head(head):
+            raise ChainRefused(f"the last signed head ({head.seq}) does not verify under the audit keys")
+        if (head.seq, head.hash) != tail:
+            raise ChainRefused(
+                f"the chain ends at record {tail[0]}, not at the last signed head's record {head.seq} with its "
+                "hash: it changed without the key (run `bankgate-mcp audit verify`)"
+            )
+        self._trusted = head
+        return tail
+
+    def _refuse(self, rid: str) -> None:
+        if rid not in self._refused:
+            self._refused.add(rid)
+            log.error("audit record %s is not signed by a known audit key: left unchained", rid)
+
+
+class Background:
+    """Runs a `Sequencer` on a daemon thread while any server of this process runs (`running`): once at
+    start (records a crash left unchained), then every `interval` while records wait, and once at stop."""
+
+    def __init__(self, sequencer: Sequencer, interval: float = 0.1) -> None:
+        self.sequencer = sequencer
+        self.interval = interval
+        self._users = 0
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_problem = ""
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        with self._guard:
+            self._users += 1
+            if self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._loop, name="audit-sequencer", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._users -= 1
+                thread = self._thread if self._users == 0 else None
+                if thread is not None:
+                    self._stop.set()
+                    self._thread = None
+            if thread is not None:
+                thread.join()
+
+    def _loop(self) -> None:
+        self._tick()
+        while not self._stop.wait(self.interval):
+            self._tick()
+        self._tick()
+
+    def _tick(self) -> None:
+        try:
+            if self.sequencer.pending():
+                self.sequencer.chain(wait=False)
+            self._last_problem = ""
+        except Exception as exc:  # a database outage or a refused chain must not end the thread
+            problem = f"{type(exc).__name__}: {exc}"
+            if problem != self._last_problem:  # said once, not every interval
+                log.error("audit sequencer: %s", problem)
+                self._last_problem = problem

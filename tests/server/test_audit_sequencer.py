@@ -1,0 +1,202 @@
+"""The sequencer chains what writers committed, whoever wrote it and however many chain at once.
+
+Writers insert signed, unchained records with no shared row; sequencers (in the background of
+every server, and before verify) chain them. Whatever the interleaving, the result is one
+gap-free chain that verifies; a record no key holder wrote is never chained and is named; a
+record committed but not chained when its process died is chained by the next start.
+"""
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from bench.audit_bench import append_with_head_row, gated_call
+from mcp_server.audit import reader as audit_log
+from mcp_server.audit.sequencer import Background, Sequencer
+from mcp_server.audit.writer import AuditWriter
+from mcp_server.cli.main import main
+from mcp_server.ledger.books import Ledger
+from mcp_server.storage import migrations
+from mcp_server.storage.database import Database
+from policy.testing import ScriptedResponder
+from tests.ledger.conftest import BACKENDS, postgres_schema
+from tests.server.harness import Harness
+
+pytestmark = pytest.mark.anyio
+
+WRITERS, DEPOSITS = 6, 8
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "postgresql":
+        with postgres_schema("bankgate_seq") as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+
+
+def deposit_concurrently(db_url: str, accounts: list[str]) -> None:
+    """`WRITERS` threads, each with its own connection pool (as separate processes), each depositing."""
+
+    def write(account: str) -> None:
+        database = Database.open(db_url)
+        try:
+            ledger = Ledger(database)
+            for _ in range(DEPOSITS):
+                ledger.deposit(account, "1")
+        finally:
+            database.close()
+
+    threads = [threading.Thread(target=write, args=(account,)) for account in accounts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+
+def chained(db: Database) -> list[int]:
+    return [
+        int(s)
+        for (s,) in db.read(
+            lambda c: c.execute(text("SELECT seq FROM audit_log WHERE seq IS NOT NULL ORDER BY seq")).all()
+        )
+    ]
+
+
+def test_concurrent_writers_and_racing_sequencers_make_one_gap_free_chain(db_url: str) -> None:
+    """Writers in several threads while two sequencers (two pools, as two replicas) chain at once."""
+    db = Database.open(db_url)
+    ledger = Ledger(db)
+    accounts = [ledger.create_account(f"Writer {n}").id for n in range(WRITERS)]
+    ledger.deposit(accounts[0], "1")  # the currency's system account exists before the writers race
+    replicas = [Database.open(db_url) for _ in range(2)]
+    sequencers = [Background(Sequencer(replica, AuditWriter()), interval=0.005) for replica in replicas]
+    with sequencers[0].running(), sequencers[1].running():
+        deposit_concurrently(db_url, accounts)
+    expected = WRITERS * DEPOSITS + 1
+    assert chained(db) == list(range(1, expected + 1))
+    verified = audit_log.verify(db)
+    assert (verified.records, verified.pending, verified.findings) == (expected, 0, [])
+    heads = db.read(lambda c: c.execute(text("SELECT COUNT(*) FROM audit_heads")).scalar_one())
+    assert 1 <= heads <= expected
+    for replica in [*replicas, db]:
+        replica.close()
+
+
+@pytest.mark.postgres
+def test_two_sequencers_racing_on_one_backlog_chain_it_once(tmp_path: Path) -> None:
+    """Threads released together onto one backlog: the advisory lock lets one batch chain it; the other
+    finds nothing left (or waits and continues from the first's head)."""
+    with postgres_schema("bankgate_race") as url:
+        db = Database.open(url)
+        ledger = Ledger(db)
+        account = ledger.create_account("Backlog").id
+        for _ in range(20):
+            ledger.deposit(account, "1")
+        replicas = [Database.open(url) for _ in range(4)]
+        start = threading.Barrier(len(replicas))
+        batches: list[int] = []
+
+        def race(replica: Database) -> None:
+            sequencer = Sequencer(replica, AuditWriter())
+            start.wait(timeout=10)
+            batches.extend(len(batch.positions) for batch in sequencer.chain())
+
+        threads = [threading.Thread(target=race, args=(replica,)) for replica in replicas]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert batches == [20]
+        assert chained(db) == list(range(1, 21))
+        assert audit_log.verify(db).findings == []
+        for replica in [*replicas, db]:
+            replica.close()
+
+
+def test_a_record_written_without_the_key_is_never_chained_and_is_named(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = Database.open(db_url)
+    ledger = Ledger(db)
+    ledger.deposit(ledger.create_account("Ada").id, "5")
+    record = {"rid": "0000000000000000-forged-0000", "at": "2026-01-01T00:00:00.000000Z", "event": "executed",
+              "principal": "mallory", "tool": "transfer_funds", "arguments_json": "{}", "policy_version": "",
+              "matched_rules_json": "[]", "reason": "", "amount_minor": 0,
+              "key_id": "0" * 16, "signature": "00"}  # fmt: skip
+    columns = ", ".join(record)
+    db.run(lambda c: c.execute(text(f"INSERT INTO audit_log ({columns}) VALUES (:{', :'.join(record)})"), record))
+    ledger.deposit(ledger.create_account("Ben").id, "7")
+    code = main(["audit", "verify", "--db", db_url])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "audit chain BROKEN (2 records read, and 1 records not chained yet (pending))" in out
+    assert f"unchained record {record['rid']}: signed by key {'0' * 16}, which is not a known audit key" in out
+    assert chained(db) == [1, 2]  # both deposits chained around it
+    db.close()
+
+
+async def test_records_committed_but_not_chained_when_the_process_died_are_chained_at_the_next_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A writer that commits and dies before any sequencer ran: its records wait, acknowledged and signed;
+    a read-only verification reports them as pending; the next server start chains them."""
+    harness = Harness("memory", f"sqlite:///{tmp_path / 'ledger.db'}")
+    harness.ledger.seed_demo()
+    public = tmp_path / "audit.pub"
+    assert main(["audit", "public-key"]) == 0
+    public.write_text(capsys.readouterr().out)
+    assert main(["audit", "verify", "--db", harness.db_url, "--public-keys", str(public)]) == 0
+    assert capsys.readouterr().out == ("audit chain intact: 0 records, and 3 records not chained yet (pending)\n")
+    async with harness.client(ScriptedResponder()):
+        pass  # the server's sequencer chains at start, before any call
+    assert chained(harness.db) == [1, 2, 3]
+    assert main(["audit", "verify", "--db", harness.db_url, "--public-keys", str(public)]) == 0
+    assert capsys.readouterr().out == "audit chain intact: 3 records\n"
+
+
+def test_a_tampered_tail_stops_the_sequencer_from_signing_over_it(db_url: str) -> None:
+    """A record chained without the key past the last signed head: the sequencer refuses to extend it."""
+    db = Database.open(db_url)
+    ledger = Ledger(db)
+    sequencer = Sequencer(db, AuditWriter())
+    ledger.deposit(ledger.create_account("Ada").id, "5")
+    sequencer.chain()
+    db.run(lambda c: c.execute(text("UPDATE audit_log SET note = 'x' WHERE seq = 1")))
+    ledger.deposit(ledger.create_account("Ben").id, "5")
+    assert [len(b.positions) for b in sequencer.chain()] == [1]  # an edit keeps the tail's hash: verify names it
+    db.run(lambda c: c.execute(text("UPDATE audit_log SET hash = 'f' WHERE seq = 2")))
+    ledger.deposit(ledger.create_account("Cy").id, "5")
+    with pytest.raises(Exception, match="not at the last signed head's record 2"):
+        sequencer.chain()
+    assert chained(db) == [1, 2]
+    db.close()
+
+
+def test_a_ledger_chained_under_the_head_row_migrates_and_still_verifies(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records chained and signed the way every writer did before 0008 keep their places and hashes;
+    their head signatures move to `audit_heads`; new records are chained after them."""
+    before = [m for m in migrations.available() if m.version < 8]
+    with monkeypatch.context() as patched:
+        patched.setattr(migrations, "available", lambda: before)
+        old = Database.open(db_url)
+        signer = AuditWriter().signer
+        for n in range(3):
+            old.run(lambda conn, n=n: append_with_head_row(conn, signer, gated_call(n), prefix=""))
+        old.close()
+    db = Database.open(db_url)  # applies 0008
+    assert audit_log.verify(db) == audit_log.Verification(9, 0, [])
+    heads = db.read(lambda c: c.execute(text("SELECT seq FROM audit_heads ORDER BY seq")).scalars().all())
+    assert heads == [3, 6, 9]
+    ledger = Ledger(db)
+    ledger.deposit(ledger.create_account("After").id, "1")
+    assert audit_log.verify(db, sequencer=Sequencer(db, AuditWriter())) == audit_log.Verification(10, 0, [])
+    db.run(lambda c: c.execute(text("UPDATE audit_log SET note = 'x' WHERE seq = 2")))
+    assert "record 2: content does not match its hash (edited)" in map(str, audit_log.verify(db).findings)
+    db.close()
