@@ -360,6 +360,8 @@ class ApprovalDesk:
     """A person interrupted an approval question (Ctrl-C): see `stop_if_interrupted`."""
     _links: dict[str, Question] = field(default_factory=dict, repr=False)
     """Desk links asked for so far, by URL: a repeat is the same approval still waiting at the desk."""
+    _given_up: set[str] = field(default_factory=set, repr=False)
+    """Desk links the approver withdrew or stopped waiting for: not followed again."""
 
     async def __call__(
         self, context: ClientRequestContext, params: mcp_types.ElicitRequestParams
@@ -371,10 +373,13 @@ class ApprovalDesk:
         """A `pending_approval` result (a server that asked no question) shown like a desk link.
 
         Returns the `approval_ref` to call the tool again with once the approver has seen the
-        link (again at the desk's pace while it stays pending), or `None` to hand the result on.
+        link (again at the desk's pace while it stays pending), or `None` to hand the result on:
+        also for a link the approver withdrew (a 2026-07-28 server answers a declined link so).
         """
         url, ref = output.get("approval_url"), output.get("approval_ref")
         if output.get("status") != "pending_approval" or not isinstance(url, str) or not isinstance(ref, str):
+            return None
+        if url in self._given_up:
             return None
         message = str(output.get("message") or f"Approval {ref} waits for a decision at the approval desk.")
         question = self._question(mcp_types.ElicitRequestURLParams(message=message, url=url))
@@ -392,6 +397,8 @@ class ApprovalDesk:
             self.observer.approval_asked(question, self.approver.name)
         answer = await self.approver.answer(question)
         self.interrupted = self.interrupted or answer.interrupted
+        if question.url is not None and answer.action != "accept":
+            self._given_up.add(question.url)
         if first or answer.action != "accept":
             self.records.append((question, answer))
             self.observer.approval_answered(question, answer)
