@@ -10,6 +10,7 @@ request until decided. The end-to-end run against bankgate's server is in `test_
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -20,7 +21,8 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 
 from agent_host.approvers import ApprovalDesk, ConsoleApprover, DenyApprover, Question
-from agent_host.mcp_link import DESK_POLL_SECONDS
+from agent_host.foundry.function_tools import FunctionCall, Toolbox
+from agent_host.mcp_link import DESK_POLL_SECONDS, McpLink, McpTarget, ToolResult
 
 from .helpers import CapturedDisplay, scripted
 
@@ -130,3 +132,60 @@ def test_a_desk_question_carries_its_reference_and_no_form() -> None:
     question = Question.from_url_params(mcp_types.ElicitRequestURLParams(message="m", url=URL + "/"))
     assert question.at_desk and not question.held and question.fields == () and question.reference == "APR-7"
     assert Question("Approval required\nReference: APR-9", ()).reference == "APR-9"
+
+
+class PendingOnly:
+    """A tool answering `pending_approval` (the server's way for a client it cannot ask) until decided."""
+
+    def __init__(self) -> None:
+        self.decided = False
+        self.refs: list[str | None] = []
+        self.server = MCPServer("pending-only")
+        self.server.tool(name="transfer_funds")(self.transfer_funds)
+
+    async def transfer_funds(self, amount: str, approval_ref: str | None = None) -> dict[str, Any]:
+        self.refs.append(approval_ref)
+        if self.decided and approval_ref == "APR-7":
+            return {"status": "executed", "approval_ref": "APR-7"}
+        return {
+            "status": "pending_approval",
+            "message": f"Open {URL}, decide, then ask me to continue.",
+            "approval_ref": "APR-7",
+            "approval_url": URL,
+            "expires_at": "2999-01-01T00:00:00Z",
+        }
+
+
+async def _toolbox_call(stand_in: PendingOnly, desk: ApprovalDesk) -> ToolResult:
+    async with Client(stand_in.server, elicitation_callback=desk) as client:  # type: ignore[arg-type]
+        link = McpLink(client, list((await client.list_tools()).tools), McpTarget())
+        toolbox = Toolbox(link, desk=desk)
+        return await toolbox.run(FunctionCall("call-1", "transfer_funds", '{"amount": "100.00"}'))
+
+
+async def test_a_pending_approval_result_is_followed_like_a_desk_link() -> None:
+    stand_in = PendingOnly()
+    display = CapturedDisplay()
+    desk = ApprovalDesk(scripted(), display, approval_timeout=60)
+
+    async def decide_later() -> None:
+        await anyio.sleep(2.0)
+        stand_in.decided = True
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(decide_later)
+        with anyio.fail_after(30):
+            result = await _toolbox_call(stand_in, desk)
+    assert result.output == {"status": "executed", "approval_ref": "APR-7"}
+    assert stand_in.refs[0] is None and set(stand_in.refs[1:]) == {"APR-7"}
+    assert len(stand_in.refs) <= 2 + 2.0 / DESK_POLL_SECONDS + 1, "called again at the desk's pace"
+    ((question, _),) = desk.records
+    assert question.deadline == datetime(2999, 1, 1, tzinfo=UTC).timestamp(), "the result's own deadline"
+    assert display.text.count(URL) == 2, "the full link, shown once (the server's message names it too)"
+
+
+async def test_a_withdrawn_pending_approval_goes_to_the_model_as_it_is() -> None:
+    stand_in = PendingOnly()
+    desk = ApprovalDesk(DenyApprover(), CapturedDisplay())
+    result = await _toolbox_call(stand_in, desk)
+    assert result.output["status"] == "pending_approval" and stand_in.refs == [None]
