@@ -35,23 +35,27 @@ form.addEventListener("submit", (event) => {
   runAgent({ messages: [{ id: `msg-${randomId()}`, role: "user", content: text }] });
 });
 
+// Runs one request; resolves to the run's last event (or null when the connection failed).
 async function runAgent(extra) {
   setBusy(true);
   const body = { threadId, runId: `run-${randomId()}`, messages: [], tools: [], context: [], state: {}, forwardedProps: {}, ...extra };
   const headers = { "Content-Type": "application/json", Accept: "text/event-stream" };
   if (token) headers.Authorization = `Bearer ${token}`;
   let interrupted = false;
+  let last = null;
   try {
     const response = await fetch("/agent", { method: "POST", headers, body: JSON.stringify(body) });
     if (!response.ok) throw new Error(`${response.status}: ${await response.text()}`);
     for await (const event of events(response.body)) {
       interrupted = handle(event) || interrupted;
+      last = event;
     }
   } catch (error) {
     append(element("div", "bubble error", `Connection problem: ${error.message}`));
   } finally {
     setBusy(interrupted);
   }
+  return last;
 }
 
 async function* events(stream) {
@@ -257,9 +261,14 @@ function deskCard(interrupt) {
     finish("Checking the desk's decision…");
     runAgent({ resume: [{ interruptId: interrupt.id, status: "resolved" }] });
   });
-  withdraw.addEventListener("click", () => {
+  withdraw.addEventListener("click", async () => {
     finish("You withdrew this request.");
-    runAgent({ resume: [{ interruptId: interrupt.id, status: "cancelled" }] });
+    const last = await runAgent({ resume: [{ interruptId: interrupt.id, status: "cancelled" }] });
+    if (last?.type === "RUN_ERROR" && last.code === "desk_decision_pending") {
+      // The server already waits for the desk (it holds the call): the card stays until the desk decides.
+      card.restart({ ...interrupt, metadata: { ...interrupt.metadata, desk_status: "still_pending" } });
+      setBusy(true);
+    }
   });
 }
 
