@@ -58,6 +58,7 @@ Action = Literal["accept", "decline", "cancel"]
 
 _CONFIRMATION = re.compile(r"type (\S+?) in the confirmation field", re.IGNORECASE)
 _REFERENCE = re.compile(r"^Reference: (\S+)$", re.MULTILINE)
+_NO_DESK_WAIT = "no terminal: the host does not wait for the desk (deny approver)"
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,9 @@ class DenyApprover:
     name = "deny"
 
     async def answer(self, question: Question) -> Answer:
-        return Answer("decline", reason="no terminal to ask a human (deny approver)", desk=question.at_desk)
+        if question.at_desk:
+            return Answer("decline", reason=_NO_DESK_WAIT, desk=True)
+        return Answer("decline", reason="no terminal to ask a human (deny approver)")
 
 
 class ScriptedApprover:
