@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-StatusName = Literal["executed", "rejected", "cancelled", "expired", "denied", "failed"]
+StatusName = Literal["executed", "rejected", "cancelled", "expired", "denied", "failed", "pending_approval"]
 
 
 def _absent_not_null(schema: dict[str, Any]) -> None:
@@ -29,13 +29,20 @@ class ToolOutcome(BaseModel):
     model_config = ConfigDict(json_schema_extra=_absent_not_null)
 
     status: StatusName = Field(
-        description="executed; or rejected/cancelled by the operator; expired; denied by policy; failed."
+        description=(
+            "executed; or rejected/cancelled by the operator; expired; denied by policy; failed; or "
+            "pending_approval: an approver must decide at approval_url, then call again with approval_ref."
+        )
     )
     message: str = Field(description="One sentence to relay to the user as is.")
     approval_ref: str | None = Field(None, description="Reference of the human approval, when one was asked.")
     error: dict[str, Any] | None = Field(
         None, description="When failed: {code: stable machine-readable reason, message, field?}."
     )
+    approval_url: str | None = Field(
+        None, description="When pending_approval: the approval desk page where an approver decides."
+    )
+    expires_at: str | None = Field(None, description="When pending_approval: the deadline (ISO 8601, UTC).")
 
     def present(self) -> dict[str, Any]:
         """The structured result as sent: the fields that have a value (what the schema describes)."""

@@ -15,7 +15,7 @@ from pydantic import Field
 from mcp_server.outputs import BalanceOutcome, CloseOutcome, ToolOutcome, TransferOutcome
 from policy.document import Policy
 from policy.mcp.round import decided_at_once, settle
-from policy.results import GateResult
+from policy.results import GateResult, Status
 
 AccountId = Annotated[str, Field(description="Account id: 'ACC-' followed by digits, e.g. ACC-001.")]
 Amount = Annotated[
@@ -28,11 +28,23 @@ Amount = Annotated[
     ),
 ]
 Outcome = Annotated[GateResult, Resolve(settle)]
+ApprovalRef = Annotated[
+    str | None,
+    Field(
+        description=(
+            "Only to continue a call that returned pending_approval: its approval_ref (e.g. APR-0123456789), "
+            "with exactly the same other arguments. Leave it out otherwise."
+        )
+    ),
+]
+"""Declared so the model sees it; `policy.mcp.desk_link` takes it out of the arguments before the tool runs."""
 
 _APPROVAL_NOTE = (
     "The bank's policy checks every call; when a human operator's approval is needed the system asks "
     "the operator itself, so call the tool once and relay the returned message. Statuses rejected, "
-    "cancelled, expired and denied are final decisions: do not retry them."
+    "cancelled, expired and denied are final decisions: do not retry them. Status pending_approval "
+    "means an approver must decide at the approval desk: relay the message with its link, and when "
+    "the user says to continue, call the tool again with the same arguments plus approval_ref."
 )
 
 
@@ -47,6 +59,7 @@ async def transfer_funds(
     to_account: AccountId,
     amount: Amount,
     memo: Annotated[str | None, Field(description="Optional note shown on both statements (max 140).")] = None,
+    approval_ref: ApprovalRef = None,
     *,
     outcome: Outcome,
 ) -> Annotated[CallToolResult, TransferOutcome]:
@@ -59,6 +72,7 @@ async def close_account(
         str | None,
         Field(description="Optional open account of the same currency that receives the remaining balance."),
     ] = None,
+    approval_ref: ApprovalRef = None,
     *,
     outcome: Outcome,
 ) -> Annotated[CallToolResult, CloseOutcome]:
@@ -75,6 +89,8 @@ _BALANCE_FIELDS = ("account_id", "owner", "currency", "balance", "balance_minor"
 
 
 def _present(outcome: GateResult, model: type[ToolOutcome], extra: dict[str, Any]) -> CallToolResult:
+    if outcome.status is Status.PENDING_APPROVAL:  # the details are the desk link, not the action's output
+        extra = {key: (outcome.details or {}).get(key) for key in ("approval_url", "expires_at")}
     body = model(
         status=outcome.status.value,
         message=outcome.message,
