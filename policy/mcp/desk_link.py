@@ -83,7 +83,10 @@ def _links_by_url(ctx: ServerRequestContext[Any, Any]) -> bool:
 
 def _as_input_request(result: HandlerResult) -> HandlerResult:
     """A `pending_approval` tool result as a URL input request; anything else unchanged."""
-    body = result.structured_content if isinstance(result, CallToolResult) else None
+    if isinstance(result, CallToolResult):
+        body: Any = result.structured_content
+    else:  # the SDK hands results on as wire mappings
+        body = result.get("structuredContent") if isinstance(result, Mapping) else None
     if not isinstance(body, dict) or body.get("status") != Status.PENDING_APPROVAL.value:
         return result
     ref, url, message = body.get("approval_ref"), body.get("approval_url"), body.get("message")
