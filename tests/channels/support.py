@@ -17,14 +17,14 @@ from tests.server.harness import TEST_POLICY
 Callback = Callable[[ClientRequestContext, ElicitRequestParams], Awaitable[ElicitResult]]
 
 
-def desk_policy(folder: Path) -> Path:
-    """The test policy with transfers approved only at the desk (`channel = "desk"`)."""
+def desk_policy(folder: Path, channel: str = "desk") -> Path:
+    """The test policy with transfers approved only through `channel` (desk by default)."""
     text = TEST_POLICY.read_text().replace(
         'reason = "Moving money needs a human\'s approval."',
-        'reason = "Moving money needs a human\'s approval."\nchannel = "desk"',
+        f'reason = "Moving money needs a human\'s approval."\nchannel = "{channel}"',
         1,
     )
-    path = folder / "desk_policy.toml"
+    path = folder / f"{channel}_policy.toml"
     path.write_text(text)
     return path
 
@@ -32,8 +32,11 @@ def desk_policy(folder: Path) -> Path:
 class ChannelWorld(World):
     """`World` with a chosen policy and approval timeout, served by in-memory MCP clients."""
 
-    def configure(self, *, policy: Path = TEST_POLICY, approval_timeout: float = 300) -> "ChannelWorld":
-        self.settings = self.settings.model_copy(update={"policy": policy, "approval_timeout": approval_timeout})
+    def configure(
+        self, *, policy: Path = TEST_POLICY, approval_timeout: float = 300, desk: bool = True
+    ) -> "ChannelWorld":
+        changes = {"policy": policy, "approval_timeout": approval_timeout, "desk": desk}
+        self.settings = self.settings.model_copy(update=changes)
         self.state = open_state(self.settings)
         return self
 

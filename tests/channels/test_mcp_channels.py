@@ -108,6 +108,20 @@ async def test_a_ref_with_other_arguments_or_by_another_caller_is_refused(
     assert world.events(ref) == ["requested", "desk_approved"]
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("setup", ["no-desk", "form-rule"])
+async def test_no_human_reachable_denies(world: ChannelWorld, mode: str, setup: str, tmp_path: Path) -> None:
+    """Without a desk, or under a `form` rule, a client without elicitation cannot be asked: denied."""
+    if setup == "no-desk":
+        world.configure(desk=False)
+    else:
+        world.configure(policy=desk_policy(tmp_path, "form"))
+    async with world.client(mode=mode) as client:
+        denied = body(await client.call_tool("transfer_funds", world.transfer()))
+    assert denied["status"] == "denied" and "No human can be asked" in denied["message"]
+    assert "approval_ref" not in denied and world.balance(world.target) == 0
+
+
 async def test_a_malformed_approval_ref_is_refused(world: ChannelWorld) -> None:
     async with world.client() as client:
         refused = await client.call_tool("transfer_funds", world.transfer(approval_ref="DROP TABLE"))
