@@ -32,7 +32,8 @@ async def test_a_url_mode_client_is_sent_to_the_desk_and_the_call_settles(
         assert result["status"] == "executed", result
         assert world.balance(world.target) == 25_000
         assert world.events(ref) == ["requested", "desk_approved", "approved", "executed"]
-        [approved] = world.rows("SELECT reason, note FROM audit_log WHERE event = 'approved' AND approval_ref = :r", r=ref)
+        approved_rows = "SELECT reason, note FROM audit_log WHERE event = 'approved' AND approval_ref = :r"
+        [approved] = world.rows(approved_rows, r=ref)
         assert "approver:dora" in approved.reason and approved.note == "approved at the desk"
     else:
         assert result["status"] == "rejected" and "approver:dora" in result["message"]

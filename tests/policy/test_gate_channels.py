@@ -11,8 +11,9 @@ from policy.testing.memory_store import MemoryGateStore
 from policy.verdict import Verdict, VerdictKind
 from tests.policy.bank import POLICY, TTL, Clock, bank, sweep, transfer
 
-DESK_POLICY = POLICY.replace('reason = "Above 100.00 needs approval."', 'reason = "Above 100.00 needs approval."\nchannel = "desk"')
-FORM_POLICY = POLICY.replace('reason = "Above 100.00 needs approval."', 'reason = "Above 100.00 needs approval."\nchannel = "form"')
+_LARGE = 'reason = "Above 100.00 needs approval."'
+DESK_POLICY = POLICY.replace(_LARGE, _LARGE + '\nchannel = "desk"')
+FORM_POLICY = POLICY.replace(_LARGE, _LARGE + '\nchannel = "form"')
 
 
 @pytest.mark.parametrize(
