@@ -1,7 +1,7 @@
-"""``python -m agent_host`` runs the ``bankgate-agent`` command line."""
+"""`python -m agent_host` runs the `bankgate-agent` command line."""
 
 import sys
 
-from .cli import main
+from agent_host.cli.main import main
 
 sys.exit(main())

@@ -1,11 +1,11 @@
 """Who answers the MCP server's approval questions: a person at the console, a script, or nobody.
 
-The server asks through MCP elicitation; :class:`ApprovalDesk` is the MCP client's elicitation
-callback and hands each question to an :class:`Approver`. The model never sees these questions:
+The server asks through MCP elicitation; `ApprovalDesk` is the MCP client's elicitation
+callback and hands each question to an `Approver`. The model never sees these questions:
 they travel between the MCP server and this process only.
 
-Scripted answers (``--approver scripted:FILE``) are one per line, used in order (blank lines and
-``#`` comments skipped), or a JSON list of the same strings::
+Scripted answers (`--approver scripted:FILE`) are one per line, used in order (blank lines and
+`#` comments skipped), or a JSON list of the same strings::
 
     approve                      # yes; for a closure, types back the value the question asks for
     approve note="rent, March"   # yes, with a note for the audit log
@@ -16,9 +16,9 @@ Scripted answers (``--approver scripted:FILE``) are one per line, used in order 
 
 When the script runs out, every further question is declined.
 
-The server's question carries no deadline on either protocol revision (``elicitation/create`` and
-``InputRequiredResult`` hold a message and a form only), so the desk derives one from the approval
-timeout it shares with the server it launches (``BANKGATE_APPROVAL_TIMEOUT``, 300 s by default)
+The server's question carries no deadline on either protocol revision (`elicitation/create` and
+`InputRequiredResult` hold a message and a form only), so the desk derives one from the approval
+timeout it shares with the server it launches (`BANKGATE_APPROVAL_TIMEOUT`, 300 s by default)
 and the moment the question arrived.
 """
 
@@ -38,8 +38,8 @@ from mcp.client import ClientRequestContext
 from rich.console import Console
 from rich.prompt import Confirm, Prompt
 
-from .errors import ConfigurationError, Interrupted
-from .terminal import interruptible
+from agent_host.errors import ConfigurationError, Interrupted
+from agent_host.terminal import interruptible
 
 Action = Literal["accept", "decline", "cancel"]
 
@@ -96,7 +96,7 @@ class Question:
 
 @dataclass(frozen=True)
 class Answer:
-    """An approver's answer; ``approve`` is the form's yes/no when the form is accepted."""
+    """An approver's answer; `approve` is the form's yes/no when the form is accepted."""
 
     action: Action
     approve: bool = False
@@ -126,7 +126,7 @@ class Answer:
 
 
 class Approver(Protocol):
-    """Answers approval questions; ``name`` tells the user who (or what) answered."""
+    """Answers approval questions; `name` tells the user who (or what) answered."""
 
     name: str
 
@@ -134,7 +134,7 @@ class Approver(Protocol):
 
 
 class ApprovalObserver(Protocol):
-    """Shows questions and answers to the user (see :class:`agent_host.display.Display`)."""
+    """Shows questions and answers to the user (see `agent_host.display.Display`)."""
 
     def approval_asked(self, question: Question, approver: str) -> None: ...
 
@@ -196,7 +196,7 @@ def parse_script(text: str, source: str = "script") -> list[Answer]:
 
 
 def _parse_line(line: str, where: str) -> Answer | None:
-    """One answer, or ``None`` for a blank or comment line."""
+    """One answer, or `None` for a blank or comment line."""
     try:
         words = shlex.split(line, comments=True)
     except ValueError as error:
@@ -236,7 +236,7 @@ class ConsoleApprover:
         self._clock = clock
 
     async def answer(self, question: Question) -> Answer:
-        """Blocks the event loop while the person answers (see :mod:`agent_host.terminal`)."""
+        """Blocks the event loop while the person answers (see `agent_host.terminal`)."""
         try:
             with interruptible():
                 answer = self._ask(question)
@@ -262,7 +262,7 @@ class ConsoleApprover:
         return Answer("accept", approve, confirmation or None, note or None)
 
     def _confirmation(self, wanted: str | None) -> str:
-        """What the person typed back: exactly ``wanted`` (asked again until it is), or "" to reject."""
+        """What the person typed back: exactly `wanted` (asked again until it is), or "" to reject."""
         prompt = f"Type {wanted} to confirm (empty rejects)" if wanted else "Confirmation (empty rejects)"
         while True:
             typed = Prompt.ask(prompt, console=self._console, default="", show_default=False).strip()
@@ -278,9 +278,9 @@ def _time_left(question: Question, clock: Callable[[], float]) -> str:
 
 @dataclass
 class ApprovalDesk:
-    """The MCP client's elicitation callback: every server question goes to ``approver``, never the model.
+    """The MCP client's elicitation callback: every server question goes to `approver`, never the model.
 
-    ``approval_timeout`` (the server's, in seconds) dates each question's deadline from its arrival.
+    `approval_timeout` (the server's, in seconds) dates each question's deadline from its arrival.
     """
 
     approver: Approver
@@ -289,7 +289,7 @@ class ApprovalDesk:
     clock: Callable[[], float] = time.time
     records: list[tuple[Question, Answer]] = field(default_factory=list)
     interrupted: bool = False
-    """A person interrupted an approval question (Ctrl-C): see :meth:`stop_if_interrupted`."""
+    """A person interrupted an approval question (Ctrl-C): see `stop_if_interrupted`."""
 
     async def __call__(
         self, context: ClientRequestContext, params: mcp_types.ElicitRequestParams
@@ -316,7 +316,7 @@ class ApprovalDesk:
 
 
 def make_approver(spec: str, console: Console, interactive: bool) -> Approver:
-    """The approver for ``--approver console|deny|scripted:FILE`` (default: console on a terminal, else deny)."""
+    """The approver for `--approver console|deny|scripted:FILE` (default: console on a terminal, else deny)."""
     if spec == "deny":
         return DenyApprover()
     if spec.startswith("scripted:"):

@@ -16,18 +16,18 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.text import Text
 
-from .approvers import Answer, Question
-from .errors import HostError
-from .mcp_link import ToolResult
-from .replies import Reply
-from .toolbox import FunctionCall
+from agent_host.approvers import Answer, Question
+from agent_host.errors import HostError
+from agent_host.foundry.function_tools import FunctionCall
+from agent_host.foundry.response_reader import Reply
+from agent_host.mcp_link import ToolResult
 
 _STATUS_STYLES = {"executed": "green", "failed": "red"}
 _ANSWER_STYLES = {"approved": "green", "rejected": "red"}
 
 
 class Display:
-    """Renders to ``console`` (stdout by default); errors go to ``errors`` (stderr by default)."""
+    """Renders to `console` (stdout by default); errors go to `errors` (stderr by default)."""
 
     def __init__(
         self, console: Console | None = None, *, errors: Console | None = None, show_ids: bool = False

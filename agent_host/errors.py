@@ -1,8 +1,8 @@
 """Failures a user can act on: each is printed as a message and a hint, never as a traceback.
 
 The three wire clients (azure-core for agents, openai for the SDK path, httpx2 for the raw REST
-path) report HTTP failures differently; :func:`http_failure` turns the status, body and headers any
-of them saw into the same :class:`HostError`, so every path explains a 401 or a 429 the same way.
+path) report HTTP failures differently; `http_failure` turns the status, body and headers any
+of them saw into the same `HostError`, so every path explains a 401 or a 429 the same way.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-SCOPE = "https://ai.azure.com/.default"
-"""The scope of the tokens Foundry project endpoints accept (audience ``https://ai.azure.com``)."""
+from agent_host.foundry.audience import SCOPE
+from agent_host.loopback import is_loopback_url
+
 ENDPOINT_SHAPE = "https://<account>.services.ai.azure.com/api/projects/<project>"
 _PROJECT_PATH = re.compile(r"/api/projects/[^/]+")
 
@@ -62,10 +63,10 @@ class ServiceSlow(HostError):
 
 
 class ChainExpired(ServiceFailed):
-    """The response a request continues from (``previous_response_id``) expired or is gone.
+    """The response a request continues from (`previous_response_id`) expired or is gone.
 
     The service gives no single code for it (see docs/foundry-wire-notes.md): any 400/404/410 naming
-    ``previous_response_id`` counts, so a conversation can start a new chain instead of failing on.
+    `previous_response_id` counts, so a conversation can start a new chain instead of failing on.
     """
 
 
@@ -88,10 +89,10 @@ def http_failure(
     identity: str,
     retries: int | None = None,
 ) -> HostError:
-    """The :class:`HostError` for an HTTP error answer from the Foundry project at ``endpoint``.
+    """The `HostError` for an HTTP error answer from the Foundry project at `endpoint`.
 
-    ``identity`` says who the token was for (see :func:`agent_host.access.describe_token`), because
-    "which identity, which audience" is what a 401 needs answering; ``retries`` is how many
+    `identity` says who the token was for (see `agent_host.foundry.access.describe_token`), because
+    "which identity, which audience" is what a 401 needs answering; `retries` is how many
     retries were made, when the caller knows.
     """
     code, message = _error_fields(body)
@@ -129,8 +130,6 @@ def not_found(endpoint: str, detail: str) -> NotFound:
 
 def _token_advice(endpoint: str) -> str:
     """Azure wants a role and a sign-in; the emulator wants nothing but its own token."""
-    from .emulator import is_loopback_url  # the emulator package is slow to import; only failures need it
-
     if is_loopback_url(endpoint):
         return "The emulator accepts only the token it printed; Azure roles and `az login` play no part here."
     return "Check that this identity has the 'Azure AI User' role on the project, or sign in as another one (az login)."
@@ -156,7 +155,7 @@ _CHAIN_CODES = frozenset({"previous_response_not_found", "response_expired"})
 
 
 def slow(endpoint: str, seconds: float | None, *, retries: int | None = None, streaming: bool = False) -> ServiceSlow:
-    """The project at ``endpoint`` took longer than ``seconds`` to answer (or to send the next event)."""
+    """The project at `endpoint` took longer than `seconds` to answer (or to send the next event)."""
     waited = f"{seconds:g} s" if seconds is not None else "the timeout"
     what = "sent nothing more of its streamed answer" if streaming else "did not answer"
     tries = f" ({retries} retries)" if retries else ""
@@ -167,13 +166,13 @@ def slow(endpoint: str, seconds: float | None, *, retries: int | None = None, st
 
 
 def _param(body: object) -> str | None:
-    """The ``param`` an OpenAI-style error names (openai hands over the inner ``error`` object)."""
+    """The `param` an OpenAI-style error names (openai hands over the inner `error` object)."""
     error = body.get("error", body) if isinstance(body, Mapping) else None
     return str(error["param"]) if isinstance(error, Mapping) and error.get("param") else None
 
 
 def _error_fields(body: object) -> tuple[str | None, str | None]:
-    """``(code, message)`` from an OpenAI-style ``{"error": {...}}`` body, or the body itself."""
+    """`(code, message)` from an OpenAI-style `{"error": {...}}` body, or the body itself."""
     error = body.get("error", body) if isinstance(body, Mapping) else body
     if isinstance(error, Mapping):
         code, message = error.get("code"), error.get("message")

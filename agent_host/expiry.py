@@ -2,9 +2,9 @@
 
 Foundry runs expire about ten minutes after creation, so a response whose calls waited on a human
 can be gone by the time their answers are sent. The host then knows each call's outcome already:
-it ran every call through MCP with the Foundry ``call_id`` as idempotency key and kept the result
+it ran every call through MCP with the Foundry `call_id` as idempotency key and kept the result
 the server returned (and stored under that key). Nothing is run or re-run to find out: a call whose
-result never came back (``tool_unavailable``) is reported as unknown, because calling it again
+result never came back (`tool_unavailable`) is reported as unknown, because calling it again
 would run it for the first time if it never reached the server.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .toolbox import FunctionCall
+from agent_host.foundry.function_tools import FunctionCall
 
 Fate = Literal["ran", "not run", "unknown"]
 
@@ -30,7 +30,7 @@ class Answer:
     output: Mapping[str, Any]
 
     def item(self) -> dict[str, Any]:
-        """The ``function_call_output`` input item."""
+        """The `function_call_output` input item."""
         return {"type": "function_call_output", "call_id": self.call.call_id, "output": json.dumps(self.output)}
 
     @property
@@ -41,7 +41,7 @@ class Answer:
         return "ran" if str(self.output.get("status")) in _RAN else "not run"
 
     def describe(self) -> str:
-        """``transfer_funds {...}: <fate> (<status>: <message>)``, one line."""
+        """`transfer_funds {...}: <fate> (<status>: <message>)`, one line."""
         status = self.output.get("status", "?")
         error = self.output.get("error")
         message = self.output.get("message") or (error.get("message") if isinstance(error, Mapping) else "")

@@ -13,19 +13,19 @@ from dataclasses import dataclass
 import httpx2
 from azure.ai.projects.aio import AIProjectClient
 
-from .access import ProjectAccess, project_access
-from .agent import AgentChoice, choose_agent
-from .approvers import ApprovalDesk, Approver, DenyApprover
-from .display import Display
-from .errors import sole_error
-from .mcp_link import McpLink, McpTarget, connect
-from .retries import TIMEOUT
-from .settings import HostSettings
-from .toolbox import Toolbox
-from .transport_rest import RestTransport
-from .transport_sdk import SdkTransport
-from .turns import Conversation, ResponsesTransport, TurnObserver
-from .waiting import BusyTransport
+from agent_host.approvers import ApprovalDesk, Approver, DenyApprover
+from agent_host.conversation import Conversation, ResponsesTransport, TurnObserver
+from agent_host.display import Display
+from agent_host.errors import sole_error
+from agent_host.foundry.access import ProjectAccess, project_access
+from agent_host.foundry.agents import AgentChoice, choose_agent
+from agent_host.foundry.function_tools import Toolbox
+from agent_host.foundry.retries import TIMEOUT
+from agent_host.foundry.transport_rest import RestTransport
+from agent_host.foundry.transport_sdk import SdkTransport
+from agent_host.mcp_link import McpLink, McpTarget, connect
+from agent_host.settings import HostSettings
+from agent_host.waiting import BusyTransport
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Host:
     def conversation(
         self, agent: AgentChoice | None = None, *, stream: bool | None = None, observer: TurnObserver | None = None
     ) -> Conversation:
-        """A new chain of responses with ``agent`` (the host's agent by default), shown on ``observer``."""
+        """A new chain of responses with `agent` (the host's agent by default), shown on `observer`."""
         return Conversation(
             self.transport,
             self.toolbox,
@@ -76,7 +76,7 @@ def mcp_target(settings: HostSettings) -> McpTarget:
 async def open_host(
     settings: HostSettings, display: Display, approver: Approver, target: McpTarget | None = None
 ) -> AsyncIterator[Host]:
-    """Connect everything ``settings`` describe; ``target`` overrides the MCP server they name."""
+    """Connect everything `settings` describe; `target` overrides the MCP server they name."""
     access = project_access(settings)
     desk = ApprovalDesk(approver, display, settings.approval_timeout)
     try:

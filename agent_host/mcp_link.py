@@ -1,12 +1,12 @@
 """The host's MCP client: one session to the bankgate server, its tools, and calls that always answer.
 
-By default the server is launched as a subprocess over stdio (``python -m mcp_server serve``, with
-the host's ``BANKGATE_*`` settings), so the ledger is whatever the server would use on its own; with
+By default the server is launched as a subprocess over stdio (`python -m mcp_server serve`, with
+the host's `BANKGATE_*` settings), so the ledger is whatever the server would use on its own; with
 a URL the host speaks Streamable HTTP with a bearer token instead. The host never imports the
 server: everything crosses the MCP wire.
 
-:meth:`McpLink.call` never raises for a failed call: the model must get an answer for every function
-call, so a crashed server or a timeout becomes a ``tool_unavailable`` result.
+`McpLink.call` never raises for a failed call: the model must get an answer for every function
+call, so a crashed server or a timeout becomes a `tool_unavailable` result.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import RequestParamsMeta
 
-from .emulator import is_loopback_url
-from .errors import ConfigurationError, McpUnavailable, sole_error
-from .settings import McpProtocol
+from agent_host.errors import ConfigurationError, McpUnavailable, sole_error
+from agent_host.loopback import is_loopback_url
+from agent_host.settings import McpProtocol
 
 IDEMPOTENCY_KEY_META = "io.bankgate/idempotency-key"
-"""The request ``_meta`` key the server reads to run a retried call only once."""
+"""The request `_meta` key the server reads to run a retried call only once."""
 
 _STDERR_TAIL_LINES = 6
 
@@ -49,11 +49,11 @@ class McpTarget:
     protocol: McpProtocol = "auto"
     call_timeout: float = 330.0
     server_args: tuple[str, ...] = ()
-    """Extra ``bankgate-mcp serve`` options for a launched server (e.g. ``--no-seed``)."""
+    """Extra `bankgate-mcp serve` options for a launched server (e.g. `--no-seed`)."""
     server_env: Mapping[str, str] | None = None
-    """``BANKGATE_*`` settings for a launched server; ``None`` forwards the caller's."""
+    """`BANKGATE_*` settings for a launched server; `None` forwards the caller's."""
     server_cwd: str | None = None
-    """Working directory of a launched server (where it reads ``.env``); ``None`` is the caller's."""
+    """Working directory of a launched server (where it reads `.env`); `None` is the caller's."""
 
     def describe(self) -> str:
         return self.url or "bankgate-mcp serve (stdio subprocess)"
@@ -89,7 +89,7 @@ class McpLink:
         return self.client.protocol_version
 
     async def call(self, name: str, arguments: dict[str, Any], *, idempotency_key: str | None = None) -> ToolResult:
-        """Run one tool; a key makes a retried call (same Foundry ``call_id``) take effect once."""
+        """Run one tool; a key makes a retried call (same Foundry `call_id`) take effect once."""
         if self.lost is not None:
             return self._unavailable(name, f"the MCP session ended ({self.lost})")
         meta = cast(RequestParamsMeta, {IDEMPOTENCY_KEY_META: idempotency_key}) if idempotency_key else None
@@ -125,9 +125,9 @@ def unavailable_output(reason: str) -> dict[str, Any]:
 
 @asynccontextmanager
 async def connect(target: McpTarget, elicitation: ElicitationFnT | None) -> AsyncIterator[McpLink]:
-    """Connect (launching the server unless ``target.url``), list the tools, and yield the link.
+    """Connect (launching the server unless `target.url`), list the tools, and yield the link.
 
-    Without ``elicitation`` the client declares no elicitation capability (no human to ask).
+    Without `elicitation` the client declares no elicitation capability (no human to ask).
     """
     async with AsyncExitStack() as stack:
         stderr: IO[str] | None = None
@@ -152,11 +152,11 @@ async def connect(target: McpTarget, elicitation: ElicitationFnT | None) -> Asyn
 async def _keep_open(
     link: McpLink, stop: anyio.Event, *, task_status: anyio.abc.TaskStatus[list[mcp_types.Tool]]
 ) -> None:
-    """Hold the MCP session open in a task of its own until ``stop``.
+    """Hold the MCP session open in a task of its own until `stop`.
 
     The SDK's transports run in task groups that cancel their host task when the connection
     breaks (a killed HTTP server does that). Held here, such a failure ends this task only: the
-    host's calls then fail and are answered as ``tool_unavailable`` instead of cancelling the host.
+    host's calls then fail and are answered as `tool_unavailable` instead of cancelling the host.
     """
     started = False
     try:
@@ -172,10 +172,10 @@ async def _keep_open(
 
 
 def _launch_parameters(target: McpTarget) -> StdioServerParameters:
-    """``python -m mcp_server serve`` with the caller's ``BANKGATE_*`` settings.
+    """`python -m mcp_server serve` with the caller's `BANKGATE_*` settings.
 
     The stdio transport passes only a minimal environment to the child, so the server's own
-    settings are forwarded explicitly; ``db_url`` overrides ``BANKGATE_DB_URL``.
+    settings are forwarded explicitly; `db_url` overrides `BANKGATE_DB_URL`.
     """
     inherited = os.environ if target.server_env is None else target.server_env
     env = {key: value for key, value in inherited.items() if key.startswith("BANKGATE_")}
@@ -226,7 +226,7 @@ def _start_failure(target: McpTarget, error: Exception, statuses: list[int], std
 
 
 def _reason(error: BaseException) -> str:
-    """The message of ``error``, or of the one error a task group wrapped in it."""
+    """The message of `error`, or of the one error a task group wrapped in it."""
     error = sole_error(error) if isinstance(error, BaseExceptionGroup) else error
     return str(error) or type(error).__name__
 

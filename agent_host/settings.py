@@ -1,7 +1,7 @@
-"""The host's configuration, named as the lab names it: environment variables over ``.env`` over defaults.
+"""The host's configuration, named as the lab names it: environment variables over `.env` over defaults.
 
-The lab's names (``PROJECT_ENDPOINT``, ``CHAT_MODEL``, ``AGENT_NAME``, ``EMULATOR_TOKEN``) and the
-server's (``BANKGATE_DB_URL``) are read as they are; every other field is ``BANKGATE_AGENT_<FIELD>``.
+The lab's names (`PROJECT_ENDPOINT`, `CHAT_MODEL`, `AGENT_NAME`, `EMULATOR_TOKEN`) and the
+server's (`BANKGATE_DB_URL`) are read as they are; every other field is `BANKGATE_AGENT_<FIELD>`.
 Command-line options override all of them (each CLI passes its options as keyword arguments).
 """
 
@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .emulator import DEV_TOKEN
+from agent_host.foundry.dev_token import DEV_TOKEN
 
 DEFAULT_AGENT_NAME = "bankgate-teller"
 DEFAULT_MAX_ROUNDS = 8
@@ -75,7 +75,7 @@ class HostSettings(BaseSettings):
 
     @classmethod
     def for_emulator(cls, endpoint: str, token: str, **overrides: Any) -> HostSettings:
-        """Settings for a loopback emulator that ignore the environment and ``.env`` (demo, tests, bench)."""
+        """Settings for a loopback emulator that ignore the environment and `.env` (demo, tests, bench)."""
         defaults = {name: field.get_default(call_default_factory=True) for name, field in cls.model_fields.items()}
         emulator = {
             "project_endpoint": endpoint,

@@ -1,8 +1,8 @@
-"""A spinner while the host waits on Foundry, so ``ask`` and ``chat`` are never silent for seconds.
+"""A spinner while the host waits on Foundry, so `ask` and `chat` are never silent for seconds.
 
-:class:`BusyTransport` wraps a wire path: the spinner runs while a response is created, and for a
+`BusyTransport` wraps a wire path: the spinner runs while a response is created, and for a
 stream until its first event (then the text itself shows progress). It is only put in place when
-stderr is a terminal (see :meth:`agent_host.display.Display.busy`).
+stderr is a terminal (see `agent_host.display.Display.busy`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any, cast
 
-from .display import Display
-from .turns import ResponsesTransport
+from agent_host.conversation import ResponsesTransport
+from agent_host.display import Display
 
 THINKING = "Waiting for the Foundry agent…"
 

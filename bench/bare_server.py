@@ -24,7 +24,7 @@ from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, 
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel
 
-from mcp_server.outputs import BalanceOutcome
+from mcp_server.tools.balance import BalanceResult
 
 
 class Approval(BaseModel):
@@ -77,9 +77,9 @@ def bare_server() -> MCPServer:
         return account_id
 
     @server.tool(structured_output=True)
-    async def read_shaped(account_id: str) -> Annotated[CallToolResult, BalanceOutcome]:
+    async def read_shaped(account_id: str) -> Annotated[CallToolResult, BalanceResult]:
         minor = journal.balance(account_id)
-        body = BalanceOutcome(
+        body = BalanceResult(
             status="executed",
             message=f"Account {account_id} balance: ${minor // 100:,}.{minor % 100:02}",
             account_id=account_id,

@@ -27,9 +27,9 @@ from bench.bare_server import bare_server
 from bench.servers import BARE_ARGS, http_client, http_server, ours_args
 from bench.timing import FLOOR, Figure, measure_rounds, report
 from mcp_server.app import build_server, open_state
-from mcp_server.database import Database
-from mcp_server.ledger import Ledger
+from mcp_server.ledger.books import Ledger
 from mcp_server.settings import Settings
+from mcp_server.storage.database import Database
 
 TRANSFER = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "0.01"}
 

@@ -28,14 +28,14 @@ import anyio
 from rich.console import Console
 
 from agent_host.approvers import Answer, Question
+from agent_host.conversation import Conversation, ResponsesTransport
 from agent_host.display import Display
 from agent_host.emulator import running_emulator
+from agent_host.foundry.function_tools import FunctionCall, Toolbox
+from agent_host.foundry.transport_rest import RestTransport
 from agent_host.host import Host, open_host
 from agent_host.mcp_link import DEMO_LEDGER, McpTarget, ToolResult
 from agent_host.settings import HostSettings
-from agent_host.toolbox import FunctionCall, Toolbox
-from agent_host.transport_rest import RestTransport
-from agent_host.turns import Conversation, ResponsesTransport
 from bench.progress import progress
 
 BALANCE = "What is the balance of ACC-001?"

@@ -39,9 +39,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bench.progress import progress
-from mcp_server.database import Database
-from mcp_server.errors import LedgerError
-from mcp_server.ledger import Ledger
+from mcp_server.ledger.books import Ledger
+from mcp_server.ledger.errors import LedgerError
+from mcp_server.storage.database import Database
 from mcp_server.timestamps import now_text
 
 ACCOUNTS = 200

@@ -46,13 +46,14 @@ from sqlalchemy.engine import make_url
 
 from bench.progress import progress
 from bench.servers import BARE_ARGS, TOKEN, free_port, http_client, ours_args
-from mcp_server.audit_log import verify
-from mcp_server.database import Database
-from mcp_server.entitlements import EntitlementAdmin
-from mcp_server.ledger import Ledger
+from mcp_server.audit.reader import verify
+from mcp_server.ledger.books import Ledger
+from mcp_server.ledger.entitlements import EntitlementAdmin
+from mcp_server.storage.database import Database
+from policy.idempotency_key import IDEMPOTENCY_KEY_META
 from policy.testing import ScriptedResponder, approve, reject
 
-KEY = "io.bankgate/idempotency-key"
+KEY = IDEMPOTENCY_KEY_META
 MIX = (("balance", 52), ("transfer-approved", 30), ("transfer-rejected", 15), ("close", 3))
 KINDS = tuple(kind for kind, _ in MIX)
 ACCOUNTS = 64

@@ -10,16 +10,15 @@ from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
 
-from mcp_server.actions import TOOL_ARGUMENTS, ledger_actions
-from mcp_server.argument_check import ArgumentCheck
-from mcp_server.audit_writer import AuditWriter
-from mcp_server.database import Database
+from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.config import DeskConfig
-from mcp_server.ledger import Ledger
-from mcp_server.oauth import RoleToken
+from mcp_server.http.oauth import RoleToken
+from mcp_server.ledger.books import Ledger
 from mcp_server.settings import Settings
+from mcp_server.storage.database import Database
 from mcp_server.storage.gate_store import SqlGateStore
-from mcp_server.tools import register_tools
+from mcp_server.tools import TOOL_ARGUMENTS, ledger_actions, register_tools
+from mcp_server.tools.argument_check import ArgumentCheck
 from policy.gate import Gate
 from policy.loader import load_policy
 from policy.mcp.asked import question_digest

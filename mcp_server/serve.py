@@ -11,11 +11,11 @@ from collections.abc import Callable
 import uvicorn
 
 from mcp_server.app import AppState, build_server, open_state
-from mcp_server.auth import parse_tokens
-from mcp_server.database import redacted_url
-from mcp_server.http_app import ConfigError, build_http_app, check_http_settings
+from mcp_server.http.app import ConfigError, build_http_app, check_http_settings
+from mcp_server.http.auth import parse_tokens
 from mcp_server.logs import configure_logging
 from mcp_server.settings import Settings
+from mcp_server.storage.database import redacted_url
 
 log = logging.getLogger("bankgate")
 
@@ -51,7 +51,7 @@ def serve(settings: Settings) -> None:
 
 def _start_desk(state: AppState, settings: Settings) -> None:
     """The approval desk on a loopback port beside stdio; its address on stderr (stdout is MCP's)."""
-    from mcp_server.audit_writer import AuditWriter
+    from mcp_server.audit.writer import AuditWriter
     from mcp_server.desk.server import StdioDesk
 
     desk = StdioDesk(state.ledger.db, AuditWriter(settings.audit_key_file), settings)

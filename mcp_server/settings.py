@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from mcp_server.database import default_database_url
+from mcp_server.ledger.money import DEFAULT_MAX_AMOUNT_MINOR
+from mcp_server.storage.database import default_database_url
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 CommaList = Annotated[list[str], NoDecode]
@@ -37,7 +38,7 @@ class Settings(BaseSettings):
     )
     approval_timeout: float = Field(300.0, gt=0, description="Seconds a human has to answer an approval.")
     principal: str = Field("local", min_length=1, description="Principal for stdio and unauthenticated HTTP.")
-    max_amount_minor: int = Field(100_000_000, gt=0, description="Largest single amount, in minor units.")
+    max_amount_minor: int = Field(DEFAULT_MAX_AMOUNT_MINOR, gt=0, description="Largest single amount, in minor units.")
     audit_key_file: Path | None = Field(
         None, description="Audit signing key file, outside the database (default: audit.key in the user data dir)."
     )

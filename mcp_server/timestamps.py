@@ -1,10 +1,8 @@
-"""Timestamps as fixed-width ISO-8601 UTC text (``2024-05-01T09:30:00.123456Z``).
+"""Timestamps as fixed-width ISO-8601 UTC text (`2024-05-01T09:30:00.123456Z`).
 
 Fixed width makes the text sort chronologically in SQL on both backends, and text keeps
 the schema portable (no timezone-type differences between SQLite and PostgreSQL).
 """
-
-from __future__ import annotations
 
 from datetime import UTC, datetime
 

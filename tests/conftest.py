@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from mcp_server.audit_keys import KEY_FILE_ENV
+from mcp_server.audit.keys import KEY_FILE_ENV
 
 PROFILE_ENV = "BANKGATE_FUZZ_PROFILE"
 DRILL_FACTOR = 10

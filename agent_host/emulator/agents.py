@@ -1,7 +1,7 @@
-"""Prompt-agent versions: created, fetched and listed the way ``azure-ai-projects`` expects.
+"""Prompt-agent versions: created, fetched and listed the way `azure-ai-projects` expects.
 
 A version's definition is stored in the service's normal form (function tools as
-:func:`~.strict_schema.normal_form` makes them), so a client comparing what it sent with what it
+`.strict_schema.normal_form` makes them), so a client comparing what it sent with what it
 reads back must tolerate the difference, as it must against the real service.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import invalid_request, not_found
-from .strict_schema import normal_form
+from agent_host.emulator.errors import invalid_request, not_found
+from agent_host.emulator.strict_schema import normal_form
 
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -31,7 +31,7 @@ class FunctionToolSpec:
     strict: bool | None
 
     def to_wire(self) -> dict[str, Any]:
-        """The tool as a response echoes it in ``tools``."""
+        """The tool as a response echoes it in `tools`."""
         return {
             "type": "function",
             "name": self.name,
@@ -43,7 +43,7 @@ class FunctionToolSpec:
 
 @dataclass(frozen=True)
 class AgentVersion:
-    """One immutable version of a prompt agent; ``definition`` is kept in the service's normal form."""
+    """One immutable version of a prompt agent; `definition` is kept in the service's normal form."""
 
     name: str
     version: str
@@ -99,7 +99,7 @@ class AgentStore:
         self._agents: dict[str, list[AgentVersion]] = {}
 
     def create_version(self, name: str, body: Mapping[str, Any]) -> AgentVersion:
-        """Validate a ``create_version`` body and store it as the agent's next version."""
+        """Validate a `create_version` body and store it as the agent's next version."""
         _check_name(name)
         definition = _check_definition(body.get("definition"))
         description = body.get("description")
@@ -128,7 +128,7 @@ class AgentStore:
             raise not_found(f"Agent '{name}' not found.") from None
 
     def get(self, name: str, version: str | None = None) -> AgentVersion:
-        """The pinned ``version``, or the latest one when it is ``None``."""
+        """The pinned `version`, or the latest one when it is `None`."""
         versions = self.versions(name)
         if version is None:
             return versions[-1]
@@ -138,7 +138,7 @@ class AgentStore:
         raise not_found(f"Version '{version}' of agent '{name}' not found.")
 
     def agent_object(self, name: str) -> dict[str, Any]:
-        """The ``agents.get`` object: the agent with its latest version."""
+        """The `agents.get` object: the agent with its latest version."""
         return {
             "object": "agent",
             "id": name,
@@ -151,8 +151,8 @@ class AgentStore:
     def list_page(self, name: str, query: Mapping[str, str]) -> dict[str, Any]:
         """One page of versions with OpenAI-style cursors.
 
-        The SDK pages on ``last_id`` alone and sends it back as ``after``; the page after the last
-        item is therefore empty with ``last_id: null``, which is what ends its iteration.
+        The SDK pages on `last_id` alone and sends it back as `after`; the page after the last
+        item is therefore empty with `last_id: null`, which is what ends its iteration.
         """
         versions = self.versions(name)
         limit = _int_param(query, "limit", default=20, low=1, high=100)
@@ -254,7 +254,7 @@ def _int_param(query: Mapping[str, str], param: str, *, default: int, low: int, 
 
 
 def _cursor_index(ids: list[str], name: str, query: Mapping[str, str], param: str) -> int:
-    """Position of a cursor, given as a version id (``name:3``) or a bare version (``3``)."""
+    """Position of a cursor, given as a version id (`name:3`) or a bare version (`3`)."""
     cursor = query[param]
     for candidate in (cursor, f"{name}:{cursor}"):
         if candidate in ids:

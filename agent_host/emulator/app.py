@@ -14,13 +14,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
-from .agents import AgentStore
-from .auth import authenticate
-from .errors import ApiError, invalid_request
-from .faults import FaultInjector
-from .items import new_id
-from .responses import DEFAULT_RUN_LIFETIME_S, ResponseService
-from .streaming import encode_event, response_events, with_call_ids
+from agent_host.emulator.agents import AgentStore
+from agent_host.emulator.auth import authenticate
+from agent_host.emulator.errors import ApiError, invalid_request
+from agent_host.emulator.faults import FaultInjector
+from agent_host.emulator.items import new_id
+from agent_host.emulator.responses import DEFAULT_RUN_LIFETIME_S, ResponseService
+from agent_host.emulator.streaming import encode_event, response_events, with_call_ids
 
 Handler = Callable[[Request], Awaitable[Response]]
 logger = logging.getLogger(__name__)
@@ -29,13 +29,13 @@ logger = logging.getLogger(__name__)
 def create_app(
     project: str, token: str, faults: FaultInjector | None = None, *, run_lifetime: float = DEFAULT_RUN_LIFETIME_S
 ) -> Starlette:
-    """An emulator app serving ``/api/projects/{project}``; requests need ``Bearer <token>``."""
+    """An emulator app serving `/api/projects/{project}`; requests need `Bearer <token>`."""
     agents = AgentStore()
     responses = ResponseService(agents, run_lifetime)
     injector = faults or FaultInjector()
 
     def guarded(family: Literal["agents", "responses"], handler: Handler) -> Handler:
-        """Authenticate, apply faults, and turn :class:`ApiError` into its JSON response."""
+        """Authenticate, apply faults, and turn `ApiError` into its JSON response."""
 
         async def endpoint(request: Request) -> Response:
             try:
@@ -114,7 +114,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 
 async def _sse(events: list[dict[str, Any]], pause: float) -> AsyncIterator[bytes]:
-    """The events as SSE blocks, ``pause`` seconds apart after the first (a stalling stream)."""
+    """The events as SSE blocks, `pause` seconds apart after the first (a stalling stream)."""
     for number, event in enumerate(events):
         if number and pause:
             await anyio.sleep(pause)

@@ -1,8 +1,8 @@
-"""The emulator's dev-token scheme.
+"""The emulator's side of the dev-token scheme (`agent_host.foundry.dev_token` issues the tokens).
 
 A token is the emulator's secret, optionally tagged with the audience it was issued for:
-``<secret>`` or ``<secret>@<audience>``. A bare secret counts as issued for ``https://ai.azure.com``,
-so ``curl -H "Authorization: Bearer $EMULATOR_TOKEN"`` just works; the tagged form lets tests
+`<secret>` or `<secret>@<audience>`. A bare secret counts as issued for `https://ai.azure.com`,
+so `curl -H "Authorization: Bearer $EMULATOR_TOKEN"` just works; the tagged form lets tests
 reproduce the real service's wrong-audience 401 without real Entra ID tokens.
 """
 
@@ -10,23 +10,12 @@ from __future__ import annotations
 
 import hmac
 
-from .errors import permission_denied
-
-DEV_TOKEN = "bankgate-emulator-dev-token"
-"""Default secret: the emulator only listens on loopback, so a well-known token is good enough."""
-
-AUDIENCE = "https://ai.azure.com"
-"""The audience Foundry project endpoints accept (scope ``https://ai.azure.com/.default``)."""
-
-
-def token_for_scope(secret: str, scope: str) -> str:
-    """The token a credential would obtain for ``scope``: tagged with its audience unless it is Foundry's."""
-    audience = scope.removesuffix("/.default").rstrip("/")
-    return secret if audience == AUDIENCE else f"{secret}@{audience}"
+from agent_host.emulator.errors import permission_denied
+from agent_host.foundry.audience import AUDIENCE
 
 
 def authenticate(authorization: str | None, secret: str) -> None:
-    """Raise the 401 the service would send unless ``authorization`` is a bearer token for this emulator."""
+    """Raise the 401 the service would send unless `authorization` is a bearer token for this emulator."""
     scheme, _, token = (authorization or "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:

@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from .errors import ApiError
+from agent_host.emulator.errors import ApiError
 
 FaultTarget = Literal["all", "agents", "responses"]
 """Which route family faults apply to: everything, the agents endpoints, or the Responses API."""
@@ -23,12 +23,12 @@ WireShape = Literal[
 ]
 """How function calls reach the client; all are legal (see docs/foundry-wire-notes.md).
 
-``canonical``: added, argument deltas, arguments done, item done, and in the final output.
-``calls_in_item_done_only``: a streamed call is only an ``output_item.done`` (not in the final output).
-``calls_in_completed_only``: a streamed call has no item events, only the final output has it.
-``arguments_in_done_only``: no argument deltas, the arguments only in ``function_call_arguments.done``.
-``calls_without_id``: call items carry no ``id`` (streamed or not); argument events have an empty ``item_id``.
-``interleaved_calls``: the argument deltas of several calls take turns, matched by ``output_index``.
+`canonical`: added, argument deltas, arguments done, item done, and in the final output.
+`calls_in_item_done_only`: a streamed call is only an `output_item.done` (not in the final output).
+`calls_in_completed_only`: a streamed call has no item events, only the final output has it.
+`arguments_in_done_only`: no argument deltas, the arguments only in `function_call_arguments.done`.
+`calls_without_id`: call items carry no `id` (streamed or not); argument events have an empty `item_id`.
+`interleaved_calls`: the argument deltas of several calls take turns, matched by `output_index`.
 """
 
 
@@ -36,10 +36,10 @@ WireShape = Literal[
 class FaultConfig:
     """What to inject; all off by default.
 
-    The first ``rate_limited`` matching requests get 429 with ``Retry-After``/``retry-after-ms`` set
-    from ``retry_after`` seconds, the next ``server_errors`` get 500, and every matching request waits
-    ``delay`` seconds first. Responses send their function calls in ``shape``, and a streamed
-    response pauses ``event_delay`` seconds between events.
+    The first `rate_limited` matching requests get 429 with `Retry-After`/`retry-after-ms` set
+    from `retry_after` seconds, the next `server_errors` get 500, and every matching request waits
+    `delay` seconds first. Responses send their function calls in `shape`, and a streamed
+    response pauses `event_delay` seconds between events.
     """
 
     rate_limited: int = 0
@@ -68,7 +68,7 @@ class FaultStats:
 
 
 class FaultInjector:
-    """Applies a :class:`FaultConfig`; thread-safe because tests re-arm it from outside the server thread."""
+    """Applies a `FaultConfig`; thread-safe because tests re-arm it from outside the server thread."""
 
     def __init__(self, config: FaultConfig | None = None) -> None:
         self._lock = threading.Lock()
@@ -79,7 +79,7 @@ class FaultInjector:
         self.arm(config or FaultConfig())
 
     def arm(self, config: FaultConfig) -> None:
-        """Replace the active faults (remaining counts restart from ``config``); statistics are kept."""
+        """Replace the active faults (remaining counts restart from `config`); statistics are kept."""
         with self._lock:
             self._config = config
             self._remaining_429 = config.rate_limited

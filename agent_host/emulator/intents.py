@@ -84,7 +84,7 @@ Intent = ToolRequest | Clarify
 
 
 def parse_requests(text: str) -> list[Intent]:
-    """The banking requests in ``text``, in order, without duplicates; empty if there are none."""
+    """The banking requests in `text`, in order, without duplicates; empty if there are none."""
     intents: list[Intent] = []
     for clause in _CLAUSE_BREAK.split(text):
         for intent in _parse_clause(clause.strip()):
@@ -151,7 +151,7 @@ def _transfer(clause: str) -> Intent:
 
 
 def _amount(text: str) -> tuple[str | None, str]:
-    """The single amount in ``text`` as a decimal string, or ``None`` and what to ask about it."""
+    """The single amount in `text` as a decimal string, or `None` and what to ask about it."""
     matches = list(_AMOUNT.finditer(text))
     marked = [m["symbol"] or m["worded"] for m in matches if not m["bare"]]
     bare = [m["bare"] for m in matches if m["bare"]]

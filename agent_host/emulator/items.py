@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .errors import invalid_request
+from agent_host.emulator.errors import invalid_request
 
 Role = Literal["user", "assistant", "system", "developer"]
 _ROLES: tuple[Role, ...] = ("user", "assistant", "system", "developer")
@@ -36,12 +36,12 @@ Item = Message | FunctionCall | FunctionCallOutput
 
 
 def new_id(prefix: str) -> str:
-    """A fresh id in the service's style (``resp_…``, ``msg_…``, ``fc_…``, ``call_…``)."""
+    """A fresh id in the service's style (`resp_…`, `msg_…`, `fc_…`, `call_…`)."""
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
 def parse_input(raw: object) -> list[Item]:
-    """Parse the request's ``input``: a string (one user message) or a list of input items."""
+    """Parse the request's `input`: a string (one user message) or a list of input items."""
     if raw is None:
         return []
     if isinstance(raw, str):
@@ -121,9 +121,9 @@ def output_text_part(text: str) -> dict[str, Any]:
 
 
 def function_call_item(item_id: str | None, call: FunctionCall, status: str = "completed") -> dict[str, Any]:
-    """A function call output item; in progress it carries empty ``arguments``, as streamed.
+    """A function call output item; in progress it carries empty `arguments`, as streamed.
 
-    ``id`` is optional in the service's item type: ``None`` leaves it out.
+    `id` is optional in the service's item type: `None` leaves it out.
     """
     return ({"id": item_id} if item_id is not None else {}) | {
         "type": "function_call",

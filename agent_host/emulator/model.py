@@ -5,11 +5,11 @@ issues function calls for the banking requests in the latest user message, repor
 the calls it made, asks a clarifying question, or answers with fixed text. The same input always
 produces the same output.
 
-Instructions can carry one directive: a line ``Reply prefix: <text>`` makes every text reply start
-with ``<text>``, so which agent version answered is visible in the output.
+Instructions can carry one directive: a line `Reply prefix: <text>` makes every text reply start
+with `<text>`, so which agent version answered is visible in the output.
 
-``tool_choice`` is honoured as the service does: ``none`` means no calls (the model says what it
-would have called), ``required`` (or one named function) means at least one call: after tool
+`tool_choice` is honoured as the service does: `none` means no calls (the model says what it
+would have called), `required` (or one named function) means at least one call: after tool
 outputs the model calls again what the latest user message asks for, as a model forced to call
 would.
 """
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .agents import FunctionToolSpec
-from .intents import Balance, Clarify, Close, ToolRequest, Transfer, join_phrases, parse_requests
-from .items import FunctionCall, FunctionCallOutput, Item, Message
-from .outcomes import describe_outcome
+from agent_host.emulator.agents import FunctionToolSpec
+from agent_host.emulator.intents import Balance, Clarify, Close, ToolRequest, Transfer, join_phrases, parse_requests
+from agent_host.emulator.items import FunctionCall, FunctionCallOutput, Item, Message
+from agent_host.emulator.outcomes import describe_outcome
 
 _PREFIX_DIRECTIVE = re.compile(r"^\s*reply prefix:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
 
@@ -90,11 +90,11 @@ class ToolCall:
 
 Planned = Reply | ToolCall
 ToolChoice = str
-"""``"auto"``, ``"none"``, ``"required"``, or the name of the one function the model must call."""
+"""`"auto"`, `"none"`, `"required"`, or the name of the one function the model must call."""
 
 
 class NoCallPossible(Exception):
-    """``tool_choice`` demands a call and the stand-in model finds none to make (an emulator limit)."""
+    """`tool_choice` demands a call and the stand-in model finds none to make (an emulator limit)."""
 
 
 @dataclass(frozen=True)
@@ -113,11 +113,11 @@ class AgentProfile:
 def respond(
     agent: AgentProfile, history: Sequence[Item], new_input: Sequence[Item], tool_choice: ToolChoice = "auto"
 ) -> list[Planned]:
-    """The model's output for ``new_input`` following ``history`` (earlier turns, oldest first).
+    """The model's output for `new_input` following `history` (earlier turns, oldest first).
 
-    Input carrying ``function_call_output``s is answered with a report of those results only, as a
+    Input carrying `function_call_output`s is answered with a report of those results only, as a
     model's turn after tool calls would be; otherwise the latest user message decides. Then
-    ``tool_choice`` has its say (see the module docstring).
+    `tool_choice` has its say (see the module docstring).
     """
     planned = _plan(agent, history, new_input)
     if tool_choice == "auto":
@@ -152,7 +152,7 @@ def _latest_user_text(items: Sequence[Item]) -> str:
 
 
 def _without_calls(agent: AgentProfile, planned: list[Planned]) -> list[Planned]:
-    """``planned`` with its calls replaced by a sentence naming them (``tool_choice: "none"``)."""
+    """`planned` with its calls replaced by a sentence naming them (`tool_choice: "none"`)."""
     names = list(dict.fromkeys(p.name for p in planned if isinstance(p, ToolCall)))
     if not names:
         return planned
@@ -162,7 +162,7 @@ def _without_calls(agent: AgentProfile, planned: list[Planned]) -> list[Planned]
 
 
 def _banking(agent: AgentProfile, text: str) -> list[Planned]:
-    """Function calls for the banking requests in ``text``, or text saying why there are none."""
+    """Function calls for the banking requests in `text`, or text saying why there are none."""
     intents = parse_requests(text)
     questions = [intent.question for intent in intents if isinstance(intent, Clarify)]
     if questions:
@@ -184,7 +184,7 @@ def _arguments(tool: FunctionToolSpec, request: ToolRequest) -> dict[str, Any]:
     """The call's arguments shaped by the tool's schema.
 
     Unknown properties are left out, absent optional values too unless the schema requires them
-    (strict schemas require every property, passed as ``null``), and amounts become JSON numbers
+    (strict schemas require every property, passed as `null`), and amounts become JSON numbers
     when the schema types them as numbers.
     """
     values = request.arguments()

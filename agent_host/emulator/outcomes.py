@@ -1,7 +1,7 @@
-"""Text grounded in tool results: what the stand-in model says after ``function_call_output``s.
+"""Text grounded in tool results: what the stand-in model says after `function_call_output`s.
 
-Outputs are JSON strings the host builds from MCP results (statuses such as ``executed`` or
-``rejected``, ``{"error": {...}}``, balances); anything else is summarised as it stands.
+Outputs are JSON strings the host builds from MCP results (statuses such as `executed` or
+`rejected`, `{"error": {...}}`, balances); anything else is summarised as it stands.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .items import FunctionCall
+from agent_host.emulator.items import FunctionCall
 
 _SUCCESS = ("executed", "completed", "succeeded", "success", "ok")
 _NOTHING_DONE = {
@@ -23,7 +23,7 @@ _NOTHING_DONE = {
 
 
 def describe_outcome(call: FunctionCall | None, output: str) -> str:
-    """One or two sentences reporting ``output`` of ``call`` (``None`` if the call is not known)."""
+    """One or two sentences reporting `output` of `call` (`None` if the call is not known)."""
     tool = call.name if call else None
     args = _json_object(call.arguments) if call else {}
     action = _action(tool, args)

@@ -1,10 +1,10 @@
-"""The Responses API: request validation, chaining through ``previous_response_id``, response objects.
+"""The Responses API: request validation, chaining through `previous_response_id`, response objects.
 
 Every response is stored with the whole conversation that led to it, so a continuation only sends
-the new items. As on Foundry, a run ends ``run_lifetime`` seconds (ten minutes) after it was created:
+the new items. As on Foundry, a run ends `run_lifetime` seconds (ten minutes) after it was created:
 a response still waiting for function call outputs can no longer be continued after that
-(:func:`~.errors.response_expired`); a response that answered in text stays continuable.
-A response echoes only the agent's function tools in ``tools``: other Foundry tool kinds are not
+(`.errors.response_expired`); a response that answered in text stays continuable.
+A response echoes only the agent's function tools in `tools`: other Foundry tool kinds are not
 run by the stand-in model and need not parse as openai tool types.
 """
 
@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .agents import AgentStore, AgentVersion
-from .errors import agent_owned, invalid_request, not_found, response_expired
-from .items import (
+from agent_host.emulator.agents import AgentStore, AgentVersion
+from agent_host.emulator.errors import agent_owned, invalid_request, not_found, response_expired
+from agent_host.emulator.items import (
     FunctionCall,
     FunctionCallOutput,
     Item,
@@ -28,7 +28,7 @@ from .items import (
     new_id,
     parse_input,
 )
-from .model import AgentProfile, NoCallPossible, Planned, Reply, respond
+from agent_host.emulator.model import AgentProfile, NoCallPossible, Planned, Reply, respond
 
 DEFAULT_RUN_LIFETIME_S = 600.0
 """Foundry runs expire ten minutes after creation (see docs/foundry-wire-notes.md)."""
@@ -39,7 +39,7 @@ class _Stored:
     body: dict[str, Any]
     conversation: tuple[Item, ...]
     created: float
-    """``time.monotonic()`` at creation, for the run's lifetime."""
+    """`time.monotonic()` at creation, for the run's lifetime."""
 
     @property
     def awaits_outputs(self) -> bool:
@@ -55,7 +55,7 @@ class _Target:
 
     @property
     def tool_choice(self) -> object:
-        """The agent definition's ``tool_choice`` (a prompt agent may set one), else ``auto``."""
+        """The agent definition's `tool_choice` (a prompt agent may set one), else `auto`."""
         return (self.agent.definition.get("tool_choice") if self.agent else None) or "auto"
 
     def profile(self) -> AgentProfile:
@@ -79,7 +79,7 @@ class ResponseService:
             raise not_found(f"No response found with id '{response_id}'.") from None
 
     def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate ``body`` as the service would, run the model and return the completed response."""
+        """Validate `body` as the service would, run the model and return the completed response."""
         target = self._target(body)
         previous_id = body.get("previous_response_id")
         history = self._history(previous_id)
@@ -182,16 +182,16 @@ class ResponseService:
 
 
 AGENT_OWNED = ("model", "instructions", "tools", "text", "reasoning", "temperature", "top_p")
-"""Request fields a prompt agent's definition owns: refused next to an ``agent_reference``.
+"""Request fields a prompt agent's definition owns: refused next to an `agent_reference`.
 
-``tools``, ``instructions``, ``text`` and ``reasoning`` are refused by the real service (public
-reports, see docs/foundry-wire-notes.md); the others are the remaining ``PromptAgentDefinition``
-fields. ``tool_choice``, also a definition field, is taken per request (the host's round limit uses it).
+`tools`, `instructions`, `text` and `reasoning` are refused by the real service (public
+reports, see docs/foundry-wire-notes.md); the others are the remaining `PromptAgentDefinition`
+fields. `tool_choice`, also a definition field, is taken per request (the host's round limit uses it).
 """
 
 
 def _tool_choice(raw: object, profile: AgentProfile) -> str | dict[str, str]:
-    """The request's ``tool_choice``, checked: a mode, or ``{"type": "function", "name": <a tool>}``."""
+    """The request's `tool_choice`, checked: a mode, or `{"type": "function", "name": <a tool>}`."""
     if raw in ("auto", "none", "required"):
         return str(raw)
     if isinstance(raw, dict) and raw.get("type") == "function":

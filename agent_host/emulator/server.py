@@ -15,11 +15,10 @@ from typing import Any
 import anyio.to_thread
 import uvicorn
 
-from .app import create_app
-from .auth import DEV_TOKEN
-from .credentials import DevTokenCredential
-from .faults import FaultConfig, FaultInjector
-from .responses import DEFAULT_RUN_LIFETIME_S
+from agent_host.emulator.app import create_app
+from agent_host.emulator.faults import FaultConfig, FaultInjector
+from agent_host.emulator.responses import DEFAULT_RUN_LIFETIME_S
+from agent_host.foundry.dev_token import DEV_TOKEN, DevTokenCredential
 
 HOST = "127.0.0.1"
 """The only address the emulator binds: it is a development tool with a well-known token."""
@@ -31,7 +30,7 @@ _START_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True)
 class EmulatorConfig:
-    """How to run an emulator; ``port=0`` picks a free port."""
+    """How to run an emulator; `port=0` picks a free port."""
 
     project: str = DEFAULT_PROJECT
     token: str = DEV_TOKEN
@@ -52,15 +51,15 @@ class EmulatorConfig:
 
 
 class Emulator:
-    """An emulator bound to a loopback port: use as a context manager, or :meth:`serve_forever`.
+    """An emulator bound to a loopback port: use as a context manager, or `serve_forever`.
 
-    The socket is bound on construction, so :attr:`endpoint` is known before serving starts.
+    The socket is bound on construction, so `endpoint` is known before serving starts.
     """
 
     def __init__(self, config: EmulatorConfig | None = None, *, log_level: str | None = None) -> None:
         self.config = config or EmulatorConfig()
         self.faults = FaultInjector(self.config.faults)
-        """Re-arm with :meth:`FaultInjector.arm`; read counts from :attr:`FaultInjector.stats`."""
+        """Re-arm with `FaultInjector.arm`; read counts from `FaultInjector.stats`."""
         self._socket = _listen(self.config.port)
         self.port: int = self._socket.getsockname()[1]
         app = create_app(self.config.project, self.config.token, self.faults, run_lifetime=self.config.run_lifetime)
@@ -72,7 +71,7 @@ class Emulator:
 
     @property
     def endpoint(self) -> str:
-        """The project endpoint, as ``AIProjectClient(endpoint=...)`` takes it."""
+        """The project endpoint, as `AIProjectClient(endpoint=...)` takes it."""
         return f"http://{HOST}:{self.port}/api/projects/{self.config.project}"
 
     @property
@@ -125,7 +124,7 @@ class Emulator:
 def _listen(port: int) -> socket.socket:
     """A listening socket on 127.0.0.1.
 
-    The protocol is given explicitly: asyncio enables TCP_NODELAY only on sockets whose ``proto`` is
+    The protocol is given explicitly: asyncio enables TCP_NODELAY only on sockets whose `proto` is
     TCP, and without it every keep-alive request stalls ~40 ms on delayed ACKs.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -141,7 +140,7 @@ def _listen(port: int) -> socket.socket:
 
 @asynccontextmanager
 async def running_emulator(config: EmulatorConfig | None = None) -> AsyncIterator[Emulator]:
-    """``async with running_emulator() as emu:`` -- an emulator in a background thread.
+    """`async with running_emulator() as emu:` -- an emulator in a background thread.
 
     The server has its own thread and event loop, so blocking SDK calls made from the caller's
     loop cannot deadlock it.

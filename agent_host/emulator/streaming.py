@@ -1,9 +1,9 @@
 """Server-sent events for a streamed response, in the order and shapes the service emits them.
 
 The response is computed first and then replayed as events: text in several
-``response.output_text.delta`` chunks, function-call arguments in several
-``response.function_call_arguments.delta`` chunks, ``sequence_number`` from 0, and no ``[DONE]``.
-A :data:`~.faults.WireShape` other than ``canonical`` replays function calls in one of the other
+`response.output_text.delta` chunks, function-call arguments in several
+`response.function_call_arguments.delta` chunks, `sequence_number` from 0, and no `[DONE]`.
+A `.faults.WireShape` other than `canonical` replays function calls in one of the other
 legal shapes the service has been seen to send (see docs/foundry-wire-notes.md), so a client that
 trusts only one shape fails against the emulator too.
 """
@@ -15,15 +15,15 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .faults import WireShape
-from .items import FunctionCall, function_call_item, message_item, output_text_part
+from agent_host.emulator.faults import WireShape
+from agent_host.emulator.items import FunctionCall, function_call_item, message_item, output_text_part
 
 _WORDS_PER_DELTA = 3
 _CHARS_PER_ARGUMENTS_DELTA = 10
 
 
 def response_events(response: Mapping[str, Any], shape: WireShape = "canonical") -> list[dict[str, Any]]:
-    """The full event sequence for a completed ``response``, its function calls in ``shape``."""
+    """The full event sequence for a completed `response`, its function calls in `shape`."""
     pending = {**response, "status": "in_progress", "completed_at": None, "output": [], "usage": None}
     events: list[dict[str, Any]] = [
         {"type": "response.created", "response": pending},
@@ -49,7 +49,7 @@ def response_events(response: Mapping[str, Any], shape: WireShape = "canonical")
 
 
 def with_call_ids(response: Mapping[str, Any], ids: bool) -> dict[str, Any]:
-    """``response`` as sent, its function-call items without ``id`` unless ``ids`` (the field is optional)."""
+    """`response` as sent, its function-call items without `id` unless `ids` (the field is optional)."""
     if ids:
         return dict(response)
     output = [
@@ -60,7 +60,7 @@ def with_call_ids(response: Mapping[str, Any], ids: bool) -> dict[str, Any]:
 
 
 def encode_event(event: Mapping[str, Any]) -> bytes:
-    """One SSE block: ``event: <type>`` and ``data: <json>``."""
+    """One SSE block: `event: <type>` and `data: <json>`."""
     return f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
 
 
@@ -124,7 +124,7 @@ def _call_done(index: int, item: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _where(index: int, item: Mapping[str, Any]) -> dict[str, Any]:
-    """An argument event's reference to its item; a call item without an ``id`` leaves ``item_id`` empty."""
+    """An argument event's reference to its item; a call item without an `id` leaves `item_id` empty."""
     return {"item_id": item.get("id") or "", "output_index": index}
 
 
@@ -134,7 +134,7 @@ def _argument_deltas(arguments: str) -> list[str]:
 
 
 def _text_deltas(text: str) -> list[str]:
-    """Consecutive chunks of a few words each (whitespace kept) that concatenate back to ``text``."""
+    """Consecutive chunks of a few words each (whitespace kept) that concatenate back to `text`."""
     words = re.findall(r"\s*\S+", text)
     chunks = ["".join(words[i : i + _WORDS_PER_DELTA]) for i in range(0, len(words), _WORDS_PER_DELTA)]
     rest = text[len("".join(chunks)) :]

@@ -1,10 +1,10 @@
 """Function tool schemas as strict mode takes them: what it rejects, and the form the service stores.
 
 Strict mode (Structured Outputs) supports a subset of JSON Schema: the root is an object; every
-object lists all its properties in ``required`` and sets ``additionalProperties: false``; the
-keywords below and nothing else (``minLength``, ``maxLength``, ``oneOf``, ``allOf``, ``not``,
-``if``/``then``/``else``, ``patternProperties``, ``uniqueItems``, ``default``, … are rejected). A
-function tool sent without ``strict`` is normalised to strict mode when it can be; the stored
+object lists all its properties in `required` and sets `additionalProperties: false`; the
+keywords below and nothing else (`minLength`, `maxLength`, `oneOf`, `allOf`, `not`,
+`if`/`then`/`else`, `patternProperties`, `uniqueItems`, `default`, … are rejected). A
+function tool sent without `strict` is normalised to strict mode when it can be; the stored
 definition is that normal form (see docs/foundry-wire-notes.md for the sources).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import ApiError
+from agent_host.emulator.errors import ApiError
 
 SUPPORTED = frozenset(
     {
@@ -59,7 +59,7 @@ def invalid_schema(tool: str, context: tuple[str, ...], problem: str, param: str
 
 
 def check_strict(tool: str, schema: Mapping[str, Any], param: str) -> None:
-    """Reject ``schema`` unless strict mode supports it as it stands."""
+    """Reject `schema` unless strict mode supports it as it stands."""
     if schema.get("type") != "object" or "anyOf" in schema:
         raise invalid_schema(
             tool, (), "schema must be a JSON Schema of 'type: \"object\"', got 'anyOf' or another type", param
@@ -101,10 +101,10 @@ def _check(tool: str, schema: Mapping[str, Any], context: tuple[str, ...], param
 
 
 def normal_form(tool: Mapping[str, Any], param: str) -> dict[str, Any]:
-    """A function tool as the service stores it: no ``null`` fields, and an explicit ``strict``.
+    """A function tool as the service stores it: no `null` fields, and an explicit `strict`.
 
-    A tool without ``strict`` whose schema can be made strict (every property required, no extra
-    properties) is stored strict in that form; otherwise it is stored with ``strict: false``.
+    A tool without `strict` whose schema can be made strict (every property required, no extra
+    properties) is stored strict in that form; otherwise it is stored with `strict: false`.
     """
     stored = {key: value for key, value in tool.items() if value is not None}
     parameters = stored.get("parameters") or {}
@@ -122,7 +122,7 @@ def normal_form(tool: Mapping[str, Any], param: str) -> dict[str, Any]:
 
 
 def _strictened(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """``schema`` with every object closed and all its properties required (nothing else changed)."""
+    """`schema` with every object closed and all its properties required (nothing else changed)."""
     result = dict(schema)
     properties = result.get("properties")
     if isinstance(properties, Mapping) or result.get("type") == "object":

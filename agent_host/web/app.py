@@ -1,7 +1,7 @@
-"""The AG-UI application: ``POST /agent`` streams a run as SSE, ``/`` is the browser chat.
+"""The AG-UI application: `POST /agent` streams a run as SSE, `/` is the browser chat.
 
-Requests are parsed with the protocol package's own ``RunAgentInput`` and every event is encoded
-with its ``EventEncoder``, so the wire is the protocol's, not a look-alike.
+Requests are parsed with the protocol package's own `RunAgentInput` and every event is encoded
+with its `EventEncoder`, so the wire is the protocol's, not a look-alike.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .guard import Guard
-from .runs import RunDriver
+from agent_host.web.guard import Guard
+from agent_host.web.runs import RunDriver
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 1_000_000
@@ -34,7 +34,7 @@ CAPABILITIES = AgentCapabilities(
 
 
 def create_app(driver: RunDriver, *, token: str | None = None, names: Iterable[str] = ()) -> Starlette:
-    """The web front end for ``driver``'s runs, behind the :class:`~agent_host.web.guard.Guard`."""
+    """The web front end for `driver`'s runs, behind the `agent_host.web.guard.Guard`."""
 
     async def run(request: Request) -> Response:
         body = await request.body()

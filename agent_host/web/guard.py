@@ -2,7 +2,7 @@
 
 The page can approve payments, so a foreign page must not drive it: a request whose Host is not
 one of ours (DNS rebinding) or whose Origin is another site (cross-site POST) is refused before it
-reaches the app. With a token, every API request must carry it (``Authorization: Bearer``); the
+reaches the app. With a token, every API request must carry it (`Authorization: Bearer`); the
 page and its static files stay public because they hold nothing, and the page reads the token
 from its URL fragment, which browsers never send to a server.
 """
@@ -62,5 +62,5 @@ class Guard:
 
 
 def _hostname(host: str) -> str:
-    """``host[:port]`` without the port, brackets and case."""
+    """`host[:port]` without the port, brackets and case."""
     return (urlsplit(f"//{host}").hostname or "").lower()

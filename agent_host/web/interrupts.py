@@ -3,7 +3,7 @@
 The MCP server's question is held here while the run is suspended (the protocol's interrupt
 outcome); a resume on any later connection resolves it. An interrupt is answered once: a second
 resume, a resume from another thread, an unknown id or a late one changes nothing and is refused
-with a reason. Past its deadline an interrupt answers ``cancel`` itself, so a client that went
+with a reason. Past its deadline an interrupt answers `cancel` itself, so a client that went
 away never leaves a tool waiting and nothing runs without a resume.
 """
 
@@ -19,7 +19,7 @@ import anyio
 import jsonschema
 from ag_ui.core import Interrupt, ResumeEntry
 
-from ..approvers import Answer, Question
+from agent_host.approvers import Answer, Question
 
 _REFERENCE = re.compile(r"^Reference: (\S+)$", re.MULTILINE)
 
@@ -27,7 +27,7 @@ State = Literal["pending", "answered", "expired"]
 
 
 class RunRefused(Exception):
-    """A run or resume that cannot go ahead and changed nothing; ``code`` goes in the ``RUN_ERROR``."""
+    """A run or resume that cannot go ahead and changed nothing; `code` goes in the `RUN_ERROR`."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -67,7 +67,7 @@ class PendingApproval:
         )
 
     async def wait(self) -> Answer:
-        """The client's answer, or ``cancel`` once the deadline passes without one."""
+        """The client's answer, or `cancel` once the deadline passes without one."""
         remaining = (self.expires_at - datetime.now(UTC)).total_seconds()
         with anyio.move_on_after(max(remaining, 0.0)):
             await self._answered.wait()
@@ -77,7 +77,7 @@ class PendingApproval:
         return self.answer
 
     def resolve(self, entry: ResumeEntry) -> None:
-        """Apply a resume; raises :class:`RunRefused` (changing nothing) when it cannot be applied."""
+        """Apply a resume; raises `RunRefused` (changing nothing) when it cannot be applied."""
         if self.state == "answered":
             raise RunRefused("interrupt_answered", f"Interrupt {self.id} was already answered.")
         if self.state == "expired" or datetime.now(UTC) >= self.expires_at:
@@ -129,7 +129,7 @@ class InterruptStore:
         return pending
 
     def resolve(self, thread_id: str, entry: ResumeEntry) -> PendingApproval:
-        """The interrupt ``entry`` answers, resolved; unknown ids and other threads' ids are refused alike."""
+        """The interrupt `entry` answers, resolved; unknown ids and other threads' ids are refused alike."""
         pending = self._pending.get(entry.interrupt_id)
         if pending is None or pending.thread_id != thread_id:
             raise RunRefused("unknown_interrupt", "The resume names no open interrupt of this thread.")

@@ -1,8 +1,8 @@
 """One Foundry conversation per AG-UI thread, driven in the background and read as protocol events.
 
-A run is the host's own loop (:class:`agent_host.turns.Conversation`) in a task of its own; what it
+A run is the host's own loop (`agent_host.conversation.Conversation`) in a task of its own; what it
 does reaches the client as AG-UI events through a per-run queue. When the MCP server asks for
-approval, the :class:`RunDriver` (the host's approver) opens an interrupt, ends the client's stream
+approval, the `RunDriver` (the host's approver) opens an interrupt, ends the client's stream
 with the interrupt outcome and keeps the tool call waiting; a resume on any connection answers it
 and the next stream continues from the same queue. The loop therefore never learns that it talked
 to a browser, and a client that disconnects leaves a run that either finishes or times out alone.
@@ -44,27 +44,27 @@ from ag_ui.core import (
 )
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..approvers import Answer, Question
-from ..errors import HostError
-from ..mcp_link import ToolResult
-from ..replies import Reply
-from ..toolbox import FunctionCall
-from ..turns import Conversation
-from .interrupts import InterruptStore, PendingApproval, RunRefused
+from agent_host.approvers import Answer, Question
+from agent_host.conversation import Conversation
+from agent_host.errors import HostError
+from agent_host.foundry.function_tools import FunctionCall
+from agent_host.foundry.response_reader import Reply
+from agent_host.mcp_link import ToolResult
+from agent_host.web.interrupts import InterruptStore, PendingApproval, RunRefused
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Suspended:
-    """The run waits for a resume of ``pending``."""
+    """The run waits for a resume of `pending`."""
 
     pending: PendingApproval
 
 
 @dataclass(frozen=True)
 class Ended:
-    """The run is over: finished (``error`` is ``None``) or failed."""
+    """The run is over: finished (`error` is `None`) or failed."""
 
     error: str | None = None
     code: str | None = None
@@ -81,7 +81,7 @@ class ThreadRun:
     conversation: Conversation = field(init=False)
     active: bool = False
     calling: str | None = None
-    """The ``call_id`` of the tool call in progress."""
+    """The `call_id` of the tool call in progress."""
     pending: PendingApproval | None = None
     sink: MemoryObjectSendStream[Item] | None = field(default=None, repr=False)
     """Where the active run's events go (unbounded: a run never waits for a reader)."""

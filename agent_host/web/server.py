@@ -1,4 +1,4 @@
-"""The web front end on uvicorn, bound to a host: what ``bankgate-agent serve`` and the tests start."""
+"""The web front end on uvicorn, bound to a host: what `bankgate-agent serve` and the tests start."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import anyio
 import uvicorn
 
-from ..errors import ConfigurationError
-from ..host import Host
-from .app import create_app
-from .guard import is_loopback
-from .runs import RunDriver
+from agent_host.errors import ConfigurationError
+from agent_host.host import Host
+from agent_host.web.app import create_app
+from agent_host.web.guard import is_loopback
+from agent_host.web.runs import RunDriver
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class RunningWeb:
 
 @asynccontextmanager
 async def running_web(host: Host, driver: RunDriver, options: WebOptions) -> AsyncIterator[RunningWeb]:
-    """Serve ``driver``'s runs of ``host``'s agent until the block ends."""
+    """Serve `driver`'s runs of `host`'s agent until the block ends."""
     options.check()
     names = (*options.names, options.host)
     app = create_app(driver, token=options.token, names=names)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
-from mcp_server.audit_writer import AuditWriter
-from mcp_server.database import Database
+from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.tokens import b64url, new_token, token_hash
-from mcp_server.ledger import ADMIN_PRINCIPAL
+from mcp_server.ledger.books import ADMIN_PRINCIPAL
+from mcp_server.storage.database import Database
 from policy.store import AuditEntry
 
 ENROLLMENT_TTL = 15 * 60.0

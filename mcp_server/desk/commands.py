@@ -4,12 +4,12 @@ import time
 
 from mcp.server.transport_security import TransportSecuritySettings
 
-from mcp_server.audit_writer import AuditWriter
-from mcp_server.database import Database
+from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.approvers import ApproverAdmin
 from mcp_server.desk.config import desk_config
 from mcp_server.desk.server import public_desk_url, served_port
 from mcp_server.settings import Settings
+from mcp_server.storage.database import Database
 
 
 def _admin(settings: Settings) -> ApproverAdmin:

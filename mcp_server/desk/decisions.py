@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, text
 
-from mcp_server.audit_writer import AuditWriter
+from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk import challenges
 from mcp_server.desk.config import DeskConfig
 from mcp_server.desk.inbox import pending

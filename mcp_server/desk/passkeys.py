@@ -27,7 +27,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from mcp_server.audit_writer import AuditWriter
+from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk import challenges, sessions
 from mcp_server.desk.approvers import audit_entry
 from mcp_server.desk.config import DeskConfig

@@ -12,12 +12,12 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from mcp_server.database import Database
 from mcp_server.desk.decisions import AUDIT_EVENTS
 from mcp_server.desk.linking import ChallengeInputs, question_sha256
 from mcp_server.desk.passkeys import Credential, check_assertion
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.tokens import from_b64url
+from mcp_server.storage.database import Database
 from policy.audit import Finding
 from policy.canonical import canonical_json
 

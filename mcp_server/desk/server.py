@@ -11,12 +11,12 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from mcp_server.audit_writer import AuditWriter
-from mcp_server.database import Database
+from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.config import DEFAULT_STDIO_PORT, DESK_PATH, DeskConfig, default_desk_url, desk_config
 from mcp_server.desk.web import Desk
-from mcp_server.http_app import transport_security
+from mcp_server.http.app import transport_security
 from mcp_server.settings import Settings
+from mcp_server.storage.database import Database
 
 log = logging.getLogger(__name__)
 

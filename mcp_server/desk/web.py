@@ -24,13 +24,13 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from mcp_server.audit_writer import AuditWriter
-from mcp_server.database import Database
+from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk import challenges, decisions, inbox, passkeys, ratelimit, sessions
 from mcp_server.desk.config import DeskConfig
 from mcp_server.desk.guard import CSRF_HEADER, HEADERS, Guard
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.tokens import new_token
+from mcp_server.storage.database import Database
 from policy.question import requested_confirmation
 from policy.store import Approval
 

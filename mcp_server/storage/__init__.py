@@ -1,1 +1,2 @@
-"""Where the server keeps what outlives a call: the gate's approvals, keys and audit on the ledger database."""
+"""Storage under the ledger and the gate: the database and its migrations, hot-path statements,
+PostgreSQL advisory locks (`locks`), the idempotency store and the gate's store (`gate_store`)."""

@@ -16,12 +16,12 @@ from typing import Any, Generic, TypeVar
 import anyio
 from sqlalchemy import Connection
 
-from mcp_server import idempotency
-from mcp_server.audit_writer import AuditWriter
-from mcp_server.database import Database, WouldWait
-from mcp_server.statement import Statement
+from mcp_server.audit.writer import AuditWriter
+from mcp_server.storage import idempotency
+from mcp_server.storage.database import Database, WouldWait
+from mcp_server.storage.locks import Space, take_turn
+from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import format_timestamp
-from mcp_server.turns import Space, take_turn
 from policy.approval_states import check_settlement
 from policy.canonical import canonical_json
 from policy.results import Refusal

@@ -32,6 +32,7 @@ from mcp_types.version import is_version_at_least
 from policy.action import Call
 from policy.channel import Channel
 from policy.gate import Gate, Opening
+from policy.idempotency_key import IDEMPOTENCY_KEY_META, IDEMPOTENCY_KEY_RULE, is_idempotency_key
 from policy.mcp.asked import answered_digest
 from policy.mcp.form import ApprovalForm, ConfirmedApprovalForm, read_answer
 from policy.results import GateResult, Refusal, Status, decision_message
@@ -43,10 +44,6 @@ R = TypeVar("R")
 OUTCOME = "outcome"
 """The parameter through which a gated tool receives its `GateResult`."""
 
-IDEMPOTENCY_KEY_META = "io.bankgate/idempotency-key"
-"""The `_meta` key a client sets to make a call safely retryable; never part of the model's arguments."""
-
-IDEMPOTENCY_KEY_MAX = 200
 APPROVAL_REF_META = "io.bankgate/approval-ref"
 """The `_meta` key carrying the approval a call continues (the model passes it as the `approval_ref` argument)."""
 DESK_POLL = 0.5
@@ -287,11 +284,10 @@ def _idempotency_key(ctx: Context, principal: str) -> str | None:
     key = meta.get(IDEMPOTENCY_KEY_META) if isinstance(meta, dict) else None
     if key is None:
         return None
-    if not isinstance(key, str) or not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
+    if not is_idempotency_key(key):
         raise Refusal(
             "invalid_idempotency_key",
-            f"The _meta field '{IDEMPOTENCY_KEY_META}' must be printable text of 1 to "
-            f"{IDEMPOTENCY_KEY_MAX} characters.",
+            f"The _meta field '{IDEMPOTENCY_KEY_META}' must be {IDEMPOTENCY_KEY_RULE}.",
             IDEMPOTENCY_KEY_META,
         )
     return f"{principal}\x1f{key}"

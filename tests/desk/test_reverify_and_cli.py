@@ -2,7 +2,7 @@
 
 import pytest
 
-from mcp_server.cli import main
+from mcp_server.cli.main import main
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.world import DeskBrowser, World
 

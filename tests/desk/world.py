@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from mcp_server.app import AppState, open_state
-from mcp_server.audit_writer import AuditWriter
+from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.approvers import ApproverAdmin
 from mcp_server.desk.config import DESK_PATH, DeskConfig
 from mcp_server.desk.server import config_for

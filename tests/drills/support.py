@@ -28,9 +28,9 @@ from sqlalchemy import text
 
 from bench.load import rss_kib
 from bench.servers import free_port
-from mcp_server.audit_log import verify
-from mcp_server.database import Database
-from mcp_server.ledger import Ledger
+from mcp_server.audit.reader import verify
+from mcp_server.ledger.books import Ledger
+from mcp_server.storage.database import Database
 from policy.testing import ScriptedResponder
 from tests.server.harness import KEY, TOKENS, serve_args
 

@@ -30,7 +30,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
 from mcp_server.app import build_server, open_state
-from mcp_server.entitlements import EntitlementAdmin
+from mcp_server.ledger.entitlements import EntitlementAdmin
 from mcp_server.settings import Settings
 from policy.question import requested_confirmation
 from tests.conftest import PROFILE_ENV, examples, select_profile

@@ -9,7 +9,8 @@ from azure.ai.projects import AIProjectClient
 from azure.ai.projects.models import PromptAgentDefinition
 from openai import OpenAI
 
-from agent_host.emulator import Emulator, LoopbackBearerTokenPolicy
+from agent_host.emulator import Emulator
+from agent_host.foundry.dev_token import LoopbackBearerTokenPolicy
 
 from .helpers import BANKING_TOOLS, MODEL
 

@@ -16,11 +16,11 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 
-from agent_host.emulator import (
+from agent_host.emulator import Emulator
+from agent_host.foundry.dev_token import (
     AsyncDevTokenCredential,
     AsyncLoopbackBearerTokenPolicy,
     DevTokenCredential,
-    Emulator,
     LoopbackBearerTokenPolicy,
 )
 

@@ -1,4 +1,5 @@
-"""``bankgate-agent emulator`` / ``python -m agent_host emulator``."""
+"""`bankgate-agent emulator` / `python -m agent_host emulator`: in-process through `main(argv)`, and
+once as a real `python -m agent_host` process that serves until Ctrl-C (SIGINT)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import sys
 import httpx2
 import pytest
 
-from agent_host.cli import main
-from agent_host.cli_emulator import DEFAULT_PORT, banner
+from agent_host.cli.emulator import DEFAULT_PORT, banner
+from agent_host.cli.main import main
 from agent_host.emulator import Emulator, EmulatorConfig, FaultConfig
 from agent_host.settings import DEFAULT_EMULATOR_MODEL
 
@@ -91,18 +92,13 @@ def test_the_default_port_is_not_the_mcp_servers(capsys: pytest.CaptureFixture[s
     assert f"(default {DEFAULT_PORT};" in " ".join(capsys.readouterr().out.split())
 
 
-def test_a_port_in_use_is_one_line_with_a_hint() -> None:
+def test_a_port_in_use_is_one_line_with_a_hint(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "agent_host", "emulator", "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        status = main(["emulator", "--port", str(port)])
+    result = subprocess.CompletedProcess([], status, *capsys.readouterr())
 
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.splitlines() == [

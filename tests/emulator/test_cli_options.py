@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent_host.cli import main
-from agent_host.cli_emulator import _describe_faults
+from agent_host.cli.emulator import _describe_faults
+from agent_host.cli.main import main
 from agent_host.emulator import FaultConfig
 
 

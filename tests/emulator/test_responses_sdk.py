@@ -17,7 +17,8 @@ from openai.types.responses import (
     ResponseOutputMessage,
 )
 
-from agent_host.emulator import AsyncDevTokenCredential, AsyncLoopbackBearerTokenPolicy, Emulator
+from agent_host.emulator import Emulator
+from agent_host.foundry.dev_token import AsyncDevTokenCredential, AsyncLoopbackBearerTokenPolicy
 
 from .helpers import BALANCE_TOOL, MODEL, agent
 

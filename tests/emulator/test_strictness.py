@@ -12,7 +12,7 @@ from azure.ai.projects.models import FunctionTool, PromptAgentDefinition
 from azure.core.exceptions import HttpResponseError
 
 from agent_host.emulator.strict_schema import SUPPORTED
-from agent_host.tool_schema import _ANNOTATIONS, _STRICT_KEYWORDS, function_tool
+from agent_host.foundry.function_tools import _ANNOTATIONS, _STRICT_KEYWORDS, function_tool
 
 from .helpers import MODEL
 

@@ -1,4 +1,10 @@
-"""``bankgate-agent`` as a user runs it: separate processes, plain output, exit codes, no tracebacks."""
+"""`bankgate-agent` as a user runs it: plain output, exit codes, no tracebacks.
+
+Most tests call the CLI's `main(argv)` in this process, with the environment, working directory and
+stdin a user's shell would give it (`cli`); a real process is used where only one proves the
+promise: the console entry point exists, `--help` stays light in a fresh interpreter, exit codes and
+azure-identity's log output reach a real shell, and Ctrl-C arrives as a signal.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +18,22 @@ from decimal import Decimal
 from importlib.metadata import version
 from pathlib import Path
 
+import anyio
 import pytest
 
 from agent_host.approvers import ApprovalDesk, DenyApprover
 from agent_host.emulator import Emulator
 from agent_host.mcp_link import DEMO_LEDGER, McpTarget, connect
 
+from .conftest import HOST_VARIABLES, Cli
 from .helpers import CapturedDisplay
-
-_HOST_VARIABLES = ("BANKGATE_", "PROJECT_ENDPOINT", "CHAT_MODEL", "AGENT_NAME", "EMULATOR_TOKEN")
 
 
 def bankgate_agent(
     *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str = "", timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI with stdin a pipe (not a terminal) and only the given host settings."""
-    clean = {key: value for key, value in os.environ.items() if not key.startswith(_HOST_VARIABLES)}
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(HOST_VARIABLES)}
     return subprocess.run(
         [sys.executable, "-m", "agent_host", *args],
         input=stdin,
@@ -76,8 +82,8 @@ def audit_outcomes(tmp_path: Path) -> list[str]:
 AUDIT_OUTCOMES = {"requested", "approved", "rejected", "cancelled", "expired", "denied", "executed", "failed"}
 
 
-def test_demo_runs_the_lab_end_to_end(tmp_path: Path) -> None:
-    result = bankgate_agent("demo", cwd=tmp_path)
+def test_demo_runs_the_lab_end_to_end(cli: Cli) -> None:
+    result = cli("demo")
 
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -106,15 +112,14 @@ def test_demo_runs_the_lab_end_to_end(tmp_path: Path) -> None:
     assert "\x1b[" not in out, "no terminal: plain text"
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize(
     "wire", [["--transport", "sdk"], ["--transport", "rest", "--stream"]], ids=["sdk", "rest-stream"]
 )
-async def test_ask_without_a_terminal_denies_every_approval(
-    emulator: Emulator, tmp_path: Path, wire: list[str]
+def test_ask_without_a_terminal_denies_every_approval(
+    emulator: Emulator, tmp_path: Path, wire: list[str], cli: Cli
 ) -> None:
     env = lab_env(emulator, tmp_path, f"cli-deny-{wire[1]}")
-    result = bankgate_agent("ask", "Transfer $100 from ACC-001 to ACC-002.", *wire, cwd=tmp_path, env=env)
+    result = cli("ask", "Transfer $100 from ACC-001 to ACC-002.", *wire, env=env)
 
     assert result.returncode == 0, result.stderr
     assert f"{wire[1]} path" in result.stdout and "approver deny" in result.stdout
@@ -122,12 +127,12 @@ async def test_ask_without_a_terminal_denies_every_approval(
     assert "← denied: " in result.stdout and "No human can be asked to approve it from this client" in result.stdout
     assert "rejected by the operator" not in result.stdout
     assert ("stream: " in result.stdout) is ("--stream" in wire)
-    assert await read_balance(tmp_path, "ACC-001") == Decimal("5000.00")
+    assert anyio.run(read_balance, tmp_path, "ACC-001") == Decimal("5000.00")
     outcomes = audit_outcomes(tmp_path)
     assert "denied" in outcomes and not {"requested", "rejected"} & set(outcomes), outcomes
 
 
-def test_chat_continues_the_conversation(emulator: Emulator, tmp_path: Path) -> None:
+def test_chat_continues_the_conversation(emulator: Emulator, tmp_path: Path, cli: Cli) -> None:
     script = tmp_path / "answers.txt"
     script.write_text('# one transfer\napprove note="chat test"\n', encoding="utf-8")
     lines = [
@@ -139,14 +144,13 @@ def test_chat_continues_the_conversation(emulator: Emulator, tmp_path: Path) -> 
         "/quit",
         "What is the balance of ACC-002?",
     ]
-    result = bankgate_agent(
+    result = cli(
         "chat",
         "--approver",
         f"scripted:{script}",
         "--show-ids",
         "--mcp-protocol",
         "legacy",
-        cwd=tmp_path,
         env=lab_env(emulator, tmp_path, "cli-chat"),
         stdin="\n".join(lines) + "\n",
     )
@@ -162,9 +166,9 @@ def test_chat_continues_the_conversation(emulator: Emulator, tmp_path: Path) -> 
     assert "balance of ACC-002" not in out, "input after /quit is not read"
 
 
-def test_a_refused_token_is_one_clear_message(emulator: Emulator, tmp_path: Path) -> None:
+def test_a_refused_token_is_one_clear_message(emulator: Emulator, tmp_path: Path, cli: Cli) -> None:
     env = lab_env(emulator, tmp_path, "cli-401", EMULATOR_TOKEN="not-the-emulator-token")
-    result = bankgate_agent("ask", "What is the balance of ACC-001?", cwd=tmp_path, env=env)
+    result = cli("ask", "What is the balance of ACC-001?", env=env)
 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -174,17 +178,19 @@ def test_a_refused_token_is_one_clear_message(emulator: Emulator, tmp_path: Path
     assert "az login" not in result.stderr.replace("`az login` play no part", ""), "no Azure advice for the emulator"
 
 
-def test_configuration_errors_exit_2(tmp_path: Path) -> None:
-    console = bankgate_agent("ask", "hi", "--approver", "console", cwd=tmp_path, env={"PROJECT_ENDPOINT": "x"})
-    unset = bankgate_agent("ask", "hi", cwd=tmp_path)
+def test_configuration_errors_exit_2(cli: Cli) -> None:
+    console = cli("ask", "hi", "--approver", "console", env={"PROJECT_ENDPOINT": "x"})
+    unset = cli("ask", "hi")
 
     assert (console.returncode, unset.returncode) == (2, 2)
     assert "--approver console needs a terminal" in console.stderr
     assert "PROJECT_ENDPOINT is not set." in unset.stderr and "bankgate-agent demo" in unset.stderr
 
 
-def test_version_is_the_installed_packages(tmp_path: Path) -> None:
-    result = bankgate_agent("--version", cwd=tmp_path)
+def test_the_console_entry_point_reports_the_installed_version(tmp_path: Path) -> None:
+    """The `bankgate-agent` script pyproject declares exists and reaches `main`."""
+    script = Path(sys.executable).with_name("bankgate-agent")
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
 
     assert result.returncode == 0 and result.stdout.strip() == f"bankgate-agent {version('bankgate')}"
 
@@ -193,7 +199,7 @@ def test_help_imports_neither_mcp_nor_azure(tmp_path: Path) -> None:
     """What made ``--help`` take seconds: every subcommand's mcp, azure and uvicorn imports."""
     probe = (
         "import sys, contextlib, io\n"
-        "from agent_host.cli import main\n"
+        "from agent_host.cli.main import main\n"
         "for argv in (['--help'], ['ask', '--help'], ['chat', '--help']):\n"
         "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
         "        main(argv)\n"
@@ -204,10 +210,10 @@ def test_help_imports_neither_mcp_nor_azure(tmp_path: Path) -> None:
     assert result.stdout.strip() == "[]", result.stdout
 
 
-def test_a_wrong_endpoint_path_gets_the_endpoint_shape(emulator: Emulator, tmp_path: Path) -> None:
+def test_a_wrong_endpoint_path_gets_the_endpoint_shape(emulator: Emulator, tmp_path: Path, cli: Cli) -> None:
     root = emulator.endpoint.removesuffix("/bankgate-dev")  # .../api/projects, without the project
     env = lab_env(emulator, tmp_path, "cli-path", PROJECT_ENDPOINT=root)
-    result = bankgate_agent("ask", "What is the balance of ACC-001?", cwd=tmp_path, env=env)
+    result = cli("ask", "What is the balance of ACC-001?", env=env)
 
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
@@ -217,25 +223,26 @@ def test_a_wrong_endpoint_path_gets_the_endpoint_shape(emulator: Emulator, tmp_p
     ]
 
 
-def test_against_the_emulator_chat_model_defaults(emulator: Emulator, tmp_path: Path) -> None:
+def test_against_the_emulator_chat_model_defaults(emulator: Emulator, tmp_path: Path, cli: Cli) -> None:
     env = {k: v for k, v in lab_env(emulator, tmp_path, "cli-no-model").items() if k != "CHAT_MODEL"}
-    result = bankgate_agent("ask", "What is the balance of ACC-001?", cwd=tmp_path, env=env)
+    result = cli("ask", "What is the balance of ACC-001?", env=env)
 
     assert result.returncode == 0, result.stderr
     assert "agent › ACC-001 has a balance of $5,000.00." in result.stdout
 
 
-def test_against_azure_a_missing_chat_model_stays_a_configuration_error(tmp_path: Path) -> None:
+def test_against_azure_a_missing_chat_model_stays_a_configuration_error(tmp_path: Path, cli: Cli) -> None:
     env = {"PROJECT_ENDPOINT": "https://example.services.ai.azure.com/api/projects/p", **_NEW_LEDGER}
     env["BANKGATE_DB_URL"] = f"sqlite:///{tmp_path / 'ledger.db'}"
-    result = bankgate_agent("ask", "hi", cwd=tmp_path, env=env)
+    result = cli("ask", "hi", env=env)
 
     assert result.returncode == 2
     assert result.stderr.startswith("bankgate-agent: CHAT_MODEL is not set"), result.stderr
 
 
 def test_azure_identity_warnings_show_only_with_debug(tmp_path: Path) -> None:
-    """No Azure sign-in here: DefaultAzureCredential fails, with a warning per credential it tried."""
+    """No Azure sign-in here: DefaultAzureCredential fails, with a warning per credential it tried (real
+    processes: what reaches stderr is logging's own handler, which pytest would capture in-process)."""
     env = {
         "PROJECT_ENDPOINT": "https://example.services.ai.azure.com/api/projects/p",
         "CHAT_MODEL": "gpt-4.1-mini",
@@ -254,7 +261,7 @@ def test_azure_identity_warnings_show_only_with_debug(tmp_path: Path) -> None:
 
 def test_ctrl_c_at_the_approval_prompt_cancels_it_and_exits_130(emulator: Emulator, tmp_path: Path) -> None:
     """On a terminal the console approver asks; Ctrl-C there answers the server `cancel`, then stops."""
-    clean = {key: value for key, value in os.environ.items() if not key.startswith(_HOST_VARIABLES)}
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(HOST_VARIABLES)}
     leader, follower = os.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "agent_host", "ask", "Transfer $100 from ACC-001 to ACC-002."],

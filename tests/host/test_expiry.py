@@ -124,7 +124,7 @@ async def test_answers_kept_for_an_expired_run_never_cost_the_next_message(
 def test_the_context_item_states_the_outcomes() -> None:
     from agent_host.expiry import Answer as CallAnswer
     from agent_host.expiry import LostChain
-    from agent_host.toolbox import FunctionCall
+    from agent_host.foundry.function_tools import FunctionCall
 
     lost = LostChain(
         [

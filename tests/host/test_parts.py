@@ -13,10 +13,11 @@ import openai._constants as openai_constants
 import pytest
 from rich.console import Console
 
-from agent_host.access import describe_token
 from agent_host.approvers import Answer, ConsoleApprover, DenyApprover, Question, make_approver, parse_script
 from agent_host.errors import AuthenticationFailed, ConfigurationError, RateLimited, ServiceFailed, http_failure
-from agent_host.retries import (
+from agent_host.foundry.access import describe_token
+from agent_host.foundry.function_tools import function_tool
+from agent_host.foundry.retries import (
     INITIAL_RETRY_DELAY_S,
     MAX_RETRIES,
     MAX_RETRY_AFTER_S,
@@ -25,9 +26,8 @@ from agent_host.retries import (
     retry_delay,
     should_retry,
 )
+from agent_host.foundry.sse import parse_sse
 from agent_host.settings import HostSettings
-from agent_host.sse import parse_sse
-from agent_host.tool_schema import function_tool
 
 TRANSFER_SCHEMA: dict[str, Any] = {
     "type": "object",

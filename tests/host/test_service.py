@@ -14,9 +14,8 @@ import pytest
 from azure.ai.projects.aio import AIProjectClient
 from pydantic import SecretStr
 
-from agent_host.access import ProjectAccess, project_access
-from agent_host.agent import INSTRUCTIONS, AgentChoice, choose_agent, create_version
-from agent_host.emulator import AsyncDevTokenCredential, Emulator, FaultConfig
+from agent_host.conversation import ResponsesTransport
+from agent_host.emulator import Emulator, FaultConfig
 from agent_host.errors import (
     AuthenticationFailed,
     ConfigurationError,
@@ -25,12 +24,14 @@ from agent_host.errors import (
     ServiceSlow,
     ServiceUnreachable,
 )
-from agent_host.replies import assemble_stream, reply_from_response
-from agent_host.retries import TIMEOUT
+from agent_host.foundry.access import ProjectAccess, project_access
+from agent_host.foundry.agents import INSTRUCTIONS, AgentChoice, choose_agent, create_version
+from agent_host.foundry.dev_token import AsyncDevTokenCredential
+from agent_host.foundry.response_reader import assemble_stream, reply_from_response
+from agent_host.foundry.retries import TIMEOUT
+from agent_host.foundry.transport_rest import RestTransport
+from agent_host.foundry.transport_sdk import SdkTransport
 from agent_host.settings import Transport
-from agent_host.transport_rest import RestTransport
-from agent_host.transport_sdk import SdkTransport
-from agent_host.turns import ResponsesTransport
 
 from .helpers import MODEL, balance, free_port, host_for, scripted, settings_for
 

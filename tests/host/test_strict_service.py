@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from azure.ai.projects.models import PromptAgentDefinition
 
-from agent_host.agent import INSTRUCTIONS, choose_agent
 from agent_host.emulator import Emulator
 from agent_host.errors import ServiceFailed
-from agent_host.replies import assemble_stream, reply_from_response
+from agent_host.foundry.agents import INSTRUCTIONS, choose_agent
+from agent_host.foundry.response_reader import assemble_stream, reply_from_response
 from agent_host.settings import Transport
 
 from .helpers import MODEL, host_for, scripted

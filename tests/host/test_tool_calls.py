@@ -11,7 +11,7 @@ import pytest
 from agent_host.approvers import Answer, Question
 from agent_host.emulator import Emulator, FaultConfig
 from agent_host.errors import McpUnavailable, RateLimited
-from agent_host.replies import reply_from_response
+from agent_host.foundry.response_reader import reply_from_response
 
 from .helpers import balance, host_for, http_mcp_server, ledger_target, scripted, settings_for
 

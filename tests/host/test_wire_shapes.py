@@ -15,7 +15,7 @@ import pytest
 from agent_host.emulator import Emulator, FaultConfig
 from agent_host.emulator.faults import WireShape
 from agent_host.errors import ServiceFailed
-from agent_host.replies import assemble_stream
+from agent_host.foundry.response_reader import assemble_stream
 
 from .helpers import host_for, scripted
 

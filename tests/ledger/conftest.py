@@ -19,8 +19,8 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from mcp_server.database import Database
-from mcp_server.ledger import Ledger
+from mcp_server.ledger.books import Ledger
+from mcp_server.storage.database import Database
 
 POSTGRES_URL_ENV = "BANKGATE_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -9,8 +9,8 @@ import itertools
 import sys
 from typing import Any
 
-from mcp_server.database import Database
-from mcp_server.ledger import Ledger
+from mcp_server.ledger.books import Ledger
+from mcp_server.storage.database import Database
 
 
 def request(n: int) -> dict[str, Any]:

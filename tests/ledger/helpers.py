@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from mcp_server.database import Database
-from mcp_server.ledger import Ledger
+from mcp_server.ledger.books import Ledger
+from mcp_server.storage.database import Database
 
 
 def snapshot(db: Database) -> dict[str, Any]:

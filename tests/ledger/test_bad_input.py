@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from mcp_server.errors import LedgerError
-from mcp_server.ledger import Ledger
+from mcp_server.ledger.books import Ledger
+from mcp_server.ledger.errors import LedgerError
 from tests.ledger.helpers import snapshot, standard_book
 
 Call = Callable[[Ledger], Any]

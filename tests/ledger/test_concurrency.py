@@ -7,8 +7,8 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 
-from mcp_server.errors import LedgerError
-from mcp_server.ledger import Ledger
+from mcp_server.ledger.books import Ledger
+from mcp_server.ledger.errors import LedgerError
 from tests.ledger.helpers import customer_total, snapshot
 
 WORKERS = 8

@@ -10,8 +10,8 @@ import time
 
 from sqlalchemy import text
 
-from mcp_server.database import Database
-from mcp_server.ledger import Ledger
+from mcp_server.ledger.books import Ledger
+from mcp_server.storage.database import Database
 from tests.ledger import crash_worker
 from tests.ledger.helpers import snapshot
 

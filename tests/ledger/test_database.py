@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from mcp_server import database as database_module
-from mcp_server.database import Database, default_database_url
-from mcp_server.errors import LedgerError
-from mcp_server.ledger import Ledger
+from mcp_server.ledger.books import Ledger
+from mcp_server.ledger.errors import LedgerError
+from mcp_server.storage import database as database_module
+from mcp_server.storage.database import Database, default_database_url
 
 
 def test_plain_path_and_sqlite_url_are_the_same_database(tmp_path: Path) -> None:
@@ -129,7 +129,7 @@ def test_sqlite_writer_outlasts_another_process_lock(
     if backend != "sqlite":
         pytest.skip("SQLite file locking only")
     monkeypatch.setattr(database_module, "_SQLITE_BUSY_TIMEOUT_MS", busy_timeout_ms)
-    caplog.set_level(logging.DEBUG, logger="mcp_server.database")
+    caplog.set_level(logging.DEBUG, logger="mcp_server.storage.database")
     db = Database.open(database_url)
     holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
@@ -195,7 +195,9 @@ def test_each_read_on_the_reader_sees_what_committed_before_it(backend: str, led
     assert ledger.balance("ACC-002").balance_minor == 25100
 
 
-def test_a_refused_read_ends_its_snapshot_and_keeps_the_reader(backend: str, ledger: Ledger, database_url: str) -> None:
+def test_a_refused_read_ends_its_snapshot_and_keeps_the_reader(
+    backend: str, ledger: Ledger, database_url: str
+) -> None:
     """A read that raises must end its transaction, or the reader would pin an old snapshot."""
     sqlite_only(backend)
     ledger.seed_demo()
@@ -219,7 +221,9 @@ def test_sqlalchemy_execute_on_the_reader_is_ended_too(backend: str, database: D
     assert database.read(lambda conn: conn.in_transaction()) is False
 
 
-def test_a_driver_error_on_the_reader_is_read_again_on_a_fresh_connection(backend: str, ledger: Ledger) -> None:
+def test_a_driver_error_on_the_reader_is_read_again_on_a_fresh_connection(
+    backend: str, ledger: Ledger
+) -> None:
     sqlite_only(backend)
     ledger.seed_demo()
     connections: list[object] = []

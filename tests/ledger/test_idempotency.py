@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_server.database import Database
-from mcp_server.errors import LedgerError
-from mcp_server.ledger import Ledger
+from mcp_server.ledger.books import Ledger
+from mcp_server.ledger.errors import LedgerError
+from mcp_server.storage.database import Database
 from tests.ledger.helpers import snapshot
 
 

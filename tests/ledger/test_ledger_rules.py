@@ -9,9 +9,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Connection, text
 
-from mcp_server.errors import LedgerError
-from mcp_server.ledger import Ledger
-from mcp_server.ledger_models import Account, CloseReceipt, HistoryLine, TransferReceipt
+from mcp_server.ledger.books import Ledger
+from mcp_server.ledger.errors import LedgerError
+from mcp_server.ledger.models import Account, CloseReceipt, HistoryLine, TransferReceipt
+from mcp_server.storage import idempotency
 from tests.ledger.helpers import customer_total, snapshot, standard_book
 
 
@@ -143,7 +144,7 @@ def test_composable_operations_share_the_callers_transaction(ledger: Ledger) -> 
     def work(conn: Connection) -> None:
         ledger.transfer_in(conn, "ACC-001", "ACC-002", 100_00, "part one")
         ledger.close_in(conn, "ACC-003", "ACC-002")
-        ledger.remember(conn, "op-1", "digest", {"ok": True})
+        idempotency.remember(conn, "op-1", "digest", {"ok": True})
         assert ledger.account_in(conn, "ACC-002").balance_minor == 25000 + 10000 + 12000
         raise Abort
 
@@ -152,13 +153,13 @@ def test_composable_operations_share_the_callers_transaction(ledger: Ledger) -> 
     assert snapshot(ledger.db) == before
 
     def commit(conn: Connection) -> TransferReceipt:
-        assert ledger.recall(conn, "op-1", "digest") is None
+        assert idempotency.recall(conn, "op-1", "digest") is None
         receipt = ledger.transfer_in(conn, "ACC-001", "ACC-002", 100_00, idempotency_key="op-1")
-        ledger.remember(conn, "op-1", "digest", receipt.model_dump(mode="json"))
+        idempotency.remember(conn, "op-1", "digest", receipt.model_dump(mode="json"))
         return receipt
 
     receipt = ledger.db.run(commit)
-    assert ledger.db.read(lambda conn: ledger.recall(conn, "op-1", "digest")) == receipt.model_dump(mode="json")
+    assert ledger.db.read(lambda conn: idempotency.recall(conn, "op-1", "digest")) == receipt.model_dump(mode="json")
     assert customer_total(ledger.db) == 500000 + 25000 + 12000
 
 

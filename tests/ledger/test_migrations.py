@@ -6,8 +6,8 @@ import threading
 
 from sqlalchemy import text
 
-from mcp_server import migrations
-from mcp_server.database import Database
+from mcp_server.storage import migrations
+from mcp_server.storage.database import Database
 
 
 def recorded(db: Database) -> list[tuple[int, str]]:

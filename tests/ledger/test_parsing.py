@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcp_server.errors import LedgerError
-from mcp_server.free_text import parse_memo, parse_owner
-from mcp_server.identifiers import parse_account_id, parse_idempotency_key
-from mcp_server.money import (
+from mcp_server.ledger.errors import LedgerError
+from mcp_server.ledger.free_text import parse_memo, parse_owner
+from mcp_server.ledger.identifiers import parse_account_id, parse_idempotency_key
+from mcp_server.ledger.money import (
     amount_identity,
     canonical_amount,
     check_amount_minor,

@@ -2,8 +2,8 @@
 
 import pytest
 
-from mcp_server.database import Database
-from mcp_server.ledger import Ledger
+from mcp_server.ledger.books import Ledger
+from mcp_server.storage.database import Database
 from mcp_server.storage.gate_store import SqlGateStore, SqlGateTx
 from policy.results import Refusal
 

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from sqlalchemy import text
 
-from mcp_server.errors import LedgerError
-from mcp_server.ledger import Ledger
-from mcp_server.money import to_decimal
+from mcp_server.ledger.books import Ledger
+from mcp_server.ledger.errors import LedgerError
+from mcp_server.ledger.money import to_decimal
 from tests.ledger.helpers import snapshot
 
 ACCOUNTS = 5  # per example: four USD accounts and one EUR account

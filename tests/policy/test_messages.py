@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.actions import TOOL_ARGUMENTS
+from mcp_server.tools import TOOL_ARGUMENTS
 from policy.action import Call
 from policy.decision import Decision
 from policy.loader import PolicyError, parse_policy

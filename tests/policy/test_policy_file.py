@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.actions import TOOL_ARGUMENTS
+from mcp_server.tools import TOOL_ARGUMENTS
 from policy.facts import AccountFacts, CallFacts
 from policy.loader import PolicyError, load_policy, parse_policy
 from policy.outcome import Outcome

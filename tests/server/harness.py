@@ -26,10 +26,11 @@ from sqlalchemy import text
 import policy
 from bench.servers import free_port
 from mcp_server.app import build_server, open_state
-from mcp_server.audit_keys import KEY_FILE_ENV
-from mcp_server.database import Database
-from mcp_server.ledger import Ledger
+from mcp_server.audit.keys import KEY_FILE_ENV
+from mcp_server.ledger.books import Ledger
 from mcp_server.settings import Settings
+from mcp_server.storage.database import Database
+from policy.idempotency_key import IDEMPOTENCY_KEY_META
 from policy.testing import ScriptedResponder
 
 TEST_POLICY = Path(__file__).with_name("test_policy.toml")
@@ -43,7 +44,7 @@ TOKENS = {
     "bob": "tok-bob-0123456789abcdef0",
     "carol": "tok-carol-0123456789abcdef",
 }
-KEY = "io.bankgate/idempotency-key"
+KEY = IDEMPOTENCY_KEY_META
 
 
 def serve_args(db_url: str, *extra: str) -> list[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.entitlements import grants
+from mcp_server.ledger.entitlements import grants
 from tests.server.harness import Harness
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server import audit_log
-from mcp_server.audit_writer import AuditWriter
-from mcp_server.cli import main
+from mcp_server.audit import reader as audit_log
+from mcp_server.audit.writer import AuditWriter
+from mcp_server.cli.main import main
 from mcp_server.timestamps import now_text
 from policy.testing import ScriptedResponder, approve
 from tests.ledger.conftest import BACKENDS, postgres_schema

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, text
 
-from mcp_server.audit_keys import KEY_FILE_ENV, load_signer
-from mcp_server.audit_writer import AuditWriter
-from mcp_server.cli import main
-from mcp_server.ledger import Ledger
+from mcp_server.audit.keys import KEY_FILE_ENV, load_signer
+from mcp_server.audit.writer import AuditWriter
+from mcp_server.cli.main import main
+from mcp_server.ledger.books import Ledger
 from policy.audit import chain_hash
 from policy.testing import ScriptedResponder, approve, reject
 from tests.ledger.conftest import BACKENDS, postgres_schema

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.audit_keys import AuditKeyError, load_keyring, load_signer, public_key_text
-from mcp_server.cli import main
+from mcp_server.audit.keys import AuditKeyError, load_keyring, load_signer, public_key_text
+from mcp_server.cli.main import main
 
 
 def test_the_key_file_is_created_private_and_reused(tmp_path: Path) -> None:
@@ -25,7 +25,7 @@ def test_the_key_file_is_created_private_and_reused(tmp_path: Path) -> None:
 _RACER = """
 import sys, time
 from pathlib import Path
-from mcp_server.audit_keys import load_signer
+from mcp_server.audit.keys import load_signer
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.001)

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from mcp_server.actions import TOOL_ARGUMENTS
+from mcp_server.tools import TOOL_ARGUMENTS
 from policy.testing import ScriptedResponder, approve
 from tests.server.harness import Harness
 

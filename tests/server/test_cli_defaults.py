@@ -104,7 +104,7 @@ def test_version_and_a_help_that_imports_nothing_heavy(tmp_path: Path) -> None:
     version = run_cli(tmp_path, "--version")
     assert version.returncode == 0 and version.stdout.startswith("bankgate-mcp ")
     probe = (
-        "import sys\nfrom mcp_server.cli import main\n"
+        "import sys\nfrom mcp_server.cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('mcp', 'sqlalchemy', 'uvicorn', 'azure') if m in sys.modules))"
     )

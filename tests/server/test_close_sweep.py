@@ -11,7 +11,7 @@ from mcp import Client
 from mcp_types import CallToolResult
 
 from mcp_server.app import build_server, open_state
-from mcp_server.entitlements import EntitlementAdmin
+from mcp_server.ledger.entitlements import EntitlementAdmin
 from mcp_server.settings import Settings
 from policy.testing import ScriptedResponder, approve
 from tests.ledger.conftest import postgres_schema

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from mcp_server.actions import ledger_actions
-from mcp_server.database import Database
+from mcp_server.storage.database import Database
 from mcp_server.storage.gate_store import SqlGateStore, SqlGateTx
+from mcp_server.tools import ledger_actions
 from policy.action import Call
 from policy.gate import Gate
 from policy.loader import load_policy

@@ -15,7 +15,7 @@ import pytest
 from mcp.client import ClientRequestContext
 from mcp_types import CallToolResult
 
-from mcp_server.entitlements import EntitlementAdmin, grants
+from mcp_server.ledger.entitlements import EntitlementAdmin, grants
 from policy.testing import ScriptedResponder, approve
 from tests.ledger.conftest import postgres_schema
 from tests.server.harness import SHIPPED_POLICY, Harness, HttpServer

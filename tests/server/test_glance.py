@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.actions import ledger_actions
 from mcp_server.storage.gate_store import SqlGateStore
+from mcp_server.tools import ledger_actions
 from policy.action import Call
 from policy.gate import Gate, Opening
 from policy.loader import load_policy

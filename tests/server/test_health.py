@@ -9,9 +9,9 @@ import httpx2
 import pytest
 
 from mcp_server.app import build_server, open_state
-from mcp_server.errors import ErrorCode, LedgerError
-from mcp_server.health import HealthProbe
-from mcp_server.http_app import build_http_app
+from mcp_server.http.app import build_http_app
+from mcp_server.http.health import HealthProbe
+from mcp_server.ledger.errors import ErrorCode, LedgerError
 from mcp_server.settings import Settings
 from tests.server.harness import TOKENS
 

@@ -20,7 +20,7 @@ from mcp_types import CallToolResult
 
 from bench.servers import free_port
 from mcp_server.app import AppState
-from mcp_server.auth import ConfigTokenVerifier
+from mcp_server.http.auth import ConfigTokenVerifier
 from policy.testing import ScriptedResponder, approve
 from tests.server.cli_process import run_cli
 from tests.server.harness import SHIPPED_POLICY, Harness, HttpServer

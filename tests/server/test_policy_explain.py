@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.cli import main
+from mcp_server.cli.main import main
 from tests.server.harness import TEST_POLICY
 
 RESERVE_POLICY = """

@@ -13,7 +13,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from sqlalchemy import text
 
-from mcp_server import audit_log
+from mcp_server.audit import reader as audit_log
 from policy.testing import ScriptedResponder
 from tests.server.harness import APPROVAL_TIMEOUT, Harness
 

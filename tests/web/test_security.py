@@ -15,7 +15,7 @@ import httpx2
 import pytest
 
 from agent_host.emulator import Emulator
-from tests.host.test_cli import bankgate_agent
+from tests.host.conftest import Cli
 
 from .helpers import run, run_input, tool_results, types, web_for
 
@@ -45,13 +45,13 @@ async def test_host_origin_and_token_checks(emulator: Emulator, tmp_path: Path, 
         assert (await c.get(f"{localhost}/agent/capabilities", headers=same_origin | {"Origin": localhost})).is_success
 
 
-def test_serve_refuses_an_outside_address_without_a_token(tmp_path: Path) -> None:
-    result = bankgate_agent("serve", "--demo", "--host", "0.0.0.0", cwd=tmp_path)
+def test_serve_refuses_an_outside_address_without_a_token(cli: Cli) -> None:
+    result = cli("serve", "--demo", "--host", "0.0.0.0")
     assert result.returncode == 2
     assert "Refusing to serve the web front end on 0.0.0.0 without a token." in result.stderr + result.stdout
-    result = bankgate_agent("serve", "--demo", "--approver", "deny", cwd=tmp_path)
+    result = cli("serve", "--demo", "--approver", "deny")
     assert result.returncode == 2 and "leave out --approver" in result.stderr + result.stdout
-    result = bankgate_agent("serve", "--demo", "--approval-window", "400", cwd=tmp_path)
+    result = cli("serve", "--demo", "--approval-window", "400")
     assert result.returncode == 2 and "must be shorter than the tool timeout" in result.stderr + result.stdout
 
 

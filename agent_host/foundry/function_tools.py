@@ -1,0 +1,201 @@
+"""The function tools: the MCP server's tools as the agent sees them, and the model's calls run through MCP.
+
+Left to itself, the Responses API may normalise a schema to strict mode (every property required,
+no extra properties), which silently turns optional MCP arguments into required ones. So each tool
+is sent either as a strict-compatible schema, with `strict: true`, or as written, with
+`strict: false`. Strict mode makes optional properties required-but-nullable; the model then
+sends `null` for "not given", and `FunctionTool.mcp_arguments` drops those `null` values
+again so the MCP server sees exactly the call an MCP client would make.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types
+
+from agent_host.approvers import ApprovalDesk
+from agent_host.mcp_link import McpLink, ToolResult
+
+_ANNOTATIONS = frozenset({"title", "default", "examples", "deprecated", "readOnly", "writeOnly", "$comment", "$schema"})
+"""Keywords that describe rather than constrain: dropped from strict schemas, which reject them."""
+
+_STRICT_KEYWORDS = frozenset(
+    {
+        "type",
+        "description",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "enum",
+        "const",
+        "anyOf",
+        "$ref",
+        "$defs",
+        "definitions",
+        "pattern",
+        "format",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minItems",
+        "maxItems",
+    }
+)
+"""Constraining keywords strict mode accepts (not `minLength`/`maxLength`: see
+docs/foundry-wire-notes.md); any other one makes the tool non-strict."""
+
+
+class NotStrictCompatible(ValueError):
+    """The schema uses something strict mode cannot express (e.g. free-form objects, `oneOf`)."""
+
+
+@dataclass(frozen=True)
+class FunctionTool:
+    """One MCP tool as the agent definition carries it."""
+
+    name: str
+    description: str | None
+    parameters: dict[str, Any]
+    strict: bool
+    input_schema: dict[str, Any]
+    """The MCP tool's own schema, kept to undo strict-mode `null`s."""
+
+    def definition(self) -> dict[str, Any]:
+        """The `{"type": "function", ...}` tool of a `PromptAgentDefinition`."""
+        return {
+            "type": "function",
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters,
+            "strict": self.strict,
+        }
+
+    def mcp_arguments(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """The model's arguments as the MCP call takes them (strict `null` for optional means absent)."""
+        result = _without_optional_nulls(arguments, self.input_schema) if self.strict else arguments
+        return dict(result)
+
+
+def function_tool(tool: mcp_types.Tool, *, strict: bool = True) -> FunctionTool:
+    """Convert `tool`; strict when asked for and its schema allows it, otherwise as written."""
+    schema = dict(tool.input_schema)
+    parameters = schema
+    is_strict = strict
+    if strict:
+        try:
+            parameters = strict_schema(schema)
+        except NotStrictCompatible:
+            is_strict = False
+    return FunctionTool(tool.name, tool.description, parameters, is_strict, schema)
+
+
+def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """`schema` rewritten for strict mode, or `NotStrictCompatible`."""
+    unsupported = set(schema) - _STRICT_KEYWORDS - _ANNOTATIONS
+    if unsupported:
+        raise NotStrictCompatible(f"unsupported keywords {sorted(unsupported)}")
+    result: dict[str, Any] = {key: value for key, value in schema.items() if key not in _ANNOTATIONS}
+    if "anyOf" in result:
+        result["anyOf"] = [strict_schema(option) for option in result["anyOf"]]
+    if "items" in result:
+        result["items"] = strict_schema(result["items"])
+    for defs in ("$defs", "definitions"):
+        if defs in result:
+            result[defs] = {name: strict_schema(sub) for name, sub in result[defs].items()}
+    if _is_object(result):
+        properties = result.get("properties")
+        if not isinstance(properties, Mapping) or result.get("additionalProperties", False) is not False:
+            raise NotStrictCompatible("objects need fixed properties")
+        required = set(result.get("required", ()))
+        result["properties"] = {
+            name: strict_schema(sub) if name in required else _nullable(strict_schema(sub))
+            for name, sub in properties.items()
+        }
+        result["required"] = list(properties)
+        result["additionalProperties"] = False
+    return result
+
+
+def _is_object(schema: Mapping[str, Any]) -> bool:
+    kind = schema.get("type")
+    return kind == "object" or (isinstance(kind, list) and "object" in kind) or "properties" in schema
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` that also accepts `null` (how strict mode expresses "optional")."""
+    if "anyOf" in schema:
+        options = schema["anyOf"]
+        return schema if {"type": "null"} in options else {**schema, "anyOf": [*options, {"type": "null"}]}
+    kind = schema.get("type")
+    if kind is None or "$ref" in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    kinds = kind if isinstance(kind, list) else [kind]
+    result = {**schema, "type": kinds if "null" in kinds else [*kinds, "null"]}
+    if "enum" in result and None not in result["enum"]:
+        result["enum"] = [*result["enum"], None]
+    return result
+
+
+def _without_optional_nulls(value: Any, schema: Mapping[str, Any]) -> Any:
+    """`value` minus the `null` properties the original `schema` did not require, recursively."""
+    properties = schema.get("properties")
+    if not isinstance(value, Mapping) or not isinstance(properties, Mapping):
+        return value
+    required = set(schema.get("required", ()))
+    return {
+        key: _without_optional_nulls(item, properties.get(key, {}))
+        for key, item in value.items()
+        if item is not None or key in required
+    }
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    """A `function_call` output item: what the model asked to run."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+class Toolbox:
+    """Function tools built from the link's MCP tools; runs calls by name through the link.
+
+    With the `desk` that answers the link's questions, a call whose question a person
+    interrupted stops the host once its result (the server's record of the cancel) is back.
+    """
+
+    def __init__(self, link: McpLink, *, strict: bool = True, desk: ApprovalDesk | None = None) -> None:
+        self.link = link
+        self.desk = desk
+        self.tools = {tool.name: function_tool(tool, strict=strict) for tool in link.tools}
+
+    def definitions(self) -> list[dict[str, Any]]:
+        return [tool.definition() for tool in self.tools.values()]
+
+    async def run(self, call: FunctionCall) -> ToolResult:
+        """Execute `call` with its `call_id` as the idempotency key; malformed calls are answered, not run."""
+        tool = self.tools.get(call.name)
+        if tool is None:
+            return _refused("unknown_tool", f"There is no tool named {call.name!r}; use one of {sorted(self.tools)}.")
+        try:
+            arguments = json.loads(call.arguments or "{}")
+        except ValueError as error:
+            return _refused("invalid_arguments", f"The arguments are not valid JSON: {error}.")
+        if not isinstance(arguments, dict):
+            return _refused("invalid_arguments", "The arguments must be a JSON object.")
+        result = await self.link.call(call.name, tool.mcp_arguments(arguments), idempotency_key=call.call_id)
+        if self.desk is not None:
+            self.desk.stop_if_interrupted(call.name, result.output)
+        return result
+
+
+def _refused(code: str, message: str) -> ToolResult:
+    return ToolResult({"status": "failed", "message": message, "error": {"code": code, "message": message}}, True)

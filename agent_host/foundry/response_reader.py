@@ -1,0 +1,138 @@
+"""A model turn reduced to what the loop needs, from a whole response or from its stream of events.
+
+Both wire paths hand over plain JSON (the SDK's objects are dumped to dicts), so a response is read,
+and a stream assembled, in one place: text deltas are passed on as they arrive (they are for display
+only), the calls come from the final `response.completed` output (completed by what only the item
+events carried), and every event type is counted. See docs/foundry-wire-notes.md for the shapes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_host.errors import ServiceFailed
+from agent_host.foundry.function_tools import FunctionCall
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the loop needs from one response: its id (to continue from), text and function calls."""
+
+    response_id: str
+    text: str
+    calls: tuple[FunctionCall, ...]
+    events: Counter[str] = field(default_factory=Counter)
+    """Event types seen, when the reply was streamed."""
+
+
+def reply_from_response(response: Mapping[str, Any]) -> Reply:
+    """The text and function calls of a completed response."""
+    _check_status(response)
+    texts: list[str] = []
+    calls: list[FunctionCall] = []
+    for item in response.get("output") or []:
+        if item.get("type") == "message":
+            texts += [part.get("text", "") for part in item.get("content") or [] if part.get("type") == "output_text"]
+        elif item.get("type") == "function_call":
+            if not item.get("call_id") or not item.get("name"):
+                raise ServiceFailed(f"Response {response.get('id')} has a function call without a call_id or name.")
+            calls.append(FunctionCall(str(item["call_id"]), str(item["name"]), item.get("arguments") or ""))
+    return Reply(str(response["id"]), "".join(texts), tuple(calls))
+
+
+async def assemble_stream(events: AsyncIterable[Mapping[str, Any]], on_text: Callable[[str], None]) -> Reply:
+    """Consume a streamed response: `on_text` gets each text delta; the reply is the final output.
+
+    `response.completed` carries the whole response, which is the source of truth. The service may
+    leave its `output` empty, or send a call only as `response.output_item.done` or only its
+    arguments in `response.function_call_arguments.done`, so the output items are also rebuilt from
+    the events, keyed by `output_index` (a call item's `id` is optional), and complete the final
+    output: calls it lacks are added, empty arguments filled (all items are used when it is empty).
+    """
+    tally: Counter[str] = Counter()
+    text: list[str] = []
+    streamed = _StreamedItems()
+    final: Mapping[str, Any] | None = None
+    async for event in events:
+        kind = str(event.get("type"))
+        tally[kind] += 1
+        if kind in ("response.completed", "response.failed", "response.incomplete"):
+            _check_status(event["response"])
+            final = event["response"]
+        elif kind == "error":
+            raise ServiceFailed(f"The response stream reported an error: {event.get('message') or event}.")
+        elif kind == "response.output_text.delta":
+            text.append(event["delta"])
+            on_text(event["delta"])
+        else:
+            streamed.note(kind, event)
+    if final is None:
+        raise ServiceFailed("The response stream ended before response.completed.")
+    reply = reply_from_response({**final, "output": streamed.merged_into(final.get("output") or [])})
+    return Reply(reply.response_id, reply.text or "".join(text), reply.calls, tally)
+
+
+class _StreamedItems:
+    """Output items as the stream's item events describe them, by `output_index`."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, dict[str, Any]] = {}
+        self._deltas: dict[int, list[str]] = {}
+        self._indexes: dict[str, int] = {}
+        """`output_index` by item id, for events that carry only `item_id`."""
+
+    def note(self, kind: str, event: Mapping[str, Any]) -> None:
+        if kind in ("response.output_item.added", "response.output_item.done"):
+            index = int(event["output_index"])
+            known = self._items.get(index, {})
+            item = {key: value or known.get(key) for key, value in event["item"].items()}
+            self._items[index] = {**known, **item}
+            if item.get("id"):
+                self._indexes[str(item["id"])] = index
+        elif kind == "response.function_call_arguments.delta":
+            self._deltas.setdefault(self._index(event), []).append(event["delta"])
+        elif kind == "response.function_call_arguments.done":
+            index = self._index(event)
+            item = self._items.setdefault(index, {"type": "function_call"})
+            item["arguments"] = event["arguments"]
+            if event.get("name") and not item.get("name"):
+                item["name"] = event["name"]
+
+    def _index(self, event: Mapping[str, Any]) -> int:
+        index = event.get("output_index")
+        return int(index) if index is not None else self._indexes[str(event.get("item_id"))]
+
+    def merged_into(self, final: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """`final` (authoritative) plus what only the events carried: calls it lacks, or all items if empty.
+
+        A streamed call's arguments come from its item, else its `.done` event, else its deltas.
+        """
+        streamed: list[Mapping[str, Any]] = [self._item(index) for index in sorted(self._items)]
+        if not final:
+            return streamed
+        calls = {item.get("call_id"): item for item in streamed if item.get("type") == "function_call"}
+        merged = [
+            {**item, "arguments": calls[item.get("call_id")].get("arguments")}
+            if item.get("type") == "function_call" and not item.get("arguments") and item.get("call_id") in calls
+            else item
+            for item in final
+        ]
+        known = {item.get("call_id") for item in final if item.get("type") == "function_call"}
+        return merged + [item for call_id, item in calls.items() if call_id not in known]
+
+    def _item(self, index: int) -> dict[str, Any]:
+        item = dict(self._items[index])
+        if item.get("type") == "function_call" and not item.get("arguments"):
+            item["arguments"] = "".join(self._deltas.get(index, []))
+        return item
+
+
+def _check_status(response: Mapping[str, Any]) -> None:
+    status = response.get("status")
+    if status in ("failed", "incomplete", "cancelled"):
+        error = response.get("error") or response.get("incomplete_details") or {}
+        reason = error.get("message") or error.get("reason") or "no reason given"
+        raise ServiceFailed(f"Response {response.get('id')} ended {status}: {reason}.")

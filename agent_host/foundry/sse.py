@@ -1,0 +1,48 @@
+"""A Server-Sent Events parser for the raw REST path's streamed responses.
+
+Blocks are `event:`/`data:` lines ended by a blank line; `data` may span several lines and
+lines starting with `:` are comments. The Responses API sends no `data: [DONE]`, but other
+OpenAI-compatible servers do, so it ends the stream instead of failing to parse.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
+
+from agent_host.errors import ServiceFailed
+
+
+async def parse_sse(lines: AsyncIterable[str]) -> AsyncIterator[dict[str, Any]]:
+    """Each event's JSON `data`, with `type` defaulted from the `event:` name."""
+    name, data = "", []
+    async for raw in lines:
+        line = raw.rstrip("\r\n")
+        if line:
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "event":
+                name = value
+            elif field == "data":
+                data.append(value)
+            continue
+        if data:
+            payload = "\n".join(data)
+            if payload == "[DONE]":
+                return
+            yield _event(name, payload)
+        name, data = "", []
+    if data and "\n".join(data) != "[DONE]":
+        yield _event(name, "\n".join(data))
+
+
+def _event(name: str, payload: str) -> dict[str, Any]:
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise ServiceFailed(f"The response stream carried an event that is not JSON: {payload[:200]!r}.") from None
+    if not isinstance(event, dict):
+        raise ServiceFailed(f"The response stream carried a non-object event: {payload[:200]!r}.")
+    event.setdefault("type", name)
+    return event

@@ -1,0 +1,2 @@
+"""The signed audit chain: appending records (`writer`), reading and verifying them (`reader`), and
+the signing keys (`keys`)."""

@@ -1,0 +1,313 @@
+"""Reading the audit chain back: verification against the keys and the ledger, checkpoints, a readable tail,
+and the one-time adoption of a ledger's history from before signed audit (which verification alone can never accept)."""
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from mcp_server.audit.keys import key_file, load_keyring
+from mcp_server.audit.writer import AuditWriter
+from mcp_server.ledger.books import ADMIN_PRINCIPAL
+from mcp_server.ledger.money import MINOR_UNITS, format_amount
+from mcp_server.storage.database import Database
+from mcp_server.timestamps import now_text
+from policy.audit import (
+    CHAINED_FIELDS,
+    GENESIS,
+    Finding,
+    HeadSigner,
+    Keyring,
+    SignedHead,
+    check_checkpoint,
+    verify_chain,
+)
+from policy.store import AuditEntry
+
+_COLUMNS = ", ".join((*CHAINED_FIELDS, "prev_hash", "hash", "key_id", "signature"))
+_LEDGER_TRANSACTIONS = (
+    "SELECT t.id, t.kind, MAX(e.amount_minor), MAX(a.currency), t.created_at FROM transactions t LEFT JOIN entries e "
+    "ON e.transaction_id = t.id LEFT JOIN accounts a ON a.id = e.account_id GROUP BY t.id, t.kind, t.created_at"
+)
+_MOVING_EVENTS = ("executed", "admin")
+"""The records that may name a ledger transaction: the gate's executions and ledger administration."""
+ADOPT_TOOL = "adopt_history"
+"""The tool of the `admin` record written by `audit adopt`, which names every transaction it adopts."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that no known key signed: nothing can be concluded from it."""
+
+
+class AdoptionRefused(ValueError):
+    """The chain shows more than an old ledger's gaps: adopting would vouch for tampering."""
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A ledger transaction as verification sees it: what it moved, and when it says it was posted."""
+
+    kind: str
+    amount_minor: int
+    currency: str | None
+    created_at: str
+
+    def describe(self) -> str:
+        if self.currency not in MINOR_UNITS:  # no entries, or an account forged with a currency we do not know
+            return f"{self.kind}, {self.amount_minor} minor units"
+        return f"{self.kind}, {format_amount(self.amount_minor, self.currency)}"
+
+
+def verify(
+    db: Database, keys: Keyring | None = None, checkpoint: SignedHead | None = None
+) -> tuple[int, list[Finding]]:
+    """(records read, findings); no findings means the chain is intact, signed by `keys` (default: the
+    configured key file's), holds `checkpoint`'s record, and accounts for every ledger transaction and
+    every approval (each written in the same transaction as its record)."""
+    records, findings = _verified(db, keys, checkpoint)
+    return len(records), findings
+
+
+def checkpoint(db: Database, signer: HeadSigner, keys: Keyring) -> SignedHead:
+    """A signed statement of the current head, to keep outside the database. Made only of a chain
+    that verifies (else ValueError), so a checkpoint never vouches for tampered records."""
+    records, findings = _verified(db, keys, None)
+    if findings:
+        raise ValueError(f"the audit chain does not verify ({findings[0]}); run `audit verify` for every finding")
+    seq, head_hash = (int(records[-1]["seq"]), str(records[-1]["hash"])) if records else (0, GENESIS)
+    return signer.sign_head(seq, head_hash, now_text())
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """What one `audit adopt` vouched for, in its signed record `seq`."""
+
+    seq: int
+    transactions: list[tuple[str, Posted]]
+    unsigned_through: int
+
+
+def adopt(db: Database, writer: AuditWriter) -> Adoption | None:
+    """Vouch, in one signed `admin` record, for the gaps a ledger from before signed audit has: its
+    transactions with no record (old deposits, the demo funding) and its unsigned records. None when
+    there is nothing to adopt. Refused (AdoptionRefused, naming every finding) when verification finds
+    anything else, so adopting never covers tampering; after one adoption, a transaction without a
+    record is never legacy again. Runs in one write transaction holding the audit head, so no append
+    lands between what was verified and the record that vouches for it."""
+    keys = load_keyring(writer.key_path)
+
+    def work(conn: Connection) -> Adoption | None:
+        conn.execute(text("SELECT seq FROM audit_head WHERE id = 1" + db.for_update))
+        state = _read_state(conn)
+        findings = _findings(state, keys, None)
+        tampered = [finding for finding in findings if not finding.legacy]
+        if tampered:
+            named = "\n  ".join(str(finding) for finding in tampered)
+            raise AdoptionRefused(
+                f"refusing to adopt: the audit chain shows more than an old ledger's gaps:\n  {named}"
+            )
+        if not findings:
+            return None
+        claimed = {tx for record in state.records if record["event"] in _MOVING_EVENTS for tx, _ in _claims(record)}
+        unclaimed = [(tx, posted) for tx, posted in sorted(state.posted.items()) if tx not in claimed]
+        signed = [int(record["seq"]) for record in state.records if record["signature"] is not None]
+        unsigned_through = signed[0] - 1 if signed else state.head[0]
+        adopted = [{"transaction_id": tx, "kind": p.kind, "amount_minor": p.amount_minor} for tx, p in unclaimed]
+        entry = AuditEntry(
+            at=time.time(),
+            event="admin",
+            principal=ADMIN_PRINCIPAL,
+            tool=ADOPT_TOOL,
+            arguments={"transactions": len(adopted), "unsigned_through": unsigned_through},
+            policy_version="",
+            reason="adopts the ledger's history from before signed audit (postings without records, unsigned records)",
+            result={"status": "executed", "details": {"adopted": adopted, "unsigned_through": unsigned_through}},
+        )
+        writer.append(conn, [entry])
+        return Adoption(state.head[0] + 1, unclaimed, unsigned_through)
+
+    return db.run(work)
+
+
+def _verified(
+    db: Database, keys: Keyring | None, checkpoint: SignedHead | None
+) -> tuple[list[dict[str, Any]], list[Finding]]:
+    keys = keys if keys is not None else load_keyring(key_file())
+    if checkpoint is not None and not keys.verify_head(checkpoint):
+        raise CheckpointError(f"the checkpoint is not signed by a known audit key (its key id: {checkpoint.key_id})")
+
+    def read(conn: Connection) -> _State:
+        if conn.dialect.name == "postgresql":  # one snapshot: a transfer committing meanwhile is seen whole or not
+            conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        return _read_state(conn)
+
+    state = db.read(read)
+    return state.records, _findings(state, keys, checkpoint)
+
+
+@dataclass(frozen=True)
+class _State:
+    """What verification reads: the chain, its head, the ledger's transactions and the approvals."""
+
+    records: list[dict[str, Any]]
+    head: tuple[int, str]
+    posted: dict[str, Posted]
+    asked: list[str]
+
+
+def _read_state(conn: Connection) -> _State:
+    records = [dict(row) for row in conn.execute(text(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq")).mappings()]
+    head = conn.execute(text("SELECT seq, hash FROM audit_head WHERE id = 1")).one()
+    posted = {
+        str(tx): Posted(str(kind), int(amount or 0), currency, str(created_at))
+        for tx, kind, amount, currency, created_at in conn.execute(text(_LEDGER_TRANSACTIONS))
+    }
+    asked = [str(ref) for (ref,) in conn.execute(text("SELECT ref FROM approvals ORDER BY created_at, ref"))]
+    return _State(records, (int(head.seq), head.hash), posted, asked)
+
+
+def _findings(state: _State, keys: Keyring, checkpoint: SignedHead | None) -> list[Finding]:
+    findings = verify_chain(state.records, keys, state.head)
+    if any(record["event"] == "admin" for record in state.records):
+        # Only versions that sign write `admin` records: an unsigned chain holding one was stripped, not old.
+        findings = [replace(finding, legacy=False) for finding in findings]
+    if checkpoint is not None:
+        findings += check_checkpoint(state.records, checkpoint)
+    findings += cross_check(state.records, state.posted)
+    requested = {record["approval_ref"] for record in state.records if record["event"] == "requested"}
+    return findings + [
+        Finding(None, f"approval {ref} has no 'requested' record (deleted)")
+        for ref in state.asked
+        if ref not in requested
+    ]
+
+
+def cross_check(records: Sequence[Mapping[str, Any]], posted: Mapping[str, Posted]) -> list[Finding]:
+    """Every ledger transaction is named by exactly one executed or admin record that moved the same
+    amount, and every such record that moved money names a transaction the ledger holds."""
+    findings: list[Finding] = []
+    claimed: dict[str, int] = {}
+    for record in records:
+        if record["event"] not in _MOVING_EVENTS:
+            continue
+        seq = int(record["seq"])
+        for tx, amount in _claims(record):
+            if tx is None:
+                if amount:
+                    findings.append(
+                        Finding(seq, f"{record['event']} {record['tool']} moved money but names no ledger transaction")
+                    )
+                continue
+            if tx in claimed:
+                findings.append(Finding(seq, f"names ledger transaction {tx}, already named by record {claimed[tx]}"))
+                continue
+            claimed[tx] = seq
+            ledger = posted.get(tx)
+            if ledger is None:
+                findings.append(Finding(seq, f"{record['event']} {record['tool']} names ledger transaction {tx}, "
+                                        "which the ledger does not hold (deleted)"))  # fmt: skip
+            elif ledger.amount_minor != amount:
+                findings.append(Finding(seq, f"moved {amount} minor units but ledger transaction {tx} moves "
+                                        f"{ledger.amount_minor} (edited)"))  # fmt: skip
+    # A posting without a record may be an old ledger's only if dated before the first signature (a version
+    # that signs records every posting) and nothing was adopted yet; otherwise it can only be a forgery.
+    signed_from = next((str(r["at"]) for r in records if r["signature"] is not None), None)
+    adopted = any(_is_adoption(record) for record in records)
+    for tx, ledger in sorted(posted.items()):
+        if tx not in claimed:
+            legacy = not adopted and (signed_from is None or ledger.created_at < signed_from)
+            findings.append(Finding(None, f"ledger transaction {tx} ({ledger.describe()}) has no audit record "
+                                    "(posted outside the gate)", legacy))  # fmt: skip
+    return findings
+
+
+def _claims(record: Mapping[str, Any]) -> list[tuple[str | None, int]]:
+    """(ledger transaction, amount moved) for each transaction a moving record names: its own for an
+    execution or a posting, every adopted one for an adoption."""
+    details = _details(record["result_json"])
+    if record["event"] == "executed":
+        pairs = [(details.get("transaction_id"), int(record["amount_minor"]))]
+    elif _is_adoption(record):
+        adopted = details.get("adopted")
+        items = [item for item in adopted if isinstance(item, dict)] if isinstance(adopted, list) else []
+        pairs = [(item.get("transaction_id"), _receipt_amount(item)) for item in items]
+    else:
+        pairs = [(details.get("transaction_id"), _receipt_amount(details))]
+    return [(None if tx is None else str(tx), amount) for tx, amount in pairs]
+
+
+def _is_adoption(record: Mapping[str, Any]) -> bool:
+    return bool(record["event"] == "admin" and record["tool"] == ADOPT_TOOL)
+
+
+def _details(result_json: str | None) -> Mapping[str, Any]:
+    """The result's `details`; {} for anything else (an edited result is reported by the chain, not a crash)."""
+    try:
+        result = json.loads(result_json or "null")
+    except ValueError:
+        return {}
+    details = result.get("details") if isinstance(result, dict) else None
+    return details if isinstance(details, dict) else {}
+
+
+def _receipt_amount(details: Mapping[str, Any]) -> int:
+    amount = details.get("amount_minor") or details.get("swept_amount_minor") or 0
+    return amount if isinstance(amount, int) else 0
+
+
+@dataclass(frozen=True)
+class AuditLine:
+    seq: int
+    at: str
+    event: str
+    principal: str
+    tool: str
+    arguments: dict[str, Any]
+    approval_ref: str | None
+    policy_version: str
+    reason: str
+    note: str | None
+
+    def render(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.arguments.items() if v is not None)
+        parts = [
+            f"#{self.seq}",
+            self.at[:19].replace("T", " "),
+            f"{self.event:<9}",
+            self.principal,
+            f"{self.tool}({args})",
+        ]
+        if self.approval_ref:
+            parts.append(self.approval_ref)
+        line = "  ".join(parts)
+        if self.reason:
+            line += f"\n      {self.reason}"
+        if self.note:
+            line += f"\n      note: {self.note}"
+        return line
+
+
+def tail(db: Database, limit: int = 20) -> list[AuditLine]:
+    query = text(
+        "SELECT seq, at, event, principal, tool, arguments_json, approval_ref, policy_version, reason, note "
+        "FROM audit_log ORDER BY seq DESC LIMIT :limit"
+    )
+    rows = db.read(lambda conn: conn.execute(query, {"limit": limit}).all())
+    return [
+        AuditLine(
+            r.seq,
+            r.at,
+            r.event,
+            r.principal,
+            r.tool,
+            json.loads(r.arguments_json),
+            r.approval_ref,
+            r.policy_version,
+            r.reason,
+            r.note,
+        )
+        for r in reversed(rows)
+    ]

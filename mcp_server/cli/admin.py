@@ -1,0 +1,262 @@
+"""The non-serving commands of `bankgate-mcp`: policy, audit and ledger administration."""
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from mcp_server.app import open_state
+from mcp_server.audit import reader
+from mcp_server.audit.keys import key_file, load_keyring, load_public_keyring, load_signer, public_key_text
+from mcp_server.audit.writer import AuditWriter
+from mcp_server.cli.explain import explain
+from mcp_server.desk.reverify import reverify_decisions
+from mcp_server.ledger.books import Ledger
+from mcp_server.ledger.entitlements import EntitlementAdmin, grants
+from mcp_server.ledger.money import format_amount
+from mcp_server.settings import Settings
+from mcp_server.storage.database import Database, redacted_url
+from mcp_server.tools import TOOL_ARGUMENTS
+from policy.action import Call
+from policy.audit import SignedHead
+from policy.channel import Channel
+from policy.facts import CallFacts
+from policy.loader import load_policy
+from policy.outcome import Outcome
+from policy.results import Refusal
+
+
+def policy_check(file: Path) -> int:
+    policy = load_policy(file, catalog=TOOL_ARGUMENTS)
+    print(f"{file}: OK (version {policy.version})")
+    seen = f"only where {policy.visible.source}" if policy.visible else "every account, to every caller"
+    print(f"  accounts visible: {seen}")
+    for name, tool in policy.tools.items():
+        rules = ", ".join(f"{r.name} -> {_effect(r.outcome, r.channel or tool.channel)}" for r in tool.rules)
+        confirm = f"; approver types back {tool.confirm}" if tool.confirm else ""
+        print(f"  {name}: default {_effect(tool.default, tool.channel)}; {rules or 'no rules'}{confirm}")
+    return 0
+
+
+def policy_explain(
+    settings: Settings, tool: str, raw_args: str, *, balances: Sequence[str] = (), moved_today: str | None = None
+) -> int:
+    arguments = json.loads(raw_args)
+    state = open_state(settings)
+    action = state.gate.actions.get(tool)
+    if action is None:
+        raise Refusal("unknown_tool", f"no tool named '{tool}' (tools: {', '.join(sorted(state.gate.actions))})")
+    call = Call(tool, action.canonical(arguments), settings.principal)
+    found = explain(state, call, balances=_pairs(balances, "--balance"), moved_today=moved_today)
+    print(f"policy: {state.gate.policy.source} ({state.gate.policy.version})")
+    if found.decision is None:
+        print("policy decision: not judged (the call names an account that does not exist)")
+    else:
+        print(f"policy decision: {_effect(found.decision.outcome, found.decision.channel)}")
+        print(f"  reason: {found.decision.reason}")
+        print(f"  matched rules: {', '.join(found.decision.matched_rules) or '(none: the tool default applies)'}")
+    if found.facts is not None and (balances or moved_today is not None):
+        print("  judged on hypothetical facts: " + _hypotheses(found.facts, balances, moved_today))
+    if found.precheck is None:
+        print("ledger pre-checks: pass")
+        print("  effect:")
+        for line in found.effect:
+            print(f"    {line}")
+    else:
+        print(f"ledger pre-checks: would refuse ({found.precheck.code}): {found.precheck.message}")
+    print("(nothing was executed)")
+    return 0
+
+
+def _effect(outcome: Outcome, channel: Channel | None) -> str:
+    """An outcome, with the channel its approval goes through when it needs one: `require_approval (desk)`."""
+    return f"{outcome.value} ({channel.value})" if outcome is Outcome.REQUIRE_APPROVAL and channel else outcome.value
+
+
+def _pairs(items: Sequence[str], option: str) -> dict[str, str]:
+    """'ID=AMOUNT' options as a mapping."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{option} expects ACCOUNT=AMOUNT, e.g. {option} ACC-001=100000")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _hypotheses(facts: CallFacts, balances: Sequence[str], moved_today: str | None) -> str:
+    shown = [f"balance {item}" for item in balances]
+    if moved_today is not None:
+        shown.append(f"moved today {format_amount(facts.moved_today_minor, facts.currency)}")
+    return ", ".join(shown)
+
+
+def admin_init(settings: Settings) -> int:
+    """The explicit step that creates a ledger (or upgrades one), and puts demo money in it only when asked."""
+    state = open_state(settings, create=True, seed=bool(settings.seed_demo))
+    accounts = state.ledger.accounts()
+    print(f"ledger ready at {redacted_url(settings.db_url)}: {len(accounts)} accounts")
+    return 0
+
+
+def _existing(settings: Settings) -> Database:
+    """The ledger `settings` name; never a new one (see `Database.open`)."""
+    return Database.open(settings.db_url, create=False)
+
+
+def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public_keys: Path | None = None) -> int:
+    db = _existing(settings)  # a missing ledger is the first thing to say: it needs no key to find out
+    keys = load_public_keyring(public_keys) if public_keys else load_keyring(key_file(settings.audit_key_file))
+    checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file else None
+    count, findings = reader.verify(db, keys, checkpoint)
+    findings += reverify_decisions(db)  # the approval desk's passkey signatures, re-verified offline
+    if not findings:
+        held = f"; it holds the checkpoint's record {checkpoint.seq}" if checkpoint else ""
+        print(f"audit chain intact: {count} records{held}")
+        return 0
+    print(f"audit chain BROKEN ({count} records read):")
+    for finding in findings:
+        print(f"  {finding}")
+    if all(finding.legacy for finding in findings):
+        print(
+            "hint: all of this is what a ledger from before signed audit lacks; if these are its old postings "
+            "and records, a holder of the audit key vouches for them once with `bankgate-mcp audit adopt`"
+        )
+    return 1
+
+
+def audit_adopt(settings: Settings) -> int:
+    path = key_file(settings.audit_key_file)
+    load_signer(path, create=False)  # a person holding the key vouches: never a key made up on the spot
+    adoption = reader.adopt(_existing(settings), AuditWriter(path))
+    if adoption is None:
+        print("nothing to adopt: every ledger transaction has its audit record and a signature covers the chain")
+        return 0
+    old_records = (
+        f", and records 1 to {adoption.unsigned_through} written before signing" if adoption.unsigned_through else ""
+    )
+    print(
+        f"adopted in signed record {adoption.seq}: {len(adoption.transactions)} ledger transactions posted "
+        f"without a record{old_records}"
+    )
+    for tx, posted in adoption.transactions:
+        print(f"  {tx} ({posted.describe()})")
+    return 0
+
+
+def audit_checkpoint(settings: Settings, out: Path | None) -> int:
+    path = key_file(settings.audit_key_file)
+    head = reader.checkpoint(_existing(settings), load_signer(path, create=False), load_keyring(path))
+    document = json.dumps(head.as_json(), indent=2) + "\n"
+    if out is None:
+        print(document, end="")
+    else:
+        out.write_text(document, encoding="utf-8")
+        print(f"checkpoint of record {head.seq} (hash {head.hash[:16]}…, key {head.key_id}) written to {out}")
+    return 0
+
+
+def audit_public_key(settings: Settings) -> int:
+    print(public_key_text(key_file(settings.audit_key_file)), end="")
+    return 0
+
+
+def _read_checkpoint(file: Path) -> SignedHead:
+    try:
+        return SignedHead.from_json(json.loads(file.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise ValueError(
+            f"checkpoint {file}: not a checkpoint written by 'audit checkpoint' ({type(exc).__name__})"
+        ) from None
+    except ValueError as exc:
+        raise ValueError(f"checkpoint {file}: {exc}") from None
+
+
+def audit_tail(settings: Settings, limit: int) -> int:
+    for line in reader.tail(_existing(settings), limit):
+        print(line.render())
+    return 0
+
+
+def _ledger(settings: Settings) -> Ledger:
+    audit = AuditWriter(settings.audit_key_file)
+    return Ledger(_existing(settings), max_amount_minor=settings.max_amount_minor, audit=audit)
+
+
+def admin_accounts(settings: Settings) -> int:
+    for account in _ledger(settings).accounts():
+        balance = format_amount(account.balance_minor, account.currency)
+        print(f"{account.id:<10} {account.status:<6} {balance:>16}  {account.owner}")
+    return 0
+
+
+def admin_create(settings: Settings, owner: str, currency: str, account_id: str | None) -> int:
+    account = _ledger(settings).create_account(owner, currency, account_id)
+    print(f"created {account.id} for {account.owner} ({account.currency})")
+    return 0
+
+
+def admin_deposit(settings: Settings, account_id: str, amount: str) -> int:
+    receipt = _ledger(settings).deposit(account_id, amount)
+    balance = format_amount(receipt.balance_after_minor, receipt.currency)
+    print(f"deposited {format_amount(receipt.amount_minor, receipt.currency)} to {account_id}; balance {balance}")
+    return 0
+
+
+def admin_history(settings: Settings, account_id: str) -> int:
+    for line in _ledger(settings).history(account_id):
+        amount = format_amount(line.amount_minor, line.currency)
+        print(
+            f"{line.created_at:%Y-%m-%d %H:%M:%S}  {line.kind:<11} {amount:>14}  {line.counterparty}  {line.memo or ''}"
+        )
+    return 0
+
+
+def admin_invariants(settings: Settings) -> int:
+    problems = _ledger(settings).check_invariants()
+    for problem in problems:
+        print(problem)
+    print("ledger invariants hold" if not problems else f"{len(problems)} invariant violations")
+    return 1 if problems else 0
+
+
+def _entitlements(settings: Settings, by: str | None) -> EntitlementAdmin:
+    return EntitlementAdmin(_existing(settings), by, AuditWriter(settings.audit_key_file))
+
+
+def admin_grant(settings: Settings, principal: str, relation: str, account_id: str, by: str | None) -> int:
+    if _entitlements(settings, by).grant(principal, relation, account_id):
+        print(f"granted: {principal} is {relation} of {account_id}")
+    else:
+        print(f"unchanged: {principal} already is {relation} of {account_id}")
+    return 0
+
+
+def admin_revoke(settings: Settings, principal: str, relation: str, account_id: str, by: str | None) -> int:
+    if _entitlements(settings, by).revoke(principal, relation, account_id):
+        print(f"revoked: {principal} is no longer {relation} of {account_id}")
+        return 0
+    raise Refusal("not_granted", f"{principal} is not {relation} of {account_id}; nothing was revoked.")
+
+
+def admin_role_grant(settings: Settings, principal: str, role: str, by: str | None) -> int:
+    if _entitlements(settings, by).grant_role(principal, role):
+        print(f"granted: {principal} has the role {role}")
+    else:
+        print(f"unchanged: {principal} already has the role {role}")
+    return 0
+
+
+def admin_role_revoke(settings: Settings, principal: str, role: str, by: str | None) -> int:
+    if _entitlements(settings, by).revoke_role(principal, role):
+        print(f"revoked: {principal} no longer has the role {role}")
+        return 0
+    raise Refusal("not_granted", f"{principal} does not have the role {role}; nothing was revoked.")
+
+
+def admin_grants(settings: Settings, principal: str | None, account_id: str | None) -> int:
+    found = grants(_existing(settings), principal, account_id)
+    for grant in found:
+        print(grant.render())
+    if not found:
+        print("no entitlements")
+    return 0

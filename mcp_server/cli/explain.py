@@ -1,0 +1,115 @@
+"""`policy explain`: the policy's decision and the ledger's pre-checks, as two separate findings.
+
+An author asking "what does my policy say about a 70,000.00 transfer?" must not be answered
+"insufficient funds": the policy is judged on the facts even when the ledger would refuse the
+call first, and hypothetical facts (a balance, today's total) stand in for a funded account.
+Nothing is written: the facts are read in one transaction that is never committed with changes.
+"""
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import Connection
+
+from mcp_server.app import AppState
+from mcp_server.ledger.books import Ledger
+from mcp_server.ledger.money import minor_units, parse_amount
+from policy.action import Call, Inspection
+from policy.decision import Decision
+from policy.facts import AccountFacts, CallFacts
+from policy.results import Refusal
+from policy.store import GateTx
+
+ROLE_ARGUMENTS = {
+    "from_account": "from_account",
+    "to_account": "to_account",
+    "account": "account_id",
+    "sweep_to": "sweep_to",
+}
+"""Which argument names the account each policy variable describes."""
+
+
+@dataclass(frozen=True)
+class Explanation:
+    decision: Decision | None
+    """The policy's finding; None only when the call names an account that does not exist."""
+    facts: CallFacts | None
+    precheck: Refusal | None
+    """The ledger's finding on the real state: None when the call could run now."""
+    effect: tuple[str, ...]
+
+
+def explain(
+    state: AppState, call: Call, *, balances: Mapping[str, str] | None = None, moved_today: str | None = None
+) -> Explanation:
+    """Judge `call` by the policy (with hypothetical `balances` and `moved_today`, in major units) and
+    by the ledger's pre-checks; changes nothing."""
+    gate, action = state.gate, state.gate.actions[call.tool]
+
+    def work(tx: GateTx[Connection]) -> Explanation:
+        try:
+            inspection, precheck = action.inspect(tx, call), None
+        except Refusal as refusal:
+            inspection, precheck = None, refusal
+        if inspection is None:
+            inspection = _facts_only(state.ledger, tx, call)
+        if inspection is None:
+            return Explanation(None, None, precheck, ())
+        facts = _pretend(gate.facts(tx, call, inspection), balances or {}, moved_today)
+        effect = () if precheck is not None else inspection.effect
+        return Explanation(gate.policy.decide(facts), facts, precheck, effect)
+
+    return gate.store.transaction(work, write=False)
+
+
+def _facts_only(ledger: Ledger, tx: GateTx[Connection], call: Call) -> Inspection | None:
+    """What the policy sees of a call the ledger refuses (e.g. for want of funds): its accounts and amount
+    as they are; None if an account it names does not exist."""
+    accounts: dict[str, AccountFacts | None] = {}
+    for role, argument in ROLE_ARGUMENTS.items():
+        account_id = call.arguments.get(argument)
+        if account_id is None:
+            continue
+        try:
+            account = ledger.account_in(tx.ledger, account_id, argument)
+        except Refusal:
+            return None
+        accounts[role] = AccountFacts(
+            account.id, account.owner, account.status, account.currency, account.balance_minor
+        )
+    first = next((a for a in accounts.values() if a is not None), None)
+    currency = first.currency if first is not None else "USD"
+    amount = call.arguments.get("amount")
+    # No ceiling here: an amount over the ledger's limit is the pre-check's finding, the policy still judges it.
+    amount_minor = 0 if amount is None else parse_amount(amount, currency, ceiling_minor=sys.maxsize)
+    return Inspection((), accounts, currency, minor_units(currency), amount_minor)
+
+
+def _pretend(facts: CallFacts, balances: Mapping[str, str], moved_today: str | None) -> CallFacts:
+    """`facts` with the hypothetical balances and daily total in place of the ledger's."""
+    unknown = set(balances) - {a.id for a in facts.accounts.values() if a is not None}
+    if unknown:
+        raise ValueError(f"--balance names {', '.join(sorted(unknown))}, which this call does not involve")
+    accounts = {
+        role: replace(a, balance_minor=_minor(balances[a.id], a.currency, "--balance"))
+        if a is not None and a.id in balances
+        else a
+        for role, a in facts.accounts.items()
+    }
+    moved = facts.moved_today_minor if moved_today is None else _minor(moved_today, facts.currency, "--moved-today")
+    return replace(facts, accounts=accounts, moved_today_minor=moved)
+
+
+def _minor(amount: str, currency: str, option: str) -> int:
+    """A hypothetical amount in minor units: zero or more, at most the currency's decimal places."""
+    try:
+        value = Decimal(amount)
+    except InvalidOperation:
+        raise ValueError(f"{option}: the amount is not a number (use e.g. 100000 or 1234.56)") from None
+    exponent = minor_units(currency)
+    scaled = value.scaleb(exponent)
+    if not value.is_finite() or value < 0 or scaled != scaled.to_integral_value():
+        raise ValueError(f"{option}: the amount must be zero or more with at most {exponent} decimal places")
+    return int(scaled)

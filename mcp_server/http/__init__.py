@@ -1,0 +1,1 @@
+"""Streamable HTTP: the ASGI app (`app`), bearer tokens (`auth`, `oauth`) and the health probes."""

@@ -1,0 +1,144 @@
+"""OAuth 2.1 resource server (the MCP authorization spec): JWT access tokens from a configured issuer.
+
+bankgate never issues tokens: an authorization server (Entra ID, Auth0, Keycloak, ...) does, and
+clients find it through the protected-resource metadata (RFC 9728) that `mcp_server.http.app` serves. Each
+token is checked here with PyJWT against the issuer's published keys (a JWKS URL, refreshed on an
+unknown key id, or a JWKS file): signature, `iss`, `aud`, `exp`/`nbf`, then mapped to the
+principal the audit log records (the `sub` claim, or another) and its scopes. A token that fails
+any check is simply not authenticated (401); a valid one without the required scopes gets 403.
+"""
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import jwt
+from mcp.server.auth.provider import AccessToken, TokenVerifier
+
+ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+"""Asymmetric algorithms only: a shared-secret (HS*) token could be forged by anyone holding the key."""
+LEEWAY_SECONDS = 30
+"""Clock skew tolerated on `exp` and `nbf` between the issuer and this server."""
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OAuthConfig:
+    issuer: str
+    audience: str
+    jwks_url: str | None = None
+    jwks_file: Path | None = None
+    principal_claim: str = "sub"
+    role_scopes: Mapping[str, str] = field(default_factory=dict)
+    """role -> the scope that carries it (`parse_role_scopes`)."""
+
+
+class RoleToken(AccessToken):
+    """A verified JWT with the roles its scopes carry. Only the issuer's tokens are this type, so a
+    static token never carries a role, whatever scopes it is configured with."""
+
+    roles: tuple[str, ...] = ()
+
+
+def parse_role_scopes(text: str | None, known: Sequence[str]) -> dict[str, str]:
+    """'role=scope,...' (BANKGATE_OAUTH_ROLE_SCOPES) as role -> scope; only roles in `known`."""
+    mapping: dict[str, str] = {}
+    for i, item in enumerate(filter(None, (p.strip() for p in (text or "").split(","))), 1):
+        role, _, scope = (part.strip() for part in item.partition("="))
+        if not role or not scope or " " in scope:
+            raise ValueError(f"BANKGATE_OAUTH_ROLE_SCOPES entry {i}: expected role=scope")
+        if role not in known:
+            raise ValueError(f"BANKGATE_OAUTH_ROLE_SCOPES entry {i}: unknown role; the roles are {', '.join(known)}")
+        if role in mapping:
+            raise ValueError(f"BANKGATE_OAUTH_ROLE_SCOPES entry {i}: role '{role}' is mapped twice")
+        mapping[role] = scope
+    return mapping
+
+
+class JwtTokenVerifier:
+    """The SDK's `TokenVerifier` for JWT access tokens (RFC 9068) signed by one issuer."""
+
+    def __init__(self, config: OAuthConfig) -> None:
+        self._config = config
+        if config.jwks_file is not None:
+            self._keys: jwt.PyJWKSet | None = jwt.PyJWKSet.from_json(config.jwks_file.read_text(encoding="utf-8"))
+            self._client: jwt.PyJWKClient | None = None
+        else:
+            assert config.jwks_url is not None, "OAuthConfig needs jwks_url or jwks_file"
+            self._keys, self._client = None, jwt.PyJWKClient(config.jwks_url, cache_keys=True, timeout=5)
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        # Fetching the JWKS is blocking network I/O (cached after the first token): off the event loop.
+        return await anyio.to_thread.run_sync(self._verify, token)
+
+    def _verify(self, token: str) -> AccessToken | None:
+        try:
+            claims = jwt.decode(
+                token,
+                self._signing_key(token),
+                algorithms=list(ALGORITHMS),
+                audience=self._config.audience,
+                issuer=self._config.issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iss", "aud", self._config.principal_claim]},
+            )
+        except (jwt.PyJWTError, ValueError) as exc:
+            log.info("bearer token refused: %s", type(exc).__name__)  # never the token itself
+            return None
+        principal = claims.get(self._config.principal_claim)
+        if not isinstance(principal, str) or not principal:
+            log.info("bearer token refused: claim %r is not a non-empty string", self._config.principal_claim)
+            return None
+        scopes = _scopes(claims)
+        return RoleToken(
+            token=token,
+            client_id=principal,
+            scopes=scopes,
+            roles=tuple(sorted(role for role, scope in self._config.role_scopes.items() if scope in scopes)),
+            expires_at=int(claims["exp"]),
+            subject=str(claims.get("sub", principal)),
+            claims={"iss": claims["iss"]},
+        )
+
+    def _signing_key(self, token: str) -> Any:
+        if self._client is not None:
+            return self._client.get_signing_key_from_jwt(token).key
+        assert self._keys is not None
+        kid = jwt.get_unverified_header(token).get("kid")
+        for key in self._keys.keys:
+            if kid is None or key.key_id == kid:
+                return key.key
+        raise jwt.InvalidKeyError("no key in the JWKS file matches the token's key id")
+
+
+def _scopes(claims: dict[str, Any]) -> list[str]:
+    """RFC 9068 `scope` (space-separated), or Entra ID's `scp` string / `roles` list."""
+    found: list[str] = []
+    for name in ("scope", "scp"):
+        value = claims.get(name)
+        if isinstance(value, str):
+            found += value.split()
+        elif isinstance(value, list):
+            found += [str(v) for v in value]
+    roles = claims.get("roles")
+    if isinstance(roles, list):
+        found += [str(r) for r in roles]
+    return list(dict.fromkeys(found))
+
+
+class EitherVerifier:
+    """Static tokens first (constant time), then JWTs: simple setups and an issuer side by side."""
+
+    def __init__(self, verifiers: Sequence[TokenVerifier]) -> None:
+        self._verifiers = list(verifiers)
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        for verifier in self._verifiers:
+            found = await verifier.verify_token(token)
+            if found is not None:
+                return found
+        return None

@@ -1,0 +1,215 @@
+"""Entitlements: which principal may act on which account, kept in the ledger database.
+
+Two kinds, from a small fixed vocabulary (migration 0003 enforces it):
+
+* a **relation** of a principal to one account: `owner` (read, debit, close) or
+  `viewer` (read only);
+* a principal-wide **role**: `operator` (bank staff, acting on any account).
+
+The server only reports them: a call's facts carry the caller's relations to each account
+it names and the caller's roles, read in the deciding transaction, and the policy decides
+what they permit. Changes made with `bankgate-mcp admin` are audit records (event
+`granted`/`revoked`, tool `entitlements`, the administrator as principal) in the same
+transaction as the change, so the chained audit log says who granted what and when; the
+table itself keeps who made each grant that stands.
+"""
+
+import getpass
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection
+
+from mcp_server.audit.writer import AuditWriter
+from mcp_server.ledger.errors import ErrorCode, LedgerError
+from mcp_server.ledger.identifiers import parse_account_id
+from mcp_server.storage.database import Database
+from mcp_server.storage.gate_store import SqlGateStore, SqlGateTx
+from mcp_server.storage.statement import Statement
+from mcp_server.timestamps import now_text
+from policy.store import AuditEntry
+
+RELATIONS = ("owner", "viewer")
+ROLES = ("operator",)
+AUDIT_TOOL = "entitlements"
+"""The `tool` of the audit records of entitlement changes."""
+
+_PRINCIPAL = re.compile(r"[\x21-\x7e]{1,100}")
+
+_HELD = Statement(
+    "SELECT account_id, relation FROM account_access WHERE principal = :principal AND account_id IN (:first, :second)"
+    " UNION ALL SELECT NULL, role FROM principal_roles WHERE principal = :principal"
+)
+_ACCOUNT_EXISTS = Statement("SELECT 1 FROM accounts WHERE id = :account_id AND kind = 'customer'")
+_GRANT = Statement(
+    "INSERT INTO account_access (principal, account_id, relation, granted_by, granted_at)"
+    " VALUES (:principal, :account_id, :relation, :by, :at) ON CONFLICT DO NOTHING"
+)
+_REVOKE = Statement(
+    "DELETE FROM account_access WHERE principal = :principal AND account_id = :account_id AND relation = :relation"
+)
+_GRANT_ROLE = Statement(
+    "INSERT INTO principal_roles (principal, role, granted_by, granted_at)"
+    " VALUES (:principal, :role, :by, :at) ON CONFLICT DO NOTHING"
+)
+_REVOKE_ROLE = Statement("DELETE FROM principal_roles WHERE principal = :principal AND role = :role")
+_LIST = Statement(
+    "SELECT principal, account_id, relation, granted_by, granted_at FROM account_access"
+    " UNION ALL SELECT principal, NULL, role, granted_by, granted_at FROM principal_roles"
+)
+
+
+@dataclass(frozen=True)
+class Held:
+    """What one principal holds that bears on one call: its roles and its relations to the named accounts."""
+
+    roles: tuple[str, ...] = ()
+    relations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def to(self, account_id: str) -> tuple[str, ...]:
+        """The principal's relations to `account_id`, e.g. ("owner",); () when none."""
+        return self.relations.get(account_id, ())
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One standing entitlement; `account_id` is None for a principal-wide role."""
+
+    principal: str
+    account_id: str | None
+    name: str
+    granted_by: str
+    granted_at: str
+
+    def render(self) -> str:
+        target = f"on {self.account_id}" if self.account_id else "role (any account)"
+        return f"{self.principal:<16} {self.name:<9} {target:<20} granted by {self.granted_by} at {self.granted_at}"
+
+
+def held_in(conn: Connection, principal: str, account_ids: Iterable[str]) -> Held:
+    """The roles of `principal` and its relations to (at most two of) `account_ids`, in one query."""
+    first, *rest = account_ids
+    rows = _HELD.all(conn, {"principal": principal, "first": first, "second": rest[0] if rest else first})
+    relations: dict[str, list[str]] = {}
+    roles: list[str] = []
+    for account_id, name in rows:
+        if account_id is None:
+            roles.append(name)
+        else:
+            relations.setdefault(account_id, []).append(name)
+    return Held(tuple(sorted(roles)), {k: tuple(sorted(v)) for k, v in relations.items()})
+
+
+def grant_in(conn: Connection, principal: str, relation: str, account_id: str, by: str) -> bool:
+    """Give `principal` `relation` to `account_id`; False if it already held it."""
+    params = _access(conn, principal, relation, account_id)
+    return _GRANT.run(conn, {**params, "by": by, "at": now_text()}) == 1
+
+
+def grant_role_in(conn: Connection, principal: str, role: str, by: str) -> bool:
+    """Give `principal` a role; False if it already had it."""
+    params = _role(principal, role)
+    return _GRANT_ROLE.run(conn, {**params, "by": by, "at": now_text()}) == 1
+
+
+def grants(db: Database, principal: str | None = None, account_id: str | None = None) -> list[Grant]:
+    """Standing grants, optionally of one principal and/or on one account (roles count for every account)."""
+    who = None if principal is None else parse_principal(principal)
+    where = None if account_id is None else parse_account_id(account_id, "account_id")
+
+    def read(conn: Connection) -> list[Grant]:
+        if where is not None:
+            _known_account(conn, where)
+        found = [Grant(*row) for row in _LIST.all(conn)]
+        return sorted(
+            (g for g in found if who in (None, g.principal) and (where is None or g.account_id in (None, where))),
+            key=lambda g: (g.principal, g.account_id or "", g.name),
+        )
+
+    return db.read(read)
+
+
+class EntitlementAdmin:
+    """Entitlement changes from `bankgate-mcp admin`, each audited in the transaction that makes it."""
+
+    def __init__(self, db: Database, actor: str | None = None, audit: AuditWriter | None = None) -> None:
+        self._store = SqlGateStore(db, audit)
+        self.actor = "admin:" + parse_principal(actor or _login_name(), "--by")
+
+    def grant(self, principal: str, relation: str, account_id: str) -> bool:
+        def grant(conn: Connection) -> bool:
+            return grant_in(conn, principal, relation, account_id, self.actor)
+
+        return self._change("granted", grant, principal=principal, relation=relation, account_id=account_id)
+
+    def revoke(self, principal: str, relation: str, account_id: str) -> bool:
+        def revoke(conn: Connection) -> bool:
+            return _REVOKE.run(conn, _access(conn, principal, relation, account_id)) == 1
+
+        return self._change("revoked", revoke, principal=principal, relation=relation, account_id=account_id)
+
+    def grant_role(self, principal: str, role: str) -> bool:
+        def grant(conn: Connection) -> bool:
+            return grant_role_in(conn, principal, role, self.actor)
+
+        return self._change("granted", grant, principal=principal, role=role)
+
+    def revoke_role(self, principal: str, role: str) -> bool:
+        return self._change(
+            "revoked", lambda c: _REVOKE_ROLE.run(c, _role(principal, role)) == 1, principal=principal, role=role
+        )
+
+    def _change(self, event: str, apply: Callable[[Connection], bool], **arguments: str) -> bool:
+        """Apply one change; if it changed anything, append its audit record in the same transaction."""
+
+        def work(tx: SqlGateTx) -> bool:
+            changed = apply(tx.conn)
+            if changed:
+                entry = AuditEntry(time.time(), event, self.actor, AUDIT_TOOL, arguments, policy_version="-")
+                tx.append_audit(entry)
+            return changed
+
+        return self._store.transaction(work)
+
+
+def parse_principal(value: object, field: str = "principal") -> str:
+    """Principal names as tokens carry them: 1 to 100 visible ASCII characters."""
+    if isinstance(value, str) and _PRINCIPAL.fullmatch(value):
+        return value
+    raise LedgerError(
+        ErrorCode.INVALID_PRINCIPAL, f"{field} must be 1 to 100 visible ASCII characters without spaces.", field=field
+    )
+
+
+def _access(conn: Connection, principal: str, relation: str, account_id: str) -> dict[str, str]:
+    params = {
+        "principal": parse_principal(principal),
+        "relation": _one_of(relation, RELATIONS, "relation", ErrorCode.INVALID_RELATION),
+        "account_id": parse_account_id(account_id, "account_id"),
+    }
+    _known_account(conn, params["account_id"])
+    return params
+
+
+def _role(principal: str, role: str) -> dict[str, str]:
+    return {"principal": parse_principal(principal), "role": _one_of(role, ROLES, "role", ErrorCode.INVALID_ROLE)}
+
+
+def _one_of(value: object, allowed: tuple[str, ...], field: str, code: ErrorCode) -> str:
+    if isinstance(value, str) and value in allowed:
+        return value
+    raise LedgerError(code, f"{field} must be one of: {', '.join(allowed)}.", field=field)
+
+
+def _known_account(conn: Connection, account_id: str) -> None:
+    if _ACCOUNT_EXISTS.one(conn, {"account_id": account_id}) is None:
+        raise LedgerError(ErrorCode.UNKNOWN_ACCOUNT, f"Account {account_id} does not exist.", field="account_id")
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (e.g. a container user without a passwd entry)
+        return "unknown"

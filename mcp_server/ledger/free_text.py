@@ -1,0 +1,76 @@
+"""Parsers for the free-text fields the ledger stores: transfer memos and account owners.
+
+Both are shown to humans on approval screens and statements, inside text the bank writes,
+so they must not be able to pass for part of it. Refused (one rule for both fields):
+
+* control and formatting characters, including bidirectional overrides that reorder text;
+* characters that render as blank: Unicode's default-ignorable code points (zero-width
+  characters, Hangul fillers such as U+3164, variation selectors, tags, ...), the Braille
+  blank U+2800, and every space except the plain one (U+0020); a blank run could pad a memo
+  until it seemed to end and the bank's own lines to begin;
+* stacks of more than `MAX_COMBINING_MARKS` combining marks on one character, which spill
+  over the lines above and below ("Zalgo" text). Scripts that use marks need at most that.
+"""
+
+import unicodedata
+
+from mcp_server.ledger.errors import ErrorCode, LedgerError
+
+MAX_MEMO_LENGTH = 140
+MAX_OWNER_LENGTH = 100
+MAX_COMBINING_MARKS = 3
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_COMBINING_CATEGORIES = frozenset({"Mn", "Mc", "Me"})
+# Default_Ignorable_Code_Point (Unicode DerivedCoreProperties.txt), plus U+2800 BRAILLE PATTERN BLANK.
+_BLANK_RANGES = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+    (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x2800, 0x2800),
+    (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)  # fmt: skip
+_BLANK = frozenset(chr(c) for start, end in _BLANK_RANGES for c in range(start, end + 1))
+
+
+def parse_memo(value: object) -> str | None:
+    """A memo is optional: `None` or blank means no memo; otherwise trimmed, printable text."""
+    if value is None:
+        return None
+    text = _printable_text(value, "memo", MAX_MEMO_LENGTH, ErrorCode.INVALID_MEMO)
+    return text or None
+
+
+def parse_owner(value: object) -> str:
+    """An owner name is required, trimmed, printable text."""
+    text = _printable_text(value, "owner", MAX_OWNER_LENGTH, ErrorCode.INVALID_OWNER)
+    if not text:
+        raise LedgerError(ErrorCode.INVALID_OWNER, "owner must not be empty.", field="owner")
+    return text
+
+
+def _printable_text(value: object, field: str, max_length: int, code: ErrorCode) -> str:
+    if not isinstance(value, str):
+        raise LedgerError(code, f"{field} must be text.", field=field)
+    text = value.strip()
+    if len(text) > max_length:
+        raise LedgerError(code, f"{field} must be at most {max_length} characters.", field=field)
+    if any(unicodedata.category(ch) in _UNPRINTABLE_CATEGORIES for ch in text):
+        raise LedgerError(code, f"{field} contains control or invisible formatting characters.", field=field)
+    if any(ch in _BLANK or (ch != " " and unicodedata.category(ch) == "Zs") for ch in text):
+        raise LedgerError(
+            code,
+            f"{field} contains characters that render as blank; only the plain space may separate words.",
+            field=field,
+        )
+    if _longest_mark_run(text) > MAX_COMBINING_MARKS:
+        raise LedgerError(
+            code, f"{field} stacks more than {MAX_COMBINING_MARKS} combining marks on one character.", field=field
+        )
+    return text
+
+
+def _longest_mark_run(text: str) -> int:
+    longest = run = 0
+    for ch in text:
+        run = run + 1 if unicodedata.category(ch) in _COMBINING_CATEGORIES else 0
+        longest = max(longest, run)
+    return longest

@@ -1,0 +1,401 @@
+"""One transactional code path over SQLite and PostgreSQL, with retries users never see.
+
+Concurrency model (why the ledger stays correct with many writers):
+
+* SQLite: WAL journal, ``synchronous=FULL`` (a commit that returned survives power loss),
+  foreign keys on, and every write transaction opened with ``BEGIN IMMEDIATE`` so writers
+  take the single write lock up front and queue on ``busy_timeout`` instead of failing on a
+  read-to-write lock upgrade (a lock still held after the timeout is retried like any other
+  contention). Writers in one process also queue on a Python lock first, so they hand the
+  file lock over promptly rather than polling for it. Reads run under ``BEGIN DEFERRED``:
+  a WAL snapshot that writers never block. One long-lived reader connection serves whichever
+  read finds it free (in practice the event loop's inline reads), skipping the pool's
+  checkout and reset, which cost more than a small indexed read.
+* PostgreSQL: READ COMMITTED, and the ledger locks the rows it will change with
+  ``SELECT … FOR UPDATE`` in ascending id order (``Database.for_update``), so two transfers
+  touching the same accounts serialize and cannot deadlock. Serialization failures,
+  deadlocks and lock timeouts (SQLSTATE 40001/40P01/55P03) are retried anyway, so such an
+  error never reaches a user. A unique violation (23505) is not transient: retrying the same
+  work meets the same row, so it is an error, never retried (writers that may race on a
+  key take its turn first, see ``turns``).
+
+Two options serve callers on an event loop (``Database.run``):
+
+* ``wait=False`` (SQLite only): write now or raise ``WouldWait`` at once, never waiting for
+  a lock another writer holds (the in-process write lock is only tried, and the write runs
+  on one long-lived connection whose ``busy_timeout`` is 0). What is left to wait on is the
+  disk, which costs less than the thread hop that waiting would need.
+* ``durable=False``: the commit need not reach the disk before ``run`` returns (SQLite
+  ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``). It survives the process
+  being killed, not the machine losing power; any later durable commit flushes it too. Only
+  for writes whose loss is safe, never for an outcome someone is told about.
+
+Retries re-run the whole ``work`` callable on a fresh transaction, so ``work`` must not
+have side effects outside the transaction (no network calls, no appends to outer lists
+that survive a rollback). Do not nest ``run`` calls: pass the ``Connection`` down instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+
+import platformdirs
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from mcp_server.ledger.errors import ErrorCode, LedgerError
+from mcp_server.storage import migrations
+from mcp_server.storage.statement import Statement
+
+T = TypeVar("T")
+Dialect = Literal["sqlite", "postgresql"]
+
+_log = logging.getLogger(__name__)
+
+_MAX_ATTEMPTS = 12
+_RETRY_DEADLINE_S = 15.0
+_BACKOFF_FIRST_S = 0.002
+_BACKOFF_CAP_S = 0.25
+_SQLITE_BUSY_TIMEOUT_MS = 5_000
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+# SQLite's driver runs in autocommit mode, so each transaction states its own BEGIN; PostgreSQL's
+# driver begins implicitly with the first statement.
+_SQLITE_BEGIN = {True: Statement("BEGIN IMMEDIATE"), False: Statement("BEGIN DEFERRED")}
+_SQLITE_END_READ = Statement("ROLLBACK")
+_SQLITE_NO_WAITING = Statement("PRAGMA busy_timeout = 0")
+_SQLITE_RELAXED, _SQLITE_DURABLE = Statement("PRAGMA synchronous = NORMAL"), Statement("PRAGMA synchronous = FULL")
+_POSTGRES_RELAXED = Statement("SET LOCAL synchronous_commit = off")
+
+_UNAVAILABLE = "The ledger database is unavailable right now; please try again shortly."
+_BUSY = "The ledger is too busy to complete this right now; please try again shortly."
+
+
+def default_database_url() -> str:
+    """``sqlite:///<user data dir>/bankgate/ledger.db`` (the directory is created on open)."""
+    return f"sqlite:///{Path(platformdirs.user_data_dir('bankgate')) / 'ledger.db'}"
+
+
+class LedgerNotOpened(ValueError):
+    """No ledger at a URL (missing, not a bankgate database, malformed URL); the message is one line with a hint."""
+
+
+class DatabaseUnreachable(LedgerError):
+    """The database server or file cannot be reached; the message names where and what to check, never a password."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.DATABASE_UNAVAILABLE, message)
+
+
+def redacted_url(url: str) -> str:
+    """A database URL without its password, for logs and error messages."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{location}" if ":" in credentials else url
+
+
+class WouldWait(Exception):
+    """A ``run(wait=False)`` found the write lock taken: nothing ran; run it where waiting is harmless."""
+
+
+class Database:
+    """A pooled engine plus the transaction discipline every ledger operation runs under."""
+
+    def __init__(self, engine: Engine) -> None:
+        """Wrap a configured engine; use :meth:`open`, which also applies migrations."""
+        self._engine = engine
+        self._dialect = cast(Dialect, engine.dialect.name)
+        self._write_gate = threading.Lock() if self._dialect == "sqlite" else None
+        self._reader: Connection | None = None
+        self._reader_free = threading.Lock()
+        self._prompt_writer: Connection | None = None
+        """SQLite: the connection of writes that must not wait (``busy_timeout`` 0), used under the write gate."""
+
+    @classmethod
+    def open(cls, url: str, *, pool_size: int = 16, create: bool = True) -> Database:
+        """Connect to ``url`` (``sqlite:///path``, a plain path, or ``postgresql://…``) and migrate.
+
+        ``create=False`` opens only an existing bankgate ledger (one with ``schema_migrations``),
+        so a mistyped URL is an error instead of a new, empty ledger; it still applies pending
+        migrations to an existing one. Raises ``LedgerNotOpened`` or ``DatabaseUnreachable``,
+        each with a one-line hint.
+        """
+        database = cls(_create_engine(url, pool_size, create=create))
+        try:
+            database._check_reachable(url, create)
+            migrations.apply_pending(database)
+        except BaseException:
+            database.close()
+            raise
+        return database
+
+    def _check_reachable(self, url: str, create: bool) -> None:
+        """Connect once, turning a driver's chained traceback into one line that names the server."""
+        try:
+            with self._engine.connect() as conn:
+                exists = inspect(conn).has_table("schema_migrations")
+        except OperationalError as exc:
+            raise DatabaseUnreachable(_unreachable(self._engine.url, exc)) from exc
+        if not create and not exists:
+            raise LedgerNotOpened(
+                f"{redacted_url(url)} holds no bankgate ledger; create one with "
+                "`bankgate-mcp admin init --db URL` (add --seed-demo for demo accounts)"
+            )
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._dialect
+
+    @property
+    def for_update(self) -> str:
+        """Row-lock suffix for a SELECT of rows about to change (SQLite locks the whole file)."""
+        return " FOR UPDATE" if self._dialect == "postgresql" else ""
+
+    def run(self, work: Callable[[Connection], T], *, wait: bool = True, durable: bool = True) -> T:
+        """Run ``work`` in one write transaction, committed on return, retried on contention.
+
+        ``wait=False`` raises ``WouldWait`` instead of waiting for another writer (always on
+        PostgreSQL, whose every statement waits on the network); ``durable=False`` lets the
+        commit return before it reaches the disk (see the module docstring).
+        """
+        if not wait and self._dialect != "sqlite":
+            raise WouldWait
+        return self._transact(work, write=True, wait=wait, durable=durable)
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        """Run read-only ``work`` in one consistent snapshot; it must not write."""
+        if self._dialect == "sqlite" and self._reader_free.acquire(blocking=False):
+            try:
+                return self._read_on_reader(work)
+            except DBAPIError:
+                self._reader = _discarded(self._reader)  # and read again below, with the usual retries and reporting
+            finally:
+                self._reader_free.release()
+        return self._transact(work, write=False)
+
+    def ping(self) -> None:
+        """Readiness probe: raise ``database_unavailable`` unless a trivial query succeeds."""
+        self.read(lambda conn: conn.execute(text("SELECT 1")).scalar_one())
+
+    def close(self) -> None:
+        """Close pooled connections; connections checked out elsewhere close on return."""
+        with self._reader_free:
+            self._reader = _discarded(self._reader)
+        if self._write_gate is not None:
+            with self._write_gate:
+                self._prompt_writer = _discarded(self._prompt_writer)
+        self._engine.dispose()
+
+    def _read_on_reader(self, work: Callable[[Connection], T]) -> T:
+        """One SQLite read on the long-lived reader connection; the caller holds `_reader_free`."""
+        if self._reader is None:
+            self._reader = self._engine.connect()
+        conn = self._reader
+        _SQLITE_BEGIN[False].run(conn)
+        try:
+            return work(conn)
+        finally:
+            _SQLITE_END_READ.run(conn)
+            if conn.in_transaction():  # `work` used SQLAlchemy's own execute, which begins implicitly
+                conn.rollback()
+
+    def _transact(self, work: Callable[[Connection], T], *, write: bool, wait: bool = True, durable: bool = True) -> T:
+        deadline = time.monotonic() + _RETRY_DEADLINE_S
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            try:
+                with self._turn(write, wait), self._connection(wait) as conn:
+                    if self._dialect == "postgresql":
+                        with conn.begin():
+                            if not durable:
+                                _POSTGRES_RELAXED.run(conn)
+                            return work(conn)
+                    with _relaxed(conn, not durable), conn.begin():
+                        _SQLITE_BEGIN[write].run(conn)
+                        return work(conn)
+            except DBAPIError as exc:
+                if not _is_transient(exc):
+                    if not wait:
+                        self._prompt_writer = _discarded(self._prompt_writer)
+                    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                        _log.warning("ledger database unavailable", exc_info=True)
+                        raise LedgerError(ErrorCode.DATABASE_UNAVAILABLE, _UNAVAILABLE) from exc
+                    raise
+                if not wait:
+                    raise WouldWait from exc
+                if attempt == _MAX_ATTEMPTS or time.monotonic() > deadline:
+                    _log.warning("ledger transaction still contended after %d attempts", attempt, exc_info=True)
+                    raise LedgerError(ErrorCode.DATABASE_UNAVAILABLE, _BUSY) from exc
+                _log.debug("retrying contended ledger transaction (attempt %d)", attempt)
+            except PoolTimeoutError as exc:
+                raise LedgerError(ErrorCode.DATABASE_UNAVAILABLE, _BUSY) from exc
+            delay = min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2**attempt)
+            time.sleep(random.uniform(0, delay))
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    @contextmanager
+    def _connection(self, wait: bool) -> Iterator[Connection]:
+        """A pooled connection; for a write that must not wait, the long-lived prompt writer."""
+        if wait:
+            with self._engine.connect() as conn:
+                yield conn
+            return
+        if self._prompt_writer is None or self._prompt_writer.invalidated:  # a reconnect would lose busy_timeout 0
+            self._prompt_writer = _discarded(self._prompt_writer) or self._engine.connect()
+            _SQLITE_NO_WAITING.run(self._prompt_writer)
+        yield self._prompt_writer
+
+    @contextmanager
+    def _turn(self, write: bool, wait: bool) -> Iterator[None]:
+        """This process's turn to write on SQLite (one writer at a time); nothing to take otherwise."""
+        gate = self._write_gate if write else None
+        if gate is not None and not gate.acquire(blocking=wait):
+            raise WouldWait
+        try:
+            yield
+        finally:
+            if gate is not None:
+                gate.release()
+
+
+def _discarded(conn: Connection | None) -> Connection | None:
+    """Close a long-lived connection for good; what replaces it: none, until one is next needed."""
+    if conn is not None:
+        conn.invalidate()
+        conn.close()
+    return None
+
+
+@contextmanager
+def _relaxed(conn: Connection, relaxed: bool) -> Iterator[None]:
+    """SQLite's ``synchronous`` for one transaction (it cannot change inside one), then back to FULL."""
+    if not relaxed:
+        yield
+        return
+    _SQLITE_RELAXED.run(conn)
+    try:
+        yield
+    finally:
+        try:
+            _SQLITE_DURABLE.run(conn)
+        except DBAPIError:
+            conn.invalidate()  # never hand a connection that commits without fsync back to the pool
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    """Lock contention, serialization failure, deadlock or lock timeout: worth a retry."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in _RETRYABLE_SQLSTATES
+    sqlite_code = getattr(exc.orig, "sqlite_errorcode", None)
+    return sqlite_code is not None and sqlite_code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+
+
+def _unreachable(url: URL, exc: OperationalError) -> str:
+    """One line: which server could not be reached, the driver's reason, and what to check."""
+    if url.get_backend_name() == "sqlite":
+        return f"cannot open the SQLite ledger {url.database}: {_first_line(exc)}; check the path and its permissions"
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    reason = _first_line(exc)
+    hint = "check that PostgreSQL runs there and accepts TCP connections, and the host and port in --db"
+    if "does not exist" in reason:
+        hint = "create the database (createdb) or fix its name in --db"
+    elif "authentication" in reason or "password" in reason:
+        hint = "check the user and password in --db (or PGPASSWORD / ~/.pgpass)"
+    return f"cannot reach PostgreSQL at {where} (database {url.database!r}): {reason}; {hint}"
+
+
+def _first_line(exc: OperationalError) -> str:
+    """The driver's own reason, without the 'connection to server at … failed:' preamble."""
+    message = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    match = re.search(r"port \d+ failed: (.*)", message)
+    return (match.group(1) if match else message.removeprefix("connection failed: ")).strip()
+
+
+def _create_engine(url: str, pool_size: int, *, create: bool) -> Engine:
+    engine_url = _engine_url(url, create=create)
+    if engine_url.get_backend_name() == "sqlite":
+        engine = create_engine(
+            engine_url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
+        event.listen(engine, "connect", _configure_sqlite_connection)
+        return engine
+    return create_engine(
+        engine_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        isolation_level="READ COMMITTED",
+        connect_args=_POSTGRES_CONNECT_ARGS,
+    )
+
+
+_POSTGRES_CONNECT_ARGS = {
+    "connect_timeout": 5,
+    # A server or network that goes silent on an open connection must fail a call within
+    # seconds, not after the kernel's two-hour defaults: unacknowledged sends give up after
+    # 5 s, and idle connections are probed so a dead peer is noticed before it is used.
+    "tcp_user_timeout": 5_000,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+}
+
+
+def _engine_url(url: str, *, create: bool) -> URL:
+    """Normalise the accepted URL forms; refuse in-memory SQLite, unknown schemes, and (unless
+    creating) a SQLite file that does not exist, before the driver would create it."""
+    as_path = "://" not in url
+    try:
+        parsed = URL.create("sqlite", database=str(Path(url).expanduser().resolve())) if as_path else make_url(url)
+    except ArgumentError as exc:
+        raise LedgerNotOpened("the database URL is malformed; use sqlite:///path or postgresql://user@host/db") from exc
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend != "sqlite":
+        raise LedgerNotOpened(
+            f"unsupported database URL scheme {parsed.drivername!r}; use sqlite:///path or postgresql://…"
+        )
+    if parsed.host:
+        raise LedgerNotOpened(
+            "a SQLite URL takes three slashes: sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    if not parsed.database or parsed.database == ":memory:":
+        raise LedgerNotOpened("the ledger needs a file-backed SQLite database, not an in-memory one")
+    file = Path(parsed.database).expanduser()
+    if not create and not file.exists():
+        raise LedgerNotOpened(
+            f"no ledger at {redacted_url(url)} ({file} does not exist); create one with "
+            "`bankgate-mcp admin init --db URL` (add --seed-demo for demo accounts)"
+        )
+    file.parent.mkdir(parents=True, exist_ok=True)
+    return parsed.set(drivername="sqlite+pysqlite")
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: object) -> None:
+    # The driver must not issue its own BEGINs; Database._transact does.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()

@@ -1,0 +1,39 @@
+"""Turns: write transactions that must not interleave, per name, across processes and replicas.
+
+A decision that reads a total over other calls (today's moved amount) is only sound if no
+call changing that total commits between the read and this transaction's own commit; an
+idempotency key may be stored only by the transaction that found it unused. Both hold when
+such transactions take a turn on the name (the principal, the key) before they read.
+
+PostgreSQL: a transaction-scoped advisory lock on (space, hash of the name), released at
+commit or rollback; READ COMMITTED then shows every statement after it what the previous
+holder committed. A hash collision only makes two names share a turn. SQLite: nothing to
+take, since `BEGIN IMMEDIATE` already gives every write transaction the whole file.
+
+Lock order (no deadlocks): the principal's turn, then the key's, then approval rows, then
+account rows (in id order), then the audit head.
+"""
+
+import hashlib
+from enum import IntEnum
+
+from sqlalchemy import Connection
+
+from mcp_server.storage.statement import Statement
+
+_TAKE = Statement("SELECT pg_advisory_xact_lock(:space, :name)")
+
+
+class Space(IntEnum):
+    """What a turn is named after; two spaces never share a turn."""
+
+    PRINCIPAL = 1
+    IDEMPOTENCY_KEY = 2
+
+
+def take_turn(conn: Connection, space: Space, name: str) -> None:
+    """Wait until no other transaction holds `name`'s turn, then hold it until this one ends."""
+    if conn.dialect.name != "postgresql":
+        return
+    hashed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
+    _TAKE.one(conn, {"space": int(space), "name": hashed})

@@ -1,0 +1,98 @@
+"""Versioned schema migrations: `migrations/NNNN_name.sql` applied in order at open.
+
+Each pending file runs in its own write transaction together with its row in
+`schema_migrations` (version, name, applied_at), so a migration is either fully applied
+and recorded or not at all, and re-opening applies nothing. Two processes opening the same
+database at once are serialized: SQLite by the `BEGIN IMMEDIATE` every write transaction
+takes, PostgreSQL by a transaction-scoped advisory lock; whoever waits re-reads what is
+applied before acting.
+
+SQL files must be portable between SQLite and PostgreSQL. Statements are separated by
+`;` and may not contain a `;` themselves (no string literals with semicolons, no
+trigger bodies); lines starting with `--` are comments.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, text
+
+from mcp_server.timestamps import now_text
+
+if TYPE_CHECKING:
+    from mcp_server.storage.database import Database
+
+_FILE_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
+# Arbitrary constant shared by every bankgate process: "bankgate" as a 64-bit integer.
+_ADVISORY_LOCK_KEY = int.from_bytes(b"bankgate", "big") >> 1
+_CREATE_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    def statements(self) -> list[str]:
+        """The file's statements, comments removed, split on `;`."""
+        code = "\n".join(line for line in self.sql.splitlines() if not line.lstrip().startswith("--"))
+        return [statement.strip() for statement in code.split(";") if statement.strip()]
+
+
+def available() -> list[Migration]:
+    """All migration files shipped in the package, by ascending version."""
+    folder = resources.files(__name__)
+    found: dict[int, Migration] = {}
+    for entry in folder.iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        match = _FILE_NAME.fullmatch(entry.name)
+        if match is None:
+            raise RuntimeError(f"migration file {entry.name!r} is not named NNNN_lower_snake.sql")
+        version = int(match.group(1))
+        if version in found:
+            raise RuntimeError(f"two migration files share version {version:04d}")
+        found[version] = Migration(version, match.group(2), entry.read_text(encoding="utf-8"))
+    return [found[version] for version in sorted(found)]
+
+
+def applied(conn: Connection) -> dict[int, str]:
+    """Versions recorded in `schema_migrations`, with their names."""
+    rows = conn.execute(text("SELECT version, name FROM schema_migrations ORDER BY version"))
+    return {int(version): str(name) for version, name in rows}
+
+
+def apply_pending(database: Database) -> list[int]:
+    """Apply every migration not yet recorded, one transaction each; return the versions applied."""
+    newly_applied: list[int] = []
+    for migration in available():
+
+        def apply(conn: Connection, migration: Migration = migration) -> bool:
+            _lock_schema(conn)
+            conn.exec_driver_sql(_CREATE_TABLE)
+            if migration.version in applied(conn):
+                return False
+            for statement in migration.statements():
+                conn.exec_driver_sql(statement)
+            conn.execute(
+                text("INSERT INTO schema_migrations (version, name, applied_at) VALUES (:v, :n, :at)"),
+                {"v": migration.version, "n": migration.name, "at": now_text()},
+            )
+            return True
+
+        if database.run(apply):
+            newly_applied.append(migration.version)
+    return newly_applied
+
+
+def _lock_schema(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})

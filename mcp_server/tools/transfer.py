@@ -1,0 +1,124 @@
+"""`transfer_funds`: move money between two accounts of the same currency, no overdraft.
+
+The question shows the exact amount, both accounts with their owners, the requester's memo
+quoted as theirs, and the payer's balance before and after.
+"""
+
+import json
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from mcp_types import CallToolResult, ToolAnnotations
+from pydantic import Field
+from sqlalchemy import Connection
+
+from mcp_server.ledger.free_text import parse_memo
+from mcp_server.ledger.identifiers import parse_account_id
+from mcp_server.ledger.money import canonical_amount, format_amount, minor_units
+from mcp_server.tools.common import (
+    APPROVAL_NOTE,
+    AccountId,
+    ApprovalRef,
+    Decided,
+    LedgerAction,
+    ToolResult,
+    account_facts,
+    held_by_caller,
+    present,
+    signature_arguments,
+    who,
+)
+from policy.action import Call, Done, Inspection
+from policy.store import GateTx
+
+MEMO_LABEL = "Memo (written by the requester):"
+"""Marks the memo in a question as the requester's own words, quoted, not the bank's."""
+
+Amount = Annotated[
+    str | float,
+    Field(
+        description=(
+            "Amount in major units of the account's currency, as a decimal string or number: "
+            "'500', '500.00' or 500 for $500.00. Positive, at most the currency's decimals (2 for USD)."
+        )
+    ),
+]
+Memo = Annotated[str | None, Field(description="Optional note shown on both statements (max 140).")]
+
+ANNOTATIONS = ToolAnnotations(
+    title="Transfer funds",
+    read_only_hint=False,
+    destructive_hint=True,
+    idempotent_hint=False,
+    open_world_hint=False,
+)
+
+
+class TransferResult(ToolResult):
+    receipt: dict[str, Any] | None = Field(None, description="The executed transfer, when status is executed.")
+
+
+async def transfer_funds(
+    from_account: AccountId,
+    to_account: AccountId,
+    amount: Amount,
+    memo: Memo = None,
+    *,
+    approval_ref: ApprovalRef = None,
+    outcome: Decided,
+) -> Annotated[CallToolResult, TransferResult]:
+    return present(outcome, TransferResult, {"receipt": outcome.details})
+
+
+transfer_funds.__doc__ = "Move money from one account to another of the same currency; no overdraft. " + APPROVAL_NOTE
+
+
+class TransferAction(LedgerAction):
+    name = transfer_funds.__name__
+    arguments, required = signature_arguments(transfer_funds)
+
+    def canonical(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        raw = self._fields(arguments)
+        return {
+            "from_account": parse_account_id(raw["from_account"], "from_account"),
+            "to_account": parse_account_id(raw["to_account"], "to_account"),
+            "amount": canonical_amount(raw["amount"]),
+            "memo": parse_memo(raw.get("memo")),
+        }
+
+    def inspect(self, tx: GateTx[Connection], call: Call) -> Inspection:
+        args, conn = call.arguments, tx.ledger
+        held = held_by_caller(conn, call, args["from_account"], args["to_account"])
+        self._subject(conn, call, "from_account", held)
+        source, target, amount = self.ledger.plan_transfer_in(
+            conn, args["from_account"], args["to_account"], args["amount"]
+        )
+        money = format_amount(amount, source.currency)
+        effect = [f"Transfer {money} ({source.currency}) from {who(source)} to {who(target)}."]
+        if args["memo"]:
+            effect.append(f"{MEMO_LABEL} {json.dumps(args['memo'], ensure_ascii=False)}")
+        effect.append(
+            f"{source.id} balance: {format_amount(source.balance_minor, source.currency)} now, "
+            f"{format_amount(source.balance_minor - amount, source.currency)} after."
+        )
+        return Inspection(
+            effect=tuple(effect),
+            accounts={"from_account": account_facts(source, held), "to_account": account_facts(target, held)},
+            currency=source.currency,
+            minor_exponent=minor_units(source.currency),
+            amount_minor=amount,
+            roles=held.roles,
+        )
+
+    def execute(self, tx: GateTx[Connection], call: Call, inspection: Inspection) -> Done:
+        args, amount = call.arguments, inspection.amount_minor
+        receipt = self.ledger.transfer_in(tx.ledger, args["from_account"], args["to_account"], amount, args["memo"])
+        money = format_amount(amount, receipt.currency)
+        after = format_amount(receipt.from_balance_after_minor, receipt.currency)
+        summary = (
+            f"Transferred {money} from {receipt.from_account} to {receipt.to_account}. "
+            f"{receipt.from_account} balance is now {after}."
+        )
+        # The payee's balance is not the payer's to read.
+        published = receipt.model_dump(mode="json", exclude={"to_balance_after_minor"})
+        return Done({**published, "amount": money}, summary)
