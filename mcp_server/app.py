@@ -55,6 +55,10 @@ class AppState:
             return self.default_principal, ()
         return token.client_id, token.roles if isinstance(token, RoleToken) else ()
 
+    @property
+    def has_desk(self) -> bool:
+        return self.desk is not None
+
     def approval_url(self, ref: str) -> str | None:
         """The desk page of approval `ref` (no credential in it: the approver signs in there)."""
         return self.desk.approval_url(ref) if self.desk is not None else None

@@ -62,6 +62,11 @@ class GateHost(Protocol):
         """The principal of this request and the roles its credentials carry (read anew on every request)."""
         ...
 
+    @property
+    def has_desk(self) -> bool:
+        """Whether this server runs an approval desk callers can be sent to."""
+        ...
+
     def approval_url(self, ref: str) -> str | None:
         """The desk page where approval `ref` is decided; `None` when this server has no desk."""
         ...
@@ -116,7 +121,7 @@ async def prepare(ctx: Context) -> Opening:
     except Refusal as refusal:
         return Opening(Call(tool, {}, principal, roles=roles), final=GateResult.refused(refusal))
     gate, asked, reachable = host.gate, _answered(ctx), human_reachable(ctx)
-    desk = host.approval_url("") is not None
+    desk = host.has_desk
     try:
         if ref is not None:
             return await gate.store.run(lambda: gate.resume(call, ref))
