@@ -66,7 +66,7 @@ reason = "r"
     [
         ("", "require_approval", 'channel = "fax"', f"{RULE}.channel: must be one of form, desk, any, not 'fax'"),
         ("", "deny", 'channel = "desk"', f"{RULE}.channel: applies only to a rule whose outcome is require_approval"),
-        ('channel = "desk"', "deny", "", f"{TOOL}.channel: applies only to a tool whose default or a rule is require_approval"),
+        ('channel = "desk"', "deny", "", f"{TOOL}.channel: applies only to a tool whose default or a rule is require_"),
         ('channel = 3', "require_approval", "", f"{TOOL}.channel: must be one of form, desk, any, not 3"),
     ],
     ids=["unknown-value", "on-a-deny-rule", "on-a-tool-that-never-asks", "not-a-string"],
