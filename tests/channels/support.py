@@ -40,10 +40,24 @@ class ChannelWorld(World):
         self.state = open_state(self.settings)
         return self
 
-    def client(self, callback: Callback | None = None, *, mode: str = "auto", principal: str = "local") -> Client:
+    def client(
+        self,
+        callback: Callback | None = None,
+        *,
+        mode: str = "auto",
+        principal: str = "local",
+        received: list[object] | None = None,
+    ) -> Client:
+        """An in-memory client; `received` collects the server's notifications to it."""
         settings = self.settings.model_copy(update={"principal": principal})
         state = self.state if principal == self.settings.principal else open_state(settings)
-        return Client(build_server(state, settings), elicitation_callback=callback, mode=mode)  # type: ignore[arg-type]
+
+        async def keep(message: object) -> None:
+            if received is not None:
+                received.append(message)
+
+        server = build_server(state, settings)
+        return Client(server, elicitation_callback=callback, mode=mode, message_handler=keep)  # type: ignore[arg-type]
 
     def transfer(self, amount: str = "250.00", **extra: Any) -> dict[str, Any]:
         return {"from_account": self.source, "to_account": self.target, "amount": amount, **extra}

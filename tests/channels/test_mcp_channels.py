@@ -6,6 +6,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from mcp_types import ElicitCompleteNotification
 
 from tests.channels.support import ChannelWorld, body, desk_policy, opens_the_link
 from tests.desk.authenticator import SoftPasskey
@@ -23,9 +24,12 @@ async def test_a_url_mode_client_is_sent_to_the_desk_and_the_call_settles(
     """channel = "desk": a client that could show a form gets the desk link instead (URL mode)."""
     world.configure(policy=desk_policy(tmp_path))
     seen: list[str] = []
-    async with world.client(opens_the_link(dora, passkey, verdict, seen), mode=mode) as client:
+    received: list[object] = []
+    async with world.client(opens_the_link(dora, passkey, verdict, seen), mode=mode, received=received) as client:
         result = body(await client.call_tool("transfer_funds", world.transfer("250.00")))
 
+    completed = [m.params.elicitation_id for m in received if isinstance(m, ElicitCompleteNotification)]
+    assert completed == ([result["approval_ref"]] if mode == "legacy" else []), received
     assert seen == ["url"], (result, "never a form: the rule requires the desk")
     ref = result["approval_ref"]
     if verdict == "approved":
