@@ -6,7 +6,8 @@ from pathlib import Path
 
 import anyio
 import pytest
-from mcp_types import ElicitCompleteNotification
+from mcp.client import ClientRequestContext
+from mcp_types import ElicitCompleteNotification, ElicitRequestParams, ElicitResult
 
 from tests.channels.support import ChannelWorld, body, desk_policy, opens_the_link
 from tests.desk.authenticator import SoftPasskey
@@ -153,3 +154,43 @@ async def test_the_tool_schema_documents_approval_ref(world: ChannelWorld) -> No
         assert "approval_ref" not in tools[name].input_schema.get("required", [])
         status = tools[name].output_schema["properties"]["status"]  # type: ignore[index]
         assert "pending_approval" in status["enum"]
+
+
+async def test_2026_url_input_request_is_asked_again_until_decided(
+    world: ChannelWorld, dora: DeskBrowser, passkey: SoftPasskey, tmp_path: Path
+) -> None:
+    """2026-07-28: the client comes back before anyone decided; it gets the same link again, and the
+    call settles on the round after the decision."""
+    world.configure(policy=desk_policy(tmp_path))
+    urls: list[str] = []
+
+    async def slow_approver(_: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        assert params.mode == "url"
+        urls.append(params.url)
+        if len(urls) == 2:
+            reply = await dora.decide(params.url.rsplit("/", 1)[-1], "approved", passkey)
+            assert reply.status_code == 200, reply.text
+        return ElicitResult(action="accept")
+
+    async with world.client(slow_approver) as client:
+        result = body(await client.call_tool("transfer_funds", world.transfer()))
+    assert len(urls) == 2 and urls[0] == urls[1] and result["status"] == "executed", result
+    assert world.balance(world.target) == 25_000
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_declined_link_leaves_the_approval_at_the_desk(world: ChannelWorld, mode: str, tmp_path: Path) -> None:
+    """2026-07-28: declining the URL request gives the pending_approval result (the link to use later);
+    2025-11-25: declining the URL elicitation cancels the approval."""
+    world.configure(policy=desk_policy(tmp_path))
+
+    async def declines(_: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        return ElicitResult(action="decline")
+
+    async with world.client(declines, mode=mode) as client:
+        result = body(await client.call_tool("transfer_funds", world.transfer()))
+    expected = "pending_approval" if mode == "auto" else "cancelled"
+    assert result["status"] == expected and world.status(result["approval_ref"]) == (
+        "pending" if mode == "auto" else "cancelled"
+    )
+    assert world.balance(world.target) == 0
