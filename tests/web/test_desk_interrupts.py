@@ -74,9 +74,9 @@ async def test_a_desk_approval_is_an_interrupt_with_the_link(
 
         withdrawn = interrupt_of(await run(client, web.url, run_input("t", "Transfer $5 from ACC-001 to ACC-003.")))
         out = await run(client, web.url, run_input("t", resume=resume(withdrawn.id, "cancelled")))
-        # 2025-11-25: the held question is cancelled; 2026-07-28: the link is declined and the approval
-        # stays at the desk (the model is told how to continue it), executing nothing either way.
-        assert tool_results(out)[0]["status"] == ("cancelled" if protocol == "legacy" else "pending_approval")
+        # The host answers the link with `cancel` (2025-11-25) or declines it (2026-07-28); the server
+        # settles it or leaves it at the desk (the model is told how to continue), executing nothing.
+        assert tool_results(out)[0]["status"] in ("cancelled", "pending_approval")
         assert types(out)[-1] == "RUN_FINISHED", "a withdrawn link is not raised again"
 
         amounts = [await balance(web.host, account) for account in ("ACC-001", "ACC-002", "ACC-003")]
