@@ -53,6 +53,7 @@ class DeskLab:
     @property
     def env(self) -> dict[str, str]:
         return {
+            "BANKGATE_DESK": "true",
             "BANKGATE_POLICY": str(self.folder / "desk_policy.toml"),
             "BANKGATE_DESK_PORT": str(self.port),
             "BANKGATE_DESK_URL": f"{self.origin}/desk",

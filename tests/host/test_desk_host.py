@@ -14,8 +14,10 @@ from agent_host.emulator import Emulator
 from agent_host.host import Host
 from agent_host.settings import McpProtocol, Transport
 
+from .conftest import Cli
 from .desk_lab import DeskLab
 from .helpers import CapturedDisplay, balance, host_for, scripted, settings_for
+from .test_cli import lab_env, read_balance
 
 pytestmark = pytest.mark.anyio
 
@@ -77,3 +79,19 @@ async def test_a_desk_decision_completes_the_call(
         shown = host.display.text  # type: ignore[attr-defined]
         assert "Approval at the desk — this host only shows the link" in shown
         assert "Waiting for the desk to decide (until " in shown
+
+
+def test_ask_without_a_terminal_shows_the_desk_link_and_leaves_it_pending(
+    emulator: Emulator, tmp_path: Path, cli: Cli
+) -> None:
+    lab = DeskLab.create(tmp_path)
+    env = lab_env(emulator, tmp_path, "cli-desk-link", **lab.env)
+    result = cli("ask", "Transfer $100 from ACC-001 to ACC-002.", env=env)
+
+    assert result.returncode == 0, result.stderr
+    found = re.search(rf"^{re.escape(lab.origin)}/desk/approvals/(APR-\S+)$", result.stdout, re.M)
+    assert found is not None, result.stdout
+    assert "Approval at the desk — this host only shows the link" in result.stdout
+    assert "the host does not wait for the desk" in result.stdout
+    assert "← pending_approval" in result.stdout
+    assert anyio.run(read_balance, tmp_path, "ACC-001") == Decimal("5000.00")
