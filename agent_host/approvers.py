@@ -16,6 +16,15 @@ Scripted answers (`--approver scripted:FILE`) are one per line, used in order (b
 
 When the script runs out, every further question is declined.
 
+**Desk approvals** (URL-mode elicitation) are not answered here: the server sends a link to its
+approval desk, where an approver signs the decision with a passkey. An approver only shows the
+link (never opening or prefetching it) and answers `accept`, which in URL mode means "the user was
+shown the link". Then the call completes when the desk decides: on 2025-11-25 the server holds
+the `tools/call` open and finishes it (with `notifications/elicitation/complete`); on 2026-07-28
+it answers each retry with the same link until then, and the host retries every
+`DESK_POLL_SECONDS` until the server settles or the deadline passes. Script lines are not used up
+by desk questions.
+
 The server's question carries no deadline on either protocol revision (`elicitation/create` and
 `InputRequiredResult` hold a message and a form only), so the desk derives one from the approval
 timeout it shares with the server it launches (`BANKGATE_APPROVAL_TIMEOUT`, 300 s by default)
@@ -30,20 +39,26 @@ import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
+import anyio
 import mcp_types
 from mcp.client import ClientRequestContext
 from rich.console import Console
 from rich.prompt import Confirm, Prompt
 
 from agent_host.errors import ConfigurationError, Interrupted
+from agent_host.mcp_link import DESK_POLL_SECONDS
 from agent_host.terminal import interruptible
 
 Action = Literal["accept", "decline", "cancel"]
 
 _CONFIRMATION = re.compile(r"type (\S+?) in the confirmation field", re.IGNORECASE)
+_REFERENCE = re.compile(r"^Reference: (\S+)$", re.MULTILINE)
+_NO_DESK_WAIT = "no terminal: the host does not wait for the desk (deny approver)"
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,12 @@ class Question:
     """When the server stops waiting (epoch seconds), as far as the host can tell."""
     schema: Mapping[str, Any] = field(default_factory=dict, compare=False)
     """The form's JSON schema as sent (a web client renders and checks its answer against it)."""
+    url: str | None = None
+    """For a desk approval (URL mode): the link where an approver decides. Shown, never opened."""
+    elicitation_id: str | None = None
+    """Set when the server holds its `tools/call` open until the desk decides (2025-11-25)."""
+    repeat: int = 0
+    """How often the server asked for this same link before (2026-07-28 rounds while the desk has not decided)."""
 
     @classmethod
     def from_params(cls, params: mcp_types.ElicitRequestFormParams) -> Question:
@@ -80,6 +101,28 @@ class Question:
             for name, spec in properties.items()
         )
         return cls(params.message, fields, schema=schema)
+
+    @classmethod
+    def from_url_params(cls, params: mcp_types.ElicitRequestURLParams) -> Question:
+        return cls(params.message, (), url=params.url, elicitation_id=params.elicitation_id)
+
+    @property
+    def held(self) -> bool:
+        return self.elicitation_id is not None
+
+    @property
+    def at_desk(self) -> bool:
+        return self.url is not None
+
+    @property
+    def reference(self) -> str | None:
+        """The approval's reference: the last segment of a desk link, else the question's "Reference:" line."""
+        if self.url is not None:
+            segment = urlsplit(self.url).path.rstrip("/").rpartition("/")[2]
+            if segment:
+                return segment
+        match = _REFERENCE.search(self.message)
+        return match.group(1) if match else None
 
     def seconds_left(self, clock: Callable[[], float] = time.time) -> float | None:
         return None if self.deadline is None else self.deadline - clock()
@@ -106,16 +149,20 @@ class Answer:
     """Why this answer was given, when nobody typed it (shown to the user)."""
     interrupted: bool = False
     """The person pressed Ctrl-C: the question is cancelled and the host stops once the server has it."""
+    desk: bool = False
+    """An answer to a desk link: `accept` means only that the link was shown, the desk decides."""
 
     @property
     def label(self) -> str:
+        if self.action == "accept" and self.desk:
+            return "sent to the desk"
         if self.action == "accept":
             return "approved" if self.approve else "rejected"
         return "declined" if self.action == "decline" else "cancelled"
 
     def result(self, question: Question) -> mcp_types.ElicitResult:
         """The elicitation result, carrying only fields the form has: a strict form refuses any other."""
-        if self.action != "accept":
+        if self.action != "accept" or question.at_desk:
             return mcp_types.ElicitResult(action=self.action)
         content: dict[str, str | int | float | bool | list[str] | None] = {"approve": self.approve}
         if question.has("confirmation") and self.confirmation is not None:
@@ -140,6 +187,8 @@ class ApprovalObserver(Protocol):
 
     def approval_answered(self, question: Question, answer: Answer) -> None: ...
 
+    def desk_decided(self, question: Question) -> None: ...
+
 
 class DenyApprover:
     """Nobody to ask: the default without a terminal, so a headless host never approves.
@@ -151,6 +200,8 @@ class DenyApprover:
     name = "deny"
 
     async def answer(self, question: Question) -> Answer:
+        if question.at_desk:
+            return Answer("decline", reason=_NO_DESK_WAIT, desk=True)
         return Answer("decline", reason="no terminal to ask a human (deny approver)")
 
 
@@ -171,6 +222,8 @@ class ScriptedApprover:
         return cls(parse_script(text, str(path)))
 
     async def answer(self, question: Question) -> Answer:
+        if question.at_desk:
+            return await wait_at_desk(question)
         if not self._answers:
             return Answer("decline", reason="the approver script has no answers left")
         scripted = self._answers.pop(0)
@@ -236,7 +289,9 @@ class ConsoleApprover:
         self._clock = clock
 
     async def answer(self, question: Question) -> Answer:
-        """Blocks the event loop while the person answers (see `agent_host.terminal`)."""
+        """Blocks the event loop while the person answers (see `agent_host.terminal`); desk links are only shown."""
+        if question.at_desk:
+            return await wait_at_desk(question, self._clock)
         try:
             with interruptible():
                 answer = self._ask(question)
@@ -271,6 +326,22 @@ class ConsoleApprover:
             self._console.print(f"That is not {wanted}; type it exactly as shown.", markup=False, highlight=False)
 
 
+async def wait_at_desk(question: Question, clock: Callable[[], float] = time.time) -> Answer:
+    """The answer to a desk link for an approver who can only show it (the display already did).
+
+    The first time: `accept` (the link was shown). Each time the server asks again (2026-07-28,
+    the desk has not decided yet): `accept` after `DESK_POLL_SECONDS`, so the host asks again at that
+    pace, until the deadline passes; then `cancel`, and the server records how the approval ended.
+    """
+    if question.repeat == 0:
+        return Answer("accept", reason="the link was shown; waiting for the desk to decide", desk=True)
+    left = question.seconds_left(clock)
+    if left is not None and left <= 0:
+        return Answer("cancel", reason="the desk did not decide before the deadline", desk=True)
+    await anyio.sleep(DESK_POLL_SECONDS if left is None else min(DESK_POLL_SECONDS, left))
+    return Answer("accept", reason="still waiting for the desk", desk=True)
+
+
 def _time_left(question: Question, clock: Callable[[], float]) -> str:
     left = question.seconds_left(clock)
     return "" if left is None else f" ({max(0, int(left))} s left)"
@@ -290,29 +361,92 @@ class ApprovalDesk:
     records: list[tuple[Question, Answer]] = field(default_factory=list)
     interrupted: bool = False
     """A person interrupted an approval question (Ctrl-C): see `stop_if_interrupted`."""
+    _links: dict[str, Question] = field(default_factory=dict, repr=False)
+    """Desk links asked for so far, by URL: a repeat is the same approval still waiting at the desk."""
+    _given_up: set[str] = field(default_factory=set, repr=False)
+    """Desk links the approver withdrew or stopped waiting for: not followed again."""
 
     async def __call__(
         self, context: ClientRequestContext, params: mcp_types.ElicitRequestParams
     ) -> mcp_types.ElicitResult | mcp_types.ErrorData:
-        if not isinstance(params, mcp_types.ElicitRequestFormParams):
-            question = Question(params.message, ())
-            answer = Answer("decline", reason="this host answers form questions only, it opens no URLs")
+        question = self._question(params)
+        return (await self._ask(question)).result(question)
+
+    async def pending_link(self, output: Mapping[str, Any]) -> str | None:
+        """A `pending_approval` result (a server that asked no question) shown like a desk link.
+
+        Returns the `approval_ref` to call the tool again with once the approver has seen the
+        link (again at the desk's pace while it stays pending), or `None` to hand the result on:
+        also for a link the approver withdrew (a 2026-07-28 server answers a declined link so).
+        """
+        url, ref = output.get("approval_url"), output.get("approval_ref")
+        if output.get("status") != "pending_approval" or not isinstance(url, str) or not isinstance(ref, str):
+            return None
+        if url in self._given_up:
+            return None
+        message = str(output.get("message") or f"Approval {ref} waits for a decision at the approval desk.")
+        question = self._question(mcp_types.ElicitRequestURLParams(message=message, url=url))
+        deadline = _epoch(output.get("expires_at"))
+        if deadline is not None and question.repeat == 0:
+            question = replace(question, deadline=deadline)
+            self._links[url] = question
+        answer = await self._ask(question)
+        return ref if answer.action == "accept" else None
+
+    async def _ask(self, question: Question) -> Answer:
+        """The approver's answer; a desk link asked again is shown and recorded only when it ends."""
+        first = question.repeat == 0
+        if first:
+            self.observer.approval_asked(question, self.approver.name)
+        answer = await self.approver.answer(question)
+        self.interrupted = self.interrupted or answer.interrupted
+        if question.url is not None and answer.action != "accept":
+            self._given_up.add(question.url)
+        if first or answer.action != "accept":
+            self.records.append((question, answer))
+            self.observer.approval_answered(question, answer)
+        return answer
+
+    def _question(self, params: mcp_types.ElicitRequestParams) -> Question:
+        """The question `params` put; a desk link asked before comes back as a repeat of the first."""
+        if isinstance(params, mcp_types.ElicitRequestURLParams):
+            previous = self._links.get(params.url)
+            if previous is not None:
+                question = replace(previous, repeat=previous.repeat + 1)
+                self._links[params.url] = question
+                return question
+            question = Question.from_url_params(params)
         else:
             question = Question.from_params(params)
-            if self.approval_timeout is not None:
-                question = replace(question, deadline=self.clock() + self.approval_timeout)
-            self.observer.approval_asked(question, self.approver.name)
-            answer = await self.approver.answer(question)
-        self.records.append((question, answer))
-        self.interrupted = self.interrupted or answer.interrupted
-        self.observer.approval_answered(question, answer)
-        return answer.result(question)
+        if self.approval_timeout is not None:
+            question = replace(question, deadline=self.clock() + self.approval_timeout)
+        if question.url is not None:
+            self._links[question.url] = question
+        return question
+
+    async def on_message(self, message: object) -> None:
+        """The MCP client's message handler: a desk approval the server finished is shown as decided."""
+        if isinstance(message, mcp_types.ElicitCompleteNotification):
+            for question in self._links.values():
+                if question.held and question.elicitation_id == message.params.elicitation_id:
+                    self.observer.desk_decided(question)
 
     def stop_if_interrupted(self, tool: str, output: Mapping[str, Any]) -> None:
         """After a call's result is back (so the server has recorded the cancel), stop the host."""
         if self.interrupted:
             status = output.get("status", "unknown")
             raise Interrupted(f"Interrupted: the approval for {tool} was cancelled (the server recorded: {status}).")
+
+
+def _epoch(value: object) -> float | None:
+    """An ISO 8601 time (as in `expires_at`) in epoch seconds, or `None` when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo is not None else None
 
 
 def make_approver(spec: str, console: Console, interactive: bool) -> Approver:

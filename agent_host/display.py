@@ -121,16 +121,32 @@ class Display:
     # -- approvals (ApprovalObserver) -----------------------------------------------------------
 
     def approval_asked(self, question: Question, approver: str) -> None:
+        if question.url is not None:
+            self._desk_link(question)
+            return
         fields = [
             f"  {f.name} ({'required' if f.required else 'optional'}): {f.description or f.title}"
             for f in question.fields
         ]
         body = question.message + ("\n\nForm:\n" + "\n".join(fields) if fields else "")
         left = question.seconds_left()
-        if question.deadline is not None and left is not None:
-            by = datetime.fromtimestamp(question.deadline, UTC).strftime("%H:%M:%S UTC")
-            body += f"\n\nAnswer within {max(0, round(left))} s (by {by}); after that the server records it expired."
+        if left is not None:
+            within = f"Answer within {max(0, round(left))} s (by {_by(question)})"
+            body += f"\n\n{within}; after that the server records it expired."
         self.panel(f"Approval question from the MCP server — answered by: {approver}", body, "yellow")
+
+    def _desk_link(self, question: Question) -> None:
+        """A desk approval: the server's text and the full link, printed as text (never opened here)."""
+        self.panel("Approval at the desk — this host only shows the link", question.message, "yellow")
+        self.console.print(Text("Approve or reject at the approval desk (sign in with your passkey):"))
+        self.console.print(Text(str(question.url), style="bold"), soft_wrap=True, crop=False)
+        by = _by(question)
+        self.console.print(Text(f"Waiting for the desk to decide{f' (until {by})' if by else ''}…", style="dim"))
+
+    def desk_decided(self, question: Question) -> None:
+        self.console.print(
+            Text.assemble(("  approval: ", "bold"), ("decided at the desk", "yellow"), f" ({question.reference})")
+        )
 
     def approval_answered(self, question: Question, answer: Answer) -> None:
         details = [f"note: {answer.note}"] if answer.note else []
@@ -142,6 +158,12 @@ class Display:
         self.console.print(
             Text.assemble(("  approval: ", "bold"), (answer.label, _ANSWER_STYLES.get(answer.label, "yellow")), suffix)
         )
+
+
+def _by(question: Question) -> str | None:
+    if question.deadline is None:
+        return None
+    return datetime.fromtimestamp(question.deadline, UTC).strftime("%H:%M:%S UTC")
 
 
 def _compact(arguments: str) -> str:

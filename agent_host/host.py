@@ -101,7 +101,7 @@ async def _assemble(
     # With nobody to ask, the elicitation capability is left undeclared: the server then denies such
     # calls itself, audited as "no human can be asked" rather than as a person's rejection.
     nobody = isinstance(desk.approver, DenyApprover)
-    link = await stack.enter_async_context(connect(target, None if nobody else desk))
+    link = await stack.enter_async_context(connect(target, None if nobody else desk, desk.on_message))
     project = await stack.enter_async_context(
         AIProjectClient(
             endpoint=access.endpoint,

@@ -11,6 +11,7 @@ call, so a crashed server or a timeout becomes a `tool_unavailable` result.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tempfile
@@ -24,7 +25,7 @@ import anyio.abc
 import httpx2
 import mcp_types
 from mcp import Client, StdioServerParameters
-from mcp.client.session import ElicitationFnT
+from mcp.client.session import ElicitationFnT, MessageHandlerFnT
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import RequestParamsMeta
@@ -37,6 +38,9 @@ IDEMPOTENCY_KEY_META = "io.bankgate/idempotency-key"
 """The request `_meta` key the server reads to run a retried call only once."""
 
 _STDERR_TAIL_LINES = 6
+
+DESK_POLL_SECONDS = 1.0
+"""How often the host asks again about an approval waiting at the desk (2026-07-28 rounds)."""
 
 
 @dataclass(frozen=True)
@@ -124,10 +128,14 @@ def unavailable_output(reason: str) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def connect(target: McpTarget, elicitation: ElicitationFnT | None) -> AsyncIterator[McpLink]:
+async def connect(
+    target: McpTarget, elicitation: ElicitationFnT | None, messages: MessageHandlerFnT | None = None
+) -> AsyncIterator[McpLink]:
     """Connect (launching the server unless `target.url`), list the tools, and yield the link.
 
-    Without `elicitation` the client declares no elicitation capability (no human to ask).
+    Without `elicitation` the client declares no elicitation capability (no human to ask);
+    `messages` receives the server's notifications. A call may take as many 2026-07-28 rounds as
+    fit in its timeout at the desk's polling pace: the server asks again until the desk decides.
     """
     async with AsyncExitStack() as stack:
         stderr: IO[str] | None = None
@@ -137,7 +145,13 @@ async def connect(target: McpTarget, elicitation: ElicitationFnT | None) -> Asyn
             transport: Any = stdio_client(_launch_parameters(target), errlog=stderr)
         else:
             transport = streamable_http_client(target.url, http_client=_http_client(target, statuses))
-        client = Client(transport, mode=target.protocol, elicitation_callback=elicitation)
+        client = Client(
+            transport,
+            mode=target.protocol,
+            elicitation_callback=elicitation,
+            message_handler=messages,
+            input_required_max_rounds=max(10, math.ceil(target.call_timeout / DESK_POLL_SECONDS) + 10),
+        )
         link = McpLink(client, [], target, stderr)
         tasks = await stack.enter_async_context(anyio.create_task_group())
         stop = anyio.Event()

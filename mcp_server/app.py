@@ -3,7 +3,7 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import TokenVerifier
@@ -12,6 +12,7 @@ from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
 
 from mcp_server.audit.sequencer import Background, Sequencer
 from mcp_server.audit.writer import AuditWriter
+from mcp_server.desk.config import DeskConfig
 from mcp_server.http.oauth import RoleToken
 from mcp_server.ledger.books import Ledger
 from mcp_server.settings import Settings
@@ -22,6 +23,7 @@ from mcp_server.tools.argument_check import ArgumentCheck
 from policy.gate import Gate
 from policy.loader import load_policy
 from policy.mcp.asked import question_digest
+from policy.mcp.desk_link import desk_link
 from policy.mcp.empty_accept import empty_accept_is_an_empty_form
 
 SERVER_NAME = "bankgate"
@@ -45,6 +47,8 @@ class AppState:
     default_principal: str
     sequencer: Background
     """Chains this process's (and any other's) audit records while a server runs (`build_server`)."""
+    desk: DeskConfig | None = field(default=None)
+    """Where approvers decide (the tools link there); None when the server runs no desk."""
 
     def caller(self, ctx: Context) -> tuple[str, tuple[str, ...]]:
         """The authenticated caller over HTTP with the roles its OAuth token carries (none for a static
@@ -53,6 +57,14 @@ class AppState:
         if token is None:
             return self.default_principal, ()
         return token.client_id, token.roles if isinstance(token, RoleToken) else ()
+
+    @property
+    def has_desk(self) -> bool:
+        return self.desk is not None
+
+    def approval_url(self, ref: str) -> str | None:
+        """The desk page of approval `ref` (no credential in it: the approver signs in there)."""
+        return self.desk.approval_url(ref) if self.desk is not None else None
 
 
 def open_state(settings: Settings, *, create: bool = False, seed: bool = False) -> AppState:
@@ -78,7 +90,19 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
         question_digest=question_digest,
     )
     sequencer = Background(Sequencer(db, audit))
-    return AppState(gate=gate, ledger=ledger, default_principal=settings.principal, sequencer=sequencer)
+    return AppState(
+        gate=gate, ledger=ledger, default_principal=settings.principal, sequencer=sequencer, desk=_desk(settings)
+    )
+
+
+def _desk(settings: Settings) -> DeskConfig | None:
+    """The desk's address as configured (stdio's actual port replaces it once the desk listens)."""
+    if not settings.desk:
+        return None
+    # Imported here: the desk's server module imports the HTTP app, which imports this module.
+    from mcp_server.desk.server import config_for, served_port
+
+    return config_for(settings, served_port(settings))
 
 
 def build_server(
@@ -102,7 +126,7 @@ def build_server(
         lifespan=lifespan,
         log_level=settings.log_level,
         request_state_security=security,
-        middleware=[ArgumentCheck(state.gate.actions), empty_accept_is_an_empty_form],
+        middleware=[desk_link, ArgumentCheck(state.gate.actions), empty_accept_is_an_empty_form],
         token_verifier=token_verifier,
         auth=auth,
     )

@@ -54,7 +54,9 @@ def _start_desk(state: AppState, settings: Settings) -> None:
     from mcp_server.audit.writer import AuditWriter
     from mcp_server.desk.server import StdioDesk
 
-    url = StdioDesk(state.ledger.db, AuditWriter(settings.audit_key_file), settings).start()
+    desk = StdioDesk(state.ledger.db, AuditWriter(settings.audit_key_file), settings)
+    state.desk = desk.config  # the port actually taken: the links the tools hand out name it
+    url = desk.start()
     print(f"bankgate-mcp: approval desk at {url}", file=sys.stderr, flush=True)
 
 

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from policy.channel import Channel
 from policy.outcome import Outcome
 
 
@@ -12,6 +13,8 @@ class Decision:
     matched_rules: tuple[str, ...]
     policy_version: str
     confirm: str | None = None
+    channel: Channel | None = None
+    """Through which channel the approval may be given (set when the outcome requires one)."""
 
     @property
     def reason(self) -> str:

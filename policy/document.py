@@ -4,6 +4,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from policy.channel import DEFAULT_CHANNEL, Channel, strictest
 from policy.decision import Decision
 from policy.expressions import Condition, ExpressionError
 from policy.facts import CallFacts
@@ -18,6 +19,8 @@ class Rule:
     reason: str
     messages: Mapping[str, str] = field(default_factory=dict, hash=False)
     """Confirmation messages by status when this rule matched (see `policy.messages`)."""
+    channel: Channel | None = None
+    """Where its approval may be given (`require_approval` rules only); None: the tool's channel."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class ToolPolicy:
     """An argument the approver must type back (e.g. the account id being closed)."""
     messages: Mapping[str, str] = field(default_factory=dict, hash=False)
     """Confirmation messages by status (see `policy.messages`)."""
+    channel: Channel = DEFAULT_CHANNEL
+    """Where approvals of this tool may be given, unless a matched rule says otherwise."""
 
     @cached_property
     def variables(self) -> frozenset[str]:
@@ -113,7 +118,14 @@ class Policy:
                 reason = f"Rule '{rule.name}' could not be evaluated for this call, so it is refused."
                 return Decision(Outcome.DENY, (reason,), (rule.name,), self.version, tool.confirm)
         if not matched:
-            return Decision(tool.default, (tool.reason,), (), self.version, tool.confirm)
+            channel = tool.channel if tool.default is Outcome.REQUIRE_APPROVAL else None
+            return Decision(tool.default, (tool.reason,), (), self.version, tool.confirm, channel)
         outcome = max((rule.outcome for rule in matched), key=lambda o: o.rank)
-        reasons = tuple(rule.reason for rule in matched if rule.outcome is outcome)
-        return Decision(outcome, reasons, tuple(r.name for r in matched), self.version, tool.confirm)
+        deciding = [rule for rule in matched if rule.outcome is outcome]
+        channel = (
+            strictest(rule.channel or tool.channel for rule in deciding)
+            if outcome is Outcome.REQUIRE_APPROVAL
+            else None
+        )
+        reasons = tuple(rule.reason for rule in deciding)
+        return Decision(outcome, reasons, tuple(r.name for r in matched), self.version, tool.confirm, channel)

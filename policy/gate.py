@@ -20,6 +20,7 @@ Invariants held here (each settled inside one store transaction with the effect)
   (to a power cut) leaves an answer with no question, which is asked again.
 """
 
+import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +30,7 @@ from typing import Any
 from policy.action import Action, Call, Inspection
 from policy.approval_states import ApprovalState
 from policy.canonical import digest
+from policy.channel import Channel, route
 from policy.decision import Decision
 from policy.document import Policy
 from policy.facts import AGGREGATES, CallFacts
@@ -37,8 +39,10 @@ from policy.outcome import Outcome
 from policy.question import render_question
 from policy.results import GateResult, Refusal, Status
 from policy.settlement import NO_HUMAN, Settlement, denied
-from policy.store import Approval, GateStore, GateTx
+from policy.store import Approval, DeskSignoff, GateStore, GateTx
 from policy.verdict import EXPIRED, Verdict, VerdictKind
+
+logger = logging.getLogger(__name__)
 
 QuestionDigest = Callable[[str, bool], str]
 """The digest of a question as the asking channel puts it (text, whether a confirmation is typed back):
@@ -59,6 +63,8 @@ class Opening:
     approval: Approval | None = None
     confirm: str | None = None
     """The argument the approver must type back, if the policy asks for one."""
+    channel: Channel = Channel.FORM
+    """Where the approval is asked: the client's form, or the desk (`Channel.DESK`)."""
 
     @property
     def confirmation(self) -> str | None:
@@ -90,8 +96,13 @@ class Gate:
         self._in_turn = any(AGGREGATES & policy.variables(tool) for tool in self.actions)
         """Whether calls that may change money take the principal's turn: some rule reads a total."""
 
-    def open(self, call: Call, *, human_reachable: bool, asked: str | None = None, glance: bool = True) -> Opening:
+    def open(
+        self, call: Call, *, human_reachable: bool, desk: bool = False, asked: str | None = None, glance: bool = True
+    ) -> Opening:
         """Decide `call`; run it now if allowed, else return the approval to ask about.
+
+        `human_reachable`: the client can show a form; `desk`: the server has an approval desk the
+        caller can be sent to. The rule's channel and these choose where the question goes.
 
         `asked`: the digest of the question a 2026-07-28 round answers (from its sealed state),
         which names the approval it answers; `None` for a new call.
@@ -106,11 +117,12 @@ class Gate:
             if seen is not None:
                 return seen
         action = self.actions[call.tool]
-        if asked is None and human_reachable and self.policy.asks_by_default(call.tool):
-            question = self.store.transaction(lambda tx: self._ask(tx, action, call), durable=False)
+        reach = (human_reachable, desk)
+        if asked is None and (human_reachable or desk) and self.policy.asks_by_default(call.tool):
+            question = self.store.transaction(lambda tx: self._ask(tx, action, call, reach), durable=False)
             if question is not None:
                 return question
-        return self.store.transaction(lambda tx: self._open(tx, action, call, human_reachable, asked))
+        return self.store.transaction(lambda tx: self._open(tx, action, call, reach, asked))
 
     def may_glance(self, tool: str, asked: str | None) -> bool:
         """Whether `glance` can answer this call: a read-only tool, or a round bringing an answer."""
@@ -129,6 +141,18 @@ class Gate:
             allowed = self.store.transaction(lambda tx: self._read(tx, action, call), write=False)
             return Opening(call, final=allowed) if allowed is not None else None
         return self.store.transaction(lambda tx: self._asked(tx, call, human_reachable, asked), write=False)
+
+    def resume(self, call: Call, ref: str) -> Opening:
+        """A call presenting approval `ref` again (after the desk was asked): the stored outcome if the
+        approval is settled; settled now if the desk has decided or its deadline passed; else the
+        same approval, still pending. Raises `Refusal("approval_mismatch")` if `ref` was not asked
+        for this very call (tool, arguments, caller): nothing changes then."""
+        action = self.actions[call.tool]
+        return self.store.transaction(lambda tx: self._resume(tx, action, call, ref))
+
+    def desk_decided(self, ref: str) -> bool:
+        """Whether the desk has a decision on approval `ref` (a cheap read, for waiting on it)."""
+        return self.store.transaction(lambda tx: tx.desk_decision(ref) is not None, write=False)
 
     def conclude(self, opening: Opening, verdict: Verdict) -> GateResult:
         """Settle the opening's approval with the human's verdict, running the action on a clean yes."""
@@ -170,7 +194,7 @@ class Gate:
             return None
         return Opening(call, approval=approval, confirm=self.policy.confirm_of(call.tool))
 
-    def _ask(self, tx: GateTx[Any], action: Action, call: Call) -> Opening | None:
+    def _ask(self, tx: GateTx[Any], action: Action, call: Call, reach: tuple[bool, bool]) -> Opening | None:
         """A new call's question, in a transaction without durability; `None` (and the transaction
         discarded) if the call would settle something instead, which must be done durably."""
         now = self.clock()
@@ -184,12 +208,17 @@ class Gate:
             decision = None
         pending = self._shared_pending(tx, call) if decision is not None else None
         expired = pending is not None and now >= pending.expires_at
-        if conflict is not None or decision is None or decision.outcome is not Outcome.REQUIRE_APPROVAL or expired:
+        channel = _channel(decision, reach) if decision is not None else None
+        asks = decision is not None and decision.outcome is Outcome.REQUIRE_APPROVAL
+        if conflict is not None or decision is None or not asks or expired or channel is None:
             tx.discard()
             return None
-        return self._question(tx, call, inspection, decision, pending, now)
+        return self._question(tx, call, inspection, decision, pending, now, channel)
 
-    def _open(self, tx: GateTx[Any], action: Action, call: Call, human_reachable: bool, asked: str | None) -> Opening:
+    def _open(
+        self, tx: GateTx[Any], action: Action, call: Call, reach: tuple[bool, bool], asked: str | None
+    ) -> Opening:
+        human_reachable = reach[0]
         now = self.clock()
         known, conflict = self._claim(tx, action, call)
         approval = self._round_approval(tx, call, asked) if asked is not None else None
@@ -223,13 +252,14 @@ class Gate:
             return Opening(
                 call, final=end(tx, call, decision, denied(call, decision.reason), now, reason=decision.reason)
             )
-        if not human_reachable:
+        channel = _channel(decision, reach)
+        if channel is None:
             return Opening(call, final=end(tx, call, decision, denied(call, NO_HUMAN), now, reason=NO_HUMAN))
         pending = self._shared_pending(tx, call)
         if pending is not None and now >= pending.expires_at:
             # The key's question went unanswered: that is the key's outcome.
             return Opening(call, final=self.settlement.settle(tx, pending, EXPIRED, now, action, call))
-        return self._question(tx, call, inspection, decision, pending, now)
+        return self._question(tx, call, inspection, decision, pending, now, channel)
 
     def _shared_pending(self, tx: GateTx[Any], call: Call) -> Approval | None:
         """The question this call's idempotency key already asked, if any.
@@ -249,6 +279,7 @@ class Gate:
         decision: Decision,
         pending: Approval | None,
         now: float,
+        channel: Channel,
     ) -> Opening:
         """The question for this call: `pending` (its key's, still open), or a new one."""
         if pending is None:
@@ -272,7 +303,7 @@ class Gate:
             )
             if pending.ref == ref:
                 self.settlement.audit(tx, call, decision, "requested", now, approval=pending, reason=decision.reason)
-        return Opening(call, approval=pending, confirm=decision.confirm)
+        return Opening(call, approval=pending, confirm=decision.confirm, channel=channel)
 
     def _claim(self, tx: GateTx[Any], action: Action, call: Call) -> tuple[GateResult | None, Refusal | None]:
         """Take this call's turns, in lock order (its principal's, then its key's), before any
@@ -308,15 +339,84 @@ class Gate:
         if approval.status != ApprovalState.PENDING:
             return _outcome(approval)  # already settled: an approval is used once
         now = self.clock()
+        return self._settle(tx, action, call, approval, verdict, (known, conflict), now, now)
+
+    def _resume(self, tx: GateTx[Any], action: Action, call: Call, ref: str) -> Opening:
+        known, conflict = self._claim(tx, action, call)
+        approval = _presented(tx.lock_approval(ref), call, ref)
+        if approval.status != ApprovalState.PENDING:
+            return Opening(call, final=_outcome(approval))  # an approval is used once
+        now = self.clock()
+        signoff = tx.desk_decision(ref)
+        verdict = _desk_verdict(signoff, approval)
+        if signoff is None or verdict is None:
+            if now < approval.expires_at:
+                return Opening(call, approval=approval, confirm=self.policy.confirm_of(call.tool), channel=Channel.DESK)
+            verdict, answered = EXPIRED, now
+        else:
+            answered = signoff.decided_at
+        return Opening(call, final=self._settle(tx, action, call, approval, verdict, (known, conflict), now, answered))
+
+    def _settle(
+        self,
+        tx: GateTx[Any],
+        action: Action,
+        call: Call,
+        approval: Approval,
+        verdict: Verdict,
+        claimed: tuple[GateResult | None, Refusal | None],
+        now: float,
+        answered: float,
+    ) -> GateResult:
+        """Settle the locked, pending `approval` with `verdict`, which arrived at `answered`."""
+        known, conflict = claimed
         end = self.settlement.end
         if conflict is not None:  # the key was settled meanwhile for another request: it keeps that outcome
             return end(tx, call, None, GateResult.refused(conflict), now, approval=approval, remember=False)
         if known is not None:  # the key was settled meanwhile by another question of this request
             end(tx, call, None, denied(call, _KEY_SETTLED), now, approval=approval, remember=False)
             return known
-        if now >= approval.expires_at:
+        if answered >= approval.expires_at and verdict.kind is not VerdictKind.EXPIRE:
             verdict = Verdict(VerdictKind.EXPIRE, "The answer arrived after the approval expired.", verdict.note)
         return self.settlement.settle(tx, approval, verdict, now, action, call)
+
+
+def _channel(decision: Decision, reach: tuple[bool, bool]) -> Channel | None:
+    """Where this decision's question can be asked from this client (`None`: nowhere it allows)."""
+    form, desk = reach
+    return route(decision.channel or Channel.ANY, form=form, desk=desk)
+
+
+def _presented(approval: Approval | None, call: Call, ref: str) -> Approval:
+    """`approval`, if it was asked for exactly this call: same caller, tool and arguments."""
+    if approval is None or approval.principal != call.principal:
+        raise Refusal(
+            "approval_mismatch",
+            f"There is no approval {ref} for you; call the tool without approval_ref to ask for a new one. "
+            "Nothing was done.",
+            "approval_ref",
+        )
+    if approval.tool != call.tool or digest(dict(approval.arguments)) != digest(dict(call.arguments)):
+        raise Refusal(
+            "approval_mismatch",
+            f"Approval {ref} was asked for a different call ({approval.tool} with other arguments); repeat exactly "
+            "that call to continue, or call without approval_ref to ask anew. Nothing was done.",
+            "approval_ref",
+        )
+    return approval
+
+
+def _desk_verdict(signoff: DeskSignoff | None, approval: Approval) -> Verdict | None:
+    """The desk's decision as a verdict, if it was signed over this approval as stored."""
+    if signoff is None:
+        return None
+    if signoff.binding != approval.binding or signoff.question_sha256 != digest(approval.question):
+        logger.warning("desk decision on %s does not match the approval as stored; ignored", approval.ref)
+        return None
+    who = f"approver:{signoff.approver}"
+    if signoff.approved:
+        return Verdict(VerdictKind.APPROVE, f"Approved at the desk by {who}.", signoff.note, signoff.approver)
+    return Verdict(VerdictKind.REJECT, f"Rejected at the desk by {who}.", signoff.note, signoff.approver)
 
 
 def _outcome(approval: Approval) -> GateResult:

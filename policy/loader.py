@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from policy.canonical import digest
+from policy.channel import DEFAULT_CHANNEL, Channel
 from policy.document import Policy, Rule, ToolPolicy
 from policy.expressions import Condition, ExpressionError
 from policy.facts import ACCOUNT_ROLES, AccountFacts, CallFacts
@@ -20,8 +21,8 @@ from policy.outcome import Outcome
 
 DEFAULT_POLICY = "default_policy.toml"
 
-_TOOL_KEYS = {"default", "reason", "rules", "confirm", "messages"}
-_RULE_KEYS = {"name", "when", "outcome", "reason", "messages"}
+_TOOL_KEYS = {"default", "reason", "rules", "confirm", "messages", "channel"}
+_RULE_KEYS = {"name", "when", "outcome", "reason", "messages", "channel"}
 _TOP_KEYS = {"policy", "tools", "accounts"}
 _ACCOUNT_KEYS = {"visible"}
 VISIBILITY_VARIABLES = frozenset({"principal", "roles", "account", "tool", "args", "now"})
@@ -157,9 +158,16 @@ class _Reader:
         names = [r.name for r in rules if r is not None]
         for dup in sorted({n for n in names if names.count(n) > 1}):
             self.problem(f"{key}.rules", f"rule name '{dup}' is used more than once", table)
+        channel = self.channel(raw, key, table)
+        if "channel" in raw and not (
+            default is Outcome.REQUIRE_APPROVAL
+            or any(r is not None and r.outcome is Outcome.REQUIRE_APPROVAL for r in rules)
+        ):
+            self.problem(f"{key}.channel", "applies only to a tool whose default or a rule is require_approval", table)
         if default is None or not isinstance(reason, str):
             return None
-        return ToolPolicy(name, default, reason, tuple(r for r in rules if r is not None), confirm, messages)
+        kept = tuple(r for r in rules if r is not None)
+        return ToolPolicy(name, default, reason, kept, confirm, messages, channel or DEFAULT_CHANNEL)
 
     def rule(self, tool: str, index: int, raw: Any, arguments: Sequence[str] | None) -> Rule | None:
         key, table = f"tools.{tool}.rules[{index}]", f"[tools.{tool}.rules]"
@@ -175,6 +183,9 @@ class _Reader:
                 self.problem(f"{key}.{field}", "is required and must be a non-empty string", table, index)
             fields[field] = value
         outcome = self.outcome(raw.get("outcome"), f"{key}.outcome", table, index)
+        channel = self.channel(raw, key, table, index)
+        if channel is not None and outcome is not None and outcome is not Outcome.REQUIRE_APPROVAL:
+            self.problem(f"{key}.channel", "applies only to a rule whose outcome is require_approval", table, index)
         messages = self.messages(raw.get("messages", {}), f"{key}.messages", table, arguments, index)
         if not isinstance(fields["when"], str) or outcome is None:
             return None
@@ -188,7 +199,7 @@ class _Reader:
         name, reason = fields["name"], fields["reason"]
         if not isinstance(name, str) or not isinstance(reason, str):
             return None
-        return Rule(name, condition, outcome, reason, messages)
+        return Rule(name, condition, outcome, reason, messages, channel)
 
     def messages(
         self, raw: Any, key: str, table: str, arguments: Sequence[str] | None, occurrence: int = 0
@@ -208,6 +219,17 @@ class _Reader:
                 continue
             messages[status] = template
         return messages
+
+    def channel(self, raw: Mapping[str, Any], key: str, table: str, occurrence: int = 0) -> Channel | None:
+        """`channel`: where the approval may be given (form, desk or any); None when not set or wrong."""
+        if "channel" not in raw:
+            return None
+        try:
+            return Channel(raw["channel"])
+        except ValueError:
+            choices = ", ".join(c.value for c in Channel)
+            self.problem(f"{key}.channel", f"must be one of {choices}, not {raw['channel']!r}", table, occurrence)
+            return None
 
     def outcome(self, value: Any, key: str, table: str, occurrence: int = 0) -> Outcome | None:
         try:

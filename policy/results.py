@@ -17,6 +17,8 @@ class Status(StrEnum):
     EXPIRED = "expired"
     DENIED = "denied"
     FAILED = "failed"
+    PENDING_APPROVAL = "pending_approval"
+    """Not an ending: the approval waits at the desk; the same call with its `approval_ref` continues it."""
 
 
 class Refusal(Exception):

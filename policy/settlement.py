@@ -12,6 +12,7 @@ from typing import Any
 from policy.action import Action, Call, Inspection
 from policy.approval_states import ApprovalState, ending
 from policy.canonical import digest
+from policy.channel import Channel
 from policy.decision import Decision
 from policy.document import Policy
 from policy.facts import CallFacts
@@ -22,6 +23,9 @@ from policy.store import Approval, AuditEntry, GateTx
 from policy.verdict import Verdict, VerdictKind
 
 NO_HUMAN = "No human can be asked to approve it from this client, so nothing was done."
+DESK_REQUIRED = (
+    "The policy requires a signed approval at the approval desk; a form answer is not enough, so nothing was done."
+)
 POLICY_CHANGED = "The policy changed after the question was asked; nothing was done."
 
 
@@ -44,8 +48,11 @@ class Settlement:
         amount = 0
         decision: Decision | None = None
         if verdict.kind is VerdictKind.APPROVE:
-            result, amount, decision = self._run_approved(tx, action, call, approval)
-            self.audit(tx, call, decision, ApprovalState.APPROVED.value, now, approval=approval, note=verdict.note)
+            result, amount, decision = self._run_approved(tx, action, call, approval, signed=verdict.signed)
+            self.audit(
+                tx, call, decision, ApprovalState.APPROVED.value, now, approval=approval, note=verdict.note,
+                reason=verdict.detail if verdict.signed else "",
+            )  # fmt: skip
             ending(verdict.kind, result.status)
         else:
             status = Status(ending(verdict.kind).value)
@@ -153,7 +160,7 @@ class Settlement:
         )
 
     def _run_approved(
-        self, tx: GateTx[Any], action: Action, call: Call, approval: Approval
+        self, tx: GateTx[Any], action: Action, call: Call, approval: Approval, *, signed: bool
     ) -> tuple[GateResult, int, Decision | None]:
         """Re-check everything inside the settling transaction, then run the effect.
 
@@ -167,6 +174,8 @@ class Settlement:
             return GateResult.refused(refusal), 0, None
         if decision.policy_version != approval.policy_version:
             return denied(call, POLICY_CHANGED), 0, decision
+        if decision.channel is Channel.DESK and not signed:
+            return denied(call, DESK_REQUIRED), 0, decision
         changed = inspection.changed_since(approval.bound)
         if changed is not None:
             return GateResult.refused(changed), 0, decision

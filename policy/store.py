@@ -38,6 +38,25 @@ class Approval:
 
 
 @dataclass(frozen=True)
+class DeskSignoff:
+    """An approver's signed decision on one approval, as the desk recorded it (protocol-free).
+
+    The gate accepts it only if `binding` and `question_sha256` are the approval's own: the
+    desk checked both when the approver signed, the gate checks again because anyone with
+    database access could write the row.
+    """
+
+    approval_ref: str
+    approver: str
+    approved: bool
+    note: str | None
+    decided_at: float
+    """When it was signed: an answer counts if it came before the approval's deadline."""
+    binding: str
+    question_sha256: str
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     """One decision or outcome, before the store chains it."""
 
@@ -96,6 +115,9 @@ class GateTx(Protocol[L_co]):
 
     def settle_approval(self, approval: Approval) -> None:
         """Store the settled approval; only a pending one may be settled (else raise)."""
+
+    def desk_decision(self, ref: str) -> DeskSignoff | None:
+        """The approval desk's signed decision on approval `ref`, if an approver has made one."""
 
     def take_turn(self, principal: str) -> None:
         """Wait until no other write transaction of `principal` holds its turn, then hold it

@@ -17,6 +17,13 @@ class Verdict:
     kind: VerdictKind
     detail: str = ""
     note: str | None = None
+    approver: str | None = None
+    """The desk approver who signed it; None for an answer through the client (a form)."""
+
+    @property
+    def signed(self) -> bool:
+        """Whether an enrolled approver signed it at the desk."""
+        return self.approver is not None
 
 
 EXPIRED = Verdict(VerdictKind.EXPIRE, "No answer arrived in time.")

@@ -191,9 +191,15 @@ class Toolbox:
             return _refused("invalid_arguments", f"The arguments are not valid JSON: {error}.")
         if not isinstance(arguments, dict):
             return _refused("invalid_arguments", "The arguments must be a JSON object.")
-        result = await self.link.call(call.name, tool.mcp_arguments(arguments), idempotency_key=call.call_id)
-        if self.desk is not None:
-            self.desk.stop_if_interrupted(call.name, result.output)
+        mcp_arguments = tool.mcp_arguments(arguments)
+        result = await self.link.call(call.name, mcp_arguments, idempotency_key=call.call_id)
+        if self.desk is None:
+            return result
+        # A server that could ask nobody answers `pending_approval` with a desk link: once the link was
+        # shown, the call is made again with its `approval_ref` (which runs it at most once) until it settles.
+        while (ref := await self.desk.pending_link(result.output)) is not None:
+            result = await self.link.call(call.name, {**mcp_arguments, "approval_ref": ref})
+        self.desk.stop_if_interrupted(call.name, result.output)
         return result
 
 

@@ -5,11 +5,17 @@ outcome); a resume on any later connection resolves it. An interrupt is answered
 resume, a resume from another thread, an unknown id or a late one changes nothing and is refused
 with a reason. Past its deadline an interrupt answers `cancel` itself, so a client that went
 away never leaves a tool waiting and nothing runs without a resume.
+
+A **desk approval** (the server sent a link to its approval desk instead of a form) is an
+interrupt with reason `desk_approval_required`, no response schema and the link in
+`metadata.approval_url`: the decision is signed at the desk, so a resume only says "I have decided
+there, continue" (`resolved`, no payload) or "withdraw" (`cancelled`). While the desk has not
+decided, the same interrupt (same id, same reference) is raised again with
+`metadata.desk_status = "still_pending"`.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,9 +27,8 @@ from ag_ui.core import Interrupt, ResumeEntry
 
 from agent_host.approvers import Answer, Question
 
-_REFERENCE = re.compile(r"^Reference: (\S+)$", re.MULTILINE)
-
 State = Literal["pending", "answered", "expired"]
+DESK_REASON = "desk_approval_required"
 
 
 class RunRefused(Exception):
@@ -46,25 +51,45 @@ class PendingApproval:
     expires_at: datetime
     state: State = "pending"
     answer: Answer | None = None
+    raised: int = 1
+    """How often this interrupt was raised: a desk approval is raised again while the desk has not decided."""
+    link_accepted: bool = False
+    """The server holds the call open (2025-11-25) and was told the link was shown: no withdrawing it here."""
+    settled: anyio.Event = field(default_factory=anyio.Event, repr=False)
+    """Set when the tool call this approval belongs to has returned."""
     _answered: anyio.Event = field(default_factory=anyio.Event, repr=False)
 
     def interrupt(self) -> Interrupt:
-        """The protocol's interrupt: the server's exact text, its form as the response schema, the deadline."""
+        """The protocol's interrupt: the server's exact text, its form (or desk link), the deadline."""
+        question = self.question
         metadata: dict[str, Any] = {"tool": "bankgate"}
-        reference = _REFERENCE.search(self.question.message)
-        if reference:
-            metadata["reference"] = reference.group(1)
-        if self.question.confirmation_value:
-            metadata["confirm"] = self.question.confirmation_value
+        if question.reference:
+            metadata["reference"] = question.reference
+        if question.confirmation_value:
+            metadata["confirm"] = question.confirmation_value
+        if question.url is not None:
+            metadata |= {
+                "channel": "desk",
+                "approval_url": question.url,
+                "desk_status": "still_pending" if self.raised > 1 else "waiting",
+            }
         return Interrupt(
             id=self.id,
-            reason="approval_required",
-            message=self.question.message,
+            reason=DESK_REASON if question.at_desk else "approval_required",
+            message=question.message,
             tool_call_id=self.tool_call_id,
-            response_schema=dict(self.question.schema),
+            response_schema=None if question.at_desk else dict(question.schema),
             expires_at=self.expires_at.isoformat().replace("+00:00", "Z"),
             metadata=metadata,
         )
+
+    def raise_again(self, question: Question) -> None:
+        """The desk has not decided yet: the same interrupt waits for another resume."""
+        self.question = question
+        self.raised += 1
+        self.state = "pending"
+        self.answer = None
+        self._answered = anyio.Event()
 
     async def wait(self) -> Answer:
         """The client's answer, or `cancel` once the deadline passes without one."""
@@ -82,12 +107,30 @@ class PendingApproval:
             raise RunRefused("interrupt_answered", f"Interrupt {self.id} was already answered.")
         if self.state == "expired" or datetime.now(UTC) >= self.expires_at:
             raise RunRefused("interrupt_expired", f"Interrupt {self.id} expired; nothing was executed.")
-        answer = Answer("cancel", reason="cancelled in the client") if entry.status == "cancelled" else None
-        if answer is None:
+        if entry.status == "cancelled" and self.link_accepted:
+            raise RunRefused(
+                "desk_decision_pending",
+                f"Approval {self.question.reference} waits at the desk and can no longer be withdrawn here; "
+                "reject it at the desk, or let it expire.",
+            )
+        if entry.status == "cancelled":
+            answer = Answer("cancel", reason="cancelled in the client", desk=self.question.at_desk)
+        elif self.question.at_desk:
+            answer = _desk_answer(entry.payload)
+        else:
             answer = _answer_from(self.question, entry.payload)
         self.state = "answered"
         self.answer = answer
         self._answered.set()
+
+
+def _desk_answer(payload: Any) -> Answer:
+    """`resolved` on a desk approval: the person says they decided at the desk (the server checks that)."""
+    if payload not in (None, {}):
+        raise RunRefused(
+            "invalid_payload", "A desk approval's resume carries no payload: the decision is signed at the desk."
+        )
+    return Answer("accept", reason="the client says the desk has decided", desk=True)
 
 
 def _answer_from(question: Question, payload: Any) -> Answer:
@@ -127,6 +170,13 @@ class InterruptStore:
         )
         self._pending[pending.id] = pending
         return pending
+
+    def for_link(self, thread_id: str, url: str) -> PendingApproval | None:
+        """This thread's interrupt for a desk link, to raise again while the desk has not decided."""
+        for pending in self._pending.values():
+            if pending.thread_id == thread_id and pending.question.url == url and pending.state == "answered":
+                return pending
+        return None
 
     def resolve(self, thread_id: str, entry: ResumeEntry) -> PendingApproval:
         """The interrupt `entry` answers, resolved; unknown ids and other threads' ids are refused alike."""

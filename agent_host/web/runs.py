@@ -7,6 +7,12 @@ with the interrupt outcome and keeps the tool call waiting; a resume on any conn
 and the next stream continues from the same queue. The loop therefore never learns that it talked
 to a browser, and a client that disconnects leaves a run that either finishes or times out alone.
 
+A desk approval (a link to the approval desk instead of a form) suspends the run the same way.
+After a `resolved` resume the host completes the MCP round: on 2026-07-28 it calls again, and a
+server still waiting for the desk asks again, which raises the same interrupt again; on 2025-11-25
+the server holds the call until the desk decides, so when the call has not returned within
+`DESK_GRACE_SECONDS` of the resume, the same interrupt is raised again.
+
 A thread runs one run at a time: a new run while one is active (streaming or suspended on an
 interrupt) is refused.
 """
@@ -54,6 +60,10 @@ from agent_host.web.interrupts import InterruptStore, PendingApproval, RunRefuse
 
 logger = logging.getLogger(__name__)
 
+DESK_GRACE_SECONDS = 3.0
+"""How long a resumed desk approval may take to settle before the host says it is still pending
+(the server looks for the desk's decision about every second)."""
+
 
 @dataclass(frozen=True)
 class Suspended:
@@ -83,6 +93,8 @@ class ThreadRun:
     calling: str | None = None
     """The `call_id` of the tool call in progress."""
     pending: PendingApproval | None = None
+    held: list[PendingApproval] = field(default_factory=list)
+    """Desk approvals whose MCP call the server holds open (2025-11-25) until the desk decides."""
     sink: MemoryObjectSendStream[Item] | None = field(default=None, repr=False)
     """Where the active run's events go (unbounded: a run never waits for a reader)."""
     source: MemoryObjectReceiveStream[Item] | None = field(default=None, repr=False)
@@ -119,6 +131,9 @@ class ThreadRun:
 
     def tool_result(self, call: FunctionCall, result: ToolResult) -> None:
         self.calling = None
+        for pending in [pending for pending in self.held if pending.tool_call_id == call.call_id]:
+            pending.settled.set()
+            self.held.remove(pending)
         content = json.dumps(result.output)
         self.emit(ToolCallResultEvent(message_id=f"tool-{call.call_id}", tool_call_id=call.call_id, content=content))
 
@@ -234,13 +249,41 @@ class RunDriver:
         """Suspend the asking thread's run on an interrupt and wait for its resume (or its deadline)."""
         thread = self._asking_thread()
         if thread is None:
-            return Answer("decline", reason="no single web run is calling a tool, so nobody can be asked")
-        pending = self.store.open(thread.thread_id, question, thread.calling)
+            return Answer(
+                "decline", reason="no single web run is calling a tool, so nobody can be asked", desk=question.at_desk
+            )
+        pending = None
+        if question.url is not None and question.repeat > 0:
+            pending = self.store.for_link(thread.thread_id, question.url)
+        if pending is None:
+            pending = self.store.open(thread.thread_id, question, thread.calling)
+        else:
+            pending.raise_again(question)
+        answer = await self._suspend(thread, pending)
+        if question.held and answer.action == "accept":
+            pending.link_accepted = True
+            thread.held.append(pending)
+            assert self._tasks is not None
+            self._tasks.start_soon(self._watch_desk, thread, pending)
+        return answer
+
+    async def _suspend(self, thread: ThreadRun, pending: PendingApproval) -> Answer:
         thread.pending = pending
         thread.emit(Suspended(pending))
         answer = await pending.wait()
         thread.pending = None
         return answer
+
+    async def _watch_desk(self, thread: ThreadRun, pending: PendingApproval) -> None:
+        """A held desk approval (2025-11-25) not settled soon after a resume is raised again as still pending."""
+        while True:
+            with anyio.move_on_after(DESK_GRACE_SECONDS):
+                await pending.settled.wait()
+            if pending.settled.is_set() or not thread.active:
+                return
+            pending.raise_again(pending.question)
+            if (await self._suspend(thread, pending)).action != "accept":
+                return
 
     def _asking_thread(self) -> ThreadRun | None:
         """The run task's own thread; on 2025-11-25 questions arrive outside it, so the one calling a tool."""

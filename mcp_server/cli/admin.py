@@ -19,8 +19,10 @@ from mcp_server.storage.database import Database, redacted_url
 from mcp_server.tools import TOOL_ARGUMENTS
 from policy.action import Call
 from policy.audit import SignedHead
+from policy.channel import Channel
 from policy.facts import CallFacts
 from policy.loader import load_policy
+from policy.outcome import Outcome
 from policy.results import Refusal
 
 
@@ -30,9 +32,9 @@ def policy_check(file: Path) -> int:
     seen = f"only where {policy.visible.source}" if policy.visible else "every account, to every caller"
     print(f"  accounts visible: {seen}")
     for name, tool in policy.tools.items():
-        rules = ", ".join(f"{r.name} -> {r.outcome.value}" for r in tool.rules) or "no rules"
+        rules = ", ".join(f"{r.name} -> {_effect(r.outcome, r.channel or tool.channel)}" for r in tool.rules)
         confirm = f"; approver types back {tool.confirm}" if tool.confirm else ""
-        print(f"  {name}: default {tool.default.value}; {rules}{confirm}")
+        print(f"  {name}: default {_effect(tool.default, tool.channel)}; {rules or 'no rules'}{confirm}")
     return 0
 
 
@@ -50,7 +52,7 @@ def policy_explain(
     if found.decision is None:
         print("policy decision: not judged (the call names an account that does not exist)")
     else:
-        print(f"policy decision: {found.decision.outcome.value}")
+        print(f"policy decision: {_effect(found.decision.outcome, found.decision.channel)}")
         print(f"  reason: {found.decision.reason}")
         print(f"  matched rules: {', '.join(found.decision.matched_rules) or '(none: the tool default applies)'}")
     if found.facts is not None and (balances or moved_today is not None):
@@ -64,6 +66,11 @@ def policy_explain(
         print(f"ledger pre-checks: would refuse ({found.precheck.code}): {found.precheck.message}")
     print("(nothing was executed)")
     return 0
+
+
+def _effect(outcome: Outcome, channel: Channel | None) -> str:
+    """An outcome, with the channel its approval goes through when it needs one: `require_approval (desk)`."""
+    return f"{outcome.value} ({channel.value})" if outcome is Outcome.REQUIRE_APPROVAL and channel else outcome.value
 
 
 def _pairs(items: Sequence[str], option: str) -> dict[str, str]:

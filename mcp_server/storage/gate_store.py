@@ -25,7 +25,7 @@ from mcp_server.timestamps import format_timestamp
 from policy.approval_states import check_settlement
 from policy.canonical import canonical_json
 from policy.results import Refusal
-from policy.store import Approval, AuditEntry
+from policy.store import Approval, AuditEntry, DeskSignoff
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -212,6 +212,17 @@ class SqlGateTx:
         )
         if settled != 1:
             raise RuntimeError(f"approval {approval.ref} was already settled")
+
+    def desk_decision(self, ref: str) -> DeskSignoff | None:
+        # Imported here: the desk's modules import the ledger, which imports this store.
+        from mcp_server.desk.decisions import decision_for
+
+        found = decision_for(self.conn, ref)
+        if found is None:
+            return None
+        return DeskSignoff(
+            ref, found.approver, found.approved, found.note, found.decided_at, found.binding, found.question_sha256
+        )
 
     def take_turn(self, principal: str) -> None:
         take_turn(self.conn, Space.PRINCIPAL, principal)

@@ -16,6 +16,7 @@ from mcp_server.ledger.money import format_amount, minor_units
 from mcp_server.tools.common import (
     APPROVAL_NOTE,
     AccountId,
+    ApprovalRef,
     Decided,
     LedgerAction,
     ToolResult,
@@ -46,7 +47,7 @@ class CloseResult(ToolResult):
 
 
 async def close_account(
-    account_id: AccountId, sweep_to: SweepTo = None, *, outcome: Decided
+    account_id: AccountId, sweep_to: SweepTo = None, *, approval_ref: ApprovalRef = None, outcome: Decided
 ) -> Annotated[CallToolResult, CloseResult]:
     return present(outcome, CloseResult, {"receipt": outcome.details})
 

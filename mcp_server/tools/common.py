@@ -27,22 +27,36 @@ from policy.action import Call, Done, Inspection
 from policy.document import Policy
 from policy.facts import AccountFacts, CallFacts
 from policy.mcp.round import settle
-from policy.results import GateResult, Refusal
+from policy.results import GateResult, Refusal, Status
 from policy.store import GateTx
 
 AccountId = Annotated[str, Field(description="Account id: 'ACC-' followed by digits, e.g. ACC-001.")]
 Decided = Annotated[GateResult, Resolve(settle)]
 """How the call ended, as the gate decided it before the tool's body runs."""
 
+ApprovalRef = Annotated[
+    str | None,
+    Field(
+        description=(
+            "Only to continue a call that returned pending_approval: its approval_ref (e.g. APR-0123456789), "
+            "with exactly the same other arguments. Leave it out otherwise."
+        )
+    ),
+]
+"""A gated tool's keyword-only argument, so the model sees it in the schema; `policy.mcp.desk_link`
+moves it out of the arguments before they are checked (it is not the action's)."""
+
 APPROVAL_NOTE = (
     "The bank's policy checks every call; when a human operator's approval is needed the system asks "
     "the operator itself, so call the tool once and relay the returned message. Statuses rejected, "
-    "cancelled, expired and denied are final decisions: do not retry them."
+    "cancelled, expired and denied are final decisions: do not retry them. Status pending_approval "
+    "means an approver must decide at the approval desk: relay the message with its link, and when "
+    "the user says to continue, call the tool again with the same arguments plus approval_ref."
 )
 UNEXPECTED_FIELD = "arguments"
 """The `field` of an unexpected argument: a fixed marker, since the name itself is caller input."""
 
-StatusName = Literal["executed", "rejected", "cancelled", "expired", "denied", "failed"]
+StatusName = Literal["executed", "rejected", "cancelled", "expired", "denied", "failed", "pending_approval"]
 
 
 def _absent_not_null(schema: dict[str, Any]) -> None:
@@ -61,13 +75,20 @@ class ToolResult(BaseModel):
     model_config = ConfigDict(json_schema_extra=_absent_not_null)
 
     status: StatusName = Field(
-        description="executed; or rejected/cancelled by the operator; expired; denied by policy; failed."
+        description=(
+            "executed; or rejected/cancelled by the operator; expired; denied by policy; failed; or "
+            "pending_approval: an approver must decide at approval_url, then call again with approval_ref."
+        )
     )
     message: str = Field(description="One sentence to relay to the user as is.")
     approval_ref: str | None = Field(None, description="Reference of the human approval, when one was asked.")
     error: dict[str, Any] | None = Field(
         None, description="When failed: {code: stable machine-readable reason, message, field?}."
     )
+    approval_url: str | None = Field(
+        None, description="When pending_approval: the approval desk page where an approver decides."
+    )
+    expires_at: str | None = Field(None, description="When pending_approval: the deadline (ISO 8601, UTC).")
 
     def present(self) -> dict[str, Any]:
         """The structured result as sent: the fields that have a value (what the schema describes)."""
@@ -76,7 +97,9 @@ class ToolResult(BaseModel):
 
 def failed(message: str, refusal: Refusal) -> CallToolResult:
     """A call refused before the gate saw it (e.g. bad arguments at the edge)."""
-    body = ToolResult(status="failed", message=message, approval_ref=None, error=refusal.as_json())
+    body = ToolResult(
+        status="failed", message=message, approval_ref=None, error=refusal.as_json(), approval_url=None, expires_at=None
+    )
     return CallToolResult(
         content=[TextContent(type="text", text=message)], structured_content=body.present(), is_error=True
     )
@@ -84,6 +107,8 @@ def failed(message: str, refusal: Refusal) -> CallToolResult:
 
 def present(decided: GateResult, model: type[ToolResult], extra: Mapping[str, Any]) -> CallToolResult:
     """The gate's result as the tool returns it: one sentence as text, the model as structured content."""
+    if decided.status is Status.PENDING_APPROVAL:  # the details are the desk link, not the action's output
+        extra = {key: (decided.details or {}).get(key) for key in ("approval_url", "expires_at")}
     body = model(
         status=decided.status.value,
         message=decided.message,

@@ -18,6 +18,7 @@ from mcp_server.ledger.money import canonical_amount, format_amount, minor_units
 from mcp_server.tools.common import (
     APPROVAL_NOTE,
     AccountId,
+    ApprovalRef,
     Decided,
     LedgerAction,
     ToolResult,
@@ -58,7 +59,13 @@ class TransferResult(ToolResult):
 
 
 async def transfer_funds(
-    from_account: AccountId, to_account: AccountId, amount: Amount, memo: Memo = None, *, outcome: Decided
+    from_account: AccountId,
+    to_account: AccountId,
+    amount: Amount,
+    memo: Memo = None,
+    *,
+    approval_ref: ApprovalRef = None,
+    outcome: Decided,
 ) -> Annotated[CallToolResult, TransferResult]:
     return present(outcome, TransferResult, {"receipt": outcome.details})
 
@@ -105,9 +112,7 @@ class TransferAction(LedgerAction):
 
     def execute(self, tx: GateTx[Connection], call: Call, inspection: Inspection) -> Done:
         args, amount = call.arguments, inspection.amount_minor
-        receipt = self.ledger.transfer_in(
-            tx.ledger, args["from_account"], args["to_account"], amount, args["memo"]
-        )
+        receipt = self.ledger.transfer_in(tx.ledger, args["from_account"], args["to_account"], amount, args["memo"])
         money = format_amount(amount, receipt.currency)
         after = format_amount(receipt.from_balance_after_minor, receipt.currency)
         summary = (

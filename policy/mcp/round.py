@@ -7,20 +7,30 @@ round in a sealed `InputRequiredResult`; on 2025-11-25 `ask` elicits inline unde
 approval deadline. Every path that cannot reach a human, or that fails, ends in no execution.
 A tool the policy never routes to a human is registered through `decided_at_once`, which
 skips the round's resolvers.
+
+A question the gate routes to the desk (`Channel.DESK`) is asked by link: on 2025-11-25 to a
+client that declares URL-mode elicitation, `ask` sends the desk page and waits for the signed
+decision; otherwise the call returns `pending_approval` with the link, and the same call with
+its `approval_ref` (see `policy.mcp.desk_link`, which also turns that into a URL input request
+on 2026-07-28) collects the decision.
 """
 
 import functools
 import inspect
 import logging
+import re
 import typing
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from enum import Enum
 from typing import Annotated, Any, Protocol, TypeVar, cast
 
 import anyio
-from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
+from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, Resolve
 from mcp_types.version import is_version_at_least
 
 from policy.action import Call
+from policy.channel import Channel
 from policy.gate import Gate, Opening
 from policy.idempotency_key import IDEMPOTENCY_KEY_META, IDEMPOTENCY_KEY_RULE, is_idempotency_key
 from policy.mcp.asked import answered_digest
@@ -34,7 +44,12 @@ R = TypeVar("R")
 OUTCOME = "outcome"
 """The parameter through which a gated tool receives its `GateResult`."""
 
+APPROVAL_REF_META = "io.bankgate/approval-ref"
+"""The `_meta` key carrying the approval a call continues (the model passes it as the `approval_ref` argument)."""
+DESK_POLL = 0.5
+"""Seconds between looks at the desk while a URL-mode elicitation waits for its decision."""
 _INPUT_REQUIRED_VERSION = "2026-07-28"
+_REF = re.compile(r"APR-[0-9A-F]{10}")
 _NOT_ASKED = Verdict(VerdictKind.UNDELIVERED, "No question was needed.")
 
 
@@ -47,6 +62,24 @@ class GateHost(Protocol):
         """The principal of this request and the roles its credentials carry (read anew on every request)."""
         ...
 
+    @property
+    def has_desk(self) -> bool:
+        """Whether this server runs an approval desk callers can be sent to."""
+        ...
+
+    def approval_url(self, ref: str) -> str | None:
+        """The desk page where approval `ref` is decided; `None` when this server has no desk."""
+        ...
+
+
+class AtDesk(Enum):
+    """What `ask` did with a question routed to the desk."""
+
+    LINKED = "linked"
+    """Nothing to wait for here: the call answers `pending_approval` with the link."""
+    WAITED = "waited"
+    """The client opened the link (URL mode) and the wait ended: collect the decision."""
+
 
 def _host(ctx: Context) -> GateHost:
     return cast(GateHost, ctx.request_context.lifespan_context)
@@ -55,6 +88,13 @@ def _host(ctx: Context) -> GateHost:
 def uses_input_required(ctx: Context) -> bool:
     version = ctx.protocol_version
     return version is not None and is_version_at_least(version, _INPUT_REQUIRED_VERSION)
+
+
+def url_reachable(ctx: Context) -> bool:
+    """Whether this 2025-11-25 client can be sent a link by URL-mode elicitation in the middle of a call."""
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    return elicitation is not None and elicitation.url is not None and ctx.session.can_send_request
 
 
 def human_reachable(ctx: Context) -> bool:
@@ -77,11 +117,15 @@ async def prepare(ctx: Context) -> Opening:
             raise Refusal("unknown_tool", f"There is no gated tool named '{tool}'.")
         arguments = action.canonical(params.get("arguments") or {})
         call = Call(tool, arguments, principal, _idempotency_key(ctx, principal), roles)
+        ref = _presented_ref(params)
     except Refusal as refusal:
         return Opening(Call(tool, {}, principal, roles=roles), final=GateResult.refused(refusal))
     gate, asked, reachable = host.gate, _answered(ctx), human_reachable(ctx)
+    desk = host.has_desk
     try:
-        return await gate.store.run(lambda: gate.open(call, human_reachable=reachable, asked=asked))
+        if ref is not None:
+            return await gate.store.run(lambda: gate.resume(call, ref))
+        return await gate.store.run(lambda: gate.open(call, human_reachable=reachable, desk=desk, asked=asked))
     except Refusal as refusal:
         return Opening(call, final=GateResult.refused(refusal))
     except Exception:
@@ -89,9 +133,11 @@ async def prepare(ctx: Context) -> Opening:
         return Opening(call, final=_internal_denial(tool))
 
 
-async def ask(ctx: Context, opening: Annotated[Opening, Resolve(prepare)]) -> Elicit[ApprovalForm] | Verdict:
+async def ask(ctx: Context, opening: Annotated[Opening, Resolve(prepare)]) -> Elicit[ApprovalForm] | Verdict | AtDesk:
     if opening.approval is None:
         return _NOT_ASKED
+    if opening.channel is Channel.DESK:
+        return await _ask_at_desk(ctx, opening)
     form = ApprovalForm if opening.confirmation is None else ConfirmedApprovalForm
     if uses_input_required(ctx):
         return Elicit(opening.approval.question, form)
@@ -114,8 +160,11 @@ async def settle(
 ) -> GateResult:
     if opening.final is not None:
         return opening.final
-    verdict = read_answer(answer, opening.confirmation)
     host = _host(ctx)
+    step = answer.data if isinstance(answer, AcceptedElicitation) else answer
+    if isinstance(step, AtDesk):
+        return await _collect(host, opening, step)
+    verdict = read_answer(answer, opening.confirmation)
     try:
         return await host.gate.store.run(lambda: host.gate.conclude(opening, verdict))
     except Refusal as refusal:
@@ -123,6 +172,68 @@ async def settle(
     except Exception:
         logger.exception("gate failed while settling %s; nothing was executed", opening.call.tool)
         return _internal_denial(opening.call.tool)
+
+
+async def _ask_at_desk(ctx: Context, opening: Opening) -> Verdict | AtDesk:
+    """Send a URL-mode client to the desk and wait there for the decision (2025-11-25), or leave it
+    to the call's `pending_approval` result (every other client)."""
+    assert opening.approval is not None
+    host, ref = _host(ctx), opening.approval.ref
+    url = host.approval_url(ref)
+    if url is None or uses_input_required(ctx) or not url_reachable(ctx):
+        return AtDesk.LINKED
+    gate = host.gate
+    with anyio.move_on_after(max(0.0, opening.approval.expires_at - gate.clock())):
+        try:
+            consent = await ctx.elicit_url(_link_message(opening, url), url, ref)
+        except Exception:
+            logger.warning("could not send the desk link for %s; answering with the link", ref, exc_info=True)
+            return AtDesk.LINKED
+        if consent.action != "accept":
+            return Verdict(VerdictKind.CANCEL, "The approval link was not opened.")
+        while not await gate.store.run(lambda: gate.desk_decided(ref)):
+            await anyio.sleep(DESK_POLL)
+        await ctx.session.send_elicit_complete(ref)
+    return AtDesk.WAITED
+
+
+async def _collect(host: GateHost, opening: Opening, step: AtDesk) -> GateResult:
+    """The call's result once the desk was asked: settled now if decided or expired, else the link."""
+    gate, call = host.gate, opening.call
+    assert opening.approval is not None
+    ref = opening.approval.ref
+    if step is AtDesk.WAITED:
+        try:
+            resumed = await gate.store.run(lambda: gate.resume(call, ref))
+        except Refusal as refusal:
+            return GateResult.refused(refusal, ref)
+        if resumed.final is not None:
+            return resumed.final
+    url = host.approval_url(ref) or ""
+    return pending_approval(opening, url)
+
+
+def pending_approval(opening: Opening, url: str) -> GateResult:
+    """The result that sends the user to the desk: link, deadline, and how to continue."""
+    assert opening.approval is not None
+    approval = opening.approval
+    expires = datetime.fromtimestamp(approval.expires_at, UTC)
+    return GateResult(
+        Status.PENDING_APPROVAL,
+        _link_message(opening, url),
+        approval.ref,
+        details={"approval_url": url, "expires_at": expires.isoformat(timespec="seconds").replace("+00:00", "Z")},
+    )
+
+
+def _link_message(opening: Opening, url: str) -> str:
+    assert opening.approval is not None
+    until = datetime.fromtimestamp(opening.approval.expires_at, UTC).strftime("%H:%M:%S UTC")
+    return (
+        f"An approver must approve this {opening.call.tool} at the approval desk: open {url}, sign in with "
+        f"your passkey and decide before {until}, then ask me to continue (I will repeat the call with "
+        f"approval_ref {opening.approval.ref})."
+    )
 
 
 def decided_at_once(tool: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
@@ -155,6 +266,21 @@ def _answered(ctx: Context) -> str | None:
     another tool, other arguments or another principal.
     """
     return answered_digest(ctx.request_state, ASK_KEY) if uses_input_required(ctx) else None
+
+
+def _presented_ref(params: Any) -> str | None:
+    """The approval this call continues (`approval_ref`, moved into `_meta` by `policy.mcp.desk_link`)."""
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    ref = meta.get(APPROVAL_REF_META) if isinstance(meta, dict) else None
+    if ref is None:
+        return None
+    if not isinstance(ref, str) or not _REF.fullmatch(ref):
+        raise Refusal(
+            "invalid_approval_ref",
+            "approval_ref must be the reference a pending_approval result returned, e.g. APR-0123456789.",
+            "approval_ref",
+        )
+    return ref
 
 
 def _idempotency_key(ctx: Context, principal: str) -> str | None:

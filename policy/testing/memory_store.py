@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 import anyio
 
 from policy.approval_states import ApprovalState, check_settlement
+from policy.canonical import digest
 from policy.results import Refusal
-from policy.store import Approval, AuditEntry
+from policy.store import Approval, AuditEntry, DeskSignoff
 
 T = TypeVar("T")
 
@@ -62,6 +63,8 @@ class MemoryGateStore:
         self.shared: set[str] = set()
         """References of approvals that calls under one idempotency key share (see `create_approval`)."""
         self.audit: list[AuditEntry] = []
+        self.desk: dict[str, DeskSignoff] = {}
+        """Signed desk decisions by approval reference (recorded once, as `desk_decisions` is)."""
         self.writes: list[tuple[bool, bool]] = []
         """Each write transaction as (durable, committed), in the order they ended."""
         self._mutex = threading.Lock()
@@ -88,6 +91,17 @@ class MemoryGateStore:
     def lock(self, name: str) -> threading.Lock:
         with self._mutex:
             return self._locks.setdefault(name, threading.Lock())
+
+    def sign_at_desk(
+        self, ref: str, approver: str, *, approved: bool, at: float, note: str | None = None
+    ) -> DeskSignoff:
+        """Record an approver's decision on pending approval `ref` as the desk would: over the approval
+        as stored, once."""
+        approval = self.approvals[ref]
+        assert ref not in self.desk, "the desk records one decision per approval"
+        signoff = DeskSignoff(ref, approver, approved, note, at, approval.binding, digest(approval.question))
+        self.desk[ref] = signoff
+        return signoff
 
     def events(self, ref: str) -> list[str]:
         """The audit events of one approval, in order."""
@@ -185,6 +199,9 @@ class MemoryTx:
             stored, status=approval.status, note=approval.note, outcome=approval.outcome
         )
         self.undo(lambda: self.store.approvals.__setitem__(approval.ref, stored))
+
+    def desk_decision(self, ref: str) -> DeskSignoff | None:
+        return self.store.desk.get(ref)
 
     def take_turn(self, principal: str) -> None:
         if self.write:

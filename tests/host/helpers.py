@@ -56,14 +56,19 @@ def scripted(*lines: str) -> ScriptedApprover:
     return ScriptedApprover(parse_script("\n".join(lines), "test script"))
 
 
+NO_DESK = {"BANKGATE_DESK": "false"}
+"""The host lab's servers run without the approval desk (the host is what these tests exercise)."""
+
+
 def ledger_target(settings: HostSettings, tmp_path: Path) -> McpTarget:
     """The settings' MCP server, launched on a fresh demo ledger in ``tmp_path`` and isolated from the
-    developer's ``BANKGATE_*`` environment."""
+    developer's ``BANKGATE_*`` environment; without the approval desk, so a host that cannot ask
+    anyone is denied rather than handed a desk link."""
     return replace(
         mcp_target(settings),
         db_url=f"sqlite:///{tmp_path / 'ledger.db'}",
         server_args=DEMO_LEDGER,
-        server_env={},
+        server_env=NO_DESK,
         server_cwd=str(tmp_path),
     )
 

@@ -57,6 +57,7 @@ def lab_env(emulator: Emulator, tmp_path: Path, agent: str, **extra: str) -> dic
         "CHAT_MODEL": "gpt-4.1-mini",
         "AGENT_NAME": agent,
         "BANKGATE_DB_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "BANKGATE_DESK": "false",  # a host that cannot ask anyone is denied, not sent to the desk
         **_NEW_LEDGER,
         **extra,
     }
@@ -247,6 +248,7 @@ def test_azure_identity_warnings_show_only_with_debug(tmp_path: Path) -> None:
         "PROJECT_ENDPOINT": "https://example.services.ai.azure.com/api/projects/p",
         "CHAT_MODEL": "gpt-4.1-mini",
         "BANKGATE_DB_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "BANKGATE_DESK": "false",  # a host that cannot ask anyone is denied, not sent to the desk
         **_NEW_LEDGER,
         "AZURE_CONFIG_DIR": str(tmp_path / "no-azure-cli"),
     }

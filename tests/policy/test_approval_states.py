@@ -25,7 +25,8 @@ def walks(state: ApprovalState = ApprovalState.PENDING) -> list[tuple[ApprovalSt
 def test_every_walk_from_pending_ends_in_a_result_status_and_never_returns() -> None:
     paths = walks()
 
-    assert {path[-1] for path in paths} == {ApprovalState(s.value) for s in Status} == SETTLED
+    endings = {ApprovalState(s.value) for s in Status if s is not Status.PENDING_APPROVAL}  # an answer, not an end
+    assert {path[-1] for path in paths} == endings == SETTLED
     for path in paths:
         assert len(set(path)) == len(path), f"a walk revisits a state: {path}"
         assert ApprovalState.PENDING not in path[1:]
@@ -68,4 +69,4 @@ def test_a_settlement_must_name_a_final_state(status: str) -> None:
 
 
 def test_a_settlement_into_a_final_state_is_accepted() -> None:
-    assert {check_settlement(s.value) for s in Status} == SETTLED
+    assert {check_settlement(s.value) for s in Status if s is not Status.PENDING_APPROVAL} == SETTLED

@@ -88,19 +88,18 @@ async def test_invalid_answers_are_rejections(harness: Harness, mode: str, conte
     assert harness.events(result["approval_ref"]) == ["requested", "rejected"]
 
 
-@over_every_transport
-async def test_client_without_elicitation_is_refused(harness: Harness, mode: str) -> None:
+async def test_client_without_elicitation_is_sent_to_the_desk(harness: Harness, mode: str) -> None:
+    """No form to show: the approval waits at the desk (channel `any`), and the call says where."""
     source, target = harness.open_account("100.00"), harness.open_account("0")
     async with harness.client(None, mode=mode) as client:
         result = outcome(
             await client.call_tool("transfer_funds", {"from_account": source, "to_account": target, "amount": "5"})
         )
 
-    assert result["status"] == "denied" and "No human can be asked" in result["message"]
+    assert result["status"] == "pending_approval" and result["approval_url"] in result["message"]
+    assert result["approval_url"].endswith(f"/desk/approvals/{result['approval_ref']}")
     assert harness.balance(source) == 10000
-    assert [r["event"] for r in harness.audit(principal="local") if r["arguments"].get("from_account") == source] == [
-        "denied"
-    ]
+    assert harness.events(result["approval_ref"]) == ["requested"]
 
 
 async def test_policy_denies_without_asking(harness: Harness, mode: str) -> None:

@@ -317,7 +317,7 @@ async def test_tail_shows_decisions(audited: Harness, capsys: pytest.CaptureFixt
 def test_policy_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = f"sqlite:///{tmp_path / 'ledger.db'}"
     assert main(["policy", "check", str(Path(__file__).with_name("test_policy.toml"))]) == 0
-    assert "transfer_funds: default require_approval; small -> allow" in capsys.readouterr().out
+    assert "transfer_funds: default require_approval (any); small -> allow" in capsys.readouterr().out
     args = '{"from_account": "ACC-001", "to_account": "ACC-002", "amount": "700"}'
     assert main(["admin", "init", "--db", db, "--seed-demo"]) == 0
     assert main(["policy", "explain", "transfer_funds", "--args", args, "--db", db]) == 0

@@ -79,11 +79,10 @@ async def test_same_key_with_other_arguments_approved_at_once_is_a_conflict(harn
         (approve(), "executed"),
         (reject(), "rejected"),
         (cancel(), "cancelled"),
-        ("no-human", "denied"),
         ("unaffordable", "failed"),
         ("above-ceiling", "denied"),
     ],
-    ids=["executed", "rejected", "cancelled", "denied-no-human", "failed", "denied-by-policy"],
+    ids=["executed", "rejected", "cancelled", "failed", "denied-by-policy"],
 )
 async def test_every_settled_outcome_is_remembered_for_its_key(
     harness: Harness, mode: str, first: Answer | str, status: str
@@ -95,7 +94,7 @@ async def test_every_settled_outcome_is_remembered_for_its_key(
     args = {"from_account": source, "to_account": target, "amount": amount}
     key = {KEY: f"remembered-{source}"}
     asked = ScriptedResponder(*([first] if isinstance(first, Answer) else []))
-    async with harness.client(None if first == "no-human" else asked, mode=mode) as client:
+    async with harness.client(asked, mode=mode) as client:
         ended = outcome(await client.call_tool("transfer_funds", args, meta=key))
     harness.ledger.deposit(source, "60000")  # now it could run
     balances = harness.balance(source), harness.balance(target)

@@ -33,7 +33,8 @@ async def test_modern_clients_approve_over_stateless_http(stateless: Harness) ->
     assert len(responder.questions) == 1 and stateless.balance(target) == 2000
 
 
-async def test_legacy_clients_cannot_approve_and_nothing_runs(stateless: Harness) -> None:
+async def test_legacy_clients_cannot_answer_a_form_and_are_sent_to_the_desk(stateless: Harness) -> None:
+    """No back-channel for a 2025-11-25 form: the approval waits at the desk (policy channel `any`)."""
     source, target = stateless.open_account("50"), stateless.open_account("0")
     responder = ScriptedResponder(approve())
     async with stateless.client(responder, mode="legacy") as client:
@@ -43,6 +44,6 @@ async def test_legacy_clients_cannot_approve_and_nothing_runs(stateless: Harness
         )
 
     assert balance.structured_content is not None and balance.structured_content["formatted"] == "$50.00"
-    assert result.structured_content is not None and result.structured_content["status"] == "denied"
-    assert "No human can be asked" in result.structured_content["message"]
+    assert result.structured_content is not None and result.structured_content["status"] == "pending_approval"
+    assert "/desk/approvals/" in result.structured_content["approval_url"]
     assert responder.questions == [] and stateless.balance(source) == 5000

@@ -14,7 +14,7 @@ async def test_tool_contract(tmp_path: object) -> None:
 
     assert set(tools) == {"get_account_balance", "transfer_funds", "close_account"}
     transfer, balance, close = tools["transfer_funds"], tools["get_account_balance"], tools["close_account"]
-    assert list(transfer.input_schema["properties"]) == ["from_account", "to_account", "amount", "memo"]
+    assert list(transfer.input_schema["properties"]) == ["from_account", "to_account", "amount", "memo", "approval_ref"]
     assert transfer.input_schema["required"] == ["from_account", "to_account", "amount"]
     assert close.input_schema["required"] == ["account_id"]
     assert "ask the user" not in (transfer.description or "").lower()

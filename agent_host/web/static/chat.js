@@ -35,23 +35,27 @@ form.addEventListener("submit", (event) => {
   runAgent({ messages: [{ id: `msg-${randomId()}`, role: "user", content: text }] });
 });
 
+// Runs one request; resolves to the run's last event (or null when the connection failed).
 async function runAgent(extra) {
   setBusy(true);
   const body = { threadId, runId: `run-${randomId()}`, messages: [], tools: [], context: [], state: {}, forwardedProps: {}, ...extra };
   const headers = { "Content-Type": "application/json", Accept: "text/event-stream" };
   if (token) headers.Authorization = `Bearer ${token}`;
   let interrupted = false;
+  let last = null;
   try {
     const response = await fetch("/agent", { method: "POST", headers, body: JSON.stringify(body) });
     if (!response.ok) throw new Error(`${response.status}: ${await response.text()}`);
     for await (const event of events(response.body)) {
       interrupted = handle(event) || interrupted;
+      last = event;
     }
   } catch (error) {
     append(element("div", "bubble error", `Connection problem: ${error.message}`));
   } finally {
     setBusy(interrupted);
   }
+  return last;
 }
 
 async function* events(stream) {
@@ -122,12 +126,12 @@ function handle(event) {
   return false;
 }
 
-function approvalCard(interrupt) {
-  const card = append(element("section", "approval"));
+// The card's heading, the server's question and the facts of the call it concerns.
+function cardWithFacts(interrupt, className, title) {
+  const card = append(element("section", className));
   card.dataset.interruptId = interrupt.id;
-  const schema = interrupt.responseSchema ?? { properties: {} };
   const call = toolCalls.get(interrupt.toolCallId);
-  card.append(element("h2", "", `Approval needed${call ? `: ${call.name}` : ""}`));
+  card.append(element("h2", "", `${title}${call ? `: ${call.name}` : ""}`));
   card.append(element("div", "question", interrupt.message ?? ""));
   const facts = element("dl");
   let args = {};
@@ -138,7 +142,31 @@ function approvalCard(interrupt) {
   }
   if (interrupt.metadata?.reference) facts.append(element("dt", "", "Reference"), element("dd", "reference", interrupt.metadata.reference));
   card.append(facts);
+  return card;
+}
 
+// A countdown to the interrupt's deadline; `expired` runs once it reaches zero. Returns a stop function.
+function countdownTo(interrupt, countdown, expired) {
+  const deadline = interrupt.expiresAt ? Date.parse(interrupt.expiresAt) : null;
+  let timer = null;
+  const tick = () => {
+    if (deadline === null) return;
+    const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+    countdown.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left`;
+    if (left === 0) {
+      clearInterval(timer);
+      expired();
+    }
+  };
+  tick();
+  timer = setInterval(tick, 1000);
+  return () => { clearInterval(timer); countdown.textContent = ""; };
+}
+
+function approvalCard(interrupt) {
+  if (interrupt.reason === "desk_approval_required") return deskCard(interrupt);
+  const card = cardWithFacts(interrupt, "approval", "Approval needed");
+  const schema = interrupt.responseSchema ?? { properties: {} };
   const fields = {};
   if (schema.properties?.confirmation) {
     const wanted = interrupt.metadata?.confirm;
@@ -165,26 +193,17 @@ function approvalCard(interrupt) {
   const outcome = element("div", "outcome", "");
   card.append(outcome);
 
-  const deadline = interrupt.expiresAt ? Date.parse(interrupt.expiresAt) : null;
-  let timer = null;
+  let stop = () => {};
   const finish = (text) => {
-    clearInterval(timer);
-    countdown.textContent = "";
+    stop();
     approve.disabled = reject.disabled = true;
     Object.values(fields).forEach((field) => { field.disabled = true; });
     outcome.textContent = text;
   };
-  const tick = () => {
-    if (deadline === null) return;
-    const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
-    countdown.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left`;
-    if (left === 0) {
-      finish("Expired: the approval window closed and nothing was executed.");
-      setBusy(false);
-    }
-  };
-  tick();
-  timer = setInterval(tick, 1000);
+  stop = countdownTo(interrupt, countdown, () => {
+    finish("Expired: the approval window closed and nothing was executed.");
+    setBusy(false);
+  });
 
   const answer = (yes) => {
     const payload = { approve: yes };
@@ -195,6 +214,62 @@ function approvalCard(interrupt) {
   };
   approve.addEventListener("click", () => answer(true));
   reject.addEventListener("click", () => answer(false));
+}
+
+// A desk approval: the decision is signed at bankgate's approval desk, so the card shows the link
+// (opened only when the person clicks it, in a new tab) and resumes the run once they have decided.
+// Raised again with the same id while the desk has not decided: the existing card says so.
+function deskCard(interrupt) {
+  const existing = document.querySelector(`section.desk[data-interrupt-id="${CSS.escape(interrupt.id)}"]`);
+  if (existing) {
+    existing.restart(interrupt);
+    return;
+  }
+  const card = cardWithFacts(interrupt, "approval desk", "Approval at the desk");
+  const link = element("a", "desk-link", "Approve at the desk");
+  link.href = interrupt.metadata?.approval_url ?? "";
+  link.target = "_blank";
+  link.rel = "noopener noreferrer";
+  const url = element("div", "desk-url", link.href);
+  const hint = element("p", "hint", "Sign in at the desk with your passkey and approve or reject there; then come back and continue.");
+  const actions = element("div", "actions");
+  const decided = element("button", "decided", "I have decided at the desk — continue");
+  const withdraw = element("button", "reject withdraw", "Withdraw");
+  const countdown = element("span", "countdown", "");
+  actions.append(decided, withdraw, countdown);
+  const outcome = element("div", "outcome", "");
+  card.append(link, url, hint, actions, outcome);
+
+  let stop = () => {};
+  const finish = (text) => {
+    stop();
+    decided.disabled = withdraw.disabled = true;
+    outcome.textContent = text;
+  };
+  card.restart = (again) => {
+    decided.disabled = withdraw.disabled = false;
+    outcome.textContent = again.metadata?.desk_status === "still_pending"
+      ? "The desk has not decided yet. Decide there, then continue."
+      : "";
+    stop = countdownTo(again, countdown, () => {
+      finish("Expired: the desk did not decide in time and nothing was executed.");
+      setBusy(false);
+    });
+  };
+  card.restart(interrupt);
+  decided.addEventListener("click", () => {
+    finish("Checking the desk's decision…");
+    runAgent({ resume: [{ interruptId: interrupt.id, status: "resolved" }] });
+  });
+  withdraw.addEventListener("click", async () => {
+    finish("You withdrew this request.");
+    const last = await runAgent({ resume: [{ interruptId: interrupt.id, status: "cancelled" }] });
+    if (last?.type === "RUN_ERROR" && last.code === "desk_decision_pending") {
+      // The server already waits for the desk (it holds the call): the card stays until the desk decides.
+      card.restart({ ...interrupt, metadata: { ...interrupt.metadata, desk_status: "still_pending" } });
+      setBusy(true);
+    }
+  });
 }
 
 function setBusy(busy) {

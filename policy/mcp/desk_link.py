@@ -1,0 +1,96 @@
+"""Server middleware for calls that continue an approval asked at the desk.
+
+- The model continues a `pending_approval` call by repeating it with the `approval_ref`
+  argument. That argument is the protocol's, not the action's: it is moved into `_meta`
+  (`APPROVAL_REF_META`, which a client may also set itself) before the arguments are checked,
+  so the call, its digest and its binding are exactly those of the call that was asked.
+- On 2026-07-28, to a client that declares URL-mode elicitation, a `pending_approval` result
+  goes out as an `InputRequiredResult` with one URL input request (the desk link) and request
+  state naming the approval (the SDK seals it: bound to this tool, these arguments and this
+  caller, and it expires). When the client calls again with that state, the call continues the
+  approval as if it presented `approval_ref`; if it is still undecided it is asked again the
+  same way, until the deadline settles it as expired. A client that declines the link gets the
+  `pending_approval` result itself.
+"""
+
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp_types import CallToolResult, ElicitRequest, ElicitRequestURLParams, InputRequiredResult
+from mcp_types.version import is_version_at_least
+
+from policy.mcp.round import APPROVAL_REF_META
+from policy.results import Status
+
+APPROVAL_REF = "approval_ref"
+"""The tool argument through which the model continues a `pending_approval` call."""
+DESK_INPUT = "io.bankgate/desk"
+"""The key of the desk link among a 2026-07-28 round's input requests, and of its request state."""
+_INPUT_REQUIRED_VERSION = "2026-07-28"
+
+
+async def desk_link(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Server middleware: `approval_ref` → `_meta`; a desk link as a URL input request on 2026-07-28."""
+    if ctx.method != "tools/call" or ctx.params is None:
+        return await call_next(ctx)
+    params = dict(ctx.params)
+    ref: Any = None
+    arguments = params.get("arguments")
+    if isinstance(arguments, Mapping) and APPROVAL_REF in arguments:
+        ref = arguments[APPROVAL_REF]
+        params["arguments"] = {k: v for k, v in arguments.items() if k != APPROVAL_REF}
+    declined = False
+    continued = _continued(params.get("requestState"))
+    if continued is not None:
+        ref = continued
+        responses = params.pop("inputResponses", None)
+        params.pop("requestState")
+        answer = responses.get(DESK_INPUT) if isinstance(responses, Mapping) else None
+        declined = isinstance(answer, Mapping) and answer.get("action") in ("decline", "cancel")
+    if ref is not None:
+        meta = params.get("_meta")
+        params["_meta"] = {**(meta if isinstance(meta, Mapping) else {}), APPROVAL_REF_META: ref}
+    result = await call_next(replace(ctx, params=params))
+    if declined or not _links_by_url(ctx):
+        return result
+    return _as_input_request(result)
+
+
+def _continued(state: Any) -> str | None:
+    """The approval a 2026-07-28 round's (unsealed) request state continues, if it is a desk link's."""
+    if not isinstance(state, str):
+        return None
+    try:
+        decoded = json.loads(state)
+    except ValueError:
+        return None
+    ref = decoded.get(DESK_INPUT) if isinstance(decoded, dict) else None
+    return ref if isinstance(ref, str) else None
+
+
+def _links_by_url(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """Whether this client takes the desk link as a URL input request (2026-07-28 with URL mode)."""
+    version = ctx.protocol_version
+    if version is None or not is_version_at_least(version, _INPUT_REQUIRED_VERSION):
+        return False
+    capabilities = ctx.session.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    return elicitation is not None and elicitation.url is not None
+
+
+def _as_input_request(result: HandlerResult) -> HandlerResult:
+    """A `pending_approval` tool result as a URL input request; anything else unchanged."""
+    if isinstance(result, CallToolResult):
+        body: Any = result.structured_content
+    else:  # the SDK hands results on as wire mappings
+        body = result.get("structuredContent") if isinstance(result, Mapping) else None
+    if not isinstance(body, dict) or body.get("status") != Status.PENDING_APPROVAL.value:
+        return result
+    ref, url, message = body.get("approval_ref"), body.get("approval_url"), body.get("message")
+    if not (isinstance(ref, str) and isinstance(url, str) and url and isinstance(message, str)):
+        return result
+    link = ElicitRequest(params=ElicitRequestURLParams(message=message, url=url))
+    return InputRequiredResult(input_requests={DESK_INPUT: link}, request_state=json.dumps({DESK_INPUT: ref}))

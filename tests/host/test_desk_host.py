@@ -1,0 +1,97 @@
+"""The terminal host and bankgate's approval desk, end to end: a transfer the policy sends to the desk
+shows the link (only), waits, and completes with the decision an approver signs at the desk."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import anyio
+import pytest
+
+from agent_host.emulator import Emulator
+from agent_host.host import Host
+from agent_host.settings import McpProtocol, Transport
+
+from .conftest import Cli
+from .desk_lab import DeskLab
+from .helpers import CapturedDisplay, balance, host_for, scripted, settings_for
+from .test_cli import lab_env, read_balance
+
+pytestmark = pytest.mark.anyio
+
+
+async def _link_shown(host: Host, count: int) -> str:
+    """The reference of the `count`-th desk link the host has shown (waits for it)."""
+    display = host.display
+    assert isinstance(display, CapturedDisplay)
+    with anyio.fail_after(60):
+        while len(found := re.findall(r"^(http://localhost:\d+/desk/approvals/(\S+))$", display.text, re.M)) < count:
+            await anyio.sleep(0.1)
+    return str(found[count - 1][1])
+
+
+@pytest.mark.parametrize(
+    ("transport", "protocol"), [("sdk", "auto"), ("rest", "legacy")], ids=["2026-07-28", "2025-11-25"]
+)
+async def test_a_desk_decision_completes_the_call(
+    emulator: Emulator, tmp_path: Path, agent_name: str, transport: Transport, protocol: McpProtocol
+) -> None:
+    lab = DeskLab.create(tmp_path)
+    target = lab.target(settings_for(emulator, agent_name))
+    approver = scripted("reject note='the script is never asked'")
+    async with (
+        host_for(emulator, tmp_path, approver, agent_name, target, transport=transport, mcp_protocol=protocol) as host,
+        lab.approver() as (desk, passkey),
+    ):
+        conversation = host.conversation()
+        turns = []
+        async with anyio.create_task_group() as tasks:
+
+            async def send(text: str) -> None:
+                turns.append(await conversation.send(text))
+
+            tasks.start_soon(send, "Transfer $100 from ACC-001 to ACC-002.")
+            ref = await _link_shown(host, 1)
+            await anyio.sleep(1.5)  # a few rounds while the desk has not decided
+            assert await balance(host, "ACC-001") == Decimal("5000.00"), "nothing runs before the desk decides"
+            reply = await desk.decide(ref, "approved", passkey, note="rent")
+            assert reply.status_code == 200, reply.text
+        (approved,) = turns
+        assert approved.results[0][1].output["status"] == "executed"
+        assert approved.results[0][1].output["approval_ref"] == ref
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(send, "Transfer $200 from ACC-002 to ACC-003.")
+            ref = await _link_shown(host, 2)
+            reply = await desk.decide(ref, "rejected", passkey, note="not expected")
+            assert reply.status_code == 200, reply.text
+        assert turns[1].results[0][1].output["status"] == "rejected"
+
+        assert [await balance(host, a) for a in ("ACC-001", "ACC-002", "ACC-003")] == [
+            Decimal("4900.00"),
+            Decimal("350.00"),
+            Decimal("120.00"),
+        ]
+        assert [answer.label for _, answer in host.desk.records] == ["sent to the desk", "sent to the desk"]
+        assert approver._answers, "the script was not used for desk approvals"
+        shown = host.display.text  # type: ignore[attr-defined]
+        assert "Approval at the desk — this host only shows the link" in shown
+        assert "Waiting for the desk to decide (until " in shown
+
+
+def test_ask_without_a_terminal_shows_the_desk_link_and_leaves_it_pending(
+    emulator: Emulator, tmp_path: Path, cli: Cli
+) -> None:
+    lab = DeskLab.create(tmp_path)
+    env = lab_env(emulator, tmp_path, "cli-desk-link", **lab.env)
+    result = cli("ask", "Transfer $100 from ACC-001 to ACC-002.", env=env)
+
+    assert result.returncode == 0, result.stderr
+    found = re.search(rf"^{re.escape(lab.origin)}/desk/approvals/(APR-\S+)$", result.stdout, re.M)
+    assert found is not None, result.stdout
+    assert "Approval at the desk — this host only shows the link" in result.stdout
+    assert "the host does not wait for the desk" in result.stdout
+    assert "← pending_approval" in result.stdout
+    assert anyio.run(read_balance, tmp_path, "ACC-001") == Decimal("5000.00")
