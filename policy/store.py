@@ -67,6 +67,12 @@ class GateTx(Protocol[L_co]):
     def ledger(self) -> L_co:
         """The ledger as this transaction sees it (for `Action.inspect` and `Action.execute`)."""
 
+    @property
+    def settles(self) -> bool:
+        """Whether this transaction may run an effect: then `Action.inspect` reads the rows the effect
+        changes under lock, and `Action.execute` writes on those rows without reading them again. A
+        transaction that only asks a question reads without locking (a consistent read suffices)."""
+
     def discard(self) -> None:
         """Roll this transaction back when its work returns, instead of committing it."""
 

@@ -30,7 +30,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import Connection
@@ -87,6 +87,7 @@ its operator (the demo moves money out of ACC-001 and ACC-002 and closes ACC-003
 
 _COLUMNS = "id, owner, currency, status, balance_minor, created_at, closed_at"
 _SELECT_ACCOUNT = Statement(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id")
+_SELECT_PAIR = Statement(f"SELECT {_COLUMNS} FROM accounts WHERE id IN (:first, :second) ORDER BY id")
 _SELECT_CUSTOMERS = Statement(f"SELECT {_COLUMNS} FROM accounts WHERE kind = 'customer' ORDER BY length(id), id")
 _SELECT_CUSTOMER_IDS = Statement("SELECT id FROM accounts WHERE kind = 'customer'")
 _INSERT_ACCOUNT = Statement(
@@ -182,8 +183,19 @@ class _Row(NamedTuple):
         return Account.model_validate(self._asdict())
 
 
+class Side(Protocol):
+    """One side of a movement as posting needs it: an account row, its public model, or its facts."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def balance_minor(self) -> int: ...
+
+
 class TransferPlan(NamedTuple):
-    """A transfer that passed every check on rows locked until the transaction ends."""
+    """A transfer that passed every check, on rows locked until the transaction ends if planned with `lock`."""
 
     debit: Account
     credit: Account
@@ -209,9 +221,7 @@ class Ledger:
         self._audit = audit or AuditWriter()
         self._max_amount_minor = max_amount_minor
         # Both rows a movement touches, locked in id order (PostgreSQL) so writers cannot deadlock.
-        self._lock_accounts = Statement(
-            f"SELECT {_COLUMNS} FROM accounts WHERE id IN (:first, :second) ORDER BY id{db.for_update}"
-        )
+        self._lock_accounts = Statement(_SELECT_PAIR.sql + db.for_update)
 
     @property
     def db(self) -> Database:
@@ -252,17 +262,40 @@ class Ledger:
             _optional_key(idempotency_key),
         )
 
-    def plan_transfer_in(self, conn: Connection, from_account: str, to_account: str, amount: object) -> TransferPlan:
+    def plan_transfer_in(
+        self,
+        conn: Connection,
+        from_account: str,
+        to_account: str,
+        amount: object,
+        *,
+        lock: bool = True,
+        seen: Callable[[Account], object] | None = None,
+    ) -> TransferPlan:
         """Everything `transfer_in` would check (`amount` in major units of the debit's currency), without
-        writing: what an approver is shown, and a refusal before anyone is asked."""
+        writing: what an approver is shown, and a refusal before anyone is asked.
+
+        `lock`: read both rows `FOR UPDATE`, so `post_transfer_in` can write on this plan; without it,
+        one consistent read (enough to show a question). `seen` is called with the debit account once
+        it is found, before any other check (the caller's visibility rule: it raises to refuse).
+        """
         _distinct_parties(from_account, to_account)
         debit, credit, amount_minor = self._plan_transfer(
             conn,
             from_account,
             to_account,
             lambda currency: parse_amount(amount, currency, ceiling_minor=self._max_amount_minor),
+            lock=lock,
+            seen=seen,
         )
         return TransferPlan(debit.public(), credit.public(), amount_minor)
+
+    def post_transfer_in(
+        self, conn: Connection, debit: Side, credit: Side, amount_minor: int, memo: str | None = None
+    ) -> TransferReceipt:
+        """Write a transfer that `plan_transfer_in(lock=True)` checked in this transaction, on the rows it
+        locked and read: no second lock, no second plan."""
+        return self._post_transfer(conn, debit, credit, amount_minor, memo, None)
 
     def plan_close_in(self, conn: Connection, account_id: str, sweep_to: str | None = None) -> ClosePlan:
         """Everything `close_in` would check, without writing."""
@@ -436,11 +469,16 @@ class Ledger:
         key: str | None,
     ) -> TransferReceipt:
         debit, credit, amount = self._plan_transfer(conn, source, target, amount_in)
+        return self._post_transfer(conn, debit, credit, amount, memo, key)
+
+    def _post_transfer(
+        self, conn: Connection, debit: Side, credit: Side, amount: int, memo: str | None, key: str | None
+    ) -> TransferReceipt:
         transaction_id, created_at = self._post(conn, "transfer", debit, credit, amount, memo, key)
         return TransferReceipt(
             transaction_id=transaction_id,
-            from_account=source,
-            to_account=target,
+            from_account=debit.id,
+            to_account=credit.id,
             amount_minor=amount,
             currency=debit.currency,
             memo=memo,
@@ -450,9 +488,19 @@ class Ledger:
         )
 
     def _plan_transfer(
-        self, conn: Connection, source: str, target: str, amount_in: Callable[[str], int]
+        self,
+        conn: Connection,
+        source: str,
+        target: str,
+        amount_in: Callable[[str], int],
+        *,
+        lock: bool = True,
+        seen: Callable[[Account], object] | None = None,
     ) -> tuple[_Row, _Row, int]:
-        locked = self._lock(conn, source, target)
+        read = self._lock_accounts if lock else _SELECT_PAIR
+        locked = {row[0]: _Row(*row) for row in read.all(conn, {"first": source, "second": target})}
+        if seen is not None and source in locked:
+            seen(locked[source].public())
         debit = _open_account(locked, source, "from_account")
         credit = _open_account(locked, target, "to_account")
         if credit.currency != debit.currency:
@@ -565,8 +613,8 @@ class Ledger:
         self,
         conn: Connection,
         kind: TransactionKind,
-        debit: _Row,
-        credit: _Row,
+        debit: Side,
+        credit: Side,
         amount: int,
         memo: str | None,
         key: str | None,
