@@ -207,7 +207,12 @@ def capture(postgres_url: str | None = None) -> Shapes:
     """The shapes of a gated transfer, a balance read and a rejection, on a fresh ledger
     (SQLite, or a throwaway schema of `postgres_url`)."""
     with tempfile.TemporaryDirectory() as work, database(postgres_url, Path(work)) as url:
-        return asyncio.run(_capture(url))
+        return capture_on(url)
+
+
+def capture_on(url: str) -> Shapes:
+    """The shapes, captured on the (empty or bankgate) database at `url`, which keeps what they wrote."""
+    return asyncio.run(_capture(url))
 
 
 def print_shapes(shapes: Shapes, *, verbose: bool) -> None:
