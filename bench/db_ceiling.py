@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,8 @@ def accounts_of(shape: Shape) -> tuple[str, str]:
 
 
 class Replayer:
-    def __init__(self, shape: Shape, url: str, *, audit: bool) -> None:
+    def __init__(self, shape: Shape, url: str, *, audit: bool, pipelined: bool = False) -> None:
+        self.pipelined = pipelined
         self.transactions = replays(shape, audit=audit)
         self.fresh = fresh_values(shape)
         self.payer, self.payee = accounts_of(shape)
@@ -120,7 +122,7 @@ class Replayer:
                 pair = tuple(rng.sample(list(accounts), 2))
                 try:
                     for statements in self.transactions:
-                        with conn.transaction():
+                        with conn.pipeline() if self.pipelined else nullcontext(), conn.transaction():
                             for replay in statements:
                                 conn.execute(replay.sql, self._params(replay.params, suffix, (pair[0], pair[1])))
                 except psycopg.Error as exc:
@@ -146,14 +148,14 @@ def fund(url: str, template: tuple[str, str], count: int) -> list[str]:
     return ids
 
 
-def run(url: str, clients: int, seconds: float) -> dict[str, Any]:
+def run(url: str, clients: int, seconds: float, *, pipelined: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as work, database(url, Path(work)) as schema_url:
         shape = capture_on(schema_url).gated_transfer
         driver_url = schema_url.replace("postgresql+psycopg://", "postgresql://", 1)
         accounts = fund(driver_url, accounts_of(shape), ACCOUNTS)
         rows: dict[str, Any] = {}
         for audit in (True, False):
-            replayer = Replayer(shape, driver_url, audit=audit)
+            replayer = Replayer(shape, driver_url, audit=audit, pipelined=pipelined)
             deadline = time.monotonic() + seconds
             started = time.perf_counter()
             threads = [threading.Thread(target=replayer.client, args=(c, accounts, deadline)) for c in range(clients)]
@@ -169,7 +171,14 @@ def run(url: str, clients: int, seconds: float) -> dict[str, Any]:
                 "statements": sum(len(t) for t in replayer.transactions),
             }
     ratio = rows["with_audit"]["transfers_per_s"] / max(rows["without_audit"]["transfers_per_s"], 1e-9)
-    return {"benchmark": "db_ceiling", "clients": clients, "seconds": seconds, **rows, "ratio": round(ratio, 3)}
+    return {
+        "benchmark": "db_ceiling",
+        "clients": clients,
+        "seconds": seconds,
+        "pipelined": pipelined,
+        **rows,
+        "ratio": round(ratio, 3),
+    }
 
 
 def main() -> None:
@@ -177,9 +186,10 @@ def main() -> None:
     parser.add_argument("--postgres-url", required=True)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--pipeline", action="store_true", help="send each transaction in one round trip")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    report = run(args.postgres_url, args.clients, args.seconds)
+    report = run(args.postgres_url, args.clients, args.seconds, pipelined=args.pipeline)
     if args.json:
         print(json.dumps(report))
         return
