@@ -32,6 +32,8 @@ from bench.load import database
 from bench.shapes import Sent, Shape, capture_on
 
 ACCOUNTS = 200
+GOAL = 0.8
+"""Issue 16: with audit / without audit, gated transfers per second at 32 clients."""
 FRESH = ("ref", "binding", "pending_binding", "asked_digest", "key", "id", "tx", "debit_entry", "credit_entry", "rid")
 """Parameters whose captured values a replay must not repeat (unique columns, or names of turns)."""
 _ENDS = ("BEGIN", "COMMIT", "ROLLBACK")
@@ -173,11 +175,19 @@ def run(url: str, clients: int, seconds: float, *, pipelined: bool = False) -> d
     ratio = rows["with_audit"]["transfers_per_s"] / max(rows["without_audit"]["transfers_per_s"], 1e-9)
     return {
         "benchmark": "db_ceiling",
-        "clients": clients,
-        "seconds": seconds,
-        "pipelined": pipelined,
+        "goal_ratio": GOAL,
+        "rows": [
+            {
+                "path": f"PostgreSQL, {clients} clients, {seconds} s" + (", pipelined" if pipelined else ""),
+                "ours": {"subject": "gated-transfer shape, with audit", "rate": rows["with_audit"]["transfers_per_s"]},
+                "baseline": {"subject": "same, without audit", "rate": rows["without_audit"]["transfers_per_s"]},
+                "ratio": round(ratio, 3),
+                "note": f"goal ≥ {GOAL}; statements per transfer {rows['with_audit']['statements']} with audit, "
+                f"{rows['without_audit']['statements']} without; errors {rows['with_audit']['errors']} / "
+                f"{rows['without_audit']['errors']}",
+            }
+        ],
         **rows,
-        "ratio": round(ratio, 3),
     }
 
 
@@ -197,7 +207,7 @@ def main() -> None:
         row = report[name]
         figures = f"{row['transfers_per_s']:8.1f} gated transfers/s"
         print(f"{name:14} {figures}  ({row['statements']} statements, errors {row['errors']})")
-    print(f"ratio (with / without audit): {report['ratio']:.2f}  (goal >= 0.8)")
+    print(f"ratio (with / without audit): {report['rows'][0]['ratio']:.2f}  (goal >= {GOAL})")
 
 
 if __name__ == "__main__":
