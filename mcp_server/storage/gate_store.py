@@ -155,7 +155,6 @@ class SqlGateTx:
         self._lock_by_ref = lock_by_ref
         self._writer = audit
         self._by_asked = lock_by_asked or _BY_ASKED
-        self._writes = lock_by_asked is not None
         self._audit: list[AuditEntry] = []
         self.discarded = False
 
@@ -171,7 +170,8 @@ class SqlGateTx:
         self.discarded = True
 
     def recall(self, key: str, request_digest: str) -> Mapping[str, Any] | None:
-        return idempotency.recall(self.conn, key, request_digest, hold=self._writes)
+        # Only a transaction that may store the key's outcome takes its turn: a question stores none.
+        return idempotency.recall(self.conn, key, request_digest, hold=self._settles)
 
     def remember(self, key: str, request_digest: str, outcome: Mapping[str, Any]) -> None:
         idempotency.remember(self.conn, key, request_digest, dict(outcome))

@@ -19,10 +19,12 @@ def account_reads(tx: Transaction) -> list[str]:
     return [s.sql for s in tx.body if s.verb == "SELECT" and "FROM accounts WHERE id IN" in s.sql]
 
 
-def test_a_question_reads_the_accounts_without_locking_them(shapes: Shapes) -> None:
+def test_a_question_takes_no_lock(shapes: Shapes) -> None:
+    """Under the shipped policy (no rule reads a total, so no principal's turn): no row lock, no key turn."""
     question = shapes.gated_transfer.transactions[0]
     assert any(s.sql.startswith("INSERT INTO approvals") for s in question.body)
-    assert [sql for sql in account_reads(question) if "FOR UPDATE" in sql] == []
+    assert len(account_reads(question)) == 1
+    assert [s.sql for s in question.body if s.locks and not s.audit] == []
     assert not any("FROM accounts WHERE id = " in s.sql for s in question.body), "one read of the accounts"
 
 
