@@ -297,11 +297,24 @@ class Ledger:
         locked and read: no second lock, no second plan."""
         return self._post_transfer(conn, debit, credit, amount_minor, memo, None)
 
-    def plan_close_in(self, conn: Connection, account_id: str, sweep_to: str | None = None) -> ClosePlan:
-        """Everything `close_in` would check, without writing."""
+    def plan_close_in(
+        self,
+        conn: Connection,
+        account_id: str,
+        sweep_to: str | None = None,
+        *,
+        lock: bool = True,
+        seen: Callable[[Account], object] | None = None,
+    ) -> ClosePlan:
+        """Everything `close_in` would check, without writing; `lock` and `seen` as in `plan_transfer_in`."""
         _distinct_sweep(account_id, sweep_to)
-        account, destination = self._plan_close(conn, account_id, sweep_to)
+        account, destination = self._plan_close(conn, account_id, sweep_to, lock=lock, seen=seen)
         return ClosePlan(account.public(), destination.public() if destination is not None else None)
+
+    def post_close_in(self, conn: Connection, account: Side, destination: Side | None) -> CloseReceipt:
+        """Close an account that `plan_close_in(lock=True)` checked in this transaction, on the rows it
+        locked and read: no second lock, no second plan."""
+        return self._post_close(conn, account, destination, None)
 
     def close_in(
         self,
@@ -497,10 +510,7 @@ class Ledger:
         lock: bool = True,
         seen: Callable[[Account], object] | None = None,
     ) -> tuple[_Row, _Row, int]:
-        read = self._lock_accounts if lock else _SELECT_PAIR
-        locked = {row[0]: _Row(*row) for row in read.all(conn, {"first": source, "second": target})}
-        if seen is not None and source in locked:
-            seen(locked[source].public())
+        locked = self._pair(conn, source, target, lock=lock, seen=seen)
         debit = _open_account(locked, source, "from_account")
         credit = _open_account(locked, target, "to_account")
         if credit.currency != debit.currency:
@@ -522,6 +532,9 @@ class Ledger:
 
     def _close(self, conn: Connection, target: str, sweep: str | None, key: str | None) -> CloseReceipt:
         account, destination = self._plan_close(conn, target, sweep)
+        return self._post_close(conn, account, destination, key)
+
+    def _post_close(self, conn: Connection, account: Side, destination: Side | None, key: str | None) -> CloseReceipt:
         transaction_id = None
         closed_at = utc_now()
         if account.balance_minor:
@@ -529,18 +542,26 @@ class Ledger:
             transaction_id, closed_at = self._post(
                 conn, "close_sweep", account, destination, account.balance_minor, "closing sweep", key
             )
-        _CLOSE_ACCOUNT.run(conn, {"id": target, "closed_at": format_timestamp(closed_at)})
+        _CLOSE_ACCOUNT.run(conn, {"id": account.id, "closed_at": format_timestamp(closed_at)})
         return CloseReceipt(
-            account_id=target,
-            swept_to=sweep,
+            account_id=account.id,
+            swept_to=destination.id if destination is not None else None,
             swept_amount_minor=account.balance_minor,
             currency=account.currency,
             closed_at=closed_at,
             transaction_id=transaction_id,
         )
 
-    def _plan_close(self, conn: Connection, target: str, sweep: str | None) -> tuple[_Row, _Row | None]:
-        locked = self._lock(conn, target, sweep or target)
+    def _plan_close(
+        self,
+        conn: Connection,
+        target: str,
+        sweep: str | None,
+        *,
+        lock: bool = True,
+        seen: Callable[[Account], object] | None = None,
+    ) -> tuple[_Row, _Row | None]:
+        locked = self._pair(conn, target, sweep or target, lock=lock, seen=seen)
         account = _open_account(locked, target, "account_id")
         destination = None if sweep is None else _open_account(locked, sweep, "sweep_to")
         if destination is not None and destination.currency != account.currency:
@@ -646,6 +667,16 @@ class Ledger:
         )
         _MOVE.run(conn, {"debit": debit.id, "credit": credit.id, "amount": amount})
         return transaction_id, created_at
+
+    def _pair(
+        self, conn: Connection, first: str, second: str, *, lock: bool, seen: Callable[[Account], object] | None
+    ) -> dict[str, _Row]:
+        """Both rows (locked, or one consistent read); `seen` is shown the first one, if it exists."""
+        read = self._lock_accounts if lock else _SELECT_PAIR
+        rows = {row[0]: _Row(*row) for row in read.all(conn, {"first": first, "second": second})}
+        if seen is not None and first in rows:
+            seen(rows[first].public())
+        return rows
 
     def _lock(self, conn: Connection, first: str, second: str) -> dict[str, _Row]:
         return {row[0]: _Row(*row) for row in self._lock_accounts.all(conn, {"first": first, "second": second})}
