@@ -3,8 +3,8 @@
     python -m bench.results [--postgres-url URL] [--quick] [--skip NAME ...] [--no-drills] [--output PATH]
 
 Benchmarks are the `bench/*.py` modules with a `main()` and a `--json` flag (today
-server_bench, gate_bench, ledger_bench, host_bench, load); one that is missing, fails or prints
-no JSON is listed as such on the page rather than stopping the run. The drills are
+server_bench, gate_bench, ledger_bench, host_bench, load, and db_ceiling on PostgreSQL only); one
+that is missing, fails or prints no JSON is listed as such on the page rather than stopping the run. The drills are
 `pytest tests/drills`, with `BANKGATE_DRILL_REPORT` set so each drill appends what it did.
 With `--postgres-url` (or `BANKGATE_TEST_POSTGRES_URL`) the ledger benchmark, the load and the
 drills also run on PostgreSQL. Never edit the numbers on the page by hand: rerun this.
@@ -33,7 +33,9 @@ from bench.progress import progress
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = ("server_bench", "gate_bench", "ledger_bench", "host_bench", "load")
-NOT_BENCHMARKS = {"__init__", "servers", "timing", "bare_server", "results"}
+NOT_BENCHMARKS = {"__init__", "servers", "timing", "bare_server", "results", "shapes"}
+POSTGRES_ONLY = {"db_ceiling"}
+"""Benchmarks of PostgreSQL alone: run only with a PostgreSQL URL."""
 PG_ENV = "BANKGATE_TEST_POSTGRES_URL"
 BENCH_TIMEOUT = 1800
 QUICK_ARGS = {
@@ -42,6 +44,7 @@ QUICK_ARGS = {
     "ledger_bench": ["--transfers", "800"],
     "host_bench": ["--turns", "15"],
     "load": ["--seconds", "4"],
+    "db_ceiling": ["--seconds", "3"],
 }
 DRILLS = {
     "test_replicas.py": "Two --stateless replicas, one PostgreSQL ledger, one key ring: a round started on A and "
@@ -553,10 +556,13 @@ def main() -> None:
     missing = [name for name in EXPECTED if name not in present]
     benches = []
     for name in present:
-        if name in args.skip:
+        if name in args.skip or (name in POSTGRES_ONLY and not args.postgres_url):
             continue
         extra = QUICK_ARGS.get(name, []) if args.quick else []
         progress(f"running bench.{name} ...")
+        if name in POSTGRES_ONLY:
+            benches.append(run_bench(name, [*extra, "--postgres-url", args.postgres_url], env))
+            continue
         benches.append(run_bench(name, extra, env))
         if name == "load" and args.postgres_url:
             benches.append(run_bench(name, [*extra, "--postgres-url", args.postgres_url], env))

@@ -6,6 +6,7 @@ when `execute` runs, always inside the transaction that settles the decision.
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from policy.canonical import digest
@@ -29,9 +30,10 @@ class Call:
     """Roles the caller's credentials carry for this call alone (e.g. from an OAuth token's scopes),
     on top of those the server grants the principal: part of what an approval is bound to."""
 
-    @property
+    @cached_property
     def request_digest(self) -> str:
-        """What an idempotency key is bound to: the same key with another request is a conflict."""
+        """What an idempotency key is bound to: the same key with another request is a conflict
+        (computed once per call: each of its transactions recalls or stores the key)."""
         return digest({"tool": self.tool, "arguments": self.arguments})
 
     def binding(self, policy_version: str) -> str:

@@ -11,7 +11,6 @@ from typing import Any
 
 from policy.action import Action, Call, Inspection
 from policy.approval_states import ApprovalState, ending
-from policy.canonical import digest
 from policy.channel import Channel
 from policy.decision import Decision
 from policy.document import Policy
@@ -152,7 +151,7 @@ class Settlement:
                 matched_rules=decision.matched_rules if decision else (),
                 reason=reason,
                 approval_ref=approval.ref if approval else None,
-                question_sha256=digest(approval.question) if approval else None,
+                question_sha256=approval.question_sha256 if approval else None,
                 note=note,
                 result=result.as_json() if result else None,
                 amount_minor=amount_minor,

@@ -8,7 +8,10 @@ entries) happens through one `GateTx`, i.e. in one database transaction.
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol, TypeVar
+
+from policy.canonical import digest
 
 T = TypeVar("T")
 L_co = TypeVar("L_co", covariant=True)
@@ -35,6 +38,11 @@ class Approval:
     outcome: Mapping[str, Any] | None = None
     bound: Mapping[str, str] = field(default_factory=dict)
     """The facts beyond the arguments that the question showed and the approval binds (`Inspection.bound`)."""
+
+    @cached_property
+    def question_sha256(self) -> str:
+        """The digest of the question shown, as its audit records carry it (computed once per approval read)."""
+        return digest(self.question)
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,12 @@ class GateTx(Protocol[L_co]):
     @property
     def ledger(self) -> L_co:
         """The ledger as this transaction sees it (for `Action.inspect` and `Action.execute`)."""
+
+    @property
+    def settles(self) -> bool:
+        """Whether this transaction may run an effect: then `Action.inspect` reads the rows the effect
+        changes under lock, and `Action.execute` writes on those rows without reading them again. A
+        transaction that only asks a question reads without locking (a consistent read suffices)."""
 
     def discard(self) -> None:
         """Roll this transaction back when its work returns, instead of committing it."""

@@ -30,7 +30,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import Connection
@@ -87,6 +87,7 @@ its operator (the demo moves money out of ACC-001 and ACC-002 and closes ACC-003
 
 _COLUMNS = "id, owner, currency, status, balance_minor, created_at, closed_at"
 _SELECT_ACCOUNT = Statement(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id")
+_SELECT_PAIR = Statement(f"SELECT {_COLUMNS} FROM accounts WHERE id IN (:first, :second) ORDER BY id")
 _SELECT_CUSTOMERS = Statement(f"SELECT {_COLUMNS} FROM accounts WHERE kind = 'customer' ORDER BY length(id), id")
 _SELECT_CUSTOMER_IDS = Statement("SELECT id FROM accounts WHERE kind = 'customer'")
 _INSERT_ACCOUNT = Statement(
@@ -182,8 +183,19 @@ class _Row(NamedTuple):
         return Account.model_validate(self._asdict())
 
 
+class Side(Protocol):
+    """One side of a movement as posting needs it: an account row, its public model, or its facts."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def balance_minor(self) -> int: ...
+
+
 class TransferPlan(NamedTuple):
-    """A transfer that passed every check on rows locked until the transaction ends."""
+    """A transfer that passed every check, on rows locked until the transaction ends if planned with `lock`."""
 
     debit: Account
     credit: Account
@@ -209,9 +221,7 @@ class Ledger:
         self._audit = audit or AuditWriter()
         self._max_amount_minor = max_amount_minor
         # Both rows a movement touches, locked in id order (PostgreSQL) so writers cannot deadlock.
-        self._lock_accounts = Statement(
-            f"SELECT {_COLUMNS} FROM accounts WHERE id IN (:first, :second) ORDER BY id{db.for_update}"
-        )
+        self._lock_accounts = Statement(_SELECT_PAIR.sql + db.for_update)
 
     @property
     def db(self) -> Database:
@@ -252,23 +262,59 @@ class Ledger:
             _optional_key(idempotency_key),
         )
 
-    def plan_transfer_in(self, conn: Connection, from_account: str, to_account: str, amount: object) -> TransferPlan:
+    def plan_transfer_in(
+        self,
+        conn: Connection,
+        from_account: str,
+        to_account: str,
+        amount: object,
+        *,
+        lock: bool = True,
+        seen: Callable[[Account], object] | None = None,
+    ) -> TransferPlan:
         """Everything `transfer_in` would check (`amount` in major units of the debit's currency), without
-        writing: what an approver is shown, and a refusal before anyone is asked."""
+        writing: what an approver is shown, and a refusal before anyone is asked.
+
+        `lock`: read both rows `FOR UPDATE`, so `post_transfer_in` can write on this plan; without it,
+        one consistent read (enough to show a question). `seen` is called with the debit account once
+        it is found, before any other check (the caller's visibility rule: it raises to refuse).
+        """
         _distinct_parties(from_account, to_account)
         debit, credit, amount_minor = self._plan_transfer(
             conn,
             from_account,
             to_account,
             lambda currency: parse_amount(amount, currency, ceiling_minor=self._max_amount_minor),
+            lock=lock,
+            seen=seen,
         )
         return TransferPlan(debit.public(), credit.public(), amount_minor)
 
-    def plan_close_in(self, conn: Connection, account_id: str, sweep_to: str | None = None) -> ClosePlan:
-        """Everything `close_in` would check, without writing."""
+    def post_transfer_in(
+        self, conn: Connection, debit: Side, credit: Side, amount_minor: int, memo: str | None = None
+    ) -> TransferReceipt:
+        """Write a transfer that `plan_transfer_in(lock=True)` checked in this transaction, on the rows it
+        locked and read: no second lock, no second plan."""
+        return self._post_transfer(conn, debit, credit, amount_minor, memo, None)
+
+    def plan_close_in(
+        self,
+        conn: Connection,
+        account_id: str,
+        sweep_to: str | None = None,
+        *,
+        lock: bool = True,
+        seen: Callable[[Account], object] | None = None,
+    ) -> ClosePlan:
+        """Everything `close_in` would check, without writing; `lock` and `seen` as in `plan_transfer_in`."""
         _distinct_sweep(account_id, sweep_to)
-        account, destination = self._plan_close(conn, account_id, sweep_to)
+        account, destination = self._plan_close(conn, account_id, sweep_to, lock=lock, seen=seen)
         return ClosePlan(account.public(), destination.public() if destination is not None else None)
+
+    def post_close_in(self, conn: Connection, account: Side, destination: Side | None) -> CloseReceipt:
+        """Close an account that `plan_close_in(lock=True)` checked in this transaction, on the rows it
+        locked and read: no second lock, no second plan."""
+        return self._post_close(conn, account, destination, None)
 
     def close_in(
         self,
@@ -436,11 +482,16 @@ class Ledger:
         key: str | None,
     ) -> TransferReceipt:
         debit, credit, amount = self._plan_transfer(conn, source, target, amount_in)
+        return self._post_transfer(conn, debit, credit, amount, memo, key)
+
+    def _post_transfer(
+        self, conn: Connection, debit: Side, credit: Side, amount: int, memo: str | None, key: str | None
+    ) -> TransferReceipt:
         transaction_id, created_at = self._post(conn, "transfer", debit, credit, amount, memo, key)
         return TransferReceipt(
             transaction_id=transaction_id,
-            from_account=source,
-            to_account=target,
+            from_account=debit.id,
+            to_account=credit.id,
             amount_minor=amount,
             currency=debit.currency,
             memo=memo,
@@ -450,9 +501,16 @@ class Ledger:
         )
 
     def _plan_transfer(
-        self, conn: Connection, source: str, target: str, amount_in: Callable[[str], int]
+        self,
+        conn: Connection,
+        source: str,
+        target: str,
+        amount_in: Callable[[str], int],
+        *,
+        lock: bool = True,
+        seen: Callable[[Account], object] | None = None,
     ) -> tuple[_Row, _Row, int]:
-        locked = self._lock(conn, source, target)
+        locked = self._pair(conn, source, target, lock=lock, seen=seen)
         debit = _open_account(locked, source, "from_account")
         credit = _open_account(locked, target, "to_account")
         if credit.currency != debit.currency:
@@ -474,6 +532,9 @@ class Ledger:
 
     def _close(self, conn: Connection, target: str, sweep: str | None, key: str | None) -> CloseReceipt:
         account, destination = self._plan_close(conn, target, sweep)
+        return self._post_close(conn, account, destination, key)
+
+    def _post_close(self, conn: Connection, account: Side, destination: Side | None, key: str | None) -> CloseReceipt:
         transaction_id = None
         closed_at = utc_now()
         if account.balance_minor:
@@ -481,18 +542,26 @@ class Ledger:
             transaction_id, closed_at = self._post(
                 conn, "close_sweep", account, destination, account.balance_minor, "closing sweep", key
             )
-        _CLOSE_ACCOUNT.run(conn, {"id": target, "closed_at": format_timestamp(closed_at)})
+        _CLOSE_ACCOUNT.run(conn, {"id": account.id, "closed_at": format_timestamp(closed_at)})
         return CloseReceipt(
-            account_id=target,
-            swept_to=sweep,
+            account_id=account.id,
+            swept_to=destination.id if destination is not None else None,
             swept_amount_minor=account.balance_minor,
             currency=account.currency,
             closed_at=closed_at,
             transaction_id=transaction_id,
         )
 
-    def _plan_close(self, conn: Connection, target: str, sweep: str | None) -> tuple[_Row, _Row | None]:
-        locked = self._lock(conn, target, sweep or target)
+    def _plan_close(
+        self,
+        conn: Connection,
+        target: str,
+        sweep: str | None,
+        *,
+        lock: bool = True,
+        seen: Callable[[Account], object] | None = None,
+    ) -> tuple[_Row, _Row | None]:
+        locked = self._pair(conn, target, sweep or target, lock=lock, seen=seen)
         account = _open_account(locked, target, "account_id")
         destination = None if sweep is None else _open_account(locked, sweep, "sweep_to")
         if destination is not None and destination.currency != account.currency:
@@ -565,8 +634,8 @@ class Ledger:
         self,
         conn: Connection,
         kind: TransactionKind,
-        debit: _Row,
-        credit: _Row,
+        debit: Side,
+        credit: Side,
         amount: int,
         memo: str | None,
         key: str | None,
@@ -598,6 +667,16 @@ class Ledger:
         )
         _MOVE.run(conn, {"debit": debit.id, "credit": credit.id, "amount": amount})
         return transaction_id, created_at
+
+    def _pair(
+        self, conn: Connection, first: str, second: str, *, lock: bool, seen: Callable[[Account], object] | None
+    ) -> dict[str, _Row]:
+        """Both rows (locked, or one consistent read); `seen` is shown the first one, if it exists."""
+        read = self._lock_accounts if lock else _SELECT_PAIR
+        rows = {row[0]: _Row(*row) for row in read.all(conn, {"first": first, "second": second})}
+        if seen is not None and first in rows:
+            seen(rows[first].public())
+        return rows
 
     def _lock(self, conn: Connection, first: str, second: str) -> dict[str, _Row]:
         return {row[0]: _Row(*row) for row in self._lock_accounts.all(conn, {"first": first, "second": second})}

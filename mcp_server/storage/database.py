@@ -160,6 +160,11 @@ class Database:
         return self._dialect
 
     @property
+    def engine(self) -> Engine:
+        """The pooled engine (for instruments that listen to its events, such as `bench.shapes`)."""
+        return self._engine
+
+    @property
     def for_update(self) -> str:
         """Row-lock suffix for a SELECT of rows about to change (SQLite locks the whole file)."""
         return " FOR UPDATE" if self._dialect == "postgresql" else ""

@@ -107,7 +107,7 @@ class SqlGateStore:
 
     def transaction(self, work: Callable[["SqlGateTx"], T], *, write: bool = True, durable: bool = True) -> T:
         def unit(conn: Connection) -> T:
-            tx = SqlGateTx(conn, self._lock_by_ref, self.audit, self._lock_by_asked if write else None)
+            tx = SqlGateTx(conn, self._lock_by_ref, self.audit, self._lock_by_asked if write else None, settles=durable)
             result = work(tx)
             if tx.discarded:
                 raise _Discarded(result)
@@ -140,14 +140,21 @@ class SqlGateTx:
     """The gate's view of one open ledger transaction; its `ledger` handle is the connection actions write on."""
 
     def __init__(
-        self, conn: Connection, lock_by_ref: Statement, audit: AuditWriter, lock_by_asked: Statement | None
+        self,
+        conn: Connection,
+        lock_by_ref: Statement,
+        audit: AuditWriter,
+        lock_by_asked: Statement | None,
+        *,
+        settles: bool = True,
     ) -> None:
-        """`lock_by_asked` is given in a write transaction only: a read takes no locks."""
+        """`lock_by_asked` is given in a write transaction only: a read takes no locks. `settles`: false
+        for a transaction that only opens a question (`durable=False`, see `policy.gate.Gate.open`)."""
         self.conn = conn
+        self._settles = settles and lock_by_asked is not None
         self._lock_by_ref = lock_by_ref
         self._writer = audit
         self._by_asked = lock_by_asked or _BY_ASKED
-        self._writes = lock_by_asked is not None
         self._audit: list[AuditEntry] = []
         self.discarded = False
 
@@ -155,11 +162,16 @@ class SqlGateTx:
     def ledger(self) -> Connection:
         return self.conn
 
+    @property
+    def settles(self) -> bool:
+        return self._settles
+
     def discard(self) -> None:
         self.discarded = True
 
     def recall(self, key: str, request_digest: str) -> Mapping[str, Any] | None:
-        return idempotency.recall(self.conn, key, request_digest, hold=self._writes)
+        # Only a transaction that may store the key's outcome takes its turn: a question stores none.
+        return idempotency.recall(self.conn, key, request_digest, hold=self._settles)
 
     def remember(self, key: str, request_digest: str, outcome: Mapping[str, Any]) -> None:
         idempotency.remember(self.conn, key, request_digest, dict(outcome))

@@ -73,8 +73,13 @@ class CloseAction(LedgerAction):
     def inspect(self, tx: GateTx[Connection], call: Call) -> Inspection:
         args, conn = call.arguments, tx.ledger
         held = held_by_caller(conn, call, args["account_id"], args["sweep_to"] or args["account_id"])
-        self._subject(conn, call, "account_id", held)
-        account, sweep = self.ledger.plan_close_in(conn, args["account_id"], args["sweep_to"])
+        account, sweep = self.ledger.plan_close_in(
+            conn,
+            args["account_id"],
+            args["sweep_to"],
+            lock=tx.settles,  # one lock, where the effect runs; a question reads without one
+            seen=lambda subject: self._visible(call, "account_id", held, subject),
+        )
         balance = format_amount(account.balance_minor, account.currency)
         target = who(sweep) if sweep is not None else "nowhere (no sweep_to given)"
         return Inspection(
@@ -96,7 +101,12 @@ class CloseAction(LedgerAction):
 
     def execute(self, tx: GateTx[Connection], call: Call, inspection: Inspection) -> Done:
         args = call.arguments
-        receipt = self.ledger.close_in(tx.ledger, args["account_id"], args["sweep_to"])
+        if tx.settles:  # `inspect` planned it in this transaction on the rows it locked
+            account = inspection.accounts["account"]
+            assert account is not None, "a closure's inspection has its account"
+            receipt = self.ledger.post_close_in(tx.ledger, account, inspection.accounts["sweep_to"])
+        else:
+            receipt = self.ledger.close_in(tx.ledger, args["account_id"], args["sweep_to"])
         summary = f"Closed account {receipt.account_id}."
         if receipt.swept_amount_minor:
             money = format_amount(receipt.swept_amount_minor, receipt.currency)

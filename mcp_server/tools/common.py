@@ -175,14 +175,17 @@ class LedgerAction(ABC):
 
     def _subject(self, conn: Connection, call: Call, field: str, held: Held) -> Account:
         """The account the call reads, debits or closes (argument `field`), if the caller may know of it."""
-        account_id = call.arguments[field]
-        account = self.ledger.account_in(conn, account_id, field)
+        account = self.ledger.account_in(conn, call.arguments[field], field)
+        self._visible(call, field, held, account)
+        return account
+
+    def _visible(self, call: Call, field: str, held: Held, account: Account) -> None:
+        """Refuse `account` (argument `field`) exactly as a missing one, unless the caller may know of it."""
         facts = CallFacts(
             call.tool, call.arguments, call.principal, held.roles, accounts={"account": account_facts(account, held)}
         )
         if not self.policy.sees(facts):
-            raise unknown_account(account_id, field)  # exactly what a missing account gets
-        return account
+            raise unknown_account(account.id, field)
 
 
 def held_by_caller(conn: Connection, call: Call, *account_ids: str) -> Held:

@@ -89,9 +89,13 @@ class TransferAction(LedgerAction):
     def inspect(self, tx: GateTx[Connection], call: Call) -> Inspection:
         args, conn = call.arguments, tx.ledger
         held = held_by_caller(conn, call, args["from_account"], args["to_account"])
-        self._subject(conn, call, "from_account", held)
         source, target, amount = self.ledger.plan_transfer_in(
-            conn, args["from_account"], args["to_account"], args["amount"]
+            conn,
+            args["from_account"],
+            args["to_account"],
+            args["amount"],
+            lock=tx.settles,  # one lock, where the effect runs; a question reads without one
+            seen=lambda account: self._visible(call, "from_account", held, account),
         )
         money = format_amount(amount, source.currency)
         effect = [f"Transfer {money} ({source.currency}) from {who(source)} to {who(target)}."]
@@ -112,7 +116,12 @@ class TransferAction(LedgerAction):
 
     def execute(self, tx: GateTx[Connection], call: Call, inspection: Inspection) -> Done:
         args, amount = call.arguments, inspection.amount_minor
-        receipt = self.ledger.transfer_in(tx.ledger, args["from_account"], args["to_account"], amount, args["memo"])
+        if tx.settles:  # `inspect` planned it in this transaction on the rows it locked
+            source, target = inspection.accounts["from_account"], inspection.accounts["to_account"]
+            assert source is not None and target is not None, "a transfer's inspection has both accounts"
+            receipt = self.ledger.post_transfer_in(tx.ledger, source, target, amount, args["memo"])
+        else:
+            receipt = self.ledger.transfer_in(tx.ledger, args["from_account"], args["to_account"], amount, args["memo"])
         money = format_amount(amount, receipt.currency)
         after = format_amount(receipt.from_balance_after_minor, receipt.currency)
         summary = (

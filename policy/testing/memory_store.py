@@ -124,6 +124,10 @@ class MemoryTx:
     def ledger(self) -> LedgerView:
         return LedgerView(self)
 
+    @property
+    def settles(self) -> bool:
+        return self.write
+
     def discard(self) -> None:
         self.discarded = True
 

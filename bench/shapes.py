@@ -1,0 +1,249 @@
+"""The transaction shapes of bankgate's calls, captured from the real server.
+
+    python -m bench.shapes [--postgres-url URL]
+
+One gated transfer (asked, approved, executed), one allowed balance read and one rejected
+transfer are made through the in-memory MCP server, and every statement the ledger database
+receives is recorded, grouped into transactions: statements, BEGIN/COMMIT, locks taken
+(`FOR UPDATE`, advisory turns) and audit statements. `bench.db_ceiling` replays these shapes,
+and a test checks that they are still what the server runs.
+
+Statements reach the driver two ways: through SQLAlchemy's `execute` (seen by its engine
+events) and through `Statement` on the driver cursor (seen by wrapping it while capturing).
+"""
+
+import argparse
+import asyncio
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcp import Client
+from sqlalchemy import Connection, event
+
+from bench.load import database
+from mcp_server.app import build_server, open_state
+from mcp_server.ledger.books import Ledger
+from mcp_server.ledger.entitlements import EntitlementAdmin
+from mcp_server.settings import Settings
+from mcp_server.storage.database import Database
+from mcp_server.storage.statement import Statement
+from policy.idempotency_key import IDEMPOTENCY_KEY_META
+from policy.testing import ScriptedResponder, approve, reject
+
+_BOUNDARY = ("BEGIN", "COMMIT", "ROLLBACK")
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One statement as the driver received it (SQL in the driver's parameter style)."""
+
+    sql: str
+    params: Sequence[Any] | Mapping[str, Any]
+
+    @property
+    def verb(self) -> str:
+        return self.sql.lstrip().split(None, 1)[0].upper()
+
+    @property
+    def locks(self) -> bool:
+        """Whether it takes a lock another writer waits on: a row lock, an advisory turn, the audit head."""
+        sql = self.sql.upper()
+        return "FOR UPDATE" in sql or "PG_ADVISORY_XACT_LOCK" in sql or "UPDATE AUDIT_HEAD" in sql
+
+    @property
+    def audit(self) -> bool:
+        """Whether it writes the audit log (the part `bench.db_ceiling` leaves out to price it)."""
+        sql = self.sql.upper()
+        return sql.startswith(("INSERT INTO AUDIT_", "UPDATE AUDIT_"))
+
+
+@dataclass
+class Transaction:
+    """The statements between one BEGIN and its COMMIT (or ROLLBACK)."""
+
+    statements: list[Sent] = field(default_factory=list)
+    end: str = "COMMIT"
+
+    @property
+    def body(self) -> list[Sent]:
+        """The statements proper: no BEGIN, COMMIT, ROLLBACK, savepoints or session settings."""
+        return [s for s in self.statements if s.verb not in (*_BOUNDARY, "SAVEPOINT", "RELEASE", "SET", "PRAGMA")]
+
+    @property
+    def locks(self) -> int:
+        return sum(s.locks for s in self.statements)
+
+
+@dataclass
+class Shape:
+    """One call's transactions, in order."""
+
+    name: str
+    transactions: list[Transaction]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "transactions": len(self.transactions),
+            "statements": sum(len(t.body) for t in self.transactions),
+            "begin": len(self.transactions),
+            "commit": sum(t.end == "COMMIT" for t in self.transactions),
+            "locks": sum(t.locks for t in self.transactions),
+            "audit": sum(s.audit for t in self.transactions for s in t.body),
+        }
+
+    def verbs(self) -> list[list[str]]:
+        """Each transaction's statements (SQL, whitespace collapsed): the shape tests compare."""
+        return [[" ".join(s.sql.split()) for s in t.body] for t in self.transactions]
+
+
+class Recorder:
+    """Statements sent on one database while `recording`; a connection's open transaction is kept apart."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.done: list[Transaction] = []
+        self._open: dict[int, Transaction] = {}
+        self._lock = threading.RLock()
+
+    def _sent(self, conn: Connection, sql: str, params: Any) -> None:
+        sent = Sent(sql, params)
+        with self._lock:
+            if sent.verb == "BEGIN" or (sent.verb not in _BOUNDARY and id(conn) not in self._open):
+                self._open[id(conn)] = Transaction()
+            if sent.verb in _BOUNDARY and sent.verb != "BEGIN":
+                self._end(conn, sent.verb)
+                return
+            self._open[id(conn)].statements.append(sent)
+
+    def _end(self, conn: Connection, how: str) -> None:
+        with self._lock:
+            open_ = self._open.pop(id(conn), None)
+            if open_ is not None and not _sequencers(open_):
+                open_.end = how
+                self.done.append(open_)
+
+    @contextmanager
+    def recording(self) -> Iterator[list[Transaction]]:
+        """Record until the block ends; yields the list the finished transactions land in."""
+        engine = self.db.engine
+        original = Statement._execute
+        recorder = self
+
+        def traced(statement: Statement, conn: Connection, params: Mapping[str, Any]) -> Any:
+            recorder._sent(conn, statement.sql, dict(params))
+            return original(statement, conn, params)
+
+        def before(conn: Connection, _cursor: Any, sql: str, params: Any, _context: Any, _many: bool) -> None:
+            self._sent(conn, sql, params)
+
+        def commit(conn: Connection) -> None:
+            self._end(conn, "COMMIT")
+
+        def rollback(conn: Connection) -> None:
+            self._end(conn, "ROLLBACK")
+
+        self.done = []
+        Statement._execute = traced  # type: ignore[method-assign]
+        event.listen(engine, "before_cursor_execute", before)
+        event.listen(engine, "commit", commit)
+        event.listen(engine, "rollback", rollback)
+        try:
+            yield self.done
+        finally:
+            Statement._execute = original  # type: ignore[method-assign]
+            event.remove(engine, "before_cursor_execute", before)
+            event.remove(engine, "commit", commit)
+            event.remove(engine, "rollback", rollback)
+
+
+def _sequencers(tx: Transaction) -> bool:
+    """Whether `tx` is the audit sequencer's (it runs beside the calls, chaining what they wrote), not a call's."""
+    return any("audit_heads" in s.sql or "seq IS NULL" in s.sql for s in tx.statements)
+
+
+@dataclass(frozen=True)
+class Shapes:
+    backend: str
+    gated_transfer: Shape
+    balance: Shape
+    rejection: Shape
+
+    def all(self) -> tuple[Shape, ...]:
+        return (self.gated_transfer, self.balance, self.rejection)
+
+
+async def _capture(url: str) -> Shapes:
+    setup = Database.open(url)
+    ledger = Ledger(setup)
+    EntitlementAdmin(setup, "bench").grant_role("local", "operator")
+    payer, payee = (ledger.create_account(f"Shapes {n}").id for n in (1, 2))
+    ledger.deposit(payer, "100.00")
+    setup.close()
+    settings = Settings(db_url=url, seed_demo=False, principal="local", _env_file=None)  # type: ignore[call-arg]
+    state = open_state(settings)
+    recorder = Recorder(state.ledger.db)
+    responder = ScriptedResponder(approve(), reject())
+    transfer = {"from_account": payer, "to_account": payee, "amount": "1.00"}
+    async with Client(build_server(state, settings), elicitation_callback=responder, mode="auto") as client:  # type: ignore[arg-type]
+        await client.call_tool("get_account_balance", {"account_id": payer})  # warm: caches, pools
+        shapes = []
+        for name, tool, arguments, key in (
+            ("gated transfer", "transfer_funds", transfer, "shapes-approved"),
+            ("balance", "get_account_balance", {"account_id": payer}, None),
+            ("rejection", "transfer_funds", transfer, "shapes-rejected"),
+        ):
+            with recorder.recording() as done:
+                result = await client.call_tool(tool, arguments, meta={IDEMPOTENCY_KEY_META: key} if key else None)
+            status = (result.structured_content or {}).get("status")
+            expected = "rejected" if name == "rejection" else "executed"
+            if status != expected:
+                raise RuntimeError(f"{name}: {status}, not {expected}: {result.structured_content}")
+            shapes.append(Shape(name, list(done)))
+    state.ledger.db.close()
+    return Shapes(state.ledger.db.dialect, *shapes)
+
+
+def capture(postgres_url: str | None = None) -> Shapes:
+    """The shapes of a gated transfer, a balance read and a rejection, on a fresh ledger
+    (SQLite, or a throwaway schema of `postgres_url`)."""
+    with tempfile.TemporaryDirectory() as work, database(postgres_url, Path(work)) as url:
+        return capture_on(url)
+
+
+def capture_on(url: str) -> Shapes:
+    """The shapes, captured on the (empty or bankgate) database at `url`, which keeps what they wrote."""
+    return asyncio.run(_capture(url))
+
+
+def print_shapes(shapes: Shapes, *, verbose: bool) -> None:
+    print(f"{shapes.backend}:")
+    for shape in shapes.all():
+        c = shape.counts()
+        print(
+            f"  {shape.name:15} {c['transactions']} transactions, {c['statements']} statements "
+            f"+ {c['begin']} BEGIN + {c['commit']} COMMIT, {c['locks']} locks, {c['audit']} audit statements"
+        )
+        if verbose:
+            for n, tx in enumerate(shape.transactions, 1):
+                print(f"    transaction {n} ({tx.end}):")
+                for sent in tx.statements:
+                    print(f"      {' '.join(sent.sql.split())[:150]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--postgres-url", help="capture on a throwaway schema of this PostgreSQL too")
+    parser.add_argument("--verbose", action="store_true", help="print every statement")
+    args = parser.parse_args()
+    print_shapes(capture(), verbose=args.verbose)
+    if args.postgres_url:
+        print_shapes(capture(args.postgres_url), verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    main()

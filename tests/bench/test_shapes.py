@@ -1,0 +1,49 @@
+"""The transaction shapes `bench.shapes` captures from the server: what a question, a settlement
+and a read send to the database (and what `bench.db_ceiling`-style replays rely on)."""
+
+import os
+
+import pytest
+
+from bench.shapes import Shapes, Transaction, capture
+
+BACKENDS = ["sqlite", *(["postgresql"] if os.environ.get("BANKGATE_TEST_POSTGRES_URL") else [])]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shapes(request: pytest.FixtureRequest) -> Shapes:
+    return capture(os.environ["BANKGATE_TEST_POSTGRES_URL"] if request.param == "postgresql" else None)
+
+
+def account_reads(tx: Transaction) -> list[str]:
+    return [s.sql for s in tx.body if s.verb == "SELECT" and "FROM accounts WHERE id IN" in s.sql]
+
+
+def test_a_question_takes_no_lock(shapes: Shapes) -> None:
+    """Under the shipped policy (no rule reads a total, so no principal's turn): no row lock, no key turn."""
+    question = shapes.gated_transfer.transactions[0]
+    assert any(s.sql.startswith("INSERT INTO approvals") for s in question.body)
+    assert len(account_reads(question)) == 1
+    assert [s.sql for s in question.body if s.locks and not s.audit] == []
+    assert not any("FROM accounts WHERE id = " in s.sql for s in question.body), "one read of the accounts"
+
+
+def test_a_settlement_locks_both_accounts_once_and_plans_once(shapes: Shapes) -> None:
+    settlement = shapes.gated_transfer.transactions[-1]
+    reads = account_reads(settlement)
+    assert len(reads) == 1
+    assert ("FOR UPDATE" in reads[0]) == (shapes.backend == "postgresql")
+    assert [s.verb for s in settlement.body].count("UPDATE") >= 2  # the balances and the approval
+    assert sum(s.sql.startswith("INSERT INTO transactions") for s in settlement.body) == 1
+
+
+def test_an_allowed_read_takes_no_lock_and_writes_nothing(shapes: Shapes) -> None:
+    (read,) = shapes.balance.transactions
+    assert read.locks == 0
+    assert {s.verb for s in read.body} == {"SELECT"}
+
+
+def test_a_rejection_moves_no_money(shapes: Shapes) -> None:
+    settlement = shapes.rejection.transactions[-1]
+    assert account_reads(settlement) == []
+    assert not any(s.sql.startswith("INSERT INTO transactions") for s in settlement.body)
