@@ -6,7 +6,7 @@ import pytest
 from tests.channels.support import ChannelWorld
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.world import PORT, DeskBrowser, browser
-from tests.ledger.conftest import BACKENDS, postgres_schema
+from tests.support import BACKENDS, postgres_schema
 
 
 @pytest.fixture(params=BACKENDS)

@@ -19,8 +19,8 @@ from mcp_server.desk.approvers import ApproverAdmin
 from tests.channels.support import body, desk_policy
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.world import DeskBrowser
-from tests.ledger.conftest import postgres_schema
 from tests.server.harness import Harness, HttpServer
+from tests.support import postgres_schema
 
 pytestmark = pytest.mark.anyio
 

@@ -22,8 +22,8 @@ from mcp_server.ledger.books import Ledger
 from mcp_server.storage import migrations
 from mcp_server.storage.database import Database
 from policy.testing import ScriptedResponder
-from tests.ledger.conftest import BACKENDS, postgres_schema
 from tests.server.harness import Harness
+from tests.support import BACKENDS, postgres_schema
 
 pytestmark = pytest.mark.anyio
 
