@@ -57,6 +57,9 @@ from agent_host.terminal import interruptible
 Action = Literal["accept", "decline", "cancel"]
 
 _CONFIRMATION = re.compile(r"type (\S+?) in the confirmation field", re.IGNORECASE)
+"""What a question asks the approver to type back. The host's own reading of the server's wording
+(`policy.question` renders it), not an import: the host reaches the server over MCP only and imports
+no server-side package; tests/host/test_wire_contract.py checks it reads what the server writes."""
 _REFERENCE = re.compile(r"^Reference: (\S+)$", re.MULTILINE)
 _NO_DESK_WAIT = "no terminal: the host does not wait for the desk (deny approver)"
 

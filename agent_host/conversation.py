@@ -24,7 +24,7 @@ from agent_host.errors import ChainExpired
 from agent_host.expiry import Answer, LostChain
 from agent_host.foundry.function_tools import FunctionCall, Toolbox
 from agent_host.foundry.response_reader import Reply, assemble_stream, reply_from_response
-from agent_host.mcp_link import ToolResult
+from agent_host.mcp_link import ToolResult, failed_output
 
 
 class ResponsesTransport(Protocol):
@@ -192,5 +192,5 @@ def _this_turns(turn: Turn, answers: list[Answer]) -> list[Answer]:
 def _not_executed(reply: Reply, limit: int) -> list[Answer]:
     """Answers for calls the round limit stopped: nothing ran."""
     message = f"Not executed: the host allows {limit} tool round(s) per request and that limit was reached."
-    output = {"status": "failed", "message": message, "error": {"code": "round_limit", "message": message}}
+    output = failed_output("round_limit", message)
     return [Answer(call, output) for call in reply.calls]

@@ -35,7 +35,12 @@ from agent_host.loopback import is_loopback_url
 from agent_host.settings import McpProtocol
 
 IDEMPOTENCY_KEY_META = "io.bankgate/idempotency-key"
-"""The request `_meta` key the server reads to run a retried call only once."""
+"""The request `_meta` key the server reads to run a retried call only once.
+
+The host's own copy of the server's wire constant (`policy.idempotency_key`), not an import: the
+host reaches the server over MCP only and imports no server-side package, so it could drive any
+deployment of the server; tests/host/test_wire_contract.py keeps the two equal.
+"""
 
 _STDERR_TAIL_LINES = 6
 
@@ -118,13 +123,20 @@ class McpLink:
         return "Server log: " + " | ".join(lines[-_STDERR_TAIL_LINES:]) if lines else ""
 
 
+def failed_output(code: str, message: str, detail: str | None = None) -> dict[str, Any]:
+    """A function-call output the host writes itself for a call that did not succeed, in the shape
+    of the server's failed results (`status`, `message`, `error.code`, `error.message`), so the model
+    reads the host's refusals as it reads the server's."""
+    return {"status": "failed", "message": message, "error": {"code": code, "message": detail or message}}
+
+
 def unavailable_output(reason: str) -> dict[str, Any]:
     """The function-call output for a call that could not reach the tool: its outcome is unknown."""
-    return {
-        "status": "failed",
-        "message": "The tool could not be reached; whether it ran is unknown, so check before retrying.",
-        "error": {"code": "tool_unavailable", "message": f"The MCP tool call did not complete: {reason}"},
-    }
+    return failed_output(
+        "tool_unavailable",
+        "The tool could not be reached; whether it ran is unknown, so check before retrying.",
+        f"The MCP tool call did not complete: {reason}",
+    )
 
 
 @asynccontextmanager
@@ -251,5 +263,5 @@ def _output(result: mcp_types.CallToolResult) -> dict[str, Any]:
         return dict(result.structured_content)
     text = " ".join(block.text for block in result.content if isinstance(block, mcp_types.TextContent))
     if result.is_error:
-        return {"status": "failed", "message": text, "error": {"code": "tool_error", "message": text}}
+        return failed_output("tool_error", text)
     return {"status": "executed", "message": text}

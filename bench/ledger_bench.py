@@ -2,7 +2,7 @@
 
     python -m bench.ledger_bench [--transfers N] [--postgres-url URL] [--json]
 
-Runs ``Ledger.transfer`` on SQLite (1 and 8 worker threads) and, when a PostgreSQL URL is
+Runs one-transaction transfers (``Ledger.transfer_in``) on SQLite (1 and 8 worker threads) and, when a PostgreSQL URL is
 given (or ``BANKGATE_TEST_POSTGRES_URL`` is set), on PostgreSQL (1 and 16 workers, in a
 throwaway schema). The baseline is plain ``sqlite3`` doing the same row writes per transfer
 (two balance updates, one transaction row, two entries) on the same schema with the same
@@ -30,7 +30,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -65,7 +64,7 @@ class Run:
 
 
 class LedgerSubject:
-    """A fresh ledger with funded accounts, driven through ``Ledger.transfer``."""
+    """A fresh ledger with funded accounts, each transfer `Ledger.transfer_in` in a transaction of its own."""
 
     def __init__(self, url: str, workers: int) -> None:
         self.workers = workers
@@ -81,12 +80,15 @@ class LedgerSubject:
             for _ in range(per_worker):
                 source, target = rng.sample(self.ids, 2)
                 try:
-                    self.ledger.transfer(source, target, Decimal(random_amount_minor(rng)).scaleb(-2))
+                    self.transfer(source, target, random_amount_minor(rng))
                 except LedgerError as error:  # an emptied account is a legitimate refusal
                     if error.code != "insufficient_funds":
                         raise
 
         return timed_threads(self.workers, seed, work)
+
+    def transfer(self, source: str, target: str, amount_minor: int) -> None:
+        self.db.run(lambda conn: self.ledger.transfer_in(conn, source, target, amount_minor))
 
     def reads(self, count: int, seed: int) -> float:
         def work(rng: random.Random) -> None:

@@ -23,7 +23,13 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 
 import policy
+from mcp_server.ledger.books import Ledger
+from mcp_server.ledger.free_text import parse_memo
+from mcp_server.ledger.identifiers import parse_account_id, parse_idempotency_key
+from mcp_server.ledger.models import CloseReceipt, TransferReceipt
+from mcp_server.ledger.money import amount_identity
 from mcp_server.storage.database import Database
+from policy.canonical import digest
 from policy.idempotency_key import IDEMPOTENCY_KEY_META
 
 # --- the machine -------------------------------------------------------------------------------
@@ -200,3 +206,44 @@ PROFILE = select_profile(os.environ)
 def examples(usual: int) -> int:
     """The example count for a test that sets its own (explicit counts override profiles)."""
     return usual * DRILL_FACTOR if PROFILE == "drill" else usual
+
+
+# --- the bare ledger ---------------------------------------------------------------------------
+
+
+def ledger_transfer(
+    ledger: Ledger,
+    from_account: object,
+    to_account: object,
+    amount: object,
+    memo: object = None,
+    idempotency_key: object = None,
+) -> TransferReceipt:
+    """A transfer in a transaction of its own, planned and posted as the server's tool does inside the
+    gate's transaction (`amount` in major units), at most once per key: the bare ledger for tests."""
+    source = parse_account_id(from_account, "from_account")
+    target = parse_account_id(to_account, "to_account")
+    note = parse_memo(memo)
+    key = None if idempotency_key is None else parse_idempotency_key(idempotency_key)
+    request = {"from_account": source, "to_account": target, "amount": amount_identity(amount), "memo": note}
+
+    def work(conn: Connection) -> TransferReceipt:
+        plan = ledger.plan_transfer_in(conn, source, target, amount)
+        return ledger.transfer_in(conn, source, target, plan.amount_minor, note, idempotency_key=key)
+
+    return ledger.once(key, lambda: digest({"operation": "transfer", **request}), TransferReceipt, work)
+
+
+def ledger_close(
+    ledger: Ledger, account_id: object, sweep_to: object = None, idempotency_key: object = None
+) -> CloseReceipt:
+    """`close_in` in a transaction of its own, at most once per key: the bare ledger for tests."""
+    target = parse_account_id(account_id, "account_id")
+    sweep = None if sweep_to is None else parse_account_id(sweep_to, "sweep_to")
+    key = None if idempotency_key is None else parse_idempotency_key(idempotency_key)
+    request = {"operation": "close", "account_id": target, "sweep_to": sweep}
+
+    def work(conn: Connection) -> CloseReceipt:
+        return ledger.close_in(conn, target, sweep, idempotency_key=key)
+
+    return ledger.once(key, lambda: digest(request), CloseReceipt, work)

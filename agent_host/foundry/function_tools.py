@@ -18,7 +18,7 @@ from typing import Any
 import mcp_types
 
 from agent_host.approvers import ApprovalDesk
-from agent_host.mcp_link import McpLink, ToolResult
+from agent_host.mcp_link import McpLink, ToolResult, failed_output
 
 _ANNOTATIONS = frozenset({"title", "default", "examples", "deprecated", "readOnly", "writeOnly", "$comment", "$schema"})
 """Keywords that describe rather than constrain: dropped from strict schemas, which reject them."""
@@ -204,4 +204,4 @@ class Toolbox:
 
 
 def _refused(code: str, message: str) -> ToolResult:
-    return ToolResult({"status": "failed", "message": message, "error": {"code": code, "message": message}}, True)
+    return ToolResult(failed_output(code, message), True)

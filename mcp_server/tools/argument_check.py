@@ -12,11 +12,13 @@ from mcp_types import CallToolResult
 
 from mcp_server.tools.common import failed
 from policy.action import Action
+from policy.mcp.parsed_arguments import parsed
 from policy.results import Refusal
 
 
 class ArgumentCheck:
-    """Server middleware: a `tools/call` with bad arguments is answered here, and nothing runs."""
+    """Server middleware: a `tools/call` with bad arguments is answered here, and nothing runs; good
+    ones are parsed here once for the whole call (`prepare` reuses them)."""
 
     def __init__(self, actions: Mapping[str, Action]) -> None:
         self.actions = actions
@@ -26,10 +28,13 @@ class ArgumentCheck:
             name = ctx.params.get("name")
             action = self.actions.get(name) if isinstance(name, str) else None
             if action is not None:
+                raw = ctx.params.get("arguments")
                 try:
-                    action.canonical(ctx.params.get("arguments") or {})
+                    canonical = action.canonical(raw or {})
                 except Refusal as refusal:
                     return invalid_arguments(name, refusal)
+                with parsed(raw, canonical):
+                    return await call_next(ctx)
         return await call_next(ctx)
 
 

@@ -35,6 +35,7 @@ from policy.gate import Gate, Opening
 from policy.idempotency_key import IDEMPOTENCY_KEY_META, IDEMPOTENCY_KEY_RULE, is_idempotency_key
 from policy.mcp.asked import answered_digest
 from policy.mcp.form import ApprovalForm, ConfirmedApprovalForm, read_answer
+from policy.mcp.parsed_arguments import canonical_arguments
 from policy.results import GateResult, Refusal, Status, decision_message
 from policy.verdict import EXPIRED, UNDELIVERED, Verdict, VerdictKind
 
@@ -115,7 +116,7 @@ async def prepare(ctx: Context) -> Opening:
         action = host.gate.actions.get(tool)
         if action is None:
             raise Refusal("unknown_tool", f"There is no gated tool named '{tool}'.")
-        arguments = action.canonical(params.get("arguments") or {})
+        arguments = canonical_arguments(action, params.get("arguments"))
         call = Call(tool, arguments, principal, _idempotency_key(ctx, principal), roles)
         ref = _presented_ref(params)
     except Refusal as refusal:

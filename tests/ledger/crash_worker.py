@@ -1,6 +1,6 @@
 """Subprocess for the crash test: transfer forever, printing each key once its commit returned.
 
-Usage: python crash_worker.py DATABASE_URL KEY_PREFIX
+Usage (from the repository root): python -m tests.ledger.crash_worker DATABASE_URL KEY_PREFIX
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 from mcp_server.ledger.books import Ledger
 from mcp_server.storage.database import Database
+from tests.support import ledger_transfer
 
 
 def request(n: int) -> dict[str, Any]:
@@ -23,7 +24,7 @@ def main(url: str, prefix: str) -> None:
     ledger = Ledger(Database.open(url))
     for n in itertools.count():
         key = f"{prefix}-{n}"
-        ledger.transfer(**request(n), idempotency_key=key)
+        ledger_transfer(ledger, **request(n), idempotency_key=key)
         print(key, flush=True)  # acknowledged: the transaction is committed
 
 

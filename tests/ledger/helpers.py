@@ -6,6 +6,7 @@ from sqlalchemy import text
 
 from mcp_server.ledger.books import Ledger
 from mcp_server.storage.database import Database
+from tests.support import ledger_close
 
 
 def standard_book(ledger: Ledger) -> None:
@@ -15,7 +16,7 @@ def standard_book(ledger: Ledger) -> None:
     ledger.create_account("Eve Euro", "EUR", "ACC-004")
     ledger.deposit("ACC-004", "50.00")
     ledger.create_account("Zed Closed", "USD", "ACC-005")
-    ledger.close("ACC-005")
+    ledger_close(ledger, "ACC-005")
 
 
 def customer_total(db: Database) -> int:

@@ -12,7 +12,7 @@ import pytest
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
 from tests.ledger.helpers import standard_book
-from tests.support import snapshot
+from tests.support import ledger_close, ledger_transfer, snapshot
 
 Call = Callable[[Ledger], Any]
 
@@ -20,7 +20,11 @@ Call = Callable[[Ledger], Any]
 def transfer(amount: object = "10.00", **overrides: object) -> Call:
     request: dict[str, Any] = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": amount}
     request.update(overrides)
-    return lambda ledger: ledger.transfer(**request)
+    return lambda ledger: ledger_transfer(ledger, **request)
+
+
+def close(account_id: object, sweep_to: object = None) -> Call:
+    return lambda ledger: ledger_close(ledger, account_id, sweep_to)
 
 
 def case(call: Call, code: str, field: str | None, fragment: str, id: str) -> Any:
@@ -84,14 +88,14 @@ CASES = [
     case(transfer(memo="pay \u202eevil"), "invalid_memo", "memo", "control", "bidi-memo"),
     case(transfer(idempotency_key="a b"), "invalid_idempotency_key", "idempotency_key", "ASCII", "key"),
     # close
-    case(lambda lg: lg.close("ACC-003"), "balance_not_zero", "sweep_to", "still holds $120.00", "close-funded"),
-    case(lambda lg: lg.close("ACC-005"), "account_closed", "account_id", "is closed", "close-closed"),
-    case(lambda lg: lg.close("ACC-999"), "unknown_account", "account_id", "does not exist", "close-unknown"),
-    case(lambda lg: lg.close("ACC-003", "ACC-003"), "same_account", "sweep_to", "different account", "sweep-self"),
-    case(lambda lg: lg.close("ACC-003", "ACC-004"), "currency_mismatch", "sweep_to", "same currency", "sweep-eur"),
-    case(lambda lg: lg.close("ACC-003", "ACC-005"), "account_closed", "sweep_to", "is closed", "sweep-closed"),
-    case(lambda lg: lg.close("ACC-003", "ACC-998"), "unknown_account", "sweep_to", "does not exist", "sweep-unk"),
-    case(lambda lg: lg.close("ACC-003", "acc-2"), "invalid_account_id", "sweep_to", "upper-case", "sweep-bad"),
+    case(close("ACC-003"), "balance_not_zero", "sweep_to", "still holds $120.00", "close-funded"),
+    case(close("ACC-005"), "account_closed", "account_id", "is closed", "close-closed"),
+    case(close("ACC-999"), "unknown_account", "account_id", "does not exist", "close-unknown"),
+    case(close("ACC-003", "ACC-003"), "same_account", "sweep_to", "different account", "sweep-self"),
+    case(close("ACC-003", "ACC-004"), "currency_mismatch", "sweep_to", "same currency", "sweep-eur"),
+    case(close("ACC-003", "ACC-005"), "account_closed", "sweep_to", "is closed", "sweep-closed"),
+    case(close("ACC-003", "ACC-998"), "unknown_account", "sweep_to", "does not exist", "sweep-unk"),
+    case(close("ACC-003", "acc-2"), "invalid_account_id", "sweep_to", "upper-case", "sweep-bad"),
     # deposits, account creation, reads
     case(lambda lg: lg.deposit("ACC-005", "1"), "account_closed", "account_id", "is closed", "deposit-closed"),
     case(lambda lg: lg.deposit("ACC-004", "1.005"), "invalid_amount", "amount", "EUR amounts", "deposit-cents"),

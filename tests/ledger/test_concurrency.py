@@ -10,7 +10,7 @@ from collections.abc import Callable
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
 from tests.ledger.helpers import customer_total
-from tests.support import snapshot
+from tests.support import ledger_transfer, snapshot
 
 WORKERS = 8
 TRANSFERS_PER_WORKER = 500
@@ -50,7 +50,7 @@ def test_random_transfers_from_many_workers_conserve_money(ledger: Ledger) -> No
         for _ in range(TRANSFERS_PER_WORKER):
             source, target = rng.sample(ids, 2)
             try:
-                ledger.transfer(source, target, rng.randint(1, 300_00) / 100)
+                ledger_transfer(ledger, source, target, rng.randint(1, 300_00) / 100)
                 outcome = "ok"
             except LedgerError as error:
                 assert error.code == "insufficient_funds", error
@@ -75,7 +75,7 @@ def test_racing_withdrawals_never_overdraw(ledger: Ledger) -> None:
     def job(number: int) -> None:
         for attempt in range(25):
             try:
-                ledger.transfer(source, targets[(number + attempt) % len(targets)], "1.00")
+                ledger_transfer(ledger, source, targets[(number + attempt) % len(targets)], "1.00")
                 succeeded.append(1)
             except LedgerError as error:
                 assert error.code == "insufficient_funds", error
@@ -92,7 +92,7 @@ def test_concurrent_replays_of_one_key_move_money_once(ledger: Ledger) -> None:
     receipts = []
 
     def job(number: int) -> None:
-        receipts.append(ledger.transfer("ACC-001", "ACC-002", "10.00", idempotency_key="same-request"))
+        receipts.append(ledger_transfer(ledger, "ACC-001", "ACC-002", "10.00", idempotency_key="same-request"))
 
     assert run_workers(WORKERS, job) == []
     assert len({r.transaction_id for r in receipts}) == 1

@@ -7,13 +7,17 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from sqlalchemy import text
 
 from mcp_server.ledger.books import Ledger
 from mcp_server.storage.database import Database
 from tests.ledger import crash_worker
-from tests.support import snapshot
+from tests.support import ledger_transfer, snapshot
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The repository root, where the worker runs as `-m tests.ledger.crash_worker`."""
 
 ACKNOWLEDGED_BEFORE_KILL = 60
 
@@ -47,7 +51,7 @@ def test_sigkill_loses_no_acknowledged_transfer(database_url: str) -> None:
 
         before = snapshot(db)
         last = len(acknowledged) - 1
-        replayed = ledger.transfer(**crash_worker.request(last), idempotency_key=acknowledged[-1])
+        replayed = ledger_transfer(ledger, **crash_worker.request(last), idempotency_key=acknowledged[-1])
         assert replayed.memo == f"burst {last}"
         assert snapshot(db) == before
     finally:
@@ -56,7 +60,9 @@ def test_sigkill_loses_no_acknowledged_transfer(database_url: str) -> None:
 
 def run_and_kill(url: str, prefix: str) -> list[str]:
     """Start the worker, let it acknowledge some transfers, then SIGKILL it mid-burst."""
-    process = subprocess.Popen([sys.executable, crash_worker.__file__, url, prefix], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", crash_worker.__name__, url, prefix], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
     assert process.stdout is not None
     acknowledged: list[str] = []
     deadline = time.monotonic() + 60

@@ -15,6 +15,7 @@ from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.storage import database as database_module
 from mcp_server.storage.database import Database, default_database_url
+from tests.support import ledger_transfer
 
 
 def test_plain_path_and_sqlite_url_are_the_same_database(tmp_path: Path) -> None:
@@ -191,7 +192,7 @@ def test_each_read_on_the_reader_sees_what_committed_before_it(backend: str, led
     sqlite_only(backend)
     ledger.seed_demo()
     assert ledger.balance("ACC-002").balance_minor == 25000  # the reader now exists and has read once
-    ledger.transfer("ACC-001", "ACC-002", "1.00")
+    ledger_transfer(ledger, "ACC-001", "ACC-002", "1.00")
     assert ledger.balance("ACC-002").balance_minor == 25100
 
 
@@ -206,7 +207,7 @@ def test_a_refused_read_ends_its_snapshot_and_keeps_the_reader(
     with pytest.raises(LedgerError):
         ledger.balance("ACC-999")
     other = Ledger(Database.open(database_url))
-    other.transfer("ACC-001", "ACC-002", "2.00")
+    ledger_transfer(other, "ACC-001", "ACC-002", "2.00")
     other.db.close()
 
     assert reader is not None and ledger.db._reader is reader

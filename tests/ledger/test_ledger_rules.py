@@ -14,7 +14,7 @@ from mcp_server.ledger.errors import LedgerError
 from mcp_server.ledger.models import Account, CloseReceipt, HistoryLine, TransferReceipt
 from mcp_server.storage import idempotency
 from tests.ledger.helpers import customer_total, standard_book
-from tests.support import snapshot
+from tests.support import ledger_close, ledger_transfer, snapshot
 
 
 def test_seed_demo_funds_accounts_once(ledger: Ledger) -> None:
@@ -32,7 +32,7 @@ def test_seed_demo_funds_accounts_once(ledger: Ledger) -> None:
 
 def test_transfer_moves_exact_amount_and_reports_it(ledger: Ledger) -> None:
     ledger.seed_demo()
-    receipt = ledger.transfer("ACC-001", "ACC-002", 0.29, memo=" rent ")
+    receipt = ledger_transfer(ledger, "ACC-001", "ACC-002", 0.29, memo=" rent ")
     assert receipt.amount_minor == 29
     assert (receipt.from_balance_after_minor, receipt.to_balance_after_minor) == (499971, 25029)
     assert (receipt.currency, receipt.memo) == ("USD", "rent")
@@ -43,17 +43,17 @@ def test_transfer_moves_exact_amount_and_reports_it(ledger: Ledger) -> None:
 
 def test_a_transfer_can_empty_an_account_but_not_more(ledger: Ledger) -> None:
     ledger.seed_demo()
-    ledger.transfer("ACC-003", "ACC-002", "120.00")
+    ledger_transfer(ledger, "ACC-003", "ACC-002", "120.00")
     assert ledger.balance("ACC-003").balance_minor == 0
     with pytest.raises(LedgerError) as caught:
-        ledger.transfer("ACC-003", "ACC-002", "0.01")
+        ledger_transfer(ledger, "ACC-003", "ACC-002", "0.01")
     assert caught.value.code == "insufficient_funds"
 
 
 def test_history_is_newest_first_from_the_accounts_side(ledger: Ledger) -> None:
     ledger.seed_demo()
-    sent = ledger.transfer("ACC-001", "ACC-002", "10.00", memo="lunch")
-    received = ledger.transfer("ACC-002", "ACC-001", "2.50")
+    sent = ledger_transfer(ledger, "ACC-001", "ACC-002", "10.00", memo="lunch")
+    received = ledger_transfer(ledger, "ACC-002", "ACC-001", "2.50")
     lines = ledger.history("ACC-001")
     assert [(line.transaction_id, line.amount_minor, line.counterparty) for line in lines[:2]] == [
         (received.transaction_id, 250, "ACC-002"),
@@ -66,7 +66,7 @@ def test_history_is_newest_first_from_the_accounts_side(ledger: Ledger) -> None:
 
 def test_close_with_sweep_moves_everything_then_closes(ledger: Ledger) -> None:
     ledger.seed_demo()
-    receipt = ledger.close("ACC-003", sweep_to="ACC-001")
+    receipt = ledger_close(ledger, "ACC-003", sweep_to="ACC-001")
     assert (receipt.swept_to, receipt.swept_amount_minor, receipt.currency) == ("ACC-001", 12000, "USD")
     assert receipt.transaction_id is not None
     closed = ledger.balance("ACC-003")
@@ -79,20 +79,20 @@ def test_close_with_sweep_moves_everything_then_closes(ledger: Ledger) -> None:
 def test_close_of_an_empty_account_moves_nothing(ledger: Ledger) -> None:
     account = ledger.create_account("Nil Balance")
     before = snapshot(ledger.db)["transactions"]
-    receipt = ledger.close(account.id)
+    receipt = ledger_close(ledger, account.id)
     assert (receipt.transaction_id, receipt.swept_amount_minor, receipt.swept_to) == (None, 0, None)
     assert snapshot(ledger.db)["transactions"] == before
 
 
 def test_closed_account_refuses_every_later_movement(ledger: Ledger) -> None:
     ledger.seed_demo()
-    ledger.close("ACC-003", sweep_to="ACC-002")
+    ledger_close(ledger, "ACC-003", sweep_to="ACC-002")
     attempts: list[Callable[[], object]] = [
-        lambda: ledger.transfer("ACC-003", "ACC-002", "1"),
-        lambda: ledger.transfer("ACC-001", "ACC-003", "1"),
+        lambda: ledger_transfer(ledger, "ACC-003", "ACC-002", "1"),
+        lambda: ledger_transfer(ledger, "ACC-001", "ACC-003", "1"),
         lambda: ledger.deposit("ACC-003", "1"),
-        lambda: ledger.close("ACC-003"),
-        lambda: ledger.close("ACC-001", sweep_to="ACC-003"),
+        lambda: ledger_close(ledger, "ACC-003"),
+        lambda: ledger_close(ledger, "ACC-001", sweep_to="ACC-003"),
     ]
     for attempt in attempts:
         with pytest.raises(LedgerError) as caught:
@@ -123,8 +123,8 @@ def test_deposit_comes_from_the_external_system_account(ledger: Ledger) -> None:
 
 def test_models_round_trip_through_json(ledger: Ledger) -> None:
     ledger.seed_demo()
-    transfer = ledger.transfer("ACC-001", "ACC-002", "1.00", memo="x")
-    close = ledger.close("ACC-003", sweep_to="ACC-001")
+    transfer = ledger_transfer(ledger, "ACC-001", "ACC-002", "1.00", memo="x")
+    close = ledger_close(ledger, "ACC-003", sweep_to="ACC-001")
     account = ledger.balance("ACC-001")
     line = ledger.history("ACC-001")[0]
     for model in (transfer, close, account, line):
@@ -175,6 +175,6 @@ def test_transfer_in_checks_minor_units(ledger: Ledger, amount: object) -> None:
 def test_max_amount_is_configurable(ledger: Ledger) -> None:
     small = Ledger(ledger.db, max_amount_minor=100_00)
     small.seed_demo()
-    small.transfer("ACC-001", "ACC-002", "100.00")
+    ledger_transfer(small, "ACC-001", "ACC-002", "100.00")
     with pytest.raises(LedgerError, match=r"exceeds the limit of \$100.00"):
-        small.transfer("ACC-001", "ACC-002", "100.01")
+        ledger_transfer(small, "ACC-001", "ACC-002", "100.01")

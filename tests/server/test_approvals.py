@@ -12,7 +12,7 @@ import pytest
 
 from policy.testing import ScriptedResponder, approve, cancel, decline, invalid, reject, silence
 from tests.server.harness import Harness, over_every_transport
-from tests.support import APPROVAL_TIMEOUT, KEY, outcome
+from tests.support import APPROVAL_TIMEOUT, KEY, ledger_transfer, outcome
 
 pytestmark = pytest.mark.anyio
 
@@ -216,7 +216,7 @@ async def test_an_approval_for_funds_drained_meanwhile_fails_once(harness: Harne
     asked = ScriptedResponder(approve())
 
     async def drain_then_approve(context: Any, params: Any) -> Any:
-        harness.ledger.transfer(source, other, "90")  # someone else spends the money while the human reads
+        ledger_transfer(harness.ledger, source, other, "90")  # someone else spends the money while the human reads
         return await asked(context, params)
 
     args = {"from_account": source, "to_account": target, "amount": "50"}

@@ -19,7 +19,7 @@ from mcp_types import CallToolResult
 from mcp_server.ledger.entitlements import EntitlementAdmin, grants
 from policy.testing import ScriptedResponder, approve
 from tests.server.harness import Harness, HttpServer
-from tests.support import SHIPPED_POLICY, postgres_schema
+from tests.support import SHIPPED_POLICY, ledger_close, postgres_schema
 
 pytestmark = pytest.mark.anyio
 
@@ -103,7 +103,7 @@ async def test_a_principal_cannot_move_money_out_of_an_account_it_is_not_entitle
 
 
 async def test_unentitled_read_does_not_reveal_whether_the_account_exists(bank: Harness, mode: str) -> None:
-    bank.ledger.close(CAROL, sweep_to=ALICE)  # a closed account must not show as closed either
+    ledger_close(bank.ledger, CAROL, sweep_to=ALICE)  # a closed account must not show as closed either
     responder = ScriptedResponder()
     missing = await call(bank, "bob", "get_account_balance", {"account_id": MISSING}, mode, responder)
     assert missing.structured_content is not None
@@ -146,7 +146,7 @@ async def test_paying_into_someone_elses_account_needs_no_entitlement_but_a_bad_
     pay_alice = {"from_account": BOB, "to_account": ALICE, "amount": "5"}
     paid = await call(bank, "bob", "transfer_funds", pay_alice, mode, responder)
     assert paid.structured_content is not None and paid.structured_content["status"] == "executed"
-    bank.ledger.close(CAROL, sweep_to=ALICE)
+    ledger_close(bank.ledger, CAROL, sweep_to=ALICE)
     for target, code in ((CAROL, "account_closed"), (MISSING, "unknown_account")):
         result = await call(bank, "bob", "transfer_funds", {**pay_alice, "to_account": target}, mode, responder)
         assert result.structured_content is not None

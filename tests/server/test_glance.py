@@ -18,7 +18,7 @@ from policy.loader import load_policy
 from policy.results import Status
 from policy.verdict import Verdict, VerdictKind
 from tests.server.harness import Harness
-from tests.support import TEST_POLICY
+from tests.support import TEST_POLICY, ledger_transfer
 
 TTL = 60.0
 
@@ -107,7 +107,8 @@ def test_an_answer_for_a_call_that_can_no_longer_run_is_settled_by_the_answer(
 ) -> None:
     gate = gate_on(harness, Clock())
     call, first = asked(harness, gate)
-    harness.ledger.transfer(call.arguments["from_account"], harness.open_account("0"), "100")  # drained meanwhile
+    drained = harness.open_account("0")
+    ledger_transfer(harness.ledger, call.arguments["from_account"], drained, "100")  # drained meanwhile
 
     seen = gate.glance(call, human_reachable=True, asked=answering(first))
     assert seen is not None and seen.approval == first.approval

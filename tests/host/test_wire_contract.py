@@ -1,0 +1,29 @@
+"""The wire constants the host restates (it imports no server-side package) still match the server's."""
+
+from agent_host.approvers import Question
+from agent_host.mcp_link import IDEMPOTENCY_KEY_META
+from policy.action import Call, Inspection
+from policy.decision import Decision
+from policy.idempotency_key import IDEMPOTENCY_KEY_META as SERVER_IDEMPOTENCY_KEY_META
+from policy.outcome import Outcome
+from policy.question import render_question
+
+
+def test_the_host_sends_the_idempotency_key_where_the_server_reads_it() -> None:
+    assert IDEMPOTENCY_KEY_META == SERVER_IDEMPOTENCY_KEY_META
+
+
+def test_the_host_reads_the_confirmation_the_server_asks_for() -> None:
+    call = Call("close_account", {"account_id": "ACC-003"}, "alice")
+    decision = Decision(Outcome.REQUIRE_APPROVAL, ("closing is final",), (), "v1", confirm="account_id")
+    question = render_question(call, Inspection(("Close ACC-003",)), decision, "apr-1")
+
+    assert Question(question, ()).confirmation_value == "ACC-003"
+
+
+def test_a_question_without_a_confirmation_asks_for_none() -> None:
+    call = Call("transfer_funds", {"from_account": "ACC-001"}, "alice")
+    decision = Decision(Outcome.REQUIRE_APPROVAL, ("large",), (), "v1")
+    question = render_question(call, Inspection(("Move 10.00",)), decision, "apr-2")
+
+    assert Question(question, ()).confirmation_value is None
