@@ -273,6 +273,9 @@ def test_ctrl_c_at_the_approval_prompt_cancels_it_and_exits_130(emulator: Emulat
         cwd=tmp_path,
         env=clean | lab_env(emulator, tmp_path, "cli-ctrl-c"),
         start_new_session=True,  # its own process group, as a shell gives a foreground job
+        # A shell's job has Ctrl-C at its default; a pytest-xdist worker ignores SIGINT, and an ignored
+        # signal stays ignored across exec (Python then installs no KeyboardInterrupt handler).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     os.close(follower)
     screen = bytearray()
