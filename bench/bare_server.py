@@ -104,7 +104,7 @@ def bare_server() -> MCPServer:
             account_status="open",
         )
         text = [TextContent(type="text", text=body.message)]
-        return CallToolResult(content=text, structured_content=body.model_dump(mode="json"))
+        return CallToolResult(content=text, structured_content=body.present())
 
     @server.tool()
     async def approve_noop(
