@@ -1,6 +1,7 @@
 """Load: many MCP clients over HTTP doing a realistic mix for a bounded time, then the books.
 
     python -m bench.load [--clients 8 32] [--seconds 8] [--max-calls 2000] [--postgres-url URL] [--json]
+                         [--profile OUT.pstats]
 
 Each client runs, until the phase's time is up (or it made `--max-calls` calls): balances
 (about half the calls), transfers its scripted approver approves, transfers it rejects,
@@ -12,8 +13,15 @@ driven with the same mix by the same number of clients in the same run: `echo` f
 balance, `approve_noop` (one elicitation, no body) for a transfer or a close.
 
 Printed per phase: throughput, p50/p99 per kind of call, errors, the server's RSS at the
-start and end. Afterwards: ledger invariants, `bankgate-mcp audit verify`, and every
-acknowledged transfer present exactly once (none lost, none doubled); exit 1 otherwise.
+start and end, its CPU time per call, and Little's law's mean latency (clients / throughput:
+what any server doing that many calls a second makes a client wait on average, whatever it
+does). For bankgate, how far the audit sequencer fell behind: the most records waiting to be
+chained and the age of the oldest, sampled every 0.2 s, and how long after the phase the last
+was chained. `--profile` runs bankgate's server under `bench.profiled` (CPU time per function,
+every thread; several times slower, so its throughput means nothing).
+
+Afterwards: ledger invariants, `bankgate-mcp audit verify`, and every acknowledged transfer
+present exactly once (none lost, none doubled); exit 1 otherwise.
 """
 
 from __future__ import annotations
@@ -65,6 +73,24 @@ EXPECTED = {"balance": {"executed"}, "transfer-approved": {"executed"}, "transfe
 
 
 @dataclass
+class Lag:
+    """How far the audit sequencer fell behind the writers during a phase."""
+
+    most_unchained: int = 0
+    oldest_s: float = 0.0
+    unchained_at_end: int = 0
+    drained_s: float | None = None
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "most_unchained": self.most_unchained,
+            "oldest_unchained_s": round(self.oldest_s, 2),
+            "unchained_at_end": self.unchained_at_end,
+            "chained_all_after_s": round(self.drained_s, 2) if self.drained_s is not None else None,
+        }
+
+
+@dataclass
 class Phase:
     subject: str
     clients: int
@@ -79,6 +105,7 @@ class Phase:
     client_cpu_s: float = 0.0
     executed_memos: set[str] = field(default_factory=set)
     refused_memos: set[str] = field(default_factory=set)
+    lag: Lag | None = None
 
     @property
     def total(self) -> int:
@@ -109,7 +136,10 @@ class Phase:
             "rss_start_mib": mib(self.rss_start_kib),
             "rss_end_mib": mib(self.rss_end_kib),
             "server_cpu_s": round(self.server_cpu_s, 2) if self.server_cpu_s is not None else None,
+            "server_cpu_ms_per_call": round(self.server_cpu_s * 1000 / self.total, 2) if self.server_cpu_s else None,
+            "little_mean_ms": round(self.clients / self.rate * 1000, 1) if self.rate else None,
             "load_generator_cpu_s": round(self.client_cpu_s, 2),
+            "sequencer": self.lag.figures() if self.lag is not None else None,
         }
 
 
@@ -201,6 +231,14 @@ class Books:
         rows = self.db.read(lambda conn: conn.execute(query, {"p": prefix + "%"}).all())
         return Counter({str(memo): int(n) for memo, n in rows})
 
+    def unchained(self) -> tuple[int, float]:
+        """Records waiting for the sequencer, and the age in seconds of the oldest (its rid starts with
+        the writer's clock in hex nanoseconds, see `audit.writer`)."""
+        query = text("SELECT COUNT(*), MIN(rid) FROM audit_log WHERE seq IS NULL")
+        count, oldest = self.db.read(lambda conn: conn.execute(query).one())
+        age = time.time() - int(str(oldest)[:16], 16) / 1e9 if oldest else 0.0
+        return int(count), age
+
     def closed(self, account_id: str) -> bool:
         return self.ledger.balance(account_id).status == "closed"
 
@@ -283,20 +321,45 @@ async def run_phase(
     started, deadline_box = anyio.Event(), [0.0]
     with anyio.fail_after(seconds + CALL_TIMEOUT + 60):
         async with anyio.create_task_group() as group:
-            for number in range(clients):
-                group.start_soon(one, number, started, deadline_box)
-            await anyio.sleep(0.5)  # let every client connect before the clock starts
-            cpu_before = cpu_seconds(pid) if pid else None
-            client_before = time.process_time()
-            begin = time.perf_counter()
-            deadline_box[0] = time.monotonic() + seconds
-            started.set()
-        phase.seconds = time.perf_counter() - begin
-    phase.client_cpu_s = time.process_time() - client_before
-    if pid and cpu_before is not None:
-        phase.server_cpu_s = cpu_seconds(pid) - cpu_before
+            async with anyio.create_task_group() as calls:
+                for number in range(clients):
+                    calls.start_soon(one, number, started, deadline_box)
+                await anyio.sleep(0.5)  # let every client connect before the clock starts
+                cpu_before = cpu_seconds(pid) if pid else None
+                client_before = time.process_time()
+                begin = time.perf_counter()
+                deadline_box[0] = time.monotonic() + seconds
+                started.set()
+                if books is not None:
+                    phase.lag = Lag()
+                    group.start_soon(watch_sequencer, books, phase.lag)
+            phase.seconds = time.perf_counter() - begin
+            phase.client_cpu_s = time.process_time() - client_before
+            if pid and cpu_before is not None:
+                phase.server_cpu_s = cpu_seconds(pid) - cpu_before
+            group.cancel_scope.cancel()
     phase.rss_end_kib = rss_kib(pid) if pid else None
+    if books is not None and phase.lag is not None:
+        await drained(books, phase.lag, time.perf_counter())
     return phase
+
+
+async def watch_sequencer(books: Books, lag: Lag) -> None:
+    """Sample the records waiting to be chained until cancelled."""
+    while True:
+        count, age = await anyio.to_thread.run_sync(books.unchained)
+        lag.most_unchained, lag.oldest_s = max(lag.most_unchained, count), max(lag.oldest_s, age)
+        await anyio.sleep(0.2)
+
+
+async def drained(books: Books, lag: Lag, since: float) -> None:
+    """How long after `since` the sequencer has chained everything (None if not within a minute)."""
+    lag.unchained_at_end, _ = await anyio.to_thread.run_sync(books.unchained)
+    count = lag.unchained_at_end
+    while count and time.perf_counter() - since < 60:
+        await anyio.sleep(0.05)
+        count, _ = await anyio.to_thread.run_sync(books.unchained)
+    lag.drained_s = time.perf_counter() - since if not count else None
 
 
 def check_books(books: Books, phases: list[Phase]) -> dict[str, Any]:
@@ -350,13 +413,18 @@ def database(postgres_url: str | None, workdir: Path) -> Iterator[str]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-async def run(client_counts: list[int], seconds: float, max_calls: int, postgres_url: str | None) -> dict[str, Any]:
+async def run(
+    client_counts: list[int], seconds: float, max_calls: int, postgres_url: str | None, profile: Path | None = None
+) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bankgate-load-"))
     with database(postgres_url, workdir) as url:
         books = Books(url, sum(client_counts))
         phases: list[Phase] = []
         baselines: list[Phase] = []
-        with server_process(ours_args(url), workdir / "server.log") as (process, mcp_url):
+        args = ours_args(url)
+        if profile is not None:
+            args = ["-m", "bench.profiled", str(profile), *args]
+        with server_process(args, workdir / "server.log") as (process, mcp_url):
             first = 0
             for clients in client_counts:
                 progress(f"load: bankgate, {clients} clients, {seconds:g} s")
@@ -393,16 +461,22 @@ async def run(client_counts: list[int], seconds: float, max_calls: int, postgres
 def print_report(report: dict[str, Any]) -> None:
     print(f"\nload ({report['backend']}, {report['seconds_per_phase']:.0f} s per phase, mix % {report['mix_percent']})")
     print(f"{'clients':>7}  {'subject':<10}{'calls/s':>9}{'ratio':>7}{'calls':>7}{'errors':>7}"
-          f"  {'server RSS MiB':<16}{'CPU s server/load gen':<22}")  # fmt: skip
+          f"  {'server RSS MiB':<16}{'CPU s server/load gen':<22}{'CPU ms/call':>12}{'Little ms':>10}")  # fmt: skip
     for row in report["rows"]:
         for figures, ratio in ((row["baseline"], ""), (row["ours"], f"{row['ratio']:.2f}")):
             rss = f"{figures['rss_start_mib']} → {figures['rss_end_mib']}"
             cpu = f"{figures['server_cpu_s']} / {figures['load_generator_cpu_s']}"
             errors = sum(figures["errors"].values())
             print(f"{row['clients']:>7}  {figures['subject']:<10}{figures['calls_per_s']:>9.0f}{ratio:>7}"
-                  f"{figures['calls']:>7}{errors:>7}  {rss:<16}{cpu:<22}")  # fmt: skip
+                  f"{figures['calls']:>7}{errors:>7}  {rss:<16}{cpu:<22}{figures['server_cpu_ms_per_call']!s:>12}"
+                  f"{figures['little_mean_ms']!s:>10}")  # fmt: skip
             if figures["errors"]:
                 print(f"{'':>9}errors: {figures['errors']}")
+            lag = figures["sequencer"]
+            if lag is not None:
+                print(f"{'':>9}audit sequencer: at most {lag['most_unchained']} records unchained (oldest "
+                      f"{lag['oldest_unchained_s']} s), {lag['unchained_at_end']} at the end, all chained "
+                      f"{lag['chained_all_after_s']} s later")  # fmt: skip
     print(f"\n{'clients':>7}  {'subject':<10}{'call':<20}{'calls':>7}{'p50 ms':>9}{'p99 ms':>9}")
     for row in report["rows"]:
         for figures in (row["baseline"], row["ours"]):
@@ -426,10 +500,11 @@ def main() -> None:
     parser.add_argument("--max-calls", type=int, default=2000, help="most calls one client makes in a phase")
     parser.add_argument("--postgres-url", default=None, help="run on a throwaway schema of this PostgreSQL")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    parser.add_argument("--profile", type=Path, help="profile bankgate's server into this pstats file (bench.profiled)")
     args = parser.parse_args()
     if not 0 < args.seconds <= 600 or not all(0 < c <= 256 for c in args.clients):
         parser.error("--seconds must be in (0, 600] and --clients in 1..256")
-    report = anyio.run(run, args.clients, args.seconds, args.max_calls, args.postgres_url)
+    report = anyio.run(run, args.clients, args.seconds, args.max_calls, args.postgres_url, args.profile)
     if args.json:
         print(json.dumps(report))
     else:

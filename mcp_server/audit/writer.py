@@ -9,12 +9,21 @@ next batch, on restart at the latest).
 Each record is signed on its own (`HeadSigner.sign_record`, no lock, ~25 µs), so the
 sequencer chains only what a holder of the key wrote. Its `rid` (the writer's clock, random
 bits, its place in the transaction) orders unchained records for the sequencer and makes two
-equal decisions two records.
+equal decisions two records. A transaction's records go in one INSERT (one round trip).
+
+The writer also remembers, in this process's memory only, a digest of each row exactly as it
+signed and inserted it (`signed_here`): the sequencer of the same process then need not check
+the signature of a row that is still byte for byte that row (its own key made the signature
+over exactly that content), which is most of what chaining cost. Any other row (another
+process's, or one changed in the database after its insert) is verified as before.
 """
 
+import functools
+import hashlib
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,16 +34,27 @@ from sqlalchemy import Connection
 from mcp_server.audit.keys import key_file, load_signer
 from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import format_timestamp
-from policy.audit import HeadSigner
+from policy.audit import CONTENT_FIELDS, HeadSigner
 from policy.canonical import canonical_json
 from policy.store import AuditEntry
 
-_INSERT_AUDIT = Statement(
-    "INSERT INTO audit_log (rid, at, event, principal, tool, arguments_json, policy_version, matched_rules_json, "
-    "reason, approval_ref, question_sha256, note, result_json, amount_minor, key_id, signature) "
-    "VALUES (:rid, :at, :event, :principal, :tool, :arguments_json, :policy_version, :matched_rules_json, :reason, "
-    ":approval_ref, :question_sha256, :note, :result_json, :amount_minor, :key_id, :signature)"
-)
+RECORD_COLUMNS = ("rid", *CONTENT_FIELDS, "key_id", "signature")
+"""A record's columns as written, and as the sequencer reads an unchained one back (in this order)."""
+REMEMBERED = 100_000
+"""Rows `signed_here` remembers at most (~150 bytes each); past that the oldest are checked by signature.
+Rows of transactions that rolled back are never chained, so they leave only this way."""
+
+
+@functools.cache
+def _insert(count: int) -> Statement:
+    """One INSERT of `count` records (parameters suffixed `_0`, `_1`, …)."""
+    rows = ", ".join("(" + ", ".join(f":{name}_{n}" for name in RECORD_COLUMNS) + ")" for n in range(count))
+    return Statement(f"INSERT INTO audit_log ({', '.join(RECORD_COLUMNS)}) VALUES {rows}")
+
+
+def row_digest(row: Sequence[Any]) -> bytes:
+    """A digest of a record's columns (`RECORD_COLUMNS` order; str, int or None each: `repr` is unambiguous)."""
+    return hashlib.sha256(repr(tuple(row)).encode()).digest()
 
 
 class AuditWriter:
@@ -44,6 +64,8 @@ class AuditWriter:
         self.key_path = key_file(key_path)
         self._signer: HeadSigner | None = None
         self._loading = threading.Lock()
+        self._signed: OrderedDict[str, bytes] = OrderedDict()
+        self._remembering = threading.Lock()
 
     @property
     def signer(self) -> HeadSigner:
@@ -60,13 +82,27 @@ class AuditWriter:
             return []
         signer = self.signer
         batch = f"{time.time_ns():016x}-{secrets.token_hex(8)}"
-        rids = []
+        rids, params, digests = [], {}, []
         for index, entry in enumerate(entries):
             record = _audit_record(f"{batch}-{index:04x}", entry)
             record["key_id"], record["signature"] = signer.key_id, signer.sign_record(record)
-            _INSERT_AUDIT.run(conn, record)
+            row = [record[name] for name in RECORD_COLUMNS]
+            params.update({f"{name}_{index}": value for name, value in zip(RECORD_COLUMNS, row, strict=True)})
             rids.append(record["rid"])
+            digests.append(row_digest(row))
+        _insert(len(entries)).run(conn, params)
+        with self._remembering:
+            self._signed.update(zip(rids, digests, strict=True))
+            while len(self._signed) > REMEMBERED:
+                self._signed.popitem(last=False)
         return rids
+
+    def signed_here(self, row: Sequence[Any]) -> bool:
+        """Whether `row` (`RECORD_COLUMNS`) is exactly a row this writer signed and inserted, so its signature
+        is this writer's key's over this very content; forgets it either way (it is being chained)."""
+        with self._remembering:
+            digest = self._signed.pop(str(row[0]), None)
+        return digest is not None and digest == row_digest(row)
 
 
 def _audit_record(rid: str, entry: AuditEntry) -> dict[str, Any]:

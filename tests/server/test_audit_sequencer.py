@@ -7,8 +7,9 @@ record committed but not chained when its process died is chained by the next st
 """
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -21,6 +22,7 @@ from mcp_server.cli.main import main
 from mcp_server.ledger.books import Ledger
 from mcp_server.storage import migrations
 from mcp_server.storage.database import Database
+from policy.audit import Keyring
 from policy.testing import ScriptedResponder
 from tests.server.harness import Harness
 from tests.support import BACKENDS, postgres_schema
@@ -199,4 +201,45 @@ def test_a_ledger_chained_under_the_head_row_migrates_and_still_verifies(
     assert audit_log.verify(db, sequencer=Sequencer(db, AuditWriter())) == audit_log.Verification(10, 0, [])
     db.run(lambda c: c.execute(text("UPDATE audit_log SET note = 'x' WHERE seq = 2")))
     assert "record 2: content does not match its hash (edited)" in map(str, audit_log.verify(db).findings)
+    db.close()
+
+
+def test_rows_its_own_writer_inserted_unchanged_are_chained_without_a_signature_check(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's sequencer shares its writer: what that writer signed is chained on its remembered digest;
+    a record another writer (another process) signed is still verified."""
+    db = Database.open(db_url)
+    writer, other = AuditWriter(), Ledger(db)  # the other ledger signs with the same key, as another replica
+    account = other.create_account("Ada").id
+    other.deposit(account, "5")
+    Ledger(db, audit=writer).deposit(account, "7")
+    checked: list[str] = []
+    verify_record = Keyring.verify_record
+
+    def counting(keys: Keyring, record: Mapping[str, Any]) -> bool:
+        checked.append(str(record["rid"]))
+        return verify_record(keys, record)
+
+    monkeypatch.setattr(Keyring, "verify_record", counting)
+    (batch,) = Sequencer(db, writer).chain()
+    assert len(batch.positions) == 2
+    assert len(checked) == 1 and batch.positions[checked[0]] == 1  # only the other writer's deposit
+    assert audit_log.verify(db).findings == []
+    db.close()
+
+
+@pytest.mark.parametrize("edit", ["note = 'edited'", "amount_minor = amount_minor + 1", "signature = '00'"])
+def test_a_row_its_own_writer_signed_then_edited_in_the_database_is_never_chained(db_url: str, edit: str) -> None:
+    db = Database.open(db_url)
+    writer = AuditWriter()
+    ledger = Ledger(db, audit=writer)
+    account = ledger.create_account("Ada").id
+    ledger.deposit(account, "5")
+    db.run(lambda c: c.execute(text(f"UPDATE audit_log SET {edit}")))
+    ledger.deposit(account, "7")
+    (batch,) = Sequencer(db, writer).chain()
+    assert len(batch.positions) == 1  # the second deposit's record, not the edited first
+    findings = [str(f) for f in audit_log.verify(db).findings]
+    assert any(f.startswith("unchained record ") and "signature" in f for f in findings), findings
     db.close()
