@@ -6,8 +6,9 @@ The server does its work on the event loop, in worker threads (database calls) a
 audit sequencer's thread; a plain `cProfile` sees only the first. Here every thread gets its
 own profiler timed by `time.thread_time`, so time spent waiting (on the network, the GIL, a
 lock) is left out, and their statistics are merged into one file when the module ends (on
-SIGTERM too: uvicorn shuts down, then raises the signal again, which ends the module here). Profiling slows the process several times: read it for where
-CPU goes and how many calls each function gets, not for how fast the server is.
+SIGTERM too: uvicorn shuts down, then raises the signal again, which ends the module here).
+Profiling slows the process several times: read it for where CPU goes and how many calls
+each function gets, not for how fast the server is.
 """
 
 import cProfile
