@@ -29,13 +29,14 @@ from typing import Any
 import psycopg
 
 from bench.load import database
-from bench.shapes import Sent, Shape, capture_on
+from bench.shapes import AUTOCOMMIT, Sent, Shape, capture_on
 
 ACCOUNTS = 200
 GOAL = 0.8
 """Issue 16: with audit / without audit, gated transfers per second at 32 clients."""
 FRESH = ("ref", "binding", "pending_binding", "asked_digest", "key", "id", "tx", "debit_entry", "credit_entry", "rid")
-"""Parameters whose captured values a replay must not repeat (unique columns, or names of turns)."""
+"""Parameters whose captured values a replay must not repeat (unique columns, or names of turns); a
+multi-row INSERT numbers them (`rid_0`, `rid_1`, …)."""
 _ENDS = ("BEGIN", "COMMIT", "ROLLBACK")
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
@@ -55,14 +56,18 @@ def driver_style(sent: Sent) -> Replay:
     return Replay(_NAMED.sub(lambda m: f"%({m.group(1)})s" if m.group(1) in params else m.group(0), sql), params)
 
 
-def replays(shape: Shape, *, audit: bool) -> list[list[Replay]]:
-    """The shape's transactions as replayable statements; without `audit`, its audit statements left out."""
+def replays(shape: Shape, *, audit: bool) -> list[tuple[bool, list[Replay]]]:
+    """The shape's transactions as replayable statements, each with whether it runs in a transaction (a
+    PostgreSQL read does not); without `audit`, its audit statements left out."""
     return [
-        [
-            driver_style(s)
-            for s in t.statements
-            if s.verb not in ("BEGIN", "COMMIT", "ROLLBACK") and (audit or not s.audit)
-        ]
+        (
+            t.end != AUTOCOMMIT,
+            [
+                driver_style(s)
+                for s in t.statements
+                if s.verb not in ("BEGIN", "COMMIT", "ROLLBACK") and (audit or not s.audit)
+            ],
+        )
         for t in shape.transactions
     ]
 
@@ -74,7 +79,7 @@ def fresh_values(shape: Shape) -> set[str]:
         for s in t.statements
         if isinstance(s.params, Mapping)
         for name, value in s.params.items()
-        if name in FRESH and isinstance(value, str)
+        if re.sub(r"_\d+$", "", name) in FRESH and isinstance(value, str)
     }
 
 
@@ -116,15 +121,16 @@ class Replayer:
 
     def client(self, number: int, accounts: Sequence[str], deadline: float) -> None:
         rng = random.Random(number)
-        with psycopg.connect(self.url) as conn:
+        with psycopg.connect(self.url, autocommit=True) as conn:  # `conn.transaction()` BEGINs and COMMITs
             n = 0
             while time.monotonic() < deadline:
                 n += 1
                 suffix = f"-{number}-{n}-{uuid.uuid4().hex[:6]}"
                 pair = tuple(rng.sample(list(accounts), 2))
                 try:
-                    for statements in self.transactions:
-                        with conn.pipeline() if self.pipelined else nullcontext(), conn.transaction():
+                    for transacted, statements in self.transactions:
+                        pipeline = conn.pipeline() if self.pipelined else nullcontext()
+                        with pipeline, conn.transaction() if transacted else nullcontext():
                             for replay in statements:
                                 conn.execute(replay.sql, self._params(replay.params, suffix, (pair[0], pair[1])))
                 except psycopg.Error as exc:
@@ -170,7 +176,7 @@ def run(url: str, clients: int, seconds: float, *, pipelined: bool = False) -> d
                 "transfers_per_s": round(replayer.done / elapsed, 1),
                 "transfers": replayer.done,
                 "errors": replayer.errors,
-                "statements": sum(len(t) for t in replayer.transactions),
+                "statements": sum(len(statements) for _, statements in replayer.transactions),
             }
     ratio = rows["with_audit"]["transfers_per_s"] / max(rows["without_audit"]["transfers_per_s"], 1e-9)
     return {

@@ -62,9 +62,14 @@ class Sent:
         return sql.startswith(("INSERT INTO AUDIT_", "UPDATE AUDIT_"))
 
 
+AUTOCOMMIT = "AUTOCOMMIT"
+"""How a PostgreSQL read ends: its statements ran with no BEGIN or COMMIT (see `Database.read`)."""
+
+
 @dataclass
 class Transaction:
-    """The statements between one BEGIN and its COMMIT (or ROLLBACK)."""
+    """The statements between one BEGIN and its COMMIT (or ROLLBACK); or, on PostgreSQL, a read's statements
+    on one connection checkout (`end` AUTOCOMMIT)."""
 
     statements: list[Sent] = field(default_factory=list)
     end: str = "COMMIT"
@@ -90,7 +95,7 @@ class Shape:
         return {
             "transactions": len(self.transactions),
             "statements": sum(len(t.body) for t in self.transactions),
-            "begin": len(self.transactions),
+            "begin": sum(t.end != AUTOCOMMIT for t in self.transactions),
             "commit": sum(t.end == "COMMIT" for t in self.transactions),
             "locks": sum(t.locks for t in self.transactions),
             "audit": sum(s.audit for t in self.transactions for s in t.body),
@@ -111,18 +116,19 @@ class Recorder:
         self._lock = threading.RLock()
 
     def _sent(self, conn: Connection, sql: str, params: Any) -> None:
-        sent = Sent(sql, params)
+        sent, key = Sent(sql, params), id(conn.connection.dbapi_connection)
         with self._lock:
-            if sent.verb == "BEGIN" or (sent.verb not in _BOUNDARY and id(conn) not in self._open):
-                self._open[id(conn)] = Transaction()
+            if sent.verb == "BEGIN" or (sent.verb not in _BOUNDARY and key not in self._open):
+                self._open[key] = Transaction()
             if sent.verb in _BOUNDARY and sent.verb != "BEGIN":
-                self._end(conn, sent.verb)
+                self._end(key, sent.verb)
                 return
-            self._open[id(conn)].statements.append(sent)
+            self._open[key].statements.append(sent)
 
-    def _end(self, conn: Connection, how: str) -> None:
+    def _end(self, key: int, how: str) -> None:
+        """`key`: the driver connection's id (a checkout's SQLAlchemy `Connection` may share one with another)."""
         with self._lock:
-            open_ = self._open.pop(id(conn), None)
+            open_ = self._open.pop(key, None)
             if open_ is not None and not _sequencers(open_):
                 open_.end = how
                 self.done.append(open_)
@@ -142,16 +148,20 @@ class Recorder:
             self._sent(conn, sql, params)
 
         def commit(conn: Connection) -> None:
-            self._end(conn, "COMMIT")
+            self._end(id(conn.connection.dbapi_connection), "COMMIT")
 
         def rollback(conn: Connection) -> None:
-            self._end(conn, "ROLLBACK")
+            self._end(id(conn.connection.dbapi_connection), "ROLLBACK")
+
+        def checkin(dbapi_connection: Any, _record: Any) -> None:
+            self._end(id(dbapi_connection), AUTOCOMMIT)  # what is still open ran without a transaction
 
         self.done = []
         Statement._execute = traced  # type: ignore[method-assign]
         event.listen(engine, "before_cursor_execute", before)
         event.listen(engine, "commit", commit)
         event.listen(engine, "rollback", rollback)
+        event.listen(engine, "checkin", checkin)
         try:
             yield self.done
         finally:
@@ -159,6 +169,7 @@ class Recorder:
             event.remove(engine, "before_cursor_execute", before)
             event.remove(engine, "commit", commit)
             event.remove(engine, "rollback", rollback)
+            event.remove(engine, "checkin", checkin)
 
 
 def _sequencers(tx: Transaction) -> bool:

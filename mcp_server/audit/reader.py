@@ -165,12 +165,7 @@ def _verified(db: Database, keys: Keyring | None, checkpoint: SignedHead | None)
     if checkpoint is not None and not keys.verify_head(checkpoint):
         raise CheckpointError(f"the checkpoint is not signed by a known audit key (its key id: {checkpoint.key_id})")
 
-    def read(conn: Connection) -> _State:
-        if conn.dialect.name == "postgresql":  # one snapshot: a transfer committing meanwhile is seen whole or not
-            conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-        return _read_state(conn)
-
-    state = db.read(read)
+    state = db.read(_read_state, snapshot=True)  # a transfer committing meanwhile is seen whole or not
     return state, _findings(state, keys, checkpoint)
 
 

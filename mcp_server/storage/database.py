@@ -17,7 +17,10 @@ Concurrency model (why the ledger stays correct with many writers):
   deadlocks and lock timeouts (SQLSTATE 40001/40P01/55P03) are retried anyway, so such an
   error never reaches a user. A unique violation (23505) is not transient: retrying the same
   work meets the same row, so it is an error, never retried (writers that may race on a
-  key take its turn first, see ``turns``).
+  key take its turn first, see ``turns``). A read runs its statements without BEGIN and
+  COMMIT (autocommit): under READ COMMITTED each statement sees what was committed when it
+  began either way, so the two round trips bought nothing; a read that needs one snapshot
+  across its statements asks for it (``read(snapshot=True)``: REPEATABLE READ).
 
 Two options serve callers on an event loop (``Database.run``):
 
@@ -180,8 +183,9 @@ class Database:
             raise WouldWait
         return self._transact(work, write=True, wait=wait, durable=durable)
 
-    def read(self, work: Callable[[Connection], T]) -> T:
-        """Run read-only ``work`` in one consistent snapshot; it must not write."""
+    def read(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
+        """Run read-only ``work``; it must not write. SQLite reads one snapshot; PostgreSQL shows each
+        statement what was committed when it began, or, with ``snapshot``, all of them one snapshot."""
         if self._dialect == "sqlite" and self._reader_free.acquire(blocking=False):
             try:
                 return self._read_on_reader(work)
@@ -189,7 +193,7 @@ class Database:
                 self._reader = _discarded(self._reader)  # and read again below, with the usual retries and reporting
             finally:
                 self._reader_free.release()
-        return self._transact(work, write=False)
+        return self._transact(work, write=False, snapshot=snapshot)
 
     def ping(self) -> None:
         """Readiness probe: raise ``database_unavailable`` unless a trivial query succeeds."""
@@ -217,12 +221,24 @@ class Database:
             if conn.in_transaction():  # `work` used SQLAlchemy's own execute, which begins implicitly
                 conn.rollback()
 
-    def _transact(self, work: Callable[[Connection], T], *, write: bool, wait: bool = True, durable: bool = True) -> T:
+    def _transact(
+        self,
+        work: Callable[[Connection], T],
+        *,
+        write: bool,
+        wait: bool = True,
+        durable: bool = True,
+        snapshot: bool = False,
+    ) -> T:
         deadline = time.monotonic() + _RETRY_DEADLINE_S
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             try:
                 with self._turn(write, wait), self._connection(wait) as conn:
                     if self._dialect == "postgresql":
+                        if not write:  # reset to READ COMMITTED when the pool takes the connection back
+                            conn.execution_options(isolation_level="REPEATABLE READ" if snapshot else "AUTOCOMMIT")
+                            if not snapshot:
+                                return work(conn)
                         with conn.begin():
                             if not durable:
                                 _POSTGRES_RELAXED.run(conn)
