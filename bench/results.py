@@ -293,25 +293,50 @@ def listed_rows(name: str, data: list[dict[str, Any]]) -> list[PerfRow]:
     return rows
 
 
+LOAD_GOALS = {("postgresql", 32): 0.6, ("sqlite", 32): 0.9}
+"""#16: bankgate's mixed-call rate over the bare SDK server's on the same mix, by (backend, clients)."""
+
+APPROVED_P50_GOAL_MS = 150
+"""#16: an approved transfer's p50 at 32 clients on PostgreSQL."""
+
+
 def load_rows(data: dict[str, Any]) -> list[PerfRow]:
+    """One row per phase; the bare server's own p50 per kind is the floor the latencies are read against."""
     rows = []
     for row in data["rows"]:
         ours, base = row["ours"], row["baseline"]
-        kinds = ours.get("per_kind", {})
+        backend, clients = data.get("backend"), row["clients"]
+        kinds, bare_kinds = ours.get("per_kind", {}), base.get("per_kind", {})
         latency = "; ".join(f"{k} {v['p50_ms']:.0f}/{v['p99_ms']:.0f}" for k, v in kinds.items())
+        bare_latency = ", ".join(f"{k} {v['p50_ms']:.0f}" for k, v in bare_kinds.items())
         errors = sum(ours.get("errors", {}).values())
+        goal, ratio = LOAD_GOALS.get((backend, clients)), row.get("ratio")
+        verdict = "" if goal is None or ratio is None else (" ✓" if ratio >= goal else " ✗")
+        goals = [f"goal ≥ {goal}"] if goal is not None else []
+        approved = kinds.get("transfer-approved", {}).get("p50_ms")
+        if backend == "postgresql" and clients == 32 and approved is not None:
+            met = "✓" if approved <= APPROVED_P50_GOAL_MS else "✗"
+            goals.append(f"approved p50 {approved:.0f} ms, goal ≤ {APPROVED_P50_GOAL_MS} {met}")
         rows.append(
             PerfRow(
                 "load",
-                f"{data.get('backend')}, HTTP, {row['clients']} clients, {data.get('seconds_per_phase')} s",
+                f"{backend}, HTTP, {clients} clients, {data.get('seconds_per_phase')} s",
                 "bankgate, mixed calls",
                 f"{num(ours.get('calls_per_s'))} calls/s",
                 "bare SDK server, same mix",
                 f"{num(base.get('calls_per_s'))} calls/s",
-                num(row.get("ratio"), 2),
+                f"{num(ratio, 2)}{verdict}",
                 latency,
-                f"{ours.get('calls')} calls, {errors} errors; server RSS {ours.get('rss_start_mib')} → "
-                f"{ours.get('rss_end_mib')} MiB; server CPU {ours.get('server_cpu_s')} s",
+                "; ".join(
+                    part
+                    for part in [
+                        *goals,
+                        f"bare server p50 ms: {bare_latency}" if bare_latency else "",
+                        f"{ours.get('calls')} calls, {errors} errors; server RSS {ours.get('rss_start_mib')} → "
+                        f"{ours.get('rss_end_mib')} MiB; server CPU {ours.get('server_cpu_s')} s",
+                    ]
+                    if part
+                ),
             )
         )
     books = data.get("books", {})

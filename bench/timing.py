@@ -78,19 +78,26 @@ FLOOR = "floor: "
 
 FLOOR_NOTE = "ceiling: a bare tool doing only the work any such tool must; no goal below it is reachable"
 
+BARE_NOTE = "for scale: against a tool that does none of the required work; no goal"
+
 
 def report(
     title: str, pairs: Sequence[tuple[Figure, Figure]], goal: float, as_json: bool, http_goal: float | None = None
 ) -> None:
-    """Print each (subject, baseline) pair with its ratio against `goal` (`http_goal` on HTTP paths)."""
+    """Print each (subject, baseline) pair with its ratio; only a subject measured against a floor is judged.
 
-    def goal_of(figure: Figure) -> float | None:
-        if figure.subject.startswith(FLOOR):
+    The goals (#16) compare a tool with the floor doing the work any such tool must, so a pair whose
+    baseline is a floor row is held to `goal` (`http_goal` on HTTP paths); the bare tool's ratios are shown
+    for scale, with no goal.
+    """
+
+    def goal_of(ours: Figure, base: Figure) -> float | None:
+        if not base.subject.startswith(FLOOR):
             return None
-        return http_goal if http_goal is not None and figure.path.startswith("HTTP") else goal
+        return http_goal if http_goal is not None and ours.path.startswith("HTTP") else goal
 
-    def verdict(ours: Figure, ratio: float) -> str:
-        target = goal_of(ours)
+    def verdict(ours: Figure, base: Figure, ratio: float) -> str:
+        target = goal_of(ours, base)
         return "" if target is None else ("" if ratio >= target else " *")
 
     rows = [
@@ -99,27 +106,22 @@ def report(
             "ours": asdict(ours) | {"rate": round(ours.rate, 1)},
             "baseline": asdict(base) | {"rate": round(base.rate, 1)},
             "ratio": round(ours.rate / base.rate, 3),
-            "goal": goal_of(ours),
+            "goal": goal_of(ours, base),
         }
         | ({"note": FLOOR_NOTE} if ours.subject.startswith(FLOOR) else {})
+        | ({"note": BARE_NOTE} if goal_of(ours, base) is None and not ours.subject.startswith(FLOOR) else {})
         for ours, base in pairs
     ]
     if as_json:
         print(json.dumps({"benchmark": title, "goal_ratio": goal, "rows": rows}))
         return
     goals = f"{goal}" if http_goal is None else f"{goal}, over HTTP {http_goal}"
-    print(f"\n{title} (goal: ratio >= {goals})")
-    print(f"{'path':<28}{'subject':<30}{'calls/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}")
-    shown_base = None
+    print(f"\n{title} (goal: ratio to the floor >= {goals})")
+    print(f"{'path':<28}{'subject':<30}{'calls/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}  baseline")
     for ours, base in pairs:
         ratio = ours.rate / base.rate
-        lines = [(ours, f"{ratio:.2f}{verdict(ours, ratio)}")]
-        if base is not shown_base:
-            lines.insert(0, (base, ""))
-            shown_base = base
-        for figure, shown in lines:
-            print(
-                f"{figure.path:<28}{figure.subject:<30}{figure.rate:>9.0f}{figure.p50_ms:>9.2f}{figure.p99_ms:>9.2f}"
-                f"{shown:>8}"
-            )
+        print(
+            f"{ours.path:<28}{ours.subject:<30}{ours.rate:>9.0f}{ours.p50_ms:>9.2f}{ours.p99_ms:>9.2f}"
+            f"{ratio:>6.2f}{verdict(ours, base, ratio):<2}  {base.subject} ({base.rate:.0f}/s)"
+        )
     print(f"(* below goal; {FLOOR.strip()} rows: {FLOOR_NOTE})")
