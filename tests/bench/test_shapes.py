@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from bench.shapes import Shapes, Transaction, capture
+from bench.shapes import AUTOCOMMIT, Shapes, Transaction, capture
 
 BACKENDS = ["sqlite", *(["postgresql"] if os.environ.get("BANKGATE_TEST_POSTGRES_URL") else [])]
 
@@ -47,3 +47,18 @@ def test_a_rejection_moves_no_money(shapes: Shapes) -> None:
     settlement = shapes.rejection.transactions[-1]
     assert account_reads(settlement) == []
     assert not any(s.sql.startswith("INSERT INTO transactions") for s in settlement.body)
+
+
+def test_reads_on_postgresql_send_no_begin_or_commit(shapes: Shapes) -> None:
+    """READ COMMITTED shows each statement its own snapshot either way; SQLite reads one snapshot (BEGIN DEFERRED)."""
+    (read,) = shapes.balance.transactions
+    lookup = shapes.gated_transfer.transactions[1]
+    expected = AUTOCOMMIT if shapes.backend == "postgresql" else "ROLLBACK"
+    assert (read.end, lookup.end) == (expected, expected)
+    assert [s.verb for s in lookup.body] == ["SELECT", "SELECT"]
+
+
+def test_a_settlement_writes_its_audit_records_in_one_statement(shapes: Shapes) -> None:
+    settlement = shapes.gated_transfer.transactions[-1]
+    (insert,) = [s for s in settlement.body if s.audit]
+    assert insert.sql.count("), (") == 1  # two rows: approved and executed
