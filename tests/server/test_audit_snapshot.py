@@ -11,6 +11,7 @@ from tests.support import postgres_schema
 pytestmark = pytest.mark.postgres
 
 COUNT = text("SELECT COUNT(*) FROM transactions")
+INSERT = text("INSERT INTO transactions (id, kind, memo, created_at) VALUES ('t', 'deposit', '', 'now')")
 
 
 @pytest.mark.parametrize("snapshot", [True, False])
@@ -29,3 +30,20 @@ def test_a_snapshot_read_does_not_see_what_commits_between_its_statements(snapsh
         assert after == (before if snapshot else before + 1)
         db.close()
         other.close()
+
+
+def test_a_write_after_a_read_on_the_same_connection_is_one_transaction_again() -> None:
+    """The read's autocommit ends with its checkout: a write failing halfway leaves nothing behind, so an
+    audit record never commits without its money (one pooled connection, so the write gets the read's)."""
+    with postgres_schema("bankgate_autocommit") as url:
+        db = Database.open(url, pool_size=1)
+        assert db.read(lambda conn: int(conn.execute(COUNT).scalar_one())) == 0
+
+        def half(conn: Connection) -> None:
+            conn.execute(INSERT)
+            raise RuntimeError("fails after its first statement")
+
+        with pytest.raises(RuntimeError):
+            db.run(half)
+        assert db.read(lambda conn: int(conn.execute(COUNT).scalar_one())) == 0
+        db.close()
