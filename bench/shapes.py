@@ -129,6 +129,8 @@ class Recorder:
         """`key`: the driver connection's id (a checkout's SQLAlchemy `Connection` may share one with another)."""
         with self._lock:
             open_ = self._open.pop(key, None)
+            if how == AUTOCOMMIT and open_ is not None and not open_.body:
+                return  # only settings left after a transaction (SQLite's `PRAGMA synchronous` back to FULL)
             if open_ is not None and not _sequencers(open_):
                 open_.end = how
                 self.done.append(open_)
