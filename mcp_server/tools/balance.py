@@ -44,7 +44,7 @@ ANNOTATIONS = ToolAnnotations(title="Account balance", read_only_hint=True, idem
 
 async def get_account_balance(account_id: AccountId, *, outcome: Decided) -> Annotated[CallToolResult, BalanceResult]:
     """Return the current balance of one bank account (exact, in the account's currency). Read-only."""
-    account = dict(outcome.details or {})
+    account = outcome.details or {}
     return present(outcome, BalanceResult, {k: account.get(k) for k in BALANCE_FIELDS})
 
 
@@ -75,13 +75,13 @@ class BalanceAction(LedgerAction):
         account = inspection.accounts["account"]
         assert account is not None
         formatted = format_amount(account.balance_minor, account.currency)
-        details = BalanceResult.model_construct(
-            account_id=account.id,
-            owner=account.owner,
-            currency=account.currency,
-            balance=str(to_decimal(account.balance_minor, account.currency)),
-            balance_minor=account.balance_minor,
-            formatted=formatted,
-            account_status=account.status,
-        )
-        return Done({k: getattr(details, k) for k in BALANCE_FIELDS}, f"Account {account.id} balance: {formatted}")
+        details = {
+            "account_id": account.id,
+            "owner": account.owner,
+            "currency": account.currency,
+            "balance": str(to_decimal(account.balance_minor, account.currency)),
+            "balance_minor": account.balance_minor,
+            "formatted": formatted,
+            "account_status": account.status,
+        }
+        return Done(details, f"Account {account.id} balance: {formatted}")
