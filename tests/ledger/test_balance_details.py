@@ -1,4 +1,4 @@
-"""The balance tool's details: exactly the published balance fields, filled from the read (no model built on the way)."""
+"""The balance tool's details: exactly the published balance fields (built as a dict, no model on the way)."""
 
 from mcp_server.ledger.books import Ledger
 from mcp_server.storage.gate_store import SqlGateStore
