@@ -44,7 +44,8 @@ class ApprovalForm(BaseModel):
         key = (cls, by_alias, ref_template, schema_generator, mode, tuple(sorted(options.items())))
         if key not in cls._rendered:
             cls._rendered[key] = super().model_json_schema(by_alias, ref_template, schema_generator, mode, **options)
-        return _copied(cls._rendered[key])
+        rendered: dict[str, Any] = _copied(cls._rendered[key])
+        return rendered
 
     approve: Annotated[
         Any,
