@@ -40,3 +40,35 @@ def audit_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         del os.environ[KEY_FILE_ENV]
     else:
         os.environ[KEY_FILE_ENV] = previous
+
+
+SLOWEST_FILES = (
+    "host/test_cli.py",
+    "host/test_expiry.py",
+    "server/test_approvals.py",
+    "host/test_tool_calls.py",
+    "host/test_desk_host.py",
+    "host/test_approvals.py",
+    "web/test_browser.py",
+    "web/test_security.py",
+    "web/test_desk_browser.py",
+    "desk/test_desk_browser.py",
+    "channels/test_transports.py",
+    "drills/test_restart_between_rounds.py",
+    "desk/test_desk_serving.py",
+    "host/test_wire_shapes.py",
+    "server/test_entitlements.py",
+    "drills/test_fuzz.py",
+    "web/test_interrupts.py",
+)
+"""The files that take longest (`--durations=0`, summed per file), slowest first. pytest-xdist hands out
+whole files (`--dist loadfile`, `--no-loadscope-reorder`) in collection order: these go first, so the
+run does not end with one worker on a long file while the other idles. A file missing here only runs
+later; refresh the list when the durations change."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest files first (each file's tests keep their order: test_fuzz.py's tally runs last)."""
+    tests = Path(__file__).parent
+    rank = {tests / name: position for position, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path, len(SLOWEST_FILES)))
