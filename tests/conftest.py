@@ -42,6 +42,12 @@ def audit_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ[KEY_FILE_ENV] = previous
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one worker more than the cores this process may use. Many tests spend part of their time
+    waiting (a launched server importing, a browser, a deadline), and the extra worker fills those gaps."""
+    return len(os.sched_getaffinity(0)) + 1
+
+
 SLOWEST_FILES = (
     "host/test_cli.py",
     "host/test_expiry.py",
