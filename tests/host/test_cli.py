@@ -28,6 +28,7 @@ from mcp_server.ledger.books import Ledger
 from mcp_server.storage.database import Database
 
 from .conftest import HOST_VARIABLES, Cli
+from .helpers import http_mcp_server
 
 
 def bankgate_agent(
@@ -249,17 +250,19 @@ def test_against_azure_a_missing_chat_model_stays_a_configuration_error(tmp_path
 
 def test_azure_identity_warnings_show_only_with_debug(tmp_path: Path) -> None:
     """No Azure sign-in here: DefaultAzureCredential fails, with a warning per credential it tried (real
-    processes: what reaches stderr is logging's own handler, which pytest would capture in-process)."""
-    env = {
-        "PROJECT_ENDPOINT": "https://example.services.ai.azure.com/api/projects/p",
-        "CHAT_MODEL": "gpt-4.1-mini",
-        "BANKGATE_DB_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
-        "BANKGATE_DESK": "false",  # a host that cannot ask anyone is denied, not sent to the desk
-        **_NEW_LEDGER,
-        "AZURE_CONFIG_DIR": str(tmp_path / "no-azure-cli"),
-    }
-    quiet = bankgate_agent("ask", "hi", cwd=tmp_path, env=env, timeout=120)
-    debug = bankgate_agent("ask", "hi", "--debug", cwd=tmp_path, env=env, timeout=120)
+    processes: what reaches stderr is logging's own handler, which pytest would capture in-process). Both
+    reach one MCP server over HTTP (the host connects to it before it signs in), instead of launching one each."""
+    token = "azure-test-token-0123456789abcdef"
+    with http_mcp_server(tmp_path, token) as (url, _):
+        env = {
+            "PROJECT_ENDPOINT": "https://example.services.ai.azure.com/api/projects/p",
+            "CHAT_MODEL": "gpt-4.1-mini",
+            "BANKGATE_MCP_URL": url,
+            "BANKGATE_MCP_TOKEN": token,
+            "AZURE_CONFIG_DIR": str(tmp_path / "no-azure-cli"),
+        }
+        quiet = bankgate_agent("ask", "hi", cwd=tmp_path, env=env, timeout=120)
+        debug = bankgate_agent("ask", "hi", "--debug", cwd=tmp_path, env=env, timeout=120)
 
     assert quiet.returncode == debug.returncode == 1
     lines = quiet.stderr.splitlines()
