@@ -45,7 +45,8 @@ def audit_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`-n auto`: one worker more than the cores this process may use. Many tests spend part of their time
     waiting (a launched server importing, a browser, a deadline), and the extra worker fills those gaps."""
-    return len(os.sched_getaffinity(0)) + 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS has none
+    return cores + 1
 
 
 SLOWEST_FILES = (
