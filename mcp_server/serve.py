@@ -13,6 +13,7 @@ import uvicorn
 from mcp_server.app import AppState, build_server, open_state
 from mcp_server.http.app import ConfigError, build_http_app, check_http_settings
 from mcp_server.http.auth import parse_tokens
+from mcp_server.http.listener import tcp_listener
 from mcp_server.logs import configure_logging
 from mcp_server.settings import Settings
 from mcp_server.storage.database import redacted_url
@@ -81,9 +82,8 @@ def _exit_on_interrupt(_signum: int, _frame: object) -> None:
 
 def _listen(host: str, port: int) -> socket.socket:
     """The HTTP socket, bound now, so a taken port is one line instead of a traceback after startup."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family)
+        return tcp_listener(host, port)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise ConfigError(

@@ -6,10 +6,14 @@ a fingerprint of the books, and the Hypothesis profiles.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import socket
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -49,6 +53,42 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise LookupError(f"no VmRSS for pid {pid}")
+
+
+# --- a command line in this process -----------------------------------------------------------
+
+
+def run_main(
+    main: Callable[[list[str]], int | None],
+    args: Sequence[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    clear: tuple[str, ...],
+    env: Mapping[str, str],
+    stdin: str = "",
+) -> subprocess.CompletedProcess[str]:
+    """A CLI's `main(argv)` run here as a shell would run it in a process of its own (without the process's
+    start-up cost): no environment variable starting with one of `clear` but those in `env`, stdin a pipe
+    holding `stdin`, and its exit status, stdout and stderr as `subprocess.run` reports them. The root
+    logger, which a command may configure for its run, is put back afterwards."""
+    for key in [key for key in os.environ if key.startswith(clear)]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    capsys.readouterr()
+    try:
+        status = main(list(args))
+    except SystemExit as exit_:  # argparse's --help, --version and usage errors
+        status = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), status or 0, out, err)
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------
@@ -116,12 +156,17 @@ TOKENS = {
 KEY = IDEMPOTENCY_KEY_META
 
 
-def serve_args(db_url: str, *extra: str) -> list[str]:
-    """`python` arguments for `bankgate-mcp serve` on `db_url` with the test policy and a short approval timeout."""
+def serve_command(db_url: str, *extra: str) -> list[str]:
+    """`bankgate-mcp serve` on `db_url` with the test policy and a short approval timeout (its argv)."""
     return [
-        "-m", "mcp_server", "serve", "--db", db_url, "--policy", str(TEST_POLICY),
+        "serve", "--db", db_url, "--policy", str(TEST_POLICY),
         "--approval-timeout", str(APPROVAL_TIMEOUT), "--no-seed", *extra,
     ]  # fmt: skip
+
+
+def serve_args(db_url: str, *extra: str) -> list[str]:
+    """`python` arguments for `serve_command`."""
+    return ["-m", "mcp_server", *serve_command(db_url, *extra)]
 
 
 def keyed(key: str) -> types.RequestParamsMeta:

@@ -15,6 +15,7 @@ from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.config import DEFAULT_STDIO_PORT, DESK_PATH, DeskConfig, default_desk_url, desk_config
 from mcp_server.desk.web import Desk
 from mcp_server.http.app import transport_security
+from mcp_server.http.listener import tcp_listener
 from mcp_server.settings import Settings
 from mcp_server.storage.database import Database
 
@@ -76,9 +77,9 @@ class StdioDesk:
 def _loopback(port: int) -> socket.socket:
     """127.0.0.1:`port`; another free port (with a warning) when that one is taken, e.g. by a second client."""
     try:
-        return socket.create_server(("127.0.0.1", port))
+        return tcp_listener("127.0.0.1", port)
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE or port == 0:
             raise
         log.warning("approval desk port %d is in use; serving the desk on another loopback port", port)
-        return socket.create_server(("127.0.0.1", 0))
+        return tcp_listener("127.0.0.1", 0)

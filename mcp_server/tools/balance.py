@@ -4,7 +4,7 @@ without asking anyone; it is still refused for an account the caller may not kno
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from mcp_types import CallToolResult, ToolAnnotations
+from mcp_types import CallToolResult
 from pydantic import Field
 from sqlalchemy import Connection
 
@@ -17,6 +17,7 @@ from mcp_server.tools.common import (
     LedgerAction,
     ToolResult,
     account_facts,
+    annotations,
     held_by_caller,
     present,
     signature_arguments,
@@ -39,12 +40,12 @@ class BalanceResult(ToolResult):
 BALANCE_FIELDS = tuple(name for name in BalanceResult.model_fields if name not in ToolResult.model_fields)
 """The balance's own fields: what `execute` reports and the result carries."""
 
-ANNOTATIONS = ToolAnnotations(title="Account balance", read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+ANNOTATIONS = annotations("Account balance", writes=False, idempotent=True)
 
 
 async def get_account_balance(account_id: AccountId, *, outcome: Decided) -> Annotated[CallToolResult, BalanceResult]:
     """Return the current balance of one bank account (exact, in the account's currency). Read-only."""
-    account = dict(outcome.details or {})
+    account = outcome.details or {}
     return present(outcome, BalanceResult, {k: account.get(k) for k in BALANCE_FIELDS})
 
 
@@ -75,13 +76,13 @@ class BalanceAction(LedgerAction):
         account = inspection.accounts["account"]
         assert account is not None
         formatted = format_amount(account.balance_minor, account.currency)
-        details = BalanceResult.model_construct(
-            account_id=account.id,
-            owner=account.owner,
-            currency=account.currency,
-            balance=str(to_decimal(account.balance_minor, account.currency)),
-            balance_minor=account.balance_minor,
-            formatted=formatted,
-            account_status=account.status,
-        )
-        return Done({k: getattr(details, k) for k in BALANCE_FIELDS}, f"Account {account.id} balance: {formatted}")
+        details = {
+            "account_id": account.id,
+            "owner": account.owner,
+            "currency": account.currency,
+            "balance": str(to_decimal(account.balance_minor, account.currency)),
+            "balance_minor": account.balance_minor,
+            "formatted": formatted,
+            "account_status": account.status,
+        }
+        return Done(details, f"Account {account.id} balance: {formatted}")

@@ -7,7 +7,7 @@ the approval is bound to both: a balance that changes before the answer runs not
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from mcp_types import CallToolResult, ToolAnnotations
+from mcp_types import CallToolResult
 from pydantic import Field
 from sqlalchemy import Connection
 
@@ -21,6 +21,7 @@ from mcp_server.tools.common import (
     LedgerAction,
     ToolResult,
     account_facts,
+    annotations,
     held_by_caller,
     present,
     signature_arguments,
@@ -33,13 +34,7 @@ SweepTo = Annotated[
     str | None, Field(description="Optional open account of the same currency that receives the remaining balance.")
 ]
 
-ANNOTATIONS = ToolAnnotations(
-    title="Close account",
-    read_only_hint=False,
-    destructive_hint=True,
-    idempotent_hint=True,
-    open_world_hint=False,
-)
+ANNOTATIONS = annotations("Close account", writes=True, idempotent=True)
 
 
 class CloseResult(ToolResult):

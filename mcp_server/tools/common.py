@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Resolve
-from mcp_types import CallToolResult, TextContent
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
@@ -120,6 +120,18 @@ def present(decided: GateResult, model: type[ToolResult], extra: Mapping[str, An
         content=[TextContent(type="text", text=decided.message)],
         structured_content=body.present(),
         is_error=decided.is_error,
+    )
+
+
+def annotations(title: str, *, writes: bool, idempotent: bool) -> ToolAnnotations:
+    """A tool's hints to clients: every tool acts on this bank's ledger alone (a closed world), and
+    one that writes changes money or accounts for good (destructive)."""
+    return ToolAnnotations(
+        title=title,
+        read_only_hint=not writes,
+        destructive_hint=True if writes else None,
+        idempotent_hint=idempotent,
+        open_world_hint=False,
     )
 
 

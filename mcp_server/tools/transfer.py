@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from mcp_types import CallToolResult, ToolAnnotations
+from mcp_types import CallToolResult
 from pydantic import Field
 from sqlalchemy import Connection
 
@@ -23,6 +23,7 @@ from mcp_server.tools.common import (
     LedgerAction,
     ToolResult,
     account_facts,
+    annotations,
     held_by_caller,
     present,
     signature_arguments,
@@ -45,13 +46,7 @@ Amount = Annotated[
 ]
 Memo = Annotated[str | None, Field(description="Optional note shown on both statements (max 140).")]
 
-ANNOTATIONS = ToolAnnotations(
-    title="Transfer funds",
-    read_only_hint=False,
-    destructive_hint=True,
-    idempotent_hint=False,
-    open_world_hint=False,
-)
+ANNOTATIONS = annotations("Transfer funds", writes=True, idempotent=False)
 
 
 class TransferResult(ToolResult):

@@ -5,7 +5,6 @@ auto-fills defaults approves nothing), but its model accepts any content: a malf
 answer must become a recorded rejection, not an SDK error that skips the audit.
 """
 
-import copy
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar
 
@@ -39,12 +38,14 @@ class ApprovalForm(BaseModel):
         mode: JsonSchemaMode = "validation",
         **options: Any,
     ) -> dict[str, Any]:
-        """Rendered once per form and generator: the SDK renders the form on every round, and
-        generating it costs more than the rest of the question."""
+        """Rendered once per form and generator: the SDK renders the form on every round (and
+        `policy.mcp.asked` once more per question), and generating it costs more than the rest
+        of the question. Each caller gets its own copy, as from pydantic, to change as it likes."""
         key = (cls, by_alias, ref_template, schema_generator, mode, tuple(sorted(options.items())))
         if key not in cls._rendered:
             cls._rendered[key] = super().model_json_schema(by_alias, ref_template, schema_generator, mode, **options)
-        return copy.deepcopy(cls._rendered[key])
+        rendered: dict[str, Any] = _copied(cls._rendered[key])
+        return rendered
 
     approve: Annotated[
         Any,
@@ -67,6 +68,16 @@ class ApprovalForm(BaseModel):
             }
         ),
     ] = None
+
+
+def _copied(schema: Any) -> Any:
+    """A copy of a JSON schema (dicts, lists and scalars only): a fraction of `copy.deepcopy`'s cost,
+    which keeps a memo for shared and cyclic objects that JSON cannot hold."""
+    if isinstance(schema, dict):
+        return {key: _copied(value) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [_copied(value) for value in schema]
+    return schema
 
 
 class ConfirmedApprovalForm(ApprovalForm):

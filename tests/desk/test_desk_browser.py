@@ -38,8 +38,15 @@ def desk(world: World) -> Iterator[str]:
     served.stop()
 
 
-@asynccontextmanager
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """Module-wide, so that the module's tests and its one browser share an event loop."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
 async def chromium() -> AsyncIterator[Any]:
+    """One Chromium for the module; each test opens its own context (a fresh profile and authenticator)."""
     async with playwright_api.async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
@@ -48,8 +55,9 @@ async def chromium() -> AsyncIterator[Any]:
             await browser.close()
 
 
-async def approver_page(browser: Any) -> Any:
-    """A fresh browser profile with its own virtual passkey authenticator."""
+@asynccontextmanager
+async def approver_page(browser: Any) -> AsyncIterator[Any]:
+    """A page in a fresh browser profile with its own virtual passkey authenticator (closed afterwards)."""
     context = await browser.new_context(viewport={"width": 1000, "height": 900})
     page = await context.new_page()
     cdp = await context.new_cdp_session(page)
@@ -59,7 +67,10 @@ async def approver_page(browser: Any) -> Any:
         {"options": {"protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
                      "hasUserVerification": True, "isUserVerified": True}},
     )  # fmt: skip
-    return page
+    try:
+        yield page
+    finally:
+        await context.close()
 
 
 async def enroll(world: World, page: Any, desk: str, name: str = "erin") -> None:
@@ -70,10 +81,9 @@ async def enroll(world: World, page: Any, desk: str, name: str = "erin") -> None
 
 
 @asynccontextmanager
-async def signed_in_at(world: World, desk: str, path: str) -> AsyncIterator[Any]:
-    """A page of approver erin, enrolled just now in a fresh browser, opened at `path`."""
-    async with chromium() as browser:
-        page = await approver_page(browser)
+async def signed_in_at(browser: Any, world: World, desk: str, path: str) -> AsyncIterator[Any]:
+    """A page of approver erin, enrolled just now in a fresh browser profile, opened at `path`."""
+    async with approver_page(browser) as page:
         await enroll(world, page, desk)
         await page.goto(desk + path)
         yield page
@@ -94,12 +104,11 @@ async def decide(page: Any, verdict: str, note: str = "") -> None:
     await page.click(f"button[data-verdict={verdict}]")
 
 
-async def test_enroll_sign_in_approve_and_reject(world: World, desk: str, shots: Path) -> None:
+async def test_enroll_sign_in_approve_and_reject(chromium: Any, world: World, desk: str, shots: Path) -> None:
     expect = playwright_api.expect
     rent = world.pending("1250.00", principal="alice", memo="March rent")
     supplier = world.pending("480.00", principal="payments-bot")
-    async with chromium() as browser:
-        page = await approver_page(browser)
+    async with approver_page(chromium) as page:
         await enroll(world, page, desk)
         await expect(page.locator(".inbox .item")).to_have_count(2)
         await expect(page.locator(".item").first).to_contain_text("$1,250.00")
@@ -130,7 +139,7 @@ async def test_enroll_sign_in_approve_and_reject(world: World, desk: str, shots:
     ]
 
 
-async def test_assertion_replayed_for_another_approval_is_refused(world: World, desk: str) -> None:
+async def test_assertion_replayed_for_another_approval_is_refused(chromium: Any, world: World, desk: str) -> None:
     first, second = world.pending("10.00"), world.pending("20.00")
     captured: list[str] = []
 
@@ -138,7 +147,7 @@ async def test_assertion_replayed_for_another_approval_is_refused(world: World, 
         captured.append(route.request.post_data)
         await route.abort()
 
-    async with signed_in_at(world, desk, f"/approvals/{first.ref}") as page:
+    async with signed_in_at(chromium, world, desk, f"/approvals/{first.ref}") as page:
         await page.route("**/decide", hold_back)
         await decide(page, "approved")
         await playwright_api.expect(page.locator("#status.error")).to_be_visible(timeout=15_000)
@@ -152,7 +161,7 @@ async def test_assertion_replayed_for_another_approval_is_refused(world: World, 
     assert world.db.read(lambda conn: decision_for(conn, first.ref)) is None
 
 
-async def test_signature_over_a_stale_question_is_refused(world: World, desk: str) -> None:
+async def test_signature_over_a_stale_question_is_refused(chromium: Any, world: World, desk: str) -> None:
     approval = world.pending("90.00")
 
     async def edit_then_send(route: Any) -> None:
@@ -160,7 +169,7 @@ async def test_signature_over_a_stale_question_is_refused(world: World, desk: st
                   q=approval.question.replace("$90.00", "$9,000.00"), r=approval.ref)  # fmt: skip
         await route.continue_()
 
-    async with signed_in_at(world, desk, f"/approvals/{approval.ref}") as page:
+    async with signed_in_at(chromium, world, desk, f"/approvals/{approval.ref}") as page:
         await page.route("**/decide", edit_then_send)
         await decide(page, "approved")
         await playwright_api.expect(page.locator("#status")).to_contain_text(
@@ -186,13 +195,13 @@ class _Attacker(BaseHTTPRequestHandler):
         pass
 
 
-async def test_csrf_and_cross_origin_posts_are_refused(world: World, desk: str) -> None:
+async def test_csrf_and_cross_origin_posts_are_refused(chromium: Any, world: World, desk: str) -> None:
     approval = world.pending("60.00")
     _Attacker.target = f"{desk}/signout"
     attacker = HTTPServer(("127.0.0.1", 0), _Attacker)
     threading.Thread(target=attacker.serve_forever, daemon=True).start()
     try:
-        async with signed_in_at(world, desk, f"/approvals/{approval.ref}") as page:
+        async with signed_in_at(chromium, world, desk, f"/approvals/{approval.ref}") as page:
             forged = await post_from(
                 page, f"/desk/approvals/{approval.ref}/challenge", '{"verdict": "approved"}', "0" * 64
             )

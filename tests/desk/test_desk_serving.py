@@ -7,9 +7,13 @@ import sys
 from pathlib import Path
 
 import httpx2
+import pytest
 
+from mcp_server.app import build_server, open_state
+from mcp_server.http.app import build_http_app
+from mcp_server.settings import Settings
 from tests.server.cli_process import clean_env
-from tests.server.harness import Harness, HttpServer
+from tests.support import TOKENS
 
 _INITIALIZE = {
     "jsonrpc": "2.0",
@@ -67,16 +71,19 @@ def test_no_desk_serves_none(tmp_path: Path) -> None:
     assert "approval desk" not in err
 
 
-def test_http_mounts_the_desk_beside_mcp(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_http_mounts_the_desk_beside_mcp(tmp_path: Path) -> None:
+    """The HTTP app `serve --transport http` runs, in this process (serving it is test_http_security.py's)."""
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    Harness("setup", url)
-    for extra, expected in (((), 200), (("--no-desk",), 404)):
-        server = HttpServer(url, *extra)
-        try:
-            page = httpx2.get(f"http://127.0.0.1:{server.port}/desk/signin", timeout=10)
+    for desk, expected in ((True, 200), (False, 404)):
+        settings = Settings(db_url=url, transport="http", desk=desk, _env_file=None)  # type: ignore[call-arg]
+        state = open_state(settings, create=True)
+        app = build_http_app(build_server(state, settings), state, settings, TOKENS)
+        origin = f"http://127.0.0.1:{settings.port}"
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=origin) as client:
+            page = await client.get("/desk/signin")
             assert page.status_code == expected
             if expected == 200:
-                foreign = httpx2.get(f"http://127.0.0.1:{server.port}/desk/signin", headers={"Host": "evil.example"})
+                foreign = await client.get("/desk/signin", headers={"Host": "evil.example"})
                 assert foreign.status_code == 421, "the same Host allowlist as /mcp"
-        finally:
-            server.stop()
+        state.ledger.db.close()

@@ -2,12 +2,14 @@
 HTTP tests, a real uvicorn server on a loopback port for the browser)."""
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx2
+import pytest
 from sqlalchemy import Connection, text
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -23,6 +25,7 @@ from policy.action import Call
 from policy.store import Approval
 from tests.desk.authenticator import SoftPasskey
 from tests.server.harness import TEST_POLICY
+from tests.support import BACKENDS, postgres_schema
 
 PORT = 8766
 _CSRF = re.compile(r'data-csrf="([0-9a-f]*)"')
@@ -140,3 +143,43 @@ async def browser(world: World) -> AsyncIterator[DeskBrowser]:
     transport = httpx2.ASGITransport(app=world.app())
     async with httpx2.AsyncClient(transport=transport, base_url=config.origin) as client:
         yield DeskBrowser(client, config.origin)
+
+
+AnyWorld = TypeVar("AnyWorld", bound=World)
+
+
+def world_fixture(kind: type[AnyWorld], schema_prefix: str) -> Any:
+    """The `world` fixture of the desk and channel tests: a `kind` of world on a fresh ledger, on SQLite
+    and (with BANKGATE_TEST_POSTGRES_URL) on a PostgreSQL schema of its own."""
+
+    @pytest.fixture(params=BACKENDS, name="world")
+    def fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnyWorld]:
+        if request.param == "postgresql":
+            with postgres_schema(schema_prefix) as url:
+                world = kind(url)
+                yield world
+                world.db.close()
+        else:
+            yield kind(f"sqlite:///{tmp_path / 'ledger.db'}")
+
+    return fixture
+
+
+@pytest.fixture(name="passkey")
+def passkey_fixture() -> SoftPasskey:
+    """A software passkey for the desk the worlds serve."""
+    return SoftPasskey(origin=f"http://localhost:{PORT}")
+
+
+def approver_fixture(name: str) -> Any:
+    """A fixture named `name`: that approver, enrolled with the test's `passkey` and signed in at the desk."""
+
+    @pytest.fixture(name=name)
+    async def fixture(world: World, passkey: SoftPasskey) -> AsyncIterator[DeskBrowser]:
+        token, _ = world.admin.add(name)
+        async with browser(world) as desk:
+            reply = await desk.enroll(token, passkey)
+            assert reply.status_code == 200, reply.text
+            yield desk
+
+    return fixture

@@ -3,12 +3,9 @@ CLI run in-process."""
 
 from __future__ import annotations
 
-import io
 import logging
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import pytest
 
 from agent_host.cli.main import main
 from agent_host.emulator import Emulator, FaultConfig
+from tests.support import run_main
 
 HOST_VARIABLES = ("BANKGATE_", "PROJECT_ENDPOINT", "CHAT_MODEL", "AGENT_NAME", "EMULATOR_TOKEN")
 """The environment a developer's shell may hold for the host; every CLI test starts without it."""
@@ -52,15 +50,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp
     monkeypatch.chdir(tmp_path)
 
     def run(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        for key in [key for key in os.environ if key.startswith(HOST_VARIABLES)]:
-            monkeypatch.delenv(key)
-        for key, value in (env or {}).items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        capsys.readouterr()
-        status = main(list(args))
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(list(args), status, out, err)
+        return run_main(main, args, monkeypatch, capsys, clear=HOST_VARIABLES, env=env or {}, stdin=stdin)
 
     identity_log = logging.getLogger("azure.identity")
     level = identity_log.level

@@ -1,27 +1,28 @@
 """bankgate's server with transfers routed to its approval desk, and an enrolled approver who decides there.
 
 The host launches the server over stdio as usual; the server starts its desk on a loopback port
-(`BANKGATE_DESK_PORT`). The approver is enrolled with `bankgate-mcp approvers add` (a separate
-process on the same ledger) and decides through the desk's HTTP API with the software passkey of
+(`BANKGATE_DESK_PORT`). The approver is enrolled with `bankgate-mcp approvers add` (its `main`, run
+in the test's process on the same ledger) and decides through the desk's HTTP API with the software passkey of
 `tests/desk`, so every decision is a real signed one.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, redirect_stdout
 from dataclasses import dataclass, replace
 from pathlib import Path
+from unittest.mock import patch
 
 import httpx2
 
 import policy
 from agent_host.mcp_link import McpTarget
 from agent_host.settings import HostSettings
+from mcp_server.cli.main import main
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.world import DeskBrowser
 
@@ -66,14 +67,12 @@ class DeskLab:
     @asynccontextmanager
     async def approver(self, name: str = "erin") -> AsyncIterator[tuple[DeskBrowser, SoftPasskey]]:
         """`name`, invited on the server's ledger, enrolled with a passkey and signed in at the desk."""
-        command = [sys.executable, "-m", "mcp_server", "approvers", "add", name]
-        command += ["--db", f"sqlite:///{self.folder / 'ledger.db'}"]
-        done = subprocess.run(
-            command, env={**os.environ, **self.env}, cwd=self.folder, capture_output=True, text=True, check=False
-        )
-        assert done.returncode == 0, done.stderr
-        found = _ENROLL_LINK.search(done.stdout)
-        assert found is not None, done.stdout
+        printed = io.StringIO()
+        with patch.dict(os.environ, self.env), redirect_stdout(printed):  # the settings the launched server has
+            status = main(["approvers", "add", name, "--db", f"sqlite:///{self.folder / 'ledger.db'}"])
+        assert status == 0, printed.getvalue()
+        found = _ENROLL_LINK.search(printed.getvalue())
+        assert found is not None, printed.getvalue()
         token = found.group(1).rpartition("token=")[2]
         passkey = SoftPasskey(origin=self.origin)
         async with httpx2.AsyncClient(base_url=self.origin, timeout=30) as client:

@@ -14,19 +14,21 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from importlib.metadata import version
 from pathlib import Path
 
-import anyio
 import pytest
 
-from agent_host.approvers import ApprovalDesk, DenyApprover
 from agent_host.emulator import Emulator
-from agent_host.mcp_link import DEMO_LEDGER, McpTarget, connect
+from mcp_server.audit import reader
+from mcp_server.ledger.books import Ledger
+from mcp_server.storage.database import Database
 
 from .conftest import HOST_VARIABLES, Cli
-from .helpers import CapturedDisplay
+from .helpers import http_mcp_server
 
 
 def bankgate_agent(
@@ -63,21 +65,26 @@ def lab_env(emulator: Emulator, tmp_path: Path, agent: str, **extra: str) -> dic
     }
 
 
-async def read_balance(tmp_path: Path, account: str) -> Decimal:
-    """Read a balance straight from a bankgate MCP server on the test's ledger."""
-    target = McpTarget(
-        db_url=f"sqlite:///{tmp_path / 'ledger.db'}", server_args=DEMO_LEDGER, server_env={}, server_cwd=str(tmp_path)
-    )
-    async with connect(target, ApprovalDesk(DenyApprover(), CapturedDisplay())) as link:
-        result = await link.call("get_account_balance", {"account_id": account})
-    return Decimal(result.output["balance"])
+@contextmanager
+def opened_ledger(tmp_path: Path) -> Iterator[Database]:
+    """The ledger the test's host had its MCP server create, opened here (the host has exited)."""
+    db = Database.open(f"sqlite:///{tmp_path / 'ledger.db'}", create=False)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def read_balance(tmp_path: Path, account: str) -> Decimal:
+    """A balance read straight from the test's ledger."""
+    with opened_ledger(tmp_path) as db:
+        return Decimal(Ledger(db).balance(account).balance_minor).scaleb(-2)
 
 
 def audit_outcomes(tmp_path: Path) -> list[str]:
-    """The outcome column of the test ledger's audit log, as `bankgate-mcp audit tail` prints it."""
-    command = [sys.executable, "-m", "mcp_server", "audit", "tail", "--db", f"sqlite:///{tmp_path / 'ledger.db'}"]
-    tail = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout
-    return [word for line in tail.splitlines() for word in line.split() if word in AUDIT_OUTCOMES]
+    """The events of the test ledger's audit log, oldest first, as `bankgate-mcp audit tail` lists them."""
+    with opened_ledger(tmp_path) as db:
+        return [line.event for line in reader.tail(db) if line.event in AUDIT_OUTCOMES]
 
 
 AUDIT_OUTCOMES = {"requested", "approved", "rejected", "cancelled", "expired", "denied", "executed", "failed"}
@@ -128,7 +135,7 @@ def test_ask_without_a_terminal_denies_every_approval(
     assert "← denied: " in result.stdout and "No human can be asked to approve it from this client" in result.stdout
     assert "rejected by the operator" not in result.stdout
     assert ("stream: " in result.stdout) is ("--stream" in wire)
-    assert anyio.run(read_balance, tmp_path, "ACC-001") == Decimal("5000.00")
+    assert read_balance(tmp_path, "ACC-001") == Decimal("5000.00")
     outcomes = audit_outcomes(tmp_path)
     assert "denied" in outcomes and not {"requested", "rejected"} & set(outcomes), outcomes
 
@@ -243,17 +250,19 @@ def test_against_azure_a_missing_chat_model_stays_a_configuration_error(tmp_path
 
 def test_azure_identity_warnings_show_only_with_debug(tmp_path: Path) -> None:
     """No Azure sign-in here: DefaultAzureCredential fails, with a warning per credential it tried (real
-    processes: what reaches stderr is logging's own handler, which pytest would capture in-process)."""
-    env = {
-        "PROJECT_ENDPOINT": "https://example.services.ai.azure.com/api/projects/p",
-        "CHAT_MODEL": "gpt-4.1-mini",
-        "BANKGATE_DB_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
-        "BANKGATE_DESK": "false",  # a host that cannot ask anyone is denied, not sent to the desk
-        **_NEW_LEDGER,
-        "AZURE_CONFIG_DIR": str(tmp_path / "no-azure-cli"),
-    }
-    quiet = bankgate_agent("ask", "hi", cwd=tmp_path, env=env, timeout=120)
-    debug = bankgate_agent("ask", "hi", "--debug", cwd=tmp_path, env=env, timeout=120)
+    processes: what reaches stderr is logging's own handler, which pytest would capture in-process). Both
+    reach one MCP server over HTTP (the host connects to it before it signs in), instead of launching one each."""
+    token = "azure-test-token-0123456789abcdef"
+    with http_mcp_server(tmp_path, token) as (url, _):
+        env = {
+            "PROJECT_ENDPOINT": "https://example.services.ai.azure.com/api/projects/p",
+            "CHAT_MODEL": "gpt-4.1-mini",
+            "BANKGATE_MCP_URL": url,
+            "BANKGATE_MCP_TOKEN": token,
+            "AZURE_CONFIG_DIR": str(tmp_path / "no-azure-cli"),
+        }
+        quiet = bankgate_agent("ask", "hi", cwd=tmp_path, env=env, timeout=120)
+        debug = bankgate_agent("ask", "hi", "--debug", cwd=tmp_path, env=env, timeout=120)
 
     assert quiet.returncode == debug.returncode == 1
     lines = quiet.stderr.splitlines()

@@ -94,4 +94,4 @@ def test_ask_without_a_terminal_shows_the_desk_link_and_leaves_it_pending(
     assert "Approval at the desk — this host only shows the link" in result.stdout
     assert "the host does not wait for the desk" in result.stdout
     assert "← pending_approval" in result.stdout
-    assert anyio.run(read_balance, tmp_path, "ACC-001") == Decimal("5000.00")
+    assert read_balance(tmp_path, "ACC-001") == Decimal("5000.00")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from policy.loader import PolicyError, parse_policy
 from policy.messages import worded
 from policy.outcome import Outcome
 from policy.results import GateResult, Status
+from tests.server.cli_process import in_process_cli
 
 WORDED = """
 [tools.transfer_funds]
@@ -70,11 +69,13 @@ def test_bad_messages_are_refused_where_they_are(messages: str, says: str) -> No
     assert "p.toml:3: tools.transfer_funds.messages" in str(error.value) and says in str(error.value)
 
 
-def test_policy_check_validates_messages(tmp_path: Path) -> None:
+def test_policy_check_validates_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
     good.write_text(WORDED, encoding="utf-8")
     bad.write_text(WORDED.replace("{to_account}", "{payee}"), encoding="utf-8")
-    check = [sys.executable, "-m", "mcp_server", "policy", "check"]
-    assert subprocess.run([*check, str(good)], capture_output=True, cwd=tmp_path).returncode == 0
-    refused = subprocess.run([*check, str(bad)], capture_output=True, text=True, cwd=tmp_path)
+    cli = in_process_cli(tmp_path, monkeypatch, capsys)
+    assert cli("policy", "check", str(good)).returncode == 0
+    refused = cli("policy", "check", str(bad))
     assert refused.returncode != 0 and "unknown fact {payee}" in refused.stdout + refused.stderr

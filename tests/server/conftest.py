@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.server.cli_process import McpCli, in_process_cli
 from tests.server.harness import IN_PROCESS, Harness, HttpServer, postgres_harness
 
 MODES = ["auto", "legacy"]  # auto lands on 2026-07-28; legacy speaks 2025-11-25
@@ -39,3 +40,9 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
 def mode(request: pytest.FixtureRequest) -> str:
     value: str = request.param
     return value
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> McpCli:
+    """`bankgate-mcp` run in this process in `tmp_path` (see `in_process_cli`)."""
+    return in_process_cli(tmp_path, monkeypatch, capsys)

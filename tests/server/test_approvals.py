@@ -57,22 +57,27 @@ async def test_approved_transfer_executes_and_is_audited(harness: Harness, mode:
     assert executed["arguments"] == {"from_account": source, "to_account": target, "amount": "12.50", "memo": "rent"}
 
 
-@pytest.mark.parametrize(
-    ("answer", "status", "sentence"),
-    [
-        (reject(note="not today"), "rejected", "was rejected by the operator"),
-        (decline(), "rejected", "was rejected by the operator"),
-        (cancel(), "cancelled", "was cancelled by the operator"),
-    ],
-    ids=["approve-false", "decline", "cancel"],
-)
-@over_every_transport
-async def test_a_no_moves_nothing(harness: Harness, mode: str, answer: Any, status: str, sentence: str) -> None:
-    source, target, result = await transfer(harness, ScriptedResponder(answer), mode)
+NOES = [
+    (reject(note="not today"), "rejected", "was rejected by the operator"),  # approve: false
+    (decline(), "rejected", "was rejected by the operator"),
+    (cancel(), "cancelled", "was cancelled by the operator"),
+]
 
-    assert result["status"] == status and sentence in result["message"]
-    assert harness.balance(source) == 10000 and harness.balance(target) == 500
-    assert harness.events(result["approval_ref"]) == ["requested", status]
+
+@over_every_transport
+async def test_a_no_moves_nothing(harness: Harness, mode: str) -> None:
+    """Each kind of no, one after another in one session (over stdio, one server process)."""
+    pairs = [(harness.open_account("100.00"), harness.open_account("5.00")) for _ in NOES]
+    async with harness.client(ScriptedResponder(*(answer for answer, _, _ in NOES)), mode=mode) as client:
+        results = [
+            outcome(await client.call_tool("transfer_funds", {"from_account": s, "to_account": t, "amount": "12.50"}))
+            for s, t in pairs
+        ]
+
+    for (source, target), result, (_, status, sentence) in zip(pairs, results, NOES, strict=True):
+        assert result["status"] == status and sentence in result["message"]
+        assert harness.balance(source) == 10000 and harness.balance(target) == 500
+        assert harness.events(result["approval_ref"]) == ["requested", status]
 
 
 @pytest.mark.parametrize(

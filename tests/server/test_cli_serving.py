@@ -13,17 +13,15 @@ from pathlib import Path
 
 import httpx2
 
-from tests.server.cli_process import clean_env, run_cli
+from tests.server.cli_process import McpCli, clean_env
 from tests.support import free_port
 
 
-def test_a_taken_port_is_one_line_with_a_hint_and_opens_nothing(tmp_path: Path) -> None:
+def test_a_taken_port_is_one_line_with_a_hint_and_opens_nothing(tmp_path: Path, cli: McpCli) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         url = f"sqlite:///{tmp_path / 'bank.db'}"
-        done = run_cli(
-            tmp_path, "serve", "--transport", "http", "--port", str(port), "--no-auth", "--db", url, "--create"
-        )
+        done = cli("serve", "--transport", "http", "--port", str(port), "--no-auth", "--db", url, "--create")
     assert done.returncode == 2
     assert done.stderr.strip() == (
         f"bankgate-mcp: port {port} on 127.0.0.1 is already in use (another bankgate-mcp, or the Foundry "

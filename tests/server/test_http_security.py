@@ -1,16 +1,14 @@
 """HTTP is secure by default: tokens, Host/Origin allowlist, bounded bodies, refusals at start."""
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
 import pytest
 
+from tests.server.cli_process import McpCli
 from tests.server.harness import Harness, HttpServer
-from tests.support import TOKENS, free_port, serve_args
+from tests.support import TOKENS, free_port, serve_command
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -84,13 +82,13 @@ def test_health_needs_no_token(server: HttpServer) -> None:
     ids=["no-auth-off-loopback", "no-tokens", "stateless-without-keys", "weak-token"],
 )
 def test_unsafe_configurations_are_refused_at_start(
-    tmp_path: Path, args: list[str], env: dict[str, str], says: str
+    tmp_path: Path, args: list[str], env: dict[str, str], says: str, cli: McpCli
 ) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     tokens = ";".join(f"{p}={t}" for p, t in TOKENS.items())
-    command = [sys.executable, *serve_args(url, "--transport", "http", "--port", str(free_port()), *args)]
-    done = subprocess.run(
-        command, env={**os.environ, "BANKGATE_TOKENS": tokens, **env}, capture_output=True, text=True, timeout=60
+    done = cli(
+        *serve_command(url, "--transport", "http", "--port", str(free_port()), *args),
+        **{"BANKGATE_TOKENS": tokens, **env},
     )
     assert done.returncode == 2
     assert says in done.stderr

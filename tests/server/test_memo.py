@@ -27,22 +27,26 @@ async def test_the_memo_is_labelled_as_the_requesters_own_words(harness: Harness
     assert [line for line in lines if line.startswith("Why:")] == ["Why: Moving money needs a human's approval."]
 
 
-@pytest.mark.parametrize(
-    "memo",
-    ["rent\u3164\u3164\u3164Approved by: bank", "rent\u2800\u2800ok", "rent Z\u0301\u0302\u0303\u0304\u0305"],
-    ids=["hangul-filler", "braille-blank", "stacked-marks"],
-)
+MASQUERADES = {
+    "hangul-filler": "rent\u3164\u3164\u3164Approved by: bank",
+    "braille-blank": "rent\u2800\u2800ok",
+    "stacked-marks": "rent Z\u0301\u0302\u0303\u0304\u0305",
+}
+
+
 @over_every_transport
 async def test_a_memo_that_could_pass_for_the_question_is_refused_before_anyone_is_asked(
-    harness: Harness, mode: str, memo: str
+    harness: Harness, mode: str
 ) -> None:
+    """Each masquerade in turn, in one session (over stdio, one server process)."""
     source, target = harness.open_account("100.00"), harness.open_account("0")
     responder = ScriptedResponder(approve())
-    args: dict[str, Any] = {"from_account": source, "to_account": target, "amount": "5", "memo": memo}
     async with harness.client(responder, mode=mode) as client:
-        result = await client.call_tool("transfer_funds", args)
+        for name, memo in MASQUERADES.items():
+            args: dict[str, Any] = {"from_account": source, "to_account": target, "amount": "5", "memo": memo}
+            result = await client.call_tool("transfer_funds", args)
 
-    assert result.is_error and result.structured_content is not None
-    error = result.structured_content["error"]
-    assert (error["code"], error["field"]) == ("invalid_memo", "memo") and memo not in error["message"]
+            assert result.is_error and result.structured_content is not None, name
+            error = result.structured_content["error"]
+            assert (error["code"], error["field"]) == ("invalid_memo", "memo") and memo not in error["message"], name
     assert responder.questions == [] and harness.balance(source) == 10000 and harness.balance(target) == 0

@@ -20,7 +20,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp_server.app import AppState
 from mcp_server.http.auth import ConfigTokenVerifier
 from policy.testing import ScriptedResponder, approve
-from tests.server.cli_process import run_cli
+from tests.server.cli_process import McpCli
 from tests.server.harness import Harness, HttpServer
 from tests.server.issuer import ISSUER, Issuer, running_issuer
 from tests.server.test_http_security import ACCEPT, INITIALIZE, bearer
@@ -152,9 +152,11 @@ async def test_the_token_subject_is_the_audited_principal(issued: tuple[Issuer, 
     ],
     ids=["no-keys", "plain-http-keys", "keys-without-issuer", "unknown-role"],
 )
-def test_an_oauth_setup_that_cannot_work_is_refused_at_start(tmp_path: Path, env: dict[str, str], says: str) -> None:
+def test_an_oauth_setup_that_cannot_work_is_refused_at_start(
+    tmp_path: Path, env: dict[str, str], says: str, cli: McpCli
+) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    done = run_cli(tmp_path, "serve", "--transport", "http", "--port", str(free_port()), "--db", url, **env)
+    done = cli("serve", "--transport", "http", "--port", str(free_port()), "--db", url, **env)
     assert done.returncode == 2 and says in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
