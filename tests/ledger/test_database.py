@@ -196,9 +196,7 @@ def test_each_read_on_the_reader_sees_what_committed_before_it(backend: str, led
     assert ledger.balance("ACC-002").balance_minor == 25100
 
 
-def test_a_refused_read_ends_its_snapshot_and_keeps_the_reader(
-    backend: str, ledger: Ledger, database_url: str
-) -> None:
+def test_a_refused_read_ends_its_snapshot_and_keeps_the_reader(backend: str, ledger: Ledger, database_url: str) -> None:
     """A read that raises must end its transaction, or the reader would pin an old snapshot."""
     sqlite_only(backend)
     ledger.seed_demo()
@@ -222,9 +220,7 @@ def test_sqlalchemy_execute_on_the_reader_is_ended_too(backend: str, database: D
     assert database.read(lambda conn: conn.in_transaction()) is False
 
 
-def test_a_driver_error_on_the_reader_is_read_again_on_a_fresh_connection(
-    backend: str, ledger: Ledger
-) -> None:
+def test_a_driver_error_on_the_reader_is_read_again_on_a_fresh_connection(backend: str, ledger: Ledger) -> None:
     sqlite_only(backend)
     ledger.seed_demo()
     connections: list[object] = []

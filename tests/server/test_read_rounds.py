@@ -80,9 +80,7 @@ async def test_a_read_the_policy_may_gate_asks_when_a_rule_says_so(tmp_path: Pat
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_a_question_without_a_round_is_denied(
-    tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_question_without_a_round_is_denied(tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail closed: were a tool registered without its round and a rule asked anyway, nothing is shown."""
     config = settings(tmp_path)
     monkeypatch.setattr(Policy, "may_ask", lambda self, tool: False)
