@@ -52,10 +52,9 @@ def serve(settings: Settings) -> None:
 
 def _start_desk(state: AppState, settings: Settings) -> None:
     """The approval desk on a loopback port beside stdio; its address on stderr (stdout is MCP's)."""
-    from mcp_server.audit.writer import AuditWriter
     from mcp_server.desk.server import StdioDesk
 
-    desk = StdioDesk(state.ledger.db, AuditWriter(settings.audit_key_file), settings)
+    desk = StdioDesk(state.ledger.db, state.sequencer.sequencer.writer, settings)  # the server's writer (as on HTTP)
     state.desk = desk.config  # the port actually taken: the links the tools hand out name it
     url = desk.start()
     print(f"bankgate-mcp: approval desk at {url}", file=sys.stderr, flush=True)

@@ -22,7 +22,9 @@ Certificate Transparency log:
    next start) chains those records again from the same head.
 
 Every server process runs one in the background (`Background`: at start, every `interval`
-while records wait, and a last time when it stops), `audit verify`, `checkpoint` and `adopt`
+while records wait, and a last time when it stops; while none waits it sleeps until its own
+writer appends one, looking at the database only every `idle_interval` for records other
+processes wrote), `audit verify`, `checkpoint` and `adopt`
 run one first, and two replicas sharing a ledger take turns on the lock, so they produce one
 chain. A record is acknowledged when its writer commits; chaining it later only adds its place.
 """
@@ -166,14 +168,21 @@ class Sequencer:
 
 class Background:
     """Runs a `Sequencer` on a daemon thread while any server of this process runs (`running`): once at
-    start (records a crash left unchained), then every `interval` while records wait, and once at stop."""
+    start (records a crash left unchained), then every `interval` while records wait, and once at stop.
 
-    def __init__(self, sequencer: Sequencer, interval: float = 0.1) -> None:
+    While no record waits it does not poll: it waits for its writer's next append (`AuditWriter.appended`),
+    and looks anyway every `idle_interval` (records another process wrote, whose own sequencer may be gone).
+    An append wakes it before that record commits, so the tick after an append is followed by one more
+    `interval` later, whatever it found."""
+
+    def __init__(self, sequencer: Sequencer, interval: float = 0.1, idle_interval: float = 1.0) -> None:
         self.sequencer = sequencer
         self.interval = interval
+        self.idle_interval = idle_interval
         self._users = 0
         self._guard = threading.Lock()
         self._stop = threading.Event()
+        self._appended = sequencer.writer.appended
         self._thread: threading.Thread | None = None
         self._last_problem = ""
 
@@ -193,23 +202,34 @@ class Background:
                 thread = self._thread if self._users == 0 else None
                 if thread is not None:
                     self._stop.set()
+                    self._appended.set()  # ends an idle wait at once
                     self._thread = None
             if thread is not None:
                 thread.join()
 
     def _loop(self) -> None:
-        self._tick()
-        while not self._stop.wait(self.interval):
-            self._tick()
+        busy = self._tick()
+        while not self._stop.is_set():
+            if not busy:
+                self._appended.wait(self.idle_interval)
+            appended = self._appended.is_set()
+            self._appended.clear()
+            if self._stop.wait(self.interval):  # records gather for one batch
+                break
+            busy = self._tick() or appended
         self._tick()
 
-    def _tick(self) -> None:
+    def _tick(self) -> bool:
+        """Chain what waits; whether anything waited (False after a failure: the next look is an idle one)."""
         try:
-            if self.sequencer.pending():
+            waiting = self.sequencer.pending()
+            if waiting:
                 self.sequencer.chain(wait=False)
             self._last_problem = ""
+            return waiting
         except Exception as exc:  # a database outage or a refused chain must not end the thread
             problem = f"{type(exc).__name__}: {exc}"
             if problem != self._last_problem:  # said once, not every interval
                 log.error("audit sequencer: %s", problem)
                 self._last_problem = problem
+            return False

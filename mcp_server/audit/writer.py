@@ -16,6 +16,9 @@ signed and inserted it (`signed_here`): the sequencer of the same process then n
 the signature of a row that is still byte for byte that row (its own key made the signature
 over exactly that content), which is most of what chaining cost. Any other row (another
 process's, or one changed in the database after its insert) is verified as before.
+
+Every append also sets `appended`, which the process's background sequencer waits on while no
+record waits, instead of polling an idle database (`audit.sequencer.Background`).
 """
 
 import functools
@@ -66,6 +69,8 @@ class AuditWriter:
         self._loading = threading.Lock()
         self._signed: OrderedDict[str, bytes] = OrderedDict()
         self._remembering = threading.Lock()
+        self.appended = threading.Event()
+        """Set after each append (before its transaction commits): wakes this process's idle sequencer."""
 
     @property
     def signer(self) -> HeadSigner:
@@ -95,6 +100,7 @@ class AuditWriter:
             self._signed.update(zip(rids, digests, strict=True))
             while len(self._signed) > REMEMBERED:
                 self._signed.popitem(last=False)
+        self.appended.set()
         return rids
 
     def signed_here(self, row: Sequence[Any]) -> bool:

@@ -122,10 +122,10 @@ def build_http_app(
 
     desk: list[BaseRoute] = []
     if settings.desk:
-        from mcp_server.audit.writer import AuditWriter
         from mcp_server.desk.server import desk_mount
 
-        desk = [desk_mount(state.ledger.db, AuditWriter(settings.audit_key_file), settings)]
+        # The server's own writer: its sequencer wakes for the desk's records and trusts them without a signature check.
+        desk = [desk_mount(state.ledger.db, state.sequencer.sequencer.writer, settings)]
     return Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),

@@ -53,6 +53,8 @@ def _printable_text(value: object, field: str, max_length: int, code: ErrorCode)
     text = value.strip()
     if len(text) > max_length:
         raise LedgerError(code, f"{field} must be at most {max_length} characters.", field=field)
+    if text.isascii() and text.isprintable():
+        return text  # U+0020..U+007E: no control, blank (but the plain space) or combining character among them
     if any(unicodedata.category(ch) in _UNPRINTABLE_CATEGORIES for ch in text):
         raise LedgerError(code, f"{field} contains control or invisible formatting characters.", field=field)
     if any(ch in _BLANK or (ch != " " and unicodedata.category(ch) == "Zs") for ch in text):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given
@@ -279,3 +280,16 @@ def test_a_memo_cannot_render_blank_or_stack_marks(memo: str) -> None:
 )
 def test_ordinary_memos_in_any_script_are_accepted(memo: str) -> None:
     assert parse_memo(memo) == memo
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=40))
+def test_a_printable_ascii_memo_needs_no_per_character_look_up(memo: str) -> None:
+    """Printable ASCII (nearly every memo) is accepted without the per-character scans; a control character
+    still goes through them and is refused."""
+    text = memo.strip()
+    if all(" " <= ch <= "~" for ch in text):
+        with patch("mcp_server.ledger.free_text.unicodedata.category", side_effect=AssertionError("scanned")):
+            assert parse_memo(memo) == (text or None)
+    else:
+        with pytest.raises(LedgerError, match="control or invisible"):
+            parse_memo(memo)

@@ -7,7 +7,9 @@ record committed but not chained when its process died is chained by the next st
 """
 
 import threading
+import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -242,4 +244,32 @@ def test_a_row_its_own_writer_signed_then_edited_in_the_database_is_never_chaine
     assert len(batch.positions) == 1  # the second deposit's record, not the edited first
     findings = [str(f) for f in audit_log.verify(db).findings]
     assert any(f.startswith("unchained record ") and "signature" in f for f in findings), findings
+    db.close()
+
+
+@dataclass
+class CountingSequencer(Sequencer):
+    looks: int = field(default=0, init=False)
+
+    def pending(self) -> bool:
+        self.looks += 1
+        return super().pending()
+
+
+def test_an_idle_background_sequencer_waits_for_its_writer_instead_of_polling(tmp_path: Path) -> None:
+    """No record waits: no look at the database however many intervals pass; an append wakes it."""
+    db = Database.open(f"sqlite:///{tmp_path / 'ledger.db'}")
+    writer = AuditWriter()
+    ledger = Ledger(db, audit=writer)
+    account = ledger.create_account("Idle").id
+    sequencer = CountingSequencer(db, writer)
+    with Background(sequencer, interval=0.001, idle_interval=3600).running():
+        time.sleep(0.3)  # three hundred intervals
+        idle_looks = sequencer.looks
+        ledger.deposit(account, "1")
+        deadline = time.monotonic() + 60
+        while audit_log.verify(db).pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert audit_log.verify(db).pending == 0
+    assert idle_looks <= 3  # the start's tick (chaining the account's records), one more, then waiting
     db.close()
