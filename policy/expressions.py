@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import cel
-
+from policy.cel_engine import cel
 from policy.facts import VARIABLES, CallFacts
 
 
