@@ -31,6 +31,7 @@ chain. A record is acknowledged when its writer commits; chaining it later only 
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -208,15 +209,23 @@ class Background:
                 thread.join()
 
     def _loop(self) -> None:
+        """Tick every `interval` while records wait or an append's commit may still be on its way.
+
+        An append is signalled before its transaction commits, and a commit can take longer than a
+        few intervals (fsync, a loaded machine), so after each signal the loop keeps looking for
+        `idle_interval` before it goes back to waiting; past that the idle look covers it anyway.
+        """
         busy = self._tick()
+        expecting = 0.0
         while not self._stop.is_set():
-            if not busy:
+            if not busy and time.monotonic() >= expecting:
                 self._appended.wait(self.idle_interval)
-            appended = self._appended.is_set()
-            self._appended.clear()
+            if self._appended.is_set():
+                self._appended.clear()
+                expecting = time.monotonic() + self.idle_interval
             if self._stop.wait(self.interval):  # records gather for one batch
                 break
-            busy = self._tick() or appended
+            busy = self._tick()
         self._tick()
 
     def _tick(self) -> bool:

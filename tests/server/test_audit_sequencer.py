@@ -273,3 +273,23 @@ def test_an_idle_background_sequencer_waits_for_its_writer_instead_of_polling(tm
         assert audit_log.verify(db).pending == 0
     assert idle_looks <= 3  # the start's tick (chaining the account's records), one more, then waiting
     db.close()
+
+
+def test_an_append_whose_commit_comes_many_intervals_after_its_signal_is_still_chained(tmp_path: Path) -> None:
+    """The signal precedes the commit; a slow commit must not leave its record waiting for the idle look."""
+    db = Database.open(f"sqlite:///{tmp_path / 'ledger.db'}")
+    writer = AuditWriter()
+    ledger = Ledger(db, audit=writer)
+    account = ledger.create_account("Slow commit").id
+    with Background(Sequencer(db, writer), interval=0.001, idle_interval=3600).running():
+        time.sleep(0.05)
+        signal = writer.appended
+        writer.appended = threading.Event()  # the deposit below signals nobody: its signal is this one,
+        signal.set()  # given a hundred intervals before the commit
+        time.sleep(0.1)
+        ledger.deposit(account, "1")
+        deadline = time.monotonic() + 30
+        while audit_log.verify(db).pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert audit_log.verify(db).pending == 0
+    db.close()
