@@ -173,8 +173,8 @@ class Background:
 
     While no record waits it does not poll: it waits for its writer's next append (`AuditWriter.appended`),
     and looks anyway every `idle_interval` (records another process wrote, whose own sequencer may be gone).
-    An append wakes it before that record commits, so the tick after an append is followed by one more
-    `interval` later, whatever it found."""
+    An append wakes it before that record commits, so after each append it keeps ticking every `interval`
+    for `idle_interval`, whatever it finds, before it waits again (`_loop`)."""
 
     def __init__(self, sequencer: Sequencer, interval: float = 0.1, idle_interval: float = 1.0) -> None:
         self.sequencer = sequencer
