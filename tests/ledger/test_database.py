@@ -39,6 +39,27 @@ def test_plain_path_and_sqlite_url_are_the_same_database(tmp_path: Path) -> None
         second.close()
 
 
+def test_opening_a_new_ledger_waits_for_another_writer_of_the_file(tmp_path: Path) -> None:
+    """Switching a new file to WAL meets another opener's write lock, which SQLite reports at once
+    ("database is locked", no busy handler): the open waits for it instead of failing."""
+    file = tmp_path / "ledger.db"
+    holder = sqlite3.connect(file, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other_opener (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other_opener VALUES (1)")
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        db = Database.open(f"sqlite:///{file}")
+    finally:
+        release.join()
+        holder.close()
+    try:
+        assert db.read(lambda conn: conn.exec_driver_sql("PRAGMA journal_mode").scalar()) == "wal"
+    finally:
+        db.close()
+
+
 def test_default_url_lives_in_the_user_data_dir() -> None:
     url = default_database_url()
     assert url.startswith("sqlite:///") and url.endswith("ledger.db") and "bankgate" in url
