@@ -2,8 +2,8 @@
 
     python -m bench.results [--postgres-url URL] [--quick] [--skip NAME ...] [--no-drills] [--output PATH]
 
-Benchmarks are the `bench/*.py` modules with a `main()` and a `--json` flag (today
-server_bench, gate_bench, ledger_bench, host_bench, load, and db_ceiling on PostgreSQL only); one
+Benchmarks are the `bench/*.py` modules with a `main()` and a `--json` flag (today server_bench,
+gate_bench, ledger_bench, host_bench, load, and on PostgreSQL only db_ceiling and audit_bench); one
 that is missing, fails or prints no JSON is listed as such on the page rather than stopping the run. The drills are
 `pytest tests/drills`, with `BANKGATE_DRILL_REPORT` set so each drill appends what it did.
 With `--postgres-url` (or `BANKGATE_TEST_POSTGRES_URL`) the ledger benchmark, the load and the
@@ -34,7 +34,7 @@ from bench.progress import progress
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = ("server_bench", "gate_bench", "ledger_bench", "host_bench", "load")
 NOT_BENCHMARKS = {"__init__", "servers", "timing", "bare_server", "results", "shapes"}
-POSTGRES_ONLY = {"db_ceiling"}
+POSTGRES_ONLY = {"db_ceiling", "audit_bench"}
 """Benchmarks of PostgreSQL alone: run only with a PostgreSQL URL."""
 PG_ENV = "BANKGATE_TEST_POSTGRES_URL"
 BENCH_TIMEOUT = 1800
@@ -45,6 +45,7 @@ QUICK_ARGS = {
     "host_bench": ["--turns", "15"],
     "load": ["--seconds", "4"],
     "db_ceiling": ["--seconds", "3"],
+    "audit_bench": ["--seconds", "2", "--rounds", "1"],
 }
 DRILLS = {
     "test_replicas.py": "Two --stateless replicas, one PostgreSQL ledger, one key ring: a round started on A and "
@@ -202,6 +203,8 @@ def rows_for(run: BenchRun) -> list[PerfRow]:
     try:
         if run.name == "load":
             return load_rows(data)
+        if run.name == "audit_bench":
+            return audit_rows(data)
         if isinstance(data, dict) and isinstance(data.get("rows"), list):
             return paired_rows(run.name, data)
         if isinstance(data, dict) and isinstance(data.get("runs"), list):
@@ -268,6 +271,28 @@ def ledger_rows(data: dict[str, Any]) -> list[PerfRow]:
             )
         )
     return rows
+
+
+def audit_rows(data: dict[str, Any]) -> list[PerfRow]:
+    """The audit designs' write rates (signed records unchained + sequencer, against the old shared head row)."""
+    old, new = (next(f for f in data["figures"] if f["design"] == design) for design in ("head row", "sequencer"))
+    findings = data["findings"]
+    return [
+        PerfRow(
+            "audit_bench",
+            f"PostgreSQL, {data['writers']} writers, 3 records per transaction",
+            "sequencer: signed rows, chained after commit",
+            f"{num(new['per_second'])} tx/s",
+            "one shared head row (the first design)",
+            f"{num(old['per_second'])} tx/s",
+            num(data["ratio"], 2),
+            "—",
+            f"{data['unchained_when_writers_stopped']} records unchained when the writers stopped; afterwards "
+            f"{data['records_chained']} chained, {data['pending_after']} pending, {len(findings)} findings"
+            + (f" ({findings[0]})" if findings else "")
+            + f"; Ed25519 per record: sign {data['sign_us']} µs, verify {data['verify_us']} µs",
+        )
+    ]
 
 
 def listed_rows(name: str, data: list[dict[str, Any]]) -> list[PerfRow]:
