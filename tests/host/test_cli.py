@@ -280,7 +280,7 @@ def test_ctrl_c_at_the_approval_prompt_cancels_it_and_exits_130(emulator: Emulat
         stdout=follower,
         stderr=subprocess.PIPE,
         cwd=tmp_path,
-        env=clean | lab_env(emulator, tmp_path, "cli-ctrl-c"),
+        env=clean | lab_env(emulator, tmp_path, "cli-ctrl-c") | {"PYTHONFAULTHANDLER": "1"},
         start_new_session=True,  # its own process group, as a shell gives a foreground job
         # A shell's job has Ctrl-C at its default; a pytest-xdist worker ignores SIGINT, and an ignored
         # signal stays ignored across exec (Python then installs no KeyboardInterrupt handler).
@@ -313,7 +313,12 @@ def test_ctrl_c_at_the_approval_prompt_cancels_it_and_exits_130(emulator: Emulat
         assert prompted.wait(120), bytes(screen).decode(errors="replace")
         assert b"s left)" in screen and b"Answer within " in screen, "the deadline is shown"
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground process group
-        _, stderr = process.communicate(timeout=60)
+        try:
+            _, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)  # with PYTHONFAULTHANDLER, every thread's stack on stderr
+            _, stderr = process.communicate(timeout=10)
+            pytest.fail("the host did not exit after Ctrl-C; where it was:\n" + stderr.decode(errors="replace"))
     finally:
         if process.poll() is None:
             process.kill()
