@@ -62,11 +62,7 @@ def replays(shape: Shape, *, audit: bool) -> list[tuple[bool, list[Replay]]]:
     return [
         (
             t.end != AUTOCOMMIT,
-            [
-                driver_style(s)
-                for s in t.statements
-                if s.verb not in ("BEGIN", "COMMIT", "ROLLBACK") and (audit or not s.audit)
-            ],
+            [driver_style(s) for s in t.statements if s.verb not in _ENDS and (audit or not s.audit)],
         )
         for t in shape.transactions
     ]
