@@ -67,6 +67,22 @@ class Journal:
         return int(row[0])
 
 
+def balance_result(account_id: str, minor: int) -> CallToolResult:
+    """A balance in the published output schema, built the least costly way."""
+    body = BalanceResult(
+        status="executed",
+        message=f"Account {account_id} balance: ${minor // 100:,}.{minor % 100:02}",
+        account_id=account_id,
+        owner="Alice Example",
+        currency="USD",
+        balance=f"{minor // 100}.{minor % 100:02}",
+        balance_minor=minor,
+        formatted=f"${minor // 100:,}.{minor % 100:02}",
+        account_status="open",
+    )
+    return CallToolResult(content=[TextContent(type="text", text=body.message)], structured_content=body.present())
+
+
 async def ask(from_account: str, to_account: str, amount: str) -> Elicit[Approval]:
     return Elicit(f"Transfer {amount} from {from_account} to {to_account}?", Approval)
 
@@ -91,20 +107,7 @@ def bare_server() -> MCPServer:
 
     @server.tool(structured_output=True)
     async def read_shaped(account_id: str) -> Annotated[CallToolResult, BalanceResult]:
-        minor = journal.balance(account_id)
-        body = BalanceResult(
-            status="executed",
-            message=f"Account {account_id} balance: ${minor // 100:,}.{minor % 100:02}",
-            account_id=account_id,
-            owner="Alice Example",
-            currency="USD",
-            balance=f"{minor // 100}.{minor % 100:02}",
-            balance_minor=minor,
-            formatted=f"${minor // 100:,}.{minor % 100:02}",
-            account_status="open",
-        )
-        text = [TextContent(type="text", text=body.message)]
-        return CallToolResult(content=text, structured_content=body.present())
+        return balance_result(account_id, journal.balance(account_id))
 
     @server.tool()
     async def approve_noop(
@@ -126,21 +129,21 @@ def bare_server() -> MCPServer:
     return server
 
 
+def serve(server: MCPServer, transport: str, port: int) -> None:
+    """Over stdio, or Streamable HTTP on loopback at `/mcp`, as bankgate serves."""
+    if transport == "stdio":
+        server.run()
+    else:
+        app = server.streamable_http_app(streamable_http_path="/mcp")
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     parser.add_argument("--port", type=int, default=8800)
     args = parser.parse_args()
-    server = bare_server()
-    if args.transport == "stdio":
-        server.run()
-    else:
-        uvicorn.run(
-            server.streamable_http_app(streamable_http_path="/mcp"),
-            host="127.0.0.1",
-            port=args.port,
-            log_level="warning",
-        )
+    serve(bare_server(), args.transport, args.port)
 
 
 if __name__ == "__main__":

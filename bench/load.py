@@ -10,7 +10,10 @@ carries an idempotency key and a memo naming it. One `bankgate-mcp serve --trans
 subprocess on loopback serves every phase under the shipped policy, on a fresh SQLite ledger
 (or a throwaway PostgreSQL schema). The baseline is the bare SDK server (`bench.bare_server`)
 driven with the same mix by the same number of clients in the same run: `echo` for a
-balance, `approve_noop` (one elicitation, no body) for a transfer or a close.
+balance, `approve_noop` (one elicitation, no body) for a transfer or a close. Beside both, the
+floor (`bench.floor_server`): a bare SDK server doing, on the same database, only the durable
+work each call of the mix must do; its rate over the bare server's is the most any gate that
+keeps its records could reach.
 
 Printed per phase: throughput, p50/p99 per kind of call, errors, the server's RSS at the
 start and end, its CPU time per call, and Little's law's mean latency (clients / throughput:
@@ -52,6 +55,7 @@ from mcp.client import ClientRequestContext
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from bench import floor_server
 from bench.progress import progress
 from bench.servers import BARE_ARGS, TOKEN, free_port, http_client, ours_args
 from mcp_server.audit.reader import verify
@@ -70,6 +74,34 @@ CLOSABLE_PER_CLIENT = 3
 CALL_TIMEOUT = 60.0
 EXPECTED = {"balance": {"executed"}, "transfer-approved": {"executed"}, "transfer-rejected": {"rejected"},
             "close": {"executed"}}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a phase drives: the tool that serves each kind of call."""
+
+    name: str
+    balance: str
+    transfer: str
+    close: str
+
+
+BANKGATE = Subject("bankgate", "get_account_balance", "transfer_funds", "close_account")
+BARE = Subject("bare SDK", "echo", "approve_noop", "approve_noop")
+FLOOR = Subject("floor", "floor_balance", "floor_transfer", "floor_close")
+
+
+def arguments(
+    subject: Subject, kind: str, source: str, target: str, amount: str, memo: str, account: str
+) -> dict[str, str]:
+    """The call's arguments as `subject`'s tool takes them (the bare no-op takes a transfer's, always)."""
+    if kind == "balance":
+        return {"account_id": source}
+    if subject is BARE:
+        return {"from_account": source, "to_account": target, "amount": "1.00"}
+    if kind == "close":
+        return {"account_id": account, "sweep_to": target} | ({"memo": memo} if subject is FLOOR else {})
+    return {"from_account": source, "to_account": target, "amount": amount, "memo": memo}
 
 
 @dataclass
@@ -92,7 +124,7 @@ class Lag:
 
 @dataclass
 class Phase:
-    subject: str
+    subject: Subject
     clients: int
     first_client: int = 0
     seconds: float = 0.0
@@ -126,7 +158,7 @@ class Phase:
                     "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))] * 1000, 2),
                 }
         return {
-            "subject": self.subject,
+            "subject": self.subject.name,
             "clients": self.clients,
             "calls": self.total,
             "seconds": round(self.seconds, 2),
@@ -248,10 +280,12 @@ class Books:
 async def drive(
     phase: Phase, number: int, client: Client, books: Books | None, responder: Any, deadline: float, max_calls: int
 ) -> None:
+    subject = phase.subject
     rng = random.Random(number * 7919 + phase.clients)
-    closable = list(books.closable[phase.first_client + number]) if books is not None else ["x"] * 3
-    shared = books.shared if books is not None else [f"ACC-{n:03}" for n in range(1, ACCOUNTS)]
-    bare = books is None
+    if books is not None:
+        closable, shared = list(books.closable[phase.first_client + number]), books.shared
+    else:
+        closable, shared = floor_server.closable(phase.first_client + number), list(floor_server.SHARED)
     for n in range(max_calls):
         if time.monotonic() >= deadline:
             return
@@ -260,37 +294,29 @@ async def drive(
             kind = "balance"
         memo = f"load-{phase.clients}-{number}-{n}"
         source, target = rng.sample(shared, 2)
-        if kind == "balance":
-            tool, args = ("echo" if bare else "get_account_balance"), {"account_id": source}
-        elif kind == "close":
-            account = closable.pop()
-            tool, args = "close_account", {"account_id": account, "sweep_to": target}
-        else:
-            amount = f"{rng.randint(101, 2000) / 100:.2f}"
-            tool, args = (
-                "transfer_funds",
-                {"from_account": source, "to_account": target, "amount": amount, "memo": memo},
-            )
-        if bare and kind != "balance":
-            tool, args = "approve_noop", {"from_account": source, "to_account": target, "amount": "1.00"}
+        amount = f"{rng.randint(101, 2000) / 100:.2f}"
+        account = closable.pop() if kind == "close" else ""
+        tool = {"balance": subject.balance, "close": subject.close}.get(kind, subject.transfer)
+        args = arguments(subject, kind, source, target, amount, memo, account)
         if kind != "balance":
             yes = kind != "transfer-rejected"
-            if bare:
+            if books is None:
                 responder.next_yes.append(yes)
             else:
                 responder.script.append(approve() if yes else reject())
         started = time.perf_counter()
         try:
             with anyio.fail_after(CALL_TIMEOUT):
-                result = await client.call_tool(tool, args, meta={KEY: memo} if not bare else None)  # type: ignore[arg-type]
+                result = await client.call_tool(tool, args, meta={KEY: memo} if books is not None else None)  # type: ignore[arg-type]
         except Exception as exc:  # counted, and the client carries on
             phase.errors[f"{kind}: {type(exc).__name__}"] += 1
             continue
         phase.latencies.setdefault(kind, []).append(time.perf_counter() - started)
         phase.calls[kind] += 1
-        if bare:
-            if result.is_error:
-                phase.errors[f"{kind}: tool error"] += 1
+        if books is None:
+            said = result.content[0].text if result.content and isinstance(result.content[0], types.TextContent) else ""
+            if result.is_error or (subject is FLOOR and kind != "balance" and said not in EXPECTED[kind]):
+                phase.errors[f"{kind}: {said[:80] or 'tool error'}"] += 1
             continue
         status = (result.structured_content or {}).get("status")
         if status not in EXPECTED[kind]:
@@ -301,7 +327,7 @@ async def drive(
 
 
 async def run_phase(
-    subject: str,
+    subject: Subject,
     url: str,
     clients: int,
     seconds: float,
@@ -423,6 +449,7 @@ async def run(
         books = Books(url, sum(client_counts))
         phases: list[Phase] = []
         baselines: list[Phase] = []
+        floors: list[Phase] = []
         args = ours_args(url)
         if profile is not None:
             args = ["-m", "bench.profiled", str(profile), *args]
@@ -432,13 +459,22 @@ async def run(
             for clients in client_counts:
                 progress(f"load: bankgate, {clients} clients, {seconds:g} s")
                 phases.append(
-                    await run_phase("bankgate", mcp_url, clients, seconds, max_calls, books, process.pid, first)
+                    await run_phase(BANKGATE, mcp_url, clients, seconds, max_calls, books, process.pid, first)
                 )
                 first += clients
-        with server_process(BARE_ARGS, workdir / "bare.log") as (bare, bare_url):
-            for clients in client_counts:
-                progress(f"load: bare SDK server, {clients} clients, {seconds:g} s")
-                baselines.append(await run_phase("bare SDK", bare_url, clients, seconds, max_calls, None, bare.pid))
+        floor_url = url if postgres_url else f"sqlite:///{workdir / 'floor.db'}"
+        for subject, server_args, ran in (
+            (BARE, BARE_ARGS, baselines),
+            (FLOOR, ["-m", "bench.floor_server", "--db", floor_url], floors),
+        ):
+            with server_process(server_args, workdir / f"{subject.name}.log") as (server, server_url):
+                first = 0
+                for clients in client_counts:
+                    progress(f"load: {subject.name} server, {clients} clients, {seconds:g} s")
+                    ran.append(
+                        await run_phase(subject, server_url, clients, seconds, max_calls, None, server.pid, first)
+                    )
+                    first += clients
         progress("load: checking the books and the audit chain")
         check = check_books(books, phases)
         books.db.close()
@@ -452,13 +488,20 @@ async def run(
                 "clients": ours.clients,
                 "ours": ours.figures(),
                 "baseline": base.figures(),
-                "ratio": round(ours.rate / base.rate, 3) if base.rate else None,
+                "floor": floor.figures(),
+                "ratio": ratio(ours, base),
+                "ratio_to_floor": ratio(ours, floor),
+                "floor_ratio": ratio(floor, base),
             }
-            for ours, base in zip(phases, baselines, strict=True)
+            for ours, base, floor in zip(phases, baselines, floors, strict=True)
         ],
         "books": check,
         "sound": sound(check),
     }
+
+
+def ratio(subject: Phase, baseline: Phase) -> float | None:
+    return round(subject.rate / baseline.rate, 3) if baseline.rate else None
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -466,7 +509,12 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"{'clients':>7}  {'subject':<10}{'calls/s':>9}{'ratio':>7}{'calls':>7}{'errors':>7}"
           f"  {'server RSS MiB':<16}{'CPU s server/load gen':<22}{'CPU ms/call':>12}{'Little ms':>10}")  # fmt: skip
     for row in report["rows"]:
-        for figures, ratio in ((row["baseline"], ""), (row["ours"], f"{row['ratio']:.2f}")):
+        shown = (
+            (row["baseline"], ""),
+            (row["floor"], f"{row['floor_ratio']:.2f}"),
+            (row["ours"], f"{row['ratio']:.2f}"),
+        )
+        for figures, ratio in shown:
             rss = f"{figures['rss_start_mib']} → {figures['rss_end_mib']}"
             cpu = f"{figures['server_cpu_s']} / {figures['load_generator_cpu_s']}"
             errors = sum(figures["errors"].values())
@@ -482,7 +530,7 @@ def print_report(report: dict[str, Any]) -> None:
                       f"{lag['chained_all_after_s']} s later")  # fmt: skip
     print(f"\n{'clients':>7}  {'subject':<10}{'call':<20}{'calls':>7}{'p50 ms':>9}{'p99 ms':>9}")
     for row in report["rows"]:
-        for figures in (row["baseline"], row["ours"]):
+        for figures in (row["baseline"], row["floor"], row["ours"]):
             for kind, k in figures["per_kind"].items():
                 print(f"{row['clients']:>7}  {figures['subject']:<10}{kind:<20}{k['calls']:>7}{k['p50_ms']:>9.1f}"
                       f"{k['p99_ms']:>9.1f}")  # fmt: skip
