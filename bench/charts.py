@@ -2,10 +2,10 @@
 
 Three charts: each benchmark's ratio to its same-run baseline with its goal (and the floor, the
 best ratio any implementation of such a tool reaches); where a host turn's time goes (Responses,
-MCP, the host itself); and calls/s against client count for SQLite and PostgreSQL beside the bare
-SDK server. They are drawn from :class:`bench.results.PerfRow`\\ s, the strings the table shows, so
-a chart can never disagree with the table below it, and the charts of an existing page can be
-redrawn from the page alone (``python -m bench.results --charts-only``).
+MCP, the host itself); and calls/s against client count for SQLite and PostgreSQL beside the
+durable floor and the bare SDK server. They are drawn from :class:`bench.results.PerfRow`\\ s,
+the strings the table shows, so a chart can never disagree with the table below it, and the
+charts of an existing page can be redrawn from the page alone (``python -m bench.results --charts-only``).
 """
 
 from __future__ import annotations
@@ -108,32 +108,42 @@ def _host_time(rows: Sequence[PerfRow]) -> Figure | None:
 
 
 def _load(rows: Sequence[PerfRow]) -> Figure | None:
-    series: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
+    """Per backend: bankgate, the floor and the bare server (each load phase's bankgate row against the
+    bare server gives bankgate and the bare rate; its floor row, the floor's)."""
+    series: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
         clients = _CLIENTS.search(r.configuration)
-        ours, bare = number(r.rate), number(r.baseline_rate)
-        if r.benchmark == "load" and clients and ours is not None and bare is not None:
-            series[r.configuration.split(",")[0]].append((int(clients.group(1)), ours, bare))
+        rate, base = number(r.rate), number(r.baseline_rate)
+        if r.benchmark != "load" or not clients or rate is None or base is None or not r.baseline.startswith("bare"):
+            continue
+        lines = series[r.configuration.split(",")[0]]
+        if r.subject.startswith(_FLOOR):
+            lines["floor"][int(clients.group(1))] = rate
+        else:
+            lines["bankgate"][int(clients.group(1))] = rate
+            lines["bare"][int(clients.group(1))] = base
     if not series:
         return None
     figure = Figure(figsize=(8, 4.8), layout="constrained")
     axes = figure.add_subplot()
     counts: set[int] = set()
-    for (backend, points), colour in zip(sorted(series.items()), ("#1565c0", "#ef6c00", "#2e7d32"), strict=False):
-        points.sort()
-        clients = [p[0] for p in points]
-        counts.update(clients)
-        axes.plot(clients, [p[1] for p in points], "o-", color=colour, label=f"bankgate on {backend}")
-        axes.plot(
-            clients, [p[2] for p in points], "s--", color=colour, alpha=0.6, label=f"bare SDK server ({backend} run)"
-        )
+    styles = {"bankgate": ("o-", 1.0, "bankgate"), "floor": ("D:", 0.8, "floor: durable work only"),
+              "bare": ("s--", 0.6, "bare SDK server")}  # fmt: skip
+    for (backend, lines), colour in zip(sorted(series.items()), ("#1565c0", "#ef6c00", "#2e7d32"), strict=False):
+        for name, points in lines.items():
+            style, alpha, label = styles[name]
+            clients = sorted(points)
+            counts.update(clients)
+            axes.plot(
+                clients, [points[c] for c in clients], style, color=colour, alpha=alpha, label=f"{label} ({backend})"
+            )
     axes.set_xscale("log", base=2)
     axes.set_xticks(sorted(counts), [str(c) for c in sorted(counts)])
     axes.set_ylim(bottom=0)
     axes.set_xlabel("concurrent HTTP clients")
     axes.set_ylabel("calls/s (realistic mix, approvals included)")
-    axes.set_title("Throughput under load against the bare SDK server")
-    _legend_below(axes, columns=2)
+    axes.set_title("Throughput under load: bankgate, the durable floor, the bare SDK server")
+    _legend_below(axes, columns=3)
     axes.grid(alpha=0.3)
     return figure
 

@@ -16,7 +16,8 @@ work each call of the mix must do; its rate over the bare server's is the most a
 keeps its records could reach.
 
 Printed per phase: throughput, p50/p99 per kind of call, errors, the server's RSS at the
-start and end, its CPU time per call, and Little's law's mean latency (clients / throughput:
+start and end, its CPU time per call (and how much of it the event loop's thread used, the rest
+being database worker threads and the audit sequencer), and Little's law's mean latency (clients / throughput:
 what any server doing that many calls a second makes a client wait on average, whatever it
 does). For bankgate, how far the audit sequencer fell behind: the most records waiting to be
 chained and the age of the oldest, sampled every 0.2 s, and how long after the phase the last
@@ -134,6 +135,9 @@ class Phase:
     rss_start_kib: int | None = None
     rss_end_kib: int | None = None
     server_cpu_s: float | None = None
+    loop_cpu_s: float | None = None
+    """Of `server_cpu_s`, the main thread's: the event loop (HTTP, MCP, the tools' own code); the rest is
+    worker threads (database calls) and the audit sequencer."""
     client_cpu_s: float = 0.0
     executed_memos: set[str] = field(default_factory=set)
     refused_memos: set[str] = field(default_factory=set)
@@ -168,20 +172,26 @@ class Phase:
             "rss_start_mib": mib(self.rss_start_kib),
             "rss_end_mib": mib(self.rss_end_kib),
             "server_cpu_s": round(self.server_cpu_s, 2) if self.server_cpu_s is not None else None,
-            "server_cpu_ms_per_call": round(self.server_cpu_s * 1000 / self.total, 2) if self.server_cpu_s else None,
+            "server_cpu_ms_per_call": per_call_ms(self.server_cpu_s, self.total),
+            "loop_cpu_ms_per_call": per_call_ms(self.loop_cpu_s, self.total),
             "little_mean_ms": round(self.clients / self.rate * 1000, 1) if self.rate else None,
             "load_generator_cpu_s": round(self.client_cpu_s, 2),
             "sequencer": self.lag.figures() if self.lag is not None else None,
         }
 
 
+def per_call_ms(seconds: float | None, calls: int) -> float | None:
+    return round(seconds * 1000 / calls, 2) if seconds is not None and calls else None
+
+
 def mib(kib: int | None) -> float | None:
     return round(kib / 1024, 1) if kib is not None else None
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time `pid` has used, from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU time process `pid` (or its thread `thread`) has used, from /proc."""
+    stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -354,6 +364,7 @@ async def run_phase(
                     calls.start_soon(one, number, started, deadline_box)
                 await anyio.sleep(0.5)  # let every client connect before the clock starts
                 cpu_before = cpu_seconds(pid) if pid else None
+                loop_before = cpu_seconds(pid, pid) if pid else None
                 client_before = time.process_time()
                 begin = time.perf_counter()
                 deadline_box[0] = time.monotonic() + seconds
@@ -363,8 +374,9 @@ async def run_phase(
                     group.start_soon(watch_sequencer, books, phase.lag)
             phase.seconds = time.perf_counter() - begin
             phase.client_cpu_s = time.process_time() - client_before
-            if pid and cpu_before is not None:
+            if pid and cpu_before is not None and loop_before is not None:
                 phase.server_cpu_s = cpu_seconds(pid) - cpu_before
+                phase.loop_cpu_s = cpu_seconds(pid, pid) - loop_before
             group.cancel_scope.cancel()
     phase.rss_end_kib = rss_kib(pid) if pid else None
     if books is not None and phase.lag is not None:
@@ -507,7 +519,7 @@ def ratio(subject: Phase, baseline: Phase) -> float | None:
 def print_report(report: dict[str, Any]) -> None:
     print(f"\nload ({report['backend']}, {report['seconds_per_phase']:.0f} s per phase, mix % {report['mix_percent']})")
     print(f"{'clients':>7}  {'subject':<10}{'calls/s':>9}{'ratio':>7}{'calls':>7}{'errors':>7}"
-          f"  {'server RSS MiB':<16}{'CPU s server/load gen':<22}{'CPU ms/call':>12}{'Little ms':>10}")  # fmt: skip
+          f"  {'server RSS MiB':<16}{'CPU s server/gen':<17}{'CPU ms/call (loop)':>18}{'Little ms':>10}")  # fmt: skip
     for row in report["rows"]:
         shown = (
             (row["baseline"], ""),
@@ -517,9 +529,10 @@ def print_report(report: dict[str, Any]) -> None:
         for figures, ratio in shown:
             rss = f"{figures['rss_start_mib']} → {figures['rss_end_mib']}"
             cpu = f"{figures['server_cpu_s']} / {figures['load_generator_cpu_s']}"
+            per_call = f"{figures['server_cpu_ms_per_call']} ({figures['loop_cpu_ms_per_call']})"
             errors = sum(figures["errors"].values())
             print(f"{row['clients']:>7}  {figures['subject']:<10}{figures['calls_per_s']:>9.0f}{ratio:>7}"
-                  f"{figures['calls']:>7}{errors:>7}  {rss:<16}{cpu:<22}{figures['server_cpu_ms_per_call']!s:>12}"
+                  f"{figures['calls']:>7}{errors:>7}  {rss:<16}{cpu:<17}{per_call:>18}"
                   f"{figures['little_mean_ms']!s:>10}")  # fmt: skip
             if figures["errors"]:
                 print(f"{'':>9}errors: {figures['errors']}")

@@ -30,10 +30,11 @@ from typing import IO, Any
 
 from bench.charts import HOST_TIME, LOAD, RATIOS, render_charts
 from bench.progress import progress
+from bench.timing import FLOOR, FLOOR_NOTE
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = ("server_bench", "gate_bench", "ledger_bench", "host_bench", "load")
-NOT_BENCHMARKS = {"__init__", "servers", "timing", "bare_server", "results", "shapes"}
+NOT_BENCHMARKS = {"__init__", "servers", "timing", "bare_server", "floor_server", "results", "shapes"}
 POSTGRES_ONLY = {"db_ceiling", "audit_bench"}
 """Benchmarks of PostgreSQL alone: run only with a PostgreSQL URL."""
 PG_ENV = "BANKGATE_TEST_POSTGRES_URL"
@@ -325,16 +326,19 @@ APPROVED_P50_GOAL_MS = 150
 """#16: an approved transfer's p50 at 32 clients on PostgreSQL."""
 
 
+LOAD_BARE, LOAD_FLOOR = "bare SDK server, same mix", f"{FLOOR}durable work of the mix only"
+LOAD_AGAINST_FLOOR_NOTE = "no goal: what bankgate adds to the work any gate keeping its records must do"
+
+
 def load_rows(data: dict[str, Any]) -> list[PerfRow]:
-    """One row per phase; the bare server's own p50 per kind is the floor the latencies are read against."""
+    """Three rows a phase: bankgate against the bare server (judged), against the floor (for reading),
+    and the floor against the bare server (the most any gate keeping its records reaches)."""
     rows = []
     for row in data["rows"]:
-        ours, base = row["ours"], row["baseline"]
+        ours, base, floor = row["ours"], row["baseline"], row.get("floor")
         backend, clients = data.get("backend"), row["clients"]
-        kinds, bare_kinds = ours.get("per_kind", {}), base.get("per_kind", {})
-        latency = "; ".join(f"{k} {v['p50_ms']:.0f}/{v['p99_ms']:.0f}" for k, v in kinds.items())
-        bare_latency = ", ".join(f"{k} {v['p50_ms']:.0f}" for k, v in bare_kinds.items())
-        errors = sum(ours.get("errors", {}).values())
+        configuration = f"{backend}, HTTP, {clients} clients, {data.get('seconds_per_phase')} s"
+        kinds = ours.get("per_kind", {})
         goal, ratio = LOAD_GOALS.get((backend, clients)), row.get("ratio")
         verdict = "" if goal is None or ratio is None else (" ✓" if ratio >= goal else " ✗")
         goals = [f"goal ≥ {goal}"] if goal is not None else []
@@ -342,46 +346,61 @@ def load_rows(data: dict[str, Any]) -> list[PerfRow]:
         if backend == "postgresql" and clients == 32 and approved is not None:
             met = "✓" if approved <= APPROVED_P50_GOAL_MS else "✗"
             goals.append(f"approved p50 {approved:.0f} ms, goal ≤ {APPROVED_P50_GOAL_MS} {met}")
-        rows.append(
-            PerfRow(
-                "load",
-                f"{backend}, HTTP, {clients} clients, {data.get('seconds_per_phase')} s",
-                "bankgate, mixed calls",
-                f"{num(ours.get('calls_per_s'))} calls/s",
-                "bare SDK server, same mix",
-                f"{num(base.get('calls_per_s'))} calls/s",
-                f"{num(ratio, 2)}{verdict}",
-                latency,
-                "; ".join(
-                    part
-                    for part in [
-                        *goals,
-                        f"bare server p50 ms: {bare_latency}" if bare_latency else "",
-                        f"{ours.get('calls')} calls, {errors} errors; server RSS {ours.get('rss_start_mib')} → "
-                        f"{ours.get('rss_end_mib')} MiB; server CPU {ours.get('server_cpu_s')} s",
-                    ]
-                    if part
-                ),
-            )
-        )
-    books = data.get("books", {})
-    rows.append(
-        PerfRow(
-            "load",
-            f"{data.get('backend')}, after all phases",
-            "the books",
-            "—",
-            "—",
-            "—",
-            "—",
-            "—",
-            f"{books.get('acknowledged_transfers')} acknowledged transfers: {books.get('lost')} lost, "
-            f"{books.get('duplicated')} duplicated; invariants "
-            f"{'hold' if not books.get('invariant_violations') else 'VIOLATED'}; "
-            f"audit: {books.get('audit_verify_says')}",
-        )
+        notes = [*goals, f"bare server p50 ms: {_p50s(base)}", _phase_facts(ours)]
+        subject, judged = "bankgate, mixed calls", f"{num(ratio, 2)}{verdict}"
+        rows.append(_load_row(configuration, subject, ours, LOAD_BARE, base, judged, notes))
+        if floor is None:
+            continue
+        against_floor = [LOAD_AGAINST_FLOOR_NOTE, f"floor p50 ms: {_p50s(floor)}"]
+        rows.append(_load_row(configuration, subject, ours, LOAD_FLOOR, floor, num(row.get("ratio_to_floor"), 2),
+                              against_floor))  # fmt: skip
+        rows.append(_load_row(configuration, LOAD_FLOOR, floor, LOAD_BARE, base, num(row.get("floor_ratio"), 2),
+                              [FLOOR_NOTE, _phase_facts(floor)]))  # fmt: skip
+    return [*rows, _books_row(data)]
+
+
+def _load_row(
+    configuration: str, subject: str, figures: dict[str, Any], baseline: str, base: dict[str, Any], ratio: str,
+    notes: list[str],
+) -> PerfRow:  # fmt: skip
+    latency = "; ".join(f"{k} {v['p50_ms']:.0f}/{v['p99_ms']:.0f}" for k, v in figures.get("per_kind", {}).items())
+    return PerfRow(
+        "load", configuration, subject, f"{num(figures.get('calls_per_s'))} calls/s", baseline,
+        f"{num(base.get('calls_per_s'))} calls/s", ratio, latency, "; ".join(part for part in notes if part),
+    )  # fmt: skip
+
+
+def _p50s(figures: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v['p50_ms']:.0f}" for k, v in figures.get("per_kind", {}).items())
+
+
+def _phase_facts(figures: dict[str, Any]) -> str:
+    errors = sum(figures.get("errors", {}).values())
+    loop = figures.get("loop_cpu_ms_per_call")
+    split = f" (event loop {loop})" if loop is not None else ""
+    return (
+        f"{figures.get('calls')} calls, {errors} errors; server RSS {figures.get('rss_start_mib')} → "
+        f"{figures.get('rss_end_mib')} MiB; server CPU {figures.get('server_cpu_s')} s, "
+        f"{figures.get('server_cpu_ms_per_call')} ms a call{split}"
     )
-    return rows
+
+
+def _books_row(data: dict[str, Any]) -> PerfRow:
+    books = data.get("books", {})
+    return PerfRow(
+        "load",
+        f"{data.get('backend')}, after all phases",
+        "the books",
+        "—",
+        "—",
+        "—",
+        "—",
+        "—",
+        f"{books.get('acknowledged_transfers')} acknowledged transfers: {books.get('lost')} lost, "
+        f"{books.get('duplicated')} duplicated; invariants "
+        f"{'hold' if not books.get('invariant_violations') else 'VIOLATED'}; "
+        f"audit: {books.get('audit_verify_says')}",
+    )
 
 
 def run_drills(env: dict[str, str], workdir: Path) -> tuple[dict[str, DrillFile], list[dict[str, Any]], str, float]:

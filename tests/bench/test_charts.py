@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench import charts
 from bench.charts import HOST_TIME, LOAD, RATIOS, number, render_charts
 from bench.results import PerfRow, table_rows, with_charts
 
@@ -20,6 +21,10 @@ ROWS = [
             "205 calls/s", "0.94", "balance 22/98", "1555 calls"),
     PerfRow("load", "sqlite, HTTP, 32 clients, 8.0 s", "bankgate, mixed calls", "1,168 calls/s", "bare SDK server",
             "1,202 calls/s", "0.97", "balance 94/418", "1373 calls"),
+    PerfRow("load", "sqlite, HTTP, 32 clients, 8.0 s", "bankgate, mixed calls", "1,168 calls/s",
+            "floor: durable work of the mix only", "1,190 calls/s", "0.98", "balance 94/418", "no goal"),
+    PerfRow("load", "sqlite, HTTP, 32 clients, 8.0 s", "floor: durable work of the mix only", "1,190 calls/s",
+            "bare SDK server", "1,202 calls/s", "0.99", "balance 90/400", "ceiling"),
     PerfRow("load", "sqlite, after all phases", "the books", "—", "—", "—", "—", "—", "873 acknowledged transfers"),
 ]  # fmt: skip
 PAGE = """# Results
@@ -71,3 +76,16 @@ def test_the_page_shows_the_charts_above_its_table_and_the_table_reads_back(tmp_
 
 def test_numbers_are_read_from_table_cells() -> None:
     assert number("1,285 ops/s") == 1285.0 and number("0.48 ✗") == 0.48 and number("—") is None
+
+
+def test_the_load_chart_draws_bankgate_the_floor_and_the_bare_server_per_backend() -> None:
+    figure = charts._load(ROWS)
+    assert figure is not None
+
+    lines = {line.get_label(): list(line.get_ydata()) for line in figure.axes[0].get_lines()}
+
+    assert lines == {
+        "bankgate (sqlite)": [193.0, 1168.0],
+        "bare SDK server (sqlite)": [205.0, 1202.0],
+        "floor: durable work only (sqlite)": [1190.0],
+    }

@@ -30,3 +30,55 @@ def test_the_audit_benchmark_is_a_row_of_its_own_not_raw_json() -> None:
 def test_an_unknown_shape_is_shown_raw_rather_than_dropped() -> None:
     (row,) = rows_for(BenchRun("new_bench", "python -m bench.new_bench --json", data={"something": 1}))
     assert row.notes.startswith("unrecognised JSON") and '"something": 1' in row.notes
+
+
+def _phase(subject: str, rate: float, approved_p50: float) -> dict[str, object]:
+    return {
+        "subject": subject, "clients": 32, "calls": int(rate * 8), "calls_per_s": rate, "errors": {},
+        "per_kind": {"transfer-approved": {"calls": 10, "p50_ms": approved_p50, "p99_ms": 2 * approved_p50}},
+        "rss_start_mib": 100.0, "rss_end_mib": 101.0, "server_cpu_s": 7.5, "server_cpu_ms_per_call": 5.1,
+        "loop_cpu_ms_per_call": 3.2,
+    }  # fmt: skip
+
+
+LOAD = {
+    "benchmark": "load",
+    "backend": "postgresql",
+    "seconds_per_phase": 8.0,
+    "rows": [
+        {
+            "clients": 32,
+            "ours": _phase("bankgate", 160.0, 290.0),
+            "baseline": _phase("bare SDK", 470.0, 84.0),
+            "floor": _phase("floor", 385.0, 97.0),
+            "ratio": 0.34,
+            "ratio_to_floor": 0.416,
+            "floor_ratio": 0.819,
+        }
+    ],
+    "books": {"acknowledged_transfers": 700, "lost": 0, "duplicated": 0, "audit_verify_says": "intact"},
+}
+
+
+def test_a_load_phase_is_judged_against_the_bare_server_and_read_against_the_durable_floor() -> None:
+    judged, against_floor, floor, books = rows_for(BenchRun("load", "python -m bench.load --json", data=LOAD))
+
+    assert (judged.subject, judged.baseline, judged.ratio) == ("bankgate, mixed calls", "bare SDK server, same mix",
+                                                               "0.34 ✗")  # fmt: skip
+    assert "goal ≥ 0.6" in judged.notes and "approved p50 290 ms, goal ≤ 150 ✗" in judged.notes
+    assert "5.1 ms a call (event loop 3.2)" in judged.notes
+    assert (against_floor.baseline, against_floor.baseline_rate, against_floor.ratio) == (
+        "floor: durable work of the mix only", "385 calls/s", "0.42")  # fmt: skip
+    assert "goal" not in against_floor.notes.replace("no goal", "")
+    assert (floor.subject, floor.rate, floor.baseline_rate, floor.ratio) == (
+        "floor: durable work of the mix only", "385 calls/s", "470 calls/s", "0.82")  # fmt: skip
+    assert floor.notes.startswith("ceiling:")
+    assert books.subject == "the books" and "0 lost" in books.notes
+
+
+def test_a_load_report_from_before_the_floor_still_renders() -> None:
+    earlier = {**LOAD, "rows": [{k: v for k, v in LOAD["rows"][0].items() if "floor" not in k}]}  # type: ignore[index]
+
+    rows = rows_for(BenchRun("load", "python -m bench.load --json", data=earlier))
+
+    assert [r.subject for r in rows] == ["bankgate, mixed calls", "the books"]
