@@ -41,6 +41,7 @@ def closable(client: int) -> list[str]:
 
 
 MOST_CLIENTS = 256
+"""Clients over all of a run's phases (each has its own closable accounts)."""
 
 
 class Store(Protocol):

@@ -453,40 +453,43 @@ def database(postgres_url: str | None, workdir: Path) -> Iterator[str]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+async def serve_phases(
+    subject: Subject,
+    args: list[str],
+    workdir: Path,
+    client_counts: list[int],
+    seconds: float,
+    max_calls: int,
+    books: Books | None = None,
+    startup: float = 30.0,
+) -> list[Phase]:
+    """Start `subject`'s server and run one phase per client count against it (each phase's clients
+    take the closable accounts after the previous phases')."""
+    phases = []
+    with server_process(args, workdir / f"{subject.name}.log", startup) as (process, url):
+        first = 0
+        for clients in client_counts:
+            progress(f"load: {subject.name}, {clients} clients, {seconds:g} s")
+            phases.append(await run_phase(subject, url, clients, seconds, max_calls, books, process.pid, first))
+            first += clients
+    return phases
+
+
 async def run(
     client_counts: list[int], seconds: float, max_calls: int, postgres_url: str | None, profile: Path | None = None
 ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bankgate-load-"))
     with database(postgres_url, workdir) as url:
         books = Books(url, sum(client_counts))
-        phases: list[Phase] = []
-        baselines: list[Phase] = []
-        floors: list[Phase] = []
         args = ours_args(url)
         if profile is not None:
             args = ["-m", "bench.profiled", str(profile), *args]
         startup = 30.0 if profile is None else 180.0  # imports under the profiler are several times slower
-        with server_process(args, workdir / "server.log", startup) as (process, mcp_url):
-            first = 0
-            for clients in client_counts:
-                progress(f"load: bankgate, {clients} clients, {seconds:g} s")
-                phases.append(
-                    await run_phase(BANKGATE, mcp_url, clients, seconds, max_calls, books, process.pid, first)
-                )
-                first += clients
+        phases = await serve_phases(BANKGATE, args, workdir, client_counts, seconds, max_calls, books, startup)
+        baselines = await serve_phases(BARE, BARE_ARGS, workdir, client_counts, seconds, max_calls)
         floor_url = url if postgres_url else f"sqlite:///{workdir / 'floor.db'}"
-        for subject, server_args, ran in (
-            (BARE, BARE_ARGS, baselines),
-            (FLOOR, ["-m", "bench.floor_server", "--db", floor_url], floors),
-        ):
-            with server_process(server_args, workdir / f"{subject.name}.log") as (server, server_url):
-                first = 0
-                for clients in client_counts:
-                    progress(f"load: {subject.name} server, {clients} clients, {seconds:g} s")
-                    ran.append(
-                        await run_phase(subject, server_url, clients, seconds, max_calls, None, server.pid, first)
-                    )
-                    first += clients
+        floor_args = ["-m", "bench.floor_server", "--db", floor_url]
+        floors = await serve_phases(FLOOR, floor_args, workdir, client_counts, seconds, max_calls)
         progress("load: checking the books and the audit chain")
         check = check_books(books, phases)
         books.db.close()
@@ -566,8 +569,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     parser.add_argument("--profile", type=Path, help="profile bankgate's server into this pstats file (bench.profiled)")
     args = parser.parse_args()
-    if not 0 < args.seconds <= 600 or not all(0 < c <= 256 for c in args.clients):
-        parser.error("--seconds must be in (0, 600] and --clients in 1..256")
+    most = floor_server.MOST_CLIENTS
+    if not 0 < args.seconds <= 600 or not all(c > 0 for c in args.clients) or sum(args.clients) > most:
+        parser.error(f"--seconds must be in (0, 600] and --clients positive, at most {most} over all phases")
     report = anyio.run(run, args.clients, args.seconds, args.max_calls, args.postgres_url, args.profile)
     if args.json:
         print(json.dumps(report))
