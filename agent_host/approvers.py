@@ -48,11 +48,10 @@ import anyio
 import mcp_types
 from mcp.client import ClientRequestContext
 from rich.console import Console
-from rich.prompt import Confirm, Prompt
 
 from agent_host.errors import ConfigurationError, Interrupted
 from agent_host.mcp_link import DESK_POLL_SECONDS
-from agent_host.terminal import interruptible
+from agent_host.terminal import TerminalConfirm, TerminalPrompt, interruptible
 
 Action = Literal["accept", "decline", "cancel"]
 
@@ -309,21 +308,22 @@ class ConsoleApprover:
 
     def _ask(self, question: Question) -> Answer:
         console = self._console
-        approve = Confirm.ask(f"Approve this action?{_time_left(question, self._clock)}", console=console)
+        approve = TerminalConfirm.ask(f"Approve this action?{_time_left(question, self._clock)}", console=console)
         confirmation = None
         if approve and question.has("confirmation"):
             confirmation = self._confirmation(question.confirmation_value)
             approve = bool(confirmation)
         note = ""
         if question.has("note"):
-            note = Prompt.ask("Note for the audit log (optional)", console=console, default="", show_default=False)
+            note_prompt = "Note for the audit log (optional)"
+            note = TerminalPrompt.ask(note_prompt, console=console, default="", show_default=False)
         return Answer("accept", approve, confirmation or None, note or None)
 
     def _confirmation(self, wanted: str | None) -> str:
         """What the person typed back: exactly `wanted` (asked again until it is), or "" to reject."""
         prompt = f"Type {wanted} to confirm (empty rejects)" if wanted else "Confirmation (empty rejects)"
         while True:
-            typed = Prompt.ask(prompt, console=self._console, default="", show_default=False).strip()
+            typed = TerminalPrompt.ask(prompt, console=self._console, default="", show_default=False).strip()
             if not typed or wanted is None or typed == wanted:
                 return typed
             self._console.print(f"That is not {wanted}; type it exactly as shown.", markup=False, highlight=False)

@@ -3,15 +3,25 @@
 Reads block the event loop's thread on purpose: the host is idle while a person types, and a
 read in a worker thread could not be stopped. The asyncio runner turns Ctrl-C into a task
 cancellation that a blocked `input()` never sees, so during a read the default handler is put
-back and Ctrl-C raises `KeyboardInterrupt` right there.
+back and Ctrl-C raises `KeyboardInterrupt` right there. Linux may hand Ctrl-C to any thread of the
+process (the host has worker threads), and Python runs handlers on the main thread only, between
+its own steps: a read blocked in the kernel would not see it until the next key press. So a read
+first waits for input in short `select` steps (`wait_for_input`), each a chance to raise.
 """
 
 from __future__ import annotations
 
+import select
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
+
+from rich.console import Console
+from rich.prompt import Confirm, Prompt
+from rich.text import TextType
 
 
 @contextmanager
@@ -25,3 +35,38 @@ def interruptible() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+WAIT_STEP_S = 0.1
+"""How long a Ctrl-C taken by another thread can go unseen while a prompt waits."""
+
+
+def wait_for_input() -> None:
+    """Return once standard input has something to read (or is closed), seeing Ctrl-C all the while.
+
+    A stand-in without a file descriptor (a test's) has nothing to wait on.
+    """
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    while not select.select([fd], [], [], WAIT_STEP_S)[0]:
+        pass
+
+
+class _WaitsForInput:
+    """A rich prompt that shows itself, then reads only once `wait_for_input` says there is input."""
+
+    @classmethod
+    def get_input(cls, console: Console, prompt: TextType, password: bool, stream: TextIO | None = None) -> str:
+        console.print(prompt, end="")
+        wait_for_input()
+        return console.input(password=password, stream=stream)
+
+
+class TerminalConfirm(_WaitsForInput, Confirm):
+    """`rich.prompt.Confirm` for a terminal read within `interruptible`."""
+
+
+class TerminalPrompt(_WaitsForInput, Prompt):
+    """`rich.prompt.Prompt` for a terminal read within `interruptible`."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from agent_host.cli.common import add_host_options, approver_from, run_async, settings_from
 from agent_host.errors import HostError, Interrupted
-from agent_host.terminal import interruptible
+from agent_host.terminal import interruptible, wait_for_input
 
 if TYPE_CHECKING:
     from agent_host.display import Display
@@ -65,7 +65,10 @@ def _read_line(interactive: bool) -> str | None:
     if interactive:
         try:
             with interruptible():
-                return input(_PROMPT)
+                sys.stdout.write(_PROMPT)
+                sys.stdout.flush()
+                wait_for_input()
+                return input()
         except EOFError:
             return None
     line = sys.stdin.readline()

@@ -6,14 +6,16 @@ from __future__ import annotations
 import io
 from typing import Any, cast
 
+import anyio
 import mcp_types
 import pytest
 from rich.console import Console
 
-from agent_host.approvers import ApprovalDesk, ConsoleApprover, Question
+from agent_host.approvers import Answer, ApprovalDesk, ConsoleApprover, Question
 from agent_host.errors import Interrupted
 
 from .helpers import CapturedDisplay, scripted
+from .keyboard import ctrl_c_on_another_thread
 
 CLOSE = Question(
     "Approval required: close_account\nTo approve, also type ACC-003 in the confirmation field.",
@@ -118,3 +120,18 @@ async def test_the_desk_dates_each_question_from_the_approval_timeout() -> None:
     assert question.deadline == 1_767_225_900.0  # 2026-01-01 00:05:00 UTC
     assert "(by 00:05:00 UTC); after that the server records it expired." in display.text
     desk.stop_if_interrupted("x", {"status": "rejected"})  # nobody pressed Ctrl-C: nothing happens
+
+
+def test_ctrl_c_taken_by_another_thread_still_interrupts_the_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python runs signal handlers on the main thread only: a prompt blocked in the kernel's read must not wait
+    for the next key press to see a Ctrl-C that another thread took."""
+    console = _console()
+
+    answer, typed_first = ctrl_c_on_another_thread(
+        monkeypatch,
+        lambda: anyio.run(ConsoleApprover(console).answer, CLOSE),
+        lambda: "Approve this action?" in _shown(console),
+    )
+
+    assert isinstance(answer, Answer) and (answer.action, answer.reason) == ("cancel", "interrupted with Ctrl-C")
+    assert not typed_first, "the prompt saw Ctrl-C only when a key was pressed"
