@@ -44,14 +44,15 @@ WAIT_STEP_S = 0.1
 def wait_for_input() -> None:
     """Return once standard input has something to read (or is closed), seeing Ctrl-C all the while.
 
-    A stand-in without a file descriptor (a test's) has nothing to wait on.
+    A stand-in without a file descriptor (a test's) has nothing to wait on, and one that `select` cannot
+    wait on (a Windows console) is read at once, as before.
     """
     try:
         fd = sys.stdin.fileno()
+        while not select.select([fd], [], [], WAIT_STEP_S)[0]:
+            pass
     except (AttributeError, OSError, ValueError):
         return
-    while not select.select([fd], [], [], WAIT_STEP_S)[0]:
-        pass
 
 
 class _WaitsForInput:

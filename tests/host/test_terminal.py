@@ -36,3 +36,22 @@ def test_the_chat_prompt_reads_a_typed_line_and_the_end_of_input(monkeypatch: py
     finally:
         os.close(leader)
         sys.stdin.close()
+
+
+def test_input_select_cannot_wait_on_is_read_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where `select` takes sockets only (Windows), the prompt reads as a plain `input()` would."""
+
+    def sockets_only(*args: object) -> None:
+        raise OSError(10038, "An operation was attempted on something that is not a socket")
+
+    leader, follower = os.openpty()
+    monkeypatch.setattr("sys.stdin", os.fdopen(follower, "r"))
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    monkeypatch.setattr("select.select", sockets_only)
+    os.write(leader, b"hello\n")
+
+    try:
+        assert _read_line(True) == "hello"
+    finally:
+        os.close(leader)
+        sys.stdin.close()
