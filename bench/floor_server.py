@@ -31,7 +31,7 @@ from bench.bare_server import Approval, balance_result, serve
 from mcp_server.tools.balance import BalanceResult
 
 SHARED = tuple(f"ACC-{n:03}" for n in range(64))
-"""The accounts transfers move money between (`bench.load.ACCOUNTS` of them)."""
+"""The accounts transfers move money between (`bench.load` seeds as many in bankgate's ledger)."""
 OPENING_MINOR = 2_000_000
 
 
@@ -72,7 +72,8 @@ BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     INSERT INTO floor_journal (what, memo) VALUES ('asked', memo);
 END $$;
--- Both rows are locked in key order by the one UPDATE (no deadlock); the CHECK refuses an overdraft.
+-- Both rows are locked in key order by the one UPDATE (no deadlock); the CHECK refuses an overdraft,
+-- the row count a closed account or a transfer to itself (one row).
 CREATE OR REPLACE FUNCTION floor_moved(source text, target text, minor bigint, memo text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE touched int;
@@ -80,7 +81,7 @@ BEGIN
     UPDATE floor_accounts SET balance_minor = balance_minor + CASE WHEN id = source THEN -minor ELSE minor END
      WHERE id IN (source, target) AND open;
     GET DIAGNOSTICS touched = ROW_COUNT;
-    IF touched <> 2 OR source = target THEN RAISE EXCEPTION 'transfer % refused', memo; END IF;
+    IF touched <> 2 THEN RAISE EXCEPTION 'transfer % refused', memo; END IF;
     INSERT INTO floor_journal (what, memo) VALUES ('executed', memo);
 END $$;
 CREATE OR REPLACE FUNCTION floor_closed(account text, sweep_to text, memo text) RETURNS void LANGUAGE plpgsql AS $$
@@ -180,6 +181,8 @@ class SqliteStore:
         self._write(True, ("INSERT INTO floor_journal (what, memo) VALUES ('refused', ?)", (memo,), 1))
 
     async def moved(self, source: str, target: str, minor: int, memo: str) -> None:
+        if source == target:
+            raise ValueError(f"transfer {memo} refused: {source} to itself")
         move = "UPDATE floor_accounts SET balance_minor = balance_minor + ? WHERE id = ? AND open"
         self._write(
             True,

@@ -69,7 +69,7 @@ from policy.testing import ScriptedResponder, approve, reject
 KEY = IDEMPOTENCY_KEY_META
 MIX = (("balance", 52), ("transfer-approved", 30), ("transfer-rejected", 15), ("close", 3))
 KINDS = tuple(kind for kind, _ in MIX)
-ACCOUNTS = 64
+ACCOUNTS = len(floor_server.SHARED)
 OPENING = "20000.00"
 CLOSABLE_PER_CLIENT = 3
 CALL_TIMEOUT = 60.0

@@ -346,12 +346,12 @@ def load_rows(data: dict[str, Any]) -> list[PerfRow]:
         if backend == "postgresql" and clients == 32 and approved is not None:
             met = "✓" if approved <= APPROVED_P50_GOAL_MS else "✗"
             goals.append(f"approved p50 {approved:.0f} ms, goal ≤ {APPROVED_P50_GOAL_MS} {met}")
-        notes = [*goals, f"bare server p50 ms: {_p50s(base)}", _phase_facts(ours)]
+        notes = [*goals, f"bare server p50 ms: {_p50s(base)}" if base.get("per_kind") else "", _phase_facts(ours)]
         subject, judged = "bankgate, mixed calls", f"{num(ratio, 2)}{verdict}"
         rows.append(_load_row(configuration, subject, ours, LOAD_BARE, base, judged, notes))
         if floor is None:
             continue
-        against_floor = [LOAD_AGAINST_FLOOR_NOTE, f"floor p50 ms: {_p50s(floor)}"]
+        against_floor = [LOAD_AGAINST_FLOOR_NOTE, f"floor p50 ms: {_p50s(floor)}" if floor.get("per_kind") else ""]
         rows.append(_load_row(configuration, subject, ours, LOAD_FLOOR, floor, num(row.get("ratio_to_floor"), 2),
                               against_floor))  # fmt: skip
         rows.append(_load_row(configuration, LOAD_FLOOR, floor, LOAD_BARE, base, num(row.get("floor_ratio"), 2),

@@ -73,3 +73,12 @@ def test_a_close_sweeps_the_balance_once_and_a_closed_account_takes_no_money(sto
         assert (await store.balance(account), await store.balance(target)) == (0, OPENING_MINOR + 500)
 
     anyio.run(scenario)
+
+
+def test_a_transfer_to_the_same_account_is_refused(store: Store) -> None:
+    async def scenario() -> None:
+        to_itself = {"from_account": SHARED[3], "to_account": SHARED[3], "amount": "1.00", "memo": "m"}
+        assert (await call(store, True, "floor_transfer", **to_itself)).startswith("error: ")
+        assert await store.balance(SHARED[3]) == OPENING_MINOR
+
+    anyio.run(scenario)
