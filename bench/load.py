@@ -1,7 +1,7 @@
 """Load: many MCP clients over HTTP doing a realistic mix for a bounded time, then the books.
 
     python -m bench.load [--clients 8 32] [--seconds 8] [--max-calls 2000] [--postgres-url URL] [--json]
-                         [--profile OUT.pstats]
+                         [--profile OUT.pstats] [--store-on-loop]
 
 Each client runs, until the phase's time is up (or it made `--max-calls` calls): balances
 (about half the calls), transfers its scripted approver approves, transfers it rejects,
@@ -17,12 +17,15 @@ keeps its records could reach.
 
 Printed per phase: throughput, p50/p99 per kind of call, errors, the server's RSS at the
 start and end, its CPU time per call (and how much of it the event loop's thread used, the rest
-being database worker threads and the audit sequencer), and Little's law's mean latency (clients / throughput:
+being database worker threads and the audit sequencer), its threads' context switches per call, and Little's
+law's mean latency (clients / throughput:
 what any server doing that many calls a second makes a client wait on average, whatever it
 does). For bankgate, how far the audit sequencer fell behind: the most records waiting to be
 chained and the age of the oldest, sampled every 0.2 s, and how long after the phase the last
 was chained. `--profile` runs bankgate's server under `bench.profiled` (CPU time per function,
-every thread; several times slower, so its throughput means nothing).
+every thread; several times slower, so its throughput means nothing). `--store-on-loop` (PostgreSQL)
+runs it under `bench.placement`: the gate's transactions on the event loop instead of worker
+threads, an experiment that measures what the threads cost (not a design to ship; see there).
 
 Afterwards: ledger invariants, `bankgate-mcp audit verify`, and every acknowledged transfer
 present exactly once (none lost, none doubled); exit 1 otherwise.
@@ -138,6 +141,9 @@ class Phase:
     loop_cpu_s: float | None = None
     """Of `server_cpu_s`, the main thread's: the event loop (HTTP, MCP, the tools' own code); the rest is
     worker threads (database calls) and the audit sequencer."""
+    switches: int | None = None
+    """Context switches of the server's threads during the phase: the cost of handing work (and the
+    GIL) between threads shows here first."""
     client_cpu_s: float = 0.0
     executed_memos: set[str] = field(default_factory=set)
     refused_memos: set[str] = field(default_factory=set)
@@ -161,6 +167,7 @@ class Phase:
                     "p50_ms": round(statistics.median(values) * 1000, 2),
                     "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))] * 1000, 2),
                 }
+        switches = round(self.switches / self.total, 1) if self.switches is not None and self.total else None
         return {
             "subject": self.subject.name,
             "clients": self.clients,
@@ -174,6 +181,7 @@ class Phase:
             "server_cpu_s": round(self.server_cpu_s, 2) if self.server_cpu_s is not None else None,
             "server_cpu_ms_per_call": per_call_ms(self.server_cpu_s, self.total),
             "loop_cpu_ms_per_call": per_call_ms(self.loop_cpu_s, self.total),
+            "switches_per_call": switches,
             "little_mean_ms": round(self.clients / self.rate * 1000, 1) if self.rate else None,
             "load_generator_cpu_s": round(self.client_cpu_s, 2),
             "sequencer": self.lag.figures() if self.lag is not None else None,
@@ -193,6 +201,19 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
     stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
     fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def context_switches(pid: int) -> int:
+    """Context switches (voluntary and not) of the live threads of process `pid` so far, from /proc
+    (the kernel counts them per thread; a thread that has ended is no longer counted)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        total += sum(int(line.split()[1]) for line in status.splitlines() if "ctxt_switches:" in line)
+    return total
 
 
 def rss_kib(pid: int) -> int:
@@ -365,6 +386,7 @@ async def run_phase(
                 await anyio.sleep(0.5)  # let every client connect before the clock starts
                 cpu_before = cpu_seconds(pid) if pid else None
                 loop_before = cpu_seconds(pid, pid) if pid else None
+                switches_before = context_switches(pid) if pid else None
                 client_before = time.process_time()
                 begin = time.perf_counter()
                 deadline_box[0] = time.monotonic() + seconds
@@ -377,6 +399,8 @@ async def run_phase(
             if pid and cpu_before is not None and loop_before is not None:
                 phase.server_cpu_s = cpu_seconds(pid) - cpu_before
                 phase.loop_cpu_s = cpu_seconds(pid, pid) - loop_before
+            if pid and switches_before is not None:
+                phase.switches = context_switches(pid) - switches_before
             group.cancel_scope.cancel()
     phase.rss_end_kib = rss_kib(pid) if pid else None
     if books is not None and phase.lag is not None:
@@ -476,12 +500,19 @@ async def serve_phases(
 
 
 async def run(
-    client_counts: list[int], seconds: float, max_calls: int, postgres_url: str | None, profile: Path | None = None
+    client_counts: list[int],
+    seconds: float,
+    max_calls: int,
+    postgres_url: str | None,
+    profile: Path | None = None,
+    store_on_loop: bool = False,
 ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bankgate-load-"))
     with database(postgres_url, workdir) as url:
         books = Books(url, sum(client_counts))
         args = ours_args(url)
+        if store_on_loop:
+            args = ["-m", "bench.placement", *args]
         if profile is not None:
             args = ["-m", "bench.profiled", str(profile), *args]
         startup = 30.0 if profile is None else 180.0  # imports under the profiler are several times slower
@@ -498,6 +529,7 @@ async def run(
         "backend": "postgresql" if postgres_url else "sqlite",
         "mix_percent": dict(MIX),
         "seconds_per_phase": seconds,
+        "store_on_loop": store_on_loop,
         "rows": [
             {
                 "clients": ours.clients,
@@ -520,9 +552,12 @@ def ratio(subject: Phase, baseline: Phase) -> float | None:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    print(f"\nload ({report['backend']}, {report['seconds_per_phase']:.0f} s per phase, mix % {report['mix_percent']})")
+    placement = ", bankgate's gate transactions on the event loop" if report.get("store_on_loop") else ""
+    print(f"\nload ({report['backend']}{placement}, {report['seconds_per_phase']:.0f} s per phase, "
+          f"mix % {report['mix_percent']})")  # fmt: skip
     print(f"{'clients':>7}  {'subject':<10}{'calls/s':>9}{'ratio':>7}{'calls':>7}{'errors':>7}"
-          f"  {'server RSS MiB':<16}{'CPU s server/gen':<17}{'CPU ms/call (loop)':>18}{'Little ms':>10}")  # fmt: skip
+          f"  {'server RSS MiB':<16}{'CPU s server/gen':<17}{'CPU ms/call (loop)':>18}{'switches':>9}"
+          f"{'Little ms':>10}")  # fmt: skip
     for row in report["rows"]:
         shown = (
             (row["baseline"], ""),
@@ -536,7 +571,7 @@ def print_report(report: dict[str, Any]) -> None:
             errors = sum(figures["errors"].values())
             print(f"{row['clients']:>7}  {figures['subject']:<10}{figures['calls_per_s']:>9.0f}{ratio:>7}"
                   f"{figures['calls']:>7}{errors:>7}  {rss:<16}{cpu:<17}{per_call:>18}"
-                  f"{figures['little_mean_ms']!s:>10}")  # fmt: skip
+                  f"{figures.get('switches_per_call')!s:>9}{figures['little_mean_ms']!s:>10}")  # fmt: skip
             if figures["errors"]:
                 print(f"{'':>9}errors: {figures['errors']}")
             lag = figures["sequencer"]
@@ -568,11 +603,18 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=None, help="run on a throwaway schema of this PostgreSQL")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     parser.add_argument("--profile", type=Path, help="profile bankgate's server into this pstats file (bench.profiled)")
+    parser.add_argument(
+        "--store-on-loop", action="store_true", help="bankgate's gate transactions on the event loop (bench.placement)"
+    )
     args = parser.parse_args()
     most = floor_server.MOST_CLIENTS
     if not 0 < args.seconds <= 600 or not all(c > 0 for c in args.clients) or sum(args.clients) > most:
         parser.error(f"--seconds must be in (0, 600] and --clients positive, at most {most} over all phases")
-    report = anyio.run(run, args.clients, args.seconds, args.max_calls, args.postgres_url, args.profile)
+    if args.store_on_loop and args.postgres_url is None:
+        parser.error("--store-on-loop is a PostgreSQL experiment (SQLite's store already runs on the loop)")
+    report = anyio.run(
+        run, args.clients, args.seconds, args.max_calls, args.postgres_url, args.profile, args.store_on_loop
+    )
     if args.json:
         print(json.dumps(report))
     else:

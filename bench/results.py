@@ -378,10 +378,12 @@ def _phase_facts(figures: dict[str, Any]) -> str:
     errors = sum(figures.get("errors", {}).values())
     loop = figures.get("loop_cpu_ms_per_call")
     split = f" (event loop {loop})" if loop is not None else ""
+    switches = figures.get("switches_per_call")
+    handoffs = f", {switches} thread switches a call" if switches is not None else ""
     return (
         f"{figures.get('calls')} calls, {errors} errors; server RSS {figures.get('rss_start_mib')} → "
         f"{figures.get('rss_end_mib')} MiB; server CPU {figures.get('server_cpu_s')} s, "
-        f"{figures.get('server_cpu_ms_per_call')} ms a call{split}"
+        f"{figures.get('server_cpu_ms_per_call')} ms a call{split}{handoffs}"
     )
 
 
