@@ -29,7 +29,6 @@ _GOAL = re.compile(r"goal ≥ (\d+(?:\.\d+)?)")
 _SPLIT = re.compile(r"(responses|mcp|host)_ms (\d+(?:\.\d+)?)")
 _CLIENTS = re.compile(r"(\d+) clients?")
 _FLOOR = "floor:"
-_EXPERIMENT = "experiment:"
 _GREEN, _RED, _GREY = "#2e7d32", "#c62828", "#757575"
 _PARTS = (("responses", "Responses API round trips", "#1565c0"), ("mcp", "MCP calls", "#ef6c00"))
 _HOST_PART = ("host", "the host itself", "#6a1b9a")
@@ -116,8 +115,6 @@ def _load(rows: Sequence[PerfRow]) -> Figure | None:
         clients = _CLIENTS.search(r.configuration)
         rate, base = number(r.rate), number(r.baseline_rate)
         if r.benchmark != "load" or not clients or rate is None or base is None or not r.baseline.startswith("bare"):
-            continue
-        if r.subject.startswith(_EXPERIMENT):
             continue
         lines = series[r.configuration.split(",")[0]]
         if r.subject.startswith(_FLOOR):

@@ -1,7 +1,7 @@
 """Load: many MCP clients over HTTP doing a realistic mix for a bounded time, then the books.
 
     python -m bench.load [--clients 8 32] [--seconds 8] [--max-calls 2000] [--postgres-url URL] [--json]
-                         [--profile OUT.pstats] [--store-on-loop]
+                         [--profile OUT.pstats]
 
 Each client runs, until the phase's time is up (or it made `--max-calls` calls): balances
 (about half the calls), transfers its scripted approver approves, transfers it rejects,
@@ -23,9 +23,7 @@ what any server doing that many calls a second makes a client wait on average, w
 does). For bankgate, how far the audit sequencer fell behind: the most records waiting to be
 chained and the age of the oldest, sampled every 0.2 s, and how long after the phase the last
 was chained. `--profile` runs bankgate's server under `bench.profiled` (CPU time per function,
-every thread; several times slower, so its throughput means nothing). `--store-on-loop` (PostgreSQL)
-runs it under `bench.placement`: the gate's transactions on the event loop instead of worker
-threads, an experiment that measures what the threads cost (not a design to ship; see there).
+every thread; several times slower, so its throughput means nothing).
 
 Afterwards: ledger invariants, `bankgate-mcp audit verify`, and every acknowledged transfer
 present exactly once (none lost, none doubled); exit 1 otherwise.
@@ -505,14 +503,11 @@ async def run(
     max_calls: int,
     postgres_url: str | None,
     profile: Path | None = None,
-    store_on_loop: bool = False,
 ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bankgate-load-"))
     with database(postgres_url, workdir) as url:
         books = Books(url, sum(client_counts))
         args = ours_args(url)
-        if store_on_loop:
-            args = ["-m", "bench.placement", *args]
         if profile is not None:
             args = ["-m", "bench.profiled", str(profile), *args]
         startup = 30.0 if profile is None else 180.0  # imports under the profiler are several times slower
@@ -529,7 +524,6 @@ async def run(
         "backend": "postgresql" if postgres_url else "sqlite",
         "mix_percent": dict(MIX),
         "seconds_per_phase": seconds,
-        "store_on_loop": store_on_loop,
         "rows": [
             {
                 "clients": ours.clients,
@@ -552,9 +546,7 @@ def ratio(subject: Phase, baseline: Phase) -> float | None:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    placement = ", bankgate's gate transactions on the event loop" if report.get("store_on_loop") else ""
-    print(f"\nload ({report['backend']}{placement}, {report['seconds_per_phase']:.0f} s per phase, "
-          f"mix % {report['mix_percent']})")  # fmt: skip
+    print(f"\nload ({report['backend']}, {report['seconds_per_phase']:.0f} s per phase, mix % {report['mix_percent']})")
     print(f"{'clients':>7}  {'subject':<10}{'calls/s':>9}{'ratio':>7}{'calls':>7}{'errors':>7}"
           f"  {'server RSS MiB':<16}{'CPU s server/gen':<17}{'CPU ms/call (loop)':>18}{'switches':>9}"
           f"{'Little ms':>10}")  # fmt: skip
@@ -603,18 +595,11 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=None, help="run on a throwaway schema of this PostgreSQL")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     parser.add_argument("--profile", type=Path, help="profile bankgate's server into this pstats file (bench.profiled)")
-    parser.add_argument(
-        "--store-on-loop", action="store_true", help="bankgate's gate transactions on the event loop (bench.placement)"
-    )
     args = parser.parse_args()
     most = floor_server.MOST_CLIENTS
     if not 0 < args.seconds <= 600 or not all(c > 0 for c in args.clients) or sum(args.clients) > most:
         parser.error(f"--seconds must be in (0, 600] and --clients positive, at most {most} over all phases")
-    if args.store_on_loop and args.postgres_url is None:
-        parser.error("--store-on-loop is a PostgreSQL experiment (SQLite's store already runs on the loop)")
-    report = anyio.run(
-        run, args.clients, args.seconds, args.max_calls, args.postgres_url, args.profile, args.store_on_loop
-    )
+    report = anyio.run(run, args.clients, args.seconds, args.max_calls, args.postgres_url, args.profile)
     if args.json:
         print(json.dumps(report))
     else:

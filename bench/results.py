@@ -30,7 +30,7 @@ from typing import IO, Any
 
 from bench.charts import HOST_TIME, LOAD, RATIOS, render_charts
 from bench.progress import progress
-from bench.timing import EXPERIMENT, FLOOR, FLOOR_NOTE
+from bench.timing import FLOOR, FLOOR_NOTE
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = ("server_bench", "gate_bench", "ledger_bench", "host_bench", "load")
@@ -327,12 +327,6 @@ APPROVED_P50_GOAL_MS = 150
 
 
 LOAD_BARE, LOAD_FLOOR = "bare SDK server, same mix", f"{FLOOR}durable work of the mix only"
-LOAD_ON_LOOP = f"{EXPERIMENT}bankgate, gate transactions on the event loop"
-LOAD_ON_LOOP_NOTE = (
-    "no goal: the same server with its PostgreSQL transactions on the event loop instead of worker threads "
-    "(`bench.load --store-on-loop`, not a design to ship: a silent database would stop the process); "
-    "beside the judged row, what the threads cost"
-)
 LOAD_AGAINST_FLOOR_NOTE = "no goal: what bankgate adds to the work any gate keeping its records must do"
 
 
@@ -344,10 +338,6 @@ def load_rows(data: dict[str, Any]) -> list[PerfRow]:
         ours, base, floor = row["ours"], row["baseline"], row.get("floor")
         backend, clients = data.get("backend"), row["clients"]
         configuration = f"{backend}, HTTP, {clients} clients, {data.get('seconds_per_phase')} s"
-        if data.get("store_on_loop"):
-            notes = [LOAD_ON_LOOP_NOTE, _phase_facts(ours)]
-            rows.append(_load_row(configuration, LOAD_ON_LOOP, ours, LOAD_BARE, base, num(row.get("ratio"), 2), notes))
-            continue
         kinds = ours.get("per_kind", {})
         goal, ratio = LOAD_GOALS.get((backend, clients)), row.get("ratio")
         verdict = "" if goal is None or ratio is None else (" ✓" if ratio >= goal else " ✗")
@@ -401,8 +391,7 @@ def _books_row(data: dict[str, Any]) -> PerfRow:
     books = data.get("books", {})
     return PerfRow(
         "load",
-        f"{data.get('backend')}{', gate transactions on the event loop' if data.get('store_on_loop') else ''}, "
-        "after all phases",
+        f"{data.get('backend')}, after all phases",
         "the books",
         "—",
         "—",
@@ -566,8 +555,7 @@ def render(
         "",
         "In `load`, the latency column lists p50/p99 ms per kind of call (a transfer's includes its approval "
         "round trip); RSS is the server process's resident set (`/proc/<pid>/status`) at the start and end of "
-        "the phase. The `experiment:` rows run bankgate's PostgreSQL transactions on the event loop instead of "
-        "worker threads (`bench.placement`): set beside the judged rows, they show what the threads cost.",
+        "the phase.",
     ]
     out += ["", "## Drills", ""]
     if drills is None:
@@ -649,9 +637,6 @@ def main() -> None:
         benches.append(run_bench(name, extra, env))
         if name == "load" and args.postgres_url:
             benches.append(run_bench(name, [*extra, "--postgres-url", args.postgres_url], env))
-            # The experiment runs the same phases as the judged run, so its 32-client phase starts as warm.
-            experiment = ["--postgres-url", args.postgres_url, "--store-on-loop"]
-            benches.append(run_bench(name, [*extra, *experiment], env))
     drills = None
     if not args.no_drills:
         progress("running the drills (pytest tests/drills) ...")

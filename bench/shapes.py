@@ -73,6 +73,8 @@ class Transaction:
 
     statements: list[Sent] = field(default_factory=list)
     end: str = "COMMIT"
+    autocommit: bool = False
+    """Whether the driver was in autocommit when it began (a read on PostgreSQL)."""
 
     @property
     def body(self) -> list[Sent]:
@@ -116,10 +118,15 @@ class Recorder:
         self._lock = threading.RLock()
 
     def _sent(self, conn: Connection, sql: str, params: Any) -> None:
-        sent, key = Sent(sql, params), id(conn.connection.dbapi_connection)
+        dbapi_connection = conn.connection.dbapi_connection
+        sent, key = Sent(sql, params), id(dbapi_connection)
+        autocommit = getattr(dbapi_connection, "autocommit", None) is True
         with self._lock:
+            open_ = self._open.get(key)
+            if open_ is not None and open_.autocommit and not autocommit:
+                self._end(key, AUTOCOMMIT)  # a kept connection (the loop's) read, then began a transaction
             if sent.verb == "BEGIN" or (sent.verb not in _BOUNDARY and key not in self._open):
-                self._open[key] = Transaction()
+                self._open[key] = Transaction(autocommit=autocommit)
             if sent.verb in _BOUNDARY and sent.verb != "BEGIN":
                 self._end(key, sent.verb)
                 return
@@ -138,7 +145,7 @@ class Recorder:
     @contextmanager
     def recording(self) -> Iterator[list[Transaction]]:
         """Record until the block ends; yields the list the finished transactions land in."""
-        engine = self.db.engine
+        engines = self.db.engines
         original = Statement._execute
         recorder = self
 
@@ -158,20 +165,21 @@ class Recorder:
         def checkin(dbapi_connection: Any, _record: Any) -> None:
             self._end(id(dbapi_connection), AUTOCOMMIT)  # what is still open ran without a transaction
 
+        listeners = {"before_cursor_execute": before, "commit": commit, "rollback": rollback, "checkin": checkin}
         self.done = []
         Statement._execute = traced  # type: ignore[method-assign]
-        event.listen(engine, "before_cursor_execute", before)
-        event.listen(engine, "commit", commit)
-        event.listen(engine, "rollback", rollback)
-        event.listen(engine, "checkin", checkin)
+        for engine in engines:
+            for name, listener in listeners.items():
+                event.listen(engine, name, listener)
         try:
             yield self.done
+            for key in [key for key, open_ in self._open.items() if open_.autocommit]:
+                self._end(key, AUTOCOMMIT)  # a read on a kept connection: never checked in
         finally:
             Statement._execute = original  # type: ignore[method-assign]
-            event.remove(engine, "before_cursor_execute", before)
-            event.remove(engine, "commit", commit)
-            event.remove(engine, "rollback", rollback)
-            event.remove(engine, "checkin", checkin)
+            for engine in engines:
+                for name, listener in listeners.items():
+                    event.remove(engine, name, listener)
 
 
 def _sequencers(tx: Transaction) -> bool:

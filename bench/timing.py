@@ -76,9 +76,6 @@ def _figure(path: str, subject: str, runs: list[tuple[float, list[float]]]) -> F
 FLOOR = "floor: "
 """Subjects named so are ceilings, not contenders: bare tools doing only what any gated tool must."""
 
-EXPERIMENT = "experiment: "
-"""Subjects named so are measurements of a design not shipped, read for what they explain; never judged."""
-
 FLOOR_NOTE = "ceiling: a bare tool doing only the work any such tool must; no goal below it is reachable"
 
 BARE_NOTE = "for scale: against a tool that does none of the required work; no goal"

@@ -24,10 +24,13 @@ Concurrency model (why the ledger stays correct with many writers):
 
 Two options serve callers on an event loop (``Database.run``):
 
-* ``wait=False`` (SQLite only): write now or raise ``WouldWait`` at once, never waiting for
-  a lock another writer holds (the in-process write lock is only tried, and the write runs
-  on one long-lived connection whose ``busy_timeout`` is 0). What is left to wait on is the
-  disk, which costs less than the thread hop that waiting would need.
+* ``wait=False``: run now or raise ``WouldWait``, never waiting long for a lock another
+  writer holds, so the caller can run the work in a worker thread instead. On SQLite the
+  in-process write lock is only tried, and the write runs on one long-lived connection whose
+  ``busy_timeout`` is 0: what is left to wait on is the disk, which costs less than the
+  thread hop that waiting would need. On PostgreSQL the work (a read too: ``read(wait=False)``)
+  runs on the loop's own connection (``loop_connection``: a short lock timeout, every wait on
+  the server bounded, opened in the background), or raises ``WouldWait`` while it is not ready.
 * ``durable=False``: the commit need not reach the disk before ``run`` returns (SQLite
   ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``). It survives the process
   being killed, not the machine losing power; any later durable commit flushes it too. Only
@@ -59,6 +62,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from mcp_server.ledger.errors import ErrorCode, LedgerError
 from mcp_server.storage import migrations
+from mcp_server.storage.loop_connection import LoopConnection
 from mcp_server.storage.statement import Statement
 
 T = TypeVar("T")
@@ -127,6 +131,8 @@ class Database:
         self._reader_free = threading.Lock()
         self._prompt_writer: Connection | None = None
         """SQLite: the connection of writes that must not wait (``busy_timeout`` 0), used under the write gate."""
+        self._loop = LoopConnection(engine, _POSTGRES_CONNECT_ARGS) if self._dialect == "postgresql" else None
+        """PostgreSQL: the event loop's connection, for work that must not wait (``wait=False``)."""
 
     @classmethod
     def open(cls, url: str, *, pool_size: int = 16, create: bool = True) -> Database:
@@ -165,8 +171,14 @@ class Database:
 
     @property
     def engine(self) -> Engine:
-        """The pooled engine (for instruments that listen to its events, such as `bench.shapes`)."""
+        """The pooled engine."""
         return self._engine
+
+    @property
+    def engines(self) -> tuple[Engine, ...]:
+        """Every engine statements go through: the pool's and, on PostgreSQL, the loop connection's
+        (for instruments that listen to their events, such as `bench.shapes`)."""
+        return (self._engine,) if self._loop is None else (self._engine, self._loop.engine)
 
     @property
     def for_update(self) -> str:
@@ -176,17 +188,18 @@ class Database:
     def run(self, work: Callable[[Connection], T], *, wait: bool = True, durable: bool = True) -> T:
         """Run ``work`` in one write transaction, committed on return, retried on contention.
 
-        ``wait=False`` raises ``WouldWait`` instead of waiting for another writer (always on
-        PostgreSQL, whose every statement waits on the network); ``durable=False`` lets the
+        ``wait=False`` raises ``WouldWait`` instead of waiting for another writer (or, on
+        PostgreSQL, while the loop's connection is not ready); ``durable=False`` lets the
         commit return before it reaches the disk (see the module docstring).
         """
-        if not wait and self._dialect != "sqlite":
-            raise WouldWait
         return self._transact(work, write=True, wait=wait, durable=durable)
 
-    def read(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
+    def read(self, work: Callable[[Connection], T], *, snapshot: bool = False, wait: bool = True) -> T:
         """Run read-only ``work``; it must not write. SQLite reads one snapshot; PostgreSQL shows each
-        statement what was committed when it began, or, with ``snapshot``, all of them one snapshot."""
+        statement what was committed when it began, or, with ``snapshot``, all of them one snapshot.
+        ``wait=False`` on PostgreSQL: on the loop's connection, or ``WouldWait`` (SQLite reads never wait)."""
+        if self._dialect == "postgresql" and not wait:
+            return self._transact(work, write=False, wait=False, snapshot=snapshot)
         if self._dialect == "sqlite" and self._reader_free.acquire(blocking=False):
             try:
                 return self._read_on_reader(work)
@@ -207,6 +220,8 @@ class Database:
         if self._write_gate is not None:
             with self._write_gate:
                 self._prompt_writer = _discarded(self._prompt_writer)
+        if self._loop is not None:
+            self._loop.close()
         self._engine.dispose()
 
     def _read_on_reader(self, work: Callable[[Connection], T]) -> T:
@@ -236,10 +251,8 @@ class Database:
             try:
                 with self._turn(write, wait), self._connection(wait) as conn:
                     if self._dialect == "postgresql":
-                        if not write:  # reset to READ COMMITTED when the pool takes the connection back
-                            conn.execution_options(isolation_level="REPEATABLE READ" if snapshot else "AUTOCOMMIT")
-                            if not snapshot:
-                                return work(conn)
+                        if not write:
+                            return _postgres_read(conn, work, snapshot, kept=not wait)
                         with conn.begin():
                             if not durable:
                                 _POSTGRES_RELAXED.run(conn)
@@ -250,7 +263,7 @@ class Database:
             except DBAPIError as exc:
                 if not _is_transient(exc):
                     if not wait:
-                        self._prompt_writer = _discarded(self._prompt_writer)
+                        self._prompt_failed(exc)
                     if isinstance(exc, OperationalError) or exc.connection_invalidated:
                         _log.warning("ledger database unavailable", exc_info=True)
                         raise LedgerError(ErrorCode.DATABASE_UNAVAILABLE, _UNAVAILABLE) from exc
@@ -267,12 +280,28 @@ class Database:
             time.sleep(random.uniform(0, delay))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    def _prompt_failed(self, exc: DBAPIError) -> None:
+        """Work that must not wait failed for a reason other than contention: on SQLite replace its
+        connection; on PostgreSQL, if the connection or the server failed (not, say, a constraint),
+        rest the loop's connection (an invalidated one is replaced anyway)."""
+        if self._loop is None:
+            self._prompt_writer = _discarded(self._prompt_writer)
+        elif isinstance(exc, OperationalError) or exc.connection_invalidated:
+            self._loop.failed()
+
     @contextmanager
     def _connection(self, wait: bool) -> Iterator[Connection]:
-        """A pooled connection; for a write that must not wait, the long-lived prompt writer."""
+        """A pooled connection; for work that must not wait, the loop's (PostgreSQL) or the long-lived
+        prompt writer (SQLite)."""
         if wait:
             with self._engine.connect() as conn:
                 yield conn
+            return
+        if self._loop is not None:
+            with self._loop.borrowed() as loop_conn:
+                if loop_conn is None:
+                    raise WouldWait
+                yield loop_conn
             return
         if self._prompt_writer is None or self._prompt_writer.invalidated:  # a reconnect would lose busy_timeout 0
             self._prompt_writer = _discarded(self._prompt_writer) or self._engine.connect()
@@ -290,6 +319,22 @@ class Database:
         finally:
             if gate is not None:
                 gate.release()
+
+
+def _postgres_read(conn: Connection, work: Callable[[Connection], T], snapshot: bool, *, kept: bool) -> T:
+    """A PostgreSQL read: in autocommit, or one REPEATABLE READ snapshot. A pooled connection is reset to
+    READ COMMITTED when the pool takes it back; a ``kept`` one (the loop's) is reset here."""
+    conn.execution_options(isolation_level="REPEATABLE READ" if snapshot else "AUTOCOMMIT")
+    try:
+        if not snapshot:
+            return work(conn)
+        with conn.begin():
+            return work(conn)
+    finally:
+        if kept and not conn.invalidated:
+            if conn.in_transaction():  # `work` used SQLAlchemy's own execute, which begins implicitly
+                conn.rollback()
+            conn.execution_options(isolation_level="READ COMMITTED")
 
 
 def _discarded(conn: Connection | None) -> Connection | None:

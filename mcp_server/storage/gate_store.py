@@ -72,10 +72,7 @@ class SqlGateStore:
     def __init__(self, db: Database, audit: AuditWriter | None = None) -> None:
         self.db = db
         self.audit = audit or AuditWriter()
-        self.embedded = db.dialect == "sqlite"
-        """SQLite in WAL mode: a read never waits on another process, and a write that finds no other
-        writer waits only on the disk, so such work runs on the event loop (a thread hop costs more)."""
-        self.deadline: float | None = None if self.embedded else NETWORK_DEADLINE
+        self.deadline: float | None = None if db.dialect == "sqlite" else NETWORK_DEADLINE
         """Seconds a call waits for a database server before it is answered `database_unavailable`."""
         self._lock_by_ref = Statement(_APPROVAL + "ref = :v" + db.for_update)
         self._lock_by_asked = Statement(_APPROVAL + "asked_digest = :v" + db.for_update)
@@ -83,21 +80,24 @@ class SqlGateStore:
     async def run(self, work: Callable[[], T]) -> T:
         """Run blocking store work (which opens transactions here) where it costs least.
 
-        On an embedded database, first on the event loop, where a write that would wait for
-        another writer rolls back at once instead (`_Busy`); then, or on a database server,
-        in a worker thread, where waiting is harmless, within `deadline`: a server that stops
-        answering on an open connection would otherwise hold the call forever. Past the
-        deadline the caller gets `database_unavailable`; the thread is left to finish or fail
-        on its own, so the message claims nothing about what it did.
+        First on the event loop (a thread hop, and the GIL hand-offs of a thread's statements,
+        cost more than the work): on SQLite in WAL mode a read never waits on another process and
+        a write that finds no other writer waits only on the disk; on PostgreSQL the loop's own
+        connection bounds every wait (`storage.loop_connection`). Work that would wait for another
+        writer rolls back at once instead (`_Busy`), as does work on PostgreSQL while the loop's
+        connection is not ready. Then in a worker thread, where waiting is harmless, within
+        `deadline` on a database server: one that stops answering on an open connection would
+        otherwise hold the call forever. Past the deadline the caller gets `database_unavailable`;
+        the thread is left to finish or fail on its own, so the message claims nothing about what
+        it did.
         """
-        if self.embedded:
-            on_loop = _ON_LOOP.set(True)
-            try:
-                return work()
-            except _Busy:
-                pass
-            finally:
-                _ON_LOOP.reset(on_loop)
+        on_loop = _ON_LOOP.set(True)
+        try:
+            return work()
+        except _Busy:
+            pass
+        finally:
+            _ON_LOOP.reset(on_loop)
         if self.deadline is None:
             return await anyio.to_thread.run_sync(work)
         with anyio.move_on_after(self.deadline):
@@ -115,9 +115,10 @@ class SqlGateStore:
             return result
 
         try:
+            wait = not _ON_LOOP.get()
             if not write:
-                return self.db.read(unit)
-            return self.db.run(unit, wait=not _ON_LOOP.get(), durable=durable)
+                return self.db.read(unit, wait=wait)
+            return self.db.run(unit, wait=wait, durable=durable)
         except _Discarded as discarded:
             return discarded.result  # type: ignore[no-any-return]
         except WouldWait as busy:
@@ -125,7 +126,8 @@ class SqlGateStore:
 
 
 class _Busy(Exception):
-    """A write tried on the event loop found another writer in the way; nothing was done."""
+    """Work tried on the event loop found another writer in the way, or (PostgreSQL) the loop's connection
+    not ready; nothing was done."""
 
 
 class _Discarded(Exception, Generic[T]):

@@ -89,15 +89,3 @@ def test_the_load_chart_draws_bankgate_the_floor_and_the_bare_server_per_backend
         "bare SDK server (sqlite)": [205.0, 1202.0],
         "floor: durable work only (sqlite)": [1190.0],
     }
-
-
-def test_the_load_chart_leaves_an_experiment_out() -> None:
-    subject = "experiment: bankgate, gate transactions on the event loop"
-    experiment = PerfRow("load", "sqlite, HTTP, 32 clients, 8.0 s", subject, "2,000 calls/s", "bare SDK server",
-                         "1,202 calls/s", "1.66", "—", "no goal")  # fmt: skip
-    figure = charts._load([*ROWS, experiment])
-    assert figure is not None
-
-    lines = {line.get_label(): list(line.get_ydata()) for line in figure.axes[0].get_lines()}
-
-    assert lines["bankgate (sqlite)"] == [193.0, 1168.0]

@@ -82,14 +82,3 @@ def test_a_load_report_from_before_the_floor_still_renders() -> None:
     rows = rows_for(BenchRun("load", "python -m bench.load --json", data=earlier))
 
     assert [r.subject for r in rows] == ["bankgate, mixed calls", "the books"]
-
-
-def test_the_store_on_loop_experiment_is_one_unjudged_row_beside_its_books() -> None:
-    experiment = {**LOAD, "store_on_loop": True}
-
-    row, books = rows_for(BenchRun("load", "python -m bench.load --store-on-loop --json", data=experiment))
-
-    assert (row.subject, row.baseline, row.ratio) == (
-        "experiment: bankgate, gate transactions on the event loop", "bare SDK server, same mix", "0.34")  # fmt: skip
-    assert "no goal" in row.notes and "goal ≥" not in row.notes and "96.5 thread switches a call" in row.notes
-    assert books.configuration == "postgresql, gate transactions on the event loop, after all phases"

@@ -328,14 +328,6 @@ def test_a_write_that_must_not_wait_is_refused_while_another_process_writes(
     assert database.run(lambda conn: conn.exec_driver_sql("PRAGMA busy_timeout").scalar()) == 5000
 
 
-def test_a_networked_database_always_waits(backend: str, database: Database) -> None:
-    if backend != "postgresql":
-        pytest.skip("only PostgreSQL refuses every write that must not wait")
-    with pytest.raises(database_module.WouldWait):
-        database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=False)
-    assert head_seq(database) == 0
-
-
 def synchronous_setting(backend: str, conn: Connection) -> object:
     query = "PRAGMA synchronous" if backend == "sqlite" else "SHOW synchronous_commit"
     return conn.exec_driver_sql(query).scalar()

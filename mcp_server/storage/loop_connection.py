@@ -1,0 +1,159 @@
+"""The event loop's own PostgreSQL connection, whose every wait on the server is bounded.
+
+A worker thread per gate transaction costs more than the transaction on PostgreSQL: thread
+hops, and every statement handing the GIL to the busy event loop and waiting to take it back
+(`bench.load --store-on-loop` measured the difference). So gate transactions run on the loop
+itself, as they do on SQLite, on this one connection (the loop runs one at a time). Three
+rules keep a database that misbehaves from stopping the server:
+
+* every wait on the server ends within `WAIT_S`; past it the connection is closed, the call
+  is answered `database_unavailable`, and the loop leaves the database to worker threads for
+  `REST_S` (`failed`);
+* a lock another transaction holds is waited on for `LOCK_TIMEOUT` at most: the transaction
+  then rolls back and `Database` runs it again in a worker thread, where waiting is harmless;
+* the connection is opened, and reopened after a failure, on a background thread, never on
+  the loop; until it is ready, gate work goes to worker threads.
+
+All this pays only while a round trip is short: the loop waits out each one, where threads
+would overlap them. So the connection is kept only if its round trip, measured on the loop
+itself when it first borrows the new connection (a thread would time its own wait for the GIL),
+is under `ROUND_TRIP_LIMIT_S` (a database on this host or next to it); a farther one leaves the
+work to worker threads, measured again every `FAR_REST_S`.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.pool import NullPool
+
+WAIT_S = 1.0
+"""The longest the event loop waits on the server for one step (a statement, a commit)."""
+REST_S = 5.0
+"""After a failure, how long gate work stays in worker threads before the connection is reopened."""
+LOCK_TIMEOUT = "10ms"
+"""How long a statement on the loop waits for a lock before its transaction moves to a worker thread."""
+ROUND_TRIP_LIMIT_S = 0.00025
+"""The longest median round trip (`SELECT 1`) at which the loop runs transactions itself: a mixed call
+makes about a dozen, so the loop then idles ~3 ms a call, about what the threads' hand-offs cost."""
+FAR_REST_S = 60.0
+"""How long work stays in worker threads after the round trip was measured too long."""
+
+_log = logging.getLogger(__name__)
+
+
+class BoundedConnection(psycopg.Connection[Any]):
+    """psycopg's connection, except that no wait on the server outlasts `WAIT_S`."""
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        try:
+            return super().wait(gen, interval, WAIT_S if timeout is None else timeout)
+        except psycopg.errors._WaitTimeout as exc:
+            self.close()  # mid-protocol: the connection cannot be used again
+            raise psycopg.OperationalError(f"the database did not answer within {WAIT_S:g} s") from exc
+
+
+class LoopConnection:
+    """The loop's connection: ready, being opened in the background, or resting after a failure."""
+
+    def __init__(self, engine: Engine, connect_args: Mapping[str, Any]) -> None:
+        cargs, cparams = engine.dialect.create_connect_args(engine.url)
+        params = {**cparams, **connect_args}
+        params["options"] = " ".join(filter(None, [params.get("options"), f"-c lock_timeout={LOCK_TIMEOUT}"]))
+        self.engine = create_engine(
+            engine.url,
+            poolclass=NullPool,
+            creator=lambda: BoundedConnection.connect(*cargs, **params),
+            isolation_level="READ COMMITTED",
+        )
+        self._conn: Connection | None = None
+        self._fresh: Connection | None = None
+        """Opened in the background, its round trip not measured yet."""
+        self._opening = threading.Lock()
+        self._in_use = threading.Lock()
+        self._rest_until = 0.0
+
+    @contextmanager
+    def borrowed(self) -> Iterator[Connection | None]:
+        """The connection for one unit of work, or `None`: not ready (then, unless resting, it starts
+        to open), or in use (by a thread other than the loop's, say: never two units at once)."""
+        if not self._in_use.acquire(blocking=False):
+            yield None
+            return
+        try:
+            if self._conn is not None and self._conn.invalidated:  # a statement found it broken
+                self._discard()
+            conn = self._conn or self._adopted()
+            if conn is None and time.monotonic() >= self._rest_until and self._opening.acquire(blocking=False):
+                threading.Thread(target=self._open, name="bankgate-loop-connection", daemon=True).start()
+            yield conn
+        finally:
+            self._in_use.release()
+
+    def failed(self) -> None:
+        """Drop the connection after an error that was not contention, and rest before reopening it."""
+        self._rest_until = time.monotonic() + REST_S
+        self._discard()
+
+    def close(self) -> None:
+        self._discard()
+        fresh, self._fresh = self._fresh, None
+        if fresh is not None:
+            fresh.close()
+        self.engine.dispose()
+
+    def _open(self) -> None:
+        try:
+            self._fresh = self.engine.connect()
+        except Exception:
+            _log.warning("could not open the event loop's database connection; worker threads serve", exc_info=True)
+            self._rest_until = time.monotonic() + REST_S
+        finally:
+            self._opening.release()
+
+    def _adopted(self) -> Connection | None:
+        """The connection opened in the background, once its round trip (timed here) is short enough."""
+        fresh, self._fresh = self._fresh, None
+        if fresh is None:
+            return None
+        try:
+            round_trip = _round_trip_s(fresh)
+        except Exception:
+            _log.warning("the event loop's new database connection failed; worker threads serve", exc_info=True)
+            fresh.invalidate()
+            fresh.close()
+            self._rest_until = time.monotonic() + REST_S
+            return None
+        if round_trip > ROUND_TRIP_LIMIT_S:
+            _log.info("database round trip %.2f ms: worker threads run the transactions", round_trip * 1000)
+            fresh.close()
+            self._rest_until = time.monotonic() + FAR_REST_S
+            return None
+        self._conn = fresh
+        return fresh
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.invalidate()
+            conn.close()
+
+
+def _round_trip_s(conn: Connection, samples: int = 5) -> float:
+    """The median time of a trivial statement on `conn` (its first also sends BEGIN: the median ignores it)."""
+    driver = conn.connection.dbapi_connection
+    assert driver is not None, "an open connection has a driver connection"
+    cursor = driver.cursor()
+    times = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+        times.append(time.perf_counter() - started)
+    driver.rollback()
+    return sorted(times)[samples // 2]

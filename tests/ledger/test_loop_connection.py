@@ -1,0 +1,165 @@
+"""PostgreSQL work that must not wait (`wait=False`: what the event loop asks) runs on the loop's own
+connection, and a database that misbehaves costs the loop a bounded wait at most."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection
+from sqlalchemy.engine import make_url
+
+from mcp_server.ledger.errors import ErrorCode, LedgerError
+from mcp_server.storage import loop_connection
+from mcp_server.storage.database import Database, WouldWait
+from tests.drills.proxy import TcpProxy
+
+COUNT = "SELECT COUNT(*) FROM audit_heads"
+INSERT = "INSERT INTO audit_heads (seq, hash, at, key_id, signature) VALUES (:seq, '', '', '', '')"
+
+
+@pytest.fixture
+def pg_url(backend: str, database_url: str) -> str:
+    if backend != "postgresql":
+        pytest.skip("the loop's own connection is PostgreSQL's (SQLite work on the loop is in test_database)")
+    return database_url
+
+
+@pytest.fixture
+def pg(pg_url: str) -> Iterator[Database]:
+    db = Database.open(pg_url)
+    yield db
+    db.close()
+
+
+def when_ready(work: Callable[[], Any], bound: float = 10.0) -> Any:
+    """`work` once the loop's connection, opening in the background, is ready (`WouldWait` until then)."""
+    deadline = time.monotonic() + bound
+    while True:
+        try:
+            return work()
+        except WouldWait:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def count(db: Database) -> int:
+    return int(db.read(lambda conn: conn.exec_driver_sql(COUNT).scalar_one()))
+
+
+def insert(seq: int) -> Callable[[Connection], int]:
+    return lambda conn: conn.exec_driver_sql(INSERT.replace(":seq", str(seq))).rowcount
+
+
+def test_not_ready_means_would_wait_then_the_work_runs_on_the_callers_thread(pg: Database) -> None:
+    with pytest.raises(WouldWait):  # the connection starts opening in the background: nothing ran
+        pg.run(insert(1), wait=False)
+    assert count(pg) == 0
+
+    ran_on = when_ready(lambda: pg.run(lambda conn: (insert(1)(conn), threading.get_ident())[1], wait=False))
+
+    assert ran_on == threading.get_ident()
+    assert count(pg) == 1
+
+
+def test_a_read_on_the_loop_leaves_its_connection_transactional(pg: Database) -> None:
+    assert when_ready(lambda: pg.read(lambda conn: conn.exec_driver_sql(COUNT).scalar_one(), wait=False)) == 0
+
+    def fails_after_writing(conn: Connection) -> None:
+        insert(1)(conn)
+        raise RuntimeError("after the insert")
+
+    with pytest.raises(RuntimeError):
+        pg.run(fails_after_writing, wait=False)
+
+    assert count(pg) == 0  # rolled back: the read's autocommit did not outlive it
+
+
+def test_a_lock_held_elsewhere_sends_the_work_to_a_thread_at_once(pg: Database) -> None:
+    when_ready(lambda: pg.read(lambda conn: 1, wait=False))
+    holding, release = threading.Event(), threading.Event()
+
+    def hold(conn: Connection) -> None:
+        conn.exec_driver_sql("LOCK TABLE audit_heads IN EXCLUSIVE MODE")
+        holding.set()
+        release.wait(10)
+
+    holder = threading.Thread(target=pg.run, args=(hold,))
+    holder.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        with pytest.raises(WouldWait):
+            pg.run(insert(1), wait=False)
+        assert time.monotonic() - started < 0.5  # the lock timeout (10 ms), not the holder's transaction
+    finally:
+        release.set()
+        holder.join(10)
+    assert pg.run(insert(1), wait=False) == 1  # the same connection, still ready: contention is not a failure
+    assert count(pg) == 1
+
+
+def test_a_silent_database_costs_the_loop_one_bounded_wait_then_rests(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop_connection, "REST_S", 0.5)
+    url = make_url(pg_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    db = Database.open(url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False))
+    try:
+        when_ready(lambda: db.read(lambda conn: 1, wait=False))
+        proxy.cut("blackhole")
+
+        started = time.monotonic()
+        with pytest.raises(LedgerError) as refused:
+            db.run(insert(1), wait=False)
+        assert refused.value.code == ErrorCode.DATABASE_UNAVAILABLE
+        assert time.monotonic() - started < loop_connection.WAIT_S + 1.0
+
+        started = time.monotonic()
+        with pytest.raises(WouldWait):  # resting: worker threads (with their deadline) serve meanwhile
+            db.run(insert(1), wait=False)
+        assert time.monotonic() - started < 0.1
+
+        proxy.restore()
+        assert when_ready(lambda: db.run(insert(1), wait=False)) == 1  # reopened in the background
+        assert db.read(lambda conn: conn.exec_driver_sql(COUNT).scalar_one(), wait=False) == 1
+    finally:
+        db.close()
+        proxy.close()
+
+
+def test_one_unit_at_a_time_uses_the_connection(pg: Database) -> None:
+    when_ready(lambda: pg.read(lambda conn: 1, wait=False))
+    inside, leave = threading.Event(), threading.Event()
+
+    def stays(conn: Connection) -> int:
+        inside.set()
+        leave.wait(10)
+        return insert(1)(conn)
+
+    first = threading.Thread(target=pg.run, args=(stays,), kwargs={"wait": False})
+    first.start()
+    try:
+        assert inside.wait(10)
+        with pytest.raises(WouldWait):  # not interleaved into the first unit's transaction
+            pg.run(insert(2), wait=False)
+    finally:
+        leave.set()
+        first.join(10)
+    assert count(pg) == 1
+
+
+def test_a_far_database_leaves_the_work_to_worker_threads(pg: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loop_connection, "ROUND_TRIP_LIMIT_S", 0.0)  # any round trip is too long
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:  # long enough for the background open and its measurement
+        with pytest.raises(WouldWait):
+            pg.run(insert(1), wait=False)
+        time.sleep(0.05)
+    assert pg.run(insert(1)) == 1  # worker threads (here: this one) use the pool as before
+    assert count(pg) == 1
