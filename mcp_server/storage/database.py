@@ -26,9 +26,12 @@ Two options serve callers on an event loop (``Database.run``):
 
 * ``wait=False``: run now or raise ``WouldWait``, never waiting long for a lock another
   writer holds, so the caller can run the work in a worker thread instead. On SQLite the
-  in-process write lock is only tried, and the write runs on one long-lived connection whose
-  ``busy_timeout`` is 0: what is left to wait on is the disk, which costs less than the
-  thread hop that waiting would need. On PostgreSQL the work (a read too: ``read(wait=False)``)
+  in-process write lock is waited on for 5 ms at most (its holders are this process's own
+  short transactions, the audit sequencer's or one already in a worker thread: falling back
+  at once made every such overlap a thread hop, and the hops more overlaps), and the write
+  runs on one long-lived connection whose ``busy_timeout`` is 0 (another process's lock is
+  not waited on): what is left to wait on is the disk, which costs less than the thread hop
+  that waiting would need. On PostgreSQL the work (a read too: ``read(wait=False)``)
   runs on the loop's own connection (``loop_connection``: a short lock timeout, every wait on
   the server bounded, opened in the background), or raises ``WouldWait`` while it is not ready.
 * ``durable=False``: the commit need not reach the disk before ``run`` returns (SQLite
@@ -76,6 +79,8 @@ _BACKOFF_FIRST_S = 0.002
 _BACKOFF_CAP_S = 0.25
 _SQLITE_BUSY_TIMEOUT_MS = 5_000
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+_PROMPT_TURN_WAIT_S = 0.005
+"""SQLite: how long work that must not wait waits for the in-process write lock (see the module docstring)."""
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 # SQLite's driver runs in autocommit mode, so each transaction states its own BEGIN; PostgreSQL's
 # driver begins implicitly with the first statement.
@@ -312,7 +317,7 @@ class Database:
     def _turn(self, write: bool, wait: bool) -> Iterator[None]:
         """This process's turn to write on SQLite (one writer at a time); nothing to take otherwise."""
         gate = self._write_gate if write else None
-        if gate is not None and not gate.acquire(blocking=wait):
+        if gate is not None and not gate.acquire(timeout=-1 if wait else _PROMPT_TURN_WAIT_S):
             raise WouldWait
         try:
             yield

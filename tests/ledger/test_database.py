@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -288,7 +289,7 @@ def head_seq(database: Database) -> int:
 
 
 def test_a_write_that_must_not_wait_is_refused_while_this_process_writes(backend: str, database: Database) -> None:
-    """`wait=False` (what an event loop asks) never blocks on the in-process writer lock."""
+    """`wait=False` (what an event loop asks) waits a few ms at most for the in-process writer lock."""
     sqlite_only(backend)
     writing, release = threading.Event(), threading.Event()
 
@@ -308,6 +309,31 @@ def test_a_write_that_must_not_wait_is_refused_while_this_process_writes(backend
         writer.join(timeout=10)
     assert head_seq(database) == 1  # only the other writer's update
     database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=False)
+    assert head_seq(database) == 2
+
+
+def test_a_write_that_must_not_wait_waits_out_a_short_in_process_write(
+    backend: str, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another thread's short transaction (the sequencer's, say) is waited for, not a reason for a thread hop."""
+    sqlite_only(backend)
+    monkeypatch.setattr(database_module, "_PROMPT_TURN_WAIT_S", 5.0)  # the bound, widened past a busy machine
+    writing = threading.Event()
+
+    def short(conn: Connection) -> None:
+        conn.exec_driver_sql(UPDATE_HEAD)
+        writing.set()
+        time.sleep(0.05)
+
+    writer = threading.Thread(target=lambda: database.run(short))
+    writer.start()
+    try:
+        assert writing.wait(timeout=10)
+        started = time.monotonic()
+        database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=False)  # no WouldWait
+        assert time.monotonic() - started >= 0.02  # it did wait for the other writer
+    finally:
+        writer.join(timeout=10)
     assert head_seq(database) == 2
 
 
