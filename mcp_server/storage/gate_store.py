@@ -39,7 +39,7 @@ LATE = (
 )
 
 _ON_LOOP: ContextVar[bool] = ContextVar("gate_store_on_loop", default=False)
-"""Set while `run` tries work on the event loop: a write then never waits for another writer."""
+"""Set while `run` tries work on the event loop: it then never waits long for another writer."""
 
 _APPROVAL = (
     "SELECT ref, binding, tool, arguments_json, principal, policy_version, question, created_at, expires_at, "
@@ -83,9 +83,10 @@ class SqlGateStore:
         First on the event loop (a thread hop, and the GIL hand-offs of a thread's statements,
         cost more than the work): on SQLite in WAL mode a read never waits on another process and
         a write that finds no other writer waits only on the disk; on PostgreSQL the loop's own
-        connection bounds every wait (`storage.loop_connection`). Work that would wait for another
-        writer rolls back at once instead (`_Busy`), as does work on PostgreSQL while the loop's
-        connection is not ready. Then in a worker thread, where waiting is harmless, within
+        connection bounds every wait (`storage.loop_connection`). Work that would wait long for
+        another writer rolls back instead (`_Busy`: 5 ms for this process's own writers on SQLite,
+        10 ms for a lock on PostgreSQL), as does work on PostgreSQL while the loop's connection is
+        not ready. Then in a worker thread, where waiting is harmless, within
         `deadline` on a database server: one that stops answering on an open connection would
         otherwise hold the call forever. Past the deadline the caller gets `database_unavailable`;
         the thread is left to finish or fail on its own, so the message claims nothing about what
