@@ -175,11 +175,6 @@ class Database:
         return self._dialect
 
     @property
-    def engine(self) -> Engine:
-        """The pooled engine."""
-        return self._engine
-
-    @property
     def engines(self) -> tuple[Engine, ...]:
         """Every engine statements go through: the pool's and, on PostgreSQL, the loop connection's
         (for instruments that listen to their events, such as `bench.shapes`)."""

@@ -2,9 +2,9 @@
 
 A worker thread per gate transaction costs more than the transaction on PostgreSQL: thread
 hops, and every statement handing the GIL to the busy event loop and waiting to take it back
-(`bench.load --store-on-loop` measured the difference). So gate transactions run on the loop
-itself, as they do on SQLite, on this one connection (the loop runs one at a time). Three
-rules keep a database that misbehaves from stopping the server:
+(`bench.load` counted 77–122 thread switches a call; CHANGELOG has the figures). So gate
+transactions run on the loop itself, as they do on SQLite, on this one connection (the loop
+runs one at a time). Three rules keep a database that misbehaves from stopping the server:
 
 * every wait on the server ends within `WAIT_S`; past it the connection is closed, the call
   is answered `database_unavailable`, and the loop leaves the database to worker threads for
@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from typing import Any
 
 import psycopg
@@ -98,8 +98,9 @@ class LoopConnection:
 
     def failed(self) -> None:
         """Drop the connection after an error that was not contention, and rest before reopening it."""
-        self._rest_until = time.monotonic() + REST_S
-        self._discard()
+        with self._in_use:  # never under a unit another thread is running on it
+            self._rest_until = time.monotonic() + REST_S
+            self._discard()
 
     def close(self) -> None:
         self._discard()
@@ -149,12 +150,12 @@ def _round_trip_s(conn: Connection, samples: int = 10) -> float:
     """The shortest time of a trivial statement on `conn` out of `samples`."""
     driver = conn.connection.dbapi_connection
     assert driver is not None, "an open connection has a driver connection"
-    cursor = driver.cursor()
     times = []
-    for _ in range(samples):
-        started = time.perf_counter()
-        cursor.execute("SELECT 1")
-        cursor.fetchone()
-        times.append(time.perf_counter() - started)
+    with closing(driver.cursor()) as cursor:
+        for _ in range(samples):
+            started = time.perf_counter()
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+            times.append(time.perf_counter() - started)
     driver.rollback()
     return min(times)
