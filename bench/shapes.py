@@ -5,11 +5,14 @@
 One gated transfer (asked, approved, executed), one allowed balance read and one rejected
 transfer are made through the in-memory MCP server, and every statement the ledger database
 receives is recorded, grouped into transactions: statements, BEGIN/COMMIT, locks taken
-(`FOR UPDATE`, advisory turns) and audit statements. `bench.db_ceiling` replays these shapes,
+(`FOR UPDATE`, advisory turns), audit statements, and round trips: the waits for the database
+(a statement whose result is read, with the writes queued before it, or a COMMIT; see
+`storage.statement`). `bench.db_ceiling` replays these shapes,
 and a test checks that they are still what the server runs.
 
 Statements reach the driver two ways: through SQLAlchemy's `execute` (seen by its engine
-events) and through `Statement` on the driver cursor (seen by wrapping it while capturing).
+events) and through `Statement` on the driver cursor (seen by wrapping its `_execute` and,
+for the writes queued by `send`, `_queue` while capturing).
 """
 
 import argparse
@@ -75,6 +78,7 @@ class Transaction:
     end: str = "COMMIT"
     autocommit: bool = False
     """Whether the driver was in autocommit when it began (a read on PostgreSQL)."""
+    round_trips: int = 0
 
     @property
     def body(self) -> list[Sent]:
@@ -101,6 +105,7 @@ class Shape:
             "commit": sum(t.end == "COMMIT" for t in self.transactions),
             "locks": sum(t.locks for t in self.transactions),
             "audit": sum(s.audit for t in self.transactions for s in t.body),
+            "round_trips": sum(t.round_trips for t in self.transactions),
         }
 
     def verbs(self) -> list[list[str]]:
@@ -117,7 +122,8 @@ class Recorder:
         self._open: dict[int, Transaction] = {}
         self._lock = threading.RLock()
 
-    def _sent(self, conn: Connection, sql: str, params: Any) -> None:
+    def _sent(self, conn: Connection, sql: str, params: Any, *, waits: bool = True) -> None:
+        """`waits`: the statement is a round trip of its own (not queued for the next one)."""
         dbapi_connection = conn.connection.dbapi_connection
         sent, key = Sent(sql, params), id(dbapi_connection)
         autocommit = getattr(dbapi_connection, "autocommit", None) is True
@@ -131,6 +137,7 @@ class Recorder:
                 self._end(key, sent.verb)
                 return
             self._open[key].statements.append(sent)
+            self._open[key].round_trips += waits
 
     def _end(self, key: int, how: str) -> None:
         """`key`: the driver connection's id (a checkout's SQLAlchemy `Connection` may share one with another)."""
@@ -140,18 +147,23 @@ class Recorder:
                 return  # only settings left after a transaction (SQLite's `PRAGMA synchronous` back to FULL)
             if open_ is not None and not _sequencers(open_):
                 open_.end = how
+                open_.round_trips += how != AUTOCOMMIT
                 self.done.append(open_)
 
     @contextmanager
     def recording(self) -> Iterator[list[Transaction]]:
         """Record until the block ends; yields the list the finished transactions land in."""
         engines = self.db.engines
-        original = Statement._execute
+        original, original_queue = Statement._execute, Statement._queue
         recorder = self
 
         def traced(statement: Statement, conn: Connection, params: Mapping[str, Any]) -> Any:
             recorder._sent(conn, statement.sql, dict(params))
             return original(statement, conn, params)
+
+        def traced_queue(statement: Statement, conn: Connection, params: Mapping[str, Any]) -> None:
+            recorder._sent(conn, statement.sql, dict(params), waits=False)
+            original_queue(statement, conn, params)
 
         def before(conn: Connection, _cursor: Any, sql: str, params: Any, _context: Any, _many: bool) -> None:
             self._sent(conn, sql, params)
@@ -168,6 +180,7 @@ class Recorder:
         listeners = {"before_cursor_execute": before, "commit": commit, "rollback": rollback, "checkin": checkin}
         self.done = []
         Statement._execute = traced  # type: ignore[method-assign]
+        Statement._queue = traced_queue  # type: ignore[method-assign]
         for engine in engines:
             for name, listener in listeners.items():
                 event.listen(engine, name, listener)
@@ -177,6 +190,7 @@ class Recorder:
                 self._end(key, AUTOCOMMIT)  # a read on a kept connection: never checked in
         finally:
             Statement._execute = original  # type: ignore[method-assign]
+            Statement._queue = original_queue  # type: ignore[method-assign]
             for engine in engines:
                 for name, listener in listeners.items():
                     event.remove(engine, name, listener)
@@ -247,11 +261,12 @@ def print_shapes(shapes: Shapes, *, verbose: bool) -> None:
         c = shape.counts()
         print(
             f"  {shape.name:15} {c['transactions']} transactions, {c['statements']} statements "
-            f"+ {c['begin']} BEGIN + {c['commit']} COMMIT, {c['locks']} locks, {c['audit']} audit statements"
+            f"+ {c['begin']} BEGIN + {c['commit']} COMMIT, {c['round_trips']} round trips, {c['locks']} locks, "
+            f"{c['audit']} audit statements"
         )
         if verbose:
             for n, tx in enumerate(shape.transactions, 1):
-                print(f"    transaction {n} ({tx.end}):")
+                print(f"    transaction {n} ({tx.end}, {tx.round_trips} round trips):")
                 for sent in tx.statements:
                     print(f"      {' '.join(sent.sql.split())[:150]}")
 

@@ -95,7 +95,7 @@ class AuditWriter:
             params.update({f"{name}_{index}": value for name, value in zip(RECORD_COLUMNS, row, strict=True)})
             rids.append(record["rid"])
             digests.append(row_digest(row))
-        _insert(len(entries)).run(conn, params)
+        _insert(len(entries)).send(conn, params)
         with self._remembering:
             self._signed.update(zip(rids, digests, strict=True))
             while len(self._signed) > REMEMBERED:

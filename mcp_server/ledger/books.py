@@ -509,7 +509,7 @@ class Ledger:
             transaction_id, closed_at = self._post(
                 conn, "close_sweep", account, destination, account.balance_minor, "closing sweep", key
             )
-        _CLOSE_ACCOUNT.run(conn, {"id": account.id, "closed_at": format_timestamp(closed_at)})
+        _CLOSE_ACCOUNT.send(conn, {"id": account.id, "closed_at": format_timestamp(closed_at)})
         return CloseReceipt(
             account_id=account.id,
             swept_to=destination.id if destination is not None else None,
@@ -610,7 +610,7 @@ class Ledger:
         """Write one balanced movement on already-locked, already-checked accounts."""
         transaction_id = "TX-" + secrets.token_hex(10)
         created_at = utc_now()
-        _INSERT_TRANSACTION.run(
+        _INSERT_TRANSACTION.send(
             conn,
             {
                 "id": transaction_id,
@@ -620,7 +620,7 @@ class Ledger:
                 "key": key,
             },
         )
-        _INSERT_ENTRIES.run(
+        _INSERT_ENTRIES.send(
             conn,
             {
                 "tx": transaction_id,
@@ -632,7 +632,7 @@ class Ledger:
                 "amount": amount,
             },
         )
-        _MOVE.run(conn, {"debit": debit.id, "credit": credit.id, "amount": amount})
+        _MOVE.send(conn, {"debit": debit.id, "credit": credit.id, "amount": amount})
         return transaction_id, created_at
 
     def _pair(

@@ -66,7 +66,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from mcp_server.ledger.errors import ErrorCode, LedgerError
 from mcp_server.storage import migrations
 from mcp_server.storage.loop_connection import LoopConnection
-from mcp_server.storage.statement import Statement
+from mcp_server.storage.statement import Statement, commit, pipelined, send_queued_before
 
 T = TypeVar("T")
 Dialect = Literal["sqlite", "postgresql"]
@@ -138,6 +138,8 @@ class Database:
         """SQLite: the connection of writes that must not wait (``busy_timeout`` 0), used under the write gate."""
         self._loop = LoopConnection(engine, _POSTGRES_CONNECT_ARGS) if self._dialect == "postgresql" else None
         """PostgreSQL: the event loop's connection, for work that must not wait (``wait=False``)."""
+        for each in self.engines:  # a write queued by `Statement.send` reaches the server before later SQL
+            event.listen(each, "before_cursor_execute", send_queued_before)
 
     @classmethod
     def open(cls, url: str, *, pool_size: int = 16, create: bool = True) -> Database:
@@ -253,10 +255,12 @@ class Database:
                     if self._dialect == "postgresql":
                         if not write:
                             return _postgres_read(conn, work, snapshot, kept=not wait)
-                        with conn.begin():
+                        with pipelined(conn), conn.begin() as transaction:
                             if not durable:
-                                _POSTGRES_RELAXED.run(conn)
-                            return work(conn)
+                                _POSTGRES_RELAXED.send(conn)
+                            result = work(conn)
+                            commit(conn, transaction)
+                            return result
                     with _relaxed(conn, not durable), conn.begin():
                         _SQLITE_BEGIN[write].run(conn)
                         return work(conn)

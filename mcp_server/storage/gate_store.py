@@ -259,14 +259,14 @@ class SqlGateTx:
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         # On the driver cursor: SQLAlchemy's begin_nested() costs more than the transfer it guards.
-        _SAVEPOINT.run(self.conn)
+        _SAVEPOINT.send(self.conn)
         try:
             yield
         except BaseException:
-            _ROLLBACK_TO_SAVEPOINT.run(self.conn)
+            _ROLLBACK_TO_SAVEPOINT.send(self.conn)
             raise
         finally:
-            _RELEASE_SAVEPOINT.run(self.conn)
+            _RELEASE_SAVEPOINT.send(self.conn)
 
 
 def _approval(row: tuple[Any, ...] | None) -> Approval | None:

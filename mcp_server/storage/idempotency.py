@@ -57,7 +57,7 @@ def remember(conn: Connection, key: str, digest: str, result: dict[str, Any]) ->
 
     The caller recalled `key` with `hold=True` in this transaction and found it unused.
     """
-    _INSERT.run(
+    _INSERT.send(
         conn,
         {"key": key, "digest": digest, "result": json.dumps(result, sort_keys=True), "created_at": now_text()},
     )

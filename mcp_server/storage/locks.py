@@ -36,4 +36,4 @@ def take_turn(conn: Connection, space: Space, name: str) -> None:
     if conn.dialect.name != "postgresql":
         return
     hashed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
-    _TAKE.one(conn, {"space": int(space), "name": hashed})
+    _TAKE.send(conn, {"space": int(space), "name": hashed})

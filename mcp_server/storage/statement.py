@@ -9,17 +9,29 @@ driver directly, inside the same transaction as any ordinary `conn.execute`.
 Driver errors are re-raised as SQLAlchemy's `DBAPIError` family (and a dropped connection
 is invalidated), so `Database` classifies, retries and reports them exactly like errors
 from `conn.execute`.
+
+On PostgreSQL a transaction inside `pipelined` also saves round trips: a write whose outcome
+nobody reads (`send`) waits on the connection, and goes to the server with the next statement
+whose result is read, or with the COMMIT (`commit`), in one round trip (psycopg's pipeline
+mode); so does the transaction's BEGIN. The server runs everything in the order it was sent,
+and an error in a queued write aborts the transaction as it would have at once: it is raised
+by that next statement or by the commit, which then rolls back.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import Connection, text
+import psycopg
+from sqlalchemy import Connection, RootTransaction, text
 from sqlalchemy.exc import DBAPIError
 
 _Compiled = tuple[str, tuple[str, ...] | None]  # driver SQL, parameter names in order if positional
+_Bound = tuple[str, Sequence[Any] | Mapping[str, Any]]  # driver SQL and its arguments
 _NO_PARAMETERS: Mapping[str, Any] = MappingProxyType({})
+_QUEUE = "bankgate.queued_writes"
+"""`Connection.info` key of the writes waiting for the next round trip, present inside `pipelined`."""
 
 
 class Statement:
@@ -43,33 +55,105 @@ class Statement:
         count: int = self._execute(conn, params).rowcount
         return count
 
+    def send(self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMETERS) -> None:
+        """Execute a write whose outcome the caller does not read: inside `pipelined`, on the next
+        round trip; otherwise now. Its error, if any, aborts the transaction either way."""
+        if _QUEUE in conn.info:
+            self._queue(conn, params)
+        else:
+            self._execute(conn, params)
+
+    def _queue(self, conn: Connection, params: Mapping[str, Any]) -> None:
+        conn.info[_QUEUE].append(self._bound(conn, params))
+
     def _execute(self, conn: Connection, params: Mapping[str, Any]) -> Any:
-        dialect = conn.dialect
-        compiled = self._compiled.get(dialect.name)
-        if compiled is None:
-            compiled = self._compiled[dialect.name] = _compile(self.sql, conn)
-        sql, positions = compiled
-        arguments: Sequence[Any] | Mapping[str, Any] = (
-            params if positions is None else [params[name] for name in positions]
-        )
-        dbapi_connection = conn.connection.dbapi_connection
-        assert dbapi_connection is not None, "a checked-out connection has a driver connection"
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(sql, arguments)
-        except dialect.loaded_dbapi.Error as exc:
-            disconnected = dialect.is_disconnect(exc, dbapi_connection, cursor)
-            if disconnected:
-                conn.invalidate(exc)
-            raise DBAPIError.instance(
-                sql,
-                arguments,
-                exc,
-                dialect.loaded_dbapi.Error,
-                connection_invalidated=disconnected,
-                dialect=dialect,
-            ) from exc
+        sql, arguments = self._bound(conn, params)
+        driver = _driver(conn)
+        cursor = driver.cursor()
+        queue: list[_Bound] | None = conn.info.get(_QUEUE)
+        with _driver_errors(conn, sql, arguments, cursor):
+            if queue is None or not (queue or driver.info.transaction_status == _IDLE):
+                cursor.execute(sql, arguments)
+            else:  # writes are waiting, or the transaction's BEGIN is: all go in this round trip
+                with driver.pipeline():
+                    _send_queued(driver, queue)
+                    cursor.execute(sql, arguments)
         return cursor
+
+    def _bound(self, conn: Connection, params: Mapping[str, Any]) -> _Bound:
+        """The driver's SQL for this dialect and `params` in the form it takes."""
+        compiled = self._compiled.get(conn.dialect.name)
+        if compiled is None:
+            compiled = self._compiled[conn.dialect.name] = _compile(self.sql, conn)
+        sql, positions = compiled
+        return sql, params if positions is None else [params[name] for name in positions]
+
+
+_IDLE = psycopg.pq.TransactionStatus.IDLE
+
+
+@contextmanager
+def pipelined(conn: Connection) -> Iterator[None]:
+    """Queue `send`s on `conn` until the next round trip, for one PostgreSQL transaction; end it
+    with `commit`. Nothing queued outlives the block: a transaction that fails is rolled back."""
+    if conn.dialect.name != "postgresql" or not psycopg.capabilities.has_pipeline():
+        yield
+        return
+    info = conn.info  # read once: on a connection invalidated meanwhile, `conn.info` would reconnect
+    info[_QUEUE] = []
+    try:
+        yield
+    finally:
+        info.pop(_QUEUE, None)
+
+
+def commit(conn: Connection, transaction: RootTransaction) -> None:
+    """Commit `transaction`; the writes still queued go with the COMMIT, in one round trip."""
+    queue: list[_Bound] | None = conn.info.get(_QUEUE)
+    if queue:
+        driver = _driver(conn)
+        with _driver_errors(conn, "COMMIT", (), None), driver.pipeline():
+            _send_queued(driver, queue)
+            driver.cursor().execute("COMMIT")  # so the driver's commit, below, has nothing left to send
+    transaction.commit()
+
+
+def send_queued_before(conn: Connection, *_event: Any) -> None:
+    """`before_cursor_execute` listener: SQLAlchemy's own statements run after the writes queued before them."""
+    queue: list[_Bound] | None = conn.info.get(_QUEUE)
+    if queue:
+        driver = _driver(conn)
+        with _driver_errors(conn, *queue[0], None), driver.pipeline():
+            _send_queued(driver, queue)
+
+
+def _send_queued(driver: psycopg.Connection[Any], queue: list[_Bound]) -> None:
+    """Hand the queued writes to the pipeline (the caller is in one), emptying the queue."""
+    for sql, arguments in queue:
+        driver.cursor().execute(sql, arguments)
+    queue.clear()
+
+
+def _driver(conn: Connection) -> Any:
+    driver = conn.connection.dbapi_connection
+    assert driver is not None, "a checked-out connection has a driver connection"
+    return driver
+
+
+@contextmanager
+def _driver_errors(conn: Connection, sql: str, arguments: Any, cursor: Any) -> Iterator[None]:
+    """Re-raise the driver's errors as SQLAlchemy's, invalidating `conn` if it was lost."""
+    dialect = conn.dialect
+    try:
+        yield
+    except dialect.loaded_dbapi.Error as exc:
+        driver = conn.connection.dbapi_connection
+        disconnected = dialect.is_disconnect(exc, driver, cursor)
+        if disconnected:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            sql, arguments, exc, dialect.loaded_dbapi.Error, connection_invalidated=disconnected, dialect=dialect
+        ) from exc
 
 
 def _compile(sql: str, conn: Connection) -> _Compiled:

@@ -1,0 +1,127 @@
+"""`Statement.send`: a write queued for the next round trip (PostgreSQL) behaves in its transaction exactly
+as one run at once (SQLite, and the rule both backends are held to): later statements see it, its error
+aborts the transaction, and nothing queued outlives the transaction it was sent in."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from mcp_server.storage import loop_connection
+from mcp_server.storage.database import Database, WouldWait
+from mcp_server.storage.locks import Space, take_turn
+from mcp_server.storage.statement import Statement
+
+INSERT = Statement("INSERT INTO audit_heads (seq, hash, at, key_id, signature) VALUES (:seq, '', '', '', '')")
+COUNT = Statement("SELECT COUNT(*) FROM audit_heads")
+SEQS = "SELECT seq FROM audit_heads ORDER BY seq"
+
+
+def seqs(db: Database) -> list[int]:
+    return [row[0] for row in db.read(lambda conn: conn.exec_driver_sql(SEQS).all())]
+
+
+def sends(*seq: int) -> Callable[[Connection], None]:
+    def work(conn: Connection) -> None:
+        for each in seq:
+            INSERT.send(conn, {"seq": each})
+
+    return work
+
+
+def test_later_statements_of_the_transaction_see_a_queued_write(database: Database) -> None:
+    def work(conn: Connection) -> tuple[int, int]:
+        INSERT.send(conn, {"seq": 1})
+        seen_by_statement = COUNT.one(conn)
+        INSERT.send(conn, {"seq": 2})
+        seen_by_sqlalchemy = conn.exec_driver_sql("SELECT COUNT(*) FROM audit_heads").scalar_one()
+        assert seen_by_statement is not None
+        return seen_by_statement[0], seen_by_sqlalchemy
+
+    assert database.run(work) == (1, 2)
+    assert seqs(database) == [1, 2]
+
+
+def test_writes_queued_last_commit_with_the_transaction(database: Database) -> None:
+    database.run(sends(1, 2, 3))
+    assert seqs(database) == [1, 2, 3]
+
+
+def test_a_queued_write_that_fails_rolls_back_the_whole_transaction(database: Database) -> None:
+    database.run(sends(1))
+    with pytest.raises(IntegrityError):
+        database.run(sends(2, 1, 3))  # 1 is taken: at the commit on PostgreSQL, at once on SQLite
+    assert seqs(database) == [1]
+
+
+def test_a_queued_write_that_fails_is_reported_by_the_next_read(database: Database) -> None:
+    database.run(sends(1))
+    read: list[object] = []
+
+    def work(conn: Connection) -> None:
+        INSERT.send(conn, {"seq": 1})
+        read.append(COUNT.one(conn))
+
+    with pytest.raises(IntegrityError):
+        database.run(work)
+    assert read == []  # the read did not return a result after a write that failed before it
+    assert seqs(database) == [1]
+
+
+def test_nothing_queued_outlives_a_transaction_that_failed(database: Database) -> None:
+    def fails_after_sending(conn: Connection) -> None:
+        INSERT.send(conn, {"seq": 0})
+        raise RuntimeError("after the send")
+
+    for seq in (1, 2, 3):  # pooled connections are reused: none may carry the write into the next transaction
+        with pytest.raises(RuntimeError):
+            database.run(fails_after_sending)
+        database.run(sends(seq))
+    assert seqs(database) == [1, 2, 3]
+
+
+def test_a_turn_taken_elsewhere_sends_queued_work_on_the_loop_to_a_thread(
+    backend: str, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The turn is queued with the statement after it; its lock timeout still reads as contention."""
+    if backend != "postgresql":
+        pytest.skip("turns are PostgreSQL advisory locks (SQLite writers take the whole file)")
+    monkeypatch.setattr(loop_connection, "ROUND_TRIP_LIMIT_S", 1.0)  # a busy test machine is still "near"
+    deadline = time.monotonic() + 10
+    while True:  # the loop's connection opens in the background
+        try:
+            database.read(lambda conn: 1, wait=False)
+            break
+        except WouldWait:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold(conn: Connection) -> None:
+        take_turn(conn, Space.PRINCIPAL, "alice")
+        COUNT.one(conn)
+        holding.set()
+        release.wait(10)
+
+    def takes_the_turn(conn: Connection) -> None:
+        take_turn(conn, Space.PRINCIPAL, "alice")
+        INSERT.send(conn, {"seq": 1})
+        COUNT.one(conn)
+
+    holder = threading.Thread(target=database.run, args=(hold,))
+    holder.start()
+    try:
+        assert holding.wait(10)
+        with pytest.raises(WouldWait):
+            database.run(takes_the_turn, wait=False)
+    finally:
+        release.set()
+        holder.join(10)
+    assert seqs(database) == []
+    database.run(takes_the_turn, wait=False)
+    assert seqs(database) == [1]
