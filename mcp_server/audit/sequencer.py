@@ -61,7 +61,15 @@ _SIGNED_CHAINED = Statement("SELECT 1 FROM audit_log WHERE seq IS NOT NULL AND r
 _ANY_PENDING = Statement("SELECT 1 FROM audit_log WHERE seq IS NULL LIMIT 1")
 _PENDING = Statement(f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_log WHERE seq IS NULL ORDER BY rid LIMIT :limit")
 _CHAIN = text("UPDATE audit_log SET seq = :seq, prev_hash = :prev_hash, hash = :hash WHERE rid = :rid AND seq IS NULL")
-"""Run once per batch with every record's parameters (the driver's executemany: pipelined on psycopg)."""
+"""SQLite: run once per batch with every record's parameters (the driver's executemany)."""
+_CHAIN_ARRAYS = Statement(
+    "UPDATE audit_log SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash FROM unnest(CAST(:seq AS BIGINT[]), "
+    "CAST(:prev_hash AS TEXT[]), CAST(:hash AS TEXT[]), CAST(:rid AS TEXT[])) AS v(seq, prev_hash, hash, rid) "
+    "WHERE audit_log.rid = v.rid AND audit_log.seq IS NULL"
+)
+"""PostgreSQL: a whole batch in one statement, its columns as arrays. An executemany of 2,000 statements
+costs the sequencer's thread a protocol message each, under the GIL the server's other threads want; one
+starved long enough in the middle of that pipeline stops reading, and the connection times out."""
 _INSERT_HEAD = Statement(
     "INSERT INTO audit_heads (seq, hash, at, key_id, signature) VALUES (:seq, :hash, :at, :key_id, :signature)"
 )
@@ -128,7 +136,10 @@ class Sequencer:
             positions[record["rid"]] = seq
         if not positions:
             return None
-        conn.execute(_CHAIN, chained)
+        if conn.dialect.name == "postgresql":
+            _CHAIN_ARRAYS.run(conn, {column: [row[column] for row in chained] for column in chained[0]})
+        else:
+            conn.execute(_CHAIN, chained)
         head = self.writer.signer.sign_head(seq, prev_hash, now_text())
         _INSERT_HEAD.run(conn, head.as_json())
         self._trusted = head

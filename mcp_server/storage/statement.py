@@ -71,7 +71,7 @@ class Statement:
         driver = _driver(conn)
         cursor = driver.cursor()
         queue: list[_Bound] | None = conn.info.get(_QUEUE)
-        with _driver_errors(conn, sql, arguments, cursor):
+        with _driver_errors(conn, driver, cursor, sql, arguments):
             if queue is None or not (queue or driver.info.transaction_status == _IDLE):
                 cursor.execute(sql, arguments)
             else:  # writes are waiting, or the transaction's BEGIN is: all go in this round trip
@@ -112,7 +112,7 @@ def commit(conn: Connection, transaction: RootTransaction) -> None:
     queue: list[_Bound] | None = conn.info.get(_QUEUE)
     if queue:
         driver = _driver(conn)
-        with _driver_errors(conn, "COMMIT", (), None), driver.pipeline():
+        with _driver_errors(conn, driver, None, "COMMIT", ()), driver.pipeline():
             _send_queued(driver, queue)
             driver.cursor().execute("COMMIT")  # so the driver's commit, below, has nothing left to send
     transaction.commit()
@@ -123,7 +123,7 @@ def send_queued_before(conn: Connection, *_event: Any) -> None:
     queue: list[_Bound] | None = conn.info.get(_QUEUE)
     if queue:
         driver = _driver(conn)
-        with _driver_errors(conn, *queue[0], None), driver.pipeline():
+        with _driver_errors(conn, driver, None, *queue[0]), driver.pipeline():
             _send_queued(driver, queue)
 
 
@@ -141,13 +141,12 @@ def _driver(conn: Connection) -> Any:
 
 
 @contextmanager
-def _driver_errors(conn: Connection, sql: str, arguments: Any, cursor: Any) -> Iterator[None]:
-    """Re-raise the driver's errors as SQLAlchemy's, invalidating `conn` if it was lost."""
+def _driver_errors(conn: Connection, driver: Any, cursor: Any, sql: str, arguments: Any) -> Iterator[None]:
+    """Re-raise the driver's errors as SQLAlchemy's (naming `sql`), invalidating `conn` if it was lost."""
     dialect = conn.dialect
     try:
         yield
     except dialect.loaded_dbapi.Error as exc:
-        driver = conn.connection.dbapi_connection
         disconnected = dialect.is_disconnect(exc, driver, cursor)
         if disconnected:
             conn.invalidate(exc)

@@ -73,7 +73,10 @@ def run_and_kill(url: str, prefix: str) -> list[str]:
                 break
             acknowledged.append(line.strip())
         os.kill(process.pid, signal.SIGKILL)
-        rest, _ = process.communicate(timeout=30)
+        process.wait(30)
+        # From the same reader: `readline` may hold lines it read ahead, which `communicate` (reading the
+        # pipe's descriptor) would skip.
+        rest = process.stdout.read()
     finally:
         if process.poll() is None:
             process.kill()
