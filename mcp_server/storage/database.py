@@ -138,7 +138,7 @@ class Database:
         """SQLite: the connection of writes that must not wait (``busy_timeout`` 0), used under the write gate."""
         self._loop = LoopConnection(engine, _POSTGRES_CONNECT_ARGS) if self._dialect == "postgresql" else None
         """PostgreSQL: the event loop's connection, for work that must not wait (``wait=False``)."""
-        for each in self.engines:  # a write queued by `Statement.send` reaches the server before later SQL
+        for each in self.engines if self._loop is not None else ():  # queued writes go before any later SQL
             event.listen(each, "before_cursor_execute", send_queued_before)
 
     @classmethod
