@@ -90,13 +90,15 @@ class Statement:
 
 
 _IDLE = psycopg.pq.TransactionStatus.IDLE
+_PIPELINES = psycopg.capabilities.has_pipeline()
+"""Whether this libpq has pipeline mode (14 and later); without it, `send` runs each write at once."""
 
 
 @contextmanager
 def pipelined(conn: Connection) -> Iterator[None]:
     """Queue `send`s on `conn` until the next round trip, for one PostgreSQL transaction; end it
     with `commit`. Nothing queued outlives the block: a transaction that fails is rolled back."""
-    if conn.dialect.name != "postgresql" or not psycopg.capabilities.has_pipeline():
+    if conn.dialect.name != "postgresql" or not _PIPELINES:
         yield
         return
     info = conn.info  # read once: on a connection invalidated meanwhile, `conn.info` would reconnect

@@ -1,11 +1,16 @@
-"""Ledger test helpers: a standard book and the customers' total (the fingerprint `snapshot` is in tests.support)."""
+"""Ledger test helpers: a standard book, the customers' total (the fingerprint `snapshot` is in tests.support),
+and waiting for the event loop's PostgreSQL connection."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import text
 
 from mcp_server.ledger.books import Ledger
-from mcp_server.storage.database import Database
+from mcp_server.storage.database import Database, WouldWait
 from tests.support import ledger_close
 
 
@@ -27,3 +32,15 @@ def customer_total(db: Database) -> int:
             ).scalar_one()
         )
     )
+
+
+def when_ready(work: Callable[[], Any], bound: float = 10.0) -> Any:
+    """`work` once the loop's connection, opening in the background, is ready (`WouldWait` until then)."""
+    deadline = time.monotonic() + bound
+    while True:
+        try:
+            return work()
+        except WouldWait:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from sqlalchemy import Connection
@@ -16,6 +15,7 @@ from mcp_server.ledger.errors import ErrorCode, LedgerError
 from mcp_server.storage import loop_connection
 from mcp_server.storage.database import Database, WouldWait
 from tests.drills.proxy import TcpProxy
+from tests.ledger.helpers import when_ready
 
 COUNT = "SELECT COUNT(*) FROM audit_heads"
 INSERT = "INSERT INTO audit_heads (seq, hash, at, key_id, signature) VALUES (:seq, '', '', '', '')"
@@ -34,18 +34,6 @@ def pg(pg_url: str) -> Iterator[Database]:
     db = Database.open(pg_url)
     yield db
     db.close()
-
-
-def when_ready(work: Callable[[], Any], bound: float = 10.0) -> Any:
-    """`work` once the loop's connection, opening in the background, is ready (`WouldWait` until then)."""
-    deadline = time.monotonic() + bound
-    while True:
-        try:
-            return work()
-        except WouldWait:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 def count(db: Database) -> int:

@@ -5,7 +5,6 @@ aborts the transaction, and nothing queued outlives the transaction it was sent 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
@@ -16,6 +15,7 @@ from mcp_server.storage import loop_connection
 from mcp_server.storage.database import Database, WouldWait
 from mcp_server.storage.locks import Space, take_turn
 from mcp_server.storage.statement import Statement
+from tests.ledger.helpers import when_ready
 
 INSERT = Statement("INSERT INTO audit_heads (seq, hash, at, key_id, signature) VALUES (:seq, '', '', '', '')")
 COUNT = Statement("SELECT COUNT(*) FROM audit_heads")
@@ -92,14 +92,7 @@ def test_a_turn_taken_elsewhere_sends_queued_work_on_the_loop_to_a_thread(
     if backend != "postgresql":
         pytest.skip("turns are PostgreSQL advisory locks (SQLite writers take the whole file)")
     monkeypatch.setattr(loop_connection, "ROUND_TRIP_LIMIT_S", 1.0)  # a busy test machine is still "near"
-    deadline = time.monotonic() + 10
-    while True:  # the loop's connection opens in the background
-        try:
-            database.read(lambda conn: 1, wait=False)
-            break
-        except WouldWait:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+    when_ready(lambda: database.read(lambda conn: 1, wait=False))
     holding, release = threading.Event(), threading.Event()
 
     def hold(conn: Connection) -> None:
