@@ -132,7 +132,9 @@ class Recorder:
             if open_ is not None and open_.autocommit and not autocommit:
                 self._end(key, AUTOCOMMIT)  # a kept connection (the loop's) read, then began a transaction
             if sent.verb == "BEGIN" or (sent.verb not in _BOUNDARY and key not in self._open):
-                self._open[key] = Transaction(autocommit=autocommit)
+                # The driver's own BEGIN (PostgreSQL outside autocommit) is a round trip of its own.
+                implicit_begin = sent.verb != "BEGIN" and not autocommit
+                self._open[key] = Transaction(autocommit=autocommit, round_trips=int(implicit_begin))
             if sent.verb in _BOUNDARY and sent.verb != "BEGIN":
                 self._end(key, sent.verb)
                 return

@@ -13,7 +13,7 @@ from `conn.execute`.
 On PostgreSQL a transaction inside `pipelined` also saves round trips: a write whose outcome
 nobody reads (`send`) waits on the connection, and goes to the server with the next statement
 whose result is read, or with the COMMIT (`commit`), in one round trip (psycopg's pipeline
-mode); so does the transaction's BEGIN. The server runs everything in the order it was sent,
+mode). The server runs everything in the order it was sent,
 and an error in a queued write aborts the transaction as it would have at once: it is raised
 by that next statement or by the commit, which then rolls back.
 """
@@ -72,9 +72,9 @@ class Statement:
         cursor = driver.cursor()
         queue: list[_Bound] | None = conn.info.get(_QUEUE)
         with _driver_errors(conn, driver, cursor, sql, arguments):
-            if queue is None or not (queue or driver.info.transaction_status == _IDLE):
+            if not queue:
                 cursor.execute(sql, arguments)
-            else:  # writes are waiting, or the transaction's BEGIN is: all go in this round trip
+            else:  # the writes waiting go in this round trip
                 with driver.pipeline():
                     _send_queued(driver, queue)
                     cursor.execute(sql, arguments)
@@ -89,7 +89,6 @@ class Statement:
         return sql, params if positions is None else [params[name] for name in positions]
 
 
-_IDLE = psycopg.pq.TransactionStatus.IDLE
 _PIPELINES = psycopg.capabilities.has_pipeline()
 """Whether this libpq has pipeline mode (14 and later); without it, `send` runs each write at once."""
 

@@ -50,7 +50,7 @@ class Gathering:
 
 def hold_audit_writes(conn: psycopg.Connection[Any]) -> None:
     """Until `conn`'s transaction ends: no sequencer runs and every insert of audit records waits."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SEQUENCER_LOCK,))
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (SEQUENCER_LOCK,))
     conn.execute("LOCK TABLE audit_log IN SHARE MODE")
 
 
