@@ -8,40 +8,27 @@
   what a gate that keeps its promises must do (a commit of the question before asking, which
   need not wait for the disk, and a durable one after the answer, both on the event loop, as
   bankgate's own are), with no policy, ledger or audit.
+- The required-work floors (`bench.required_work`): `read_entitled` and `approve_recorded` add
+  the checks and records any gate keeping bankgate's promises must make.
 
 Run as a module (`python -m bench.bare_server --transport stdio|http --port N`) so the stdio
 and HTTP paths compare the same transport code with and without bankgate behind it.
 """
 
 import argparse
-import copy
-import functools
 import sqlite3
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import uvicorn
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, Resolve
-from mcp_types import CallToolResult, TextContent
-from pydantic import BaseModel
+from mcp_types import CallToolResult
 
+from bench import required_work
+from bench.bare_parts import Approval, ask, balance_result
+from mcp_server.heap import settle_heap
 from mcp_server.tools.balance import BalanceResult
-
-
-class Approval(BaseModel):
-    approve: bool
-
-    @classmethod
-    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Rendered once, as bankgate renders its own form once (`policy.answer.ApprovalForm`): the SDK asks
-        for the schema on every round, and a baseline that regenerates it would flatter bankgate."""
-        return copy.deepcopy(_rendered_schema(cls, args, tuple(sorted(kwargs.items()))))
-
-
-@functools.cache
-def _rendered_schema(model: type[BaseModel], args: tuple[Any, ...], options: tuple[Any, ...]) -> dict[str, Any]:
-    return BaseModel.model_json_schema.__func__(model, *args, **dict(options))  # type: ignore[attr-defined,no-any-return]
 
 
 class Journal:
@@ -65,26 +52,6 @@ class Journal:
         """One indexed read on the kept connection: the least a balance has to cost."""
         row = self._conn.execute("SELECT minor FROM balances WHERE id = ?", (account_id,)).fetchone()
         return int(row[0])
-
-
-def balance_result(account_id: str, minor: int) -> CallToolResult:
-    """A balance in the published output schema, built the least costly way."""
-    body = BalanceResult(
-        status="executed",
-        message=f"Account {account_id} balance: ${minor // 100:,}.{minor % 100:02}",
-        account_id=account_id,
-        owner="Alice Example",
-        currency="USD",
-        balance=f"{minor // 100}.{minor % 100:02}",
-        balance_minor=minor,
-        formatted=f"${minor // 100:,}.{minor % 100:02}",
-        account_status="open",
-    )
-    return CallToolResult(content=[TextContent(type="text", text=body.message)], structured_content=body.present())
-
-
-async def ask(from_account: str, to_account: str, amount: str) -> Elicit[Approval]:
-    return Elicit(f"Transfer {amount} from {from_account} to {to_account}?", Approval)
 
 
 def bare_server() -> MCPServer:
@@ -126,11 +93,13 @@ def bare_server() -> MCPServer:
         journal.commit(answer.action)
         return answer.action
 
+    required_work.register(server, required_work.Records())
     return server
 
 
 def serve(server: MCPServer, transport: str, port: int) -> None:
-    """Over stdio, or Streamable HTTP on loopback at `/mcp`, as bankgate serves."""
+    """Over stdio, or Streamable HTTP on loopback at `/mcp`, as bankgate serves (its heap settled as bankgate's)."""
+    settle_heap()
     if transport == "stdio":
         server.run()
     else:

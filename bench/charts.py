@@ -1,11 +1,13 @@
 """The pictures above docs/RESULTS.md's table, drawn from the table's own rows.
 
 Three charts: each benchmark's ratio to its same-run baseline with its goal (and the floor, the
-best ratio any implementation of such a tool reaches); where a host turn's time goes (Responses,
-MCP, the host itself); and calls/s against client count for SQLite and PostgreSQL beside the
-durable floor and the bare SDK server. They are drawn from :class:`bench.results.PerfRow`\\ s,
-the strings the table shows, so a chart can never disagree with the table below it, and the
-charts of an existing page can be redrawn from the page alone (``python -m bench.results --charts-only``).
+best ratio any implementation of such a tool reaches, and where measured the required work's
+ratio to the floor, the most a gate keeping bankgate's records reaches on that goal); where a
+host turn's time goes (Responses, MCP, the host itself); and calls/s against client count for
+SQLite and PostgreSQL beside the durable floor and the bare SDK server. They are drawn from
+:class:`bench.results.PerfRow`\\ s, the strings the table shows, so a chart can never disagree with the table
+below it, and the charts of an existing page can be redrawn from the page alone
+(``python -m bench.results --charts-only``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ _GOAL = re.compile(r"goal ≥ (\d+(?:\.\d+)?)")
 _SPLIT = re.compile(r"(responses|mcp|host)_ms (\d+(?:\.\d+)?)")
 _CLIENTS = re.compile(r"(\d+) clients?")
 _FLOOR = "floor:"
+_REQUIRED = "required work:"
 _GREEN, _RED, _GREY = "#2e7d32", "#c62828", "#757575"
 _PARTS = (("responses", "Responses API round trips", "#1565c0"), ("mcp", "MCP calls", "#ef6c00"))
 _HOST_PART = ("host", "the host itself", "#6a1b9a")
@@ -54,6 +57,11 @@ def render_charts(rows: Sequence[PerfRow], directory: Path) -> list[Path]:
 
 def _ratios(rows: Sequence[PerfRow]) -> Figure | None:
     floors = {(r.benchmark, r.configuration): number(r.ratio) for r in rows if r.subject.startswith(_FLOOR)}
+    bounds = {
+        (r.benchmark, r.configuration): number(r.ratio)
+        for r in rows
+        if r.subject.startswith(_REQUIRED) and r.baseline.startswith(_FLOOR)
+    }
     judged = [
         (r, ratio, float(goal.group(1)))
         for r in rows
@@ -73,6 +81,9 @@ def _ratios(rows: Sequence[PerfRow]) -> Figure | None:
         floor = floors.get((row.benchmark, row.configuration))
         if floor is not None:
             axes.plot(floor, y, marker="D", color=_GREY, markersize=6)
+        bound = bounds.get((row.benchmark, row.configuration))
+        if bound is not None:
+            axes.plot(bound, y, marker="o", markerfacecolor="none", color="black", markersize=7)
     axes.set_yticks(range(len(judged)), [f"{r.benchmark} · {r.configuration} · {r.subject}" for r, _, _ in judged])
     axes.invert_yaxis()
     axes.set_xlim(0, max(1.1, *(ratio for _, ratio, _ in judged)) * 1.08)
@@ -80,7 +91,9 @@ def _ratios(rows: Sequence[PerfRow]) -> Figure | None:
     axes.set_title("Ratio to the same-run baseline: green meets its goal")
     axes.plot([], [], color="black", linewidth=2, label="goal")
     axes.plot([], [], "D", color=_GREY, label="floor tool: the most any implementation can reach")
-    _legend_below(axes, columns=2)
+    if bounds:
+        axes.plot([], [], "o", markerfacecolor="none", color="black", label="required work over the floor")
+    _legend_below(axes, columns=3 if bounds else 2)
     axes.grid(axis="x", alpha=0.3)
     return figure
 

@@ -27,7 +27,8 @@ import psycopg
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, Resolve
 from mcp_types import CallToolResult
 
-from bench.bare_server import Approval, balance_result, serve
+from bench.bare_parts import Approval, balance_result
+from bench.bare_server import serve
 from mcp_server.tools.balance import BalanceResult
 
 SHARED = tuple(f"ACC-{n:03}" for n in range(64))

@@ -8,7 +8,11 @@ body does nothing, shown for scale. Goal (#16): >= 0.85 of the floor's rate in-m
 over HTTP. The floor row (`bench.bare_server.approve_durably`: the same question plus a SQLite commit
 of the question before asking, which need not wait for the disk, and a durable one after the
 answer, both on the event loop, and nothing else) is the best a gate that keeps its questions
-across a process crash and its outcomes across a power cut can reach here.
+across a process crash and its outcomes across a power cut can reach here. The required-work
+row (`bench.required_work.approve_recorded`) adds what bankgate must also do (the policy's
+decision before asking and again at settlement, the question bound to its arguments' digest,
+the approval used once, the transfer posted and an audit record signed in the durable
+transaction): its ratio to the floor is the most any such gate reaches on that goal.
 """
 
 import argparse
@@ -25,7 +29,7 @@ from mcp.client import ClientRequestContext
 
 from bench.bare_server import bare_server
 from bench.servers import BARE_ARGS, http_client, http_server, ours_args
-from bench.timing import FLOOR, Figure, measure_rounds, report
+from bench.timing import FLOOR, REQUIRED, Figure, measure_rounds, report
 from mcp_server.app import build_server, open_state
 from mcp_server.ledger.books import Ledger
 from mcp_server.settings import Settings
@@ -48,26 +52,28 @@ def caller(client: Client, name: str) -> Callable[[], Awaitable[object]]:
 
 
 async def pair(path: str, ours: Client, bare: Client, calls: int) -> list[tuple[Figure, Figure]]:
-    """Ours against the floor (judged), and both beside the bare approval no-op (for scale)."""
+    """Ours against the floor (judged), both beside the bare approval no-op (for scale), and the
+    required work against the floor (the most the goal can ask) with ours against it."""
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(ours)
         await stack.enter_async_context(bare)
-        base, mine, floor = await measure_rounds(
+        base, mine, floor, required = await measure_rounds(
             path,
             [
                 ("bare approval no-op", [caller_bare(bare, "approve_noop")]),
                 ("gated transfer_funds", [caller(ours, "transfer_funds")]),
                 (f"{FLOOR}question + outcome commits", [caller_bare(bare, "approve_durably")]),
+                (f"{REQUIRED}policy, approval, audit", [caller_bare(bare, "approve_recorded")]),
             ],
             calls,
         )
-        return [(mine, floor), (mine, base), (floor, base)]
+        return [(mine, floor), (mine, base), (floor, base), (required, floor), (mine, required)]
 
 
 def caller_bare(client: Client, name: str) -> Callable[[], Awaitable[object]]:
     async def call() -> object:
         result = await client.call_tool(name, TRANSFER)
-        assert not result.is_error and "accept" in str(result.content), result
+        assert not result.is_error and ("accept" in str(result.content) or "executed" in str(result.content)), result
         return result
 
     return call

@@ -6,7 +6,10 @@ Goal (#16): >= 0.9 of the floor's rate on every path; the bare echo is shown for
 floor row (`bench.bare_server.read_shaped`: one indexed SQLite read returned in the balance
 output schema, no ledger, no policy) is the best any balance tool can reach here. Both servers
 run in this one process (in-memory) or as subprocesses started the same way (stdio, HTTP),
-measured in alternating rounds.
+measured in alternating rounds. The required-work row (`bench.required_work.read_entitled`)
+adds what bankgate must also do: read the caller's entitlements with the balance (one
+statement) and evaluate the visibility condition and the tool's rule; its ratio to the floor
+is the most any such tool reaches on that goal.
 """
 
 import argparse
@@ -21,13 +24,14 @@ from mcp import Client
 
 from bench.bare_server import bare_server
 from bench.servers import BARE_ARGS, http_client, http_server, ours_args, stdio_params
-from bench.timing import FLOOR, Figure, measure_rounds, report
+from bench.timing import FLOOR, REQUIRED, Figure, measure_rounds, report
 from mcp_server.app import build_server, open_state
 from mcp_server.settings import Settings
 
 BALANCE = ("get_account_balance", {"account_id": "ACC-001"})
 ECHO = ("echo", {"account_id": "ACC-001"})
 READ_SHAPED = ("read_shaped", {"account_id": "ACC-001"})
+READ_ENTITLED = ("read_entitled", {"account_id": "ACC-001"})
 
 
 def caller(client: Client, tool: tuple[str, dict[str, str]]) -> Callable[[], Awaitable[object]]:
@@ -40,20 +44,22 @@ def caller(client: Client, tool: tuple[str, dict[str, str]]) -> Callable[[], Awa
 
 
 async def pair(path: str, ours: list[Client], bare: list[Client], calls: int) -> list[tuple[Figure, Figure]]:
-    """Ours against the floor (judged), and both beside the bare echo (for scale)."""
+    """Ours against the floor (judged), both beside the bare echo (for scale), and the required
+    work against the floor (the most the goal can ask) with ours against it."""
     async with AsyncExitStack() as stack:
         for client in ours + bare:
             await stack.enter_async_context(client)
-        base, mine, floor = await measure_rounds(
+        base, mine, floor, required = await measure_rounds(
             path,
             [
                 ("bare echo", [caller(c, ECHO) for c in bare]),
                 ("get_account_balance", [caller(c, BALANCE) for c in ours]),
                 (f"{FLOOR}one read, balance schema", [caller(c, READ_SHAPED) for c in bare]),
+                (f"{REQUIRED}entitlements and policy", [caller(c, READ_ENTITLED) for c in bare]),
             ],
             calls,
         )
-        return [(mine, floor), (mine, base), (floor, base)]
+        return [(mine, floor), (mine, base), (floor, base), (required, floor), (mine, required)]
 
 
 async def run(calls: int, as_json: bool) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import uvicorn
 
 from mcp_server.app import AppState, build_server, open_state
+from mcp_server.heap import settle_heap
 from mcp_server.http.app import ConfigError, build_http_app, check_http_settings
 from mcp_server.http.auth import parse_tokens
 from mcp_server.http.listener import tcp_listener
@@ -40,11 +41,13 @@ def serve(settings: Settings) -> None:
     if listener is None:
         if settings.desk:
             _start_desk(state, settings)
+        settle_heap()
         _serve_stdio(server.run)
         return
     for warning in warnings:
         log.warning(warning)
     app = build_http_app(server, state, settings, tokens)
+    settle_heap()
     log.info("serving MCP at http://%s:%d/mcp (health: /healthz)", settings.host, settings.port)
     config = uvicorn.Config(app, log_config=None, log_level=settings.log_level.lower())
     uvicorn.Server(config).run(sockets=[listener])

@@ -1,0 +1,47 @@
+"""What the baselines share: the approval form, the plain question and the balance result, each
+built the least costly way (`bench.bare_server`, `bench.floor_server`, `bench.required_work`)."""
+
+import copy
+import functools
+from typing import Any
+
+from mcp.server.mcpserver import Elicit
+from mcp_types import CallToolResult, TextContent
+from pydantic import BaseModel
+
+from mcp_server.tools.balance import BalanceResult
+
+
+class Approval(BaseModel):
+    approve: bool
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Rendered once, as bankgate renders its own form once (`policy.answer.ApprovalForm`): the SDK asks
+        for the schema on every round, and a baseline that regenerates it would flatter bankgate."""
+        return copy.deepcopy(_rendered_schema(cls, args, tuple(sorted(kwargs.items()))))
+
+
+@functools.cache
+def _rendered_schema(model: type[BaseModel], args: tuple[Any, ...], options: tuple[Any, ...]) -> dict[str, Any]:
+    return BaseModel.model_json_schema.__func__(model, *args, **dict(options))  # type: ignore[attr-defined,no-any-return]
+
+
+def balance_result(account_id: str, minor: int) -> CallToolResult:
+    """A balance in the published output schema, built the least costly way."""
+    body = BalanceResult(
+        status="executed",
+        message=f"Account {account_id} balance: ${minor // 100:,}.{minor % 100:02}",
+        account_id=account_id,
+        owner="Alice Example",
+        currency="USD",
+        balance=f"{minor // 100}.{minor % 100:02}",
+        balance_minor=minor,
+        formatted=f"${minor // 100:,}.{minor % 100:02}",
+        account_status="open",
+    )
+    return CallToolResult(content=[TextContent(type="text", text=body.message)], structured_content=body.present())
+
+
+async def ask(from_account: str, to_account: str, amount: str) -> Elicit[Approval]:
+    return Elicit(f"Transfer {amount} from {from_account} to {to_account}?", Approval)
