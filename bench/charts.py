@@ -93,7 +93,7 @@ def _ratios(rows: Sequence[PerfRow]) -> Figure | None:
     axes.plot([], [], "D", color=_GREY, label="floor tool: the most any implementation can reach")
     if bounds:
         axes.plot([], [], "o", markerfacecolor="none", color="black", label="required work over the floor")
-    _legend_below(axes, columns=3 if bounds else 2)
+    _legend_below(axes, columns=1 if bounds else 2)  # the axes are narrow beside long labels
     axes.grid(axis="x", alpha=0.3)
     return figure
 
