@@ -11,9 +11,10 @@ reaches on a goal stated against that floor:
 
 - `read_entitled`: one read of the balance with the caller's relations and roles, the visibility
   condition and the tool's rule, the result in the balance schema (server_bench).
-- `approve_recorded`: the decision before asking, the question committed bound to the digest of
-  its arguments, the approval's answer settled once in the durable transaction that re-decides
-  on the accounts as they are then, moves the money and appends a signed audit record (gate_bench).
+- `approve_recorded`: the decision before asking (the policy's rules, and whether the balance
+  covers the amount), the question committed bound to the digest of its arguments, the approval's
+  answer settled once in the durable transaction that decides again on the accounts as they are
+  then, moves the money and appends a signed audit record (gate_bench); a refusal is recorded.
 
 Left out, though bankgate does them, so this floor stays a lower bound: audit records of
 questions, chaining and head signatures (the sequencer's, batched), idempotency keys.
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from mcp.server.elicitation import AcceptedElicitation
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
@@ -54,8 +56,9 @@ _ACCOUNT = (
 class Records:
     """The floor's ledger: balances, entitlements, approvals, transfers and signed audit records, WAL, one writer."""
 
-    def __init__(self) -> None:
-        self._conn = sqlite3.connect(Path(tempfile.mkdtemp()) / "records.db", isolation_level=None)
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or Path(tempfile.mkdtemp()) / "records.db"
+        self._conn = sqlite3.connect(self.path, isolation_level=None)
         self._conn.executescript(
             """
             PRAGMA journal_mode = WAL;
@@ -66,18 +69,19 @@ class Records:
             CREATE INDEX approvals_pending ON approvals (digest, status);
             CREATE TABLE transfers (id INTEGER PRIMARY KEY, from_id TEXT, to_id TEXT, minor INTEGER, approval INTEGER);
             CREATE TABLE audit (id INTEGER PRIMARY KEY, record TEXT NOT NULL, signature TEXT NOT NULL);
-            INSERT INTO balances VALUES ('ACC-001', 100000000000), ('ACC-002', 0);
-            INSERT INTO access VALUES ('local', 'ACC-001', 'owner');
+            INSERT INTO balances VALUES ('ACC-001', 100000000000), ('ACC-002', 0), ('ACC-003', 0);
+            INSERT INTO access VALUES ('local', 'ACC-001', 'owner'), ('local', 'ACC-003', 'owner');
             """
         )
         self._key = Ed25519PrivateKey.generate()
+        self.public_key = self._key.public_key()
 
     def account(self, account_id: str) -> tuple[int, list[str], list[str]] | None:
         """Balance, the caller's relations to the account and its roles, in one statement (one snapshot)."""
         row = self._conn.execute(_ACCOUNT, {"who": PRINCIPAL, "id": account_id}).fetchone()
         if row is None:
             return None
-        return row[0], (row[1] or "").split(",") if row[1] else [], row[2].split(",") if row[2] else []
+        return row[0], row[1].split(",") if row[1] else [], row[2].split(",") if row[2] else []
 
     def ask(self, digest: str) -> None:
         """The question, committed before it is asked (not waiting for the disk, as bankgate's)."""
@@ -85,6 +89,16 @@ class Records:
         self._conn.execute("BEGIN IMMEDIATE")
         self._conn.execute("INSERT INTO approvals (digest, status) VALUES (?, 'pending')", (digest,))
         self._conn.execute("COMMIT")
+
+    def reject(self, digest: str) -> str:
+        """A refused approval, recorded durably as refused (it can never be used)."""
+        self._conn.execute("PRAGMA synchronous = FULL")
+        self._conn.execute(
+            "UPDATE approvals SET status = 'rejected' WHERE id = "
+            "(SELECT min(id) FROM approvals WHERE digest = ? AND status = 'pending')",
+            (digest,),
+        )
+        return "rejected"
 
     def settle(self, digest: str, arguments: dict[str, str], minor: int) -> str:
         """The approved transfer in one durable transaction: approval used once, re-decided, posted, audited."""
@@ -141,12 +155,12 @@ def decide_transfer(records: Records, from_account: str, minor: int) -> str:
     found = records.account(from_account)
     if found is None:
         return "unknown account"
-    _, relations, roles = found
+    balance, relations, roles = found
     if holds(MAY_DEBIT, {"roles": roles, "from_account": {"access": relations}}):
         return "not entitled"
     if holds(CEILING, {"amount_minor": minor}, minor=True):
         return "above ceiling"
-    return "allow"
+    return "allow" if balance >= minor else "insufficient funds"
 
 
 def register(server: MCPServer, records: Records) -> None:
@@ -183,10 +197,11 @@ def register(server: MCPServer, records: Records) -> None:
         *,
         answer: Annotated[ElicitationResult[Approval], Resolve(ask)],
     ) -> str:
-        if answer.action != "accept":
-            return answer.action
+        bound = digest(from_account, to_account, amount)
+        if not isinstance(answer, AcceptedElicitation) or not answer.data.approve:
+            return records.reject(bound)
         arguments = {"from_account": from_account, "to_account": to_account, "amount": amount}
-        return records.settle(digest(from_account, to_account, amount), arguments, int(Decimal(amount).scaleb(2)))
+        return records.settle(bound, arguments, int(Decimal(amount).scaleb(2)))
 
 
 def digest(from_account: str, to_account: str, amount: str) -> str:
