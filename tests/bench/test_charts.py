@@ -13,6 +13,8 @@ ROWS = [
             "4.04 / 14.65", "goal ≥ 0.8"),
     PerfRow("server_bench", "stdio", "floor: one read", "207 calls/s", "bare echo", "209 calls/s", "0.99",
             "3.82 / 14.96", "ceiling: a bare tool doing only the work any such tool must"),
+    PerfRow("server_bench", "stdio", "required work: entitlements and policy", "203 calls/s", "floor: one read",
+            "207 calls/s", "0.98", "3.90 / 14.80", "bound: the floor plus the checks and records bankgate must keep"),
     PerfRow("gate_bench", "HTTP", "gated transfer_funds", "55 calls/s", "bare approval no-op", "78 calls/s",
             "0.70 ✗", "16.85 / 35.01", "goal ≥ 0.9"),
     PerfRow("host_bench", "rest", "balance turn", "—", "baselines are rows of this list", "—", "—",
@@ -89,3 +91,15 @@ def test_the_load_chart_draws_bankgate_the_floor_and_the_bare_server_per_backend
         "bare SDK server (sqlite)": [205.0, 1202.0],
         "floor: durable work only (sqlite)": [1190.0],
     }
+
+
+def test_the_ratio_chart_marks_the_required_work_bound_on_the_judged_row_of_its_configuration() -> None:
+    figure = charts._ratios(ROWS)
+    assert figure is not None
+
+    bounds = [line for line in figure.axes[0].get_lines() if line.get_marker() == "o" and len(line.get_xdata())]
+    judged = [label.get_text() for label in figure.axes[0].get_yticklabels()]
+
+    assert [(list(b.get_xdata()), list(b.get_ydata())) for b in bounds] == [
+        ([0.98], [judged.index("server_bench · stdio · get_account_balance")])
+    ]
