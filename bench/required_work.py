@@ -34,7 +34,7 @@ from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, 
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 
-from bench.bare_parts import Approval, balance_result
+from bench.bare_parts import Approval, ask, balance_result
 from mcp_server.tools.balance import BalanceResult
 from policy.cel_engine import cel
 
@@ -175,10 +175,10 @@ def register(server: MCPServer, records: Records) -> None:
             records.ask(digest(from_account, to_account, amount))
         return True
 
-    async def ask(
+    async def ask_recorded(
         from_account: str, to_account: str, amount: str, recorded: Annotated[bool, Resolve(asked)]
     ) -> Elicit[Approval]:
-        return Elicit(f"Transfer {amount} from {from_account} to {to_account}?", Approval)
+        return await ask(from_account, to_account, amount)
 
     @server.tool(structured_output=True)
     async def read_entitled(account_id: str) -> Annotated[CallToolResult, BalanceResult]:
@@ -195,7 +195,7 @@ def register(server: MCPServer, records: Records) -> None:
         to_account: str,
         amount: str,
         *,
-        answer: Annotated[ElicitationResult[Approval], Resolve(ask)],
+        answer: Annotated[ElicitationResult[Approval], Resolve(ask_recorded)],
     ) -> str:
         bound = digest(from_account, to_account, amount)
         if not isinstance(answer, AcceptedElicitation) or not answer.data.approve:
