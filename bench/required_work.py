@@ -20,8 +20,6 @@ Left out, though bankgate does them, so this floor stays a lower bound: audit re
 questions, chaining and head signatures (the sequencer's, batched), idempotency keys.
 """
 
-import hashlib
-import json
 import sqlite3
 import tempfile
 from decimal import Decimal
@@ -36,6 +34,7 @@ from mcp_types import CallToolResult
 
 from bench.bare_parts import Approval, ask, balance_result
 from mcp_server.tools.balance import BalanceResult
+from policy.canonical import canonical_json, digest
 from policy.cel_engine import cel
 
 PRINCIPAL = "local"
@@ -83,24 +82,24 @@ class Records:
             return None
         return row[0], row[1].split(",") if row[1] else [], row[2].split(",") if row[2] else []
 
-    def ask(self, digest: str) -> None:
+    def ask(self, bound: str) -> None:
         """The question, committed before it is asked (not waiting for the disk, as bankgate's)."""
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute("BEGIN IMMEDIATE")
-        self._conn.execute("INSERT INTO approvals (digest, status) VALUES (?, 'pending')", (digest,))
+        self._conn.execute("INSERT INTO approvals (digest, status) VALUES (?, 'pending')", (bound,))
         self._conn.execute("COMMIT")
 
-    def reject(self, digest: str) -> str:
+    def reject(self, bound: str) -> str:
         """A refused approval, recorded durably as refused (it can never be used)."""
         self._conn.execute("PRAGMA synchronous = FULL")
         self._conn.execute(
             "UPDATE approvals SET status = 'rejected' WHERE id = "
             "(SELECT min(id) FROM approvals WHERE digest = ? AND status = 'pending')",
-            (digest,),
+            (bound,),
         )
         return "rejected"
 
-    def settle(self, digest: str, arguments: dict[str, str], minor: int) -> str:
+    def settle(self, bound: str, arguments: dict[str, str], minor: int) -> str:
         """The approved transfer in one durable transaction: approval used once, re-decided, posted, audited."""
         conn = self._conn
         conn.execute("PRAGMA synchronous = FULL")
@@ -109,7 +108,7 @@ class Records:
             approval = conn.execute(
                 "UPDATE approvals SET status = 'approved' WHERE id = "
                 "(SELECT min(id) FROM approvals WHERE digest = ? AND status = 'pending') RETURNING id",
-                (digest,),
+                (bound,),
             ).fetchone()
             if approval is None:
                 raise ToolError("no pending approval for these arguments")
@@ -125,7 +124,7 @@ class Records:
                 " WHERE id IN (:from, :to)",
                 {"from": arguments["from_account"], "to": arguments["to_account"], "minor": minor},
             )
-            record = canonical(
+            record = canonical_json(
                 {"event": "executed", "principal": PRINCIPAL, "arguments": arguments, "approval": approval[0]}
             )
             conn.execute(
@@ -138,10 +137,6 @@ class Records:
         return "executed"
 
 
-def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
 def holds(program: Any, variables: dict[str, Any], *, minor: bool = False) -> bool:
     context = cel.Context()
     context.update(variables)
@@ -152,6 +147,8 @@ def holds(program: Any, variables: dict[str, Any], *, minor: bool = False) -> bo
 
 def decide_transfer(records: Records, from_account: str, minor: int) -> str:
     """The shipped policy's decision on a transfer, on the accounts as they are now."""
+    if minor <= 0:
+        return "not a positive amount"
     found = records.account(from_account)
     if found is None:
         return "unknown account"
@@ -172,7 +169,7 @@ def register(server: MCPServer, records: Records) -> None:
             verdict = decide_transfer(records, from_account, minor)
             if verdict != "allow":
                 raise ToolError(verdict)
-            records.ask(digest(from_account, to_account, amount))
+            records.ask(digest({"from_account": from_account, "to_account": to_account, "amount": amount}))
         return True
 
     async def ask_recorded(
@@ -183,9 +180,9 @@ def register(server: MCPServer, records: Records) -> None:
     @server.tool(structured_output=True)
     async def read_entitled(account_id: str) -> Annotated[CallToolResult, BalanceResult]:
         found = records.account(account_id)
-        if found is None or not holds(VISIBLE, {"roles": found[2], "account": {"access": found[1]}}):
+        if found is None or not holds(VISIBLE, variables := {"roles": found[2], "account": {"access": found[1]}}):
             raise ToolError(f"unknown account {account_id}")
-        if holds(MAY_READ, {"roles": found[2], "account": {"access": found[1]}}):
+        if holds(MAY_READ, variables):
             raise ToolError("not entitled")
         return balance_result(account_id, found[0])
 
@@ -197,14 +194,7 @@ def register(server: MCPServer, records: Records) -> None:
         *,
         answer: Annotated[ElicitationResult[Approval], Resolve(ask_recorded)],
     ) -> str:
-        bound = digest(from_account, to_account, amount)
-        if not isinstance(answer, AcceptedElicitation) or not answer.data.approve:
-            return records.reject(bound)
         arguments = {"from_account": from_account, "to_account": to_account, "amount": amount}
-        return records.settle(bound, arguments, int(Decimal(amount).scaleb(2)))
-
-
-def digest(from_account: str, to_account: str, amount: str) -> str:
-    """The approval's binding: the digest of the exact arguments it was asked about."""
-    arguments = {"from_account": from_account, "to_account": to_account, "amount": amount}
-    return hashlib.sha256(canonical(arguments).encode()).hexdigest()
+        if not isinstance(answer, AcceptedElicitation) or not answer.data.approve:
+            return records.reject(digest(arguments))
+        return records.settle(digest(arguments), arguments, int(Decimal(amount).scaleb(2)))

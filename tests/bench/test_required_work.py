@@ -93,6 +93,7 @@ def test_nothing_is_settled_without_a_pending_approval_of_exactly_these_argument
         ({**TRANSFER, "from_account": "ACC-002", "to_account": "ACC-001"}, "not entitled"),
         ({**TRANSFER, "amount": "50000.01"}, "above ceiling"),
         ({"from_account": "ACC-003", "to_account": "ACC-001", "amount": "0.01"}, "insufficient funds"),
+        ({**TRANSFER, "amount": "-5.00"}, "not a positive amount"),
     ],
 )
 def test_the_policy_refuses_before_asking(records: Records, arguments: dict[str, str], reason: str) -> None:
