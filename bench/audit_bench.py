@@ -178,14 +178,14 @@ def run(url: str, writers: int, seconds: float, rounds: int) -> dict[str, Any]:
         writer.append(conn, gated_call(n))
 
     designs = {"head row": with_head_row, "sequencer": unchained}
-    unchained = "SELECT COUNT(*) FROM audit_log WHERE seq IS NULL"
+    count_unchained = "SELECT COUNT(*) FROM audit_log WHERE seq IS NULL"
     with background.running():
         for _ in range(rounds):
             for name, work in designs.items():
                 done, elapsed = drive(url, writers, seconds, work)
                 figures[name].transactions += done
                 figures[name].seconds += elapsed
-        behind = int(db.read(lambda conn: conn.exec_driver_sql(unchained).scalar_one()))
+        behind = int(db.read(lambda conn: conn.exec_driver_sql(count_unchained).scalar_one()))
     verified = audit_log.verify(db, sequencer=background.sequencer)
     sign_us, verify_us = signing_cost(signer)
     db.close()

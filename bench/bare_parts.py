@@ -32,6 +32,10 @@ def balance_result(account_id: str, minor: int) -> CallToolResult:
     body = BalanceResult(
         status="executed",
         message=f"Account {account_id} balance: ${minor // 100:,}.{minor % 100:02}",
+        approval_ref=None,
+        error=None,
+        approval_url=None,
+        expires_at=None,
         account_id=account_id,
         owner="Alice Example",
         currency="USD",

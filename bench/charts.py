@@ -50,7 +50,8 @@ def render_charts(rows: Sequence[PerfRow], directory: Path) -> list[Path]:
     for name, draw in ((RATIOS, _ratios), (HOST_TIME, _host_time), (LOAD, _load)):
         figure = draw(rows)
         if figure is not None:
-            FigureCanvasAgg(figure).print_png(directory / name)
+            # matplotlib ships no stubs for backend_agg, so print_png is untyped
+            FigureCanvasAgg(figure).print_png(directory / name)  # type: ignore[no-untyped-call]
             written.append(directory / name)
     return written
 
@@ -63,9 +64,9 @@ def _ratios(rows: Sequence[PerfRow]) -> Figure | None:
         if r.subject.startswith(_REQUIRED) and r.baseline.startswith(_FLOOR)
     }
     judged = [
-        (r, ratio, float(goal.group(1)))
+        (r, ratio, float(goal_match.group(1)))
         for r in rows
-        if (goal := _GOAL.search(r.notes)) and (ratio := number(r.ratio)) is not None
+        if (goal_match := _GOAL.search(r.notes)) and (ratio := number(r.ratio)) is not None
     ]
     if not judged:
         return None
@@ -125,16 +126,23 @@ def _load(rows: Sequence[PerfRow]) -> Figure | None:
     bare server gives bankgate and the bare rate; its floor row, the floor's)."""
     series: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
-        clients = _CLIENTS.search(r.configuration)
+        clients_match = _CLIENTS.search(r.configuration)
         rate, base = number(r.rate), number(r.baseline_rate)
-        if r.benchmark != "load" or not clients or rate is None or base is None or not r.baseline.startswith("bare"):
+        if (
+            r.benchmark != "load"
+            or not clients_match
+            or rate is None
+            or base is None
+            or not r.baseline.startswith("bare")
+        ):
             continue
+        client_count = int(clients_match.group(1))
         lines = series[r.configuration.split(",")[0]]
         if r.subject.startswith(_FLOOR):
-            lines["floor"][int(clients.group(1))] = rate
+            lines["floor"][client_count] = rate
         else:
-            lines["bankgate"][int(clients.group(1))] = rate
-            lines["bare"][int(clients.group(1))] = base
+            lines["bankgate"][client_count] = rate
+            lines["bare"][client_count] = base
     if not series:
         return None
     figure = Figure(figsize=(8, 4.8), layout="constrained")

@@ -129,7 +129,8 @@ class PostgresStore:
     async def balance(self, account_id: str) -> int:
         rows = await self._call("SELECT balance_minor FROM floor_accounts WHERE id = %s", account_id)
         (minor,) = rows[0]
-        return int(minor)  # type: ignore[call-overload]
+        assert isinstance(minor, int)  # balance_minor is bigint
+        return minor
 
     async def asked(self, memo: str) -> None:
         await self._call("SELECT floor_asked(%s)", memo)

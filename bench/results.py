@@ -339,7 +339,8 @@ def load_rows(data: dict[str, Any]) -> list[PerfRow]:
         backend, clients = data.get("backend"), row["clients"]
         configuration = f"{backend}, HTTP, {clients} clients, {data.get('seconds_per_phase')} s"
         kinds = ours.get("per_kind", {})
-        goal, ratio = LOAD_GOALS.get((backend, clients)), row.get("ratio")
+        goal = None if backend is None else LOAD_GOALS.get((backend, clients))
+        ratio = row.get("ratio")
         verdict = "" if goal is None or ratio is None else (" ✓" if ratio >= goal else " ✗")
         goals = [f"goal ≥ {goal}"] if goal is not None else []
         approved = kinds.get("transfer-approved", {}).get("p50_ms")

@@ -19,13 +19,14 @@ import argparse
 import asyncio
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from mcp import Client
+from mcp_types import RequestParamsMeta
 from sqlalchemy import Connection, event
 
 from bench.load import database
@@ -159,13 +160,14 @@ class Recorder:
         original, original_queue = Statement._execute, Statement._queue
         recorder = self
 
-        def traced(statement: Statement, conn: Connection, params: Mapping[str, Any]) -> Any:
-            recorder._sent(conn, statement.sql, dict(params))
-            return original(statement, conn, params)
+        # Named `self` as the methods they replace name it (so they match `Statement`'s signatures).
+        def traced(self: Statement, conn: Connection, params: Mapping[str, Any]) -> Any:
+            recorder._sent(conn, self.sql, dict(params))
+            return original(self, conn, params)
 
-        def traced_queue(statement: Statement, conn: Connection, params: Mapping[str, Any]) -> None:
-            recorder._sent(conn, statement.sql, dict(params), waits=False)
-            original_queue(statement, conn, params)
+        def traced_queue(self: Statement, conn: Connection, params: Mapping[str, Any]) -> None:
+            recorder._sent(conn, self.sql, dict(params), waits=False)
+            original_queue(self, conn, params)
 
         def before(conn: Connection, _cursor: Any, sql: str, params: Any, _context: Any, _many: bool) -> None:
             self._sent(conn, sql, params)
@@ -179,7 +181,12 @@ class Recorder:
         def checkin(dbapi_connection: Any, _record: Any) -> None:
             self._end(id(dbapi_connection), AUTOCOMMIT)  # what is still open ran without a transaction
 
-        listeners = {"before_cursor_execute": before, "commit": commit, "rollback": rollback, "checkin": checkin}
+        listeners: dict[str, Callable[..., None]] = {
+            "before_cursor_execute": before,
+            "commit": commit,
+            "rollback": rollback,
+            "checkin": checkin,
+        }
         self.done = []
         Statement._execute = traced  # type: ignore[method-assign]
         Statement._queue = traced_queue  # type: ignore[method-assign]
@@ -235,7 +242,9 @@ async def _capture(url: str) -> Shapes:
             ("rejection", "transfer_funds", transfer, "shapes-rejected"),
         ):
             with recorder.recording() as done:
-                result = await client.call_tool(tool, arguments, meta={IDEMPOTENCY_KEY_META: key} if key else None)
+                # RequestParamsMeta is an open TypedDict (extra_items), which mypy cannot check a custom key against
+                meta = cast(RequestParamsMeta, {IDEMPOTENCY_KEY_META: key}) if key else None
+                result = await client.call_tool(tool, arguments, meta=meta)
             status = (result.structured_content or {}).get("status")
             expected = "rejected" if name == "rejection" else "executed"
             if status != expected:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from bench import charts
 from bench.charts import HOST_TIME, LOAD, RATIOS, number, render_charts
 from bench.results import PerfRow, table_rows, with_charts
@@ -84,7 +86,7 @@ def test_the_load_chart_draws_bankgate_the_floor_and_the_bare_server_per_backend
     figure = charts._load(ROWS)
     assert figure is not None
 
-    lines = {line.get_label(): list(line.get_ydata()) for line in figure.axes[0].get_lines()}
+    lines = {line.get_label(): list(np.asarray(line.get_ydata())) for line in figure.axes[0].get_lines()}
 
     assert lines == {
         "bankgate (sqlite)": [193.0, 1168.0],
@@ -97,9 +99,11 @@ def test_the_ratio_chart_marks_the_required_work_bound_on_the_judged_row_of_its_
     figure = charts._ratios(ROWS)
     assert figure is not None
 
-    bounds = [line for line in figure.axes[0].get_lines() if line.get_marker() == "o" and len(line.get_xdata())]
+    bounds = [
+        line for line in figure.axes[0].get_lines() if line.get_marker() == "o" and len(np.asarray(line.get_xdata()))
+    ]
     judged = [label.get_text() for label in figure.axes[0].get_yticklabels()]
 
-    assert [(list(b.get_xdata()), list(b.get_ydata())) for b in bounds] == [
+    assert [(list(np.asarray(b.get_xdata())), list(np.asarray(b.get_ydata()))) for b in bounds] == [
         ([0.98], [judged.index("server_bench · stdio · get_account_balance")])
     ]

@@ -2,7 +2,7 @@
 but would make its ceiling a lie."""
 
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -10,6 +10,7 @@ import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client import ClientRequestContext
+from mcp.client.session import ElicitationFnT
 
 from bench.floor_server import OPENING_MINOR, SHARED, Store, closable, floor_server, open_store
 from bench.load import database
@@ -24,7 +25,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield open_store(url)
 
 
-def answer(yes: bool) -> Callable[[ClientRequestContext, types.ElicitRequestParams], Awaitable[types.ElicitResult]]:
+def answer(yes: bool) -> ElicitationFnT:
     async def callback(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
         return types.ElicitResult(action="accept", content={"approve": yes})
 

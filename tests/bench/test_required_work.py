@@ -3,7 +3,7 @@ make bankgate's goals look unreachable, or reachable, for the wrong reason."""
 
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -11,12 +11,13 @@ import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client import ClientRequestContext
+from mcp.client.session import ElicitationFnT
 from mcp.server.mcpserver import MCPServer
 
 from bench.required_work import PRINCIPAL, Records, register
 
 TRANSFER = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "12.34"}
-Callback = Callable[[ClientRequestContext, types.ElicitRequestParams], Awaitable[types.ElicitResult]]
+Callback = ElicitationFnT
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 from mcp_server.app import build_server, open_state
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.world import DeskBrowser, World
-from tests.server.harness import TEST_POLICY
+from tests.support import TEST_POLICY
 
 Callback = Callable[[ClientRequestContext, ElicitRequestParams], Awaitable[ElicitResult]]
 

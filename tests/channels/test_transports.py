@@ -94,7 +94,8 @@ def enrolls_and_approves(harness: Harness, seen: list[str]) -> Any:
 
 async def url_mode_approve(harness: Harness, mode: str) -> None:
     """channel = "desk" and an SDK client with an elicitation callback: the link comes by URL mode."""
-    args, seen = transfer(harness), []
+    args = transfer(harness)
+    seen: list[str] = []
     async with harness.client(enrolls_and_approves(harness, seen), mode=mode) as client:
         result = body(await client.call_tool("transfer_funds", args))
     assert seen == ["url"] and result["status"] == "executed", result

@@ -12,6 +12,7 @@ import shutil
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from functools import partial
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,7 @@ async def test_enroll_sign_in_approve_and_reject(chromium: Any, world: World, de
         await page.goto(f"{desk}/history")
         await expect(page.locator(".history tbody tr")).to_have_count(2)
 
-    verdicts = [world.db.read(lambda conn, ref=ref: decision_for(conn, ref)) for ref in (rent.ref, supplier.ref)]
+    verdicts = [world.db.read(partial(decision_for, ref=ref)) for ref in (rent.ref, supplier.ref)]
     assert [(d.verdict, d.note) for d in verdicts if d] == [
         ("approved", "rent is expected"),
         ("rejected", "unknown supplier"),

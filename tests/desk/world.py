@@ -24,8 +24,7 @@ from mcp_server.settings import Settings
 from policy.action import Call
 from policy.store import Approval
 from tests.desk.authenticator import SoftPasskey
-from tests.server.harness import TEST_POLICY
-from tests.support import BACKENDS, postgres_schema
+from tests.support import BACKENDS, TEST_POLICY, postgres_schema
 
 PORT = 8766
 _CSRF = re.compile(r'data-csrf="([0-9a-f]*)"')

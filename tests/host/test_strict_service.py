@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.ai.projects.models import PromptAgentDefinition
+from azure.ai.projects.models import FunctionTool, PromptAgentDefinition, Tool
 
 from agent_host.emulator import Emulator
 from agent_host.errors import ServiceFailed
@@ -107,7 +107,8 @@ async def test_the_round_limit_with_an_agent_that_must_call_tools(
     emulator: Emulator, tmp_path: Path, agent_name: str, transport: str, stream: bool
 ) -> None:
     async with project_for(emulator.endpoint, emulator.token) as (_, project):
-        definition = PromptAgentDefinition(model=MODEL, instructions=INSTRUCTIONS, tools=[TOOL], tool_choice="required")
+        tools: list[Tool] = [FunctionTool(dict(TOOL))]  # as `agent_host.foundry.agents` sends a tool
+        definition = PromptAgentDefinition(model=MODEL, instructions=INSTRUCTIONS, tools=tools, tool_choice="required")
         await project.agents.create_version(agent_name=agent_name, definition=definition)
     async with host_for(
         emulator,

@@ -49,7 +49,7 @@ default = "allow"
 
 class Balance:
     name = "balance"
-    arguments = ("account",)
+    arguments: tuple[str, ...] = ("account",)
     read_only = True
 
     def canonical(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,7 +68,7 @@ class Transfer:
     """Moves `amount` (minor units) between two accounts; refuses an overdraft."""
 
     name = "transfer"
-    arguments = ("source", "target", "amount")
+    arguments: tuple[str, ...] = ("source", "target", "amount")
     read_only = False
 
     def __init__(self, pause: float = 0.0) -> None:
@@ -98,7 +98,7 @@ class Sweep:
     """Empties `source` into `target`; the approval is bound to the balance the question showed."""
 
     name = "sweep"
-    arguments = ("source", "target")
+    arguments: tuple[str, ...] = ("source", "target")
     read_only = False
 
     def canonical(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -120,7 +120,7 @@ class Broken:
     """Writes, then fails: with `failure` a `Refusal` (a business refusal) or any other exception (a bug)."""
 
     name = "broken"
-    arguments = ("account",)
+    arguments: tuple[str, ...] = ("account",)
     read_only = False
 
     def __init__(self, failure: Callable[[], Exception]) -> None:

@@ -31,7 +31,8 @@ def test_a_signed_head_covers_each_of_its_fields(field: str) -> None:
     head = SIGNER.sign_head(7, "ab" * 32, AT)
     assert KEYS.verify_head(head)
     changed = {"seq": 8, "hash": "cd" * 32, "at": AT.replace("01T", "02T"), "key_id": "0" * 16}[field]
-    assert not KEYS.verify_head(dataclasses.replace(head, **{field: changed}))
+    changes: dict[str, Any] = {field: changed}
+    assert not KEYS.verify_head(dataclasses.replace(head, **changes))
 
 
 def test_a_head_from_another_key_or_with_a_garbled_signature_is_refused() -> None:

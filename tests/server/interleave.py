@@ -83,7 +83,8 @@ class HeldHead:
         rows = self._watcher.execute(
             "SELECT pid, pg_blocking_pids(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
         ).fetchall()
-        behind, frontier = set(), {self._holder.info.backend_pid}
+        behind: set[int] = set()
+        frontier = {self._holder.info.backend_pid}
         while frontier:
             frontier = {pid for pid, blockers in rows if set(blockers) & frontier} - behind
             behind |= frontier

@@ -12,7 +12,7 @@ import pytest
 
 from policy.testing import ScriptedResponder, approve, cancel, decline, invalid, reject, silence
 from tests.server.harness import Harness, over_every_transport
-from tests.support import APPROVAL_TIMEOUT, KEY, ledger_transfer, outcome
+from tests.support import APPROVAL_TIMEOUT, keyed, ledger_transfer, outcome
 
 pytestmark = pytest.mark.anyio
 
@@ -159,9 +159,9 @@ async def test_same_idempotency_key_runs_once(harness: Harness, mode: str) -> No
     responder = ScriptedResponder(approve())
     args = {"from_account": source, "to_account": target, "amount": "30"}
     async with harness.client(responder, mode=mode) as client:
-        first = outcome(await client.call_tool("transfer_funds", args, meta={KEY: f"call-{source}"}))
-        again = outcome(await client.call_tool("transfer_funds", args, meta={KEY: f"call-{source}"}))
-        other = await client.call_tool("transfer_funds", {**args, "amount": "31"}, meta={KEY: f"call-{source}"})
+        first = outcome(await client.call_tool("transfer_funds", args, meta=keyed(f"call-{source}")))
+        again = outcome(await client.call_tool("transfer_funds", args, meta=keyed(f"call-{source}")))
+        other = await client.call_tool("transfer_funds", {**args, "amount": "31"}, meta=keyed(f"call-{source}"))
 
     assert first == again and first["status"] == "executed"
     assert len(responder.questions) == 1 and harness.balance(target) == 3000
@@ -175,7 +175,7 @@ async def test_concurrent_approved_transfers_cannot_overdraw(harness: Harness, m
     async def one(key: str) -> None:
         async with harness.client(ScriptedResponder(approve()), mode=mode) as client:
             args = {"from_account": source, "to_account": target, "amount": "70"}
-            results.append(outcome(await client.call_tool("transfer_funds", args, meta={KEY: key})))
+            results.append(outcome(await client.call_tool("transfer_funds", args, meta=keyed(key))))
 
     async with anyio.create_task_group() as group:
         group.start_soon(one, f"{source}-a")
@@ -226,8 +226,8 @@ async def test_an_approval_for_funds_drained_meanwhile_fails_once(harness: Harne
 
     args = {"from_account": source, "to_account": target, "amount": "50"}
     async with harness.client(drain_then_approve, mode=mode) as client:  # type: ignore[arg-type]
-        first = await client.call_tool("transfer_funds", args, meta={KEY: f"drained-{source}"})
-        again = await client.call_tool("transfer_funds", args, meta={KEY: f"drained-{source}"})
+        first = await client.call_tool("transfer_funds", args, meta=keyed(f"drained-{source}"))
+        again = await client.call_tool("transfer_funds", args, meta=keyed(f"drained-{source}"))
 
     assert first.is_error and outcome(first)["error"]["code"] == "insufficient_funds"
     assert outcome(again) == outcome(first) and len(asked.questions) == 1

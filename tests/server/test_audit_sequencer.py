@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from bench.audit_bench import append_with_head_row, gated_call
 from mcp_server.audit import reader as audit_log
@@ -192,7 +192,11 @@ def test_a_ledger_chained_under_the_head_row_migrates_and_still_verifies(
         old = Database.open(db_url)
         signer = AuditWriter().signer
         for n in range(3):
-            old.run(lambda conn, n=n: append_with_head_row(conn, signer, gated_call(n), prefix=""))
+
+            def append_old(conn: Connection, n: int = n) -> None:
+                append_with_head_row(conn, signer, gated_call(n), prefix="")
+
+            old.run(append_old)
         old.close()
     db = Database.open(db_url)  # applies 0008
     assert audit_log.verify(db) == audit_log.Verification(9, 0, [])

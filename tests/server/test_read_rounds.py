@@ -51,7 +51,8 @@ def settings(tmp_path: Path) -> Settings:
 async def balance(client: Client, account_id: str) -> dict[str, Any]:
     result = await client.call_tool("get_account_balance", {"account_id": account_id})
     assert result.structured_content is not None
-    return result.structured_content
+    structured: dict[str, Any] = result.structured_content
+    return structured
 
 
 def test_may_ask_follows_defaults_and_rules(tmp_path: Path) -> None:

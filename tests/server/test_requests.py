@@ -14,7 +14,7 @@ import pytest
 from policy.testing import Answer, ScriptedResponder, approve, cancel, reject, silence
 from tests.server.harness import Harness
 from tests.server.interleave import Gathering
-from tests.support import APPROVAL_TIMEOUT, KEY, answer, first_round, outcome
+from tests.support import APPROVAL_TIMEOUT, answer, first_round, keyed, outcome
 
 pytestmark = pytest.mark.anyio
 
@@ -44,7 +44,7 @@ async def test_two_calls_without_a_key_are_two_requests(harness: Harness, mode: 
 
 async def test_same_key_with_other_arguments_approved_at_once_is_a_conflict(harness: Harness, mode: str) -> None:
     source, target = harness.open_account("100"), harness.open_account("0")
-    key = {KEY: f"pay-{source}"}
+    key = keyed(f"pay-{source}")
     gathering = Gathering()
     results: dict[str, dict[str, Any]] = {}
 
@@ -92,7 +92,7 @@ async def test_every_settled_outcome_is_remembered_for_its_key(
     source, target = harness.open_account("60000" if first == "above-ceiling" else "100"), harness.open_account("0")
     amount = {"unaffordable": "150", "above-ceiling": "50000.01"}.get(str(first), "30")
     args = {"from_account": source, "to_account": target, "amount": amount}
-    key = {KEY: f"remembered-{source}"}
+    key = keyed(f"remembered-{source}")
     asked = ScriptedResponder(*([first] if isinstance(first, Answer) else []))
     async with harness.client(asked, mode=mode) as client:
         ended = outcome(await client.call_tool("transfer_funds", args, meta=key))
@@ -110,7 +110,7 @@ async def test_every_settled_outcome_is_remembered_for_its_key(
 async def test_an_expired_question_is_remembered_for_its_key_and_its_round(harness: Harness, mode: str) -> None:
     source, target = harness.open_account("100"), harness.open_account("0")
     args = {"from_account": source, "to_account": target, "amount": "30"}
-    key = {KEY: f"late-{source}"}
+    key = keyed(f"late-{source}")
     retry = ScriptedResponder(approve())
     if mode == "legacy":
         async with harness.client(ScriptedResponder(silence(APPROVAL_TIMEOUT + 1)), mode=mode) as client:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-from ag_ui.core import Event, EventType, RunFinishedEvent
+from ag_ui.core import Event, EventType, RunFinishedEvent, ToolCallResultEvent
 from pydantic import BaseModel, TypeAdapter
 
 from agent_host.emulator import Emulator
@@ -109,7 +109,12 @@ def interrupt_of(events: list[Event]) -> Any:
 
 
 def tool_results(events: list[Event]) -> list[dict[str, Any]]:
-    return [json.loads(event.content) for event in events if event.type == EventType.TOOL_CALL_RESULT]  # type: ignore[union-attr]
+    results = []
+    for event in events:
+        if event.type == EventType.TOOL_CALL_RESULT:
+            assert isinstance(event, ToolCallResultEvent) and isinstance(event.content, str), event
+            results.append(json.loads(event.content))
+    return results
 
 
 def text_of(events: list[Event]) -> str:

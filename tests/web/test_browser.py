@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,6 +20,9 @@ from agent_host.emulator import Emulator
 from tests.host.helpers import balance
 
 from .helpers import web_for
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
 
 pytestmark = pytest.mark.anyio
 CHROMIUM = shutil.which("chromium")
@@ -35,7 +39,7 @@ def shots(tmp_path: Path) -> Path:
 
 
 @asynccontextmanager
-async def browser_page(url: str) -> AsyncIterator[playwright_api.Page]:
+async def browser_page(url: str) -> AsyncIterator[Page]:
     async with playwright_api.async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = await browser.new_page(viewport={"width": 900, "height": 1000})
@@ -46,7 +50,7 @@ async def browser_page(url: str) -> AsyncIterator[playwright_api.Page]:
             await browser.close()
 
 
-async def ask(page: playwright_api.Page, text: str) -> None:
+async def ask(page: Page, text: str) -> None:
     await page.fill("#request", text)
     await page.click("#send")
 

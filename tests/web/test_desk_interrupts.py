@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from ag_ui.core import RunErrorEvent
+from ag_ui.core import RunErrorEvent, ToolCallStartEvent
 
 from agent_host.emulator import Emulator
 from agent_host.settings import McpProtocol, Transport
@@ -44,7 +44,9 @@ async def test_a_desk_approval_is_an_interrupt_with_the_link(
         interrupt = interrupt_of(asked)
         ref = interrupt.metadata["reference"]
         assert interrupt.reason == "desk_approval_required" and interrupt.response_schema is None
-        assert interrupt.tool_call_id == asked[1].tool_call_id
+        started = asked[1]
+        assert isinstance(started, ToolCallStartEvent), types(asked)
+        assert interrupt.tool_call_id == started.tool_call_id
         assert interrupt.metadata["channel"] == "desk" and interrupt.metadata["desk_status"] == "waiting"
         assert interrupt.metadata["approval_url"] == f"{lab.origin}/desk/approvals/{ref}"
         assert "transfer_funds at the approval desk" in interrupt.message and ref in interrupt.message

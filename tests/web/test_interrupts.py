@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
-from ag_ui.core import RunErrorEvent
+from ag_ui.core import RunErrorEvent, ToolCallStartEvent
 
 from agent_host.emulator import Emulator
 from agent_host.settings import McpProtocol, Transport
@@ -45,7 +45,9 @@ async def test_resumes_answer_the_mcp_server(
         asked = await run(client, web.url, run_input("t", TRANSFER))
         assert "TOOL_CALL_RESULT" not in types(asked), "nothing runs before the resume"
         interrupt = interrupt_of(asked)
-        assert interrupt.reason == "approval_required" and interrupt.tool_call_id == asked[1].tool_call_id
+        started = asked[1]
+        assert isinstance(started, ToolCallStartEvent), types(asked)
+        assert interrupt.reason == "approval_required" and interrupt.tool_call_id == started.tool_call_id
         assert interrupt.message.startswith("Approval required: transfer_funds\nTransfer $100.00 (USD) from ACC-001")
         assert interrupt.response_schema["required"] == ["approve"]
         assert set(interrupt.response_schema["properties"]) == {"approve", "note"}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from ag_ui.core import AgentCapabilities, RunErrorEvent, RunFinishedEvent
+from ag_ui.core import AgentCapabilities, RunErrorEvent, RunFinishedEvent, ToolCallArgsEvent, ToolCallStartEvent
 
 from agent_host.emulator import Emulator, FaultConfig
 
@@ -27,8 +27,10 @@ async def test_a_balance_streams_text_and_tool_events(emulator: Emulator, tmp_pa
         ]
         assert types(events)[5] == "TEXT_MESSAGE_START" and types(events)[-2:] == ["TEXT_MESSAGE_END", "RUN_FINISHED"]
         assert types(events).count("TEXT_MESSAGE_CONTENT") >= 2, "deltas are passed on as they stream"
-        assert events[1].tool_call_name == "get_account_balance"  # type: ignore[union-attr]
-        assert '"ACC-001"' in events[2].delta  # type: ignore[union-attr]
+        start, args = events[1], events[2]
+        assert isinstance(start, ToolCallStartEvent) and isinstance(args, ToolCallArgsEvent)
+        assert start.tool_call_name == "get_account_balance"
+        assert '"ACC-001"' in args.delta
         (result,) = tool_results(events)
         assert result["status"] == "executed" and result["balance"] == "5000.00"
         assert "5,000.00" in text_of(events) or "5000.00" in text_of(events)
