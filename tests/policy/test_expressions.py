@@ -1,0 +1,70 @@
+"""A condition binds only the fields of a map it reads as `name.field`, and evaluates exactly as if
+every variable were bound whole."""
+
+import pytest
+
+from policy.expressions import Condition, _fields_read
+from policy.facts import AccountFacts, CallFacts
+
+FACTS = CallFacts(
+    "transfer_funds",
+    {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "12.50", "memo": "rent"},
+    "alice",
+    ("teller",),
+    amount_minor=1250,
+    accounts={
+        "from_account": AccountFacts("ACC-001", "alice", "open", "USD", 10_000, ("owner",)),
+        "to_account": AccountFacts("ACC-002", "bob", "open", "USD", 0),
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("source", "names", "expected"),
+    [
+        ("'owner' in account.access", {"account"}, {"account": {"access"}}),
+        ("account . owner == 'a' && account.access.size() > 0", {"account"}, {"account": {"owner", "access"}}),
+        ("account.\nowner == 'a'", {"account"}, {"account": {"owner"}}),
+        ("has(account.owner)", {"account"}, {"account": {"owner"}}),
+        ("my_account.x == 1 && account.id == 'a'", {"account"}, {"account": {"id"}}),
+        ("account.owner == 'x' || args.account == 'y'", {"account", "args"}, {"args": {"account"}}),
+        # Bound whole: named alone, indexed, called, optionally selected, or inside a literal.
+        ("size(account) > 2", {"account"}, {}),
+        ("account['owner'] == 'x'", {"account"}, {}),
+        ("account.all(k, k != 'x')", {"account"}, {}),
+        ("account.size() > 2", {"account"}, {}),
+        ("account.?owner.orValue('') == ''", {"account"}, {}),
+        ("\"account\" == 'x' && account.id == 'x'", {"account"}, {}),
+        ("'operator' in roles", {"roles"}, {}),
+    ],
+)
+def test_fields_read_off_the_text(source: str, names: set[str], expected: dict[str, set[str]]) -> None:
+    assert _fields_read(source, frozenset(names)) == {name: frozenset(read) for name, read in expected.items()}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("'owner' in from_account.access && to_account.owner == 'bob'", True),
+        ("size(from_account) == 6", True),  # a map read whole is bound whole
+        ("from_account['balance_minor'] == 10000 && from_account.status == 'open'", True),
+        ("has(to_account.owner) && !has(to_account.missing)", True),
+        ("size(args) == 4 && args.memo == 'rent'", True),
+        ("args.memo == 'rent' && to_account.access.size() == 0", True),
+        ("from_account.balance_minor - amount_minor == 8750", True),
+        ("from_account.owner == 'bob'", False),
+    ],
+)
+def test_a_projected_condition_evaluates_as_bound_whole(source: str, expected: bool) -> None:
+    condition = Condition.compile(source)
+    assert condition.holds(FACTS) is expected
+    whole = Condition(source, condition.program, condition.variables, {})
+    assert whole.holds(FACTS) is expected
+
+
+def test_a_missing_field_still_fails_to_evaluate() -> None:
+    """A field no account has is an error with or without the projection (the gate then fails closed)."""
+    condition = Condition.compile("from_account.nickname == 'x'")
+    assert condition.fields == {"from_account": frozenset({"nickname"})}
+    with pytest.raises(ValueError, match="nickname"):
+        condition.holds(FACTS)
