@@ -1,7 +1,7 @@
 """Load: many MCP clients over HTTP doing a realistic mix for a bounded time, then the books.
 
-    python -m bench.load [--clients 8 32] [--seconds 8] [--max-calls 2000] [--postgres-url URL] [--json]
-                         [--profile OUT.pstats]
+    python -m bench.load [--clients 8 32] [--seconds 8] [--rounds 2] [--max-calls 2000] [--postgres-url URL]
+                         [--json] [--profile OUT.pstats]
 
 Each client runs, until the phase's time is up (or it made `--max-calls` calls): balances
 (about half the calls), transfers its scripted approver approves, transfers it rejects,
@@ -14,6 +14,12 @@ balance, `approve_noop` (one elicitation, no body) for a transfer or a close. Be
 floor (`bench.floor_server`): a bare SDK server doing, on the same database, only the durable
 work each call of the mix must do; its rate over the bare server's is the most any gate that
 keeps its records could reach.
+
+The three servers run side by side, and each phase (a number of clients) is driven in `--rounds`
+slices of `--seconds / rounds` per subject, in the order bankgate, bare, floor, then the reverse
+(ABC CBA ...): on a machine whose speed drifts (a shared VM's does, by up to 2x within minutes), a
+ratio then compares subjects measured across the same stretch of time, not one subject's good
+minute against another's bad one. Each subject's slices are merged into its figures.
 
 Printed per phase: throughput, p50/p99 per kind of call, errors, the server's RSS at the
 start and end, its CPU time per call (and how much of it the event loop's thread used, the rest
@@ -42,8 +48,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -310,18 +316,19 @@ async def drive(
     phase: Phase, number: int, client: Client, books: Books | None, responder: Any, deadline: float, max_calls: int
 ) -> None:
     subject = phase.subject
-    rng = random.Random(number * 7919 + phase.clients)
+    index = phase.first_client + number  # the client's, unique over the run's phases and rounds
+    rng = random.Random(index * 7919 + phase.clients)
     if books is not None:
-        closable, shared = list(books.closable[phase.first_client + number]), books.shared
+        closable, shared = list(books.closable[index]), books.shared
     else:
-        closable, shared = floor_server.closable(phase.first_client + number), list(floor_server.SHARED)
+        closable, shared = floor_server.closable(index), list(floor_server.SHARED)
     for n in range(max_calls):
         if time.monotonic() >= deadline:
             return
         kind = rng.choices(KINDS, weights=[w for _, w in MIX])[0]
         if kind == "close" and not closable:
             kind = "balance"
-        memo = f"load-{phase.clients}-{number}-{n}"
+        memo = f"load-{phase.clients}-{index}-{n}"
         source, target = rng.sample(shared, 2)
         amount = f"{rng.randint(101, 2000) / 100:.2f}"
         account = closable.pop() if kind == "close" else ""
@@ -475,25 +482,65 @@ def database(postgres_url: str | None, workdir: Path) -> Iterator[str]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-async def serve_phases(
-    subject: Subject,
-    args: list[str],
-    workdir: Path,
+def merged(slices: list[Phase]) -> Phase:
+    """One subject's slices of a phase (its rounds) as one phase: their calls, latencies, time and CPU summed."""
+    first, last = slices[0], slices[-1]
+    phase = Phase(first.subject, first.clients, first.first_client, rss_start_kib=first.rss_start_kib)
+    phase.rss_end_kib = last.rss_end_kib
+    for part in slices:
+        phase.seconds += part.seconds
+        phase.calls += part.calls
+        phase.errors += part.errors
+        for kind, values in part.latencies.items():
+            phase.latencies.setdefault(kind, []).extend(values)
+        phase.client_cpu_s += part.client_cpu_s
+        phase.executed_memos |= part.executed_memos
+        phase.refused_memos |= part.refused_memos
+    phase.server_cpu_s = _summed([part.server_cpu_s for part in slices])
+    phase.loop_cpu_s = _summed([part.loop_cpu_s for part in slices])
+    switches = _summed([part.switches for part in slices])
+    phase.switches = int(switches) if switches is not None else None
+    lags = [part.lag for part in slices if part.lag is not None]
+    if lags:
+        drained = [lag.drained_s for lag in lags]
+        phase.lag = Lag(
+            most_unchained=max(lag.most_unchained for lag in lags),
+            oldest_s=max(lag.oldest_s for lag in lags),
+            unchained_at_end=max(lag.unchained_at_end for lag in lags),
+            drained_s=None if None in drained else max(d for d in drained if d is not None),
+        )
+    return phase
+
+
+def _summed(values: Sequence[float | None]) -> float | None:
+    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+
+
+async def interleaved(
+    servers: dict[Subject, tuple[str, int]],
     client_counts: list[int],
     seconds: float,
+    rounds: int,
     max_calls: int,
-    books: Books | None = None,
-    startup: float = 30.0,
-) -> list[Phase]:
-    """Start `subject`'s server and run one phase per client count against it (each phase's clients
-    take the closable accounts after the previous phases')."""
-    phases = []
-    with server_process(args, workdir / f"{subject.name}.log", startup) as (process, url):
-        first = 0
-        for clients in client_counts:
-            progress(f"load: {subject.name}, {clients} clients, {seconds:g} s")
-            phases.append(await run_phase(subject, url, clients, seconds, max_calls, books, process.pid, first))
-            first += clients
+    books: Books,
+) -> dict[Subject, list[Phase]]:
+    """Each phase driven in `rounds` slices per subject, in the servers' order and then the reverse, so
+    drift in the machine's speed falls on every subject alike; each subject's slices merged."""
+    subjects = list(servers)
+    first = dict.fromkeys(subjects, 0)
+    phases: dict[Subject, list[Phase]] = {subject: [] for subject in subjects}
+    for clients in client_counts:
+        slices: dict[Subject, list[Phase]] = {subject: [] for subject in subjects}
+        for turn in range(rounds):
+            for subject in subjects if turn % 2 == 0 else reversed(subjects):
+                url, pid = servers[subject]
+                progress(f"load: {subject.name}, {clients} clients, {seconds / rounds:g} s (round {turn + 1}/{rounds})")
+                own = books if subject is BANKGATE else None
+                part = await run_phase(subject, url, clients, seconds / rounds, max_calls, own, pid, first[subject])
+                slices[subject].append(part)
+                first[subject] += clients
+        for subject in subjects:
+            phases[subject].append(merged(slices[subject]))
     return phases
 
 
@@ -503,19 +550,29 @@ async def run(
     max_calls: int,
     postgres_url: str | None,
     profile: Path | None = None,
+    rounds: int = 2,
 ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bankgate-load-"))
-    with database(postgres_url, workdir) as url:
-        books = Books(url, sum(client_counts))
+    with database(postgres_url, workdir) as url, ExitStack() as stack:
+        books = Books(url, sum(client_counts) * rounds)
         args = ours_args(url)
         if profile is not None:
             args = ["-m", "bench.profiled", str(profile), *args]
         startup = 30.0 if profile is None else 180.0  # imports under the profiler are several times slower
-        phases = await serve_phases(BANKGATE, args, workdir, client_counts, seconds, max_calls, books, startup)
-        baselines = await serve_phases(BARE, BARE_ARGS, workdir, client_counts, seconds, max_calls)
         floor_url = url if postgres_url else f"sqlite:///{workdir / 'floor.db'}"
-        floor_args = ["-m", "bench.floor_server", "--db", floor_url]
-        floors = await serve_phases(FLOOR, floor_args, workdir, client_counts, seconds, max_calls)
+        servers: dict[Subject, tuple[str, int]] = {}
+        for subject, server_args, wait in (
+            (BANKGATE, args, startup),
+            (BARE, BARE_ARGS, 30.0),
+            (FLOOR, ["-m", "bench.floor_server", "--db", floor_url], 30.0),
+        ):
+            process, server_url = stack.enter_context(
+                server_process(server_args, workdir / f"{subject.name}.log", wait)
+            )
+            servers[subject] = (server_url, process.pid)
+        by_subject = await interleaved(servers, client_counts, seconds, rounds, max_calls, books)
+        stack.close()  # the servers stop (a profiled one writes its statistics) before the books are checked
+        phases, baselines, floors = by_subject[BANKGATE], by_subject[BARE], by_subject[FLOOR]
         progress("load: checking the books and the audit chain")
         check = check_books(books, phases)
         books.db.close()
@@ -524,6 +581,7 @@ async def run(
         "backend": "postgresql" if postgres_url else "sqlite",
         "mix_percent": dict(MIX),
         "seconds_per_phase": seconds,
+        "rounds": rounds,
         "rows": [
             {
                 "clients": ours.clients,
@@ -546,7 +604,10 @@ def ratio(subject: Phase, baseline: Phase) -> float | None:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    print(f"\nload ({report['backend']}, {report['seconds_per_phase']:.0f} s per phase, mix % {report['mix_percent']})")
+    print(
+        f"\nload ({report['backend']}, {report['seconds_per_phase']:.0f} s per phase in {report.get('rounds', 1)} "
+        f"alternating rounds, mix % {report['mix_percent']})"
+    )
     print(f"{'clients':>7}  {'subject':<10}{'calls/s':>9}{'ratio':>7}{'calls':>7}{'errors':>7}"
           f"  {'server RSS MiB':<16}{'CPU s server/gen':<17}{'CPU ms/call (loop)':>18}{'switches':>9}"
           f"{'Little ms':>10}")  # fmt: skip
@@ -591,15 +652,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 32], help="concurrent clients per phase")
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each phase (bounded to 600)")
+    parser.add_argument("--rounds", type=int, default=2, help="slices each phase is driven in per subject, alternating")
     parser.add_argument("--max-calls", type=int, default=2000, help="most calls one client makes in a phase")
     parser.add_argument("--postgres-url", default=None, help="run on a throwaway schema of this PostgreSQL")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     parser.add_argument("--profile", type=Path, help="profile bankgate's server into this pstats file (bench.profiled)")
     args = parser.parse_args()
     most = floor_server.MOST_CLIENTS
-    if not 0 < args.seconds <= 600 or not all(c > 0 for c in args.clients) or sum(args.clients) > most:
-        parser.error(f"--seconds must be in (0, 600] and --clients positive, at most {most} over all phases")
-    report = anyio.run(run, args.clients, args.seconds, args.max_calls, args.postgres_url, args.profile)
+    if not 0 < args.seconds <= 600 or not all(c > 0 for c in args.clients) or args.rounds < 1:
+        parser.error("--seconds must be in (0, 600], --clients positive and --rounds at least 1")
+    if sum(args.clients) * args.rounds > most:
+        parser.error(f"--clients times --rounds may come to at most {most} clients over all phases")
+    report = anyio.run(run, args.clients, args.seconds, args.max_calls, args.postgres_url, args.profile, args.rounds)
     if args.json:
         print(json.dumps(report))
     else:

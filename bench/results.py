@@ -337,7 +337,8 @@ def load_rows(data: dict[str, Any]) -> list[PerfRow]:
     for row in data["rows"]:
         ours, base, floor = row["ours"], row["baseline"], row.get("floor")
         backend, clients = data.get("backend"), row["clients"]
-        configuration = f"{backend}, HTTP, {clients} clients, {data.get('seconds_per_phase')} s"
+        alternating = f" in {data['rounds']} alternating rounds" if data.get("rounds", 1) > 1 else ""
+        configuration = f"{backend}, HTTP, {clients} clients, {data.get('seconds_per_phase')} s{alternating}"
         kinds = ours.get("per_kind", {})
         goal = None if backend is None else LOAD_GOALS.get((backend, clients))
         ratio = row.get("ratio")

@@ -4,7 +4,10 @@ import os
 import threading
 import time
 
-from bench.load import context_switches
+import pytest
+
+from bench import load
+from bench.load import BANKGATE, BARE, FLOOR, Lag, Phase, Subject, context_switches, merged
 
 
 def test_context_switches_sum_every_thread_of_the_process() -> None:
@@ -27,3 +30,46 @@ def test_context_switches_sum_every_thread_of_the_process() -> None:
     finally:
         finish.set()
         thread.join()
+
+
+def _slice(subject: Subject, seconds: float, calls: int, cpu: float | None, lag: Lag | None = None) -> Phase:
+    part = Phase(subject, clients=4, seconds=seconds, server_cpu_s=cpu, loop_cpu_s=cpu, switches=calls)
+    part.calls["balance"] = calls
+    part.latencies["balance"] = [seconds / calls] * calls
+    part.executed_memos = {f"m{seconds}"}
+    part.lag = lag
+    return part
+
+
+def test_a_subjects_rounds_merge_into_one_phase_of_their_totals() -> None:
+    first = _slice(BANKGATE, 2.0, 100, 0.5, Lag(most_unchained=7, oldest_s=0.1, unchained_at_end=3, drained_s=0.2))
+    second = _slice(BANKGATE, 2.0, 300, 0.7, Lag(most_unchained=4, oldest_s=0.3, unchained_at_end=1, drained_s=None))
+    phase = merged([first, second])
+    assert (phase.seconds, phase.total, phase.rate) == (4.0, 400, 100.0)  # not the mean of the two rates (125)
+    assert phase.server_cpu_s == 1.2 and phase.switches == 400
+    assert len(phase.latencies["balance"]) == 400 and phase.executed_memos == {"m2.0"}
+    assert phase.lag is not None
+    assert (phase.lag.most_unchained, phase.lag.oldest_s, phase.lag.drained_s) == (7, 0.3, None)  # one never drained
+    assert merged([_slice(BARE, 1.0, 10, None), _slice(BARE, 1.0, 10, 0.1)]).server_cpu_s is None  # unmeasured stays so
+
+
+@pytest.mark.anyio
+async def test_rounds_alternate_the_order_so_drift_falls_on_every_subject(monkeypatch: pytest.MonkeyPatch) -> None:
+    driven: list[tuple[str, int, int, float]] = []
+
+    async def phase(subject: Subject, url: str, clients: int, seconds: float, *rest: object) -> Phase:
+        first = rest[-1]
+        assert isinstance(first, int)
+        driven.append((subject.name, clients, first, seconds))
+        return _slice(subject, seconds, 10, 0.1)
+
+    monkeypatch.setattr(load, "run_phase", phase)
+    monkeypatch.setattr(load, "progress", lambda _text: None)
+    servers = {BANKGATE: ("u1", 1), BARE: ("u2", 2), FLOOR: ("u3", 3)}
+    phases = await load.interleaved(servers, [2, 5], 8.0, 3, 100, books=None)  # type: ignore[arg-type]
+    order = [name for name, clients, _, _ in driven if clients == 2]
+    assert order == ["bankgate", "bare SDK", "floor", "floor", "bare SDK", "bankgate", "bankgate", "bare SDK", "floor"]
+    firsts = [first for name, _, first, _ in driven if name == "bankgate"]
+    assert firsts == [0, 2, 4, 6, 11, 16]  # every slice's clients take closable accounts (and memos) of their own
+    assert {seconds for *_, seconds in driven} == {8.0 / 3}
+    assert [p.seconds for p in phases[BANKGATE]] == pytest.approx([8.0, 8.0])

@@ -82,3 +82,9 @@ def test_a_load_report_from_before_the_floor_still_renders() -> None:
     rows = rows_for(BenchRun("load", "python -m bench.load --json", data=earlier))
 
     assert [r.subject for r in rows] == ["bankgate, mixed calls", "the books"]
+
+
+def test_a_load_phase_driven_in_rounds_says_so() -> None:
+    rows = rows_for(BenchRun("load", "python -m bench.load --json", data={**LOAD, "rounds": 2}))
+    assert rows[0].configuration == "postgresql, HTTP, 32 clients, 8.0 s in 2 alternating rounds"
+    assert rows_for(BenchRun("load", "", data=LOAD))[0].configuration == "postgresql, HTTP, 32 clients, 8.0 s"
