@@ -1,6 +1,6 @@
 """The database's own ceiling: bankgate's gated-transfer transactions replayed straight into PostgreSQL.
 
-    python -m bench.db_ceiling --postgres-url URL [--clients 32] [--seconds 8]
+    python -m bench.db_ceiling --postgres-url URL [--clients 32] [--seconds 8] [--rounds 2]
 
 The shapes are captured from the server by `bench.shapes` (the same statements, in the same
 transactions, with the values one real call sent), then replayed by many threads, each on its
@@ -8,7 +8,7 @@ own psycopg connection, with no MCP, no policy and no Python beyond the driver. 
 must be unique per call (approval reference, idempotency key, transaction and audit ids) are
 made fresh for every replay, the two accounts are drawn from a funded pool, and the idempotency
 key's advisory turn follows the key. Run twice in the same run, with and without the audit
-statements: the ratio is what the audit design costs the database.
+statements, in alternating rounds: the ratio is what the audit design costs the database.
 """
 
 import argparse
@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 
 from bench.load import database
+from bench.rounds import alternating
 from bench.shapes import AUTOCOMMIT, Sent, Shape, capture_on
 
 ACCOUNTS = 200
@@ -152,35 +153,47 @@ def fund(url: str, template: tuple[str, str], count: int) -> list[str]:
     return ids
 
 
-def run(url: str, clients: int, seconds: float, *, pipelined: bool = False) -> dict[str, Any]:
+def drive(replayer: Replayer, accounts: Sequence[str], clients: int, seconds: float) -> float:
+    """`clients` threads replaying for `seconds`; the time they took."""
+    deadline = time.monotonic() + seconds
+    started = time.perf_counter()
+    threads = [threading.Thread(target=replayer.client, args=(c, accounts, deadline)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
+def run(url: str, clients: int, seconds: float, *, pipelined: bool = False, rounds: int = 2) -> dict[str, Any]:
+    """Both variants in `rounds` alternating slices (with, without, without, with, ...), so a drift in the
+    machine's speed, or the tables growing, falls on both alike."""
     with tempfile.TemporaryDirectory() as work, database(url, Path(work)) as schema_url:
         shape = capture_on(schema_url).gated_transfer
         driver_url = schema_url.replace("postgresql+psycopg://", "postgresql://", 1)
         accounts = fund(driver_url, accounts_of(shape), ACCOUNTS)
-        rows: dict[str, Any] = {}
-        for audit in (True, False):
-            replayer = Replayer(shape, driver_url, audit=audit, pipelined=pipelined)
-            deadline = time.monotonic() + seconds
-            started = time.perf_counter()
-            threads = [threading.Thread(target=replayer.client, args=(c, accounts, deadline)) for c in range(clients)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            elapsed = time.perf_counter() - started
-            rows["with_audit" if audit else "without_audit"] = {
-                "transfers_per_s": round(replayer.done / elapsed, 1),
+        replayers = {audit: Replayer(shape, driver_url, audit=audit, pipelined=pipelined) for audit in (True, False)}
+        elapsed = dict.fromkeys(replayers, 0.0)
+        for _, audit in alternating((True, False), rounds):
+            elapsed[audit] += drive(replayers[audit], accounts, clients, seconds / rounds)
+        rows: dict[str, Any] = {
+            "with_audit" if audit else "without_audit": {
+                "transfers_per_s": round(replayer.done / elapsed[audit], 1),
                 "transfers": replayer.done,
                 "errors": replayer.errors,
                 "statements": sum(len(statements) for _, statements in replayer.transactions),
             }
+            for audit, replayer in replayers.items()
+        }
     ratio = rows["with_audit"]["transfers_per_s"] / max(rows["without_audit"]["transfers_per_s"], 1e-9)
     return {
         "benchmark": "db_ceiling",
         "goal_ratio": GOAL,
         "rows": [
             {
-                "path": f"PostgreSQL, {clients} clients, {seconds} s" + (", pipelined" if pipelined else ""),
+                "path": f"PostgreSQL, {clients} clients, {seconds} s"
+                + (f" in {rounds} alternating rounds" if rounds > 1 else "")
+                + (", pipelined" if pipelined else ""),
                 "ours": {"subject": "gated-transfer shape, with audit", "rate": rows["with_audit"]["transfers_per_s"]},
                 "baseline": {"subject": "same, without audit", "rate": rows["without_audit"]["transfers_per_s"]},
                 "ratio": round(ratio, 3),
@@ -197,11 +210,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--postgres-url", required=True)
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per variant, over all rounds")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating slices each variant is driven in")
     parser.add_argument("--pipeline", action="store_true", help="send each transaction in one round trip")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    report = run(args.postgres_url, args.clients, args.seconds, pipelined=args.pipeline)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    report = run(args.postgres_url, args.clients, args.seconds, pipelined=args.pipeline, rounds=args.rounds)
     if args.json:
         print(json.dumps(report))
         return

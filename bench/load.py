@@ -65,6 +65,7 @@ from sqlalchemy.engine import make_url
 
 from bench import floor_server
 from bench.progress import progress
+from bench.rounds import alternating
 from bench.servers import BARE_ARGS, TOKEN, free_port, http_client, ours_args
 from mcp_server.audit.reader import verify
 from mcp_server.ledger.books import Ledger
@@ -531,14 +532,13 @@ async def interleaved(
     phases: dict[Subject, list[Phase]] = {subject: [] for subject in subjects}
     for clients in client_counts:
         slices: dict[Subject, list[Phase]] = {subject: [] for subject in subjects}
-        for turn in range(rounds):
-            for subject in subjects if turn % 2 == 0 else reversed(subjects):
-                url, pid = servers[subject]
-                progress(f"load: {subject.name}, {clients} clients, {seconds / rounds:g} s (round {turn + 1}/{rounds})")
-                own = books if subject is BANKGATE else None
-                part = await run_phase(subject, url, clients, seconds / rounds, max_calls, own, pid, first[subject])
-                slices[subject].append(part)
-                first[subject] += clients
+        for turn, subject in alternating(subjects, rounds):
+            url, pid = servers[subject]
+            progress(f"load: {subject.name}, {clients} clients, {seconds / rounds:g} s (round {turn + 1}/{rounds})")
+            own = books if subject is BANKGATE else None
+            part = await run_phase(subject, url, clients, seconds / rounds, max_calls, own, pid, first[subject])
+            slices[subject].append(part)
+            first[subject] += clients
         for subject in subjects:
             phases[subject].append(merged(slices[subject]))
     return phases

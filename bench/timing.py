@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 import anyio
 
 from bench.progress import progress
+from bench.rounds import alternating
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Figure:
 
 
 ROUNDS = 3
-"""Subject and baseline alternate this many times, so drift on a shared machine hits both alike."""
+"""Subjects take turns this many times (`bench.rounds.alternating`), so drift on a shared machine hits all alike."""
 
 Calls = Sequence[Callable[[], Awaitable[object]]]
 
@@ -46,9 +47,8 @@ async def measure_rounds(path: str, subjects: Sequence[tuple[str, Calls]], each:
     gc.collect()
     share = max(1, each // ROUNDS)
     runs: list[list[tuple[float, list[float]]]] = [[] for _ in subjects]
-    for _ in range(ROUNDS):
-        for turn, (_, calls) in enumerate(subjects):
-            runs[turn].append(await _timed(calls, share))
+    for _, index in alternating(range(len(subjects)), ROUNDS):
+        runs[index].append(await _timed(subjects[index][1], share))
     return [_figure(path, name, run) for (name, _), run in zip(subjects, runs, strict=True)]
 
 
