@@ -6,7 +6,8 @@ Invariants held here (each settled inside one store transaction with the effect)
 - an approval is used at most once: settling requires it to be pending, under a lock;
 - what runs is what was shown: the approval is bound to the call's digest and to the facts
   its inspection declares (`Inspection.bound`, compared again under lock before anything
-  runs), and the question is rendered once from server state and stored;
+  runs), and the question is rendered once from server state and stored; an answer settles
+  only while the stored question is still the one it was given to;
 - a replayed round or a retried idempotency key returns the stored outcome and runs nothing:
   every call ends in `Settlement.end`, which settles its approval (found again by any round answering
   it), stores the outcome under its key, and audits it;
@@ -338,6 +339,13 @@ class Gate:
             raise LookupError(f"approval {opening.approval.ref} vanished")
         if approval.status != ApprovalState.PENDING:
             return _outcome(approval)  # already settled: an approval is used once
+        shown = opening.approval
+        if approval.question != shown.question or approval.asked_digest != shown.asked_digest:
+            logger.warning("approval %s no longer stores the question its answer was given to; refused", approval.ref)
+            raise Refusal(
+                "approval_mismatch",
+                f"Approval {approval.ref} no longer holds the question this answer was given to; nothing was done.",
+            )
         now = self.clock()
         return self._settle(tx, action, call, approval, verdict, (known, conflict), now, now)
 

@@ -15,7 +15,7 @@ from mcp_server.tools import ledger_actions
 from policy.action import Call
 from policy.gate import Gate, Opening
 from policy.loader import load_policy
-from policy.results import Status
+from policy.results import Refusal, Status
 from policy.verdict import Verdict, VerdictKind
 from tests.server.harness import Harness
 from tests.support import TEST_POLICY, ledger_transfer
@@ -129,3 +129,24 @@ def test_a_settled_round_is_replayed_from_a_glance(harness: Harness) -> None:
     assert executed.status is Status.EXECUTED
     assert replay is not None and replay.final == executed
     assert harness.balance(call.arguments["to_account"]) == 2500
+
+
+@pytest.mark.parametrize("column", ["question", "asked_digest"])
+def test_a_question_edited_between_the_glance_and_the_answer_settles_nothing(harness: Harness, column: str) -> None:
+    """The answer was given to the question the round found; if the stored one has changed since (the
+    database edited behind the server's back), the settlement refuses and changes nothing."""
+    gate = gate_on(harness, Clock())
+    call, first = asked(harness, gate)
+    seen = gate.glance(call, human_reachable=True, asked=answering(first))
+    assert seen is not None and seen.approval is not None
+    ref = seen.approval.ref
+    edit = f"UPDATE approvals SET {column} = {column} || ' (edited)' WHERE ref = ?"
+    harness.db.run(lambda c: c.exec_driver_sql(edit, (ref,)))
+    before = rows(harness)
+
+    with pytest.raises(Refusal, match="no longer holds the question") as refused:
+        gate.conclude(seen, Verdict(VerdictKind.APPROVE))
+
+    assert refused.value.code == "approval_mismatch"
+    assert rows(harness) == before and harness.events(ref) == ["requested"]
+    assert harness.balance(call.arguments["to_account"]) == 0
