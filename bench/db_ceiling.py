@@ -34,10 +34,10 @@ from bench.shapes import AUTOCOMMIT, Sent, Shape, capture_on
 
 ACCOUNTS = 200
 GOAL = 0.8
+"""Issue 16: with audit / without audit, gated transfers per second at 32 clients."""
 ROUNDS = 4
 """Alternating slices per variant: on open connections a slice costs nothing extra, and more of them average
 out this benchmark's noise (32 threads and the database sharing 2 cores)."""
-"""Issue 16: with audit / without audit, gated transfers per second at 32 clients."""
 FRESH = ("ref", "binding", "pending_binding", "asked_digest", "key", "id", "tx", "debit_entry", "credit_entry", "rid")
 """Parameters whose captured values a replay must not repeat (unique columns, or names of turns); a
 multi-row INSERT numbers them (`rid_0`, `rid_1`, …)."""

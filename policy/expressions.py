@@ -1,7 +1,9 @@
 """CEL conditions: compiled once when the policy loads, evaluated per call.
 
 CEL (the language of Kubernetes admission, Envoy and agentgateway) is evaluated by the
-`common-expression-language` package; nothing here parses expressions itself.
+`common-expression-language` package; nothing here parses expressions itself. The one look at a
+condition's text (`_fields_read`) only narrows which fields of a map are bound, and errs towards
+binding everything.
 """
 
 import re
