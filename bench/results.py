@@ -33,7 +33,7 @@ from bench.progress import progress
 from bench.timing import FLOOR, FLOOR_NOTE
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPECTED = ("server_bench", "gate_bench", "ledger_bench", "host_bench", "load")
+EXPECTED = ("server_bench", "gate_bench", "ledger_bench", "host_bench", "load", "costs")
 NOT_BENCHMARKS = {"__init__", "servers", "timing", "bare_server", "floor_server", "results", "shapes"}
 POSTGRES_ONLY = {"db_ceiling", "audit_bench"}
 """Benchmarks of PostgreSQL alone: run only with a PostgreSQL URL."""
@@ -47,6 +47,7 @@ QUICK_ARGS = {
     "load": ["--seconds", "4"],
     "db_ceiling": ["--seconds", "3"],
     "audit_bench": ["--seconds", "2", "--rounds", "1"],
+    "costs": ["--calls", "50"],
 }
 DRILLS = {
     "test_replicas.py": "Two --stateless replicas, one PostgreSQL ledger, one key ring: a round started on A and "
@@ -206,6 +207,8 @@ def rows_for(run: BenchRun) -> list[PerfRow]:
             return load_rows(data)
         if run.name == "audit_bench":
             return audit_rows(data)
+        if run.name == "costs":
+            return cost_rows(data)
         if isinstance(data, dict) and isinstance(data.get("rows"), list):
             return paired_rows(run.name, data)
         if isinstance(data, dict) and isinstance(data.get("runs"), list):
@@ -294,6 +297,48 @@ def audit_rows(data: dict[str, Any]) -> list[PerfRow]:
             + f"; Ed25519 per record: sign {data['sign_us']} µs, verify {data['verify_us']} µs",
         )
     ]
+
+
+COST_PAIRS = (
+    ("gated transfer_funds", "required work: policy, approval, audit"),
+    ("required work: policy, approval, audit", f"{FLOOR}question + outcome commits"),
+    ("get_account_balance", "required work: entitlements and policy"),
+    ("required work: entitlements and policy", f"{FLOOR}one read, balance schema"),
+)
+"""`bench.costs` subjects shown against one another: bankgate over the required work, that over the floor."""
+
+
+def cost_rows(data: dict[str, Any]) -> list[PerfRow]:
+    """Work per call (counted, not timed): the ratio of Python calls, the other counters beside it."""
+
+    def work(cost: dict[str, Any]) -> str:
+        return (
+            f"{num(cost['python_calls'])} Python calls, {num(cost['statements'], 1)} statements, "
+            f"{num(cost['durable_commits'], 1)} durable commits, {num(cost['pages_written'], 1)} pages"
+        )
+
+    costs = {(c["path"], c["subject"]): c for c in data["costs"]}
+    rows = []
+    for path in dict.fromkeys(c["path"] for c in data["costs"]):
+        for subject, baseline in COST_PAIRS:
+            ours, base = costs[path, subject], costs[path, baseline]
+            pages = f"pages ×{num(ours['pages_written'] / base['pages_written'], 1)}" if base["pages_written"] else ""
+            statements = f"statements ×{num(ours['statements'] / base['statements'], 1)}"
+            rows.append(
+                PerfRow(
+                    "costs", f"{path} (per call, counted)", subject, work(ours), baseline, work(base),
+                    num(ours["python_calls"] / base["python_calls"], 2), "—",
+                    "; ".join(filter(None, ["ratio of Python calls", statements, pages])),
+                )
+            )  # fmt: skip
+        sequencer = next(c for (p, s), c in costs.items() if p == path and s.startswith("+ audit sequencer"))
+        rows.append(
+            PerfRow(
+                "costs", f"{path} (per call, counted)", sequencer["subject"], work(sequencer), "—", "—", "—", "—",
+                "bankgate's background chaining, per gated transfer, in one batch",
+            )
+        )  # fmt: skip
+    return rows
 
 
 def listed_rows(name: str, data: list[dict[str, Any]]) -> list[PerfRow]:

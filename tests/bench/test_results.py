@@ -88,3 +88,31 @@ def test_a_load_phase_driven_in_rounds_says_so() -> None:
     rows = rows_for(BenchRun("load", "python -m bench.load --json", data={**LOAD, "rounds": 2}))
     assert rows[0].configuration == "postgresql, HTTP, 32 clients, 8.0 s in 2 alternating rounds"
     assert rows_for(BenchRun("load", "", data=LOAD))[0].configuration == "postgresql, HTTP, 32 clients, 8.0 s"
+
+
+def _cost(subject: str, calls: float, statements: float, pages: float) -> dict[str, object]:
+    path = "in-memory 2026-07-28"
+    return {"path": path, "subject": subject, "calls": 10, "python_calls": calls, "statements": statements,
+            "durable_commits": 1.0 if pages else 0.0, "pages_written": pages}  # fmt: skip
+
+
+def test_costs_show_bankgate_over_the_required_work_and_that_over_the_floor() -> None:
+    data = {
+        "benchmark": "costs",
+        "costs": [
+            _cost("gated transfer_funds", 4400, 23, 29.3),
+            _cost("+ audit sequencer (chaining those calls' records)", 140, 3, 0.7),
+            _cost("required work: policy, approval, audit", 2200, 13, 7.3),
+            _cost("floor: question + outcome commits", 2000, 8, 2),
+            _cost("get_account_balance", 1300, 4, 0),
+            _cost("required work: entitlements and policy", 1000, 1, 0),
+            _cost("floor: one read, balance schema", 900, 1, 0),
+        ],
+    }
+    rows = rows_for(BenchRun("costs", "python -m bench.costs --json", data=data))
+    transfer = next(r for r in rows if r.subject == "gated transfer_funds")
+    assert transfer.baseline == "required work: policy, approval, audit"
+    assert transfer.ratio == "2.00" and "statements ×1.8" in transfer.notes and "pages ×4.0" in transfer.notes
+    balance = next(r for r in rows if r.subject == "get_account_balance")
+    assert balance.ratio == "1.30" and "pages" not in balance.notes  # nothing written: no ratio of nothing
+    assert [r.subject for r in rows].count("+ audit sequencer (chaining those calls' records)") == 1
