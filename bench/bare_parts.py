@@ -1,8 +1,8 @@
 """What the baselines share: the approval form, the plain question and the balance result, each
 built the least costly way (`bench.bare_server`, `bench.floor_server`, `bench.required_work`)."""
 
-import copy
 import functools
+import json
 from typing import Any
 
 from mcp.server.mcpserver import Elicit
@@ -17,14 +17,16 @@ class Approval(BaseModel):
 
     @classmethod
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Rendered once, as bankgate renders its own form once (`policy.answer.ApprovalForm`): the SDK asks
-        for the schema on every round, and a baseline that regenerates it would flatter bankgate."""
-        return copy.deepcopy(_rendered_schema(cls, args, tuple(sorted(kwargs.items()))))
+        """Rendered once and copied from its JSON text, as bankgate does its own form (`policy.mcp.form.ApprovalForm`):
+        the SDK asks for the schema on every round, and a baseline that regenerated it, or copied it more
+        slowly, would flatter bankgate."""
+        copied: dict[str, Any] = json.loads(_rendered_schema(cls, args, tuple(sorted(kwargs.items()))))
+        return copied
 
 
 @functools.cache
-def _rendered_schema(model: type[BaseModel], args: tuple[Any, ...], options: tuple[Any, ...]) -> dict[str, Any]:
-    return BaseModel.model_json_schema.__func__(model, *args, **dict(options))  # type: ignore[attr-defined,no-any-return]
+def _rendered_schema(model: type[BaseModel], args: tuple[Any, ...], options: tuple[Any, ...]) -> str:
+    return json.dumps(BaseModel.model_json_schema.__func__(model, *args, **dict(options)))  # type: ignore[attr-defined]
 
 
 def balance_result(account_id: str, minor: int) -> CallToolResult:

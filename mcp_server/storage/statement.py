@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, RootTransaction, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 
 _Compiled = tuple[str, tuple[str, ...] | None]  # driver SQL, parameter names in order if positional
 _Bound = tuple[str, Sequence[Any] | Mapping[str, Any]]  # driver SQL and its arguments
@@ -67,17 +67,21 @@ class Statement:
         conn.info[_QUEUE].append(self._bound(conn, params))
 
     def _execute(self, conn: Connection, params: Mapping[str, Any]) -> Any:
+        """Every statement of a call passes here (two dozen in a gated transfer), so it stays plain: no
+        context manager, and on SQLite no look for a queue, which only `pipelined` (PostgreSQL) keeps."""
         sql, arguments = self._bound(conn, params)
         driver = _driver(conn)
         cursor = driver.cursor()
-        queue: list[_Bound] | None = conn.info.get(_QUEUE)
-        with _driver_errors(conn, driver, cursor, sql, arguments):
+        queue: list[_Bound] | None = conn.info.get(_QUEUE) if conn.dialect.name == "postgresql" else None
+        try:
             if not queue:
                 cursor.execute(sql, arguments)
             else:  # the writes waiting go in this round trip
                 with driver.pipeline():
                     _send_queued(driver, queue)
                     cursor.execute(sql, arguments)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _translated(conn, driver, cursor, sql, arguments, exc) from exc
         return cursor
 
     def _bound(self, conn: Connection, params: Mapping[str, Any]) -> _Bound:
@@ -144,16 +148,22 @@ def _driver(conn: Connection) -> Any:
 @contextmanager
 def _driver_errors(conn: Connection, driver: Any, cursor: Any, sql: str, arguments: Any) -> Iterator[None]:
     """Re-raise the driver's errors as SQLAlchemy's (naming `sql`), invalidating `conn` if it was lost."""
-    dialect = conn.dialect
     try:
         yield
-    except dialect.loaded_dbapi.Error as exc:
-        disconnected = dialect.is_disconnect(exc, driver, cursor)
-        if disconnected:
-            conn.invalidate(exc)
-        raise DBAPIError.instance(
-            sql, arguments, exc, dialect.loaded_dbapi.Error, connection_invalidated=disconnected, dialect=dialect
-        ) from exc
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _translated(conn, driver, cursor, sql, arguments, exc) from exc
+
+
+def _translated(conn: Connection, driver: Any, cursor: Any, sql: str, arguments: Any, exc: Any) -> StatementError:
+    """The driver's error `exc` as SQLAlchemy's (naming `sql`); `conn` is invalidated if the error lost it."""
+    dialect = conn.dialect
+    disconnected = dialect.is_disconnect(exc, driver, cursor)
+    if disconnected:
+        conn.invalidate(exc)
+    error: StatementError = DBAPIError.instance(
+        sql, arguments, exc, dialect.loaded_dbapi.Error, connection_invalidated=disconnected, dialect=dialect
+    )
+    return error
 
 
 def _compile(sql: str, conn: Connection) -> _Compiled:

@@ -5,6 +5,7 @@ auto-fills defaults approves nothing), but its model accepts any content: a malf
 answer must become a recorded rejection, not an SDK error that skips the audit.
 """
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar
 
@@ -27,7 +28,7 @@ def _requires(*fields: str) -> Callable[[dict[str, Any]], None]:
 
 class ApprovalForm(BaseModel):
     model_config = ConfigDict(extra="allow", json_schema_extra=_requires("approve"))
-    _rendered: ClassVar[dict[tuple[Any, ...], dict[str, Any]]] = {}
+    _rendered: ClassVar[dict[tuple[Any, ...], str]] = {}
 
     @classmethod
     def model_json_schema(
@@ -40,11 +41,13 @@ class ApprovalForm(BaseModel):
     ) -> dict[str, Any]:
         """Rendered once per form and generator: the SDK renders the form on every round (and
         `policy.mcp.asked` once more per question), and generating it costs more than the rest
-        of the question. Each caller gets its own copy, as from pydantic, to change as it likes."""
+        of the question. Each caller gets its own copy, as from pydantic, to change as it likes:
+        parsed from the rendering's JSON text, a few C calls where copying the dicts took dozens."""
         key = (cls, by_alias, ref_template, schema_generator, mode, tuple(sorted(options.items())))
         if key not in cls._rendered:
-            cls._rendered[key] = super().model_json_schema(by_alias, ref_template, schema_generator, mode, **options)
-        rendered: dict[str, Any] = _copied(cls._rendered[key])
+            schema = super().model_json_schema(by_alias, ref_template, schema_generator, mode, **options)
+            cls._rendered[key] = json.dumps(schema)
+        rendered: dict[str, Any] = json.loads(cls._rendered[key])
         return rendered
 
     approve: Annotated[
@@ -68,16 +71,6 @@ class ApprovalForm(BaseModel):
             }
         ),
     ] = None
-
-
-def _copied(schema: Any) -> Any:
-    """A copy of a JSON schema (dicts, lists and scalars only): a fraction of `copy.deepcopy`'s cost,
-    which keeps a memo for shared and cyclic objects that JSON cannot hold."""
-    if isinstance(schema, dict):
-        return {key: _copied(value) for key, value in schema.items()}
-    if isinstance(schema, list):
-        return [_copied(value) for value in schema]
-    return schema
 
 
 class ConfirmedApprovalForm(ApprovalForm):

@@ -98,13 +98,14 @@ def url_reachable(ctx: Context) -> bool:
     return elicitation is not None and elicitation.url is not None and ctx.session.can_send_request
 
 
-def human_reachable(ctx: Context) -> bool:
-    """Whether this client can put a form question to a person on this transport."""
+def human_reachable(ctx: Context, input_required: bool) -> bool:
+    """Whether this client can put a form question to a person on this transport (`input_required`:
+    `uses_input_required(ctx)`, which the caller has already read)."""
     capabilities = ctx.client_capabilities
     elicitation = capabilities.elicitation if capabilities is not None else None
     if elicitation is None or (elicitation.form is None and elicitation.url is not None):
         return False
-    return uses_input_required(ctx) or ctx.session.can_send_request
+    return input_required or ctx.session.can_send_request
 
 
 async def prepare(ctx: Context) -> Opening:
@@ -121,7 +122,8 @@ async def prepare(ctx: Context) -> Opening:
         ref = _presented_ref(params)
     except Refusal as refusal:
         return Opening(Call(tool, {}, principal, roles=roles), final=GateResult.refused(refusal))
-    gate, asked, reachable = host.gate, _answered(ctx), human_reachable(ctx)
+    input_required = uses_input_required(ctx)  # read once: each `Context` property is a pydantic lookup
+    gate, asked, reachable = host.gate, _answered(ctx, input_required), human_reachable(ctx, input_required)
     desk = host.has_desk
     try:
         if ref is not None:
@@ -260,13 +262,13 @@ def decided_at_once(tool: Callable[..., Awaitable[R]]) -> Callable[..., Awaitabl
     return decided
 
 
-def _answered(ctx: Context) -> str | None:
+def _answered(ctx: Context, input_required: bool) -> str | None:
     """Names the question a 2026-07-28 round answers (see `policy.mcp.asked`); `None` for a new call.
 
     The state arrives unsealed by the SDK, which refuses one forged, expired, or sealed for
     another tool, other arguments or another principal.
     """
-    return answered_digest(ctx.request_state, ASK_KEY) if uses_input_required(ctx) else None
+    return answered_digest(ctx.request_state, ASK_KEY) if input_required else None
 
 
 def _presented_ref(params: Any) -> str | None:
