@@ -39,8 +39,9 @@ async def desk_link(ctx: ServerRequestContext[Any, Any], call_next: CallNext) ->
     params = dict(ctx.params)
     ref: Any = None
     arguments = params.get("arguments")
+    presented = False
     if isinstance(arguments, Mapping) and APPROVAL_REF in arguments:
-        ref = arguments[APPROVAL_REF]
+        presented, ref = True, arguments[APPROVAL_REF]
         params["arguments"] = {k: v for k, v in arguments.items() if k != APPROVAL_REF}
     declined = False
     continued = _continued(params.get("requestState"))
@@ -53,7 +54,8 @@ async def desk_link(ctx: ServerRequestContext[Any, Any], call_next: CallNext) ->
     if ref is not None:
         meta = params.get("_meta")
         params["_meta"] = {**(meta if isinstance(meta, Mapping) else {}), APPROVAL_REF_META: ref}
-    result = await call_next(replace(ctx, params=params))
+    # Most calls continue nothing: they go on as they came, without a copy of the request's context.
+    result = await call_next(replace(ctx, params=params) if presented or continued is not None else ctx)
     if declined or not _links_by_url(ctx):
         return result
     return _as_input_request(result)
