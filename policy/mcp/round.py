@@ -109,6 +109,12 @@ def human_reachable(ctx: Context, input_required: bool) -> bool:
 
 
 async def prepare(ctx: Context) -> Opening:
+    return await _opened(ctx, rounds=True)
+
+
+async def _opened(ctx: Context, *, rounds: bool) -> Opening:
+    """The call decided; `rounds`: the tool carries the approval round (else nobody is asked, nothing
+    is answered, and a question, which the policy never asks of such a tool, is denied for want of one)."""
     host = _host(ctx)
     params = ctx.request_context.params or {}
     tool = str(params.get("name"))
@@ -122,9 +128,11 @@ async def prepare(ctx: Context) -> Opening:
         ref = _presented_ref(params)
     except Refusal as refusal:
         return Opening(Call(tool, {}, principal, roles=roles), final=GateResult.refused(refusal))
-    input_required = uses_input_required(ctx)  # read once: each `Context` property is a pydantic lookup
-    gate, asked, reachable = host.gate, _answered(ctx, input_required), human_reachable(ctx, input_required)
-    desk = host.has_desk
+    gate, asked, reachable, desk = host.gate, None, False, False
+    if rounds:
+        input_required = uses_input_required(ctx)  # read once: each `Context` property is a pydantic lookup
+        asked, reachable = _answered(ctx, input_required), human_reachable(ctx, input_required)
+        desk = host.has_desk
     try:
         if ref is not None:
             return await gate.store.run(lambda: gate.resume(call, ref))
@@ -242,9 +250,10 @@ def _link_message(opening: Opening, url: str) -> str:
 def decided_at_once(tool: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
     """`tool` without its approval round, for a tool the policy never routes to a human.
 
-    The tool's `outcome` parameter (resolved by `settle`) is supplied by `prepare` alone: the
-    same decision by the same code, minus the SDK's resolver machinery, which costs more
-    than an allowed read. If a question were needed after all, the call is denied.
+    The tool's `outcome` parameter (resolved by `settle`) is supplied by `prepare`'s decision
+    alone: the same code, minus the SDK's resolver machinery (which costs more than an allowed
+    read) and the round's lookups: no round is answered, and a question, were one needed after
+    all, is denied as having nobody to ask (no approval is created for it).
     """
     signature = inspect.signature(tool)
     hints = typing.get_type_hints(tool, include_extras=True)
@@ -252,7 +261,7 @@ def decided_at_once(tool: Callable[..., Awaitable[R]]) -> Callable[..., Awaitabl
 
     @functools.wraps(tool)
     async def decided(*args: Any, ctx: Context, **kwargs: Any) -> R:
-        opening = await prepare(ctx)
+        opening = await _opened(ctx, rounds=False)
         return await tool(*args, outcome=opening.final or _internal_denial(opening.call.tool), **kwargs)
 
     decided.__signature__ = signature.replace(  # type: ignore[attr-defined]

@@ -4,6 +4,8 @@ A tool the policy never gates is registered through `decided_at_once` (no resolv
 same tool under a policy that may ask goes through the round like any transfer.
 """
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +96,6 @@ async def test_a_question_without_a_round_is_denied(tmp_path: Path, mode: str, m
     assert small["status"] == "executed"
     assert big["status"] == "denied" and "balance" not in big
     assert responder.questions == []
+    with closing(sqlite3.connect(tmp_path / "ledger.db")) as ledger:  # nor is a question left pending behind it
+        assert ledger.execute("SELECT COUNT(*) FROM approvals").fetchone() == (0,)
+        assert ledger.execute("SELECT COUNT(*) FROM audit_log WHERE event = 'requested'").fetchone() == (0,)
