@@ -10,16 +10,21 @@ Certificate Transparency log:
    ledger from before signed audit, there is no head and every chained record is legacy);
    anything else is refused (`ChainRefused`), so the sequencer never signs over a tampered tail;
 2. it reads unchained records (oldest `rid` first), checks each record's own signature and
-   leaves any that fails unchained (so `audit verify` names it), gives the others the next
-   positions and hashes, and signs the new head into `audit_heads`, all in one transaction.
-   A row this process's own writer signed and inserted, read back unchanged in every column
-   (`AuditWriter.signed_here`, a digest kept in memory only), needs no signature check: the
-   signature is this key's over exactly that content. That skips the Ed25519 verification
-   (~60 µs a record, more than signing it) for nearly every record a server chains; a row
-   another process wrote, or one changed in the database since its insert, is verified. The
-   batch is one transaction:
-   a crash mid-batch rolls the whole batch back, and the next batch (at the latest at the
-   next start) chains those records again from the same head.
+   leaves any that fails unchained (so `audit verify` names it), and gives the others the next
+   positions and hashes: the batch's plan, made in a read snapshot, without the lock;
+3. in one write transaction, under the lock, it finds the chain's tail where the plan started
+   (else another sequencer chained meanwhile: nothing is written and the batch is planned
+   again), writes the positions and hashes (every planned record must still be waiting), and
+   signs the new head into `audit_heads`. A crash mid-batch rolls the whole batch back, and the
+   next batch (at the latest at the next start) chains those records again from the same head.
+   Planning outside the lock matters on SQLite, whose lock is the one every writer queues on:
+   the checks and hashes, most of a batch's work, no longer hold up the server's writes.
+
+A row this process's own writer signed and inserted, read back unchanged in every column
+(`AuditWriter.signed_here`, a digest kept in memory only), needs no signature check: the
+signature is this key's over exactly that content. That skips the Ed25519 verification
+(~60 µs a record, more than signing it) for nearly every record a server chains; a row
+another process wrote, or one changed in the database since its insert, is verified.
 
 Every server process runs one in the background (`Background`: at start, every `interval`
 while records wait, and a last time when it stops; while none waits it sleeps until its own
@@ -35,9 +40,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from mcp_server.audit.keys import load_keyring
 from mcp_server.audit.writer import RECORD_COLUMNS, AuditWriter
@@ -62,7 +68,9 @@ _TAIL = Statement("SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER B
 _SIGNED_CHAINED = Statement("SELECT 1 FROM audit_log WHERE seq IS NOT NULL AND rid NOT LIKE :legacy LIMIT 1")
 _ANY_PENDING = Statement("SELECT 1 FROM audit_log WHERE seq IS NULL LIMIT 1")
 _PENDING = Statement(f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_log WHERE seq IS NULL ORDER BY rid LIMIT :limit")
-_CHAIN = text("UPDATE audit_log SET seq = :seq, prev_hash = :prev_hash, hash = :hash WHERE rid = :rid AND seq IS NULL")
+_CHAIN = Statement(
+    "UPDATE audit_log SET seq = :seq, prev_hash = :prev_hash, hash = :hash WHERE rid = :rid AND seq IS NULL"
+)
 """SQLite: run once per batch with every record's parameters (the driver's executemany)."""
 _CHAIN_ARRAYS = Statement(
     "UPDATE audit_log SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash FROM unnest(CAST(:seq AS BIGINT[]), "
@@ -79,6 +87,20 @@ _INSERT_HEAD = Statement(
 
 class ChainRefused(RuntimeError):
     """The chain's tail is not what the last signed head vouches for: it changed without the key."""
+
+
+class _TailMoved(Exception):
+    """The chain changed between a batch's plan and its write (another sequencer chained): plan again."""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A batch worked out from the chain's tail `start` (seq, hash): each record's position, and its row's new
+    seq, prev_hash and hash."""
+
+    start: tuple[int, str]
+    positions: dict[str, int]
+    chained: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -108,10 +130,21 @@ class Sequencer:
 
     def chain(self, *, wait: bool = True) -> list[Batch]:
         """Chain everything committed so far, a batch per transaction. `wait=False` gives up at once if
-        another sequencer holds the lock (it chains these records itself). Raises `ChainRefused`."""
+        another sequencer holds the lock (it chains these records itself). Raises `ChainRefused`.
+
+        Each batch is planned in a read snapshot (the records' checks and hashes, most of a batch's work)
+        and written in a short write transaction that first finds the chain's tail where the plan found
+        it: on SQLite that transaction holds the one write lock every writer queues on, so it no longer
+        holds it while hashing. A tail that moved meanwhile (another sequencer chained) is planned again."""
         batches: list[Batch] = []
         while True:
-            batch = self.db.run(lambda conn: self.chain_in(conn, wait=wait))
+            plan = self.db.read(self._plan, snapshot=True)
+            if plan is None:
+                return batches
+            try:
+                batch = self.db.run(partial(self._apply, plan=plan, wait=wait))
+            except _TailMoved:
+                continue
             if batch is None:
                 return batches
             batches.append(batch)
@@ -123,7 +156,14 @@ class Sequencer:
         lock is taken (`wait=False`) or no valid record waits."""
         if not self.lock(conn, wait=wait):
             return None
-        seq, prev_hash = self._tail(conn)
+        plan = self._plan(conn)
+        return self._write(conn, plan) if plan is not None else None
+
+    def _plan(self, conn: Connection) -> _Plan | None:
+        """The next batch from the chain's tail as `conn` sees it: each waiting record checked, positioned
+        and hashed; None when no valid record waits."""
+        start = self._tail(conn)
+        seq, prev_hash = start
         positions: dict[str, int] = {}
         chained: list[dict[str, Any]] = []
         for row in _PENDING.all(conn, {"limit": BATCH_LIMIT}):
@@ -136,16 +176,32 @@ class Sequencer:
             prev_hash = chain_hash(prev_hash, record)
             chained.append({"seq": seq, "prev_hash": record["prev_hash"], "hash": prev_hash, "rid": record["rid"]})
             positions[record["rid"]] = seq
-        if not positions:
+        return _Plan(start, positions, chained) if positions else None
+
+    def _apply(self, conn: Connection, *, plan: _Plan, wait: bool) -> Batch | None:
+        """Write `plan` under the sequencer's lock if the chain still ends where it was planned from, and
+        every planned record still waits (else `_TailMoved`: nothing is written); None when the lock is
+        taken (`wait=False`)."""
+        if not self.lock(conn, wait=wait):
             return None
+        if self._tail(conn) != plan.start:
+            raise _TailMoved
+        return self._write(conn, plan)
+
+    def _write(self, conn: Connection, plan: _Plan) -> Batch:
+        """Give the planned records their positions and hashes, and sign the head they leave."""
+        chained = plan.chained
         if conn.dialect.name == "postgresql":
-            _CHAIN_ARRAYS.run(conn, {column: [row[column] for row in chained] for column in chained[0]})
+            written = _CHAIN_ARRAYS.run(conn, {column: [row[column] for row in chained] for column in chained[0]})
         else:
-            conn.execute(_CHAIN, chained)
-        head = self.writer.signer.sign_head(seq, prev_hash, now_text())
+            written = _CHAIN.run_many(conn, chained)
+        if written != len(chained):  # a planned record was chained or removed meanwhile
+            raise _TailMoved
+        last = chained[-1]
+        head = self.writer.signer.sign_head(last["seq"], last["hash"], now_text())
         _INSERT_HEAD.run(conn, head.as_json())
         self._trusted = head
-        return Batch(positions, head)
+        return Batch(plan.positions, head)
 
     def lock(self, conn: Connection, *, wait: bool = True) -> bool:
         """Take the sequencer's turn for this transaction (PostgreSQL; SQLite's write lock already is one)."""

@@ -62,6 +62,16 @@ def deposit_concurrently(db_url: str, accounts: list[str]) -> None:
         thread.join(timeout=120)
 
 
+def backlog(url: str, *, deposits: int, replicas: int) -> tuple[Database, list[Database]]:
+    """A ledger with `deposits` records waiting to be chained, and `replicas` more pools on it (as replicas)."""
+    db = Database.open(url)
+    ledger = Ledger(db)
+    account = ledger.create_account("Backlog").id
+    for _ in range(deposits):
+        ledger.deposit(account, "1")
+    return db, [Database.open(url) for _ in range(replicas)]
+
+
 def chained(db: Database) -> list[int]:
     return [
         int(s)
@@ -96,12 +106,7 @@ def test_two_sequencers_racing_on_one_backlog_chain_it_once(tmp_path: Path) -> N
     """Threads released together onto one backlog: the advisory lock lets one batch chain it; the other
     finds nothing left (or waits and continues from the first's head)."""
     with postgres_schema("bankgate_race") as url:
-        db = Database.open(url)
-        ledger = Ledger(db)
-        account = ledger.create_account("Backlog").id
-        for _ in range(20):
-            ledger.deposit(account, "1")
-        replicas = [Database.open(url) for _ in range(4)]
+        db, replicas = backlog(url, deposits=20, replicas=4)
         start = threading.Barrier(len(replicas))
         batches: list[int] = []
 
@@ -233,6 +238,56 @@ def test_rows_its_own_writer_inserted_unchanged_are_chained_without_a_signature_
     assert len(checked) == 1 and batch.positions[checked[0]] == 1  # only the other writer's deposit
     assert audit_log.verify(db).findings == []
     db.close()
+
+
+def test_a_batch_is_worked_out_without_the_lock_writers_queue_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite has one write lock, which every writer of the process queues on. Checking and hashing a batch is
+    most of its work: done in a read, a write that must not wait (the event loop's) still goes through
+    meanwhile, on the very database the sequencer writes to. (PostgreSQL's sequencer lock is its own.)"""
+    db = Database.open(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger = Ledger(db)
+    account = ledger.create_account("Ada").id
+    ledger.deposit(account, "5")
+    waiting = db.read(lambda c: c.execute(text("SELECT COUNT(*) FROM audit_log WHERE seq IS NULL")).scalar_one())
+    sequencer = Sequencer(db, AuditWriter())
+    plan = sequencer._plan
+    written: list[int] = []
+
+    def plan_while_another_writes(conn: Connection) -> Any:
+        written.append(db.run(lambda c: c.execute(text("UPDATE accounts SET owner = owner")).rowcount, wait=False))
+        return plan(conn)
+
+    monkeypatch.setattr(sequencer, "_plan", plan_while_another_writes)
+    (batch,) = sequencer.chain()
+    assert written == [2] and len(batch.positions) == waiting > 0  # both accounts touched; every record chained
+    assert audit_log.verify(db).findings == []
+    db.close()
+
+
+def test_a_batch_planned_before_another_sequencer_chained_is_planned_again(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two replicas' sequencers: the second chains the records while the first's plan of them waits to be
+    written. The first finds the chain's tail moved, writes nothing and plans again: one chain, no fork."""
+    db, replicas = backlog(db_url, deposits=3, replicas=2)
+    first, second = (Sequencer(replica, AuditWriter()) for replica in replicas)
+    plan, raced = first._plan, list[int]()
+
+    def plan_then_race(conn: Connection) -> Any:
+        planned = plan(conn)
+        if not raced:
+            raced.extend(len(batch.positions) for batch in second.chain())
+        return planned
+
+    monkeypatch.setattr(first, "_plan", plan_then_race)
+    assert first.chain() == []
+    assert raced == [len(chained(db))] and chained(db) == list(range(1, len(chained(db)) + 1))
+    heads = db.read(lambda c: c.execute(text("SELECT COUNT(*) FROM audit_heads")).scalar_one())
+    assert heads == 1 and audit_log.verify(db).findings == []
+    for replica in [*replicas, db]:
+        replica.close()
 
 
 @pytest.mark.parametrize("edit", ["note = 'edited'", "amount_minor = amount_minor + 1", "signature = '00'"])
