@@ -143,13 +143,18 @@ class Meter:
         into["pages_written"] += self.tally.frames() - frames
 
     async def calls(self, path: str, subject: str, call: Callable[[], Awaitable[object]], calls: int) -> Cost:
-        for _ in range(min(20, calls)):  # warm: caches filled, first-use imports done
+        for _ in range(warm_up(calls)):  # caches filled, first-use imports done
             await call()
         counts: Counter[str] = Counter()
         with self.counting(counts):
             for _ in range(calls):
                 await call()
         return per_call(path, subject, counts, calls)
+
+
+def warm_up(calls: int) -> int:
+    """Uncounted calls before the counted ones; the sequencer chains their records too."""
+    return min(20, calls)
 
 
 def per_call(path: str, subject: str, counts: Counter[str], calls: int) -> Cost:
@@ -206,7 +211,7 @@ async def measure(calls: int) -> list[Cost]:
                         chained: Counter[str] = Counter()
                         with meter.counting(chained):
                             state.sequencer.sequencer.chain()
-                        costs.append(per_call(path, SEQUENCER, chained, calls + min(20, calls)))
+                        costs.append(per_call(path, SEQUENCER, chained, calls + warm_up(calls)))
                 for subject, client, tool in BALANCES:
                     costs.append(await meter.calls(path, subject, caller(clients[client], tool, BALANCE), calls))
         return costs

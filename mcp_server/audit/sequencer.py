@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from mcp_server.audit.keys import load_keyring
 from mcp_server.audit.writer import RECORD_COLUMNS, AuditWriter
@@ -68,10 +68,8 @@ _TAIL = Statement("SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER B
 _SIGNED_CHAINED = Statement("SELECT 1 FROM audit_log WHERE seq IS NOT NULL AND rid NOT LIKE :legacy LIMIT 1")
 _ANY_PENDING = Statement("SELECT 1 FROM audit_log WHERE seq IS NULL LIMIT 1")
 _PENDING = Statement(f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_log WHERE seq IS NULL ORDER BY rid LIMIT :limit")
-_CHAIN = Statement(
-    "UPDATE audit_log SET seq = :seq, prev_hash = :prev_hash, hash = :hash WHERE rid = :rid AND seq IS NULL"
-)
-"""SQLite: run once per batch with every record's parameters (the driver's executemany)."""
+_CHAIN = text("UPDATE audit_log SET seq = :seq, prev_hash = :prev_hash, hash = :hash WHERE rid = :rid AND seq IS NULL")
+"""SQLite: run once per batch with every record's parameters (the driver's executemany; its rowcount is the total)."""
 _CHAIN_ARRAYS = Statement(
     "UPDATE audit_log SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash FROM unnest(CAST(:seq AS BIGINT[]), "
     "CAST(:prev_hash AS TEXT[]), CAST(:hash AS TEXT[]), CAST(:rid AS TEXT[])) AS v(seq, prev_hash, hash, rid) "
@@ -194,7 +192,7 @@ class Sequencer:
         if conn.dialect.name == "postgresql":
             written = _CHAIN_ARRAYS.run(conn, {column: [row[column] for row in chained] for column in chained[0]})
         else:
-            written = _CHAIN.run_many(conn, chained)
+            written = conn.execute(_CHAIN, chained).rowcount
         if written != len(chained):  # a planned record was chained or removed meanwhile
             raise _TailMoved
         last = chained[-1]

@@ -55,20 +55,6 @@ class Statement:
         count: int = self._execute(conn, params).rowcount
         return count
 
-    def run_many(self, conn: Connection, params: Sequence[Mapping[str, Any]]) -> int:
-        """Execute a write once for each of `params` (the driver's executemany); return the rows touched in all."""
-        sql, _ = self._bound(conn, params[0])
-        rows = [self._bound(conn, each)[1] for each in params]
-        driver = _driver(conn)
-        cursor = driver.cursor()
-        with _driver_errors(conn, driver, cursor, sql, rows):
-            queue: list[_Bound] | None = conn.info.get(_QUEUE) if conn.dialect.name == "postgresql" else None
-            if queue:  # the writes waiting go first, as they would with any statement
-                with driver.pipeline():
-                    _send_queued(driver, queue)
-            cursor.executemany(sql, rows)
-        return int(cursor.rowcount)
-
     def send(self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMETERS) -> None:
         """Execute a write whose outcome the caller does not read: inside `pipelined`, on the next
         round trip; otherwise now. Its error, if any, aborts the transaction either way."""
