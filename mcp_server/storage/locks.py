@@ -7,7 +7,8 @@ such transactions take a turn on the name (the principal, the key) before they r
 
 PostgreSQL: a transaction-scoped advisory lock on (space, hash of the name), released at
 commit or rollback; READ COMMITTED then shows every statement after it what the previous
-holder committed. A hash collision only makes two names share a turn. SQLite: nothing to
+holder committed. A hash collision, or a deployment in another schema of the same database
+(advisory locks are database-wide), only makes two names share a turn. SQLite: nothing to
 take, since `BEGIN IMMEDIATE` already gives every write transaction the whole file.
 
 Lock order (no deadlocks): the principal's turn, then the key's, then approval rows, then
