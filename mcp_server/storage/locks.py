@@ -5,24 +5,25 @@ call changing that total commits between the read and this transaction's own com
 idempotency key may be stored only by the transaction that found it unused. Both hold when
 such transactions take a turn on the name (the principal, the key) before they read.
 
-PostgreSQL: a transaction-scoped advisory lock on (space, hash of the name), released at
-commit or rollback; READ COMMITTED then shows every statement after it what the previous
-holder committed. A hash collision, or a deployment in another schema of the same database
-(advisory locks are database-wide), only makes two names share a turn. SQLite: nothing to
-take, since `BEGIN IMMEDIATE` already gives every write transaction the whole file.
+PostgreSQL: a transaction-scoped advisory lock on (space, hash of the ledger's schema and the
+name), released at commit or rollback; READ COMMITTED then shows every statement after it what
+the previous holder committed. Advisory locks span the whole database, so the schema is part
+of the key: ledgers in other schemas of it never wait on this one's turns (as the audit
+sequencer's lock, `audit.sequencer.SEQUENCER_LOCK`). A hash collision only makes two names
+share a turn. SQLite: nothing to take, since `BEGIN IMMEDIATE` already gives every write
+transaction the whole file.
 
 Lock order (no deadlocks): the principal's turn, then the key's, then approval rows, then
 account rows (in id order). (Audit records take no shared lock: see `audit.sequencer`.)
 """
 
-import hashlib
 from enum import IntEnum
 
 from sqlalchemy import Connection
 
 from mcp_server.storage.statement import Statement
 
-_TAKE = Statement("SELECT pg_advisory_xact_lock(:space, :name)")
+_TAKE = Statement("SELECT pg_advisory_xact_lock(:space, hashtext(current_schema() || '/' || :name))")
 
 
 class Space(IntEnum):
@@ -36,5 +37,4 @@ def take_turn(conn: Connection, space: Space, name: str) -> None:
     """Wait until no other transaction holds `name`'s turn, then hold it until this one ends."""
     if conn.dialect.name != "postgresql":
         return
-    hashed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
-    _TAKE.send(conn, {"space": int(space), "name": hashed})
+    _TAKE.send(conn, {"space": int(space), "name": name})

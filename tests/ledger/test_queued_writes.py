@@ -5,7 +5,6 @@ aborts the transaction, and nothing queued outlives the transaction it was sent 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
 
 import pytest
@@ -92,19 +91,18 @@ def test_a_turn_taken_elsewhere_sends_queued_work_on_the_loop_to_a_thread(
     """The turn is queued with the statement after it; its lock timeout still reads as contention."""
     if backend != "postgresql":
         pytest.skip("turns are PostgreSQL advisory locks (SQLite writers take the whole file)")
-    principal = f"alice-{uuid.uuid4()}"  # turns are database-wide: tests in other schemas take "alice"'s
     monkeypatch.setattr(loop_connection, "ROUND_TRIP_LIMIT_S", 1.0)  # a busy test machine is still "near"
     when_ready(lambda: database.read(lambda conn: 1, wait=False))
     holding, release = threading.Event(), threading.Event()
 
     def hold(conn: Connection) -> None:
-        take_turn(conn, Space.PRINCIPAL, principal)
+        take_turn(conn, Space.PRINCIPAL, "alice")
         COUNT.one(conn)
         holding.set()
         release.wait(10)
 
     def takes_the_turn(conn: Connection) -> None:
-        take_turn(conn, Space.PRINCIPAL, principal)
+        take_turn(conn, Space.PRINCIPAL, "alice")
         INSERT.send(conn, {"seq": 1})
         COUNT.one(conn)
 
