@@ -1,17 +1,24 @@
 """Ledger test helpers: a standard book, the customers' total (the fingerprint `snapshot` is in tests.support),
-and waiting for the event loop's PostgreSQL connection."""
+waiting for the event loop's PostgreSQL connection, and a lock held by another transaction."""
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from mcp_server.ledger.books import Ledger
 from mcp_server.storage.database import Database, WouldWait
+from mcp_server.storage.locks import Space, take_turn
+from mcp_server.storage.statement import Statement
 from tests.support import ledger_close
+
+ROUND_TRIP = Statement("SELECT 1")
+"""Sent after a turn, so the turn (queued for the next round trip on PostgreSQL) is taken by then."""
 
 
 def standard_book(ledger: Ledger) -> None:
@@ -44,3 +51,34 @@ def when_ready(work: Callable[[], Any], bound: float = 10.0) -> Any:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
+
+
+def taking_turn(space: Space, name: str) -> Callable[[Connection], bool]:
+    """Work that takes `name`'s turn in `space` (and is sure to have it when it returns)."""
+
+    def work(conn: Connection) -> bool:
+        take_turn(conn, space, name)
+        ROUND_TRIP.one(conn)
+        return True
+
+    return work
+
+
+@contextmanager
+def held_elsewhere(db: Database, take: Callable[[Connection], object]) -> Iterator[None]:
+    """While the block runs, what `take` locks stays locked by a transaction of `db` on another thread."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold(conn: Connection) -> None:
+        take(conn)
+        holding.set()
+        release.wait(10)
+
+    holder = threading.Thread(target=db.run, args=(hold,))
+    holder.start()
+    try:
+        assert holding.wait(10)
+        yield
+    finally:
+        release.set()
+        holder.join(10)

@@ -15,7 +15,7 @@ from mcp_server.ledger.errors import ErrorCode, LedgerError
 from mcp_server.storage import loop_connection
 from mcp_server.storage.database import Database, WouldWait
 from tests.drills.proxy import TcpProxy
-from tests.ledger.helpers import when_ready
+from tests.ledger.helpers import held_elsewhere, when_ready
 
 COUNT = "SELECT COUNT(*) FROM audit_heads"
 INSERT = "INSERT INTO audit_heads (seq, hash, at, key_id, signature) VALUES (:seq, '', '', '', '')"
@@ -70,24 +70,11 @@ def test_a_read_on_the_loop_leaves_its_connection_transactional(pg: Database) ->
 
 def test_a_lock_held_elsewhere_sends_the_work_to_a_thread_at_once(pg: Database) -> None:
     when_ready(lambda: pg.read(lambda conn: 1, wait=False))
-    holding, release = threading.Event(), threading.Event()
-
-    def hold(conn: Connection) -> None:
-        conn.exec_driver_sql("LOCK TABLE audit_heads IN EXCLUSIVE MODE")
-        holding.set()
-        release.wait(10)
-
-    holder = threading.Thread(target=pg.run, args=(hold,))
-    holder.start()
-    try:
-        assert holding.wait(10)
+    with held_elsewhere(pg, lambda conn: conn.exec_driver_sql("LOCK TABLE audit_heads IN EXCLUSIVE MODE")):
         started = time.monotonic()
         with pytest.raises(WouldWait):
             pg.run(insert(1), wait=False)
         assert time.monotonic() - started < 0.5  # the lock timeout (10 ms), not the holder's transaction
-    finally:
-        release.set()
-        holder.join(10)
     assert pg.run(insert(1), wait=False) == 1  # the same connection, still ready: contention is not a failure
     assert count(pg) == 1
 

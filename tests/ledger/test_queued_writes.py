@@ -4,7 +4,6 @@ aborts the transaction, and nothing queued outlives the transaction it was sent 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import pytest
@@ -15,7 +14,7 @@ from mcp_server.storage import loop_connection
 from mcp_server.storage.database import Database, WouldWait
 from mcp_server.storage.locks import Space, take_turn
 from mcp_server.storage.statement import Statement
-from tests.ledger.helpers import when_ready
+from tests.ledger.helpers import held_elsewhere, taking_turn, when_ready
 
 INSERT = Statement("INSERT INTO audit_heads (seq, hash, at, key_id, signature) VALUES (:seq, '', '', '', '')")
 COUNT = Statement("SELECT COUNT(*) FROM audit_heads")
@@ -93,28 +92,14 @@ def test_a_turn_taken_elsewhere_sends_queued_work_on_the_loop_to_a_thread(
         pytest.skip("turns are PostgreSQL advisory locks (SQLite writers take the whole file)")
     monkeypatch.setattr(loop_connection, "ROUND_TRIP_LIMIT_S", 1.0)  # a busy test machine is still "near"
     when_ready(lambda: database.read(lambda conn: 1, wait=False))
-    holding, release = threading.Event(), threading.Event()
-
-    def hold(conn: Connection) -> None:
-        take_turn(conn, Space.PRINCIPAL, "alice")
-        COUNT.one(conn)
-        holding.set()
-        release.wait(10)
 
     def takes_the_turn(conn: Connection) -> None:
         take_turn(conn, Space.PRINCIPAL, "alice")
         INSERT.send(conn, {"seq": 1})
         COUNT.one(conn)
 
-    holder = threading.Thread(target=database.run, args=(hold,))
-    holder.start()
-    try:
-        assert holding.wait(10)
-        with pytest.raises(WouldWait):
-            database.run(takes_the_turn, wait=False)
-    finally:
-        release.set()
-        holder.join(10)
+    with held_elsewhere(database, taking_turn(Space.PRINCIPAL, "alice")), pytest.raises(WouldWait):
+        database.run(takes_the_turn, wait=False)
     assert seqs(database) == []
     database.run(takes_the_turn, wait=False)
     assert seqs(database) == [1]
