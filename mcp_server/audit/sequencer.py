@@ -48,6 +48,7 @@ from sqlalchemy import Connection, text
 from mcp_server.audit.keys import load_keyring
 from mcp_server.audit.writer import RECORD_COLUMNS, AuditWriter
 from mcp_server.storage.database import Database
+from mcp_server.storage.locks import LEDGER
 from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import now_text
 from policy.audit import GENESIS, LEGACY_PREFIX, Keyring, SignedHead, chain_hash
@@ -55,14 +56,14 @@ from policy.audit import GENESIS, LEGACY_PREFIX, Keyring, SignedHead, chain_hash
 log = logging.getLogger(__name__)
 
 SEQUENCER_LOCK = int.from_bytes(b"aseq", "big") >> 1
-"""The PostgreSQL advisory lock only sequencers take: this constant and the ledger's schema (`_LOCK`), shared by
-every bankgate process on that ledger. Advisory locks span the whole database, so a constant alone would make
-the sequencers of ledgers in other schemas of it skip their turn (`wait=False`) believing it theirs."""
+"""The PostgreSQL advisory lock only sequencers take: this constant and the ledger (`storage.locks.LEDGER`),
+shared by every bankgate process on that ledger. Advisory locks span the whole database, so a constant alone
+would make the sequencers of ledgers in other schemas of it skip their turn (`wait=False`) believing it theirs."""
 BATCH_LIMIT = 2000
 """Records chained per transaction at most: a backlog is worked off in bounded transactions."""
 
-_LOCK = Statement("SELECT pg_advisory_xact_lock(:key, hashtext(current_schema()))")
-_TRY_LOCK = Statement("SELECT pg_try_advisory_xact_lock(:key, hashtext(current_schema()))")
+_LOCK = Statement(f"SELECT pg_advisory_xact_lock(:key, hashtext({LEDGER}))")
+_TRY_LOCK = Statement(f"SELECT pg_try_advisory_xact_lock(:key, hashtext({LEDGER}))")
 _LAST_HEAD = Statement("SELECT seq, hash, at, key_id, signature FROM audit_heads ORDER BY seq DESC LIMIT 1")
 _TAIL = Statement("SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
 _SIGNED_CHAINED = Statement("SELECT 1 FROM audit_log WHERE seq IS NOT NULL AND rid NOT LIKE :legacy LIMIT 1")

@@ -89,6 +89,10 @@ _SQLITE_END_READ = Statement("ROLLBACK")
 _SQLITE_NO_WAITING = Statement("PRAGMA busy_timeout = 0")
 _SQLITE_RELAXED, _SQLITE_DURABLE = Statement("PRAGMA synchronous = NORMAL"), Statement("PRAGMA synchronous = FULL")
 _POSTGRES_RELAXED = Statement("SET LOCAL synchronous_commit = off")
+_LEDGER_SCHEMA = text(
+    "SELECT current_schema(), (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.oid = to_regclass('schema_migrations'))"
+)
 
 _UNAVAILABLE = "The ledger database is unavailable right now; please try again shortly."
 _BUSY = "The ledger is too busy to complete this right now; please try again shortly."
@@ -164,6 +168,8 @@ class Database:
         try:
             with self._engine.connect() as conn:
                 exists = inspect(conn).has_table("schema_migrations")
+                if exists and self._dialect == "postgresql":
+                    _check_ledger_schema(conn, url)
         except OperationalError as exc:
             raise DatabaseUnreachable(_unreachable(self._engine.url, exc)) from exc
         if not create and not exists:
@@ -339,6 +345,22 @@ def _postgres_read(conn: Connection, work: Callable[[Connection], T], snapshot: 
             if conn.in_transaction():  # `work` used SQLAlchemy's own execute, which begins implicitly
                 conn.rollback()
             conn.execution_options(isolation_level="READ COMMITTED")
+
+
+def _check_ledger_schema(conn: Connection, url: str) -> None:
+    """Refuse a search path that finds the ledger in one schema but would create tables in another.
+
+    PostgreSQL creates in `current_schema()`, the first schema of the path that exists (another
+    database user's `$user` schema, say), while it finds tables anywhere on the path: migrations
+    would build a second, empty ledger there, and locks keyed by the schema (`storage.locks`)
+    would not be this ledger's."""
+    current, found = conn.execute(_LEDGER_SCHEMA).one()
+    if found != current:
+        raise LedgerNotOpened(
+            f"{redacted_url(url)} finds the bankgate ledger in schema {found!r} but would create tables in "
+            f"{current!r}, the first existing schema of its search_path; put {found!r} first "
+            f"(e.g. ?options=-csearch_path%3D{found})"
+        )
 
 
 def _discarded(conn: Connection | None) -> Connection | None:

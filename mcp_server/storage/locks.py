@@ -5,13 +5,12 @@ call changing that total commits between the read and this transaction's own com
 idempotency key may be stored only by the transaction that found it unused. Both hold when
 such transactions take a turn on the name (the principal, the key) before they read.
 
-PostgreSQL: a transaction-scoped advisory lock on (space, hash of the ledger's schema and the
-name), released at commit or rollback; READ COMMITTED then shows every statement after it what
-the previous holder committed. Advisory locks span the whole database, so the schema is part
-of the key: ledgers in other schemas of it never wait on this one's turns (as the audit
-sequencer's lock, `audit.sequencer.SEQUENCER_LOCK`). A hash collision only makes two names
-share a turn. SQLite: nothing to take, since `BEGIN IMMEDIATE` already gives every write
-transaction the whole file.
+PostgreSQL: a transaction-scoped advisory lock on (space, hash of the ledger and the name),
+released at commit or rollback; READ COMMITTED then shows every statement after it what the
+previous holder committed. Advisory locks span the whole database, so the ledger is part of
+the key (`LEDGER`): ledgers in other schemas of it never wait on this one's turns. A hash
+collision only makes two names share a turn. SQLite: nothing to take, since `BEGIN IMMEDIATE`
+already gives every write transaction the whole file.
 
 Lock order (no deadlocks): the principal's turn, then the key's, then approval rows, then
 account rows (in id order). (Audit records take no shared lock: see `audit.sequencer`.)
@@ -23,7 +22,11 @@ from sqlalchemy import Connection
 
 from mcp_server.storage.statement import Statement
 
-_TAKE = Statement("SELECT pg_advisory_xact_lock(:space, hashtext(current_schema() || '/' || :name))")
+LEDGER = "current_schema()"
+"""The ledger, in the SQL of an advisory lock's key: its schema (`Database.open` refuses a search path
+on which the ledger's tables are elsewhere)."""
+
+_TAKE = Statement(f"SELECT pg_advisory_xact_lock(:space, hashtext({LEDGER} || '/' || :name))")
 
 
 class Space(IntEnum):

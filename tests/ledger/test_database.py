@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -15,8 +16,15 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.storage import database as database_module
-from mcp_server.storage.database import Database, default_database_url
-from tests.support import ledger_transfer
+from mcp_server.storage.database import Database, LedgerNotOpened, default_database_url
+from tests.support import (
+    POSTGRES_URL_ENV,
+    create_schema,
+    drop_schemas,
+    ledger_transfer,
+    postgres_base_url,
+    url_with_search_path,
+)
 
 
 def test_plain_path_and_sqlite_url_are_the_same_database(tmp_path: Path) -> None:
@@ -77,6 +85,26 @@ def test_postgres_unreachable_is_database_unavailable_without_secrets() -> None:
         Database.open("postgresql://bank:s3cret-pw@127.0.0.1:1/nowhere")
     assert caught.value.code == "database_unavailable"
     assert "s3cret" not in caught.value.message and "Traceback" not in caught.value.message
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_a_search_path_that_would_build_a_second_ledger_is_refused(create: bool) -> None:
+    """PostgreSQL finds tables anywhere on the search path but creates them in its first existing schema:
+    with an empty schema before the ledger's, opening would have migrated a new, empty ledger there."""
+    base = postgres_base_url()
+    if base is None:
+        pytest.skip(f"set {POSTGRES_URL_ENV} to run against PostgreSQL")
+    ledger, empty = create_schema(base, "bankgate_test"), create_schema(base, "bankgate_test")
+    try:
+        Database.open(url_with_search_path(base, ledger)).close()
+        with pytest.raises(LedgerNotOpened, match=f"ledger in schema '{ledger}' but would create tables in '{empty}'"):
+            Database.open(url_with_search_path(base, f"{empty},{ledger}"), create=create)
+        Database.open(url_with_search_path(base, f"{ledger},{empty}"), create=False).close()  # the ledger first
+        with psycopg.connect(base) as conn:
+            created = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = %s", (empty,)).fetchone()
+        assert created == (0,)
+    finally:
+        drop_schemas(base, ledger, empty)
 
 
 def test_unopenable_sqlite_file_is_database_unavailable(tmp_path: Path) -> None:

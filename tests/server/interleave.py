@@ -19,6 +19,7 @@ import psycopg
 from mcp.client import ClientRequestContext
 
 from mcp_server.audit.sequencer import SEQUENCER_LOCK
+from mcp_server.storage.locks import LEDGER
 from policy.testing import Answer, ScriptedResponder, approve
 
 WAIT_LIMIT = 20.0
@@ -50,7 +51,7 @@ class Gathering:
 
 def hold_audit_writes(conn: psycopg.Connection[Any]) -> None:
     """Until `conn`'s transaction ends: no sequencer runs and every insert of audit records waits."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (SEQUENCER_LOCK,))
+    conn.execute(f"SELECT pg_advisory_xact_lock(%s, hashtext({LEDGER}))", (SEQUENCER_LOCK,))
     conn.execute("LOCK TABLE audit_log IN SHARE MODE")
 
 
