@@ -17,6 +17,8 @@ for the writes queued by `send`, `_queue` while capturing).
 
 import argparse
 import asyncio
+import itertools
+import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -67,19 +69,21 @@ class Sent:
 
 
 AUTOCOMMIT = "AUTOCOMMIT"
-"""How a PostgreSQL read ends: its statements ran with no BEGIN or COMMIT (see `Database.read`)."""
+"""How a read ends: its statements ran with no BEGIN or COMMIT (see `Database.read`)."""
 
 
 @dataclass
 class Transaction:
-    """The statements between one BEGIN and its COMMIT (or ROLLBACK); or, on PostgreSQL, a read's statements
-    on one connection checkout (`end` AUTOCOMMIT)."""
+    """The statements between one BEGIN and its COMMIT (or ROLLBACK); or a read's statements on one
+    connection checkout, or on SQLite's kept reader connection (`end` AUTOCOMMIT)."""
 
     statements: list[Sent] = field(default_factory=list)
     end: str = "COMMIT"
     autocommit: bool = False
-    """Whether the driver was in autocommit when it began (a read on PostgreSQL)."""
+    """Whether it began outside any transaction (a read)."""
     round_trips: int = 0
+    began: int = 0
+    """Its place among the recorded transactions by first statement (a read on a kept connection ends last)."""
 
     @property
     def body(self) -> list[Sent]:
@@ -122,12 +126,13 @@ class Recorder:
         self.done: list[Transaction] = []
         self._open: dict[int, Transaction] = {}
         self._lock = threading.RLock()
+        self._began = itertools.count()
 
     def _sent(self, conn: Connection, sql: str, params: Any, *, waits: bool = True) -> None:
         """`waits`: the statement is a round trip of its own (not queued for the next one)."""
         dbapi_connection = conn.connection.dbapi_connection
         sent, key = Sent(sql, params), id(dbapi_connection)
-        autocommit = getattr(dbapi_connection, "autocommit", None) is True
+        autocommit = _autocommit(dbapi_connection, sent)
         with self._lock:
             open_ = self._open.get(key)
             if open_ is not None and open_.autocommit and not autocommit:
@@ -135,7 +140,9 @@ class Recorder:
             if sent.verb == "BEGIN" or (sent.verb not in _BOUNDARY and key not in self._open):
                 # The driver's own BEGIN (PostgreSQL outside autocommit) is a round trip of its own.
                 implicit_begin = sent.verb != "BEGIN" and not autocommit
-                self._open[key] = Transaction(autocommit=autocommit, round_trips=int(implicit_begin))
+                self._open[key] = Transaction(
+                    autocommit=autocommit, round_trips=int(implicit_begin), began=next(self._began)
+                )
             if sent.verb in _BOUNDARY and sent.verb != "BEGIN":
                 self._end(key, sent.verb)
                 return
@@ -149,8 +156,9 @@ class Recorder:
             if how == AUTOCOMMIT and open_ is not None and not open_.body:
                 return  # only settings left after a transaction (SQLite's `PRAGMA synchronous` back to FULL)
             if open_ is not None and not _sequencers(open_):
-                open_.end = how
-                open_.round_trips += how != AUTOCOMMIT
+                # A pooled SQLite read ends in the driver's commit, which sends nothing outside a transaction.
+                open_.end = AUTOCOMMIT if open_.autocommit else how
+                open_.round_trips += open_.end != AUTOCOMMIT
                 self.done.append(open_)
 
     @contextmanager
@@ -197,12 +205,21 @@ class Recorder:
             yield self.done
             for key in [key for key, open_ in self._open.items() if open_.autocommit]:
                 self._end(key, AUTOCOMMIT)  # a read on a kept connection: never checked in
+            self.done.sort(key=lambda tx: tx.began)
         finally:
             Statement._execute = original  # type: ignore[method-assign]
             Statement._queue = original_queue  # type: ignore[method-assign]
             for engine in engines:
                 for name, listener in listeners.items():
                     event.remove(engine, name, listener)
+
+
+def _autocommit(dbapi_connection: Any, sent: Sent) -> bool:
+    """Whether `sent` runs outside a transaction: the PostgreSQL driver is in autocommit, or SQLite's
+    (which begins only where BEGIN is sent) has none open."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        return sent.verb != "BEGIN" and not dbapi_connection.in_transaction
+    return getattr(dbapi_connection, "autocommit", None) is True
 
 
 def _sequencers(tx: Transaction) -> bool:

@@ -36,7 +36,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection
 
 from mcp_server.audit.writer import AuditWriter
-from mcp_server.ledger.entitlements import grant_in, grant_role_in
+from mcp_server.ledger.entitlements import Held, grant_in, grant_role_in, held_columns, held_of
 from mcp_server.ledger.errors import ErrorCode, LedgerError
 from mcp_server.ledger.free_text import parse_owner
 from mcp_server.ledger.identifiers import (
@@ -87,7 +87,7 @@ its operator (the demo moves money out of ACC-001 and ACC-002 and closes ACC-003
 
 _COLUMNS = "id, owner, currency, status, balance_minor, created_at, closed_at"
 _SELECT_ACCOUNT = Statement(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id")
-_SELECT_PAIR = Statement(f"SELECT {_COLUMNS} FROM accounts WHERE id IN (:first, :second) ORDER BY id")
+_PAIR = "WHERE id IN (:first, :second) ORDER BY id"
 _SELECT_CUSTOMERS = Statement(f"SELECT {_COLUMNS} FROM accounts WHERE kind = 'customer' ORDER BY length(id), id")
 _SELECT_CUSTOMER_IDS = Statement("SELECT id FROM accounts WHERE kind = 'customer'")
 _INSERT_ACCOUNT = Statement(
@@ -194,12 +194,18 @@ class Side(Protocol):
     def balance_minor(self) -> int: ...
 
 
+Seen = Callable[[Account, Held], object]
+"""A caller's check of the first account a plan reads, with what the holder holds (it raises to refuse)."""
+
+
 class TransferPlan(NamedTuple):
     """A transfer that passed every check, on rows locked until the transaction ends if planned with `lock`."""
 
     debit: Account
     credit: Account
     amount_minor: int
+    held: Held
+    """What the holder the plan was made for holds on both accounts (nothing, without a holder)."""
 
 
 class ClosePlan(NamedTuple):
@@ -207,6 +213,8 @@ class ClosePlan(NamedTuple):
 
     account: Account
     destination: Account | None
+    held: Held
+    """As `TransferPlan.held`."""
 
 
 class Ledger:
@@ -221,7 +229,10 @@ class Ledger:
         self._audit = audit or AuditWriter()
         self._max_amount_minor = max_amount_minor
         # Both rows a movement touches, locked in id order (PostgreSQL) so writers cannot deadlock.
-        self._lock_accounts = Statement(_SELECT_PAIR.sql + db.for_update)
+        self._lock_accounts = Statement(f"SELECT {_COLUMNS} FROM accounts {_PAIR}{db.for_update}")
+        held_pair = f"SELECT {_COLUMNS}{held_columns(db.dialect)} FROM accounts {_PAIR}"
+        self._held_pair = {False: Statement(held_pair), True: Statement(held_pair + db.for_update)}
+        """Both rows with what a holder holds on them, in one statement: read, or locked as above."""
 
     @property
     def db(self) -> Database:
@@ -240,6 +251,15 @@ class Ledger:
         if row is None:
             raise unknown_account(account_id, field)
         return _Row(*row).public()
+
+    def held_account_in(
+        self, conn: Connection, account_id: str, holder: str, field: str = "account_id"
+    ) -> tuple[Account, Held]:
+        """`account_in`, with what `holder` holds on the account, read in the same statement."""
+        rows, held = self._pair(conn, account_id, account_id, lock=False, holder=holder, seen=None)
+        if account_id not in rows:
+            raise unknown_account(account_id, field)
+        return rows[account_id].public(), held
 
     def transfer_in(
         self,
@@ -270,25 +290,28 @@ class Ledger:
         amount: object,
         *,
         lock: bool = True,
-        seen: Callable[[Account], object] | None = None,
+        holder: str | None = None,
+        seen: Seen | None = None,
     ) -> TransferPlan:
         """Everything `transfer_in` would check (`amount` in major units of the debit's currency), without
         writing: what an approver is shown, and a refusal before anyone is asked.
 
         `lock`: read both rows `FOR UPDATE`, so `post_transfer_in` can write on this plan; without it,
-        one consistent read (enough to show a question). `seen` is called with the debit account once
-        it is found, before any other check (the caller's visibility rule: it raises to refuse).
+        one consistent read (enough to show a question). `holder`: whose relations and roles to read
+        with the rows (`TransferPlan.held`). `seen` is called with the debit account and that holding
+        once it is found, before any other check (the caller's visibility rule: it raises to refuse).
         """
         _distinct_parties(from_account, to_account)
-        debit, credit, amount_minor = self._plan_transfer(
+        debit, credit, amount_minor, held = self._plan_transfer(
             conn,
             from_account,
             to_account,
             lambda currency: parse_amount(amount, currency, ceiling_minor=self._max_amount_minor),
             lock=lock,
+            holder=holder,
             seen=seen,
         )
-        return TransferPlan(debit.public(), credit.public(), amount_minor)
+        return TransferPlan(debit.public(), credit.public(), amount_minor, held)
 
     def post_transfer_in(
         self, conn: Connection, debit: Side, credit: Side, amount_minor: int, memo: str | None = None
@@ -304,12 +327,14 @@ class Ledger:
         sweep_to: str | None = None,
         *,
         lock: bool = True,
-        seen: Callable[[Account], object] | None = None,
+        holder: str | None = None,
+        seen: Seen | None = None,
     ) -> ClosePlan:
-        """Everything `close_in` would check, without writing; `lock` and `seen` as in `plan_transfer_in`."""
+        """Everything `close_in` would check, without writing; `lock`, `holder` and `seen` as in
+        `plan_transfer_in`."""
         _distinct_sweep(account_id, sweep_to)
-        account, destination = self._plan_close(conn, account_id, sweep_to, lock=lock, seen=seen)
-        return ClosePlan(account.public(), destination.public() if destination is not None else None)
+        account, destination, held = self._plan_close(conn, account_id, sweep_to, lock=lock, holder=holder, seen=seen)
+        return ClosePlan(account.public(), destination.public() if destination is not None else None, held)
 
     def post_close_in(self, conn: Connection, account: Side, destination: Side | None) -> CloseReceipt:
         """Close an account that `plan_close_in(lock=True)` checked in this transaction, on the rows it
@@ -448,7 +473,7 @@ class Ledger:
         memo: str | None,
         key: str | None,
     ) -> TransferReceipt:
-        debit, credit, amount = self._plan_transfer(conn, source, target, amount_in)
+        debit, credit, amount, _ = self._plan_transfer(conn, source, target, amount_in)
         return self._post_transfer(conn, debit, credit, amount, memo, key)
 
     def _post_transfer(
@@ -475,9 +500,10 @@ class Ledger:
         amount_in: Callable[[str], int],
         *,
         lock: bool = True,
-        seen: Callable[[Account], object] | None = None,
-    ) -> tuple[_Row, _Row, int]:
-        locked = self._pair(conn, source, target, lock=lock, seen=seen)
+        holder: str | None = None,
+        seen: Seen | None = None,
+    ) -> tuple[_Row, _Row, int, Held]:
+        locked, held = self._pair(conn, source, target, lock=lock, holder=holder, seen=seen)
         debit = _open_account(locked, source, "from_account")
         credit = _open_account(locked, target, "to_account")
         if credit.currency != debit.currency:
@@ -495,10 +521,10 @@ class Ledger:
                 f"less than the {format_amount(amount, debit.currency)} requested.",
                 field="amount",
             )
-        return debit, credit, amount
+        return debit, credit, amount, held
 
     def _close(self, conn: Connection, target: str, sweep: str | None, key: str | None) -> CloseReceipt:
-        account, destination = self._plan_close(conn, target, sweep)
+        account, destination, _ = self._plan_close(conn, target, sweep)
         return self._post_close(conn, account, destination, key)
 
     def _post_close(self, conn: Connection, account: Side, destination: Side | None, key: str | None) -> CloseReceipt:
@@ -526,9 +552,10 @@ class Ledger:
         sweep: str | None,
         *,
         lock: bool = True,
-        seen: Callable[[Account], object] | None = None,
-    ) -> tuple[_Row, _Row | None]:
-        locked = self._pair(conn, target, sweep or target, lock=lock, seen=seen)
+        holder: str | None = None,
+        seen: Seen | None = None,
+    ) -> tuple[_Row, _Row | None, Held]:
+        locked, held = self._pair(conn, target, sweep or target, lock=lock, holder=holder, seen=seen)
         account = _open_account(locked, target, "account_id")
         destination = None if sweep is None else _open_account(locked, sweep, "sweep_to")
         if destination is not None and destination.currency != account.currency:
@@ -554,7 +581,7 @@ class Ledger:
                 "money out in smaller transfers first.",
                 field="account_id",
             )
-        return account, destination
+        return account, destination, held
 
     def _fund(
         self,
@@ -636,14 +663,16 @@ class Ledger:
         return transaction_id, created_at
 
     def _pair(
-        self, conn: Connection, first: str, second: str, *, lock: bool, seen: Callable[[Account], object] | None
-    ) -> dict[str, _Row]:
-        """Both rows (locked, or one consistent read); `seen` is shown the first one, if it exists."""
-        read = self._lock_accounts if lock else _SELECT_PAIR
-        rows = {row[0]: _Row(*row) for row in read.all(conn, {"first": first, "second": second})}
+        self, conn: Connection, first: str, second: str, *, lock: bool, holder: str | None, seen: Seen | None
+    ) -> tuple[dict[str, _Row], Held]:
+        """Both rows (locked, or one consistent read) and what `holder` holds on them; `seen` is shown the
+        first one, if it exists."""
+        found = self._held_pair[lock].all(conn, {"first": first, "second": second, "holder": holder})
+        rows = {row[0]: _Row(*row[:7]) for row in found}
+        held = held_of((row[0], row[7], row[8]) for row in found)
         if seen is not None and first in rows:
-            seen(rows[first].public())
-        return rows
+            seen(rows[first].public(), held)
+        return rows, held
 
     def _lock(self, conn: Connection, first: str, second: str) -> dict[str, _Row]:
         return {row[0]: _Row(*row) for row in self._lock_accounts.all(conn, {"first": first, "second": second})}

@@ -38,10 +38,8 @@ AUDIT_TOOL = "entitlements"
 
 _PRINCIPAL = re.compile(r"[\x21-\x7e]{1,100}")
 
-_HELD = Statement(
-    "SELECT account_id, relation FROM account_access WHERE principal = :principal AND account_id IN (:first, :second)"
-    " UNION ALL SELECT NULL, role FROM principal_roles WHERE principal = :principal"
-)
+_LISTED = {"sqlite": "group_concat({})", "postgresql": "string_agg({}, ',')"}
+"""Each dialect's aggregate of names into one comma-separated text (no name holds a comma)."""
 _ACCOUNT_EXISTS = Statement("SELECT 1 FROM accounts WHERE id = :account_id AND kind = 'customer'")
 _GRANT = Statement(
     "INSERT INTO account_access (principal, account_id, relation, granted_by, granted_at)"
@@ -88,18 +86,27 @@ class Grant:
         return f"{self.principal:<16} {self.name:<9} {target:<20} granted by {self.granted_by} at {self.granted_at}"
 
 
-def held_in(conn: Connection, principal: str, account_ids: Iterable[str]) -> Held:
-    """The roles of `principal` and its relations to (at most two of) `account_ids`, in one query."""
-    first, *rest = account_ids
-    rows = _HELD.all(conn, {"principal": principal, "first": first, "second": rest[0] if rest else first})
-    relations: dict[str, list[str]] = {}
-    roles: list[str] = []
-    for account_id, name in rows:
-        if account_id is None:
-            roles.append(name)
-        else:
-            relations.setdefault(account_id, []).append(name)
-    return Held(tuple(sorted(roles)), {k: tuple(sorted(v)) for k, v in relations.items()})
+def held_columns(dialect: str) -> str:
+    """Two more columns for a SELECT over `accounts`: the relations of principal `:holder` to the row's
+    account and its roles, so one statement reads both accounts and what the caller holds on them."""
+    listed = _LISTED[dialect]
+    return (
+        f", (SELECT {listed.format('relation')} FROM account_access"
+        " WHERE principal = :holder AND account_id = accounts.id)"
+        f", (SELECT {listed.format('role')} FROM principal_roles WHERE principal = :holder)"
+    )
+
+
+def held_of(columns: Iterable[tuple[str, str | None, str | None]]) -> Held:
+    """The `Held` that `held_columns` read, from each row's (account id, relations, roles)."""
+    roles: tuple[str, ...] = ()
+    relations: dict[str, tuple[str, ...]] = {}
+    for account_id, related, listed_roles in columns:
+        if related:
+            relations[account_id] = tuple(sorted(related.split(",")))
+        if listed_roles:
+            roles = tuple(sorted(listed_roles.split(",")))
+    return Held(roles, relations)
 
 
 def grant_in(conn: Connection, principal: str, relation: str, account_id: str, by: str) -> bool:

@@ -7,8 +7,11 @@ Concurrency model (why the ledger stays correct with many writers):
   take the single write lock up front and queue on ``busy_timeout`` instead of failing on a
   read-to-write lock upgrade (a lock still held after the timeout is retried like any other
   contention). Writers in one process also queue on a Python lock first, so they hand the
-  file lock over promptly rather than polling for it. Reads run under ``BEGIN DEFERRED``:
-  a WAL snapshot that writers never block. One long-lived reader connection serves whichever
+  file lock over promptly rather than polling for it. A read runs its statements without BEGIN,
+  as on PostgreSQL: each sees its own WAL snapshot, which writers never block (a BEGIN DEFERRED
+  and ROLLBACK around a one-statement read were two statements of its two or three); one that
+  needs a single snapshot across statements asks for it (``read(snapshot=True)``: BEGIN
+  DEFERRED). One long-lived reader connection serves whichever
   read finds it free (in practice the event loop's inline reads), skipping the pool's
   checkout and reset, which cost more than a small indexed read.
 * PostgreSQL: READ COMMITTED, and the ledger locks the rows it will change with
@@ -203,14 +206,14 @@ class Database:
         return self._transact(work, write=True, wait=wait, durable=durable)
 
     def read(self, work: Callable[[Connection], T], *, snapshot: bool = False, wait: bool = True) -> T:
-        """Run read-only ``work``; it must not write. SQLite reads one snapshot; PostgreSQL shows each
-        statement what was committed when it began, or, with ``snapshot``, all of them one snapshot.
+        """Run read-only ``work``; it must not write. Each statement sees what was committed when it
+        began, or, with ``snapshot``, all of them one snapshot (both backends).
         ``wait=False`` on PostgreSQL: on the loop's connection, or ``WouldWait`` (SQLite reads never wait)."""
         if self._dialect == "postgresql" and not wait:
             return self._transact(work, write=False, wait=False, snapshot=snapshot)
         if self._dialect == "sqlite" and self._reader_free.acquire(blocking=False):
             try:
-                return self._read_on_reader(work)
+                return self._read_on_reader(work, snapshot)
             except DBAPIError:
                 self._reader = _discarded(self._reader)  # and read again below, with the usual retries and reporting
             finally:
@@ -232,16 +235,18 @@ class Database:
             self._loop.close()
         self._engine.dispose()
 
-    def _read_on_reader(self, work: Callable[[Connection], T]) -> T:
+    def _read_on_reader(self, work: Callable[[Connection], T], snapshot: bool) -> T:
         """One SQLite read on the long-lived reader connection; the caller holds `_reader_free`."""
         if self._reader is None:
             self._reader = self._engine.connect()
         conn = self._reader
-        _SQLITE_BEGIN[False].run(conn)
+        if snapshot:
+            _SQLITE_BEGIN[False].run(conn)
         try:
             return work(conn)
         finally:
-            _SQLITE_END_READ.run(conn)
+            if snapshot:
+                _SQLITE_END_READ.run(conn)
             if conn.in_transaction():  # `work` used SQLAlchemy's own execute, which begins implicitly
                 conn.rollback()
 
@@ -268,7 +273,8 @@ class Database:
                             commit(conn, transaction)
                             return result
                     with _relaxed(conn, not durable), conn.begin():
-                        _SQLITE_BEGIN[write].run(conn)
+                        if write or snapshot:
+                            _SQLITE_BEGIN[write].run(conn)
                         return work(conn)
             except DBAPIError as exc:
                 if not _is_transient(exc):

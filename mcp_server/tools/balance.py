@@ -18,7 +18,6 @@ from mcp_server.tools.common import (
     ToolResult,
     account_facts,
     annotations,
-    held_by_caller,
     present,
     signature_arguments,
     who,
@@ -59,9 +58,7 @@ class BalanceAction(LedgerAction):
         return {"account_id": parse_account_id(raw["account_id"], "account_id")}
 
     def inspect(self, tx: GateTx[Connection], call: Call) -> Inspection:
-        conn = tx.ledger
-        held = held_by_caller(conn, call, call.arguments["account_id"])
-        account = self._subject(conn, call, "account_id", held)
+        account, held = self._subject(tx.ledger, call, "account_id")
         if account.status == "closed":
             raise LedgerError("account_closed", f"Account {account.id} is closed.", field="account_id")
         return Inspection(

@@ -22,10 +22,10 @@ from mcp_server.tools.common import (
     ToolResult,
     account_facts,
     annotations,
-    held_by_caller,
     present,
     signature_arguments,
     who,
+    with_credentials,
 )
 from policy.action import Call, Done, Inspection
 from policy.store import GateTx
@@ -66,15 +66,16 @@ class CloseAction(LedgerAction):
         }
 
     def inspect(self, tx: GateTx[Connection], call: Call) -> Inspection:
-        args, conn = call.arguments, tx.ledger
-        held = held_by_caller(conn, call, args["account_id"], args["sweep_to"] or args["account_id"])
-        account, sweep = self.ledger.plan_close_in(
-            conn,
+        args = call.arguments
+        account, sweep, holding = self.ledger.plan_close_in(
+            tx.ledger,
             args["account_id"],
             args["sweep_to"],
             lock=tx.settles,  # one lock, where the effect runs; a question reads without one
-            seen=lambda subject: self._visible(call, "account_id", held, subject),
+            holder=call.principal,
+            seen=self._seen(call, "account_id"),
         )
+        held = with_credentials(holding, call)
         balance = format_amount(account.balance_minor, account.currency)
         target = who(sweep) if sweep is not None else "nowhere (no sweep_to given)"
         return Inspection(

@@ -20,8 +20,8 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
-from mcp_server.ledger.books import Ledger, unknown_account
-from mcp_server.ledger.entitlements import Held, held_in
+from mcp_server.ledger.books import Ledger, Seen, unknown_account
+from mcp_server.ledger.entitlements import Held
 from mcp_server.ledger.models import Account
 from policy.action import Call, Done, Inspection
 from policy.document import Policy
@@ -185,11 +185,12 @@ class LedgerAction(ABC):
             )
         return raw
 
-    def _subject(self, conn: Connection, call: Call, field: str, held: Held) -> Account:
-        """The account the call reads, debits or closes (argument `field`), if the caller may know of it."""
-        account = self.ledger.account_in(conn, call.arguments[field], field)
+    def _subject(self, conn: Connection, call: Call, field: str) -> tuple[Account, Held]:
+        """The account the call reads (argument `field`), if the caller may know of it, and what it holds."""
+        account, held = self.ledger.held_account_in(conn, call.arguments[field], call.principal, field)
+        held = with_credentials(held, call)
         self._visible(call, field, held, account)
-        return account
+        return account, held
 
     def _visible(self, call: Call, field: str, held: Held, account: Account) -> None:
         """Refuse `account` (argument `field`) exactly as a missing one, unless the caller may know of it."""
@@ -199,10 +200,16 @@ class LedgerAction(ABC):
         if not self.policy.sees(facts):
             raise unknown_account(account.id, field)
 
+    def _seen(self, call: Call, field: str) -> Seen:
+        """The visibility check of a plan's first account (argument `field`), as `plan_transfer_in` calls it."""
+        return lambda account, held: self._visible(call, field, with_credentials(held, call), account)
 
-def held_by_caller(conn: Connection, call: Call, *account_ids: str) -> Held:
-    """What the caller holds, read in the deciding transaction, plus the roles its credentials carry."""
-    held = held_in(conn, call.principal, account_ids)
+
+def with_credentials(held: Held, call: Call) -> Held:
+    """What the caller holds in the ledger (read in the deciding transaction), plus the roles its
+    credentials carry."""
+    if not call.roles:
+        return held
     return replace(held, roles=tuple(sorted(set(held.roles) | set(call.roles))))
 
 

@@ -24,10 +24,10 @@ from mcp_server.tools.common import (
     ToolResult,
     account_facts,
     annotations,
-    held_by_caller,
     present,
     signature_arguments,
     who,
+    with_credentials,
 )
 from policy.action import Call, Done, Inspection
 from policy.store import GateTx
@@ -82,16 +82,17 @@ class TransferAction(LedgerAction):
         }
 
     def inspect(self, tx: GateTx[Connection], call: Call) -> Inspection:
-        args, conn = call.arguments, tx.ledger
-        held = held_by_caller(conn, call, args["from_account"], args["to_account"])
-        source, target, amount = self.ledger.plan_transfer_in(
-            conn,
+        args = call.arguments
+        source, target, amount, holding = self.ledger.plan_transfer_in(
+            tx.ledger,
             args["from_account"],
             args["to_account"],
             args["amount"],
             lock=tx.settles,  # one lock, where the effect runs; a question reads without one
-            seen=lambda account: self._visible(call, "from_account", held, account),
+            holder=call.principal,
+            seen=self._seen(call, "from_account"),
         )
+        held = with_credentials(holding, call)
         money = format_amount(amount, source.currency)
         effect = [f"Transfer {money} ({source.currency}) from {who(source)} to {who(target)}."]
         if args["memo"]:
