@@ -1,8 +1,13 @@
 """`audit verify` re-verifies every desk signature offline; `approvers add|list|revoke` from the CLI."""
 
+from typing import Any
+
 import pytest
+from sqlalchemy import Connection, event, text
 
 from mcp_server.cli.main import main
+from mcp_server.desk.reverify import reverify_decisions
+from mcp_server.storage.database import Database
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.world import DeskBrowser, World
 
@@ -53,6 +58,36 @@ async def test_edits_are_reported(
     world.sql(statement, r=decided)
     code, out = verify(world, capsys)
     assert code == 1 and reported in out and decided in out, out
+
+
+async def test_a_decision_committed_while_verifying_is_seen_whole_or_not_at_all(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey
+) -> None:
+    """The re-verification reads the desk's audit records, then its decisions: one snapshot, so a decision
+    (committed with its record) landing between the two reads is not reported as having no record."""
+    late = world.pending("310.00")
+    assert (await erin.decide(late.ref, "approved", passkey)).status_code == 200
+    held = {"audit_log": "approval_ref", "desk_decisions": "approval_ref"}
+    for table, column in held.items():  # set the decision aside, to be committed again mid-read
+        world.sql(f"CREATE TABLE held_{table} AS SELECT * FROM {table} WHERE {column} = :r", r=late.ref)
+        world.sql(f"DELETE FROM {table} WHERE {column} = :r", r=late.ref)
+    other = Database.open(world.settings.db_url)
+
+    def land(conn: Connection) -> None:
+        for table in held:
+            conn.execute(text(f"INSERT INTO {table} SELECT * FROM held_{table}"))
+
+    def after(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT seq, approval_ref, event"):  # the first read
+            other.run(land)
+
+    event.listen(world.db.engines[0], "after_cursor_execute", after)
+    try:
+        assert reverify_decisions(world.db) == []
+    finally:
+        event.remove(world.db.engines[0], "after_cursor_execute", after)
+        other.close()
+    assert len(world.rows("SELECT 1 FROM desk_decisions WHERE approval_ref = :r", r=late.ref)) == 1
 
 
 def test_approvers_commands(world: World, capsys: pytest.CaptureFixture[str]) -> None:
