@@ -120,8 +120,8 @@ class Desk:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    async def _read(self, work: Callable[[Connection], T]) -> T:
-        return await run_in_threadpool(self.db.read, work)
+    async def _read(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
+        return await run_in_threadpool(self.db.read, work, snapshot=snapshot)
 
     async def _write(self, work: Callable[[Connection], T]) -> T:
         return await run_in_threadpool(self.db.run, work)
@@ -211,7 +211,7 @@ class Desk:
         def read(conn: Connection) -> tuple[Approval, decisions.DeskDecision | None]:
             return inbox.approval(conn, ref), decisions.decision_for(conn, ref)
 
-        approval, decided = await self._read(read)
+        approval, decided = await self._read(read, snapshot=True)  # the approval as of its decision, or before it
         return self._render(
             request,
             approver,
