@@ -28,6 +28,15 @@ def test_a_question_takes_no_lock(shapes: Shapes) -> None:
     assert not any("FROM accounts WHERE id = " in s.sql for s in question.body), "one read of the accounts"
 
 
+def test_the_accounts_and_the_callers_entitlements_are_one_read(shapes: Shapes) -> None:
+    """No call reads what its caller holds apart from the accounts it names (`entitlements.held_columns`)."""
+    question, settlement = shapes.gated_transfer.transactions[0], shapes.gated_transfer.transactions[-1]
+    (balance,) = shapes.balance.transactions
+    for tx in (question, settlement, balance):
+        (read,) = [s.sql for s in tx.body if "account_access" in s.sql or "principal_roles" in s.sql]
+        assert read in account_reads(tx)
+
+
 def test_a_settlement_locks_both_accounts_once_and_plans_once(shapes: Shapes) -> None:
     settlement = shapes.gated_transfer.transactions[-1]
     reads = account_reads(settlement)
