@@ -9,11 +9,11 @@ Concurrency model (why the ledger stays correct with many writers):
   contention). Writers in one process also queue on a Python lock first, so they hand the
   file lock over promptly rather than polling for it. A read runs its statements without BEGIN,
   as on PostgreSQL: each sees its own WAL snapshot, which writers never block (a BEGIN DEFERRED
-  and ROLLBACK around a one-statement read were two statements of its two or three); one that
-  needs a single snapshot across statements asks for it (``read(snapshot=True)``: BEGIN
-  DEFERRED). One long-lived reader connection serves whichever
-  read finds it free (in practice the event loop's inline reads), skipping the pool's
-  checkout and reset, which cost more than a small indexed read.
+  and a ROLLBACK around a one-statement read tripled its statements); one that needs a single
+  snapshot across statements asks for it (``read(snapshot=True)``: BEGIN DEFERRED). One
+  long-lived reader connection serves whichever read finds it free (in practice the event
+  loop's inline reads), skipping the pool's checkout and reset, which cost more than a small
+  indexed read.
 * PostgreSQL: READ COMMITTED, and the ledger locks the rows it will change with
   ``SELECT … FOR UPDATE`` in ascending id order (``Database.for_update``), so two transfers
   touching the same accounts serialize and cannot deadlock. Serialization failures,
