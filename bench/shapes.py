@@ -88,7 +88,7 @@ class Transaction:
     @property
     def body(self) -> list[Sent]:
         """The statements proper: no BEGIN, COMMIT, ROLLBACK, savepoints or session settings."""
-        return [s for s in self.statements if s.verb not in (*_BOUNDARY, "SAVEPOINT", "RELEASE", "SET", "PRAGMA")]
+        return [s for s in self.statements if s.verb not in (*_BOUNDARY, "SAVEPOINT", "SET", "PRAGMA")]
 
     @property
     def locks(self) -> int:

@@ -63,7 +63,6 @@ _MOVED_SINCE = Statement(
 )
 _SAVEPOINT = Statement("SAVEPOINT effect")
 _ROLLBACK_TO_SAVEPOINT = Statement("ROLLBACK TO SAVEPOINT effect")
-_RELEASE_SAVEPOINT = Statement("RELEASE SAVEPOINT effect")
 
 
 class SqlGateStore:
@@ -258,15 +257,14 @@ class SqlGateTx:
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        # On the driver cursor: SQLAlchemy's begin_nested() costs more than the transfer it guards.
+        # On the driver cursor: SQLAlchemy's begin_nested() costs more than the transfer it guards. Never
+        # released: the commit ends it, and a later savepoint of the same name is the one rolled back to.
         _SAVEPOINT.send(self.conn)
         try:
             yield
         except BaseException:
             _ROLLBACK_TO_SAVEPOINT.send(self.conn)
             raise
-        finally:
-            _RELEASE_SAVEPOINT.send(self.conn)
 
 
 def _approval(row: tuple[Any, ...] | None) -> Approval | None:
