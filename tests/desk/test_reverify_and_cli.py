@@ -67,10 +67,10 @@ async def test_a_decision_committed_while_verifying_is_seen_whole_or_not_at_all(
     (committed with its record) landing between the two reads is not reported as having no record."""
     late = world.pending("310.00")
     assert (await erin.decide(late.ref, "approved", passkey)).status_code == 200
-    held = {"audit_log": "approval_ref", "desk_decisions": "approval_ref"}
-    for table, column in held.items():  # set the decision aside, to be committed again mid-read
-        world.sql(f"CREATE TABLE held_{table} AS SELECT * FROM {table} WHERE {column} = :r", r=late.ref)
-        world.sql(f"DELETE FROM {table} WHERE {column} = :r", r=late.ref)
+    held = ("audit_log", "desk_decisions")  # both name the approval in `approval_ref`
+    for table in held:  # set the decision aside, to be committed again mid-read
+        world.sql(f"CREATE TABLE held_{table} AS SELECT * FROM {table} WHERE approval_ref = :r", r=late.ref)
+        world.sql(f"DELETE FROM {table} WHERE approval_ref = :r", r=late.ref)
     other = Database.open(world.settings.db_url)
 
     def land(conn: Connection) -> None:
