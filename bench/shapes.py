@@ -217,8 +217,10 @@ class Recorder:
 def _autocommit(dbapi_connection: Any, sent: Sent) -> bool:
     """Whether `sent` runs outside a transaction: the PostgreSQL driver is in autocommit, or SQLite's
     (which begins only where BEGIN is sent) has none open."""
+    if sent.verb == "BEGIN":
+        return False
     if isinstance(dbapi_connection, sqlite3.Connection):
-        return sent.verb != "BEGIN" and not dbapi_connection.in_transaction
+        return not dbapi_connection.in_transaction
     return getattr(dbapi_connection, "autocommit", None) is True
 
 

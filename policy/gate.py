@@ -207,14 +207,16 @@ class Gate:
             decision = self.policy.decide(self.facts(tx, call, inspection))
         except Refusal:
             decision = None
-        pending = self._shared_pending(tx, call) if decision is not None else None
-        expired = pending is not None and now >= pending.expires_at
         channel = _channel(decision, reach) if decision is not None else None
         asks = decision is not None and decision.outcome is Outcome.REQUIRE_APPROVAL
-        if conflict is not None or decision is None or not asks or expired or channel is None:
+        if conflict is not None or decision is None or not asks or channel is None:
             tx.discard()
             return None
-        return self._question(tx, call, inspection, decision, pending, now, channel)
+        question = self._question(tx, call, inspection, decision, now)
+        if now >= question.expires_at:  # the key's question went unanswered: `_open` settles it, durably
+            tx.discard()
+            return None
+        return Opening(call, approval=question, confirm=decision.confirm, channel=channel)
 
     def _open(
         self, tx: GateTx[Any], action: Action, call: Call, reach: tuple[bool, bool], asked: str | None
@@ -256,55 +258,43 @@ class Gate:
         channel = _channel(decision, reach)
         if channel is None:
             return Opening(call, final=end(tx, call, decision, denied(call, NO_HUMAN), now, reason=NO_HUMAN))
-        pending = self._shared_pending(tx, call)
-        if pending is not None and now >= pending.expires_at:
-            # The key's question went unanswered: that is the key's outcome.
-            return Opening(call, final=self.settlement.settle(tx, pending, EXPIRED, now, action, call))
-        return self._question(tx, call, inspection, decision, pending, now, channel)
-
-    def _shared_pending(self, tx: GateTx[Any], call: Call) -> Approval | None:
-        """The question this call's idempotency key already asked, if any.
-
-        Only a keyed call shares a question (with calls under the same key); a call without a
-        key is a request of its own, however like another it looks.
-        """
-        if call.idempotency_key is None:
-            return None
-        return tx.pending_approval(call.binding(self.policy.version))
+        question = self._question(tx, call, inspection, decision, now)
+        if now >= question.expires_at:  # the key's question went unanswered: that is the key's outcome
+            return Opening(call, final=self.settlement.settle(tx, question, EXPIRED, now, action, call))
+        return Opening(call, approval=question, confirm=decision.confirm, channel=channel)
 
     def _question(
-        self,
-        tx: GateTx[Any],
-        call: Call,
-        inspection: Inspection,
-        decision: Decision,
-        pending: Approval | None,
-        now: float,
-        channel: Channel,
-    ) -> Opening:
-        """The question for this call: `pending` (its key's, still open), or a new one."""
-        if pending is None:
-            ref = "APR-" + secrets.token_hex(5).upper()
-            question = render_question(call, inspection, decision, ref)
-            pending = tx.create_approval(
-                Approval(
-                    ref=ref,
-                    binding=call.binding(self.policy.version),
-                    tool=call.tool,
-                    arguments=call.arguments,
-                    principal=call.principal,
-                    policy_version=decision.policy_version,
-                    question=question,
-                    created_at=now,
-                    expires_at=now + self.approval_ttl,
-                    asked_digest=self.question_digest(question, decision.confirm is not None),
-                    bound=inspection.bound,
-                ),
-                shared=call.idempotency_key is not None,
-            )
-            if pending.ref == ref:
-                self.settlement.audit(tx, call, decision, "requested", now, approval=pending, reason=decision.reason)
-        return Opening(call, approval=pending, confirm=decision.confirm, channel=channel)
+        self, tx: GateTx[Any], call: Call, inspection: Inspection, decision: Decision, now: float
+    ) -> Approval:
+        """This call's question: a new one, or the one its idempotency key already asked, still pending
+        (perhaps expired: a new question's deadline is always ahead, the TTL being positive).
+
+        Only a keyed call shares a question (with calls under the same key); a call without a key
+        is a request of its own, however like another it looks. The new question is offered first
+        and the key's found only if one is pending (`create_approval`): one statement, not a
+        look-up before every insert.
+        """
+        ref = "APR-" + secrets.token_hex(5).upper()
+        question = render_question(call, inspection, decision, ref)
+        pending = tx.create_approval(
+            Approval(
+                ref=ref,
+                binding=call.binding(self.policy.version),
+                tool=call.tool,
+                arguments=call.arguments,
+                principal=call.principal,
+                policy_version=decision.policy_version,
+                question=question,
+                created_at=now,
+                expires_at=now + self.approval_ttl,
+                asked_digest=self.question_digest(question, decision.confirm is not None),
+                bound=inspection.bound,
+            ),
+            shared=call.idempotency_key is not None,
+        )
+        if pending.ref == ref:
+            self.settlement.audit(tx, call, decision, "requested", now, approval=pending, reason=decision.reason)
+        return pending
 
     def _claim(self, tx: GateTx[Any], action: Action, call: Call) -> tuple[GateResult | None, Refusal | None]:
         """Take this call's turns, in lock order (its principal's, then its key's), before any

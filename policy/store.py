@@ -117,9 +117,6 @@ class GateTx(Protocol[L_co]):
         """The approval whose question has this digest, pending or settled; in a write
         transaction, held against concurrent settlement until the transaction ends."""
 
-    def pending_approval(self, binding: str) -> Approval | None:
-        """The pending approval shared by calls with this binding (see `create_approval`)."""
-
     def create_approval(self, approval: Approval, *, shared: bool) -> Approval:
         """Insert a pending approval. `shared`: if one is already pending for its binding,
         return that one instead (calls that coalesce); else it is always a new question."""

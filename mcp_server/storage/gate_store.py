@@ -51,9 +51,9 @@ _INSERT_APPROVAL = Statement(
     "INSERT INTO approvals (ref, binding, pending_binding, tool, arguments_json, principal, policy_version, "
     "question, created_at, expires_at, status, asked_digest, bound_json) VALUES (:ref, :binding, :pending_binding, "
     ":tool, :arguments, :principal, :policy_version, :question, :created_at, :expires_at, 'pending', :asked_digest, "
-    ":bound) "
-    "ON CONFLICT (pending_binding) DO NOTHING"
+    ":bound)"
 )
+_INSERT_SHARED_APPROVAL = Statement(_INSERT_APPROVAL.sql + " ON CONFLICT (pending_binding) DO NOTHING")
 _SETTLE_APPROVAL = Statement(
     "UPDATE approvals SET status = :status, pending_binding = NULL, decided_at = :now, "
     "note = :note, outcome_json = :outcome WHERE ref = :ref AND status = 'pending'"
@@ -181,31 +181,31 @@ class SqlGateTx:
     def approval_asked(self, asked_digest: str) -> Approval | None:
         return _approval(self._by_asked.one(self.conn, {"v": asked_digest}))
 
-    def pending_approval(self, binding: str) -> Approval | None:
-        return _approval(_BY_PENDING_BINDING.one(self.conn, {"v": binding}))
-
     def create_approval(self, approval: Approval, *, shared: bool) -> Approval:
-        inserted = _INSERT_APPROVAL.run(
-            self.conn,
-            {
-                "ref": approval.ref,
-                "binding": approval.binding,
-                # An approval of its own is pending under its (unique) reference instead.
-                "pending_binding": approval.binding if shared else approval.ref,
-                "tool": approval.tool,
-                "arguments": canonical_json(approval.arguments),
-                "principal": approval.principal,
-                "policy_version": approval.policy_version,
-                "question": approval.question,
-                "created_at": approval.created_at,
-                "expires_at": approval.expires_at,
-                "asked_digest": approval.asked_digest,
-                "bound": canonical_json(dict(approval.bound)),
-            },
-        )
-        if inserted:
+        """An approval of its own meets no other (its reference is new; a clash would fail the transaction),
+        so its insert is sent, not waited on; a shared one is inserted unless its binding's is pending,
+        which is then read."""
+        row = {
+            "ref": approval.ref,
+            "binding": approval.binding,
+            # An approval of its own is pending under its (unique) reference instead.
+            "pending_binding": approval.binding if shared else approval.ref,
+            "tool": approval.tool,
+            "arguments": canonical_json(approval.arguments),
+            "principal": approval.principal,
+            "policy_version": approval.policy_version,
+            "question": approval.question,
+            "created_at": approval.created_at,
+            "expires_at": approval.expires_at,
+            "asked_digest": approval.asked_digest,
+            "bound": canonical_json(dict(approval.bound)),
+        }
+        if not shared:
+            _INSERT_APPROVAL.send(self.conn, row)
             return approval
-        stored = self.pending_approval(approval.binding)  # asked meanwhile by a concurrent call
+        if _INSERT_SHARED_APPROVAL.run(self.conn, row):
+            return approval
+        stored = _approval(_BY_PENDING_BINDING.one(self.conn, {"v": approval.binding}))  # asked before, or meanwhile
         assert stored is not None, "a pending approval exists for this binding after the insert"
         return stored
 

@@ -100,16 +100,30 @@ _PIPELINES = psycopg.capabilities.has_pipeline()
 @contextmanager
 def pipelined(conn: Connection) -> Iterator[None]:
     """Queue `send`s on `conn` until the next round trip, for one PostgreSQL transaction; end it
-    with `commit`. Nothing queued outlives the block: a transaction that fails is rolled back."""
+    with `commit`. Nothing queued outlives the block: a transaction that fails is rolled back.
+
+    The transaction's BEGIN is queued first, so it travels with the first statement whose result is
+    read: the driver is in autocommit for the block, because psycopg, left to begin by itself, sends
+    its BEGIN and waits for the answer (even in pipeline mode), a round trip of its own. Its commit
+    and rollback still end the transaction (they look at the server's state, not at autocommit)."""
     if conn.dialect.name != "postgresql" or not _PIPELINES:
         yield
         return
+    conn.execution_options(isolation_level="AUTOCOMMIT")
     info = conn.info  # read once: on a connection invalidated meanwhile, `conn.info` would reconnect
     info[_QUEUE] = []
     try:
+        _BEGIN.send(conn)
         yield
     finally:
         info.pop(_QUEUE, None)
+        if not conn.invalidated:
+            conn.execution_options(isolation_level="READ COMMITTED")
+
+
+_BEGIN = Statement("BEGIN ISOLATION LEVEL READ COMMITTED")
+"""What psycopg would send: the isolation the ledger's locking is designed for (`database`), whatever the
+server's default."""
 
 
 def commit(conn: Connection, transaction: RootTransaction) -> None:

@@ -171,9 +171,6 @@ class MemoryTx:
             return self.lock_approval(found.ref)
         return found
 
-    def pending_approval(self, binding: str) -> Approval | None:
-        return self._pending(binding)
-
     def create_approval(self, approval: Approval, *, shared: bool) -> Approval:
         self._writing()
         if shared:

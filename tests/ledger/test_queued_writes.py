@@ -4,9 +4,13 @@ aborts the transaction, and nothing queued outlives the transaction it was sent 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
+from psycopg import pq
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -103,3 +107,40 @@ def test_a_turn_taken_elsewhere_sends_queued_work_on_the_loop_to_a_thread(
     assert seqs(database) == []
     database.run(takes_the_turn, wait=False)
     assert seqs(database) == [1]
+
+
+@pytest.mark.parametrize("on_loop", [False, True], ids=["pooled", "loop"])
+def test_a_transaction_begins_in_its_first_round_trip(
+    backend: str, database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_loop: bool
+) -> None:
+    """BEGIN rides with the first read, the writes queued after it with the COMMIT: two round trips,
+    counted on the wire (libpq's protocol trace). psycopg's own BEGIN would wait for its answer: three."""
+    if backend != "postgresql":
+        pytest.skip("SQLite runs in the process: no round trips to count")
+    if on_loop:
+        monkeypatch.setattr(loop_connection, "ROUND_TRIP_LIMIT_S", 1.0)  # a busy test machine is still "near"
+        when_ready(lambda: database.read(lambda conn: 1, wait=False))
+    wire = tmp_path / "wire"
+    traced: list[Any] = []
+
+    def work(conn: Connection) -> None:
+        driver = conn.connection.dbapi_connection
+        assert driver is not None
+        driver.pgconn.trace(trace.fileno())
+        driver.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        traced.append(driver)
+        INSERT.send(conn, {"seq": 1})
+        COUNT.one(conn)
+        INSERT.send(conn, {"seq": 2})
+
+    with wire.open("w") as trace:
+        database.run(work, wait=not on_loop)
+        traced[-1].pgconn.untrace()
+    assert seqs(database) == [1, 2]
+    assert round_trips(wire.read_text()) == 2
+
+
+def round_trips(trace: str) -> int:
+    """How often the client, having sent, waited for the server: each turn from frontend to backend messages."""
+    directions = [line.split("\t", 1)[0] for line in trace.splitlines() if line]
+    return sum(1 for sent, got in itertools.pairwise(directions) if (sent, got) == ("F", "B"))

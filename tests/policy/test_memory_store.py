@@ -66,7 +66,6 @@ def test_only_shared_approvals_coalesce_by_binding() -> None:
     again = store.transaction(lambda tx: tx.create_approval(approval("APR-3"), shared=True))
 
     assert own.ref == "APR-1" and first.ref == "APR-2" and again.ref == "APR-2"
-    assert store.transaction(lambda tx: tx.pending_approval("b"), write=False) == first
 
 
 def test_a_key_bound_to_another_request_is_a_conflict() -> None:
