@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 import platformdirs
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
@@ -69,7 +70,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from mcp_server.ledger.errors import ErrorCode, LedgerError
 from mcp_server.storage import migrations
 from mcp_server.storage.loop_connection import LoopConnection
-from mcp_server.storage.statement import Statement, commit, pipelined, send_queued_before
+from mcp_server.storage.statement import Statement, commit, driver_mode, pipelined, send_queued_before
 
 T = TypeVar("T")
 Dialect = Literal["sqlite", "postgresql"]
@@ -338,19 +339,18 @@ class Database:
 
 
 def _postgres_read(conn: Connection, work: Callable[[Connection], T], snapshot: bool, *, kept: bool) -> T:
-    """A PostgreSQL read: in autocommit, or one REPEATABLE READ snapshot. A pooled connection is reset to
-    READ COMMITTED when the pool takes it back; a ``kept`` one (the loop's) is reset here."""
-    conn.execution_options(isolation_level="REPEATABLE READ" if snapshot else "AUTOCOMMIT")
-    try:
-        if not snapshot:
-            return work(conn)
-        with conn.begin():
-            return work(conn)
-    finally:
-        if kept and not conn.invalidated:
-            if conn.in_transaction():  # `work` used SQLAlchemy's own execute, which begins implicitly
-                conn.rollback()
-            conn.execution_options(isolation_level="READ COMMITTED")
+    """A PostgreSQL read: in autocommit, or one REPEATABLE READ snapshot. A ``kept`` connection (the
+    loop's) ends here what SQLAlchemy began (a pooled one, when the pool takes it back)."""
+    isolation = psycopg.IsolationLevel.REPEATABLE_READ if snapshot else None
+    with driver_mode(conn, autocommit=not snapshot, isolation=isolation):
+        try:
+            if not snapshot:
+                return work(conn)
+            with conn.begin():
+                return work(conn)
+        finally:
+            if kept and not conn.invalidated and conn.in_transaction():
+                conn.rollback()  # `work` used SQLAlchemy's own execute, which begins implicitly
 
 
 def _check_ledger_schema(conn: Connection, url: str) -> None:

@@ -109,16 +109,38 @@ def pipelined(conn: Connection) -> Iterator[None]:
     if conn.dialect.name != "postgresql" or not _PIPELINES:
         yield
         return
-    conn.execution_options(isolation_level="AUTOCOMMIT")
     info = conn.info  # read once: on a connection invalidated meanwhile, `conn.info` would reconnect
-    info[_QUEUE] = []
+    with driver_mode(conn, autocommit=True):
+        info[_QUEUE] = []
+        try:
+            _BEGIN.send(conn)
+            yield
+        finally:
+            info.pop(_QUEUE, None)
+
+
+@contextmanager
+def driver_mode(
+    conn: Connection, *, autocommit: bool = False, isolation: psycopg.IsolationLevel | None = None
+) -> Iterator[None]:
+    """The PostgreSQL driver in `autocommit`, its transactions at `isolation` (`None`: READ COMMITTED, the
+    engines' own), for the block; then as it was.
+
+    Set on the psycopg connection itself: SQLAlchemy's `execution_options(isolation_level=...)` queues a
+    reset for the connection's return to its pool at every change, and the loop's connection, never
+    returned, kept them all (two more each call, without end). A connection that cannot be put back
+    (lost, or still in a transaction) is invalidated, so that no pool hands it out in this mode."""
+    driver = _driver(conn)
+    before = driver.autocommit, driver.isolation_level
+    driver.autocommit, driver.isolation_level = autocommit, isolation or psycopg.IsolationLevel.READ_COMMITTED
     try:
-        _BEGIN.send(conn)
         yield
     finally:
-        info.pop(_QUEUE, None)
         if not conn.invalidated:
-            conn.execution_options(isolation_level="READ COMMITTED")
+            try:
+                driver.autocommit, driver.isolation_level = before
+            except psycopg.Error:
+                conn.invalidate()
 
 
 _BEGIN = Statement("BEGIN ISOLATION LEVEL READ COMMITTED")

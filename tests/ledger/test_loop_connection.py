@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
@@ -139,3 +142,43 @@ def test_a_far_database_leaves_the_work_to_worker_threads(pg: Database, monkeypa
         time.sleep(0.05)
     assert pg.run(insert(1)) == 1  # worker threads (here: this one) use the pool as before
     assert count(pg) == 1
+
+
+@pytest.mark.parametrize("wait", [True, False], ids=["pooled", "loop"])
+def test_reads_and_writes_leave_the_driver_as_they_found_it(pg: Database, wait: bool) -> None:
+    """A write runs its transaction with the driver in autocommit (its BEGIN is queued) and a read in autocommit
+    or REPEATABLE READ: after either, the connection is back in READ COMMITTED transactions, the engines'
+    setting, which other code on a pooled connection relies on (migrations, say)."""
+    if not wait:
+        when_ready(lambda: pg.read(lambda conn: 1, wait=False))
+    drivers: list[Any] = []
+
+    def seen(conn: Connection) -> int:
+        drivers.append(conn.connection.dbapi_connection)
+        return insert(len(drivers))(conn)
+
+    pg.run(seen, wait=wait)
+    pg.read(seen_read := lambda conn: drivers.append(conn.connection.dbapi_connection), wait=wait)
+    pg.read(seen_read, snapshot=True, wait=wait)
+
+    assert len(drivers) == 3 and count(pg) == 1
+    for driver in drivers:
+        assert driver.autocommit is False and driver.isolation_level == psycopg.IsolationLevel.READ_COMMITTED
+
+
+def test_the_loop_connection_keeps_nothing_per_unit(pg: Database) -> None:
+    """SQLAlchemy's `execution_options(isolation_level=...)` queued a reset per change for the connection's
+    return to its pool, which the loop's connection never makes: two more per call, kept for its lifetime."""
+    when_ready(lambda: pg.read(lambda conn: 1, wait=False))
+    records: list[Any] = []
+
+    def unit(conn: Connection) -> None:
+        records.append(conn.connection._connection_record)
+
+    for seq in range(20):
+        pg.run(lambda conn, seq=seq: (unit(conn), insert(seq)(conn)), wait=False)
+        pg.read(unit, wait=False)
+        pg.read(unit, snapshot=True, wait=False)
+
+    assert len({id(record) for record in records}) == 1  # the loop's one connection served them all
+    assert records[0].finalize_callback == deque()
