@@ -157,9 +157,12 @@ def test_reads_and_writes_leave_the_driver_as_they_found_it(pg: Database, wait: 
         drivers.append(conn.connection.dbapi_connection)
         return insert(len(drivers))(conn)
 
+    def read(conn: Connection) -> None:
+        drivers.append(conn.connection.dbapi_connection)
+
     pg.run(seen, wait=wait)
-    pg.read(seen_read := lambda conn: drivers.append(conn.connection.dbapi_connection), wait=wait)
-    pg.read(seen_read, snapshot=True, wait=wait)
+    pg.read(read, wait=wait)
+    pg.read(read, snapshot=True, wait=wait)
 
     assert len(drivers) == 3 and count(pg) == 1
     for driver in drivers:
@@ -172,11 +175,12 @@ def test_the_loop_connection_keeps_nothing_per_unit(pg: Database) -> None:
     when_ready(lambda: pg.read(lambda conn: 1, wait=False))
     records: list[Any] = []
 
-    def unit(conn: Connection) -> None:
+    def unit(conn: Connection) -> int:
         records.append(conn.connection._connection_record)
+        return len(records)
 
-    for seq in range(20):
-        pg.run(lambda conn, seq=seq: (unit(conn), insert(seq)(conn)), wait=False)
+    for _ in range(20):
+        pg.run(lambda conn: insert(unit(conn))(conn), wait=False)
         pg.read(unit, wait=False)
         pg.read(unit, snapshot=True, wait=False)
 
