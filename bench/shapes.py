@@ -118,20 +118,24 @@ class Shape:
         return [[" ".join(s.sql.split()) for s in t.body] for t in self.transactions]
 
 
+_Key = tuple[int, int]
+"""Whose statements: a driver connection's id and a thread's (see `_key`)."""
+
+
 class Recorder:
     """Statements sent on one database while `recording`; a connection's open transaction is kept apart."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self.done: list[Transaction] = []
-        self._open: dict[int, Transaction] = {}
+        self._open: dict[_Key, Transaction] = {}
         self._lock = threading.RLock()
         self._began = itertools.count()
 
     def _sent(self, conn: Connection, sql: str, params: Any, *, waits: bool = True) -> None:
         """`waits`: the statement is a round trip of its own (not queued for the next one)."""
         dbapi_connection = conn.connection.dbapi_connection
-        sent, key = Sent(sql, params), id(dbapi_connection)
+        sent, key = Sent(sql, params), _key(dbapi_connection)
         autocommit = _autocommit(dbapi_connection, sent)
         with self._lock:
             open_ = self._open.get(key)
@@ -149,8 +153,8 @@ class Recorder:
             self._open[key].statements.append(sent)
             self._open[key].round_trips += waits
 
-    def _end(self, key: int, how: str) -> None:
-        """`key`: the driver connection's id (a checkout's SQLAlchemy `Connection` may share one with another)."""
+    def _end(self, key: _Key, how: str) -> None:
+        """`key`: see `_key`."""
         with self._lock:
             open_ = self._open.pop(key, None)
             if how == AUTOCOMMIT and open_ is not None and not open_.body:
@@ -181,13 +185,13 @@ class Recorder:
             self._sent(conn, sql, params)
 
         def commit(conn: Connection) -> None:
-            self._end(id(conn.connection.dbapi_connection), "COMMIT")
+            self._end(_key(conn.connection.dbapi_connection), "COMMIT")
 
         def rollback(conn: Connection) -> None:
-            self._end(id(conn.connection.dbapi_connection), "ROLLBACK")
+            self._end(_key(conn.connection.dbapi_connection), "ROLLBACK")
 
         def checkin(dbapi_connection: Any, _record: Any) -> None:
-            self._end(id(dbapi_connection), AUTOCOMMIT)  # what is still open ran without a transaction
+            self._end(_key(dbapi_connection), AUTOCOMMIT)  # what is still open ran without a transaction
 
         listeners: dict[str, Callable[..., None]] = {
             "before_cursor_execute": before,
@@ -212,6 +216,14 @@ class Recorder:
             for engine in engines:
                 for name, listener in listeners.items():
                     event.remove(engine, name, listener)
+
+
+def _key(dbapi_connection: Any) -> _Key:
+    """Whose statements these are: the driver connection's id (a checkout's SQLAlchemy `Connection` may share
+    one with another) and the thread's. SQLite's long-lived reader serves the loop's reads and the audit
+    sequencer's in turn, and a read outside a transaction has no end of its own: by connection alone, the
+    sequencer's next read joined the call's, and the call's read was then taken for the sequencer's."""
+    return id(dbapi_connection), threading.get_ident()
 
 
 def _autocommit(dbapi_connection: Any, sent: Sent) -> bool:
