@@ -184,7 +184,8 @@ class SqlGateTx:
     def create_approval(self, approval: Approval, *, shared: bool) -> Approval:
         """An approval of its own meets no other (its reference is new; a clash would fail the transaction),
         so its insert is sent, not waited on; a shared one is inserted unless its binding's is pending,
-        which is then read."""
+        which is then read. A question transaction holds no turn, so on PostgreSQL that pending one may be
+        settled between the two statements: the binding is then free, and the insert is tried again."""
         row = {
             "ref": approval.ref,
             "binding": approval.binding,
@@ -203,11 +204,11 @@ class SqlGateTx:
         if not shared:
             _INSERT_APPROVAL.send(self.conn, row)
             return approval
-        if _INSERT_SHARED_APPROVAL.run(self.conn, row):
-            return approval
-        stored = _approval(_BY_PENDING_BINDING.one(self.conn, {"v": approval.binding}))  # asked before, or meanwhile
-        assert stored is not None, "a pending approval exists for this binding after the insert"
-        return stored
+        while not _INSERT_SHARED_APPROVAL.run(self.conn, row):
+            stored = _approval(_BY_PENDING_BINDING.one(self.conn, {"v": approval.binding}))  # asked before
+            if stored is not None:
+                return stored
+        return approval
 
     def lock_approval(self, ref: str) -> Approval | None:
         return _approval(self._lock_by_ref.one(self.conn, {"v": ref}))

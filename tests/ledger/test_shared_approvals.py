@@ -1,0 +1,65 @@
+"""`SqlGateTx.create_approval` for calls that share a question (one idempotency key): one pending approval
+per binding, whatever other transactions do between its statements."""
+
+from dataclasses import replace
+
+import pytest
+
+from mcp_server.storage import gate_store
+from mcp_server.storage.database import Database
+from mcp_server.storage.gate_store import SqlGateStore, SqlGateTx
+from policy.store import Approval
+
+
+def approval(ref: str) -> Approval:
+    return Approval(
+        ref=ref,
+        binding="binding-1",
+        tool="transfer_funds",
+        arguments={"amount": "1"},
+        principal="local",
+        policy_version="v1",
+        question=f"question {ref}",
+        created_at=0.0,
+        expires_at=300.0,
+        asked_digest=f"asked {ref}",
+    )
+
+
+def test_a_pending_approval_is_shared(database: Database) -> None:
+    store = SqlGateStore(database)
+    first = store.transaction(lambda tx: tx.create_approval(approval("APR-1"), shared=True))
+    again = store.transaction(lambda tx: tx.create_approval(approval("APR-2"), shared=True))
+    assert first.ref == again.ref == "APR-1"
+
+
+def test_one_settled_between_the_insert_and_the_read_leaves_the_binding_to_the_new_one(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The insert meets the pending approval; another transaction settles it and commits before it is read
+    (PostgreSQL: each statement its own snapshot). The new question is then inserted, not lost."""
+    if database.dialect == "sqlite":
+        pytest.skip("a SQLite write transaction holds the whole file: nothing commits between its statements")
+    store = SqlGateStore(database)
+    pending = store.transaction(lambda tx: tx.create_approval(approval("APR-1"), shared=True))
+    original = gate_store._BY_PENDING_BINDING
+    settled: list[str] = []
+
+    class SettledMeanwhile:
+        def one(self, conn: object, params: dict[str, str]) -> object:
+            if not settled:
+                settled.append(pending.ref)
+                SqlGateStore(database).transaction(
+                    lambda tx: tx.settle_approval(replace(pending, status="rejected", outcome={"status": "rejected"}))
+                )
+            return original.one(conn, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gate_store, "_BY_PENDING_BINDING", SettledMeanwhile())
+
+    def ask(tx: SqlGateTx) -> Approval:
+        return tx.create_approval(approval("APR-2"), shared=True)
+
+    asked = store.transaction(ask)
+    assert settled == ["APR-1"] and asked.ref == "APR-2"
+    monkeypatch.undo()
+    assert store.transaction(lambda tx: tx.create_approval(approval("APR-3"), shared=True)).ref == "APR-2"
