@@ -6,8 +6,9 @@ One gated transfer (asked, approved, executed), one allowed balance read and one
 transfer are made through the in-memory MCP server, and every statement the ledger database
 receives is recorded, grouped into transactions: statements, BEGIN/COMMIT, locks taken
 (`FOR UPDATE`, advisory turns), audit statements, and round trips: the waits for the database
-(a statement whose result is read, with the writes queued before it, or a COMMIT; see
-`storage.statement`). `bench.db_ceiling` replays these shapes,
+(a statement whose result is read, with the writes queued before it and the reads sent ahead
+after it, or a COMMIT; see `storage.statement`): a read sent ahead is listed where its result is
+read. `bench.db_ceiling` replays these shapes,
 and a test checks that they are still what the server runs.
 
 Statements reach the driver two ways: through SQLAlchemy's `execute` (seen by its engine
@@ -174,7 +175,7 @@ class Recorder:
 
         # Named `self` as the methods they replace name it (so they match `Statement`'s signatures).
         def traced(self: Statement, conn: Connection, params: Mapping[str, Any]) -> Any:
-            recorder._sent(conn, self.sql, dict(params))
+            recorder._sent(conn, self.sql, dict(params), waits=not self.arrived(conn, params))
             return original(self, conn, params)
 
         def traced_queue(self: Statement, conn: Connection, params: Mapping[str, Any]) -> None:

@@ -100,6 +100,10 @@ class Action(Protocol):
     def canonical(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Validated arguments in one canonical form (raises `Refusal` naming the bad field)."""
 
+    def expect(self, tx: GateTx[Any], call: Call) -> None:
+        """Announce the reads `inspect` will make in `tx`, before anything is written: a store that batches
+        reads sends them with its next round trip. Doing nothing is always correct."""
+
     def inspect(self, tx: GateTx[Any], call: Call) -> Inspection:
         """Check the call could run now (reading `tx.ledger`) and describe it (raises `Refusal` if not)."""
 

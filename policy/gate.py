@@ -180,6 +180,7 @@ class Gate:
         """The stored outcome of this call or round, or the question still pending for it."""
         if asked is None:
             return None
+        tx.expect_asked(asked)
         try:
             known = self._recalled(tx, call)
         except Refusal:
@@ -199,6 +200,7 @@ class Gate:
         """A new call's question, in a transaction without durability; `None` (and the transaction
         discarded) if the call would settle something instead, which must be done durably."""
         now = self.clock()
+        action.expect(tx, call)
         known, conflict = self._claim(tx, action, call)
         if known is not None:
             return Opening(call, final=known)
@@ -223,6 +225,10 @@ class Gate:
     ) -> Opening:
         human_reachable = reach[0]
         now = self.clock()
+        if asked is not None:
+            tx.expect_asked(asked)
+        else:
+            action.expect(tx, call)
         known, conflict = self._claim(tx, action, call)
         approval = self._round_approval(tx, call, asked) if asked is not None else None
         end = self.settlement.end
@@ -298,7 +304,10 @@ class Gate:
 
     def _claim(self, tx: GateTx[Any], action: Action, call: Call) -> tuple[GateResult | None, Refusal | None]:
         """Take this call's turns, in lock order (its principal's, then its key's), before any
-        other lock; then what its key holds: an outcome, or the conflict of another request's."""
+        other lock; then what its key holds: an outcome, or the conflict of another request's.
+
+        The reads announced before it (`expect`) go in the same round trip as the key's, after the
+        turns: what they lock is locked in that order still."""
         if self._in_turn and not action.read_only:
             tx.take_turn(call.principal)
         try:
@@ -323,6 +332,9 @@ class Gate:
     def _conclude(self, tx: GateTx[Any], action: Action, opening: Opening, verdict: Verdict) -> GateResult:
         assert opening.approval is not None
         call = opening.call
+        tx.expect_approval(opening.approval.ref)
+        if verdict.kind is VerdictKind.APPROVE:  # the settlement inspects the call again, under lock
+            action.expect(tx, call)
         known, conflict = self._claim(tx, action, call)
         approval = tx.lock_approval(opening.approval.ref)
         if approval is None:
@@ -340,6 +352,7 @@ class Gate:
         return self._settle(tx, action, call, approval, verdict, (known, conflict), now, now)
 
     def _resume(self, tx: GateTx[Any], action: Action, call: Call, ref: str) -> Opening:
+        tx.expect_approval(ref)
         known, conflict = self._claim(tx, action, call)
         approval = _presented(tx.lock_approval(ref), call, ref)
         if approval.status != ApprovalState.PENDING:

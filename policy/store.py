@@ -113,6 +113,12 @@ class GateTx(Protocol[L_co]):
     def remember(self, key: str, request_digest: str, outcome: Mapping[str, Any]) -> None:
         """Store the outcome of `key`, which this transaction recalled and found unused."""
 
+    def expect_asked(self, asked_digest: str) -> None:
+        """Announce `approval_asked(asked_digest)`, to come before anything is written (see `Action.expect`)."""
+
+    def expect_approval(self, ref: str) -> None:
+        """Announce `lock_approval(ref)`, to come before anything is written (see `Action.expect`)."""
+
     def approval_asked(self, asked_digest: str) -> Approval | None:
         """The approval whose question has this digest, pending or settled; in a write
         transaction, held against concurrent settlement until the transaction ends."""

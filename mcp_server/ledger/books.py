@@ -313,6 +313,13 @@ class Ledger:
         )
         return TransferPlan(debit.public(), credit.public(), amount_minor, held)
 
+    def expect_plan(
+        self, conn: Connection, first: str, second: str | None, *, lock: bool = True, holder: str | None = None
+    ) -> None:
+        """Send ahead the read that `plan_transfer_in(conn, first, second, …)` or `plan_close_in(conn, first,
+        second, …)` will make, with the same `lock` and `holder` (`Statement.prefetch`)."""
+        self._held_pair[lock].prefetch(conn, _pair_params(first, second or first, holder))
+
     def post_transfer_in(
         self, conn: Connection, debit: Side, credit: Side, amount_minor: int, memo: str | None = None
     ) -> TransferReceipt:
@@ -667,7 +674,7 @@ class Ledger:
     ) -> tuple[dict[str, _Row], Held]:
         """Both rows (locked, or one consistent read) and what `holder` holds on them; `seen` is shown the
         first one, if it exists."""
-        found = self._held_pair[lock].all(conn, {"first": first, "second": second, "holder": holder})
+        found = self._held_pair[lock].all(conn, _pair_params(first, second, holder))
         rows = {row[0]: _Row(*row[:7]) for row in found}
         held = held_of((row[0], row[7], row[8]) for row in found)
         if seen is not None and first in rows:
@@ -742,3 +749,8 @@ def _open_account(locked: Mapping[str, _Row], account_id: str, field: str) -> _R
 def unknown_account(account_id: str, field: str) -> LedgerError:
     """The refusal for a missing account; also for one the caller may not know of (`mcp_server.tools`)."""
     return LedgerError(ErrorCode.UNKNOWN_ACCOUNT, f"Account {account_id} ({field}) does not exist.", field=field)
+
+
+def _pair_params(first: str, second: str, holder: str | None) -> dict[str, str | None]:
+    """The parameters of the read of two accounts and what `holder` holds on them (`Ledger._pair`)."""
+    return {"first": first, "second": second, "holder": holder}

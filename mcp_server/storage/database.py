@@ -70,7 +70,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from mcp_server.ledger.errors import ErrorCode, LedgerError
 from mcp_server.storage import migrations
 from mcp_server.storage.loop_connection import LoopConnection
-from mcp_server.storage.statement import Statement, commit, driver_mode, pipelined, send_queued_before
+from mcp_server.storage.statement import (
+    Statement,
+    commit,
+    driver_mode,
+    pipelined,
+    reading_ahead,
+    send_queued_before,
+)
 
 T = TypeVar("T")
 Dialect = Literal["sqlite", "postgresql"]
@@ -342,7 +349,7 @@ def _postgres_read(conn: Connection, work: Callable[[Connection], T], snapshot: 
     """A PostgreSQL read: in autocommit, or one REPEATABLE READ snapshot. A ``kept`` connection (the
     loop's) ends here what SQLAlchemy began (a pooled one, when the pool takes it back)."""
     isolation = psycopg.IsolationLevel.REPEATABLE_READ if snapshot else None
-    with driver_mode(conn, autocommit=not snapshot, isolation=isolation):
+    with driver_mode(conn, autocommit=not snapshot, isolation=isolation), reading_ahead(conn):
         try:
             if not snapshot:
                 return work(conn)

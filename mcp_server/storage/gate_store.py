@@ -178,6 +178,12 @@ class SqlGateTx:
     def remember(self, key: str, request_digest: str, outcome: Mapping[str, Any]) -> None:
         idempotency.remember(self.conn, key, request_digest, dict(outcome))
 
+    def expect_asked(self, asked_digest: str) -> None:
+        self._by_asked.prefetch(self.conn, {"v": asked_digest})
+
+    def expect_approval(self, ref: str) -> None:
+        self._lock_by_ref.prefetch(self.conn, {"v": ref})
+
     def approval_asked(self, asked_digest: str) -> Approval | None:
         return _approval(self._by_asked.one(self.conn, {"v": asked_digest}))
 

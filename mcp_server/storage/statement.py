@@ -16,6 +16,12 @@ whose result is read, or with the COMMIT (`commit`), in one round trip (psycopg'
 mode). The server runs everything in the order it was sent,
 and an error in a queued write aborts the transaction as it would have at once: it is raised
 by that next statement or by the commit, which then rolls back.
+
+A read whose parameters are known before its result is needed can go ahead too (`prefetch`): it
+travels with the next round trip, after the statement that makes it, and the `one`/`all` that asks
+for it later takes the result already there. Such a read is never older than anything sent before
+its consumer asks: a statement sent after it (a write, a lock) drops the result, and it is read
+again then.
 """
 
 from collections.abc import Iterator, Mapping, Sequence
@@ -34,6 +40,11 @@ _QUEUE = "bankgate.queued_writes"
 """`Connection.info` key of the writes waiting for the next round trip, present inside `pipelined`."""
 _CURSOR = "bankgate.cursor"
 """`Connection.info` key of the cursor statements run on (PostgreSQL, see `_cursor`)."""
+_AHEAD = "bankgate.reads_ahead"
+"""`Connection.info` key of the reads sent ahead (`prefetch`): `_Ahead` by statement and arguments, present
+inside `pipelined` and `reading_ahead`."""
+_SPARE = "bankgate.spare_cursors"
+"""`Connection.info` key of the cursors reads ahead ran on, free again (a new one costs about 20 µs)."""
 
 
 class Statement:
@@ -54,6 +65,7 @@ class Statement:
 
     def run(self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMETERS) -> int:
         """Execute a write; return the number of rows it touched."""
+        _forget_sent(conn.info)
         count: int = self._execute(conn, params).rowcount
         return count
 
@@ -65,27 +77,54 @@ class Statement:
         else:
             self._execute(conn, params)
 
+    def prefetch(self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMETERS) -> None:
+        """Send this read with the next round trip (PostgreSQL, inside `pipelined` or `reading_ahead`), so that
+        `one`/`all` with the same `params`, later in the transaction, takes its result without a round trip of
+        its own; elsewhere nothing happens until they run it. For a read whose locks, if any, may be taken
+        there: it runs after whatever was sent before that round trip, and before what is sent after."""
+        ahead: dict[_Bound, _Ahead] | None = conn.info.get(_AHEAD)
+        if ahead is not None:
+            bound = self._bound(conn, params)
+            ahead.setdefault(_key(bound), _Ahead(bound))
+
+    def arrived(self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMETERS) -> bool:
+        """Whether this read, sent ahead, has its result here already: asking for it waits on nothing."""
+        ahead: dict[_Bound, _Ahead] | None = conn.info.get(_AHEAD)
+        went = ahead.get(_key(self._bound(conn, params))) if ahead else None
+        return went is not None and went.cursor is not None
+
     def _queue(self, conn: Connection, params: Mapping[str, Any]) -> None:
-        conn.info[_QUEUE].append(self._bound(conn, params))
+        info = conn.info
+        info[_QUEUE].append(self._bound(conn, params))
+        _forget_sent(info)
 
     def _execute(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """Every statement of a call passes here (two dozen in a gated transfer), so it stays plain: no
         context manager, and on SQLite no look for a queue, which only `pipelined` (PostgreSQL) keeps."""
-        sql, arguments = self._bound(conn, params)
+        sql, arguments = bound = self._bound(conn, params)
         driver = _driver(conn)
         queue: list[_Bound] | None = None
+        waiting: list[_Ahead] | None = None
         if conn.dialect.name == "postgresql":
             info = conn.info
-            cursor, queue = _cursor(info, driver), info.get(_QUEUE)
+            cursor, queue, ahead = _cursor(info, driver), info.get(_QUEUE), info.get(_AHEAD)
+            if ahead:
+                went = ahead.pop(_key(bound), None)
+                if went is not None and went.cursor is not None:
+                    return _spared(info, went.cursor)  # its result came back with an earlier round trip
+                waiting = [read for read in ahead.values() if read.cursor is None]
         else:
             cursor = driver.cursor()  # sqlite3's cost nothing to speak of
         try:
-            if not queue:
+            if not queue and not waiting:
                 cursor.execute(sql, arguments)
-            else:  # the writes waiting go in this round trip; this statement's result is the cursor's last
+            else:  # the writes waiting go first, reads ahead after; this statement's result is the cursor's last
                 with driver.pipeline():
-                    _send_queued(cursor, queue)
+                    if queue:
+                        _send_queued(cursor, queue)
                     cursor.execute(sql, arguments)
+                    if waiting:
+                        _send_ahead(info, driver, waiting)
         except conn.dialect.loaded_dbapi.Error as exc:
             raise _translated(conn, driver, cursor, sql, arguments, exc) from exc
         return cursor
@@ -103,6 +142,65 @@ _PIPELINES = psycopg.capabilities.has_pipeline()
 """Whether this libpq has pipeline mode (14 and later); without it, `send` runs each write at once."""
 
 
+class _Ahead:
+    """A read sent ahead (`Statement.prefetch`): its driver SQL and arguments, and once sent, its cursor."""
+
+    __slots__ = ("bound", "cursor")
+
+    def __init__(self, bound: _Bound) -> None:
+        self.bound = bound
+        self.cursor: psycopg.Cursor[Any] | None = None
+
+
+def _key(bound: _Bound) -> _Bound:
+    """A read's identity among those sent ahead: its SQL and its arguments, hashable."""
+    sql, arguments = bound
+    if isinstance(arguments, Mapping):
+        return sql, tuple(sorted(arguments.items()))
+    return sql, tuple(arguments)
+
+
+def _send_ahead(info: dict[Any, Any], driver: psycopg.Connection[Any], waiting: list[_Ahead]) -> None:
+    """Hand the reads waiting to go ahead to the pipeline (the caller is in one), each on a cursor of its own."""
+    spare: list[psycopg.Cursor[Any]] = info.setdefault(_SPARE, [])
+    for read in waiting:
+        while spare and spare[-1].connection is not driver:
+            spare.pop()
+        read.cursor = spare.pop() if spare else driver.cursor()
+        read.cursor.execute(*read.bound)
+
+
+def _spared(info: dict[Any, Any], cursor: psycopg.Cursor[Any]) -> psycopg.Cursor[Any]:
+    """`cursor`, whose result its caller reads at once, then free for the next read ahead."""
+    info.setdefault(_SPARE, []).append(cursor)
+    return cursor
+
+
+def _forget_sent(info: dict[Any, Any]) -> None:
+    """A statement is about to be sent that may change what the reads already sent ahead found: drop them
+    (their cursors are free again), so that each is read afresh, after it, when asked for."""
+    ahead: dict[_Bound, _Ahead] | None = info.get(_AHEAD)
+    if ahead:
+        for key, read in list(ahead.items()):
+            if read.cursor is not None:
+                _spared(info, ahead.pop(key).cursor)  # type: ignore[arg-type]
+
+
+@contextmanager
+def reading_ahead(conn: Connection) -> Iterator[None]:
+    """Let `prefetch` send reads ahead on `conn` for the block (PostgreSQL; a read-only block outside
+    `pipelined`, which allows it too); what was not asked for is dropped at its end."""
+    if conn.dialect.name != "postgresql" or not _PIPELINES:
+        yield
+        return
+    info = conn.info
+    info[_AHEAD] = {}
+    try:
+        yield
+    finally:
+        info.pop(_AHEAD, None)
+
+
 @contextmanager
 def pipelined(conn: Connection) -> Iterator[None]:
     """Queue `send`s on `conn` until the next round trip, for one PostgreSQL transaction; end it
@@ -117,12 +215,13 @@ def pipelined(conn: Connection) -> Iterator[None]:
         return
     info = conn.info  # read once: on a connection invalidated meanwhile, `conn.info` would reconnect
     with driver_mode(conn, autocommit=True):
-        info[_QUEUE] = []
+        info[_QUEUE], info[_AHEAD] = [], {}
         try:
             _BEGIN.send(conn)
             yield
         finally:
             info.pop(_QUEUE, None)
+            info.pop(_AHEAD, None)
 
 
 @contextmanager
@@ -158,8 +257,10 @@ server's default."""
 
 
 def commit(conn: Connection, transaction: RootTransaction) -> None:
-    """Commit `transaction`; the writes still queued go with the COMMIT, in one round trip."""
+    """Commit `transaction`; the writes still queued go with the COMMIT, in one round trip (reads ahead
+    that nothing asked for do not)."""
     info = conn.info
+    info.pop(_AHEAD, None)
     queue: list[_Bound] | None = info.get(_QUEUE)
     if queue:
         driver = _driver(conn)
@@ -171,8 +272,10 @@ def commit(conn: Connection, transaction: RootTransaction) -> None:
 
 
 def send_queued_before(conn: Connection, *_event: Any) -> None:
-    """`before_cursor_execute` listener: SQLAlchemy's own statements run after the writes queued before them."""
+    """`before_cursor_execute` listener: SQLAlchemy's own statements run after the writes queued before them
+    (and, since they may write, the reads already sent ahead are read again when asked for)."""
     info = conn.info
+    _forget_sent(info)
     queue: list[_Bound] | None = info.get(_QUEUE)
     if queue:
         driver = _driver(conn)

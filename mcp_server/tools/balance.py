@@ -57,6 +57,9 @@ class BalanceAction(LedgerAction):
         raw = self._fields(arguments)
         return {"account_id": parse_account_id(raw["account_id"], "account_id")}
 
+    def expect(self, tx: GateTx[Connection], call: Call) -> None:
+        """Nothing to send ahead: the balance's one read is the call's only statement before its answer."""
+
     def inspect(self, tx: GateTx[Connection], call: Call) -> Inspection:
         account, held = self._subject(tx.ledger, call, "account_id")
         if account.status == "closed":

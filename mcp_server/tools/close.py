@@ -65,6 +65,10 @@ class CloseAction(LedgerAction):
             "sweep_to": None if sweep is None else parse_account_id(sweep, "sweep_to"),
         }
 
+    def expect(self, tx: GateTx[Connection], call: Call) -> None:
+        args = call.arguments
+        self.ledger.expect_plan(tx.ledger, args["account_id"], args["sweep_to"], lock=tx.settles, holder=call.principal)
+
     def inspect(self, tx: GateTx[Connection], call: Call) -> Inspection:
         args = call.arguments
         account, sweep, holding = self.ledger.plan_close_in(

@@ -164,6 +164,9 @@ class LedgerAction(ABC):
         """The arguments parsed once, at the edge: what the gate decides on and the ledger receives."""
 
     @abstractmethod
+    def expect(self, tx: GateTx[Connection], call: Call) -> None: ...
+
+    @abstractmethod
     def inspect(self, tx: GateTx[Connection], call: Call) -> Inspection: ...
 
     @abstractmethod

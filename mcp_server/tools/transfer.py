@@ -81,6 +81,11 @@ class TransferAction(LedgerAction):
             "memo": parse_memo(raw.get("memo")),
         }
 
+    def expect(self, tx: GateTx[Connection], call: Call) -> None:
+        args = call.arguments
+        source, target = args["from_account"], args["to_account"]
+        self.ledger.expect_plan(tx.ledger, source, target, lock=tx.settles, holder=call.principal)
+
     def inspect(self, tx: GateTx[Connection], call: Call) -> Inspection:
         args = call.arguments
         source, target, amount, holding = self.ledger.plan_transfer_in(

@@ -165,6 +165,12 @@ class MemoryTx:
         self.store.keys[key] = (request_digest, dict(outcome))
         self.undo(lambda: self.store.keys.pop(key))
 
+    def expect_asked(self, asked_digest: str) -> None:
+        """Nothing to send ahead: every read here is already in memory."""
+
+    def expect_approval(self, ref: str) -> None:
+        """Nothing to send ahead: every read here is already in memory."""
+
     def approval_asked(self, asked_digest: str) -> Approval | None:
         found = next((a for a in self.store.approvals.values() if a.asked_digest == asked_digest), None)
         if found is not None and self.write:

@@ -76,14 +76,15 @@ def test_a_settlement_writes_its_audit_records_in_one_statement(shapes: Shapes) 
 
 
 def test_on_postgresql_writes_whose_outcome_is_not_read_ride_with_the_next_round_trip(shapes: Shapes) -> None:
-    """A write goes out with the next statement read, or with the COMMIT (`Statement.send`); so does BEGIN."""
+    """A write goes out with the next statement read, or with the COMMIT (`Statement.send`); so does BEGIN; and
+    the reads a transaction announces (`expect`) go with its first (`Statement.prefetch`)."""
     if shapes.backend != "postgresql":
         pytest.skip("SQLite runs in the process: no round trips to save")
     question, lookup, settlement = shapes.gated_transfer.transactions
-    # BEGIN + settings + key recall, accounts with entitlements, the approval unless the key's is pending,
+    # BEGIN + settings + key recall + accounts with entitlements, the approval unless the key's is pending,
     # audit record + COMMIT
-    assert question.round_trips == 4 < len(question.statements) + 1
-    assert lookup.round_trips == 2
-    # BEGIN + turn + key recall, approval, accounts with entitlements, the effect + settling the approval,
+    assert question.round_trips == 3 < len(question.statements) + 1
+    assert lookup.round_trips == 1  # key recall + the approval asked
+    # BEGIN + turn + key recall + approval + accounts with entitlements, the effect + settling the approval,
     # outcome + audit + COMMIT
-    assert settlement.round_trips == 5 < len(settlement.statements) + 1
+    assert settlement.round_trips == 3 < len(settlement.statements) + 1

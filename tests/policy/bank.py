@@ -47,7 +47,14 @@ default = "allow"
 """
 
 
-class Balance:
+class InMemory:
+    """What every action here shares: its reads are in memory, so none is sent ahead."""
+
+    def expect(self, tx: GateTx[LedgerView], call: Call) -> None:
+        pass
+
+
+class Balance(InMemory):
     name = "balance"
     arguments: tuple[str, ...] = ("account",)
     read_only = True
@@ -64,7 +71,7 @@ class Balance:
         return Done({"balance_minor": balance}, f"Balance: {balance}.")
 
 
-class Transfer:
+class Transfer(InMemory):
     """Moves `amount` (minor units) between two accounts; refuses an overdraft."""
 
     name = "transfer"
@@ -94,7 +101,7 @@ class Transfer:
         return Done({"amount_minor": amount}, f"Moved {amount}.")
 
 
-class Sweep:
+class Sweep(InMemory):
     """Empties `source` into `target`; the approval is bound to the balance the question showed."""
 
     name = "sweep"
@@ -116,7 +123,7 @@ class Sweep:
         return Done({}, "Swept.")
 
 
-class Broken:
+class Broken(InMemory):
     """Writes, then fails: with `failure` a `Refusal` (a business refusal) or any other exception (a bug)."""
 
     name = "broken"
