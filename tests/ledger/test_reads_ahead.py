@@ -13,11 +13,12 @@ from psycopg import pq
 from sqlalchemy import Connection
 from sqlalchemy.exc import ProgrammingError
 
+from mcp_server.ledger.books import Ledger
 from mcp_server.storage import loop_connection
 from mcp_server.storage.database import Database
 from mcp_server.storage.locks import Space, take_turn
 from mcp_server.storage.statement import Statement
-from tests.ledger.helpers import when_ready
+from tests.ledger.helpers import standard_book, when_ready
 from tests.ledger.test_queued_writes import COUNT, INSERT, round_trips, seqs
 
 SEQ = "SELECT seq FROM audit_heads WHERE seq = :seq"
@@ -174,4 +175,44 @@ def test_a_lock_sent_ahead_is_taken_after_the_turns_sent_before_it(
     sent = [line for line in wire.read_text().splitlines() if line.startswith("F") and "\tParse\t" in line]
     order = [("advisory" in line, "FOR UPDATE" in line) for line in sent]
     assert order.index((True, False)) < order.index((False, True))
+    assert round_trips(wire.read_text()) == 1
+
+
+@pytest.mark.parametrize(
+    ("plan", "first", "second"),
+    [
+        (
+            lambda ledger, conn, lock: ledger.plan_transfer_in(conn, "ACC-001", "ACC-002", "1.00", lock=lock),
+            "ACC-001",
+            "ACC-002",
+        ),
+        (lambda ledger, conn, lock: ledger.plan_close_in(conn, "ACC-003", "ACC-002", lock=lock), "ACC-003", "ACC-002"),
+        (lambda ledger, conn, lock: ledger.plan_close_in(conn, "ACC-006", lock=lock), "ACC-006", None),
+    ],
+    ids=["transfer", "close with sweep", "close"],
+)
+@pytest.mark.parametrize("lock", [False, True], ids=["read", "locked"])
+def test_a_plan_expected_is_the_read_the_plan_makes(
+    backend: str,
+    ledger: Ledger,
+    tmp_path: Path,
+    plan: Callable[[Ledger, Connection, bool], object],
+    first: str,
+    second: str | None,
+    lock: bool,
+) -> None:
+    """`Ledger.expect_plan` announces exactly the read of `plan_transfer_in` / `plan_close_in`: it rides the
+    round trip before, and the plan waits on nothing."""
+    on_postgresql(backend)
+    standard_book(ledger)
+    ledger.create_account("Zoe Zero", "USD", "ACC-006")  # nothing to sweep
+    wire = tmp_path / "wire"
+
+    def work(conn: Connection) -> object:
+        with wire_of(conn, wire):
+            ledger.expect_plan(conn, first, second, lock=lock)
+            COUNT.one(conn)
+            return plan(ledger, conn, lock)
+
+    assert ledger.db.run(work) is not None
     assert round_trips(wire.read_text()) == 1
