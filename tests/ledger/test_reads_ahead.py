@@ -19,12 +19,13 @@ from mcp_server.storage.database import Database
 from mcp_server.storage.locks import Space, take_turn
 from mcp_server.storage.statement import Statement
 from tests.ledger.helpers import standard_book, when_ready
-from tests.ledger.test_queued_writes import COUNT, INSERT, round_trips, seqs
+from tests.ledger.test_queued_writes import COUNT, INSERT, round_trips, sends, seqs
 
 SEQ = "SELECT seq FROM audit_heads WHERE seq = :seq"
 HAS = [Statement(SEQ + " OR seq = :seq + 100 ORDER BY seq"), Statement(SEQ + " OR seq = :seq + 200 ORDER BY seq")]
 """Two reads of the rows `INSERT` writes, each its own statement (a read ahead is known by its SQL and arguments)."""
 LOCKED = Statement("SELECT seq FROM audit_heads WHERE seq = :seq FOR UPDATE")
+COUNT_BELOW = Statement("SELECT COUNT(*) FROM audit_heads WHERE seq < :below")
 MISSING = Statement("SELECT seq FROM no_such_table WHERE seq = :seq")
 
 
@@ -125,16 +126,21 @@ def test_a_read_sent_ahead_is_read_again_after_a_later_write(
 
 
 def test_a_read_sent_ahead_never_reaches_another_transaction(database: Database) -> None:
+    below = {"below": 10}
+
     def sends_ahead_and_leaves(conn: Connection) -> None:
-        HAS[0].prefetch(conn, {"seq": 1})
+        COUNT_BELOW.prefetch(conn, below)
         COUNT.one(conn)  # it goes, and is never asked for
 
-    for seq in (1, 2):  # pooled connections are reused: the next transaction asks afresh
+    def counted(conn: Connection) -> tuple[Any, ...] | None:
+        return COUNT_BELOW.one(conn, below)
+
+    for seq in (1, 2, 3):  # pooled connections are reused: the next transaction asks afresh
         database.run(sends_ahead_and_leaves)
         database.read(sends_ahead_and_leaves)
-        database.run(lambda conn, seq=seq: INSERT.send(conn, {"seq": seq}))
-        assert database.run(lambda conn: found(HAS[0].all(conn, {"seq": 1}))) == [1]
-        assert database.read(lambda conn: found(HAS[0].all(conn, {"seq": 1}))) == [1]
+        database.run(sends(seq))
+        assert database.run(counted) == (seq,)
+        assert database.read(counted) == (seq,)
 
 
 def test_a_read_sent_ahead_that_fails_fails_its_transaction(backend: str, database: Database) -> None:
