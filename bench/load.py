@@ -21,7 +21,8 @@ slices of `--seconds / rounds` per subject, in the order bankgate, bare, floor, 
 ratio then compares subjects measured across the same stretch of time, not one subject's good
 minute against another's bad one. Each subject's slices are merged into its figures.
 
-Printed per phase: throughput, p50/p99 per kind of call, errors, the server's RSS at the
+Printed per phase: throughput, p50/p99 per kind of call and per protocol revision of the
+clients (a quarter speak 2025-11-25), errors, the server's RSS at the
 start and end, its CPU time per call (and how much of it the event loop's thread used, the rest
 being database worker threads and the audit sequencer), its threads' context switches per call, and Little's
 law's mean latency (clients / throughput:
@@ -77,6 +78,7 @@ from policy.testing import ScriptedResponder, approve, reject
 KEY = IDEMPOTENCY_KEY_META
 MIX = (("balance", 52), ("transfer-approved", 30), ("transfer-rejected", 15), ("close", 3))
 KINDS = tuple(kind for kind, _ in MIX)
+REVISIONS = ("2026-07-28", "2025-11-25")
 ACCOUNTS = len(floor_server.SHARED)
 OPENING = "20000.00"
 CLOSABLE_PER_CLIENT = 3
@@ -139,6 +141,9 @@ class Phase:
     seconds: float = 0.0
     calls: Counter[str] = field(default_factory=Counter)
     latencies: dict[str, list[float]] = field(default_factory=dict)
+    by_revision: dict[str, list[float]] = field(default_factory=dict)
+    """Every call's latency by its client's protocol revision: one waits on more hand-offs between tasks
+    than the other (a session's streams), so a loop slow to come round delays it more."""
     errors: Counter[str] = field(default_factory=Counter)
     rss_start_kib: int | None = None
     rss_end_kib: int | None = None
@@ -163,15 +168,10 @@ class Phase:
         return self.total / self.seconds if self.seconds else 0.0
 
     def figures(self) -> dict[str, Any]:
-        per_kind = {}
-        for kind in KINDS:
-            values = sorted(self.latencies.get(kind, []))
-            if values:
-                per_kind[kind] = {
-                    "calls": len(values),
-                    "p50_ms": round(statistics.median(values) * 1000, 2),
-                    "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))] * 1000, 2),
-                }
+        per_kind = {kind: percentiles(self.latencies[kind]) for kind in KINDS if self.latencies.get(kind)}
+        per_revision = {
+            f"{name} clients": percentiles(values) for name in REVISIONS if (values := self.by_revision.get(name))
+        }
         switches = round(self.switches / self.total, 1) if self.switches is not None and self.total else None
         return {
             "subject": self.subject.name,
@@ -180,6 +180,7 @@ class Phase:
             "seconds": round(self.seconds, 2),
             "calls_per_s": round(self.rate, 1),
             "per_kind": per_kind,
+            "per_revision": per_revision,
             "errors": dict(self.errors),
             "rss_start_mib": mib(self.rss_start_kib),
             "rss_end_mib": mib(self.rss_end_kib),
@@ -191,6 +192,20 @@ class Phase:
             "load_generator_cpu_s": round(self.client_cpu_s, 2),
             "sequencer": self.lag.figures() if self.lag is not None else None,
         }
+
+
+def revision(number: int) -> str:
+    """The protocol revision client `number` speaks: a quarter of the clients speak 2025-11-25."""
+    return REVISIONS[1] if number % 4 == 3 else REVISIONS[0]
+
+
+def percentiles(latencies: list[float]) -> dict[str, Any]:
+    values = sorted(latencies)
+    return {
+        "calls": len(values),
+        "p50_ms": round(statistics.median(values) * 1000, 2),
+        "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))] * 1000, 2),
+    }
 
 
 def per_call_ms(seconds: float | None, calls: int) -> float | None:
@@ -348,7 +363,9 @@ async def drive(
         except Exception as exc:  # counted, and the client carries on
             phase.errors[f"{kind}: {type(exc).__name__}"] += 1
             continue
-        phase.latencies.setdefault(kind, []).append(time.perf_counter() - started)
+        latency = time.perf_counter() - started
+        phase.latencies.setdefault(kind, []).append(latency)
+        phase.by_revision.setdefault(revision(number), []).append(latency)
         phase.calls[kind] += 1
         if books is None:
             said = result.content[0].text if result.content and isinstance(result.content[0], types.TextContent) else ""
@@ -378,7 +395,7 @@ async def run_phase(
 
     async def one(number: int, started: anyio.Event, deadline_box: list[float]) -> None:
         responder: Any = ScriptedResponder() if books is not None else Approver()
-        mode = "legacy" if number % 4 == 3 else "auto"  # a quarter of the clients speak 2025-11-25
+        mode = "legacy" if revision(number) == REVISIONS[1] else "auto"
         async with http_client(url, elicitation_callback=responder, mode=mode) as client:
             await started.wait()
             await drive(phase, number, client, books, responder, deadline_box[0], max_calls)
@@ -494,6 +511,8 @@ def merged(slices: list[Phase]) -> Phase:
         phase.errors += part.errors
         for kind, values in part.latencies.items():
             phase.latencies.setdefault(kind, []).extend(values)
+        for name, values in part.by_revision.items():
+            phase.by_revision.setdefault(name, []).extend(values)
         phase.client_cpu_s += part.client_cpu_s
         phase.executed_memos |= part.executed_memos
         phase.refused_memos |= part.refused_memos
@@ -635,7 +654,7 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"\n{'clients':>7}  {'subject':<10}{'call':<20}{'calls':>7}{'p50 ms':>9}{'p99 ms':>9}")
     for row in report["rows"]:
         for figures in (row["baseline"], row["floor"], row["ours"]):
-            for kind, k in figures["per_kind"].items():
+            for kind, k in {**figures["per_kind"], **figures.get("per_revision", {})}.items():
                 print(f"{row['clients']:>7}  {figures['subject']:<10}{kind:<20}{k['calls']:>7}{k['p50_ms']:>9.1f}"
                       f"{k['p99_ms']:>9.1f}")  # fmt: skip
     check = report["books"]

@@ -410,7 +410,8 @@ def _load_row(
     configuration: str, subject: str, figures: dict[str, Any], baseline: str, base: dict[str, Any], ratio: str,
     notes: list[str],
 ) -> PerfRow:  # fmt: skip
-    latency = "; ".join(f"{k} {v['p50_ms']:.0f}/{v['p99_ms']:.0f}" for k, v in figures.get("per_kind", {}).items())
+    named = {**figures.get("per_kind", {}), **figures.get("per_revision", {})}
+    latency = "; ".join(f"{k} {v['p50_ms']:.0f}/{v['p99_ms']:.0f}" for k, v in named.items())
     return PerfRow(
         "load", configuration, subject, f"{num(figures.get('calls_per_s'))} calls/s", baseline,
         f"{num(base.get('calls_per_s'))} calls/s", ratio, latency, "; ".join(part for part in notes if part),

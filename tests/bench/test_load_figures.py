@@ -53,6 +53,21 @@ def test_a_subjects_rounds_merge_into_one_phase_of_their_totals() -> None:
     assert merged([_slice(BARE, 1.0, 10, None), _slice(BARE, 1.0, 10, 0.1)]).server_cpu_s is None  # unmeasured stays so
 
 
+def test_latencies_are_shown_by_the_clients_protocol_revision_as_well_as_by_kind() -> None:
+    assert [load.revision(n) for n in range(8)] == ["2026-07-28"] * 3 + ["2025-11-25"] + ["2026-07-28"] * 3 + [
+        "2025-11-25"
+    ]  # a quarter speak 2025-11-25
+    first, second = _slice(BANKGATE, 1.0, 4, None), _slice(BANKGATE, 1.0, 4, None)
+    first.by_revision = {"2026-07-28": [0.010, 0.030], "2025-11-25": [0.200]}
+    second.by_revision = {"2025-11-25": [0.400, 0.600]}
+    figures = merged([first, second]).figures()
+    assert figures["per_revision"] == {
+        "2026-07-28 clients": {"calls": 2, "p50_ms": 20.0, "p99_ms": 30.0},
+        "2025-11-25 clients": {"calls": 3, "p50_ms": 400.0, "p99_ms": 600.0},
+    }
+    assert set(figures["per_kind"]) == {"balance"}  # the kinds stay as they were
+
+
 @pytest.mark.anyio
 async def test_rounds_alternate_the_order_so_drift_falls_on_every_subject(monkeypatch: pytest.MonkeyPatch) -> None:
     driven: list[tuple[str, int, int, float]] = []

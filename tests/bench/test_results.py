@@ -36,6 +36,7 @@ def _phase(subject: str, rate: float, approved_p50: float) -> dict[str, object]:
     return {
         "subject": subject, "clients": 32, "calls": int(rate * 8), "calls_per_s": rate, "errors": {},
         "per_kind": {"transfer-approved": {"calls": 10, "p50_ms": approved_p50, "p99_ms": 2 * approved_p50}},
+        "per_revision": {"2025-11-25 clients": {"calls": 3, "p50_ms": 3 * approved_p50, "p99_ms": 4 * approved_p50}},
         "rss_start_mib": 100.0, "rss_end_mib": 101.0, "server_cpu_s": 7.5, "server_cpu_ms_per_call": 5.1,
         "loop_cpu_ms_per_call": 3.2, "switches_per_call": 96.5,
     }  # fmt: skip
@@ -67,6 +68,7 @@ def test_a_load_phase_is_judged_against_the_bare_server_and_read_against_the_dur
                                                                "0.34 ✗")  # fmt: skip
     assert "goal ≥ 0.6" in judged.notes and "approved p50 290 ms, goal ≤ 150 ✗" in judged.notes
     assert "5.1 ms a call (event loop 3.2), 96.5 thread switches a call" in judged.notes
+    assert judged.latency == "transfer-approved 290/580; 2025-11-25 clients 870/1160"
     assert (against_floor.baseline, against_floor.baseline_rate, against_floor.ratio) == (
         "floor: durable work of the mix only", "385 calls/s", "0.42")  # fmt: skip
     assert "goal" not in against_floor.notes.replace("no goal", "")
