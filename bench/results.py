@@ -602,8 +602,8 @@ def render(
     out += [
         "",
         "In `load`, the latency column lists p50/p99 ms per kind of call (a transfer's includes its approval "
-        "round trip); RSS is the server process's resident set (`/proc/<pid>/status`) at the start and end of "
-        "the phase.",
+        "round trip), then per protocol revision of the clients (a quarter speak 2025-11-25); RSS is the server "
+        "process's resident set (`/proc/<pid>/status`) at the start and end of the phase.",
     ]
     out += ["", "## Drills", ""]
     if drills is None:
