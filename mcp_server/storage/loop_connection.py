@@ -24,8 +24,9 @@ Why the loop waits instead of awaiting: store work run in a greenlet on this one
 wait handed to the loop (psycopg's `wait_async`, with an interval: its default of 0 spins), was
 measured under `bench.load` at 32 clients. It served 2025-11-25 clients as fast as 2026-07-28
 ones (they wait 3–4× longer while the loop blocks: a call of theirs takes more turns of the loop),
-but made 25–30 % fewer calls a second. A loop that never blocks runs about 10 iterations and 36
-callbacks a call, against 1 and 22: 1.5–2 ms more CPU a call than the waits it saves.
+but made about 15 % fewer calls a second (0–29 % in five interleaved pairs). A loop that never
+blocks runs about 11 iterations and 36 callbacks a call, against 1 and 22: 1.5–2 ms more CPU a call
+than the waits it saves.
 """
 
 import logging
