@@ -2,12 +2,12 @@
 
 Three charts: each benchmark's ratio to its same-run baseline with its goal (and the floor, the
 best ratio any implementation of such a tool reaches, and where measured the required work's
-ratio to the floor, the most a gate keeping bankgate's records reaches on that goal); where a
-host turn's time goes (Responses, MCP, the host itself); and calls/s against client count for
-SQLite and PostgreSQL beside the durable floor and the bare SDK server. They are drawn from
-:class:`bench.results.PerfRow`\\ s, the strings the table shows, so a chart can never disagree with the table
-below it, and the charts of an existing page can be redrawn from the page alone
-(``python -m bench.results --charts-only``).
+ratio against the judged row's baseline, the most a gate keeping bankgate's promises reaches on
+that goal); where a host turn's time goes (Responses, MCP, the host itself); and calls/s against
+client count for SQLite and PostgreSQL beside the required work, the durable floor and the bare
+SDK server. They are drawn from :class:`bench.results.PerfRow`\\ s, the strings the table shows,
+so a chart can never disagree with the table below it, and the charts of an existing page can be
+redrawn from the page alone (``python -m bench.results --charts-only``).
 """
 
 from __future__ import annotations
@@ -59,9 +59,7 @@ def render_charts(rows: Sequence[PerfRow], directory: Path) -> list[Path]:
 def _ratios(rows: Sequence[PerfRow]) -> Figure | None:
     floors = {(r.benchmark, r.configuration): number(r.ratio) for r in rows if r.subject.startswith(_FLOOR)}
     bounds = {
-        (r.benchmark, r.configuration): number(r.ratio)
-        for r in rows
-        if r.subject.startswith(_REQUIRED) and r.baseline.startswith(_FLOOR)
+        (r.benchmark, r.configuration, r.baseline): number(r.ratio) for r in rows if r.subject.startswith(_REQUIRED)
     }
     judged = [
         (r, ratio, float(goal_match.group(1)))
@@ -82,7 +80,7 @@ def _ratios(rows: Sequence[PerfRow]) -> Figure | None:
         floor = floors.get((row.benchmark, row.configuration))
         if floor is not None:
             axes.plot(floor, y, marker="D", color=_GREY, markersize=6)
-        bound = bounds.get((row.benchmark, row.configuration))
+        bound = bounds.get((row.benchmark, row.configuration, row.baseline))  # against the judged row's baseline
         if bound is not None:
             axes.plot(bound, y, marker="o", markerfacecolor="none", color="black", markersize=7)
     axes.set_yticks(range(len(judged)), [f"{r.benchmark} · {r.configuration} · {r.subject}" for r, _, _ in judged])
@@ -93,7 +91,14 @@ def _ratios(rows: Sequence[PerfRow]) -> Figure | None:
     axes.plot([], [], color="black", linewidth=2, label="goal")
     axes.plot([], [], "D", color=_GREY, label="floor tool: the most any implementation can reach")
     if bounds:
-        axes.plot([], [], "o", markerfacecolor="none", color="black", label="required work over the floor")
+        axes.plot(
+            [],
+            [],
+            "o",
+            markerfacecolor="none",
+            color="black",
+            label="required work: the most a gate keeping bankgate's promises reaches",
+        )
     _legend_below(axes, columns=1 if bounds else 2)  # the axes are narrow beside long labels
     axes.grid(axis="x", alpha=0.3)
     return figure
@@ -122,8 +127,8 @@ def _host_time(rows: Sequence[PerfRow]) -> Figure | None:
 
 
 def _load(rows: Sequence[PerfRow]) -> Figure | None:
-    """Per backend: bankgate, the floor and the bare server (each load phase's bankgate row against the
-    bare server gives bankgate and the bare rate; its floor row, the floor's)."""
+    """Per backend: bankgate, the required work, the floor and the bare server (each load phase's bankgate
+    row against the bare server gives bankgate and the bare rate; its floor and required rows, theirs)."""
     series: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
         clients_match = _CLIENTS.search(r.configuration)
@@ -140,6 +145,8 @@ def _load(rows: Sequence[PerfRow]) -> Figure | None:
         lines = series[r.configuration.split(",")[0]]
         if r.subject.startswith(_FLOOR):
             lines["floor"][client_count] = rate
+        elif r.subject.startswith(_REQUIRED):
+            lines["required"][client_count] = rate
         else:
             lines["bankgate"][client_count] = rate
             lines["bare"][client_count] = base
@@ -149,7 +156,7 @@ def _load(rows: Sequence[PerfRow]) -> Figure | None:
     axes = figure.add_subplot()
     counts: set[int] = set()
     styles = {"bankgate": ("o-", 1.0, "bankgate"), "floor": ("D:", 0.8, "floor: durable work only"),
-              "bare": ("s--", 0.6, "bare SDK server")}  # fmt: skip
+              "required": ("^-.", 0.8, "required work"), "bare": ("s--", 0.6, "bare SDK server")}  # fmt: skip
     for (backend, lines), colour in zip(sorted(series.items()), ("#1565c0", "#ef6c00", "#2e7d32"), strict=False):
         for name, points in lines.items():
             style, alpha, label = styles[name]
@@ -163,7 +170,7 @@ def _load(rows: Sequence[PerfRow]) -> Figure | None:
     axes.set_ylim(bottom=0)
     axes.set_xlabel("concurrent HTTP clients")
     axes.set_ylabel("calls/s (realistic mix, approvals included)")
-    axes.set_title("Throughput under load: bankgate, the durable floor, the bare SDK server")
+    axes.set_title("Throughput under load: bankgate, the required work, the durable floor, the bare SDK server")
     _legend_below(axes, columns=3)
     axes.grid(alpha=0.3)
     return figure

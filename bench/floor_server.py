@@ -55,7 +55,8 @@ class Store(Protocol):
     async def closed(self, account_id: str, sweep_to: str, memo: str) -> None: ...
 
 
-def _seed() -> list[tuple[str, int]]:
+def seed() -> list[tuple[str, int]]:
+    """Every account a load run may touch, with its opening balance in minor units."""
     closable_ones = [(a, 500 if a.endswith("-0") else 0) for c in range(MOST_CLIENTS) for a in closable(c)]
     return [(a, OPENING_MINOR) for a in SHARED] + closable_ones
 
@@ -98,20 +99,16 @@ END $$;
 """
 
 
-class PostgresStore:
+class Connections:
     """Async psycopg connections on the event loop, opened on demand up to `size`, one call each at a time."""
 
     def __init__(self, url: str, size: int = 16) -> None:
         self._url = url
         self._idle: list[psycopg.AsyncConnection] = []
         self._slots = anyio.Semaphore(size)
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(_POSTGRES_SCHEMA)
-            with conn.cursor() as cursor:
-                cursor.executemany("INSERT INTO floor_accounts (id, balance_minor) VALUES (%s, %s)", _seed())
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
         async with self._slots:
             conn = self._idle.pop() if self._idle else await psycopg.AsyncConnection.connect(self._url, autocommit=True)
             try:
@@ -121,8 +118,19 @@ class PostgresStore:
                 raise
             self._idle.append(conn)
 
+
+class PostgresStore:
+    """Each call one statement on a connection of `Connections`."""
+
+    def __init__(self, url: str) -> None:
+        self._connections = Connections(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(_POSTGRES_SCHEMA)
+            with conn.cursor() as cursor:
+                cursor.executemany("INSERT INTO floor_accounts (id, balance_minor) VALUES (%s, %s)", seed())
+
     async def _call(self, statement: str, *args: object) -> list[tuple[object, ...]]:
-        async with self._connection() as conn:
+        async with self._connections.connection() as conn:
             cursor = await conn.execute(statement, args)
             return await cursor.fetchall()
 
@@ -157,7 +165,7 @@ class SqliteStore:
             " CHECK (balance_minor >= 0), open INTEGER NOT NULL DEFAULT 1);"
             "CREATE TABLE floor_journal (id INTEGER PRIMARY KEY, what TEXT NOT NULL, memo TEXT NOT NULL);"
         )
-        self._conn.executemany("INSERT INTO floor_accounts (id, balance_minor) VALUES (?, ?)", _seed())
+        self._conn.executemany("INSERT INTO floor_accounts (id, balance_minor) VALUES (?, ?)", seed())
 
     def _write(self, durable: bool, *statements: tuple[str, tuple[object, ...], int | None]) -> None:
         """Run `statements` in one transaction; each that names a row count must touch exactly that many."""

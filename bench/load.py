@@ -13,11 +13,14 @@ driven with the same mix by the same number of clients in the same run: `echo` f
 balance, `approve_noop` (one elicitation, no body) for a transfer or a close. Beside both, the
 floor (`bench.floor_server`): a bare SDK server doing, on the same database, only the durable
 work each call of the mix must do; its rate over the bare server's is the most any gate that
-keeps its records could reach.
+keeps its records could reach. And the required work (`bench.required_server`): the floor plus
+the policy's decisions, entitlements, approvals bound to the exact arguments and used once, and
+a signed audit record with each outcome, the cheapest correct way; its rate over the bare
+server's is the most any gate keeping bankgate's promises could reach.
 
-The three servers run side by side, and each phase (a number of clients) is driven in `--rounds`
-slices of `--seconds / rounds` per subject, in the order bankgate, bare, floor, then the reverse
-(ABC CBA ...): on a machine whose speed drifts (a shared VM's does, by up to 2x within minutes), a
+The four servers run side by side, and each phase (a number of clients) is driven in `--rounds`
+slices of `--seconds / rounds` per subject, in the order bankgate, bare, floor, required, then the
+reverse (ABCD DCBA ...): on a machine whose speed drifts (a shared VM's does, by up to 2x within minutes), a
 ratio then compares subjects measured across the same stretch of time, not one subject's good
 minute against another's bad one. Each subject's slices are merged into its figures.
 
@@ -100,6 +103,7 @@ class Subject:
 BANKGATE = Subject("bankgate", "get_account_balance", "transfer_funds", "close_account")
 BARE = Subject("bare SDK", "echo", "approve_noop", "approve_noop")
 FLOOR = Subject("floor", "floor_balance", "floor_transfer", "floor_close")
+REQUIRED = Subject("required", "required_balance", "required_transfer", "required_close")
 
 
 def arguments(
@@ -111,7 +115,7 @@ def arguments(
     if subject is BARE:
         return {"from_account": source, "to_account": target, "amount": "1.00"}
     if kind == "close":
-        return {"account_id": account, "sweep_to": target} | ({"memo": memo} if subject is FLOOR else {})
+        return {"account_id": account, "sweep_to": target} | ({"memo": memo} if subject in (FLOOR, REQUIRED) else {})
     return {"from_account": source, "to_account": target, "amount": amount, "memo": memo}
 
 
@@ -278,14 +282,13 @@ def server_process(
 
 
 class Approver:
-    """The bare server's question gets the same kind of answer the scripted responder gives ours."""
+    """The baselines' questions get the same kind of answer the scripted responder gives ours."""
 
     def __init__(self) -> None:
-        self.next_yes: list[bool] = []
+        self.next: list[dict[str, str | int | float | bool | list[str] | None]] = []
 
     async def __call__(self, context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
-        yes = self.next_yes.pop(0) if self.next_yes else False
-        return types.ElicitResult(action="accept", content={"approve": yes})
+        return types.ElicitResult(action="accept", content=self.next.pop(0) if self.next else {"approve": False})
 
 
 class Books:
@@ -352,8 +355,9 @@ async def drive(
         args = arguments(subject, kind, source, target, amount, memo, account)
         if kind != "balance":
             yes = kind != "transfer-rejected"
-            if books is None:
-                responder.next_yes.append(yes)
+            if books is None:  # the required work's close asks for its account id typed back, as ours does
+                typed = {"account_id": account} if subject is REQUIRED and kind == "close" else {}
+                responder.next.append({"approve": yes, **typed})
             else:
                 responder.script.append(approve() if yes else reject())
         started = time.perf_counter()
@@ -369,7 +373,7 @@ async def drive(
         phase.calls[kind] += 1
         if books is None:
             said = result.content[0].text if result.content and isinstance(result.content[0], types.TextContent) else ""
-            if result.is_error or (subject is FLOOR and kind != "balance" and said not in EXPECTED[kind]):
+            if result.is_error or (subject is not BARE and kind != "balance" and said not in EXPECTED[kind]):
                 phase.errors[f"{kind}: {said[:80] or 'tool error'}"] += 1
             continue
         status = (result.structured_content or {}).get("status")
@@ -579,11 +583,13 @@ async def run(
             args = ["-m", "bench.profiled", str(profile), *args]
         startup = 30.0 if profile is None else 180.0  # imports under the profiler are several times slower
         floor_url = url if postgres_url else f"sqlite:///{workdir / 'floor.db'}"
+        required_url = url if postgres_url else f"sqlite:///{workdir / 'required.db'}"
         servers: dict[Subject, tuple[str, int]] = {}
         for subject, server_args, wait in (
             (BANKGATE, args, startup),
             (BARE, BARE_ARGS, 30.0),
             (FLOOR, ["-m", "bench.floor_server", "--db", floor_url], 30.0),
+            (REQUIRED, ["-m", "bench.required_server", "--db", required_url], 30.0),
         ):
             process, server_url = stack.enter_context(
                 server_process(server_args, workdir / f"{subject.name}.log", wait)
@@ -591,7 +597,7 @@ async def run(
             servers[subject] = (server_url, process.pid)
         by_subject = await interleaved(servers, client_counts, seconds, rounds, max_calls, books)
         stack.close()  # the servers stop (a profiled one writes its statistics) before the books are checked
-        phases, baselines, floors = by_subject[BANKGATE], by_subject[BARE], by_subject[FLOOR]
+        phases, baselines, floors, bounds = (by_subject[s] for s in (BANKGATE, BARE, FLOOR, REQUIRED))
         progress("load: checking the books and the audit chain")
         check = check_books(books, phases)
         books.db.close()
@@ -610,8 +616,11 @@ async def run(
                 "ratio": ratio(ours, base),
                 "ratio_to_floor": ratio(ours, floor),
                 "floor_ratio": ratio(floor, base),
+                "required": bound.figures(),
+                "ratio_to_required": ratio(ours, bound),
+                "required_ratio": ratio(bound, base),
             }
-            for ours, base, floor in zip(phases, baselines, floors, strict=True)
+            for ours, base, floor, bound in zip(phases, baselines, floors, bounds, strict=True)
         ],
         "books": check,
         "sound": sound(check),
@@ -634,6 +643,7 @@ def print_report(report: dict[str, Any]) -> None:
         shown = (
             (row["baseline"], ""),
             (row["floor"], f"{row['floor_ratio']:.2f}"),
+            (row["required"], f"{row['required_ratio']:.2f}"),
             (row["ours"], f"{row['ratio']:.2f}"),
         )
         for figures, ratio in shown:
@@ -653,7 +663,7 @@ def print_report(report: dict[str, Any]) -> None:
                       f"{lag['chained_all_after_s']} s later")  # fmt: skip
     print(f"\n{'clients':>7}  {'subject':<10}{'call':<20}{'calls':>7}{'p50 ms':>9}{'p99 ms':>9}")
     for row in report["rows"]:
-        for figures in (row["baseline"], row["floor"], row["ours"]):
+        for figures in (row["baseline"], row["floor"], row["required"], row["ours"]):
             for kind, k in {**figures["per_kind"], **figures.get("per_revision", {})}.items():
                 print(f"{row['clients']:>7}  {figures['subject']:<10}{kind:<20}{k['calls']:>7}{k['p50_ms']:>9.1f}"
                       f"{k['p99_ms']:>9.1f}")  # fmt: skip

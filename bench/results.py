@@ -30,11 +30,20 @@ from typing import IO, Any
 
 from bench.charts import HOST_TIME, LOAD, RATIOS, render_charts
 from bench.progress import progress
-from bench.timing import FLOOR, FLOOR_NOTE
+from bench.timing import FLOOR, FLOOR_NOTE, OVER_REQUIRED_NOTE, REQUIRED, REQUIRED_NOTE
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = ("server_bench", "gate_bench", "ledger_bench", "host_bench", "load", "costs")
-NOT_BENCHMARKS = {"__init__", "servers", "timing", "bare_server", "floor_server", "results", "shapes"}
+NOT_BENCHMARKS = {
+    "__init__",
+    "servers",
+    "timing",
+    "bare_server",
+    "floor_server",
+    "required_server",
+    "results",
+    "shapes",
+}
 POSTGRES_ONLY = {"db_ceiling", "audit_bench"}
 """Benchmarks of PostgreSQL alone: run only with a PostgreSQL URL."""
 PG_ENV = "BANKGATE_TEST_POSTGRES_URL"
@@ -372,12 +381,15 @@ APPROVED_P50_GOAL_MS = 150
 
 
 LOAD_BARE, LOAD_FLOOR = "bare SDK server, same mix", f"{FLOOR}durable work of the mix only"
+LOAD_REQUIRED = f"{REQUIRED}policy, bound approvals, signed audit"
 LOAD_AGAINST_FLOOR_NOTE = "no goal: what bankgate adds to the work any gate keeping its records must do"
 
 
 def load_rows(data: dict[str, Any]) -> list[PerfRow]:
-    """Three rows a phase: bankgate against the bare server (judged), against the floor (for reading),
-    and the floor against the bare server (the most any gate keeping its records reaches)."""
+    """Five rows a phase: bankgate against the bare server (judged), against the floor (for reading), the
+    floor against the bare server (the most any gate keeping its records reaches), the required work
+    against the bare server (the most any gate keeping bankgate's promises reaches) and bankgate against
+    the required work (what its own code costs)."""
     rows = []
     for row in data["rows"]:
         ours, base, floor = row["ours"], row["baseline"], row.get("floor")
@@ -403,6 +415,13 @@ def load_rows(data: dict[str, Any]) -> list[PerfRow]:
                               against_floor))  # fmt: skip
         rows.append(_load_row(configuration, LOAD_FLOOR, floor, LOAD_BARE, base, num(row.get("floor_ratio"), 2),
                               [FLOOR_NOTE, _phase_facts(floor)]))  # fmt: skip
+        bound = row.get("required")
+        if bound is None:
+            continue
+        rows.append(_load_row(configuration, LOAD_REQUIRED, bound, LOAD_BARE, base, num(row.get("required_ratio"), 2),
+                              [REQUIRED_NOTE, _phase_facts(bound)]))  # fmt: skip
+        rows.append(_load_row(configuration, subject, ours, LOAD_REQUIRED, bound,
+                              num(row.get("ratio_to_required"), 2), [OVER_REQUIRED_NOTE]))  # fmt: skip
     return [*rows, _books_row(data)]
 
 

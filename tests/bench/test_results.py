@@ -55,14 +55,19 @@ LOAD = {
             "ratio": 0.34,
             "ratio_to_floor": 0.416,
             "floor_ratio": 0.819,
+            "required": _phase("required", 350.0, 110.0),
+            "ratio_to_required": 0.457,
+            "required_ratio": 0.745,
         }
     ],
     "books": {"acknowledged_transfers": 700, "lost": 0, "duplicated": 0, "audit_verify_says": "intact"},
 }
 
 
-def test_a_load_phase_is_judged_against_the_bare_server_and_read_against_the_durable_floor() -> None:
-    judged, against_floor, floor, books = rows_for(BenchRun("load", "python -m bench.load --json", data=LOAD))
+def test_a_load_phase_is_judged_against_the_bare_server_and_read_against_the_floor_and_the_required_work() -> None:
+    judged, against_floor, floor, required, against_required, books = rows_for(
+        BenchRun("load", "python -m bench.load --json", data=LOAD)
+    )
 
     assert (judged.subject, judged.baseline, judged.ratio) == ("bankgate, mixed calls", "bare SDK server, same mix",
                                                                "0.34 ✗")  # fmt: skip
@@ -75,11 +80,18 @@ def test_a_load_phase_is_judged_against_the_bare_server_and_read_against_the_dur
     assert (floor.subject, floor.rate, floor.baseline_rate, floor.ratio) == (
         "floor: durable work of the mix only", "385 calls/s", "470 calls/s", "0.82")  # fmt: skip
     assert floor.notes.startswith("ceiling:")
+    assert (required.subject, required.baseline, required.ratio) == (
+        "required work: policy, bound approvals, signed audit", "bare SDK server, same mix", "0.74")  # fmt: skip
+    assert required.notes.startswith("bound:") and "5.1 ms a call" in required.notes
+    assert (against_required.subject, against_required.baseline_rate, against_required.ratio) == (
+        "bankgate, mixed calls", "350 calls/s", "0.46")  # fmt: skip
+    assert against_required.notes.startswith("what bankgate's own code costs")
     assert books.subject == "the books" and "0 lost" in books.notes
 
 
 def test_a_load_report_from_before_the_floor_still_renders() -> None:
-    earlier = {**LOAD, "rows": [{k: v for k, v in LOAD["rows"][0].items() if "floor" not in k}]}  # type: ignore[index]
+    kept = {k: v for k, v in LOAD["rows"][0].items() if "floor" not in k and "required" not in k}  # type: ignore[index]
+    earlier = {**LOAD, "rows": [kept]}
 
     rows = rows_for(BenchRun("load", "python -m bench.load --json", data=earlier))
 
