@@ -32,6 +32,9 @@ class Condition:
     """For a map variable read only as `name.field`, the fields it reads: only these are bound.
     Converting a value into CEL costs about a microsecond per string, list or map (an account
     is ~12 µs whole, ~4 µs as just `access`), and a condition is evaluated several times per call."""
+    calls_minor: bool = True
+    """Whether the source names `minor` (read off the text, so true for any mention): only then is
+    the `minor()` function made and bound for an evaluation."""
 
     @classmethod
     def compile(cls, source: str) -> "Condition":
@@ -43,13 +46,14 @@ class Condition:
         unknown = sorted(names - VARIABLES)
         if unknown:
             raise ExpressionError(f"unknown variable {', '.join(unknown)} (known: {', '.join(sorted(VARIABLES))})")
-        return cls(source, program, names, _fields_read(source, names))
+        return cls(source, program, names, _fields_read(source, names), _MINOR.search(source) is not None)
 
     def holds(self, facts: CallFacts) -> bool:
         """True when the condition is true for `facts`; raises `ExpressionError` on any failure."""
         context = cel.Context()
         context.update(_projected(facts.variables(self.variables), self.fields))
-        context.add_function("minor", _minor_units(facts.minor_exponent))
+        if self.calls_minor:
+            context.add_function("minor", _minor_units(facts.minor_exponent))
         try:
             value = self.program.execute(context)
         except Exception as exc:  # the CEL runtime raises several types; all mean "cannot decide"
@@ -91,6 +95,10 @@ def _projected(variables: dict[str, Any], fields: Mapping[str, frozenset[str]]) 
         if isinstance(value, dict):
             variables[name] = {key: value[key] for key in read if key in value}
     return variables
+
+
+_MINOR = re.compile(r"(?<!\w)minor(?!\w)")
+"""Any mention of `minor` (not `amount_minor`): a condition that might call the function."""
 
 
 def _minor_units(exponent: int) -> Any:

@@ -65,8 +65,14 @@ DEFAULT_MAX_AMOUNT_MINOR = 1_000_000_00
 
 
 def minor_units(currency: str) -> int:
-    """Digits after the decimal point for `currency`; unknown codes are `invalid_currency`."""
-    return MINOR_UNITS[parse_currency(currency)]
+    """Digits after the decimal point for `currency`; unknown codes are `invalid_currency`.
+
+    Looked up first, as `parse_currency` would accept it (a supported code is a `str` key), since
+    every amount shown or parsed asks; only a miss goes through `parse_currency`, which refuses it."""
+    try:
+        return MINOR_UNITS[currency]
+    except (KeyError, TypeError):  # not a supported code, or not even hashable
+        return MINOR_UNITS[parse_currency(currency)]
 
 
 def parse_currency(value: object, field: str = "currency") -> str:

@@ -12,7 +12,7 @@ from mcp_types import CallToolResult
 
 from mcp_server.tools.common import failed
 from policy.action import Action
-from policy.mcp.parsed_arguments import parsed
+from policy.mcp.parsed_arguments import Parsed
 from policy.results import Refusal
 
 
@@ -33,7 +33,7 @@ class ArgumentCheck:
                     canonical = action.canonical(raw or {})
                 except Refusal as refusal:
                     return invalid_arguments(name, refusal)
-                with parsed(raw, canonical):
+                with Parsed(raw, canonical):
                     return await call_next(ctx)
         return await call_next(ctx)
 

@@ -5,8 +5,7 @@ the two share no object the SDK lets either extend; keyed by the identity of the
 so a result is only reused for the very arguments it was parsed from.
 """
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -15,14 +14,19 @@ from policy.action import Action
 _PARSED: ContextVar[tuple[object, dict[str, Any]] | None] = ContextVar("bankgate_parsed_arguments", default=None)
 
 
-@contextmanager
-def parsed(raw: object, canonical: dict[str, Any]) -> Iterator[None]:
-    """While the call runs: `raw` (the request's `arguments`) parses to `canonical`."""
-    token = _PARSED.set((raw, canonical))
-    try:
-        yield
-    finally:
-        _PARSED.reset(token)
+class Parsed:
+    """While the call runs (`with Parsed(raw, canonical)`): `raw` (the request's `arguments`) parses
+    to `canonical`. A plain class, not `@contextmanager`: every call enters it, and a generator's
+    machinery costs twice its work."""
+
+    def __init__(self, raw: object, canonical: dict[str, Any]) -> None:
+        self._parsed = (raw, canonical)
+
+    def __enter__(self) -> None:
+        self._token = _PARSED.set(self._parsed)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _PARSED.reset(self._token)
 
 
 def canonical_arguments(action: Action, raw: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -115,8 +115,9 @@ async def prepare(ctx: Context) -> Opening:
 async def _opened(ctx: Context, *, rounds: bool) -> Opening:
     """The call decided; `rounds`: the tool carries the approval round (else nobody is asked, nothing
     is answered, and a question, which the policy never asks of such a tool, is denied for want of one)."""
-    host = _host(ctx)
-    params = ctx.request_context.params or {}
+    request = ctx.request_context  # read once: each look is a pydantic private-attribute lookup
+    host = cast(GateHost, request.lifespan_context)
+    params = request.params or {}
     tool = str(params.get("name"))
     principal, roles = host.caller(ctx)
     try:
@@ -124,7 +125,7 @@ async def _opened(ctx: Context, *, rounds: bool) -> Opening:
         if action is None:
             raise Refusal("unknown_tool", f"There is no gated tool named '{tool}'.")
         arguments = canonical_arguments(action, params.get("arguments"))
-        call = Call(tool, arguments, principal, _idempotency_key(ctx, principal), roles)
+        call = Call(tool, arguments, principal, _idempotency_key(request.meta, principal), roles)
         ref = _presented_ref(params)
     except Refusal as refusal:
         return Opening(Call(tool, {}, principal, roles=roles), final=GateResult.refused(refusal))
@@ -295,9 +296,9 @@ def _presented_ref(params: Any) -> str | None:
     return ref
 
 
-def _idempotency_key(ctx: Context, principal: str) -> str | None:
-    """The caller's key, scoped to the caller so two principals never share a stored result."""
-    meta: Any = ctx.request_context.meta or {}
+def _idempotency_key(meta: Any, principal: str) -> str | None:
+    """The caller's key (in the request's `meta`), scoped to the caller so two principals never share
+    a stored result."""
     key = meta.get(IDEMPOTENCY_KEY_META) if isinstance(meta, dict) else None
     if key is None:
         return None

@@ -68,3 +68,19 @@ def test_a_missing_field_still_fails_to_evaluate() -> None:
     assert condition.fields == {"from_account": frozenset({"nickname"})}
     with pytest.raises(ValueError, match="nickname"):
         condition.holds(FACTS)
+
+
+@pytest.mark.parametrize(
+    ("source", "calls_minor", "expected"),
+    [
+        ("amount_minor > minor(12)", True, True),
+        ("amount_minor > minor('12.50')", True, False),
+        ("amount_minor > 1000 && from_account.balance_minor > 0", False, True),
+    ],
+)
+def test_minor_is_bound_when_named(source: str, calls_minor: bool, expected: bool) -> None:
+    """`minor()` is made only for a condition that names it, and evaluates the same as when always bound."""
+    condition = Condition.compile(source)
+    assert condition.calls_minor is calls_minor
+    assert condition.holds(FACTS) is expected
+    assert Condition(source, condition.program, condition.variables, condition.fields).holds(FACTS) is expected
