@@ -258,9 +258,10 @@ class SqlGateTx:
         self._audit.append(entry)
 
     def flush_audit(self) -> None:
-        """Sign and insert the queued entries, unchained (see `AuditWriter.append`)."""
-        self._writer.append(self.conn, self._audit)
-        self._audit.clear()
+        """Sign and insert the queued entries, unchained (see `AuditWriter.append`), if there are any."""
+        if self._audit:
+            self._writer.append(self.conn, self._audit)
+            self._audit.clear()
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:

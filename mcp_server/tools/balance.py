@@ -16,7 +16,6 @@ from mcp_server.tools.common import (
     Decided,
     LedgerAction,
     ToolResult,
-    account_facts,
     annotations,
     present,
     signature_arguments,
@@ -45,7 +44,7 @@ ANNOTATIONS = annotations("Account balance", writes=False, idempotent=True)
 async def get_account_balance(account_id: AccountId, *, outcome: Decided) -> Annotated[CallToolResult, BalanceResult]:
     """Return the current balance of one bank account (exact, in the account's currency). Read-only."""
     account = outcome.details or {}
-    return present(outcome, BalanceResult, {k: account.get(k) for k in BALANCE_FIELDS})
+    return present(outcome, BalanceResult, {k: account[k] for k in BALANCE_FIELDS if k in account})
 
 
 class BalanceAction(LedgerAction):
@@ -61,12 +60,12 @@ class BalanceAction(LedgerAction):
         """Nothing to send ahead: the balance's one read is the call's only statement before its answer."""
 
     def inspect(self, tx: GateTx[Connection], call: Call) -> Inspection:
-        account, held = self._subject(tx.ledger, call, "account_id")
+        account, held, seen = self._subject(tx.ledger, call, "account_id")
         if account.status == "closed":
             raise LedgerError("account_closed", f"Account {account.id} is closed.", field="account_id")
         return Inspection(
             effect=(f"Read the balance of {who(account)}.",),
-            accounts={"account": account_facts(account, held)},
+            accounts={"account": seen},
             currency=account.currency,
             minor_exponent=minor_units(account.currency),
             roles=held.roles,

@@ -188,20 +188,21 @@ class LedgerAction(ABC):
             )
         return raw
 
-    def _subject(self, conn: Connection, call: Call, field: str) -> tuple[Account, Held]:
-        """The account the call reads (argument `field`), if the caller may know of it, and what it holds."""
+    def _subject(self, conn: Connection, call: Call, field: str) -> tuple[Account, Held, AccountFacts]:
+        """The account the call reads (argument `field`), if the caller may know of it, what it holds,
+        and the account as rules see it."""
         account, held = self.ledger.held_account_in(conn, call.arguments[field], call.principal, field)
         held = with_credentials(held, call)
-        self._visible(call, field, held, account)
-        return account, held
+        return account, held, self._visible(call, field, held, account)
 
-    def _visible(self, call: Call, field: str, held: Held, account: Account) -> None:
-        """Refuse `account` (argument `field`) exactly as a missing one, unless the caller may know of it."""
-        facts = CallFacts(
-            call.tool, call.arguments, call.principal, held.roles, accounts={"account": account_facts(account, held)}
-        )
+    def _visible(self, call: Call, field: str, held: Held, account: Account) -> AccountFacts:
+        """`account` (argument `field`) as rules see it; refused exactly as a missing one, unless the
+        caller may know of it."""
+        seen = account_facts(account, held)
+        facts = CallFacts(call.tool, call.arguments, call.principal, held.roles, accounts={"account": seen})
         if not self.policy.sees(facts):
             raise unknown_account(account.id, field)
+        return seen
 
     def _seen(self, call: Call, field: str) -> Seen:
         """The visibility check of a plan's first account (argument `field`), as `plan_transfer_in` calls it."""

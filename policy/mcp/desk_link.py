@@ -30,6 +30,8 @@ APPROVAL_REF = "approval_ref"
 DESK_INPUT = "io.bankgate/desk"
 """The key of the desk link among a 2026-07-28 round's input requests, and of its request state."""
 _INPUT_REQUIRED_VERSION = "2026-07-28"
+_PENDING = Status.PENDING_APPROVAL.value
+"""Read once: every call's result is compared with it, and an enum's `.value` is a property lookup."""
 
 
 async def desk_link(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
@@ -89,7 +91,7 @@ def _as_input_request(result: HandlerResult) -> HandlerResult:
         body: Any = result.structured_content
     else:  # the SDK hands results on as wire mappings
         body = result.get("structuredContent") if isinstance(result, Mapping) else None
-    if not isinstance(body, dict) or body.get("status") != Status.PENDING_APPROVAL.value:
+    if not isinstance(body, dict) or body.get("status") != _PENDING:
         return result
     ref, url, message = body.get("approval_ref"), body.get("approval_url"), body.get("message")
     if not (isinstance(ref, str) and isinstance(url, str) and url and isinstance(message, str)):
