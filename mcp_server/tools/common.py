@@ -179,13 +179,14 @@ class LedgerAction(ABC):
         for name in self.arguments:
             if name in self.required and raw.get(name) is None:
                 raise Refusal("missing_argument", f"{name} is required.", name)
-        if any(k not in self.arguments for k in raw):
-            # Never echo the name: it is the caller's text, not ours.
-            raise Refusal(
-                "unexpected_argument",
-                f"{self.name} takes only {', '.join(self.arguments)}; leave out any other argument.",
-                UNEXPECTED_FIELD,
-            )
+        for name in raw:  # a plain loop: every call passes here, and `any` over a generator costs three calls
+            if name not in self.arguments:
+                # Never echo the name: it is the caller's text, not ours.
+                raise Refusal(
+                    "unexpected_argument",
+                    f"{self.name} takes only {', '.join(self.arguments)}; leave out any other argument.",
+                    UNEXPECTED_FIELD,
+                )
         return raw
 
     def _subject(self, conn: Connection, call: Call, field: str) -> tuple[Account, Held, AccountFacts]:
