@@ -27,7 +27,7 @@ import psycopg
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, Resolve
 from mcp_types import CallToolResult
 
-from bench.bare_parts import Approval, balance_result
+from bench.bare_parts import Approval, ask, balance_result
 from bench.bare_server import serve
 from mcp_server.tools.balance import BalanceResult
 
@@ -229,7 +229,7 @@ def floor_server(store: Store) -> MCPServer:
     async def ask_transfer(
         from_account: str, to_account: str, amount: str, memo: str, asked: Annotated[bool, Resolve(recorded)]
     ) -> Elicit[Approval]:
-        return Elicit(f"Transfer {amount} from {from_account} to {to_account}?", Approval)
+        return await ask(from_account, to_account, amount)
 
     async def ask_close(
         account_id: str, sweep_to: str, memo: str, asked: Annotated[bool, Resolve(recorded)]

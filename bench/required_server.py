@@ -38,7 +38,7 @@ from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, 
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 
-from bench.bare_parts import Approval, balance_result
+from bench.bare_parts import Approval, ask, balance_result
 from bench.bare_server import serve
 from bench.floor_server import Connections, seed
 from bench.required_work import CEILING, MAY_DEBIT, MAY_READ, VISIBLE, holds
@@ -251,13 +251,22 @@ def minor_units(amount: str) -> int:
     return int(value)
 
 
+def _acted_on(facts: dict[str, Facts], account: str, other: str) -> Facts | str:
+    """The account a call acts on, if the caller may know of it and the two accounts are distinct and
+    open; else why not."""
+    found = facts.get(account)
+    if found is None or not holds(VISIBLE, {"roles": found.roles, "account": {"access": found.relations}}):
+        return f"unknown account {account}"
+    if account == other or other not in facts or not facts[other].open or not found.open:
+        return "the accounts must be two different open accounts"
+    return found
+
+
 def transfer_verdict(facts: dict[str, Facts], source: str, target: str, minor: int) -> str:
     """The shipped policy's decision on a transfer, on the accounts as read."""
-    found = facts.get(source)
-    if found is None or not holds(VISIBLE, {"roles": found.roles, "account": {"access": found.relations}}):
-        return f"unknown account {source}"
-    if source == target or target not in facts or not facts[target].open or not found.open:
-        return "the accounts must be two different open accounts"
+    found = _acted_on(facts, source, target)
+    if isinstance(found, str):
+        return found
     if holds(MAY_DEBIT, {"roles": found.roles, "from_account": {"access": found.relations}}):
         return "not entitled"
     if holds(CEILING, {"amount_minor": minor}, minor=True):
@@ -267,11 +276,9 @@ def transfer_verdict(facts: dict[str, Facts], source: str, target: str, minor: i
 
 def close_verdict(facts: dict[str, Facts], account: str, sweep_to: str) -> str:
     """The shipped policy's decision on a close (its sweep is money moving, under the same ceiling)."""
-    found = facts.get(account)
-    if found is None or not holds(VISIBLE, {"roles": found.roles, "account": {"access": found.relations}}):
-        return f"unknown account {account}"
-    if account == sweep_to or sweep_to not in facts or not facts[sweep_to].open or not found.open:
-        return "the accounts must be two different open accounts"
+    found = _acted_on(facts, account, sweep_to)
+    if isinstance(found, str):
+        return found
     if holds(MAY_CLOSE, {"roles": found.roles, "account": {"access": found.relations}}):
         return "not entitled"
     return "above ceiling" if holds(CEILING, {"amount_minor": found.balance}, minor=True) else "allow"
@@ -310,7 +317,7 @@ def required_server(store: Store, key: Ed25519PrivateKey | None = None) -> MCPSe
     async def ask_transfer(
         from_account: str, to_account: str, amount: str, memo: str, asked: Annotated[bool, Resolve(transfer_asked)]
     ) -> Elicit[Approval]:
-        return Elicit(f"Transfer {amount} from {from_account} to {to_account}?", Approval)
+        return await ask(from_account, to_account, amount)
 
     async def ask_close(
         account_id: str, sweep_to: str, memo: str, asked: Annotated[bool, Resolve(close_asked)]
