@@ -28,7 +28,6 @@ import argparse
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Annotated, NamedTuple, Protocol
 
 import psycopg
@@ -42,6 +41,8 @@ from bench.bare_parts import Approval, ask, balance_result
 from bench.bare_server import serve
 from bench.floor_server import Connections, seed
 from bench.required_work import CEILING, MAY_DEBIT, MAY_READ, VISIBLE, holds
+from mcp_server.ledger.errors import LedgerError
+from mcp_server.ledger.money import DEFAULT_MAX_AMOUNT_MINOR, parse_amount
 from mcp_server.tools.balance import BalanceResult
 from policy.canonical import canonical_json, digest
 from policy.cel_engine import cel
@@ -244,11 +245,13 @@ class Confirmation(Approval):
     account_id: str
 
 
-def minor_units(amount: str) -> int:
-    value = Decimal(amount).scaleb(2)
-    if value != value.to_integral_value() or value <= 0:
-        raise ToolError(f"amount {amount!r} is not a positive amount in cents")
-    return int(value)
+def amount_minor(amount: str) -> int:
+    """`amount` in cents, parsed as bankgate's ledger parses it (`money.parse_amount`: a clear refusal for
+    text, non-finite, non-positive, too many decimals or past the ledger's ceiling)."""
+    try:
+        return parse_amount(amount, "USD", ceiling_minor=DEFAULT_MAX_AMOUNT_MINOR)
+    except LedgerError as refused:
+        raise ToolError(f"amount {amount!r} is not a positive amount in cents: {refused.message}") from refused
 
 
 def _acted_on(facts: dict[str, Facts], account: str, other: str) -> Facts | str:
@@ -304,7 +307,7 @@ def required_server(store: Store, key: Ed25519PrivateKey | None = None) -> MCPSe
     async def transfer_asked(ctx: Context, from_account: str, to_account: str, amount: str, memo: str) -> bool:
         if ctx.request_state is None:
             verdict = transfer_verdict(await store.accounts(from_account, to_account), from_account, to_account,
-                                       minor_units(amount))  # fmt: skip
+                                       amount_minor(amount))  # fmt: skip
             await ask_first(ctx, verdict, digest(["transfer", from_account, to_account, amount, memo]))
         return True
 
@@ -349,7 +352,7 @@ def required_server(store: Store, key: Ed25519PrivateKey | None = None) -> MCPSe
         if not isinstance(answer, AcceptedElicitation) or not answer.data.approve:
             await store.refused(bound)
             return "rejected"
-        minor = minor_units(amount)
+        minor = amount_minor(amount)
 
         def decide(approval: int, facts: dict[str, Facts]) -> Outcome:
             if (verdict := transfer_verdict(facts, from_account, to_account, minor)) != "allow":

@@ -128,6 +128,9 @@ def test_an_approval_settles_only_the_arguments_it_was_given_for_and_once(bound:
         ({**TRANSFER, "amount": "50000.01"}, "above ceiling"),
         ({**TRANSFER, "amount": f"{OPENING_MINOR // 100 + 1}.00"}, "insufficient funds"),
         ({**TRANSFER, "amount": "-5.00"}, "not a positive amount"),
+        ({**TRANSFER, "amount": "twelve"}, "not a positive amount"),
+        ({**TRANSFER, "amount": "NaN"}, "not a positive amount"),
+        ({**TRANSFER, "amount": "1.005"}, "not a positive amount"),
     ],
 )
 def test_the_policy_refuses_before_asking(bound: Bound, arguments: dict[str, str], reason: str) -> None:
