@@ -16,6 +16,7 @@ from mcp_server.ledger.books import ADMIN_PRINCIPAL
 from mcp_server.ledger.money import MINOR_UNITS, format_amount
 from mcp_server.storage.database import Database
 from mcp_server.timestamps import now_text
+from policy.approval_states import ApprovalState, settled_states
 from policy.audit import (
     CHAINED_FIELDS,
     GENESIS,
@@ -26,6 +27,7 @@ from policy.audit import (
     is_legacy,
     verify_chain,
 )
+from policy.canonical import digest
 from policy.store import AuditEntry
 
 _COLUMNS = ", ".join(("rid", *CHAINED_FIELDS, "prev_hash", "hash", "key_id", "signature"))
@@ -35,6 +37,8 @@ _LEDGER_TRANSACTIONS = (
 )
 _MOVING_EVENTS = ("executed", "admin")
 """The records that may name a ledger transaction: the gate's executions and ledger administration."""
+_SETTLING_EVENTS = frozenset(state.value for state in settled_states())
+"""The records that settle an approval: one per approval, written with its settlement (`Settlement.end`)."""
 ADOPT_TOOL = "adopt_history"
 """The tool of the `admin` record written by `audit adopt`, which names every transaction it adopts."""
 
@@ -178,7 +182,19 @@ class _State:
     pending: list[dict[str, Any]]
     heads: list[SignedHead]
     posted: dict[str, Posted]
-    asked: list[str]
+    asked: list["Asked"]
+
+
+@dataclass(frozen=True)
+class Asked:
+    """An approval row as verification compares it with its records (the question as its SHA-256)."""
+
+    ref: str
+    status: str
+    tool: str
+    principal: str
+    arguments_json: str
+    question_sha256: str
 
 
 def _read_state(conn: Connection) -> _State:
@@ -193,7 +209,11 @@ def _read_state(conn: Connection) -> _State:
         str(tx): Posted(str(kind), int(amount or 0), currency, str(created_at))
         for tx, kind, amount, currency, created_at in conn.execute(text(_LEDGER_TRANSACTIONS))
     }
-    asked = [str(ref) for (ref,) in conn.execute(text("SELECT ref FROM approvals ORDER BY created_at, ref"))]
+    approvals = "SELECT ref, status, tool, principal, arguments_json, question FROM approvals ORDER BY created_at, ref"
+    asked = [
+        Asked(str(ref), str(status), str(tool), str(principal), str(arguments), digest(question))
+        for ref, status, tool, principal, arguments, question in conn.execute(text(approvals))
+    ]
     chained = [row for row in rows if row["seq"] is not None]
     pending = [row for row in rows if row["seq"] is None]
     return _State(chained, pending, heads, posted, asked)
@@ -208,12 +228,51 @@ def _findings(state: _State, keys: Keyring, checkpoint: SignedHead | None) -> li
     if checkpoint is not None:
         findings += check_checkpoint(state.records, checkpoint)
     findings += cross_check(records, state.posted, state.heads)
-    requested = {record["approval_ref"] for record in records if record["event"] == "requested"}
-    return findings + [
-        Finding(None, f"approval {ref} has no 'requested' record (deleted)")
-        for ref in state.asked
-        if ref not in requested
-    ]
+    return findings + approval_findings(records, state.asked)
+
+
+def approval_findings(records: Sequence[Mapping[str, Any]], asked: Sequence[Asked]) -> list[Finding]:
+    """Each approval row against its signed records: asked by one `requested` record naming the same tool,
+    caller, arguments and question, and settled by at most one record, whose event is the row's status
+    (none while it is pending). A row reset to pending (to run it again), its status rewritten, or what it
+    asked edited, is named; so is a settling record deleted while unchained (before the chain covers it)."""
+    by_ref: dict[str, list[Mapping[str, Any]]] = {}
+    for record in records:
+        if record["approval_ref"] is not None:
+            by_ref.setdefault(str(record["approval_ref"]), []).append(record)
+    findings: list[Finding] = []
+    for approval in asked:
+        ref, mine = approval.ref, by_ref.get(approval.ref, [])
+        requested = next((record for record in mine if record["event"] == "requested"), None)
+        if requested is None:
+            findings.append(Finding(None, f"approval {ref} has no 'requested' record (deleted)"))
+        else:
+            stored = {
+                "tool": approval.tool,
+                "principal": approval.principal,
+                "arguments_json": approval.arguments_json,
+                "question_sha256": approval.question_sha256,
+            }
+            for column, value in stored.items():
+                if requested[column] != value:
+                    what = column.removesuffix("_json").removesuffix("_sha256")
+                    findings.append(Finding(None, f"approval {ref}: its {what} differs from its 'requested' "
+                                            f"{_name(requested)} (edited)"))  # fmt: skip
+        settling = [record for record in mine if record["event"] in _SETTLING_EVENTS]
+        if len(settling) > 1:
+            named = ", ".join(f"{_name(record)} ({record['event']})" for record in settling)
+            findings.append(Finding(None, f"approval {ref} was settled {len(settling)} times: {named} (its row was "
+                                    "reset behind the server's back)"))  # fmt: skip
+        elif settling and approval.status == ApprovalState.PENDING:
+            findings.append(Finding(None, f"approval {ref} is pending, but {_name(settling[0])} settled it as "
+                                    f"{settling[0]['event']} (edited)"))  # fmt: skip
+        elif settling and settling[0]["event"] != approval.status:
+            findings.append(Finding(None, f"approval {ref} is stored as {approval.status}, but "
+                                    f"{_name(settling[0])} settled it as {settling[0]['event']} (edited)"))  # fmt: skip
+        elif not settling and approval.status != ApprovalState.PENDING:
+            findings.append(Finding(None, f"approval {ref} is stored as {approval.status}, but no record settles it "
+                                    "(deleted)"))  # fmt: skip
+    return findings
 
 
 def cross_check(
