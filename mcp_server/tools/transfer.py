@@ -98,8 +98,9 @@ class TransferAction(LedgerAction):
             seen=self._seen(call, "from_account"),
         )
         held = with_credentials(holding, call)
-        money = format_amount(amount, source.currency)
-        effect = [f"Transfer {money} ({source.currency}) from {who(source)} to {who(target)}."]
+        money = f"{format_amount(amount, source.currency)} ({source.currency})"
+        payer, payee = who(source), who(target)
+        effect = [f"Transfer {money} from {payer} to {payee}."]
         if args["memo"]:
             effect.append(f"{MEMO_LABEL} {json.dumps(args['memo'], ensure_ascii=False)}")
         effect.append(
@@ -113,6 +114,9 @@ class TransferAction(LedgerAction):
             minor_exponent=minor_units(source.currency),
             amount_minor=amount,
             roles=held.roles,
+            # What the question names besides the arguments: an account's currency or owner changed in the
+            # database before the answer would otherwise move another currency, or pay someone else.
+            bound={"amount": money, "from": payer, "to": payee},
         )
 
     def execute(self, tx: GateTx[Connection], call: Call, inspection: Inspection) -> Done:
