@@ -321,11 +321,19 @@ class Ledger:
         self._held_pair[lock].prefetch(conn, _pair_params(first, second or first, holder))
 
     def post_transfer_in(
-        self, conn: Connection, debit: Side, credit: Side, amount_minor: int, memo: str | None = None
+        self,
+        conn: Connection,
+        debit: Side,
+        credit: Side,
+        amount_minor: int,
+        memo: str | None = None,
+        request_key: str | None = None,
     ) -> TransferReceipt:
         """Write a transfer that `plan_transfer_in(lock=True)` checked in this transaction, on the rows it
-        locked and read: no second lock, no second plan."""
-        return self._post_transfer(conn, debit, credit, amount_minor, memo, None)
+        locked and read: no second lock, no second plan. `request_key` (the gate's caller-scoped idempotency
+        key, taken as is) goes in `transactions.idempotency_key`, whose UNIQUE refuses a second movement
+        should the key's stored outcome be gone."""
+        return self._post_transfer(conn, debit, credit, amount_minor, memo, request_key)
 
     def plan_close_in(
         self,
@@ -343,10 +351,12 @@ class Ledger:
         account, destination, held = self._plan_close(conn, account_id, sweep_to, lock=lock, holder=holder, seen=seen)
         return ClosePlan(account.public(), destination.public() if destination is not None else None, held)
 
-    def post_close_in(self, conn: Connection, account: Side, destination: Side | None) -> CloseReceipt:
+    def post_close_in(
+        self, conn: Connection, account: Side, destination: Side | None, request_key: str | None = None
+    ) -> CloseReceipt:
         """Close an account that `plan_close_in(lock=True)` checked in this transaction, on the rows it
-        locked and read: no second lock, no second plan."""
-        return self._post_close(conn, account, destination, None)
+        locked and read: no second lock, no second plan. `request_key`: as for `post_transfer_in`."""
+        return self._post_close(conn, account, destination, request_key)
 
     def close_in(
         self,

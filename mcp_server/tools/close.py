@@ -104,7 +104,9 @@ class CloseAction(LedgerAction):
         if tx.settles:  # `inspect` planned it in this transaction on the rows it locked
             account = inspection.accounts["account"]
             assert account is not None, "a closure's inspection has its account"
-            receipt = self.ledger.post_close_in(tx.ledger, account, inspection.accounts["sweep_to"])
+            receipt = self.ledger.post_close_in(
+                tx.ledger, account, inspection.accounts["sweep_to"], call.idempotency_key
+            )
         else:
             receipt = self.ledger.close_in(tx.ledger, args["account_id"], args["sweep_to"])
         summary = f"Closed account {receipt.account_id}."

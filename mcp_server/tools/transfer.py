@@ -124,7 +124,9 @@ class TransferAction(LedgerAction):
         if tx.settles:  # `inspect` planned it in this transaction on the rows it locked
             source, target = inspection.accounts["from_account"], inspection.accounts["to_account"]
             assert source is not None and target is not None, "a transfer's inspection has both accounts"
-            receipt = self.ledger.post_transfer_in(tx.ledger, source, target, amount, args["memo"])
+            receipt = self.ledger.post_transfer_in(
+                tx.ledger, source, target, amount, args["memo"], call.idempotency_key
+            )
         else:
             receipt = self.ledger.transfer_in(tx.ledger, args["from_account"], args["to_account"], amount, args["memo"])
         money = format_amount(amount, receipt.currency)
