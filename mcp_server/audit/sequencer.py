@@ -68,7 +68,9 @@ _LAST_HEAD = Statement("SELECT seq, hash, at, key_id, signature FROM audit_heads
 _TAIL = Statement("SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
 _SIGNED_CHAINED = Statement("SELECT 1 FROM audit_log WHERE seq IS NOT NULL AND rid NOT LIKE :legacy LIMIT 1")
 _ANY_PENDING = Statement("SELECT 1 FROM audit_log WHERE seq IS NULL LIMIT 1")
-_PENDING = Statement(f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_log WHERE seq IS NULL ORDER BY rid LIMIT :limit")
+_PENDING = Statement(
+    f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_log WHERE seq IS NULL AND rid > :after ORDER BY rid LIMIT :limit"
+)
 _CHAIN = text("UPDATE audit_log SET seq = :seq, prev_hash = :prev_hash, hash = :hash WHERE rid = :rid AND seq IS NULL")
 """SQLite: run once per batch with every record's parameters (the driver's executemany; its rowcount is the total)."""
 _CHAIN_ARRAYS = Statement(
@@ -165,16 +167,26 @@ class Sequencer:
         seq, prev_hash = start
         positions: dict[str, int] = {}
         chained: list[dict[str, Any]] = []
-        for row in _PENDING.all(conn, {"limit": BATCH_LIMIT}):
-            record: dict[str, Any] = dict(zip(RECORD_COLUMNS, row, strict=True))
-            if not (self.writer.signed_here(row) or self.keys.verify_record(record)):
-                self._refuse(record["rid"])
-                continue
-            seq += 1
-            record.update(seq=seq, prev_hash=prev_hash)
-            prev_hash = chain_hash(prev_hash, record)
-            chained.append({"seq": seq, "prev_hash": record["prev_hash"], "hash": prev_hash, "rid": record["rid"]})
-            positions[record["rid"]] = seq
+        after = ""
+        # Page on past records left unchained: a full page of them (written without the key, with rids that
+        # sort first) must not hide the records behind it from every batch.
+        while len(positions) < BATCH_LIMIT:
+            rows = _PENDING.all(conn, {"after": after, "limit": BATCH_LIMIT})
+            for row in rows:
+                record: dict[str, Any] = dict(zip(RECORD_COLUMNS, row, strict=True))
+                after = record["rid"]
+                if not (self.writer.signed_here(row) or self.keys.verify_record(record)):
+                    self._refuse(record["rid"])
+                    continue
+                seq += 1
+                record.update(seq=seq, prev_hash=prev_hash)
+                prev_hash = chain_hash(prev_hash, record)
+                chained.append({"seq": seq, "prev_hash": record["prev_hash"], "hash": prev_hash, "rid": record["rid"]})
+                positions[record["rid"]] = seq
+                if len(positions) == BATCH_LIMIT:
+                    break
+            if len(rows) < BATCH_LIMIT:
+                break
         return _Plan(start, positions, chained) if positions else None
 
     def _apply(self, conn: Connection, *, plan: _Plan, wait: bool) -> Batch | None:
