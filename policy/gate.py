@@ -161,9 +161,9 @@ class Gate:
         action = self.actions[opening.call.tool]
         return self.store.transaction(lambda tx: self._conclude(tx, action, opening, verdict))
 
-    def facts(self, tx: GateTx[Any], call: Call, inspection: Inspection) -> CallFacts:
-        """What the policy judges `call` on, as `decide` would see it (for explaining a decision)."""
-        return self.settlement.facts(tx, call, inspection)
+    def facts(self, tx: GateTx[Any], call: Call, inspection: Inspection, at: float | None = None) -> CallFacts:
+        """What the policy judges `call` on, as `decide` would see it (for explaining a decision), at `at`."""
+        return self.settlement.facts(tx, call, inspection, at)
 
     def _read(self, tx: GateTx[Any], action: Action, call: Call) -> GateResult | None:
         try:
@@ -206,7 +206,7 @@ class Gate:
             return Opening(call, final=known)
         try:
             inspection = action.inspect(tx, call)
-            decision = self.policy.decide(self.facts(tx, call, inspection))
+            decision = self.policy.decide(self.facts(tx, call, inspection, now))
         except Refusal:
             decision = None
         channel = _channel(decision, reach) if decision is not None else None
@@ -250,7 +250,7 @@ class Gate:
         decision: Decision | None = None
         try:
             inspection = action.inspect(tx, call)
-            decision = self.policy.decide(self.facts(tx, call, inspection))
+            decision = self.policy.decide(self.facts(tx, call, inspection, now))
         except Refusal as refusal:
             return Opening(call, final=end(tx, call, decision, GateResult.refused(refusal), now))
         if decision.outcome is Outcome.ALLOW:

@@ -47,7 +47,7 @@ class Settlement:
         amount = 0
         decision: Decision | None = None
         if verdict.kind is VerdictKind.APPROVE:
-            result, amount, decision = self._run_approved(tx, action, call, approval, signed=verdict.signed)
+            result, amount, decision = self._run_approved(tx, action, call, approval, now, signed=verdict.signed)
             self.audit(
                 tx, call, decision, ApprovalState.APPROVED.value, now, approval=approval, note=verdict.note,
                 reason=verdict.detail if verdict.signed else "",
@@ -103,9 +103,11 @@ class Settlement:
             return GateResult.refused(refusal)
         return GateResult(Status.EXECUTED, done.summary, details=done.details)
 
-    def facts(self, tx: GateTx[Any], call: Call, inspection: Inspection) -> CallFacts:
-        """What the policy judges `call` on."""
-        now = datetime.fromtimestamp(self.clock(), UTC)
+    def facts(self, tx: GateTx[Any], call: Call, inspection: Inspection, at: float | None = None) -> CallFacts:
+        """What the policy judges `call` on, at `at` (default: now). A call that records its outcome is judged
+        at the time its records carry: a total read for a later day than the record is dated (the clock
+        passing midnight while the call waited for its turn) would let that day's records exceed a daily limit."""
+        now = datetime.fromtimestamp(self.clock() if at is None else at, UTC)
         return CallFacts(
             tool=call.tool,
             arguments=call.arguments,
@@ -159,7 +161,7 @@ class Settlement:
         )
 
     def _run_approved(
-        self, tx: GateTx[Any], action: Action, call: Call, approval: Approval, *, signed: bool
+        self, tx: GateTx[Any], action: Action, call: Call, approval: Approval, now: float, *, signed: bool
     ) -> tuple[GateResult, int, Decision | None]:
         """Re-check everything inside the settling transaction, then run the effect.
 
@@ -168,7 +170,7 @@ class Settlement:
         """
         try:
             inspection = action.inspect(tx, call)
-            decision = self.policy.decide(self.facts(tx, call, inspection))
+            decision = self.policy.decide(self.facts(tx, call, inspection, now))
         except Refusal as refusal:
             return GateResult.refused(refusal), 0, None
         if decision.policy_version != approval.policy_version:
