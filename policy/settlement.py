@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from policy.action import Action, Call, Inspection
+from policy.action import CHANGED_SINCE_APPROVAL, Action, Call, Inspection
 from policy.approval_states import ApprovalState, ending
 from policy.channel import Channel
 from policy.decision import Decision
@@ -177,10 +177,27 @@ class Settlement:
             return denied(call, POLICY_CHANGED), 0, decision
         if decision.channel is Channel.DESK and not signed:
             return denied(call, DESK_REQUIRED), 0, decision
-        changed = inspection.changed_since(approval.bound)
+        changed = inspection.changed_since(approval.bound) or _unshown(approval)
         if changed is not None:
             return GateResult.refused(changed), 0, decision
         if decision.outcome is Outcome.DENY:
             return denied(call, decision.reason), 0, decision
         result = self.execute(tx, action, call, inspection)
         return result, inspection.amount_minor if result.status is Status.EXECUTED else 0, decision
+
+
+def _unshown(approval: Approval) -> Refusal | None:
+    """Why `approval`'s bound facts are not the ones its question showed, if they are not (None if they are).
+
+    The facts are stored beside the question, not derived from it: rewritten in the database to match a
+    changed ledger (a close's grown balance), they would pass the comparison under lock. The question is what
+    the approver saw (checked against the round, or the desk's signature, before settling), and it states
+    every bound fact, so a fact it does not state was never shown."""
+    unshown = sorted(label for label, value in approval.bound.items() if value not in approval.question)
+    if not unshown:
+        return None
+    return Refusal(
+        CHANGED_SINCE_APPROVAL,
+        f"What approval {approval.ref} is bound to ({', '.join(unshown)}) is not what its question showed; "
+        "nothing was done. Call again to be asked about the current state.",
+    )

@@ -62,3 +62,23 @@ def test_a_transfer_whose_accounts_changed_since_the_question_runs_nothing(
     assert says in result.message
     assert (harness.balance(source), harness.balance(target)) == (100_00, 0)
     assert harness.events(opening.approval.ref) == ["requested", "approved", "failed"]
+
+
+def test_bound_facts_rewritten_to_match_an_edited_ledger_run_nothing(harness: Harness) -> None:
+    """The facts an approval binds are what its question showed: rewriting them to match what changed since
+    (here a close's balance, grown by a deposit) must not make the answer sweep what nobody was shown."""
+    policy = load_policy(TEST_POLICY)
+    gate = Gate(policy, SqlGateStore(harness.db), ledger_actions(harness.ledger, policy), approval_ttl=60)
+    account, target = harness.open_account("100", "Ada"), harness.open_account("0", "Ada")
+    call = Call("close_account", gate.actions["close_account"].canonical({"account_id": account, "sweep_to": target}),
+                "local")  # fmt: skip
+    opening = gate.open(call, human_reachable=True)
+    assert opening.approval is not None and "$100.00" in opening.approval.question
+
+    harness.ledger.deposit(account, "4900")
+    edit = "UPDATE approvals SET bound_json = REPLACE(bound_json, '$100.00', '$5,000.00') WHERE ref = :ref"
+    harness.db.run(lambda conn: conn.execute(text(edit), {"ref": opening.approval.ref}))  # type: ignore[union-attr]
+    result = gate.conclude(opening, Verdict(VerdictKind.APPROVE))
+
+    assert result.status is not Status.EXECUTED, result
+    assert (harness.balance(account), harness.balance(target)) == (5000_00, 0)
