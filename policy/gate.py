@@ -399,10 +399,11 @@ def _channel(decision: Decision, reach: tuple[bool, bool]) -> Channel | None:
 
 
 def _presented(approval: Approval | None, call: Call, ref: str) -> Approval:
-    """`approval`, if it was asked for exactly this call: same caller, tool and arguments, and the same
-    binding. The binding is what a desk decision is signed over, and unlike the stored arguments it
-    cannot be rewritten to another call's in the database: checking the arguments alone would let a
-    signature given for one call run another whose arguments were edited into the row."""
+    """`approval`, if it was asked for exactly this call: same caller, tool and arguments. Not its binding,
+    which names the idempotency key: a call continued with `approval_ref` may come without the key of the
+    call that asked (the Foundry host's does). Rewritten into the row, the arguments or the caller still run
+    nothing the approver did not see: the settlement holds the call to the facts its question states
+    (`Settlement._run_approved`)."""
     if approval is None or approval.principal != call.principal:
         raise Refusal(
             "approval_mismatch",
@@ -410,11 +411,7 @@ def _presented(approval: Approval | None, call: Call, ref: str) -> Approval:
             "Nothing was done.",
             "approval_ref",
         )
-    if (
-        approval.tool != call.tool
-        or digest(dict(approval.arguments)) != digest(dict(call.arguments))
-        or approval.binding != call.binding(approval.policy_version)
-    ):
+    if approval.tool != call.tool or digest(dict(approval.arguments)) != digest(dict(call.arguments)):
         raise Refusal(
             "approval_mismatch",
             f"Approval {ref} was asked for a different call ({approval.tool} with other arguments); repeat exactly "

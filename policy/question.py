@@ -17,8 +17,13 @@ def render_question(call: Call, inspection: Inspection, decision: Decision, ref:
     lines = [f"Approval required: {call.tool}", *inspection.effect, f"Why: {decision.reason}"]
     if decision.confirm is not None:
         lines.append(_CONFIRM.format(call.arguments[decision.confirm]))
-    lines += [f"Requested by: {call.principal}", f"Reference: {ref}"]
+    lines += [requested_by(call.principal), f"Reference: {ref}"]
     return "\n".join(lines)
+
+
+def requested_by(principal: str) -> str:
+    """The question's line naming the caller who asked (what a settlement holds the settling caller to)."""
+    return f"Requested by: {principal}"
 
 
 def requested_confirmation(question: str) -> str | None:

@@ -17,6 +17,7 @@ from policy.document import Policy
 from policy.facts import CallFacts
 from policy.messages import worded
 from policy.outcome import Outcome
+from policy.question import requested_by
 from policy.results import GateResult, Refusal, Status, decision_message
 from policy.store import Approval, AuditEntry, GateTx
 from policy.verdict import Verdict, VerdictKind
@@ -177,7 +178,7 @@ class Settlement:
             return denied(call, POLICY_CHANGED), 0, decision
         if decision.channel is Channel.DESK and not signed:
             return denied(call, DESK_REQUIRED), 0, decision
-        changed = inspection.changed_since(approval.bound) or _unshown(approval)
+        changed = inspection.changed_since(approval.bound) or _unshown(approval, call)
         if changed is not None:
             return GateResult.refused(changed), 0, decision
         if decision.outcome is Outcome.DENY:
@@ -186,14 +187,18 @@ class Settlement:
         return result, inspection.amount_minor if result.status is Status.EXECUTED else 0, decision
 
 
-def _unshown(approval: Approval) -> Refusal | None:
-    """Why `approval`'s bound facts are not the ones its question showed, if they are not (None if they are).
+def _unshown(approval: Approval, call: Call) -> Refusal | None:
+    """Why `approval`'s bound facts, or the caller settling it, are not what its question showed (None if
+    they are).
 
-    The facts are stored beside the question, not derived from it: rewritten in the database to match a
-    changed ledger (a close's grown balance), they would pass the comparison under lock. The question is what
-    the approver saw (checked against the round, or the desk's signature, before settling), and it states
-    every bound fact, so a fact it does not state was never shown."""
+    The facts and the caller are stored beside the question, not derived from it: rewritten in the database
+    (a close's balance to match a grown one, the caller to another's), they would pass the checks made
+    against the row. The question is what the approver saw (checked against the round, or the desk's
+    signature, before settling), and it states every bound fact and who asked, so a fact it does not state
+    was never shown."""
     unshown = sorted(label for label, value in approval.bound.items() if value not in approval.question)
+    if requested_by(call.principal) not in approval.question.splitlines():
+        unshown.append("the caller")
     if not unshown:
         return None
     return Refusal(

@@ -96,7 +96,8 @@ class CloseAction(LedgerAction):
             minor_exponent=minor_units(account.currency),
             amount_minor=account.balance_minor,
             roles=held.roles,
-            bound={"balance to sweep": balance, "sweep target": target},
+            # The account too: its id, rewritten into the approval's arguments, would close another one.
+            bound={"account": who(account), "balance to sweep": balance, "sweep target": target},
         )
 
     def execute(self, tx: GateTx[Connection], call: Call, inspection: Inspection) -> Done:

@@ -101,8 +101,10 @@ class TransferAction(LedgerAction):
         money = f"{format_amount(amount, source.currency)} ({source.currency})"
         payer, payee = who(source), who(target)
         effect = [f"Transfer {money} from {payer} to {payee}."]
+        bound = {"amount": money, "from": payer, "to": payee}
         if args["memo"]:
-            effect.append(f"{MEMO_LABEL} {json.dumps(args['memo'], ensure_ascii=False)}")
+            bound["memo"] = json.dumps(args["memo"], ensure_ascii=False)
+            effect.append(f"{MEMO_LABEL} {bound['memo']}")
         effect.append(
             f"{source.id} balance: {format_amount(source.balance_minor, source.currency)} now, "
             f"{format_amount(source.balance_minor - amount, source.currency)} after."
@@ -114,9 +116,10 @@ class TransferAction(LedgerAction):
             minor_exponent=minor_units(source.currency),
             amount_minor=amount,
             roles=held.roles,
-            # What the question names besides the arguments: an account's currency or owner changed in the
-            # database before the answer would otherwise move another currency, or pay someone else.
-            bound={"amount": money, "from": payer, "to": payee},
+            # What the question names: an account's currency or owner changed in the database before the
+            # answer would otherwise move another currency, or pay someone else; and, with the arguments
+            # rewritten into the approval row, another amount, account or memo.
+            bound=bound,
         )
 
     def execute(self, tx: GateTx[Connection], call: Call, inspection: Inspection) -> Done:
