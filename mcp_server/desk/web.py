@@ -159,8 +159,8 @@ class Desk:
     def _post(self, act: Callable[[Request, str | None, dict[str, Any]], Awaitable[Response]], *,
               signed_in: bool = True) -> Handler:  # fmt: skip
         async def handler(request: Request) -> Response:
-            raw = await request.body()
-            if len(raw) > MAX_BODY:
+            raw = await _bounded_body(request)
+            if raw is None:
                 return _secured(JSONResponse({"error": "too_large", "message": "Request too large."}, status_code=413))
             body, csrf = _body(request, raw)
             refused = await self.guard.refusal(request, csrf)
@@ -281,6 +281,20 @@ class Desk:
         issued = await self._consume(body, "enroll")
         token = await self._write(lambda conn: passkeys.register(conn, self.config, self.audit, body, issued))
         return self._session_response(token)
+
+
+async def _bounded_body(request: Request) -> bytes | None:
+    """The body, or None once it is declared or sent larger than `MAX_BODY`: never buffered past that, so
+    a client (any client: this runs before the Origin and CSRF checks) cannot fill the server's memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return None
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > MAX_BODY:
+            return None
+    return bytes(received)
 
 
 def _client(request: Request) -> str:

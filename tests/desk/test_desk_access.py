@@ -1,0 +1,116 @@
+"""Access control at the desk beyond test_desk_http.py: one approver's challenge, passkey or session
+used by another, a link or challenge used twice at once (PostgreSQL lets two transactions read
+"unused" together), a revocation racing an enrollment, and bodies too large to read."""
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from mcp_server.desk.decisions import decision_for
+from mcp_server.desk.server import StdioDesk
+from mcp_server.desk.sessions import SESSION_COOKIE
+from mcp_server.desk.web import MAX_BODY
+from tests.desk.authenticator import SoftPasskey
+from tests.desk.world import PORT, DeskBrowser, World, browser
+
+pytestmark = pytest.mark.anyio
+
+
+def second_passkey() -> SoftPasskey:
+    return SoftPasskey(origin=f"http://localhost:{PORT}")
+
+
+async def test_another_approvers_challenge_is_refused(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> None:
+    """Fred cannot finish a decision erin's challenge was issued for, with his passkey or hers."""
+    approval = world.pending()
+    fred_key = second_passkey()
+    token, _ = world.admin.add("fred")
+    async with browser(world) as fred:
+        assert (await fred.enroll(token, fred_key)).status_code == 200
+        issued = await erin.challenge(approval.ref, "approved")
+        await fred.get(f"/approvals/{approval.ref}")
+        body = {"verdict": "approved", "nonce": issued["nonce"], "credential": fred_key.sign(issued["options"])}
+        refused = await fred.post(f"/approvals/{approval.ref}/decide", body)
+        assert refused.status_code == 403 and refused.json()["error"] == "wrong_challenge"
+
+        mine = await fred.challenge(approval.ref, "approved")
+        with_erins_key = {"verdict": "approved", "nonce": mine["nonce"], "credential": passkey.sign(mine["options"])}
+        refused = await fred.post(f"/approvals/{approval.ref}/decide", with_erins_key)
+        assert refused.status_code == 403 and refused.json()["error"] == "unknown_passkey"
+    assert world.db.read(lambda conn: decision_for(conn, approval.ref)) is None
+
+
+async def test_a_signed_out_session_cookie_is_dead(world: World, erin: DeskBrowser) -> None:
+    await erin.get("/")
+    cookie = erin.client.cookies[SESSION_COOKIE]
+    out = await erin.client.post("/desk/signout", data={"csrf": erin.csrf}, headers={"Origin": erin.origin})
+    assert out.status_code == 303
+    async with browser(world) as thief:
+        thief.client.cookies.set(SESSION_COOKIE, cookie, path="/desk")
+        assert (await thief.get("/")).status_code == 303, "the old cookie no longer signs anyone in"
+
+
+async def test_a_reinvited_approvers_first_link_is_dead(world: World, passkey: SoftPasskey) -> None:
+    first, _ = world.admin.add("gail")
+    second, _ = world.admin.add("gail")
+    async with browser(world) as desk:
+        assert (await desk.get(f"/enroll?token={first}")).status_code == 410
+        assert (await desk.post("/enroll/options", {"token": first})).status_code == 410
+        assert (await desk.enroll(second, passkey)).status_code == 200
+
+
+async def test_an_enrollment_challenge_answers_only_its_own_link(world: World, passkey: SoftPasskey) -> None:
+    mine, _ = world.admin.add("hank")
+    other, _ = world.admin.add("ivy")
+    async with browser(world) as desk:
+        await desk.get(f"/enroll?token={mine}")
+        options = (await desk.post("/enroll/options", {"token": mine})).json()
+        body = {"token": other, "nonce": options["nonce"], "credential": passkey.register(options["options"])}
+        refused = await desk.post("/enroll/finish", body)
+        assert refused.status_code == 403 and refused.json()["error"] == "unknown_challenge"
+    assert {r.status for r in world.rows("SELECT status FROM desk_approvers")} == {"invited"}
+
+
+@pytest.fixture
+def served_desk(world: World) -> Iterator[int]:
+    """The desk on a free loopback port (uvicorn, as beside stdio): its port."""
+    served = StdioDesk(world.db, world.audit, world.settings.model_copy(update={"desk_port": 0}))
+    served.start()
+    yield served.socket.getsockname()[1]
+    served.stop()
+
+
+def status_of(sock: socket.socket) -> int:
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return 0
+        data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def head(port: int, extra: str) -> bytes:
+    return (
+        f"POST /desk/signin/options HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: http://localhost:{port}\r\n"
+        f"Content-Type: application/json\r\n{extra}\r\n"
+    ).encode()
+
+
+def test_a_body_declared_too_large_is_refused_unread(served_desk: int) -> None:
+    port = served_desk
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head(port, f"Content-Length: {1 << 30}\r\n") + b"{" + b" " * 1000)
+        assert status_of(sock) == 413
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(served_desk: int) -> None:
+    """The desk stops reading once a body passes its limit, instead of buffering whatever is sent."""
+    port = served_desk
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head(port, "Transfer-Encoding: chunked\r\n"))
+        chunk = b" " * 8192
+        for _ in range(MAX_BODY // len(chunk) + 4):  # past the limit, and never the final chunk
+            sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        assert status_of(sock) == 413
