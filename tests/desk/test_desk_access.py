@@ -3,10 +3,15 @@ used by another, a link or challenge used twice at once (PostgreSQL lets two tra
 "unused" together), a revocation racing an enrollment, and bodies too large to read."""
 
 import socket
+import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
+import anyio
 import pytest
 
+from mcp_server.desk import challenges
 from mcp_server.desk.decisions import decision_for
 from mcp_server.desk.server import StdioDesk
 from mcp_server.desk.sessions import SESSION_COOKIE
@@ -70,6 +75,54 @@ async def test_an_enrollment_challenge_answers_only_its_own_link(world: World, p
         refused = await desk.post("/enroll/finish", body)
         assert refused.status_code == 403 and refused.json()["error"] == "unknown_challenge"
     assert {r.status for r in world.rows("SELECT status FROM desk_approvers")} == {"invited"}
+
+
+class Held:
+    """Hold every caller of a function at its start until `go` (or a timeout), to line races up."""
+
+    def __init__(self, function: Any, callers: int) -> None:
+        self.function, self.callers = function, callers
+        self.entered = threading.Semaphore(0)
+        self.go = threading.Event()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.entered.release()
+        self.go.wait(3)
+        return self.function(*args, **kwargs)
+
+    async def all_entered(self, timeout: float = 3.0) -> int:
+        """How many callers arrived within `timeout` (a serialising backend lets only one in at a time)."""
+        arrived, deadline = 0, time.monotonic() + timeout
+        while arrived < self.callers and time.monotonic() < deadline:
+            if await anyio.to_thread.run_sync(self.entered.acquire, True, 0.05):
+                arrived += 1
+        return arrived
+
+
+async def test_one_sign_in_assertion_sent_twice_at_once_opens_one_session(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await erin.get("/signin")
+    options = (await erin.post("/signin/options", {})).json()
+    body = {"nonce": options["nonce"], "credential": passkey.sign(options["options"])}
+    # Hold both right after each has read the challenge (consume reads the clock next).
+    held = Held(time.time, 2)
+    monkeypatch.setattr(challenges, "time", type("Clock", (), {"time": staticmethod(held)}))
+    statuses: list[int] = []
+
+    async with browser(world) as one, browser(world) as two:
+
+        async def finish(desk: DeskBrowser) -> None:
+            await desk.get("/signin")
+            statuses.append((await desk.post("/signin/finish", body)).status_code)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(finish, one)
+            tasks.start_soon(finish, two)
+            await held.all_entered(timeout=1.0)
+            held.go.set()
+
+    assert sorted(statuses) == [200, 409], statuses
 
 
 @pytest.fixture
