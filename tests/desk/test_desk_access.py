@@ -10,8 +10,9 @@ from typing import Any
 
 import anyio
 import pytest
+from webauthn import verify_registration_response
 
-from mcp_server.desk import challenges
+from mcp_server.desk import challenges, passkeys
 from mcp_server.desk.decisions import decision_for
 from mcp_server.desk.server import StdioDesk
 from mcp_server.desk.sessions import SESSION_COOKIE
@@ -97,6 +98,60 @@ class Held:
             if await anyio.to_thread.run_sync(self.entered.acquire, True, 0.05):
                 arrived += 1
         return arrived
+
+
+async def test_one_enrollment_link_used_twice_at_once_registers_one_passkey(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token, _ = world.admin.add("jude")
+    held = Held(verify_registration_response, 2)
+    monkeypatch.setattr(passkeys, "verify_registration_response", held)
+    statuses: list[int] = []
+
+    async with browser(world) as one, browser(world) as two:
+
+        async def finish(desk: DeskBrowser, key: SoftPasskey) -> None:
+            await desk.get(f"/enroll?token={token}")
+            options = (await desk.post("/enroll/options", {"token": token})).json()
+            body = {"token": token, "nonce": options["nonce"], "credential": key.register(options["options"])}
+            statuses.append((await desk.post("/enroll/finish", body)).status_code)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(finish, one, second_passkey())
+            tasks.start_soon(finish, two, second_passkey())
+            await held.all_entered(timeout=1.0)
+            held.go.set()
+
+    assert sorted(statuses) == [200, 410], statuses
+    assert len(world.rows("SELECT credential_id FROM desk_credentials WHERE approver = 'jude'")) == 1
+
+
+async def test_a_revocation_during_enrollment_stands(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The administrator revokes an invited approver while their link is being used: they stay revoked."""
+    token, _ = world.admin.add("kim")
+    held = Held(verify_registration_response, 1)
+    monkeypatch.setattr(passkeys, "verify_registration_response", held)
+
+    async with browser(world) as desk:
+        await desk.get(f"/enroll?token={token}")
+        options = (await desk.post("/enroll/options", {"token": token})).json()
+        body = {"token": token, "nonce": options["nonce"], "credential": second_passkey().register(options["options"])}
+        replies: list[Any] = []
+
+        async def finish() -> None:
+            replies.append(await desk.post("/enroll/finish", body))
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(finish)
+            await held.all_entered()
+            revoking = threading.Thread(target=world.admin.revoke, args=("kim",))
+            revoking.start()
+            revoking.join(0.5)  # PostgreSQL: committed now; SQLite: waits for the enrollment's write lock
+            held.go.set()
+        await anyio.to_thread.run_sync(revoking.join, 5)
+        assert (await desk.get("/")).status_code == 303, "no session survives the revocation"
+
+    assert world.rows("SELECT status FROM desk_approvers WHERE name = 'kim'")[0].status == "revoked"
 
 
 async def test_one_sign_in_assertion_sent_twice_at_once_opens_one_session(
