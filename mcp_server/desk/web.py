@@ -313,7 +313,7 @@ def _body(request: Request, raw: bytes) -> tuple[dict[str, Any], str | None]:
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
             parsed = json.loads(raw or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past the parser's limit: malformed like any other
             parsed = None
         return (parsed if isinstance(parsed, dict) else {}), request.headers.get(CSRF_HEADER)
     fields = {k: v[0] for k, v in parse_qs(raw.decode(errors="replace")).items()}

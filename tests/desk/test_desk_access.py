@@ -222,3 +222,13 @@ def test_a_chunked_body_is_cut_off_at_the_limit(served_desk: int) -> None:
         for _ in range(MAX_BODY // len(chunk) + 4):  # past the limit, and never the final chunk
             sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
         assert status_of(sock) == 413
+
+
+@pytest.mark.parametrize("body", [b"[" * 20_000, b'{"a":' * 10_000], ids=["arrays", "objects"])
+def test_a_body_nested_too_deep_is_a_clear_refusal(served_desk: int, body: bytes) -> None:
+    """Under the size limit but past the JSON parser's recursion limit: a 4xx, as for any malformed body."""
+    port = served_desk
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head(port, f"Content-Length: {len(body)}\r\n") + body)
+        status = status_of(sock)
+    assert 400 <= status < 500, status
