@@ -12,7 +12,7 @@ import anyio
 import pytest
 from webauthn import verify_registration_response
 
-from mcp_server.desk import challenges, passkeys
+from mcp_server.desk import challenges, decisions, passkeys
 from mcp_server.desk.decisions import decision_for
 from mcp_server.desk.server import StdioDesk
 from mcp_server.desk.sessions import SESSION_COOKIE
@@ -232,3 +232,67 @@ def test_a_body_nested_too_deep_is_a_clear_refusal(served_desk: int, body: bytes
         sock.sendall(head(port, f"Content-Length: {len(body)}\r\n") + body)
         status = status_of(sock)
     assert 400 <= status < 500, status
+
+
+class Spoiled(SoftPasskey):
+    """Erin's passkey, signing as a phishing page, without user verification, or as a clone (old counter)."""
+
+    def __init__(self, real: SoftPasskey, *, origin: str | None = None, flags: int | None = None, count: int = -1):
+        super().__init__(origin or real.origin, real.rp_id, real.key, real.credential_id, real.count, real.user_handle)
+        self.flags, self.rewind = flags, count
+
+    def _auth_data(self, flags: int, extra: bytes = b"") -> bytes:
+        if self.rewind >= 0:
+            self.count = self.rewind
+        return super()._auth_data(self.flags if self.flags is not None else flags, extra)
+
+
+@pytest.mark.parametrize("spoil", ["foreign-origin", "no-user-verification", "cloned-counter"])
+async def test_an_assertion_from_elsewhere_or_unverified_decides_nothing(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, spoil: str
+) -> None:
+    approval = world.pending()
+    assert (await erin.decide(world.pending("120.00").ref, "approved", passkey)).status_code == 200  # count 2
+    forged = {
+        "foreign-origin": Spoiled(passkey, origin="https://desk.evil.example"),
+        "no-user-verification": Spoiled(passkey, flags=0x01),
+        "cloned-counter": Spoiled(passkey, count=0),
+    }[spoil]
+    issued = await erin.challenge(approval.ref, "approved")
+    body = {"verdict": "approved", "nonce": issued["nonce"], "credential": forged.sign(issued["options"])}
+    refused = await erin.post(f"/approvals/{approval.ref}/decide", body)
+    assert refused.status_code == 403 and refused.json()["error"] == "bad_signature", refused.text
+    assert world.db.read(lambda conn: decision_for(conn, approval.ref)) is None
+
+
+async def test_a_revocation_during_a_decision_stands(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The administrator revokes erin while her signed decision is being checked: a revocation that commits
+    first stops the decision; a decision is recorded only if the revocation came after it."""
+    approval = world.pending()
+    issued = await erin.challenge(approval.ref, "approved")
+    body = {"verdict": "approved", "nonce": issued["nonce"], "credential": passkey.sign(issued["options"])}
+    held = Held(passkeys.check_assertion, 1)
+    monkeypatch.setattr(decisions, "check_assertion", held)
+    replies: list[Any] = []
+
+    async def decide() -> None:
+        replies.append(await erin.post(f"/approvals/{approval.ref}/decide", body))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(decide)
+        assert await held.all_entered() == 1
+        revoking = threading.Thread(target=world.admin.revoke, args=("erin",))
+        revoking.start()
+        revoking.join(0.5)  # PostgreSQL: committed now; SQLite: waits for the decision's write lock
+        revoked_first = not revoking.is_alive()
+        held.go.set()
+    await anyio.to_thread.run_sync(revoking.join, 5)
+
+    decided = world.db.read(lambda conn: decision_for(conn, approval.ref))
+    if revoked_first:
+        assert replies[0].status_code == 403 and replies[0].json()["error"] == "approver_revoked", replies[0].text
+        assert decided is None
+    else:
+        assert replies[0].status_code == 200 and decided is not None, "decided before the revocation could commit"
