@@ -298,3 +298,25 @@ async def test_static_tokens_carry_no_roles() -> None:
         assert state.caller(cast(Any, None)) == ("ops", ())
     finally:
         auth_context_var.reset(reset)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_session_acts_with_the_token_of_each_request(
+    operated: tuple[Issuer, HttpServer, Harness], mode: str
+) -> None:
+    """A session opened with the operator scope, continued (same subject, so the same session owner) with a
+    token that no longer carries it, e.g. refreshed after the scope was withdrawn: each call acts with the
+    roles of the token it came with, never with those the session was opened with."""
+    issuer, server, harness = operated
+    source = harness.open_account("10.00")
+    with_role = issuer.token(server.url, sub="erin", scope=f"bankgate {OPERATOR_SCOPE}")
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {with_role}"})
+    async with Client(streamable_http_client(server.url, http_client=http), mode=mode) as client:  # type: ignore[arg-type]
+        seen = outcome(await client.call_tool("get_account_balance", {"account_id": source}))
+        http.headers["Authorization"] = f"Bearer {issuer.token(server.url, sub='erin')}"
+        hidden = outcome(await client.call_tool("get_account_balance", {"account_id": source}))
+        http.headers["Authorization"] = f"Bearer {with_role}"
+        again = outcome(await client.call_tool("get_account_balance", {"account_id": source}))
+    assert seen["status"] == again["status"] == "executed"
+    assert hidden["status"] == "failed" and hidden["error"]["code"] == "unknown_account", hidden
