@@ -26,6 +26,9 @@ NO_HUMAN = "No human can be asked to approve it from this client, so nothing was
 DESK_REQUIRED = (
     "The policy requires a signed approval at the approval desk; a form answer is not enough, so nothing was done."
 )
+FORM_REQUIRED = (
+    "The policy requires the approval in the requester's own form; a desk decision is not that, so nothing was done."
+)
 POLICY_CHANGED = "The policy changed after the question was asked; nothing was done."
 
 
@@ -178,6 +181,8 @@ class Settlement:
             return denied(call, POLICY_CHANGED), 0, decision
         if decision.channel is Channel.DESK and not signed:
             return denied(call, DESK_REQUIRED), 0, decision
+        if decision.channel is Channel.FORM and signed:  # a form-only question continued at the desk (approval_ref)
+            return denied(call, FORM_REQUIRED), 0, decision
         changed = inspection.changed_since(approval.bound) or _unshown(approval, call)
         if changed is not None:
             return GateResult.refused(changed), 0, decision

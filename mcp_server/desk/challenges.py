@@ -36,5 +36,11 @@ def consume(conn: Connection, nonce: object, purpose: str) -> Row[Any]:
         raise DeskRefusal("challenge_used", "This challenge was already used; a signature counts once.", 409)
     if float(row.expires_at) <= time.time():
         raise DeskRefusal("challenge_expired", "The challenge expired before it was signed; try again.", 409)
-    conn.execute(text("UPDATE desk_challenges SET used_at = :t WHERE nonce = :n"), {"n": nonce, "t": time.time()})
+    # Used only if still unused: two requests that both read it unused (PostgreSQL, READ COMMITTED) cannot both use it.
+    used = conn.execute(
+        text("UPDATE desk_challenges SET used_at = :t WHERE nonce = :n AND used_at IS NULL"),
+        {"n": nonce, "t": time.time()},
+    ).rowcount
+    if used != 1:
+        raise DeskRefusal("challenge_used", "This challenge was already used; a signature counts once.", 409)
     return row

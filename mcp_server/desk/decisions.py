@@ -148,6 +148,8 @@ def decide(
     if key.approver != approver or not key.active:
         raise DeskRefusal("unknown_passkey", "This passkey is not one of yours.", 403)
     count = check_assertion(assertion, key, inputs.challenge(), rp_id=config.rp_id, origin=config.origin)
+    if not _still_active(conn, approver):
+        raise DeskRefusal("approver_revoked", "This approver's access was revoked; nothing was recorded.", 403)
     update_sign_count(conn, key, count)
     now = time.time()
     inserted = conn.execute(
@@ -216,6 +218,16 @@ def _note(value: object) -> str | None:
     if not isinstance(value, str) or len(value) > NOTE_LIMIT or any(ord(c) < 32 and c not in "\n\t" for c in value):
         raise DeskRefusal("bad_note", f"The note must be plain text of at most {NOTE_LIMIT} characters.")
     return value
+
+
+def _still_active(conn: Connection, approver: str) -> bool:
+    """Whether `approver` is active, read again just before the decision is written and, on PostgreSQL,
+    held so (FOR SHARE) until it commits: a revocation committed meanwhile (READ COMMITTED) stops the
+    decision, and one still to come waits for it. `credential`'s earlier read alone let a revoked
+    approver's decision be recorded after the revocation."""
+    suffix = " FOR SHARE" if conn.dialect.name == "postgresql" else ""
+    row = conn.execute(text("SELECT status FROM desk_approvers WHERE name = :a" + suffix), {"a": approver}).first()
+    return row is not None and row[0] == "active"
 
 
 def _open_approval(conn: Connection, ref: str) -> Approval:

@@ -110,6 +110,7 @@ def register(
     except (InvalidRegistrationResponse, InvalidJSONStructure) as exc:
         raise DeskRefusal("registration_failed", f"The passkey could not be registered: {exc}", 400) from None
     now = time.time()
+    _use_enrollment(conn, approver, str(token), now)
     conn.execute(
         text(
             "INSERT INTO desk_credentials (credential_id, approver, public_key, sign_count, rp_id, created_at)"
@@ -124,11 +125,6 @@ def register(
             "at": now,
         },
     )
-    conn.execute(
-        text("UPDATE desk_enrollments SET used_at = :at WHERE token_sha256 = :t"),
-        {"at": now, "t": token_hash(str(token))},
-    )
-    conn.execute(text("UPDATE desk_approvers SET status = 'active' WHERE name = :a"), {"a": approver})
     audit.append(
         conn,
         [
@@ -140,6 +136,27 @@ def register(
         ],
     )
     return sessions.open_session(conn, approver)
+
+
+def _use_enrollment(conn: Connection, approver: str, token: str, now: float) -> None:
+    """Activate `approver` and use up its link, only if both are still as `enrollment` read them.
+
+    Conditional writes, in `ApproverAdmin.revoke`'s lock order (approver, then link): on PostgreSQL two
+    uses of one link, or a revocation, may have committed since that read (READ COMMITTED); the loser
+    is refused with `enrollment`'s own reason and registers nothing.
+    """
+    activated = conn.execute(
+        text("UPDATE desk_approvers SET status = 'active' WHERE name = :a AND status = 'invited'"), {"a": approver}
+    ).rowcount
+    used = 0
+    if activated == 1:
+        used = conn.execute(
+            text("UPDATE desk_enrollments SET used_at = :at WHERE token_sha256 = :t AND used_at IS NULL"),
+            {"at": now, "t": token_hash(token)},
+        ).rowcount
+    if used != 1:
+        enrollment(conn, token)  # raises why, as read now
+        raise DeskRefusal("enrollment_used", "This enrollment link was already used.", 410)
 
 
 def authentication_options(config: DeskConfig, challenge: bytes, allowed: list[str] | None = None) -> dict[str, Any]:

@@ -159,8 +159,8 @@ class Desk:
     def _post(self, act: Callable[[Request, str | None, dict[str, Any]], Awaitable[Response]], *,
               signed_in: bool = True) -> Handler:  # fmt: skip
         async def handler(request: Request) -> Response:
-            raw = await request.body()
-            if len(raw) > MAX_BODY:
+            raw = await _bounded_body(request)
+            if raw is None:
                 return _secured(JSONResponse({"error": "too_large", "message": "Request too large."}, status_code=413))
             body, csrf = _body(request, raw)
             refused = await self.guard.refusal(request, csrf)
@@ -283,6 +283,20 @@ class Desk:
         return self._session_response(token)
 
 
+async def _bounded_body(request: Request) -> bytes | None:
+    """The body, or None once it is declared or sent larger than `MAX_BODY`: never buffered past that, so
+    a client (any client: this runs before the Origin and CSRF checks) cannot fill the server's memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return None
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > MAX_BODY:
+            return None
+    return bytes(received)
+
+
 def _client(request: Request) -> str:
     return f"client {request.client.host if request.client else 'unknown'}"
 
@@ -299,7 +313,7 @@ def _body(request: Request, raw: bytes) -> tuple[dict[str, Any], str | None]:
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
             parsed = json.loads(raw or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past the parser's limit: malformed like any other
             parsed = None
         return (parsed if isinstance(parsed, dict) else {}), request.headers.get(CSRF_HEADER)
     fields = {k: v[0] for k, v in parse_qs(raw.decode(errors="replace")).items()}

@@ -2,6 +2,10 @@
 that points to it, and JWT access tokens from a configured issuer checked for signature, issuer,
 audience, expiry and scope, the token's subject becoming the audited principal."""
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -12,6 +16,7 @@ import httpx2
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.auth.middleware.auth_context import auth_context_var
@@ -90,6 +95,25 @@ def forged(issuer: Issuer, audience: str) -> str:
     return jwt.encode(claims, rsa.generate_private_key(65537, 2048), algorithm="RS256", headers={"kid": "rsa-1"})
 
 
+def unsigned(issuer: Issuer, audience: str) -> str:
+    """The issuer's claims with `alg: none` and no signature."""
+    claims = jwt.decode(issuer.token(audience), options={"verify_signature": False})
+    return jwt.encode(claims, "", algorithm="none")
+
+
+def keyed_with_the_public_key(issuer: Issuer, audience: str) -> str:
+    """HS256 with the issuer's published RSA key (PEM) as the shared secret: the algorithm-confusion forgery."""
+    claims = jwt.decode(issuer.token(audience), options={"verify_signature": False})
+    pem = issuer.rsa_key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    header = {"alg": "HS256", "typ": "JWT", "kid": "rsa-1"}
+    signing_input = _b64(json.dumps(header).encode()) + b"." + _b64(json.dumps(claims).encode())
+    return (signing_input + b"." + _b64(hmac.new(pem, signing_input, hashlib.sha256).digest())).decode()
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
 @pytest.mark.parametrize(
     "spoil",
     [
@@ -99,8 +123,27 @@ def forged(issuer: Issuer, audience: str) -> str:
         forged,
         lambda i, aud: i.token(aud, sub=None),
         lambda i, aud: jwt.encode({"iss": ISSUER, "aud": aud, "sub": "x", "exp": int(time.time()) + 60}, "k" * 32),
+        lambda i, aud: i.token(aud, nbf=int(time.time()) + 600),
+        lambda i, aud: i.token(aud, exp=None),
+        unsigned,
+        keyed_with_the_public_key,
+        lambda i, aud: jwt.encode(
+            jwt.decode(i.token(aud), options={"verify_signature": False}), i.rsa_key, "RS256", {"kid": "rsa-9"}
+        ),
     ],
-    ids=["wrong-audience", "expired", "wrong-issuer", "bad-signature", "no-subject", "shared-secret"],
+    ids=[
+        "wrong-audience",
+        "expired",
+        "wrong-issuer",
+        "bad-signature",
+        "no-subject",
+        "shared-secret",
+        "not-yet-valid",
+        "no-expiry",
+        "alg-none",
+        "public-key-as-secret",
+        "unknown-key-id",
+    ],
 )
 def test_a_bad_token_is_401_with_the_metadata(issued: tuple[Issuer, HttpServer, Harness], spoil: object) -> None:
     issuer, server, _ = issued
@@ -255,3 +298,25 @@ async def test_static_tokens_carry_no_roles() -> None:
         assert state.caller(cast(Any, None)) == ("ops", ())
     finally:
         auth_context_var.reset(reset)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_session_acts_with_the_token_of_each_request(
+    operated: tuple[Issuer, HttpServer, Harness], mode: str
+) -> None:
+    """A session opened with the operator scope, continued (same subject, so the same session owner) with a
+    token that no longer carries it, e.g. refreshed after the scope was withdrawn: each call acts with the
+    roles of the token it came with, never with those the session was opened with."""
+    issuer, server, harness = operated
+    source = harness.open_account("10.00")
+    with_role = issuer.token(server.url, sub="erin", scope=f"bankgate {OPERATOR_SCOPE}")
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {with_role}"})
+    async with Client(streamable_http_client(server.url, http_client=http), mode=mode) as client:  # type: ignore[arg-type]
+        seen = outcome(await client.call_tool("get_account_balance", {"account_id": source}))
+        http.headers["Authorization"] = f"Bearer {issuer.token(server.url, sub='erin')}"
+        hidden = outcome(await client.call_tool("get_account_balance", {"account_id": source}))
+        http.headers["Authorization"] = f"Bearer {with_role}"
+        again = outcome(await client.call_tool("get_account_balance", {"account_id": source}))
+    assert seen["status"] == again["status"] == "executed"
+    assert hidden["status"] == "failed" and hidden["error"]["code"] == "unknown_account", hidden

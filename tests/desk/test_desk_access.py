@@ -1,0 +1,298 @@
+"""Access control at the desk beyond test_desk_http.py: one approver's challenge, passkey or session
+used by another, a link or challenge used twice at once (PostgreSQL lets two transactions read
+"unused" together), a revocation racing an enrollment, and bodies too large to read."""
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+from webauthn import verify_registration_response
+
+from mcp_server.desk import challenges, decisions, passkeys
+from mcp_server.desk.decisions import decision_for
+from mcp_server.desk.server import StdioDesk
+from mcp_server.desk.sessions import SESSION_COOKIE
+from mcp_server.desk.web import MAX_BODY
+from tests.desk.authenticator import SoftPasskey
+from tests.desk.world import PORT, DeskBrowser, World, browser
+
+pytestmark = pytest.mark.anyio
+
+
+def second_passkey() -> SoftPasskey:
+    return SoftPasskey(origin=f"http://localhost:{PORT}")
+
+
+async def test_another_approvers_challenge_is_refused(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> None:
+    """Fred cannot finish a decision erin's challenge was issued for, with his passkey or hers."""
+    approval = world.pending()
+    fred_key = second_passkey()
+    token, _ = world.admin.add("fred")
+    async with browser(world) as fred:
+        assert (await fred.enroll(token, fred_key)).status_code == 200
+        issued = await erin.challenge(approval.ref, "approved")
+        await fred.get(f"/approvals/{approval.ref}")
+        body = {"verdict": "approved", "nonce": issued["nonce"], "credential": fred_key.sign(issued["options"])}
+        refused = await fred.post(f"/approvals/{approval.ref}/decide", body)
+        assert refused.status_code == 403 and refused.json()["error"] == "wrong_challenge"
+
+        mine = await fred.challenge(approval.ref, "approved")
+        with_erins_key = {"verdict": "approved", "nonce": mine["nonce"], "credential": passkey.sign(mine["options"])}
+        refused = await fred.post(f"/approvals/{approval.ref}/decide", with_erins_key)
+        assert refused.status_code == 403 and refused.json()["error"] == "unknown_passkey"
+    assert world.db.read(lambda conn: decision_for(conn, approval.ref)) is None
+
+
+async def test_a_signed_out_session_cookie_is_dead(world: World, erin: DeskBrowser) -> None:
+    await erin.get("/")
+    cookie = erin.client.cookies[SESSION_COOKIE]
+    out = await erin.client.post("/desk/signout", data={"csrf": erin.csrf}, headers={"Origin": erin.origin})
+    assert out.status_code == 303
+    async with browser(world) as thief:
+        thief.client.cookies.set(SESSION_COOKIE, cookie, path="/desk")
+        assert (await thief.get("/")).status_code == 303, "the old cookie no longer signs anyone in"
+
+
+async def test_a_reinvited_approvers_first_link_is_dead(world: World, passkey: SoftPasskey) -> None:
+    first, _ = world.admin.add("gail")
+    second, _ = world.admin.add("gail")
+    async with browser(world) as desk:
+        assert (await desk.get(f"/enroll?token={first}")).status_code == 410
+        assert (await desk.post("/enroll/options", {"token": first})).status_code == 410
+        assert (await desk.enroll(second, passkey)).status_code == 200
+
+
+async def test_an_enrollment_challenge_answers_only_its_own_link(world: World, passkey: SoftPasskey) -> None:
+    mine, _ = world.admin.add("hank")
+    other, _ = world.admin.add("ivy")
+    async with browser(world) as desk:
+        await desk.get(f"/enroll?token={mine}")
+        options = (await desk.post("/enroll/options", {"token": mine})).json()
+        body = {"token": other, "nonce": options["nonce"], "credential": passkey.register(options["options"])}
+        refused = await desk.post("/enroll/finish", body)
+        assert refused.status_code == 403 and refused.json()["error"] == "unknown_challenge"
+    assert {r.status for r in world.rows("SELECT status FROM desk_approvers")} == {"invited"}
+
+
+class Held:
+    """Hold every caller of a function at its start until `go` (or a timeout), to line races up."""
+
+    def __init__(self, function: Any, callers: int) -> None:
+        self.function, self.callers = function, callers
+        self.entered = threading.Semaphore(0)
+        self.go = threading.Event()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.entered.release()
+        self.go.wait(3)
+        return self.function(*args, **kwargs)
+
+    async def all_entered(self, timeout: float = 3.0) -> int:
+        """How many callers arrived within `timeout` (a serialising backend lets only one in at a time)."""
+        arrived, deadline = 0, time.monotonic() + timeout
+        while arrived < self.callers and time.monotonic() < deadline:
+            if await anyio.to_thread.run_sync(self.entered.acquire, True, 0.05):
+                arrived += 1
+        return arrived
+
+
+async def test_one_enrollment_link_used_twice_at_once_registers_one_passkey(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token, _ = world.admin.add("jude")
+    held = Held(verify_registration_response, 2)
+    monkeypatch.setattr(passkeys, "verify_registration_response", held)
+    statuses: list[int] = []
+
+    async with browser(world) as one, browser(world) as two:
+
+        async def finish(desk: DeskBrowser, key: SoftPasskey) -> None:
+            await desk.get(f"/enroll?token={token}")
+            options = (await desk.post("/enroll/options", {"token": token})).json()
+            body = {"token": token, "nonce": options["nonce"], "credential": key.register(options["options"])}
+            statuses.append((await desk.post("/enroll/finish", body)).status_code)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(finish, one, second_passkey())
+            tasks.start_soon(finish, two, second_passkey())
+            await held.all_entered(timeout=1.0)
+            held.go.set()
+
+    assert sorted(statuses) == [200, 410], statuses
+    assert len(world.rows("SELECT credential_id FROM desk_credentials WHERE approver = 'jude'")) == 1
+
+
+async def test_a_revocation_during_enrollment_stands(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The administrator revokes an invited approver while their link is being used: they stay revoked."""
+    token, _ = world.admin.add("kim")
+    held = Held(verify_registration_response, 1)
+    monkeypatch.setattr(passkeys, "verify_registration_response", held)
+
+    async with browser(world) as desk:
+        await desk.get(f"/enroll?token={token}")
+        options = (await desk.post("/enroll/options", {"token": token})).json()
+        body = {"token": token, "nonce": options["nonce"], "credential": second_passkey().register(options["options"])}
+        replies: list[Any] = []
+
+        async def finish() -> None:
+            replies.append(await desk.post("/enroll/finish", body))
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(finish)
+            await held.all_entered()
+            revoking = threading.Thread(target=world.admin.revoke, args=("kim",))
+            revoking.start()
+            revoking.join(0.5)  # PostgreSQL: committed now; SQLite: waits for the enrollment's write lock
+            held.go.set()
+        await anyio.to_thread.run_sync(revoking.join, 5)
+        assert (await desk.get("/")).status_code == 303, "no session survives the revocation"
+
+    assert world.rows("SELECT status FROM desk_approvers WHERE name = 'kim'")[0].status == "revoked"
+
+
+async def test_one_sign_in_assertion_sent_twice_at_once_opens_one_session(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await erin.get("/signin")
+    options = (await erin.post("/signin/options", {})).json()
+    body = {"nonce": options["nonce"], "credential": passkey.sign(options["options"])}
+    # Hold both right after each has read the challenge (consume reads the clock next).
+    held = Held(time.time, 2)
+    monkeypatch.setattr(challenges, "time", type("Clock", (), {"time": staticmethod(held)}))
+    statuses: list[int] = []
+
+    async with browser(world) as one, browser(world) as two:
+
+        async def finish(desk: DeskBrowser) -> None:
+            await desk.get("/signin")
+            statuses.append((await desk.post("/signin/finish", body)).status_code)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(finish, one)
+            tasks.start_soon(finish, two)
+            await held.all_entered(timeout=1.0)
+            held.go.set()
+
+    assert sorted(statuses) == [200, 409], statuses
+
+
+@pytest.fixture
+def served_desk(world: World) -> Iterator[int]:
+    """The desk on a free loopback port (uvicorn, as beside stdio): its port."""
+    served = StdioDesk(world.db, world.audit, world.settings.model_copy(update={"desk_port": 0}))
+    served.start()
+    yield served.socket.getsockname()[1]
+    served.stop()
+
+
+def status_of(sock: socket.socket) -> int:
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return 0
+        data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def head(port: int, extra: str) -> bytes:
+    return (
+        f"POST /desk/signin/options HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: http://localhost:{port}\r\n"
+        f"Content-Type: application/json\r\n{extra}\r\n"
+    ).encode()
+
+
+def test_a_body_declared_too_large_is_refused_unread(served_desk: int) -> None:
+    port = served_desk
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head(port, f"Content-Length: {1 << 30}\r\n") + b"{" + b" " * 1000)
+        assert status_of(sock) == 413
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(served_desk: int) -> None:
+    """The desk stops reading once a body passes its limit, instead of buffering whatever is sent."""
+    port = served_desk
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head(port, "Transfer-Encoding: chunked\r\n"))
+        chunk = b" " * 8192
+        for _ in range(MAX_BODY // len(chunk) + 4):  # past the limit, and never the final chunk
+            sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        assert status_of(sock) == 413
+
+
+@pytest.mark.parametrize("body", [b"[" * 20_000, b'{"a":' * 10_000], ids=["arrays", "objects"])
+def test_a_body_nested_too_deep_is_a_clear_refusal(served_desk: int, body: bytes) -> None:
+    """Under the size limit but past the JSON parser's recursion limit: a 4xx, as for any malformed body."""
+    port = served_desk
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head(port, f"Content-Length: {len(body)}\r\n") + body)
+        status = status_of(sock)
+    assert 400 <= status < 500, status
+
+
+class Spoiled(SoftPasskey):
+    """Erin's passkey, signing as a phishing page, without user verification, or as a clone (old counter)."""
+
+    def __init__(self, real: SoftPasskey, *, origin: str | None = None, flags: int | None = None, count: int = -1):
+        super().__init__(origin or real.origin, real.rp_id, real.key, real.credential_id, real.count, real.user_handle)
+        self.flags, self.rewind = flags, count
+
+    def _auth_data(self, flags: int, extra: bytes = b"") -> bytes:
+        if self.rewind >= 0:
+            self.count = self.rewind
+        return super()._auth_data(self.flags if self.flags is not None else flags, extra)
+
+
+@pytest.mark.parametrize("spoil", ["foreign-origin", "no-user-verification", "cloned-counter"])
+async def test_an_assertion_from_elsewhere_or_unverified_decides_nothing(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, spoil: str
+) -> None:
+    approval = world.pending()
+    assert (await erin.decide(world.pending("120.00").ref, "approved", passkey)).status_code == 200  # count 2
+    forged = {
+        "foreign-origin": Spoiled(passkey, origin="https://desk.evil.example"),
+        "no-user-verification": Spoiled(passkey, flags=0x01),
+        "cloned-counter": Spoiled(passkey, count=0),
+    }[spoil]
+    issued = await erin.challenge(approval.ref, "approved")
+    body = {"verdict": "approved", "nonce": issued["nonce"], "credential": forged.sign(issued["options"])}
+    refused = await erin.post(f"/approvals/{approval.ref}/decide", body)
+    assert refused.status_code == 403 and refused.json()["error"] == "bad_signature", refused.text
+    assert world.db.read(lambda conn: decision_for(conn, approval.ref)) is None
+
+
+async def test_a_revocation_during_a_decision_stands(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The administrator revokes erin while her signed decision is being checked: a revocation that commits
+    first stops the decision; a decision is recorded only if the revocation came after it."""
+    approval = world.pending()
+    issued = await erin.challenge(approval.ref, "approved")
+    body = {"verdict": "approved", "nonce": issued["nonce"], "credential": passkey.sign(issued["options"])}
+    held = Held(passkeys.check_assertion, 1)
+    monkeypatch.setattr(decisions, "check_assertion", held)
+    replies: list[Any] = []
+
+    async def decide() -> None:
+        replies.append(await erin.post(f"/approvals/{approval.ref}/decide", body))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(decide)
+        assert await held.all_entered() == 1
+        revoking = threading.Thread(target=world.admin.revoke, args=("erin",))
+        revoking.start()
+        revoking.join(0.5)  # PostgreSQL: committed now; SQLite: waits for the decision's write lock
+        revoked_first = not revoking.is_alive()
+        held.go.set()
+    await anyio.to_thread.run_sync(revoking.join, 5)
+
+    decided = world.db.read(lambda conn: decision_for(conn, approval.ref))
+    if revoked_first:
+        assert replies[0].status_code == 403 and replies[0].json()["error"] == "approver_revoked", replies[0].text
+        assert decided is None
+    else:
+        assert replies[0].status_code == 200 and decided is not None, "decided before the revocation could commit"

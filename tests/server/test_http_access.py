@@ -1,0 +1,70 @@
+"""Streamable HTTP access beyond test_http_security.py and drills/test_http_abuse.py: another principal's
+session id on the event stream or on a second initialize, and requests that name no Host at all."""
+
+import socket
+from collections.abc import Iterator
+
+import httpx2
+import pytest
+
+from tests.server.harness import Harness, HttpServer
+from tests.server.test_http_security import ACCEPT, INITIALIZE, bearer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('access') / 'ledger.db'}"
+    Harness("setup", url)
+    running = HttpServer(url)
+    yield running
+    running.stop()
+
+
+def opened_session(server: HttpServer) -> dict[str, str]:
+    """A session of principal `local`, initialized: the headers that continue it."""
+    opened = httpx2.post(server.url, json=INITIALIZE, headers={**ACCEPT, "Authorization": bearer()}, timeout=10)
+    assert opened.status_code == 200
+    session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-11-25"}
+    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    done = httpx2.post(server.url, json=initialized, headers={**ACCEPT, "Authorization": bearer(), **session})
+    assert done.status_code == 202
+    return session
+
+
+def test_another_principal_cannot_listen_on_a_session(server: HttpServer) -> None:
+    """The GET stream carries the server's requests to the client (its approval questions among them)."""
+    session = opened_session(server)
+    intruder = {"Accept": "text/event-stream", "Authorization": bearer("other"), **session}
+    with httpx2.stream("GET", server.url, headers=intruder, timeout=10) as listening:
+        assert listening.status_code == 404
+
+
+def test_another_principal_cannot_initialize_over_a_session(server: HttpServer) -> None:
+    session = opened_session(server)
+    again = httpx2.post(server.url, json=INITIALIZE, headers={**ACCEPT, "Authorization": bearer("other"), **session})
+    assert again.status_code == 404
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    owner = httpx2.post(server.url, json=listing, headers={**ACCEPT, "Authorization": bearer(), **session})
+    assert owner.status_code == 200, "the session is still its owner's"
+
+
+@pytest.mark.parametrize("path", ["/mcp", "/desk/", "/desk/signin/options"])
+def test_a_request_naming_no_host_is_refused(server: HttpServer, path: str) -> None:
+    """HTTP/1.0 lets a client leave Host out; the allowlist must not read that as allowed."""
+    method = "POST" if path != "/desk/" else "GET"
+    body = b"{}"
+    request = (
+        f"{method} {path} HTTP/1.0\r\nAuthorization: {bearer()}\r\nAccept: application/json, text/event-stream\r\n"
+        f"Content-Type: application/json\r\nOrigin: http://localhost:{server.port}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        reply = b""
+        while b"\r\n" not in reply:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    status = int(reply.split(b" ", 2)[1])
+    assert status in (400, 421), reply[:200]
