@@ -40,7 +40,8 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
          "|| substr(signature, 2) "
          "WHERE seq = (SELECT MAX(seq) FROM audit_heads)", "forged"),
         ("INSERT INTO audit_heads (seq, hash, at, key_id, signature) SELECT seq + 5, hash, at, key_id, signature "
-         "FROM audit_heads WHERE seq = (SELECT MAX(seq) FROM audit_heads)", "signed head 7: its signature does not match"),
+         "FROM audit_heads WHERE seq = (SELECT MAX(seq) FROM audit_heads)",
+         "signed head 7: its signature does not match"),
     ],
     ids=["last-deleted", "all-deleted", "forged", "copied-past-the-chain"],
 )  # fmt: skip
