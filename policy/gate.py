@@ -399,7 +399,7 @@ def _channel(decision: Decision, reach: tuple[bool, bool]) -> Channel | None:
 
 
 def _presented(approval: Approval | None, call: Call, ref: str) -> Approval:
-    """`approval`, if it was asked for exactly this call: same caller, tool and arguments."""
+    """`approval`, if it was asked for exactly this call: same caller, tool, arguments, key and roles."""
     if approval is None or approval.principal != call.principal:
         raise Refusal(
             "approval_mismatch",
@@ -412,6 +412,15 @@ def _presented(approval: Approval | None, call: Call, ref: str) -> Approval:
             "approval_mismatch",
             f"Approval {ref} was asked for a different call ({approval.tool} with other arguments); repeat exactly "
             "that call to continue, or call without approval_ref to ask anew. Nothing was done.",
+            "approval_ref",
+        )
+    # The rest of the binding too (idempotency key, the credentials' roles), as a form round's answer is
+    # held to it (`_round_approval`): else a yes given to one keyed call would run under another key.
+    if approval.binding != call.binding(approval.policy_version):
+        raise Refusal(
+            "approval_mismatch",
+            f"Approval {ref} was asked for this call under another idempotency key or other credentials; repeat "
+            "it with the key it was asked with, or call without approval_ref to ask anew. Nothing was done.",
             "approval_ref",
         )
     return approval
