@@ -349,7 +349,13 @@ class Gate:
                 f"Approval {approval.ref} no longer holds the question this answer was given to; nothing was done.",
             )
         now = self.clock()
-        return self._settle(tx, action, call, approval, verdict, (known, conflict), now, now)
+        answered = now
+        if verdict.kind is VerdictKind.APPROVE:  # a no signed at the desk meanwhile is not undone by this yes
+            signoff = tx.desk_decision(approval.ref)
+            desk = _desk_verdict(signoff, approval)
+            if signoff is not None and desk is not None and desk.kind is VerdictKind.REJECT:
+                verdict, answered = desk, signoff.decided_at
+        return self._settle(tx, action, call, approval, verdict, (known, conflict), now, answered)
 
     def _resume(self, tx: GateTx[Any], action: Action, call: Call, ref: str) -> Opening:
         tx.expect_approval(ref)

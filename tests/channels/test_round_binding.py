@@ -1,10 +1,17 @@
 """An approval stays bound to the one call it was asked for, whichever channel answers it.
 
 Beyond `test_mcp_channels.py` (a ref with other arguments or by another caller): a ref continued
-under another idempotency key.
+under another idempotency key, a desk decision and a form answer on one approval (channel `any`),
+and two continuations of one desk-approved ref at once.
 """
 
+import re
+from typing import Any
+
+import anyio
 import pytest
+from mcp.client import ClientRequestContext
+from mcp_types import ElicitRequestFormParams, ElicitRequestParams, ElicitResult
 
 from tests.channels.support import ChannelWorld, body
 from tests.desk.authenticator import SoftPasskey
@@ -13,6 +20,7 @@ from tests.support import keyed
 
 pytestmark = pytest.mark.anyio
 MODES = ["auto", "legacy"]
+_REF = re.compile(r"Reference: (APR-[0-9A-F]{10})")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -36,4 +44,51 @@ async def test_a_ref_continued_under_another_idempotency_key_is_refused(
 
     assert done["status"] == "executed" and retried == done
     assert world.balance(world.target) == 25_000
+    assert world.events(ref) == ["requested", "desk_approved", "approved", "executed"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("desk", "form", "status"), [("rejected", True, "rejected"), ("approved", False, "rejected")])
+async def test_a_no_from_either_channel_is_not_overruled_by_the_other(
+    world: ChannelWorld, dora: DeskBrowser, passkey: SoftPasskey, mode: str, desk: str, form: bool, status: str
+) -> None:
+    """Channel `any`: a form client is asked, and the approval is also at the desk. An approver decides it
+    there while the form is open; then the form is answered. A signed rejection at the desk is not undone
+    by a later form yes (nor a form no by the desk's earlier yes): nothing runs."""
+    decided: list[str] = []
+
+    async def decide_at_desk_then_answer(_: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        assert isinstance(params, ElicitRequestFormParams)
+        found = _REF.search(params.message)
+        assert found is not None, params.message
+        reply = await dora.decide(found.group(1), desk, passkey)
+        assert reply.status_code == 200, reply.text
+        decided.append(found.group(1))
+        return ElicitResult(action="accept", content={"approve": form})
+
+    async with world.client(decide_at_desk_then_answer, mode=mode) as client:
+        result = body(await client.call_tool("transfer_funds", world.transfer()))
+
+    assert decided == [result["approval_ref"]]
+    assert result["status"] == status, result
+    assert world.balance(world.target) == 0 and world.status(result["approval_ref"]) == status
+
+
+async def test_two_continuations_of_one_approved_ref_at_once_run_it_once(
+    world: ChannelWorld, dora: DeskBrowser, passkey: SoftPasskey
+) -> None:
+    async with world.client() as client:
+        ref = body(await client.call_tool("transfer_funds", world.transfer()))["approval_ref"]
+        assert (await dora.decide(ref, "approved", passkey)).status_code == 200
+        results: list[dict[str, Any]] = []
+
+        async def go_on() -> None:
+            results.append(body(await client.call_tool("transfer_funds", world.transfer(approval_ref=ref))))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(4):
+                group.start_soon(go_on)
+
+    assert [r["status"] for r in results] == ["executed"] * 4 and all(r == results[0] for r in results)
+    assert world.balance(world.target) == 25_000 and world.balance(world.source) == 475_000
     assert world.events(ref) == ["requested", "desk_approved", "approved", "executed"]
