@@ -92,3 +92,29 @@ async def test_two_continuations_of_one_approved_ref_at_once_run_it_once(
     assert [r["status"] for r in results] == ["executed"] * 4 and all(r == results[0] for r in results)
     assert world.balance(world.target) == 25_000 and world.balance(world.source) == 475_000
     assert world.events(ref) == ["requested", "desk_approved", "approved", "executed"]
+
+
+@pytest.mark.parametrize(
+    ("memo", "amount", "runs"),
+    [
+        ("R\u0435nt", "250.00", False),  # a Cyrillic е: reads "Rent", is another memo
+        ("Rent", "250", False),  # the same money spelled with other decimals: another request
+        ("Rent", "0250.00", True),  # leading zeros, surrounding spaces: the very same canonical call
+        ("  Rent ", " 250.00", True),
+    ],
+    ids=["confusable-memo", "other-decimals", "leading-zeros", "surrounding-spaces"],
+)
+async def test_a_ref_continued_with_look_alike_arguments_runs_only_the_canonical_same_call(
+    world: ChannelWorld, dora: DeskBrowser, passkey: SoftPasskey, memo: str, amount: str, runs: bool
+) -> None:
+    async with world.client() as client:
+        ref = body(await client.call_tool("transfer_funds", world.transfer(memo="Rent")))["approval_ref"]
+        assert (await dora.decide(ref, "approved", passkey)).status_code == 200
+        again = await client.call_tool("transfer_funds", world.transfer(amount, memo=memo, approval_ref=ref))
+
+    if runs:
+        assert body(again)["status"] == "executed" and world.balance(world.target) == 25_000
+        assert world.rows("SELECT memo FROM transactions WHERE memo IS NOT NULL")[0].memo == "Rent"
+    else:
+        assert again.is_error and body(again)["error"]["code"] == "approval_mismatch", again
+        assert world.status(ref) == "pending" and world.balance(world.target) == 0
