@@ -25,6 +25,9 @@ NO_HUMAN = "No human can be asked to approve it from this client, so nothing was
 DESK_REQUIRED = (
     "The policy requires a signed approval at the approval desk; a form answer is not enough, so nothing was done."
 )
+FORM_REQUIRED = (
+    "The policy requires the caller's own approval form; an approval at the desk is not enough, so nothing was done."
+)
 POLICY_CHANGED = "The policy changed after the question was asked; nothing was done."
 
 
@@ -175,6 +178,8 @@ class Settlement:
             return denied(call, POLICY_CHANGED), 0, decision
         if decision.channel is Channel.DESK and not signed:
             return denied(call, DESK_REQUIRED), 0, decision
+        if decision.channel is Channel.FORM and signed:  # a form question's ref presented at the desk
+            return denied(call, FORM_REQUIRED), 0, decision
         changed = inspection.changed_since(approval.bound)
         if changed is not None:
             return GateResult.refused(changed), 0, decision

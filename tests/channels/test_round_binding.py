@@ -1,11 +1,13 @@
 """An approval stays bound to the one call it was asked for, whichever channel answers it.
 
 Beyond `test_mcp_channels.py` (a ref with other arguments or by another caller): a ref continued
-under another idempotency key, a desk decision and a form answer on one approval (channel `any`),
-and two continuations of one desk-approved ref at once.
+under another idempotency key or with look-alike arguments, a desk decision and a form answer on one
+approval (channel `any`), a form rule's question presented at the desk, and two continuations of one
+desk-approved ref at once.
 """
 
 import re
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -13,7 +15,7 @@ import pytest
 from mcp.client import ClientRequestContext
 from mcp_types import ElicitRequestFormParams, ElicitRequestParams, ElicitResult
 
-from tests.channels.support import ChannelWorld, body
+from tests.channels.support import ChannelWorld, body, desk_policy
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.world import DeskBrowser
 from tests.support import keyed
@@ -118,3 +120,32 @@ async def test_a_ref_continued_with_look_alike_arguments_runs_only_the_canonical
     else:
         assert again.is_error and body(again)["error"]["code"] == "approval_mismatch", again
         assert world.status(ref) == "pending" and world.balance(world.target) == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_form_rule_is_not_satisfied_at_the_desk_through_approval_ref(
+    world: ChannelWorld, dora: DeskBrowser, passkey: SoftPasskey, mode: str, tmp_path: Path
+) -> None:
+    """channel = "form": the caller's own form decides, never the desk. While the form is open, its
+    question's reference presented as approval_ref, and signed at the desk, runs nothing."""
+    world.configure(policy=desk_policy(tmp_path, "form"))
+    elsewhere: list[dict[str, Any]] = []
+
+    async def tries_the_desk_then_declines(_: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        assert isinstance(params, ElicitRequestFormParams)
+        found = _REF.search(params.message)
+        assert found is not None, params.message
+        ref = found.group(1)
+        async with world.client(mode=mode) as other:
+            elsewhere.append(body(await other.call_tool("transfer_funds", world.transfer(approval_ref=ref))))
+            assert (await dora.decide(ref, "approved", passkey)).status_code == 200
+            elsewhere.append(body(await other.call_tool("transfer_funds", world.transfer(approval_ref=ref))))
+        return ElicitResult(action="decline")
+
+    async with world.client(tries_the_desk_then_declines, mode=mode) as client:
+        result = body(await client.call_tool("transfer_funds", world.transfer()))
+
+    linked, desk_approved = elsewhere
+    assert linked["status"] == "pending_approval" and desk_approved["status"] == "denied", desk_approved
+    assert "form" in desk_approved["message"] and result == desk_approved
+    assert world.balance(world.target) == 0 and world.status(result["approval_ref"]) == "denied"
