@@ -2,8 +2,8 @@
 
 Beyond `test_mcp_channels.py` (a ref with other arguments or by another caller): a ref continued
 under another idempotency key or with look-alike arguments, a desk decision and a form answer on one
-approval (channel `any`), a form rule's question presented at the desk, and two continuations of one
-desk-approved ref at once.
+approval (channel `any`), a form question's reference presented at the desk (form rule) or on a server
+without one, and two continuations of one desk-approved ref at once.
 """
 
 import re
@@ -149,3 +149,26 @@ async def test_a_form_rule_is_not_satisfied_at_the_desk_through_approval_ref(
     assert linked["status"] == "pending_approval" and desk_approved["status"] == "denied", desk_approved
     assert "form" in desk_approved["message"] and result == desk_approved
     assert world.balance(world.target) == 0 and world.status(result["approval_ref"]) == "denied"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_ref_continued_on_a_server_without_a_desk_is_a_clear_refusal(world: ChannelWorld, mode: str) -> None:
+    """No desk: a pending form question's reference, presented as approval_ref while the form is open, gets
+    a refusal saying so (never a pending_approval with a blank link), and the form still decides."""
+    world.configure(desk=False)
+    elsewhere: list[Any] = []
+
+    async def presents_the_ref_then_approves(_: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        found = _REF.search(params.message)
+        assert found is not None, params.message
+        async with world.client(mode=mode) as other:
+            elsewhere.append(await other.call_tool("transfer_funds", world.transfer(approval_ref=found.group(1))))
+        return ElicitResult(action="accept", content={"approve": True})
+
+    async with world.client(presents_the_ref_then_approves, mode=mode) as client:
+        result = body(await client.call_tool("transfer_funds", world.transfer()))
+
+    [refused] = elsewhere
+    assert refused.is_error and body(refused)["error"]["code"] == "no_approval_desk", refused
+    assert "approval_url" not in body(refused)
+    assert result["status"] == "executed" and world.balance(world.target) == 25_000
