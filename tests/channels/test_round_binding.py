@@ -13,12 +13,12 @@ from typing import Any
 import anyio
 import pytest
 from mcp.client import ClientRequestContext
-from mcp_types import ElicitRequestFormParams, ElicitRequestParams, ElicitResult
+from mcp_types import ElicitRequest, ElicitRequestFormParams, ElicitRequestParams, ElicitResult
 
 from tests.channels.support import ChannelWorld, body, desk_policy
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.world import DeskBrowser
-from tests.support import keyed
+from tests.support import ASK, answer, first_round, keyed, outcome
 
 pytestmark = pytest.mark.anyio
 MODES = ["auto", "legacy"]
@@ -172,3 +172,38 @@ async def test_a_ref_continued_on_a_server_without_a_desk_is_a_clear_refusal(wor
     assert refused.is_error and body(refused)["error"]["code"] == "no_approval_desk", refused
     assert "approval_url" not in body(refused)
     assert result["status"] == "executed" and world.balance(world.target) == 25_000
+
+
+async def test_a_form_yes_and_a_desk_continuation_at_once_run_it_once(
+    world: ChannelWorld, dora: DeskBrowser, passkey: SoftPasskey
+) -> None:
+    """One approval answered through both channels at the same moment: it settles once, both callers get
+    that outcome, and the money moves once."""
+
+    async def never_asked(_: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        raise AssertionError("rounds are driven by hand")
+
+    async with world.client(never_asked) as client:  # declares forms: the round is the form's
+        round1 = await first_round(client, "transfer_funds", world.transfer())
+        request = (round1.input_requests or {})[ASK]
+        assert isinstance(request, ElicitRequest)
+        found = _REF.search(request.params.message)
+        assert found is not None
+        ref = found.group(1)
+        assert (await dora.decide(ref, "approved", passkey)).status_code == 200
+        results: list[dict[str, Any]] = []
+
+        async def by_form() -> None:
+            results.append(outcome(await answer(client, "transfer_funds", world.transfer(), round1.request_state)))
+
+        async def by_desk() -> None:
+            async with world.client() as other:
+                results.append(body(await other.call_tool("transfer_funds", world.transfer(approval_ref=ref))))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(by_form)
+            group.start_soon(by_desk)
+
+    assert [r["status"] for r in results] == ["executed", "executed"] and results[0] == results[1]
+    assert world.balance(world.target) == 25_000
+    assert world.events(ref).count("executed") == 1
