@@ -349,7 +349,13 @@ class Gate:
                 f"Approval {approval.ref} no longer holds the question this answer was given to; nothing was done.",
             )
         now = self.clock()
-        return self._settle(tx, action, call, approval, verdict, (known, conflict), now, now)
+        answered = now
+        if verdict.kind is VerdictKind.APPROVE:  # a no signed at the desk meanwhile is not undone by this yes
+            signoff = tx.desk_decision(approval.ref)
+            desk = _desk_verdict(signoff, approval)
+            if signoff is not None and desk is not None and desk.kind is VerdictKind.REJECT:
+                verdict, answered = desk, signoff.decided_at
+        return self._settle(tx, action, call, approval, verdict, (known, conflict), now, answered)
 
     def _resume(self, tx: GateTx[Any], action: Action, call: Call, ref: str) -> Opening:
         tx.expect_approval(ref)
@@ -399,11 +405,7 @@ def _channel(decision: Decision, reach: tuple[bool, bool]) -> Channel | None:
 
 
 def _presented(approval: Approval | None, call: Call, ref: str) -> Approval:
-    """`approval`, if it was asked for exactly this call: same caller, tool and arguments. Not its binding,
-    which names the idempotency key: a call continued with `approval_ref` may come without the key of the
-    call that asked (the Foundry host's does). Rewritten into the row, the arguments or the caller still run
-    nothing the approver did not see: the settlement holds the call to the facts its question states
-    (`Settlement._run_approved`)."""
+    """`approval`, if it was asked for exactly this call: same caller, tool, arguments, key and roles."""
     if approval is None or approval.principal != call.principal:
         raise Refusal(
             "approval_mismatch",
@@ -416,6 +418,15 @@ def _presented(approval: Approval | None, call: Call, ref: str) -> Approval:
             "approval_mismatch",
             f"Approval {ref} was asked for a different call ({approval.tool} with other arguments); repeat exactly "
             "that call to continue, or call without approval_ref to ask anew. Nothing was done.",
+            "approval_ref",
+        )
+    # The rest of the binding too (idempotency key, the credentials' roles), as a form round's answer is
+    # held to it (`_round_approval`): else a yes given to one keyed call would run under another key.
+    if approval.binding != call.binding(approval.policy_version):
+        raise Refusal(
+            "approval_mismatch",
+            f"Approval {ref} was asked for this call under another idempotency key or other credentials; repeat "
+            "it with the key it was asked with, or call without approval_ref to ask anew. Nothing was done.",
             "approval_ref",
         )
     return approval

@@ -10,7 +10,9 @@ from policy.action import Call, Inspection
 from policy.decision import Decision
 
 _CONFIRM = "To approve, also type {} in the confirmation field."
-_CONFIRM_PATTERN = re.compile(r"To approve, also type (\S+) in the confirmation field\.")
+_CONFIRM_PATTERN = re.compile(r"^To approve, also type (\S+) in the confirmation field\.$", re.MULTILINE)
+"""The bank's own line, whole: quoted text (a memo, an owner's name) sits inside a line the bank begins,
+and has no line breaks, so it can never pass for it."""
 
 
 def render_question(call: Call, inspection: Inspection, decision: Decision, ref: str) -> str:

@@ -117,7 +117,8 @@ class GateTx(Protocol[L_co]):
         """Announce `approval_asked(asked_digest)`, to come before anything is written (see `Action.expect`)."""
 
     def expect_approval(self, ref: str) -> None:
-        """Announce `lock_approval(ref)`, to come before anything is written (see `Action.expect`)."""
+        """Announce `lock_approval(ref)`, and `desk_decision(ref)` after it, to come before anything is written
+        (see `Action.expect`)."""
 
     def approval_asked(self, asked_digest: str) -> Approval | None:
         """The approval whose question has this digest, pending or settled; in a write

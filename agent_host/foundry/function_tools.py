@@ -196,9 +196,11 @@ class Toolbox:
         if self.desk is None:
             return result
         # A server that could ask nobody answers `pending_approval` with a desk link: once the link was
-        # shown, the call is made again with its `approval_ref` (which runs it at most once) until it settles.
+        # shown, the call is made again with its `approval_ref` (which runs it at most once) until it settles,
+        # under the same key: the key is part of what the approver signed, so another would be refused.
         while (ref := await self.desk.pending_link(result.output)) is not None:
-            result = await self.link.call(call.name, {**mcp_arguments, "approval_ref": ref})
+            continued = {**mcp_arguments, "approval_ref": ref}
+            result = await self.link.call(call.name, continued, idempotency_key=call.call_id)
         self.desk.stop_if_interrupted(call.name, result.output)
         return result
 

@@ -1,10 +1,10 @@
 """Decisions at the desk: the challenge for one, recording it exactly once, and reading it back.
 
-Phase-2 interface: the gate calls `decision_for(conn, ref)` inside the transaction that settles
-approval `ref` (after locking it) and, if a `DeskDecision` is there, settles the approval with its
-verdict, having checked `decision.binding == approval.binding` and
-`decision.question_sha256 == question_sha256(approval.question)`. The desk never executes
-anything and never changes the `approvals` row.
+Phase-2 interface: the gate reads the row `decision_for` reads (`SqlGateTx.desk_decision`) inside
+the transaction that settles approval `ref` (after locking it) and, if a `DeskDecision` is there,
+settles the approval with its verdict (a form's later yes does not undo its rejection), having checked
+`decision.binding == approval.binding` and `decision.question_sha256 == question_sha256(approval.question)`.
+The desk never executes anything and never changes the `approvals` row.
 """
 
 import time

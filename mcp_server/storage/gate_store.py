@@ -61,6 +61,9 @@ _SETTLE_APPROVAL = Statement(
 _MOVED_SINCE = Statement(
     "SELECT COALESCE(SUM(amount_minor), 0) FROM audit_log WHERE principal = :principal AND at >= :since"
 )
+_DESK_DECISION = Statement(
+    "SELECT approver, verdict, note, decided_at, binding, question_sha256 FROM desk_decisions WHERE approval_ref = :v"
+)
 _SAVEPOINT = Statement("SAVEPOINT effect")
 _ROLLBACK_TO_SAVEPOINT = Statement("ROLLBACK TO SAVEPOINT effect")
 
@@ -182,7 +185,9 @@ class SqlGateTx:
         self._by_asked.prefetch(self.conn, {"v": asked_digest})
 
     def expect_approval(self, ref: str) -> None:
+        # The desk's decision is read after the approval's lock, which the desk takes to record one.
         self._lock_by_ref.prefetch(self.conn, {"v": ref})
+        _DESK_DECISION.prefetch(self.conn, {"v": ref})
 
     def approval_asked(self, asked_digest: str) -> Approval | None:
         return _approval(self._by_asked.one(self.conn, {"v": asked_digest}))
@@ -235,15 +240,12 @@ class SqlGateTx:
             raise RuntimeError(f"approval {approval.ref} was already settled")
 
     def desk_decision(self, ref: str) -> DeskSignoff | None:
-        # Imported here: the desk's modules import the ledger, which imports this store.
-        from mcp_server.desk.decisions import decision_for
-
-        found = decision_for(self.conn, ref)
-        if found is None:
+        """As `mcp_server.desk.decisions.decision_for` reads it, on the hot path's `Statement`."""
+        row = _DESK_DECISION.one(self.conn, {"v": ref})
+        if row is None:
             return None
-        return DeskSignoff(
-            ref, found.approver, found.approved, found.note, found.decided_at, found.binding, found.question_sha256
-        )
+        approver, verdict, note, decided_at, binding, question_sha256 = row
+        return DeskSignoff(ref, approver, verdict == "approved", note, float(decided_at), binding, question_sha256)
 
     def take_turn(self, principal: str) -> None:
         take_turn(self.conn, Space.PRINCIPAL, principal)

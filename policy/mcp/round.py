@@ -221,8 +221,21 @@ async def _collect(host: GateHost, opening: Opening, step: AtDesk) -> GateResult
             return GateResult.refused(refusal, ref)
         if resumed.final is not None:
             return resumed.final
-    url = host.approval_url(ref) or ""
+    url = host.approval_url(ref)
+    if url is None:  # only an approval_ref can bring a question here on a server without a desk
+        return GateResult.refused(_no_desk(ref), ref)
     return pending_approval(opening, url)
+
+
+def _no_desk(ref: str) -> Refusal:
+    """An approval_ref continued on a server with no desk: there is no link to give, and a link left
+    blank would send the model to open nothing."""
+    return Refusal(
+        "no_approval_desk",
+        f"Approval {ref} is still pending, but this server has no approval desk to continue it at: it is "
+        "answered in the approval form it was asked in. Nothing was done.",
+        "approval_ref",
+    )
 
 
 def pending_approval(opening: Opening, url: str) -> GateResult:

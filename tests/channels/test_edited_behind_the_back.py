@@ -11,7 +11,6 @@ import pytest
 from tests.channels.support import ChannelWorld, body
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.world import DeskBrowser
-from tests.support import keyed
 
 pytestmark = pytest.mark.anyio
 
@@ -34,22 +33,6 @@ async def test_arguments_rewritten_after_a_desk_approval_run_nothing(
     assert larger["status"] != "executed", larger
     assert world.balance(world.target) == 0, "nothing the approver did not see moved"
     assert "executed" not in world.events(ref)
-
-
-@pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_a_keyed_call_continued_without_its_key_still_settles(
-    world: ChannelWorld, dora: DeskBrowser, passkey: SoftPasskey, mode: str
-) -> None:
-    """What the Foundry host does: the first call carries the model's call id as its idempotency key, the
-    continuation with `approval_ref` none. The approval is found by its reference, not its key."""
-    async with world.client(mode=mode) as client:
-        first = body(await client.call_tool("transfer_funds", world.transfer("250.00"), meta=keyed("call-1")))
-        ref = first["approval_ref"]
-        assert (await dora.decide(ref, "approved", passkey)).status_code == 200
-        done = body(await client.call_tool("transfer_funds", world.transfer("250.00", approval_ref=ref)))
-
-    assert done["status"] == "executed", done
-    assert world.balance(world.target) == 25_000
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

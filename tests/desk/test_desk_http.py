@@ -210,3 +210,20 @@ async def test_a_close_needs_the_typed_confirmation(world: World, erin: DeskBrow
     body = {"verdict": "approved", "confirmation": world.target, "nonce": issued["nonce"],
             "credential": passkey.sign(issued["options"])}  # fmt: skip
     assert (await erin.post(f"/approvals/{approval.ref}/decide", body)).status_code == 200
+
+
+async def test_the_confirmation_asked_is_the_banks_line_never_text_quoted_in_the_question(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey
+) -> None:
+    """An owner name (or a memo) may read like the bank's confirmation line; the desk asks for, and
+    accepts, only what the bank's own line names: the account being closed."""
+    decoy = world.state.ledger.create_account("To approve, also type ACC-9 in the confirmation field.").id
+    approval = world.asked("close_account", "alice", account_id=decoy, sweep_to=world.source)
+    page = await erin.get(f"/approvals/{approval.ref}")
+    assert f"To approve, type <b>{decoy}</b>" in page.text, page.text
+    for typed, status in (("ACC-9", 400), (decoy, 200)):
+        issued = await erin.challenge(approval.ref, "approved")
+        body = {"verdict": "approved", "confirmation": typed, "nonce": issued["nonce"],
+                "credential": passkey.sign(issued["options"])}  # fmt: skip
+        reply = await erin.post(f"/approvals/{approval.ref}/decide", body)
+        assert reply.status_code == status, (typed, reply.text)

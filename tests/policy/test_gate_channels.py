@@ -97,8 +97,14 @@ def test_a_decision_signed_in_time_counts_when_collected_later() -> None:
 
 @pytest.mark.parametrize(
     "other",
-    [transfer(13_000), transfer(12_000, principal="mallory"), sweep()],
-    ids=["other-arguments", "other-principal", "other-tool"],
+    [
+        transfer(13_000),
+        transfer(12_000, principal="mallory"),
+        sweep(),
+        transfer(12_000, key="alice\x1fother"),
+        Call("transfer", {"source": "A", "target": "B", "amount": 12_000}, "alice", roles=("teller",)),
+    ],
+    ids=["other-arguments", "other-principal", "other-tool", "other-key", "other-roles"],
 )
 def test_a_ref_presented_for_another_call_is_refused_and_changes_nothing(other: Call) -> None:
     gate, store, clock, ref = asked_at_desk()

@@ -17,7 +17,7 @@ from mcp_server.audit.sequencer import Sequencer
 from mcp_server.audit.writer import AuditWriter
 from policy.testing import ScriptedResponder
 from tests.server.harness import Harness, over_every_transport, over_http
-from tests.support import APPROVAL_TIMEOUT, ASK, answer, first_round
+from tests.support import APPROVAL_TIMEOUT, APPROVE, ASK, answer, first_round, outcome
 
 pytestmark = pytest.mark.anyio
 
@@ -143,3 +143,28 @@ async def test_an_answer_whose_question_never_reached_the_disk_is_asked_again(ha
 
     assert isinstance(done, types.CallToolResult) and done.structured_content is not None
     assert done.structured_content["status"] == "executed" and harness.balance(args["to_account"]) == 2500
+
+
+async def test_one_round_answered_many_times_at_once_settles_once(harness: Harness) -> None:
+    """Yeses and noes to the same sealed round, sent together: one settles the approval, every reply is
+    that outcome, and the money moves at most once."""
+    args = accounts(harness)
+    no = types.ElicitResult(action="accept", content={"approve": False})
+    replies: list[types.CallToolResult | types.InputRequiredResult] = []
+    async with harness.client(ScriptedResponder()) as client:
+        round1 = await first_round(client, TOOL, args)
+
+        async def send(response: types.ElicitResult) -> None:
+            replies.append(await answer(client, TOOL, args, round1.request_state, response))
+
+        async with anyio.create_task_group() as group:
+            for response in (APPROVE, no, APPROVE, no, APPROVE, APPROVE):
+                group.start_soon(send, response)
+
+    assert all(isinstance(r, types.CallToolResult) for r in replies), replies
+    assert all(r == replies[0] for r in replies)
+    settled = outcome(replies[0])
+    moved = {"executed": 2500, "rejected": 0}[settled["status"]]
+    assert harness.balance(args["to_account"]) == moved and harness.balance(args["from_account"]) == 10000 - moved
+    assert harness.events(settled["approval_ref"])[-1] == settled["status"]
+    assert harness.events(settled["approval_ref"]).count(settled["status"]) == 1
