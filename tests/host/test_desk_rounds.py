@@ -22,7 +22,7 @@ from mcp.server.mcpserver import Context
 
 from agent_host.approvers import ApprovalDesk, ConsoleApprover, DenyApprover, Question
 from agent_host.foundry.function_tools import FunctionCall, Toolbox
-from agent_host.mcp_link import DESK_POLL_SECONDS, McpLink, McpTarget, ToolResult
+from agent_host.mcp_link import DESK_POLL_SECONDS, IDEMPOTENCY_KEY_META, McpLink, McpTarget, ToolResult
 
 from .helpers import CapturedDisplay, scripted
 
@@ -140,11 +140,13 @@ class PendingOnly:
     def __init__(self) -> None:
         self.decided = False
         self.refs: list[str | None] = []
+        self.keys: list[object] = []
         self.server = MCPServer("pending-only")
         self.server.tool(name="transfer_funds")(self.transfer_funds)
 
-    async def transfer_funds(self, amount: str, approval_ref: str | None = None) -> dict[str, Any]:
+    async def transfer_funds(self, amount: str, ctx: Context, approval_ref: str | None = None) -> dict[str, Any]:
         self.refs.append(approval_ref)
+        self.keys.append((ctx.request_context.meta or {}).get(IDEMPOTENCY_KEY_META))
         if self.decided and approval_ref == "APR-7":
             return {"status": "executed", "approval_ref": "APR-7"}
         return {
@@ -178,6 +180,7 @@ async def test_a_pending_approval_result_is_followed_like_a_desk_link() -> None:
             result = await _toolbox_call(stand_in, desk)
     assert result.output == {"status": "executed", "approval_ref": "APR-7"}
     assert stand_in.refs[0] is None and set(stand_in.refs[1:]) == {"APR-7"}
+    assert set(stand_in.keys) == {"call-1"}, "continued under the key the approver's signature names"
     assert len(stand_in.refs) <= 2 + 2.0 / DESK_POLL_SECONDS + 1, "called again at the desk's pace"
     ((question, _),) = desk.records
     assert question.deadline == datetime(2999, 1, 1, tzinfo=UTC).timestamp(), "the result's own deadline"
