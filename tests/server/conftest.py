@@ -9,6 +9,7 @@ import pytest
 
 from tests.server.cli_process import McpCli, in_process_cli
 from tests.server.harness import IN_PROCESS, Harness, HttpServer, postgres_harness
+from tests.support import BACKENDS
 
 MODES = ["auto", "legacy"]  # auto lands on 2026-07-28; legacy speaks 2025-11-25
 
@@ -46,3 +47,12 @@ def mode(request: pytest.FixtureRequest) -> str:
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> McpCli:
     """`bankgate-mcp` run in this process in `tmp_path` (see `in_process_cli`)."""
     return in_process_cli(tmp_path, monkeypatch, capsys)
+
+
+@pytest.fixture(params=BACKENDS)
+def ledger_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    """The server in this process on each backend, for tests that drive its `Gate` and ledger directly."""
+    if request.param == "postgresql":
+        yield from postgres_harness()
+    else:
+        yield Harness("memory", f"sqlite:///{tmp_path / 'ledger.db'}")

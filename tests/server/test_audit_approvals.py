@@ -6,8 +6,6 @@ an approval to pending (to run it again), rewrites its status, or edits what it 
 settling record deleted before the sequencer chained it.
 """
 
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -22,22 +20,9 @@ from policy.loader import load_policy
 from policy.results import Status
 from policy.verdict import Verdict, VerdictKind
 from tests.server.harness import Harness
-from tests.support import BACKENDS, TEST_POLICY, postgres_schema
+from tests.support import TEST_POLICY
 
 RESET = "UPDATE approvals SET status = 'pending', pending_binding = ref, decided_at = NULL, outcome_json = NULL"
-
-
-@pytest.fixture(params=BACKENDS)
-def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    if request.param == "postgresql":
-        with postgres_schema("bankgate_audit_approvals") as url:
-            harness = Harness("memory", url)
-            try:
-                yield harness
-            finally:
-                harness.db.close()
-    else:
-        yield Harness("memory", f"sqlite:///{tmp_path / 'ledger.db'}")
 
 
 def gate_on(harness: Harness) -> Gate:
@@ -62,20 +47,20 @@ def findings(harness: Harness, *, chain: bool = True) -> list[str]:
     return [str(f) for f in verify(harness.db, sequencer=sequencer if chain else None).findings]
 
 
-def test_an_approval_reset_to_pending_and_run_again_is_named(harness: Harness) -> None:
-    gate = gate_on(harness)
-    call, first = asked(harness, gate)
+def test_an_approval_reset_to_pending_and_run_again_is_named(ledger_harness: Harness) -> None:
+    gate = gate_on(ledger_harness)
+    call, first = asked(ledger_harness, gate)
     assert gate.conclude(first, Verdict(VerdictKind.APPROVE)).status is Status.EXECUTED
     assert first.approval is not None
     ref = first.approval.ref
-    assert findings(harness) == []
+    assert findings(ledger_harness) == []
 
-    edit(harness, RESET, ref)  # behind the server's back: the approval looks unanswered again
+    edit(ledger_harness, RESET, ref)  # behind the server's back: the approval looks unanswered again
     replay = gate.open(call, human_reachable=True, asked=first.approval.asked_digest)
     if replay.approval is not None:
         gate.conclude(replay, Verdict(VerdictKind.APPROVE))
 
-    found = findings(harness)
+    found = findings(ledger_harness)
     assert any(ref in f and "settled 2 times" in f for f in found), found
 
 
@@ -89,25 +74,25 @@ def test_an_approval_reset_to_pending_and_run_again_is_named(harness: Harness) -
         ("UPDATE approvals SET principal = 'mallory'", "its principal"),
     ],
 )
-def test_an_approval_edited_after_it_was_settled_is_named(harness: Harness, statement: str, says: str) -> None:
-    gate = gate_on(harness)
-    _, first = asked(harness, gate)
+def test_an_approval_edited_after_it_was_settled_is_named(ledger_harness: Harness, statement: str, says: str) -> None:
+    gate = gate_on(ledger_harness)
+    _, first = asked(ledger_harness, gate)
     assert gate.conclude(first, Verdict(VerdictKind.APPROVE)).status is Status.EXECUTED
     assert first.approval is not None
-    edit(harness, statement, first.approval.ref)
+    edit(ledger_harness, statement, first.approval.ref)
 
-    found = findings(harness)
+    found = findings(ledger_harness)
     assert any(first.approval.ref in f and says in f for f in found), found
 
 
-def test_a_settling_record_deleted_before_it_was_chained_is_named(harness: Harness) -> None:
+def test_a_settling_record_deleted_before_it_was_chained_is_named(ledger_harness: Harness) -> None:
     """The window between a commit and the sequencer (or a crash before it ran) holds unchained records."""
-    gate = gate_on(harness)
-    _, first = asked(harness, gate)
+    gate = gate_on(ledger_harness)
+    _, first = asked(ledger_harness, gate)
     assert gate.conclude(first, Verdict(VerdictKind.REJECT)).status is Status.REJECTED
     assert first.approval is not None
     ref = first.approval.ref
     unchained = "DELETE FROM audit_log WHERE seq IS NULL AND event = 'rejected' AND approval_ref = :r"
-    harness.db.run(lambda c: c.execute(text(unchained), {"r": ref}))
-    found = findings(harness)
+    ledger_harness.db.run(lambda c: c.execute(text(unchained), {"r": ref}))
+    found = findings(ledger_harness)
     assert any(ref in f and "no record settles it" in f for f in found), found

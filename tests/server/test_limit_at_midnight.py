@@ -8,10 +8,6 @@ midnight falls between its two readings (a wait for the turn, on a busy PostgreS
 """
 
 from collections import defaultdict
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from mcp_server.storage.gate_store import SqlGateStore
 from mcp_server.tools import ledger_actions
@@ -20,7 +16,7 @@ from policy.gate import Gate
 from policy.loader import load_policy
 from policy.results import Status
 from tests.server.harness import Harness
-from tests.support import BACKENDS, LIMIT_POLICY, postgres_schema
+from tests.support import LIMIT_POLICY
 
 MIDNIGHT = 1_800_057_600.0  # 2027-01-16T00:00:00Z
 LIMIT_MINOR = 1000_00
@@ -36,24 +32,11 @@ class Clock:
         return self.readings.pop(0) if len(self.readings) > 1 else self.readings[0]
 
 
-@pytest.fixture(params=BACKENDS)
-def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    if request.param == "postgresql":
-        with postgres_schema("bankgate_midnight") as url:
-            harness = Harness("memory", url)
-            try:
-                yield harness
-            finally:
-                harness.db.close()
-    else:
-        yield Harness("memory", f"sqlite:///{tmp_path / 'ledger.db'}")
-
-
-def test_a_call_begun_before_midnight_counts_on_the_day_it_was_judged(harness: Harness) -> None:
+def test_a_call_begun_before_midnight_counts_on_the_day_it_was_judged(ledger_harness: Harness) -> None:
     policy = load_policy(LIMIT_POLICY)
     clock = Clock()
-    gate = Gate(policy, SqlGateStore(harness.db), ledger_actions(harness.ledger, policy), clock=clock)
-    source, target = harness.open_account("2000"), harness.open_account("0")
+    gate = Gate(policy, SqlGateStore(ledger_harness.db), ledger_actions(ledger_harness.ledger, policy), clock=clock)
+    source, target = ledger_harness.open_account("2000"), ledger_harness.open_account("0")
     call = Call("transfer_funds", gate.actions["transfer_funds"].canonical(
         {"from_account": source, "to_account": target, "amount": "400"}), "alice")  # fmt: skip
 
@@ -63,6 +46,6 @@ def test_a_call_begun_before_midnight_counts_on_the_day_it_was_judged(harness: H
     gate.open(call, human_reachable=False)
 
     per_day: dict[str, int] = defaultdict(int)
-    for record in harness.audit(principal="alice", event="executed"):
+    for record in ledger_harness.audit(principal="alice", event="executed"):
         per_day[record["at"][:10]] += record["amount_minor"]
     assert all(total <= LIMIT_MINOR for total in per_day.values()), dict(per_day)
