@@ -6,8 +6,6 @@ move more; on PostgreSQL the calls are made to decide and act before any of them
 (`interleave`), which is exactly when a total read outside the principal's turn is stale.
 """
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,22 +14,13 @@ from mcp import Client
 
 from mcp_server.app import build_server, open_state
 from mcp_server.settings import Settings
-from tests.server.harness import Harness, postgres_harness
+from tests.server.harness import Harness
 from tests.server.interleave import Gathering, audit_head_held
 from tests.support import LIMIT_POLICY
 
 pytestmark = pytest.mark.anyio
 
 LIMIT_MINOR = 1000_00
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    """A ledger for an in-process server (whose calls run concurrently in worker threads on PostgreSQL)."""
-    if request.param == "sqlite":
-        yield Harness("memory", f"sqlite:///{tmp_path / 'ledger.db'}")
-        return
-    yield from postgres_harness()
 
 
 def client(ledger: Harness, mode: str, responder: Any = None) -> Client:
@@ -53,36 +42,36 @@ def moved_today(ledger: Harness) -> int:
     return sum(r["amount_minor"] for r in ledger.audit(principal="alice", event="executed"))
 
 
-async def test_daily_limit_holds_under_concurrent_transfers(ledger: Harness, mode: str) -> None:
-    pairs = [(ledger.open_account("400"), ledger.open_account("0")) for _ in range(4)]
+async def test_daily_limit_holds_under_concurrent_transfers(ledger_harness: Harness, mode: str) -> None:
+    pairs = [(ledger_harness.open_account("400"), ledger_harness.open_account("0")) for _ in range(4)]
     statuses: list[str] = []
 
     async def transfer(source: str, target: str) -> None:
-        async with client(ledger, mode) as alice:
+        async with client(ledger_harness, mode) as alice:
             result = await alice.call_tool(
                 "transfer_funds", {"from_account": source, "to_account": target, "amount": "400"}
             )
         assert result.structured_content is not None
         statuses.append(result.structured_content["status"])
 
-    async with audit_head_held(postgres_url(ledger)) as head, anyio.create_task_group() as group:
+    async with audit_head_held(postgres_url(ledger_harness)) as head, anyio.create_task_group() as group:
         for source, target in pairs:
             group.start_soon(transfer, source, target)
         await head.until_waiting(len(pairs))
         head.release()
 
     assert sorted(statuses) == ["denied", "denied", "executed", "executed"]
-    assert sum(ledger.balance(target) for _, target in pairs) == 800_00 == moved_today(ledger)
-    assert ledger.ledger.check_invariants() == []
+    assert sum(ledger_harness.balance(target) for _, target in pairs) == 800_00 == moved_today(ledger_harness)
+    assert ledger_harness.ledger.check_invariants() == []
 
 
-async def test_daily_limit_holds_for_concurrently_approved_transfers(ledger: Harness, mode: str) -> None:
-    pairs = [(ledger.open_account("600"), ledger.open_account("0")) for _ in range(2)]
+async def test_daily_limit_holds_for_concurrently_approved_transfers(ledger_harness: Harness, mode: str) -> None:
+    pairs = [(ledger_harness.open_account("600"), ledger_harness.open_account("0")) for _ in range(2)]
     gathering = Gathering()
     results: list[dict[str, Any]] = []
 
     async def transfer(source: str, target: str) -> None:
-        async with client(ledger, mode, gathering) as alice:
+        async with client(ledger_harness, mode, gathering) as alice:
             result = await alice.call_tool(
                 "transfer_funds", {"from_account": source, "to_account": target, "amount": "600"}
             )
@@ -93,13 +82,13 @@ async def test_daily_limit_holds_for_concurrently_approved_transfers(ledger: Har
         for source, target in pairs:
             group.start_soon(transfer, source, target)
         await gathering.until_asked(len(pairs))
-        async with audit_head_held(postgres_url(ledger)) as head:
+        async with audit_head_held(postgres_url(ledger_harness)) as head:
             gathering.release()  # both approvals are settled at once
             await head.until_waiting(len(pairs))
 
     assert sorted(r["status"] for r in results) == ["denied", "executed"]
     [denied] = [r for r in results if r["status"] == "denied"]
     assert "At most 1,000.00 a day" in denied["message"]
-    assert ledger.events(denied["approval_ref"]) == ["requested", "approved", "denied"]
-    assert sum(ledger.balance(target) for _, target in pairs) == 600_00 == moved_today(ledger)
-    assert moved_today(ledger) <= LIMIT_MINOR
+    assert ledger_harness.events(denied["approval_ref"]) == ["requested", "approved", "denied"]
+    assert sum(ledger_harness.balance(target) for _, target in pairs) == 600_00 == moved_today(ledger_harness)
+    assert moved_today(ledger_harness) <= LIMIT_MINOR

@@ -5,7 +5,6 @@ decided concurrently must be decided one after the other (the principal's turn),
 same stale total. On PostgreSQL both are made to decide and act before either commits (`audit_head_held`).
 """
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -14,7 +13,7 @@ from mcp import Client
 
 from mcp_server.app import build_server, open_state
 from mcp_server.settings import Settings
-from tests.server.harness import Harness, postgres_harness
+from tests.server.harness import Harness
 from tests.server.interleave import audit_head_held
 
 pytestmark = pytest.mark.anyio
@@ -43,28 +42,20 @@ reason = "At most 1,000.00 a day per caller."
 """
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    if request.param == "sqlite":
-        yield Harness("memory", f"sqlite:///{tmp_path / 'ledger.db'}")
-        return
-    yield from postgres_harness()
-
-
 async def test_a_transfer_and_a_close_at_once_never_pass_the_limit_together(
-    ledger: Harness, mode: str, tmp_path: Path
+    ledger_harness: Harness, mode: str, tmp_path: Path
 ) -> None:
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY)
     settings = Settings(
-        db_url=ledger.db_url,
+        db_url=ledger_harness.db_url,
         policy=policy,
         seed_demo=False,
         principal="alice",
         _env_file=None,  # type: ignore[call-arg]
     )
-    closing, sink = ledger.open_account("600"), ledger.open_account("0")
-    paying, payee = ledger.open_account("600"), ledger.open_account("0")
+    closing, sink = ledger_harness.open_account("600"), ledger_harness.open_account("0")
+    paying, payee = ledger_harness.open_account("600"), ledger_harness.open_account("0")
     calls = [
         ("close_account", {"account_id": closing, "sweep_to": sink}),
         ("transfer_funds", {"from_account": paying, "to_account": payee, "amount": "600"}),
@@ -77,7 +68,7 @@ async def test_a_transfer_and_a_close_at_once_never_pass_the_limit_together(
         assert result.structured_content is not None
         statuses[tool] = result.structured_content["status"]
 
-    url = ledger.db_url if ledger.db_url.startswith("postgresql") else None
+    url = ledger_harness.db_url if ledger_harness.db_url.startswith("postgresql") else None
     async with audit_head_held(url) as head, anyio.create_task_group() as group:
         for tool, args in calls:
             group.start_soon(call, tool, args)
@@ -85,6 +76,6 @@ async def test_a_transfer_and_a_close_at_once_never_pass_the_limit_together(
         head.release()
 
     assert sorted(statuses.values()) == ["denied", "executed"], statuses
-    moved = sum(r["amount_minor"] for r in ledger.audit(principal="alice", event="executed"))
-    assert moved == 600_00 == ledger.balance(sink) + ledger.balance(payee)
-    assert ledger.ledger.check_invariants() == []
+    moved = sum(r["amount_minor"] for r in ledger_harness.audit(principal="alice", event="executed"))
+    assert moved == 600_00 == ledger_harness.balance(sink) + ledger_harness.balance(payee)
+    assert ledger_harness.ledger.check_invariants() == []

@@ -6,8 +6,6 @@ never signs a head over a tail it cannot vouch for; what the server acknowledged
 unchained, and `audit verify` names the tampering.
 """
 
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -17,18 +15,6 @@ from mcp_server.audit.sequencer import ChainRefused, Sequencer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.ledger.books import Ledger
 from mcp_server.storage.database import Database
-from tests.support import BACKENDS, postgres_schema
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "postgresql":
-        with postgres_schema("bankgate_heads") as url:
-            database = Database.open(url)
-            yield database
-            database.close()
-    else:
-        yield Database.open(f"sqlite:///{tmp_path / 'ledger.db'}")
 
 
 @pytest.mark.parametrize(
@@ -45,20 +31,20 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     ],
     ids=["last-deleted", "all-deleted", "forged", "copied-past-the-chain"],
 )  # fmt: skip
-def test_a_tampered_head_stops_the_sequencer_and_is_named(db: Database, edit: str, says: str) -> None:
-    ledger = Ledger(db)
+def test_a_tampered_head_stops_the_sequencer_and_is_named(database: Database, edit: str, says: str) -> None:
+    ledger = Ledger(database)
     account = ledger.create_account("Ada").id
     writer = AuditWriter()
     for _ in range(2):  # two batches: two heads
         ledger.deposit(account, "5")
-        Sequencer(db, writer).chain()
-    db.run(lambda conn: conn.execute(text(edit)))
+        Sequencer(database, writer).chain()
+    database.run(lambda conn: conn.execute(text(edit)))
 
     ledger.deposit(account, "7")  # acknowledged meanwhile
     with pytest.raises(ChainRefused):
-        Sequencer(db, writer).chain()  # a fresh process's sequencer: nothing of the last head in memory
+        Sequencer(database, writer).chain()  # a fresh process's sequencer: nothing of the last head in memory
 
-    verification = audit_log.verify(db)
+    verification = audit_log.verify(database)
     assert verification.records == 2 and verification.pending == 1, "the new record is kept, not chained"
     assert any(says in str(finding) for finding in verification.findings), verification.findings
     assert ledger.balance(account).balance_minor == 17_00

@@ -6,10 +6,7 @@ with `rid`s that sort before every real one, must not keep the records the serve
 being chained: they are chained past the forgeries, which stay unchained and named.
 """
 
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
 from mcp_server.audit import reader as audit_log
@@ -17,22 +14,10 @@ from mcp_server.audit.sequencer import BATCH_LIMIT, Sequencer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.ledger.books import Ledger
 from mcp_server.storage.database import Database
-from tests.support import BACKENDS, postgres_schema
 
 
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "postgresql":
-        with postgres_schema("bankgate_seq_stall") as url:
-            database = Database.open(url)
-            yield database
-            database.close()
-    else:
-        yield Database.open(f"sqlite:///{tmp_path / 'ledger.db'}")
-
-
-def test_a_batch_of_forged_records_sorting_first_does_not_stall_the_chain(db: Database) -> None:
-    ledger = Ledger(db)
+def test_a_batch_of_forged_records_sorting_first_does_not_stall_the_chain(database: Database) -> None:
+    ledger = Ledger(database)
     account = ledger.create_account("Ada").id
     forged = [
         {"rid": f"0000000000000000-forged-{n:06d}", "at": "2026-01-01T00:00:00.000000Z", "event": "executed",
@@ -42,14 +27,14 @@ def test_a_batch_of_forged_records_sorting_first_does_not_stall_the_chain(db: Da
     ]  # fmt: skip
     columns = ", ".join(forged[0])
     insert = text(f"INSERT INTO audit_log ({columns}) VALUES (:{', :'.join(forged[0])})")
-    db.run(lambda conn: conn.execute(insert, forged))
+    database.run(lambda conn: conn.execute(insert, forged))
     ledger.deposit(account, "5")  # acknowledged: its record must be chained
 
-    sequencer = Sequencer(db, AuditWriter())
+    sequencer = Sequencer(database, AuditWriter())
     sequencer.chain()
 
     unchained = "SELECT rid FROM audit_log WHERE seq IS NULL AND rid NOT LIKE '0000000000000000-forged-%'"
-    assert db.read(lambda conn: conn.execute(text(unchained)).all()) == [], "every real record is chained"
-    verification = audit_log.verify(db)
+    assert database.read(lambda conn: conn.execute(text(unchained)).all()) == [], "every real record is chained"
+    verification = audit_log.verify(database)
     assert verification.records == 1 and verification.pending == BATCH_LIMIT + 1
     assert all("forged" in str(finding) for finding in verification.findings)
