@@ -107,6 +107,13 @@ _LEDGER_SCHEMA = text(
 
 _UNAVAILABLE = "The ledger database is unavailable right now; please try again shortly."
 _BUSY = "The ledger is too busy to complete this right now; please try again shortly."
+_UNKNOWN = (
+    "The ledger database stopped answering while this was being committed, so whether it took effect is not "
+    "known yet; check before repeating it. Retrying with the same idempotency key is safe: it answers with what "
+    "happened."
+)
+"""A connection lost once the COMMIT was sent: the database may have committed, so "try again" would invite a
+second movement from a caller without a key."""
 
 
 def default_database_url() -> str:
@@ -269,6 +276,7 @@ class Database:
     ) -> T:
         deadline = time.monotonic() + _RETRY_DEADLINE_S
         for attempt in range(1, _MAX_ATTEMPTS + 1):
+            committing = False
             try:
                 with self._turn(write, wait), self._connection(wait) as conn:
                     if self._dialect == "postgresql":
@@ -278,6 +286,7 @@ class Database:
                             if not durable:
                                 _POSTGRES_RELAXED.send(conn)
                             result = work(conn)
+                            committing = True
                             commit(conn, transaction)
                             return result
                     with _relaxed(conn, not durable), conn.begin():
@@ -290,7 +299,8 @@ class Database:
                         self._prompt_failed(exc)
                     if isinstance(exc, OperationalError) or exc.connection_invalidated:
                         _log.warning("ledger database unavailable", exc_info=True)
-                        raise LedgerError(ErrorCode.DATABASE_UNAVAILABLE, _UNAVAILABLE) from exc
+                        message = _UNKNOWN if committing else _UNAVAILABLE
+                        raise LedgerError(ErrorCode.DATABASE_UNAVAILABLE, message) from exc
                     raise
                 if not wait:
                     raise WouldWait from exc

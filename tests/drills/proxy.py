@@ -3,7 +3,9 @@
 `cut("reset")` is a stopped database: every open connection is reset and new ones are
 closed at once. `cut("blackhole")` is an unreachable one: connections stay open but
 nothing is forwarded either way, and new connections are accepted and never answered.
-The shared PostgreSQL service itself is never touched.
+`cut_after(marker)` is a connection lost at the worst moment: the next message a client sends
+containing `marker` (say, a COMMIT) reaches the database, its answer never comes back, and then
+every connection is reset. The shared PostgreSQL service itself is never touched.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._closed = threading.Event()
+        self._marker: bytes | None = None
+        self._settle = 0.5
+        self._swallowing = False
         self.accepted = 0
         self._thread = threading.Thread(target=self._accept_loop, name="tcp-proxy", daemon=True)
         self._thread.start()
@@ -41,12 +46,17 @@ class TcpProxy:
             if how == "reset":
                 self._drop_all()
 
+    def cut_after(self, marker: bytes, settle: float = 0.5) -> None:
+        """Arm the cut: once `marker` went to the database, drop its answers, and `settle` seconds later
+        (time for it to act on what it received) reset every connection."""
+        self._marker, self._settle = marker, settle
+
     def restore(self) -> None:
         """Forward new connections again; connections cut off while blackholed are reset."""
         with self._lock:
             if self._mode == "blackhole":
                 self._drop_all()
-            self._mode = "forward"
+            self._mode, self._swallowing = "forward", False
 
     def close(self) -> None:
         self._closed.set()
@@ -87,10 +97,10 @@ class TcpProxy:
             upstream.settimeout(None)
             with self._lock:
                 self._sockets.add(upstream)
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            for source, sink, outbound in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(source, sink, outbound), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, outbound: bool) -> None:
         try:
             while True:
                 data = source.recv(65536)
@@ -101,7 +111,12 @@ class TcpProxy:
                         return
                 if self._mode != "forward":
                     break
+                if not outbound and self._swallowing:
+                    continue  # the database's answer to the marked message is lost
                 sink.sendall(data)
+                if outbound and self._marker is not None and self._marker in data:
+                    self._marker, self._swallowing = None, True
+                    threading.Timer(self._settle, self.cut).start()
         except OSError:
             pass
         with self._lock:

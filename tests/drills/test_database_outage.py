@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from policy.testing import ScriptedResponder, approve
 from tests.drills.proxy import TcpProxy
 from tests.drills.support import Books, ServerProcess, connect, record, running
-from tests.support import APPROVE, answer, first_round, outcome
+from tests.support import APPROVE, answer, first_round, keyed, outcome
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -192,3 +192,36 @@ async def test_a_silent_database_gets_a_clear_error_in_bounded_time(
         recovery_seconds=round(recovery, 2),
         restarts=0,
     )
+
+
+async def test_a_connection_lost_at_commit_claims_no_outcome_and_a_keyed_retry_finds_it(
+    postgres_url: str, proxied: tuple[TcpProxy, str], tmp_path: Path
+) -> None:
+    """Once a bug: the settlement's COMMIT reached the database and the connection died before its answer;
+    the caller was told the database was unavailable and to try again, although the money had moved, so a
+    retry without the key would have moved it twice. Now the reply says the outcome is unknown, and the
+    retry under the same key answers with what happened, once."""
+    proxy, through_proxy = proxied
+    books = Books(postgres_url)
+    source, target = books.open_accounts(2, "100.00")
+    args = {"from_account": source, "to_account": target, "amount": "10.00", "memo": "lost-commit"}
+    server = ServerProcess(through_proxy, tmp_path)
+    with running(server):
+        async with connect(server.url) as client:
+            pending = await first_round(client, "transfer_funds", args, meta=keyed("lost-commit-1"))
+            await anyio.sleep(1.0)  # the question's record chained: the next COMMIT sent is the settlement's
+            proxy.cut_after(b"COMMIT\x00")  # the statement itself, not READ COMMITTED
+            key = keyed("lost-commit-1")
+            lost = outcome(await answer(client, "transfer_funds", args, pending.request_state, APPROVE, meta=key))
+            proxy.restore()
+            wait_ready(server, RECOVERY_BOUND)
+            retried = outcome(await client.call_tool("transfer_funds", args, meta=keyed("lost-commit-1")))
+
+    assert lost["status"] == "failed" and lost["error"]["code"] == UNAVAILABLE, lost
+    message = lost["error"]["message"]
+    assert "not known" in message and "same idempotency key" in message, message
+    assert retried["status"] == "executed", retried
+    assert books.memo_counts("lost-commit") == {"lost-commit": 1}
+    assert books.balance(source) == 9000
+    books.assert_sound()
+    books.close()
