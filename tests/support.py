@@ -39,6 +39,17 @@ from policy.idempotency_key import IDEMPOTENCY_KEY_META
 # --- the machine -------------------------------------------------------------------------------
 
 
+def http_status(sock: socket.socket) -> int:
+    """The status code of the HTTP answer on `sock` (0 if the server closed without one)."""
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return 0
+        data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
 def free_port() -> int:
     """A loopback port nobody listens on right now (for a server the test starts next)."""
     with socket.socket() as sock:

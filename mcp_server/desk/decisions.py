@@ -1,7 +1,7 @@
 """Decisions at the desk: the challenge for one, recording it exactly once, and reading it back.
 
-Phase-2 interface: the gate reads the row `decision_for` reads (`SqlGateTx.desk_decision`) inside
-the transaction that settles approval `ref` (after locking it) and, if a `DeskDecision` is there,
+Phase-2 interface: the gate reads the row `decision_for` reads (both with `gate_store.DESK_DECISION`)
+inside the transaction that settles approval `ref` (after locking it) and, if a `DeskDecision` is there,
 settles the approval with its verdict (a form's later yes does not undo its rejection), having checked
 `decision.binding == approval.binding` and `decision.question_sha256 == question_sha256(approval.question)`.
 The desk never executes anything and never changes the `approvals` row.
@@ -22,6 +22,7 @@ from mcp_server.desk.linking import VERDICTS, ChallengeInputs, question_sha256
 from mcp_server.desk.passkeys import authentication_options, check_assertion, credential, update_sign_count
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.tokens import new_token
+from mcp_server.storage.gate_store import DESK_DECISION
 from policy.canonical import canonical_json
 from policy.question import requested_confirmation
 from policy.store import Approval, AuditEntry
@@ -51,14 +52,9 @@ class DeskDecision:
         return self.verdict == "approved"
 
 
-_DECISION = (
-    "SELECT approval_ref, approver, verdict, note, decided_at, binding, question_sha256 FROM desk_decisions WHERE "
-)
-
-
 def decision_for(conn: Connection, ref: str) -> DeskDecision | None:
     """The desk's decision on approval `ref`, if an approver has signed one."""
-    row = conn.execute(text(_DECISION + "approval_ref = :r"), {"r": ref}).first()
+    row = DESK_DECISION.one(conn, {"v": ref})
     return None if row is None else DeskDecision(row[0], row[1], row[2], row[3], float(row[4]), row[5], row[6])
 
 

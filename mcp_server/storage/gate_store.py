@@ -61,9 +61,12 @@ _SETTLE_APPROVAL = Statement(
 _MOVED_SINCE = Statement(
     "SELECT COALESCE(SUM(amount_minor), 0) FROM audit_log WHERE principal = :principal AND at >= :since"
 )
-_DESK_DECISION = Statement(
-    "SELECT approver, verdict, note, decided_at, binding, question_sha256 FROM desk_decisions WHERE approval_ref = :v"
+DESK_DECISION = Statement(
+    "SELECT approval_ref, approver, verdict, note, decided_at, binding, question_sha256 FROM desk_decisions "
+    "WHERE approval_ref = :v"
 )
+"""The desk's decision on one approval: read here by the gate (prefetched with the approval's lock) and by
+the desk itself (`mcp_server.desk.decisions.decision_for`)."""
 _SAVEPOINT = Statement("SAVEPOINT effect")
 _ROLLBACK_TO_SAVEPOINT = Statement("ROLLBACK TO SAVEPOINT effect")
 
@@ -187,7 +190,7 @@ class SqlGateTx:
     def expect_approval(self, ref: str) -> None:
         # The desk's decision is read after the approval's lock, which the desk takes to record one.
         self._lock_by_ref.prefetch(self.conn, {"v": ref})
-        _DESK_DECISION.prefetch(self.conn, {"v": ref})
+        DESK_DECISION.prefetch(self.conn, {"v": ref})
 
     def approval_asked(self, asked_digest: str) -> Approval | None:
         return _approval(self._by_asked.one(self.conn, {"v": asked_digest}))
@@ -240,11 +243,10 @@ class SqlGateTx:
             raise RuntimeError(f"approval {approval.ref} was already settled")
 
     def desk_decision(self, ref: str) -> DeskSignoff | None:
-        """As `mcp_server.desk.decisions.decision_for` reads it, on the hot path's `Statement`."""
-        row = _DESK_DECISION.one(self.conn, {"v": ref})
+        row = DESK_DECISION.one(self.conn, {"v": ref})
         if row is None:
             return None
-        approver, verdict, note, decided_at, binding, question_sha256 = row
+        _, approver, verdict, note, decided_at, binding, question_sha256 = row
         return DeskSignoff(ref, approver, verdict == "approved", note, float(decided_at), binding, question_sha256)
 
     def take_turn(self, principal: str) -> None:

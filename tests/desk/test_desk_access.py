@@ -19,6 +19,7 @@ from mcp_server.desk.sessions import SESSION_COOKIE
 from mcp_server.desk.web import MAX_BODY
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.world import PORT, DeskBrowser, World, browser
+from tests.support import http_status
 
 pytestmark = pytest.mark.anyio
 
@@ -189,16 +190,6 @@ def served_desk(world: World) -> Iterator[int]:
     served.stop()
 
 
-def status_of(sock: socket.socket) -> int:
-    data = b""
-    while b"\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            return 0
-        data += chunk
-    return int(data.split(b" ", 2)[1])
-
-
 def head(port: int, extra: str) -> bytes:
     return (
         f"POST /desk/signin/options HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: http://localhost:{port}\r\n"
@@ -210,7 +201,7 @@ def test_a_body_declared_too_large_is_refused_unread(served_desk: int) -> None:
     port = served_desk
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(head(port, f"Content-Length: {1 << 30}\r\n") + b"{" + b" " * 1000)
-        assert status_of(sock) == 413
+        assert http_status(sock) == 413
 
 
 def test_a_chunked_body_is_cut_off_at_the_limit(served_desk: int) -> None:
@@ -221,7 +212,7 @@ def test_a_chunked_body_is_cut_off_at_the_limit(served_desk: int) -> None:
         chunk = b" " * 8192
         for _ in range(MAX_BODY // len(chunk) + 4):  # past the limit, and never the final chunk
             sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-        assert status_of(sock) == 413
+        assert http_status(sock) == 413
 
 
 @pytest.mark.parametrize("body", [b"[" * 20_000, b'{"a":' * 10_000], ids=["arrays", "objects"])
@@ -230,7 +221,7 @@ def test_a_body_nested_too_deep_is_a_clear_refusal(served_desk: int, body: bytes
     port = served_desk
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(head(port, f"Content-Length: {len(body)}\r\n") + body)
-        status = status_of(sock)
+        status = http_status(sock)
     assert 400 <= status < 500, status
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from policy.testing import ScriptedResponder, approve, reject, silence
 from tests.drills.support import Books, ServerProcess, connect, record, running, scaled
-from tests.support import TOKENS, keyed, outcome
+from tests.support import TOKENS, http_status, keyed, outcome
 
 pytestmark = pytest.mark.anyio
 
@@ -91,13 +91,7 @@ def raw_exchange(port: int, payload: bytes, timeout: float = 10.0) -> int:
     """Send raw bytes, return the HTTP status of the answer (0 if the server just closed)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(payload)
-        data = b""
-        while b"\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                return 0
-            data += chunk
-    return int(data.split(b" ", 2)[1])
+        return http_status(sock)
 
 
 def request_bytes(port: int, body: bytes, extra: str = "", content_type: str = "application/json") -> bytes:
