@@ -33,7 +33,7 @@ def consume(conn: Connection, nonce: object, purpose: str) -> Row[Any]:
     if row is None or row.purpose != purpose:
         raise DeskRefusal("unknown_challenge", "This signature answers no challenge the desk issued here.", 403)
     if row.used_at is not None:
-        raise DeskRefusal("challenge_used", "This challenge was already used; a signature counts once.", 409)
+        raise _used()
     if float(row.expires_at) <= time.time():
         raise DeskRefusal("challenge_expired", "The challenge expired before it was signed; try again.", 409)
     # Used only if still unused: two requests that both read it unused (PostgreSQL, READ COMMITTED) cannot both use it.
@@ -42,5 +42,9 @@ def consume(conn: Connection, nonce: object, purpose: str) -> Row[Any]:
         {"n": nonce, "t": time.time()},
     ).rowcount
     if used != 1:
-        raise DeskRefusal("challenge_used", "This challenge was already used; a signature counts once.", 409)
+        raise _used()
     return row
+
+
+def _used() -> DeskRefusal:
+    return DeskRefusal("challenge_used", "This challenge was already used; a signature counts once.", 409)
