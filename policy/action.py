@@ -107,8 +107,10 @@ class Action(Protocol):
     def inspect(self, tx: GateTx[Any], call: Call) -> Inspection:
         """Check the call could run now (reading `tx.ledger`) and describe it (raises `Refusal` if not)."""
 
-    def execute(self, tx: GateTx[Any], call: Call, inspection: Inspection) -> Done:
+    def execute(self, tx: GateTx[Any], call: Call, inspection: Inspection, approval_ref: str | None) -> Done:
         """Perform the effect through `tx.ledger`, right after `inspection` was taken in the same transaction.
 
         The ledger re-checks balances and statuses on the rows it changes (raises `Refusal`).
+        `approval_ref`: the approval this execution settles (`None` for a call the policy allowed); a ledger
+        records it with the movement, so one approval never moves money twice, whatever its row says.
         """

@@ -171,7 +171,7 @@ class Gate:
             decision = self.policy.decide(self.facts(tx, call, inspection))
             if decision.outcome is not Outcome.ALLOW:
                 return None
-            done = action.execute(tx, call, inspection)
+            done = action.execute(tx, call, inspection, None)
         except Refusal as refusal:
             return GateResult.refused(refusal)
         return worded(self.policy, call, decision, GateResult(Status.EXECUTED, done.summary, details=done.details))

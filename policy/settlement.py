@@ -98,11 +98,14 @@ class Settlement:
         )  # fmt: skip
         return result
 
-    def execute(self, tx: GateTx[Any], action: Action, call: Call, inspection: Inspection) -> GateResult:
-        """Run the effect; a refusal rolls back whatever it wrote and becomes the result."""
+    def execute(
+        self, tx: GateTx[Any], action: Action, call: Call, inspection: Inspection, approval_ref: str | None = None
+    ) -> GateResult:
+        """Run the effect (settling `approval_ref`, if any); a refusal rolls back whatever it wrote and
+        becomes the result."""
         try:
             with tx.savepoint():
-                done = action.execute(tx, call, inspection)
+                done = action.execute(tx, call, inspection, approval_ref)
         except Refusal as refusal:
             return GateResult.refused(refusal)
         return GateResult(Status.EXECUTED, done.summary, details=done.details)
@@ -188,7 +191,7 @@ class Settlement:
             return GateResult.refused(changed), 0, decision
         if decision.outcome is Outcome.DENY:
             return denied(call, decision.reason), 0, decision
-        result = self.execute(tx, action, call, inspection)
+        result = self.execute(tx, action, call, inspection, approval.ref)
         return result, inspection.amount_minor if result.status is Status.EXECUTED else 0, decision
 
 

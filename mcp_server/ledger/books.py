@@ -96,8 +96,8 @@ _INSERT_ACCOUNT = Statement(
 )
 _CLOSE_ACCOUNT = Statement("UPDATE accounts SET status = 'closed', closed_at = :closed_at WHERE id = :id")
 _INSERT_TRANSACTION = Statement(
-    "INSERT INTO transactions (id, kind, memo, created_at, idempotency_key)"
-    " VALUES (:id, :kind, :memo, :created_at, :key)"
+    "INSERT INTO transactions (id, kind, memo, created_at, idempotency_key, approval_ref)"
+    " VALUES (:id, :kind, :memo, :created_at, :key, :approval_ref)"
 )
 _INSERT_ENTRIES = Statement(
     "INSERT INTO entries (id, transaction_id, account_id, amount_minor)"
@@ -328,12 +328,15 @@ class Ledger:
         amount_minor: int,
         memo: str | None = None,
         request_key: str | None = None,
+        approval_ref: str | None = None,
     ) -> TransferReceipt:
         """Write a transfer that `plan_transfer_in(lock=True)` checked in this transaction, on the rows it
         locked and read: no second lock, no second plan. `request_key` (the gate's caller-scoped idempotency
         key, taken as is) goes in `transactions.idempotency_key`, whose UNIQUE refuses a second movement
-        should the key's stored outcome be gone."""
-        return self._post_transfer(conn, debit, credit, amount_minor, memo, request_key)
+        should the key's stored outcome be gone; `approval_ref` (the approval this settles) goes in
+        `transactions.approval_ref`, whose unique index refuses a second movement should the approval's
+        row be set back to pending."""
+        return self._post_transfer(conn, debit, credit, amount_minor, memo, request_key, approval_ref)
 
     def plan_close_in(
         self,
@@ -352,11 +355,17 @@ class Ledger:
         return ClosePlan(account.public(), destination.public() if destination is not None else None, held)
 
     def post_close_in(
-        self, conn: Connection, account: Side, destination: Side | None, request_key: str | None = None
+        self,
+        conn: Connection,
+        account: Side,
+        destination: Side | None,
+        request_key: str | None = None,
+        approval_ref: str | None = None,
     ) -> CloseReceipt:
         """Close an account that `plan_close_in(lock=True)` checked in this transaction, on the rows it
-        locked and read: no second lock, no second plan. `request_key`: as for `post_transfer_in`."""
-        return self._post_close(conn, account, destination, request_key)
+        locked and read: no second lock, no second plan. `request_key`, `approval_ref`: as for
+        `post_transfer_in` (a close that sweeps nothing posts nothing; a closed account cannot close again)."""
+        return self._post_close(conn, account, destination, request_key, approval_ref)
 
     def close_in(
         self,
@@ -494,9 +503,16 @@ class Ledger:
         return self._post_transfer(conn, debit, credit, amount, memo, key)
 
     def _post_transfer(
-        self, conn: Connection, debit: Side, credit: Side, amount: int, memo: str | None, key: str | None
+        self,
+        conn: Connection,
+        debit: Side,
+        credit: Side,
+        amount: int,
+        memo: str | None,
+        key: str | None,
+        approval_ref: str | None = None,
     ) -> TransferReceipt:
-        transaction_id, created_at = self._post(conn, "transfer", debit, credit, amount, memo, key)
+        transaction_id, created_at = self._post(conn, "transfer", debit, credit, amount, memo, key, approval_ref)
         return TransferReceipt(
             transaction_id=transaction_id,
             from_account=debit.id,
@@ -544,13 +560,20 @@ class Ledger:
         account, destination, _ = self._plan_close(conn, target, sweep)
         return self._post_close(conn, account, destination, key)
 
-    def _post_close(self, conn: Connection, account: Side, destination: Side | None, key: str | None) -> CloseReceipt:
+    def _post_close(
+        self,
+        conn: Connection,
+        account: Side,
+        destination: Side | None,
+        key: str | None,
+        approval_ref: str | None = None,
+    ) -> CloseReceipt:
         transaction_id = None
         closed_at = utc_now()
         if account.balance_minor:
             assert destination is not None, "a planned closure of a funded account has a sweep target"
             transaction_id, closed_at = self._post(
-                conn, "close_sweep", account, destination, account.balance_minor, "closing sweep", key
+                conn, "close_sweep", account, destination, account.balance_minor, "closing sweep", key, approval_ref
             )
         _CLOSE_ACCOUNT.send(conn, {"id": account.id, "closed_at": format_timestamp(closed_at)})
         return CloseReceipt(
@@ -650,6 +673,7 @@ class Ledger:
         amount: int,
         memo: str | None,
         key: str | None,
+        approval_ref: str | None = None,
     ) -> tuple[str, datetime]:
         """Write one balanced movement on already-locked, already-checked accounts."""
         transaction_id = "TX-" + secrets.token_hex(10)
@@ -662,6 +686,7 @@ class Ledger:
                 "memo": memo,
                 "created_at": format_timestamp(created_at),
                 "key": key,
+                "approval_ref": approval_ref,
             },
         )
         _INSERT_ENTRIES.send(

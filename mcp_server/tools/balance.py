@@ -71,7 +71,7 @@ class BalanceAction(LedgerAction):
             roles=held.roles,
         )
 
-    def execute(self, tx: GateTx[Connection], call: Call, inspection: Inspection) -> Done:
+    def execute(self, tx: GateTx[Connection], call: Call, inspection: Inspection, approval_ref: str | None) -> Done:
         account = inspection.accounts["account"]
         assert account is not None
         formatted = format_amount(account.balance_minor, account.currency)

@@ -100,13 +100,13 @@ class CloseAction(LedgerAction):
             bound={"account": who(account), "balance to sweep": balance, "sweep target": target},
         )
 
-    def execute(self, tx: GateTx[Connection], call: Call, inspection: Inspection) -> Done:
+    def execute(self, tx: GateTx[Connection], call: Call, inspection: Inspection, approval_ref: str | None) -> Done:
         args = call.arguments
         if tx.settles:  # `inspect` planned it in this transaction on the rows it locked
             account = inspection.accounts["account"]
             assert account is not None, "a closure's inspection has its account"
             receipt = self.ledger.post_close_in(
-                tx.ledger, account, inspection.accounts["sweep_to"], call.idempotency_key
+                tx.ledger, account, inspection.accounts["sweep_to"], call.idempotency_key, approval_ref
             )
         else:
             receipt = self.ledger.close_in(tx.ledger, args["account_id"], args["sweep_to"])

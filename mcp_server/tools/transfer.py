@@ -122,13 +122,13 @@ class TransferAction(LedgerAction):
             bound=bound,
         )
 
-    def execute(self, tx: GateTx[Connection], call: Call, inspection: Inspection) -> Done:
+    def execute(self, tx: GateTx[Connection], call: Call, inspection: Inspection, approval_ref: str | None) -> Done:
         args, amount = call.arguments, inspection.amount_minor
         if tx.settles:  # `inspect` planned it in this transaction on the rows it locked
             source, target = inspection.accounts["from_account"], inspection.accounts["to_account"]
             assert source is not None and target is not None, "a transfer's inspection has both accounts"
             receipt = self.ledger.post_transfer_in(
-                tx.ledger, source, target, amount, args["memo"], call.idempotency_key
+                tx.ledger, source, target, amount, args["memo"], call.idempotency_key, approval_ref
             )
         else:
             receipt = self.ledger.transfer_in(tx.ledger, args["from_account"], args["to_account"], amount, args["memo"])

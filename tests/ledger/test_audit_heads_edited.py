@@ -6,7 +6,6 @@ never signs a head over a tail it cannot vouch for; what the server acknowledged
 unchained, and `audit verify` names the tampering.
 """
 
-
 import pytest
 from sqlalchemy import text
 

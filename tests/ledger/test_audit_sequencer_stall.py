@@ -6,7 +6,6 @@ with `rid`s that sort before every real one, must not keep the records the serve
 being chained: they are chained past the forgeries, which stay unchained and named.
 """
 
-
 from sqlalchemy import text
 
 from mcp_server.audit import reader as audit_log

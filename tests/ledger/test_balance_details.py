@@ -12,7 +12,7 @@ def test_details_are_the_balance_fields_and_validate(ledger: Ledger) -> None:
     standard_book(ledger)
     action = BalanceAction(ledger, load_policy())
     call = Call("get_account_balance", {"account_id": "ACC-004"}, "staff", roles=("operator",))
-    done = SqlGateStore(ledger.db).transaction(lambda tx: action.execute(tx, call, action.inspect(tx, call)))
+    done = SqlGateStore(ledger.db).transaction(lambda tx: action.execute(tx, call, action.inspect(tx, call), None))
     assert tuple(done.details) == BALANCE_FIELDS
     assert done.details == {
         "account_id": "ACC-004",

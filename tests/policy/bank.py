@@ -66,7 +66,7 @@ class Balance(InMemory):
         balance = tx.ledger.balance(call.arguments["account"])
         return Inspection((f"Balance of {call.arguments['account']}",), bound={"balance": str(balance)})
 
-    def execute(self, tx: GateTx[LedgerView], call: Call, inspection: Inspection) -> Done:
+    def execute(self, tx: GateTx[LedgerView], call: Call, inspection: Inspection, approval_ref: str | None) -> Done:
         balance = tx.ledger.balance(call.arguments["account"])
         return Done({"balance_minor": balance}, f"Balance: {balance}.")
 
@@ -93,7 +93,7 @@ class Transfer(InMemory):
         tx.ledger.balance(target)
         return Inspection((f"Move {amount} from {source} to {target}",), amount_minor=amount)
 
-    def execute(self, tx: GateTx[LedgerView], call: Call, inspection: Inspection) -> Done:
+    def execute(self, tx: GateTx[LedgerView], call: Call, inspection: Inspection, approval_ref: str | None) -> Done:
         source, target, amount = call.arguments["source"], call.arguments["target"], call.arguments["amount"]
         tx.ledger.set_balance(source, tx.ledger.balance(source) - amount)
         tx.ledger.set_balance(target, tx.ledger.balance(target) + amount)
@@ -116,7 +116,7 @@ class Sweep(InMemory):
         tx.ledger.balance(call.arguments["target"])
         return Inspection((f"Sweep {balance}",), amount_minor=balance, bound={"balance to sweep": str(balance)})
 
-    def execute(self, tx: GateTx[LedgerView], call: Call, inspection: Inspection) -> Done:
+    def execute(self, tx: GateTx[LedgerView], call: Call, inspection: Inspection, approval_ref: str | None) -> Done:
         source, target = call.arguments["source"], call.arguments["target"]
         tx.ledger.set_balance(target, tx.ledger.balance(target) + tx.ledger.balance(source))
         tx.ledger.set_balance(source, 0)
@@ -140,7 +140,7 @@ class Broken(InMemory):
         tx.ledger.balance(call.arguments["account"])
         return Inspection(("Break something",))
 
-    def execute(self, tx: GateTx[LedgerView], call: Call, inspection: Inspection) -> Done:
+    def execute(self, tx: GateTx[LedgerView], call: Call, inspection: Inspection, approval_ref: str | None) -> Done:
         tx.ledger.set_balance(call.arguments["account"], 0)
         raise self.failure()
 

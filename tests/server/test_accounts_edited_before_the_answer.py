@@ -5,7 +5,6 @@ that the same arguments would now move another currency, or pay someone else, th
 the approval is bound to what the question showed, as a close is bound to the balance it sweeps.
 """
 
-
 import pytest
 from sqlalchemy import text
 

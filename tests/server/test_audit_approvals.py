@@ -6,9 +6,9 @@ an approval to pending (to run it again), rewrites its status, or edits what it 
 settling record deleted before the sequencer chained it.
 """
 
-
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from mcp_server.audit.reader import verify
 from mcp_server.audit.sequencer import Sequencer
@@ -47,21 +47,37 @@ def findings(harness: Harness, *, chain: bool = True) -> list[str]:
     return [str(f) for f in verify(harness.db, sequencer=sequencer if chain else None).findings]
 
 
-def test_an_approval_reset_to_pending_and_run_again_is_named(ledger_harness: Harness) -> None:
+def test_an_approval_reset_to_pending_cannot_run_again_and_is_named(ledger_harness: Harness) -> None:
+    """The approval's row is the first line; the ledger's unique `transactions.approval_ref` the second."""
     gate = gate_on(ledger_harness)
     call, first = asked(ledger_harness, gate)
     assert gate.conclude(first, Verdict(VerdictKind.APPROVE)).status is Status.EXECUTED
     assert first.approval is not None
-    ref = first.approval.ref
+    ref, target = first.approval.ref, call.arguments["to_account"]
     assert findings(ledger_harness) == []
 
     edit(ledger_harness, RESET, ref)  # behind the server's back: the approval looks unanswered again
     replay = gate.open(call, human_reachable=True, asked=first.approval.asked_digest)
-    if replay.approval is not None:
+    assert replay.approval is not None and replay.approval.ref == ref, "the reset row offers the approval again"
+    with pytest.raises(IntegrityError):  # the settlement rolls back whole: `policy.mcp.round` answers a denial
         gate.conclude(replay, Verdict(VerdictKind.APPROVE))
 
+    assert ledger_harness.balance(target) == 2500, "the approval moved the money once"
+    assert ledger_harness.ledger.check_invariants() == []
     found = findings(ledger_harness)
-    assert any(ref in f and "settled 2 times" in f for f in found), found
+    assert any(ref in f and "is pending, but record" in f for f in found), found
+
+
+def test_each_approved_movement_names_its_approval(ledger_harness: Harness) -> None:
+    gate = gate_on(ledger_harness)
+    _, first = asked(ledger_harness, gate)
+    executed = gate.conclude(first, Verdict(VerdictKind.APPROVE))
+    assert executed.status is Status.EXECUTED and executed.details is not None and first.approval is not None
+    moved = {"id": executed.details["transaction_id"]}
+    named = ledger_harness.db.read(
+        lambda c: c.execute(text("SELECT approval_ref FROM transactions WHERE id = :id"), moved).scalar_one()
+    )
+    assert named == first.approval.ref
 
 
 @pytest.mark.parametrize(
