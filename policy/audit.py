@@ -56,8 +56,13 @@ CONTENT_FIELDS = (
     "note",
     "result_json",
     "amount_minor",
+    "currency",
 )
 """What a record says, as stored (JSON fields as their stored text)."""
+
+_OPTIONAL_FIELDS = frozenset({"currency"})
+"""Content added after records were first signed (`currency`, migration 0011): left out of a record's signed
+message and hash while NULL, so the records written before it verify as they were signed and chained."""
 
 CHAINED_FIELDS = ("seq", *CONTENT_FIELDS)
 """The columns a record's hash covers (and its `rid`, unless it is a legacy record)."""
@@ -72,8 +77,13 @@ def is_legacy(record: Mapping[str, Any]) -> bool:
     return rid is None or str(rid).startswith(LEGACY_PREFIX)
 
 
+def _said(record: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """`record`'s `fields`, without an optional one it leaves NULL."""
+    return {name: value for name in fields if (value := record.get(name)) is not None or name not in _OPTIONAL_FIELDS}
+
+
 def chain_hash(prev_hash: str, record: Mapping[str, Any]) -> str:
-    body = {name: record.get(name) for name in CHAINED_FIELDS}
+    body = _said(record, CHAINED_FIELDS)
     if not is_legacy(record):
         body["rid"] = record["rid"]
     return hashlib.sha256(f"{prev_hash}\n{canonical_json(body)}".encode()).hexdigest()
@@ -81,7 +91,7 @@ def chain_hash(prev_hash: str, record: Mapping[str, Any]) -> str:
 
 def record_message(record: Mapping[str, Any], key_id: str) -> bytes:
     """What a record signature covers: the record's id and content, never its chain position."""
-    body = {name: record.get(name) for name in CONTENT_FIELDS}
+    body = _said(record, CONTENT_FIELDS)
     return canonical_json({"purpose": _RECORD_PURPOSE, "rid": record.get("rid"), "key_id": key_id, **body}).encode()
 
 

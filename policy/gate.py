@@ -255,7 +255,7 @@ class Gate:
             return Opening(call, final=end(tx, call, decision, GateResult.refused(refusal), now))
         if decision.outcome is Outcome.ALLOW:
             result = self.settlement.execute(tx, action, call, inspection)
-            ended = end(tx, call, decision, result, now, reason=decision.reason, amount_minor=inspection.amount_minor)
+            ended = end(tx, call, decision, result, now, reason=decision.reason, ran=inspection)
             return Opening(call, final=ended)
         if decision.outcome is Outcome.DENY:
             return Opening(

@@ -48,10 +48,10 @@ class Settlement:
     ) -> GateResult:
         """Move a pending `approval` by `verdict` (see `approval_states`); a yes re-decides and runs
         the action, and that fresh decision is the one recorded."""
-        amount = 0
+        ran: Inspection | None = None
         decision: Decision | None = None
         if verdict.kind is VerdictKind.APPROVE:
-            result, amount, decision = self._run_approved(tx, action, call, approval, now, signed=verdict.signed)
+            result, ran, decision = self._run_approved(tx, action, call, approval, now, signed=verdict.signed)
             self.audit(
                 tx, call, decision, ApprovalState.APPROVED.value, now, approval=approval, note=verdict.note,
                 reason=verdict.detail if verdict.signed else "",
@@ -61,7 +61,7 @@ class Settlement:
             status = Status(ending(verdict.kind).value)
             reason = NO_HUMAN if verdict.kind is VerdictKind.UNDELIVERED else verdict.detail
             result = GateResult(status, decision_message(call.tool, status, reason))
-        return self.end(tx, call, decision, result, now, approval=approval, verdict=verdict, amount_minor=amount)
+        return self.end(tx, call, decision, result, now, approval=approval, verdict=verdict, ran=ran)
 
     def end(
         self,
@@ -74,12 +74,13 @@ class Settlement:
         approval: Approval | None = None,
         verdict: Verdict | None = None,
         reason: str | None = None,
-        amount_minor: int = 0,
+        ran: Inspection | None = None,
         remember: bool = True,
     ) -> GateResult:
         """The one place a call ends: the outcome settles the approval that was asked (so any round
         answering it finds this outcome), is stored under the call's idempotency key (unless the
-        key holds another request's outcome: `remember=False`), and is audited."""
+        key holds another request's outcome: `remember=False`), and is audited; `ran`: the inspection
+        the effect ran on, whose amount and currency an executed call's record states."""
         note = verdict.note if verdict else None
         detail = reason if reason is not None else (verdict.detail if verdict else "")
         if reason is None:
@@ -91,10 +92,10 @@ class Settlement:
             tx.settle_approval(replace(approval, status=result.status.value, note=note, outcome=result.as_json()))
         if remember and call.idempotency_key is not None:
             tx.remember(call.idempotency_key, call.request_digest, result.as_json())
-        executed = result.status is Status.EXECUTED
+        moved = ran if ran is not None and result.status is Status.EXECUTED else None
         self.audit(
             tx, call, decision, result.status.value, now, approval=approval, note=note, reason=reason,
-            result=result, amount_minor=amount_minor if executed else 0,
+            result=result, moved=moved,
         )  # fmt: skip
         return result
 
@@ -125,7 +126,11 @@ class Settlement:
             amount_minor=inspection.amount_minor,
             accounts=inspection.accounts,
             moved_today_minor=(
-                tx.moved_today_minor(call.principal, now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp())
+                tx.moved_today_minor(
+                    call.principal,
+                    now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp(),
+                    inspection.currency,
+                )
                 if "moved_today_minor" in self.policy.variables(call.tool)
                 else 0
             ),
@@ -144,8 +149,9 @@ class Settlement:
         reason: str = "",
         note: str | None = None,
         result: GateResult | None = None,
-        amount_minor: int = 0,
+        moved: Inspection | None = None,
     ) -> None:
+        """Append the record of `event`; `moved`: the inspection of the money it moved (its amount and currency)."""
         version = approval.policy_version if approval else self.policy.version
         if decision is not None:
             version = decision.policy_version
@@ -163,36 +169,36 @@ class Settlement:
                 question_sha256=approval.question_sha256 if approval else None,
                 note=note,
                 result=result.as_json() if result else None,
-                amount_minor=amount_minor,
+                amount_minor=moved.amount_minor if moved else 0,
+                currency=moved.currency if moved else None,
             )
         )
 
     def _run_approved(
         self, tx: GateTx[Any], action: Action, call: Call, approval: Approval, now: float, *, signed: bool
-    ) -> tuple[GateResult, int, Decision | None]:
+    ) -> tuple[GateResult, Inspection | None, Decision | None]:
         """Re-check everything inside the settling transaction, then run the effect.
 
-        Returns the result, the amount moved, and the decision taken now (none if the call
-        can no longer be inspected).
+        Returns the result, the inspection the effect ran on (none if it did not run), and the
+        decision taken now (none if the call can no longer be inspected).
         """
         try:
             inspection = action.inspect(tx, call)
             decision = self.policy.decide(self.facts(tx, call, inspection, now))
         except Refusal as refusal:
-            return GateResult.refused(refusal), 0, None
+            return GateResult.refused(refusal), None, None
         if decision.policy_version != approval.policy_version:
-            return denied(call, POLICY_CHANGED), 0, decision
+            return denied(call, POLICY_CHANGED), None, decision
         if decision.channel is Channel.DESK and not signed:
-            return denied(call, DESK_REQUIRED), 0, decision
+            return denied(call, DESK_REQUIRED), None, decision
         if decision.channel is Channel.FORM and signed:  # a form-only question continued at the desk (approval_ref)
-            return denied(call, FORM_REQUIRED), 0, decision
+            return denied(call, FORM_REQUIRED), None, decision
         changed = inspection.changed_since(approval.bound) or _unshown(approval, call)
         if changed is not None:
-            return GateResult.refused(changed), 0, decision
+            return GateResult.refused(changed), None, decision
         if decision.outcome is Outcome.DENY:
-            return denied(call, decision.reason), 0, decision
-        result = self.execute(tx, action, call, inspection, approval.ref)
-        return result, inspection.amount_minor if result.status is Status.EXECUTED else 0, decision
+            return denied(call, decision.reason), None, decision
+        return self.execute(tx, action, call, inspection, approval.ref), inspection, decision
 
 
 def _unshown(approval: Approval, call: Call) -> Refusal | None:

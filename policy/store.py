@@ -81,6 +81,8 @@ class AuditEntry:
     note: str | None = None
     result: Mapping[str, Any] | None = None
     amount_minor: int = 0
+    currency: str | None = None
+    """The currency of `amount_minor`, on a record that moved money (a daily total counts its own currency)."""
 
 
 class GateTx(Protocol[L_co]):
@@ -141,8 +143,9 @@ class GateTx(Protocol[L_co]):
         """Wait until no other write transaction of `principal` holds its turn, then hold it
         until this one ends: decisions on totals over the principal's calls do not interleave."""
 
-    def moved_today_minor(self, principal: str, since: float) -> int:
-        """Sum of executed transfer amounts by `principal` since the epoch time `since`."""
+    def moved_today_minor(self, principal: str, since: float, currency: str) -> int:
+        """Sum of the money `principal` moved in `currency` (transfers and sweeps executed) since the epoch
+        time `since`; a record from before amounts stated their currency counts in every currency."""
 
     def append_audit(self, entry: AuditEntry) -> None: ...
 

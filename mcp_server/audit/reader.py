@@ -279,8 +279,8 @@ def cross_check(
     records: Sequence[Mapping[str, Any]], posted: Mapping[str, Posted], heads: Sequence[SignedHead] = ()
 ) -> list[Finding]:
     """Every ledger transaction is named by exactly one executed or admin record that moved the same
-    amount, and every such record that moved money names a transaction the ledger holds (chained and
-    unchained records alike: each commits with its money)."""
+    amount (in the same currency, where the record states one), and every such record that moved money
+    names a transaction the ledger holds (chained and unchained records alike: each commits with its money)."""
     findings: list[Finding] = []
     claimed: dict[str, str] = {}
     for record in records:
@@ -303,6 +303,9 @@ def cross_check(
             elif ledger.amount_minor != amount:
                 findings.append(_finding(record, f"moved {amount} minor units but ledger transaction {tx} moves "
                                          f"{ledger.amount_minor} (edited)"))  # fmt: skip
+            elif record["currency"] is not None and record["currency"] != ledger.currency:
+                findings.append(_finding(record, f"moved {record['currency']} but ledger transaction {tx} moves "
+                                         f"{ledger.currency} (edited)"))  # fmt: skip
     # A posting without a record may be an old ledger's only if dated before the first signature (a version
     # that signs records every posting) and nothing was adopted yet; otherwise it can only be a forgery.
     signed = [str(r["at"]) for r in records if not is_legacy(r)] + [head.at for head in heads]

@@ -128,4 +128,5 @@ def _audit_record(rid: str, entry: AuditEntry) -> dict[str, Any]:
         "note": entry.note,
         "result_json": canonical_json(entry.result) if entry.result is not None else None,
         "amount_minor": entry.amount_minor,
+        "currency": entry.currency,
     }

@@ -59,8 +59,10 @@ _SETTLE_APPROVAL = Statement(
     "note = :note, outcome_json = :outcome WHERE ref = :ref AND status = 'pending'"
 )
 _MOVED_SINCE = Statement(
-    "SELECT COALESCE(SUM(amount_minor), 0) FROM audit_log WHERE principal = :principal AND at >= :since"
+    "SELECT COALESCE(SUM(amount_minor), 0) FROM audit_log WHERE principal = :principal AND at >= :since "
+    "AND (currency = :currency OR currency IS NULL)"
 )
+"""A record without a currency is from before migration 0011 (or moved nothing): counted in every currency."""
 DESK_DECISION = Statement(
     "SELECT approval_ref, approver, verdict, note, decided_at, binding, question_sha256 FROM desk_decisions "
     "WHERE approval_ref = :v"
@@ -252,9 +254,9 @@ class SqlGateTx:
     def take_turn(self, principal: str) -> None:
         take_turn(self.conn, Space.PRINCIPAL, principal)
 
-    def moved_today_minor(self, principal: str, since: float) -> int:
+    def moved_today_minor(self, principal: str, since: float, currency: str) -> int:
         since_text = format_timestamp(datetime.fromtimestamp(since, UTC))
-        row = _MOVED_SINCE.one(self.conn, {"principal": principal, "since": since_text})
+        row = _MOVED_SINCE.one(self.conn, {"principal": principal, "since": since_text, "currency": currency})
         return int(row[0]) if row else 0
 
     def append_audit(self, entry: AuditEntry) -> None:

@@ -214,8 +214,12 @@ class MemoryTx:
         if self.write:
             self._hold(f"principal:{principal}")
 
-    def moved_today_minor(self, principal: str, since: float) -> int:
-        return sum(e.amount_minor for e in self.store.audit if e.principal == principal and e.at >= since)
+    def moved_today_minor(self, principal: str, since: float, currency: str) -> int:
+        return sum(
+            e.amount_minor
+            for e in self.store.audit
+            if e.principal == principal and e.at >= since and e.currency in (currency, None)
+        )
 
     def append_audit(self, entry: AuditEntry) -> None:
         self._audit.append(entry)

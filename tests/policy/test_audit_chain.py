@@ -64,6 +64,20 @@ def test_a_record_signature_covers_its_id_and_content_but_not_its_position(field
                                                      "key_id": "0" * 16}[field]})  # fmt: skip
 
 
+def test_a_records_currency_is_signed_and_chained_when_set_and_absent_from_older_records() -> None:
+    """Records from before migration 0011 (no currency) keep the message and hash they were given."""
+    record = chain(1, {1})[0][0]
+    assert record.get("currency") is None and KEYS.verify_record({**record, "currency": None})
+    assert chain_hash(GENESIS, record) == chain_hash(GENESIS, {**record, "currency": None})
+    stated = {**record, "currency": "EUR"}
+    stated["signature"] = SIGNER.sign_record(stated)
+    assert KEYS.verify_record(stated)
+    assert not KEYS.verify_record({**stated, "currency": "USD"}) and not KEYS.verify_record(
+        {**stated, "currency": None}
+    )
+    assert chain_hash(GENESIS, stated) != chain_hash(GENESIS, record)
+
+
 def test_an_unchained_record_must_carry_its_own_valid_signature() -> None:
     records, heads = chain(2, {2})
     good = {**records[0], "rid": "r3", "seq": None, "prev_hash": None, "hash": None}

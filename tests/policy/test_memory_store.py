@@ -116,15 +116,33 @@ def test_a_read_transaction_writes_nothing() -> None:
 
 def test_audit_entries_count_toward_totals_once_committed() -> None:
     store = MemoryGateStore()
-    entry = AuditEntry(10.0, "executed", "alice", "transfer", {}, "v1", amount_minor=700)
+    entry = AuditEntry(10.0, "executed", "alice", "transfer", {}, "v1", amount_minor=700, currency="EUR")
 
     def work(tx: MemoryTx) -> int:
         tx.append_audit(entry)
-        return tx.moved_today_minor("alice", 0.0)
+        return tx.moved_today_minor("alice", 0.0, "EUR")
 
     assert store.transaction(work) == 0
-    assert store.transaction(lambda tx: tx.moved_today_minor("alice", 0.0), write=False) == 700
-    assert store.transaction(lambda tx: tx.moved_today_minor("alice", 11.0), write=False) == 0
+    assert store.transaction(lambda tx: tx.moved_today_minor("alice", 0.0, "EUR"), write=False) == 700
+    assert store.transaction(lambda tx: tx.moved_today_minor("alice", 11.0, "EUR"), write=False) == 0
+
+
+def test_totals_count_their_own_currency_and_records_without_one_in_every_currency() -> None:
+    store = MemoryGateStore()
+
+    def work(tx: MemoryTx) -> None:
+        tx.append_audit(AuditEntry(10.0, "executed", "alice", "transfer", {}, "v1", amount_minor=700, currency="EUR"))
+        tx.append_audit(
+            AuditEntry(10.0, "executed", "alice", "transfer", {}, "v1", amount_minor=90_000, currency="JPY")
+        )
+        tx.append_audit(AuditEntry(10.0, "executed", "alice", "transfer", {}, "v1", amount_minor=5))  # before 0011
+
+    store.transaction(work)
+
+    def totals(tx: MemoryTx) -> dict[str, int]:
+        return {currency: tx.moved_today_minor("alice", 0.0, currency) for currency in ("EUR", "JPY", "USD")}
+
+    assert store.transaction(totals, write=False) == {"EUR": 705, "JPY": 90_005, "USD": 5}
 
 
 def test_run_does_blocking_work_off_the_event_loop() -> None:

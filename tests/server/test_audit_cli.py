@@ -131,12 +131,13 @@ async def test_truncating_the_tail_and_moving_the_head_is_detected(
     [
         (["UPDATE audit_log SET note = 'changed' WHERE seq = 3"], "record 3: content does not match its hash (edited)"),
         (["UPDATE audit_log SET amount_minor = 1 WHERE seq = 4"], "record 4: content does not match its hash (edited)"),
+        (["UPDATE audit_log SET currency = NULL WHERE seq = 4"], "record 4: content does not match its hash (edited)"),
         (["DELETE FROM audit_log WHERE seq = 3"], "record 4: sequence jumps from 2 to 4"),
         (
             [
                 "INSERT INTO audit_log SELECT 'copy-' || rid, seq + 100, at, event, principal, tool, arguments_json, "
                 "policy_version, matched_rules_json, reason, approval_ref, question_sha256, note, result_json, "
-                "amount_minor, prev_hash, hash, key_id, signature FROM audit_log WHERE seq = 2"
+                "amount_minor, prev_hash, hash, key_id, signature, currency FROM audit_log WHERE seq = 2"
             ],
             "record 102: sequence jumps from 6 to 102",
         ),
@@ -159,6 +160,7 @@ async def test_truncating_the_tail_and_moving_the_head_is_detected(
     ids=[
         "edit-note",
         "edit-amount",
+        "clear-currency",
         "delete-middle",
         "insert",
         "reorder",
@@ -175,6 +177,20 @@ async def test_an_edited_inserted_deleted_or_reordered_record_is_named(
     tamper(audited, *statements)
     code, out = verify(audited, capsys)
     assert code == 1 and "audit chain BROKEN" in out and says in out
+
+
+async def test_a_transfer_whose_accounts_changed_currency_is_named(
+    audited: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The record states the currency it moved; the ledger's accounts, edited to another, no longer agree."""
+    transaction = executed_transaction(audited)
+    tamper(
+        audited,
+        "UPDATE accounts SET currency = 'EUR' WHERE id IN "
+        f"(SELECT account_id FROM entries WHERE transaction_id = '{transaction}')",
+    )
+    code, out = verify(audited, capsys)
+    assert code == 1 and f"moved USD but ledger transaction {transaction} moves EUR (edited)" in out
 
 
 async def test_a_ledger_transaction_without_an_executed_record_is_named(
