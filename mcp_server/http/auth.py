@@ -12,6 +12,7 @@ from mcp.server.auth.routes import build_resource_metadata_url, create_protected
 from pydantic import AnyHttpUrl
 from starlette.routing import Route
 
+from mcp_server.ledger.books import ADMIN_PRINCIPAL
 from mcp_server.ledger.entitlements import ROLES
 from mcp_server.settings import LOOPBACK_HOSTS, Settings
 
@@ -109,6 +110,7 @@ def token_verifier(
             jwks_file=settings.oauth_jwks_file,
             principal_claim=settings.oauth_principal_claim,
             role_scopes=parse_role_scopes(settings.oauth_role_scopes, ROLES),
+            reserved=frozenset({*tokens, settings.principal, ADMIN_PRINCIPAL}),
         )
     )
     # The issuer as a string: the metadata model validates it keeping its exact spelling (RFC 8414

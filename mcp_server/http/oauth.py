@@ -35,6 +35,10 @@ class OAuthConfig:
     principal_claim: str = "sub"
     role_scopes: Mapping[str, str] = field(default_factory=dict)
     """role -> the scope that carries it (`parse_role_scopes`)."""
+    reserved: frozenset[str] = frozenset()
+    """Principal names other credentials hold (static tokens, the local principal, the ledger's administrator).
+    Entitlements and daily totals belong to a name, so a token naming one of these is refused: an issuer's user
+    (whose `preferred_username`, say, they may choose) never acts with another caller's grants."""
 
 
 class RoleToken(AccessToken):
@@ -92,6 +96,9 @@ class JwtTokenVerifier:
         principal = claims.get(self._config.principal_claim)
         if not isinstance(principal, str) or not principal:
             log.info("bearer token refused: claim %r is not a non-empty string", self._config.principal_claim)
+            return None
+        if principal in self._config.reserved:
+            log.warning("bearer token refused: its principal %r is another credential's", principal)
             return None
         scopes = _scopes(claims)
         return RoleToken(

@@ -35,7 +35,7 @@ class Issuer:
     def token(self, audience: str, algorithm: str = "RS256", **claims: Any) -> str:
         """A token for `audience`; `claims` override the defaults (a None value removes a claim)."""
         now = int(time.time())
-        body = {"iss": ISSUER, "aud": audience, "sub": "alice", "iat": now, "exp": now + 300, "scope": "bankgate"}
+        body = {"iss": ISSUER, "aud": audience, "sub": "oidc-user", "iat": now, "exp": now + 300, "scope": "bankgate"}
         body = {k: v for k, v in {**body, **claims}.items() if v is not None}
         key: Any = self.rsa_key if algorithm.startswith("RS") else self.ec_key
         kid = "rsa-1" if algorithm.startswith("RS") else "ec-1"

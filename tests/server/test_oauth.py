@@ -130,6 +130,9 @@ def _b64(data: bytes) -> bytes:
         lambda i, aud: jwt.encode(
             jwt.decode(i.token(aud), options={"verify_signature": False}), i.rsa_key, "RS256", {"kid": "rsa-9"}
         ),
+        lambda i, aud: i.token(aud, sub="alice"),
+        lambda i, aud: i.token(aud, sub="local"),
+        lambda i, aud: i.token(aud, sub="admin"),
     ],
     ids=[
         "wrong-audience",
@@ -143,6 +146,9 @@ def _b64(data: bytes) -> bytes:
         "alg-none",
         "public-key-as-secret",
         "unknown-key-id",
+        "a-static-tokens-principal",
+        "the-local-principal",
+        "the-ledger-administrator",
     ],
 )
 def test_a_bad_token_is_401_with_the_metadata(issued: tuple[Issuer, HttpServer, Harness], spoil: object) -> None:
