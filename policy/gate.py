@@ -31,7 +31,7 @@ from typing import Any
 from policy.action import Action, Call, Inspection
 from policy.approval_states import ApprovalState
 from policy.canonical import digest
-from policy.channel import Channel, route
+from policy.channel import DEFAULT_CHANNEL, Channel, route
 from policy.decision import Decision
 from policy.document import Policy
 from policy.facts import AGGREGATES, CallFacts
@@ -295,6 +295,7 @@ class Gate:
                 expires_at=now + self.approval_ttl,
                 asked_digest=self.question_digest(question, decision.confirm is not None),
                 bound=inspection.bound,
+                channel=decision.channel or DEFAULT_CHANNEL,
             ),
             shared=call.idempotency_key is not None,
         )
@@ -363,6 +364,13 @@ class Gate:
         approval = _presented(tx.lock_approval(ref), call, ref)
         if approval.status != ApprovalState.PENDING:
             return Opening(call, final=_outcome(approval))  # an approval is used once
+        if approval.channel is Channel.FORM:  # the desk cannot decide it: no link to wait on there
+            raise Refusal(
+                "form_only",
+                f"Approval {ref} can only be answered in the form it was asked in (the policy's channel is 'form'), "
+                "not at the approval desk. Nothing was done.",
+                "approval_ref",
+            )
         now = self.clock()
         signoff = tx.desk_decision(ref)
         verdict = _desk_verdict(signoff, approval)

@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
 from policy.canonical import digest
+from policy.channel import DEFAULT_CHANNEL, Channel
 
 T = TypeVar("T")
 L_co = TypeVar("L_co", covariant=True)
@@ -38,6 +39,8 @@ class Approval:
     outcome: Mapping[str, Any] | None = None
     bound: Mapping[str, str] = field(default_factory=dict)
     """The facts beyond the arguments that the question showed and the approval binds (`Inspection.bound`)."""
+    channel: Channel = DEFAULT_CHANNEL
+    """Where the policy allows it to be given: the desk neither lists nor decides a `form` one."""
 
     @cached_property
     def question_sha256(self) -> str:

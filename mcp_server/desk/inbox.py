@@ -1,7 +1,8 @@
 """What the desk shows: pending approvals from the gate's `approvals` table, read as stored.
 
-Only pending, unexpired approvals that no approver has decided yet are in the inbox; the
-desk never writes to `approvals` (the gate settles them).
+Only pending, unexpired approvals that no approver has decided yet, and that the policy lets the
+desk decide (not `form` ones), are in the inbox; the desk never writes to `approvals` (the gate
+settles them).
 """
 
 import json
@@ -11,12 +12,15 @@ from typing import Any
 from sqlalchemy import Connection, Row, text
 
 from mcp_server.desk.refusals import DeskRefusal
+from policy.channel import DEFAULT_CHANNEL, Channel
 from policy.store import Approval
 
 _SELECT = (
     "SELECT ref, binding, tool, arguments_json, principal, policy_version, question, created_at, expires_at, status,"
-    " bound_json FROM approvals"
+    " bound_json, channel FROM approvals"
 )
+_DECIDABLE = f"(channel IS NULL OR channel <> '{Channel.FORM.value}')"
+"""Approvals the desk may decide: asked before migration 0012 (NULL, as `any`), `desk` or `any`."""
 
 
 def _approval(row: Row[Any]) -> Approval:
@@ -32,6 +36,7 @@ def _approval(row: Row[Any]) -> Approval:
         expires_at=float(row.expires_at),
         status=row.status,
         bound=json.loads(row.bound_json) if row.bound_json else {},
+        channel=Channel(row.channel) if row.channel else DEFAULT_CHANNEL,
     )
 
 
@@ -39,7 +44,7 @@ def inbox(conn: Connection) -> list[Approval]:
     """Pending, unexpired, undecided approvals, oldest first."""
     rows = conn.execute(
         text(
-            _SELECT + " WHERE status = 'pending' AND expires_at > :now"
+            _SELECT + f" WHERE status = 'pending' AND expires_at > :now AND {_DECIDABLE}"
             " AND ref NOT IN (SELECT approval_ref FROM desk_decisions) ORDER BY created_at, ref"
         ),
         {"now": time.time()},
@@ -66,4 +71,11 @@ def pending(conn: Connection, ref: str, *, lock: bool = False) -> Approval:
         raise DeskRefusal("not_pending", f"Approval {ref} is no longer pending (it is {found.status}).", 409)
     if found.expires_at <= time.time():
         raise DeskRefusal("approval_expired", f"Approval {ref} has expired; nothing can be decided on it.", 409)
+    if found.channel is Channel.FORM:
+        raise DeskRefusal(
+            "form_only",
+            f"Approval {ref} can only be given in the requester's own form (the policy's channel is 'form'); "
+            "the desk cannot decide it.",
+            409,
+        )
     return found

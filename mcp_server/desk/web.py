@@ -31,6 +31,7 @@ from mcp_server.desk.guard import CSRF_HEADER, HEADERS, Guard
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.tokens import new_token
 from mcp_server.storage.database import Database
+from policy.channel import Channel
 from policy.question import requested_confirmation
 from policy.store import Approval
 
@@ -71,6 +72,7 @@ def summary(approval: Approval) -> dict[str, Any]:
         "created": _when(approval.created_at),
         "deadline": _when(approval.expires_at),
         "open": approval.status == "pending" and approval.expires_at > now,
+        "decidable": approval.channel is not Channel.FORM,
     }
 
 

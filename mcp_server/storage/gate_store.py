@@ -24,6 +24,7 @@ from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import format_timestamp
 from policy.approval_states import check_settlement
 from policy.canonical import canonical_json
+from policy.channel import DEFAULT_CHANNEL, Channel
 from policy.results import Refusal
 from policy.store import Approval, AuditEntry, DeskSignoff
 
@@ -43,15 +44,15 @@ _ON_LOOP: ContextVar[bool] = ContextVar("gate_store_on_loop", default=False)
 
 _APPROVAL = (
     "SELECT ref, binding, tool, arguments_json, principal, policy_version, question, created_at, expires_at, "
-    "status, asked_digest, note, outcome_json, bound_json FROM approvals WHERE "
+    "status, asked_digest, note, outcome_json, bound_json, channel FROM approvals WHERE "
 )
 _BY_ASKED = Statement(_APPROVAL + "asked_digest = :v")
 _BY_PENDING_BINDING = Statement(_APPROVAL + "pending_binding = :v")
 _INSERT_APPROVAL = Statement(
     "INSERT INTO approvals (ref, binding, pending_binding, tool, arguments_json, principal, policy_version, "
-    "question, created_at, expires_at, status, asked_digest, bound_json) VALUES (:ref, :binding, :pending_binding, "
-    ":tool, :arguments, :principal, :policy_version, :question, :created_at, :expires_at, 'pending', :asked_digest, "
-    ":bound)"
+    "question, created_at, expires_at, status, asked_digest, bound_json, channel) VALUES (:ref, :binding, "
+    ":pending_binding, :tool, :arguments, :principal, :policy_version, :question, :created_at, :expires_at, 'pending', "
+    ":asked_digest, :bound, :channel)"
 )
 _INSERT_SHARED_APPROVAL = Statement(_INSERT_APPROVAL.sql + " ON CONFLICT (pending_binding) DO NOTHING")
 _SETTLE_APPROVAL = Statement(
@@ -216,6 +217,7 @@ class SqlGateTx:
             "expires_at": approval.expires_at,
             "asked_digest": approval.asked_digest,
             "bound": canonical_json(dict(approval.bound)),
+            "channel": approval.channel.value,
         }
         if not shared:
             _INSERT_APPROVAL.send(self.conn, row)
@@ -285,7 +287,7 @@ def _approval(row: tuple[Any, ...] | None) -> Approval | None:
     if row is None:
         return None
     ref, binding, tool, arguments, principal, version, question, created, expires = row[:9]
-    status, asked, note, outcome, bound = row[9:]
+    status, asked, note, outcome, bound, channel = row[9:]
     return Approval(
         ref=ref,
         binding=binding,
@@ -301,4 +303,5 @@ def _approval(row: tuple[Any, ...] | None) -> Approval | None:
         note=note,
         outcome=json.loads(outcome) if outcome else None,
         bound=json.loads(bound) if bound else {},
+        channel=Channel(channel) if channel else DEFAULT_CHANNEL,
     )

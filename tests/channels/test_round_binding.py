@@ -124,10 +124,11 @@ async def test_a_ref_continued_with_look_alike_arguments_runs_only_the_canonical
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_form_rule_is_not_satisfied_at_the_desk_through_approval_ref(
-    world: ChannelWorld, dora: DeskBrowser, passkey: SoftPasskey, mode: str, tmp_path: Path
+    world: ChannelWorld, dora: DeskBrowser, mode: str, tmp_path: Path
 ) -> None:
     """channel = "form": the caller's own form decides, never the desk. While the form is open, its
-    question's reference presented as approval_ref, and signed at the desk, runs nothing."""
+    question's reference presented as approval_ref is refused (`form_only`), before and after an approver
+    tried to sign it at the desk, which refuses too; the form's own answer then settles it."""
     world.configure(policy=desk_policy(tmp_path, "form"))
     elsewhere: list[dict[str, Any]] = []
 
@@ -138,17 +139,19 @@ async def test_a_form_rule_is_not_satisfied_at_the_desk_through_approval_ref(
         ref = found.group(1)
         async with world.client(mode=mode) as other:
             elsewhere.append(body(await other.call_tool("transfer_funds", world.transfer(approval_ref=ref))))
-            assert (await dora.decide(ref, "approved", passkey)).status_code == 200
+            await dora.get(f"/approvals/{ref}")
+            refused = await dora.post(f"/approvals/{ref}/challenge", {"verdict": "approved"})
+            assert refused.status_code == 409 and refused.json()["error"] == "form_only", refused.text
             elsewhere.append(body(await other.call_tool("transfer_funds", world.transfer(approval_ref=ref))))
         return ElicitResult(action="decline")
 
     async with world.client(tries_the_desk_then_declines, mode=mode) as client:
         result = body(await client.call_tool("transfer_funds", world.transfer()))
 
-    linked, desk_approved = elsewhere
-    assert linked["status"] == "pending_approval" and desk_approved["status"] == "denied", desk_approved
-    assert "form" in desk_approved["message"] and result == desk_approved
-    assert world.balance(world.target) == 0 and world.status(result["approval_ref"]) == "denied"
+    for continued in elsewhere:
+        assert continued["status"] == "failed" and "'code': 'form_only'" in str(continued["error"]), continued
+    assert result["status"] == "rejected", "the form's own answer settles it"
+    assert world.balance(world.target) == 0 and world.status(result["approval_ref"]) == "rejected"
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -190,6 +190,20 @@ async def test_expired_approval_not_in_inbox_and_not_decidable(world: World, eri
     assert reply.status_code == 409 and reply.json()["error"] == "approval_expired"
 
 
+async def test_a_form_only_approval_is_neither_listed_nor_decidable(world: World, erin: DeskBrowser) -> None:
+    """The policy's channel is stored with the approval (`any` by default; NULL before migration 0012)."""
+    form_only, anywhere, older = world.pending("250.00"), world.pending("260.00"), world.pending("270.00")
+    assert world.rows("SELECT channel FROM approvals WHERE ref = :r", r=anywhere.ref)[0].channel == "any"
+    world.sql("UPDATE approvals SET channel = 'form' WHERE ref = :r", r=form_only.ref)
+    world.sql("UPDATE approvals SET channel = NULL WHERE ref = :r", r=older.ref)
+    inbox = (await erin.get("/")).text
+    assert form_only.ref not in inbox and anywhere.ref in inbox and older.ref in inbox
+    page = await erin.get(f"/approvals/{form_only.ref}")
+    assert 'id="form-only"' in page.text and 'id="decide"' not in page.text
+    reply = await erin.post(f"/approvals/{form_only.ref}/challenge", {"verdict": "rejected"})
+    assert reply.status_code == 409 and reply.json()["error"] == "form_only"
+
+
 async def test_signed_out_visitor_sees_nothing(world: World) -> None:
     approval = world.pending()
     async with browser(world) as stranger:
