@@ -9,10 +9,7 @@ small amounts in another).
 from pathlib import Path
 
 import pytest
-from mcp import Client
 
-from mcp_server.app import build_server, open_state
-from mcp_server.settings import Settings
 from tests.server.harness import Harness
 
 pytestmark = pytest.mark.anyio
@@ -37,18 +34,11 @@ def funded(harness: Harness, currency: str, amount: str) -> tuple[str, str]:
 
 
 async def test_a_daily_limit_counts_only_the_calls_currency(ledger_harness: Harness, tmp_path: Path) -> None:
-    policy = tmp_path / "policy.toml"
-    policy.write_text(POLICY)
-    settings = Settings(
-        db_url=ledger_harness.db_url,
-        policy=policy,
-        seed_demo=False,
-        principal="alice",
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    ledger_harness.policy = tmp_path / "policy.toml"
+    ledger_harness.policy.write_text(POLICY)
     euro, yen = funded(ledger_harness, "EUR", "5000"), funded(ledger_harness, "JPY", "5000")
     statuses = []
-    async with Client(build_server(open_state(settings), settings)) as alice:
+    async with ledger_harness.client(principal="alice") as alice:
         for (source, target), amount in [(euro, "900"), (yen, "500"), (euro, "200"), (yen, "600"), (yen, "500")]:
             result = await alice.call_tool(
                 "transfer_funds", {"from_account": source, "to_account": target, "amount": amount}
