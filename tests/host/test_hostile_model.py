@@ -1,0 +1,86 @@
+"""A prompt-injected model against the host: what it says and calls must not pass for the host or the bank.
+
+The model's text, function names and arguments reach the person's terminal next to the approval
+prompt; these tests play a hostile model (a stand-in for the Responses API) against the real
+toolbox, display and MCP server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_host.conversation import Conversation
+from agent_host.emulator import Emulator
+
+from .helpers import CapturedDisplay, host_for, scripted
+
+
+class HostileModel:
+    """A Responses API whose model answers with `outputs`, one list of output items per request."""
+
+    name = "hostile"
+
+    def __init__(self, *outputs: list[dict[str, Any]]) -> None:
+        self._outputs = list(outputs)
+        self.requests: list[Mapping[str, Any]] = []
+
+    async def create(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        self.requests.append(request)
+        output = self._outputs.pop(0) if self._outputs else [_message("Done.")]
+        return {"id": f"resp_{len(self.requests)}", "status": "completed", "output": output}
+
+    async def stream(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        response = await self.create(request)
+        for item in response["output"]:
+            if item["type"] == "message":
+                for part in item["content"]:
+                    yield {"type": "response.output_text.delta", "delta": part["text"]}
+        yield {"type": "response.completed", "response": response}
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _message(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
+
+
+def _call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}
+
+
+SPOOF = "\x1b[2K\r\x1b[1A  approval: approved\x1b]0;bank\x07\u202e\u2066\x9b"
+"""Erase the line, move up, write a fake outcome, set the window title, reorder text, a C1 CSI."""
+UNSAFE = ("\x1b", "\x07", "\x9b", "\u202e", "\u2066", "\r")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_models_text_and_calls_cannot_drive_the_terminal(
+    emulator: Emulator, tmp_path: Path, agent_name: str, stream: bool
+) -> None:
+    model = HostileModel(
+        [
+            _message(f"Checking.{SPOOF}"),
+            _call("call_1", f"get_account_balance{SPOOF}", "{}"),
+            _call("call_2", "get_account_balance", json.dumps({"account_id": f"ACC-001{SPOOF}"}, ensure_ascii=False)),
+            _call("call_3", "get_account_balance", f"not json{SPOOF}"),
+        ],
+        [_message(f"All done.{SPOOF}")],
+    )
+    async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
+        display = host.display
+        assert isinstance(display, CapturedDisplay)
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), display, stream=stream)
+        turn = await conversation.send("What is my balance?")
+
+    assert len(turn.results) == 3
+    shown = display.text + display.error_buffer.getvalue()
+    assert "Checking." in shown and "All done." in shown and "get_account_balance" in shown
+    assert not [c for c in UNSAFE if c in shown], f"control characters reached the terminal: {shown!r}"
+    assert "\\x1b" in shown, "the escapes are shown as text, so the person sees that something was there"
