@@ -187,9 +187,10 @@ def _by(question: Question) -> str | None:
 
 
 def _compact(arguments: str) -> str:
+    """The arguments on one line; as sent when they are not JSON (or nested too deep to read)."""
     try:
         return json.dumps(json.loads(arguments), ensure_ascii=False)
-    except ValueError:
+    except (ValueError, RecursionError):
         return arguments
 
 

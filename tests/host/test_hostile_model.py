@@ -84,3 +84,19 @@ async def test_the_models_text_and_calls_cannot_drive_the_terminal(
     assert "Checking." in shown and "All done." in shown and "get_account_balance" in shown
     assert not [c for c in UNSAFE if c in shown], f"control characters reached the terminal: {shown!r}"
     assert "\\x1b" in shown, "the escapes are shown as text, so the person sees that something was there"
+
+
+@pytest.mark.anyio
+async def test_arguments_nested_too_deep_are_answered_not_a_crash(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    deep = '{"account_id": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    model = HostileModel([_call("call_deep", "get_account_balance", deep)])
+    async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
+        turn = await conversation.send("What is my balance?")
+
+    [(_, result)] = turn.results
+    assert result.output["error"]["code"] == "invalid_arguments"
+    [answer] = model.requests[1]["input"]
+    assert (answer["type"], answer["call_id"]) == ("function_call_output", "call_deep")
