@@ -51,7 +51,7 @@ from rich.console import Console
 
 from agent_host.errors import ConfigurationError, Interrupted
 from agent_host.mcp_link import DESK_POLL_SECONDS
-from agent_host.terminal import TerminalConfirm, TerminalPrompt, interruptible
+from agent_host.terminal import TerminalConfirm, TerminalPrompt, discard_typeahead, interruptible
 
 Action = Literal["accept", "decline", "cancel"]
 
@@ -296,6 +296,7 @@ class ConsoleApprover:
             return await wait_at_desk(question, self._clock)
         try:
             with interruptible():
+                discard_typeahead()
                 answer = self._ask(question)
         except EOFError:
             return Answer("cancel", reason="the terminal closed before an answer")
