@@ -16,6 +16,7 @@ import pytest
 
 from agent_host.conversation import Conversation
 from agent_host.emulator import Emulator
+from agent_host.errors import ServiceFailed
 
 from .helpers import CapturedDisplay, host_for, scripted
 
@@ -100,3 +101,62 @@ async def test_arguments_nested_too_deep_are_answered_not_a_crash(
     assert result.output["error"]["code"] == "invalid_arguments"
     [answer] = model.requests[1]["input"]
     assert (answer["type"], answer["call_id"]) == ("function_call_output", "call_deep")
+
+
+class BrokenStream(HostileModel):
+    """A streaming endpoint whose first stream carries `events` as sent, well formed or not."""
+
+    def __init__(self, events: list[Any]) -> None:
+        super().__init__()
+        self._events: list[Any] | None = events
+
+    async def stream(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        if self._events is None:
+            async for event in super().stream(request):
+                yield event
+            return
+        self.requests.append(request)
+        events, self._events = self._events, None
+        for event in events:
+            yield event
+
+
+_DONE = {"type": "response.completed", "response": {"id": "resp_x", "status": "completed", "output": []}}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "events",
+    [
+        [{"type": "response.output_text.delta"}, _DONE],
+        [{"type": "response.output_text.delta", "delta": None}, _DONE],
+        [{"type": "response.output_item.added", "item": {"type": "function_call"}}, _DONE],
+        [{"type": "response.output_item.done", "output_index": "x", "item": {}}, _DONE],
+        [{"type": "response.output_item.done", "output_index": 0, "item": []}, _DONE],
+        [{"type": "response.function_call_arguments.delta", "item_id": "nobody", "delta": "{"}, _DONE],
+        [{"type": "response.completed", "response": "done"}],
+        [{"type": "response.completed", "response": {"status": "completed", "output": []}}],
+        [{"type": "response.completed", "response": {"id": "r", "status": "completed", "output": ["call"]}}],
+        [
+            {
+                "type": "response.completed",
+                "response": {
+                    "id": "r",
+                    "status": "completed",
+                    "output": [{"type": "message", "content": [{"type": "output_text", "text": 5}]}],
+                },
+            }
+        ],
+    ],
+)
+async def test_a_malformed_stream_is_a_service_failure_the_chat_survives(
+    emulator: Emulator, tmp_path: Path, agent_name: str, events: list[Any]
+) -> None:
+    model = BrokenStream(events)
+    async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display, stream=True)
+        with pytest.raises(ServiceFailed):
+            await conversation.send("Hello?")
+        after = await conversation.send("Hello again?")
+
+    assert after.text == "Done."
