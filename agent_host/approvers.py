@@ -51,12 +51,13 @@ from rich.console import Console
 
 from agent_host.errors import ConfigurationError, Interrupted
 from agent_host.mcp_link import DESK_POLL_SECONDS
-from agent_host.terminal import TerminalConfirm, TerminalPrompt, interruptible
+from agent_host.terminal import TerminalConfirm, TerminalPrompt, discard_typeahead, interruptible
 
 Action = Literal["accept", "decline", "cancel"]
 
-_CONFIRMATION = re.compile(r"type (\S+?) in the confirmation field", re.IGNORECASE)
-"""What a question asks the approver to type back. The host's own reading of the server's wording
+_CONFIRMATION = re.compile(r"^To approve, also type (\S+) in the confirmation field\.$", re.MULTILINE)
+"""What a question asks the approver to type back: the bank's own line, whole, since a quoted memo can
+hold the same words within a line the bank begins. The host's own reading of the server's wording
 (`policy.question` renders it), not an import: the host reaches the server over MCP only and imports
 no server-side package; tests/host/test_wire_contract.py checks it reads what the server writes."""
 _REFERENCE = re.compile(r"^Reference: (\S+)$", re.MULTILINE)
@@ -136,7 +137,7 @@ class Question:
     def confirmation_value(self) -> str | None:
         """What the question asks to be typed back ("To approve, also type ACC-003 in the confirmation field.")."""
         match = _CONFIRMATION.search(self.message)
-        return match.group(1).rstrip(".") if match else None
+        return match.group(1) if match else None
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,7 @@ class ConsoleApprover:
             return await wait_at_desk(question, self._clock)
         try:
             with interruptible():
+                discard_typeahead()
                 answer = self._ask(question)
         except EOFError:
             return Answer("cancel", reason="the terminal closed before an answer")

@@ -2,12 +2,16 @@
 
 On a terminal it uses rich panels, rules and colours; otherwise (pipes, CI, tests) it prints plain
 text with the same content. Text from the model, the tools and the server is printed as text,
-never interpreted as rich markup.
+never interpreted as rich markup, and its control and bidirectional formatting characters are shown
+escaped (`\\x1b`, `\\u202e`): a prompt-injected model could otherwise move the cursor, erase lines
+or reorder text on the terminal and pass its words off as the host's or the bank's, next to the
+approval prompt.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,6 +25,17 @@ from agent_host.errors import HostError
 from agent_host.foundry.function_tools import FunctionCall
 from agent_host.foundry.response_reader import Reply
 from agent_host.mcp_link import ToolResult
+
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+"""C0 and C1 controls but tab and newline, and the characters that reorder or break bidirectional text."""
+_UNSAFE_IN_A_LINE = re.compile(f"{_UNSAFE.pattern}|\n")
+
+
+def printable(text: str, *, lines: bool = True) -> str:
+    """`text` with every unsafe character written as its escape; newlines too unless `lines`."""
+    unsafe = _UNSAFE if lines else _UNSAFE_IN_A_LINE
+    return unsafe.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
 
 _STATUS_STYLES = {"executed": "green", "failed": "red"}
 _ANSWER_STYLES = {"approved": "green", "rejected": "red"}
@@ -44,24 +59,25 @@ class Display:
 
     def section(self, title: str) -> None:
         if self.fancy:
-            self.console.rule(Text(title, style="bold"))
+            self.console.rule(Text(printable(title), style="bold"))
         else:
-            self.console.print(Text(f"\n== {title} =="))
+            self.console.print(Text(f"\n== {printable(title)} =="))
 
     def panel(self, title: str, body: str, style: str = "cyan") -> None:
+        title, body = printable(title, lines=False), printable(body)
         if self.fancy:
             self.console.print(Panel(Text(body), title=Text(title, style=f"bold {style}"), border_style=style))
         else:
             self.console.print(Text(f"+-- {title}\n" + "\n".join(f"| {line}" for line in body.splitlines())))
 
     def line(self, prefix: str, text: str, style: str = "") -> None:
-        self.console.print(Text.assemble((prefix, style or "bold"), text))
+        self.console.print(Text.assemble((prefix, style or "bold"), printable(text)))
 
     def note(self, text: str) -> None:
-        self.console.print(Text(text, style="dim"))
+        self.console.print(Text(printable(text), style="dim"))
 
     def warning(self, text: str) -> None:
-        self.console.print(Text(f"! {text}", style="yellow"))
+        self.console.print(Text(f"! {printable(text)}", style="yellow"))
 
     @contextmanager
     def busy(self, what: str) -> Iterator[None]:
@@ -76,9 +92,9 @@ class Display:
         if self._streaming:  # a stream broke off mid-line
             self.console.print()
             self._streaming = False
-        self.errors.print(Text(f"{program}: {error.message}", style="bold red"))
+        self.errors.print(Text(f"{program}: {printable(error.message)}", style="bold red"))
         if error.hint:
-            self.errors.print(Text(f"  {error.hint}"))
+            self.errors.print(Text(f"  {printable(error.hint)}"))
 
     # -- the conversation (TurnObserver) --------------------------------------------------------
 
@@ -89,7 +105,7 @@ class Display:
         if not self._streaming:
             self.console.print(Text("agent › ", style="bold blue"), end="")
             self._streaming = True
-        self.console.print(Text(delta), end="")
+        self.console.print(Text(printable(delta)), end="")
 
     def reply(self, reply: Reply, previous_response_id: str | None, streamed: bool) -> None:
         if self._streaming:
@@ -107,11 +123,11 @@ class Display:
             )
 
     def tool_call(self, call: FunctionCall) -> None:
-        self.line("  → ", f"{call.name} {_compact(call.arguments)}", "magenta")
+        self.line("  → ", printable(f"{call.name} {_compact(call.arguments)}", lines=False), "magenta")
 
     def tool_result(self, call: FunctionCall, result: ToolResult) -> None:
-        status = str(result.output.get("status", "?"))
-        message = result.output.get("message") or _error_message(result.output)
+        status = printable(str(result.output.get("status", "?")), lines=False)
+        message = printable(str(result.output.get("message") or _error_message(result.output)))
         self.console.print(
             Text.assemble(("  ← ", "magenta"), (status, _STATUS_STYLES.get(status, "yellow")), f": {message}")
         )
@@ -139,13 +155,15 @@ class Display:
         """A desk approval: the server's text and the full link, printed as text (never opened here)."""
         self.panel("Approval at the desk — this host only shows the link", question.message, "yellow")
         self.console.print(Text("Approve or reject at the approval desk (sign in with your passkey):"))
-        self.console.print(Text(str(question.url), style="bold"), soft_wrap=True, crop=False)
+        self.console.print(Text(printable(str(question.url), lines=False), style="bold"), soft_wrap=True, crop=False)
         by = _by(question)
         self.console.print(Text(f"Waiting for the desk to decide{f' (until {by})' if by else ''}…", style="dim"))
 
     def desk_decided(self, question: Question) -> None:
         self.console.print(
-            Text.assemble(("  approval: ", "bold"), ("decided at the desk", "yellow"), f" ({question.reference})")
+            Text.assemble(
+                ("  approval: ", "bold"), ("decided at the desk", "yellow"), printable(f" ({question.reference})")
+            )
         )
 
     def approval_answered(self, question: Question, answer: Answer) -> None:
@@ -156,7 +174,9 @@ class Display:
             details.append(answer.reason)
         suffix = f" ({'; '.join(details)})" if details else ""
         self.console.print(
-            Text.assemble(("  approval: ", "bold"), (answer.label, _ANSWER_STYLES.get(answer.label, "yellow")), suffix)
+            Text.assemble(
+                ("  approval: ", "bold"), (answer.label, _ANSWER_STYLES.get(answer.label, "yellow")), printable(suffix)
+            )
         )
 
 
@@ -167,9 +187,10 @@ def _by(question: Question) -> str | None:
 
 
 def _compact(arguments: str) -> str:
+    """The arguments on one line; as sent when they are not JSON (or nested too deep to read)."""
     try:
         return json.dumps(json.loads(arguments), ensure_ascii=False)
-    except ValueError:
+    except (ValueError, RecursionError):
         return arguments
 
 

@@ -53,7 +53,8 @@ class McpTarget:
     """Which MCP server to talk to and how."""
 
     url: str | None = None
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
+    """The bearer token for `url`: a credential, so never in a repr (settings keep it a `SecretStr`)."""
     db_url: str | None = None
     protocol: McpProtocol = "auto"
     call_timeout: float = 330.0

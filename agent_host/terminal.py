@@ -7,10 +7,14 @@ back and Ctrl-C raises `KeyboardInterrupt` right there. Linux may hand Ctrl-C to
 process (the host has worker threads), and Python runs handlers on the main thread only, between
 its own steps: a read blocked in the kernel would not see it until the next key press. So a read
 first waits for input in short `select` steps (`wait_for_input`), each a chance to raise.
+
+Keys typed before a question is shown are discarded first (`discard_typeahead`): they were not
+typed in answer to it, and a model could have asked for them ("press y to continue").
 """
 
 from __future__ import annotations
 
+import os
 import select
 import signal
 import sys
@@ -52,6 +56,23 @@ def wait_for_input() -> None:
         while not select.select([fd], [], [], WAIT_STEP_S)[0]:
             pass
     except (AttributeError, OSError, ValueError):
+        return
+
+
+def discard_typeahead() -> None:
+    """Drop what was typed at the terminal but not read yet, so that only keys pressed from now on answer.
+
+    Nothing to do without a terminal (a pipe or a test's stand-in), or on Windows.
+    """
+    if sys.platform == "win32":
+        return
+    import termios
+
+    try:
+        fd = sys.stdin.fileno()
+        if os.isatty(fd):
+            termios.tcflush(fd, termios.TCIFLUSH)
+    except (AttributeError, OSError, ValueError, termios.error):
         return
 
 

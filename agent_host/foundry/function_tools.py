@@ -189,6 +189,8 @@ class Toolbox:
             arguments = json.loads(call.arguments or "{}")
         except ValueError as error:
             return _refused("invalid_arguments", f"The arguments are not valid JSON: {error}.")
+        except RecursionError:  # the model's JSON decides how deep the parser recurses
+            return _refused("invalid_arguments", "The arguments are nested too deeply.")
         if not isinstance(arguments, dict):
             return _refused("invalid_arguments", "The arguments must be a JSON object.")
         mcp_arguments = tool.mcp_arguments(arguments)

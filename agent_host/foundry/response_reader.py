@@ -28,8 +28,20 @@ class Reply:
     """Event types seen, when the reply was streamed."""
 
 
+_MALFORMED = (KeyError, IndexError, TypeError, ValueError, AttributeError)
+"""What reading a response of the wrong shape raises: reported as `ServiceFailed`, which the host shows and
+survives (a chat goes on), rather than as a crash."""
+
+
 def reply_from_response(response: Mapping[str, Any]) -> Reply:
     """The text and function calls of a completed response."""
+    try:
+        return _reply(response)
+    except _MALFORMED as error:
+        raise ServiceFailed(f"The service sent a malformed response ({type(error).__name__}: {error}).") from None
+
+
+def _reply(response: Mapping[str, Any]) -> Reply:
     _check_status(response)
     texts: list[str] = []
     calls: list[FunctionCall] = []
@@ -39,7 +51,10 @@ def reply_from_response(response: Mapping[str, Any]) -> Reply:
         elif item.get("type") == "function_call":
             if not item.get("call_id") or not item.get("name"):
                 raise ServiceFailed(f"Response {response.get('id')} has a function call without a call_id or name.")
-            calls.append(FunctionCall(str(item["call_id"]), str(item["name"]), item.get("arguments") or ""))
+            arguments = item.get("arguments") or ""
+            if not isinstance(arguments, str):
+                raise TypeError("function call arguments must be a JSON string")
+            calls.append(FunctionCall(str(item["call_id"]), str(item["name"]), arguments))
     return Reply(str(response["id"]), "".join(texts), tuple(calls))
 
 
@@ -59,19 +74,31 @@ async def assemble_stream(events: AsyncIterable[Mapping[str, Any]], on_text: Cal
     async for event in events:
         kind = str(event.get("type"))
         tally[kind] += 1
-        if kind in ("response.completed", "response.failed", "response.incomplete"):
-            _check_status(event["response"])
-            final = event["response"]
-        elif kind == "error":
-            raise ServiceFailed(f"The response stream reported an error: {event.get('message') or event}.")
-        elif kind == "response.output_text.delta":
-            text.append(event["delta"])
-            on_text(event["delta"])
-        else:
-            streamed.note(kind, event)
+        delta: str | None = None
+        try:
+            if kind in ("response.completed", "response.failed", "response.incomplete"):
+                _check_status(event["response"])
+                final = event["response"]
+            elif kind == "error":
+                raise ServiceFailed(f"The response stream reported an error: {event.get('message') or event}.")
+            elif kind == "response.output_text.delta":
+                delta = event["delta"]
+                if not isinstance(delta, str):
+                    raise TypeError("a text delta must be a string")
+            else:
+                streamed.note(kind, event)
+        except _MALFORMED as error:
+            raise ServiceFailed(f"The response stream carried a malformed {kind} event ({error}).") from None
+        if delta is not None:
+            text.append(delta)
+            on_text(delta)
     if final is None:
         raise ServiceFailed("The response stream ended before response.completed.")
-    reply = reply_from_response({**final, "output": streamed.merged_into(final.get("output") or [])})
+    try:
+        output = streamed.merged_into(final.get("output") or [])
+    except _MALFORMED as error:
+        raise ServiceFailed(f"The response stream described its output items inconsistently ({error}).") from None
+    reply = reply_from_response({**final, "output": output})
     return Reply(reply.response_id, reply.text or "".join(text), reply.calls, tally)
 
 

@@ -4,6 +4,10 @@ Ctrl-C into a ``cancel`` the server records (the subprocess side is in ``test_cl
 from __future__ import annotations
 
 import io
+import os
+import sys
+import threading
+import time
 from typing import Any, cast
 
 import anyio
@@ -11,7 +15,7 @@ import mcp_types
 import pytest
 from rich.console import Console
 
-from agent_host.approvers import Answer, ApprovalDesk, ConsoleApprover, Question
+from agent_host.approvers import Answer, ApprovalDesk, ConsoleApprover, FormField, Question
 from agent_host.errors import Interrupted
 
 from .helpers import CapturedDisplay, scripted
@@ -135,3 +139,30 @@ def test_ctrl_c_taken_by_another_thread_still_interrupts_the_prompt(monkeypatch:
 
     assert isinstance(answer, Answer) and (answer.action, answer.reason) == ("cancel", "interrupted with Ctrl-C")
     assert not typed_first, "the prompt saw Ctrl-C only when a key was pressed"
+
+
+def test_keys_typed_before_the_question_do_not_answer_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A "y" typed ahead (say, on the model's cue while the turn ran) must not approve a question not yet shown."""
+    console = _console()
+    question = Question(
+        "Approval required: transfer_funds", (FormField("approve", "Approve", "", required=True),), deadline=1_000.0
+    )
+    leader, follower = os.openpty()
+    monkeypatch.setattr("sys.stdin", os.fdopen(follower, "r"))
+    os.write(leader, b"y\n")  # typed before the question arrived
+
+    def person() -> None:
+        while "Approve this action?" not in _shown(console):
+            time.sleep(0.01)
+        os.write(leader, b"n\n")  # the answer given once the question was read
+
+    worker = threading.Thread(target=person, daemon=True)
+    worker.start()
+    try:
+        answer = anyio.run(ConsoleApprover(console, clock=lambda: 900.0).answer, question)
+    finally:
+        worker.join(5)
+        os.close(leader)
+        sys.stdin.close()
+
+    assert (answer.action, answer.approve) == ("accept", False)

@@ -27,6 +27,7 @@ from agent_host.foundry.retries import (
     should_retry,
 )
 from agent_host.foundry.sse import parse_sse
+from agent_host.host import mcp_target
 from agent_host.settings import HostSettings
 
 TRANSFER_SCHEMA: dict[str, Any] = {
@@ -286,3 +287,14 @@ def test_describe_token_names_the_identity_in_a_jwt() -> None:
         "ada@contoso.com (tenant tenant-1; token audience https://ai.azure.com)"
     )
     assert describe_token("opaque") == "a token that is not a JWT"
+
+
+def test_the_mcp_token_stays_out_of_reprs() -> None:
+    """Settings keep the token a secret; the target built from them must not print it (tracebacks, logs)."""
+    settings = HostSettings.for_emulator(
+        "http://127.0.0.1:1", "emu", mcp_url="https://bank.example/mcp", mcp_token="mcp-secret-0123456789"
+    )
+    target = mcp_target(settings)
+
+    assert target.token == "mcp-secret-0123456789"
+    assert "mcp-secret" not in repr(target) and "mcp-secret" not in repr(settings)

@@ -1,7 +1,10 @@
 """The wire constants the host restates (it imports no server-side package) still match the server's."""
 
+import json
+
 from agent_host.approvers import Question
 from agent_host.mcp_link import IDEMPOTENCY_KEY_META
+from mcp_server.tools.transfer import MEMO_LABEL
 from policy.action import Call, Inspection
 from policy.decision import Decision
 from policy.idempotency_key import IDEMPOTENCY_KEY_META as SERVER_IDEMPOTENCY_KEY_META
@@ -27,3 +30,13 @@ def test_a_question_without_a_confirmation_asks_for_none() -> None:
     question = render_question(call, Inspection(("Move 10.00",)), decision, "apr-2")
 
     assert Question(question, ()).confirmation_value is None
+
+
+def test_a_memo_cannot_choose_what_the_approver_types_back() -> None:
+    """The requester's memo is quoted inside the bank's line; only the bank's own line says what to type."""
+    memo = json.dumps("To approve, also type ACC-666 in the confirmation field.")
+    call = Call("transfer_funds", {"from_account": "ACC-001", "to_account": "ACC-002"}, "alice")
+    decision = Decision(Outcome.REQUIRE_APPROVAL, ("large",), (), "v1", confirm="to_account")
+    question = render_question(call, Inspection(("Move 10.00", f"{MEMO_LABEL} {memo}")), decision, "apr-3")
+
+    assert Question(question, ()).confirmation_value == "ACC-002"

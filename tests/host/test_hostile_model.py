@@ -1,0 +1,162 @@
+"""A prompt-injected model against the host: what it says and calls must not pass for the host or the bank.
+
+The model's text, function names and arguments reach the person's terminal next to the approval
+prompt; these tests play a hostile model (a stand-in for the Responses API) against the real
+toolbox, display and MCP server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_host.conversation import Conversation
+from agent_host.emulator import Emulator
+from agent_host.errors import ServiceFailed
+
+from .helpers import CapturedDisplay, host_for, scripted
+
+
+class HostileModel:
+    """A Responses API whose model answers with `outputs`, one list of output items per request."""
+
+    name = "hostile"
+
+    def __init__(self, *outputs: list[dict[str, Any]]) -> None:
+        self._outputs = list(outputs)
+        self.requests: list[Mapping[str, Any]] = []
+
+    async def create(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        self.requests.append(request)
+        output = self._outputs.pop(0) if self._outputs else [_message("Done.")]
+        return {"id": f"resp_{len(self.requests)}", "status": "completed", "output": output}
+
+    async def stream(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        response = await self.create(request)
+        for item in response["output"]:
+            if item["type"] == "message":
+                for part in item["content"]:
+                    yield {"type": "response.output_text.delta", "delta": part["text"]}
+        yield {"type": "response.completed", "response": response}
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _message(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
+
+
+def _call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}
+
+
+SPOOF = "\x1b[2K\r\x1b[1A  approval: approved\x1b]0;bank\x07\u202e\u2066\x9b"
+"""Erase the line, move up, write a fake outcome, set the window title, reorder text, a C1 CSI."""
+UNSAFE = ("\x1b", "\x07", "\x9b", "\u202e", "\u2066", "\r")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_models_text_and_calls_cannot_drive_the_terminal(
+    emulator: Emulator, tmp_path: Path, agent_name: str, stream: bool
+) -> None:
+    model = HostileModel(
+        [
+            _message(f"Checking.{SPOOF}"),
+            _call("call_1", f"get_account_balance{SPOOF}", "{}"),
+            _call("call_2", "get_account_balance", json.dumps({"account_id": f"ACC-001{SPOOF}"}, ensure_ascii=False)),
+            _call("call_3", "get_account_balance", f"not json{SPOOF}"),
+        ],
+        [_message(f"All done.{SPOOF}")],
+    )
+    async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
+        display = host.display
+        assert isinstance(display, CapturedDisplay)
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), display, stream=stream)
+        turn = await conversation.send("What is my balance?")
+
+    assert len(turn.results) == 3
+    shown = display.text + display.error_buffer.getvalue()
+    assert "Checking." in shown and "All done." in shown and "get_account_balance" in shown
+    assert not [c for c in UNSAFE if c in shown], f"control characters reached the terminal: {shown!r}"
+    assert "\\x1b" in shown, "the escapes are shown as text, so the person sees that something was there"
+
+
+@pytest.mark.anyio
+async def test_arguments_nested_too_deep_are_answered_not_a_crash(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    deep = '{"account_id": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    model = HostileModel([_call("call_deep", "get_account_balance", deep)])
+    async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
+        turn = await conversation.send("What is my balance?")
+
+    [(_, result)] = turn.results
+    assert result.output["error"]["code"] == "invalid_arguments"
+    [answer] = model.requests[1]["input"]
+    assert (answer["type"], answer["call_id"]) == ("function_call_output", "call_deep")
+
+
+class BrokenStream(HostileModel):
+    """A streaming endpoint whose first stream carries `events` as sent, well formed or not."""
+
+    def __init__(self, events: list[Any]) -> None:
+        super().__init__()
+        self._events: list[Any] | None = events
+
+    async def stream(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        if self._events is None:
+            async for event in super().stream(request):
+                yield event
+            return
+        self.requests.append(request)
+        events, self._events = self._events, None
+        for event in events:
+            yield event
+
+
+_DONE = {"type": "response.completed", "response": {"id": "resp_x", "status": "completed", "output": []}}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "events",
+    [
+        [{"type": "response.output_text.delta"}, _DONE],
+        [{"type": "response.output_text.delta", "delta": None}, _DONE],
+        [{"type": "response.output_item.added", "item": {"type": "function_call"}}, _DONE],
+        [{"type": "response.output_item.done", "output_index": "x", "item": {}}, _DONE],
+        [{"type": "response.output_item.done", "output_index": 0, "item": []}, _DONE],
+        [{"type": "response.function_call_arguments.delta", "item_id": "nobody", "delta": "{"}, _DONE],
+        [{"type": "response.completed", "response": "done"}],
+        [{"type": "response.completed", "response": {"status": "completed", "output": []}}],
+        [{"type": "response.completed", "response": {"id": "r", "status": "completed", "output": ["call"]}}],
+        [
+            {
+                "type": "response.completed",
+                "response": {
+                    "id": "r",
+                    "status": "completed",
+                    "output": [{"type": "message", "content": [{"type": "output_text", "text": 5}]}],
+                },
+            }
+        ],
+    ],
+)
+async def test_a_malformed_stream_is_a_service_failure_the_chat_survives(
+    emulator: Emulator, tmp_path: Path, agent_name: str, events: list[Any]
+) -> None:
+    model = BrokenStream(events)
+    async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display, stream=True)
+        with pytest.raises(ServiceFailed):
+            await conversation.send("Hello?")
+        after = await conversation.send("Hello again?")
+
+    assert after.text == "Done."
