@@ -101,6 +101,13 @@ class PendingApproval:
             self.answer = Answer("cancel", reason="the approval expired before the client resumed the run")
         return self.answer
 
+    def close(self, reason: str) -> None:
+        """Its tool call ended without this answer: nothing could use one, so a later resume is refused."""
+        if self.state == "pending":
+            self.state = "expired"
+            self.answer = Answer("cancel", reason=reason, desk=self.question.at_desk)
+            self._answered.set()
+
     def resolve(self, entry: ResumeEntry) -> None:
         """Apply a resume; raises `RunRefused` (changing nothing) when it cannot be applied."""
         if self.state == "answered":

@@ -131,6 +131,8 @@ class ThreadRun:
 
     def tool_result(self, call: FunctionCall, result: ToolResult) -> None:
         self.calling = None
+        if self.pending is not None and self.pending.tool_call_id == call.call_id:
+            self.close_pending("the tool call returned before the client resumed the run")
         for pending in [pending for pending in self.held if pending.tool_call_id == call.call_id]:
             pending.settled.set()
             self.held.remove(pending)
@@ -139,6 +141,13 @@ class ThreadRun:
 
     def warning(self, text: str) -> None:
         self.emit(CustomEvent(name="bankgate.warning", value=text))
+
+    def close_pending(self, reason: str) -> None:
+        """An interrupt the run no longer waits for (the server gave up on its question, the run
+        ended) is closed, so a resume can neither report it applied nor read another run's events.
+        A held desk approval raised again stays: its resume only says "continue" to a finished call."""
+        if self.pending is not None and not self.pending.link_accepted:
+            self.pending.close(reason)
 
 
 _current: ContextVar[ThreadRun] = ContextVar("agui_thread_run")
@@ -228,6 +237,7 @@ class RunDriver:
             logger.exception("run on thread %s failed", thread.thread_id)
             ended = Ended("The host failed unexpectedly; see its log.", "internal_error")
         finally:
+            thread.close_pending("the run ended before the client resumed it")
             thread.active = False
             thread.calling = None
             thread.emit(ended)
@@ -271,7 +281,8 @@ class RunDriver:
         thread.pending = pending
         thread.emit(Suspended(pending))
         answer = await pending.wait()
-        thread.pending = None
+        if thread.pending is pending:
+            thread.pending = None
         return answer
 
     async def _watch_desk(self, thread: ThreadRun, pending: PendingApproval) -> None:

@@ -174,3 +174,27 @@ async def test_an_interrupt_expires_when_the_server_stops_waiting(
         after = await run(client, web.url, run_input("t", "What is the balance of ACC-001?"))
         assert types(after)[-1] == "RUN_FINISHED", "the thread is free again"
         assert await balance(web.host, "ACC-001") == Decimal("5000.00")
+
+
+async def test_an_interrupt_whose_call_returned_cannot_be_answered(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    # A remote server with a shorter approval timeout than the host assumes (300 s): on 2025-11-25 it
+    # gives up on its question and the call returns, while the host's interrupt still looks open.
+    settings = {"transport": "rest", "mcp_protocol": "legacy"}
+    target = _short_server(emulator, tmp_path, agent_name, **settings)
+    async with (
+        web_for(emulator, tmp_path, agent_name, window=60.0, target=target, **settings) as web,
+        httpx2.AsyncClient(timeout=60) as client,
+    ):
+        stale = interrupt_of(await run(client, web.url, run_input("t", TRANSFER)))
+        with anyio.fail_after(30):
+            while web.driver._threads["t"].active:
+                await anyio.sleep(0.05)
+        fresh = interrupt_of(await run(client, web.url, run_input("t", "Transfer $5 from ACC-001 to ACC-003.")))
+        late = await run(client, web.url, run_input("t", resume=resolved(stale.id, approve=True)))
+        assert error_code(late) == "interrupt_expired", "an answer nobody waits for is not accepted"
+        # The fresh run's events are still its own resume's (its server deadline may pass meanwhile).
+        done = await run(client, web.url, run_input("t", resume=resolved(fresh.id, approve=False)))
+        assert types(done)[-1] == "RUN_FINISHED" and tool_results(done)[0]["status"] in ("rejected", "expired")
+        assert await balance(web.host, "ACC-001") == Decimal("5000.00")
