@@ -37,8 +37,8 @@ def create_app(driver: RunDriver, *, token: str | None = None, names: Iterable[s
     """The web front end for `driver`'s runs, behind the `agent_host.web.guard.Guard`."""
 
     async def run(request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_BODY:
+        body = await _bounded_body(request)
+        if body is None:
             return _problem(413, f"The run input is larger than {MAX_BODY} bytes.")
         try:
             run_input = RunAgentInput.model_validate_json(body)
@@ -71,6 +71,20 @@ def create_app(driver: RunDriver, *, token: str | None = None, names: Iterable[s
         ],
         middleware=[Middleware(Guard, token=token, names=tuple(names))],
     )
+
+
+async def _bounded_body(request: Request) -> bytes | None:
+    """The body, or `None` past `MAX_BODY`: refused on its declared length or its first excess
+    chunk, never buffered whole, so a huge or endless upload cannot exhaust the server's memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            return None
+    return bytes(body)
 
 
 async def _encoded(encoder: EventEncoder, events: AsyncIterator[BaseEvent]) -> AsyncIterator[str]:
