@@ -26,6 +26,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
@@ -257,6 +258,9 @@ class RunDriver:
 
     async def answer(self, question: Question) -> Answer:
         """Suspend the asking thread's run on an interrupt and wait for its resume (or its deadline)."""
+        if question.url is not None and urlsplit(question.url).scheme.lower() not in ("http", "https"):
+            # The chat makes the link clickable: a `javascript:` or `data:` one would run in the page.
+            return Answer("decline", reason="the desk link is not an http(s) address, so it is not shown", desk=True)
         thread = self._asking_thread()
         if thread is None:
             return Answer(
