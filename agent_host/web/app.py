@@ -26,6 +26,13 @@ STATIC = Path(__file__).parent / "static"
 MAX_BODY = 1_000_000
 """Bytes of run input accepted: the host only needs the last user message."""
 
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+}
+"""The chat approves payments: no other page may frame it under a decoy (clickjacking), and it runs
+only its own script and talks only to this server."""
+
 CAPABILITIES = AgentCapabilities(
     human_in_the_loop=HumanInTheLoopCapabilities(
         supported=True, approvals=True, interrupts=True, interventions=False, feedback=False, approve_with_edits=False
@@ -56,7 +63,7 @@ def create_app(driver: RunDriver, *, token: str | None = None, names: Iterable[s
         return JSONResponse(CAPABILITIES.model_dump(mode="json", by_alias=True, exclude_none=True))
 
     async def page(request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store", **PAGE_HEADERS})
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
