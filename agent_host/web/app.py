@@ -26,6 +26,13 @@ STATIC = Path(__file__).parent / "static"
 MAX_BODY = 1_000_000
 """Bytes of run input accepted: the host only needs the last user message."""
 
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+}
+"""The chat approves payments: no other page may frame it under a decoy (clickjacking), and it runs
+only its own script and talks only to this server."""
+
 CAPABILITIES = AgentCapabilities(
     human_in_the_loop=HumanInTheLoopCapabilities(
         supported=True, approvals=True, interrupts=True, interventions=False, feedback=False, approve_with_edits=False
@@ -37,8 +44,8 @@ def create_app(driver: RunDriver, *, token: str | None = None, names: Iterable[s
     """The web front end for `driver`'s runs, behind the `agent_host.web.guard.Guard`."""
 
     async def run(request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_BODY:
+        body = await _bounded_body(request)
+        if body is None:
             return _problem(413, f"The run input is larger than {MAX_BODY} bytes.")
         try:
             run_input = RunAgentInput.model_validate_json(body)
@@ -56,7 +63,7 @@ def create_app(driver: RunDriver, *, token: str | None = None, names: Iterable[s
         return JSONResponse(CAPABILITIES.model_dump(mode="json", by_alias=True, exclude_none=True))
 
     async def page(request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store", **PAGE_HEADERS})
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -71,6 +78,20 @@ def create_app(driver: RunDriver, *, token: str | None = None, names: Iterable[s
         ],
         middleware=[Middleware(Guard, token=token, names=tuple(names))],
     )
+
+
+async def _bounded_body(request: Request) -> bytes | None:
+    """The body, or `None` past `MAX_BODY`: refused on its declared length or its first excess
+    chunk, never buffered whole, so a huge or endless upload cannot exhaust the server's memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            return None
+    return bytes(body)
 
 
 async def _encoded(encoder: EventEncoder, events: AsyncIterator[BaseEvent]) -> AsyncIterator[str]:

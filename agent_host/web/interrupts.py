@@ -101,6 +101,13 @@ class PendingApproval:
             self.answer = Answer("cancel", reason="the approval expired before the client resumed the run")
         return self.answer
 
+    def close(self, reason: str) -> None:
+        """Its tool call ended without this answer: nothing could use one, so a later resume is refused."""
+        if self.state == "pending":
+            self.state = "expired"
+            self.answer = Answer("cancel", reason=reason, desk=self.question.at_desk)
+            self._answered.set()
+
     def resolve(self, entry: ResumeEntry) -> None:
         """Apply a resume; raises `RunRefused` (changing nothing) when it cannot be applied."""
         if self.state == "answered":
@@ -156,17 +163,20 @@ class InterruptStore:
 
     def __init__(self, window: float) -> None:
         self.window = window
-        """Seconds a client has to resume (the host's side of the approval deadline)."""
+        """Seconds a client has to resume at most (the server's own deadline, when known, may come first)."""
         self._pending: dict[str, PendingApproval] = {}
 
     def open(self, thread_id: str, question: Question, tool_call_id: str | None) -> PendingApproval:
         self._forget_old()
+        expires_at = datetime.now(UTC) + timedelta(seconds=self.window)
+        if question.deadline is not None:  # the server stops waiting then: a later answer could not count
+            expires_at = min(expires_at, datetime.fromtimestamp(question.deadline, UTC))
         pending = PendingApproval(
             id=f"approval-{secrets.token_urlsafe(12)}",
             thread_id=thread_id,
             question=question,
             tool_call_id=tool_call_id,
-            expires_at=datetime.now(UTC) + timedelta(seconds=self.window),
+            expires_at=expires_at,
         )
         self._pending[pending.id] = pending
         return pending

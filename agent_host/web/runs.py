@@ -26,6 +26,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
@@ -131,6 +132,8 @@ class ThreadRun:
 
     def tool_result(self, call: FunctionCall, result: ToolResult) -> None:
         self.calling = None
+        if self.pending is not None and self.pending.tool_call_id == call.call_id:
+            self.close_pending("the tool call returned before the client resumed the run")
         for pending in [pending for pending in self.held if pending.tool_call_id == call.call_id]:
             pending.settled.set()
             self.held.remove(pending)
@@ -139,6 +142,13 @@ class ThreadRun:
 
     def warning(self, text: str) -> None:
         self.emit(CustomEvent(name="bankgate.warning", value=text))
+
+    def close_pending(self, reason: str) -> None:
+        """An interrupt the run no longer waits for (the server gave up on its question, the run
+        ended) is closed, so a resume can neither report it applied nor read another run's events.
+        A held desk approval raised again stays: its resume only says "continue" to a finished call."""
+        if self.pending is not None and not self.pending.link_accepted:
+            self.pending.close(reason)
 
 
 _current: ContextVar[ThreadRun] = ContextVar("agui_thread_run")
@@ -228,6 +238,7 @@ class RunDriver:
             logger.exception("run on thread %s failed", thread.thread_id)
             ended = Ended("The host failed unexpectedly; see its log.", "internal_error")
         finally:
+            thread.close_pending("the run ended before the client resumed it")
             thread.active = False
             thread.calling = None
             thread.emit(ended)
@@ -247,6 +258,9 @@ class RunDriver:
 
     async def answer(self, question: Question) -> Answer:
         """Suspend the asking thread's run on an interrupt and wait for its resume (or its deadline)."""
+        if question.url is not None and urlsplit(question.url).scheme.lower() not in ("http", "https"):
+            # The chat makes the link clickable: a `javascript:` or `data:` one would run in the page.
+            return Answer("decline", reason="the desk link is not an http(s) address, so it is not shown", desk=True)
         thread = self._asking_thread()
         if thread is None:
             return Answer(
@@ -271,7 +285,8 @@ class RunDriver:
         thread.pending = pending
         thread.emit(Suspended(pending))
         answer = await pending.wait()
-        thread.pending = None
+        if thread.pending is pending:
+            thread.pending = None
         return answer
 
     async def _watch_desk(self, thread: ThreadRun, pending: PendingApproval) -> None:

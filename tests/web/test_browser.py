@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -114,3 +116,40 @@ async def test_a_deadline_passing_in_the_card(emulator: Emulator, tmp_path: Path
         assert await balance(web.host, "ACC-001") == Decimal("5000.00")
         # The chat is usable again once the window has closed.
         await expect(page.locator("#request")).to_be_enabled()
+
+
+@contextmanager
+def foreign_site(html: str) -> Iterator[str]:
+    """Another origin (a second loopback port) serving `html`: the attacker's page."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(html.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_a_foreign_page_cannot_frame_the_chat(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    # Framed under a decoy, the chat's Approve button could be clicked by a user who thinks they
+    # click something else (clickjacking): the page refuses to be framed at all.
+    async with web_for(emulator, tmp_path, agent_name) as web, browser_page("about:blank") as page:
+        with foreign_site(f'<iframe src="{web.url}/" width="800" height="600"></iframe>') as attacker:
+            await page.goto(attacker)
+            await page.wait_for_timeout(1500)
+            [frame] = [frame for frame in page.frames if frame != page.main_frame]
+            assert await frame.query_selector("#request") is None, "the chat loaded inside a foreign page"
+        direct = await page.goto(f"{web.url}/")
+        assert direct is not None and direct.ok and await page.query_selector("#request") is not None

@@ -4,16 +4,21 @@ run continues with the decision an approver signed at the desk."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 from ag_ui.core import RunErrorEvent, ToolCallStartEvent
 
+from agent_host.approvers import Question
 from agent_host.emulator import Emulator
 from agent_host.settings import McpProtocol, Transport
+from agent_host.web.interrupts import InterruptStore
+from agent_host.web.runs import Item, RunDriver, ThreadRun, _current
 from tests.host.desk_lab import DeskLab
 from tests.host.helpers import balance, settings_for
 
@@ -83,3 +88,17 @@ async def test_a_desk_approval_is_an_interrupt_with_the_link(
 
         amounts = [await balance(web.host, account) for account in ("ACC-001", "ACC-002", "ACC-003")]
         assert amounts == [Decimal("4900.00"), Decimal("350.00"), Decimal("120.00")]
+
+
+@pytest.mark.parametrize("url", ["javascript:fetch('/agent',{method:'POST'})", "data:text/html,<script>1</script>"])
+async def test_a_desk_link_that_is_not_a_web_page_is_never_put_in_the_page(url: str) -> None:
+    # The chat makes the link a clickable <a href>: a script URL would run in the page's origin.
+    driver = RunDriver(InterruptStore(5.0))
+    thread = ThreadRun("t")
+    thread.sink, source = anyio.create_memory_object_stream[Item](math.inf)
+    _current.set(thread)
+    with anyio.fail_after(2):
+        answer = await driver.answer(Question("Approve at the desk.", (), url=url))
+    assert answer.action == "decline" and answer.desk
+    thread.sink.close()
+    assert [item async for item in source] == [], "no interrupt was raised"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -13,8 +15,9 @@ import pytest
 from ag_ui.core import RunErrorEvent, ToolCallStartEvent
 
 from agent_host.emulator import Emulator
+from agent_host.mcp_link import McpTarget
 from agent_host.settings import McpProtocol, Transport
-from tests.host.helpers import balance
+from tests.host.helpers import NO_DESK, balance, ledger_target, settings_for
 
 from .helpers import interrupt_of, run, run_input, text_of, tool_results, types, web_for
 
@@ -142,3 +145,56 @@ async def test_a_client_that_disconnects_leaves_nothing_executed(
         assert await balance(web.host, "ACC-001") == Decimal("5000.00")
         after = await run(client, web.url, run_input("t", "What is the balance of ACC-001?"))
         assert types(after)[-1] == "RUN_FINISHED"
+
+
+def _short_server(emulator: Emulator, tmp_path: Path, agent_name: str, **settings: Any) -> McpTarget:
+    """The ledger's MCP server giving a human only 2 s to approve."""
+    target = ledger_target(settings_for(emulator, agent_name, **settings), tmp_path)
+    return replace(target, server_env={**NO_DESK, "BANKGATE_APPROVAL_TIMEOUT": "2"})
+
+
+@pytest.mark.parametrize(
+    ("transport", "protocol"), [("sdk", "auto"), ("rest", "legacy")], ids=["sdk-2026-07-28", "rest-2025-11-25"]
+)
+async def test_an_interrupt_expires_when_the_server_stops_waiting(
+    emulator: Emulator, tmp_path: Path, agent_name: str, transport: Transport, protocol: McpProtocol
+) -> None:
+    settings: dict[str, Any] = {"transport": transport, "mcp_protocol": protocol, "approval_timeout": 2.0}
+    target = _short_server(emulator, tmp_path, agent_name, **settings)
+    async with (
+        web_for(emulator, tmp_path, agent_name, window=60.0, target=target, **settings) as web,
+        httpx2.AsyncClient(timeout=60) as client,
+    ):
+        interrupt = interrupt_of(await run(client, web.url, run_input("t", TRANSFER)))
+        left = (datetime.fromisoformat(interrupt.expires_at) - datetime.now(UTC)).total_seconds()
+        assert left <= 2.0, f"the card counts down {left:.0f} s; the server waits 2 s"
+        await anyio.sleep(3.5)
+        late = await run(client, web.url, run_input("t", resume=resolved(interrupt.id, approve=True)))
+        assert error_code(late) == "interrupt_expired"
+        after = await run(client, web.url, run_input("t", "What is the balance of ACC-001?"))
+        assert types(after)[-1] == "RUN_FINISHED", "the thread is free again"
+        assert await balance(web.host, "ACC-001") == Decimal("5000.00")
+
+
+async def test_an_interrupt_whose_call_returned_cannot_be_answered(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    # A remote server with a shorter approval timeout than the host assumes (300 s): on 2025-11-25 it
+    # gives up on its question and the call returns, while the host's interrupt still looks open.
+    settings = {"transport": "rest", "mcp_protocol": "legacy"}
+    target = _short_server(emulator, tmp_path, agent_name, **settings)
+    async with (
+        web_for(emulator, tmp_path, agent_name, window=60.0, target=target, **settings) as web,
+        httpx2.AsyncClient(timeout=60) as client,
+    ):
+        stale = interrupt_of(await run(client, web.url, run_input("t", TRANSFER)))
+        with anyio.fail_after(30):
+            while web.driver._threads["t"].active:
+                await anyio.sleep(0.05)
+        fresh = interrupt_of(await run(client, web.url, run_input("t", "Transfer $5 from ACC-001 to ACC-003.")))
+        late = await run(client, web.url, run_input("t", resume=resolved(stale.id, approve=True)))
+        assert error_code(late) == "interrupt_expired", "an answer nobody waits for is not accepted"
+        # The fresh run's events are still its own resume's (its server deadline may pass meanwhile).
+        done = await run(client, web.url, run_input("t", resume=resolved(fresh.id, approve=False)))
+        assert types(done)[-1] == "RUN_FINISHED" and tool_results(done)[0]["status"] in ("rejected", "expired")
+        assert await balance(web.host, "ACC-001") == Decimal("5000.00")

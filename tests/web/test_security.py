@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import httpx2
 import pytest
 
 from agent_host.emulator import Emulator
+from agent_host.web.app import MAX_BODY
 from tests.host.conftest import Cli
 
 from .helpers import run, run_input, tool_results, types, web_for
@@ -90,3 +92,30 @@ def test_serve_demo_needs_no_configuration(tmp_path: Path) -> None:
 async def _ask(url: str, text: str) -> list[Any]:
     async with httpx2.AsyncClient(timeout=120) as client:
         return await run(client, url, run_input("t-demo", text))
+
+
+async def _raw(url: str, head: str, body: bytes) -> bytes:
+    """Send a request's head and the start of its body, then read what comes back within 10 s."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    async with await anyio.connect_tcp(host, int(port)) as stream:
+        await stream.send(head.encode() + body)
+        with anyio.fail_after(10):
+            return await stream.receive()
+
+
+async def test_an_oversized_or_deep_body_is_refused_without_reading_it_all(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    async with web_for(emulator, tmp_path, agent_name) as web, httpx2.AsyncClient(timeout=60) as client:
+        start = "POST /agent HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        declared = await _raw(web.url, f"{start}Content-Length: {MAX_BODY * 1000}\r\n\r\n", b"{")
+        assert declared.startswith(b"HTTP/1.1 413"), declared[:80]
+        chunk = b"x" * 65536
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(MAX_BODY // len(chunk) + 2))
+        streamed = await _raw(web.url, f"{start}Transfer-Encoding: chunked\r\n\r\n", chunks)  # no end in sight
+        assert streamed.startswith(b"HTTP/1.1 413"), streamed[:80]
+
+        bare = {key: value for key, value in ASK.items() if key != "forwardedProps"}
+        nested = json.dumps(bare)[:-1] + ', "forwardedProps": ' + "[" * 100_000 + "]" * 100_000 + "}"
+        refused = await client.post(f"{web.url}/agent", content=nested, headers={"Content-Type": "application/json"})
+        assert refused.status_code == 422 and "recursion" not in refused.text, refused.text[:200]

@@ -227,7 +227,8 @@ function deskCard(interrupt) {
   }
   const card = cardWithFacts(interrupt, "approval desk", "Approval at the desk");
   const link = element("a", "desk-link", "Approve at the desk");
-  link.href = interrupt.metadata?.approval_url ?? "";
+  const href = interrupt.metadata?.approval_url ?? "";
+  if (/^https?:\/\//i.test(href)) link.href = href; // a web page, never a script URL
   link.target = "_blank";
   link.rel = "noopener noreferrer";
   const url = element("div", "desk-url", link.href);
