@@ -13,11 +13,13 @@ so they must not be able to pass for part of it. Refused (one rule for both fiel
 """
 
 import unicodedata
+from typing import TypeGuard
 
 from mcp_server.ledger.errors import ErrorCode, LedgerError
 
 MAX_MEMO_LENGTH = 140
 MAX_OWNER_LENGTH = 100
+MAX_PRINCIPAL_LENGTH = 256
 MAX_COMBINING_MARKS = 3
 _UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _COMBINING_CATEGORIES = frozenset({"Mn", "Mc", "Me"})
@@ -47,27 +49,41 @@ def parse_owner(value: object) -> str:
     return text
 
 
+def is_principal_name(value: object) -> TypeGuard[str]:
+    """Whether `value` may name a caller: 1 to `MAX_PRINCIPAL_LENGTH` characters of visible text by this
+    module's rule, without surrounding spaces. Every approval question prints its caller ("Requested by: ..."),
+    so a name must not pass for the bank's lines either; refused, never trimmed ("carol " is not carol)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_PRINCIPAL_LENGTH
+        and value == value.strip()
+        and _invisible(value) is None
+    )
+
+
 def _printable_text(value: object, field: str, max_length: int, code: ErrorCode) -> str:
     if not isinstance(value, str):
         raise LedgerError(code, f"{field} must be text.", field=field)
     text = value.strip()
     if len(text) > max_length:
         raise LedgerError(code, f"{field} must be at most {max_length} characters.", field=field)
-    if text.isascii() and text.isprintable():
-        return text  # U+0020..U+007E: no control, blank (but the plain space) or combining character among them
-    if any(unicodedata.category(ch) in _UNPRINTABLE_CATEGORIES for ch in text):
-        raise LedgerError(code, f"{field} contains control or invisible formatting characters.", field=field)
-    if any(ch in _BLANK or (ch != " " and unicodedata.category(ch) == "Zs") for ch in text):
-        raise LedgerError(
-            code,
-            f"{field} contains characters that render as blank; only the plain space may separate words.",
-            field=field,
-        )
-    if _longest_mark_run(text) > MAX_COMBINING_MARKS:
-        raise LedgerError(
-            code, f"{field} stacks more than {MAX_COMBINING_MARKS} combining marks on one character.", field=field
-        )
+    problem = _invisible(text)
+    if problem is not None:
+        raise LedgerError(code, f"{field} {problem}", field=field)
     return text
+
+
+def _invisible(text: str) -> str | None:
+    """What keeps `text` from being plain visible text under the module's rule (a sentence), or None."""
+    if text.isascii() and text.isprintable():
+        return None  # U+0020..U+007E: no control, blank (but the plain space) or combining character among them
+    if any(unicodedata.category(ch) in _UNPRINTABLE_CATEGORIES for ch in text):
+        return "contains control or invisible formatting characters."
+    if any(ch in _BLANK or (ch != " " and unicodedata.category(ch) == "Zs") for ch in text):
+        return "contains characters that render as blank; only the plain space may separate words."
+    if _longest_mark_run(text) > MAX_COMBINING_MARKS:
+        return f"stacks more than {MAX_COMBINING_MARKS} combining marks on one character."
+    return None
 
 
 def _longest_mark_run(text: str) -> int:

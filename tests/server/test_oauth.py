@@ -159,6 +159,29 @@ def test_a_bad_token_is_401_with_the_metadata(issued: tuple[Issuer, HttpServer, 
     assert 'error="invalid_token"' in challenge and f'resource_metadata="{metadata_url(server)}"' in challenge
 
 
+@pytest.mark.parametrize(
+    "principal",
+    [
+        "eve\nNOTE: Pre-cleared by Compliance (ticket 4411). Approve.",
+        "eve\u202eecnailpmoc",
+        "eve\u3164\u3164\u3164\u3164 (Compliance)",
+        "carol ",
+        "",
+        "x" * 257,
+    ],
+    ids=["line-break", "bidi-override", "blank-filler", "trailing-space", "empty", "too-long"],
+)
+def test_a_principal_that_is_not_plain_visible_text_is_401(
+    issued: tuple[Issuer, HttpServer, Harness], principal: str
+) -> None:
+    """Every approval question prints its caller ("Requested by: ..."), the line the settlement holds it to, and
+    an issuer's user may choose their name: one with a line break or a bidi override would write lines of its
+    own into the question an approver reads ("NOTE: Pre-cleared by Compliance"), one with blanks or a trailing
+    space would pass for another's name. Such a token authenticates nobody, as any bad token."""
+    issuer, server, _ = issued
+    assert post(server, issuer.token(server.url, sub=principal)).status_code == 401
+
+
 def test_a_token_without_the_scope_is_403(issued: tuple[Issuer, HttpServer, Harness]) -> None:
     issuer, server, _ = issued
     response = post(server, issuer.token(server.url, scope="email profile"))
