@@ -54,12 +54,15 @@ def parse_tokens(inline: str | None, file: Path | None) -> dict[str, str]:
                 principal, _, token = line.strip().partition(" ")
                 entries.append((principal, token.strip(), f"{file}:{number}"))
     tokens: dict[str, str] = {}
+    holders: dict[str, str] = {}
     for principal, token, where in entries:
         if not principal or len(token) < 16:
             raise ValueError(f"{where}: expected a principal name and a token of at least 16 characters")
         if principal in tokens:
             raise ValueError(f"{where}: principal '{principal}' has more than one token")
-        tokens[principal] = token
+        if token in holders:  # it would authenticate as one of them only: the other's calls run as theirs
+            raise ValueError(f"{where}: principal '{principal}' has the same token as '{holders[token]}'")
+        tokens[principal], holders[token] = token, principal
     return tokens
 
 

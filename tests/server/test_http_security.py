@@ -78,8 +78,10 @@ def test_health_needs_no_token(server: HttpServer) -> None:
         ([], {"BANKGATE_TOKENS": ""}, "HTTP needs bearer tokens"),
         (["--stateless"], {}, "needs a shared request-state key ring"),
         ([], {"BANKGATE_TOKENS": "alice=short"}, "at least 16 characters"),
+        # One token for two principals authenticated as the last: bob's calls, grants and audit as alice's.
+        ([], {"BANKGATE_TOKENS": f"alice={'t' * 24};bob={'t' * 24}"}, "'bob' has the same token as 'alice'"),
     ],
-    ids=["no-auth-off-loopback", "no-tokens", "stateless-without-keys", "weak-token"],
+    ids=["no-auth-off-loopback", "no-tokens", "stateless-without-keys", "weak-token", "shared-token"],
 )
 def test_unsafe_configurations_are_refused_at_start(
     tmp_path: Path, args: list[str], env: dict[str, str], says: str, cli: McpCli
@@ -92,6 +94,7 @@ def test_unsafe_configurations_are_refused_at_start(
     )
     assert done.returncode == 2
     assert says in done.stderr
+    assert "t" * 24 not in done.stderr  # a token is never echoed
 
 
 def test_all_interfaces_still_check_host(tmp_path: Path) -> None:
