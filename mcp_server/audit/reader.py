@@ -378,22 +378,33 @@ class AuditLine:
     note: str | None
 
     def render(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in self.arguments.items() if v is not None)
+        """The record for a terminal: every recorded text escaped (`_shown`), so a note or reason an answer wrote
+        (the client chooses both: an approver's note, the names of unexpected fields) cannot move the cursor, erase
+        lines or start a line that passes for another record."""
+        args = ", ".join(f"{_shown(k)}={_shown(str(v))}" for k, v in self.arguments.items() if v is not None)
         parts = [
             f"#{self.seq}" if self.seq is not None else "#(unchained)",
             self.at[:19].replace("T", " "),
             f"{self.event:<9}",
-            self.principal,
+            _shown(self.principal),
             f"{self.tool}({args})",
         ]
         if self.approval_ref:
             parts.append(self.approval_ref)
         line = "  ".join(parts)
         if self.reason:
-            line += f"\n      {self.reason}"
+            line += f"\n      {_shown(self.reason)}"
         if self.note:
-            line += f"\n      note: {self.note}"
+            line += f"\n      note: {_shown(self.note)}"
         return line
+
+
+def _shown(text: str) -> str:
+    """`text` with every character that is not printable (controls, line breaks, bidi and other format
+    characters, blanks but the plain space) as its Python escape, e.g. `\\x1b`, `\\n`, `\\u202e`."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def tail(db: Database, limit: int = 20) -> list[AuditLine]:
