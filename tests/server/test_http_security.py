@@ -60,6 +60,23 @@ def test_oversized_body_is_413(server: HttpServer) -> None:
     assert post(server, padded, Authorization=bearer()).status_code == 413
 
 
+@pytest.mark.parametrize(
+    ("headers", "pad", "status"),
+    [({"Host": "evil.example"}, 0, 421), ({"Origin": "http://evil.example"}, 0, 403), ({}, 4096, 413)],
+    ids=["foreign-host", "foreign-origin", "oversized-body"],
+)
+def test_the_2026_07_28_entry_checks_host_origin_and_size_too(
+    server: HttpServer, headers: dict[str, str], pad: int, status: int
+) -> None:
+    """A request naming a 2026-07-28 protocol version is served by another handler than the session's (every
+    approval round of a modern client goes there, in stateful mode too): it must refuse the same requests."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"pad": "x" * pad}}
+    assert (
+        post(server, body, Authorization=bearer(), **{"MCP-Protocol-Version": "2026-07-28"}, **headers).status_code
+        == status
+    )
+
+
 def test_malformed_body_is_a_clear_400(server: HttpServer) -> None:
     response = httpx2.post(server.url, content=b"{not json", headers={**ACCEPT, "Authorization": bearer()})
     assert response.status_code == 400
