@@ -103,9 +103,12 @@ def read_answer(outcome: object, confirmation: str | None) -> Verdict:
 
 def _read_form(content: Mapping[str, Any], confirmation: str | None) -> Verdict:
     allowed = {"approve", "note"} | ({"confirmation"} if confirmation is not None else set())
-    extra = sorted(k for k, v in content.items() if k not in allowed and v is not None)
-    if extra:
-        return Verdict(VerdictKind.REJECT, f"The answer had unexpected fields: {', '.join(extra)}.")
+    if any(k not in allowed and v is not None for k, v in content.items()):
+        # Named by the form's fields, never by the ones sent: the client chose those names, and the reason is
+        # relayed to the model and kept in the audit log.
+        return Verdict(
+            VerdictKind.REJECT, f"The answer had fields the form does not; it takes only {', '.join(sorted(allowed))}."
+        )
     note = content.get("note")
     if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
         return Verdict(VerdictKind.REJECT, f"The note must be text of at most {NOTE_MAX} characters.")

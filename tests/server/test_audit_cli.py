@@ -10,7 +10,6 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import mcp_types as types
 import pytest
 from sqlalchemy import Connection, text
 
@@ -22,7 +21,7 @@ from mcp_server.ledger.books import Ledger
 from policy.audit import chain_hash
 from policy.testing import ScriptedResponder, approve, reject
 from tests.server.harness import Harness
-from tests.support import BACKENDS, answer, first_round, postgres_schema
+from tests.support import BACKENDS, postgres_schema
 
 pytestmark = pytest.mark.anyio
 
@@ -334,23 +333,20 @@ async def test_tail_shows_decisions(audited: Harness, capsys: pytest.CaptureFixt
 async def test_tail_shows_what_an_answer_wrote_as_text_never_as_terminal_control(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An answer's note and the names of its unexpected fields come from the client and land in the audit record:
-    printed raw, they could move the auditor's cursor, erase the `executed` line above and print a `rejected` one
-    in its place. `audit tail` shows them escaped, each record on its own lines."""
+    """An answer's note comes from the client and lands in the audit record: printed raw, it could move the
+    auditor's cursor, erase the `executed` line above and print a `rejected` one in its place. `audit tail` shows
+    it escaped, each record on its own lines."""
     harness = Harness("memory", f"sqlite:///{tmp_path / 'ledger.db'}")
     args = {"from_account": harness.open_account("100"), "to_account": harness.open_account("0"), "amount": "10"}
-    forged = "\x1b[1A\x1b[2K\r#3  2026-12-04 23:00:00  rejected   local  transfer_funds(amount=10)"
-    odd_field = types.ElicitResult(action="accept", content={"approve": True, "\x1b[2J\u202ex": "1"})
+    forged = "\x1b[1A\x1b[2K\u202e\r#3  2026-12-04 23:00:00  rejected   local  transfer_funds(amount=10)"
     async with harness.client(ScriptedResponder(approve(note=forged))) as client:
         await client.call_tool("transfer_funds", args)
-        round1 = await first_round(client, "transfer_funds", args)
-        await answer(client, "transfer_funds", args, round1.request_state, odd_field)
-    assert [r["event"] for r in harness.audit()][-3:] == ["executed", "requested", "rejected"]
+    assert [r["event"] for r in harness.audit()][-1] == "executed"
 
     assert main(["audit", "tail", "-n", "20", "--db", harness.db_url]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\u202e" not in out and "\r" not in out
-    assert "note: \\x1b[1A\\x1b[2K\\r#3  2026-12-04" in out
+    assert "note: \\x1b[1A\\x1b[2K\\u202e\\r#3  2026-12-04" in out
     assert not any(line.startswith("#3  2026-12-04 23:00:00") for line in out.splitlines())
 
 
