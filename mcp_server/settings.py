@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
 from mcp_server.ledger.money import DEFAULT_MAX_AMOUNT_MINOR
 from mcp_server.storage.database import default_database_url
 
@@ -69,6 +70,13 @@ class Settings(BaseSettings):
     @classmethod
     def _split(cls, value: object) -> object:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    @field_validator("principal")
+    @classmethod
+    def _principal(cls, value: str) -> str:
+        if not is_principal_name(value):
+            raise ValueError(PRINCIPAL_RULE)
+        return value
 
     @property
     def embedded_default(self) -> bool:

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from mcp_server.ledger.books import ADMIN_PRINCIPAL
 from mcp_server.ledger.entitlements import ROLES
+from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
 from mcp_server.settings import LOOPBACK_HOSTS, Settings
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
@@ -58,6 +59,8 @@ def parse_tokens(inline: str | None, file: Path | None) -> dict[str, str]:
     for principal, token, where in entries:
         if not principal or len(token) < 16:
             raise ValueError(f"{where}: expected a principal name and a token of at least 16 characters")
+        if not is_principal_name(principal):  # printed in every question its calls ask ("Requested by: ...")
+            raise ValueError(f"{where}: {PRINCIPAL_RULE}")
         if principal in tokens:
             raise ValueError(f"{where}: principal '{principal}' has more than one token")
         if token in holders:  # it would authenticate as one of them only: the other's calls run as theirs

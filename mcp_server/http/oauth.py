@@ -18,7 +18,7 @@ import anyio
 import jwt
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
-from mcp_server.ledger.free_text import MAX_PRINCIPAL_LENGTH, is_principal_name
+from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 """Asymmetric algorithms only: a shared-secret (HS*) token could be forged by anyone holding the key."""
@@ -97,11 +97,7 @@ class JwtTokenVerifier:
             return None
         principal = claims.get(self._config.principal_claim)
         if not is_principal_name(principal):  # it is printed in every question the caller asks
-            log.info(
-                "bearer token refused: claim %r is not 1 to %d characters of visible text without surrounding spaces",
-                self._config.principal_claim,
-                MAX_PRINCIPAL_LENGTH,
-            )
+            log.info("bearer token refused: claim %r: %s", self._config.principal_claim, PRINCIPAL_RULE)
             return None
         if principal in self._config.reserved:
             log.warning("bearer token refused: its principal %r is another credential's", principal)

@@ -20,6 +20,9 @@ from mcp_server.ledger.errors import ErrorCode, LedgerError
 MAX_MEMO_LENGTH = 140
 MAX_OWNER_LENGTH = 100
 MAX_PRINCIPAL_LENGTH = 256
+PRINCIPAL_RULE = (
+    f"a principal name must be 1 to {MAX_PRINCIPAL_LENGTH} characters of visible text, without surrounding spaces"
+)
 MAX_COMBINING_MARKS = 3
 _UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _COMBINING_CATEGORIES = frozenset({"Mn", "Mc", "Me"})

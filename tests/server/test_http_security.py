@@ -97,8 +97,19 @@ def test_health_needs_no_token(server: HttpServer) -> None:
         ([], {"BANKGATE_TOKENS": "alice=short"}, "at least 16 characters"),
         # One token for two principals authenticated as the last: bob's calls, grants and audit as alice's.
         ([], {"BANKGATE_TOKENS": f"alice={'t' * 24};bob={'t' * 24}"}, "'bob' has the same token as 'alice'"),
+        # Every question prints its caller ("Requested by: ..."): a name that reorders text passes for another.
+        ([], {"BANKGATE_TOKENS": f"eve\u202e={'t' * 24}"}, "must be 1 to 256 characters of visible text"),
+        (["--principal", "eve\u2028Approved"], {}, "must be 1 to 256 characters of visible text"),
     ],
-    ids=["no-auth-off-loopback", "no-tokens", "stateless-without-keys", "weak-token", "shared-token"],
+    ids=[
+        "no-auth-off-loopback",
+        "no-tokens",
+        "stateless-without-keys",
+        "weak-token",
+        "shared-token",
+        "bidi-principal",
+        "line-break-principal",
+    ],
 )
 def test_unsafe_configurations_are_refused_at_start(
     tmp_path: Path, args: list[str], env: dict[str, str], says: str, cli: McpCli
