@@ -17,7 +17,7 @@ from mcp import Client
 
 from tests.drills.support import KEY_RING, Books, ServerProcess, connect, record, running, scaled
 from tests.server.interleave import audit_head_held
-from tests.support import APPROVE, LIMIT_POLICY, answer, first_round, keyed, outcome
+from tests.support import APPROVE, LIMIT_POLICY, TEST_POLICY, answer, first_round, keyed, outcome
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -182,5 +182,34 @@ async def test_daily_limit_holds_across_replicas(postgres_url: str, tmp_path: Pa
     assert sorted(statuses["approved"]) == ["denied", "executed"]
     assert sum(books.balance(target) for _, target in allowed) == 800_00
     assert sum(books.balance(target) for _, target in asked) == 600_00
+    books.assert_sound()
+    books.close()
+
+
+async def test_an_answer_reaching_a_replica_with_another_policy_is_asked_again(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A policy rolled out to one replica first: an answer to a question asked under the old rules finds no
+    question of its own there (the approval is bound to the policy's version), so nothing runs and the call is
+    asked again under the new rules; that answer runs, once."""
+    changed = tmp_path / "changed_policy.toml"
+    changed.write_text(TEST_POLICY.read_text().replace("Moving money needs a human's approval.", "Ask a human."))
+    books = Books(postgres_url)
+    source, target = books.open_accounts(2, "100.00")
+    args = {"from_account": source, "to_account": target, "amount": "25.00", "memo": "policy rollout"}
+    old, new = (
+        ServerProcess(postgres_url, tmp_path, "--stateless", name="old-policy"),
+        ServerProcess(postgres_url, tmp_path, "--stateless", "--policy", str(changed), name="new-policy"),
+    )
+    with running(old, new):
+        async with connect(old.url) as on_old, connect(new.url) as on_new:
+            asked = await first_round(on_old, "transfer_funds", args)
+            again = await answer(on_new, "transfer_funds", args, asked.request_state)
+            assert isinstance(again, types.InputRequiredResult), again
+            assert books.balance(target) == 10000, "nothing ran"
+            executed = outcome(await answer(on_new, "transfer_funds", args, again.request_state))
+
+    assert executed["status"] == "executed" and books.balance(target) == 12500
+    assert books.memo_counts("policy rollout") == {"policy rollout": 1}
     books.assert_sound()
     books.close()
