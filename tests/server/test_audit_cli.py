@@ -313,6 +313,7 @@ async def test_records_signed_before_a_key_rotation_still_verify(
     old_key, new_key, rotated = Path(os.environ[KEY_FILE_ENV]), tmp_path / "new.key", tmp_path / "rotated.key"
     old_id, new_id = load_signer(old_key).key_id, load_signer(new_key).key_id
     rotated.write_text(new_key.read_text() + old_key.read_text())  # the new key on top signs; the old one verifies
+    rotated.chmod(0o600)
     monkeypatch.setenv(KEY_FILE_ENV, str(rotated))
     after = Ledger(audited.db, audit=AuditWriter())
     after.deposit(after.create_account("After rotation").id, "3")
