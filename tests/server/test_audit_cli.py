@@ -292,6 +292,23 @@ async def test_a_checkpoint_from_another_key_is_refused(
     assert "field 'seq' is missing or not a int" in capsys.readouterr().err
 
 
+def test_a_checkpoint_of_an_empty_chain_holds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkpoint made before the first record (record 0, the genesis hash) vouches for nothing and is held by
+    every chain grown from it, not reported as a truncation."""
+    db, checkpoint = f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path / "checkpoint.json"
+    assert main(["admin", "init", "--no-seed", "--db", db]) == 0
+    assert main(["audit", "checkpoint", "--out", str(checkpoint), "--db", db]) == 0
+    capsys.readouterr()
+    verify_with_it = ["audit", "verify", "--db", db, "--checkpoint", str(checkpoint)]
+    assert main(verify_with_it) == 0
+    assert capsys.readouterr().out == "audit chain intact: 0 records; it holds the checkpoint's record 0\n"
+    assert main(["admin", "create", "Ada", "--id", "ACC-001", "--db", db]) == 0
+    assert main(["admin", "deposit", "ACC-001", "5", "--db", db]) == 0
+    capsys.readouterr()
+    assert main(verify_with_it) == 0
+    assert capsys.readouterr().out == "audit chain intact: 1 records; it holds the checkpoint's record 0\n"
+
+
 async def test_an_auditor_verifies_with_the_public_key_only(
     audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
