@@ -309,6 +309,25 @@ def test_a_checkpoint_of_an_empty_chain_holds(tmp_path: Path, capsys: pytest.Cap
     assert capsys.readouterr().out == "audit chain intact: 1 records; it holds the checkpoint's record 0\n"
 
 
+async def test_a_forged_checkpoint_is_refused_in_one_plain_line(
+    audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A checkpoint file is not trusted until its signature is: a key id written as terminal control (to paint
+    "audit chain intact" over the refusal) is shown escaped, and a nesting too deep to parse is "not a
+    checkpoint" (exit 2), never an unexpected error."""
+    forged = tmp_path / "checkpoint.json"
+    head = {"seq": 6, "hash": "0" * 64, "at": "2026-01-01T00:00:00.000000Z", "signature": "00"}
+    forged.write_text(json.dumps({**head, "key_id": "\x1b[2K\raudit chain intact\u202e"}))
+    verify_with_it = ["audit", "verify", "--db", audited.db_url, "--checkpoint", str(forged)]
+    assert main(verify_with_it) == 2
+    err = capsys.readouterr().err
+    assert "not signed by a known audit key" in err and "\\x1b[2K\\raudit chain intact\\u202e" in err
+    assert "\x1b" not in err and "\r" not in err and "\u202e" not in err
+    forged.write_text("[" * 100_000)
+    assert main(verify_with_it) == 2
+    assert "not a checkpoint written by 'audit checkpoint' (RecursionError)" in capsys.readouterr().err
+
+
 async def test_an_auditor_verifies_with_the_public_key_only(
     audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
