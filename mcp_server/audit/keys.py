@@ -9,6 +9,7 @@ public keys, for verifiers who must not be able to sign.
 import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
 
 import platformdirs
@@ -50,7 +51,7 @@ def load_keyring(path: Path) -> Keyring:
 
 def load_public_keyring(path: Path) -> Keyring:
     """A keyring from a public-key file written by `public_key_text`."""
-    return Keyring(_read_keys(path))
+    return Keyring(_read_keys(path, private=False))
 
 
 def public_key_text(path: Path) -> str:
@@ -59,9 +60,23 @@ def public_key_text(path: Path) -> str:
     return "# bankgate audit public keys (verify only)\n" + "\n".join(lines) + "\n"
 
 
-def _read_keys(path: Path) -> list[bytes]:
+_OPEN_PRIVATE = ((stat.S_IWGRP, "its group"), (stat.S_IRWXO, "others"))
+"""Access a private key file must not grant: writing it adds a key (what it signs verifies), reading it signs."""
+_OPEN_PUBLIC = ((stat.S_IWGRP, "its group"), (stat.S_IWOTH, "others"))
+"""Access a public-key file must not grant: writing it adds a key a forged chain would verify under."""
+
+
+def _read_keys(path: Path, *, private: bool = True) -> list[bytes]:
     try:
-        content = path.read_text(encoding="ascii")
+        with path.open(encoding="ascii") as file:  # the mode checked is the open file's: no swap in between
+            mode = os.fstat(file.fileno()).st_mode
+            for bits, who in _OPEN_PRIVATE if private else _OPEN_PUBLIC:
+                if mode & bits:
+                    raise AuditKeyError(
+                        f"audit key file {path} is open to {who} (mode {oct(stat.S_IMODE(mode))}); "
+                        f"make it private: chmod {'600' if private else '644'} {path}"
+                    )
+            content = file.read()
     except FileNotFoundError:
         raise AuditKeyError(f"audit key file {path} does not exist (set {KEY_FILE_ENV} or --audit-key-file)") from None
     except (OSError, UnicodeDecodeError) as exc:

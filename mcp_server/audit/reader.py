@@ -167,7 +167,9 @@ def adopt(db: Database, sequencer: Sequencer) -> Adoption | None:
 def _verified(db: Database, keys: Keyring | None, checkpoint: SignedHead | None) -> tuple["_State", list[Finding]]:
     keys = keys if keys is not None else load_keyring(key_file())
     if checkpoint is not None and not keys.verify_head(checkpoint):
-        raise CheckpointError(f"the checkpoint is not signed by a known audit key (its key id: {checkpoint.key_id})")
+        raise CheckpointError(  # the key id is the file's, unproven: shown escaped, never as terminal control
+            f"the checkpoint is not signed by a known audit key (its key id: {_shown(checkpoint.key_id)})"
+        )
 
     state = db.read(_read_state, snapshot=True)  # a transfer committing meanwhile is seen whole or not
     return state, _findings(state, keys, checkpoint)

@@ -175,7 +175,7 @@ def audit_public_key(settings: Settings) -> int:
 def _read_checkpoint(file: Path) -> SignedHead:
     try:
         return SignedHead.from_json(json.loads(file.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, RecursionError) as exc:
         raise ValueError(
             f"checkpoint {file}: not a checkpoint written by 'audit checkpoint' ({type(exc).__name__})"
         ) from None

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from sqlalchemy import text
 
 from mcp_server.storage import migrations
-from mcp_server.storage.database import Database
+from mcp_server.storage.database import Database, LedgerNotOpened
 
 
 def recorded(db: Database) -> list[tuple[int, str]]:
@@ -64,3 +65,16 @@ def test_statements_split_on_semicolons_and_drop_comments() -> None:
         9, "demo", "-- a; comment\nCREATE TABLE a (x INT);\n\n  -- b\nCREATE INDEX i ON a (x);\n"
     )
     assert migration.statements() == ["CREATE TABLE a (x INT)", "CREATE INDEX i ON a (x)"]
+
+
+def test_a_migration_the_schema_already_has_is_named_not_retried(database_url: str) -> None:
+    """A ledger whose `schema_migrations` lost a row (edited, or restored in part) runs that migration again at
+    open; it fails and changes nothing, and the refusal names the migration and why, instead of calling the
+    database unavailable (an operator told "try again shortly" waits for nothing)."""
+    db = Database.open(database_url)
+    db.run(lambda conn: conn.execute(text("DELETE FROM schema_migrations WHERE version = 12")))
+    db.close()
+    with pytest.raises(LedgerNotOpened, match=r"migration 0012_approval_channel could not be applied: .*channel"):
+        Database.open(database_url)
+    with pytest.raises(LedgerNotOpened, match=r"schema_migrations"):
+        Database.open(database_url, create=False)

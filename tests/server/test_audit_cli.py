@@ -292,6 +292,42 @@ async def test_a_checkpoint_from_another_key_is_refused(
     assert "field 'seq' is missing or not a int" in capsys.readouterr().err
 
 
+def test_a_checkpoint_of_an_empty_chain_holds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkpoint made before the first record (record 0, the genesis hash) vouches for nothing and is held by
+    every chain grown from it, not reported as a truncation."""
+    db, checkpoint = f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path / "checkpoint.json"
+    assert main(["admin", "init", "--no-seed", "--db", db]) == 0
+    assert main(["audit", "checkpoint", "--out", str(checkpoint), "--db", db]) == 0
+    capsys.readouterr()
+    verify_with_it = ["audit", "verify", "--db", db, "--checkpoint", str(checkpoint)]
+    assert main(verify_with_it) == 0
+    assert capsys.readouterr().out == "audit chain intact: 0 records; it holds the checkpoint's record 0\n"
+    assert main(["admin", "create", "Ada", "--id", "ACC-001", "--db", db]) == 0
+    assert main(["admin", "deposit", "ACC-001", "5", "--db", db]) == 0
+    capsys.readouterr()
+    assert main(verify_with_it) == 0
+    assert capsys.readouterr().out == "audit chain intact: 1 records; it holds the checkpoint's record 0\n"
+
+
+async def test_a_forged_checkpoint_is_refused_in_one_plain_line(
+    audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A checkpoint file is not trusted until its signature is: a key id written as terminal control (to paint
+    "audit chain intact" over the refusal) is shown escaped, and a nesting too deep to parse is "not a
+    checkpoint" (exit 2), never an unexpected error."""
+    forged = tmp_path / "checkpoint.json"
+    head = {"seq": 6, "hash": "0" * 64, "at": "2026-01-01T00:00:00.000000Z", "signature": "00"}
+    forged.write_text(json.dumps({**head, "key_id": "\x1b[2K\raudit chain intact\u202e"}))
+    verify_with_it = ["audit", "verify", "--db", audited.db_url, "--checkpoint", str(forged)]
+    assert main(verify_with_it) == 2
+    err = capsys.readouterr().err
+    assert "not signed by a known audit key" in err and "\\x1b[2K\\raudit chain intact\\u202e" in err
+    assert "\x1b" not in err and "\r" not in err and "\u202e" not in err
+    forged.write_text("[" * 100_000)
+    assert main(verify_with_it) == 2
+    assert "not a checkpoint written by 'audit checkpoint' (RecursionError)" in capsys.readouterr().err
+
+
 async def test_an_auditor_verifies_with_the_public_key_only(
     audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -313,6 +349,7 @@ async def test_records_signed_before_a_key_rotation_still_verify(
     old_key, new_key, rotated = Path(os.environ[KEY_FILE_ENV]), tmp_path / "new.key", tmp_path / "rotated.key"
     old_id, new_id = load_signer(old_key).key_id, load_signer(new_key).key_id
     rotated.write_text(new_key.read_text() + old_key.read_text())  # the new key on top signs; the old one verifies
+    rotated.chmod(0o600)
     monkeypatch.setenv(KEY_FILE_ENV, str(rotated))
     after = Ledger(audited.db, audit=AuditWriter())
     after.deposit(after.create_account("After rotation").id, "3")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.audit.keys import AuditKeyError, load_keyring, load_signer, public_key_text
+from mcp_server.audit.keys import AuditKeyError, load_keyring, load_public_keyring, load_signer, public_key_text
 from mcp_server.cli.main import main
 
 
@@ -58,6 +58,7 @@ def test_a_missing_or_malformed_key_file_is_named_never_created_by_verify(
     assert not missing.exists()
     bad = tmp_path / "bad.key"
     bad.write_text("# comment\nnot-hex-secret\n")
+    bad.chmod(0o600)
     with pytest.raises(AuditKeyError, match=r"bad.key, line 2: not a 64-digit hex key") as caught:
         load_keyring(bad)
     assert "not-hex-secret" not in str(caught.value)
@@ -69,3 +70,28 @@ def test_the_public_key_file_holds_no_secret(tmp_path: Path) -> None:
     public = public_key_text(path)
     secret = next(line for line in path.read_text().splitlines() if not line.startswith("#"))
     assert secret not in public and signer.public_key.hex() in public
+
+
+@pytest.mark.parametrize(("mode", "who"), [(0o620, "its group"), (0o602, "others"), (0o604, "others")])
+def test_a_key_file_others_may_write_or_read_is_refused(tmp_path: Path, mode: int, who: str) -> None:
+    """Whoever may write the key file can add a key of their own (records they sign would verify), and whoever
+    may read it can sign: such a file is refused for signing and verifying alike, naming its mode."""
+    path = tmp_path / "audit.key"
+    load_signer(path)
+    path.chmod(mode)
+    for load in (load_signer, load_keyring, public_key_text):
+        with pytest.raises(AuditKeyError, match=rf"audit key file {path} is open to {who} \(mode 0o{mode:o}\)"):
+            load(path)
+
+
+def test_a_public_key_file_others_may_write_is_refused(tmp_path: Path) -> None:
+    """An auditor's public keys are what a forged chain would have to match: one added by anyone who may
+    write the file would make that chain verify. Readable by all is fine (they are public)."""
+    private, public = tmp_path / "audit.key", tmp_path / "audit.pub"
+    load_signer(private)
+    public.write_text(public_key_text(private))
+    public.chmod(0o644)
+    load_public_keyring(public)
+    public.chmod(0o646)
+    with pytest.raises(AuditKeyError, match=r"audit key file .*audit.pub is open to others \(mode 0o646\)"):
+        load_public_keyring(public)

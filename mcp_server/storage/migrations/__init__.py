@@ -20,6 +20,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from mcp_server.timestamps import now_text
 
@@ -71,7 +72,9 @@ def applied(conn: Connection) -> dict[int, str]:
 
 
 def apply_pending(database: Database) -> list[int]:
-    """Apply every migration not yet recorded, one transaction each; return the versions applied."""
+    """Apply every migration not yet recorded, one transaction each; return the versions applied. A migration
+    whose statement the database refuses (its schema already has what `schema_migrations` says is missing) is
+    rolled back whole and named (LedgerNotOpened), never reported as the database being unavailable."""
     newly_applied: list[int] = []
     for migration in available():
 
@@ -81,7 +84,12 @@ def apply_pending(database: Database) -> list[int]:
             if migration.version in applied(conn):
                 return False
             for statement in migration.statements():
-                conn.exec_driver_sql(statement)
+                try:
+                    conn.exec_driver_sql(statement)
+                except DBAPIError as exc:
+                    if exc.connection_invalidated:
+                        raise
+                    raise _not_applied(migration, exc) from exc
             conn.execute(
                 text("INSERT INTO schema_migrations (version, name, applied_at) VALUES (:v, :n, :at)"),
                 {"v": migration.version, "n": migration.name, "at": now_text()},
@@ -91,6 +99,18 @@ def apply_pending(database: Database) -> list[int]:
         if database.run(apply):
             newly_applied.append(migration.version)
     return newly_applied
+
+
+def _not_applied(migration: Migration, refused: DBAPIError) -> Exception:
+    """The refusal of a migration the database would not take, naming it and the database's reason."""
+    from mcp_server.storage.database import LedgerNotOpened  # database imports this module
+
+    reason = (str(refused.orig).strip().splitlines() or [type(refused.orig).__name__])[0]
+    return LedgerNotOpened(
+        f"migration {migration.version:04d}_{migration.name} could not be applied: {reason}. Nothing was changed; "
+        "the ledger's schema does not match what its schema_migrations table records (edited, or restored in "
+        "part?): restore the database from a backup"
+    )
 
 
 def _lock_schema(conn: Connection) -> None:
