@@ -40,7 +40,7 @@ from policy.outcome import Outcome
 from policy.question import render_question
 from policy.results import GateResult, Refusal, Status
 from policy.settlement import NO_HUMAN, Settlement, denied
-from policy.store import Approval, DeskSignoff, GateStore, GateTx
+from policy.store import APPROVER_PREFIX, Approval, DeskSignoff, GateStore, GateTx
 from policy.verdict import EXPIRED, Verdict, VerdictKind
 
 logger = logging.getLogger(__name__)
@@ -447,7 +447,7 @@ def _desk_verdict(signoff: DeskSignoff | None, approval: Approval) -> Verdict | 
     if signoff.binding != approval.binding or signoff.question_sha256 != digest(approval.question):
         logger.warning("desk decision on %s does not match the approval as stored; ignored", approval.ref)
         return None
-    who = f"approver:{signoff.approver}"
+    who = APPROVER_PREFIX + signoff.approver
     if signoff.approved:
         return Verdict(VerdictKind.APPROVE, f"Approved at the desk by {who}.", signoff.note, signoff.approver)
     return Verdict(VerdictKind.REJECT, f"Rejected at the desk by {who}.", signoff.note, signoff.approver)

@@ -48,6 +48,10 @@ class Approval:
         return digest(self.question)
 
 
+APPROVER_PREFIX = "approver:"
+"""How audit records name a desk approver (`approver:erin`); no caller may carry a name that begins so."""
+
+
 @dataclass(frozen=True)
 class DeskSignoff:
     """An approver's signed decision on one approval, as the desk recorded it (protocol-free).

@@ -25,7 +25,7 @@ from mcp_server.desk.tokens import new_token
 from mcp_server.storage.gate_store import DESK_DECISION
 from policy.canonical import canonical_json
 from policy.question import requested_confirmation
-from policy.store import Approval, AuditEntry
+from policy.store import APPROVER_PREFIX, Approval, AuditEntry
 
 NOTE_LIMIT = 500
 AUDIT_EVENTS = {"approved": "desk_approved", "rejected": "desk_rejected"}
@@ -193,7 +193,7 @@ def decision_audit(
     return AuditEntry(
         at=at,
         event=AUDIT_EVENTS[inputs.verdict],
-        principal=f"approver:{approver}",
+        principal=APPROVER_PREFIX + approver,
         tool=tool,
         arguments=arguments,
         policy_version=policy_version,

@@ -33,6 +33,7 @@ from mcp_server.desk.approvers import audit_entry
 from mcp_server.desk.config import DeskConfig
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.tokens import b64url, from_b64url, new_token, token_hash
+from policy.store import APPROVER_PREFIX
 
 RP_NAME = "bankgate approval desk"
 _BAD_SIGNATURE = "The passkey's signature did not verify; nothing was recorded."
@@ -130,7 +131,7 @@ def register(
         [
             audit_entry(
                 "approver_enrolled",
-                f"approver:{approver}",
+                APPROVER_PREFIX + approver,
                 {"approver": approver, "credential_id": b64url(verified.credential_id)},
             )
         ],

@@ -13,11 +13,14 @@ from pydantic import AnyHttpUrl
 from starlette.routing import Route
 
 from mcp_server.ledger.books import ADMIN_PRINCIPAL
-from mcp_server.ledger.entitlements import ROLES
+from mcp_server.ledger.entitlements import ADMIN_ACTOR_PREFIX, ROLES
 from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
 from mcp_server.settings import LOOPBACK_HOSTS, Settings
+from policy.store import APPROVER_PREFIX
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
+RESERVED_PREFIXES = (ADMIN_ACTOR_PREFIX, APPROVER_PREFIX)
+"""What the audit log's non-callers' names begin with (entitlement changes, desk decisions): no credential's may."""
 """RFC 9728's metadata path; the MCP spec's clients also try it suffixed with the endpoint's path."""
 
 
@@ -61,6 +64,8 @@ def parse_tokens(inline: str | None, file: Path | None) -> dict[str, str]:
             raise ValueError(f"{where}: expected a principal name and a token of at least 16 characters")
         if not is_principal_name(principal):  # printed in every question its calls ask ("Requested by: ...")
             raise ValueError(f"{where}: {PRINCIPAL_RULE}")
+        if principal.startswith(RESERVED_PREFIXES):
+            raise ValueError(f"{where}: a principal name may not begin with {' or '.join(RESERVED_PREFIXES)}")
         if principal in tokens:
             raise ValueError(f"{where}: principal '{principal}' has more than one token")
         if token in holders:  # it would authenticate as one of them only: the other's calls run as theirs
@@ -117,6 +122,7 @@ def token_verifier(
             principal_claim=settings.oauth_principal_claim,
             role_scopes=parse_role_scopes(settings.oauth_role_scopes, ROLES),
             reserved=frozenset({*tokens, settings.principal, ADMIN_PRINCIPAL}),
+            reserved_prefixes=RESERVED_PREFIXES,
         )
     )
     # The issuer as a string: the metadata model validates it keeping its exact spelling (RFC 8414

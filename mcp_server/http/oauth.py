@@ -41,6 +41,9 @@ class OAuthConfig:
     """Principal names other credentials hold (static tokens, the local principal, the ledger's administrator).
     Entitlements and daily totals belong to a name, so a token naming one of these is refused: an issuer's user
     (whose `preferred_username`, say, they may choose) never acts with another caller's grants."""
+    reserved_prefixes: tuple[str, ...] = ()
+    """Beginnings of the names the audit log gives non-callers (`admin:`, `approver:`): a caller named so would
+    pass, in the log, for an administrator or a desk approver."""
 
 
 class RoleToken(AccessToken):
@@ -99,7 +102,7 @@ class JwtTokenVerifier:
         if not is_principal_name(principal):  # it is printed in every question the caller asks
             log.info("bearer token refused: claim %r: %s", self._config.principal_claim, PRINCIPAL_RULE)
             return None
-        if principal in self._config.reserved:
+        if principal in self._config.reserved or principal.startswith(self._config.reserved_prefixes):
             log.warning("bearer token refused: its principal %r is another credential's", principal)
             return None
         scopes = _scopes(claims)

@@ -34,6 +34,8 @@ from policy.store import AuditEntry
 RELATIONS = ("owner", "viewer")
 ROLES = ("operator",)
 AUDIT_TOOL = "entitlements"
+ADMIN_ACTOR_PREFIX = "admin:"
+"""How audit records name who changed entitlements (`admin:<login>`); no caller may carry a name that begins so."""
 """The `tool` of the audit records of entitlement changes."""
 
 _PRINCIPAL = re.compile(r"[\x21-\x7e]{1,100}")
@@ -143,7 +145,7 @@ class EntitlementAdmin:
 
     def __init__(self, db: Database, actor: str | None = None, audit: AuditWriter | None = None) -> None:
         self._store = SqlGateStore(db, audit)
-        self.actor = "admin:" + parse_principal(actor or _login_name(), "--by")
+        self.actor = ADMIN_ACTOR_PREFIX + parse_principal(actor or _login_name(), "--by")
 
     def grant(self, principal: str, relation: str, account_id: str) -> bool:
         def grant(conn: Connection) -> bool:

@@ -133,6 +133,8 @@ def _b64(data: bytes) -> bytes:
         lambda i, aud: i.token(aud, sub="alice"),
         lambda i, aud: i.token(aud, sub="local"),
         lambda i, aud: i.token(aud, sub="admin"),
+        lambda i, aud: i.token(aud, sub="admin:alice"),
+        lambda i, aud: i.token(aud, sub="approver:erin"),
     ],
     ids=[
         "wrong-audience",
@@ -149,6 +151,8 @@ def _b64(data: bytes) -> bytes:
         "a-static-tokens-principal",
         "the-local-principal",
         "the-ledger-administrator",
+        "an-entitlement-administrators-name",
+        "a-desk-approvers-name",
     ],
 )
 def test_a_bad_token_is_401_with_the_metadata(issued: tuple[Issuer, HttpServer, Harness], spoil: object) -> None:
