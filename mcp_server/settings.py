@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     @classmethod
     def _principal(cls, value: str) -> str:
         if not is_principal_name(value):
-            raise ValueError(PRINCIPAL_RULE)
+            raise ValueError(f"principal {PRINCIPAL_RULE}")
         return value
 
     @property

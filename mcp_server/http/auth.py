@@ -63,7 +63,7 @@ def parse_tokens(inline: str | None, file: Path | None) -> dict[str, str]:
         if not principal or len(token) < 16:
             raise ValueError(f"{where}: expected a principal name and a token of at least 16 characters")
         if not is_principal_name(principal):  # printed in every question its calls ask ("Requested by: ...")
-            raise ValueError(f"{where}: {PRINCIPAL_RULE}")
+            raise ValueError(f"{where}: a principal name {PRINCIPAL_RULE}")
         if principal.startswith(RESERVED_PREFIXES):
             raise ValueError(f"{where}: a principal name may not begin with {' or '.join(RESERVED_PREFIXES)}")
         if principal in tokens:

@@ -100,7 +100,7 @@ class JwtTokenVerifier:
             return None
         principal = claims.get(self._config.principal_claim)
         if not is_principal_name(principal):  # it is printed in every question the caller asks
-            log.info("bearer token refused: claim %r: %s", self._config.principal_claim, PRINCIPAL_RULE)
+            log.info("bearer token refused: claim %r %s", self._config.principal_claim, PRINCIPAL_RULE)
             return None
         if principal in self._config.reserved or principal.startswith(self._config.reserved_prefixes):
             log.warning("bearer token refused: its principal %r is another credential's", principal)

@@ -15,7 +15,6 @@ table itself keeps who made each grant that stands.
 """
 
 import getpass
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from sqlalchemy import Connection
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.ledger.errors import ErrorCode, LedgerError
+from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
 from mcp_server.ledger.identifiers import parse_account_id
 from mcp_server.storage.database import Database
 from mcp_server.storage.gate_store import SqlGateStore, SqlGateTx
@@ -38,7 +38,6 @@ ADMIN_ACTOR_PREFIX = "admin:"
 """How audit records name who changed entitlements (`admin:<login>`); no caller may carry a name that begins so."""
 """The `tool` of the audit records of entitlement changes."""
 
-_PRINCIPAL = re.compile(r"[\x21-\x7e]{1,100}")
 
 _LISTED = {"sqlite": "group_concat({})", "postgresql": "string_agg({}, ',')"}
 """Each dialect's aggregate of names into one comma-separated text (no name holds a comma)."""
@@ -184,12 +183,10 @@ class EntitlementAdmin:
 
 
 def parse_principal(value: object, field: str = "principal") -> str:
-    """Principal names as tokens carry them: 1 to 100 visible ASCII characters."""
-    if isinstance(value, str) and _PRINCIPAL.fullmatch(value):
+    """Principal names as credentials carry them (`free_text.is_principal_name`): whoever can sign in can be granted."""
+    if is_principal_name(value):
         return value
-    raise LedgerError(
-        ErrorCode.INVALID_PRINCIPAL, f"{field} must be 1 to 100 visible ASCII characters without spaces.", field=field
-    )
+    raise LedgerError(ErrorCode.INVALID_PRINCIPAL, f"{field} {PRINCIPAL_RULE}.", field=field)
 
 
 def _access(conn: Connection, principal: str, relation: str, account_id: str) -> dict[str, str]:

@@ -20,9 +20,8 @@ from mcp_server.ledger.errors import ErrorCode, LedgerError
 MAX_MEMO_LENGTH = 140
 MAX_OWNER_LENGTH = 100
 MAX_PRINCIPAL_LENGTH = 256
-PRINCIPAL_RULE = (
-    f"a principal name must be 1 to {MAX_PRINCIPAL_LENGTH} characters of visible text, without surrounding spaces"
-)
+PRINCIPAL_RULE = f"must be 1 to {MAX_PRINCIPAL_LENGTH} characters of visible text, without surrounding spaces"
+"""What `is_principal_name` holds a name to, as a sentence's end ("principal must be ...")."""
 MAX_COMBINING_MARKS = 3
 _UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _COMBINING_CATEGORIES = frozenset({"Mn", "Mc", "Me"})

@@ -80,7 +80,7 @@ def test_admin_grants_revokes_and_lists_entitlements_and_audits_each_change(
         (("grant", "dave", "owner", "ACC-999"), "refused (unknown_account): Account ACC-999 does not exist."),
         (("grant", "dave", "admin", "ACC-001"), "refused (invalid_relation): relation must be one of: owner, viewer."),
         (("grant", "dave", "owner", "acc-1"), "refused (invalid_account_id): account_id must use upper-case"),
-        (("grant", "da ve", "owner", "ACC-001"), "refused (invalid_principal): principal must be 1 to 100 visible"),
+        (("grant", "dave\u202e", "owner", "ACC-001"), "configuration: principal: Value error, principal must be 1 to"),
         (("roles", "grant", "dave", "root"), "refused (invalid_role): role must be one of: operator."),
         (("revoke", "carol", "owner", "ACC-001"), "refused (not_granted): carol is not owner of ACC-001;"),
         (("roles", "revoke", "alice", "operator"), "refused (not_granted): alice does not have the role operator;"),
@@ -98,3 +98,14 @@ def test_bad_admin_input_is_one_clear_line_exit_2_and_changes_nothing(
     [line] = result.stderr.splitlines()
     assert line.startswith("bankgate-mcp: " + says)
     assert standing(demo) == before and demo.audit() == audited
+
+
+def test_any_name_a_credential_can_carry_can_be_granted(
+    demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    """The grant takes principal names by the rule tokens and JWTs are held to (`free_text.is_principal_name`):
+    a principal who can sign in as `José Álvarez` can be given access, and no one is granted by a name that
+    could never sign in."""
+    assert cli("admin", "grant", "José Álvarez", "viewer", "ACC-002").returncode == 0
+    assert ("José Álvarez", "ACC-002", "viewer") in standing(demo)
+    assert cli("admin", "grant", " José", "viewer", "ACC-002").returncode == 2
