@@ -13,6 +13,7 @@ from sqlalchemy import Connection, text
 from mcp_server.audit.keys import key_file, load_keyring
 from mcp_server.audit.sequencer import ChainRefused, Sequencer
 from mcp_server.ledger.books import ADMIN_PRINCIPAL
+from mcp_server.ledger.free_text import shown
 from mcp_server.ledger.money import MINOR_UNITS, format_amount
 from mcp_server.storage.database import Database
 from mcp_server.timestamps import now_text
@@ -168,7 +169,7 @@ def _verified(db: Database, keys: Keyring | None, checkpoint: SignedHead | None)
     keys = keys if keys is not None else load_keyring(key_file())
     if checkpoint is not None and not keys.verify_head(checkpoint):
         raise CheckpointError(  # the key id is the file's, unproven: shown escaped, never as terminal control
-            f"the checkpoint is not signed by a known audit key (its key id: {_shown(checkpoint.key_id)})"
+            f"the checkpoint is not signed by a known audit key (its key id: {shown(checkpoint.key_id)})"
         )
 
     state = db.read(_read_state, snapshot=True)  # a transfer committing meanwhile is seen whole or not
@@ -380,33 +381,25 @@ class AuditLine:
     note: str | None
 
     def render(self) -> str:
-        """The record for a terminal: every recorded text escaped (`_shown`), so a note or reason an answer wrote
-        (the client chooses both: an approver's note, the names of unexpected fields) cannot move the cursor, erase
-        lines or start a line that passes for another record."""
-        args = ", ".join(f"{_shown(k)}={_shown(str(v))}" for k, v in self.arguments.items() if v is not None)
+        """The record for a terminal: every recorded text escaped (`free_text.shown`), so a note or reason an answer
+        wrote (the client chooses both: an approver's note, the names of unexpected fields) cannot move the cursor,
+        erase lines or start a line that passes for another record."""
+        args = ", ".join(f"{shown(k)}={shown(str(v))}" for k, v in self.arguments.items() if v is not None)
         parts = [
             f"#{self.seq}" if self.seq is not None else "#(unchained)",
             self.at[:19].replace("T", " "),
             f"{self.event:<9}",
-            _shown(self.principal),
+            shown(self.principal),
             f"{self.tool}({args})",
         ]
         if self.approval_ref:
             parts.append(self.approval_ref)
         line = "  ".join(parts)
         if self.reason:
-            line += f"\n      {_shown(self.reason)}"
+            line += f"\n      {shown(self.reason)}"
         if self.note:
-            line += f"\n      note: {_shown(self.note)}"
+            line += f"\n      note: {shown(self.note)}"
         return line
-
-
-def _shown(text: str) -> str:
-    """`text` with every character that is not printable (controls, line breaks, bidi and other format
-    characters, blanks but the plain space) as its Python escape, e.g. `\\x1b`, `\\n`, `\\u202e`."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def tail(db: Database, limit: int = 20) -> list[AuditLine]:

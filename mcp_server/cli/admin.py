@@ -13,6 +13,7 @@ from mcp_server.cli.explain import explain
 from mcp_server.desk.reverify import reverify_decisions
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.entitlements import EntitlementAdmin, grants
+from mcp_server.ledger.free_text import shown
 from mcp_server.ledger.money import format_amount
 from mcp_server.settings import Settings
 from mcp_server.storage.database import Database, redacted_url
@@ -85,10 +86,10 @@ def _pairs(items: Sequence[str], option: str) -> dict[str, str]:
 
 
 def _hypotheses(facts: CallFacts, balances: Sequence[str], moved_today: str | None) -> str:
-    shown = [f"balance {item}" for item in balances]
+    facts_shown = [f"balance {item}" for item in balances]
     if moved_today is not None:
-        shown.append(f"moved today {format_amount(facts.moved_today_minor, facts.currency)}")
-    return ", ".join(shown)
+        facts_shown.append(f"moved today {format_amount(facts.moved_today_minor, facts.currency)}")
+    return ", ".join(facts_shown)
 
 
 def admin_init(settings: Settings) -> int:
@@ -197,7 +198,7 @@ def _ledger(settings: Settings) -> Ledger:
 def admin_accounts(settings: Settings) -> int:
     for account in _ledger(settings).accounts():
         balance = format_amount(account.balance_minor, account.currency)
-        print(f"{account.id:<10} {account.status:<6} {balance:>16}  {account.owner}")
+        print(f"{shown(account.id):<10} {account.status:<6} {balance:>16}  {shown(account.owner)}")
     return 0
 
 
@@ -218,7 +219,8 @@ def admin_history(settings: Settings, account_id: str) -> int:
     for line in _ledger(settings).history(account_id):
         amount = format_amount(line.amount_minor, line.currency)
         print(
-            f"{line.created_at:%Y-%m-%d %H:%M:%S}  {line.kind:<11} {amount:>14}  {line.counterparty}  {line.memo or ''}"
+            f"{line.created_at:%Y-%m-%d %H:%M:%S}  {line.kind:<11} {amount:>14}  {shown(line.counterparty)}  "
+            f"{shown(line.memo or '')}"
         )
     return 0
 

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, text
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.tokens import b64url, new_token, token_hash
 from mcp_server.ledger.books import ADMIN_PRINCIPAL
+from mcp_server.ledger.free_text import shown
 from mcp_server.storage.database import Database
 from policy.store import AuditEntry
 
@@ -42,8 +43,8 @@ class Approver:
 
     def render(self) -> str:
         added = time.strftime("%Y-%m-%d %H:%M", time.gmtime(self.added_at))
-        who = f"{self.name:<20} {self.role:<12} {self.status:<8}"
-        return f"{who} passkeys {self.passkeys}  added {added} UTC by {self.added_by}"
+        who = f"{shown(self.name):<20} {self.role:<12} {self.status:<8}"  # as stored: the database may have been edited
+        return f"{who} passkeys {self.passkeys}  added {added} UTC by {shown(self.added_by)}"
 
 
 def parse_name(value: str) -> str:

@@ -23,7 +23,7 @@ from sqlalchemy import Connection
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.ledger.errors import ErrorCode, LedgerError
-from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
+from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name, shown
 from mcp_server.ledger.identifiers import parse_account_id
 from mcp_server.storage.database import Database
 from mcp_server.storage.gate_store import SqlGateStore, SqlGateTx
@@ -84,7 +84,8 @@ class Grant:
 
     def render(self) -> str:
         target = f"on {self.account_id}" if self.account_id else "role (any account)"
-        return f"{self.principal:<16} {self.name:<9} {target:<20} granted by {self.granted_by} at {self.granted_at}"
+        who, by = shown(self.principal), shown(self.granted_by)  # as stored: the database may have been edited
+        return f"{who:<16} {self.name:<9} {target:<20} granted by {by} at {self.granted_at}"
 
 
 def held_columns(dialect: str) -> str:

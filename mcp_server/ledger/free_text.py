@@ -94,3 +94,12 @@ def _longest_mark_run(text: str) -> int:
         run = run + 1 if unicodedata.category(ch) in _COMBINING_CATEGORIES else 0
         longest = max(longest, run)
     return longest
+
+
+def shown(text: str) -> str:
+    """`text` as a terminal may print it: every character that is not printable (controls, line breaks, bidi
+    and other format characters, blanks but the plain space) as its Python escape, e.g. `\\x1b`, `\\u202e`.
+    For what the command line prints from the database, which may have been edited behind bankgate's back."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from mcp_server.cli.main import main
 from mcp_server.ledger.entitlements import grants
@@ -109,3 +110,27 @@ def test_any_name_a_credential_can_carry_can_be_granted(
     assert cli("admin", "grant", "José Álvarez", "viewer", "ACC-002").returncode == 0
     assert ("José Álvarez", "ACC-002", "viewer") in standing(demo)
     assert cli("admin", "grant", " José", "viewer", "ACC-002").returncode == 2
+
+
+ESCAPE = "\x1b[2K\rledger invariants hold"
+"""What a database writer might plant: erase the line, return, and print a reassurance in its place."""
+
+
+@pytest.mark.parametrize(
+    ("edit", "args"),
+    [
+        ("UPDATE accounts SET owner = :text WHERE id = 'ACC-001'", ("admin", "accounts")),
+        ("UPDATE transactions SET memo = :text", ("admin", "history", "ACC-001")),
+        ("UPDATE account_access SET principal = :text, granted_by = :text", ("admin", "grants")),
+    ],
+    ids=["account-owner", "memo", "grant"],
+)
+def test_listings_show_text_edited_into_the_database_escaped(
+    demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]], edit: str, args: tuple[str, ...]
+) -> None:
+    """Values written through bankgate are visible text; the database can still be edited behind its back, and
+    what the command line prints from it must never drive the operator's terminal."""
+    demo.db.run(lambda conn: conn.execute(text(edit), {"text": ESCAPE}))
+    printed = cli(*args).stdout
+    assert "\x1b" not in printed and "\r" not in printed
+    assert "\\x1b[2K\\rledger invariants hold" in printed
