@@ -69,7 +69,13 @@ _OPEN_PUBLIC = ((stat.S_IWGRP, "its group"), (stat.S_IWOTH, "others"))
 def _read_keys(path: Path, *, private: bool = True) -> list[bytes]:
     try:
         with path.open(encoding="ascii") as file:  # the mode checked is the open file's: no swap in between
-            mode = os.fstat(file.fileno()).st_mode
+            info = os.fstat(file.fileno())
+            mode = info.st_mode
+            if private and info.st_uid not in (os.getuid(), 0):  # its owner may rewrite it whatever its mode
+                raise AuditKeyError(
+                    f"audit key file {path} belongs to another user (uid {info.st_uid}); it must be this user's "
+                    f"(uid {os.getuid()}) or root's: chown it, or run as its owner"
+                )
             for bits, who in _OPEN_PRIVATE if private else _OPEN_PUBLIC:
                 if mode & bits:
                     raise AuditKeyError(

@@ -1,5 +1,6 @@
 """The audit signing key: created once, private, reused, and one key however many processes start at once."""
 
+import os
 import stat
 import subprocess
 import sys
@@ -82,6 +83,19 @@ def test_a_key_file_others_may_write_or_read_is_refused(tmp_path: Path, mode: in
     for load in (load_signer, load_keyring, public_key_text):
         with pytest.raises(AuditKeyError, match=rf"audit key file {path} is open to {who} \(mode 0o{mode:o}\)"):
             load(path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_key_file_another_user_owns_is_refused(tmp_path: Path) -> None:
+    """Its owner can rewrite it whatever its mode (and add a key): a private key file must be this user's or root's
+    (as PostgreSQL holds its server key), so one planted by another user in a shared directory is refused."""
+    path = tmp_path / "audit.key"
+    load_signer(path)
+    os.chown(path, 0, -1)
+    load_signer(path)  # root's: fine
+    os.chown(path, 65534, -1)
+    with pytest.raises(AuditKeyError, match=rf"audit key file {path} belongs to another user \(uid 65534\)"):
+        load_signer(path)
 
 
 def test_a_public_key_file_others_may_write_is_refused(tmp_path: Path) -> None:
