@@ -55,13 +55,15 @@ class McpTarget:
     url: str | None = None
     token: str | None = field(default=None, repr=False)
     """The bearer token for `url`: a credential, so never in a repr (settings keep it a `SecretStr`)."""
-    db_url: str | None = None
+    db_url: str | None = field(default=None, repr=False)
+    """The launched server's ledger: a PostgreSQL URL may carry its password, so never in a repr."""
     protocol: McpProtocol = "auto"
     call_timeout: float = 330.0
     server_args: tuple[str, ...] = ()
     """Extra `bankgate-mcp serve` options for a launched server (e.g. `--no-seed`)."""
-    server_env: Mapping[str, str] | None = None
-    """`BANKGATE_*` settings for a launched server; `None` forwards the caller's."""
+    server_env: Mapping[str, str] | None = field(default=None, repr=False)
+    """`BANKGATE_*` settings for a launched server (tokens and URLs among them: never in a repr); `None` forwards the
+    caller's."""
     server_cwd: str | None = None
     """Working directory of a launched server (where it reads `.env`); `None` is the caller's."""
 

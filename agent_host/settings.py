@@ -60,7 +60,10 @@ class HostSettings(BaseSettings):
     mcp_token: SecretStr | None = Field(default=None, validation_alias="BANKGATE_MCP_TOKEN")
     mcp_protocol: McpProtocol = "auto"
     db_url: str | None = Field(
-        default=None, validation_alias="BANKGATE_DB_URL", description="Ledger for the MCP server the host launches."
+        default=None,
+        validation_alias="BANKGATE_DB_URL",
+        description="Ledger for the MCP server the host launches.",
+        repr=False,  # a PostgreSQL URL may carry its password
     )
     approval_timeout: float = Field(
         default=300.0,

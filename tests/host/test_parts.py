@@ -6,6 +6,7 @@ import base64
 import io
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import mcp_types
@@ -298,3 +299,13 @@ def test_the_mcp_token_stays_out_of_reprs() -> None:
 
     assert target.token == "mcp-secret-0123456789"
     assert "mcp-secret" not in repr(target) and "mcp-secret" not in repr(settings)
+
+
+def test_a_ledger_url_with_its_password_stays_out_of_reprs() -> None:
+    """A launched server's PostgreSQL URL, and the settings forwarded to it, carry credentials too."""
+    url = "postgresql://bank:pg-secret-0123@db.example/ledger"
+    settings = HostSettings.for_emulator("http://127.0.0.1:1", "emu", db_url=url)
+    target = replace(mcp_target(settings), server_env={"BANKGATE_TOKENS": "local=tok-secret-0123456789"})
+
+    assert target.db_url == url
+    assert "pg-secret" not in repr(target) and "pg-secret" not in repr(settings) and "tok-secret" not in repr(target)
