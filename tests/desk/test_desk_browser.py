@@ -140,6 +140,20 @@ async def test_enroll_sign_in_approve_and_reject(chromium: Any, world: World, de
     ]
 
 
+async def test_a_form_only_approval_is_shown_but_cannot_be_signed(
+    chromium: Any, world: World, desk: str, shots: Path
+) -> None:
+    """The policy lets only the requester's own form answer it: the page says so and offers no buttons."""
+    approval = world.pending("75.00")
+    world.sql("UPDATE approvals SET channel = 'form' WHERE ref = :r", r=approval.ref)
+    async with signed_in_at(chromium, world, desk, f"/approvals/{approval.ref}") as page:
+        await playwright_api.expect(page.locator("#form-only")).to_contain_text("requester's own form")
+        await playwright_api.expect(page.locator("#decide")).to_have_count(0)
+        await page.screenshot(path=shots / "desk-form-only.png", full_page=True)
+        refused = await post_from(page, f"/desk/approvals/{approval.ref}/challenge", '{"verdict": "approved"}')
+    assert refused == [409, "form_only"]
+
+
 async def test_assertion_replayed_for_another_approval_is_refused(chromium: Any, world: World, desk: str) -> None:
     first, second = world.pending("10.00"), world.pending("20.00")
     captured: list[str] = []
