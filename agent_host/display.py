@@ -37,6 +37,17 @@ def printable(text: str, *, lines: bool = True) -> str:
     return unsafe.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
+SHOWN_CHARACTERS = 400
+"""How much of a tool call's arguments, or of a result's message, a line shows: a model (or a tool) sending a
+megabyte would otherwise scroll the bank's question and the approval prompt off the terminal."""
+
+
+def _clipped(text: str) -> str:
+    """`text` up to `SHOWN_CHARACTERS`, then how many characters were left out."""
+    left_out = len(text) - SHOWN_CHARACTERS
+    return text if left_out <= 0 else f"{text[:SHOWN_CHARACTERS]}… ({left_out:,} more characters)"
+
+
 _STATUS_STYLES = {"executed": "green", "failed": "red"}
 _ANSWER_STYLES = {"approved": "green", "rejected": "red"}
 
@@ -123,11 +134,12 @@ class Display:
             )
 
     def tool_call(self, call: FunctionCall) -> None:
-        self.line("  → ", printable(f"{call.name} {_compact(call.arguments)}", lines=False), "magenta")
+        arguments = _clipped(printable(_compact(call.arguments), lines=False))
+        self.line("  → ", f"{_clipped(printable(call.name, lines=False))} {arguments}", "magenta")
 
     def tool_result(self, call: FunctionCall, result: ToolResult) -> None:
         status = printable(str(result.output.get("status", "?")), lines=False)
-        message = printable(str(result.output.get("message") or _error_message(result.output)))
+        message = _clipped(printable(str(result.output.get("message") or _error_message(result.output))))
         self.console.print(
             Text.assemble(("  ← ", "magenta"), (status, _STATUS_STYLES.get(status, "yellow")), f": {message}")
         )

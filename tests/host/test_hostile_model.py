@@ -15,8 +15,11 @@ from typing import Any
 import pytest
 
 from agent_host.conversation import Conversation
+from agent_host.display import SHOWN_CHARACTERS
 from agent_host.emulator import Emulator
 from agent_host.errors import ServiceFailed
+from agent_host.foundry.function_tools import FunctionCall
+from agent_host.mcp_link import ToolResult
 
 from .helpers import CapturedDisplay, host_for, scripted
 
@@ -160,3 +163,29 @@ async def test_a_malformed_stream_is_a_service_failure_the_chat_survives(
         after = await conversation.send("Hello again?")
 
     assert after.text == "Done."
+
+
+def test_huge_arguments_and_results_are_shown_clipped_with_what_was_left_out() -> None:
+    """A model (or a tool) that sends a megabyte must not scroll the approval prompt and the bank's question
+    off the terminal: each line shows its start and says how much it left out."""
+    display = CapturedDisplay()
+    arguments = json.dumps({"from_account": "ACC-001", "memo": "pay " + "x" * 100_000})
+    call = FunctionCall("call_big", "transfer_funds", arguments)
+    display.tool_call(call)
+    display.tool_result(call, ToolResult({"status": "failed", "message": "m" * 50_000}))
+    lines = display.text.splitlines()
+    assert lines == [
+        f"  → transfer_funds {arguments[:SHOWN_CHARACTERS]}… ({len(arguments) - SHOWN_CHARACTERS:,} more characters)",
+        f"  ← failed: {'m' * SHOWN_CHARACTERS}… ({50_000 - SHOWN_CHARACTERS:,} more characters)",
+    ]
+
+
+def test_short_arguments_and_results_are_shown_whole() -> None:
+    display = CapturedDisplay()
+    call = FunctionCall("call_1", "get_account_balance", '{"account_id": "ACC-001"}')
+    display.tool_call(call)
+    display.tool_result(call, ToolResult({"status": "executed", "message": "m" * SHOWN_CHARACTERS}))
+    assert display.text.splitlines() == [
+        '  → get_account_balance {"account_id": "ACC-001"}',
+        f"  ← executed: {'m' * SHOWN_CHARACTERS}",
+    ]
