@@ -14,7 +14,9 @@ the server holds the call until the desk decides, so when the call has not retur
 `DESK_GRACE_SECONDS` of the resume, the same interrupt is raised again.
 
 A thread runs one run at a time: a new run while one is active (streaming or suspended on an
-interrupt) is refused.
+interrupt) is refused. The host keeps at most `MAX_THREADS` threads: past it, a new thread id
+makes it forget the least recently used thread with no run active (a run on that id later starts
+a new conversation); with every thread busy, the new one is refused.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ from agent_host.web.interrupts import InterruptStore, PendingApproval, RunRefuse
 
 logger = logging.getLogger(__name__)
 
+MAX_THREADS = 1000
+"""How many threads (each a conversation the host remembers) it keeps; a client may name a new thread
+id for every run."""
 DESK_GRACE_SECONDS = 3.0
 """How long a resumed desk approval may take to settle before the host says it is still pending
 (the server looks for the desk's decision about every second)."""
@@ -160,9 +165,11 @@ class RunDriver:
 
     name = "web"
 
-    def __init__(self, store: InterruptStore) -> None:
+    def __init__(self, store: InterruptStore, *, max_threads: int = MAX_THREADS) -> None:
         self.store = store
+        self.max_threads = max_threads
         self._threads: dict[str, ThreadRun] = {}
+        """By last use, the least recent first."""
         self._conversation: Callable[[ThreadRun], Conversation] | None = None
         self._tasks: anyio.abc.TaskGroup | None = None
 
@@ -246,13 +253,26 @@ class RunDriver:
                 thread.sink.close()
 
     def _thread(self, thread_id: str) -> ThreadRun:
-        thread = self._threads.get(thread_id)
+        """The thread `thread_id`, now the most recently used; new past `max_threads` if one idle can go."""
+        thread = self._threads.pop(thread_id, None)
         if thread is None:
+            if len(self._threads) >= self.max_threads:
+                self._forget_one()
             assert self._conversation is not None, "bind() the driver before running"
             thread = ThreadRun(thread_id)
             thread.conversation = self._conversation(thread)
-            self._threads[thread_id] = thread
+        self._threads[thread_id] = thread
         return thread
+
+    def _forget_one(self) -> None:
+        """Forget the least recently used thread without a run active, or refuse a new thread."""
+        idle = next((thread_id for thread_id, thread in self._threads.items() if not thread.active), None)
+        if idle is None:
+            raise RunRefused(
+                "too_many_threads",
+                f"The host already has {len(self._threads)} threads with runs in progress; finish one first.",
+            )
+        del self._threads[idle]
 
     # --- Approver ---------------------------------------------------------------------------------
 

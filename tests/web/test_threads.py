@@ -1,0 +1,72 @@
+"""How many AG-UI threads the host keeps: a client naming a new thread id per run must not grow it without end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+from ag_ui.core import RunAgentInput
+
+from agent_host.web.interrupts import InterruptStore
+from agent_host.web.runs import RunDriver, ThreadRun
+
+from .helpers import run_input
+
+pytestmark = pytest.mark.anyio
+
+
+class Echo:
+    """A conversation that answers at once, or, for a text of "wait", when `release` is set."""
+
+    def __init__(self, thread: ThreadRun, release: anyio.Event, sent: list[tuple[str, str]]) -> None:
+        self.thread, self.release, self.sent = thread, release, sent
+
+    async def send(self, text: str) -> None:
+        self.sent.append((self.thread.thread_id, text))
+        if text == "wait":
+            await self.release.wait()
+
+
+async def events(driver: RunDriver, thread: str, text: str) -> list[Any]:
+    return [event async for event in driver.run(RunAgentInput.model_validate(run_input(thread, text)))]
+
+
+async def test_the_least_recently_used_idle_thread_is_forgotten_past_the_limit() -> None:
+    release, sent = anyio.Event(), list[tuple[str, str]]()
+    driver = RunDriver(InterruptStore(5.0), max_threads=3)
+    async with anyio.create_task_group() as tasks:
+        driver.bind(lambda thread: Echo(thread, release, sent), tasks)  # type: ignore[arg-type, return-value]
+        for thread in ("a", "b", "c", "a", "d"):  # "b" is then the least recently used
+            assert (await events(driver, thread, "hi"))[-1].type == "RUN_FINISHED"
+        assert list(driver._threads) == ["c", "a", "d"]
+        first = driver._threads["a"].conversation
+        assert (await events(driver, "a", "again"))[-1].type == "RUN_FINISHED"
+        assert driver._threads["a"].conversation is first, "a thread kept goes on with its conversation"
+
+
+async def test_a_thread_with_a_run_in_progress_is_never_forgotten_and_a_new_one_is_refused() -> None:
+    release, sent = anyio.Event(), list[tuple[str, str]]()
+    driver = RunDriver(InterruptStore(5.0), max_threads=2)
+    async with anyio.create_task_group() as tasks:
+        driver.bind(lambda thread: Echo(thread, release, sent), tasks)  # type: ignore[arg-type, return-value]
+        busy = [await _started(driver, tasks, thread) for thread in ("a", "b")]
+        refused = await events(driver, "c", "hi")
+        assert refused[-1].type == "RUN_ERROR" and refused[-1].code == "too_many_threads"
+        assert ("c", "hi") not in sent and list(driver._threads) == ["a", "b"]
+        release.set()
+        with anyio.fail_after(5):
+            while any(thread.active for thread in busy):
+                await anyio.sleep(0.01)
+        assert (await events(driver, "c", "hi"))[-1].type == "RUN_FINISHED"
+        assert list(driver._threads) == ["b", "c"]
+
+
+async def _started(driver: RunDriver, tasks: anyio.abc.TaskGroup, thread_id: str) -> ThreadRun:
+    """A run on `thread_id` that waits for `release`, under way."""
+    tasks.start_soon(events, driver, thread_id, "wait")
+    with anyio.fail_after(5):
+        while not (thread_id in driver._threads and driver._threads[thread_id].active):
+            await anyio.sleep(0.01)
+    return driver._threads[thread_id]
