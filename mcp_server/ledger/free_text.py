@@ -20,9 +20,19 @@ from mcp_server.ledger.errors import ErrorCode, LedgerError
 MAX_MEMO_LENGTH = 140
 MAX_OWNER_LENGTH = 100
 MAX_PRINCIPAL_LENGTH = 256
-PRINCIPAL_RULE = f"must be 1 to {MAX_PRINCIPAL_LENGTH} characters of visible text, without surrounding spaces"
+PRINCIPAL_RULE = (
+    f"must be 1 to {MAX_PRINCIPAL_LENGTH} characters of visible text, without surrounding spaces, whose letters are "
+    "of one script (Latin may go with Han and Kana, Han and Bopomofo, or Han and Hangul) and in Unicode form NFKC"
+)
 """What `is_principal_name` holds a name to, as a sentence's end ("principal must be ...")."""
 MAX_COMBINING_MARKS = 3
+_LETTER_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lo"})
+_SCRIPT_MIXES = (
+    frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),
+    frozenset({"LATIN", "HAN", "BOPOMOFO"}),
+    frozenset({"LATIN", "HAN", "HANGUL"}),
+)
+"""The scripts one name may mix (Unicode TR39's "highly restrictive" level): Japanese, Chinese and Korean names."""
 _UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _COMBINING_CATEGORIES = frozenset({"Mn", "Mc", "Me"})
 # Default_Ignorable_Code_Point (Unicode DerivedCoreProperties.txt), plus U+2800 BRAILLE PATTERN BLANK.
@@ -53,14 +63,31 @@ def parse_owner(value: object) -> str:
 
 def is_principal_name(value: object) -> TypeGuard[str]:
     """Whether `value` may name a caller: 1 to `MAX_PRINCIPAL_LENGTH` characters of visible text by this
-    module's rule, without surrounding spaces. Every approval question prints its caller ("Requested by: ..."),
-    so a name must not pass for the bank's lines either; refused, never trimmed ("carol " is not carol)."""
+    module's rule, without surrounding spaces, its letters of one script and in form NFKC. Every approval
+    question prints its caller ("Requested by: ..."), so a name must not pass for the bank's lines, nor for
+    another caller's name, whose grants and totals it would not have ("аlice" with a Cyrillic а, "ａlice" in
+    full width); refused, never trimmed or folded ("carol " is not carol)."""
     return (
         isinstance(value, str)
         and 0 < len(value) <= MAX_PRINCIPAL_LENGTH
         and value == value.strip()
         and _invisible(value) is None
+        and (value.isascii() or _one_script(value))
     )
+
+
+def _one_script(name: str) -> bool:
+    """Whether `name` is NFKC (no compatibility forms: full width, mathematical letters, ligatures) and its
+    letters are of one script or of one of `_SCRIPT_MIXES`. A letter's script is the first word of its
+    Unicode name (CJK ideographs are Han): enough to tell the scripts apart, without a script table."""
+    if unicodedata.normalize("NFKC", name) != name:
+        return False
+    scripts = set()
+    for ch in name:
+        if unicodedata.category(ch) in _LETTER_CATEGORIES:
+            script = unicodedata.name(ch, "?").split(" ", 1)[0]
+            scripts.add("HAN" if script == "CJK" else script)
+    return len(scripts) <= 1 or any(scripts <= mix for mix in _SCRIPT_MIXES)
 
 
 def _printable_text(value: object, field: str, max_length: int, code: ErrorCode) -> str:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mcp_server.ledger.errors import LedgerError
-from mcp_server.ledger.free_text import parse_memo, parse_owner
+from mcp_server.ledger.free_text import is_principal_name, parse_memo, parse_owner
 from mcp_server.ledger.identifiers import parse_account_id, parse_idempotency_key
 from mcp_server.ledger.money import (
     amount_identity,
@@ -293,3 +293,43 @@ def test_a_printable_ascii_memo_needs_no_per_character_look_up(memo: str) -> Non
     else:
         with pytest.raises(LedgerError, match="control or invisible"):
             parse_memo(memo)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "carol@bank.example",
+        "José Álvarez",
+        "Αλέξανδρος",
+        "Иван Петров",
+        "山田太郎",
+        "山田 Taro",
+        "やまだ たろう",
+        "ヤマダ・タロウ",
+        "김민준 Kim",
+        "陳大文 ㄔㄣˊ",
+        "O'Brien-Smith 2",
+    ],
+)
+def test_a_principal_may_be_named_in_any_one_script(name: str) -> None:
+    assert is_principal_name(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u0430lice",  # Cyrillic a, then Latin: reads as "alice"
+        "p\u0430ypal-ops",
+        "\u03bfperator",  # Greek omicron
+        "\U0001d41alice",  # MATHEMATICAL BOLD SMALL A
+        "Ivan \u041f\u0435\u0442\u0440\u043e\u0432",  # Latin and Cyrillic words
+        "\uff41lice",  # FULLWIDTH LATIN SMALL LETTER A: NFKC folds it to "alice"
+    ],
+    ids=["cyrillic-a", "cyrillic-inside", "greek-omicron", "math-bold", "latin-and-cyrillic", "fullwidth"],
+)
+def test_a_principal_mixing_scripts_is_refused_it_could_pass_for_another(name: str) -> None:
+    """Every question prints its caller ("Requested by: ..."), and grants, daily totals and the audit log go by the
+    exact name: "аlice" with a Cyrillic а is another principal that an approver reads as alice. A name's letters
+    must be of one script (Unicode TR39's highly restrictive level: Latin may go with Han and Kana, Han and
+    Bopomofo, or Han and Hangul, as Japanese, Chinese and Korean names do)."""
+    assert not is_principal_name(name)

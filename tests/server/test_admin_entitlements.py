@@ -110,6 +110,7 @@ def test_any_name_a_credential_can_carry_can_be_granted(
     assert cli("admin", "grant", "José Álvarez", "viewer", "ACC-002").returncode == 0
     assert ("José Álvarez", "ACC-002", "viewer") in standing(demo)
     assert cli("admin", "grant", " José", "viewer", "ACC-002").returncode == 2
+    assert cli("admin", "grant", "\u0430lice", "viewer", "ACC-002").returncode == 2  # Cyrillic а: never alice
 
 
 ESCAPE = "\x1b[2K\rledger invariants hold"

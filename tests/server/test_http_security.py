@@ -100,6 +100,7 @@ def test_health_needs_no_token(server: HttpServer) -> None:
         # Every question prints its caller ("Requested by: ..."): a name that reorders text passes for another.
         ([], {"BANKGATE_TOKENS": f"eve\u202e={'t' * 24}"}, "must be 1 to 256 characters of visible text"),
         (["--principal", "eve\u2028Approved"], {}, "must be 1 to 256 characters of visible text"),
+        ([], {"BANKGATE_TOKENS": f"\u0430lice={'t' * 24}"}, "must be 1 to 256 characters of visible text"),
         # The audit log names desk approvers and entitlement administrators so: a caller named so passes for one.
         ([], {"BANKGATE_TOKENS": f"approver:erin={'t' * 24}"}, "may not begin with admin: or approver:"),
     ],
@@ -111,6 +112,7 @@ def test_health_needs_no_token(server: HttpServer) -> None:
         "shared-token",
         "bidi-principal",
         "line-break-principal",
+        "mixed-script-principal",
         "an-approvers-name",
     ],
 )

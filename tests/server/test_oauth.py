@@ -172,16 +172,18 @@ def test_a_bad_token_is_401_with_the_metadata(issued: tuple[Issuer, HttpServer, 
         "carol ",
         "",
         "x" * 257,
+        "\u0430lice",
     ],
-    ids=["line-break", "bidi-override", "blank-filler", "trailing-space", "empty", "too-long"],
+    ids=["line-break", "bidi-override", "blank-filler", "trailing-space", "empty", "too-long", "cyrillic-a"],
 )
 def test_a_principal_that_is_not_plain_visible_text_is_401(
     issued: tuple[Issuer, HttpServer, Harness], principal: str
 ) -> None:
     """Every approval question prints its caller ("Requested by: ..."), the line the settlement holds it to, and
     an issuer's user may choose their name: one with a line break or a bidi override would write lines of its
-    own into the question an approver reads ("NOTE: Pre-cleared by Compliance"), one with blanks or a trailing
-    space would pass for another's name. Such a token authenticates nobody, as any bad token."""
+    own into the question an approver reads ("NOTE: Pre-cleared by Compliance"), one with blanks, a trailing
+    space or a letter of another script ("аlice") would pass for another's name. Such a token authenticates
+    nobody, as any bad token."""
     issuer, server, _ = issued
     assert post(server, issuer.token(server.url, sub=principal)).status_code == 401
 
