@@ -3,8 +3,9 @@
 `bankgate-mcp approvers add` invites one (a one-time enrollment link, stored hashed, valid for
 `ENROLLMENT_TTL`), the link registers a passkey and activates the approver, `revoke` ends it:
 a revoked approver's sessions are deleted and its passkeys no longer sign in or sign (they stay
-stored, so its past decisions still verify offline). Every change is an audit record written in
-the same transaction.
+stored, so its past decisions still verify offline). `link` records an MCP principal the same
+person calls tools as, so the desk never lets them decide that principal's requests (four eyes;
+`own_principals`). Every change is an audit record written in the same transaction.
 """
 
 import re
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, text
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.tokens import b64url, new_token, token_hash
 from mcp_server.ledger.books import ADMIN_PRINCIPAL
-from mcp_server.ledger.free_text import shown
+from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name, shown
 from mcp_server.storage.database import Database
 from policy.store import AuditEntry
 
@@ -40,11 +41,14 @@ class Approver:
     added_by: str
     added_at: float
     passkeys: int
+    principals: tuple[str, ...] = ()
+    """The MCP principals this approver also acts as: their requests are not theirs to decide."""
 
     def render(self) -> str:
         added = time.strftime("%Y-%m-%d %H:%M", time.gmtime(self.added_at))
         who = f"{shown(self.name):<20} {self.role:<12} {self.status:<8}"  # as stored: the database may have been edited
-        return f"{who} passkeys {self.passkeys}  added {added} UTC by {shown(self.added_by)}"
+        acts = f"  acts as: {', '.join(shown(p) for p in self.principals)}" if self.principals else ""
+        return f"{who} passkeys {self.passkeys}  added {added} UTC by {shown(self.added_by)}{acts}"
 
 
 def parse_name(value: str) -> str:
@@ -55,10 +59,25 @@ def parse_name(value: str) -> str:
     )
 
 
+def _principal(value: str) -> str:
+    if is_principal_name(value):
+        return value
+    raise ApproverError(f"principal {shown(value)!r} is not a name any credential may carry: it {PRINCIPAL_RULE}")
+
+
 def parse_role(value: str) -> str:
     if _ROLE.fullmatch(value):
         return value
     raise ApproverError(f"role {value!r} is not valid: 1 to 32 lower-case letters, digits, _ or - (e.g. approver)")
+
+
+def own_principals(conn: Connection, approver: str) -> frozenset[str]:
+    """The principals `approver` acts as (`ApproverAdmin.link`), read in the caller's transaction."""
+    rows = conn.execute(_PRINCIPALS, {"a": approver}).all()
+    return frozenset(row[0] for row in rows)
+
+
+_PRINCIPALS = text("SELECT principal FROM desk_approver_principals WHERE approver = :a ORDER BY principal")
 
 
 def audit_entry(event: str, principal: str, arguments: dict[str, str]) -> AuditEntry:
@@ -129,11 +148,63 @@ class ApproverAdmin:
 
         self.db.run(work)
 
+    def link(self, name: str, principal: str) -> None:
+        """Record that approver `name` also calls tools as `principal`: from its commit, the desk refuses
+        them every decision on that principal's requests. Waits for a decision of theirs being recorded
+        (which holds their row, `decisions._still_active`), so none is recorded after the link."""
+        name, principal = parse_name(name), _principal(principal)
+
+        def work(conn: Connection) -> None:
+            self._held(conn, name)
+            linked = conn.execute(
+                text(
+                    "INSERT INTO desk_approver_principals (approver, principal, linked_by, linked_at)"
+                    " VALUES (:a, :p, :by, :at) ON CONFLICT (approver, principal) DO NOTHING"
+                ),
+                {"a": name, "p": principal, "by": ADMIN_PRINCIPAL, "at": time.time()},
+            ).rowcount
+            if linked != 1:
+                raise ApproverError(f"approver {name} already acts as {shown(principal)}; nothing changed")
+            entry = audit_entry("approver_linked", ADMIN_PRINCIPAL, {"approver": name, "principal": principal})
+            self.audit.append(conn, [entry])
+
+        self.db.run(work)
+
+    def unlink(self, name: str, principal: str) -> None:
+        name, principal = parse_name(name), _principal(principal)
+
+        def work(conn: Connection) -> None:
+            self._held(conn, name)
+            removed = conn.execute(
+                text("DELETE FROM desk_approver_principals WHERE approver = :a AND principal = :p"),
+                {"a": name, "p": principal},
+            ).rowcount
+            if removed != 1:
+                raise ApproverError(f"approver {name} does not act as {shown(principal)}; nothing changed")
+            entry = audit_entry("approver_unlinked", ADMIN_PRINCIPAL, {"approver": name, "principal": principal})
+            self.audit.append(conn, [entry])
+
+        self.db.run(work)
+
+    @staticmethod
+    def _held(conn: Connection, name: str) -> None:
+        """Lock approver `name`'s row (PostgreSQL), or refuse an unknown name."""
+        suffix = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+        if conn.execute(text("SELECT 1 FROM desk_approvers WHERE name = :n" + suffix), {"n": name}).first() is None:
+            raise ApproverError(f"no approver {name}; nothing changed")
+
     def list(self) -> list[Approver]:
         query = text(
             "SELECT a.name, a.role, a.status, a.added_by, a.added_at, COUNT(c.credential_id) FROM desk_approvers a"
             " LEFT JOIN desk_credentials c ON c.approver = a.name"
             " GROUP BY a.name, a.role, a.status, a.added_by, a.added_at ORDER BY a.name"
         )
-        rows = self.db.read(lambda conn: conn.execute(query).all())
-        return [Approver(r[0], r[1], r[2], r[3], float(r[4]), int(r[5])) for r in rows]
+
+        def read(conn: Connection) -> list[Approver]:
+            rows = conn.execute(query).all()
+            return [
+                Approver(r[0], r[1], r[2], r[3], float(r[4]), int(r[5]), tuple(sorted(own_principals(conn, r[0]))))
+                for r in rows
+            ]
+
+        return self.db.read(read, snapshot=True)

@@ -1,4 +1,4 @@
-"""`bankgate-mcp approvers add|list|revoke`: argument parsing only (the work loads when a command runs)."""
+"""`bankgate-mcp approvers add|list|revoke|link|unlink`: argument parsing only (the work loads when a command runs)."""
 
 import argparse
 from collections.abc import Callable
@@ -19,7 +19,13 @@ def register(sub: Any, database_option: Callable[[argparse.ArgumentParser], None
     revoke = actions.add_parser("revoke", help="end an approver's sessions and passkeys (past signatures still verify)")
     revoke.add_argument("name")
     revoke.set_defaults(run=lambda s, a: _commands().approvers_revoke(s, a.name))
-    for command in (add, listing, revoke):
+    link = actions.add_parser("link", help="record an MCP principal the approver also acts as (four eyes)")
+    unlink = actions.add_parser("unlink", help="forget a principal the approver acted as")
+    for command, run in ((link, "approvers_link"), (unlink, "approvers_unlink")):
+        command.add_argument("name", help="the approver")
+        command.add_argument("principal", help="the MCP principal, as its credential names it")
+        command.set_defaults(run=lambda s, a, run=run: getattr(_commands(), run)(s, a.name, a.principal))
+    for command in (add, listing, revoke, link, unlink):
         database_option(command)
 
 

@@ -8,6 +8,7 @@ from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.approvers import ApproverAdmin
 from mcp_server.desk.config import desk_config
 from mcp_server.desk.server import public_desk_url, served_port
+from mcp_server.ledger.free_text import shown
 from mcp_server.settings import Settings
 from mcp_server.storage.database import Database
 
@@ -38,4 +39,16 @@ def approvers_list(settings: Settings) -> int:
 def approvers_revoke(settings: Settings, name: str) -> int:
     _admin(settings).revoke(name)
     print(f"revoked: {name} can no longer sign in or sign approvals (past decisions still verify)")
+    return 0
+
+
+def approvers_link(settings: Settings, name: str, principal: str) -> int:
+    _admin(settings).link(name, principal)
+    print(f"linked: {name} acts as {shown(principal)}, so the desk will not let them decide its requests")
+    return 0
+
+
+def approvers_unlink(settings: Settings, name: str, principal: str) -> int:
+    _admin(settings).unlink(name, principal)
+    print(f"unlinked: {name} may decide requests of {shown(principal)} again")
     return 0

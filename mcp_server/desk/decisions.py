@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Row, text
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk import challenges
+from mcp_server.desk.approvers import own_principals
 from mcp_server.desk.config import DeskConfig
 from mcp_server.desk.inbox import pending
 from mcp_server.desk.linking import VERDICTS, ChallengeInputs, question_sha256
@@ -80,8 +81,10 @@ def _verdict(value: object) -> str:
 def decision_challenge(
     conn: Connection, config: DeskConfig, approver: str, ref: str, verdict: object
 ) -> dict[str, Any]:
-    """Issue the challenge for `approver` to sign `verdict` on approval `ref` (pending, undecided)."""
+    """Issue the challenge for `approver` to sign `verdict` on approval `ref` (pending, undecided, not their
+    own request)."""
     approval = _open_approval(conn, ref)
+    _not_own(conn, approver, approval)
     inputs = ChallengeInputs(
         approval_ref=approval.ref,
         binding=approval.binding,
@@ -146,6 +149,7 @@ def decide(
     count = check_assertion(assertion, key, inputs.challenge(), rp_id=config.rp_id, origin=config.origin)
     if not _still_active(conn, approver):
         raise DeskRefusal("approver_revoked", "This approver's access was revoked; nothing was recorded.", 403)
+    _not_own(conn, approver, approval)  # read after the approver's row is held: a link committed meanwhile stops it
     update_sign_count(conn, key, count)
     now = time.time()
     inserted = conn.execute(
@@ -224,6 +228,17 @@ def _still_active(conn: Connection, approver: str) -> bool:
     suffix = " FOR SHARE" if conn.dialect.name == "postgresql" else ""
     row = conn.execute(text("SELECT status FROM desk_approvers WHERE name = :a" + suffix), {"a": approver}).first()
     return row is not None and row[0] == "active"
+
+
+def _not_own(conn: Connection, approver: str, approval: Approval) -> None:
+    """Refuse `approver` a decision on a request of a principal they act as (four eyes)."""
+    if approval.principal in own_principals(conn, approver):
+        raise DeskRefusal(
+            "own_request",
+            f"Approval {approval.ref} was requested by {approval.principal}, a principal you act as; another "
+            "approver must decide it. Nothing was recorded.",
+            403,
+        )
 
 
 def _open_approval(conn: Connection, ref: str) -> Approval:

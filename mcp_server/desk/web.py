@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk import challenges, decisions, inbox, passkeys, ratelimit, sessions
+from mcp_server.desk.approvers import own_principals
 from mcp_server.desk.config import DeskConfig
 from mcp_server.desk.guard import CSRF_HEADER, HEADERS, Guard
 from mcp_server.desk.refusals import DeskRefusal
@@ -54,8 +55,9 @@ def _span(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def summary(approval: Approval) -> dict[str, Any]:
-    """What a person needs at a glance: the effect line of the stored question, amount and accounts."""
+def summary(approval: Approval, own: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """What a person needs at a glance: the effect line of the stored question, amount and accounts; `own`:
+    the principals the approver acts as, whose requests are shown but not theirs to decide."""
     lines = approval.question.splitlines()
     now = time.time()
     return {
@@ -73,6 +75,7 @@ def summary(approval: Approval) -> dict[str, Any]:
         "deadline": _when(approval.expires_at),
         "open": approval.status == "pending" and approval.expires_at > now,
         "decidable": approval.channel is not Channel.FORM,
+        "own": approval.principal in own,
     }
 
 
@@ -199,8 +202,9 @@ class Desk:
     # -- pages ------------------------------------------------------------------------------
 
     async def inbox(self, request: Request, approver: str | None) -> Response:
-        pending = await self._read(inbox.inbox)
-        return self._render(request, approver, "inbox.html", items=[summary(a) for a in pending])
+        assert approver is not None
+        pending, own = await self._read(lambda conn: (inbox.inbox(conn), own_principals(conn, approver)))
+        return self._render(request, approver, "inbox.html", items=[summary(a, own) for a in pending])
 
     async def history(self, request: Request, approver: str | None) -> Response:
         assert approver is not None
@@ -208,17 +212,19 @@ class Desk:
         return self._render(request, approver, "history.html", rows=rows)
 
     async def detail(self, request: Request, approver: str | None) -> Response:
+        assert approver is not None
         ref = request.path_params["ref"]
 
-        def read(conn: Connection) -> tuple[Approval, decisions.DeskDecision | None]:
-            return inbox.approval(conn, ref), decisions.decision_for(conn, ref)
+        def read(conn: Connection) -> tuple[Approval, decisions.DeskDecision | None, frozenset[str]]:
+            return inbox.approval(conn, ref), decisions.decision_for(conn, ref), own_principals(conn, approver)
 
-        approval, decided = await self._read(read, snapshot=True)  # the approval as of its decision, or before it
+        # The approval as of its decision, or before it.
+        approval, decided, own = await self._read(read, snapshot=True)
         return self._render(
             request,
             approver,
             "detail.html",
-            item=summary(approval),
+            item=summary(approval, own),
             decided=decided,
             arguments=json.dumps(dict(approval.arguments), indent=2, ensure_ascii=False),
             confirm=requested_confirmation(approval.question),

@@ -154,6 +154,24 @@ async def test_a_form_only_approval_is_shown_but_cannot_be_signed(
     assert refused == [409, "form_only"]
 
 
+async def test_an_approvers_own_request_is_shown_but_cannot_be_signed(
+    chromium: Any, world: World, desk: str, shots: Path
+) -> None:
+    """Four eyes: erin also calls tools as erin.k, so erin.k's request is hers to read, another's to decide."""
+    approval = world.pending("75.00", principal="erin.k")
+    async with signed_in_at(chromium, world, desk, "/") as page:
+        world.admin.link("erin", "erin.k")
+        await page.reload()
+        await playwright_api.expect(page.locator(".inbox .own")).to_contain_text("another approver decides")
+        await page.screenshot(path=shots / "desk-inbox-own-request.png", full_page=True)
+        await page.goto(f"{desk}/approvals/{approval.ref}")
+        await playwright_api.expect(page.locator("#own-request")).to_contain_text("another approver must decide")
+        await playwright_api.expect(page.locator("#decide")).to_have_count(0)
+        await page.screenshot(path=shots / "desk-own-request.png", full_page=True)
+        refused = await post_from(page, f"/desk/approvals/{approval.ref}/challenge", '{"verdict": "approved"}')
+    assert refused == [403, "own_request"]
+
+
 async def test_assertion_replayed_for_another_approval_is_refused(chromium: Any, world: World, desk: str) -> None:
     first, second = world.pending("10.00"), world.pending("20.00")
     captured: list[str] = []

@@ -1,0 +1,106 @@
+"""Four eyes: an approver never decides a request made under a principal they act as.
+
+An approver is linked (`bankgate-mcp approvers link NAME PRINCIPAL`) to the principals they also
+sign in to MCP as. The desk then shows them their own requests without letting them sign one, so
+the person who asked for a movement is never the one who approves it at the desk."""
+
+import threading
+from typing import Any
+
+import anyio
+import pytest
+
+from mcp_server.cli.main import main
+from mcp_server.desk import decisions, passkeys
+from mcp_server.desk.approvers import ApproverError
+from mcp_server.desk.decisions import decision_for
+from tests.desk.authenticator import SoftPasskey
+from tests.desk.test_desk_access import Held
+from tests.desk.world import DeskBrowser, World
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_an_approver_cannot_decide_a_request_of_a_principal_they_act_as(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey
+) -> None:
+    own, other = world.pending("40.00", principal="erin.k"), world.pending("50.00", principal="alice")
+    world.admin.link("erin", "erin.k")
+
+    inbox = (await erin.get("/")).text
+    assert own.ref in inbox and "your own request" in inbox, "shown, so she knows it waits for someone else"
+    page = (await erin.get(f"/approvals/{own.ref}")).text
+    assert 'id="own-request"' in page and 'id="decide"' not in page
+    for verdict in ("approved", "rejected"):
+        refused = await erin.post(f"/approvals/{own.ref}/challenge", {"verdict": verdict})
+        assert refused.status_code == 403 and refused.json()["error"] == "own_request", refused.text
+        assert "erin.k" in refused.json()["message"]
+    assert world.db.read(lambda conn: decision_for(conn, own.ref)) is None
+
+    assert (await erin.decide(other.ref, "approved", passkey)).status_code == 200, "others' requests she decides"
+    world.admin.unlink("erin", "erin.k")
+    assert (await erin.decide(own.ref, "rejected", passkey)).status_code == 200, "unlinked: no longer hers"
+
+
+async def test_a_link_made_while_a_decision_is_checked_stands(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The administrator links erin to the requester while her signed decision is being checked: a link that
+    commits first stops the decision; the decision is recorded only if the link came after it."""
+    approval = world.pending(principal="erin.k")
+    issued = await erin.challenge(approval.ref, "approved")
+    body = {"verdict": "approved", "nonce": issued["nonce"], "credential": passkey.sign(issued["options"])}
+    held = Held(passkeys.check_assertion, 1)
+    monkeypatch.setattr(decisions, "check_assertion", held)
+    replies: list[Any] = []
+
+    async def decide() -> None:
+        replies.append(await erin.post(f"/approvals/{approval.ref}/decide", body))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(decide)
+        assert await held.all_entered() == 1
+        linking = threading.Thread(target=world.admin.link, args=("erin", "erin.k"))
+        linking.start()
+        linking.join(0.5)  # PostgreSQL: committed unless it waits for the decision; SQLite: for its write lock
+        linked_first = not linking.is_alive()
+        held.go.set()
+    await anyio.to_thread.run_sync(linking.join, 5)
+
+    decided = world.db.read(lambda conn: decision_for(conn, approval.ref))
+    if linked_first:
+        assert replies[0].status_code == 403 and replies[0].json()["error"] == "own_request", replies[0].text
+        assert decided is None
+    else:
+        assert replies[0].status_code == 200 and decided is not None, "decided before the link could commit"
+
+
+def test_links_are_audited_listed_and_checked(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    db = ["--db", world.settings.db_url]
+    assert main(["approvers", "add", "dora", *db]) == 0
+    assert main(["approvers", "link", "dora", "dora@bank.example", *db]) == 0
+    assert main(["approvers", "link", "dora", "José Álvarez", *db]) == 0
+    capsys.readouterr()
+    assert main(["approvers", "list", *db]) == 0
+    assert "acts as: José Álvarez, dora@bank.example" in capsys.readouterr().out
+    assert main(["approvers", "link", "dora", "dora@bank.example", *db]) == 2
+    assert "already" in capsys.readouterr().err
+    assert main(["approvers", "link", "nobody", "x", *db]) == 2
+    assert "no approver nobody" in capsys.readouterr().err
+    assert main(["approvers", "link", "dora", "\u0430lice", *db]) == 2  # not a name any credential may carry
+    assert main(["approvers", "unlink", "dora", "José Álvarez", *db]) == 0
+    assert main(["approvers", "unlink", "dora", "José Álvarez", *db]) == 2
+    events = [
+        (r.event, r.arguments_json)
+        for r in world.rows("SELECT event, arguments_json FROM audit_log WHERE tool = 'approvers' ORDER BY rid")
+    ]
+    assert [event for event, _ in events] == [
+        "approver_added",
+        "approver_linked",
+        "approver_linked",
+        "approver_unlinked",
+    ]
+    assert "dora@bank.example" in events[1][1]
+    assert main(["audit", "verify", *db]) == 0
+    with pytest.raises(ApproverError, match="no approver"):
+        world.admin.unlink("nobody", "x")
