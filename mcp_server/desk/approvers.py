@@ -24,6 +24,8 @@ from policy.store import AuditEntry
 
 ENROLLMENT_TTL = 15 * 60.0
 AUDIT_TOOL = "approvers"
+LINKED, UNLINKED = "approver_linked", "approver_unlinked"
+"""The audit events of `ApproverAdmin.link` and `unlink`, whose arguments name the approver and the principal."""
 DEFAULT_ROLE = "approver"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -165,7 +167,7 @@ class ApproverAdmin:
             ).rowcount
             if linked != 1:
                 raise ApproverError(f"approver {name} already acts as {shown(principal)}; nothing changed")
-            entry = audit_entry("approver_linked", ADMIN_PRINCIPAL, {"approver": name, "principal": principal})
+            entry = audit_entry(LINKED, ADMIN_PRINCIPAL, {"approver": name, "principal": principal})
             self.audit.append(conn, [entry])
 
         self.db.run(work)
@@ -181,7 +183,7 @@ class ApproverAdmin:
             ).rowcount
             if removed != 1:
                 raise ApproverError(f"approver {name} does not act as {shown(principal)}; nothing changed")
-            entry = audit_entry("approver_unlinked", ADMIN_PRINCIPAL, {"approver": name, "principal": principal})
+            entry = audit_entry(UNLINKED, ADMIN_PRINCIPAL, {"approver": name, "principal": principal})
             self.audit.append(conn, [entry])
 
         self.db.run(work)

@@ -5,25 +5,34 @@ challenge recomputed from the approval as stored now (its ref, binding and quest
 decision's verdict and nonce; and each decision must match the audit record that carried it.
 So an edited question, binding, verdict, nonce, assertion or public key is reported, as is a
 decision deleted from either place.
+
+Four eyes are held to the audit log's signed link records (`approvers.LINKED`, `UNLINKED`), not to
+the link table: a decision on a request of a principal its approver was linked to when it was signed
+is reported (the link row deleted meanwhile, say), as is a link table that differs from those records.
 """
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
 
+from mcp_server.desk.approvers import AUDIT_TOOL, LINKED, UNLINKED
 from mcp_server.desk.decisions import AUDIT_EVENTS
 from mcp_server.desk.linking import ChallengeInputs, question_sha256
 from mcp_server.desk.passkeys import Credential, check_assertion
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.tokens import from_b64url
+from mcp_server.ledger.free_text import shown
 from mcp_server.storage.database import Database
+from mcp_server.timestamps import format_timestamp
 from policy.audit import Finding
 from policy.canonical import canonical_json
 
 _DECISIONS = (
     "SELECT d.approval_ref, d.approver, d.verdict, d.nonce, d.nonce_expires_at, d.credential_id, d.rp_id, d.origin,"
-    " d.assertion_json, a.binding, a.question, c.approver AS key_owner, c.public_key FROM desk_decisions d"
+    " d.assertion_json, d.decided_at, a.binding, a.question, a.principal AS requester, c.approver AS key_owner,"
+    " c.public_key FROM desk_decisions d"
     " LEFT JOIN approvals a ON a.ref = d.approval_ref LEFT JOIN desk_credentials c ON c.credential_id = d.credential_id"
     " ORDER BY d.decided_at, d.approval_ref"
 )
@@ -40,15 +49,27 @@ def reverify_decisions(db: Database) -> list[Finding]:
 def _findings(conn: Connection) -> list[Finding]:
     events = tuple(AUDIT_EVENTS.values())
     audited: dict[str, dict[str, Any]] = {}
-    for seq, ref, event, result_json in conn.execute(
-        text("SELECT seq, approval_ref, event, result_json FROM audit_log WHERE event IN (:a, :r)"),
+    for seq, ref, event, result_json, at in conn.execute(
+        text("SELECT seq, approval_ref, event, result_json, at FROM audit_log WHERE event IN (:a, :r)"),
         {"a": events[0], "r": events[1]},
     ):
-        audited[str(ref)] = {"seq": None if seq is None else int(seq), "event": event, "result": _json(result_json)}
-    findings: list[Finding] = []
+        audited[str(ref)] = {
+            "seq": None if seq is None else int(seq),
+            "event": event,
+            "result": _json(result_json),
+            "at": str(at),
+        }
+    links = _links(conn)
+    findings = _link_table_findings(conn, links)
     for row in conn.execute(text(_DECISIONS)).all():
         ref, what = row.approval_ref, f"desk decision on {row.approval_ref} by {row.approver}"
         record = audited.pop(ref, None)
+        signed_at = (
+            record["at"] if record is not None else format_timestamp(datetime.fromtimestamp(row.decided_at, UTC))
+        )
+        if row.requester is not None and links.linked(row.approver, row.requester, signed_at):
+            broken = f"{what}: {shown(row.requester)}, who requested it, is a principal {row.approver} acts as"
+            findings.append(Finding(record["seq"] if record else None, broken + " (four eyes broken)"))
         assertion = _json(row.assertion_json)
         if record is None:
             findings.append(Finding(None, f"{what} has no audit record (inserted outside the desk)"))
@@ -77,6 +98,67 @@ def _findings(conn: Connection) -> list[Finding]:
         Finding(record["seq"], f"desk decision on {ref} is in the audit log but not at the desk (deleted)")
         for ref, record in audited.items()
     ]
+    return findings
+
+
+class _Links:
+    """Who acted as whom when, by the audit log's link records: per (approver, principal), the times it was
+    linked and unlinked, in order."""
+
+    def __init__(self) -> None:
+        self.changes: dict[tuple[str, str], list[tuple[str, bool]]] = {}
+        """Times in the audit log's text form (`mcp_server.timestamps`), which sorts as time does."""
+
+    def linked(self, approver: str, principal: str, at: str) -> bool:
+        state = False
+        for when, linked in self.changes.get((approver, principal), []):
+            if when > at:
+                break
+            state = linked
+        return state
+
+    def now(self) -> dict[str, set[str]]:
+        """Each approver's principals as the records leave them."""
+        current: dict[str, set[str]] = {}
+        for (approver, principal), changes in self.changes.items():
+            if changes[-1][1]:
+                current.setdefault(approver, set()).add(principal)
+        return current
+
+
+def _links(conn: Connection) -> _Links:
+    links = _Links()
+    for at, event, arguments_json in conn.execute(
+        text(
+            "SELECT at, event, arguments_json FROM audit_log WHERE tool = :tool AND event IN (:linked, :unlinked)"
+            " ORDER BY at, rid"
+        ),
+        {"tool": AUDIT_TOOL, "linked": LINKED, "unlinked": UNLINKED},
+    ):
+        arguments = _json(arguments_json)
+        if isinstance(arguments, dict):
+            key = (str(arguments.get("approver")), str(arguments.get("principal")))
+            links.changes.setdefault(key, []).append((str(at), event == LINKED))
+    return links
+
+
+def _link_table_findings(conn: Connection, links: _Links) -> list[Finding]:
+    """Approvers whose rows in the link table are not what the signed link records leave."""
+    table: dict[str, set[str]] = {}
+    for approver, principal in conn.execute(text("SELECT approver, principal FROM desk_approver_principals")):
+        table.setdefault(approver, set()).add(principal)
+    recorded = links.now()
+    findings = []
+    for approver in sorted(set(table) | set(recorded)):
+        missing = sorted(recorded.get(approver, set()) - table.get(approver, set()))
+        extra = sorted(table.get(approver, set()) - recorded.get(approver, set()))
+        if missing or extra:
+            what = [f"{shown(p)} missing (deleted)" for p in missing] + [
+                f"{shown(p)} not linked (inserted)" for p in extra
+            ]
+            findings.append(
+                Finding(None, f"{shown(approver)}'s links differ from their audit records: {', '.join(what)}")
+            )
     return findings
 
 

@@ -104,3 +104,33 @@ def test_links_are_audited_listed_and_checked(world: World, capsys: pytest.Captu
     assert main(["audit", "verify", *db]) == 0
     with pytest.raises(ApproverError, match="no approver"):
         world.admin.unlink("nobody", "x")
+
+
+async def test_a_link_removed_behind_the_desks_back_is_found_by_audit_verify(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Someone with the database deletes erin's link, she approves her own request, the row goes back: the desk
+    saw no link, but the audit log's signed link records say she acted as the requester then."""
+    before = world.pending("20.00", principal="erin.k")
+    assert (await erin.decide(before.ref, "approved", passkey)).status_code == 200, "decided before any link"
+    world.admin.link("erin", "erin.k")
+    own = world.pending("30.00", principal="erin.k")
+    world.sql("DELETE FROM desk_approver_principals WHERE approver = 'erin'")
+    assert (await erin.decide(own.ref, "approved", passkey)).status_code == 200
+
+    assert main(["audit", "verify", "--db", world.settings.db_url]) == 1
+    out = capsys.readouterr().out
+    assert f"desk decision on {own.ref} by erin: erin.k, who requested it, is a principal erin acts as" in out
+    assert "erin's links differ from their audit records: erin.k missing (deleted)" in out
+    assert before.ref not in out, "a decision made before the link is not hers to regret"
+
+    world.sql(
+        "INSERT INTO desk_approver_principals (approver, principal, linked_by, linked_at) VALUES ('erin', 'erin.k',"
+        " 'admin', 0)"
+    )
+    assert main(["audit", "verify", "--db", world.settings.db_url]) == 1
+    out = capsys.readouterr().out
+    assert own.ref in out and "links differ" not in out, "the row put back hides nothing"
+    world.sql("INSERT INTO desk_approver_principals VALUES ('erin', 'mallory', 'admin', 0)")
+    assert main(["audit", "verify", "--db", world.settings.db_url]) == 1
+    assert "erin's links differ from their audit records: mallory not linked (inserted)" in capsys.readouterr().out
