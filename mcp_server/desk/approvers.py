@@ -73,13 +73,12 @@ def parse_role(value: str) -> str:
     raise ApproverError(f"role {value!r} is not valid: 1 to 32 lower-case letters, digits, _ or - (e.g. approver)")
 
 
+_PRINCIPALS = text("SELECT principal FROM desk_approver_principals WHERE approver = :a")
+
+
 def own_principals(conn: Connection, approver: str) -> frozenset[str]:
     """The principals `approver` acts as (`ApproverAdmin.link`), read in the caller's transaction."""
-    rows = conn.execute(_PRINCIPALS, {"a": approver}).all()
-    return frozenset(row[0] for row in rows)
-
-
-_PRINCIPALS = text("SELECT principal FROM desk_approver_principals WHERE approver = :a ORDER BY principal")
+    return frozenset(row[0] for row in conn.execute(_PRINCIPALS, {"a": approver}))
 
 
 def audit_entry(event: str, principal: str, arguments: dict[str, str]) -> AuditEntry:
