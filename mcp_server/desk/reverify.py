@@ -110,9 +110,12 @@ class _Links:
         """Times in the audit log's text form (`mcp_server.timestamps`), which sorts as time does."""
 
     def linked(self, approver: str, principal: str, at: str) -> bool:
+        """Whether `approver` acted as `principal` when a decision was signed `at`. A change at that same instant
+        (a coarse or unmoved clock) is taken in the order the desk enforces: a link waits for a decision being
+        recorded, and a decision for an unlink, so a link then came after the decision and an unlink before."""
         state = False
         for when, linked in self.changes.get((approver, principal), []):
-            if when > at:
+            if when > at or (when == at and linked):
                 break
             state = linked
         return state
