@@ -155,3 +155,25 @@ async def test_a_link_at_the_same_instant_as_an_earlier_decision_is_not_reported
     world.admin.link("erin", "erin.k")
 
     assert main(["audit", "verify", "--db", world.settings.db_url]) == 0, capsys.readouterr().out
+
+
+async def test_audit_verify_prints_an_edited_approver_name_escaped(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Audit verify reports what someone with the database did; the names it prints come from that database, so
+    an approver name edited to carry a terminal escape is printed as its escape, not sent to the terminal."""
+    approval = world.pending("20.00", principal="erin.k")
+    world.admin.link("erin", "erin.k")
+    world.sql("DELETE FROM desk_approver_principals WHERE approver = 'erin'")
+    assert (await erin.decide(approval.ref, "approved", passkey)).status_code == 200
+    forged = "erin\x1b[2J\x1b[32mall clear"
+    world.sql(
+        "INSERT INTO desk_approvers (name, role, status, user_handle, added_by, added_at)"
+        " VALUES (:n, 'approver', 'active', 'h', 'admin', 0)",
+        n=forged,
+    )
+    world.sql("UPDATE desk_decisions SET approver = :n", n=forged)
+
+    assert main(["audit", "verify", "--db", world.settings.db_url]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "erin\\x1b[2J" in out, out
