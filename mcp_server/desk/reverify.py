@@ -62,13 +62,14 @@ def _findings(conn: Connection) -> list[Finding]:
     links = _links(conn)
     findings = _link_table_findings(conn, links)
     for row in conn.execute(text(_DECISIONS)).all():
-        ref, what = row.approval_ref, f"desk decision on {row.approval_ref} by {row.approver}"
+        # as stored: the database may have been edited, so what is printed is escaped
+        ref, what = row.approval_ref, f"desk decision on {shown(row.approval_ref)} by {shown(row.approver)}"
         record = audited.pop(ref, None)
         signed_at = (
             record["at"] if record is not None else format_timestamp(datetime.fromtimestamp(row.decided_at, UTC))
         )
         if row.requester is not None and links.linked(row.approver, row.requester, signed_at):
-            broken = f"{what}: {shown(row.requester)}, who requested it, is a principal {row.approver} acts as"
+            broken = f"{what}: {shown(row.requester)}, who requested it, is a principal {shown(row.approver)} acts as"
             findings.append(Finding(record["seq"] if record else None, broken + " (four eyes broken)"))
         assertion = _json(row.assertion_json)
         if record is None:
@@ -83,7 +84,9 @@ def _findings(conn: Connection) -> list[Finding]:
             findings.append(Finding(None, f"{what}: the approval it decided is missing (deleted)"))
             continue
         if row.public_key is None or row.key_owner != row.approver:
-            findings.append(Finding(None, f"{what}: its passkey {row.credential_id} is not registered to the approver"))
+            findings.append(
+                Finding(None, f"{what}: its passkey {shown(row.credential_id)} is not registered to the approver")
+            )
             continue
         inputs = ChallengeInputs(
             ref, row.binding, question_sha256(row.question), row.verdict, row.nonce, int(row.nonce_expires_at)
@@ -95,7 +98,7 @@ def _findings(conn: Connection) -> list[Finding]:
             findings.append(Finding(None, f"{what}: the passkey signature does not verify over the approval as "
                                     "stored (question, binding, verdict or key edited)"))  # fmt: skip
     findings += [
-        Finding(record["seq"], f"desk decision on {ref} is in the audit log but not at the desk (deleted)")
+        Finding(record["seq"], f"desk decision on {shown(ref)} is in the audit log but not at the desk (deleted)")
         for ref, record in audited.items()
     ]
     return findings
@@ -110,9 +113,12 @@ class _Links:
         """Times in the audit log's text form (`mcp_server.timestamps`), which sorts as time does."""
 
     def linked(self, approver: str, principal: str, at: str) -> bool:
+        """Whether `approver` acted as `principal` when a decision was signed `at`. A change at that same instant
+        (a coarse or unmoved clock) is taken in the order the desk enforces: a link waits for a decision being
+        recorded, and a decision for an unlink, so a link then came after the decision and an unlink before."""
         state = False
         for when, linked in self.changes.get((approver, principal), []):
-            if when > at:
+            if when > at or (when == at and linked):
                 break
             state = linked
         return state

@@ -13,6 +13,7 @@ so they must not be able to pass for part of it. Refused (one rule for both fiel
 """
 
 import unicodedata
+from itertools import pairwise
 from typing import TypeGuard
 
 from mcp_server.ledger.errors import ErrorCode, LedgerError
@@ -21,8 +22,9 @@ MAX_MEMO_LENGTH = 140
 MAX_OWNER_LENGTH = 100
 MAX_PRINCIPAL_LENGTH = 256
 PRINCIPAL_RULE = (
-    f"must be 1 to {MAX_PRINCIPAL_LENGTH} characters of visible text, without surrounding spaces, whose letters are "
-    "of one script (Latin may go with Han and Kana, Han and Bopomofo, or Han and Hangul) and in Unicode form NFKC"
+    f"must be 1 to {MAX_PRINCIPAL_LENGTH} characters of visible text, without surrounding spaces, whose letters, "
+    "digits and marks are of one script (Latin may go with Han and Kana, Han and Bopomofo, or Han and Hangul), "
+    "with no mark drawn through a letter nor a dot above an i or j, and in Unicode form NFKC"
 )
 """What `is_principal_name` holds a name to, as a sentence's end ("principal must be ...")."""
 MAX_COMBINING_MARKS = 3
@@ -33,6 +35,14 @@ _SCRIPT_MIXES = (
     frozenset({"LATIN", "HAN", "HANGUL"}),
 )
 """The scripts one name may mix (Unicode TR39's "highly restrictive" level): Japanese, Chinese and Korean names."""
+_SCRIPT_ALIASES = {"CJK": "HAN", "ARABIC-INDIC": "ARABIC", "EXTENDED": "ARABIC"}
+"""Names whose first word is not their script's: CJK ideographs, (EXTENDED) ARABIC-INDIC DIGIT ..."""
+_COMBINING_SCRIPTS = frozenset({"CYRILLIC", "DEVANAGARI", "GLAGOLITIC", "GRANTHA", "GREEK", "LATIN"})
+"""Marks named COMBINING that belong to a script, by their name's second word (COMBINING CYRILLIC TITLO)."""
+_OVERLAY = 1
+"""The canonical combining class of marks drawn through their letter (U+0334..U+0338, U+20D2, ...)."""
+_DOT_ABOVE = "\u0307"
+_DOTTED = frozenset("ijıȷ")
 _UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _COMBINING_CATEGORIES = frozenset({"Mn", "Mc", "Me"})
 # Default_Ignorable_Code_Point (Unicode DerivedCoreProperties.txt), plus U+2800 BRAILLE PATTERN BLANK.
@@ -77,17 +87,39 @@ def is_principal_name(value: object) -> TypeGuard[str]:
 
 
 def _one_script(name: str) -> bool:
-    """Whether `name` is NFKC (no compatibility forms: full width, mathematical letters, ligatures) and its
-    letters are of one script or of one of `_SCRIPT_MIXES`. A letter's script is the first word of its
-    Unicode name (CJK ideographs are Han): enough to tell the scripts apart, without a script table."""
-    if unicodedata.normalize("NFKC", name) != name:
+    """Whether `name` is NFKC (no compatibility forms: full width, mathematical letters, ligatures), draws no
+    letter as another with a mark (`_disguised`), and its letters, digits and marks are of one script or of one
+    of `_SCRIPT_MIXES` (`_script`)."""
+    if unicodedata.normalize("NFKC", name) != name or _disguised(name):
         return False
-    scripts = set()
-    for ch in name:
-        if unicodedata.category(ch) in _LETTER_CATEGORIES:
-            script = unicodedata.name(ch, "?").split(" ", 1)[0]
-            scripts.add("HAN" if script == "CJK" else script)
+    scripts = {script for script in map(_script, name) if script is not None}
     return len(scripts) <= 1 or any(scripts <= mix for mix in _SCRIPT_MIXES)
+
+
+def _script(ch: str) -> str | None:
+    """The script `ch` ties a name to, or None for a character any script may use (ASCII digits, punctuation,
+    symbols, modifier letters, and accents named COMBINING ..., which take their letter's). A letter, digit or
+    mark is of the script that begins its Unicode name (CJK ideographs are Han): enough to tell scripts apart
+    without a script table. Digits and marks count as TR39 counts them: an Arabic-Indic one after "alice" reads
+    as "alice1", a Cyrillic titlo or an Arabic fatha on a Latin letter makes a Latin-looking name of two scripts."""
+    category = unicodedata.category(ch)
+    if category not in _LETTER_CATEGORIES and category != "Nd" and category[0] != "M":
+        return None
+    if ch.isascii():
+        return "LATIN" if ch.isalpha() else None
+    words = unicodedata.name(ch, "?").split(" ")
+    if words[0] == "COMBINING":
+        return words[1] if len(words) > 1 and words[1] in _COMBINING_SCRIPTS else None
+    return _SCRIPT_ALIASES.get(words[0], words[0])
+
+
+def _disguised(name: str) -> bool:
+    """Whether a mark in `name` draws its letter as another letter: one drawn through it (canonical combining
+    class 1, overlay: "bjo̸rn" reads as bjørn), or a dot above on i or j, hidden in its own dot or turning a
+    dotless ı into an i ("alı̇ce" reads as alice). NFKC folds neither."""
+    return any(unicodedata.combining(ch) == _OVERLAY for ch in name) or any(
+        before in _DOTTED and ch == _DOT_ABOVE for before, ch in pairwise(name)
+    )
 
 
 def _printable_text(value: object, field: str, max_length: int, code: ErrorCode) -> str:

@@ -5,13 +5,15 @@ sign in to MCP as. The desk then shows them their own requests without letting t
 the person who asked for a movement is never the one who approves it at the desk."""
 
 import threading
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
 import pytest
 
 from mcp_server.cli.main import main
-from mcp_server.desk import decisions, passkeys
+from mcp_server.desk import approvers, decisions, passkeys
 from mcp_server.desk.approvers import ApproverError
 from mcp_server.desk.decisions import decision_for
 from tests.desk.authenticator import SoftPasskey
@@ -134,3 +136,44 @@ async def test_a_link_removed_behind_the_desks_back_is_found_by_audit_verify(
     world.sql("INSERT INTO desk_approver_principals VALUES ('erin', 'mallory', 'admin', 0)")
     assert main(["audit", "verify", "--db", world.settings.db_url]) == 1
     assert "erin's links differ from their audit records: mallory not linked (inserted)" in capsys.readouterr().out
+
+
+async def test_a_link_at_the_same_instant_as_an_earlier_decision_is_not_reported(
+    world: World,
+    erin: DeskBrowser,
+    passkey: SoftPasskey,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """erin decides, then the administrator links her, on a clock that has not moved (a coarse clock does this):
+    the link waited for her decision (`ApproverAdmin.link`), so it came after it and nothing is broken."""
+    instant = time.time()
+    monkeypatch.setattr(decisions, "time", SimpleNamespace(time=lambda: instant))
+    monkeypatch.setattr(approvers, "time", SimpleNamespace(time=lambda: instant))
+    approval = world.pending("20.00", principal="erin.k")
+    assert (await erin.decide(approval.ref, "approved", passkey)).status_code == 200
+    world.admin.link("erin", "erin.k")
+
+    assert main(["audit", "verify", "--db", world.settings.db_url]) == 0, capsys.readouterr().out
+
+
+async def test_audit_verify_prints_an_edited_approver_name_escaped(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Audit verify reports what someone with the database did; the names it prints come from that database, so
+    an approver name edited to carry a terminal escape is printed as its escape, not sent to the terminal."""
+    approval = world.pending("20.00", principal="erin.k")
+    world.admin.link("erin", "erin.k")
+    world.sql("DELETE FROM desk_approver_principals WHERE approver = 'erin'")
+    assert (await erin.decide(approval.ref, "approved", passkey)).status_code == 200
+    forged = "erin\x1b[2J\x1b[32mall clear"
+    world.sql(
+        "INSERT INTO desk_approvers (name, role, status, user_handle, added_by, added_at)"
+        " VALUES (:n, 'approver', 'active', 'h', 'admin', 0)",
+        n=forged,
+    )
+    world.sql("UPDATE desk_decisions SET approver = :n", n=forged)
+
+    assert main(["audit", "verify", "--db", world.settings.db_url]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "erin\\x1b[2J" in out, out

@@ -333,3 +333,52 @@ def test_a_principal_mixing_scripts_is_refused_it_could_pass_for_another(name: s
     must be of one script (Unicode TR39's highly restrictive level: Latin may go with Han and Kana, Han and
     Bopomofo, or Han and Hangul, as Japanese, Chinese and Korean names do)."""
     assert not is_principal_name(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u0639\u0644\u064a \u0667",  # Arabic name, Arabic-Indic digit
+        "\u062d\u0633\u06cc\u0646 \u06f7",  # Persian name, Extended Arabic-Indic digit
+        "\u0905\u092e\u093f\u0924 \u0967",  # Devanagari name, Devanagari digit
+        "\u0645\u064f\u062d\u064e\u0645\u064e\u0651\u062f",  # Arabic with its vowel marks
+        "\u05d3\u05b8\u05bc\u05d5\u05b4\u05d3",  # Hebrew with its points
+        "Ad\u00e9b\u00e1y\u1ecd\u0300",  # Yoruba: o with dot below and grave has no precomposed form
+        "\u0639\u0644\u064a 7",
+    ],
+    ids=["arabic-digit", "persian-digit", "devanagari-digit", "arabic-marks", "hebrew-points", "yoruba", "ascii-digit"],
+)
+def test_a_principal_may_use_its_own_scripts_digits_and_marks(name: str) -> None:
+    assert is_principal_name(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "alice\u0661",  # ARABIC-INDIC DIGIT ONE: reads as "alicel" or "alice1"
+        "ops\u0967",  # DEVANAGARI DIGIT ONE after Latin letters
+        "ali\u0483ce",  # COMBINING CYRILLIC TITLO on a Latin letter
+        "a\u064elice",  # ARABIC FATHA on a Latin letter
+    ],
+    ids=["arabic-digit", "devanagari-digit", "cyrillic-mark", "arabic-mark"],
+)
+def test_a_principal_may_not_take_digits_or_marks_of_another_script(name: str) -> None:
+    """Digits and marks are of a script too (Unicode TR39 counts them; mixed number systems are its own check):
+    the letters' rule alone let "alice" followed by an Arabic-Indic one, which reads as "alice1", name a caller."""
+    assert not is_principal_name(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "bjo\u0338rn",  # o with COMBINING LONG SOLIDUS OVERLAY reads as bjørn, another principal
+        "\u006c\u0337ukasz",  # l with COMBINING SHORT SOLIDUS OVERLAY reads as łukasz
+        "al\u0131\u0307ce",  # dotless i with a dot above reads as alice
+        "ali\u0307ce",  # the dot above hides in i's own dot
+    ],
+    ids=["overlay-o", "overlay-l", "dotless-i-dot", "i-dot"],
+)
+def test_a_principal_may_not_draw_one_letter_as_another_with_a_mark(name: str) -> None:
+    """A mark drawn through its letter (an overlay) or a dot above an i or j makes a look-alike of another letter
+    or of the bare one, which NFKC does not fold: "bjo̸rn" is not bjørn, yet reads as bjørn."""
+    assert not is_principal_name(name)
