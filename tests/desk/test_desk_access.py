@@ -12,12 +12,13 @@ import anyio
 import pytest
 from webauthn import verify_registration_response
 
-from mcp_server.desk import challenges, decisions, passkeys
+from mcp_server.desk import challenges, passkeys
 from mcp_server.desk.decisions import decision_for
 from mcp_server.desk.server import StdioDesk
 from mcp_server.desk.sessions import SESSION_COOKIE
 from mcp_server.desk.web import MAX_BODY
 from tests.desk.authenticator import SoftPasskey
+from tests.desk.races import Held, change_during_decision
 from tests.desk.world import PORT, DeskBrowser, World, browser
 from tests.support import http_status
 
@@ -77,28 +78,6 @@ async def test_an_enrollment_challenge_answers_only_its_own_link(world: World, p
         refused = await desk.post("/enroll/finish", body)
         assert refused.status_code == 403 and refused.json()["error"] == "unknown_challenge"
     assert {r.status for r in world.rows("SELECT status FROM desk_approvers")} == {"invited"}
-
-
-class Held:
-    """Hold every caller of a function at its start until `go` (or a timeout), to line races up."""
-
-    def __init__(self, function: Any, callers: int) -> None:
-        self.function, self.callers = function, callers
-        self.entered = threading.Semaphore(0)
-        self.go = threading.Event()
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.entered.release()
-        self.go.wait(3)
-        return self.function(*args, **kwargs)
-
-    async def all_entered(self, timeout: float = 3.0) -> int:
-        """How many callers arrived within `timeout` (a serialising backend lets only one in at a time)."""
-        arrived, deadline = 0, time.monotonic() + timeout
-        while arrived < self.callers and time.monotonic() < deadline:
-            if await anyio.to_thread.run_sync(self.entered.acquire, True, 0.05):
-                arrived += 1
-        return arrived
 
 
 async def test_one_enrollment_link_used_twice_at_once_registers_one_passkey(
@@ -262,28 +241,12 @@ async def test_a_revocation_during_a_decision_stands(
     """The administrator revokes erin while her signed decision is being checked: a revocation that commits
     first stops the decision; a decision is recorded only if the revocation came after it."""
     approval = world.pending()
-    issued = await erin.challenge(approval.ref, "approved")
-    body = {"verdict": "approved", "nonce": issued["nonce"], "credential": passkey.sign(issued["options"])}
-    held = Held(passkeys.check_assertion, 1)
-    monkeypatch.setattr(decisions, "check_assertion", held)
-    replies: list[Any] = []
-
-    async def decide() -> None:
-        replies.append(await erin.post(f"/approvals/{approval.ref}/decide", body))
-
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(decide)
-        assert await held.all_entered() == 1
-        revoking = threading.Thread(target=world.admin.revoke, args=("erin",))
-        revoking.start()
-        revoking.join(0.5)  # PostgreSQL: committed now; SQLite: waits for the decision's write lock
-        revoked_first = not revoking.is_alive()
-        held.go.set()
-    await anyio.to_thread.run_sync(revoking.join, 5)
-
+    reply, revoked_first = await change_during_decision(
+        erin, passkey, approval, lambda: world.admin.revoke("erin"), monkeypatch
+    )
     decided = world.db.read(lambda conn: decision_for(conn, approval.ref))
     if revoked_first:
-        assert replies[0].status_code == 403 and replies[0].json()["error"] == "approver_revoked", replies[0].text
+        assert reply.status_code == 403 and reply.json()["error"] == "approver_revoked", reply.text
         assert decided is None
     else:
-        assert replies[0].status_code == 200 and decided is not None, "decided before the revocation could commit"
+        assert reply.status_code == 200 and decided is not None, "decided before the revocation could commit"

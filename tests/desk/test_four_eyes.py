@@ -4,20 +4,17 @@ An approver is linked (`bankgate-mcp approvers link NAME PRINCIPAL`) to the prin
 sign in to MCP as. The desk then shows them their own requests without letting them sign one, so
 the person who asked for a movement is never the one who approves it at the desk."""
 
-import threading
 import time
 from types import SimpleNamespace
-from typing import Any
 
-import anyio
 import pytest
 
 from mcp_server.cli.main import main
-from mcp_server.desk import approvers, decisions, passkeys
+from mcp_server.desk import approvers, decisions
 from mcp_server.desk.approvers import ApproverError
 from mcp_server.desk.decisions import decision_for
 from tests.desk.authenticator import SoftPasskey
-from tests.desk.test_desk_access import Held
+from tests.desk.races import change_during_decision
 from tests.desk.world import DeskBrowser, World
 
 pytestmark = pytest.mark.anyio
@@ -50,31 +47,15 @@ async def test_a_link_made_while_a_decision_is_checked_stands(
     """The administrator links erin to the requester while her signed decision is being checked: a link that
     commits first stops the decision; the decision is recorded only if the link came after it."""
     approval = world.pending(principal="erin.k")
-    issued = await erin.challenge(approval.ref, "approved")
-    body = {"verdict": "approved", "nonce": issued["nonce"], "credential": passkey.sign(issued["options"])}
-    held = Held(passkeys.check_assertion, 1)
-    monkeypatch.setattr(decisions, "check_assertion", held)
-    replies: list[Any] = []
-
-    async def decide() -> None:
-        replies.append(await erin.post(f"/approvals/{approval.ref}/decide", body))
-
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(decide)
-        assert await held.all_entered() == 1
-        linking = threading.Thread(target=world.admin.link, args=("erin", "erin.k"))
-        linking.start()
-        linking.join(0.5)  # PostgreSQL: committed unless it waits for the decision; SQLite: for its write lock
-        linked_first = not linking.is_alive()
-        held.go.set()
-    await anyio.to_thread.run_sync(linking.join, 5)
-
+    reply, linked_first = await change_during_decision(
+        erin, passkey, approval, lambda: world.admin.link("erin", "erin.k"), monkeypatch
+    )
     decided = world.db.read(lambda conn: decision_for(conn, approval.ref))
     if linked_first:
-        assert replies[0].status_code == 403 and replies[0].json()["error"] == "own_request", replies[0].text
+        assert reply.status_code == 403 and reply.json()["error"] == "own_request", reply.text
         assert decided is None
     else:
-        assert replies[0].status_code == 200 and decided is not None, "decided before the link could commit"
+        assert reply.status_code == 200 and decided is not None, "decided before the link could commit"
 
 
 def test_links_are_audited_listed_and_checked(world: World, capsys: pytest.CaptureFixture[str]) -> None:
