@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     allowed_hosts: CommaList = Field(default_factory=list, description="Extra Host values to accept.")
     allowed_origins: CommaList = Field(default_factory=list, description="Extra Origin values to accept.")
     max_body_bytes: int = Field(65_536, ge=1_024, description="Largest HTTP request body accepted.")
+    max_sessions_per_principal: int = Field(
+        100, ge=1, description="Open Streamable HTTP sessions (2025-11-25 clients) one principal may hold."
+    )
     request_state_keys: SecretStr | None = Field(
         None, description="Comma-separated request-state keys (>= 32 bytes each); the first seals."
     )

@@ -88,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
         help="extra Origin to accept, e.g. https://app.example (repeatable)",
     )
     serve_cmd.add_argument("--max-body-bytes", type=int, help="largest HTTP request body (default 65536)")
+    serve_cmd.add_argument(
+        "--max-sessions-per-principal", type=int, help="open HTTP sessions one principal may hold (default 100)"
+    )
     serve_cmd.add_argument("--approval-timeout", type=float, help="seconds a human has to answer (default 300)")
     serve_cmd.add_argument("--principal", help="principal recorded for stdio calls (default 'local')")
     serve_cmd.add_argument(

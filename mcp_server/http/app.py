@@ -6,6 +6,7 @@ otherwise switch it off), and request bodies are bounded.
 """
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp
 from mcp_server.app import AppState
 from mcp_server.http.auth import check_oauth_settings, token_verifier
 from mcp_server.http.health import HealthProbe
+from mcp_server.http.session_quota import SessionQuota
 from mcp_server.settings import Settings
 
 MCP_PATH = "/mcp"
@@ -96,6 +98,9 @@ def build_http_app(
     discovery: list[Route] = []
     if not settings.no_auth:
         verifier, metadata_url, discovery = token_verifier(settings, tokens)
+        if not settings.stateless:
+            limit = settings.max_sessions_per_principal
+            endpoint = SessionQuota(endpoint, limit, server.session_manager.session_idle_timeout or math.inf)
         endpoint = RequireAuthMiddleware(endpoint, settings.oauth_scopes, metadata_url)
         middleware = [
             Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(verifier)),

@@ -3,6 +3,8 @@ session id on the event stream or on a second initialize, and requests that name
 
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -20,13 +22,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
     running.stop()
 
 
-def opened_session(server: HttpServer) -> dict[str, str]:
-    """A session of principal `local`, initialized: the headers that continue it."""
-    opened = httpx2.post(server.url, json=INITIALIZE, headers={**ACCEPT, "Authorization": bearer()}, timeout=10)
-    assert opened.status_code == 200
+def opened_session(server: HttpServer, principal: str = "local") -> dict[str, str]:
+    """A session of `principal`, initialized: the headers that continue it."""
+    auth = {**ACCEPT, "Authorization": bearer(principal)}
+    opened = httpx2.post(server.url, json=INITIALIZE, headers=auth, timeout=10)
+    assert opened.status_code == 200, opened.text
     session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-11-25"}
     initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    done = httpx2.post(server.url, json=initialized, headers={**ACCEPT, "Authorization": bearer(), **session})
+    done = httpx2.post(server.url, json=initialized, headers={**auth, **session})
     assert done.status_code == 202
     return session
 
@@ -68,3 +71,37 @@ def test_a_request_naming_no_host_is_refused(server: HttpServer, path: str) -> N
             reply += chunk
     status = int(reply.split(b" ", 2)[1])
     assert status in (400, 421), reply[:200]
+
+
+def test_one_principal_cannot_take_every_session(tmp_path: Path) -> None:
+    """The SDK caps open sessions for everyone at once: one principal opening sessions until the cap would lock
+    every other principal out (for the sessions' 30 idle minutes). Each principal has a cap of its own."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Harness("setup", url)
+    server = HttpServer(url, env={"BANKGATE_MAX_SESSIONS_PER_PRINCIPAL": "2"})
+    try:
+        first, _ = opened_session(server), opened_session(server)
+        refused = _initialize(server, "local")
+        assert refused.status_code == 429, refused.text
+        assert "2 open sessions" in refused.json()["error"]["message"]
+        assert "mcp-session-id" not in refused.headers
+
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        modern = {**ACCEPT, "Authorization": bearer(), "Mcp-Protocol-Version": "2026-07-28"}
+        stateless = httpx2.post(server.url, json=listing, headers=modern, timeout=10)
+        assert stateless.status_code != 429, "a 2026-07-28 request opens no session: never refused for the cap"
+        opened_session(server, "other")
+
+        ended = httpx2.delete(server.url, headers={"Authorization": bearer(), **first}, timeout=10)
+        assert ended.status_code in (200, 204), ended.text
+        opened_session(server)
+
+        with ThreadPoolExecutor(8) as pool:  # opening requests at once are counted as they are admitted
+            statuses = list(pool.map(lambda _: _initialize(server, "alice").status_code, range(8)))
+        assert sorted(statuses) == [200, 200] + [429] * 6, statuses
+    finally:
+        server.stop()
+
+
+def _initialize(server: HttpServer, principal: str) -> httpx2.Response:
+    return httpx2.post(server.url, json=INITIALIZE, headers={**ACCEPT, "Authorization": bearer(principal)}, timeout=30)
