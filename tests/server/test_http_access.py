@@ -105,3 +105,37 @@ def test_one_principal_cannot_take_every_session(tmp_path: Path) -> None:
 
 def _initialize(server: HttpServer, principal: str) -> httpx2.Response:
     return httpx2.post(server.url, json=INITIALIZE, headers={**ACCEPT, "Authorization": bearer(principal)}, timeout=30)
+
+
+def test_no_request_lets_a_principal_past_its_session_cap(tmp_path: Path) -> None:
+    """The SDK routes on the first `Mcp-Protocol-Version` and `Mcp-Session-Id` header and answers a 2026-07-28
+    request for an unknown method 404 whatever session it names: none of that may un-count an open session or
+    open one uncounted."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Harness("setup", url)
+    server = HttpServer(url, env={"BANKGATE_MAX_SESSIONS_PER_PRINCIPAL": "2"})
+    auth = {**ACCEPT, "Authorization": bearer()}
+    try:
+        first, second = opened_session(server), opened_session(server)
+        envelope = {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+        unknown = {"jsonrpc": "2.0", "id": 3, "method": "no/such/method", "params": {"_meta": envelope}}
+        modern = {
+            **auth,
+            "Mcp-Session-Id": first["Mcp-Session-Id"],
+            "Mcp-Protocol-Version": "2026-07-28",
+            "Mcp-Method": "no/such/method",
+        }
+        assert httpx2.post(server.url, json=unknown, headers=modern, timeout=10).status_code == 404
+        assert _initialize(server, "local").status_code == 429, "the first session is still open"
+        twice = [*auth.items(), ("Mcp-Session-Id", "not-a-session"), ("Mcp-Session-Id", second["Mcp-Session-Id"])]
+        assert httpx2.post(server.url, json=unknown, headers=twice, timeout=10).status_code == 404
+        assert _initialize(server, "local").status_code == 429, "both sessions are still open"
+
+        both = [*auth.items(), ("Mcp-Protocol-Version", "2025-11-25"), ("Mcp-Protocol-Version", "2026-07-28")]
+        mixed = httpx2.post(server.url, json=INITIALIZE, headers=both, timeout=10)
+        assert mixed.status_code == 429 or "mcp-session-id" not in mixed.headers, "opened a third session"
+    finally:
+        server.stop()

@@ -1,14 +1,16 @@
 """`SessionQuota` as an ASGI middleware: when a session stops counting (idle, gone, deleted, still streaming)."""
 
+import contextlib
 import itertools
 import time
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from mcp_server.http.session_quota import SessionQuota
 
@@ -86,3 +88,81 @@ async def test_a_session_stops_counting_when_deleted_gone_or_idle(client: httpx2
     fourth = await opened(client)
     assert fourth.status_code == 200, "the session idle for the SDK's timeout has ended; the busy one has not"
     assert (await opened(client)).status_code == 429
+
+
+class Opener:
+    """An endpoint whose opening POST names session `s0` and then does what the test says: fail, or wait for
+    `release` (while requests for `s0` wait for `done`). Requests for `s0` by another subject answer 404, as
+    the SDK answers anyone but the credential that opened a session."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail, self.release, self.done = fail, anyio.Event(), anyio.Event()
+        self.opened = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        named = headers.get(b"mcp-session-id")
+        if named is None:
+            session = f"s{self.opened}".encode()
+            self.opened += 1
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"mcp-session-id", session)]})
+            if self.fail:
+                raise OSError("the client went away mid-response")
+            await self.release.wait()
+        elif headers[b"x-subject"] != b"alice":
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+        else:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await self.done.wait()
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+async def status_of(app: Any, method: str, subject: str = "alice", session: str | None = None) -> int:
+    """Call `app` as principal alice (`subject` may differ, as two OAuth users of one client would)."""
+    headers = [(b"x-subject", subject.encode())] + ([(b"mcp-session-id", session.encode())] if session else [])
+    token = AccessToken(token="t", client_id="alice", scopes=[], subject=subject)
+    scope = {"type": "http", "method": method, "headers": headers, "user": AuthenticatedUser(token)}
+    started: list[int] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            started.append(message["status"])
+
+    with contextlib.suppress(OSError):
+        await app(scope, receive, send)
+    return started[0]
+
+
+async def test_an_opening_request_that_fails_midway_opens_nothing() -> None:
+    """The SDK discards the session of an opening request that fails after its response started."""
+    quota = SessionQuota(Opener(fail=True), limit=1, idle_timeout=60)
+    assert await status_of(quota, "POST") == 200
+    assert await status_of(quota, "POST") == 200, "the failed one is not counted"
+
+
+async def test_another_subjects_404_does_not_end_a_session() -> None:
+    endpoint = Opener()
+    endpoint.release.set()
+    quota = SessionQuota(endpoint, limit=1, idle_timeout=60)
+    assert await status_of(quota, "POST") == 200
+    assert await status_of(quota, "GET", subject="mallory", session="s0") == 404
+    assert await status_of(quota, "POST") == 429, "s0 is still open for its opener"
+
+
+async def test_a_request_made_while_the_session_opens_keeps_it_counted() -> None:
+    """The response names the session before the opening request ends; a stream opened on it meanwhile holds
+    the session open in the SDK however long it idles otherwise."""
+    endpoint = Opener()
+    quota = SessionQuota(endpoint, limit=1, idle_timeout=IDLE)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(status_of, quota, "POST")
+        await anyio.sleep(0.05)
+        tg.start_soon(status_of, quota, "GET", "alice", "s0")
+        await anyio.sleep(0.05)
+        endpoint.release.set()
+        await anyio.sleep(IDLE * 1.5)
+        assert await status_of(quota, "POST") == 429, "s0 is streaming"
+        endpoint.done.set()
