@@ -23,6 +23,7 @@ from policy.loader import load_policy
 from policy.results import GateResult, Status
 from policy.verdict import Verdict, VerdictKind
 from tests.server.harness import Harness
+from tests.server.interleave import hold_audit_writes
 from tests.support import SHIPPED_POLICY, postgres_schema
 
 pytestmark = pytest.mark.postgres
@@ -47,10 +48,21 @@ def gate_of(bank: Harness) -> Gate:
     return Gate(policy, SqlGateStore(bank.db), ledger_actions(bank.ledger, policy), approval_ttl=60)
 
 
-def waiting_behind(watcher: psycopg.Connection[Any], holder: psycopg.Connection[Any]) -> bool:
-    """Whether some transaction waits for a lock `holder` holds."""
-    rows = watcher.execute("SELECT pg_blocking_pids(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-    return any(holder.info.backend_pid in blockers for (blockers,) in rows.fetchall())
+def waiting_behind(watcher: psycopg.Connection[Any], holder: psycopg.Connection[Any] | int) -> int | None:
+    """The backend of some transaction waiting for a lock `holder` (a connection or a backend) holds, if any."""
+    pid = holder if isinstance(holder, int) else holder.info.backend_pid
+    rows = watcher.execute("SELECT pid, pg_blocking_pids(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+    return next((waiter for waiter, blockers in rows.fetchall() if pid in blockers), None)
+
+
+def until_waiting_behind(watcher: psycopg.Connection[Any], holder: psycopg.Connection[Any] | int, what: str) -> int:
+    """The backend waiting behind `holder`, once one does."""
+    for _ in range(int(WAIT_LIMIT / 0.02)):
+        waiter = waiting_behind(watcher, holder)
+        if waiter is not None:
+            return waiter
+        threading.Event().wait(0.02)
+    pytest.fail(what)
 
 
 def settled_while_held(bank: Harness, gate: Gate, call: Call, meanwhile: Callable[[], object]) -> GateResult:
@@ -63,12 +75,7 @@ def settled_while_held(bank: Harness, gate: Gate, call: Call, meanwhile: Callabl
         holder.execute("SELECT 1 FROM accounts WHERE id = %s FOR UPDATE", (ALICE,))
         settling = threading.Thread(target=lambda: results.append(gate.conclude(opening, Verdict(VerdictKind.APPROVE))))
         settling.start()
-        for _ in range(int(WAIT_LIMIT / 0.02)):
-            if waiting_behind(watcher, holder):
-                break
-            threading.Event().wait(0.02)
-        else:
-            pytest.fail("the settlement never waited for the held account")
+        until_waiting_behind(watcher, holder, "the settlement never waited for the held account")
         meanwhile()
         holder.commit()
         settling.join(WAIT_LIMIT)
@@ -108,3 +115,29 @@ def test_an_operator_role_revoked_while_the_settlement_waits_moves_nothing(bank:
 
     assert result.status is not Status.EXECUTED, result
     assert (bank.balance(ALICE), bank.balance(BOB)) == (5_000_00, 250_00)
+
+
+def test_a_revocation_made_while_a_settlement_holds_its_accounts_waits_for_it(bank: Harness) -> None:
+    """The other order: the settlement read the owner's grant and has not committed; the revocation waits until
+    it has, so `admin revoke` never returns before a movement the revoked grant allowed."""
+    gate = gate_of(bank)
+    args = {"from_account": ALICE, "to_account": BOB, "amount": "100"}
+    opening = gate.open(Call("transfer_funds", gate.actions["transfer_funds"].canonical(args), "alice"),
+                        human_reachable=True)  # fmt: skip
+    admin = EntitlementAdmin(bank.db, "tester")
+    results: list[object] = []
+    with psycopg.connect(bank.db_url) as holder, psycopg.connect(bank.db_url, autocommit=True) as watcher:
+        hold_audit_writes(holder)  # the settlement waits at its last statement, its locks taken
+        settling = threading.Thread(target=lambda: results.append(gate.conclude(opening, Verdict(VerdictKind.APPROVE))))
+        settling.start()
+        settlement = until_waiting_behind(watcher, holder, "the settlement never reached its audit records")
+        revoking = threading.Thread(target=lambda: results.append(admin.revoke("alice", "owner", ALICE)))
+        revoking.start()  # its audit record would wait for the holder too: it must wait for the settlement first
+        until_waiting_behind(watcher, settlement, "the revocation did not wait for the settlement holding the grant")
+        holder.rollback()
+        settling.join(WAIT_LIMIT)
+        revoking.join(WAIT_LIMIT)
+    settled, revoked = results
+    assert isinstance(settled, GateResult) and settled.status is Status.EXECUTED, settled
+    assert revoked is True
+    assert (bank.balance(ALICE), bank.balance(BOB)) == (4_900_00, 350_00)
