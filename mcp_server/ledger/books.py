@@ -36,7 +36,15 @@ from pydantic import BaseModel
 from sqlalchemy import Connection
 
 from mcp_server.audit.writer import AuditWriter
-from mcp_server.ledger.entitlements import Held, grant_in, grant_role_in, held_columns, held_of
+from mcp_server.ledger.entitlements import (
+    Held,
+    grant_in,
+    grant_role_in,
+    held_columns,
+    held_of,
+    held_rows,
+    locked_holdings,
+)
 from mcp_server.ledger.errors import ErrorCode, LedgerError
 from mcp_server.ledger.free_text import parse_owner
 from mcp_server.ledger.identifiers import (
@@ -231,8 +239,10 @@ class Ledger:
         # Both rows a movement touches, locked in id order (PostgreSQL) so writers cannot deadlock.
         self._lock_accounts = Statement(f"SELECT {_COLUMNS} FROM accounts {_PAIR}{db.for_update}")
         held_pair = f"SELECT {_COLUMNS}{held_columns(db.dialect)} FROM accounts {_PAIR}"
-        self._held_pair = {False: Statement(held_pair), True: Statement(held_pair + db.for_update)}
-        """Both rows with what a holder holds on them, in one statement: read, or locked as above."""
+        self._held_pair = Statement(held_pair)
+        """Both rows with what a holder holds on them, in one statement (a question, a read)."""
+        self._holdings = locked_holdings(db.for_share)
+        """What a holder holds on two rows locked as above, read after the lock (`locked_holdings`)."""
 
     @property
     def db(self) -> Database:
@@ -318,7 +328,13 @@ class Ledger:
     ) -> None:
         """Send ahead the read that `plan_transfer_in(conn, first, second, …)` or `plan_close_in(conn, first,
         second, …)` will make, with the same `lock` and `holder` (`Statement.prefetch`)."""
-        self._held_pair[lock].prefetch(conn, _pair_params(first, second or first, holder))
+        params = _pair_params(first, second or first, holder)
+        if not lock:
+            self._held_pair.prefetch(conn, params)
+            return
+        self._lock_accounts.prefetch(conn, {"first": params["first"], "second": params["second"]})
+        if holder is not None:
+            self._holdings.prefetch(conn, params)
 
     def post_transfer_in(
         self,
@@ -707,11 +723,16 @@ class Ledger:
     def _pair(
         self, conn: Connection, first: str, second: str, *, lock: bool, holder: str | None, seen: Seen | None
     ) -> tuple[dict[str, _Row], Held]:
-        """Both rows (locked, or one consistent read) and what `holder` holds on them; `seen` is shown the
-        first one, if it exists."""
-        found = self._held_pair[lock].all(conn, _pair_params(first, second, holder))
-        rows = {row[0]: _Row(*row[:7]) for row in found}
-        held = held_of((row[0], row[7], row[8]) for row in found)
+        """Both rows and what `holder` holds on them: locked, the holding read after the lock
+        (`locked_holdings`), or one consistent read; `seen` is shown the first one, if it exists."""
+        if lock:
+            rows = self._lock(conn, first, second)
+            params = _pair_params(first, second, holder)
+            held = held_rows(self._holdings.all(conn, params)) if holder is not None else Held()
+        else:
+            found = self._held_pair.all(conn, _pair_params(first, second, holder))
+            rows = {row[0]: _Row(*row[:7]) for row in found}
+            held = held_of((row[0], row[7], row[8]) for row in found)
         if seen is not None and first in rows:
             seen(rows[first].public(), held)
         return rows, held

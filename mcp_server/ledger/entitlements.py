@@ -111,6 +111,35 @@ def held_of(columns: Iterable[tuple[str, str | None, str | None]]) -> Held:
     return Held(roles, relations)
 
 
+def locked_holdings(for_share: str) -> Statement:
+    """The read of what principal `:holder` holds on accounts `:first` and `:second` in a settling transaction,
+    once their rows are locked: one row per relation (account, relation) or role (NULL, role), each locked
+    `for_share` (`Database.for_share`).
+
+    Not `held_columns`: a PostgreSQL statement reads as of its start, so a read of the accounts that waited
+    for their lock would decide on entitlements revoked while it waited. A statement after the lock reads
+    every revocation committed before it, and the rows it locks keep a later revocation waiting until the
+    settlement ends: a revocation reported done is never followed by a movement it forbids.
+    """
+    return Statement(
+        "SELECT a.account_id, a.relation FROM (SELECT account_id, relation FROM account_access"
+        f" WHERE principal = :holder AND account_id IN (:first, :second){for_share}) a"
+        f" UNION ALL SELECT NULL, r.role FROM (SELECT role FROM principal_roles WHERE principal = :holder{for_share}) r"
+    )
+
+
+def held_rows(rows: Iterable[tuple[str | None, str]]) -> Held:
+    """The `Held` that `locked_holdings` read."""
+    roles: set[str] = set()
+    relations: dict[str, set[str]] = {}
+    for account_id, name in rows:
+        if account_id is None:
+            roles.add(name)
+        else:
+            relations.setdefault(account_id, set()).add(name)
+    return Held(tuple(sorted(roles)), {account: tuple(sorted(names)) for account, names in relations.items()})
+
+
 def grant_in(conn: Connection, principal: str, relation: str, account_id: str, by: str) -> bool:
     """Give `principal` `relation` to `account_id`; False if it already held it."""
     params = _access(conn, principal, relation, account_id)

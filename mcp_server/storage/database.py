@@ -211,6 +211,12 @@ class Database:
         """Row-lock suffix for a SELECT of rows about to change (SQLite locks the whole file)."""
         return " FOR UPDATE" if self._dialect == "postgresql" else ""
 
+    @property
+    def for_share(self) -> str:
+        """Row-lock suffix for a SELECT of rows that must not change or go until the transaction ends (SQLite
+        locks the whole file)."""
+        return " FOR SHARE" if self._dialect == "postgresql" else ""
+
     def run(self, work: Callable[[Connection], T], *, wait: bool = True, durable: bool = True) -> T:
         """Run ``work`` in one write transaction, committed on return, retried on contention.
 

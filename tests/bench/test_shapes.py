@@ -28,13 +28,30 @@ def test_a_question_takes_no_lock(shapes: Shapes) -> None:
     assert not any("FROM accounts WHERE id = " in s.sql for s in question.body), "one read of the accounts"
 
 
+def holding_reads(tx: Transaction) -> list[str]:
+    return [s.sql for s in tx.body if "account_access" in s.sql or "principal_roles" in s.sql]
+
+
 def test_the_accounts_and_the_callers_entitlements_are_one_read(shapes: Shapes) -> None:
-    """No call reads what its caller holds apart from the accounts it names (`entitlements.held_columns`)."""
-    question, settlement = shapes.gated_transfer.transactions[0], shapes.gated_transfer.transactions[-1]
+    """No question or read reads what its caller holds apart from the accounts it names
+    (`entitlements.held_columns`)."""
+    question = shapes.gated_transfer.transactions[0]
     (balance,) = shapes.balance.transactions
-    for tx in (question, settlement, balance):
-        (read,) = [s.sql for s in tx.body if "account_access" in s.sql or "principal_roles" in s.sql]
+    for tx in (question, balance):
+        (read,) = holding_reads(tx)
         assert read in account_reads(tx)
+
+
+def test_a_settlement_reads_the_callers_entitlements_right_after_locking_the_accounts(shapes: Shapes) -> None:
+    """A statement reads as of its start: read with the lock, what the caller holds could be as it was before
+    a revocation committed while the lock was awaited (`entitlements.locked_holdings`). Read next, it is current,
+    and kept so (`FOR SHARE`) until the settlement ends."""
+    settlement = shapes.gated_transfer.transactions[-1]
+    (lock,) = account_reads(settlement)
+    (read,) = holding_reads(settlement)
+    statements = [s.sql for s in settlement.body]
+    assert statements.index(read) == statements.index(lock) + 1
+    assert read.count("FOR SHARE") == (2 if shapes.backend == "postgresql" else 0)
 
 
 def test_a_settlement_locks_both_accounts_once_and_plans_once(shapes: Shapes) -> None:
