@@ -22,7 +22,7 @@ from tests.server.harness import Harness
 from tests.support import TEST_POLICY
 
 
-def asked(harness: Harness, gate: Gate, tool: str, args: dict[str, Any]) -> Opening:
+def asked(gate: Gate, tool: str, args: dict[str, Any]) -> Opening:
     opening = gate.open(Call(tool, gate.actions[tool].canonical(args), "local"), human_reachable=True)
     assert opening.approval is not None, opening
     return opening
@@ -53,8 +53,8 @@ def test_a_close_and_a_transfer_out_of_one_account_both_approved_run_once(ledger
     policy = load_policy(TEST_POLICY)
     gate = Gate(policy, SqlGateStore(ledger_harness.db), ledger_actions(ledger_harness.ledger, policy), approval_ttl=60)
     account, keeper, payee = (ledger_harness.open_account(b) for b in ("100", "0", "0"))
-    close = asked(ledger_harness, gate, "close_account", {"account_id": account, "sweep_to": keeper})
-    transfer = asked(ledger_harness, gate, "transfer_funds", {"from_account": account, "to_account": payee,
+    close = asked(gate, "close_account", {"account_id": account, "sweep_to": keeper})
+    transfer = asked(gate, "transfer_funds", {"from_account": account, "to_account": payee,
                                                                 "amount": "30"})  # fmt: skip
     openings = [transfer, close] if order == "transfer-first" else [close, transfer]
 
@@ -78,7 +78,7 @@ def test_two_approved_transfers_that_together_overdraw_run_one(ledger_harness: H
     gate = Gate(policy, SqlGateStore(ledger_harness.db), ledger_actions(ledger_harness.ledger, policy), approval_ttl=60)
     payer, first, second = (ledger_harness.open_account(b) for b in ("100", "0", "0"))
     openings = [
-        asked(ledger_harness, gate, "transfer_funds", {"from_account": payer, "to_account": payee, "amount": "60"})
+        asked(gate, "transfer_funds", {"from_account": payer, "to_account": payee, "amount": "60"})
         for payee in (first, second)
     ]
 
@@ -96,9 +96,9 @@ def test_a_transfer_approved_into_an_account_closed_meanwhile_moves_nothing(ledg
     policy = load_policy(TEST_POLICY)
     gate = Gate(policy, SqlGateStore(ledger_harness.db), ledger_actions(ledger_harness.ledger, policy), approval_ttl=60)
     payer, target, keeper = (ledger_harness.open_account(b) for b in ("100", "5", "0"))
-    transfer = asked(ledger_harness, gate, "transfer_funds", {"from_account": payer, "to_account": target,
+    transfer = asked(gate, "transfer_funds", {"from_account": payer, "to_account": target,
                                                                 "amount": "30"})  # fmt: skip
-    close = asked(ledger_harness, gate, "close_account", {"account_id": target, "sweep_to": keeper})
+    close = asked(gate, "close_account", {"account_id": target, "sweep_to": keeper})
 
     closed, moved = approved(gate, [close, transfer], together=False)
 
@@ -115,9 +115,9 @@ def test_a_close_whose_sweep_target_changed_before_the_answer_moves_nothing(
     policy = load_policy(TEST_POLICY)
     gate = Gate(policy, SqlGateStore(ledger_harness.db), ledger_actions(ledger_harness.ledger, policy), approval_ttl=60)
     account, keeper, spare = (ledger_harness.open_account(b) for b in ("100", "0", "0"))
-    close = asked(ledger_harness, gate, "close_account", {"account_id": account, "sweep_to": keeper})
+    close = asked(gate, "close_account", {"account_id": account, "sweep_to": keeper})
     if change == "target-closed":
-        [closed] = approved(gate, [asked(ledger_harness, gate, "close_account", {"account_id": keeper})], False)
+        [closed] = approved(gate, [asked(gate, "close_account", {"account_id": keeper})], False)
         assert closed.status is Status.EXECUTED, closed
     else:
         edit = text("UPDATE accounts SET currency = 'EUR' WHERE id = :id")
