@@ -153,37 +153,35 @@ class ApproverAdmin:
         """Record that approver `name` also calls tools as `principal`: from its commit, the desk refuses
         them every decision on that principal's requests. Waits for a decision of theirs being recorded
         (which holds their row, `decisions._still_active`), so none is recorded after the link."""
-        name, principal = parse_name(name), _principal(principal)
-
-        def work(conn: Connection) -> None:
-            self._held(conn, name)
-            linked = conn.execute(
-                text(
-                    "INSERT INTO desk_approver_principals (approver, principal, linked_by, linked_at)"
-                    " VALUES (:a, :p, :by, :at) ON CONFLICT (approver, principal) DO NOTHING"
-                ),
-                {"a": name, "p": principal, "by": ADMIN_PRINCIPAL, "at": time.time()},
-            ).rowcount
-            if linked != 1:
-                raise ApproverError(f"approver {name} already acts as {shown(principal)}; nothing changed")
-            entry = audit_entry(LINKED, ADMIN_PRINCIPAL, {"approver": name, "principal": principal})
-            self.audit.append(conn, [entry])
-
-        self.db.run(work)
+        self._relink(
+            LINKED,
+            name,
+            principal,
+            "INSERT INTO desk_approver_principals (approver, principal, linked_by, linked_at)"
+            " VALUES (:a, :p, :by, :at) ON CONFLICT (approver, principal) DO NOTHING",
+            "already acts as",
+        )
 
     def unlink(self, name: str, principal: str) -> None:
+        self._relink(
+            UNLINKED,
+            name,
+            principal,
+            "DELETE FROM desk_approver_principals WHERE approver = :a AND principal = :p",
+            "does not act as",
+        )
+
+    def _relink(self, event: str, name: str, principal: str, statement: str, unchanged: str) -> None:
+        """Change one approver-principal link with `statement`, audited as `event` in the same
+        transaction, under the approver's row lock; `unchanged` words the refusal when no row changed."""
         name, principal = parse_name(name), _principal(principal)
+        params = {"a": name, "p": principal, "by": ADMIN_PRINCIPAL, "at": time.time()}
 
         def work(conn: Connection) -> None:
             self._held(conn, name)
-            removed = conn.execute(
-                text("DELETE FROM desk_approver_principals WHERE approver = :a AND principal = :p"),
-                {"a": name, "p": principal},
-            ).rowcount
-            if removed != 1:
-                raise ApproverError(f"approver {name} does not act as {shown(principal)}; nothing changed")
-            entry = audit_entry(UNLINKED, ADMIN_PRINCIPAL, {"approver": name, "principal": principal})
-            self.audit.append(conn, [entry])
+            if conn.execute(text(statement), params).rowcount != 1:
+                raise ApproverError(f"approver {name} {unchanged} {shown(principal)}; nothing changed")
+            self.audit.append(conn, [audit_entry(event, ADMIN_PRINCIPAL, {"approver": name, "principal": principal})])
 
         self.db.run(work)
 
