@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 from mcp_server.app import AppState
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.money import minor_units, parse_amount
+from mcp_server.tools.common import account_facts, with_credentials
 from policy.action import Call, Inspection
 from policy.decision import Decision
 from policy.facts import AccountFacts, CallFacts
@@ -66,25 +67,26 @@ def explain(
 
 def _facts_only(ledger: Ledger, tx: GateTx[Connection], call: Call) -> Inspection | None:
     """What the policy sees of a call the ledger refuses (e.g. for want of funds): its accounts and amount
-    as they are; None if an account it names does not exist."""
+    as they are, with what the caller holds on them, as a tool reads them; None if an account it names
+    does not exist."""
     accounts: dict[str, AccountFacts | None] = {}
+    roles: tuple[str, ...] = ()
     for role, argument in ROLE_ARGUMENTS.items():
         account_id = call.arguments.get(argument)
         if account_id is None:
             continue
         try:
-            account = ledger.account_in(tx.ledger, account_id, argument)
+            account, held = ledger.held_account_in(tx.ledger, account_id, call.principal, argument)
         except Refusal:
             return None
-        accounts[role] = AccountFacts(
-            account.id, account.owner, account.status, account.currency, account.balance_minor
-        )
+        held = with_credentials(held, call)
+        accounts[role], roles = account_facts(account, held), held.roles
     first = next((a for a in accounts.values() if a is not None), None)
     currency = first.currency if first is not None else "USD"
     amount = call.arguments.get("amount")
     # No ceiling here: an amount over the ledger's limit is the pre-check's finding, the policy still judges it.
     amount_minor = 0 if amount is None else parse_amount(amount, currency, ceiling_minor=sys.maxsize)
-    return Inspection((), accounts, currency, minor_units(currency), amount_minor)
+    return Inspection((), accounts, currency, minor_units(currency), amount_minor, roles)
 
 
 def _pretend(facts: CallFacts, balances: Mapping[str, str], moved_today: str | None) -> CallFacts:

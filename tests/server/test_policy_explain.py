@@ -40,6 +40,15 @@ def test_the_policy_deny_shows_beside_a_failing_precheck(demo: str, capsys: pyte
     assert "ledger pre-checks: would refuse (insufficient_funds)" in out
 
 
+@pytest.mark.parametrize("principal", ["alice", "local"])  # ACC-001's owner; an operator
+def test_a_failing_precheck_keeps_the_callers_entitlements(
+    demo: str, capsys: pytest.CaptureFixture[str], principal: str
+) -> None:
+    out = explain(capsys, demo, "6000", "--principal", principal, "--balance", "ACC-001=100000")
+    assert "would refuse (insufficient_funds)" in out
+    assert "policy decision: require_approval" in out and "not-entitled" not in out
+
+
 def test_a_passing_precheck_shows_the_effect(demo: str, capsys: pytest.CaptureFixture[str]) -> None:
     out = explain(capsys, demo, "700")
     assert "policy decision: require_approval" in out
