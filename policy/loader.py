@@ -15,7 +15,7 @@ from policy.canonical import digest
 from policy.channel import DEFAULT_CHANNEL, Channel
 from policy.document import Policy, Rule, ToolPolicy
 from policy.expressions import Condition, ExpressionError
-from policy.facts import ACCOUNT_ROLES, AccountFacts, CallFacts
+from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_ROLES, AccountFacts, CallFacts
 from policy.messages import STATUSES, template_problem
 from policy.outcome import Outcome
 
@@ -192,6 +192,7 @@ class _Reader:
         try:
             condition = Condition.compile(fields["when"])
             if arguments is not None:
+                _binds_its_accounts(condition, tool, arguments)
                 condition.holds(_sample_call(tool, arguments))
         except ExpressionError as exc:
             self.problem(f"{key}.when", str(exc), table, index)
@@ -263,6 +264,17 @@ _DEFAULT_REASONS = {
     Outcome.REQUIRE_APPROVAL: "The policy requires a human's approval for this action.",
     Outcome.DENY: "The policy does not allow this action.",
 }
+
+
+def _binds_its_accounts(condition: Condition, tool: str, arguments: Sequence[str]) -> None:
+    """Refuse a condition reading an account variable `tool` never binds: null on every call, it would
+    fail to evaluate, and so deny, every call of the tool (the sample call binds every account)."""
+    has = [role for role, argument in ACCOUNT_ARGUMENTS.items() if argument in arguments]
+    lacking = sorted(condition.variables & set(ACCOUNT_ARGUMENTS) - set(has))
+    if lacking:
+        raise ExpressionError(
+            f"reads {', '.join(lacking)}, which a call of {tool} never has (it has: {', '.join(has) or 'none'})"
+        )
 
 
 def _sample_call(tool: str, arguments: Sequence[str]) -> CallFacts:

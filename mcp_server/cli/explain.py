@@ -19,17 +19,9 @@ from mcp_server.ledger.money import minor_units, parse_amount
 from mcp_server.tools.common import account_facts, with_credentials
 from policy.action import Call, Inspection
 from policy.decision import Decision
-from policy.facts import AccountFacts, CallFacts
+from policy.facts import ACCOUNT_ARGUMENTS, AccountFacts, CallFacts
 from policy.results import Refusal
 from policy.store import GateTx
-
-ROLE_ARGUMENTS = {
-    "from_account": "from_account",
-    "to_account": "to_account",
-    "account": "account_id",
-    "sweep_to": "sweep_to",
-}
-"""Which argument names the account each policy variable describes."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +63,7 @@ def _facts_only(ledger: Ledger, tx: GateTx[Connection], call: Call) -> Inspectio
     does not exist."""
     accounts: dict[str, AccountFacts | None] = {}
     roles: tuple[str, ...] = ()
-    for role, argument in ROLE_ARGUMENTS.items():
+    for role, argument in ACCOUNT_ARGUMENTS.items():
         account_id = call.arguments.get(argument)
         if account_id is None:
             continue

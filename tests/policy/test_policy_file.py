@@ -101,6 +101,18 @@ def test_version_is_a_content_hash() -> None:
             "rules[0].when",
             "failed",
         ),
+        (
+            "[tools.close_account]\ndefault = 'allow'\n[[tools.close_account.rules]]\nname = 'x'\n"
+            "when = \"to_account.owner == 'Bob'\"\noutcome = 'deny'\nreason = 'r'\n",
+            "p.toml:5: tools.close_account.rules[0].when",
+            "reads to_account, which a call of close_account never has (it has: account, sweep_to)",
+        ),
+        (
+            "[tools.get_account_balance]\ndefault = 'allow'\n[[tools.get_account_balance.rules]]\nname = 'x'\n"
+            "when = \"'owner' in from_account.access\"\noutcome = 'allow'\nreason = 'r'\n",
+            "p.toml:5: tools.get_account_balance.rules[0].when",
+            "reads from_account, which a call of get_account_balance never has (it has: account)",
+        ),
         ("[tools.transfer_funds]\ndefault = 'allow'\nextra = 1\n", "tools.transfer_funds.extra", "unknown key"),
         (
             "[accounts]\nvisible = 'amount_minor > 0'\n[tools.transfer_funds]\ndefault = 'allow'\n",
@@ -117,6 +129,8 @@ def test_version_is_a_content_hash() -> None:
         "cel-syntax",
         "cel-variable",
         "cel-type",
+        "account-the-tool-lacks",
+        "account-the-read-lacks",
         "unknown-key",
         "visible-variable",
         "accounts-key",
