@@ -120,6 +120,13 @@ def test_version_is_a_content_hash() -> None:
             "unknown variable amount_minor",
         ),
         ("[accounts]\nseen = 'true'\n[tools.transfer_funds]\ndefault = 'allow'\n", "accounts.seen", "unknown key"),
+        (
+            "[policy.accounts]\nvisible = 'false'\n[tools.transfer_funds]\ndefault = 'allow'\n",
+            "policy.accounts",
+            "unknown key (expected: name)",
+        ),
+        ("[policy]\nname = 1\n[tools.transfer_funds]\ndefault = 'allow'\n", "p.toml:2: policy.name", "string"),
+        ("policy = 'strict'\n[tools.transfer_funds]\ndefault = 'allow'\n", "policy: must be a table", ""),
     ],
     ids=[
         "outcome",
@@ -134,6 +141,9 @@ def test_version_is_a_content_hash() -> None:
         "unknown-key",
         "visible-variable",
         "accounts-key",
+        "policy-key",
+        "policy-name",
+        "policy-table",
     ],
 )
 def test_errors_say_where_and_what(text: str, where: str, says: str) -> None:
