@@ -19,6 +19,17 @@ outcome = "deny"
 reason = "A transfer must leave 1,000.00 in the account."
 """
 
+MEMO_POLICY = """
+[tools.transfer_funds]
+default = "require_approval"
+
+[[tools.transfer_funds.rules]]
+name = "no-invoices"
+when = "args.memo.startsWith('INV-')"
+outcome = "deny"
+reason = "Invoices are paid by the accounts desk."
+"""
+
 
 @pytest.fixture
 def demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
@@ -47,6 +58,16 @@ def test_a_failing_precheck_keeps_the_callers_entitlements(
     out = explain(capsys, demo, "6000", "--principal", principal, "--balance", "ACC-001=100000")
     assert "would refuse (insufficient_funds)" in out
     assert "policy decision: require_approval" in out and "not-entitled" not in out
+
+
+def test_a_rule_that_cannot_be_evaluated_says_why(
+    demo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "memo.toml"
+    policy.write_text(MEMO_POLICY)
+    out = explain(capsys, demo, "700", "--policy", str(policy))
+    assert "policy decision: deny" in out and "Rule 'no-invoices' could not be evaluated" in out
+    assert "  could not evaluate: \"args.memo.startsWith('INV-')\" failed: 'memo'" in out
 
 
 def test_a_passing_precheck_shows_the_effect(demo: str, capsys: pytest.CaptureFixture[str]) -> None:
