@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 from mcp_server.app import AppState
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.money import minor_units, parse_amount
+from mcp_server.tools.close import close_account
 from mcp_server.tools.common import account_facts, with_credentials
 from policy.action import Call, Inspection
 from policy.decision import Decision
@@ -50,7 +51,7 @@ def explain(
             inspection = _facts_only(state.ledger, tx, call)
         if inspection is None:
             return Explanation(None, None, precheck, ())
-        facts = _pretend(gate.facts(tx, call, inspection), balances or {}, moved_today)
+        facts = _pretend(call, gate.facts(tx, call, inspection), balances or {}, moved_today)
         effect = () if precheck is not None else inspection.effect
         return Explanation(gate.policy.decide(facts), facts, precheck, effect)
 
@@ -81,8 +82,9 @@ def _facts_only(ledger: Ledger, tx: GateTx[Connection], call: Call) -> Inspectio
     return Inspection((), accounts, currency, minor_units(currency), amount_minor, roles)
 
 
-def _pretend(facts: CallFacts, balances: Mapping[str, str], moved_today: str | None) -> CallFacts:
-    """`facts` with the hypothetical balances and daily total in place of the ledger's."""
+def _pretend(call: Call, facts: CallFacts, balances: Mapping[str, str], moved_today: str | None) -> CallFacts:
+    """`facts` with the hypothetical balances and daily total in place of the ledger's; a close's amount is
+    the balance it sweeps (as `CloseAction.inspect` sets it), so the hypothetical one if given."""
     unknown = set(balances) - {a.id for a in facts.accounts.values() if a is not None}
     if unknown:
         raise ValueError(f"--balance names {', '.join(sorted(unknown))}, which this call does not involve")
@@ -93,7 +95,9 @@ def _pretend(facts: CallFacts, balances: Mapping[str, str], moved_today: str | N
         for role, a in facts.accounts.items()
     }
     moved = facts.moved_today_minor if moved_today is None else _minor(moved_today, facts.currency, "--moved-today")
-    return replace(facts, accounts=accounts, moved_today_minor=moved)
+    swept = accounts.get("account") if call.tool == close_account.__name__ else None
+    amount = swept.balance_minor if swept is not None else facts.amount_minor
+    return replace(facts, accounts=accounts, amount_minor=amount, moved_today_minor=moved)
 
 
 def _minor(amount: str, currency: str, option: str) -> int:

@@ -91,6 +91,17 @@ def test_a_hypothetical_balance_changes_the_policy_finding_only(
     assert "$5,000.00" in capsys.readouterr().out  # nothing was written
 
 
+@pytest.mark.parametrize("sweep", [', "sweep_to": "ACC-002"', ""], ids=["swept", "refused-without-sweep_to"])
+def test_a_hypothetical_balance_is_what_a_close_sweeps(
+    demo: str, capsys: pytest.CaptureFixture[str], sweep: str
+) -> None:
+    args = f'{{"account_id": "ACC-001"{sweep}}}'
+    command = ["policy", "explain", "close_account", "--args", args, "--db", demo, "--principal", "alice"]
+    assert main([*command, "--balance", "ACC-001=70000"]) == 0
+    out = capsys.readouterr().out
+    assert "policy decision: deny" in out and "matched rules: above-ceiling" in out
+
+
 def test_a_hypothetical_daily_total(demo: str, capsys: pytest.CaptureFixture[str]) -> None:
     policy = ["--policy", str(TEST_POLICY), "--principal", "capped"]
     assert "policy decision: allow" in explain(capsys, demo, "1.00", *policy)
