@@ -15,6 +15,9 @@ class Decision:
     confirm: str | None = None
     channel: Channel | None = None
     """Through which channel the approval may be given (set when the outcome requires one)."""
+    failure: str | None = None
+    """Why a rule could not be evaluated (the deny's cause), for the operator (`policy explain`), never the
+    caller: the engine's message may quote facts the caller may not see, such as a payee's balance."""
 
     @property
     def reason(self) -> str:

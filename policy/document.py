@@ -114,9 +114,9 @@ class Policy:
             try:
                 if rule.condition.holds(facts):
                     matched.append(rule)
-            except ExpressionError:
+            except ExpressionError as exc:
                 reason = f"Rule '{rule.name}' could not be evaluated for this call, so it is refused."
-                return Decision(Outcome.DENY, (reason,), (rule.name,), self.version, tool.confirm)
+                return Decision(Outcome.DENY, (reason,), (rule.name,), self.version, tool.confirm, failure=str(exc))
         if not matched:
             channel = tool.channel if tool.default is Outcome.REQUIRE_APPROVAL else None
             return Decision(tool.default, (tool.reason,), (), self.version, tool.confirm, channel)

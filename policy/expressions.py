@@ -43,9 +43,10 @@ class Condition:
         except ValueError as exc:
             raise ExpressionError(str(exc)) from None
         names = frozenset(program.variables())
-        unknown = sorted(names - VARIABLES)
+        unknown = sorted(names - VARIABLES - frozenset(_MACRO_VARIABLE.findall(source)))
         if unknown:
             raise ExpressionError(f"unknown variable {', '.join(unknown)} (known: {', '.join(sorted(VARIABLES))})")
+        names &= VARIABLES
         return cls(source, program, names, _fields_read(source, names), _MINOR.search(source) is not None)
 
     def holds(self, facts: CallFacts) -> bool:
@@ -95,6 +96,12 @@ def _projected(variables: dict[str, Any], fields: Mapping[str, frozenset[str]]) 
         if isinstance(value, dict):
             variables[name] = {key: value[key] for key in read if key in value}
     return variables
+
+
+_MACRO_VARIABLE = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+"""The variable a comprehension macro (`list.exists(r, r == 'owner')`) binds: the engine lists it among the
+expression's variables, but it is the macro's own. Read off the text, so a name used as a macro's anywhere
+is not refused as unknown; used outside its macro, it is unbound and fails to evaluate (so is refused)."""
 
 
 _MINOR = re.compile(r"(?<!\w)minor(?!\w)")

@@ -66,8 +66,16 @@ def _account(role: str) -> Callable[[CallFacts], dict[str, Any] | None]:
     return bind
 
 
-ACCOUNT_ROLES = ("from_account", "to_account", "account", "sweep_to")
-"""Account variables: the accounts a call touches, by the part they play."""
+ACCOUNT_ARGUMENTS = {
+    "from_account": "from_account",
+    "to_account": "to_account",
+    "account": "account_id",
+    "sweep_to": "sweep_to",
+}
+"""Account variables (the accounts a call touches, by the part they play), each with the argument naming
+its account: a tool without that argument never binds the variable."""
+
+ACCOUNT_ROLES = tuple(ACCOUNT_ARGUMENTS)
 
 VARIABLES = frozenset(
     {"tool", "args", "principal", "roles", "currency", "amount_minor", "moved_today_minor", "now", *ACCOUNT_ROLES}

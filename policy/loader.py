@@ -15,7 +15,7 @@ from policy.canonical import digest
 from policy.channel import DEFAULT_CHANNEL, Channel
 from policy.document import Policy, Rule, ToolPolicy
 from policy.expressions import Condition, ExpressionError
-from policy.facts import ACCOUNT_ROLES, AccountFacts, CallFacts
+from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_ROLES, AccountFacts, CallFacts
 from policy.messages import STATUSES, template_problem
 from policy.outcome import Outcome
 
@@ -25,6 +25,7 @@ _TOOL_KEYS = {"default", "reason", "rules", "confirm", "messages", "channel"}
 _RULE_KEYS = {"name", "when", "outcome", "reason", "messages", "channel"}
 _TOP_KEYS = {"policy", "tools", "accounts"}
 _ACCOUNT_KEYS = {"visible"}
+_POLICY_KEYS = {"name"}
 VISIBILITY_VARIABLES = frozenset({"principal", "roles", "account", "tool", "args", "now"})
 """What `[accounts] visible` may read: who asks, and the account asked about."""
 
@@ -71,6 +72,7 @@ def parse_policy(text: str, *, source: str, catalog: Mapping[str, Sequence[str]]
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(source, [Problem("(syntax)", str(exc))]) from None
     reader = _Reader(text)
+    reader.header(data.get("policy"))
     tools = reader.tools(data, catalog)
     visible = reader.visibility(data.get("accounts"))
     if reader.problems:
@@ -108,6 +110,19 @@ class _Reader:
             if tool is not None:
                 tools[name] = tool
         return tools
+
+    def header(self, raw: Any) -> None:
+        """The `[policy]` table: its `name` only. Nothing else in it is read, so anything else (a
+        `[policy.accounts]` meant as `[accounts]`) would be ignored, perhaps widening access: refused."""
+        if raw is None:
+            return
+        if not isinstance(raw, dict):
+            self.problem("policy", "must be a table")
+            return
+        for extra in sorted(set(raw) - _POLICY_KEYS):
+            self.problem(f"policy.{extra}", f"unknown key (expected: {', '.join(sorted(_POLICY_KEYS))})", "policy")
+        if "name" in raw and (not isinstance(raw["name"], str) or not raw["name"].strip()):
+            self.problem("policy.name", "must be a non-empty string", "policy")
 
     def visibility(self, raw: Any) -> Condition | None:
         """The `[accounts]` table: `visible`, a CEL condition deciding who may learn of an account."""
@@ -192,6 +207,7 @@ class _Reader:
         try:
             condition = Condition.compile(fields["when"])
             if arguments is not None:
+                _binds_its_accounts(condition, tool, arguments)
                 condition.holds(_sample_call(tool, arguments))
         except ExpressionError as exc:
             self.problem(f"{key}.when", str(exc), table, index)
@@ -263,6 +279,17 @@ _DEFAULT_REASONS = {
     Outcome.REQUIRE_APPROVAL: "The policy requires a human's approval for this action.",
     Outcome.DENY: "The policy does not allow this action.",
 }
+
+
+def _binds_its_accounts(condition: Condition, tool: str, arguments: Sequence[str]) -> None:
+    """Refuse a condition reading an account variable `tool` never binds: null on every call, it would
+    fail to evaluate, and so deny, every call of the tool (the sample call binds every account)."""
+    has = [role for role, argument in ACCOUNT_ARGUMENTS.items() if argument in arguments]
+    lacking = sorted(condition.variables & set(ACCOUNT_ARGUMENTS) - set(has))
+    if lacking:
+        raise ExpressionError(
+            f"reads {', '.join(lacking)}, which a call of {tool} never has (it has: {', '.join(has) or 'none'})"
+        )
 
 
 def _sample_call(tool: str, arguments: Sequence[str]) -> CallFacts:

@@ -10,9 +10,10 @@ from policy.action import Call, Inspection
 from policy.decision import Decision
 
 _CONFIRM = "To approve, also type {} in the confirmation field."
-_CONFIRM_PATTERN = re.compile(r"^To approve, also type (\S+) in the confirmation field\.$", re.MULTILINE)
+_CONFIRM_PATTERN = re.compile(r"^To approve, also type (.+) in the confirmation field\.$", re.MULTILINE)
 """The bank's own line, whole: quoted text (a memo, an owner's name) sits inside a line the bank begins,
-and has no line breaks, so it can never pass for it."""
+and has no line breaks, so it can never pass for it. The value is the rest of the line, spaces and all
+(a memo typed back): reading less, the desk would find no confirmation and ask for none."""
 
 
 def render_question(call: Call, inspection: Inspection, decision: Decision, ref: str) -> str:

@@ -55,6 +55,8 @@ def policy_explain(
     else:
         print(f"policy decision: {_effect(found.decision.outcome, found.decision.channel)}")
         print(f"  reason: {found.decision.reason}")
+        if found.decision.failure is not None:
+            print(f"  could not evaluate: {found.decision.failure}")
         print(f"  matched rules: {', '.join(found.decision.matched_rules) or '(none: the tool default applies)'}")
     if found.facts is not None and (balances or moved_today is not None):
         print("  judged on hypothetical facts: " + _hypotheses(found.facts, balances, moved_today))

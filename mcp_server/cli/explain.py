@@ -16,19 +16,13 @@ from sqlalchemy import Connection
 from mcp_server.app import AppState
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.money import minor_units, parse_amount
+from mcp_server.tools.close import close_account
+from mcp_server.tools.common import account_facts, with_credentials
 from policy.action import Call, Inspection
 from policy.decision import Decision
-from policy.facts import AccountFacts, CallFacts
+from policy.facts import ACCOUNT_ARGUMENTS, AccountFacts, CallFacts
 from policy.results import Refusal
 from policy.store import GateTx
-
-ROLE_ARGUMENTS = {
-    "from_account": "from_account",
-    "to_account": "to_account",
-    "account": "account_id",
-    "sweep_to": "sweep_to",
-}
-"""Which argument names the account each policy variable describes."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +51,7 @@ def explain(
             inspection = _facts_only(state.ledger, tx, call)
         if inspection is None:
             return Explanation(None, None, precheck, ())
-        facts = _pretend(gate.facts(tx, call, inspection), balances or {}, moved_today)
+        facts = _pretend(call, gate.facts(tx, call, inspection), balances or {}, moved_today)
         effect = () if precheck is not None else inspection.effect
         return Explanation(gate.policy.decide(facts), facts, precheck, effect)
 
@@ -66,29 +60,31 @@ def explain(
 
 def _facts_only(ledger: Ledger, tx: GateTx[Connection], call: Call) -> Inspection | None:
     """What the policy sees of a call the ledger refuses (e.g. for want of funds): its accounts and amount
-    as they are; None if an account it names does not exist."""
+    as they are, with what the caller holds on them, as a tool reads them; None if an account it names
+    does not exist."""
     accounts: dict[str, AccountFacts | None] = {}
-    for role, argument in ROLE_ARGUMENTS.items():
+    roles: tuple[str, ...] = ()
+    for role, argument in ACCOUNT_ARGUMENTS.items():
         account_id = call.arguments.get(argument)
         if account_id is None:
             continue
         try:
-            account = ledger.account_in(tx.ledger, account_id, argument)
+            account, held = ledger.held_account_in(tx.ledger, account_id, call.principal, argument)
         except Refusal:
             return None
-        accounts[role] = AccountFacts(
-            account.id, account.owner, account.status, account.currency, account.balance_minor
-        )
+        held = with_credentials(held, call)
+        accounts[role], roles = account_facts(account, held), held.roles
     first = next((a for a in accounts.values() if a is not None), None)
     currency = first.currency if first is not None else "USD"
     amount = call.arguments.get("amount")
     # No ceiling here: an amount over the ledger's limit is the pre-check's finding, the policy still judges it.
     amount_minor = 0 if amount is None else parse_amount(amount, currency, ceiling_minor=sys.maxsize)
-    return Inspection((), accounts, currency, minor_units(currency), amount_minor)
+    return Inspection((), accounts, currency, minor_units(currency), amount_minor, roles)
 
 
-def _pretend(facts: CallFacts, balances: Mapping[str, str], moved_today: str | None) -> CallFacts:
-    """`facts` with the hypothetical balances and daily total in place of the ledger's."""
+def _pretend(call: Call, facts: CallFacts, balances: Mapping[str, str], moved_today: str | None) -> CallFacts:
+    """`facts` with the hypothetical balances and daily total in place of the ledger's; a close's amount is
+    the balance it sweeps (as `CloseAction.inspect` sets it), so the hypothetical one if given."""
     unknown = set(balances) - {a.id for a in facts.accounts.values() if a is not None}
     if unknown:
         raise ValueError(f"--balance names {', '.join(sorted(unknown))}, which this call does not involve")
@@ -99,7 +95,9 @@ def _pretend(facts: CallFacts, balances: Mapping[str, str], moved_today: str | N
         for role, a in facts.accounts.items()
     }
     moved = facts.moved_today_minor if moved_today is None else _minor(moved_today, facts.currency, "--moved-today")
-    return replace(facts, accounts=accounts, moved_today_minor=moved)
+    swept = accounts.get("account") if call.tool == close_account.__name__ else None
+    amount = swept.balance_minor if swept is not None else facts.amount_minor
+    return replace(facts, accounts=accounts, amount_minor=amount, moved_today_minor=moved)
 
 
 def _minor(amount: str, currency: str, option: str) -> int:

@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 from mcp_server.ledger.books import Ledger, Seen, unknown_account
 from mcp_server.ledger.entitlements import Held
 from mcp_server.ledger.models import Account
+from mcp_server.ledger.money import minor_units
 from policy.action import Call, Done, Inspection
 from policy.document import Policy
 from policy.facts import AccountFacts, CallFacts
@@ -198,9 +199,17 @@ class LedgerAction(ABC):
 
     def _visible(self, call: Call, field: str, held: Held, account: Account) -> AccountFacts:
         """`account` (argument `field`) as rules see it; refused exactly as a missing one, unless the
-        caller may know of it."""
+        caller may know of it. Judged in the account's currency, the one `minor()` converts into there."""
         seen = account_facts(account, held)
-        facts = CallFacts(call.tool, call.arguments, call.principal, held.roles, accounts={"account": seen})
+        facts = CallFacts(
+            call.tool,
+            call.arguments,
+            call.principal,
+            held.roles,
+            currency=account.currency,
+            minor_exponent=minor_units(account.currency),
+            accounts={"account": seen},
+        )
         if not self.policy.sees(facts):
             raise unknown_account(account.id, field)
         return seen

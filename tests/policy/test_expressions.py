@@ -84,3 +84,24 @@ def test_minor_is_bound_when_named(source: str, calls_minor: bool, expected: boo
     assert condition.calls_minor is calls_minor
     assert condition.holds(FACTS) is expected
     assert Condition(source, condition.program, condition.variables, condition.fields).holds(FACTS) is expected
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("from_account.access.exists(r, r == 'owner')", True),
+        ("roles.all(role, role != 'operator') && to_account.access.exists_one(r, r == 'owner')", False),
+        ("args.filter(k, k.startsWith('m')).size() == 1", True),
+        ("[from_account, to_account].map(a, a.balance_minor).exists(b, b > amount_minor)", True),
+    ],
+)
+def test_a_macros_own_variables_are_not_unknown(source: str, expected: bool) -> None:
+    """The engine lists a comprehension's variables among the expression's; they are the macro's, not the call's."""
+    condition = Condition.compile(source)
+    assert condition.holds(FACTS) is expected
+
+
+def test_a_macro_variable_used_outside_its_macro_fails_to_evaluate() -> None:
+    condition = Condition.compile("[1].exists(r, r > 0) && r == 1")
+    with pytest.raises(ValueError, match="'r'"):
+        condition.holds(FACTS)

@@ -101,6 +101,18 @@ def test_version_is_a_content_hash() -> None:
             "rules[0].when",
             "failed",
         ),
+        (
+            "[tools.close_account]\ndefault = 'allow'\n[[tools.close_account.rules]]\nname = 'x'\n"
+            "when = \"to_account.owner == 'Bob'\"\noutcome = 'deny'\nreason = 'r'\n",
+            "p.toml:5: tools.close_account.rules[0].when",
+            "reads to_account, which a call of close_account never has (it has: account, sweep_to)",
+        ),
+        (
+            "[tools.get_account_balance]\ndefault = 'allow'\n[[tools.get_account_balance.rules]]\nname = 'x'\n"
+            "when = \"'owner' in from_account.access\"\noutcome = 'allow'\nreason = 'r'\n",
+            "p.toml:5: tools.get_account_balance.rules[0].when",
+            "reads from_account, which a call of get_account_balance never has (it has: account)",
+        ),
         ("[tools.transfer_funds]\ndefault = 'allow'\nextra = 1\n", "tools.transfer_funds.extra", "unknown key"),
         (
             "[accounts]\nvisible = 'amount_minor > 0'\n[tools.transfer_funds]\ndefault = 'allow'\n",
@@ -108,6 +120,13 @@ def test_version_is_a_content_hash() -> None:
             "unknown variable amount_minor",
         ),
         ("[accounts]\nseen = 'true'\n[tools.transfer_funds]\ndefault = 'allow'\n", "accounts.seen", "unknown key"),
+        (
+            "[policy.accounts]\nvisible = 'false'\n[tools.transfer_funds]\ndefault = 'allow'\n",
+            "policy.accounts",
+            "unknown key (expected: name)",
+        ),
+        ("[policy]\nname = 1\n[tools.transfer_funds]\ndefault = 'allow'\n", "p.toml:2: policy.name", "string"),
+        ("policy = 'strict'\n[tools.transfer_funds]\ndefault = 'allow'\n", "policy: must be a table", ""),
     ],
     ids=[
         "outcome",
@@ -117,9 +136,14 @@ def test_version_is_a_content_hash() -> None:
         "cel-syntax",
         "cel-variable",
         "cel-type",
+        "account-the-tool-lacks",
+        "account-the-read-lacks",
         "unknown-key",
         "visible-variable",
         "accounts-key",
+        "policy-key",
+        "policy-name",
+        "policy-table",
     ],
 )
 def test_errors_say_where_and_what(text: str, where: str, says: str) -> None:

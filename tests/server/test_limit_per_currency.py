@@ -56,3 +56,17 @@ async def test_a_daily_limit_counts_only_the_calls_currency(ledger_harness: Harn
     assert ledger_harness.balance(euro[1]) == 900_00 and ledger_harness.balance(yen[1]) == 1000
     stated = {(r["amount_minor"], r["currency"]) for r in ledger_harness.audit(principal="alice", event="executed")}
     assert stated == {(900_00, "EUR"), (500, "JPY")}
+
+
+async def test_minor_in_visibility_is_in_the_accounts_currency(ledger_harness: Harness, tmp_path: Path) -> None:
+    """`[accounts] visible` has no call currency but the account's: minor(1000) there is 1,000 yen for a yen
+    account, not 100,000 minor units as for a two-decimal currency."""
+    ledger_harness.policy = tmp_path / "policy.toml"
+    ledger_harness.policy.write_text(
+        '[accounts]\nvisible = "account.balance_minor >= minor(1000)"\n[tools.get_account_balance]\ndefault = "allow"\n'
+    )
+    yen, _ = funded(ledger_harness, "JPY", "5000")
+    async with ledger_harness.client(principal="alice") as alice:
+        result = await alice.call_tool("get_account_balance", {"account_id": yen})
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "executed", result.structured_content

@@ -19,6 +19,17 @@ outcome = "deny"
 reason = "A transfer must leave 1,000.00 in the account."
 """
 
+MEMO_POLICY = """
+[tools.transfer_funds]
+default = "require_approval"
+
+[[tools.transfer_funds.rules]]
+name = "no-invoices"
+when = "args.memo.startsWith('INV-')"
+outcome = "deny"
+reason = "Invoices are paid by the accounts desk."
+"""
+
 
 @pytest.fixture
 def demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
@@ -40,6 +51,25 @@ def test_the_policy_deny_shows_beside_a_failing_precheck(demo: str, capsys: pyte
     assert "ledger pre-checks: would refuse (insufficient_funds)" in out
 
 
+@pytest.mark.parametrize("principal", ["alice", "local"])  # ACC-001's owner; an operator
+def test_a_failing_precheck_keeps_the_callers_entitlements(
+    demo: str, capsys: pytest.CaptureFixture[str], principal: str
+) -> None:
+    out = explain(capsys, demo, "6000", "--principal", principal, "--balance", "ACC-001=100000")
+    assert "would refuse (insufficient_funds)" in out
+    assert "policy decision: require_approval" in out and "not-entitled" not in out
+
+
+def test_a_rule_that_cannot_be_evaluated_says_why(
+    demo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "memo.toml"
+    policy.write_text(MEMO_POLICY)
+    out = explain(capsys, demo, "700", "--policy", str(policy))
+    assert "policy decision: deny" in out and "Rule 'no-invoices' could not be evaluated" in out
+    assert "  could not evaluate: \"args.memo.startsWith('INV-')\" failed: 'memo'" in out
+
+
 def test_a_passing_precheck_shows_the_effect(demo: str, capsys: pytest.CaptureFixture[str]) -> None:
     out = explain(capsys, demo, "700")
     assert "policy decision: require_approval" in out
@@ -59,6 +89,17 @@ def test_a_hypothetical_balance_changes_the_policy_finding_only(
     assert "ledger pre-checks: pass" in pretend  # judged on the real balance
     assert main(["admin", "accounts", "--db", demo]) == 0
     assert "$5,000.00" in capsys.readouterr().out  # nothing was written
+
+
+@pytest.mark.parametrize("sweep", [', "sweep_to": "ACC-002"', ""], ids=["swept", "refused-without-sweep_to"])
+def test_a_hypothetical_balance_is_what_a_close_sweeps(
+    demo: str, capsys: pytest.CaptureFixture[str], sweep: str
+) -> None:
+    args = f'{{"account_id": "ACC-001"{sweep}}}'
+    command = ["policy", "explain", "close_account", "--args", args, "--db", demo, "--principal", "alice"]
+    assert main([*command, "--balance", "ACC-001=70000"]) == 0
+    out = capsys.readouterr().out
+    assert "policy decision: deny" in out and "matched rules: above-ceiling" in out
 
 
 def test_a_hypothetical_daily_total(demo: str, capsys: pytest.CaptureFixture[str]) -> None:
