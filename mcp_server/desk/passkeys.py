@@ -1,7 +1,8 @@
 """Passkeys: registering one from an enrollment link, signing in with one, and checking an assertion.
 
 All WebAuthn verification is py_webauthn's (`webauthn` 3.x); user verification is required in
-every ceremony (a passkey unlocked by the person, not merely present).
+every ceremony (a passkey unlocked by the person, not merely present). Any of its exceptions
+(`WebAuthnException`: malformed data, contradictory flags, unsupported keys) is a refusal, never a 500.
 """
 
 import json
@@ -18,8 +19,13 @@ from webauthn import (
     verify_authentication_response,
     verify_registration_response,
 )
-from webauthn.helpers import parse_authentication_credential_json, parse_registration_credential_json
-from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidJSONStructure, InvalidRegistrationResponse
+from webauthn.helpers import (
+    decode_credential_public_key,
+    decoded_public_key_to_cryptography,
+    parse_authentication_credential_json,
+    parse_registration_credential_json,
+)
+from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     PublicKeyCredentialDescriptor,
@@ -108,7 +114,10 @@ def register(
             expected_origin=config.origin,
             require_user_verification=True,
         )
-    except (InvalidRegistrationResponse, InvalidJSONStructure) as exc:
+        # A "none" attestation signs nothing with the key: load it now, or a key no signature can ever be
+        # checked against (unsupported curve, point off the curve) would use up the link for good.
+        decoded_public_key_to_cryptography(decode_credential_public_key(verified.credential_public_key))
+    except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
         raise DeskRefusal("registration_failed", f"The passkey could not be registered: {exc}", 400) from None
     now = time.time()
     _use_enrollment(conn, approver, str(token), now)
@@ -217,7 +226,7 @@ def check_assertion(
             credential_current_sign_count=key.sign_count if counted else 0,
             require_user_verification=True,
         )
-    except (InvalidAuthenticationResponse, InvalidJSONStructure, ValueError, KeyError, TypeError) as exc:
+    except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
         raise DeskRefusal("bad_signature", f"{_BAD_SIGNATURE} ({exc})", 403) from None
     return int(verified.new_sign_count)
 

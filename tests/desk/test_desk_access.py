@@ -217,7 +217,9 @@ class Spoiled(SoftPasskey):
         return super()._auth_data(self.flags if self.flags is not None else flags, extra)
 
 
-@pytest.mark.parametrize("spoil", ["foreign-origin", "no-user-verification", "cloned-counter"])
+@pytest.mark.parametrize(
+    "spoil", ["foreign-origin", "no-user-verification", "cloned-counter", "backed-up-single-device"]
+)
 async def test_an_assertion_from_elsewhere_or_unverified_decides_nothing(
     world: World, erin: DeskBrowser, passkey: SoftPasskey, spoil: str
 ) -> None:
@@ -227,12 +229,49 @@ async def test_an_assertion_from_elsewhere_or_unverified_decides_nothing(
         "foreign-origin": Spoiled(passkey, origin="https://desk.evil.example"),
         "no-user-verification": Spoiled(passkey, flags=0x01),
         "cloned-counter": Spoiled(passkey, count=0),
+        "backed-up-single-device": Spoiled(passkey, flags=0x01 | 0x04 | 0x10),  # BS set, BE not: malformed
     }[spoil]
     issued = await erin.challenge(approval.ref, "approved")
     body = {"verdict": "approved", "nonce": issued["nonce"], "credential": forged.sign(issued["options"])}
     refused = await erin.post(f"/approvals/{approval.ref}/decide", body)
     assert refused.status_code == 403 and refused.json()["error"] == "bad_signature", refused.text
     assert world.db.read(lambda conn: decision_for(conn, approval.ref)) is None
+
+
+class Unusable(SoftPasskey):
+    """A registration no signature could ever be checked against (a key on no supported curve, a point off
+    P-256), or whose flags contradict themselves (backed up, yet single-device)."""
+
+    def __init__(self, spoil: str) -> None:
+        super().__init__(origin=f"http://localhost:{PORT}")
+        self.spoil = spoil
+
+    def cose_key(self) -> dict[int, Any]:
+        key = super().cose_key()
+        if self.spoil == "unknown-curve":
+            key[-1] = 99
+        elif self.spoil == "off-curve-point":
+            key[-3] = key[-2]
+        return key
+
+    def _auth_data(self, flags: int, extra: bytes = b"") -> bytes:
+        return super()._auth_data(flags | 0x10 if self.spoil == "backed-up-single-device" else flags, extra)
+
+
+@pytest.mark.parametrize("spoil", ["unknown-curve", "off-curve-point", "backed-up-single-device"])
+async def test_a_passkey_that_could_never_sign_is_refused_and_the_link_kept(
+    world: World, passkey: SoftPasskey, spoil: str
+) -> None:
+    """A clear refusal that changes nothing: registered, such a key would use up the link and leave an
+    active approver who can never sign in."""
+    token, _ = world.admin.add("erin")
+    async with browser(world) as desk:
+        refused = await desk.enroll(token, Unusable(spoil))
+        assert refused.status_code == 400 and refused.json()["error"] == "registration_failed", refused.text
+        assert world.rows("SELECT status FROM desk_approvers WHERE name = 'erin'")[0].status == "invited"
+        assert world.rows("SELECT COUNT(*) AS n FROM desk_credentials")[0].n == 0
+        assert (await desk.enroll(token, passkey)).status_code == 200, "the link still enrolls a working passkey"
+        assert (await desk.sign_in(passkey)).status_code == 200
 
 
 async def test_a_revocation_during_a_decision_stands(
