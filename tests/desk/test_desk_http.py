@@ -100,6 +100,23 @@ async def test_session_cookie_flags(world: World, passkey: SoftPasskey) -> None:
     )
 
 
+async def test_every_response_keeps_out_of_frames_caches_and_sniffing(world: World, erin: DeskBrowser) -> None:
+    """The router's own 404 and 405 and the static files too, not only the pages and POSTs the desk renders."""
+    replies = [
+        await erin.get("/no-such-page"),
+        await erin.get("/approvals/APR-1/no-such-action"),
+        await erin.get("/static/desk.js"),
+        await erin.get("/static/missing.js"),
+        await erin.client.delete("/desk/", headers={"Origin": erin.origin}),
+    ]
+    assert [r.status_code for r in replies] == [404, 404, 200, 404, 405]
+    for reply in replies:
+        assert reply.headers.get("x-frame-options") == "DENY", reply.url
+        assert "frame-ancestors 'none'" in reply.headers.get("content-security-policy", ""), reply.url
+        assert reply.headers.get("x-content-type-options") == "nosniff", reply.url
+        assert reply.headers.get("referrer-policy") == "same-origin", reply.url
+
+
 async def test_used_and_expired_enrollment_links_are_refused(world: World, passkey: SoftPasskey) -> None:
     token, _ = world.admin.add("erin")
     async with browser(world) as desk:
