@@ -121,10 +121,10 @@ def register(
         raise DeskRefusal("registration_failed", f"The passkey could not be registered: {exc}", 400) from None
     now = time.time()
     _use_enrollment(conn, approver, str(token), now)
-    conn.execute(
+    stored = conn.execute(
         text(
             "INSERT INTO desk_credentials (credential_id, approver, public_key, sign_count, rp_id, created_at)"
-            " VALUES (:id, :a, :k, :c, :rp, :at)"
+            " VALUES (:id, :a, :k, :c, :rp, :at) ON CONFLICT (credential_id) DO NOTHING"
         ),
         {
             "id": b64url(verified.credential_id),
@@ -134,7 +134,10 @@ def register(
             "rp": config.rp_id,
             "at": now,
         },
-    )
+    ).rowcount
+    if stored != 1:  # the enrollee's authenticator named a passkey already stored (its ids are the client's to claim)
+        raise DeskRefusal("passkey_registered", "This passkey is already registered at this desk; register another "
+                          "one. Nothing was recorded and the link still works.", 409)  # fmt: skip
     audit.append(
         conn,
         [

@@ -274,6 +274,21 @@ async def test_a_passkey_that_could_never_sign_is_refused_and_the_link_kept(
         assert (await desk.sign_in(passkey)).status_code == 200
 
 
+async def test_a_passkey_registered_already_is_refused_and_the_link_kept(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey
+) -> None:
+    """A registration naming the credential id of erin's passkey (an authenticator under the enrollee's
+    control can claim any id): a clear refusal, not a database error, and fred's link still works."""
+    token, _ = world.admin.add("fred")
+    async with browser(world) as fred:
+        claimed = SoftPasskey(origin=f"http://localhost:{PORT}", credential_id=passkey.credential_id)
+        refused = await fred.enroll(token, claimed)
+        assert refused.status_code == 409 and refused.json()["error"] == "passkey_registered", refused.text
+        assert world.rows("SELECT status FROM desk_approvers WHERE name = 'fred'")[0].status == "invited"
+        assert (await fred.enroll(token, second_passkey())).status_code == 200
+    assert (await erin.sign_in(passkey)).status_code == 200, "erin's passkey is still hers"
+
+
 async def test_a_revocation_during_a_decision_stands(
     world: World, erin: DeskBrowser, passkey: SoftPasskey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
