@@ -54,7 +54,8 @@ class Guard:
         if not request.headers.get("origin"):
             return Response("Missing Origin header", status_code=403)
         expected = self.csrf(request)
-        if expected is None or csrf is None or not hmac.compare_digest(csrf, expected):
+        # As bytes: `compare_digest` raises on a str with non-ASCII characters, which any client can send.
+        if expected is None or csrf is None or not hmac.compare_digest(csrf.encode(), expected.encode()):
             return Response("Missing or invalid CSRF token; reload the page", status_code=403)
         return None
 

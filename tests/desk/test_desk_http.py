@@ -73,6 +73,22 @@ async def test_csrf_token_required_on_every_post(world: World, erin: DeskBrowser
     assert (await erin.get("/")).status_code == 200, "still signed in"
 
 
+async def test_a_non_ascii_csrf_token_is_refused_like_any_wrong_one(world: World, erin: DeskBrowser) -> None:
+    """Not a 500 from `hmac.compare_digest`, which takes only ASCII strings: any client can send one."""
+    await erin.get("/")
+    as_form = await erin.client.post(
+        "/desk/signout",
+        content=b"csrf=%C3%A9",
+        headers={"Origin": erin.origin, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    as_header = await erin.client.post(
+        "/desk/signin/options", json={}, headers={"Origin": erin.origin, "X-CSRF-Token": b"\xe9" * 64}
+    )
+    for reply in (as_form, as_header):
+        assert reply.status_code == 403 and "CSRF" in reply.text
+    assert (await erin.get("/")).status_code == 200, "still signed in"
+
+
 async def test_cross_origin_and_foreign_host_refused(world: World, erin: DeskBrowser) -> None:
     approval = world.pending()
     await erin.get(f"/approvals/{approval.ref}")
