@@ -38,7 +38,7 @@ from mcp_server.desk import challenges, sessions
 from mcp_server.desk.approvers import audit_entry
 from mcp_server.desk.config import DeskConfig
 from mcp_server.desk.refusals import DeskRefusal
-from mcp_server.desk.tokens import b64url, from_b64url, new_token, token_hash
+from mcp_server.desk.tokens import b64url, from_b64url, new_token, storable, token_hash
 from policy.store import APPROVER_PREFIX
 
 RP_NAME = "bankgate approval desk"
@@ -195,7 +195,7 @@ def credential(conn: Connection, assertion: object) -> Credential:
     """The stored passkey an assertion names; refused when the assertion names none."""
     credential_id = assertion.get("id") if isinstance(assertion, dict) else None
     row = None
-    if isinstance(credential_id, str):
+    if storable(credential_id):
         row = conn.execute(
             text(
                 "SELECT c.credential_id, c.approver, c.public_key, c.sign_count, a.status FROM desk_credentials c"

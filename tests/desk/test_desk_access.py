@@ -169,6 +169,24 @@ def served_desk(world: World) -> Iterator[int]:
     served.stop()
 
 
+async def test_a_nul_in_a_reference_nonce_or_passkey_id_names_nothing(world: World, erin: DeskBrowser) -> None:
+    """A clear refusal on both backends: PostgreSQL's text cannot hold NUL, and passing one to a query made
+    it raise (a 500, before sign-in for the passkey id)."""
+    approval = world.pending()
+    await erin.get(f"/approvals/{approval.ref}")
+    page = await erin.get("/approvals/APR-%00")
+    assert page.status_code == 404 and "There is no approval" in page.text
+    challenge = await erin.post("/approvals/APR-%00/challenge", {"verdict": "approved"})
+    assert challenge.status_code == 404 and challenge.json()["error"] == "unknown_approval"
+    decide = await erin.post(f"/approvals/{approval.ref}/decide", {"verdict": "approved", "nonce": "n\x00"})
+    assert decide.status_code == 403 and decide.json()["error"] == "unknown_challenge"
+    async with browser(world) as stranger:
+        await stranger.get("/signin")
+        nonce = (await stranger.post("/signin/options", {})).json()["nonce"]
+        signin = await stranger.post("/signin/finish", {"nonce": nonce, "credential": {"id": "k\x00"}})
+        assert signin.status_code == 401 and signin.json()["error"] == "unknown_passkey"
+
+
 def head(port: int, extra: str) -> bytes:
     return (
         f"POST /desk/signin/options HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: http://localhost:{port}\r\n"
