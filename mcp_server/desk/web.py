@@ -174,6 +174,9 @@ class Desk:
             refused = await self.guard.refusal(request, csrf)
             if refused is not None:
                 return refused
+            if body is None:
+                return _refusal(DeskRefusal("bad_request", "The request's body is not a JSON object of text; nothing "
+                                            "was done. Reload the page and try again."))  # fmt: skip
             approver = await self._approver(request)
             if signed_in and approver is None:
                 return _refusal(DeskRefusal("signed_out", "Sign in first.", 401))
@@ -319,14 +322,17 @@ def _owner(conn: Connection, assertion: object) -> str | None:
         return None
 
 
-def _body(request: Request, raw: bytes) -> tuple[dict[str, Any], str | None]:
-    """The POST's fields and the CSRF token it carried (JSON with the header, or a form with a `csrf` field)."""
+def _body(request: Request, raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """The POST's fields (None: malformed JSON) and the CSRF token it carried (JSON with the header, or a
+    form with a `csrf` field)."""
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
             parsed = json.loads(raw or b"{}")
+            # Text only: JSON may spell half a UTF-16 pair ("\ud800"), which no hash or column can encode (a 500).
+            json.dumps(parsed, ensure_ascii=False).encode()
         except (ValueError, RecursionError):  # nested past the parser's limit: malformed like any other
             parsed = None
-        return (parsed if isinstance(parsed, dict) else {}), request.headers.get(CSRF_HEADER)
+        return (parsed if isinstance(parsed, dict) else None), request.headers.get(CSRF_HEADER)
     fields = {k: v[0] for k, v in parse_qs(raw.decode(errors="replace")).items()}
     return fields, fields.get("csrf")
 

@@ -187,6 +187,26 @@ async def test_a_nul_in_a_reference_nonce_or_passkey_id_names_nothing(world: Wor
         assert signin.status_code == 401 and signin.json()["error"] == "unknown_passkey"
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/enroll/options", '{"token": "t\\ud800"}'),
+        ("/signin/finish", '{"nonce": "n", "credential": {"id": "k\\ud800"}}'),
+        ("/approvals/APR-0000000000/decide", '{"verdict": "rejected", "nonce": "n\\ud800", "note": "\\udfff"}'),
+    ],
+    ids=["enroll-token", "passkey-id", "nonce-and-note"],
+)
+async def test_a_lone_surrogate_in_a_json_body_is_a_clear_refusal(
+    world: World, erin: DeskBrowser, path: str, body: str
+) -> None:
+    """JSON may spell half a UTF-16 pair (\\ud800), which no column or hash takes as text: refused like any
+    malformed body, not a 500 from encoding it (before sign-in, for the first two)."""
+    await erin.get("/")
+    headers = {"Origin": erin.origin, "X-CSRF-Token": erin.csrf, "Content-Type": "application/json"}
+    reply = await erin.client.post("/desk" + path, content=body.encode(), headers=headers)
+    assert reply.status_code == 400 and reply.json()["error"] == "bad_request", reply.text
+
+
 def head(port: int, extra: str) -> bytes:
     return (
         f"POST /desk/signin/options HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: http://localhost:{port}\r\n"
