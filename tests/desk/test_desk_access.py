@@ -59,6 +59,16 @@ async def test_a_signed_out_session_cookie_is_dead(world: World, erin: DeskBrows
         assert (await thief.get("/")).status_code == 303, "the old cookie no longer signs anyone in"
 
 
+async def test_an_expired_session_is_dead_though_its_cookie_is_still_sent(world: World, erin: DeskBrowser) -> None:
+    """The server's expiry counts, not the cookie's Max-Age: a browser (or thief) that keeps sending it gets nothing."""
+    approval = world.pending()
+    await erin.get(f"/approvals/{approval.ref}")
+    world.sql("UPDATE desk_sessions SET expires_at = :t", t=time.time() - 1)
+    assert (await erin.client.get(f"/desk/approvals/{approval.ref}")).status_code == 303
+    refused = await erin.post(f"/approvals/{approval.ref}/challenge", {"verdict": "approved"})
+    assert refused.status_code == 401 and refused.json()["error"] == "signed_out"
+
+
 async def test_a_reinvited_approvers_first_link_is_dead(world: World, passkey: SoftPasskey) -> None:
     first, _ = world.admin.add("gail")
     second, _ = world.admin.add("gail")
