@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, text
 
 from mcp_server.desk.refusals import DeskRefusal
-from mcp_server.desk.tokens import b64url
+from mcp_server.desk.tokens import b64url, storable
 
 CHALLENGE_TTL = 120.0
 _COLUMNS = "nonce, purpose, subject, approval_ref, verdict, binding, question_sha256, challenge, expires_at"
@@ -29,7 +29,8 @@ def consume(conn: Connection, nonce: object, purpose: str) -> Row[Any]:
     the outcome, so a refused signature (wrong approval, stale question) cannot be presented again."""
     if not isinstance(nonce, str) or not nonce:
         raise DeskRefusal("bad_request", "The request names no challenge; reload the page and try again.")
-    row = conn.execute(text(f"SELECT {_COLUMNS}, used_at FROM desk_challenges WHERE nonce = :n"), {"n": nonce}).first()
+    query = text(f"SELECT {_COLUMNS}, used_at FROM desk_challenges WHERE nonce = :n")
+    row = conn.execute(query, {"n": nonce}).first() if storable(nonce) else None
     if row is None or row.purpose != purpose:
         raise DeskRefusal("unknown_challenge", "This signature answers no challenge the desk issued here.", 403)
     if row.used_at is not None:

@@ -1,12 +1,14 @@
 """Web security for every desk request: the `/mcp` Host/Origin allowlist, Origin required and CSRF
 token checked on every POST, cookies HttpOnly + SameSite=Strict (+ Secure over https), and
-headers that keep pages out of frames, caches and referrers."""
+headers that keep every response out of frames, caches and referrers (`Secured`)."""
 
 import hmac
 
 from mcp.server.transport_security import TransportSecurityMiddleware
+from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_server.desk.config import DeskConfig
 from mcp_server.desk.sessions import PRE_COOKIE, SESSION_COOKIE, csrf_token
@@ -20,6 +22,22 @@ HEADERS = {
     "Referrer-Policy": "same-origin",  # no-referrer would make form POSTs send `Origin: null`
     "Cache-Control": "no-store",
 }
+
+
+class Secured:
+    """The desk app with `HEADERS` on every response it sends: the router's own 404 and 405, static files
+    and server errors as well as the pages and POSTs the desk renders."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).update(HEADERS)
+            await send(message)
+
+        await self.app(scope, receive, secured if scope["type"] == "http" else send)
 
 
 class Guard:
@@ -36,7 +54,8 @@ class Guard:
         if not request.headers.get("origin"):
             return Response("Missing Origin header", status_code=403)
         expected = self.csrf(request)
-        if expected is None or csrf is None or not hmac.compare_digest(csrf, expected):
+        # As bytes: `compare_digest` raises on a str with non-ASCII characters, which any client can send.
+        if expected is None or csrf is None or not hmac.compare_digest(csrf.encode(), expected.encode()):
             return Response("Missing or invalid CSRF token; reload the page", status_code=403)
         return None
 

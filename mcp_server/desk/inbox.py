@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, text
 
 from mcp_server.desk.refusals import DeskRefusal
+from mcp_server.desk.tokens import storable
 from policy.channel import DEFAULT_CHANNEL, Channel
 from policy.store import Approval
 
@@ -54,7 +55,7 @@ def inbox(conn: Connection) -> list[Approval]:
 
 def approval(conn: Connection, ref: str) -> Approval:
     """Approval `ref`, whatever its status; refused (404) when there is none."""
-    row = conn.execute(text(_SELECT + " WHERE ref = :r"), {"r": ref}).first()
+    row = conn.execute(text(_SELECT + " WHERE ref = :r"), {"r": ref}).first() if storable(ref) else None
     if row is None:
         raise DeskRefusal("unknown_approval", f"There is no approval {ref}.", 404)
     return _approval(row)
@@ -63,7 +64,7 @@ def approval(conn: Connection, ref: str) -> Approval:
 def pending(conn: Connection, ref: str, *, lock: bool = False) -> Approval:
     """Approval `ref` if it can still be decided (pending, unexpired); `lock` holds its row (PostgreSQL)."""
     suffix = " FOR UPDATE" if lock and conn.dialect.name == "postgresql" else ""
-    row = conn.execute(text(_SELECT + " WHERE ref = :r" + suffix), {"r": ref}).first()
+    row = conn.execute(text(_SELECT + " WHERE ref = :r" + suffix), {"r": ref}).first() if storable(ref) else None
     if row is None:
         raise DeskRefusal("unknown_approval", f"There is no approval {ref}.", 404)
     found = _approval(row)

@@ -1,7 +1,8 @@
 """Passkeys: registering one from an enrollment link, signing in with one, and checking an assertion.
 
 All WebAuthn verification is py_webauthn's (`webauthn` 3.x); user verification is required in
-every ceremony (a passkey unlocked by the person, not merely present).
+every ceremony (a passkey unlocked by the person, not merely present). Any of its exceptions
+(`WebAuthnException`: malformed data, contradictory flags, unsupported keys) is a refusal, never a 500.
 """
 
 import json
@@ -18,8 +19,13 @@ from webauthn import (
     verify_authentication_response,
     verify_registration_response,
 )
-from webauthn.helpers import parse_authentication_credential_json, parse_registration_credential_json
-from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidJSONStructure, InvalidRegistrationResponse
+from webauthn.helpers import (
+    decode_credential_public_key,
+    decoded_public_key_to_cryptography,
+    parse_authentication_credential_json,
+    parse_registration_credential_json,
+)
+from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     PublicKeyCredentialDescriptor,
@@ -32,7 +38,7 @@ from mcp_server.desk import challenges, sessions
 from mcp_server.desk.approvers import audit_entry
 from mcp_server.desk.config import DeskConfig
 from mcp_server.desk.refusals import DeskRefusal
-from mcp_server.desk.tokens import b64url, from_b64url, new_token, token_hash
+from mcp_server.desk.tokens import b64url, from_b64url, new_token, storable, token_hash
 from policy.store import APPROVER_PREFIX
 
 RP_NAME = "bankgate approval desk"
@@ -108,14 +114,17 @@ def register(
             expected_origin=config.origin,
             require_user_verification=True,
         )
-    except (InvalidRegistrationResponse, InvalidJSONStructure) as exc:
+        # A "none" attestation signs nothing with the key: load it now, or a key no signature can ever be
+        # checked against (unsupported curve, point off the curve) would use up the link for good.
+        decoded_public_key_to_cryptography(decode_credential_public_key(verified.credential_public_key))
+    except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
         raise DeskRefusal("registration_failed", f"The passkey could not be registered: {exc}", 400) from None
     now = time.time()
     _use_enrollment(conn, approver, str(token), now)
-    conn.execute(
+    stored = conn.execute(
         text(
             "INSERT INTO desk_credentials (credential_id, approver, public_key, sign_count, rp_id, created_at)"
-            " VALUES (:id, :a, :k, :c, :rp, :at)"
+            " VALUES (:id, :a, :k, :c, :rp, :at) ON CONFLICT (credential_id) DO NOTHING"
         ),
         {
             "id": b64url(verified.credential_id),
@@ -125,7 +134,10 @@ def register(
             "rp": config.rp_id,
             "at": now,
         },
-    )
+    ).rowcount
+    if stored != 1:  # the enrollee's authenticator named a passkey already stored (its ids are the client's to claim)
+        raise DeskRefusal("passkey_registered", "This passkey is already registered at this desk; register another "
+                          "one. Nothing was recorded and the link still works.", 409)  # fmt: skip
     audit.append(
         conn,
         [
@@ -183,7 +195,7 @@ def credential(conn: Connection, assertion: object) -> Credential:
     """The stored passkey an assertion names; refused when the assertion names none."""
     credential_id = assertion.get("id") if isinstance(assertion, dict) else None
     row = None
-    if isinstance(credential_id, str):
+    if storable(credential_id):
         row = conn.execute(
             text(
                 "SELECT c.credential_id, c.approver, c.public_key, c.sign_count, a.status FROM desk_credentials c"
@@ -217,7 +229,7 @@ def check_assertion(
             credential_current_sign_count=key.sign_count if counted else 0,
             require_user_verification=True,
         )
-    except (InvalidAuthenticationResponse, InvalidJSONStructure, ValueError, KeyError, TypeError) as exc:
+    except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
         raise DeskRefusal("bad_signature", f"{_BAD_SIGNATURE} ({exc})", 403) from None
     return int(verified.new_sign_count)
 

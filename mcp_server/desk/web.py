@@ -23,12 +23,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk import challenges, decisions, inbox, passkeys, ratelimit, sessions
 from mcp_server.desk.approvers import own_principals
 from mcp_server.desk.config import DeskConfig
-from mcp_server.desk.guard import CSRF_HEADER, HEADERS, Guard
+from mcp_server.desk.guard import CSRF_HEADER, Guard, Secured
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.tokens import new_token
 from mcp_server.storage.database import Database
@@ -102,25 +103,27 @@ class Desk:
         )
         self.templates.filters["when"] = _when
 
-    def app(self) -> Starlette:
+    def app(self) -> ASGIApp:
         """The routes, relative to where the desk is mounted (`/desk`)."""
         page, post = self._page, self._post
-        return Starlette(
-            routes=[
-                Route("/", page(self.inbox), methods=["GET"]),
-                Route("/history", page(self.history), methods=["GET"]),
-                Route("/approvals/{ref}", page(self.detail), methods=["GET"]),
-                Route("/approvals/{ref}/challenge", post(self.challenge), methods=["POST"]),
-                Route("/approvals/{ref}/decide", post(self.decide), methods=["POST"]),
-                Route("/signin", page(self.signin_page, signed_in=False), methods=["GET"]),
-                Route("/signin/options", post(self.signin_options, signed_in=False), methods=["POST"]),
-                Route("/signin/finish", post(self.signin_finish, signed_in=False), methods=["POST"]),
-                Route("/signout", post(self.signout, signed_in=False), methods=["POST"]),
-                Route("/enroll", page(self.enroll_page, signed_in=False), methods=["GET"]),
-                Route("/enroll/options", post(self.enroll_options, signed_in=False), methods=["POST"]),
-                Route("/enroll/finish", post(self.enroll_finish, signed_in=False), methods=["POST"]),
-                Mount("/static", StaticFiles(packages=[("mcp_server.desk", "static")]), name="static"),
-            ]
+        return Secured(
+            Starlette(
+                routes=[
+                    Route("/", page(self.inbox), methods=["GET"]),
+                    Route("/history", page(self.history), methods=["GET"]),
+                    Route("/approvals/{ref}", page(self.detail), methods=["GET"]),
+                    Route("/approvals/{ref}/challenge", post(self.challenge), methods=["POST"]),
+                    Route("/approvals/{ref}/decide", post(self.decide), methods=["POST"]),
+                    Route("/signin", page(self.signin_page, signed_in=False), methods=["GET"]),
+                    Route("/signin/options", post(self.signin_options, signed_in=False), methods=["POST"]),
+                    Route("/signin/finish", post(self.signin_finish, signed_in=False), methods=["POST"]),
+                    Route("/signout", post(self.signout, signed_in=False), methods=["POST"]),
+                    Route("/enroll", page(self.enroll_page, signed_in=False), methods=["GET"]),
+                    Route("/enroll/options", post(self.enroll_options, signed_in=False), methods=["POST"]),
+                    Route("/enroll/finish", post(self.enroll_finish, signed_in=False), methods=["POST"]),
+                    Mount("/static", StaticFiles(packages=[("mcp_server.desk", "static")]), name="static"),
+                ]
+            )
         )
 
     # -- plumbing -------------------------------------------------------------------------
@@ -144,12 +147,12 @@ class Desk:
         async def handler(request: Request) -> Response:
             refused = await self.guard.refusal(request)
             if refused is not None:
-                return _secured(refused)
+                return refused
             if self.guard.csrf(request) is None:
                 request.state.pre = new_token()
             approver = await self._approver(request)
             if signed_in and approver is None:
-                return _secured(RedirectResponse(f"{self.config.path}/signin", status_code=303))
+                return RedirectResponse(f"{self.config.path}/signin", status_code=303)
             try:
                 response = await render(request, approver)
             except DeskRefusal as refusal:
@@ -157,7 +160,7 @@ class Desk:
                                         title="Not possible", message=refusal.message)  # fmt: skip
             if getattr(request.state, "pre", None):  # a first visit: the pre-session cookie its forms carry
                 self.guard.set_cookie(response, sessions.PRE_COOKIE, request.state.pre, max_age=3600)
-            return _secured(response)
+            return response
 
         return handler
 
@@ -166,18 +169,21 @@ class Desk:
         async def handler(request: Request) -> Response:
             raw = await _bounded_body(request)
             if raw is None:
-                return _secured(JSONResponse({"error": "too_large", "message": "Request too large."}, status_code=413))
+                return JSONResponse({"error": "too_large", "message": "Request too large."}, status_code=413)
             body, csrf = _body(request, raw)
             refused = await self.guard.refusal(request, csrf)
             if refused is not None:
-                return _secured(refused)
+                return refused
+            if body is None:
+                return _refusal(DeskRefusal("bad_request", "The request's body is not a JSON object of text; nothing "
+                                            "was done. Reload the page and try again."))  # fmt: skip
             approver = await self._approver(request)
             if signed_in and approver is None:
-                return _secured(_refusal(DeskRefusal("signed_out", "Sign in first.", 401)))
+                return _refusal(DeskRefusal("signed_out", "Sign in first.", 401))
             try:
-                return _secured(await act(request, approver, body))
+                return await act(request, approver, body)
             except DeskRefusal as refusal:
-                return _secured(_refusal(refusal))
+                return _refusal(refusal)
 
         return handler
 
@@ -316,22 +322,20 @@ def _owner(conn: Connection, assertion: object) -> str | None:
         return None
 
 
-def _body(request: Request, raw: bytes) -> tuple[dict[str, Any], str | None]:
-    """The POST's fields and the CSRF token it carried (JSON with the header, or a form with a `csrf` field)."""
+def _body(request: Request, raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """The POST's fields (None: malformed JSON) and the CSRF token it carried (JSON with the header, or a
+    form with a `csrf` field)."""
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
             parsed = json.loads(raw or b"{}")
+            # Text only: JSON may spell half a UTF-16 pair ("\ud800"), which no hash or column can encode (a 500).
+            json.dumps(parsed, ensure_ascii=False).encode()
         except (ValueError, RecursionError):  # nested past the parser's limit: malformed like any other
             parsed = None
-        return (parsed if isinstance(parsed, dict) else {}), request.headers.get(CSRF_HEADER)
+        return (parsed if isinstance(parsed, dict) else None), request.headers.get(CSRF_HEADER)
     fields = {k: v[0] for k, v in parse_qs(raw.decode(errors="replace")).items()}
     return fields, fields.get("csrf")
 
 
 def _refusal(refusal: DeskRefusal) -> JSONResponse:
     return JSONResponse({"error": refusal.code, "message": refusal.message}, status_code=refusal.status)
-
-
-def _secured(response: Response) -> Response:
-    response.headers.update(HEADERS)
-    return response

@@ -35,9 +35,13 @@ class SoftPasskey:
         self.count += 1
         return hashlib.sha256(self.rp_id.encode()).digest() + bytes([flags]) + self.count.to_bytes(4, "big") + extra
 
-    def register(self, options: dict[str, Any]) -> dict[str, Any]:
+    def cose_key(self) -> dict[int, Any]:
+        """The public key as the authenticator reports it at registration (COSE: EC2, ES256, P-256)."""
         numbers = self.key.public_key().public_numbers()
-        cose = cbor2.dumps({1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")})
+        return {1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")}
+
+    def register(self, options: dict[str, Any]) -> dict[str, Any]:
+        cose = cbor2.dumps(self.cose_key())
         attested = bytes(16) + len(self.credential_id).to_bytes(2, "big") + self.credential_id + cose
         auth_data = self._auth_data(_UP | _UV | _AT, attested)
         self.user_handle = from_b64url(options["user"]["id"])

@@ -59,6 +59,16 @@ async def test_a_signed_out_session_cookie_is_dead(world: World, erin: DeskBrows
         assert (await thief.get("/")).status_code == 303, "the old cookie no longer signs anyone in"
 
 
+async def test_an_expired_session_is_dead_though_its_cookie_is_still_sent(world: World, erin: DeskBrowser) -> None:
+    """The server's expiry counts, not the cookie's Max-Age: a browser (or thief) that keeps sending it gets nothing."""
+    approval = world.pending()
+    await erin.get(f"/approvals/{approval.ref}")
+    world.sql("UPDATE desk_sessions SET expires_at = :t", t=time.time() - 1)
+    assert (await erin.client.get(f"/desk/approvals/{approval.ref}")).status_code == 303
+    refused = await erin.post(f"/approvals/{approval.ref}/challenge", {"verdict": "approved"})
+    assert refused.status_code == 401 and refused.json()["error"] == "signed_out"
+
+
 async def test_a_reinvited_approvers_first_link_is_dead(world: World, passkey: SoftPasskey) -> None:
     first, _ = world.admin.add("gail")
     second, _ = world.admin.add("gail")
@@ -169,6 +179,44 @@ def served_desk(world: World) -> Iterator[int]:
     served.stop()
 
 
+async def test_a_nul_in_a_reference_nonce_or_passkey_id_names_nothing(world: World, erin: DeskBrowser) -> None:
+    """A clear refusal on both backends: PostgreSQL's text cannot hold NUL, and passing one to a query made
+    it raise (a 500, before sign-in for the passkey id)."""
+    approval = world.pending()
+    await erin.get(f"/approvals/{approval.ref}")
+    page = await erin.get("/approvals/APR-%00")
+    assert page.status_code == 404 and "There is no approval" in page.text
+    challenge = await erin.post("/approvals/APR-%00/challenge", {"verdict": "approved"})
+    assert challenge.status_code == 404 and challenge.json()["error"] == "unknown_approval"
+    decide = await erin.post(f"/approvals/{approval.ref}/decide", {"verdict": "approved", "nonce": "n\x00"})
+    assert decide.status_code == 403 and decide.json()["error"] == "unknown_challenge"
+    async with browser(world) as stranger:
+        await stranger.get("/signin")
+        nonce = (await stranger.post("/signin/options", {})).json()["nonce"]
+        signin = await stranger.post("/signin/finish", {"nonce": nonce, "credential": {"id": "k\x00"}})
+        assert signin.status_code == 401 and signin.json()["error"] == "unknown_passkey"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/enroll/options", '{"token": "t\\ud800"}'),
+        ("/signin/finish", '{"nonce": "n", "credential": {"id": "k\\ud800"}}'),
+        ("/approvals/APR-0000000000/decide", '{"verdict": "rejected", "nonce": "n\\ud800", "note": "\\udfff"}'),
+    ],
+    ids=["enroll-token", "passkey-id", "nonce-and-note"],
+)
+async def test_a_lone_surrogate_in_a_json_body_is_a_clear_refusal(
+    world: World, erin: DeskBrowser, path: str, body: str
+) -> None:
+    """JSON may spell half a UTF-16 pair (\\ud800), which no column or hash takes as text: refused like any
+    malformed body, not a 500 from encoding it (before sign-in, for the first two)."""
+    await erin.get("/")
+    headers = {"Origin": erin.origin, "X-CSRF-Token": erin.csrf, "Content-Type": "application/json"}
+    reply = await erin.client.post("/desk" + path, content=body.encode(), headers=headers)
+    assert reply.status_code == 400 and reply.json()["error"] == "bad_request", reply.text
+
+
 def head(port: int, extra: str) -> bytes:
     return (
         f"POST /desk/signin/options HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: http://localhost:{port}\r\n"
@@ -217,7 +265,9 @@ class Spoiled(SoftPasskey):
         return super()._auth_data(self.flags if self.flags is not None else flags, extra)
 
 
-@pytest.mark.parametrize("spoil", ["foreign-origin", "no-user-verification", "cloned-counter"])
+@pytest.mark.parametrize(
+    "spoil", ["foreign-origin", "no-user-verification", "cloned-counter", "backed-up-single-device"]
+)
 async def test_an_assertion_from_elsewhere_or_unverified_decides_nothing(
     world: World, erin: DeskBrowser, passkey: SoftPasskey, spoil: str
 ) -> None:
@@ -227,12 +277,64 @@ async def test_an_assertion_from_elsewhere_or_unverified_decides_nothing(
         "foreign-origin": Spoiled(passkey, origin="https://desk.evil.example"),
         "no-user-verification": Spoiled(passkey, flags=0x01),
         "cloned-counter": Spoiled(passkey, count=0),
+        "backed-up-single-device": Spoiled(passkey, flags=0x01 | 0x04 | 0x10),  # BS set, BE not: malformed
     }[spoil]
     issued = await erin.challenge(approval.ref, "approved")
     body = {"verdict": "approved", "nonce": issued["nonce"], "credential": forged.sign(issued["options"])}
     refused = await erin.post(f"/approvals/{approval.ref}/decide", body)
     assert refused.status_code == 403 and refused.json()["error"] == "bad_signature", refused.text
     assert world.db.read(lambda conn: decision_for(conn, approval.ref)) is None
+
+
+class Unusable(SoftPasskey):
+    """A registration no signature could ever be checked against (a key on no supported curve, a point off
+    P-256), or whose flags contradict themselves (backed up, yet single-device)."""
+
+    def __init__(self, spoil: str) -> None:
+        super().__init__(origin=f"http://localhost:{PORT}")
+        self.spoil = spoil
+
+    def cose_key(self) -> dict[int, Any]:
+        key = super().cose_key()
+        if self.spoil == "unknown-curve":
+            key[-1] = 99
+        elif self.spoil == "off-curve-point":
+            key[-3] = key[-2]
+        return key
+
+    def _auth_data(self, flags: int, extra: bytes = b"") -> bytes:
+        return super()._auth_data(flags | 0x10 if self.spoil == "backed-up-single-device" else flags, extra)
+
+
+@pytest.mark.parametrize("spoil", ["unknown-curve", "off-curve-point", "backed-up-single-device"])
+async def test_a_passkey_that_could_never_sign_is_refused_and_the_link_kept(
+    world: World, passkey: SoftPasskey, spoil: str
+) -> None:
+    """A clear refusal that changes nothing: registered, such a key would use up the link and leave an
+    active approver who can never sign in."""
+    token, _ = world.admin.add("erin")
+    async with browser(world) as desk:
+        refused = await desk.enroll(token, Unusable(spoil))
+        assert refused.status_code == 400 and refused.json()["error"] == "registration_failed", refused.text
+        assert world.rows("SELECT status FROM desk_approvers WHERE name = 'erin'")[0].status == "invited"
+        assert world.rows("SELECT COUNT(*) AS n FROM desk_credentials")[0].n == 0
+        assert (await desk.enroll(token, passkey)).status_code == 200, "the link still enrolls a working passkey"
+        assert (await desk.sign_in(passkey)).status_code == 200
+
+
+async def test_a_passkey_registered_already_is_refused_and_the_link_kept(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey
+) -> None:
+    """A registration naming the credential id of erin's passkey (an authenticator under the enrollee's
+    control can claim any id): a clear refusal, not a database error, and fred's link still works."""
+    token, _ = world.admin.add("fred")
+    async with browser(world) as fred:
+        claimed = SoftPasskey(origin=f"http://localhost:{PORT}", credential_id=passkey.credential_id)
+        refused = await fred.enroll(token, claimed)
+        assert refused.status_code == 409 and refused.json()["error"] == "passkey_registered", refused.text
+        assert world.rows("SELECT status FROM desk_approvers WHERE name = 'fred'")[0].status == "invited"
+        assert (await fred.enroll(token, second_passkey())).status_code == 200
+    assert (await erin.sign_in(passkey)).status_code == 200, "erin's passkey is still hers"
 
 
 async def test_a_revocation_during_a_decision_stands(

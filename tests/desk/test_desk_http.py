@@ -73,6 +73,22 @@ async def test_csrf_token_required_on_every_post(world: World, erin: DeskBrowser
     assert (await erin.get("/")).status_code == 200, "still signed in"
 
 
+async def test_a_non_ascii_csrf_token_is_refused_like_any_wrong_one(world: World, erin: DeskBrowser) -> None:
+    """Not a 500 from `hmac.compare_digest`, which takes only ASCII strings: any client can send one."""
+    await erin.get("/")
+    as_form = await erin.client.post(
+        "/desk/signout",
+        content=b"csrf=%C3%A9",
+        headers={"Origin": erin.origin, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    as_header = await erin.client.post(
+        "/desk/signin/options", json={}, headers={"Origin": erin.origin, "X-CSRF-Token": b"\xe9" * 64}
+    )
+    for reply in (as_form, as_header):
+        assert reply.status_code == 403 and "CSRF" in reply.text
+    assert (await erin.get("/")).status_code == 200, "still signed in"
+
+
 async def test_cross_origin_and_foreign_host_refused(world: World, erin: DeskBrowser) -> None:
     approval = world.pending()
     await erin.get(f"/approvals/{approval.ref}")
@@ -98,6 +114,23 @@ async def test_session_cookie_flags(world: World, passkey: SoftPasskey) -> None:
         reply.headers["x-frame-options"] == "DENY"
         and "frame-ancestors 'none'" in reply.headers["content-security-policy"]
     )
+
+
+async def test_every_response_keeps_out_of_frames_caches_and_sniffing(world: World, erin: DeskBrowser) -> None:
+    """The router's own 404 and 405 and the static files too, not only the pages and POSTs the desk renders."""
+    replies = [
+        await erin.get("/no-such-page"),
+        await erin.get("/approvals/APR-1/no-such-action"),
+        await erin.get("/static/desk.js"),
+        await erin.get("/static/missing.js"),
+        await erin.client.delete("/desk/", headers={"Origin": erin.origin}),
+    ]
+    assert [r.status_code for r in replies] == [404, 404, 200, 404, 405]
+    for reply in replies:
+        assert reply.headers.get("x-frame-options") == "DENY", reply.url
+        assert "frame-ancestors 'none'" in reply.headers.get("content-security-policy", ""), reply.url
+        assert reply.headers.get("x-content-type-options") == "nosniff", reply.url
+        assert reply.headers.get("referrer-policy") == "same-origin", reply.url
 
 
 async def test_used_and_expired_enrollment_links_are_refused(world: World, passkey: SoftPasskey) -> None:
