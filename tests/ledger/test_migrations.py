@@ -78,3 +78,27 @@ def test_a_migration_the_schema_already_has_is_named_not_retried(database_url: s
         Database.open(database_url)
     with pytest.raises(LedgerNotOpened, match=r"schema_migrations"):
         Database.open(database_url, create=False)
+
+
+def test_a_ledger_migrated_by_a_newer_build_is_refused(database_url: str) -> None:
+    """A server older than the ledger's schema (a replica not yet upgraded) would run on tables it does not know
+    the shape of; it is refused at open, naming the version it lacks, and changes nothing."""
+    db = Database.open(database_url)
+    db.run(
+        lambda conn: conn.execute(
+            text("INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'from_the_future', 'x')")
+        )
+    )
+    db.close()
+    with pytest.raises(LedgerNotOpened, match=r"9999_from_the_future.*does not ship it.*newer bankgate"):
+        Database.open(database_url)
+
+
+def test_a_ledger_whose_migration_differs_from_this_builds_is_refused(database_url: str) -> None:
+    """Two builds that each shipped a different migration under one number: the ledger's is not this build's,
+    whatever the number says; it is refused at open, naming both."""
+    db = Database.open(database_url)
+    db.run(lambda conn: conn.execute(text("UPDATE schema_migrations SET name = 'elsewhere' WHERE version = 12")))
+    db.close()
+    with pytest.raises(LedgerNotOpened, match=r"0012_elsewhere.*0012_approval_channel"):
+        Database.open(database_url)

@@ -5,7 +5,8 @@ Each pending file runs in its own write transaction together with its row in
 and recorded or not at all, and re-opening applies nothing. Two processes opening the same
 database at once are serialized: SQLite by the `BEGIN IMMEDIATE` every write transaction
 takes, PostgreSQL by a transaction-scoped advisory lock; whoever waits re-reads what is
-applied before acting.
+applied before acting. A ledger that records a migration this build does not ship (migrated by a newer
+build) is refused at open: an older replica must not run on tables of a shape it does not know.
 
 SQL files must be portable between SQLite and PostgreSQL. Statements are separated by
 `;` and may not contain a `;` themselves (no string literals with semicolons, no
@@ -74,14 +75,18 @@ def applied(conn: Connection) -> dict[int, str]:
 def apply_pending(database: Database) -> list[int]:
     """Apply every migration not yet recorded, one transaction each; return the versions applied. A migration
     whose statement the database refuses (its schema already has what `schema_migrations` says is missing) is
-    rolled back whole and named (LedgerNotOpened), never reported as the database being unavailable."""
+    rolled back whole and named (LedgerNotOpened), never reported as the database being unavailable. A ledger
+    that records a migration this build does not ship is refused before anything is applied (`_check_known`)."""
+    shipped = available()
     newly_applied: list[int] = []
-    for migration in available():
+    for migration in shipped:
 
         def apply(conn: Connection, migration: Migration = migration) -> bool:
             _lock_schema(conn)
             conn.exec_driver_sql(_CREATE_TABLE)
-            if migration.version in applied(conn):
+            done = applied(conn)
+            _check_known(done, shipped)
+            if migration.version in done:
                 return False
             for statement in migration.statements():
                 try:
@@ -99,6 +104,22 @@ def apply_pending(database: Database) -> list[int]:
         if database.run(apply):
             newly_applied.append(migration.version)
     return newly_applied
+
+
+def _check_known(done: dict[int, str], shipped: list[Migration]) -> None:
+    """Refuse a ledger migrated by another build: a version this one does not ship (a newer build's), or one it
+    ships under another name (a build that numbered a different migration alike). Its tables are not the shape
+    this code reads and writes, so running on them would go wrong in ways no error names."""
+    from mcp_server.storage.database import LedgerNotOpened  # database imports this module
+
+    names = {migration.version: migration.name for migration in shipped}
+    for version, name in done.items():
+        if names.get(version) != name:
+            ours = f"ships {version:04d}_{names[version]} instead" if version in names else "does not ship it"
+            raise LedgerNotOpened(
+                f"the ledger records migration {version:04d}_{name}, which this bankgate {ours}: it was migrated "
+                "by a newer bankgate or another build; run that version, or upgrade this one to it"
+            )
 
 
 def _not_applied(migration: Migration, refused: DBAPIError) -> Exception:
