@@ -106,6 +106,24 @@ def apply_pending(database: Database) -> list[int]:
     return newly_applied
 
 
+def check_current(database: Database) -> None:
+    """Refuse (`LedgerNotOpened`) a ledger not at exactly this build's schema, only reading: for commands that
+    must write nothing (an auditor's `audit verify --public-keys`, perhaps under a role that may only read)."""
+    from mcp_server.storage.database import LedgerNotOpened  # database imports this module
+
+    shipped = available()
+    done = database.read(applied)
+    _check_known(done, shipped)
+    missing = [migration for migration in shipped if migration.version not in done]
+    if missing:
+        first = missing[0]
+        raise LedgerNotOpened(
+            f"the ledger is older than this bankgate: migration {first.version:04d}_{first.name} is not applied "
+            f"({len(missing)} pending), and this command writes nothing; use the bankgate release its servers run, "
+            "or let a server of this one migrate it at start"
+        )
+
+
 def _check_known(done: dict[int, str], shipped: list[Migration]) -> None:
     """Refuse a ledger migrated by another build: a version this one does not ship (a newer build's), or one it
     ships under another name (a build that numbered a different migration alike). Its tables are not the shape
