@@ -5,8 +5,9 @@ Each pending file runs in its own write transaction together with its row in
 and recorded or not at all, and re-opening applies nothing. Two processes opening the same
 database at once are serialized: SQLite by the `BEGIN IMMEDIATE` every write transaction
 takes, PostgreSQL by a transaction-scoped advisory lock; whoever waits re-reads what is
-applied before acting. A ledger that records a migration this build does not ship (migrated by a newer
-build) is refused at open: an older replica must not run on tables of a shape it does not know.
+applied before acting. A ledger with nothing pending is only read, so opening it waits for no
+writer. A ledger that records a migration this build does not ship (migrated by a newer build)
+is refused at open: an older replica must not run on tables of a shape it does not know.
 
 SQL files must be portable between SQLite and PostgreSQL. Statements are separated by
 `;` and may not contain a `;` themselves (no string literals with semicolons, no
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from mcp_server.timestamps import now_text
@@ -76,8 +77,15 @@ def apply_pending(database: Database) -> list[int]:
     """Apply every migration not yet recorded, one transaction each; return the versions applied. A migration
     whose statement the database refuses (its schema already has what `schema_migrations` says is missing) is
     rolled back whole and named (LedgerNotOpened), never reported as the database being unavailable. A ledger
-    that records a migration this build does not ship is refused before anything is applied (`_check_known`)."""
+    that records a migration this build does not ship is refused before anything is applied (`_check_known`).
+    A ledger with nothing pending is only read: opening it waits for no writer (SQLite's write lock, another
+    process's migrations)."""
     shipped = available()
+    done = database.read(_recorded)
+    if done is not None:
+        _check_known(done, shipped)
+        if all(migration.version in done for migration in shipped):
+            return []
     newly_applied: list[int] = []
     for migration in shipped:
 
@@ -122,6 +130,11 @@ def check_current(database: Database) -> None:
             f"({len(missing)} pending), and this command writes nothing; use the bankgate release its servers run, "
             "or let a server of this one migrate it at start"
         )
+
+
+def _recorded(conn: Connection) -> dict[int, str] | None:
+    """`applied`, or None on a database without `schema_migrations` (a new ledger)."""
+    return applied(conn) if inspect(conn).has_table("schema_migrations") else None
 
 
 def _check_known(done: dict[int, str], shipped: list[Migration]) -> None:
