@@ -76,6 +76,8 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
     db = Database.open(settings.db_url, create=create)
     audit = AuditWriter(settings.audit_key_file)
     log.info("audit records are signed with key %s from %s", audit.signer.key_id, audit.key_path)
+    sequencer = Sequencer(db, audit)
+    sequencer.check_ring()  # before anything is written under a key the chain's signers would not know
     ledger = Ledger(db, max_amount_minor=settings.max_amount_minor, audit=audit)
     if seed and not ledger.accounts():
         ledger.seed_demo()
@@ -89,9 +91,12 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
         approval_ttl=settings.approval_timeout,
         question_digest=question_digest,
     )
-    sequencer = Background(Sequencer(db, audit))
     return AppState(
-        gate=gate, ledger=ledger, default_principal=settings.principal, sequencer=sequencer, desk=_desk(settings)
+        gate=gate,
+        ledger=ledger,
+        default_principal=settings.principal,
+        sequencer=Background(sequencer),
+        desk=_desk(settings),
     )
 
 

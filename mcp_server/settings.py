@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Annotated, Literal
 
+from mcp.server.request_state import AESGCMRequestStateCodec
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -74,6 +75,15 @@ class Settings(BaseSettings):
     def _split(cls, value: object) -> object:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
+    @field_validator("request_state_keys")
+    @classmethod
+    def _ring(cls, value: SecretStr | None) -> SecretStr | None:
+        """The ring as the SDK will take it (each key long enough, none twice), checked before the ledger
+        is opened or created, with the setting named; its message never holds a key."""
+        if value is not None:
+            AESGCMRequestStateCodec(_ring_keys(value))
+        return value
+
     @field_validator("principal")
     @classmethod
     def _principal(cls, value: str) -> str:
@@ -106,6 +116,9 @@ class Settings(BaseSettings):
         return self.public_url or f"http://{self.host}:{self.port}/mcp"
 
     def state_keys(self) -> list[str]:
-        if self.request_state_keys is None:
-            return []
-        return [k.strip() for k in self.request_state_keys.get_secret_value().split(",") if k.strip()]
+        return [] if self.request_state_keys is None else _ring_keys(self.request_state_keys)
+
+
+def _ring_keys(ring: SecretStr) -> list[str]:
+    """The comma-separated request-state keys, blanks dropped."""
+    return [k.strip() for k in ring.get_secret_value().split(",") if k.strip()]

@@ -45,8 +45,9 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from mcp_server.audit.keys import load_keyring
+from mcp_server.audit.keys import KEY_FILE_ENV, AuditKeyError, load_keyring
 from mcp_server.audit.writer import RECORD_COLUMNS, AuditWriter
+from mcp_server.ledger.free_text import shown
 from mcp_server.storage.database import Database
 from mcp_server.storage.locks import LEDGER
 from mcp_server.storage.statement import Statement
@@ -124,6 +125,18 @@ class Sequencer:
         signer = self.writer.signer  # loads the key file, or creates it the way the writer would
         self.keys = load_keyring(self.writer.key_path)
         assert signer.key_id in self.keys, "the signing key is the key file's first"
+
+    def check_ring(self) -> None:
+        """Refuse (`AuditKeyError`) a key file without the key of the chain's last signed head: this process
+        could not extend the chain, and the replicas that signed it would never chain its records (a replica
+        started without the shared key file creates a key of its own)."""
+        last = self.db.read(lambda conn: _LAST_HEAD.one(conn))
+        if last is not None and str(last[3]) not in self.keys:
+            raise AuditKeyError(
+                f"the ledger's audit chain was last signed by key {shown(str(last[3]))}, which {self.writer.key_path} "
+                f"does not hold: every replica and command must use the same key file ({KEY_FILE_ENV} or "
+                "--audit-key-file), and a rotation keeps the old keys below the new one"
+            )
 
     def pending(self) -> bool:
         """Whether any record waits to be chained (one indexed read, no lock)."""

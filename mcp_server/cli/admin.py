@@ -110,7 +110,9 @@ def _existing(settings: Settings) -> Database:
 def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public_keys: Path | None = None) -> int:
     """With the private key file, records waiting for the sequencer are chained first; with only public keys
     nothing is written, and they are reported as pending."""
-    db = _existing(settings)  # a missing ledger is the first thing to say: it needs no key to find out
+    # A missing ledger is the first thing to say: it needs no key to find out. An auditor's (public keys) migrates
+    # nothing: it may only read, and must not move the ledger past the release its servers run.
+    db = Database.open(settings.db_url, create=False, migrate=not public_keys)
     path = key_file(settings.audit_key_file)
     keys = load_public_keyring(public_keys) if public_keys else load_keyring(path)
     checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file else None

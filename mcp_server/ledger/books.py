@@ -71,6 +71,7 @@ from mcp_server.ledger.money import (
 )
 from mcp_server.storage import idempotency
 from mcp_server.storage.database import Database
+from mcp_server.storage.locks import Space, take_turn
 from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import format_timestamp, utc_now
 from policy.canonical import digest
@@ -458,9 +459,11 @@ class Ledger:
     def seed_demo(self) -> list[Account]:
         """Admin: create and fund the demo accounts once (ACC-003 is funded, so closing it needs a
         sweep) and grant them to their owners and the local operator (`DEMO_OWNERS`,
-        `DEMO_OPERATOR`); a no-op returning the existing accounts when ACC-001 already exists."""
+        `DEMO_OPERATOR`); a no-op returning the existing accounts when ACC-001 already exists, also for
+        servers started together on a new ledger (they take the setup's turn before looking)."""
 
         def work(conn: Connection) -> list[Account]:
+            take_turn(conn, Space.SETUP, "seed_demo")
             if _SELECT_ACCOUNT.one(conn, {"id": DEMO_ACCOUNTS[0][0]}) is None:
                 receipts = []
                 for account_id, owner, funding in DEMO_ACCOUNTS:

@@ -164,18 +164,23 @@ class Database:
             event.listen(each, "before_cursor_execute", send_queued_before)
 
     @classmethod
-    def open(cls, url: str, *, pool_size: int = 16, create: bool = True) -> Database:
+    def open(cls, url: str, *, pool_size: int = 16, create: bool = True, migrate: bool = True) -> Database:
         """Connect to ``url`` (``sqlite:///path``, a plain path, or ``postgresql://…``) and migrate.
 
         ``create=False`` opens only an existing bankgate ledger (one with ``schema_migrations``),
         so a mistyped URL is an error instead of a new, empty ledger; it still applies pending
-        migrations to an existing one. Raises ``LedgerNotOpened`` or ``DatabaseUnreachable``,
-        each with a one-line hint.
+        migrations to an existing one. ``migrate=False`` (with ``create=False``) writes nothing: a
+        ledger not at this build's schema is refused. Raises ``LedgerNotOpened`` or
+        ``DatabaseUnreachable``, each with a one-line hint.
         """
+        assert migrate or not create, "a ledger is only created by migrating"
         database = cls(_create_engine(url, pool_size, create=create))
         try:
             database._check_reachable(url, create)
-            migrations.apply_pending(database)
+            if migrate:
+                migrations.apply_pending(database)
+            else:
+                migrations.check_current(database)
         except BaseException:
             database.close()
             raise

@@ -12,8 +12,8 @@ the key (`LEDGER`): ledgers in other schemas of it never wait on this one's turn
 collision only makes two names share a turn. SQLite: nothing to take, since `BEGIN IMMEDIATE`
 already gives every write transaction the whole file.
 
-Lock order (no deadlocks): the principal's turn, then the key's, then approval rows, then
-account rows (in id order). (Audit records take no shared lock: see `audit.sequencer`.)
+Lock order (no deadlocks): the setup's turn, the principal's turn, then the key's, then approval rows,
+then account rows (in id order). (Audit records take no shared lock: see `audit.sequencer`.)
 """
 
 from enum import IntEnum
@@ -34,6 +34,8 @@ class Space(IntEnum):
 
     PRINCIPAL = 1
     IDEMPOTENCY_KEY = 2
+    SETUP = 3
+    """One-time setup of the ledger (the demo seed): replicas started together must not both do it."""
 
 
 def take_turn(conn: Connection, space: Space, name: str) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
+from mcp_server.storage.database import Database
 from tests.ledger.helpers import customer_total
 from tests.support import ledger_transfer, snapshot
 
@@ -98,3 +99,21 @@ def test_concurrent_replays_of_one_key_move_money_once(ledger: Ledger) -> None:
     assert len({r.transaction_id for r in receipts}) == 1
     assert ledger.balance("ACC-001").balance_minor == 500000 - 1000
     assert ledger.check_invariants() == []
+
+
+def test_servers_seeding_a_new_ledger_together_fund_it_once(database_url: str) -> None:
+    """Replicas started together with --seed-demo on a new ledger: each finds it empty at start, and the
+    seed is a no-op for all but the first, never a crash on the accounts another just created."""
+    databases = [Database.open(database_url) for _ in range(4)]
+    try:
+        ledgers = [Ledger(db) for db in databases]
+
+        def seed(number: int) -> None:
+            ledgers[number].seed_demo()
+
+        assert run_workers(len(ledgers), seed) == []
+        assert ledgers[0].balance("ACC-001").balance_minor == 500000
+        assert ledgers[0].check_invariants() == []
+    finally:
+        for db in databases:
+            db.close()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from mcp_server.storage import migrations
 from mcp_server.storage.database import Database, LedgerNotOpened
@@ -78,3 +79,56 @@ def test_a_migration_the_schema_already_has_is_named_not_retried(database_url: s
         Database.open(database_url)
     with pytest.raises(LedgerNotOpened, match=r"schema_migrations"):
         Database.open(database_url, create=False)
+
+
+def test_a_ledger_migrated_by_a_newer_build_is_refused(database_url: str) -> None:
+    """A server older than the ledger's schema (a replica not yet upgraded) would run on tables it does not know
+    the shape of; it is refused at open, naming the version it lacks, and changes nothing."""
+    db = Database.open(database_url)
+    db.run(
+        lambda conn: conn.execute(
+            text("INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'from_the_future', 'x')")
+        )
+    )
+    db.close()
+    with pytest.raises(LedgerNotOpened, match=r"9999_from_the_future.*does not ship it.*newer bankgate"):
+        Database.open(database_url)
+
+
+def test_a_ledger_whose_migration_differs_from_this_builds_is_refused(database_url: str) -> None:
+    """Two builds that each shipped a different migration under one number: the ledger's is not this build's,
+    whatever the number says; it is refused at open, naming both."""
+    db = Database.open(database_url)
+    db.run(lambda conn: conn.execute(text("UPDATE schema_migrations SET name = 'elsewhere' WHERE version = 12")))
+    db.close()
+    with pytest.raises(LedgerNotOpened, match=r"0012_elsewhere.*0012_approval_channel"):
+        Database.open(database_url)
+
+
+def test_opening_a_migrated_ledger_takes_no_write_lock(backend: str, database_url: str) -> None:
+    """A ledger with nothing to migrate is opened with reads only: a server or a read-only command starts while
+    another process holds the write lock (SQLite) or the migrations' lock (PostgreSQL), instead of waiting for
+    it and failing as 'too busy'."""
+    Database.open(database_url).close()
+    holder = Database.open(database_url)
+    held, release = threading.Event(), threading.Event()
+
+    def hold(conn: Connection) -> None:
+        if backend == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": migrations._ADVISORY_LOCK_KEY})
+        else:
+            conn.execute(text("UPDATE accounts SET owner = owner"))
+        held.set()
+        release.wait(30)
+
+    holding = threading.Thread(target=holder.run, args=(hold,))
+    holding.start()
+    try:
+        assert held.wait(10)
+        started = time.monotonic()
+        Database.open(database_url).close()
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
+        holding.join()
+        holder.close()

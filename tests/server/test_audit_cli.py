@@ -7,17 +7,21 @@ kept outside the database catches a tail truncated or rolled back behind it.
 
 import json
 import os
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
 
 from mcp_server.audit.keys import KEY_FILE_ENV, load_signer
 from mcp_server.audit.sequencer import Sequencer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.cli.main import main
 from mcp_server.ledger.books import Ledger
+from mcp_server.storage import migrations
 from policy.audit import chain_hash
 from policy.testing import ScriptedResponder, approve, reject
 from tests.server.harness import Harness
@@ -402,3 +406,44 @@ def test_policy_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad.write_text("[tools.transfer_funds]\ndefault = 'sometimes'\n")
     assert main(["policy", "check", str(bad)]) == 2
     assert f"{bad}:2: tools.transfer_funds.default: must be one of" in capsys.readouterr().err
+
+
+def auditors_public_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    public = tmp_path / "audit.pub"
+    assert main(["audit", "public-key"]) == 0
+    public.write_text(capsys.readouterr().out)
+    return public
+
+
+async def test_an_auditors_verify_never_migrates_the_ledger(
+    audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With public keys only nothing is written: an auditor's newer bankgate does not migrate the ledger the
+    servers run on (they would then refuse to restart); it says the ledger is behind, and changes nothing."""
+    public = auditors_public_keys(tmp_path, capsys)
+    newer = [*migrations.available(), migrations.Migration(9998, "newer_release", "CREATE TABLE newer_release (x INT)")]
+    monkeypatch.setattr(migrations, "available", lambda: newer)
+    assert main(["audit", "verify", "--db", audited.db_url, "--public-keys", str(public)]) == 2
+    assert "migration 9998_newer_release is not applied" in capsys.readouterr().err
+    latest = audited.db.read(lambda conn: conn.execute(text("SELECT MAX(version) FROM schema_migrations")).scalar())
+    assert latest == migrations.available()[-2].version
+
+
+async def test_an_auditor_with_read_only_access_verifies(
+    audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """PostgreSQL: an auditor's role may only read the ledger's schema; `verify --public-keys` needs no more."""
+    if audited.db.dialect != "postgresql":
+        pytest.skip("roles are PostgreSQL's")
+    public = auditors_public_keys(tmp_path, capsys)
+    role, base, url = f"auditor_{uuid.uuid4().hex[:12]}", make_url(audited.db_url), make_url(audited.db_url)
+    schema = audited.db.read(lambda conn: conn.execute(text("SELECT current_schema()")).scalar_one())
+    with psycopg.connect(base.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True) as c:
+        c.execute(f'CREATE ROLE "{role}" LOGIN; GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        c.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+        try:
+            code = main(["audit", "verify", "--db", url.set(username=role).render_as_string(hide_password=False),
+                         "--public-keys", str(public)])  # fmt: skip
+            assert (code, capsys.readouterr().out) == (0, "audit chain intact: 6 records\n")
+        finally:
+            c.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')

@@ -17,11 +17,14 @@ import pytest
 from sqlalchemy import Connection, text
 
 from bench.audit_bench import append_with_head_row, gated_call
+from mcp_server.app import open_state
 from mcp_server.audit import reader as audit_log
+from mcp_server.audit.keys import AuditKeyError
 from mcp_server.audit.sequencer import Background, Sequencer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.cli.main import main
 from mcp_server.ledger.books import Ledger
+from mcp_server.settings import Settings
 from mcp_server.storage import migrations
 from mcp_server.storage.database import Database
 from policy.audit import Keyring
@@ -352,3 +355,21 @@ def test_an_append_whose_commit_comes_many_intervals_after_its_signal_is_still_c
             time.sleep(0.01)
         assert audit_log.verify(db).pending == 0
     db.close()
+
+
+def test_a_server_whose_key_file_lacks_the_chains_signing_key_is_refused_at_start(db_url: str, tmp_path: Path) -> None:
+    """A replica started without the shared key file (it creates one of its own) would sign records the other
+    replicas never chain, and could chain none itself: it is refused at start, naming the key it lacks. A ring
+    holding that key below a new one (a rotation) starts."""
+    db = Database.open(db_url)
+    ledger = Ledger(db)
+    ledger.deposit(ledger.create_account("Shared key").id, "1")
+    (batch,) = Sequencer(db, AuditWriter()).chain()
+    db.close()
+    own = tmp_path / "own.key"
+    with pytest.raises(AuditKeyError, match=rf"last signed by key {batch.head.key_id}, which {own} does not hold"):
+        open_state(Settings(db_url=db_url, audit_key_file=own, _env_file=None))  # type: ignore[call-arg]
+    rotated = tmp_path / "rotated.key"
+    rotated.write_text(own.read_text() + AuditWriter().key_path.read_text())
+    rotated.chmod(0o600)
+    open_state(Settings(db_url=db_url, audit_key_file=rotated, _env_file=None)).ledger.db.close()  # type: ignore[call-arg]

@@ -88,3 +88,19 @@ def test_json_logs_are_one_object_per_line_for_bankgate_and_uvicorn(tmp_path: Pa
     loggers = {record["logger"] for record in records}
     assert "bankgate" in loggers and any(name.startswith("uvicorn") for name in loggers), loggers
     assert all({"time", "level", "logger", "message"} <= record.keys() for record in records)
+
+
+def test_a_bad_request_state_ring_is_named_and_opens_nothing(tmp_path: Path, cli: McpCli) -> None:
+    """A replica's ring with a key listed twice (or too short) is refused naming the setting, before a ledger
+    is created: not the SDK's bare 'keys[1]' after the database was opened."""
+    key = "a" * 64
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    done = cli(
+        "serve", "--transport", "http", "--stateless", "--no-auth", "--db", url, "--create",
+        BANKGATE_REQUEST_STATE_KEYS=f"{key},{key}",
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "bankgate-mcp: configuration: request_state_keys: Value error, keys[1] duplicates an earlier ring key"
+    )
+    assert not (tmp_path / "bank.db").exists()

@@ -5,7 +5,9 @@ Each pending file runs in its own write transaction together with its row in
 and recorded or not at all, and re-opening applies nothing. Two processes opening the same
 database at once are serialized: SQLite by the `BEGIN IMMEDIATE` every write transaction
 takes, PostgreSQL by a transaction-scoped advisory lock; whoever waits re-reads what is
-applied before acting.
+applied before acting. A ledger with nothing pending is only read, so opening it waits for no
+writer. A ledger that records a migration this build does not ship (migrated by a newer build)
+is refused at open: an older replica must not run on tables of a shape it does not know.
 
 SQL files must be portable between SQLite and PostgreSQL. Statements are separated by
 `;` and may not contain a `;` themselves (no string literals with semicolons, no
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from mcp_server.timestamps import now_text
@@ -74,14 +76,25 @@ def applied(conn: Connection) -> dict[int, str]:
 def apply_pending(database: Database) -> list[int]:
     """Apply every migration not yet recorded, one transaction each; return the versions applied. A migration
     whose statement the database refuses (its schema already has what `schema_migrations` says is missing) is
-    rolled back whole and named (LedgerNotOpened), never reported as the database being unavailable."""
+    rolled back whole and named (LedgerNotOpened), never reported as the database being unavailable. A ledger
+    that records a migration this build does not ship is refused before anything is applied (`_check_known`).
+    A ledger with nothing pending is only read: opening it waits for no writer (SQLite's write lock, another
+    process's migrations)."""
+    shipped = available()
+    done = database.read(_recorded)
+    if done is not None:
+        _check_known(done, shipped)
+        if all(migration.version in done for migration in shipped):
+            return []
     newly_applied: list[int] = []
-    for migration in available():
+    for migration in shipped:
 
         def apply(conn: Connection, migration: Migration = migration) -> bool:
             _lock_schema(conn)
             conn.exec_driver_sql(_CREATE_TABLE)
-            if migration.version in applied(conn):
+            done = applied(conn)
+            _check_known(done, shipped)
+            if migration.version in done:
                 return False
             for statement in migration.statements():
                 try:
@@ -99,6 +112,45 @@ def apply_pending(database: Database) -> list[int]:
         if database.run(apply):
             newly_applied.append(migration.version)
     return newly_applied
+
+
+def check_current(database: Database) -> None:
+    """Refuse (`LedgerNotOpened`) a ledger not at exactly this build's schema, only reading: for commands that
+    must write nothing (an auditor's `audit verify --public-keys`, perhaps under a role that may only read)."""
+    from mcp_server.storage.database import LedgerNotOpened  # database imports this module
+
+    shipped = available()
+    done = database.read(applied)
+    _check_known(done, shipped)
+    missing = [migration for migration in shipped if migration.version not in done]
+    if missing:
+        first = missing[0]
+        raise LedgerNotOpened(
+            f"the ledger is older than this bankgate: migration {first.version:04d}_{first.name} is not applied "
+            f"({len(missing)} pending), and this command writes nothing; use the bankgate release its servers run, "
+            "or let a server of this one migrate it at start"
+        )
+
+
+def _recorded(conn: Connection) -> dict[int, str] | None:
+    """`applied`, or None on a database without `schema_migrations` (a new ledger)."""
+    return applied(conn) if inspect(conn).has_table("schema_migrations") else None
+
+
+def _check_known(done: dict[int, str], shipped: list[Migration]) -> None:
+    """Refuse a ledger migrated by another build: a version this one does not ship (a newer build's), or one it
+    ships under another name (a build that numbered a different migration alike). Its tables are not the shape
+    this code reads and writes, so running on them would go wrong in ways no error names."""
+    from mcp_server.storage.database import LedgerNotOpened  # database imports this module
+
+    names = {migration.version: migration.name for migration in shipped}
+    for version, name in done.items():
+        if names.get(version) != name:
+            ours = f"ships {version:04d}_{names[version]} instead" if version in names else "does not ship it"
+            raise LedgerNotOpened(
+                f"the ledger records migration {version:04d}_{name}, which this bankgate {ours}: it was migrated "
+                "by a newer bankgate or another build; run that version, or upgrade this one to it"
+            )
 
 
 def _not_applied(migration: Migration, refused: DBAPIError) -> Exception:
