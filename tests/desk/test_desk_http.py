@@ -82,7 +82,7 @@ async def test_a_non_ascii_csrf_token_is_refused_like_any_wrong_one(world: World
         headers={"Origin": erin.origin, "Content-Type": "application/x-www-form-urlencoded"},
     )
     as_header = await erin.client.post(
-        "/desk/signin/options", json={}, headers={"Origin": erin.origin, "X-CSRF-Token": b"\xe9" * 64}
+        "/desk/signin/options", json={}, headers=[(b"Origin", erin.origin.encode()), (b"X-CSRF-Token", b"\xe9" * 64)]
     )
     for reply in (as_form, as_header):
         assert reply.status_code == 403 and "CSRF" in reply.text

@@ -162,7 +162,8 @@ async def test_the_shipped_policy_caps_a_sweep_like_a_transfer(db_url: str, tmp_
     async with Client(server, elicitation_callback=responder, mode=mode) as client:
         result = outcome(await client.call_tool("close_account", {"account_id": rich, "sweep_to": keeper}))
 
-    assert result["status"] == "denied" and "Sweeps above 50,000 in the account's currency are not allowed" in result["message"]
+    assert result["status"] == "denied"
+    assert "Sweeps above 50,000 in the account's currency are not allowed" in result["message"]
     assert responder.questions == [] and books.balance(rich) == 5_000_001
     [denied] = [r for r in books.audit(event="denied") if r["arguments"]["account_id"] == rich]
     assert denied["matched_rules"] == ["above-ceiling"]
