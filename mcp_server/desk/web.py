@@ -200,7 +200,12 @@ class Desk:
         pre = getattr(request.state, "pre", None)
         return sessions.csrf_token(pre) if pre else self.guard.csrf(request) or ""
 
-    def _session_response(self, token: str) -> JSONResponse:
+    async def _session_response(self, request: Request, token: str) -> JSONResponse:
+        """The new session's cookie; the session the browser held until now ends (on a shared machine, the
+        previous approver's would otherwise live on server-side, held by nobody, until it expired)."""
+        replaced = request.cookies.get(sessions.SESSION_COOKIE)
+        if replaced:
+            await self._write(lambda conn: sessions.close_session(conn, replaced))
         response = JSONResponse({"redirect": f"{self.config.path}/"})
         self.guard.set_cookie(response, sessions.SESSION_COOKIE, token, max_age=int(sessions.SESSION_TTL))
         return response
@@ -277,7 +282,7 @@ class Desk:
         except DeskRefusal:
             await self._write(lambda conn: ratelimit.record(conn, scopes))
             raise
-        return self._session_response(token)
+        return await self._session_response(request, token)
 
     async def signout(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
         token = request.cookies.get(sessions.SESSION_COOKIE)
@@ -294,7 +299,7 @@ class Desk:
     async def enroll_finish(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
         issued = await self._consume(body, "enroll")
         token = await self._write(lambda conn: passkeys.register(conn, self.config, self.audit, body, issued))
-        return self._session_response(token)
+        return await self._session_response(request, token)
 
 
 async def _bounded_body(request: Request) -> bytes | None:

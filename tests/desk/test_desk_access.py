@@ -59,6 +59,27 @@ async def test_a_signed_out_session_cookie_is_dead(world: World, erin: DeskBrows
         assert (await thief.get("/")).status_code == 303, "the old cookie no longer signs anyone in"
 
 
+@pytest.mark.parametrize("how", ["sign-in", "enrollment"])
+async def test_signing_in_again_ends_the_session_the_browser_held(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, how: str
+) -> None:
+    """A browser signed in afresh (as the same approver, or enrolling another on a shared machine) holds one
+    session: the one it replaced is dead server-side, not merely forgotten by the browser until it expires."""
+    await erin.get("/")
+    replaced = erin.client.cookies[SESSION_COOKIE]
+    if how == "sign-in":
+        reply = await erin.sign_in(passkey)
+    else:
+        token, _ = world.admin.add("fay")
+        reply = await erin.enroll(token, second_passkey())
+    assert reply.status_code == 200, reply.text
+    assert erin.client.cookies[SESSION_COOKIE] != replaced
+    assert (await erin.get("/")).status_code == 200, "the new session works"
+    async with browser(world) as thief:
+        thief.client.cookies.set(SESSION_COOKIE, replaced, path="/desk")
+        assert (await thief.get("/")).status_code == 303, "the replaced cookie no longer signs anyone in"
+
+
 async def test_an_expired_session_is_dead_though_its_cookie_is_still_sent(world: World, erin: DeskBrowser) -> None:
     """The server's expiry counts, not the cookie's Max-Age: a browser (or thief) that keeps sending it gets nothing."""
     approval = world.pending()
