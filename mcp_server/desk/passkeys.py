@@ -235,10 +235,16 @@ def check_assertion(
 
 
 def update_sign_count(conn: Connection, key: Credential, count: int) -> None:
-    conn.execute(
-        text("UPDATE desk_credentials SET sign_count = :c WHERE credential_id = :id"),
-        {"c": count, "id": key.credential_id},
-    )
+    """Store the assertion's `count`, only over the count it was checked against (`key.sign_count`): two uses of
+    one passkey at once (a clone's, or two tabs') both passed against the same stored count, and the slower one
+    writing its lower count over the faster's would hide the clone. Refused then; nothing is recorded."""
+    moved = conn.execute(
+        text("UPDATE desk_credentials SET sign_count = :c WHERE credential_id = :id AND sign_count = :was"),
+        {"c": count, "id": key.credential_id, "was": key.sign_count},
+    ).rowcount
+    if moved != 1:
+        raise DeskRefusal("bad_signature", "This passkey was used elsewhere at the same moment; nothing was recorded. "
+                          "Try again; if you did not, tell the bank: the passkey may be copied.", 403)  # fmt: skip
 
 
 def sign_in(conn: Connection, config: DeskConfig, body: Mapping[str, Any], issued: Row[Any]) -> str:

@@ -14,6 +14,7 @@ from webauthn import verify_registration_response
 
 from mcp_server.desk import challenges, passkeys
 from mcp_server.desk.decisions import decision_for
+from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.server import StdioDesk
 from mcp_server.desk.sessions import SESSION_COOKIE
 from mcp_server.desk.web import MAX_BODY
@@ -78,6 +79,18 @@ async def test_signing_in_again_ends_the_session_the_browser_held(
     async with browser(world) as thief:
         thief.client.cookies.set(SESSION_COOKIE, replaced, path="/desk")
         assert (await thief.get("/")).status_code == 303, "the replaced cookie no longer signs anyone in"
+
+
+async def test_a_sign_count_moved_since_it_was_read_refuses_the_assertion(world: World, erin: DeskBrowser) -> None:
+    """Two uses of one passkey at once (a clone's, or two tabs'): each checked its count against the same stored
+    one, and the slower must not write its lower count over the faster's, or a clone would go unnoticed."""
+    [(credential_id, stored)] = world.rows("SELECT credential_id, sign_count FROM desk_credentials")
+    key = world.db.read(lambda conn: passkeys.credential(conn, {"id": credential_id}))
+    world.sql("UPDATE desk_credentials SET sign_count = :c", c=stored + 2)  # the faster use, committed meanwhile
+    with pytest.raises(DeskRefusal) as refused:
+        world.db.run(lambda conn: passkeys.update_sign_count(conn, key, stored + 1))
+    assert refused.value.code == "bad_signature" and "at the same moment" in refused.value.message
+    assert world.rows("SELECT sign_count FROM desk_credentials") == [(stored + 2,)]
 
 
 async def test_an_expired_session_is_dead_though_its_cookie_is_still_sent(world: World, erin: DeskBrowser) -> None:
