@@ -79,12 +79,18 @@ def _verdict(value: object) -> str:
 
 
 def decision_challenge(
-    conn: Connection, config: DeskConfig, approver: str, ref: str, verdict: object
+    conn: Connection, config: DeskConfig, approver: str, ref: str, verdict: object, shown: object
 ) -> dict[str, Any]:
     """Issue the challenge for `approver` to sign `verdict` on approval `ref` (pending, undecided, not their
-    own request)."""
+    own request), as `shown`: the question digest and binding of the page they read (`shown_on_page`)."""
     approval = _open_approval(conn, ref)
     _not_own(conn, approver, approval)
+    current = shown_on_page(approval)
+    if not isinstance(shown, str) or not shown:
+        raise DeskRefusal("bad_request", "The request does not say which question you read; reload the page.")
+    if shown != current:
+        raise DeskRefusal("approval_changed", "The approval changed after it was shown to you; nothing was "
+                          "signed. Reload the page and read it again.", 409)  # fmt: skip
     inputs = ChallengeInputs(
         approval_ref=approval.ref,
         binding=approval.binding,
@@ -110,6 +116,13 @@ def decision_challenge(
         for r in conn.execute(text("SELECT credential_id FROM desk_credentials WHERE approver = :a"), {"a": approver})
     ]
     return {"nonce": inputs.nonce, "options": authentication_options(config, inputs.challenge(), keys)}
+
+
+def shown_on_page(approval: Approval) -> str:
+    """What a decision page shows, as the page sends it back with its challenge request: the question's digest
+    and the binding. The passkey signs the approval as it is when the challenge is issued, which the person
+    cannot see in the passkey prompt; a page read before an edit behind the desk's back must not sign it."""
+    return f"{question_sha256(approval.question)}:{approval.binding}"
 
 
 def decide(

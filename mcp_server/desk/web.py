@@ -239,6 +239,7 @@ class Desk:
             decided=decided,
             arguments=json.dumps(dict(approval.arguments), indent=2, ensure_ascii=False),
             confirm=requested_confirmation(approval.question),
+            shown=decisions.shown_on_page(approval),
         )
 
     async def signin_page(self, request: Request, approver: str | None) -> Response:
@@ -254,8 +255,10 @@ class Desk:
     async def challenge(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
         assert approver is not None
         ref = request.path_params["ref"]
-        verdict = body.get("verdict")
-        options = await self._write(lambda c: decisions.decision_challenge(c, self.config, approver, ref, verdict))
+        verdict, shown = body.get("verdict"), body.get("shown")
+        options = await self._write(
+            lambda c: decisions.decision_challenge(c, self.config, approver, ref, verdict, shown)
+        )
         return JSONResponse(options)
 
     async def decide(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:

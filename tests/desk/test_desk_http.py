@@ -202,6 +202,25 @@ async def test_signature_for_one_verdict_is_not_another(world: World, erin: Desk
     assert (await erin.post(f"/approvals/{approval.ref}/decide", body)).status_code == 403
 
 
+@pytest.mark.parametrize("edit", ["question", "binding"])
+async def test_a_page_read_before_an_edit_signs_nothing(world: World, erin: DeskBrowser, edit: str) -> None:
+    """The passkey prompt shows nothing of the approval: what is signed must be what the page showed. An approval
+    edited behind the desk's back between the page and the click gets no challenge, so no signature at all."""
+    approval = world.pending()
+    page = (await erin.get(f"/approvals/{approval.ref}")).text
+    [shown] = re.findall(r'data-shown="([^"]*)"', page)
+    if edit == "question":
+        world.sql("UPDATE approvals SET question = :q WHERE ref = :r", q=approval.question.replace("250", "2,500"),
+                  r=approval.ref)  # fmt: skip
+    else:
+        world.sql("UPDATE approvals SET binding = :b WHERE ref = :r", b="0" * 64, r=approval.ref)
+    reply = await erin.post(f"/approvals/{approval.ref}/challenge", {"verdict": "approved", "shown": shown})
+    assert reply.status_code == 409 and reply.json()["error"] == "approval_changed"
+    unsaid = await erin.post(f"/approvals/{approval.ref}/challenge", {"verdict": "approved"})
+    assert unsaid.status_code == 400 and unsaid.json()["error"] == "bad_request"
+    assert world.rows("SELECT nonce FROM desk_challenges WHERE purpose = 'decide'") == []
+
+
 async def test_stale_question_refused(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> None:
     approval = world.pending()
     issued = await erin.challenge(approval.ref, "approved")

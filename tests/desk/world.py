@@ -28,6 +28,7 @@ from tests.support import BACKENDS, TEST_POLICY, postgres_schema
 
 PORT = 8766
 _CSRF = re.compile(r'data-csrf="([0-9a-f]*)"')
+_SHOWN = re.compile(r'data-shown="([^"]*)"')
 
 
 @dataclass
@@ -119,8 +120,10 @@ class DeskBrowser:
         )
 
     async def challenge(self, ref: str, verdict: str) -> dict[str, Any]:
-        await self.get(f"/approvals/{ref}")
-        reply = await self.post(f"/approvals/{ref}/challenge", {"verdict": verdict})
+        page = await self.get(f"/approvals/{ref}")
+        shown = _SHOWN.search(page.text)
+        assert shown is not None, "the page offers no decision"
+        reply = await self.post(f"/approvals/{ref}/challenge", {"verdict": verdict, "shown": shown.group(1)})
         assert reply.status_code == 200, reply.text
         found: dict[str, Any] = reply.json()
         return found

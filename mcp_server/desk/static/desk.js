@@ -105,7 +105,8 @@ function decide(section, verdict) {
   const note = document.getElementById("note").value;
   const confirmation = document.getElementById("confirmation")?.value;
   run(section.querySelectorAll("button"), async () => {
-    const { nonce, options } = await post(`/approvals/${ref}/challenge`, { verdict });
+    const shown = section.dataset.shown;  // what this page showed: an approval changed since is not signed
+    const { nonce, options } = await post(`/approvals/${ref}/challenge`, { verdict, shown });
     const cred = await navigator.credentials.get({ publicKey: requestOptions(options) });
     return post(`/approvals/${ref}/decide`, { verdict, note, confirmation, nonce, credential: credentialJSON(cred) });
   });
