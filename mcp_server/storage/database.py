@@ -59,6 +59,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
+from urllib.parse import unquote_plus
 
 import platformdirs
 import psycopg
@@ -132,14 +133,28 @@ class DatabaseUnreachable(LedgerError):
         super().__init__(ErrorCode.DATABASE_UNAVAILABLE, message)
 
 
+_QUERY_PARAMETER = re.compile(r"([?&])([^=&#]*)=([^&#]*)")
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+"""Query parameters libpq reads a password from (their names percent-decoded, as libpq decodes them)."""
+
+
 def redacted_url(url: str) -> str:
-    """A database URL without its password, for logs and error messages."""
+    """A database URL without its passwords (in the user info, or libpq's `password`/`sslpassword`
+    query parameters), for logs and error messages."""
     scheme, sep, rest = url.partition("://")
-    credentials, at, location = rest.rpartition("@")
-    if not sep or not at:
+    if not sep:
         return url
+    rest = _QUERY_PARAMETER.sub(_hide_secret_parameter, rest)
+    credentials, at, location = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return f"{scheme}://{rest}"
     user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{location}" if ":" in credentials else url
+    return f"{scheme}://{user}:***@{location}"
+
+
+def _hide_secret_parameter(match: re.Match[str]) -> str:
+    separator, name, _ = match.groups()
+    return f"{separator}{name}=***" if unquote_plus(name).strip().lower() in _SECRET_PARAMETERS else match[0]
 
 
 class WouldWait(Exception):

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.storage import database as database_module
-from mcp_server.storage.database import Database, LedgerNotOpened, default_database_url
+from mcp_server.storage.database import Database, LedgerNotOpened, default_database_url, redacted_url
 from tests.support import (
     POSTGRES_URL_ENV,
     create_schema,
@@ -85,6 +85,38 @@ def test_postgres_unreachable_is_database_unavailable_without_secrets() -> None:
         Database.open("postgresql://bank:s3cret-pw@127.0.0.1:1/nowhere")
     assert caught.value.code == "database_unavailable"
     assert "s3cret" not in caught.value.message and "Traceback" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://bank:s3cret-pw@db.example/ledger",
+        "postgresql://bank@db.example/ledger?password=s3cret-pw",
+        "postgresql:///ledger?host=db.example&user=bank&password=s3cret-pw&sslmode=require",
+        "postgresql://bank@db.example/ledger?sslmode=require&sslpassword=s3cret-pw",
+        "postgresql://bank@db.example/ledger?pass%77ord=s3cret-pw",
+    ],
+)
+def test_a_redacted_url_holds_no_password(url: str) -> None:
+    """libpq takes a password in the query string as well as in the user info; both are logged at
+    start-up and named in errors, so neither may show."""
+    shown = redacted_url(url)
+    assert "s3cret" not in shown
+    assert "db.example" in shown and "ledger" in shown
+
+
+def test_an_empty_database_is_named_without_the_password_in_its_query() -> None:
+    base = postgres_base_url()
+    if base is None:
+        pytest.skip(f"set {POSTGRES_URL_ENV} to run against PostgreSQL")
+    schema = create_schema(base, "bankgate_test")
+    try:
+        url = url_with_search_path(base, schema) + "&password=s3cret-pw"
+        with pytest.raises(LedgerNotOpened) as caught:
+            Database.open(url, create=False)
+        assert "holds no bankgate ledger" in str(caught.value) and "s3cret" not in str(caught.value)
+    finally:
+        drop_schemas(base, schema)
 
 
 @pytest.mark.parametrize("create", [True, False])
