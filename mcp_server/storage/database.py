@@ -50,13 +50,14 @@ that survive a rollback). Do not nest ``run`` calls: pass the ``Connection`` dow
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import unquote_plus
@@ -526,8 +527,18 @@ def _engine_url(url: str, *, create: bool) -> URL:
             f"no ledger at {redacted_url(url)} ({file} does not exist); create one with "
             "`bankgate-mcp admin init --db URL` (add --seed-demo for demo accounts)"
         )
-    file.parent.mkdir(parents=True, exist_ok=True)
+    file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if create:
+        _create_private(file)
     return parsed.set(drivername="sqlite+pysqlite")
+
+
+def _create_private(file: Path) -> None:
+    """A new ledger file readable by its owner only, whatever the umask (the bank's balances, owners and
+    memos): created empty (SQLite's empty database) before SQLite would create it as the umask allows;
+    its WAL and shared-memory files take its mode."""
+    with suppress(FileExistsError):
+        os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: object) -> None:

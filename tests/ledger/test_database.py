@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import stat
 import threading
 import time
 from pathlib import Path
@@ -46,6 +48,22 @@ def test_plain_path_and_sqlite_url_are_the_same_database(tmp_path: Path) -> None
         assert modes == ("wal", 2, 1)  # synchronous 2 == FULL
     finally:
         second.close()
+
+
+def test_a_new_sqlite_ledger_is_private_to_its_owner_whatever_the_umask(tmp_path: Path) -> None:
+    """Balances, owners and memos are the bank's: with the usual umask (022) SQLite would create the file,
+    and its WAL, readable by every user of the machine."""
+    previous = os.umask(0o022)
+    try:
+        database = Database.open(str(tmp_path / "data" / "ledger.db"))
+        Ledger(database).seed_demo()
+    finally:
+        os.umask(previous)
+    try:
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [tmp_path / "data", *(tmp_path / "data").iterdir()]}
+    finally:
+        database.close()
+    assert modes == {"data": 0o700, "ledger.db": 0o600, "ledger.db-wal": 0o600, "ledger.db-shm": 0o600}
 
 
 def test_opening_a_new_ledger_waits_for_another_writer_of_the_file(tmp_path: Path) -> None:
