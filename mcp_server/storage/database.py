@@ -506,7 +506,7 @@ def _engine_url(url: str, *, create: bool) -> URL:
     as_path = "://" not in url
     try:
         parsed = URL.create("sqlite", database=str(Path(url).expanduser().resolve())) if as_path else make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
         raise LedgerNotOpened("the database URL is malformed; use sqlite:///path or postgresql://user@host/db") from exc
     backend = parsed.get_backend_name()
     if backend in ("postgresql", "postgres"):

@@ -98,6 +98,16 @@ def test_unsupported_urls_are_refused(url: str) -> None:
         Database.open(url)
 
 
+@pytest.mark.parametrize(
+    "url", ["postgresql://bank:s3cret-pw@db.example:5432x/ledger", "postgresql://bank@[::1/ledger"]
+)
+def test_a_malformed_url_is_named_so(url: str) -> None:
+    """Not Python's "invalid literal for int() with base 10" about a port nobody can see in it."""
+    with pytest.raises(LedgerNotOpened, match="the database URL is malformed") as caught:
+        Database.open(url)
+    assert "s3cret" not in str(caught.value)
+
+
 def test_postgres_unreachable_is_database_unavailable_without_secrets() -> None:
     with pytest.raises(LedgerError) as caught:
         Database.open("postgresql://bank:s3cret-pw@127.0.0.1:1/nowhere")
