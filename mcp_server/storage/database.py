@@ -536,8 +536,9 @@ def _engine_url(url: str, *, create: bool) -> URL:
 def _create_private(file: Path) -> None:
     """A new ledger file readable by its owner only, whatever the umask (the bank's balances, owners and
     memos): created empty (SQLite's empty database) before SQLite would create it as the umask allows;
-    its WAL and shared-memory files take its mode."""
-    with suppress(FileExistsError):
+    its WAL and shared-memory files take its mode. One that exists is left alone; one that cannot be made
+    is SQLite's to report, naming the file (`_unreachable`)."""
+    with suppress(OSError):
         os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 

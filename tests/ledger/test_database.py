@@ -167,11 +167,12 @@ def test_a_search_path_that_would_build_a_second_ledger_is_refused(create: bool)
         drop_schemas(base, ledger, empty)
 
 
-def test_unopenable_sqlite_file_is_database_unavailable(tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", ["is-a-directory.db", "/proc/bank.db"])
+def test_unopenable_sqlite_file_is_database_unavailable(tmp_path: Path, path: str) -> None:
     (tmp_path / "is-a-directory.db").mkdir()
     with pytest.raises(LedgerError) as caught:
-        Database.open(str(tmp_path / "is-a-directory.db"))
-    assert caught.value.code == "database_unavailable"
+        Database.open(str(tmp_path / path))
+    assert caught.value.code == "database_unavailable" and "check the path and its permissions" in caught.value.message
 
 
 def test_ping(database: Database) -> None:
