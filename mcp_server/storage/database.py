@@ -527,7 +527,8 @@ def _engine_url(url: str, *, create: bool) -> URL:
             f"no ledger at {redacted_url(url)} ({file} does not exist); create one with "
             "`bankgate-mcp admin init --db URL` (add --seed-demo for demo accounts)"
         )
-    file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with suppress(OSError):  # a folder that cannot be made: SQLite says so, naming the file (`_unreachable`)
+        file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if create:
         _create_private(file)
     return parsed.set(drivername="sqlite+pysqlite")

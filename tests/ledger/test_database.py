@@ -167,7 +167,7 @@ def test_a_search_path_that_would_build_a_second_ledger_is_refused(create: bool)
         drop_schemas(base, ledger, empty)
 
 
-@pytest.mark.parametrize("path", ["is-a-directory.db", "/proc/bank.db"])
+@pytest.mark.parametrize("path", ["is-a-directory.db", "/proc/bank.db", "/proc/sub/bank.db"])
 def test_unopenable_sqlite_file_is_database_unavailable(tmp_path: Path, path: str) -> None:
     (tmp_path / "is-a-directory.db").mkdir()
     with pytest.raises(LedgerError) as caught:
