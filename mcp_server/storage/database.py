@@ -453,9 +453,9 @@ def _unreachable(url: URL, exc: OperationalError) -> str:
     where = f"{url.host or 'localhost'}:{url.port or 5432}"
     reason = _first_line(exc)
     hint = "check that PostgreSQL runs there and accepts TCP connections, and the host and port in --db"
-    if "does not exist" in reason:
+    if "database" in reason and "does not exist" in reason:
         hint = "create the database (createdb) or fix its name in --db"
-    elif "authentication" in reason or "password" in reason:
+    elif "authentication" in reason or "password" in reason or "role" in reason:  # role: an unknown user
         hint = "check the user and password in --db (or PGPASSWORD / ~/.pgpass)"
     return f"cannot reach PostgreSQL at {where} (database {url.database!r}): {reason}; {hint}"
 

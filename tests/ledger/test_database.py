@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from mcp_server.ledger.books import Ledger
@@ -145,6 +146,17 @@ def test_an_empty_database_is_named_without_the_password_in_its_query() -> None:
         assert "holds no bankgate ledger" in str(caught.value) and "s3cret" not in str(caught.value)
     finally:
         drop_schemas(base, schema)
+
+
+def test_an_unknown_role_is_not_told_to_create_the_database() -> None:
+    base = postgres_base_url()
+    if base is None:
+        pytest.skip(f"set {POSTGRES_URL_ENV} to run against PostgreSQL")
+    url = make_url(base).set(username="no_such_role_0f3a")
+    with pytest.raises(LedgerError) as caught:
+        Database.open(url.render_as_string(hide_password=False))
+    assert "role" in caught.value.message and "createdb" not in caught.value.message
+    assert "check the user and password in --db" in caught.value.message
 
 
 @pytest.mark.parametrize("create", [True, False])
