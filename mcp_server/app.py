@@ -14,6 +14,7 @@ from mcp_server.audit.sequencer import Background, Sequencer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.config import DeskConfig
 from mcp_server.http.oauth import RoleToken
+from mcp_server.internal_errors import no_internals
 from mcp_server.ledger.books import Ledger
 from mcp_server.settings import Settings
 from mcp_server.storage.database import Database
@@ -131,7 +132,7 @@ def build_server(
         lifespan=lifespan,
         log_level=settings.log_level,
         request_state_security=security,
-        middleware=[desk_link, ArgumentCheck(state.gate.actions), empty_accept_is_an_empty_form],
+        middleware=[no_internals, desk_link, ArgumentCheck(state.gate.actions), empty_accept_is_an_empty_form],
         token_verifier=token_verifier,
         auth=auth,
     )

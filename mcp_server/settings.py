@@ -17,7 +17,10 @@ CommaList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BANKGATE_", env_file=".env", extra="ignore")
+    # A refused value is named, never shown: a bad key ring's keys (its good ones too) would be in the error.
+    model_config = SettingsConfigDict(
+        env_prefix="BANKGATE_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     db_url: str = Field(default_factory=default_database_url, description="sqlite:///path or postgresql://...")
     create: bool = Field(False, description="Create the ledger at db_url if there is none (serve --create).")

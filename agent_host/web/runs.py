@@ -242,7 +242,7 @@ class RunDriver:
         except HostError as error:
             ended = Ended(str(error), type(error).__name__)
         except Exception:
-            logger.exception("run on thread %s failed", thread.thread_id)
+            logger.exception("run on thread %r failed", thread.thread_id)  # %r: the client named it
             ended = Ended("The host failed unexpectedly; see its log.", "internal_error")
         finally:
             thread.close_pending("the run ended before the client resumed it")

@@ -257,7 +257,7 @@ class Sequencer:
     def _refuse(self, rid: str) -> None:
         if rid not in self._refused:
             self._refused.add(rid)
-            log.error("audit record %s is not signed by a known audit key: left unchained", rid)
+            log.error("audit record %r is not signed by a known audit key: left unchained", rid)  # %r: a forger's
 
 
 class Background:

@@ -126,7 +126,7 @@ def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public
         return 0
     print(f"audit chain BROKEN ({found.records} records read{pending}):")
     for finding in findings:
-        print(f"  {finding}")
+        print(f"  {shown(str(finding))}")  # it may name what the database holds: a forged record's id
     if all(finding.legacy for finding in findings):
         print(
             "hint: all of this is what a ledger from before signed audit lacks; if these are its old postings "

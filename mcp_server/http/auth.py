@@ -2,6 +2,8 @@
 JWT access tokens from an OAuth issuer (`mcp_server.http.oauth`), advertised per RFC 9728."""
 
 import hmac
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import cast
@@ -52,7 +54,7 @@ def parse_tokens(inline: str | None, file: Path | None) -> dict[str, str]:
             principal, sep, token = item.partition("=")
             entries.append((principal.strip(), token.strip() if sep else "", f"BANKGATE_TOKENS entry {i}"))
     if file is not None:
-        lines = file.read_text(encoding="utf-8").splitlines()
+        lines = _private_text(file).splitlines()
         for number, line in enumerate(lines, 1):
             if line.strip() and not line.lstrip().startswith("#"):
                 principal, _, token = line.strip().partition(" ")
@@ -72,6 +74,22 @@ def parse_tokens(inline: str | None, file: Path | None) -> dict[str, str]:
             raise ValueError(f"{where}: principal '{principal}' has the same token as '{holders[token]}'")
         tokens[principal], holders[token] = token, principal
     return tokens
+
+
+def _private_text(file: Path) -> str:
+    """The token file's text; refused, like the audit key file, when its group may write it or others may
+    use it at all: each line is a principal's credential."""
+    try:
+        with file.open(encoding="utf-8") as opened:  # the mode checked is the open file's: no swap in between
+            mode = os.fstat(opened.fileno()).st_mode
+            if mode & (stat.S_IWGRP | stat.S_IRWXO):
+                raise ValueError(
+                    f"token file {file} is open to others (mode {oct(stat.S_IMODE(mode))}); "
+                    f"make it private: chmod 600 {file}"
+                )
+            return opened.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"token file {file} cannot be read ({type(exc).__name__})") from None
 
 
 def check_oauth_settings(settings: Settings) -> None:

@@ -50,15 +50,17 @@ that survive a rollback). Do not nest ``run`` calls: pass the ``Connection`` dow
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
+from urllib.parse import unquote_plus
 
 import platformdirs
 import psycopg
@@ -132,14 +134,28 @@ class DatabaseUnreachable(LedgerError):
         super().__init__(ErrorCode.DATABASE_UNAVAILABLE, message)
 
 
+_QUERY_PARAMETER = re.compile(r"([?&])([^=&#]*)=([^&#]*)")
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+"""Query parameters libpq reads a password from (their names percent-decoded, as libpq decodes them)."""
+
+
 def redacted_url(url: str) -> str:
-    """A database URL without its password, for logs and error messages."""
+    """A database URL without its passwords (in the user info, or libpq's `password`/`sslpassword`
+    query parameters), for logs and error messages."""
     scheme, sep, rest = url.partition("://")
-    credentials, at, location = rest.rpartition("@")
-    if not sep or not at:
+    if not sep:
         return url
+    rest = _QUERY_PARAMETER.sub(_hide_secret_parameter, rest)
+    credentials, at, location = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return f"{scheme}://{rest}"
     user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{location}" if ":" in credentials else url
+    return f"{scheme}://{user}:***@{location}"
+
+
+def _hide_secret_parameter(match: re.Match[str]) -> str:
+    separator, name, _ = match.groups()
+    return f"{separator}{name}=***" if unquote_plus(name).strip().lower() in _SECRET_PARAMETERS else match[0]
 
 
 class WouldWait(Exception):
@@ -437,9 +453,9 @@ def _unreachable(url: URL, exc: OperationalError) -> str:
     where = f"{url.host or 'localhost'}:{url.port or 5432}"
     reason = _first_line(exc)
     hint = "check that PostgreSQL runs there and accepts TCP connections, and the host and port in --db"
-    if "does not exist" in reason:
+    if "database" in reason and "does not exist" in reason:
         hint = "create the database (createdb) or fix its name in --db"
-    elif "authentication" in reason or "password" in reason:
+    elif "authentication" in reason or "password" in reason or "role" in reason:  # role: an unknown user
         hint = "check the user and password in --db (or PGPASSWORD / ~/.pgpass)"
     return f"cannot reach PostgreSQL at {where} (database {url.database!r}): {reason}; {hint}"
 
@@ -490,7 +506,7 @@ def _engine_url(url: str, *, create: bool) -> URL:
     as_path = "://" not in url
     try:
         parsed = URL.create("sqlite", database=str(Path(url).expanduser().resolve())) if as_path else make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
         raise LedgerNotOpened("the database URL is malformed; use sqlite:///path or postgresql://user@host/db") from exc
     backend = parsed.get_backend_name()
     if backend in ("postgresql", "postgres"):
@@ -511,8 +527,20 @@ def _engine_url(url: str, *, create: bool) -> URL:
             f"no ledger at {redacted_url(url)} ({file} does not exist); create one with "
             "`bankgate-mcp admin init --db URL` (add --seed-demo for demo accounts)"
         )
-    file.parent.mkdir(parents=True, exist_ok=True)
+    with suppress(OSError):  # a folder that cannot be made: SQLite says so, naming the file (`_unreachable`)
+        file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if create:
+        _create_private(file)
     return parsed.set(drivername="sqlite+pysqlite")
+
+
+def _create_private(file: Path) -> None:
+    """A new ledger file readable by its owner only, whatever the umask (the bank's balances, owners and
+    memos): created empty (SQLite's empty database) before SQLite would create it as the umask allows;
+    its WAL and shared-memory files take its mode. One that exists is left alone; one that cannot be made
+    is SQLite's to report, naming the file (`_unreachable`)."""
+    with suppress(OSError):
+        os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: object) -> None:

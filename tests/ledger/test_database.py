@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import stat
 import threading
 import time
 from pathlib import Path
@@ -11,12 +13,13 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.storage import database as database_module
-from mcp_server.storage.database import Database, LedgerNotOpened, default_database_url
+from mcp_server.storage.database import Database, LedgerNotOpened, default_database_url, redacted_url
 from tests.support import (
     POSTGRES_URL_ENV,
     create_schema,
@@ -46,6 +49,22 @@ def test_plain_path_and_sqlite_url_are_the_same_database(tmp_path: Path) -> None
         assert modes == ("wal", 2, 1)  # synchronous 2 == FULL
     finally:
         second.close()
+
+
+def test_a_new_sqlite_ledger_is_private_to_its_owner_whatever_the_umask(tmp_path: Path) -> None:
+    """Balances, owners and memos are the bank's: with the usual umask (022) SQLite would create the file,
+    and its WAL, readable by every user of the machine."""
+    previous = os.umask(0o022)
+    try:
+        database = Database.open(str(tmp_path / "data" / "ledger.db"))
+        Ledger(database).seed_demo()
+    finally:
+        os.umask(previous)
+    try:
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [tmp_path / "data", *(tmp_path / "data").iterdir()]}
+    finally:
+        database.close()
+    assert modes == {"data": 0o700, "ledger.db": 0o600, "ledger.db-wal": 0o600, "ledger.db-shm": 0o600}
 
 
 def test_opening_a_new_ledger_waits_for_another_writer_of_the_file(tmp_path: Path) -> None:
@@ -80,11 +99,64 @@ def test_unsupported_urls_are_refused(url: str) -> None:
         Database.open(url)
 
 
+@pytest.mark.parametrize(
+    "url", ["postgresql://bank:s3cret-pw@db.example:5432x/ledger", "postgresql://bank@[::1/ledger"]
+)
+def test_a_malformed_url_is_named_so(url: str) -> None:
+    """Not Python's "invalid literal for int() with base 10" about a port nobody can see in it."""
+    with pytest.raises(LedgerNotOpened, match="the database URL is malformed") as caught:
+        Database.open(url)
+    assert "s3cret" not in str(caught.value)
+
+
 def test_postgres_unreachable_is_database_unavailable_without_secrets() -> None:
     with pytest.raises(LedgerError) as caught:
         Database.open("postgresql://bank:s3cret-pw@127.0.0.1:1/nowhere")
     assert caught.value.code == "database_unavailable"
     assert "s3cret" not in caught.value.message and "Traceback" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://bank:s3cret-pw@db.example/ledger",
+        "postgresql://bank@db.example/ledger?password=s3cret-pw",
+        "postgresql:///ledger?host=db.example&user=bank&password=s3cret-pw&sslmode=require",
+        "postgresql://bank@db.example/ledger?sslmode=require&sslpassword=s3cret-pw",
+        "postgresql://bank@db.example/ledger?pass%77ord=s3cret-pw",
+    ],
+)
+def test_a_redacted_url_holds_no_password(url: str) -> None:
+    """libpq takes a password in the query string as well as in the user info; both are logged at
+    start-up and named in errors, so neither may show."""
+    shown = redacted_url(url)
+    assert "s3cret" not in shown
+    assert "db.example" in shown and "ledger" in shown
+
+
+def test_an_empty_database_is_named_without_the_password_in_its_query() -> None:
+    base = postgres_base_url()
+    if base is None:
+        pytest.skip(f"set {POSTGRES_URL_ENV} to run against PostgreSQL")
+    schema = create_schema(base, "bankgate_test")
+    try:
+        url = url_with_search_path(base, schema) + "&password=s3cret-pw"
+        with pytest.raises(LedgerNotOpened) as caught:
+            Database.open(url, create=False)
+        assert "holds no bankgate ledger" in str(caught.value) and "s3cret" not in str(caught.value)
+    finally:
+        drop_schemas(base, schema)
+
+
+def test_an_unknown_role_is_not_told_to_create_the_database() -> None:
+    base = postgres_base_url()
+    if base is None:
+        pytest.skip(f"set {POSTGRES_URL_ENV} to run against PostgreSQL")
+    url = make_url(base).set(username="no_such_role_0f3a")
+    with pytest.raises(LedgerError) as caught:
+        Database.open(url.render_as_string(hide_password=False))
+    assert "role" in caught.value.message and "createdb" not in caught.value.message
+    assert "check the user and password in --db" in caught.value.message
 
 
 @pytest.mark.parametrize("create", [True, False])
@@ -107,11 +179,12 @@ def test_a_search_path_that_would_build_a_second_ledger_is_refused(create: bool)
         drop_schemas(base, ledger, empty)
 
 
-def test_unopenable_sqlite_file_is_database_unavailable(tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", ["is-a-directory.db", "/proc/bank.db", "/proc/sub/bank.db"])
+def test_unopenable_sqlite_file_is_database_unavailable(tmp_path: Path, path: str) -> None:
     (tmp_path / "is-a-directory.db").mkdir()
     with pytest.raises(LedgerError) as caught:
-        Database.open(str(tmp_path / "is-a-directory.db"))
-    assert caught.value.code == "database_unavailable"
+        Database.open(str(tmp_path / path))
+    assert caught.value.code == "database_unavailable" and "check the path and its permissions" in caught.value.message
 
 
 def test_ping(database: Database) -> None:

@@ -6,6 +6,7 @@ gap-free chain that verifies; a record no key holder wrote is never chained and 
 record committed but not chained when its process died is chained by the next start.
 """
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -149,6 +150,32 @@ def test_a_record_written_without_the_key_is_never_chained_and_is_named(
     assert "audit chain BROKEN (2 records read, and 1 records not chained yet (pending))" in out
     assert f"unchained record {record['rid']}: signed by key {'0' * 16}, which is not a known audit key" in out
     assert chained(db) == [1, 2]  # both deposits chained around it
+    db.close()
+
+
+def test_a_forged_records_id_cannot_write_lines_of_its_own(
+    db_url: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whoever writes to the database chooses an unsigned record's id: `audit verify` and the server's log
+    name it, and a line break or a terminal escape in it must not print a line of its own (e.g. 'intact')."""
+    db = Database.open(db_url)
+    Ledger(db).deposit(Ledger(db).create_account("Ada").id, "5")
+    rid = "0000000000000000-forged\x1b[2K\raudit chain intact: 2 records\n"
+    record = {"rid": rid, "at": "2026-01-01T00:00:00.000000Z", "event": "executed",
+              "principal": "mallory", "tool": "transfer_funds", "arguments_json": "{}", "policy_version": "",
+              "matched_rules_json": "[]", "reason": "", "amount_minor": 0,
+              "key_id": "0" * 16, "signature": "00"}  # fmt: skip
+    columns = ", ".join(record)
+    db.run(lambda c: c.execute(text(f"INSERT INTO audit_log ({columns}) VALUES (:{', :'.join(record)})"), record))
+    with caplog.at_level(logging.ERROR):
+        Sequencer(db, AuditWriter(None)).chain()
+    assert main(["audit", "verify", "--db", db_url]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out
+    assert not any(line.startswith("audit chain intact") for line in out.splitlines())
+    assert "unchained record 0000000000000000-forged\\x1b[2K\\raudit chain intact: 2 records\\n: " in out
+    logged = [r.getMessage() for r in caplog.records if "not signed by a known audit key" in r.getMessage()]
+    assert logged and all("\n" not in m and "\x1b" not in m for m in logged)
     db.close()
 
 

@@ -104,3 +104,11 @@ def test_a_bad_request_state_ring_is_named_and_opens_nothing(tmp_path: Path, cli
         "bankgate-mcp: configuration: request_state_keys: Value error, keys[1] duplicates an earlier ring key"
     )
     assert not (tmp_path / "bank.db").exists()
+
+
+def test_a_bad_request_state_ring_is_not_shown_even_with_debug(tmp_path: Path, cli: McpCli) -> None:
+    """--debug prints the traceback for a bug report: the refused ring (its good keys too) must not be in it."""
+    good, short = "b" * 64, "short-but-secret"
+    done = cli("serve", "--transport", "http", "--no-auth", "--debug", BANKGATE_REQUEST_STATE_KEYS=f"{good},{short}")
+    assert done.returncode == 2 and "keys[1] is 16 bytes" in done.stderr
+    assert good not in done.stderr and short not in done.stderr

@@ -6,6 +6,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from mcp_server.http.auth import parse_tokens
 from tests.server.cli_process import McpCli
 from tests.server.harness import Harness, HttpServer
 from tests.support import TOKENS, free_port, serve_command
@@ -128,6 +129,31 @@ def test_unsafe_configurations_are_refused_at_start(
     assert done.returncode == 2
     assert says in done.stderr
     assert "t" * 24 not in done.stderr  # a token is never echoed
+
+
+@pytest.mark.parametrize(("mode", "says"), [(0o644, "chmod 600"), (0o620, "chmod 600"), (None, "cannot be read")])
+def test_a_token_file_others_may_read_is_refused_at_start(
+    tmp_path: Path, mode: int | None, says: str, cli: McpCli
+) -> None:
+    """Each line is a principal's credential (the audit key file's rule): whoever reads it calls as anyone."""
+    url, file = f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path / "tokens"
+    if mode is not None:
+        file.write_text(f"alice {'t' * 24}\n")
+        file.chmod(mode)
+    done = cli(
+        *serve_command(url, "--transport", "http", "--port", str(free_port()), "--token-file", str(file), "--create")
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(f"bankgate-mcp: token file {file}")
+    assert says in done.stderr and "t" * 24 not in done.stderr
+    assert not (tmp_path / "ledger.db").exists()
+
+
+def test_a_private_token_file_is_read(tmp_path: Path) -> None:
+    file = tmp_path / "tokens"
+    file.write_text(f"# principal token\nalice {'t' * 24}\n")
+    file.chmod(0o640)  # a group that may read it, as a secret mount's
+    assert parse_tokens(None, file) == {"alice": "t" * 24}
 
 
 def test_all_interfaces_still_check_host(tmp_path: Path) -> None:

@@ -70,3 +70,25 @@ async def _started(driver: RunDriver, tasks: anyio.abc.TaskGroup, thread_id: str
         while not (thread_id in driver._threads and driver._threads[thread_id].active):
             await anyio.sleep(0.01)
     return driver._threads[thread_id]
+
+
+class Broken:
+    """A conversation with a bug: every run fails unexpectedly."""
+
+    def __init__(self, thread: ThreadRun) -> None:
+        self.thread = thread
+
+    async def send(self, text: str) -> None:
+        raise RuntimeError("bug")
+
+
+async def test_a_failed_run_is_logged_with_its_thread_id_quoted(caplog: pytest.LogCaptureFixture) -> None:
+    """The thread id is the client's text: a line break in it must not write a line of its own in the log."""
+    driver = RunDriver(InterruptStore(5.0))
+    forged = "t1\n2026-12-05 04:00:00,000 INFO bankgate: approval APR-0000000001 approved"
+    async with anyio.create_task_group() as tasks:
+        driver.bind(Broken, tasks)  # type: ignore[arg-type]
+        assert (await events(driver, forged, "hi"))[-1].code == "internal_error"
+        tasks.cancel_scope.cancel()
+    (record,) = [r for r in caplog.records if r.name == "agent_host.web.runs"]
+    assert "\n" not in record.getMessage() and record.exc_info is not None
