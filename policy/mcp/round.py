@@ -27,8 +27,6 @@ from typing import Annotated, Any, Protocol, TypeVar, cast
 
 import anyio
 from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, Resolve
-from mcp.shared.exceptions import MCPError
-from mcp_types.jsonrpc import CONNECTION_CLOSED
 from mcp_types.version import is_version_at_least
 
 from policy.action import Call
@@ -161,13 +159,12 @@ async def ask(ctx: Context, opening: Annotated[Opening, Resolve(prepare)]) -> El
             return read_answer(await ctx.elicit(opening.approval.question, form), opening.confirmation)
     except ValueError as exc:  # accepted, but the content failed the form: not a yes
         return Verdict(VerdictKind.REJECT, f"The answer was not a valid form: {exc}")
-    except Exception as exc:
-        if isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED:
-            # The client is gone (stdin closed, session ended): nobody is left to be told an outcome, so none
-            # is recorded, as for a call cancelled or cut off mid-question. Settled as undelivered, the key
-            # of a caller that comes back would answer "no human can be asked" for good; left pending, the
-            # question is asked again under it until its deadline.
-            raise
+    except Exception:
+        # The connection closed under the question (stdin closed, session ended): the SDK fails the wait, then
+        # cancels the call. Nobody is left to be told an outcome, so none is recorded, as for a call cancelled
+        # mid-question; settled as undelivered, the key of a caller that comes back would answer "no human can
+        # be asked" for good, where left pending its question is asked again until its deadline.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         logger.warning("could not deliver approval %s", opening.approval.ref, exc_info=True)
         return UNDELIVERED
     return EXPIRED

@@ -7,7 +7,9 @@ same question again and gets the one outcome its answer gives.
 """
 
 import anyio
+import mcp_types as types
 import pytest
+from mcp_types.jsonrpc import CONNECTION_CLOSED
 from sqlalchemy import text
 
 from policy.testing import ScriptedResponder, approve, silence
@@ -57,3 +59,18 @@ async def test_a_client_gone_mid_question_leaves_it_pending_and_its_key_retry_is
         assert harness.balance(source) == 3000
     else:
         assert result["status"] == "expired", result
+
+
+async def test_a_client_still_there_that_fails_the_question_is_denied(harness: Harness) -> None:
+    """An error in reply to the question (even one naming a closed connection) is not the client gone."""
+    source, target = harness.open_account("50"), harness.open_account("0")
+    args = {"from_account": source, "to_account": target, "amount": "20"}
+
+    async def failing(_ctx: object, _params: object) -> types.ErrorData:
+        return types.ErrorData(code=CONNECTION_CLOSED, message="Connection closed")
+
+    async with harness.client(failing, mode="legacy") as client:  # type: ignore[arg-type]
+        result = outcome(await client.call_tool("transfer_funds", args))
+    assert result["status"] == "denied" and "No human can be asked" in result["message"], result
+    assert harness.events(result["approval_ref"]) == ["requested", "denied"]
+    assert harness.balance(source) == 5000
