@@ -160,6 +160,11 @@ async def ask(ctx: Context, opening: Annotated[Opening, Resolve(prepare)]) -> El
     except ValueError as exc:  # accepted, but the content failed the form: not a yes
         return Verdict(VerdictKind.REJECT, f"The answer was not a valid form: {exc}")
     except Exception:
+        # The connection closed under the question (stdin closed, session ended): the SDK fails the wait, then
+        # cancels the call. Nobody is left to be told an outcome, so none is recorded, as for a call cancelled
+        # mid-question; settled as undelivered, the key of a caller that comes back would answer "no human can
+        # be asked" for good, where left pending its question is asked again until its deadline.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         logger.warning("could not deliver approval %s", opening.approval.ref, exc_info=True)
         return UNDELIVERED
     return EXPIRED
