@@ -25,7 +25,8 @@ Invariants held here (each settled inside one store transaction with the effect)
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +97,9 @@ class Gate:
         self.clock = clock
         self.question_digest = question_digest
         self.max_pending = max_pending
-        """Questions one principal may have waiting for an answer at once (`None`: no cap)."""
+        """Questions one principal may have waiting for an answer at once (`None`: no cap); calls waiting in
+        this process for a human too (`waiting`)."""
+        self._waiting: dict[str, int] = {}
         self.settlement = Settlement(policy, lambda: self.clock())
         self._in_turn = any(AGGREGATES & policy.variables(tool) for tool in self.actions)
         """Whether calls that may change money take the principal's turn: some rule reads a total."""
@@ -158,6 +161,29 @@ class Gate:
     def desk_decided(self, ref: str) -> bool:
         """Whether the desk has a decision on approval `ref` (a cheap read, for waiting on it)."""
         return self.store.transaction(lambda tx: tx.desk_decision(ref) is not None, write=False)
+
+    @contextmanager
+    def waiting(self, principal: str) -> Iterator[Refusal | None]:
+        """Hold one of `principal`'s `max_pending` places to wait in this process for a human (a 2025-11-25 call
+        waiting inline) while the block runs; yields the refusal instead when every place is held. Calls under
+        one idempotency key share one question, so the cap on questions alone does not bound them. For the
+        event loop only (no lock)."""
+        held = self._waiting.get(principal, 0)
+        if self.max_pending is not None and held >= self.max_pending:
+            yield Refusal(
+                "too_many_pending",
+                f"{self.max_pending} of your calls already wait for a human's answer (the server's "
+                "max_pending_approvals); wait until one is answered or expires before calling again. Nothing was done.",
+            )
+            return
+        self._waiting[principal] = held + 1
+        try:
+            yield None
+        finally:
+            if self._waiting[principal] > 1:
+                self._waiting[principal] -= 1
+            else:
+                del self._waiting[principal]
 
     def conclude(self, opening: Opening, verdict: Verdict) -> GateResult:
         """Settle the opening's approval with the human's verdict, running the action on a clean yes."""

@@ -20,7 +20,7 @@ from mcp_server.app import build_server, open_state
 from mcp_server.settings import Settings
 from policy.testing import ScriptedResponder
 from tests.server.harness import Harness
-from tests.server.interleave import audit_head_held
+from tests.server.interleave import Gathering, audit_head_held
 from tests.support import APPROVE, answer, keyed, outcome, snapshot
 
 pytestmark = pytest.mark.anyio
@@ -37,7 +37,15 @@ reason = "Moving money needs a human's approval."
 """
 
 
-def client(ledger: Harness, policy: Path, principal: str = "alice", timeout: float = 60.0) -> Client:
+def client(
+    ledger: Harness,
+    policy: Path,
+    principal: str = "alice",
+    timeout: float = 60.0,
+    *,
+    mode: str = "auto",
+    responder: Any = None,
+) -> Client:
     settings = Settings(
         db_url=ledger.db_url,
         policy=policy,
@@ -48,7 +56,8 @@ def client(ledger: Harness, policy: Path, principal: str = "alice", timeout: flo
         _env_file=None,  # type: ignore[call-arg]
     )
     server = build_server(open_state(settings), settings)
-    return Client(server, elicitation_callback=ScriptedResponder(), mode="auto")  # type: ignore[arg-type]
+    callback = responder or ScriptedResponder()
+    return Client(server, elicitation_callback=callback, mode=mode)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -134,3 +143,29 @@ async def test_the_cap_holds_for_questions_asked_at_once(ledger_harness: Harness
     assert sum(isinstance(r, types.InputRequiredResult) for r in results) == CAP == pending(ledger_harness)
     refused = [outcome(r) for r in results if isinstance(r, types.CallToolResult)]
     assert [r["error"]["code"] for r in refused] == ["too_many_pending"] * 2
+
+
+async def test_calls_waiting_on_one_keyed_question_are_capped_too(ledger_harness: Harness, policy: Path) -> None:
+    """On 2025-11-25 each call waits inline for its human, holding a task until the deadline; calls under one
+    key share their question, so the cap on questions alone would let one key hold any number of them."""
+    args, gathering = transfer(ledger_harness), Gathering()
+    results: list[dict[str, Any]] = []
+
+    async def call() -> None:
+        results.append(outcome(await alice.session.call_tool(TOOL, args, meta=keyed("one-key"))))
+
+    async with (
+        client(ledger_harness, policy, mode="legacy", responder=gathering) as alice,
+        anyio.create_task_group() as group,
+    ):
+        for _ in range(CAP + 2):
+            group.start_soon(call)
+        with anyio.fail_after(10):
+            while len(results) < 2:
+                await anyio.sleep(0.02)
+        assert [r["error"]["code"] for r in results] == ["too_many_pending"] * 2
+        assert len(gathering.asked.questions) == CAP
+        gathering.release()
+
+    assert sorted(r["status"] for r in results) == ["executed", "executed", "failed", "failed"]
+    assert ledger_harness.balance(args["to_account"]) == 2500  # the shared question ran once
