@@ -23,8 +23,14 @@ def free_port() -> int:
         return port
 
 
+QUESTIONS_AT_ONCE = "1000"
+"""`--max-pending-approvals` for bankgate under load: every bench client acts as the one principal `local`, each
+with a question of its own open at a time, so the cap must pass the most clients (256)."""
+
+
 def ours_args(db_url: str, *extra: str) -> list[str]:
-    return ["-m", "mcp_server", "serve", "--db", db_url, "--log-level", "WARNING", *extra]
+    serve = ["-m", "mcp_server", "serve", "--db", db_url, "--log-level", "WARNING"]
+    return [*serve, "--max-pending-approvals", QUESTIONS_AT_ONCE, *extra]
 
 
 BARE_ARGS = ["-m", "bench.bare_server"]

@@ -91,6 +91,7 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
         actions,
         approval_ttl=settings.approval_timeout,
         question_digest=question_digest,
+        max_pending=settings.max_pending_approvals,
     )
     return AppState(
         gate=gate,

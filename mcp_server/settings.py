@@ -45,6 +45,9 @@ class Settings(BaseSettings):
         None, description="Comma-separated request-state keys (>= 32 bytes each); the first seals."
     )
     approval_timeout: float = Field(300.0, gt=0, description="Seconds a human has to answer an approval.")
+    max_pending_approvals: int = Field(
+        20, ge=1, description="Approvals one principal may have waiting at once (pending, unexpired)."
+    )
     principal: str = Field("local", min_length=1, description="Principal for stdio and unauthenticated HTTP.")
     max_amount_minor: int = Field(DEFAULT_MAX_AMOUNT_MINOR, gt=0, description="Largest single amount, in minor units.")
     audit_key_file: Path | None = Field(

@@ -15,7 +15,8 @@ Invariants held here (each settled inside one store transaction with the effect)
   answers the one approval whose question it was shown (`Approval.asked_digest`);
 - decisions on totals over a principal's calls (`facts.AGGREGATES`) are taken in that
   principal's turn, as is every call that could change them, so concurrent calls cannot
-  together pass a limit;
+  together pass a limit; so is a new question under `max_pending`, which no principal's
+  concurrent calls can together pass either (one caller cannot bury the approvers);
 - an outcome is on disk before it is returned; only a transaction that merely creates the
   pending approval for a new question commits without waiting for the disk, since losing it
   (to a power cut) leaves an answer with no question, which is asked again.
@@ -24,7 +25,8 @@ Invariants held here (each settled inside one store transaction with the effect)
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +88,7 @@ class Gate:
         approval_ttl: float = 300.0,
         clock: Callable[[], float] = time.time,
         question_digest: QuestionDigest = plain_question_digest,
+        max_pending: int | None = None,
     ) -> None:
         self.policy = policy
         self.store = store
@@ -93,6 +96,10 @@ class Gate:
         self.approval_ttl = approval_ttl
         self.clock = clock
         self.question_digest = question_digest
+        self.max_pending = max_pending
+        """Questions one principal may have waiting for an answer at once (`None`: no cap); calls waiting in
+        this process for a human too (`waiting`)."""
+        self._waiting: dict[str, int] = {}
         self.settlement = Settlement(policy, lambda: self.clock())
         self._in_turn = any(AGGREGATES & policy.variables(tool) for tool in self.actions)
         """Whether calls that may change money take the principal's turn: some rule reads a total."""
@@ -155,6 +162,29 @@ class Gate:
         """Whether the desk has a decision on approval `ref` (a cheap read, for waiting on it)."""
         return self.store.transaction(lambda tx: tx.desk_decision(ref) is not None, write=False)
 
+    @contextmanager
+    def waiting(self, principal: str) -> Iterator[Refusal | None]:
+        """Hold one of `principal`'s `max_pending` places to wait in this process for a human (a 2025-11-25 call
+        waiting inline) while the block runs; yields the refusal instead when every place is held. Calls under
+        one idempotency key share one question, so the cap on questions alone does not bound them. For the
+        event loop only (no lock)."""
+        held = self._waiting.get(principal, 0)
+        if self.max_pending is not None and held >= self.max_pending:
+            yield Refusal(
+                "too_many_pending",
+                f"{self.max_pending} of your calls already wait for a human's answer (the server's "
+                "max_pending_approvals); wait until one is answered or expires before calling again. Nothing was done.",
+            )
+            return
+        self._waiting[principal] = held + 1
+        try:
+            yield None
+        finally:
+            if self._waiting[principal] > 1:
+                self._waiting[principal] -= 1
+            else:
+                del self._waiting[principal]
+
     def conclude(self, opening: Opening, verdict: Verdict) -> GateResult:
         """Settle the opening's approval with the human's verdict, running the action on a clean yes."""
         assert opening.approval is not None
@@ -201,7 +231,7 @@ class Gate:
         discarded) if the call would settle something instead, which must be done durably."""
         now = self.clock()
         action.expect(tx, call)
-        known, conflict = self._claim(tx, action, call)
+        known, conflict = self._claim(tx, action, call, asking=now)
         if known is not None:
             return Opening(call, final=known)
         try:
@@ -229,7 +259,7 @@ class Gate:
             tx.expect_asked(asked)
         else:
             action.expect(tx, call)
-        known, conflict = self._claim(tx, action, call)
+        known, conflict = self._claim(tx, action, call, asking=now)
         approval = self._round_approval(tx, call, asked) if asked is not None else None
         end = self.settlement.end
         if conflict is not None:  # the key holds another request's outcome, which it keeps
@@ -279,7 +309,11 @@ class Gate:
         is a request of its own, however like another it looks. The new question is offered first
         and the key's found only if one is pending (`create_approval`): one statement, not a
         look-up before every insert.
+
+        Past `max_pending` questions of its principal a new one is refused (`too_many_pending`), and
+        the transaction with it: nothing is written. A key's question asked again is not a new one.
         """
+        waiting = tx.waiting(call.principal, now) if self.max_pending is not None else 0
         ref = "APR-" + secrets.token_hex(5).upper()
         question = render_question(call, inspection, decision, ref)
         pending = tx.create_approval(
@@ -299,18 +333,28 @@ class Gate:
             ),
             shared=call.idempotency_key is not None,
         )
+        if pending.ref == ref and self.max_pending is not None and waiting >= self.max_pending:
+            raise _too_many_pending(self.max_pending)
         if pending.ref == ref:
             self.settlement.audit(tx, call, decision, "requested", now, approval=pending, reason=decision.reason)
         return pending
 
-    def _claim(self, tx: GateTx[Any], action: Action, call: Call) -> tuple[GateResult | None, Refusal | None]:
+    def _claim(
+        self, tx: GateTx[Any], action: Action, call: Call, *, asking: float | None = None
+    ) -> tuple[GateResult | None, Refusal | None]:
         """Take this call's turns, in lock order (its principal's, then its key's), before any
         other lock; then what its key holds: an outcome, or the conflict of another request's.
+        `asking`: the time at which this transaction may ask a new question, counted against
+        `max_pending` in the principal's turn (the count read after the turn, with the key's).
 
         The reads announced before it (`expect`) go in the same round trip as the key's, after the
         turns: what they lock is locked in that order still."""
-        if self._in_turn and not action.read_only:
-            tx.take_turn(call.principal)
+        if not action.read_only:
+            counts = asking is not None and self.max_pending is not None
+            if self._in_turn or counts:
+                tx.take_turn(call.principal)
+            if counts and asking is not None:
+                tx.expect_waiting(call.principal, asking)
         try:
             return self._recalled(tx, call), None
         except Refusal as conflict:
@@ -451,6 +495,14 @@ def _desk_verdict(signoff: DeskSignoff | None, approval: Approval) -> Verdict | 
     if signoff.approved:
         return Verdict(VerdictKind.APPROVE, f"Approved at the desk by {who}.", signoff.note, signoff.approver)
     return Verdict(VerdictKind.REJECT, f"Rejected at the desk by {who}.", signoff.note, signoff.approver)
+
+
+def _too_many_pending(cap: int) -> Refusal:
+    return Refusal(
+        "too_many_pending",
+        f"You already have {cap} approvals waiting for a human (the server's max_pending_approvals); wait until "
+        "one is answered or expires before asking for another. Nothing was done.",
+    )
 
 
 def _outcome(approval: Approval) -> GateResult:

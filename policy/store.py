@@ -150,6 +150,12 @@ class GateTx(Protocol[L_co]):
         """Wait until no other write transaction of `principal` holds its turn, then hold it
         until this one ends: decisions on totals over the principal's calls do not interleave."""
 
+    def expect_waiting(self, principal: str, now: float) -> None:
+        """Announce `waiting(principal, now)`, to come with the first read after the principal's turn."""
+
+    def waiting(self, principal: str, now: float) -> int:
+        """How many of `principal`'s approvals wait for an answer at `now` (pending, unexpired)."""
+
     def moved_today_minor(self, principal: str, since: float, currency: str) -> int:
         """Sum of the money `principal` moved in `currency` (transfers and sweeps executed) since the epoch
         time `since`; a record from before amounts stated their currency counts in every currency."""

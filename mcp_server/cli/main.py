@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
         "--max-sessions-per-principal", type=int, help="open HTTP sessions one principal may hold (default 100)"
     )
     serve_cmd.add_argument("--approval-timeout", type=float, help="seconds a human has to answer (default 300)")
+    serve_cmd.add_argument(
+        "--max-pending-approvals", type=int, help="approvals one principal may have waiting at once (default 20)"
+    )
     serve_cmd.add_argument("--principal", help="principal recorded for stdio calls (default 'local')")
     serve_cmd.add_argument(
         "--create",

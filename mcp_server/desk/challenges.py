@@ -7,8 +7,12 @@ from sqlalchemy import Connection, Row, text
 
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.tokens import b64url, storable
+from mcp_server.storage.locks import Space, take_turn
 
 CHALLENGE_TTL = 120.0
+MAX_OPEN_SIGN_INS = 10
+"""Sign-in challenges one client address may hold open (unused, unexpired). Anyone may ask for one, and each
+is a row: without a bound a script could grow the table, and every issue's clean-up, at will."""
 _COLUMNS = "nonce, purpose, subject, approval_ref, verdict, binding, question_sha256, challenge, expires_at"
 
 
@@ -20,6 +24,26 @@ def issue(conn: Connection, nonce: str, purpose: str, challenge: bytes, expires_
         text(f"INSERT INTO desk_challenges ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"),
         {"nonce": nonce, "purpose": purpose, "challenge": b64url(challenge), "expires_at": expires_at, **fields},
     )
+
+
+def issue_bounded(
+    conn: Connection, nonce: str, purpose: str, challenge: bytes, expires_at: float, subject: str, limit: int
+) -> None:
+    """`issue` to `subject`, unless it holds `limit` open challenges of `purpose` already: refused (429), nothing
+    written. Counted in the subject's turn, so requests at once (PostgreSQL) cannot together pass `limit`."""
+    take_turn(conn, Space.CHALLENGE_SUBJECT, subject)
+    held = conn.execute(
+        text(
+            "SELECT COUNT(*) FROM desk_challenges WHERE subject = :s AND purpose = :p AND used_at IS NULL"
+            " AND expires_at > :now"
+        ),
+        {"s": subject, "p": purpose, "now": time.time()},
+    ).scalar_one()
+    if int(held) >= limit:
+        raise DeskRefusal(
+            "rate_limited", "Too many sign-ins started from this address; finish one or wait two minutes.", 429
+        )
+    issue(conn, nonce, purpose, challenge, expires_at, subject=subject)
 
 
 def consume(conn: Connection, nonce: object, purpose: str) -> Row[Any]:

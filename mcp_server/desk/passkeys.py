@@ -184,10 +184,12 @@ def authentication_options(config: DeskConfig, challenge: bytes, allowed: list[s
     return parsed
 
 
-def sign_in_options(conn: Connection, config: DeskConfig) -> dict[str, Any]:
+def sign_in_options(conn: Connection, config: DeskConfig, client: str) -> dict[str, Any]:
+    """A sign-in challenge for `client` (its address), which may hold only so many open."""
     nonce = new_token()
     challenge = from_b64url(nonce)
-    challenges.issue(conn, nonce, "sign_in", challenge, time.time() + challenges.CHALLENGE_TTL)
+    expires = time.time() + challenges.CHALLENGE_TTL
+    challenges.issue_bounded(conn, nonce, "sign_in", challenge, expires, client, challenges.MAX_OPEN_SIGN_INS)
     return {"nonce": nonce, "options": authentication_options(config, challenge)}
 
 

@@ -271,7 +271,7 @@ class Desk:
     async def signin_options(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
         client = _client(request)
         await self._read(lambda conn: ratelimit.check(conn, [client]))
-        return JSONResponse(await self._write(lambda conn: passkeys.sign_in_options(conn, self.config)))
+        return JSONResponse(await self._write(lambda conn: passkeys.sign_in_options(conn, self.config, client)))
 
     async def signin_finish(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
         scopes = [_client(request)]

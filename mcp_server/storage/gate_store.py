@@ -64,6 +64,10 @@ _MOVED_SINCE = Statement(
     "AND (currency = :currency OR currency IS NULL)"
 )
 """A record without a currency is from before migration 0011 (or moved nothing): counted in every currency."""
+_WAITING = Statement(
+    "SELECT COUNT(*) FROM approvals WHERE principal = :principal AND status = 'pending' AND expires_at > :now"
+)
+"""A principal's questions still open (migration 0014 indexes them)."""
 DESK_DECISION = Statement(
     "SELECT approval_ref, approver, verdict, note, decided_at, binding, question_sha256 FROM desk_decisions "
     "WHERE approval_ref = :v"
@@ -255,6 +259,13 @@ class SqlGateTx:
 
     def take_turn(self, principal: str) -> None:
         take_turn(self.conn, Space.PRINCIPAL, principal)
+
+    def expect_waiting(self, principal: str, now: float) -> None:
+        _WAITING.prefetch(self.conn, {"principal": principal, "now": now})
+
+    def waiting(self, principal: str, now: float) -> int:
+        row = _WAITING.one(self.conn, {"principal": principal, "now": now})
+        return int(row[0]) if row else 0
 
     def moved_today_minor(self, principal: str, since: float, currency: str) -> int:
         since_text = format_timestamp(datetime.fromtimestamp(since, UTC))

@@ -36,6 +36,8 @@ class Space(IntEnum):
     IDEMPOTENCY_KEY = 2
     SETUP = 3
     """One-time setup of the ledger (the demo seed): replicas started together must not both do it."""
+    CHALLENGE_SUBJECT = 4
+    """Whom the desk issues challenges to (a client address): its open ones are counted in its turn."""
 
 
 def take_turn(conn: Connection, space: Space, name: str) -> None:

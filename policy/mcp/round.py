@@ -145,7 +145,10 @@ async def _opened(ctx: Context, *, rounds: bool) -> Opening:
         return Opening(call, final=_internal_denial(tool))
 
 
-async def ask(ctx: Context, opening: Annotated[Opening, Resolve(prepare)]) -> Elicit[ApprovalForm] | Verdict | AtDesk:
+async def ask(
+    ctx: Context, opening: Annotated[Opening, Resolve(prepare)]
+) -> Elicit[ApprovalForm] | Verdict | AtDesk | GateResult:
+    """The human's answer; a `GateResult` (refused, the approval untouched) for a call with no place to wait."""
     if opening.approval is None:
         return _NOT_ASKED
     if opening.channel is Channel.DESK:
@@ -153,20 +156,23 @@ async def ask(ctx: Context, opening: Annotated[Opening, Resolve(prepare)]) -> El
     form = ApprovalForm if opening.confirmation is None else ConfirmedApprovalForm
     if uses_input_required(ctx):
         return Elicit(opening.approval.question, form)
-    host = _host(ctx)
-    try:
-        with anyio.move_on_after(max(0.0, opening.approval.expires_at - host.gate.clock())):
-            return read_answer(await ctx.elicit(opening.approval.question, form), opening.confirmation)
-    except ValueError as exc:  # accepted, but the content failed the form: not a yes
-        return Verdict(VerdictKind.REJECT, f"The answer was not a valid form: {exc}")
-    except Exception:
-        # The connection closed under the question (stdin closed, session ended): the SDK fails the wait, then
-        # cancels the call. Nobody is left to be told an outcome, so none is recorded, as for a call cancelled
-        # mid-question; settled as undelivered, the key of a caller that comes back would answer "no human can
-        # be asked" for good, where left pending its question is asked again until its deadline.
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        logger.warning("could not deliver approval %s", opening.approval.ref, exc_info=True)
-        return UNDELIVERED
+    gate = _host(ctx).gate
+    with gate.waiting(opening.call.principal) as crowded:
+        if crowded is not None:
+            return GateResult.refused(crowded)
+        try:
+            with anyio.move_on_after(max(0.0, opening.approval.expires_at - gate.clock())):
+                return read_answer(await ctx.elicit(opening.approval.question, form), opening.confirmation)
+        except ValueError as exc:  # accepted, but the content failed the form: not a yes
+            return Verdict(VerdictKind.REJECT, f"The answer was not a valid form: {exc}")
+        except Exception:
+            # The connection closed under the question (stdin closed, session ended): the SDK fails the wait, then
+            # cancels the call. Nobody is left to be told an outcome, so none is recorded, as for a call cancelled
+            # mid-question; settled as undelivered, the key of a caller that comes back would answer "no human can
+            # be asked" for good, where left pending its question is asked again until its deadline.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            logger.warning("could not deliver approval %s", opening.approval.ref, exc_info=True)
+            return UNDELIVERED
     return EXPIRED
 
 
@@ -179,6 +185,8 @@ async def settle(
         return opening.final
     host = _host(ctx)
     step = answer.data if isinstance(answer, AcceptedElicitation) else answer
+    if isinstance(step, GateResult):
+        return step
     if isinstance(step, AtDesk):
         return await _collect(host, opening, step)
     verdict = read_answer(answer, opening.confirmation)
@@ -193,24 +201,27 @@ async def settle(
 
 async def _ask_at_desk(ctx: Context, opening: Opening) -> Verdict | AtDesk:
     """Send a URL-mode client to the desk and wait there for the decision (2025-11-25), or leave it
-    to the call's `pending_approval` result (every other client)."""
+    to the call's `pending_approval` result (every other client, and a call with no place left to wait)."""
     assert opening.approval is not None
     host, ref = _host(ctx), opening.approval.ref
     url = host.approval_url(ref)
     if url is None or uses_input_required(ctx) or not url_reachable(ctx):
         return AtDesk.LINKED
     gate = host.gate
-    with anyio.move_on_after(max(0.0, opening.approval.expires_at - gate.clock())):
-        try:
-            consent = await ctx.elicit_url(_link_message(opening, url), url, ref)
-        except Exception:
-            logger.warning("could not send the desk link for %s; answering with the link", ref, exc_info=True)
+    with gate.waiting(opening.call.principal) as crowded:
+        if crowded is not None:
             return AtDesk.LINKED
-        if consent.action != "accept":
-            return Verdict(VerdictKind.CANCEL, "The approval link was not opened.")
-        while not await gate.store.run(lambda: gate.desk_decided(ref)):
-            await anyio.sleep(DESK_POLL)
-        await ctx.session.send_elicit_complete(ref)
+        with anyio.move_on_after(max(0.0, opening.approval.expires_at - gate.clock())):
+            try:
+                consent = await ctx.elicit_url(_link_message(opening, url), url, ref)
+            except Exception:
+                logger.warning("could not send the desk link for %s; answering with the link", ref, exc_info=True)
+                return AtDesk.LINKED
+            if consent.action != "accept":
+                return Verdict(VerdictKind.CANCEL, "The approval link was not opened.")
+            while not await gate.store.run(lambda: gate.desk_decided(ref)):
+                await anyio.sleep(DESK_POLL)
+            await ctx.session.send_elicit_complete(ref)
     return AtDesk.WAITED
 
 

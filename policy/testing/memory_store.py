@@ -214,6 +214,15 @@ class MemoryTx:
         if self.write:
             self._hold(f"principal:{principal}")
 
+    def expect_waiting(self, principal: str, now: float) -> None:
+        """Nothing to send ahead: every read here is already in memory."""
+
+    def waiting(self, principal: str, now: float) -> int:
+        return sum(
+            a.principal == principal and a.status == ApprovalState.PENDING and a.expires_at > now
+            for a in self.store.approvals.values()
+        )
+
     def moved_today_minor(self, principal: str, since: float, currency: str) -> int:
         return sum(
             e.amount_minor

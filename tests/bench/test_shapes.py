@@ -19,12 +19,19 @@ def account_reads(tx: Transaction) -> list[str]:
     return [s.sql for s in tx.body if s.verb == "SELECT" and "FROM accounts WHERE id IN" in s.sql]
 
 
-def test_a_question_takes_no_lock(shapes: Shapes) -> None:
-    """Under the shipped policy (no rule reads a total, so no principal's turn): no row lock, no key turn."""
+def test_a_question_takes_no_lock_but_its_principals_turn(shapes: Shapes) -> None:
+    """Under the shipped policy (no rule reads a total): no row lock, no key turn; only the principal's turn, in
+    which its open questions are counted against `max_pending_approvals` (read with the first round trip)."""
     question = shapes.gated_transfer.transactions[0]
     assert any(s.sql.startswith("INSERT INTO approvals") for s in question.body)
     assert len(account_reads(question)) == 1
-    assert [s.sql for s in question.body if s.locks and not s.audit] == []
+    turns = [s.sql for s in question.body if s.locks and not s.audit]
+    assert turns == (
+        ["SELECT pg_advisory_xact_lock(:space, hashtext(current_schema() || '/' || :name))"]
+        if shapes.backend == "postgresql"
+        else []
+    )
+    assert sum("FROM approvals WHERE principal" in s.sql for s in question.body) == 1
     assert not any("FROM accounts WHERE id = " in s.sql for s in question.body), "one read of the accounts"
 
 
@@ -98,8 +105,8 @@ def test_on_postgresql_writes_whose_outcome_is_not_read_ride_with_the_next_round
     if shapes.backend != "postgresql":
         pytest.skip("SQLite runs in the process: no round trips to save")
     question, lookup, settlement = shapes.gated_transfer.transactions
-    # BEGIN + settings + key recall + accounts with entitlements, the approval unless the key's is pending,
-    # audit record + COMMIT
+    # BEGIN + settings + principal's turn + key recall + its open questions + accounts with entitlements, the
+    # approval unless the key's is pending, audit record + COMMIT
     assert question.round_trips == 3 < len(question.statements) + 1
     assert lookup.round_trips == 1  # key recall + the approval asked
     # BEGIN + turn + key recall + approval + accounts with entitlements, the effect + settling the approval,

@@ -3,6 +3,7 @@ URL-mode elicitation, `pending_approval` + `approval_ref` for a client without e
 form client held to the desk by its rule."""
 
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -12,6 +13,7 @@ from mcp_types import ElicitCompleteNotification, ElicitRequestParams, ElicitRes
 from tests.channels.support import ChannelWorld, body, desk_policy, opens_the_link
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.world import DeskBrowser
+from tests.support import keyed
 
 pytestmark = pytest.mark.anyio
 MODES = ["auto", "legacy"]
@@ -194,3 +196,37 @@ async def test_a_declined_link_leaves_the_approval_at_the_desk(world: ChannelWor
         "pending" if mode == "auto" else "cancelled"
     )
     assert world.balance(world.target) == 0
+
+
+async def test_a_call_with_no_place_left_to_wait_at_the_desk_gets_the_link(
+    world: ChannelWorld, dora: DeskBrowser, passkey: SoftPasskey, tmp_path: Path
+) -> None:
+    """A 2025-11-25 call waiting at the desk holds a task (polling the desk) until the decision; calls under one
+    key share one question, so each waiting one takes a place of its principal's `max_pending_approvals`. A call
+    with none left is answered the link at once (`pending_approval`), and the question stays pending."""
+    world.settings = world.settings.model_copy(update={"max_pending_approvals": 1})
+    world.configure(policy=desk_policy(tmp_path))
+    seen: list[str] = []
+
+    async def shown(_: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        seen.append(params.mode or "form")
+        return ElicitResult(action="accept")  # the link opened; the decision comes from the desk
+
+    first: list[dict[str, Any]] = []
+    args, key = world.transfer("250.00"), keyed("one-desk-key")
+    async with world.client(shown, mode="legacy") as client, anyio.create_task_group() as group:
+
+        async def waits() -> None:
+            first.append(body(await client.session.call_tool("transfer_funds", args, meta=key)))
+
+        group.start_soon(waits)
+        with anyio.fail_after(10):
+            while not seen:
+                await anyio.sleep(0.02)
+        with anyio.fail_after(10):  # answered at once, never waiting
+            second = body(await client.session.call_tool("transfer_funds", args, meta=key))
+        assert second["status"] == "pending_approval" and seen == ["url"], second
+        assert world.status(second["approval_ref"]) == "pending"
+        assert (await dora.decide(second["approval_ref"], "approved", passkey)).status_code == 200
+
+    assert first[0]["status"] == "executed" and world.balance(world.target) == 25_000

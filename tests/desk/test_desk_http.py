@@ -3,8 +3,11 @@
 import html
 import re
 
+import anyio
+import httpx2
 import pytest
 
+from mcp_server.desk.challenges import MAX_OPEN_SIGN_INS
 from mcp_server.desk.decisions import decision_for
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.world import PORT, DeskBrowser, World, browser
@@ -181,6 +184,40 @@ async def test_failed_sign_ins_are_rate_limited(world: World, erin: DeskBrowser,
     assert limited.status_code == 429, "the client is blocked for a minute, even with the right passkey"
     world.sql("DELETE FROM desk_failures WHERE scope LIKE 'client%'")
     assert (await erin.sign_in(passkey)).status_code == 429, "and so is the approver the failures named"
+
+
+async def test_open_sign_in_challenges_are_capped_per_address(world: World, erin: DeskBrowser) -> None:
+    """`/signin/options` answers anyone and stores a challenge each time: one address holds at most
+    `MAX_OPEN_SIGN_INS` open (unused, unexpired), so a script cannot grow the table at will; past that
+    it is refused and nothing is written. A challenge used or expired frees its place; other addresses
+    are not affected."""
+    await erin.get("/signin")
+    for _ in range(MAX_OPEN_SIGN_INS):
+        assert (await erin.post("/signin/options", {})).status_code == 200
+    stored = world.rows("SELECT COUNT(*) FROM desk_challenges")
+    refused = await erin.post("/signin/options", {})
+    assert refused.status_code == 429 and refused.json()["error"] == "rate_limited"
+    assert world.rows("SELECT COUNT(*) FROM desk_challenges") == stored
+    transport = httpx2.ASGITransport(app=world.app(), client=("192.0.2.7", 40000))
+    async with httpx2.AsyncClient(transport=transport, base_url=erin.origin) as client:
+        other = DeskBrowser(client, erin.origin)
+        await other.get("/signin")
+        assert (await other.post("/signin/options", {})).status_code == 200
+    world.sql("UPDATE desk_challenges SET expires_at = 0")
+    assert (await erin.post("/signin/options", {})).status_code == 200
+
+
+async def test_the_cap_on_open_sign_ins_holds_for_requests_at_once(world: World, erin: DeskBrowser) -> None:
+    await erin.get("/signin")
+    replies: list[int] = []
+
+    async def ask() -> None:
+        replies.append((await erin.post("/signin/options", {})).status_code)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(3 * MAX_OPEN_SIGN_INS):
+            group.start_soon(ask)
+    assert sorted(replies) == [200] * MAX_OPEN_SIGN_INS + [429] * 2 * MAX_OPEN_SIGN_INS
 
 
 async def test_assertion_for_one_approval_refused_for_another(
