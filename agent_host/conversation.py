@@ -5,7 +5,9 @@ Every `function_call` is answered with a `function_call_output` carrying the MCP
 dangles: if sending the answers fails, they are kept and sent first on the next request. Calls of
 one response run one after another, because each may put a question to the same human. After
 `max_rounds` rounds, further calls are answered as not executed and the agent is asked, with
-`tool_choice: "none"`, for a final answer.
+`tool_choice: "none"`, for a final answer. A call whose `call_id` an earlier call of the conversation had
+is answered as not executed: the `call_id` is the call's idempotency key, so running it would hand
+the model the earlier call's stored outcome as this one's (a second transfer reported done, none made).
 
 When the service can no longer continue the chain (the run expired while a human decided, see
 `agent_host.expiry`), the host tells the user what ran and what did not, from its own
@@ -103,6 +105,8 @@ class Conversation:
         """Items opening the next chain after an expiry: the facts of the lost one."""
         self._asked: str | None = None
         """The user message whose calls the requests being made answer."""
+        self._called: set[str] = set()
+        """The `call_id` of every call run in this conversation."""
 
     async def send(self, text: str) -> Turn:
         """Send `text` and run the agent's function calls until it answers in text."""
@@ -139,7 +143,11 @@ class Conversation:
 
     async def _run(self, call: FunctionCall, turn: Turn) -> ToolResult:
         self.observer.tool_call(call)
-        result = await self.toolbox.run(call)
+        if call.call_id in self._called:
+            result = ToolResult(_reused(call), True)
+        else:
+            self._called.add(call.call_id)
+            result = await self.toolbox.run(call)
         self.observer.tool_result(call, result)
         turn.results.append((call, result))
         return result
@@ -187,6 +195,14 @@ def _this_turns(turn: Turn, answers: list[Answer]) -> list[Answer]:
     ran = [Answer(call, result.output) for call, result in turn.results]
     known = {answer.call.call_id for answer in ran}
     return ran + [answer for answer in answers if answer.call.call_id not in known]
+
+
+def _reused(call: FunctionCall) -> dict[str, Any]:
+    message = (
+        f"Not executed: an earlier function call in this conversation had the same call_id ({call.call_id}); "
+        "nothing was done for this one."
+    )
+    return failed_output("duplicate_call_id", message)
 
 
 def _not_executed(reply: Reply, limit: int) -> list[Answer]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from agent_host.errors import ServiceFailed
 from agent_host.foundry.function_tools import FunctionCall
 from agent_host.mcp_link import ToolResult
 
-from .helpers import CapturedDisplay, host_for, scripted
+from .helpers import CapturedDisplay, balance, host_for, scripted
 
 
 class HostileModel:
@@ -104,6 +105,31 @@ async def test_arguments_nested_too_deep_are_answered_not_a_crash(
     assert result.output["error"]["code"] == "invalid_arguments"
     [answer] = model.requests[1]["input"]
     assert (answer["type"], answer["call_id"]) == ("function_call_output", "call_deep")
+
+
+@pytest.mark.anyio
+async def test_a_call_id_used_again_is_answered_not_replayed_as_a_new_calls_outcome(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """The `call_id` is the idempotency key: run again, a repeated one would get the first call's stored
+    outcome, and the model would be told a second transfer was executed when only one ran."""
+    transfer = json.dumps({"from_account": "ACC-001", "to_account": "ACC-002", "amount": "10", "memo": None})
+    model = HostileModel(
+        [_call("call_1", "transfer_funds", transfer), _call("call_1", "transfer_funds", transfer)],
+        [_call("call_1", "transfer_funds", transfer)],
+    )
+    async with host_for(emulator, tmp_path, scripted("approve", "approve", "approve"), agent_name) as host:
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
+        turn = await conversation.send("Send Bob $10, twice.")
+        assert await balance(host, "ACC-001") == Decimal("4990.00")
+
+    assert len(host.desk.records) == 1
+    statuses = [result.output["status"] for _, result in turn.results]
+    codes = [result.output.get("error", {}).get("code") for _, result in turn.results]
+    assert statuses == ["executed", "failed", "failed"] and codes[1:] == ["duplicate_call_id"] * 2
+    answers = [item for request in model.requests[1:] for item in request["input"]]
+    assert [answer["call_id"] for answer in answers] == ["call_1"] * 3
+    assert [json.loads(answer["output"])["status"] for answer in answers] == statuses
 
 
 class BrokenStream(HostileModel):
