@@ -213,8 +213,9 @@ class RunDriver:
             raise RunRefused("invalid_resume", "A resume must answer exactly one interrupt.")
         if thread is None:
             raise RunRefused("unknown_interrupt", "The resume names no open interrupt of this thread.")
-        self.store.resolve(thread.thread_id, entries[0])
-        thread.pending = None
+        resolved = self.store.resolve(thread.thread_id, entries[0])
+        if thread.pending is resolved:  # an older one (a held desk approval's "continue") leaves the current one
+            thread.pending = None
         return thread
 
     async def _drain(self, thread: ThreadRun, run_input: RunAgentInput) -> AsyncIterator[BaseEvent]:

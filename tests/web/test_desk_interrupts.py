@@ -8,17 +8,20 @@ import math
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
 import pytest
-from ag_ui.core import RunErrorEvent, ToolCallStartEvent
+from ag_ui.core import RunAgentInput, RunErrorEvent, ToolCallStartEvent
 
 from agent_host.approvers import Question
 from agent_host.emulator import Emulator
+from agent_host.foundry.function_tools import FunctionCall
+from agent_host.mcp_link import ToolResult
 from agent_host.settings import McpProtocol, Transport
 from agent_host.web.interrupts import InterruptStore
-from agent_host.web.runs import Item, RunDriver, ThreadRun, _current
+from agent_host.web.runs import Item, RunDriver, Suspended, ThreadRun, _current
 from tests.host.desk_lab import DeskLab
 from tests.host.helpers import balance, settings_for
 
@@ -102,3 +105,35 @@ async def test_a_desk_link_that_is_not_a_web_page_is_never_put_in_the_page(url: 
     assert answer.action == "decline" and answer.desk
     thread.sink.close()
     assert [item async for item in source] == [], "no interrupt was raised"
+
+
+async def test_resuming_a_held_desk_interrupt_leaves_the_next_calls_interrupt_current() -> None:
+    # 2025-11-25: a held desk approval raised again as still pending stays open after its call settles (its
+    # resume only says "continue"); the run goes on and the next call's question is the thread's interrupt.
+    # Resuming the older one must not make the thread forget the current one: when the current one's call
+    # returns without its answer, it is closed, and a resume of it is refused, not reported as applied.
+    store = InterruptStore(60.0)
+    driver = RunDriver(store)
+    thread = driver._threads["t"] = ThreadRun("t")
+    thread.sink, thread.source = anyio.create_memory_object_stream[Item](math.inf)
+    thread.active = True
+    desk = Question("Approve at the desk.", (), url="https://desk.example/desk/approvals/APR-1", elicitation_id="e-1")
+    older = store.open("t", desk, "call_1")
+    older.link_accepted = True
+    form = {"type": "object", "properties": {"approve": {"type": "boolean"}}, "required": ["approve"]}
+    current = store.open("t", Question("Approve the second transfer?", (), schema=form), "call_2")
+    thread.pending = current
+    thread.emit(Suspended(current))
+
+    resumed = await _resumed(driver, older.id)
+    assert interrupt_of(resumed).id == current.id
+    thread.tool_result(FunctionCall("call_2", "transfer_funds", "{}"), ToolResult({"status": "expired"}))
+    assert current.state == "expired", "the call returned without the answer: nothing waits for it"
+    late = await _resumed(driver, current.id, {"approve": True})
+    assert isinstance(late[-1], RunErrorEvent) and late[-1].code == "interrupt_expired"
+
+
+async def _resumed(driver: RunDriver, interrupt_id: str, payload: object = None) -> list[Any]:
+    body = run_input("t", resume=resume(interrupt_id, payload=payload))
+    with anyio.fail_after(5):
+        return [event async for event in driver.run(RunAgentInput.model_validate(body))]
