@@ -176,6 +176,8 @@ class Toolbox:
         self.link = link
         self.desk = desk
         self.tools = {tool.name: function_tool(tool, strict=strict) for tool in link.tools}
+        self._pending: dict[str, str] = {}
+        """The idempotency key each `approval_ref` still pending was asked under, by ref."""
 
     def definitions(self) -> list[dict[str, Any]]:
         return [tool.definition() for tool in self.tools.values()]
@@ -194,17 +196,34 @@ class Toolbox:
         if not isinstance(arguments, dict):
             return _refused("invalid_arguments", "The arguments must be a JSON object.")
         mcp_arguments = tool.mcp_arguments(arguments)
-        result = await self.link.call(call.name, mcp_arguments, idempotency_key=call.call_id)
-        if self.desk is None:
-            return result
-        # A server that could ask nobody answers `pending_approval` with a desk link: once the link was
-        # shown, the call is made again with its `approval_ref` (which runs it at most once) until it settles,
-        # under the same key: the key is part of what the approver signed, so another would be refused.
-        while (ref := await self.desk.pending_link(result.output)) is not None:
-            continued = {**mcp_arguments, "approval_ref": ref}
-            result = await self.link.call(call.name, continued, idempotency_key=call.call_id)
-        self.desk.stop_if_interrupted(call.name, result.output)
+        key = self._key(call, mcp_arguments.get("approval_ref"))
+        result = await self.link.call(call.name, mcp_arguments, idempotency_key=key)
+        if self.desk is not None:
+            # A server that could ask nobody answers `pending_approval` with a desk link: once the link was
+            # shown, the call is made again with its `approval_ref` (which runs it at most once) until it
+            # settles, under the same key: the key is part of what the approver signed, so another is refused.
+            while (ref := await self.desk.pending_link(result.output)) is not None:
+                continued = {**mcp_arguments, "approval_ref": ref}
+                result = await self.link.call(call.name, continued, idempotency_key=key)
+            self.desk.stop_if_interrupted(call.name, result.output)
+        self._note_pending(key, result.output)
         return result
+
+    def _key(self, call: FunctionCall, ref: object) -> str:
+        """The idempotency key: the `call_id`, or for a call continuing an approval still pending (the model
+        repeats it, with its own `call_id`, as a `pending_approval` result says to) the key it was asked under."""
+        return self._pending.get(ref, call.call_id) if isinstance(ref, str) else call.call_id
+
+    def _note_pending(self, key: str, output: Mapping[str, Any]) -> None:
+        """Remember a pending approval's key until it settles; a settled one's ref is not continued again
+        (under its key the call would replay the stored outcome, reported as this call's)."""
+        ref = output.get("approval_ref")
+        if not isinstance(ref, str):
+            return
+        if output.get("status") == "pending_approval":
+            self._pending[ref] = key
+        else:
+            self._pending.pop(ref, None)
 
 
 def _refused(code: str, message: str) -> ToolResult:

@@ -3,6 +3,7 @@ shows the link (only), waits, and completes with the decision an approver signs 
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from agent_host.approvers import DenyApprover
+from agent_host.conversation import Conversation
 from agent_host.emulator import Emulator
 from agent_host.host import Host
 from agent_host.settings import McpProtocol, Transport
@@ -18,6 +21,7 @@ from .conftest import Cli
 from .desk_lab import DeskLab
 from .helpers import CapturedDisplay, balance, host_for, scripted, settings_for
 from .test_cli import lab_env, read_balance
+from .test_hostile_model import HostileModel, _call
 
 pytestmark = pytest.mark.anyio
 
@@ -95,3 +99,34 @@ def test_ask_without_a_terminal_shows_the_desk_link_and_leaves_it_pending(
     assert "the host does not wait for the desk" in result.stdout
     assert "← pending_approval" in result.stdout
     assert read_balance(tmp_path, "ACC-001") == Decimal("5000.00")
+
+
+async def test_the_model_continues_a_pending_approval_under_the_key_it_was_asked_with(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """A host that waits for nobody hands `pending_approval` to the model, which repeats the call with the
+    `approval_ref` once the desk decided, as the result tells it to: in a new function call, with its own
+    `call_id`. The host sends it under the key the approval was asked with, else the server refuses it as
+    another call's and the signed approval can never run; a settled ref is not continued again."""
+    lab = DeskLab.create(tmp_path)
+    target = lab.target(settings_for(emulator, agent_name))
+    transfer = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "100", "memo": None}
+    model = HostileModel([_call("call_1", "transfer_funds", json.dumps(transfer))])
+    async with (
+        host_for(emulator, tmp_path, DenyApprover(), agent_name, target) as host,
+        lab.approver() as (desk, passkey),
+    ):
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
+        pending = (await conversation.send("Transfer $100 from ACC-001 to ACC-002.")).results[0][1].output
+        assert pending["status"] == "pending_approval"
+        ref = pending["approval_ref"]
+        assert (await desk.decide(ref, "approved", passkey)).status_code == 200
+        again = json.dumps({**transfer, "approval_ref": ref})
+        model = HostileModel([_call("call_2", "transfer_funds", again)], [_call("call_3", "transfer_funds", again)])
+        conversation.transport = model
+        turn = await conversation.send("Approved at the desk; continue.")
+        assert await balance(host, "ACC-001") == Decimal("4900.00")
+
+    (_, continued), (_, repeated) = turn.results
+    assert continued.output["status"] == "executed" and continued.output["approval_ref"] == ref
+    assert repeated.output["error"]["code"] == "approval_mismatch", "a settled approval is not reported run again"
