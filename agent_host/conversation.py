@@ -5,9 +5,10 @@ Every `function_call` is answered with a `function_call_output` carrying the MCP
 dangles: if sending the answers fails, they are kept and sent first on the next request. Calls of
 one response run one after another, because each may put a question to the same human. After
 `max_rounds` rounds, further calls are answered as not executed and the agent is asked, with
-`tool_choice: "none"`, for a final answer. A call whose `call_id` an earlier call of the conversation had
-is answered as not executed: the `call_id` is the call's idempotency key, so running it would hand
-the model the earlier call's stored outcome as this one's (a second transfer reported done, none made).
+`tool_choice: "none"`, for a final answer. So are the calls of one response past
+`MAX_CALLS_PER_RESPONSE`, and a call whose `call_id` an earlier call of the conversation had: the
+`call_id` is the call's idempotency key, so running it would hand the model the earlier call's stored
+outcome as this one's (a second transfer reported done, none made).
 
 When the service can no longer continue the chain (the run expired while a human decided, see
 `agent_host.expiry`), the host tells the user what ran and what did not, from its own
@@ -27,6 +28,11 @@ from agent_host.expiry import Answer, LostChain
 from agent_host.foundry.function_tools import FunctionCall, Toolbox
 from agent_host.foundry.response_reader import Reply, assemble_stream, reply_from_response
 from agent_host.mcp_link import ToolResult, failed_output
+
+MAX_CALLS_PER_RESPONSE = 32
+"""Function calls of one response the host runs; the rest are answered as not executed. The round limit
+bounds how often the model calls, this how much one response may make the host do (each call can be a
+question to the person, or an approval left pending at the desk)."""
 
 
 class ResponsesTransport(Protocol):
@@ -129,7 +135,14 @@ class Conversation:
         while reply.calls and rounds < self.max_rounds:
             rounds += 1
             turn.rounds += 1
-            answered = [Answer(call, (await self._run(call, turn)).output) for call in reply.calls]
+            runs, beyond = reply.calls[:MAX_CALLS_PER_RESPONSE], reply.calls[MAX_CALLS_PER_RESPONSE:]
+            answered = [Answer(call, (await self._run(call, turn)).output) for call in runs]
+            if beyond:
+                self.observer.warning(
+                    f"The host runs {MAX_CALLS_PER_RESPONSE} function calls per response: the agent's "
+                    f"{len(beyond)} further call(s) were answered as not executed."
+                )
+                answered += _beyond_the_call_limit(beyond)
             reply = await self._respond(answered, [], turn)
         if reply.calls:
             turn.limited = True
@@ -203,6 +216,14 @@ def _reused(call: FunctionCall) -> dict[str, Any]:
         "nothing was done for this one."
     )
     return failed_output("duplicate_call_id", message)
+
+
+def _beyond_the_call_limit(calls: tuple[FunctionCall, ...]) -> list[Answer]:
+    message = (
+        f"Not executed: the host runs at most {MAX_CALLS_PER_RESPONSE} function calls per response; "
+        "make the remaining ones in a later response."
+    )
+    return [Answer(call, failed_output("call_limit", message)) for call in calls]
 
 
 def _not_executed(reply: Reply, limit: int) -> list[Answer]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agent_host.conversation import Conversation
+from agent_host.conversation import MAX_CALLS_PER_RESPONSE, Conversation
 from agent_host.display import SHOWN_CHARACTERS
 from agent_host.emulator import Emulator
 from agent_host.errors import ServiceFailed
@@ -130,6 +130,27 @@ async def test_a_call_id_used_again_is_answered_not_replayed_as_a_new_calls_outc
     answers = [item for request in model.requests[1:] for item in request["input"]]
     assert [answer["call_id"] for answer in answers] == ["call_1"] * 3
     assert [json.loads(answer["output"])["status"] for answer in answers] == statuses
+
+
+@pytest.mark.anyio
+async def test_calls_past_the_limit_of_one_response_are_answered_not_run(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """The round limit bounds how often the model calls; one response could still carry any number of calls,
+    each a question to the person (or a pending approval at the desk). Past the limit they are answered."""
+    transfer = json.dumps({"from_account": "ACC-001", "to_account": "ACC-002", "amount": "1", "memo": None})
+    calls = [_call(f"call_{n}", "transfer_funds", transfer) for n in range(MAX_CALLS_PER_RESPONSE + 5)]
+    model = HostileModel(calls)
+    async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
+        turn = await conversation.send("Pay Bob $1, many times.")
+
+    assert len(turn.results) == len(host.desk.records) == MAX_CALLS_PER_RESPONSE
+    answers = model.requests[1]["input"]
+    assert [answer["call_id"] for answer in answers] == [call["call_id"] for call in calls]
+    codes = [json.loads(answer["output"]).get("error", {}).get("code") for answer in answers]
+    assert codes[MAX_CALLS_PER_RESPONSE:] == ["call_limit"] * 5 and "call_limit" not in codes[:MAX_CALLS_PER_RESPONSE]
+    assert f"{MAX_CALLS_PER_RESPONSE} function calls per response" in host.display.text  # type: ignore[attr-defined]
 
 
 class BrokenStream(HostileModel):
