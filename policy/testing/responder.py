@@ -107,3 +107,11 @@ class ScriptedResponder:
     @property
     def remaining(self) -> int:
         return len(self.script)
+
+    async def asked(self, count: int = 1, *, within: float = 20.0) -> Question:
+        """Wait until `count` questions have arrived (a call waiting inline on its human, in another task),
+        at most `within` seconds (then `TimeoutError`); the latest."""
+        with anyio.fail_after(within):
+            while len(self.questions) < count:
+                await anyio.sleep(0.02)
+        return self.questions[-1]

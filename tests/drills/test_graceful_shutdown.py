@@ -42,9 +42,7 @@ async def test_sigterm_with_a_question_open_runs_nothing_and_the_keyed_retry_is_
 
         async with anyio.create_task_group() as group:
             group.start_soon(call)
-            with anyio.fail_after(20):
-                while not waiting.questions:
-                    await anyio.sleep(0.02)
+            await waiting.asked()
             process = server.process
             assert process is not None
             stopping = time.monotonic()
