@@ -68,11 +68,16 @@ def parse_role_scopes(text: str | None, known: Sequence[str]) -> dict[str, str]:
     return mapping
 
 
+VERIFYING_THREADS = 4
+"""Threads that verify tokens at once (a signature check is ~0.1 ms; more only wait on the issuer's lock)."""
+
+
 class JwtTokenVerifier:
     """The SDK's `TokenVerifier` for JWT access tokens (RFC 9068) signed by one issuer."""
 
     def __init__(self, config: OAuthConfig) -> None:
         self._config = config
+        self._threads = anyio.CapacityLimiter(VERIFYING_THREADS)
         if config.jwks_file is not None:
             self._keys: jwt.PyJWKSet | None = jwt.PyJWKSet.from_json(config.jwks_file.read_text(encoding="utf-8"))
             self._client: jwt.PyJWKClient | None = None
@@ -81,8 +86,11 @@ class JwtTokenVerifier:
             self._keys, self._client = None, jwt.PyJWKClient(config.jwks_url, cache_keys=True, timeout=5)
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        # Fetching the JWKS is blocking network I/O (cached after the first token): off the event loop.
-        return await anyio.to_thread.run_sync(self._verify, token)
+        # Fetching the JWKS is blocking network I/O (cached after the first token): off the event loop, on threads
+        # of its own. Anyone can send a token naming a key id the issuer lacks, and each makes PyJWT fetch the keys
+        # again (one at a time, under its lock); while the issuer does not answer, those waits would otherwise
+        # take every thread of the shared pool, which the gate's database work and the desk need.
+        return await anyio.to_thread.run_sync(self._verify, token, limiter=self._threads)
 
     def _verify(self, token: str) -> AccessToken | None:
         try:
@@ -95,7 +103,7 @@ class JwtTokenVerifier:
                 leeway=LEEWAY_SECONDS,
                 options={"require": ["exp", "iss", "aud", self._config.principal_claim]},
             )
-        except (jwt.PyJWTError, ValueError) as exc:
+        except (jwt.PyJWTError, ValueError, OSError) as exc:  # OSError: the issuer's keys could not be fetched
             log.info("bearer token refused: %s", type(exc).__name__)  # never the token itself
             return None
         principal = claims.get(self._config.principal_claim)

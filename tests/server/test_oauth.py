@@ -6,12 +6,15 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, cast
 
+import anyio
 import httpx2
 import jwt
 import pytest
@@ -24,6 +27,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 
 from mcp_server.app import AppState
 from mcp_server.http.auth import ConfigTokenVerifier
+from mcp_server.http.oauth import JwtTokenVerifier, OAuthConfig
 from policy.testing import ScriptedResponder, approve
 from tests.server.cli_process import McpCli
 from tests.server.harness import Harness, HttpServer
@@ -355,3 +359,47 @@ async def test_a_session_acts_with_the_token_of_each_request(
         again = outcome(await client.call_tool("get_account_balance", {"account_id": source}))
     assert seen["status"] == again["status"] == "executed"
     assert hidden["status"] == "failed" and hidden["error"]["code"] == "unknown_account", hidden
+
+
+class SilentIssuer:
+    """An issuer that accepts connections and never answers, until `close`: then every fetch fails at once."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.held: list[socket.socket] = []
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/jwks"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with suppress(OSError):
+            while True:
+                self.held.append(self.listener.accept()[0])
+
+    def close(self) -> None:
+        with suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread (a close alone does not)
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
+
+
+@pytest.mark.anyio
+async def test_tokens_checked_against_an_unreachable_issuer_hold_few_threads() -> None:
+    """Anyone may send a token naming a key id the issuer does not have, and each sends the verifier to fetch the
+    issuer's keys; while the issuer does not answer, each fetch waits (PyJWT serialises them under one lock). Those
+    waits must hold a bounded number of threads of their own, not the process's shared pool, on which the gate's
+    database work and the desk also run."""
+    issuer = SilentIssuer()
+    verifier = JwtTokenVerifier(OAuthConfig(issuer=ISSUER, audience="bankgate", jwks_url=issuer.url))
+    forged = [jwt.encode({"sub": "x"}, "k" * 32, algorithm="HS256", headers={"kid": f"k{n}"}) for n in range(48)]
+    shared = anyio.to_thread.current_default_thread_limiter()
+    try:
+        async with anyio.create_task_group() as group:
+            for token in forged:
+                group.start_soon(verifier.verify_token, token)
+            await anyio.sleep(0.3)
+            held = shared.borrowed_tokens
+            issuer.close()  # from here every fetch fails at once, and the tasks end
+        assert held <= 8, f"{held} of the shared pool's threads waited on the issuer"
+    finally:
+        issuer.close()
