@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -335,3 +336,11 @@ class Background:
                 log.error("audit sequencer: %s", problem)
                 self._last_problem = problem
             return False
+
+
+def checked_writer(db: Database, key_path: Path | None) -> AuditWriter:
+    """A writer for `db` signing with a key the chain's signers know (`Sequencer.check_ring`): an operator's
+    command run with another key file would sign records no replica chains, as a replica would."""
+    writer = AuditWriter(key_path)
+    Sequencer(db, writer).check_ring()
+    return writer

@@ -7,7 +7,7 @@ from pathlib import Path
 from mcp_server.app import open_state
 from mcp_server.audit import reader
 from mcp_server.audit.keys import key_file, load_keyring, load_public_keyring, load_signer, public_key_text
-from mcp_server.audit.sequencer import Sequencer
+from mcp_server.audit.sequencer import Sequencer, checked_writer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.cli.explain import explain
 from mcp_server.desk.reverify import reverify_decisions
@@ -195,8 +195,8 @@ def audit_tail(settings: Settings, limit: int) -> int:
 
 
 def _ledger(settings: Settings) -> Ledger:
-    audit = AuditWriter(settings.audit_key_file)
-    return Ledger(_existing(settings), max_amount_minor=settings.max_amount_minor, audit=audit)
+    db = _existing(settings)
+    return Ledger(db, max_amount_minor=settings.max_amount_minor, audit=checked_writer(db, settings.audit_key_file))
 
 
 def admin_accounts(settings: Settings) -> int:
@@ -238,7 +238,8 @@ def admin_invariants(settings: Settings) -> int:
 
 
 def _entitlements(settings: Settings, by: str | None) -> EntitlementAdmin:
-    return EntitlementAdmin(_existing(settings), by, AuditWriter(settings.audit_key_file))
+    db = _existing(settings)
+    return EntitlementAdmin(db, by, checked_writer(db, settings.audit_key_file))
 
 
 def admin_grant(settings: Settings, principal: str, relation: str, account_id: str, by: str | None) -> int:

@@ -4,7 +4,7 @@ import time
 
 from mcp.server.transport_security import TransportSecuritySettings
 
-from mcp_server.audit.writer import AuditWriter
+from mcp_server.audit.sequencer import checked_writer
 from mcp_server.desk.approvers import ApproverAdmin
 from mcp_server.desk.config import desk_config
 from mcp_server.desk.server import public_desk_url, served_port
@@ -14,7 +14,8 @@ from mcp_server.storage.database import Database
 
 
 def _admin(settings: Settings) -> ApproverAdmin:
-    return ApproverAdmin(Database.open(settings.db_url, create=False), AuditWriter(settings.audit_key_file))
+    db = Database.open(settings.db_url, create=False)
+    return ApproverAdmin(db, checked_writer(db, settings.audit_key_file))
 
 
 def approvers_add(settings: Settings, name: str, role: str | None) -> int:

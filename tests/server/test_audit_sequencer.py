@@ -400,3 +400,28 @@ def test_a_server_whose_key_file_lacks_the_chains_signing_key_is_refused_at_star
     rotated.write_text(own.read_text() + AuditWriter().key_path.read_text())
     rotated.chmod(0o600)
     open_state(Settings(db_url=db_url, audit_key_file=rotated, _env_file=None)).ledger.db.close()  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["admin", "deposit", "ACC", "1"], ["admin", "grant", "dan", "viewer", "ACC"], ["approvers", "add", "zed"]],
+    ids=["deposit", "grant", "approver"],
+)
+def test_a_command_whose_key_file_lacks_the_chains_signing_key_writes_nothing(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """An operator's command run with another key file (on another host, say) would sign records nobody chains,
+    as a replica would: refused before it writes, naming the key."""
+    db = Database.open(db_url)
+    ledger = Ledger(db)
+    account = ledger.create_account("Shared key").id
+    ledger.deposit(account, "1")
+    (batch,) = Sequencer(db, AuditWriter()).chain()
+    count = text("SELECT count(*) FROM audit_log")
+    before = db.read(lambda conn: conn.execute(count).scalar_one())
+    own = tmp_path / "own.key"
+    argv = [part if part != "ACC" else account for part in command]
+    code = main([*argv, "--db", db_url, "--audit-key-file", str(own)])
+    assert code != 0 and f"last signed by key {batch.head.key_id}" in capsys.readouterr().err
+    assert db.read(lambda conn: conn.execute(count).scalar_one()) == before
+    db.close()
