@@ -43,7 +43,8 @@ def template_problem(template: Any, arguments: Sequence[str] | None) -> str | No
 
 def worded(policy: Policy, call: Call, decision: Decision | None, result: GateResult, reason: str = "") -> GateResult:
     """`result` with the policy's message for its status, if the policy words it for this call."""
-    matched = decision.matched_rules if decision else ()
+    # A rule that failed to evaluate denied the call without holding: its wording would give a reason that is false.
+    matched = decision.matched_rules if decision and decision.failure is None else ()
     template = policy.messages_for(call.tool, matched).get(result.status.value)
     if template is None:
         return result

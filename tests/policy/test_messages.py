@@ -48,6 +48,17 @@ def test_rule_wording_wins_over_the_tool_and_defaults_stay() -> None:
     assert worded(policy, call, unmatched, GateResult(Status.DENIED, "built-in")).message == "built-in"
 
 
+def test_a_rule_that_could_not_be_evaluated_is_not_worded_as_if_it_held() -> None:
+    """Its call is denied (failing closed), but not for the rule's reason: the caller must not read "above your
+    limit" for a rule that merely failed to evaluate. The tool's own wording, if any, still applies."""
+    policy = parse_policy(WORDED, source="p.toml", catalog=TOOL_ARGUMENTS)
+    call = Call("transfer_funds", {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "60000"}, "ann")
+    failed = Decision(Outcome.DENY, ("Rule 'above-ceiling' could not be evaluated.",), ("above-ceiling",),
+                      policy.version, failure="no such key")  # fmt: skip
+    result = worded(policy, call, failed, GateResult(Status.DENIED, "Action 'transfer_funds' was denied by policy."))
+    assert result.message == "Action 'transfer_funds' was denied by policy."
+
+
 @pytest.mark.parametrize(
     ("messages", "says"),
     [
