@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from mcp_server.desk.decisions import decision_for
 from tests.a11y import headings_in_order, outline
-from tests.desk.test_desk_browser import anyio_backend, approver_page, chromium, desk
+from tests.desk.test_desk_browser import anyio_backend, approver_page, chromium, desk, playwright_api
 from tests.desk.world import World
 
 pytestmark = pytest.mark.anyio
@@ -41,3 +42,53 @@ async def test_every_page_has_a_language_title_one_h1_landmarks_and_labels(
             assert found["outside"] == [], (path, found["outside"])
         await page.goto(desk + paths[3])
         assert await page.title() == f"Approval {paths[3].rsplit('/', 1)[1]} · bankgate"
+
+
+async def focused(page: Any) -> str:
+    """The focused element as `tag#id.class` ('body' when focus was lost), and whether a focus ring shows."""
+    result: str = await page.evaluate("""() => { const el = document.activeElement;
+        const s = getComputedStyle(el); const ring = s.outlineStyle !== "none" && parseFloat(s.outlineWidth) > 0;
+        return `${el.tagName.toLowerCase()}#${el.id}.${el.className}${ring ? "" : " (no focus ring)"}`; }""")
+    return result
+
+
+async def test_a_decision_from_the_keyboard_alone_with_its_error_announced_where_focus_is(
+    chromium: Any, world: World, desk: str
+) -> None:
+    """Tab reaches the confirmation, the note, Approve and Reject, each with a focus ring. The first try's
+    error (the network drops) took focus with the disabled button, to the page's top: it goes to the message."""
+    closing = world.asked("close_account", "alice", account_id=world.source, sweep_to=world.target)
+    failed = []
+
+    async def fail_once(route: Any) -> None:
+        if failed:
+            await route.continue_()
+        else:
+            failed.append(route.request.url)
+            await route.abort()
+
+    async with approver_page(chromium) as page:
+        await pages_of(world, page, desk)
+        await page.goto(f"{desk}/approvals/{closing.ref}")
+        await page.route("**/challenge", fail_once)
+        order = []
+        while not order or order[-1].startswith(("a#", "button#.link")):
+            await page.keyboard.press("Tab")
+            order.append(await focused(page))
+        await page.keyboard.type(world.source)
+        for _ in range(3):
+            await page.keyboard.press("Tab")
+            order.append(await focused(page))
+        assert order[-4:] == ["input#confirmation.", "textarea#note.", "button#.approve", "button#.reject"], order
+        await page.keyboard.press("Shift+Tab")
+        await page.keyboard.press("Enter")
+        await playwright_api.expect(page.locator("#status")).to_have_class("status error", timeout=15_000)
+        assert await focused(page) == "p#status.status error", "focus moves to the error, not lost on the page"
+        assert await page.locator("#status").get_attribute("role") in ("status", "alert")
+        await page.keyboard.press("Shift+Tab")
+        await page.keyboard.press("Shift+Tab")
+        assert await focused(page) == "button#.approve"
+        await page.keyboard.press("Enter")
+        await playwright_api.expect(page.locator(".decided")).to_contain_text("Approved by erin", timeout=15_000)
+    decided = world.db.read(lambda conn: decision_for(conn, closing.ref))
+    assert decided is not None and decided.verdict == "approved"
