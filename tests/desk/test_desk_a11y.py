@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mcp_server.desk.decisions import decision_for
-from tests.a11y import headings_in_order, outline
+from tests.a11y import headings_in_order, outline, overflowing
 from tests.desk.test_desk_browser import anyio_backend, approver_page, chromium, desk, playwright_api
 from tests.desk.world import World
 
@@ -92,3 +92,19 @@ async def test_a_decision_from_the_keyboard_alone_with_its_error_announced_where
         await playwright_api.expect(page.locator(".decided")).to_contain_text("Approved by erin", timeout=15_000)
     decided = world.db.read(lambda conn: decision_for(conn, closing.ref))
     assert decided is not None and decided.verdict == "approved"
+
+
+async def test_long_unbroken_values_wrap_at_320_px(chromium: Any, world: World, desk: str) -> None:
+    """A 256-character principal and 100-character owners stay on the screen, and so do the buttons."""
+    principal = "p" * 256
+    world.sql("UPDATE accounts SET owner = :o", o="O" * 100)
+    closing = world.asked("close_account", principal, account_id=world.source, sweep_to=world.target)
+    async with approver_page(chromium) as page:
+        await pages_of(world, page, desk)
+        await page.set_viewport_size({"width": 320, "height": 640})
+        for path in ["/", f"/approvals/{closing.ref}"]:
+            await page.goto(desk + path)
+            assert await overflowing(page) == {"scroll": 320, "width": 320, "wide": []}, path
+        for button in await page.locator("#decide button").all():
+            box = await button.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 320
