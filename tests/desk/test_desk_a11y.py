@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mcp_server.desk.decisions import decision_for
-from tests.a11y import headings_in_order, outline, overflowing
+from tests.a11y import headings_in_order, low_contrast, outline, overflowing
 from tests.desk.test_desk_browser import anyio_backend, approver_page, chromium, desk, playwright_api
 from tests.desk.world import World
 
@@ -108,3 +108,26 @@ async def test_long_unbroken_values_wrap_at_320_px(chromium: Any, world: World, 
         for button in await page.locator("#decide button").all():
             box = await button.bounding_box()
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 320
+
+
+async def test_text_contrast_meets_wcag_aa_and_verdicts_are_words(chromium: Any, world: World, desk: str) -> None:
+    """Contrast computed from the CSS colours on every page, with a decision in the history and an error shown."""
+    approved, rejected = world.pending("10.00"), world.pending("20.00")
+    async with approver_page(chromium) as page:
+        paths = await pages_of(world, page, desk)
+        for approval, verdict in ((approved, "approved"), (rejected, "rejected")):
+            await page.goto(f"{desk}/approvals/{approval.ref}")
+            await page.click(f"button[data-verdict={verdict}]")
+            await playwright_api.expect(page.locator(".decided")).to_be_visible(timeout=15_000)
+        await page.goto(f"{desk}/history")
+        await playwright_api.expect(page.locator(".verdict")).to_have_text(["rejected", "approved"])
+        problems = {}
+        for path in [*paths, f"/approvals/{approved.ref}"]:
+            await page.goto(desk + path)
+            problems[path] = await low_contrast(page)
+        await page.goto(desk + paths[3])
+        await page.evaluate(
+            "() => { const s = document.getElementById('status'); s.textContent = 'x'; s.className = 'status error'; }"
+        )
+        problems["error"] = await low_contrast(page)
+    assert {path: found for path, found in problems.items() if found} == {}
