@@ -21,8 +21,8 @@ _OUTLINE = """() => {
     unlabelled: controls.filter((c) => !c.labels.length && !c.getAttribute("aria-label")
                                        && !c.getAttribute("aria-labelledby")).map((c) => c.outerHTML),
     unnamed: [...document.querySelectorAll("button, a[href]")].filter((b) => !named(b)).map((b) => b.outerHTML),
-    outside: [...document.body.children].filter((el) => !el.matches("header, main, nav, footer, script, [role]")
-                                                        && el.textContent.trim()).map((el) => el.tagName),
+    outside: [...document.body.children].filter((el) => el.textContent.trim()
+      && !el.matches("header, main, nav, footer, script, [role], form[aria-label]")).map((el) => el.tagName),
   };
 }"""
 
@@ -71,7 +71,9 @@ _OVERFLOW = """() => {
   const width = document.documentElement.clientWidth;
   const wide = [...document.querySelectorAll("body *")].filter((el) => {
     const r = el.getBoundingClientRect();
-    return r.width && (r.right > width + 1 || r.left < -1) && !el.closest("table");
+    const spills = el.clientWidth && el.scrollWidth > el.clientWidth + 1
+                   && getComputedStyle(el).overflowX === "visible";
+    return r.width && (r.right > width + 1 || r.left < -1 || spills) && !el.closest("table");
   });
   return { scroll: document.documentElement.scrollWidth, width,
            wide: wide.map((el) => `${el.tagName}.${el.className}`).slice(0, 8) };
@@ -91,7 +93,8 @@ async def low_contrast(page: Any) -> list[str]:
 
 
 async def overflowing(page: Any) -> dict[str, Any]:
-    """How far the page scrolls sideways and which elements stick out (data tables may scroll)."""
+    """How far the page scrolls sideways and which elements stick out of it or have text spilling out of
+    them (data tables may scroll)."""
     result: dict[str, Any] = await page.evaluate(_OVERFLOW)
     return result
 

@@ -1,0 +1,41 @@
+"""The browser chat for people who use a keyboard or a screen reader (headless Chromium, see test_browser):
+the page's outline, an approval answered from the keyboard alone, contrast, and long values at 320 px."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from agent_host.emulator import Emulator
+from tests.a11y import headings_in_order, outline
+
+from .helpers import web_for
+from .test_browser import ask, browser_page, playwright_api
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+pytestmark = pytest.mark.anyio
+
+
+async def focused(page: Page) -> str:
+    """The focused element as `tag.class` ('body' when focus was lost), and its text if it is a heading."""
+    result: str = await page.evaluate("""() => { const el = document.activeElement;
+        const heading = /^H\\d$/.test(el.tagName) ? `: ${el.textContent}` : "";
+        return `${el.tagName.toLowerCase()}.${el.className}${heading}`; }""")
+    return result
+
+
+async def test_the_chat_has_a_title_one_h1_landmarks_and_labels(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """The request box had only a placeholder (no label) and the form sat outside every landmark."""
+    async with web_for(emulator, tmp_path, agent_name) as web, browser_page(web.url + "/") as page:
+        await ask(page, "Close ACC-003 and sweep to ACC-001.")
+        await playwright_api.expect(page.locator(".approval input[name=confirmation]")).to_be_visible(timeout=30_000)
+        found = await outline(page)
+    assert found["lang"] == "en" and found["title"] == "bankgate · agent chat"
+    assert headings_in_order(found["headings"]) and found["main"] == 1, found
+    assert (found["unlabelled"], found["unnamed"], found["outside"]) == ([], [], [])
