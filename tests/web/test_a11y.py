@@ -3,13 +3,15 @@ the page's outline, an approval answered from the keyboard alone, contrast, and 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from agent_host.emulator import Emulator
-from tests.a11y import headings_in_order, outline
+from tests.a11y import headings_in_order, low_contrast, outline
+from tests.host.helpers import balance
 
 from .helpers import web_for
 from .test_browser import ask, browser_page, playwright_api
@@ -39,3 +41,26 @@ async def test_the_chat_has_a_title_one_h1_landmarks_and_labels(
     assert found["lang"] == "en" and found["title"] == "bankgate · agent chat"
     assert headings_in_order(found["headings"]) and found["main"] == 1, found
     assert (found["unlabelled"], found["unnamed"], found["outside"]) == ([], [], [])
+
+
+async def test_an_approval_from_the_keyboard_alone(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    """Focus went to the page's top when the card came (the request box it was on is disabled meanwhile):
+    it goes to the card's heading, whence Tab reaches the note, then Approve."""
+    expect = playwright_api.expect
+    async with web_for(emulator, tmp_path, agent_name) as web, browser_page(web.url + "/") as page:
+        await page.keyboard.press("Tab")
+        assert await focused(page) == "input."
+        await page.keyboard.type("Transfer $250 from ACC-001 to ACC-002.")
+        await page.keyboard.press("Enter")
+        card = page.locator(".approval").last
+        await expect(card.locator("dd.amount")).to_have_text("250", timeout=30_000)
+        assert await focused(page) == "h2.: Approval needed: transfer_funds"
+        await page.keyboard.press("Tab")
+        await page.keyboard.type("rent")
+        await page.keyboard.press("Tab")
+        assert await focused(page) == "button.approve"
+        await page.keyboard.press("Enter")
+        await expect(page.locator(".tool .status").last).to_have_text("executed", timeout=30_000)
+        await expect(page.locator("#request")).to_be_focused()
+        assert await low_contrast(page) == []
+        assert await balance(web.host, "ACC-002") == Decimal("500.00")

@@ -118,7 +118,10 @@ function handle(event) {
       break;
     case "RUN_FINISHED":
       if (event.outcome?.type === "interrupt") {
-        event.outcome.interrupts.forEach(approvalCard);
+        // The request box that had focus is disabled until the answer: focus goes to the (first) card's
+        // heading, so that a screen reader reads it and Tab goes on to its fields and buttons.
+        const cards = event.outcome.interrupts.map(approvalCard);
+        cards[0]?.querySelector("h2").focus();
         return true;
       }
       break;
@@ -131,7 +134,9 @@ function cardWithFacts(interrupt, className, title) {
   const card = append(element("section", className));
   card.dataset.interruptId = interrupt.id;
   const call = toolCalls.get(interrupt.toolCallId);
-  card.append(element("h2", "", `${title}${call ? `: ${call.name}` : ""}`));
+  const heading = element("h2", "", `${title}${call ? `: ${call.name}` : ""}`);
+  heading.tabIndex = -1;
+  card.append(heading);
   card.append(element("div", "question", interrupt.message ?? ""));
   const facts = element("dl");
   let args = {};
@@ -214,16 +219,17 @@ function approvalCard(interrupt) {
   };
   approve.addEventListener("click", () => answer(true));
   reject.addEventListener("click", () => answer(false));
+  return card;
 }
 
 // A desk approval: the decision is signed at bankgate's approval desk, so the card shows the link
 // (opened only when the person clicks it, in a new tab) and resumes the run once they have decided.
-// Raised again with the same id while the desk has not decided: the existing card says so.
+// Raised again with the same id while the desk has not decided: the existing card says so. Returns the card.
 function deskCard(interrupt) {
   const existing = document.querySelector(`section.desk[data-interrupt-id="${CSS.escape(interrupt.id)}"]`);
   if (existing) {
     existing.restart(interrupt);
-    return;
+    return existing;
   }
   const card = cardWithFacts(interrupt, "approval desk", "Approval at the desk");
   const link = element("a", "desk-link", "Approve at the desk");
@@ -271,6 +277,7 @@ function deskCard(interrupt) {
       setBusy(true);
     }
   });
+  return card;
 }
 
 function setBusy(busy) {
