@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from agent_host.emulator import Emulator
-from tests.a11y import headings_in_order, low_contrast, outline
+from tests.a11y import headings_in_order, low_contrast, outline, overflowing
 from tests.host.helpers import balance
 
 from .helpers import web_for
@@ -64,3 +64,15 @@ async def test_an_approval_from_the_keyboard_alone(emulator: Emulator, tmp_path:
         await expect(page.locator("#request")).to_be_focused()
         assert await low_contrast(page) == []
         assert await balance(web.host, "ACC-002") == Decimal("500.00")
+
+
+async def test_long_values_wrap_at_320_px(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    """A 140-character memo without spaces ran the tool line and the card's question off the screen."""
+    async with web_for(emulator, tmp_path, agent_name) as web, browser_page(web.url + "/") as page:
+        await page.set_viewport_size({"width": 320, "height": 640})
+        await ask(page, 'Transfer $250 from ACC-001 to ACC-002, memo "' + "m" * 140 + '".')
+        card = page.locator(".approval").last
+        await playwright_api.expect(card.locator("dd.amount")).to_have_text("250", timeout=30_000)
+        assert await overflowing(page) == {"scroll": 320, "width": 320, "wide": []}
+        box = await card.locator("button.approve").bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 320
