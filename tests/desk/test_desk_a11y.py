@@ -18,11 +18,13 @@ __all__ = ["anyio_backend", "chromium", "desk"]
 
 
 async def pages_of(world: World, page: Any, desk: str) -> list[str]:
-    """Every kind of desk page, enrolling erin on the way (`page` ends signed in): their paths."""
+    """Every kind of desk page, enrolling erin from the keyboard on the way (`page` ends signed in): their paths."""
     closing = world.asked("close_account", "alice", account_id=world.source, sweep_to=world.target)
     token, _ = world.admin.add("erin")
     await page.goto(f"{desk}/enroll?token={token}")
-    await page.click("#register")
+    await page.keyboard.press("Tab")  # the brand link, then the one button
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Enter")
     await page.wait_for_url(f"{desk}/")
     return [f"/enroll?token={token}", "/signin", "/", f"/approvals/{closing.ref}", "/history", "/approvals/APR-0"]
 
