@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 
+LIVENESS = """(el) => { const region = el.closest("[aria-live], [role=status], [role=alert], [role=log], [role=timer]");
+    return !region ? "off" : region.getAttribute("aria-live")
+        || {status: "polite", alert: "assertive", log: "polite", timer: "off"}[region.getAttribute("role")]; }"""
+"""How a screen reader announces changes of the element: its closest live region's politeness."""
+
+
 async def focused(page: Page) -> str:
     """The focused element as `tag.class` ('body' when focus was lost), and its text if it is a heading."""
     result: str = await page.evaluate("""() => { const el = document.activeElement;
@@ -38,6 +44,8 @@ async def test_the_chat_has_a_title_one_h1_landmarks_and_labels(
         await ask(page, "Close ACC-003 and sweep to ACC-001.")
         await playwright_api.expect(page.locator(".approval input[name=confirmation]")).to_be_visible(timeout=30_000)
         found = await outline(page)
+        live = await page.locator(".countdown").evaluate(LIVENESS)
+    assert live == "off", "the card's countdown, ticking every second in the live log, was read out each second"
     assert found["lang"] == "en" and found["title"] == "bankgate · agent chat"
     assert headings_in_order(found["headings"]) and found["main"] == 1, found
     assert (found["unlabelled"], found["unnamed"], found["outside"]) == ([], [], [])

@@ -150,6 +150,14 @@ function cardWithFacts(interrupt, className, title) {
   return card;
 }
 
+// The countdown's element: a timer, not read out at each tick although it sits in the live log.
+function timer() {
+  const node = element("span", "countdown", "");
+  node.setAttribute("role", "timer");
+  node.setAttribute("aria-live", "off");
+  return node;
+}
+
 // A countdown to the interrupt's deadline; `expired` runs once it reaches zero. Returns a stop function.
 function countdownTo(interrupt, countdown, expired) {
   const deadline = interrupt.expiresAt ? Date.parse(interrupt.expiresAt) : null;
@@ -192,7 +200,7 @@ function approvalCard(interrupt) {
   const actions = element("div", "actions");
   const approve = element("button", "approve", "Approve");
   const reject = element("button", "reject", "Reject");
-  const countdown = element("span", "countdown", "");
+  const countdown = timer();
   actions.append(approve, reject, countdown);
   card.append(actions);
   const outcome = element("div", "outcome", "");
@@ -242,7 +250,7 @@ function deskCard(interrupt) {
   const actions = element("div", "actions");
   const decided = element("button", "decided", "I have decided at the desk — continue");
   const withdraw = element("button", "reject withdraw", "Withdraw");
-  const countdown = element("span", "countdown", "");
+  const countdown = timer();
   actions.append(decided, withdraw, countdown);
   const outcome = element("div", "outcome", "");
   card.append(link, url, hint, actions, outcome);
