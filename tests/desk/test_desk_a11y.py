@@ -60,7 +60,7 @@ async def test_a_decision_from_the_keyboard_alone_with_its_error_announced_where
     """Tab reaches the confirmation, the note, Approve and Reject, each with a focus ring. The first try's
     error (the network drops) took focus with the disabled button, to the page's top: it goes to the message."""
     closing = world.asked("close_account", "alice", account_id=world.source, sweep_to=world.target)
-    failed = []
+    failed: list[str] = []
 
     async def fail_once(route: Any) -> None:
         if failed:
@@ -73,7 +73,7 @@ async def test_a_decision_from_the_keyboard_alone_with_its_error_announced_where
         await pages_of(world, page, desk)
         await page.goto(f"{desk}/approvals/{closing.ref}")
         await page.route("**/challenge", fail_once)
-        order = []
+        order: list[str] = []
         while not order or order[-1].startswith(("a#", "button#.link")):
             await page.keyboard.press("Tab")
             order.append(await focused(page))
