@@ -49,6 +49,7 @@ async def test_a_transfer_approved_at_the_desk(
 
         await card.locator("button.decided").click()
         await expect(card.locator(".outcome")).to_contain_text("has not decided yet", timeout=30_000)
+        await expect(card.locator("h2")).to_be_focused()  # not lost with the disabled button
         assert await balance(web.host, "ACC-001") == Decimal("5000.00")
 
         decided = await desk.decide(ref, "approved", passkey, note="rent")

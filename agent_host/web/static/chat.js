@@ -118,7 +118,10 @@ function handle(event) {
       break;
     case "RUN_FINISHED":
       if (event.outcome?.type === "interrupt") {
-        event.outcome.interrupts.forEach(approvalCard);
+        // The request box that had focus is disabled until the answer: focus goes to the (first) card's
+        // heading, so that a screen reader reads it and Tab goes on to its fields and buttons.
+        const cards = event.outcome.interrupts.map(approvalCard);
+        cards[0]?.querySelector("h2").focus();
         return true;
       }
       break;
@@ -131,7 +134,9 @@ function cardWithFacts(interrupt, className, title) {
   const card = append(element("section", className));
   card.dataset.interruptId = interrupt.id;
   const call = toolCalls.get(interrupt.toolCallId);
-  card.append(element("h2", "", `${title}${call ? `: ${call.name}` : ""}`));
+  const heading = element("h2", "", `${title}${call ? `: ${call.name}` : ""}`);
+  heading.tabIndex = -1;
+  card.append(heading);
   card.append(element("div", "question", interrupt.message ?? ""));
   const facts = element("dl");
   let args = {};
@@ -143,6 +148,14 @@ function cardWithFacts(interrupt, className, title) {
   if (interrupt.metadata?.reference) facts.append(element("dt", "", "Reference"), element("dd", "reference", interrupt.metadata.reference));
   card.append(facts);
   return card;
+}
+
+// The countdown's element: a timer, not read out at each tick although it sits in the live log.
+function timer() {
+  const node = element("span", "countdown", "");
+  node.setAttribute("role", "timer");
+  node.setAttribute("aria-live", "off");
+  return node;
 }
 
 // A countdown to the interrupt's deadline; `expired` runs once it reaches zero. Returns a stop function.
@@ -187,7 +200,7 @@ function approvalCard(interrupt) {
   const actions = element("div", "actions");
   const approve = element("button", "approve", "Approve");
   const reject = element("button", "reject", "Reject");
-  const countdown = element("span", "countdown", "");
+  const countdown = timer();
   actions.append(approve, reject, countdown);
   card.append(actions);
   const outcome = element("div", "outcome", "");
@@ -214,16 +227,17 @@ function approvalCard(interrupt) {
   };
   approve.addEventListener("click", () => answer(true));
   reject.addEventListener("click", () => answer(false));
+  return card;
 }
 
 // A desk approval: the decision is signed at bankgate's approval desk, so the card shows the link
 // (opened only when the person clicks it, in a new tab) and resumes the run once they have decided.
-// Raised again with the same id while the desk has not decided: the existing card says so.
+// Raised again with the same id while the desk has not decided: the existing card says so. Returns the card.
 function deskCard(interrupt) {
   const existing = document.querySelector(`section.desk[data-interrupt-id="${CSS.escape(interrupt.id)}"]`);
   if (existing) {
     existing.restart(interrupt);
-    return;
+    return existing;
   }
   const card = cardWithFacts(interrupt, "approval desk", "Approval at the desk");
   const link = element("a", "desk-link", "Approve at the desk");
@@ -236,7 +250,7 @@ function deskCard(interrupt) {
   const actions = element("div", "actions");
   const decided = element("button", "decided", "I have decided at the desk — continue");
   const withdraw = element("button", "reject withdraw", "Withdraw");
-  const countdown = element("span", "countdown", "");
+  const countdown = timer();
   actions.append(decided, withdraw, countdown);
   const outcome = element("div", "outcome", "");
   card.append(link, url, hint, actions, outcome);
@@ -271,6 +285,7 @@ function deskCard(interrupt) {
       setBusy(true);
     }
   });
+  return card;
 }
 
 function setBusy(busy) {

@@ -80,6 +80,9 @@ async function run(buttons, work) {
   } catch (error) {
     say(error.message || String(error), "error");
     busy(buttons, false);
+    // The pressed button was disabled while it worked, which dropped focus to the page's top: a keyboard or
+    // screen reader user is taken to the message instead (the buttons are just before it).
+    document.getElementById("status").focus();
   }
 }
 
