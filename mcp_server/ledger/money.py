@@ -137,17 +137,20 @@ def to_decimal(minor: int, currency: str) -> Decimal:
 def format_amount(minor: int, currency: str) -> str:
     """Human form: `$5,000.00`, `€12.50`, `-£3.00`, `1,000 JPY`."""
     exponent = minor_units(currency)
-    number = f"{abs(to_decimal(minor, currency)):,.{exponent}f}"
+    number = f"{Decimal(abs(minor)).scaleb(-exponent):,.{exponent}f}"  # `to_decimal`'s, its currency looked up once
     sign = "-" if minor < 0 else ""
     symbol = _SYMBOLS.get(currency)
     return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {currency}"
 
 
 def _to_decimal(value: object) -> Decimal:
-    """A positive finite `Decimal` whose exponent counts the decimals that matter."""
-    if isinstance(value, bool) or value is None:
+    """A positive finite `Decimal` whose exponent counts the decimals that matter. Text, what every
+    call's arguments carry, is tried first: no other kind checked is a `str`."""
+    if isinstance(value, str):
+        amount = _decimal_from_text(value)
+    elif isinstance(value, bool) or value is None:
         raise _invalid("amount must be a number or a decimal string such as 12.50.")
-    if isinstance(value, int):
+    elif isinstance(value, int):
         amount = Decimal(value)
     elif isinstance(value, float):
         if not math.isfinite(value):
@@ -157,8 +160,6 @@ def _to_decimal(value: object) -> Decimal:
         if not value.is_finite():
             raise _invalid("amount must be a finite number.")
         amount = _drop_trailing_zeros(value)
-    elif isinstance(value, str):
-        amount = _decimal_from_text(value)
     else:
         raise _invalid("amount must be a number or a decimal string such as 12.50.")
     if amount <= 0:

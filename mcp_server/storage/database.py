@@ -57,7 +57,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import unquote_plus
@@ -170,6 +170,11 @@ class Database:
         self._engine = engine
         self._dialect = cast(Dialect, engine.dialect.name)
         self._write_gate = threading.Lock() if self._dialect == "sqlite" else None
+        gate = self._write_gate
+        self._turns: dict[bool, AbstractContextManager[None]] = (
+            {True: _Turn(gate, wait=True), False: _Turn(gate, wait=False)} if gate else {True: _AS_IS, False: _AS_IS}
+        )
+        """A write's turn (`_turn`) by whether it may wait for it."""
         self._reader: Connection | None = None
         self._reader_free = threading.Lock()
         self._prompt_writer: Connection | None = None
@@ -350,36 +355,51 @@ class Database:
         elif isinstance(exc, OperationalError) or exc.connection_invalidated:
             self._loop.failed()
 
-    @contextmanager
-    def _connection(self, wait: bool) -> Iterator[Connection]:
+    def _connection(self, wait: bool) -> AbstractContextManager[Connection]:
         """A pooled connection; for work that must not wait, the loop's (PostgreSQL) or the long-lived
-        prompt writer (SQLite)."""
+        prompt writer (SQLite), set up here, under the write gate the caller took first."""
         if wait:
-            with self._engine.connect() as conn:
-                yield conn
-            return
+            return self._engine.connect()  # closed (back to the pool) on exit
         if self._loop is not None:
-            with self._loop.borrowed() as loop_conn:
-                if loop_conn is None:
-                    raise WouldWait
-                yield loop_conn
-            return
+            return self._borrowed(self._loop)
         if self._prompt_writer is None or self._prompt_writer.invalidated:  # a reconnect would lose busy_timeout 0
             self._prompt_writer = _discarded(self._prompt_writer) or self._engine.connect()
             _SQLITE_NO_WAITING.run(self._prompt_writer)
-        yield self._prompt_writer
+        return nullcontext(self._prompt_writer)
 
+    @staticmethod
     @contextmanager
-    def _turn(self, write: bool, wait: bool) -> Iterator[None]:
+    def _borrowed(loop: LoopConnection) -> Iterator[Connection]:
+        with loop.borrowed() as loop_conn:
+            if loop_conn is None:
+                raise WouldWait
+            yield loop_conn
+
+    def _turn(self, write: bool, wait: bool) -> AbstractContextManager[None]:
         """This process's turn to write on SQLite (one writer at a time); nothing to take otherwise."""
-        gate = self._write_gate if write else None
-        if gate is not None and not gate.acquire(timeout=-1 if wait else _PROMPT_TURN_WAIT_S):
+        return self._turns[wait] if write else _AS_IS
+
+
+class _Turn:
+    """The write gate, taken on entry (unless `wait`, within `_PROMPT_TURN_WAIT_S`, else `WouldWait`).
+    A class, not a generator: every write transaction enters one, and a generator's machinery cost more."""
+
+    __slots__ = ("_gate", "_wait")
+
+    def __init__(self, gate: threading.Lock, *, wait: bool) -> None:
+        self._gate = gate
+        self._wait = wait
+
+    def __enter__(self) -> None:
+        if not self._gate.acquire(timeout=-1 if self._wait else _PROMPT_TURN_WAIT_S):
             raise WouldWait
-        try:
-            yield
-        finally:
-            if gate is not None:
-                gate.release()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._gate.release()
+
+
+_AS_IS: AbstractContextManager[None] = nullcontext()
+"""A context that does nothing (no turn to take, nothing to relax), shared: it keeps no state."""
 
 
 def _postgres_read(conn: Connection, work: Callable[[Connection], T], snapshot: bool, *, kept: bool) -> T:
@@ -421,12 +441,13 @@ def _discarded(conn: Connection | None) -> Connection | None:
     return None
 
 
-@contextmanager
-def _relaxed(conn: Connection, relaxed: bool) -> Iterator[None]:
+def _relaxed(conn: Connection, relaxed: bool) -> AbstractContextManager[None]:
     """SQLite's ``synchronous`` for one transaction (it cannot change inside one), then back to FULL."""
-    if not relaxed:
-        yield
-        return
+    return _relaxed_commit(conn) if relaxed else _AS_IS
+
+
+@contextmanager
+def _relaxed_commit(conn: Connection) -> Iterator[None]:
     _SQLITE_RELAXED.run(conn)
     try:
         yield

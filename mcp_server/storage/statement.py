@@ -102,7 +102,8 @@ class Statement:
         """Every statement of a call passes here (two dozen in a gated transfer), so it stays plain: no
         context manager, and on SQLite no look for a queue, which only `pipelined` (PostgreSQL) keeps."""
         sql, arguments = bound = self._bound(conn, params)
-        driver = _driver(conn)
+        driver: Any = conn.connection.dbapi_connection  # `_driver(conn)`, inline
+        assert driver is not None, "a checked-out connection has a driver connection"
         queue: list[_Bound] | None = None
         waiting: list[_Ahead] | None = None
         if conn.dialect.name == "postgresql":
@@ -130,11 +131,12 @@ class Statement:
         return cursor
 
     def _bound(self, conn: Connection, params: Mapping[str, Any]) -> _Bound:
-        """The driver's SQL for this dialect and `params` in the form it takes."""
-        compiled = self._compiled.get(conn.dialect.name)
-        if compiled is None:
-            compiled = self._compiled[conn.dialect.name] = _compile(self.sql, conn)
-        sql, positions = compiled
+        """The driver's SQL for this dialect and `params` in the form it takes (looked up by `[]`, no call:
+        every statement, and every read sent ahead, passes here)."""
+        try:
+            sql, positions = self._compiled[conn.dialect.name]
+        except KeyError:
+            sql, positions = self._compiled[conn.dialect.name] = _compile(self.sql, conn)
         return sql, params if positions is None else [params[name] for name in positions]
 
 

@@ -20,16 +20,14 @@ from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp_types import CallToolResult, ElicitRequest, ElicitRequestURLParams, InputRequiredResult
-from mcp_types.version import is_version_at_least
 
-from policy.mcp.round import APPROVAL_REF_META
+from policy.mcp.round import APPROVAL_REF_META, INPUT_REQUIRED_VERSIONS
 from policy.results import Status
 
 APPROVAL_REF = "approval_ref"
 """The tool argument through which the model continues a `pending_approval` call."""
 DESK_INPUT = "io.bankgate/desk"
 """The key of the desk link among a 2026-07-28 round's input requests, and of its request state."""
-_INPUT_REQUIRED_VERSION = "2026-07-28"
 _PENDING = Status.PENDING_APPROVAL.value
 """Read once: every call's result is compared with it, and an enum's `.value` is a property lookup."""
 
@@ -77,8 +75,7 @@ def _continued(state: Any) -> str | None:
 
 def _links_by_url(ctx: ServerRequestContext[Any, Any]) -> bool:
     """Whether this client takes the desk link as a URL input request (2026-07-28 with URL mode)."""
-    version = ctx.protocol_version
-    if version is None or not is_version_at_least(version, _INPUT_REQUIRED_VERSION):
+    if ctx.protocol_version not in INPUT_REQUIRED_VERSIONS:
         return False
     capabilities = ctx.session.client_capabilities
     elicitation = capabilities.elicitation if capabilities is not None else None

@@ -26,8 +26,9 @@ from enum import Enum
 from typing import Annotated, Any, Protocol, TypeVar, cast
 
 import anyio
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, Resolve
-from mcp_types.version import is_version_at_least
+from mcp_types.version import KNOWN_PROTOCOL_VERSIONS, is_version_at_least
 
 from policy.action import Call
 from policy.channel import Channel
@@ -50,6 +51,11 @@ APPROVAL_REF_META = "io.bankgate/approval-ref"
 DESK_POLL = 0.5
 """Seconds between looks at the desk while a URL-mode elicitation waits for its decision."""
 _INPUT_REQUIRED_VERSION = "2026-07-28"
+INPUT_REQUIRED_VERSIONS = frozenset(
+    v for v in KNOWN_PROTOCOL_VERSIONS if is_version_at_least(v, _INPUT_REQUIRED_VERSION)
+)
+"""The protocol versions whose rounds are input requests (`is_version_at_least` 2026-07-28; an unknown one is not),
+ranked once: every round of a call asks, twice."""
 _REF = re.compile(r"APR-[0-9A-F]{10}")
 _NOT_ASKED = Verdict(VerdictKind.UNDELIVERED, "No question was needed.")
 
@@ -87,8 +93,7 @@ def _host(ctx: Context) -> GateHost:
 
 
 def uses_input_required(ctx: Context) -> bool:
-    version = ctx.protocol_version
-    return version is not None and is_version_at_least(version, _INPUT_REQUIRED_VERSION)
+    return ctx.protocol_version in INPUT_REQUIRED_VERSIONS
 
 
 def url_reachable(ctx: Context) -> bool:
@@ -98,14 +103,15 @@ def url_reachable(ctx: Context) -> bool:
     return elicitation is not None and elicitation.url is not None and ctx.session.can_send_request
 
 
-def human_reachable(ctx: Context, input_required: bool) -> bool:
-    """Whether this client can put a form question to a person on this transport (`input_required`:
-    `uses_input_required(ctx)`, which the caller has already read)."""
-    capabilities = ctx.client_capabilities
+def human_reachable(request: ServerRequestContext[Any, Any], input_required: bool) -> bool:
+    """Whether this client can put a form question to a person on this transport (`request`: the call's
+    `ctx.request_context`, as read once; `input_required`: `uses_input_required(ctx)`, read already)."""
+    session = request.session
+    capabilities = session.client_capabilities
     elicitation = capabilities.elicitation if capabilities is not None else None
     if elicitation is None or (elicitation.form is None and elicitation.url is not None):
         return False
-    return input_required or ctx.session.can_send_request
+    return input_required or session.can_send_request
 
 
 async def prepare(ctx: Context) -> Opening:
@@ -131,8 +137,8 @@ async def _opened(ctx: Context, *, rounds: bool) -> Opening:
         return Opening(Call(tool, {}, principal, roles=roles), final=GateResult.refused(refusal))
     gate, asked, reachable, desk = host.gate, None, False, False
     if rounds:
-        input_required = uses_input_required(ctx)  # read once: each `Context` property is a pydantic lookup
-        asked, reachable = _answered(ctx, input_required), human_reachable(ctx, input_required)
+        input_required = request.protocol_version in INPUT_REQUIRED_VERSIONS  # `uses_input_required`, on `request`
+        asked, reachable = _answered(ctx, input_required), human_reachable(request, input_required)
         desk = host.has_desk
     try:
         if ref is not None:
