@@ -32,6 +32,7 @@ from mcp_server.desk.config import DeskConfig
 from mcp_server.desk.guard import CSRF_HEADER, Guard, Secured
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.tokens import new_token
+from mcp_server.desk.turns import Turns
 from mcp_server.storage.database import Database
 from policy.channel import Channel
 from policy.question import requested_confirmation
@@ -98,6 +99,7 @@ class Desk:
     def __init__(self, db: Database, audit: AuditWriter, config: DeskConfig) -> None:
         self.db, self.audit, self.config = db, audit, config
         self.guard = Guard(config)
+        self._sign_ins = Turns()
         self.templates = Environment(
             loader=PackageLoader("mcp_server.desk", "templates"), autoescape=select_autoescape()
         )
@@ -271,7 +273,8 @@ class Desk:
     async def signin_options(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
         client = _client(request)
         await self._read(lambda conn: ratelimit.check(conn, [client]))
-        return JSONResponse(await self._write(lambda conn: passkeys.sign_in_options(conn, self.config, client)))
+        async with self._sign_ins.turn(client):  # one address's requests queue here, not holding connections
+            return JSONResponse(await self._write(lambda conn: passkeys.sign_in_options(conn, self.config, client)))
 
     async def signin_finish(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
         scopes = [_client(request)]

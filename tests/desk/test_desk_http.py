@@ -2,11 +2,15 @@
 
 import html
 import re
+import threading
+import time
+from typing import Any
 
 import anyio
 import httpx2
 import pytest
 
+from mcp_server.desk import passkeys
 from mcp_server.desk.challenges import MAX_OPEN_SIGN_INS
 from mcp_server.desk.decisions import decision_for
 from tests.desk.authenticator import SoftPasskey
@@ -218,6 +222,34 @@ async def test_the_cap_on_open_sign_ins_holds_for_requests_at_once(world: World,
         for _ in range(3 * MAX_OPEN_SIGN_INS):
             group.start_soon(ask)
     assert sorted(replies) == [200] * MAX_OPEN_SIGN_INS + [429] * 2 * MAX_OPEN_SIGN_INS
+
+
+async def test_sign_ins_at_once_from_one_address_wait_without_holding_connections(
+    world: World, erin: DeskBrowser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each would otherwise wait for the address's database turn holding a pooled connection and a thread: a
+    script's burst (no sign-in needed) would drain the pool the gate needs. They reach the database one by one."""
+    inside, most, guard = 0, 0, threading.Lock()
+    issue = passkeys.sign_in_options
+
+    def counted(*args: Any) -> dict[str, Any]:
+        nonlocal inside, most
+        with guard:
+            inside += 1
+            most = max(most, inside)
+        try:
+            time.sleep(0.02)  # while it holds its connection
+            return issue(*args)
+        finally:
+            with guard:
+                inside -= 1
+
+    monkeypatch.setattr(passkeys, "sign_in_options", counted)
+    await erin.get("/signin")
+    async with anyio.create_task_group() as group:
+        for _ in range(MAX_OPEN_SIGN_INS):
+            group.start_soon(erin.post, "/signin/options", {})
+    assert most == 1
 
 
 async def test_assertion_for_one_approval_refused_for_another(
