@@ -10,6 +10,7 @@ from sqlalchemy import Connection, text
 
 from mcp_server.storage import migrations
 from mcp_server.storage.database import Database, LedgerNotOpened
+from tests.ledger.helpers import held_elsewhere
 
 
 def recorded(db: Database) -> list[tuple[int, str]]:
@@ -111,24 +112,17 @@ def test_opening_a_migrated_ledger_takes_no_write_lock(backend: str, database_ur
     it and failing as 'too busy'."""
     Database.open(database_url).close()
     holder = Database.open(database_url)
-    held, release = threading.Event(), threading.Event()
 
-    def hold(conn: Connection) -> None:
+    def take(conn: Connection) -> None:
         if backend == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": migrations._ADVISORY_LOCK_KEY})
         else:
             conn.execute(text("UPDATE accounts SET owner = owner"))
-        held.set()
-        release.wait(30)
 
-    holding = threading.Thread(target=holder.run, args=(hold,))
-    holding.start()
     try:
-        assert held.wait(10)
-        started = time.monotonic()
-        Database.open(database_url).close()
-        assert time.monotonic() - started < 2
+        with held_elsewhere(holder, take):
+            started = time.monotonic()
+            Database.open(database_url).close()
+            assert time.monotonic() - started < 2
     finally:
-        release.set()
-        holding.join()
         holder.close()
