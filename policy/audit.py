@@ -78,14 +78,8 @@ def is_legacy(record: Mapping[str, Any]) -> bool:
 
 
 def _said(record: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
-    """`record`'s `fields` (`None` where it lacks one), without an optional one it leaves NULL. Three
-    records a gated call, each read field by field: `[]` is no call, `record.get` was one a field."""
-    try:
-        return {name: value for name in fields if (value := record[name]) is not None or name not in _OPTIONAL_FIELDS}
-    except KeyError:  # a record lacking a field: read as `None`
-        return {
-            name: value for name in fields if (value := record.get(name)) is not None or name not in _OPTIONAL_FIELDS
-        }
+    """`record`'s `fields`, without an optional one it leaves NULL."""
+    return {name: value for name in fields if (value := record.get(name)) is not None or name not in _OPTIONAL_FIELDS}
 
 
 def chain_hash(prev_hash: str, record: Mapping[str, Any]) -> str:

@@ -170,11 +170,7 @@ class Gate:
         event loop only (no lock)."""
         held = self._waiting.get(principal, 0)
         if self.max_pending is not None and held >= self.max_pending:
-            yield Refusal(
-                "too_many_pending",
-                f"{self.max_pending} of your calls already wait for a human's answer (the server's "
-                "max_pending_approvals); wait until one is answered or expires before calling again. Nothing was done.",
-            )
+            yield _too_many_pending(f"{self.max_pending} of your calls already wait for a human's answer")
             return
         self._waiting[principal] = held + 1
         try:
@@ -334,7 +330,7 @@ class Gate:
             shared=call.idempotency_key is not None,
         )
         if pending.ref == ref and self.max_pending is not None and waiting >= self.max_pending:
-            raise _too_many_pending(self.max_pending)
+            raise _too_many_pending(f"You already have {self.max_pending} approvals waiting for a human")
         if pending.ref == ref:
             self.settlement.audit(tx, call, decision, "requested", now, approval=pending, reason=decision.reason)
         return pending
@@ -349,12 +345,11 @@ class Gate:
 
         The reads announced before it (`expect`) go in the same round trip as the key's, after the
         turns: what they lock is locked in that order still."""
-        if not action.read_only:
-            counts = asking is not None and self.max_pending is not None
-            if self._in_turn or counts:
-                tx.take_turn(call.principal)
-            if counts and asking is not None:
-                tx.expect_waiting(call.principal, asking)
+        counted = asking if self.max_pending is not None and not action.read_only else None
+        if counted is not None or (self._in_turn and not action.read_only):
+            tx.take_turn(call.principal)
+        if counted is not None:
+            tx.expect_waiting(call.principal, counted)
         try:
             return self._recalled(tx, call), None
         except Refusal as conflict:
@@ -497,11 +492,11 @@ def _desk_verdict(signoff: DeskSignoff | None, approval: Approval) -> Verdict | 
     return Verdict(VerdictKind.REJECT, f"Rejected at the desk by {who}.", signoff.note, signoff.approver)
 
 
-def _too_many_pending(cap: int) -> Refusal:
+def _too_many_pending(what: str) -> Refusal:
     return Refusal(
         "too_many_pending",
-        f"You already have {cap} approvals waiting for a human (the server's max_pending_approvals); wait until "
-        "one is answered or expires before asking for another. Nothing was done.",
+        f"{what} (the server's max_pending_approvals); wait until one is answered or expires before asking for "
+        "another. Nothing was done.",
     )
 
 

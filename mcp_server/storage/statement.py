@@ -102,8 +102,7 @@ class Statement:
         """Every statement of a call passes here (two dozen in a gated transfer), so it stays plain: no
         context manager, and on SQLite no look for a queue, which only `pipelined` (PostgreSQL) keeps."""
         sql, arguments = bound = self._bound(conn, params)
-        driver: Any = conn.connection.dbapi_connection  # `_driver(conn)`, inline
-        assert driver is not None, "a checked-out connection has a driver connection"
+        driver = _driver(conn)
         queue: list[_Bound] | None = None
         waiting: list[_Ahead] | None = None
         if conn.dialect.name == "postgresql":
