@@ -3,6 +3,7 @@
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from policy.channel import DEFAULT_CHANNEL, Channel, strictest
 from policy.decision import Decision
@@ -84,10 +85,10 @@ class Policy:
         policy = self.tools.get(tool)
         return policy is not None and policy.default is Outcome.REQUIRE_APPROVAL
 
-    def confirm_of(self, tool: str) -> str | None:
-        """The argument an approver of `tool` must type back, if the policy asks for one."""
+    def confirm_of(self, tool: str, arguments: Mapping[str, Any]) -> str | None:
+        """The argument an approver of this call must type back, if the policy asks for one."""
         policy = self.tools.get(tool)
-        return policy.confirm if policy else None
+        return _carried(policy.confirm, arguments) if policy else None
 
     def messages_for(self, tool: str, matched_rules: Sequence[str] = ()) -> Mapping[str, str]:
         """The confirmation messages for a call of `tool`: the first matched rule's wording over the tool's."""
@@ -109,6 +110,7 @@ class Policy:
         tool = self.tools.get(facts.tool)
         if tool is None:
             return Decision(Outcome.DENY, (f"The policy does not allow the tool '{facts.tool}'.",), (), self.version)
+        confirm = _carried(tool.confirm, facts.arguments)
         matched: list[Rule] = []
         for rule in tool.rules:
             try:
@@ -116,10 +118,10 @@ class Policy:
                     matched.append(rule)
             except ExpressionError as exc:
                 reason = f"Rule '{rule.name}' could not be evaluated for this call, so it is refused."
-                return Decision(Outcome.DENY, (reason,), (rule.name,), self.version, tool.confirm, failure=str(exc))
+                return Decision(Outcome.DENY, (reason,), (rule.name,), self.version, confirm, failure=str(exc))
         if not matched:
             channel = tool.channel if tool.default is Outcome.REQUIRE_APPROVAL else None
-            return Decision(tool.default, (tool.reason,), (), self.version, tool.confirm, channel)
+            return Decision(tool.default, (tool.reason,), (), self.version, confirm, channel)
         outcome = max((rule.outcome for rule in matched), key=lambda o: o.rank)
         deciding = [rule for rule in matched if rule.outcome is outcome]
         channel = (
@@ -128,4 +130,9 @@ class Policy:
             else None
         )
         reasons = tuple(rule.reason for rule in deciding)
-        return Decision(outcome, reasons, tuple(r.name for r in matched), self.version, tool.confirm, channel)
+        return Decision(outcome, reasons, tuple(r.name for r in matched), self.version, confirm, channel)
+
+
+def _carried(confirm: str | None, arguments: Mapping[str, Any]) -> str | None:
+    """`confirm` if the call carries a value for it: an absent optional argument has nothing to type back."""
+    return confirm if confirm is not None and arguments.get(confirm) not in (None, "") else None

@@ -220,7 +220,7 @@ class Gate:
             return Opening(call, final=_outcome(approval))
         if self.clock() >= approval.expires_at or not human_reachable:
             return None
-        return Opening(call, approval=approval, confirm=self.policy.confirm_of(call.tool))
+        return Opening(call, approval=approval, confirm=self.policy.confirm_of(call.tool, call.arguments))
 
     def _ask(self, tx: GateTx[Any], action: Action, call: Call, reach: tuple[bool, bool]) -> Opening | None:
         """A new call's question, in a transaction without durability; `None` (and the transaction
@@ -272,7 +272,7 @@ class Gate:
             if not human_reachable:
                 refused = denied(call, NO_HUMAN)
                 return Opening(call, final=end(tx, call, None, refused, now, approval=approval, reason=NO_HUMAN))
-            return Opening(call, approval=approval, confirm=self.policy.confirm_of(call.tool))
+            return Opening(call, approval=approval, confirm=self.policy.confirm_of(call.tool, call.arguments))
         decision: Decision | None = None
         try:
             inspection = action.inspect(tx, call)
@@ -415,7 +415,12 @@ class Gate:
         verdict = _desk_verdict(signoff, approval)
         if signoff is None or verdict is None:
             if now < approval.expires_at:
-                return Opening(call, approval=approval, confirm=self.policy.confirm_of(call.tool), channel=Channel.DESK)
+                return Opening(
+                    call,
+                    approval=approval,
+                    confirm=self.policy.confirm_of(call.tool, call.arguments),
+                    channel=Channel.DESK,
+                )
             verdict, answered = EXPIRED, now
         else:
             answered = signoff.decided_at
