@@ -150,7 +150,7 @@ def audit_adopt(settings: Settings) -> int:
         f"without a record{old_records}"
     )
     for tx, posted in adoption.transactions:
-        print(f"  {tx} ({posted.describe()})")
+        print(f"  {shown(tx)} ({posted.describe()})")  # the id is the database's: it may have been edited
     return 0
 
 
@@ -232,7 +232,7 @@ def admin_history(settings: Settings, account_id: str) -> int:
 def admin_invariants(settings: Settings) -> int:
     problems = _ledger(settings).check_invariants()
     for problem in problems:
-        print(problem)
+        print(shown(problem))  # it names what the database holds, which may have been edited
     print("ledger invariants hold" if not problems else f"{len(problems)} invariant violations")
     return 1 if problems else 0
 

@@ -123,8 +123,13 @@ ESCAPE = "\x1b[2K\rledger invariants hold"
         ("UPDATE accounts SET owner = :text WHERE id = 'ACC-001'", ("admin", "accounts")),
         ("UPDATE transactions SET memo = :text", ("admin", "history", "ACC-001")),
         ("UPDATE account_access SET principal = :text, granted_by = :text", ("admin", "grants")),
+        (
+            "INSERT INTO accounts (id, kind, owner, currency, status, balance_minor, created_at)"
+            " VALUES (:text, 'customer', 'Eve', 'USD', 'open', 5, '2026-01-01T00:00:00.000000Z')",
+            ("admin", "invariants"),
+        ),
     ],
-    ids=["account-owner", "memo", "grant"],
+    ids=["account-owner", "memo", "grant", "invariant-violation"],
 )
 def test_listings_show_text_edited_into_the_database_escaped(
     demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]], edit: str, args: tuple[str, ...]

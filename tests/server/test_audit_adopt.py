@@ -217,3 +217,24 @@ async def test_adopt_needs_the_existing_key(
     code, _, err = adopt(harness, capsys, "--audit-key-file", str(missing))
     assert code == 2 and "does not exist" in err and not missing.exists()
     assert harness.audit(tool="adopt_history") == []
+
+
+async def test_adopt_prints_a_forged_transaction_id_escaped(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A posting's id comes from the database, which may have been edited: one holding a line break
+    and a terminal escape must not print as a line of bankgate's own nor clear the operator's screen."""
+    [posting, *_] = await made_before_signing(harness)
+    forged = "TX-1\n  TX-FORGED (deposit, $1,000,000.00)\x1b[2J"
+    tamper(
+        harness,
+        f"INSERT INTO transactions (id, kind, memo, created_at, idempotency_key) SELECT '{forged}', kind, memo,"
+        f" created_at, NULL FROM transactions WHERE id = '{posting}'",
+        f"UPDATE entries SET transaction_id = '{forged}' WHERE transaction_id = '{posting}'",
+        f"DELETE FROM transactions WHERE id = '{posting}'",
+    )
+
+    code, out, _ = adopt(harness, capsys)
+    assert code == 0
+    assert "\x1b" not in out and "\n  TX-FORGED" not in out
+    assert "  TX-1\\n  TX-FORGED (deposit, $1,000,000.00)\\x1b[2J (" in out
