@@ -275,7 +275,8 @@ def pending_approval(opening: Opening, url: str) -> GateResult:
 
 def _link_message(opening: Opening, url: str) -> str:
     assert opening.approval is not None
-    until = datetime.fromtimestamp(opening.approval.expires_at, UTC).strftime("%H:%M:%S UTC")
+    # With its date: a deadline days away (a long approval_timeout) read as a time alone looks like today's.
+    until = datetime.fromtimestamp(opening.approval.expires_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return (
         f"An approver must approve this {opening.call.tool} at the approval desk: open {url}, sign in with "
         f"your passkey and decide before {until}, then ask me to continue (I will repeat the call with "

@@ -122,7 +122,7 @@ async def test_the_desk_dates_each_question_from_the_approval_timeout() -> None:
 
     question = desk.records[0][0]
     assert question.deadline == 1_767_225_900.0  # 2026-01-01 00:05:00 UTC
-    assert "(by 00:05:00 UTC); after that the server records it expired." in display.text
+    assert "(by 2026-01-01 00:05:00 UTC); after that the server records it expired." in display.text
     desk.stop_if_interrupted("x", {"status": "rejected"})  # nobody pressed Ctrl-C: nothing happens
 
 
