@@ -62,7 +62,10 @@ class Settings(BaseSettings):
         None, description="Audit signing key file, outside the database (default: audit.key in the user data dir)."
     )
     health_interval: float = Field(
-        1.0, gt=0, description="Seconds one database probe answers /healthz and /readyz (at most one probe each)."
+        1.0,
+        gt=0,
+        le=3600,  # an older answer tells a load balancer nothing; 'inf' kept the first one for good
+        description="Seconds one database probe answers /healthz and /readyz (at most one probe each).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = Field("text", description="'json': one JSON object per log line.")

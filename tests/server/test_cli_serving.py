@@ -130,3 +130,14 @@ def test_an_approval_timeout_no_deadline_can_be_dated_by_is_named_and_opens_noth
         "bankgate-mcp: configuration: approval_timeout: Input should be less than or equal to 2592000"
     )
     assert not (tmp_path / "bank.db").exists()
+
+
+def test_a_health_interval_that_never_probes_again_is_named_and_opens_nothing(tmp_path: Path, cli: McpCli) -> None:
+    """'inf' was served: the first probe's answer stood for good, so /readyz said "ok" after the database died."""
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    done = cli("serve", "--transport", "http", "--no-auth", "--db", url, "--create", BANKGATE_HEALTH_INTERVAL="inf")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "bankgate-mcp: configuration: health_interval: Input should be less than or equal to 3600"
+    )
+    assert not (tmp_path / "bank.db").exists()
