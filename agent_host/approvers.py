@@ -25,9 +25,10 @@ it answers each retry with the same link until then, and the host retries every
 `DESK_POLL_SECONDS` until the server settles or the deadline passes. Script lines are not used up
 by desk questions.
 
-The server's question carries no deadline on either protocol revision (`elicitation/create` and
-`InputRequiredResult` hold a message and a form only), so the desk derives one from the approval
-timeout it shares with the server it launches (`BANKGATE_APPROVAL_TIMEOUT`, 300 s by default)
+A form carries no deadline on either protocol revision (`elicitation/create` and
+`InputRequiredResult` hold a message and a form only); bankgate states one in the question's text
+("Answer by: ... UTC"), which the desk reads. A question without that line is dated from the approval
+timeout the host shares with the server it launches (`BANKGATE_APPROVAL_TIMEOUT`, 300 s by default)
 and the moment the question arrived.
 """
 
@@ -61,6 +62,8 @@ hold the same words within a line the bank begins. The host's own reading of the
 (`policy.question` renders it), not an import: the host reaches the server over MCP only and imports
 no server-side package; tests/host/test_wire_contract.py checks it reads what the server writes."""
 _REFERENCE = re.compile(r"^Reference: (\S+)$", re.MULTILINE)
+_DEADLINE = re.compile(r"^Answer by: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC$", re.MULTILINE)
+"""The deadline the server states in its question (read like `_CONFIRMATION`)."""
 _NO_DESK_WAIT = "no terminal: the host does not wait for the desk (deny approver)"
 
 
@@ -126,6 +129,12 @@ class Question:
                 return segment
         match = _REFERENCE.search(self.message)
         return match.group(1) if match else None
+
+    @property
+    def stated_deadline(self) -> float | None:
+        """The deadline the question states (epoch seconds), if it states one."""
+        match = _DEADLINE.search(self.message)
+        return datetime.fromisoformat(match.group(1) + "+00:00").timestamp() if match else None
 
     def seconds_left(self, clock: Callable[[], float] = time.time) -> float | None:
         return None if self.deadline is None else self.deadline - clock()
@@ -423,7 +432,9 @@ class ApprovalDesk:
             question = Question.from_url_params(params)
         else:
             question = Question.from_params(params)
-        if self.approval_timeout is not None:
+        if question.stated_deadline is not None:  # the server's own: a key's question asked again is not new
+            question = replace(question, deadline=question.stated_deadline)
+        elif self.approval_timeout is not None:
             question = replace(question, deadline=self.clock() + self.approval_timeout)
         if question.url is not None:
             self._links[question.url] = question

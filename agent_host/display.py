@@ -193,9 +193,10 @@ class Display:
 
 
 def _by(question: Question) -> str | None:
+    """The deadline with its date: one days away (a desk link's) read as a time alone looks like today's."""
     if question.deadline is None:
         return None
-    return datetime.fromtimestamp(question.deadline, UTC).strftime("%H:%M:%S UTC")
+    return datetime.fromtimestamp(question.deadline, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _compact(arguments: str) -> str:

@@ -68,6 +68,7 @@ class HostSettings(BaseSettings):
     approval_timeout: float = Field(
         default=300.0,
         gt=0,
+        le=30 * 24 * 3600,  # the server's bound (its deadlines are dated): the launched server reads the same variable
         validation_alias="BANKGATE_APPROVAL_TIMEOUT",
         description="The MCP server's approval timeout (the launched server reads the same variable); the "
         "console shows each question's deadline from it.",

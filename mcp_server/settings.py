@@ -12,6 +12,9 @@ from mcp_server.ledger.money import DEFAULT_MAX_AMOUNT_MINOR
 from mcp_server.storage.database import default_database_url
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+MAX_APPROVAL_TIMEOUT = 30 * 24 * 3600
+"""The longest approval timeout, in seconds: every deadline is stated as a date (far ones cannot be), and
+'inf' would reach the SDK's request-state lifetime unnamed."""
 CommaList = Annotated[list[str], NoDecode]
 """A list set as 'a,b' in the environment (split by `_split`), not as JSON."""
 
@@ -44,7 +47,12 @@ class Settings(BaseSettings):
     request_state_keys: SecretStr | None = Field(
         None, description="Comma-separated request-state keys (>= 32 bytes each); the first seals."
     )
-    approval_timeout: float = Field(300.0, gt=0, description="Seconds a human has to answer an approval.")
+    approval_timeout: float = Field(
+        300.0,
+        gt=0,
+        le=MAX_APPROVAL_TIMEOUT,
+        description="Seconds a human has to answer an approval (at most 30 days: a deadline must be a date).",
+    )
     max_pending_approvals: int = Field(
         20, ge=1, description="Approvals one principal may have waiting at once (pending, unexpired)."
     )
@@ -54,7 +62,10 @@ class Settings(BaseSettings):
         None, description="Audit signing key file, outside the database (default: audit.key in the user data dir)."
     )
     health_interval: float = Field(
-        1.0, gt=0, description="Seconds one database probe answers /healthz and /readyz (at most one probe each)."
+        1.0,
+        gt=0,
+        le=3600,  # an older answer tells a load balancer nothing; 'inf' kept the first one for good
+        description="Seconds one database probe answers /healthz and /readyz (at most one probe each).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = Field("text", description="'json': one JSON object per log line.")

@@ -311,7 +311,8 @@ class Gate:
         """
         waiting = tx.waiting(call.principal, now) if self.max_pending is not None else 0
         ref = "APR-" + secrets.token_hex(5).upper()
-        question = render_question(call, inspection, decision, ref)
+        expires_at = now + self.approval_ttl
+        question = render_question(call, inspection, decision, ref, expires_at)
         pending = tx.create_approval(
             Approval(
                 ref=ref,
@@ -322,7 +323,7 @@ class Gate:
                 policy_version=decision.policy_version,
                 question=question,
                 created_at=now,
-                expires_at=now + self.approval_ttl,
+                expires_at=expires_at,
                 asked_digest=self.question_digest(question, decision.confirm is not None),
                 bound=inspection.bound,
                 channel=decision.channel or DEFAULT_CHANNEL,

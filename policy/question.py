@@ -5,6 +5,7 @@ changed), so it is kept with the approval rather than rendered again.
 """
 
 import re
+from datetime import UTC, datetime
 
 from policy.action import Call, Inspection
 from policy.decision import Decision
@@ -16,12 +17,20 @@ and has no line breaks, so it can never pass for it. The value is the rest of th
 (a memo typed back): reading less, the desk would find no confirmation and ask for none."""
 
 
-def render_question(call: Call, inspection: Inspection, decision: Decision, ref: str) -> str:
+def render_question(call: Call, inspection: Inspection, decision: Decision, ref: str, deadline: float) -> str:
+    """The question for approval `ref`, answerable until `deadline` (epoch seconds): the person answering
+    must see it, on any client (a form carries no deadline of its own)."""
     lines = [f"Approval required: {call.tool}", *inspection.effect, f"Why: {decision.reason}"]
     if decision.confirm is not None:
         lines.append(_CONFIRM.format(call.arguments[decision.confirm]))
-    lines += [requested_by(call.principal), f"Reference: {ref}"]
+    lines += [f"Answer by: {deadline_text(deadline)}", requested_by(call.principal), f"Reference: {ref}"]
     return "\n".join(lines)
+
+
+def deadline_text(epoch: float) -> str:
+    """A deadline as a person reads it: date, time and zone (a time alone, days away, reads as today's).
+    Cut to the second, so never later than the deadline."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def requested_by(principal: str) -> str:

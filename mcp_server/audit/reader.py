@@ -387,7 +387,7 @@ class AuditLine:
         args = ", ".join(f"{shown(k)}={shown(str(v))}" for k, v in self.arguments.items() if v is not None)
         parts = [
             f"#{self.seq}" if self.seq is not None else "#(unchained)",
-            self.at[:19].replace("T", " "),
+            self.at[:19].replace("T", " ") + " UTC",  # the zone stated: read alone, a time passes for local
             f"{self.event:<9}",
             shown(self.principal),
             f"{self.tool}({args})",

@@ -91,7 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument(
         "--max-sessions-per-principal", type=int, help="open HTTP sessions one principal may hold (default 100)"
     )
-    serve_cmd.add_argument("--approval-timeout", type=float, help="seconds a human has to answer (default 300)")
+    serve_cmd.add_argument(
+        "--approval-timeout", type=float, help="seconds a human has to answer (default 300, at most 30 days)"
+    )
     serve_cmd.add_argument(
         "--max-pending-approvals", type=int, help="approvals one principal may have waiting at once (default 20)"
     )

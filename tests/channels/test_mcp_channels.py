@@ -74,6 +74,16 @@ async def test_a_client_without_elicitation_gets_a_link_and_continues_with_appro
     assert world.events(ref) == ["requested", "desk_approved", "approved", "executed"]
 
 
+async def test_the_link_states_the_deadline_with_its_date(world: ChannelWorld) -> None:
+    """A deadline days away read 'decide before 06:39:16 UTC': a person reads that as today's, already past
+    or hours off. The message states the date, the same instant as `expires_at`."""
+    world.configure(approval_timeout=3 * 24 * 3600)
+    async with world.client() as client:
+        first = body(await client.call_tool("transfer_funds", world.transfer("250.00")))
+    deadline = first["expires_at"].removesuffix("Z").replace("T", " ")
+    assert f"decide before {deadline} UTC," in first["message"], first
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_rejection_at_the_desk_is_final(
     world: ChannelWorld, dora: DeskBrowser, passkey: SoftPasskey, mode: str

@@ -10,7 +10,7 @@ import anyio
 import httpx2
 import pytest
 
-from mcp_server.desk import passkeys
+from mcp_server.desk import decisions, passkeys
 from mcp_server.desk.challenges import MAX_OPEN_SIGN_INS
 from mcp_server.desk.decisions import decision_for
 from tests.desk.authenticator import SoftPasskey
@@ -309,6 +309,28 @@ async def test_expired_approval_not_in_inbox_and_not_decidable(world: World, eri
     await erin.get(f"/approvals/{approval.ref}")
     reply = await erin.post(f"/approvals/{approval.ref}/challenge", {"verdict": "approved"})
     assert reply.status_code == 409 and reply.json()["error"] == "approval_expired"
+
+
+async def test_a_signature_checked_past_the_deadline_is_refused_not_recorded(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deadline was read when the decision began; checking the signature (and, on PostgreSQL, waiting for the
+    approver's row) took the clock past it, and the desk answered 200 'recorded' with a decision dated after the
+    deadline, which the gate then settles as expired: the approver believed they had approved."""
+    approval = world.pending()
+    issued = await erin.challenge(approval.ref, "approved")
+    body = {"verdict": "approved", "nonce": issued["nonce"], "credential": passkey.sign(issued["options"])}
+    world.sql("UPDATE approvals SET expires_at = :t WHERE ref = :r", t=time.time() + 0.3, r=approval.ref)
+
+    def slow_check(*args: Any, **kwargs: Any) -> int:
+        time.sleep(0.5)
+        return passkeys.check_assertion(*args, **kwargs)
+
+    monkeypatch.setattr(decisions, "check_assertion", slow_check)
+    reply = await erin.post(f"/approvals/{approval.ref}/decide", body)
+    assert reply.status_code == 409 and reply.json()["error"] == "approval_expired", reply.text
+    assert world.db.read(lambda conn: decision_for(conn, approval.ref)) is None
+    assert not world.rows("SELECT rid FROM audit_log WHERE approval_ref = :r AND event LIKE 'desk_%'", r=approval.ref)
 
 
 async def test_a_form_only_approval_is_neither_listed_nor_decidable(world: World, erin: DeskBrowser) -> None:

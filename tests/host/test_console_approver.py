@@ -122,8 +122,22 @@ async def test_the_desk_dates_each_question_from_the_approval_timeout() -> None:
 
     question = desk.records[0][0]
     assert question.deadline == 1_767_225_900.0  # 2026-01-01 00:05:00 UTC
-    assert "(by 00:05:00 UTC); after that the server records it expired." in display.text
+    assert "(by 2026-01-01 00:05:00 UTC); after that the server records it expired." in display.text
     desk.stop_if_interrupted("x", {"status": "rejected"})  # nobody pressed Ctrl-C: nothing happens
+
+
+@pytest.mark.anyio
+async def test_a_question_stating_its_deadline_is_dated_by_it() -> None:
+    """A key's question asked again arrives long after it was asked: dated from its arrival, the console would
+    promise minutes the server no longer gives."""
+    display = CapturedDisplay()
+    desk = ApprovalDesk(scripted("reject"), display, approval_timeout=300.0, clock=lambda: 1_767_225_800.0)
+    message = "Approval required: x\nAnswer by: 2026-01-01 00:05:00 UTC\nReference: APR-1"
+    params = mcp_types.ElicitRequestFormParams(message=message, requested_schema={"type": "object"})
+
+    await desk(cast(Any, None), params)
+
+    assert desk.records[0][0].deadline == 1_767_225_900.0, "the server's, not 00:08:20 (arrival + 300 s)"
 
 
 def test_ctrl_c_taken_by_another_thread_still_interrupts_the_prompt(monkeypatch: pytest.MonkeyPatch) -> None:

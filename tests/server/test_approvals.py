@@ -5,10 +5,12 @@ key, a close with its typed confirmation) also run over stdio and HTTP.
 Each test asserts the tool's result, the ledger, and the audit records.
 """
 
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import pytest
+from sqlalchemy import text
 
 from policy.testing import ScriptedResponder, approve, cancel, decline, invalid, reject, silence
 from tests.server.harness import Harness, over_every_transport
@@ -165,6 +167,21 @@ async def test_unanswered_question_expires(harness: Harness, mode: str) -> None:
     assert result["status"] == "expired"
     assert harness.balance(source) == 10000
     assert harness.events(result["approval_ref"]) == ["requested", "expired"]
+
+
+async def test_the_question_states_its_deadline_with_date_and_zone(harness: Harness, mode: str) -> None:
+    """The form carried no deadline: a person could not know when their answer stops counting, and a host dated
+    one from when the question reached it, later than the server's for a key's question asked again."""
+    responder = ScriptedResponder(approve())
+    _source, _target, result = await transfer(harness, responder, mode)
+
+    [stored] = harness.db.read(
+        lambda c: c.execute(
+            text("SELECT expires_at FROM approvals WHERE ref = :r"), {"r": result["approval_ref"]}
+        ).all()
+    )
+    deadline = datetime.fromtimestamp(float(stored.expires_at), UTC).strftime("%Y-%m-%d %H:%M:%S")
+    assert f"\nAnswer by: {deadline} UTC\n" in responder.questions[0].message
 
 
 @over_every_transport

@@ -371,6 +371,13 @@ async def test_tail_shows_decisions(audited: Harness, capsys: pytest.CaptureFixt
     assert "requested" in out and "rejected" in out and "executed" not in out
 
 
+async def test_tail_states_the_zone_of_its_times(audited: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    """Records are dated in UTC; shown as '2026-12-05 06:38:07' alone, an auditor away from UTC reads local time."""
+    assert main(["audit", "tail", "-n", "1", "--db", audited.db_url]) == 0
+    at = str(audited.audit()[-1]["at"])
+    assert f"  {at[:10]} {at[11:19]} UTC  " in capsys.readouterr().out
+
+
 async def test_tail_shows_what_an_answer_wrote_as_text_never_as_terminal_control(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx2
+import pytest
 
 from tests.server.cli_process import McpCli, clean_env
 from tests.support import free_port
@@ -112,3 +113,31 @@ def test_a_bad_request_state_ring_is_not_shown_even_with_debug(tmp_path: Path, c
     done = cli("serve", "--transport", "http", "--no-auth", "--debug", BANKGATE_REQUEST_STATE_KEYS=f"{good},{short}")
     assert done.returncode == 2 and "keys[1] is 16 bytes" in done.stderr
     assert good not in done.stderr and short not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "env"), [(("--approval-timeout", "1e12"), {}), ((), {"BANKGATE_APPROVAL_TIMEOUT": "inf"})]
+)
+def test_an_approval_timeout_no_deadline_can_be_dated_by_is_named_and_opens_nothing(
+    tmp_path: Path, cli: McpCli, flag: tuple[str, ...], env: dict[str, str]
+) -> None:
+    """A timeout of 31,700 years served, then every gated call failed ('Error executing tool') after its
+    approval was stored, its deadline past any date; 'inf' failed later, in the SDK, not naming the setting."""
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    done = cli("serve", "--db", url, "--create", *flag, **env)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "bankgate-mcp: configuration: approval_timeout: Input should be less than or equal to 2592000"
+    )
+    assert not (tmp_path / "bank.db").exists()
+
+
+def test_a_health_interval_that_never_probes_again_is_named_and_opens_nothing(tmp_path: Path, cli: McpCli) -> None:
+    """'inf' was served: the first probe's answer stood for good, so /readyz said "ok" after the database died."""
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    done = cli("serve", "--transport", "http", "--no-auth", "--db", url, "--create", BANKGATE_HEALTH_INTERVAL="inf")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "bankgate-mcp: configuration: health_interval: Input should be less than or equal to 3600"
+    )
+    assert not (tmp_path / "bank.db").exists()
