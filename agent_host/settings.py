@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent_host.foundry.dev_token import DEV_TOKEN
@@ -76,6 +76,18 @@ class HostSettings(BaseSettings):
     tool_timeout: float = Field(
         default=330.0, gt=0, description="Seconds one MCP round may take (the server gives a human 300 s by default)."
     )
+
+    @model_validator(mode="after")
+    def _human_has_the_whole_window(self) -> HostSettings:
+        """A 2025-11-25 call waits for its answer within one MCP round, and a desk wait polls for as many
+        rounds as the tool timeout allows: a shorter tool timeout would give up before the deadline shown."""
+        if self.tool_timeout <= self.approval_timeout:
+            raise ValueError(
+                f"BANKGATE_AGENT_TOOL_TIMEOUT ({self.tool_timeout:g} s) must be longer than "
+                f"BANKGATE_APPROVAL_TIMEOUT ({self.approval_timeout:g} s), or the host gives up on a question "
+                "before its deadline"
+            )
+        return self
 
     @classmethod
     def for_emulator(cls, endpoint: str, token: str, **overrides: Any) -> HostSettings:

@@ -63,8 +63,13 @@ def settings_from(args: argparse.Namespace) -> HostSettings:
     try:
         return HostSettings(**overrides)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(_problem(e["loc"], e["msg"]) for e in error.errors())
         raise ConfigurationError(f"Invalid configuration: {problems}.") from None
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    """One setting's problem, named by its variable; a check across settings names them in its message."""
+    return f"{'.'.join(map(str, loc))}: {message}" if loc else message.removeprefix("Value error, ")
 
 
 def approver_from(args: argparse.Namespace, display: Display) -> Approver:

@@ -48,7 +48,9 @@ class CapturedDisplay(Display):
 def settings_for(emulator: Emulator, agent: str, **overrides: Any) -> HostSettings:
     """Settings for ``emulator`` that the developer's environment cannot leak into."""
     return HostSettings.for_emulator(
-        emulator.endpoint, emulator.token, agent_name=agent, tool_timeout=60.0, **overrides
+        emulator.endpoint,
+        emulator.token,
+        **({"agent_name": agent, "tool_timeout": 60.0, "approval_timeout": 50.0} | overrides),
     )
 
 

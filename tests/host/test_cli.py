@@ -339,3 +339,14 @@ def test_ctrl_c_at_the_approval_prompt_cancels_it_and_exits_130(emulator: Emulat
         "bankgate-agent: Interrupted: the approval for transfer_funds was cancelled (the server recorded: cancelled)."
     ]
     assert audit_outcomes(tmp_path) == ["requested", "cancelled"]
+
+
+def test_a_tool_timeout_within_the_approval_timeout_is_a_configuration_error(cli: Cli) -> None:
+    """The host gave up on a 2025-11-25 call waiting for its answer, and stopped polling the desk, when its tool
+    timeout ran out: before the deadline the question stated."""
+    env = {"PROJECT_ENDPOINT": "x", "BANKGATE_APPROVAL_TIMEOUT": "600", "BANKGATE_AGENT_TOOL_TIMEOUT": "330"}
+    result = cli("ask", "hi", env=env)
+
+    assert result.returncode == 2, result.stderr
+    assert "BANKGATE_AGENT_TOOL_TIMEOUT (330 s) must be longer than BANKGATE_APPROVAL_TIMEOUT (600 s)" in result.stderr
+    assert "Traceback" not in result.stderr
