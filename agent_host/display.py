@@ -26,8 +26,9 @@ from agent_host.foundry.function_tools import FunctionCall
 from agent_host.foundry.response_reader import Reply
 from agent_host.mcp_link import ToolResult
 
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
-"""C0 and C1 controls but tab and newline, and the characters that reorder or break bidirectional text."""
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+"""C0 and C1 controls but tab and newline, the characters that reorder or break bidirectional text, and lone
+surrogates (JSON can escape one, `"\\ud800"`; a UTF-8 terminal cannot print it, and the write fails)."""
 _UNSAFE_IN_A_LINE = re.compile(f"{_UNSAFE.pattern}|\n")
 
 

@@ -29,12 +29,23 @@ MODEL = DEFAULT_EMULATOR_MODEL
 REPO = Path(__file__).resolve().parents[2]
 
 
-class CapturedDisplay(Display):
-    """A plain-text display whose output the test can read."""
+class Utf8Output(io.TextIOWrapper):
+    """Output encoded as a UTF-8 terminal's is: text it cannot encode (a lone surrogate) fails the write."""
 
     def __init__(self) -> None:
-        self.buffer = io.StringIO()
-        self.error_buffer = io.StringIO()
+        self._bytes = io.BytesIO()
+        super().__init__(self._bytes, encoding="utf-8", write_through=True)
+
+    def getvalue(self) -> str:
+        return self._bytes.getvalue().decode()
+
+
+class CapturedDisplay(Display):
+    """A plain-text display whose output the test can read, written as to a UTF-8 terminal."""
+
+    def __init__(self) -> None:
+        self.buffer = Utf8Output()
+        self.error_buffer = Utf8Output()
         super().__init__(
             Console(file=self.buffer, highlight=False, width=200),
             errors=Console(file=self.error_buffer, highlight=False, width=200),

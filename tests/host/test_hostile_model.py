@@ -236,3 +236,28 @@ def test_short_arguments_and_results_are_shown_whole() -> None:
         '  → get_account_balance {"account_id": "ACC-001"}',
         f"  ← executed: {'m' * SHOWN_CHARACTERS}",
     ]
+
+
+LONE = "\ud800"
+"""A lone surrogate: JSON may escape one (`"\\ud800"`), but it is no character, and UTF-8 cannot encode it."""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", [False, True])
+async def test_text_that_is_not_unicode_is_shown_escaped_not_a_crash(
+    emulator: Emulator, tmp_path: Path, agent_name: str, stream: bool
+) -> None:
+    """Printed as it came, a lone surrogate in the model's text or a call's name stops the chat on a UTF-8
+    terminal (UnicodeEncodeError), leaving the calls of the response it arrived in unanswered."""
+    model = HostileModel(
+        [_message(f"Checking{LONE}."), _call("call_1", f"get_account_balance{LONE}", "{}")],
+        [_message(f"All done{LONE}.")],
+    )
+    async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
+        display = host.display
+        assert isinstance(display, CapturedDisplay)
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), display, stream=stream)
+        turn = await conversation.send("What is my balance?")
+
+    assert turn.text == f"All done{LONE}." and turn.results[0][1].output["error"]["code"] == "unknown_tool"
+    assert "Checking\\ud800." in display.text and "get_account_balance\\ud800" in display.text
