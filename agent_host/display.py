@@ -22,7 +22,7 @@ from rich.text import Text
 
 from agent_host.approvers import Answer, Question
 from agent_host.errors import HostError
-from agent_host.foundry.function_tools import FunctionCall
+from agent_host.foundry.function_tools import BadArguments, FunctionCall, read_arguments
 from agent_host.foundry.response_reader import Reply
 from agent_host.mcp_link import ToolResult
 
@@ -200,10 +200,10 @@ def _by(question: Question) -> str | None:
 
 
 def _compact(arguments: str) -> str:
-    """The arguments on one line; as sent when they are not JSON (or nested too deep to read)."""
+    """The arguments on one line as the call runs them; as sent when the host refuses them (see `read_arguments`)."""
     try:
-        return json.dumps(json.loads(arguments), ensure_ascii=False)
-    except (ValueError, RecursionError):
+        return json.dumps(read_arguments(arguments), ensure_ascii=False)
+    except BadArguments:
         return arguments
 
 

@@ -261,3 +261,34 @@ async def test_text_that_is_not_unicode_is_shown_escaped_not_a_crash(
 
     assert turn.text == f"All done{LONE}." and turn.results[0][1].output["error"]["code"] == "unknown_tool"
     assert "Checking\\ud800." in display.text and "get_account_balance\\ud800" in display.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ('{"account_id": "ACC-00\\ud8001"}', "not valid Unicode"),
+        ('{"account_id": NaN}', "NaN"),
+        ('{"account_id": -Infinity}', "-Infinity, which"),
+        ('{"account_id": 1e400}', "out of range: 1e400"),
+        ('{"account_id": "ACC-002", "account_id": "ACC-001"}', "'account_id' more than once"),
+    ],
+)
+async def test_arguments_json_cannot_carry_faithfully_are_refused_by_name_and_the_session_lives_on(
+    emulator: Emulator, tmp_path: Path, agent_name: str, arguments: str, named: str
+) -> None:
+    """Python's JSON reader takes more than JSON: a lone surrogate (which then cannot be encoded for the MCP
+    server: the stdio session broke, and every later call of the chat failed), NaN, Infinity and numbers out
+    of range (which reached the server as null: "account_id is required"), and a key twice (last one wins,
+    where another reader, or the person reading the call, may take the first)."""
+    model = HostileModel(
+        [_call("call_bad", "get_account_balance", arguments)],
+        [_call("call_good", "get_account_balance", '{"account_id": "ACC-001"}')],
+    )
+    async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
+        turn = await conversation.send("What is my balance?")
+
+    [(_, bad), (_, good)] = turn.results
+    assert bad.output["error"]["code"] == "invalid_arguments" and named in bad.output["message"], bad.output
+    assert good.output["status"] == "executed", good.output
