@@ -106,6 +106,14 @@ def http_failure(
         )
     if status == 404:
         return not_found(endpoint, detail)
+    if 300 <= status < 400:
+        location = headers.get("location") or headers.get("Location")
+        return ServiceFailed(
+            f"The Foundry project at {endpoint} answered HTTP {status}, a redirect"
+            + (f" to {location}." if location else " without a location."),
+            "The host does not follow redirects (its token would go along): set PROJECT_ENDPOINT to the project's "
+            f"endpoint itself, {ENDPOINT_SHAPE}.",
+        )
     if status == 429:
         wait = headers.get("retry-after") or headers.get("Retry-After")
         after = "its retries" if retries is None else f"{retries} retries"

@@ -79,7 +79,7 @@ class RestTransport:
                     await anyio.sleep(retry_delay(response.headers, attempt))
                     attempt += 1
                     continue
-                if response.status_code >= 400:
+                if not response.is_success:  # a redirect too: not followed, so the token stays here
                     await response.aread()
                     raise http_failure(
                         response.status_code,

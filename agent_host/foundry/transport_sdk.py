@@ -39,7 +39,10 @@ class SdkTransport:
         self._client = self._new_client()
 
     def _new_client(self) -> openai.AsyncOpenAI:
-        return self._project.get_openai_client(max_retries=self._max_retries, timeout=self._timeout)
+        """openai's client, except that it does not follow redirects (as the REST path does not): its request
+        body cannot be sent again, and a redirect is an answer to report (see `agent_host.errors.http_failure`)."""
+        http = openai.DefaultAsyncHttpxClient(follow_redirects=False)
+        return self._project.get_openai_client(max_retries=self._max_retries, timeout=self._timeout, http_client=http)
 
     async def create(self, request: Mapping[str, Any]) -> dict[str, Any]:
         async with self._errors():

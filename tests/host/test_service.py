@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from agent_host.errors import (
     ConfigurationError,
     NotFound,
     RateLimited,
+    ServiceFailed,
     ServiceSlow,
     ServiceUnreachable,
 )
@@ -268,3 +272,53 @@ def test_endpoint_configuration_is_checked(emulator: Emulator) -> None:
     )
     local = project_access(settings_for(emulator, "a", emulator_token=SecretStr("secret")))
     assert not remote.dev_token and local.dev_token
+
+
+@contextmanager
+def redirecting_to(location: str) -> Iterator[str]:
+    """A loopback HTTP server answering every request with 307 to `location`; yields its project endpoint."""
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(307)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Redirect) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/api/projects/moved"
+        finally:
+            server.shutdown()
+
+
+@pytest.mark.anyio
+@BOTH
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+async def test_a_redirect_is_reported_not_followed(
+    emulator: Emulator, agent_name: str, kind: Transport, stream: bool
+) -> None:
+    """The SDK path crashed on a 307 (httpx's RequestNotRead: no `HostError`, so the chat ended), and the REST
+    path took it for an answer ("no JSON object", "ended before response.completed"). Both now say where the
+    project redirects, and neither sends the request (with its token) on."""
+    async with project_for(emulator.endpoint, emulator.token) as (access, project):
+        agent = await _agent(project, access, agent_name)
+    target = f"{emulator.endpoint}/openai/v1/responses"
+    emulator.faults.reset_stats()
+    with redirecting_to(target) as endpoint:
+        async with (
+            project_for(endpoint, emulator.token) as (access, project),
+            transport_for(kind, access, project, max_retries=0) as transport,
+        ):
+            with pytest.raises(ServiceFailed, match=rf"answered HTTP 307, a redirect to {re.escape(target)}"):
+                if stream:
+                    await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+                else:
+                    await transport.create(_ask(agent))
+
+    assert emulator.faults.stats.requests == 0, "the redirect was not followed"
