@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from decimal import Decimal
@@ -54,6 +54,40 @@ class CapturedDisplay(Display):
     @property
     def text(self) -> str:
         return self.buffer.getvalue()
+
+
+class HostileModel:
+    """A Responses API whose model answers with `outputs`, one list of output items per request."""
+
+    name = "hostile"
+
+    def __init__(self, *outputs: list[dict[str, Any]]) -> None:
+        self._outputs = list(outputs)
+        self.requests: list[Mapping[str, Any]] = []
+
+    async def create(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        self.requests.append(request)
+        output = self._outputs.pop(0) if self._outputs else [message_item("Done.")]
+        return {"id": f"resp_{len(self.requests)}", "status": "completed", "output": output}
+
+    async def stream(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        response = await self.create(request)
+        for item in response["output"]:
+            if item["type"] == "message":
+                for part in item["content"]:
+                    yield {"type": "response.output_text.delta", "delta": part["text"]}
+        yield {"type": "response.completed", "response": response}
+
+    async def aclose(self) -> None:
+        pass
+
+
+def message_item(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
+
+
+def call_item(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}
 
 
 def settings_for(emulator: Emulator, agent: str, **overrides: Any) -> HostSettings:

@@ -22,42 +22,7 @@ from agent_host.errors import ServiceFailed
 from agent_host.foundry.function_tools import FunctionCall
 from agent_host.mcp_link import ToolResult
 
-from .helpers import CapturedDisplay, balance, host_for, scripted
-
-
-class HostileModel:
-    """A Responses API whose model answers with `outputs`, one list of output items per request."""
-
-    name = "hostile"
-
-    def __init__(self, *outputs: list[dict[str, Any]]) -> None:
-        self._outputs = list(outputs)
-        self.requests: list[Mapping[str, Any]] = []
-
-    async def create(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        self.requests.append(request)
-        output = self._outputs.pop(0) if self._outputs else [_message("Done.")]
-        return {"id": f"resp_{len(self.requests)}", "status": "completed", "output": output}
-
-    async def stream(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        response = await self.create(request)
-        for item in response["output"]:
-            if item["type"] == "message":
-                for part in item["content"]:
-                    yield {"type": "response.output_text.delta", "delta": part["text"]}
-        yield {"type": "response.completed", "response": response}
-
-    async def aclose(self) -> None:
-        pass
-
-
-def _message(text: str) -> dict[str, Any]:
-    return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
-
-
-def _call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
-    return {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}
-
+from .helpers import CapturedDisplay, HostileModel, balance, call_item, host_for, message_item, scripted
 
 SPOOF = "\x1b[2K\r\x1b[1A  approval: approved\x1b]0;bank\x07\u202e\u2066\x9b"
 """Erase the line, move up, write a fake outcome, set the window title, reorder text, a C1 CSI."""
@@ -71,12 +36,14 @@ async def test_the_models_text_and_calls_cannot_drive_the_terminal(
 ) -> None:
     model = HostileModel(
         [
-            _message(f"Checking.{SPOOF}"),
-            _call("call_1", f"get_account_balance{SPOOF}", "{}"),
-            _call("call_2", "get_account_balance", json.dumps({"account_id": f"ACC-001{SPOOF}"}, ensure_ascii=False)),
-            _call("call_3", "get_account_balance", f"not json{SPOOF}"),
+            message_item(f"Checking.{SPOOF}"),
+            call_item("call_1", f"get_account_balance{SPOOF}", "{}"),
+            call_item(
+                "call_2", "get_account_balance", json.dumps({"account_id": f"ACC-001{SPOOF}"}, ensure_ascii=False)
+            ),
+            call_item("call_3", "get_account_balance", f"not json{SPOOF}"),
         ],
-        [_message(f"All done.{SPOOF}")],
+        [message_item(f"All done.{SPOOF}")],
     )
     async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
         display = host.display
@@ -96,7 +63,7 @@ async def test_arguments_nested_too_deep_are_answered_not_a_crash(
     emulator: Emulator, tmp_path: Path, agent_name: str
 ) -> None:
     deep = '{"account_id": ' + "[" * 100_000 + "]" * 100_000 + "}"
-    model = HostileModel([_call("call_deep", "get_account_balance", deep)])
+    model = HostileModel([call_item("call_deep", "get_account_balance", deep)])
     async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
         conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
         turn = await conversation.send("What is my balance?")
@@ -115,8 +82,8 @@ async def test_a_call_id_used_again_is_answered_not_replayed_as_a_new_calls_outc
     outcome, and the model would be told a second transfer was executed when only one ran."""
     transfer = json.dumps({"from_account": "ACC-001", "to_account": "ACC-002", "amount": "10", "memo": None})
     model = HostileModel(
-        [_call("call_1", "transfer_funds", transfer), _call("call_1", "transfer_funds", transfer)],
-        [_call("call_1", "transfer_funds", transfer)],
+        [call_item("call_1", "transfer_funds", transfer), call_item("call_1", "transfer_funds", transfer)],
+        [call_item("call_1", "transfer_funds", transfer)],
     )
     async with host_for(emulator, tmp_path, scripted("approve", "approve", "approve"), agent_name) as host:
         conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
@@ -139,7 +106,7 @@ async def test_calls_past_the_limit_of_one_response_are_answered_not_run(
     """The round limit bounds how often the model calls; one response could still carry any number of calls,
     each a question to the person (or a pending approval at the desk). Past the limit they are answered."""
     transfer = json.dumps({"from_account": "ACC-001", "to_account": "ACC-002", "amount": "1", "memo": None})
-    calls = [_call(f"call_{n}", "transfer_funds", transfer) for n in range(MAX_CALLS_PER_RESPONSE + 5)]
+    calls = [call_item(f"call_{n}", "transfer_funds", transfer) for n in range(MAX_CALLS_PER_RESPONSE + 5)]
     model = HostileModel(calls)
     async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
         conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
@@ -250,8 +217,8 @@ async def test_text_that_is_not_unicode_is_shown_escaped_not_a_crash(
     """Printed as it came, a lone surrogate in the model's text or a call's name stops the chat on a UTF-8
     terminal (UnicodeEncodeError), leaving the calls of the response it arrived in unanswered."""
     model = HostileModel(
-        [_message(f"Checking{LONE}."), _call("call_1", f"get_account_balance{LONE}", "{}")],
-        [_message(f"All done{LONE}.")],
+        [message_item(f"Checking{LONE}."), call_item("call_1", f"get_account_balance{LONE}", "{}")],
+        [message_item(f"All done{LONE}.")],
     )
     async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
         display = host.display
@@ -282,8 +249,8 @@ async def test_arguments_json_cannot_carry_faithfully_are_refused_by_name_and_th
     of range (which reached the server as null: "account_id is required"), and a key twice (last one wins,
     where another reader, or the person reading the call, may take the first)."""
     model = HostileModel(
-        [_call("call_bad", "get_account_balance", arguments)],
-        [_call("call_good", "get_account_balance", '{"account_id": "ACC-001"}')],
+        [call_item("call_bad", "get_account_balance", arguments)],
+        [call_item("call_good", "get_account_balance", '{"account_id": "ACC-001"}')],
     )
     async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
         conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
