@@ -61,7 +61,8 @@ def _reply(response: Mapping[str, Any]) -> Reply:
 async def assemble_stream(events: AsyncIterable[Mapping[str, Any]], on_text: Callable[[str], None]) -> Reply:
     """Consume a streamed response: `on_text` gets each text delta; the reply is the final output.
 
-    `response.completed` carries the whole response, which is the source of truth. The service may
+    `response.completed` carries the whole response, which is the source of truth, and ends the reading
+    (whether or not the connection closes after it). The service may
     leave its `output` empty, or send a call only as `response.output_item.done` or only its
     arguments in `response.function_call_arguments.done`, so the output items are also rebuilt from
     the events, keyed by `output_index` (a call item's `id` is optional), and complete the final
@@ -92,6 +93,8 @@ async def assemble_stream(events: AsyncIterable[Mapping[str, Any]], on_text: Cal
         if delta is not None:
             text.append(delta)
             on_text(delta)
+        if final is not None:  # the last event: a stream held open after it would only run into the read timeout
+            break
     if final is None:
         raise ServiceFailed("The response stream ended before response.completed.")
     try:

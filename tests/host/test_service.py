@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,7 +38,7 @@ from agent_host.foundry.transport_rest import RestTransport
 from agent_host.foundry.transport_sdk import SdkTransport
 from agent_host.settings import Transport
 
-from .helpers import MODEL, balance, free_port, host_for, scripted, settings_for
+from .helpers import MODEL, balance, free_port, host_for, message_item, scripted, settings_for
 
 TOOL = {
     "type": "function",
@@ -275,26 +276,38 @@ def test_endpoint_configuration_is_checked(emulator: Emulator) -> None:
 
 
 @contextmanager
-def redirecting_to(location: str) -> Iterator[str]:
-    """A loopback HTTP server answering every request with 307 to `location`; yields its project endpoint."""
+def loopback_project(answer: Callable[[BaseHTTPRequestHandler], None]) -> Iterator[str]:
+    """A loopback HTTP server answering every POST with `answer`; yields its project endpoint.
 
-    class Redirect(BaseHTTPRequestHandler):
+    For what the emulator, faithful to the service, never sends (a redirect, a stream held open)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
         def do_POST(self) -> None:
-            self.send_response(307)
-            self.send_header("Location", location)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.rfile.read(int(self.headers["Content-Length"]))
+            answer(self)
 
         def log_message(self, *args: object) -> None:
             pass
 
-    with ThreadingHTTPServer(("127.0.0.1", 0), Redirect) as server:
+    with ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
-            yield f"http://127.0.0.1:{server.server_address[1]}/api/projects/moved"
+            yield f"http://127.0.0.1:{server.server_address[1]}/api/projects/loopback"
         finally:
             server.shutdown()
+
+
+def redirect_to(location: str) -> Callable[[BaseHTTPRequestHandler], None]:
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(307)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return answer
 
 
 @pytest.mark.anyio
@@ -310,7 +323,7 @@ async def test_a_redirect_is_reported_not_followed(
         agent = await _agent(project, access, agent_name)
     target = f"{emulator.endpoint}/openai/v1/responses"
     emulator.faults.reset_stats()
-    with redirecting_to(target) as endpoint:
+    with loopback_project(redirect_to(target)) as endpoint:
         async with (
             project_for(endpoint, emulator.token) as (access, project),
             transport_for(kind, access, project, max_retries=0) as transport,
@@ -322,3 +335,50 @@ async def test_a_redirect_is_reported_not_followed(
                     await transport.create(_ask(agent))
 
     assert emulator.faults.stats.requests == 0, "the redirect was not followed"
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_a_stream_is_read_up_to_its_last_event_not_until_the_connection_closes(kind: Transport) -> None:
+    """`response.completed` is the stream's last event. Read on until the connection closed, a stream the service
+    (or a proxy) then held open ended in `ServiceSlow` after the read timeout, and the completed reply was lost."""
+    released = threading.Event()
+    completed = {
+        "type": "response.completed",
+        "sequence_number": 0,
+        "response": {
+            "id": "resp_held",
+            "object": "response",
+            "created_at": 0,
+            "model": MODEL,
+            "status": "completed",
+            "output": [message_item("Held open.")],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+        },
+    }
+
+    def complete_then_hold(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.end_headers()
+        handler.wfile.write(f"event: response.completed\ndata: {json.dumps(completed)}\n\n".encode())
+        handler.wfile.flush()
+        released.wait(10)
+
+    agent = AgentChoice("teller", "1", pinned=True)
+    try:
+        with loopback_project(complete_then_hold) as endpoint:
+            async with (
+                project_for(endpoint, "token") as (access, project),
+                transport_for(kind, access, project, max_retries=0, timeout=httpx2.Timeout(3.0)) as transport,
+            ):
+                started = time.monotonic()
+                reply = await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+                took = time.monotonic() - started
+    finally:
+        released.set()
+
+    assert (reply.response_id, reply.text) == ("resp_held", "Held open.")
+    assert took < 2.0, f"waited {took:.1f} s for a stream that had ended"
