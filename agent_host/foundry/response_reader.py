@@ -43,6 +43,10 @@ def reply_from_response(response: Mapping[str, Any]) -> Reply:
 
 def _reply(response: Mapping[str, Any]) -> Reply:
     _check_status(response)
+    response_id = response["id"]
+    if not isinstance(response_id, str) or not response_id:
+        # What the answers to its calls continue from: without it, they cannot be given, so none is run.
+        raise ServiceFailed(f"The service sent a response that has no id ({response_id!r}).")
     texts: list[str] = []
     calls: list[FunctionCall] = []
     for item in response.get("output") or []:
@@ -55,7 +59,7 @@ def _reply(response: Mapping[str, Any]) -> Reply:
             if not isinstance(arguments, str):
                 raise TypeError("function call arguments must be a JSON string")
             calls.append(FunctionCall(str(item["call_id"]), str(item["name"]), arguments))
-    return Reply(str(response["id"]), "".join(texts), tuple(calls))
+    return Reply(response_id, "".join(texts), tuple(calls))
 
 
 async def assemble_stream(events: AsyncIterable[Mapping[str, Any]], on_text: Callable[[str], None]) -> Reply:

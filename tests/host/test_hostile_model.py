@@ -259,3 +259,26 @@ async def test_arguments_json_cannot_carry_faithfully_are_refused_by_name_and_th
     [(_, bad), (_, good)] = turn.results
     assert bad.output["error"]["code"] == "invalid_arguments" and named in bad.output["message"], bad.output
     assert good.output["status"] == "executed", good.output
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("response_id", [None, "", 7])
+async def test_a_response_without_an_id_is_refused_before_its_calls_run(
+    emulator: Emulator, tmp_path: Path, agent_name: str, response_id: object
+) -> None:
+    """Its id is what the answers to a response's calls continue from. Read as `str(None)`, a response without
+    one had its calls run (a transfer made) and their answers sent after a response "None" that never was."""
+
+    class NoId(HostileModel):
+        async def create(self, request: Mapping[str, Any]) -> dict[str, Any]:
+            return {**await super().create(request), "id": response_id}
+
+    transfer = json.dumps({"from_account": "ACC-001", "to_account": "ACC-002", "amount": "10", "memo": None})
+    model = NoId([call_item("call_1", "transfer_funds", transfer)])
+    async with host_for(emulator, tmp_path, scripted("approve"), agent_name) as host:
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
+        with pytest.raises(ServiceFailed, match="has no id"):
+            await conversation.send("Send Bob $10.")
+        assert await balance(host, "ACC-001") == Decimal("5000.00")
+
+    assert host.desk.records == [] and len(model.requests) == 1
