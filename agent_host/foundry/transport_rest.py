@@ -22,7 +22,7 @@ from azure.identity.aio import get_bearer_token_provider
 from agent_host.errors import HostError, ServiceFailed, http_failure, slow, unreachable
 from agent_host.foundry.access import ProjectAccess
 from agent_host.foundry.audience import SCOPE
-from agent_host.foundry.retries import TIMEOUT, retry_delay, should_retry
+from agent_host.foundry.retries import TIMEOUT, paced, retry_delay, should_retry
 from agent_host.foundry.sse import parse_sse
 
 
@@ -47,9 +47,9 @@ class RestTransport:
     async def stream(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
         async with self._post({**request, "stream": True}) as response:
             try:
-                async for event in parse_sse(response.aiter_lines()):
+                async for event in paced(parse_sse(response.aiter_lines()), self._timeout.read):
                     yield event
-            except httpx2.ReadTimeout:
+            except (httpx2.ReadTimeout, TimeoutError):
                 raise slow(self._access.endpoint, self._timeout.read, streaming=True) from None
             except httpx2.TransportError as error:
                 raise ServiceFailed(f"The response stream from {self._access.endpoint} broke off: {error}.") from None

@@ -20,7 +20,7 @@ from openai.types.responses import Response
 
 from agent_host.errors import ServiceFailed, http_failure, slow, unreachable
 from agent_host.foundry.access import ProjectAccess, sign_in_failure
-from agent_host.foundry.retries import TIMEOUT
+from agent_host.foundry.retries import TIMEOUT, paced
 
 _NAMED = ("input", "previous_response_id", "tool_choice")
 """Request fields openai takes as arguments; the rest (`agent_reference`) goes in `extra_body`."""
@@ -54,9 +54,9 @@ class SdkTransport:
             events = await self._client.responses.create(**_arguments(request), stream=True)
             try:
                 async with events:
-                    async for event in events:
+                    async for event in paced(aiter(events), self._timeout.read):
                         yield event.model_dump(mode="json")
-            except openai.APITimeoutError:  # after the stream started: it stalled
+            except (openai.APITimeoutError, TimeoutError):  # after the stream started: it stalled
                 raise slow(self._access.endpoint, self._timeout.read, streaming=True) from None
             except openai.APIConnectionError as error:
                 cause = error.__cause__ or error

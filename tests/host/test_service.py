@@ -7,12 +7,13 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from azure.ai.projects.aio import AIProjectClient
@@ -382,3 +383,42 @@ async def test_a_stream_is_read_up_to_its_last_event_not_until_the_connection_cl
 
     assert (reply.response_id, reply.text) == ("resp_held", "Held open.")
     assert took < 2.0, f"waited {took:.1f} s for a stream that had ended"
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_a_stream_kept_alive_with_comments_alone_is_reported_as_slow(kind: Transport) -> None:
+    """SSE comment lines keep a connection open but carry nothing: a service sending only them after its first
+    event reset the read timeout forever, and the host waited on with no end."""
+    released = threading.Event()
+    created = {
+        "type": "response.created",
+        "sequence_number": 0,
+        "response": {"id": "resp_alive", "status": "in_progress"},
+    }
+
+    def comments_forever(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.end_headers()
+        handler.wfile.write(f"event: response.created\ndata: {json.dumps(created)}\n\n".encode())
+        with suppress(OSError):  # until the host hangs up
+            while not released.wait(0.1):
+                handler.wfile.write(b": keep-alive\n\n")
+                handler.wfile.flush()
+
+    agent = AgentChoice("teller", "1", pinned=True)
+    try:
+        with loopback_project(comments_forever) as endpoint:
+            async with (
+                project_for(endpoint, "token") as (access, project),
+                transport_for(kind, access, project, max_retries=0, timeout=httpx2.Timeout(1.0)) as transport,
+            ):
+                started = time.monotonic()
+                with anyio.fail_after(10), pytest.raises(ServiceSlow, match="sent nothing more of its streamed"):
+                    await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+                took = time.monotonic() - started
+    finally:
+        released.set()
+
+    assert took < 3.0
