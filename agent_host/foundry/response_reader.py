@@ -166,6 +166,10 @@ class _StreamedItems:
 
 def _check_status(response: Mapping[str, Any]) -> None:
     status = response.get("status")
+    if status in ("in_progress", "queued"):  # its calls may change yet, and its id cannot be continued from
+        raise ServiceFailed(
+            f"Response {response.get('id')} is still {status}: the service answered before it was done."
+        )
     if status in ("failed", "incomplete", "cancelled"):
         error = response.get("error") or response.get("incomplete_details") or {}
         reason = error.get("message") or error.get("reason") or "no reason given"

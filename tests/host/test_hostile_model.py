@@ -262,22 +262,32 @@ async def test_arguments_json_cannot_carry_faithfully_are_refused_by_name_and_th
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("response_id", [None, "", 7])
-async def test_a_response_without_an_id_is_refused_before_its_calls_run(
-    emulator: Emulator, tmp_path: Path, agent_name: str, response_id: object
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"id": None}, "has no id"),
+        ({"id": ""}, "has no id"),
+        ({"id": 7}, "has no id"),
+        ({"status": "in_progress"}, "is still in_progress"),
+        ({"status": "queued"}, "is still queued"),
+    ],
+)
+async def test_a_response_the_host_cannot_continue_from_is_refused_before_its_calls_run(
+    emulator: Emulator, tmp_path: Path, agent_name: str, overrides: dict[str, object], named: str
 ) -> None:
-    """Its id is what the answers to a response's calls continue from. Read as `str(None)`, a response without
-    one had its calls run (a transfer made) and their answers sent after a response "None" that never was."""
+    """The answers to a response's calls continue from its id, once it is done. Read as `str(None)`, a response
+    without an id had its calls run (a transfer made) and their answers sent after a response "None" that never
+    was; one still in progress was taken as done (its calls run, or an empty answer shown)."""
 
-    class NoId(HostileModel):
+    class Unfinished(HostileModel):
         async def create(self, request: Mapping[str, Any]) -> dict[str, Any]:
-            return {**await super().create(request), "id": response_id}
+            return {**await super().create(request), **overrides}
 
     transfer = json.dumps({"from_account": "ACC-001", "to_account": "ACC-002", "amount": "10", "memo": None})
-    model = NoId([call_item("call_1", "transfer_funds", transfer)])
+    model = Unfinished([call_item("call_1", "transfer_funds", transfer)])
     async with host_for(emulator, tmp_path, scripted("approve"), agent_name) as host:
         conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
-        with pytest.raises(ServiceFailed, match="has no id"):
+        with pytest.raises(ServiceFailed, match=named):
             await conversation.send("Send Bob $10.")
         assert await balance(host, "ACC-001") == Decimal("5000.00")
 
