@@ -23,7 +23,7 @@ from agent_host.errors import HostError, ServiceFailed, http_failure, slow, unre
 from agent_host.foundry.access import ProjectAccess
 from agent_host.foundry.audience import SCOPE
 from agent_host.foundry.retries import TIMEOUT, paced, retry_delay, should_retry
-from agent_host.foundry.sse import parse_sse
+from agent_host.foundry.sse import parse_sse, require_event_stream
 
 
 class RestTransport:
@@ -46,6 +46,7 @@ class RestTransport:
 
     async def stream(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
         async with self._post({**request, "stream": True}) as response:
+            require_event_stream(response.headers.get("content-type"), self._access.endpoint)
             try:
                 async for event in paced(parse_sse(response.aiter_lines()), self._timeout.read):
                     yield event

@@ -21,6 +21,7 @@ from openai.types.responses import Response
 from agent_host.errors import ServiceFailed, http_failure, slow, unreachable
 from agent_host.foundry.access import ProjectAccess, sign_in_failure
 from agent_host.foundry.retries import TIMEOUT, paced
+from agent_host.foundry.sse import require_event_stream
 
 _NAMED = ("input", "previous_response_id", "tool_choice")
 """Request fields openai takes as arguments; the rest (`agent_reference`) goes in `extra_body`."""
@@ -54,6 +55,7 @@ class SdkTransport:
             events = await self._client.responses.create(**_arguments(request), stream=True)
             try:
                 async with events:
+                    require_event_stream(events.response.headers.get("content-type"), self._access.endpoint)
                     async for event in paced(aiter(events), self._timeout.read):
                         yield event.model_dump(mode="json")
             except (openai.APITimeoutError, TimeoutError):  # after the stream started: it stalled

@@ -422,3 +422,27 @@ async def test_a_stream_kept_alive_with_comments_alone_is_reported_as_slow(kind:
         released.set()
 
     assert took < 3.0
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_a_streamed_request_answered_with_something_else_says_so(kind: Transport) -> None:
+    """A gateway that ignores `stream` answers with the whole response as JSON: read as an event stream it was
+    "ended before response.completed", which sends one looking for a cut connection."""
+    body = json.dumps({"id": "resp_whole", "object": "response", "status": "completed", "output": []}).encode()
+
+    def whole_json(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    agent = AgentChoice("teller", "1", pinned=True)
+    with loopback_project(whole_json) as endpoint:
+        async with (
+            project_for(endpoint, "token") as (access, project),
+            transport_for(kind, access, project, max_retries=0) as transport,
+        ):
+            with pytest.raises(ServiceFailed, match="answered a streamed request with application/json, not an event"):
+                await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
