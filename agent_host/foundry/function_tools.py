@@ -185,6 +185,8 @@ class Toolbox:
 
     async def run(self, call: FunctionCall) -> ToolResult:
         """Execute `call` with its `call_id` as the idempotency key; malformed calls are answered, not run."""
+        if not _is_unicode(call.call_id):  # it goes to the MCP server as the idempotency key
+            return _refused("invalid_call_id", "The call_id is not valid Unicode (a lone surrogate); nothing was run.")
         tool = self.tools.get(call.name)
         if tool is None:
             return _refused("unknown_tool", f"There is no tool named {call.name!r}; use one of {sorted(self.tools)}.")
@@ -271,6 +273,15 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise BadArguments(f"The arguments give the key {_short(repr(key))} more than once in one object.")
         seen.add(key)
     return dict(pairs)
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether `text` can be encoded at all (not if it holds a lone surrogate, which JSON can escape)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _short(text: str, limit: int = 40) -> str:

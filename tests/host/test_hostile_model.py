@@ -325,3 +325,25 @@ async def test_a_model_that_says_or_fabricates_an_approval_approves_nothing(
         ("function_call_output", f"call_{n}") for n in (1, 2)
     ]
     assert json.loads(answers[0]["output"])["status"] == "rejected"
+
+
+@pytest.mark.anyio
+async def test_a_call_id_that_is_not_unicode_is_refused_and_the_session_lives_on(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """The `call_id` is the idempotency key the MCP request carries: with a lone surrogate it could not be
+    encoded, the stdio session broke, and every later call of the chat failed."""
+    balance_of = '{"account_id": "ACC-001"}'
+    model = HostileModel(
+        [call_item(f"call_{LONE}", "get_account_balance", balance_of)],
+        [call_item("call_good", "get_account_balance", balance_of)],
+    )
+    async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
+        turn = await conversation.send("What is my balance?")
+
+    [(_, bad), (_, good)] = turn.results
+    assert bad.output["error"]["code"] == "invalid_call_id", bad.output
+    assert good.output["status"] == "executed", good.output
+    [answer] = model.requests[1]["input"]
+    assert answer["call_id"] == f"call_{LONE}", "answered under the call_id it came with"
