@@ -446,3 +446,55 @@ async def test_a_streamed_request_answered_with_something_else_says_so(kind: Tra
         ):
             with pytest.raises(ServiceFailed, match="answered a streamed request with application/json, not an event"):
                 await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_a_stream_framed_every_legal_way_reads_the_same(kind: Transport) -> None:
+    """Pins SSE framing over a real connection (the parser's own test feeds it lines): CRLF line ends, a comment,
+    `data` over two lines, an event type the host does not know, and a character split across two writes."""
+    response = {
+        "id": "resp_framed",
+        "object": "response",
+        "created_at": 0,
+        "model": MODEL,
+        "status": "completed",
+        "output": [message_item("Prix: 5 €.")],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+    }
+    delta = {"type": "response.output_text.delta", "sequence_number": 1, "output_index": 0, "content_index": 0}
+    delta |= {"item_id": "msg_1", "delta": "Prix: 5 €.", "logprobs": []}
+    completed = json.dumps({"type": "response.completed", "sequence_number": 2, "response": response})
+    half = completed.index(', "output"') + 1  # between two members: the line break joining them is whitespace
+    first, rest = completed[:half], completed[half:]
+    wire = (
+        ": a comment\r\n"
+        'event: response.bankgate_unknown\r\ndata: {"type": "response.bankgate_unknown", "sequence_number": 0}\r\n\r\n'
+        f"event: response.output_text.delta\r\ndata: {json.dumps(delta, ensure_ascii=False)}\r\n\r\n"
+        f"event: response.completed\r\ndata: {first}\r\ndata: {rest}\r\n\r\n"
+    ).encode()
+    split = wire.index("€".encode()) + 1
+
+    def framed(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        handler.send_header("Content-Length", str(len(wire)))
+        handler.end_headers()
+        for part in (wire[:split], wire[split:]):
+            handler.wfile.write(part)
+            handler.wfile.flush()
+            time.sleep(0.05)  # the two halves of the character arrive apart
+
+    agent = AgentChoice("teller", "1", pinned=True)
+    streamed: list[str] = []
+    with loopback_project(framed) as endpoint:
+        async with (
+            project_for(endpoint, "token") as (access, project),
+            transport_for(kind, access, project, max_retries=0) as transport,
+        ):
+            reply = await assemble_stream(transport.stream(_ask(agent)), streamed.append)
+
+    assert (reply.response_id, reply.text, streamed) == ("resp_framed", "Prix: 5 €.", ["Prix: 5 €."])
+    assert reply.events["response.bankgate_unknown"] == 1
