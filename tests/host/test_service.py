@@ -498,3 +498,31 @@ async def test_a_stream_framed_every_legal_way_reads_the_same(kind: Transport) -
 
     assert (reply.response_id, reply.text, streamed) == ("resp_framed", "Prix: 5 €.", ["Prix: 5 €."])
     assert reply.events["response.bankgate_unknown"] == 1
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_an_error_page_is_quoted_in_part(kind: Transport) -> None:
+    """A gateway's 502 is an HTML page, not an OpenAI-style error: it was quoted whole in the message (the
+    terminal, or the browser's error line, flooded with markup); now its first line, clipped."""
+    page = (
+        "<html><head><title>502 Bad Gateway</title></head>\n<body>" + "<p>upstream</p>" * 5_000 + "</body></html>"
+    ).encode()
+
+    def bad_gateway(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(502)
+        handler.send_header("Content-Type", "text/html")
+        handler.send_header("Content-Length", str(len(page)))
+        handler.end_headers()
+        handler.wfile.write(page)
+
+    agent = AgentChoice("teller", "1", pinned=True)
+    with loopback_project(bad_gateway) as endpoint:
+        async with (
+            project_for(endpoint, "token") as (access, project),
+            transport_for(kind, access, project, max_retries=0) as transport,
+        ):
+            with pytest.raises(ServiceFailed, match=r"answered HTTP 502: <html><head><title>502 Bad Gateway") as failed:
+                await transport.create(_ask(agent))
+
+    assert len(failed.value.message) < 400 and "upstream" not in failed.value.message
