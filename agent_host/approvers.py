@@ -49,10 +49,11 @@ import anyio
 import mcp_types
 from mcp.client import ClientRequestContext
 from rich.console import Console
+from rich.text import Text
 
 from agent_host.errors import ConfigurationError, Interrupted
 from agent_host.mcp_link import DESK_POLL_SECONDS
-from agent_host.terminal import TerminalConfirm, TerminalPrompt, discard_typeahead, interruptible
+from agent_host.terminal import TerminalConfirm, TerminalPrompt, discard_typeahead, interruptible, printable
 
 Action = Literal["accept", "decline", "cancel"]
 
@@ -331,13 +332,16 @@ class ConsoleApprover:
         return Answer("accept", approve, confirmation or None, note or None)
 
     def _confirmation(self, wanted: str | None) -> str:
-        """What the person typed back: exactly `wanted` (asked again until it is), or "" to reject."""
-        prompt = f"Type {wanted} to confirm (empty rejects)" if wanted else "Confirmation (empty rejects)"
+        """What the person typed back: exactly `wanted` (asked again until it is), or "" to reject.
+
+        `wanted` is the server's text: shown as text (never rich markup), its control characters escaped."""
+        shown = printable(wanted, lines=False) if wanted else None
+        prompt = Text(f"Type {shown} to confirm (empty rejects)" if shown else "Confirmation (empty rejects)")
         while True:
             typed = TerminalPrompt.ask(prompt, console=self._console, default="", show_default=False).strip()
             if not typed or wanted is None or typed == wanted:
                 return typed
-            self._console.print(f"That is not {wanted}; type it exactly as shown.", markup=False, highlight=False)
+            self._console.print(Text(f"That is not {shown}; type it exactly as shown."), highlight=False)
 
 
 async def wait_at_desk(question: Question, clock: Callable[[], float] = time.time) -> Answer:

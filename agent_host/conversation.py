@@ -18,10 +18,10 @@ re-run and no answer is re-sent; a user message the expired chain refused is sen
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import suppress
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from agent_host.errors import ChainExpired
 from agent_host.expiry import Answer, LostChain
@@ -175,7 +175,10 @@ class Conversation:
         self._unanswered = answers
         try:
             if self.stream:
-                reply = await assemble_stream(self.transport.stream(request), self.observer.stream_text)
+                # Read up to its last event, the stream is closed rather than left to the garbage collector.
+                stream = cast(AsyncGenerator[dict[str, Any], None], self.transport.stream(request))
+                async with aclosing(stream) as events:
+                    reply = await assemble_stream(events, self.observer.stream_text)
             else:
                 reply = reply_from_response(await self.transport.create(request))
         except ChainExpired as error:

@@ -11,7 +11,6 @@ approval prompt.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,20 +21,10 @@ from rich.text import Text
 
 from agent_host.approvers import Answer, Question
 from agent_host.errors import HostError
-from agent_host.foundry.function_tools import FunctionCall
+from agent_host.foundry.function_tools import BadArguments, FunctionCall, read_arguments
 from agent_host.foundry.response_reader import Reply
 from agent_host.mcp_link import ToolResult
-
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
-"""C0 and C1 controls but tab and newline, and the characters that reorder or break bidirectional text."""
-_UNSAFE_IN_A_LINE = re.compile(f"{_UNSAFE.pattern}|\n")
-
-
-def printable(text: str, *, lines: bool = True) -> str:
-    """`text` with every unsafe character written as its escape; newlines too unless `lines`."""
-    unsafe = _UNSAFE if lines else _UNSAFE_IN_A_LINE
-    return unsafe.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
-
+from agent_host.terminal import printable
 
 SHOWN_CHARACTERS = 400
 """How much of a tool call's arguments, or of a result's message, a line shows: a model (or a tool) sending a
@@ -200,10 +189,10 @@ def _by(question: Question) -> str | None:
 
 
 def _compact(arguments: str) -> str:
-    """The arguments on one line; as sent when they are not JSON (or nested too deep to read)."""
+    """The arguments on one line as the call runs them; as sent when the host refuses them (see `read_arguments`)."""
     try:
-        return json.dumps(json.loads(arguments), ensure_ascii=False)
-    except (ValueError, RecursionError):
+        return json.dumps(read_arguments(arguments), ensure_ascii=False)
+    except BadArguments:
         return arguments
 
 

@@ -106,6 +106,14 @@ def http_failure(
         )
     if status == 404:
         return not_found(endpoint, detail)
+    if 300 <= status < 400:
+        location = headers.get("location") or headers.get("Location")
+        return ServiceFailed(
+            f"The Foundry project at {endpoint} answered HTTP {status}, a redirect"
+            + (f" to {location}." if location else " without a location."),
+            "The host does not follow redirects (its token would go along): set PROJECT_ENDPOINT to the project's "
+            f"endpoint itself, {ENDPOINT_SHAPE}.",
+        )
     if status == 429:
         wait = headers.get("retry-after") or headers.get("Retry-After")
         after = "its retries" if retries is None else f"{retries} retries"
@@ -172,9 +180,19 @@ def _param(body: object) -> str | None:
 
 
 def _error_fields(body: object) -> tuple[str | None, str | None]:
-    """`(code, message)` from an OpenAI-style `{"error": {...}}` body, or the body itself."""
+    """`(code, message)` from an OpenAI-style `{"error": {...}}` body, or the body itself (a proxy's HTML
+    page, say), each cut to its first line and `QUOTED_CHARACTERS`: a message, not a page."""
     error = body.get("error", body) if isinstance(body, Mapping) else body
     if isinstance(error, Mapping):
         code, message = error.get("code"), error.get("message")
-        return (str(code) if code else None), (str(message) if message else None)
-    return None, (str(error) if error else None)
+        return (_quoted(code) if code else None), (_quoted(message) if message else None)
+    return None, (_quoted(error) if error else None)
+
+
+QUOTED_CHARACTERS = 200
+
+
+def _quoted(value: object) -> str:
+    lines = str(value).strip().splitlines() or [""]
+    line = lines[0]
+    return line if len(line) <= QUOTED_CHARACTERS and len(lines) == 1 else f"{line[:QUOTED_CHARACTERS]}…"

@@ -10,11 +10,14 @@ first waits for input in short `select` steps (`wait_for_input`), each a chance 
 
 Keys typed before a question is shown are discarded first (`discard_typeahead`): they were not
 typed in answer to it, and a model could have asked for them ("press y to continue").
+
+What others wrote (the model, the tools, the server) is printed `printable`: see `agent_host.display`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import sys
@@ -26,6 +29,17 @@ from typing import TextIO
 from rich.console import Console
 from rich.prompt import Confirm, Prompt
 from rich.text import TextType
+
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+"""C0 and C1 controls but tab and newline, the characters that reorder or break bidirectional text, and lone
+surrogates (JSON can escape one, `"\\ud800"`; a UTF-8 terminal cannot print it, and the write fails)."""
+_UNSAFE_IN_A_LINE = re.compile(f"{_UNSAFE.pattern}|\n")
+
+
+def printable(text: str, *, lines: bool = True) -> str:
+    """`text` with every unsafe character written as its escape; newlines too unless `lines`."""
+    unsafe = _UNSAFE if lines else _UNSAFE_IN_A_LINE
+    return unsafe.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 @contextmanager

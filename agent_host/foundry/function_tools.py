@@ -11,6 +11,7 @@ again so the MCP server sees exactly the call an MCP client would make.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -184,17 +185,15 @@ class Toolbox:
 
     async def run(self, call: FunctionCall) -> ToolResult:
         """Execute `call` with its `call_id` as the idempotency key; malformed calls are answered, not run."""
+        if not _is_unicode(call.call_id):  # it goes to the MCP server as the idempotency key
+            return _refused("invalid_call_id", "The call_id is not valid Unicode (a lone surrogate); nothing was run.")
         tool = self.tools.get(call.name)
         if tool is None:
             return _refused("unknown_tool", f"There is no tool named {call.name!r}; use one of {sorted(self.tools)}.")
         try:
-            arguments = json.loads(call.arguments or "{}")
-        except ValueError as error:
-            return _refused("invalid_arguments", f"The arguments are not valid JSON: {error}.")
-        except RecursionError:  # the model's JSON decides how deep the parser recurses
-            return _refused("invalid_arguments", "The arguments are nested too deeply.")
-        if not isinstance(arguments, dict):
-            return _refused("invalid_arguments", "The arguments must be a JSON object.")
+            arguments = read_arguments(call.arguments)
+        except BadArguments as error:
+            return _refused("invalid_arguments", str(error))
         mcp_arguments = tool.mcp_arguments(arguments)
         key = self._key(call, mcp_arguments.get("approval_ref"))
         result = await self.link.call(call.name, mcp_arguments, idempotency_key=key)
@@ -224,6 +223,70 @@ class Toolbox:
             self._pending[ref] = key
         else:
             self._pending.pop(ref, None)
+
+
+class BadArguments(ValueError):
+    """A call's arguments the host does not pass on; the message tells the model what is wrong."""
+
+
+def read_arguments(text: str) -> dict[str, Any]:
+    """The model's arguments as a JSON object, exactly as JSON defines one, or `BadArguments`.
+
+    Python's reader takes more than JSON, and none of it survives the way to the MCP server faithfully:
+    `NaN`, `Infinity` and numbers out of range would arrive as `null` (so the server says "required"), a
+    lone surrogate (`"\\ud800"`) cannot be encoded for it at all (over stdio that broke the session), and
+    a key given twice is read as its last value where another reader may take the first.
+    """
+    try:
+        arguments = json.loads(
+            text or "{}", parse_constant=_not_a_number, parse_float=_finite, object_pairs_hook=_unique_keys
+        )
+        json.dumps(arguments, ensure_ascii=False).encode()
+    except BadArguments:
+        raise
+    except UnicodeEncodeError:
+        raise BadArguments("The arguments hold text that is not valid Unicode (a lone surrogate).") from None
+    except ValueError as error:
+        raise BadArguments(f"The arguments are not valid JSON: {error}.") from None
+    except RecursionError:  # the model's JSON decides how deep the parser recurses
+        raise BadArguments("The arguments are nested too deeply.") from None
+    if not isinstance(arguments, dict):
+        raise BadArguments("The arguments must be a JSON object.")
+    return arguments
+
+
+def _not_a_number(word: str) -> float:
+    raise BadArguments(f"The arguments hold {word}, which is not a JSON value.")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise BadArguments(f"The arguments hold a number out of range: {_short(text)}.")
+    return number
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise BadArguments(f"The arguments give the key {_short(repr(key))} more than once in one object.")
+        seen.add(key)
+    return dict(pairs)
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether `text` can be encoded at all (not if it holds a lone surrogate, which JSON can escape)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """`text` quoted back to the model, not a megabyte of it."""
+    return text if len(text) <= limit else f"{text[:limit]}…"
 
 
 def _refused(code: str, message: str) -> ToolResult:

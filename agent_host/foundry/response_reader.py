@@ -43,6 +43,10 @@ def reply_from_response(response: Mapping[str, Any]) -> Reply:
 
 def _reply(response: Mapping[str, Any]) -> Reply:
     _check_status(response)
+    response_id = response["id"]
+    if not isinstance(response_id, str) or not response_id:
+        # What the answers to its calls continue from: without it, they cannot be given, so none is run.
+        raise ServiceFailed(f"The service sent a response that has no id ({response_id!r}).")
     texts: list[str] = []
     calls: list[FunctionCall] = []
     for item in response.get("output") or []:
@@ -55,13 +59,14 @@ def _reply(response: Mapping[str, Any]) -> Reply:
             if not isinstance(arguments, str):
                 raise TypeError("function call arguments must be a JSON string")
             calls.append(FunctionCall(str(item["call_id"]), str(item["name"]), arguments))
-    return Reply(str(response["id"]), "".join(texts), tuple(calls))
+    return Reply(response_id, "".join(texts), tuple(calls))
 
 
 async def assemble_stream(events: AsyncIterable[Mapping[str, Any]], on_text: Callable[[str], None]) -> Reply:
     """Consume a streamed response: `on_text` gets each text delta; the reply is the final output.
 
-    `response.completed` carries the whole response, which is the source of truth. The service may
+    `response.completed` carries the whole response, which is the source of truth, and ends the reading
+    (whether or not the connection closes after it). The service may
     leave its `output` empty, or send a call only as `response.output_item.done` or only its
     arguments in `response.function_call_arguments.done`, so the output items are also rebuilt from
     the events, keyed by `output_index` (a call item's `id` is optional), and complete the final
@@ -92,6 +97,8 @@ async def assemble_stream(events: AsyncIterable[Mapping[str, Any]], on_text: Cal
         if delta is not None:
             text.append(delta)
             on_text(delta)
+        if final is not None:  # the last event: a stream held open after it would only run into the read timeout
+            break
     if final is None:
         raise ServiceFailed("The response stream ended before response.completed.")
     try:
@@ -159,6 +166,10 @@ class _StreamedItems:
 
 def _check_status(response: Mapping[str, Any]) -> None:
     status = response.get("status")
+    if status in ("in_progress", "queued"):  # its calls may change yet, and its id cannot be continued from
+        raise ServiceFailed(
+            f"Response {response.get('id')} is still {status}: the service answered before it was done."
+        )
     if status in ("failed", "incomplete", "cancelled"):
         error = response.get("error") or response.get("incomplete_details") or {}
         reason = error.get("message") or error.get("reason") or "no reason given"

@@ -4,6 +4,7 @@ Mirrors `openai/_constants.py` (`DEFAULT_TIMEOUT`, `DEFAULT_MAX_RETRIES`,
 `INITIAL_RETRY_DELAY`, `MAX_RETRY_DELAY`, `MAX_RETRY_AFTER_DELAY`) and `BaseClient`'s
 `_should_retry`, `_parse_retry_after_header` and `_calculate_retry_timeout` in
 `openai/_base_client.py`; `tests/host/test_parts.py` checks the numbers against the installed SDK.
+`paced` adds a rule of the host's own to both paths' streams: see its docstring.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import email.utils
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TypeVar
 
+import anyio
 import httpx2
 
 TIMEOUT = httpx2.Timeout(600.0, connect=5.0)
@@ -61,3 +64,20 @@ def retry_delay(headers: Mapping[str, str], attempt: int, rand: Callable[[], flo
         return hint
     backoff = min(INITIAL_RETRY_DELAY_S * 2.0 ** min(attempt, 1000), MAX_RETRY_DELAY_S)
     return max(0.0, backoff * (1 - 0.25 * rand()))
+
+
+Event = TypeVar("Event")
+
+
+async def paced(events: AsyncIterator[Event], seconds: float | None) -> AsyncIterator[Event]:
+    """`events`, raising `TimeoutError` when the next one takes longer than `seconds`.
+
+    The read timeout counts bytes, and SSE comment lines (keep-alives) are bytes that carry no event: a
+    service sending nothing else would hold the host forever. This counts the events themselves."""
+    while True:
+        try:
+            with anyio.fail_after(seconds):
+                event = await anext(events)
+        except StopAsyncIteration:
+            return
+        yield event

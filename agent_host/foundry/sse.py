@@ -37,6 +37,16 @@ async def parse_sse(lines: AsyncIterable[str]) -> AsyncIterator[dict[str, Any]]:
         yield _event(name, "\n".join(data))
 
 
+def require_event_stream(content_type: str | None, endpoint: str) -> None:
+    """A streamed request answered with something else (the whole response as JSON, from a gateway that
+    ignores `stream`; a proxy's page) is reported as such, not read as a stream that ended early."""
+    if (content_type or "").partition(";")[0].strip().lower() != "text/event-stream":
+        raise ServiceFailed(
+            f"The Foundry project at {endpoint} answered a streamed request with "
+            f"{content_type or 'no content type'}, not an event stream."
+        )
+
+
 def _event(name: str, payload: str) -> dict[str, Any]:
     try:
         event = json.loads(payload)

@@ -22,8 +22,8 @@ from azure.identity.aio import get_bearer_token_provider
 from agent_host.errors import HostError, ServiceFailed, http_failure, slow, unreachable
 from agent_host.foundry.access import ProjectAccess
 from agent_host.foundry.audience import SCOPE
-from agent_host.foundry.retries import TIMEOUT, retry_delay, should_retry
-from agent_host.foundry.sse import parse_sse
+from agent_host.foundry.retries import TIMEOUT, paced, retry_delay, should_retry
+from agent_host.foundry.sse import parse_sse, require_event_stream
 
 
 class RestTransport:
@@ -46,10 +46,11 @@ class RestTransport:
 
     async def stream(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
         async with self._post({**request, "stream": True}) as response:
+            require_event_stream(response.headers.get("content-type"), self._access.endpoint)
             try:
-                async for event in parse_sse(response.aiter_lines()):
+                async for event in paced(parse_sse(response.aiter_lines()), self._timeout.read):
                     yield event
-            except httpx2.ReadTimeout:
+            except (httpx2.ReadTimeout, TimeoutError):
                 raise slow(self._access.endpoint, self._timeout.read, streaming=True) from None
             except httpx2.TransportError as error:
                 raise ServiceFailed(f"The response stream from {self._access.endpoint} broke off: {error}.") from None
@@ -79,7 +80,7 @@ class RestTransport:
                     await anyio.sleep(retry_delay(response.headers, attempt))
                     attempt += 1
                     continue
-                if response.status_code >= 400:
+                if not response.is_success:  # a redirect too: not followed, so the token stays here
                     await response.aread()
                     raise http_failure(
                         response.status_code,

@@ -20,7 +20,8 @@ from openai.types.responses import Response
 
 from agent_host.errors import ServiceFailed, http_failure, slow, unreachable
 from agent_host.foundry.access import ProjectAccess, sign_in_failure
-from agent_host.foundry.retries import TIMEOUT
+from agent_host.foundry.retries import TIMEOUT, paced
+from agent_host.foundry.sse import require_event_stream
 
 _NAMED = ("input", "previous_response_id", "tool_choice")
 """Request fields openai takes as arguments; the rest (`agent_reference`) goes in `extra_body`."""
@@ -39,7 +40,10 @@ class SdkTransport:
         self._client = self._new_client()
 
     def _new_client(self) -> openai.AsyncOpenAI:
-        return self._project.get_openai_client(max_retries=self._max_retries, timeout=self._timeout)
+        """openai's client, except that it does not follow redirects (as the REST path does not): its request
+        body cannot be sent again, and a redirect is an answer to report (see `agent_host.errors.http_failure`)."""
+        http = openai.DefaultAsyncHttpxClient(follow_redirects=False)
+        return self._project.get_openai_client(max_retries=self._max_retries, timeout=self._timeout, http_client=http)
 
     async def create(self, request: Mapping[str, Any]) -> dict[str, Any]:
         async with self._errors():
@@ -51,9 +55,10 @@ class SdkTransport:
             events = await self._client.responses.create(**_arguments(request), stream=True)
             try:
                 async with events:
-                    async for event in events:
+                    require_event_stream(events.response.headers.get("content-type"), self._access.endpoint)
+                    async for event in paced(aiter(events), self._timeout.read):
                         yield event.model_dump(mode="json")
-            except openai.APITimeoutError:  # after the stream started: it stalled
+            except (openai.APITimeoutError, TimeoutError):  # after the stream started: it stalled
                 raise slow(self._access.endpoint, self._timeout.read, streaming=True) from None
             except openai.APIConnectionError as error:
                 cause = error.__cause__ or error

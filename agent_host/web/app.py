@@ -6,12 +6,15 @@ with its `EventEncoder`, so the wire is the protocol's, not a look-alike.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
 
 from ag_ui.core import AgentCapabilities, BaseEvent, HumanInTheLoopCapabilities, RunAgentInput
 from ag_ui.encoder import EventEncoder
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -23,6 +26,7 @@ from agent_host.web.guard import Guard
 from agent_host.web.runs import RunDriver
 
 STATIC = Path(__file__).parent / "static"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_BODY = 1_000_000
 """Bytes of run input accepted: the host only needs the last user message."""
 
@@ -96,7 +100,26 @@ async def _bounded_body(request: Request) -> bytes | None:
 
 async def _encoded(encoder: EventEncoder, events: AsyncIterator[BaseEvent]) -> AsyncIterator[str]:
     async for event in events:
-        yield encoder.encode(event)
+        try:
+            yield encoder.encode(event)
+        except PydanticSerializationError:  # text UTF-8 cannot carry: the stream would break off mid-run
+            yield encoder.encode(_valid_unicode(event))
+
+
+def _valid_unicode(event: BaseEvent) -> BaseEvent:
+    """`event` with each lone surrogate (JSON from the model or the service may escape one, `"\\ud800"`, but
+    it is no character) replaced by U+FFFD, as a UTF-8 decoder shows what it cannot read."""
+    return type(event).model_validate(_replaced(event.model_dump()))
+
+
+def _replaced(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {key: _replaced(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_replaced(item) for item in value]
+    return value
 
 
 def _problem(status: int, message: str) -> JSONResponse:

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from decimal import Decimal
@@ -29,12 +29,23 @@ MODEL = DEFAULT_EMULATOR_MODEL
 REPO = Path(__file__).resolve().parents[2]
 
 
-class CapturedDisplay(Display):
-    """A plain-text display whose output the test can read."""
+class Utf8Output(io.TextIOWrapper):
+    """Output encoded as a UTF-8 terminal's is: text it cannot encode (a lone surrogate) fails the write."""
 
     def __init__(self) -> None:
-        self.buffer = io.StringIO()
-        self.error_buffer = io.StringIO()
+        self._bytes = io.BytesIO()
+        super().__init__(self._bytes, encoding="utf-8", write_through=True)
+
+    def getvalue(self) -> str:
+        return self._bytes.getvalue().decode()
+
+
+class CapturedDisplay(Display):
+    """A plain-text display whose output the test can read, written as to a UTF-8 terminal."""
+
+    def __init__(self) -> None:
+        self.buffer = Utf8Output()
+        self.error_buffer = Utf8Output()
         super().__init__(
             Console(file=self.buffer, highlight=False, width=200),
             errors=Console(file=self.error_buffer, highlight=False, width=200),
@@ -43,6 +54,40 @@ class CapturedDisplay(Display):
     @property
     def text(self) -> str:
         return self.buffer.getvalue()
+
+
+class HostileModel:
+    """A Responses API whose model answers with `outputs`, one list of output items per request."""
+
+    name = "hostile"
+
+    def __init__(self, *outputs: list[dict[str, Any]]) -> None:
+        self._outputs = list(outputs)
+        self.requests: list[Mapping[str, Any]] = []
+
+    async def create(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        self.requests.append(request)
+        output = self._outputs.pop(0) if self._outputs else [message_item("Done.")]
+        return {"id": f"resp_{len(self.requests)}", "status": "completed", "output": output}
+
+    async def stream(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        response = await self.create(request)
+        for item in response["output"]:
+            if item["type"] == "message":
+                for part in item["content"]:
+                    yield {"type": "response.output_text.delta", "delta": part["text"]}
+        yield {"type": "response.completed", "response": response}
+
+    async def aclose(self) -> None:
+        pass
+
+
+def message_item(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
+
+
+def call_item(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}
 
 
 def settings_for(emulator: Emulator, agent: str, **overrides: Any) -> HostSettings:

@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import Any, cast
 
 import anyio
@@ -180,3 +181,28 @@ def test_keys_typed_before_the_question_do_not_answer_it(monkeypatch: pytest.Mon
         sys.stdin.close()
 
     assert (answer.action, answer.approve) == ("accept", False)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("wanted", "shown"),
+    [("[/x]", "[/x]"), ("[bold]ACC-003", "[bold]ACC-003"), ("\x1b[2K\x1b[1AACC-003", "\\x1b[2K\\x1b[1AACC-003")],
+)
+async def test_the_confirmation_prompt_shows_the_servers_value_as_text(
+    monkeypatch: pytest.MonkeyPatch, wanted: str, shown: str
+) -> None:
+    """The value to type back comes from the server's question: read as rich markup, `[/x]` crashed the question
+    (MarkupError) and `[bold]ACC-003` was shown as ACC-003, which the server does not take; control characters
+    reached the terminal. It is shown as the display shows the server's text, and checked as the server will."""
+    console = _console()
+    question = replace(
+        CLOSE, message=f"Approval required: close_account\nTo approve, also type {wanted} in the confirmation field."
+    )
+    _typed(monkeypatch, "y", "ACC-003", wanted, "")
+
+    answer = await ConsoleApprover(console, clock=lambda: 900.0).answer(question)
+
+    assert (answer.approve, answer.confirmation) == (True, wanted)
+    assert f"Type {shown} to confirm (empty rejects)" in _shown(console)
+    assert f"That is not {shown}; type it exactly as shown." in _shown(console)
+    assert "\x1b" not in _shown(console)

@@ -19,9 +19,8 @@ from agent_host.settings import McpProtocol, Transport
 
 from .conftest import Cli
 from .desk_lab import DeskLab
-from .helpers import CapturedDisplay, balance, host_for, scripted, settings_for
+from .helpers import CapturedDisplay, HostileModel, balance, call_item, host_for, scripted, settings_for
 from .test_cli import lab_env, read_balance
-from .test_hostile_model import HostileModel, _call
 
 pytestmark = pytest.mark.anyio
 
@@ -111,7 +110,7 @@ async def test_the_model_continues_a_pending_approval_under_the_key_it_was_asked
     lab = DeskLab.create(tmp_path)
     target = lab.target(settings_for(emulator, agent_name))
     transfer = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "100", "memo": None}
-    model = HostileModel([_call("call_1", "transfer_funds", json.dumps(transfer))])
+    model = HostileModel([call_item("call_1", "transfer_funds", json.dumps(transfer))])
     async with (
         host_for(emulator, tmp_path, DenyApprover(), agent_name, target) as host,
         lab.approver() as (desk, passkey),
@@ -122,7 +121,9 @@ async def test_the_model_continues_a_pending_approval_under_the_key_it_was_asked
         ref = pending["approval_ref"]
         assert (await desk.decide(ref, "approved", passkey)).status_code == 200
         again = json.dumps({**transfer, "approval_ref": ref})
-        model = HostileModel([_call("call_2", "transfer_funds", again)], [_call("call_3", "transfer_funds", again)])
+        model = HostileModel(
+            [call_item("call_2", "transfer_funds", again)], [call_item("call_3", "transfer_funds", again)]
+        )
         conversation.transport = model
         turn = await conversation.send("Approved at the desk; continue.")
         assert await balance(host, "ACC-001") == Decimal("4900.00")

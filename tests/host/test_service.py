@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
+import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from azure.ai.projects.aio import AIProjectClient
@@ -21,6 +26,7 @@ from agent_host.errors import (
     ConfigurationError,
     NotFound,
     RateLimited,
+    ServiceFailed,
     ServiceSlow,
     ServiceUnreachable,
 )
@@ -33,7 +39,7 @@ from agent_host.foundry.transport_rest import RestTransport
 from agent_host.foundry.transport_sdk import SdkTransport
 from agent_host.settings import Transport
 
-from .helpers import MODEL, balance, free_port, host_for, scripted, settings_for
+from .helpers import MODEL, balance, free_port, host_for, message_item, scripted, settings_for
 
 TOOL = {
     "type": "function",
@@ -268,3 +274,255 @@ def test_endpoint_configuration_is_checked(emulator: Emulator) -> None:
     )
     local = project_access(settings_for(emulator, "a", emulator_token=SecretStr("secret")))
     assert not remote.dev_token and local.dev_token
+
+
+@contextmanager
+def loopback_project(answer: Callable[[BaseHTTPRequestHandler], None]) -> Iterator[str]:
+    """A loopback HTTP server answering every POST with `answer`; yields its project endpoint.
+
+    For what the emulator, faithful to the service, never sends (a redirect, a stream held open)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            answer(self)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/api/projects/loopback"
+        finally:
+            server.shutdown()
+
+
+def redirect_to(location: str) -> Callable[[BaseHTTPRequestHandler], None]:
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(307)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return answer
+
+
+@pytest.mark.anyio
+@BOTH
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+async def test_a_redirect_is_reported_not_followed(
+    emulator: Emulator, agent_name: str, kind: Transport, stream: bool
+) -> None:
+    """The SDK path crashed on a 307 (httpx's RequestNotRead: no `HostError`, so the chat ended), and the REST
+    path took it for an answer ("no JSON object", "ended before response.completed"). Both now say where the
+    project redirects, and neither sends the request (with its token) on."""
+    async with project_for(emulator.endpoint, emulator.token) as (access, project):
+        agent = await _agent(project, access, agent_name)
+    target = f"{emulator.endpoint}/openai/v1/responses"
+    emulator.faults.reset_stats()
+    with loopback_project(redirect_to(target)) as endpoint:
+        async with (
+            project_for(endpoint, emulator.token) as (access, project),
+            transport_for(kind, access, project, max_retries=0) as transport,
+        ):
+            with pytest.raises(ServiceFailed, match=rf"answered HTTP 307, a redirect to {re.escape(target)}"):
+                if stream:
+                    await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+                else:
+                    await transport.create(_ask(agent))
+
+    assert emulator.faults.stats.requests == 0, "the redirect was not followed"
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_a_stream_is_read_up_to_its_last_event_not_until_the_connection_closes(kind: Transport) -> None:
+    """`response.completed` is the stream's last event. Read on until the connection closed, a stream the service
+    (or a proxy) then held open ended in `ServiceSlow` after the read timeout, and the completed reply was lost."""
+    released = threading.Event()
+    completed = {
+        "type": "response.completed",
+        "sequence_number": 0,
+        "response": {
+            "id": "resp_held",
+            "object": "response",
+            "created_at": 0,
+            "model": MODEL,
+            "status": "completed",
+            "output": [message_item("Held open.")],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+        },
+    }
+
+    def complete_then_hold(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.end_headers()
+        handler.wfile.write(f"event: response.completed\ndata: {json.dumps(completed)}\n\n".encode())
+        handler.wfile.flush()
+        released.wait(10)
+
+    agent = AgentChoice("teller", "1", pinned=True)
+    try:
+        with loopback_project(complete_then_hold) as endpoint:
+            async with (
+                project_for(endpoint, "token") as (access, project),
+                transport_for(kind, access, project, max_retries=0, timeout=httpx2.Timeout(3.0)) as transport,
+            ):
+                started = time.monotonic()
+                reply = await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+                took = time.monotonic() - started
+    finally:
+        released.set()
+
+    assert (reply.response_id, reply.text) == ("resp_held", "Held open.")
+    assert took < 2.0, f"waited {took:.1f} s for a stream that had ended"
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_a_stream_kept_alive_with_comments_alone_is_reported_as_slow(kind: Transport) -> None:
+    """SSE comment lines keep a connection open but carry nothing: a service sending only them after its first
+    event reset the read timeout forever, and the host waited on with no end."""
+    released = threading.Event()
+    created = {
+        "type": "response.created",
+        "sequence_number": 0,
+        "response": {"id": "resp_alive", "status": "in_progress"},
+    }
+
+    def comments_forever(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.end_headers()
+        handler.wfile.write(f"event: response.created\ndata: {json.dumps(created)}\n\n".encode())
+        with suppress(OSError):  # until the host hangs up
+            while not released.wait(0.1):
+                handler.wfile.write(b": keep-alive\n\n")
+                handler.wfile.flush()
+
+    agent = AgentChoice("teller", "1", pinned=True)
+    try:
+        with loopback_project(comments_forever) as endpoint:
+            async with (
+                project_for(endpoint, "token") as (access, project),
+                transport_for(kind, access, project, max_retries=0, timeout=httpx2.Timeout(1.0)) as transport,
+            ):
+                started = time.monotonic()
+                with anyio.fail_after(10), pytest.raises(ServiceSlow, match="sent nothing more of its streamed"):
+                    await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+                took = time.monotonic() - started
+    finally:
+        released.set()
+
+    assert took < 3.0
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_a_streamed_request_answered_with_something_else_says_so(kind: Transport) -> None:
+    """A gateway that ignores `stream` answers with the whole response as JSON: read as an event stream it was
+    "ended before response.completed", which sends one looking for a cut connection."""
+    body = json.dumps({"id": "resp_whole", "object": "response", "status": "completed", "output": []}).encode()
+
+    def whole_json(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    agent = AgentChoice("teller", "1", pinned=True)
+    with loopback_project(whole_json) as endpoint:
+        async with (
+            project_for(endpoint, "token") as (access, project),
+            transport_for(kind, access, project, max_retries=0) as transport,
+        ):
+            with pytest.raises(ServiceFailed, match="answered a streamed request with application/json, not an event"):
+                await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_a_stream_framed_every_legal_way_reads_the_same(kind: Transport) -> None:
+    """Pins SSE framing over a real connection (the parser's own test feeds it lines): CRLF line ends, a comment,
+    `data` over two lines, an event type the host does not know, and a character split across two writes."""
+    response = {
+        "id": "resp_framed",
+        "object": "response",
+        "created_at": 0,
+        "model": MODEL,
+        "status": "completed",
+        "output": [message_item("Prix: 5 €.")],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+    }
+    delta = {"type": "response.output_text.delta", "sequence_number": 1, "output_index": 0, "content_index": 0}
+    delta |= {"item_id": "msg_1", "delta": "Prix: 5 €.", "logprobs": []}
+    completed = json.dumps({"type": "response.completed", "sequence_number": 2, "response": response})
+    half = completed.index(', "output"') + 1  # between two members: the line break joining them is whitespace
+    first, rest = completed[:half], completed[half:]
+    wire = (
+        ": a comment\r\n"
+        'event: response.bankgate_unknown\r\ndata: {"type": "response.bankgate_unknown", "sequence_number": 0}\r\n\r\n'
+        f"event: response.output_text.delta\r\ndata: {json.dumps(delta, ensure_ascii=False)}\r\n\r\n"
+        f"event: response.completed\r\ndata: {first}\r\ndata: {rest}\r\n\r\n"
+    ).encode()
+    split = wire.index("€".encode()) + 1
+
+    def framed(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        handler.send_header("Content-Length", str(len(wire)))
+        handler.end_headers()
+        for part in (wire[:split], wire[split:]):
+            handler.wfile.write(part)
+            handler.wfile.flush()
+            time.sleep(0.05)  # the two halves of the character arrive apart
+
+    agent = AgentChoice("teller", "1", pinned=True)
+    streamed: list[str] = []
+    with loopback_project(framed) as endpoint:
+        async with (
+            project_for(endpoint, "token") as (access, project),
+            transport_for(kind, access, project, max_retries=0) as transport,
+        ):
+            reply = await assemble_stream(transport.stream(_ask(agent)), streamed.append)
+
+    assert (reply.response_id, reply.text, streamed) == ("resp_framed", "Prix: 5 €.", ["Prix: 5 €."])
+    assert reply.events["response.bankgate_unknown"] == 1
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_an_error_page_is_quoted_in_part(kind: Transport) -> None:
+    """A gateway's 502 is an HTML page, not an OpenAI-style error: it was quoted whole in the message (the
+    terminal, or the browser's error line, flooded with markup); now its first line, clipped."""
+    page = (
+        "<html><head><title>502 Bad Gateway</title></head>\n<body>" + "<p>upstream</p>" * 5_000 + "</body></html>"
+    ).encode()
+
+    def bad_gateway(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(502)
+        handler.send_header("Content-Type", "text/html")
+        handler.send_header("Content-Length", str(len(page)))
+        handler.end_headers()
+        handler.wfile.write(page)
+
+    agent = AgentChoice("teller", "1", pinned=True)
+    with loopback_project(bad_gateway) as endpoint:
+        async with (
+            project_for(endpoint, "token") as (access, project),
+            transport_for(kind, access, project, max_retries=0) as transport,
+        ):
+            with pytest.raises(ServiceFailed, match=r"answered HTTP 502: <html><head><title>502 Bad Gateway") as failed:
+                await transport.create(_ask(agent))
+
+    assert len(failed.value.message) < 400 and "upstream" not in failed.value.message

@@ -9,6 +9,7 @@ import pytest
 from ag_ui.core import AgentCapabilities, RunErrorEvent, RunFinishedEvent, ToolCallArgsEvent, ToolCallStartEvent
 
 from agent_host.emulator import Emulator, FaultConfig
+from tests.host.helpers import HostileModel, call_item, message_item
 
 from .helpers import run, run_input, text_of, tool_results, types, web_for
 
@@ -68,3 +69,30 @@ async def test_expected_failures_are_run_errors(emulator: Emulator, tmp_path: Pa
         invalid = await client.post(f"{web.url}/agent", json={"threadId": "t-2", "secret": "do-not-echo"})
         assert invalid.status_code == 422 and ("runId" in invalid.text or "run_id" in invalid.text)
         assert "do-not-echo" not in invalid.text
+
+
+async def test_text_that_is_not_unicode_reaches_the_browser_replaced_not_a_broken_stream(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """A lone surrogate (JSON can escape one) from the model, in its text, a call's name or arguments, could not
+    be encoded as UTF-8: the event stream broke off mid-run, and the browser saw neither the calls nor the end."""
+    lone = "\ud800"
+    model = HostileModel(
+        [
+            message_item(f"Checking{lone}."),
+            call_item("call_1", f"get_account_balance{lone}", "{}"),
+            call_item("call_2", "get_account_balance", f'{{"account_id": "ACC-001{lone}"}}'),
+        ],
+        [message_item("Done.")],
+    )
+    async with web_for(emulator, tmp_path, agent_name) as web, httpx2.AsyncClient(timeout=60) as client:
+        web.host.transport = model
+        events = await run(client, web.url, run_input("t-lone", "What is my balance?"))
+
+    assert types(events)[-1] == "RUN_FINISHED"
+    assert text_of(events) == "Checking\ufffd.Done."
+    [named, _] = [event for event in events if isinstance(event, ToolCallStartEvent)]
+    assert named.tool_call_name == "get_account_balance\ufffd"
+    [_, args] = [event for event in events if isinstance(event, ToolCallArgsEvent)]
+    assert args.delta == '{"account_id": "ACC-001\ufffd"}'
+    assert [result["error"]["code"] for result in tool_results(events)] == ["unknown_tool", "invalid_arguments"]
