@@ -74,6 +74,7 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
     Only `create` makes a ledger where there is none, and only `seed` puts demo money in an
     empty one: the callers decide (see `Settings.creates_ledger`), never a default here.
     """
+    policy = load_policy(settings.policy, catalog=TOOL_ARGUMENTS)  # a bad policy file creates no ledger, key or money
     db = Database.open(settings.db_url, create=create)
     audit = AuditWriter(settings.audit_key_file)
     log.info("audit records are signed with key %s from %s", audit.signer.key_id, audit.key_path)
@@ -83,7 +84,6 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
     if seed and not ledger.accounts():
         ledger.seed_demo()
         log.info("created the demo accounts ACC-001, ACC-002, ACC-003")
-    policy = load_policy(settings.policy, catalog=TOOL_ARGUMENTS)
     actions = ledger_actions(ledger, policy)
     gate = Gate(
         policy,

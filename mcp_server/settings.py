@@ -8,10 +8,12 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
-from mcp_server.ledger.money import DEFAULT_MAX_AMOUNT_MINOR
+from mcp_server.ledger.money import DEFAULT_MAX_AMOUNT_MINOR, MAX_AMOUNT_MINOR_CEILING
 from mcp_server.storage.database import default_database_url
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+MAX_APPROVAL_TIMEOUT = 365 * 86_400
+"""A year: a deadline every clock and date shows; anything longer is a typo (1e308 would crash each question)."""
 CommaList = Annotated[list[str], NoDecode]
 """A list set as 'a,b' in the environment (split by `_split`), not as JSON."""
 
@@ -44,17 +46,31 @@ class Settings(BaseSettings):
     request_state_keys: SecretStr | None = Field(
         None, description="Comma-separated request-state keys (>= 32 bytes each); the first seals."
     )
-    approval_timeout: float = Field(300.0, gt=0, description="Seconds a human has to answer an approval.")
+    approval_timeout: float = Field(
+        300.0,
+        gt=0,
+        le=MAX_APPROVAL_TIMEOUT,
+        allow_inf_nan=False,
+        description="Seconds a human has to answer an approval.",
+    )
     max_pending_approvals: int = Field(
         20, ge=1, description="Approvals one principal may have waiting at once (pending, unexpired)."
     )
     principal: str = Field("local", min_length=1, description="Principal for stdio and unauthenticated HTTP.")
-    max_amount_minor: int = Field(DEFAULT_MAX_AMOUNT_MINOR, gt=0, description="Largest single amount, in minor units.")
+    max_amount_minor: int = Field(
+        DEFAULT_MAX_AMOUNT_MINOR,
+        gt=0,
+        le=MAX_AMOUNT_MINOR_CEILING,
+        description="Largest single amount, in minor units.",
+    )
     audit_key_file: Path | None = Field(
         None, description="Audit signing key file, outside the database (default: audit.key in the user data dir)."
     )
     health_interval: float = Field(
-        1.0, gt=0, description="Seconds one database probe answers /healthz and /readyz (at most one probe each)."
+        1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds one database probe answers /healthz and /readyz (at most one probe each).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = Field("text", description="'json': one JSON object per log line.")

@@ -1,0 +1,70 @@
+"""Bad command lines and settings of `bankgate-mcp`: each is one line naming what is wrong, exit 2, and
+nothing written: no ledger created, no key made, no row of an existing ledger changed."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.server.cli_process import McpCli
+from tests.server.test_cli_defaults import refused
+
+NEW = ("--db", "sqlite:///new.db", "--create", "--seed-demo", "--audit-key-file", "new.key", "--no-desk")
+"""A serve that would create a ledger, a key and demo money: a bad input must refuse before any of them."""
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "says"),
+    [
+        (("--policy", "missing.toml"), {}, "missing.toml"),
+        (("--policy", "."), {}, "Is a directory"),
+        (("--policy", "latin1.toml"), {}, "latin1.toml: (file): not UTF-8 text"),
+        ((), {"BANKGATE_APPROVAL_TIMEOUT": "inf"}, "approval_timeout: Input should be a finite number"),
+        ((), {"BANKGATE_APPROVAL_TIMEOUT": "1e308"}, "approval_timeout: Input should be less than or equal to"),
+        ((), {"BANKGATE_HEALTH_INTERVAL": "inf"}, "health_interval: Input should be a finite number"),
+        ((), {"BANKGATE_MAX_AMOUNT_MINOR": str(2**63)}, "max_amount_minor: Input should be less than or equal to"),
+    ],
+    ids=["missing policy", "policy a directory", "policy not UTF-8", "timeout inf", "timeout huge",
+         "health inf", "max amount past 64 bits"],
+)  # fmt: skip
+def test_a_bad_serve_setting_is_named_before_anything_is_created(
+    tmp_path: Path, cli: McpCli, extra: tuple[str, ...], env: dict[str, str], says: str
+) -> None:
+    (tmp_path / "latin1.toml").write_bytes(b"[policy]\nversion = 1\n# r\xe9sum\xe9\n")
+    refused(cli("serve", *NEW, *extra, **env), says)
+    assert not (tmp_path / "new.db").exists()
+    assert not (tmp_path / "new.key").exists()
+
+
+def dump(db: Path) -> list[str]:
+    """Every row and table of a SQLite ledger, as SQL."""
+    with sqlite3.connect(db) as conn:
+        return list(conn.iterdump())
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, cli: McpCli) -> tuple[str, ...]:
+    """A demo ledger with its key: the `--db`/`--audit-key-file` options naming them."""
+    options = ("--db", f"sqlite:///{tmp_path / 'bank.db'}", "--audit-key-file", str(tmp_path / "audit.key"))
+    assert cli("admin", "init", "--seed-demo", *options).returncode == 0
+    assert cli("audit", "verify", *options).returncode == 0  # every record chained: nothing left to do later
+    return options
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        (("audit", "tail", "-n", "-1"), "-n must be a whole number from 0 to"),
+        (("audit", "tail", "-n", str(10**20)), "-n must be a whole number from 0 to"),
+        (("audit", "checkpoint", "--out", "."), "--out .: Is a directory"),
+        (("audit", "checkpoint", "--out", "nowhere/head.json"), "--out nowhere/head.json: No such file or directory"),
+    ],
+    ids=["tail negative", "tail past 64 bits", "checkpoint into a directory", "checkpoint into a missing directory"],
+)
+def test_a_bad_option_against_a_ledger_is_named_and_changes_nothing(
+    tmp_path: Path, cli: McpCli, ledger: tuple[str, ...], command: tuple[str, ...], says: str
+) -> None:
+    before = dump(tmp_path / "bank.db")
+    refused(cli(*command, *ledger), says)
+    assert dump(tmp_path / "bank.db") == before
+    assert not (tmp_path / "nowhere").exists()
