@@ -68,12 +68,17 @@ class HostSettings(BaseSettings):
     approval_timeout: float = Field(
         default=300.0,
         gt=0,
+        le=365 * 86_400,  # the server's bound: a deadline a date can show
+        allow_inf_nan=False,
         validation_alias="BANKGATE_APPROVAL_TIMEOUT",
         description="The MCP server's approval timeout (the launched server reads the same variable); the "
         "console shows each question's deadline from it.",
     )
     tool_timeout: float = Field(
-        default=330.0, gt=0, description="Seconds one MCP round may take (the server gives a human 300 s by default)."
+        default=330.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds one MCP round may take (the server gives a human 300 s by default).",
     )
 
     @classmethod

@@ -1,0 +1,36 @@
+"""Bad settings and options of `bankgate-agent`: a configuration error (exit 2) naming the setting, no
+traceback, and nothing started or written (no MCP server launched: no ledger at the named URL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .conftest import Cli
+
+UNREACHABLE = {"PROJECT_ENDPOINT": "http://127.0.0.1:9/api/projects/p", "CHAT_MODEL": "m"}
+"""A loopback project nobody serves: reaching it is a run-time error (exit 1), never a configuration one."""
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (("ask", "hi"), {"BANKGATE_AGENT_TOOL_TIMEOUT": "inf"}, "tool_timeout: Input should be a finite number"),
+        (("ask", "hi"), {"BANKGATE_APPROVAL_TIMEOUT": "1e308"}, "BANKGATE_APPROVAL_TIMEOUT: Input should be less than"),
+        (("serve", "--approval-window", "nan"), {}, "--approval-window must be a positive number"),
+        (("serve", "--port", "99999"), {}, "--port must be from 0 to 65535"),
+        (("serve", "--port", "-1"), {}, "--port must be from 0 to 65535"),
+    ],
+    ids=["tool timeout inf", "approval timeout huge", "window nan", "port too high", "port negative"],
+)  # fmt: skip
+def test_a_bad_setting_is_a_configuration_error_before_anything_starts(
+    tmp_path: Path, cli: Cli, args: tuple[str, ...], env: dict[str, str], says: str
+) -> None:
+    ledger = tmp_path / "ledger.db"
+    named = {"BANKGATE_DB_URL": f"sqlite:///{ledger}", "BANKGATE_CREATE": "true", "BANKGATE_DESK": "false"}
+    done = cli(*args, "--approver", "deny", env=UNREACHABLE | named | env) if args[0] == "ask" else cli(*args)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not ledger.exists()
