@@ -68,3 +68,18 @@ def test_a_bad_option_against_a_ledger_is_named_and_changes_nothing(
     refused(cli(*command, *ledger), says)
     assert dump(tmp_path / "bank.db") == before
     assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize(
+    "command", [("admin", "deposit", "ACC-001", "5"), ("admin", "roles", "grant", "bob", "operator")]
+)
+def test_a_mistyped_key_file_is_refused_not_created(tmp_path: Path, cli: McpCli, command: tuple[str, ...]) -> None:
+    """A ledger's key is made by `admin init` or `serve`; a command naming a key file that does not exist would
+    sign with a key made up on the spot: records no server chains, and a directory left where the typo points.
+    Here before any head is signed, where the chain's signers cannot tell the keys apart yet."""
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    assert cli("admin", "init", "--seed-demo", "--db", url, "--audit-key-file", "audit.key").returncode == 0
+    before = dump(tmp_path / "bank.db")
+    refused(cli(*command, "--db", url, "--audit-key-file", "typo/audit.key"), "typo/audit.key does not exist")
+    assert dump(tmp_path / "bank.db") == before
+    assert not (tmp_path / "typo").exists()
