@@ -83,3 +83,18 @@ def test_a_mistyped_key_file_is_refused_not_created(tmp_path: Path, cli: McpCli,
     refused(cli(*command, "--db", url, "--audit-key-file", "typo/audit.key"), "typo/audit.key does not exist")
     assert dump(tmp_path / "bank.db") == before
     assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("command", [("admin", "init"), ("serve", "--create", "--no-desk")], ids=["init", "serve"])
+def test_a_database_of_something_else_is_not_made_a_ledger(
+    tmp_path: Path, cli: McpCli, command: tuple[str, ...]
+) -> None:
+    """A URL naming another application's database (a typo, the wrong file) gets no bankgate tables added to it."""
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE customers (name TEXT)")
+    before = dump(other)
+    done = cli(*command, "--db", f"sqlite:///{other}", "--audit-key-file", "new.key")
+    refused(done, "holds 1 table of something else and no bankgate ledger")
+    assert dump(other) == before
+    assert not (tmp_path / "new.key").exists()
