@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from agent_host.cli.main import COMMANDS, build_parser
+from tests.support import unexplained_options
+
 from .conftest import Cli
 
 UNREACHABLE = {"PROJECT_ENDPOINT": "http://127.0.0.1:9/api/projects/p", "CHAT_MODEL": "m"}
@@ -34,3 +37,9 @@ def test_a_bad_setting_is_a_configuration_error_before_anything_starts(
     assert says in done.stderr
     assert "Traceback" not in done.stderr
     assert not ledger.exists()
+
+
+@pytest.mark.parametrize("command", [command.name for command in COMMANDS])
+def test_every_help_lists_and_explains_every_option(command: str) -> None:
+    """`bankgate-agent COMMAND --help` lists each option with a line saying what it is."""
+    assert unexplained_options(build_parser([command]), "bankgate-agent") == {}

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from mcp_server.cli.main import _parser
 from tests.server.cli_process import McpCli
 from tests.server.test_cli_defaults import refused
+from tests.support import unexplained_options
 
 NEW = ("--db", "sqlite:///new.db", "--create", "--seed-demo", "--audit-key-file", "new.key", "--no-desk")
 """A serve that would create a ledger, a key and demo money: a bad input must refuse before any of them."""
@@ -98,3 +100,8 @@ def test_a_database_of_something_else_is_not_made_a_ledger(
     refused(done, "holds 1 table of something else and no bankgate ledger")
     assert dump(other) == before
     assert not (tmp_path / "new.key").exists()
+
+
+def test_every_help_lists_and_explains_every_option() -> None:
+    """`--help` of each command lists each of its options and arguments with a line saying what it is."""
+    assert unexplained_options(_parser(), "bankgate-mcp") == {}
