@@ -90,4 +90,4 @@ class HostSettings(BaseSettings):
             "emulator_token": SecretStr(token),
             "chat_model": DEFAULT_EMULATOR_MODEL,
         }
-        return cls(**(defaults | emulator | overrides))
+        return cls(**(defaults | emulator | overrides), _env_file=None)  # type: ignore[call-arg]

@@ -291,7 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[Settings, argparse.Namespace], int | None] = args.run
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
     try:
-        settings = Settings(**overrides)
+        try:
+            settings = Settings(**overrides)
+        except UnicodeDecodeError:  # only .env is read as text here (variables with such bytes are named)
+            raise ValueError(".env: not UTF-8 text; save it as UTF-8") from None
         return run(settings, args) or 0
     except ValidationError as exc:
         for error in exc.errors():

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent_host.cli.main import COMMANDS, build_parser
+from agent_host.settings import DEFAULT_AGENT_NAME, HostSettings
 from tests.support import unexplained_options
 
 from .conftest import Cli
@@ -37,6 +38,20 @@ def test_a_bad_setting_is_a_configuration_error_before_anything_starts(
     assert says in done.stderr
     assert "Traceback" not in done.stderr
     assert not ledger.exists()
+
+
+def test_a_dotenv_not_utf8_is_a_configuration_error(tmp_path: Path, cli: Cli) -> None:
+    (tmp_path / ".env").write_bytes(b"AGENT_NAME=r\xe9mi\n")  # Latin-1, as an old editor saves it
+    done = cli("ask", "hi", "--approver", "deny", env=UNREACHABLE)
+    assert done.returncode == 2, done.stderr
+    assert ".env is not UTF-8 text" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_emulators_settings_never_read_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`demo` and `serve --demo` need no configuration: a .env they ignore cannot stop them either."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_bytes(b"AGENT_NAME=r\xe9mi\n")
+    assert HostSettings.for_emulator("http://127.0.0.1:9/api/projects/p", "t").agent_name == DEFAULT_AGENT_NAME
 
 
 @pytest.mark.parametrize("command", [command.name for command in COMMANDS])

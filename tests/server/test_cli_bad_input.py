@@ -38,6 +38,13 @@ def test_a_bad_serve_setting_is_named_before_anything_is_created(
     assert not (tmp_path / "new.key").exists()
 
 
+def test_a_dotenv_not_utf8_is_named_before_anything_is_created(tmp_path: Path, cli: McpCli) -> None:
+    (tmp_path / ".env").write_bytes(b"BANKGATE_PRINCIPAL=r\xe9mi\n")  # Latin-1, as an old editor saves it
+    refused(cli("serve", *NEW), ".env: not UTF-8 text")
+    assert not (tmp_path / "new.db").exists()
+    assert not (tmp_path / "new.key").exists()
+
+
 def dump(db: Path) -> list[str]:
     """Every row and table of a SQLite ledger, as SQL."""
     with sqlite3.connect(db) as conn:
