@@ -7,6 +7,7 @@ from mcp.server.request_state import AESGCMRequestStateCodec
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from mcp_server.ledger.entitlements import RESERVED_RULE, is_reserved_principal
 from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
 from mcp_server.ledger.money import DEFAULT_MAX_AMOUNT_MINOR, MAX_AMOUNT_MINOR_CEILING
 from mcp_server.storage.database import default_database_url
@@ -111,6 +112,8 @@ class Settings(BaseSettings):
     def _principal(cls, value: str) -> str:
         if not is_principal_name(value):
             raise ValueError(f"principal {PRINCIPAL_RULE}")
+        if is_reserved_principal(value):  # its calls' audit records would pass for an administrator's or approver's
+            raise ValueError(f"principal {RESERVED_RULE}")
         return value
 
     @property

@@ -38,6 +38,22 @@ def test_a_bad_serve_setting_is_named_before_anything_is_created(
     assert not (tmp_path / "new.key").exists()
 
 
+@pytest.mark.parametrize("name", ["admin", "admin:root", "approver:eve"])
+def test_a_name_the_audit_gives_non_callers_is_no_callers_name(
+    tmp_path: Path, cli: McpCli, ledger: tuple[str, ...], name: str
+) -> None:
+    """Ledger administration (`admin`, `admin:<login>`) and desk approvers (`approver:<name>`) are named so in the
+    audit log: a stdio caller, a static token or a grant carrying such a name would pass for them."""
+    refused(cli("serve", *NEW, "--principal", name), "principal may not be")
+    tokens = {"BANKGATE_TOKENS": f"{name}=tok-0123456789abcdef"}
+    refused(cli("serve", *NEW, "--transport", "http", "--port", "1", **tokens), "may not be")
+    assert not (tmp_path / "new.db").exists()
+    before = dump(tmp_path / "bank.db")
+    refused(cli("admin", "grant", name, "owner", "ACC-001", *ledger), "principal may not be")
+    refused(cli("admin", "roles", "grant", name, "operator", *ledger), "principal may not be")
+    assert dump(tmp_path / "bank.db") == before
+
+
 def test_a_dotenv_not_utf8_is_named_before_anything_is_created(tmp_path: Path, cli: McpCli) -> None:
     (tmp_path / ".env").write_bytes(b"BANKGATE_PRINCIPAL=r\xe9mi\n")  # Latin-1, as an old editor saves it
     refused(cli("serve", *NEW), ".env: not UTF-8 text")
