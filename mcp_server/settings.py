@@ -2,6 +2,7 @@
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from mcp.server.request_state import AESGCMRequestStateCodec
 from pydantic import Field, SecretStr, field_validator
@@ -97,6 +98,16 @@ class Settings(BaseSettings):
     @classmethod
     def _split(cls, value: object) -> object:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    @field_validator("public_url", "desk_url", "oauth_issuer", "oauth_jwks_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        """An address people or clients are sent to: http(s) with a host, whatever else its own check asks."""
+        if value is not None:
+            url = urlsplit(value)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError("must be an http(s) URL with a host, e.g. https://bank.example/...")
+        return value
 
     @field_validator("request_state_keys")
     @classmethod

@@ -25,9 +25,11 @@ NEW = ("--db", "sqlite:///new.db", "--create", "--seed-demo", "--audit-key-file"
         ((), {"BANKGATE_APPROVAL_TIMEOUT": "1e308"}, "approval_timeout: Input should be less than or equal to"),
         ((), {"BANKGATE_HEALTH_INTERVAL": "inf"}, "health_interval: Input should be a finite number"),
         ((), {"BANKGATE_MAX_AMOUNT_MINOR": str(2**63)}, "max_amount_minor: Input should be less than or equal to"),
+        ((), {"BANKGATE_PUBLIC_URL": "ftp://bank.example/mcp"}, "public_url: Value error, must be an http(s) URL"),
+        ((), {"BANKGATE_OAUTH_ISSUER": "login.example"}, "oauth_issuer: Value error, must be an http(s) URL"),
     ],
     ids=["missing policy", "policy a directory", "policy not UTF-8", "timeout inf", "timeout huge",
-         "health inf", "max amount past 64 bits"],
+         "health inf", "max amount past 64 bits", "public url", "issuer"],
 )  # fmt: skip
 def test_a_bad_serve_setting_is_named_before_anything_is_created(
     tmp_path: Path, cli: McpCli, extra: tuple[str, ...], env: dict[str, str], says: str
@@ -57,6 +59,14 @@ def test_a_name_the_audit_gives_non_callers_is_no_callers_name(
 def test_a_dotenv_not_utf8_is_named_before_anything_is_created(tmp_path: Path, cli: McpCli) -> None:
     (tmp_path / ".env").write_bytes(b"BANKGATE_PRINCIPAL=r\xe9mi\n")  # Latin-1, as an old editor saves it
     refused(cli("serve", *NEW), ".env: not UTF-8 text")
+    assert not (tmp_path / "new.db").exists()
+    assert not (tmp_path / "new.key").exists()
+
+
+def test_a_bad_desk_url_is_refused_before_the_ledger_is_created(tmp_path: Path, cli: McpCli) -> None:
+    beside = ("--desk-port", "0", "--desk-url", "http://bank.example/desk")  # beside stdio, any free port
+    done = cli("serve", "--db", "sqlite:///new.db", "--create", "--audit-key-file", "new.key", *beside)
+    refused(done, "passkeys need https")
     assert not (tmp_path / "new.db").exists()
     assert not (tmp_path / "new.key").exists()
 
