@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     )
     policy: Path | None = Field(None, description="Policy TOML file; the shipped default when unset.")
     transport: Literal["stdio", "http"] = "stdio"
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", min_length=1, description="HTTP bind address ('' would be every interface).")
     port: int = Field(8765, ge=1, le=65535)
     stateless: bool = Field(False, description="Stateless HTTP (2026-07-28 clients only can approve).")
     tokens: SecretStr | None = Field(None, description="Bearer tokens as 'principal=token;principal2=token2'.")

@@ -42,7 +42,10 @@ def policy_check(file: Path) -> int:
 def policy_explain(
     settings: Settings, tool: str, raw_args: str, *, balances: Sequence[str] = (), moved_today: str | None = None
 ) -> int:
-    arguments = json.loads(raw_args)
+    try:
+        arguments = json.loads(raw_args)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"--args is not valid JSON: {exc}") from None
     state = open_state(settings)
     action = state.gate.actions.get(tool)
     if action is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -300,8 +299,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         for error in exc.errors():
             field = ".".join(str(p) for p in error["loc"])
             _fail(args, f"configuration: {field}: {error['msg']}")
-    except json.JSONDecodeError as exc:
-        _fail(args, f"--args is not valid JSON: {exc}")
     except DatabaseUnreachable as exc:  # names the server and what to check: nothing to add
         _fail(args, exc.message)
     except Refusal as refusal:  # LedgerError included: its message is written for people

@@ -96,7 +96,7 @@ def _private_text(file: Path) -> str:
 
 def check_oauth_settings(settings: Settings) -> None:
     """Refuse an OAuth setup that could not verify a single token, or would trust keys fetched insecurely."""
-    from mcp_server.http.oauth import parse_role_scopes
+    from mcp_server.http.oauth import parse_role_scopes, read_jwks
 
     if settings.oauth_issuer is None:
         if settings.oauth_jwks_url or settings.oauth_jwks_file or settings.oauth_role_scopes:
@@ -108,6 +108,8 @@ def check_oauth_settings(settings: Settings) -> None:
             "BANKGATE_OAUTH_ISSUER needs the issuer's signing keys: set exactly one of BANKGATE_OAUTH_JWKS_URL "
             "(e.g. https://login.example/.well-known/jwks.json) or BANKGATE_OAUTH_JWKS_FILE"
         )
+    if settings.oauth_jwks_file is not None:
+        read_jwks(settings.oauth_jwks_file)  # now, not once the ledger is open
     if settings.oauth_jwks_url is not None:
         url = urlparse(settings.oauth_jwks_url)
         if url.scheme != "https" and not (url.scheme == "http" and url.hostname in LOOPBACK_HOSTS):

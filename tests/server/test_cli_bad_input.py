@@ -9,7 +9,7 @@ import pytest
 from mcp_server.cli.main import _parser
 from tests.server.cli_process import McpCli
 from tests.server.test_cli_defaults import refused
-from tests.support import unexplained_options
+from tests.support import free_port, unexplained_options
 
 NEW = ("--db", "sqlite:///new.db", "--create", "--seed-demo", "--audit-key-file", "new.key", "--no-desk")
 """A serve that would create a ledger, a key and demo money: a bad input must refuse before any of them."""
@@ -63,6 +63,32 @@ def test_a_dotenv_not_utf8_is_named_before_anything_is_created(tmp_path: Path, c
     assert not (tmp_path / "new.key").exists()
 
 
+OAUTH = {"BANKGATE_OAUTH_ISSUER": "https://login.example", "BANKGATE_PUBLIC_URL": "https://bank.example/mcp"}
+TOKENS = {"BANKGATE_TOKENS": "alice=tok-0123456789abcdef"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "says"),
+    [
+        (
+            (),
+            OAUTH | {"BANKGATE_OAUTH_JWKS_FILE": "missing.json"},
+            "BANKGATE_OAUTH_JWKS_FILE missing.json: cannot read",
+        ),
+        ((), OAUTH | {"BANKGATE_OAUTH_JWKS_FILE": "latin1.toml"}, "BANKGATE_OAUTH_JWKS_FILE latin1.toml: not a JWKS"),
+        (("--host", ""), TOKENS, "host: String should have at least 1 character"),
+    ],
+    ids=["jwks file missing", "jwks file not json", "empty host: every interface"],
+)
+def test_a_bad_http_setting_is_named_before_anything_is_created(
+    tmp_path: Path, cli: McpCli, extra: tuple[str, ...], env: dict[str, str], says: str
+) -> None:
+    (tmp_path / "latin1.toml").write_bytes(b"[policy]\nversion = 1\n# r\xe9sum\xe9\n")
+    refused(cli("serve", *NEW, "--transport", "http", "--port", str(free_port()), *extra, **env), says)
+    assert not (tmp_path / "new.db").exists()
+    assert not (tmp_path / "new.key").exists()
+
+
 def test_a_bad_desk_url_is_refused_before_the_ledger_is_created(tmp_path: Path, cli: McpCli) -> None:
     beside = ("--desk-port", "0", "--desk-url", "http://bank.example/desk")  # beside stdio, any free port
     done = cli("serve", "--db", "sqlite:///new.db", "--create", "--audit-key-file", "new.key", *beside)
@@ -91,10 +117,19 @@ def ledger(tmp_path: Path, cli: McpCli) -> tuple[str, ...]:
     [
         (("audit", "tail", "-n", "-1"), "-n must be a whole number from 0 to"),
         (("audit", "tail", "-n", str(10**20)), "-n must be a whole number from 0 to"),
+        (("policy", "explain", "get_account_balance", "--args", "{account_id: ACC-001}"), "--args is not valid JSON"),
+        (("policy", "explain", "get_account_balance", "--args", "[" * 100_000 + "]" * 100_000), "--args is not valid"),
         (("audit", "checkpoint", "--out", "."), "--out .: Is a directory"),
         (("audit", "checkpoint", "--out", "nowhere/head.json"), "--out nowhere/head.json: No such file or directory"),
     ],
-    ids=["tail negative", "tail past 64 bits", "checkpoint into a directory", "checkpoint into a missing directory"],
+    ids=[
+        "tail negative",
+        "tail past 64 bits",
+        "args not JSON",
+        "args nested too deep",
+        "checkpoint into a directory",
+        "checkpoint into a missing directory",
+    ],
 )
 def test_a_bad_option_against_a_ledger_is_named_and_changes_nothing(
     tmp_path: Path, cli: McpCli, ledger: tuple[str, ...], command: tuple[str, ...], says: str
