@@ -8,8 +8,9 @@ Command-line options override all of them (each CLI passes its options as keywor
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent_host.foundry.dev_token import DEV_TOKEN
@@ -80,6 +81,16 @@ class HostSettings(BaseSettings):
         allow_inf_nan=False,
         description="Seconds one MCP round may take (the server gives a human 300 s by default).",
     )
+
+    @field_validator("mcp_url")
+    @classmethod
+    def _mcp_url(cls, value: str | None) -> str | None:
+        """A Streamable HTTP endpoint: anything else is a configuration error, not a failed connection."""
+        if value is not None:
+            url = urlsplit(value)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError("must be an http(s) URL with a host, e.g. http://127.0.0.1:8765/mcp")
+        return value
 
     @classmethod
     def for_emulator(cls, endpoint: str, token: str, **overrides: Any) -> HostSettings:
