@@ -8,8 +8,9 @@ Command-line options override all of them (each CLI passes its options as keywor
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent_host.foundry.dev_token import DEV_TOKEN
@@ -69,12 +70,16 @@ class HostSettings(BaseSettings):
         default=300.0,
         gt=0,
         le=30 * 24 * 3600,  # the server's bound (its deadlines are dated): the launched server reads the same variable
+        allow_inf_nan=False,
         validation_alias="BANKGATE_APPROVAL_TIMEOUT",
         description="The MCP server's approval timeout (the launched server reads the same variable); the "
         "console shows each question's deadline from it.",
     )
     tool_timeout: float = Field(
-        default=330.0, gt=0, description="Seconds one MCP round may take (the server gives a human 300 s by default)."
+        default=330.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds one MCP round may take (the server gives a human 300 s by default).",
     )
 
     @model_validator(mode="after")
@@ -89,6 +94,16 @@ class HostSettings(BaseSettings):
             )
         return self
 
+    @field_validator("mcp_url")
+    @classmethod
+    def _mcp_url(cls, value: str | None) -> str | None:
+        """A Streamable HTTP endpoint: anything else is a configuration error, not a failed connection."""
+        if value is not None:
+            url = urlsplit(value)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError("must be an http(s) URL with a host, e.g. http://127.0.0.1:8765/mcp")
+        return value
+
     @classmethod
     def for_emulator(cls, endpoint: str, token: str, **overrides: Any) -> HostSettings:
         """Settings for a loopback emulator that ignore the environment and `.env` (demo, tests, bench)."""
@@ -98,4 +113,4 @@ class HostSettings(BaseSettings):
             "emulator_token": SecretStr(token),
             "chat_model": DEFAULT_EMULATOR_MODEL,
         }
-        return cls(**(defaults | emulator | overrides))
+        return cls(**(defaults | emulator | overrides), _env_file=None)  # type: ignore[call-arg]

@@ -74,6 +74,8 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
     Only `create` makes a ledger where there is none, and only `seed` puts demo money in an
     empty one: the callers decide (see `Settings.creates_ledger`), never a default here.
     """
+    policy = load_policy(settings.policy, catalog=TOOL_ARGUMENTS)  # a bad policy or desk URL creates no ledger,
+    desk = _desk(settings)  # key or money
     db = Database.open(settings.db_url, create=create)
     audit = AuditWriter(settings.audit_key_file)
     log.info("audit records are signed with key %s from %s", audit.signer.key_id, audit.key_path)
@@ -83,7 +85,6 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
     if seed and not ledger.accounts():
         ledger.seed_demo()
         log.info("created the demo accounts ACC-001, ACC-002, ACC-003")
-    policy = load_policy(settings.policy, catalog=TOOL_ARGUMENTS)
     actions = ledger_actions(ledger, policy)
     gate = Gate(
         policy,
@@ -98,7 +99,7 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
         ledger=ledger,
         default_principal=settings.principal,
         sequencer=Background(sequencer),
-        desk=_desk(settings),
+        desk=desk,
     )
 
 

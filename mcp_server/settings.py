@@ -2,13 +2,15 @@
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from mcp.server.request_state import AESGCMRequestStateCodec
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from mcp_server.ledger.entitlements import RESERVED_RULE, is_reserved_principal
 from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
-from mcp_server.ledger.money import DEFAULT_MAX_AMOUNT_MINOR
+from mcp_server.ledger.money import DEFAULT_MAX_AMOUNT_MINOR, MAX_AMOUNT_MINOR_CEILING
 from mcp_server.storage.database import default_database_url
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -32,7 +34,7 @@ class Settings(BaseSettings):
     )
     policy: Path | None = Field(None, description="Policy TOML file; the shipped default when unset.")
     transport: Literal["stdio", "http"] = "stdio"
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", min_length=1, description="HTTP bind address ('' would be every interface).")
     port: int = Field(8765, ge=1, le=65535)
     stateless: bool = Field(False, description="Stateless HTTP (2026-07-28 clients only can approve).")
     tokens: SecretStr | None = Field(None, description="Bearer tokens as 'principal=token;principal2=token2'.")
@@ -52,12 +54,18 @@ class Settings(BaseSettings):
         gt=0,
         le=MAX_APPROVAL_TIMEOUT,
         description="Seconds a human has to answer an approval (at most 30 days: a deadline must be a date).",
+        allow_inf_nan=False,
     )
     max_pending_approvals: int = Field(
         20, ge=1, description="Approvals one principal may have waiting at once (pending, unexpired)."
     )
     principal: str = Field("local", min_length=1, description="Principal for stdio and unauthenticated HTTP.")
-    max_amount_minor: int = Field(DEFAULT_MAX_AMOUNT_MINOR, gt=0, description="Largest single amount, in minor units.")
+    max_amount_minor: int = Field(
+        DEFAULT_MAX_AMOUNT_MINOR,
+        gt=0,
+        le=MAX_AMOUNT_MINOR_CEILING,
+        description="Largest single amount, in minor units.",
+    )
     audit_key_file: Path | None = Field(
         None, description="Audit signing key file, outside the database (default: audit.key in the user data dir)."
     )
@@ -65,6 +73,7 @@ class Settings(BaseSettings):
         1.0,
         gt=0,
         le=3600,  # an older answer tells a load balancer nothing; 'inf' kept the first one for good
+        allow_inf_nan=False,
         description="Seconds one database probe answers /healthz and /readyz (at most one probe each).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -92,6 +101,16 @@ class Settings(BaseSettings):
     def _split(cls, value: object) -> object:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
+    @field_validator("public_url", "desk_url", "oauth_issuer", "oauth_jwks_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        """An address people or clients are sent to: http(s) with a host, whatever else its own check asks."""
+        if value is not None:
+            url = urlsplit(value)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError("must be an http(s) URL with a host, e.g. https://bank.example/...")
+        return value
+
     @field_validator("request_state_keys")
     @classmethod
     def _ring(cls, value: SecretStr | None) -> SecretStr | None:
@@ -106,6 +125,8 @@ class Settings(BaseSettings):
     def _principal(cls, value: str) -> str:
         if not is_principal_name(value):
             raise ValueError(f"principal {PRINCIPAL_RULE}")
+        if is_reserved_principal(value):  # its calls' audit records would pass for an administrator's or approver's
+            raise ValueError(f"principal {RESERVED_RULE}")
         return value
 
     @property

@@ -63,6 +63,8 @@ def load_policy(path: str | Path | None = None, *, catalog: Mapping[str, Sequenc
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(str(path), [Problem("(file)", f"cannot read the file: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise PolicyError(str(path), [Problem("(file)", "not UTF-8 text; save the policy as UTF-8")]) from None
     return parse_policy(text, source=str(path), catalog=catalog)
 
 

@@ -6,6 +6,7 @@ a fingerprint of the books, and the Hypothesis profiles.
 
 from __future__ import annotations
 
+import argparse
 import io
 import logging
 import os
@@ -303,3 +304,17 @@ def ledger_close(
         return ledger.close_in(conn, target, sweep, idempotency_key=key)
 
     return ledger.once(key, lambda: digest(request), CloseReceipt, work)
+
+
+def unexplained_options(parser: argparse.ArgumentParser, path: str) -> dict[str, list[str]]:
+    """Per (sub)command of `parser` (named from `path`), its options and arguments that its `--help` does not
+    list or lists without a line saying what they are; empty when every one is explained."""
+    found: dict[str, list[str]] = {}
+    text = parser.format_help()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found |= unexplained_options(sub, f"{path} {name}")
+        elif not action.help or not all(option in text for option in action.option_strings):
+            found.setdefault(path, []).append("/".join(action.option_strings) or action.dest)
+    return found

@@ -65,6 +65,8 @@ def settings_from(args: argparse.Namespace) -> HostSettings:
     except ValidationError as error:
         problems = "; ".join(_problem(e["loc"], e["msg"]) for e in error.errors())
         raise ConfigurationError(f"Invalid configuration: {problems}.") from None
+    except UnicodeDecodeError:  # only .env is read as text here (variables with such bytes are named)
+        raise ConfigurationError(".env is not UTF-8 text.", "Save it as UTF-8.") from None
 
 
 def _problem(loc: tuple[int | str, ...], message: str) -> str:

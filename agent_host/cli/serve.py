@@ -7,6 +7,7 @@ configuration: it starts the offline emulator and an MCP server on a temporary s
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     async def main(display: Display) -> int:
         if args.approver:
             raise ConfigurationError("serve answers approvals in the web client; leave out --approver.")
-        if args.approval_window <= 0:
+        if not 0 < args.approval_window < math.inf:  # nan too
             raise ConfigurationError("--approval-window must be a positive number of seconds.")
         options = WebOptions(args.host, args.port, args.token or os.environ.get(TOKEN_ENV), args.allowed_host)
         options.check()

@@ -26,6 +26,9 @@ class WebOptions:
     """Host names the server answers to besides the loopback ones (Host-header check)."""
 
     def check(self) -> None:
+        """Before anything starts: a port bind() refuses would end a started lab in a traceback."""
+        if not 0 <= self.port <= 65_535:
+            raise ConfigurationError(f"--port must be from 0 to 65535 (0 picks a free one), not {self.port}.")
         if not is_loopback(self.host) and not self.token:
             raise ConfigurationError(
                 f"Refusing to serve the web front end on {self.host} without a token.",

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, text
 
 from mcp_server.audit.keys import key_file, load_keyring
 from mcp_server.audit.sequencer import ChainRefused, Sequencer
-from mcp_server.ledger.books import ADMIN_PRINCIPAL
+from mcp_server.ledger.entitlements import ADMIN_PRINCIPAL
 from mcp_server.ledger.free_text import shown
 from mcp_server.ledger.money import MINOR_UNITS, format_amount
 from mcp_server.storage.database import Database

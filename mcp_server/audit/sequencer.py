@@ -46,7 +46,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from mcp_server.audit.keys import KEY_FILE_ENV, AuditKeyError, load_keyring
+from mcp_server.audit.keys import KEY_FILE_ENV, AuditKeyError, load_keyring, load_signer
 from mcp_server.audit.writer import RECORD_COLUMNS, AuditWriter
 from mcp_server.ledger.free_text import shown
 from mcp_server.storage.database import Database
@@ -340,7 +340,10 @@ class Background:
 
 def checked_writer(db: Database, key_path: Path | None) -> AuditWriter:
     """A writer for `db` signing with a key the chain's signers know (`Sequencer.check_ring`): an operator's
-    command run with another key file would sign records no replica chains, as a replica would."""
+    command run with another key file would sign records no replica chains, as a replica would. The file must
+    exist (`admin init` and `serve` make it): one made up here for a mistyped path would sign before any head
+    could tell its key from the ledger's, and be left behind even when refused."""
     writer = AuditWriter(key_path)
+    load_signer(writer.key_path, create=False)
     Sequencer(db, writer).check_ring()
     return writer

@@ -42,7 +42,10 @@ def policy_check(file: Path) -> int:
 def policy_explain(
     settings: Settings, tool: str, raw_args: str, *, balances: Sequence[str] = (), moved_today: str | None = None
 ) -> int:
-    arguments = json.loads(raw_args)
+    try:
+        arguments = json.loads(raw_args)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"--args is not valid JSON: {exc}") from None
     state = open_state(settings)
     action = state.gate.actions.get(tool)
     if action is None:
@@ -161,7 +164,10 @@ def audit_checkpoint(settings: Settings, out: Path | None) -> int:
     if out is None:
         print(document, end="")
     else:
-        out.write_text(document, encoding="utf-8")
+        try:
+            out.write_text(document, encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"--out {out}: {exc.strerror}; name a file in an existing directory") from None
         print(f"checkpoint of record {head.seq} (hash {head.hash[:16]}…, key {head.key_id}) written to {out}")
     return 0
 
@@ -188,7 +194,13 @@ def _read_checkpoint(file: Path) -> SignedHead:
         raise ValueError(f"checkpoint {file}: {exc}") from None
 
 
+MAX_TAIL = 1_000_000
+"""The most records `audit tail -n` lists (a SQL LIMIT past 64 bits is an overflow, a negative one no limit)."""
+
+
 def audit_tail(settings: Settings, limit: int) -> int:
+    if not 0 <= limit <= MAX_TAIL:
+        raise ValueError(f"-n must be a whole number from 0 to {MAX_TAIL:,}")
     for line in reader.tail(_existing(settings), limit):
         print(line.render())
     return 0

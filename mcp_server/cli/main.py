@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -113,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         "--desk-port", type=int, help="loopback port of the desk beside stdio (default 8766; 0: any)"
     )
     serve_cmd.add_argument("--desk-url", help="the desk as approvers reach it, e.g. https://bank.example/desk")
-    serve_cmd.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve_cmd.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
     serve_cmd.add_argument(
         "--log-format", choices=["text", "json"], help="text (default) or one JSON object per line, for deployments"
     )
@@ -121,10 +120,10 @@ def _parser() -> argparse.ArgumentParser:
 
     policy = sub.add_parser("policy", help="check or try a policy file").add_subparsers(dest="action", required=True)
     check = policy.add_parser("check", help="validate a policy file")
-    check.add_argument("file", type=Path)
+    check.add_argument("file", type=Path, help="the policy TOML file")
     check.set_defaults(run=lambda s, a: admin_commands.policy_check(a.file))
     explain = policy.add_parser("explain", help="show the decision for a call, without executing it")
-    explain.add_argument("tool")
+    explain.add_argument("tool", help="get_account_balance, transfer_funds or close_account")
     explain.add_argument("--args", required=True, help='arguments as JSON, e.g. \'{"account_id": "ACC-001"}\'')
     explain.add_argument("--principal", help="the caller to judge the call for (default 'local')")
     explain.add_argument(
@@ -185,16 +184,18 @@ def _parser() -> argparse.ArgumentParser:
     accounts = admin.add_parser("accounts", help="list accounts")
     accounts.set_defaults(run=lambda s, a: admin_commands.admin_accounts(s))
     create = admin.add_parser("create", help="open an account")
-    create.add_argument("owner")
-    create.add_argument("--currency", default="USD")
-    create.add_argument("--id", dest="account_id")
+    create.add_argument("owner", help="the account holder's name")
+    create.add_argument("--currency", default="USD", help="ISO 4217 code (default USD)")
+    create.add_argument(
+        "--id", dest="account_id", help="the account id, e.g. ACC-010 (default: the number after the highest)"
+    )
     create.set_defaults(run=lambda s, a: admin_commands.admin_create(s, a.owner, a.currency, a.account_id))
     deposit = admin.add_parser("deposit", help="credit money from outside the bank")
-    deposit.add_argument("account_id")
-    deposit.add_argument("amount")
+    deposit.add_argument("account_id", help=_ACCOUNT_HELP)
+    deposit.add_argument("amount", help="a plain decimal in the account's currency, e.g. 250.00")
     deposit.set_defaults(run=lambda s, a: admin_commands.admin_deposit(s, a.account_id, a.amount))
     history = admin.add_parser("history", help="an account's movements")
-    history.add_argument("account_id")
+    history.add_argument("account_id", help=_ACCOUNT_HELP)
     history.set_defaults(run=lambda s, a: admin_commands.admin_history(s, a.account_id))
     invariants = admin.add_parser("invariants", help="check the ledger's invariants")
     invariants.set_defaults(run=lambda s, a: admin_commands.admin_invariants(s))
@@ -211,12 +212,12 @@ def _entitlement_commands(admin: Any) -> list[argparse.ArgumentParser]:
     revoke = admin.add_parser("revoke", help="take a principal's relation to an account away")
     revoke.set_defaults(run=lambda s, a: admin_commands.admin_revoke(s, a.principal, a.relation, a.account_id, a.by))
     for command in (grant, revoke):
-        command.add_argument("principal", help="as the HTTP token names it, or the stdio --principal")
+        command.add_argument("principal", help=_PRINCIPAL_HELP)
         command.add_argument("relation", help="owner (read, debit, close) or viewer (read only)")
-        command.add_argument("account_id")
+        command.add_argument("account_id", help=_ACCOUNT_HELP)
     listing = admin.add_parser("grants", help="list entitlements (of one principal, or bearing on one account)")
-    listing.add_argument("--principal")
-    listing.add_argument("--account", dest="account_id")
+    listing.add_argument("--principal", help="only this principal's")
+    listing.add_argument("--account", dest="account_id", help="only those bearing on this account")
     listing.set_defaults(run=lambda s, a: admin_commands.admin_grants(s, a.principal, a.account_id))
     roles = admin.add_parser("roles", help="principal-wide roles").add_subparsers(dest="role_action", required=True)
     role_grant = roles.add_parser("grant", help="give a principal a role (operator: any account)")
@@ -224,7 +225,7 @@ def _entitlement_commands(admin: Any) -> list[argparse.ArgumentParser]:
     role_revoke = roles.add_parser("revoke", help="take a principal's role away")
     role_revoke.set_defaults(run=lambda s, a: admin_commands.admin_role_revoke(s, a.principal, a.role, a.by))
     for command in (role_grant, role_revoke):
-        command.add_argument("principal")
+        command.add_argument("principal", help=_PRINCIPAL_HELP)
         command.add_argument("role", help="operator")
     changes = (grant, revoke, role_grant, role_revoke)
     for command in changes:
@@ -232,6 +233,8 @@ def _entitlement_commands(admin: Any) -> list[argparse.ArgumentParser]:
     return [*changes, listing]
 
 
+_ACCOUNT_HELP = "the account, e.g. ACC-001"
+_PRINCIPAL_HELP = "as the HTTP token names it, or the stdio --principal"
 _SERVE_HELP = (
     "Serve get_account_balance, transfer_funds and close_account. With no options: stdio, an embedded SQLite "
     "ledger in your user data directory (created with demo accounts on first use), and the shipped policy. "
@@ -289,14 +292,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[Settings, argparse.Namespace], int | None] = args.run
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
     try:
-        settings = Settings(**overrides)
+        try:
+            settings = Settings(**overrides)
+        except UnicodeDecodeError:  # only .env is read as text here (variables with such bytes are named)
+            raise ValueError(".env: not UTF-8 text; save it as UTF-8") from None
         return run(settings, args) or 0
     except ValidationError as exc:
         for error in exc.errors():
             field = ".".join(str(p) for p in error["loc"])
             _fail(args, f"configuration: {field}: {error['msg']}")
-    except json.JSONDecodeError as exc:
-        _fail(args, f"--args is not valid JSON: {exc}")
     except DatabaseUnreachable as exc:  # names the server and what to check: nothing to add
         _fail(args, exc.message)
     except Refusal as refusal:  # LedgerError included: its message is written for people

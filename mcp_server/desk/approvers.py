@@ -17,7 +17,7 @@ from sqlalchemy import Connection, text
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.tokens import b64url, new_token, token_hash
-from mcp_server.ledger.books import ADMIN_PRINCIPAL
+from mcp_server.ledger.entitlements import ADMIN_PRINCIPAL
 from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name, shown
 from mcp_server.storage.database import Database
 from policy.store import AuditEntry

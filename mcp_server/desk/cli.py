@@ -17,7 +17,7 @@ def register(sub: Any, database_option: Callable[[argparse.ArgumentParser], None
     listing = actions.add_parser("list", help="list approvers, their status and passkeys")
     listing.set_defaults(run=lambda s, a: _commands().approvers_list(s))
     revoke = actions.add_parser("revoke", help="end an approver's sessions and passkeys (past signatures still verify)")
-    revoke.add_argument("name")
+    revoke.add_argument("name", help="the approver")
     revoke.set_defaults(run=lambda s, a: _commands().approvers_revoke(s, a.name))
     link = actions.add_parser("link", help="record an MCP principal the approver also acts as (four eyes)")
     unlink = actions.add_parser("unlink", help="forget a principal the approver acted as")

@@ -14,15 +14,17 @@ from mcp.server.auth.routes import build_resource_metadata_url, create_protected
 from pydantic import AnyHttpUrl
 from starlette.routing import Route
 
-from mcp_server.ledger.books import ADMIN_PRINCIPAL
-from mcp_server.ledger.entitlements import ADMIN_ACTOR_PREFIX, ROLES
+from mcp_server.ledger.entitlements import (
+    ADMIN_PRINCIPAL,
+    RESERVED_PREFIXES,
+    RESERVED_RULE,
+    ROLES,
+    is_reserved_principal,
+)
 from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
 from mcp_server.settings import LOOPBACK_HOSTS, Settings
-from policy.store import APPROVER_PREFIX
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
-RESERVED_PREFIXES = (ADMIN_ACTOR_PREFIX, APPROVER_PREFIX)
-"""What the audit log's non-callers' names begin with (entitlement changes, desk decisions): no credential's may."""
 """RFC 9728's metadata path; the MCP spec's clients also try it suffixed with the endpoint's path."""
 
 
@@ -66,8 +68,8 @@ def parse_tokens(inline: str | None, file: Path | None) -> dict[str, str]:
             raise ValueError(f"{where}: expected a principal name and a token of at least 16 characters")
         if not is_principal_name(principal):  # printed in every question its calls ask ("Requested by: ...")
             raise ValueError(f"{where}: a principal name {PRINCIPAL_RULE}")
-        if principal.startswith(RESERVED_PREFIXES):
-            raise ValueError(f"{where}: a principal name may not begin with {' or '.join(RESERVED_PREFIXES)}")
+        if is_reserved_principal(principal):
+            raise ValueError(f"{where}: a principal name {RESERVED_RULE}")
         if principal in tokens:
             raise ValueError(f"{where}: principal '{principal}' has more than one token")
         if token in holders:  # it would authenticate as one of them only: the other's calls run as theirs
@@ -94,7 +96,7 @@ def _private_text(file: Path) -> str:
 
 def check_oauth_settings(settings: Settings) -> None:
     """Refuse an OAuth setup that could not verify a single token, or would trust keys fetched insecurely."""
-    from mcp_server.http.oauth import parse_role_scopes
+    from mcp_server.http.oauth import parse_role_scopes, read_jwks
 
     if settings.oauth_issuer is None:
         if settings.oauth_jwks_url or settings.oauth_jwks_file or settings.oauth_role_scopes:
@@ -106,6 +108,8 @@ def check_oauth_settings(settings: Settings) -> None:
             "BANKGATE_OAUTH_ISSUER needs the issuer's signing keys: set exactly one of BANKGATE_OAUTH_JWKS_URL "
             "(e.g. https://login.example/.well-known/jwks.json) or BANKGATE_OAUTH_JWKS_FILE"
         )
+    if settings.oauth_jwks_file is not None:
+        read_jwks(settings.oauth_jwks_file)  # now, not once the ledger is open
     if settings.oauth_jwks_url is not None:
         url = urlparse(settings.oauth_jwks_url)
         if url.scheme != "https" and not (url.scheme == "http" and url.hostname in LOOPBACK_HOSTS):

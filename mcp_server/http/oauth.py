@@ -72,6 +72,20 @@ VERIFYING_THREADS = 4
 """Threads that verify tokens at once (a signature check is ~0.1 ms; more only wait on the issuer's lock)."""
 
 
+def read_jwks(path: Path) -> jwt.PyJWKSet:
+    """The issuer's signing keys from `path` (BANKGATE_OAUTH_JWKS_FILE), or ValueError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"BANKGATE_OAUTH_JWKS_FILE {path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        text = ""  # refused below, as any other file that is not a JWKS
+    try:
+        return jwt.PyJWKSet.from_json(text)
+    except (ValueError, jwt.PyJWTError) as exc:  # JSON errors are ValueErrors
+        raise ValueError(f"BANKGATE_OAUTH_JWKS_FILE {path}: not a JWKS of usable keys ({type(exc).__name__})") from None
+
+
 class JwtTokenVerifier:
     """The SDK's `TokenVerifier` for JWT access tokens (RFC 9068) signed by one issuer."""
 
@@ -79,7 +93,7 @@ class JwtTokenVerifier:
         self._config = config
         self._threads = anyio.CapacityLimiter(VERIFYING_THREADS)
         if config.jwks_file is not None:
-            self._keys: jwt.PyJWKSet | None = jwt.PyJWKSet.from_json(config.jwks_file.read_text(encoding="utf-8"))
+            self._keys: jwt.PyJWKSet | None = read_jwks(config.jwks_file)
             self._client: jwt.PyJWKClient | None = None
         else:
             assert config.jwks_url is not None, "OAuthConfig needs jwks_url or jwks_file"

@@ -37,6 +37,7 @@ from sqlalchemy import Connection
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.ledger.entitlements import (
+    ADMIN_PRINCIPAL,
     Held,
     grant_in,
     grant_role_in,
@@ -80,9 +81,6 @@ from policy.store import AuditEntry
 M = TypeVar("M", bound=BaseModel)
 
 MAX_HISTORY_LIMIT = 500
-ADMIN_PRINCIPAL = "admin"
-"""Who the audit names for money posted by ledger administration (`admin` records move nothing
-towards any principal's daily total: their `amount_minor` is 0, the amount is in the receipt)."""
 DEMO_ACCOUNTS: tuple[tuple[str, str, int], ...] = (
     ("ACC-001", "Alice Example", 5_000_00),
     ("ACC-002", "Bob Example", 250_00),

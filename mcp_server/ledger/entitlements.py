@@ -29,13 +29,22 @@ from mcp_server.storage.database import Database
 from mcp_server.storage.gate_store import SqlGateStore, SqlGateTx
 from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import now_text
-from policy.store import AuditEntry
+from policy.store import APPROVER_PREFIX, AuditEntry
 
 RELATIONS = ("owner", "viewer")
 ROLES = ("operator",)
 AUDIT_TOOL = "entitlements"
+ADMIN_PRINCIPAL = "admin"
+"""Who the audit names for money posted by ledger administration (`admin` records move nothing
+towards any principal's daily total: their `amount_minor` is 0, the amount is in the receipt)."""
 ADMIN_ACTOR_PREFIX = "admin:"
 """How audit records name who changed entitlements (`admin:<login>`); no caller may carry a name that begins so."""
+RESERVED_PREFIXES = (ADMIN_ACTOR_PREFIX, APPROVER_PREFIX)
+"""What the audit log's non-callers' names begin with (entitlement changes, desk decisions)."""
+RESERVED_RULE = (
+    f"may not be '{ADMIN_PRINCIPAL}' nor begin with {' or '.join(RESERVED_PREFIXES)}: the audit log names ledger "
+    "administration and desk approvers so"
+)
 """The `tool` of the audit records of entitlement changes."""
 
 
@@ -140,15 +149,20 @@ def held_rows(rows: Iterable[tuple[str | None, str]]) -> Held:
     return Held(tuple(sorted(roles)), {account: tuple(sorted(names)) for account, names in relations.items()})
 
 
+def is_reserved_principal(name: str) -> bool:
+    """Whether `name` is one the audit log gives non-callers: no credential, stdio caller or grant may carry it."""
+    return name == ADMIN_PRINCIPAL or name.startswith(RESERVED_PREFIXES)
+
+
 def grant_in(conn: Connection, principal: str, relation: str, account_id: str, by: str) -> bool:
     """Give `principal` `relation` to `account_id`; False if it already held it."""
-    params = _access(conn, principal, relation, account_id)
+    params = _access(conn, _grantee(principal), relation, account_id)
     return _GRANT.run(conn, {**params, "by": by, "at": now_text()}) == 1
 
 
 def grant_role_in(conn: Connection, principal: str, role: str, by: str) -> bool:
     """Give `principal` a role; False if it already had it."""
-    params = _role(principal, role)
+    params = _role(_grantee(principal), role)
     return _GRANT_ROLE.run(conn, {**params, "by": by, "at": now_text()}) == 1
 
 
@@ -217,6 +231,13 @@ def parse_principal(value: object, field: str = "principal") -> str:
     if is_principal_name(value):
         return value
     raise LedgerError(ErrorCode.INVALID_PRINCIPAL, f"{field} {PRINCIPAL_RULE}.", field=field)
+
+
+def _grantee(principal: str) -> str:
+    """Who may be granted something: any caller's name (one granted before this check can still be revoked)."""
+    if isinstance(principal, str) and is_reserved_principal(principal):
+        raise LedgerError(ErrorCode.INVALID_PRINCIPAL, f"principal {RESERVED_RULE}.", field="principal")
+    return principal
 
 
 def _access(conn: Connection, principal: str, relation: str, account_id: str) -> dict[str, str]:

@@ -62,6 +62,8 @@ _FIELD = "amount"
 
 DEFAULT_MAX_AMOUNT_MINOR = 1_000_000_00
 """The ceiling on one amount, in minor units (1,000,000.00), unless configured (`Settings.max_amount_minor`)."""
+MAX_AMOUNT_MINOR_CEILING = 10**15
+"""The most `max_amount_minor` may be: exact in any JSON reader (< 2**53), and far from overflowing a 64-bit balance."""
 
 
 def minor_units(currency: str) -> int:

@@ -211,15 +211,22 @@ class Database:
         """Connect once, turning a driver's chained traceback into one line that names the server."""
         try:
             with self._engine.connect() as conn:
-                exists = inspect(conn).has_table("schema_migrations")
+                inspector = inspect(conn)
+                exists = inspector.has_table("schema_migrations")
                 if exists and self._dialect == "postgresql":
                     _check_ledger_schema(conn, url)
+                others = 0 if exists else len(inspector.get_table_names())
         except OperationalError as exc:
             raise DatabaseUnreachable(_unreachable(self._engine.url, exc)) from exc
         if not create and not exists:
             raise LedgerNotOpened(
                 f"{redacted_url(url)} holds no bankgate ledger; create one with "
                 "`bankgate-mcp admin init --db URL` (add --seed-demo for demo accounts)"
+            )
+        if others:  # another application's database (a typo, the wrong file): a ledger is made only where none is
+            raise LedgerNotOpened(
+                f"{redacted_url(url)} holds {others} table{'s' if others > 1 else ''} of something else and no "
+                "bankgate ledger; create the ledger in an empty database (or a schema of its own)"
             )
 
     @property

@@ -92,7 +92,7 @@ def test_a_ledger_migrated_by_a_newer_build_is_refused(database_url: str) -> Non
         )
     )
     db.close()
-    with pytest.raises(LedgerNotOpened, match=r"9999_from_the_future.*does not ship it.*newer bankgate"):
+    with pytest.raises(LedgerNotOpened, match=r"9999_from_the_future.*does not ship: it was migrated by a newer"):
         Database.open(database_url)
 
 

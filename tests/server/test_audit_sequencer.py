@@ -20,7 +20,7 @@ from sqlalchemy import Connection, text
 from bench.audit_bench import append_with_head_row, gated_call
 from mcp_server.app import open_state
 from mcp_server.audit import reader as audit_log
-from mcp_server.audit.keys import AuditKeyError
+from mcp_server.audit.keys import AuditKeyError, load_signer
 from mcp_server.audit.sequencer import Background, Sequencer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.cli.main import main
@@ -420,6 +420,7 @@ def test_a_command_whose_key_file_lacks_the_chains_signing_key_writes_nothing(
     count = text("SELECT count(*) FROM audit_log")
     before = db.read(lambda conn: conn.execute(count).scalar_one())
     own = tmp_path / "own.key"
+    load_signer(own)  # a key file of its own (a missing one is refused as missing: test_cli_bad_input)
     argv = [part if part != "ACC" else account for part in command]
     code = main([*argv, "--db", db_url, "--audit-key-file", str(own)])
     assert code != 0 and f"last signed by key {batch.head.key_id}" in capsys.readouterr().err

@@ -103,7 +103,7 @@ def test_health_needs_no_token(server: HttpServer) -> None:
         (["--principal", "eve\u2028Approved"], {}, "must be 1 to 256 characters of visible text"),
         ([], {"BANKGATE_TOKENS": f"\u0430lice={'t' * 24}"}, "must be 1 to 256 characters of visible text"),
         # The audit log names desk approvers and entitlement administrators so: a caller named so passes for one.
-        ([], {"BANKGATE_TOKENS": f"approver:erin={'t' * 24}"}, "may not begin with admin: or approver:"),
+        ([], {"BANKGATE_TOKENS": f"approver:erin={'t' * 24}"}, "nor begin with admin: or approver:"),
     ],
     ids=[
         "no-auth-off-loopback",

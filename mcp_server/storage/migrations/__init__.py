@@ -146,7 +146,7 @@ def _check_known(done: dict[int, str], shipped: list[Migration]) -> None:
     names = {migration.version: migration.name for migration in shipped}
     for version, name in done.items():
         if names.get(version) != name:
-            ours = f"ships {version:04d}_{names[version]} instead" if version in names else "does not ship it"
+            ours = f"ships {version:04d}_{names[version]} instead" if version in names else "does not ship"
             raise LedgerNotOpened(
                 f"the ledger records migration {version:04d}_{name}, which this bankgate {ours}: it was migrated "
                 "by a newer bankgate or another build; run that version, or upgrade this one to it"
