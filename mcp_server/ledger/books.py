@@ -63,6 +63,7 @@ from mcp_server.ledger.models import (
 )
 from mcp_server.ledger.money import (
     DEFAULT_MAX_AMOUNT_MINOR,
+    MAX_BALANCE_MINOR,
     amount_identity,
     check_amount_minor,
     format_amount,
@@ -692,7 +693,9 @@ class Ledger:
         key: str | None,
         approval_ref: str | None = None,
     ) -> tuple[str, datetime]:
-        """Write one balanced movement on already-locked, already-checked accounts."""
+        """Write one balanced movement on already-locked, already-checked accounts (within `MAX_BALANCE_MINOR`)."""
+        _within_balance_limit(credit, credit.balance_minor + amount)
+        _within_balance_limit(debit, debit.balance_minor - amount)
         transaction_id = "TX-" + secrets.token_hex(10)
         created_at = utc_now()
         _INSERT_TRANSACTION.send(
@@ -811,3 +814,14 @@ def unknown_account(account_id: str, field: str) -> LedgerError:
 def _pair_params(first: str, second: str, holder: str | None) -> dict[str, str | None]:
     """The parameters of the read of two accounts and what `holder` holds on them (`Ledger._pair`)."""
     return {"first": first, "second": second, "holder": holder}
+
+
+def _within_balance_limit(side: Side, balance: int) -> None:
+    if abs(balance) > MAX_BALANCE_MINOR:
+        limit = format_amount(MAX_BALANCE_MINOR, side.currency)
+        raise LedgerError(
+            ErrorCode.BALANCE_LIMIT,
+            f"Account {side.id} would hold more than {limit}, the most a balance may hold (either way); "
+            "nothing was moved.",
+            field="amount",
+        )

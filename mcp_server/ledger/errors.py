@@ -27,6 +27,7 @@ class ErrorCode(StrEnum):
     ACCOUNT_EXISTS = "account_exists"
     ACCOUNT_CLOSED = "account_closed"
     INSUFFICIENT_FUNDS = "insufficient_funds"
+    BALANCE_LIMIT = "balance_limit"
     CURRENCY_MISMATCH = "currency_mismatch"
     SAME_ACCOUNT = "same_account"
     BALANCE_NOT_ZERO = "balance_not_zero"

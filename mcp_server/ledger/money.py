@@ -64,6 +64,10 @@ DEFAULT_MAX_AMOUNT_MINOR = 1_000_000_00
 """The ceiling on one amount, in minor units (1,000,000.00), unless configured (`Settings.max_amount_minor`)."""
 MAX_AMOUNT_MINOR_CEILING = 10**15
 """The most `max_amount_minor` may be: exact in any JSON reader (< 2**53), and far from overflowing a 64-bit balance."""
+MAX_BALANCE_MINOR = 2**53 - 1
+"""The most any balance may hold, in minor units, either way (the system accounts run negative): results carry
+`balance_minor` as a JSON number, which readers beyond it round; and a 64-bit column would overflow (on
+SQLite, into a float) long before deposits stopped otherwise."""
 
 
 def minor_units(currency: str) -> int:

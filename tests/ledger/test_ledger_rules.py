@@ -12,6 +12,7 @@ from sqlalchemy import Connection, text
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.ledger.models import Account, CloseReceipt, HistoryLine, TransferReceipt
+from mcp_server.ledger.money import MAX_BALANCE_MINOR
 from mcp_server.storage import idempotency
 from tests.ledger.helpers import customer_total, standard_book
 from tests.support import ledger_close, ledger_transfer, snapshot
@@ -178,3 +179,27 @@ def test_max_amount_is_configurable(ledger: Ledger) -> None:
     ledger_transfer(small, "ACC-001", "ACC-002", "100.00")
     with pytest.raises(LedgerError, match=r"exceeds the limit of \$100.00"):
         ledger_transfer(small, "ACC-001", "ACC-002", "100.01")
+
+
+def test_no_balance_grows_past_what_every_json_reader_holds_exactly(ledger: Ledger) -> None:
+    """Each deposit may be as large as `max_amount_minor` allows (up to 10^15), but many of them summed past 2^53
+    into a balance a JSON reader rounds, and past 2^63 into one SQLite stores as a float. The system account owes
+    every deposit of its currency, so it reaches `MAX_BALANCE_MINOR` first: a deposit past it is refused, changing
+    nothing, and no customer balance, a share of it, can pass it either."""
+    big = Ledger(ledger.db, max_amount_minor=10**15)
+    rich, other = big.create_account("Rita Rich").id, big.create_account("Olaf Other").id
+    big.deposit(other, "1.00")
+    for _ in range(MAX_BALANCE_MINOR // 10**15):
+        big.deposit(rich, "10000000000000.00")
+    big.deposit(rich, "71992547408.91")  # the rest: the system account now owes the most a balance holds
+    before = snapshot(ledger.db)
+
+    with pytest.raises(LedgerError) as refused:
+        big.deposit(rich, "0.01")
+
+    assert (refused.value.code, refused.value.field) == ("balance_limit", "amount")
+    assert "SYS-EXTERNAL-USD would hold more than $90,071,992,547,409.91" in refused.value.message
+    assert snapshot(ledger.db) == before
+    ledger_transfer(big, other, rich, "1.00")
+    assert big.balance(rich).balance_minor == MAX_BALANCE_MINOR
+    assert big.check_invariants() == []
