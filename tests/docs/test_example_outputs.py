@@ -7,6 +7,7 @@ whatever the README leaves out of that line; everything else must be as shown, l
 import io
 import re
 import shlex
+import socket
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from mcp_server.app import build_server, open_state
 from mcp_server.settings import Settings
 from policy.testing import ScriptedResponder, reject
 from tests.docs.markdown import Block, blocks, text_of
-from tests.server.cli_process import in_process_cli
+from tests.server.cli_process import McpCli, in_process_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -136,22 +137,58 @@ def _any_port(text: str) -> str:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    """`bankgate-mcp` in this process, on a demo ledger made as the README makes one."""
-    run = in_process_cli(tmp_path, monkeypatch, capsys)
-    assert run("admin", "init", "--db", "sqlite:///ledger.db", "--seed-demo").returncode == 0
-    return run
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> McpCli:
+    """`bankgate-mcp` in this process, in an empty folder with a user data directory of its own."""
+    return in_process_cli(tmp_path, monkeypatch, capsys)
 
 
-def _shown_run(block: Block) -> tuple[list[str], str]:
-    """The command of a `$ ` example block and the output shown under it."""
-    command, *output = block.text.splitlines()
-    return shlex.split(command.removeprefix("$ "))[1:], "\n".join(output)
+@pytest.fixture
+def demo_cli(cli: McpCli) -> McpCli:
+    """`cli` with a demo ledger, made as the README makes one, named by BANKGATE_DB_URL."""
+    assert cli("admin", "init", "--db", "sqlite:///ledger.db", "--seed-demo").returncode == 0
+    return lambda *args, **env: cli(*args, **{"BANKGATE_DB_URL": "sqlite:///ledger.db", **env})
 
 
-def test_policy_explain_prints_what_is_shown(cli: Any) -> None:
+def _runs(block: Block) -> list[tuple[list[str], str]]:
+    """Each command of an example block (after `$ `, or its first line) and the output shown under it."""
+    runs: list[tuple[list[str], str]] = []
+    for line in block.text.splitlines():
+        if line.startswith("$ ") or not runs:
+            runs.append((shlex.split(line.removeprefix("$ "))[1:], ""))
+        else:
+            args, shown = runs[-1]
+            runs[-1] = (args, f"{shown}\n{line}" if shown else line)
+    return runs
+
+
+def test_policy_explain_prints_what_is_shown(demo_cli: McpCli) -> None:
     block = readme_block("$ bankgate-mcp policy explain")
-    args, output = _shown_run(block)
-    ran = cli(*args, BANKGATE_DB_URL="sqlite:///ledger.db")
+    [(args, shown)] = _runs(block)
+    ran = demo_cli(*args)
     assert ran.returncode == 0, ran.stderr
-    assert shows(output, ran.stdout.rstrip("\n")), f"{block.where} shows:\n{output}\nit prints:\n{ran.stdout}"
+    assert shows(shown, ran.stdout.rstrip("\n")), f"{block.where} shows:\n{shown}\nit prints:\n{ran.stdout}"
+
+
+@pytest.mark.parametrize("first_line", ["bankgate-mcp approvers add", "bankgate-mcp approvers link"])
+def test_approvers_commands_print_what_is_shown(demo_cli: McpCli, first_line: str) -> None:
+    block = readme_block(first_line)
+    [(args, shown)] = _runs(block)
+    if args[1] == "link":
+        assert demo_cli("approvers", "add", args[2]).returncode == 0
+    ran = demo_cli(*args)
+    assert ran.returncode == 0, ran.stderr
+    assert shows(shown, ran.stdout.rstrip("\n")), f"{block.where} shows:\n{shown}\nit prints:\n{ran.stdout}"
+
+
+ERRORS = _runs(readme_block("$ bankgate-mcp audit verify --db sqlite:///typo.db"))
+
+
+@pytest.mark.parametrize(("args", "shown"), ERRORS, ids=[" ".join(a) for a, _ in ERRORS])
+def test_each_error_is_the_line_shown(cli: McpCli, args: list[str], shown: str) -> None:
+    with socket.socket() as taken:  # for the example of a port in use: the README's, or a free one held here
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        ran = cli(*args, BANKGATE_PORT=port)
+    assert ran.returncode == 2
+    assert shows(shown.replace("8765", port), ran.stderr.rstrip("\n")), f"README shows:\n{shown}\nstderr:\n{ran.stderr}"
