@@ -108,8 +108,9 @@ async def _sent_to_the_desk(tmp_path: Path) -> dict[str, Any]:
         result = await client.call_tool(
             "transfer_funds", {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "250"}
         )
-    assert result.structured_content is not None and result.structured_content["status"] == "pending_approval"
-    return result.structured_content
+    content: dict[str, Any] | None = result.structured_content
+    assert content is not None and content["status"] == "pending_approval"
+    return content
 
 
 async def test_the_desk_link_is_as_shown(tmp_path: Path) -> None:
