@@ -17,7 +17,9 @@ from mcp import Client
 from rich.console import Console
 
 from agent_host.approvers import Question
+from agent_host.cli.emulator import DEFAULT_PORT, banner
 from agent_host.display import Display
+from agent_host.emulator import Emulator, EmulatorConfig
 from mcp_server.app import build_server, open_state
 from mcp_server.settings import Settings
 from policy.testing import ScriptedResponder, reject
@@ -193,3 +195,18 @@ def test_each_error_is_the_line_shown(cli: McpCli, args: list[str], shown: str) 
         ran = cli(*args, BANKGATE_PORT=port)
     assert ran.returncode == 2
     assert shows(shown.replace("8765", port), ran.stderr.rstrip("\n")), f"README shows:\n{shown}\nstderr:\n{ran.stderr}"
+
+
+def test_the_emulator_prints_the_lines_shown() -> None:
+    """`bankgate-agent emulator`'s banner, on its default port; the README's closing `# ...` stands for
+    the comment lines that follow."""
+    block = readme_block("# bankgate Foundry emulator")
+    *shown, more = block.text.splitlines()
+    emulator = Emulator(EmulatorConfig())
+    try:
+        printed = banner(emulator).replace(f":{emulator.port}/", f":{DEFAULT_PORT}/").splitlines()
+    finally:
+        emulator.stop()
+    assert more == "# ..."
+    assert printed[: len(shown)] == shown, f"{block.where} shows:\n{block.text}\nit prints:\n" + "\n".join(printed)
+    assert all(line.startswith("# ") for line in printed[len(shown) :])
