@@ -9,9 +9,11 @@ a line in a block may not: it is what a user pastes.
 import argparse
 import contextlib
 import io
+import json
 import shlex
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
 import pytest
 
@@ -69,6 +71,10 @@ def _shown() -> list[Shown]:
             for words in _commands(line.removeprefix("$ ")):
                 if (argv := _ours(words)) is not None:
                     shown.append(Shown(f"{block.document}:{block.line + number}", argv, whole=True))
+    for block in all_blocks("json"):  # client configurations: a server's command and its args
+        for server in _servers(json.loads(block.text)):
+            if (argv := _ours([server["command"], *server.get("args", [])])) is not None:
+                shown.append(Shown(block.where, argv, whole=True))
     for document in DOCUMENTS:
         for number, code in inline_code(document):
             if not code.startswith(PROGRAMS):
@@ -77,6 +83,12 @@ def _shown() -> list[Shown]:
                 if (argv := _ours(words)) is not None:
                     shown.append(Shown(f"{document}:{number}", argv, whole=False))
     return shown
+
+
+def _servers(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stdio servers of a Claude Desktop (`mcpServers`) or VS Code (`servers`) configuration."""
+    servers = config.get("mcpServers") or config.get("servers") or {}
+    return [server for server in servers.values() if "command" in server]
 
 
 SHOWN = _shown()
@@ -112,6 +124,11 @@ def test_each_command_line_shown_is_accepted(shown: Shown) -> None:
 def test_the_docs_show_command_lines_of_both_programs() -> None:
     """Guards the reader itself: it finds the README's commands, from blocks, prompts and prose."""
     whole = {s.argv[0] for s in SHOWN if s.whole}
-    assert whole >= {"bankgate-mcp", "bankgate-agent", ".venv/bin/bankgate-agent"}
+    assert whole >= {
+        "bankgate-mcp",
+        "bankgate-agent",
+        ".venv/bin/bankgate-agent",
+        "/path/to/bankgate/.venv/bin/bankgate-mcp",
+    }
     assert any(s.argv[1:3] == ["audit", "verify"] and "--db" in s.argv for s in SHOWN)  # a `$ ` prompt
     assert any(not s.whole for s in SHOWN)
