@@ -1,8 +1,10 @@
 """The environment variables the docs name are the ones the code reads, and every setting is documented:
 a variable the docs invent does nothing, and one they leave out is a switch nobody knows of. The README's
-configuration table states each plain default as the settings define it.
+configuration table states each plain default as the settings define it, and each `serve` flag it names
+beside a variable sets that variable's setting.
 """
 
+import argparse
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ from pydantic.fields import FieldInfo
 from agent_host.cli.serve import TOKEN_ENV
 from agent_host.settings import HostSettings
 from mcp_server.audit.keys import KEY_FILE_ENV
+from mcp_server.cli.main import _parser as mcp_parser
 from mcp_server.settings import Settings
 from tests.docs.markdown import DOCUMENTS, ROOT, prose, text_of
 from tests.support import POSTGRES_URL_ENV, PROFILE_ENV
@@ -81,3 +84,23 @@ def test_the_configuration_table_states_each_plain_default(line: int, name: str,
     else:
         matches = str(default) == shown
     assert matches, f"README.md:{line}: {name} defaults to {default!r}, the table says {shown}"
+
+
+_FLAGGED = re.compile(r"^\| `(BANKGATE_[A-Z0-9_]+)`(?:, `BANKGATE_[A-Z0-9_]+`)? \(([^)]*)\)")
+
+
+def _serve_options() -> dict[str, str]:
+    """`bankgate-mcp serve`'s options and the setting each sets."""
+    (commands,) = [a for a in mcp_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return {option: action.dest for action in commands.choices["serve"]._actions for option in action.option_strings}
+
+
+def _flagged_rows() -> list[tuple[int, str, str]]:
+    rows = [(n, m.group(1), m.group(2)) for n, line in prose("README.md") if (m := _FLAGGED.match(line))]
+    server = {f"BANKGATE_{name}".upper() for name in Settings.model_fields}
+    return [(n, name, flag) for n, name, flags in rows if name in server for flag in re.findall(r"--[a-z-]+", flags)]
+
+
+@pytest.mark.parametrize(("line", "name", "flag"), _flagged_rows(), ids=lambda v: str(v))
+def test_each_flag_in_the_configuration_table_sets_its_variables_setting(line: int, name: str, flag: str) -> None:
+    assert _serve_options().get(flag) == name.removeprefix("BANKGATE_").lower(), f"README.md:{line}: {flag}"
