@@ -13,7 +13,7 @@ import pytest
 
 from mcp_server.cli.admin import policy_check
 from mcp_server.tools import TOOL_ARGUMENTS
-from policy.loader import load_policy
+from policy.loader import PolicyError, load_policy
 from tests.docs.markdown import ROOT, Block, all_blocks
 
 SNIPPETS = all_blocks("toml")
@@ -36,7 +36,10 @@ def test_each_policy_snippet_passes_policy_check(block: Block, tmp_path: Path) -
     if marker.startswith(FRAGMENT):
         _checked(NAMES_EACH_TOOL + block.text, tmp_path)
     else:
-        _checked(block.text, tmp_path)
+        try:
+            _checked(block.text, tmp_path)
+        except PolicyError as error:
+            pytest.fail(f"{block.where}: {error}\n(a deliberately partial policy: mark it `<!-- {FRAGMENT} … -->`)")
 
 
 def _within(part: Any, whole: Any) -> bool:
