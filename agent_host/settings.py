@@ -105,6 +105,15 @@ class HostSettings(BaseSettings):
         return value
 
     @classmethod
+    def variable_of(cls, name: str) -> str:
+        """The environment variable setting field `name` (a variable's own name is returned as it is)."""
+        field = cls.model_fields.get(name)
+        if field is None:
+            return name
+        alias = field.validation_alias
+        return alias if isinstance(alias, str) else f"{cls.model_config.get('env_prefix', '')}{name}".upper()
+
+    @classmethod
     def for_emulator(cls, endpoint: str, token: str, **overrides: Any) -> HostSettings:
         """Settings for a loopback emulator that ignore the environment and `.env` (demo, tests, bench)."""
         defaults = {name: field.get_default(call_default_factory=True) for name, field in cls.model_fields.items()}

@@ -63,15 +63,19 @@ def settings_from(args: argparse.Namespace) -> HostSettings:
     try:
         return HostSettings(**overrides)
     except ValidationError as error:
-        problems = "; ".join(_problem(e["loc"], e["msg"]) for e in error.errors())
+        problems = "; ".join(_problem(e["loc"], e["msg"], HostSettings) for e in error.errors())
         raise ConfigurationError(f"Invalid configuration: {problems}.") from None
     except UnicodeDecodeError:  # only .env is read as text here (variables with such bytes are named)
         raise ConfigurationError(".env is not UTF-8 text.", "Save it as UTF-8.") from None
 
 
-def _problem(loc: tuple[int | str, ...], message: str) -> str:
-    """One setting's problem, named by its variable; a check across settings names them in its message."""
-    return f"{'.'.join(map(str, loc))}: {message}" if loc else message.removeprefix("Value error, ")
+def _problem(loc: tuple[int | str, ...], message: str, settings: type[HostSettings]) -> str:
+    """One setting's problem, named by its variable (an option overriding it says which in its help); a check
+    across settings names them in its message."""
+    if not loc:
+        return message.removeprefix("Value error, ")
+    first, *rest = map(str, loc)
+    return f"{'.'.join([settings.variable_of(first), *rest])}: {message}"
 
 
 def approver_from(args: argparse.Namespace, display: Display) -> Approver:

@@ -20,14 +20,19 @@ UNREACHABLE = {"PROJECT_ENDPOINT": "http://127.0.0.1:9/api/projects/p", "CHAT_MO
 @pytest.mark.parametrize(
     ("args", "env", "says"),
     [
-        (("ask", "hi"), {"BANKGATE_AGENT_TOOL_TIMEOUT": "inf"}, "tool_timeout: Input should be a finite number"),
+        (("ask", "hi"), {"BANKGATE_AGENT_TOOL_TIMEOUT": "inf"}, "BANKGATE_AGENT_TOOL_TIMEOUT: Input should be"),
         (("ask", "hi"), {"BANKGATE_MCP_URL": "javascript:alert(1)"}, "BANKGATE_MCP_URL: Value error, must be an http"),
         (("ask", "hi"), {"BANKGATE_APPROVAL_TIMEOUT": "1e308"}, "BANKGATE_APPROVAL_TIMEOUT: Input should be less than"),
+        (("ask", "hi", "--mcp-url", "javascript:x"), {}, "BANKGATE_MCP_URL: Value error, must be an http"),
+        (("ask", "hi"), {"BANKGATE_AGENT_MAX_ROUNDS": "-1"}, "BANKGATE_AGENT_MAX_ROUNDS: Input should be greater"),
         (("serve", "--approval-window", "nan"), {}, "--approval-window must be a positive number"),
         (("serve", "--port", "99999"), {}, "--port must be from 0 to 65535"),
         (("serve", "--port", "-1"), {}, "--port must be from 0 to 65535"),
     ],
-    ids=["tool timeout inf", "mcp url scheme", "approval timeout huge", "window nan", "port too high", "port negative"],
+    ids=[
+        "tool timeout inf", "mcp url scheme", "approval timeout huge", "mcp url option", "max rounds", "window nan",
+        "port too high", "port negative",
+    ],
 )  # fmt: skip
 def test_a_bad_setting_is_a_configuration_error_before_anything_starts(
     tmp_path: Path, cli: Cli, args: tuple[str, ...], env: dict[str, str], says: str
