@@ -291,16 +291,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     run: Callable[[Settings, argparse.Namespace], int | None] = args.run
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
+    configured = False
     try:
         try:
             settings = Settings(**overrides)
         except UnicodeDecodeError:  # only .env is read as text here (variables with such bytes are named)
             raise ValueError(".env: not UTF-8 text; save it as UTF-8") from None
+        configured = True
         return run(settings, args) or 0
     except ValidationError as exc:
+        # Past the settings, a model refusing what it was given is no setting's fault: a row of the database
+        # edited behind bankgate's back, say; named by its model rather than as configuration.
+        what = f"{exc.title} cannot be read" if configured else "configuration"
         for error in exc.errors():
             field = ".".join(str(p) for p in error["loc"])
-            _fail(args, f"configuration: {field}: {error['msg']}")
+            _fail(args, f"{what}: {field}: {error['msg']}")
     except DatabaseUnreachable as exc:  # names the server and what to check: nothing to add
         _fail(args, exc.message)
     except Refusal as refusal:  # LedgerError included: its message is written for people

@@ -140,3 +140,16 @@ def test_listings_show_text_edited_into_the_database_escaped(
     printed = cli(*args).stdout
     assert "\x1b" not in printed and "\r" not in printed
     assert "\\x1b[2K\\rledger invariants hold" in printed
+
+
+def test_a_row_that_cannot_be_read_is_named_as_such_not_as_configuration(
+    demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    """A row edited behind bankgate's back into something its model refuses was reported as 'configuration: …',
+    sending the operator to their settings."""
+    demo.db.run(lambda conn: conn.execute(text("UPDATE accounts SET created_at = 'garbage' WHERE id = 'ACC-001'")))
+    done = cli("admin", "accounts")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "bankgate-mcp: Account cannot be read: created_at: Input should be a valid datetime or date, input is too short"
+    )
