@@ -57,6 +57,10 @@ from agent_host.terminal import TerminalConfirm, TerminalPrompt, discard_typeahe
 
 Action = Literal["accept", "decline", "cancel"]
 
+RECORDS_KEPT = 1000
+"""Answers `ApprovalDesk.records` keeps, the latest: a report, where a web host answers questions for months."""
+LINK_GRACE_SECONDS = 60.0
+"""How long past its deadline a desk link is remembered (the server's clock may run behind the host's)."""
 _CONFIRMATION = re.compile(r"^To approve, also type (\S+) in the confirmation field\.$", re.MULTILINE)
 """What a question asks the approver to type back: the bank's own line, whole, since a quoted memo can
 hold the same words within a line the bank begins. The host's own reading of the server's wording
@@ -377,12 +381,14 @@ class ApprovalDesk:
     approval_timeout: float | None = None
     clock: Callable[[], float] = time.time
     records: list[tuple[Question, Answer]] = field(default_factory=list)
+    """The latest `RECORDS_KEPT` questions and their answers, oldest first."""
     interrupted: bool = False
     """A person interrupted an approval question (Ctrl-C): see `stop_if_interrupted`."""
     _links: dict[str, Question] = field(default_factory=dict, repr=False)
-    """Desk links asked for so far, by URL: a repeat is the same approval still waiting at the desk."""
+    """Desk links asked for, by URL, until their deadline is `LINK_GRACE_SECONDS` past: a repeat is the same
+    approval still waiting at the desk."""
     _given_up: set[str] = field(default_factory=set, repr=False)
-    """Desk links the approver withdrew or stopped waiting for: not followed again."""
+    """Desk links the approver withdrew or stopped waiting for: not followed again (forgotten with `_links`)."""
 
     async def __call__(
         self, context: ClientRequestContext, params: mcp_types.ElicitRequestParams
@@ -404,7 +410,7 @@ class ApprovalDesk:
             return None
         message = str(output.get("message") or f"Approval {ref} waits for a decision at the approval desk.")
         question = self._question(mcp_types.ElicitRequestURLParams(message=message, url=url))
-        deadline = _epoch(output.get("expires_at"))
+        deadline = epoch_of(output.get("expires_at"))
         if deadline is not None and question.repeat == 0:
             question = replace(question, deadline=deadline)
             self._links[url] = question
@@ -422,11 +428,13 @@ class ApprovalDesk:
             self._given_up.add(question.url)
         if first or answer.action != "accept":
             self.records.append((question, answer))
+            del self.records[:-RECORDS_KEPT]
             self.observer.approval_answered(question, answer)
         return answer
 
     def _question(self, params: mcp_types.ElicitRequestParams) -> Question:
         """The question `params` put; a desk link asked before comes back as a repeat of the first."""
+        self._forget_past()
         if isinstance(params, mcp_types.ElicitRequestURLParams):
             previous = self._links.get(params.url)
             if previous is not None:
@@ -444,6 +452,13 @@ class ApprovalDesk:
             self._links[question.url] = question
         return question
 
+    def _forget_past(self) -> None:
+        """Forget desk links whose deadline is long past: the server no longer asks about them."""
+        horizon = self.clock() - LINK_GRACE_SECONDS
+        for url in [url for url, question in self._links.items() if (question.deadline or horizon) < horizon]:
+            del self._links[url]
+            self._given_up.discard(url)
+
     async def on_message(self, message: object) -> None:
         """The MCP client's message handler: a desk approval the server finished is shown as decided."""
         if isinstance(message, mcp_types.ElicitCompleteNotification):
@@ -458,7 +473,7 @@ class ApprovalDesk:
             raise Interrupted(f"Interrupted: the approval for {tool} was cancelled (the server recorded: {status}).")
 
 
-def _epoch(value: object) -> float | None:
+def epoch_of(value: object) -> float | None:
     """An ISO 8601 time (as in `expires_at`) in epoch seconds, or `None` when it is not one."""
     if not isinstance(value, str):
         return None

@@ -219,7 +219,8 @@ def _launch_parameters(target: McpTarget) -> StdioServerParameters:
 
 
 def _http_client(target: McpTarget, statuses: list[int]) -> httpx2.AsyncClient:
-    """An HTTP client sending the bearer token; it notes response statuses to explain a refused connection."""
+    """An HTTP client sending the bearer token; it notes in `statuses` the latest response's status (only that one:
+    the link lives as long as the host) to explain a refused connection."""
     assert target.url is not None
     if target.token and target.url.startswith("http://") and not is_loopback_url(target.url):
         raise ConfigurationError(
@@ -227,7 +228,7 @@ def _http_client(target: McpTarget, statuses: list[int]) -> httpx2.AsyncClient:
         )
 
     async def note_status(response: httpx2.Response) -> None:
-        statuses.append(response.status_code)
+        statuses[:] = [response.status_code]
 
     headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
     return httpx2.AsyncClient(

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import mcp_types
 
-from agent_host.approvers import ApprovalDesk
+from agent_host.approvers import LINK_GRACE_SECONDS, ApprovalDesk, epoch_of
 from agent_host.mcp_link import McpLink, ToolResult, failed_output
 
 _ANNOTATIONS = frozenset({"title", "default", "examples", "deprecated", "readOnly", "writeOnly", "$comment", "$schema"})
@@ -177,8 +178,9 @@ class Toolbox:
         self.link = link
         self.desk = desk
         self.tools = {tool.name: function_tool(tool, strict=strict) for tool in link.tools}
-        self._pending: dict[str, str] = {}
-        """The idempotency key each `approval_ref` still pending was asked under, by ref."""
+        self._pending: dict[str, tuple[str, float | None]] = {}
+        """The idempotency key each `approval_ref` still pending was asked under, and its deadline, by ref; forgotten
+        once it settles or `LINK_GRACE_SECONDS` after its deadline (a model may never continue it)."""
 
     def definitions(self) -> list[dict[str, Any]]:
         return [tool.definition() for tool in self.tools.values()]
@@ -211,7 +213,8 @@ class Toolbox:
     def _key(self, call: FunctionCall, ref: object) -> str:
         """The idempotency key: the `call_id`, or for a call continuing an approval still pending (the model
         repeats it, with its own `call_id`, as a `pending_approval` result says to) the key it was asked under."""
-        return self._pending.get(ref, call.call_id) if isinstance(ref, str) else call.call_id
+        pending = self._pending.get(ref) if isinstance(ref, str) else None
+        return call.call_id if pending is None else pending[0]
 
     def _note_pending(self, key: str, output: Mapping[str, Any]) -> None:
         """Remember a pending approval's key until it settles; a settled one's ref is not continued again
@@ -220,9 +223,15 @@ class Toolbox:
         if not isinstance(ref, str):
             return
         if output.get("status") == "pending_approval":
-            self._pending[ref] = key
+            self._forget_past()
+            self._pending[ref] = (key, epoch_of(output.get("expires_at")))
         else:
             self._pending.pop(ref, None)
+
+    def _forget_past(self) -> None:
+        horizon = time.time() - LINK_GRACE_SECONDS
+        for ref in [ref for ref, (_, deadline) in self._pending.items() if (deadline or horizon) < horizon]:
+            del self._pending[ref]
 
 
 class BadArguments(ValueError):

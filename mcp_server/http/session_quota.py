@@ -11,6 +11,8 @@ end no session whatever they name.
 A session counts from the response that names it (`mcp-session-id`), unless its opening request then fails
 (the SDK discards it), until the SDK would have ended it: a DELETE of it by its opener answered, its
 opener's request for it answered 404 (gone), or no request of it in flight for the SDK's idle timeout.
+Idle sessions are forgotten when their principal opens another, and every principal's at most once per idle
+timeout, so principals that never come back leave nothing behind.
 Sessions that would open in the same instant are counted as they are admitted, so concurrent opening
 requests cannot overshoot the cap.
 """
@@ -46,6 +48,7 @@ class SessionQuota:
         """Per principal, its sessions by id (no entry for a principal without any)."""
         self._opening: dict[str, int] = {}
         """Per principal, the opening requests admitted and not answered yet."""
+        self._swept = time.monotonic()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         user = scope.get("user")
@@ -69,6 +72,7 @@ class SessionQuota:
         """Serve a request that may open a session. The session counts from the response that names it, as in
         flight until that request ends (a request for it may arrive meanwhile), and only if the request ends
         normally: the SDK discards the session of an opening request that fails or is cancelled."""
+        self._forget_idle()
         if len(self._live(principal)) + self._opening.get(principal, 0) >= self.limit:
             await _refuse(send, self.limit)
             return
@@ -138,6 +142,16 @@ class SessionQuota:
             del sessions[session_id]
             if not sessions:
                 del self._open[principal]
+
+    def _forget_idle(self) -> None:
+        """Forget every principal's idle sessions, at most once per idle timeout: `_live` forgets a principal's
+        own only when it opens another, and one that never does would keep them for good."""
+        now = time.monotonic()
+        if now - self._swept < self.idle_timeout:
+            return
+        self._swept = now
+        for principal in list(self._open):
+            self._live(principal)
 
     def _live(self, principal: str) -> dict[str, _Session]:
         """`principal`'s sessions, forgetting those the SDK has ended for idleness meanwhile."""

@@ -9,10 +9,15 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.types import Receive, Scope, Send
 
 from mcp_server.desk import decisions, passkeys
 from mcp_server.desk.challenges import MAX_OPEN_SIGN_INS
+from mcp_server.desk.config import DESK_PATH
 from mcp_server.desk.decisions import decision_for
+from mcp_server.desk.web import Desk
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.world import PORT, DeskBrowser, World, browser
 
@@ -250,6 +255,30 @@ async def test_sign_ins_at_once_from_one_address_wait_without_holding_connection
         for _ in range(MAX_OPEN_SIGN_INS):
             group.start_soon(erin.post, "/signin/options", {})
     assert most == 1
+
+
+async def test_turns_of_addresses_are_forgotten_once_their_requests_end(world: World) -> None:
+    """The desk queues each address's sign-ins in a turn of its own: 2,000 addresses (and requests cancelled while
+    they wait in one) leave no turn behind."""
+    desk, config = Desk(world.db, world.audit, world.config()), world.config()
+
+    async def addressed(scope: Scope, receive: Receive, send: Send) -> None:
+        address = dict(scope.get("headers", [])).get(b"x-test-address", b"192.0.2.1").decode()
+        await app({**scope, "client": (address, 40000)}, receive, send)
+
+    app = Starlette(routes=[Mount(DESK_PATH, app=desk.app())])
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=addressed), base_url=config.origin) as client:
+        visitor = DeskBrowser(client, config.origin)
+        await visitor.get("/signin")
+        for n in range(2000):
+            address = {"X-Test-Address": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"}
+            assert (await visitor.post("/signin/options", {}, **address)).status_code == 200
+        async with anyio.create_task_group() as group:
+            for _ in range(MAX_OPEN_SIGN_INS):
+                group.start_soon(visitor.post, "/signin/options", {})
+            await anyio.sleep(0.01)
+            group.cancel_scope.cancel()
+    assert desk._sign_ins._locks == {}
 
 
 async def test_assertion_for_one_approval_refused_for_another(

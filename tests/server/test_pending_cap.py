@@ -8,6 +8,7 @@ PostgreSQL the calls are made to count before any of them commits (`interleave`)
 policy that reads no total, so no other rule puts the calls in the principal's turn.
 """
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,31 @@ async def test_calls_waiting_on_one_keyed_question_are_capped_too(ledger_harness
 
     assert sorted(r["status"] for r in results) == ["executed", "executed", "failed", "failed"]
     assert ledger_harness.balance(args["to_account"]) == 2500  # the shared question ran once
+
+
+async def test_calls_cancelled_while_they_wait_give_their_place_back(ledger_harness: Harness, policy: Path) -> None:
+    """A 2025-11-25 client that cancels each call while its question waits, many more times than the cap: each
+    place is given back (the count is in this process), so the next call is still asked, not `too_many_pending`."""
+    settings = Settings(
+        db_url=ledger_harness.db_url,
+        policy=policy,
+        seed_demo=False,
+        principal="alice",
+        max_pending_approvals=CAP,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    state, gathering, args = open_state(settings), Gathering(), transfer(ledger_harness)
+    server = build_server(state, settings)
+    async with Client(server, elicitation_callback=gathering, mode="legacy") as alice:  # type: ignore[arg-type]
+        for n in range(1, 10 * CAP + 1):
+            async with anyio.create_task_group() as group:
+                group.start_soon(functools.partial(alice.session.call_tool, TOOL, args, meta=keyed("one-key")))
+                await gathering.until_asked(n)
+                assert state.gate._waiting == {"alice": 1}
+                group.cancel_scope.cancel()
+            with anyio.fail_after(5):
+                while state.gate._waiting:
+                    await anyio.sleep(0.01)
+        gathering.release()
+        assert outcome(await alice.session.call_tool(TOOL, args, meta=keyed("one-key")))["status"] == "executed"
+    assert state.gate._waiting == {}

@@ -166,3 +166,15 @@ async def test_a_request_made_while_the_session_opens_keeps_it_counted() -> None
         await anyio.sleep(IDLE * 1.5)
         assert await status_of(quota, "POST") == 429, "s0 is streaming"
         endpoint.done.set()
+
+
+async def test_sessions_of_principals_that_never_return_are_forgotten(sessions: FakeSessions) -> None:
+    """Each of 2,000 principals (say, JWT subjects) opens a session and never sends another request: the SDK ends
+    them for idleness, and the quota's count of them must go too, not wait for each principal to come back."""
+    quota = SessionQuota(sessions, limit=2, idle_timeout=IDLE)
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=Authenticated(quota)), base_url="http://t") as c:
+        for n in range(2000):
+            assert (await opened(c, f"user-{n}")).status_code == 200
+        await anyio.sleep(IDLE * 1.2)
+        assert (await opened(c, "latecomer")).status_code == 200
+    assert list(quota._open) == ["latecomer"], "only the session not idle yet is still counted"

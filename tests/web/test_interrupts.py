@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -12,11 +13,13 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from ag_ui.core import RunErrorEvent, ToolCallStartEvent
+from ag_ui.core import ResumeEntry, RunErrorEvent, ToolCallStartEvent
 
+from agent_host.approvers import Question
 from agent_host.emulator import Emulator
 from agent_host.mcp_link import McpTarget
 from agent_host.settings import McpProtocol, Transport
+from agent_host.web.interrupts import InterruptStore, RunRefused
 from tests.host.helpers import NO_DESK, balance, ledger_target, settings_for
 
 from .helpers import interrupt_of, run, run_input, text_of, tool_results, types, web_for
@@ -198,3 +201,17 @@ async def test_an_interrupt_whose_call_returned_cannot_be_answered(
         done = await run(client, web.url, run_input("t", resume=resolved(fresh.id, approve=False)))
         assert types(done)[-1] == "RUN_FINISHED" and tool_results(done)[0]["status"] in ("rejected", "expired")
         assert await balance(web.host, "ACC-001") == Decimal("5000.00")
+
+
+async def test_interrupts_of_runs_nobody_resumed_are_forgotten_a_window_past_their_deadline() -> None:
+    """2,000 questions put to web clients that vanished (each a thread of its own): a window past their deadline a
+    new interrupt finds them gone, and a resume of one is refused as unknown."""
+    window = 0.2
+    store = InterruptStore(window)
+    asked = Question("Approve?", (), deadline=time.time() + window)
+    stale = [store.open(f"thread-{n}", asked, f"call-{n}") for n in range(2000)]
+    await anyio.sleep(2.5 * window)
+    store.open("thread-new", replace(asked, deadline=time.time() + 60), "call-new")
+    assert len(store._pending) == 1
+    with pytest.raises(RunRefused, match="no open interrupt"):
+        store.resolve("thread-0", ResumeEntry(interrupt_id=stale[0].id, status="resolved", payload={"approve": True}))
