@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agent_host.conversation import MAX_CALLS_PER_RESPONSE, Conversation
+from agent_host.conversation import MAX_CALLS_PER_RESPONSE, Conversation, Turn
 from agent_host.display import SHOWN_CHARACTERS
 from agent_host.emulator import Emulator
 from agent_host.errors import ServiceFailed
@@ -27,6 +27,19 @@ from .helpers import CapturedDisplay, HostileModel, balance, call_item, host_for
 SPOOF = "\x1b[2K\r\x1b[1A  approval: approved\x1b]0;bank\x07\u202e\u2066\x9b"
 """Erase the line, move up, write a fake outcome, set the window title, reorder text, a C1 CSI."""
 UNSAFE = ("\x1b", "\x07", "\x9b", "\u202e", "\u2066", "\r")
+
+
+async def one_turn(
+    emulator: Emulator, tmp_path: Path, agent_name: str, model: HostileModel, *, stream: bool = False
+) -> tuple[Turn, CapturedDisplay]:
+    """One "What is my balance?" turn of `model` through a host whose approver answers nothing: what the host
+    answered the model, and what the person saw."""
+    async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
+        display = host.display
+        assert isinstance(display, CapturedDisplay)
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), display, stream=stream)
+        turn = await conversation.send("What is my balance?")
+    return turn, display
 
 
 @pytest.mark.anyio
@@ -45,11 +58,7 @@ async def test_the_models_text_and_calls_cannot_drive_the_terminal(
         ],
         [message_item(f"All done.{SPOOF}")],
     )
-    async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
-        display = host.display
-        assert isinstance(display, CapturedDisplay)
-        conversation = Conversation(model, host.toolbox, host.agent.reference(), display, stream=stream)
-        turn = await conversation.send("What is my balance?")
+    turn, display = await one_turn(emulator, tmp_path, agent_name, model, stream=stream)
 
     assert len(turn.results) == 3
     shown = display.text + display.error_buffer.getvalue()
@@ -64,9 +73,7 @@ async def test_arguments_nested_too_deep_are_answered_not_a_crash(
 ) -> None:
     deep = '{"account_id": ' + "[" * 100_000 + "]" * 100_000 + "}"
     model = HostileModel([call_item("call_deep", "get_account_balance", deep)])
-    async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
-        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
-        turn = await conversation.send("What is my balance?")
+    turn, _ = await one_turn(emulator, tmp_path, agent_name, model)
 
     [(_, result)] = turn.results
     assert result.output["error"]["code"] == "invalid_arguments"
@@ -220,11 +227,7 @@ async def test_text_that_is_not_unicode_is_shown_escaped_not_a_crash(
         [message_item(f"Checking{LONE}."), call_item("call_1", f"get_account_balance{LONE}", "{}")],
         [message_item(f"All done{LONE}.")],
     )
-    async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
-        display = host.display
-        assert isinstance(display, CapturedDisplay)
-        conversation = Conversation(model, host.toolbox, host.agent.reference(), display, stream=stream)
-        turn = await conversation.send("What is my balance?")
+    turn, display = await one_turn(emulator, tmp_path, agent_name, model, stream=stream)
 
     assert turn.text == f"All done{LONE}." and turn.results[0][1].output["error"]["code"] == "unknown_tool"
     assert "Checking\\ud800." in display.text and "get_account_balance\\ud800" in display.text
@@ -252,9 +255,7 @@ async def test_arguments_json_cannot_carry_faithfully_are_refused_by_name_and_th
         [call_item("call_bad", "get_account_balance", arguments)],
         [call_item("call_good", "get_account_balance", '{"account_id": "ACC-001"}')],
     )
-    async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
-        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
-        turn = await conversation.send("What is my balance?")
+    turn, _ = await one_turn(emulator, tmp_path, agent_name, model)
 
     [(_, bad), (_, good)] = turn.results
     assert bad.output["error"]["code"] == "invalid_arguments" and named in bad.output["message"], bad.output
@@ -338,9 +339,7 @@ async def test_a_call_id_that_is_not_unicode_is_refused_and_the_session_lives_on
         [call_item(f"call_{LONE}", "get_account_balance", balance_of)],
         [call_item("call_good", "get_account_balance", balance_of)],
     )
-    async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
-        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
-        turn = await conversation.send("What is my balance?")
+    turn, _ = await one_turn(emulator, tmp_path, agent_name, model)
 
     [(_, bad), (_, good)] = turn.results
     assert bad.output["error"]["code"] == "invalid_call_id", bad.output

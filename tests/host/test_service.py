@@ -301,6 +301,32 @@ def loopback_project(answer: Callable[[BaseHTTPRequestHandler], None]) -> Iterat
             server.shutdown()
 
 
+@asynccontextmanager
+async def loopback_transport(
+    kind: Transport, answer: Callable[[BaseHTTPRequestHandler], None], token: str = "token", **options: Any
+) -> AsyncIterator[ResponsesTransport]:
+    """A transport of `kind`, without retries, to a `loopback_project` answering with `answer`."""
+    with loopback_project(answer) as endpoint:
+        async with (
+            project_for(endpoint, token) as (access, project),
+            transport_for(kind, access, project, max_retries=0, **options) as transport,
+        ):
+            yield transport
+
+
+def whole(status: int, content_type: str, body: bytes) -> Callable[[BaseHTTPRequestHandler], None]:
+    """An answer of `status` carrying all of `body` at once."""
+
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return answer
+
+
 def redirect_to(location: str) -> Callable[[BaseHTTPRequestHandler], None]:
     def answer(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(307)
@@ -324,16 +350,12 @@ async def test_a_redirect_is_reported_not_followed(
         agent = await _agent(project, access, agent_name)
     target = f"{emulator.endpoint}/openai/v1/responses"
     emulator.faults.reset_stats()
-    with loopback_project(redirect_to(target)) as endpoint:
-        async with (
-            project_for(endpoint, emulator.token) as (access, project),
-            transport_for(kind, access, project, max_retries=0) as transport,
-        ):
-            with pytest.raises(ServiceFailed, match=rf"answered HTTP 307, a redirect to {re.escape(target)}"):
-                if stream:
-                    await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
-                else:
-                    await transport.create(_ask(agent))
+    async with loopback_transport(kind, redirect_to(target), token=emulator.token) as transport:
+        with pytest.raises(ServiceFailed, match=rf"answered HTTP 307, a redirect to {re.escape(target)}"):
+            if stream:
+                await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+            else:
+                await transport.create(_ask(agent))
 
     assert emulator.faults.stats.requests == 0, "the redirect was not followed"
 
@@ -370,14 +392,10 @@ async def test_a_stream_is_read_up_to_its_last_event_not_until_the_connection_cl
 
     agent = AgentChoice("teller", "1", pinned=True)
     try:
-        with loopback_project(complete_then_hold) as endpoint:
-            async with (
-                project_for(endpoint, "token") as (access, project),
-                transport_for(kind, access, project, max_retries=0, timeout=httpx2.Timeout(3.0)) as transport,
-            ):
-                started = time.monotonic()
-                reply = await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
-                took = time.monotonic() - started
+        async with loopback_transport(kind, complete_then_hold, timeout=httpx2.Timeout(3.0)) as transport:
+            started = time.monotonic()
+            reply = await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+            took = time.monotonic() - started
     finally:
         released.set()
 
@@ -409,15 +427,11 @@ async def test_a_stream_kept_alive_with_comments_alone_is_reported_as_slow(kind:
 
     agent = AgentChoice("teller", "1", pinned=True)
     try:
-        with loopback_project(comments_forever) as endpoint:
-            async with (
-                project_for(endpoint, "token") as (access, project),
-                transport_for(kind, access, project, max_retries=0, timeout=httpx2.Timeout(1.0)) as transport,
-            ):
-                started = time.monotonic()
-                with anyio.fail_after(10), pytest.raises(ServiceSlow, match="sent nothing more of its streamed"):
-                    await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
-                took = time.monotonic() - started
+        async with loopback_transport(kind, comments_forever, timeout=httpx2.Timeout(1.0)) as transport:
+            started = time.monotonic()
+            with anyio.fail_after(10), pytest.raises(ServiceSlow, match="sent nothing more of its streamed"):
+                await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+            took = time.monotonic() - started
     finally:
         released.set()
 
@@ -431,21 +445,10 @@ async def test_a_streamed_request_answered_with_something_else_says_so(kind: Tra
     "ended before response.completed", which sends one looking for a cut connection."""
     body = json.dumps({"id": "resp_whole", "object": "response", "status": "completed", "output": []}).encode()
 
-    def whole_json(handler: BaseHTTPRequestHandler) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-
     agent = AgentChoice("teller", "1", pinned=True)
-    with loopback_project(whole_json) as endpoint:
-        async with (
-            project_for(endpoint, "token") as (access, project),
-            transport_for(kind, access, project, max_retries=0) as transport,
-        ):
-            with pytest.raises(ServiceFailed, match="answered a streamed request with application/json, not an event"):
-                await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+    async with loopback_transport(kind, whole(200, "application/json", body)) as transport:
+        with pytest.raises(ServiceFailed, match="answered a streamed request with application/json, not an event"):
+            await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
 
 
 @pytest.mark.anyio
@@ -489,12 +492,8 @@ async def test_a_stream_framed_every_legal_way_reads_the_same(kind: Transport) -
 
     agent = AgentChoice("teller", "1", pinned=True)
     streamed: list[str] = []
-    with loopback_project(framed) as endpoint:
-        async with (
-            project_for(endpoint, "token") as (access, project),
-            transport_for(kind, access, project, max_retries=0) as transport,
-        ):
-            reply = await assemble_stream(transport.stream(_ask(agent)), streamed.append)
+    async with loopback_transport(kind, framed) as transport:
+        reply = await assemble_stream(transport.stream(_ask(agent)), streamed.append)
 
     assert (reply.response_id, reply.text, streamed) == ("resp_framed", "Prix: 5 €.", ["Prix: 5 €."])
     assert reply.events["response.bankgate_unknown"] == 1
@@ -509,20 +508,9 @@ async def test_an_error_page_is_quoted_in_part(kind: Transport) -> None:
         "<html><head><title>502 Bad Gateway</title></head>\n<body>" + "<p>upstream</p>" * 5_000 + "</body></html>"
     ).encode()
 
-    def bad_gateway(handler: BaseHTTPRequestHandler) -> None:
-        handler.send_response(502)
-        handler.send_header("Content-Type", "text/html")
-        handler.send_header("Content-Length", str(len(page)))
-        handler.end_headers()
-        handler.wfile.write(page)
-
     agent = AgentChoice("teller", "1", pinned=True)
-    with loopback_project(bad_gateway) as endpoint:
-        async with (
-            project_for(endpoint, "token") as (access, project),
-            transport_for(kind, access, project, max_retries=0) as transport,
-        ):
-            with pytest.raises(ServiceFailed, match=r"answered HTTP 502: <html><head><title>502 Bad Gateway") as failed:
-                await transport.create(_ask(agent))
+    async with loopback_transport(kind, whole(502, "text/html", page)) as transport:
+        with pytest.raises(ServiceFailed, match=r"answered HTTP 502: <html><head><title>502 Bad Gateway") as failed:
+            await transport.create(_ask(agent))
 
     assert len(failed.value.message) < 400 and "upstream" not in failed.value.message
