@@ -64,15 +64,16 @@ def _start_desk(state: AppState, settings: Settings) -> None:
 
 
 def _serve_stdio(run: Callable[[], None]) -> None:
-    """Serve on stdin/stdout; typed into a terminal, say so, and let Ctrl-C stop at once.
+    """Serve on stdin/stdout; typed into a terminal, say so. SIGINT stops at once, as SIGTERM does.
 
-    The SDK reads stdin on a worker thread that Ctrl-C cannot interrupt, so an interactive
-    Ctrl-C would wait for Enter; with a terminal on stdin no client is attached, and every
-    ledger write is one transaction, so exiting on the spot loses nothing.
+    The SDK reads stdin on a worker thread that SIGINT cannot interrupt, so the process would
+    stay until stdin ended (in a terminal, until Enter; from a client, until it closed the pipe).
+    Every ledger write is one transaction and an open question stays pending for the caller's
+    retry, so exiting on the spot loses nothing.
     """
     if sys.stdin.isatty():
         print(WAITING, file=sys.stderr, flush=True)
-        signal.signal(signal.SIGINT, _exit_on_interrupt)
+    signal.signal(signal.SIGINT, _exit_on_interrupt)
     run()
 
 
