@@ -69,12 +69,16 @@ def _serve_stdio(run: Callable[[], None]) -> None:
     The SDK reads stdin on a worker thread that SIGINT cannot interrupt, so the process would
     stay until stdin ended (in a terminal, until Enter; from a client, until it closed the pipe).
     Every ledger write is one transaction and an open question stays pending for the caller's
-    retry, so exiting on the spot loses nothing.
+    retry, so exiting on the spot loses nothing. A client that exits closes stdout too: the SDK's
+    writer then fails with a broken pipe, which is that client gone, not an error.
     """
     if sys.stdin.isatty():
         print(WAITING, file=sys.stderr, flush=True)
     signal.signal(signal.SIGINT, _exit_on_interrupt)
-    run()
+    try:
+        run()
+    except* BrokenPipeError:  # the client closed stdout (it exited): gone, as at the end of stdin
+        log.info("the MCP client closed stdout; stopped")
 
 
 def _exit_on_interrupt(_signum: int, _frame: object) -> None:

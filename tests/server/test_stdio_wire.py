@@ -183,3 +183,17 @@ def test_sigint_while_a_question_waits_stops_the_server_at_once_and_runs_nothing
     assert ledger.balance(source) == 5000
     (requested,) = ledger.audit(tool="transfer_funds")
     assert requested["event"] == "requested"  # the question stays pending for the caller's retry
+
+
+def test_a_client_that_exits_with_a_question_open_stops_the_server_quietly(wire: Wire, ledger: Harness) -> None:
+    """Both pipes closed at once (the client process gone): the server's last words (the call's error,
+    the question's cancellation) meet a broken pipe, which ended it with `unexpected ExceptionGroup`, exit 1."""
+    source, target = ledger.open_account("50"), ledger.open_account("0")
+    wire.initialize()
+    wire.ask(7, {"from_account": source, "to_account": target, "amount": "20"})
+    wire.process.stdout.close()  # type: ignore[union-attr]
+    wire.process.stdin.close()  # type: ignore[union-attr]
+    assert wire.process.wait(timeout=15) == 0
+    assert "unexpected" not in wire.stderr(), wire.stderr()
+    assert ledger.balance(source) == 5000
+    assert [r["event"] for r in ledger.audit(tool="transfer_funds")] == ["requested"]
