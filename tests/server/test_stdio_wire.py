@@ -169,31 +169,36 @@ def test_a_cancelled_question_runs_nothing_even_approved_after_and_an_answer_cou
     assert ledger.balance(source) == 4500 and ledger.balance(target) == 500
 
 
-def test_sigint_while_a_question_waits_stops_the_server_at_once_and_runs_nothing(wire: Wire, ledger: Harness) -> None:
-    """The SDK reads stdin on a thread SIGINT cannot interrupt: the server stayed until the client closed it."""
+def leave(wire: Wire, how: str) -> None:
+    """End the server's client `how`: stdin closed, a signal with stdin open, or the client process gone."""
+    process = wire.process
+    assert process.stdin is not None and process.stdout is not None
+    if how in ("SIGINT", "SIGTERM"):
+        process.send_signal(getattr(signal, how))
+        return
+    if how == "client exits":
+        process.stdout.close()
+    process.stdin.close()
+
+
+@pytest.mark.parametrize(
+    ("how", "code"), [("end of stdin", 0), ("SIGINT", 130), ("SIGTERM", -signal.SIGTERM), ("client exits", 0)]
+)
+def test_a_server_left_with_a_question_open_stops_at_once_runs_nothing_and_keeps_it_pending(
+    wire: Wire, ledger: Harness, how: str, code: int
+) -> None:
+    """SIGINT: the SDK reads stdin on a thread a signal cannot interrupt, so the server stayed until the
+    client closed stdin. Client exits (both pipes closed): the server's last words (the call's error, the
+    question's cancellation) met a broken pipe, which ended it with `unexpected ExceptionGroup`, exit 1.
+    The end of stdin and SIGTERM held (pinned here)."""
     source, target = ledger.open_account("50"), ledger.open_account("0")
     wire.initialize()
     wire.ask(7, {"from_account": source, "to_account": target, "amount": "20"})
-    wire.process.send_signal(signal.SIGINT)
+    leave(wire, how)
     try:
-        assert wire.process.wait(timeout=10) == 130  # stdin still open
+        assert wire.process.wait(timeout=10) == code
     except subprocess.TimeoutExpired:
-        pytest.fail("the server ignored SIGINT while its stdin stayed open")
-    assert "stopped" in wire.stderr()
-    assert ledger.balance(source) == 5000
-    (requested,) = ledger.audit(tool="transfer_funds")
-    assert requested["event"] == "requested"  # the question stays pending for the caller's retry
-
-
-def test_a_client_that_exits_with_a_question_open_stops_the_server_quietly(wire: Wire, ledger: Harness) -> None:
-    """Both pipes closed at once (the client process gone): the server's last words (the call's error,
-    the question's cancellation) meet a broken pipe, which ended it with `unexpected ExceptionGroup`, exit 1."""
-    source, target = ledger.open_account("50"), ledger.open_account("0")
-    wire.initialize()
-    wire.ask(7, {"from_account": source, "to_account": target, "amount": "20"})
-    wire.process.stdout.close()  # type: ignore[union-attr]
-    wire.process.stdin.close()  # type: ignore[union-attr]
-    assert wire.process.wait(timeout=15) == 0
+        pytest.fail(f"the server did not stop on {how}")
     assert "unexpected" not in wire.stderr(), wire.stderr()
     assert ledger.balance(source) == 5000
-    assert [r["event"] for r in ledger.audit(tool="transfer_funds")] == ["requested"]
+    assert [r["event"] for r in ledger.audit(tool="transfer_funds")] == ["requested"]  # pending, for a retry
