@@ -139,12 +139,16 @@ def test_malformed_lines_and_odd_ids_are_answered_or_ignored_and_serving_goes_on
     )
     messages = wire.initialize()
     wire.send(INIT | {"id": 4})  # a second initialize
-    wire.send({"jsonrpc": "2.0", "id": 5, "method": "tools/list"})
-    messages += wire.read(lambda m: m.get("id") == 5)
+    memo = "m" * 8_000_000  # a line of 8 MB
+    wire.send({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "transfer_funds", "arguments": {
+        "from_account": "ACC-001", "to_account": "ACC-002", "amount": "1", "memo": memo}}})  # fmt: skip
+    wire.send({"jsonrpc": "2.0", "id": 6, "method": "tools/list"})
+    messages += wire.read(lambda m: m.get("id") == 6)
     by_id = {m["id"]: m for m in messages if "id" in m}
     assert by_id[3]["error"]["code"] == -32601
     assert by_id[10**30] == {"jsonrpc": "2.0", "id": 10**30, "result": {}}
-    assert "result" in by_id[4] and len(by_id[5]["result"]["tools"]) == 3
+    assert "result" in by_id[4] and len(by_id[6]["result"]["tools"]) == 3
+    assert by_id[5]["result"]["structuredContent"]["error"]["code"] == "invalid_memo"
     wire.process.stdin.close()  # type: ignore[union-attr]
     assert wire.process.wait(timeout=15) == 0
 
