@@ -34,6 +34,8 @@ def serve(settings: Settings) -> None:
         tokens = parse_tokens(settings.tokens.get_secret_value() if settings.tokens else None, settings.token_file)
         warnings = check_http_settings(settings, tokens)
         listener = _listen(settings.host, settings.port)  # before the ledger opens: a taken port changes nothing
+    else:
+        _check_stdio()
     state = open_state(settings, create=settings.creates_ledger, seed=settings.seeds_demo)
     server = build_server(state, settings)
     policy = state.gate.policy
@@ -61,6 +63,17 @@ def _start_desk(state: AppState, settings: Settings) -> None:
     state.desk = desk.config  # the port actually taken: the links the tools hand out name it
     url = desk.start()
     print(f"bankgate-mcp: approval desk at {url}", file=sys.stderr, flush=True)
+
+
+def _check_stdio() -> None:
+    """Before the ledger opens: a process started with fd 0 or 1 closed has no wire (Python sets no
+    `sys.stdin`/`sys.stdout`), which would otherwise surface as an AttributeError mid-start."""
+    for name in ("stdin", "stdout"):
+        if getattr(sys, name) is None:
+            raise ConfigError(
+                f"{name} is closed: the stdio transport speaks MCP over stdin and stdout, which the MCP client "
+                "that launches bankgate-mcp opens; to serve a port instead use --transport http"
+            )
 
 
 def _serve_stdio(run: Callable[[], None]) -> None:
