@@ -34,6 +34,8 @@ def serve(settings: Settings) -> None:
         tokens = parse_tokens(settings.tokens.get_secret_value() if settings.tokens else None, settings.token_file)
         warnings = check_http_settings(settings, tokens)
         listener = _listen(settings.host, settings.port)  # before the ledger opens: a taken port changes nothing
+    else:
+        _check_stdio()
     state = open_state(settings, create=settings.creates_ledger, seed=settings.seeds_demo)
     server = build_server(state, settings)
     policy = state.gate.policy
@@ -63,17 +65,33 @@ def _start_desk(state: AppState, settings: Settings) -> None:
     print(f"bankgate-mcp: approval desk at {url}", file=sys.stderr, flush=True)
 
 
-def _serve_stdio(run: Callable[[], None]) -> None:
-    """Serve on stdin/stdout; typed into a terminal, say so, and let Ctrl-C stop at once.
+def _check_stdio() -> None:
+    """Before the ledger opens: a process started with fd 0 or 1 closed has no wire (Python sets no
+    `sys.stdin`/`sys.stdout`), which would otherwise surface as an AttributeError mid-start."""
+    for name in ("stdin", "stdout"):
+        if getattr(sys, name) is None:
+            raise ConfigError(
+                f"{name} is closed: the stdio transport speaks MCP over stdin and stdout, which the MCP client "
+                "that launches bankgate-mcp opens; to serve a port instead use --transport http"
+            )
 
-    The SDK reads stdin on a worker thread that Ctrl-C cannot interrupt, so an interactive
-    Ctrl-C would wait for Enter; with a terminal on stdin no client is attached, and every
-    ledger write is one transaction, so exiting on the spot loses nothing.
+
+def _serve_stdio(run: Callable[[], None]) -> None:
+    """Serve on stdin/stdout; typed into a terminal, say so. SIGINT stops at once, as SIGTERM does.
+
+    The SDK reads stdin on a worker thread that SIGINT cannot interrupt, so the process would
+    stay until stdin ended (in a terminal, until Enter; from a client, until it closed the pipe).
+    Every ledger write is one transaction and an open question stays pending for the caller's
+    retry, so exiting on the spot loses nothing. A client that exits closes stdout too: the SDK's
+    writer then fails with a broken pipe, which is that client gone, not an error.
     """
     if sys.stdin.isatty():
         print(WAITING, file=sys.stderr, flush=True)
-        signal.signal(signal.SIGINT, _exit_on_interrupt)
-    run()
+    signal.signal(signal.SIGINT, _exit_on_interrupt)
+    try:
+        run()
+    except* BrokenPipeError:  # the client closed stdout (it exited): gone, as at the end of stdin
+        log.info("the MCP client closed stdout; stopped")
 
 
 def _exit_on_interrupt(_signum: int, _frame: object) -> None:

@@ -148,3 +148,34 @@ def test_a_health_interval_that_never_probes_again_is_named_and_opens_nothing(
         f"bankgate-mcp: configuration: health_interval: Input should be {says}"
     )
     assert not (tmp_path / "bank.db").exists()
+
+
+@pytest.mark.parametrize("stream", ["stdin", "stdout"])
+def test_stdio_with_a_standard_stream_closed_is_one_line_and_opens_nothing(tmp_path: Path, stream: str) -> None:
+    """Started with fd 0 or 1 closed, Python has no `sys.stdin`/`sys.stdout`: it was `unexpected AttributeError`."""
+    fd = 0 if stream == "stdin" else 1
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mcp_server",
+            "serve",
+            "--db",
+            f"sqlite:///{tmp_path / 'bank.db'}",
+            "--create",
+            "--no-desk",
+        ],
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.close(fd),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"bankgate-mcp: {stream} is closed"), done.stderr
+    assert "--transport http" in done.stderr and "\n" not in done.stderr.strip()
+    assert not (tmp_path / "bank.db").exists()

@@ -1,0 +1,208 @@
+"""`serve` over stdio as raw bytes, not through the SDK's client: what a careless or broken client
+writes (malformed lines, odd ids, answers to nothing, a cancellation racing its approval, a signal
+while a question is open) is answered or ignored as JSON-RPC says, the server keeps serving,
+stdout carries nothing but JSON-RPC, and a gated call runs only on a clean approval, once."""
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcp_server.audit.keys import KEY_FILE_ENV
+from tests.server.harness import Harness
+from tests.support import serve_args
+
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {"elicitation": {"form": {}}},
+        "clientInfo": {"name": "raw", "version": "1"},
+    },
+}
+APPROVE = {"action": "accept", "content": {"approve": True}}
+
+
+class Wire:
+    """One `serve` subprocess on pipes: bytes in, JSON-RPC lines out (each must parse), stderr to a file."""
+
+    def __init__(self, harness: Harness, log: Path) -> None:
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+        env |= {name: value for name, value in os.environ.items() if name == KEY_FILE_ENV}
+        # The approval timeout well past the test's waits; the desk off (its port is shared).
+        args = serve_args(harness.db_url, "--approval-timeout", "60", "--no-desk")
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log.open("wb"),
+            env=env,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a shell starts it
+        )
+        self.pending = b""
+
+    def send(self, *messages: dict[str, Any] | bytes) -> None:
+        """Write `messages` in one write: a dict as one JSON line, bytes as they are."""
+        data = b"".join(m if isinstance(m, bytes) else json.dumps(m).encode() + b"\n" for m in messages)
+        assert self.process.stdin is not None
+        self.process.stdin.write(data)
+        self.process.stdin.flush()
+
+    def read(self, until: Any = None, timeout: float = 15) -> list[dict[str, Any]]:
+        """Messages on stdout until one satisfies `until` (or, without it, until `timeout`; then all so far)."""
+        assert self.process.stdout is not None
+        fd, got = self.process.stdout.fileno(), []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lines = self.pending.split(b"\n")
+            self.pending = lines.pop()
+            got += [json.loads(line) for line in lines]  # anything but JSON fails here
+            if until is not None and any(until(m) for m in got):
+                return got
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                self.pending += chunk
+        assert until is None, f"no message matched before the deadline; got {got}"
+        return got
+
+    def initialize(self) -> list[dict[str, Any]]:
+        """Initialize (2025-11-25); the messages read until its answer."""
+        self.send(INIT)
+        messages = self.read(lambda m: m.get("id") == 0)
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        return messages
+
+    def ask(self, request_id: int, args: dict[str, str]) -> int:
+        """Call `transfer_funds` with `args`; the id of the approval question the server sends back."""
+        params = {"name": "transfer_funds", "arguments": args}
+        self.send({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params})
+        messages = self.read(lambda m: m.get("method") == "elicitation/create")
+        (question,) = [m for m in messages if m.get("method") == "elicitation/create"]
+        return int(question["id"])
+
+    def stderr(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Harness:
+    """The SQLite ledger the server serves, as the test reads it (the wire is the same on every backend)."""
+    return Harness("stdio", f"sqlite:///{tmp_path / 'ledger.db'}")
+
+
+@pytest.fixture
+def wire(ledger: Harness, tmp_path: Path) -> Iterator[Wire]:
+    process = Wire(ledger, tmp_path / "stderr.log")
+    try:
+        yield process
+    finally:
+        if process.process.poll() is None:
+            process.process.kill()
+        process.process.wait()
+        assert "Traceback" not in process.stderr(), process.stderr()
+
+
+def cancel(request_id: int) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request_id}}
+
+
+def test_malformed_lines_and_odd_ids_are_answered_or_ignored_and_serving_goes_on(wire: Wire) -> None:
+    """Pins what held: nothing here kills the server or reaches stdout as anything but JSON-RPC."""
+    wire.send(
+        b"not json\n",
+        b"\xff\xfe\x00 invalid utf-8\n",
+        b"\n",
+        b"42\n",
+        b"{}\n",
+        b'[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"}]\n',
+        {"jsonrpc": "2.0", "id": None, "method": "ping"},
+        {"jsonrpc": "2.0", "id": 1.5, "method": "ping"},
+        {"jsonrpc": "2.0", "id": {"an": "object"}, "method": "ping"},
+        {"jsonrpc": "2.0", "id": 99, "result": {}},  # an answer to nothing sent
+        {"jsonrpc": "2.0", "method": "notifications/no_such_thing"},
+        {"jsonrpc": "2.0", "id": 3, "method": "no/such_method"},
+        {"jsonrpc": "2.0", "id": 10**30, "method": "ping"},
+    )
+    messages = wire.initialize()
+    wire.send(INIT | {"id": 4})  # a second initialize
+    memo = "m" * 8_000_000  # a line of 8 MB
+    wire.send({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "transfer_funds", "arguments": {
+        "from_account": "ACC-001", "to_account": "ACC-002", "amount": "1", "memo": memo}}})  # fmt: skip
+    wire.send({"jsonrpc": "2.0", "id": 6, "method": "tools/list"})
+    messages += wire.read(lambda m: m.get("id") == 6)
+    by_id = {m["id"]: m for m in messages if "id" in m}
+    assert by_id[3]["error"]["code"] == -32601
+    assert by_id[10**30] == {"jsonrpc": "2.0", "id": 10**30, "result": {}}
+    assert "result" in by_id[4] and len(by_id[6]["result"]["tools"]) == 3
+    assert by_id[5]["result"]["structuredContent"]["error"]["code"] == "invalid_memo"
+    wire.process.stdin.close()  # type: ignore[union-attr]
+    assert wire.process.wait(timeout=15) == 0
+
+
+def test_a_cancelled_question_runs_nothing_even_approved_after_and_an_answer_counts_once(
+    wire: Wire, ledger: Harness
+) -> None:
+    """Pins what held: the cancelled call gets no response and moves nothing, whatever answer comes
+    after; an answer sent twice runs its call once."""
+    source, target = ledger.open_account("50"), ledger.open_account("0")
+    args = {"from_account": source, "to_account": target, "amount": "20"}
+    wire.initialize()
+    question = wire.ask(7, args)
+    wire.send(cancel(7), {"jsonrpc": "2.0", "id": question, "result": APPROVE})
+    late = wire.ask(8, args | {"amount": "5"})
+    wire.send({"jsonrpc": "2.0", "id": late, "result": APPROVE}, {"jsonrpc": "2.0", "id": late, "result": APPROVE})
+    messages = wire.read(lambda m: m.get("id") == 8)
+    assert not [m for m in messages if m.get("id") == 7]
+    (done,) = [m for m in messages if m.get("id") == 8]
+    assert done["result"]["structuredContent"]["status"] == "executed"
+    assert not [m for m in wire.read(timeout=1) if "id" in m and "result" in m]  # no second outcome
+    assert ledger.balance(source) == 4500 and ledger.balance(target) == 500
+
+
+def leave(wire: Wire, how: str) -> None:
+    """End the server's client `how`: stdin closed, a signal with stdin open, or the client process gone."""
+    process = wire.process
+    assert process.stdin is not None and process.stdout is not None
+    if how in ("SIGINT", "SIGTERM"):
+        process.send_signal(getattr(signal, how))
+        return
+    if how == "client exits":
+        process.stdout.close()
+    process.stdin.close()
+
+
+@pytest.mark.parametrize(
+    ("how", "code"), [("end of stdin", 0), ("SIGINT", 130), ("SIGTERM", -signal.SIGTERM), ("client exits", 0)]
+)
+def test_a_server_left_with_a_question_open_stops_at_once_runs_nothing_and_keeps_it_pending(
+    wire: Wire, ledger: Harness, how: str, code: int
+) -> None:
+    """SIGINT: the SDK reads stdin on a thread a signal cannot interrupt, so the server stayed until the
+    client closed stdin. Client exits (both pipes closed): the server's last words (the call's error, the
+    question's cancellation) met a broken pipe, which ended it with `unexpected ExceptionGroup`, exit 1.
+    The end of stdin and SIGTERM held (pinned here)."""
+    source, target = ledger.open_account("50"), ledger.open_account("0")
+    wire.initialize()
+    wire.ask(7, {"from_account": source, "to_account": target, "amount": "20"})
+    leave(wire, how)
+    try:
+        assert wire.process.wait(timeout=10) == code
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the server did not stop on {how}")
+    assert "unexpected" not in wire.stderr(), wire.stderr()
+    assert ledger.balance(source) == 5000
+    assert [r["event"] for r in ledger.audit(tool="transfer_funds")] == ["requested"]  # pending, for a retry
