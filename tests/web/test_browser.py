@@ -153,3 +153,27 @@ async def test_a_foreign_page_cannot_frame_the_chat(emulator: Emulator, tmp_path
             assert await frame.query_selector("#request") is None, "the chat loaded inside a foreign page"
         direct = await page.goto(f"{web.url}/")
         assert direct is not None and direct.ok and await page.query_selector("#request") is not None
+
+
+async def test_a_mistyped_confirmation_leaves_the_card_open(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    expect = playwright_api.expect
+    async with web_for(emulator, tmp_path, agent_name) as web, browser_page(web.url + "/") as page:
+        await ask(page, "Close ACC-003 and sweep to ACC-001.")
+        card = page.locator(".approval").last
+        confirmation = card.locator("input[name=confirmation]")
+        await expect(card).to_contain_text("Type ACC-003 to confirm", timeout=30_000)
+        await confirmation.fill("ACC-03")
+        await card.locator("button.approve").click()
+        await expect(card.locator(".outcome")).to_contain_text("does not match", timeout=30_000)
+        await expect(confirmation).to_be_enabled()
+        await expect(confirmation).to_be_focused()
+        await expect(card.locator(".countdown")).to_contain_text("left")
+        assert await page.locator("#request").is_disabled(), "the question is still open"
+        assert await balance(web.host, "ACC-003") == Decimal("120.00")
+
+        await confirmation.fill(" ACC-003 ")  # pasted with spaces: trimmed, as the console does
+        await card.locator("button.approve").click()
+        await expect(page.locator(".tool .status").last).to_have_text("executed", timeout=30_000)
+        assert await balance(web.host, "ACC-001") == Decimal("5120.00")

@@ -215,3 +215,23 @@ async def test_interrupts_of_runs_nobody_resumed_are_forgotten_a_window_past_the
     assert len(store._pending) == 1
     with pytest.raises(RunRefused, match="no open interrupt"):
         store.resolve("thread-0", ResumeEntry(interrupt_id=stale[0].id, status="resolved", payload={"approve": True}))
+
+
+async def test_a_mistyped_confirmation_is_refused_and_the_interrupt_stays_open(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    # The console asks again until the value is typed exactly; a web resume must not turn a typo into a rejection.
+    async with web_for(emulator, tmp_path, agent_name) as web, httpx2.AsyncClient(timeout=60) as client:
+        interrupt = interrupt_of(await run(client, web.url, run_input("t", "Close ACC-003 and sweep to ACC-001.")))
+        assert interrupt.metadata["confirm"] == "ACC-003"
+        for typo in ("ACC-03", "acc-003", "ACC-003 ", ""):
+            wrong = await run(
+                client, web.url, run_input("t", resume=resolved(interrupt.id, approve=True, confirmation=typo))
+            )
+            assert error_code(wrong) == "invalid_payload"
+            assert "confirmation" in wrong[-1].message and "ACC-003" in wrong[-1].message  # type: ignore[union-attr]
+        done = await run(
+            client, web.url, run_input("t", resume=resolved(interrupt.id, approve=True, confirmation="ACC-003"))
+        )
+        assert tool_results(done)[0]["status"] == "executed"
+        assert await balance(web.host, "ACC-001") == Decimal("5120.00")

@@ -207,23 +207,37 @@ function approvalCard(interrupt) {
   card.append(outcome);
 
   let stop = () => {};
+  const enable = (enabled) => {
+    approve.disabled = reject.disabled = !enabled;
+    Object.values(fields).forEach((field) => { field.disabled = !enabled; });
+  };
   const finish = (text) => {
     stop();
-    approve.disabled = reject.disabled = true;
-    Object.values(fields).forEach((field) => { field.disabled = true; });
+    enable(false);
     outcome.textContent = text;
   };
-  stop = countdownTo(interrupt, countdown, () => {
-    finish("Expired: the approval window closed and nothing was executed.");
-    setBusy(false);
-  });
+  const open = () => {
+    enable(true);
+    stop = countdownTo(interrupt, countdown, () => {
+      finish("Expired: the approval window closed and nothing was executed.");
+      setBusy(false);
+    });
+  };
+  open();
 
-  const answer = (yes) => {
+  const answer = async (yes) => {
     const payload = { approve: yes };
     if (fields.note?.value) payload.note = fields.note.value;
-    if (yes && fields.confirmation) payload.confirmation = fields.confirmation.value;
+    if (yes && fields.confirmation) payload.confirmation = fields.confirmation.value.trim();
     finish(yes ? "You approved this." : "You rejected this.");
-    runAgent({ resume: [{ interruptId: interrupt.id, status: "resolved", payload }] });
+    const last = await runAgent({ resume: [{ interruptId: interrupt.id, status: "resolved", payload }] });
+    if (last?.type === "RUN_ERROR" && last.code === "invalid_payload") {
+      // Refused without being answered (say, a mistyped confirmation): the question is still open.
+      outcome.textContent = last.message;
+      open();
+      setBusy(true);
+      (fields.confirmation ?? approve).focus();
+    }
   };
   approve.addEventListener("click", () => answer(true));
   reject.addEventListener("click", () => answer(false));
