@@ -16,12 +16,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx2
 import pytest
 
 from agent_host.emulator import Emulator
 from tests.host.helpers import balance
 
-from .helpers import web_for
+from .helpers import run, run_input, tool_results, web_for
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -177,3 +178,28 @@ async def test_a_mistyped_confirmation_leaves_the_card_open(
         await card.locator("button.approve").click()
         await expect(page.locator(".tool .status").last).to_have_text("executed", timeout=30_000)
         assert await balance(web.host, "ACC-001") == Decimal("5120.00")
+
+
+async def test_an_answer_the_host_refuses_is_not_shown_as_given(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    # Another client (a second tab, a script with the thread id) answered first: this card's answer never counted.
+    expect = playwright_api.expect
+    async with (
+        web_for(emulator, tmp_path, agent_name) as web,
+        browser_page(web.url + "/") as page,
+        httpx2.AsyncClient(timeout=60) as client,
+    ):
+        await ask(page, "Transfer $40 from ACC-001 to ACC-003.")
+        card = page.locator(".approval").last
+        await expect(card.locator("dd.amount")).to_have_text("40", timeout=30_000)
+        [(thread_id, thread)] = web.driver._threads.items()
+        assert thread.pending is not None
+        resume = [{"interruptId": thread.pending.id, "status": "resolved", "payload": {"approve": False}}]
+        assert tool_results(await run(client, web.url, run_input(thread_id, resume=resume)))[0]["status"] == "rejected"
+
+        await card.locator("button.approve").click()
+        await expect(card.locator(".outcome")).to_contain_text("already answered", timeout=30_000)
+        await expect(card.locator(".outcome")).not_to_contain_text("You approved")
+        await expect(page.locator("#request")).to_be_enabled()
+        assert await balance(web.host, "ACC-001") == Decimal("5000.00")

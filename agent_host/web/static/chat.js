@@ -176,6 +176,14 @@ function countdownTo(interrupt, countdown, expired) {
   return () => { clearInterval(timer); countdown.textContent = ""; };
 }
 
+// The host's refusals of a resume that leave it unanswered by this card (another answer counted, or none can now).
+const NOT_APPLIED = new Set(["interrupt_answered", "interrupt_expired", "unknown_interrupt"]);
+
+// What the card says when the host refused its answer (`last` is the resume's last event), else null.
+function notApplied(last) {
+  return last?.type === "RUN_ERROR" && NOT_APPLIED.has(last.code) ? `Your answer did not count: ${last.message}` : null;
+}
+
 function approvalCard(interrupt) {
   if (interrupt.reason === "desk_approval_required") return deskCard(interrupt);
   const card = cardWithFacts(interrupt, "approval", "Approval needed");
@@ -231,12 +239,15 @@ function approvalCard(interrupt) {
     if (yes && fields.confirmation) payload.confirmation = fields.confirmation.value.trim();
     finish(yes ? "You approved this." : "You rejected this.");
     const last = await runAgent({ resume: [{ interruptId: interrupt.id, status: "resolved", payload }] });
-    if (last?.type === "RUN_ERROR" && last.code === "invalid_payload") {
+    if (last?.type !== "RUN_ERROR") return;
+    if (last.code === "invalid_payload") {
       // Refused without being answered (say, a mistyped confirmation): the question is still open.
       outcome.textContent = last.message;
       open();
       setBusy(true);
       (fields.confirmation ?? approve).focus();
+    } else if (notApplied(last)) {
+      outcome.textContent = notApplied(last);
     }
   };
   approve.addEventListener("click", () => answer(true));
@@ -286,13 +297,15 @@ function deskCard(interrupt) {
     });
   };
   card.restart(interrupt);
-  decided.addEventListener("click", () => {
+  decided.addEventListener("click", async () => {
     finish("Checking the desk's decision…");
-    runAgent({ resume: [{ interruptId: interrupt.id, status: "resolved" }] });
+    const last = await runAgent({ resume: [{ interruptId: interrupt.id, status: "resolved" }] });
+    if (notApplied(last)) outcome.textContent = notApplied(last);
   });
   withdraw.addEventListener("click", async () => {
     finish("You withdrew this request.");
     const last = await runAgent({ resume: [{ interruptId: interrupt.id, status: "cancelled" }] });
+    if (notApplied(last)) outcome.textContent = notApplied(last);
     if (last?.type === "RUN_ERROR" && last.code === "desk_decision_pending") {
       // The server already waits for the desk (it holds the call): the card stays until the desk decides.
       card.restart({ ...interrupt, metadata: { ...interrupt.metadata, desk_status: "still_pending" } });
