@@ -235,3 +235,18 @@ async def test_a_mistyped_confirmation_is_refused_and_the_interrupt_stays_open(
         )
         assert tool_results(done)[0]["status"] == "executed"
         assert await balance(web.host, "ACC-001") == Decimal("5120.00")
+
+
+async def test_a_body_giving_a_key_twice_is_refused(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    # One reader (a proxy, a log, the person's own client) may take the first `approve`, the host the last.
+    async with web_for(emulator, tmp_path, agent_name) as web, httpx2.AsyncClient(timeout=60) as client:
+        interrupt = interrupt_of(await run(client, web.url, run_input("t", TRANSFER)))
+        body = json.dumps(run_input("t", resume=resolved(interrupt.id, approve=False)))
+        twice = body.replace('"approve": false', '"approve": false, "approve": true')
+        assert twice != body
+        refused = await client.post(f"{web.url}/agent", content=twice, headers={"Content-Type": "application/json"})
+        assert refused.status_code == 422 and "'approve' more than once" in refused.json()["error"], refused.text
+        assert web.driver._threads["t"].pending is not None and web.driver._threads["t"].pending.state == "pending"
+        out = await run(client, web.url, run_input("t", resume=resolved(interrupt.id, approve=False)))
+        assert tool_results(out)[0]["status"] == "rejected"
+        assert await balance(web.host, "ACC-001") == Decimal("5000.00")
