@@ -25,7 +25,7 @@ from tests.host.helpers import balance
 from .helpers import run, run_input, tool_results, web_for
 
 if TYPE_CHECKING:
-    from playwright.async_api import Page
+    from playwright.async_api import APIResponse, Page, Route
 
 pytestmark = pytest.mark.anyio
 CHROMIUM = shutil.which("chromium")
@@ -203,3 +203,31 @@ async def test_an_answer_the_host_refuses_is_not_shown_as_given(
         await expect(card.locator(".outcome")).not_to_contain_text("You approved")
         await expect(page.locator("#request")).to_be_enabled()
         assert await balance(web.host, "ACC-001") == Decimal("5000.00")
+
+
+async def test_a_question_whose_stream_was_lost_is_shown_on_the_next_message(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    expect = playwright_api.expect
+    async with web_for(emulator, tmp_path, agent_name) as web, browser_page(web.url + "/") as page:
+        dropped: list[APIResponse] = []
+
+        async def drop_first(route: Route) -> None:
+            if dropped:
+                await route.continue_()
+                return
+            dropped.append(await route.fetch())  # the server runs to its question; the page never gets it
+            await route.abort("connectionreset")
+
+        await page.route("**/agent", drop_first)
+        await ask(page, "Transfer $40 from ACC-001 to ACC-003.")
+        await expect(page.locator(".bubble.error").last).to_contain_text("Connection problem", timeout=30_000)
+        assert await page.locator(".approval").count() == 0
+
+        await ask(page, "Hello?")
+        card = page.locator(".approval").last
+        await expect(card).to_contain_text("Transfer $40.00 (USD) from ACC-001", timeout=30_000)
+        await expect(page.locator(".bubble.error").last).to_contain_text("your message was not sent")
+        await card.locator("button.approve").click()
+        await expect(page.locator(".tool .status").last).to_have_text("executed", timeout=30_000)
+        assert await balance(web.host, "ACC-001") == Decimal("4960.00")

@@ -94,8 +94,9 @@ async def test_bad_stale_and_racing_resumes_change_nothing(emulator: Emulator, t
         )
         other = await run(client, web.url, run_input("other-thread", resume=resolved(interrupt.id, approve=True)))
         assert error_code(other) == "unknown_interrupt"
-        busy = await run(client, web.url, run_input("t", "What is the balance of ACC-001?"))
-        assert error_code(busy) == "thread_busy"
+        waiting = await run(client, web.url, run_input("t", "What is the balance of ACC-001?"))
+        assert interrupt_of(waiting).id == interrupt.id, "a new run waits for the open question, not run"
+        assert "TOOL_CALL_RESULT" not in types(waiting)
         assert await balance(web.host, "ACC-001") == Decimal("5000.00")
 
         # Two resumes of the same interrupt at once: exactly one continues the run.
@@ -250,3 +251,27 @@ async def test_a_body_giving_a_key_twice_is_refused(emulator: Emulator, tmp_path
         out = await run(client, web.url, run_input("t", resume=resolved(interrupt.id, approve=False)))
         assert tool_results(out)[0]["status"] == "rejected"
         assert await balance(web.host, "ACC-001") == Decimal("5000.00")
+
+
+async def test_a_client_that_lost_its_stream_gets_the_open_interrupt_again(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    # Before, a new run on the thread was refused `thread_busy` until the interrupt the client never saw expired.
+    async with web_for(emulator, tmp_path, agent_name) as web, httpx2.AsyncClient(timeout=60) as client:
+        async with client.stream("POST", f"{web.url}/agent", json=run_input("t", TRANSFER)) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    break  # the connection drops after RUN_STARTED
+        thread = web.driver._threads["t"]
+        with anyio.fail_after(30):
+            while thread.pending is None:
+                await anyio.sleep(0.05)
+        back = await run(client, web.url, run_input("t", "Hello again?"))
+        assert "TOOL_CALL_START" in types(back), "the events the client missed come first"
+        assert interrupt_of(back).id == thread.pending.id
+        assert any(e.type == "CUSTOM" and "was not sent" in e.value for e in back)  # type: ignore[union-attr]
+        again = await run(client, web.url, run_input("t", "Hello?"))
+        assert types(again)[-1] == "RUN_FINISHED" and interrupt_of(again).id == thread.pending.id
+        done = await run(client, web.url, run_input("t", resume=resolved(interrupt_of(again).id, approve=True)))
+        assert tool_results(done)[0]["status"] == "executed" and types(done)[-1] == "RUN_FINISHED"
+        assert await balance(web.host, "ACC-001") == Decimal("4900.00")

@@ -116,6 +116,9 @@ function handle(event) {
     case "RUN_ERROR":
       append(element("div", "bubble error", event.message));
       break;
+    case "CUSTOM":
+      if (event.name === "bankgate.warning") append(element("div", "bubble error", String(event.value)));
+      break;
     case "RUN_FINISHED":
       if (event.outcome?.type === "interrupt") {
         // The request box that had focus is disabled until the answer: focus goes to the (first) card's
