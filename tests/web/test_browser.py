@@ -231,3 +231,15 @@ async def test_a_question_whose_stream_was_lost_is_shown_on_the_next_message(
         await card.locator("button.approve").click()
         await expect(page.locator(".tool .status").last).to_have_text("executed", timeout=30_000)
         assert await balance(web.host, "ACC-001") == Decimal("4960.00")
+
+
+async def test_a_stream_that_ends_mid_run_is_reported(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    # A proxy closing an idle stream, or a newer run taking the thread's stream over, ends it without
+    # RUN_FINISHED or RUN_ERROR: the page must not look as if the run finished quietly.
+    expect = playwright_api.expect
+    async with web_for(emulator, tmp_path, agent_name) as web, browser_page(web.url + "/") as page:
+        started = 'data: {"type":"RUN_STARTED","threadId":"t","runId":"r"}\n\n'
+        await page.route("**/agent", lambda route: route.fulfill(content_type="text/event-stream", body=started))
+        await ask(page, "What is the balance of ACC-001?")
+        await expect(page.locator(".bubble.error")).to_contain_text("ended before the run finished", timeout=30_000)
+        await expect(page.locator("#request")).to_be_enabled()

@@ -50,6 +50,9 @@ async function runAgent(extra) {
       interrupted = handle(event) || interrupted;
       last = event;
     }
+    if (last?.type !== "RUN_FINISHED" && last?.type !== "RUN_ERROR") {
+      append(element("div", "bubble error", "The connection ended before the run finished; its outcome is not shown here."));
+    }
   } catch (error) {
     append(element("div", "bubble error", `Connection problem: ${error.message}`));
   } finally {
