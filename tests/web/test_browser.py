@@ -7,8 +7,10 @@ to the test's temporary directory.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
@@ -243,3 +245,17 @@ async def test_a_stream_that_ends_mid_run_is_reported(emulator: Emulator, tmp_pa
         await ask(page, "What is the balance of ACC-001?")
         await expect(page.locator(".bubble.error")).to_contain_text("ended before the run finished", timeout=30_000)
         await expect(page.locator("#request")).to_be_enabled()
+
+
+async def test_the_countdown_follows_the_servers_clock(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    # A computer whose clock runs 10 minutes ahead showed every card expired at once, the question still open.
+    expect = playwright_api.expect
+    async with web_for(emulator, tmp_path, agent_name) as web, browser_page(web.url + "/") as page:
+        await page.clock.install(time=time.time() + 600)
+        await ask(page, "Transfer $40 from ACC-001 to ACC-003.")
+        card = page.locator(".approval").last
+        await expect(card.locator(".countdown")).to_have_text(re.compile(r"^0:5\d left$"), timeout=30_000)
+        await expect(card.locator(".outcome")).to_have_text("")
+        await card.locator("button.approve").click()
+        await expect(page.locator(".tool .status").last).to_have_text("executed", timeout=30_000)
+        assert await balance(web.host, "ACC-001") == Decimal("4960.00")

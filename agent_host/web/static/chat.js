@@ -8,6 +8,11 @@ const send = document.getElementById("send");
 const threadId = `thread-${randomId()}`;
 const token = new URLSearchParams(location.hash.slice(1)).get("token");
 const toolCalls = new Map(); // toolCallId -> {name, args, element}
+let clockOffset = 0; // the server's clock minus this computer's: deadlines are the server's
+
+function serverNow() {
+  return Date.now() + clockOffset;
+}
 
 function randomId() {
   return globalThis.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random().toString(16).slice(2)}`;
@@ -46,6 +51,9 @@ async function runAgent(extra) {
   try {
     const response = await fetch("/agent", { method: "POST", headers, body: JSON.stringify(body) });
     if (!response.ok) throw new Error(`${response.status}: ${await response.text()}`);
+    // Date is whole seconds: the server's clock may be up to 1 s later, so count as if it were (never show time that is gone).
+    const date = Date.parse(response.headers.get("date") ?? "");
+    if (!Number.isNaN(date)) clockOffset = date + 1000 - Date.now();
     for await (const event of events(response.body)) {
       interrupted = handle(event) || interrupted;
       last = event;
@@ -170,7 +178,7 @@ function countdownTo(interrupt, countdown, expired) {
   let timer = null;
   const tick = () => {
     if (deadline === null) return;
-    const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+    const left = Math.max(0, Math.round((deadline - serverNow()) / 1000));
     countdown.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left`;
     if (left === 0) {
       clearInterval(timer);
