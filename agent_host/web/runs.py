@@ -108,6 +108,12 @@ class ThreadRun:
     """Where the client's stream reads them, across the resumes of one run."""
     _message_id: str | None = None
 
+    @property
+    def waits_for_client(self) -> bool:
+        """The run is suspended on an open interrupt (not a held desk approval raised again whose call has settled)."""
+        pending = self.pending
+        return self.active and pending is not None and pending.state == "pending" and not pending.settled.is_set()
+
     def emit(self, item: Item) -> None:
         if self.sink is not None:
             self.sink.send_nowait(item)
@@ -193,7 +199,7 @@ class RunDriver:
 
     def _start(self, run_input: RunAgentInput) -> ThreadRun:
         thread = self._thread(run_input.thread_id)
-        if thread.pending is not None and thread.pending.state == "pending":
+        if thread.waits_for_client:
             return self._waiting(thread)
         if thread.active:
             raise RunRefused(
