@@ -244,20 +244,26 @@ class RunDriver:
         return thread
 
     async def _drain(self, thread: ThreadRun, run_input: RunAgentInput) -> AsyncIterator[BaseEvent]:
-        assert thread.source is not None
+        """The run's events up to its next interrupt or its end. A resume of a held desk approval after its run
+        ended (or its thread was forgotten) finds none: that run is over, so the stream says it finished."""
         thread_id, run_id = run_input.thread_id, run_input.run_id
-        async for item in thread.source:
-            if isinstance(item, Suspended):
-                outcome = RunFinishedInterruptOutcome(interrupts=[item.pending.interrupt()])
-                yield RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=outcome)
+        source = thread.source
+        if source is not None:
+            async for item in source:
+                if isinstance(item, Suspended):
+                    outcome = RunFinishedInterruptOutcome(interrupts=[item.pending.interrupt()])
+                    yield RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=outcome)
+                    return
+                if isinstance(item, Ended):
+                    if item.error is None:
+                        yield RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=RunFinishedSuccessOutcome())
+                    else:
+                        yield RunErrorEvent(message=item.error, code=item.code)
+                    return
+                yield item
+            if source is not thread.source:  # a newer run's stream took the thread over (`_waiting`)
                 return
-            if isinstance(item, Ended):
-                if item.error is None:
-                    yield RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=RunFinishedSuccessOutcome())
-                else:
-                    yield RunErrorEvent(message=item.error, code=item.code)
-                return
-            yield item
+        yield RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=RunFinishedSuccessOutcome())
 
     async def _drive(self, thread: ThreadRun, text: str) -> None:
         """One run of the host's loop; expected failures end it with their message."""
