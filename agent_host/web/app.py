@@ -6,6 +6,7 @@ with its `EventEncoder`, so the wire is the protocol's, not a look-alike.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -51,6 +52,9 @@ def create_app(driver: RunDriver, *, token: str | None = None, names: Iterable[s
         body = await _bounded_body(request)
         if body is None:
             return _problem(413, f"The run input is larger than {MAX_BODY} bytes.")
+        twice = _key_given_twice(body)
+        if twice is not None:
+            return _problem(422, f"The body gives the key {twice!r} more than once in one object; send each key once.")
         try:
             run_input = RunAgentInput.model_validate_json(body)
         except ValidationError as error:
@@ -96,6 +100,33 @@ async def _bounded_body(request: Request) -> bytes | None:
         if len(body) > MAX_BODY:
             return None
     return bytes(body)
+
+
+class _KeyTwice(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _key_given_twice(body: bytes) -> str | None:
+    """A key some object of `body` gives twice (its first 40 characters), if any: the protocol's parser takes
+    the last value, where a proxy, a log or the client itself may take the first (`"approve": false, "approve":
+    true`). Invalid JSON is left to that parser to name."""
+    try:
+        json.loads(body, object_pairs_hook=_unique_pairs)
+    except _KeyTwice as twice:
+        return twice.key[:40]
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _KeyTwice(key)
+        seen.add(key)
+    return dict(pairs)
 
 
 async def _encoded(encoder: EventEncoder, events: AsyncIterator[BaseEvent]) -> AsyncIterator[str]:

@@ -141,7 +141,8 @@ def _desk_answer(payload: Any) -> Answer:
 
 
 def _answer_from(question: Question, payload: Any) -> Answer:
-    """The form's answer, after checking the payload against the form's own schema."""
+    """The form's answer, after checking the payload against the form's own schema and a yes's typed
+    confirmation against the question's."""
     try:
         jsonschema.validate(payload, {**question.schema, "additionalProperties": False})
     except jsonschema.ValidationError as error:
@@ -149,6 +150,13 @@ def _answer_from(question: Question, payload: Any) -> Answer:
         raise RunRefused(
             "invalid_payload", f"The resume payload does not match the interrupt's response schema at {where}."
         ) from None
+    wanted = question.confirmation_value
+    if payload["approve"] is True and wanted is not None and payload.get("confirmation") != wanted:
+        # The console asks again until the value is typed exactly; sent on, a typo would reject the approval.
+        raise RunRefused(
+            "invalid_payload",
+            f"The confirmation does not match: type {wanted} exactly as the question shows; nothing was answered.",
+        )
     return Answer(
         "accept",
         bool(payload["approve"]),

@@ -13,8 +13,9 @@ server still waiting for the desk asks again, which raises the same interrupt ag
 the server holds the call until the desk decides, so when the call has not returned within
 `DESK_GRACE_SECONDS` of the resume, the same interrupt is raised again.
 
-A thread runs one run at a time: a new run while one is active (streaming or suspended on an
-interrupt) is refused. The host keeps at most `MAX_THREADS` threads: past it, a new thread id
+A thread runs one run at a time: a new run while one is streaming is refused; while one is suspended
+on an interrupt, a new run's message is not sent and its stream ends on that interrupt again (the client
+whose stream dropped never saw it). The host keeps at most `MAX_THREADS` threads: past it, a new thread id
 makes it forget the least recently used thread with no run active (a run on that id later starts
 a new conversation); with every thread busy, the new one is refused.
 """
@@ -25,7 +26,7 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -106,6 +107,12 @@ class ThreadRun:
     source: MemoryObjectReceiveStream[Item] | None = field(default=None, repr=False)
     """Where the client's stream reads them, across the resumes of one run."""
     _message_id: str | None = None
+
+    @property
+    def waits_for_client(self) -> bool:
+        """The run is suspended on an open interrupt (not a held desk approval raised again whose call has settled)."""
+        pending = self.pending
+        return self.active and pending is not None and pending.state == "pending" and not pending.settled.is_set()
 
     def emit(self, item: Item) -> None:
         if self.sink is not None:
@@ -192,6 +199,8 @@ class RunDriver:
 
     def _start(self, run_input: RunAgentInput) -> ThreadRun:
         thread = self._thread(run_input.thread_id)
+        if thread.waits_for_client:
+            return self._waiting(thread)
         if thread.active:
             raise RunRefused(
                 "thread_busy",
@@ -204,6 +213,22 @@ class RunDriver:
         thread.sink, thread.source = anyio.create_memory_object_stream[Item](math.inf)
         thread.active = True
         self._tasks.start_soon(self._drive, thread, text)
+        return thread
+
+    def _waiting(self, thread: ThreadRun) -> ThreadRun:
+        """A new run on a thread whose run waits for an answer: the client may never have seen the question (its
+        stream dropped), so this run's stream takes the events still queued and ends on that interrupt again; a
+        stream still reading the old queue ends. The new message is not sent, and the stream says so."""
+        assert thread.pending is not None and thread.sink is not None and thread.source is not None
+        old_sink, old_source = thread.sink, thread.source
+        thread.sink, thread.source = anyio.create_memory_object_stream[Item](math.inf)
+        old_sink.close()
+        missed = list(_queued(old_source))
+        thread.emit(CustomEvent(name="bankgate.warning", value=_NOT_SENT))
+        for item in missed:
+            thread.emit(item)
+        if not any(isinstance(item, Suspended) for item in missed):
+            thread.emit(Suspended(thread.pending))
         return thread
 
     def _resume(self, run_input: RunAgentInput) -> ThreadRun:
@@ -219,20 +244,26 @@ class RunDriver:
         return thread
 
     async def _drain(self, thread: ThreadRun, run_input: RunAgentInput) -> AsyncIterator[BaseEvent]:
-        assert thread.source is not None
+        """The run's events up to its next interrupt or its end. A resume of a held desk approval after its run
+        ended (or its thread was forgotten) finds none: that run is over, so the stream says it finished."""
         thread_id, run_id = run_input.thread_id, run_input.run_id
-        async for item in thread.source:
-            if isinstance(item, Suspended):
-                outcome = RunFinishedInterruptOutcome(interrupts=[item.pending.interrupt()])
-                yield RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=outcome)
+        source = thread.source
+        if source is not None:
+            async for item in source:
+                if isinstance(item, Suspended):
+                    outcome = RunFinishedInterruptOutcome(interrupts=[item.pending.interrupt()])
+                    yield RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=outcome)
+                    return
+                if isinstance(item, Ended):
+                    if item.error is None:
+                        yield RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=RunFinishedSuccessOutcome())
+                    else:
+                        yield RunErrorEvent(message=item.error, code=item.code)
+                    return
+                yield item
+            if source is not thread.source:  # a newer run's stream took the thread over (`_waiting`)
                 return
-            if isinstance(item, Ended):
-                if item.error is None:
-                    yield RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=RunFinishedSuccessOutcome())
-                else:
-                    yield RunErrorEvent(message=item.error, code=item.code)
-                return
-            yield item
+        yield RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=RunFinishedSuccessOutcome())
 
     async def _drive(self, thread: ThreadRun, text: str) -> None:
         """One run of the host's loop; expected failures end it with their message."""
@@ -328,6 +359,18 @@ class RunDriver:
             return thread
         calling = [thread for thread in self._threads.values() if thread.calling is not None]
         return calling[0] if len(calling) == 1 else None
+
+
+_NOT_SENT = "This conversation waits for your answer to the approval below; your message was not sent."
+
+
+def _queued(source: MemoryObjectReceiveStream[Item]) -> Iterator[Item]:
+    """What `source` holds now, without waiting."""
+    while True:
+        try:
+            yield source.receive_nowait()
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            return
 
 
 def _last_user_text(run_input: RunAgentInput) -> str | None:

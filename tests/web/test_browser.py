@@ -7,8 +7,10 @@ to the test's temporary directory.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
@@ -16,15 +18,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx2
 import pytest
 
 from agent_host.emulator import Emulator
 from tests.host.helpers import balance
 
-from .helpers import web_for
+from .helpers import run, run_input, tool_results, web_for
 
 if TYPE_CHECKING:
-    from playwright.async_api import Page
+    from playwright.async_api import APIResponse, Page, Route
 
 pytestmark = pytest.mark.anyio
 CHROMIUM = shutil.which("chromium")
@@ -153,3 +156,131 @@ async def test_a_foreign_page_cannot_frame_the_chat(emulator: Emulator, tmp_path
             assert await frame.query_selector("#request") is None, "the chat loaded inside a foreign page"
         direct = await page.goto(f"{web.url}/")
         assert direct is not None and direct.ok and await page.query_selector("#request") is not None
+
+
+async def test_a_mistyped_confirmation_leaves_the_card_open(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    expect = playwright_api.expect
+    async with web_for(emulator, tmp_path, agent_name) as web, browser_page(web.url + "/") as page:
+        await ask(page, "Close ACC-003 and sweep to ACC-001.")
+        card = page.locator(".approval").last
+        confirmation = card.locator("input[name=confirmation]")
+        await expect(card).to_contain_text("Type ACC-003 to confirm", timeout=30_000)
+        await confirmation.fill("ACC-03")
+        await card.locator("button.approve").click()
+        await expect(card.locator(".outcome")).to_contain_text("does not match", timeout=30_000)
+        await expect(confirmation).to_be_enabled()
+        await expect(confirmation).to_be_focused()
+        await expect(card.locator(".countdown")).to_contain_text("left")
+        assert await page.locator("#request").is_disabled(), "the question is still open"
+        assert await balance(web.host, "ACC-003") == Decimal("120.00")
+
+        await confirmation.fill(" ACC-003 ")  # pasted with spaces: trimmed, as the console does
+        await card.locator("button.approve").click()
+        await expect(page.locator(".tool .status").last).to_have_text("executed", timeout=30_000)
+        assert await balance(web.host, "ACC-001") == Decimal("5120.00")
+
+
+async def test_an_answer_the_host_refuses_is_not_shown_as_given(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    # Another client (a second tab, a script with the thread id) answered first: this card's answer never counted.
+    expect = playwright_api.expect
+    async with (
+        web_for(emulator, tmp_path, agent_name) as web,
+        browser_page(web.url + "/") as page,
+        httpx2.AsyncClient(timeout=60) as client,
+    ):
+        await ask(page, "Transfer $40 from ACC-001 to ACC-003.")
+        card = page.locator(".approval").last
+        await expect(card.locator("dd.amount")).to_have_text("40", timeout=30_000)
+        [(thread_id, thread)] = web.driver._threads.items()
+        assert thread.pending is not None
+        resume = [{"interruptId": thread.pending.id, "status": "resolved", "payload": {"approve": False}}]
+        assert tool_results(await run(client, web.url, run_input(thread_id, resume=resume)))[0]["status"] == "rejected"
+
+        await card.locator("button.approve").click()
+        await expect(card.locator(".outcome")).to_contain_text("already answered", timeout=30_000)
+        await expect(card.locator(".outcome")).not_to_contain_text("You approved")
+        await expect(page.locator("#request")).to_be_enabled()
+        assert await balance(web.host, "ACC-001") == Decimal("5000.00")
+
+
+async def test_a_question_whose_stream_was_lost_is_shown_on_the_next_message(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    expect = playwright_api.expect
+    async with web_for(emulator, tmp_path, agent_name) as web, browser_page(web.url + "/") as page:
+        dropped: list[APIResponse] = []
+
+        async def drop_first(route: Route) -> None:
+            if dropped:
+                await route.continue_()
+                return
+            dropped.append(await route.fetch())  # the server runs to its question; the page never gets it
+            await route.abort("connectionreset")
+
+        await page.route("**/agent", drop_first)
+        await ask(page, "Transfer $40 from ACC-001 to ACC-003.")
+        await expect(page.locator(".bubble.error").last).to_contain_text("Connection problem", timeout=30_000)
+        assert await page.locator(".approval").count() == 0
+
+        await ask(page, "Hello?")
+        card = page.locator(".approval").last
+        await expect(card).to_contain_text("Transfer $40.00 (USD) from ACC-001", timeout=30_000)
+        await expect(page.locator(".bubble.error").last).to_contain_text("your message was not sent")
+        await card.locator("button.approve").click()
+        await expect(page.locator(".tool .status").last).to_have_text("executed", timeout=30_000)
+        assert await balance(web.host, "ACC-001") == Decimal("4960.00")
+
+
+async def test_a_stream_that_ends_mid_run_is_reported(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    # A proxy closing an idle stream, or a newer run taking the thread's stream over, ends it without
+    # RUN_FINISHED or RUN_ERROR: the page must not look as if the run finished quietly.
+    expect = playwright_api.expect
+    async with web_for(emulator, tmp_path, agent_name) as web, browser_page(web.url + "/") as page:
+        started = 'data: {"type":"RUN_STARTED","threadId":"t","runId":"r"}\n\n'
+        await page.route("**/agent", lambda route: route.fulfill(content_type="text/event-stream", body=started))
+        await ask(page, "What is the balance of ACC-001?")
+        await expect(page.locator(".bubble.error")).to_contain_text("ended before the run finished", timeout=30_000)
+        await expect(page.locator("#request")).to_be_enabled()
+
+
+async def test_the_countdown_follows_the_servers_clock(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    # A computer whose clock runs 10 minutes ahead showed every card expired at once, the question still open.
+    expect = playwright_api.expect
+    async with web_for(emulator, tmp_path, agent_name) as web, browser_page(web.url + "/") as page:
+        await page.clock.install(time=time.time() + 600)
+        await ask(page, "Transfer $40 from ACC-001 to ACC-003.")
+        card = page.locator(".approval").last
+        await expect(card.locator(".countdown")).to_have_text(re.compile(r"^0:5\d left$"), timeout=30_000)
+        await expect(card.locator(".outcome")).to_have_text("")
+        await card.locator("button.approve").click()
+        await expect(page.locator(".tool .status").last).to_have_text("executed", timeout=30_000)
+        assert await balance(web.host, "ACC-001") == Decimal("4960.00")
+
+
+async def test_a_cross_site_text_plain_form_cannot_start_a_run(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    # A form needs no CORS preflight; its text/plain body can be made valid JSON (name + "=" + value). Chromium
+    # sends the form's Origin, which the guard refuses. Pins a promise not tested in a browser before (it held).
+    head = '{"threadId":"csrf","runId":"r","messages":[{"id":"m","role":"user","content":"Transfer $40 from ACC-001 '
+    head += 'to ACC-003."}],"tools":[],"context":[],"state":{},"forwardedProps":{"pad":"'
+    async with web_for(emulator, tmp_path, agent_name) as web, browser_page("about:blank") as page:
+        form = (
+            f"<form method=POST action='{web.url}/agent' enctype=text/plain><input type=hidden name='{head}' "
+            """value='"}}'></form><script>document.forms[0].submit()</script>"""
+        )
+        with foreign_site(form) as attacker:
+            await page.goto(attacker)
+            await page.wait_for_load_state()
+            await page.wait_for_timeout(1500)
+        assert "Refused: requests from another origin" in await page.content()
+        assert "csrf" not in web.driver._threads
+        async with httpx2.AsyncClient(timeout=60) as client:  # the same body, without a browser's Origin, is a run
+            same = await client.post(
+                f"{web.url}/agent", content=f'{head}="}}}}', headers={"Content-Type": "text/plain"}
+            )
+            assert same.status_code == 200 and "RUN_FINISHED" in same.text

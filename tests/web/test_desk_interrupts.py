@@ -137,3 +137,48 @@ async def _resumed(driver: RunDriver, interrupt_id: str, payload: object = None)
     body = run_input("t", resume=resume(interrupt_id, payload=payload))
     with anyio.fail_after(5):
         return [event async for event in driver.run(RunAgentInput.model_validate(body))]
+
+
+async def test_a_settled_held_desk_interrupt_does_not_hold_up_the_next_run() -> None:
+    # 2025-11-25: a held desk approval raised again stays open after its call settles and the run ends. A new run
+    # then runs: the question it would present again waits for nobody (a new run on a thread that waits for an
+    # answer gets that interrupt again instead).
+    store = InterruptStore(60.0)
+    driver = RunDriver(store)
+    sent: list[str] = []
+
+    class Conversation:
+        async def send(self, text: str) -> None:
+            sent.append(text)
+
+    async with anyio.create_task_group() as tasks:
+        driver.bind(lambda thread: Conversation(), tasks)  # type: ignore[arg-type,return-value]
+        thread = driver._thread("t")
+        desk = Question("Approve at the desk.", (), url="https://desk.example/desk/approvals/APR-1", elicitation_id="e")
+        held = thread.pending = store.open("t", desk, "call_1")
+        held.link_accepted = True
+        held.settled.set()
+        body = run_input("t", "What is the balance of ACC-001?")
+        with anyio.fail_after(5):
+            events: list[Any] = [event async for event in driver.run(RunAgentInput.model_validate(body))]
+    assert sent == ["What is the balance of ACC-001?"]
+    assert types(events) == ["RUN_STARTED", "RUN_FINISHED"] and events[-1].outcome.type == "success"
+
+
+@pytest.mark.parametrize("forgotten", [False, True], ids=["ended", "thread-forgotten"])
+async def test_resuming_a_held_desk_interrupt_after_its_run_ended_finishes_the_stream(forgotten: bool) -> None:
+    # Its resume only says "continue" to a finished call: the stream ends RUN_FINISHED, not bare (nor fails, when
+    # the thread was forgotten and its id names a new one).
+    store = InterruptStore(60.0)
+    driver = RunDriver(store)
+    thread = driver._threads["t"] = ThreadRun("t")
+    thread.sink, thread.source = anyio.create_memory_object_stream[Item](math.inf)
+    thread.sink.close()
+    if forgotten:
+        driver._threads["t"] = ThreadRun("t")
+    desk = Question("Approve at the desk.", (), url="https://desk.example/desk/approvals/APR-1", elicitation_id="e")
+    held = store.open("t", desk, "call_1")
+    held.link_accepted = True
+    held.settled.set()
+    events = await _resumed(driver, held.id)
+    assert types(events) == ["RUN_STARTED", "RUN_FINISHED"] and events[-1].outcome.type == "success"

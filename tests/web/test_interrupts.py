@@ -94,8 +94,9 @@ async def test_bad_stale_and_racing_resumes_change_nothing(emulator: Emulator, t
         )
         other = await run(client, web.url, run_input("other-thread", resume=resolved(interrupt.id, approve=True)))
         assert error_code(other) == "unknown_interrupt"
-        busy = await run(client, web.url, run_input("t", "What is the balance of ACC-001?"))
-        assert error_code(busy) == "thread_busy"
+        waiting = await run(client, web.url, run_input("t", "What is the balance of ACC-001?"))
+        assert interrupt_of(waiting).id == interrupt.id, "a new run waits for the open question, not run"
+        assert "TOOL_CALL_RESULT" not in types(waiting)
         assert await balance(web.host, "ACC-001") == Decimal("5000.00")
 
         # Two resumes of the same interrupt at once: exactly one continues the run.
@@ -215,3 +216,62 @@ async def test_interrupts_of_runs_nobody_resumed_are_forgotten_a_window_past_the
     assert len(store._pending) == 1
     with pytest.raises(RunRefused, match="no open interrupt"):
         store.resolve("thread-0", ResumeEntry(interrupt_id=stale[0].id, status="resolved", payload={"approve": True}))
+
+
+async def test_a_mistyped_confirmation_is_refused_and_the_interrupt_stays_open(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    # The console asks again until the value is typed exactly; a web resume must not turn a typo into a rejection.
+    async with web_for(emulator, tmp_path, agent_name) as web, httpx2.AsyncClient(timeout=60) as client:
+        interrupt = interrupt_of(await run(client, web.url, run_input("t", "Close ACC-003 and sweep to ACC-001.")))
+        assert interrupt.metadata["confirm"] == "ACC-003"
+        for typo in ("ACC-03", "acc-003", "ACC-003 ", ""):
+            wrong = await run(
+                client, web.url, run_input("t", resume=resolved(interrupt.id, approve=True, confirmation=typo))
+            )
+            assert error_code(wrong) == "invalid_payload"
+            assert "confirmation" in wrong[-1].message and "ACC-003" in wrong[-1].message  # type: ignore[union-attr]
+        done = await run(
+            client, web.url, run_input("t", resume=resolved(interrupt.id, approve=True, confirmation="ACC-003"))
+        )
+        assert tool_results(done)[0]["status"] == "executed"
+        assert await balance(web.host, "ACC-001") == Decimal("5120.00")
+
+
+async def test_a_body_giving_a_key_twice_is_refused(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    # One reader (a proxy, a log, the person's own client) may take the first `approve`, the host the last.
+    async with web_for(emulator, tmp_path, agent_name) as web, httpx2.AsyncClient(timeout=60) as client:
+        interrupt = interrupt_of(await run(client, web.url, run_input("t", TRANSFER)))
+        body = json.dumps(run_input("t", resume=resolved(interrupt.id, approve=False)))
+        twice = body.replace('"approve": false', '"approve": false, "approve": true')
+        assert twice != body
+        refused = await client.post(f"{web.url}/agent", content=twice, headers={"Content-Type": "application/json"})
+        assert refused.status_code == 422 and "'approve' more than once" in refused.json()["error"], refused.text
+        assert web.driver._threads["t"].pending is not None and web.driver._threads["t"].pending.state == "pending"
+        out = await run(client, web.url, run_input("t", resume=resolved(interrupt.id, approve=False)))
+        assert tool_results(out)[0]["status"] == "rejected"
+        assert await balance(web.host, "ACC-001") == Decimal("5000.00")
+
+
+async def test_a_client_that_lost_its_stream_gets_the_open_interrupt_again(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    # Before, a new run on the thread was refused `thread_busy` until the interrupt the client never saw expired.
+    async with web_for(emulator, tmp_path, agent_name) as web, httpx2.AsyncClient(timeout=60) as client:
+        async with client.stream("POST", f"{web.url}/agent", json=run_input("t", TRANSFER)) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    break  # the connection drops after RUN_STARTED
+        thread = web.driver._threads["t"]
+        with anyio.fail_after(30):
+            while thread.pending is None:
+                await anyio.sleep(0.05)
+        back = await run(client, web.url, run_input("t", "Hello again?"))
+        assert "TOOL_CALL_START" in types(back), "the events the client missed come first"
+        assert interrupt_of(back).id == thread.pending.id
+        assert any(e.type == "CUSTOM" and "was not sent" in e.value for e in back)  # type: ignore[union-attr]
+        again = await run(client, web.url, run_input("t", "Hello?"))
+        assert types(again)[-1] == "RUN_FINISHED" and interrupt_of(again).id == thread.pending.id
+        done = await run(client, web.url, run_input("t", resume=resolved(interrupt_of(again).id, approve=True)))
+        assert tool_results(done)[0]["status"] == "executed" and types(done)[-1] == "RUN_FINISHED"
+        assert await balance(web.host, "ACC-001") == Decimal("4900.00")

@@ -8,6 +8,11 @@ const send = document.getElementById("send");
 const threadId = `thread-${randomId()}`;
 const token = new URLSearchParams(location.hash.slice(1)).get("token");
 const toolCalls = new Map(); // toolCallId -> {name, args, element}
+let clockOffset = 0; // the server's clock minus this computer's: deadlines are the server's
+
+function serverNow() {
+  return Date.now() + clockOffset;
+}
 
 function randomId() {
   return globalThis.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random().toString(16).slice(2)}`;
@@ -46,9 +51,15 @@ async function runAgent(extra) {
   try {
     const response = await fetch("/agent", { method: "POST", headers, body: JSON.stringify(body) });
     if (!response.ok) throw new Error(`${response.status}: ${await response.text()}`);
+    // Date is whole seconds: the server's clock may be up to 1 s later, so count as if it were (never show time that is gone).
+    const date = Date.parse(response.headers.get("date") ?? "");
+    if (!Number.isNaN(date)) clockOffset = date + 1000 - Date.now();
     for await (const event of events(response.body)) {
       interrupted = handle(event) || interrupted;
       last = event;
+    }
+    if (last?.type !== "RUN_FINISHED" && last?.type !== "RUN_ERROR") {
+      append(element("div", "bubble error", "The connection ended before the run finished; its outcome is not shown here."));
     }
   } catch (error) {
     append(element("div", "bubble error", `Connection problem: ${error.message}`));
@@ -116,6 +127,9 @@ function handle(event) {
     case "RUN_ERROR":
       append(element("div", "bubble error", event.message));
       break;
+    case "CUSTOM":
+      if (event.name === "bankgate.warning") append(element("div", "bubble error", String(event.value)));
+      break;
     case "RUN_FINISHED":
       if (event.outcome?.type === "interrupt") {
         // The request box that had focus is disabled until the answer: focus goes to the (first) card's
@@ -164,7 +178,7 @@ function countdownTo(interrupt, countdown, expired) {
   let timer = null;
   const tick = () => {
     if (deadline === null) return;
-    const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+    const left = Math.max(0, Math.round((deadline - serverNow()) / 1000));
     countdown.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left`;
     if (left === 0) {
       clearInterval(timer);
@@ -174,6 +188,14 @@ function countdownTo(interrupt, countdown, expired) {
   tick();
   timer = setInterval(tick, 1000);
   return () => { clearInterval(timer); countdown.textContent = ""; };
+}
+
+// The host's refusals of a resume that leave it unanswered by this card (another answer counted, or none can now).
+const NOT_APPLIED = new Set(["interrupt_answered", "interrupt_expired", "unknown_interrupt"]);
+
+// What the card says when the host refused its answer (`last` is the resume's last event), else null.
+function notApplied(last) {
+  return last?.type === "RUN_ERROR" && NOT_APPLIED.has(last.code) ? `Your answer did not count: ${last.message}` : null;
 }
 
 function approvalCard(interrupt) {
@@ -207,23 +229,40 @@ function approvalCard(interrupt) {
   card.append(outcome);
 
   let stop = () => {};
+  const enable = (enabled) => {
+    approve.disabled = reject.disabled = !enabled;
+    Object.values(fields).forEach((field) => { field.disabled = !enabled; });
+  };
   const finish = (text) => {
     stop();
-    approve.disabled = reject.disabled = true;
-    Object.values(fields).forEach((field) => { field.disabled = true; });
+    enable(false);
     outcome.textContent = text;
   };
-  stop = countdownTo(interrupt, countdown, () => {
-    finish("Expired: the approval window closed and nothing was executed.");
-    setBusy(false);
-  });
+  const open = () => {
+    enable(true);
+    stop = countdownTo(interrupt, countdown, () => {
+      finish("Expired: the approval window closed and nothing was executed.");
+      setBusy(false);
+    });
+  };
+  open();
 
-  const answer = (yes) => {
+  const answer = async (yes) => {
     const payload = { approve: yes };
     if (fields.note?.value) payload.note = fields.note.value;
-    if (yes && fields.confirmation) payload.confirmation = fields.confirmation.value;
+    if (yes && fields.confirmation) payload.confirmation = fields.confirmation.value.trim();
     finish(yes ? "You approved this." : "You rejected this.");
-    runAgent({ resume: [{ interruptId: interrupt.id, status: "resolved", payload }] });
+    const last = await runAgent({ resume: [{ interruptId: interrupt.id, status: "resolved", payload }] });
+    if (last?.type !== "RUN_ERROR") return;
+    if (last.code === "invalid_payload") {
+      // Refused without being answered (say, a mistyped confirmation): the question is still open.
+      outcome.textContent = last.message;
+      open();
+      setBusy(true);
+      (fields.confirmation ?? approve).focus();
+    } else if (notApplied(last)) {
+      outcome.textContent = notApplied(last);
+    }
   };
   approve.addEventListener("click", () => answer(true));
   reject.addEventListener("click", () => answer(false));
@@ -272,13 +311,15 @@ function deskCard(interrupt) {
     });
   };
   card.restart(interrupt);
-  decided.addEventListener("click", () => {
+  decided.addEventListener("click", async () => {
     finish("Checking the desk's decision…");
-    runAgent({ resume: [{ interruptId: interrupt.id, status: "resolved" }] });
+    const last = await runAgent({ resume: [{ interruptId: interrupt.id, status: "resolved" }] });
+    if (notApplied(last)) outcome.textContent = notApplied(last);
   });
   withdraw.addEventListener("click", async () => {
     finish("You withdrew this request.");
     const last = await runAgent({ resume: [{ interruptId: interrupt.id, status: "cancelled" }] });
+    if (notApplied(last)) outcome.textContent = notApplied(last);
     if (last?.type === "RUN_ERROR" && last.code === "desk_decision_pending") {
       // The server already waits for the desk (it holds the call): the card stays until the desk decides.
       card.restart({ ...interrupt, metadata: { ...interrupt.metadata, desk_status: "still_pending" } });
