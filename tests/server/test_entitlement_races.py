@@ -125,19 +125,21 @@ def test_a_revocation_made_while_a_settlement_holds_its_accounts_waits_for_it(ba
     opening = gate.open(Call("transfer_funds", gate.actions["transfer_funds"].canonical(args), "alice"),
                         human_reachable=True)  # fmt: skip
     admin = EntitlementAdmin(bank.db, "tester")
-    results: list[object] = []
+    results: dict[str, object] = {}  # by name: the two threads may return in either order once both may run
     with psycopg.connect(bank.db_url) as holder, psycopg.connect(bank.db_url, autocommit=True) as watcher:
         hold_audit_writes(holder)  # the settlement waits at its last statement, its locks taken
-        settling = threading.Thread(target=lambda: results.append(gate.conclude(opening, Verdict(VerdictKind.APPROVE))))
+        settling = threading.Thread(
+            target=lambda: results.update(settled=gate.conclude(opening, Verdict(VerdictKind.APPROVE)))
+        )
         settling.start()
         settlement = until_waiting_behind(watcher, holder, "the settlement never reached its audit records")
-        revoking = threading.Thread(target=lambda: results.append(admin.revoke("alice", "owner", ALICE)))
+        revoking = threading.Thread(target=lambda: results.update(revoked=admin.revoke("alice", "owner", ALICE)))
         revoking.start()  # its audit record would wait for the holder too: it must wait for the settlement first
         until_waiting_behind(watcher, settlement, "the revocation did not wait for the settlement holding the grant")
         holder.rollback()
         settling.join(WAIT_LIMIT)
         revoking.join(WAIT_LIMIT)
-    settled, revoked = results
+    settled, revoked = results["settled"], results["revoked"]
     assert isinstance(settled, GateResult) and settled.status is Status.EXECUTED, settled
     assert revoked is True
     assert (bank.balance(ALICE), bank.balance(BOB)) == (4_900_00, 350_00)
