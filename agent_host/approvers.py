@@ -454,8 +454,8 @@ class ApprovalDesk:
 
     def _forget_past(self) -> None:
         """Forget desk links whose deadline is long past: the server no longer asks about them."""
-        horizon = self.clock() - LINK_GRACE_SECONDS
-        for url in [url for url, question in self._links.items() if (question.deadline or horizon) < horizon]:
+        now = self.clock()
+        for url in [url for url, question in self._links.items() if long_past(question.deadline, now)]:
             del self._links[url]
             self._given_up.discard(url)
 
@@ -471,6 +471,11 @@ class ApprovalDesk:
         if self.interrupted:
             status = output.get("status", "unknown")
             raise Interrupted(f"Interrupted: the approval for {tool} was cancelled (the server recorded: {status}).")
+
+
+def long_past(deadline: float | None, now: float) -> bool:
+    """Whether `deadline` passed more than `LINK_GRACE_SECONDS` ago (no deadline: never)."""
+    return deadline is not None and deadline < now - LINK_GRACE_SECONDS
 
 
 def epoch_of(value: object) -> float | None:

@@ -19,7 +19,8 @@ from typing import Any
 
 import mcp_types
 
-from agent_host.approvers import LINK_GRACE_SECONDS, ApprovalDesk, epoch_of
+from agent_host.approvers import ApprovalDesk, epoch_of, long_past
+from agent_host.json_keys import KeyGivenTwice, unique_keys
 from agent_host.mcp_link import McpLink, ToolResult, failed_output
 
 _ANNOTATIONS = frozenset({"title", "default", "examples", "deprecated", "readOnly", "writeOnly", "$comment", "$schema"})
@@ -229,8 +230,8 @@ class Toolbox:
             self._pending.pop(ref, None)
 
     def _forget_past(self) -> None:
-        horizon = time.time() - LINK_GRACE_SECONDS
-        for ref in [ref for ref, (_, deadline) in self._pending.items() if (deadline or horizon) < horizon]:
+        now = time.time()
+        for ref in [ref for ref, (_, deadline) in self._pending.items() if long_past(deadline, now)]:
             del self._pending[ref]
 
 
@@ -248,11 +249,15 @@ def read_arguments(text: str) -> dict[str, Any]:
     """
     try:
         arguments = json.loads(
-            text or "{}", parse_constant=_not_a_number, parse_float=_finite, object_pairs_hook=_unique_keys
+            text or "{}", parse_constant=_not_a_number, parse_float=_finite, object_pairs_hook=unique_keys
         )
         json.dumps(arguments, ensure_ascii=False).encode()
     except BadArguments:
         raise
+    except KeyGivenTwice as twice:
+        raise BadArguments(
+            f"The arguments give the key {_short(repr(twice.key))} more than once in one object."
+        ) from None
     except UnicodeEncodeError:
         raise BadArguments("The arguments hold text that is not valid Unicode (a lone surrogate).") from None
     except ValueError as error:
@@ -273,15 +278,6 @@ def _finite(text: str) -> float:
     if not math.isfinite(number):
         raise BadArguments(f"The arguments hold a number out of range: {_short(text)}.")
     return number
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise BadArguments(f"The arguments give the key {_short(repr(key))} more than once in one object.")
-        seen.add(key)
-    return dict(pairs)
 
 
 def _is_unicode(text: str) -> bool:

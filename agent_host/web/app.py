@@ -23,6 +23,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from agent_host.json_keys import KeyGivenTwice, unique_keys
 from agent_host.web.guard import Guard
 from agent_host.web.runs import RunDriver
 
@@ -102,31 +103,16 @@ async def _bounded_body(request: Request) -> bytes | None:
     return bytes(body)
 
 
-class _KeyTwice(Exception):
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-
 def _key_given_twice(body: bytes) -> str | None:
-    """A key some object of `body` gives twice (its first 40 characters), if any: the protocol's parser takes
-    the last value, where a proxy, a log or the client itself may take the first (`"approve": false, "approve":
-    true`). Invalid JSON is left to that parser to name."""
+    """A key some object of `body` gives twice (its first 40 characters), if any (`json_keys`); invalid JSON is
+    left to the protocol's parser to name."""
     try:
-        json.loads(body, object_pairs_hook=_unique_pairs)
-    except _KeyTwice as twice:
+        json.loads(body, object_pairs_hook=unique_keys)
+    except KeyGivenTwice as twice:
         return twice.key[:40]
     except (ValueError, RecursionError):
         return None
     return None
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise _KeyTwice(key)
-        seen.add(key)
-    return dict(pairs)
 
 
 async def _encoded(encoder: EventEncoder, events: AsyncIterator[BaseEvent]) -> AsyncIterator[str]:

@@ -34,6 +34,7 @@ from policy.store import APPROVER_PREFIX, AuditEntry
 RELATIONS = ("owner", "viewer")
 ROLES = ("operator",)
 AUDIT_TOOL = "entitlements"
+"""The `tool` of the audit records of entitlement changes."""
 ADMIN_PRINCIPAL = "admin"
 """Who the audit names for money posted by ledger administration (`admin` records move nothing
 towards any principal's daily total: their `amount_minor` is 0, the amount is in the receipt)."""
@@ -45,7 +46,6 @@ RESERVED_RULE = (
     f"may not be '{ADMIN_PRINCIPAL}' nor begin with {' or '.join(RESERVED_PREFIXES)}: the audit log names ledger "
     "administration and desk approvers so"
 )
-"""The `tool` of the audit records of entitlement changes."""
 
 
 _LISTED = {"sqlite": "group_concat({})", "postgresql": "string_agg({}, ',')"}

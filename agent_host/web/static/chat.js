@@ -193,9 +193,9 @@ function countdownTo(interrupt, countdown, expired) {
 // The host's refusals of a resume that leave it unanswered by this card (another answer counted, or none can now).
 const NOT_APPLIED = new Set(["interrupt_answered", "interrupt_expired", "unknown_interrupt"]);
 
-// What the card says when the host refused its answer (`last` is the resume's last event), else null.
-function notApplied(last) {
-  return last?.type === "RUN_ERROR" && NOT_APPLIED.has(last.code) ? `Your answer did not count: ${last.message}` : null;
+// When the host refused the card's answer (`last` is the resume's last event), the card's outcome says so.
+function sayIfNotApplied(outcome, last) {
+  if (last?.type === "RUN_ERROR" && NOT_APPLIED.has(last.code)) outcome.textContent = `Your answer did not count: ${last.message}`;
 }
 
 function approvalCard(interrupt) {
@@ -260,8 +260,8 @@ function approvalCard(interrupt) {
       open();
       setBusy(true);
       (fields.confirmation ?? approve).focus();
-    } else if (notApplied(last)) {
-      outcome.textContent = notApplied(last);
+    } else {
+      sayIfNotApplied(outcome, last);
     }
   };
   approve.addEventListener("click", () => answer(true));
@@ -314,12 +314,12 @@ function deskCard(interrupt) {
   decided.addEventListener("click", async () => {
     finish("Checking the desk's decision…");
     const last = await runAgent({ resume: [{ interruptId: interrupt.id, status: "resolved" }] });
-    if (notApplied(last)) outcome.textContent = notApplied(last);
+    sayIfNotApplied(outcome, last);
   });
   withdraw.addEventListener("click", async () => {
     finish("You withdrew this request.");
     const last = await runAgent({ resume: [{ interruptId: interrupt.id, status: "cancelled" }] });
-    if (notApplied(last)) outcome.textContent = notApplied(last);
+    sayIfNotApplied(outcome, last);
     if (last?.type === "RUN_ERROR" && last.code === "desk_decision_pending") {
       // The server already waits for the desk (it holds the call): the card stays until the desk decides.
       card.restart({ ...interrupt, metadata: { ...interrupt.metadata, desk_status: "still_pending" } });
