@@ -1,5 +1,6 @@
 """Server configuration: CLI flags over `BANKGATE_*` environment variables over `.env` over defaults."""
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -19,6 +20,12 @@ MAX_APPROVAL_TIMEOUT = 30 * 24 * 3600
 'inf' would reach the SDK's request-state lifetime unnamed."""
 CommaList = Annotated[list[str], NoDecode]
 """A list set as 'a,b' in the environment (split by `_split`), not as JSON."""
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\])(?::(?:[0-9]{{1,5}}|\*))?"
+HOST_VALUE = re.compile(_HOST)
+"""A Host header the SDK's check can match (exactly, or any port with ':*'): a name or [IPv6], then a port."""
+ORIGIN_VALUE = re.compile(rf"https?://{_HOST}")
+"""An Origin header: scheme, host and port only, as browsers send it (no path, no trailing slash)."""
 
 
 class Settings(BaseSettings):
@@ -100,6 +107,38 @@ class Settings(BaseSettings):
     @classmethod
     def _split(cls, value: object) -> object:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        """Each a Host value: a URL or a path here would match no request, and every request would get 421."""
+        for host in value:
+            if not HOST_VALUE.fullmatch(host):
+                raise ValueError(
+                    f"{host!r} is not a Host value: give a name with an optional port (bank.example, "
+                    "bank.example:443, bank.example:*), without a scheme or path"
+                )
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        """Each an Origin value: without its scheme, or with a path, it would match no browser's request."""
+        for origin in value:
+            if not ORIGIN_VALUE.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an Origin: give a scheme, a name and an optional port "
+                    "(https://app.example, http://app.example:8080), without a path or trailing slash"
+                )
+        return value
+
+    @field_validator("oauth_principal_claim")
+    @classmethod
+    def _claim(cls, value: str) -> str:
+        """A JWT claim name: one with blanks around it is a typo no issuer's token carries."""
+        if not value.strip() or value != value.strip():
+            raise ValueError("must name a token claim (e.g. sub), without spaces around it")
+        return value
 
     @field_validator("public_url", "desk_url", "oauth_issuer", "oauth_jwks_url")
     @classmethod

@@ -9,6 +9,7 @@ from its URL fragment, which browsers never send to a server.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -24,6 +25,17 @@ PUBLIC_PREFIXES = ("/static/",)
 
 def is_loopback(host: str) -> bool:
     return host.strip("[]") in LOOPBACK_NAMES
+
+
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+
+
+def is_host_name(name: str) -> bool:
+    """A name a Host header can carry, without its port: a DNS name, an IPv4 address or a bracketed IPv6 one."""
+    if name.startswith("[") and name.endswith("]"):
+        return bool(re.fullmatch(r"[0-9A-Fa-f:.]+", name[1:-1])) and ":" in name
+    return bool(_HOST_NAME.fullmatch(name))
 
 
 class Guard:

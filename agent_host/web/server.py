@@ -12,7 +12,7 @@ import uvicorn
 from agent_host.errors import ConfigurationError
 from agent_host.host import Host
 from agent_host.web.app import create_app
-from agent_host.web.guard import is_loopback
+from agent_host.web.guard import is_host_name, is_loopback
 from agent_host.web.runs import RunDriver
 
 
@@ -34,6 +34,12 @@ class WebOptions:
                 f"Refusing to serve the web front end on {self.host} without a token.",
                 "Set --token (or BANKGATE_WEB_TOKEN), or bind to 127.0.0.1.",
             )
+        for name in self.names:
+            if not is_host_name(name):  # the Host check compares names: this would match no request
+                raise ConfigurationError(
+                    f"--allowed-host {name!r} is not a host name.",
+                    "Give the name alone (bank.example.internal, 10.0.0.5, [fd00::5]): no scheme, port or path.",
+                )
 
 
 @dataclass(frozen=True)

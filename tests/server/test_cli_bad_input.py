@@ -77,9 +77,17 @@ TOKENS = {"BANKGATE_TOKENS": "alice=tok-0123456789abcdef"}
         ),
         ((), OAUTH | {"BANKGATE_OAUTH_JWKS_FILE": "latin1.toml"}, "BANKGATE_OAUTH_JWKS_FILE latin1.toml: not a JWKS"),
         (("--host", ""), TOKENS, "host: String should have at least 1 character"),
+        (("--allowed-host", "https://bank.example"), TOKENS, "allowed_hosts: Value error, 'https://bank.example'"),
+        (("--allowed-host", "bank.example/mcp"), TOKENS, "allowed_hosts: Value error, 'bank.example/mcp' is not"),
+        (("--allowed-origin", "bank.example"), TOKENS, "allowed_origins: Value error, 'bank.example' is not"),
+        (("--allowed-origin", "https://app.example/"), TOKENS, "allowed_origins: Value error, 'https://app.example/'"),
+        ((), TOKENS | {"BANKGATE_ALLOWED_HOSTS": "ok.example,bad host"}, "allowed_hosts: Value error, 'bad host'"),
+        ((), OAUTH | {"BANKGATE_OAUTH_PRINCIPAL_CLAIM": " "}, "oauth_principal_claim: Value error"),
     ],
-    ids=["jwks file missing", "jwks file not json", "empty host: every interface"],
-)
+    ids=["jwks file missing", "jwks file not json", "empty host: every interface", "allowed host a URL",
+         "allowed host with a path", "allowed origin without scheme", "allowed origin with a path",
+         "allowed hosts from the environment", "principal claim blank"],
+)  # fmt: skip
 def test_a_bad_http_setting_is_named_before_anything_is_created(
     tmp_path: Path, cli: McpCli, extra: tuple[str, ...], env: dict[str, str], says: str
 ) -> None:

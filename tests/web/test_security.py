@@ -57,6 +57,15 @@ def test_serve_refuses_an_outside_address_without_a_token(cli: Cli) -> None:
     assert result.returncode == 2 and "must be shorter than the tool timeout" in result.stderr + result.stdout
 
 
+@pytest.mark.parametrize("name", ["https://bank.example", "bank.example:443", "bank.example/agent", "two words"])
+def test_serve_refuses_an_allowed_host_no_request_could_name(cli: Cli, name: str) -> None:
+    """The Host check compares names only: a URL, a port or a path given here would match no request, and
+    every request from that name would be refused 403 with nothing at start to say why."""
+    result = cli("serve", "--demo", "--allowed-host", name)
+    assert result.returncode == 2
+    assert f"--allowed-host {name!r} is not a host name" in result.stderr + result.stdout
+
+
 def test_serve_demo_needs_no_configuration(tmp_path: Path) -> None:
     clean = {key: value for key, value in os.environ.items() if not key.startswith(("BANKGATE_", "AZURE_"))}
     process = subprocess.Popen(
