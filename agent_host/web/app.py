@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from agent_host.json_keys import KeyGivenTwice, unique_keys
 from agent_host.web.guard import Guard
-from agent_host.web.runs import RunDriver
+from agent_host.web.runs import Idle, RunDriver
 
 STATIC = Path(__file__).parent / "static"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -115,8 +115,15 @@ def _key_given_twice(body: bytes) -> str | None:
     return None
 
 
-async def _encoded(encoder: EventEncoder, events: AsyncIterator[BaseEvent]) -> AsyncIterator[str]:
+KEEPALIVE = ": keepalive\n\n"
+"""An SSE comment: it keeps proxies from closing a quiet stream, and every SSE reader skips it."""
+
+
+async def _encoded(encoder: EventEncoder, events: AsyncIterator[BaseEvent | Idle]) -> AsyncIterator[str]:
     async for event in events:
+        if isinstance(event, Idle):
+            yield KEEPALIVE
+            continue
         try:
             yield encoder.encode(event)
         except PydanticSerializationError:  # text UTF-8 cannot carry: the stream would break off mid-run

@@ -163,6 +163,17 @@ class ThreadRun:
             self.pending.close(reason)
 
 
+KEEPALIVE_SECONDS = 15.0
+"""Longest silence on a run's stream: a tool call or a model turn can be quiet for minutes, and a proxy
+(nginx's default read timeout is 60 s) would cut a stream that sends nothing."""
+
+
+class Idle:
+    """Nothing happened for the keepalive interval: `app` sends an SSE comment, which AG-UI clients skip."""
+
+
+IDLE = Idle()
+
 _current: ContextVar[ThreadRun] = ContextVar("agui_thread_run")
 """The thread whose run task is calling a tool (inherited by the 2026-07-28 input-request dispatch)."""
 
@@ -172,9 +183,12 @@ class RunDriver:
 
     name = "web"
 
-    def __init__(self, store: InterruptStore, *, max_threads: int = MAX_THREADS) -> None:
+    def __init__(
+        self, store: InterruptStore, *, max_threads: int = MAX_THREADS, keepalive: float = KEEPALIVE_SECONDS
+    ) -> None:
         self.store = store
         self.max_threads = max_threads
+        self.keepalive = keepalive
         self._threads: dict[str, ThreadRun] = {}
         """By last use, the least recent first."""
         self._conversation: Callable[[ThreadRun], Conversation] | None = None
@@ -185,8 +199,9 @@ class RunDriver:
         self._conversation = conversation
         self._tasks = tasks
 
-    async def run(self, run_input: RunAgentInput) -> AsyncIterator[BaseEvent]:
-        """The events of one AG-UI run: a new request, or a resume of a suspended one."""
+    async def run(self, run_input: RunAgentInput) -> AsyncIterator[BaseEvent | Idle]:
+        """The events of one AG-UI run: a new request, or a resume of a suspended one; `IDLE` after each
+        silence of `keepalive` seconds."""
         started = RunStartedEvent(thread_id=run_input.thread_id, run_id=run_input.run_id)
         yield started
         try:
@@ -243,13 +258,16 @@ class RunDriver:
             thread.pending = None
         return thread
 
-    async def _drain(self, thread: ThreadRun, run_input: RunAgentInput) -> AsyncIterator[BaseEvent]:
+    async def _drain(self, thread: ThreadRun, run_input: RunAgentInput) -> AsyncIterator[BaseEvent | Idle]:
         """The run's events up to its next interrupt or its end. A resume of a held desk approval after its run
         ended (or its thread was forgotten) finds none: that run is over, so the stream says it finished."""
         thread_id, run_id = run_input.thread_id, run_input.run_id
         source = thread.source
         if source is not None:
-            async for item in source:
+            async for item in _with_idles(source, self.keepalive):
+                if isinstance(item, Idle):
+                    yield item
+                    continue
                 if isinstance(item, Suspended):
                     outcome = RunFinishedInterruptOutcome(interrupts=[item.pending.interrupt()])
                     yield RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=outcome)
@@ -362,6 +380,22 @@ class RunDriver:
 
 
 _NOT_SENT = "This conversation waits for your answer to the approval below; your message was not sent."
+
+
+async def _with_idles(source: MemoryObjectReceiveStream[Item], every: float) -> AsyncIterator[Item | Idle]:
+    """`source`'s items, with `IDLE` after each `every` seconds without one. A receive cut short loses nothing:
+    an item handed over is never cancelled away (anyio gives none to a receiver being cancelled, and cancels
+    no task whose wait has ended)."""
+    while True:
+        with anyio.move_on_after(every) as waited:
+            try:
+                item = await source.receive()
+            except anyio.EndOfStream:
+                return
+        if waited.cancelled_caught:
+            yield IDLE
+        else:
+            yield item
 
 
 def _queued(source: MemoryObjectReceiveStream[Item]) -> Iterator[Item]:

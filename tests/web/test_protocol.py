@@ -11,7 +11,7 @@ from ag_ui.core import AgentCapabilities, RunErrorEvent, RunFinishedEvent, ToolC
 from agent_host.emulator import Emulator, FaultConfig
 from tests.host.helpers import HostileModel, call_item, message_item
 
-from .helpers import run, run_input, text_of, tool_results, types, web_for
+from .helpers import run, run_input, strict, text_of, tool_results, types, web_for
 
 pytestmark = pytest.mark.anyio
 
@@ -69,6 +69,24 @@ async def test_expected_failures_are_run_errors(emulator: Emulator, tmp_path: Pa
         invalid = await client.post(f"{web.url}/agent", json={"threadId": "t-2", "secret": "do-not-echo"})
         assert invalid.status_code == 422 and ("runId" in invalid.text or "run_id" in invalid.text)
         assert "do-not-echo" not in invalid.text
+
+
+async def test_a_quiet_stream_carries_keepalive_comments_and_every_event(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """A model turn or a tool call can be silent for minutes; a proxy cuts a stream that sends nothing for its
+    read timeout. The stream sends an SSE comment after each silence, which strict AG-UI parsing skips."""
+    async with web_for(emulator, tmp_path, agent_name) as web, httpx2.AsyncClient(timeout=60) as client:
+        web.driver.keepalive = 0.1
+        emulator.faults.arm(FaultConfig(delay=0.5, target="responses"))
+        body = run_input("t-quiet", "What is the balance of ACC-001?")
+        async with client.stream("POST", f"{web.url}/agent", json=body) as response:
+            lines = [line async for line in response.aiter_lines()]
+        emulator.faults.arm(FaultConfig())
+        assert lines.count(": keepalive") >= 2, lines
+        events = [strict(line.removeprefix("data: ")) for line in lines if line.startswith("data: ")]
+        assert types(events)[0] == "RUN_STARTED" and types(events)[-1] == "RUN_FINISHED"
+        assert tool_results(events)[0]["balance"] == "5000.00", "nothing was lost to a receive cut short"
 
 
 async def test_text_that_is_not_unicode_reaches_the_browser_replaced_not_a_broken_stream(
