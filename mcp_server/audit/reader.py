@@ -387,13 +387,13 @@ class AuditLine:
         args = ", ".join(f"{shown(k)}={shown(_quoted(v))}" for k, v in self.arguments.items() if v is not None)
         parts = [
             f"#{self.seq}" if self.seq is not None else "#(unchained)",
-            self.at[:19].replace("T", " ") + " UTC",  # the zone stated: read alone, a time passes for local
-            f"{self.event:<9}",
+            shown(self.at[:19].replace("T", " ")) + " UTC",  # the zone stated: read alone, a time passes for local
+            f"{shown(self.event):<9}",
             shown(self.principal),
-            f"{self.tool}({args})",
+            f"{shown(self.tool)}({args})",
         ]
         if self.approval_ref:
-            parts.append(self.approval_ref)
+            parts.append(shown(self.approval_ref))
         line = "  ".join(parts)
         if self.reason:
             line += f"\n      {shown(self.reason)}"
