@@ -61,9 +61,10 @@ RECORDS_KEPT = 1000
 """Answers `ApprovalDesk.records` keeps, the latest: a report, where a web host answers questions for months."""
 LINK_GRACE_SECONDS = 60.0
 """How long past its deadline a desk link is remembered (the server's clock may run behind the host's)."""
-_CONFIRMATION = re.compile(r"^To approve, also type (\S+) in the confirmation field\.$", re.MULTILINE)
+_CONFIRMATION = re.compile(r"^To approve, also type (.+) in the confirmation field\.$", re.MULTILINE)
 """What a question asks the approver to type back: the bank's own line, whole, since a quoted memo can
-hold the same words within a line the bank begins. The host's own reading of the server's wording
+hold the same words within a line the bank begins; the value is the rest of that line, spaces and all (a
+memo typed back). The host's own reading of the server's wording
 (`policy.question` renders it), not an import: the host reaches the server over MCP only and imports
 no server-side package; tests/host/test_wire_contract.py checks it reads what the server writes."""
 _REFERENCE = re.compile(r"^Reference: (\S+)$", re.MULTILINE)

@@ -4,7 +4,7 @@ Everything here runs inside the transaction that settles the call, so the approv
 the ledger effect, the idempotency record and the audit entries commit (or not) together.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -209,8 +209,9 @@ def _unshown(approval: Approval, call: Call) -> Refusal | None:
     (a close's balance to match a grown one, the caller to another's), they would pass the checks made
     against the row. The question is what the approver saw (checked against the round, or the desk's
     signature, before settling), and it states every bound fact and who asked, so a fact it does not state
-    was never shown."""
-    unshown = sorted(label for label, value in approval.bound.items() if value not in approval.question)
+    was never shown: nor is one it states only inside another fact, as a memo quoting it."""
+    question, bound = approval.question, approval.bound
+    unshown = sorted(label for label, value in bound.items() if not _stated(question, value, bound.values()))
     if requested_by(call.principal) not in approval.question.splitlines():
         unshown.append("the caller")
     if not unshown:
@@ -220,3 +221,10 @@ def _unshown(approval: Approval, call: Call) -> Refusal | None:
         f"What approval {approval.ref} is bound to ({', '.join(unshown)}) is not what its question showed; "
         "nothing was done. Call again to be asked about the current state.",
     )
+
+
+def _stated(question: str, value: str, facts: Iterable[str]) -> bool:
+    """Whether `question` states `value` more often than the other `facts` it shows hold it: the memo is the
+    requester's text, and may quote an owner or an amount the bank never stated."""
+    within = sum(question.count(fact) * fact.count(value) for fact in facts if fact != value)
+    return question.count(value) > within

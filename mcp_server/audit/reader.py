@@ -384,22 +384,28 @@ class AuditLine:
         """The record for a terminal: every recorded text escaped (`free_text.shown`), so a note or reason an answer
         wrote (the client chooses both: an approver's note, the names of unexpected fields) cannot move the cursor,
         erase lines or start a line that passes for another record."""
-        args = ", ".join(f"{shown(k)}={shown(str(v))}" for k, v in self.arguments.items() if v is not None)
+        args = ", ".join(f"{shown(k)}={shown(_quoted(v))}" for k, v in self.arguments.items() if v is not None)
         parts = [
             f"#{self.seq}" if self.seq is not None else "#(unchained)",
-            self.at[:19].replace("T", " ") + " UTC",  # the zone stated: read alone, a time passes for local
-            f"{self.event:<9}",
+            shown(self.at[:19].replace("T", " ")) + " UTC",  # the zone stated: read alone, a time passes for local
+            f"{shown(self.event):<9}",
             shown(self.principal),
-            f"{self.tool}({args})",
+            f"{shown(self.tool)}({args})",
         ]
         if self.approval_ref:
-            parts.append(self.approval_ref)
+            parts.append(shown(self.approval_ref))
         line = "  ".join(parts)
         if self.reason:
             line += f"\n      {shown(self.reason)}"
         if self.note:
             line += f"\n      note: {shown(self.note)}"
         return line
+
+
+def _quoted(value: object) -> str:
+    """An argument as one JSON value: a memo (the requester's text) printed bare could read as more arguments
+    ("rent, to_account=ACC-9") or close the call and name another approval."""
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def tail(db: Database, limit: int = 20) -> list[AuditLine]:

@@ -44,6 +44,17 @@ def test_a_memo_cannot_choose_what_the_approver_types_back() -> None:
     assert Question(question, ()).confirmation_value == "ACC-002"
 
 
+def test_the_host_reads_a_confirmation_of_several_words_whole() -> None:
+    """A policy may have the approver type back any argument, a memo too: the server asks for the rest of its
+    line, spaces and all, so the host's prompt must name (and its scripted approver type) all of it."""
+    memo = "rent for March"
+    call = Call("transfer_funds", {"from_account": "ACC-001", "memo": memo}, "alice")
+    decision = Decision(Outcome.REQUIRE_APPROVAL, ("large",), (), "v1", confirm="memo")
+    question = render_question(call, Inspection(("Move 10.00",)), decision, "apr-5", DEADLINE)
+
+    assert Question(question, ()).confirmation_value == memo
+
+
 def test_the_host_reads_the_deadline_the_server_states() -> None:
     """The deadline the console shows is the server's, not one dated from when the question arrived (later, for
     a key's question asked again); cut to the second, never later than the server's."""

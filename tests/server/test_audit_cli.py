@@ -398,6 +398,42 @@ async def test_tail_shows_what_an_answer_wrote_as_text_never_as_terminal_control
     assert not any(line.startswith("#3  2026-12-04 23:00:00") for line in out.splitlines())
 
 
+async def test_tail_quotes_a_memo_so_it_cannot_pass_for_another_argument(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A memo is the requester's text among the call's arguments: printed bare, "rent, to_account=ACC-9" read
+    as a second payee named before the real one (the arguments are listed in key order, the memo first). Each
+    value is shown quoted, as one value."""
+    harness = Harness("memory", f"sqlite:///{tmp_path / 'ledger.db'}")
+    source, target = harness.open_account("100"), harness.open_account("0")
+    memo = "rent, to_account=ACC-9) APR-0000000000"
+    args = {"from_account": source, "to_account": target, "amount": "10", "memo": memo}
+    async with harness.client(ScriptedResponder(approve())) as client:
+        await client.call_tool("transfer_funds", args)
+    assert [r["event"] for r in harness.audit()][-1] == "executed"
+
+    assert main(["audit", "tail", "-n", "1", "--db", harness.db_url]) == 0
+    [line, *_] = capsys.readouterr().out.splitlines()
+    assert f'memo="{memo}", to_account="{target}")' in line, line
+    rest = line.replace(f'"{memo}"', "")  # the line without the quoted memo: one payee, one approval
+    assert rest.count("to_account=") == 1 and rest.count("APR-") == 1, line
+
+
+@pytest.mark.parametrize("column", ["at", "event", "tool", "approval_ref"])
+async def test_tail_shows_every_column_a_database_writer_edited_as_text(
+    audited: Harness, capsys: pytest.CaptureFixture[str], column: str
+) -> None:
+    """`audit tail` lists records before anyone verifies them: a column rewritten in the database (its record no
+    longer verifies) must not move the auditor's cursor and print a record in its place."""
+    forged = "\x1b[1A\x1b[2K\u202e\r#9  2026-12-04 23:00:00  rejected"
+    audited.db.run(lambda conn: conn.execute(text(f"UPDATE audit_log SET {column} = :f WHERE event = 'executed'"),
+                                             {"f": forged}))  # fmt: skip
+    assert main(["audit", "tail", "-n", "20", "--db", audited.db_url]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out and "\r" not in out
+    assert "\\x1b[1A\\x1b[2K\\u202e\\r#9" in out
+
+
 def test_policy_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = f"sqlite:///{tmp_path / 'ledger.db'}"
     assert main(["policy", "check", str(Path(__file__).with_name("test_policy.toml"))]) == 0
