@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, text
+from sqlalchemy.engine.reflection import Inspector
 
 from mcp_server.storage import migrations
 from mcp_server.storage.database import Database, LedgerNotOpened
@@ -126,3 +128,27 @@ def test_opening_a_migrated_ledger_takes_no_write_lock(backend: str, database_ur
             assert time.monotonic() - started < 2
     finally:
         holder.close()
+
+
+def test_a_ledger_another_server_creates_meanwhile_is_not_taken_for_another_applications(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two servers starting on one empty database: the other one's first migration (the ledger's tables and
+    `schema_migrations` together) may commit between this one looking for `schema_migrations` and counting
+    the tables. Those tables are the ledger's: this server opens it, never refusing it as something else's."""
+    look_for = Inspector.has_table
+
+    def others_commit_after_the_look(inspector: Inspector, *args: Any, **kwargs: Any) -> bool:
+        found = look_for(inspector, *args, **kwargs)
+        monkeypatch.setattr(Inspector, "has_table", look_for)  # the other server looks undisturbed
+        other = threading.Thread(target=lambda: Database.open(database_url).close())
+        other.start()
+        other.join()
+        return found
+
+    monkeypatch.setattr(Inspector, "has_table", others_commit_after_the_look)
+    db = Database.open(database_url)
+    try:
+        assert sorted(recorded(db)) == [(m.version, m.name) for m in migrations.available()]
+    finally:
+        db.close()
