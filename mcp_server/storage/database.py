@@ -208,14 +208,19 @@ class Database:
         return database
 
     def _check_reachable(self, url: str, create: bool) -> None:
-        """Connect once, turning a driver's chained traceback into one line that names the server."""
+        """Connect once, turning a driver's chained traceback into one line that names the server.
+
+        The tables are listed before `schema_migrations` is looked for: a server starting beside this one
+        commits the ledger's first tables and `schema_migrations` together, so tables listed are found as a
+        ledger's by the look after (the other order took them, committed in between, for another application's)."""
         try:
             with self._engine.connect() as conn:
                 inspector = inspect(conn)
+                tables = len(inspector.get_table_names())
                 exists = inspector.has_table("schema_migrations")
                 if exists and self._dialect == "postgresql":
                     _check_ledger_schema(conn, url)
-                others = 0 if exists else len(inspector.get_table_names())
+                others = 0 if exists else tables
         except OperationalError as exc:
             raise DatabaseUnreachable(_unreachable(self._engine.url, exc)) from exc
         if not create and not exists:

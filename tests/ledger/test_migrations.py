@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.engine.reflection import Inspector
 
 from mcp_server.storage import migrations
 from mcp_server.storage.database import Database, LedgerNotOpened
@@ -126,3 +130,69 @@ def test_opening_a_migrated_ledger_takes_no_write_lock(backend: str, database_ur
             assert time.monotonic() - started < 2
     finally:
         holder.close()
+
+
+def test_a_ledger_another_server_creates_meanwhile_is_not_taken_for_another_applications(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two servers starting on one empty database: the other one's first migration (the ledger's tables and
+    `schema_migrations` together) may commit between this one looking for `schema_migrations` and counting
+    the tables. Those tables are the ledger's: this server opens it, never refusing it as something else's."""
+    look_for = Inspector.has_table
+
+    def others_commit_after_the_look(inspector: Inspector, *args: Any, **kwargs: Any) -> bool:
+        found = look_for(inspector, *args, **kwargs)
+        monkeypatch.setattr(Inspector, "has_table", look_for)  # the other server looks undisturbed
+        other = threading.Thread(target=lambda: Database.open(database_url).close())
+        other.start()
+        other.join()
+        return found
+
+    monkeypatch.setattr(Inspector, "has_table", others_commit_after_the_look)
+    db = Database.open(database_url)
+    try:
+        assert sorted(recorded(db)) == [(m.version, m.name) for m in migrations.available()]
+    finally:
+        db.close()
+
+
+def edited(version: int, edit: Callable[[str], str]) -> list[migrations.Migration]:
+    """The shipped migrations, with `version`'s file changed by `edit`."""
+    return [replace(m, sql=edit(m.sql)) if m.version == version else m for m in migrations.available()]
+
+
+def test_a_migration_edited_after_it_was_applied_is_refused(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build whose migration file differs from the one the ledger applied under the same number and name (edited
+    after release) expects tables of another shape: it is refused at open, naming the migration, and a command
+    that writes nothing refuses it too. An edit to comments or layout changes no table and is accepted."""
+    Database.open(database_url).close()
+    changed = edited(15, lambda sql: sql.replace("expires_at", "used_at"))
+    relaid = edited(15, lambda sql: "-- reworded\n" + sql.replace(" ON ", "\n    ON  "))
+    monkeypatch.setattr(migrations, "available", lambda: changed)
+    with pytest.raises(
+        LedgerNotOpened, match=r"0015_desk_challenges_by_subject as statements that differ from the one this bankgate"
+    ):
+        Database.open(database_url)
+    with pytest.raises(LedgerNotOpened, match=r"0015_desk_challenges_by_subject.*edited after it was applied"):
+        Database.open(database_url, create=False, migrate=False)
+    monkeypatch.setattr(migrations, "available", lambda: relaid)
+    Database.open(database_url).close()
+
+
+def test_a_ledger_migrated_before_checksums_is_checked_from_its_next_open(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ledger whose `schema_migrations` predates checksums has them recorded, as shipped, by the first open of
+    a build that keeps them (a command that writes nothing leaves it as it is); from then on an edit is refused."""
+    db = Database.open(database_url)
+    db.run(lambda conn: conn.execute(text("ALTER TABLE schema_migrations DROP COLUMN checksum")))
+    db.close()
+    reader = Database.open(database_url, create=False, migrate=False)
+    kept = reader.read(lambda conn: [column["name"] for column in inspect(conn).get_columns("schema_migrations")])
+    reader.close()
+    assert "checksum" not in kept
+    Database.open(database_url).close()
+    changed = edited(3, lambda sql: sql.replace("'viewer'", "'reader'"))
+    monkeypatch.setattr(migrations, "available", lambda: changed)
+    with pytest.raises(LedgerNotOpened, match=r"0003_entitlements.*edited after it was applied"):
+        Database.open(database_url)

@@ -7,7 +7,11 @@ database at once are serialized: SQLite by the `BEGIN IMMEDIATE` every write tra
 takes, PostgreSQL by a transaction-scoped advisory lock; whoever waits re-reads what is
 applied before acting. A ledger with nothing pending is only read, so opening it waits for no
 writer. A ledger that records a migration this build does not ship (migrated by a newer build)
-is refused at open: an older replica must not run on tables of a shape it does not know.
+is refused at open: an older replica must not run on tables of a shape it does not know. So is one
+that applied a migration whose statements differ from this build's file of that number and name (the
+file edited after release): each row keeps a checksum of the statements it applied (`Migration.checksum`;
+comments and layout do not count). Rows recorded before checksums were kept get this build's, as shipped,
+at its first open that may write (trust on first use: an edit made before that cannot be seen).
 
 SQL files must be portable between SQLite and PostgreSQL. Statements are separated by
 `;` and may not contain a `;` themselves (no string literals with semicolons, no
@@ -16,6 +20,7 @@ trigger bodies); lines starting with `--` are comments.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -34,7 +39,11 @@ _FILE_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 _ADVISORY_LOCK_KEY = int.from_bytes(b"bankgate", "big") >> 1
 _CREATE_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations ("
-    " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL, checksum TEXT)"
+)
+_ADD_CHECKSUM = "ALTER TABLE schema_migrations ADD COLUMN checksum TEXT"
+_FILL_CHECKSUM = text(
+    "UPDATE schema_migrations SET checksum = :checksum WHERE version = :v AND name = :n AND checksum IS NULL"
 )
 
 
@@ -48,6 +57,20 @@ class Migration:
         """The file's statements, comments removed, split on `;`."""
         code = "\n".join(line for line in self.sql.splitlines() if not line.lstrip().startswith("--"))
         return [statement.strip() for statement in code.split(";") if statement.strip()]
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of the statements with their whitespace collapsed: what the file does to the tables."""
+        return hashlib.sha256(";\n".join(" ".join(s.split()) for s in self.statements()).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A row of `schema_migrations`: the migration's name, and the checksum of what it applied (None: recorded
+    by a build that kept none)."""
+
+    name: str
+    checksum: str | None
 
 
 def available() -> list[Migration]:
@@ -67,10 +90,11 @@ def available() -> list[Migration]:
     return [found[version] for version in sorted(found)]
 
 
-def applied(conn: Connection) -> dict[int, str]:
-    """Versions recorded in `schema_migrations`, with their names."""
-    rows = conn.execute(text("SELECT version, name FROM schema_migrations ORDER BY version"))
-    return {int(version): str(name) for version, name in rows}
+def applied(conn: Connection) -> dict[int, Recorded]:
+    """Versions recorded in `schema_migrations`, with their names and checksums."""
+    checksum = "checksum" if _keeps_checksums(conn) else "NULL"
+    rows = conn.execute(text(f"SELECT version, name, {checksum} FROM schema_migrations ORDER BY version"))
+    return {int(version): Recorded(str(name), summed) for version, name, summed in rows}
 
 
 def apply_pending(database: Database) -> list[int]:
@@ -84,6 +108,8 @@ def apply_pending(database: Database) -> list[int]:
     done = database.read(_recorded)
     if done is not None:
         _check_known(done, shipped)
+        if any(row.checksum is None for row in done.values()):
+            database.run(lambda conn: _record_checksums(conn, shipped))
         if all(migration.version in done for migration in shipped):
             return []
     newly_applied: list[int] = []
@@ -104,8 +130,8 @@ def apply_pending(database: Database) -> list[int]:
                         raise
                     raise _not_applied(migration, exc) from exc
             conn.execute(
-                text("INSERT INTO schema_migrations (version, name, applied_at) VALUES (:v, :n, :at)"),
-                {"v": migration.version, "n": migration.name, "at": now_text()},
+                text("INSERT INTO schema_migrations (version, name, applied_at, checksum) VALUES (:v, :n, :at, :sum)"),
+                {"v": migration.version, "n": migration.name, "at": now_text(), "sum": migration.checksum},
             )
             return True
 
@@ -132,25 +158,47 @@ def check_current(database: Database) -> None:
         )
 
 
-def _recorded(conn: Connection) -> dict[int, str] | None:
+def _recorded(conn: Connection) -> dict[int, Recorded] | None:
     """`applied`, or None on a database without `schema_migrations` (a new ledger)."""
     return applied(conn) if inspect(conn).has_table("schema_migrations") else None
 
 
-def _check_known(done: dict[int, str], shipped: list[Migration]) -> None:
-    """Refuse a ledger migrated by another build: a version this one does not ship (a newer build's), or one it
-    ships under another name (a build that numbered a different migration alike). Its tables are not the shape
-    this code reads and writes, so running on them would go wrong in ways no error names."""
+def _check_known(done: dict[int, Recorded], shipped: list[Migration]) -> None:
+    """Refuse a ledger migrated by another build: a version this one does not ship (a newer build's), one it
+    ships under another name (a build that numbered a different migration alike), or one applied as other
+    statements (its file edited since). Its tables are not the shape this code reads and writes, so running
+    on them would go wrong in ways no error names."""
     from mcp_server.storage.database import LedgerNotOpened  # database imports this module
 
-    names = {migration.version: migration.name for migration in shipped}
-    for version, name in done.items():
-        if names.get(version) != name:
-            ours = f"ships {version:04d}_{names[version]} instead" if version in names else "does not ship"
+    ours = {migration.version: migration for migration in shipped}
+    for version, row in done.items():
+        migration = ours.get(version)
+        if migration is None or migration.name != row.name:
+            instead = f"ships {version:04d}_{migration.name} instead" if migration else "does not ship"
             raise LedgerNotOpened(
-                f"the ledger records migration {version:04d}_{name}, which this bankgate {ours}: it was migrated "
-                "by a newer bankgate or another build; run that version, or upgrade this one to it"
+                f"the ledger records migration {version:04d}_{row.name}, which this bankgate {instead}: it was "
+                "migrated by a newer bankgate or another build; run that version, or upgrade this one to it"
             )
+        if row.checksum is not None and row.checksum != migration.checksum:
+            raise LedgerNotOpened(
+                f"the ledger applied migration {version:04d}_{row.name} as statements that differ from the one "
+                "this bankgate ships under that name (the file was edited after it was applied): its tables are "
+                "not the shape this build expects; run the build that migrated it, or restore that file"
+            )
+
+
+def _keeps_checksums(conn: Connection) -> bool:
+    return any(column["name"] == "checksum" for column in inspect(conn).get_columns("schema_migrations"))
+
+
+def _record_checksums(conn: Connection, shipped: list[Migration]) -> None:
+    """Give the rows a build recorded without checksums this build's (adding the column if it lacks it), under
+    the migrations' lock: what they applied is taken to be what this build ships under their names."""
+    _lock_schema(conn)
+    if not _keeps_checksums(conn):
+        conn.exec_driver_sql(_ADD_CHECKSUM)
+    for migration in shipped:
+        conn.execute(_FILL_CHECKSUM, {"checksum": migration.checksum, "v": migration.version, "n": migration.name})
 
 
 def _not_applied(migration: Migration, refused: DBAPIError) -> Exception:
