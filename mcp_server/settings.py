@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from mcp.server.request_state import AESGCMRequestStateCodec
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_server.ledger.entitlements import RESERVED_RULE, is_reserved_principal
@@ -26,6 +26,18 @@ HOST_VALUE = re.compile(_HOST)
 """A Host header the SDK's check can match (exactly, or any port with ':*'): a name or [IPv6], then a port."""
 ORIGIN_VALUE = re.compile(rf"https?://{_HOST}")
 """An Origin header: scheme, host and port only, as browsers send it (no path, no trailing slash)."""
+_HEADER_VALUES = {
+    "allowed_hosts": (
+        HOST_VALUE,
+        "a Host value: give a name with an optional port (bank.example, bank.example:443, bank.example:*), "
+        "without a scheme or path",
+    ),
+    "allowed_origins": (
+        ORIGIN_VALUE,
+        "an Origin: give a scheme, a name and an optional port (https://app.example, http://app.example:8080), "
+        "without a path or trailing slash",
+    ),
+}
 
 
 class Settings(BaseSettings):
@@ -108,28 +120,15 @@ class Settings(BaseSettings):
     def _split(cls, value: object) -> object:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
-    @field_validator("allowed_hosts")
+    @field_validator("allowed_hosts", "allowed_origins")
     @classmethod
-    def _hosts(cls, value: list[str]) -> list[str]:
-        """Each a Host value: a URL or a path here would match no request, and every request would get 421."""
-        for host in value:
-            if not HOST_VALUE.fullmatch(host):
-                raise ValueError(
-                    f"{host!r} is not a Host value: give a name with an optional port (bank.example, "
-                    "bank.example:443, bank.example:*), without a scheme or path"
-                )
-        return value
-
-    @field_validator("allowed_origins")
-    @classmethod
-    def _origins(cls, value: list[str]) -> list[str]:
-        """Each an Origin value: without its scheme, or with a path, it would match no browser's request."""
-        for origin in value:
-            if not ORIGIN_VALUE.fullmatch(origin):
-                raise ValueError(
-                    f"{origin!r} is not an Origin: give a scheme, a name and an optional port "
-                    "(https://app.example, http://app.example:8080), without a path or trailing slash"
-                )
+    def _headers(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        """Each a value of the header it allows: a URL as a Host, or an Origin without its scheme or with a path,
+        would match no request, and every request from there would be refused 421 with nothing to say why."""
+        pattern, what = _HEADER_VALUES[info.field_name or ""]
+        for item in value:
+            if not pattern.fullmatch(item):
+                raise ValueError(f"{item!r} is not {what}")
         return value
 
     @field_validator("oauth_principal_claim")
