@@ -1,8 +1,9 @@
 """Fail the Nth statement a step of the server runs: TigerBeetle's drill, one statement at a time.
 
-Every statement of the ledger's hot path goes through `Statement` (its BEGIN too), and every write
-transaction ends in a COMMIT; `Faults` counts them, from `arm`, in the threads that serve calls (not the
-audit sequencer's, which has a drill of its own), and fails the Nth:
+Every statement of the ledger's hot path goes through `Statement` (its BEGIN too), the rest through
+SQLAlchemy's `execute`, and every write transaction ends in a COMMIT; `Faults` counts them all, from
+`armed`, in the threads that serve calls (not the background audit sequencer's, whose drill runs it in
+the test's thread), and fails the Nth:
 
 - `LOST`: the connection is lost just before it (PostgreSQL: its server process is terminated, so the
   driver meets the real failure, at once or at the next round trip for a queued write; SQLite, a file
@@ -25,12 +26,14 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Connection, RootTransaction
+from sqlalchemy import Connection, Engine, RootTransaction, event
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.exc import OperationalError
 
 from mcp_server.storage import database, statement
+from mcp_server.storage.database import Database
 from mcp_server.storage.statement import Statement
+from tests.support import postgres_base_url
 
 COMMIT = "COMMIT"
 _UNCOUNTED_THREADS = ("audit-sequencer", "bankgate-loop-connection")
@@ -59,6 +62,8 @@ class Faults:
         """The statements counted so far that the armed fault can hit."""
         self._fault = Fault.LOST
         self.seen: list[str] = []
+        self.spared: tuple[Engine, ...] = ()
+        """Engines whose statements are not counted: the test's own view of the database."""
         self.fired: str | None = None
         """The statement the fault took the place of (or followed, `COMMITTED`), once it has."""
         execute, queue = Statement._execute, Statement._queue
@@ -78,14 +83,23 @@ class Faults:
             if fault is Fault.COMMITTED:
                 raise _lost(conn, psycopg.OperationalError("server closed the connection unexpectedly"))
 
+        def counted_sqlalchemy(conn: Connection, _cursor: Any, sql: str, *_: Any) -> None:
+            self._before(conn, sql, wrapped=True)
+
         def counted_sqlite_commit(dialect: SQLiteDialect, driver: Any) -> None:
-            self._before(None, COMMIT, committing=True)
+            self._before(None, COMMIT, committing=True, wrapped=True)
             sqlite_commit(dialect, driver)
 
         monkeypatch.setattr(Statement, "_execute", counted_execute)
         monkeypatch.setattr(Statement, "_queue", counted_queue)
         monkeypatch.setattr(database, "commit", counted_commit)  # as `database` imported it
         monkeypatch.setattr(SQLiteDialect, "do_commit", counted_sqlite_commit)
+        self._listener = counted_sqlalchemy
+        event.listen(Engine, "before_cursor_execute", counted_sqlalchemy)
+
+    def close(self) -> None:
+        """Stop counting SQLAlchemy's statements (`Statement` and the COMMITs are put back by `monkeypatch`)."""
+        event.remove(Engine, "before_cursor_execute", self._listener)
 
     @contextmanager
     def armed(self, nth: int | None, fault: Fault = Fault.LOST) -> Iterator[list[str]]:
@@ -101,9 +115,12 @@ class Faults:
             with self._guard:
                 self._counting = False
 
-    def _before(self, conn: Connection | None, sql: str, *, committing: bool = False) -> Fault | None:
-        """Count `sql`; fail now if it is the armed one (a COMMITTED fault fails after it, in `counted_commit`)."""
-        if threading.current_thread().name.startswith(_UNCOUNTED_THREADS):
+    def _before(
+        self, conn: Connection | None, sql: str, *, committing: bool = False, wrapped: bool = False
+    ) -> Fault | None:
+        """Count `sql`; fail now if it is the armed one (a COMMITTED fault fails after it, in `counted_commit`).
+        `wrapped`: SQLAlchemy runs it, and wraps a driver error itself (`Statement` leaves that to us)."""
+        if threading.current_thread().name.startswith(_UNCOUNTED_THREADS) or (conn and conn.engine in self.spared):
             return None
         with self._guard:
             if not self._counting:
@@ -120,10 +137,9 @@ class Faults:
             raise InjectedCrash(f"injected in place of {sql!r}")
         if fault is Fault.COMMITTED:
             return fault
-        if conn is None:  # SQLite's COMMIT, whose driver error SQLAlchemy wraps itself
-            raise sqlite3.OperationalError("disk I/O error")
-        if self._terminate is None:
-            raise _lost(conn, sqlite3.OperationalError("disk I/O error"))
+        if self._terminate is None or conn is None:  # SQLite: a file, no connection to lose, but its disk can fail
+            error = sqlite3.OperationalError("disk I/O error")
+            raise error if wrapped else _lost(conn, error)
         self._terminate(conn.connection.dbapi_connection.info.backend_pid)  # type: ignore[union-attr]
         return fault
 
@@ -143,11 +159,16 @@ def _lost(conn: Connection | None, error: Exception) -> OperationalError:
     return OperationalError(COMMIT, (), error, connection_invalidated=lost)
 
 
-def postgres_terminator(url: str) -> Callable[[int], None]:
-    """Ends a server process of the database at `url` and waits until it is gone."""
+def faults_on(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Faults]:
+    """`Faults` for the server on `db`'s database, until the generator is closed (a fixture's body)."""
+    faults = Faults(monkeypatch, _terminate if db.dialect == "postgresql" else None)
+    try:
+        yield faults
+    finally:
+        faults.close()
 
-    def terminate(pid: int) -> None:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
 
-    return terminate
+def _terminate(pid: int) -> None:
+    """End PostgreSQL server process `pid` (of the test database) and wait until it is gone."""
+    with psycopg.connect(postgres_base_url() or "", autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))

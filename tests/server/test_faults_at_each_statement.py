@@ -28,9 +28,9 @@ from mcp_server.audit.sequencer import Sequencer
 from mcp_server.audit.writer import AuditWriter
 from policy.approval_states import TRANSITIONS, ApprovalState
 from policy.testing import ScriptedResponder, approve
-from tests.server.faults import Fault, Faults, postgres_terminator
+from tests.server.faults import Fault, Faults, faults_on
 from tests.server.harness import Harness
-from tests.support import answer, keyed, outcome, postgres_base_url
+from tests.support import answer, keyed, outcome
 
 pytestmark = pytest.mark.anyio
 
@@ -46,9 +46,15 @@ MOST_STATEMENTS = 100
 
 
 @pytest.fixture
-def faults(ledger_harness: Harness, monkeypatch: pytest.MonkeyPatch) -> Faults:
-    postgres = ledger_harness.db.dialect == "postgresql"
-    return Faults(monkeypatch, postgres_terminator(postgres_base_url() or "") if postgres else None)
+def faults(ledger_harness: Harness, monkeypatch: pytest.MonkeyPatch) -> Iterator[Faults]:
+    yield from faults_on(ledger_harness.db, monkeypatch)
+
+
+@pytest.fixture
+def server_faults(ledger_harness: Harness, faults: Faults) -> Faults:
+    """`faults` in the server only: the test's reads of its ledger (`ledger_harness.db`) are not counted."""
+    faults.spared = ledger_harness.db.engines
+    return faults
 
 
 @dataclass
@@ -144,9 +150,9 @@ def sweep(harness: Harness, faults: Faults, *, legacy: bool) -> Iterator[tuple[i
 @pytest.mark.parametrize("flow", FLOWS)
 @pytest.mark.parametrize("fault", [Fault.LOST, Fault.CRASH, Fault.COMMITTED])
 async def test_a_fault_at_any_statement_of_an_approved_transfer_breaks_no_promise(
-    ledger_harness: Harness, faults: Faults, flow: str, fault: Fault
+    ledger_harness: Harness, server_faults: Faults, flow: str, fault: Fault
 ) -> None:
-    harness = ledger_harness
+    harness, faults = ledger_harness, server_faults
     if fault is Fault.COMMITTED and harness.db.dialect != "postgresql":
         pytest.skip("SQLite runs in this process: no answer to its COMMIT is lost on the way")
     mode, run = FLOWS[flow]
