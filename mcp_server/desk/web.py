@@ -33,7 +33,8 @@ from mcp_server.desk.guard import CSRF_HEADER, Guard, Secured
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.tokens import new_token
 from mcp_server.desk.turns import Turns
-from mcp_server.storage.database import Database
+from mcp_server.ledger.errors import LedgerError
+from mcp_server.storage.database import CommitUnknown, Database
 from policy.channel import Channel
 from policy.question import requested_confirmation
 from policy.store import Approval
@@ -152,12 +153,14 @@ class Desk:
                 return refused
             if self.guard.csrf(request) is None:
                 request.state.pre = new_token()
-            approver = await self._approver(request)
-            if signed_in and approver is None:
-                return RedirectResponse(f"{self.config.path}/signin", status_code=303)
+            approver = None
             try:
+                approver = await self._approver(request)
+                if signed_in and approver is None:
+                    return RedirectResponse(f"{self.config.path}/signin", status_code=303)
                 response = await render(request, approver)
-            except DeskRefusal as refusal:
+            except (DeskRefusal, LedgerError) as failed:
+                refusal = _desk_refusal(failed)
                 response = self._render(request, approver, "message.html", status=refusal.status,
                                         title="Not possible", message=refusal.message)  # fmt: skip
             if getattr(request.state, "pre", None):  # a first visit: the pre-session cookie its forms carry
@@ -179,13 +182,13 @@ class Desk:
             if body is None:
                 return _refusal(DeskRefusal("bad_request", "The request's body is not a JSON object of text; nothing "
                                             "was done. Reload the page and try again."))  # fmt: skip
-            approver = await self._approver(request)
-            if signed_in and approver is None:
-                return _refusal(DeskRefusal("signed_out", "Sign in first.", 401))
             try:
+                approver = await self._approver(request)
+                if signed_in and approver is None:
+                    return _refusal(DeskRefusal("signed_out", "Sign in first.", 401))
                 return await act(request, approver, body)
-            except DeskRefusal as refusal:
-                return _refusal(refusal)
+            except (DeskRefusal, LedgerError) as failed:
+                return _refusal(_desk_refusal(failed))
 
         return handler
 
@@ -346,6 +349,19 @@ def _body(request: Request, raw: bytes) -> tuple[dict[str, Any] | None, str | No
         return (parsed if isinstance(parsed, dict) else None), request.headers.get(CSRF_HEADER)
     fields = {k: v[0] for k, v in parse_qs(raw.decode(errors="replace")).items()}
     return fields, fields.get("csrf")
+
+
+def _desk_refusal(failed: DeskRefusal | LedgerError) -> DeskRefusal:
+    """What the approver is told: a desk refusal as it is; the ledger database failing, in the desk's words
+    (its `LedgerError` speaks to a tool's caller, of idempotency keys), saying what is known of the outcome."""
+    if isinstance(failed, DeskRefusal):
+        return failed
+    if isinstance(failed, CommitUnknown):
+        return DeskRefusal("outcome_unknown", "The desk's database stopped answering while this was being "
+                           "recorded, so whether it was is not known. Reload the page to see before trying "
+                           "again.", 503)  # fmt: skip
+    return DeskRefusal("database_unavailable", "The desk's database is unavailable right now; try again shortly.",
+                       503)  # fmt: skip
 
 
 def _refusal(refusal: DeskRefusal) -> JSONResponse:

@@ -158,6 +158,11 @@ def _hide_secret_parameter(match: re.Match[str]) -> str:
     return f"{separator}{name}=***" if unquote_plus(name).strip().lower() in _SECRET_PARAMETERS else match[0]
 
 
+class CommitUnknown(LedgerError):
+    """The connection was lost once the COMMIT was sent: the work may have been committed, or not. Its message
+    is a tool caller's (`_UNKNOWN`); another front end (the desk) words its own."""
+
+
 class WouldWait(Exception):
     """A ``run(wait=False)`` found the write lock taken: nothing ran; run it where waiting is harmless."""
 
@@ -343,8 +348,9 @@ class Database:
                         self._prompt_failed(exc)
                     if isinstance(exc, OperationalError) or exc.connection_invalidated:
                         _log.warning("ledger database unavailable", exc_info=True)
-                        message = _UNKNOWN if committing else _UNAVAILABLE
-                        raise LedgerError(ErrorCode.DATABASE_UNAVAILABLE, message) from exc
+                        if committing:
+                            raise CommitUnknown(ErrorCode.DATABASE_UNAVAILABLE, _UNKNOWN) from exc
+                        raise LedgerError(ErrorCode.DATABASE_UNAVAILABLE, _UNAVAILABLE) from exc
                     raise
                 if not wait:
                     raise WouldWait from exc
