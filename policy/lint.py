@@ -247,9 +247,7 @@ def _unguarded_reads(node: Node, optional: Mapping[str, object], guarded: frozen
         if _tested(node) is not None:
             return
         if node.function == "has" and len(node.args) == 1 and isinstance(node.args[0], Select):
-            node = node.args[0]  # `has(x.f)` reads `x` (on null it fails too), not `x.f`
-            if node.operand == Ident("args"):
-                return
+            node = node.args[0]  # `has(x.f)` (not of `args`, tested above) reads `x`: on null it fails too
     argument = _argument(node)
     if argument is not None and f"args.{argument}" in optional and f"args.{argument}" not in guarded:
         yield f"args.{argument}"
