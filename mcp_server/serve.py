@@ -40,6 +40,8 @@ def serve(settings: Settings) -> None:
     server = build_server(state, settings)
     policy = state.gate.policy
     log.info("ledger %s; policy %s (%s)", redacted_url(settings.db_url), policy.source, policy.version)
+    for warning in policy.warnings:
+        log.warning("policy: %s", warning)
     if listener is None:
         if settings.desk:
             _start_desk(state, settings)

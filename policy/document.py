@@ -53,6 +53,8 @@ class Policy:
     source: str
     visible: Condition | None = None
     """Who may learn anything about an account (`[accounts] visible`); None: everyone."""
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+    """What `policy check` warns of (`policy.lint`): rules that load but cannot mean what was meant."""
 
     def sees(self, facts: CallFacts) -> bool:
         """Whether the caller may learn anything about `facts`' `account`, even that it exists.

@@ -77,6 +77,12 @@ its account: a tool without that argument never binds the variable."""
 
 ACCOUNT_ROLES = tuple(ACCOUNT_ARGUMENTS)
 
+RELATIONS = ("owner", "viewer")
+"""What `access` can hold: a principal's relations to an account (the server grants no other)."""
+
+ACCOUNT_STATUSES = ("open", "closed")
+"""What an account's `status` can be."""
+
 VARIABLES = frozenset(
     {"tool", "args", "principal", "roles", "currency", "amount_minor", "moved_today_minor", "now", *ACCOUNT_ROLES}
 )

@@ -5,7 +5,7 @@ The version is a hash of the parsed content, so reformatting or commenting a fil
 
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -16,6 +16,7 @@ from policy.channel import DEFAULT_CHANNEL, Channel
 from policy.document import Policy, Rule, ToolPolicy
 from policy.expressions import Condition, ExpressionError
 from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_ROLES, AccountFacts, CallFacts
+from policy.lint import Arguments, default_overlap, rule_warnings
 from policy.messages import STATUSES, template_problem
 from policy.outcome import Outcome
 
@@ -36,6 +37,9 @@ class Problem:
     message: str
     line: int | None = None
 
+    def shown(self, source: str) -> str:
+        return f"{source}{f':{self.line}' if self.line else ''}: {self.key}: {self.message}"
+
 
 class PolicyError(ValueError):
     """Every problem found in a policy file, each with its key path and (where known) line."""
@@ -46,15 +50,16 @@ class PolicyError(ValueError):
         super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:
-        return [f"{self.source}{f':{p.line}' if p.line else ''}: {p.key}: {p.message}" for p in self.problems]
+        return [p.shown(self.source) for p in self.problems]
 
 
-def load_policy(path: str | Path | None = None, *, catalog: Mapping[str, Sequence[str]] | None = None) -> Policy:
+def load_policy(path: str | Path | None = None, *, catalog: Mapping[str, Arguments] | None = None) -> Policy:
     """Load `path`, or the shipped default policy when `path` is None.
 
-    `catalog` maps each tool the server publishes to its argument names; when given, the
-    policy is also checked against it (unknown tools, `confirm` naming no argument, rules
-    that fail on a sample call).
+    `catalog` maps each tool the server publishes to its arguments (each with whether a call must
+    carry it); when given, the policy is also checked against it (unknown tools, `confirm` naming no
+    argument, rules that fail on a sample call). The policy's `warnings` name rules that load but
+    cannot mean what their author meant (`policy.lint`).
     """
     if path is None:
         text = resources.files("policy").joinpath(DEFAULT_POLICY).read_text(encoding="utf-8")
@@ -68,7 +73,7 @@ def load_policy(path: str | Path | None = None, *, catalog: Mapping[str, Sequenc
     return parse_policy(text, source=str(path), catalog=catalog)
 
 
-def parse_policy(text: str, *, source: str, catalog: Mapping[str, Sequence[str]] | None = None) -> Policy:
+def parse_policy(text: str, *, source: str, catalog: Mapping[str, Arguments] | None = None) -> Policy:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -79,7 +84,9 @@ def parse_policy(text: str, *, source: str, catalog: Mapping[str, Sequence[str]]
     visible = reader.visibility(data.get("accounts"))
     if reader.problems:
         raise PolicyError(source, reader.problems)
-    return Policy(tools=tools, version="sha256:" + digest(data)[:16], source=source, visible=visible)
+    version = "sha256:" + digest(data)[:16]
+    warnings = tuple(w.shown(source) for w in reader.warnings)
+    return Policy(tools=tools, version=version, source=source, visible=visible, warnings=warnings)
 
 
 class _Reader:
@@ -88,11 +95,12 @@ class _Reader:
     def __init__(self, text: str) -> None:
         self.lines = text.splitlines()
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
 
     def problem(self, key: str, message: str, table: str | None = None, occurrence: int = 0) -> None:
         self.problems.append(Problem(key, message, self._line(key.rsplit(".", 1)[-1], table, occurrence)))
 
-    def tools(self, data: Mapping[str, Any], catalog: Mapping[str, Sequence[str]] | None) -> dict[str, ToolPolicy]:
+    def tools(self, data: Mapping[str, Any], catalog: Mapping[str, Arguments] | None) -> dict[str, ToolPolicy]:
         for key in sorted(set(data) - _TOP_KEYS):
             self.problem(key, f"unknown key (expected one of: {', '.join(sorted(_TOP_KEYS))})")
         raw_tools = data.get("tools")
@@ -152,7 +160,7 @@ class _Reader:
             return None
         return condition
 
-    def tool(self, name: str, raw: Mapping[str, Any], arguments: Sequence[str] | None) -> ToolPolicy | None:
+    def tool(self, name: str, raw: Mapping[str, Any], arguments: Arguments | None) -> ToolPolicy | None:
         key, table = f"tools.{name}", f"tools.{name}"
         for extra in sorted(set(raw) - _TOOL_KEYS):
             self.problem(f"{key}.{extra}", f"unknown key (expected: {', '.join(sorted(_TOOL_KEYS))})", table)
@@ -184,9 +192,14 @@ class _Reader:
         if default is None or not isinstance(reason, str):
             return None
         kept = tuple(r for r in rules if r is not None)
+        for index, rule in enumerate(rules):
+            overlap = None if rule is None or default is None else default_overlap(rule, default)
+            if overlap is not None:
+                line = self._line("outcome", f"[{key}.rules]", index)
+                self.warnings.append(Problem(f"{key}.rules[{index}].outcome", overlap, line))
         return ToolPolicy(name, default, reason, kept, confirm, messages, channel or DEFAULT_CHANNEL)
 
-    def rule(self, tool: str, index: int, raw: Any, arguments: Sequence[str] | None) -> Rule | None:
+    def rule(self, tool: str, index: int, raw: Any, arguments: Arguments | None) -> Rule | None:
         key, table = f"tools.{tool}.rules[{index}]", f"[tools.{tool}.rules]"
         if not isinstance(raw, dict):
             self.problem(key, "must be a table")
@@ -214,13 +227,15 @@ class _Reader:
         except ExpressionError as exc:
             self.problem(f"{key}.when", str(exc), table, index)
             return None
+        line = self._line("when", table, index)
+        self.warnings += [Problem(f"{key}.when", w, line) for w in rule_warnings(fields["when"], tool, arguments)]
         name, reason = fields["name"], fields["reason"]
         if not isinstance(name, str) or not isinstance(reason, str):
             return None
         return Rule(name, condition, outcome, reason, messages, channel)
 
     def messages(
-        self, raw: Any, key: str, table: str, arguments: Sequence[str] | None, occurrence: int = 0
+        self, raw: Any, key: str, table: str, arguments: Arguments | None, occurrence: int = 0
     ) -> dict[str, str]:
         """Confirmation messages by status; every template is checked against the tool's facts."""
         if not isinstance(raw, dict):
@@ -283,7 +298,7 @@ _DEFAULT_REASONS = {
 }
 
 
-def _binds_its_accounts(condition: Condition, tool: str, arguments: Sequence[str]) -> None:
+def _binds_its_accounts(condition: Condition, tool: str, arguments: Arguments) -> None:
     """Refuse a condition reading an account variable `tool` never binds: null on every call, it would
     fail to evaluate, and so deny, every call of the tool (the sample call binds every account)."""
     has = [role for role, argument in ACCOUNT_ARGUMENTS.items() if argument in arguments]
@@ -294,7 +309,7 @@ def _binds_its_accounts(condition: Condition, tool: str, arguments: Sequence[str
         )
 
 
-def _sample_call(tool: str, arguments: Sequence[str]) -> CallFacts:
+def _sample_call(tool: str, arguments: Collection[str]) -> CallFacts:
     """A plausible call, so `policy check` catches rules that fail at run time (type errors)."""
     account = AccountFacts("ACC-001", "Sample Owner", "open", "USD", 100_000, ("owner",))
     return CallFacts(

@@ -9,7 +9,7 @@ check` refuses a name that is not a fact, so a template cannot fail when a call 
 """
 
 import string
-from collections.abc import Sequence
+from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
@@ -22,7 +22,7 @@ STATUSES = ("executed", "rejected", "cancelled", "expired", "denied")
 FIXED_FACTS = ("tool", "principal", "reference", "reason", "default")
 
 
-def template_problem(template: Any, arguments: Sequence[str] | None) -> str | None:
+def template_problem(template: Any, arguments: Collection[str] | None) -> str | None:
     """Why `template` cannot be used (`arguments`: the tool's argument names, when known)."""
     if not isinstance(template, str) or not template.strip():
         return "must be a non-empty string"

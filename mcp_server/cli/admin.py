@@ -36,6 +36,8 @@ def policy_check(file: Path) -> int:
         rules = ", ".join(f"{r.name} -> {_effect(r.outcome, r.channel or tool.channel)}" for r in tool.rules)
         confirm = f"; approver types back {tool.confirm}" if tool.confirm else ""
         print(f"  {name}: default {_effect(tool.default, tool.channel)}; {rules or 'no rules'}{confirm}")
+    for warning in policy.warnings:  # legal, so the exit status stays 0: each says what to write instead
+        print(f"warning: {warning}")
     return 0
 
 

@@ -29,9 +29,9 @@ from mcp_server.storage.database import Database
 from mcp_server.storage.gate_store import SqlGateStore, SqlGateTx
 from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import now_text
+from policy.facts import RELATIONS
 from policy.store import APPROVER_PREFIX, AuditEntry
 
-RELATIONS = ("owner", "viewer")
 ROLES = ("operator",)
 AUDIT_TOOL = "entitlements"
 """The `tool` of the audit records of entitlement changes."""

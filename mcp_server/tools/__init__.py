@@ -35,8 +35,11 @@ TOOLS: tuple[tuple[Callable[..., Awaitable[CallToolResult]], ToolAnnotations, ty
 )
 """Each tool: its MCP function, its annotations and its `Action`."""
 
-TOOL_ARGUMENTS: dict[str, tuple[str, ...]] = {action.name: action.arguments for _, _, action in TOOLS}
-"""Each tool's argument names, for checking a policy file without opening a ledger."""
+TOOL_ARGUMENTS: dict[str, dict[str, bool]] = {
+    action.name: {argument: argument in action.required for argument in action.arguments} for _, _, action in TOOLS
+}
+"""Each tool's argument names, each with whether a call must carry it, for checking a policy file
+without opening a ledger."""
 
 
 def ledger_actions(ledger: Ledger, policy: Policy) -> dict[str, Action]:

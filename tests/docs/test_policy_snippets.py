@@ -23,10 +23,11 @@ NAMES_EACH_TOOL = "".join(f'[tools.{tool}]\ndefault = "require_approval"\n\n' fo
 
 
 def _checked(text: str, tmp_path: Path) -> None:
-    """`bankgate-mcp policy check` on `text` (raises PolicyError naming file:line and key)."""
+    """`bankgate-mcp policy check` on `text` (raises PolicyError naming file:line and key), with no warning."""
     path = tmp_path / "my_policy.toml"
     path.write_text(text, encoding="utf-8")
     assert policy_check(path) == 0
+    assert load_policy(path, catalog=TOOL_ARGUMENTS).warnings == ()
 
 
 @pytest.mark.parametrize("block", SNIPPETS, ids=[b.where for b in SNIPPETS])

@@ -148,3 +148,20 @@ async def _balances(url: str, calls: int) -> list[str]:
                 assert result.structured_content is not None, result
                 formatted.append(result.structured_content["formatted"])
     return formatted
+
+
+def test_the_server_logs_each_policy_warning_at_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What `policy check` warns of, `serve` logs before it serves: a policy deployed unchecked still says."""
+    policy = tmp_path / "memo.toml"
+    policy.write_text(
+        "[tools.transfer_funds]\ndefault = 'allow'\n[[tools.transfer_funds.rules]]\nname = 'rent'\n"
+        "when = \"args.memo == 'rent'\"\noutcome = 'require_approval'\nreason = 'r'\n",
+        encoding="utf-8",
+    )
+    settings = _settings(tmp_path).model_copy(update={"policy": policy})
+    with caplog.at_level("WARNING", logger="bankgate"), served(monkeypatch, settings):
+        pass
+    [logged] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("policy: ")]
+    assert logged.startswith(f"policy: {policy}:5: tools.transfer_funds.rules[0].when: reads args.memo")

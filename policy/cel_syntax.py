@@ -1,0 +1,253 @@
+"""A CEL expression's syntax tree, for `policy check`'s warnings (`policy.lint`).
+
+The engine (`common-expression-language`) compiles and evaluates conditions but exposes no syntax
+tree, only the names an expression reads. So this is a parser of CEL's grammar (cel-spec
+`doc/langdef.md`), used only to look at a condition the engine has already compiled: the engine
+stays the judge of what a condition means and whether it is valid. A condition this parser cannot
+read (`CelSyntaxError`) gets no warnings, never an error. Operators are calls, named as the engine
+names them (`_==_`, `_&&_`, `!_`, `_[_]`, `_?_:_`), so one walk covers them all.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+
+class CelSyntaxError(ValueError):
+    """Text this parser cannot read as CEL."""
+
+
+@dataclass(frozen=True)
+class Literal:
+    value: Any
+    """The decoded value (`None` for `null`, and for a string whose escapes are not decoded here)."""
+    kind: str
+    """int, uint, double, string, bytes, bool or null."""
+
+
+@dataclass(frozen=True)
+class Ident:
+    name: str
+
+
+@dataclass(frozen=True)
+class Select:
+    operand: "Node"
+    field: str
+
+
+@dataclass(frozen=True)
+class Call:
+    function: str
+    args: tuple["Node", ...]
+    target: "Node | None" = None
+    """The receiver of a method call (`x.size()`, `list.exists(v, ...)`)."""
+
+
+@dataclass(frozen=True)
+class Collection:
+    kind: str
+    """list, map or message (a message's first item is the type name as a string literal)."""
+    items: tuple["Node", ...]
+    """A list's elements; a map's (or message's) keys and values, alternating."""
+
+
+Node = Literal | Ident | Select | Call | Collection
+
+RELATIONS = {"<": "_<_", "<=": "_<=_", ">": "_>_", ">=": "_>=_", "==": "_==_", "!=": "_!=_", "in": "@in"}
+COMPARISONS = frozenset(RELATIONS.values()) - {"@in"}
+
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+|//[^\n]*)
+  | (?P<string>(?:[rR][bB]?|[bB][rR]?)?
+      (?:'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"|'(?:\\.|[^\\'\n])*'|"(?:\\.|[^\\"\n])*"))
+  | (?P<number>0[xX][0-9a-fA-F]+[uU]?|(?:\d+\.\d+|\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\d+[uU]?)
+  | (?P<name>[A-Za-z_]\w*)
+  | (?P<op>\|\||&&|<=|>=|==|!=|[<>!+\-*/%?:.,()\[\]{}])
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_KEYWORDS = {"true": True, "false": False, "null": None}
+_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", "'": "'", '"': '"'}
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def parse(source: str) -> Node:
+    """The syntax tree of `source`; `CelSyntaxError` if it is not CEL this parser reads."""
+    parser = _Parser(_tokens(source))
+    node = parser.expr()
+    if parser.peek() is not None:
+        raise CelSyntaxError(f"unexpected {parser.peek()!r}")
+    return node
+
+
+def _tokens(source: str) -> list[tuple[str, str]]:
+    tokens, at = [], 0
+    while at < len(source):
+        match = _TOKEN.match(source, at)
+        if match is None:
+            raise CelSyntaxError(f"cannot read {source[at : at + 10]!r}")
+        at = match.end()
+        kind = match.lastgroup
+        assert kind is not None
+        if kind != "space":
+            tokens.append((kind, match.group()))
+    return tokens
+
+
+class _Parser:
+    """Recursive descent over the grammar, one method per production."""
+
+    def __init__(self, tokens: list[tuple[str, str]]) -> None:
+        self.tokens = tokens
+        self.at = 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.at][1] if self.at < len(self.tokens) else None
+
+    def take(self, *texts: str) -> str | None:
+        """The next token if it is one of `texts` (an operator or keyword), consumed; else None."""
+        text = self.peek()
+        if text in texts and self.tokens[self.at][0] in ("op", "name"):
+            self.at += 1
+            return text
+        return None
+
+    def need(self, text: str) -> None:
+        if self.take(text) is None:
+            raise CelSyntaxError(f"expected {text!r}, found {self.peek()!r}")
+
+    def expr(self) -> Node:
+        condition = self.binary(0)
+        if self.take("?") is None:
+            return condition
+        yes = self.binary(0)
+        self.need(":")
+        return Call("_?_:_", (condition, yes, self.expr()))
+
+    _LEVELS = (("||",), ("&&",), tuple(RELATIONS), ("+", "-"), ("*", "/", "%"))
+
+    def binary(self, level: int) -> Node:
+        if level == len(self._LEVELS):
+            return self.unary()
+        node = self.binary(level + 1)
+        while (op := self.take(*self._LEVELS[level])) is not None:
+            node = Call(RELATIONS.get(op, f"_{op}_"), (node, self.binary(level + 1)))
+        return node
+
+    def unary(self) -> Node:
+        op = self.take("!", "-")
+        if op is None:
+            return self.member()
+        operand = self.unary()
+        if op == "-" and isinstance(operand, Literal) and operand.kind in ("int", "double"):
+            return Literal(-operand.value, operand.kind)
+        return Call(f"{op}_", (operand,))
+
+    def member(self) -> Node:
+        node = self.primary()
+        while True:
+            if self.take(".") is not None:
+                name = self.name()
+                node = Call(name, self.items(")"), node) if self.take("(") is not None else Select(node, name)
+            elif self.take("[") is not None:
+                node = Call("_[_]", (node, self.expr()))
+                self.need("]")
+            elif self.peek() == "{" and _qualified(node):
+                self.need("{")
+                node = Collection("message", (Literal(_qualified(node), "string"), *self.entries(fields=True)))
+            else:
+                return node
+
+    def primary(self) -> Node:
+        if self.at >= len(self.tokens):
+            raise CelSyntaxError("unexpected end")
+        kind, text = self.tokens[self.at]
+        if kind == "string":
+            self.at += 1
+            return _string(text)
+        if kind == "number":
+            self.at += 1
+            return _number(text)
+        if kind == "name" and text in _KEYWORDS:
+            self.at += 1
+            value = _KEYWORDS[text]
+            return Literal(value, "null" if value is None else "bool")
+        if self.take("(") is not None:
+            node = self.expr()
+            self.need(")")
+            return node
+        if self.take("[") is not None:
+            return Collection("list", self.items("]"))
+        if self.take("{") is not None:
+            return Collection("map", self.entries(fields=False))
+        self.take(".")  # a leading dot names the root scope: the same variables here
+        name = self.name()
+        if self.take("(") is not None:
+            return Call(name, self.items(")"))
+        return Ident(name)
+
+    def name(self) -> str:
+        if self.at < len(self.tokens) and self.tokens[self.at][0] == "name":
+            self.at += 1
+            return self.tokens[self.at - 1][1]
+        raise CelSyntaxError(f"expected a name, found {self.peek()!r}")
+
+    def items(self, close: str) -> tuple[Node, ...]:
+        """Comma-separated expressions up to `close` (a trailing comma allowed)."""
+        items: list[Node] = []
+        while self.take(close) is None:
+            items.append(self.expr())
+            if self.take(",") is None:
+                self.need(close)
+                break
+        return tuple(items)
+
+    def entries(self, *, fields: bool) -> tuple[Node, ...]:
+        """`key: value` pairs up to `}`, flattened; a message's keys are field names."""
+        items: list[Node] = []
+        while self.take("}") is None:
+            items.append(Literal(self.name(), "string") if fields else self.expr())
+            self.need(":")
+            items.append(self.expr())
+            if self.take(",") is None:
+                self.need("}")
+                break
+        return tuple(items)
+
+
+def _qualified(node: Node) -> str | None:
+    """`a.b.c` as a message type name, if `node` is only names and dots."""
+    if isinstance(node, Ident):
+        return node.name
+    if isinstance(node, Select):
+        prefix = _qualified(node.operand)
+        return None if prefix is None else f"{prefix}.{node.field}"
+    return None
+
+
+def _number(text: str) -> Literal:
+    if text[-1] in "uU":
+        return Literal(int(text[:-1], 0), "uint")
+    if text.lower().startswith("0x"):
+        return Literal(int(text, 16), "int")
+    if any(c in text for c in ".eE"):
+        return Literal(float(text), "double")
+    return Literal(int(text), "int")
+
+
+def _string(text: str) -> Literal:
+    prefix = re.match(r"[rRbB]*", text)
+    assert prefix is not None
+    flags = prefix.group().lower()
+    body = text[len(flags) :]
+    quote = 3 if body[:3] in ("'''", '"""') else 1
+    body = body[quote:-quote]
+    kind = "bytes" if "b" in flags else "string"
+    if "r" in flags or "\\" not in body:
+        return Literal(body, kind)
+    try:
+        return Literal(_ESCAPE.sub(lambda m: _ESCAPES[m.group(1)], body), kind)
+    except KeyError:  # \x, \u, octal: not decoded here, so the value is not known
+        return Literal(None, kind)

@@ -1,0 +1,219 @@
+"""`policy check` warns of rules that load and run but cannot mean what their author meant, naming the
+rule's place, what is wrong and what to write instead; the exit status stays 0. Each warning is held to
+the behaviour it warns of, and no policy the project ships or shows draws one."""
+
+from pathlib import Path
+
+import pytest
+
+from mcp_server.cli.admin import policy_check
+from mcp_server.tools import TOOL_ARGUMENTS
+from policy.facts import AccountFacts, CallFacts
+from policy.loader import load_policy, parse_policy
+from policy.outcome import Outcome
+from tests.docs.markdown import ROOT
+
+
+def rule(when: str, outcome: str = "require_approval", default: str = "allow", tool: str = "transfer_funds") -> str:
+    """A policy whose one rule, of `tool`, reads `when` (on line 12; its `outcome` on line 13)."""
+    others = "".join(f'[tools.{name}]\ndefault = "allow"\n\n' for name in TOOL_ARGUMENTS if name != tool)
+    when = when.replace('"', '\\"')
+    return (
+        f'{others}[tools.{tool}]\ndefault = "{default}"\n\n[[tools.{tool}.rules]]\nname = "mine"\n'
+        f'when = "{when}"\noutcome = "{outcome}"\nreason = "r"\n'
+    )
+
+
+def checked(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> list[str]:
+    """`bankgate-mcp policy check` on `text`: its exit status must stay 0; its warning lines."""
+    path = tmp_path / "p.toml"
+    path.write_text(text, encoding="utf-8")
+    assert policy_check(path) == 0
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning: ")]
+
+
+ACC = AccountFacts("ACC-001", "Alice", "open", "USD", 100_000, ("owner",))
+BOB = AccountFacts("ACC-002", "Bob", "open", "USD", 0)
+
+
+def transfer(memo: str | None = None, amount_minor: int = 1_000) -> CallFacts:
+    arguments = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "10.00", "memo": memo}
+    accounts = {"from_account": ACC, "to_account": BOB}
+    return CallFacts("transfer_funds", arguments, "alice", amount_minor=amount_minor, accounts=accounts)
+
+
+def close(sweep_to: AccountFacts | None) -> CallFacts:
+    arguments = {"account_id": "ACC-001", "sweep_to": sweep_to and sweep_to.id}
+    return CallFacts("close_account", arguments, "alice", accounts={"account": ACC, "sweep_to": sweep_to})
+
+
+def test_an_unguarded_optional_argument_is_named_with_its_guard(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ "Approval when the memo says rent" denies every call without a memo: warned, with the guard to write."""
+    text = rule("args.memo.contains('rent')")
+    [warning] = checked(tmp_path, capsys, text)
+    assert warning.startswith(f"warning: {tmp_path / 'p.toml'}:12: tools.transfer_funds.rules[0].when: reads args.memo")
+    assert "fix: guard it: has(args.memo) && ..." in warning
+    policy = parse_policy(text, source="p", catalog=TOOL_ARGUMENTS)
+    assert policy.decide(transfer(memo=None)).outcome is Outcome.DENY  # what the warning is about
+
+    guarded = rule("has(args.memo) && args.memo.contains('rent')")
+    assert checked(tmp_path, capsys, guarded) == []
+    policy = parse_policy(guarded, source="p", catalog=TOOL_ARGUMENTS)
+    assert policy.decide(transfer(memo=None)).outcome is Outcome.ALLOW
+    assert policy.decide(transfer(memo="rent")).outcome is Outcome.REQUIRE_APPROVAL
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "args.memo == 'rent' && has(args.memo)",  # CEL's && absorbs the error whichever side it is on
+        "!has(args.memo) || args.memo == 'rent'",
+        "args.memo == 'rent' || !has(args.memo)",
+        "has(args.memo) ? args.memo == 'rent' : false",
+        "'memo' in args && args['memo'] == 'rent'",
+        "!(!has(args.memo) || args.memo != 'rent')",
+    ],
+)
+def test_every_guard_cel_honours_is_taken_as_one(when: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert checked(tmp_path, capsys, rule(when)) == []
+    assert parse_policy(rule(when), source="p").decide(transfer(memo=None)).outcome is not Outcome.DENY
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "args.memo == 'rent' || amount_minor > minor(5)",  # fails only when the other side is false
+        "has(args.memo) ? false : args.memo == 'rent'",  # guarded on the wrong branch
+        "size(args['memo']) > 100",
+    ],
+)
+def test_a_read_an_error_can_reach_is_not_taken_as_guarded(
+    when: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [warning] = checked(tmp_path, capsys, rule(when))
+    assert "reads args.memo" in warning
+    assert parse_policy(rule(when), source="p").decide(transfer(memo=None, amount_minor=1)).outcome is Outcome.DENY
+
+
+def test_an_account_a_call_may_not_name_is_named_with_its_null_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sweep_to` is null for a close without a sweep: reading it denies every such close."""
+    text = rule("sweep_to.owner != account.owner", outcome="deny", default="require_approval", tool="close_account")
+    [warning] = checked(tmp_path, capsys, text)
+    assert (
+        ":12: tools.close_account.rules[0].when: reads sweep_to, which is null when a call of close_account" in warning
+    )
+    assert "fix: guard it: sweep_to != null && ..." in warning
+    assert parse_policy(text, source="p").decide(close(sweep_to=None)).outcome is Outcome.DENY
+
+    guarded = "sweep_to != null && sweep_to.owner != account.owner"
+    text = rule(guarded, outcome="deny", default="require_approval", tool="close_account")
+    assert checked(tmp_path, capsys, text) == []
+    policy = parse_policy(text, source="p")
+    assert policy.decide(close(sweep_to=None)).outcome is Outcome.REQUIRE_APPROVAL
+    assert policy.decide(close(sweep_to=BOB)).outcome is Outcome.DENY
+
+
+def test_an_argument_the_tool_does_not_have_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A misspelt argument behind its own guard loads (the sample call never reads it) and never matches."""
+    text = rule("has(args.memmo) && args.memmo == 'rent'")
+    [warning] = checked(tmp_path, capsys, text)
+    assert "args.memmo: transfer_funds has no argument memmo (its arguments: from_account, to_account" in warning
+    assert parse_policy(text, source="p").decide(transfer(memo="rent")).outcome is Outcome.ALLOW
+
+
+@pytest.mark.parametrize(
+    ("when", "says", "call", "decided"),
+    [
+        (
+            "amount_minor > 500.50",
+            "amount_minor > 500.5: amount_minor is an integer count of minor units (cents), so 500.5 means 500.5 "
+            "minor units, not 500.5 in the currency; fix: amount_minor > minor('500.5')",
+            transfer(amount_minor=1_000),  # 10.00 needs approval: meant "above 500.50"
+            Outcome.REQUIRE_APPROVAL,
+        ),
+        (
+            "amount_minor == '500'",
+            "is an integer, '500' is not a number, so this is never true; fix: amount_minor == minor('500')",
+            transfer(amount_minor=50_000),
+            Outcome.ALLOW,
+        ),
+        (
+            "args.amount == '10'",
+            "args.amount == '10': args.amount is the amount as text",
+            transfer(),  # "10.00" is not "10"
+            Outcome.ALLOW,
+        ),
+        (
+            "args.amount > '9'",
+            "compared letter by letter",
+            transfer(),  # "10.00" < "9" as text
+            Outcome.ALLOW,
+        ),
+        (
+            "'Owner' in from_account.access",
+            "'Owner' in from_account.access: never true, as from_account.access is only ever 'owner', 'viewer'",
+            transfer(),
+            Outcome.ALLOW,
+        ),
+        (
+            "from_account.status == 'Open'",
+            "never true, as from_account.status is only ever 'closed', 'open'",
+            transfer(),
+            Outcome.ALLOW,
+        ),
+        (
+            "tool == 'close_account' && amount_minor > 0",
+            "tool == 'close_account': never true, as tool is only ever 'transfer_funds'",
+            transfer(),
+            Outcome.ALLOW,
+        ),
+        (
+            "currency in ['USD', 'eur']",
+            "currency in [..., 'eur', ...]: never true, as currencies are ISO 4217 codes in capitals",
+            transfer(),
+            Outcome.REQUIRE_APPROVAL,
+        ),
+        (
+            "principal != 1",
+            "principal != 1: principal holds text, never a int, so this is always true",
+            transfer(),
+            Outcome.REQUIRE_APPROVAL,
+        ),
+    ],
+    ids=["decimal", "string", "amount-text", "amount-order", "relation", "status", "tool", "currency", "type"],
+)
+def test_a_comparison_that_cannot_mean_what_it_says_is_named(
+    when: str, says: str, call: CallFacts, decided: Outcome, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [warning] = checked(tmp_path, capsys, rule(when))
+    assert ":12: tools.transfer_funds.rules[0].when: " in warning and says in warning
+    assert parse_policy(rule(when), source="p").decide(call).outcome is decided
+
+
+def test_an_allow_rule_under_an_allow_default_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Most restrictive wins, so a first-listed allow rule makes no exception to a later deny rule."""
+    text = rule("principal == 'ops'", outcome="allow") + (
+        '\n[[tools.transfer_funds.rules]]\nname = "ceiling"\nwhen = "amount_minor > minor(100)"\n'
+        'outcome = "deny"\nreason = "r"\n'
+    )
+    [warning] = checked(tmp_path, capsys, text)
+    assert ":13: tools.transfer_funds.rules[0].outcome: never changes a decision" in warning
+    assert "write the exception into the stricter rule's condition" in warning
+    ops = CallFacts("transfer_funds", {}, "ops", amount_minor=100_000)
+    assert parse_policy(text, source="p").decide(ops).outcome is Outcome.DENY
+    assert checked(tmp_path, capsys, text.replace('default = "allow"\n\n[[', 'default = "deny"\n\n[[')) == []
+
+
+def _policies() -> list[Path]:
+    """Every policy file the project ships or shows: the default, and each TOML under tests/ and docs/."""
+    found = [p for folder in ("tests", "docs") for p in (ROOT / folder).rglob("*.toml")]
+    return [ROOT / "policy" / "default_policy.toml", *sorted(found)]
+
+
+@pytest.mark.parametrize("path", _policies(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_policy_the_project_ships_or_shows_draws_a_warning(path: Path) -> None:
+    assert load_policy(path, catalog=TOOL_ARGUMENTS).warnings == ()
