@@ -13,6 +13,7 @@ from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
 from mcp_server.audit.sequencer import Background, Sequencer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.config import DeskConfig
+from mcp_server.expiry import ExpirySweep
 from mcp_server.http.oauth import RoleToken
 from mcp_server.internal_errors import no_internals
 from mcp_server.ledger.books import Ledger
@@ -47,7 +48,10 @@ class AppState:
     ledger: Ledger
     default_principal: str
     sequencer: Background
-    """Chains this process's (and any other's) audit records while a server runs (`build_server`)."""
+    """Chains this process's (and any other's) audit records while a server runs (`build_server`), and runs
+    `expiry` on the same thread."""
+    expiry: ExpirySweep
+    """Ends the approvals whose callers never came back (`mcp_server.expiry`)."""
     desk: DeskConfig | None = field(default=None)
     """Where approvers decide (the tools link there); None when the server runs no desk."""
 
@@ -94,11 +98,13 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
         question_digest=question_digest,
         max_pending=settings.max_pending_approvals,
     )
+    expiry = ExpirySweep(gate)
     return AppState(
         gate=gate,
         ledger=ledger,
         default_principal=settings.principal,
-        sequencer=Background(sequencer),
+        sequencer=Background(sequencer, chores=(expiry.due,)),
+        expiry=expiry,
         desk=desk,
     )
 

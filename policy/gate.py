@@ -187,6 +187,35 @@ class Gate:
         action = self.actions[opening.call.tool]
         return self.store.transaction(lambda tx: self._conclude(tx, action, opening, verdict))
 
+    def expire_overdue(self, grace: float, limit: int) -> int:
+        """End the questions whose callers never came back; how many ended (at most `limit`, in one transaction).
+
+        Each approval still pending `grace` seconds past its deadline is settled as its caller coming back now
+        would find it settled: `expired` (a desk no signed in time: `rejected`), the outcome stored under its
+        idempotency key, its record signed, all in the transaction that settles it. `grace` lets whatever was
+        answered in time (a desk decision's POST, a round already on its way) reach its row first. Rows another
+        transaction holds, or whose key's turn it holds, are left to it; a signed desk yes is left to its caller,
+        who runs it (`resume`). A first read tells whether any is due, so an idle sweep writes nothing."""
+        deadline = self.clock() - grace
+        if not self.store.transaction(lambda tx: tx.overdue(deadline, 1), write=False):
+            return 0
+        return self.store.transaction(lambda tx: self._expire(tx, deadline, limit))
+
+    def _expire(self, tx: GateTx[Any], deadline: float, limit: int) -> int:
+        now = self.clock()
+        ended = 0
+        for approval in tx.overdue(deadline, limit):
+            signoff = tx.desk_decision(approval.ref)
+            desk = _desk_verdict(signoff, approval)
+            if desk is not None and desk.kind is VerdictKind.APPROVE:
+                continue  # its caller's to run: the store leaves these out unless the row was forged
+            call = Call(approval.tool, approval.arguments, approval.principal, approval.idempotency_key)
+            verdict, answered = (desk, signoff.decided_at) if desk is not None and signoff else (EXPIRED, now)
+            action = self.actions[call.tool]
+            self._settle(tx, action, call, approval, verdict, self._key_state(tx, call), now, answered)
+            ended += 1
+        return ended
+
     def facts(self, tx: GateTx[Any], call: Call, inspection: Inspection, at: float | None = None) -> CallFacts:
         """What the policy judges `call` on, as `decide` would see it (for explaining a decision), at `at`."""
         return self.settlement.facts(tx, call, inspection, at)
@@ -327,6 +356,7 @@ class Gate:
                 asked_digest=self.question_digest(question, decision.confirm is not None),
                 bound=inspection.bound,
                 channel=decision.channel or DEFAULT_CHANNEL,
+                idempotency_key=call.idempotency_key,
             ),
             shared=call.idempotency_key is not None,
         )
@@ -351,6 +381,10 @@ class Gate:
             tx.take_turn(call.principal)
         if counted is not None:
             tx.expect_waiting(call.principal, counted)
+        return self._key_state(tx, call)
+
+    def _key_state(self, tx: GateTx[Any], call: Call) -> tuple[GateResult | None, Refusal | None]:
+        """What the call's idempotency key holds: its outcome, or the conflict of another request's."""
         try:
             return self._recalled(tx, call), None
         except Refusal as conflict:

@@ -41,6 +41,9 @@ class Approval:
     """The facts beyond the arguments that the question showed and the approval binds (`Inspection.bound`)."""
     channel: Channel = DEFAULT_CHANNEL
     """Where the policy allows it to be given: the desk neither lists nor decides a `form` one."""
+    idempotency_key: str | None = None
+    """The key of the call that asked it, under which its outcome is stored: also when the server ends it
+    (`Gate.expire_overdue`), its caller gone."""
 
     @cached_property
     def question_sha256(self) -> str:
@@ -142,6 +145,12 @@ class GateTx(Protocol[L_co]):
 
     def settle_approval(self, approval: Approval) -> None:
         """Store the settled approval; only a pending one may be settled (else raise)."""
+
+    def overdue(self, deadline: float, limit: int) -> list[Approval]:
+        """Up to `limit` pending approvals whose deadline is at or before `deadline`, earliest first, leaving out
+        those a desk approver signed a yes on (their callers' to continue). In a write transaction each is held
+        as `lock_approval` holds one, with its idempotency key's turn (as `recall` takes it): one whose row or
+        key another transaction holds is left out, not waited for."""
 
     def desk_decision(self, ref: str) -> DeskSignoff | None:
         """The approval desk's signed decision on approval `ref`, if an approver has made one."""

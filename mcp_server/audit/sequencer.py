@@ -37,7 +37,7 @@ chain. A record is acknowledged when its writer commits; chaining it later only 
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -270,16 +270,25 @@ class Background:
     An append wakes it before that record commits, so after each append it keeps ticking every `interval`
     for `idle_interval`, whatever it finds, before it waits again (`_loop`)."""
 
-    def __init__(self, sequencer: Sequencer, interval: float = 0.1, idle_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        sequencer: Sequencer,
+        interval: float = 0.1,
+        idle_interval: float = 1.0,
+        chores: Sequence[Callable[[], object]] = (),
+    ) -> None:
+        """`chores`: other periodic work of the process (`expiry.ExpirySweep.due`), called before each chaining,
+        so the records they write are chained in the same tick; each decides itself whether it is due."""
         self.sequencer = sequencer
         self.interval = interval
         self.idle_interval = idle_interval
+        self.chores = tuple(chores)
         self._users = 0
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._appended = sequencer.writer.appended
         self._thread: threading.Thread | None = None
-        self._last_problem = ""
+        self._problems: dict[Callable[[], object], str] = {}
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -323,19 +332,31 @@ class Background:
         self._tick()
 
     def _tick(self) -> bool:
-        """Chain what waits; whether anything waited (False after a failure: the next look is an idle one)."""
+        """Run the chores, then chain what waits; whether anything waited (False after a failure: the next look
+        is an idle one)."""
+        for chore in self.chores:
+            self._attempt(chore)
+        return self._attempt(self._chain) is True
+
+    def _chain(self) -> bool:
+        waiting = self.sequencer.pending()
+        if waiting:
+            self.sequencer.chain(wait=False)
+        return waiting
+
+    def _attempt(self, work: Callable[[], object]) -> object:
+        """`work()`, or None if it failed: a database outage or a refused chain must not end the thread. Each
+        failure is said once, not every interval, until that work succeeds again."""
         try:
-            waiting = self.sequencer.pending()
-            if waiting:
-                self.sequencer.chain(wait=False)
-            self._last_problem = ""
-            return waiting
-        except Exception as exc:  # a database outage or a refused chain must not end the thread
+            done = work()
+        except Exception as exc:
             problem = f"{type(exc).__name__}: {exc}"
-            if problem != self._last_problem:  # said once, not every interval
-                log.error("audit sequencer: %s", problem)
-                self._last_problem = problem
-            return False
+            if self._problems.get(work) != problem:
+                log.error("audit thread: %s", problem)
+                self._problems[work] = problem
+            return None
+        self._problems.pop(work, None)
+        return done
 
 
 def checked_writer(db: Database, key_path: Path | None) -> AuditWriter:

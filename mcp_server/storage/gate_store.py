@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.storage import idempotency
 from mcp_server.storage.database import Database, WouldWait
-from mcp_server.storage.locks import Space, take_turn
+from mcp_server.storage.locks import Space, take_turn, try_turns
 from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import format_timestamp
 from policy.approval_states import check_settlement
@@ -44,21 +44,30 @@ _ON_LOOP: ContextVar[bool] = ContextVar("gate_store_on_loop", default=False)
 
 _APPROVAL = (
     "SELECT ref, binding, tool, arguments_json, principal, policy_version, question, created_at, expires_at, "
-    "status, asked_digest, note, outcome_json, bound_json, channel FROM approvals WHERE "
+    "status, asked_digest, note, outcome_json, bound_json, channel, idempotency_key FROM approvals WHERE "
 )
 _BY_ASKED = Statement(_APPROVAL + "asked_digest = :v")
 _BY_PENDING_BINDING = Statement(_APPROVAL + "pending_binding = :v")
 _INSERT_APPROVAL = Statement(
     "INSERT INTO approvals (ref, binding, pending_binding, tool, arguments_json, principal, policy_version, "
-    "question, created_at, expires_at, status, asked_digest, bound_json, channel) VALUES (:ref, :binding, "
-    ":pending_binding, :tool, :arguments, :principal, :policy_version, :question, :created_at, :expires_at, 'pending', "
-    ":asked_digest, :bound, :channel)"
+    "question, created_at, expires_at, status, asked_digest, bound_json, channel, idempotency_key) VALUES (:ref, "
+    ":binding, :pending_binding, :tool, :arguments, :principal, :policy_version, :question, :created_at, :expires_at, "
+    "'pending', :asked_digest, :bound, :channel, :idempotency_key)"
 )
 _INSERT_SHARED_APPROVAL = Statement(_INSERT_APPROVAL.sql + " ON CONFLICT (pending_binding) DO NOTHING")
 _SETTLE_APPROVAL = Statement(
     "UPDATE approvals SET status = :status, pending_binding = NULL, decided_at = :now, "
     "note = :note, outcome_json = :outcome WHERE ref = :ref AND status = 'pending'"
 )
+_OVERDUE = (
+    _APPROVAL + "status = 'pending' AND expires_at <= :deadline AND NOT EXISTS (SELECT 1 FROM desk_decisions d "
+    "WHERE d.approval_ref = approvals.ref AND d.verdict = 'approved' AND d.binding = approvals.binding) "
+    "ORDER BY expires_at, ref LIMIT :limit"
+)
+_OVERDUE_READ = Statement(_OVERDUE)
+_OVERDUE_LOCKED = Statement(_OVERDUE + " FOR UPDATE SKIP LOCKED")
+"""PostgreSQL, in a write transaction: another sweeper's rows, or a settlement's, are passed over, not waited on
+(SQLite's write transaction holds the whole file: no other is in progress)."""
 _MOVED_SINCE = Statement(
     "SELECT COALESCE(SUM(amount_minor), 0) FROM audit_log WHERE principal = :principal AND at >= :since "
     "AND (currency = :currency OR currency IS NULL)"
@@ -170,6 +179,7 @@ class SqlGateTx:
         self._lock_by_ref = lock_by_ref
         self._writer = audit
         self._by_asked = lock_by_asked or _BY_ASKED
+        self._write = lock_by_asked is not None
         self._audit: list[AuditEntry] = []
         self.discarded = False
 
@@ -222,6 +232,7 @@ class SqlGateTx:
             "asked_digest": approval.asked_digest,
             "bound": canonical_json(dict(approval.bound)),
             "channel": approval.channel.value,
+            "idempotency_key": approval.idempotency_key,
         }
         if not shared:
             _INSERT_APPROVAL.send(self.conn, row)
@@ -249,6 +260,16 @@ class SqlGateTx:
         )
         if settled != 1:
             raise RuntimeError(f"approval {approval.ref} was already settled")
+
+    def overdue(self, deadline: float, limit: int) -> list[Approval]:
+        params = {"deadline": deadline, "limit": limit}
+        if not self._write:
+            return [_held(row) for row in _OVERDUE_READ.all(self.conn, params)]
+        locked = _OVERDUE_LOCKED if self.conn.dialect.name == "postgresql" else _OVERDUE_READ
+        found = [_held(row) for row in locked.all(self.conn, params)]
+        keys = {approval.idempotency_key for approval in found if approval.idempotency_key is not None}
+        free = try_turns(self.conn, Space.IDEMPOTENCY_KEY, keys)
+        return [approval for approval in found if approval.idempotency_key is None or approval.idempotency_key in free]
 
     def desk_decision(self, ref: str) -> DeskSignoff | None:
         row = DESK_DECISION.one(self.conn, {"v": ref})
@@ -295,10 +316,12 @@ class SqlGateTx:
 
 
 def _approval(row: tuple[Any, ...] | None) -> Approval | None:
-    if row is None:
-        return None
+    return None if row is None else _held(row)
+
+
+def _held(row: tuple[Any, ...]) -> Approval:
     ref, binding, tool, arguments, principal, version, question, created, expires = row[:9]
-    status, asked, note, outcome, bound, channel = row[9:]
+    status, asked, note, outcome, bound, channel, key = row[9:]
     return Approval(
         ref=ref,
         binding=binding,
@@ -315,4 +338,5 @@ def _approval(row: tuple[Any, ...] | None) -> Approval | None:
         outcome=json.loads(outcome) if outcome else None,
         bound=json.loads(bound) if bound else {},
         channel=Channel(channel) if channel else DEFAULT_CHANNEL,
+        idempotency_key=key,
     )

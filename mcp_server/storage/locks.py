@@ -16,6 +16,7 @@ Lock order (no deadlocks): the setup's turn, the principal's turn, then the key'
 then account rows (in id order). (Audit records take no shared lock: see `audit.sequencer`.)
 """
 
+from collections.abc import Collection
 from enum import IntEnum
 
 from sqlalchemy import Connection
@@ -27,6 +28,10 @@ LEDGER = "current_schema()"
 on which the ledger's tables are elsewhere)."""
 
 _TAKE = Statement(f"SELECT pg_advisory_xact_lock(:space, hashtext({LEDGER} || '/' || :name))")
+_TRY = Statement(
+    f"SELECT name FROM unnest(CAST(:names AS TEXT[])) AS name WHERE pg_try_advisory_xact_lock(:space, "
+    f"hashtext({LEDGER} || '/' || name))"
+)
 
 
 class Space(IntEnum):
@@ -45,3 +50,11 @@ def take_turn(conn: Connection, space: Space, name: str) -> None:
     if conn.dialect.name != "postgresql":
         return
     _TAKE.send(conn, {"space": int(space), "name": name})
+
+
+def try_turns(conn: Connection, space: Space, names: Collection[str]) -> set[str]:
+    """Of `names`, those whose turns were free, each now held until this transaction ends (one round trip); those
+    another transaction holds are not waited for. SQLite: all of them (its write lock is every turn)."""
+    if conn.dialect.name != "postgresql" or not names:
+        return set(names)
+    return {str(row[0]) for row in _TRY.all(conn, {"space": int(space), "names": sorted(names)})}

@@ -207,6 +207,29 @@ class MemoryTx:
         )
         self.undo(lambda: self.store.approvals.__setitem__(approval.ref, stored))
 
+    def overdue(self, deadline: float, limit: int) -> list[Approval]:
+        signed_yes = {ref for ref, signoff in self.store.desk.items() if signoff.approved}
+        due = sorted(
+            (
+                a
+                for a in self.store.approvals.values()
+                if a.status == ApprovalState.PENDING and a.expires_at <= deadline
+            ),
+            key=lambda a: (a.expires_at, a.ref),
+        )
+        found: list[Approval] = []
+        for approval in (a for a in due if a.ref not in signed_yes):
+            if len(found) == limit:
+                break
+            # As SKIP LOCKED and a try of the key's turn: what another transaction holds is left out.
+            key = approval.idempotency_key
+            if not self.write or (
+                self._hold(f"approval:{approval.ref}", wait=False)
+                and (key is None or self._hold(f"key:{key}", wait=False))
+            ):
+                found.append(approval)
+        return found
+
     def desk_decision(self, ref: str) -> DeskSignoff | None:
         return self.store.desk.get(ref)
 
@@ -254,13 +277,16 @@ class MemoryTx:
             None,
         )
 
-    def _hold(self, name: str) -> None:
+    def _hold(self, name: str, *, wait: bool = True) -> bool:
+        """Hold `name` until the transaction ends; `wait=False`: False at once if another transaction holds it."""
         if name in self._held_names:
-            return
+            return True
         lock = self.store.lock(name)
-        lock.acquire()
+        if not lock.acquire(blocking=wait):
+            return False
         self._held.append(lock)
         self._held_names.add(name)
+        return True
 
     def _writing(self) -> None:
         if not self.write:

@@ -331,7 +331,13 @@ async def test_static_tokens_carry_no_roles() -> None:
     secret = "s" * 24
     token = await ConfigTokenVerifier({"ops": secret}, [OPERATOR_SCOPE]).verify_token(secret)
     assert token is not None
-    state = AppState(gate=cast(Any, None), ledger=cast(Any, None), default_principal="local", sequencer=cast(Any, None))
+    state = AppState(
+        gate=cast(Any, None),
+        ledger=cast(Any, None),
+        default_principal="local",
+        sequencer=cast(Any, None),
+        expiry=cast(Any, None),
+    )
     reset = auth_context_var.set(AuthenticatedUser(token))
     try:
         assert state.caller(cast(Any, None)) == ("ops", ())

@@ -1,0 +1,52 @@
+"""Ending the questions nobody came back for, so every approval reaches a final state in the ledger and the audit.
+
+A call without an idempotency key (or a key never retried), a 2026-07-28 client that never sends its second
+round, a desk link never continued: the gate settles such an approval only when its caller returns, so without
+this its row stayed `pending` for good and its `requested` record had no end. Every server process sweeps on its
+audit thread (`audit.sequencer.Background`): at start, then every `EXPIRY_INTERVAL`, in batches of at most
+`EXPIRY_BATCH`, each approval settled by `Gate.expire_overdue` exactly as its caller returning would settle it.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+from policy.gate import Gate
+
+EXPIRY_GRACE = 60.0
+"""Seconds past its deadline an approval is left to its caller before the server ends it. The gate already
+refuses an answer arriving after the deadline, so this waits for no answer: it keeps the sweep clear of what was
+in time, a desk decision whose transaction is still committing and the clocks of replicas running behind (the
+sealed state of a 2026-07-28 round lives as long, `app.STATE_TTL_GRACE`)."""
+EXPIRY_INTERVAL = 15.0
+"""Seconds between sweeps: an abandoned approval ends within `EXPIRY_GRACE` + this of its deadline. A sweep with
+nothing due is one indexed read (migration 0016), so every replica sweeping this often costs next to nothing."""
+EXPIRY_BATCH = 200
+"""Approvals ended per transaction at most: a backlog is worked off in short transactions."""
+
+
+@dataclass
+class ExpirySweep:
+    """The sweep of one server process, run by its audit thread (`due`) or called (`sweep`)."""
+
+    gate: Gate
+    grace: float = EXPIRY_GRACE
+    interval: float = EXPIRY_INTERVAL
+    batch: int = EXPIRY_BATCH
+    _next: float = field(default=0.0, init=False)
+
+    def due(self) -> None:
+        """Sweep if `interval` has passed since the last sweep began (the first call always sweeps)."""
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self.interval
+            self.sweep()
+
+    def sweep(self) -> int:
+        """End every approval due now, a batch per transaction; how many ended here (another process's sweep
+        may end some meanwhile: each ends once)."""
+        ended = 0
+        while True:
+            done = self.gate.expire_overdue(self.grace, self.batch)
+            ended += done
+            if done < self.batch:
+                return ended
