@@ -6,7 +6,10 @@ a URL the host speaks Streamable HTTP with a bearer token instead. The host neve
 server: everything crosses the MCP wire.
 
 `McpLink.call` never raises for a failed call: the model must get an answer for every function
-call, so a crashed server or a timeout becomes a `tool_unavailable` result.
+call, so a crashed server or a timeout becomes a `tool_unavailable` result. A session whose connection
+is gone (the server died, restarted or dropped it) is opened again for the next call, relaunching a
+stdio server; a keyed call the connection dropped under is sent once more on the new session with the
+same idempotency key, so the server runs it at most once and otherwise answers with what it did.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any, cast
+from typing import IO, Any, TextIO, cast
 
 import anyio
 import anyio.abc
@@ -27,7 +30,8 @@ import mcp_types
 from mcp import Client, StdioServerParameters
 from mcp.client.session import ElicitationFnT, MessageHandlerFnT
 from mcp.client.stdio import stdio_client
-from mcp.client.streamable_http import streamable_http_client
+from mcp.client.streamable_http import MCP_SESSION_ID, streamable_http_client
+from mcp.shared.exceptions import MCPError
 from mcp_types import RequestParamsMeta
 
 from agent_host.errors import ConfigurationError, McpUnavailable, sole_error
@@ -86,15 +90,53 @@ class ToolResult:
 
 
 @dataclass
-class McpLink:
-    """A connected MCP session and the tools it lists."""
+class HttpNotes:
+    """What the host's HTTP client saw: the latest status only (to explain a refused connection; the link lives as
+    long as the host), and how many requests were refused for a session the server no longer holds (HTTP 404 to a
+    request naming one: the server restarted or dropped it, and the request did not run)."""
+
+    status: int | None = None
+    sessions_refused: int = 0
+
+
+@dataclass
+class _Session:
+    """One MCP session, held open by its own task until `stop`."""
 
     client: Client
+    refused_before: int = 0
+    """`HttpNotes.sessions_refused` when it opened: any more refusals are of this session."""
+    stop: anyio.Event = field(default_factory=anyio.Event)
+    gone: str | None = None
+    """Why nothing more can go through this session (its connection closed), once that is known."""
+
+
+@dataclass
+class McpLink:
+    """A connected MCP session and the tools it lists; a session found gone is opened again when next needed."""
+
     tools: list[mcp_types.Tool]
     target: McpTarget
     stderr: IO[str] | None = field(default=None, repr=False)
-    lost: str | None = None
-    """Why the session ended early, once it has."""
+    _session: _Session | None = field(default=None, repr=False)
+    _open: Callable[[], Awaitable[_Session]] | None = field(default=None, repr=False)
+    """Opens a new session (launching a stdio server anew) and lists its tools, or raises."""
+    _notes: HttpNotes = field(default_factory=HttpNotes, repr=False)
+
+    @classmethod
+    def over(cls, client: Client, tools: list[mcp_types.Tool], target: McpTarget) -> McpLink:
+        """A link over a session its caller holds open: one found gone is not opened again."""
+        return cls(tools, target, _session=_Session(client))
+
+    @property
+    def client(self) -> Client:
+        assert self._session is not None, "the link is not connected"
+        return self._session.client
+
+    @property
+    def lost(self) -> str | None:
+        """Why the current session ended, once it has (the next call opens another)."""
+        return None if self._session is None else self._session.gone
 
     @property
     def protocol_version(self) -> str:
@@ -102,16 +144,57 @@ class McpLink:
 
     async def call(self, name: str, arguments: dict[str, Any], *, idempotency_key: str | None = None) -> ToolResult:
         """Run one tool; a key makes a retried call (same Foundry `call_id`) take effect once."""
-        if self.lost is not None:
-            return self._unavailable(name, f"the MCP session ended ({self.lost})")
+        if self.lost is not None and (failure := await self._reopen()) is not None:
+            return self._not_sent(name, failure)
+        try:
+            return await self._send(name, arguments, idempotency_key)
+        except _Refused:
+            reason, unsent = "the server no longer holds the session", True
+        except Exception as error:  # anything that kept the call from completing; cancellation still propagates
+            reason, unsent = _reason(error), False
+        if self.lost is None or not (unsent or idempotency_key):
+            return self._unavailable(name, reason)
+        # The session is gone: a refused call did not run; one the connection dropped under may have, but under
+        # the same key the server runs it at most once and otherwise answers with its stored outcome. Ask again.
+        if (failure := await self._reopen()) is not None:
+            return self._unavailable(name, f"{reason}; reconnecting failed: {failure}")
+        try:
+            return await self._send(name, arguments, idempotency_key)
+        except Exception as error:
+            return self._unavailable(name, f"{reason}; sent again after reconnecting: {_reason(error)}")
+
+    async def _send(self, name: str, arguments: dict[str, Any], idempotency_key: str | None) -> ToolResult:
+        session = self._session
+        assert session is not None, "the link is not connected"
         meta = cast(RequestParamsMeta, {IDEMPOTENCY_KEY_META: idempotency_key}) if idempotency_key else None
         try:
-            result = await self.client.call_tool(
+            result = await session.client.call_tool(
                 name, arguments, read_timeout_seconds=self.target.call_timeout, meta=meta
             )
-        except Exception as error:  # anything that kept the call from completing; cancellation still propagates
-            return self._unavailable(name, self.lost or _reason(error))
+        except MCPError as error:
+            if self._notes.sessions_refused > session.refused_before:
+                session.gone = session.gone or "the server no longer holds the session"
+                raise _Refused from error
+            if error.code == mcp_types.CONNECTION_CLOSED:
+                session.gone = session.gone or error.message
+            raise
         return ToolResult(_output(result), result.is_error)
+
+    async def _reopen(self) -> str | None:
+        """Open a new session in place of the one gone; why that failed, else `None`."""
+        assert self._session is not None, "the link is not connected"
+        if self._open is None:
+            return "this link cannot open another session"
+        self._session.stop.set()
+        try:
+            self._session = await self._open()
+        except Exception as error:
+            return _reason(error)
+        return None
+
+    def _not_sent(self, name: str, reason: str) -> ToolResult:
+        diagnostic = f"MCP call {name} not sent: {reason}. {self.stderr_tail()}".strip()
+        return ToolResult(not_sent_output(self.target, reason), True, diagnostic)
 
     def _unavailable(self, name: str, reason: str) -> ToolResult:
         diagnostic = f"MCP call {name} failed: {reason}. {self.stderr_tail()}".strip()
@@ -126,11 +209,24 @@ class McpLink:
         return "Server log: " + " | ".join(lines[-_STDERR_TAIL_LINES:]) if lines else ""
 
 
+class _Refused(Exception):
+    """The server refused a call for naming a session it no longer holds: the call did not run."""
+
+
 def failed_output(code: str, message: str, detail: str | None = None) -> dict[str, Any]:
     """A function-call output the host writes itself for a call that did not succeed, in the shape
     of the server's failed results (`status`, `message`, `error.code`, `error.message`), so the model
     reads the host's refusals as it reads the server's."""
     return {"status": "failed", "message": message, "error": {"code": code, "message": detail or message}}
+
+
+def not_sent_output(target: McpTarget, reason: str) -> dict[str, Any]:
+    """The function-call output for a call never sent: the MCP server could not be reached again, so it did not run."""
+    return failed_output(
+        "tool_unavailable",
+        "Not executed: the tool's server cannot be reached, so nothing was sent; try again later.",
+        f"The connection to the MCP server ({target.describe()}) is gone and reconnecting failed: {reason}",
+    )
 
 
 def unavailable_output(reason: str) -> dict[str, Any]:
@@ -154,33 +250,43 @@ async def connect(
     """
     async with AsyncExitStack() as stack:
         stderr: IO[str] | None = None
-        statuses: list[int] = []
+        notes = HttpNotes()
+        http: httpx2.AsyncClient | None = None
         if target.url is None:
             stderr = stack.enter_context(tempfile.TemporaryFile("a+", encoding="utf-8"))  # noqa: SIM115 (on the stack)
-            transport: Any = stdio_client(_launch_parameters(target), errlog=stderr)
         else:
-            transport = streamable_http_client(target.url, http_client=_http_client(target, statuses))
-        client = Client(
-            transport,
-            mode=target.protocol,
-            elicitation_callback=elicitation,
-            message_handler=messages,
-            input_required_max_rounds=max(10, math.ceil(target.call_timeout / DESK_POLL_SECONDS) + 10),
-        )
-        link = McpLink(client, [], target, stderr)
+            http = await stack.enter_async_context(_http_client(target, notes))
         tasks = await stack.enter_async_context(anyio.create_task_group())
-        stop = anyio.Event()
-        stack.callback(stop.set)
+        sessions: list[_Session] = []
+        stack.callback(lambda: sessions[-1].stop.set() if sessions else None)
+
+        async def open_session() -> _Session:
+            # A transport is good for one session: each session gets its own (a stdio server launched anew).
+            if http is not None:
+                transport: Any = streamable_http_client(cast(str, target.url), http_client=http)
+            else:
+                transport = stdio_client(_launch_parameters(target), errlog=cast(TextIO, stderr))
+            client = Client(
+                transport,
+                mode=target.protocol,
+                elicitation_callback=elicitation,
+                message_handler=messages,
+                input_required_max_rounds=max(10, math.ceil(target.call_timeout / DESK_POLL_SECONDS) + 10),
+            )
+            session = _Session(client, notes.sessions_refused)
+            sessions[:] = [session]  # an earlier one was told to stop before this was opened
+            link.tools = await tasks.start(_keep_open, session)
+            return session
+
+        link = McpLink([], target, stderr, _open=open_session, _notes=notes)
         try:
-            link.tools = await tasks.start(_keep_open, link, stop)
+            link._session = await open_session()
         except Exception as error:
-            raise _start_failure(target, error, statuses, link.stderr_tail()) from None
+            raise _start_failure(target, error, notes, link.stderr_tail()) from None
         yield link
 
 
-async def _keep_open(
-    link: McpLink, stop: anyio.Event, *, task_status: anyio.abc.TaskStatus[list[mcp_types.Tool]]
-) -> None:
+async def _keep_open(session: _Session, *, task_status: anyio.abc.TaskStatus[list[mcp_types.Tool]]) -> None:
     """Hold the MCP session open in a task of its own until `stop`.
 
     The SDK's transports run in task groups that cancel their host task when the connection
@@ -189,15 +295,15 @@ async def _keep_open(
     """
     started = False
     try:
-        async with link.client:
-            tools = list((await link.client.list_tools()).tools)
+        async with session.client:
+            tools = list((await session.client.list_tools()).tools)
             started = True
             task_status.started(tools)
-            await stop.wait()
+            await session.stop.wait()
     except Exception as error:
         if not started:
             raise
-        link.lost = _reason(error)
+        session.gone = _reason(error)
 
 
 def _launch_parameters(target: McpTarget) -> StdioServerParameters:
@@ -218,9 +324,8 @@ def _launch_parameters(target: McpTarget) -> StdioServerParameters:
     )
 
 
-def _http_client(target: McpTarget, statuses: list[int]) -> httpx2.AsyncClient:
-    """An HTTP client sending the bearer token; it notes in `statuses` the latest response's status (only that one:
-    the link lives as long as the host) to explain a refused connection."""
+def _http_client(target: McpTarget, notes: HttpNotes) -> httpx2.AsyncClient:
+    """An HTTP client sending the bearer token; what it sees goes in `notes`."""
     assert target.url is not None
     if target.token and target.url.startswith("http://") and not is_loopback_url(target.url):
         raise ConfigurationError(
@@ -228,7 +333,9 @@ def _http_client(target: McpTarget, statuses: list[int]) -> httpx2.AsyncClient:
         )
 
     async def note_status(response: httpx2.Response) -> None:
-        statuses[:] = [response.status_code]
+        notes.status = response.status_code
+        if response.status_code == 404 and MCP_SESSION_ID in response.request.headers:
+            notes.sessions_refused += 1
 
     headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
     return httpx2.AsyncClient(
@@ -238,15 +345,15 @@ def _http_client(target: McpTarget, statuses: list[int]) -> httpx2.AsyncClient:
     )
 
 
-def _start_failure(target: McpTarget, error: Exception, statuses: list[int], stderr_tail: str) -> McpUnavailable:
+def _start_failure(target: McpTarget, error: Exception, notes: HttpNotes, stderr_tail: str) -> McpUnavailable:
     if target.url is None:
         return McpUnavailable(
             f"The MCP server did not start ({_reason(error)}).",
             stderr_tail or "Run `bankgate-mcp serve` on its own to see why, and check BANKGATE_DB_URL / --db.",
         )
-    if statuses and statuses[-1] in (401, 403):
+    if notes.status in (401, 403):
         return McpUnavailable(
-            f"The MCP server at {target.url} refused the host's token (HTTP {statuses[-1]}).",
+            f"The MCP server at {target.url} refused the host's token (HTTP {notes.status}).",
             "Pass a token the server accepts with --mcp-token or BANKGATE_MCP_TOKEN.",
         )
     return McpUnavailable(

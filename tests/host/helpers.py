@@ -150,10 +150,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def http_mcp_server(tmp_path: Path, token: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``bankgate-mcp serve --transport http`` on a free loopback port, with one bearer token: alice's,
-    who owns ACC-001 on the demo ledger (as in the README's HTTP example)."""
-    port = free_port()
+def http_mcp_server(
+    tmp_path: Path, token: str, port: int | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``bankgate-mcp serve --transport http`` on a loopback port (a free one unless given: the same port
+    and ``tmp_path`` is the same server restarted), with one bearer token: alice's, who owns ACC-001 on the
+    demo ledger (as in the README's HTTP example)."""
+    port = port or free_port()
     env = {**os.environ, "BANKGATE_TOKENS": f"alice={token}"}
     command = [sys.executable, "-m", "mcp_server", "serve", "--transport", "http", "--port", str(port)]
     command += ["--db", f"sqlite:///{tmp_path / 'http-ledger.db'}", *DEMO_LEDGER]

@@ -160,7 +160,7 @@ class PendingOnly:
 
 async def _toolbox_call(stand_in: PendingOnly, desk: ApprovalDesk) -> ToolResult:
     async with Client(stand_in.server, elicitation_callback=desk) as client:  # type: ignore[arg-type]
-        link = McpLink(client, list((await client.list_tools()).tools), McpTarget())
+        link = McpLink.over(client, list((await client.list_tools()).tools), McpTarget())
         toolbox = Toolbox(link, desk=desk)
         return await toolbox.run(FunctionCall("call-1", "transfer_funds", '{"amount": "100.00"}'))
 

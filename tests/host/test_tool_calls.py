@@ -12,7 +12,7 @@ from agent_host.approvers import Answer, Question
 from agent_host.emulator import Emulator, FaultConfig
 from agent_host.errors import McpUnavailable, RateLimited
 from agent_host.foundry.response_reader import reply_from_response
-from agent_host.mcp_link import McpTarget, _http_client
+from agent_host.mcp_link import HttpNotes, McpTarget, _http_client
 
 from .helpers import balance, host_for, http_mcp_server, ledger_target, scripted, settings_for
 
@@ -151,14 +151,14 @@ async def test_a_wrong_mcp_token_is_reported(emulator: Emulator, tmp_path: Path,
 async def test_the_link_keeps_one_status_however_many_responses(tmp_path: Path) -> None:
     """The status noted to explain a refused connection is the latest only: a host serving for months makes
     millions of MCP requests over one link."""
-    statuses: list[int] = []
+    notes = HttpNotes()
     with http_mcp_server(tmp_path, TOKEN) as (url, _):
-        async with _http_client(McpTarget(url=url, token=TOKEN), statuses) as http:
+        async with _http_client(McpTarget(url=url, token=TOKEN), notes) as http:
             for _ in range(2000):
                 await http.get(url.removesuffix("/mcp") + "/healthz")
-            assert statuses == [200]
+            assert notes.status == 200
             await http.post(url, json={})
-    assert len(statuses) == 1 and statuses[0] >= 400
+    assert notes.status is not None and notes.status >= 400
 
 
 @pytest.mark.anyio
