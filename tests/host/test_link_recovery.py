@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_host.approvers import Answer, Question
 from agent_host.emulator import Emulator
 from agent_host.settings import McpProtocol
 
@@ -76,3 +77,35 @@ def _children() -> list[int]:
             if int(fields[1]) == os.getpid() and fields[0] != "Z":
                 found.append(int(entry))
     return found
+
+
+class KillingApprover:
+    """Kills the stdio server while its first question is open, then approves every question."""
+
+    name = "killing"
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def answer(self, question: Question) -> Answer:
+        self.asked += 1
+        if self.asked == 1:
+            [child] = _children()
+            os.kill(child, signal.SIGKILL)
+        return Answer("accept", True, question.confirmation_value)
+
+
+@pytest.mark.anyio
+@PROTOCOLS
+async def test_a_call_whose_server_died_under_its_question_is_asked_again_and_runs_once(
+    emulator: Emulator, tmp_path: Path, agent_name: str, protocol: McpProtocol
+) -> None:
+    """The connection drops with the call in flight: whether it ran is not known to the host, so it sends the call
+    again on a new server under the same idempotency key, which the server runs at most once."""
+    approver = KillingApprover()
+    async with host_for(emulator, tmp_path, approver, agent_name, mcp_protocol=protocol) as host:
+        turn = await host.conversation().send("Transfer $30 from ACC-001 to ACC-002.")
+        assert await balance(host, "ACC-001") == Decimal("4970.00"), "exactly once"
+    [(_, result)] = turn.results
+    assert result.output["status"] == "executed", result.output
+    assert approver.asked == 2, "the new server asked again: the first answer never reached a server"
