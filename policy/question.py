@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from policy.action import Call, Inspection
 from policy.decision import Decision
 
+_WHY = "Why: "
 _CONFIRM = "To approve, also type {} in the confirmation field."
 _CONFIRM_PATTERN = re.compile(r"^To approve, also type (.+) in the confirmation field\.$", re.MULTILINE)
 """The bank's own line, whole: quoted text (a memo, an owner's name) sits inside a line the bank begins,
@@ -20,11 +21,18 @@ and has no line breaks, so it can never pass for it. The value is the rest of th
 def render_question(call: Call, inspection: Inspection, decision: Decision, ref: str, deadline: float) -> str:
     """The question for approval `ref`, answerable until `deadline` (epoch seconds): the person answering
     must see it, on any client (a form carries no deadline of its own)."""
-    lines = [f"Approval required: {call.tool}", *inspection.effect, f"Why: {decision.reason}"]
+    lines = [f"Approval required: {call.tool}", *inspection.effect, f"{_WHY}{decision.reason}"]
     if decision.confirm is not None:
         lines.append(_CONFIRM.format(call.arguments[decision.confirm]))
     lines += [f"Answer by: {deadline_text(deadline)}", requested_by(call.principal), f"Reference: {ref}"]
     return "\n".join(lines)
+
+
+def stated_effect(question: str) -> list[str]:
+    """The lines of a stored question that state what the call does (`Inspection.effect`: amount, accounts and
+    owners, memo, balances), between its first line and its `Why:`."""
+    lines = question.splitlines()[1:]
+    return next((lines[:i] for i, line in enumerate(lines) if line.startswith(_WHY)), lines)
 
 
 def deadline_text(epoch: float) -> str:

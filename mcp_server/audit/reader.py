@@ -384,13 +384,12 @@ class AuditLine:
         """The record for a terminal: every recorded text escaped (`free_text.shown`), so a note or reason an answer
         wrote (the client chooses both: an approver's note, the names of unexpected fields) cannot move the cursor,
         erase lines or start a line that passes for another record."""
-        args = ", ".join(f"{shown(k)}={shown(_quoted(v))}" for k, v in self.arguments.items() if v is not None)
         parts = [
             f"#{self.seq}" if self.seq is not None else "#(unchained)",
             shown(self.at[:19].replace("T", " ")) + " UTC",  # the zone stated: read alone, a time passes for local
             f"{shown(self.event):<9}",
             shown(self.principal),
-            f"{shown(self.tool)}({args})",
+            shown_call(self.tool, self.arguments),
         ]
         if self.approval_ref:
             parts.append(shown(self.approval_ref))
@@ -400,6 +399,13 @@ class AuditLine:
         if self.note:
             line += f"\n      note: {shown(self.note)}"
         return line
+
+
+def shown_call(tool: str, arguments: Mapping[str, Any]) -> str:
+    """`tool(name="value", ...)` for a terminal, each name and value escaped (`free_text.shown`), absent ones
+    left out."""
+    args = ", ".join(f"{shown(k)}={shown(_quoted(v))}" for k, v in arguments.items() if v is not None)
+    return f"{shown(tool)}({args})"
 
 
 def _quoted(value: object) -> str:

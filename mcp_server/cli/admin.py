@@ -1,6 +1,7 @@
 """The non-serving commands of `bankgate-mcp`: policy, audit and ledger administration."""
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,10 +10,11 @@ from mcp_server.audit import reader
 from mcp_server.audit.keys import key_file, load_keyring, load_public_keyring, load_signer, public_key_text
 from mcp_server.audit.sequencer import Sequencer, checked_writer
 from mcp_server.audit.writer import AuditWriter
+from mcp_server.cli.approvals import STATUSES, approvals
 from mcp_server.cli.explain import explain
 from mcp_server.desk.reverify import reverify_decisions
 from mcp_server.ledger.books import Ledger
-from mcp_server.ledger.entitlements import EntitlementAdmin, grants
+from mcp_server.ledger.entitlements import EntitlementAdmin, grants, parse_principal
 from mcp_server.ledger.free_text import shown
 from mcp_server.ledger.money import format_amount
 from mcp_server.settings import Settings
@@ -196,14 +198,19 @@ def _read_checkpoint(file: Path) -> SignedHead:
         raise ValueError(f"checkpoint {file}: {exc}") from None
 
 
-MAX_TAIL = 1_000_000
-"""The most records `audit tail -n` lists (a SQL LIMIT past 64 bits is an overflow, a negative one no limit)."""
+MAX_LISTED = 1_000_000
+"""The most rows `audit tail -n` or `admin approvals --limit` lists (a SQL LIMIT past 64 bits is an overflow, a
+negative one no limit)."""
+
+
+def _bounded(limit: int, option: str) -> int:
+    if not 0 <= limit <= MAX_LISTED:
+        raise ValueError(f"{option} must be a whole number from 0 to {MAX_LISTED:,}")
+    return limit
 
 
 def audit_tail(settings: Settings, limit: int) -> int:
-    if not 0 <= limit <= MAX_TAIL:
-        raise ValueError(f"-n must be a whole number from 0 to {MAX_TAIL:,}")
-    for line in reader.tail(_existing(settings), limit):
+    for line in reader.tail(_existing(settings), _bounded(limit, "-n")):
         print(line.render())
     return 0
 
@@ -292,4 +299,24 @@ def admin_grants(settings: Settings, principal: str | None, account_id: str | No
         print(grant.render())
     if not found:
         print("no entitlements")
+    return 0
+
+
+def admin_approvals(
+    settings: Settings, status: str, principal: str | None, tool: str | None, limit: int, as_json: bool
+) -> int:
+    """Read-only, like `audit verify --public-keys`: it writes nothing and migrates nothing (a ledger behind this
+    release is refused), so it may watch a ledger servers are serving, with a role that may only read."""
+    if status not in STATUSES:
+        raise ValueError(f"--status must be one of {', '.join(STATUSES)}")
+    if tool is not None and tool not in TOOL_ARGUMENTS:
+        raise ValueError(f"--tool must be one of {', '.join(sorted(TOOL_ARGUMENTS))}")
+    who = None if principal is None else parse_principal(principal, "--principal")
+    db = Database.open(settings.db_url, create=False, migrate=False)
+    found = approvals(db, status=status, principal=who, tool=tool, limit=_bounded(limit, "--limit"))
+    now = time.time()
+    for approval in found:
+        print(json.dumps(approval.as_json(now), sort_keys=True) if as_json else approval.render(now))
+    if not found and not as_json:
+        print("no approvals")
     return 0

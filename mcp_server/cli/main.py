@@ -199,10 +199,34 @@ def _parser() -> argparse.ArgumentParser:
     history.set_defaults(run=lambda s, a: admin_commands.admin_history(s, a.account_id))
     invariants = admin.add_parser("invariants", help="check the ledger's invariants")
     invariants.set_defaults(run=lambda s, a: admin_commands.admin_invariants(s))
-    for command in (init, accounts, create, deposit, history, invariants, *_entitlement_commands(admin)):
+    approvals = _approvals_command(admin)
+    for command in (init, accounts, create, deposit, history, invariants, approvals, *_entitlement_commands(admin)):
         _database_option(command)
     desk_cli.register(sub, _database_option)
     return parser
+
+
+def _approvals_command(admin: Any) -> argparse.ArgumentParser:
+    """`admin approvals`: the questions put to humans, newest first (read-only)."""
+    listing: argparse.ArgumentParser = admin.add_parser(
+        "approvals",
+        help="list approvals, newest first: waiting, for whom, until when, and how each ended (read-only)",
+    )
+    listing.add_argument(
+        "--status",
+        default="all",
+        help="only those in this state: pending, approved (said yes at the desk, its caller not back yet: still "
+        "pending), executed, rejected, cancelled, expired, denied, failed, or all (default)",
+    )
+    # Not `principal`: that is the setting of the stdio caller, whose check would misname a bad filter.
+    listing.add_argument("--principal", dest="of_principal", help="only this principal's")
+    listing.add_argument("--tool", help="only this tool's, e.g. transfer_funds")
+    listing.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    listing.add_argument("--json", dest="as_json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(
+        run=lambda s, a: admin_commands.admin_approvals(s, a.status, a.of_principal, a.tool, a.limit, a.as_json)
+    )
+    return listing
 
 
 def _entitlement_commands(admin: Any) -> list[argparse.ArgumentParser]:

@@ -35,6 +35,7 @@ from mcp_server.desk.tokens import new_token
 from mcp_server.desk.turns import Turns
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.storage.database import CommitUnknown, Database
+from mcp_server.timestamps import span_text
 from policy.channel import Channel
 from policy.question import requested_confirmation
 from policy.store import Approval
@@ -47,15 +48,6 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 def _when(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _span(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def summary(approval: Approval, own: frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -72,8 +64,8 @@ def summary(approval: Approval, own: frozenset[str] = frozenset()) -> dict[str, 
             for name, value in approval.arguments.items()
             if value and ("account" in name or name == "sweep_to")
         ],
-        "age": _span(now - approval.created_at),
-        "left": _span(approval.expires_at - now),
+        "age": span_text(now - approval.created_at),
+        "left": span_text(approval.expires_at - now),
         "created": _when(approval.created_at),
         "deadline": _when(approval.expires_at),
         "open": approval.status == "pending" and approval.expires_at > now,
