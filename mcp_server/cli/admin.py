@@ -114,6 +114,13 @@ def _existing(settings: Settings) -> Database:
     return Database.open(settings.db_url, create=False)
 
 
+def read_only(settings: Settings) -> Database:
+    """The ledger `settings` name, to read: nothing migrated (a ledger behind this release is refused) and no key
+    needed, so an operator's newer release may watch a ledger its servers still serve, with a role that may only
+    read, and without the signing key the servers keep."""
+    return Database.open(settings.db_url, create=False, migrate=False)
+
+
 def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public_keys: Path | None = None) -> int:
     """With the private key file, records waiting for the sequencer are chained first; with only public keys
     nothing is written, and they are reported as pending."""
@@ -210,7 +217,7 @@ def _bounded(limit: int, option: str) -> int:
 
 
 def audit_tail(settings: Settings, limit: int) -> int:
-    for line in reader.tail(_existing(settings), _bounded(limit, "-n")):
+    for line in reader.tail(read_only(settings), _bounded(limit, "-n")):
         print(line.render())
     return 0
 
@@ -221,7 +228,7 @@ def _ledger(settings: Settings) -> Ledger:
 
 
 def admin_accounts(settings: Settings) -> int:
-    for account in _ledger(settings).accounts():
+    for account in Ledger(read_only(settings)).accounts():
         balance = format_amount(account.balance_minor, account.currency)
         print(f"{shown(account.id):<10} {account.status:<6} {balance:>16}  {shown(account.owner)}")
     return 0
@@ -241,7 +248,7 @@ def admin_deposit(settings: Settings, account_id: str, amount: str) -> int:
 
 
 def admin_history(settings: Settings, account_id: str) -> int:
-    for line in _ledger(settings).history(account_id):
+    for line in Ledger(read_only(settings)).history(account_id):
         amount = format_amount(line.amount_minor, line.currency)
         print(
             f"{line.created_at:%Y-%m-%d %H:%M:%S}  {line.kind:<11} {amount:>14}  {shown(line.counterparty)}  "
@@ -251,7 +258,7 @@ def admin_history(settings: Settings, account_id: str) -> int:
 
 
 def admin_invariants(settings: Settings) -> int:
-    problems = _ledger(settings).check_invariants()
+    problems = Ledger(read_only(settings)).check_invariants()
     for problem in problems:
         print(shown(problem))  # it names what the database holds, which may have been edited
     print("ledger invariants hold" if not problems else f"{len(problems)} invariant violations")
@@ -294,7 +301,7 @@ def admin_role_revoke(settings: Settings, principal: str, role: str, by: str | N
 
 
 def admin_grants(settings: Settings, principal: str | None, account_id: str | None) -> int:
-    found = grants(_existing(settings), principal, account_id)
+    found = grants(read_only(settings), principal, account_id)
     for grant in found:
         print(grant.render())
     if not found:
@@ -312,7 +319,7 @@ def admin_approvals(
     if tool is not None and tool not in TOOL_ARGUMENTS:
         raise ValueError(f"--tool must be one of {', '.join(sorted(TOOL_ARGUMENTS))}")
     who = None if principal is None else parse_principal(principal, "--principal")
-    db = Database.open(settings.db_url, create=False, migrate=False)
+    db = read_only(settings)
     found = approvals(db, status=status, principal=who, tool=tool, limit=_bounded(limit, "--limit"))
     now = time.time()
     for approval in found:

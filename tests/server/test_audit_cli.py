@@ -472,6 +472,41 @@ async def test_an_auditors_verify_never_migrates_the_ledger(
     assert latest == migrations.available()[-2].version
 
 
+LISTINGS = [
+    ("audit", "tail"),
+    ("admin", "accounts"),
+    ("admin", "history", "ACC-001"),
+    ("admin", "invariants"),
+    ("admin", "grants"),
+    ("approvers", "list"),
+]
+"""Commands that only read the ledger."""
+
+
+@pytest.mark.parametrize("command", LISTINGS, ids=[" ".join(c) for c in LISTINGS])
+async def test_a_listing_never_migrates_the_ledger(
+    audited: Harness, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    """An operator's newer bankgate reading a ledger its servers still serve on the older release says the ledger
+    is behind, and changes nothing: migrated, the ledger would be refused by the servers at their next start."""
+    newer = [*migrations.available(), migrations.Migration(9998, "newer_release", "CREATE TABLE newer_release (x INT)")]
+    monkeypatch.setattr(migrations, "available", lambda: newer)
+    assert main([*command, "--db", audited.db_url]) == 2
+    assert "migration 9998_newer_release is not applied" in capsys.readouterr().err
+    latest = audited.db.read(lambda conn: conn.execute(text("SELECT MAX(version) FROM schema_migrations")).scalar())
+    assert latest == migrations.available()[-2].version
+
+
+@pytest.mark.parametrize("command", LISTINGS, ids=[" ".join(c) for c in LISTINGS])
+async def test_a_listing_needs_no_audit_key(
+    audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """Reading signs nothing: an operator or auditor without the signing key (kept on the servers) may list."""
+    missing = tmp_path / "no-such.key"
+    assert main([*command, "--db", audited.db_url, "--audit-key-file", str(missing)]) == 0, capsys.readouterr().err
+    assert not missing.exists()
+
+
 async def test_an_auditor_with_read_only_access_verifies(
     audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
