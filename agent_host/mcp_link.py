@@ -172,7 +172,10 @@ class McpLink:
                 name, arguments, read_timeout_seconds=self.target.call_timeout, meta=meta
             )
         except MCPError as error:
-            if self._notes.sessions_refused > session.refused_before:
+            # Only a refusal is one (the SDK's error for a 404, which the request is answered with): a timeout or
+            # a dropped connection after a 404 to another request (the session before this one closing, its event
+            # stream) is not, and the call it ended may have run.
+            if error.code == mcp_types.INVALID_REQUEST and self._notes.sessions_refused > session.refused_before:
                 session.gone = session.gone or "the server no longer holds the session"
                 raise _Refused from error
             if error.code == mcp_types.CONNECTION_CLOSED:

@@ -7,10 +7,13 @@ audit thread (`audit.sequencer.Background`): at start, then every `EXPIRY_INTERV
 `EXPIRY_BATCH`, each approval settled by `Gate.expire_overdue` exactly as its caller returning would settle it.
 """
 
+import logging
 import time
 from dataclasses import dataclass, field
 
 from policy.gate import Gate
+
+log = logging.getLogger(__name__)
 
 EXPIRY_GRACE = 60.0
 """Seconds past its deadline an approval is left to its caller before the server ends it. The gate already
@@ -32,6 +35,9 @@ class ExpirySweep:
     grace: float = EXPIRY_GRACE
     interval: float = EXPIRY_INTERVAL
     batch: int = EXPIRY_BATCH
+    unreadable: dict[str, str] = field(default_factory=dict, init=False)
+    """Approvals found edited unreadable in the database, each with why: logged once, then passed over (a row
+    the gate cannot settle must not hold up the others, batch after batch)."""
     _next: float = field(default=0.0, init=False)
 
     def due(self) -> None:
@@ -46,7 +52,15 @@ class ExpirySweep:
         may end some meanwhile: each ends once)."""
         ended = 0
         while True:
-            done = self.gate.expire_overdue(self.grace, self.batch)
-            ended += done
-            if done < self.batch:
+            done = self.gate.expire_overdue(self.grace, self.batch, self.unreadable.keys())
+            for ref, why in done.unreadable.items():
+                log.error(
+                    "approval %s is past its deadline but its row cannot be read or settled (%s; edited in the "
+                    "database?): it is left pending",
+                    ref,
+                    why,
+                )
+            self.unreadable.update(done.unreadable)
+            ended += done.ended
+            if done.looked < self.batch:
                 return ended

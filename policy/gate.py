@@ -25,7 +25,7 @@ Invariants held here (each settled inside one store transaction with the effect)
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +73,17 @@ class Opening:
     def confirmation(self) -> str | None:
         """What the approver must type back, if anything."""
         return None if self.confirm is None else str(self.call.arguments[self.confirm])
+
+
+@dataclass(frozen=True)
+class ExpiryBatch:
+    """What one transaction of `Gate.expire_overdue` did."""
+
+    ended: int
+    looked: int
+    """Approvals it took up (ended, left to a desk yes, or unreadable): fewer than its limit, none is left."""
+    unreadable: dict[str, str]
+    """The references of rows it could not read or settle, each with why; left pending."""
 
 
 class Gate:
@@ -187,24 +198,37 @@ class Gate:
         action = self.actions[opening.call.tool]
         return self.store.transaction(lambda tx: self._conclude(tx, action, opening, verdict))
 
-    def expire_overdue(self, grace: float, limit: int) -> int:
-        """End the questions whose callers never came back; how many ended (at most `limit`, in one transaction).
+    def expire_overdue(self, grace: float, limit: int, passed: Collection[str] = ()) -> ExpiryBatch:
+        """End the questions whose callers never came back (at most `limit`, in one transaction).
 
         Each approval still pending `grace` seconds past its deadline is settled as its caller coming back now
         would find it settled: `expired` (a desk no signed in time: `rejected`), the outcome stored under its
         idempotency key, its record signed, all in the transaction that settles it. `grace` lets whatever was
         answered in time (a desk decision's POST, a round already on its way) reach its row first. Rows another
         transaction holds, or whose key's turn it holds, are left to it; a signed desk yes is left to its caller,
-        who runs it (`resume`). A first read tells whether any is due, so an idle sweep writes nothing."""
+        who runs it (`resume`). A row edited in the database so that it cannot be read, or names a tool this
+        gate lacks, is left pending and reported (`ExpiryBatch.unreadable`), so it holds up none of the others;
+        `passed`: those reported before, not looked at again. A first read tells whether any is due, so an idle
+        sweep writes nothing."""
         deadline = self.clock() - grace
-        if not self.store.transaction(lambda tx: tx.overdue(deadline, 1), write=False):
-            return 0
-        return self.store.transaction(lambda tx: self._expire(tx, deadline, limit))
+        if not self.store.transaction(lambda tx: tx.overdue(deadline, 1, passed), write=False):
+            return ExpiryBatch(0, 0, {})
+        return self.store.transaction(lambda tx: self._expire(tx, deadline, limit, passed))
 
-    def _expire(self, tx: GateTx[Any], deadline: float, limit: int) -> int:
+    def _expire(self, tx: GateTx[Any], deadline: float, limit: int, passed: Collection[str]) -> ExpiryBatch:
         now = self.clock()
+        due = tx.overdue(deadline, limit, passed)
         ended = 0
-        for approval in tx.overdue(deadline, limit):
+        unreadable: dict[str, str] = {}
+        for ref in due:
+            try:
+                approval = tx.lock_approval(ref)
+            except (ValueError, TypeError) as exc:  # a column edited to text the store cannot decode
+                unreadable[ref] = f"{type(exc).__name__}: {exc}"
+                continue
+            if approval is None or approval.tool not in self.actions:
+                unreadable[ref] = f"no tool {approval.tool!r}" if approval else "gone"
+                continue
             signoff = tx.desk_decision(approval.ref)
             desk = _desk_verdict(signoff, approval)
             if desk is not None and desk.kind is VerdictKind.APPROVE:
@@ -214,7 +238,7 @@ class Gate:
             action = self.actions[call.tool]
             self._settle(tx, action, call, approval, verdict, self._key_state(tx, call), now, answered)
             ended += 1
-        return ended
+        return ExpiryBatch(ended, len(due), unreadable)
 
     def facts(self, tx: GateTx[Any], call: Call, inspection: Inspection, at: float | None = None) -> CallFacts:
         """What the policy judges `call` on, as `decide` would see it (for explaining a decision), at `at`."""

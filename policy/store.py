@@ -5,7 +5,7 @@ Everything one decision writes (approval state, ledger effect, idempotency recor
 entries) happens through one `GateTx`, i.e. in one database transaction.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -146,11 +146,12 @@ class GateTx(Protocol[L_co]):
     def settle_approval(self, approval: Approval) -> None:
         """Store the settled approval; only a pending one may be settled (else raise)."""
 
-    def overdue(self, deadline: float, limit: int) -> list[Approval]:
-        """Up to `limit` pending approvals whose deadline is at or before `deadline`, earliest first, leaving out
-        those a desk approver signed a yes on (their callers' to continue). In a write transaction each is held
-        as `lock_approval` holds one, with its idempotency key's turn (as `recall` takes it): one whose row or
-        key another transaction holds is left out, not waited for."""
+    def overdue(self, deadline: float, limit: int, passed: Collection[str] = ()) -> list[str]:
+        """The references of up to `limit` pending approvals whose deadline is at or before `deadline`, earliest
+        first, leaving out those in `passed` and those a desk approver signed a yes on (their callers' to
+        continue). In a write transaction each is held as `lock_approval` holds one, with its idempotency key's
+        turn (as `recall` takes it): one whose row or key another transaction holds is left out, not waited for.
+        Only references are read: a row edited unreadable is found by `lock_approval`, one at a time."""
 
     def desk_decision(self, ref: str) -> DeskSignoff | None:
         """The approval desk's signed decision on approval `ref`, if an approver has made one."""

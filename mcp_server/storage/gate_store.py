@@ -7,7 +7,7 @@ money and appends the audit records atomically. Statements run on the driver cur
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -60,7 +60,8 @@ _SETTLE_APPROVAL = Statement(
     "note = :note, outcome_json = :outcome WHERE ref = :ref AND status = 'pending'"
 )
 _OVERDUE = (
-    _APPROVAL + "status = 'pending' AND expires_at <= :deadline AND NOT EXISTS (SELECT 1 FROM desk_decisions d "
+    "SELECT ref, idempotency_key FROM approvals WHERE status = 'pending' AND expires_at <= :deadline AND NOT EXISTS "
+    "(SELECT 1 FROM desk_decisions d "
     "WHERE d.approval_ref = approvals.ref AND d.verdict = 'approved' AND d.binding = approvals.binding) "
     "ORDER BY expires_at, ref LIMIT :limit"
 )
@@ -261,15 +262,14 @@ class SqlGateTx:
         if settled != 1:
             raise RuntimeError(f"approval {approval.ref} was already settled")
 
-    def overdue(self, deadline: float, limit: int) -> list[Approval]:
-        params = {"deadline": deadline, "limit": limit}
+    def overdue(self, deadline: float, limit: int, passed: Collection[str] = ()) -> list[str]:
+        params = {"deadline": deadline, "limit": limit + len(passed)}  # those passed are left out here
+        locked = _OVERDUE_LOCKED if self._write and self.conn.dialect.name == "postgresql" else _OVERDUE_READ
+        found = [(str(ref), key) for ref, key in locked.all(self.conn, params) if ref not in passed][:limit]
         if not self._write:
-            return [_held(row) for row in _OVERDUE_READ.all(self.conn, params)]
-        locked = _OVERDUE_LOCKED if self.conn.dialect.name == "postgresql" else _OVERDUE_READ
-        found = [_held(row) for row in locked.all(self.conn, params)]
-        keys = {approval.idempotency_key for approval in found if approval.idempotency_key is not None}
-        free = try_turns(self.conn, Space.IDEMPOTENCY_KEY, keys)
-        return [approval for approval in found if approval.idempotency_key is None or approval.idempotency_key in free]
+            return [ref for ref, _ in found]
+        free = try_turns(self.conn, Space.IDEMPOTENCY_KEY, {key for _, key in found if key is not None})
+        return [ref for ref, key in found if key is None or key in free]
 
     def desk_decision(self, ref: str) -> DeskSignoff | None:
         row = DESK_DECISION.one(self.conn, {"v": ref})
@@ -316,10 +316,8 @@ class SqlGateTx:
 
 
 def _approval(row: tuple[Any, ...] | None) -> Approval | None:
-    return None if row is None else _held(row)
-
-
-def _held(row: tuple[Any, ...]) -> Approval:
+    if row is None:
+        return None
     ref, binding, tool, arguments, principal, version, question, created, expires = row[:9]
     status, asked, note, outcome, bound, channel, key = row[9:]
     return Approval(

@@ -10,7 +10,7 @@ transaction.
 """
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -207,7 +207,7 @@ class MemoryTx:
         )
         self.undo(lambda: self.store.approvals.__setitem__(approval.ref, stored))
 
-    def overdue(self, deadline: float, limit: int) -> list[Approval]:
+    def overdue(self, deadline: float, limit: int, passed: Collection[str] = ()) -> list[str]:
         signed_yes = {ref for ref, signoff in self.store.desk.items() if signoff.approved}
         due = sorted(
             (
@@ -217,8 +217,8 @@ class MemoryTx:
             ),
             key=lambda a: (a.expires_at, a.ref),
         )
-        found: list[Approval] = []
-        for approval in (a for a in due if a.ref not in signed_yes):
+        found: list[str] = []
+        for approval in (a for a in due if a.ref not in signed_yes and a.ref not in passed):
             if len(found) == limit:
                 break
             # As SKIP LOCKED and a try of the key's turn: what another transaction holds is left out.
@@ -227,7 +227,7 @@ class MemoryTx:
                 self._hold(f"approval:{approval.ref}", wait=False)
                 and (key is None or self._hold(f"key:{key}", wait=False))
             ):
-                found.append(approval)
+                found.append(approval.ref)
         return found
 
     def desk_decision(self, ref: str) -> DeskSignoff | None:

@@ -8,10 +8,13 @@ import signal
 from decimal import Decimal
 from pathlib import Path
 
+import anyio
+import mcp_types
 import pytest
 
 from agent_host.approvers import Answer, Question
 from agent_host.emulator import Emulator
+from agent_host.mcp_link import McpTarget, connect
 from agent_host.settings import McpProtocol
 
 from .helpers import balance, free_port, host_for, http_mcp_server, scripted
@@ -109,3 +112,41 @@ async def test_a_call_whose_server_died_under_its_question_is_asked_again_and_ru
     [(_, result)] = turn.results
     assert result.output["status"] == "executed", result.output
     assert approver.asked == 2, "the new server asked again: the first answer never reached a server"
+
+
+class SilentApprover:
+    """An elicitation callback that counts the questions and answers none (the call's timeout ends each)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def __call__(self, context: object, params: mcp_types.ElicitRequestParams) -> mcp_types.ElicitResult:
+        self.asked += 1
+        await anyio.Event().wait()
+        raise AssertionError("never answered")
+
+
+@pytest.mark.anyio
+async def test_a_call_without_a_key_that_times_out_on_a_reopened_session_is_not_sent_again(tmp_path: Path) -> None:
+    """The session reopened after a restart is told apart from the one before: the old session's own 404s (its
+    closing DELETE, its event stream) do not make a later failure of the new one a refusal. A call without a key
+    whose answer did not come in time may have run: it is not sent again, and its outcome is said to be unknown."""
+    port = free_port()
+    approver = SilentApprover()
+    with http_mcp_server(tmp_path, TOKEN, port) as (url, server):
+        target = McpTarget(url=url, token=TOKEN, protocol="legacy", call_timeout=2.0)
+        async with connect(target, approver) as link:
+            server.kill()
+            server.wait()
+            with http_mcp_server(tmp_path, TOKEN, port):
+                reopened = await link.call("get_account_balance", {"account_id": "ACC-001"})
+                assert reopened.output["status"] == "executed", reopened.output
+                session = link.client
+                timed_out = await link.call(
+                    "transfer_funds", {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "30.00"}
+                )
+                assert link.client is session, "the session that answered in time was not dropped"
+    assert approver.asked == 1, "the call was sent once"
+    assert timed_out.output["error"]["code"] == "tool_unavailable"
+    assert "whether it ran is unknown" in timed_out.output["message"]
+    assert timed_out.diagnostic is not None and "sent again" not in timed_out.diagnostic

@@ -179,6 +179,23 @@ def test_a_migration_edited_after_it_was_applied_is_refused(database_url: str, m
     Database.open(database_url).close()
 
 
+def test_a_checksum_counts_each_character_of_a_string_literal_and_no_comment() -> None:
+    """What a string literal holds is data the migration writes: an edit inside one, whitespace too, is an edit.
+    A comment, at a line's end too, and the layout and line endings (a Windows checkout's CRLF) are not."""
+    shipped = migrations.Migration(99, "notes", "UPDATE accounts\nSET note = 'paid  in full' -- why\nWHERE id = 'a b'")
+
+    def summed(edit: Callable[[str], str]) -> str:
+        return replace(shipped, sql=edit(shipped.sql)).checksum
+
+    assert summed(lambda sql: sql.replace("'paid  in full'", "'paid in full'")) != shipped.checksum
+    assert summed(lambda sql: sql.replace("'a b'", "'a\tb'")) != shipped.checksum
+    assert summed(lambda sql: sql.replace("-- why", "-- reworded: why")) == shipped.checksum
+    assert summed(lambda sql: sql.replace("\n", "\r\n")) == shipped.checksum
+    assert (
+        summed(lambda sql: "-- 0099\n" + sql.replace("\nSET", "\n    SET").replace(" = ", "\t=  ")) == shipped.checksum
+    )
+
+
 def test_a_ledger_migrated_before_checksums_is_checked_from_its_next_open(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

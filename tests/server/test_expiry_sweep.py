@@ -195,3 +195,33 @@ def run_together(*work: Callable[[], Any], within: float = 30.0) -> list[Any]:
     if errors:
         raise errors[0]
     return results
+
+
+POISONS = {
+    "an unknown tool": "tool = 'no_such_tool'",
+    "arguments that are not JSON": "arguments_json = '{not json'",
+    "bound facts that are not JSON": "bound_json = '{not json'",
+    "an unknown channel": "channel = 'carrier_pigeon'",
+}
+"""Edits of an approval row in the database that leave the gate unable to read or settle it."""
+
+
+@pytest.mark.parametrize("poison", POISONS.values(), ids=POISONS.keys())
+def test_a_row_edited_unreadable_does_not_stop_the_others_ending(
+    ledger_harness: Harness, poison: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An overdue approval row edited so the gate cannot read or settle it is left pending and named in the log,
+    once; the approvals behind it still end (here one per batch, so the row heads every batch it is in)."""
+    _, edited = asked(ledger_harness)
+    _, behind = asked(ledger_harness)
+    ledger_harness.db.run(
+        lambda conn: conn.execute(text(f"UPDATE approvals SET {poison}, expires_at = 1 WHERE ref = :r"), {"r": edited})
+    )
+    state = later_state(ledger_harness)
+    state.expiry.batch = 1
+    assert state.expiry.sweep() == 1
+    assert state.expiry.sweep() == 0
+    assert (status(ledger_harness, edited), status(ledger_harness, behind)) == ("pending", "expired")
+    assert ledger_harness.events(behind) == ["requested", "expired"]
+    [said] = [record.getMessage() for record in caplog.records if edited in record.getMessage()]
+    assert "left pending" in said

@@ -41,6 +41,8 @@ _CREATE_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations ("
     " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL, checksum TEXT)"
 )
+_LAYOUT = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")|(?:\s|--[^\n]*)+""")
+"""A string literal or quoted name (group 1, kept whole), else a run of whitespace and comments (one space)."""
 _ADD_CHECKSUM = "ALTER TABLE schema_migrations ADD COLUMN checksum TEXT"
 _FILL_CHECKSUM = text(
     "UPDATE schema_migrations SET checksum = :checksum WHERE version = :v AND name = :n AND checksum IS NULL"
@@ -60,8 +62,15 @@ class Migration:
 
     @property
     def checksum(self) -> str:
-        """SHA-256 of the statements with their whitespace collapsed: what the file does to the tables."""
-        return hashlib.sha256(";\n".join(" ".join(s.split()) for s in self.statements()).encode()).hexdigest()
+        """SHA-256 of the statements without comments and with their whitespace collapsed, except inside string
+        literals and quoted names (data the migration writes): what the file does to the tables."""
+        return hashlib.sha256(
+            ";\n".join(_LAYOUT.sub(_collapsed, s).strip() for s in self.statements()).encode()
+        ).hexdigest()
+
+
+def _collapsed(match: re.Match[str]) -> str:
+    return match.group(1) or " "
 
 
 @dataclass(frozen=True)
