@@ -19,7 +19,18 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from policy.cel_syntax import COMPARISONS, Call, CelSyntaxError, Collection, Ident, Literal, Node, Select, parse
+from policy.cel_syntax import (
+    COMPARISONS,
+    Call,
+    CelSyntaxError,
+    Collection,
+    Ident,
+    Literal,
+    Node,
+    Select,
+    children,
+    parse,
+)
 from policy.document import Rule
 from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_STATUSES, RELATIONS
 from policy.outcome import Outcome
@@ -255,7 +266,7 @@ def _unguarded_reads(node: Node, optional: Mapping[str, object], guarded: frozen
         role = node.operand.name
         if role in optional and role not in guarded:
             yield role
-    for child in _children(node):
+    for child in children(node):
         yield from _unguarded_reads(child, optional, guarded)
 
 
@@ -292,19 +303,9 @@ def _with_account(key: str, optional: Mapping[str, object]) -> frozenset[str]:
     return frozenset({key, *roles})
 
 
-def _children(node: Node) -> tuple[Node, ...]:
-    if isinstance(node, Select):
-        return (node.operand,)
-    if isinstance(node, Call):
-        return (*node.args, *((node.target,) if node.target is not None else ()))
-    if isinstance(node, Collection):
-        return node.items
-    return ()
-
-
 def _nodes(node: Node) -> Iterator[Node]:
     yield node
-    for child in _children(node):
+    for child in children(node):
         yield from _nodes(child)
 
 

@@ -12,6 +12,7 @@ from policy.facts import AccountFacts, CallFacts
 from policy.loader import load_policy, parse_policy
 from policy.outcome import Outcome
 from tests.docs.markdown import ROOT
+from tests.policy.test_cel_syntax import DEEP
 
 
 def rule(when: str, outcome: str = "require_approval", default: str = "allow", tool: str = "transfer_funds") -> str:
@@ -206,6 +207,24 @@ def test_an_allow_rule_under_an_allow_default_is_named(tmp_path: Path, capsys: p
     ops = CallFacts("transfer_funds", {}, "ops", amount_minor=100_000)
     assert parse_policy(text, source="p").decide(ops).outcome is Outcome.DENY
     assert checked(tmp_path, capsys, text.replace('default = "allow"\n\n[[', 'default = "deny"\n\n[[')) == []
+
+
+@pytest.mark.parametrize(
+    "name", ["parentheses", "lists", "ternaries", "negations", "minus signs", "a sum", "a conjunction"]
+)
+def test_a_condition_the_engine_compiles_loads_however_deep(name: str) -> None:
+    """The linter decides nothing: a condition too deep or long for it to read loads without a warning."""
+    policy = parse_policy(rule(DEEP[name]), source="p", catalog=TOOL_ARGUMENTS)
+    assert policy.warnings == ()
+    assert policy.decide(transfer(amount_minor=1_000)).outcome is not Outcome.DENY
+
+
+def test_a_raw_string_with_a_backslash_draws_no_warning_of_its_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`r'\\'` is one backslash: the rest is a string, not a comparison of amount_minor with a fraction."""
+    when = "r'\\' != ' && amount_minor > 1.5 && ' // '"
+    assert checked(tmp_path, capsys, rule(when.replace("\\", "\\\\"))) == []  # TOML escapes the backslash
 
 
 def _policies() -> list[Path]:
