@@ -276,8 +276,8 @@ def _present_when(node: Node, optional: Mapping[str, object]) -> frozenset[str]:
         tested = _tested(node)
         if tested is not None:
             return _with_account(f"args.{tested}", optional)
-        if node.function == "_!=_" and Literal(None, "null") in node.args:
-            return frozenset(a.name for a in node.args if isinstance(a, Ident) and a.name in optional)
+        if node.function == "_!=_":
+            return _null_checked(node, optional)
         if node.function == "_&&_":
             return _present_when(node.args[0], optional) | _present_when(node.args[1], optional)
         if node.function == "!_":
@@ -288,13 +288,23 @@ def _present_when(node: Node, optional: Mapping[str, object]) -> frozenset[str]:
 def _present_unless(node: Node, optional: Mapping[str, object]) -> frozenset[str]:
     """The keys of `optional` certainly there when `node` is false."""
     if isinstance(node, Call):
-        if node.function == "_==_" and Literal(None, "null") in node.args:
-            return frozenset(a.name for a in node.args if isinstance(a, Ident) and a.name in optional)
+        if node.function == "_==_":
+            return _null_checked(node, optional)
         if node.function == "_||_":
             return _present_unless(node.args[0], optional) | _present_unless(node.args[1], optional)
         if node.function == "!_":
             return _present_when(node.args[0], optional)
     return frozenset()
+
+
+def _null_checked(node: Call, optional: Mapping[str, object]) -> frozenset[str]:
+    """The account variable `node` compares with null, and the argument naming its account (the call names it
+    when the variable is not null)."""
+    if Literal(None, "null") not in node.args:
+        return frozenset()
+    roles = {a.name for a in node.args if isinstance(a, Ident) and a.name in ACCOUNT_ARGUMENTS}
+    keys = {*roles, *(f"args.{ACCOUNT_ARGUMENTS[role]}" for role in roles)}
+    return frozenset(keys & optional.keys())
 
 
 def _with_account(key: str, optional: Mapping[str, object]) -> frozenset[str]:

@@ -118,6 +118,21 @@ def test_an_account_a_call_may_not_name_is_named_with_its_null_check(
     assert policy.decide(close(sweep_to=BOB)).outcome is Outcome.DENY
 
 
+@pytest.mark.parametrize(
+    "when",
+    ["sweep_to != null && args.sweep_to != args.account_id", "!(sweep_to == null || args.sweep_to == args.account_id)"],
+)
+def test_an_account_checked_for_null_guards_the_argument_naming_it(
+    when: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sweep_to` is not null only when the call names a sweep_to account, so `args.sweep_to` is there too."""
+    text = rule(when, outcome="deny", default="require_approval", tool="close_account")
+    assert checked(tmp_path, capsys, text) == []
+    policy = parse_policy(text, source="p")
+    assert policy.decide(close(sweep_to=None)).outcome is Outcome.REQUIRE_APPROVAL
+    assert policy.decide(close(sweep_to=BOB)).outcome is Outcome.DENY
+
+
 def test_an_argument_the_tool_does_not_have_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A misspelt argument behind its own guard loads (the sample call never reads it) and never matches."""
     text = rule("has(args.memmo) && args.memmo == 'rent'")
