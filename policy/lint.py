@@ -32,7 +32,7 @@ from policy.cel_syntax import (
     parse,
 )
 from policy.document import Rule
-from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_STATUSES, RELATIONS
+from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_STATUSES, RELATIONS, VARIABLES
 from policy.outcome import Outcome
 
 Arguments = Mapping[str, bool]
@@ -40,6 +40,8 @@ Arguments = Mapping[str, bool]
 
 _OPERATORS = {"_<_": "<", "_<=_": "<=", "_>_": ">", "_>=_": ">=", "_==_": "==", "_!=_": "!="}
 _CURRENCY = re.compile(r"[A-Z]{3}")
+_MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+"""CEL's macros that bind a variable of their own (their first argument)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ def rule_warnings(source: str, tool: str, arguments: Arguments | None) -> list[s
         tree = parse(source)
     except CelSyntaxError:
         return []
+    if any(_binds_a_fact(node) for node in _nodes(tree)):
+        return []  # facts are told apart here by their names, which the macro's variable takes
     found = list(_comparisons(tree, tool))
     if arguments is not None:
         found += _unknown_arguments(tree, tool, arguments)
@@ -67,6 +71,18 @@ def rule_warnings(source: str, tool: str, arguments: Arguments | None) -> list[s
         reads = dict.fromkeys(_unguarded_reads(tree, optional, frozenset()))
         found += [_unguarded(key, tool, optional[key]) for key in reads]
     return found
+
+
+def _binds_a_fact(node: Node) -> bool:
+    """Whether `node` is a macro naming its variable as a fact is named (`roles.exists(tool, tool == 'x')`)."""
+    return (
+        isinstance(node, Call)
+        and node.function in _MACROS
+        and node.target is not None
+        and bool(node.args)
+        and isinstance(node.args[0], Ident)
+        and node.args[0].name in VARIABLES
+    )
 
 
 def default_overlap(rule: Rule, default: Outcome) -> str | None:

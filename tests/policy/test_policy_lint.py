@@ -210,6 +210,16 @@ def test_a_comparison_that_cannot_mean_what_it_says_is_named(
     assert parse_policy(rule(when), source="p").decide(call).outcome is decided
 
 
+def test_a_macro_variable_named_like_a_fact_is_not_taken_for_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In `roles.exists(tool, tool == 'treasury')`, `tool` is each role, not the tool's name: no "never true"."""
+    text = rule("roles.exists(tool, tool == 'treasury')")
+    assert checked(tmp_path, capsys, text) == []
+    treasurer = CallFacts("transfer_funds", {}, "alice", roles=("treasury",))
+    assert parse_policy(text, source="p").decide(treasurer).outcome is Outcome.REQUIRE_APPROVAL
+
+
 def test_an_allow_rule_under_an_allow_default_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Most restrictive wins, so a first-listed allow rule makes no exception to a later deny rule."""
     text = rule("principal == 'ops'", outcome="allow") + (
