@@ -54,14 +54,21 @@ class Collection:
 
 Node = Literal | Ident | Select | Call | Collection
 
+MAX_NESTING = 40
+"""The deepest bracketing (or `c ? x : ...` chain) read: each level costs the parser about ten frames."""
+MAX_HEIGHT = 200
+"""The tallest tree read (`a + a + ...` 200 long, `!!...!x` 200 deep). The engine compiles any length
+of chain; a longer one is refused here, so no walk of a tree (`policy.lint`'s recurse) nears Python's
+recursion limit, and none costs more than its height times its size."""
+
 RELATIONS = {"<": "_<_", "<=": "_<=_", ">": "_>_", ">=": "_>=_", "==": "_==_", "!=": "_!=_", "in": "@in"}
 COMPARISONS = frozenset(RELATIONS.values()) - {"@in"}
 
 _TOKEN = re.compile(
     r"""
     (?P<space>\s+|//[^\n]*)
-  | (?P<string>(?:[rR][bB]?|[bB][rR]?)?
-      (?:'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"|'(?:\\.|[^\\'\n])*'|"(?:\\.|[^\\"\n])*"))
+  | (?P<string>(?:[bB]?[rR]|[rR][bB])(?:'''.*?'''|\"\"\".*?\"\"\"|'[^'\n\r]*'|"[^"\n\r]*")
+      | [bB]?(?:'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"|'(?:\\.|[^\\'\n\r])*'|"(?:\\.|[^\\"\n\r])*"))
   | (?P<number>0[xX][0-9a-fA-F]+[uU]?|(?:\d+\.\d+|\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\d+[uU]?)
   | (?P<name>[A-Za-z_]\w*)
   | (?P<op>\|\||&&|<=|>=|==|!=|[<>!+\-*/%?:.,()\[\]{}])
@@ -79,7 +86,23 @@ def parse(source: str) -> Node:
     node = parser.expr()
     if parser.peek() is not None:
         raise CelSyntaxError(f"unexpected {parser.peek()!r}")
+    height, level = 0, [node]
+    while level:
+        height, level = height + 1, [child for parent in level for child in children(parent)]
+    if height > MAX_HEIGHT:
+        raise CelSyntaxError(f"more than {MAX_HEIGHT} operations deep")
     return node
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    """The nodes directly under `node` (a method call's receiver last)."""
+    if isinstance(node, Select):
+        return (node.operand,)
+    if isinstance(node, Call):
+        return (*node.args, *((node.target,) if node.target is not None else ()))
+    if isinstance(node, Collection):
+        return node.items
+    return ()
 
 
 def _tokens(source: str) -> list[tuple[str, str]]:
@@ -102,6 +125,8 @@ class _Parser:
     def __init__(self, tokens: list[tuple[str, str]]) -> None:
         self.tokens = tokens
         self.at = 0
+        self.depth = 0
+        """How many expressions the one being read is nested in."""
 
     def peek(self) -> str | None:
         return self.tokens[self.at][1] if self.at < len(self.tokens) else None
@@ -119,12 +144,16 @@ class _Parser:
             raise CelSyntaxError(f"expected {text!r}, found {self.peek()!r}")
 
     def expr(self) -> Node:
-        condition = self.binary(0)
-        if self.take("?") is None:
-            return condition
-        yes = self.binary(0)
-        self.need(":")
-        return Call("_?_:_", (condition, yes, self.expr()))
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise CelSyntaxError(f"nested more than {MAX_NESTING} deep")
+        node = self.binary(0)
+        if self.take("?") is not None:
+            yes = self.binary(0)
+            self.need(":")
+            node = Call("_?_:_", (node, yes, self.expr()))
+        self.depth -= 1
+        return node
 
     _LEVELS = (("||",), ("&&",), tuple(RELATIONS), ("+", "-"), ("*", "/", "%"))
 
@@ -137,13 +166,16 @@ class _Parser:
         return node
 
     def unary(self) -> Node:
-        op = self.take("!", "-")
-        if op is None:
-            return self.member()
-        operand = self.unary()
-        if op == "-" and isinstance(operand, Literal) and operand.kind in ("int", "double"):
-            return Literal(-operand.value, operand.kind)
-        return Call(f"{op}_", (operand,))
+        ops = []
+        while (op := self.take("!", "-")) is not None:
+            ops.append(op)
+        node = self.member()
+        for op in reversed(ops):
+            if op == "-" and isinstance(node, Literal) and node.kind in ("int", "double"):
+                node = Literal(-node.value, node.kind)
+            else:
+                node = Call(f"{op}_", (node,))
+        return node
 
     def member(self) -> Node:
         node = self.primary()
@@ -219,12 +251,11 @@ class _Parser:
 
 def _qualified(node: Node) -> str | None:
     """`a.b.c` as a message type name, if `node` is only names and dots."""
-    if isinstance(node, Ident):
-        return node.name
-    if isinstance(node, Select):
-        prefix = _qualified(node.operand)
-        return None if prefix is None else f"{prefix}.{node.field}"
-    return None
+    fields = []
+    while isinstance(node, Select):
+        fields.append(node.field)
+        node = node.operand
+    return ".".join([node.name, *reversed(fields)]) if isinstance(node, Ident) else None
 
 
 def _number(text: str) -> Literal:

@@ -19,9 +19,20 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from policy.cel_syntax import COMPARISONS, Call, CelSyntaxError, Collection, Ident, Literal, Node, Select, parse
+from policy.cel_syntax import (
+    COMPARISONS,
+    Call,
+    CelSyntaxError,
+    Collection,
+    Ident,
+    Literal,
+    Node,
+    Select,
+    children,
+    parse,
+)
 from policy.document import Rule
-from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_STATUSES, RELATIONS
+from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_STATUSES, RELATIONS, VARIABLES
 from policy.outcome import Outcome
 
 Arguments = Mapping[str, bool]
@@ -29,6 +40,8 @@ Arguments = Mapping[str, bool]
 
 _OPERATORS = {"_<_": "<", "_<=_": "<=", "_>_": ">", "_>=_": ">=", "_==_": "==", "_!=_": "!="}
 _CURRENCY = re.compile(r"[A-Z]{3}")
+_MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+"""CEL's macros that bind a variable of their own (their first argument)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,8 @@ def rule_warnings(source: str, tool: str, arguments: Arguments | None) -> list[s
         tree = parse(source)
     except CelSyntaxError:
         return []
+    if any(_binds_a_fact(node) for node in _nodes(tree)):
+        return []  # facts are told apart here by their names, which the macro's variable takes
     found = list(_comparisons(tree, tool))
     if arguments is not None:
         found += _unknown_arguments(tree, tool, arguments)
@@ -56,6 +71,18 @@ def rule_warnings(source: str, tool: str, arguments: Arguments | None) -> list[s
         reads = dict.fromkeys(_unguarded_reads(tree, optional, frozenset()))
         found += [_unguarded(key, tool, optional[key]) for key in reads]
     return found
+
+
+def _binds_a_fact(node: Node) -> bool:
+    """Whether `node` is a macro naming its variable as a fact is named (`roles.exists(tool, tool == 'x')`)."""
+    return (
+        isinstance(node, Call)
+        and node.function in _MACROS
+        and node.target is not None
+        and bool(node.args)
+        and isinstance(node.args[0], Ident)
+        and node.args[0].name in VARIABLES
+    )
 
 
 def default_overlap(rule: Rule, default: Outcome) -> str | None:
@@ -255,7 +282,7 @@ def _unguarded_reads(node: Node, optional: Mapping[str, object], guarded: frozen
         role = node.operand.name
         if role in optional and role not in guarded:
             yield role
-    for child in _children(node):
+    for child in children(node):
         yield from _unguarded_reads(child, optional, guarded)
 
 
@@ -265,8 +292,8 @@ def _present_when(node: Node, optional: Mapping[str, object]) -> frozenset[str]:
         tested = _tested(node)
         if tested is not None:
             return _with_account(f"args.{tested}", optional)
-        if node.function == "_!=_" and Literal(None, "null") in node.args:
-            return frozenset(a.name for a in node.args if isinstance(a, Ident) and a.name in optional)
+        if node.function == "_!=_":
+            return _null_checked(node, optional)
         if node.function == "_&&_":
             return _present_when(node.args[0], optional) | _present_when(node.args[1], optional)
         if node.function == "!_":
@@ -277,13 +304,23 @@ def _present_when(node: Node, optional: Mapping[str, object]) -> frozenset[str]:
 def _present_unless(node: Node, optional: Mapping[str, object]) -> frozenset[str]:
     """The keys of `optional` certainly there when `node` is false."""
     if isinstance(node, Call):
-        if node.function == "_==_" and Literal(None, "null") in node.args:
-            return frozenset(a.name for a in node.args if isinstance(a, Ident) and a.name in optional)
+        if node.function == "_==_":
+            return _null_checked(node, optional)
         if node.function == "_||_":
             return _present_unless(node.args[0], optional) | _present_unless(node.args[1], optional)
         if node.function == "!_":
             return _present_when(node.args[0], optional)
     return frozenset()
+
+
+def _null_checked(node: Call, optional: Mapping[str, object]) -> frozenset[str]:
+    """The account variable `node` compares with null, and the argument naming its account (the call names it
+    when the variable is not null)."""
+    if Literal(None, "null") not in node.args:
+        return frozenset()
+    roles = {a.name for a in node.args if isinstance(a, Ident) and a.name in ACCOUNT_ARGUMENTS}
+    keys = {*roles, *(f"args.{ACCOUNT_ARGUMENTS[role]}" for role in roles)}
+    return frozenset(keys & optional.keys())
 
 
 def _with_account(key: str, optional: Mapping[str, object]) -> frozenset[str]:
@@ -292,19 +329,9 @@ def _with_account(key: str, optional: Mapping[str, object]) -> frozenset[str]:
     return frozenset({key, *roles})
 
 
-def _children(node: Node) -> tuple[Node, ...]:
-    if isinstance(node, Select):
-        return (node.operand,)
-    if isinstance(node, Call):
-        return (*node.args, *((node.target,) if node.target is not None else ()))
-    if isinstance(node, Collection):
-        return node.items
-    return ()
-
-
 def _nodes(node: Node) -> Iterator[Node]:
     yield node
-    for child in _children(node):
+    for child in children(node):
         yield from _nodes(child)
 
 

@@ -1,7 +1,13 @@
 """The syntax tree `policy check`'s warnings are read from: it reads what the engine compiles, as the
-engine reads it (the same names, operators grouped by CEL's precedence, literals decoded)."""
+engine reads it (the same names, operators grouped by CEL's precedence, literals decoded). Whatever the
+text, it gives a tree or refuses it (`CelSyntaxError`), never anything else: not a Python recursion
+error on a long or deeply nested condition, and not a misreading of one it cannot follow."""
+
+import contextlib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from policy.cel_engine import cel
 from policy.cel_syntax import Call, CelSyntaxError, Collection, Ident, Literal, Node, Select, parse
@@ -31,6 +37,14 @@ def names(node: Node) -> set[str]:
     elif isinstance(node, Collection):
         children = node.items
     return set().union(*(names(c) for c in children)) if children else set()
+
+
+def compiled(source: str) -> set[str] | None:
+    """The variables the engine says `source` reads; None if it does not compile."""
+    try:
+        return set(cel.compile(source).variables())
+    except ValueError:
+        return None
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -65,7 +79,82 @@ def test_operators_group_by_cels_precedence() -> None:
     assert parse("'it\\'s'") == Literal("it's", "string") and parse("'\\u00e9'") == Literal(None, "string")
 
 
-@pytest.mark.parametrize("source", ["1 +", "a..b", "(a", "[1, 2", "a ? b", "'open"])
+@pytest.mark.parametrize("source", ["1 +", "a..b", "(a", "[1, 2", "a ? b", "'open", "(" * 3000 + "1" + ")" * 3000])
 def test_what_is_not_cel_is_refused(source: str) -> None:
     with pytest.raises(CelSyntaxError):
         parse(source)
+
+
+_NAMES = st.sampled_from(["a", "args", "amount_minor", "principal", "_x1"])
+_STRINGS = st.builds(
+    lambda prefix, quote, body: f"{prefix}{quote}{body}{quote}",
+    st.sampled_from(["", "r", "R", "b", "B", "rb", "bR"]),
+    st.sampled_from(["'", '"', "'''", '"""']),
+    st.text(alphabet="a \\'\"\n\r?`u0x{}()", max_size=8),
+)
+_NUMBERS = st.sampled_from(["0", "7u", "0x1F", "0X1fU", "1e3", "1E-3", "1.5", ".5", "2.5e+2", "18446744073709551615u"])
+_ATOMS = st.one_of(_NAMES, _STRINGS, _NUMBERS, st.sampled_from(["true", "false", "null"]))
+_OPERATORS = ["+", "-", "*", "/", "%", "==", "!=", "<", "<=", ">", ">=", "in", "&&", "||"]
+
+
+def _composed(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.builds("{} {} {}".format, inner, st.sampled_from(_OPERATORS), inner),
+        st.builds("{}{}".format, st.sampled_from(["!", "-", "!!", "--"]), inner),
+        st.builds("({})".format, inner),
+        st.builds("{}.{}".format, inner, st.sampled_from(["memo", "size()", "startsWith('x')"])),
+        st.builds("{}[{}]".format, inner, inner),
+        st.builds(lambda items: f"[{', '.join(items)}]", st.lists(inner, max_size=3)),
+        st.builds("{{{}: {}}}".format, inner, inner),
+        st.builds("{} ? {} : {}".format, inner, inner, inner),
+        st.builds("{}{}".format, inner, st.sampled_from([" // note\n", "\t", "\n"])),
+    )
+
+
+@given(st.recursive(_ATOMS, _composed, max_leaves=12))
+def test_it_reads_every_expression_the_engine_compiles_with_its_variables(source: str) -> None:
+    """Generated CEL, with every kind of literal (raw, bytes, triple-quoted, escaped strings; hex, unsigned,
+    exponent numbers): what the engine compiles is read, naming the variables the engine names."""
+    variables = compiled(source)
+    if variables is None:
+        return
+    assert names(parse(source)) == variables
+
+
+@given(st.text())
+def test_any_text_is_read_or_refused(source: str) -> None:
+    with contextlib.suppress(CelSyntaxError):
+        parse(source)
+
+
+def test_a_raw_string_ends_at_its_quote_even_after_a_backslash() -> None:
+    """In `r'...'` a backslash escapes nothing: read as an escape, the quote after it did not end the
+    string, and the rest was read off by one string (here, as a comparison of `amount_minor`)."""
+    source = "r'\\' != ' && amount_minor > 1.5 && ' // '"
+    assert compiled(source) == set()
+    assert parse(source) == Call("_!=_", (Literal("\\", "string"), Literal(" && amount_minor > 1.5 && ", "string")))
+    assert parse("args.memo == r'C:\\' || amount_minor > 1") == parse("args.memo == 'C:\\\\' || amount_minor > 1")
+
+
+DEEP = {
+    "parentheses": "(" * 95 + "amount_minor > 1" + ")" * 95,
+    "lists": "[" * 95 + "amount_minor" + "]" * 95 + " != []",
+    "ternaries": "amount_minor > 1 ? true : " * 94 + "false",
+    "negations": "!" * 3000 + "(amount_minor > 1)",
+    "minus signs": "-" * 3000 + "amount_minor > 1",
+    "a sum": " + ".join(["amount_minor"] * 3000) + " > 1",
+    "a conjunction": " && ".join(["amount_minor > 1"] * 3000),
+    "indexes": "args" + "['memo']" * 3000 + " == 'x'",
+    "fields": "args" + ".memo" * 3000 + " == 'x'",
+    "method calls": "principal" + ".lowerAscii()" * 3000 + " == 'x'",
+    "a message type": "a" + ".b" * 3000 + "{}",
+}
+
+
+@pytest.mark.parametrize("source", DEEP.values(), ids=DEEP.keys())
+def test_a_deep_or_long_expression_is_read_or_refused(source: str) -> None:
+    """The engine compiles any length of chain, and brackets 95 deep: such a condition is read (naming
+    what the engine names) or refused, never a RecursionError."""
+    assert compiled(source) is not None
+    with contextlib.suppress(CelSyntaxError):
+        assert names(parse(source)) == compiled(source)

@@ -12,6 +12,7 @@ from policy.facts import AccountFacts, CallFacts
 from policy.loader import load_policy, parse_policy
 from policy.outcome import Outcome
 from tests.docs.markdown import ROOT
+from tests.policy.test_cel_syntax import DEEP
 
 
 def rule(when: str, outcome: str = "require_approval", default: str = "allow", tool: str = "transfer_funds") -> str:
@@ -117,6 +118,21 @@ def test_an_account_a_call_may_not_name_is_named_with_its_null_check(
     assert policy.decide(close(sweep_to=BOB)).outcome is Outcome.DENY
 
 
+@pytest.mark.parametrize(
+    "when",
+    ["sweep_to != null && args.sweep_to != args.account_id", "!(sweep_to == null || args.sweep_to == args.account_id)"],
+)
+def test_an_account_checked_for_null_guards_the_argument_naming_it(
+    when: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sweep_to` is not null only when the call names a sweep_to account, so `args.sweep_to` is there too."""
+    text = rule(when, outcome="deny", default="require_approval", tool="close_account")
+    assert checked(tmp_path, capsys, text) == []
+    policy = parse_policy(text, source="p")
+    assert policy.decide(close(sweep_to=None)).outcome is Outcome.REQUIRE_APPROVAL
+    assert policy.decide(close(sweep_to=BOB)).outcome is Outcome.DENY
+
+
 def test_an_argument_the_tool_does_not_have_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A misspelt argument behind its own guard loads (the sample call never reads it) and never matches."""
     text = rule("has(args.memmo) && args.memmo == 'rent'")
@@ -194,6 +210,16 @@ def test_a_comparison_that_cannot_mean_what_it_says_is_named(
     assert parse_policy(rule(when), source="p").decide(call).outcome is decided
 
 
+def test_a_macro_variable_named_like_a_fact_is_not_taken_for_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In `roles.exists(tool, tool == 'treasury')`, `tool` is each role, not the tool's name: no "never true"."""
+    text = rule("roles.exists(tool, tool == 'treasury')")
+    assert checked(tmp_path, capsys, text) == []
+    treasurer = CallFacts("transfer_funds", {}, "alice", roles=("treasury",))
+    assert parse_policy(text, source="p").decide(treasurer).outcome is Outcome.REQUIRE_APPROVAL
+
+
 def test_an_allow_rule_under_an_allow_default_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Most restrictive wins, so a first-listed allow rule makes no exception to a later deny rule."""
     text = rule("principal == 'ops'", outcome="allow") + (
@@ -206,6 +232,24 @@ def test_an_allow_rule_under_an_allow_default_is_named(tmp_path: Path, capsys: p
     ops = CallFacts("transfer_funds", {}, "ops", amount_minor=100_000)
     assert parse_policy(text, source="p").decide(ops).outcome is Outcome.DENY
     assert checked(tmp_path, capsys, text.replace('default = "allow"\n\n[[', 'default = "deny"\n\n[[')) == []
+
+
+@pytest.mark.parametrize(
+    "name", ["parentheses", "lists", "ternaries", "negations", "minus signs", "a sum", "a conjunction"]
+)
+def test_a_condition_the_engine_compiles_loads_however_deep(name: str) -> None:
+    """The linter decides nothing: a condition too deep or long for it to read loads without a warning."""
+    policy = parse_policy(rule(DEEP[name]), source="p", catalog=TOOL_ARGUMENTS)
+    assert policy.warnings == ()
+    assert policy.decide(transfer(amount_minor=1_000)).outcome is not Outcome.DENY
+
+
+def test_a_raw_string_with_a_backslash_draws_no_warning_of_its_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`r'\\'` is one backslash: the rest is a string, not a comparison of amount_minor with a fraction."""
+    when = "r'\\' != ' && amount_minor > 1.5 && ' // '"
+    assert checked(tmp_path, capsys, rule(when.replace("\\", "\\\\"))) == []  # TOML escapes the backslash
 
 
 def _policies() -> list[Path]:
