@@ -1,10 +1,12 @@
-"""A CEL expression's syntax tree, for `policy check`'s warnings (`policy.lint`).
+"""A CEL expression's syntax tree, for `policy check`'s warnings (`policy.lint`) and the scopes of the
+names a condition reads (`free_variables`, for `policy.expressions`).
 
 The engine (`common-expression-language`) compiles and evaluates conditions but exposes no syntax
-tree, only the names an expression reads. So this is a parser of CEL's grammar (cel-spec
-`doc/langdef.md`), used only to look at a condition the engine has already compiled: the engine
-stays the judge of what a condition means and whether it is valid. A condition this parser cannot
-read (`CelSyntaxError`) gets no warnings, never an error. Operators are calls, named as the engine
+tree, only the names an expression reads, a macro's own variables among them. So this is a parser of
+CEL's grammar (cel-spec `doc/langdef.md`), used only to look at a condition the engine has already
+compiled: the engine stays the judge of what a condition means and whether it is valid. A condition
+this parser cannot read (`CelSyntaxError`) gets no warnings, never an error, and is bound every name
+the engine lists. Operators are calls, named as the engine
 names them (`_==_`, `_&&_`, `!_`, `_[_]`, `_?_:_`), so one walk covers them all.
 """
 
@@ -103,6 +105,36 @@ def children(node: Node) -> tuple[Node, ...]:
     if isinstance(node, Collection):
         return node.items
     return ()
+
+
+MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+"""CEL's comprehension macros: `list.exists(v, body)` binds its own `v` over `body` (`map` takes one or two
+bodies: `map(v, transform)`, `map(v, filter, transform)`), hiding any variable of that name there."""
+
+
+def free_variables(node: Node) -> frozenset[str]:
+    """The names `node` reads from outside: every identifier but a macro's own variable within its bodies."""
+    free: set[str] = set()
+    pending: list[tuple[Node, frozenset[str]]] = [(node, frozenset())]
+    while pending:
+        node, bound = pending.pop()
+        if isinstance(node, Ident):
+            if node.name not in bound:
+                free.add(node.name)
+            continue
+        if isinstance(node, Call) and node.target is not None and _binds(node):
+            variable, *bodies = node.args
+            assert isinstance(variable, Ident)
+            pending += [(node.target, bound), *((body, bound | {variable.name}) for body in bodies)]
+            continue
+        pending += [(child, bound) for child in children(node)]
+    return frozenset(free)
+
+
+def _binds(node: Call) -> bool:
+    """Whether the engine expands `node` as a macro binding its first argument (no other arity is one)."""
+    arity = (2, 3) if node.function == "map" else (2,)
+    return node.function in MACROS and len(node.args) in arity and isinstance(node.args[0], Ident)
 
 
 def _tokens(source: str) -> list[tuple[str, str]]:

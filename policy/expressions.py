@@ -1,9 +1,10 @@
 """CEL conditions: compiled once when the policy loads, evaluated per call.
 
 CEL (the language of Kubernetes admission, Envoy and agentgateway) is evaluated by the
-`common-expression-language` package; nothing here parses expressions itself. The one look at a
-condition's text (`_fields_read`) only narrows which fields of a map are bound, and errs towards
-binding everything.
+`common-expression-language` package, the judge of what a condition means. Two looks at a
+condition's text only narrow what is bound for it, erring towards binding more: its syntax tree
+(`policy.cel_syntax`) tells which of the names the engine lists a macro binds itself (`_read`), and
+`_fields_read` which fields of a map are read.
 """
 
 import re
@@ -13,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from policy.cel_engine import cel
+from policy.cel_syntax import CelSyntaxError, free_variables, parse
 from policy.facts import VARIABLES, CallFacts
 
 
@@ -42,11 +44,10 @@ class Condition:
             program = cel.compile(source)
         except ValueError as exc:
             raise ExpressionError(str(exc)) from None
-        names = frozenset(program.variables())
-        unknown = sorted(names - VARIABLES - frozenset(_MACRO_VARIABLE.findall(source)))
+        names = _read(source, frozenset(program.variables()))
+        unknown = sorted(names - VARIABLES)
         if unknown:
             raise ExpressionError(f"unknown variable {', '.join(unknown)} (known: {', '.join(sorted(VARIABLES))})")
-        names &= VARIABLES
         return cls(source, program, names, _fields_read(source, names), _MINOR.search(source) is not None)
 
     def holds(self, facts: CallFacts) -> bool:
@@ -98,10 +99,23 @@ def _projected(variables: dict[str, Any], fields: Mapping[str, frozenset[str]]) 
     return variables
 
 
+def _read(source: str, listed: frozenset[str]) -> frozenset[str]:
+    """The variables of `listed` (the engine's names for `source`) that `source` reads from the call.
+
+    The engine lists a comprehension macro's own variable (`account` in `[from_account, to_account]
+    .exists(account, ...)`) with the rest, so where the syntax tree can be read, a name counts only where
+    no macro around it binds it (`cel_syntax.free_variables`): a macro's variable named like a fact neither
+    stands for that fact (an account the tool lacks, the day's total and its turn) nor is unknown. Where it
+    cannot be read, the engine's list, less any unknown name the text uses as a macro's variable (such a
+    name read outside its macro is unbound, and fails to evaluate)."""
+    try:
+        return listed & free_variables(parse(source))
+    except CelSyntaxError:
+        return listed - (frozenset(_MACRO_VARIABLE.findall(source)) - VARIABLES)
+
+
 _MACRO_VARIABLE = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
-"""The variable a comprehension macro (`list.exists(r, r == 'owner')`) binds: the engine lists it among the
-expression's variables, but it is the macro's own. Read off the text, so a name used as a macro's anywhere
-is not refused as unknown; used outside its macro, it is unbound and fails to evaluate (so is refused)."""
+"""A comprehension macro's variable (`list.exists(r, r == 'owner')`), read off the text."""
 
 
 _MINOR = re.compile(r"(?<!\w)minor(?!\w)")

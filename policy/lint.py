@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from policy.cel_syntax import (
     COMPARISONS,
+    MACROS,
     Call,
     CelSyntaxError,
     Collection,
@@ -40,8 +41,6 @@ Arguments = Mapping[str, bool]
 
 _OPERATORS = {"_<_": "<", "_<=_": "<=", "_>_": ">", "_>=_": ">=", "_==_": "==", "_!=_": "!="}
 _CURRENCY = re.compile(r"[A-Z]{3}")
-_MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
-"""CEL's macros that bind a variable of their own (their first argument)."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def _binds_a_fact(node: Node) -> bool:
     """Whether `node` is a macro naming its variable as a fact is named (`roles.exists(tool, tool == 'x')`)."""
     return (
         isinstance(node, Call)
-        and node.function in _MACROS
+        and node.function in MACROS
         and node.target is not None
         and bool(node.args)
         and isinstance(node.args[0], Ident)

@@ -101,7 +101,28 @@ def test_a_macros_own_variables_are_not_unknown(source: str, expected: bool) -> 
     assert condition.holds(FACTS) is expected
 
 
-def test_a_macro_variable_used_outside_its_macro_fails_to_evaluate() -> None:
-    condition = Condition.compile("[1].exists(r, r > 0) && r == 1")
+ALL_READ = {"amount_minor", "moved_today_minor"}
+
+
+@pytest.mark.parametrize(
+    ("source", "variables"),
+    [
+        ("[from_account].exists(moved_today_minor, moved_today_minor.balance_minor > 0)", {"from_account"}),
+        ("[amount_minor].map(account, account + 1).exists(b, b > moved_today_minor)", ALL_READ),
+        ("[1].exists(account, account > 0) || account.id == 'x'", {"account"}),
+        ("[[1]].exists(x, x.exists(x, x > 0)) && [2].map(now, now > 1, now).size() == 0", set()),
+        ("roles.exists(r, [r].all(principal, principal != r))", {"roles"}),
+    ],
+)
+def test_the_variables_read_are_those_no_macro_binds(source: str, variables: set[str]) -> None:
+    """A fact is bound (and gathered: the day's total takes the principal's turn) only if read outside any macro
+    naming its own variable so."""
+    assert Condition.compile(source).variables == variables
+
+
+def test_a_macro_variable_used_outside_its_macro_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown variable r"):
+        Condition.compile("[1].exists(r, r > 0) && r == 1")
+    unread = Condition.compile("(" * 45 + "[1].exists(r, r > 0) && r == 1" + ")" * 45)  # too deep to read its scopes
     with pytest.raises(ValueError, match="'r'"):
-        condition.holds(FACTS)
+        unread.holds(FACTS)

@@ -211,3 +211,41 @@ def test_the_shipped_policy_hides_accounts_from_principals_with_no_entitlement()
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="cannot read the file"):
         load_policy(tmp_path / "nope.toml")
+
+
+SCOPED = "[from_account, to_account].exists(account, account.status == 'closed')"
+
+
+def one_rule(tool: str, when: str) -> str:
+    return (
+        f"[tools.{tool}]\ndefault = 'allow'\n[[tools.{tool}.rules]]\nname = 'x'\n"
+        f'when = "{when}"\noutcome = "deny"\nreason = "r"\n'
+    )
+
+
+def test_a_macros_variable_named_like_an_account_is_not_that_account() -> None:
+    """In `[from_account, to_account].exists(account, ...)`, `account` is each account listed, which every
+    transfer has: the rule loads, and denies a transfer touching a closed account."""
+    policy = parse_policy(one_rule("transfer_funds", SCOPED), source="p.toml", catalog=TOOL_ARGUMENTS)
+    closed = AccountFacts("ACC-002", "Bob", "closed", "USD", 0)
+    accounts = {"from_account": AccountFacts("ACC-001", "Alice", "open", "USD", 100), "to_account": closed}
+    transfer = CallFacts("transfer_funds", {}, "alice", accounts=accounts)
+    assert policy.decide(transfer).outcome is Outcome.DENY
+    accounts["to_account"] = AccountFacts("ACC-002", "Bob", "open", "USD", 0)
+    assert policy.decide(transfer).outcome is Outcome.ALLOW
+    visible = "roles.exists(from_account, from_account == 'auditor') || 'owner' in account.access"
+    seeing = parse_policy(f'[accounts]\nvisible = "{visible}"\n' + GOOD, source="p.toml", catalog=TOOL_ARGUMENTS)
+    assert seeing.sees(CallFacts("get_account_balance", {}, "audit", ("auditor",)))
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "[1].exists(account, account > 0) || account.status == 'closed'",  # read outside its macro too
+        "(" * 45 + SCOPED + ")" * 45,  # too deep to read its scopes: the engine's names, as before
+    ],
+    ids=["read-outside", "unread"],
+)
+def test_an_account_read_outside_any_macro_naming_it_is_still_refused(when: str) -> None:
+    with pytest.raises(PolicyError, match="reads account, which a call of transfer_funds never has"):
+        parse_policy(one_rule("transfer_funds", when), source="p.toml", catalog=TOOL_ARGUMENTS)
