@@ -3,6 +3,7 @@
 The version is a hash of the parsed content, so reformatting or commenting a file keeps it.
 """
 
+import bisect
 import re
 import tomllib
 from collections.abc import Collection, Mapping, Sequence
@@ -93,12 +94,12 @@ class _Reader:
     """Walks the parsed TOML, collecting every problem instead of stopping at the first."""
 
     def __init__(self, text: str) -> None:
-        self.lines = text.splitlines()
+        self.places = _Places(text)
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
 
     def problem(self, key: str, message: str, table: str | None = None, occurrence: int = 0) -> None:
-        self.problems.append(Problem(key, message, self._line(key.rsplit(".", 1)[-1], table, occurrence)))
+        self.problems.append(Problem(key, message, self.places.line(key.rsplit(".", 1)[-1], table, occurrence)))
 
     def tools(self, data: Mapping[str, Any], catalog: Mapping[str, Arguments] | None) -> dict[str, ToolPolicy]:
         for key in sorted(set(data) - _TOP_KEYS):
@@ -195,7 +196,7 @@ class _Reader:
         for index, rule in enumerate(rules):
             overlap = None if rule is None or default is None else default_overlap(rule, default)
             if overlap is not None:
-                line = self._line("outcome", f"[{key}.rules]", index)
+                line = self.places.line("outcome", f"[{key}.rules]", index)
                 self.warnings.append(Problem(f"{key}.rules[{index}].outcome", overlap, line))
         return ToolPolicy(name, default, reason, kept, confirm, messages, channel or DEFAULT_CHANNEL)
 
@@ -227,7 +228,7 @@ class _Reader:
         except ExpressionError as exc:
             self.problem(f"{key}.when", str(exc), table, index)
             return None
-        line = self._line("when", table, index)
+        line = self.places.line("when", table, index)
         self.warnings += [Problem(f"{key}.when", w, line) for w in rule_warnings(fields["when"], tool, arguments)]
         name, reason = fields["name"], fields["reason"]
         if not isinstance(name, str) or not isinstance(reason, str):
@@ -242,7 +243,7 @@ class _Reader:
             self.problem(key, f"must be a table of messages by status ({', '.join(STATUSES)})", table, occurrence)
             return {}
         messages: dict[str, str] = {}
-        line = self._line("messages", table, occurrence)
+        line = self.places.line("messages", table, occurrence)
         for status, template in raw.items():
             problem = template_problem(template, arguments)
             if status not in STATUSES:
@@ -272,23 +273,50 @@ class _Reader:
             self.problem(key, f"must be one of {choices}, not {value!r}", table, occurrence)
             return None
 
-    def _line(self, leaf: str, table: str | None, occurrence: int) -> int | None:
-        """Best-effort line of `leaf` inside the `occurrence`-th `table` header (1-based)."""
-        start = 0
+
+class _Places:
+    """Where each table header and each `key =` starts in a policy's text, found in one pass, so the
+    line of each of a policy's keys is found without reading the file again (once per rule was quadratic)."""
+
+    def __init__(self, text: str) -> None:
+        self.count = 0
+        self.headers: dict[str, list[int]] = {}
+        """Each table's name (`tools.x`, `tools.x.rules` for `[[tools.x.rules]]`), with its headers' lines."""
+        self.bounds: list[int] = []
+        """Every line a table ends before: one starting with `[`."""
+        self.keys: dict[str, list[int]] = {}
+        """Each key (the text before a line's first `=`), with the lines assigning it."""
+        for index, line in enumerate(text.splitlines()):
+            self.count += 1
+            stripped = line.lstrip()
+            if stripped.startswith("["):
+                self.bounds.append(index)
+                header = _HEADER.match(stripped)
+                if header is not None:
+                    self.headers.setdefault(header.group(1).rstrip(), []).append(index)
+            elif "=" in stripped:
+                self.keys.setdefault(stripped.split("=", 1)[0].rstrip(), []).append(index)
+
+    def line(self, leaf: str, table: str | None, occurrence: int) -> int | None:
+        """Best-effort line of `leaf` inside the `occurrence`-th `table` header (1-based), else of the
+        header, else (no table) of its first assignment anywhere."""
+        start, end = 0, self.count
         if table is not None:
-            header = re.compile(r"^\s*\[\[?\s*" + re.escape(table.strip("[]")) + r"\s*\]\]?")
-            hits = [i for i, line in enumerate(self.lines) if header.match(line)]
+            hits = self.headers.get(table.strip("[]"), [])
             if len(hits) <= occurrence:
                 return None
             start = hits[occurrence]
-        leaf = leaf.split("[", 1)[0]
-        pattern = re.compile(r"^\s*" + re.escape(leaf) + r"\s*=")
-        for i in range(start, len(self.lines)):
-            if i > start and table is not None and self.lines[i].lstrip().startswith("["):
-                break
-            if pattern.match(self.lines[i]):
-                return i + 1
+            later = bisect.bisect_right(self.bounds, start)
+            end = self.bounds[later] if later < len(self.bounds) else self.count
+        assigned = self.keys.get(leaf.split("[", 1)[0], [])
+        first = bisect.bisect_left(assigned, start)
+        if first < len(assigned) and assigned[first] < end:
+            return assigned[first] + 1
         return start + 1 if table is not None else None
+
+
+_HEADER = re.compile(r"\[\[?\s*([^\]]*)\]")
+"""A table header (`[tools.x]`, `[[tools.x.rules]]`): its name, up to the first `]`."""
 
 
 _DEFAULT_REASONS = {

@@ -1,6 +1,9 @@
 """Policy files: validation with locations, decisions, versions, fail-closed evaluation."""
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -249,3 +252,46 @@ def test_a_macros_variable_named_like_an_account_is_not_that_account() -> None:
 def test_an_account_read_outside_any_macro_naming_it_is_still_refused(when: str) -> None:
     with pytest.raises(PolicyError, match="reads account, which a call of transfer_funds never has"):
         parse_policy(one_rule("transfer_funds", when), source="p.toml", catalog=TOOL_ARGUMENTS)
+
+
+class _CountedLines(list[str]):
+    """A file's lines that count how often one is read."""
+
+    reads = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for line in super().__iter__():
+            self.reads += 1
+            yield line
+
+    def __getitem__(self, index: Any) -> Any:
+        self.reads += 1
+        return super().__getitem__(index)
+
+
+class _CountedText(str):
+    """Policy text whose lines, once split, count their reads."""
+
+    lines = _CountedLines()
+
+    def splitlines(self, keepends: bool = False) -> list[str]:
+        self.lines = _CountedLines(super().splitlines(keepends))
+        return self.lines
+
+
+def _rules(count: int, extra: str) -> _CountedText:
+    rule = "[[tools.transfer_funds.rules]]\nname = 'r{}'\nwhen = 'amount_minor > 1.5'\noutcome = 'deny'\nreason = 'r'\n"
+    return _CountedText(
+        "[tools.transfer_funds]\ndefault = 'allow'\n" + "".join(rule.format(i) + extra for i in range(count))
+    )
+
+
+@pytest.mark.parametrize("extra", ["", "memo = 'x'\n"], ids=["loads", "a-problem-per-rule"])
+def test_loading_reads_each_line_a_bounded_number_of_times(extra: str) -> None:
+    """`serve` loads its policy at start: the work grows with the file, not with its square (finding each
+    warning's or problem's line rescanned the whole file)."""
+    for count in (50, 400):
+        text = _rules(count, extra)
+        with contextlib.suppress(PolicyError):
+            assert len(parse_policy(text, source="p.toml", catalog=TOOL_ARGUMENTS).warnings) == count
+        assert 0 < text.lines.reads <= 2 * len(text.lines)
