@@ -137,35 +137,38 @@ def _comparisons(tree: Node, tool: str) -> Iterator[str]:
             for fact_node, literal, first in ((left, right, True), (right, left, False)):
                 fact = _fact(fact_node, tool)
                 if fact is not None and isinstance(literal, Literal):
-                    shown = f"{fact.name} {op} {_cel(literal)}" if first else f"{_cel(literal)} {op} {fact.name}"
-                    yield from _compared(fact, op, literal, shown)
+                    around = (f"{fact.name} {op} ", "") if first else ("", f" {op} {fact.name}")
+                    yield from _compared(fact, op, literal, around)
         elif node.function == "@in":
             container = _fact(right, tool)
             if container is not None and container.kind == "list" and isinstance(left, Literal):
-                yield from _compared(container, "in", left, f"{_cel(left)} in {container.name}")
+                yield from _compared(container, "in", left, ("", f" in {container.name}"))
             fact = _fact(left, tool)
             if fact is not None and isinstance(right, Collection) and right.kind == "list":
                 for item in right.items:
                     if isinstance(item, Literal):
-                        yield from _compared(fact, "in", item, f"{fact.name} in [..., {_cel(item)}, ...]")
+                        yield from _compared(fact, "in", item, (f"{fact.name} in [..., ", ", ...]"))
 
 
-def _compared(fact: _Fact, op: str, literal: Literal, expression: str) -> Iterator[str]:
-    """What is wrong with `expression`, which compares `fact` with `literal` by `op`."""
+def _compared(fact: _Fact, op: str, literal: Literal, around: tuple[str, str]) -> Iterator[str]:
+    """What is wrong with comparing `fact` with `literal` by `op`, in the expression `around` the literal
+    (the text before and after it), which a fix rewrites with something else in the literal's place."""
     shown = _cel(literal)
+    before, after = around
+    expression = f"{before}{shown}{after}"
     constant = {"==": "never true", "in": "never true", "!=": "always true"}.get(op)
+    outcome = f"is {constant}" if constant else "fails to evaluate, and so denies every call"
     if fact.kind == "minor":
         if literal.kind == "double":
             yield (
                 f"{expression}: {fact.name} is an integer count of minor units (cents), so {shown} "
-                f"means {shown} minor units, not {shown} in the currency; fix: {fact.name} {op} minor('{shown}')"
+                f"means {shown} minor units, not {shown} in the currency; fix: {before}minor('{shown}'){after}"
             )
         elif literal.kind in ("string", "bytes", "bool", "null"):
-            outcome = constant or "fails to evaluate, and so denies every call"
             amount = shown if literal.kind == "string" else "'1000'"
             yield (
-                f"{expression}: {fact.name} is an integer, {shown} is not a number, so this is "
-                f"{outcome}; fix: {fact.name} {op} minor({amount})"
+                f"{expression}: {fact.name} is an integer, {shown} is not a number, so this "
+                f"{outcome}; fix: {before}minor({amount}){after}"
             )
     elif fact.kind == "amount" and literal.kind != "null":
         yield (
@@ -173,8 +176,7 @@ def _compared(fact: _Fact, op: str, literal: Literal, expression: str) -> Iterat
             f"so it is compared letter by letter or not at all; fix: compare the number, amount_minor and minor(...)"
         )
     elif fact.kind in ("string", "list") and literal.kind not in ("string", "null"):
-        outcome = constant or "fails to evaluate"
-        yield f"{expression}: {fact.name} holds text, never a {literal.kind}, so this is {outcome}"
+        yield f"{expression}: {fact.name} holds text, never {_A[literal.kind]}, so this {outcome}"
     elif fact.kind in ("string", "list") and isinstance(literal.value, str) and constant is not None:
         if fact.values is not None and literal.value not in fact.values:
             values = ", ".join(f"'{v}'" for v in sorted(fact.values))
@@ -334,9 +336,14 @@ def _nodes(node: Node) -> Iterator[Node]:
         yield from _nodes(child)
 
 
+_A = {"int": "an int", "uint": "a uint", "double": "a double", "bytes": "bytes", "bool": "a bool"}
+"""Each kind of literal but text and null, as a noun."""
+
+
 def _cel(literal: Literal) -> str:
     if literal.kind in ("string", "bytes"):
-        return repr(literal.value) if literal.value is not None else f"<a {literal.kind}>"
+        prefix = "b" if literal.kind == "bytes" else ""
+        return prefix + repr(literal.value) if literal.value is not None else f"<a {literal.kind}>"
     if literal.kind == "null":
         return "null"
     if literal.kind == "bool":

@@ -195,12 +195,59 @@ def test_an_argument_the_tool_does_not_have_is_named(tmp_path: Path, capsys: pyt
         ),
         (
             "principal != 1",
-            "principal != 1: principal holds text, never a int, so this is always true",
+            "principal != 1: principal holds text, never an int, so this is always true",
             transfer(),
             Outcome.REQUIRE_APPROVAL,
         ),
+        (
+            "currency == b'USD'",
+            "currency == b'USD': currency holds text, never bytes, so this is never true",
+            transfer(),
+            Outcome.ALLOW,
+        ),
+        (
+            "principal == 'alice' && amount_minor < 'x'",  # the sample call, not alice's, would fail: it loads
+            "amount_minor < 'x': amount_minor is an integer, 'x' is not a number, so this fails to evaluate, and so "
+            "denies every call; fix: amount_minor < minor('x')",
+            transfer(),
+            Outcome.DENY,
+        ),
+        (
+            "principal == 'alice' && principal < 1",
+            "principal < 1: principal holds text, never an int, so this fails to evaluate, and so denies every call",
+            transfer(),
+            Outcome.DENY,
+        ),
+        (
+            "amount_minor in [100, 1.5]",
+            "amount_minor in [..., 1.5, ...]: amount_minor is an integer count of minor units (cents), so 1.5 means "
+            "1.5 minor units, not 1.5 in the currency; fix: amount_minor in [..., minor('1.5'), ...]",
+            transfer(amount_minor=150),  # 1.50 is not in the list: meant "100 cents or 1.50"
+            Outcome.ALLOW,
+        ),
+        (
+            "500.5 < amount_minor",
+            "fix: minor('500.5') < amount_minor",
+            transfer(amount_minor=1_000),
+            Outcome.REQUIRE_APPROVAL,
+        ),
     ],
-    ids=["decimal", "string", "amount-text", "amount-order", "relation", "status", "tool", "currency", "type"],
+    ids=[
+        "decimal",
+        "string",
+        "amount-text",
+        "amount-order",
+        "relation",
+        "status",
+        "tool",
+        "currency",
+        "type",
+        "bytes",
+        "string-ordered",
+        "type-ordered",
+        "fraction-in-a-list",
+        "decimal-on-the-left",
+    ],
 )
 def test_a_comparison_that_cannot_mean_what_it_says_is_named(
     when: str, says: str, call: CallFacts, decided: Outcome, tmp_path: Path, capsys: pytest.CaptureFixture[str]
