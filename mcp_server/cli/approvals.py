@@ -16,10 +16,10 @@ from sqlalchemy import text
 from mcp_server.audit.reader import shown_call
 from mcp_server.ledger.free_text import shown
 from mcp_server.storage.database import Database
-from mcp_server.timestamps import format_timestamp, span_text
+from mcp_server.timestamps import format_timestamp
 from policy.approval_states import SETTLED, ApprovalState
 from policy.channel import DEFAULT_CHANNEL
-from policy.question import deadline_text, stated_effect
+from policy.question import deadline_text, span_text, stated_effect
 
 AT_DESK = ApprovalState.APPROVED.value
 """`--status approved`: pending approvals a desk approver said yes to, whose caller has not continued. `approved`
