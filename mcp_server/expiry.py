@@ -1,7 +1,8 @@
 """Ending the questions nobody came back for, so every approval reaches a final state in the ledger and the audit.
 
 A call without an idempotency key (or a key never retried), a 2026-07-28 client that never sends its second
-round, a desk link never continued: the gate settles such an approval only when its caller returns, so without
+round, a desk link never continued (decided or not; a yes is its caller's only within its window,
+`Approval.continue_by`): the gate settles such an approval only when its caller returns, so without
 this its row stayed `pending` for good and its `requested` record had no end. Every server process sweeps on its
 audit thread (`audit.sequencer.Background`): at start, then every `EXPIRY_INTERVAL`, in batches of at most
 `EXPIRY_BATCH`, each approval settled by `Gate.expire_overdue` exactly as its caller returning would settle it.

@@ -39,7 +39,7 @@ from policy.document import Policy
 from policy.facts import AGGREGATES, CallFacts
 from policy.messages import worded
 from policy.outcome import Outcome
-from policy.question import render_question
+from policy.question import deadline_text, render_question
 from policy.results import GateResult, Refusal, Status
 from policy.settlement import NO_HUMAN, Settlement, denied
 from policy.store import APPROVER_PREFIX, Approval, DeskSignoff, GateStore, GateTx
@@ -163,9 +163,10 @@ class Gate:
 
     def resume(self, call: Call, ref: str) -> Opening:
         """A call presenting approval `ref` again (after the desk was asked): the stored outcome if the
-        approval is settled; settled now if the desk has decided or its deadline passed; else the
-        same approval, still pending. Raises `Refusal("approval_mismatch")` if `ref` was not asked
-        for this very call (tool, arguments, caller): nothing changes then."""
+        approval is settled; settled now if the desk has decided (a yes continued past `Approval.continue_by`:
+        `expired`, nothing run) or its deadline passed; else the same approval, still pending. Raises
+        `Refusal("approval_mismatch")` if `ref` was not asked for this very call (tool, arguments, caller):
+        nothing changes then."""
         action = self.actions[call.tool]
         return self.store.transaction(lambda tx: self._resume(tx, action, call, ref))
 
@@ -205,11 +206,11 @@ class Gate:
         would find it settled: `expired` (a desk no signed in time: `rejected`), the outcome stored under its
         idempotency key, its record signed, all in the transaction that settles it. `grace` lets whatever was
         answered in time (a desk decision's POST, a round already on its way) reach its row first. Rows another
-        transaction holds, or whose key's turn it holds, are left to it; a signed desk yes is left to its caller,
-        who runs it (`resume`). A row edited in the database so that it cannot be read, or names a tool this
-        gate lacks, is left pending and reported (`ExpiryBatch.unreadable`), so it holds up none of the others;
-        `passed`: those reported before, not looked at again. A first read tells whether any is due, so an idle
-        sweep writes nothing."""
+        transaction holds, or whose key's turn it holds, are left to it; a signed desk yes is left to its caller
+        (`resume` runs it) until `grace` past `Approval.continue_by`, then ended `expired` too. A row edited in
+        the database so that it cannot be read, or names a tool this gate lacks, is left pending and reported
+        (`ExpiryBatch.unreadable`), so it holds up none of the others; `passed`: those reported before, not
+        looked at again. A first read tells whether any is due, so an idle sweep writes nothing."""
         deadline = self.clock() - grace
         if not self.store.transaction(lambda tx: tx.overdue(deadline, 1, passed), write=False):
             return ExpiryBatch(0, 0, {})
@@ -231,10 +232,13 @@ class Gate:
                 continue
             signoff = tx.desk_decision(approval.ref)
             desk = _desk_verdict(signoff, approval)
-            if desk is not None and desk.kind is VerdictKind.APPROVE:
-                continue  # its caller's to run: the store leaves these out unless the row was forged
+            if signoff is not None and desk is not None:
+                if desk.kind is VerdictKind.APPROVE and approval.continue_by(signoff.decided_at) > deadline:
+                    continue  # still its caller's to run: the store leaves these out unless the row was forged
+                verdict, answered = _continued_in_time(desk, signoff, approval, now), signoff.decided_at
+            else:
+                verdict, answered = EXPIRED, now
             call = Call(approval.tool, approval.arguments, approval.principal, approval.idempotency_key)
-            verdict, answered = (desk, signoff.decided_at) if desk is not None and signoff else (EXPIRED, now)
             action = self.actions[call.tool]
             self._settle(tx, action, call, approval, verdict, self._key_state(tx, call), now, answered)
             ended += 1
@@ -482,7 +486,7 @@ class Gate:
                 )
             verdict, answered = EXPIRED, now
         else:
-            answered = signoff.decided_at
+            verdict, answered = _continued_in_time(verdict, signoff, approval, now), signoff.decided_at
         return Opening(call, final=self._settle(tx, action, call, approval, verdict, (known, conflict), now, answered))
 
     def _settle(
@@ -554,6 +558,21 @@ def _desk_verdict(signoff: DeskSignoff | None, approval: Approval) -> Verdict | 
     if signoff.approved:
         return Verdict(VerdictKind.APPROVE, f"Approved at the desk by {who}.", signoff.note, signoff.approver)
     return Verdict(VerdictKind.REJECT, f"Rejected at the desk by {who}.", signoff.note, signoff.approver)
+
+
+def _continued_in_time(verdict: Verdict, signoff: DeskSignoff, approval: Approval, now: float) -> Verdict:
+    """The desk's `verdict`, or `expired` for a yes its caller continues at `now`, past `Approval.continue_by`."""
+    if verdict.kind is not VerdictKind.APPROVE:
+        return verdict
+    by = approval.continue_by(signoff.decided_at)
+    if now < by:
+        return verdict
+    return Verdict(
+        VerdictKind.EXPIRE,
+        f"Approved at the desk by {APPROVER_PREFIX}{signoff.approver} at {deadline_text(signoff.decided_at)} but not "
+        f"continued by {deadline_text(by)}; nothing ran.",
+        signoff.note,
+    )
 
 
 def _too_many_pending(what: str) -> Refusal:

@@ -41,6 +41,17 @@ def deadline_text(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def span_text(seconds: float) -> str:
+    """A duration as a person reads it at a glance (`45 s`, `4 min 05 s`, `2 h 30 min`), whole seconds, never
+    negative: how long a question has waited, has left, or is overdue by; how long a desk yes waits for its caller."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 def requested_by(principal: str) -> str:
     """The question's line naming the caller who asked (what a settlement holds the settling caller to)."""
     return f"Requested by: {principal}"

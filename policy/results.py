@@ -83,7 +83,7 @@ def decision_message(tool: str, status: Status, reason: str = "") -> str:
     sentences = {
         Status.REJECTED: f"Action '{tool}' was rejected by the operator.",
         Status.CANCELLED: f"Action '{tool}' was cancelled by the operator.",
-        Status.EXPIRED: f"Action '{tool}' expired: no approval arrived in time.",
+        Status.EXPIRED: f"Action '{tool}' expired.",
         Status.DENIED: f"Action '{tool}' was denied by policy.",
     }
     sentence = sentences.get(status, f"Action '{tool}' {status.value}.")

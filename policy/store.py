@@ -45,6 +45,19 @@ class Approval:
     """The key of the call that asked it, under which its outcome is stored: also when the server ends it
     (`Gate.expire_overdue`), its caller gone."""
 
+    @property
+    def timeout(self) -> float:
+        """The approval timeout it was asked under, read off the row (every replica, and a restart with another
+        setting, reads the same)."""
+        return self.expires_at - self.created_at
+
+    def continue_by(self, decided_at: float) -> float:
+        """By when its caller must continue it once a desk approver signed a yes at `decided_at`: as long after
+        the decision as the question was given to be answered (`timeout`; `SqlGateTx.overdue` computes it
+        alike). Past that the yes no longer runs: the approver's intent was for then, not for whenever the
+        caller comes back."""
+        return decided_at + self.timeout
+
     @cached_property
     def question_sha256(self) -> str:
         """The digest of the question shown, as its audit records carry it (computed once per approval read)."""
@@ -148,10 +161,11 @@ class GateTx(Protocol[L_co]):
 
     def overdue(self, deadline: float, limit: int, passed: Collection[str] = ()) -> list[str]:
         """The references of up to `limit` pending approvals whose deadline is at or before `deadline`, earliest
-        first, leaving out those in `passed` and those a desk approver signed a yes on (their callers' to
-        continue). In a write transaction each is held as `lock_approval` holds one, with its idempotency key's
-        turn (as `recall` takes it): one whose row or key another transaction holds is left out, not waited for.
-        Only references are read: a row edited unreadable is found by `lock_approval`, one at a time."""
+        first, leaving out those in `passed` and those a desk approver signed a yes on that their callers may
+        still continue (`Approval.continue_by` after `deadline`). In a write transaction each is held as
+        `lock_approval` holds one, with its idempotency key's turn (as `recall` takes it): one whose row or key
+        another transaction holds is left out, not waited for. Only references are read: a row edited
+        unreadable is found by `lock_approval`, one at a time."""
 
     def desk_decision(self, ref: str) -> DeskSignoff | None:
         """The approval desk's signed decision on approval `ref`, if an approver has made one."""

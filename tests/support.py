@@ -1,7 +1,7 @@
 """What more than one test folder needs, in one place, so no test imports `bench/` or another
 folder's conftest: loopback ports and process memory, throwaway PostgreSQL schemas, how a test
 starts the server and talks to it (tokens, the idempotency key, hand-driven approval rounds),
-a fingerprint of the books, and the Hypothesis profiles.
+a fingerprint of the books, the Hypothesis profiles, and threads started together to race.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -318,3 +319,30 @@ def unexplained_options(parser: argparse.ArgumentParser, path: str) -> dict[str,
         elif not action.help or not all(option in text for option in action.option_strings):
             found.setdefault(path, []).append("/".join(action.option_strings) or action.dest)
     return found
+
+
+# --- races -------------------------------------------------------------------------------------
+
+
+def run_together(*work: Callable[[], Any], within: float = 30.0) -> list[Any]:
+    """Run each in a thread of its own, started together; their results in order (a failure re-raised)."""
+    start = threading.Barrier(len(work))
+    results: list[Any] = [None] * len(work)
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        start.wait()
+        try:
+            results[n] = work[n]()
+        except BaseException as exc:  # re-raised below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(work))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(within)
+        assert not thread.is_alive(), f"still running after {within} s (waiting for a lock it should skip?)"
+    if errors:
+        raise errors[0]
+    return results

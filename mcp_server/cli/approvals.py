@@ -16,14 +16,15 @@ from sqlalchemy import text
 from mcp_server.audit.reader import shown_call
 from mcp_server.ledger.free_text import shown
 from mcp_server.storage.database import Database
-from mcp_server.timestamps import format_timestamp, span_text
+from mcp_server.timestamps import format_timestamp
 from policy.approval_states import SETTLED, ApprovalState
 from policy.channel import DEFAULT_CHANNEL
-from policy.question import deadline_text, stated_effect
+from policy.question import deadline_text, span_text, stated_effect
 
 AT_DESK = ApprovalState.APPROVED.value
 """`--status approved`: pending approvals a desk approver said yes to, whose caller has not continued. `approved`
-is never stored (a yes settles as what came of it); these are the one kind the expiry sweep leaves pending."""
+is never stored (a yes settles as what came of it); the expiry sweep leaves these pending until their window to be
+continued (`Approval.continue_by`) and its grace have passed."""
 STATUSES = ("all", ApprovalState.PENDING.value, AT_DESK, *sorted(SETTLED))
 """What `--status` accepts: every stored status, `approved` (above) and `all`."""
 
@@ -33,7 +34,7 @@ _SELECT = (
     " d.binding = a.binding AS desk_binds FROM approvals a LEFT JOIN desk_decisions d ON d.approval_ref = a.ref"
 )
 _YES_AT_DESK = "a.status = 'pending' AND d.verdict = 'approved' AND d.binding = a.binding"
-"""The expiry sweep's test (`gate_store._OVERDUE`) of a desk yes it must leave to the caller."""
+"""The expiry sweep's test (`gate_store._OVERDUE`) of a desk yes it leaves to the caller, but for its window."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class ListedApproval:
         lines.append(f"asked {_when(self.created_at)} via {shown(self.channel)}; {self._deadline(now)}")
         if self.waiting_for_caller:
             assert self.desk is not None
-            lines.append(f"{self.desk.render()}; waiting for its caller to continue (the expiry sweep leaves it)")
+            lines.append(f"{self.desk.render()}; waiting for its caller to continue {self._continue_by(now)}")
         elif self.desk is not None:
             lines.append(self.desk.render())
         if self.decided_at is not None or self.outcome is not None:
@@ -122,6 +123,22 @@ class ListedApproval:
         if overdue is None:
             return due
         return f"{due} (overdue by {span_text(overdue)})" if overdue >= 0 else f"{due} ({span_text(-overdue)} left)"
+
+    @property
+    def continue_by(self) -> float | None:
+        """When a desk yes waiting for its caller must be continued (`Approval.continue_by`); None for any other."""
+        decided = self.desk.decided_at if self.desk is not None and self.waiting_for_caller else None
+        if decided is None or self.created_at is None or self.expires_at is None:
+            return None
+        return decided + (self.expires_at - self.created_at)
+
+    def _continue_by(self, now: float) -> str:
+        by = self.continue_by
+        if by is None:
+            return "(by when, its stored times do not tell)"
+        if now < by:
+            return f"by {_when(by)} ({span_text(by - now)} left)"
+        return f"by {_when(by)} (past it by {span_text(now - by)}: the expiry sweep ends it expired)"
 
     def _overdue(self, now: float) -> float | None:
         """Seconds a pending approval is past its deadline (negative: still open); None once it has ended."""
@@ -151,6 +168,7 @@ class ListedApproval:
             "channel": self.channel,
             "desk_decision": self.desk.as_json() if self.desk else None,
             "waiting_for_caller": self.waiting_for_caller,
+            "continue_by": _iso(self.continue_by),
             "decided_at": _iso(self.decided_at),
             "outcome_status": self.outcome.get("status") if isinstance(self.outcome, dict) else None,
             "outcome_message": self.outcome.get("message") if isinstance(self.outcome, dict) else None,

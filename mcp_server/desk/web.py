@@ -35,9 +35,8 @@ from mcp_server.desk.tokens import new_token
 from mcp_server.desk.turns import Turns
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.storage.database import CommitUnknown, Database
-from mcp_server.timestamps import span_text
 from policy.channel import Channel
-from policy.question import requested_confirmation
+from policy.question import requested_confirmation, span_text
 from policy.store import Approval
 
 T = TypeVar("T")
@@ -237,6 +236,7 @@ class Desk:
             arguments=json.dumps(dict(approval.arguments), indent=2, ensure_ascii=False),
             confirm=requested_confirmation(approval.question),
             shown=decisions.shown_on_page(approval),
+            continue_by=approval.continue_by(decided.decided_at) if decided and approval.status == "pending" else None,
         )
 
     async def signin_page(self, request: Request, approver: str | None) -> Response:

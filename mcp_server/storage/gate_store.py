@@ -62,9 +62,11 @@ _SETTLE_APPROVAL = Statement(
 _OVERDUE = (
     "SELECT ref, idempotency_key FROM approvals WHERE status = 'pending' AND expires_at <= :deadline AND NOT EXISTS "
     "(SELECT 1 FROM desk_decisions d "
-    "WHERE d.approval_ref = approvals.ref AND d.verdict = 'approved' AND d.binding = approvals.binding) "
+    "WHERE d.approval_ref = approvals.ref AND d.verdict = 'approved' AND d.binding = approvals.binding "
+    "AND d.decided_at + (approvals.expires_at - approvals.created_at) > :deadline) "
     "ORDER BY expires_at, ref LIMIT :limit"
 )
+"""A signed desk yes is left out while its caller may still continue it (`Approval.continue_by`, computed alike)."""
 _OVERDUE_READ = Statement(_OVERDUE)
 _OVERDUE_LOCKED = Statement(_OVERDUE + " FOR UPDATE SKIP LOCKED")
 """PostgreSQL, in a write transaction: another sweeper's rows, or a settlement's, are passed over, not waited on

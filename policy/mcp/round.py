@@ -37,7 +37,7 @@ from policy.idempotency_key import IDEMPOTENCY_KEY_META, IDEMPOTENCY_KEY_RULE, i
 from policy.mcp.asked import answered_digest
 from policy.mcp.form import ApprovalForm, ConfirmedApprovalForm, read_answer
 from policy.mcp.parsed_arguments import canonical_arguments
-from policy.question import deadline_text
+from policy.question import deadline_text, span_text
 from policy.results import GateResult, Refusal, Status, decision_message
 from policy.verdict import EXPIRED, UNDELIVERED, Verdict, VerdictKind
 
@@ -276,11 +276,12 @@ def pending_approval(opening: Opening, url: str) -> GateResult:
 
 def _link_message(opening: Opening, url: str) -> str:
     assert opening.approval is not None
-    until = deadline_text(opening.approval.expires_at)
+    approval = opening.approval
     return (
         f"An approver must approve this {opening.call.tool} at the approval desk: open {url}, sign in with "
-        f"your passkey and decide before {until}, then ask me to continue (I will repeat the call with "
-        f"approval_ref {opening.approval.ref})."
+        f"your passkey and decide before {deadline_text(approval.expires_at)}, then ask me to continue within "
+        f"{span_text(approval.timeout)} of the approval (I will repeat the call with approval_ref {approval.ref}): "
+        "an approval not continued by then expires and nothing runs."
     )
 
 

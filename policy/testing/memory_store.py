@@ -208,7 +208,12 @@ class MemoryTx:
         self.undo(lambda: self.store.approvals.__setitem__(approval.ref, stored))
 
     def overdue(self, deadline: float, limit: int, passed: Collection[str] = ()) -> list[str]:
-        signed_yes = {ref for ref, signoff in self.store.desk.items() if signoff.approved}
+        approvals = self.store.approvals
+        signed_yes = {
+            ref
+            for ref, signoff in self.store.desk.items()
+            if signoff.approved and ref in approvals and approvals[ref].continue_by(signoff.decided_at) > deadline
+        }
         due = sorted(
             (
                 a

@@ -10,6 +10,7 @@ import pytest
 from mcp.client import ClientRequestContext
 from mcp_types import ElicitCompleteNotification, ElicitRequestParams, ElicitResult
 
+from policy.question import deadline_text
 from tests.channels.support import ChannelWorld, body, desk_policy, opens_the_link
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.world import DeskBrowser
@@ -72,6 +73,32 @@ async def test_a_client_without_elicitation_gets_a_link_and_continues_with_appro
     assert again == done, "a later retry reads the stored outcome"
     assert world.balance(world.target) == 25_000, "executed once"
     assert world.events(ref) == ["requested", "desk_approved", "approved", "executed"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_desk_yes_not_continued_within_its_window_expires_and_nothing_runs(
+    world: ChannelWorld, dora: DeskBrowser, passkey: SoftPasskey, mode: str
+) -> None:
+    """A signed yes stayed executable for ever: continued days later it ran. The link states the window (the
+    approval timeout, counted from the decision); continued past it, the call ends `expired`, saying who approved
+    when and by when it had to be continued, and nothing runs."""
+    async with world.client(mode=mode) as client:
+        first = body(await client.call_tool("transfer_funds", world.transfer("250.00")))
+        ref = first["approval_ref"]
+        assert "continue within 5 min 00 s of the approval" in first["message"], first
+        assert (await dora.decide(ref, "approved", passkey)).status_code == 200
+        [decision] = world.rows("SELECT decided_at FROM desk_decisions WHERE approval_ref = :r", r=ref)
+        decided = float(decision.decided_at)
+        world.state.gate.clock = lambda: decided + 300 + 1
+        late = body(await client.call_tool("transfer_funds", world.transfer("250.00", approval_ref=ref)))
+        again = body(await client.call_tool("transfer_funds", world.transfer("250.00", approval_ref=ref)))
+
+    assert late["status"] == "expired" and late["approval_ref"] == ref, late
+    assert f"Approved at the desk by approver:dora at {deadline_text(decided)}" in late["message"], late
+    assert f"not continued by {deadline_text(decided + 300)}; nothing ran" in late["message"], late
+    assert again == late
+    assert world.balance(world.target) == 0 and world.status(ref) == "expired"
+    assert world.events(ref) == ["requested", "desk_approved", "expired"]
 
 
 async def test_the_link_states_the_deadline_with_its_date(world: ChannelWorld) -> None:

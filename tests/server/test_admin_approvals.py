@@ -137,9 +137,10 @@ async def test_every_state_is_listed_newest_first_with_how_it_ended(
     waiting = listed[refs["desk_yes"]]
     assert waiting.split()[1] == "pending"
     assert re.search(
-        r"approved at the desk by erin at .* UTC, note: fine; waiting for its caller to continue "
-        r"\(the expiry sweep leaves it\)",
+        r"approved at the desk by erin at .* UTC, note: fine; waiting for its caller to continue by "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(4 min \d\d s left\)$",
         waiting,
+        re.MULTILINE,
     ), waiting
     refused = listed[refs["desk_no"]]
     assert "rejected at the desk by erin at" in refused and "waiting for its caller" not in refused
@@ -156,6 +157,7 @@ async def test_json_is_one_object_per_line_with_the_same_keys(
     refs = every_state.refs
     yes = by_ref[refs["desk_yes"]]
     assert (yes["status"], yes["waiting_for_caller"]) == ("pending", True)
+    assert yes["continue_by"] > yes["created_at"] and by_ref[refs["desk_no"]]["continue_by"] is None
     assert yes["desk_decision"] | {"decided_at": None} == {
         "approver": "erin",
         "verdict": "approved",
@@ -179,7 +181,7 @@ async def test_json_is_one_object_per_line_with_the_same_keys(
     ("args", "expected"),
     [
         (["--status", "pending"], ["pending", "desk_yes", "desk_no", "overdue"]),
-        (["--status", "approved"], ["desk_yes"]),  # a desk yes nobody continued: the one the sweep leaves
+        (["--status", "approved"], ["desk_yes"]),  # a desk yes nobody continued yet
         (["--status", "expired"], ["expired"]),
         (["--principal", "bob"], ["denied", "cancelled", "rejected", "executed"]),
         (["--principal", "bob", "--status", "rejected"], ["rejected"]),

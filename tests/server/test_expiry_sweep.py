@@ -6,9 +6,7 @@ record without an end. The server now ends each (`mcp_server.expiry`), with its 
 transaction, never a row that is no longer pending, and never one another transaction is settling.
 """
 
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -23,7 +21,7 @@ from policy.gate import Opening
 from policy.testing import ScriptedResponder
 from policy.verdict import Verdict, VerdictKind
 from tests.server.harness import Harness
-from tests.support import APPROVAL_TIMEOUT, first_round, keyed, outcome, postgres_base_url
+from tests.support import APPROVAL_TIMEOUT, first_round, keyed, outcome, postgres_base_url, run_together
 
 pytestmark = pytest.mark.anyio
 
@@ -171,30 +169,6 @@ def test_the_sweep_skips_an_approval_a_settlement_holds_on_postgresql(ledger_har
     assert state.expiry.sweep() == 2
     assert ledger_harness.events(row_held) == ["requested", "expired"]
     assert ledger_harness.events(key_held) == ["requested", "expired"]
-
-
-def run_together(*work: Callable[[], Any], within: float = 30.0) -> list[Any]:
-    """Run each in a thread of its own, started together; their results in order (a failure re-raised)."""
-    start = threading.Barrier(len(work))
-    results: list[Any] = [None] * len(work)
-    errors: list[BaseException] = []
-
-    def run(n: int) -> None:
-        start.wait()
-        try:
-            results[n] = work[n]()
-        except BaseException as exc:  # re-raised below, in the test's thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(work))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(within)
-        assert not thread.is_alive(), "a sweep waited for a lock it should have skipped"
-    if errors:
-        raise errors[0]
-    return results
 
 
 POISONS = {
