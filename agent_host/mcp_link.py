@@ -161,7 +161,7 @@ class McpLink:
         if self.lost is not None and (failure := await self._reopen()) is not None:
             return self._not_sent(name, failure)
         if (unoffered := self._unoffered(name, schema)) is not None:
-            return ToolResult(unoffered, True, f"MCP call {name} not sent: {unoffered['error']['message']}")
+            return _not_offered(name, unoffered)
         try:
             return await self._send(name, arguments, idempotency_key)
         except _Refused:
@@ -175,6 +175,8 @@ class McpLink:
         if (failure := await self._reopen()) is not None:
             return self._unavailable(name, f"{reason}; reconnecting failed: {failure}")
         if (unoffered := self._unoffered(name, schema)) is not None:
+            if unsent:  # refused unrun, and the new session's server cannot be sent it: nothing ran
+                return _not_offered(name, unoffered)
             return self._unavailable(name, f"{reason}; not sent again: {unoffered['error']['message']}")
         try:
             return await self._send(name, arguments, idempotency_key)
@@ -250,6 +252,10 @@ class McpLink:
 
 class _Refused(Exception):
     """The server refused a call for naming a session it no longer holds: the call did not run."""
+
+
+def _not_offered(name: str, output: dict[str, Any]) -> ToolResult:
+    return ToolResult(output, True, f"MCP call {name} not sent: {output['error']['message']}")
 
 
 def failed_output(code: str, message: str, detail: str | None = None) -> dict[str, Any]:

@@ -165,12 +165,12 @@ def http_mcp_server(
 
 
 @contextmanager
-def listing_server(port: int, edition: str) -> Iterator[str]:
+def listing_server(port: int, edition: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The stand-in MCP server `tests/host/listing_server.py` on a loopback port, listing `edition`'s tools
     (the same port with another edition: the server restarted as a release with other tools)."""
     command = [sys.executable, "-m", "tests.host.listing_server", str(port), edition]
-    with _serving(command, port, dict(os.environ), REPO):
-        yield f"http://127.0.0.1:{port}/mcp"
+    with _serving(command, port, dict(os.environ), REPO) as process:
+        yield f"http://127.0.0.1:{port}/mcp", process
 
 
 @contextmanager
