@@ -59,25 +59,29 @@ class Host:
     async def agent_for_turn(self, observer: TurnObserver) -> dict[str, Any]:
         """The host's agent for the next turn: after a reconnect to a server that lists other tools, a version made
         from them. An agent the user chose as it is (`--existing-agent`, `--agent-version`) is left as it is."""
-        if self.toolbox.sync():
-            names = ", ".join(sorted(self.toolbox.tools)) or "none"
-            if self.settings.existing_agent or self.settings.agent_version is not None:
-                observer.warning(
-                    f"The MCP server now lists other tools ({names}); agent {self.agent.name} is used as it is "
-                    "(--existing-agent / --agent-version), so a call to a tool the server no longer has is refused."
-                )
-            else:
-                self.agent = await choose_agent(
-                    self.project,
-                    self.access,
-                    self.settings.agent_name,
-                    model=self.settings.chat_model or self.access.default_model,
-                    tools=self.toolbox.definitions(),
-                )
-                observer.warning(
-                    f"The MCP server now lists other tools ({names}): from this request on, agent "
-                    f"{self.agent.name} v{self.agent.version} carries them."
-                )
+        relisting = self.toolbox.relisted()
+        if relisting is None:
+            return self.agent.reference()
+        names = ", ".join(sorted(relisting.tools)) or "none"
+        if self.settings.existing_agent or self.settings.agent_version is not None:
+            note = (
+                f"The MCP server now lists other tools ({names}); agent {self.agent.name} is used as it is "
+                "(--existing-agent / --agent-version), so a call to a tool the server no longer has is refused."
+            )
+        else:  # made first, so a failure leaves the tools to be taken up by the next turn
+            self.agent = await choose_agent(
+                self.project,
+                self.access,
+                self.settings.agent_name,
+                model=self.settings.chat_model or self.access.default_model,
+                tools=[tool.definition() for tool in relisting.tools.values()],
+            )
+            note = (
+                f"The MCP server now lists other tools ({names}): from this request on, agent "
+                f"{self.agent.name} v{self.agent.version} carries them."
+            )
+        self.toolbox.adopt(relisting)
+        observer.warning(note)
         return self.agent.reference()
 
     def describe(self) -> str:

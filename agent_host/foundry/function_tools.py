@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import mcp_types
 
@@ -168,13 +168,20 @@ class FunctionCall:
     arguments: str
 
 
+class Relisting(NamedTuple):
+    """A server's tool list, and its function tools by name."""
+
+    listed: list[mcp_types.Tool]
+    tools: dict[str, FunctionTool]
+
+
 class Toolbox:
     """Function tools built from the link's MCP tools; runs calls by name through the link.
 
     With the `desk` that answers the link's questions, a call whose question a person
     interrupted stops the host once its result (the server's record of the cancel) is back.
     `tools` are those the model was given: a call is sent only while the server lists its tool
-    with the same input schema, and `sync` takes up what a server reconnected to lists.
+    with the same input schema, and `adopt` takes up what a server reconnected to lists.
     """
 
     def __init__(self, link: McpLink, *, strict: bool = True, desk: ApprovalDesk | None = None) -> None:
@@ -190,14 +197,17 @@ class Toolbox:
     def definitions(self) -> list[dict[str, Any]]:
         return [tool.definition() for tool in self.tools.values()]
 
-    def sync(self) -> bool:
-        """Take up the tools the link's server lists now (a session reopened on a server that lists others);
-        whether they changed, so the model must be given the new ones."""
-        if self.link.tools == self._listed:
-            return False
-        self._listed = list(self.link.tools)
-        self.tools = {tool.name: function_tool(tool, strict=self.strict) for tool in self._listed}
-        return True
+    def relisted(self) -> Relisting | None:
+        """The tools the link's server lists now, if not those the model was given (a session reopened on a
+        server that lists others)."""
+        listed = list(self.link.tools)
+        if listed == self._listed:
+            return None
+        return Relisting(listed, {tool.name: function_tool(tool, strict=self.strict) for tool in listed})
+
+    def adopt(self, relisting: Relisting) -> None:
+        """Give the model the tools of `relisting` from now on."""
+        self._listed, self.tools = relisting
 
     async def run(self, call: FunctionCall) -> ToolResult:
         """Execute `call` with its `call_id` as the idempotency key; malformed calls are answered, not run."""
