@@ -18,7 +18,7 @@ re-run and no answer is re-sent; a user message the expired chain refused is sen
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -33,6 +33,10 @@ MAX_CALLS_PER_RESPONSE = 32
 """Function calls of one response the host runs; the rest are answered as not executed. The round limit
 bounds how often the model calls, this how much one response may make the host do (each call can be a
 question to the person, or an approval left pending at the desk)."""
+
+
+AgentForTurn = Callable[["TurnObserver"], Awaitable[Mapping[str, Any]]]
+"""The agent reference a turn's requests go to, asked for at the start of each turn (see `Host.agent_for_turn`)."""
 
 
 class ResponsesTransport(Protocol):
@@ -98,6 +102,7 @@ class Conversation:
         *,
         stream: bool = False,
         max_rounds: int = 8,
+        agent_for_turn: AgentForTurn | None = None,
     ) -> None:
         self.transport = transport
         self.toolbox = toolbox
@@ -105,6 +110,7 @@ class Conversation:
         self.observer = observer
         self.stream = stream
         self.max_rounds = max_rounds
+        self.agent_for_turn = agent_for_turn
         self.previous_response_id: str | None = None
         self._unanswered: list[Answer] = []
         self._context: list[dict[str, Any]] = []
@@ -118,6 +124,8 @@ class Conversation:
         """Send `text` and run the agent's function calls until it answers in text."""
         turn = Turn()
         message = {"role": "user", "content": text}
+        if self.agent_for_turn is not None:
+            self.agent_reference = dict(await self.agent_for_turn(self.observer))
         if self._unanswered:
             with suppress(_Restarted):  # the facts of the lost chain open the new one, with the message
                 await self._drive(list(self._unanswered), [], turn)

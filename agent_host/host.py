@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx2
 from azure.ai.projects.aio import AIProjectClient
@@ -43,7 +44,8 @@ class Host:
     def conversation(
         self, agent: AgentChoice | None = None, *, stream: bool | None = None, observer: TurnObserver | None = None
     ) -> Conversation:
-        """A new chain of responses with `agent` (the host's agent by default), shown on `observer`."""
+        """A new chain of responses with `agent` (the host's agent by default, kept to the server's tools), shown on
+        `observer`."""
         return Conversation(
             self.transport,
             self.toolbox,
@@ -51,7 +53,36 @@ class Host:
             observer or self.display,
             stream=self.settings.stream if stream is None else stream,
             max_rounds=self.settings.max_rounds,
+            agent_for_turn=self.agent_for_turn if agent is None else None,
         )
+
+    async def agent_for_turn(self, observer: TurnObserver) -> dict[str, Any]:
+        """The host's agent for the next turn: after a reconnect to a server that lists other tools, a version made
+        from them. An agent the user chose as it is (`--existing-agent`, `--agent-version`) is left as it is."""
+        relisting = self.toolbox.relisted()
+        if relisting is None:
+            return self.agent.reference()
+        names = ", ".join(sorted(relisting.tools)) or "none"
+        if self.settings.existing_agent or self.settings.agent_version is not None:
+            note = (
+                f"The MCP server now lists other tools ({names}); agent {self.agent.name} is used as it is "
+                "(--existing-agent / --agent-version), so a call to a tool the server no longer has is refused."
+            )
+        else:  # made first, so a failure leaves the tools to be taken up by the next turn
+            self.agent = await choose_agent(
+                self.project,
+                self.access,
+                self.settings.agent_name,
+                model=self.settings.chat_model or self.access.default_model,
+                tools=[tool.definition() for tool in relisting.tools.values()],
+            )
+            note = (
+                f"The MCP server now lists other tools ({names}): from this request on, agent "
+                f"{self.agent.name} v{self.agent.version} carries them."
+            )
+        self.toolbox.adopt(relisting)
+        observer.warning(note)
+        return self.agent.reference()
 
     def describe(self) -> str:
         agent = self.agent

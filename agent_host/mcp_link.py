@@ -9,11 +9,15 @@ server: everything crosses the MCP wire.
 call, so a crashed server or a timeout becomes a `tool_unavailable` result. A session whose connection
 is gone (the server died, restarted or dropped it) is opened again for the next call, relaunching a
 stdio server; a keyed call the connection dropped under is sent once more on the new session with the
-same idempotency key, so the server runs it at most once and otherwise answers with what it did.
+same idempotency key, so the server runs it at most once and otherwise answers with what it did. After an
+attempt to reopen fails, calls are answered at once, not sent, until the back-off window ends (`reconnect`).
+A call is sent only to a server that lists its tool with the arguments the caller made it for: one reopened
+on a server that no longer does is answered, not sent.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -21,7 +25,7 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any, TextIO, cast
+from typing import Any, TextIO, cast
 
 import anyio
 import anyio.abc
@@ -36,6 +40,8 @@ from mcp_types import RequestParamsMeta
 
 from agent_host.errors import ConfigurationError, McpUnavailable, sole_error
 from agent_host.loopback import is_loopback_url
+from agent_host.reconnect import Backoff, in_seconds
+from agent_host.server_log import ServerLog
 from agent_host.settings import McpProtocol
 
 IDEMPOTENCY_KEY_META = "io.bankgate/idempotency-key"
@@ -45,8 +51,6 @@ The host's own copy of the server's wire constant (`policy.idempotency_key`), no
 host reaches the server over MCP only and imports no server-side package, so it could drive any
 deployment of the server; tests/host/test_wire_contract.py keeps the two equal.
 """
-
-_STDERR_TAIL_LINES = 6
 
 DESK_POLL_SECONDS = 1.0
 """How often the host asks again about an approval waiting at the desk (2026-07-28 rounds)."""
@@ -116,8 +120,10 @@ class McpLink:
     """A connected MCP session and the tools it lists; a session found gone is opened again when next needed."""
 
     tools: list[mcp_types.Tool]
+    """The tools the current session's server lists (a reopened session's own)."""
     target: McpTarget
-    stderr: IO[str] | None = field(default=None, repr=False)
+    server_log: ServerLog | None = field(default=None, repr=False)
+    backoff: Backoff = field(default_factory=Backoff, repr=False)
     _session: _Session | None = field(default=None, repr=False)
     _open: Callable[[], Awaitable[_Session]] | None = field(default=None, repr=False)
     """Opens a new session (launching a stdio server anew) and lists its tools, or raises."""
@@ -142,10 +148,20 @@ class McpLink:
     def protocol_version(self) -> str:
         return self.client.protocol_version
 
-    async def call(self, name: str, arguments: dict[str, Any], *, idempotency_key: str | None = None) -> ToolResult:
-        """Run one tool; a key makes a retried call (same Foundry `call_id`) take effect once."""
+    async def call(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        schema: Mapping[str, Any] | None = None,
+    ) -> ToolResult:
+        """Run one tool; a key makes a retried call (same Foundry `call_id`) take effect once. With `schema`, the
+        input schema the arguments were made for, the call is sent only to a server whose tool still has it."""
         if self.lost is not None and (failure := await self._reopen()) is not None:
             return self._not_sent(name, failure)
+        if (unoffered := self._unoffered(name, schema)) is not None:
+            return _not_offered(name, unoffered)
         try:
             return await self._send(name, arguments, idempotency_key)
         except _Refused:
@@ -158,6 +174,10 @@ class McpLink:
         # the same key the server runs it at most once and otherwise answers with its stored outcome. Ask again.
         if (failure := await self._reopen()) is not None:
             return self._unavailable(name, f"{reason}; reconnecting failed: {failure}")
+        if (unoffered := self._unoffered(name, schema)) is not None:
+            if unsent:  # refused unrun, and the new session's server cannot be sent it: nothing ran
+                return _not_offered(name, unoffered)
+            return self._unavailable(name, f"{reason}; not sent again: {unoffered['error']['message']}")
         try:
             return await self._send(name, arguments, idempotency_key)
         except Exception as error:
@@ -188,32 +208,54 @@ class McpLink:
         assert self._session is not None, "the link is not connected"
         if self._open is None:
             return "this link cannot open another session"
+        if (left := self.backoff.left()) is not None:
+            return f"{self.backoff.failure} (not tried again for {in_seconds(left)} more)"
         self._session.stop.set()
         try:
             self._session = await self._open()
         except Exception as error:
-            return _reason(error)
+            self.backoff.failed(_reason(error))
+            return self.backoff.failure
+        self.backoff.succeeded()
+        return None
+
+    def _unoffered(self, name: str, schema: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """The output for a call the server cannot be sent: it lists no such tool, or one with other arguments."""
+        listed = next((tool for tool in self.tools if tool.name == name), None)
+        if listed is None:
+            return failed_output(
+                "unknown_tool",
+                f"Not executed: the tool's server does not offer {name} (any more), so nothing was sent.",
+                f"The MCP server lists {', '.join(sorted(tool.name for tool in self.tools)) or 'no tools'}.",
+            )
+        if schema is not None and dict(listed.input_schema) != dict(schema):
+            return failed_output(
+                "tool_changed",
+                f"Not executed: the tool's server changed the arguments {name} takes since this call was made, "
+                "so nothing was sent.",
+                f"The MCP server's {name} now takes: {json.dumps(listed.input_schema, sort_keys=True)}",
+            )
         return None
 
     def _not_sent(self, name: str, reason: str) -> ToolResult:
         diagnostic = f"MCP call {name} not sent: {reason}. {self.stderr_tail()}".strip()
-        return ToolResult(not_sent_output(self.target, reason), True, diagnostic)
+        return ToolResult(not_sent_output(self.target, reason, self.backoff.left()), True, diagnostic)
 
     def _unavailable(self, name: str, reason: str) -> ToolResult:
         diagnostic = f"MCP call {name} failed: {reason}. {self.stderr_tail()}".strip()
         return ToolResult(unavailable_output(reason), True, diagnostic)
 
     def stderr_tail(self) -> str:
-        """The launched server's last log lines, which usually say why it stopped."""
-        if self.stderr is None:
-            return ""
-        self.stderr.seek(0)
-        lines = [line for line in self.stderr.read().splitlines() if line.strip()]
-        return "Server log: " + " | ".join(lines[-_STDERR_TAIL_LINES:]) if lines else ""
+        """The last log lines of the server launched last, which usually say why it stopped."""
+        return "" if self.server_log is None else self.server_log.tail()
 
 
 class _Refused(Exception):
     """The server refused a call for naming a session it no longer holds: the call did not run."""
+
+
+def _not_offered(name: str, output: dict[str, Any]) -> ToolResult:
+    return ToolResult(output, True, f"MCP call {name} not sent: {output['error']['message']}")
 
 
 def failed_output(code: str, message: str, detail: str | None = None) -> dict[str, Any]:
@@ -223,11 +265,13 @@ def failed_output(code: str, message: str, detail: str | None = None) -> dict[st
     return {"status": "failed", "message": message, "error": {"code": code, "message": detail or message}}
 
 
-def not_sent_output(target: McpTarget, reason: str) -> dict[str, Any]:
-    """The function-call output for a call never sent: the MCP server could not be reached again, so it did not run."""
+def not_sent_output(target: McpTarget, reason: str, retry_in: float | None = None) -> dict[str, Any]:
+    """The function-call output for a call never sent: the MCP server could not be reached again, so it did not
+    run; `retry_in`, the seconds until the host tries to reconnect."""
+    when = "" if retry_in is None else f" (the host tries to reconnect in {in_seconds(retry_in)})"
     return failed_output(
         "tool_unavailable",
-        "Not executed: the tool's server cannot be reached, so nothing was sent; try again later.",
+        f"Not executed: the tool's server cannot be reached, so nothing was sent; try again later{when}.",
         f"The connection to the MCP server ({target.describe()}) is gone and reconnecting failed: {reason}",
     )
 
@@ -252,11 +296,11 @@ async def connect(
     fit in its timeout at the desk's polling pace: the server asks again until the desk decides.
     """
     async with AsyncExitStack() as stack:
-        stderr: IO[str] | None = None
+        log: ServerLog | None = None
         notes = HttpNotes()
         http: httpx2.AsyncClient | None = None
         if target.url is None:
-            stderr = stack.enter_context(tempfile.TemporaryFile("a+", encoding="utf-8"))  # noqa: SIM115 (on the stack)
+            log = ServerLog(stack.enter_context(tempfile.TemporaryFile("a+", encoding="utf-8")))  # noqa: SIM115
         else:
             http = await stack.enter_async_context(_http_client(target, notes))
         tasks = await stack.enter_async_context(anyio.create_task_group())
@@ -268,7 +312,9 @@ async def connect(
             if http is not None:
                 transport: Any = streamable_http_client(cast(str, target.url), http_client=http)
             else:
-                transport = stdio_client(_launch_parameters(target), errlog=cast(TextIO, stderr))
+                assert log is not None
+                log.new_launch()
+                transport = stdio_client(_launch_parameters(target), errlog=cast(TextIO, log.file))
             client = Client(
                 transport,
                 mode=target.protocol,
@@ -281,7 +327,7 @@ async def connect(
             link.tools = await tasks.start(_keep_open, session)
             return session
 
-        link = McpLink([], target, stderr, _open=open_session, _notes=notes)
+        link = McpLink([], target, log, _open=open_session, _notes=notes)
         try:
             link._session = await open_session()
         except Exception as error:

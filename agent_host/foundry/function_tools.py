@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import mcp_types
 
@@ -168,23 +168,46 @@ class FunctionCall:
     arguments: str
 
 
+class Relisting(NamedTuple):
+    """A server's tool list, and its function tools by name."""
+
+    listed: list[mcp_types.Tool]
+    tools: dict[str, FunctionTool]
+
+
 class Toolbox:
     """Function tools built from the link's MCP tools; runs calls by name through the link.
 
     With the `desk` that answers the link's questions, a call whose question a person
     interrupted stops the host once its result (the server's record of the cancel) is back.
+    `tools` are those the model was given: a call is sent only while the server lists its tool
+    with the same input schema, and `adopt` takes up what a server reconnected to lists.
     """
 
     def __init__(self, link: McpLink, *, strict: bool = True, desk: ApprovalDesk | None = None) -> None:
         self.link = link
         self.desk = desk
-        self.tools = {tool.name: function_tool(tool, strict=strict) for tool in link.tools}
+        self.strict = strict
+        self._listed = list(link.tools)
+        self.tools = {tool.name: function_tool(tool, strict=strict) for tool in self._listed}
         self._pending: dict[str, tuple[str, float | None]] = {}
         """The idempotency key each `approval_ref` still pending was asked under, and its deadline, by ref; forgotten
         once it settles or `LINK_GRACE_SECONDS` after its deadline (a model may never continue it)."""
 
     def definitions(self) -> list[dict[str, Any]]:
         return [tool.definition() for tool in self.tools.values()]
+
+    def relisted(self) -> Relisting | None:
+        """The tools the link's server lists now, if not those the model was given (a session reopened on a
+        server that lists others)."""
+        listed = list(self.link.tools)
+        if listed == self._listed:
+            return None
+        return Relisting(listed, {tool.name: function_tool(tool, strict=self.strict) for tool in listed})
+
+    def adopt(self, relisting: Relisting) -> None:
+        """Give the model the tools of `relisting` from now on."""
+        self._listed, self.tools = relisting
 
     async def run(self, call: FunctionCall) -> ToolResult:
         """Execute `call` with its `call_id` as the idempotency key; malformed calls are answered, not run."""
@@ -199,14 +222,15 @@ class Toolbox:
             return _refused("invalid_arguments", str(error))
         mcp_arguments = tool.mcp_arguments(arguments)
         key = self._key(call, mcp_arguments.get("approval_ref"))
-        result = await self.link.call(call.name, mcp_arguments, idempotency_key=key)
+        schema = tool.input_schema
+        result = await self.link.call(call.name, mcp_arguments, idempotency_key=key, schema=schema)
         if self.desk is not None:
             # A server that could ask nobody answers `pending_approval` with a desk link: once the link was
             # shown, the call is made again with its `approval_ref` (which runs it at most once) until it
             # settles, under the same key: the key is part of what the approver signed, so another is refused.
             while (ref := await self.desk.pending_link(result.output)) is not None:
                 continued = {**mcp_arguments, "approval_ref": ref}
-                result = await self.link.call(call.name, continued, idempotency_key=key)
+                result = await self.link.call(call.name, continued, idempotency_key=key, schema=schema)
             self.desk.stop_if_interrupted(call.name, result.output)
         self._note_pending(key, result.output)
         return result

@@ -160,7 +160,23 @@ def http_mcp_server(
     env = {**os.environ, "BANKGATE_TOKENS": f"alice={token}"}
     command = [sys.executable, "-m", "mcp_server", "serve", "--transport", "http", "--port", str(port)]
     command += ["--db", f"sqlite:///{tmp_path / 'http-ledger.db'}", *DEMO_LEDGER]
-    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with _serving(command, port, env, tmp_path) as process:
+        yield f"http://127.0.0.1:{port}/mcp", process
+
+
+@contextmanager
+def listing_server(port: int, edition: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The stand-in MCP server `tests/host/listing_server.py` on a loopback port, listing `edition`'s tools
+    (the same port with another edition: the server restarted as a release with other tools)."""
+    command = [sys.executable, "-m", "tests.host.listing_server", str(port), edition]
+    with _serving(command, port, dict(os.environ), REPO) as process:
+        yield f"http://127.0.0.1:{port}/mcp", process
+
+
+@contextmanager
+def _serving(command: list[str], port: int, env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`command` running until the block ends, once it answers HTTP on `port`."""
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -168,9 +184,9 @@ def http_mcp_server(
                 httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
                 break
             except httpx2.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, "the HTTP MCP server did not start"
+                assert process.poll() is None and time.monotonic() < deadline, f"{command[2]} did not start"
                 time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp", process
+        yield process
     finally:
         process.kill()
         process.wait()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from agent_host.emulator import Emulator
 from agent_host.mcp_link import McpTarget, connect
 from agent_host.settings import McpProtocol
 
-from .helpers import balance, free_port, host_for, http_mcp_server, scripted
+from .helpers import balance, free_port, host_for, http_mcp_server, ledger_target, scripted, settings_for
 
 TOKEN = "tester-token-0123456789abcdef"
 PROTOCOLS = pytest.mark.parametrize("protocol", ["auto", "legacy"])  # 2026-07-28 rounds; 2025-11-25 inline
@@ -150,3 +152,122 @@ async def test_a_call_without_a_key_that_times_out_on_a_reopened_session_is_not_
     assert timed_out.output["error"]["code"] == "tool_unavailable"
     assert "whether it ran is unknown" in timed_out.output["message"]
     assert timed_out.diagnostic is not None and "sent again" not in timed_out.diagnostic
+
+
+def _break_ledger(tmp_path: Path) -> None:
+    """Kill the launched stdio server and spoil its ledger, so that no server launched again can start."""
+    [child] = _children()
+    os.kill(child, signal.SIGKILL)
+    for part in tmp_path.glob("ledger.db*"):
+        part.write_bytes(b"not a ledger " * 512)
+
+
+STARTUP_FAILURE = "file is not a database"
+"""What a server launched on the spoiled ledger logs before it exits."""
+
+
+@pytest.mark.anyio
+async def test_a_turn_while_the_stdio_server_cannot_start_launches_it_once(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """The model calls two tools in one response while the server cannot start: the first call's relaunch fails,
+    and the second is answered at once (not sent, nothing ran) instead of waiting for another launch to fail."""
+    async with host_for(emulator, tmp_path, scripted(), agent_name) as host:
+        _break_ledger(tmp_path)
+        turn = await host.conversation().send("What are the balances of ACC-001 and ACC-002?")
+        assert host.link.server_log is not None
+        host.link.server_log.file.seek(0)
+        launches_failed = host.link.server_log.file.read().count(STARTUP_FAILURE)
+    [(_, first), (_, second)] = turn.results
+    assert first.output["error"]["code"] == second.output["error"]["code"] == "tool_unavailable"
+    assert launches_failed == 1, "the second call waited for a launch of its own"
+    assert second.output["message"].startswith("Not executed"), second.output
+    assert "nothing was sent; try again later" in second.output["message"]
+    assert "the host tries to reconnect in 2 s" in second.output["message"]
+
+
+@pytest.mark.anyio
+async def test_the_server_log_shown_is_the_failed_launch_s_own(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """A relaunch that fails is explained by its own log lines, not by the lines of the server before it."""
+    target = ledger_target(settings_for(emulator, agent_name), tmp_path)
+    async with connect(target, None) as link:
+        _break_ledger(tmp_path)
+        result = await link.call("get_account_balance", {"account_id": "ACC-001"}, idempotency_key="key-1")
+    assert result.diagnostic is not None
+    assert STARTUP_FAILURE in result.diagnostic, result.diagnostic
+    assert "created the demo accounts" not in result.diagnostic, "an earlier launch's lines are not this one's"
+
+
+class FakeClock:
+    """`time.monotonic` for the link's back-off, moved on by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ClosingPort:
+    """A loopback port that takes every connection and closes it at once (a server that is down behind it),
+    counting the connections: each is one attempt of the host to reconnect."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.connections = 0
+        self._socket = socket.create_server(("127.0.0.1", port))
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> ClosingPort:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._socket.shutdown(socket.SHUT_RDWR)  # wakes the blocked `accept` (closing alone does not)
+        self._socket.close()
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                return
+            self.connections += 1
+            connection.close()
+
+
+@pytest.mark.anyio
+async def test_calls_while_the_http_server_stays_down_wait_for_the_back_off_to_reconnect(tmp_path: Path) -> None:
+    """After a failed reconnect, calls within the back-off window are not sent and try no connection; the first
+    call after it tries again (a failure doubles the window), and a server back answers the next call."""
+    port = free_port()
+    with http_mcp_server(tmp_path, TOKEN, port) as (url, server):
+        async with connect(McpTarget(url=url, token=TOKEN), None) as link:
+            server.kill()
+            server.wait()
+            with ClosingPort(port) as down:
+                await link.call("get_account_balance", {"account_id": "ACC-001"})  # finds the session gone
+                tried = await link.call("get_account_balance", {"account_id": "ACC-001"})
+                assert tried.output["message"].startswith("Not executed"), tried.output
+                attempts = down.connections
+                waiting = await link.call("get_account_balance", {"account_id": "ACC-001"}, idempotency_key="k-2")
+                assert down.connections == attempts, "a call within the back-off window tried to reconnect"
+                assert waiting.output["message"] == (
+                    "Not executed: the tool's server cannot be reached, so nothing was sent; try again later "
+                    "(the host tries to reconnect in 2 s)."
+                )
+                clock = FakeClock()
+                link.backoff.clock = clock
+                link.backoff.until = clock.now + 2.0  # the window as the real clock had it, on the test's clock
+                clock.now += 2.0
+                again = await link.call("get_account_balance", {"account_id": "ACC-001"})
+                assert down.connections > attempts, "the first call after the window tries again"
+                assert "the host tries to reconnect in 4 s" in again.output["message"], again.output
+            clock.now += 4.0
+            with http_mcp_server(tmp_path, TOKEN, port):
+                back = await link.call("get_account_balance", {"account_id": "ACC-001"})
+                assert back.output["status"] == "executed", back.output
+    assert link.backoff.wait == 0.0, "a reconnect that worked starts the back-off over"

@@ -5,16 +5,27 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent_host.approvers import Answer, Question
 from agent_host.emulator import Emulator, FaultConfig
 from agent_host.errors import McpUnavailable, RateLimited
+from agent_host.foundry.function_tools import FunctionCall, Toolbox
 from agent_host.foundry.response_reader import reply_from_response
-from agent_host.mcp_link import HttpNotes, McpTarget, _http_client
+from agent_host.mcp_link import HttpNotes, McpTarget, _http_client, connect
 
-from .helpers import balance, host_for, http_mcp_server, ledger_target, scripted, settings_for
+from .helpers import (
+    balance,
+    free_port,
+    host_for,
+    http_mcp_server,
+    ledger_target,
+    listing_server,
+    scripted,
+    settings_for,
+)
 
 TOKEN = "tester-token-0123456789abcdef"
 
@@ -169,3 +180,56 @@ async def test_a_server_that_cannot_start_is_reported(emulator: Emulator, tmp_pa
         async with host_for(emulator, tmp_path, scripted(), agent_name, target=broken):
             pass
     assert "unsupported database URL scheme 'nosuch'" in str(raised.value)
+
+
+@pytest.mark.anyio
+async def test_a_server_restarted_with_other_tools_is_what_the_model_sees_from_the_next_turn(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """The server comes back listing other tools: a call to one it no longer has is answered, not sent, and from the
+    next turn the agent carries the new list (a tool added is called)."""
+    port = free_port()
+    with listing_server(port, "first") as (url, first):
+        # legacy: a 2026-07-28 HTTP server keeps no session, so its restart is no reconnect
+        settings: dict[str, Any] = {"mcp_url": url, "mcp_token": TOKEN, "mcp_protocol": "legacy"}
+        async with host_for(emulator, tmp_path, scripted(), agent_name, **settings) as host:
+            conversation = host.conversation()
+            before = await conversation.send("Transfer $20 from ACC-001 to ACC-002.")
+            first.kill()
+            first.wait()
+            with listing_server(port, "without_transfers"):
+                removed = await conversation.send("Transfer $30 from ACC-001 to ACC-002.")
+                added = await conversation.send("Close account ACC-003.")
+                agent = host.agent
+    [(_, executed)] = before.results
+    assert executed.output["status"] == "executed", executed.output
+    [(_, gone)] = removed.results
+    assert gone.output["error"]["code"] == "unknown_tool", gone.output
+    assert gone.output["message"] == (
+        "Not executed: the tool's server does not offer transfer_funds (any more), so nothing was sent."
+    )
+    [(call, closed)] = added.results
+    assert (call.name, closed.output["status"]) == ("close_account", "executed"), closed.output
+    assert agent.created and agent.version == "2", "a version of the agent made from the new list"
+
+
+@pytest.mark.anyio
+async def test_a_call_is_not_sent_to_a_tool_whose_arguments_changed_on_reconnect(tmp_path: Path) -> None:
+    """The server comes back with `transfer_funds` taking an argument more (a fee, 500 cents unless given): the call
+    the model made for the tool as it was is not sent, so no fee the user was never told of is charged."""
+    port = free_port()
+    call = FunctionCall(
+        "call_1", "transfer_funds", '{"from_account": "ACC-001", "to_account": "ACC-002", "amount": "30"}'
+    )
+    with listing_server(port, "first") as (url, first):
+        async with connect(McpTarget(url=url, token=TOKEN, protocol="legacy"), None) as link:
+            toolbox = Toolbox(link)
+            first.kill()
+            first.wait()
+            with listing_server(port, "with_fees"):
+                result = await toolbox.run(call)
+    assert result.output["error"]["code"] == "tool_changed", result.output
+    assert result.output["message"] == (
+        "Not executed: the tool's server changed the arguments transfer_funds takes since this call was made, "
+        "so nothing was sent."
+    )
