@@ -57,5 +57,7 @@ async def test_a_transfer_approved_at_the_desk(
         await card.locator("button.decided").click()
         await expect(page.locator(".tool .status").last).to_have_text("executed", timeout=30_000)
         await expect(page.locator(".bubble.assistant").last).to_contain_text("complete")
+        # The card ends on what happened, not on "Checking the desk's decision…" with the run long over.
+        await expect(card.locator(".outcome")).to_have_text("Decided at the desk: executed.")
         await page.screenshot(path=shots / "agui-desk-approved.png")
         assert await balance(web.host, "ACC-002") == Decimal("500.00")

@@ -8,6 +8,7 @@ const send = document.getElementById("send");
 const threadId = `thread-${randomId()}`;
 const token = new URLSearchParams(location.hash.slice(1)).get("token");
 const toolCalls = new Map(); // toolCallId -> {name, args, element}
+const results = new Map(); // toolCallId -> the tool's result, once it arrived
 let clockOffset = 0; // the server's clock minus this computer's: deadlines are the server's
 
 function serverNow() {
@@ -119,6 +120,7 @@ function handle(event) {
       const target = call ? call.element : append(element("div", "tool"));
       let result = {};
       try { result = JSON.parse(event.content); } catch { result = { message: event.content }; }
+      results.set(event.toolCallId, result);
       const status = result.status ?? "done";
       target.append(element("span", `status ${status}`, status));
       if (result.message) target.append(element("div", "result", result.message));
@@ -295,12 +297,14 @@ function deskCard(interrupt) {
   card.append(link, url, hint, actions, outcome);
 
   let stop = () => {};
+  let raised = 0; // how many times the interrupt was raised: again means the desk had not decided
   const finish = (text) => {
     stop();
     decided.disabled = withdraw.disabled = true;
     outcome.textContent = text;
   };
   card.restart = (again) => {
+    raised += 1;
     decided.disabled = withdraw.disabled = false;
     outcome.textContent = again.metadata?.desk_status === "still_pending"
       ? "The desk has not decided yet. Decide there, then continue."
@@ -313,7 +317,10 @@ function deskCard(interrupt) {
   card.restart(interrupt);
   decided.addEventListener("click", async () => {
     finish("Checking the desk's decision…");
+    const round = raised;
     const last = await runAgent({ resume: [{ interruptId: interrupt.id, status: "resolved" }] });
+    const result = results.get(interrupt.toolCallId);
+    if (raised === round && result) outcome.textContent = `Decided at the desk: ${result.status ?? "done"}.`;
     sayIfNotApplied(outcome, last);
   });
   withdraw.addEventListener("click", async () => {
