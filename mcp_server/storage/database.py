@@ -360,6 +360,10 @@ class Database:
                 _log.debug("retrying contended ledger transaction (attempt %d)", attempt)
             except PoolTimeoutError as exc:
                 raise LedgerError(ErrorCode.DATABASE_UNAVAILABLE, _BUSY) from exc
+            except Exception:
+                if not wait:
+                    self._release_prompt_writer()
+                raise
             delay = min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2**attempt)
             time.sleep(random.uniform(0, delay))
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -372,6 +376,16 @@ class Database:
             self._prompt_writer = _discarded(self._prompt_writer)
         elif isinstance(exc, OperationalError) or exc.connection_invalidated:
             self._loop.failed()
+
+    def _release_prompt_writer(self) -> None:
+        """SQLite: discard the prompt writer if a failure left its transaction open. SQLAlchemy counts a transaction
+        ended even when its COMMIT raised, and this connection never goes back to a pool that would roll it back,
+        so it would hold the file's write lock for good (a driver's error discards it in `_prompt_failed`)."""
+        writer = self._prompt_writer
+        if writer is not None and not writer.invalidated:
+            driver = writer.connection.driver_connection  # sqlite3's own connection
+            if driver is not None and driver.in_transaction:
+                self._prompt_writer = _discarded(writer)
 
     def _connection(self, wait: bool) -> AbstractContextManager[Connection]:
         """A pooled connection; for work that must not wait, the loop's (PostgreSQL) or the long-lived

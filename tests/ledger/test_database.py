@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy import Connection, text
+from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -453,6 +454,33 @@ def test_a_write_that_must_not_wait_is_refused_while_another_process_writes(
         other.close()
     assert head_seq(database) == 0
     assert database.run(lambda conn: conn.exec_driver_sql("PRAGMA busy_timeout").scalar()) == 5000
+
+
+def test_a_write_that_must_not_wait_and_fails_at_its_commit_leaves_no_lock_behind(
+    backend: str, database: Database, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its long-lived connection (SQLite) is never returned to a pool that would roll it back: a failure at its
+    COMMIT other than the driver's (a bug's exception) left the transaction open, holding the file's write lock,
+    so every other writer of the ledger failed 'database is locked' until the process ended."""
+    sqlite_only(backend)
+    commit, failing = SQLiteDialect.do_commit, [RuntimeError("a bug at COMMIT")]
+
+    def failing_once(dialect: SQLiteDialect, dbapi_connection: object) -> None:
+        if failing:
+            raise failing.pop()
+        commit(dialect, dbapi_connection)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(SQLiteDialect, "do_commit", failing_once)
+    with pytest.raises(RuntimeError, match="a bug at COMMIT"):
+        database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=False)
+    other = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None, timeout=0.2)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # the write lock is free
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=False)
+    assert head_seq(database) == 1, "the failed transaction rolled back; the next one committed"
 
 
 def synchronous_setting(backend: str, conn: Connection) -> object:
