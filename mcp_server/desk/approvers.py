@@ -192,18 +192,21 @@ class ApproverAdmin:
         if conn.execute(text("SELECT 1 FROM desk_approvers WHERE name = :n" + suffix), {"n": name}).first() is None:
             raise ApproverError(f"no approver {name}; nothing changed")
 
-    def list(self) -> list[Approver]:
-        query = text(
-            "SELECT a.name, a.role, a.status, a.added_by, a.added_at, COUNT(c.credential_id) FROM desk_approvers a"
-            " LEFT JOIN desk_credentials c ON c.approver = a.name"
-            " GROUP BY a.name, a.role, a.status, a.added_by, a.added_at ORDER BY a.name"
-        )
 
-        def read(conn: Connection) -> list[Approver]:
-            rows = conn.execute(query).all()
-            return [
-                Approver(r[0], r[1], r[2], r[3], float(r[4]), int(r[5]), tuple(sorted(own_principals(conn, r[0]))))
-                for r in rows
-            ]
+_LISTED = text(
+    "SELECT a.name, a.role, a.status, a.added_by, a.added_at, COUNT(c.credential_id) FROM desk_approvers a"
+    " LEFT JOIN desk_credentials c ON c.approver = a.name"
+    " GROUP BY a.name, a.role, a.status, a.added_by, a.added_at ORDER BY a.name"
+)
 
-        return self.db.read(read, snapshot=True)
+
+def listed(db: Database) -> list[Approver]:
+    """Every approver with its credentials and linked principals, in one snapshot: a read, so no audit writer."""
+
+    def read(conn: Connection) -> list[Approver]:
+        return [
+            Approver(r[0], r[1], r[2], r[3], float(r[4]), int(r[5]), tuple(sorted(own_principals(conn, r[0]))))
+            for r in conn.execute(_LISTED).all()
+        ]
+
+    return db.read(read, snapshot=True)

@@ -5,9 +5,8 @@ import time
 from mcp.server.transport_security import TransportSecuritySettings
 
 from mcp_server.audit.sequencer import checked_writer
-from mcp_server.audit.writer import AuditWriter
 from mcp_server.cli.admin import read_only
-from mcp_server.desk.approvers import ApproverAdmin
+from mcp_server.desk.approvers import ApproverAdmin, listed
 from mcp_server.desk.config import desk_config
 from mcp_server.desk.server import public_desk_url, served_port
 from mcp_server.ledger.free_text import shown
@@ -31,7 +30,7 @@ def approvers_add(settings: Settings, name: str, role: str | None) -> int:
 
 
 def approvers_list(settings: Settings) -> int:
-    found = ApproverAdmin(read_only(settings), AuditWriter()).list()  # a listing signs nothing
+    found = listed(read_only(settings))
     for approver in found:
         print(approver.render())
     if not found:
