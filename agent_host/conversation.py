@@ -124,6 +124,7 @@ class Conversation:
         """Send `text` and run the agent's function calls until it answers in text."""
         turn = Turn()
         message = {"role": "user", "content": text}
+        await self.toolbox.link.relist()  # a server keeping no session may have restarted with other tools
         if self.agent_for_turn is not None:
             self.agent_reference = dict(await self.agent_for_turn(self.observer))
         if self._unanswered:

@@ -63,10 +63,12 @@ class Host:
         if relisting is None:
             return self.agent.reference()
         names = ", ".join(sorted(relisting.tools)) or "none"
-        if self.settings.existing_agent or self.settings.agent_version is not None:
+        as_it_is = self.settings.existing_agent or self.settings.agent_version is not None
+        if as_it_is:
             note = (
                 f"The MCP server now lists other tools ({names}); agent {self.agent.name} is used as it is "
-                "(--existing-agent / --agent-version), so a call to a tool the server no longer has is refused."
+                "(--existing-agent / --agent-version), so a call to a tool the server no longer has, or has with "
+                "other arguments, is refused."
             )
         else:  # made first, so a failure leaves the tools to be taken up by the next turn
             self.agent = await choose_agent(
@@ -80,7 +82,7 @@ class Host:
                 f"The MCP server now lists other tools ({names}): from this request on, agent "
                 f"{self.agent.name} v{self.agent.version} carries them."
             )
-        self.toolbox.adopt(relisting)
+        self.toolbox.adopt(relisting, given=not as_it_is)
         observer.warning(note)
         return self.agent.reference()
 

@@ -12,7 +12,9 @@ stdio server; a keyed call the connection dropped under is sent once more on the
 same idempotency key, so the server runs it at most once and otherwise answers with what it did. After an
 attempt to reopen fails, calls are answered at once, not sent, until the back-off window ends (`reconnect`).
 A call is sent only to a server that lists its tool with the arguments the caller made it for: one reopened
-on a server that no longer does is answered, not sent.
+on a server that no longer does is answered, not sent. A server that keeps no session (2026-07-28 over HTTP, or
+a stateless one) can restart as another release unseen, so its tools are listed again at the start of each turn
+(`McpLink.relist`).
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ class HttpNotes:
 
     status: int | None = None
     sessions_refused: int = 0
+    session_id: str | None = field(default=None, repr=False)
+    """The session id the server gave the session opened last (`None`: it keeps none)."""
 
 
 @dataclass
@@ -110,6 +114,8 @@ class _Session:
     client: Client
     refused_before: int = 0
     """`HttpNotes.sessions_refused` when it opened: any more refusals are of this session."""
+    sessionless: bool = False
+    """Its server keeps no session over HTTP: restarted, it is never seen as the connection ending."""
     stop: anyio.Event = field(default_factory=anyio.Event)
     gone: str | None = None
     """Why nothing more can go through this session (its connection closed), once that is known."""
@@ -147,6 +153,19 @@ class McpLink:
     @property
     def protocol_version(self) -> str:
         return self.client.protocol_version
+
+    async def relist(self) -> None:
+        """List the tools again if the server keeps no session: it may have restarted with other tools since, which
+        only a listing tells (one request; a list change notification needs a stream held open to each replica, and
+        a listing's `ttlMs` is a promise a restarted process did not make). One that fails leaves the session gone:
+        the next call opens another, listing its tools, before anything is sent."""
+        session = self._session
+        if session is None or not session.sessionless or session.gone is not None:
+            return
+        try:
+            self.tools = await _listing(session.client)
+        except Exception as error:  # the server is down or refuses: the next call reconnects; cancellation propagates
+            session.gone = _reason(error)
 
     async def call(
         self,
@@ -324,7 +343,9 @@ async def connect(
             )
             session = _Session(client, notes.sessions_refused)
             sessions[:] = [session]  # an earlier one was told to stop before this was opened
+            notes.session_id = None
             link.tools = await tasks.start(_keep_open, session)
+            session.sessionless = http is not None and notes.session_id is None
             return session
 
         link = McpLink([], target, log, _open=open_session, _notes=notes)
@@ -345,7 +366,7 @@ async def _keep_open(session: _Session, *, task_status: anyio.abc.TaskStatus[lis
     started = False
     try:
         async with session.client:
-            tools = list((await session.client.list_tools()).tools)
+            tools = await _listing(session.client)
             started = True
             task_status.started(tools)
             await session.stop.wait()
@@ -353,6 +374,11 @@ async def _keep_open(session: _Session, *, task_status: anyio.abc.TaskStatus[lis
         if not started:
             raise
         session.gone = _reason(error)
+
+
+async def _listing(client: Client) -> list[mcp_types.Tool]:
+    """The tools the server lists now, never a cached listing."""
+    return list((await client.list_tools(cache_mode="bypass")).tools)
 
 
 def _launch_parameters(target: McpTarget) -> StdioServerParameters:
@@ -385,6 +411,8 @@ def _http_client(target: McpTarget, notes: HttpNotes) -> httpx2.AsyncClient:
         notes.status = response.status_code
         if response.status_code == 404 and MCP_SESSION_ID in response.request.headers:
             notes.sessions_refused += 1
+        if MCP_SESSION_ID not in response.request.headers and (given := response.headers.get(MCP_SESSION_ID)):
+            notes.session_id = given  # to the request opening a session (a closing one's requests name theirs)
 
     headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
     return httpx2.AsyncClient(

@@ -205,9 +205,12 @@ class Toolbox:
             return None
         return Relisting(listed, {tool.name: function_tool(tool, strict=self.strict) for tool in listed})
 
-    def adopt(self, relisting: Relisting) -> None:
-        """Give the model the tools of `relisting` from now on."""
-        self._listed, self.tools = relisting
+    def adopt(self, relisting: Relisting, *, given: bool = True) -> None:
+        """Take up `relisting`, giving the model its tools from now on unless not `given` (an agent used as it is
+        keeps those it has: its calls are checked against them, so one for a tool since changed is not sent)."""
+        self._listed = relisting.listed
+        if given:
+            self.tools = relisting.tools
 
     async def run(self, call: FunctionCall) -> ToolResult:
         """Execute `call` with its `call_id` as the idempotency key; malformed calls are answered, not run."""

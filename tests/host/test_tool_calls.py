@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from agent_host.approvers import Answer, Question
+from agent_host.conversation import Conversation
 from agent_host.emulator import Emulator, FaultConfig
 from agent_host.errors import McpUnavailable, RateLimited
 from agent_host.foundry.function_tools import FunctionCall, Toolbox
@@ -17,12 +18,16 @@ from agent_host.foundry.response_reader import reply_from_response
 from agent_host.mcp_link import HttpNotes, McpTarget, _http_client, connect
 
 from .helpers import (
+    CapturedDisplay,
+    HostileModel,
     balance,
+    call_item,
     free_port,
     host_for,
     http_mcp_server,
     ledger_target,
     listing_server,
+    message_item,
     scripted,
     settings_for,
 )
@@ -144,9 +149,10 @@ async def test_mcp_over_http_and_a_server_that_dies(emulator: Emulator, tmp_path
     [(_, result)] = lost.results
     assert result.output["status"] == "failed" and result.output["error"]["code"] == "tool_unavailable"
     assert result.diagnostic and "transfer_funds" in result.diagnostic
-    assert "failed: The MCP tool call did not complete" in lost.text and "(tool_unavailable)" in lost.text
+    # 2026-07-28 keeps no session: the turn's listing found the server gone, so the call was known not to run
+    assert "is gone and reconnecting failed" in lost.text and "(tool_unavailable)" in lost.text
     assert still.results[0][1].output["error"]["code"] == "tool_unavailable"
-    assert "MCP call transfer_funds failed" in host.display.text  # type: ignore[attr-defined]
+    assert "MCP call transfer_funds not sent" in host.display.text  # type: ignore[attr-defined]
 
 
 @pytest.mark.anyio
@@ -233,3 +239,82 @@ async def test_a_call_is_not_sent_to_a_tool_whose_arguments_changed_on_reconnect
         "Not executed: the tool's server changed the arguments transfer_funds takes since this call was made, "
         "so nothing was sent."
     )
+
+
+@pytest.mark.anyio
+async def test_the_next_turn_takes_up_the_tools_of_a_stateless_server_restarted_with_others(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """On 2026-07-28 over HTTP the server keeps no session, so its restart is never seen as a reconnect: the tools
+    are listed again at the start of each turn, and the next turn's agent carries those of the release restarted."""
+    port = free_port()
+    with listing_server(port, "first") as (url, first):
+        async with host_for(emulator, tmp_path, scripted(), agent_name, mcp_url=url, mcp_token=TOKEN) as host:
+            assert host.link.protocol_version == "2026-07-28"
+            conversation = host.conversation()
+            before = await conversation.send("Close account ACC-003.")
+            first.kill()
+            first.wait()
+            with listing_server(port, "without_transfers"):
+                after = await conversation.send("Close account ACC-003.")
+                agent = host.agent
+    assert before.results == [], "the first release has no close_account"
+    [(call, closed)] = after.results
+    assert (call.name, closed.output["status"]) == ("close_account", "executed"), closed.output
+    assert agent.created and agent.version == "2", "a version of the agent made from the new list"
+    assert isinstance(host.display, CapturedDisplay)
+    assert (
+        "The MCP server now lists other tools (close_account, get_account_balance): from this request on, agent "
+        f"{agent_name} v2 carries them." in host.display.text
+    )
+
+
+@pytest.mark.anyio
+async def test_a_call_made_for_a_tool_a_stateless_server_changed_since_is_not_sent(tmp_path: Path) -> None:
+    """A model still holding the tools it was given (an agent used as it is) calls `transfer_funds` the next turn,
+    after the 2026-07-28 server restarted with it charging a fee unless told otherwise: the call is not sent."""
+    port = free_port()
+    arguments = '{"from_account": "ACC-001", "to_account": "ACC-002", "amount": "30"}'
+    model = HostileModel(
+        [call_item("call_1", "transfer_funds", arguments)],
+        [message_item("Done.")],
+        [call_item("call_2", "transfer_funds", arguments)],
+    )
+    with listing_server(port, "first") as (url, first):
+        async with connect(McpTarget(url=url, token=TOKEN), None) as link:
+            conversation = Conversation(model, Toolbox(link), {"name": "as-it-is"}, CapturedDisplay())
+            before = await conversation.send("Transfer $30 from ACC-001 to ACC-002.")
+            first.kill()
+            first.wait()
+            with listing_server(port, "with_fees"):
+                after = await conversation.send("And again.")
+    [(_, executed)] = before.results
+    assert executed.output["message"] == "Moved 30 from ACC-001 to ACC-002.", executed.output
+    [(_, refused)] = after.results
+    assert refused.output["error"]["code"] == "tool_changed", refused.output
+
+
+@pytest.mark.anyio
+async def test_an_agent_used_as_it_is_has_its_calls_for_a_tool_since_changed_refused(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """An `--existing-agent` keeps the tools it was made with when the 2026-07-28 server restarts with
+    `transfer_funds` charging a fee unless told otherwise: its call for the tool as it was is not sent."""
+    port = free_port()
+    with listing_server(port, "first") as (url, first):
+        settings: dict[str, Any] = {"mcp_url": url, "mcp_token": TOKEN}
+        async with host_for(emulator, tmp_path, scripted(), agent_name, **settings):
+            pass  # makes the agent from the first release's tools
+        async with host_for(emulator, tmp_path, scripted(), agent_name, existing_agent=True, **settings) as host:
+            conversation = host.conversation()
+            before = await conversation.send("Transfer $20 from ACC-001 to ACC-002.")
+            first.kill()
+            first.wait()
+            with listing_server(port, "with_fees"):
+                after = await conversation.send("Transfer $30 from ACC-001 to ACC-002.")
+    [(_, executed)] = before.results
+    assert executed.output["status"] == "executed", executed.output
+    [(_, refused)] = after.results
+    assert refused.output["error"]["code"] == "tool_changed", refused.output
+    assert isinstance(host.display, CapturedDisplay)
+    assert "is used as it is (--existing-agent / --agent-version), so a call to a tool" in host.display.text
