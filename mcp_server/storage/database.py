@@ -42,6 +42,16 @@ Two options serve callers on an event loop (``Database.run``):
   being killed, not the machine losing power; any later durable commit flushes it too. Only
   for writes whose loss is safe, never for an outcome someone is told about.
 
+A connection PostgreSQL closed while it sat idle (a restart, ``pg_terminate_backend``, an idle timeout, a
+failover) fails the first round trip of the next transaction to draw it. A ping at every checkout would cost
+every transaction a round trip; instead such a transaction is run once more, on a fresh connection (``_Unit``):
+only when its connection served before the transaction began and failed on the first round trip, before the
+COMMIT was sent (so nothing of it ran: the server had answered nothing), and not for a wait that timed out (a
+silent server). Pooled connections opened before the failure are replaced as they are next checked out
+(SQLAlchemy's rule for a lost connection); work on the loop's connection goes to a worker thread
+(``WouldWait``). A connection lost once the COMMIT was sent is never run again (``CommitUnknown``), nor a
+transaction whose fresh connection fails too.
+
 Retries re-run the whole ``work`` callable on a fresh transaction, so ``work`` must not
 have side effects outside the transaction (no network calls, no appends to outer lists
 that survive a rollback). Do not nest ``run`` calls: pass the ``Connection`` down instead.
@@ -68,13 +78,16 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from mcp_server.ledger.errors import ErrorCode, LedgerError
 from mcp_server.storage import migrations
-from mcp_server.storage.loop_connection import LoopConnection
+from mcp_server.storage.loop_connection import LoopConnection, Unanswered
 from mcp_server.storage.statement import (
+    RoundTrips,
     Statement,
     commit,
+    counted,
     driver_mode,
     pipelined,
     reading_ahead,
@@ -164,7 +177,8 @@ class CommitUnknown(LedgerError):
 
 
 class WouldWait(Exception):
-    """A ``run(wait=False)`` found the write lock taken: nothing ran; run it where waiting is harmless."""
+    """A ``run(wait=False)`` found the write lock taken (PostgreSQL: or the loop's connection not ready, or closed
+    while it sat idle): nothing ran; run it where waiting is harmless."""
 
 
 class Database:
@@ -186,8 +200,9 @@ class Database:
         """SQLite: the connection of writes that must not wait (``busy_timeout`` 0), used under the write gate."""
         self._loop = LoopConnection(engine, _POSTGRES_CONNECT_ARGS) if self._dialect == "postgresql" else None
         """PostgreSQL: the event loop's connection, for work that must not wait (``wait=False``)."""
-        for each in self.engines if self._loop is not None else ():  # queued writes go before any later SQL
-            event.listen(each, "before_cursor_execute", send_queued_before)
+        for each in self.engines if self._loop is not None else ():
+            event.listen(each, "before_cursor_execute", send_queued_before)  # queued writes go before any later SQL
+            event.listen(each, "connect", _stamp_opened)
 
     @classmethod
     def open(cls, url: str, *, pool_size: int = 16, create: bool = True, migrate: bool = True) -> Database:
@@ -264,7 +279,7 @@ class Database:
         """Run ``work`` in one write transaction, committed on return, retried on contention.
 
         ``wait=False`` raises ``WouldWait`` instead of waiting for another writer (or, on
-        PostgreSQL, while the loop's connection is not ready); ``durable=False`` lets the
+        PostgreSQL, while the loop's connection is not ready, or found closed); ``durable=False`` lets the
         commit return before it reaches the disk (see the module docstring).
         """
         return self._transact(work, write=True, wait=wait, durable=durable)
@@ -324,11 +339,15 @@ class Database:
         snapshot: bool = False,
     ) -> T:
         deadline = time.monotonic() + _RETRY_DEADLINE_S
+        rerun = False  # run again already, its connection found closed: at most once
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             committing = False
+            unit: _Unit | None = None
+            began = time.monotonic()
             try:
                 with self._turn(write, wait), self._connection(wait) as conn:
                     if self._dialect == "postgresql":
+                        unit = _Unit(conn, began)
                         if not write:
                             return _postgres_read(conn, work, snapshot, kept=not wait)
                         with pipelined(conn), conn.begin() as transaction:
@@ -344,8 +363,17 @@ class Database:
                         return work(conn)
             except DBAPIError as exc:
                 if not _is_transient(exc):
+                    stale = not (committing or rerun) and unit is not None and unit.found_closed(exc)
+                    if unit is not None and exc.connection_invalidated:
+                        self._lost(unit.handle, exc)
                     if not wait:
-                        self._prompt_failed(exc)
+                        self._prompt_failed(exc, stale)
+                    if stale:
+                        _log.info("a ledger connection was closed while idle; running the transaction again")
+                        if not wait:
+                            raise WouldWait from exc  # in a worker thread, on a fresh pooled connection
+                        rerun = True
+                        continue
                     if isinstance(exc, OperationalError) or exc.connection_invalidated:
                         _log.warning("ledger database unavailable", exc_info=True)
                         if committing:
@@ -368,14 +396,21 @@ class Database:
             time.sleep(random.uniform(0, delay))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _prompt_failed(self, exc: DBAPIError) -> None:
+    def _prompt_failed(self, exc: DBAPIError, stale: bool) -> None:
         """Work that must not wait failed for a reason other than contention: on SQLite replace its
         connection; on PostgreSQL, if the connection or the server failed (not, say, a constraint),
-        rest the loop's connection (an invalidated one is replaced anyway)."""
+        rest the loop's connection (an invalidated one is replaced anyway), unless it was found `stale`:
+        closed while it sat idle, it is reopened at once."""
         if self._loop is None:
             self._prompt_writer = _discarded(self._prompt_writer)
         elif isinstance(exc, OperationalError) or exc.connection_invalidated:
-            self._loop.failed()
+            self._loop.failed(rest=not stale)
+
+    def _lost(self, handle: PoolProxiedConnection, exc: DBAPIError) -> None:
+        """A connection was lost: the pool's connections opened before it are likely gone too, and are replaced
+        as they are next checked out. SQLAlchemy does this for the statements it runs itself; `Statement`'s, and
+        the loop connection's (not of this pool), follow the same rule. Its API for it is private."""
+        self._engine.pool._invalidate(handle, exc, _checkin=False)
 
     def _release_prompt_writer(self) -> None:
         """SQLite: discard the prompt writer if a failure left its transaction open. SQLAlchemy counts a transaction
@@ -428,6 +463,38 @@ class _Turn:
 
     def __exit__(self, *exc_info: object) -> None:
         self._gate.release()
+
+
+class _Unit:
+    """One attempt of a PostgreSQL transaction on its connection: the pool's handle on it, whether it was open
+    before the attempt began, and the round trips the attempt began on it."""
+
+    __slots__ = ("handle", "reused", "trips")
+
+    def __init__(self, conn: Connection, began: float) -> None:
+        self.handle = conn.connection
+        self.reused = conn.info.get(_OPENED, began) < began
+        self.trips: RoundTrips = counted(conn)
+
+    def found_closed(self, exc: DBAPIError) -> bool:
+        """Whether `exc` says the connection was closed before the attempt (while it sat idle, between
+        transactions): lost on the first round trip of a connection that served before, not by a wait that
+        timed out (`Unanswered`). A connection opened for the attempt and lost at once is a failure of now."""
+        return (
+            exc.connection_invalidated
+            and self.reused
+            and self.trips.begun <= 1
+            and not isinstance(exc.orig, Unanswered)
+        )
+
+
+_OPENED = "bankgate.opened"
+"""The pool entry's `info` key of when its connection was opened (`time.monotonic`)."""
+
+
+def _stamp_opened(_driver: object, entry: ConnectionPoolEntry) -> None:
+    """`connect` listener: note when the connection was opened (`_Unit.reused`)."""
+    entry.info[_OPENED] = time.monotonic()
 
 
 _AS_IS: AbstractContextManager[None] = nullcontext()

@@ -12,7 +12,10 @@ runs one at a time). Three rules keep a database that misbehaves from stopping t
 * a lock another transaction holds is waited on for `LOCK_TIMEOUT` at most: the transaction
   then rolls back and `Database` runs it again in a worker thread, where waiting is harmless;
 * the connection is opened, and reopened after a failure, on a background thread, never on
-  the loop; until it is ready, gate work goes to worker threads.
+  the loop; until it is ready, gate work goes to worker threads;
+* one the server closed while it sat idle (a restart, `pg_terminate_backend`) fails the first
+  round trip of the next unit: that unit goes to a worker thread (`Database`: a fresh pooled
+  connection) and the connection is reopened at once, without resting.
 
 All this pays only while a round trip is short: the loop waits out each one, where threads
 would overlap them. So the connection is kept only if its round trip, measured on the loop
@@ -56,6 +59,11 @@ FAR_REST_S = 60.0
 _log = logging.getLogger(__name__)
 
 
+class Unanswered(psycopg.OperationalError):
+    """The server did not answer within `WAIT_S`: it is slow or silent, not known to have closed the connection,
+    so the work is not run again elsewhere (see `Database`)."""
+
+
 class BoundedConnection(psycopg.Connection[Any]):
     """psycopg's connection, except that no wait on the server outlasts `WAIT_S`."""
 
@@ -64,7 +72,7 @@ class BoundedConnection(psycopg.Connection[Any]):
             return super().wait(gen, interval, WAIT_S if timeout is None else timeout)
         except psycopg.errors._WaitTimeout as exc:
             self.close()  # mid-protocol: the connection cannot be used again
-            raise psycopg.OperationalError(f"the database did not answer within {WAIT_S:g} s") from exc
+            raise Unanswered(f"the database did not answer within {WAIT_S:g} s") from exc
 
 
 class LoopConnection:
@@ -104,10 +112,12 @@ class LoopConnection:
         finally:
             self._in_use.release()
 
-    def failed(self) -> None:
-        """Drop the connection after an error that was not contention, and rest before reopening it."""
+    def failed(self, *, rest: bool = True) -> None:
+        """Drop the connection after an error that was not contention, and rest before reopening it; without
+        `rest` (the server had closed it while it sat idle, and may well be up), reopen it at the next borrow."""
         with self._in_use:  # never under a unit another thread is running on it
-            self._rest_until = time.monotonic() + REST_S
+            if rest:
+                self._rest_until = time.monotonic() + REST_S
             self._discard()
 
     def close(self) -> None:

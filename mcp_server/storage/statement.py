@@ -45,6 +45,8 @@ _AHEAD = "bankgate.reads_ahead"
 inside `pipelined` and `reading_ahead`."""
 _SPARE = "bankgate.spare_cursors"
 """`Connection.info` key of the cursors reads ahead ran on, free again (a new one costs about 20 µs)."""
+_TRIPS = "bankgate.round_trips"
+"""`Connection.info` key of the `RoundTrips` of the unit of work on the connection (PostgreSQL, see `counted`)."""
 
 
 class Statement:
@@ -113,6 +115,9 @@ class Statement:
                 if went is not None and went.cursor is not None:
                     return _spared(info, went.cursor)  # its result came back with an earlier round trip
                 waiting = [read for read in ahead.values() if read.cursor is None]
+            trips = info.get(_TRIPS)
+            if trips is not None:
+                trips.begun += 1
         else:
             cursor = driver.cursor()  # sqlite3's cost nothing to speak of
         try:
@@ -141,6 +146,23 @@ class Statement:
 
 _PIPELINES = psycopg.capabilities.has_pipeline()
 """Whether this libpq has pipeline mode (14 and later); without it, `send` runs each write at once."""
+
+
+class RoundTrips:
+    """The round trips a unit of work has begun on its connection (`counted`): a failure in the first met the
+    connection as the unit found it, the server having answered nothing of the unit."""
+
+    __slots__ = ("begun",)
+
+    def __init__(self) -> None:
+        self.begun = 0
+
+
+def counted(conn: Connection) -> RoundTrips:
+    """Count the round trips of the unit of work starting on `conn` (PostgreSQL; SQLAlchemy's own statements too,
+    through `send_queued_before`). The count is an object of its own: a lost connection's `info` may be emptied."""
+    trips = conn.info[_TRIPS] = RoundTrips()
+    return trips
 
 
 class _Ahead:
@@ -274,15 +296,21 @@ def commit(conn: Connection, transaction: RootTransaction) -> None:
 
 def send_queued_before(conn: Connection, *_event: Any) -> None:
     """`before_cursor_execute` listener: SQLAlchemy's own statements run after the writes queued before them
-    (and, since they may write, the reads already sent ahead are read again when asked for)."""
+    (and, since they may write, the reads already sent ahead are read again when asked for), each counted as a
+    round trip of its unit of work (`counted`), as is sending the queue first."""
     info = conn.info
     _forget_sent(info)
+    trips: RoundTrips | None = info.get(_TRIPS)
     queue: list[_Bound] | None = info.get(_QUEUE)
     if queue:
+        if trips is not None:
+            trips.begun += 1
         driver = _driver(conn)
         cursor = _cursor(info, driver)
         with _driver_errors(conn, driver, cursor, *queue[0]), driver.pipeline():
             _send_queued(cursor, queue)
+    if trips is not None:
+        trips.begun += 1  # SQLAlchemy's statement, next
 
 
 def _send_queued(cursor: psycopg.Cursor[Any], queue: list[_Bound]) -> None:
