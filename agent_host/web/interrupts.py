@@ -11,7 +11,9 @@ interrupt with reason `desk_approval_required`, no response schema and the link 
 `metadata.approval_url`: the decision is signed at the desk, so a resume only says "I have decided
 there, continue" (`resolved`, no payload) or "withdraw" (`cancelled`). While the desk has not
 decided, the same interrupt (same id, same reference) is raised again with
-`metadata.desk_status = "still_pending"`.
+`metadata.desk_status = "still_pending"`. Past its deadline a desk approval is still settled by the desk's
+decision (a yes signed in time runs when continued within the approval's timeout from the decision), so a
+`resolved` resume then is no answer but reads the rest of its run, the call's outcome with it (`follow`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class PendingApproval:
     """How often this interrupt was raised: a desk approval is raised again while the desk has not decided."""
     link_accepted: bool = False
     """The server holds the call open (2025-11-25) and was told the link was shown: no withdrawing it here."""
+    followed: bool = False
+    """A resume past the deadline reads the rest of its run (`follow`): granted once per raise."""
     settled: anyio.Event = field(default_factory=anyio.Event, repr=False)
     """Set when the tool call this approval belongs to has returned."""
     _answered: anyio.Event = field(default_factory=anyio.Event, repr=False)
@@ -89,7 +93,12 @@ class PendingApproval:
         self.raised += 1
         self.state = "pending"
         self.answer = None
+        self.followed = False
         self._answered = anyio.Event()
+
+    @property
+    def overdue(self) -> bool:
+        return datetime.now(UTC) >= self.expires_at
 
     async def wait(self) -> Answer:
         """The client's answer, or `cancel` once the deadline passes without one."""
@@ -108,12 +117,23 @@ class PendingApproval:
             self.answer = Answer("cancel", reason=reason, desk=self.question.at_desk)
             self._answered.set()
 
+    def follow(self, entry: ResumeEntry) -> bool:
+        """Whether `entry` reads the rest of this desk approval's run instead of answering it: a `resolved` resume
+        once the host no longer waits for one (past the deadline, or its call or run ended). The host answered
+        `cancel` itself then, and the server settles the call by the desk's decision, so only the run can tell
+        whether it ran."""
+        late = self.state == "expired" or (self.state == "pending" and self.overdue)
+        if not late or self.followed or not self.question.at_desk or entry.status != "resolved":
+            return False
+        self.followed = entry.payload in (None, {})
+        return self.followed
+
     def resolve(self, entry: ResumeEntry) -> None:
         """Apply a resume; raises `RunRefused` (changing nothing) when it cannot be applied."""
         if self.state == "answered":
             raise RunRefused("interrupt_answered", f"Interrupt {self.id} was already answered.")
-        if self.state == "expired" or datetime.now(UTC) >= self.expires_at:
-            raise RunRefused("interrupt_expired", f"Interrupt {self.id} expired; nothing was executed.")
+        if self.state == "expired" or self.overdue:
+            raise RunRefused("interrupt_expired", self._expired())
         if entry.status == "cancelled" and self.link_accepted:
             raise RunRefused(
                 "desk_decision_pending",
@@ -129,6 +149,14 @@ class PendingApproval:
         self.state = "answered"
         self.answer = answer
         self._answered.set()
+
+    def _expired(self) -> str:
+        if self.question.at_desk:  # the desk's decision settles the call, not this interrupt's deadline
+            return (
+                f"Interrupt {self.id} expired: the host no longer waits for an answer to it, and whether its call ran "
+                "depends on the desk's decision (see the call's result)."
+            )
+        return f"Interrupt {self.id} expired; nothing was executed."
 
 
 def _desk_answer(payload: Any) -> Answer:
@@ -196,12 +224,11 @@ class InterruptStore:
                 return pending
         return None
 
-    def resolve(self, thread_id: str, entry: ResumeEntry) -> PendingApproval:
-        """The interrupt `entry` answers, resolved; unknown ids and other threads' ids are refused alike."""
+    def find(self, thread_id: str, entry: ResumeEntry) -> PendingApproval:
+        """The interrupt `entry` names; unknown ids and other threads' ids are refused alike."""
         pending = self._pending.get(entry.interrupt_id)
         if pending is None or pending.thread_id != thread_id:
             raise RunRefused("unknown_interrupt", "The resume names no open interrupt of this thread.")
-        pending.resolve(entry)
         return pending
 
     def _forget_old(self) -> None:

@@ -11,7 +11,9 @@ A desk approval (a link to the approval desk instead of a form) suspends the run
 After a `resolved` resume the host completes the MCP round: on 2026-07-28 it calls again, and a
 server still waiting for the desk asks again, which raises the same interrupt again; on 2025-11-25
 the server holds the call until the desk decides, so when the call has not returned within
-`DESK_GRACE_SECONDS` of the resume, the same interrupt is raised again.
+`DESK_GRACE_SECONDS` of the resume, the same interrupt is raised again. Never past its deadline: the
+server then settles the call by the desk's decision (a yes signed in time may still run), and a
+`resolved` resume of the interrupt reads the rest of the run that raised it, with the call's outcome.
 
 A thread runs one run at a time: a new run while one is streaming is refused; while one is suspended
 on an interrupt, a new run's message is not sent and its stream ends on that interrupt again (the client
@@ -102,6 +104,8 @@ class ThreadRun:
     pending: PendingApproval | None = None
     held: list[PendingApproval] = field(default_factory=list)
     """Desk approvals whose MCP call the server holds open (2025-11-25) until the desk decides."""
+    raised: set[str] = field(default_factory=set)
+    """The ids of the interrupts the current (or last) run raised: a late desk resume reads only that run."""
     sink: MemoryObjectSendStream[Item] | None = field(default=None, repr=False)
     """Where the active run's events go (unbounded: a run never waits for a reader)."""
     source: MemoryObjectReceiveStream[Item] | None = field(default=None, repr=False)
@@ -227,6 +231,7 @@ class RunDriver:
         assert self._tasks is not None, "bind() the driver before running"
         thread.sink, thread.source = anyio.create_memory_object_stream[Item](math.inf)
         thread.active = True
+        thread.raised.clear()
         self._tasks.start_soon(self._drive, thread, text)
         return thread
 
@@ -253,8 +258,12 @@ class RunDriver:
             raise RunRefused("invalid_resume", "A resume must answer exactly one interrupt.")
         if thread is None:
             raise RunRefused("unknown_interrupt", "The resume names no open interrupt of this thread.")
-        resolved = self.store.resolve(thread.thread_id, entries[0])
-        if thread.pending is resolved:  # an older one (a held desk approval's "continue") leaves the current one
+        entry = entries[0]
+        pending = self.store.find(thread.thread_id, entry)
+        if pending.id in thread.raised and pending.follow(entry):
+            return thread  # past its deadline: the stream reads the rest of the run that raised it
+        pending.resolve(entry)
+        if thread.pending is pending:  # an older one (a held desk approval's "continue") leaves the current one
             thread.pending = None
         return thread
 
@@ -341,6 +350,8 @@ class RunDriver:
             pending = self.store.for_link(thread.thread_id, question.url)
         if pending is None:
             pending = self.store.open(thread.thread_id, question, thread.calling)
+        elif pending.overdue:  # nobody can answer it any more: the server settles it by the desk's decision
+            return Answer("cancel", reason="the desk did not decide before the deadline", desk=True)
         else:
             pending.raise_again(question)
         answer = await self._suspend(thread, pending)
@@ -353,6 +364,7 @@ class RunDriver:
 
     async def _suspend(self, thread: ThreadRun, pending: PendingApproval) -> Answer:
         thread.pending = pending
+        thread.raised.add(pending.id)
         thread.emit(Suspended(pending))
         answer = await pending.wait()
         if thread.pending is pending:
@@ -364,7 +376,7 @@ class RunDriver:
         while True:
             with anyio.move_on_after(DESK_GRACE_SECONDS):
                 await pending.settled.wait()
-            if pending.settled.is_set() or not thread.active:
+            if pending.settled.is_set() or not thread.active or pending.overdue:
                 return
             pending.raise_again(pending.question)
             if (await self._suspend(thread, pending)).action != "accept":

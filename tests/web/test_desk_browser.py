@@ -5,6 +5,7 @@ with the software passkey of `tests/desk`), and the run continues when the perso
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -60,4 +61,41 @@ async def test_a_transfer_approved_at_the_desk(
         # The card ends on what happened, not on "Checking the desk's decision…" with the run long over.
         await expect(card.locator(".outcome")).to_have_text("Decided at the desk: executed.")
         await page.screenshot(path=shots / "agui-desk-approved.png")
+        assert await balance(web.host, "ACC-002") == Decimal("500.00")
+
+
+async def test_a_desk_yes_signed_near_the_deadline_ends_the_card_on_what_ran(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    # The yes may be continued for the approval's timeout from the decision, so the call runs after the countdown
+    # ends. The card said at zero "Expired: the desk did not decide in time and nothing was executed." while the
+    # transfer ran; it now says the deadline passed and it checks, then what the server reported.
+    expect = playwright_api.expect
+    lab = DeskLab.create(tmp_path)
+    target = lab.target(settings_for(emulator, agent_name, approval_timeout=8.0))
+    target = replace(target, server_env={**lab.env, "BANKGATE_APPROVAL_TIMEOUT": "8"})
+    async with (
+        web_for(emulator, tmp_path, agent_name, target=target, approval_timeout=8.0) as web,
+        lab.approver() as (desk, passkey),
+        browser_page(web.url + "/") as page,
+    ):
+        await ask(page, "Transfer $250 from ACC-001 to ACC-002.")
+        card = page.locator(".approval.desk").last
+        await expect(card.locator("dd.reference")).to_have_text(re.compile("APR-"), timeout=30_000)
+        await card.locator(".outcome").evaluate(
+            """(outcome) => {
+                window.outcomes = [];
+                new MutationObserver(() => window.outcomes.push(outcome.textContent))
+                    .observe(outcome, { childList: true, characterData: true, subtree: true });
+            }"""
+        )
+        await expect(card.locator(".countdown")).to_have_text("0:02 left", timeout=10_000)
+        decided = await desk.decide(await card.locator("dd.reference").inner_text(), "approved", passkey)
+        assert decided.status_code == 200, decided.text
+
+        await expect(card.locator(".outcome")).to_have_text("Decided at the desk: executed.", timeout=30_000)
+        await expect(page.locator(".tool .status").last).to_have_text("executed")
+        shown = await page.evaluate("window.outcomes")
+        assert "The deadline passed; checking the desk's decision…" in shown, shown
+        assert not any("did not decide" in text or "nothing was executed" in text for text in shown), shown
         assert await balance(web.host, "ACC-002") == Decimal("500.00")

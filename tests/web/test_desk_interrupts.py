@@ -5,6 +5,8 @@ run continues with the decision an approver signed at the desk."""
 from __future__ import annotations
 
 import math
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from ag_ui.core import RunAgentInput, RunErrorEvent, ToolCallStartEvent
+from ag_ui.core import ResumeEntry, RunAgentInput, RunErrorEvent, ToolCallStartEvent
 
 from agent_host.approvers import Question
 from agent_host.emulator import Emulator
@@ -21,7 +23,7 @@ from agent_host.foundry.function_tools import FunctionCall
 from agent_host.mcp_link import ToolResult
 from agent_host.settings import McpProtocol, Transport
 from agent_host.web.interrupts import InterruptStore
-from agent_host.web.runs import Item, RunDriver, Suspended, ThreadRun, _current
+from agent_host.web.runs import DESK_GRACE_SECONDS, Item, RunDriver, Suspended, ThreadRun, _current
 from tests.host.desk_lab import DeskLab
 from tests.host.helpers import balance, settings_for
 
@@ -182,3 +184,61 @@ async def test_resuming_a_held_desk_interrupt_after_its_run_ended_finishes_the_s
     held.settled.set()
     events = await _resumed(driver, held.id)
     assert types(events) == ["RUN_STARTED", "RUN_FINISHED"] and events[-1].outcome.type == "success"
+
+
+@pytest.mark.parametrize(
+    ("transport", "protocol"), [("sdk", "auto"), ("rest", "legacy")], ids=["sdk-2026-07-28", "rest-2025-11-25"]
+)
+async def test_a_resume_after_the_deadline_reads_the_outcome_of_a_desk_yes_signed_in_time(
+    emulator: Emulator, tmp_path: Path, agent_name: str, transport: Transport, protocol: McpProtocol
+) -> None:
+    # A yes signed before the deadline runs when continued within the approval's timeout from the decision (the server
+    # holds a 2025-11-25 call and runs it at once; on 2026-07-28 the host's answer at the deadline continues it). The
+    # host stopped waiting for the client at the deadline, yet the call ran: a resume then was refused "expired;
+    # nothing was executed". It is no answer now, but reads the rest of the run, the call's outcome with it.
+    lab = DeskLab.create(tmp_path)
+    settings: dict[str, Any] = {"transport": transport, "mcp_protocol": protocol, "approval_timeout": 8.0}
+    target = lab.target(settings_for(emulator, agent_name, **settings))
+    target = replace(target, server_env={**lab.env, "BANKGATE_APPROVAL_TIMEOUT": "8"})
+    async with (
+        web_for(emulator, tmp_path, agent_name, target=target, **settings) as web,
+        lab.approver() as (desk, passkey),
+        httpx2.AsyncClient(timeout=60) as client,
+    ):
+        interrupt = interrupt_of(await run(client, web.url, run_input("t", "Transfer $100 from ACC-001 to ACC-002.")))
+        again = interrupt_of(await run(client, web.url, run_input("t", resume=resume(interrupt.id))))
+        assert again.metadata["desk_status"] == "still_pending"
+        decided = await desk.decide(interrupt.metadata["reference"], "approved", passkey)
+        assert decided.status_code == 200, decided.text
+        deadline = datetime.fromisoformat(again.expires_at)
+        await anyio.sleep((deadline - datetime.now(UTC)).total_seconds() + 0.5)
+
+        late = await run(client, web.url, run_input("t", resume=resume(interrupt.id)))
+        assert types(late)[-1] == "RUN_FINISHED", late[-1]
+        assert [result["status"] for result in tool_results(late)] == ["executed"]
+        assert await balance(web.host, "ACC-002") == Decimal("350.00")
+        twice = await run(client, web.url, run_input("t", resume=resume(interrupt.id)))
+        assert isinstance(twice[-1], RunErrorEvent) and twice[-1].code == "interrupt_expired"
+        assert "nothing was executed" not in twice[-1].message, "the desk's yes may have run"
+
+
+async def test_a_desk_interrupt_past_its_deadline_is_not_raised_again() -> None:
+    # Nobody can answer it then (the server settles the call by the desk's decision): raised again, it sent the chat's
+    # card, already at zero, to check once more, round after round while a 2025-11-25 server held the call.
+    store = InterruptStore(60.0)
+    driver = RunDriver(store)
+    thread = driver._threads["t"] = ThreadRun("t")
+    thread.sink, source = anyio.create_memory_object_stream[Item](math.inf)
+    thread.active = True
+    _current.set(thread)
+    url = "https://desk.example/desk/approvals/APR-1"
+    asked = store.open("t", Question("Approve at the desk.", (), deadline=time.time() + 0.2, url=url), "call_1")
+    asked.resolve(ResumeEntry(interrupt_id=asked.id, status="resolved"))
+    await anyio.sleep(0.3)
+    with anyio.fail_after(DESK_GRACE_SECONDS + 2):
+        again = await driver.answer(Question("Approve at the desk.", (), url=url, repeat=1))  # 2026-07-28
+        asked.link_accepted = True
+        await driver._watch_desk(thread, asked)  # 2025-11-25: the server still holds the call
+    thread.sink.close()
+    assert [item async for item in source] == [], "no interrupt was raised"
+    assert again.action == "cancel" and again.desk

@@ -215,7 +215,7 @@ async def test_interrupts_of_runs_nobody_resumed_are_forgotten_a_window_past_the
     store.open("thread-new", replace(asked, deadline=time.time() + 60), "call-new")
     assert len(store._pending) == 1
     with pytest.raises(RunRefused, match="no open interrupt"):
-        store.resolve("thread-0", ResumeEntry(interrupt_id=stale[0].id, status="resolved", payload={"approve": True}))
+        store.find("thread-0", ResumeEntry(interrupt_id=stale[0].id, status="resolved", payload={"approve": True}))
 
 
 async def test_a_mistyped_confirmation_is_refused_and_the_interrupt_stays_open(

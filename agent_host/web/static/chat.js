@@ -196,8 +196,16 @@ function countdownTo(interrupt, countdown, expired) {
 const NOT_APPLIED = new Set(["interrupt_answered", "interrupt_expired", "unknown_interrupt"]);
 
 // When the host refused the card's answer (`last` is the resume's last event), the card's outcome says so.
-function sayIfNotApplied(outcome, last) {
-  if (last?.type === "RUN_ERROR" && NOT_APPLIED.has(last.code)) outcome.textContent = `Your answer did not count: ${last.message}`;
+function sayIfNotApplied(outcome, last, refused = "Your answer did not count: ") {
+  if (last?.type === "RUN_ERROR" && NOT_APPLIED.has(last.code)) outcome.textContent = `${refused}${last.message}`;
+}
+
+// What a desk card ends on: the status the server reported for its call.
+function deskOutcome(result) {
+  const status = result.status ?? "done";
+  if (status === "executed" || status === "rejected") return `Decided at the desk: ${status}.`;
+  if (status === "expired") return "Expired: nothing was executed.";
+  return `Ended: ${status}.`;
 }
 
 function approvalCard(interrupt) {
@@ -303,26 +311,31 @@ function deskCard(interrupt) {
     decided.disabled = withdraw.disabled = true;
     outcome.textContent = text;
   };
+  // Continues the run (once past the deadline, reads the rest of it) and ends on the call's outcome as the run
+  // reports it: a desk yes signed in time may run after the deadline, so the clock alone never tells.
+  const proceed = async (checking, refused) => {
+    finish(checking);
+    const round = raised;
+    const last = await runAgent({ resume: [{ interruptId: interrupt.id, status: "resolved" }] });
+    if (raised !== round) return; // raised again: the desk had not decided, and the card says so
+    const result = results.get(interrupt.toolCallId);
+    if (result) outcome.textContent = deskOutcome(result);
+    else if (last?.type === "RUN_FINISHED") outcome.textContent = "The run ended without reporting this call's outcome.";
+    else sayIfNotApplied(outcome, last, refused);
+  };
   card.restart = (again) => {
     raised += 1;
     decided.disabled = withdraw.disabled = false;
     outcome.textContent = again.metadata?.desk_status === "still_pending"
       ? "The desk has not decided yet. Decide there, then continue."
       : "";
-    stop = countdownTo(again, countdown, () => {
-      finish("Expired: the desk did not decide in time and nothing was executed.");
-      setBusy(false);
-    });
+    stop = countdownTo(again, countdown, () => proceed(
+      "The deadline passed; checking the desk's decision…",
+      "The deadline passed; this call's outcome cannot be read here: ",
+    ));
   };
   card.restart(interrupt);
-  decided.addEventListener("click", async () => {
-    finish("Checking the desk's decision…");
-    const round = raised;
-    const last = await runAgent({ resume: [{ interruptId: interrupt.id, status: "resolved" }] });
-    const result = results.get(interrupt.toolCallId);
-    if (raised === round && result) outcome.textContent = `Decided at the desk: ${result.status ?? "done"}.`;
-    sayIfNotApplied(outcome, last);
-  });
+  decided.addEventListener("click", () => proceed("Checking the desk's decision…"));
   withdraw.addEventListener("click", async () => {
     finish("You withdrew this request.");
     const last = await runAgent({ resume: [{ interruptId: interrupt.id, status: "cancelled" }] });
