@@ -27,6 +27,7 @@ from policy.loader import load_policy
 from policy.mcp.asked import question_digest
 from policy.mcp.desk_link import desk_link
 from policy.mcp.empty_accept import empty_accept_is_an_empty_form
+from policy.mcp.waits import Waits
 
 SERVER_NAME = "bankgate"
 STATE_TTL_GRACE = 60.0
@@ -54,6 +55,8 @@ class AppState:
     """Ends the approvals whose callers never came back (`mcp_server.expiry`)."""
     desk: DeskConfig | None = field(default=None)
     """Where approvers decide (the tools link there); None when the server runs no desk."""
+    waits: Waits = field(default_factory=Waits)
+    """The calls waiting inline for a human, which an HTTP server's drain ends (`mcp_server.http.drain`)."""
 
     def caller(self, ctx: Context) -> tuple[str, tuple[str, ...]]:
         """The authenticated caller over HTTP with the roles its OAuth token carries (none for a static

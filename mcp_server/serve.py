@@ -14,6 +14,7 @@ from mcp_server.app import AppState, build_server, open_state
 from mcp_server.heap import settle_heap
 from mcp_server.http.app import ConfigError, build_http_app, check_http_settings
 from mcp_server.http.auth import parse_tokens
+from mcp_server.http.drain import STOP_GRACE, Drain, DrainingServer
 from mcp_server.http.listener import tcp_listener
 from mcp_server.logs import configure_logging
 from mcp_server.settings import Settings
@@ -50,11 +51,16 @@ def serve(settings: Settings) -> None:
         return
     for warning in warnings:
         log.warning(warning)
-    app = build_http_app(server, state, settings, tokens)
+    drain = Drain(state.waits, settings.drain_timeout)
+    app = build_http_app(server, state, settings, tokens, drain)
     settle_heap()
     log.info("serving MCP at http://%s:%d/mcp (health: /healthz)", settings.host, settings.port)
-    config = uvicorn.Config(app, log_config=None, log_level=settings.log_level.lower())
-    uvicorn.Server(config).run(sockets=[listener])
+    config = uvicorn.Config(
+        app, log_config=None, log_level=settings.log_level.lower(), timeout_graceful_shutdown=STOP_GRACE
+    )
+    DrainingServer(config, drain).run(sockets=[listener])
+    if drain.cut_short:  # a call cut off may hold a worker thread (a transaction waiting for a lock): not waited for
+        _exit(0)
 
 
 def _start_desk(state: AppState, settings: Settings) -> None:
@@ -98,8 +104,14 @@ def _serve_stdio(run: Callable[[], None]) -> None:
 
 def _exit_on_interrupt(_signum: int, _frame: object) -> None:
     print("bankgate-mcp: stopped", file=sys.stderr, flush=True)
+    _exit(130)
+
+
+def _exit(code: int) -> None:
+    """Exit now, whatever threads still run: every ledger write is one transaction, so a write cut off leaves
+    nothing half done, and a question left open stays pending for the caller's retry."""
     logging.shutdown()
-    os._exit(130)
+    os._exit(code)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     audit_key_file: Path | None = Field(
         None, description="Audit signing key file, outside the database (default: audit.key in the user data dir)."
     )
+    drain_timeout: float = Field(
+        20.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="Seconds an HTTP server told to stop (SIGTERM) lets running calls finish before it exits.",
+    )
     health_interval: float = Field(
         1.0,
         gt=0,

@@ -94,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
         "--approval-timeout", type=float, help="seconds a human has to answer (default 300, at most 30 days)"
     )
     serve_cmd.add_argument(
+        "--drain-timeout",
+        type=float,
+        help="seconds an HTTP server stopped by SIGTERM lets running calls finish before it exits (default 20)",
+    )
+    serve_cmd.add_argument(
         "--max-pending-approvals", type=int, help="approvals one principal may have waiting at once (default 20)"
     )
     serve_cmd.add_argument("--principal", help="principal recorded for stdio calls (default 'local')")

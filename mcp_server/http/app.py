@@ -25,6 +25,7 @@ from starlette.types import ASGIApp
 
 from mcp_server.app import AppState
 from mcp_server.http.auth import check_oauth_settings, token_verifier
+from mcp_server.http.drain import Drain
 from mcp_server.http.health import HealthProbe
 from mcp_server.http.session_quota import SessionQuota
 from mcp_server.settings import Settings
@@ -84,8 +85,14 @@ def check_http_settings(settings: Settings, tokens: dict[str, str]) -> list[str]
 
 
 def build_http_app(
-    server: MCPServer[AppState], state: AppState, settings: Settings, tokens: dict[str, str]
+    server: MCPServer[AppState],
+    state: AppState,
+    settings: Settings,
+    tokens: dict[str, str],
+    drain: Drain | None = None,
 ) -> Starlette:
+    """The ASGI app; `drain`: the one the server's SIGTERM begins (`mcp_server.http.drain`), else one never begun."""
+    drain = drain if drain is not None else Drain(state.waits, settings.drain_timeout)
     server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=settings.stateless,
@@ -115,10 +122,8 @@ def build_http_app(
 
     async def readyz(_: Request) -> JSONResponse:
         database = await probe.database()
-        return JSONResponse(
-            {"status": "ready" if database == "ok" else "unavailable", "database": database},
-            status_code=200 if database == "ok" else 503,
-        )
+        status = "draining" if drain.draining else "ready" if database == "ok" else "unavailable"
+        return JSONResponse({"status": status, "database": database}, status_code=200 if status == "ready" else 503)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -135,7 +140,7 @@ def build_http_app(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Route(MCP_PATH, endpoint=endpoint),
+            Route(MCP_PATH, endpoint=drain.guard(endpoint)),
             *discovery,
             *desk,
         ],

@@ -17,7 +17,6 @@ Sessions that would open in the same instant are counted as they are admitted, s
 requests cannot overshoot the cap.
 """
 
-import json
 import time
 from dataclasses import dataclass, field
 
@@ -26,6 +25,8 @@ from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mcp_server.http.refusal import refuse
 
 _SESSION = MCP_SESSION_ID_HEADER.lower().encode("ascii")
 _VERSION = MCP_PROTOCOL_VERSION_HEADER.lower().encode("ascii")
@@ -74,7 +75,12 @@ class SessionQuota:
         normally: the SDK discards the session of an opening request that fails or is cancelled."""
         self._forget_idle()
         if len(self._live(principal)) + self._opening.get(principal, 0) >= self.limit:
-            await _refuse(send, self.limit)
+            await refuse(
+                send,
+                429,
+                f"This principal already has {self.limit} open sessions; end one (DELETE) or let one go idle before "
+                "opening another.",
+            )
             return
         self._opening[principal] = self._opening.get(principal, 0) + 1
         answered, opened = False, []
@@ -174,25 +180,3 @@ def _named_session(start: Message) -> str | None:
     if start["status"] >= 400:
         return None
     return next((v.decode("latin-1") for k, v in start.get("headers", []) if k.lower() == _SESSION), None)
-
-
-async def _refuse(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": None,
-            "error": {
-                "code": -32000,
-                "message": f"This principal already has {limit} open sessions; end one (DELETE) or let one go idle "
-                "before opening another.",
-            },
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -21,6 +21,7 @@ import logging
 import re
 import typing
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated, Any, Protocol, TypeVar, cast
@@ -37,6 +38,7 @@ from policy.idempotency_key import IDEMPOTENCY_KEY_META, IDEMPOTENCY_KEY_RULE, i
 from policy.mcp.asked import answered_digest
 from policy.mcp.form import ApprovalForm, ConfirmedApprovalForm, read_answer
 from policy.mcp.parsed_arguments import canonical_arguments
+from policy.mcp.waits import Waits
 from policy.question import deadline_text, span_text
 from policy.results import GateResult, Refusal, Status, decision_message
 from policy.verdict import EXPIRED, UNDELIVERED, Verdict, VerdictKind
@@ -65,6 +67,8 @@ class GateHost(Protocol):
     """What the server's lifespan context provides to the resolvers."""
 
     gate: Gate
+    waits: Waits
+    """The inline waits for a human, which a stopping server ends (`policy.mcp.waits`)."""
 
     def caller(self, ctx: Context) -> tuple[str, tuple[str, ...]]:
         """The principal of this request and the roles its credentials carry (read anew on every request)."""
@@ -163,8 +167,9 @@ async def ask(
     form = ApprovalForm if opening.confirmation is None else ConfirmedApprovalForm
     if uses_input_required(ctx):
         return Elicit(opening.approval.question, form)
-    gate = _host(ctx).gate
-    with gate.waiting(opening.call.principal) as crowded:
+    host = _host(ctx)
+    gate = host.gate
+    with gate.waiting(opening.call.principal) as crowded, host.waits.hold() as wait:
         if crowded is not None:
             return GateResult.refused(crowded)
         try:
@@ -180,6 +185,8 @@ async def ask(
             await anyio.lowlevel.checkpoint_if_cancelled()
             logger.warning("could not deliver approval %s", opening.approval.ref, exc_info=True)
             return UNDELIVERED
+    if wait.cancelled_caught:
+        return GateResult.refused(_restarting(opening), opening.approval.ref)
     return EXPIRED
 
 
@@ -206,16 +213,17 @@ async def settle(
         return _internal_denial(opening.call.tool)
 
 
-async def _ask_at_desk(ctx: Context, opening: Opening) -> Verdict | AtDesk:
+async def _ask_at_desk(ctx: Context, opening: Opening) -> Verdict | AtDesk | GateResult:
     """Send a URL-mode client to the desk and wait there for the decision (2025-11-25), or leave it
-    to the call's `pending_approval` result (every other client, and a call with no place left to wait)."""
+    to the call's `pending_approval` result (every other client, and a call with no place left to wait,
+    or whose wait the server ended as it stopped)."""
     assert opening.approval is not None
     host, ref = _host(ctx), opening.approval.ref
     url = host.approval_url(ref)
     if url is None or uses_input_required(ctx) or not url_reachable(ctx):
         return AtDesk.LINKED
     gate = host.gate
-    with gate.waiting(opening.call.principal) as crowded:
+    with gate.waiting(opening.call.principal) as crowded, host.waits.hold() as wait:
         if crowded is not None:
             return AtDesk.LINKED
         with anyio.move_on_after(max(0.0, opening.approval.expires_at - gate.clock())):
@@ -229,6 +237,9 @@ async def _ask_at_desk(ctx: Context, opening: Opening) -> Verdict | AtDesk:
             while not await gate.store.run(lambda: gate.desk_decided(ref)):
                 await anyio.sleep(DESK_POLL)
             await ctx.session.send_elicit_complete(ref)
+    if wait.cancelled_caught:
+        linked = pending_approval(opening, url)
+        return replace(linked, message=f"{_stopped_waiting(ref)} {linked.message}")
     return AtDesk.WAITED
 
 
@@ -258,6 +269,26 @@ def _no_desk(ref: str) -> Refusal:
         f"Approval {ref} is still pending, but this server has no approval desk to continue it at: it is "
         "answered in the approval form it was asked in. Nothing was done.",
         "approval_ref",
+    )
+
+
+def _restarting(opening: Opening) -> Refusal:
+    """A form question whose wait the stopping server ended: how to be asked it again (see `policy.mcp.waits`)."""
+    assert opening.approval is not None
+    again = (
+        "Call again with the same arguments and idempotency key in a few seconds to be asked it again."
+        if opening.call.idempotency_key is not None
+        else "Call again in a few seconds to be asked again (without an idempotency key that is a new question; "
+        "this one then expires unanswered)."
+    )
+    return Refusal("server_restarting", f"{_stopped_waiting(opening.approval.ref)} {again}")
+
+
+def _stopped_waiting(ref: str) -> str:
+    """What a call whose wait the stopping server ended is told first: nothing ran, the approval is intact."""
+    return (
+        f"The server is restarting, so it stopped waiting for a human: approval {ref} stays pending and nothing "
+        "was done."
     )
 
 

@@ -267,3 +267,49 @@ async def test_a_call_with_no_place_left_to_wait_at_the_desk_gets_the_link(
         assert (await dora.decide(second["approval_ref"], "approved", passkey)).status_code == 200
 
     assert first[0]["status"] == "executed" and world.balance(world.target) == 25_000
+
+
+async def test_a_desk_wait_the_stopping_server_ends_is_answered_its_link_and_the_approval_stays_pending(
+    world: ChannelWorld, dora: DeskBrowser, passkey: SoftPasskey, tmp_path: Path
+) -> None:
+    """An HTTP server told to stop ends its waits for a human (`mcp_server.http.drain` → `policy.mcp.waits`): a
+    2025-11-25 call waiting at the desk is answered its link at once, saying the server is restarting; the approval
+    stays pending, and the call continued with its approval_ref collects the desk's decision, once."""
+    world.configure(policy=desk_policy(tmp_path))
+    seen: list[str] = []
+
+    async def shown(_: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        seen.append(params.mode or "form")
+        return ElicitResult(action="accept")  # the link opened; the decision comes from the desk
+
+    first: list[dict[str, Any]] = []
+    async with world.client(shown, mode="legacy") as client:
+        async with anyio.create_task_group() as group:
+
+            async def waits() -> None:
+                first.append(body(await client.call_tool("transfer_funds", world.transfer("250.00"))))
+
+            group.start_soon(waits)
+            with anyio.fail_after(10):
+                while not seen:
+                    await anyio.sleep(0.02)
+            world.state.waits.stop()
+            with anyio.fail_after(2):
+                while not first:
+                    await anyio.sleep(0.02)
+        [stopped] = first
+        ref = stopped["approval_ref"]
+        assert stopped["status"] == "pending_approval", stopped
+        assert stopped["message"].startswith(
+            f"The server is restarting, so it stopped waiting for a human: approval {ref} stays pending and nothing "
+            "was done. An approver must approve this transfer_funds at the approval desk"
+        ), stopped
+        assert stopped["approval_url"] in stopped["message"] and f"approval_ref {ref}" in stopped["message"]
+        assert world.status(ref) == "pending" and world.balance(world.target) == 0
+
+        assert (await dora.decide(ref, "approved", passkey)).status_code == 200
+        done = body(await client.call_tool("transfer_funds", world.transfer("250.00", approval_ref=ref)))
+
+    assert done["status"] == "executed" and done["approval_ref"] == ref, done
+    assert world.balance(world.target) == 25_000
+    assert world.events(ref) == ["requested", "desk_approved", "approved", "executed"]

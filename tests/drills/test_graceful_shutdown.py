@@ -1,28 +1,37 @@
-"""SIGTERM while a 2025-11-25 call waits for a human: the server stops within seconds, nothing runs,
-and the question is left pending; restarted, the caller's retry under its key is asked it again and
-it runs once."""
+"""SIGTERM to an HTTP server (a rolling restart's): it drains before it stops. A 2025-11-25 call waiting for a
+human is told at once that the server is restarting and its approval stays pending, nothing runs, and restarted,
+the caller's retry under its key continues that approval and runs once. While a call still runs, `/readyz` is
+503 and new requests are refused retryably; the running call finishes, then the process exits 0, as it does
+when the drain's time runs out first."""
 
 from __future__ import annotations
 
 import signal
+import sqlite3
 import time
-from contextlib import suppress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
+import httpx2
 import pytest
 
 from policy.testing import ScriptedResponder, approve, silence
 from tests.drills.support import Books, ServerProcess, connect
-from tests.support import keyed, outcome
+from tests.support import TOKENS, keyed, outcome
 
 pytestmark = pytest.mark.anyio
 
-SHUTDOWN_BOUND = 10.0
-"""Seconds a graceful stop may take with a question open (the SDK bounds its farewell writes at 5 s + 1 s)."""
+ANSWERED_WITHIN = 3.0
+"""Seconds after SIGTERM by which a call waiting for a human has its answer."""
+EXIT_WITHIN = 10.0
+"""Seconds a drained server takes to exit once nothing runs."""
 
 
-async def test_sigterm_with_a_question_open_runs_nothing_and_the_keyed_retry_is_asked_again(
+async def test_sigterm_tells_a_waiting_call_its_approval_stays_pending_and_the_keyed_retry_continues_it(
     db_url: str, tmp_path: Path
 ) -> None:
     books = Books(db_url)
@@ -34,37 +43,142 @@ async def test_sigterm_with_a_question_open_runs_nothing_and_the_keyed_retry_is_
     try:
         server.wait_ready()
         waiting = ScriptedResponder(silence(60))
+        answered: list[tuple[float, dict[str, Any]]] = []
 
         async def call() -> None:
-            with suppress(Exception):  # its server went away: no result reached it
+            with suppress(Exception):  # leaving: the server may be gone before the session's DELETE
                 async with connect(server.url, waiting, mode="legacy") as client:
-                    await client.call_tool("transfer_funds", args, meta=key)
+                    result = await client.call_tool("transfer_funds", args, meta=key)
+                    answered.append((time.monotonic(), outcome(result)))
 
+        process = server.process
+        assert process is not None
         async with anyio.create_task_group() as group:
             group.start_soon(call)
             await waiting.asked()
-            process = server.process
-            assert process is not None
             stopping = time.monotonic()
             process.send_signal(signal.SIGTERM)
-            await anyio.to_thread.run_sync(lambda: process.wait(SHUTDOWN_BOUND))
-            stopped = time.monotonic() - stopping
+            code = await anyio.to_thread.run_sync(lambda: process.wait(EXIT_WITHIN))
             group.cancel_scope.cancel()
-        assert stopped < SHUTDOWN_BOUND
 
+        assert code == 0, server.log_tail()
+        [(at, result)] = answered
+        assert at - stopping < ANSWERED_WITHIN
         (ref,) = books.db.read(lambda c: c.exec_driver_sql("SELECT ref FROM approvals").scalars().all())
-        assert books.events(ref) == ["requested"]
+        assert result["status"] == "failed" and result["error"]["code"] == "server_restarting", result
+        assert result["approval_ref"] == ref
+        assert f"restarting, so it stopped waiting for a human: approval {ref} stays pending" in result["message"]
+        assert "same arguments and idempotency key" in result["message"]
+        assert books.events(ref) == ["requested"] and books.approval_status(ref) == "pending"
         assert books.balance(source) == 5000
 
         server.start()
         server.wait_ready()
         back = ScriptedResponder(approve())
         async with connect(server.url, back, mode="legacy") as client:
-            result = outcome(await client.call_tool("transfer_funds", args, meta=key))
-        assert result["status"] == "executed" and result["approval_ref"] == ref, result
+            again = outcome(await client.call_tool("transfer_funds", args, meta=key))
+        assert again["status"] == "executed" and again["approval_ref"] == ref, again
         assert [q.message for q in back.questions] == [q.message for q in waiting.questions]
         assert books.memo_counts("sigterm") == {"sigterm": 1}
         books.assert_sound()
     finally:
         server.stop()
         books.close()
+
+
+async def test_while_a_call_runs_after_sigterm_readyz_is_503_new_requests_are_refused_and_the_call_finishes(
+    tmp_path: Path,
+) -> None:
+    async with _held_call(tmp_path) as held:
+        held.server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+
+        ready = await anyio.to_thread.run_sync(lambda: _polled(held.server, "/readyz", 503))
+        assert ready.json()["status"] == "draining"
+        headers = {"Authorization": f"Bearer {TOKENS['local']}", "Accept": "application/json, text/event-stream"}
+        initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+        refused = httpx2.post(held.server.url, json=initialize, headers=headers, timeout=5)
+        assert refused.status_code == 503 and refused.headers["retry-after"].isdigit(), refused
+        assert "restarting" in refused.json()["error"]["message"]
+        assert held.exit_code() is None and not held.results  # draining: the call still runs
+
+        held.lock.execute("ROLLBACK")
+        with anyio.fail_after(10):
+            while not held.results:
+                await anyio.sleep(0.05)
+        assert await held.exited() == 0, held.server.log_tail()
+    assert held.results[0]["status"] == "executed", held.results
+    assert held.books.balance(held.target) == 5100 and held.books.memo_counts("held") == {"held": 1}
+    held.books.assert_sound()
+
+
+async def test_a_drain_whose_time_runs_out_exits_anyway_and_the_call_cut_off_moves_nothing(tmp_path: Path) -> None:
+    async with _held_call(tmp_path, "--drain-timeout", "1") as held:
+        stopping = time.monotonic()
+        held.server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        assert await held.exited() == 0, held.server.log_tail()
+        assert time.monotonic() - stopping < 1 + EXIT_WITHIN / 2, "the lock is still held: the call runs on"
+        held.lock.execute("ROLLBACK")
+    assert not held.results  # cut off: its caller sees an error, not an outcome
+    assert held.books.balance(held.target) == 5000 and held.books.memo_counts("held") == {}
+    held.books.assert_sound()
+
+
+@dataclass
+class _Held:
+    """A server with one call running: a transfer waiting for SQLite's write lock, which the test holds (as
+    another process would)."""
+
+    server: ServerProcess
+    books: Books
+    target: str
+    lock: sqlite3.Connection
+    results: list[dict[str, Any]]
+
+    def exit_code(self) -> int | None:
+        assert self.server.process is not None
+        return self.server.process.poll()
+
+    async def exited(self) -> int:
+        process = self.server.process
+        assert process is not None
+        return await anyio.to_thread.run_sync(lambda: process.wait(EXIT_WITHIN))
+
+
+@asynccontextmanager
+async def _held_call(tmp_path: Path, *extra: str) -> AsyncIterator[_Held]:
+    path = tmp_path / "ledger.db"
+    books = Books(f"sqlite:///{path}")
+    source, target = books.open_accounts(2, "50.00")
+    server = ServerProcess(books.db_url, tmp_path, *extra)
+    server.start()
+    lock = sqlite3.connect(path, isolation_level=None)
+    held = _Held(server, books, target, lock, [])
+    try:
+        server.wait_ready()
+        async with connect(server.url) as client, anyio.create_task_group() as group:
+            await client.call_tool("get_account_balance", {"account_id": source})  # the session is up
+            lock.execute("BEGIN IMMEDIATE")
+
+            async def running() -> None:
+                args = {"from_account": source, "to_account": target, "amount": "1.00", "memo": "held"}
+                with suppress(Exception):  # a call cut off gets no outcome
+                    held.results.append(outcome(await client.call_tool("transfer_funds", args)))
+
+            group.start_soon(running)
+            await anyio.sleep(1.0)  # the call reached the server, which waits for the lock
+            yield held
+    finally:
+        lock.close()
+        server.stop()
+        books.close()
+
+
+def _polled(server: ServerProcess, path: str, status: int, within: float = 3.0) -> httpx2.Response:
+    """`path`'s answer once it is `status` (within `within` seconds)."""
+    deadline = time.monotonic() + within
+    while True:
+        reply = server.get(path)
+        if reply.status_code == status or time.monotonic() > deadline:
+            assert reply.status_code == status, reply
+            return reply
+        time.sleep(0.05)

@@ -1,0 +1,124 @@
+"""Stopping the HTTP server without leaving callers hanging or guessing (a rolling restart's SIGTERM).
+
+uvicorn alone, on SIGTERM, closes its port and (through `sse_starlette`) cuts every open stream: a call
+waiting for a human got no answer, and its agent waited out its tool timeout. Here the first SIGTERM drains
+first, with the port still open:
+
+- `/readyz` answers 503, so a load balancer stops sending work here;
+- every new request to the MCP endpoint is refused 503 with `Retry-After`, before it reaches anything (but a
+  DELETE, a client ending its session);
+- each call waiting for a human is answered at once that the server is restarting and its approval stays
+  pending (`policy.mcp.waits`);
+- the calls still running (their transactions) finish as usual.
+
+Once none runs, or `drain_timeout` seconds after the signal, uvicorn stops as before (giving what is left
+`STOP_GRACE` seconds) and the process exits 0: at once if the drain's time ran out (`cut_short`), without
+waiting for a worker thread a cut-off call left behind. A second SIGTERM, or SIGINT, stops at once.
+"""
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
+
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mcp_server.http.refusal import refuse
+from policy.mcp.waits import Waits
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER = 2
+"""Seconds a refused caller is told to wait before retrying (by then a load balancer routes it elsewhere)."""
+STOP_GRACE = 2
+"""Seconds uvicorn gives what is left once the drain is over (streams closing) before cancelling it."""
+_REFUSAL = "The server is restarting; nothing was done. Send the request again in a few seconds."
+
+
+class Drain:
+    """One server's drain: begun once, over when no MCP request runs or its time is up."""
+
+    def __init__(self, waits: Waits, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.waits = waits
+        self.seconds = seconds
+        self.running = 0
+        """MCP requests being served (a stream a client keeps open to listen is not one: it never ends)."""
+        self.cut_short = False
+        """Whether its time ran out with requests still running (their worker threads may still be busy)."""
+        self._clock = clock
+        self._deadline: float | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self._deadline is not None
+
+    def begin(self) -> None:
+        """Refuse new work from now on and end the waits for a human (idempotent)."""
+        if self._deadline is not None:
+            return
+        self._deadline = self._clock() + self.seconds
+        log.info("draining: %d MCP requests running, at most %g s", self.running, self.seconds)
+        self.waits.stop()
+
+    def over(self) -> bool:
+        if self._deadline is None:
+            return False
+        if self.running and self._clock() < self._deadline:
+            return False
+        if self.running:
+            log.warning("drain time is up with %d MCP requests still running; stopping anyway", self.running)
+            self.cut_short = True
+        return True
+
+    def guard(self, app: ASGIApp) -> ASGIApp:
+        """`app` (the MCP endpoint) with its requests counted, and refused while draining."""
+        return _Guarded(app, self)
+
+
+class _Guarded:
+    """An ASGI app (a class: Starlette takes a plain function for a request handler) behind a drain."""
+
+    def __init__(self, app: ASGIApp, drain: Drain) -> None:
+        self.app, self.drain = app, drain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        drain = self.drain
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+        elif drain.draining and scope["method"] != "DELETE":  # a client ending its session starts nothing
+            await refuse(send, 503, _REFUSAL, [(b"retry-after", str(RETRY_AFTER).encode())])
+        elif scope["method"] == "GET":  # a client's listening stream: open until the server stops
+            await self.app(scope, receive, send)
+        else:
+            drain.running += 1
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                drain.running -= 1
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn whose first SIGTERM drains before it stops (see the module docstring)."""
+
+    def __init__(self, config: uvicorn.Config, drain: Drain) -> None:
+        super().__init__(config)
+        self.drain = drain
+        self._terminated = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM and not self._terminated:
+            # Begun on the loop's next tick: a signal handler may run in the middle of anything. Not kept to be
+            # raised again once stopped (as uvicorn does), so a drained server exits 0.
+            self._terminated = True
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._terminated:
+            self.drain.begin()
+            if self.drain.over():
+                self.should_exit = True  # uvicorn's flag: sse_starlette now ends the streams still open
+                return True
+        return await super().on_tick(counter)
