@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 from agent_host.errors import ChainExpired
 from agent_host.expiry import Answer, LostChain
-from agent_host.foundry.function_tools import FunctionCall, Toolbox
+from agent_host.foundry.function_tools import FunctionCall, FunctionTool, Toolbox
 from agent_host.foundry.response_reader import Reply, assemble_stream, reply_from_response
 from agent_host.mcp_link import ToolResult, failed_output
 
@@ -35,8 +35,15 @@ bounds how often the model calls, this how much one response may make the host d
 question to the person, or an approval left pending at the desk)."""
 
 
-AgentForTurn = Callable[["TurnObserver"], Awaitable[Mapping[str, Any]]]
-"""The agent reference a turn's requests go to, asked for at the start of each turn (see `Host.agent_for_turn`)."""
+class TurnAgent(NamedTuple):
+    """The agent a turn's requests go to, and the function tools it was given."""
+
+    reference: Mapping[str, Any]
+    tools: Mapping[str, FunctionTool]
+
+
+AgentForTurn = Callable[["TurnObserver"], Awaitable[TurnAgent]]
+"""The agent a turn's requests go to, asked for at the start of each turn (see `Host.agent_for_turn`)."""
 
 
 class ResponsesTransport(Protocol):
@@ -111,6 +118,9 @@ class Conversation:
         self.stream = stream
         self.max_rounds = max_rounds
         self.agent_for_turn = agent_for_turn
+        self.tools: Mapping[str, FunctionTool] = toolbox.tools
+        """The function tools the agent of this turn was given: its calls are checked against these, not against
+        those another conversation of the same toolbox has since taken up (its model was never given them)."""
         self.previous_response_id: str | None = None
         self._unanswered: list[Answer] = []
         self._context: list[dict[str, Any]] = []
@@ -126,7 +136,8 @@ class Conversation:
         message = {"role": "user", "content": text}
         await self.toolbox.link.relist()  # a server keeping no session may have restarted with other tools
         if self.agent_for_turn is not None:
-            self.agent_reference = dict(await self.agent_for_turn(self.observer))
+            agent = await self.agent_for_turn(self.observer)
+            self.agent_reference, self.tools = dict(agent.reference), agent.tools
         if self._unanswered:
             with suppress(_Restarted):  # the facts of the lost chain open the new one, with the message
                 await self._drive(list(self._unanswered), [], turn)
@@ -169,7 +180,7 @@ class Conversation:
             result = ToolResult(_reused(call), True)
         else:
             self._called.add(call.call_id)
-            result = await self.toolbox.run(call)
+            result = await self.toolbox.run(call, self.tools)
         self.observer.tool_result(call, result)
         turn.results.append((call, result))
         return result

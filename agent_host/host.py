@@ -9,18 +9,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import httpx2
 from azure.ai.projects.aio import AIProjectClient
 
 from agent_host.approvers import ApprovalDesk, Approver, DenyApprover
-from agent_host.conversation import Conversation, ResponsesTransport, TurnObserver
+from agent_host.conversation import Conversation, ResponsesTransport, TurnAgent, TurnObserver
 from agent_host.display import Display
 from agent_host.errors import sole_error
 from agent_host.foundry.access import ProjectAccess, project_access
 from agent_host.foundry.agents import AgentChoice, choose_agent
-from agent_host.foundry.function_tools import Toolbox
+from agent_host.foundry.function_tools import Relisting, Toolbox
 from agent_host.foundry.retries import TIMEOUT
 from agent_host.foundry.transport_rest import RestTransport
 from agent_host.foundry.transport_sdk import SdkTransport
@@ -56,12 +55,16 @@ class Host:
             agent_for_turn=self.agent_for_turn if agent is None else None,
         )
 
-    async def agent_for_turn(self, observer: TurnObserver) -> dict[str, Any]:
-        """The host's agent for the next turn: after a reconnect to a server that lists other tools, a version made
-        from them. An agent the user chose as it is (`--existing-agent`, `--agent-version`) is left as it is."""
+    async def agent_for_turn(self, observer: TurnObserver) -> TurnAgent:
+        """The host's agent for the next turn, with its tools: after a reconnect to a server that lists other tools, a
+        version made from them. An agent the user chose as it is (`--existing-agent`, `--agent-version`) is left as it
+        is. Other conversations keep the agent and tools their turn began with."""
         relisting = self.toolbox.relisted()
-        if relisting is None:
-            return self.agent.reference()
+        if relisting is not None:
+            await self._take_up(relisting, observer)
+        return TurnAgent(self.agent.reference(), self.toolbox.tools)
+
+    async def _take_up(self, relisting: Relisting, observer: TurnObserver) -> None:
         names = ", ".join(sorted(relisting.tools)) or "none"
         as_it_is = self.settings.existing_agent or self.settings.agent_version is not None
         if as_it_is:
@@ -84,7 +87,6 @@ class Host:
             )
         self.toolbox.adopt(relisting, given=not as_it_is)
         observer.warning(note)
-        return self.agent.reference()
 
     def describe(self) -> str:
         agent = self.agent

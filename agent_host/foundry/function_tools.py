@@ -180,8 +180,10 @@ class Toolbox:
 
     With the `desk` that answers the link's questions, a call whose question a person
     interrupted stops the host once its result (the server's record of the cancel) is back.
-    `tools` are those the model was given: a call is sent only while the server lists its tool
-    with the same input schema, and `adopt` takes up what a server reconnected to lists.
+    `tools` are those a model is given from now on (replaced by `adopt`, which takes up what a server reconnected
+    to lists, never changed in place: a turn holding them keeps them as they were). A call is checked against the
+    tools the model that made it was given (`run`'s `given`, its conversation's turn's, not those another
+    conversation has taken up since) and sent only while the server lists its tool with the same input schema.
     """
 
     def __init__(self, link: McpLink, *, strict: bool = True, desk: ApprovalDesk | None = None) -> None:
@@ -212,13 +214,14 @@ class Toolbox:
         if given:
             self.tools = relisting.tools
 
-    async def run(self, call: FunctionCall) -> ToolResult:
-        """Execute `call` with its `call_id` as the idempotency key; malformed calls are answered, not run."""
+    async def run(self, call: FunctionCall, given: Mapping[str, FunctionTool]) -> ToolResult:
+        """Execute `call`, made by a model `given` these tools, with its `call_id` as the idempotency key; malformed
+        calls are answered, not run."""
         if not _is_unicode(call.call_id):  # it goes to the MCP server as the idempotency key
             return _refused("invalid_call_id", "The call_id is not valid Unicode (a lone surrogate); nothing was run.")
-        tool = self.tools.get(call.name)
+        tool = given.get(call.name)
         if tool is None:
-            return _refused("unknown_tool", f"There is no tool named {call.name!r}; use one of {sorted(self.tools)}.")
+            return _refused("unknown_tool", f"There is no tool named {call.name!r}; use one of {sorted(given)}.")
         try:
             arguments = read_arguments(call.arguments)
         except BadArguments as error:

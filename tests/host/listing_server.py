@@ -1,16 +1,28 @@
 """A stand-in MCP server over Streamable HTTP whose tool list the test picks: a server restarted as another
 release, listing other tools (one gone, one added, one with changed arguments), for the host's reconnect tests.
 
-`python -m tests.host.listing_server PORT EDITION`; every tool answers `executed` with the arguments it got.
+`python -m tests.host.listing_server PORT EDITION [LEDGER]`; every tool answers `executed` with the arguments it got,
+and each transfer it runs is added to the file LEDGER, one line each, so a test can tell whether money moved.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
+
+_ledger: Path | None = None
+"""Where this process writes the transfers it runs, if anywhere."""
+
+
+def _moved(message: str) -> dict[str, Any]:
+    if _ledger is not None:
+        with _ledger.open("a", encoding="utf-8") as ledger:
+            ledger.write(f"{message}\n")
+    return {"status": "executed", "message": message}
 
 
 def get_account_balance(account_id: str) -> dict[str, Any]:
@@ -20,12 +32,12 @@ def get_account_balance(account_id: str) -> dict[str, Any]:
 
 def transfer_funds(from_account: str, to_account: str, amount: str) -> dict[str, Any]:
     """Move money between two accounts."""
-    return {"status": "executed", "message": f"Moved {amount} from {from_account} to {to_account}."}
+    return _moved(f"Moved {amount} from {from_account} to {to_account}.")
 
 
 def transfer_funds_in_cents(from_account: str, to_account: str, amount: str, fee_cents: int = 500) -> dict[str, Any]:
     """Move money between two accounts, charging a fee unless told otherwise."""
-    return {"status": "executed", "message": f"Moved {amount} (fee {fee_cents}) from {from_account} to {to_account}."}
+    return _moved(f"Moved {amount} (fee {fee_cents}) from {from_account} to {to_account}.")
 
 
 def close_account(account_id: str) -> dict[str, Any]:
@@ -40,7 +52,9 @@ EDITIONS: dict[str, dict[str, Callable[..., dict[str, Any]]]] = {
 }
 
 
-def main(port: int, edition: str) -> None:
+def main(port: int, edition: str, ledger: Path | None = None) -> None:
+    global _ledger
+    _ledger = ledger
     server: MCPServer[Any] = MCPServer("listing-server")
     for name, tool in EDITIONS[edition].items():
         server.add_tool(tool, name=name, structured_output=True)
@@ -48,4 +62,4 @@ def main(port: int, edition: str) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2])
+    main(int(sys.argv[1]), sys.argv[2], Path(sys.argv[3]) if len(sys.argv) > 3 else None)

@@ -162,7 +162,7 @@ async def _toolbox_call(stand_in: PendingOnly, desk: ApprovalDesk) -> ToolResult
     async with Client(stand_in.server, elicitation_callback=desk) as client:  # type: ignore[arg-type]
         link = McpLink.over(client, list((await client.list_tools()).tools), McpTarget())
         toolbox = Toolbox(link, desk=desk)
-        return await toolbox.run(FunctionCall("call-1", "transfer_funds", '{"amount": "100.00"}'))
+        return await toolbox.run(FunctionCall("call-1", "transfer_funds", '{"amount": "100.00"}'), toolbox.tools)
 
 
 async def test_a_pending_approval_result_is_followed_like_a_desk_link() -> None:

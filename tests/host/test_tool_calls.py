@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from agent_host.approvers import Answer, Question
-from agent_host.conversation import Conversation
+from agent_host.conversation import Conversation, ResponsesTransport, Turn
 from agent_host.emulator import Emulator, FaultConfig
 from agent_host.errors import McpUnavailable, RateLimited
 from agent_host.foundry.function_tools import FunctionCall, Toolbox
@@ -46,8 +48,8 @@ async def test_a_retried_function_call_moves_money_once(emulator: Emulator, tmp_
         [call] = first.calls
 
         # The same Foundry call run twice, as a host that crashed after the first run would retry it.
-        once = await host.toolbox.run(call)
-        again = await host.toolbox.run(call)
+        once = await host.toolbox.run(call, host.toolbox.tools)
+        again = await host.toolbox.run(call, host.toolbox.tools)
 
         assert once.output["status"] == again.output["status"] == "executed"
         assert once.output["approval_ref"] == again.output["approval_ref"]
@@ -233,7 +235,7 @@ async def test_a_call_is_not_sent_to_a_tool_whose_arguments_changed_on_reconnect
             first.kill()
             first.wait()
             with listing_server(port, "with_fees"):
-                result = await toolbox.run(call)
+                result = await toolbox.run(call, toolbox.tools)
     assert result.output["error"]["code"] == "tool_changed", result.output
     assert result.output["message"] == (
         "Not executed: the tool's server changed the arguments transfer_funds takes since this call was made, "
@@ -318,3 +320,71 @@ async def test_an_agent_used_as_it_is_has_its_calls_for_a_tool_since_changed_ref
     assert refused.output["error"]["code"] == "tool_changed", refused.output
     assert isinstance(host.display, CapturedDisplay)
     assert "is used as it is (--existing-agent / --agent-version), so a call to a tool" in host.display.text
+
+
+class HeldWithCalls:
+    """The host's wire path, holding each response that asks for function calls until `release`: its conversation is
+    then mid-turn, its model given the tools the turn began with, while another conversation goes on."""
+
+    def __init__(self, inner: ResponsesTransport) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.called = anyio.Event()
+        self.release = anyio.Event()
+
+    async def create(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        response = await self.inner.create(request)
+        if any(item.get("type") == "function_call" for item in response.get("output") or []):
+            self.called.set()
+            await self.release.wait()
+        return response
+
+    def stream(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        return self.inner.stream(request)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.anyio
+async def test_a_call_is_checked_against_the_tools_its_own_turn_was_given_not_another_conversations(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """Two conversations on one host (two web chat threads): B's model, given `transfer_funds` as it was, asks for a
+    transfer; meanwhile the 2026-07-28 server restarts with the tool charging a fee unless told otherwise, and A's
+    next turn takes up the new tools. B's call is still checked against the tools B's model was given: not sent."""
+    port = free_port()
+    ledger = tmp_path / "moved.txt"
+    with listing_server(port, "first", ledger) as (url, first):
+        async with host_for(emulator, tmp_path, scripted(), agent_name, mcp_url=url, mcp_token=TOKEN) as host:
+            a = host.conversation()
+            held = HeldWithCalls(host.transport)
+            b = Conversation(
+                held, host.toolbox, host.agent.reference(), CapturedDisplay(), agent_for_turn=host.agent_for_turn
+            )
+            before = await a.send("Transfer $20 from ACC-001 to ACC-002.")
+            b_turns: list[Turn] = []
+            b_done = anyio.Event()
+
+            async def b_turn() -> None:
+                b_turns.append(await b.send("Transfer $30 from ACC-001 to ACC-002."))
+                b_done.set()
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(b_turn)
+                    await held.called.wait()
+                    first.kill()
+                    first.wait()
+                    with listing_server(port, "with_fees", ledger):
+                        await a.send("What is the balance of ACC-001?")
+                        agent = host.agent
+                        held.release.set()
+                        await b_done.wait()
+    [(_, executed)] = before.results
+    assert executed.output["status"] == "executed", executed.output
+    assert agent.version == "2", "A's turn took up the new tools"
+    assert ledger.read_text().splitlines() == ["Moved 20 from ACC-001 to ACC-002."], "B's transfer must not run"
+    [(call, refused)] = b_turns[0].results
+    assert call.name == "transfer_funds"
+    assert refused.output["error"]["code"] == "tool_changed", refused.output
