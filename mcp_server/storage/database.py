@@ -364,7 +364,7 @@ class Database:
             except DBAPIError as exc:
                 if not _is_transient(exc):
                     stale = not (committing or rerun) and unit is not None and unit.found_closed(exc)
-                    if unit is not None and exc.connection_invalidated:
+                    if unit is not None and _closed_by_server(exc):
                         self._lost(unit.handle, exc)
                     if not wait:
                         self._prompt_failed(exc, stale)
@@ -480,12 +480,13 @@ class _Unit:
         """Whether `exc` says the connection was closed before the attempt (while it sat idle, between
         transactions): lost on the first round trip of a connection that served before, not by a wait that
         timed out (`Unanswered`). A connection opened for the attempt and lost at once is a failure of now."""
-        return (
-            exc.connection_invalidated
-            and self.reused
-            and self.trips.begun <= 1
-            and not isinstance(exc.orig, Unanswered)
-        )
+        return _closed_by_server(exc) and self.reused and self.trips.begun <= 1
+
+
+def _closed_by_server(exc: DBAPIError) -> bool:
+    """Whether `exc` lost its connection other than by a wait that timed out (`Unanswered`: the loop's connection
+    closed itself, the server slow or silent, the pool's connections not known to be gone)."""
+    return exc.connection_invalidated and not isinstance(exc.orig, Unanswered)
 
 
 _OPENED = "bankgate.opened"

@@ -174,3 +174,19 @@ def test_a_transaction_is_run_again_once_at_most(harness: Harness, pooled: Datab
     assert len(runs) == 2 and faults.fired is not None, seen
     assert failed.value.code == ErrorCode.DATABASE_UNAVAILABLE and not isinstance(failed.value, CommitUnknown)
     assert heads(harness) == 1
+
+
+PID = text("SELECT pg_backend_pid()")
+
+
+def test_a_slow_answer_on_the_loop_keeps_the_pooled_connections(
+    pooled: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop's connection closed by its own wait running out (`Unanswered`: a slow server, not a closed one)
+    says nothing of the pool's: replacing them all would reconnect every worker just as the server is slow."""
+    monkeypatch.setattr(loop_connection, "ROUND_TRIP_LIMIT_S", 1.0)
+    before = pooled.read(lambda conn: conn.execute(PID).scalar_one())
+    when_ready(lambda: pooled.read(lambda conn: 1, wait=False))
+    with pytest.raises(LedgerError):
+        pooled.read(lambda conn: conn.execute(text("SELECT pg_sleep(1.5)")).all(), wait=False)
+    assert pooled.read(lambda conn: conn.execute(PID).scalar_one()) == before
