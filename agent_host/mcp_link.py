@@ -43,6 +43,7 @@ from mcp_types import RequestParamsMeta
 from agent_host.errors import ConfigurationError, McpUnavailable, sole_error
 from agent_host.loopback import is_loopback_url
 from agent_host.reconnect import Backoff, in_seconds
+from agent_host.restarts import RESTART_WAIT_SECONDS, Reconnecting, Restarts, Unrun
 from agent_host.server_log import ServerLog
 from agent_host.settings import McpProtocol
 
@@ -105,6 +106,8 @@ class HttpNotes:
     sessions_refused: int = 0
     session_id: str | None = field(default=None, repr=False)
     """The session id the server gave the session opened last (`None`: it keeps none)."""
+    restarts: Restarts = field(default_factory=lambda: Restarts(IDEMPOTENCY_KEY_META), repr=False)
+    """The calls a restarting server refused unrun (`agent_host.restarts`)."""
 
 
 @dataclass
@@ -182,9 +185,11 @@ class McpLink:
         if (unoffered := self._unoffered(name, schema)) is not None:
             return _not_offered(name, unoffered)
         try:
-            return await self._send(name, arguments, idempotency_key)
+            return await self._sent(name, arguments, idempotency_key)
         except _Refused:
             reason, unsent = "the server no longer holds the session", True
+        except Unrun as refusal:
+            return self._refused_unrun(name, refusal)
         except Exception as error:  # anything that kept the call from completing; cancellation still propagates
             reason, unsent = _reason(error), False
         if self.lost is None or not (unsent or idempotency_key):
@@ -198,19 +203,44 @@ class McpLink:
                 return _not_offered(name, unoffered)
             return self._unavailable(name, f"{reason}; not sent again: {unoffered['error']['message']}")
         try:
-            return await self._send(name, arguments, idempotency_key)
+            return await self._sent(name, arguments, idempotency_key)
+        except Unrun as refusal:
+            return self._refused_unrun(name, refusal)
         except Exception as error:
             return self._unavailable(name, f"{reason}; sent again after reconnecting: {_reason(error)}")
+
+    async def _sent(self, name: str, arguments: dict[str, Any], idempotency_key: str | None) -> ToolResult:
+        """`_send`, and again as often as a restarting server refuses the call unrun, after the wait it asks for,
+        `RESTART_WAIT_SECONDS` at most in all; `Unrun` once that is spent (`agent_host.restarts`)."""
+        restarts, waited = self._notes.restarts, 0.0
+        try:
+            while True:
+                try:
+                    return await self._send(name, arguments, idempotency_key)
+                except Unrun as refusal:
+                    if idempotency_key is None or waited + refusal.wait > RESTART_WAIT_SECONDS:
+                        raise
+                    restarts.awaiting.add(idempotency_key)
+                    await anyio.sleep(refusal.wait)
+                    waited += refusal.wait
+        finally:
+            if idempotency_key is not None:
+                restarts.awaiting.discard(idempotency_key)
 
     async def _send(self, name: str, arguments: dict[str, Any], idempotency_key: str | None) -> ToolResult:
         session = self._session
         assert session is not None, "the link is not connected"
         meta = cast(RequestParamsMeta, {IDEMPOTENCY_KEY_META: idempotency_key}) if idempotency_key else None
+        refused = self._notes.restarts.refused
+        if idempotency_key:
+            refused.pop(idempotency_key, None)
         try:
             result = await session.client.call_tool(
                 name, arguments, read_timeout_seconds=self.target.call_timeout, meta=meta
             )
         except MCPError as error:
+            if idempotency_key and (wait := refused.pop(idempotency_key, None)) is not None:
+                raise Unrun(wait, error.message) from error  # refused unrun (503) by a server restarting
             # Only a refusal is one (the SDK's error for a 404, which the request is answered with): a timeout or
             # a dropped connection after a 404 to another request (the session before this one closing, its event
             # stream) is not, and the call it ended may have run.
@@ -259,6 +289,16 @@ class McpLink:
     def _not_sent(self, name: str, reason: str) -> ToolResult:
         diagnostic = f"MCP call {name} not sent: {reason}. {self.stderr_tail()}".strip()
         return ToolResult(not_sent_output(self.target, reason, self.backoff.left()), True, diagnostic)
+
+    def _refused_unrun(self, name: str, refusal: Unrun) -> ToolResult:
+        output = failed_output(
+            "tool_unavailable",
+            "Not executed: the tool's server is restarting and refused the call, so nothing was done; try again in "
+            "a few seconds.",
+            f"The MCP server ({self.target.describe()}) refused the call unrun for {RESTART_WAIT_SECONDS:g} s: "
+            f"{refusal.reason}",
+        )
+        return ToolResult(output, True, f"MCP call {name} not run: {refusal.reason}")
 
     def _unavailable(self, name: str, reason: str) -> ToolResult:
         diagnostic = f"MCP call {name} failed: {reason}. {self.stderr_tail()}".strip()
@@ -409,6 +449,7 @@ def _http_client(target: McpTarget, notes: HttpNotes) -> httpx2.AsyncClient:
 
     async def note_status(response: httpx2.Response) -> None:
         notes.status = response.status_code
+        notes.restarts.note(response)
         if response.status_code == 404 and MCP_SESSION_ID in response.request.headers:
             notes.sessions_refused += 1
         if MCP_SESSION_ID not in response.request.headers and (given := response.headers.get(MCP_SESSION_ID)):
@@ -419,6 +460,7 @@ def _http_client(target: McpTarget, notes: HttpNotes) -> httpx2.AsyncClient:
         headers=headers,
         timeout=httpx2.Timeout(30.0, read=target.call_timeout),
         event_hooks={"response": [note_status]},
+        transport=Reconnecting(notes.restarts),
     )
 
 

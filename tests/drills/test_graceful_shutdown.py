@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST
 
 from policy.testing import ScriptedResponder, approve, silence
 from tests.drills.support import Books, ServerProcess, connect
@@ -99,6 +100,8 @@ async def test_while_a_call_runs_after_sigterm_readyz_is_503_new_requests_are_re
         refused = httpx2.post(held.server.url, json=initialize, headers=headers, timeout=5)
         assert refused.status_code == 503 and refused.headers["retry-after"].isdigit(), refused
         assert "restarting" in refused.json()["error"]["message"]
+        # Not -32000: the SDK's clients read that as their connection closed and drop the session, calls and all.
+        assert refused.json()["error"]["code"] == INVALID_REQUEST != CONNECTION_CLOSED
         assert held.exit_code() is None and not held.results  # draining: the call still runs
 
         held.lock.execute("ROLLBACK")

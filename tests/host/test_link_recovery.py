@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import threading
+import time
+from contextlib import ExitStack
 from decimal import Decimal
 from pathlib import Path
 
 import anyio
+import httpx2
 import mcp_types
 import pytest
 
@@ -271,3 +275,54 @@ async def test_calls_while_the_http_server_stays_down_wait_for_the_back_off_to_r
                 back = await link.call("get_account_balance", {"account_id": "ACC-001"})
                 assert back.output["status"] == "executed", back.output
     assert link.backoff.wait == 0.0, "a reconnect that worked starts the back-off over"
+
+
+@pytest.mark.anyio
+@PROTOCOLS
+async def test_a_call_a_restarting_server_refused_is_sent_again_once_it_is_back(
+    tmp_path: Path, protocol: McpProtocol
+) -> None:
+    """A rolling restart on one machine: SIGTERM drains the server (a call still runs, so the drain lasts), which
+    refuses a new call 503 with Retry-After, nothing done; the host waits as asked and sends it again under its key,
+    through the moment nothing listens (the server gone, its successor starting), and it runs on the server that
+    came back: not answered "whether it ran is unknown". The call held on the draining server, on the same session,
+    runs to its end meanwhile (the refusal is not read as the connection closing)."""
+    port = free_port()
+    with ExitStack() as servers:
+        url, server = servers.enter_context(http_mcp_server(tmp_path, TOKEN, port))
+        target = McpTarget(url=url, token=TOKEN, protocol=protocol)
+        async with connect(target, None) as link:
+            lock = sqlite3.connect(tmp_path / "http-ledger.db", isolation_level=None)
+            lock.execute("BEGIN IMMEDIATE")  # the transfer below waits for it: the drain waits for the transfer
+            held: list[dict[str, object]] = []
+            transfer = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "5.00"}
+
+            async def hold() -> None:
+                held.append((await link.call("transfer_funds", transfer, idempotency_key="held")).output)
+
+            async def restart() -> None:
+                await anyio.sleep(1.0)  # the call below has been refused by then
+                lock.execute("ROLLBACK")  # the held transfer ends, the drain with it, and the server exits
+                await anyio.to_thread.run_sync(server.wait, 30)
+                await anyio.to_thread.run_sync(servers.enter_context, http_mcp_server(tmp_path, TOKEN, port))
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(hold)
+                await anyio.sleep(0.5)
+                server.send_signal(signal.SIGTERM)
+                await anyio.to_thread.run_sync(_draining, port)
+                tasks.start_soon(restart)
+                during = await link.call("get_account_balance", {"account_id": "ACC-001"}, idempotency_key="during")
+            after = await link.call("get_account_balance", {"account_id": "ACC-001"})
+    assert held and held[0]["status"] == "pending_approval", held  # no human here: a desk link, its end
+    assert during.output["status"] == "executed", during.output
+    assert after.output["balance"] == "5000.00", after.output
+
+
+def _draining(port: int) -> None:
+    """Wait until the server on `port` says it is draining (`/readyz` 503)."""
+    for _ in range(100):
+        if httpx2.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 503:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the server never drained")

@@ -1,0 +1,100 @@
+"""Calls a restarting MCP server refused unrun, sent again once it is back (a rolling restart's drain).
+
+A server that drains before it stops (`bankgate-mcp serve` on SIGTERM) answers a new call HTTP 503 with
+`Retry-After`, having done nothing; on one machine it then exits and its successor starts, so for a moment
+nothing listens. The call ran on neither, so rather than tell the model that its outcome is unknown, the host
+waits as the server asked and sends it again under its idempotency key, for `RESTART_WAIT_SECONDS` at most in
+all: a replica behind a load balancer is replaced well within that; a server gone for longer is answered "not
+executed". A refused connection counts as the restart only for a call the server already refused so
+(`Restarts.awaiting`); anywhere else it is the usual "cannot be reached", and a session's own requests (opening
+it, listing tools) are left as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+from mcp_types import INVALID_REQUEST
+
+RESTART_WAIT_SECONDS = 10.0
+"""How long one call waits, in all, for a server that refuses it unrun while it restarts."""
+MAX_RETRY_AFTER_SECONDS = 5.0
+"""The longest single wait taken from a `Retry-After` (a longer one still counts against the whole wait)."""
+RECONNECT_SECONDS = 0.5
+"""The wait before trying again a connection refused while the server restarts (its successor is starting)."""
+
+
+class Unrun(Exception):
+    """A server refused a call unrun while it restarts; `wait`: seconds it asked for before the call is sent again."""
+
+    def __init__(self, wait: float, reason: str) -> None:
+        super().__init__(reason)
+        self.wait = wait
+        self.reason = reason
+
+
+@dataclass
+class Restarts:
+    """The keyed calls a restarting server refused, as the host's HTTP client saw them (`note`, `Reconnecting`)."""
+
+    meta_key: str
+    """The request `_meta` key of a call's idempotency key."""
+    refused: dict[str, float] = field(default_factory=dict)
+    """Calls (by idempotency key) refused 503 unrun, with the seconds their server asked them to wait."""
+    awaiting: set[str] = field(default_factory=set)
+    """Calls being sent again after such a refusal: a connection refused to one is the restart under way."""
+
+    def note(self, response: httpx2.Response) -> None:
+        """Response hook: remember a call the server refused unrun (503)."""
+        if response.status_code == 503 and (key := self.call_key(response.request)) is not None:
+            self.refused[key] = retry_after(response.headers.get("retry-after"))
+
+    def call_key(self, request: httpx2.Request) -> str | None:
+        """The idempotency key of a `tools/call` request, read from its JSON body (`None`: not one, or unkeyed)."""
+        if request.method != "POST":
+            return None
+        try:
+            message: Any = json.loads(request.content)
+        except (ValueError, httpx2.RequestNotRead):
+            return None
+        if not isinstance(message, dict) or message.get("method") != "tools/call":
+            return None
+        params = message.get("params")
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        key = meta.get(self.meta_key) if isinstance(meta, dict) else None
+        return key if isinstance(key, str) else None
+
+
+class Reconnecting(httpx2.AsyncHTTPTransport):
+    """The HTTP transport, answering for the server while it restarts: a call awaiting the restart whose connection
+    is refused gets a 503 of the host's own making (the request never left), so it waits and is sent again."""
+
+    def __init__(self, restarts: Restarts) -> None:
+        super().__init__()
+        self.restarts = restarts
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            return await super().handle_async_request(request)
+        except httpx2.ConnectError as error:
+            if self.restarts.call_key(request) not in self.restarts.awaiting:
+                raise
+            message = f"The MCP server is not accepting connections ({error}); nothing was sent."
+            body = {"jsonrpc": "2.0", "id": None, "error": {"code": INVALID_REQUEST, "message": message}}
+            return httpx2.Response(503, headers={"retry-after": f"{RECONNECT_SECONDS:g}"}, json=body, request=request)
+
+
+def retry_after(value: str | None) -> float:
+    """Seconds to wait from a `Retry-After` in seconds (an HTTP date, or none, reads as one second), at most
+    `MAX_RETRY_AFTER_SECONDS`."""
+    try:
+        seconds = float(value) if value is not None else 1.0
+    except ValueError:
+        seconds = 1.0
+    if not math.isfinite(seconds) or seconds < 0:
+        seconds = 1.0
+    return min(seconds, MAX_RETRY_AFTER_SECONDS)
