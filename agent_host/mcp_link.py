@@ -185,7 +185,7 @@ class McpLink:
         if (unoffered := self._unoffered(name, schema)) is not None:
             return _not_offered(name, unoffered)
         try:
-            return await self._sent(name, arguments, idempotency_key)
+            return await self._sent(name, arguments, idempotency_key, schema)
         except _Refused:
             reason, unsent = "the server no longer holds the session", True
         except Unrun as refusal:
@@ -203,15 +203,19 @@ class McpLink:
                 return _not_offered(name, unoffered)
             return self._unavailable(name, f"{reason}; not sent again: {unoffered['error']['message']}")
         try:
-            return await self._sent(name, arguments, idempotency_key)
+            return await self._sent(name, arguments, idempotency_key, schema)
         except Unrun as refusal:
             return self._refused_unrun(name, refusal)
         except Exception as error:
             return self._unavailable(name, f"{reason}; sent again after reconnecting: {_reason(error)}")
 
-    async def _sent(self, name: str, arguments: dict[str, Any], idempotency_key: str | None) -> ToolResult:
+    async def _sent(
+        self, name: str, arguments: dict[str, Any], idempotency_key: str | None, schema: Mapping[str, Any] | None
+    ) -> ToolResult:
         """`_send`, and again as often as a restarting server refuses the call unrun, after the wait it asks for,
-        `RESTART_WAIT_SECONDS` at most in all; `Unrun` once that is spent (`agent_host.restarts`)."""
+        `RESTART_WAIT_SECONDS` at most in all; `Unrun` once that is spent (`agent_host.restarts`). The server that
+        comes back may be another release: on a link without a session (where a restart is never seen as one) its
+        tools are listed before the call is sent again, and a call for a tool it changed is answered, not sent."""
         restarts, waited = self._notes.restarts, 0.0
         try:
             while True:
@@ -223,6 +227,8 @@ class McpLink:
                     restarts.awaiting.add(idempotency_key)
                     await anyio.sleep(refusal.wait)
                     waited += refusal.wait
+                    if (unoffered := await self._unoffered_since(name, schema)) is not None:
+                        return _not_offered(name, unoffered)
         finally:
             if idempotency_key is not None:
                 restarts.awaiting.discard(idempotency_key)
@@ -267,6 +273,18 @@ class McpLink:
             return self.backoff.failure
         self.backoff.succeeded()
         return None
+
+    async def _unoffered_since(self, name: str, schema: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """`_unoffered` by the tools a sessionless server lists now, if it answers (one still restarting is asked
+        again before the next attempt); a server keeping a session refuses the call (404) once restarted."""
+        session = self._session
+        if session is None or not session.sessionless:
+            return None
+        try:
+            self.tools = await _listing(session.client)
+        except Exception:  # still restarting (503), or not listening yet; cancellation propagates
+            return None
+        return self._unoffered(name, schema)
 
     def _unoffered(self, name: str, schema: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """The output for a call the server cannot be sent: it lists no such tool, or one with other arguments."""

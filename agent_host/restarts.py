@@ -5,9 +5,10 @@ A server that drains before it stops (`bankgate-mcp serve` on SIGTERM) answers a
 nothing listens. The call ran on neither, so rather than tell the model that its outcome is unknown, the host
 waits as the server asked and sends it again under its idempotency key, for `RESTART_WAIT_SECONDS` at most in
 all: a replica behind a load balancer is replaced well within that; a server gone for longer is answered "not
-executed". A refused connection counts as the restart only for a call the server already refused so
-(`Restarts.awaiting`); anywhere else it is the usual "cannot be reached", and a session's own requests (opening
-it, listing tools) are left as they are.
+executed". A refused connection counts as the restart only while a call the server refused so waits for it
+(`Restarts.awaiting`): then a request that could not connect (the call sent again, the tools listed meanwhile)
+is answered 503 by the host itself, since it never left (and the SDK's client, failing to connect, would close
+the whole session). Otherwise it is the usual "cannot be reached".
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Restarts:
     refused: dict[str, float] = field(default_factory=dict)
     """Calls (by idempotency key) refused 503 unrun, with the seconds their server asked them to wait."""
     awaiting: set[str] = field(default_factory=set)
-    """Calls being sent again after such a refusal: a connection refused to one is the restart under way."""
+    """Calls being sent again after such a refusal: a connection refused meanwhile is the restart under way."""
 
     def note(self, response: httpx2.Response) -> None:
         """Response hook: remember a call the server refused unrun (503)."""
@@ -70,8 +71,8 @@ class Restarts:
 
 
 class Reconnecting(httpx2.AsyncHTTPTransport):
-    """The HTTP transport, answering for the server while it restarts: a call awaiting the restart whose connection
-    is refused gets a 503 of the host's own making (the request never left), so it waits and is sent again."""
+    """The HTTP transport, answering for the server while a call awaits its restart: a request whose connection is
+    refused then gets a 503 of the host's own making (it never left), so the call waits and is sent again."""
 
     def __init__(self, restarts: Restarts) -> None:
         super().__init__()
@@ -81,7 +82,7 @@ class Reconnecting(httpx2.AsyncHTTPTransport):
         try:
             return await super().handle_async_request(request)
         except httpx2.ConnectError as error:
-            if self.restarts.call_key(request) not in self.restarts.awaiting:
+            if request.method != "POST" or not self.restarts.awaiting:
                 raise
             message = f"The MCP server is not accepting connections ({error}); nothing was sent."
             body = {"jsonrpc": "2.0", "id": None, "error": {"code": INVALID_REQUEST, "message": message}}

@@ -3,16 +3,21 @@ release, listing other tools (one gone, one added, one with changed arguments), 
 
 `python -m tests.host.listing_server PORT EDITION [LEDGER]`; every tool answers `executed` with the arguments it got,
 and each transfer it runs is added to the file LEDGER, one line each, so a test can tell whether money moved.
+Edition `draining` is a server between releases: it refuses every request 503 with `Retry-After`, nothing done.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from mcp.server.mcpserver import MCPServer
+from mcp_types import INVALID_REQUEST
+from starlette.types import Receive, Scope, Send
 
 _ledger: Path | None = None
 """Where this process writes the transfers it runs, if anywhere."""
@@ -52,9 +57,23 @@ EDITIONS: dict[str, dict[str, Callable[..., dict[str, Any]]]] = {
 }
 
 
+async def _draining(scope: Scope, receive: Receive, send: Send) -> None:
+    """Every request refused as a server draining before it stops refuses new work (`bankgate-mcp serve`)."""
+    if scope["type"] != "http":
+        return
+    error = {"code": INVALID_REQUEST, "message": "The server is restarting; nothing was done."}
+    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode()
+    headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def main(port: int, edition: str, ledger: Path | None = None) -> None:
     global _ledger
     _ledger = ledger
+    if edition == "draining":
+        uvicorn.run(_draining, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+        return
     server: MCPServer[Any] = MCPServer("listing-server")
     for name, tool in EDITIONS[edition].items():
         server.add_tool(tool, name=name, structured_output=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
+from contextlib import ExitStack
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -320,6 +321,37 @@ async def test_an_agent_used_as_it_is_has_its_calls_for_a_tool_since_changed_ref
     assert refused.output["error"]["code"] == "tool_changed", refused.output
     assert isinstance(host.display, CapturedDisplay)
     assert "is used as it is (--existing-agent / --agent-version), so a call to a tool" in host.display.text
+
+
+@pytest.mark.anyio
+async def test_a_call_a_restarting_server_refused_is_not_sent_to_a_successor_that_changed_its_tool(
+    tmp_path: Path,
+) -> None:
+    """A 2026-07-28 server refuses a call 503 while it drains, and comes back as a release whose `transfer_funds`
+    charges a fee unless told otherwise: the host, waiting to send the call again, lists the tools of the server
+    that came back first, and answers `tool_changed` instead of sending the call for the tool as it was."""
+    port = free_port()
+    ledger = tmp_path / "moved.txt"
+    arguments = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "30"}
+    with ExitStack() as servers:
+        url, first = servers.enter_context(listing_server(port, "first", ledger))
+        async with connect(McpTarget(url=url, token=TOKEN), None) as link:
+            [given] = [tool.input_schema for tool in link.tools if tool.name == "transfer_funds"]
+            first.kill()
+            first.wait()
+            _, draining = servers.enter_context(listing_server(port, "draining"))
+
+            async def upgrade() -> None:
+                await anyio.sleep(0.3)  # the call was refused by then, and waits
+                draining.kill()
+                await anyio.to_thread.run_sync(draining.wait)
+                await anyio.to_thread.run_sync(servers.enter_context, listing_server(port, "with_fees", ledger))
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(upgrade)
+                result = await link.call("transfer_funds", arguments, idempotency_key="call_1", schema=given)
+    assert result.output["error"]["code"] == "tool_changed", result.output
+    assert not ledger.exists(), ledger.read_text()
 
 
 class HeldWithCalls:
