@@ -58,6 +58,7 @@ class Faults:
         self._guard = threading.Lock()
         self._counting = False
         self._nth: int | None = None
+        self._times = 1
         self._count = 0
         """The statements counted so far that the armed fault can hit."""
         self._fault = Fault.LOST
@@ -102,12 +103,14 @@ class Faults:
         event.remove(Engine, "before_cursor_execute", self._listener)
 
     @contextmanager
-    def armed(self, nth: int | None, fault: Fault = Fault.LOST) -> Iterator[list[str]]:
+    def armed(self, nth: int | None, fault: Fault = Fault.LOST, times: int = 1) -> Iterator[list[str]]:
         """Count the statements run in the block (yielded, as they run) and fail the `nth` (1-based; None: none)
-        of those `fault` can hit (`_hits`)."""
+        of those `fault` can hit (`_hits`), and the `times - 1` after it (a database down, not one lost connection:
+        a transaction run again on a fresh connection fails too)."""
         assert fault is not Fault.COMMITTED or self._terminate is not None, "SQLite commits or not: no unknown"
         with self._guard:
             self.seen, self.fired, self._nth, self._fault, self._counting = [], None, nth, fault, True
+            self._times = times
             self._count = 0
         try:
             yield self.seen
@@ -129,7 +132,7 @@ class Faults:
             if not _hits(self._fault, committing):
                 return None
             self._count += 1
-            if self._count != self._nth:
+            if self._nth is None or not self._nth <= self._count < self._nth + self._times:
                 return None
             self.fired = sql
             fault = self._fault

@@ -39,8 +39,8 @@ UNKNOWN = "whether it took effect is not known"
 APPROVALS = text("SELECT ref, status FROM approvals WHERE arguments_json LIKE :memo")
 MEMOS = text("SELECT COUNT(*) FROM transactions WHERE memo = :memo")
 ATTEMPTS = 4
-"""Calls a caller makes before giving up: a fault fails one, and a connection it killed between two round trips
-fails the next one to use it (a pool keeps it until then)."""
+"""Calls a caller makes before giving up: a fault fails one (a transaction whose connection it killed before its
+first round trip is run again on a fresh one instead), and a round trip of another kind may come between."""
 MOST_STATEMENTS = 100
 """A bound on the sweep: a flow that ran this many statements without ending is a finding of its own."""
 
