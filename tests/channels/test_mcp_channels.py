@@ -2,6 +2,7 @@
 URL-mode elicitation, `pending_approval` + `approval_ref` for a client without elicitation, and a
 form client held to the desk by its rule."""
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,17 @@ async def test_a_declined_link_leaves_the_approval_at_the_desk(world: ChannelWor
     assert world.balance(world.target) == 0
 
 
+def link_opener(seen: list[str]) -> Callable[[ClientRequestContext, ElicitRequestParams], Awaitable[ElicitResult]]:
+    """An elicitation callback that opens the desk's link (accepts: the decision comes from the desk), noting each
+    question's mode in `seen`."""
+
+    async def shown(_: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        seen.append(params.mode or "form")
+        return ElicitResult(action="accept")
+
+    return shown
+
+
 async def test_a_call_with_no_place_left_to_wait_at_the_desk_gets_the_link(
     world: ChannelWorld, dora: DeskBrowser, passkey: SoftPasskey, tmp_path: Path
 ) -> None:
@@ -244,10 +256,7 @@ async def test_a_call_with_no_place_left_to_wait_at_the_desk_gets_the_link(
     world.settings = world.settings.model_copy(update={"max_pending_approvals": 1})
     world.configure(policy=desk_policy(tmp_path))
     seen: list[str] = []
-
-    async def shown(_: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
-        seen.append(params.mode or "form")
-        return ElicitResult(action="accept")  # the link opened; the decision comes from the desk
+    shown = link_opener(seen)
 
     first: list[dict[str, Any]] = []
     args, key = world.transfer("250.00"), keyed("one-desk-key")
@@ -277,10 +286,7 @@ async def test_a_desk_wait_the_stopping_server_ends_is_answered_its_link_and_the
     stays pending, and the call continued with its approval_ref collects the desk's decision, once."""
     world.configure(policy=desk_policy(tmp_path))
     seen: list[str] = []
-
-    async def shown(_: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
-        seen.append(params.mode or "form")
-        return ElicitResult(action="accept")  # the link opened; the decision comes from the desk
+    shown = link_opener(seen)
 
     first: list[dict[str, Any]] = []
     async with world.client(shown, mode="legacy") as client:
