@@ -9,8 +9,9 @@ server: everything crosses the MCP wire.
 call, so a crashed server or a timeout becomes a `tool_unavailable` result. A session whose connection
 is gone (the server died, restarted or dropped it) is opened again for the next call, relaunching a
 stdio server; a keyed call the connection dropped under is sent once more on the new session with the
-same idempotency key, so the server runs it at most once and otherwise answers with what it did. After an
-attempt to reopen fails, calls are answered at once, not sent, until the back-off window ends (`reconnect`).
+same idempotency key, so the server runs it at most once and otherwise answers with what it did; an HTTP server
+not accepting connections then is waited for as it restarts (`restarts`). After an attempt to reopen fails, calls are
+answered at once, not sent, until the back-off window ends (`reconnect`).
 A call is sent only to a server that lists its tool with the arguments the caller made it for: one reopened
 on a server that no longer does is answered, not sent. A server that keeps no session (2026-07-28 over HTTP, or
 a stateless one) can restart as another release unseen, so its tools are listed again at the start of each turn
@@ -43,7 +44,15 @@ from mcp_types import RequestParamsMeta
 from agent_host.errors import ConfigurationError, McpUnavailable, sole_error
 from agent_host.loopback import is_loopback_url
 from agent_host.reconnect import Backoff, in_seconds
-from agent_host.restarts import RESTART_WAIT_SECONDS, Reconnecting, Restarts, Unrun
+from agent_host.restarts import (
+    RECONNECT_SECONDS,
+    RESTART_WAIT_SECONDS,
+    Reconnecting,
+    Restarts,
+    RestartWait,
+    Unrun,
+    refused_connection,
+)
 from agent_host.server_log import ServerLog
 from agent_host.settings import McpProtocol
 
@@ -137,6 +146,8 @@ class McpLink:
     _open: Callable[[], Awaitable[_Session]] | None = field(default=None, repr=False)
     """Opens a new session (launching a stdio server anew) and lists its tools, or raises."""
     _notes: HttpNotes = field(default_factory=HttpNotes, repr=False)
+    _reopening: anyio.Lock = field(default_factory=anyio.Lock, repr=False)
+    """Held while a session is opened again: calls that found it gone together open one, not one each."""
 
     @classmethod
     def over(cls, client: Client, tools: list[mcp_types.Tool], target: McpTarget) -> McpLink:
@@ -184,8 +195,9 @@ class McpLink:
             return self._not_sent(name, failure)
         if (unoffered := self._unoffered(name, schema)) is not None:
             return _not_offered(name, unoffered)
+        wait = RestartWait()
         try:
-            return await self._sent(name, arguments, idempotency_key, schema)
+            return await self._sent(name, arguments, idempotency_key, schema, wait)
         except _Refused:
             reason, unsent = "the server no longer holds the session", True
         except Unrun as refusal:
@@ -195,38 +207,44 @@ class McpLink:
         if self.lost is None or not (unsent or idempotency_key):
             return self._unavailable(name, reason)
         # The session is gone: a refused call did not run; one the connection dropped under may have, but under
-        # the same key the server runs it at most once and otherwise answers with its stored outcome. Ask again.
-        if (failure := await self._reopen()) is not None:
+        # the same key the server runs it at most once and otherwise answers with its stored outcome. Ask again,
+        # once the server is back if it is restarting.
+        if (failure := await self._reopen(wait if idempotency_key else None)) is not None:
             return self._unavailable(name, f"{reason}; reconnecting failed: {failure}")
         if (unoffered := self._unoffered(name, schema)) is not None:
             if unsent:  # refused unrun, and the new session's server cannot be sent it: nothing ran
                 return _not_offered(name, unoffered)
             return self._unavailable(name, f"{reason}; not sent again: {unoffered['error']['message']}")
         try:
-            return await self._sent(name, arguments, idempotency_key, schema)
+            return await self._sent(name, arguments, idempotency_key, schema, wait)
         except Unrun as refusal:
             return self._refused_unrun(name, refusal)
         except Exception as error:
             return self._unavailable(name, f"{reason}; sent again after reconnecting: {_reason(error)}")
 
     async def _sent(
-        self, name: str, arguments: dict[str, Any], idempotency_key: str | None, schema: Mapping[str, Any] | None
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        idempotency_key: str | None,
+        schema: Mapping[str, Any] | None,
+        wait: RestartWait,
     ) -> ToolResult:
         """`_send`, and again as often as a restarting server refuses the call unrun, after the wait it asks for,
-        `RESTART_WAIT_SECONDS` at most in all; `Unrun` once that is spent (`agent_host.restarts`). The server that
-        comes back may be another release: on a link without a session (where a restart is never seen as one) its
-        tools are listed before the call is sent again, and a call for a tool it changed is answered, not sent."""
-        restarts, waited = self._notes.restarts, 0.0
+        within the call's `wait`; `Unrun` once that is spent (`agent_host.restarts`). The server that comes back may
+        be another release: on a link without a session (where a restart is never seen as one) its tools are listed
+        before the call is sent again, and a call for a tool it changed is answered, not sent."""
+        restarts = self._notes.restarts
         try:
             while True:
                 try:
                     return await self._send(name, arguments, idempotency_key)
                 except Unrun as refusal:
-                    if idempotency_key is None or waited + refusal.wait > RESTART_WAIT_SECONDS:
+                    if idempotency_key is None:
                         raise
                     restarts.awaiting.add(idempotency_key)
-                    await anyio.sleep(refusal.wait)
-                    waited += refusal.wait
+                    if not await wait.pause(refusal.wait):
+                        raise
                     if (unoffered := await self._unoffered_since(name, schema)) is not None:
                         return _not_offered(name, unoffered)
         finally:
@@ -258,21 +276,39 @@ class McpLink:
             raise
         return ToolResult(_output(result), result.is_error)
 
-    async def _reopen(self) -> str | None:
-        """Open a new session in place of the one gone; why that failed, else `None`."""
-        assert self._session is not None, "the link is not connected"
-        if self._open is None:
-            return "this link cannot open another session"
-        if (left := self.backoff.left()) is not None:
-            return f"{self.backoff.failure} (not tried again for {in_seconds(left)} more)"
-        self._session.stop.set()
-        try:
-            self._session = await self._open()
-        except Exception as error:
-            self.backoff.failed(_reason(error))
-            return self.backoff.failure
-        self.backoff.succeeded()
-        return None
+    async def _reopen(self, wait: RestartWait | None = None) -> str | None:
+        """Open a new session in place of the one gone, unless another call did meanwhile; why that failed, else
+        `None`. With `wait` (a keyed call the connection dropped under: its server may have died and be restarting),
+        a server not accepting connections is tried again every `RECONNECT_SECONDS` until it is back or the call's
+        wait is spent."""
+        async with self._reopening:
+            session = self._session
+            assert session is not None, "the link is not connected"
+            if session.gone is None:
+                return None
+            if self._open is None:
+                return "this link cannot open another session"
+            if (left := self.backoff.left()) is not None:
+                return f"{self.backoff.failure} (not tried again for {in_seconds(left)} more)"
+            session.stop.set()
+            while True:
+                self._notes.status = None
+                try:
+                    self._session = await self._open()
+                except Exception as error:
+                    if wait is None or not self._restarting(error) or not await wait.pause(RECONNECT_SECONDS):
+                        self.backoff.failed(_reason(error))
+                        if wait is not None and wait.waited:
+                            return f"{self.backoff.failure} (not back after {wait.waited:g} s)"
+                        return self.backoff.failure
+                else:
+                    self.backoff.succeeded()
+                    return None
+
+    def _restarting(self, error: Exception) -> bool:
+        """Whether opening a session failed on a server not accepting connections (its restart under way): refused,
+        or answered 503 (by the host itself while a call refused unrun waits, `Reconnecting`)."""
+        return refused_connection(error) or self._notes.status == 503
 
     async def _unoffered_since(self, name: str, schema: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """`_unoffered` by the tools a sessionless server lists now, if it answers (one still restarting is asked

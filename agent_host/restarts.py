@@ -9,6 +9,11 @@ executed". A refused connection counts as the restart only while a call the serv
 (`Restarts.awaiting`): then a request that could not connect (the call sent again, the tools listed meanwhile)
 is answered 503 by the host itself, since it never left (and the SDK's client, failing to connect, would close
 the whole session). Otherwise it is the usual "cannot be reached".
+
+A server killed with a keyed call in flight (its response stream reset, or never started) is waited for the same
+way, within the same wait (`RestartWait`): the host opens a session again every `RECONNECT_SECONDS` while the
+server is not accepting connections, then sends the call again under its key; the server runs it at most once. One
+still down when the wait is spent is answered "whether it ran is unknown".
 """
 
 from __future__ import annotations
@@ -18,15 +23,39 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx2
 from mcp_types import INVALID_REQUEST
 
+from agent_host.errors import sole_error
+
 RESTART_WAIT_SECONDS = 10.0
-"""How long one call waits, in all, for a server that refuses it unrun while it restarts."""
+"""How long one call waits, in all, for a server that refuses it unrun, or was killed under it, while it restarts."""
 MAX_RETRY_AFTER_SECONDS = 5.0
 """The longest single wait taken from a `Retry-After` (a longer one still counts against the whole wait)."""
 RECONNECT_SECONDS = 0.5
 """The wait before trying again a connection refused while the server restarts (its successor is starting)."""
+
+
+@dataclass
+class RestartWait:
+    """One call's wait for its restarting server, `RESTART_WAIT_SECONDS` at most in all, whether it was refused unrun
+    or its connection dropped under it: a call is never held longer, however the restart shows."""
+
+    waited: float = 0.0
+
+    async def pause(self, seconds: float) -> bool:
+        """Wait `seconds` and say `True`, or say `False` at once if that would overrun the call's wait."""
+        if self.waited + seconds > RESTART_WAIT_SECONDS:
+            return False
+        await anyio.sleep(seconds)
+        self.waited += seconds
+        return True
+
+
+def refused_connection(error: BaseException) -> bool:
+    """Whether `error` (or the one error a task group wrapped in it) is a connection refused: nothing listens."""
+    return isinstance(sole_error(error) if isinstance(error, BaseExceptionGroup) else error, httpx2.ConnectError)
 
 
 class Unrun(Exception):

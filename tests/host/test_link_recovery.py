@@ -9,7 +9,8 @@ import socket
 import sqlite3
 import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import pytest
 
 from agent_host.approvers import Answer, Question
 from agent_host.emulator import Emulator
-from agent_host.mcp_link import McpTarget, connect
+from agent_host.mcp_link import McpTarget, ToolResult, connect
+from agent_host.restarts import RESTART_WAIT_SECONDS
 from agent_host.settings import McpProtocol
 
 from .helpers import balance, free_port, host_for, http_mcp_server, ledger_target, scripted, settings_for
@@ -326,3 +328,105 @@ def _draining(port: int) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("the server never drained")
+
+
+CALL_TIMEOUT = 20.0
+"""The tool timeout of the mid-call kill tests: a call that waited it out would end at 20 s, not at the host's 330."""
+
+
+@pytest.mark.anyio
+@PROTOCOLS
+async def test_a_call_whose_http_server_was_killed_under_it_is_sent_again_once_it_is_back_and_runs_once(
+    emulator: Emulator, tmp_path: Path, agent_name: str, protocol: McpProtocol
+) -> None:
+    """kill -9 with a keyed call in flight (held on the server by the ledger's write lock): its response stream is
+    reset, so whether it ran is not known to the host; it waits for the server to come back (restarted on the same
+    port and ledger a few seconds later) and sends the call again under its key, which runs it once."""
+    port = free_port()
+    with ExitStack() as servers:
+        url, server = servers.enter_context(http_mcp_server(tmp_path, TOKEN, port))
+        async with host_for(
+            emulator,
+            tmp_path,
+            scripted("approve", "approve"),
+            agent_name,
+            mcp_url=url,
+            mcp_token=TOKEN,
+            mcp_protocol=protocol,
+            tool_timeout=CALL_TIMEOUT,
+            approval_timeout=10.0,
+        ) as host:
+            with _write_lock(tmp_path) as release:
+                async with anyio.create_task_group() as tasks:
+                    took = _Timed(host.link.call("transfer_funds", TRANSFER, idempotency_key="call-1"))
+                    tasks.start_soon(took.run)
+                    await anyio.sleep(0.5)  # the call waits on the server for the lock
+                    server.kill()
+                    server.wait()
+                    release()
+                    await anyio.to_thread.run_sync(servers.enter_context, http_mcp_server(tmp_path, TOKEN, port))
+            assert took.result.output["status"] == "executed", took.result.output
+            assert took.seconds < CALL_TIMEOUT / 2, f"the call took {took.seconds:.1f} s"
+            assert await balance(host, "ACC-001") == Decimal("4995.00"), "exactly once"
+    assert len(host.desk.records) == 1, "asked once: the killed server never reached the question"
+
+
+@pytest.mark.anyio
+@PROTOCOLS
+async def test_a_call_whose_http_server_was_killed_under_it_and_stays_down_is_answered_unknown_within_seconds(
+    tmp_path: Path, protocol: McpProtocol
+) -> None:
+    """No server comes back: the call is answered that whether it ran is unknown once the restart wait is spent,
+    well before its timeout; the calls right after it are answered at once, not sent (the reconnect back-off)."""
+    with http_mcp_server(tmp_path, TOKEN) as (url, server):
+        target = McpTarget(url=url, token=TOKEN, protocol=protocol, call_timeout=CALL_TIMEOUT)
+        async with connect(target, None) as link:
+            with _write_lock(tmp_path):
+                async with anyio.create_task_group() as tasks:
+                    took = _Timed(link.call("transfer_funds", TRANSFER, idempotency_key="call-1"))
+                    tasks.start_soon(took.run)
+                    await anyio.sleep(0.5)
+                    server.kill()
+                    server.wait()
+            started = time.monotonic()
+            next_call = await link.call("get_account_balance", {"account_id": "ACC-001"}, idempotency_key="call-2")
+            next_took = time.monotonic() - started
+    assert "whether it ran is unknown" in took.result.output["message"], took.result.output
+    assert took.seconds < RESTART_WAIT_SECONDS + 5, f"the call took {took.seconds:.1f} s"
+    assert took.result.diagnostic is not None and "not back after" in took.result.diagnostic, took.result
+    assert next_call.output["message"].startswith("Not executed"), next_call.output
+    assert next_took < 1.0, f"the next call took {next_took:.1f} s"
+
+
+TRANSFER = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "5.00"}
+
+
+@contextmanager
+def _write_lock(tmp_path: Path) -> Iterator[Callable[[], None]]:
+    """The HTTP server's ledger write-locked (a transfer sent meanwhile waits for it); yields its release."""
+    lock = sqlite3.connect(tmp_path / "http-ledger.db", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+
+    def release() -> None:
+        if lock.in_transaction:
+            lock.execute("ROLLBACK")
+
+    try:
+        yield release
+    finally:
+        release()
+        lock.close()
+
+
+class _Timed:
+    """A call awaited in a task of its own: its result and how long it took."""
+
+    def __init__(self, call: Awaitable[ToolResult]) -> None:
+        self._call = call
+        self.seconds = 0.0
+        self.result = ToolResult({})
+
+    async def run(self) -> None:
+        started = time.monotonic()
+        self.result = await self._call
+        self.seconds = time.monotonic() - started
