@@ -172,14 +172,18 @@ class McpLink:
         """List the tools again if the server keeps no session: it may have restarted with other tools since, which
         only a listing tells (one request; a list change notification needs a stream held open to each replica, and
         a listing's `ttlMs` is a promise a restarted process did not make). One that fails leaves the session gone:
-        the next call opens another, listing its tools, before anything is sent."""
+        the next call opens another, listing its tools, before anything is sent. One a draining server refused (503)
+        ends nothing: the calls running on it finish, and a call it refuses waits for the restart and lists the tools
+        of the server that came back before it is sent again (`_sent`)."""
         session = self._session
         if session is None or not session.sessionless or session.gone is not None:
             return
+        refused = self._notes.restarts.listings_refused
         try:
             self.tools = await _listing(session.client)
         except Exception as error:  # the server is down or refuses: the next call reconnects; cancellation propagates
-            session.gone = _reason(error)
+            if self._notes.restarts.listings_refused == refused:
+                session.gone = _reason(error)
 
     async def call(
         self,

@@ -78,25 +78,39 @@ class Restarts:
     awaiting: set[str] = field(default_factory=set)
     """Calls being sent again after such a refusal: a connection refused meanwhile is the restart under way."""
 
+    listings_refused: int = 0
+    """Tool listings refused 503: a listing that failed while this grew was refused by a server restarting, which
+    ends no session (the calls running on it finish)."""
+
     def note(self, response: httpx2.Response) -> None:
-        """Response hook: remember a call the server refused unrun (503)."""
-        if response.status_code == 503 and (key := self.call_key(response.request)) is not None:
+        """Response hook: remember a call the server refused unrun (503), and count refused listings."""
+        if response.status_code != 503:
+            return
+        if (key := self.call_key(response.request)) is not None:
             self.refused[key] = retry_after(response.headers.get("retry-after"))
+        elif (message := _message(response.request)) is not None and message.get("method") == "tools/list":
+            self.listings_refused += 1
 
     def call_key(self, request: httpx2.Request) -> str | None:
         """The idempotency key of a `tools/call` request, read from its JSON body (`None`: not one, or unkeyed)."""
-        if request.method != "POST":
-            return None
-        try:
-            message: Any = json.loads(request.content)
-        except (ValueError, httpx2.RequestNotRead):
-            return None
-        if not isinstance(message, dict) or message.get("method") != "tools/call":
+        message = _message(request)
+        if message is None or message.get("method") != "tools/call":
             return None
         params = message.get("params")
         meta = params.get("_meta") if isinstance(params, dict) else None
         key = meta.get(self.meta_key) if isinstance(meta, dict) else None
         return key if isinstance(key, str) else None
+
+
+def _message(request: httpx2.Request) -> dict[str, Any] | None:
+    """The JSON-RPC message a POST carries (`None`: another request, or no JSON object)."""
+    if request.method != "POST":
+        return None
+    try:
+        message: Any = json.loads(request.content)
+    except (ValueError, httpx2.RequestNotRead):
+        return None
+    return message if isinstance(message, dict) else None
 
 
 class Reconnecting(httpx2.AsyncHTTPTransport):

@@ -321,6 +321,42 @@ async def test_a_call_a_restarting_server_refused_is_sent_again_once_it_is_back(
     assert after.output["balance"] == "5000.00", after.output
 
 
+@pytest.mark.anyio
+async def test_a_turn_starting_while_a_sessionless_server_drains_cuts_no_call_and_waits_for_the_restart(
+    tmp_path: Path,
+) -> None:
+    """The web front end starts a turn (re-listing a sessionless server's tools) while the server drains, with
+    another conversation's call running on it: the listing refused 503 must not end the link's session, which would
+    cut the running call and answer the next call "cannot be reached" at once instead of waiting for the restart."""
+    port = free_port()
+    with ExitStack() as servers:
+        url, server = servers.enter_context(http_mcp_server(tmp_path, TOKEN, port))
+        async with connect(McpTarget(url=url, token=TOKEN, protocol="auto"), None) as link:
+            held: list[dict[str, object]] = []
+
+            async def hold() -> None:
+                held.append((await link.call("transfer_funds", TRANSFER, idempotency_key="held")).output)
+
+            with _write_lock(tmp_path) as release:
+
+                async def restart() -> None:
+                    await anyio.sleep(1.0)
+                    release()  # the held transfer ends, the drain with it, and the server exits
+                    await anyio.to_thread.run_sync(server.wait, 30)
+                    await anyio.to_thread.run_sync(servers.enter_context, http_mcp_server(tmp_path, TOKEN, port))
+
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(hold)
+                    await anyio.sleep(0.5)
+                    server.send_signal(signal.SIGTERM)
+                    await anyio.to_thread.run_sync(_draining, port)
+                    await link.relist()  # another conversation's turn starts
+                    tasks.start_soon(restart)
+                    during = await link.call("get_account_balance", {"account_id": "ACC-001"}, idempotency_key="d")
+    assert held and held[0]["status"] == "pending_approval", held
+    assert during.output["status"] == "executed", during.output
+
+
 def _draining(port: int) -> None:
     """Wait until the server on `port` says it is draining (`/readyz` 503)."""
     for _ in range(100):
