@@ -237,7 +237,8 @@ class McpLink:
         """`_send`, and again as often as a restarting server refuses the call unrun, after the wait it asks for,
         within the call's `wait`; `Unrun` once that is spent (`agent_host.restarts`). The server that comes back may
         be another release: on a link without a session (where a restart is never seen as one) its tools are listed
-        before the call is sent again, and a call for a tool it changed is answered, not sent."""
+        before the call is sent again (again every `RECONNECT_SECONDS` while that fails: never sent unlisted), and a
+        call for a tool it changed is answered, not sent."""
         restarts = self._notes.restarts
         try:
             while True:
@@ -247,9 +248,15 @@ class McpLink:
                     if idempotency_key is None:
                         raise
                     restarts.awaiting.add(idempotency_key)
-                    if not await wait.pause(refusal.wait):
-                        raise
-                    if (unoffered := await self._unoffered_since(name, schema)) is not None:
+                    pause = refusal.wait
+                    while True:
+                        if not await wait.pause(pause):
+                            raise
+                        listed, unoffered = await self._unoffered_since(name, schema)
+                        if listed:
+                            break
+                        pause = RECONNECT_SECONDS
+                    if unoffered is not None:
                         return _not_offered(name, unoffered)
         finally:
             if idempotency_key is not None:
@@ -314,17 +321,17 @@ class McpLink:
         or answered 503 (by the host itself while a call refused unrun waits, `Reconnecting`)."""
         return refused_connection(error) or self._notes.status == 503
 
-    async def _unoffered_since(self, name: str, schema: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        """`_unoffered` by the tools a sessionless server lists now, if it answers (one still restarting is asked
-        again before the next attempt); a server keeping a session refuses the call (404) once restarted."""
+    async def _unoffered_since(self, name: str, schema: Mapping[str, Any] | None) -> tuple[bool, dict[str, Any] | None]:
+        """Whether the tools could be listed, and `_unoffered` by the tools a sessionless server lists now; a server
+        keeping a session needs no listing (once restarted, it refuses the call 404, and a reopen lists them)."""
         session = self._session
         if session is None or not session.sessionless:
-            return None
+            return True, None
         try:
             self.tools = await _listing(session.client)
         except Exception:  # still restarting (503), or not listening yet; cancellation propagates
-            return None
-        return self._unoffered(name, schema)
+            return False, None
+        return True, self._unoffered(name, schema)
 
     def _unoffered(self, name: str, schema: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """The output for a call the server cannot be sent: it lists no such tool, or one with other arguments."""

@@ -3,7 +3,8 @@ release, listing other tools (one gone, one added, one with changed arguments), 
 
 `python -m tests.host.listing_server PORT EDITION [LEDGER]`; every tool answers `executed` with the arguments it got,
 and each transfer it runs is added to the file LEDGER, one line each, so a test can tell whether money moved.
-Edition `draining` is a server between releases: it refuses every request 503 with `Retry-After`, nothing done.
+Edition `draining` is a server between releases: it refuses every request 503 with `Retry-After`, nothing done;
+`with_fees_unlisted` is `with_fees` refusing only its tool listings so.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp_types import INVALID_REQUEST
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _ledger: Path | None = None
 """Where this process writes the transfers it runs, if anywhere."""
@@ -68,6 +69,34 @@ async def _draining(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _unlisted(app: ASGIApp) -> ASGIApp:
+    """`app`, refusing its tool listings as `_draining` does (a successor not ready to list them yet, say)."""
+
+    async def refusing(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await app(scope, receive, send)
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if json.loads(body).get("method") == "tools/list":
+            return await _draining(scope, receive, send)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await app(scope, replay, send)
+
+    return refusing
+
+
 def main(port: int, edition: str, ledger: Path | None = None) -> None:
     global _ledger
     _ledger = ledger
@@ -75,9 +104,13 @@ def main(port: int, edition: str, ledger: Path | None = None) -> None:
         uvicorn.run(_draining, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
         return
     server: MCPServer[Any] = MCPServer("listing-server")
-    for name, tool in EDITIONS[edition].items():
+    unlisted = edition.endswith("_unlisted")
+    for name, tool in EDITIONS[edition.removesuffix("_unlisted")].items():
         server.add_tool(tool, name=name, structured_output=True)
-    server.run("streamable-http", host="127.0.0.1", port=port)
+    if unlisted:
+        uvicorn.run(_unlisted(server.streamable_http_app()), host="127.0.0.1", port=port, log_level="warning")
+    else:
+        server.run("streamable-http", host="127.0.0.1", port=port)
 
 
 if __name__ == "__main__":

@@ -354,6 +354,36 @@ async def test_a_call_a_restarting_server_refused_is_not_sent_to_a_successor_tha
     assert not ledger.exists(), ledger.read_text()
 
 
+@pytest.mark.anyio
+async def test_a_refused_call_is_not_sent_to_a_successor_whose_tools_could_not_be_listed(tmp_path: Path) -> None:
+    """As above, but the server that came back (a release charging a fee) does not list its tools yet: the call is
+    not sent unlisted; it waits, listing again, and past its wait is answered "Not executed"."""
+    port = free_port()
+    ledger = tmp_path / "moved.txt"
+    arguments = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "30"}
+    with ExitStack() as servers:
+        url, first = servers.enter_context(listing_server(port, "first", ledger))
+        async with connect(McpTarget(url=url, token=TOKEN), None) as link:
+            [given] = [tool.input_schema for tool in link.tools if tool.name == "transfer_funds"]
+            first.kill()
+            first.wait()
+            _, draining = servers.enter_context(listing_server(port, "draining"))
+
+            async def upgrade() -> None:
+                await anyio.sleep(0.3)
+                draining.kill()
+                await anyio.to_thread.run_sync(draining.wait)
+                await anyio.to_thread.run_sync(
+                    servers.enter_context, listing_server(port, "with_fees_unlisted", ledger)
+                )
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(upgrade)
+                result = await link.call("transfer_funds", arguments, idempotency_key="call_1", schema=given)
+    assert result.output["message"].startswith("Not executed"), result.output
+    assert not ledger.exists(), ledger.read_text()
+
+
 class HeldWithCalls:
     """The host's wire path, holding each response that asks for function calls until `release`: its conversation is
     then mid-turn, its model given the tools the turn began with, while another conversation goes on."""
