@@ -7,12 +7,14 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -21,7 +23,7 @@ import pytest
 
 from agent_host.approvers import Answer, Question
 from agent_host.emulator import Emulator
-from agent_host.mcp_link import McpTarget, ToolResult, connect
+from agent_host.mcp_link import McpLink, McpTarget, ToolResult, connect
 from agent_host.restarts import RESTART_WAIT_SECONDS
 from agent_host.settings import McpProtocol
 
@@ -292,32 +294,15 @@ async def test_a_call_a_restarting_server_refused_is_sent_again_once_it_is_back(
     port = free_port()
     with ExitStack() as servers:
         url, server = servers.enter_context(http_mcp_server(tmp_path, TOKEN, port))
-        target = McpTarget(url=url, token=TOKEN, protocol=protocol)
-        async with connect(target, None) as link:
-            lock = sqlite3.connect(tmp_path / "http-ledger.db", isolation_level=None)
-            lock.execute("BEGIN IMMEDIATE")  # the transfer below waits for it: the drain waits for the transfer
-            held: list[dict[str, object]] = []
-            transfer = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "5.00"}
+        async with connect(McpTarget(url=url, token=TOKEN, protocol=protocol), None) as link:
 
-            async def hold() -> None:
-                held.append((await link.call("transfer_funds", transfer, idempotency_key="held")).output)
+            async def during() -> ToolResult:
+                return await link.call("get_account_balance", {"account_id": "ACC-001"}, idempotency_key="during")
 
-            async def restart() -> None:
-                await anyio.sleep(1.0)  # the call below has been refused by then
-                lock.execute("ROLLBACK")  # the held transfer ends, the drain with it, and the server exits
-                await anyio.to_thread.run_sync(server.wait, 30)
-                await anyio.to_thread.run_sync(servers.enter_context, http_mcp_server(tmp_path, TOKEN, port))
-
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(hold)
-                await anyio.sleep(0.5)
-                server.send_signal(signal.SIGTERM)
-                await anyio.to_thread.run_sync(_draining, port)
-                tasks.start_soon(restart)
-                during = await link.call("get_account_balance", {"account_id": "ACC-001"}, idempotency_key="during")
+            held, refused = await _through_a_drain(tmp_path, port, servers, server, link, during)
             after = await link.call("get_account_balance", {"account_id": "ACC-001"})
-    assert held and held[0]["status"] == "pending_approval", held  # no human here: a desk link, its end
-    assert during.output["status"] == "executed", during.output
+    assert held["status"] == "pending_approval", held  # no human here: a desk link, its end
+    assert refused.output["status"] == "executed", refused.output
     assert after.output["balance"] == "5000.00", after.output
 
 
@@ -332,29 +317,50 @@ async def test_a_turn_starting_while_a_sessionless_server_drains_cuts_no_call_an
     with ExitStack() as servers:
         url, server = servers.enter_context(http_mcp_server(tmp_path, TOKEN, port))
         async with connect(McpTarget(url=url, token=TOKEN, protocol="auto"), None) as link:
-            held: list[dict[str, object]] = []
 
-            async def hold() -> None:
-                held.append((await link.call("transfer_funds", TRANSFER, idempotency_key="held")).output)
+            async def turn() -> ToolResult:
+                await link.relist()  # another conversation's turn starts
+                return await link.call("get_account_balance", {"account_id": "ACC-001"}, idempotency_key="d")
 
-            with _write_lock(tmp_path) as release:
-
-                async def restart() -> None:
-                    await anyio.sleep(1.0)
-                    release()  # the held transfer ends, the drain with it, and the server exits
-                    await anyio.to_thread.run_sync(server.wait, 30)
-                    await anyio.to_thread.run_sync(servers.enter_context, http_mcp_server(tmp_path, TOKEN, port))
-
-                async with anyio.create_task_group() as tasks:
-                    tasks.start_soon(hold)
-                    await anyio.sleep(0.5)
-                    server.send_signal(signal.SIGTERM)
-                    await anyio.to_thread.run_sync(_draining, port)
-                    await link.relist()  # another conversation's turn starts
-                    tasks.start_soon(restart)
-                    during = await link.call("get_account_balance", {"account_id": "ACC-001"}, idempotency_key="d")
-    assert held and held[0]["status"] == "pending_approval", held
+            held, during = await _through_a_drain(tmp_path, port, servers, server, link, turn)
+    assert held["status"] == "pending_approval", held
     assert during.output["status"] == "executed", during.output
+
+
+async def _through_a_drain(
+    tmp_path: Path,
+    port: int,
+    servers: ExitStack,
+    server: subprocess.Popen[bytes],
+    link: McpLink,
+    meanwhile: Callable[[], Awaitable[ToolResult]],
+) -> tuple[dict[str, Any], ToolResult]:
+    """A keyed transfer held on the HTTP `server` (its ledger write-locked), then SIGTERM: the drain waits for that
+    transfer. Once it drains, `meanwhile` runs; a second later the lock is released, so the transfer ends, the
+    server exits, and it is started again (in `servers`) on the same port and ledger. The held transfer's output
+    and `meanwhile`'s result."""
+    held: list[dict[str, Any]] = []
+
+    async def hold() -> None:
+        held.append((await link.call("transfer_funds", TRANSFER, idempotency_key="held")).output)
+
+    with _write_lock(tmp_path) as release:
+
+        async def restart() -> None:
+            await anyio.sleep(1.0)  # `meanwhile` was refused by then
+            release()  # the held transfer ends, the drain with it, and the server exits
+            await anyio.to_thread.run_sync(server.wait, 30)
+            await anyio.to_thread.run_sync(servers.enter_context, http_mcp_server(tmp_path, TOKEN, port))
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(hold)
+            await anyio.sleep(0.5)
+            server.send_signal(signal.SIGTERM)
+            await anyio.to_thread.run_sync(_draining, port)
+            tasks.start_soon(restart)
+            result = await meanwhile()
+    assert held, "the held transfer ended"
+    return held[0], result
 
 
 def _draining(port: int) -> None:

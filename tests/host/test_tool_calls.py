@@ -18,7 +18,7 @@ from agent_host.emulator import Emulator, FaultConfig
 from agent_host.errors import McpUnavailable, RateLimited
 from agent_host.foundry.function_tools import FunctionCall, Toolbox
 from agent_host.foundry.response_reader import reply_from_response
-from agent_host.mcp_link import HttpNotes, McpTarget, _http_client, connect
+from agent_host.mcp_link import HttpNotes, McpTarget, ToolResult, _http_client, connect
 
 from .helpers import (
     CapturedDisplay,
@@ -323,13 +323,10 @@ async def test_an_agent_used_as_it_is_has_its_calls_for_a_tool_since_changed_ref
     assert "is used as it is (--existing-agent / --agent-version), so a call to a tool" in host.display.text
 
 
-@pytest.mark.anyio
-async def test_a_call_a_restarting_server_refused_is_not_sent_to_a_successor_that_changed_its_tool(
-    tmp_path: Path,
-) -> None:
-    """A 2026-07-28 server refuses a call 503 while it drains, and comes back as a release whose `transfer_funds`
-    charges a fee unless told otherwise: the host, waiting to send the call again, lists the tools of the server
-    that came back first, and answers `tool_changed` instead of sending the call for the tool as it was."""
+async def _transfer_through_an_upgrade(tmp_path: Path, successor: str) -> tuple[ToolResult, Path]:
+    """A 2026-07-28 server ("first") stops and drains, refusing every request 503 with Retry-After, and comes back
+    as the `successor` edition: the host's keyed `transfer_funds` made for the first release's tool, sent meanwhile,
+    and the ledger file where any server writes what it moved."""
     port = free_port()
     ledger = tmp_path / "moved.txt"
     arguments = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "30"}
@@ -345,41 +342,31 @@ async def test_a_call_a_restarting_server_refused_is_not_sent_to_a_successor_tha
                 await anyio.sleep(0.3)  # the call was refused by then, and waits
                 draining.kill()
                 await anyio.to_thread.run_sync(draining.wait)
-                await anyio.to_thread.run_sync(servers.enter_context, listing_server(port, "with_fees", ledger))
+                await anyio.to_thread.run_sync(servers.enter_context, listing_server(port, successor, ledger))
 
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(upgrade)
                 result = await link.call("transfer_funds", arguments, idempotency_key="call_1", schema=given)
+    return result, ledger
+
+
+@pytest.mark.anyio
+async def test_a_call_a_restarting_server_refused_is_not_sent_to_a_successor_that_changed_its_tool(
+    tmp_path: Path,
+) -> None:
+    """The server comes back as a release whose `transfer_funds` charges a fee unless told otherwise: the host,
+    waiting to send the call again, lists the tools of the server that came back first, and answers `tool_changed`
+    instead of sending the call for the tool as it was."""
+    result, ledger = await _transfer_through_an_upgrade(tmp_path, "with_fees")
     assert result.output["error"]["code"] == "tool_changed", result.output
     assert not ledger.exists(), ledger.read_text()
 
 
 @pytest.mark.anyio
 async def test_a_refused_call_is_not_sent_to_a_successor_whose_tools_could_not_be_listed(tmp_path: Path) -> None:
-    """As above, but the server that came back (a release charging a fee) does not list its tools yet: the call is
-    not sent unlisted; it waits, listing again, and past its wait is answered "Not executed"."""
-    port = free_port()
-    ledger = tmp_path / "moved.txt"
-    arguments = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "30"}
-    with ExitStack() as servers:
-        url, first = servers.enter_context(listing_server(port, "first", ledger))
-        async with connect(McpTarget(url=url, token=TOKEN), None) as link:
-            [given] = [tool.input_schema for tool in link.tools if tool.name == "transfer_funds"]
-            first.kill()
-            first.wait()
-            _, draining = servers.enter_context(listing_server(port, "draining"))
-
-            async def upgrade() -> None:
-                await anyio.sleep(0.3)
-                draining.kill()
-                await anyio.to_thread.run_sync(draining.wait)
-                await anyio.to_thread.run_sync(
-                    servers.enter_context, listing_server(port, "with_fees_unlisted", ledger)
-                )
-
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(upgrade)
-                result = await link.call("transfer_funds", arguments, idempotency_key="call_1", schema=given)
+    """The server that came back (a release charging a fee) does not list its tools yet: the call is not sent
+    unlisted; it waits, listing again, and past its wait is answered "Not executed"."""
+    result, ledger = await _transfer_through_an_upgrade(tmp_path, "with_fees_unlisted")
     assert result.output["message"].startswith("Not executed"), result.output
     assert not ledger.exists(), ledger.read_text()
 
