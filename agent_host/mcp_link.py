@@ -46,7 +46,6 @@ from agent_host.loopback import is_loopback_url
 from agent_host.reconnect import Backoff, in_seconds
 from agent_host.restarts import (
     RECONNECT_SECONDS,
-    RESTART_WAIT_SECONDS,
     Reconnecting,
     Restarts,
     RestartWait,
@@ -179,11 +178,9 @@ class McpLink:
         if session is None or not session.sessionless or session.gone is not None:
             return
         refused = self._notes.restarts.listings_refused
-        try:
-            self.tools = await _listing(session.client)
-        except Exception as error:  # the server is down or refuses: the next call reconnects; cancellation propagates
-            if self._notes.restarts.listings_refused == refused:
-                session.gone = _reason(error)
+        failure = await self._listed_again(session)
+        if failure is not None and self._notes.restarts.listings_refused == refused:
+            session.gone = failure  # down, or refusing for another reason: the next call reconnects
 
     async def call(
         self,
@@ -205,7 +202,7 @@ class McpLink:
         except _Refused:
             reason, unsent = "the server no longer holds the session", True
         except Unrun as refusal:
-            return self._refused_unrun(name, refusal)
+            return self._refused_unrun(name, refusal, wait)
         except Exception as error:  # anything that kept the call from completing; cancellation still propagates
             reason, unsent = _reason(error), False
         if self.lost is None or not (unsent or idempotency_key):
@@ -222,7 +219,7 @@ class McpLink:
         try:
             return await self._sent(name, arguments, idempotency_key, schema, wait)
         except Unrun as refusal:
-            return self._refused_unrun(name, refusal)
+            return self._refused_unrun(name, refusal, wait)
         except Exception as error:
             return self._unavailable(name, f"{reason}; sent again after reconnecting: {_reason(error)}")
 
@@ -327,11 +324,17 @@ class McpLink:
         session = self._session
         if session is None or not session.sessionless:
             return True, None
-        try:
-            self.tools = await _listing(session.client)
-        except Exception:  # still restarting (503), or not listening yet; cancellation propagates
+        if await self._listed_again(session) is not None:  # still restarting (503), or not listening yet
             return False, None
         return True, self._unoffered(name, schema)
+
+    async def _listed_again(self, session: _Session) -> str | None:
+        """List `session`'s tools again into `tools`; why that failed, else `None` (cancellation propagates)."""
+        try:
+            self.tools = await _listing(session.client)
+        except Exception as error:
+            return _reason(error)
+        return None
 
     def _unoffered(self, name: str, schema: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """The output for a call the server cannot be sent: it lists no such tool, or one with other arguments."""
@@ -355,13 +358,13 @@ class McpLink:
         diagnostic = f"MCP call {name} not sent: {reason}. {self.stderr_tail()}".strip()
         return ToolResult(not_sent_output(self.target, reason, self.backoff.left()), True, diagnostic)
 
-    def _refused_unrun(self, name: str, refusal: Unrun) -> ToolResult:
+    def _refused_unrun(self, name: str, refusal: Unrun, wait: RestartWait) -> ToolResult:
         output = failed_output(
             "tool_unavailable",
             "Not executed: the tool's server is restarting and refused the call, so nothing was done; try again in "
             "a few seconds.",
-            f"The MCP server ({self.target.describe()}) refused the call unrun for {RESTART_WAIT_SECONDS:g} s: "
-            f"{refusal.reason}",
+            f"The MCP server ({self.target.describe()}) still refused the call unrun after {wait.waited:g} s of "
+            f"waiting for it to restart: {refusal.reason}",
         )
         return ToolResult(output, True, f"MCP call {name} not run: {refusal.reason}")
 
