@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCUMENTS = ("README.md", "docs/DEPLOYMENT.md", "docs/ARCHITECTURE.md")
+DOCUMENTS = ("README.md", "docs/DEPLOYMENT.md", "docs/ARCHITECTURE.md", "docs/DESIGN.md")
 """What a user follows (RESULTS.md and the wire notes are records, not instructions)."""
 
 _FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
