@@ -4,6 +4,7 @@ per binding, whatever other transactions do between its statements."""
 from dataclasses import replace
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from mcp_server.storage import gate_store
 from mcp_server.storage.database import Database
@@ -63,3 +64,15 @@ def test_one_settled_between_the_insert_and_the_read_leaves_the_binding_to_the_n
     assert settled == ["APR-1"] and asked.ref == "APR-2"
     monkeypatch.undo()
     assert store.transaction(lambda tx: tx.create_approval(approval("APR-3"), shared=True)).ref == "APR-2"
+
+
+def test_an_approval_settled_already_is_not_settled_again(database: Database) -> None:
+    """The settling write is queued, not waited on (PostgreSQL: no round trip of its own), so the database itself
+    refuses a second settlement: the transaction fails and the first outcome stays."""
+    store = SqlGateStore(database)
+    pending = store.transaction(lambda tx: tx.create_approval(approval("APR-1"), shared=True))
+    store.transaction(lambda tx: tx.settle_approval(replace(pending, status="rejected", outcome={"status": "r"})))
+    with pytest.raises(IntegrityError, match="status"):
+        store.transaction(lambda tx: tx.settle_approval(replace(pending, status="executed", outcome={"status": "e"})))
+    stored = store.transaction(lambda tx: tx.lock_approval("APR-1"))
+    assert stored is not None and (stored.status, stored.outcome) == ("rejected", {"status": "r"})
