@@ -170,7 +170,7 @@ async def test_one_round_answered_many_times_at_once_settles_once(harness: Harne
     assert harness.events(settled["approval_ref"]).count(settled["status"]) == 1
 
 
-MALFORMED_ANSWERS = {
+MALFORMED_ANSWERS: dict[str, types.InputResponse] = {
     "not-an-elicitation": types.ListRootsResult(roots=[]),
     "unknown-action": types.ElicitResult.model_construct(action="approve", content={"approve": True}),
     "nested-content": types.ElicitResult.model_construct(action="accept", content={"approve": {"yes": True}}),
@@ -196,7 +196,7 @@ async def test_a_malformed_answer_is_refused_naming_it_and_the_question_stays_op
             allow_input_required=True,
         )
         refused = outcome(bad)
-        assert bad.is_error and refused["status"] == "failed", refused
+        assert isinstance(bad, types.CallToolResult) and bad.is_error and refused["status"] == "failed", refused
         assert refused["error"]["code"] == "invalid_answer" and refused["error"]["field"] == "inputResponses"
         assert "approval question" in refused["message"] and "Nothing was done" in refused["message"]
         assert "Resolver" not in refused["message"]
