@@ -21,6 +21,7 @@ from mcp_server.settings import Settings
 from mcp_server.storage.database import Database
 from mcp_server.storage.gate_store import SqlGateStore
 from mcp_server.tools import TOOL_ARGUMENTS, ledger_actions, register_tools
+from mcp_server.tools.answer_check import answer_check
 from mcp_server.tools.argument_check import ArgumentCheck
 from policy.gate import Gate
 from policy.loader import load_policy
@@ -143,7 +144,13 @@ def build_server(
         lifespan=lifespan,
         log_level=settings.log_level,
         request_state_security=security,
-        middleware=[no_internals, desk_link, ArgumentCheck(state.gate.actions), empty_accept_is_an_empty_form],
+        middleware=[
+            no_internals,
+            desk_link,
+            ArgumentCheck(state.gate.actions),
+            answer_check,
+            empty_accept_is_an_empty_form,
+        ],
         token_verifier=token_verifier,
         auth=auth,
     )

@@ -168,3 +168,40 @@ async def test_one_round_answered_many_times_at_once_settles_once(harness: Harne
     assert harness.balance(args["to_account"]) == moved and harness.balance(args["from_account"]) == 10000 - moved
     assert harness.events(settled["approval_ref"])[-1] == settled["status"]
     assert harness.events(settled["approval_ref"]).count(settled["status"]) == 1
+
+
+MALFORMED_ANSWERS: dict[str, types.InputResponse] = {
+    "not-an-elicitation": types.ListRootsResult(roots=[]),
+    "unknown-action": types.ElicitResult.model_construct(action="approve", content={"approve": True}),
+    "nested-content": types.ElicitResult.model_construct(action="accept", content={"approve": {"yes": True}}),
+}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the client serializes the hand-made malformed answers
+@pytest.mark.parametrize("malformed", list(MALFORMED_ANSWERS))
+async def test_a_malformed_answer_is_refused_naming_it_and_the_question_stays_open(
+    harness: Harness, malformed: str
+) -> None:
+    """An answer that is no elicitation answer at all is a clear refusal naming the field (never the SDK's
+    'Invalid request parameters' nor its resolver's error): nothing is recorded or settled, and the same
+    round can still be answered properly."""
+    args = accounts(harness)
+    async with harness.client(ScriptedResponder()) as client:
+        round1 = await first_round(client, TOOL, args)
+        bad = await client.session.call_tool(
+            TOOL,
+            args,
+            input_responses={ASK: MALFORMED_ANSWERS[malformed]},
+            request_state=round1.request_state,
+            allow_input_required=True,
+        )
+        refused = outcome(bad)
+        assert isinstance(bad, types.CallToolResult) and bad.is_error and refused["status"] == "failed", refused
+        assert refused["error"]["code"] == "invalid_answer" and refused["error"]["field"] == "inputResponses"
+        assert "approval question" in refused["message"] and "Nothing was done" in refused["message"]
+        assert "Resolver" not in refused["message"]
+        assert harness.events(reference(round1)) == ["requested"]
+        done = await answer(client, TOOL, args, round1.request_state)
+
+    assert outcome(done)["status"] == "executed" and harness.balance(args["to_account"]) == 2500
+    assert harness.events(reference(round1)) == ["requested", "approved", "executed"]
