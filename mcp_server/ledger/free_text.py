@@ -24,10 +24,14 @@ from mcp_server.ledger.errors import ErrorCode, LedgerError
 MAX_MEMO_LENGTH = 140
 MAX_OWNER_LENGTH = 100
 MAX_PRINCIPAL_LENGTH = 256
-PRINCIPAL_RULE = (
-    f"must be 1 to {MAX_PRINCIPAL_LENGTH} characters of visible text, without surrounding spaces or two in a row, "
+_SCRIPT_RULE = (
     "whose letters, digits and marks are of one script (Latin may go with Han and Kana, Han and Bopomofo, or Han "
     "and Hangul), with no mark drawn through a letter nor a dot above an i or j, and in Unicode form NFKC"
+)
+"""What `_one_script` holds a name to, as a relative clause."""
+PRINCIPAL_RULE = (
+    f"must be 1 to {MAX_PRINCIPAL_LENGTH} characters of visible text, without surrounding spaces or two in a row, "
+    + _SCRIPT_RULE
 )
 """What `is_principal_name` holds a name to, as a sentence's end ("principal must be ...")."""
 MAX_COMBINING_MARKS = 3
@@ -68,10 +72,14 @@ def parse_memo(value: object) -> str | None:
 
 
 def parse_owner(value: object) -> str:
-    """An owner name is required, trimmed, printable text."""
+    """An owner name is required, trimmed, printable text, held to a principal's script rule (`_one_script`):
+    every question names an account by its owner, the part an approver recognises, so "Bеn Franklin" (a Cyrillic
+    е) must not pass for Ben Franklin's account."""
     text = _printable_text(value, "owner", MAX_OWNER_LENGTH, ErrorCode.INVALID_OWNER)
     if not text:
         raise LedgerError(ErrorCode.INVALID_OWNER, "owner must not be empty.", field="owner")
+    if not (text.isascii() or _one_script(text)):
+        raise LedgerError(ErrorCode.INVALID_OWNER, f"owner must be a name {_SCRIPT_RULE}.", field="owner")
     return text
 
 

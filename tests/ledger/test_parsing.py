@@ -397,3 +397,25 @@ def test_a_principal_may_not_draw_one_letter_as_another_with_a_mark(name: str) -
     """A mark drawn through its letter (an overlay) or a dot above an i or j makes a look-alike of another letter
     or of the bare one, which NFKC does not fold: "bjo̸rn" is not bjørn, yet reads as bjørn."""
     assert not is_principal_name(name)
+
+
+@pytest.mark.parametrize(
+    "owner",
+    ["B\u0435n Franklin", "\uff22en Franklin", "\U0001d401en Franklin", "Bjo\u0338rn Lund", "Al\u0131\u0307ce Smith"],
+    ids=["cyrillic-e", "fullwidth-b", "math-bold-b", "overlay-o", "dotted-dotless-i"],
+)
+def test_an_owner_that_could_pass_for_another_is_refused(owner: str) -> None:
+    """The question names each account by its owner ("to ACC-777 (Ben Franklin)"), the part of it an approver
+    recognises: "Bеn Franklin" with a Cyrillic е is another payee that reads as Ben. An owner's name is held to a
+    principal's script rule."""
+    with pytest.raises(LedgerError) as caught:
+        parse_owner(owner)
+    assert (caught.value.code, caught.value.field) == ("invalid_owner", "owner")
+    assert "one script" in caught.value.message and owner not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "owner", ["José Álvarez", "Иван Петров", "山田 Taro", "김민준 Kim", "Müller GmbH & Co. KG", "O'Brien-Smith 2"]
+)
+def test_an_owner_may_be_named_in_any_one_script(owner: str) -> None:
+    assert parse_owner(owner) == owner
