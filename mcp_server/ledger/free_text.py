@@ -8,6 +8,9 @@ so they must not be able to pass for part of it. Refused (one rule for both fiel
   characters, Hangul fillers such as U+3164, variation selectors, tags, ...), the Braille
   blank U+2800, and every space except the plain one (U+0020); a blank run could pad a memo
   until it seemed to end and the bank's own lines to begin;
+* two or more plain spaces in a row, for the same reason: where a question wraps (the desk's page,
+  the web card, the console's panel), a long run hangs at a line's end and the rest of the text
+  starts the next line at its left edge, as the bank's own lines do;
 * stacks of more than `MAX_COMBINING_MARKS` combining marks on one character, which spill
   over the lines above and below ("Zalgo" text). Scripts that use marks need at most that.
 """
@@ -21,10 +24,14 @@ from mcp_server.ledger.errors import ErrorCode, LedgerError
 MAX_MEMO_LENGTH = 140
 MAX_OWNER_LENGTH = 100
 MAX_PRINCIPAL_LENGTH = 256
+_SCRIPT_RULE = (
+    "whose letters, digits and marks are of one script (Latin may go with Han and Kana, Han and Bopomofo, or Han "
+    "and Hangul), with no mark drawn through a letter nor a dot above an i or j, and in Unicode form NFKC"
+)
+"""What `_one_script` holds a name to, as a relative clause."""
 PRINCIPAL_RULE = (
-    f"must be 1 to {MAX_PRINCIPAL_LENGTH} characters of visible text, without surrounding spaces, whose letters, "
-    "digits and marks are of one script (Latin may go with Han and Kana, Han and Bopomofo, or Han and Hangul), "
-    "with no mark drawn through a letter nor a dot above an i or j, and in Unicode form NFKC"
+    f"must be 1 to {MAX_PRINCIPAL_LENGTH} characters of visible text, without surrounding spaces or two in a row, "
+    + _SCRIPT_RULE
 )
 """What `is_principal_name` holds a name to, as a sentence's end ("principal must be ...")."""
 MAX_COMBINING_MARKS = 3
@@ -52,6 +59,7 @@ _BLANK_RANGES = (
     (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8),
     (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
 )  # fmt: skip
+_SPACE_RUN = "  "
 _BLANK = frozenset(chr(c) for start, end in _BLANK_RANGES for c in range(start, end + 1))
 
 
@@ -64,10 +72,14 @@ def parse_memo(value: object) -> str | None:
 
 
 def parse_owner(value: object) -> str:
-    """An owner name is required, trimmed, printable text."""
+    """An owner name is required, trimmed, printable text, held to a principal's script rule (`_one_script`):
+    every question names an account by its owner, the part an approver recognises, so "Bеn Franklin" (a Cyrillic
+    е) must not pass for Ben Franklin's account."""
     text = _printable_text(value, "owner", MAX_OWNER_LENGTH, ErrorCode.INVALID_OWNER)
     if not text:
         raise LedgerError(ErrorCode.INVALID_OWNER, "owner must not be empty.", field="owner")
+    if not (text.isascii() or _one_script(text)):
+        raise LedgerError(ErrorCode.INVALID_OWNER, f"owner must be a name {_SCRIPT_RULE}.", field="owner")
     return text
 
 
@@ -136,14 +148,15 @@ def _printable_text(value: object, field: str, max_length: int, code: ErrorCode)
 
 def _invisible(text: str) -> str | None:
     """What keeps `text` from being plain visible text under the module's rule (a sentence), or None."""
-    if text.isascii() and text.isprintable():
-        return None  # U+0020..U+007E: no control, blank (but the plain space) or combining character among them
-    if any(unicodedata.category(ch) in _UNPRINTABLE_CATEGORIES for ch in text):
-        return "contains control or invisible formatting characters."
-    if any(ch in _BLANK or (ch != " " and unicodedata.category(ch) == "Zs") for ch in text):
-        return "contains characters that render as blank; only the plain space may separate words."
-    if _longest_mark_run(text) > MAX_COMBINING_MARKS:
-        return f"stacks more than {MAX_COMBINING_MARKS} combining marks on one character."
+    if not (text.isascii() and text.isprintable()):  # else U+0020..U+007E: no control, blank or combining character
+        if any(unicodedata.category(ch) in _UNPRINTABLE_CATEGORIES for ch in text):
+            return "contains control or invisible formatting characters."
+        if any(ch in _BLANK or (ch != " " and unicodedata.category(ch) == "Zs") for ch in text):
+            return "contains characters that render as blank; only the plain space may separate words."
+        if _longest_mark_run(text) > MAX_COMBINING_MARKS:
+            return f"stacks more than {MAX_COMBINING_MARKS} combining marks on one character."
+    if _SPACE_RUN in text:
+        return "contains spaces in a row; separate words with a single space."
     return None
 
 

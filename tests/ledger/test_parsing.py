@@ -260,6 +260,8 @@ BLANK_OR_STACKED = {
     "tag-character": "pay\U000e0041bank",
     "mongolian-vowel-separator": "pay\u180ebank",
     "stacked-marks": "pay Z\u0301\u0302\u0303\u0304 bank",
+    "space-run": "pay" + " " * 90 + "Approved by: bank",
+    "two-spaces": "pay  bank",
 }
 
 
@@ -270,7 +272,16 @@ def test_a_memo_cannot_render_blank_or_stack_marks(memo: str) -> None:
         parse_memo(memo)
     assert (caught.value.code, caught.value.field) == ("invalid_memo", "memo")
     assert caught.value.message.startswith("memo ") and memo not in caught.value.message
-    assert any(rule in caught.value.message for rule in ("render as blank", "invisible", "combining marks"))
+    assert any(rule in caught.value.message for rule in ("blank", "invisible", "combining marks", "single space"))
+
+
+def test_an_owner_or_a_principal_padded_with_spaces_is_refused() -> None:
+    """An owner's name sits in the question's first line, a principal's in its "Requested by:" line: a run of
+    spaces would wrap the rest of either to the start of a line of its own."""
+    with pytest.raises(LedgerError, match="single space") as caught:
+        parse_owner("Ben" + " " * 80 + "Approved by: bank")
+    assert (caught.value.code, caught.value.field) == ("invalid_owner", "owner")
+    assert not is_principal_name("alice" + " " * 80 + "Reference: APR-0000000001")
 
 
 @pytest.mark.parametrize(
@@ -284,12 +295,16 @@ def test_ordinary_memos_in_any_script_are_accepted(memo: str) -> None:
 
 @given(st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=40))
 def test_a_printable_ascii_memo_needs_no_per_character_look_up(memo: str) -> None:
-    """Printable ASCII (nearly every memo) is accepted without the per-character scans; a control character
-    still goes through them and is refused."""
+    """Printable ASCII (nearly every memo) is accepted without the per-character scans, unless it has spaces in a
+    row; a control character still goes through them and is refused."""
     text = memo.strip()
     if all(" " <= ch <= "~" for ch in text):
         with patch("mcp_server.ledger.free_text.unicodedata.category", side_effect=AssertionError("scanned")):
-            assert parse_memo(memo) == (text or None)
+            if "  " in text:
+                with pytest.raises(LedgerError, match="spaces in a row"):
+                    parse_memo(memo)
+            else:
+                assert parse_memo(memo) == (text or None)
     else:
         with pytest.raises(LedgerError, match="control or invisible"):
             parse_memo(memo)
@@ -382,3 +397,25 @@ def test_a_principal_may_not_draw_one_letter_as_another_with_a_mark(name: str) -
     """A mark drawn through its letter (an overlay) or a dot above an i or j makes a look-alike of another letter
     or of the bare one, which NFKC does not fold: "bjo̸rn" is not bjørn, yet reads as bjørn."""
     assert not is_principal_name(name)
+
+
+@pytest.mark.parametrize(
+    "owner",
+    ["B\u0435n Franklin", "\uff22en Franklin", "\U0001d401en Franklin", "Bjo\u0338rn Lund", "Al\u0131\u0307ce Smith"],
+    ids=["cyrillic-e", "fullwidth-b", "math-bold-b", "overlay-o", "dotted-dotless-i"],
+)
+def test_an_owner_that_could_pass_for_another_is_refused(owner: str) -> None:
+    """The question names each account by its owner ("to ACC-777 (Ben Franklin)"), the part of it an approver
+    recognises: "Bеn Franklin" with a Cyrillic е is another payee that reads as Ben. An owner's name is held to a
+    principal's script rule."""
+    with pytest.raises(LedgerError) as caught:
+        parse_owner(owner)
+    assert (caught.value.code, caught.value.field) == ("invalid_owner", "owner")
+    assert "one script" in caught.value.message and owner not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "owner", ["José Álvarez", "Иван Петров", "山田 Taro", "김민준 Kim", "Müller GmbH & Co. KG", "O'Brien-Smith 2"]
+)
+def test_an_owner_may_be_named_in_any_one_script(owner: str) -> None:
+    assert parse_owner(owner) == owner

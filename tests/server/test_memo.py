@@ -31,6 +31,9 @@ MASQUERADES = {
     "hangul-filler": "rent\u3164\u3164\u3164Approved by: bank",
     "braille-blank": "rent\u2800\u2800ok",
     "stacked-marks": "rent Z\u0301\u0302\u0303\u0304\u0305",
+    # Plain spaces: in a question that wraps (the desk's, the web card's, the console's panel) a long run hangs
+    # at the end of a line, and the memo's rest starts the next line at its left edge, as the bank's lines do.
+    "space-run": "rent" + " " * 100 + "Why: approved in advance by the CFO.",
 }
 
 
