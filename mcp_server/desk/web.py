@@ -276,13 +276,10 @@ class Desk:
         owner = await self._read(lambda conn: _owner(conn, body.get("credential")))
         if owner is not None:
             scopes.append(f"approver {owner}")
-        await self._read(lambda conn: ratelimit.check(conn, scopes))
-        try:
-            issued = await self._consume(body, "sign_in")
-            token = await self._write(lambda conn: passkeys.sign_in(conn, self.config, body, issued))
-        except DeskRefusal:
-            await self._write(lambda conn: ratelimit.record(conn, scopes))
-            raise
+        stamp = await self._write(lambda conn: ratelimit.attempt(conn, scopes))  # a failure until it succeeds
+        issued = await self._consume(body, "sign_in")
+        token = await self._write(lambda conn: passkeys.sign_in(conn, self.config, body, issued))
+        await self._write(lambda conn: ratelimit.succeeded(conn, scopes, stamp))
         return await self._session_response(request, token)
 
     async def signout(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
