@@ -276,14 +276,15 @@ class Desk:
         owner = await self._read(lambda conn: _owner(conn, body.get("credential")))
         if owner is not None:
             scopes.append(f"approver {owner}")
-        await self._read(lambda conn: ratelimit.check(conn, scopes))
-        try:
-            issued = await self._consume(body, "sign_in")
-            token = await self._write(lambda conn: passkeys.sign_in(conn, self.config, body, issued))
-        except DeskRefusal:
-            await self._write(lambda conn: ratelimit.record(conn, scopes))
-            raise
-        return await self._session_response(request, token)
+        stamp = await self._write(lambda conn: ratelimit.attempt(conn, scopes))  # a failure until it succeeds
+        issued = await self._consume(body, "sign_in")
+
+        def signed_in(conn: Connection) -> str:  # the session and the attempt's uncounting commit together
+            token = passkeys.sign_in(conn, self.config, body, issued)
+            ratelimit.succeeded(conn, scopes, stamp)
+            return token
+
+        return await self._session_response(request, await self._write(signed_in))
 
     async def signout(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
         token = request.cookies.get(sessions.SESSION_COOKIE)

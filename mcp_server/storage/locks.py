@@ -43,6 +43,8 @@ class Space(IntEnum):
     """One-time setup of the ledger (the demo seed): replicas started together must not both do it."""
     CHALLENGE_SUBJECT = 4
     """Whom the desk issues challenges to (a client address): its open ones are counted in its turn."""
+    SIGN_IN_SCOPE = 5
+    """Whose desk sign-in failures are counted (a client address, an approver): an attempt is counted in its turn."""
 
 
 def take_turn(conn: Connection, space: Space, name: str) -> None:

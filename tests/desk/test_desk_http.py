@@ -17,6 +17,7 @@ from mcp_server.desk import decisions, passkeys
 from mcp_server.desk.challenges import MAX_OPEN_SIGN_INS
 from mcp_server.desk.config import DESK_PATH
 from mcp_server.desk.decisions import decision_for
+from mcp_server.desk.ratelimit import MAX_FAILURES
 from mcp_server.desk.web import Desk
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.world import PORT, DeskBrowser, World, browser
@@ -413,3 +414,30 @@ async def test_the_confirmation_asked_is_the_banks_line_never_text_quoted_in_the
                 "credential": passkey.sign(issued["options"])}  # fmt: skip
         reply = await erin.post(f"/approvals/{approval.ref}/decide", body)
         assert reply.status_code == status, (typed, reply.text)
+
+
+async def test_failed_sign_ins_at_once_never_pass_the_limit(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey
+) -> None:
+    """Each failure is counted before its attempt is judged, so sign-ins sent together (a script holding many
+    challenges) cannot all pass the count before any of them is recorded: at most `MAX_FAILURES` are tried. A
+    sign-in that succeeds is no failure."""
+    impostor = SoftPasskey(origin=f"http://localhost:{PORT}", credential_id=passkey.credential_id)
+    assert (await erin.sign_in(passkey)).status_code == 200
+    await erin.get("/signin")  # the signed-in session's CSRF token
+    issued = [(await erin.post("/signin/options", {})).json() for _ in range(MAX_OPEN_SIGN_INS)]
+    replies: list[int] = []
+
+    async def finish(options: dict[str, Any]) -> None:
+        body = {"nonce": options["nonce"], "credential": impostor.sign(options["options"])}
+        replies.append((await erin.post("/signin/finish", body)).status_code)
+
+    async with anyio.create_task_group() as group:
+        for options in issued:
+            group.start_soon(finish, options)
+    assert sorted(replies) == [403] * MAX_FAILURES + [429] * (MAX_OPEN_SIGN_INS - MAX_FAILURES)
+    failures = world.rows("SELECT scope, COUNT(*) AS n FROM desk_failures GROUP BY scope ORDER BY scope")
+    assert [(row.scope, row.n) for row in failures] == [
+        ("approver erin", MAX_FAILURES),
+        ("client 127.0.0.1", MAX_FAILURES),
+    ]
