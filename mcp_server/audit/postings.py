@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, text
+from sqlalchemy import Connection, text
 
 from mcp_server.ledger.identifiers import system_account_id
 from mcp_server.ledger.money import MINOR_UNITS, format_amount
@@ -50,13 +50,13 @@ class Posted:
 
 def read_postings(conn: Connection) -> dict[str, Posted]:
     """Every ledger transaction with its journal rows."""
-    rows: dict[str, list[Row[Any]]] = {}
+    rows: dict[str, list[tuple[Any, ...]]] = {}
     for row in conn.execute(_LEGS):
-        rows.setdefault(str(row[0]), []).append(row)
+        rows.setdefault(str(row[0]), []).append(tuple(row))
     return {tx: _posted(of_tx) for tx, of_tx in rows.items()}
 
 
-def _posted(rows: Sequence[Row[Any]]) -> Posted:
+def _posted(rows: Sequence[tuple[Any, ...]]) -> Posted:
     """One transaction from its rows (a single row of NULL legs when it has no entry): its amount is its largest
     leg, as a balanced two-leg movement's credit."""
     _, kind, created_at = rows[0][:3]

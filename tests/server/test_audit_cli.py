@@ -291,10 +291,14 @@ async def test_a_closing_sweep_paid_to_another_account_is_named(
         f"UPDATE entries SET account_id = '{mallory}' WHERE id = '{transaction}:2'",
     )
     code, out = verify(audited, capsys)
-    assert code == 1 and (
-        f"moved 5000 minor units from {eve} to {ben}, but ledger transaction {transaction} posts {eve} -5000, "
-        f"{mallory} +5000 (edited)"
-    ) in out, out
+    assert (
+        code == 1
+        and (
+            f"moved 5000 minor units from {eve} to {ben}, but ledger transaction {transaction} posts {eve} -5000, "
+            f"{mallory} +5000 (edited)"
+        )
+        in out
+    ), out
 
 
 async def test_admin_postings_are_audited(audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -336,6 +340,35 @@ async def test_a_checkpoint_catches_truncation_and_rollback_behind_it(
     audited.open_account("1", "Zoe")
     code, out = verify(audited, capsys, "--checkpoint", str(checkpoint))
     assert code == 1 and "record 6: differs from the checkpoint" in out
+
+
+async def test_a_transfer_cut_from_the_middle_and_the_rest_chained_again_is_caught_only_behind_a_checkpoint(
+    audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A record's signature covers its content, never its position: records after a deleted transfer, their
+    positions cleared and the heads over them deleted, are chained again as if new. So everything after the
+    latest checkpoint is a tail a database writer can cut, from anywhere in it (the README's threat model)."""
+    checkpoint = tmp_path / "checkpoint.json"
+    assert main(["audit", "checkpoint", "--out", str(checkpoint), "--db", audited.db_url]) == 0
+    (executed,) = audited.audit(event="executed")
+    details, ref = executed["result"]["details"], executed["approval_ref"]
+    transaction = details["transaction_id"]
+    tamper(  # records 2 to 4, the approved $10.00, gone with its money; records 5 and 6 unchained
+        audited,
+        f"DELETE FROM audit_log WHERE approval_ref = '{ref}'",
+        f"DELETE FROM approvals WHERE ref = '{ref}'",
+        f"DELETE FROM entries WHERE transaction_id = '{transaction}'",
+        f"DELETE FROM transactions WHERE id = '{transaction}'",
+        f"UPDATE accounts SET balance_minor = balance_minor + 1000 WHERE id = '{details['from_account']}'",
+        f"UPDATE accounts SET balance_minor = balance_minor - 1000 WHERE id = '{details['to_account']}'",
+        "UPDATE audit_log SET seq = NULL, prev_hash = NULL, hash = NULL WHERE seq > 1",
+        "DELETE FROM audit_heads WHERE seq > 1",
+    )
+    assert audited.ledger.check_invariants() == []
+    capsys.readouterr()
+    assert verify(audited, capsys) == (0, "audit chain intact: 3 records\n")
+    code, out = verify(audited, capsys, "--checkpoint", str(checkpoint))
+    assert code == 1 and "the chain ends at record 3, before the checkpoint's record 6 (truncated" in out
 
 
 async def test_a_checkpoint_from_another_key_is_refused(
