@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from mcp_server.audit.keys import key_file, load_keyring
+from mcp_server.audit.postings import ADOPT_TOOL, Posted, claims, is_adoption, read_postings
 from mcp_server.audit.sequencer import ChainRefused, Sequencer
 from mcp_server.ledger.entitlements import ADMIN_PRINCIPAL
 from mcp_server.ledger.free_text import shown
-from mcp_server.ledger.money import MINOR_UNITS, format_amount
 from mcp_server.storage.database import Database
 from mcp_server.timestamps import now_text
 from policy.approval_states import ApprovalState, settled_states
@@ -32,16 +32,10 @@ from policy.canonical import digest
 from policy.store import AuditEntry
 
 _COLUMNS = ", ".join(("rid", *CHAINED_FIELDS, "prev_hash", "hash", "key_id", "signature"))
-_LEDGER_TRANSACTIONS = (
-    "SELECT t.id, t.kind, MAX(e.amount_minor), MAX(a.currency), t.created_at FROM transactions t LEFT JOIN entries e "
-    "ON e.transaction_id = t.id LEFT JOIN accounts a ON a.id = e.account_id GROUP BY t.id, t.kind, t.created_at"
-)
 _MOVING_EVENTS = ("executed", "admin")
 """The records that may name a ledger transaction: the gate's executions and ledger administration."""
 _SETTLING_EVENTS = frozenset(state.value for state in settled_states())
 """The records that settle an approval: one per approval, written with its settlement (`Settlement.end`)."""
-ADOPT_TOOL = "adopt_history"
-"""The tool of the `admin` record written by `audit adopt`, which names every transaction it adopts."""
 
 
 class CheckpointError(ValueError):
@@ -50,21 +44,6 @@ class CheckpointError(ValueError):
 
 class AdoptionRefused(ValueError):
     """The chain shows more than an old ledger's gaps: adopting would vouch for tampering."""
-
-
-@dataclass(frozen=True)
-class Posted:
-    """A ledger transaction as verification sees it: what it moved, and when it says it was posted."""
-
-    kind: str
-    amount_minor: int
-    currency: str | None
-    created_at: str
-
-    def describe(self) -> str:
-        if self.currency not in MINOR_UNITS:  # no entries, or an account forged with a currency we do not know
-            return f"{self.kind}, {self.amount_minor} minor units"
-        return f"{self.kind}, {format_amount(self.amount_minor, self.currency)}"
 
 
 @dataclass(frozen=True)
@@ -140,7 +119,9 @@ def adopt(db: Database, sequencer: Sequencer) -> Adoption | None:
         if not findings:
             return None
         records = [*state.records, *state.pending]
-        claimed = {tx for record in records if record["event"] in _MOVING_EVENTS for tx, _ in _claims(record)}
+        claimed = {
+            claim.transaction for record in records if record["event"] in _MOVING_EVENTS for claim in claims(record)
+        }
         unclaimed = [(tx, posted) for tx, posted in sorted(state.posted.items()) if tx not in claimed]
         legacy = [int(record["seq"]) for record in state.records if is_legacy(record)]
         unsigned_through = max(legacy, default=0)
@@ -208,10 +189,7 @@ def _read_state(conn: Connection) -> _State:
             text("SELECT seq, hash, at, key_id, signature FROM audit_heads ORDER BY seq")
         )
     ]
-    posted = {
-        str(tx): Posted(str(kind), int(amount or 0), currency, str(created_at))
-        for tx, kind, amount, currency, created_at in conn.execute(text(_LEDGER_TRANSACTIONS))
-    }
+    posted = read_postings(conn)
     approvals = "SELECT ref, status, tool, principal, arguments_json, question FROM approvals ORDER BY created_at, ref"
     asked = [
         Asked(str(ref), str(status), str(tool), str(principal), str(arguments), digest(question))
@@ -289,7 +267,8 @@ def cross_check(
     for record in records:
         if record["event"] not in _MOVING_EVENTS:
             continue
-        for tx, amount in _claims(record):
+        for claim in claims(record):
+            tx, amount = claim.transaction, claim.amount_minor
             if tx is None:
                 if amount:
                     findings.append(_finding(record, f"{record['event']} {record['tool']} moved money but names no "
@@ -309,11 +288,15 @@ def cross_check(
             elif record["currency"] is not None and record["currency"] != ledger.currency:
                 findings.append(_finding(record, f"moved {record['currency']} but ledger transaction {tx} moves "
                                          f"{ledger.currency} (edited)"))  # fmt: skip
+            elif claim.parties is not None and claim.legs() != ledger.legs:
+                debit, credit = claim.parties
+                findings.append(_finding(record, f"moved {amount} minor units from {debit} to {credit}, but ledger "
+                                         f"transaction {tx} posts {ledger.describe_legs()} (edited)"))  # fmt: skip
     # A posting without a record may be an old ledger's only if dated before the first signature (a version
     # that signs records every posting) and nothing was adopted yet; otherwise it can only be a forgery.
     signed = [str(r["at"]) for r in records if not is_legacy(r)] + [head.at for head in heads]
     signed_from = min(signed, default=None)
-    adopted = any(_is_adoption(record) for record in records)
+    adopted = any(is_adoption(record) for record in records)
     for tx, ledger in sorted(posted.items()):
         if tx not in claimed:
             legacy = not adopted and (signed_from is None or ledger.created_at < signed_from)
@@ -331,40 +314,6 @@ def _finding(record: Mapping[str, Any], problem: str) -> Finding:
     if record["seq"] is not None:
         return Finding(int(record["seq"]), problem)
     return Finding(None, f"{_name(record)}: {problem}")
-
-
-def _claims(record: Mapping[str, Any]) -> list[tuple[str | None, int]]:
-    """(ledger transaction, amount moved) for each transaction a moving record names: its own for an
-    execution or a posting, every adopted one for an adoption."""
-    details = _details(record["result_json"])
-    if record["event"] == "executed":
-        pairs = [(details.get("transaction_id"), int(record["amount_minor"]))]
-    elif _is_adoption(record):
-        adopted = details.get("adopted")
-        items = [item for item in adopted if isinstance(item, dict)] if isinstance(adopted, list) else []
-        pairs = [(item.get("transaction_id"), _receipt_amount(item)) for item in items]
-    else:
-        pairs = [(details.get("transaction_id"), _receipt_amount(details))]
-    return [(None if tx is None else str(tx), amount) for tx, amount in pairs]
-
-
-def _is_adoption(record: Mapping[str, Any]) -> bool:
-    return bool(record["event"] == "admin" and record["tool"] == ADOPT_TOOL)
-
-
-def _details(result_json: str | None) -> Mapping[str, Any]:
-    """The result's `details`; {} for anything else (an edited result is reported by the chain, not a crash)."""
-    try:
-        result = json.loads(result_json or "null")
-    except ValueError:
-        return {}
-    details = result.get("details") if isinstance(result, dict) else None
-    return details if isinstance(details, dict) else {}
-
-
-def _receipt_amount(details: Mapping[str, Any]) -> int:
-    amount = details.get("amount_minor") or details.get("swept_amount_minor") or 0
-    return amount if isinstance(amount, int) else 0
 
 
 @dataclass(frozen=True)

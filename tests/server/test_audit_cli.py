@@ -235,6 +235,72 @@ async def test_an_executed_record_without_its_ledger_transaction_is_named(
     assert f"record {executed['seq']}: executed transfer_funds names ledger transaction {transaction}, which" in out
 
 
+@pytest.mark.parametrize(
+    ("event", "leg"),
+    [("executed", 2), ("executed", 1), ("admin", 2)],
+    ids=["transfer-paid-to-another", "transfer-paid-by-another", "deposit-credited-to-another"],
+)
+async def test_a_ledger_transaction_moved_to_other_accounts_is_named(
+    audited: Harness, capsys: pytest.CaptureFixture[str], event: str, leg: int
+) -> None:
+    """A journal row pointed at another account, the balances fixed: the amount and currency still match the
+    record, so only the accounts the record names show that the money went elsewhere than approved."""
+    eve, mallory = audited.open_account("50", "Eve"), audited.open_account("0", "Mallory")
+    Sequencer(audited.db, AuditWriter()).chain()  # Eve's deposit gets its place, as the server's sequencer gives it
+    record = next(r for r in audited.audit(event=event) if event == "executed" or r["arguments"]["account_id"] == eve)
+    details = record["result"]["details"]
+    transaction, amount = details["transaction_id"], details["amount_minor"]
+    debit, credit = (
+        details.get("from_account", "SYS-EXTERNAL-USD"),
+        details.get("to_account", details.get("account_id")),
+    )
+    other, returned = (eve, amount) if leg == 1 else (mallory, -amount)  # the leg's old account is made whole
+    tamper(
+        audited,
+        f"UPDATE accounts SET balance_minor = balance_minor + {returned} WHERE id = "
+        f"(SELECT account_id FROM entries WHERE id = '{transaction}:{leg}')",
+        f"UPDATE accounts SET balance_minor = balance_minor - {returned} WHERE id = '{other}'",
+        f"UPDATE entries SET account_id = '{other}' WHERE id = '{transaction}:{leg}'",
+    )
+    assert audited.ledger.check_invariants() == []
+    code, out = verify(audited, capsys)
+    posted = f"{other} -{amount}, {credit} +{amount}" if leg == 1 else f"{debit} -{amount}, {other} +{amount}"
+    assert code == 1, out
+    assert (
+        f"record {record['seq']}: moved {amount} minor units from {debit} to {credit}, but ledger transaction "
+        f"{transaction} posts {posted} (edited)"
+    ) in out, out
+
+
+async def test_a_closing_sweep_paid_to_another_account_is_named(
+    audited: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sweep's record names the closed account and the one it swept to: it verifies, until its credit moves."""
+    eve, ben = audited.open_account("50", "Eve"), next(a.id for a in audited.ledger.accounts() if a.owner == "Ben")
+    async with audited.client(ScriptedResponder(approve())) as client:
+        await client.call_tool("close_account", {"account_id": eve, "sweep_to": ben})
+    (record,) = [r for r in audited.audit(event="executed") if r["tool"] == "close_account"]
+    transaction = record["result"]["details"]["transaction_id"]
+    assert verify(audited, capsys) == (0, "audit chain intact: 10 records\n")
+
+    mallory = audited.open_account("0", "Mallory")
+    tamper(
+        audited,
+        f"UPDATE accounts SET balance_minor = balance_minor - 5000 WHERE id = '{ben}'",
+        f"UPDATE accounts SET balance_minor = balance_minor + 5000 WHERE id = '{mallory}'",
+        f"UPDATE entries SET account_id = '{mallory}' WHERE id = '{transaction}:2'",
+    )
+    code, out = verify(audited, capsys)
+    assert (
+        code == 1
+        and (
+            f"moved 5000 minor units from {eve} to {ben}, but ledger transaction {transaction} posts {eve} -5000, "
+            f"{mallory} +5000 (edited)"
+        )
+        in out
+    ), out
+
+
 async def test_admin_postings_are_audited(audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """Money posted outside the gate (a deposit, the demo seed) has its record, so verify accounts for it."""
     (account,) = [a.id for a in audited.ledger.accounts() if a.owner == "Ben"]
@@ -274,6 +340,35 @@ async def test_a_checkpoint_catches_truncation_and_rollback_behind_it(
     audited.open_account("1", "Zoe")
     code, out = verify(audited, capsys, "--checkpoint", str(checkpoint))
     assert code == 1 and "record 6: differs from the checkpoint" in out
+
+
+async def test_a_transfer_cut_from_the_middle_and_the_rest_chained_again_is_caught_only_behind_a_checkpoint(
+    audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A record's signature covers its content, never its position: records after a deleted transfer, their
+    positions cleared and the heads over them deleted, are chained again as if new. So everything after the
+    latest checkpoint is a tail a database writer can cut, from anywhere in it (the README's threat model)."""
+    checkpoint = tmp_path / "checkpoint.json"
+    assert main(["audit", "checkpoint", "--out", str(checkpoint), "--db", audited.db_url]) == 0
+    (executed,) = audited.audit(event="executed")
+    details, ref = executed["result"]["details"], executed["approval_ref"]
+    transaction = details["transaction_id"]
+    tamper(  # records 2 to 4, the approved $10.00, gone with its money; records 5 and 6 unchained
+        audited,
+        f"DELETE FROM audit_log WHERE approval_ref = '{ref}'",
+        f"DELETE FROM approvals WHERE ref = '{ref}'",
+        f"DELETE FROM entries WHERE transaction_id = '{transaction}'",
+        f"DELETE FROM transactions WHERE id = '{transaction}'",
+        f"UPDATE accounts SET balance_minor = balance_minor + 1000 WHERE id = '{details['from_account']}'",
+        f"UPDATE accounts SET balance_minor = balance_minor - 1000 WHERE id = '{details['to_account']}'",
+        "UPDATE audit_log SET seq = NULL, prev_hash = NULL, hash = NULL WHERE seq > 1",
+        "DELETE FROM audit_heads WHERE seq > 1",
+    )
+    assert audited.ledger.check_invariants() == []
+    capsys.readouterr()
+    assert verify(audited, capsys) == (0, "audit chain intact: 3 records\n")
+    code, out = verify(audited, capsys, "--checkpoint", str(checkpoint))
+    assert code == 1 and "the chain ends at record 3, before the checkpoint's record 6 (truncated" in out
 
 
 async def test_a_checkpoint_from_another_key_is_refused(
