@@ -16,6 +16,7 @@ from mcp_server.http.app import ConfigError, build_http_app, check_http_settings
 from mcp_server.http.auth import parse_tokens
 from mcp_server.http.drain import STOP_GRACE, Drain, DrainingServer
 from mcp_server.http.listener import tcp_listener
+from mcp_server.http.proxies import proxy_options
 from mcp_server.logs import configure_logging
 from mcp_server.settings import Settings
 from mcp_server.storage.database import redacted_url
@@ -56,7 +57,11 @@ def serve(settings: Settings) -> None:
     settle_heap()
     log.info("serving MCP at http://%s:%d/mcp (health: /healthz)", settings.host, settings.port)
     config = uvicorn.Config(
-        app, log_config=None, log_level=settings.log_level.lower(), timeout_graceful_shutdown=STOP_GRACE
+        app,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=STOP_GRACE,
+        **proxy_options(settings.forwarded_allow_ips),
     )
     DrainingServer(config, drain).run(sockets=[listener])
     if drain.cut_short:  # a call cut off may hold a worker thread (a transaction waiting for a lock): not waited for

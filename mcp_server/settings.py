@@ -9,6 +9,7 @@ from mcp.server.request_state import AESGCMRequestStateCodec
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from mcp_server.http.proxies import check_proxies
 from mcp_server.ledger.entitlements import RESERVED_RULE, is_reserved_principal
 from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
 from mcp_server.ledger.money import DEFAULT_MAX_AMOUNT_MINOR, MAX_AMOUNT_MINOR_CEILING
@@ -95,6 +96,11 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="Seconds an HTTP server told to stop (SIGTERM) lets running calls finish before it exits.",
     )
+    forwarded_allow_ips: CommaList = Field(
+        default_factory=list,
+        description="Proxies (IP addresses or networks, comma-separated) whose X-Forwarded-For and -Proto are "
+        "believed; '*': any, only for a proxy that overwrites them. Default none: the connecting address counts.",
+    )
     health_interval: float = Field(
         1.0,
         gt=0,
@@ -122,7 +128,7 @@ class Settings(BaseSettings):
         None, description="'role=scope,...': a token with the scope acts with the role (operator=bankgate.operator)."
     )
 
-    @field_validator("allowed_hosts", "allowed_origins", "oauth_scopes", mode="before")
+    @field_validator("allowed_hosts", "allowed_origins", "oauth_scopes", "forwarded_allow_ips", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
@@ -137,6 +143,11 @@ class Settings(BaseSettings):
             if not pattern.fullmatch(item):
                 raise ValueError(f"{item!r} is not {what}")
         return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        return check_proxies(value)
 
     @field_validator("oauth_principal_claim")
     @classmethod

@@ -99,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds an HTTP server stopped by SIGTERM lets running calls finish before it exits (default 20)",
     )
     serve_cmd.add_argument(
+        "--forwarded-allow-ips",
+        help="comma-separated addresses or networks of the proxies whose X-Forwarded-For/-Proto are believed "
+        "('*': any, only for a proxy that overwrites them; default none: the connecting address counts)",
+    )
+    serve_cmd.add_argument(
         "--max-pending-approvals", type=int, help="approvals one principal may have waiting at once (default 20)"
     )
     serve_cmd.add_argument("--principal", help="principal recorded for stdio calls (default 'local')")

@@ -61,8 +61,10 @@ class StdioDesk:
         port = self.socket.getsockname()[1]
         self.config = config_for(settings, port)
         app = Starlette(routes=[Mount(DESK_PATH, app=Desk(db, audit, self.config).app())])
-        # uvicorn's own log lines would go to stderr too; keep them to warnings (stdout stays MCP's).
-        self.server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", lifespan="off"))
+        # uvicorn's own log lines would go to stderr too; keep them to warnings (stdout stays MCP's). No proxy
+        # stands before a loopback port: X-Forwarded-For from any local client would name its sign-ins' address.
+        config = uvicorn.Config(app, log_config=None, log_level="warning", lifespan="off", proxy_headers=False)
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
 
     def start(self) -> str:

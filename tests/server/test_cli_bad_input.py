@@ -26,12 +26,16 @@ NEW = ("--db", "sqlite:///new.db", "--create", "--seed-demo", "--audit-key-file"
         ((), {"BANKGATE_HEALTH_INTERVAL": "inf"}, "health_interval: Input should be a finite number"),
         (("--drain-timeout", "0"), {}, "drain_timeout: Input should be greater than 0"),
         ((), {"BANKGATE_DRAIN_TIMEOUT": "nan"}, "drain_timeout: Input should be a finite number"),
+        (("--forwarded-allow-ips", "10.0.0.5,proxy.lan"), {}, "forwarded_allow_ips: Value error, 'proxy.lan' is not"),
+        ((), {"BANKGATE_FORWARDED_ALLOW_IPS": "10.0.0.1/8"}, "forwarded_allow_ips: Value error, '10.0.0.1/8' is not"),
+        ((), {"BANKGATE_FORWARDED_ALLOW_IPS": "*,10.0.0.5"}, "forwarded_allow_ips: Value error, '*' (any proxy)"),
         ((), {"BANKGATE_MAX_AMOUNT_MINOR": str(2**63)}, "max_amount_minor: Input should be less than or equal to"),
         ((), {"BANKGATE_PUBLIC_URL": "ftp://bank.example/mcp"}, "public_url: Value error, must be an http(s) URL"),
         ((), {"BANKGATE_OAUTH_ISSUER": "login.example"}, "oauth_issuer: Value error, must be an http(s) URL"),
     ],
     ids=["missing policy", "policy a directory", "policy not UTF-8", "timeout inf", "timeout huge",
-         "health inf", "drain zero", "drain nan", "max amount past 64 bits", "public url", "issuer"],
+         "health inf", "drain zero", "drain nan", "proxy a name", "proxy network host bits",
+         "any proxy among others", "max amount past 64 bits", "public url", "issuer"],
 )  # fmt: skip
 def test_a_bad_serve_setting_is_named_before_anything_is_created(
     tmp_path: Path, cli: McpCli, extra: tuple[str, ...], env: dict[str, str], says: str
