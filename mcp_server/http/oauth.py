@@ -20,8 +20,14 @@ from mcp.server.auth.provider import AccessToken, TokenVerifier
 
 from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
 
-ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
-"""Asymmetric algorithms only: a shared-secret (HS*) token could be forged by anyone holding the key."""
+KEY_ALGORITHMS = {
+    "RSA": ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
+    "EC": ("ES256", "ES384", "ES512"),
+    "OKP": ("EdDSA",),
+}
+"""Asymmetric algorithms only, by the key type that signs with them: a shared-secret (HS*) token could be forged
+by anyone holding the key, and a token's `alg` must suit the key its `kid` names (PyJWT given an EC key for an
+RS256 token raises TypeError, which would surface as a 500 instead of a 401)."""
 LEEWAY_SECONDS = 30
 """Clock skew tolerated on `exp` and `nbf` between the issuer and this server."""
 
@@ -108,10 +114,11 @@ class JwtTokenVerifier:
 
     def _verify(self, token: str) -> AccessToken | None:
         try:
+            key = self._signing_key(token)
             claims = jwt.decode(
                 token,
-                self._signing_key(token),
-                algorithms=list(ALGORITHMS),
+                key.key,
+                algorithms=_algorithms(key),
                 audience=self._config.audience,
                 issuer=self._config.issuer,
                 leeway=LEEWAY_SECONDS,
@@ -138,15 +145,20 @@ class JwtTokenVerifier:
             claims={"iss": claims["iss"]},
         )
 
-    def _signing_key(self, token: str) -> Any:
+    def _signing_key(self, token: str) -> jwt.PyJWK:
         if self._client is not None:
-            return self._client.get_signing_key_from_jwt(token).key
+            return self._client.get_signing_key_from_jwt(token)
         assert self._keys is not None
         kid = jwt.get_unverified_header(token).get("kid")
         for key in self._keys.keys:
             if kid is None or key.key_id == kid:
-                return key.key
+                return key
         raise jwt.InvalidKeyError("no key in the JWKS file matches the token's key id")
+
+
+def _algorithms(key: jwt.PyJWK) -> list[str]:
+    """The algorithms a token verified with `key` may name: the asymmetric ones of its key type (none for `oct`)."""
+    return list(KEY_ALGORITHMS.get(key.key_type or "", ()))
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:

@@ -134,6 +134,12 @@ def _b64(data: bytes) -> bytes:
         lambda i, aud: jwt.encode(
             jwt.decode(i.token(aud), options={"verify_signature": False}), i.rsa_key, "RS256", {"kid": "rsa-9"}
         ),
+        lambda i, aud: jwt.encode(
+            jwt.decode(i.token(aud), options={"verify_signature": False}), i.rsa_key, "RS256", {"kid": "ec-1"}
+        ),
+        lambda i, aud: jwt.encode(
+            jwt.decode(i.token(aud), options={"verify_signature": False}), i.ec_key, "ES256", {"kid": "rsa-1"}
+        ),
         lambda i, aud: i.token(aud, sub="alice"),
         lambda i, aud: i.token(aud, sub="local"),
         lambda i, aud: i.token(aud, sub="admin"),
@@ -152,6 +158,8 @@ def _b64(data: bytes) -> bytes:
         "alg-none",
         "public-key-as-secret",
         "unknown-key-id",
+        "rsa-algorithm-naming-the-ec-key",
+        "ec-algorithm-naming-the-rsa-key",
         "a-static-tokens-principal",
         "the-local-principal",
         "the-ledger-administrator",
