@@ -2,8 +2,8 @@
 
 bankgate never issues tokens: an authorization server (Entra ID, Auth0, Keycloak, ...) does, and
 clients find it through the protected-resource metadata (RFC 9728) that `mcp_server.http.app` serves. Each
-token is checked here with PyJWT against the issuer's published keys (a JWKS URL, refreshed on an
-unknown key id, or a JWKS file): signature, `iss`, `aud`, `exp`/`nbf`, then mapped to the
+token is checked here with PyJWT against the issuer's published keys (a JWKS URL, read again when five minutes
+old or on an unknown key id: `mcp_server.http.issuer_keys`; or a JWKS file): signature, `iss`, `aud`, `exp`/`nbf`, then mapped to the
 principal the audit log records (the `sub` claim, or another) and its scopes. A token that fails
 any check is simply not authenticated (401); a valid one without the required scopes gets 403.
 """
@@ -18,6 +18,7 @@ import anyio
 import jwt
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
+from mcp_server.http.issuer_keys import IssuerKeys
 from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
 
 KEY_ALGORITHMS = {
@@ -103,7 +104,7 @@ class JwtTokenVerifier:
             self._client: jwt.PyJWKClient | None = None
         else:
             assert config.jwks_url is not None, "OAuthConfig needs jwks_url or jwks_file"
-            self._keys, self._client = None, jwt.PyJWKClient(config.jwks_url, cache_keys=True, timeout=5)
+            self._keys, self._client = None, IssuerKeys(config.jwks_url)
 
     async def verify_token(self, token: str) -> AccessToken | None:
         # Fetching the JWKS is blocking network I/O (cached after the first token): off the event loop, on threads

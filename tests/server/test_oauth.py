@@ -26,6 +26,7 @@ from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 
 from mcp_server.app import AppState
+from mcp_server.http import issuer_keys
 from mcp_server.http.auth import ConfigTokenVerifier
 from mcp_server.http.oauth import JwtTokenVerifier, OAuthConfig
 from policy.testing import ScriptedResponder, approve
@@ -417,3 +418,32 @@ async def test_tokens_checked_against_an_unreachable_issuer_hold_few_threads() -
         assert held <= 8, f"{held} of the shared pool's threads waited on the issuer"
     finally:
         issuer.close()
+
+
+@pytest.mark.anyio
+async def test_a_key_the_issuer_withdraws_stops_verifying(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An issuer rotates a key out (routinely, or because it leaked): once the keys are read again, tokens signed
+    with it are refused, and the new key's tokens are accepted, without a restart."""
+    monkeypatch.setattr(issuer_keys, "KEYS_MAX_AGE", 0.5)
+    with running_issuer(free_port()) as issuer:
+        verifier = JwtTokenVerifier(OAuthConfig(issuer=ISSUER, audience="bankgate", jwks_url=issuer.jwks_url))
+        before = issuer.token("bankgate")
+        assert await verifier.verify_token(before) is not None
+        issuer.rotate()
+        await anyio.sleep(0.6)
+        assert await verifier.verify_token(before) is None
+        assert await verifier.verify_token(issuer.token("bankgate")) is not None
+
+
+@pytest.mark.anyio
+async def test_the_keys_last_published_verify_while_the_issuer_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An issuer whose JWKS URL fails (503 with an HTML page) has withdrawn no key: callers are not locked out."""
+    monkeypatch.setattr(issuer_keys, "KEYS_MAX_AGE", 0.3)
+    with running_issuer(free_port()) as issuer:
+        verifier = JwtTokenVerifier(OAuthConfig(issuer=ISSUER, audience="bankgate", jwks_url=issuer.jwks_url))
+        token = issuer.token("bankgate")
+        assert await verifier.verify_token(token) is not None
+        issuer.outage = True
+        await anyio.sleep(0.4)
+        assert [await verifier.verify_token(token) is not None for _ in range(3)] == [True] * 3
+        assert await verifier.verify_token(issuer.token("bankgate", "ES256")) is not None
