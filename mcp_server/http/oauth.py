@@ -141,7 +141,7 @@ class JwtTokenVerifier:
             client_id=principal,
             scopes=scopes,
             roles=tuple(sorted(role for role, scope in self._config.role_scopes.items() if scope in scopes)),
-            expires_at=int(claims["exp"]),
+            expires_at=int(claims["exp"]) + LEEWAY_SECONDS,  # the SDK refuses past it, with no skew of its own
             subject=str(claims.get("sub", principal)),
             claims={"iss": claims["iss"]},
         )

@@ -88,6 +88,14 @@ def test_a_valid_token_is_served(issued: tuple[Issuer, HttpServer, Harness], alg
     assert post(server, issuer.token(server.url, algorithm)).status_code == 200
 
 
+def test_a_token_just_past_its_expiry_is_within_the_clock_skew(issued: tuple[Issuer, HttpServer, Harness]) -> None:
+    """The issuer's clock may lag this server's: 30 s of skew are tolerated on `exp` as on `nbf` (README), also by
+    the SDK's own expiry check, which runs after the verifier's."""
+    issuer, server, _ = issued
+    now = int(time.time())
+    assert post(server, issuer.token(server.url, exp=now - 10, iat=now - 300)).status_code == 200
+
+
 def test_static_tokens_still_work_beside_the_issuer(issued: tuple[Issuer, HttpServer, Harness]) -> None:
     _, server, _ = issued
     response = httpx2.post(server.url, json=INITIALIZE, headers={**ACCEPT, "Authorization": bearer()}, timeout=10)
