@@ -3,9 +3,9 @@
 bankgate never issues tokens: an authorization server (Entra ID, Auth0, Keycloak, ...) does, and
 clients find it through the protected-resource metadata (RFC 9728) that `mcp_server.http.app` serves. Each
 token is checked here with PyJWT against the issuer's published keys (a JWKS URL, read again when five minutes
-old or on an unknown key id: `mcp_server.http.issuer_keys`; or a JWKS file): signature, `iss`, `aud`, `exp`/`nbf`, then mapped to the
-principal the audit log records (the `sub` claim, or another) and its scopes. A token that fails
-any check is simply not authenticated (401); a valid one without the required scopes gets 403.
+old or on an unknown key id: `mcp_server.http.issuer_keys`; or a JWKS file): signature, `iss`, `aud`,
+`exp`/`nbf`, then mapped to the principal the audit log records (the `sub` claim, or another) and its scopes. A
+token that fails any check is simply not authenticated (401); a valid one without the required scopes gets 403.
 """
 
 import logging
