@@ -2,10 +2,10 @@
 
 bankgate never issues tokens: an authorization server (Entra ID, Auth0, Keycloak, ...) does, and
 clients find it through the protected-resource metadata (RFC 9728) that `mcp_server.http.app` serves. Each
-token is checked here with PyJWT against the issuer's published keys (a JWKS URL, refreshed on an
-unknown key id, or a JWKS file): signature, `iss`, `aud`, `exp`/`nbf`, then mapped to the
-principal the audit log records (the `sub` claim, or another) and its scopes. A token that fails
-any check is simply not authenticated (401); a valid one without the required scopes gets 403.
+token is checked here with PyJWT against the issuer's published keys (a JWKS URL, read again when five minutes
+old or on an unknown key id: `mcp_server.http.issuer_keys`; or a JWKS file): signature, `iss`, `aud`,
+`exp`/`nbf`, then mapped to the principal the audit log records (the `sub` claim, or another) and its scopes. A
+token that fails any check is simply not authenticated (401); a valid one without the required scopes gets 403.
 """
 
 import logging
@@ -18,10 +18,17 @@ import anyio
 import jwt
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
+from mcp_server.http.issuer_keys import IssuerKeys
 from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
 
-ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
-"""Asymmetric algorithms only: a shared-secret (HS*) token could be forged by anyone holding the key."""
+KEY_ALGORITHMS = {
+    "RSA": ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
+    "EC": ("ES256", "ES384", "ES512"),
+    "OKP": ("EdDSA",),
+}
+"""Asymmetric algorithms only, by the key type that signs with them: a shared-secret (HS*) token could be forged
+by anyone holding the key, and a token's `alg` must suit the key its `kid` names (PyJWT given an EC key for an
+RS256 token raises TypeError, which would surface as a 500 instead of a 401)."""
 LEEWAY_SECONDS = 30
 """Clock skew tolerated on `exp` and `nbf` between the issuer and this server."""
 
@@ -97,7 +104,7 @@ class JwtTokenVerifier:
             self._client: jwt.PyJWKClient | None = None
         else:
             assert config.jwks_url is not None, "OAuthConfig needs jwks_url or jwks_file"
-            self._keys, self._client = None, jwt.PyJWKClient(config.jwks_url, cache_keys=True, timeout=5)
+            self._keys, self._client = None, IssuerKeys(config.jwks_url)
 
     async def verify_token(self, token: str) -> AccessToken | None:
         # Fetching the JWKS is blocking network I/O (cached after the first token): off the event loop, on threads
@@ -108,10 +115,11 @@ class JwtTokenVerifier:
 
     def _verify(self, token: str) -> AccessToken | None:
         try:
+            key = self._signing_key(token)
             claims = jwt.decode(
                 token,
-                self._signing_key(token),
-                algorithms=list(ALGORITHMS),
+                key.key,
+                algorithms=_algorithms(key),
                 audience=self._config.audience,
                 issuer=self._config.issuer,
                 leeway=LEEWAY_SECONDS,
@@ -133,20 +141,25 @@ class JwtTokenVerifier:
             client_id=principal,
             scopes=scopes,
             roles=tuple(sorted(role for role, scope in self._config.role_scopes.items() if scope in scopes)),
-            expires_at=int(claims["exp"]),
+            expires_at=int(claims["exp"]) + LEEWAY_SECONDS,  # the SDK refuses past it, with no skew of its own
             subject=str(claims.get("sub", principal)),
             claims={"iss": claims["iss"]},
         )
 
-    def _signing_key(self, token: str) -> Any:
+    def _signing_key(self, token: str) -> jwt.PyJWK:
         if self._client is not None:
-            return self._client.get_signing_key_from_jwt(token).key
+            return self._client.get_signing_key_from_jwt(token)
         assert self._keys is not None
         kid = jwt.get_unverified_header(token).get("kid")
         for key in self._keys.keys:
             if kid is None or key.key_id == kid:
-                return key.key
+                return key
         raise jwt.InvalidKeyError("no key in the JWKS file matches the token's key id")
+
+
+def _algorithms(key: jwt.PyJWK) -> list[str]:
+    """The algorithms a token verified with `key` may name: the asymmetric ones of its key type (none for `oct`)."""
+    return list(KEY_ALGORITHMS.get(key.key_type or "", ()))
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:

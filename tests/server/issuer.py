@@ -26,11 +26,20 @@ class Issuer:
     jwks_url: str
     rsa_key: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(65537, 2048))
     ec_key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
+    rsa_kid: str = "rsa-1"
+    outage: bool = False
+    """While set, the JWKS URL answers 503 with an HTML page, as a proxy in front of a failing issuer does."""
 
     def jwks(self) -> dict[str, Any]:
         rsa_jwk = json.loads(RSAAlgorithm.to_jwk(self.rsa_key.public_key()))
         ec_jwk = json.loads(ECAlgorithm.to_jwk(self.ec_key.public_key()))
-        return {"keys": [{**rsa_jwk, "kid": "rsa-1", "use": "sig"}, {**ec_jwk, "kid": "ec-1", "use": "sig"}]}
+        return {"keys": [{**rsa_jwk, "kid": self.rsa_kid, "use": "sig"}, {**ec_jwk, "kid": "ec-1", "use": "sig"}]}
+
+    def rotate(self) -> rsa.RSAPrivateKey:
+        """Publish a new RSA key under a new key id in place of the current one; returns the withdrawn key."""
+        withdrawn, self.rsa_key = self.rsa_key, rsa.generate_private_key(65537, 2048)
+        self.rsa_kid = f"rsa-{int(self.rsa_kid.removeprefix('rsa-')) + 1}"
+        return withdrawn
 
     def token(self, audience: str, algorithm: str = "RS256", **claims: Any) -> str:
         """A token for `audience`; `claims` override the defaults (a None value removes a claim)."""
@@ -38,22 +47,28 @@ class Issuer:
         body = {"iss": ISSUER, "aud": audience, "sub": "oidc-user", "iat": now, "exp": now + 300, "scope": "bankgate"}
         body = {k: v for k, v in {**body, **claims}.items() if v is not None}
         key: Any = self.rsa_key if algorithm.startswith("RS") else self.ec_key
-        kid = "rsa-1" if algorithm.startswith("RS") else "ec-1"
+        kid = self.rsa_kid if algorithm.startswith("RS") else "ec-1"
         return jwt.encode(body, key, algorithm=algorithm, headers={"kid": kid})
 
 
 @contextmanager
 def running_issuer(port: int) -> Iterator[Issuer]:
-    """The issuer's JWKS served at http://127.0.0.1:`port`/jwks.json until the block ends."""
+    """The issuer's JWKS, as it stands at each request, served at http://127.0.0.1:`port`/jwks.json until the block
+    ends."""
     issuer = Issuer(f"http://127.0.0.1:{port}/jwks.json")
-    body = json.dumps(issuer.jwks()).encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if issuer.outage:
+                self.send_response(503)
+                self.send_header("Content-Type", "text/html")
+                self.end_headers()
+                self.wfile.write(b"<html><body>Service Unavailable</body></html>")
+                return
             self.send_response(200 if self.path == "/jwks.json" else 404)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
-            self.wfile.write(body if self.path == "/jwks.json" else b"{}")
+            self.wfile.write(json.dumps(issuer.jwks()).encode() if self.path == "/jwks.json" else b"{}")
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -26,6 +26,7 @@ from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 
 from mcp_server.app import AppState
+from mcp_server.http import issuer_keys
 from mcp_server.http.auth import ConfigTokenVerifier
 from mcp_server.http.oauth import JwtTokenVerifier, OAuthConfig
 from policy.testing import ScriptedResponder, approve
@@ -87,6 +88,14 @@ def test_a_valid_token_is_served(issued: tuple[Issuer, HttpServer, Harness], alg
     assert post(server, issuer.token(server.url, algorithm)).status_code == 200
 
 
+def test_a_token_just_past_its_expiry_is_within_the_clock_skew(issued: tuple[Issuer, HttpServer, Harness]) -> None:
+    """The issuer's clock may lag this server's: 30 s of skew are tolerated on `exp` as on `nbf` (README), also by
+    the SDK's own expiry check, which runs after the verifier's."""
+    issuer, server, _ = issued
+    now = int(time.time())
+    assert post(server, issuer.token(server.url, exp=now - 10, iat=now - 300)).status_code == 200
+
+
 def test_static_tokens_still_work_beside_the_issuer(issued: tuple[Issuer, HttpServer, Harness]) -> None:
     _, server, _ = issued
     response = httpx2.post(server.url, json=INITIALIZE, headers={**ACCEPT, "Authorization": bearer()}, timeout=10)
@@ -134,6 +143,12 @@ def _b64(data: bytes) -> bytes:
         lambda i, aud: jwt.encode(
             jwt.decode(i.token(aud), options={"verify_signature": False}), i.rsa_key, "RS256", {"kid": "rsa-9"}
         ),
+        lambda i, aud: jwt.encode(
+            jwt.decode(i.token(aud), options={"verify_signature": False}), i.rsa_key, "RS256", {"kid": "ec-1"}
+        ),
+        lambda i, aud: jwt.encode(
+            jwt.decode(i.token(aud), options={"verify_signature": False}), i.ec_key, "ES256", {"kid": "rsa-1"}
+        ),
         lambda i, aud: i.token(aud, sub="alice"),
         lambda i, aud: i.token(aud, sub="local"),
         lambda i, aud: i.token(aud, sub="admin"),
@@ -152,6 +167,8 @@ def _b64(data: bytes) -> bytes:
         "alg-none",
         "public-key-as-secret",
         "unknown-key-id",
+        "rsa-algorithm-naming-the-ec-key",
+        "ec-algorithm-naming-the-rsa-key",
         "a-static-tokens-principal",
         "the-local-principal",
         "the-ledger-administrator",
@@ -409,3 +426,32 @@ async def test_tokens_checked_against_an_unreachable_issuer_hold_few_threads() -
         assert held <= 8, f"{held} of the shared pool's threads waited on the issuer"
     finally:
         issuer.close()
+
+
+@pytest.mark.anyio
+async def test_a_key_the_issuer_withdraws_stops_verifying(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An issuer rotates a key out (routinely, or because it leaked): once the keys are read again, tokens signed
+    with it are refused, and the new key's tokens are accepted, without a restart."""
+    monkeypatch.setattr(issuer_keys, "KEYS_MAX_AGE", 0.5)
+    with running_issuer(free_port()) as issuer:
+        verifier = JwtTokenVerifier(OAuthConfig(issuer=ISSUER, audience="bankgate", jwks_url=issuer.jwks_url))
+        before = issuer.token("bankgate")
+        assert await verifier.verify_token(before) is not None
+        issuer.rotate()
+        await anyio.sleep(0.6)
+        assert await verifier.verify_token(before) is None
+        assert await verifier.verify_token(issuer.token("bankgate")) is not None
+
+
+@pytest.mark.anyio
+async def test_the_keys_last_published_verify_while_the_issuer_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An issuer whose JWKS URL fails (503 with an HTML page) has withdrawn no key: callers are not locked out."""
+    monkeypatch.setattr(issuer_keys, "KEYS_MAX_AGE", 0.3)
+    with running_issuer(free_port()) as issuer:
+        verifier = JwtTokenVerifier(OAuthConfig(issuer=ISSUER, audience="bankgate", jwks_url=issuer.jwks_url))
+        token = issuer.token("bankgate")
+        assert await verifier.verify_token(token) is not None
+        issuer.outage = True
+        await anyio.sleep(0.4)
+        assert [await verifier.verify_token(token) is not None for _ in range(3)] == [True] * 3
+        assert await verifier.verify_token(issuer.token("bankgate", "ES256")) is not None

@@ -1,0 +1,40 @@
+"""The signing keys an OAuth issuer publishes at its JWKS URL, as bankgate trusts them over time.
+
+PyJWT's client, asked to cache keys, remembers each key id it resolved for the life of the process: a key the
+issuer withdrew (rotated out, or leaked) kept verifying tokens until a restart. Here the published set is read
+again once it is `KEYS_MAX_AGE` old, so a withdrawn key stops verifying by then; a new key id is looked up at once
+(at most once per PyJWT's cooldown). A fetch that fails withdraws nothing: the keys last published stay trusted
+for another `KEYS_MAX_AGE` before the next try, so an issuer outage neither locks out every caller nor makes each
+wait for the fetch to time out.
+"""
+
+import logging
+from typing import Any
+
+import jwt
+
+KEYS_MAX_AGE = 300.0
+"""Seconds the published keys are trusted before they are read again (PyJWT's default lifespan)."""
+FETCH_TIMEOUT = 5.0
+"""Seconds one fetch of the JWKS may take."""
+
+log = logging.getLogger(__name__)
+
+
+class IssuerKeys(jwt.PyJWKClient):
+    """PyJWT's JWKS client without its per-key cache, keeping the last published set through failed fetches."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, cache_keys=False, cache_jwk_set=True, lifespan=KEYS_MAX_AGE, timeout=FETCH_TIMEOUT)
+        self._published: dict[str, Any] | None = None
+
+    def fetch_data(self) -> Any:
+        try:
+            self._published = super().fetch_data()
+        except (jwt.PyJWKClientError, ValueError) as exc:  # unreachable, an error page, not JSON or not an object
+            if self._published is None:
+                raise
+            log.warning("the issuer's keys could not be read again (%s); those last published stay trusted", exc)
+            assert self.jwk_set_cache is not None
+            self.jwk_set_cache.put(self._published)  # not tried again for KEYS_MAX_AGE
+        return self._published
