@@ -205,7 +205,8 @@ def verify_chain(
     `key_id`, `signature`), the signed `heads` (in sequence order) and the `pending` (unchained) records;
     [] when intact. Every record but a legacy one must carry its valid signature; every head must be
     valid and match the record at its position; the last record must be covered by a head (records after
-    the last head were chained without the key); no head may point past the chain (records deleted)."""
+    the last head were chained without the key); no head may point past the chain (records deleted); no
+    record may be held by two rows (copied)."""
     findings: list[Finding] = []
     expected_seq, prev = 1, GENESIS
     hashes: dict[int, str] = {}
@@ -249,7 +250,21 @@ def verify_chain(
         problem = legacy if is_legacy(record) else _signature_problem(record, keys)
         if problem is not None:
             findings.append(Finding(None, f"unchained record {record.get('rid')}: {problem}"))
-    return findings
+    return findings + _copies([*records, *pending])
+
+
+def _copies(records: Sequence[Mapping[str, Any]]) -> list[Finding]:
+    """A `rid` more than one row holds: a signed record copied (its key on `rid` dropped), which its signature,
+    the writer's own, cannot tell from the record, and which may move no money for the cross-checks to see."""
+    held: dict[str, list[str]] = {}
+    for record in records:
+        seq = record["seq"]
+        held.setdefault(str(record.get("rid")), []).append("unchained" if seq is None else f"record {seq}")
+    return [
+        Finding(None, f"record {rid} is held by {len(rows)} rows ({', '.join(rows)}): copied in the database")
+        for rid, rows in held.items()
+        if len(rows) > 1
+    ]
 
 
 def _signature_problem(record: Mapping[str, Any], keys: Keyring) -> str | None:

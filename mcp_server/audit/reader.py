@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from mcp_server.audit.keys import key_file, load_keyring
 from mcp_server.audit.postings import ADOPT_TOOL, Posted, claims, is_adoption, read_postings
@@ -65,12 +66,29 @@ def verify(
     """No findings means the chain is intact, every record and head signed by `keys` (default: the configured
     key file's), the chain holds `checkpoint`'s record, and it accounts for every ledger transaction and every
     approval (each written in the same transaction as its record). With a `sequencer` (a holder of the key),
-    records waiting to be chained are chained first; a refused chain is left to the findings to name."""
+    records waiting to be chained are chained first; a refused chain is left to the findings to name. A statement
+    the database refuses (a table or column changed behind the server's back) is a finding too, naming its error."""
+    refused: list[Finding] = []
     if sequencer is not None:
-        with contextlib.suppress(ChainRefused):
+        try:
             sequencer.chain()
-    state, findings = _verified(db, keys, checkpoint)
-    return Verification(len(state.records), len(state.pending), findings)
+        except ChainRefused:
+            pass  # the findings name what changed
+        except DBAPIError as exc:
+            refused.append(database_finding("chaining the waiting records", exc))
+    try:
+        state, findings = _verified(db, keys, checkpoint)
+    except DBAPIError as exc:
+        return Verification(0, 0, [*refused, database_finding("reading the audit log", exc)])
+    return Verification(len(state.records), len(state.pending), refused + findings)
+
+
+def database_finding(doing: str, exc: DBAPIError) -> Finding:
+    """A statement the database refused while verifying, as a finding: the driver's error class and its first
+    line (never the statement's parameters, nor the database's address)."""
+    error = exc.orig if exc.orig is not None else exc
+    first = next(iter(str(error).splitlines()), "").strip()
+    return Finding(None, f"{doing} failed in the database: {type(error).__name__}: {first} (was the schema changed?)")
 
 
 def checkpoint(db: Database, sequencer: Sequencer) -> SignedHead:

@@ -10,8 +10,10 @@ Certificate Transparency log:
    ledger from before signed audit, there is no head and every chained record is legacy);
    anything else is refused (`ChainRefused`), so the sequencer never signs over a tampered tail;
 2. it reads unchained records (oldest `rid` first), checks each record's own signature and
-   leaves any that fails unchained (so `audit verify` names it), and gives the others the next
-   positions and hashes: the batch's plan, made in a read snapshot, without the lock;
+   leaves any that fails unchained (so `audit verify` names it), and so any whose `rid` more
+   than one row holds (a signed record copied, its key on `rid` dropped: chained, a record would
+   stand in the chain twice, or two rows would take one position and stall every batch); it gives
+   the others the next positions and hashes: the batch's plan, made in a read snapshot, without the lock;
 3. in one write transaction, under the lock, it finds the chain's tail where the plan started
    (else another sequencer chained meanwhile: nothing is written and the batch is planned
    again), writes the positions and hashes (every planned record must still be waiting), and
@@ -71,8 +73,11 @@ _TAIL = Statement("SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER B
 _SIGNED_CHAINED = Statement("SELECT 1 FROM audit_log WHERE seq IS NOT NULL AND rid NOT LIKE :legacy LIMIT 1")
 _ANY_PENDING = Statement("SELECT 1 FROM audit_log WHERE seq IS NULL LIMIT 1")
 _PENDING = Statement(
-    f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_log WHERE seq IS NULL AND rid > :after ORDER BY rid LIMIT :limit"
+    f"SELECT {', '.join(RECORD_COLUMNS)}, (SELECT COUNT(*) FROM audit_log AS held WHERE held.rid = audit_log.rid) "
+    "FROM audit_log WHERE seq IS NULL AND rid > :after ORDER BY rid LIMIT :limit"
 )
+"""The waiting records, each with the number of rows holding its rid: more than one only where the key on `rid`
+was dropped and the record copied (one index probe a record while it holds)."""
 _CHAIN = text("UPDATE audit_log SET seq = :seq, prev_hash = :prev_hash, hash = :hash WHERE rid = :rid AND seq IS NULL")
 """SQLite: run once per batch with every record's parameters (the driver's executemany; its rowcount is the total)."""
 _CHAIN_ARRAYS = Statement(
@@ -186,11 +191,14 @@ class Sequencer:
         # sort first) must not hide the records behind it from every batch.
         while len(positions) < BATCH_LIMIT:
             rows = _PENDING.all(conn, {"after": after, "limit": BATCH_LIMIT})
-            for row in rows:
+            for *row, held in rows:
                 record: dict[str, Any] = dict(zip(RECORD_COLUMNS, row, strict=True))
                 after = record["rid"]
+                if held > 1:
+                    self._refuse(record["rid"], f"is held by {held} rows of audit_log (copied in the database)")
+                    continue
                 if not (self.writer.signed_here(row) or self.keys.verify_record(record)):
-                    self._refuse(record["rid"])
+                    self._refuse(record["rid"], "is not signed by a known audit key")
                     continue
                 seq += 1
                 record.update(seq=seq, prev_hash=prev_hash)
@@ -255,10 +263,10 @@ class Sequencer:
         self._trusted = head
         return tail
 
-    def _refuse(self, rid: str) -> None:
+    def _refuse(self, rid: str, problem: str) -> None:
         if rid not in self._refused:
             self._refused.add(rid)
-            log.error("audit record %r is not signed by a known audit key: left unchained", rid)  # %r: a forger's
+            log.error("audit record %r %s: left unchained", rid, problem)  # %r: a forger's
 
 
 class Background:

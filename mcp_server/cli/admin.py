@@ -5,6 +5,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
+
 from mcp_server.app import open_state
 from mcp_server.audit import reader
 from mcp_server.audit.keys import key_file, load_keyring, load_public_keyring, load_signer, public_key_text
@@ -132,7 +134,10 @@ def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public
     checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file else None
     sequencer = None if public_keys else Sequencer(db, AuditWriter(path))
     found = reader.verify(db, keys, checkpoint, sequencer=sequencer)
-    findings = found.findings + reverify_decisions(db)  # the approval desk's passkey signatures, re-verified offline
+    try:  # the approval desk's passkey signatures, re-verified offline
+        findings = found.findings + reverify_decisions(db)
+    except DBAPIError as exc:
+        findings = [*found.findings, reader.database_finding("re-verifying the desk's decisions", exc)]
     pending = f", and {found.pending} records not chained yet (pending)" if found.pending else ""
     if not findings:
         held = f"; it holds the checkpoint's record {checkpoint.seq}" if checkpoint else ""

@@ -104,7 +104,7 @@ _RETRY_DEADLINE_S = 15.0
 _BACKOFF_FIRST_S = 0.002
 _BACKOFF_CAP_S = 0.25
 _SQLITE_BUSY_TIMEOUT_MS = 5_000
-_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+_SQLITE_ERROR, _SQLITE_BUSY, _SQLITE_LOCKED = 1, 5, 6
 _PROMPT_TURN_WAIT_S = 0.005
 """SQLite: how long work that must not wait waits for the in-process write lock (see the module docstring)."""
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
@@ -374,7 +374,8 @@ class Database:
                             raise WouldWait from exc  # in a worker thread, on a fresh pooled connection
                         rerun = True
                         continue
-                    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                    unreachable = isinstance(exc, OperationalError) and not _statement_refused(exc)
+                    if unreachable or exc.connection_invalidated:
                         _log.warning("ledger database unavailable", exc_info=True)
                         if committing:
                             raise CommitUnknown(ErrorCode.DATABASE_UNAVAILABLE, _UNKNOWN) from exc
@@ -565,6 +566,13 @@ def _is_transient(exc: DBAPIError) -> bool:
         return sqlstate in _RETRYABLE_SQLSTATES
     sqlite_code = getattr(exc.orig, "sqlite_errorcode", None)
     return sqlite_code is not None and sqlite_code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+
+
+def _statement_refused(exc: DBAPIError) -> bool:
+    """SQLite's SQLITE_ERROR, which its driver raises as an OperationalError: the statement does not fit the
+    database (a table or column gone), as PostgreSQL's ProgrammingError says; not a database out of reach."""
+    sqlite_code = getattr(exc.orig, "sqlite_errorcode", None)
+    return sqlite_code is not None and sqlite_code & 0xFF == _SQLITE_ERROR
 
 
 def _unreachable(url: URL, exc: OperationalError) -> str:

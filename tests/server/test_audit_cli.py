@@ -442,6 +442,23 @@ async def test_an_auditor_verifies_with_the_public_key_only(
     assert code == 1 and "which is not a known audit key" in out
 
 
+@pytest.mark.parametrize("table", ["audit_heads", "approvals"])
+async def test_a_table_renamed_behind_the_servers_back_is_a_finding_not_a_crash(
+    audited: Harness, capsys: pytest.CaptureFixture[str], table: str
+) -> None:
+    """Whatever the database refuses while verifying is named, by its driver's error class, and exits 1: never a
+    traceback, a statement with its parameters, or 'unavailable, try again' (SQLite calls a missing table an
+    OperationalError, as it does a file it cannot open)."""
+    tamper(audited, f"ALTER TABLE {table} RENAME TO {table}_gone")
+    code = main(["audit", "verify", "--db", audited.db_url])
+    out, err = capsys.readouterr()
+    assert (code, err) == (1, ""), err
+    error = "UndefinedTable" if audited.db.dialect == "postgresql" else "OperationalError"
+    assert out.startswith("audit chain BROKEN (0 records read):\n"), out
+    assert f"  reading the audit log failed in the database: {error}: " in out and table in out
+    assert "[SQL" not in out and "Traceback" not in out
+
+
 async def test_records_signed_before_a_key_rotation_still_verify(
     audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
