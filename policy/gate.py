@@ -316,6 +316,8 @@ class Gate:
         approval = self._round_approval(tx, call, asked) if asked is not None else None
         end = self.settlement.end
         if conflict is not None:  # the key holds another request's outcome, which it keeps
+            if approval is not None and approval.status != ApprovalState.PENDING:
+                return Opening(call, final=_outcome(approval))  # a replay: the conflict settled it before
             failed = GateResult.refused(conflict)
             return Opening(call, final=end(tx, call, None, failed, now, approval=approval, remember=False))
         if known is not None:

@@ -16,7 +16,7 @@ from mcp_server.cli.approvals import STATUSES, approvals
 from mcp_server.cli.explain import explain
 from mcp_server.desk.reverify import reverify_decisions
 from mcp_server.ledger.books import Ledger
-from mcp_server.ledger.entitlements import EntitlementAdmin, grants, parse_principal
+from mcp_server.ledger.entitlements import EntitlementAdmin, grants, stored_principal
 from mcp_server.ledger.free_text import shown
 from mcp_server.ledger.money import format_amount
 from mcp_server.settings import Settings
@@ -323,7 +323,7 @@ def admin_approvals(
         raise ValueError(f"--status must be one of {', '.join(STATUSES)}")
     if tool is not None and tool not in TOOL_ARGUMENTS:
         raise ValueError(f"--tool must be one of {', '.join(sorted(TOOL_ARGUMENTS))}")
-    who = None if principal is None else parse_principal(principal, "--principal")
+    who = None if principal is None else stored_principal(principal, "--principal")
     db = read_only(settings)
     found = approvals(db, status=status, principal=who, tool=tool, limit=_bounded(limit, "--limit"))
     now = time.time()

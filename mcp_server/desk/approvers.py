@@ -17,7 +17,7 @@ from sqlalchemy import Connection, text
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.tokens import b64url, new_token, token_hash
-from mcp_server.ledger.entitlements import ADMIN_PRINCIPAL
+from mcp_server.ledger.entitlements import ADMIN_PRINCIPAL, stored_principal
 from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name, shown
 from mcp_server.storage.database import Database
 from policy.store import AuditEntry
@@ -156,7 +156,7 @@ class ApproverAdmin:
         self._relink(
             LINKED,
             name,
-            principal,
+            _principal(principal),
             "INSERT INTO desk_approver_principals (approver, principal, linked_by, linked_at)"
             " VALUES (:a, :p, :by, :at) ON CONFLICT (approver, principal) DO NOTHING",
             "already acts as",
@@ -166,7 +166,7 @@ class ApproverAdmin:
         self._relink(
             UNLINKED,
             name,
-            principal,
+            stored_principal(principal),  # one linked under an earlier name rule too
             "DELETE FROM desk_approver_principals WHERE approver = :a AND principal = :p",
             "does not act as",
         )
@@ -174,7 +174,7 @@ class ApproverAdmin:
     def _relink(self, event: str, name: str, principal: str, statement: str, unchanged: str) -> None:
         """Change one approver-principal link with `statement`, audited as `event` in the same
         transaction, under the approver's row lock; `unchanged` words the refusal when no row changed."""
-        name, principal = parse_name(name), _principal(principal)
+        name = parse_name(name)
         params = {"a": name, "p": principal, "by": ADMIN_PRINCIPAL, "at": time.time()}
 
         def work(conn: Connection) -> None:

@@ -23,8 +23,10 @@ def register(sub: Any, database_option: Callable[[argparse.ArgumentParser], None
     unlink = actions.add_parser("unlink", help="forget a principal the approver acted as")
     for command, run in ((link, "approvers_link"), (unlink, "approvers_unlink")):
         command.add_argument("name", help="the approver")
-        command.add_argument("principal", help="the MCP principal, as its credential names it")
-        command.set_defaults(run=lambda s, a, run=run: getattr(_commands(), run)(s, a.name, a.principal))
+        # Not `principal`: the stdio caller's setting, whose check would refuse to unlink a name linked under an
+        # earlier rule, and call a bad one configuration.
+        command.add_argument("linked", metavar="principal", help="the MCP principal, as its credential names it")
+        command.set_defaults(run=lambda s, a, run=run: getattr(_commands(), run)(s, a.name, a.linked))
     for command in (add, listing, revoke, link, unlink):
         database_option(command)
 

@@ -168,7 +168,7 @@ def grant_role_in(conn: Connection, principal: str, role: str, by: str) -> bool:
 
 def grants(db: Database, principal: str | None = None, account_id: str | None = None) -> list[Grant]:
     """Standing grants, optionally of one principal and/or on one account (roles count for every account)."""
-    who = None if principal is None else parse_principal(principal)
+    who = None if principal is None else stored_principal(principal)
     where = None if account_id is None else parse_account_id(account_id, "account_id")
 
     def read(conn: Connection) -> list[Grant]:
@@ -198,7 +198,7 @@ class EntitlementAdmin:
 
     def revoke(self, principal: str, relation: str, account_id: str) -> bool:
         def revoke(conn: Connection) -> bool:
-            return _REVOKE.run(conn, _access(conn, principal, relation, account_id)) == 1
+            return _REVOKE.run(conn, _access(conn, stored_principal(principal), relation, account_id)) == 1
 
         return self._change("revoked", revoke, principal=principal, relation=relation, account_id=account_id)
 
@@ -210,7 +210,10 @@ class EntitlementAdmin:
 
     def revoke_role(self, principal: str, role: str) -> bool:
         return self._change(
-            "revoked", lambda c: _REVOKE_ROLE.run(c, _role(principal, role)) == 1, principal=principal, role=role
+            "revoked",
+            lambda c: _REVOKE_ROLE.run(c, _role(stored_principal(principal), role)) == 1,
+            principal=principal,
+            role=role,
         )
 
     def _change(self, event: str, apply: Callable[[Connection], bool], **arguments: str) -> bool:
@@ -233,16 +236,25 @@ def parse_principal(value: object, field: str = "principal") -> str:
     raise LedgerError(ErrorCode.INVALID_PRINCIPAL, f"{field} {PRINCIPAL_RULE}.", field=field)
 
 
+def stored_principal(value: object, field: str = "principal") -> str:
+    """A principal to find among what the ledger holds (a revocation, a filter): any name, since one granted
+    under an earlier, looser rule must still be listed and revoked; `parse_principal` holds new grants only."""
+    if isinstance(value, str) and value:
+        return value
+    raise LedgerError(ErrorCode.INVALID_PRINCIPAL, f"{field} must name a principal.", field=field)
+
+
 def _grantee(principal: str) -> str:
-    """Who may be granted something: any caller's name (one granted before this check can still be revoked)."""
+    """Who may be granted something: any caller's name, none reserved (one granted before these checks can still
+    be revoked: `stored_principal`)."""
     if isinstance(principal, str) and is_reserved_principal(principal):
         raise LedgerError(ErrorCode.INVALID_PRINCIPAL, f"principal {RESERVED_RULE}.", field="principal")
-    return principal
+    return parse_principal(principal)
 
 
 def _access(conn: Connection, principal: str, relation: str, account_id: str) -> dict[str, str]:
     params = {
-        "principal": parse_principal(principal),
+        "principal": principal,
         "relation": _one_of(relation, RELATIONS, "relation", ErrorCode.INVALID_RELATION),
         "account_id": parse_account_id(account_id, "account_id"),
     }
@@ -251,7 +263,7 @@ def _access(conn: Connection, principal: str, relation: str, account_id: str) ->
 
 
 def _role(principal: str, role: str) -> dict[str, str]:
-    return {"principal": parse_principal(principal), "role": _one_of(role, ROLES, "role", ErrorCode.INVALID_ROLE)}
+    return {"principal": principal, "role": _one_of(role, ROLES, "role", ErrorCode.INVALID_ROLE)}
 
 
 def _one_of(value: object, allowed: tuple[str, ...], field: str, code: ErrorCode) -> str:

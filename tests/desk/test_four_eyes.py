@@ -8,6 +8,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import text
 
 from mcp_server.cli.main import main
 from mcp_server.desk import approvers, decisions
@@ -87,6 +88,26 @@ def test_links_are_audited_listed_and_checked(world: World, capsys: pytest.Captu
     assert main(["audit", "verify", *db]) == 0
     with pytest.raises(ApproverError, match="no approver"):
         world.admin.unlink("nobody", "x")
+
+
+def test_a_link_made_under_an_earlier_name_rule_can_be_undone(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """A link to `Bob  Smith` (two spaces, refused by the name rule now) made by an earlier release stays in the
+    ledger: the administrator can still unlink it, while a new link to that name is refused, naming the rule."""
+    db = ["--db", world.settings.db_url]
+    assert main(["approvers", "add", "dora", *db]) == 0
+    world.db.run(
+        lambda conn: conn.execute(
+            text(
+                "INSERT INTO desk_approver_principals (approver, principal, linked_by, linked_at)"
+                " VALUES ('dora', 'Bob  Smith', 'admin', 0)"
+            )
+        )
+    )
+    capsys.readouterr()
+    assert main(["approvers", "link", "dora", "Bob  Hope", *db]) == 2
+    assert "two in a row" in capsys.readouterr().err
+    assert main(["approvers", "unlink", "dora", "Bob  Smith", *db]) == 0, capsys.readouterr().err
+    assert world.rows("SELECT principal FROM desk_approver_principals WHERE approver = 'dora'") == []
 
 
 async def test_a_link_removed_behind_the_desks_back_is_found_by_audit_verify(

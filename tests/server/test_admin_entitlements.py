@@ -81,7 +81,7 @@ def test_admin_grants_revokes_and_lists_entitlements_and_audits_each_change(
         (("grant", "dave", "owner", "ACC-999"), "refused (unknown_account): Account ACC-999 does not exist."),
         (("grant", "dave", "admin", "ACC-001"), "refused (invalid_relation): relation must be one of: owner, viewer."),
         (("grant", "dave", "owner", "acc-1"), "refused (invalid_account_id): account_id must use upper-case"),
-        (("grant", "dave\u202e", "owner", "ACC-001"), "configuration: principal: Value error, principal must be 1 to"),
+        (("grant", "dave\u202e", "owner", "ACC-001"), "refused (invalid_principal): principal must be 1 to"),
         (("roles", "grant", "dave", "root"), "refused (invalid_role): role must be one of: operator."),
         (("revoke", "carol", "owner", "ACC-001"), "refused (not_granted): carol is not owner of ACC-001;"),
         (("roles", "revoke", "alice", "operator"), "refused (not_granted): alice does not have the role operator;"),
@@ -111,6 +111,42 @@ def test_any_name_a_credential_can_carry_can_be_granted(
     assert ("José Álvarez", "ACC-002", "viewer") in standing(demo)
     assert cli("admin", "grant", " José", "viewer", "ACC-002").returncode == 2
     assert cli("admin", "grant", "\u0430lice", "viewer", "ACC-002").returncode == 2  # Cyrillic а: never alice
+
+
+def test_a_principal_granted_under_an_earlier_name_rule_can_still_be_found_and_revoked(
+    demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    """The name rule holds new grants (`Bob  Smith`'s two spaces are refused now); one an earlier release granted
+    stays in the ledger, and the operator must still be able to list, filter and revoke it."""
+    legacy = "Bob  Smith"
+    granted = {"p": legacy, "by": "admin:ops", "at": "2026-01-01T00:00:00.000000Z"}
+    demo.db.run(
+        lambda conn: conn.execute(
+            text(
+                "INSERT INTO account_access (principal, account_id, relation, granted_by, granted_at)"
+                " VALUES (:p, 'ACC-002', 'viewer', :by, :at)"
+            ),
+            granted,
+        )
+    )
+    demo.db.run(
+        lambda conn: conn.execute(
+            text(
+                "INSERT INTO principal_roles (principal, role, granted_by, granted_at)"
+                " VALUES (:p, 'operator', :by, :at)"
+            ),
+            granted,
+        )
+    )
+    assert cli("admin", "grant", legacy, "viewer", "ACC-001").returncode == 2  # new grants keep the rule
+
+    listed = cli("admin", "grants", "--principal", legacy)
+    assert [line.split()[2:4] for line in listed.stdout.splitlines()] == [["operator", "role"], ["viewer", "on"]]
+    assert cli("admin", "approvals", "--principal", legacy).stdout == "no approvals\n"
+    revoked = cli("admin", "revoke", legacy, "viewer", "ACC-002")
+    assert (revoked.returncode, revoked.stderr) == (0, "")
+    assert cli("admin", "roles", "revoke", legacy, "operator").returncode == 0
+    assert [g for g in standing(demo) if g[0] == legacy] == []
 
 
 ESCAPE = "\x1b[2K\rledger invariants hold"

@@ -17,7 +17,7 @@ from mcp_server.audit.sequencer import Sequencer
 from mcp_server.audit.writer import AuditWriter
 from policy.testing import ScriptedResponder
 from tests.server.harness import Harness, over_every_transport, over_http
-from tests.support import APPROVAL_TIMEOUT, APPROVE, ASK, answer, first_round, outcome
+from tests.support import APPROVAL_TIMEOUT, APPROVE, ASK, answer, first_round, keyed, outcome
 
 pytestmark = pytest.mark.anyio
 
@@ -168,6 +168,26 @@ async def test_one_round_answered_many_times_at_once_settles_once(harness: Harne
     assert harness.balance(args["to_account"]) == moved and harness.balance(args["from_account"]) == 10000 - moved
     assert harness.events(settled["approval_ref"])[-1] == settled["status"]
     assert harness.events(settled["approval_ref"]).count(settled["status"]) == 1
+
+
+async def test_a_round_whose_key_went_to_another_request_answered_again_is_that_refusal_again(
+    harness: Harness,
+) -> None:
+    """A keyed question's key used meanwhile for another call (allowed, it ran): answering the question is
+    the key's conflict, which settles the approval; the same answer sent again (a lost reply retried) is that
+    stored outcome again, as every replayed round is, never an internal error."""
+    args = accounts(harness)
+    async with harness.client(ScriptedResponder()) as client:
+        round1 = await first_round(client, TOOL, args, meta=keyed("shared"))
+        small = outcome(await client.call_tool(TOOL, {**args, "amount": "1"}, meta=keyed("shared")))
+        first = await answer(client, TOOL, args, round1.request_state, meta=keyed("shared"))
+        again = await answer(client, TOOL, args, round1.request_state, meta=keyed("shared"))
+
+    assert small["status"] == "executed"
+    assert outcome(first)["error"]["code"] == "idempotency_conflict"
+    assert again == first, again
+    assert harness.balance(args["to_account"]) == 100
+    assert harness.events(reference(round1)) == ["requested", "failed"]
 
 
 MALFORMED_ANSWERS: dict[str, types.InputResponse] = {
