@@ -12,7 +12,9 @@ misread by a factor of ten or a thousand:
   Signs, currency symbols, thousands separators (`"5,000"`), decimal commas
   (`"5,00"`), exponents (`"1e3"`) and non-ASCII digits are refused.
 * `bool`, `None`, NaN, infinities, zero and negatives are refused, as is anything above
-  the caller's ceiling.
+  the caller's ceiling, and any number written out with more than 40 digits (no valid amount
+  has that many): refused before the currency is known, at the tools' edge, so a JSON integer
+  no float can hold never reaches the MCP SDK's own validation, which would echo it.
 """
 
 import math
@@ -58,6 +60,7 @@ _SYMBOLS: dict[str, str] = {"USD": "$", "EUR": "€", "GBP": "£"}
 _AMOUNT_TEXT = re.compile(r"[0-9]+(?:\.([0-9]+))?")
 _SIGNED_NUMBER_TEXT = re.compile(r"[+-][0-9.]+")
 _MAX_AMOUNT_TEXT = 40
+"""The most characters an amount's text may have, and the most digits a number may be written out with."""
 _FIELD = "amount"
 
 DEFAULT_MAX_AMOUNT_MINOR = 1_000_000_00
@@ -170,7 +173,16 @@ def _to_decimal(value: object) -> Decimal:
         raise _invalid("amount must be a number or a decimal string such as 12.50.")
     if amount <= 0:
         raise _invalid("amount must be greater than zero.")
+    if _digits(amount) > _MAX_AMOUNT_TEXT:
+        raise _invalid(f"amount has more than {_MAX_AMOUNT_TEXT} digits; no valid amount has that many.")
     return amount
+
+
+def _digits(amount: Decimal) -> int:
+    """How many digits `amount` has written out in full (`format(amount, "f")`), counted without writing it."""
+    _, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)  # finite by construction
+    return max(len(digits) + exponent, 1) + max(-exponent, 0)
 
 
 def _decimal_from_text(value: str) -> Decimal:

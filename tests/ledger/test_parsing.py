@@ -59,12 +59,16 @@ def test_parse_amount_is_exact(value: object, currency: str, minor: int) -> None
         ("500.5", "JPY", "no decimal places"),
         ("500.0", "JPY", "no decimal places"),  # text is judged as written
         (0.001, "USD", "at most 2 decimal places"),
-        (5e-324, "USD", "at most 2 decimal places"),
+        (1e-30, "USD", "at most 2 decimal places"),
+        (5e-324, "USD", "more than 40 digits"),
         ("10000000.01", "USD", "exceeds the limit of $10,000,000.00"),
         (1e20, "USD", "exceeds the limit"),
-        (Decimal("1E+100000"), "USD", "exceeds the limit"),
+        (Decimal("1E+39"), "USD", "exceeds the limit"),
+        (Decimal("1E+100000"), "USD", "more than 40 digits"),
         ("1" * 40, "USD", "exceeds the limit"),
         ("1" * 41, "USD", "too long"),
+        (10**40, "USD", "more than 40 digits"),
+        (1e308, "USD", "more than 40 digits"),
         ("-5", "USD", "greater than zero"),
         ("+5", "USD", "without a sign"),
         (-1, "USD", "greater than zero"),
@@ -168,7 +172,13 @@ written = st.builds(
 
 
 @given(
-    written | st.integers(1, 10**12) | st.floats(0.001, 1e9) | st.decimals("0.001", "1e9", places=4),
+    written
+    | st.integers(1, 10**12)
+    | st.integers(10**38, 10**400)
+    | st.floats(0.001, 1e9)
+    | st.floats(1e30, 1e308)
+    | st.floats(5e-324, 1e-30)
+    | st.decimals("0.001", "1e9", places=4),
     st.sampled_from(["USD", "JPY", "KWD"]),
 )
 def test_amounts_carry_no_more_decimals_than_the_currency_in_canonical_form_too(value: object, currency: str) -> None:

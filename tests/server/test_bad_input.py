@@ -169,3 +169,27 @@ async def test_an_amount_with_more_decimals_than_its_currency_is_refused_on_the_
     assert (error["code"], error["field"]) == ("invalid_amount", "amount")
     assert "decimal places" in error["message"]
     assert responder.questions == [] and fingerprint(ledger) == before
+
+
+@pytest.mark.parametrize("amount", [10**309, 2**1100], ids=["1e309", "2^1100"])
+async def test_an_amount_no_number_can_carry_is_refused_by_name_never_echoed(
+    harness: Harness, mode: str, amount: int
+) -> None:
+    """Once a JSON integer past the float range passed the edge and reached the SDK's own validation,
+    whose answer had no structured error and echoed the input's digits."""
+    source = harness.open_account("10.00")
+    target = harness.open_account("0")
+    before = fingerprint(harness)
+    responder = ScriptedResponder(approve())
+    async with harness.client(responder, mode=mode) as client:
+        result = await client.call_tool(
+            "transfer_funds", {"from_account": source, "to_account": target, "amount": amount}
+        )
+
+    assert result.is_error and result.structured_content is not None
+    error = result.structured_content["error"]
+    assert (error["code"], error["field"]) == ("invalid_amount", "amount")
+    assert "more than 40 digits" in error["message"]
+    assert str(amount)[:12] not in result.content[0].text  # type: ignore[union-attr]
+    assert responder.questions == [] and fingerprint(harness) == before
+    assert harness.ledger.check_invariants() == []
