@@ -26,6 +26,8 @@ ENROLLMENT_TTL = 15 * 60.0
 AUDIT_TOOL = "approvers"
 LINKED, UNLINKED = "approver_linked", "approver_unlinked"
 """The audit events of `ApproverAdmin.link` and `unlink`, whose arguments name the approver and the principal."""
+ENROLLED, REVOKED = "approver_enrolled", "approver_revoked"
+"""The audit events of a passkey registered (naming it and its public key) and of `ApproverAdmin.revoke`."""
 DEFAULT_ROLE = "approver"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -145,7 +147,7 @@ class ApproverAdmin:
                 raise ApproverError(f"no approver {name} to revoke (unknown or already revoked); nothing changed")
             conn.execute(text("DELETE FROM desk_sessions WHERE approver = :n"), {"n": name})
             conn.execute(text("DELETE FROM desk_enrollments WHERE approver = :n"), {"n": name})
-            self.audit.append(conn, [audit_entry("approver_revoked", ADMIN_PRINCIPAL, {"approver": name})])
+            self.audit.append(conn, [audit_entry(REVOKED, ADMIN_PRINCIPAL, {"approver": name})])
 
         self.db.run(work)
 

@@ -35,7 +35,7 @@ from webauthn.helpers.structs import (
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk import challenges, sessions
-from mcp_server.desk.approvers import audit_entry
+from mcp_server.desk.approvers import ENROLLED, audit_entry
 from mcp_server.desk.config import DeskConfig
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.tokens import b64url, from_b64url, new_token, storable, token_hash
@@ -121,19 +121,13 @@ def register(
         raise DeskRefusal("registration_failed", f"The passkey could not be registered: {exc}", 400) from None
     now = time.time()
     _use_enrollment(conn, approver, str(token), now)
+    credential_id, public_key = b64url(verified.credential_id), b64url(verified.credential_public_key)
     stored = conn.execute(
         text(
             "INSERT INTO desk_credentials (credential_id, approver, public_key, sign_count, rp_id, created_at)"
             " VALUES (:id, :a, :k, :c, :rp, :at) ON CONFLICT (credential_id) DO NOTHING"
         ),
-        {
-            "id": b64url(verified.credential_id),
-            "a": approver,
-            "k": b64url(verified.credential_public_key),
-            "c": verified.sign_count,
-            "rp": config.rp_id,
-            "at": now,
-        },
+        {"id": credential_id, "a": approver, "k": public_key, "c": verified.sign_count, "rp": config.rp_id, "at": now},
     ).rowcount
     if stored != 1:  # the enrollee's authenticator named a passkey already stored (its ids are the client's to claim)
         raise DeskRefusal("passkey_registered", "This passkey is already registered at this desk; register another "
@@ -141,10 +135,10 @@ def register(
     audit.append(
         conn,
         [
-            audit_entry(
-                "approver_enrolled",
+            audit_entry(  # the key too: `audit verify` holds the stored passkey to it (`roster`)
+                ENROLLED,
                 APPROVER_PREFIX + approver,
-                {"approver": approver, "credential_id": b64url(verified.credential_id)},
+                {"approver": approver, "credential_id": credential_id, "public_key": public_key},
             )
         ],
     )

@@ -9,9 +9,10 @@ decision deleted from either place.
 Four eyes are held to the audit log's signed link records (`approvers.LINKED`, `UNLINKED`), not to
 the link table: a decision on a request of a principal its approver was linked to when it was signed
 is reported (the link row deleted meanwhile, say), as is a link table that differs from those records.
+Passkeys and revocations are held to their signed records likewise (`roster`): a decision signed with a
+passkey its approver was never enrolled with, or after the approver's revocation, is reported.
 """
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from mcp_server.desk.decisions import AUDIT_EVENTS
 from mcp_server.desk.linking import ChallengeInputs, question_sha256
 from mcp_server.desk.passkeys import Credential, check_assertion
 from mcp_server.desk.refusals import DeskRefusal
+from mcp_server.desk.roster import roster, stored_json, table_findings
 from mcp_server.desk.tokens import from_b64url
 from mcp_server.ledger.free_text import shown
 from mcp_server.storage.database import Database
@@ -56,11 +58,11 @@ def _findings(conn: Connection) -> list[Finding]:
         audited[str(ref)] = {
             "seq": None if seq is None else int(seq),
             "event": event,
-            "result": _json(result_json),
+            "result": stored_json(result_json),
             "at": str(at),
         }
-    links = _links(conn)
-    findings = _link_table_findings(conn, links)
+    links, held = _links(conn), roster(conn)
+    findings = _link_table_findings(conn, links) + table_findings(conn, held)
     for row in conn.execute(text(_DECISIONS)).all():
         # as stored: the database may have been edited, so what is printed is escaped
         ref, what = row.approval_ref, f"desk decision on {shown(row.approval_ref)} by {shown(row.approver)}"
@@ -71,7 +73,10 @@ def _findings(conn: Connection) -> list[Finding]:
         if row.requester is not None and links.linked(row.approver, row.requester, signed_at):
             broken = f"{what}: {shown(row.requester)}, who requested it, is a principal {shown(row.approver)} acts as"
             findings.append(Finding(record["seq"] if record else None, broken + " (four eyes broken)"))
-        assertion = _json(row.assertion_json)
+        if held.revoked_before(row.approver, signed_at):
+            revoked = f"{what} was signed after {shown(row.approver)} was revoked (at {held.revoked[row.approver]})"
+            findings.append(Finding(record["seq"] if record else None, revoked))
+        assertion = stored_json(row.assertion_json)
         if record is None:
             findings.append(Finding(None, f"{what} has no audit record (inserted outside the desk)"))
         else:
@@ -88,6 +93,9 @@ def _findings(conn: Connection) -> list[Finding]:
                 Finding(None, f"{what}: its passkey {shown(row.credential_id)} is not registered to the approver")
             )
             continue
+        if not held.enrolled(row.credential_id, row.approver, row.public_key):
+            unenrolled = f"its passkey {shown(row.credential_id)} is not the one {shown(row.approver)} enrolled"
+            findings.append(Finding(None, f"{what}: {unenrolled} (inserted or edited behind the desk)"))
         inputs = ChallengeInputs(
             ref, row.binding, question_sha256(row.question), row.verdict, row.nonce, int(row.nonce_expires_at)
         )
@@ -141,7 +149,7 @@ def _links(conn: Connection) -> _Links:
         ),
         {"tool": AUDIT_TOOL, "linked": LINKED, "unlinked": UNLINKED},
     ):
-        arguments = _json(arguments_json)
+        arguments = stored_json(arguments_json)
         if isinstance(arguments, dict):
             key = (str(arguments.get("approver")), str(arguments.get("principal")))
             links.changes.setdefault(key, []).append((str(at), event == LINKED))
@@ -166,10 +174,3 @@ def _link_table_findings(conn: Connection, links: _Links) -> list[Finding]:
                 Finding(None, f"{shown(approver)}'s links differ from their audit records: {', '.join(what)}")
             )
     return findings
-
-
-def _json(value: str | None) -> Any:
-    try:
-        return json.loads(value or "null")
-    except ValueError:
-        return None

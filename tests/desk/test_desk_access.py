@@ -287,11 +287,17 @@ def test_a_body_nested_too_deep_is_a_clear_refusal(served_desk: int, body: bytes
 
 
 class Spoiled(SoftPasskey):
-    """Erin's passkey, signing as a phishing page, without user verification, or as a clone (old counter)."""
+    """Erin's passkey, signing as a phishing page (or another port or scheme of the desk's host), without user
+    verification, as a clone (old counter), or a registration's client data (`kind`) over a sign-in's challenge."""
 
-    def __init__(self, real: SoftPasskey, *, origin: str | None = None, flags: int | None = None, count: int = -1):
+    def __init__(
+        self, real: SoftPasskey, *, origin: str | None = None, flags: int | None = None, count: int = -1, kind: str = ""
+    ):
         super().__init__(origin or real.origin, real.rp_id, real.key, real.credential_id, real.count, real.user_handle)
-        self.flags, self.rewind = flags, count
+        self.flags, self.rewind, self.kind = flags, count, kind
+
+    def _client_data(self, kind: str, challenge: str) -> bytes:
+        return super()._client_data(self.kind or kind, challenge)
 
     def _auth_data(self, flags: int, extra: bytes = b"") -> bytes:
         if self.rewind >= 0:
@@ -300,8 +306,10 @@ class Spoiled(SoftPasskey):
 
 
 @pytest.mark.parametrize(
-    "spoil", ["foreign-origin", "no-user-verification", "cloned-counter", "backed-up-single-device"]
-)
+    "spoil",
+    ["foreign-origin", "other-port", "https-scheme", "create-type", "no-user-verification", "cloned-counter",
+     "backed-up-single-device"],
+)  # fmt: skip
 async def test_an_assertion_from_elsewhere_or_unverified_decides_nothing(
     world: World, erin: DeskBrowser, passkey: SoftPasskey, spoil: str
 ) -> None:
@@ -309,6 +317,9 @@ async def test_an_assertion_from_elsewhere_or_unverified_decides_nothing(
     assert (await erin.decide(world.pending("120.00").ref, "approved", passkey)).status_code == 200  # count 2
     forged = {
         "foreign-origin": Spoiled(passkey, origin="https://desk.evil.example"),
+        "other-port": Spoiled(passkey, origin=f"http://localhost:{PORT + 1}"),
+        "https-scheme": Spoiled(passkey, origin=f"https://localhost:{PORT}"),
+        "create-type": Spoiled(passkey, kind="webauthn.create"),
         "no-user-verification": Spoiled(passkey, flags=0x01),
         "cloned-counter": Spoiled(passkey, count=0),
         "backed-up-single-device": Spoiled(passkey, flags=0x01 | 0x04 | 0x10),  # BS set, BE not: malformed

@@ -1,15 +1,18 @@
 """`audit verify` re-verifies every desk signature offline; `approvers add|list|revoke` from the CLI."""
 
+import time
 from typing import Any
 
+import cbor2
 import pytest
 from sqlalchemy import Connection, event, text
 
 from mcp_server.cli.main import main
 from mcp_server.desk.reverify import reverify_decisions
+from mcp_server.desk.tokens import b64url
 from mcp_server.storage.database import Database
 from tests.desk.authenticator import SoftPasskey
-from tests.desk.world import DeskBrowser, World
+from tests.desk.world import DeskBrowser, World, browser
 
 pytestmark = pytest.mark.anyio
 
@@ -88,6 +91,49 @@ async def test_a_decision_committed_while_verifying_is_seen_whole_or_not_at_all(
         event.remove(world.db.engines[0], "after_cursor_execute", after)
         other.close()
     assert len(world.rows("SELECT 1 FROM desk_decisions WHERE approval_ref = :r", r=late.ref)) == 1
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reported"),
+    [
+        ("inserted", "passkey {id} of erin has no enrolment record (inserted outside the desk)"),
+        ("swapped", "passkey {id} of erin differs from its enrolment record (edited)"),
+        ("revived", "was signed after erin was revoked"),
+    ],
+    ids=["inserted", "swapped", "revived"],
+)
+async def test_a_passkey_or_approver_changed_behind_the_desk_is_found_by_audit_verify(
+    world: World,
+    erin: DeskBrowser,
+    passkey: SoftPasskey,
+    tamper: str,
+    reported: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Someone with the database gives erin a passkey of theirs (a row inserted, or her key swapped for theirs),
+    or brings her back after her revocation, then signs in as her and approves: every record the desk writes is
+    genuine and every signature verifies against the key the table holds, so only the signed enrolment and
+    revocation records can tell."""
+    approval = world.pending("40.00")
+    thief = SoftPasskey(origin=world.config().origin)
+    key = b64url(cbor2.dumps(thief.cose_key()))
+    if tamper == "inserted":
+        world.sql("INSERT INTO desk_credentials VALUES (:id, 'erin', :k, 0, 'localhost', :at)",
+                  id=b64url(thief.credential_id), k=key, at=time.time())  # fmt: skip
+    elif tamper == "swapped":
+        thief.credential_id, thief.count = passkey.credential_id, passkey.count
+        world.sql("UPDATE desk_credentials SET public_key = :k WHERE approver = 'erin'", k=key)
+    else:
+        thief = passkey
+        world.admin.revoke("erin")
+        world.sql("UPDATE desk_approvers SET status = 'active', revoked_at = NULL WHERE name = 'erin'")
+    async with browser(world) as desk:
+        assert (signed := await desk.sign_in(thief)).status_code == 200, signed.text
+        assert (await desk.decide(approval.ref, "approved", thief)).status_code == 200
+    code, out = verify(world, capsys)
+    assert code == 1 and reported.format(id=b64url(thief.credential_id)) in out, out
+    assert approval.ref in out, "the decision it let through is named"
+    print(out, file=__import__("sys").stderr)
 
 
 def test_approvers_commands(world: World, capsys: pytest.CaptureFixture[str]) -> None:
