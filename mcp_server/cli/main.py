@@ -241,25 +241,27 @@ def _approvals_command(admin: Any) -> argparse.ArgumentParser:
 
 def _entitlement_commands(admin: Any) -> list[argparse.ArgumentParser]:
     """`admin grant|revoke|grants` and `admin roles grant|revoke`: who may act on which account."""
+    # Not `principal`: that is the setting of the stdio caller, whose check would refuse a grant under a name now
+    # reserved (`entitlements.is_reserved_principal`) that must stay revocable, and misname a bad one.
     grant = admin.add_parser("grant", help="give a principal a relation to an account (owner, viewer)")
-    grant.set_defaults(run=lambda s, a: admin_commands.admin_grant(s, a.principal, a.relation, a.account_id, a.by))
+    grant.set_defaults(run=lambda s, a: admin_commands.admin_grant(s, a.grantee, a.relation, a.account_id, a.by))
     revoke = admin.add_parser("revoke", help="take a principal's relation to an account away")
-    revoke.set_defaults(run=lambda s, a: admin_commands.admin_revoke(s, a.principal, a.relation, a.account_id, a.by))
+    revoke.set_defaults(run=lambda s, a: admin_commands.admin_revoke(s, a.grantee, a.relation, a.account_id, a.by))
     for command in (grant, revoke):
-        command.add_argument("principal", help=_PRINCIPAL_HELP)
+        command.add_argument("grantee", metavar="principal", help=_PRINCIPAL_HELP)
         command.add_argument("relation", help="owner (read, debit, close) or viewer (read only)")
         command.add_argument("account_id", help=_ACCOUNT_HELP)
     listing = admin.add_parser("grants", help="list entitlements (of one principal, or bearing on one account)")
-    listing.add_argument("--principal", help="only this principal's")
+    listing.add_argument("--principal", dest="of_principal", help="only this principal's")
     listing.add_argument("--account", dest="account_id", help="only those bearing on this account")
-    listing.set_defaults(run=lambda s, a: admin_commands.admin_grants(s, a.principal, a.account_id))
+    listing.set_defaults(run=lambda s, a: admin_commands.admin_grants(s, a.of_principal, a.account_id))
     roles = admin.add_parser("roles", help="principal-wide roles").add_subparsers(dest="role_action", required=True)
     role_grant = roles.add_parser("grant", help="give a principal a role (operator: any account)")
-    role_grant.set_defaults(run=lambda s, a: admin_commands.admin_role_grant(s, a.principal, a.role, a.by))
+    role_grant.set_defaults(run=lambda s, a: admin_commands.admin_role_grant(s, a.grantee, a.role, a.by))
     role_revoke = roles.add_parser("revoke", help="take a principal's role away")
-    role_revoke.set_defaults(run=lambda s, a: admin_commands.admin_role_revoke(s, a.principal, a.role, a.by))
+    role_revoke.set_defaults(run=lambda s, a: admin_commands.admin_role_revoke(s, a.grantee, a.role, a.by))
     for command in (role_grant, role_revoke):
-        command.add_argument("principal", help=_PRINCIPAL_HELP)
+        command.add_argument("grantee", metavar="principal", help=_PRINCIPAL_HELP)
         command.add_argument("role", help="operator")
     changes = (grant, revoke, role_grant, role_revoke)
     for command in changes:

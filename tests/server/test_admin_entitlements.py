@@ -81,7 +81,7 @@ def test_admin_grants_revokes_and_lists_entitlements_and_audits_each_change(
         (("grant", "dave", "owner", "ACC-999"), "refused (unknown_account): Account ACC-999 does not exist."),
         (("grant", "dave", "admin", "ACC-001"), "refused (invalid_relation): relation must be one of: owner, viewer."),
         (("grant", "dave", "owner", "acc-1"), "refused (invalid_account_id): account_id must use upper-case"),
-        (("grant", "dave\u202e", "owner", "ACC-001"), "configuration: principal: Value error, principal must be 1 to"),
+        (("grant", "dave\u202e", "owner", "ACC-001"), "refused (invalid_principal): principal must be 1 to"),
         (("roles", "grant", "dave", "root"), "refused (invalid_role): role must be one of: operator."),
         (("revoke", "carol", "owner", "ACC-001"), "refused (not_granted): carol is not owner of ACC-001;"),
         (("roles", "revoke", "alice", "operator"), "refused (not_granted): alice does not have the role operator;"),
@@ -113,6 +113,29 @@ def test_any_name_a_credential_can_carry_can_be_granted(
     assert cli("admin", "grant", "\u0430lice", "viewer", "ACC-002").returncode == 2  # Cyrillic а: never alice
 
 
+def test_a_grant_stored_under_a_name_now_reserved_can_be_listed_and_revoked(
+    demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    """A grant to `approver:eve` (from before such names were reserved, or written into the table) would let a token
+    of that name act; `EntitlementAdmin.revoke` takes it away, but the command line checked the name as the stdio
+    caller's setting and refused ("configuration: principal: ... may not be"), so it could be neither listed by
+    principal nor revoked."""
+    demo.db.run(
+        lambda conn: conn.execute(
+            text(
+                "INSERT INTO account_access (principal, account_id, relation, granted_by, granted_at)"
+                " VALUES ('approver:eve', 'ACC-001', 'owner', 'admin:old', '2025-01-01T00:00:00.000000Z')"
+            )
+        )
+    )
+    listed = cli("admin", "grants", "--principal", "approver:eve")
+    assert (listed.returncode, listed.stdout.split()[:4]) == (0, ["approver:eve", "owner", "on", "ACC-001"])
+    revoked = cli("admin", "revoke", "approver:eve", "owner", "ACC-001", "--by", "ops")
+    assert (revoked.returncode, revoked.stderr) == (0, "")
+    assert ("approver:eve", "ACC-001", "owner") not in standing(demo)
+    assert cli("admin", "grant", "approver:eve", "owner", "ACC-001").returncode == 2, "never granted again"
+
+
 ESCAPE = "\x1b[2K\rledger invariants hold"
 """What a database writer might plant: erase the line, return, and print a reassurance in its place."""
 
@@ -123,13 +146,14 @@ ESCAPE = "\x1b[2K\rledger invariants hold"
         ("UPDATE accounts SET owner = :text WHERE id = 'ACC-001'", ("admin", "accounts")),
         ("UPDATE transactions SET memo = :text", ("admin", "history", "ACC-001")),
         ("UPDATE account_access SET principal = :text, granted_by = :text", ("admin", "grants")),
+        ("UPDATE principal_roles SET granted_at = :text", ("admin", "grants")),
         (
             "INSERT INTO accounts (id, kind, owner, currency, status, balance_minor, created_at)"
             " VALUES (:text, 'customer', 'Eve', 'USD', 'open', 5, '2026-01-01T00:00:00.000000Z')",
             ("admin", "invariants"),
         ),
     ],
-    ids=["account-owner", "memo", "grant", "invariant-violation"],
+    ids=["account-owner", "memo", "grant", "grant-time", "invariant-violation"],
 )
 def test_listings_show_text_edited_into_the_database_escaped(
     demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]], edit: str, args: tuple[str, ...]
