@@ -253,7 +253,7 @@ class Sequencer:
                 raise ChainRefused("records are chained but no signed head covers them: the heads were deleted")
             return tail  # a ledger from before signed audit: its first head will cover its legacy records
         head = SignedHead(int(last[0]), str(last[1]), str(last[2]), str(last[3]), str(last[4]))
-        if head != self._trusted and not self.keys.verify_head(head):
+        if head != self._trusted and not self._verifies(head):
             raise ChainRefused(f"the last signed head ({head.seq}) does not verify under the audit keys")
         if (head.seq, head.hash) != tail:
             raise ChainRefused(
@@ -262,6 +262,18 @@ class Sequencer:
             )
         self._trusted = head
         return tail
+
+    def _verifies(self, head: SignedHead) -> bool:
+        """Whether `head` verifies under the audit keys, read again from the key file before saying no: a file
+        rotated under this running process (the new key first, the old ones below) holds the key a command or a
+        restarted replica now signs heads with, and this process's own key still verifies."""
+        if self.keys.verify_head(head):
+            return True
+        try:
+            self.keys = load_keyring(self.writer.key_path)
+        except AuditKeyError:  # a file replaced by one this process may not trust: keep the ring it started with
+            return False
+        return self.keys.verify_head(head)
 
     def _refuse(self, rid: str, problem: str) -> None:
         if rid not in self._refused:

@@ -50,7 +50,7 @@ class Approver:
 
     def render(self) -> str:
         added = time.strftime("%Y-%m-%d %H:%M", time.gmtime(self.added_at))
-        who = f"{shown(self.name):<20} {self.role:<12} {self.status:<8}"  # as stored: the database may have been edited
+        who = f"{shown(self.name):<20} {shown(self.role):<12} {self.status:<8}"  # as stored: it may have been edited
         acts = f"  acts as: {', '.join(shown(p) for p in self.principals)}" if self.principals else ""
         return f"{who} passkeys {self.passkeys}  added {added} UTC by {shown(self.added_by)}{acts}"
 

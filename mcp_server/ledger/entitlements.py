@@ -93,8 +93,8 @@ class Grant:
 
     def render(self) -> str:
         target = f"on {self.account_id}" if self.account_id else "role (any account)"
-        who, by = shown(self.principal), shown(self.granted_by)  # as stored: the database may have been edited
-        return f"{who:<16} {self.name:<9} {target:<20} granted by {by} at {self.granted_at}"
+        who, by, at = shown(self.principal), shown(self.granted_by), shown(self.granted_at)  # as stored: edited?
+        return f"{who:<16} {self.name:<9} {target:<20} granted by {by} at {at}"
 
 
 def held_columns(dialect: str) -> str:

@@ -105,9 +105,13 @@ _BACKOFF_FIRST_S = 0.002
 _BACKOFF_CAP_S = 0.25
 _SQLITE_BUSY_TIMEOUT_MS = 5_000
 _SQLITE_ERROR, _SQLITE_BUSY, _SQLITE_LOCKED = 1, 5, 6
+_SQLITE_DENIED = frozenset({3, 8, 23})
+"""SQLITE_PERM, SQLITE_READONLY (a file or folder this user may only read, `query_only`) and SQLITE_AUTH."""
 _PROMPT_TURN_WAIT_S = 0.005
 """SQLite: how long work that must not wait waits for the in-process write lock (see the module docstring)."""
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+_DENIED_SQLSTATES = frozenset({"42501", "25006"})
+"""insufficient_privilege (a role that may only read) and read_only_sql_transaction (a standby, a read-only default)."""
 # SQLite's driver runs in autocommit mode, so each transaction states its own BEGIN; PostgreSQL's
 # driver begins implicitly with the first statement.
 _SQLITE_BEGIN = {True: Statement("BEGIN IMMEDIATE"), False: Statement("BEGIN DEFERRED")}
@@ -145,6 +149,18 @@ class DatabaseUnreachable(LedgerError):
 
     def __init__(self, message: str) -> None:
         super().__init__(ErrorCode.DATABASE_UNAVAILABLE, message)
+
+
+class AccessDenied(DatabaseUnreachable):
+    """The database refused the work for want of a permission (a SQLite file or folder this user may only read, a
+    PostgreSQL role without the privilege, a read-only transaction): no retry helps and nothing was changed, so the
+    message names the driver's reason and what to fix, never "try again shortly"."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the ledger database refused this: {reason}; nothing was changed. Writing needs a user that may write "
+            "the ledger (SQLite: its file and folder; PostgreSQL: a role with write privileges on its tables)"
+        )
 
 
 _QUERY_PARAMETER = re.compile(r"([?&])([^=&#]*)=([^&#]*)")
@@ -374,6 +390,11 @@ class Database:
                             raise WouldWait from exc  # in a worker thread, on a fresh pooled connection
                         rerun = True
                         continue
+                    if _denied(exc) and not committing:
+                        # INFO: a command line has no log handler, and logging's last resort would print a warning
+                        # (and its traceback) beside the one line the command prints from the error itself.
+                        _log.info("the ledger database refused access: %s", _first_line(exc))
+                        raise AccessDenied(_first_line(exc)) from exc
                     unreachable = isinstance(exc, OperationalError) and not _statement_refused(exc)
                     if unreachable or exc.connection_invalidated:
                         _log.warning("ledger database unavailable", exc_info=True)
@@ -575,6 +596,15 @@ def _statement_refused(exc: DBAPIError) -> bool:
     return sqlite_code is not None and sqlite_code & 0xFF == _SQLITE_ERROR
 
 
+def _denied(exc: DBAPIError) -> bool:
+    """A permission the database refused: no retry helps."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in _DENIED_SQLSTATES
+    sqlite_code = getattr(exc.orig, "sqlite_errorcode", None)
+    return sqlite_code is not None and sqlite_code & 0xFF in _SQLITE_DENIED
+
+
 def _unreachable(url: URL, exc: OperationalError) -> str:
     """One line: which server could not be reached, the driver's reason, and what to check."""
     if url.get_backend_name() == "sqlite":
@@ -589,7 +619,7 @@ def _unreachable(url: URL, exc: OperationalError) -> str:
     return f"cannot reach PostgreSQL at {where} (database {url.database!r}): {reason}; {hint}"
 
 
-def _first_line(exc: OperationalError) -> str:
+def _first_line(exc: DBAPIError) -> str:
     """The driver's own reason, without the 'connection to server at … failed:' preamble."""
     message = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
     match = re.search(r"port \d+ failed: (.*)", message)

@@ -149,6 +149,29 @@ def test_a_principal_granted_under_an_earlier_name_rule_can_still_be_found_and_r
     assert [g for g in standing(demo) if g[0] == legacy] == []
 
 
+def test_a_grant_stored_under_a_name_now_reserved_can_be_listed_and_revoked(
+    demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    """A grant to `approver:eve` (from before such names were reserved, or written into the table) would let a token
+    of that name act; `EntitlementAdmin.revoke` takes it away, but the command line checked the name as the stdio
+    caller's setting and refused ("configuration: principal: ... may not be"), so it could be neither listed by
+    principal nor revoked."""
+    demo.db.run(
+        lambda conn: conn.execute(
+            text(
+                "INSERT INTO account_access (principal, account_id, relation, granted_by, granted_at)"
+                " VALUES ('approver:eve', 'ACC-001', 'owner', 'admin:old', '2025-01-01T00:00:00.000000Z')"
+            )
+        )
+    )
+    listed = cli("admin", "grants", "--principal", "approver:eve")
+    assert (listed.returncode, listed.stdout.split()[:4]) == (0, ["approver:eve", "owner", "on", "ACC-001"])
+    revoked = cli("admin", "revoke", "approver:eve", "owner", "ACC-001", "--by", "ops")
+    assert (revoked.returncode, revoked.stderr) == (0, "")
+    assert ("approver:eve", "ACC-001", "owner") not in standing(demo)
+    assert cli("admin", "grant", "approver:eve", "owner", "ACC-001").returncode == 2, "never granted again"
+
+
 ESCAPE = "\x1b[2K\rledger invariants hold"
 """What a database writer might plant: erase the line, return, and print a reassurance in its place."""
 
@@ -159,13 +182,14 @@ ESCAPE = "\x1b[2K\rledger invariants hold"
         ("UPDATE accounts SET owner = :text WHERE id = 'ACC-001'", ("admin", "accounts")),
         ("UPDATE transactions SET memo = :text", ("admin", "history", "ACC-001")),
         ("UPDATE account_access SET principal = :text, granted_by = :text", ("admin", "grants")),
+        ("UPDATE principal_roles SET granted_at = :text", ("admin", "grants")),
         (
             "INSERT INTO accounts (id, kind, owner, currency, status, balance_minor, created_at)"
             " VALUES (:text, 'customer', 'Eve', 'USD', 'open', 5, '2026-01-01T00:00:00.000000Z')",
             ("admin", "invariants"),
         ),
     ],
-    ids=["account-owner", "memo", "grant", "invariant-violation"],
+    ids=["account-owner", "memo", "grant", "grant-time", "invariant-violation"],
 )
 def test_listings_show_text_edited_into_the_database_escaped(
     demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]], edit: str, args: tuple[str, ...]

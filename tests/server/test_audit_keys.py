@@ -1,6 +1,7 @@
 """The audit signing key: created once, private, reused, and one key however many processes start at once."""
 
 import os
+import secrets
 import stat
 import subprocess
 import sys
@@ -10,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from mcp_server.audit.keys import AuditKeyError, load_keyring, load_public_keyring, load_signer, public_key_text
+from mcp_server.audit.sequencer import Sequencer
+from mcp_server.audit.writer import AuditWriter
 from mcp_server.cli.main import main
+from mcp_server.ledger.books import Ledger
+from mcp_server.ledger.entitlements import EntitlementAdmin
+from mcp_server.storage.database import Database
 
 
 def test_the_key_file_is_created_private_and_reused(tmp_path: Path) -> None:
@@ -109,3 +115,22 @@ def test_a_public_key_file_others_may_write_is_refused(tmp_path: Path) -> None:
     public.chmod(0o646)
     with pytest.raises(AuditKeyError, match=r"audit key file .*audit.pub is open to others \(mode 0o646\)"):
         load_public_keyring(public)
+
+
+def test_a_server_whose_key_file_is_rotated_under_it_keeps_chaining(tmp_path: Path) -> None:
+    """Rotation (README, Key management) puts a new key first and keeps the old one below. A command run with the
+    rotated file signs the chain's head with the new key; a server started before, whose key ring was read once,
+    then refused every head as not verifying and left its own records unchained until restarted."""
+    key = tmp_path / "audit.key"
+    load_signer(key, create=True)
+    db = Database.open(f"sqlite:///{tmp_path / 'ledger.db'}")
+    running = Sequencer(db, AuditWriter(key))
+    Ledger(db, audit=running.writer).seed_demo()
+    assert running.chain()
+    key.write_text(secrets.token_hex(32) + "\n" + key.read_text(encoding="utf-8"), encoding="utf-8")
+    rotated = Sequencer(db, AuditWriter(key))
+    EntitlementAdmin(db, "ops", rotated.writer).grant("dave", "viewer", "ACC-001")
+    assert rotated.chain()  # the head is now the new key's
+    EntitlementAdmin(db, "ops", running.writer).grant("erin", "viewer", "ACC-001")
+    [batch] = running.chain()
+    assert len(batch.positions) == 1 and not running.pending()

@@ -1,0 +1,132 @@
+"""A change command pointed at a ledger it may only read (a read-only SQLite file, a PostgreSQL role granted only
+SELECT, as an operator's or auditor's is): one line naming the refusal, exit 2, nothing changed, no traceback.
+
+It was a logged traceback and "unavailable right now; please try again shortly" (SQLite), or "unexpected
+ProgrammingError" with the SQL statement over several lines and exit 1 (PostgreSQL): neither said what to fix."""
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from mcp_server.audit.keys import KEY_FILE_ENV
+from mcp_server.cli.main import main
+from mcp_server.ledger.entitlements import grants
+from mcp_server.storage import database
+from tests.server.cli_process import clean_env
+from tests.server.harness import Harness
+from tests.server.test_cli_defaults import refused
+from tests.support import postgres_schema
+
+CHANGES = [
+    ("admin", "grant", "dave", "viewer", "ACC-002"),
+    ("admin", "deposit", "ACC-001", "5.00"),
+    ("approvers", "add", "dora"),
+]
+
+
+def read_only(configure: Callable[[Any, object], None]) -> Callable[[Any, object], None]:
+    """SQLite connections that answer writes as a file this user may only read does (SQLITE_READONLY): the tests
+    run as root, whom a file's mode does not stop."""
+
+    def connect(connection: Any, record: object) -> None:
+        configure(connection, record)
+        connection.execute("PRAGMA query_only = ON")
+
+    return connect
+
+
+READ_ONLY_PROCESS = """
+import sys
+from mcp_server.cli.main import main
+from mcp_server.storage import database
+from tests.server.test_cli_refused_writes import read_only
+
+database._configure_sqlite_connection = read_only(database._configure_sqlite_connection)
+sys.exit(main())
+"""
+
+
+def snapshot(harness: Harness) -> tuple[object, ...]:
+    balances = [harness.balance(account) for account in ("ACC-001", "ACC-002")]
+    return (grants(harness.db), balances, len(harness.audit()))
+
+
+def in_process(capsys: pytest.CaptureFixture[str], *args: str, db_url: str) -> subprocess.CompletedProcess[str]:
+    capsys.readouterr()
+    code = main([*args, "--db", db_url])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
+@pytest.fixture
+def sqlite_demo(tmp_path: Path) -> Harness:
+    harness = Harness("memory", f"sqlite:///{tmp_path / 'ledger.db'}")
+    harness.ledger.seed_demo()
+    return harness
+
+
+@pytest.mark.parametrize("command", CHANGES, ids=lambda c: " ".join(c[:2]))
+def test_a_read_only_sqlite_ledger_is_named_in_one_line(
+    sqlite_demo: Harness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: tuple[str, ...]
+) -> None:
+    before = snapshot(sqlite_demo)
+    monkeypatch.setattr(database, "_configure_sqlite_connection", read_only(database._configure_sqlite_connection))
+    done = in_process(capsys, *command, db_url=sqlite_demo.db_url)
+    refused(done, "attempt to write a readonly database", "nothing was changed")
+    assert done.stdout == ""
+    assert snapshot(sqlite_demo) == before
+
+
+def test_no_traceback_reaches_the_terminal(sqlite_demo: Harness, tmp_path: Path) -> None:
+    """In a process of its own, where logging has no handler but its last resort, which prints warnings."""
+    done = subprocess.run(
+        [sys.executable, "-c", READ_ONLY_PROCESS, *CHANGES[0], "--db", sqlite_demo.db_url],
+        cwd=tmp_path,
+        env={**clean_env(tmp_path), KEY_FILE_ENV: os.environ[KEY_FILE_ENV], "PYTHONPATH": os.pathsep.join(sys.path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    refused(done, "attempt to write a readonly database")
+
+
+@pytest.fixture
+def postgres_demo() -> Iterator[tuple[Harness, str]]:
+    """A PostgreSQL demo ledger and the URL of a role that may only read it (dropped afterwards)."""
+    with postgres_schema("bankgate_readonly") as url:
+        harness = Harness("memory", url)
+        harness.ledger.seed_demo()
+        role = f"reader_{uuid.uuid4().hex[:12]}"
+        schema = harness.db.read(lambda conn: conn.execute(text("SELECT current_schema()")).scalar_one())
+        admin = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE ROLE "{role}" LOGIN; GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+            conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+            try:
+                yield harness, make_url(url).set(username=role).render_as_string(hide_password=False)
+            finally:
+                conn.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
+                harness.db.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("command", CHANGES, ids=lambda c: " ".join(c[:2]))
+def test_a_postgresql_role_that_may_only_read_is_named_in_one_line(
+    postgres_demo: tuple[Harness, str], capsys: pytest.CaptureFixture[str], command: tuple[str, ...]
+) -> None:
+    harness, reader = postgres_demo
+    before = snapshot(harness)
+    done = in_process(capsys, *command, db_url=reader)
+    refused(done, "permission denied for table", "nothing was changed")
+    assert "INSERT" not in done.stderr and "UPDATE" not in done.stderr  # no SQL statement
+    assert snapshot(harness) == before
