@@ -31,7 +31,9 @@ class IssuerKeys(jwt.PyJWKClient):
     def fetch_data(self) -> Any:
         try:
             self._published = super().fetch_data()
-        except (jwt.PyJWKClientError, ValueError) as exc:  # unreachable, an error page, not JSON or not an object
+        # Unreachable, an error page, not JSON or not an object; or the connection reset or broken while the answer
+        # is read (an OSError PyJWT lets through: it wraps only what opening the URL raises).
+        except (jwt.PyJWKClientError, ValueError, OSError) as exc:
             if self._published is None:
                 raise
             log.warning("the issuer's keys could not be read again (%s); those last published stay trusted", exc)

@@ -156,11 +156,15 @@ class AccessDenied(DatabaseUnreachable):
     PostgreSQL role without the privilege, a read-only transaction): no retry helps and nothing was changed, so the
     message names the driver's reason and what to fix, never "try again shortly"."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(
-            f"the ledger database refused this: {reason}; nothing was changed. Writing needs a user that may write "
-            "the ledger (SQLite: its file and folder; PostgreSQL: a role with write privileges on its tables)"
+    def __init__(self, reason: str, *, write: bool) -> None:
+        needs = (
+            "Writing needs a user that may write the ledger (SQLite: its file and folder; PostgreSQL: a role with "
+            "write privileges on its tables)"
+            if write
+            else "Reading needs a user that may read the ledger (SQLite: its file and folder; PostgreSQL: a role with "
+            "SELECT on its tables)"  # a read-only command: write privileges would not help
         )
+        super().__init__(f"the ledger database refused this: {reason}; nothing was changed. {needs}")
 
 
 _QUERY_PARAMETER = re.compile(r"([?&])([^=&#]*)=([^&#]*)")
@@ -394,7 +398,7 @@ class Database:
                         # INFO: a command line has no log handler, and logging's last resort would print a warning
                         # (and its traceback) beside the one line the command prints from the error itself.
                         _log.info("the ledger database refused access: %s", _first_line(exc))
-                        raise AccessDenied(_first_line(exc)) from exc
+                        raise AccessDenied(_first_line(exc), write=write) from exc
                     unreachable = isinstance(exc, OperationalError) and not _statement_refused(exc)
                     if unreachable or exc.connection_invalidated:
                         _log.warning("ledger database unavailable", exc_info=True)

@@ -6,6 +6,8 @@ as it would verify Entra ID's or Auth0's.
 """
 
 import json
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +31,9 @@ class Issuer:
     rsa_kid: str = "rsa-1"
     outage: bool = False
     """While set, the JWKS URL answers 503 with an HTML page, as a proxy in front of a failing issuer does."""
+    cut_off: bool = False
+    """While set, the JWKS answer is cut off after its first bytes by a reset connection, as when the issuer's
+    process dies (or a balancer drops it) mid-answer."""
 
     def jwks(self) -> dict[str, Any]:
         rsa_jwk = json.loads(RSAAlgorithm.to_jwk(self.rsa_key.public_key()))
@@ -59,6 +64,16 @@ def running_issuer(port: int) -> Iterator[Issuer]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if issuer.cut_off:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "4096")
+                self.end_headers()
+                self.wfile.write(b'{"keys": [')
+                # Closed with no linger: a reset (not an orderly end) once the handler lets go of the socket.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+                return
             if issuer.outage:
                 self.send_response(503)
                 self.send_header("Content-Type", "text/html")

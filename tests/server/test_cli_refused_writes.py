@@ -130,3 +130,23 @@ def test_a_postgresql_role_that_may_only_read_is_named_in_one_line(
     refused(done, "permission denied for table", "nothing was changed")
     assert "INSERT" not in done.stderr and "UPDATE" not in done.stderr  # no SQL statement
     assert snapshot(harness) == before
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "command", [("admin", "approvals"), ("audit", "verify", "--public-keys")], ids=["admin approvals", "audit verify"]
+)
+def test_a_read_the_role_may_not_make_names_reading_not_writing(
+    postgres_demo: tuple[Harness, str], capsys: pytest.CaptureFixture[str], tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """A read-only command under a role without SELECT on a table it reads: the one line says what reading needs.
+    It said "Writing needs a user that may write the ledger": a role given write privileges would still fail."""
+    harness, reader = postgres_demo
+    role = make_url(reader).username
+    harness.db.run(lambda conn: conn.execute(text(f'REVOKE SELECT ON approvals FROM "{role}"')))
+    if command[-1] == "--public-keys":
+        assert main(["audit", "public-key"]) == 0
+        (public := tmp_path / "audit.pub").write_text(capsys.readouterr().out)
+        command = (*command, str(public))
+    line = refused(in_process(capsys, *command, db_url=reader), "permission denied for table approvals")
+    assert "Writing" not in line and "SELECT" in line, line
