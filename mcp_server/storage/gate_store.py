@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.storage import idempotency
-from mcp_server.storage.database import Database, WouldWait
+from mcp_server.storage.database import AccessDenied, Database, WouldWait
 from mcp_server.storage.locks import Space, take_turn, try_turns
 from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import format_timestamp
@@ -38,6 +38,11 @@ LATE = (
     "The ledger database is unavailable (it did not answer in time), so the outcome is not known yet; "
     "please try again shortly. Retrying with the same idempotency key is safe."
 )
+DENIED = (
+    "The ledger database refused this server access, so nothing was done; an operator must check the server's "
+    "database permissions before it is tried again."
+)
+"""What a caller is told of `AccessDenied`: the database's own words (tables, the operator's fix) go to the log."""
 
 _ON_LOOP: ContextVar[bool] = ContextVar("gate_store_on_loop", default=False)
 """Set while `run` tries work on the event loop: it then never waits long for another writer."""
@@ -118,6 +123,13 @@ class SqlGateStore:
         the thread is left to finish or fail on its own, so the message claims nothing about what
         it did.
         """
+        try:
+            return await self._placed(work)
+        except AccessDenied as denied:
+            logger.warning("%s", denied.message)
+            raise Refusal("database_unavailable", DENIED) from denied
+
+    async def _placed(self, work: Callable[[], T]) -> T:
         on_loop = _ON_LOOP.set(True)
         try:
             return work()

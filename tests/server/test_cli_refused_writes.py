@@ -21,10 +21,13 @@ from mcp_server.audit.keys import KEY_FILE_ENV
 from mcp_server.cli.main import main
 from mcp_server.ledger.entitlements import grants
 from mcp_server.storage import database
+from policy.testing import ScriptedResponder, approve
 from tests.server.cli_process import clean_env
 from tests.server.harness import Harness
 from tests.server.test_cli_defaults import refused
 from tests.support import postgres_schema
+
+pytestmark = pytest.mark.anyio
 
 CHANGES = [
     ("admin", "grant", "dave", "viewer", "ACC-002"),
@@ -150,3 +153,27 @@ def test_a_read_the_role_may_not_make_names_reading_not_writing(
         command = (*command, str(public))
     line = refused(in_process(capsys, *command, db_url=reader), "permission denied for table approvals")
     assert "Writing" not in line and "SELECT" in line, line
+
+
+@pytest.mark.postgres
+async def test_a_tool_call_the_database_refuses_tells_the_caller_no_internals(
+    postgres_demo: tuple[Harness, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server whose role loses a privilege mid-service: the caller (a model) is told the ledger refused the change
+    and nothing was done, not the database's own words (table names, the operator's fix); the log says those."""
+    harness, reader = postgres_demo
+    role = make_url(reader).username
+    schema = harness.db.read(lambda conn: conn.execute(text("SELECT current_schema()")).scalar_one())
+    harness.db.run(lambda conn: conn.execute(text(f'GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')))
+    harness.db.run(lambda conn: conn.execute(text(f'REVOKE SELECT ON accounts FROM "{role}"')))
+    before = snapshot(harness)
+    async with Harness("memory", reader).client(ScriptedResponder(approve())) as client:
+        result = await client.call_tool(
+            "transfer_funds", {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "5.00"}
+        )
+    error = result.structured_content["error"] if result.structured_content else {}
+    assert error.get("code") == "database_unavailable", result
+    said = str(result.content)
+    assert "nothing was" in said and "permission denied" not in said and "table" not in said, said
+    assert any("permission denied for table accounts" in r.getMessage() for r in caplog.records)
+    assert snapshot(harness) == before
