@@ -247,7 +247,7 @@ async def test_a_row_edited_past_parsing_is_shown_as_stored(world: World, capsys
         (["--limit", "10000000000000000000000"], "--limit must be a whole number from 0 to 1,000,000"),
         (["--limit", "ten"], "argument --limit: invalid int value: 'ten'"),
         (["--tool", "transfer"], "--tool must be one of close_account, get_account_balance, transfer_funds"),
-        (["--principal", "bob "], "--principal must be 1 to 256 characters of visible text"),
+        (["--principal", ""], "--principal must name a principal"),
     ],
 )
 async def test_a_bad_flag_value_is_refused_naming_it(
