@@ -20,7 +20,8 @@ EXPIRY_GRACE = 60.0
 """Seconds past its deadline an approval is left to its caller before the server ends it. The gate already
 refuses an answer arriving after the deadline, so this waits for no answer: it keeps the sweep clear of what was
 in time, a desk decision whose transaction is still committing and the clocks of replicas running behind (the
-sealed state of a 2026-07-28 round lives as long, `app.STATE_TTL_GRACE`)."""
+sealed state of a 2026-07-28 round lives as long, `app.STATE_TTL_GRACE`). At least `policy.store.CLOCK_TOLERANCE`:
+a replica whose clock runs that far ahead then ends no question before its deadline."""
 EXPIRY_INTERVAL = 15.0
 """Seconds between sweeps: an abandoned approval ends within `EXPIRY_GRACE` + this of its deadline. A sweep with
 nothing due is one indexed read (migration 0016), so every replica sweeping this often costs next to nothing."""

@@ -43,7 +43,7 @@ from policy.question import deadline_text, render_question
 from policy.results import GateResult, Refusal, Status
 from policy.settlement import NO_HUMAN, Settlement, denied
 from policy.store import APPROVER_PREFIX, Approval, DeskSignoff, GateStore, GateTx
-from policy.verdict import EXPIRED, Verdict, VerdictKind
+from policy.verdict import CLOCK_SET_BACK, EXPIRED, Verdict, VerdictKind
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ class Gate:
             return None
         if approval.status != ApprovalState.PENDING:
             return Opening(call, final=_outcome(approval))
-        if self.clock() >= approval.expires_at or not human_reachable:
+        if approval.over(self.clock()) or not human_reachable:
             return None
         return Opening(call, approval=approval, confirm=self.policy.confirm_of(call.tool, call.arguments))
 
@@ -298,7 +298,7 @@ class Gate:
             tx.discard()
             return None
         question = self._question(tx, call, inspection, decision, now)
-        if now >= question.expires_at:  # the key's question went unanswered: `_open` settles it, durably
+        if question.over(now):  # the key's question went unanswered: `_open` settles it, durably
             tx.discard()
             return None
         return Opening(call, approval=question, confirm=decision.confirm, channel=channel)
@@ -326,8 +326,9 @@ class Gate:
             # This round answers a question it was shown: the answer's settlement inspects and decides.
             if approval.status != ApprovalState.PENDING:
                 return Opening(call, final=_outcome(approval))
-            if now >= approval.expires_at:
-                return Opening(call, final=self.settlement.settle(tx, approval, EXPIRED, now, action, call))
+            if approval.over(now):
+                expired = self.settlement.settle(tx, approval, _expiry(approval, now), now, action, call)
+                return Opening(call, final=expired)
             if not human_reachable:
                 refused = denied(call, NO_HUMAN)
                 return Opening(call, final=end(tx, call, None, refused, now, approval=approval, reason=NO_HUMAN))
@@ -350,8 +351,8 @@ class Gate:
         if channel is None:
             return Opening(call, final=end(tx, call, decision, denied(call, NO_HUMAN), now, reason=NO_HUMAN))
         question = self._question(tx, call, inspection, decision, now)
-        if now >= question.expires_at:  # the key's question went unanswered: that is the key's outcome
-            return Opening(call, final=self.settlement.settle(tx, question, EXPIRED, now, action, call))
+        if question.over(now):  # the key's question went unanswered: that is the key's outcome
+            return Opening(call, final=self.settlement.settle(tx, question, _expiry(question, now), now, action, call))
         return Opening(call, approval=question, confirm=decision.confirm, channel=channel)
 
     def _question(
@@ -479,14 +480,14 @@ class Gate:
         signoff = tx.desk_decision(ref)
         verdict = _desk_verdict(signoff, approval)
         if signoff is None or verdict is None:
-            if now < approval.expires_at:
+            if not approval.over(now):
                 return Opening(
                     call,
                     approval=approval,
                     confirm=self.policy.confirm_of(call.tool, call.arguments),
                     channel=Channel.DESK,
                 )
-            verdict, answered = EXPIRED, now
+            verdict, answered = _expiry(approval, now), now
         else:
             verdict, answered = _continued_in_time(verdict, signoff, approval, now), signoff.decided_at
         return Opening(call, final=self._settle(tx, action, call, approval, verdict, (known, conflict), now, answered))
@@ -510,8 +511,9 @@ class Gate:
         if known is not None:  # the key was settled meanwhile by another question of this request
             end(tx, call, None, denied(call, _KEY_SETTLED), now, approval=approval, remember=False)
             return known
-        if answered >= approval.expires_at and verdict.kind is not VerdictKind.EXPIRE:
-            verdict = Verdict(VerdictKind.EXPIRE, "The answer arrived after the approval expired.", verdict.note)
+        if approval.over(answered) and verdict.kind is not VerdictKind.EXPIRE:
+            late = _expiry(approval, answered).detail if approval.set_back(answered) else _LATE
+            verdict = Verdict(VerdictKind.EXPIRE, late, verdict.note)
         return self.settlement.settle(tx, approval, verdict, now, action, call)
 
 
@@ -566,6 +568,8 @@ def _continued_in_time(verdict: Verdict, signoff: DeskSignoff, approval: Approva
     """The desk's `verdict`, or `expired` for a yes its caller continues at `now`, past `Approval.continue_by`."""
     if verdict.kind is not VerdictKind.APPROVE:
         return verdict
+    if approval.set_back(now):  # the yes's window read on this clock would last as much longer as it is off
+        return Verdict(VerdictKind.EXPIRE, CLOCK_SET_BACK.detail, signoff.note)
     by = approval.continue_by(signoff.decided_at)
     if now < by:
         return verdict
@@ -575,6 +579,11 @@ def _continued_in_time(verdict: Verdict, signoff: DeskSignoff, approval: Approva
         f"continued by {deadline_text(by)}; nothing ran.",
         signoff.note,
     )
+
+
+def _expiry(approval: Approval, now: float) -> Verdict:
+    """Why `approval`, unanswered, is over at `now`: its deadline passed, or the clock reads before it was asked."""
+    return CLOCK_SET_BACK if approval.set_back(now) else EXPIRED
 
 
 def _too_many_pending(what: str) -> Refusal:
@@ -591,4 +600,5 @@ def _outcome(approval: Approval) -> GateResult:
     return GateResult.from_json(approval.outcome)
 
 
+_LATE = "The answer arrived after the approval expired."
 _KEY_SETTLED = "Its idempotency key was settled meanwhile by another approval; nothing more was done."

@@ -15,6 +15,12 @@ from policy.canonical import digest
 from policy.channel import DEFAULT_CHANNEL, Channel
 
 T = TypeVar("T")
+
+CLOCK_TOLERANCE = 60.0
+"""Seconds a server's clock may read before a question was asked and still take its answer: replicas' clocks a
+little apart. Further back, the clock was set back since (an NTP step) or runs behind the replica that asked, and
+the question's stored deadline read as is would keep it open as much longer as the clock is off
+(`Approval.set_back`). Replicas must keep their clocks within this of each other (README)."""
 L_co = TypeVar("L_co", covariant=True)
 
 
@@ -50,6 +56,15 @@ class Approval:
         """The approval timeout it was asked under, read off the row (every replica, and a restart with another
         setting, reads the same)."""
         return self.expires_at - self.created_at
+
+    def set_back(self, now: float) -> bool:
+        """Whether `now` reads more than `CLOCK_TOLERANCE` before the question was asked: how long it has waited
+        cannot be told, so it is over (`over`), whatever its deadline says."""
+        return now < self.created_at - CLOCK_TOLERANCE
+
+    def over(self, now: float) -> bool:
+        """Whether it can no longer be answered at `now`: past its deadline, or on a clock `set_back`."""
+        return now >= self.expires_at or self.set_back(now)
 
     def continue_by(self, decided_at: float) -> float:
         """By when its caller must continue it once a desk approver signed a yes at `decided_at`: as long after

@@ -27,4 +27,9 @@ class Verdict:
 
 
 EXPIRED = Verdict(VerdictKind.EXPIRE, "No answer arrived in time.")
+CLOCK_SET_BACK = Verdict(
+    VerdictKind.EXPIRE,
+    "The server's clock reads more than a minute before this question was asked (set back, or behind the server "
+    "that asked it): how long it waited cannot be told, so it expired; nothing ran.",
+)
 UNDELIVERED = Verdict(VerdictKind.UNDELIVERED, "The question could not be put to a human.")

@@ -164,7 +164,7 @@ def decide(
         raise DeskRefusal("approver_revoked", "This approver's access was revoked; nothing was recorded.", 403)
     _not_own(conn, approver, approval)  # read after the approver's row is held: a link committed meanwhile stops it
     now = time.time()
-    if now >= approval.expires_at:  # read at the start: the signature's check and the row's wait took it past
+    if approval.over(now):  # read at the start: the signature's check and the row's wait took it past
         raise DeskRefusal("approval_expired", f"Approval {ref} expired before your decision was recorded; "
                           "nothing was recorded.", 409)  # fmt: skip
     update_sign_count(conn, key, count)

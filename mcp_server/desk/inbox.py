@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Row, text
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.tokens import storable
 from policy.channel import DEFAULT_CHANNEL, Channel
-from policy.store import Approval
+from policy.store import CLOCK_TOLERANCE, Approval
 
 _SELECT = (
     "SELECT ref, binding, tool, arguments_json, principal, policy_version, question, created_at, expires_at, status,"
@@ -43,12 +43,13 @@ def _approval(row: Row[Any]) -> Approval:
 
 def inbox(conn: Connection) -> list[Approval]:
     """Pending, unexpired, undecided approvals, oldest first."""
+    now = time.time()
     rows = conn.execute(
         text(
-            _SELECT + f" WHERE status = 'pending' AND expires_at > :now AND {_DECIDABLE}"
+            _SELECT + f" WHERE status = 'pending' AND expires_at > :now AND created_at <= :asked AND {_DECIDABLE}"
             " AND ref NOT IN (SELECT approval_ref FROM desk_decisions) ORDER BY created_at, ref"
         ),
-        {"now": time.time()},
+        {"now": now, "asked": now + CLOCK_TOLERANCE},  # `Approval.over`: not on a clock set back since
     ).all()
     return [_approval(row) for row in rows]
 
@@ -70,7 +71,7 @@ def pending(conn: Connection, ref: str, *, lock: bool = False) -> Approval:
     found = _approval(row)
     if found.status != "pending":
         raise DeskRefusal("not_pending", f"Approval {ref} is no longer pending (it is {found.status}).", 409)
-    if found.expires_at <= time.time():
+    if found.over(time.time()):
         raise DeskRefusal("approval_expired", f"Approval {ref} has expired; nothing can be decided on it.", 409)
     if found.channel is Channel.FORM:
         raise DeskRefusal(

@@ -11,6 +11,7 @@ import time
 from sqlalchemy import Connection, text
 
 from mcp_server.desk.tokens import new_token, token_hash
+from policy.store import CLOCK_TOLERANCE
 
 SESSION_TTL = 30 * 60.0
 SESSION_COOKIE = "bankgate_desk"
@@ -33,13 +34,16 @@ def open_session(conn: Connection, approver: str) -> str:
 
 
 def session_approver(conn: Connection, token: str) -> str | None:
-    """The active approver a live session belongs to (None: expired, signed out, or approver revoked)."""
+    """The active approver a live session belongs to (None: expired, signed out, or approver revoked). A session
+    opened more than `CLOCK_TOLERANCE` after now, by this clock, was opened on a clock set back since (or another
+    replica's, running ahead): it would last as much longer as that clock was off, so it is over."""
+    now = time.time()
     row = conn.execute(
         text(
             "SELECT s.approver FROM desk_sessions s JOIN desk_approvers a ON a.name = s.approver"
-            " WHERE s.token_sha256 = :t AND s.expires_at > :now AND a.status = 'active'"
+            " WHERE s.token_sha256 = :t AND s.expires_at > :now AND s.created_at <= :opened AND a.status = 'active'"
         ),
-        {"t": token_hash(token), "now": time.time()},
+        {"t": token_hash(token), "now": now, "opened": now + CLOCK_TOLERANCE},
     ).first()
     return None if row is None else str(row[0])
 

@@ -67,7 +67,7 @@ def summary(approval: Approval, own: frozenset[str] = frozenset()) -> dict[str, 
         "left": span_text(approval.expires_at - now),
         "created": _when(approval.created_at),
         "deadline": _when(approval.expires_at),
-        "open": approval.status == "pending" and approval.expires_at > now,
+        "open": approval.status == "pending" and not approval.over(now),
         "decidable": approval.channel is not Channel.FORM,
         "own": approval.principal in own,
     }
