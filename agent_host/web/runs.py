@@ -251,7 +251,9 @@ class RunDriver:
             thread.emit(Suspended(thread.pending))
         return thread
 
-    def _resume(self, run_input: RunAgentInput) -> ThreadRun:
+    def _resume(self, run_input: RunAgentInput) -> ThreadRun | None:
+        """The thread whose run the resume continues; `None` when the interrupt's run is over (a held desk
+        approval's "continue" after its run ended), so that the stream reads nothing, not a newer run's events."""
         thread = self._threads.get(run_input.thread_id)
         entries: list[ResumeEntry] = run_input.resume or []
         if len(entries) != 1:
@@ -265,14 +267,13 @@ class RunDriver:
         pending.resolve(entry)
         if thread.pending is pending:  # an older one (a held desk approval's "continue") leaves the current one
             thread.pending = None
-        return thread
+        return thread if pending.id in thread.raised else None
 
-    async def _drain(self, thread: ThreadRun, run_input: RunAgentInput) -> AsyncIterator[BaseEvent | Idle]:
-        """The run's events up to its next interrupt or its end. A resume of a held desk approval after its run
-        ended (or its thread was forgotten) finds none: that run is over, so the stream says it finished."""
+    async def _drain(self, thread: ThreadRun | None, run_input: RunAgentInput) -> AsyncIterator[BaseEvent | Idle]:
+        """The run's events up to its next interrupt or its end; without a run to read, the stream says it finished."""
         thread_id, run_id = run_input.thread_id, run_input.run_id
-        source = thread.source
-        if source is not None:
+        source = thread.source if thread is not None else None
+        if thread is not None and source is not None:
             async for item in _with_idles(source, self.keepalive):
                 if isinstance(item, Idle):
                     yield item
