@@ -69,6 +69,8 @@ logger = logging.getLogger(__name__)
 MAX_THREADS = 1000
 """How many threads (each a conversation the host remembers) it keeps; a client may name a new thread
 id for every run."""
+MAX_THREAD_ID = 200
+"""Characters of a thread id the host keeps: with `MAX_THREADS`, what a client's ids may take of its memory."""
 DESK_GRACE_SECONDS = 3.0
 """How long a resumed desk approval may take to settle before the host says it is still pending
 (the server looks for the desk's decision about every second)."""
@@ -217,17 +219,21 @@ class RunDriver:
             yield event
 
     def _start(self, run_input: RunAgentInput) -> ThreadRun:
+        """The thread's new run; a refused one (checked before the thread is made) takes no thread's place."""
+        if len(run_input.thread_id) > MAX_THREAD_ID:
+            raise RunRefused("invalid_thread_id", f"The threadId is longer than {MAX_THREAD_ID} characters.")
+        known = self._threads.get(run_input.thread_id)
+        if known is not None and known.waits_for_client:
+            return self._waiting(self._thread(known.thread_id))
+        text = _last_user_text(run_input)
+        if text is None:
+            raise RunRefused("no_user_message", "The run input has no user message with text to send.")
         thread = self._thread(run_input.thread_id)
-        if thread.waits_for_client:
-            return self._waiting(thread)
         if thread.active:
             raise RunRefused(
                 "thread_busy",
                 "This thread already has a run in progress or waiting for approval; resume or wait for it.",
             )
-        text = _last_user_text(run_input)
-        if text is None:
-            raise RunRefused("no_user_message", "The run input has no user message with text to send.")
         assert self._tasks is not None, "bind() the driver before running"
         thread.sink, thread.source = anyio.create_memory_object_stream[Item](math.inf)
         thread.active = True
