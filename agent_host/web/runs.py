@@ -69,6 +69,8 @@ logger = logging.getLogger(__name__)
 MAX_THREADS = 1000
 """How many threads (each a conversation the host remembers) it keeps; a client may name a new thread
 id for every run."""
+MAX_THREAD_ID = 200
+"""Characters of a thread id the host keeps: with `MAX_THREADS`, what a client's ids may take of its memory."""
 DESK_GRACE_SECONDS = 3.0
 """How long a resumed desk approval may take to settle before the host says it is still pending
 (the server looks for the desk's decision about every second)."""
@@ -217,17 +219,21 @@ class RunDriver:
             yield event
 
     def _start(self, run_input: RunAgentInput) -> ThreadRun:
+        """The thread's new run; a refused one (checked before the thread is made) takes no thread's place."""
+        if len(run_input.thread_id) > MAX_THREAD_ID:
+            raise RunRefused("invalid_thread_id", f"The threadId is longer than {MAX_THREAD_ID} characters.")
+        known = self._threads.get(run_input.thread_id)
+        if known is not None and known.waits_for_client:
+            return self._waiting(self._thread(known.thread_id))
+        text = _last_user_text(run_input)
+        if text is None:
+            raise RunRefused("no_user_message", "The run input has no user message with text to send.")
         thread = self._thread(run_input.thread_id)
-        if thread.waits_for_client:
-            return self._waiting(thread)
         if thread.active:
             raise RunRefused(
                 "thread_busy",
                 "This thread already has a run in progress or waiting for approval; resume or wait for it.",
             )
-        text = _last_user_text(run_input)
-        if text is None:
-            raise RunRefused("no_user_message", "The run input has no user message with text to send.")
         assert self._tasks is not None, "bind() the driver before running"
         thread.sink, thread.source = anyio.create_memory_object_stream[Item](math.inf)
         thread.active = True
@@ -251,7 +257,9 @@ class RunDriver:
             thread.emit(Suspended(thread.pending))
         return thread
 
-    def _resume(self, run_input: RunAgentInput) -> ThreadRun:
+    def _resume(self, run_input: RunAgentInput) -> ThreadRun | None:
+        """The thread whose run the resume continues; `None` when the interrupt's run is over (a held desk
+        approval's "continue" after its run ended), so that the stream reads nothing, not a newer run's events."""
         thread = self._threads.get(run_input.thread_id)
         entries: list[ResumeEntry] = run_input.resume or []
         if len(entries) != 1:
@@ -265,14 +273,13 @@ class RunDriver:
         pending.resolve(entry)
         if thread.pending is pending:  # an older one (a held desk approval's "continue") leaves the current one
             thread.pending = None
-        return thread
+        return thread if pending.id in thread.raised else None
 
-    async def _drain(self, thread: ThreadRun, run_input: RunAgentInput) -> AsyncIterator[BaseEvent | Idle]:
-        """The run's events up to its next interrupt or its end. A resume of a held desk approval after its run
-        ended (or its thread was forgotten) finds none: that run is over, so the stream says it finished."""
+    async def _drain(self, thread: ThreadRun | None, run_input: RunAgentInput) -> AsyncIterator[BaseEvent | Idle]:
+        """The run's events up to its next interrupt or its end; without a run to read, the stream says it finished."""
         thread_id, run_id = run_input.thread_id, run_input.run_id
-        source = thread.source
-        if source is not None:
+        source = thread.source if thread is not None else None
+        if thread is not None and source is not None:
             async for item in _with_idles(source, self.keepalive):
                 if isinstance(item, Idle):
                     yield item

@@ -284,3 +284,21 @@ async def test_a_cross_site_text_plain_form_cannot_start_a_run(
                 f"{web.url}/agent", content=f'{head}="}}}}', headers={"Content-Type": "text/plain"}
             )
             assert same.status_code == 200 and "RUN_FINISHED" in same.text
+
+
+async def test_markup_in_a_memo_is_shown_as_text_and_never_runs(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    # The memo is the user's (or a prompt injection's) text: it reaches the page in the tool call's arguments, the
+    # server's question and the model's reply. Pins a promise not tested in a browser before (it held).
+    expect = playwright_api.expect
+    markup = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+    async with web_for(emulator, tmp_path, agent_name) as web, browser_page(web.url + "/") as page:
+        await ask(page, f"Transfer $5 from ACC-001 to ACC-002, memo '{markup}'")
+        card = page.locator(".approval").last
+        await expect(card.locator("dd.amount")).to_have_text("5", timeout=30_000)
+        await expect(page.locator(".tool .args").last).to_contain_text(markup.replace('"', '\\"'))
+        await card.locator("button.approve").click()
+        await expect(page.locator(".tool .status").last).to_have_text("executed", timeout=30_000)
+        assert await page.locator("#log img, #log script").count() == 0
+        assert await page.evaluate("window.pwned") is None

@@ -27,7 +27,7 @@ from agent_host.web.runs import DESK_GRACE_SECONDS, Item, RunDriver, Suspended, 
 from tests.host.desk_lab import DeskLab
 from tests.host.helpers import balance, settings_for
 
-from .helpers import interrupt_of, run, run_input, tool_results, types, web_for
+from .helpers import interrupt_of, run, run_input, text_of, tool_results, types, web_for
 
 pytestmark = pytest.mark.anyio
 
@@ -125,6 +125,7 @@ async def test_resuming_a_held_desk_interrupt_leaves_the_next_calls_interrupt_cu
     form = {"type": "object", "properties": {"approve": {"type": "boolean"}}, "required": ["approve"]}
     current = store.open("t", Question("Approve the second transfer?", (), schema=form), "call_2")
     thread.pending = current
+    thread.raised |= {older.id, current.id}  # both raised by the run in progress
     thread.emit(Suspended(current))
 
     resumed = await _resumed(driver, older.id)
@@ -242,3 +243,49 @@ async def test_a_desk_interrupt_past_its_deadline_is_not_raised_again() -> None:
     thread.sink.close()
     assert [item async for item in source] == [], "no interrupt was raised"
     assert again.action == "cancel" and again.desk
+
+
+async def test_continuing_an_earlier_runs_held_desk_interrupt_leaves_the_new_runs_stream_whole() -> None:
+    # 2025-11-25: a held desk approval raised again stays open after its call settled and its run ended. Its
+    # "continue" then read the thread's current queue, a newer run's: the two streams split that run's events, so
+    # its own stream missed text (or its interrupt, or its end) and the old resume showed another run's events.
+    store = InterruptStore(60.0)
+    driver = RunDriver(store)
+    release = anyio.Event()
+
+    class Conversation:
+        def __init__(self, thread: ThreadRun) -> None:
+            self.thread = thread
+
+        async def send(self, text: str) -> None:
+            await release.wait()
+            for word in ("one", "two", "three", "four"):
+                self.thread.stream_text(f"{word} ")
+                await anyio.sleep(0)
+
+    new_run: list[Any] = []
+    old_resume: list[Any] = []
+
+    async def read_new_run() -> None:
+        body = RunAgentInput.model_validate(run_input("t", "What is the balance of ACC-001?"))
+        new_run.extend([event async for event in driver.run(body)])
+
+    async def read_old_resume() -> None:
+        old_resume.extend(await _resumed(driver, held.id))
+
+    async with anyio.create_task_group() as tasks:
+        driver.bind(Conversation, tasks)  # type: ignore[arg-type]
+        thread = driver._thread("t")
+        desk = Question("Approve at the desk.", (), url="https://desk.example/desk/approvals/APR-1", elicitation_id="e")
+        held = thread.pending = store.open("t", desk, "call_1")
+        held.link_accepted = True
+        held.settled.set()
+        tasks.start_soon(read_new_run)
+        with anyio.fail_after(5):
+            while not thread.active:
+                await anyio.sleep(0.01)
+            tasks.start_soon(read_old_resume)  # the old card's "continue", while the new run streams
+            await anyio.sleep(0.05)
+            release.set()
+    assert types(old_resume) == ["RUN_STARTED", "RUN_FINISHED"], "the old run is over: its stream has nothing to read"
+    assert text_of(new_run) == "one two three four ", types(new_run)

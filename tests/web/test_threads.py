@@ -10,7 +10,7 @@ import pytest
 from ag_ui.core import RunAgentInput
 
 from agent_host.web.interrupts import InterruptStore
-from agent_host.web.runs import RunDriver, ThreadRun
+from agent_host.web.runs import MAX_THREAD_ID, RunDriver, ThreadRun
 
 from .helpers import run_input
 
@@ -29,7 +29,7 @@ class Echo:
             await self.release.wait()
 
 
-async def events(driver: RunDriver, thread: str, text: str) -> list[Any]:
+async def events(driver: RunDriver, thread: str, text: str | None) -> list[Any]:
     return [event async for event in driver.run(RunAgentInput.model_validate(run_input(thread, text)))]
 
 
@@ -92,3 +92,22 @@ async def test_a_failed_run_is_logged_with_its_thread_id_quoted(caplog: pytest.L
         tasks.cancel_scope.cancel()
     (record,) = [r for r in caplog.records if r.name == "agent_host.web.runs"]
     assert "\n" not in record.getMessage() and record.exc_info is not None
+
+
+async def test_a_refused_run_takes_no_threads_place() -> None:
+    # A run refused for its input (no message to send, a thread id too long to keep) changes nothing: it made a
+    # thread first, which past the limit made the host forget another thread's conversation; and it kept an id of
+    # up to the body's megabyte, a thousand of them a gigabyte.
+    release, sent = anyio.Event(), list[tuple[str, str]]()
+    driver = RunDriver(InterruptStore(5.0), max_threads=2)
+    async with anyio.create_task_group() as tasks:
+        driver.bind(lambda thread: Echo(thread, release, sent), tasks)  # type: ignore[arg-type, return-value]
+        for thread in ("a", "b"):
+            assert (await events(driver, thread, "hi"))[-1].type == "RUN_FINISHED"
+        empty = await events(driver, "c", None)
+        assert empty[-1].type == "RUN_ERROR" and empty[-1].code == "no_user_message"
+        assert list(driver._threads) == ["a", "b"], "no thread was forgotten for a refused run"
+        long = await events(driver, "t" * (MAX_THREAD_ID + 1), "hi")
+        assert long[-1].type == "RUN_ERROR" and long[-1].code == "invalid_thread_id", long[-1]
+        assert str(MAX_THREAD_ID) in long[-1].message and list(driver._threads) == ["a", "b"]
+        assert (await events(driver, "t" * MAX_THREAD_ID, "hi"))[-1].type == "RUN_FINISHED"
