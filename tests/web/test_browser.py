@@ -302,3 +302,20 @@ async def test_markup_in_a_memo_is_shown_as_text_and_never_runs(
         await expect(page.locator(".tool .status").last).to_have_text("executed", timeout=30_000)
         assert await page.locator("#log img, #log script").count() == 0
         assert await page.evaluate("window.pwned") is None
+
+
+async def test_the_token_leaves_the_address_bar_and_still_serves_the_tab(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """The token comes in the address's fragment; left there it stays in the history and in every link copied
+    from the tab. The page takes it out at once and keeps it for this tab (a reload included)."""
+    expect = playwright_api.expect
+    async with (
+        web_for(emulator, tmp_path, agent_name, token="s3cret-token") as web,
+        browser_page(f"{web.url}/#token=s3cret-token") as page,
+    ):
+        assert "s3cret" not in page.url
+        await page.reload()
+        assert "s3cret" not in page.url
+        await ask(page, "What is the balance of ACC-001?")
+        await expect(page.locator(".bubble.assistant").last).to_contain_text("5,000.00", timeout=30_000)

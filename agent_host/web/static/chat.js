@@ -6,13 +6,24 @@ const form = document.getElementById("ask");
 const input = document.getElementById("request");
 const send = document.getElementById("send");
 const threadId = `thread-${randomId()}`;
-const token = new URLSearchParams(location.hash.slice(1)).get("token");
+const token = takeToken();
 const toolCalls = new Map(); // toolCallId -> {name, args, element}
 const results = new Map(); // toolCallId -> the tool's result, once it arrived
 let clockOffset = 0; // the server's clock minus this computer's: deadlines are the server's
 
 function serverNow() {
   return Date.now() + clockOffset;
+}
+
+function takeToken() {
+  // The token comes in the address's fragment, which browsers never send; left there it would stay in the
+  // history and in every link copied from this tab, so it is kept for this tab only and taken out of the address.
+  const given = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (given) {
+    sessionStorage.setItem("bankgate-token", given);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return given ?? sessionStorage.getItem("bankgate-token");
 }
 
 function randomId() {
