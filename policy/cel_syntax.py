@@ -59,9 +59,9 @@ Node = Literal | Ident | Select | Call | Collection
 MAX_NESTING = 40
 """The deepest bracketing (or `c ? x : ...` chain) read: each level costs the parser about ten frames."""
 MAX_HEIGHT = 200
-"""The tallest tree read (`a + a + ...` 200 long, `!!...!x` 200 deep). The engine compiles any length
-of chain; a longer one is refused here, so no walk of a tree (`policy.lint`'s recurse) nears Python's
-recursion limit, and none costs more than its height times its size."""
+"""The tallest tree `parse` gives (`a + a + ...` 200 long, `!!...!x` 200 deep): a taller one (up to
+`policy.cel_bounds.MAX_DEPTH`) is refused here, so no walk of a tree (`policy.lint`'s recurse) nears
+Python's recursion limit, and none costs more than its height times its size."""
 
 RELATIONS = {"<": "_<_", "<=": "_<=_", ">": "_>_", ">=": "_>=_", "==": "_==_", "!=": "_!=_", "in": "@in"}
 COMPARISONS = frozenset(RELATIONS.values()) - {"@in"}
@@ -83,16 +83,23 @@ _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 
 
 def parse(source: str) -> Node:
-    """The syntax tree of `source`; `CelSyntaxError` if it is not CEL this parser reads."""
-    parser = _Parser(_tokens(source))
-    node = parser.expr()
-    if parser.peek() is not None:
-        raise CelSyntaxError(f"unexpected {parser.peek()!r}")
+    """The syntax tree of `source`, at most `MAX_HEIGHT` tall; `CelSyntaxError` if it is not CEL this parser reads."""
+    node = read(source)
     height, level = 0, [node]
     while level:
         height, level = height + 1, [child for parent in level for child in children(parent)]
     if height > MAX_HEIGHT:
         raise CelSyntaxError(f"more than {MAX_HEIGHT} operations deep")
+    return node
+
+
+def read(source: str) -> Node:
+    """The syntax tree of `source`, however long its chains (each is read in a loop, not by recursion), so
+    its depth can be measured (`policy.cel_bounds`); `CelSyntaxError` if it is not CEL this parser reads."""
+    parser = _Parser(_tokens(source))
+    node = parser.expr()
+    if parser.peek() is not None:
+        raise CelSyntaxError(f"unexpected {parser.peek()!r}")
     return node
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from policy.cel_bounds import beyond_bounds
 from policy.cel_engine import cel
 from policy.cel_syntax import CelSyntaxError, free_variables, parse
 from policy.facts import VARIABLES, CallFacts
@@ -40,6 +41,11 @@ class Condition:
 
     @classmethod
     def compile(cls, source: str) -> "Condition":
+        """`source` compiled; `ExpressionError` if it is not a condition, or too large for the engine to be
+        trusted with (`policy.cel_bounds`: a deep chain would crash the process, not raise)."""
+        too_large = beyond_bounds(source)
+        if too_large is not None:
+            raise ExpressionError(too_large)
         try:
             program = cel.compile(source)
         except ValueError as exc:

@@ -136,19 +136,25 @@ def test_a_raw_string_ends_at_its_quote_even_after_a_backslash() -> None:
     assert parse("args.memo == r'C:\\' || amount_minor > 1") == parse("args.memo == 'C:\\\\' || amount_minor > 1")
 
 
-DEEP = {
-    "parentheses": "(" * 95 + "amount_minor > 1" + ")" * 95,
-    "lists": "[" * 95 + "amount_minor" + "]" * 95 + " != []",
-    "ternaries": "amount_minor > 1 ? true : " * 94 + "false",
-    "negations": "!" * 3000 + "(amount_minor > 1)",
-    "minus signs": "-" * 3000 + "amount_minor > 1",
-    "a sum": " + ".join(["amount_minor"] * 3000) + " > 1",
-    "a conjunction": " && ".join(["amount_minor > 1"] * 3000),
-    "indexes": "args" + "['memo']" * 3000 + " == 'x'",
-    "fields": "args" + ".memo" * 3000 + " == 'x'",
-    "method calls": "principal" + ".lowerAscii()" * 3000 + " == 'x'",
-    "a message type": "a" + ".b" * 3000 + "{}",
-}
+def deep(length: int) -> dict[str, str]:
+    """Conditions past what this parser reads when `length` > `MAX_HEIGHT`: brackets 95 deep (the engine
+    refuses 96), chains `length` long."""
+    return {
+        "parentheses": "(" * 95 + "amount_minor > 1" + ")" * 95,
+        "lists": "[" * 95 + "amount_minor" + "]" * 95 + " != []",
+        "ternaries": "amount_minor > 1 ? true : " * 94 + "false",
+        "negations": "!" * length + "(amount_minor > 1)",
+        "minus signs": "-" * length + "amount_minor > 1",
+        "a sum": " + ".join(["amount_minor"] * length) + " > 1",
+        "a conjunction": " && ".join(["amount_minor > 1"] * length),
+        "indexes": "args" + "['memo']" * length + " == 'x'",
+        "fields": "args" + ".memo" * length + " == 'x'",
+        "method calls": "principal" + ".lowerAscii()" * length + " == 'x'",
+        "a message type": "a" + ".b" * length + "{}",
+    }
+
+
+DEEP = deep(3000)
 
 
 @pytest.mark.parametrize("source", DEEP.values(), ids=DEEP.keys())
