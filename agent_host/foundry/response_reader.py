@@ -85,6 +85,8 @@ async def assemble_stream(events: AsyncIterable[Mapping[str, Any]], on_text: Cal
         try:
             if kind in ("response.completed", "response.failed", "response.incomplete"):
                 _check_status(event["response"])
+                if kind != "response.completed":  # the event ends it so, whatever (if anything) its status says
+                    _check_status({**event["response"], "status": kind.removeprefix("response.")})
                 final = event["response"]
             elif kind == "error":
                 raise ServiceFailed(f"The response stream reported an error: {event.get('message') or event}.")
