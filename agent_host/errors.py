@@ -124,6 +124,11 @@ def http_failure(
     return ServiceFailed(f"The Foundry project at {endpoint} answered {detail}.")
 
 
+def not_a_response(endpoint: str) -> ServiceFailed:
+    """A success answer whose body is no JSON object (a proxy's page, a cut-off body): nothing to read a reply from."""
+    return ServiceFailed(f"The Foundry project at {endpoint} answered with no JSON object.")
+
+
 def not_found(endpoint: str, detail: str) -> NotFound:
     """A 404: most often a PROJECT_ENDPOINT with the wrong path, else an unknown agent or version."""
     if not _PROJECT_PATH.fullmatch(urlsplit(endpoint).path):

@@ -71,6 +71,8 @@ async def assemble_stream(events: AsyncIterable[Mapping[str, Any]], on_text: Cal
     arguments in `response.function_call_arguments.done`, so the output items are also rebuilt from
     the events, keyed by `output_index` (a call item's `id` is optional), and complete the final
     output: calls it lacks are added, empty arguments filled (all items are used when it is empty).
+    A call taken from the events must have been finished there (`.done` or `output_item.done`): deltas alone
+    may be cut short or repeated, so such a call fails the response rather than run on them.
     """
     tally: Counter[str] = Counter()
     text: list[str] = []
@@ -83,6 +85,8 @@ async def assemble_stream(events: AsyncIterable[Mapping[str, Any]], on_text: Cal
         try:
             if kind in ("response.completed", "response.failed", "response.incomplete"):
                 _check_status(event["response"])
+                if kind != "response.completed":  # the event ends it so, whatever (if anything) its status says
+                    _check_status({**event["response"], "status": kind.removeprefix("response.")})
                 final = event["response"]
             elif kind == "error":
                 raise ServiceFailed(f"The response stream reported an error: {event.get('message') or event}.")
@@ -115,6 +119,8 @@ class _StreamedItems:
     def __init__(self) -> None:
         self._items: dict[int, dict[str, Any]] = {}
         self._deltas: dict[int, list[str]] = {}
+        self._finished: set[int] = set()
+        """Indexes whose item the stream finished (`output_item.done`, `function_call_arguments.done`)."""
         self._indexes: dict[str, int] = {}
         """`output_index` by item id, for events that carry only `item_id`."""
 
@@ -126,6 +132,8 @@ class _StreamedItems:
             self._items[index] = {**known, **item}
             if item.get("id"):
                 self._indexes[str(item["id"])] = index
+            if kind == "response.output_item.done":
+                self._finished.add(index)
         elif kind == "response.function_call_arguments.delta":
             self._deltas.setdefault(self._index(event), []).append(event["delta"])
         elif kind == "response.function_call_arguments.done":
@@ -134,6 +142,7 @@ class _StreamedItems:
             item["arguments"] = event["arguments"]
             if event.get("name") and not item.get("name"):
                 item["name"] = event["name"]
+            self._finished.add(index)
 
     def _index(self, event: Mapping[str, Any]) -> int:
         index = event.get("output_index")
@@ -142,24 +151,33 @@ class _StreamedItems:
     def merged_into(self, final: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """`final` (authoritative) plus what only the events carried: calls it lacks, or all items if empty.
 
-        A streamed call's arguments come from its item, else its `.done` event, else its deltas.
+        A streamed call's arguments come from its item, else its `.done` event, else its deltas; a streamed
+        call is read only where it is used, so one the final output carries whole need not have been finished.
         """
-        streamed: list[Mapping[str, Any]] = [self._item(index) for index in sorted(self._items)]
         if not final:
-            return streamed
-        calls = {item.get("call_id"): item for item in streamed if item.get("type") == "function_call"}
+            return [self._item(index) for index in sorted(self._items)]
+        calls = {
+            item.get("call_id"): index for index, item in self._items.items() if item.get("type") == "function_call"
+        }
         merged = [
-            {**item, "arguments": calls[item.get("call_id")].get("arguments")}
+            {**item, "arguments": self._item(calls[item.get("call_id")]).get("arguments")}
             if item.get("type") == "function_call" and not item.get("arguments") and item.get("call_id") in calls
             else item
             for item in final
         ]
         known = {item.get("call_id") for item in final if item.get("type") == "function_call"}
-        return merged + [item for call_id, item in calls.items() if call_id not in known]
+        return merged + [self._item(index) for call_id, index in calls.items() if call_id not in known]
 
     def _item(self, index: int) -> dict[str, Any]:
         item = dict(self._items[index])
-        if item.get("type") == "function_call" and not item.get("arguments"):
+        if item.get("type") != "function_call":
+            return item
+        if index not in self._finished:
+            raise ServiceFailed(
+                f"The response stream never finished the arguments of function call {item.get('call_id')} "
+                f"({item.get('name')}): nothing was run."
+            )
+        if not item.get("arguments"):
             item["arguments"] = "".join(self._deltas.get(index, []))
         return item
 

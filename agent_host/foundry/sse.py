@@ -47,12 +47,20 @@ def require_event_stream(content_type: str | None, endpoint: str) -> None:
         )
 
 
+def not_json(payload: str) -> ServiceFailed:
+    return ServiceFailed(f"The response stream carried an event that is not JSON: {payload[:200]!r}.")
+
+
+def not_an_object(payload: str) -> ServiceFailed:
+    return ServiceFailed(f"The response stream carried a non-object event: {payload[:200]!r}.")
+
+
 def _event(name: str, payload: str) -> dict[str, Any]:
     try:
         event = json.loads(payload)
     except ValueError:
-        raise ServiceFailed(f"The response stream carried an event that is not JSON: {payload[:200]!r}.") from None
+        raise not_json(payload) from None
     if not isinstance(event, dict):
-        raise ServiceFailed(f"The response stream carried a non-object event: {payload[:200]!r}.")
+        raise not_an_object(payload)
     event.setdefault("type", name)
     return event

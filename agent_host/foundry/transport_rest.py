@@ -19,7 +19,7 @@ import httpx2
 from azure.core.credentials_async import AsyncSupportsTokenInfo
 from azure.identity.aio import get_bearer_token_provider
 
-from agent_host.errors import HostError, ServiceFailed, http_failure, slow, unreachable
+from agent_host.errors import HostError, ServiceFailed, http_failure, not_a_response, slow, unreachable
 from agent_host.foundry.access import ProjectAccess
 from agent_host.foundry.audience import SCOPE
 from agent_host.foundry.retries import TIMEOUT, paced, retry_delay, should_retry
@@ -41,7 +41,7 @@ class RestTransport:
         async with self._post(request) as response:
             body = _json_or_text(response)
         if not isinstance(body, dict):
-            raise ServiceFailed(f"The Foundry project at {self._access.endpoint} answered with no JSON object.")
+            raise not_a_response(self._access.endpoint)
         return body
 
     async def stream(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:

@@ -3,11 +3,14 @@
 openai handles tokens (through azure-identity's bearer-token provider), timeouts and retries itself
 (408/409/429/5xx, timeouts and refused connections, honouring `Retry-After`); this module only
 shapes the request and turns openai's exceptions into the host's errors, a timeout waiting for the
-answer as a slow service rather than an unreachable one.
+answer as a slow service rather than an unreachable one. openai hands over, unchecked, what it cannot
+read as a response (a page as a string, a JSON array, a `JSONDecodeError`): those are reported as the
+REST path reports them, not left to end the chat as a crash.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,12 +19,12 @@ import httpx2
 import openai
 from azure.ai.projects.aio import AIProjectClient
 from azure.core.exceptions import ClientAuthenticationError
-from openai.types.responses import Response
+from pydantic import BaseModel
 
-from agent_host.errors import ServiceFailed, http_failure, slow, unreachable
+from agent_host.errors import ServiceFailed, http_failure, not_a_response, slow, unreachable
 from agent_host.foundry.access import ProjectAccess, sign_in_failure
 from agent_host.foundry.retries import TIMEOUT, paced
-from agent_host.foundry.sse import require_event_stream
+from agent_host.foundry.sse import not_an_object, not_json, require_event_stream
 
 _NAMED = ("input", "previous_response_id", "tool_choice")
 """Request fields openai takes as arguments; the rest (`agent_reference`) goes in `extra_body`."""
@@ -47,7 +50,9 @@ class SdkTransport:
 
     async def create(self, request: Mapping[str, Any]) -> dict[str, Any]:
         async with self._errors():
-            response: Response = await self._client.responses.create(**_arguments(request))
+            response: object = await self._client.responses.create(**_arguments(request))
+        if not isinstance(response, BaseModel):
+            raise not_a_response(self._access.endpoint)
         return response.model_dump(mode="json")
 
     async def stream(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -57,7 +62,11 @@ class SdkTransport:
                 async with events:
                     require_event_stream(events.response.headers.get("content-type"), self._access.endpoint)
                     async for event in paced(aiter(events), self._timeout.read):
+                        if not isinstance(event, BaseModel):
+                            raise not_an_object(json.dumps(event))
                         yield event.model_dump(mode="json")
+            except json.JSONDecodeError as error:
+                raise not_json(error.doc) from None
             except (openai.APITimeoutError, TimeoutError):  # after the stream started: it stalled
                 raise slow(self._access.endpoint, self._timeout.read, streaming=True) from None
             except openai.APIConnectionError as error:
@@ -90,6 +99,8 @@ class SdkTransport:
             raise unreachable(self._access.endpoint, error.__cause__ or error) from None
         except ClientAuthenticationError as error:  # from the bearer-token provider, before any request
             raise sign_in_failure(error) from None
+        except json.JSONDecodeError:  # a body declared JSON that is not
+            raise not_a_response(self._access.endpoint) from None
         except openai.APIError as error:  # an answer openai could not read
             raise ServiceFailed(
                 f"The Foundry project at {self._access.endpoint} sent an unreadable answer: {error}"

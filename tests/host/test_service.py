@@ -514,3 +514,35 @@ async def test_an_error_page_is_quoted_in_part(kind: Transport) -> None:
             await transport.create(_ask(agent))
 
     assert len(failed.value.message) < 400 and "upstream" not in failed.value.message
+
+
+def _sse(body: bytes) -> Callable[[BaseHTTPRequestHandler], None]:
+    return whole(200, "text/event-stream", b'event: response.created\ndata: {"type": "response.created"}\n\n' + body)
+
+
+@pytest.mark.anyio
+@BOTH
+@pytest.mark.parametrize(
+    ("answer", "stream", "named"),
+    [
+        (whole(200, "application/json", b"<html>Signed out</html>"), False, "answered with no JSON object"),
+        (whole(200, "text/html", b"<html>Signed out</html>"), False, "answered with no JSON object"),
+        (whole(200, "application/json", b"[1, 2]"), False, "answered with no JSON object"),
+        (_sse(b"event: response.completed\ndata: <html>\n\n"), True, "an event that is not JSON: '<html>'"),
+        (_sse(b"event: response.completed\ndata: [1, 2]\n\n"), True, r"a non-object event: '\[1, ?2\]'"),
+    ],
+    ids=["not-json", "a-page", "not-an-object", "event-not-json", "event-not-an-object"],
+)
+async def test_a_success_answer_that_is_not_a_response_is_a_service_failure(
+    kind: Transport, answer: Callable[[BaseHTTPRequestHandler], None], stream: bool, named: str
+) -> None:
+    """A 200 whose body (or a streamed event) is not a JSON object: a proxy's sign-in page, a truncated gateway
+    answer. The REST path said so; on the SDK path openai's `JSONDecodeError`, or the page returned as a string,
+    escaped as a crash (`AttributeError: 'str' object has no attribute 'model_dump'`) and ended the chat."""
+    agent = AgentChoice("teller", "1", pinned=True)
+    async with loopback_transport(kind, answer) as transport:
+        with pytest.raises(ServiceFailed, match=named):
+            if stream:
+                await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+            else:
+                await transport.create(_ask(agent))
