@@ -9,6 +9,7 @@ import pytest
 from mcp_server.tools import TOOL_ARGUMENTS
 from policy.action import Call
 from policy.decision import Decision
+from policy.facts import CallFacts
 from policy.loader import PolicyError, parse_policy
 from policy.messages import worded
 from policy.outcome import Outcome
@@ -90,3 +91,49 @@ def test_policy_check_validates_messages(
     assert cli("policy", "check", str(good)).returncode == 0
     refused = cli("policy", "check", str(bad))
     assert refused.returncode != 0 and "unknown fact {payee}" in refused.stdout + refused.stderr
+
+
+WORDED_BELOW_A_DENY = """
+[tools.transfer_funds]
+default = "allow"
+
+[[tools.transfer_funds.rules]]
+name = "small"
+when = "amount_minor <= minor(50000)"
+outcome = "allow"
+reason = "Small transfers go at once."
+messages = { executed = "Sent {amount} at once: no approval was needed." }
+
+[[tools.transfer_funds.rules]]
+name = "large"
+when = "amount_minor > minor(1000)"
+outcome = "require_approval"
+reason = "Transfers above 1,000.00 need approval."
+messages = { denied = "No approver could be reached for {amount}; try again from a client with forms." }
+
+[[tools.transfer_funds.rules]]
+name = "ceiling"
+when = "amount_minor > minor(10000)"
+outcome = "deny"
+reason = "Transfers above 10,000.00 are refused."
+"""
+
+
+@pytest.mark.parametrize(
+    ("amount", "outcome", "status", "told"),
+    [
+        (20_000_00, Outcome.DENY, Status.DENIED, "Action 'transfer_funds' was denied by policy."),
+        (2_000_00, Outcome.REQUIRE_APPROVAL, Status.EXECUTED, "Transferred $2,000.00 after approval."),
+    ],
+    ids=["denied-by-the-ceiling", "executed-after-approval"],
+)
+def test_only_the_rules_that_decided_word_the_result(amount: int, outcome: Outcome, status: Status, told: str) -> None:
+    """Every matching rule is listed, but only those whose outcome won decided the call: a losing rule's wording
+    would tell the caller a reason that is false ("no approver could be reached" for a transfer the ceiling
+    refused; "no approval was needed" for one a human approved)."""
+    policy = parse_policy(WORDED_BELOW_A_DENY, source="p.toml", catalog=TOOL_ARGUMENTS)
+    facts = CallFacts("transfer_funds", {"amount": str(amount // 100)}, "ann", amount_minor=amount)
+    decision = policy.decide(facts)
+    assert decision.outcome is outcome and len(decision.matched_rules) > 1
+    call = Call("transfer_funds", {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "x"}, "ann")
+    assert worded(policy, call, decision, GateResult(status, told)).message == told
