@@ -229,7 +229,10 @@ class _Reader:
             self.problem(f"{key}.when", str(exc), table, index)
             return None
         line = self.places.line("when", table, index)
-        self.warnings += [Problem(f"{key}.when", w, line) for w in rule_warnings(fields["when"], tool, arguments)]
+        found = rule_warnings(fields["when"], tool, arguments)
+        if arguments is not None:
+            found += _fails_without_decimals(condition, tool, arguments)
+        self.warnings += [Problem(f"{key}.when", w, line) for w in found]
         name, reason = fields["name"], fields["reason"]
         if not isinstance(name, str) or not isinstance(reason, str):
             return None
@@ -337,14 +340,29 @@ def _binds_its_accounts(condition: Condition, tool: str, arguments: Arguments) -
         )
 
 
-def _sample_call(tool: str, arguments: Collection[str]) -> CallFacts:
+def _sample_call(tool: str, arguments: Collection[str], currency: str = "USD", exponent: int = 2) -> CallFacts:
     """A plausible call, so `policy check` catches rules that fail at run time (type errors)."""
-    account = AccountFacts("ACC-001", "Sample Owner", "open", "USD", 100_000, ("owner",))
+    account = AccountFacts("ACC-001", "Sample Owner", "open", currency, 100_000, ("owner",))
     return CallFacts(
         tool=tool,
         arguments=dict.fromkeys(arguments, "1"),
         principal="sample",
         roles=("operator",),
+        currency=currency,
+        minor_exponent=exponent,
         amount_minor=100,
         accounts=dict.fromkeys(ACCOUNT_ROLES, account),
     )
+
+
+def _fails_without_decimals(condition: Condition, tool: str, arguments: Collection[str]) -> list[str]:
+    """A warning if `condition`, which evaluates for the sample call in USD, fails for one in a currency without
+    minor units: `minor('500.50')` is finer than a yen, so every call in yen would be denied, a 5-yen one too."""
+    try:
+        condition.holds(_sample_call(tool, arguments, "JPY", 0))
+    except ExpressionError as exc:
+        return [
+            f"fails to evaluate for a call in a currency without decimals (such as JPY), so every such call is "
+            f"denied ({exc}); fix: whole units (minor(500)), or guard the rule by currency: currency == 'USD' && ..."
+        ]
+    return []
