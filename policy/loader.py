@@ -18,7 +18,7 @@ from policy.document import Policy, Rule, ToolPolicy
 from policy.expressions import Condition, ExpressionError
 from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_ROLES, AccountFacts, CallFacts
 from policy.lint import Arguments, default_overlap, rule_warnings
-from policy.messages import STATUSES, template_problem
+from policy.messages import DECIDED_ENDS, STATUSES, template_problem
 from policy.outcome import Outcome
 
 DEFAULT_POLICY = "default_policy.toml"
@@ -218,6 +218,8 @@ class _Reader:
         if channel is not None and outcome is not None and outcome is not Outcome.REQUIRE_APPROVAL:
             self.problem(f"{key}.channel", "applies only to a rule whose outcome is require_approval", table, index)
         messages = self.messages(raw.get("messages", {}), f"{key}.messages", table, arguments, index)
+        if outcome is not None:
+            self.undecided_ends(messages, outcome, f"{key}.messages", f"[tools.{tool}.messages]", table, index)
         if not isinstance(fields["when"], str) or outcome is None:
             return None
         try:
@@ -256,6 +258,22 @@ class _Reader:
                 continue
             messages[status] = template
         return messages
+
+    def undecided_ends(
+        self, messages: dict[str, str], outcome: Outcome, key: str, tool_table: str, table: str, occurrence: int
+    ) -> None:
+        """Refuse a rule's wording of a status no call it decides ends in: it would never be shown."""
+        ends = DECIDED_ENDS[outcome]
+        line = self.places.line("messages", table, occurrence)
+        for status in [s for s in messages if s not in ends]:
+            self.problems.append(
+                Problem(
+                    f"{key}.{status}",
+                    f"a {outcome.value} rule decides no call that ends {status}, so this is never shown (a rule words "
+                    f"only {' and '.join(ends)}); word it for the tool, in {tool_table}",
+                    line,
+                )
+            )
 
     def channel(self, raw: Mapping[str, Any], key: str, table: str, occurrence: int = 0) -> Channel | None:
         """`channel`: where the approval may be given (form, desk or any); None when not set or wrong."""

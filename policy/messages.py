@@ -17,9 +17,17 @@ from typing import Any
 from policy.action import Call
 from policy.decision import Decision
 from policy.document import Policy
+from policy.outcome import Outcome
 from policy.results import GateResult
 
 STATUSES = ("executed", "rejected", "cancelled", "expired", "denied")
+DECIDED_ENDS: dict[Outcome, tuple[str, ...]] = {
+    Outcome.ALLOW: ("executed",),
+    Outcome.REQUIRE_APPROVAL: ("executed", "denied"),
+    Outcome.DENY: ("denied",),
+}
+"""The statuses a call a rule of each outcome decided can end in: all a rule may word. A rejected, cancelled or
+expired call is settled by its human's answer (or its absence), no decision taken then, so its tool words it."""
 FIXED_FACTS = ("tool", "principal", "reference", "reason", "default")
 
 

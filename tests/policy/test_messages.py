@@ -137,3 +137,42 @@ def test_only_the_rules_that_decided_word_the_result(amount: int, outcome: Outco
     assert decision.outcome is outcome and len(decision.matched_rules) > 1
     call = Call("transfer_funds", {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "x"}, "ann")
     assert worded(policy, call, decision, GateResult(status, told)).message == told
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [
+        ("require_approval", "rejected"),
+        ("require_approval", "cancelled"),
+        ("require_approval", "expired"),
+        ("deny", "executed"),
+        ("allow", "denied"),
+    ],
+)
+def test_a_rules_wording_for_an_end_it_never_decides_is_refused(outcome: str, status: str) -> None:
+    """A rejected, cancelled or expired call is settled by its human's answer (or its absence), with no decision
+    taken, so only its tool's wording can reach the caller; a deny rule never decides an executed call, nor an
+    allow rule a denied one. Such wording loaded and was never shown: refused where it is, saying where to put it."""
+    text = (
+        '[tools.transfer_funds]\ndefault = "allow"\n\n[[tools.transfer_funds.rules]]\nname = "large"\n'
+        f'when = "amount_minor > minor(1000)"\noutcome = "{outcome}"\nreason = "r"\n'
+        f'messages = {{ {status} = "Transfer {{reference}} {status}." }}\n'
+    )
+    with pytest.raises(PolicyError) as error:
+        parse_policy(text, source="p.toml", catalog=TOOL_ARGUMENTS)
+    assert f"p.toml:9: tools.transfer_funds.rules[0].messages.{status}: " in str(error.value)
+    assert "[tools.transfer_funds.messages]" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "statuses"),
+    [("require_approval", ("executed", "denied")), ("deny", ("denied",)), ("allow", ("executed",))],
+)
+def test_a_rule_words_every_end_it_decides(outcome: str, statuses: tuple[str, ...]) -> None:
+    worded = ", ".join(f'{status} = "{status} {{amount}}"' for status in statuses)
+    text = (
+        '[tools.transfer_funds]\ndefault = "require_approval"\n\n[[tools.transfer_funds.rules]]\nname = "large"\n'
+        f'when = "amount_minor > minor(1000)"\noutcome = "{outcome}"\nreason = "r"\nmessages = {{ {worded} }}\n'
+    )
+    policy = parse_policy(text, source="p.toml", catalog=TOOL_ARGUMENTS)
+    assert set(policy.tools["transfer_funds"].rules[0].messages) == set(statuses)
