@@ -1,6 +1,6 @@
 """A loaded policy: per-tool defaults and conditional rules, and the decision they give a call."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -92,14 +92,18 @@ class Policy:
         policy = self.tools.get(tool)
         return _carried(policy.confirm, arguments) if policy else None
 
-    def messages_for(self, tool: str, matched_rules: Sequence[str] = ()) -> Mapping[str, str]:
-        """The confirmation messages for a call of `tool`: the first matched rule's wording over the tool's."""
+    def messages_for(self, tool: str, decision: Decision | None = None) -> Mapping[str, str]:
+        """The confirmation messages for a call of `tool`: the wording of the first rule that decided it over the
+        tool's. Only a matched rule whose outcome is the decision's decided it: one outranked (an approval rule
+        under a deny) or one that failed to evaluate would word the result with a reason that is false."""
         policy = self.tools.get(tool)
         if policy is None:
             return {}
         merged = dict(policy.messages)
+        if decision is None or decision.failure is not None:
+            return merged
         for rule in reversed(policy.rules):
-            if rule.name in matched_rules:
+            if rule.name in decision.matched_rules and rule.outcome is decision.outcome:
                 merged |= rule.messages
         return merged
 

@@ -18,7 +18,7 @@ from policy.document import Policy, Rule, ToolPolicy
 from policy.expressions import Condition, ExpressionError
 from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_ROLES, AccountFacts, CallFacts
 from policy.lint import Arguments, default_overlap, rule_warnings
-from policy.messages import STATUSES, template_problem
+from policy.messages import DECIDED_ENDS, STATUSES, template_problem
 from policy.outcome import Outcome
 
 DEFAULT_POLICY = "default_policy.toml"
@@ -218,6 +218,8 @@ class _Reader:
         if channel is not None and outcome is not None and outcome is not Outcome.REQUIRE_APPROVAL:
             self.problem(f"{key}.channel", "applies only to a rule whose outcome is require_approval", table, index)
         messages = self.messages(raw.get("messages", {}), f"{key}.messages", table, arguments, index)
+        if outcome is not None:
+            self.undecided_ends(messages, outcome, f"{key}.messages", f"[tools.{tool}.messages]", table, index)
         if not isinstance(fields["when"], str) or outcome is None:
             return None
         try:
@@ -229,7 +231,10 @@ class _Reader:
             self.problem(f"{key}.when", str(exc), table, index)
             return None
         line = self.places.line("when", table, index)
-        self.warnings += [Problem(f"{key}.when", w, line) for w in rule_warnings(fields["when"], tool, arguments)]
+        found = rule_warnings(fields["when"], tool, arguments)
+        if arguments is not None:
+            found += _fails_without_decimals(condition, tool, arguments)
+        self.warnings += [Problem(f"{key}.when", w, line) for w in found]
         name, reason = fields["name"], fields["reason"]
         if not isinstance(name, str) or not isinstance(reason, str):
             return None
@@ -253,6 +258,22 @@ class _Reader:
                 continue
             messages[status] = template
         return messages
+
+    def undecided_ends(
+        self, messages: dict[str, str], outcome: Outcome, key: str, tool_table: str, table: str, occurrence: int
+    ) -> None:
+        """Refuse a rule's wording of a status no call it decides ends in: it would never be shown."""
+        ends = DECIDED_ENDS[outcome]
+        line = self.places.line("messages", table, occurrence)
+        for status in [s for s in messages if s not in ends]:
+            self.problems.append(
+                Problem(
+                    f"{key}.{status}",
+                    f"a {outcome.value} rule decides no call that ends {status}, so this is never shown (a rule words "
+                    f"only {' and '.join(ends)}); word it for the tool, in {tool_table}",
+                    line,
+                )
+            )
 
     def channel(self, raw: Mapping[str, Any], key: str, table: str, occurrence: int = 0) -> Channel | None:
         """`channel`: where the approval may be given (form, desk or any); None when not set or wrong."""
@@ -337,14 +358,29 @@ def _binds_its_accounts(condition: Condition, tool: str, arguments: Arguments) -
         )
 
 
-def _sample_call(tool: str, arguments: Collection[str]) -> CallFacts:
+def _sample_call(tool: str, arguments: Collection[str], currency: str = "USD", exponent: int = 2) -> CallFacts:
     """A plausible call, so `policy check` catches rules that fail at run time (type errors)."""
-    account = AccountFacts("ACC-001", "Sample Owner", "open", "USD", 100_000, ("owner",))
+    account = AccountFacts("ACC-001", "Sample Owner", "open", currency, 100_000, ("owner",))
     return CallFacts(
         tool=tool,
         arguments=dict.fromkeys(arguments, "1"),
         principal="sample",
         roles=("operator",),
+        currency=currency,
+        minor_exponent=exponent,
         amount_minor=100,
         accounts=dict.fromkeys(ACCOUNT_ROLES, account),
     )
+
+
+def _fails_without_decimals(condition: Condition, tool: str, arguments: Collection[str]) -> list[str]:
+    """A warning if `condition`, which evaluates for the sample call in USD, fails for one in a currency without
+    minor units: `minor('500.50')` is finer than a yen, so every call in yen would be denied, a 5-yen one too."""
+    try:
+        condition.holds(_sample_call(tool, arguments, "JPY", 0))
+    except ExpressionError as exc:
+        return [
+            f"fails to evaluate for a call in a currency without decimals (such as JPY), so every such call is "
+            f"denied ({exc}); fix: whole units (minor(500)), or guard the rule by currency: currency == 'USD' && ..."
+        ]
+    return []

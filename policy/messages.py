@@ -1,11 +1,12 @@
 """Confirmation messages a policy owns: what the caller is told after a decision.
 
 A policy may word the result of a call per tool and per rule, for each of `executed`, `rejected`,
-`cancelled`, `expired` and `denied`; a matched rule's wording wins over its tool's, and the
-built-in sentence stays where the policy says nothing. Templates name facts in braces: the
-call's arguments by name, and `tool`, `principal`, `reference`, `reason` and `default` (the
-built-in sentence). Only plain names are accepted (no attribute or index access), and `policy
-check` refuses a name that is not a fact, so a template cannot fail when a call settles.
+`cancelled`, `expired` and `denied`; the wording of a rule that decided the call (matched, with the
+decision's outcome) wins over its tool's, and the built-in sentence stays where the policy says
+nothing. Templates name facts in braces: the call's arguments by name, and `tool`, `principal`,
+`reference`, `reason` and `default` (the built-in sentence). Only plain names are accepted (no
+attribute or index access), and `policy check` refuses a name that is not a fact, so a template
+cannot fail when a call settles.
 """
 
 import string
@@ -16,9 +17,17 @@ from typing import Any
 from policy.action import Call
 from policy.decision import Decision
 from policy.document import Policy
+from policy.outcome import Outcome
 from policy.results import GateResult
 
 STATUSES = ("executed", "rejected", "cancelled", "expired", "denied")
+DECIDED_ENDS: dict[Outcome, tuple[str, ...]] = {
+    Outcome.ALLOW: ("executed",),
+    Outcome.REQUIRE_APPROVAL: ("executed", "denied"),
+    Outcome.DENY: ("denied",),
+}
+"""The statuses a call a rule of each outcome decided can end in: all a rule may word. A rejected, cancelled or
+expired call is settled by its human's answer (or its absence), no decision taken then, so its tool words it."""
 FIXED_FACTS = ("tool", "principal", "reference", "reason", "default")
 
 
@@ -43,9 +52,7 @@ def template_problem(template: Any, arguments: Collection[str] | None) -> str | 
 
 def worded(policy: Policy, call: Call, decision: Decision | None, result: GateResult, reason: str = "") -> GateResult:
     """`result` with the policy's message for its status, if the policy words it for this call."""
-    # A rule that failed to evaluate denied the call without holding: its wording would give a reason that is false.
-    matched = decision.matched_rules if decision and decision.failure is None else ()
-    template = policy.messages_for(call.tool, matched).get(result.status.value)
+    template = policy.messages_for(call.tool, decision).get(result.status.value)
     if template is None:
         return result
     facts = {name: "" if value is None else str(value) for name, value in call.arguments.items()}

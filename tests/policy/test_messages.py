@@ -9,6 +9,7 @@ import pytest
 from mcp_server.tools import TOOL_ARGUMENTS
 from policy.action import Call
 from policy.decision import Decision
+from policy.facts import CallFacts
 from policy.loader import PolicyError, parse_policy
 from policy.messages import worded
 from policy.outcome import Outcome
@@ -90,3 +91,88 @@ def test_policy_check_validates_messages(
     assert cli("policy", "check", str(good)).returncode == 0
     refused = cli("policy", "check", str(bad))
     assert refused.returncode != 0 and "unknown fact {payee}" in refused.stdout + refused.stderr
+
+
+WORDED_BELOW_A_DENY = """
+[tools.transfer_funds]
+default = "allow"
+
+[[tools.transfer_funds.rules]]
+name = "small"
+when = "amount_minor <= minor(50000)"
+outcome = "allow"
+reason = "Small transfers go at once."
+messages = { executed = "Sent {amount} at once: no approval was needed." }
+
+[[tools.transfer_funds.rules]]
+name = "large"
+when = "amount_minor > minor(1000)"
+outcome = "require_approval"
+reason = "Transfers above 1,000.00 need approval."
+messages = { denied = "No approver could be reached for {amount}; try again from a client with forms." }
+
+[[tools.transfer_funds.rules]]
+name = "ceiling"
+when = "amount_minor > minor(10000)"
+outcome = "deny"
+reason = "Transfers above 10,000.00 are refused."
+"""
+
+
+@pytest.mark.parametrize(
+    ("amount", "outcome", "status", "told"),
+    [
+        (20_000_00, Outcome.DENY, Status.DENIED, "Action 'transfer_funds' was denied by policy."),
+        (2_000_00, Outcome.REQUIRE_APPROVAL, Status.EXECUTED, "Transferred $2,000.00 after approval."),
+    ],
+    ids=["denied-by-the-ceiling", "executed-after-approval"],
+)
+def test_only_the_rules_that_decided_word_the_result(amount: int, outcome: Outcome, status: Status, told: str) -> None:
+    """Every matching rule is listed, but only those whose outcome won decided the call: a losing rule's wording
+    would tell the caller a reason that is false ("no approver could be reached" for a transfer the ceiling
+    refused; "no approval was needed" for one a human approved)."""
+    policy = parse_policy(WORDED_BELOW_A_DENY, source="p.toml", catalog=TOOL_ARGUMENTS)
+    facts = CallFacts("transfer_funds", {"amount": str(amount // 100)}, "ann", amount_minor=amount)
+    decision = policy.decide(facts)
+    assert decision.outcome is outcome and len(decision.matched_rules) > 1
+    call = Call("transfer_funds", {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "x"}, "ann")
+    assert worded(policy, call, decision, GateResult(status, told)).message == told
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [
+        ("require_approval", "rejected"),
+        ("require_approval", "cancelled"),
+        ("require_approval", "expired"),
+        ("deny", "executed"),
+        ("allow", "denied"),
+    ],
+)
+def test_a_rules_wording_for_an_end_it_never_decides_is_refused(outcome: str, status: str) -> None:
+    """A rejected, cancelled or expired call is settled by its human's answer (or its absence), with no decision
+    taken, so only its tool's wording can reach the caller; a deny rule never decides an executed call, nor an
+    allow rule a denied one. Such wording loaded and was never shown: refused where it is, saying where to put it."""
+    text = (
+        '[tools.transfer_funds]\ndefault = "allow"\n\n[[tools.transfer_funds.rules]]\nname = "large"\n'
+        f'when = "amount_minor > minor(1000)"\noutcome = "{outcome}"\nreason = "r"\n'
+        f'messages = {{ {status} = "Transfer {{reference}} {status}." }}\n'
+    )
+    with pytest.raises(PolicyError) as error:
+        parse_policy(text, source="p.toml", catalog=TOOL_ARGUMENTS)
+    assert f"p.toml:9: tools.transfer_funds.rules[0].messages.{status}: " in str(error.value)
+    assert "[tools.transfer_funds.messages]" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "statuses"),
+    [("require_approval", ("executed", "denied")), ("deny", ("denied",)), ("allow", ("executed",))],
+)
+def test_a_rule_words_every_end_it_decides(outcome: str, statuses: tuple[str, ...]) -> None:
+    worded = ", ".join(f'{status} = "{status} {{amount}}"' for status in statuses)
+    text = (
+        '[tools.transfer_funds]\ndefault = "require_approval"\n\n[[tools.transfer_funds.rules]]\nname = "large"\n'
+        f'when = "amount_minor > minor(1000)"\noutcome = "{outcome}"\nreason = "r"\nmessages = {{ {worded} }}\n'
+    )
+    policy = parse_policy(text, source="p.toml", catalog=TOOL_ARGUMENTS)
+    assert set(policy.tools["transfer_funds"].rules[0].messages) == set(statuses)

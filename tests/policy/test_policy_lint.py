@@ -2,6 +2,7 @@
 rule's place, what is wrong and what to write instead; the exit status stays 0. Each warning is held to
 the behaviour it warns of, and no policy the project ships or shows draws one."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -312,3 +313,27 @@ def _policies() -> list[Path]:
 @pytest.mark.parametrize("path", _policies(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_policy_the_project_ships_or_shows_draws_a_warning(path: Path) -> None:
     assert load_policy(path, catalog=TOOL_ARGUMENTS).warnings == ()
+
+
+@pytest.mark.parametrize("when", ["amount_minor > minor('500.50')", "moved_today_minor + amount_minor > minor('0.5')"])
+def test_a_rule_no_call_in_a_currency_without_decimals_can_evaluate_is_named(
+    when: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`minor('500.50')` (the fraction warning's own fix) is finer than a yen: every call in JPY, KRW, ISK or CLP
+    fails to evaluate the rule and is denied, a 5-yen transfer included, while USD calls work."""
+    [warning] = checked(tmp_path, capsys, rule(when))
+    assert ":12: tools.transfer_funds.rules[0].when: " in warning and "JPY" in warning and "denied" in warning
+    assert "currency == 'USD' && ..." in warning
+    yen = replace(transfer(amount_minor=5), currency="JPY", minor_exponent=0)
+    decision = parse_policy(rule(when), source="p").decide(yen)
+    assert decision.outcome is Outcome.DENY and decision.failure is not None
+
+
+@pytest.mark.parametrize(
+    "when",
+    ["amount_minor > minor(500)", "currency == 'USD' && amount_minor > minor('500.50')", "currency != 'JPY' || false"],
+)
+def test_a_rule_every_currency_can_evaluate_draws_no_currency_warning(
+    when: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert checked(tmp_path, capsys, rule(when)) == []
