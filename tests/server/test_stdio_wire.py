@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp_types import INVALID_REQUEST, PARSE_ERROR
 
 from mcp_server.audit.keys import KEY_FILE_ENV
 from tests.server.harness import Harness
@@ -151,6 +152,65 @@ def test_malformed_lines_and_odd_ids_are_answered_or_ignored_and_serving_goes_on
     assert by_id[5]["result"]["structuredContent"]["error"]["code"] == "invalid_memo"
     wire.process.stdin.close()  # type: ignore[union-attr]
     assert wire.process.wait(timeout=15) == 0
+
+
+BAD_LINES = [
+    (b"not json\n", PARSE_ERROR),
+    (b'{"jsonrpc":"2.0","id":1,"method":"ping"}{"jsonrpc":"2.0","id":2,"method":"ping"}\n', PARSE_ERROR),  # two
+    (b'{"jsonrpc":"2.0","id":3,"method":"pi\x00ng"}\n', PARSE_ERROR),  # a NUL
+    (b'{"jsonrpc":"2.0","id":4,"method":"ping","params":{"_meta":{"x":"\xff"}}}\n', PARSE_ERROR),  # not UTF-8
+    (b"x" * 12_000_000 + b"\n", PARSE_ERROR),  # 12 MB
+    (b"42\n", INVALID_REQUEST),
+    (b"{}\n", INVALID_REQUEST),
+    (b'[{"jsonrpc":"2.0","id":5,"method":"ping"}]\n', INVALID_REQUEST),  # a batch
+    (b'{"jsonrpc":"2.0","id":6,"method":"tools/call","params":"no"}\n', INVALID_REQUEST),
+]
+
+
+@pytest.mark.parametrize("when", ["before initialize", "after"])
+def test_every_malformed_line_is_answered_with_an_error_of_id_null_and_the_next_line_is_served(
+    wire: Wire, when: str
+) -> None:
+    """The SDK's reader dropped each of these lines at debug level: the client waited for an answer
+    that never came. JSON-RPC 2.0 answers each with one error (-32700 not JSON, -32600 not a request)."""
+    if when == "after":
+        wire.initialize()
+    for n, (line, code) in enumerate(BAD_LINES):
+        wire.send(line, {"jsonrpc": "2.0", "id": 100 + n, "method": "ping"})
+        messages = wire.read(lambda m, n=n: m.get("id") == 100 + n)
+        assert len(messages) == 2, (line[:80], messages)
+        error = messages[0]
+        assert error["id"] is None and error["error"]["code"] == code, (line[:80], error)
+        assert messages[1] == {"jsonrpc": "2.0", "id": 100 + n, "result": {}}
+
+
+def test_a_line_split_across_slow_writes_or_holding_a_lone_cr_is_one_message(wire: Wire) -> None:
+    """A lone CR is JSON whitespace, and only LF ends a line: the SDK's universal newlines cut such a
+    message in two and dropped both halves without a word."""
+    wire.initialize()
+    wire.send(b'{"jsonrpc":"2.0",\r"id":7,\r"method":"ping"}\r\n')
+    assert wire.read(lambda m: m.get("id") == 7) == [{"jsonrpc": "2.0", "id": 7, "result": {}}]
+    wire.send(b'{"jsonrpc":"2.0","id":8,')
+    time.sleep(0.5)
+    wire.send(b'"method":"ping"}\n')
+    assert wire.read(lambda m: m.get("id") == 8) == [{"jsonrpc": "2.0", "id": 8, "result": {}}]
+
+
+def test_a_transfer_whose_line_is_not_utf8_is_refused_as_a_parse_error_and_moves_nothing(
+    wire: Wire, ledger: Harness
+) -> None:
+    """The SDK decoded stdin with errors="replace": a memo sent as Latin-1 ran, recorded as 'caf\ufffd'
+    (text the client never sent). Over HTTP the same bytes are a parse error; now over stdio too."""
+    source, target = ledger.open_account("50"), ledger.open_account("0")
+    wire.initialize()
+    arguments = f'{{"from_account":"{source}","to_account":"{target}","amount":"0.50","memo":"caf'.encode()
+    params = b'{"name":"transfer_funds","arguments":' + arguments + b'\xe9"}}'
+    wire.send(b'{"jsonrpc":"2.0","id":9,"method":"tools/call","params":' + params + b"}\n")
+    wire.send({"jsonrpc": "2.0", "id": 10, "method": "ping"})
+    messages = wire.read(lambda m: m.get("id") == 10)
+    assert [m.get("id") for m in messages] == [None, 10], messages
+    assert messages[0]["error"]["code"] == PARSE_ERROR and "UTF-8" in messages[0]["error"]["message"]
+    assert ledger.balance(source) == 5000 and ledger.audit(tool="transfer_funds") == []
 
 
 def test_a_cancelled_question_runs_nothing_even_approved_after_and_an_answer_counts_once(
