@@ -7,6 +7,7 @@ import json
 import os
 import select
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from mcp_types import INVALID_REQUEST, PARSE_ERROR
 
 from mcp_server.audit.keys import KEY_FILE_ENV
 from tests.server.harness import Harness
-from tests.support import serve_args
+from tests.support import keyed, serve_args
 
 INIT = {
     "jsonrpc": "2.0",
@@ -266,3 +267,41 @@ def test_a_server_left_with_a_question_open_stops_at_once_runs_nothing_and_keeps
     assert "unexpected" not in wire.stderr(), wire.stderr()
     assert ledger.balance(source) == 5000
     assert [r["event"] for r in ledger.audit(tool="transfer_funds")] == ["requested"]  # pending, for a retry
+
+
+def test_sigint_while_an_approved_transfer_waits_for_the_ledger_moves_nothing_and_its_keyed_retry_runs_once(
+    wire: Wire, ledger: Harness, tmp_path: Path
+) -> None:
+    """Pins what held: SIGINT ends the process at once with the settlement's transaction open (waiting for the
+    write lock another process holds); it is all or nothing, the approval stays pending, and the caller's retry
+    under its key is asked the same question again and moves the money once."""
+    source, target = ledger.open_account("50"), ledger.open_account("0")
+    params = {"name": "transfer_funds", "arguments": {"from_account": source, "to_account": target, "amount": "20"}}
+    request = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params | {"_meta": dict(keyed("sig-1"))}}
+    wire.initialize()
+    wire.send(request)
+    (question,) = [m for m in wire.read(lambda m: "method" in m) if m.get("method") == "elicitation/create"]
+    holder = sqlite3.connect(ledger.db_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        wire.send({"jsonrpc": "2.0", "id": question["id"], "result": APPROVE})
+        time.sleep(0.5)  # the settlement has begun and waits for the lock
+        wire.process.send_signal(signal.SIGINT)
+        assert wire.process.wait(timeout=10) == 130
+    finally:
+        holder.close()
+    assert ledger.balance(source) == 5000
+    assert [r["event"] for r in ledger.audit(tool="transfer_funds")] == ["requested"]
+    again = Wire(ledger, tmp_path / "again.log")
+    try:
+        again.initialize()
+        again.send(request)
+        (asked,) = [m for m in again.read(lambda m: "method" in m) if m.get("method") == "elicitation/create"]
+        assert asked["params"]["message"] == question["params"]["message"]
+        again.send({"jsonrpc": "2.0", "id": asked["id"], "result": APPROVE})
+        (done,) = [m for m in again.read(lambda m: m.get("id") == 7) if m.get("id") == 7]
+    finally:
+        again.process.kill()
+        again.process.wait()
+    assert done["result"]["structuredContent"]["status"] == "executed"
+    assert ledger.balance(source) == 3000 and ledger.balance(target) == 2000
