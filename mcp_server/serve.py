@@ -8,6 +8,7 @@ import socket
 import sys
 from collections.abc import Callable
 
+import anyio
 import uvicorn
 
 from mcp_server.app import AppState, build_server, open_state
@@ -19,6 +20,7 @@ from mcp_server.http.listener import tcp_listener
 from mcp_server.http.proxies import proxy_options
 from mcp_server.logs import configure_logging
 from mcp_server.settings import Settings
+from mcp_server.stdio_wire import serve_stdio
 from mcp_server.storage.database import redacted_url
 
 log = logging.getLogger("bankgate")
@@ -48,7 +50,7 @@ def serve(settings: Settings) -> None:
         if settings.desk:
             _start_desk(state, settings)
         settle_heap()
-        _serve_stdio(server.run)
+        _serve_stdio(lambda: anyio.run(serve_stdio, server))
         return
     for warning in warnings:
         log.warning(warning)

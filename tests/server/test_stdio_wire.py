@@ -7,6 +7,7 @@ import json
 import os
 import select
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp_types import INVALID_REQUEST, PARSE_ERROR
 
 from mcp_server.audit.keys import KEY_FILE_ENV
 from tests.server.harness import Harness
-from tests.support import serve_args
+from tests.support import keyed, serve_args
 
 INIT = {
     "jsonrpc": "2.0",
@@ -153,6 +155,65 @@ def test_malformed_lines_and_odd_ids_are_answered_or_ignored_and_serving_goes_on
     assert wire.process.wait(timeout=15) == 0
 
 
+BAD_LINES = [
+    (b"not json\n", PARSE_ERROR),
+    (b'{"jsonrpc":"2.0","id":1,"method":"ping"}{"jsonrpc":"2.0","id":2,"method":"ping"}\n', PARSE_ERROR),  # two
+    (b'{"jsonrpc":"2.0","id":3,"method":"pi\x00ng"}\n', PARSE_ERROR),  # a NUL
+    (b'{"jsonrpc":"2.0","id":4,"method":"ping","params":{"_meta":{"x":"\xff"}}}\n', PARSE_ERROR),  # not UTF-8
+    (b"x" * 12_000_000 + b"\n", PARSE_ERROR),  # 12 MB
+    (b"42\n", INVALID_REQUEST),
+    (b"{}\n", INVALID_REQUEST),
+    (b'[{"jsonrpc":"2.0","id":5,"method":"ping"}]\n', INVALID_REQUEST),  # a batch
+    (b'{"jsonrpc":"2.0","id":6,"method":"tools/call","params":"no"}\n', INVALID_REQUEST),
+]
+
+
+@pytest.mark.parametrize("when", ["before initialize", "after"])
+def test_every_malformed_line_is_answered_with_an_error_of_id_null_and_the_next_line_is_served(
+    wire: Wire, when: str
+) -> None:
+    """The SDK's reader dropped each of these lines at debug level: the client waited for an answer
+    that never came. JSON-RPC 2.0 answers each with one error (-32700 not JSON, -32600 not a request)."""
+    if when == "after":
+        wire.initialize()
+    for n, (line, code) in enumerate(BAD_LINES):
+        wire.send(line, {"jsonrpc": "2.0", "id": 100 + n, "method": "ping"})
+        messages = wire.read(lambda m, n=n: m.get("id") == 100 + n)
+        assert len(messages) == 2, (line[:80], messages)
+        error = messages[0]
+        assert error["id"] is None and error["error"]["code"] == code, (line[:80], error)
+        assert messages[1] == {"jsonrpc": "2.0", "id": 100 + n, "result": {}}
+
+
+def test_a_line_split_across_slow_writes_or_holding_a_lone_cr_is_one_message(wire: Wire) -> None:
+    """A lone CR is JSON whitespace, and only LF ends a line: the SDK's universal newlines cut such a
+    message in two and dropped both halves without a word."""
+    wire.initialize()
+    wire.send(b'{"jsonrpc":"2.0",\r"id":7,\r"method":"ping"}\r\n')
+    assert wire.read(lambda m: m.get("id") == 7) == [{"jsonrpc": "2.0", "id": 7, "result": {}}]
+    wire.send(b'{"jsonrpc":"2.0","id":8,')
+    time.sleep(0.5)
+    wire.send(b'"method":"ping"}\n')
+    assert wire.read(lambda m: m.get("id") == 8) == [{"jsonrpc": "2.0", "id": 8, "result": {}}]
+
+
+def test_a_transfer_whose_line_is_not_utf8_is_refused_as_a_parse_error_and_moves_nothing(
+    wire: Wire, ledger: Harness
+) -> None:
+    """The SDK decoded stdin with errors="replace": a memo sent as Latin-1 ran, recorded as 'caf\ufffd'
+    (text the client never sent). Over HTTP the same bytes are a parse error; now over stdio too."""
+    source, target = ledger.open_account("50"), ledger.open_account("0")
+    wire.initialize()
+    arguments = f'{{"from_account":"{source}","to_account":"{target}","amount":"0.50","memo":"caf'.encode()
+    params = b'{"name":"transfer_funds","arguments":' + arguments + b'\xe9"}}'
+    wire.send(b'{"jsonrpc":"2.0","id":9,"method":"tools/call","params":' + params + b"}\n")
+    wire.send({"jsonrpc": "2.0", "id": 10, "method": "ping"})
+    messages = wire.read(lambda m: m.get("id") == 10)
+    assert [m.get("id") for m in messages] == [None, 10], messages
+    assert messages[0]["error"]["code"] == PARSE_ERROR and "UTF-8" in messages[0]["error"]["message"]
+    assert ledger.balance(source) == 5000 and ledger.audit(tool="transfer_funds") == []
+
+
 def test_a_cancelled_question_runs_nothing_even_approved_after_and_an_answer_counts_once(
     wire: Wire, ledger: Harness
 ) -> None:
@@ -206,3 +267,41 @@ def test_a_server_left_with_a_question_open_stops_at_once_runs_nothing_and_keeps
     assert "unexpected" not in wire.stderr(), wire.stderr()
     assert ledger.balance(source) == 5000
     assert [r["event"] for r in ledger.audit(tool="transfer_funds")] == ["requested"]  # pending, for a retry
+
+
+def test_sigint_while_an_approved_transfer_waits_for_the_ledger_moves_nothing_and_its_keyed_retry_runs_once(
+    wire: Wire, ledger: Harness, tmp_path: Path
+) -> None:
+    """Pins what held: SIGINT ends the process at once with the settlement's transaction open (waiting for the
+    write lock another process holds); it is all or nothing, the approval stays pending, and the caller's retry
+    under its key is asked the same question again and moves the money once."""
+    source, target = ledger.open_account("50"), ledger.open_account("0")
+    params = {"name": "transfer_funds", "arguments": {"from_account": source, "to_account": target, "amount": "20"}}
+    request = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params | {"_meta": dict(keyed("sig-1"))}}
+    wire.initialize()
+    wire.send(request)
+    (question,) = [m for m in wire.read(lambda m: "method" in m) if m.get("method") == "elicitation/create"]
+    holder = sqlite3.connect(ledger.db_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        wire.send({"jsonrpc": "2.0", "id": question["id"], "result": APPROVE})
+        time.sleep(0.5)  # the settlement has begun and waits for the lock
+        wire.process.send_signal(signal.SIGINT)
+        assert wire.process.wait(timeout=10) == 130
+    finally:
+        holder.close()
+    assert ledger.balance(source) == 5000
+    assert [r["event"] for r in ledger.audit(tool="transfer_funds")] == ["requested"]
+    again = Wire(ledger, tmp_path / "again.log")
+    try:
+        again.initialize()
+        again.send(request)
+        (asked,) = [m for m in again.read(lambda m: "method" in m) if m.get("method") == "elicitation/create"]
+        assert asked["params"]["message"] == question["params"]["message"]
+        again.send({"jsonrpc": "2.0", "id": asked["id"], "result": APPROVE})
+        (done,) = [m for m in again.read(lambda m: m.get("id") == 7) if m.get("id") == 7]
+    finally:
+        again.process.kill()
+        again.process.wait()
+    assert done["result"]["structuredContent"]["status"] == "executed"
+    assert ledger.balance(source) == 3000 and ledger.balance(target) == 2000
