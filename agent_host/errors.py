@@ -7,11 +7,13 @@ of them saw into the same `HostError`, so every path explains a 401 or a 429 the
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from agent_host.foundry.audience import SCOPE
+from agent_host.foundry.retries import server_delay
 from agent_host.loopback import is_loopback_url
 
 ENDPOINT_SHAPE = "https://<account>.services.ai.azure.com/api/projects/<project>"
@@ -115,13 +117,28 @@ def http_failure(
             f"endpoint itself, {ENDPOINT_SHAPE}.",
         )
     if status == 429:
-        wait = headers.get("retry-after") or headers.get("Retry-After")
+        wait = server_delay(headers)
+        when = f"in {math.ceil(wait)} s" if wait is not None and 0 < wait <= MAX_TOLD_WAIT_S else "later"
         after = "its retries" if retries is None else f"{retries} retries"
         return RateLimited(
             f"The Foundry project is rate limiting requests ({detail}); still throttled after {after}.",
-            f"Try again {f'in {wait} s' if wait else 'later'}, or raise the model deployment's quota.",
+            f"Try again {when}, or raise the model deployment's quota.",
         )
     return ServiceFailed(f"The Foundry project at {endpoint} answered {detail}.")
+
+
+MAX_TOLD_WAIT_S = 86_400.0
+"""The longest wait a 429's hint (`retry-after-ms`, `Retry-After` in seconds or as a date) is passed on as: a
+negative, past, unreadable or larger one is no advice, and the person is told "later"."""
+
+
+def cut_off(endpoint: str, reason: object) -> ServiceFailed:
+    """A success answer that broke off before its end: the service had the request, so it is no unreachable
+    endpoint; the host read nothing of the answer, so none of its calls ran."""
+    return ServiceFailed(
+        f"The Foundry project at {endpoint} answered, but the answer was cut off ({reason}): nothing of it was run.",
+        "Send the message again; if this keeps happening, check the proxy or network between the host and Azure.",
+    )
 
 
 def not_a_response(endpoint: str) -> ServiceFailed:

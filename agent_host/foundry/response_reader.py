@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_host.errors import ServiceFailed
+from agent_host.foundry.event_order import EventOrder
 from agent_host.foundry.function_tools import FunctionCall
 
 
@@ -27,6 +28,9 @@ class Reply:
     events: Counter[str] = field(default_factory=Counter)
     """Event types seen, when the reply was streamed."""
 
+
+_UNFINISHED = ("in_progress", "incomplete")
+"""A function call item's own `status` when the service did not finish it, even in a completed response."""
 
 _MALFORMED = (KeyError, IndexError, TypeError, ValueError, AttributeError)
 """What reading a response of the wrong shape raises: reported as `ServiceFailed`, which the host shows and
@@ -55,6 +59,11 @@ def _reply(response: Mapping[str, Any]) -> Reply:
         elif item.get("type") == "function_call":
             if not item.get("call_id") or not item.get("name"):
                 raise ServiceFailed(f"Response {response.get('id')} has a function call without a call_id or name.")
+            if item.get("status") in _UNFINISHED:  # its arguments may not be all the model meant to send
+                raise ServiceFailed(
+                    f"Response {response_id} carried function call {item['call_id']} ({item['name']}) the service "
+                    f"left {item['status']}: nothing of the response was run."
+                )
             arguments = item.get("arguments") or ""
             if not isinstance(arguments, str):
                 raise TypeError("function call arguments must be a JSON string")
@@ -72,13 +81,18 @@ async def assemble_stream(events: AsyncIterable[Mapping[str, Any]], on_text: Cal
     the events, keyed by `output_index` (a call item's `id` is optional), and complete the final
     output: calls it lacks are added, empty arguments filled (all items are used when it is empty).
     A call taken from the events must have been finished there (`.done` or `output_item.done`): deltas alone
-    may be cut short or repeated, so such a call fails the response rather than run on them.
+    may be cut short or repeated, so such a call fails the response rather than run on them. An event repeated
+    under its `sequence_number` is read once; a call whose arguments only its deltas carry fails the response
+    when the stream's events were out of step (`EventOrder`), and so does one finished with two different ones.
     """
     tally: Counter[str] = Counter()
     text: list[str] = []
+    order = EventOrder()
     streamed = _StreamedItems()
     final: Mapping[str, Any] | None = None
     async for event in events:
+        if not order.admit(event):
+            continue
         kind = str(event.get("type"))
         tally[kind] += 1
         delta: str | None = None
@@ -106,7 +120,7 @@ async def assemble_stream(events: AsyncIterable[Mapping[str, Any]], on_text: Cal
     if final is None:
         raise ServiceFailed("The response stream ended before response.completed.")
     try:
-        output = streamed.merged_into(final.get("output") or [])
+        output = streamed.merged_into(final.get("output") or [], order.fault)
     except _MALFORMED as error:
         raise ServiceFailed(f"The response stream described its output items inconsistently ({error}).") from None
     reply = reply_from_response({**final, "output": output})
@@ -121,6 +135,8 @@ class _StreamedItems:
         self._deltas: dict[int, list[str]] = {}
         self._finished: set[int] = set()
         """Indexes whose item the stream finished (`output_item.done`, `function_call_arguments.done`)."""
+        self._finals: dict[int, set[str]] = {}
+        """The whole arguments each finishing event gave, by index: more than one means no one is known right."""
         self._indexes: dict[str, int] = {}
         """`output_index` by item id, for events that carry only `item_id`."""
 
@@ -133,7 +149,7 @@ class _StreamedItems:
             if item.get("id"):
                 self._indexes[str(item["id"])] = index
             if kind == "response.output_item.done":
-                self._finished.add(index)
+                self._finish(index, item.get("arguments"))
         elif kind == "response.function_call_arguments.delta":
             self._deltas.setdefault(self._index(event), []).append(event["delta"])
         elif kind == "response.function_call_arguments.done":
@@ -142,42 +158,56 @@ class _StreamedItems:
             item["arguments"] = event["arguments"]
             if event.get("name") and not item.get("name"):
                 item["name"] = event["name"]
-            self._finished.add(index)
+            self._finish(index, event["arguments"])
+
+    def _finish(self, index: int, arguments: object) -> None:
+        self._finished.add(index)
+        if arguments:
+            self._finals.setdefault(index, set()).add(str(arguments))
 
     def _index(self, event: Mapping[str, Any]) -> int:
         index = event.get("output_index")
         return int(index) if index is not None else self._indexes[str(event.get("item_id"))]
 
-    def merged_into(self, final: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    def merged_into(self, final: Sequence[Mapping[str, Any]], out_of_step: str | None) -> list[Mapping[str, Any]]:
         """`final` (authoritative) plus what only the events carried: calls it lacks, or all items if empty.
 
-        A streamed call's arguments come from its item, else its `.done` event, else its deltas; a streamed
-        call is read only where it is used, so one the final output carries whole need not have been finished.
+        A streamed call's arguments come from its item, else its `.done` event, else its deltas, which are
+        used only when the stream was in step (`out_of_step` says how it was not); a streamed call is read
+        only where it is used, so one the final output carries whole need not have been finished.
         """
         if not final:
-            return [self._item(index) for index in sorted(self._items)]
+            return [self._item(index, out_of_step) for index in sorted(self._items)]
         calls = {
             item.get("call_id"): index for index, item in self._items.items() if item.get("type") == "function_call"
         }
         merged = [
-            {**item, "arguments": self._item(calls[item.get("call_id")]).get("arguments")}
+            {**item, "arguments": self._item(calls[item.get("call_id")], out_of_step).get("arguments")}
             if item.get("type") == "function_call" and not item.get("arguments") and item.get("call_id") in calls
             else item
             for item in final
         ]
         known = {item.get("call_id") for item in final if item.get("type") == "function_call"}
-        return merged + [self._item(index) for call_id, index in calls.items() if call_id not in known]
+        return merged + [self._item(index, out_of_step) for call_id, index in calls.items() if call_id not in known]
 
-    def _item(self, index: int) -> dict[str, Any]:
+    def _item(self, index: int, out_of_step: str | None) -> dict[str, Any]:
         item = dict(self._items[index])
         if item.get("type") != "function_call":
             return item
+        call = f"function call {item.get('call_id')} ({item.get('name')})"
         if index not in self._finished:
+            raise ServiceFailed(f"The response stream never finished the arguments of {call}: nothing was run.")
+        if len(self._finals.get(index, ())) > 1:
             raise ServiceFailed(
-                f"The response stream never finished the arguments of function call {item.get('call_id')} "
-                f"({item.get('name')}): nothing was run."
+                f"The response stream sent two different arguments for {call} (function_call_arguments.done and "
+                "output_item.done disagree): nothing was run."
             )
         if not item.get("arguments"):
+            if out_of_step is not None:
+                raise ServiceFailed(
+                    f"The response stream's events were out of step ({out_of_step}), so the arguments of {call}, "
+                    "which only its deltas carried, are not known: nothing was run."
+                )
             item["arguments"] = "".join(self._deltas.get(index, []))
         return item
 

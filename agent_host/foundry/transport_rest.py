@@ -19,7 +19,7 @@ import httpx2
 from azure.core.credentials_async import AsyncSupportsTokenInfo
 from azure.identity.aio import get_bearer_token_provider
 
-from agent_host.errors import HostError, ServiceFailed, http_failure, not_a_response, slow, unreachable
+from agent_host.errors import HostError, ServiceFailed, cut_off, http_failure, not_a_response, slow, unreachable
 from agent_host.foundry.access import ProjectAccess
 from agent_host.foundry.audience import SCOPE
 from agent_host.foundry.retries import TIMEOUT, paced, retry_delay, should_retry
@@ -94,7 +94,7 @@ class RestTransport:
                     try:
                         await response.aread()
                     except httpx2.TransportError as error:  # the answer began, then stalled or broke
-                        raise self._failure(error, attempt) from None
+                        raise self._failure(error, attempt, answered=True) from None
                 yield response
                 return
             finally:
@@ -112,11 +112,12 @@ class RestTransport:
         outgoing = self._http.build_request("POST", self._url, json=request, headers=headers)
         return await self._http.send(outgoing, stream=True)
 
-    def _failure(self, error: httpx2.TransportError, retries: int) -> HostError:
-        """A timeout waiting for the answer is a slow service; anything else did not reach it."""
+    def _failure(self, error: httpx2.TransportError, retries: int, *, answered: bool = False) -> HostError:
+        """A timeout waiting for the answer is a slow service; anything else did not reach it, unless the
+        service had `answered` (its status came) and the answer broke off."""
         if isinstance(error, httpx2.TimeoutException) and not isinstance(error, httpx2.ConnectTimeout):
             return slow(self._access.endpoint, self._timeout.read, retries=retries)
-        return unreachable(self._access.endpoint, error)
+        return cut_off(self._access.endpoint, error) if answered else unreachable(self._access.endpoint, error)
 
     async def aclose(self) -> None:
         await self._http.aclose()

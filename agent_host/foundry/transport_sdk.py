@@ -5,14 +5,16 @@ openai handles tokens (through azure-identity's bearer-token provider), timeouts
 shapes the request and turns openai's exceptions into the host's errors, a timeout waiting for the
 answer as a slow service rather than an unreachable one. openai hands over, unchecked, what it cannot
 read as a response (a page as a string, a JSON array, a `JSONDecodeError`): those are reported as the
-REST path reports them, not left to end the chat as a crash.
+REST path reports them, not left to end the chat as a crash. openai reports a body that broke off as it
+reports a connection refused; an event hook notes that the answer had begun, so it is told as cut off.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import httpx2
@@ -21,13 +23,27 @@ from azure.ai.projects.aio import AIProjectClient
 from azure.core.exceptions import ClientAuthenticationError
 from pydantic import BaseModel
 
-from agent_host.errors import ServiceFailed, http_failure, not_a_response, slow, unreachable
+from agent_host.errors import ServiceFailed, cut_off, http_failure, not_a_response, slow, unreachable
 from agent_host.foundry.access import ProjectAccess, sign_in_failure
 from agent_host.foundry.retries import TIMEOUT, paced
 from agent_host.foundry.sse import not_an_object, not_json, require_event_stream
 
 _NAMED = ("input", "previous_response_id", "tool_choice")
 """Request fields openai takes as arguments; the rest (`agent_reference`) goes in `extra_body`."""
+
+_ANSWERED: ContextVar[bool] = ContextVar("bankgate_sdk_answered", default=False)
+"""Whether the latest attempt of the request in flight (in this task) had an answer begin: its status came."""
+
+
+async def _note_attempt(request: httpx2.Request) -> None:
+    _ANSWERED.set(False)
+
+
+async def _note_answer(response: httpx2.Response) -> None:
+    _ANSWERED.set(True)
+
+
+_HOOKS: dict[str, list[Callable[..., Awaitable[None]]]] = {"request": [_note_attempt], "response": [_note_answer]}
 
 
 class SdkTransport:
@@ -45,7 +61,7 @@ class SdkTransport:
     def _new_client(self) -> openai.AsyncOpenAI:
         """openai's client, except that it does not follow redirects (as the REST path does not): its request
         body cannot be sent again, and a redirect is an answer to report (see `agent_host.errors.http_failure`)."""
-        http = openai.DefaultAsyncHttpxClient(follow_redirects=False)
+        http = openai.DefaultAsyncHttpxClient(follow_redirects=False, event_hooks=_HOOKS)
         return self._project.get_openai_client(max_retries=self._max_retries, timeout=self._timeout, http_client=http)
 
     async def create(self, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,6 +112,8 @@ class SdkTransport:
                 raise unreachable(self._access.endpoint, error.__cause__) from None
             raise slow(self._access.endpoint, self._timeout.read, retries=self._max_retries) from None
         except openai.APIConnectionError as error:
+            if _ANSWERED.get():
+                raise cut_off(self._access.endpoint, error.__cause__ or error) from None
             raise unreachable(self._access.endpoint, error.__cause__ or error) from None
         except ClientAuthenticationError as error:  # from the bearer-token provider, before any request
             raise sign_in_failure(error) from None

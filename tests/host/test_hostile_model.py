@@ -8,7 +8,7 @@ toolbox, display and MCP server.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -409,3 +409,124 @@ async def test_a_response_the_stream_ends_as_failed_does_not_run_its_calls(
         assert await balance(host, "ACC-001") == Decimal("5000.00")
 
     assert host.desk.records == []
+
+
+TRANSFER_10 = ['{"from_account": "ACC-001", "to_account": "ACC-002", "amount": "', "10", '", "memo": null}']
+"""A $10 transfer's arguments in the pieces its deltas carry."""
+
+
+def streamed_by_deltas(deltas: list[str], **done: Any) -> list[dict[str, Any]]:
+    """A transfer streamed as the service numbers its events, whose arguments only the deltas carry: its
+    `output_item.done` (updated by `done`) leaves them empty, as the final output leaves out the call."""
+    call = {"id": "fc_1", "type": "function_call", "status": "in_progress", "call_id": "call_1"}
+    call |= {"name": "transfer_funds", "arguments": ""}
+    where = {"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.output_item.added", "output_index": 0, "item": call},
+        *({**where, "delta": delta} for delta in deltas),
+        {"type": "response.output_item.done", "output_index": 0, "item": {**call, "status": "completed", **done}},
+        {"type": "response.completed", "response": {"id": "resp_deltas", "status": "completed", "output": []}},
+    ]
+    return [{**event, "sequence_number": number} for number, event in enumerate(events)]
+
+
+@pytest.mark.anyio
+async def test_an_argument_delta_sent_twice_is_taken_once(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+    """Events carry a `sequence_number`: a delta repeated under its number (a proxy or a resumed stream sending
+    it again) is the same event, not more arguments. Joined as it came, "10" arrived twice and $1,010 moved."""
+    events = streamed_by_deltas(TRANSFER_10)
+    events.insert(3, events[2])
+    model = BrokenStream(events)
+    async with host_for(emulator, tmp_path, scripted("approve"), agent_name) as host:
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display, stream=True)
+        turn = await conversation.send("Send Bob $10.")
+        assert await balance(host, "ACC-001") == Decimal("4990.00")
+
+    [(call, result)] = turn.results
+    assert call.arguments == "".join(TRANSFER_10) and result.output["status"] == "executed"
+
+
+def _dropped(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return events[:3] + events[4:]
+
+
+def _swapped(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [*events[:2], events[3], events[2], *events[4:]]
+
+
+def _unnumbered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{key: value for key, value in event.items() if key != "sequence_number"} for event in events]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("garble", "named"),
+    [
+        (_dropped, "event 3 never arrived"),
+        (_swapped, "event 2 arrived after event 3"),
+        (_unnumbered, "without a sequence_number"),
+    ],
+    ids=["a-delta-lost", "deltas-reordered", "no-sequence-numbers"],
+)
+async def test_argument_deltas_out_of_step_are_refused_not_guessed(
+    emulator: Emulator,
+    tmp_path: Path,
+    agent_name: str,
+    garble: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+    named: str,
+) -> None:
+    """A call whose arguments only its deltas carry is their concatenation, in order, each once; joined as they
+    came, a lost, reordered or unnumbered delta made arguments the model never wrote (the "0" of "10" lost: $1
+    sent; "1" and "0" swapped: "01"). Such a call is refused, not guessed at: nothing runs, and the chat goes on."""
+    model = BrokenStream(garble(streamed_by_deltas([TRANSFER_10[0], "1", "0", TRANSFER_10[2]])))
+    async with host_for(emulator, tmp_path, scripted("approve"), agent_name) as host:
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display, stream=True)
+        with pytest.raises(ServiceFailed, match=r"arguments of function call call_1 \(transfer_funds\)") as refused:
+            await conversation.send("Send Bob $10.")
+        assert await balance(host, "ACC-001") == Decimal("5000.00")
+        after = await conversation.send("Hello again?")
+
+    assert named in refused.value.message and "nothing was run" in refused.value.message
+    assert host.desk.records == [] and after.text == "Done."
+
+
+@pytest.mark.anyio
+async def test_a_call_the_stream_finished_with_two_different_arguments_is_refused(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """`function_call_arguments.done` and `output_item.done` each carry a call's whole arguments. When they
+    disagree (and the final output leaves the call out), the one that happened to come last ran: neither is
+    known to be what the model sent, so the call is refused."""
+    events = streamed_by_deltas(TRANSFER_10, arguments="".join(TRANSFER_10).replace('"10"', '"1000"'))
+    finished = {"type": "response.function_call_arguments.done", "item_id": "fc_1", "output_index": 0}
+    events.insert(-2, {**finished, "arguments": "".join(TRANSFER_10), "sequence_number": 4})
+    events = [{**event, "sequence_number": number} for number, event in enumerate(events)]
+    model = BrokenStream(events)
+    async with host_for(emulator, tmp_path, scripted("approve"), agent_name) as host:
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display, stream=True)
+        with pytest.raises(ServiceFailed, match=r"two different arguments for function call call_1 \(transfer_funds"):
+            await conversation.send("Send Bob $10.")
+        assert await balance(host, "ACC-001") == Decimal("5000.00")
+
+    assert host.desk.records == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+@pytest.mark.parametrize("status", ["incomplete", "in_progress"])
+async def test_a_call_the_service_left_unfinished_in_a_completed_response_is_not_run(
+    emulator: Emulator, tmp_path: Path, agent_name: str, status: str, stream: bool
+) -> None:
+    """A function call item has a `status` of its own. A response `completed` around a call still `in_progress`
+    or `incomplete` (cut at a token limit, say) had the call run: its arguments may not be all the model meant."""
+    transfer = call_item("call_1", "transfer_funds", "".join(TRANSFER_10)) | {"status": status}
+    model = HostileModel([message_item("Sending."), transfer])
+    async with host_for(emulator, tmp_path, scripted("approve"), agent_name) as host:
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display, stream=stream)
+        with pytest.raises(ServiceFailed, match=rf"function call call_1 \(transfer_funds\) the service left {status}"):
+            await conversation.send("Send Bob $10.")
+        assert await balance(host, "ACC-001") == Decimal("5000.00")
+        after = await conversation.send("Hello again?")
+
+    assert host.desk.records == [] and after.text == "Done."
+    assert "previous_response_id" not in model.requests[1], "nothing continues the response with the unfinished call"

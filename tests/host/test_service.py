@@ -546,3 +546,121 @@ async def test_a_success_answer_that_is_not_a_response_is_a_service_failure(
                 await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
             else:
                 await transport.create(_ask(agent))
+
+
+def _call_streamed_by_deltas(deltas: list[str], order: list[int]) -> bytes:
+    """A stream whose call's arguments only its `deltas` carry, numbered as the service numbers events and sent
+    in `order` (event numbers: a number twice is a repeat, one left out a loss)."""
+    call = {"id": "fc_1", "type": "function_call", "status": "in_progress", "call_id": "call_1"}
+    call |= {"name": "get_account_balance", "arguments": ""}
+    response = {"id": "resp_deltas", "object": "response", "created_at": 0, "model": MODEL, "status": "completed"}
+    response |= {"output": [], "parallel_tool_calls": True, "tool_choice": "auto", "tools": []}
+    where = {"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.output_item.added", "output_index": 0, "item": call},
+        *({**where, "delta": delta} for delta in deltas),
+        {"type": "response.output_item.done", "output_index": 0, "item": {**call, "status": "completed"}},
+        {"type": "response.completed", "response": response},
+    ]
+    numbered = [{**event, "sequence_number": number} for number, event in enumerate(events)]
+    return b"".join(f"event: {numbered[n]['type']}\ndata: {json.dumps(numbered[n])}\n\n".encode() for n in order)
+
+
+ACC_001 = ['{"account_id": "ACC-', "00", '1"}']
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_a_delta_the_wire_repeats_is_taken_once(kind: Transport) -> None:
+    """Pins, over both wire paths (the SDK dumps each event from its own model), that a repeated event keeps its
+    `sequence_number`, so the host can drop it: joined as it came, the call asked for the balance of ACC-00001."""
+    wire = _call_streamed_by_deltas(ACC_001, [0, 1, 2, 2, 3, 4, 5])
+    agent = AgentChoice("teller", "1", pinned=True)
+    async with loopback_transport(kind, whole(200, "text/event-stream", wire)) as transport:
+        reply = await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+
+    assert [(call.call_id, call.arguments) for call in reply.calls] == [("call_1", '{"account_id": "ACC-001"}')]
+
+
+@pytest.mark.anyio
+@BOTH
+@pytest.mark.parametrize(
+    ("order", "named"),
+    [([0, 1, 3, 4, 5], "event 2 never arrived"), ([0, 2, 1, 3, 4, 5], "event 1 arrived after event 2")],
+    ids=["lost", "reordered"],
+)
+async def test_deltas_the_wire_lost_or_reordered_leave_no_call_to_run(
+    kind: Transport, order: list[int], named: str
+) -> None:
+    """A call rebuilt from deltas with one lost (ACC-1) or two swapped (ACC-001 from "00" and "ACC-" the wrong way
+    round) is no call the model made: the response is refused, and says why."""
+    wire = _call_streamed_by_deltas(ACC_001, order)
+    agent = AgentChoice("teller", "1", pinned=True)
+    async with loopback_transport(kind, whole(200, "text/event-stream", wire)) as transport:
+        with pytest.raises(ServiceFailed, match=r"arguments of function call call_1 \(get_account_balance\)") as failed:
+            await assemble_stream(transport.stream(_ask(agent)), lambda _: None)
+
+    assert named in failed.value.message and "nothing was run" in failed.value.message
+
+
+def cut_off(handler: BaseHTTPRequestHandler) -> None:
+    """A 200 that promises more body than it sends, then hangs up."""
+    body = json.dumps({"id": "resp_cut", "object": "response", "status": "completed", "output": []}).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body) + 1_000))
+    handler.end_headers()
+    handler.wfile.write(body[: len(body) // 2])
+    handler.wfile.flush()
+    handler.close_connection = True
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_an_answer_cut_off_mid_way_is_not_reported_as_unreachable(kind: Transport) -> None:
+    """The service answered 200 and the body broke off: it had the request, so "Cannot reach the Foundry project"
+    (check the endpoint and the network) sent the person looking in the wrong place."""
+    agent = AgentChoice("teller", "1", pinned=True)
+    async with loopback_transport(kind, cut_off) as transport:
+        with pytest.raises(ServiceFailed, match=r"answered, but the answer was cut off .*: nothing of it was run"):
+            await transport.create(_ask(agent))
+
+
+def throttled(headers: dict[str, str]) -> Callable[[BaseHTTPRequestHandler], None]:
+    body = json.dumps({"error": {"code": "rate_limit_exceeded", "message": "Slow down.", "type": "rate_limit"}})
+
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(429)
+        for name, value in {**headers, "Content-Type": "application/json"}.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body.encode())
+
+    return answer
+
+
+@pytest.mark.anyio
+@BOTH
+@pytest.mark.parametrize(
+    ("headers", "hint"),
+    [
+        ({"Retry-After": "-5"}, "Try again later,"),
+        ({"Retry-After": "soon"}, "Try again later,"),
+        ({"Retry-After": "nan"}, "Try again later,"),
+        ({"Retry-After": "1e30"}, "Try again later,"),
+        ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, "Try again later,"),
+        ({"Retry-After": "30"}, "Try again in 30 s,"),
+        ({"retry-after-ms": "1500"}, "Try again in 2 s,"),
+    ],
+)
+async def test_a_throttled_answers_wait_hint_is_told_only_when_it_makes_sense(
+    kind: Transport, headers: dict[str, str], hint: str
+) -> None:
+    """The hint repeated `Retry-After` as given: "Try again in -5 s", "in soon s", or an HTTP date as seconds."""
+    agent = AgentChoice("teller", "1", pinned=True)
+    async with loopback_transport(kind, throttled(headers)) as transport:
+        with pytest.raises(RateLimited) as refused:
+            await transport.create(_ask(agent))
+
+    assert refused.value.hint is not None and refused.value.hint.startswith(hint), refused.value.hint
