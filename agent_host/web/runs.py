@@ -17,9 +17,10 @@ server then settles the call by the desk's decision (a yes signed in time may st
 
 A thread runs one run at a time: a new run while one is streaming is refused; while one is suspended
 on an interrupt, a new run's message is not sent and its stream ends on that interrupt again (the client
-whose stream dropped never saw it). The host keeps at most `MAX_THREADS` threads: past it, a new thread id
-makes it forget the least recently used thread with no run active (a run on that id later starts
-a new conversation); with every thread busy, the new one is refused.
+whose stream dropped never saw it). What a client missed of a run whose stream dropped (`missed`) comes first
+in its next run's stream, or in the stream that shows it its open interrupt again. The host keeps at most
+`MAX_THREADS` threads: past it, a new thread id makes it forget the least recently used thread with no run
+active (a run on that id later starts a new conversation); with every thread busy, the new one is refused.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from agent_host.foundry.function_tools import FunctionCall
 from agent_host.foundry.response_reader import Reply
 from agent_host.mcp_link import ToolResult
 from agent_host.web.interrupts import InterruptStore, PendingApproval, RunRefused
+from agent_host.web.missed import Missed, RunRecord, carried
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +93,7 @@ class Ended:
     code: str | None = None
 
 
-Item = BaseEvent | Suspended | Ended
+Item = BaseEvent | Suspended | Ended | Missed
 
 
 @dataclass
@@ -112,6 +114,9 @@ class ThreadRun:
     """Where the active run's events go (unbounded: a run never waits for a reader)."""
     source: MemoryObjectReceiveStream[Item] | None = field(default=None, repr=False)
     """Where the client's stream reads them, across the resumes of one run."""
+    taken: list[Item] = field(default_factory=list, repr=False)
+    """What streams read from `source` since one last delivered its run's end: a cut stream's, when it is."""
+    record: RunRecord = field(default_factory=RunRecord, repr=False)
     _message_id: str | None = None
 
     @property
@@ -131,7 +136,9 @@ class ThreadRun:
             return
         if self._message_id is None:
             self._message_id = f"msg-{uuid.uuid4()}"
+            self.record.texts[self._message_id] = []
             self.emit(TextMessageStartEvent(message_id=self._message_id, role="assistant"))
+        self.record.texts[self._message_id].append(delta)
         self.emit(TextMessageContentEvent(message_id=self._message_id, delta=delta))
 
     def reply(self, reply: Reply, previous_response_id: str | None, streamed: bool) -> None:
@@ -143,6 +150,7 @@ class ThreadRun:
 
     def tool_call(self, call: FunctionCall) -> None:
         self.calling = call.call_id
+        self.record.calls[call.call_id] = call
         self.emit(ToolCallStartEvent(tool_call_id=call.call_id, tool_call_name=call.name))
         if call.arguments:
             self.emit(ToolCallArgsEvent(tool_call_id=call.call_id, delta=call.arguments))
@@ -160,6 +168,20 @@ class ThreadRun:
 
     def warning(self, text: str) -> None:
         self.emit(CustomEvent(name="bankgate.warning", value=text))
+
+    def delivered(self, end: Item) -> None:
+        """A stream delivered `end` (its run's end, or an interrupt): what was read up to it reached the client."""
+        for index, item in enumerate(self.taken):
+            if item is end:
+                del self.taken[: index + 1]
+                return
+
+    def missed(self, source: MemoryObjectReceiveStream[Item]) -> Missed | None:
+        """What the client may not have received: the reads of streams that did not deliver their end, then what
+        no stream read of `source` (whose sink is closed)."""
+        items = [*self.taken, *_queued(source)]
+        self.taken = []
+        return carried(_as_events(items), self.record)
 
     def close_pending(self, reason: str) -> None:
         """An interrupt the run no longer waits for (the server gave up on its question, the run
@@ -235,7 +257,11 @@ class RunDriver:
                 "This thread already has a run in progress or waiting for approval; resume or wait for it.",
             )
         assert self._tasks is not None, "bind() the driver before running"
+        missed = thread.missed(thread.source) if thread.source is not None else None
+        thread.record = RunRecord()
         thread.sink, thread.source = anyio.create_memory_object_stream[Item](math.inf)
+        if missed is not None:
+            thread.emit(missed)
         thread.active = True
         thread.raised.clear()
         self._tasks.start_soon(self._drive, thread, text)
@@ -243,18 +269,16 @@ class RunDriver:
 
     def _waiting(self, thread: ThreadRun) -> ThreadRun:
         """A new run on a thread whose run waits for an answer: the client may never have seen the question (its
-        stream dropped), so this run's stream takes the events still queued and ends on that interrupt again; a
-        stream still reading the old queue ends. The new message is not sent, and the stream says so."""
+        stream dropped), so this run's stream takes what it missed and ends on that interrupt again; a stream still
+        reading the old queue ends. The new message is not sent, and the stream says so."""
         assert thread.pending is not None and thread.sink is not None and thread.source is not None
-        old_sink, old_source = thread.sink, thread.source
+        thread.sink.close()
+        missed = thread.missed(thread.source)
         thread.sink, thread.source = anyio.create_memory_object_stream[Item](math.inf)
-        old_sink.close()
-        missed = list(_queued(old_source))
+        if missed is not None:
+            thread.emit(missed)
         thread.emit(CustomEvent(name="bankgate.warning", value=_NOT_SENT))
-        for item in missed:
-            thread.emit(item)
-        if not any(isinstance(item, Suspended) for item in missed):
-            thread.emit(Suspended(thread.pending))
+        thread.emit(Suspended(thread.pending))
         return thread
 
     def _resume(self, run_input: RunAgentInput) -> ThreadRun | None:
@@ -284,17 +308,16 @@ class RunDriver:
                 if isinstance(item, Idle):
                     yield item
                     continue
-                if isinstance(item, Suspended):
-                    outcome = RunFinishedInterruptOutcome(interrupts=[item.pending.interrupt()])
-                    yield RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=outcome)
+                thread.taken.append(item)
+                if isinstance(item, Suspended | Ended):
+                    yield _end(item, thread_id, run_id)
+                    thread.delivered(item)  # resumed: the consumer took the end and asks for more
                     return
-                if isinstance(item, Ended):
-                    if item.error is None:
-                        yield RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=RunFinishedSuccessOutcome())
-                    else:
-                        yield RunErrorEvent(message=item.error, code=item.code)
-                    return
-                yield item
+                if isinstance(item, Missed):
+                    for event in item.events():
+                        yield event
+                else:
+                    yield item
             if source is not thread.source:  # a newer run's stream took the thread over (`_waiting`)
                 return
         yield RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=RunFinishedSuccessOutcome())
@@ -415,6 +438,28 @@ async def _with_idles(source: MemoryObjectReceiveStream[Item], every: float) -> 
             yield IDLE
         else:
             yield item
+
+
+def _end(item: Suspended | Ended, thread_id: str, run_id: str) -> BaseEvent:
+    """The event that ends a stream: the run's interrupt, its end or its failure."""
+    if isinstance(item, Suspended):
+        outcome = RunFinishedInterruptOutcome(interrupts=[item.pending.interrupt()])
+        return RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=outcome)
+    if item.error is None:
+        return RunFinishedEvent(thread_id=thread_id, run_id=run_id, outcome=RunFinishedSuccessOutcome())
+    return RunErrorEvent(message=item.error, code=item.code)
+
+
+def _as_events(items: list[Item]) -> list[BaseEvent | Missed]:
+    """Missed items as events: no interrupt (one still open is raised again after them, one over is told by its
+    call's result); a failed run's error as a warning, as only a stream's own end may be a `RUN_ERROR`."""
+    events: list[BaseEvent | Missed] = []
+    for item in items:
+        if isinstance(item, Ended) and item.error is not None:
+            events.append(CustomEvent(name="bankgate.warning", value=f"The run failed: {item.error}"))
+        elif isinstance(item, BaseEvent | Missed):
+            events.append(item)
+    return events
 
 
 def _queued(source: MemoryObjectReceiveStream[Item]) -> Iterator[Item]:

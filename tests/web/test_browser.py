@@ -6,6 +6,7 @@ to the test's temporary directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -18,10 +19,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import anyio
 import httpx2
 import pytest
 
-from agent_host.emulator import Emulator
+from agent_host.emulator import Emulator, FaultConfig
 from tests.host.helpers import balance
 
 from .helpers import run, run_input, tool_results, web_for
@@ -233,6 +235,45 @@ async def test_a_question_whose_stream_was_lost_is_shown_on_the_next_message(
         await card.locator("button.approve").click()
         await expect(page.locator(".tool .status").last).to_have_text("executed", timeout=30_000)
         assert await balance(web.host, "ACC-001") == Decimal("4960.00")
+
+
+async def test_a_transfer_whose_stream_was_lost_is_shown_after_reconnecting(
+    emulator: Emulator, tmp_path: Path, agent_name: str, shots: Path
+) -> None:
+    # The approval reaches the server and the transfer executes, but the page's stream is cut before the result:
+    # before, the page only said its outcome was not shown, and the next message threw that outcome away.
+    expect = playwright_api.expect
+    async with web_for(emulator, tmp_path, agent_name) as web, browser_page(web.url + "/") as page:
+        await ask(page, "Transfer $40 from ACC-001 to ACC-003.")
+        card = page.locator(".approval").last
+        await expect(card.locator("dd.amount")).to_have_text("40", timeout=30_000)
+        emulator.faults.arm(FaultConfig(delay=1.5, target="responses"))  # the reply comes after the cut, always
+
+        async def cut(route: Route) -> None:
+            with contextlib.suppress(playwright_api.Error):  # the resume is sent, its stream cut after 0.5 s
+                await route.fetch(timeout=500)
+            await route.abort("connectionreset")
+
+        await page.route("**/agent", cut)
+        await card.locator("button.approve").click()
+        await expect(page.locator(".bubble.error").last).to_contain_text("Connection problem", timeout=30_000)
+        await page.unroute("**/agent")
+        [thread] = web.driver._threads.values()
+        with anyio.fail_after(30):
+            while thread.active:
+                await anyio.sleep(0.05)
+        emulator.faults.arm(FaultConfig())
+        assert await balance(web.host, "ACC-001") == Decimal("4960.00")
+
+        await ask(page, "What is the balance of ACC-003?")
+        missed = page.locator(".missed")
+        await expect(missed.locator("h2")).to_have_text("While you were disconnected", timeout=30_000)
+        await expect(missed.locator(".tool .status")).to_have_text("executed")
+        await expect(missed.locator(".tool .result")).to_contain_text("40")
+        await expect(missed.locator(".bubble.assistant")).to_contain_text("complete")
+        await expect(page.locator(".bubble.assistant").last).to_contain_text("160.00")
+        assert await page.locator(".missed .bubble.assistant").count() == 1, "the new run's reply is not in it"
+        await page.screenshot(path=shots / "agui-missed.png")
 
 
 async def test_a_stream_that_ends_mid_run_is_reported(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:

@@ -10,6 +10,7 @@ const token = takeToken();
 const toolCalls = new Map(); // toolCallId -> {name, args, element}
 const results = new Map(); // toolCallId -> the tool's result, once it arrived
 let clockOffset = 0; // the server's clock minus this computer's: deadlines are the server's
+let missed = null; // while a run's stream replays what the page missed, the section that shows it
 
 function serverNow() {
   return Date.now() + clockOffset;
@@ -38,7 +39,7 @@ function element(tag, className, text) {
 }
 
 function append(node) {
-  log.append(node);
+  (missed ?? log).append(node);
   node.scrollIntoView({ block: "end" });
   return node;
 }
@@ -51,6 +52,9 @@ form.addEventListener("submit", (event) => {
   append(element("div", "bubble user", text));
   runAgent({ messages: [{ id: `msg-${randomId()}`, role: "user", content: text }] });
 });
+
+// The host keeps what a run did while the page's stream was gone and sends it at the start of the next run.
+const MISSED_LATER = "Anything the run did meanwhile is shown when you send your next message.";
 
 // Runs one request; resolves to the run's last event (or null when the connection failed).
 async function runAgent(extra) {
@@ -70,11 +74,14 @@ async function runAgent(extra) {
       interrupted = handle(event) || interrupted;
       last = event;
     }
+    missed = null; // a stream cut inside the replayed section: what follows is not part of it
     if (last?.type !== "RUN_FINISHED" && last?.type !== "RUN_ERROR") {
-      append(element("div", "bubble error", "The connection ended before the run finished; its outcome is not shown here."));
+      append(element("div", "bubble error", `The connection ended before the run finished. ${MISSED_LATER}`));
     }
   } catch (error) {
-    append(element("div", "bubble error", `Connection problem: ${error.message}`));
+    missed = null;
+    const cut = error instanceof TypeError; // the network failed (not a refusal): the run may have gone on
+    append(element("div", "bubble error", `Connection problem: ${error.message}${cut ? `. ${MISSED_LATER}` : ""}`));
   } finally {
     setBusy(interrupted);
   }
@@ -142,6 +149,8 @@ function handle(event) {
       break;
     case "CUSTOM":
       if (event.name === "bankgate.warning") append(element("div", "bubble error", String(event.value)));
+      if (event.name === "bankgate.missed.begin") missed = missedSection(event.value ?? {});
+      if (event.name === "bankgate.missed.end") missed = null;
       break;
     case "RUN_FINISHED":
       if (event.outcome?.type === "interrupt") {
@@ -154,6 +163,16 @@ function handle(event) {
       break;
   }
   return false;
+}
+
+// What happened while the page's stream was gone (calls, their results, replies), set apart from the new run.
+function missedSection({ forgotten = 0 }) {
+  const section = append(element("section", "missed"));
+  section.append(element("h2", "", "While you were disconnected"));
+  let note = "The connection dropped before these results reached this page; they happened then.";
+  if (forgotten > 0) note += ` ${forgotten} earlier run(s) are not shown: check balances before asking again.`;
+  section.append(element("p", "hint", note));
+  return section;
 }
 
 // The card's heading, the server's question and the facts of the call it concerns.
