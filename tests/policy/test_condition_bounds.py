@@ -71,6 +71,28 @@ def test_a_chain_too_deeply_nested_to_read_is_bounded_by_its_operators() -> None
     assert parse_policy(POLICY.format("(" * 45 + "amount_minor > 1" + ")" * 45), source="p.toml")
 
 
+ALLOWLIST = "[" + ", ".join(f"'GB-{i:04d}-ACC-{i:03d}'" for i in range(300)) + "]"
+
+
+def test_a_typo_beside_a_long_allowlist_is_named_as_the_engine_reads_it() -> None:
+    """A condition this parser cannot read (here a Python `and`) was bounded by every operator character, those
+    inside its string literals too: 300 account ids of three dashes each made it '907 operations deep', hiding
+    the typo. A literal is no operation: the engine names the typo."""
+    when = f"!(to_account.id in {ALLOWLIST}) and amount_minor > minor(1000)"
+    with pytest.raises(PolicyError) as refused:
+        parse_policy(POLICY.format(when), source="p.toml")
+    assert "operations deep" not in str(refused.value)
+    assert "p.toml:5: tools.transfer_funds.rules[0].when: Failed to parse expression" in str(refused.value)
+
+
+def test_operators_after_a_literal_not_told_apart_here_still_count() -> None:
+    """Where a literal is not told apart here (an escape), every operator character counts: after `'a\\''` the
+    engine reads code, which a scan blind to escapes would take for one more literal."""
+    when = r"'a\'' + " + chain("+", "amount_minor", MAX_DEPTH) + " + ' ==="
+    with pytest.raises(PolicyError, match=r"operations deep; the limit is"):
+        parse_policy(POLICY.format(when), source="p.toml")
+
+
 def test_the_visibility_condition_is_bounded_too() -> None:
     text = f"[accounts]\nvisible = '''{chain('+', 'principal', OVER)} == \"x\"'''\n" + POLICY.format("true")
     with pytest.raises(PolicyError, match=rf"p.toml:2: accounts.visible: is .* the limit is {MAX_DEPTH}"):
