@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp_types import INVALID_REQUEST, PARSE_ERROR
+from mcp_types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 
 from mcp_server.audit.keys import KEY_FILE_ENV
 from tests.server.harness import Harness
@@ -161,10 +161,10 @@ BAD_LINES = [
     (b'{"jsonrpc":"2.0","id":3,"method":"pi\x00ng"}\n', PARSE_ERROR),  # a NUL
     (b'{"jsonrpc":"2.0","id":4,"method":"ping","params":{"_meta":{"x":"\xff"}}}\n', PARSE_ERROR),  # not UTF-8
     (b"x" * 12_000_000 + b"\n", PARSE_ERROR),  # 12 MB
+    (b"\xc2\xa0\n", PARSE_ERROR),  # a no-break space alone: no JSON whitespace, so no blank line
     (b"42\n", INVALID_REQUEST),
     (b"{}\n", INVALID_REQUEST),
     (b'[{"jsonrpc":"2.0","id":5,"method":"ping"}]\n', INVALID_REQUEST),  # a batch
-    (b'{"jsonrpc":"2.0","id":6,"method":"tools/call","params":"no"}\n', INVALID_REQUEST),
 ]
 
 
@@ -303,5 +303,53 @@ def test_sigint_while_an_approved_transfer_waits_for_the_ledger_moves_nothing_an
     finally:
         again.process.kill()
         again.process.wait()
+    assert done["result"]["structuredContent"]["status"] == "executed"
+    assert ledger.balance(source) == 3000 and ledger.balance(target) == 2000
+
+
+OWN_IDS = [  # (line, the id the error must carry, its code)
+    (b'{"jsonrpc":"2.0","id":6,"method":"tools/call","params":"no"}\n', 6, INVALID_PARAMS),
+    (b'{"jsonrpc":"2.0","id":"s7","method":"ping","params":[1]}\n', "s7", INVALID_PARAMS),
+    (b'{"jsonrpc":"2.0","id":8,"method":"no/such_method","params":5}\n', 8, INVALID_REQUEST),
+    (b'{"jsonrpc":"1.0","id":9,"method":"ping"}\n', 9, INVALID_REQUEST),
+    (b'{"jsonrpc":"2.0","id":10,"method":7}\n', 10, INVALID_REQUEST),
+    (b'{"jsonrpc":"2.0","id":11,"result":5}\n', None, INVALID_REQUEST),  # a response's id is not the client's
+]
+
+
+def test_a_request_refused_for_a_field_is_answered_with_its_own_id(wire: Wire) -> None:
+    """Every one of these was answered with id null although its id was plain to read: a client matching
+    answers by id waited out its timeout. The code and wording for params follow the SDK's own answer."""
+    wire.initialize()
+    wire.send({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": 5}})
+    (sdk,) = wire.read(lambda m: m.get("id") == 5)
+    assert sdk["error"]["code"] == INVALID_PARAMS
+    for n, (line, request_id, code) in enumerate(OWN_IDS):
+        wire.send(line, {"jsonrpc": "2.0", "id": 100 + n, "method": "ping"})
+        error, served = wire.read(lambda m, n=n: m.get("id") == 100 + n)
+        assert error["id"] == request_id and error["error"]["code"] == code, (line, error)
+        if code == INVALID_PARAMS:
+            assert error["error"]["message"].startswith(sdk["error"]["message"]), error
+        assert served == {"jsonrpc": "2.0", "id": 100 + n, "result": {}}
+
+
+BAD_IDS = [("true", "boolean"), ("1.5", "fraction"), ('{"an":"object"}', "object"), ("[1]", "array"), ("null", "null")]
+
+
+def test_a_request_whose_id_is_no_string_or_integer_is_answered_and_not_acted_on(wire: Wire, ledger: Harness) -> None:
+    """Such a request was read as a notification: never answered, and a cancellation sent with `"id": true`
+    cancelled a transfer waiting for its approval. Each is now refused (-32600, id null, naming the id's type)."""
+    source, target = ledger.open_account("50"), ledger.open_account("0")
+    wire.initialize()
+    question = wire.ask(7, {"from_account": source, "to_account": target, "amount": "20"})
+    for n, (bad, kind) in enumerate(BAD_IDS):
+        line = f'{{"jsonrpc":"2.0","id":{bad},"method":"notifications/cancelled","params":{{"requestId":7}}}}\n'
+        wire.send(line.encode(), {"jsonrpc": "2.0", "id": 100 + n, "method": "ping"})
+        messages = wire.read(lambda m, n=n: m.get("id") == 100 + n)
+        error = messages[0]
+        assert len(messages) == 2 and "id" in error and error["id"] is None, (bad, messages)
+        assert error["error"]["code"] == INVALID_REQUEST and kind in error["error"]["message"], (bad, error)
+    wire.send({"jsonrpc": "2.0", "id": question, "result": APPROVE})
+    (done,) = [m for m in wire.read(lambda m: m.get("id") == 7) if m.get("id") == 7]
     assert done["result"]["structuredContent"]["status"] == "executed"
     assert ledger.balance(source) == 3000 and ledger.balance(target) == 2000
