@@ -202,8 +202,9 @@ class Gate:
     def expire_overdue(self, grace: float, limit: int, passed: Collection[str] = ()) -> ExpiryBatch:
         """End the questions whose callers never came back (at most `limit`, in one transaction).
 
-        Each approval still pending `grace` seconds past its deadline is settled as its caller coming back now
-        would find it settled: `expired` (a desk no signed in time: `rejected`), the outcome stored under its
+        Each approval still pending `grace` seconds past its deadline, or read on a clock set back since it was
+        asked (`Approval.set_back`: at once, as its caller would find it over now), is settled as its caller coming
+        back now would find it settled: `expired` (a desk no signed in time: `rejected`), the outcome stored under its
         idempotency key, its record signed, all in the transaction that settles it. `grace` lets whatever was
         answered in time (a desk decision's POST, a round already on its way) reach its row first. Rows another
         transaction holds, or whose key's turn it holds, are left to it; a signed desk yes is left to its caller
@@ -211,14 +212,14 @@ class Gate:
         the database so that it cannot be read, or names a tool this gate lacks, is left pending and reported
         (`ExpiryBatch.unreadable`), so it holds up none of the others; `passed`: those reported before, not
         looked at again. A first read tells whether any is due, so an idle sweep writes nothing."""
-        deadline = self.clock() - grace
-        if not self.store.transaction(lambda tx: tx.overdue(deadline, 1, passed), write=False):
+        looked = self.clock()
+        if not self.store.transaction(lambda tx: tx.overdue(looked, grace, 1, passed), write=False):
             return ExpiryBatch(0, 0, {})
-        return self.store.transaction(lambda tx: self._expire(tx, deadline, limit, passed))
+        return self.store.transaction(lambda tx: self._expire(tx, grace, limit, passed))
 
-    def _expire(self, tx: GateTx[Any], deadline: float, limit: int, passed: Collection[str]) -> ExpiryBatch:
+    def _expire(self, tx: GateTx[Any], grace: float, limit: int, passed: Collection[str]) -> ExpiryBatch:
         now = self.clock()
-        due = tx.overdue(deadline, limit, passed)
+        due = tx.overdue(now, grace, limit, passed)
         ended = 0
         unreadable: dict[str, str] = {}
         for ref in due:
@@ -233,11 +234,15 @@ class Gate:
             signoff = tx.desk_decision(approval.ref)
             desk = _desk_verdict(signoff, approval)
             if signoff is not None and desk is not None:
-                if desk.kind is VerdictKind.APPROVE and approval.continue_by(signoff.decided_at) > deadline:
+                if (
+                    desk.kind is VerdictKind.APPROVE
+                    and not approval.set_back(now)
+                    and approval.continue_by(signoff.decided_at) > now - grace
+                ):
                     continue  # still its caller's to run: the store leaves these out unless the row was forged
                 verdict, answered = _continued_in_time(desk, signoff, approval, now), signoff.decided_at
             else:
-                verdict, answered = EXPIRED, now
+                verdict, answered = _expiry(approval, now), now
             call = Call(approval.tool, approval.arguments, approval.principal, approval.idempotency_key)
             action = self.actions[call.tool]
             self._settle(tx, action, call, approval, verdict, self._key_state(tx, call), now, answered)

@@ -24,6 +24,12 @@ the question's stored deadline read as is would keep it open as much longer as t
 L_co = TypeVar("L_co", covariant=True)
 
 
+def asked_by(now: float) -> float:
+    """The latest time a question may have been asked and not be `Approval.set_back` at `now`: SQL compares
+    `created_at` with it (`created_at <= :asked`), so the store's counts and sweep cut off where the gate does."""
+    return now + CLOCK_TOLERANCE
+
+
 @dataclass(frozen=True)
 class Approval:
     """A question put to a human, and (once settled) what came of it."""
@@ -60,7 +66,7 @@ class Approval:
     def set_back(self, now: float) -> bool:
         """Whether `now` reads more than `CLOCK_TOLERANCE` before the question was asked: how long it has waited
         cannot be told, so it is over (`over`), whatever its deadline says."""
-        return now < self.created_at - CLOCK_TOLERANCE
+        return self.created_at > asked_by(now)
 
     def over(self, now: float) -> bool:
         """Whether it can no longer be answered at `now`: past its deadline, or on a clock `set_back`."""
@@ -174,13 +180,14 @@ class GateTx(Protocol[L_co]):
     def settle_approval(self, approval: Approval) -> None:
         """Store the settled approval; only a pending one may be settled (else raise)."""
 
-    def overdue(self, deadline: float, limit: int, passed: Collection[str] = ()) -> list[str]:
-        """The references of up to `limit` pending approvals whose deadline is at or before `deadline`, earliest
-        first, leaving out those in `passed` and those a desk approver signed a yes on that their callers may
-        still continue (`Approval.continue_by` after `deadline`). In a write transaction each is held as
-        `lock_approval` holds one, with its idempotency key's turn (as `recall` takes it): one whose row or key
-        another transaction holds is left out, not waited for. Only references are read: a row edited
-        unreadable is found by `lock_approval`, one at a time."""
+    def overdue(self, now: float, grace: float, limit: int, passed: Collection[str] = ()) -> list[str]:
+        """The references of up to `limit` pending approvals over at `now` for `grace` seconds (`Approval.over`:
+        their deadline at or before `now - grace`) or read on a clock set back (`Approval.set_back` at `now`),
+        earliest deadline first, leaving out those in `passed` and those a desk approver signed a yes on that
+        their callers may still continue (not set back, `Approval.continue_by` after `now - grace`). In a write
+        transaction each is held as `lock_approval` holds one, with its idempotency key's turn (as `recall` takes
+        it): one whose row or key another transaction holds is left out, not waited for. Only references are read:
+        a row edited unreadable is found by `lock_approval`, one at a time."""
 
     def desk_decision(self, ref: str) -> DeskSignoff | None:
         """The approval desk's signed decision on approval `ref`, if an approver has made one."""
@@ -193,7 +200,7 @@ class GateTx(Protocol[L_co]):
         """Announce `waiting(principal, now)`, to come with the first read after the principal's turn."""
 
     def waiting(self, principal: str, now: float) -> int:
-        """How many of `principal`'s approvals wait for an answer at `now` (pending, unexpired)."""
+        """How many of `principal`'s approvals wait for an answer at `now`: pending, not `Approval.over`."""
 
     def moved_today_minor(self, principal: str, since: float, currency: str) -> int:
         """Sum of the money `principal` moved in `currency` (transfers and sweeps executed) since the epoch

@@ -20,6 +20,7 @@ from mcp_server.timestamps import format_timestamp
 from policy.approval_states import SETTLED, ApprovalState
 from policy.channel import DEFAULT_CHANNEL
 from policy.question import deadline_text, span_text, stated_effect
+from policy.store import asked_by
 
 AT_DESK = ApprovalState.APPROVED.value
 """`--status approved`: pending approvals a desk approver said yes to, whose caller has not continued. `approved`
@@ -35,6 +36,11 @@ _SELECT = (
 )
 _YES_AT_DESK = "a.status = 'pending' AND d.verdict = 'approved' AND d.binding = a.binding"
 """The expiry sweep's test (`gate_store._OVERDUE`) of a desk yes it leaves to the caller, but for its window."""
+_SET_BACK = (
+    "over: this clock reads more than a minute before it was asked (set back, or behind the server that asked), "
+    "so it takes no answer and the expiry sweep ends it expired"
+)
+"""What a pending approval `clock_set_back` says in place of its time left (`Approval.set_back`)."""
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,15 @@ class ListedApproval:
             lines.append(f"note: {shown(self.note)}")
         return "\n      ".join(lines)
 
+    def clock_set_back(self, now: float) -> bool:
+        """Pending, and `now` reads too long before it was asked to tell whether it is over: it is over, as the
+        gate, the desk and the sweep read it (`Approval.set_back`), whatever its deadline says."""
+        return self.status == ApprovalState.PENDING and self.created_at is not None and self.created_at > asked_by(now)
+
     def _deadline(self, now: float) -> str:
         due = f"answer by {_when(self.expires_at)}"
+        if self.clock_set_back(now):
+            return f"{due} ({_SET_BACK})"
         overdue = self._overdue(now)
         if overdue is None:
             return due
@@ -136,6 +149,8 @@ class ListedApproval:
         by = self.continue_by
         if by is None:
             return "(by when, its stored times do not tell)"
+        if self.clock_set_back(now):
+            return f"by {_when(by)} ({_SET_BACK})"
         if now < by:
             return f"by {_when(by)} ({span_text(by - now)} left)"
         return f"by {_when(by)} (past it by {span_text(now - by)}: the expiry sweep ends it expired)"
@@ -165,6 +180,7 @@ class ListedApproval:
             "created_at": _iso(self.created_at),
             "deadline": _iso(self.expires_at),
             "overdue_seconds": int(overdue) if overdue is not None and overdue >= 0 else None,
+            "clock_set_back": self.clock_set_back(now),
             "channel": self.channel,
             "desk_decision": self.desk.as_json() if self.desk else None,
             "waiting_for_caller": self.waiting_for_caller,

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Row, text
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.tokens import storable
 from policy.channel import DEFAULT_CHANNEL, Channel
-from policy.store import CLOCK_TOLERANCE, Approval
+from policy.store import Approval, asked_by
 
 _SELECT = (
     "SELECT ref, binding, tool, arguments_json, principal, policy_version, question, created_at, expires_at, status,"
@@ -49,7 +49,7 @@ def inbox(conn: Connection) -> list[Approval]:
             _SELECT + f" WHERE status = 'pending' AND expires_at > :now AND created_at <= :asked AND {_DECIDABLE}"
             " AND ref NOT IN (SELECT approval_ref FROM desk_decisions) ORDER BY created_at, ref"
         ),
-        {"now": now, "asked": now + CLOCK_TOLERANCE},  # `Approval.over`: not on a clock set back since
+        {"now": now, "asked": asked_by(now)},  # `Approval.over`: not on a clock set back since
     ).all()
     return [_approval(row) for row in rows]
 

@@ -26,7 +26,7 @@ from policy.approval_states import check_settlement
 from policy.canonical import canonical_json
 from policy.channel import DEFAULT_CHANNEL, Channel
 from policy.results import Refusal
-from policy.store import Approval, AuditEntry, DeskSignoff
+from policy.store import Approval, AuditEntry, DeskSignoff, asked_by
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -67,13 +67,17 @@ _SETTLE_APPROVAL = Statement(
 """Settles a pending approval; one settled already would get no status, which `NOT NULL` refuses, failing the
 transaction: the database holds "settled once" itself, so the write is queued, not waited on for its count."""
 _OVERDUE = (
-    "SELECT ref, idempotency_key FROM approvals WHERE status = 'pending' AND expires_at <= :deadline AND NOT EXISTS "
+    "SELECT ref, idempotency_key FROM approvals WHERE status = 'pending' "
+    "AND (expires_at <= :deadline OR created_at > :asked) AND NOT EXISTS "
     "(SELECT 1 FROM desk_decisions d "
     "WHERE d.approval_ref = approvals.ref AND d.verdict = 'approved' AND d.binding = approvals.binding "
-    "AND d.decided_at + (approvals.expires_at - approvals.created_at) > :deadline) "
+    "AND approvals.created_at <= :asked AND d.decided_at + (approvals.expires_at - approvals.created_at) > :deadline) "
     "ORDER BY expires_at, ref LIMIT :limit"
 )
-"""A signed desk yes is left out while its caller may still continue it (`Approval.continue_by`, computed alike)."""
+"""Past the deadline and its grace, or asked after `:asked` (`policy.store.asked_by`: the clock was set back);
+a signed desk yes is left out while its caller may still continue it (`Approval.continue_by`, computed alike),
+on a clock not set back. Migration 0016's index (pending rows only) is read in deadline order until `:limit` are
+found: with nothing due, every pending row's entry (created_at is not in it), not a single probe."""
 _OVERDUE_READ = Statement(_OVERDUE)
 _OVERDUE_LOCKED = Statement(_OVERDUE + " FOR UPDATE SKIP LOCKED")
 """PostgreSQL, in a write transaction: another sweeper's rows, or a settlement's, are passed over, not waited on
@@ -84,9 +88,11 @@ _MOVED_SINCE = Statement(
 )
 """A record without a currency is from before migration 0011 (or moved nothing): counted in every currency."""
 _WAITING = Statement(
-    "SELECT COUNT(*) FROM approvals WHERE principal = :principal AND status = 'pending' AND expires_at > :now"
+    "SELECT COUNT(*) FROM approvals WHERE principal = :principal AND status = 'pending' AND expires_at > :now "
+    "AND created_at <= :asked"
 )
-"""A principal's questions still open (migration 0014 indexes them)."""
+"""A principal's questions still open (migration 0014 indexes them): not `Approval.over`, its deadline ahead and
+asked by `:asked` (`policy.store.asked_by`, on a clock not set back since)."""
 DESK_DECISION = Statement(
     "SELECT approval_ref, approver, verdict, note, decided_at, binding, question_sha256 FROM desk_decisions "
     "WHERE approval_ref = :v"
@@ -276,8 +282,8 @@ class SqlGateTx:
             },
         )
 
-    def overdue(self, deadline: float, limit: int, passed: Collection[str] = ()) -> list[str]:
-        params = {"deadline": deadline, "limit": limit + len(passed)}  # those passed are left out here
+    def overdue(self, now: float, grace: float, limit: int, passed: Collection[str] = ()) -> list[str]:
+        params = {"deadline": now - grace, "asked": asked_by(now), "limit": limit + len(passed)}  # passed: left out
         locked = _OVERDUE_LOCKED if self._write and self.conn.dialect.name == "postgresql" else _OVERDUE_READ
         found = [(str(ref), key) for ref, key in locked.all(self.conn, params) if ref not in passed][:limit]
         if not self._write:
@@ -296,10 +302,10 @@ class SqlGateTx:
         take_turn(self.conn, Space.PRINCIPAL, principal)
 
     def expect_waiting(self, principal: str, now: float) -> None:
-        _WAITING.prefetch(self.conn, {"principal": principal, "now": now})
+        _WAITING.prefetch(self.conn, _waiting_params(principal, now))
 
     def waiting(self, principal: str, now: float) -> int:
-        row = _WAITING.one(self.conn, {"principal": principal, "now": now})
+        row = _WAITING.one(self.conn, _waiting_params(principal, now))
         return int(row[0]) if row else 0
 
     def moved_today_minor(self, principal: str, since: float, currency: str) -> int:
@@ -327,6 +333,10 @@ class SqlGateTx:
         except BaseException:
             _ROLLBACK_TO_SAVEPOINT.send(self.conn)
             raise
+
+
+def _waiting_params(principal: str, now: float) -> dict[str, Any]:
+    return {"principal": principal, "now": now, "asked": asked_by(now)}
 
 
 def _approval(row: tuple[Any, ...] | None) -> Approval | None:

@@ -207,18 +207,21 @@ class MemoryTx:
         )
         self.undo(lambda: self.store.approvals.__setitem__(approval.ref, stored))
 
-    def overdue(self, deadline: float, limit: int, passed: Collection[str] = ()) -> list[str]:
-        approvals = self.store.approvals
+    def overdue(self, now: float, grace: float, limit: int, passed: Collection[str] = ()) -> list[str]:
+        approvals, deadline = self.store.approvals, now - grace
         signed_yes = {
             ref
             for ref, signoff in self.store.desk.items()
-            if signoff.approved and ref in approvals and approvals[ref].continue_by(signoff.decided_at) > deadline
+            if signoff.approved
+            and ref in approvals
+            and not approvals[ref].set_back(now)
+            and approvals[ref].continue_by(signoff.decided_at) > deadline
         }
         due = sorted(
             (
                 a
                 for a in self.store.approvals.values()
-                if a.status == ApprovalState.PENDING and a.expires_at <= deadline
+                if a.status == ApprovalState.PENDING and (a.expires_at <= deadline or a.set_back(now))
             ),
             key=lambda a: (a.expires_at, a.ref),
         )
@@ -247,7 +250,7 @@ class MemoryTx:
 
     def waiting(self, principal: str, now: float) -> int:
         return sum(
-            a.principal == principal and a.status == ApprovalState.PENDING and a.expires_at > now
+            a.principal == principal and a.status == ApprovalState.PENDING and not a.over(now)
             for a in self.store.approvals.values()
         )
 

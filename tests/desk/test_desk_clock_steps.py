@@ -55,3 +55,20 @@ async def test_a_session_opened_on_a_replica_a_little_ahead_holds(
     monkeypatch.setattr(sessions, "time", time)
 
     assert world.db.read(lambda conn: session_approver(conn, token)) == "erin"
+
+
+async def test_the_sweep_ends_a_desk_yes_once_the_clock_is_set_back(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey
+) -> None:
+    """Its caller continuing it now gets `expired` (the window read on this clock would last an hour more): the
+    sweep, which left a signed yes to its caller by that window, ends it the same."""
+    ref = world.pending().ref
+    assert (await erin.decide(ref, "approved", passkey)).status_code == 200
+    world.state.gate.clock = lambda: time.time() - HOUR  # NTP set it back
+
+    assert world.state.expiry.sweep() == 1
+
+    [row] = world.rows("SELECT status FROM approvals WHERE ref = :r", r=ref)
+    assert row.status == "expired"
+    [record] = world.rows("SELECT reason FROM audit_log WHERE approval_ref = :r AND event = 'expired'", r=ref)
+    assert "clock" in record.reason, record.reason

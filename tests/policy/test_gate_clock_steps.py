@@ -72,3 +72,16 @@ def test_a_sweep_on_a_clock_ahead_within_the_tolerance_ends_nothing_before_its_d
 
     assert gate.expire_overdue(EXPIRY_GRACE, 10).ended == 0
     assert store.approvals[opening.approval.ref].status == "pending"
+
+
+def test_a_question_asked_before_a_clock_step_back_frees_its_place_and_is_swept() -> None:
+    """The in-memory store reads open questions as the ledger's does (`tests/server/test_store_clock_steps.py`)."""
+    gate, store, clock = bank()
+    gate.max_pending = 1
+    opening = gate.open(transfer(12_000), human_reachable=True)
+    assert opening.approval is not None
+    clock.now -= HOUR
+
+    assert gate.open(transfer(13_000), human_reachable=True).approval is not None  # not `too_many_pending`
+    assert gate.expire_overdue(EXPIRY_GRACE, 10).ended == 1
+    assert store.approvals[opening.approval.ref].status == "expired"

@@ -10,12 +10,14 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from sqlalchemy import inspect, text
 
 from mcp_server.app import open_state
+from mcp_server.cli import admin
 from mcp_server.cli.main import main
 from mcp_server.storage import migrations
 from mcp_server.storage.migrations import Migration
@@ -280,3 +282,24 @@ def test_it_migrates_nothing(world: World, capsys: pytest.CaptureFixture[str], m
     shown = cli(world, capsys)
     assert shown.returncode == 2 and "migration 0099_future_table is not applied" in shown.stderr, shown.stderr
     assert dump(world) == before
+
+
+async def test_a_question_read_after_a_clock_step_back_is_shown_over(
+    world: World,
+    erin: DeskBrowser,
+    passkey: SoftPasskey,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Read on a clock set back an hour since they were asked, a question and a desk yes are over for the gate and
+    the desk (`Approval.set_back`): the listing must not show them waiting with an hour and more left."""
+    asked, yes = world.pending("19.00").ref, world.pending("20.00").ref
+    assert (await erin.decide(yes, "approved", passkey)).status_code == 200
+    monkeypatch.setattr(admin, "time", SimpleNamespace(time=lambda: time.time() - 3600))  # NTP set it back
+
+    listed = blocks(cli(world, capsys).stdout)
+    for ref in (asked, yes):
+        assert "left" not in listed[ref] and "clock" in listed[ref], listed[ref]
+    by_ref = {line["ref"]: line for line in map(json.loads, cli(world, capsys, "--json").stdout.splitlines())}
+    assert by_ref[asked]["clock_set_back"] and by_ref[yes]["clock_set_back"]
+    assert not by_ref[asked]["overdue_seconds"] and not by_ref[yes]["overdue_seconds"]
