@@ -45,9 +45,11 @@ async def audited(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 
 async def _transfers(harness: Harness) -> Harness:
-    """Chained after each call (as the server's sequencer may have done), so a signed head ends at record 4."""
+    """Chained after the deposit and after each call (as the server's sequencer may have done), so signed heads end
+    at records 1, 4 and 6 whether or not the server's own sequencer chained meanwhile."""
     source, target = harness.open_account("100", "Ada"), harness.open_account("0", "Ben")
     sequencer = Sequencer(harness.db, AuditWriter())
+    sequencer.chain()
     async with harness.client(ScriptedResponder(approve(note="fine"), reject())) as client:
         for amount in ("10", "20"):
             await client.call_tool("transfer_funds", {"from_account": source, "to_account": target, "amount": amount})
