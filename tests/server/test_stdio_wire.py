@@ -333,6 +333,31 @@ def test_a_request_refused_for_a_field_is_answered_with_its_own_id(wire: Wire) -
         assert served == {"jsonrpc": "2.0", "id": 100 + n, "result": {}}
 
 
+def test_errors_sent_in_one_burst_keep_their_own_ids_to_the_last_line_without_a_newline(wire: Wire) -> None:
+    """Pins what held: blank, non-UTF-8, long and misread-id lines read ahead in one write shift no error onto
+    another request's id, and a last line cut off by EOF (no LF) is still answered as its own."""
+    wire.initialize()
+    wire.send(
+        b"\n",  # blank: no answer
+        b'{"jsonrpc":"2.0","id":1,"method":"\xff"}\n',  # not UTF-8: id null
+        b'{"jsonrpc":"2.0","id":21,"method":"ping","params":[1]}\n',
+        b"y" * 3_000_000 + b"\n",  # long, not JSON: id null
+        b'{"jsonrpc":"2.0","id":true,"method":"ping"}\n',  # misread by the SDK as a notification: id null
+        {"jsonrpc": "2.0", "id": 22, "method": "ping"},
+        b'{"jsonrpc":"2.0","id":23,"method":"ping","params":5}',  # EOF, no LF
+    )
+    wire.process.stdin.close()  # type: ignore[union-attr]
+    messages = wire.read(lambda m: m.get("id") == 23)
+    assert [(m["id"], "error" in m) for m in messages] == [
+        (None, True),
+        (21, True),
+        (None, True),
+        (None, True),
+        (22, False),
+        (23, True),
+    ], messages
+
+
 BAD_IDS = [("true", "boolean"), ("1.5", "fraction"), ('{"an":"object"}', "object"), ("[1]", "array"), ("null", "null")]
 
 
