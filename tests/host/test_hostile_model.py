@@ -286,13 +286,8 @@ async def test_a_response_the_host_cannot_continue_from_is_refused_before_its_ca
 
     transfer = json.dumps({"from_account": "ACC-001", "to_account": "ACC-002", "amount": "10", "memo": None})
     model = Unfinished([call_item("call_1", "transfer_funds", transfer)])
-    async with host_for(emulator, tmp_path, scripted("approve"), agent_name) as host:
-        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
-        with pytest.raises(ServiceFailed, match=named):
-            await conversation.send("Send Bob $10.")
-        assert await balance(host, "ACC-001") == Decimal("5000.00")
-
-    assert host.desk.records == [] and len(model.requests) == 1
+    await a_refused_transfer(emulator, tmp_path, agent_name, model, named, stream=False, goes_on=False)
+    assert len(model.requests) == 1
 
 
 @pytest.mark.anyio
@@ -368,14 +363,8 @@ async def test_a_call_whose_arguments_were_never_finished_is_not_run(
             {"type": "response.completed", "response": completed},
         ]
     )
-    async with host_for(emulator, tmp_path, scripted("approve"), agent_name) as host:
-        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display, stream=True)
-        with pytest.raises(ServiceFailed, match=r"never finished the arguments of function call call_1 \(transfer"):
-            await conversation.send("Send Bob $10.")
-        assert await balance(host, "ACC-001") == Decimal("5000.00")
-        after = await conversation.send("Hello again?")
-
-    assert host.desk.records == [] and after.text == "Done."
+    unfinished = r"never finished the arguments of function call call_1 \(transfer"
+    await a_refused_transfer(emulator, tmp_path, agent_name, model, unfinished)
     assert "previous_response_id" not in model.requests[1], "nothing continues the broken response"
 
 
@@ -402,13 +391,7 @@ async def test_a_response_the_stream_ends_as_failed_does_not_run_its_calls(
             {"type": kind, "response": {"id": "resp_cut", "output": [transfer], **why}},
         ]
     )
-    async with host_for(emulator, tmp_path, scripted("approve"), agent_name) as host:
-        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display, stream=True)
-        with pytest.raises(ServiceFailed, match=f"Response resp_cut ended {named}"):
-            await conversation.send("Send Bob $10.")
-        assert await balance(host, "ACC-001") == Decimal("5000.00")
-
-    assert host.desk.records == []
+    await a_refused_transfer(emulator, tmp_path, agent_name, model, f"Response resp_cut ended {named}", goes_on=False)
 
 
 TRANSFER_10 = ['{"from_account": "ACC-001", "to_account": "ACC-002", "amount": "', "10", '", "memo": null}']
@@ -479,15 +462,10 @@ async def test_argument_deltas_out_of_step_are_refused_not_guessed(
     came, a lost, reordered or unnumbered delta made arguments the model never wrote (the "0" of "10" lost: $1
     sent; "1" and "0" swapped: "01"). Such a call is refused, not guessed at: nothing runs, and the chat goes on."""
     model = BrokenStream(garble(streamed_by_deltas([TRANSFER_10[0], "1", "0", TRANSFER_10[2]])))
-    async with host_for(emulator, tmp_path, scripted("approve"), agent_name) as host:
-        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display, stream=True)
-        with pytest.raises(ServiceFailed, match=r"arguments of function call call_1 \(transfer_funds\)") as refused:
-            await conversation.send("Send Bob $10.")
-        assert await balance(host, "ACC-001") == Decimal("5000.00")
-        after = await conversation.send("Hello again?")
-
-    assert named in refused.value.message and "nothing was run" in refused.value.message
-    assert host.desk.records == [] and after.text == "Done."
+    refused = await a_refused_transfer(
+        emulator, tmp_path, agent_name, model, r"arguments of function call call_1 \(transfer_funds\)"
+    )
+    assert named in refused.message and "nothing was run" in refused.message
 
 
 @pytest.mark.anyio
@@ -502,13 +480,8 @@ async def test_a_call_the_stream_finished_with_two_different_arguments_is_refuse
     events.insert(-2, {**finished, "arguments": "".join(TRANSFER_10), "sequence_number": 4})
     events = [{**event, "sequence_number": number} for number, event in enumerate(events)]
     model = BrokenStream(events)
-    async with host_for(emulator, tmp_path, scripted("approve"), agent_name) as host:
-        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display, stream=True)
-        with pytest.raises(ServiceFailed, match=r"two different arguments for function call call_1 \(transfer_funds"):
-            await conversation.send("Send Bob $10.")
-        assert await balance(host, "ACC-001") == Decimal("5000.00")
-
-    assert host.desk.records == []
+    two = r"two different arguments for function call call_1 \(transfer_funds"
+    await a_refused_transfer(emulator, tmp_path, agent_name, model, two, goes_on=False)
 
 
 @pytest.mark.anyio
@@ -521,12 +494,29 @@ async def test_a_call_the_service_left_unfinished_in_a_completed_response_is_not
     or `incomplete` (cut at a token limit, say) had the call run: its arguments may not be all the model meant."""
     transfer = call_item("call_1", "transfer_funds", "".join(TRANSFER_10)) | {"status": status}
     model = HostileModel([message_item("Sending."), transfer])
+    left = rf"function call call_1 \(transfer_funds\) the service left {status}"
+    await a_refused_transfer(emulator, tmp_path, agent_name, model, left, stream=stream)
+    assert "previous_response_id" not in model.requests[1], "nothing continues the response with the unfinished call"
+
+
+async def a_refused_transfer(
+    emulator: Emulator,
+    tmp_path: Path,
+    agent_name: str,
+    model: Any,
+    match: str,
+    *,
+    stream: bool = True,
+    goes_on: bool = True,
+) -> ServiceFailed:
+    """ "Send Bob $10." to `model`, whose broken response carries the transfer: refused as `match` says, nothing
+    moved, nobody asked; with `goes_on`, the chat's next message is answered afresh."""
     async with host_for(emulator, tmp_path, scripted("approve"), agent_name) as host:
         conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display, stream=stream)
-        with pytest.raises(ServiceFailed, match=rf"function call call_1 \(transfer_funds\) the service left {status}"):
+        with pytest.raises(ServiceFailed, match=match) as refused:
             await conversation.send("Send Bob $10.")
         assert await balance(host, "ACC-001") == Decimal("5000.00")
-        after = await conversation.send("Hello again?")
-
-    assert host.desk.records == [] and after.text == "Done."
-    assert "previous_response_id" not in model.requests[1], "nothing continues the response with the unfinished call"
+        after = await conversation.send("Hello again?") if goes_on else None
+    assert host.desk.records == []
+    assert after is None or after.text == "Done."
+    return refused.value
