@@ -388,6 +388,8 @@ class Database:
                         self._lost(unit.handle, exc)
                     if not wait:
                         self._prompt_failed(exc, stale)
+                        if not committing and _unanswered(exc):
+                            raise WouldWait from exc  # nothing took effect: a worker thread may wait it out
                     if stale:
                         _log.info("a ledger connection was closed while idle; running the transaction again")
                         if not wait:
@@ -509,10 +511,16 @@ class _Unit:
         return _closed_by_server(exc) and self.reused and self.trips.begun <= 1
 
 
+def _unanswered(exc: DBAPIError) -> bool:
+    """Whether the loop's connection gave up waiting for the server (`Unanswered`): slow or silent, it closed
+    itself, which rolls back whatever the work had sent."""
+    return isinstance(exc.orig, Unanswered)
+
+
 def _closed_by_server(exc: DBAPIError) -> bool:
     """Whether `exc` lost its connection other than by a wait that timed out (`Unanswered`: the loop's connection
     closed itself, the server slow or silent, the pool's connections not known to be gone)."""
-    return exc.connection_invalidated and not isinstance(exc.orig, Unanswered)
+    return exc.connection_invalidated and not _unanswered(exc)
 
 
 _OPENED = "bankgate.opened"

@@ -7,6 +7,7 @@ money and appends the audit records atomically. Statements run on the driver cur
 
 import json
 import logging
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -123,11 +124,11 @@ class SqlGateStore:
         connection bounds every wait (`storage.loop_connection`). Work that would wait long for
         another writer rolls back instead (`_Busy`: 5 ms for this process's own writers on SQLite,
         10 ms for a lock on PostgreSQL), as does work on PostgreSQL while the loop's connection is
-        not ready. Then in a worker thread, where waiting is harmless, within
-        `deadline` on a database server: one that stops answering on an open connection would
-        otherwise hold the call forever. Past the deadline the caller gets `database_unavailable`;
-        the thread is left to finish or fail on its own, so the message claims nothing about what
-        it did.
+        not ready or that it did not answer within its bound before the COMMIT was sent. Then in a
+        worker thread, where waiting is harmless, within `deadline` of the call's start on a database
+        server: one that stops answering on an open connection would otherwise hold the call forever.
+        Past the deadline the caller gets `database_unavailable`; the thread is left to finish or
+        fail on its own, so the message claims nothing about what it did.
         """
         try:
             return await self._placed(work)
@@ -136,6 +137,7 @@ class SqlGateStore:
             raise Refusal("database_unavailable", DENIED) from denied
 
     async def _placed(self, work: Callable[[], T]) -> T:
+        began = time.monotonic()
         on_loop = _ON_LOOP.set(True)
         try:
             return work()
@@ -145,7 +147,7 @@ class SqlGateStore:
             _ON_LOOP.reset(on_loop)
         if self.deadline is None:
             return await anyio.to_thread.run_sync(work)
-        with anyio.move_on_after(self.deadline):
+        with anyio.move_on_after(began + self.deadline - time.monotonic()):
             return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
         logger.warning("the store did not answer within %.1f s", self.deadline)
         raise Refusal("database_unavailable", LATE)

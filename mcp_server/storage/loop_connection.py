@@ -6,9 +6,10 @@ hops, and every statement handing the GIL to the busy event loop and waiting to 
 transactions run on the loop itself, as they do on SQLite, on this one connection (the loop
 runs one at a time). Three rules keep a database that misbehaves from stopping the server:
 
-* every wait on the server ends within `WAIT_S`; past it the connection is closed, the call
-  is answered `database_unavailable`, and the loop leaves the database to worker threads for
-  `REST_S` (`failed`);
+* every wait on the server ends within `WAIT_S`; past it the connection is closed (which rolls
+  back what it had sent), work whose COMMIT was not yet sent moves to a worker thread (within the
+  call's deadline: a pause of the database costs the loop one wait, not the call), and the loop
+  leaves the database to worker threads for `REST_S` (`failed`);
 * a lock another transaction holds is waited on for `LOCK_TIMEOUT` at most: the transaction
   then rolls back and `Database` runs it again in a worker thread, where waiting is harmless;
 * the connection is opened, and reopened after a failure, on a background thread, never on
@@ -60,8 +61,8 @@ _log = logging.getLogger(__name__)
 
 
 class Unanswered(psycopg.OperationalError):
-    """The server did not answer within `WAIT_S`: it is slow or silent, not known to have closed the connection,
-    so the work is not run again elsewhere (see `Database`)."""
+    """The server did not answer within `WAIT_S`: it is slow or silent, not known to have closed the connection
+    (so the pool's connections are kept). Work whose COMMIT was not sent moves to a worker thread (see `Database`)."""
 
 
 class BoundedConnection(psycopg.Connection[Any]):
