@@ -15,8 +15,6 @@ from pydantic import AnyHttpUrl
 from starlette.routing import Route
 
 from mcp_server.ledger.entitlements import (
-    ADMIN_PRINCIPAL,
-    RESERVED_PREFIXES,
     RESERVED_RULE,
     ROLES,
     is_reserved_principal,
@@ -143,8 +141,7 @@ def token_verifier(
             jwks_file=settings.oauth_jwks_file,
             principal_claim=settings.oauth_principal_claim,
             role_scopes=parse_role_scopes(settings.oauth_role_scopes, ROLES),
-            reserved=frozenset({*tokens, settings.principal, ADMIN_PRINCIPAL}),
-            reserved_prefixes=RESERVED_PREFIXES,
+            reserved=frozenset({*tokens, settings.principal}),
         )
     )
     # The issuer as a string: the metadata model validates it keeping its exact spelling (RFC 8414

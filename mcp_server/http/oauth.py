@@ -19,6 +19,7 @@ import jwt
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
 from mcp_server.http.issuer_keys import IssuerKeys
+from mcp_server.ledger.entitlements import is_reserved_principal
 from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
 
 KEY_ALGORITHMS = {
@@ -45,12 +46,10 @@ class OAuthConfig:
     role_scopes: Mapping[str, str] = field(default_factory=dict)
     """role -> the scope that carries it (`parse_role_scopes`)."""
     reserved: frozenset[str] = frozenset()
-    """Principal names other credentials hold (static tokens, the local principal, the ledger's administrator).
-    Entitlements and daily totals belong to a name, so a token naming one of these is refused: an issuer's user
-    (whose `preferred_username`, say, they may choose) never acts with another caller's grants."""
-    reserved_prefixes: tuple[str, ...] = ()
-    """Beginnings of the names the audit log gives non-callers (`admin:`, `approver:`): a caller named so would
-    pass, in the log, for an administrator or a desk approver."""
+    """Principal names other credentials hold (static tokens, the local principal). Entitlements and daily totals
+    belong to a name, so a token naming one of these is refused: an issuer's user (whose `preferred_username`,
+    say, they may choose) never acts with another caller's grants. The names the audit log gives non-callers are
+    refused too (`is_reserved_principal`)."""
 
 
 class RoleToken(AccessToken):
@@ -132,7 +131,7 @@ class JwtTokenVerifier:
         if not is_principal_name(principal):  # it is printed in every question the caller asks
             log.info("bearer token refused: claim %r %s", self._config.principal_claim, PRINCIPAL_RULE)
             return None
-        if principal in self._config.reserved or principal.startswith(self._config.reserved_prefixes):
+        if principal in self._config.reserved or is_reserved_principal(principal):  # as the audit log names others
             log.warning("bearer token refused: its principal %r is another credential's", principal)
             return None
         scopes = _scopes(claims)

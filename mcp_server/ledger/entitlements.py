@@ -43,8 +43,8 @@ ADMIN_ACTOR_PREFIX = "admin:"
 RESERVED_PREFIXES = (ADMIN_ACTOR_PREFIX, APPROVER_PREFIX)
 """What the audit log's non-callers' names begin with (entitlement changes, desk decisions)."""
 RESERVED_RULE = (
-    f"may not be '{ADMIN_PRINCIPAL}' nor begin with {' or '.join(RESERVED_PREFIXES)}: the audit log names ledger "
-    "administration and desk approvers so"
+    f"may not be '{ADMIN_PRINCIPAL}' nor begin with {' or '.join(RESERVED_PREFIXES)}, in any letter case: the audit "
+    "log names ledger administration and desk approvers so"
 )
 
 
@@ -150,8 +150,10 @@ def held_rows(rows: Iterable[tuple[str | None, str]]) -> Held:
 
 
 def is_reserved_principal(name: str) -> bool:
-    """Whether `name` is one the audit log gives non-callers: no credential, stdio caller or grant may carry it."""
-    return name == ADMIN_PRINCIPAL or name.startswith(RESERVED_PREFIXES)
+    """Whether `name` is one the audit log gives non-callers: no credential, stdio caller or grant may carry it.
+    In any letter case: "Admin:root" in a log reads as "admin:root" to the person checking it."""
+    folded = name.casefold()
+    return folded == ADMIN_PRINCIPAL or folded.startswith(RESERVED_PREFIXES)
 
 
 def grant_in(conn: Connection, principal: str, relation: str, account_id: str, by: str) -> bool:

@@ -46,7 +46,7 @@ def test_a_bad_serve_setting_is_named_before_anything_is_created(
     assert not (tmp_path / "new.key").exists()
 
 
-@pytest.mark.parametrize("name", ["admin", "admin:root", "approver:eve"])
+@pytest.mark.parametrize("name", ["admin", "admin:root", "approver:eve", "Admin", "ADMIN:root", "Approver:eve"])
 def test_a_name_the_audit_gives_non_callers_is_no_callers_name(
     tmp_path: Path, cli: McpCli, ledger: tuple[str, ...], name: str
 ) -> None:

@@ -154,6 +154,8 @@ def _b64(data: bytes) -> bytes:
         lambda i, aud: i.token(aud, sub="admin"),
         lambda i, aud: i.token(aud, sub="admin:alice"),
         lambda i, aud: i.token(aud, sub="approver:erin"),
+        lambda i, aud: i.token(aud, sub="Admin"),
+        lambda i, aud: i.token(aud, sub="Approver:erin"),
     ],
     ids=[
         "wrong-audience",
@@ -174,6 +176,8 @@ def _b64(data: bytes) -> bytes:
         "the-ledger-administrator",
         "an-entitlement-administrators-name",
         "a-desk-approvers-name",
+        "the-ledger-administrator-capitalised",
+        "a-desk-approvers-name-capitalised",
     ],
 )
 def test_a_bad_token_is_401_with_the_metadata(issued: tuple[Issuer, HttpServer, Harness], spoil: object) -> None:
