@@ -16,6 +16,7 @@ from policy.loader import load_policy, parse_policy
 from policy.outcome import Outcome
 from tests.docs.markdown import ROOT
 from tests.policy.test_cel_syntax import deep
+from tests.server.cli_process import run_cli
 
 
 def rule(when: str, outcome: str = "require_approval", default: str = "allow", tool: str = "transfer_funds") -> str:
@@ -337,3 +338,13 @@ def test_a_rule_every_currency_can_evaluate_draws_no_currency_warning(
     when: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert checked(tmp_path, capsys, rule(when)) == []
+
+
+def test_a_condition_that_fails_on_the_sample_call_is_reported_once(tmp_path: Path) -> None:
+    """The CEL engine logs a WARNING of its own when a function it calls fails, which `policy check` printed
+    (through logging's last resort) as a stray line before its own error naming the rule."""
+    (tmp_path / "p.toml").write_text(rule("amount_minor > minor('0.001')"), encoding="utf-8")
+    checked = run_cli(tmp_path, "policy", "check", "p.toml")
+    assert checked.returncode == 2
+    [error] = checked.stderr.splitlines()
+    assert error.startswith("bankgate-mcp: p.toml:") and "finer than the currency's minor unit" in error
