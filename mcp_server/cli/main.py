@@ -197,7 +197,10 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("owner", help="the account holder's name")
     create.add_argument("--currency", default="USD", help="ISO 4217 code (default USD)")
     create.add_argument(
-        "--id", dest="account_id", help="the account id, e.g. ACC-010 (default: the number after the highest)"
+        "--id",
+        dest="account_id",
+        help="the account id, e.g. ACC-010, of a number no account has, whatever its leading zeros "
+        "(default: the number after the highest)",
     )
     create.set_defaults(run=lambda s, a: admin_commands.admin_create(s, a.owner, a.currency, a.account_id))
     deposit = admin.add_parser("deposit", help="credit money from outside the bank")

@@ -7,11 +7,9 @@ guarded by `guard.Guard`; a decision needs a signed-in approver and a passkey si
 """
 
 import json
-import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
@@ -35,12 +33,12 @@ from mcp_server.desk.tokens import new_token
 from mcp_server.desk.turns import Turns
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.storage.database import CommitUnknown, Database
+from mcp_server.tools.common import MONEY_FACTS
 from policy.channel import Channel
 from policy.question import requested_confirmation, span_text
 from policy.store import Approval
 
 T = TypeVar("T")
-_CURRENCY = re.compile(r"\(([A-Z]{3})\)")
 MAX_BODY = 64 * 1024
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -57,7 +55,7 @@ def summary(approval: Approval, own: frozenset[str] = frozenset()) -> dict[str, 
     return {
         "approval": approval,
         "headline": lines[1] if len(lines) > 1 else lines[0] if lines else approval.tool,
-        "amount": _amount(approval.arguments.get("amount"), lines[1] if len(lines) > 1 else ""),
+        "amount": next((approval.bound[label] for label in MONEY_FACTS if label in approval.bound), None),
         "accounts": [
             (name.replace("_", " "), value)
             for name, value in approval.arguments.items()
@@ -71,18 +69,6 @@ def summary(approval: Approval, own: frozenset[str] = frozenset()) -> dict[str, 
         "decidable": approval.channel is not Channel.FORM,
         "own": approval.principal in own,
     }
-
-
-def _amount(amount: object, headline: str) -> str | None:
-    """The amount argument with digit grouping, and the currency the effect line names (e.g. "USD 1,250.00")."""
-    if not isinstance(amount, str):
-        return None
-    try:
-        grouped = format(Decimal(amount), ",")
-    except InvalidOperation:
-        return amount
-    currency = _CURRENCY.search(headline)
-    return f"{currency.group(1)} {grouped}" if currency else grouped
 
 
 class Desk:

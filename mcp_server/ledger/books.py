@@ -758,8 +758,8 @@ class Ledger:
         if wanted is None:
             taken = [int(account_id[4:]) for (account_id,) in _SELECT_CUSTOMER_IDS.all(conn)]
             wanted = f"ACC-{max(taken, default=0) + 1:03d}"
-        elif _SELECT_ACCOUNT.one(conn, {"id": wanted}) is not None:
-            raise LedgerError(ErrorCode.ACCOUNT_EXISTS, f"Account {wanted} already exists.", field="account_id")
+        else:
+            _new_number(conn, wanted)
         return self._insert_account(conn, wanted, "customer", owner, currency)
 
     def _insert_account(self, conn: Connection, account_id: str, kind: str, owner: str, currency: str) -> _Row:
@@ -769,6 +769,22 @@ class Ledger:
             {"id": account_id, "kind": kind, "owner": owner, "currency": currency, "created_at": row.created_at},
         )
         return row
+
+
+def _new_number(conn: Connection, wanted: str) -> None:
+    """Refuse `wanted` if an account has its number, also written with other leading zeros: every question
+    names an account by its id, and ACC-01 beside ACC-001 (its owner named alike) would read as that account."""
+    number = int(wanted[4:])
+    for (taken,) in _SELECT_CUSTOMER_IDS.all(conn):
+        if taken == wanted:
+            raise LedgerError(ErrorCode.ACCOUNT_EXISTS, f"Account {wanted} already exists.", field="account_id")
+        if int(taken[4:]) == number:
+            raise LedgerError(
+                ErrorCode.ACCOUNT_EXISTS,
+                f"Account {taken} has the same number as {wanted}; an id that differs only in leading zeros "
+                "would read as that account. Choose another number.",
+                field="account_id",
+            )
 
 
 def _distinct_parties(source: str, target: str) -> None:

@@ -15,6 +15,7 @@ from mcp_server.ledger.identifiers import parse_account_id
 from mcp_server.ledger.money import format_amount, minor_units
 from mcp_server.tools.common import (
     APPROVAL_NOTE,
+    SWEPT_FACT,
     AccountId,
     ApprovalRef,
     Decided,
@@ -97,7 +98,7 @@ class CloseAction(LedgerAction):
             amount_minor=account.balance_minor,
             roles=held.roles,
             # The account too: its id, rewritten into the approval's arguments, would close another one.
-            bound={"account": who(account), "balance to sweep": balance, "sweep target": target},
+            bound={"account": who(account), SWEPT_FACT: balance, "sweep target": target},
         )
 
     def execute(self, tx: GateTx[Connection], call: Call, inspection: Inspection, approval_ref: str | None) -> Done:

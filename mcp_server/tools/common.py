@@ -54,6 +54,10 @@ APPROVAL_NOTE = (
     "means an approver must decide at the approval desk: relay the message with its link, and when "
     "the user says to continue, call the tool again with the same arguments plus approval_ref."
 )
+AMOUNT_FACT, SWEPT_FACT = "amount", "balance to sweep"
+MONEY_FACTS = (AMOUNT_FACT, SWEPT_FACT)
+"""The bound facts (`Inspection.bound`) that state the money a call moves, worded as its question words them: a
+transfer's amount, a close's sweep. The desk shows them at a glance."""
 UNEXPECTED_FIELD = "arguments"
 """The `field` of an unexpected argument: a fixed marker, since the name itself is caller input."""
 

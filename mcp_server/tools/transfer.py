@@ -16,6 +16,7 @@ from mcp_server.ledger.free_text import parse_memo
 from mcp_server.ledger.identifiers import parse_account_id
 from mcp_server.ledger.money import canonical_amount, format_amount, minor_units
 from mcp_server.tools.common import (
+    AMOUNT_FACT,
     APPROVAL_NOTE,
     AccountId,
     ApprovalRef,
@@ -101,7 +102,7 @@ class TransferAction(LedgerAction):
         money = f"{format_amount(amount, source.currency)} ({source.currency})"
         payer, payee = who(source), who(target)
         effect = [f"Transfer {money} from {payer} to {payee}."]
-        bound = {"amount": money, "from": payer, "to": payee}
+        bound = {AMOUNT_FACT: money, "from": payer, "to": payee}
         if args["memo"]:
             bound["memo"] = json.dumps(args["memo"], ensure_ascii=False)
             effect.append(f"{MEMO_LABEL} {bound['memo']}")

@@ -399,6 +399,21 @@ async def test_a_close_needs_the_typed_confirmation(world: World, erin: DeskBrow
     assert (await erin.post(f"/approvals/{approval.ref}/decide", body)).status_code == 200
 
 
+async def test_the_inbox_states_the_money_each_approval_moves_as_its_question_does(
+    world: World, erin: DeskBrowser
+) -> None:
+    """A close moves its balance too: at a glance it read as a closure alone, the $5,000.00 swept to another
+    account only in the question on its own page. Each card shows the money in the question's words."""
+    close = world.asked("close_account", "alice", account_id=world.source, sweep_to=world.target)
+    transfer = world.pending("1250.5")
+    inbox = (await erin.get("/")).text
+    cards = {ref: inbox[inbox.index(f"/approvals/{ref}") :] for ref in (close.ref, transfer.ref)}
+    assert re.search(r'<span class="amount">\$5,000\.00</span>', cards[close.ref]), cards[close.ref][:600]
+    assert '<span class="amount">$1,250.50 (USD)</span>' in cards[transfer.ref], cards[transfer.ref][:600]
+    for approval in (close, transfer):
+        assert (approval.bound.get("amount") or approval.bound["balance to sweep"]) in approval.question
+
+
 async def test_the_confirmation_asked_is_the_banks_line_never_text_quoted_in_the_question(
     world: World, erin: DeskBrowser, passkey: SoftPasskey
 ) -> None:

@@ -27,6 +27,10 @@ def close(account_id: object, sweep_to: object = None) -> Call:
     return lambda ledger: ledger_close(ledger, account_id, sweep_to)
 
 
+def create_as(account_id: str) -> Call:
+    return lambda ledger: ledger.create_account("Ann", "USD", account_id)
+
+
 def case(call: Call, code: str, field: str | None, fragment: str, id: str) -> Any:
     return pytest.param(call, code, field, fragment, id=id)
 
@@ -103,6 +107,11 @@ CASES = [
     case(lambda lg: lg.create_account("Ann", "XYZ"), "invalid_currency", "currency", "ISO 4217", "currency-unk"),
     case(lambda lg: lg.create_account(" "), "invalid_owner", "owner", "empty", "owner-empty"),
     case(lambda lg: lg.create_account("Ann", "USD", "ACC-001"), "account_exists", "account_id", "exists", "dup"),
+    # An id that differs from another only by leading zeros would read as that account in every question.
+    *(
+        case(create_as(id), "account_exists", "account_id", "ACC-001", id)
+        for id in ("ACC-01", "ACC-0001", "ACC-1", "ACC-000000000001")
+    ),
     case(lambda lg: lg.balance("ACC-999"), "unknown_account", "account_id", "does not exist", "balance-unknown"),
     case(lambda lg: lg.history("ACC-001", limit=0), "invalid_limit", "limit", "from 1 to 500", "limit-zero"),
     case(lambda lg: lg.history("ACC-001", limit=True), "invalid_limit", "limit", "from 1 to 500", "limit-bool"),
