@@ -12,6 +12,7 @@ from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
 
 from mcp_server.audit.sequencer import Background, Sequencer
 from mcp_server.audit.writer import AuditWriter
+from mcp_server.clock_check import ClockWatch
 from mcp_server.desk.config import DeskConfig
 from mcp_server.expiry import ExpirySweep
 from mcp_server.http.oauth import RoleToken
@@ -54,6 +55,8 @@ class AppState:
     `expiry` on the same thread."""
     expiry: ExpirySweep
     """Ends the approvals whose callers never came back (`mcp_server.expiry`)."""
+    clock: ClockWatch | None = field(default=None)
+    """This server's clock held to the database's (`mcp_server.clock_check`): checked at start, before each sweep."""
     desk: DeskConfig | None = field(default=None)
     """Where approvers decide (the tools link there); None when the server runs no desk."""
     waits: Waits = field(default_factory=Waits)
@@ -102,13 +105,15 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
         question_digest=question_digest,
         max_pending=settings.max_pending_approvals,
     )
-    expiry = ExpirySweep(gate)
+    clock = ClockWatch(db)
+    expiry = ExpirySweep(gate, watch=clock)
     return AppState(
         gate=gate,
         ledger=ledger,
         default_principal=settings.principal,
         sequencer=Background(sequencer, chores=(expiry.due,)),
         expiry=expiry,
+        clock=clock,
         desk=desk,
     )
 

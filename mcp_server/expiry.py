@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from mcp_server.clock_check import ClockWatch
 from policy.gate import Gate
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ class ExpirySweep:
     grace: float = EXPIRY_GRACE
     interval: float = EXPIRY_INTERVAL
     batch: int = EXPIRY_BATCH
+    watch: ClockWatch | None = None
+    """This server's clock held to the database's: measured before each sweep, which is skipped while it is off."""
     unreadable: dict[str, str] = field(default_factory=dict, init=False)
     """Approvals found edited unreadable in the database, each with why: logged once, then passed over (a row
     the gate cannot settle must not hold up the others, batch after batch)."""
@@ -52,7 +55,10 @@ class ExpirySweep:
 
     def sweep(self) -> int:
         """End every approval due now, a batch per transaction; how many ended here (another process's sweep
-        may end some meanwhile: each ends once)."""
+        may end some meanwhile: each ends once). None while this server's clock is off the database's: by it,
+        questions would end early or late."""
+        if not self._clock_agrees():
+            return 0
         ended = 0
         while True:
             done = self.gate.expire_overdue(self.grace, self.batch, self.unreadable.keys())
@@ -67,3 +73,15 @@ class ExpirySweep:
             ended += done.ended
             if done.looked < self.batch:
                 return ended
+
+    def _clock_agrees(self) -> bool:
+        """Measure the clock (if watched), logging when it stops or starts agreeing with the database's."""
+        if self.watch is None:
+            return True
+        agreed = self.watch.agrees
+        self.watch.measure()
+        if agreed and not self.watch.agrees:
+            log.error("%s: expiry sweeps are skipped and /readyz is 503 until it agrees", self.watch.problem())
+        elif self.watch.agrees and not agreed:
+            log.warning("this server's clock agrees with the database's again (%.1f s apart)", self.watch.offset)
+        return self.watch.agrees

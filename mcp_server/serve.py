@@ -41,6 +41,8 @@ def serve(settings: Settings) -> None:
     else:
         _check_stdio()
     state = open_state(settings, create=settings.creates_ledger, seed=settings.seeds_demo)
+    if state.clock is not None:
+        state.clock.check()  # deadlines read on a clock off the database's would be wrong by as much
     server = build_server(state, settings)
     policy = state.gate.policy
     log.info("ledger %s; policy %s (%s)", redacted_url(settings.db_url), policy.source, policy.version)

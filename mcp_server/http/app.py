@@ -122,8 +122,10 @@ def build_http_app(
 
     async def readyz(_: Request) -> JSONResponse:
         database = await probe.database()
-        status = "draining" if drain.draining else "ready" if database == "ok" else "unavailable"
-        return JSONResponse({"status": status, "database": database}, status_code=200 if status == "ready" else 503)
+        clock = "ok" if state.clock is None or state.clock.agrees else "off"  # as measured by the last sweep
+        status = "draining" if drain.draining else "ready" if database == clock == "ok" else "unavailable"
+        body = {"status": status, "database": database, "clock": clock}
+        return JSONResponse(body, status_code=200 if status == "ready" else 503)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
