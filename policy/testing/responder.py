@@ -76,8 +76,9 @@ def approve(note: str | None = None, confirmation: object = TYPE_IT_BACK) -> Ans
 
 
 def reject(note: str | None = None) -> Answer:
-    """Accept the form but answer `approve: false`: a considered no."""
-    return Answer("accept", {"approve": False} | ({"note": note} if note else {}))
+    """Accept the form but answer `approve: false`: a considered no (typing back any requested confirmation,
+    a field the form requires whatever the answer)."""
+    return Answer("accept", {"approve": False} | ({"note": note} if note else {}), TYPE_IT_BACK)
 
 
 def decline() -> Answer:

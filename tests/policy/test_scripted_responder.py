@@ -43,6 +43,11 @@ reason = "Transfers above 10,000.00 are refused."
 [tools.close_account]
 default = "deny"
 """
+CLOSE_ASKS = """[tools.close_account]
+default = "require_approval"
+reason = "Closing an account cannot be undone."
+confirm = "account_id"
+"""
 MODES = pytest.mark.parametrize("mode", ["auto", "legacy"])  # 2026-07-28 and 2025-11-25
 
 
@@ -51,8 +56,12 @@ def transfer(amount: str) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def client(tmp_path: Path, responder: ScriptedResponder, mode: str) -> AsyncIterator[Client]:
-    (tmp_path / "policy.toml").write_text(POLICY, encoding="utf-8")
+async def client(
+    tmp_path: Path, responder: ScriptedResponder, mode: str, *, written: bool = False
+) -> AsyncIterator[Client]:
+    """A client of a new demo ledger under `POLICY` (or the policy.toml already `written`)."""
+    if not written:
+        (tmp_path / "policy.toml").write_text(POLICY, encoding="utf-8")
     settings = Settings(
         db_url=f"sqlite:///{tmp_path}/ledger.db",
         policy=tmp_path / "policy.toml",
@@ -162,4 +171,18 @@ async def test_a_desk_link_not_opened_leaves_nothing_run(tmp_path: Path, mode: s
         result = await connected.call_tool("transfer_funds", transfer("4000"))
     # 2025-11-25 settles the question (the link was not opened); 2026-07-28 answers with the link itself.
     assert (result.structured_content or {})["status"] == ("cancelled" if mode == "legacy" else "pending_approval")
+    responder.check()
+
+
+@pytest.mark.anyio
+@MODES
+async def test_a_no_to_a_close_fills_the_confirmation_its_form_requires(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "policy.toml").write_text(
+        POLICY.replace('[tools.close_account]\ndefault = "deny"', CLOSE_ASKS), encoding="utf-8"
+    )
+    responder = ScriptedResponder(reject(note="not today"))
+    async with client(tmp_path, responder, mode, written=True) as connected:
+        result = await connected.call_tool("close_account", {"account_id": "ACC-003", "sweep_to": "ACC-001"})
+    assert (result.structured_content or {})["status"] == "rejected"
+    assert responder.questions[0].schema["required"] == ["approve", "confirmation"]
     responder.check()
