@@ -59,7 +59,12 @@ def policy_explain(
     call = Call(tool, action.canonical(arguments), settings.principal)
     found = explain(state, call, balances=_pairs(balances, "--balance"), moved_today=moved_today)
     print(f"policy: {state.gate.policy.source} ({state.gate.policy.version})")
-    if found.decision is None:
+    if found.hidden is not None:
+        print(
+            f"policy decision: hidden: [accounts] visible hides {found.hidden} from {call.principal}, so the call "
+            "is answered as one naming a missing account, and no rule judges it"
+        )
+    elif found.decision is None:
         print("policy decision: not judged (the call names an account that does not exist)")
     else:
         print(f"policy decision: {_effect(found.decision.outcome, found.decision.channel)}")

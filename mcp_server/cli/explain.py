@@ -4,6 +4,8 @@ An author asking "what does my policy say about a 70,000.00 transfer?" must not 
 "insufficient funds": the policy is judged on the facts even when the ledger would refuse the
 call first, and hypothetical facts (a balance, today's total) stand in for a funded account.
 Nothing is written: the facts are read in one transaction that is never committed with changes.
+An account the policy's `[accounts] visible` hides from the caller is the exception: the server answers
+such a call as one naming a missing account before any rule runs, so no rule's decision is shown.
 """
 
 import sys
@@ -15,6 +17,7 @@ from sqlalchemy import Connection
 
 from mcp_server.app import AppState
 from mcp_server.ledger.books import Ledger
+from mcp_server.ledger.errors import ErrorCode
 from mcp_server.ledger.money import minor_units, parse_amount
 from mcp_server.tools.close import close_account
 from mcp_server.tools.common import account_facts, with_credentials
@@ -28,11 +31,13 @@ from policy.store import GateTx
 @dataclass(frozen=True)
 class Explanation:
     decision: Decision | None
-    """The policy's finding; None only when the call names an account that does not exist."""
+    """The policy's finding; None when the call names an account that does not exist, or is `hidden`."""
     facts: CallFacts | None
     precheck: Refusal | None
     """The ledger's finding on the real state: None when the call could run now."""
     effect: tuple[str, ...]
+    hidden: str | None = None
+    """The account `[accounts] visible` hides from the caller: no rule judges the call."""
 
 
 def explain(
@@ -51,6 +56,9 @@ def explain(
             inspection = _facts_only(state.ledger, tx, call)
         if inspection is None:
             return Explanation(None, None, precheck, ())
+        hidden = _hidden(call, precheck)
+        if hidden is not None:
+            return Explanation(None, None, precheck, (), hidden=hidden)
         facts = _pretend(call, gate.facts(tx, call, inspection), balances or {}, moved_today)
         effect = () if precheck is not None else inspection.effect
         return Explanation(gate.policy.decide(facts), facts, precheck, effect)
@@ -80,6 +88,15 @@ def _facts_only(ledger: Ledger, tx: GateTx[Connection], call: Call) -> Inspectio
     # No ceiling here: an amount over the ledger's limit is the pre-check's finding, the policy still judges it.
     amount_minor = 0 if amount is None else parse_amount(amount, currency, ceiling_minor=sys.maxsize)
     return Inspection((), accounts, currency, minor_units(currency), amount_minor, roles)
+
+
+def _hidden(call: Call, precheck: Refusal | None) -> str | None:
+    """The account refused as missing although it exists (`_facts_only` found every account the call names):
+    the one the policy hides from the caller."""
+    if precheck is None or precheck.code != ErrorCode.UNKNOWN_ACCOUNT or precheck.field is None:
+        return None
+    account = call.arguments.get(precheck.field)
+    return account if isinstance(account, str) else None
 
 
 def _pretend(call: Call, facts: CallFacts, balances: Mapping[str, str], moved_today: str | None) -> CallFacts:

@@ -9,6 +9,11 @@ It works as the `elicitation_callback` of `mcp.Client` on both protocol revision
 2025-11-25 it answers the server's `elicitation/create`; on 2026-07-28 `Client.call_tool`
 routes each `InputRequiredResult` question through the same callback. Every question is
 recorded, answered or not.
+
+A question the script cannot answer as a real client would is refused, and `check()` fails the
+test: a question beyond the script (on 2025-11-25 the server ends that call `denied`, as a deny rule
+would), a scripted answer that does not fit the form's schema (a client validates before it sends),
+a form answer to a desk link (a human opens the link or not; no client approves it), an answer never used.
 """
 
 from collections.abc import Mapping
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import jsonschema
 import mcp_types as types
 from mcp.client import ClientRequestContext
 
@@ -33,6 +39,8 @@ class Answer:
     content: Mapping[str, Any] | None = None
     confirmation: object = None
     delay: float = 0.0
+    fits: bool = True
+    """Whether the content fits the question's form, as a client's would (`invalid` answers need not)."""
 
     def reply(self, question: str) -> types.ElicitResult:
         if self.action != "accept" or self.content is None:
@@ -46,6 +54,20 @@ class Answer:
             content["confirmation"] = self.confirmation
         return types.ElicitResult(action="accept", content=content)
 
+    def misfit(self, reply: types.ElicitResult, question: "Question") -> str | None:
+        """Why no client could send `reply` to `question`; None when one could."""
+        if reply.action != "accept":
+            return None
+        if question.url is not None:
+            return "a form answer to a desk link, which no answer in the client approves (script decline or cancel)"
+        if not self.fits:
+            return None
+        try:
+            jsonschema.validate(reply.content or {}, {**question.schema, "additionalProperties": False})
+        except jsonschema.ValidationError as error:
+            return f"an answer that does not fit the form ({error.message}), so no client could send it"
+        return None
+
 
 def approve(note: str | None = None, confirmation: object = TYPE_IT_BACK) -> Answer:
     """Accept with `approve: true` (typing back any requested confirmation unless told otherwise)."""
@@ -54,8 +76,9 @@ def approve(note: str | None = None, confirmation: object = TYPE_IT_BACK) -> Ans
 
 
 def reject(note: str | None = None) -> Answer:
-    """Accept the form but answer `approve: false`: a considered no."""
-    return Answer("accept", {"approve": False} | ({"note": note} if note else {}))
+    """Accept the form but answer `approve: false`: a considered no (typing back any requested confirmation,
+    a field the form requires whatever the answer)."""
+    return Answer("accept", {"approve": False} | ({"note": note} if note else {}), TYPE_IT_BACK)
 
 
 def decline() -> Answer:
@@ -68,7 +91,7 @@ def cancel() -> Answer:
 
 def invalid(content: Mapping[str, Any]) -> Answer:
     """Accept with arbitrary content (wrong types, extra fields, defaults only, ...)."""
-    return Answer("accept", content)
+    return Answer("accept", content, fits=False)
 
 
 def silence(seconds: float) -> Answer:
@@ -80,29 +103,56 @@ def silence(seconds: float) -> Answer:
 class Question:
     message: str
     schema: Mapping[str, Any]
+    """The form's schema; empty for a desk link."""
+    url: str | None = None
+    """The desk link of a URL-mode question (a `desk` rule's), which the human opens or not."""
 
 
 class ScriptedResponder:
-    """Answers questions in order; a question beyond the script is recorded and refused."""
+    """Answers questions in order; a question it cannot answer as a client would is recorded and refused (`check`)."""
 
     def __init__(self, *answers: Answer) -> None:
         self.script = list(answers)
         self.questions: list[Question] = []
-        self.unexpected = 0
+        self.refused: list[str] = []
+        """Why each refused question was refused, with the question."""
 
     async def __call__(
         self, context: ClientRequestContext, params: types.ElicitRequestParams
     ) -> types.ElicitResult | types.ErrorData:
-        message = params.message
-        schema = params.requested_schema if isinstance(params, types.ElicitRequestFormParams) else {}
-        self.questions.append(Question(message, dict(schema)))
+        if isinstance(params, types.ElicitRequestFormParams):
+            question = Question(params.message, dict(params.requested_schema))
+        else:
+            question = Question(params.message, {}, params.url)
+        self.questions.append(question)
         if not self.script:
-            self.unexpected += 1
-            return types.ErrorData(code=types.INVALID_REQUEST, message="the scripted responder has no answer left")
+            return self._refuse("no answer left", question)
         answer = self.script.pop(0)
         if answer.delay:
             await anyio.sleep(answer.delay)
-        return answer.reply(message)
+        reply = answer.reply(question.message)
+        misfit = answer.misfit(reply, question)
+        return reply if misfit is None else self._refuse(misfit, question)
+
+    def _refuse(self, why: str, question: Question) -> types.ErrorData:
+        self.refused.append(f"{why} for {question.message!r}")
+        return types.ErrorData(code=types.INVALID_REQUEST, message=f"the scripted responder refused it: {why}")
+
+    @property
+    def unexpected(self) -> int:
+        """How many questions were refused (see `check`)."""
+        return len(self.refused)
+
+    def check(self) -> None:
+        """Fail (`AssertionError`) unless every question had a scripted answer a client could send, and every
+        answer was used. Needed on 2025-11-25, where a refused question reaches the test only as the call's
+        `denied`, which a test of a deny rule would take for the rule's."""
+        unused = len(self.script)
+        problems = [*self.refused]
+        if unused:
+            problems.append(f"{unused} answer{' was' if unused == 1 else 's were'} never used: {self.script}")
+        if problems:
+            raise AssertionError("the scripted responder's script did not fit:\n" + "\n".join(problems))
 
     @property
     def remaining(self) -> int:

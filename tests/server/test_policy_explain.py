@@ -129,3 +129,22 @@ def test_an_unknown_account_is_a_precheck_finding(demo: str, capsys: pytest.Capt
     assert main(["policy", "explain", "transfer_funds", "--args", args, "--db", demo]) == 0
     out = capsys.readouterr().out
     assert "policy decision: not judged" in out and "would refuse (unknown_account)" in out
+
+
+@pytest.mark.parametrize(
+    ("tool", "args"),
+    [
+        ("transfer_funds", '{"from_account": "ACC-001", "to_account": "ACC-002", "amount": "70"}'),
+        ("close_account", '{"account_id": "ACC-001"}'),
+        ("get_account_balance", '{"account_id": "ACC-001"}'),
+    ],
+)
+def test_an_account_hidden_from_the_caller_is_judged_by_no_rule(
+    demo: str, capsys: pytest.CaptureFixture[str], tool: str, args: str
+) -> None:
+    """The shipped policy's `[accounts] visible` hides alice's ACC-001 from bob: the server answers "does not
+    exist" before any rule runs. `explain` printed the rules' decision (deny, not-entitled) as the policy's."""
+    assert main(["policy", "explain", tool, "--args", args, "--db", demo, "--principal", "bob"]) == 0
+    out = capsys.readouterr().out
+    assert "policy decision: hidden: [accounts] visible hides ACC-001 from bob" in out
+    assert "matched rules" not in out and "would refuse (unknown_account)" in out
