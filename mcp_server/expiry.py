@@ -25,7 +25,7 @@ sealed state of a 2026-07-28 round lives as long, `app.STATE_TTL_GRACE`). At lea
 a replica whose clock runs that far ahead then ends no question before its deadline."""
 EXPIRY_INTERVAL = 15.0
 """Seconds between sweeps: an abandoned approval ends within `EXPIRY_GRACE` + this of its deadline. A sweep with
-nothing due is one read of the pending rows' index (migration 0016; each row, as none may be `set_back`), so every
+nothing due is one read of the pending rows' index (migration 0014; each row, as none may be `set_back`), so every
 replica sweeping this often costs next to nothing."""
 EXPIRY_BATCH = 200
 """Approvals ended per transaction at most: a backlog is worked off in short transactions."""

@@ -77,17 +77,19 @@ _OVERDUE = (
 )
 """Past the deadline and its grace, or asked after `:asked` (`policy.store.asked_by`: the clock was set back);
 a signed desk yes is left out while its caller may still continue it (`Approval.continue_by`, computed alike),
-on a clock not set back. Migration 0016's index (pending rows only) is read in deadline order until `:limit` are
-found: with nothing due, every pending row's entry (created_at is not in it), not a single probe."""
+on a clock not set back. Migration 0014's index (pending rows only) is read whole and sorted by deadline: every
+pending row's entry, as with nothing due an index by deadline read too (created_at is in neither); migration 0017
+dropped 0016's, which each question and settlement wrote a page of."""
 _OVERDUE_READ = Statement(_OVERDUE)
 _OVERDUE_LOCKED = Statement(_OVERDUE + " FOR UPDATE SKIP LOCKED")
 """PostgreSQL, in a write transaction: another sweeper's rows, or a settlement's, are passed over, not waited on
 (SQLite's write transaction holds the whole file: no other is in progress)."""
 _MOVED_SINCE = Statement(
     "SELECT COALESCE(SUM(amount_minor), 0) FROM audit_log WHERE principal = :principal AND at >= :since "
-    "AND (currency = :currency OR currency IS NULL)"
+    "AND amount_minor <> 0 AND (currency = :currency OR currency IS NULL)"
 )
-"""A record without a currency is from before migration 0011 (or moved nothing): counted in every currency."""
+"""A record without a currency is from before migration 0011 (or moved nothing): counted in every currency.
+`amount_minor <> 0` adds nothing to the sum; it lets the query read migration 0017's index (moving records only)."""
 _WAITING = Statement(
     "SELECT COUNT(*) FROM approvals WHERE principal = :principal AND status = 'pending' AND expires_at > :now "
     "AND created_at <= :asked"

@@ -1,0 +1,80 @@
+"""The gate's hot-path reads use the narrow indexes migration 0017 leaves (each index a gated call writes is a
+page it writes): a daily total reads only records that moved money, the expiry sweep only pending approvals."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+from sqlalchemy import Connection, inspect, text
+
+from mcp_server.audit.writer import AuditWriter
+from mcp_server.storage import gate_store, migrations
+from mcp_server.storage.database import Database
+from mcp_server.storage.gate_store import SqlGateStore
+from policy.store import AuditEntry
+
+NOON = 1_767_268_800.0  # 2026-01-01T12:00:00Z
+MIDNIGHT = NOON - 12 * 3600
+
+
+def plan(conn: Connection, sql: str, params: Mapping[str, object]) -> str:
+    """The plan the database would run `sql` with; PostgreSQL told to read a table whole only as a last resort
+    (its tables here are tiny, where reading them whole is cheapest). In a transaction (`SET LOCAL`)."""
+    if conn.dialect.name == "sqlite":
+        conn.execute(text("SELECT 1 FROM sqlite_master"))  # EXPLAIN alone plans on the schema the connection last read
+        return "\n".join(str(row[-1]) for row in conn.execute(text("EXPLAIN QUERY PLAN " + sql), params))
+    conn.execute(text("SET LOCAL enable_seqscan = off"))
+    return "\n".join(str(row[0]) for row in conn.execute(text("EXPLAIN " + sql), params))
+
+
+def record(amount: int, currency: str | None, at: float = NOON, event: str = "executed") -> AuditEntry:
+    return AuditEntry(at, event, "alice", "transfer_funds", {}, "v1", amount_minor=amount, currency=currency)
+
+
+ENTRIES = [
+    record(500, "USD"),
+    record(0, None, event="requested"),  # a question: left out of the index, adds nothing
+    record(100, None),  # before migration 0011: counted in every currency
+    record(700, "EUR"),
+    record(900, "USD", at=MIDNIGHT - 1),  # yesterday
+]
+
+
+def daily_total_read_by_index(database: Database) -> int:
+    """Today's USD total of alice, checking its query reads migration 0017's index."""
+    params = {"principal": "alice", "since": "2026-01-01T00:00:00.000000Z", "currency": "USD"}
+    found = database.read(lambda conn: plan(conn, gate_store._MOVED_SINCE.sql, params), snapshot=True)
+    assert "audit_moved_by_principal" in found, found
+    return SqlGateStore(database).transaction(lambda tx: tx.moved_today_minor("alice", MIDNIGHT, "USD"))
+
+
+def test_a_daily_total_reads_only_the_records_that_moved_money(database: Database) -> None:
+    database.run(lambda conn: AuditWriter().append(conn, ENTRIES))
+    assert daily_total_read_by_index(database) == 600
+
+
+def test_a_ledger_upgraded_to_0017_keeps_its_totals_and_loses_the_deadline_index(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records written before the upgrade are indexed by it (a total counts them as before); the index by
+    deadline is gone."""
+    shipped = migrations.available()
+    monkeypatch.setattr(migrations, "available", lambda: [m for m in shipped if m.version < 17])
+    older = Database.open(database_url)
+    older.run(lambda conn: AuditWriter().append(conn, ENTRIES))
+    older.close()
+    monkeypatch.setattr(migrations, "available", lambda: shipped)
+    database = Database.open(database_url)
+    try:
+        assert daily_total_read_by_index(database) == 600
+        indexes = database.read(lambda conn: {index["name"] for index in inspect(conn).get_indexes("approvals")})
+        assert "approvals_pending_by_deadline" not in indexes and "approvals_waiting_by_principal" in indexes
+    finally:
+        database.close()
+
+
+def test_the_expiry_sweep_reads_only_pending_approvals(database: Database) -> None:
+    params = {"deadline": NOON, "asked": NOON, "limit": 10}
+    found = database.read(lambda conn: plan(conn, gate_store._OVERDUE, params), snapshot=True)
+    assert "approvals_waiting_by_principal" in found, found
