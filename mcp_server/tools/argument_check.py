@@ -12,7 +12,7 @@ from mcp_types import CallToolResult
 
 from mcp_server.tools.common import failed
 from policy.action import Action
-from policy.mcp.parsed_arguments import Parsed
+from policy.mcp.parsed_arguments import PARSED
 from policy.results import Refusal
 
 
@@ -33,8 +33,11 @@ class ArgumentCheck:
                     canonical = action.canonical(raw or {})
                 except Refusal as refusal:
                     return invalid_arguments(name, refusal)
-                with Parsed(raw, canonical):
+                parsed = PARSED.set((raw, canonical))
+                try:
                     return await call_next(ctx)
+                finally:
+                    PARSED.reset(parsed)
         return await call_next(ctx)
 
 
