@@ -18,7 +18,8 @@ from policy.results import Refusal
 
 class ArgumentCheck:
     """Server middleware: a `tools/call` with bad arguments is answered here, and nothing runs; good
-    ones are parsed here once for the whole call (`prepare` reuses them)."""
+    ones are parsed here once for the whole call (`prepare` reuses them, and the request with them).
+    The server's last middleware: what it holds is what the tool runs on (`policy.mcp.parsed_arguments`)."""
 
     def __init__(self, actions: Mapping[str, Action]) -> None:
         self.actions = actions
@@ -33,7 +34,7 @@ class ArgumentCheck:
                     canonical = action.canonical(raw or {})
                 except Refusal as refusal:
                     return invalid_arguments(name, refusal)
-                parsed = PARSED.set((raw, canonical))
+                parsed = PARSED.set((ctx, canonical))
                 try:
                     return await call_next(ctx)
                 finally:
