@@ -270,7 +270,8 @@ class Ledger:
         row = self._held_pair.one(conn, _pair_params(account_id, account_id, holder))
         if row is None:
             raise unknown_account(account_id, field)
-        return _Row(*row[:7]).public(), held_of(((row[0], row[7], row[8]),))
+        account = Account.model_validate(dict(zip(_Row._fields, row, strict=False)))  # the row's first 7 columns
+        return account, held_of(((row[0], row[7], row[8]),))
 
     def transfer_in(
         self,

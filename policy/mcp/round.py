@@ -127,7 +127,7 @@ async def _opened(ctx: Context, *, rounds: bool) -> Opening:
     """The call decided; `rounds`: the tool carries the approval round (else nobody is asked, nothing
     is answered, and a question, which the policy never asks of such a tool, is denied for want of one)."""
     request, arguments = parsed_request(ctx)
-    host = cast(GateHost, request.lifespan_context)
+    host: GateHost = request.lifespan_context
     params = request.params or {}
     tool = str(params.get("name"))
     principal, roles = host.caller(ctx)
