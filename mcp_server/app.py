@@ -152,9 +152,9 @@ def build_server(
         middleware=[
             no_internals,
             desk_link,
-            ArgumentCheck(state.gate.actions),
             answer_check,
             empty_accept_is_an_empty_form,
+            ArgumentCheck(state.gate.actions),  # last: the request it holds is the tool's
         ],
         token_verifier=token_verifier,
         auth=auth,

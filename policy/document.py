@@ -44,6 +44,11 @@ class ToolPolicy:
         """The variables this tool's rules read, so costly facts are gathered only when used."""
         return frozenset().union(*(rule.condition.variables for rule in self.rules))
 
+    @cached_property
+    def worded(self) -> bool:
+        """Whether the policy words any result of this tool (its own messages or a rule's): most tools' are not."""
+        return bool(self.messages) or any(rule.messages for rule in self.rules)
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -97,7 +102,7 @@ class Policy:
         tool's. Only a matched rule whose outcome is the decision's decided it: one outranked (an approval rule
         under a deny) or one that failed to evaluate would word the result with a reason that is false."""
         policy = self.tools.get(tool)
-        if policy is None:
+        if policy is None or not policy.worded:
             return {}
         merged = dict(policy.messages)
         if decision is None or decision.failure is not None:

@@ -8,15 +8,15 @@ condition's text only narrow what is bound for it, erring towards binding more: 
 """
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from policy.cel_bounds import beyond_bounds
 from policy.cel_engine import cel
 from policy.cel_syntax import CelSyntaxError, free_variables, parse
-from policy.facts import VARIABLES, CallFacts
+from policy.facts import VARIABLES, CallFacts, binder
 
 
 class ExpressionError(ValueError):
@@ -38,6 +38,12 @@ class Condition:
     calls_minor: bool = True
     """Whether the source names `minor` (read off the text, so true for any mention): only then is
     the `minor()` function made and bound for an evaluation."""
+    _binders: tuple[tuple[str, Callable[[CallFacts], Any]], ...] = field(init=False, repr=False, compare=False)
+    """Each variable read, with what binds it (`policy.facts.binder`, the `fields` read cut in): made once."""
+
+    def __post_init__(self) -> None:
+        binders = tuple((name, binder(name, self.fields.get(name))) for name in sorted(self.variables))
+        object.__setattr__(self, "_binders", binders)
 
     @classmethod
     def compile(cls, source: str) -> "Condition":
@@ -59,14 +65,14 @@ class Condition:
     def holds(self, facts: CallFacts) -> bool:
         """True when the condition is true for `facts`; raises `ExpressionError` on any failure."""
         context = cel.Context()
-        context.update(_projected(facts.variables(self.variables), self.fields))
+        context.update({name: bind(facts) for name, bind in self._binders})
         if self.calls_minor:
             context.add_function("minor", _minor_units(facts.minor_exponent))
         try:
             value = self.program.execute(context)
         except Exception as exc:  # the CEL runtime raises several types; all mean "cannot decide"
             raise ExpressionError(f"{self.source!r} failed: {exc}") from None
-        if not isinstance(value, bool):
+        if type(value) is not bool:  # not `isinstance`: a call (bool has no subclasses), on every evaluation
             raise ExpressionError(f"{self.source!r} gave {type(value).__name__}, not a boolean")
         return value
 
@@ -94,15 +100,6 @@ def _fields_read(source: str, names: frozenset[str]) -> dict[str, frozenset[str]
 
 _MEMBER = re.compile(r"\s*\.\s*([A-Za-z_]\w*)\b(?!\s*\()")
 """`.field`, not a method call (`.size()`, or a macro such as `.all(k, …)`, which reads every key)."""
-
-
-def _projected(variables: dict[str, Any], fields: Mapping[str, frozenset[str]]) -> dict[str, Any]:
-    """`variables` with each map in `fields` cut down to the fields read (those it has)."""
-    for name, read in fields.items():
-        value = variables.get(name)
-        if isinstance(value, dict):
-            variables[name] = {key: value[key] for key in read if key in value}
-    return variables
 
 
 def _read(source: str, listed: frozenset[str]) -> frozenset[str]:

@@ -36,6 +36,17 @@ class AccountFacts:
         }
 
 
+_ACCOUNT_FIELDS: dict[str, Callable[[AccountFacts], Any]] = {
+    "id": lambda a: a.id,
+    "owner": lambda a: a.owner,
+    "status": lambda a: a.status,
+    "currency": lambda a: a.currency,
+    "balance_minor": lambda a: a.balance_minor,
+    "access": lambda a: list(a.access),
+}
+"""Each field of `AccountFacts.as_cel`, bound alone (for a condition that reads only some)."""
+
+
 @dataclass(frozen=True)
 class CallFacts:
     """The evaluation context of one tool call."""
@@ -52,11 +63,6 @@ class CallFacts:
     moved_today_minor: int = 0
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
-    def variables(self, names: Collection[str] | None = None) -> dict[str, Any]:
-        """The CEL variables (those in `names`, or all); an account not in the call is bound to null."""
-        wanted = VARIABLES if names is None else names
-        return {name: _BINDERS[name](self) for name in wanted}
-
 
 def _account(role: str) -> Callable[[CallFacts], dict[str, Any] | None]:
     def bind(facts: CallFacts) -> dict[str, Any] | None:
@@ -64,6 +70,31 @@ def _account(role: str) -> Callable[[CallFacts], dict[str, Any] | None]:
         return account.as_cel() if account is not None else None
 
     return bind
+
+
+def binder(name: str, read: Collection[str] | None = None) -> Callable[[CallFacts], Any]:
+    """What variable `name` is bound to (an account not in the call: null); with `read`, a map cut down to
+    those of its fields it has.
+
+    Made once per condition (`policy.expressions.Condition`): an account read only as `account.access`
+    is bound as just that field, never converted whole and then cut."""
+    whole = _BINDERS[name]
+    if read is None:
+        return whole
+    if name in ACCOUNT_ARGUMENTS:
+        fields = {field: _ACCOUNT_FIELDS[field] for field in read if field in _ACCOUNT_FIELDS}.items()
+
+        def bind_account(facts: CallFacts) -> dict[str, Any] | None:
+            account = facts.accounts.get(name)
+            return {field: value(account) for field, value in fields} if account is not None else None
+
+        return bind_account
+
+    def bind_cut(facts: CallFacts) -> Any:
+        value = whole(facts)
+        return {key: value[key] for key in read if key in value} if isinstance(value, dict) else value
+
+    return bind_cut
 
 
 ACCOUNT_ARGUMENTS = {

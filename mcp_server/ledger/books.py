@@ -265,11 +265,13 @@ class Ledger:
     def held_account_in(
         self, conn: Connection, account_id: str, holder: str, field: str = "account_id"
     ) -> tuple[Account, Held]:
-        """`account_in`, with what `holder` holds on the account, read in the same statement."""
-        rows, held = self._pair(conn, account_id, account_id, lock=False, holder=holder, seen=None)
-        if account_id not in rows:
+        """`account_in`, with what `holder` holds on the account, read in the same statement (`_pair`'s, of
+        one account: its one row, if any, taken as it is)."""
+        row = self._held_pair.one(conn, _pair_params(account_id, account_id, holder))
+        if row is None:
             raise unknown_account(account_id, field)
-        return rows[account_id].public(), held
+        account = Account.model_validate(dict(zip(_Row._fields, row, strict=False)))  # the row's first 7 columns
+        return account, held_of(((row[0], row[7], row[8]),))
 
     def transfer_in(
         self,

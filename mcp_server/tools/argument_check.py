@@ -12,13 +12,14 @@ from mcp_types import CallToolResult
 
 from mcp_server.tools.common import failed
 from policy.action import Action
-from policy.mcp.parsed_arguments import Parsed
+from policy.mcp.parsed_arguments import PARSED
 from policy.results import Refusal
 
 
 class ArgumentCheck:
     """Server middleware: a `tools/call` with bad arguments is answered here, and nothing runs; good
-    ones are parsed here once for the whole call (`prepare` reuses them)."""
+    ones are parsed here once for the whole call (`prepare` reuses them, and the request with them).
+    The server's last middleware: what it holds is what the tool runs on (`policy.mcp.parsed_arguments`)."""
 
     def __init__(self, actions: Mapping[str, Action]) -> None:
         self.actions = actions
@@ -33,8 +34,11 @@ class ArgumentCheck:
                     canonical = action.canonical(raw or {})
                 except Refusal as refusal:
                     return invalid_arguments(name, refusal)
-                with Parsed(raw, canonical):
+                parsed = PARSED.set((ctx, canonical))
+                try:
                     return await call_next(ctx)
+                finally:
+                    PARSED.reset(parsed)
         return await call_next(ctx)
 
 

@@ -179,7 +179,7 @@ class LedgerAction(ABC):
 
     def _fields(self, raw: object) -> Mapping[str, Any]:
         """The raw arguments, checked for shape: an object with every required name and no others."""
-        if not isinstance(raw, Mapping):
+        if not isinstance(raw, (dict, Mapping)):  # a dict first: JSON's, settled without the ABC's look-up
             raise Refusal("invalid_arguments", f"{self.name} takes an object of named arguments.")
         for name in self.arguments:
             if name in self.required and raw.get(name) is None:

@@ -30,35 +30,44 @@ DESK_INPUT = "io.bankgate/desk"
 """The key of the desk link among a 2026-07-28 round's input requests, and of its request state."""
 _PENDING = Status.PENDING_APPROVAL.value
 """Read once: every call's result is compared with it, and an enum's `.value` is a property lookup."""
+_MAPPING = (dict, Mapping)
+"""`isinstance(x, Mapping)` that settles a plain dict (every call's, from JSON) without the ABC's look-up."""
 
 
 async def desk_link(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
     """Server middleware: `approval_ref` → `_meta`; a desk link as a URL input request on 2026-07-28."""
-    if ctx.method != "tools/call" or ctx.params is None:
+    params = ctx.params
+    if ctx.method != "tools/call" or params is None:
         return await call_next(ctx)
-    params = dict(ctx.params)
-    ref: Any = None
-    arguments = params.get("arguments")
-    presented = False
-    if isinstance(arguments, Mapping) and APPROVAL_REF in arguments:
-        presented, ref = True, arguments[APPROVAL_REF]
-        params["arguments"] = {k: v for k, v in arguments.items() if k != APPROVAL_REF}
+    raw = params.get("arguments")
+    arguments: Mapping[str, Any] = raw if isinstance(raw, _MAPPING) else {}
+    presented = APPROVAL_REF in arguments
+    state = params.get("requestState")
+    continued = _continued(state) if state is not None else None
     declined = False
-    continued = _continued(params.get("requestState"))
-    if continued is not None:
-        ref = continued
-        responses = params.pop("inputResponses", None)
-        params.pop("requestState")
-        answer = responses.get(DESK_INPUT) if isinstance(responses, Mapping) else None
-        declined = isinstance(answer, Mapping) and answer.get("action") in ("decline", "cancel")
-    if ref is not None:
-        meta = params.get("_meta")
-        params["_meta"] = {**(meta if isinstance(meta, Mapping) else {}), APPROVAL_REF_META: ref}
-    # Most calls continue nothing: they go on as they came, without a copy of the request's context.
-    result = await call_next(replace(ctx, params=params) if presented or continued is not None else ctx)
-    if declined or not _links_by_url(ctx):
+    if not presented and continued is None:  # most calls: on as they came, without a copy of the request's context
+        result = await call_next(ctx)
+    else:
+        params = dict(params)
+        ref: Any = continued  # a desk link's state names the approval, over any approval_ref argument
+        if presented:
+            ref = arguments[APPROVAL_REF] if ref is None else ref
+            params["arguments"] = {k: v for k, v in arguments.items() if k != APPROVAL_REF}
+        if continued is not None:
+            responses = params.pop("inputResponses", None)
+            params.pop("requestState")
+            answer = responses.get(DESK_INPUT) if isinstance(responses, Mapping) else None
+            declined = isinstance(answer, Mapping) and answer.get("action") in ("decline", "cancel")
+        if ref is not None:
+            meta = params.get("_meta")
+            params["_meta"] = {**(meta if isinstance(meta, Mapping) else {}), APPROVAL_REF_META: ref}
+        result = await call_next(replace(ctx, params=params))
+    if declined:
         return result
-    return _as_input_request(result)
+    body = _pending(result)
+    if body is None or not _links_by_url(ctx):
+        return result
+    return _as_input_request(result, body)
 
 
 def _continued(state: Any) -> str | None:
@@ -82,14 +91,19 @@ def _links_by_url(ctx: ServerRequestContext[Any, Any]) -> bool:
     return elicitation is not None and elicitation.url is not None
 
 
-def _as_input_request(result: HandlerResult) -> HandlerResult:
-    """A `pending_approval` tool result as a URL input request; anything else unchanged."""
-    if isinstance(result, CallToolResult):
-        body: Any = result.structured_content
-    else:  # the SDK hands results on as wire mappings
+def _pending(result: HandlerResult) -> dict[str, Any] | None:
+    """The structured content of a `pending_approval` tool result; `None` for any other result (most of them)."""
+    if isinstance(result, dict):  # the SDK hands results on as wire mappings
+        body: Any = result.get("structuredContent")
+    elif isinstance(result, CallToolResult):
+        body = result.structured_content
+    else:
         body = result.get("structuredContent") if isinstance(result, Mapping) else None
-    if not isinstance(body, dict) or body.get("status") != _PENDING:
-        return result
+    return body if isinstance(body, dict) and body.get("status") == _PENDING else None
+
+
+def _as_input_request(result: HandlerResult, body: dict[str, Any]) -> HandlerResult:
+    """A `pending_approval` tool result (`body`, its structured content) as a URL input request, if it is whole."""
     ref, url, message = body.get("approval_ref"), body.get("approval_url"), body.get("message")
     if not (isinstance(ref, str) and isinstance(url, str) and url and isinstance(message, str)):
         return result

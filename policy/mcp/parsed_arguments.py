@@ -1,37 +1,27 @@
-"""A call's arguments parsed once: the server's edge check parses them, `prepare` reuses that result.
+"""A call's request and its arguments parsed once: the server's edge check parses them, `prepare` reuses both.
 
 A context variable, because the edge middleware awaits the tool handler in its own context and
-the two share no object the SDK lets either extend; keyed by the identity of the raw arguments,
-so a result is only reused for the very arguments it was parsed from.
+the two share no object the SDK lets either extend. The edge check is the server's last middleware,
+so the request it holds is the very one the tool runs on: read from here, it costs one look, where
+the tool's `Context.request_context` costs two pydantic private-attribute lookups.
 """
 
-from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from policy.action import Action
+from mcp.server.context import ServerRequestContext
+from mcp.server.mcpserver import Context
 
-_PARSED: ContextVar[tuple[object, dict[str, Any]] | None] = ContextVar("bankgate_parsed_arguments", default=None)
-
-
-class Parsed:
-    """While the call runs (`with Parsed(raw, canonical)`): `raw` (the request's `arguments`) parses
-    to `canonical`. A plain class, not `@contextmanager`: every call enters it, and a generator's
-    machinery costs twice its work."""
-
-    def __init__(self, raw: object, canonical: dict[str, Any]) -> None:
-        self._parsed = (raw, canonical)
-
-    def __enter__(self) -> None:
-        self._token = _PARSED.set(self._parsed)
-
-    def __exit__(self, *exc_info: object) -> None:
-        _PARSED.reset(self._token)
+PARSED: ContextVar[tuple[ServerRequestContext[Any, Any], dict[str, Any]] | None] = ContextVar(
+    "bankgate_parsed_arguments", default=None
+)
+"""While a `tools/call` of a gated tool runs: its request and its arguments parsed. Set and reset by the edge
+check itself, around its `call_next`: every call passes there, and even a plain class's enter and exit cost
+more calls than the variable's own `set` and `reset`."""
 
 
-def canonical_arguments(action: Action, raw: Mapping[str, Any] | None) -> dict[str, Any]:
-    """`action.canonical(raw)`, taken from the edge check when it parsed these very arguments."""
-    known = _PARSED.get()
-    if known is not None and known[0] is raw:
-        return known[1]
-    return action.canonical(raw or {})
+def parsed_request(ctx: Context) -> tuple[ServerRequestContext[Any, Any], dict[str, Any] | None]:
+    """The call's request, with its arguments as the edge check parsed them; `None` for those on a server
+    without the check (the caller parses them)."""
+    known = PARSED.get()
+    return known if known is not None else (ctx.request_context, None)

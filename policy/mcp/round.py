@@ -37,7 +37,7 @@ from policy.gate import Gate, Opening
 from policy.idempotency_key import IDEMPOTENCY_KEY_META, IDEMPOTENCY_KEY_RULE, is_idempotency_key
 from policy.mcp.asked import answered_digest
 from policy.mcp.form import ApprovalForm, ConfirmedApprovalForm, read_answer
-from policy.mcp.parsed_arguments import canonical_arguments
+from policy.mcp.parsed_arguments import parsed_request
 from policy.mcp.waits import Waits
 from policy.question import deadline_text, span_text
 from policy.results import GateResult, Refusal, Status, decision_message
@@ -126,8 +126,8 @@ async def prepare(ctx: Context) -> Opening:
 async def _opened(ctx: Context, *, rounds: bool) -> Opening:
     """The call decided; `rounds`: the tool carries the approval round (else nobody is asked, nothing
     is answered, and a question, which the policy never asks of such a tool, is denied for want of one)."""
-    request = ctx.request_context  # read once: each look is a pydantic private-attribute lookup
-    host = cast(GateHost, request.lifespan_context)
+    request, arguments = parsed_request(ctx)
+    host: GateHost = request.lifespan_context
     params = request.params or {}
     tool = str(params.get("name"))
     principal, roles = host.caller(ctx)
@@ -135,7 +135,8 @@ async def _opened(ctx: Context, *, rounds: bool) -> Opening:
         action = host.gate.actions.get(tool)
         if action is None:
             raise Refusal("unknown_tool", f"There is no gated tool named '{tool}'.")
-        arguments = canonical_arguments(action, params.get("arguments"))
+        if arguments is None:
+            arguments = action.canonical(params.get("arguments") or {})
         call = Call(tool, arguments, principal, _idempotency_key(request.meta, principal), roles)
         ref = _presented_ref(params)
     except Refusal as refusal:

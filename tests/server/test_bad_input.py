@@ -1,11 +1,15 @@
 """Hostile and malformed arguments through a real MCP client: a clear error, and nothing changes."""
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from mcp_server.app import build_server, open_state
+from mcp_server.settings import Settings
 from mcp_server.tools import TOOL_ARGUMENTS
+from mcp_server.tools.argument_check import ArgumentCheck
 from policy.testing import ScriptedResponder, approve
 from tests.server.harness import Harness
 
@@ -193,3 +197,12 @@ async def test_an_amount_no_number_can_carry_is_refused_by_name_never_echoed(
     assert str(amount)[:12] not in result.content[0].text  # type: ignore[union-attr]
     assert responder.questions == [] and fingerprint(harness) == before
     assert harness.ledger.check_invariants() == []
+
+
+def test_the_argument_check_is_the_servers_last_middleware(tmp_path: Path) -> None:
+    """The gate decides on the request and the arguments the edge check holds (`policy.mcp.parsed_arguments`),
+    so no middleware may come after it: one rewriting the call there would have it decided on other arguments
+    than the tool runs with."""
+    settings = Settings(db_url=f"sqlite:///{tmp_path / 'ledger.db'}", _env_file=None)  # type: ignore[call-arg]
+    server = build_server(open_state(settings, create=True), settings)
+    assert isinstance(server.middleware[-1], ArgumentCheck)
