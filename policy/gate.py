@@ -288,7 +288,10 @@ class Gate:
         """A new call's question, in a transaction without durability; `None` (and the transaction
         discarded) if the call would settle something instead, which must be done durably."""
         now = self.clock()
+        binding = call.binding(self.policy.version)
         action.expect(tx, call)
+        if call.idempotency_key is not None:  # its key's question, if pending, is shared (`_question`)
+            tx.expect_pending(binding)
         known, conflict = self._claim(tx, action, call, asking=now)
         if known is not None:
             return Opening(call, final=known)
@@ -302,7 +305,7 @@ class Gate:
         if conflict is not None or decision is None or not asks or channel is None:
             tx.discard()
             return None
-        question = self._question(tx, call, inspection, decision, now)
+        question = self._question(tx, call, inspection, decision, now, binding)
         if question.over(now):  # the key's question went unanswered: `_open` settles it, durably
             tx.discard()
             return None
@@ -355,21 +358,22 @@ class Gate:
         channel = _channel(decision, reach)
         if channel is None:
             return Opening(call, final=end(tx, call, decision, denied(call, NO_HUMAN), now, reason=NO_HUMAN))
-        question = self._question(tx, call, inspection, decision, now)
+        question = self._question(tx, call, inspection, decision, now, call.binding(self.policy.version))
         if question.over(now):  # the key's question went unanswered: that is the key's outcome
             return Opening(call, final=self.settlement.settle(tx, question, _expiry(question, now), now, action, call))
         return Opening(call, approval=question, confirm=decision.confirm, channel=channel)
 
     def _question(
-        self, tx: GateTx[Any], call: Call, inspection: Inspection, decision: Decision, now: float
+        self, tx: GateTx[Any], call: Call, inspection: Inspection, decision: Decision, now: float, binding: str
     ) -> Approval:
         """This call's question: a new one, or the one its idempotency key already asked, still pending
         (perhaps expired: a new question's deadline is always ahead, the TTL being positive).
 
         Only a keyed call shares a question (with calls under the same key); a call without a key
-        is a request of its own, however like another it looks. The new question is offered first
-        and the key's found only if one is pending (`create_approval`): one statement, not a
-        look-up before every insert.
+        is a request of its own, however like another it looks. `binding` is the call's under this
+        policy; the key's question pending under it, if `_ask` announced it (`expect_pending`), was
+        read with the transaction's first round trip, and the new one's insert goes with the COMMIT;
+        else the new one is offered first and the key's read only if one is pending (`create_approval`).
 
         Past `max_pending` questions of its principal a new one is refused (`too_many_pending`), and
         the transaction with it: nothing is written. A key's question asked again is not a new one.
@@ -381,7 +385,7 @@ class Gate:
         pending = tx.create_approval(
             Approval(
                 ref=ref,
-                binding=call.binding(self.policy.version),
+                binding=binding,
                 tool=call.tool,
                 arguments=call.arguments,
                 principal=call.principal,

@@ -166,6 +166,10 @@ class GateTx(Protocol[L_co]):
         """Announce `lock_approval(ref)`, and `desk_decision(ref)` after it, to come before anything is written
         (see `Action.expect`)."""
 
+    def expect_pending(self, binding: str) -> None:
+        """Announce `create_approval(shared=True)` of an approval bound to `binding`, to come before anything is
+        written (see `Action.expect`): the approval pending under it is read ahead."""
+
     def approval_asked(self, asked_digest: str) -> Approval | None:
         """The approval whose question has this digest, pending or settled; in a write
         transaction, held against concurrent settlement until the transaction ends."""

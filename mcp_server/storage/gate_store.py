@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.storage import idempotency
@@ -61,6 +62,8 @@ _INSERT_APPROVAL = Statement(
     "'pending', :asked_digest, :bound, :channel, :idempotency_key)"
 )
 _INSERT_SHARED_APPROVAL = Statement(_INSERT_APPROVAL.sql + " ON CONFLICT (pending_binding) DO NOTHING")
+_ONE_PENDING = "approvals_pending_binding_key"
+"""`pending_binding`'s UNIQUE (migration 0002), which an approval inserted for a binding already pending breaks."""
 _SETTLE_APPROVAL = Statement(
     "UPDATE approvals SET status = CASE WHEN status = 'pending' THEN :status END, pending_binding = NULL, "
     "decided_at = :now, note = :note, outcome_json = :outcome WHERE ref = :ref"
@@ -155,8 +158,19 @@ class SqlGateStore:
         raise Refusal("database_unavailable", LATE)
 
     def transaction(self, work: Callable[["SqlGateTx"], T], *, write: bool = True, durable: bool = True) -> T:
+        try:
+            return self._transaction(work, write, durable, ahead=True)
+        except IntegrityError as clash:
+            if getattr(getattr(clash.orig, "diag", None), "constraint_name", None) != _ONE_PENDING:
+                raise
+        # Another caller asked the same question between this one's look ahead and its COMMIT: run again, now
+        # offering the approval first and reading theirs if it is pending (`create_approval`), which ends.
+        return self._transaction(work, write, durable, ahead=False)
+
+    def _transaction(self, work: Callable[["SqlGateTx"], T], write: bool, durable: bool, *, ahead: bool) -> T:
         def unit(conn: Connection) -> T:
-            tx = SqlGateTx(conn, self._lock_by_ref, self.audit, self._lock_by_asked if write else None, settles=durable)
+            lock_by_asked = self._lock_by_asked if write else None
+            tx = SqlGateTx(conn, self._lock_by_ref, self.audit, lock_by_asked, settles=durable, ahead=ahead)
             result = work(tx)
             if tx.discarded:
                 raise _Discarded(result)
@@ -198,10 +212,13 @@ class SqlGateTx:
         lock_by_asked: Statement | None,
         *,
         settles: bool = True,
+        ahead: bool = True,
     ) -> None:
         """`lock_by_asked` is given in a write transaction only: a read takes no locks. `settles`: false
-        for a transaction that only opens a question (`durable=False`, see `policy.gate.Gate.open`)."""
+        for a transaction that only opens a question (`durable=False`, see `policy.gate.Gate.open`). `ahead`:
+        whether a shared approval's pending one may be read ahead (`expect_pending`)."""
         self.conn = conn
+        self._ahead = ahead
         self._settles = settles and lock_by_asked is not None
         self._lock_by_ref = lock_by_ref
         self._writer = audit
@@ -236,14 +253,27 @@ class SqlGateTx:
         self._lock_by_ref.prefetch(self.conn, {"v": ref})
         DESK_DECISION.prefetch(self.conn, {"v": ref})
 
+    def expect_pending(self, binding: str) -> None:
+        if self._ahead:
+            _BY_PENDING_BINDING.prefetch(self.conn, {"v": binding})
+
     def approval_asked(self, asked_digest: str) -> Approval | None:
         return _approval(self._by_asked.one(self.conn, {"v": asked_digest}))
 
     def create_approval(self, approval: Approval, *, shared: bool) -> Approval:
         """An approval of its own meets no other (its reference is new; a clash would fail the transaction),
-        so its insert is sent, not waited on; a shared one is inserted unless its binding's is pending,
-        which is then read. A question transaction holds no turn, so on PostgreSQL that pending one may be
-        settled between the two statements: the binding is then free, and the insert is tried again."""
+        so its insert is sent, not waited on. A shared one whose binding's pending approval was read ahead
+        (`expect_pending`, PostgreSQL) is that one, or else sent too: if another caller's insert for the binding
+        commits first, the COMMIT fails and `SqlGateStore.transaction` runs the work again without reading ahead.
+        Otherwise it is inserted unless its binding's is pending, which is then read. A question transaction
+        holds no turn, so on PostgreSQL that pending one may be settled between the two statements: the binding
+        is then free, and the insert is tried again."""
+        pending = {"v": approval.binding}
+        ahead = shared and _BY_PENDING_BINDING.arrived(self.conn, pending)
+        if ahead:
+            stored = _approval(_BY_PENDING_BINDING.one(self.conn, pending))
+            if stored is not None:
+                return stored
         row = {
             "ref": approval.ref,
             "binding": approval.binding,
@@ -261,13 +291,13 @@ class SqlGateTx:
             "channel": approval.channel.value,
             "idempotency_key": approval.idempotency_key,
         }
-        if not shared:
-            _INSERT_APPROVAL.send(self.conn, row)
+        if shared and not ahead:
+            while not _INSERT_SHARED_APPROVAL.run(self.conn, row):
+                stored = _approval(_BY_PENDING_BINDING.one(self.conn, pending))  # asked before
+                if stored is not None:
+                    return stored
             return approval
-        while not _INSERT_SHARED_APPROVAL.run(self.conn, row):
-            stored = _approval(_BY_PENDING_BINDING.one(self.conn, {"v": approval.binding}))  # asked before
-            if stored is not None:
-                return stored
+        _INSERT_APPROVAL.send(self.conn, row)
         return approval
 
     def lock_approval(self, ref: str) -> Approval | None:

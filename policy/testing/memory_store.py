@@ -171,6 +171,9 @@ class MemoryTx:
     def expect_approval(self, ref: str) -> None:
         """Nothing to send ahead: every read here is already in memory."""
 
+    def expect_pending(self, binding: str) -> None:
+        """Nothing to send ahead: every read here is already in memory."""
+
     def approval_asked(self, asked_digest: str) -> Approval | None:
         found = next((a for a in self.store.approvals.values() if a.asked_digest == asked_digest), None)
         if found is not None and self.write:

@@ -105,9 +105,11 @@ def test_on_postgresql_writes_whose_outcome_is_not_read_ride_with_the_next_round
     if shapes.backend != "postgresql":
         pytest.skip("SQLite runs in the process: no round trips to save")
     question, lookup, settlement = shapes.gated_transfer.transactions
-    # BEGIN + settings + principal's turn + key recall + its open questions + accounts with entitlements, the
-    # approval unless the key's is pending, audit record + COMMIT
-    assert question.round_trips == 3 < len(question.statements) + 1
+    # BEGIN + settings + principal's turn + key recall + its open questions + accounts with entitlements + the
+    # key's pending approval; the approval (none was pending) + audit record + COMMIT
+    assert question.round_trips == 2 < len(question.statements) + 1
+    assert [s.verb for s in question.body[-2:]] == ["INSERT", "INSERT"]
+    assert not any("ON CONFLICT" in s.sql for s in question.body), "a unique violation fails the COMMIT instead"
     assert lookup.round_trips == 1  # key recall + the approval asked
     # BEGIN + turn + key recall + approval + its desk decision + accounts with entitlements; the effect + settling
     # the approval (its count not waited for: the database refuses a second settlement) + outcome + audit + COMMIT

@@ -1,6 +1,7 @@
 """`SqlGateTx.create_approval` for calls that share a question (one idempotency key): one pending approval
 per binding, whatever other transactions do between its statements."""
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -27,11 +28,46 @@ def approval(ref: str) -> Approval:
     )
 
 
-def test_a_pending_approval_is_shared(database: Database) -> None:
+def ask_ahead(tx: SqlGateTx, ref: str, meanwhile: Callable[[], object] = lambda: None) -> Approval:
+    """As a question transaction asks (`policy.gate.Gate._ask`): the binding's pending approval announced, then
+    read with the transaction's first round trip (PostgreSQL); `meanwhile` runs; then the approval is created."""
+    tx.expect_pending("binding-1")
+    tx.waiting("local", 0.0)
+    meanwhile()
+    return tx.create_approval(approval(ref), shared=True)
+
+
+@pytest.mark.parametrize("ahead", [False, True], ids=["offered first", "read ahead"])
+def test_a_pending_approval_is_shared(database: Database, ahead: bool) -> None:
     store = SqlGateStore(database)
     first = store.transaction(lambda tx: tx.create_approval(approval("APR-1"), shared=True))
-    again = store.transaction(lambda tx: tx.create_approval(approval("APR-2"), shared=True))
+    if ahead:
+        again = store.transaction(lambda tx: ask_ahead(tx, "APR-2"))
+    else:
+        again = store.transaction(lambda tx: tx.create_approval(approval("APR-2"), shared=True))
     assert first.ref == again.ref == "APR-1"
+
+
+def test_one_asked_by_another_caller_after_the_read_ahead_is_shared_on_the_second_run(database: Database) -> None:
+    """Read ahead, no approval was pending, so the new one's insert goes with the COMMIT; another caller's commits
+    first, and the unique binding fails that COMMIT. The work runs once more, offering its approval first, and
+    shares theirs: one question, and no error for the caller."""
+    if database.dialect == "sqlite":
+        pytest.skip("a SQLite write transaction holds the whole file: nothing commits between its statements")
+    store = SqlGateStore(database)
+    runs: list[int] = []
+
+    def another_caller_asks() -> None:
+        if len(runs) == 1:
+            SqlGateStore(database).transaction(lambda other: other.create_approval(approval("APR-1"), shared=True))
+
+    def ask(tx: SqlGateTx) -> Approval:
+        runs.append(len(runs))
+        return ask_ahead(tx, "APR-2", another_caller_asks)
+
+    assert store.transaction(ask).ref == "APR-1"
+    assert runs == [0, 1]
+    assert store.transaction(lambda tx: tx.lock_approval("APR-2")) is None
 
 
 def test_one_settled_between_the_insert_and_the_read_leaves_the_binding_to_the_new_one(
@@ -47,6 +83,9 @@ def test_one_settled_between_the_insert_and_the_read_leaves_the_binding_to_the_n
     settled: list[str] = []
 
     class SettledMeanwhile:
+        def arrived(self, conn: object, params: dict[str, str]) -> bool:
+            return original.arrived(conn, params)  # type: ignore[arg-type]
+
         def one(self, conn: object, params: dict[str, str]) -> object:
             if not settled:
                 settled.append(pending.ref)
