@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, Protocol, cast
 from agent_host.errors import ChainExpired
 from agent_host.expiry import Answer, LostChain
 from agent_host.foundry.function_tools import FunctionCall, FunctionTool, Toolbox
+from agent_host.foundry.pending_keys import PendingKeys
 from agent_host.foundry.response_reader import Reply, assemble_stream, reply_from_response
 from agent_host.mcp_link import ToolResult, failed_output
 
@@ -129,6 +130,8 @@ class Conversation:
         """The user message whose calls the requests being made answer."""
         self._called: set[str] = set()
         """The `call_id` of every call run in this conversation."""
+        self._pending = PendingKeys()
+        """The keys of the approvals this conversation's calls left pending, for the calls continuing them."""
 
     async def send(self, text: str) -> Turn:
         """Send `text` and run the agent's function calls until it answers in text."""
@@ -180,7 +183,7 @@ class Conversation:
             result = ToolResult(_reused(call), True)
         else:
             self._called.add(call.call_id)
-            result = await self.toolbox.run(call, self.tools)
+            result = await self.toolbox.run(call, self.tools, self._pending)
         self.observer.tool_result(call, result)
         turn.results.append((call, result))
         return result

@@ -32,6 +32,7 @@ from agent_host.conversation import Conversation, ResponsesTransport
 from agent_host.display import Display
 from agent_host.emulator import running_emulator
 from agent_host.foundry.function_tools import FunctionCall, FunctionTool, Toolbox
+from agent_host.foundry.pending_keys import PendingKeys
 from agent_host.foundry.transport_rest import RestTransport
 from agent_host.host import Host, open_host
 from agent_host.mcp_link import DEMO_LEDGER, McpTarget, ToolResult
@@ -104,10 +105,10 @@ class TimedToolbox(Toolbox):
         self.tools = toolbox.tools
         self.split = split
 
-    async def run(self, call: FunctionCall, given: Mapping[str, FunctionTool]) -> ToolResult:
+    async def run(self, call: FunctionCall, given: Mapping[str, FunctionTool], pending: PendingKeys) -> ToolResult:
         started = time.perf_counter()
         try:
-            return await super().run(call, given)
+            return await super().run(call, given, pending)
         finally:
             self.split.mcp_s += time.perf_counter() - started
             self.split.mcp_n += 1

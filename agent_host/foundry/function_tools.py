@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import mcp_types
 
-from agent_host.approvers import ApprovalDesk, epoch_of, long_past
+from agent_host.approvers import ApprovalDesk
+from agent_host.foundry.pending_keys import PendingKeys
 from agent_host.json_keys import KeyGivenTwice, unique_keys
 from agent_host.mcp_link import McpLink, ToolResult, failed_output
 
@@ -192,9 +192,6 @@ class Toolbox:
         self.strict = strict
         self._listed = list(link.tools)
         self.tools = {tool.name: function_tool(tool, strict=strict) for tool in self._listed}
-        self._pending: dict[str, tuple[str, float | None]] = {}
-        """The idempotency key each `approval_ref` still pending was asked under, and its deadline, by ref; forgotten
-        once it settles or `LINK_GRACE_SECONDS` after its deadline (a model may never continue it)."""
 
     def definitions(self) -> list[dict[str, Any]]:
         return [tool.definition() for tool in self.tools.values()]
@@ -214,9 +211,10 @@ class Toolbox:
         if given:
             self.tools = relisting.tools
 
-    async def run(self, call: FunctionCall, given: Mapping[str, FunctionTool]) -> ToolResult:
-        """Execute `call`, made by a model `given` these tools, with its `call_id` as the idempotency key; malformed
-        calls are answered, not run."""
+    async def run(self, call: FunctionCall, given: Mapping[str, FunctionTool], pending: PendingKeys) -> ToolResult:
+        """Execute `call`, made by a model `given` these tools, with its `call_id` as the idempotency key (or,
+        continuing an approval its conversation left `pending`, the key that was asked under); malformed calls are
+        answered, not run."""
         if not _is_unicode(call.call_id):  # it goes to the MCP server as the idempotency key
             return _refused("invalid_call_id", "The call_id is not valid Unicode (a lone surrogate); nothing was run.")
         tool = given.get(call.name)
@@ -227,7 +225,7 @@ class Toolbox:
         except BadArguments as error:
             return _refused("invalid_arguments", str(error))
         mcp_arguments = tool.mcp_arguments(arguments)
-        key = self._key(call, mcp_arguments.get("approval_ref"))
+        key = pending.key(call.call_id, mcp_arguments.get("approval_ref"))
         schema = tool.input_schema
         result = await self.link.call(call.name, mcp_arguments, idempotency_key=key, schema=schema)
         if self.desk is not None:
@@ -238,31 +236,8 @@ class Toolbox:
                 continued = {**mcp_arguments, "approval_ref": ref}
                 result = await self.link.call(call.name, continued, idempotency_key=key, schema=schema)
             self.desk.stop_if_interrupted(call.name, result.output)
-        self._note_pending(key, result.output)
+        pending.note(key, result.output)
         return result
-
-    def _key(self, call: FunctionCall, ref: object) -> str:
-        """The idempotency key: the `call_id`, or for a call continuing an approval still pending (the model
-        repeats it, with its own `call_id`, as a `pending_approval` result says to) the key it was asked under."""
-        pending = self._pending.get(ref) if isinstance(ref, str) else None
-        return call.call_id if pending is None else pending[0]
-
-    def _note_pending(self, key: str, output: Mapping[str, Any]) -> None:
-        """Remember a pending approval's key until it settles; a settled one's ref is not continued again
-        (under its key the call would replay the stored outcome, reported as this call's)."""
-        ref = output.get("approval_ref")
-        if not isinstance(ref, str):
-            return
-        if output.get("status") == "pending_approval":
-            self._forget_past()
-            self._pending[ref] = (key, epoch_of(output.get("expires_at")))
-        else:
-            self._pending.pop(ref, None)
-
-    def _forget_past(self) -> None:
-        now = time.time()
-        for ref in [ref for ref, (_, deadline) in self._pending.items() if long_past(deadline, now)]:
-            del self._pending[ref]
 
 
 class BadArguments(ValueError):

@@ -131,3 +131,36 @@ async def test_the_model_continues_a_pending_approval_under_the_key_it_was_asked
     (_, continued), (_, repeated) = turn.results
     assert continued.output["status"] == "executed" and continued.output["approval_ref"] == ref
     assert repeated.output["error"]["code"] == "approval_mismatch", "a settled approval is not reported run again"
+
+
+async def test_a_pending_approval_is_continued_under_its_key_only_by_the_conversation_that_asked(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """Conversations share one host (the web chat's threads: one toolbox, one MCP principal). Conversation A's
+    transfer waits at the desk, and is approved there; conversation B's model repeats it with A's `approval_ref`
+    (told the reference, the words the same). B's call goes under B's own `call_id`, so the server refuses it
+    as another call's and nothing runs: only the conversation that asked continues its approval."""
+    lab = DeskLab.create(tmp_path)
+    target = lab.target(settings_for(emulator, agent_name))
+    transfer = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "100", "memo": None}
+    async with (
+        host_for(emulator, tmp_path, DenyApprover(), agent_name, target) as host,
+        lab.approver() as (desk, passkey),
+    ):
+        asked = HostileModel([call_item("call_a1", "transfer_funds", json.dumps(transfer))])
+        a = Conversation(asked, host.toolbox, host.agent.reference(), host.display)
+        pending = (await a.send("Transfer $100 from ACC-001 to ACC-002.")).results[0][1].output
+        ref = pending["approval_ref"]
+        assert (await desk.decide(ref, "approved", passkey)).status_code == 200
+        again = json.dumps({**transfer, "approval_ref": ref})
+
+        other = HostileModel([call_item("call_b1", "transfer_funds", again)])
+        b = Conversation(other, host.toolbox, host.agent.reference(), host.display)
+        borrowed = (await b.send(f"Continue {ref}.")).results[0][1].output
+        assert borrowed.get("error", {}).get("code") == "approval_mismatch", borrowed
+        assert await balance(host, "ACC-001") == Decimal("5000.00")
+
+        a.transport = HostileModel([call_item("call_a2", "transfer_funds", again)])
+        continued = (await a.send("Approved at the desk; continue.")).results[0][1].output
+        assert await balance(host, "ACC-001") == Decimal("4900.00")
+    assert continued["status"] == "executed" and continued["approval_ref"] == ref

@@ -22,6 +22,7 @@ from mcp.server.mcpserver import Context
 
 from agent_host.approvers import ApprovalDesk, ConsoleApprover, DenyApprover, Question
 from agent_host.foundry.function_tools import FunctionCall, Toolbox
+from agent_host.foundry.pending_keys import PendingKeys
 from agent_host.mcp_link import DESK_POLL_SECONDS, IDEMPOTENCY_KEY_META, McpLink, McpTarget, ToolResult
 
 from .helpers import CapturedDisplay, scripted
@@ -162,7 +163,8 @@ async def _toolbox_call(stand_in: PendingOnly, desk: ApprovalDesk) -> ToolResult
     async with Client(stand_in.server, elicitation_callback=desk) as client:  # type: ignore[arg-type]
         link = McpLink.over(client, list((await client.list_tools()).tools), McpTarget())
         toolbox = Toolbox(link, desk=desk)
-        return await toolbox.run(FunctionCall("call-1", "transfer_funds", '{"amount": "100.00"}'), toolbox.tools)
+        call = FunctionCall("call-1", "transfer_funds", '{"amount": "100.00"}')
+        return await toolbox.run(call, toolbox.tools, PendingKeys())
 
 
 async def test_a_pending_approval_result_is_followed_like_a_desk_link() -> None:

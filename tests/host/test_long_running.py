@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 
 import mcp_types
 import pytest
 
 from agent_host.approvers import LINK_GRACE_SECONDS, RECORDS_KEPT, ApprovalDesk, DenyApprover
-from agent_host.foundry.function_tools import FunctionCall, Toolbox
+from agent_host.foundry.pending_keys import PendingKeys
 
 from .helpers import CapturedDisplay
 
@@ -36,14 +35,13 @@ async def test_desk_links_and_answers_are_forgotten_once_their_deadline_is_long_
 def test_pending_approvals_the_model_never_continues_are_forgotten_after_their_deadline() -> None:
     """The key of each `pending_approval` is kept for the model's call continuing it; 2,000 the model dropped (long
     expired) leave nothing behind, and the one still pending keeps its key."""
-    toolbox = Toolbox(SimpleNamespace(tools=[]))  # type: ignore[arg-type]  # only its tools are read here
+    keys = PendingKeys()
     past = datetime.now(UTC) - timedelta(seconds=LINK_GRACE_SECONDS + 1)
     for n in range(LINKS):
-        toolbox._note_pending(f"call-{n}", pending(f"APR-{n:010X}", past))
-    toolbox._note_pending("call-live", pending("APR-LIVE", datetime.now(UTC) + timedelta(minutes=5)))
-    assert toolbox._pending.keys() == {"APR-LIVE"}
-    continued = FunctionCall("call-again", "transfer_funds", "{}")
-    assert toolbox._key(continued, "APR-LIVE") == "call-live"
+        keys.note(f"call-{n}", pending(f"APR-{n:010X}", past))
+    keys.note("call-live", pending("APR-LIVE", datetime.now(UTC) + timedelta(minutes=5)))
+    assert keys._keys.keys() == {"APR-LIVE"}
+    assert keys.key("call-again", "APR-LIVE") == "call-live"
 
 
 def pending(ref: str, expires: datetime) -> dict[str, str]:

@@ -17,6 +17,7 @@ from agent_host.conversation import Conversation, ResponsesTransport, Turn
 from agent_host.emulator import Emulator, FaultConfig
 from agent_host.errors import McpUnavailable, RateLimited
 from agent_host.foundry.function_tools import FunctionCall, Toolbox
+from agent_host.foundry.pending_keys import PendingKeys
 from agent_host.foundry.response_reader import reply_from_response
 from agent_host.mcp_link import HttpNotes, McpTarget, ToolResult, _http_client, connect
 
@@ -49,8 +50,8 @@ async def test_a_retried_function_call_moves_money_once(emulator: Emulator, tmp_
         [call] = first.calls
 
         # The same Foundry call run twice, as a host that crashed after the first run would retry it.
-        once = await host.toolbox.run(call, host.toolbox.tools)
-        again = await host.toolbox.run(call, host.toolbox.tools)
+        once = await host.toolbox.run(call, host.toolbox.tools, PendingKeys())
+        again = await host.toolbox.run(call, host.toolbox.tools, PendingKeys())
 
         assert once.output["status"] == again.output["status"] == "executed"
         assert once.output["approval_ref"] == again.output["approval_ref"]
@@ -236,7 +237,7 @@ async def test_a_call_is_not_sent_to_a_tool_whose_arguments_changed_on_reconnect
             first.kill()
             first.wait()
             with listing_server(port, "with_fees"):
-                result = await toolbox.run(call, toolbox.tools)
+                result = await toolbox.run(call, toolbox.tools, PendingKeys())
     assert result.output["error"]["code"] == "tool_changed", result.output
     assert result.output["message"] == (
         "Not executed: the tool's server changed the arguments transfer_funds takes since this call was made, "
