@@ -56,6 +56,11 @@ MINOR_UNITS: dict[str, int] = {
 }
 
 _SYMBOLS: dict[str, str] = {"USD": "$", "EUR": "€", "GBP": "£"}
+_SHOWN: dict[str, tuple[int, str, str]] = {
+    code: (exponent, _SYMBOLS.get(code, ""), "" if code in _SYMBOLS else f" {code}")
+    for code, exponent in MINOR_UNITS.items()
+}
+"""By supported code: its minor-unit digits, and what `format_amount` writes before and after the number."""
 
 _AMOUNT_TEXT = re.compile(r"[0-9]+(?:\.([0-9]+))?")
 _SIGNED_NUMBER_TEXT = re.compile(r"[+-][0-9.]+")
@@ -149,14 +154,18 @@ def format_amount(minor: int, currency: str) -> str:
 
     In integers, exactly (every call's question and answer show a few amounts): the major part grouped,
     then the minor units' digits."""
-    exponent = minor_units(currency)
+    try:
+        exponent, before, after = _SHOWN[currency]
+    except (KeyError, TypeError):  # not a supported code (not even hashable): refused as `minor_units` refuses it
+        parse_currency(currency)
+        raise
     sign, magnitude = ("-", -minor) if minor < 0 else ("", minor)
     if exponent:
         scale = 10**exponent
         number = f"{magnitude // scale:,}.{magnitude % scale:0{exponent}d}"
     else:
         number = f"{magnitude:,}"
-    return f"{sign}{_SYMBOLS[currency]}{number}" if currency in _SYMBOLS else f"{sign}{number} {currency}"
+    return f"{sign}{before}{number}{after}"
 
 
 def _to_decimal(value: object) -> Decimal:

@@ -363,7 +363,7 @@ class Database:
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             committing = False
             unit: _Unit | None = None
-            began = time.monotonic()
+            began = time.monotonic() if self._dialect == "postgresql" else 0.0  # for `_Unit.reused`
             try:
                 with self._turn(write, wait), self._connection(wait) as conn:
                     if self._dialect == "postgresql":

@@ -3,7 +3,8 @@
 SQLAlchemy's per-execute machinery (result metadata, events, parameter processing) costs
 several times what SQLite spends running a small indexed statement, and a transfer runs
 four of them. A `Statement` keeps SQLAlchemy for what it is good at here (turning one
-portable `:name` SQL text into each driver's parameter style) and then talks to the
+portable `:name` SQL text into each driver's named parameters: sqlite3's `:name`, psycopg's
+`%(name)s`, so the caller's `dict` goes to the driver as it is) and then talks to the
 driver directly, inside the same transaction as any ordinary `conn.execute`.
 
 Driver errors are re-raised as SQLAlchemy's `DBAPIError` family (and a dropped connection
