@@ -174,11 +174,11 @@ class Recorder:
         recorder = self
 
         # Named `self` as the methods they replace name it (so they match `Statement`'s signatures).
-        def traced(self: Statement, conn: Connection, params: Mapping[str, Any]) -> Any:
+        def traced(self: Statement, conn: Connection, params: dict[str, Any]) -> Any:
             recorder._sent(conn, self.sql, dict(params), waits=not self.arrived(conn, params))
             return original(self, conn, params)
 
-        def traced_queue(self: Statement, conn: Connection, params: Mapping[str, Any]) -> None:
+        def traced_queue(self: Statement, conn: Connection, params: dict[str, Any]) -> None:
             recorder._sent(conn, self.sql, dict(params), waits=False)
             original_queue(self, conn, params)
 

@@ -19,7 +19,7 @@ misread by a factor of ten or a thousand:
 
 import math
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from mcp_server.ledger.errors import ErrorCode, LedgerError
 
@@ -56,6 +56,11 @@ MINOR_UNITS: dict[str, int] = {
 }
 
 _SYMBOLS: dict[str, str] = {"USD": "$", "EUR": "€", "GBP": "£"}
+_SHOWN: dict[str, tuple[int, str, str]] = {
+    code: (exponent, _SYMBOLS.get(code, ""), "" if code in _SYMBOLS else f" {code}")
+    for code, exponent in MINOR_UNITS.items()
+}
+"""By supported code: its minor-unit digits, and what `format_amount` writes before and after the number."""
 
 _AMOUNT_TEXT = re.compile(r"[0-9]+(?:\.([0-9]+))?")
 _SIGNED_NUMBER_TEXT = re.compile(r"[+-][0-9.]+")
@@ -102,9 +107,10 @@ def parse_amount(value: object, currency: str, *, ceiling_minor: int) -> int:
     if -int(amount.as_tuple().exponent) > exponent:
         allowed = "no decimal places" if exponent == 0 else f"at most {exponent} decimal places"
         raise LedgerError(ErrorCode.INVALID_AMOUNT, f"{currency} amounts have {allowed}.", field=_FIELD)
-    if amount > Decimal(ceiling_minor).scaleb(-exponent):
+    minor = amount.scaleb(exponent)  # exact: a whole number of minor units, its decimals checked above
+    if minor > ceiling_minor:
         raise _over_ceiling(ceiling_minor, currency)
-    return int(amount.scaleb(exponent))
+    return int(minor)
 
 
 def check_amount_minor(value: object, currency: str, *, ceiling_minor: int) -> int:
@@ -127,7 +133,7 @@ def canonical_amount(value: object) -> str:
     currency later refuses and accepts the same amounts as checking the raw value would
     (stripping zeros here once let `"5.000"` through as 5 USD).
     """
-    return format(_to_decimal(value), "f")
+    return f"{_to_decimal(value):f}"
 
 
 def amount_identity(value: object) -> str:
@@ -144,38 +150,51 @@ def to_decimal(minor: int, currency: str) -> Decimal:
 
 
 def format_amount(minor: int, currency: str) -> str:
-    """Human form: `$5,000.00`, `€12.50`, `-£3.00`, `1,000 JPY`."""
-    exponent = minor_units(currency)
-    number = f"{Decimal(abs(minor)).scaleb(-exponent):,.{exponent}f}"  # `to_decimal`'s, its currency looked up once
-    sign = "-" if minor < 0 else ""
-    symbol = _SYMBOLS.get(currency)
-    return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {currency}"
+    """Human form: `$5,000.00`, `€12.50`, `-£3.00`, `1,000 JPY`.
+
+    In integers, exactly (every call's question and answer show a few amounts): the major part grouped,
+    then the minor units' digits."""
+    try:
+        exponent, before, after = _SHOWN[currency]
+    except (KeyError, TypeError):  # not a supported code (not even hashable): refused as `minor_units` refuses it
+        parse_currency(currency)
+        raise
+    sign, magnitude = ("-", -minor) if minor < 0 else ("", minor)
+    if exponent:
+        scale = 10**exponent
+        number = f"{magnitude // scale:,}.{magnitude % scale:0{exponent}d}"
+    else:
+        number = f"{magnitude:,}"
+    return f"{sign}{before}{number}{after}"
 
 
 def _to_decimal(value: object) -> Decimal:
     """A positive finite `Decimal` whose exponent counts the decimals that matter. Text, what every
-    call's arguments carry, is tried first: no other kind checked is a `str`."""
-    if isinstance(value, str):
-        amount = _decimal_from_text(value)
-    elif isinstance(value, bool) or value is None:
-        raise _invalid("amount must be a number or a decimal string such as 12.50.")
-    elif isinstance(value, int):
-        amount = Decimal(value)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise _invalid("amount must be a finite number.")
-        amount = _drop_trailing_zeros(Decimal(repr(value)))
-    elif isinstance(value, Decimal):
-        if not value.is_finite():
-            raise _invalid("amount must be a finite number.")
-        amount = _drop_trailing_zeros(value)
-    else:
-        raise _invalid("amount must be a number or a decimal string such as 12.50.")
+    call's arguments carry, is tried first (no other kind is a `str`); its digits need no count, as
+    `_decimal_from_text` admits no more than `_MAX_AMOUNT_TEXT` characters."""
+    text = value if isinstance(value, str) else None
+    amount = _decimal_from_number(value) if text is None else _decimal_from_text(text)
     if amount <= 0:
         raise _invalid("amount must be greater than zero.")
-    if _digits(amount) > _MAX_AMOUNT_TEXT:
+    if text is None and _digits(amount) > _MAX_AMOUNT_TEXT:
         raise _invalid(f"amount has more than {_MAX_AMOUNT_TEXT} digits; no valid amount has that many.")
     return amount
+
+
+def _decimal_from_number(value: object) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise _invalid("amount must be a number or a decimal string such as 12.50.")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _invalid("amount must be a finite number.")
+        return _drop_trailing_zeros(Decimal(repr(value)))
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise _invalid("amount must be a finite number.")
+        return _drop_trailing_zeros(value)
+    raise _invalid("amount must be a number or a decimal string such as 12.50.")
 
 
 def _digits(amount: Decimal) -> int:
@@ -187,21 +206,18 @@ def _digits(amount: Decimal) -> int:
 
 def _decimal_from_text(value: str) -> Decimal:
     text = value.strip(" \t\r\n")
+    if len(text) <= _MAX_AMOUNT_TEXT and _AMOUNT_TEXT.fullmatch(text):
+        return Decimal(text)  # the pattern admits only valid decimals; what follows only names the flaw
     if not text:
         raise _invalid("amount is empty; give a number such as 12.50.")
     if len(text) > _MAX_AMOUNT_TEXT:
         raise _invalid("amount is too long to be a valid amount.")
     if _SIGNED_NUMBER_TEXT.fullmatch(text):
         raise _invalid("amount must be greater than zero and written without a sign.")
-    if not _AMOUNT_TEXT.fullmatch(text):
-        raise _invalid(
-            "amount must be a plain decimal number such as 1234.56, without currency symbols, "
-            "thousands separators, decimal commas or exponents."
-        )
-    try:
-        return Decimal(text)
-    except InvalidOperation:  # pragma: no cover - the pattern above admits only valid decimals
-        raise _invalid("amount is not a valid decimal number.") from None
+    raise _invalid(
+        "amount must be a plain decimal number such as 1234.56, without currency symbols, "
+        "thousands separators, decimal commas or exponents."
+    )
 
 
 def _drop_trailing_zeros(amount: Decimal) -> Decimal:

@@ -363,7 +363,7 @@ class Database:
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             committing = False
             unit: _Unit | None = None
-            began = time.monotonic()
+            began = time.monotonic() if self._dialect == "postgresql" else 0.0  # for `_Unit.reused`
             try:
                 with self._turn(write, wait), self._connection(wait) as conn:
                     if self._dialect == "postgresql":
@@ -577,19 +577,26 @@ def _discarded(conn: Connection | None) -> Connection | None:
 
 def _relaxed(conn: Connection, relaxed: bool) -> AbstractContextManager[None]:
     """SQLite's ``synchronous`` for one transaction (it cannot change inside one), then back to FULL."""
-    return _relaxed_commit(conn) if relaxed else _AS_IS
+    return _RelaxedCommit(conn) if relaxed else _AS_IS
 
 
-@contextmanager
-def _relaxed_commit(conn: Connection) -> Iterator[None]:
-    _SQLITE_RELAXED.run(conn)
-    try:
-        yield
-    finally:
+class _RelaxedCommit:
+    """``synchronous = NORMAL`` on entry, FULL again on exit. A class, not a generator, as `_Turn`: every
+    question's transaction enters one."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        _SQLITE_RELAXED.run(self._conn)
+
+    def __exit__(self, *exc_info: object) -> None:
         try:
-            _SQLITE_DURABLE.run(conn)
+            _SQLITE_DURABLE.run(self._conn)
         except DBAPIError:
-            conn.invalidate()  # never hand a connection that commits without fsync back to the pool
+            self._conn.invalidate()  # never hand a connection that commits without fsync back to the pool
 
 
 def _is_transient(exc: DBAPIError) -> bool:

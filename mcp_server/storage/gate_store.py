@@ -5,11 +5,9 @@ money and appends the audit records atomically. Statements run on the driver cur
 (`Statement`): every gated call passes through here twice.
 """
 
-import json
 import logging
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -19,7 +17,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from mcp_server.audit.writer import AuditWriter
-from mcp_server.storage import idempotency
+from mcp_server.storage import idempotency, stored_json
 from mcp_server.storage.database import AccessDenied, Database, WouldWait
 from mcp_server.storage.locks import Space, take_turn, try_turns
 from mcp_server.storage.statement import Statement
@@ -216,10 +214,13 @@ class SqlGateTx:
     ) -> None:
         """`lock_by_asked` is given in a write transaction only: a read takes no locks. `settles`: false
         for a transaction that only opens a question (`durable=False`, see `policy.gate.Gate.open`). `ahead`:
-        whether a shared approval's pending one may be read ahead (`expect_pending`)."""
-        self.conn = conn
-        self._ahead = ahead
-        self._settles = settles and lock_by_asked is not None
+        whether a shared approval's pending one may be read ahead (`expect_pending`). `ledger` and `settles` are
+        plain attributes (the gate and every action read them, several times a call)."""
+        self.conn = self.ledger = conn
+        self.settles = settles and lock_by_asked is not None
+        self._ahead = conn.dialect.name == "postgresql"
+        """Whether reads announced by `expect_*` go ahead (`Statement.prefetch`: PostgreSQL only)."""
+        self._pending_ahead = ahead and self._ahead
         self._lock_by_ref = lock_by_ref
         self._writer = audit
         self._by_asked = lock_by_asked or _BY_ASKED
@@ -227,34 +228,27 @@ class SqlGateTx:
         self._audit: list[AuditEntry] = []
         self.discarded = False
 
-    @property
-    def ledger(self) -> Connection:
-        return self.conn
-
-    @property
-    def settles(self) -> bool:
-        return self._settles
-
     def discard(self) -> None:
         self.discarded = True
 
     def recall(self, key: str, request_digest: str) -> Mapping[str, Any] | None:
         # Only a transaction that may store the key's outcome takes its turn: a question stores none.
-        return idempotency.recall(self.conn, key, request_digest, hold=self._settles)
+        return idempotency.recall(self.conn, key, request_digest, hold=self.settles)
 
     def remember(self, key: str, request_digest: str, outcome: Mapping[str, Any]) -> None:
         idempotency.remember(self.conn, key, request_digest, dict(outcome))
 
     def expect_asked(self, asked_digest: str) -> None:
-        self._by_asked.prefetch(self.conn, {"v": asked_digest})
+        if self._ahead:
+            self._by_asked.prefetch(self.conn, {"v": asked_digest})
 
     def expect_approval(self, ref: str) -> None:
-        # The desk's decision is read after the approval's lock, which the desk takes to record one.
-        self._lock_by_ref.prefetch(self.conn, {"v": ref})
-        DESK_DECISION.prefetch(self.conn, {"v": ref})
+        if self._ahead:  # the desk's decision is read after the approval's lock, which the desk takes to record one
+            self._lock_by_ref.prefetch(self.conn, {"v": ref})
+            DESK_DECISION.prefetch(self.conn, {"v": ref})
 
     def expect_pending(self, binding: str) -> None:
-        if self._ahead:
+        if self._pending_ahead:
             _BY_PENDING_BINDING.prefetch(self.conn, {"v": binding})
 
     def approval_asked(self, asked_digest: str) -> Approval | None:
@@ -336,7 +330,8 @@ class SqlGateTx:
         take_turn(self.conn, Space.PRINCIPAL, principal)
 
     def expect_waiting(self, principal: str, now: float) -> None:
-        _WAITING.prefetch(self.conn, _waiting_params(principal, now))
+        if self._ahead:
+            _WAITING.prefetch(self.conn, _waiting_params(principal, now))
 
     def waiting(self, principal: str, now: float) -> int:
         row = _WAITING.one(self.conn, _waiting_params(principal, now))
@@ -355,18 +350,28 @@ class SqlGateTx:
         """Sign and insert the queued entries, unchained (see `AuditWriter.append`), if there are any."""
         if self._audit:
             self._writer.append(self.conn, self._audit)
-            self._audit.clear()
+            self._audit = []
 
-    @contextmanager
-    def savepoint(self) -> Iterator[None]:
-        # On the driver cursor: SQLAlchemy's begin_nested() costs more than the transfer it guards. Never
-        # released: the commit ends it, and a later savepoint of the same name is the one rolled back to.
-        _SAVEPOINT.send(self.conn)
-        try:
-            yield
-        except BaseException:
-            _ROLLBACK_TO_SAVEPOINT.send(self.conn)
-            raise
+    def savepoint(self) -> "_Savepoint":
+        return _Savepoint(self.conn)
+
+
+class _Savepoint:
+    """On the driver cursor: SQLAlchemy's begin_nested() costs more than the transfer it guards. Never
+    released: the commit ends it, and a later savepoint of the same name is the one rolled back to.
+    A class, not a generator: its machinery cost more calls than the two statements."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        _SAVEPOINT.send(self._conn)
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            _ROLLBACK_TO_SAVEPOINT.send(self._conn)
 
 
 def _waiting_params(principal: str, now: float) -> dict[str, Any]:
@@ -382,7 +387,7 @@ def _approval(row: tuple[Any, ...] | None) -> Approval | None:
         ref=ref,
         binding=binding,
         tool=tool,
-        arguments=json.loads(arguments),
+        arguments=stored_json.loads(arguments),
         principal=principal,
         policy_version=version,
         question=question,
@@ -391,8 +396,8 @@ def _approval(row: tuple[Any, ...] | None) -> Approval | None:
         status=status,
         asked_digest=asked,
         note=note,
-        outcome=json.loads(outcome) if outcome else None,
-        bound=json.loads(bound) if bound else {},
+        outcome=stored_json.loads(outcome) if outcome else None,
+        bound=stored_json.loads(bound) if bound else {},
         channel=Channel(channel) if channel else DEFAULT_CHANNEL,
         idempotency_key=key,
     )

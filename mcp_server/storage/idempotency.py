@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from mcp_server.ledger.errors import ErrorCode, LedgerError
+from mcp_server.storage import stored_json
 from mcp_server.storage.locks import Space, take_turn
 from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import now_text
@@ -48,7 +49,7 @@ def recall(conn: Connection, key: str, digest: str, *, hold: bool = False) -> di
             "This idempotency key was already used for a different request; use a new key.",
             field="idempotency_key",
         )
-    result: dict[str, Any] = json.loads(result_json)
+    result: dict[str, Any] = stored_json.loads(result_json)
     return result
 
 

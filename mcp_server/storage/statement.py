@@ -3,7 +3,8 @@
 SQLAlchemy's per-execute machinery (result metadata, events, parameter processing) costs
 several times what SQLite spends running a small indexed statement, and a transfer runs
 four of them. A `Statement` keeps SQLAlchemy for what it is good at here (turning one
-portable `:name` SQL text into each driver's parameter style) and then talks to the
+portable `:name` SQL text into each driver's named parameters: sqlite3's `:name`, psycopg's
+`%(name)s`, so the caller's `dict` goes to the driver as it is) and then talks to the
 driver directly, inside the same transaction as any ordinary `conn.execute`.
 
 Driver errors are re-raised as SQLAlchemy's `DBAPIError` family (and a dropped connection
@@ -24,18 +25,19 @@ its consumer asks: a statement sent after it (a write, a lock) drops the result,
 again then.
 """
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from types import MappingProxyType
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, RootTransaction, text
+from sqlalchemy import Connection, Dialect, RootTransaction, text
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.exc import DBAPIError, StatementError
 
-_Compiled = tuple[str, tuple[str, ...] | None]  # driver SQL, parameter names in order if positional
-_Bound = tuple[str, Sequence[Any] | Mapping[str, Any]]  # driver SQL and its arguments
-_NO_PARAMETERS: Mapping[str, Any] = MappingProxyType({})
+_Bound = tuple[str, dict[str, Any]]  # driver SQL and its arguments
+_Key = tuple[str, tuple[tuple[str, Any], ...]]  # a read's identity among those sent ahead (`_key`)
+_NO_PARAMETERS: dict[str, Any] = {}
+"""The parameters of a statement that takes none: a `dict`, as sqlite3 takes named ones; no driver writes it."""
 _QUEUE = "bankgate.queued_writes"
 """`Connection.info` key of the writes waiting for the next round trip, present inside `pipelined`."""
 _CURSOR = "bankgate.cursor"
@@ -54,95 +56,112 @@ class Statement:
 
     def __init__(self, sql: str) -> None:
         self.sql = sql
-        self._compiled: dict[str, _Compiled] = {}
+        self._compiled: dict[str, str] = {}
+        """The driver's SQL by dialect name, its parameters named (`_compile`)."""
 
-    def one(self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMETERS) -> tuple[Any, ...] | None:
+    def one(self, conn: Connection, params: dict[str, Any] = _NO_PARAMETERS) -> tuple[Any, ...] | None:
         """The first row, or `None`."""
         row: tuple[Any, ...] | None = self._execute(conn, params).fetchone()
         return row
 
-    def all(self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMETERS) -> list[tuple[Any, ...]]:
+    def all(self, conn: Connection, params: dict[str, Any] = _NO_PARAMETERS) -> list[tuple[Any, ...]]:
         rows: list[tuple[Any, ...]] = self._execute(conn, params).fetchall()
         return rows
 
-    def run(self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMETERS) -> int:
+    def run(self, conn: Connection, params: dict[str, Any] = _NO_PARAMETERS) -> int:
         """Execute a write; return the number of rows it touched."""
-        _forget_sent(conn.info)
+        if conn.dialect.name == "postgresql":
+            _forget_sent(conn.info)
         count: int = self._execute(conn, params).rowcount
         return count
 
-    def send(self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMETERS) -> None:
+    def send(self, conn: Connection, params: dict[str, Any] = _NO_PARAMETERS) -> None:
         """Execute a write whose outcome the caller does not read: inside `pipelined`, on the next
         round trip; otherwise now. Its error, if any, aborts the transaction either way."""
-        if _QUEUE in conn.info:
+        if conn.dialect.name == "postgresql" and _QUEUE in conn.info:
             self._queue(conn, params)
         else:
             self._execute(conn, params)
 
-    def prefetch(self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMETERS) -> None:
+    def prefetch(self, conn: Connection, params: dict[str, Any] = _NO_PARAMETERS) -> None:
         """Send this read with the next round trip (PostgreSQL, inside `pipelined` or `reading_ahead`), so that
         `one`/`all` with the same `params`, later in the transaction, takes its result without a round trip of
         its own; elsewhere nothing happens until they run it. For a read whose locks, if any, may be taken
         there: it runs after whatever was sent before that round trip, and before what is sent after."""
-        ahead: dict[_Bound, _Ahead] | None = conn.info.get(_AHEAD)
+        if conn.dialect.name != "postgresql":
+            return
+        ahead: dict[_Key, _Ahead] | None = conn.info.get(_AHEAD)
         if ahead is not None:
             bound = self._bound(conn, params)
             ahead.setdefault(_key(bound), _Ahead(bound))
 
-    def arrived(self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMETERS) -> bool:
+    def arrived(self, conn: Connection, params: dict[str, Any] = _NO_PARAMETERS) -> bool:
         """Whether this read, sent ahead, has its result here already: asking for it waits on nothing."""
-        ahead: dict[_Bound, _Ahead] | None = conn.info.get(_AHEAD)
+        ahead: dict[_Key, _Ahead] | None = conn.info.get(_AHEAD)
         went = ahead.get(_key(self._bound(conn, params))) if ahead else None
         return went is not None and went.cursor is not None
 
-    def _queue(self, conn: Connection, params: Mapping[str, Any]) -> None:
+    def _queue(self, conn: Connection, params: dict[str, Any]) -> None:
         info = conn.info
         info[_QUEUE].append(self._bound(conn, params))
         _forget_sent(info)
 
-    def _execute(self, conn: Connection, params: Mapping[str, Any]) -> Any:
+    def _execute(self, conn: Connection, params: dict[str, Any]) -> Any:
         """Every statement of a call passes here (two dozen in a gated transfer), so it stays plain: no
-        context manager, and on SQLite no look for a queue, which only `pipelined` (PostgreSQL) keeps."""
-        sql, arguments = bound = self._bound(conn, params)
-        driver = _driver(conn)
-        queue: list[_Bound] | None = None
+        context manager, no call that is not the driver's, and on SQLite no look for a queue or a read
+        ahead, which only PostgreSQL keeps. `params` go to the driver as given (`_compile`)."""
+        dialect, compiled = conn.dialect, self._compiled
+        sql = compiled[dialect.name] if dialect.name in compiled else self._driver_sql(dialect)
+        # `conn.connection`'s own answer while connected, without its property call; else the property's.
+        driver: Any = (conn._dbapi_connection or conn.connection).dbapi_connection
+        if dialect.name != "postgresql":
+            try:
+                return driver.execute(sql, params)  # sqlite3: a cursor of its own, executed
+            except dialect.loaded_dbapi.Error as exc:
+                raise _translated(conn, driver, None, sql, params, exc) from exc
+        info = conn.info
+        cursor, queue, ahead = _cursor(info, driver), info.get(_QUEUE), info.get(_AHEAD)
         waiting: list[_Ahead] | None = None
-        if conn.dialect.name == "postgresql":
-            info = conn.info
-            cursor, queue, ahead = _cursor(info, driver), info.get(_QUEUE), info.get(_AHEAD)
-            if ahead:
-                went = ahead.pop(_key(bound), None)
-                if went is not None and went.cursor is not None:
-                    return _spared(info, went.cursor)  # its result came back with an earlier round trip
-                waiting = [read for read in ahead.values() if read.cursor is None]
-            trips = info.get(_TRIPS)
-            if trips is not None:
-                trips.begun += 1
-        else:
-            cursor = driver.cursor()  # sqlite3's cost nothing to speak of
+        if ahead:
+            went = ahead.pop(_key((sql, params)), None)
+            if went is not None and went.cursor is not None:
+                return _spared(info, went.cursor)  # its result came back with an earlier round trip
+            waiting = [read for read in ahead.values() if read.cursor is None]
+        trips = info.get(_TRIPS)
+        if trips is not None:
+            trips.begun += 1
         try:
             if not queue and not waiting:
-                cursor.execute(sql, arguments)
+                cursor.execute(sql, params)
             else:  # the writes waiting go first, reads ahead after; this statement's result is the cursor's last
                 with driver.pipeline():
                     if queue:
                         _send_queued(cursor, queue)
-                    cursor.execute(sql, arguments)
+                    cursor.execute(sql, params)
                     if waiting:
                         _send_ahead(info, driver, waiting)
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise _translated(conn, driver, cursor, sql, arguments, exc) from exc
+        except dialect.loaded_dbapi.Error as exc:
+            raise _translated(conn, driver, cursor, sql, params, exc) from exc
         return cursor
 
-    def _bound(self, conn: Connection, params: Mapping[str, Any]) -> _Bound:
-        """The driver's SQL for this dialect and `params` in the form it takes (looked up by `[]`, no call:
-        every statement, and every read sent ahead, passes here)."""
-        try:
-            sql, positions = self._compiled[conn.dialect.name]
-        except KeyError:
-            sql, positions = self._compiled[conn.dialect.name] = _compile(self.sql, conn)
-        return sql, params if positions is None else [params[name] for name in positions]
+    def _bound(self, conn: Connection, params: dict[str, Any]) -> _Bound:
+        """The driver's SQL for this dialect, with `params` (a read sent ahead, a write queued)."""
+        return self._driver_sql(conn.dialect), params
 
+    def _driver_sql(self, dialect: Dialect) -> str:
+        """This statement in `dialect`'s driver SQL, compiled on first use, with named parameters on every
+        backend (sqlite3's `:name`, psycopg's `%(name)s`): the caller's `dict` goes to the driver as it is."""
+        sql = self._compiled.get(dialect.name)
+        if sql is None:
+            named = _SQLITE_NAMED if dialect.name == "sqlite" else dialect
+            compiled = text(self.sql).compile(dialect=named)
+            assert compiled.positiontup is None, f"{dialect.name} takes named parameters"
+            sql = self._compiled[dialect.name] = str(compiled)
+        return sql
+
+
+_SQLITE_NAMED = SQLiteDialect_pysqlite(paramstyle="named")
+"""SQLite's dialect with sqlite3's named parameters (`:name`, from a `dict`), which the engine's (`?`) is not."""
 
 _PIPELINES = psycopg.capabilities.has_pipeline()
 """Whether this libpq has pipeline mode (14 and later); without it, `send` runs each write at once."""
@@ -175,12 +194,10 @@ class _Ahead:
         self.cursor: psycopg.Cursor[Any] | None = None
 
 
-def _key(bound: _Bound) -> _Bound:
+def _key(bound: _Bound) -> _Key:
     """A read's identity among those sent ahead: its SQL and its arguments, hashable."""
     sql, arguments = bound
-    if isinstance(arguments, Mapping):
-        return sql, tuple(sorted(arguments.items()))
-    return sql, tuple(arguments)
+    return sql, tuple(sorted(arguments.items()))
 
 
 def _send_ahead(info: dict[Any, Any], driver: psycopg.Connection[Any], waiting: list[_Ahead]) -> None:
@@ -202,7 +219,7 @@ def _spared(info: dict[Any, Any], cursor: psycopg.Cursor[Any]) -> psycopg.Cursor
 def _forget_sent(info: dict[Any, Any]) -> None:
     """A statement is about to be sent that may change what the reads already sent ahead found: drop them
     (their cursors are free again), so that each is read afresh, after it, when asked for."""
-    ahead: dict[_Bound, _Ahead] | None = info.get(_AHEAD)
+    ahead: dict[_Key, _Ahead] | None = info.get(_AHEAD)
     if ahead:
         for key, read in list(ahead.items()):
             if read.cursor is not None:
@@ -355,9 +372,3 @@ def _translated(conn: Connection, driver: Any, cursor: Any, sql: str, arguments:
         sql, arguments, exc, dialect.loaded_dbapi.Error, connection_invalidated=disconnected, dialect=dialect
     )
     return error
-
-
-def _compile(sql: str, conn: Connection) -> _Compiled:
-    compiled = text(sql).compile(dialect=conn.dialect)
-    positions = compiled.positiontup
-    return str(compiled), None if positions is None else tuple(positions)

@@ -13,6 +13,7 @@ from mcp_server.ledger.errors import LedgerError
 from mcp_server.ledger.free_text import is_principal_name, parse_memo, parse_owner
 from mcp_server.ledger.identifiers import parse_account_id, parse_idempotency_key
 from mcp_server.ledger.money import (
+    MINOR_UNITS,
     amount_identity,
     canonical_amount,
     check_amount_minor,
@@ -133,6 +134,22 @@ def test_minor_units_follow_iso_4217() -> None:
 )
 def test_format_amount(minor: int, currency: str, text: str) -> None:
     assert format_amount(minor, currency) == text
+
+
+@given(st.integers(-(2**63), 2**63), st.sampled_from(sorted(MINOR_UNITS)))
+def test_format_amount_is_the_exact_decimal_grouped(minor: int, currency: str) -> None:
+    """Formatted in integers, exactly as the `Decimal` in major units would be, for every supported currency."""
+    number = f"{to_decimal(abs(minor), currency):,.{minor_units(currency)}f}"
+    sign = "-" if minor < 0 else ""
+    shown = {"USD": f"{sign}${number}", "EUR": f"{sign}€{number}", "GBP": f"{sign}£{number}"}
+    assert format_amount(minor, currency) == shown.get(currency, f"{sign}{number} {currency}")
+
+
+@pytest.mark.parametrize("currency", ["XXX", "usd", "", ["USD"]])
+def test_format_amount_refuses_an_unsupported_currency(currency: object) -> None:
+    with pytest.raises(LedgerError) as caught:
+        format_amount(100, currency)  # type: ignore[arg-type]
+    assert caught.value.code == "invalid_currency"
 
 
 @given(st.integers(1, CEILING), st.sampled_from(["USD", "JPY", "KWD"]))

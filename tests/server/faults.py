@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from typing import Any
@@ -70,11 +70,11 @@ class Faults:
         execute, queue = Statement._execute, Statement._queue
         sqlite_commit: Callable[[SQLiteDialect, Any], None] = SQLiteDialect.do_commit
 
-        def counted_execute(sql: Statement, conn: Connection, params: Mapping[str, Any]) -> Any:
+        def counted_execute(sql: Statement, conn: Connection, params: dict[str, Any]) -> Any:
             self._before(conn, sql.sql)
             return execute(sql, conn, params)
 
-        def counted_queue(sql: Statement, conn: Connection, params: Mapping[str, Any]) -> None:
+        def counted_queue(sql: Statement, conn: Connection, params: dict[str, Any]) -> None:
             self._before(conn, sql.sql)
             queue(sql, conn, params)
 
