@@ -541,6 +541,13 @@ def _presented(approval: Approval | None, call: Call, ref: str) -> Approval:
             "Nothing was done.",
             "approval_ref",
         )
+    if approval.asked_digest is None:  # before migration 0006: bound another way, so nothing matches it below
+        raise Refusal(
+            "approval_mismatch",
+            f"Approval {ref} was asked before this server was upgraded and cannot be continued; call the tool "
+            "without approval_ref to ask anew. Nothing was done.",
+            "approval_ref",
+        )
     if approval.tool != call.tool or digest(dict(approval.arguments)) != digest(dict(call.arguments)):
         raise Refusal(
             "approval_mismatch",
