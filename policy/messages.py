@@ -52,7 +52,7 @@ def template_problem(template: Any, arguments: Collection[str] | None) -> str | 
 
 def worded(policy: Policy, call: Call, decision: Decision | None, result: GateResult, reason: str = "") -> GateResult:
     """`result` with the policy's message for its status, if the policy words it for this call."""
-    template = policy.messages_for(call.tool, decision).get(result.status.value)
+    template = policy.messages_for(call.tool, decision).get(str(result.status))
     if template is None:
         return result
     facts = {name: "" if value is None else str(value) for name, value in call.arguments.items()}
