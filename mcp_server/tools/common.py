@@ -111,7 +111,7 @@ def present(decided: GateResult, model: type[ToolResult], extra: Mapping[str, An
     if decided.status is Status.PENDING_APPROVAL:  # the details are the desk link, not the action's output
         extra = {key: (decided.details or {}).get(key) for key in ("approval_url", "expires_at")}
     body = model(
-        status=str(decided.status),  # its value (a `StrEnum`), as `.value` reads it at two calls
+        status=decided.status.value,
         message=decided.message,
         approval_ref=decided.approval_ref,
         error=dict(decided.error) if decided.error is not None else None,
