@@ -23,10 +23,10 @@ Invariants held here (each settled inside one store transaction with the effect)
 """
 
 import logging
-import secrets
+import os
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,24 +174,12 @@ class Gate:
         """Whether the desk has a decision on approval `ref` (a cheap read, for waiting on it)."""
         return self.store.transaction(lambda tx: tx.desk_decision(ref) is not None, write=False)
 
-    @contextmanager
-    def waiting(self, principal: str) -> Iterator[Refusal | None]:
+    def waiting(self, principal: str) -> AbstractContextManager[Refusal | None]:
         """Hold one of `principal`'s `max_pending` places to wait in this process for a human (a 2025-11-25 call
-        waiting inline) while the block runs; yields the refusal instead when every place is held. Calls under
+        waiting inline) while the block runs; gives the refusal instead when every place is held. Calls under
         one idempotency key share one question, so the cap on questions alone does not bound them. For the
         event loop only (no lock)."""
-        held = self._waiting.get(principal, 0)
-        if self.max_pending is not None and held >= self.max_pending:
-            yield _too_many_pending(f"{self.max_pending} of your calls already wait for a human's answer")
-            return
-        self._waiting[principal] = held + 1
-        try:
-            yield None
-        finally:
-            if self._waiting[principal] > 1:
-                self._waiting[principal] -= 1
-            else:
-                del self._waiting[principal]
+        return _Place(self._waiting, principal, self.max_pending)
 
     def conclude(self, opening: Opening, verdict: Verdict) -> GateResult:
         """Settle the opening's approval with the human's verdict, running the action on a clean yes."""
@@ -379,7 +367,7 @@ class Gate:
         the transaction with it: nothing is written. A key's question asked again is not a new one.
         """
         waiting = tx.waiting(call.principal, now) if self.max_pending is not None else 0
-        ref = "APR-" + secrets.token_hex(5).upper()
+        ref = "APR-" + os.urandom(5).hex().upper()  # `secrets.token_hex(5)`, less four calls
         expires_at = now + self.approval_ttl
         question = render_question(call, inspection, decision, ref, expires_at)
         pending = tx.create_approval(
@@ -618,3 +606,28 @@ def _outcome(approval: Approval) -> GateResult:
 
 _LATE = "The answer arrived after the approval expired."
 _KEY_SETTLED = "Its idempotency key was settled meanwhile by another approval; nothing more was done."
+
+
+class _Place:
+    """One of a principal's places to wait for a human (`Gate.waiting`). A plain class, not `@contextmanager`:
+    every inline question enters one, and a generator's machinery costs more than the count it keeps."""
+
+    def __init__(self, waiting: dict[str, int], principal: str, cap: int | None) -> None:
+        self._waiting, self._principal, self._cap = waiting, principal, cap
+        self._held = False
+
+    def __enter__(self) -> Refusal | None:
+        held = self._waiting.get(self._principal, 0)
+        if self._cap is not None and held >= self._cap:
+            return _too_many_pending(f"{self._cap} of your calls already wait for a human's answer")
+        self._waiting[self._principal] = held + 1
+        self._held = True
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self._held:
+            return
+        if self._waiting[self._principal] > 1:
+            self._waiting[self._principal] -= 1
+        else:
+            del self._waiting[self._principal]

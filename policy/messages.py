@@ -53,7 +53,7 @@ def template_problem(template: Any, arguments: Collection[str] | None) -> str | 
 def worded(policy: Policy, call: Call, decision: Decision | None, result: GateResult, reason: str = "") -> GateResult:
     """`result` with the policy's message for its status, if the policy words it for this call."""
     messages = policy.messages_for(call.tool, decision)
-    template = messages.get(result.status.value) if messages else None  # most results are not worded
+    template = messages.get(str(result.status)) if messages else None  # most results are not worded
     if template is None:
         return result
     facts = {name: "" if value is None else str(value) for name, value in call.arguments.items()}

@@ -56,7 +56,7 @@ class GateResult:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "status": self.status.value,
+            "status": str(self.status),  # the value, as `.value` gives it, without its two calls
             "message": self.message,
             "approval_ref": self.approval_ref,
             "details": dict(self.details) if self.details is not None else None,

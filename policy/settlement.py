@@ -4,8 +4,7 @@ Everything here runs inside the transaction that settles the call, so the approv
 the ledger effect, the idempotency record and the audit entries commit (or not) together.
 """
 
-from collections.abc import Callable, Iterable
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +14,7 @@ from policy.channel import Channel
 from policy.decision import Decision
 from policy.document import Policy
 from policy.facts import CallFacts
+from policy.frozen import evolve
 from policy.messages import worded
 from policy.outcome import Outcome
 from policy.question import requested_by
@@ -30,6 +30,8 @@ FORM_REQUIRED = (
     "The policy requires the approval in the requester's own form; a desk decision is not that, so nothing was done."
 )
 POLICY_CHANGED = "The policy changed after the question was asked; nothing was done."
+_APPROVED = ApprovalState.APPROVED.value
+"""Read once: an enum's `.value` is a property lookup, and every approved call records it."""
 
 
 def denied(call: Call, reason: str) -> GateResult:
@@ -53,7 +55,7 @@ class Settlement:
         if verdict.kind is VerdictKind.APPROVE:
             result, ran, decision = self._run_approved(tx, action, call, approval, now, signed=verdict.signed)
             self.audit(
-                tx, call, decision, ApprovalState.APPROVED.value, now, approval=approval, note=verdict.note,
+                tx, call, decision, _APPROVED, now, approval=approval, note=verdict.note,
                 reason=verdict.detail if verdict.signed else "",
             )  # fmt: skip
             ending(verdict.kind, result.status)
@@ -86,16 +88,17 @@ class Settlement:
         if reason is None:
             reason = verdict.detail if verdict else result.message
         if approval is not None:
-            result = replace(result, approval_ref=approval.ref)
+            result = evolve(result, approval_ref=approval.ref)
         result = worded(self.policy, call, decision, result, detail)
+        outcome = result.as_json()  # once: stored with the approval, under the key and in the record
         if approval is not None:
-            tx.settle_approval(replace(approval, status=result.status.value, note=note, outcome=result.as_json()))
+            tx.settle_approval(evolve(approval, status=outcome["status"], note=note, outcome=outcome))
         if remember and call.idempotency_key is not None:
-            tx.remember(call.idempotency_key, call.request_digest, result.as_json())
+            tx.remember(call.idempotency_key, call.request_digest, outcome)
         moved = ran if ran is not None and result.status is Status.EXECUTED else None
         self.audit(
-            tx, call, decision, result.status.value, now, approval=approval, note=note, reason=reason,
-            result=result, moved=moved,
+            tx, call, decision, outcome["status"], now, approval=approval, note=note, reason=reason,
+            outcome=outcome, moved=moved,
         )  # fmt: skip
         return result
 
@@ -148,10 +151,11 @@ class Settlement:
         approval: Approval | None = None,
         reason: str = "",
         note: str | None = None,
-        result: GateResult | None = None,
+        outcome: Mapping[str, Any] | None = None,
         moved: Inspection | None = None,
     ) -> None:
-        """Append the record of `event`; `moved`: the inspection of the money it moved (its amount and currency)."""
+        """Append the record of `event`; `outcome`: the call's result (`GateResult.as_json`), for the record that
+        ends it; `moved`: the inspection of the money it moved (its amount and currency)."""
         version = approval.policy_version if approval else self.policy.version
         if decision is not None:
             version = decision.policy_version
@@ -168,7 +172,7 @@ class Settlement:
                 approval_ref=approval.ref if approval else None,
                 question_sha256=approval.question_sha256 if approval else None,
                 note=note,
-                result=result.as_json() if result else None,
+                result=outcome,
                 amount_minor=moved.amount_minor if moved else 0,
                 currency=moved.currency if moved else None,
             )
@@ -211,7 +215,9 @@ def _unshown(approval: Approval, call: Call) -> Refusal | None:
     signature, before settling), and it states every bound fact and who asked, so a fact it does not state
     was never shown: nor is one it states only inside another fact, as a memo quoting it."""
     question, bound = approval.question, approval.bound
-    unshown = sorted(label for label, value in bound.items() if not _stated(question, value, bound.values()))
+    facts = list(bound.values())
+    times = {fact: question.count(fact) for fact in facts}  # each counted once, not once per fact compared
+    unshown = sorted(label for label, value in bound.items() if not _stated(value, facts, times))
     if requested_by(call.principal) not in approval.question.splitlines():
         unshown.append("the caller")
     if not unshown:
@@ -223,8 +229,12 @@ def _unshown(approval: Approval, call: Call) -> Refusal | None:
     )
 
 
-def _stated(question: str, value: str, facts: Iterable[str]) -> bool:
-    """Whether `question` states `value` more often than the other `facts` it shows hold it: the memo is the
-    requester's text, and may quote an owner or an amount the bank never stated."""
-    within = sum(question.count(fact) * fact.count(value) for fact in facts if fact != value)
-    return question.count(value) > within
+def _stated(value: str, facts: Iterable[str], times: Mapping[str, int]) -> bool:
+    """Whether the question states `value` more often than the other `facts` it shows hold it (`times`: how
+    often it states each fact): the memo is the requester's text, and may quote an owner or an amount the
+    bank never stated."""
+    within = 0
+    for fact in facts:  # a plain loop: a generator costs a call per fact
+        if fact != value:
+            within += times[fact] * fact.count(value)
+    return times[value] > within

@@ -52,7 +52,8 @@ def _problem(responses: object) -> str | None:
     if not isinstance(responses, Mapping):
         return "inputResponses must be an object holding each question's answer under the question's key."
     try:
-        answers = _ANSWERS.validate_python(responses, by_alias=True, by_name=False)
+        # The core validator itself: `TypeAdapter.validate_python` only wraps it, at a few calls a round.
+        answers = _ANSWERS.validator.validate_python(responses, by_alias=True, by_name=False)
     except ValidationError as error:
         locations = [e["loc"] for e in error.errors()]
         if not any(loc[:1] == (ASK_KEY,) for loc in locations):

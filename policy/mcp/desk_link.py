@@ -71,8 +71,12 @@ async def desk_link(ctx: ServerRequestContext[Any, Any], call_next: CallNext) ->
 
 
 def _continued(state: Any) -> str | None:
-    """The approval a 2026-07-28 round's (unsealed) request state continues, if it is a desk link's."""
-    if not isinstance(state, str):
+    """The approval a 2026-07-28 round's (unsealed) request state continues, if it is a desk link's.
+
+    A state is sealed by the SDK, so it is one this server minted: a desk link's (`_as_input_request`,
+    whose JSON holds `DESK_INPUT` as is) or the approval round's, which is only parsed if its text names
+    `DESK_INPUT` somewhere (a note quoting it): every answered round passes here."""
+    if not isinstance(state, str) or DESK_INPUT not in state:
         return None
     try:
         decoded = json.loads(state)

@@ -5,7 +5,7 @@ auto-fills defaults approves nothing), but its model accepts any content: a malf
 answer must become a recorded rejection, not an SDK error that skips the audit.
 """
 
-import json
+import marshal
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar
 
@@ -28,7 +28,7 @@ def _requires(*fields: str) -> Callable[[dict[str, Any]], None]:
 
 class ApprovalForm(BaseModel):
     model_config = ConfigDict(extra="allow", json_schema_extra=_requires("approve"))
-    _rendered: ClassVar[dict[tuple[Any, ...], str]] = {}
+    _rendered: ClassVar[dict[tuple[Any, ...], bytes]] = {}
 
     @classmethod
     def model_json_schema(
@@ -42,12 +42,13 @@ class ApprovalForm(BaseModel):
         """Rendered once per form and generator: the SDK renders the form on every round (and
         `policy.mcp.asked` once more per question), and generating it costs more than the rest
         of the question. Each caller gets its own copy, as from pydantic, to change as it likes:
-        parsed from the rendering's JSON text, a few C calls where copying the dicts took dozens."""
-        key = (cls, by_alias, ref_template, schema_generator, mode, tuple(sorted(options.items())))
+        unmarshalled from the rendering kept as bytes (plain dicts, lists, strings and booleans), one
+        C call where `json.loads` takes a dozen and copying the dicts dozens."""
+        key = (cls, by_alias, ref_template, schema_generator, mode, tuple(sorted(options.items())) if options else ())
         if key not in cls._rendered:
             schema = super().model_json_schema(by_alias, ref_template, schema_generator, mode, **options)
-            cls._rendered[key] = json.dumps(schema)
-        rendered: dict[str, Any] = json.loads(cls._rendered[key])
+            cls._rendered[key] = marshal.dumps(schema)
+        rendered: dict[str, Any] = marshal.loads(cls._rendered[key])
         return rendered
 
     approve: Annotated[

@@ -21,7 +21,7 @@ import logging
 import re
 import typing
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated, Any, Protocol, TypeVar, cast
@@ -93,12 +93,15 @@ class AtDesk(Enum):
     """The client opened the link (URL mode) and the wait ended: collect the decision."""
 
 
-def _host(ctx: Context) -> GateHost:
-    return cast(GateHost, ctx.request_context.lifespan_context)
+@dataclass(frozen=True)
+class Prepared:
+    """What `prepare` hands the round's other resolvers: the call decided, and what they would otherwise read
+    off `ctx` again (each `Context` property is a pydantic private-attribute lookup or two, some ten calls)."""
 
-
-def uses_input_required(ctx: Context) -> bool:
-    return ctx.protocol_version in INPUT_REQUIRED_VERSIONS
+    opening: Opening
+    host: GateHost
+    input_required: bool
+    """The round is a 2026-07-28 input request (`INPUT_REQUIRED_VERSIONS`); else the question is asked inline."""
 
 
 def url_reachable(ctx: Context) -> bool:
@@ -110,7 +113,7 @@ def url_reachable(ctx: Context) -> bool:
 
 def human_reachable(request: ServerRequestContext[Any, Any], input_required: bool) -> bool:
     """Whether this client can put a form question to a person on this transport (`request`: the call's
-    `ctx.request_context`, as read once; `input_required`: `uses_input_required(ctx)`, read already)."""
+    `ctx.request_context`, as read once; `input_required`: `Prepared.input_required`, read already)."""
     session = request.session
     capabilities = session.client_capabilities
     elicitation = capabilities.elicitation if capabilities is not None else None
@@ -119,15 +122,26 @@ def human_reachable(request: ServerRequestContext[Any, Any], input_required: boo
     return input_required or session.can_send_request
 
 
-async def prepare(ctx: Context) -> Opening:
-    return await _opened(ctx, rounds=True)
+async def prepare(ctx: Context) -> Prepared:
+    request, arguments = parsed_request(ctx)  # the edge check's: one look, not two pydantic private-attribute ones
+    host = cast(GateHost, request.lifespan_context)
+    input_required = request.protocol_version in INPUT_REQUIRED_VERSIONS
+    opening = await _opened(ctx, request, arguments, host, input_required=input_required)
+    return Prepared(opening, host, input_required)
 
 
-async def _opened(ctx: Context, *, rounds: bool) -> Opening:
-    """The call decided; `rounds`: the tool carries the approval round (else nobody is asked, nothing
-    is answered, and a question, which the policy never asks of such a tool, is denied for want of one)."""
-    request, arguments = parsed_request(ctx)
-    host: GateHost = request.lifespan_context
+async def _opened(
+    ctx: Context,
+    request: ServerRequestContext[Any, Any],
+    arguments: dict[str, Any] | None,
+    host: GateHost,
+    *,
+    input_required: bool | None,
+) -> Opening:
+    """The call decided (`request` and its `arguments` as the edge check parsed them, `None` where the caller
+    parses them). `input_required`: whether the round is an input request, for a tool that carries the approval
+    round; `None` for one that does not (then nobody is asked, nothing is answered, and a question, which the
+    policy never asks of such a tool, is denied for want of one)."""
     params = request.params or {}
     tool = str(params.get("name"))
     principal, roles = host.caller(ctx)
@@ -142,9 +156,8 @@ async def _opened(ctx: Context, *, rounds: bool) -> Opening:
     except Refusal as refusal:
         return Opening(Call(tool, {}, principal, roles=roles), final=GateResult.refused(refusal))
     gate, asked, reachable, desk = host.gate, None, False, False
-    if rounds:
-        input_required = request.protocol_version in INPUT_REQUIRED_VERSIONS  # `uses_input_required`, on `request`
-        asked, reachable = _answered(ctx, input_required), human_reachable(request, input_required)
+    if input_required is not None:
+        asked, reachable = _answered(params, input_required), human_reachable(request, input_required)
         desk = host.has_desk
     try:
         if ref is not None:
@@ -158,17 +171,18 @@ async def _opened(ctx: Context, *, rounds: bool) -> Opening:
 
 
 async def ask(
-    ctx: Context, opening: Annotated[Opening, Resolve(prepare)]
+    ctx: Context, prepared: Annotated[Prepared, Resolve(prepare)]
 ) -> Elicit[ApprovalForm] | Verdict | AtDesk | GateResult:
     """The human's answer; a `GateResult` (refused, the approval untouched) for a call with no place to wait."""
+    opening = prepared.opening
     if opening.approval is None:
         return _NOT_ASKED
     if opening.channel is Channel.DESK:
-        return await _ask_at_desk(ctx, opening)
+        return await _ask_at_desk(ctx, prepared)
     form = ApprovalForm if opening.confirmation is None else ConfirmedApprovalForm
-    if uses_input_required(ctx):
+    if prepared.input_required:
         return Elicit(opening.approval.question, form)
-    host = _host(ctx)
+    host = prepared.host
     gate = host.gate
     with gate.waiting(opening.call.principal) as crowded, host.waits.hold() as wait:
         if crowded is not None:
@@ -193,12 +207,12 @@ async def ask(
 
 async def settle(
     ctx: Context,
-    opening: Annotated[Opening, Resolve(prepare)],
+    prepared: Annotated[Prepared, Resolve(prepare)],
     answer: Annotated[ElicitationResult[ApprovalForm], Resolve(ask)],
 ) -> GateResult:
+    opening, host = prepared.opening, prepared.host
     if opening.final is not None:
         return opening.final
-    host = _host(ctx)
     step = answer.data if isinstance(answer, AcceptedElicitation) else answer
     if isinstance(step, GateResult):
         return step
@@ -214,14 +228,15 @@ async def settle(
         return _internal_denial(opening.call.tool)
 
 
-async def _ask_at_desk(ctx: Context, opening: Opening) -> Verdict | AtDesk | GateResult:
+async def _ask_at_desk(ctx: Context, prepared: Prepared) -> Verdict | AtDesk | GateResult:
     """Send a URL-mode client to the desk and wait there for the decision (2025-11-25), or leave it
     to the call's `pending_approval` result (every other client, and a call with no place left to wait,
     or whose wait the server ended as it stopped)."""
+    opening, host = prepared.opening, prepared.host
     assert opening.approval is not None
-    host, ref = _host(ctx), opening.approval.ref
+    ref = opening.approval.ref
     url = host.approval_url(ref)
-    if url is None or uses_input_required(ctx) or not url_reachable(ctx):
+    if url is None or prepared.input_required or not url_reachable(ctx):
         return AtDesk.LINKED
     gate = host.gate
     with gate.waiting(opening.call.principal) as crowded, host.waits.hold() as wait:
@@ -331,7 +346,9 @@ def decided_at_once(tool: Callable[..., Awaitable[R]]) -> Callable[..., Awaitabl
 
     @functools.wraps(tool)
     async def decided(*args: Any, ctx: Context, **kwargs: Any) -> R:
-        opening = await _opened(ctx, rounds=False)
+        request, arguments = parsed_request(ctx)
+        host = cast(GateHost, request.lifespan_context)
+        opening = await _opened(ctx, request, arguments, host, input_required=None)
         return await tool(*args, outcome=opening.final or _internal_denial(opening.call.tool), **kwargs)
 
     decided.__signature__ = signature.replace(  # type: ignore[attr-defined]
@@ -341,13 +358,16 @@ def decided_at_once(tool: Callable[..., Awaitable[R]]) -> Callable[..., Awaitabl
     return decided
 
 
-def _answered(ctx: Context, input_required: bool) -> str | None:
+def _answered(params: Any, input_required: bool) -> str | None:
     """Names the question a 2026-07-28 round answers (see `policy.mcp.asked`); `None` for a new call.
 
     The state arrives unsealed by the SDK, which refuses one forged, expired, or sealed for
-    another tool, other arguments or another principal.
+    another tool, other arguments or another principal. Read off the request's `params` (the request
+    context's, as read once), where the SDK put the unsealed state and reads `ctx.request_state` from:
+    `ctx.request_state` looks up two private attributes of a pydantic model, some ten calls.
     """
-    return answered_digest(ctx.request_state, ASK_KEY) if input_required else None
+    state = params.get("requestState") if input_required else None
+    return answered_digest(state if isinstance(state, str) else None, ASK_KEY)
 
 
 def _presented_ref(params: Any) -> str | None:

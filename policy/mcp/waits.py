@@ -6,8 +6,7 @@ restarting and the approval stays pending. Only the wait ends: an answer that ar
 usual, one that did not is never read, so an approval is settled once or left pending, never both.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 import anyio
 
@@ -19,21 +18,40 @@ class Waits:
         self._open: set[anyio.CancelScope] = set()
         self.stopped = False
 
-    @contextmanager
-    def hold(self) -> Iterator[anyio.CancelScope]:
+    def hold(self) -> "_Held":
         """A scope to wait in; `stop` cancels it (at once if the server stops already): see `cancelled_caught`."""
-        scope = anyio.CancelScope()
-        if self.stopped:
-            scope.cancel()
-        self._open.add(scope)
-        try:
-            with scope:
-                yield scope
-        finally:
-            self._open.discard(scope)
+        return _Held(self)
 
     def stop(self) -> None:
         """End every wait now and each one begun later (the server is stopping)."""
         self.stopped = True
         for scope in self._open:
             scope.cancel()
+
+
+class _Held:
+    """A wait held open in `Waits` (`Waits.hold`). A plain class, not `@contextmanager`: every inline question
+    enters one, and a generator's machinery costs a dozen calls around the scope's own."""
+
+    def __init__(self, waits: Waits) -> None:
+        self._waits = waits
+        self._scope = anyio.CancelScope()
+
+    def __enter__(self) -> anyio.CancelScope:
+        scope = self._scope
+        if self._waits.stopped:
+            scope.cancel()
+        self._waits._open.add(scope)
+        try:
+            return scope.__enter__()
+        except BaseException:
+            self._waits._open.discard(scope)
+            raise
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> bool:
+        try:
+            return bool(self._scope.__exit__(kind, error, traceback))
+        finally:
+            self._waits._open.discard(self._scope)

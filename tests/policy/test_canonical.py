@@ -1,8 +1,13 @@
 """The canonical rendering is byte-exact: everything hashed, bound or signed depends on it."""
 
 import hashlib
+import json
 from decimal import Decimal
 
+import pytest
+from pytest import MonkeyPatch
+
+from policy import canonical
 from policy.canonical import canonical_json, digest
 
 
@@ -18,3 +23,23 @@ def test_equal_values_render_alike_whatever_their_key_order() -> None:
 def test_digest_is_sha256_of_the_rendering() -> None:
     value = {"tool": "transfer_funds", "arguments": {"amount": "0.01"}}
     assert digest(value) == hashlib.sha256(b'{"arguments":{"amount":"0.01"},"tool":"transfer_funds"}').hexdigest()
+
+
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_renders_as_the_json_module_does_with_the_same_options(accelerated: bool, monkeypatch: MonkeyPatch) -> None:
+    """The prebuilt C encoder (or, without it, the pure-Python one) and `json.dumps` agree, floats, escapes, bare
+    values and other types included."""
+    if not accelerated:
+        monkeypatch.setattr(canonical, "_RENDER", None)
+    values: list[object] = [
+        {"b": [1.5, 1e100, -0.0, {"z": None}], "a": 'q"\\\n\u2028é\x00', "n": -(2**70), "t": (1, "x")},
+        "alone",
+        12,
+        None,
+        [],
+        {},
+        {"d": Decimal("0.10"), "set": "ok"},
+    ]
+    for value in values:
+        expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+        assert canonical_json(value) == expected
