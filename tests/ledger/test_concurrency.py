@@ -168,11 +168,11 @@ def _collect(failures: list[BaseException], work: Callable[[], object]) -> None:
 
 
 def waiting_or_done(db: Database, thread: threading.Thread) -> None:
-    """Until `thread` ended or a transaction waits on a lock another holds (PostgreSQL); no event says either."""
+    """Until `thread` ended or a transaction waits for a turn another holds (PostgreSQL); no event says either."""
     deadline = time.monotonic() + 10
     while thread.is_alive() and not db.read(lambda conn: conn.execute(_WAITING).scalar_one()):
         assert time.monotonic() < deadline, "neither done nor waiting"
         time.sleep(0.01)
 
 
-_WAITING = text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted)")
+_WAITING = text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)")
