@@ -759,6 +759,9 @@ class Ledger:
         return self._insert_account(conn, account_id, "system", "outside the bank", currency)
 
     def _create_account(self, conn: Connection, owner: str, currency: str, wanted: str | None) -> _Row:
+        # Each transaction reads only the numbers committed before it: two creating one number meanwhile (ACC-07 and
+        # ACC-007, or the same next number) would both pass without a turn.
+        take_turn(conn, Space.ACCOUNT_NUMBERS, "customer")
         if wanted is None:
             taken = [int(account_id[4:]) for (account_id,) in _SELECT_CUSTOMER_IDS.all(conn)]
             wanted = f"ACC-{max(taken, default=0) + 1:03d}"

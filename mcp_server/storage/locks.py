@@ -12,8 +12,8 @@ the key (`LEDGER`): ledgers in other schemas of it never wait on this one's turn
 collision only makes two names share a turn. SQLite: nothing to take, since `BEGIN IMMEDIATE`
 already gives every write transaction the whole file.
 
-Lock order (no deadlocks): the setup's turn, the principal's turn, then the key's, then approval rows,
-then account rows (in id order). (Audit records take no shared lock: see `audit.sequencer`.)
+Lock order (no deadlocks): the setup's turn, the account numbers' turn, the principal's turn, then the key's,
+then approval rows, then account rows (in id order). (Audit records take no shared lock: see `audit.sequencer`.)
 """
 
 from collections.abc import Collection
@@ -45,6 +45,8 @@ class Space(IntEnum):
     """Whom the desk issues challenges to (a client address): its open ones are counted in its turn."""
     SIGN_IN_SCOPE = 5
     """Whose desk sign-in failures are counted (a client address, an approver): an attempt is counted in its turn."""
+    ACCOUNT_NUMBERS = 6
+    """The customer accounts' numbers: a new account's is chosen, or checked unlike every other, in its turn."""
 
 
 def take_turn(conn: Connection, space: Space, name: str) -> None:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pytest import MonkeyPatch
+from sqlalchemy import Connection, text
 
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
@@ -117,3 +123,56 @@ def test_servers_seeding_a_new_ledger_together_fund_it_once(database_url: str) -
     finally:
         for db in databases:
             db.close()
+
+
+def test_an_id_of_a_number_being_created_meanwhile_is_refused(ledger: Ledger, monkeypatch: MonkeyPatch) -> None:
+    """`admin create --id ACC-07` while another transaction creates ACC-007: the second to commit is refused, as it
+    is when the first has committed (an id differing only by leading zeros reads as the other account). Each
+    transaction saw only committed ids, so on PostgreSQL both were created."""
+    if ledger.db.dialect == "sqlite":
+        pytest.skip("a SQLite write transaction holds the whole file: nothing commits between its statements")
+    inserted, release = threading.Event(), threading.Event()
+    insert = Ledger._insert_account
+
+    def held_open(self: Ledger, conn: Connection, account_id: str, *args: str) -> Any:
+        row = insert(self, conn, account_id, *args)
+        if account_id == "ACC-007":
+            inserted.set()
+            release.wait(10)
+        return row
+
+    monkeypatch.setattr(Ledger, "_insert_account", held_open)
+    first = threading.Thread(target=ledger.create_account, args=("Ann", "USD", "ACC-007"))
+    first.start()
+    assert inserted.wait(10)
+    failures: list[BaseException] = []
+    second = threading.Thread(target=lambda: _collect(failures, lambda: ledger.create_account("Bob", "USD", "ACC-07")))
+    second.start()
+    waiting_or_done(ledger.db, second)
+    release.set()
+    first.join(10)
+    second.join(10)
+
+    assert [str(f) for f in failures] == [
+        "Account ACC-007 has the same number as ACC-07; an id that differs only in leading zeros would read as "
+        "that account. Choose another number."
+    ]
+    assert [a.id for a in ledger.accounts()] == ["ACC-007"]
+
+
+def _collect(failures: list[BaseException], work: Callable[[], object]) -> None:
+    try:
+        work()
+    except LedgerError as exc:
+        failures.append(exc)
+
+
+def waiting_or_done(db: Database, thread: threading.Thread) -> None:
+    """Until `thread` ended or a transaction waits for a turn another holds (PostgreSQL); no event says either."""
+    deadline = time.monotonic() + 10
+    while thread.is_alive() and not db.read(lambda conn: conn.execute(_WAITING).scalar_one()):
+        assert time.monotonic() < deadline, "neither done nor waiting"
+        time.sleep(0.01)
+
+
+_WAITING = text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)")
