@@ -74,13 +74,15 @@ _OVERDUE = (
     "(SELECT 1 FROM desk_decisions d "
     "WHERE d.approval_ref = approvals.ref AND d.verdict = 'approved' AND d.binding = approvals.binding "
     "AND approvals.created_at <= :asked AND d.decided_at + (approvals.expires_at - approvals.created_at) > :deadline) "
-    "ORDER BY expires_at, ref LIMIT :limit"
+    "LIMIT :limit"
 )
 """Past the deadline and its grace, or asked after `:asked` (`policy.store.asked_by`: the clock was set back);
 a signed desk yes is left out while its caller may still continue it (`Approval.continue_by`, computed alike),
-on a clock not set back. Migration 0014's index (pending rows only) is read whole and sorted by deadline: every
-pending row's entry, as with nothing due an index by deadline read too (created_at is in neither); migration 0017
-dropped 0016's, which each question and settlement wrote a page of."""
+on a clock not set back. Migration 0014's index (pending rows only) is read until `:limit` are found, in no
+particular order (each batch ends whichever are due): with nothing due, every pending row's entry, as an index
+by deadline was read too (created_at is in neither); in a backlog, the first entries. Sorting them by deadline
+(migration 0017 dropped 0016's index, which each question and settlement wrote a page of) made every batch sort
+the whole backlog: 15 ms a batch at 100,000 overdue on PostgreSQL, against 0.2 ms."""
 _OVERDUE_READ = Statement(_OVERDUE)
 _OVERDUE_LOCKED = Statement(_OVERDUE + " FOR UPDATE SKIP LOCKED")
 """PostgreSQL, in a write transaction: another sweeper's rows, or a settlement's, are passed over, not waited on
