@@ -615,6 +615,15 @@ def _statement_refused(exc: DBAPIError) -> bool:
     return sqlite_code is not None and sqlite_code & 0xFF == _SQLITE_ERROR
 
 
+def refused_by_schema(exc: DBAPIError) -> bool:
+    """Whether the database refused the statement itself (a table or index missing, or there already; rows a
+    constraint refuses), not its connection, contention (a deadlock), a permission or its resources, which
+    `Database.run` retries or reports as such."""
+    if exc.connection_invalidated or _denied(exc):
+        return False
+    return not isinstance(exc, OperationalError) or _statement_refused(exc)
+
+
 def _denied(exc: DBAPIError) -> bool:
     """A permission the database refused: no retry helps."""
     sqlstate = getattr(exc.orig, "sqlstate", None)

@@ -5,7 +5,9 @@ closed at once. `cut("blackhole")` is an unreachable one: connections stay open 
 nothing is forwarded either way, and new connections are accepted and never answered.
 `cut_after(marker)` is a connection lost at the worst moment: the next message a client sends
 containing `marker` (say, a COMMIT) reaches the database, its answer never comes back, and then
-every connection is reset. The shared PostgreSQL service itself is never touched.
+every connection is reset. `hold_after(marker, seconds)` is a database that pauses: once a message containing
+`marker` went to it, every answer is held for `seconds`, then forwarded. The shared PostgreSQL service itself is
+never touched.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 from typing import Literal
 
 Mode = Literal["forward", "reset", "blackhole"]
@@ -32,6 +35,8 @@ class TcpProxy:
         self._marker: bytes | None = None
         self._settle = 0.5
         self._swallowing = False
+        self._hold = 0.0
+        self._held_until = 0.0
         self.accepted = 0
         self._thread = threading.Thread(target=self._accept_loop, name="tcp-proxy", daemon=True)
         self._thread.start()
@@ -50,6 +55,11 @@ class TcpProxy:
         """Arm the cut: once `marker` went to the database, drop its answers, and `settle` seconds later
         (time for it to act on what it received) reset every connection."""
         self._marker, self._settle = marker, settle
+
+    def hold_after(self, marker: bytes, seconds: float) -> None:
+        """Arm a pause: once `marker` went to the database, hold every answer (of any connection) for `seconds`,
+        then forward them as they came."""
+        self._marker, self._hold = marker, seconds
 
     def restore(self) -> None:
         """Forward new connections again; connections cut off while blackholed are reset."""
@@ -113,10 +123,11 @@ class TcpProxy:
                     break
                 if not outbound and self._swallowing:
                     continue  # the database's answer to the marked message is lost
-                sink.sendall(data)
+                if not outbound and self._closed.wait(max(0.0, self._held_until - time.monotonic())):
+                    return
                 if outbound and self._marker is not None and self._marker in data:
-                    self._marker, self._swallowing = None, True
-                    threading.Timer(self._settle, self.cut).start()
+                    self._marked()
+                sink.sendall(data)
         except OSError:
             pass
         with self._lock:
@@ -124,6 +135,15 @@ class TcpProxy:
                 if sock in self._sockets:
                     self._sockets.discard(sock)
                     _reset(sock)
+
+    def _marked(self) -> None:
+        """The marked message is on its way: pause the answers (`hold_after`), or lose them and cut (`cut_after`)."""
+        self._marker = None
+        if self._hold:
+            self._held_until, self._hold = time.monotonic() + self._hold, 0.0
+        else:
+            self._swallowing = True
+            threading.Timer(self._settle, self.cut).start()
 
 
 def _reset(sock: socket.socket) -> None:

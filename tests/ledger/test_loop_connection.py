@@ -15,8 +15,9 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 
 from mcp_server.storage import loop_connection
-from mcp_server.storage.database import Database, WouldWait
+from mcp_server.storage.database import CommitUnknown, Database, WouldWait
 from mcp_server.storage.gate_store import SqlGateStore, SqlGateTx
+from mcp_server.storage.statement import Statement
 from policy.results import Refusal
 from tests.drills.proxy import TcpProxy
 from tests.ledger.helpers import held_elsewhere, when_ready
@@ -256,3 +257,74 @@ def test_the_loop_connection_keeps_nothing_per_unit(pg: Database) -> None:
 
     assert len({id(record) for record in records}) == 1  # the loop's one connection served them all
     assert records[0].finalize_callback == deque()
+
+
+@pytest.fixture
+def paused(pg_url: str) -> Iterator[tuple[TcpProxy, Database]]:
+    """The ledger through a proxy that can pause the database (`TcpProxy.hold_after`), its loop connection ready."""
+    url = make_url(pg_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    db = Database.open(url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False))
+    try:
+        when_ready(lambda: db.read(lambda conn: 1, wait=False))
+        yield proxy, db
+    finally:
+        db.close()
+        proxy.close()
+
+
+PAUSE_S = 1.5
+"""How long the database pauses: past the loop's bound (`WAIT_S`), within a call's deadline."""
+
+
+@pytest.mark.anyio
+async def test_a_database_pausing_at_a_settlements_commit_is_outcome_unknown_never_run_again(
+    paused: tuple[TcpProxy, Database],
+) -> None:
+    """The COMMIT (with the writes queued for it) reached the database, which answers after the loop's bound:
+    the loop's connection closes, but the database may commit, so the work is not run again in a thread (it
+    would move the money twice), and the caller is told the outcome is unknown."""
+    proxy, db = paused
+    store = SqlGateStore(db)
+    runs: list[str] = []
+
+    def settle(tx: SqlGateTx) -> None:
+        runs.append(threading.current_thread().name)
+        Statement(INSERT).send(tx.conn, {"seq": 1})  # queued: it travels with the COMMIT
+
+    proxy.hold_after(b"COMMIT\x00", PAUSE_S)
+    started = time.monotonic()
+    with pytest.raises(CommitUnknown):
+        await store.run(lambda: store.transaction(settle))
+    assert time.monotonic() - started < PAUSE_S  # the loop's bound, not the pause
+    assert runs == [threading.current_thread().name]  # once, on the loop
+    assert when_settled(lambda: count(db)) == 1  # the database committed it
+
+
+@pytest.mark.anyio
+async def test_a_database_pausing_at_a_questions_first_round_trip_moves_it_to_a_thread_once(
+    paused: tuple[TcpProxy, Database],
+) -> None:
+    """No COMMIT was sent: closing the loop's connection rolled the work back, so a worker thread runs it again,
+    to its end, once the database goes on; the caller gets its answer."""
+    proxy, db = paused
+    store = SqlGateStore(db)
+    runs: list[str] = []
+
+    def ask(tx: SqlGateTx) -> int:
+        runs.append(threading.current_thread().name)
+        Statement(INSERT).send(tx.conn, {"seq": 1})  # the question's insert, queued
+        return int(tx.conn.exec_driver_sql("SELECT 'first round trip', 7").one()[1])
+
+    proxy.hold_after(b"first round trip", PAUSE_S)
+    assert await store.run(lambda: store.transaction(ask, durable=False)) == 7
+    assert len(runs) == 2 and runs[0] == threading.current_thread().name != runs[1]
+    assert count(db) == 1
+
+
+def when_settled(read: Callable[[], int], bound: float = 5.0) -> int:
+    """`read`, once it is not 0 (or `bound` seconds passed): the database ends the paused work on its own time."""
+    deadline = time.monotonic() + bound
+    while (found := read()) == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return found

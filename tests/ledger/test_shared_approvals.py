@@ -5,12 +5,15 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from mcp_server.ledger.errors import LedgerError
 from mcp_server.storage import gate_store
 from mcp_server.storage.database import Database
 from mcp_server.storage.gate_store import SqlGateStore, SqlGateTx
 from policy.store import Approval
+from tests.server.faults import terminate
 
 
 def approval(ref: str) -> Approval:
@@ -115,3 +118,31 @@ def test_an_approval_settled_already_is_not_settled_again(database: Database) ->
         store.transaction(lambda tx: tx.settle_approval(replace(pending, status="executed", outcome={"status": "e"})))
     stored = store.transaction(lambda tx: tx.lock_approval("APR-1"))
     assert stored is not None and (stored.status, stored.outcome) == ("rejected", {"status": "r"})
+
+
+def test_a_question_lost_in_its_second_run_leaves_the_winners_approval_to_the_keys_retry(database: Database) -> None:
+    """The second run (another caller's approval committed first) loses its connection, as a server killed there
+    would: nothing of it stays, the caller is told the database was unavailable, and its retry under the key
+    shares the other caller's approval: one approval for the binding."""
+    if database.dialect == "sqlite":
+        pytest.skip("a SQLite write transaction holds the whole file: nothing commits between its statements")
+    store = SqlGateStore(database)
+    runs: list[int] = []
+
+    def ask(tx: SqlGateTx) -> Approval:
+        runs.append(len(runs))
+
+        def meanwhile() -> None:
+            if len(runs) == 1:
+                SqlGateStore(database).transaction(lambda other: other.create_approval(approval("APR-1"), shared=True))
+            else:  # the second run, after its first round trip: the server dies here
+                terminate(tx.conn.connection.dbapi_connection.info.backend_pid)  # type: ignore[union-attr]
+
+        return ask_ahead(tx, "APR-2", meanwhile)
+
+    with pytest.raises(LedgerError, match="unavailable"):
+        store.transaction(ask)
+    assert runs == [0, 1]
+    assert store.transaction(lambda tx: ask_ahead(tx, "APR-3")).ref == "APR-1"
+    refs = database.read(lambda conn: [r for (r,) in conn.execute(text("SELECT ref FROM approvals"))])
+    assert refs == ["APR-1"]

@@ -164,14 +164,14 @@ def _lost(conn: Connection | None, error: Exception) -> OperationalError:
 
 def faults_on(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Faults]:
     """`Faults` for the server on `db`'s database, until the generator is closed (a fixture's body)."""
-    faults = Faults(monkeypatch, _terminate if db.dialect == "postgresql" else None)
+    faults = Faults(monkeypatch, terminate if db.dialect == "postgresql" else None)
     try:
         yield faults
     finally:
         faults.close()
 
 
-def _terminate(pid: int) -> None:
+def terminate(pid: int) -> None:
     """End PostgreSQL server process `pid` (of the test database) and wait until it is gone."""
     with psycopg.connect(postgres_base_url() or "", autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))

@@ -112,7 +112,10 @@ def apply_pending(database: Database) -> list[int]:
     rolled back whole and named (LedgerNotOpened), never reported as the database being unavailable. A ledger
     that records a migration this build does not ship is refused before anything is applied (`_check_known`).
     A ledger with nothing pending is only read: opening it waits for no writer (SQLite's write lock, another
-    process's migrations)."""
+    process's migrations). One that meets contention (a deadlock with a reader of the tables it changes) is run
+    again, as any transaction; a lost connection or a permission refused is reported as such."""
+    from mcp_server.storage.database import refused_by_schema  # database imports this module
+
     shipped = available()
     done = database.read(_recorded)
     if done is not None:
@@ -135,8 +138,8 @@ def apply_pending(database: Database) -> list[int]:
                 try:
                     conn.exec_driver_sql(statement)
                 except DBAPIError as exc:
-                    if exc.connection_invalidated:
-                        raise
+                    if not refused_by_schema(exc):
+                        raise  # contention is run again, a lost connection or a permission reported as such
                     raise _not_applied(migration, exc) from exc
             conn.execute(
                 text("INSERT INTO schema_migrations (version, name, applied_at, checksum) VALUES (:v, :n, :at, :sum)"),
