@@ -139,10 +139,10 @@ def build_http_app(
         # The server's own writer: its sequencer wakes for the desk's records and trusts them without a signature check.
         desk = [desk_mount(state.ledger.db, state.sequencer.sequencer.writer, settings)]
     return Starlette(
-        routes=[
+        routes=[  # the MCP endpoint first: routes are tried in order, and nearly every request is for it
+            Route(MCP_PATH, endpoint=drain.guard(endpoint)),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Route(MCP_PATH, endpoint=drain.guard(endpoint)),
             *discovery,
             *desk,
         ],

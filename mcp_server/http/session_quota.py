@@ -56,11 +56,12 @@ class SessionQuota:
         if scope["type"] != "http" or not isinstance(user, AuthenticatedUser):
             await self.app(scope, receive, send)
             return
-        principal, owner = user.access_token.client_id, authorization_context(user)
-        version, named = _first(scope, _VERSION), _first(scope, _SESSION)
+        version, named = _routing_headers(scope)
         if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
             await self.app(scope, receive, send)  # the SDK's 2026-07-28 path: no session, whichever it names
-        elif named is not None:
+            return
+        principal, owner = user.access_token.client_id, authorization_context(user)
+        if named is not None:
             await self._continue(principal, owner, named, scope, receive, send)
         elif scope["method"] == "POST":
             await self._open_one(principal, owner, scope, receive, send)
@@ -170,9 +171,20 @@ class SessionQuota:
         return sessions
 
 
-def _first(scope: Scope, name: bytes) -> str | None:
-    """The first value of header `name`, the one the SDK routes on (a repeated header's later values are not)."""
-    return next((v.decode("latin-1") for k, v in scope["headers"] if k == name), None)
+def _routing_headers(scope: Scope) -> tuple[str | None, str | None]:
+    """The first `mcp-protocol-version` and `mcp-session-id` values, the ones the SDK routes on (a repeated
+    header's later values are not), read in one pass: every request to the endpoint comes through here."""
+    version: bytes | None = None
+    session: bytes | None = None
+    for key, value in scope["headers"]:
+        if key == _VERSION and version is None:
+            version = value
+        elif key == _SESSION and session is None:
+            session = value
+    return (
+        None if version is None else version.decode("latin-1"),
+        None if session is None else session.decode("latin-1"),
+    )
 
 
 def _named_session(start: Message) -> str | None:

@@ -178,3 +178,13 @@ async def test_sessions_of_principals_that_never_return_are_forgotten(sessions: 
         await anyio.sleep(IDLE * 1.2)
         assert (await opened(c, "latecomer")).status_code == 200
     assert list(quota._open) == ["latecomer"], "only the session not idle yet is still counted"
+
+
+async def test_a_repeated_header_is_read_by_its_first_value_as_the_sdk_routes_it(client: httpx2.AsyncClient) -> None:
+    """The SDK routes on a header's first value; so does the quota, whatever the later ones say."""
+    for _ in range(2):
+        assert (await opened(client)).status_code == 200
+    modern_first = [("X-Principal", "alice"), ("MCP-Protocol-Version", "2026-07-28")]
+    handshake = ("MCP-Protocol-Version", "2025-11-25")
+    assert (await client.post("/mcp", json={}, headers=[*modern_first, handshake])).status_code == 200
+    assert (await client.post("/mcp", json={}, headers=[handshake, *modern_first])).status_code == 429
