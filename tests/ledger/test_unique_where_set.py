@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import Connection, create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from mcp_server.storage import migrations
+from mcp_server.storage import gate_store, migrations
 from mcp_server.storage.database import Database, LedgerNotOpened
+from tests.ledger.helpers import plan
 
 APPROVAL = (
     "INSERT INTO approvals (ref, binding, pending_binding, tool, arguments_json, principal, policy_version, question, "
@@ -221,3 +222,9 @@ def test_a_database_file_edited_after_it_was_applied_is_refused(
     monkeypatch.setattr(migrations, "available", lambda: edited)
     with pytest.raises(LedgerNotOpened, match="0018_unique_only_where_set as statements that differ"):
         Database.open(database_url)
+
+
+def test_a_keyed_question_finds_its_binding_pending_through_the_narrow_index(database: Database) -> None:
+    """`binding = :v` implies the index's `IS NOT NULL`, so both databases still read the pending one by index."""
+    found = database.read(lambda conn: plan(conn, gate_store._BY_PENDING_BINDING.sql, {"v": "b-1"}), snapshot=True)
+    assert "approvals_one_pending" in found, found
