@@ -59,9 +59,12 @@ _INSERT_APPROVAL = Statement(
     ":binding, :pending_binding, :tool, :arguments, :principal, :policy_version, :question, :created_at, :expires_at, "
     "'pending', :asked_digest, :bound, :channel, :idempotency_key)"
 )
-_INSERT_SHARED_APPROVAL = Statement(_INSERT_APPROVAL.sql + " ON CONFLICT (pending_binding) DO NOTHING")
-_ONE_PENDING = "approvals_pending_binding_key"
-"""`pending_binding`'s UNIQUE (migration 0002), which an approval inserted for a binding already pending breaks."""
+_INSERT_SHARED_APPROVAL = Statement(
+    _INSERT_APPROVAL.sql + " ON CONFLICT (pending_binding) WHERE pending_binding IS NOT NULL DO NOTHING"
+)
+_ONE_PENDING = "approvals_one_pending"
+"""`pending_binding`'s unique index (pending rows only, migration 0018), which an approval inserted for a binding
+already pending breaks."""
 _SETTLE_APPROVAL = Statement(
     "UPDATE approvals SET status = CASE WHEN status = 'pending' THEN :status END, pending_binding = NULL, "
     "decided_at = :now, note = :note, outcome_json = :outcome WHERE ref = :ref"

@@ -3,29 +3,18 @@ page it writes): a daily total reads only records that moved money, the expiry s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import pytest
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import inspect
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.storage import gate_store, migrations
 from mcp_server.storage.database import Database
 from mcp_server.storage.gate_store import SqlGateStore
 from policy.store import AuditEntry
+from tests.ledger.helpers import plan
 
 NOON = 1_767_268_800.0  # 2026-01-01T12:00:00Z
 MIDNIGHT = NOON - 12 * 3600
-
-
-def plan(conn: Connection, sql: str, params: Mapping[str, object]) -> str:
-    """The plan the database would run `sql` with; PostgreSQL told to read a table whole only as a last resort
-    (its tables here are tiny, where reading them whole is cheapest). In a transaction (`SET LOCAL`)."""
-    if conn.dialect.name == "sqlite":
-        conn.execute(text("SELECT 1 FROM sqlite_master"))  # EXPLAIN alone plans on the schema the connection last read
-        return "\n".join(str(row[-1]) for row in conn.execute(text("EXPLAIN QUERY PLAN " + sql), params))
-    conn.execute(text("SET LOCAL enable_seqscan = off"))
-    return "\n".join(str(row[0]) for row in conn.execute(text("EXPLAIN " + sql), params))
 
 
 def record(amount: int, currency: str | None, at: float = NOON, event: str = "executed") -> AuditEntry:

@@ -13,16 +13,19 @@ file edited after release): each row keeps a checksum of the statements it appli
 comments and layout do not count). Rows recorded before checksums were kept get this build's, as shipped,
 at its first open that may write (trust on first use: an edit made before that cannot be seen).
 
-SQL files must be portable between SQLite and PostgreSQL. Statements are separated by
-`;` and may not contain a `;` themselves (no string literals with semicolons, no
-trigger bodies); lines starting with `--` are comments.
+SQL files must be portable between SQLite and PostgreSQL, except a migration each database
+must make its own way (SQLite changes a column's constraints only by rebuilding its table), which
+ships one file per database instead: `NNNN_name.sqlite.sql` and `NNNN_name.postgresql.sql`; a
+ledger records the checksum of the one it applied. Statements are separated by `;` and may not
+contain a `;` themselves (no string literals with semicolons, no trigger bodies); lines starting
+with `--` are comments.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -34,7 +37,8 @@ from mcp_server.timestamps import now_text
 if TYPE_CHECKING:
     from mcp_server.storage.database import Database
 
-_FILE_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
+_FILE_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)(?:\.(sqlite|postgresql))?\.sql")
+_DIALECTS = frozenset({"sqlite", "postgresql"})
 # Arbitrary constant shared by every bankgate process: "bankgate" as a 64-bit integer.
 _ADVISORY_LOCK_KEY = int.from_bytes(b"bankgate", "big") >> 1
 _CREATE_TABLE = (
@@ -51,9 +55,16 @@ _FILL_CHECKSUM = text(
 
 @dataclass(frozen=True)
 class Migration:
+    """One version's statements: `sql`, or (shipped one file per database) `by_dialect`'s, which `on` picks."""
+
     version: int
     name: str
     sql: str
+    by_dialect: tuple[tuple[str, str], ...] = ()
+
+    def on(self, dialect: str) -> Migration:
+        """This migration as `dialect` applies it."""
+        return replace(self, sql=dict(self.by_dialect)[dialect], by_dialect=()) if self.by_dialect else self
 
     def statements(self) -> list[str]:
         """The file's statements, comments removed, split on `;`."""
@@ -83,20 +94,30 @@ class Recorded:
 
 
 def available() -> list[Migration]:
-    """All migration files shipped in the package, by ascending version."""
-    folder = resources.files(__name__)
-    found: dict[int, Migration] = {}
-    for entry in folder.iterdir():
+    """All migrations shipped in the package, by ascending version (`Migration.on` picks a database's file)."""
+    files: dict[int, dict[str | None, tuple[str, str]]] = {}
+    for entry in resources.files(__name__).iterdir():
         if not entry.name.endswith(".sql"):
             continue
         match = _FILE_NAME.fullmatch(entry.name)
         if match is None:
-            raise RuntimeError(f"migration file {entry.name!r} is not named NNNN_lower_snake.sql")
-        version = int(match.group(1))
-        if version in found:
-            raise RuntimeError(f"two migration files share version {version:04d}")
-        found[version] = Migration(version, match.group(2), entry.read_text(encoding="utf-8"))
-    return [found[version] for version in sorted(found)]
+            raise RuntimeError(f"migration file {entry.name!r} is not named NNNN_lower_snake[.sqlite|.postgresql].sql")
+        version, name, dialect = int(match.group(1)), match.group(2), match.group(3)
+        files.setdefault(version, {})[dialect] = (name, entry.read_text(encoding="utf-8"))
+    return [_migration(version, files[version]) for version in sorted(files)]
+
+
+def _migration(version: int, files: dict[str | None, tuple[str, str]]) -> Migration:
+    """One version's files: a portable one, or one for each database under one name."""
+    names = {name for name, _ in files.values()}
+    if len(names) > 1 or (set(files) != {None} and set(files) != _DIALECTS):
+        raise RuntimeError(
+            f"migration {version:04d} must ship one portable file, or one for each of {sorted(_DIALECTS)} under one "
+            f"name: found {sorted(str(d) for d in files)} named {sorted(names)}"
+        )
+    if None in files:
+        return Migration(version, *files[None])
+    return Migration(version, names.pop(), "", tuple(sorted((str(d), sql) for d, (_, sql) in files.items())))
 
 
 def applied(conn: Connection) -> dict[int, Recorded]:
@@ -116,7 +137,7 @@ def apply_pending(database: Database) -> list[int]:
     again, as any transaction; a lost connection or a permission refused is reported as such."""
     from mcp_server.storage.database import refused_by_schema  # database imports this module
 
-    shipped = available()
+    shipped = [migration.on(database.dialect) for migration in available()]
     done = database.read(_recorded)
     if done is not None:
         _check_known(done, shipped)
@@ -157,7 +178,7 @@ def check_current(database: Database) -> None:
     must write nothing (an auditor's `audit verify --public-keys`, perhaps under a role that may only read)."""
     from mcp_server.storage.database import LedgerNotOpened  # database imports this module
 
-    shipped = available()
+    shipped = [migration.on(database.dialect) for migration in available()]
     done = database.read(applied)
     _check_known(done, shipped)
     missing = [migration for migration in shipped if migration.version not in done]
