@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, create_engine, inspect, text
+from sqlalchemy.engine import Inspector
 from sqlalchemy.exc import IntegrityError
 
 from mcp_server.storage import gate_store, migrations
@@ -68,11 +69,13 @@ def approval(conn: Connection, ref: str, binding: str, status: str, asked: str |
 
 def written_by_0017(conn: Connection) -> None:
     """What a ledger at 0017 holds: approvals pending and settled (one a desk decided, one with a state digest of
-    a release before 0006), movements with and without a key, and their entries."""
+    a release before 0006, one with a BLOB on SQLite), movements with and without a key, and their entries."""
     approval(conn, "APR-1", "b-1", "pending", "d-1", key="k-1")
     approval(conn, "APR-2", "b-2", "executed", "d-2")
     approval(conn, "APR-0", "b-0", "rejected", None)
     run(conn, "UPDATE approvals SET state_digest = 'round-0' WHERE ref = 'APR-0'")
+    if conn.dialect.name == "sqlite":  # a JSON column a tool edited into a BLOB (read as before): kept a BLOB
+        run(conn, "UPDATE approvals SET outcome_json = CAST(outcome_json AS BLOB) WHERE ref = 'APR-2'")
     for statement in DESK:
         run(conn, statement)
     for account in ("ACC-001", "ACC-002"):
@@ -143,6 +146,70 @@ def test_a_unique_column_indexes_only_the_rows_that_set_it(database: Database, d
     assert "approval_ref IS NOT NULL" in movements["approval_ref"], movements
     columns = database.read(lambda conn: {c["name"] for c in inspect(conn).get_columns("approvals")})
     assert "state_digest" not in columns and "pending_binding" in columns
+
+
+def schema(url: str) -> dict[str, dict[str, Any]]:
+    """Every table's columns (type, NULL, DEFAULT), keys, foreign keys, CHECKs, unique constraints and the other
+    indexes (with their WHERE), as the database reports them on a new connection."""
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        found = inspect(engine)
+        return {table: _table(found, table) for table in found.get_table_names()}
+    finally:
+        engine.dispose()
+
+
+def _table(found: Inspector, table: str) -> dict[str, Any]:
+    unique = found.get_unique_constraints(table)
+    return {
+        "columns": [(c["name"], str(c["type"]), c["nullable"], c["default"]) for c in found.get_columns(table)],
+        "key": found.get_pk_constraint(table)["constrained_columns"],
+        "references": sorted(
+            (tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]))
+            for f in found.get_foreign_keys(table)
+        ),
+        "checks": sorted(" ".join(c["sqltext"].split()) for c in found.get_check_constraints(table)),
+        "unique": sorted(tuple(u["column_names"]) for u in unique),
+        "indexes": {  # PostgreSQL lists a unique constraint's own index too
+            str(i["name"]): (
+                tuple(i["column_names"]),
+                bool(i["unique"]),
+                " ".join(str(v) for k, v in i.get("dialect_options", {}).items() if k.endswith("_where")),
+            )
+            for i in found.get_indexes(table)
+            if i["name"] not in {u["name"] for u in unique}
+        },
+    }
+
+
+def test_every_table_is_0017s_but_for_the_unique_columns_and_state_digest(
+    make_database_url: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing else of any table changes: a column's type, NULL or DEFAULT, a CHECK, a foreign key either way (entries
+    and desk_decisions point at the rebuilt tables), an index: 0017's schema with the intended change is 0018's."""
+    shipped = migrations.available()
+    monkeypatch.setattr(migrations, "available", lambda: [m for m in shipped if m.version < 18])
+    older_url, url = make_database_url(), make_database_url()
+    Database.open(older_url).close()
+    monkeypatch.setattr(migrations, "available", lambda: shipped)
+    Database.open(url).close()
+    expected, found = schema(older_url), schema(url)
+    approvals, movements = expected["approvals"], expected["transactions"]
+    approvals["columns"] = [column for column in approvals["columns"] if column[0] != "state_digest"]
+    approvals["unique"].remove(("pending_binding",))
+    approvals["unique"].remove(("state_digest",))
+    movements["unique"].remove(("idempotency_key",))
+    set_only = {
+        ("approvals", "approvals_one_pending", "pending_binding"),
+        ("transactions", "transactions_by_idempotency_key", "idempotency_key"),
+        ("transactions", "transactions_by_approval", "approval_ref"),
+    }
+    for table, index, column in set_only:
+        expected[table]["indexes"][index] = ((column,), True, "")
+        where = found[table]["indexes"][index][2]
+        assert where.replace("(", "").replace(")", "") == f"{column} IS NOT NULL", (index, where)
+        found[table]["indexes"][index] = ((column,), True, "")
+    assert found == expected
 
 
 def test_the_upgrade_keeps_every_row_in_its_order(upgraded: tuple[Database, dict[str, Any]]) -> None:
