@@ -20,9 +20,8 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
-from mcp_server.ledger.books import Ledger, Seen, unknown_account
+from mcp_server.ledger.books import AccountRow, Ledger, Seen, unknown_account
 from mcp_server.ledger.entitlements import Held
-from mcp_server.ledger.models import Account
 from mcp_server.ledger.money import minor_units
 from policy.action import Call, Done, Inspection
 from policy.document import Policy
@@ -194,14 +193,14 @@ class LedgerAction(ABC):
                 )
         return raw
 
-    def _subject(self, conn: Connection, call: Call, field: str) -> tuple[Account, Held, AccountFacts]:
+    def _subject(self, conn: Connection, call: Call, field: str) -> tuple[AccountRow, Held, AccountFacts]:
         """The account the call reads (argument `field`), if the caller may know of it, what it holds,
         and the account as rules see it."""
         account, held = self.ledger.held_account_in(conn, call.arguments[field], call.principal, field)
         held = with_credentials(held, call)
         return account, held, self._visible(call, field, held, account)
 
-    def _visible(self, call: Call, field: str, held: Held, account: Account) -> AccountFacts:
+    def _visible(self, call: Call, field: str, held: Held, account: AccountRow) -> AccountFacts:
         """`account` (argument `field`) as rules see it; refused exactly as a missing one, unless the
         caller may know of it. Judged in the account's currency, the one `minor()` converts into there."""
         seen = account_facts(account, held)
@@ -231,11 +230,11 @@ def with_credentials(held: Held, call: Call) -> Held:
     return replace(held, roles=tuple(sorted(set(held.roles) | set(call.roles))))
 
 
-def account_facts(account: Account, held: Held) -> AccountFacts:
+def account_facts(account: AccountRow, held: Held) -> AccountFacts:
     return AccountFacts(
         account.id, account.owner, account.status, account.currency, account.balance_minor, held.to(account.id)
     )
 
 
-def who(account: Account) -> str:
+def who(account: AccountRow) -> str:
     return f"{account.id} ({account.owner})"
