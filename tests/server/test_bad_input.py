@@ -206,4 +206,5 @@ def test_the_argument_check_is_the_servers_last_middleware(tmp_path: Path) -> No
     settings = Settings(db_url=f"sqlite:///{tmp_path / 'ledger.db'}", _env_file=None)  # type: ignore[call-arg]
     server = build_server(open_state(settings, create=True), settings)
     assert isinstance(server.middleware[-1], Edge)
-    assert [m for m in server.middleware if m.__module__.startswith(("mcp_server", "policy"))] == [server.middleware[-1]]
+    ours = [m for m in server.middleware if m.__module__.startswith(("mcp_server", "policy"))]
+    assert ours == [server.middleware[-1]]
