@@ -113,8 +113,9 @@ def present(decided: GateResult, model: type[ToolResult], extra: Mapping[str, An
     """The gate's result as the tool returns it: one sentence as text, the model as structured content."""
     if decided.status is Status.PENDING_APPROVAL:  # the details are the desk link, not the action's output
         extra = {key: (decided.details or {}).get(key) for key in ("approval_url", "expires_at")}
+    status = decided.status
     body = model(
-        status=decided.status.value,
+        status=str(status),  # the value, as `.value` gives it, without its two calls
         message=decided.message,
         approval_ref=decided.approval_ref,
         error=dict(decided.error) if decided.error is not None else None,
@@ -123,7 +124,7 @@ def present(decided: GateResult, model: type[ToolResult], extra: Mapping[str, An
     return CallToolResult(
         content=[TextContent(type="text", text=decided.message)],
         structured_content=body.present(),
-        is_error=decided.is_error,
+        is_error=status is Status.FAILED,  # `GateResult.is_error`, without its property's call
     )
 
 
