@@ -115,7 +115,7 @@ def present(decided: GateResult, model: type[ToolResult], extra: Mapping[str, An
         extra = {key: (decided.details or {}).get(key) for key in ("approval_url", "expires_at")}
     status = decided.status
     body = model(
-        status=str(status),  # the value, as `.value` gives it, without its two calls
+        status=str(status),  # type: ignore[arg-type]  # a `Status` value, as `.value` gives it, without its two calls
         message=decided.message,
         approval_ref=decided.approval_ref,
         error=dict(decided.error) if decided.error is not None else None,
