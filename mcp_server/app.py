@@ -14,21 +14,17 @@ from mcp_server.audit.sequencer import Background, Sequencer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.clock_check import ClockWatch
 from mcp_server.desk.config import DeskConfig
+from mcp_server.edge import Edge
 from mcp_server.expiry import ExpirySweep
 from mcp_server.http.oauth import RoleToken
-from mcp_server.internal_errors import no_internals
 from mcp_server.ledger.books import Ledger
 from mcp_server.settings import Settings
 from mcp_server.storage.database import Database
 from mcp_server.storage.gate_store import SqlGateStore
 from mcp_server.tools import TOOL_ARGUMENTS, ledger_actions, register_tools
-from mcp_server.tools.answer_check import answer_check
-from mcp_server.tools.argument_check import ArgumentCheck
 from policy.gate import Gate
 from policy.loader import load_policy
 from policy.mcp.asked import question_digest
-from policy.mcp.desk_link import desk_link
-from policy.mcp.empty_accept import empty_accept_is_an_empty_form
 from policy.mcp.waits import Waits
 
 SERVER_NAME = "bankgate"
@@ -149,13 +145,7 @@ def build_server(
         lifespan=lifespan,
         log_level=settings.log_level,
         request_state_security=security,
-        middleware=[
-            no_internals,
-            desk_link,
-            answer_check,
-            empty_accept_is_an_empty_form,
-            ArgumentCheck(state.gate.actions),  # last: the request it holds is the tool's
-        ],
+        middleware=[Edge(state.gate.actions)],
         token_verifier=token_verifier,
         auth=auth,
     )

@@ -176,8 +176,25 @@ _INVARIANTS: tuple[tuple[str, Statement], ...] = (
 )
 
 
+class AccountRow(Protocol):
+    """An account as a plan or a look-up hands it to the gate's tools: what they show, judge and post. A row
+    as read (no model built: a pydantic validation and its datetime parsing, which a call's question and
+    settlement, each reading two accounts, never show); `Account` has these too."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def owner(self) -> str: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def balance_minor(self) -> int: ...
+
+
 class _Row(NamedTuple):
-    """An account row as the write path uses it: cheaper than building the public model."""
+    """An account row as the write path uses it: cheaper than building the public model (an `AccountRow`)."""
 
     id: str
     owner: str
@@ -202,15 +219,15 @@ class Side(Protocol):
     def balance_minor(self) -> int: ...
 
 
-Seen = Callable[[Account, Held], object]
+Seen = Callable[[AccountRow, Held], object]
 """A caller's check of the first account a plan reads, with what the holder holds (it raises to refuse)."""
 
 
 class TransferPlan(NamedTuple):
     """A transfer that passed every check, on rows locked until the transaction ends if planned with `lock`."""
 
-    debit: Account
-    credit: Account
+    debit: AccountRow
+    credit: AccountRow
     amount_minor: int
     held: Held
     """What the holder the plan was made for holds on both accounts (nothing, without a holder)."""
@@ -219,8 +236,8 @@ class TransferPlan(NamedTuple):
 class ClosePlan(NamedTuple):
     """A closure that passed every check; `destination` receives `account`'s balance."""
 
-    account: Account
-    destination: Account | None
+    account: AccountRow
+    destination: AccountRow | None
     held: Held
     """As `TransferPlan.held`."""
 
@@ -264,14 +281,13 @@ class Ledger:
 
     def held_account_in(
         self, conn: Connection, account_id: str, holder: str, field: str = "account_id"
-    ) -> tuple[Account, Held]:
-        """`account_in`, with what `holder` holds on the account, read in the same statement (`_pair`'s, of
-        one account: its one row, if any, taken as it is)."""
+    ) -> tuple[AccountRow, Held]:
+        """`account_in` (as read, not a model), with what `holder` holds on the account, read in the same
+        statement (`_pair`'s, of one account: its one row, if any, taken as it is)."""
         row = self._held_pair.one(conn, _pair_params(account_id, account_id, holder))
         if row is None:
             raise unknown_account(account_id, field)
-        account = Account.model_validate(dict(zip(_Row._fields, row, strict=False)))  # the row's first 7 columns
-        return account, held_of(((row[0], row[7], row[8]),))
+        return _Row(*row[:7]), held_of(((row[0], row[7], row[8]),))
 
     def transfer_in(
         self,
@@ -323,7 +339,7 @@ class Ledger:
             holder=holder,
             seen=seen,
         )
-        return TransferPlan(debit.public(), credit.public(), amount_minor, held)
+        return TransferPlan(debit, credit, amount_minor, held)
 
     def expect_plan(
         self, conn: Connection, first: str, second: str | None, *, lock: bool = True, holder: str | None = None
@@ -372,7 +388,7 @@ class Ledger:
         `plan_transfer_in`."""
         _distinct_sweep(account_id, sweep_to)
         account, destination, held = self._plan_close(conn, account_id, sweep_to, lock=lock, holder=holder, seen=seen)
-        return ClosePlan(account.public(), destination.public() if destination is not None else None, held)
+        return ClosePlan(account, destination, held)
 
     def post_close_in(
         self,
@@ -742,7 +758,7 @@ class Ledger:
             rows = {row[0]: _Row(*row[:7]) for row in found}
             held = held_of((row[0], row[7], row[8]) for row in found)
         if seen is not None and first in rows:
-            seen(rows[first].public(), held)
+            seen(rows[first], held)
         return rows, held
 
     def _lock(self, conn: Connection, first: str, second: str) -> dict[str, _Row]:

@@ -116,6 +116,7 @@ _DENIED_SQLSTATES = frozenset({"42501", "25006"})
 # driver begins implicitly with the first statement.
 _SQLITE_BEGIN = {True: Statement("BEGIN IMMEDIATE"), False: Statement("BEGIN DEFERRED")}
 _SQLITE_END_READ = Statement("ROLLBACK")
+_SQLITE_COMMIT = Statement("COMMIT")
 _SQLITE_NO_WAITING = Statement("PRAGMA busy_timeout = 0")
 _SQLITE_RELAXED, _SQLITE_DURABLE = Statement("PRAGMA synchronous = NORMAL"), Statement("PRAGMA synchronous = FULL")
 _POSTGRES_RELAXED = Statement("SET LOCAL synchronous_commit = off")
@@ -377,9 +378,7 @@ class Database:
                             committing = True
                             commit(conn, transaction)
                             return result
-                    with _relaxed(conn, not durable), conn.begin():
-                        if write or snapshot:
-                            _SQLITE_BEGIN[write].run(conn)
+                    with _relaxed(conn, not durable), _SqliteTransaction(conn, write=write, snapshot=snapshot):
                         return work(conn)
             except DBAPIError as exc:
                 if not _is_transient(exc):
@@ -573,6 +572,55 @@ def _discarded(conn: Connection | None) -> Connection | None:
         conn.invalidate()
         conn.close()
     return None
+
+
+class _SqliteTransaction:
+    """A SQLite transaction of `Database._transact`: BEGIN on entry (IMMEDIATE to write, DEFERRED for one read
+    snapshot; none for reads each on their own), COMMIT on a clean exit, else ROLLBACK. What `conn.begin()` did
+    around it (the driver in autocommit, SQLAlchemy's BEGIN does nothing; its COMMIT is the driver's), without
+    SQLAlchemy's transaction machinery: some 19 calls a transaction. `work` that ran SQLAlchemy's own execute
+    began SQLAlchemy's transaction on the same one: SQLAlchemy ends it. A class, as `_Turn`."""
+
+    __slots__ = ("_begin", "_conn")
+
+    def __init__(self, conn: Connection, *, write: bool, snapshot: bool) -> None:
+        self._conn = conn
+        self._begin = _SQLITE_BEGIN[write] if write or snapshot else None
+
+    def __enter__(self) -> None:
+        if self._begin is not None:
+            self._begin.run(self._conn)
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        conn = self._conn
+        if exc_type is None:
+            try:
+                if conn.in_transaction():  # `work` used SQLAlchemy's execute, which began SQLAlchemy's transaction
+                    conn.commit()
+                elif self._begin is not None:
+                    _SQLITE_COMMIT.run(conn)
+                return
+            except BaseException:
+                self._roll_back()
+                raise
+        self._roll_back()
+
+    def _roll_back(self) -> None:
+        """End what is left of the transaction (`work` or its COMMIT failed): SQLAlchemy's, which counts its own
+        ended even when its COMMIT raised, and the driver's, whose write lock would outlive it. A connection
+        that cannot roll back is discarded (the exception being raised says what failed)."""
+        conn = self._conn
+        try:
+            if conn.get_transaction() is not None:  # even one no longer active (its COMMIT raised)
+                conn.rollback()  # also what lets a connection SQLAlchemy invalidated meanwhile be used again
+            if conn.invalidated:  # its driver connection is closed, and with it what it held
+                return
+            driver = conn.connection.driver_connection
+            if driver is not None and driver.in_transaction:  # type: ignore[attr-defined]  # sqlite3's own
+                _SQLITE_END_READ.run(conn)
+        except Exception:  # never in place of the exception being raised
+            if not conn.invalidated:
+                conn.invalidate()
 
 
 def _relaxed(conn: Connection, relaxed: bool) -> AbstractContextManager[None]:

@@ -8,14 +8,12 @@ is recorded, so the round can be answered again as it was asked.
 """
 
 from collections.abc import Mapping
-from typing import Any
 
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp_types import ElicitResult, InputResponses
+from mcp_types import CallToolResult, ElicitResult, InputResponses
 from pydantic import TypeAdapter, ValidationError
 
 from mcp_server.tools.common import failed
-from policy.mcp.round import ASK_KEY, INPUT_REQUIRED_VERSIONS
+from policy.mcp.round import ASK_KEY
 from policy.results import Refusal
 
 _ANSWERS: TypeAdapter[InputResponses] = TypeAdapter(InputResponses)
@@ -31,20 +29,14 @@ _PARTS = {
 }
 
 
-async def answer_check(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-    """Server middleware: a `tools/call` whose answers are malformed is refused here, naming what is wrong."""
-    params = ctx.params
-    if (
-        ctx.method == "tools/call"
-        and params is not None
-        and params.get("inputResponses") is not None
-        and ctx.protocol_version in INPUT_REQUIRED_VERSIONS
-    ):
-        problem = _problem(params["inputResponses"])
-        if problem is not None:
-            refusal = Refusal("invalid_answer", problem, "inputResponses")
-            return failed(f"Invalid answer: {problem} Nothing was done; answer the question again.", refusal)
-    return await call_next(ctx)
+def refused_answer(responses: object) -> CallToolResult | None:
+    """The refusal of a 2026-07-28 round's malformed `inputResponses` (`mcp_server.edge` asks only of such a round
+    that carries some), naming what is wrong; `None` when they are well formed."""
+    problem = _problem(responses)
+    if problem is None:
+        return None
+    refusal = Refusal("invalid_answer", problem, "inputResponses")
+    return failed(f"Invalid answer: {problem} Nothing was done; answer the question again.", refusal)
 
 
 def _problem(responses: object) -> str | None:

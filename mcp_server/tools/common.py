@@ -20,9 +20,8 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
-from mcp_server.ledger.books import Ledger, Seen, unknown_account
+from mcp_server.ledger.books import AccountRow, Ledger, Seen, unknown_account
 from mcp_server.ledger.entitlements import Held
-from mcp_server.ledger.models import Account
 from mcp_server.ledger.money import minor_units
 from policy.action import Call, Done, Inspection
 from policy.document import Policy
@@ -114,8 +113,9 @@ def present(decided: GateResult, model: type[ToolResult], extra: Mapping[str, An
     """The gate's result as the tool returns it: one sentence as text, the model as structured content."""
     if decided.status is Status.PENDING_APPROVAL:  # the details are the desk link, not the action's output
         extra = {key: (decided.details or {}).get(key) for key in ("approval_url", "expires_at")}
+    status = decided.status
     body = model(
-        status=decided.status.value,
+        status=str(status),  # type: ignore[arg-type]  # a `Status` value, as `.value` gives it, without its two calls
         message=decided.message,
         approval_ref=decided.approval_ref,
         error=dict(decided.error) if decided.error is not None else None,
@@ -124,7 +124,7 @@ def present(decided: GateResult, model: type[ToolResult], extra: Mapping[str, An
     return CallToolResult(
         content=[TextContent(type="text", text=decided.message)],
         structured_content=body.present(),
-        is_error=decided.is_error,
+        is_error=status is Status.FAILED,  # `GateResult.is_error`, without its property's call
     )
 
 
@@ -194,14 +194,14 @@ class LedgerAction(ABC):
                 )
         return raw
 
-    def _subject(self, conn: Connection, call: Call, field: str) -> tuple[Account, Held, AccountFacts]:
+    def _subject(self, conn: Connection, call: Call, field: str) -> tuple[AccountRow, Held, AccountFacts]:
         """The account the call reads (argument `field`), if the caller may know of it, what it holds,
         and the account as rules see it."""
         account, held = self.ledger.held_account_in(conn, call.arguments[field], call.principal, field)
         held = with_credentials(held, call)
         return account, held, self._visible(call, field, held, account)
 
-    def _visible(self, call: Call, field: str, held: Held, account: Account) -> AccountFacts:
+    def _visible(self, call: Call, field: str, held: Held, account: AccountRow) -> AccountFacts:
         """`account` (argument `field`) as rules see it; refused exactly as a missing one, unless the
         caller may know of it. Judged in the account's currency, the one `minor()` converts into there."""
         seen = account_facts(account, held)
@@ -231,11 +231,11 @@ def with_credentials(held: Held, call: Call) -> Held:
     return replace(held, roles=tuple(sorted(set(held.roles) | set(call.roles))))
 
 
-def account_facts(account: Account, held: Held) -> AccountFacts:
+def account_facts(account: AccountRow, held: Held) -> AccountFacts:
     return AccountFacts(
         account.id, account.owner, account.status, account.currency, account.balance_minor, held.to(account.id)
     )
 
 
-def who(account: Account) -> str:
+def who(account: AccountRow) -> str:
     return f"{account.id} ({account.owner})"

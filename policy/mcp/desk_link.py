@@ -1,4 +1,4 @@
-"""Server middleware for calls that continue an approval asked at the desk.
+"""Calls that continue an approval asked at the desk (steps of the server's edge, `mcp_server.edge`).
 
 - The model continues a `pending_approval` call by repeating it with the `approval_ref`
   argument. That argument is the protocol's, not the action's: it is moved into `_meta`
@@ -15,10 +15,9 @@
 
 import json
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.context import HandlerResult, ServerRequestContext
 from mcp_types import CallToolResult, ElicitRequest, ElicitRequestURLParams, InputRequiredResult
 
 from policy.mcp.round import APPROVAL_REF_META, INPUT_REQUIRED_VERSIONS
@@ -34,36 +33,37 @@ _MAPPING = (dict, Mapping)
 """`isinstance(x, Mapping)` that settles a plain dict (every call's, from JSON) without the ABC's look-up."""
 
 
-async def desk_link(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-    """Server middleware: `approval_ref` → `_meta`; a desk link as a URL input request on 2026-07-28."""
-    params = ctx.params
-    if ctx.method != "tools/call" or params is None:
-        return await call_next(ctx)
+def continuing(params: Mapping[str, Any]) -> tuple[Mapping[str, Any], bool] | None:
+    """A `tools/call`'s `params` with `approval_ref` moved into `_meta`, or a desk link's round turned into the
+    call it continues, and whether that round declined the link; `None` for most calls, which continue nothing
+    (on as they came, without a copy). The first step of the server's edge (`mcp_server.edge`)."""
     raw = params.get("arguments")
     arguments: Mapping[str, Any] = raw if isinstance(raw, _MAPPING) else {}
     presented = APPROVAL_REF in arguments
     state = params.get("requestState")
     continued = _continued(state) if state is not None else None
+    if not presented and continued is None:
+        return None
+    params = dict(params)
     declined = False
-    if not presented and continued is None:  # most calls: on as they came, without a copy of the request's context
-        result = await call_next(ctx)
-    else:
-        params = dict(params)
-        ref: Any = continued  # a desk link's state names the approval, over any approval_ref argument
-        if presented:
-            ref = arguments[APPROVAL_REF] if ref is None else ref
-            params["arguments"] = {k: v for k, v in arguments.items() if k != APPROVAL_REF}
-        if continued is not None:
-            responses = params.pop("inputResponses", None)
-            params.pop("requestState")
-            answer = responses.get(DESK_INPUT) if isinstance(responses, Mapping) else None
-            declined = isinstance(answer, Mapping) and answer.get("action") in ("decline", "cancel")
-        if ref is not None:
-            meta = params.get("_meta")
-            params["_meta"] = {**(meta if isinstance(meta, Mapping) else {}), APPROVAL_REF_META: ref}
-        result = await call_next(replace(ctx, params=params))
-    if declined:
-        return result
+    ref: Any = continued  # a desk link's state names the approval, over any approval_ref argument
+    if presented:
+        ref = arguments[APPROVAL_REF] if ref is None else ref
+        params["arguments"] = {k: v for k, v in arguments.items() if k != APPROVAL_REF}
+    if continued is not None:
+        responses = params.pop("inputResponses", None)
+        params.pop("requestState")
+        answer = responses.get(DESK_INPUT) if isinstance(responses, Mapping) else None
+        declined = isinstance(answer, Mapping) and answer.get("action") in ("decline", "cancel")
+    if ref is not None:
+        meta = params.get("_meta")
+        params["_meta"] = {**(meta if isinstance(meta, Mapping) else {}), APPROVAL_REF_META: ref}
+    return params, declined
+
+
+def as_desk_link(ctx: ServerRequestContext[Any, Any], result: HandlerResult) -> HandlerResult:
+    """`result` of a `tools/call` (that did not decline a link), a `pending_approval` one as a URL input request
+    for a client that takes one (the edge's last step)."""
     body = _pending(result)
     if body is None or not _links_by_url(ctx):
         return result

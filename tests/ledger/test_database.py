@@ -21,6 +21,7 @@ from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.storage import database as database_module
 from mcp_server.storage.database import Database, LedgerNotOpened, default_database_url, redacted_url
+from mcp_server.storage.statement import Statement
 from tests.support import (
     POSTGRES_URL_ENV,
     create_schema,
@@ -513,3 +514,34 @@ def test_a_broken_prompt_writer_is_replaced_with_one_that_still_never_waits(back
 
     assert database.run(timeout, wait=False) == 0
     assert database._prompt_writer is not broken
+
+
+@pytest.mark.parametrize("wait", [True, False])
+@pytest.mark.parametrize("through", ["statement", "sqlalchemy", "both"])
+def test_a_write_that_fails_after_writing_leaves_nothing_and_no_lock(
+    backend: str, database: Database, database_url: str, wait: bool, through: str
+) -> None:
+    """A write transaction that raises rolls back what it wrote, whether through `Statement` (the driver's own),
+    SQLAlchemy's execute (its own transaction, begun inside ours) or both, on a pooled connection or the
+    long-lived one of work that must not wait; the write lock is free after, and the next write commits."""
+    sqlite_only(backend)
+
+    def failing(conn: Connection) -> None:
+        if through != "sqlalchemy":
+            Statement(UPDATE_HEAD).run(conn)
+        if through != "statement":
+            conn.exec_driver_sql(UPDATE_HEAD)
+        raise RuntimeError("after writing")
+
+    with pytest.raises(RuntimeError, match="after writing"):
+        database.run(failing, wait=wait)
+    assert head_seq(database) == 0, "nothing it wrote was kept"
+    other = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None, timeout=0.2)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # the write lock is free
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    database.run(lambda conn: Statement(UPDATE_HEAD).run(conn), wait=wait)
+    database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=wait)
+    assert head_seq(database) == 2, "the next writes committed, each on its own"

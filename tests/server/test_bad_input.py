@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy import text
 
 from mcp_server.app import build_server, open_state
+from mcp_server.edge import Edge
 from mcp_server.settings import Settings
 from mcp_server.tools import TOOL_ARGUMENTS
-from mcp_server.tools.argument_check import ArgumentCheck
 from policy.testing import ScriptedResponder, approve
 from tests.server.harness import Harness
 
@@ -202,7 +202,9 @@ async def test_an_amount_no_number_can_carry_is_refused_by_name_never_echoed(
 def test_the_argument_check_is_the_servers_last_middleware(tmp_path: Path) -> None:
     """The gate decides on the request and the arguments the edge check holds (`policy.mcp.parsed_arguments`),
     so no middleware may come after it: one rewriting the call there would have it decided on other arguments
-    than the tool runs with."""
+    than the tool runs with. bankgate's one middleware is the edge, the server's last, whose last step the check is."""
     settings = Settings(db_url=f"sqlite:///{tmp_path / 'ledger.db'}", _env_file=None)  # type: ignore[call-arg]
     server = build_server(open_state(settings, create=True), settings)
-    assert isinstance(server.middleware[-1], ArgumentCheck)
+    assert isinstance(server.middleware[-1], Edge)
+    ours = [m for m in server.middleware if m.__module__.startswith(("mcp_server", "policy"))]
+    assert ours == [server.middleware[-1]]

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from mcp_server import edge
 from mcp_server.ledger.books import Ledger
-from mcp_server.tools.argument_check import ArgumentCheck
 from mcp_server.tools.transfer import TransferAction
 from policy.testing import ScriptedResponder, approve
 from tests.server.harness import Harness
@@ -52,10 +52,7 @@ async def test_a_crash_before_the_tool_runs_is_an_internal_error_without_its_tex
     sends 'Internal server error'): a crash in the server's middleware must not reach the caller so."""
     source, target = harness.open_account("100.00"), harness.open_account("5.00")
 
-    async def crash_on_a_call(_: ArgumentCheck, ctx: Any, call_next: Any) -> Any:
-        return crash() if ctx.method == "tools/call" else await call_next(ctx)
-
-    monkeypatch.setattr(ArgumentCheck, "__call__", crash_on_a_call)
+    monkeypatch.setattr(edge, "checked_arguments", crash)
     async with harness.client(mode=mode) as client:
         with pytest.raises(MCPError) as caught:
             await client.call_tool("transfer_funds", {"from_account": source, "to_account": target, "amount": "1"})
