@@ -115,8 +115,15 @@ class Harness:
         callback = responder if responder is not None else None
         if self.transport == "memory":
             settings = self.settings(principal)
-            target: Any = build_server(open_state(settings), settings)
-        elif self.transport == "stdio":
+            state = open_state(settings)
+            try:  # its connections closed with it: tests open hundreds of servers, PostgreSQL allows 100 clients
+                async with Client(build_server(state, settings), elicitation_callback=callback, mode=mode) as client:
+                    yield client
+            finally:
+                state.ledger.db.close()
+            return
+        target: Any
+        if self.transport == "stdio":
             env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
             env |= {name: value for name, value in os.environ.items() if name == KEY_FILE_ENV}  # the run's audit key
             args = serve_args(self.db_url, "--principal", principal, "--policy", str(self.policy))
