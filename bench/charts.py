@@ -86,8 +86,8 @@ def _ratios(rows: Sequence[PerfRow]) -> Figure | None:
     axes.set_yticks(range(len(judged)), [f"{r.benchmark} · {r.configuration} · {r.subject}" for r, _, _ in judged])
     axes.invert_yaxis()
     axes.set_xlim(0, max(1.1, *(ratio for _, ratio, _ in judged)) * 1.08)
-    axes.set_xlabel("ratio to the same-run baseline (higher is better)")
-    axes.set_title("Ratio to the same-run baseline: green meets its goal")
+    axes.set_xlabel("ratio (higher is better)")
+    figure.suptitle("Ratio to the same-run baseline: green meets its goal")
     axes.plot([], [], color="black", linewidth=2, label="goal")
     axes.plot([], [], "D", color=_GREY, label="floor tool: the most any implementation can reach")
     if bounds:
@@ -120,7 +120,7 @@ def _host_time(rows: Sequence[PerfRow]) -> Figure | None:
     axes.set_yticks(range(len(splits)), labels)
     axes.invert_yaxis()
     axes.set_xlabel("median time of one turn, ms")
-    axes.set_title("Where a host turn's time goes")
+    figure.suptitle("Where a host turn's time goes")
     _legend_below(axes, columns=3)
     axes.grid(axis="x", alpha=0.3)
     return figure
@@ -170,12 +170,13 @@ def _load(rows: Sequence[PerfRow]) -> Figure | None:
     axes.set_ylim(bottom=0)
     axes.set_xlabel("concurrent HTTP clients")
     axes.set_ylabel("calls/s (realistic mix, approvals included)")
-    axes.set_title("Throughput under load: bankgate, the required work, the durable floor, the bare SDK server")
+    figure.suptitle("Throughput under load: bankgate, the required work, the durable floor, the bare SDK server")
     _legend_below(axes, columns=3)
     axes.grid(alpha=0.3)
     return figure
 
 
 def _legend_below(axes: Axes, columns: int) -> None:
-    """Under the plot, where it hides no bar."""
-    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=columns, fontsize=8, frameon=False)
+    """Under the plot, where it hides no bar: the figure's, so that long tick labels beside narrow axes push
+    neither it nor the title past the image's edge (constrained layout makes room for it)."""
+    axes.figure.legend(loc="outside lower center", ncol=columns, fontsize=8, frameon=False)
