@@ -32,6 +32,16 @@ from tests.support import (
 )
 
 
+def assert_write_lock_free(database_url: str) -> None:
+    """Another connection takes the SQLite file's write lock at once: no transaction was left holding it."""
+    other = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None, timeout=0.2)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+
+
 def test_plain_path_and_sqlite_url_are_the_same_database(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "ledger.db"
     first = Database.open(str(path))
@@ -474,12 +484,7 @@ def test_a_write_that_must_not_wait_and_fails_at_its_commit_leaves_no_lock_behin
     monkeypatch.setattr(SQLiteDialect, "do_commit", failing_once)
     with pytest.raises(RuntimeError, match="a bug at COMMIT"):
         database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=False)
-    other = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None, timeout=0.2)
-    try:
-        other.execute("BEGIN IMMEDIATE")  # the write lock is free
-        other.execute("ROLLBACK")
-    finally:
-        other.close()
+    assert_write_lock_free(database_url)
     database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=False)
     assert head_seq(database) == 1, "the failed transaction rolled back; the next one committed"
 
@@ -536,12 +541,7 @@ def test_a_write_that_fails_after_writing_leaves_nothing_and_no_lock(
     with pytest.raises(RuntimeError, match="after writing"):
         database.run(failing, wait=wait)
     assert head_seq(database) == 0, "nothing it wrote was kept"
-    other = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None, timeout=0.2)
-    try:
-        other.execute("BEGIN IMMEDIATE")  # the write lock is free
-        other.execute("ROLLBACK")
-    finally:
-        other.close()
+    assert_write_lock_free(database_url)
     database.run(lambda conn: Statement(UPDATE_HEAD).run(conn), wait=wait)
     database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=wait)
     assert head_seq(database) == 2, "the next writes committed, each on its own"
