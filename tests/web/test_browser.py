@@ -46,10 +46,13 @@ def shots(tmp_path: Path) -> Path:
 
 
 @asynccontextmanager
-async def browser_page(url: str) -> AsyncIterator[Page]:
+async def browser_page(url: str, before: str | None = None) -> AsyncIterator[Page]:
+    """A page at `url`; `before`: a script run in it before the page's own."""
     async with playwright_api.async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = await browser.new_page(viewport={"width": 900, "height": 1000})
+        if before is not None:
+            await page.add_init_script(before)
         await page.goto(url)
         try:
             yield page
@@ -360,3 +363,18 @@ async def test_the_token_leaves_the_address_bar_and_still_serves_the_tab(
         assert "s3cret" not in page.url
         await ask(page, "What is the balance of ACC-001?")
         await expect(page.locator(".bubble.assistant").last).to_contain_text("5,000.00", timeout=30_000)
+
+
+async def test_a_page_outside_a_secure_context_still_makes_unguessable_thread_ids(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """`crypto.randomUUID` exists only in a secure context (https, loopback); served over plain http elsewhere,
+    the page made its thread id, all that tells one browser's conversation from another's under one token, from
+    the clock and Math.random. It now draws 128 bits from `crypto.getRandomValues` there."""
+    insecure = "delete Crypto.prototype.randomUUID; Math.random = () => 0.5;"  # as plain http; a guessable generator
+    async with web_for(emulator, tmp_path, agent_name) as web, browser_page(web.url, before=insecure) as page:
+        async with page.expect_request("**/agent") as sent:
+            await ask(page, "What is the balance of ACC-001?")
+        body = (await sent.value).post_data_json
+    assert re.fullmatch(r"thread-[0-9a-f]{32}", body["threadId"]), body["threadId"]
+    assert re.fullmatch(r"run-[0-9a-f]{32}", body["runId"]), body["runId"]

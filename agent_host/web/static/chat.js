@@ -28,7 +28,10 @@ function takeToken() {
 }
 
 function randomId() {
-  return globalThis.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random().toString(16).slice(2)}`;
+  // A thread's id is all that tells one browser's conversation from another's under the same token, so it is
+  // never guessable: randomUUID exists only in a secure context (https, loopback), getRandomValues everywhere.
+  if (globalThis.crypto?.randomUUID) return crypto.randomUUID();
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function element(tag, className, text) {
