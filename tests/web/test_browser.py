@@ -376,5 +376,6 @@ async def test_a_page_outside_a_secure_context_still_makes_unguessable_thread_id
         async with page.expect_request("**/agent") as sent:
             await ask(page, "What is the balance of ACC-001?")
         body = (await sent.value).post_data_json
+    assert isinstance(body, dict), body
     assert re.fullmatch(r"thread-[0-9a-f]{32}", body["threadId"]), body["threadId"]
     assert re.fullmatch(r"run-[0-9a-f]{32}", body["runId"]), body["runId"]
