@@ -114,10 +114,6 @@ class Shape:
             "round_trips": sum(t.round_trips for t in self.transactions),
         }
 
-    def verbs(self) -> list[list[str]]:
-        """Each transaction's statements (SQL, whitespace collapsed): the shape tests compare."""
-        return [[" ".join(s.sql.split()) for s in t.body] for t in self.transactions]
-
 
 _Key = tuple[int, int]
 """Whose statements: a driver connection's id and a thread's (see `_key`)."""

@@ -187,11 +187,11 @@ class GateTx(Protocol[L_co]):
     def overdue(self, now: float, grace: float, limit: int, passed: Collection[str] = ()) -> list[str]:
         """The references of up to `limit` pending approvals over at `now` for `grace` seconds (`Approval.over`:
         their deadline at or before `now - grace`) or read on a clock set back (`Approval.set_back` at `now`),
-        earliest deadline first, leaving out those in `passed` and those a desk approver signed a yes on that
-        their callers may still continue (not set back, `Approval.continue_by` after `now - grace`). In a write
-        transaction each is held as `lock_approval` holds one, with its idempotency key's turn (as `recall` takes
-        it): one whose row or key another transaction holds is left out, not waited for. Only references are read:
-        a row edited unreadable is found by `lock_approval`, one at a time."""
+        in no promised order (each batch ends whichever are due), leaving out those in `passed` and those a desk
+        approver signed a yes on that their callers may still continue (not set back, `Approval.continue_by` after
+        `now - grace`). In a write transaction each is held as `lock_approval` holds one, with its idempotency key's
+        turn (as `recall` takes it): one whose row or key another transaction holds is left out, not waited for.
+        Only references are read: a row edited unreadable is found by `lock_approval`, one at a time."""
 
     def desk_decision(self, ref: str) -> DeskSignoff | None:
         """The approval desk's signed decision on approval `ref`, if an approver has made one."""

@@ -176,21 +176,26 @@ _INVARIANTS: tuple[tuple[str, Statement], ...] = (
 )
 
 
-class AccountRow(Protocol):
+class Side(Protocol):
+    """One side of a movement as posting needs it: an account row, its public model, or its facts."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def balance_minor(self) -> int: ...
+
+
+class AccountRow(Side, Protocol):
     """An account as a plan or a look-up hands it to the gate's tools: what they show, judge and post. A row
     as read (no model built: a pydantic validation and its datetime parsing, which a call's question and
     settlement, each reading two accounts, never show); `Account` has these too."""
 
     @property
-    def id(self) -> str: ...
-    @property
     def owner(self) -> str: ...
     @property
-    def currency(self) -> str: ...
-    @property
     def status(self) -> str: ...
-    @property
-    def balance_minor(self) -> int: ...
 
 
 class _Row(NamedTuple):
@@ -206,17 +211,6 @@ class _Row(NamedTuple):
 
     def public(self) -> Account:
         return Account.model_validate(dict(zip(self._fields, self, strict=True)))  # `_asdict`'s, without its call
-
-
-class Side(Protocol):
-    """One side of a movement as posting needs it: an account row, its public model, or its facts."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def currency(self) -> str: ...
-    @property
-    def balance_minor(self) -> int: ...
 
 
 Seen = Callable[[AccountRow, Held], object]

@@ -112,8 +112,8 @@ _PROMPT_TURN_WAIT_S = 0.005
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 _DENIED_SQLSTATES = frozenset({"42501", "25006"})
 """insufficient_privilege (a role that may only read) and read_only_sql_transaction (a standby, a read-only default)."""
-# SQLite's driver runs in autocommit mode, so each transaction states its own BEGIN; PostgreSQL's
-# driver begins implicitly with the first statement.
+# SQLite's driver runs in autocommit mode, so each transaction states its own BEGIN; on PostgreSQL
+# `statement.pipelined` queues it (a libpq without pipeline mode: the driver begins by itself).
 _SQLITE_BEGIN = {True: Statement("BEGIN IMMEDIATE"), False: Statement("BEGIN DEFERRED")}
 _SQLITE_END_READ = Statement("ROLLBACK")
 _SQLITE_COMMIT = Statement("COMMIT")

@@ -265,8 +265,8 @@ class SqlGateTx:
         (`expect_pending`, PostgreSQL) is that one, or else sent too: if another caller's insert for the binding
         commits first, the COMMIT fails and `SqlGateStore.transaction` runs the work again without reading ahead.
         Otherwise it is inserted unless its binding's is pending, which is then read. A question transaction
-        holds no turn, so on PostgreSQL that pending one may be settled between the two statements: the binding
-        is then free, and the insert is tried again."""
+        holds no key turn (a settlement's), so on PostgreSQL that pending one may be settled between the two
+        statements: the binding is then free, and the insert is tried again."""
         pending = {"v": approval.binding}
         ahead = shared and _BY_PENDING_BINDING.arrived(self.conn, pending)
         if ahead:

@@ -57,7 +57,7 @@ class Statement:
     def __init__(self, sql: str) -> None:
         self.sql = sql
         self._compiled: dict[str, str] = {}
-        """The driver's SQL by dialect name, its parameters named (`_compile`)."""
+        """The driver's SQL by dialect name, its parameters named (`_driver_sql`)."""
 
     def one(self, conn: Connection, params: dict[str, Any] = _NO_PARAMETERS) -> tuple[Any, ...] | None:
         """The first row, or `None`."""
@@ -109,7 +109,7 @@ class Statement:
     def _execute(self, conn: Connection, params: dict[str, Any]) -> Any:
         """Every statement of a call passes here (two dozen in a gated transfer), so it stays plain: no
         context manager, no call that is not the driver's, and on SQLite no look for a queue or a read
-        ahead, which only PostgreSQL keeps. `params` go to the driver as given (`_compile`)."""
+        ahead, which only PostgreSQL keeps. `params` go to the driver as given (`_driver_sql`)."""
         dialect, compiled = conn.dialect, self._compiled
         sql = compiled[dialect.name] if dialect.name in compiled else self._driver_sql(dialect)
         # `conn.connection`'s own answer while connected, without its property call; else the property's.

@@ -1,9 +1,10 @@
 """A call's request and its arguments parsed once: the server's edge check parses them, `prepare` reuses both.
 
 A context variable, because the edge middleware awaits the tool handler in its own context and
-the two share no object the SDK lets either extend. The edge check is the server's last middleware,
-so the request it holds is the very one the tool runs on: read from here, it costs one look, where
-the tool's `Context.request_context` costs two pydantic private-attribute lookups.
+the two share no object the SDK lets either extend. The argument check is the edge's last step, after
+every one that may replace the request, so the request it holds is the very one the tool runs on: read
+from here, it costs one look, where the tool's `Context.request_context` costs two pydantic
+private-attribute lookups.
 """
 
 from contextvars import ContextVar
@@ -16,7 +17,7 @@ PARSED: ContextVar[tuple[ServerRequestContext[Any, Any], dict[str, Any]] | None]
     "bankgate_parsed_arguments", default=None
 )
 """While a `tools/call` of a gated tool runs: its request and its arguments parsed. Set and reset by the edge
-check itself, around its `call_next`: every call passes there, and even a plain class's enter and exit cost
+itself, around its `call_next`: every call passes there, and even a plain class's enter and exit cost
 more calls than the variable's own `set` and `reset`."""
 
 
