@@ -630,7 +630,8 @@ def _relaxed(conn: Connection, relaxed: bool) -> AbstractContextManager[None]:
 
 class _RelaxedCommit:
     """``synchronous = NORMAL`` on entry, FULL again on exit. A class, not a generator, as `_Turn`: every
-    question's transaction enters one."""
+    question's transaction enters one. A connection invalidated meanwhile is left closed: the one that replaces
+    it is set up afresh (FULL), and the prompt writer's by `Database._connection` (its busy timeout of 0)."""
 
     __slots__ = ("_conn",)
 
@@ -641,6 +642,8 @@ class _RelaxedCommit:
         _SQLITE_RELAXED.run(self._conn)
 
     def __exit__(self, *exc_info: object) -> None:
+        if self._conn.invalidated:  # closed, with its setting; running here would reconnect it (`_connection`)
+            return
         try:
             _SQLITE_DURABLE.run(self._conn)
         except DBAPIError:

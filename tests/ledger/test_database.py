@@ -545,3 +545,25 @@ def test_a_write_that_fails_after_writing_leaves_nothing_and_no_lock(
     database.run(lambda conn: Statement(UPDATE_HEAD).run(conn), wait=wait)
     database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=wait)
     assert head_seq(database) == 2, "the next writes committed, each on its own"
+
+
+def test_work_that_must_not_wait_still_never_waits_after_its_rollback_failed(
+    backend: str, database: Database, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relaxed write that must not wait raises, and its ROLLBACK fails too: the connection is discarded (closing
+    it ends the transaction). Restoring its durable setting must not quietly reconnect it, with the ordinary
+    busy timeout, as the prompt writer: the next work that must not wait would wait seconds for the file's lock."""
+    sqlite_only(backend)
+
+    def failing(conn: Connection) -> None:
+        Statement(UPDATE_HEAD).run(conn)
+        raise RuntimeError("after writing")
+
+    monkeypatch.setattr(database_module, "_SQLITE_END_READ", Statement("ROLLBACK TO no_such_savepoint"))
+    with pytest.raises(RuntimeError, match="after writing"):
+        database.run(failing, wait=False, durable=False)
+    monkeypatch.undo()
+    assert_write_lock_free(database_url)
+    assert head_seq(database) == 0, "nothing it wrote was kept"
+    assert database.run(lambda conn: conn.exec_driver_sql("PRAGMA busy_timeout").scalar(), wait=False) == 0
+    assert database.run(lambda conn: synchronous_setting(backend, conn), wait=False) == 2  # FULL
