@@ -69,6 +69,24 @@ def stopped_inside_0017(before_0017: str) -> Iterator[subprocess.Popen[str]]:
         worker.wait(10)
 
 
+class Opening(threading.Thread):
+    """A replica opening (and migrating) the ledger at `url` in a thread of its own, started at once: what it
+    opened, or what it raised."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.opened: list[Database] = []
+        self.failed: list[BaseException] = []
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.opened.append(Database.open(self.url, create=False))
+        except BaseException as exc:  # reported by the test
+            self.failed.append(exc)
+
+
 def test_a_server_killed_inside_a_migration_leaves_it_to_the_next_open(
     before_0017: str, stopped_inside_0017: subprocess.Popen[str]
 ) -> None:
@@ -82,23 +100,13 @@ def test_a_replica_starting_beside_one_killed_inside_a_migration_applies_it_once
 ) -> None:
     """The second replica waits for the first's migration (its lock), and applies it itself once the first
     is killed: the first's half is rolled back, nothing is refused."""
-    opened: list[Database] = []
-    failed: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            opened.append(Database.open(before_0017, create=False))
-        except BaseException as exc:  # reported below
-            failed.append(exc)
-
-    beside = threading.Thread(target=start)
-    beside.start()
+    beside = Opening(before_0017)
     beside.join(1.0)
     assert beside.is_alive(), "the second replica did not wait for the first's migration"
     os.kill(stopped_inside_0017.pid, signal.SIGKILL)
     beside.join(30)
-    assert not beside.is_alive() and failed == []
-    opened[0].close()
+    assert not beside.is_alive() and beside.failed == []
+    beside.opened[0].close()
     assert_upgraded_once(before_0017)
 
 
@@ -133,17 +141,7 @@ def test_a_migration_that_deadlocks_with_a_reader_is_run_again_not_refused(backe
     with psycopg.connect(before_0017) as reader, psycopg.connect(postgres_base_url() or "") as watcher:
         reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         reader.execute("SELECT count(*) FROM audit_log")
-        opened: list[Database] = []
-        failed: list[BaseException] = []
-
-        def upgrade() -> None:
-            try:
-                opened.append(Database.open(before_0017, create=False))
-            except BaseException as exc:  # reported below
-                failed.append(exc)
-
-        upgrading = threading.Thread(target=upgrade)
-        upgrading.start()
+        upgrading = Opening(before_0017)
         waiting = "SELECT 1 FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))"
         deadline = time.monotonic() + 10
         while not watcher.execute(waiting, (reader.info.backend_pid,)).fetchone():
@@ -153,6 +151,6 @@ def test_a_migration_that_deadlocks_with_a_reader_is_run_again_not_refused(backe
         reader.execute("SELECT count(*) FROM approvals")  # the deadlock: PostgreSQL ends the migration's transaction
         reader.commit()
         upgrading.join(30)
-    assert failed == [] and not upgrading.is_alive(), failed
-    opened[0].close()
+    assert upgrading.failed == [] and not upgrading.is_alive(), upgrading.failed
+    upgrading.opened[0].close()
     assert_upgraded_once(before_0017)
