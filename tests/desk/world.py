@@ -103,11 +103,14 @@ class DeskBrowser:
         sent = {"Origin": self.origin, "X-CSRF-Token": self.csrf, **headers}
         return await self.client.post(DESK_PATH + path, json=body, headers={k: v for k, v in sent.items() if v})
 
-    async def enroll(self, token: str, passkey: SoftPasskey) -> httpx2.Response:
+    async def registration(self, token: str, passkey: SoftPasskey) -> dict[str, Any]:
+        """The body of `/enroll/finish`: the link opened, a challenge asked for and `passkey` registered to it."""
         await self.get(f"/enroll?token={token}")
         options = (await self.post("/enroll/options", {"token": token})).json()
-        credential = passkey.register(options["options"])
-        return await self.post("/enroll/finish", {"token": token, "nonce": options["nonce"], "credential": credential})
+        return {"token": token, "nonce": options["nonce"], "credential": passkey.register(options["options"])}
+
+    async def enroll(self, token: str, passkey: SoftPasskey) -> httpx2.Response:
+        return await self.post("/enroll/finish", await self.registration(token, passkey))
 
     async def sign_in(self, passkey: SoftPasskey) -> httpx2.Response:
         await self.get("/signin")
