@@ -254,6 +254,9 @@ class Ledger:
         """Both rows with what a holder holds on them, in one statement (a question, a read)."""
         self._holdings = locked_holdings(db.for_share)
         """What a holder holds on two rows locked as above, read after the lock (`locked_holdings`)."""
+        self._locks_rows = db.dialect == "postgresql"
+        """Whether a read locks rows: SQLite's write transaction holds the whole file from its BEGIN IMMEDIATE,
+        before any read, so its one read of the rows with the holding (`_held_pair`) already comes after the lock."""
 
     @property
     def db(self) -> Database:
@@ -742,8 +745,9 @@ class Ledger:
         self, conn: Connection, first: str, second: str, *, lock: bool, holder: str | None, seen: Seen | None
     ) -> tuple[dict[str, _Row], Held]:
         """Both rows and what `holder` holds on them: locked, the holding read after the lock
-        (`locked_holdings`), or one consistent read; `seen` is shown the first one, if it exists."""
-        if lock:
+        (`locked_holdings`), or one consistent read (also SQLite's locked one: `_locks_rows`); `seen` is shown
+        the first one, if it exists."""
+        if lock and (self._locks_rows or holder is None):
             rows = self._lock(conn, first, second)
             params = _pair_params(first, second, holder)
             held = held_rows(self._holdings.all(conn, params)) if holder is not None else Held()

@@ -567,3 +567,35 @@ def test_work_that_must_not_wait_still_never_waits_after_its_rollback_failed(
     assert head_seq(database) == 0, "nothing it wrote was kept"
     assert database.run(lambda conn: conn.exec_driver_sql("PRAGMA busy_timeout").scalar(), wait=False) == 0
     assert database.run(lambda conn: synchronous_setting(backend, conn), wait=False) == 2  # FULL
+
+
+def test_a_read_that_must_not_wait_runs_where_its_writes_left_their_pages(backend: str, database: Database) -> None:
+    """SQLite drops a connection's page cache whenever another has written since its last read: the event loop's
+    read after its own write runs on the prompt writer, whose cache holds the pages it wrote, while the write gate
+    is free; otherwise on the reader, without waiting for the gate."""
+    sqlite_only(backend)
+    writer = database.run(lambda conn: conn, wait=False)
+
+    assert database.read(lambda conn: conn, wait=False) is writer
+    assert database.read(lambda conn: conn, wait=False, snapshot=True) is writer
+    assert database.read(lambda conn: conn) is not writer  # a worker thread's: the reader
+    gate = database._write_gate
+    assert gate is not None
+    with gate:  # another writer's turn
+        assert database.read(lambda conn: conn, wait=False) is not writer
+
+
+def test_a_loop_read_the_prompt_writer_fails_is_read_again_elsewhere(backend: str, database: Database) -> None:
+    sqlite_only(backend)
+    broken = database.run(lambda conn: conn, wait=False)
+    tries: list[Connection] = []
+
+    def read(conn: Connection) -> int:
+        tries.append(conn)
+        if conn is broken:
+            conn.exec_driver_sql("SELECT no_such_column FROM accounts")
+        return int(conn.exec_driver_sql("SELECT 1").scalar_one())
+
+    assert database.read(read, wait=False) == 1
+    assert tries[0] is broken and tries[-1] is not broken
+    assert database._prompt_writer is not broken

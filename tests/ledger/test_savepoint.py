@@ -1,6 +1,7 @@
 """`SqlGateTx.savepoint`: an effect that fails leaves no trace, and the transaction goes on."""
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from mcp_server.ledger.books import Ledger
 from mcp_server.storage.database import Database
@@ -44,3 +45,21 @@ def test_a_failed_statement_inside_leaves_the_transaction_usable(database: Datab
 
     assert SqlGateStore(database).transaction(work) == 7
     assert ledger.balance(target).balance_minor == 7
+
+
+def test_sqlite_releases_an_effect_that_succeeded(database: Database) -> None:
+    """Writes after the effect (the approval, the audit records) are not copied to a savepoint's sub-journal,
+    which spilled to a temporary file every settlement: no savepoint is left to roll back to."""
+    if database.dialect != "sqlite":
+        pytest.skip("PostgreSQL keeps the savepoint until the commit: releasing it would cost a statement")
+    ledger = Ledger(database)
+    source, target = accounts(ledger)
+
+    def work(tx: SqlGateTx) -> None:
+        with tx.savepoint():
+            ledger.transfer_in(tx.conn, source, target, 30, None)
+        with pytest.raises(OperationalError, match="no such savepoint"):
+            tx.conn.exec_driver_sql("ROLLBACK TO SAVEPOINT effect")
+
+    SqlGateStore(database).transaction(work)
+    assert ledger.balance(target).balance_minor == 30
