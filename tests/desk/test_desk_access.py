@@ -3,7 +3,6 @@ used by another, a link or challenge used twice at once (PostgreSQL lets two tra
 "unused" together), a revocation racing an enrollment, and bodies too large to read."""
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +18,7 @@ from mcp_server.desk.server import StdioDesk
 from mcp_server.desk.sessions import SESSION_COOKIE
 from mcp_server.desk.web import MAX_BODY
 from tests.desk.authenticator import SoftPasskey
-from tests.desk.races import Held, change_during_decision
+from tests.desk.races import Held, abreast, change_during_decision, change_while_held
 from tests.desk.world import PORT, DeskBrowser, World, browser
 from tests.support import http_status
 
@@ -128,7 +127,7 @@ async def test_one_enrollment_link_used_twice_at_once_registers_one_passkey(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     token, _ = world.admin.add("jude")
-    held = Held(verify_registration_response, 2)
+    held = Held(verify_registration_response, abreast(world, 2))
     monkeypatch.setattr(passkeys, "verify_registration_response", held)
     statuses: list[int] = []
 
@@ -143,8 +142,7 @@ async def test_one_enrollment_link_used_twice_at_once_registers_one_passkey(
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(finish, one, bodies[0])
             tasks.start_soon(finish, two, bodies[1])
-            await held.all_entered(timeout=1.0)
-            held.go.set()
+            await held.line_up()
 
     assert sorted(statuses) == [200, 410], statuses
     assert len(world.rows("SELECT credential_id FROM desk_credentials WHERE approver = 'jude'")) == 1
@@ -165,12 +163,7 @@ async def test_a_revocation_during_enrollment_stands(world: World, monkeypatch: 
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(finish)
-            await held.all_entered()
-            revoking = threading.Thread(target=world.admin.revoke, args=("kim",))
-            revoking.start()
-            revoking.join(0.5)  # PostgreSQL: committed now; SQLite: waits for the enrollment's write lock
-            held.go.set()
-        await anyio.to_thread.run_sync(revoking.join, 5)
+            await change_while_held(world, held, lambda: world.admin.revoke("kim"))
         assert (await desk.get("/")).status_code == 303, "no session survives the revocation"
 
     assert world.rows("SELECT status FROM desk_approvers WHERE name = 'kim'")[0].status == "revoked"
@@ -183,7 +176,7 @@ async def test_one_sign_in_assertion_sent_twice_at_once_opens_one_session(
     options = (await erin.post("/signin/options", {})).json()
     body = {"nonce": options["nonce"], "credential": passkey.sign(options["options"])}
     # Hold both right after each has read the challenge (consume reads the clock next).
-    held = Held(time.time, 2)
+    held = Held(time.time, abreast(world, 2))
     monkeypatch.setattr(challenges, "time", type("Clock", (), {"time": staticmethod(held)}))
     statuses: list[int] = []
 
@@ -196,8 +189,7 @@ async def test_one_sign_in_assertion_sent_twice_at_once_opens_one_session(
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(finish, one)
             tasks.start_soon(finish, two)
-            await held.all_entered(timeout=1.0)
-            held.go.set()
+            await held.line_up()
 
     assert sorted(statuses) == [200, 409], statuses
 
@@ -387,7 +379,7 @@ async def test_a_revocation_during_a_decision_stands(
     first stops the decision; a decision is recorded only if the revocation came after it."""
     approval = world.pending()
     reply, revoked_first = await change_during_decision(
-        erin, passkey, approval, lambda: world.admin.revoke("erin"), monkeypatch
+        world, erin, passkey, approval, lambda: world.admin.revoke("erin"), monkeypatch
     )
     decided = world.db.read(lambda conn: decision_for(conn, approval.ref))
     if revoked_first:

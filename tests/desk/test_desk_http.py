@@ -350,11 +350,14 @@ async def test_a_signature_checked_past_the_deadline_is_refused_not_recorded(
     approval = world.pending()
     issued = await erin.challenge(approval.ref, "approved")
     body = {"verdict": "approved", "nonce": issued["nonce"], "credential": passkey.sign(issued["options"])}
-    world.sql("UPDATE approvals SET expires_at = :t WHERE ref = :r", t=time.time() + 0.3, r=approval.ref)
+    past = type("Clock", (), {"time": staticmethod(lambda: approval.expires_at + 1)})
 
     def slow_check(*args: Any, **kwargs: Any) -> int:
-        time.sleep(0.5)
-        return passkeys.check_assertion(*args, **kwargs)
+        # The clock moved past the deadline during the check: not a 0.3 s deadline and a 0.5 s sleep, which a
+        # loaded machine could pass before the decision began (then refused at its start, as the test asserts).
+        checked = passkeys.check_assertion(*args, **kwargs)
+        monkeypatch.setattr(decisions, "time", past)
+        return checked
 
     monkeypatch.setattr(decisions, "check_assertion", slow_check)
     reply = await erin.post(f"/approvals/{approval.ref}/decide", body)

@@ -49,7 +49,7 @@ async def test_a_link_made_while_a_decision_is_checked_stands(
     commits first stops the decision; the decision is recorded only if the link came after it."""
     approval = world.pending(principal="erin.k")
     reply, linked_first = await change_during_decision(
-        erin, passkey, approval, lambda: world.admin.link("erin", "erin.k"), monkeypatch
+        world, erin, passkey, approval, lambda: world.admin.link("erin", "erin.k"), monkeypatch
     )
     decided = world.db.read(lambda conn: decision_for(conn, approval.ref))
     if linked_first:

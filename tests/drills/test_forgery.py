@@ -216,21 +216,21 @@ async def test_clients_that_auto_accept_forms(books: Books, db_url: str, mode: s
 # -- PostgreSQL: a replay racing its own round's settlement ---------------------------------------
 
 
-async def lock_waiter(dsn: str, pattern: str, besides: frozenset[int] = frozenset(), timeout: float = 15.0) -> int:
-    """Poll until a backend (not one of `besides`) waits on a lock running a statement like `pattern`."""
+async def lock_waiter(dsn: str, blocker: int, pattern: str = "%", timeout: float = 15.0) -> int:
+    """Poll until a backend waits on a lock backend `blocker` holds, running a statement like `pattern`. Only
+    `blocker`'s: other tests' backends share the database (pytest-xdist), some of them waiting to insert audit
+    records too (`hold_audit_writes`), and taking one of theirs lined this race up on nothing."""
     deadline = time.monotonic() + timeout
     with psycopg.connect(dsn, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            rows = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE %s"
-                " AND pid <> pg_backend_pid() AND datname = current_database()",
-                (pattern,),
-            ).fetchall()
-            waiting = {int(pid) for (pid,) in rows} - besides
-            if waiting:
-                return min(waiting)
+            row = conn.execute(
+                "SELECT min(pid) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid)) AND query ILIKE %s",
+                (blocker, pattern),
+            ).fetchone()
+            if row is not None and row[0] is not None:
+                return int(row[0])
             await anyio.sleep(0.02)
-    raise TimeoutError(f"no backend waited on a lock running {pattern!r}")
+    raise TimeoutError(f"no backend waited on a lock of {blocker} running {pattern!r}")
 
 
 @pytest.mark.postgres
@@ -249,10 +249,10 @@ async def test_a_round_replayed_while_it_settles_gets_the_original_outcome(postg
             async with anyio.create_task_group() as group:
                 group.start_soon(send, "original")
                 # the settling transaction moved the money and waits to insert its records, not committed
-                settling = await lock_waiter(_plain(postgres_url), "%INSERT INTO audit_log%")
+                settling = await lock_waiter(_plain(postgres_url), holder.info.backend_pid, "%INSERT INTO audit_log%")
                 group.start_soon(send, "replay")
                 # the replay now waits too: on the principal's turn, the approval row, or the accounts it would move
-                await lock_waiter(_plain(postgres_url), "%", frozenset({settling}))
+                await lock_waiter(_plain(postgres_url), settling)
                 holder.commit()
 
     original = outcome(results["original"])

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, text
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.storage.database import Database
+from mcp_server.storage.locks import LEDGER, Space
 from tests.ledger.helpers import customer_total
 from tests.support import ledger_transfer, snapshot
 
@@ -168,11 +169,17 @@ def _collect(failures: list[BaseException], work: Callable[[], object]) -> None:
 
 
 def waiting_or_done(db: Database, thread: threading.Thread) -> None:
-    """Until `thread` ended or a transaction waits for a turn another holds (PostgreSQL); no event says either."""
+    """Until `thread` ended or a transaction waits for this ledger's account-numbers turn (PostgreSQL); no event
+    says either."""
     deadline = time.monotonic() + 10
-    while thread.is_alive() and not db.read(lambda conn: conn.execute(_WAITING).scalar_one()):
+    turn = {"space": int(Space.ACCOUNT_NUMBERS), "name": "customer"}
+    while thread.is_alive() and not db.read(lambda conn: conn.execute(_WAITING, turn).scalar_one()):
         assert time.monotonic() < deadline, "neither done nor waiting"
         time.sleep(0.01)
 
 
-_WAITING = text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)")
+_WAITING = text(
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = :space"
+    f" AND objid = CAST(hashtext({LEDGER} || '/' || :name) AS oid) AND objsubid = 2)"
+)
+"""That turn's, not any: other tests' transactions wait for turns of their own in the same database (pytest-xdist)."""

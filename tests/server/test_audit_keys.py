@@ -5,7 +5,6 @@ import secrets
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +33,7 @@ import sys, time
 from pathlib import Path
 from mcp_server.audit.keys import load_signer
 go = Path(sys.argv[2])
+print("ready", flush=True)
 while not go.exists():
     time.sleep(0.001)
 print(load_signer(Path(sys.argv[1])).key_id)
@@ -46,7 +46,8 @@ def test_processes_creating_the_key_at_once_agree_on_one(tmp_path: Path) -> None
         subprocess.Popen([sys.executable, "-c", _RACER, str(path), str(go)], stdout=subprocess.PIPE, text=True)
         for _ in range(6)
     ]
-    time.sleep(1.0)  # every racer is importing or waiting at the line
+    # Every racer at the line (imported) before it opens: a fixed sleep left slow imports behind on a loaded machine.
+    assert [racer.stdout.readline() for racer in racers if racer.stdout] == ["ready\n"] * len(racers)
     go.touch()
     ids = {racer.communicate(timeout=60)[0].strip() for racer in racers}
     assert all(racer.returncode == 0 for racer in racers)
