@@ -11,9 +11,10 @@ answer, both on the event loop, and nothing else) is the best a gate that keeps 
 across a process crash and its outcomes across a power cut can reach here. The required-work
 row (`bench.required_work.approve_recorded`) adds what bankgate's promises also need (the
 policy's decision before asking and again at settlement; the caller's open questions counted,
-the question stored as shown with its deadline, bound to its arguments' digest, and its signed
-audit record; the approval used once and in time, the transfer posted as two journal entries
-and the outcome's audit record signed in the durable transaction): its ratio to the floor is
+the question stored as shown with its reference and deadline, bound to its arguments' digest,
+and its signed audit record; the answering round's read of the question it was shown; the
+approval used once and in time, the transfer posted as two journal entries and the outcome's
+audit record signed in the durable transaction): its ratio to the floor is
 the most any such gate reaches on that goal.
 """
 

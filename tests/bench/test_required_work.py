@@ -18,7 +18,7 @@ from mcp.client.session import ElicitationFnT
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from bench.required_work import APPROVAL_TTL, MAX_PENDING, PRINCIPAL, Records, register
+from bench.required_work import APPROVAL_TTL, MAX_PENDING, PRINCIPAL, Asked, Records, register
 
 TRANSFER = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "12.34"}
 Callback = ElicitationFnT
@@ -84,7 +84,7 @@ def test_an_approved_transfer_uses_its_approval_once_posts_two_entries_and_signs
     asked: list[str] = []
     assert call(records, "approve_recorded", TRANSFER, answering(True, asked), mode) == "executed"
 
-    assert len(asked) == 1
+    assert len(asked) == 1 and "\nAnswer by: " in asked[0] and "\nReference: APR-" in asked[0]
     [(approval, status, question)] = rows(records, "SELECT id, status, question FROM approvals")
     assert status == "executed" and question == asked[0]
     assert rows(records, "SELECT approval, account_id, minor FROM entries ORDER BY leg") == [
@@ -110,12 +110,29 @@ def test_a_rejected_approval_is_recorded_as_such_and_moves_nothing(records: Reco
 
 def test_nothing_is_settled_without_a_pending_approval_of_exactly_these_arguments(records: Records) -> None:
     call(records, "approve_recorded", TRANSFER, answering(False, []))  # its approval is spent (rejected)
-    [(shown,)] = rows(records, "SELECT question FROM approvals")
-    assert isinstance(shown, str)
+    [spent] = [Asked(*row) for row in rows(records, "SELECT id, question FROM approvals")]
+    other = records.ask({**TRANSFER, "amount": "12.35"})
 
-    with pytest.raises(ToolError, match="no pending approval"):
-        records.settle(TRANSFER, shown, 1234, approve=True)
+    with pytest.raises(ToolError, match="not pending"):
+        records.settle(spent, TRANSFER, 1234, approve=True)
+    with pytest.raises(ToolError, match="not pending"):
+        records.settle(other, TRANSFER, 1234, approve=True)
     assert rows(records, "SELECT count(*) FROM entries") == [(0,)]
+
+
+def test_two_requests_alike_are_two_questions_and_an_answer_settles_only_the_one_it_was_shown(
+    records: Records,
+) -> None:
+    first, second = records.ask(TRANSFER), records.ask(TRANSFER)
+    assert first.question != second.question  # each states its own reference
+
+    with pytest.raises(ToolError, match="not pending"):
+        records.settle(Asked(first.approval, second.question), TRANSFER, 1234, approve=True)
+    assert records.settle(first, TRANSFER, 1234, approve=True) == "executed"
+    assert dict(rows(records, "SELECT id, status FROM approvals")) == {
+        first.approval: "executed",
+        second.approval: "pending",
+    }
 
 
 def test_an_answer_past_the_deadline_settles_the_question_expired_and_moves_nothing(records: Records) -> None:
@@ -128,25 +145,25 @@ def test_an_answer_past_the_deadline_settles_the_question_expired_and_moves_noth
     assert [record["event"] for record in audit(records)] == ["requested", "expired"]
 
 
-def test_an_approval_whose_stored_question_was_altered_runs_nothing(records: Records) -> None:
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_an_approval_whose_stored_question_was_altered_runs_nothing(records: Records, mode: str) -> None:
     def alter() -> None:
         with sqlite3.connect(records.path) as conn:
             conn.execute("UPDATE approvals SET question = 'Transfer 0.01 from ACC-001 to ACC-002?'")
 
-    assert "holds the question shown" in call(records, "approve_recorded", TRANSFER, answering(True, [], alter))
+    assert call(records, "approve_recorded", TRANSFER, answering(True, [], alter), mode).startswith("error: ")
     assert rows(records, "SELECT status FROM approvals") == [("pending",)]
     assert rows(records, "SELECT count(*) FROM entries") == [(0,)] and moved(records) == {}
 
 
 def test_an_approval_reset_to_pending_behind_the_floors_back_cannot_move_money_again(records: Records) -> None:
     call(records, "approve_recorded", TRANSFER, answering(True, []))
-    [(shown,)] = rows(records, "SELECT question FROM approvals")
-    assert isinstance(shown, str)
+    [used] = [Asked(*row) for row in rows(records, "SELECT id, question FROM approvals")]
     with sqlite3.connect(records.path) as conn:
         conn.execute("UPDATE approvals SET status = 'pending'")
 
     with pytest.raises(sqlite3.IntegrityError, match="entries"):
-        records.settle(TRANSFER, shown, 1234, approve=True)
+        records.settle(used, TRANSFER, 1234, approve=True)
     assert rows(records, "SELECT count(*), sum(minor) FROM entries") == [(2, 0)]
     assert moved(records) == {"ACC-001": -1234, "ACC-002": 1234}
 
@@ -155,7 +172,7 @@ def test_a_caller_with_max_pending_questions_open_is_refused_before_asking_and_n
     records: Records,
 ) -> None:
     for n in range(MAX_PENDING):
-        records.ask({**TRANSFER, "amount": f"{n + 1}.00"}, f"question {n}")
+        records.ask({**TRANSFER, "amount": f"{n + 1}.00"})
     asked: list[str] = []
 
     assert "too many pending" in call(records, "approve_recorded", TRANSFER, answering(True, asked))
@@ -165,10 +182,10 @@ def test_a_caller_with_max_pending_questions_open_is_refused_before_asking_and_n
 
 def test_questions_past_their_deadline_are_not_counted_as_open(records: Records) -> None:
     for n in range(MAX_PENDING):
-        records.ask({**TRANSFER, "amount": f"{n + 1}.00"}, f"question {n}")
+        records.ask({**TRANSFER, "amount": f"{n + 1}.00"})
     records.clock = lambda: time.time() + APPROVAL_TTL + 1
 
-    records.ask(TRANSFER, "one more")
+    records.ask(TRANSFER)
     assert rows(records, "SELECT count(*) FROM approvals") == [(MAX_PENDING + 1,)]
 
 
@@ -179,6 +196,8 @@ def test_questions_past_their_deadline_are_not_counted_as_open(records: Records)
         ({**TRANSFER, "amount": "50000.01"}, "above ceiling"),
         ({"from_account": "ACC-003", "to_account": "ACC-001", "amount": "0.01"}, "insufficient funds"),
         ({**TRANSFER, "amount": "-5.00"}, "not a positive amount"),
+        ({**TRANSFER, "to_account": "ACC-404"}, "unknown account"),
+        ({**TRANSFER, "to_account": "ACC-001"}, "the same account"),
     ],
 )
 def test_the_policy_refuses_before_asking_and_the_refusal_is_recorded(
