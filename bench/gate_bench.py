@@ -9,10 +9,13 @@ over HTTP. The floor row (`bench.bare_server.approve_durably`: the same question
 of the question before asking, which need not wait for the disk, and a durable one after the
 answer, both on the event loop, and nothing else) is the best a gate that keeps its questions
 across a process crash and its outcomes across a power cut can reach here. The required-work
-row (`bench.required_work.approve_recorded`) adds what bankgate must also do (the policy's
-decision before asking and again at settlement, the question bound to its arguments' digest,
-the approval used once, the transfer posted and an audit record signed in the durable
-transaction): its ratio to the floor is the most any such gate reaches on that goal.
+row (`bench.required_work.approve_recorded`) adds what bankgate's promises also need (the
+policy's decision before asking and again at settlement; the caller's open questions counted,
+the question stored as shown with its reference and deadline, bound to its arguments' digest,
+and its signed audit record; the answering round's read of the question it was shown; the
+approval used once and in time, the transfer posted as two journal entries and the outcome's
+audit record signed in the durable transaction): its ratio to the floor is
+the most any such gate reaches on that goal.
 """
 
 import argparse
