@@ -26,7 +26,7 @@ again then.
 """
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import psycopg
@@ -35,7 +35,7 @@ from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.exc import DBAPIError, StatementError
 
 _Bound = tuple[str, dict[str, Any]]  # driver SQL and its arguments
-_Key = tuple[str, tuple[tuple[str, Any], ...]]  # a read's identity among those sent ahead (`_key`)
+_Key = tuple[str, frozenset[tuple[str, Any]]]  # a read's identity among those sent ahead (`_key`)
 _NO_PARAMETERS: dict[str, Any] = {}
 """The parameters of a statement that takes none: a `dict`, as sqlite3 takes named ones; no driver writes it."""
 _QUEUE = "bankgate.queued_writes"
@@ -146,7 +146,9 @@ class Statement:
 
     def _bound(self, conn: Connection, params: dict[str, Any]) -> _Bound:
         """The driver's SQL for this dialect, with `params` (a read sent ahead, a write queued)."""
-        return self._driver_sql(conn.dialect), params
+        dialect = conn.dialect
+        compiled = self._compiled
+        return (compiled[dialect.name] if dialect.name in compiled else self._driver_sql(dialect)), params
 
     def _driver_sql(self, dialect: Dialect) -> str:
         """This statement in `dialect`'s driver SQL, compiled on first use, with named parameters on every
@@ -197,7 +199,7 @@ class _Ahead:
 def _key(bound: _Bound) -> _Key:
     """A read's identity among those sent ahead: its SQL and its arguments, hashable."""
     sql, arguments = bound
-    return sql, tuple(sorted(arguments.items()))
+    return sql, frozenset(arguments.items())
 
 
 def _send_ahead(info: dict[Any, Any], driver: psycopg.Connection[Any], waiting: list[_Ahead]) -> None:
@@ -226,23 +228,15 @@ def _forget_sent(info: dict[Any, Any]) -> None:
                 _spared(info, ahead.pop(key).cursor)  # type: ignore[arg-type]
 
 
-@contextmanager
-def reading_ahead(conn: Connection) -> Iterator[None]:
+def reading_ahead(conn: Connection) -> AbstractContextManager[None]:
     """Let `prefetch` send reads ahead on `conn` for the block (PostgreSQL; a read-only block outside
     `pipelined`, which allows it too); what was not asked for is dropped at its end."""
     if conn.dialect.name != "postgresql" or not _PIPELINES:
-        yield
-        return
-    info = conn.info
-    info[_AHEAD] = {}
-    try:
-        yield
-    finally:
-        info.pop(_AHEAD, None)
+        return _AS_IS
+    return _ReadingAhead(conn.info)
 
 
-@contextmanager
-def pipelined(conn: Connection) -> Iterator[None]:
+def pipelined(conn: Connection) -> AbstractContextManager[None]:
     """Queue `send`s on `conn` until the next round trip, for one PostgreSQL transaction; end it
     with `commit`. Nothing queued outlives the block: a transaction that fails is rolled back.
 
@@ -251,23 +245,13 @@ def pipelined(conn: Connection) -> Iterator[None]:
     its BEGIN and waits for the answer (even in pipeline mode), a round trip of its own. Its commit
     and rollback still end the transaction (they look at the server's state, not at autocommit)."""
     if conn.dialect.name != "postgresql" or not _PIPELINES:
-        yield
-        return
-    info = conn.info  # read once: on a connection invalidated meanwhile, `conn.info` would reconnect
-    with driver_mode(conn, autocommit=True):
-        info[_QUEUE], info[_AHEAD] = [], {}
-        try:
-            _BEGIN.send(conn)
-            yield
-        finally:
-            info.pop(_QUEUE, None)
-            info.pop(_AHEAD, None)
+        return _AS_IS
+    return _Pipelined(conn)
 
 
-@contextmanager
 def driver_mode(
     conn: Connection, *, autocommit: bool = False, isolation: psycopg.IsolationLevel | None = None
-) -> Iterator[None]:
+) -> AbstractContextManager[None]:
     """The PostgreSQL driver in `autocommit`, or else beginning its transactions at `isolation` (`None`: the
     engines' READ COMMITTED), for the block; then as it was. Only the one setting is touched: each costs
     the driver a wait of its own.
@@ -276,19 +260,78 @@ def driver_mode(
     reset for the connection's return to its pool at every change, and the loop's connection, never
     returned, kept them all (two more each call, without end). A connection that cannot be put back
     (lost, or still in a transaction) is invalidated, so that no pool hands it out in this mode."""
-    driver = _driver(conn)
-    setting = "autocommit" if autocommit else "isolation_level"
-    before = getattr(driver, setting)
-    if autocommit or isolation is not None:
-        setattr(driver, setting, autocommit or isolation)
-    try:
-        yield
-    finally:
-        if not conn.invalidated and getattr(driver, setting) != before:
+    return _DriverMode(conn, autocommit, isolation)
+
+
+# The three blocks above are classes, not generators, as `database._Turn`: every PostgreSQL transaction enters
+# two or three of them, and a generator's machinery cost some 6 more calls each.
+
+
+class _ReadingAhead:
+    __slots__ = ("_info",)
+
+    def __init__(self, info: dict[Any, Any]) -> None:
+        self._info = info
+
+    def __enter__(self) -> None:
+        self._info[_AHEAD] = {}
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._info.pop(_AHEAD, None)
+
+
+class _DriverMode:
+    __slots__ = ("_before", "_conn", "_driver", "_setting", "_value")
+
+    def __init__(self, conn: Connection, autocommit: bool, isolation: psycopg.IsolationLevel | None) -> None:
+        self._conn = conn
+        self._driver = _driver(conn)
+        self._setting = "autocommit" if autocommit else "isolation_level"
+        self._value = autocommit or isolation
+        self._before: Any = None
+
+    def __enter__(self) -> None:
+        driver, setting = self._driver, self._setting
+        self._before = getattr(driver, setting)
+        if self._value is not None:
+            setattr(driver, setting, self._value)
+
+    def __exit__(self, *exc_info: object) -> None:
+        conn, driver, setting = self._conn, self._driver, self._setting
+        if not conn.invalidated and getattr(driver, setting) != self._before:
             try:
-                setattr(driver, setting, before)
+                setattr(driver, setting, self._before)
             except psycopg.Error:
                 conn.invalidate()
+
+
+class _Pipelined:
+    __slots__ = ("_conn", "_info", "_mode")
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._info = conn.info  # read once: on a connection invalidated meanwhile, `conn.info` would reconnect
+        self._mode = _DriverMode(conn, True, None)
+
+    def __enter__(self) -> None:
+        self._mode.__enter__()
+        info = self._info
+        info[_QUEUE], info[_AHEAD] = [], {}
+        try:
+            _BEGIN.send(self._conn)  # queued
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        info = self._info
+        info.pop(_QUEUE, None)
+        info.pop(_AHEAD, None)
+        self._mode.__exit__(*exc_info)
+
+
+_AS_IS: AbstractContextManager[None] = nullcontext()
+"""A block that does nothing (another backend, or a libpq without pipeline mode); shared: it keeps no state."""
 
 
 _BEGIN = Statement("BEGIN ISOLATION LEVEL READ COMMITTED")
