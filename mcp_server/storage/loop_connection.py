@@ -144,6 +144,7 @@ class LoopConnection:
             return None
         try:
             round_trip = _round_trip_s(fresh)
+            _rest_in_autocommit(fresh)
         except Exception:
             _log.warning("the event loop's new database connection failed; worker threads serve", exc_info=True)
             fresh.invalidate()
@@ -178,3 +179,12 @@ def _round_trip_s(conn: Connection, samples: int = 10) -> float:
             times.append(time.perf_counter() - started)
     driver.rollback()
     return min(times)
+
+
+def _rest_in_autocommit(conn: Connection) -> None:
+    """Leave the driver in autocommit between units: a write queues its own BEGIN and a read runs without one
+    (`statement.pipelined`, `database._postgres_read`), so neither changes a setting, which costs the driver
+    a wait each way (14 Python calls a unit); a read of one snapshot sets what it needs, and puts it back."""
+    driver = conn.connection.dbapi_connection
+    assert driver is not None, "an open connection has a driver connection"
+    driver.autocommit = True

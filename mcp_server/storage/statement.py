@@ -243,18 +243,21 @@ def pipelined(conn: Connection) -> AbstractContextManager[None]:
     The transaction's BEGIN is queued first, so it travels with the first statement whose result is
     read: the driver is in autocommit for the block, because psycopg, left to begin by itself, sends
     its BEGIN and waits for the answer (even in pipeline mode), a round trip of its own. Its commit
-    and rollback still end the transaction (they look at the server's state, not at autocommit)."""
-    if conn.dialect.name != "postgresql" or not _PIPELINES:
+    and rollback still end the transaction (they look at the server's state, not at autocommit). Without
+    pipeline mode, the driver begins the transaction itself (a connection resting in autocommit is taken out
+    of it for the block)."""
+    if conn.dialect.name != "postgresql":
         return _AS_IS
-    return _Pipelined(conn)
+    return _Pipelined(conn) if _PIPELINES else _DriverMode(conn, False, None)
 
 
 def driver_mode(
     conn: Connection, *, autocommit: bool = False, isolation: psycopg.IsolationLevel | None = None
 ) -> AbstractContextManager[None]:
-    """The PostgreSQL driver in `autocommit`, or else beginning its transactions at `isolation` (`None`: the
-    engines' READ COMMITTED), for the block; then as it was. Only the one setting is touched: each costs
-    the driver a wait of its own.
+    """The PostgreSQL driver in `autocommit` (or not), beginning its transactions at `isolation` (`None`: as it
+    is, the engines' READ COMMITTED), for the block; then as it was. Only a setting that differs is touched:
+    each change costs the driver a wait of its own (the loop's connection rests in autocommit, as its writes
+    and reads want it: `loop_connection`; a pooled one in READ COMMITTED transactions).
 
     Set on the psycopg connection itself: SQLAlchemy's `execution_options(isolation_level=...)` queues a
     reset for the connection's return to its pool at every change, and the loop's connection, never
@@ -281,28 +284,37 @@ class _ReadingAhead:
 
 
 class _DriverMode:
-    __slots__ = ("_before", "_conn", "_driver", "_setting", "_value")
+    __slots__ = ("_autocommit", "_conn", "_driver", "_isolation", "_was")
 
     def __init__(self, conn: Connection, autocommit: bool, isolation: psycopg.IsolationLevel | None) -> None:
         self._conn = conn
         self._driver = _driver(conn)
-        self._setting = "autocommit" if autocommit else "isolation_level"
-        self._value = autocommit or isolation
-        self._before: Any = None
+        self._autocommit = autocommit
+        self._isolation = isolation
+        self._was: tuple[bool, psycopg.IsolationLevel | None] | None = None
+        """The settings before the block, once one of them was changed."""
 
     def __enter__(self) -> None:
-        driver, setting = self._driver, self._setting
-        self._before = getattr(driver, setting)
-        if self._value is not None:
-            setattr(driver, setting, self._value)
+        driver, autocommit, isolation = self._driver, self._autocommit, self._isolation
+        was = driver.autocommit, driver.isolation_level
+        if isolation is not None and was[1] != isolation:
+            self._was = was
+            driver.isolation_level = isolation
+        if was[0] != autocommit:
+            self._was = was
+            driver.autocommit = autocommit
 
     def __exit__(self, *exc_info: object) -> None:
-        conn, driver, setting = self._conn, self._driver, self._setting
-        if not conn.invalidated and getattr(driver, setting) != self._before:
-            try:
-                setattr(driver, setting, self._before)
-            except psycopg.Error:
-                conn.invalidate()
+        conn, driver, was = self._conn, self._driver, self._was
+        if was is None or conn.invalidated:
+            return
+        try:
+            if driver.autocommit != was[0]:
+                driver.autocommit = was[0]
+            if driver.isolation_level != was[1]:
+                driver.isolation_level = was[1]
+        except psycopg.Error:
+            conn.invalidate()
 
 
 class _Pipelined:
@@ -311,7 +323,7 @@ class _Pipelined:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._info = conn.info  # read once: on a connection invalidated meanwhile, `conn.info` would reconnect
-        self._mode = _DriverMode(conn, True, None)
+        self._mode = _DriverMode(conn, True, None)  # its BEGIN is queued (`pipelined`)
 
     def __enter__(self) -> None:
         self._mode.__enter__()

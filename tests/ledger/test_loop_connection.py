@@ -218,10 +218,13 @@ def test_a_far_database_leaves_the_work_to_worker_threads(pg: Database, monkeypa
 @pytest.mark.parametrize("wait", [True, False], ids=["pooled", "loop"])
 def test_reads_and_writes_leave_the_driver_as_they_found_it(pg: Database, wait: bool) -> None:
     """A write runs its transaction with the driver in autocommit (its BEGIN is queued) and a read in autocommit
-    or REPEATABLE READ: after either, the connection is back in READ COMMITTED transactions, the engines'
-    setting, which other code on a pooled connection relies on (migrations, say)."""
+    or REPEATABLE READ: after either, a pooled connection is back in READ COMMITTED transactions, the engines'
+    setting, which other code on a pooled connection relies on (migrations, say). The loop's connection rests
+    in autocommit, as its writes and reads want it, so that neither changes a setting of its driver."""
     if not wait:
         when_ready(lambda: pg.read(lambda conn: 1, wait=False))
+    resting = (not wait, psycopg.IsolationLevel.READ_COMMITTED)
+    found: list[tuple[bool, Any]] = []
     drivers: list[Any] = []
 
     def seen(conn: Connection) -> int:
@@ -231,13 +234,28 @@ def test_reads_and_writes_leave_the_driver_as_they_found_it(pg: Database, wait: 
     def read(conn: Connection) -> None:
         drivers.append(conn.connection.dbapi_connection)
 
+    def settings(driver: Any) -> tuple[bool, Any]:
+        return driver.autocommit, driver.isolation_level
+
     pg.run(seen, wait=wait)
     pg.read(read, wait=wait)
     pg.read(read, snapshot=True, wait=wait)
+    found.extend(settings(driver) for driver in drivers)
 
     assert len(drivers) == 3 and count(pg) == 1
-    for driver in drivers:
-        assert driver.autocommit is False and driver.isolation_level == psycopg.IsolationLevel.READ_COMMITTED
+    assert found == [resting] * 3
+
+
+def test_a_snapshot_read_on_the_loop_is_one_repeatable_read_transaction(pg: Database) -> None:
+    """The loop's connection rests in autocommit: a read of one snapshot takes it out for the read."""
+    when_ready(lambda: pg.read(lambda conn: 1, wait=False))
+
+    def snapshot(conn: Connection) -> tuple[str, bool]:
+        isolation = conn.exec_driver_sql("SHOW transaction_isolation").scalar_one()
+        began = conn.exec_driver_sql("SELECT now()").scalar_one()
+        return isolation, conn.exec_driver_sql("SELECT now()").scalar_one() == began  # autocommit: a later now()
+
+    assert pg.read(snapshot, snapshot=True, wait=False) == ("repeatable read", True)
 
 
 def test_the_loop_connection_keeps_nothing_per_unit(pg: Database) -> None:
