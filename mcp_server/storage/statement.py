@@ -25,8 +25,7 @@ its consumer asks: a statement sent after it (a write, a lock) drops the result,
 again then.
 """
 
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import psycopg
@@ -41,7 +40,7 @@ _NO_PARAMETERS: dict[str, Any] = {}
 _QUEUE = "bankgate.queued_writes"
 """`Connection.info` key of the writes waiting for the next round trip, present inside `pipelined`."""
 _CURSOR = "bankgate.cursor"
-"""`Connection.info` key of the cursor statements run on (PostgreSQL, see `_cursor`)."""
+"""`Connection.info` key of the cursor statements run on, with its driver connection (PostgreSQL, see `_cursor`)."""
 _AHEAD = "bankgate.reads_ahead"
 """`Connection.info` key of the reads sent ahead (`prefetch`): `_Ahead` by statement and arguments, present
 inside `pipelined` and `reading_ahead`."""
@@ -360,9 +359,12 @@ def commit(conn: Connection, transaction: RootTransaction) -> None:
     if queue:
         driver = _driver(conn)
         cursor = _cursor(info, driver)
-        with _driver_errors(conn, driver, cursor, "COMMIT", ()), driver.pipeline():
-            _send_queued(cursor, queue)
-            cursor.execute("COMMIT")  # so the driver's commit, below, has nothing left to send
+        try:
+            with driver.pipeline():
+                _send_queued(cursor, queue)
+                cursor.execute("COMMIT")  # so the driver's commit, below, has nothing left to send
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _translated(conn, driver, cursor, "COMMIT", (), exc) from exc
     transaction.commit()
 
 
@@ -379,8 +381,12 @@ def send_queued_before(conn: Connection, *_event: Any) -> None:
             trips.begun += 1
         driver = _driver(conn)
         cursor = _cursor(info, driver)
-        with _driver_errors(conn, driver, cursor, *queue[0]), driver.pipeline():
-            _send_queued(cursor, queue)
+        sql, arguments = queue[0]
+        try:
+            with driver.pipeline():
+                _send_queued(cursor, queue)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _translated(conn, driver, cursor, sql, arguments, exc) from exc
     if trips is not None:
         trips.begun += 1  # SQLAlchemy's statement, next
 
@@ -396,9 +402,11 @@ def _cursor(info: dict[Any, Any], driver: psycopg.Connection[Any]) -> psycopg.Cu
     """The PostgreSQL connection's one cursor for statements, kept in its `Connection.info`: a new psycopg
     cursor per statement cost about 20 µs of the event loop's time (its adapters are copied). Each statement
     reads its result before the next is sent, and in a pipeline the cursor keeps the last one's."""
-    cursor: psycopg.Cursor[Any] | None = info.get(_CURSOR)
-    if cursor is None or cursor.connection is not driver:
-        cursor = info[_CURSOR] = driver.cursor()
+    kept: tuple[psycopg.Connection[Any], psycopg.Cursor[Any]] | None = info.get(_CURSOR)
+    if kept is not None and kept[0] is driver:
+        return kept[1]
+    cursor = driver.cursor()
+    info[_CURSOR] = driver, cursor
     return cursor
 
 
@@ -406,15 +414,6 @@ def _driver(conn: Connection) -> Any:
     driver = conn.connection.dbapi_connection
     assert driver is not None, "a checked-out connection has a driver connection"
     return driver
-
-
-@contextmanager
-def _driver_errors(conn: Connection, driver: Any, cursor: Any, sql: str, arguments: Any) -> Iterator[None]:
-    """Re-raise the driver's errors as SQLAlchemy's (naming `sql`), invalidating `conn` if it was lost."""
-    try:
-        yield
-    except conn.dialect.loaded_dbapi.Error as exc:
-        raise _translated(conn, driver, cursor, sql, arguments, exc) from exc
 
 
 def _translated(conn: Connection, driver: Any, cursor: Any, sql: str, arguments: Any, exc: Any) -> StatementError:
