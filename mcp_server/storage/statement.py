@@ -301,7 +301,11 @@ class _DriverMode:
             driver.isolation_level = isolation
         if was[0] != autocommit:
             self._was = was
-            driver.autocommit = autocommit
+            try:
+                driver.autocommit = autocommit
+            except BaseException:  # the isolation set above goes back with it: the block does not run
+                self.__exit__()
+                raise
 
     def __exit__(self, *exc_info: object) -> None:
         conn, driver, was = self._conn, self._driver, self._was

@@ -474,3 +474,28 @@ def test_a_snapshot_read_on_the_loop_misses_what_commits_during_it(
 
     assert pg.read(twice, snapshot=snapshot, wait=False) == expected
     assert resting(pg) == RESTING
+
+
+def test_a_snapshot_read_that_cannot_take_the_driver_out_of_autocommit_leaves_its_isolation_as_it_was(
+    pg: Database, pipelines: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read of one snapshot changes two settings of the loop's driver: if the second fails, the first is put
+    back too, so a later write that the driver begins itself (no pipeline mode) is not in REPEATABLE READ."""
+    when_ready(lambda: pg.read(lambda conn: 1, wait=False))
+    setting = psycopg.Connection.autocommit
+
+    def refused(driver: psycopg.Connection[Any], value: bool) -> None:
+        if not value:
+            raise psycopg.OperationalError("injected: the driver cannot leave autocommit")
+        setting.__set__(driver, value)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(loop_connection.BoundedConnection, "autocommit", property(setting.__get__, refused))
+        with pytest.raises(psycopg.OperationalError, match="injected"):
+            pg.read(lambda conn: 1, snapshot=True, wait=False)
+
+    isolation = when_ready(
+        lambda: pg.run(lambda conn: conn.exec_driver_sql("SHOW transaction_isolation").scalar_one(), wait=False)
+    )
+    assert isolation == "read committed"
+    assert resting(pg) == RESTING
