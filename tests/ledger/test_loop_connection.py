@@ -499,3 +499,19 @@ def test_a_snapshot_read_that_cannot_take_the_driver_out_of_autocommit_leaves_it
     )
     assert isolation == "read committed"
     assert resting(pg) == RESTING
+
+
+def test_a_write_on_the_loop_that_need_not_reach_the_disk_relaxes_only_its_own_commit(
+    pg: Database, pipelines: bool
+) -> None:
+    """`durable=False` is set inside the unit's transaction (`SET LOCAL`): in autocommit it would be refused,
+    and the next unit, durable, must not inherit it."""
+    when_ready(lambda: pg.read(lambda conn: 1, wait=False))
+
+    def unit(conn: Connection) -> str:
+        insert(1)(conn)
+        return str(conn.exec_driver_sql("SHOW synchronous_commit").scalar_one())
+
+    assert pg.run(unit, wait=False, durable=False) == "off"
+    assert pg.run(lambda conn: conn.exec_driver_sql("SHOW synchronous_commit").scalar_one(), wait=False) == "on"
+    assert count(pg) == 1
