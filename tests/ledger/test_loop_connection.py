@@ -390,7 +390,7 @@ def two_writes(pg: Database, how: str, failure: str, seen: list[tuple[int, int]]
 def resting(pg: Database) -> tuple[Any, Any]:
     """The loop's driver between units: READ COMMITTED, no transaction open (whether it rests in autocommit is
     `test_reads_and_writes_leave_the_driver_as_they_found_it`'s)."""
-    driver = pg.read(lambda conn: conn.connection.dbapi_connection, wait=False)
+    driver: Any = pg.read(lambda conn: conn.connection.dbapi_connection, wait=False)
     return driver.isolation_level, driver.info.transaction_status
 
 
@@ -482,7 +482,7 @@ def test_a_snapshot_read_that_cannot_take_the_driver_out_of_autocommit_leaves_it
     """A read of one snapshot changes two settings of the loop's driver: if the second fails, the first is put
     back too, so a later write that the driver begins itself (no pipeline mode) is not in REPEATABLE READ."""
     when_ready(lambda: pg.read(lambda conn: 1, wait=False))
-    setting = psycopg.Connection.autocommit
+    setting: Any = psycopg.Connection.autocommit  # the driver's property
 
     def refused(driver: psycopg.Connection[Any], value: bool) -> None:
         if not value:
