@@ -69,8 +69,8 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import unquote_plus
@@ -460,19 +460,11 @@ class Database:
         if wait:
             return self._engine.connect()  # closed (back to the pool) on exit
         if self._loop is not None:
-            return self._borrowed(self._loop)
+            return _Borrowed(self._loop)
         if self._prompt_writer is None or self._prompt_writer.invalidated:  # a reconnect would lose busy_timeout 0
             self._prompt_writer = _discarded(self._prompt_writer) or self._engine.connect()
             _SQLITE_NO_WAITING.run(self._prompt_writer)
         return nullcontext(self._prompt_writer)
-
-    @staticmethod
-    @contextmanager
-    def _borrowed(loop: LoopConnection) -> Iterator[Connection]:
-        with loop.borrowed() as loop_conn:
-            if loop_conn is None:
-                raise WouldWait
-            yield loop_conn
 
     def _turn(self, write: bool, wait: bool) -> AbstractContextManager[None]:
         """This process's turn to write on SQLite (one writer at a time); nothing to take otherwise."""
@@ -495,6 +487,25 @@ class _Turn:
 
     def __exit__(self, *exc_info: object) -> None:
         self._gate.release()
+
+
+class _Borrowed:
+    """The loop's connection for one unit of work (`LoopConnection.take`), or `WouldWait` while it is not ready.
+    A class, as `_Turn`."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop: LoopConnection) -> None:
+        self._loop = loop
+
+    def __enter__(self) -> Connection:
+        conn = self._loop.take()
+        if conn is None:
+            raise WouldWait
+        return conn
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._loop.give_back()
 
 
 class _Unit:

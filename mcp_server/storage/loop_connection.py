@@ -36,8 +36,8 @@ than the waits it saves.
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import closing, contextmanager
+from collections.abc import Mapping
+from contextlib import closing
 from typing import Any
 
 import psycopg
@@ -96,22 +96,28 @@ class LoopConnection:
         self._in_use = threading.Lock()
         self._rest_until = 0.0
 
-    @contextmanager
-    def borrowed(self) -> Iterator[Connection | None]:
-        """The connection for one unit of work, or `None`: not ready (then, unless resting, it starts
-        to open), or in use (by a thread other than the loop's, say: never two units at once)."""
+    def take(self) -> Connection | None:
+        """The connection for one unit of work, held until `give_back`, or `None` (nothing held): not ready
+        (then, unless resting, it starts to open), or in use (by a thread other than the loop's, say: never
+        two units at once). Two calls, not a context manager: every gate transaction takes it."""
         if not self._in_use.acquire(blocking=False):
-            yield None
-            return
+            return None
         try:
             if self._conn is not None and self._conn.invalidated:  # a statement found it broken
                 self._discard()
             conn = self._conn or self._adopted()
             if conn is None and time.monotonic() >= self._rest_until and self._opening.acquire(blocking=False):
                 threading.Thread(target=self._open, name="bankgate-loop-connection", daemon=True).start()
-            yield conn
-        finally:
+        except BaseException:
             self._in_use.release()
+            raise
+        if conn is None:
+            self._in_use.release()
+        return conn
+
+    def give_back(self) -> None:
+        """End the unit of work that `take` returned the connection to."""
+        self._in_use.release()
 
     def failed(self, *, rest: bool = True) -> None:
         """Drop the connection after an error that was not contention, and rest before reopening it; without
@@ -144,6 +150,7 @@ class LoopConnection:
             return None
         try:
             round_trip = _round_trip_s(fresh)
+            _rest_in_autocommit(fresh)
         except Exception:
             _log.warning("the event loop's new database connection failed; worker threads serve", exc_info=True)
             fresh.invalidate()
@@ -178,3 +185,12 @@ def _round_trip_s(conn: Connection, samples: int = 10) -> float:
             times.append(time.perf_counter() - started)
     driver.rollback()
     return min(times)
+
+
+def _rest_in_autocommit(conn: Connection) -> None:
+    """Leave the driver in autocommit between units: a write queues its own BEGIN and a read runs without one
+    (`statement.pipelined`, `database._postgres_read`), so neither changes a setting, which costs the driver
+    a wait each way (14 Python calls a unit); a read of one snapshot sets what it needs, and puts it back."""
+    driver = conn.connection.dbapi_connection
+    assert driver is not None, "an open connection has a driver connection"
+    driver.autocommit = True

@@ -25,8 +25,7 @@ its consumer asks: a statement sent after it (a write, a lock) drops the result,
 again then.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import psycopg
@@ -35,13 +34,13 @@ from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.exc import DBAPIError, StatementError
 
 _Bound = tuple[str, dict[str, Any]]  # driver SQL and its arguments
-_Key = tuple[str, tuple[tuple[str, Any], ...]]  # a read's identity among those sent ahead (`_key`)
+_Key = tuple[str, frozenset[tuple[str, Any]]]  # a read's identity among those sent ahead (`_key`)
 _NO_PARAMETERS: dict[str, Any] = {}
 """The parameters of a statement that takes none: a `dict`, as sqlite3 takes named ones; no driver writes it."""
 _QUEUE = "bankgate.queued_writes"
 """`Connection.info` key of the writes waiting for the next round trip, present inside `pipelined`."""
 _CURSOR = "bankgate.cursor"
-"""`Connection.info` key of the cursor statements run on (PostgreSQL, see `_cursor`)."""
+"""`Connection.info` key of the cursor statements run on, with its driver connection (PostgreSQL, see `_cursor`)."""
 _AHEAD = "bankgate.reads_ahead"
 """`Connection.info` key of the reads sent ahead (`prefetch`): `_Ahead` by statement and arguments, present
 inside `pipelined` and `reading_ahead`."""
@@ -146,7 +145,9 @@ class Statement:
 
     def _bound(self, conn: Connection, params: dict[str, Any]) -> _Bound:
         """The driver's SQL for this dialect, with `params` (a read sent ahead, a write queued)."""
-        return self._driver_sql(conn.dialect), params
+        dialect = conn.dialect
+        compiled = self._compiled
+        return (compiled[dialect.name] if dialect.name in compiled else self._driver_sql(dialect)), params
 
     def _driver_sql(self, dialect: Dialect) -> str:
         """This statement in `dialect`'s driver SQL, compiled on first use, with named parameters on every
@@ -197,7 +198,7 @@ class _Ahead:
 def _key(bound: _Bound) -> _Key:
     """A read's identity among those sent ahead: its SQL and its arguments, hashable."""
     sql, arguments = bound
-    return sql, tuple(sorted(arguments.items()))
+    return sql, frozenset(arguments.items())
 
 
 def _send_ahead(info: dict[Any, Any], driver: psycopg.Connection[Any], waiting: list[_Ahead]) -> None:
@@ -226,69 +227,126 @@ def _forget_sent(info: dict[Any, Any]) -> None:
                 _spared(info, ahead.pop(key).cursor)  # type: ignore[arg-type]
 
 
-@contextmanager
-def reading_ahead(conn: Connection) -> Iterator[None]:
+def reading_ahead(conn: Connection) -> AbstractContextManager[None]:
     """Let `prefetch` send reads ahead on `conn` for the block (PostgreSQL; a read-only block outside
     `pipelined`, which allows it too); what was not asked for is dropped at its end."""
     if conn.dialect.name != "postgresql" or not _PIPELINES:
-        yield
-        return
-    info = conn.info
-    info[_AHEAD] = {}
-    try:
-        yield
-    finally:
-        info.pop(_AHEAD, None)
+        return _AS_IS
+    return _ReadingAhead(conn.info)
 
 
-@contextmanager
-def pipelined(conn: Connection) -> Iterator[None]:
+def pipelined(conn: Connection) -> AbstractContextManager[None]:
     """Queue `send`s on `conn` until the next round trip, for one PostgreSQL transaction; end it
     with `commit`. Nothing queued outlives the block: a transaction that fails is rolled back.
 
     The transaction's BEGIN is queued first, so it travels with the first statement whose result is
     read: the driver is in autocommit for the block, because psycopg, left to begin by itself, sends
     its BEGIN and waits for the answer (even in pipeline mode), a round trip of its own. Its commit
-    and rollback still end the transaction (they look at the server's state, not at autocommit)."""
-    if conn.dialect.name != "postgresql" or not _PIPELINES:
-        yield
-        return
-    info = conn.info  # read once: on a connection invalidated meanwhile, `conn.info` would reconnect
-    with driver_mode(conn, autocommit=True):
-        info[_QUEUE], info[_AHEAD] = [], {}
-        try:
-            _BEGIN.send(conn)
-            yield
-        finally:
-            info.pop(_QUEUE, None)
-            info.pop(_AHEAD, None)
+    and rollback still end the transaction (they look at the server's state, not at autocommit). Without
+    pipeline mode, the driver begins the transaction itself (a connection resting in autocommit is taken out
+    of it for the block)."""
+    if conn.dialect.name != "postgresql":
+        return _AS_IS
+    return _Pipelined(conn) if _PIPELINES else _DriverMode(conn, False, None)
 
 
-@contextmanager
 def driver_mode(
     conn: Connection, *, autocommit: bool = False, isolation: psycopg.IsolationLevel | None = None
-) -> Iterator[None]:
-    """The PostgreSQL driver in `autocommit`, or else beginning its transactions at `isolation` (`None`: the
-    engines' READ COMMITTED), for the block; then as it was. Only the one setting is touched: each costs
-    the driver a wait of its own.
+) -> AbstractContextManager[None]:
+    """The PostgreSQL driver in `autocommit` (or not), beginning its transactions at `isolation` (`None`: as it
+    is, the engines' READ COMMITTED), for the block; then as it was. Only a setting that differs is touched:
+    each change costs the driver a wait of its own (the loop's connection rests in autocommit, as its writes
+    and reads want it: `loop_connection`; a pooled one in READ COMMITTED transactions).
 
     Set on the psycopg connection itself: SQLAlchemy's `execution_options(isolation_level=...)` queues a
     reset for the connection's return to its pool at every change, and the loop's connection, never
     returned, kept them all (two more each call, without end). A connection that cannot be put back
     (lost, or still in a transaction) is invalidated, so that no pool hands it out in this mode."""
-    driver = _driver(conn)
-    setting = "autocommit" if autocommit else "isolation_level"
-    before = getattr(driver, setting)
-    if autocommit or isolation is not None:
-        setattr(driver, setting, autocommit or isolation)
-    try:
-        yield
-    finally:
-        if not conn.invalidated and getattr(driver, setting) != before:
+    return _DriverMode(conn, autocommit, isolation)
+
+
+# The three blocks above are classes, not generators, as `database._Turn`: every PostgreSQL transaction enters
+# two or three of them, and a generator's machinery cost some 6 more calls each.
+
+
+class _ReadingAhead:
+    __slots__ = ("_info",)
+
+    def __init__(self, info: dict[Any, Any]) -> None:
+        self._info = info
+
+    def __enter__(self) -> None:
+        self._info[_AHEAD] = {}
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._info.pop(_AHEAD, None)
+
+
+class _DriverMode:
+    __slots__ = ("_autocommit", "_conn", "_driver", "_isolation", "_was")
+
+    def __init__(self, conn: Connection, autocommit: bool, isolation: psycopg.IsolationLevel | None) -> None:
+        self._conn = conn
+        self._driver = _driver(conn)
+        self._autocommit = autocommit
+        self._isolation = isolation
+        self._was: tuple[bool, psycopg.IsolationLevel | None] | None = None
+        """The settings before the block, once one of them was changed."""
+
+    def __enter__(self) -> None:
+        driver, autocommit, isolation = self._driver, self._autocommit, self._isolation
+        was = driver.autocommit, driver.isolation_level
+        if isolation is not None and was[1] != isolation:
+            self._was = was
+            driver.isolation_level = isolation
+        if was[0] != autocommit:
+            self._was = was
             try:
-                setattr(driver, setting, before)
-            except psycopg.Error:
-                conn.invalidate()
+                driver.autocommit = autocommit
+            except BaseException:  # the isolation set above goes back with it: the block does not run
+                self.__exit__()
+                raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        conn, driver, was = self._conn, self._driver, self._was
+        if was is None or conn.invalidated:
+            return
+        try:
+            if driver.autocommit != was[0]:
+                driver.autocommit = was[0]
+            if driver.isolation_level != was[1]:
+                driver.isolation_level = was[1]
+        except psycopg.Error:
+            conn.invalidate()
+
+
+class _Pipelined:
+    __slots__ = ("_conn", "_info", "_mode")
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._info = conn.info  # read once: on a connection invalidated meanwhile, `conn.info` would reconnect
+        self._mode = _DriverMode(conn, True, None)  # its BEGIN is queued (`pipelined`)
+
+    def __enter__(self) -> None:
+        self._mode.__enter__()
+        info = self._info
+        info[_QUEUE], info[_AHEAD] = [], {}
+        try:
+            _BEGIN.send(self._conn)  # queued
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        info = self._info
+        info.pop(_QUEUE, None)
+        info.pop(_AHEAD, None)
+        self._mode.__exit__(*exc_info)
+
+
+_AS_IS: AbstractContextManager[None] = nullcontext()
+"""A block that does nothing (another backend, or a libpq without pipeline mode); shared: it keeps no state."""
 
 
 _BEGIN = Statement("BEGIN ISOLATION LEVEL READ COMMITTED")
@@ -305,9 +363,12 @@ def commit(conn: Connection, transaction: RootTransaction) -> None:
     if queue:
         driver = _driver(conn)
         cursor = _cursor(info, driver)
-        with _driver_errors(conn, driver, cursor, "COMMIT", ()), driver.pipeline():
-            _send_queued(cursor, queue)
-            cursor.execute("COMMIT")  # so the driver's commit, below, has nothing left to send
+        try:
+            with driver.pipeline():
+                _send_queued(cursor, queue)
+                cursor.execute("COMMIT")  # so the driver's commit, below, has nothing left to send
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _translated(conn, driver, cursor, "COMMIT", (), exc) from exc
     transaction.commit()
 
 
@@ -324,8 +385,12 @@ def send_queued_before(conn: Connection, *_event: Any) -> None:
             trips.begun += 1
         driver = _driver(conn)
         cursor = _cursor(info, driver)
-        with _driver_errors(conn, driver, cursor, *queue[0]), driver.pipeline():
-            _send_queued(cursor, queue)
+        sql, arguments = queue[0]
+        try:
+            with driver.pipeline():
+                _send_queued(cursor, queue)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _translated(conn, driver, cursor, sql, arguments, exc) from exc
     if trips is not None:
         trips.begun += 1  # SQLAlchemy's statement, next
 
@@ -341,9 +406,11 @@ def _cursor(info: dict[Any, Any], driver: psycopg.Connection[Any]) -> psycopg.Cu
     """The PostgreSQL connection's one cursor for statements, kept in its `Connection.info`: a new psycopg
     cursor per statement cost about 20 µs of the event loop's time (its adapters are copied). Each statement
     reads its result before the next is sent, and in a pipeline the cursor keeps the last one's."""
-    cursor: psycopg.Cursor[Any] | None = info.get(_CURSOR)
-    if cursor is None or cursor.connection is not driver:
-        cursor = info[_CURSOR] = driver.cursor()
+    kept: tuple[psycopg.Connection[Any], psycopg.Cursor[Any]] | None = info.get(_CURSOR)
+    if kept is not None and kept[0] is driver:
+        return kept[1]
+    cursor = driver.cursor()
+    info[_CURSOR] = driver, cursor
     return cursor
 
 
@@ -351,15 +418,6 @@ def _driver(conn: Connection) -> Any:
     driver = conn.connection.dbapi_connection
     assert driver is not None, "a checked-out connection has a driver connection"
     return driver
-
-
-@contextmanager
-def _driver_errors(conn: Connection, driver: Any, cursor: Any, sql: str, arguments: Any) -> Iterator[None]:
-    """Re-raise the driver's errors as SQLAlchemy's (naming `sql`), invalidating `conn` if it was lost."""
-    try:
-        yield
-    except conn.dialect.loaded_dbapi.Error as exc:
-        raise _translated(conn, driver, cursor, sql, arguments, exc) from exc
 
 
 def _translated(conn: Connection, driver: Any, cursor: Any, sql: str, arguments: Any, exc: Any) -> StatementError:

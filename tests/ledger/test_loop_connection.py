@@ -13,8 +13,9 @@ import psycopg
 import pytest
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
-from mcp_server.storage import loop_connection
+from mcp_server.storage import loop_connection, statement
 from mcp_server.storage.database import CommitUnknown, Database, WouldWait
 from mcp_server.storage.gate_store import SqlGateStore, SqlGateTx
 from mcp_server.storage.statement import Statement
@@ -218,10 +219,13 @@ def test_a_far_database_leaves_the_work_to_worker_threads(pg: Database, monkeypa
 @pytest.mark.parametrize("wait", [True, False], ids=["pooled", "loop"])
 def test_reads_and_writes_leave_the_driver_as_they_found_it(pg: Database, wait: bool) -> None:
     """A write runs its transaction with the driver in autocommit (its BEGIN is queued) and a read in autocommit
-    or REPEATABLE READ: after either, the connection is back in READ COMMITTED transactions, the engines'
-    setting, which other code on a pooled connection relies on (migrations, say)."""
+    or REPEATABLE READ: after either, a pooled connection is back in READ COMMITTED transactions, the engines'
+    setting, which other code on a pooled connection relies on (migrations, say). The loop's connection rests
+    in autocommit, as its writes and reads want it, so that neither changes a setting of its driver."""
     if not wait:
         when_ready(lambda: pg.read(lambda conn: 1, wait=False))
+    resting = (not wait, psycopg.IsolationLevel.READ_COMMITTED)
+    found: list[tuple[bool, Any]] = []
     drivers: list[Any] = []
 
     def seen(conn: Connection) -> int:
@@ -231,13 +235,28 @@ def test_reads_and_writes_leave_the_driver_as_they_found_it(pg: Database, wait: 
     def read(conn: Connection) -> None:
         drivers.append(conn.connection.dbapi_connection)
 
+    def settings(driver: Any) -> tuple[bool, Any]:
+        return driver.autocommit, driver.isolation_level
+
     pg.run(seen, wait=wait)
     pg.read(read, wait=wait)
     pg.read(read, snapshot=True, wait=wait)
+    found.extend(settings(driver) for driver in drivers)
 
     assert len(drivers) == 3 and count(pg) == 1
-    for driver in drivers:
-        assert driver.autocommit is False and driver.isolation_level == psycopg.IsolationLevel.READ_COMMITTED
+    assert found == [resting] * 3
+
+
+def test_a_snapshot_read_on_the_loop_is_one_repeatable_read_transaction(pg: Database) -> None:
+    """The loop's connection rests in autocommit: a read of one snapshot takes it out for the read."""
+    when_ready(lambda: pg.read(lambda conn: 1, wait=False))
+
+    def snapshot(conn: Connection) -> tuple[str, bool]:
+        isolation = conn.exec_driver_sql("SHOW transaction_isolation").scalar_one()
+        began = conn.exec_driver_sql("SELECT now()").scalar_one()
+        return isolation, conn.exec_driver_sql("SELECT now()").scalar_one() == began  # autocommit: a later now()
+
+    assert pg.read(snapshot, snapshot=True, wait=False) == ("repeatable read", True)
 
 
 def test_the_loop_connection_keeps_nothing_per_unit(pg: Database) -> None:
@@ -328,3 +347,171 @@ def when_settled(read: Callable[[], int], bound: float = 5.0) -> int:
     while (found := read()) == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
     return found
+
+
+INSERTED = Statement(INSERT)
+COUNTED = Statement(COUNT)
+WRITES: dict[str, Callable[[Connection, int], object]] = {
+    "queued": lambda conn, seq: INSERTED.send(conn, {"seq": seq}),
+    "run": lambda conn, seq: INSERTED.run(conn, {"seq": seq}),
+    "sqlalchemy": lambda conn, seq: insert(seq)(conn),
+}
+"""The ways a unit writes: queued for the next round trip, run at once, or through SQLAlchemy's own execute."""
+
+
+class Crash(RuntimeError):
+    """The unit's own code failing between two writes."""
+
+
+@pytest.fixture(params=[True, False], ids=["pipeline", "no-pipeline"])
+def pipelines(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """With and without libpq's pipeline mode: without it, no BEGIN is queued, the driver begins by itself."""
+    monkeypatch.setattr(statement, "_PIPELINES", request.param)
+    return bool(request.param)
+
+
+def two_writes(pg: Database, how: str, failure: str, seen: list[tuple[int, int]]) -> Callable[[Connection], None]:
+    """A unit of two writes, the second failing (`failure`: the same key again, or the unit's code in between);
+    `seen` gets what the first write left as the unit (all of it there) and another connection (nothing) see it."""
+
+    def unit(conn: Connection) -> None:
+        assert conn.engine is pg.engines[1], "the loop's connection"
+        WRITES[how](conn, 1)
+        inside = COUNTED.one(conn)
+        assert inside is not None
+        seen.append((inside[0], count(pg)))
+        if failure == "crash":
+            raise Crash("after the first write")
+        WRITES[how](conn, 1)
+
+    return unit
+
+
+def resting(pg: Database) -> tuple[Any, Any]:
+    """The loop's driver between units: READ COMMITTED, no transaction open (whether it rests in autocommit is
+    `test_reads_and_writes_leave_the_driver_as_they_found_it`'s)."""
+    driver: Any = pg.read(lambda conn: conn.connection.dbapi_connection, wait=False)
+    return driver.isolation_level, driver.info.transaction_status
+
+
+RESTING = (psycopg.IsolationLevel.READ_COMMITTED, psycopg.pq.TransactionStatus.IDLE)
+
+
+@pytest.mark.parametrize("failure", ["constraint", "crash"])
+@pytest.mark.parametrize("how", WRITES)
+def test_a_unit_on_the_loop_is_one_transaction_however_it_writes(
+    pg: Database, pipelines: bool, how: str, failure: str
+) -> None:
+    """The loop's connection rests in autocommit, yet a unit's writes are one transaction: its first write, which
+    the unit sees, is seen by no other connection before the COMMIT, and a failure after it leaves nothing."""
+    when_ready(lambda: pg.read(lambda conn: 1, wait=False))
+    seen: list[tuple[int, int]] = []
+
+    with pytest.raises(IntegrityError if failure == "constraint" else Crash):
+        pg.run(two_writes(pg, how, failure, seen), wait=False)
+
+    assert seen == [(1, 0)] and count(pg) == 0
+    assert resting(pg) == RESTING
+
+
+def fails(conn: Connection) -> None:
+    COUNTED.one(conn)
+    raise Crash("after a statement")
+
+
+def terminated_loop_connection(pg: Database) -> None:
+    """The server ends the loop connection's session (a restart, `pg_terminate_backend`): the next unit finds it
+    closed and moves to a thread (`WouldWait`), and a new one opens in the background."""
+    pid = pg.read(lambda conn: conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one(), wait=False)
+    pg.run(lambda conn: conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)}, 5000)"))
+    pg.run(insert(9), wait=False)
+
+
+def sent_to_a_thread(pg: Database) -> None:
+    """A unit that wrote, then met a lock held elsewhere: rolled back, it moves to a worker thread (`WouldWait`)."""
+    lock = "LOCK TABLE accounts IN EXCLUSIVE MODE"
+    with held_elsewhere(pg, lambda conn: conn.exec_driver_sql(lock)):
+        pg.run(lambda conn: (insert(9)(conn), conn.exec_driver_sql(lock)), wait=False)
+
+
+BEFORE: dict[str, Callable[[Database], object]] = {
+    "a read that failed": lambda pg: pg.read(fails, wait=False),
+    "a snapshot read that failed": lambda pg: pg.read(fails, snapshot=True, wait=False),
+    "a write that failed": lambda pg: pg.run(two_writes(pg, "run", "constraint", []), wait=False),
+    "a write sent to a thread": sent_to_a_thread,
+    "a connection the server closed": terminated_loop_connection,
+}
+"""Units that end other than well, each leaving the loop's connection (or its replacement) to the next unit."""
+
+
+@pytest.mark.parametrize("before", BEFORE)
+def test_after_a_unit_that_failed_the_next_is_one_transaction_too(pg: Database, pipelines: bool, before: str) -> None:
+    when_ready(lambda: pg.read(lambda conn: 1, wait=False))
+    with pytest.raises((Crash, IntegrityError, WouldWait)):
+        BEFORE[before](pg)
+    assert count(pg) == 0
+    assert when_ready(lambda: resting(pg)) == RESTING
+    seen: list[tuple[int, int]] = []
+
+    with pytest.raises(Crash):
+        pg.run(two_writes(pg, "queued", "crash", seen), wait=False)
+
+    assert seen == [(1, 0)] and count(pg) == 0
+    assert pg.run(insert(2), wait=False) == 1 and count(pg) == 1  # and a unit that ends well commits
+
+
+@pytest.mark.parametrize(("snapshot", "expected"), [(True, (0, 0)), (False, (0, 1))], ids=["snapshot", "each"])
+def test_a_snapshot_read_on_the_loop_misses_what_commits_during_it(
+    pg: Database, pipelines: bool, snapshot: bool, expected: tuple[int, int]
+) -> None:
+    """One snapshot for all of a snapshot read's statements; a plain read's each see what was committed."""
+    when_ready(lambda: pg.read(lambda conn: 1, wait=False))
+
+    def twice(conn: Connection) -> tuple[int, int]:
+        before = conn.exec_driver_sql(COUNT).scalar_one()
+        pg.run(insert(1))  # another connection commits meanwhile
+        return before, conn.exec_driver_sql(COUNT).scalar_one()
+
+    assert pg.read(twice, snapshot=snapshot, wait=False) == expected
+    assert resting(pg) == RESTING
+
+
+def test_a_snapshot_read_that_cannot_take_the_driver_out_of_autocommit_leaves_its_isolation_as_it_was(
+    pg: Database, pipelines: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read of one snapshot changes two settings of the loop's driver: if the second fails, the first is put
+    back too, so a later write that the driver begins itself (no pipeline mode) is not in REPEATABLE READ."""
+    when_ready(lambda: pg.read(lambda conn: 1, wait=False))
+    setting: Any = psycopg.Connection.autocommit  # the driver's property
+
+    def refused(driver: psycopg.Connection[Any], value: bool) -> None:
+        if not value:
+            raise psycopg.OperationalError("injected: the driver cannot leave autocommit")
+        setting.__set__(driver, value)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(loop_connection.BoundedConnection, "autocommit", property(setting.__get__, refused))
+        with pytest.raises(psycopg.OperationalError, match="injected"):
+            pg.read(lambda conn: 1, snapshot=True, wait=False)
+
+    isolation = when_ready(
+        lambda: pg.run(lambda conn: conn.exec_driver_sql("SHOW transaction_isolation").scalar_one(), wait=False)
+    )
+    assert isolation == "read committed"
+    assert resting(pg) == RESTING
+
+
+def test_a_write_on_the_loop_that_need_not_reach_the_disk_relaxes_only_its_own_commit(
+    pg: Database, pipelines: bool
+) -> None:
+    """`durable=False` is set inside the unit's transaction (`SET LOCAL`): in autocommit it would be refused,
+    and the next unit, durable, must not inherit it."""
+    when_ready(lambda: pg.read(lambda conn: 1, wait=False))
+
+    def unit(conn: Connection) -> str:
+        insert(1)(conn)
+        return str(conn.exec_driver_sql("SHOW synchronous_commit").scalar_one())
+
+    assert pg.run(unit, wait=False, durable=False) == "off"
+    assert pg.run(lambda conn: conn.exec_driver_sql("SHOW synchronous_commit").scalar_one(), wait=False) == "on"
+    assert count(pg) == 1
