@@ -1,12 +1,16 @@
 """`SqlGateTx.savepoint`: an effect that fails leaves no trace, and the transaction goes on."""
 
+from collections.abc import Callable
+
 import pytest
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from mcp_server.ledger.books import Ledger
 from mcp_server.storage.database import Database
 from mcp_server.storage.gate_store import SqlGateStore, SqlGateTx
 from policy.results import Refusal
+from tests.support import snapshot
 
 
 def accounts(ledger: Ledger) -> tuple[str, str]:
@@ -63,3 +67,55 @@ def test_sqlite_releases_an_effect_that_succeeded(database: Database) -> None:
 
     SqlGateStore(database).transaction(work)
     assert ledger.balance(target).balance_minor == 30
+
+
+def effects(ledger: Ledger, source: str, target: str) -> dict[str, Callable[[Connection], object]]:
+    """A settlement's effects by tool: a transfer, and a close that sweeps the balance away."""
+    return {
+        "transfer": lambda conn: ledger.transfer_in(conn, source, target, 30, None),
+        "close": lambda conn: ledger.close_in(conn, source, target),
+    }
+
+
+@pytest.mark.parametrize("effect", ["transfer", "close"])
+def test_a_write_that_fails_after_an_effect_leaves_none_of_it(database: Database, effect: str) -> None:
+    """The settlement's writes after its effect (approval, key, audit records) fail: the whole transaction
+    rolls back, the effect with it, though SQLite released the effect's savepoint (a RELEASE outside a BEGIN
+    would have been its COMMIT)."""
+    ledger = Ledger(database)
+    source, target = accounts(ledger)
+    run = effects(ledger, source, target)[effect]
+    before = snapshot(database)
+
+    def work(tx: SqlGateTx) -> None:
+        with tx.savepoint():
+            run(tx.conn)
+        tx.conn.exec_driver_sql(f"UPDATE accounts SET balance_minor = -1 WHERE id = '{target}'")  # CHECK refuses
+
+    with pytest.raises(IntegrityError):
+        SqlGateStore(database).transaction(work)
+    assert snapshot(database) == before, "no money moved, no account closed"
+    assert ledger.check_invariants() == []
+
+
+@pytest.mark.parametrize("effect", ["transfer", "close"])
+def test_a_second_effect_refused_in_the_transaction_undoes_only_its_own(database: Database, effect: str) -> None:
+    """Two settlements in one transaction (as an expiry batch may hold): the first effect succeeded (released on
+    SQLite), the second's refusal rolls back to its own savepoint, and the first commits."""
+    ledger = Ledger(database)
+    source, target = accounts(ledger)
+    other = ledger.create_account("Other").id
+    run = effects(ledger, source, target)[effect]
+
+    def work(tx: SqlGateTx) -> None:
+        with tx.savepoint():
+            run(tx.conn)
+        with pytest.raises(Refusal), tx.savepoint():
+            ledger.transfer_in(tx.conn, target, other, 20, None)
+            raise Refusal("test_refusal", "refused after writing")
+
+    SqlGateStore(database).transaction(work)
+    moved = 30 if effect == "transfer" else 10_000
+    assert [ledger.balance(each).balance_minor for each in (source, target, other)] == [10_000 - moved, moved, 0]
+    assert ledger.balance(source).status == ("open" if effect == "transfer" else "closed")
+    assert ledger.check_invariants() == []
