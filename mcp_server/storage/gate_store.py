@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.storage import idempotency, stored_json
@@ -382,11 +382,19 @@ class _Savepoint:
     def __enter__(self) -> None:
         _SAVEPOINT.send(self._conn)
 
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        if kind is not None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: object) -> None:
+        if kind is None:
+            if self._release:
+                _RELEASE_SAVEPOINT.send(self._conn)
+            return
+        try:
             _ROLLBACK_TO_SAVEPOINT.send(self._conn)
-        elif self._release:
-            _RELEASE_SAVEPOINT.send(self._conn)
+        except DBAPIError:
+            # SQLite rolls the whole transaction back on some errors (a full disk, an I/O error, an interrupt),
+            # savepoint and all: the effect's own error, raised on, says what failed. Any other (a refusal)
+            # would let the caller go on writing outside a transaction: this one ends it.
+            if not isinstance(error, DBAPIError):
+                raise
 
 
 def _waiting_params(principal: str, now: float) -> dict[str, Any]:

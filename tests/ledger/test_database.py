@@ -21,6 +21,7 @@ from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.storage import database as database_module
 from mcp_server.storage.database import Database, LedgerNotOpened, default_database_url, redacted_url
+from mcp_server.storage.gate_store import SqlGateStore
 from mcp_server.storage.statement import Statement
 from tests.support import (
     POSTGRES_URL_ENV,
@@ -397,8 +398,9 @@ UPDATE_HEAD = (
 """A small write (the audit's old head row is gone: a row of the heads table serves as a counter)."""
 
 
-def head_seq(database: Database) -> int:
-    return int(database.read(lambda conn: conn.exec_driver_sql("SELECT COUNT(*) FROM audit_heads").scalar_one()))
+def head_seq(database: Database, *, wait: bool = True) -> int:
+    count = database.read(lambda conn: conn.exec_driver_sql("SELECT COUNT(*) FROM audit_heads").scalar_one(), wait=wait)
+    return int(count)
 
 
 def test_a_write_that_must_not_wait_is_refused_while_this_process_writes(backend: str, database: Database) -> None:
@@ -485,6 +487,7 @@ def test_a_write_that_must_not_wait_and_fails_at_its_commit_leaves_no_lock_behin
     with pytest.raises(RuntimeError, match="a bug at COMMIT"):
         database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=False)
     assert_write_lock_free(database_url)
+    assert head_seq(database, wait=False) == 0, "the loop's read does not see it"
     database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=False)
     assert head_seq(database) == 1, "the failed transaction rolled back; the next one committed"
 
@@ -541,6 +544,7 @@ def test_a_write_that_fails_after_writing_leaves_nothing_and_no_lock(
     with pytest.raises(RuntimeError, match="after writing"):
         database.run(failing, wait=wait)
     assert head_seq(database) == 0, "nothing it wrote was kept"
+    assert head_seq(database, wait=False) == 0, "nor seen by the loop's read, on the connection that wrote it"
     assert_write_lock_free(database_url)
     database.run(lambda conn: Statement(UPDATE_HEAD).run(conn), wait=wait)
     database.run(lambda conn: conn.exec_driver_sql(UPDATE_HEAD), wait=wait)
@@ -599,3 +603,27 @@ def test_a_loop_read_the_prompt_writer_fails_is_read_again_elsewhere(backend: st
     assert database.read(read, wait=False) == 1
     assert tries[0] is broken and tries[-1] is not broken
     assert database._prompt_writer is not broken
+
+
+@pytest.mark.anyio
+async def test_store_work_moved_off_the_loop_never_reads_on_the_prompt_writer(backend: str, database: Database) -> None:
+    """The prompt writer is the event loop's alone: work that found the write gate taken on the loop runs again in a
+    worker thread, whose reads may wait (`wait=True`), so they never take the prompt writer, even with the gate free
+    again (two threads on one sqlite3 connection, `check_same_thread` off)."""
+    sqlite_only(backend)
+    store = SqlGateStore(database)
+    writer = database.run(lambda conn: conn, wait=False)
+    gate = database._write_gate
+    assert gate is not None
+    gate.acquire()  # another writer's turn, until the work has left the loop
+    loop, reads = threading.get_ident(), []
+
+    def work() -> None:
+        if threading.get_ident() != loop and gate.locked():
+            gate.release()
+        reads.append((threading.get_ident() == loop, store.transaction(lambda tx: tx.conn, write=False)))
+        store.transaction(lambda tx: tx.conn.exec_driver_sql(UPDATE_HEAD))  # on the loop: the gate is taken
+
+    await store.run(work)
+    assert [(on_loop, conn is writer) for on_loop, conn in reads] == [(True, False), (False, False)]
+    assert head_seq(database) == 1
