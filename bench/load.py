@@ -14,9 +14,10 @@ balance, `approve_noop` (one elicitation, no body) for a transfer or a close. Be
 floor (`bench.floor_server`): a bare SDK server doing, on the same database, only the durable
 work each call of the mix must do; its rate over the bare server's is the most any gate that
 keeps its records could reach. And the required work (`bench.required_server`): the floor plus
-the policy's decisions, entitlements, approvals bound to the exact arguments and used once, and
-a signed audit record with each outcome, the cheapest correct way; its rate over the bare
-server's is the most any gate keeping bankgate's promises could reach.
+the policy's decisions, entitlements, the pending-questions cap, questions stored as shown with
+their reference and deadline, approvals bound to the exact arguments and used once and in time, a
+double-entry journal, and signed audit records of each question and outcome, the cheapest correct
+way; its rate over the bare server's is the most any gate keeping bankgate's promises could reach.
 
 The four servers run side by side, and each phase (a number of clients) is driven in `--rounds`
 slices of `--seconds / rounds` per subject, in the order bankgate, bare, floor, required, then the

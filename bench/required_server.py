@@ -3,31 +3,52 @@ keeping bankgate's promises must make, done the cheapest correct way, on the sam
 
 `bench.floor_server` shows the most any gate that keeps records could reach on `bench.load`'s
 mix, but it decides nothing. A goal stated against the bare SDK server can still ask more than a
-correct gate can give, so `bench.load` drives this server too; per kind of call it does what
-`bench.required_work` does in memory:
+correct gate can give, so `bench.load` drives this server too; per kind of call it keeps the
+promises `bench.required_work` keeps in memory (sharing its questions, signed records and SQLite
+transactions), on SQLite or PostgreSQL:
 
 - a balance: one read of the account with the caller's relations and roles, the policy's
-  visibility and read conditions (CEL, compiled once), the result in the balance schema;
-- a transfer or a close, first round: the policy's decision on the accounts as they are (one
-  read), then the question committed bound to the digest of the exact arguments (not waiting
-  for the disk, as bankgate's is not); the close's form asks for its account id typed back;
-- the answer: a refusal recorded durably on its approval; a yes settled in one durable
-  transaction that claims the pending approval of exactly these arguments (once), locks both
-  accounts, decides again on them as they are then, moves the money and appends the outcome
-  and a signed audit record. On PostgreSQL that transaction is two round trips (psycopg's
-  pipeline: claim and read, then the writes and COMMIT); the decision between them is Python's.
+  visibility and read conditions (CEL, compiled once), the result in the balance schema ("only
+  the entitled act; a hidden account looks missing"). Nothing is recorded.
+- a transfer or a close, first round: the policy's decision on both accounts as they are (one
+  read: a missing or closed payee, or the payer itself, is refused); a refusal signed and
+  recorded durably (`denied`). Then the question's transaction, not waiting for the disk (as
+  bankgate's): the caller's open questions counted under the caller's lock and a new one
+  refused past `max_pending_approvals` ("limits on pending questions hold under concurrency");
+  the question rendered once, stating its reference and deadline, stored as shown with its
+  principal, deadline, the digest of its exact arguments and the digest the SDK records for it
+  ("what runs is what was shown", "every question ends"); a signed `requested` record with the
+  question's hash. The close's form asks for its account id typed back.
+- the answering round (2026-07-28) finds the question it was shown by that digest (one read: "two
+  requests are two requests"). A no, or an answer past the deadline, settles the approval
+  `rejected` or `expired` with its signed record, durably, if it is still pending for these
+  arguments, caller, question and deadline. A yes is settled in one durable transaction that
+  claims the approval likewise ("nothing approved runs twice"), locks both accounts, decides
+  again on them as they are then, and on `allow` posts the journal's two entries keyed by the
+  approval (they sum to zero; the database refuses a second movement for one approval), moves
+  both balances (never negative), closes the account if it is a close, and signs `executed`;
+  otherwise settles it `failed` with its signed record ("every outcome is remembered").
+
+PostgreSQL round trips (psycopg's pipeline; before this bound kept these promises: 2 for a
+question, 2 for a yes, 1 for a no): a balance 1; a question 2 (the read, then one function that
+counts, stores and records), a refusal before asking 2; the answering round's lookup 1; a yes 2
+(the claim and the locked read, then the writes and COMMIT; the decision between them is
+Python's); a no or a late answer 1 (the claim and its record in one statement).
 
 Left out, though bankgate does them, so this stays a bound bankgate cannot beat: idempotency
-keys, audit records of questions and refusals, the chain and its signed heads, rate limits,
-the desk. The clients' principal is `local`, an operator (as in bankgate's load ledger).
+keys (`bench.load` sends the others none), the chain and its signed heads (the sequencer's,
+batched, off the call path), the expiry sweep (off the call path), the desk (the shipped policy
+routes none of these calls to it), daily totals (no shipped rule reads them), rate limits, and a
+history row with the memo (the memo is in the signed record). The clients' principal is
+`local`, an operator (as in bankgate's load ledger).
 
     python -m bench.required_server --db URL [--transport stdio|http] [--port N]
 """
 
 import argparse
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, NamedTuple, Protocol
 
 import psycopg
@@ -36,20 +57,35 @@ from mcp.server.elicitation import AcceptedElicitation
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
+from pydantic import BaseModel
 
-from bench.bare_parts import Approval, ask, balance_result
+from bench.bare_parts import Approval, balance_result
 from bench.bare_server import serve
 from bench.floor_server import Connections, seed
-from bench.required_work import CEILING, MAY_DEBIT, MAY_READ, VISIBLE, holds
+from bench.required_work import (
+    CEILING,
+    MAX_PENDING,
+    MAY_DEBIT,
+    MAY_READ,
+    PRINCIPAL,
+    TOO_MANY,
+    VISIBLE,
+    Question,
+    Signed,
+    holds,
+    sign,
+    transaction,
+)
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.ledger.money import DEFAULT_MAX_AMOUNT_MINOR, parse_amount
 from mcp_server.tools.balance import BalanceResult
-from policy.canonical import canonical_json, digest
+from policy.canonical import digest
 from policy.cel_engine import cel
+from policy.mcp.asked import answered_digest
 
-PRINCIPAL = "local"
 MAY_CLOSE = cel.compile("!('operator' in roles || 'owner' in account.access)")
 """The shipped policy's close rule (`policy/default_policy.toml`); the others are `bench.required_work`'s."""
+NOT_PENDING = "the approval is not pending for these arguments with the question shown; nothing was done"
 
 
 class Facts(NamedTuple):
@@ -69,27 +105,39 @@ class Facts(NamedTuple):
         )
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What a settled approval writes: balance changes, accounts closed, the outcome and its signed record."""
+class Settled(NamedTuple):
+    """What a yes settles to, decided on the locked accounts: `failure` empty, the money moved from the first
+    account to the second (0: none) and whether the first is closed; else why it failed. With its signed record."""
 
-    moves: tuple[tuple[str, int], ...]
-    closes: tuple[str, ...]
-    what: str
-    memo: str
-    record: str
-    signature: str
+    record: Signed
+    moved: int = 0
+    closes: bool = False
+    failure: str = ""
 
 
-Decide = Callable[[int, dict[str, Facts]], Outcome]
-"""From the claimed approval's id and the locked accounts, the outcome to write, or a `ToolError` (nothing written)."""
+Decide = Callable[[dict[str, Facts]], Settled]
+"""From the locked accounts (the claimed approval's), what the yes settles to."""
+
+
+class Claim(NamedTuple):
+    """An approval claimed for an outcome: held to the caller, the exact arguments, the question and deadline shown."""
+
+    status: str
+    question: Question
+    bound: str
+
+    def parameters(self) -> tuple[object, ...]:
+        shown = self.question
+        return self.status, shown.approval, PRINCIPAL, self.bound, shown.text, shown.deadline
 
 
 class Store(Protocol):
     async def accounts(self, *ids: str) -> dict[str, Facts]: ...
-    async def asked(self, bound: str) -> None: ...
-    async def refused(self, bound: str) -> None: ...
-    async def settle(self, bound: str, ids: tuple[str, str], decide: Decide) -> None: ...
+    async def ask(self, question: Question, bound: str, now: float, requested: Signed) -> bool: ...
+    async def answered(self, asked: str) -> Question | None: ...
+    async def denied(self, record: Signed) -> None: ...
+    async def end(self, claim: Claim, record: Signed) -> bool: ...
+    async def settle(self, claim: Claim, ids: tuple[str, str], decide: Decide) -> Settled: ...
 
 
 _TABLES = """
@@ -97,13 +145,22 @@ CREATE TABLE required_accounts (id TEXT PRIMARY KEY, balance_minor BIGINT NOT NU
                                 open BOOLEAN NOT NULL DEFAULT TRUE);
 CREATE TABLE required_access (principal TEXT, account_id TEXT, relation TEXT, PRIMARY KEY (principal, account_id));
 CREATE TABLE required_roles (principal TEXT, role TEXT, PRIMARY KEY (principal, role));
-CREATE TABLE required_approvals (id {serial} PRIMARY KEY, digest TEXT NOT NULL, status TEXT NOT NULL);
-CREATE INDEX required_pending ON required_approvals (digest, status);
-CREATE TABLE required_outcomes (id {serial} PRIMARY KEY, what TEXT NOT NULL, memo TEXT NOT NULL, approval BIGINT);
+CREATE TABLE required_approvals (
+    id BIGINT PRIMARY KEY, principal TEXT NOT NULL, binding TEXT NOT NULL, question TEXT NOT NULL,
+    asked TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL, status TEXT NOT NULL
+);
+CREATE INDEX required_pending ON required_approvals (principal, expires_at) WHERE status = 'pending';
+CREATE UNIQUE INDEX required_by_asked ON required_approvals (asked);
+CREATE TABLE required_entries (
+    approval BIGINT NOT NULL, leg SMALLINT NOT NULL CHECK (leg IN (0, 1)), account_id TEXT NOT NULL,
+    minor BIGINT NOT NULL CHECK (minor <> 0), PRIMARY KEY (approval, leg)
+);
 CREATE TABLE required_audit (id {serial} PRIMARY KEY, record TEXT NOT NULL, signature TEXT NOT NULL);
 INSERT INTO required_roles VALUES ('local', 'operator');
 """
-_NAMES = ("required_accounts", "required_access", "required_roles", "required_approvals", "required_outcomes",
+"""One partial index serves the count of open questions (and bankgate's expiry sweep); the journal's key refuses
+a second movement for one approval."""
+_NAMES = ("required_accounts", "required_access", "required_roles", "required_approvals", "required_entries",
           "required_audit")  # fmt: skip
 _ACCOUNTS = (
     "SELECT a.id, a.balance_minor, a.open,"
@@ -111,17 +168,26 @@ _ACCOUNTS = (
     " (SELECT {agg}(role, ',') FROM required_roles WHERE principal = {p})"
     " FROM required_accounts a WHERE a.id IN ({p}, {p}) ORDER BY a.id"
 )
-_CLAIM = (
-    "UPDATE required_approvals SET status = 'approved' WHERE status = 'pending' AND id ="
-    " (SELECT min(id) FROM required_approvals WHERE digest = {p} AND status = 'pending') RETURNING id"
+_WAITING = "SELECT count(*) FROM required_approvals WHERE principal = {p} AND status = 'pending' AND expires_at > {p}"
+_ASK = (
+    "INSERT INTO required_approvals (id, principal, binding, question, asked, expires_at, status)"
+    " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, 'pending')"
 )
-"""Once: a claim that waited on another's lock sees the row as that one left it (PostgreSQL re-checks the
-outer condition, not the subquery), so a second claim of one approval finds it no longer pending."""
-_REFUSE = _CLAIM.replace("'approved'", "'rejected'")
-_ASK = "INSERT INTO required_approvals (digest, status) VALUES ({p}, 'pending')"
+_BY_ASKED = "SELECT id, question, expires_at, asked FROM required_approvals WHERE asked = {p}"
+_CLAIM = (
+    "UPDATE required_approvals SET status = {p} WHERE id = {p} AND status = 'pending' AND principal = {p}"
+    " AND binding = {p} AND question = {p} AND expires_at = {p} RETURNING id"
+)
+"""Once: a claim that waited on another's lock sees the row as that one left it, no longer pending."""
+_ENDED = (
+    f"WITH claimed AS ({_CLAIM}) INSERT INTO required_audit (record, signature) SELECT {{p}}, {{p}} FROM claimed"
+    " RETURNING id"
+)
+"""A no or a late answer: the claim and its signed record in one statement (PostgreSQL: one round trip)."""
+_FAILED = "UPDATE required_approvals SET status = 'failed' WHERE id = {p}"
+_POST = "INSERT INTO required_entries (approval, leg, account_id, minor) VALUES ({p}, 0, {p}, {p}), ({p}, 1, {p}, {p})"
 _MOVE = "UPDATE required_accounts SET balance_minor = balance_minor + {p} WHERE id = {p}"
 _CLOSE = "UPDATE required_accounts SET open = FALSE WHERE id = {p}"
-_OUTCOME = "INSERT INTO required_outcomes (what, memo, approval) VALUES ({p}, {p}, {p})"
 _AUDIT = "INSERT INTO required_audit (record, signature) VALUES ({p}, {p})"
 
 
@@ -129,30 +195,55 @@ def _facts(rows: list[tuple[object, ...]]) -> dict[str, Facts]:
     return {str(row[0]): Facts.of(row[1:]) for row in rows}
 
 
-def _writes(outcome: Outcome, approval: int) -> list[tuple[str, tuple[object, ...]]]:
-    """The settlement's writes, as (statement template, arguments)."""
-    return [
-        *((_MOVE, (delta, account)) for account, delta in outcome.moves),
-        *((_CLOSE, (account,)) for account in outcome.closes),
-        (_OUTCOME, (outcome.what, outcome.memo, approval)),
-        (_AUDIT, (outcome.record, outcome.signature)),
-    ]
+def _question(row: tuple[object, ...] | None) -> Question | None:
+    if row is None:
+        return None
+    approval, text, deadline, asked = row
+    assert isinstance(approval, int) and isinstance(deadline, float)
+    return Question(approval, str(text), deadline, str(asked))
+
+
+def _writes(settled: Settled, approval: int, ids: tuple[str, str]) -> list[tuple[str, tuple[object, ...]]]:
+    """A yes's writes, as (statement template, arguments): a failure's status, or the journal's two entries, the
+    balances and the close; then its signed record."""
+    payer, payee = ids
+    if settled.failure:
+        done: list[tuple[str, tuple[object, ...]]] = [(_FAILED, (approval,))]
+    else:
+        minor = settled.moved
+        done = [(_POST, (approval, payer, -minor, approval, payee, minor)), (_MOVE, (-minor, payer)),
+                (_MOVE, (minor, payee))] if minor else []  # fmt: skip
+        done += [(_CLOSE, (payer,))] if settled.closes else []
+    return [*done, (_AUDIT, settled.record)]
+
+
+def _numbered(template: str, *numbers: int) -> str:
+    """`template`'s placeholders as a PL/pgSQL function's parameters `$n`."""
+    return template.replace("{p}", "{}").format(*(f"${n}" for n in numbers))
+
+
+_ASK_FUNCTION = f"""CREATE OR REPLACE FUNCTION required_ask(bigint, text, text, text, text, double precision,
+    double precision, text, text) RETURNS boolean LANGUAGE plpgsql AS $fn$ BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    PERFORM pg_advisory_xact_lock(hashtext('required_ask ' || $2));
+    IF ({_numbered(_WAITING, 2, 7)}) >= {MAX_PENDING} THEN RETURN false; END IF;
+    {_numbered(_ASK, 1, 2, 3, 4, 5, 6)};
+    {_numbered(_AUDIT, 8, 9)};
+    RETURN true; END $fn$"""
+"""A question's transaction as one call (one round trip): the caller's lock (bankgate's principal's turn), the
+count, the question and its record; not waiting for the disk."""
 
 
 class PostgresStore:
-    """Async psycopg connections on the event loop (`floor_server.Connections`); a settlement is one pipelined
-    transaction of two round trips."""
+    """Async psycopg connections on the event loop (`floor_server.Connections`); a yes is one pipelined
+    transaction of two round trips, every other call one."""
 
     def __init__(self, url: str) -> None:
         self._connections = Connections(url)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {', '.join(_NAMES)}")
             conn.execute(_TABLES.format(serial="BIGSERIAL"))
-            conn.execute(
-                "CREATE OR REPLACE FUNCTION required_asked(bound text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN"
-                " PERFORM set_config('synchronous_commit', 'off', true);"
-                f" {_ASK.format(p='bound')}; END $$"
-            )
+            conn.execute(_ASK_FUNCTION)
             with conn.cursor() as cursor:
                 cursor.executemany("INSERT INTO required_accounts (id, balance_minor) VALUES (%s, %s)", seed())
 
@@ -160,31 +251,40 @@ class PostgresStore:
     def _sql(template: str) -> str:
         return template.format(p="%s", agg="string_agg")
 
+    async def _one(self, template: str, *args: object) -> tuple[object, ...] | None:
+        async with self._connections.connection() as conn:
+            return await (await conn.execute(self._sql(template), args)).fetchone()
+
     async def accounts(self, *ids: str) -> dict[str, Facts]:
         async with self._connections.connection() as conn:
             cursor = await conn.execute(self._sql(_ACCOUNTS), (PRINCIPAL, PRINCIPAL, *ids))
             return _facts(await cursor.fetchall())
 
-    async def asked(self, bound: str) -> None:
-        async with self._connections.connection() as conn:
-            await conn.execute("SELECT required_asked(%s)", (bound,))
+    async def ask(self, question: Question, bound: str, now: float, requested: Signed) -> bool:
+        asked = (question.approval, PRINCIPAL, bound, question.text, question.asked, question.deadline, now)
+        [asked_now] = await self._one("SELECT required_ask({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})", *asked,
+                                    *requested) or (False,)  # fmt: skip
+        return bool(asked_now)
 
-    async def refused(self, bound: str) -> None:
-        async with self._connections.connection() as conn:
-            await conn.execute(self._sql(_REFUSE), (bound,))
+    async def answered(self, asked: str) -> Question | None:
+        return _question(await self._one(_BY_ASKED, asked))
 
-    async def settle(self, bound: str, ids: tuple[str, str], decide: Decide) -> None:
+    async def denied(self, record: Signed) -> None:
+        await self._one(_AUDIT + " RETURNING id", *record)
+
+    async def end(self, claim: Claim, record: Signed) -> bool:
+        return await self._one(_ENDED, *claim.parameters(), *record) is not None
+
+    async def settle(self, claim: Claim, ids: tuple[str, str], decide: Decide) -> Settled:
         async with self._connections.connection() as conn, conn.pipeline(), conn.transaction():
-            claimed = await conn.execute(self._sql(_CLAIM), (bound,))
+            claimed = await conn.execute(self._sql(_CLAIM), claim.parameters())
             locked = await conn.execute(self._sql(_ACCOUNTS) + " FOR UPDATE OF a", (PRINCIPAL, PRINCIPAL, *ids))
-            approval = await claimed.fetchone()  # the first round trip: BEGIN, the claim and the locked read
-            if approval is None:
-                raise ToolError("no pending approval for these arguments")
-            (approval_id,) = approval
-            assert isinstance(approval_id, int)
-            outcome = decide(approval_id, _facts(await locked.fetchall()))
-            for template, args in _writes(outcome, approval_id):
+            if await claimed.fetchone() is None:  # the first round trip: BEGIN, the claim and the locked read
+                raise ToolError(NOT_PENDING)
+            settled = decide(_facts(await locked.fetchall()))
+            for template, args in _writes(settled, claim.question.approval, ids):
                 await conn.execute(self._sql(template), args)  # sent with the COMMIT: the second round trip
+            return settled
 
 
 class SqliteStore:
@@ -198,38 +298,42 @@ class SqliteStore:
         self._conn.executescript(_TABLES.format(serial="INTEGER"))
         self._conn.executemany("INSERT INTO required_accounts (id, balance_minor) VALUES (?, ?)", seed())
 
-    @staticmethod
-    def _sql(template: str) -> str:
-        return template.format(p="?", agg="group_concat")
+    def _run(self, template: str, *args: object) -> list[tuple[object, ...]]:
+        return self._conn.execute(template.format(p="?", agg="group_concat"), args).fetchall()
 
     async def accounts(self, *ids: str) -> dict[str, Facts]:
-        return _facts(self._conn.execute(self._sql(_ACCOUNTS), (PRINCIPAL, PRINCIPAL, *ids)).fetchall())
+        return _facts(self._run(_ACCOUNTS, PRINCIPAL, PRINCIPAL, *ids))
 
-    async def asked(self, bound: str) -> None:
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        self._conn.execute(self._sql(_ASK), (bound,))  # autocommit: one transaction
+    async def ask(self, question: Question, bound: str, now: float, requested: Signed) -> bool:
+        with transaction(self._conn, durable=False):  # the write lock, taken first: the count holds till COMMIT
+            if self._run(_WAITING, PRINCIPAL, now)[0][0] >= MAX_PENDING:  # type: ignore[operator]
+                return False
+            self._run(_ASK, question.approval, PRINCIPAL, bound, question.text, question.asked, question.deadline)
+            self._run(_AUDIT, *requested)
+        return True
 
-    async def refused(self, bound: str) -> None:
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._conn.execute(self._sql(_REFUSE), (bound,)).fetchall()
+    async def answered(self, asked: str) -> Question | None:
+        return _question(next(iter(self._run(_BY_ASKED, asked)), None))
 
-    async def settle(self, bound: str, ids: tuple[str, str], decide: Decide) -> None:
-        conn = self._conn
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("BEGIN IMMEDIATE")  # the write lock: the accounts read below cannot change before COMMIT
-        try:
-            approval = conn.execute(self._sql(_CLAIM), (bound,)).fetchone()
-            if approval is None:
-                raise ToolError("no pending approval for these arguments")
-            outcome = decide(
-                approval[0], _facts(conn.execute(self._sql(_ACCOUNTS), (PRINCIPAL, PRINCIPAL, *ids)).fetchall())
-            )
-            for template, args in _writes(outcome, approval[0]):
-                conn.execute(self._sql(template), args)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    async def denied(self, record: Signed) -> None:
+        with transaction(self._conn, durable=True):
+            self._run(_AUDIT, *record)
+
+    async def end(self, claim: Claim, record: Signed) -> bool:
+        with transaction(self._conn, durable=True):
+            if not self._run(_CLAIM, *claim.parameters()):
+                return False
+            self._run(_AUDIT, *record)
+        return True
+
+    async def settle(self, claim: Claim, ids: tuple[str, str], decide: Decide) -> Settled:
+        with transaction(self._conn, durable=True):
+            if not self._run(_CLAIM, *claim.parameters()):
+                raise ToolError(NOT_PENDING)
+            settled = decide(_facts(self._run(_ACCOUNTS, PRINCIPAL, PRINCIPAL, *ids)))
+            for template, args in _writes(settled, claim.question.approval, ids):
+                self._run(template, *args)
+        return settled
 
 
 def open_store(url: str) -> Store:
@@ -287,45 +391,99 @@ def close_verdict(facts: dict[str, Facts], account: str, sweep_to: str) -> str:
     return "above ceiling" if holds(CEILING, {"amount_minor": found.balance}, minor=True) else "allow"
 
 
-def required_server(store: Store, key: Ed25519PrivateKey | None = None) -> MCPServer:
-    """The three tools over `store`, signing audit records with `key` (a new one by default)."""
+class Gated(NamedTuple):
+    """A gated call: its tool, exact arguments, the accounts it acts on (payer first) and its question's text."""
+
+    tool: str
+    arguments: dict[str, str]
+    ids: tuple[str, str]
+    what: str
+    form: type[BaseModel]
+
+    @property
+    def bound(self) -> str:
+        return digest({"tool": self.tool, **self.arguments})
+
+
+def required_server(
+    store: Store, key: Ed25519PrivateKey | None = None, clock: Callable[[], float] = time.time
+) -> MCPServer:
+    """The three tools over `store`, signing audit records with `key` (a new one by default), `clock` telling
+    the time questions are asked and answered."""
     server = MCPServer("required")
-    key = key or Ed25519PrivateKey.generate()
+    signer = key or Ed25519PrivateKey.generate()
 
-    def signed(event: str, tool: str, arguments: dict[str, str], approval: int) -> tuple[str, str]:
-        record = canonical_json(
-            {"event": event, "principal": PRINCIPAL, "tool": tool, "arguments": arguments, "approval": approval}
-        )
-        return record, key.sign(record.encode()).hex()
+    async def question(ctx: Context, call: Gated, verdict: Callable[[], Awaitable[str]], wire_key: str) -> Question:
+        """The first round's new question (refused, and recorded, if the policy says no); a round bringing the
+        answer finds the one it was shown by the digest its request state names."""
+        if ctx.request_state is not None:
+            shown = await store.answered(answered_digest(ctx.request_state, wire_key) or "")
+            if shown is None:
+                raise ToolError("no question of this server was shown to this answer; nothing was done")
+            return shown
+        if (refusal := await verdict()) != "allow":
+            await store.denied(sign(signer, "denied", None, call.arguments, reason=refusal))
+            raise ToolError(refusal)
+        now = clock()
+        new = Question.render(call.what, call.form, now)
+        if not await store.ask(new, call.bound, now, new.requested(signer, call.arguments)):
+            raise ToolError(TOO_MANY)
+        return new
 
-    async def ask_first(ctx: Context, verdict: str, bound: str) -> None:
-        if ctx.request_state is None:  # the first round; a round bringing the answer only reads
-            if verdict != "allow":
-                raise ToolError(verdict)
-            await store.asked(bound)
+    async def conclude(call: Gated, shown: Question, approve: bool) -> str:
+        """The answer settled: `expired` past the deadline, `rejected` on a no, else decided again under lock."""
+        status = "expired" if clock() >= shown.deadline else "executed" if approve else "rejected"
+        claim = Claim(status, shown, call.bound)
+        if status != "executed":
+            if not await store.end(claim, sign(signer, status, shown.approval, call.arguments)):
+                raise ToolError(NOT_PENDING)
+            return status
+        settled = await store.settle(claim, call.ids, lambda facts: decide(call, shown.approval, facts))
+        return f"failed: {settled.failure}" if settled.failure else "executed"
 
-    async def transfer_asked(ctx: Context, from_account: str, to_account: str, amount: str, memo: str) -> bool:
-        if ctx.request_state is None:
-            verdict = transfer_verdict(await store.accounts(from_account, to_account), from_account, to_account,
-                                       amount_minor(amount))  # fmt: skip
-            await ask_first(ctx, verdict, digest(["transfer", from_account, to_account, amount, memo]))
-        return True
+    def decide(call: Gated, approval: int, facts: dict[str, Facts]) -> Settled:
+        """The policy's decision again, on the locked accounts: what a yes settles to, signed."""
+        payer, payee = call.ids
+        if call.tool == "transfer":
+            moved = amount_minor(call.arguments["amount"])
+            verdict = transfer_verdict(facts, payer, payee, moved)
+        else:
+            verdict = close_verdict(facts, payer, payee)
+            moved = facts[payer].balance if verdict == "allow" else 0
+        if verdict != "allow":
+            return Settled(sign(signer, "failed", approval, call.arguments, reason=verdict), failure=verdict)
+        return Settled(sign(signer, "executed", approval, call.arguments), moved, closes=call.tool == "close")
 
-    async def close_asked(ctx: Context, account_id: str, sweep_to: str, memo: str) -> bool:
-        if ctx.request_state is None:
-            verdict = close_verdict(await store.accounts(account_id, sweep_to), account_id, sweep_to)
-            await ask_first(ctx, verdict, digest(["close", account_id, sweep_to, memo]))
-        return True
+    def transfer(from_account: str, to_account: str, amount: str, memo: str) -> Gated:
+        arguments = {"from_account": from_account, "to_account": to_account, "amount": amount, "memo": memo}
+        what = f"Transfer {amount} from {from_account} to {to_account}?"
+        return Gated("transfer", arguments, (from_account, to_account), what, Approval)
 
-    async def ask_transfer(
-        from_account: str, to_account: str, amount: str, memo: str, asked: Annotated[bool, Resolve(transfer_asked)]
-    ) -> Elicit[Approval]:
-        return await ask(from_account, to_account, amount)
+    def close(account_id: str, sweep_to: str, memo: str) -> Gated:
+        arguments = {"account_id": account_id, "sweep_to": sweep_to, "memo": memo}
+        what = f"Close {account_id}, sweeping its balance to {sweep_to}? Type its id to confirm."
+        return Gated("close", arguments, (account_id, sweep_to), what, Confirmation)
 
-    async def ask_close(
-        account_id: str, sweep_to: str, memo: str, asked: Annotated[bool, Resolve(close_asked)]
-    ) -> Elicit[Confirmation]:
-        return Elicit(f"Close {account_id}, sweeping its balance to {sweep_to}? Type its id to confirm.", Confirmation)
+    async def transfer_asked(ctx: Context, from_account: str, to_account: str, amount: str, memo: str) -> Question:
+        call = transfer(from_account, to_account, amount, memo)
+
+        async def verdict() -> str:
+            minor = amount_minor(amount)
+            return transfer_verdict(await store.accounts(from_account, to_account), from_account, to_account, minor)
+
+        return await question(ctx, call, verdict, _wire_key(ask_transfer))
+
+    async def close_asked(ctx: Context, account_id: str, sweep_to: str, memo: str) -> Question:
+        async def verdict() -> str:
+            return close_verdict(await store.accounts(account_id, sweep_to), account_id, sweep_to)
+
+        return await question(ctx, close(account_id, sweep_to, memo), verdict, _wire_key(ask_close))
+
+    async def ask_transfer(shown: Annotated[Question, Resolve(transfer_asked)]) -> Elicit[Approval]:
+        return Elicit(shown.text, Approval)
+
+    async def ask_close(shown: Annotated[Question, Resolve(close_asked)]) -> Elicit[Confirmation]:
+        return Elicit(shown.text, Confirmation)
 
     @server.tool(structured_output=True)
     async def required_balance(account_id: str) -> Annotated[CallToolResult, BalanceResult]:
@@ -346,22 +504,10 @@ def required_server(store: Store, key: Ed25519PrivateKey | None = None) -> MCPSe
         memo: str,
         *,
         answer: Annotated[ElicitationResult[Approval], Resolve(ask_transfer)],
+        shown: Annotated[Question, Resolve(transfer_asked)],
     ) -> str:
-        arguments = {"from_account": from_account, "to_account": to_account, "amount": amount, "memo": memo}
-        bound = digest(["transfer", from_account, to_account, amount, memo])
-        if not isinstance(answer, AcceptedElicitation) or not answer.data.approve:
-            await store.refused(bound)
-            return "rejected"
-        minor = amount_minor(amount)
-
-        def decide(approval: int, facts: dict[str, Facts]) -> Outcome:
-            if (verdict := transfer_verdict(facts, from_account, to_account, minor)) != "allow":
-                raise ToolError(verdict)
-            moves = ((from_account, -minor), (to_account, minor))
-            return Outcome(moves, (), "executed", memo, *signed("executed", "transfer", arguments, approval))
-
-        await store.settle(bound, (from_account, to_account), decide)
-        return "executed"
+        approve = isinstance(answer, AcceptedElicitation) and answer.data.approve
+        return await conclude(transfer(from_account, to_account, amount, memo), shown, approve)
 
     @server.tool()
     async def required_close(
@@ -370,27 +516,20 @@ def required_server(store: Store, key: Ed25519PrivateKey | None = None) -> MCPSe
         memo: str,
         *,
         answer: Annotated[ElicitationResult[Confirmation], Resolve(ask_close)],
+        shown: Annotated[Question, Resolve(close_asked)],
     ) -> str:
-        arguments = {"account_id": account_id, "sweep_to": sweep_to, "memo": memo}
-        bound = digest(["close", account_id, sweep_to, memo])
-        if not isinstance(answer, AcceptedElicitation) or not answer.data.approve:
-            await store.refused(bound)
-            return "rejected"
-        if answer.data.account_id != account_id:
-            await store.refused(bound)
+        call = close(account_id, sweep_to, memo)
+        if isinstance(answer, AcceptedElicitation) and answer.data.approve and answer.data.account_id != account_id:
+            await conclude(call, shown, approve=False)
             raise ToolError(f"the account id typed back, {answer.data.account_id!r}, is not {account_id}")
-
-        def decide(approval: int, facts: dict[str, Facts]) -> Outcome:
-            if (verdict := close_verdict(facts, account_id, sweep_to)) != "allow":
-                raise ToolError(verdict)
-            swept = facts[account_id].balance
-            moves = ((account_id, -swept), (sweep_to, swept))
-            return Outcome(moves, (account_id,), "closed", memo, *signed("closed", "close", arguments, approval))
-
-        await store.settle(bound, (account_id, sweep_to), decide)
-        return "executed"
+        return await conclude(call, shown, isinstance(answer, AcceptedElicitation) and answer.data.approve)
 
     return server
+
+
+def _wire_key(resolver: Callable[..., object]) -> str:
+    """The SDK's key for `resolver`'s question in a round's request state (`module:qualname`)."""
+    return f"{resolver.__module__}:{resolver.__qualname__}"
 
 
 def main() -> None:

@@ -40,13 +40,14 @@ none); the accounts' owners and currency in the question and bound to it (this l
 owner and one currency).
 """
 
+import functools
 import hashlib
 import os
 import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
@@ -57,6 +58,7 @@ from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, 
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import _request_digest
 from mcp_types import CallToolResult, ElicitRequest, ElicitRequestFormParams
+from pydantic import BaseModel
 
 from bench.bare_parts import Approval, balance_result
 from mcp_server.settings import Settings
@@ -71,6 +73,7 @@ PRINCIPAL = "local"
 APPROVAL_TTL: float = Settings.model_fields["approval_timeout"].default
 MAX_PENDING: int = Settings.model_fields["max_pending_approvals"].default
 """bankgate's defaults, which the benchmarks run it with: a question's lifetime, a caller's open questions."""
+TOO_MANY = f"too many pending: {MAX_PENDING} of your approvals already wait for a human"
 
 VISIBLE = cel.compile("'operator' in roles || size(account.access) > 0")
 MAY_READ = cel.compile("!('operator' in roles || 'owner' in account.access || 'viewer' in account.access)")
@@ -96,8 +99,6 @@ _CLAIM = (
 )
 """The approval, if still pending, of this caller and these arguments, holding the question shown: settled with
 the verdict before its deadline, `expired` after it."""
-_FORM = render_elicitation_schema(Approval)
-"""The form as the SDK renders it into a question, rendered once (as bankgate's `policy.mcp.asked`)."""
 _ASKED_KEY = "bench.required_work:register.<locals>.ask_recorded"
 """The SDK's key for `register`'s question in a round's request state (`module:qualname` of its resolver)."""
 
@@ -114,6 +115,66 @@ _POST = (
     " VALUES (:approval, 0, :from, -:minor), (:approval, 1, :to, :minor)"
 )
 _MOVE = "UPDATE balances SET minor = minor + CASE WHEN id = :from THEN -:minor ELSE :minor END WHERE id IN (:from, :to)"
+
+
+class Signed(NamedTuple):
+    """An audit record's canonical JSON and its Ed25519 signature (hex)."""
+
+    record: str
+    signature: str
+
+
+def sign(key: Ed25519PrivateKey, event: str, approval: int | None, arguments: dict[str, str], **more: str) -> Signed:
+    """The signed audit record of `event` on `approval` (None: refused before asking) by `PRINCIPAL`."""
+    record = canonical_json(
+        {"event": event, "principal": PRINCIPAL, "arguments": arguments, "approval": approval, **more}
+    )
+    return Signed(record, key.sign(record.encode()).hex())
+
+
+class Question(NamedTuple):
+    """A question as asked: its approval's unguessable reference, its text (stating that reference and its
+    deadline), its deadline, and the digest the SDK records for it with its form."""
+
+    approval: int
+    text: str
+    deadline: float
+    asked: str
+
+    @classmethod
+    def render(cls, what: str, form: type[BaseModel], now: float) -> "Question":
+        """`what` asked with `form`, rendered once, stating its reference and its deadline (`APPROVAL_TTL` on)."""
+        approval = int.from_bytes(os.urandom(5))  # a reference no one can guess from another's
+        deadline = now + APPROVAL_TTL
+        text = f"{what}\nAnswer by: {deadline_text(deadline)}\nReference: APR-{approval:010X}"
+        params = ElicitRequestFormParams(message=text, requested_schema=_schema(form))
+        return cls(approval, text, deadline, _request_digest(ElicitRequest(params=params)))
+
+    def requested(self, key: Ed25519PrivateKey, arguments: dict[str, str]) -> Signed:
+        """The signed `requested` record of this question, with its text's hash (`audit verify` names an edit)."""
+        return sign(
+            key, "requested", self.approval, arguments, question_sha256=hashlib.sha256(self.text.encode()).hexdigest()
+        )
+
+
+@functools.cache
+def _schema(form: type[BaseModel]) -> dict[str, Any]:
+    """The form as the SDK renders it into a question, rendered once (as bankgate's `policy.mcp.asked`)."""
+    return render_elicitation_schema(form)
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, *, durable: bool) -> Iterator[sqlite3.Connection]:
+    """One write transaction on `conn` (autocommit mode), holding the write lock from its start (so what it reads
+    cannot change before COMMIT); a durable one's COMMIT waits for the disk (`synchronous = FULL`)."""
+    conn.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 class Records:
@@ -160,19 +221,15 @@ class Records:
         waiting for the disk, as bankgate's) with its signed record, under the digest the SDK records for it;
         refused, writing nothing, if the caller already has `MAX_PENDING` open (counted under the write lock,
         so concurrent calls cannot together pass it)."""
+        what = f"Transfer {arguments['amount']} from {arguments['from_account']} to {arguments['to_account']}?"
         now = self.clock()
-        approval = int.from_bytes(os.urandom(5))  # a reference no one can guess from another's
-        question = (
-            f"Transfer {arguments['amount']} from {arguments['from_account']} to {arguments['to_account']}?\n"
-            f"Answer by: {deadline_text(now + APPROVAL_TTL)}\nReference: APR-{approval:010X}"
-        )
-        asked = _request_digest(ElicitRequest(params=ElicitRequestFormParams(message=question, requested_schema=_FORM)))
+        new = Question.render(what, Approval, now)
         with self._transaction(durable=False) as conn:
             if conn.execute(_WAITING, (PRINCIPAL, now)).fetchone()[0] >= MAX_PENDING:
-                raise ToolError(f"too many pending: {MAX_PENDING} of your approvals already wait for a human")
-            conn.execute(_ASK, (approval, PRINCIPAL, digest(arguments), question, asked, now + APPROVAL_TTL))
-            self._sign("requested", approval, arguments, question_sha256=hashlib.sha256(question.encode()).hexdigest())
-        return Asked(approval, question)
+                raise ToolError(TOO_MANY)
+            conn.execute(_ASK, (new.approval, PRINCIPAL, digest(arguments), new.text, new.asked, new.deadline))
+            self._insert(new.requested(self._key, arguments))
+        return Asked(new.approval, new.text)
 
     def answered(self, request_state: str) -> Asked:
         """The question an answering round was shown, found by the digest its request state names (one read)."""
@@ -207,26 +264,15 @@ class Records:
             self._sign(status, approval, arguments)
         return f"failed: {reason}" if status == "failed" else str(status)
 
-    @contextmanager
-    def _transaction(self, *, durable: bool) -> Iterator[sqlite3.Connection]:
-        """One write transaction; a durable one's COMMIT waits for the disk (`synchronous = FULL`)."""
-        conn = self._conn
-        conn.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _transaction(self, *, durable: bool) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._conn, durable=durable)
+
+    def _insert(self, signed: Signed) -> None:
+        self._conn.execute("INSERT INTO audit (record, signature) VALUES (?, ?)", signed)
 
     def _sign(self, event: str, approval: int | None, arguments: dict[str, str], **more: str) -> None:
         """An Ed25519-signed audit record, written in the transaction of what it records."""
-        record = canonical_json(
-            {"event": event, "principal": PRINCIPAL, "arguments": arguments, "approval": approval, **more}
-        )
-        signature = self._key.sign(record.encode()).hex()
-        self._conn.execute("INSERT INTO audit (record, signature) VALUES (?, ?)", (record, signature))
+        self._insert(sign(self._key, event, approval, arguments, **more))
 
 
 def holds(program: Any, variables: dict[str, Any], *, minor: bool = False) -> bool:

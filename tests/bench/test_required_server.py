@@ -1,11 +1,14 @@
 """The load's required-work bound does the checks and records it claims, on both backends: a bound that
 skipped one would make bankgate's load goals look unreachable, or reachable, for the wrong reason."""
 
+import hashlib
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -17,9 +20,12 @@ from mcp.client import ClientRequestContext
 from mcp.client.session import ElicitationFnT
 from mcp.server.mcpserver.exceptions import ToolError
 
-from bench.floor_server import OPENING_MINOR, SHARED, closable
+from bench.bare_parts import Approval
+from bench.floor_server import OPENING_MINOR, SHARED, closable, seed
 from bench.load import database
-from bench.required_server import Facts, Outcome, Store, open_store, required_server
+from bench.required_server import NOT_PENDING, Claim, Facts, Settled, open_store, required_server
+from bench.required_work import APPROVAL_TTL, MAX_PENDING, Question, sign
+from policy.canonical import digest
 
 BACKENDS = ["sqlite", *(["postgresql"] if os.environ.get("BANKGATE_TEST_POSTGRES_URL") else [])]
 KEY = Ed25519PrivateKey.generate()
@@ -34,8 +40,12 @@ class Bound:
 
     def __init__(self, url: str) -> None:
         self.url, self.store = url, open_store(url)
+        self.now = time.time()
 
-    def sql(self, statement: str) -> list[tuple[object, ...]]:
+    def clock(self) -> float:
+        return self.now
+
+    def sql(self, statement: str) -> list[tuple[Any, ...]]:
         if self.url.startswith("sqlite:///"):
             with sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None) as conn:
                 return conn.execute(statement).fetchall()
@@ -47,6 +57,32 @@ class Bound:
         rows = self.sql(f"SELECT id, balance_minor FROM required_accounts WHERE id IN {(*ids, '')}")
         found = {str(account): int(str(minor)) for account, minor in rows}
         return [found[i] for i in ids]
+
+    def audit(self) -> list[dict[str, Any]]:
+        """The audit records, each checked to carry the server's signature (`verify` raises otherwise)."""
+        found = []
+        for record, signature in self.sql("SELECT record, signature FROM required_audit ORDER BY id"):
+            KEY.public_key().verify(bytes.fromhex(signature), record.encode())
+            found.append(json.loads(record))
+        return found
+
+    def journal(self) -> dict[str, int]:
+        """Each account's movement by the journal's entries, checked to equal its balance's change (in a ledger
+        whose every account opened at `OPENING_MINOR` or at `closable`'s 500 or 0) and to sum to zero."""
+        entries = {
+            str(a): int(m) for a, m in self.sql("SELECT account_id, sum(minor) FROM required_entries GROUP BY 1")
+        }
+        assert sum(entries.values()) == 0
+        if not entries:
+            return {}
+        opening = {account: minor for account, minor in seed() if account in entries}
+        assert dict(zip(entries, self.balances(*entries), strict=True)) == {
+            account: opening[account] + moved for account, moved in entries.items()
+        }
+        return entries
+
+    def statuses(self) -> list[str]:
+        return [str(status) for (status,) in self.sql("SELECT status FROM required_approvals ORDER BY status")]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -65,9 +101,10 @@ def answering(content: Content, asked: list[str], meanwhile: Callable[[], object
     return callback
 
 
-def call(store: Store, tool: str, arguments: dict[str, str], callback: ElicitationFnT, mode: str = "auto") -> str:
+def call(bound: Bound, tool: str, arguments: dict[str, str], callback: ElicitationFnT, mode: str = "auto") -> str:
     async def scenario() -> str:
-        async with Client(required_server(store, KEY), elicitation_callback=callback, mode=mode) as client:
+        server = required_server(bound.store, KEY, bound.clock)
+        async with Client(server, elicitation_callback=callback, mode=mode) as client:
             result = await client.call_tool(tool, arguments)
         content = result.content[0]
         assert isinstance(content, types.TextContent)
@@ -77,74 +114,151 @@ def call(store: Store, tool: str, arguments: dict[str, str], callback: Elicitati
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-def test_an_approved_transfer_uses_its_approval_once_moves_the_money_and_signs_its_record(
+def test_an_approved_transfer_uses_its_approval_once_posts_two_entries_and_signs_its_records(
     bound: Bound, mode: str
 ) -> None:
     asked: list[str] = []
-    assert call(bound.store, "required_transfer", TRANSFER, answering({"approve": True}, asked), mode) == "executed"
+    assert call(bound, "required_transfer", TRANSFER, answering({"approve": True}, asked), mode) == "executed"
 
-    assert len(asked) == 1
-    assert bound.sql("SELECT status FROM required_approvals") == [("approved",)]
-    assert bound.balances(SOURCE, TARGET) == [OPENING_MINOR - 1234, OPENING_MINOR + 1234]
-    assert bound.sql("SELECT what, memo FROM required_outcomes") == [("executed", "m")]
-    [(record, signature)] = bound.sql("SELECT record, signature FROM required_audit")
-    assert isinstance(record, str) and isinstance(signature, str)
-    assert json.loads(record)["arguments"] == TRANSFER and json.loads(record)["principal"] == "local"
-    KEY.public_key().verify(bytes.fromhex(signature), record.encode())  # raises if not this key's
+    assert len(asked) == 1 and "\nAnswer by: " in asked[0] and "\nReference: APR-" in asked[0]
+    [(approval, status, question)] = bound.sql("SELECT id, status, question FROM required_approvals")
+    assert status == "executed" and question == asked[0]
+    assert bound.sql("SELECT approval, account_id, minor FROM required_entries ORDER BY leg") == [
+        (approval, SOURCE, -1234),
+        (approval, TARGET, 1234),
+    ]
+    assert bound.journal() == {SOURCE: -1234, TARGET: 1234}
+    requested, executed = bound.audit()
+    assert requested["event"] == "requested" and executed["event"] == "executed"
+    assert requested["approval"] == executed["approval"] == approval
+    assert requested["question_sha256"] == hashlib.sha256(asked[0].encode()).hexdigest()
+    assert executed["arguments"] == TRANSFER and executed["principal"] == "local"
 
 
 def test_a_rejected_approval_is_recorded_as_such_and_moves_nothing(bound: Bound) -> None:
-    assert call(bound.store, "required_transfer", TRANSFER, answering({"approve": False}, [])) == "rejected"
+    assert call(bound, "required_transfer", TRANSFER, answering({"approve": False}, [])) == "rejected"
 
-    assert bound.sql("SELECT status FROM required_approvals") == [("rejected",)]
-    assert bound.balances(SOURCE, TARGET) == [OPENING_MINOR, OPENING_MINOR]
-    assert bound.sql("SELECT count(*) FROM required_audit") == [(0,)]
+    assert bound.statuses() == ["rejected"] and bound.journal() == {}
+    assert [record["event"] for record in bound.audit()] == ["requested", "rejected"]
 
 
-def test_an_approval_settles_only_the_arguments_it_was_given_for_and_once(bound: Bound) -> None:
-    call(bound.store, "required_transfer", TRANSFER, answering({"approve": True}, []))
-    bound.sql("UPDATE required_approvals SET digest = 'another call'")
-    pending = "INSERT INTO required_approvals (digest, status) VALUES ('another call', 'pending')"
-    bound.sql(pending)
+@pytest.mark.parametrize("approve", [True, False])
+def test_an_answer_past_the_deadline_settles_the_question_expired_and_moves_nothing(
+    bound: Bound, approve: bool
+) -> None:
+    def later() -> None:
+        bound.now += APPROVAL_TTL
 
-    def settle_again() -> None:
-        async def replay() -> None:
-            await bound.store.settle(
-                "0" * 64, (SOURCE, TARGET), lambda approval, facts: pytest.fail("decided without an approval")
-            )
+    assert call(bound, "required_transfer", TRANSFER, answering({"approve": approve}, [], later)) == "expired"
+    assert bound.statuses() == ["expired"] and bound.journal() == {}
+    assert [record["event"] for record in bound.audit()] == ["requested", "expired"]
 
-        anyio.run(replay)
 
-    with pytest.raises(Exception, match="no pending approval"):
-        settle_again()
-    assert bound.balances(SOURCE, TARGET) == [OPENING_MINOR - 1234, OPENING_MINOR + 1234]
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_an_approval_whose_stored_question_was_altered_runs_nothing(bound: Bound, mode: str) -> None:
+    def alter() -> None:
+        bound.sql(f"UPDATE required_approvals SET question = 'Transfer 0.01 from {SOURCE} to {TARGET}?'")
+
+    assert call(bound, "required_transfer", TRANSFER, answering({"approve": True}, [], alter), mode).startswith(
+        "error: "
+    )
+    assert bound.statuses() == ["pending"] and bound.journal() == {}
+
+
+def question(bound: Bound, arguments: dict[str, str]) -> tuple[Question, str]:
+    """A question stored behind the server's back, as its first round stores it; and its arguments' digest."""
+    new = Question.render("Transfer?", Approval, bound.now)
+    bound_to = digest({"tool": "transfer", **arguments})
+
+    async def ask() -> bool:
+        return await bound.store.ask(new, bound_to, bound.now, new.requested(KEY, arguments))
+
+    assert anyio.run(ask)
+    return new, bound_to
+
+
+def settle(bound: Bound, claim: Claim, decide: Callable[[dict[str, Facts]], Settled]) -> Settled:
+    async def settling() -> Settled:
+        return await bound.store.settle(claim, (SOURCE, TARGET), decide)
+
+    return anyio.run(settling)
+
+
+def moving(minor: int) -> Callable[[dict[str, Facts]], Settled]:
+    return lambda facts: Settled(sign(KEY, "executed", 0, TRANSFER), minor)
+
+
+def test_nothing_is_settled_without_a_pending_approval_of_exactly_these_arguments_question_and_caller(
+    bound: Bound,
+) -> None:
+    shown, binding = question(bound, TRANSFER)
+    other = Question(shown.approval, shown.text + " ", shown.deadline, shown.asked)
+
+    for claim in (Claim("executed", shown, digest("other arguments")), Claim("executed", other, binding)):
+        with pytest.raises(ToolError, match="not pending"):
+            settle(bound, claim, moving(100))
+    assert bound.statuses() == ["pending"] and bound.journal() == {}
+
+
+def test_an_approval_reset_to_pending_behind_the_servers_back_cannot_move_money_again(bound: Bound) -> None:
+    shown, binding = question(bound, TRANSFER)
+    settle(bound, Claim("executed", shown, binding), moving(100))
+    bound.sql("UPDATE required_approvals SET status = 'pending'")
+
+    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.UniqueViolation)):
+        settle(bound, Claim("executed", shown, binding), moving(100))
+    assert bound.journal() == {SOURCE: -100, TARGET: 100}
+
+
+def test_a_caller_with_max_pending_questions_open_is_refused_before_asking_and_nothing_is_written(
+    bound: Bound,
+) -> None:
+    for n in range(MAX_PENDING):
+        question(bound, {**TRANSFER, "amount": f"{n + 1}.00"})
+    asked: list[str] = []
+
+    assert "too many pending" in call(bound, "required_transfer", TRANSFER, answering({"approve": True}, asked))
+    assert asked == [] and bound.statuses() == ["pending"] * MAX_PENDING
+    assert len(bound.audit()) == MAX_PENDING  # one `requested` each, none for the refused call
+    bound.now += APPROVAL_TTL  # past their deadline, they are no longer open
+    assert call(bound, "required_transfer", TRANSFER, answering({"approve": True}, asked)) == "executed"
 
 
 @pytest.mark.parametrize(
     ("arguments", "reason"),
     [
         ({**TRANSFER, "to_account": SOURCE}, "two different open accounts"),
+        ({**TRANSFER, "to_account": "ACC-999"}, "two different open accounts"),
         ({**TRANSFER, "from_account": "ACC-999"}, "unknown account ACC-999"),
         ({**TRANSFER, "amount": "50000.01"}, "above ceiling"),
         ({**TRANSFER, "amount": f"{OPENING_MINOR // 100 + 1}.00"}, "insufficient funds"),
-        ({**TRANSFER, "amount": "-5.00"}, "not a positive amount"),
-        ({**TRANSFER, "amount": "twelve"}, "not a positive amount"),
-        ({**TRANSFER, "amount": "NaN"}, "not a positive amount"),
-        ({**TRANSFER, "amount": "1.005"}, "not a positive amount"),
     ],
 )
-def test_the_policy_refuses_before_asking(bound: Bound, arguments: dict[str, str], reason: str) -> None:
+def test_the_policy_refuses_before_asking_records_the_refusal_and_moves_nothing(
+    bound: Bound, arguments: dict[str, str], reason: str
+) -> None:
     asked: list[str] = []
 
-    assert reason in call(bound.store, "required_transfer", arguments, answering({"approve": True}, asked))
-    assert asked == [] and bound.sql("SELECT count(*) FROM required_approvals") == [(0,)]
+    assert reason in call(bound, "required_transfer", arguments, answering({"approve": True}, asked))
+    assert asked == [] and bound.statuses() == [] and bound.journal() == {}
+    [denied] = bound.audit()
+    assert denied["event"] == "denied" and reason in denied["reason"] and denied["arguments"] == arguments
+
+
+@pytest.mark.parametrize("amount", ["-5.00", "twelve", "NaN", "1.005"])
+def test_an_amount_that_is_not_a_positive_amount_in_cents_is_refused_before_asking(bound: Bound, amount: str) -> None:
+    asked: list[str] = []
+
+    assert "not a positive amount" in call(bound, "required_transfer", {**TRANSFER, "amount": amount},
+                                           answering({"approve": True}, asked))  # fmt: skip
+    assert asked == [] and bound.statuses() == []
 
 
 def test_an_operator_role_taken_away_makes_the_account_unknown(bound: Bound) -> None:
     bound.sql("DELETE FROM required_roles")
 
-    assert "unknown account" in call(bound.store, "required_transfer", TRANSFER, answering({"approve": True}, []))
-    assert "unknown account" in call(bound.store, "required_balance", {"account_id": SOURCE}, answering({}, []))
+    assert "unknown account" in call(bound, "required_transfer", TRANSFER, answering({"approve": True}, []))
+    assert "unknown account" in call(bound, "required_balance", {"account_id": SOURCE}, answering({}, []))
 
 
 def test_an_owner_may_act_but_a_viewer_may_only_read(bound: Bound) -> None:
@@ -152,54 +266,65 @@ def test_an_owner_may_act_but_a_viewer_may_only_read(bound: Bound) -> None:
     bound.sql(f"INSERT INTO required_access VALUES ('local', '{SOURCE}', 'viewer'), ('local', '{TARGET}', 'owner')")
     approve = answering({"approve": True}, [])
 
-    assert "not entitled" in call(bound.store, "required_transfer", TRANSFER, approve)
-    assert "balance: $20,000.00" in call(bound.store, "required_balance", {"account_id": SOURCE}, approve)
+    assert "not entitled" in call(bound, "required_transfer", TRANSFER, approve)
+    assert "balance: $20,000.00" in call(bound, "required_balance", {"account_id": SOURCE}, approve)
     back = {**TRANSFER, "from_account": TARGET, "to_account": SOURCE}
-    assert call(bound.store, "required_transfer", back, approve) == "executed"
+    assert call(bound, "required_transfer", back, approve) == "executed"
 
 
-def test_the_decision_is_taken_again_at_settlement_on_the_accounts_as_they_are_then(bound: Bound) -> None:
+def test_the_decision_is_taken_again_at_settlement_and_a_failure_is_settled_as_such(bound: Bound) -> None:
     revoke = answering({"approve": True}, [], lambda: bound.sql("DELETE FROM required_roles"))
 
-    assert "unknown account" in call(bound.store, "required_transfer", TRANSFER, revoke)
-    assert bound.balances(SOURCE, TARGET) == [OPENING_MINOR, OPENING_MINOR]
-    assert bound.sql("SELECT status FROM required_approvals") == [("pending",)]  # rolled back with the refusal
+    assert call(bound, "required_transfer", TRANSFER, revoke) == f"failed: unknown account {SOURCE}"
+    assert bound.statuses() == ["failed"] and bound.journal() == {}
+    assert [record["event"] for record in bound.audit()] == ["requested", "failed"]
 
 
 def test_a_close_needs_its_id_typed_back_sweeps_once_and_a_closed_account_takes_nothing(bound: Bound) -> None:
     account, target = closable(0)[0], SHARED[2]
     close = {"account_id": account, "sweep_to": target, "memo": "c"}
 
-    wrong = call(bound.store, "required_close", close, answering({"approve": True, "account_id": "CLOSE-x"}, []))
-    assert "is not" in wrong and bound.sql("SELECT status FROM required_approvals") == [("rejected",)]
+    wrong = call(bound, "required_close", close, answering({"approve": True, "account_id": "CLOSE-x"}, []))
+    assert "is not" in wrong and bound.statuses() == ["rejected"]
     typed = answering({"approve": True, "account_id": account}, [])
-    assert call(bound.store, "required_close", {**close, "memo": "c2"}, typed) == "executed"
-    assert bound.balances(account, target) == [0, OPENING_MINOR + 500]
-    assert "two different open accounts" in call(bound.store, "required_close", {**close, "memo": "c3"}, typed)
+    assert call(bound, "required_close", {**close, "memo": "c2"}, typed) == "executed"
+    assert bound.journal() == {account: -500, target: 500}
+    assert "two different open accounts" in call(bound, "required_close", {**close, "memo": "c3"}, typed)
     into_closed = {**TRANSFER, "from_account": target, "to_account": account}
-    assert "two different open accounts" in call(bound.store, "required_transfer", into_closed, typed)
-    assert bound.balances(account, target) == [0, OPENING_MINOR + 500]
+    assert "two different open accounts" in call(bound, "required_transfer", into_closed, typed)
+    assert bound.journal() == {account: -500, target: 500}
+    assert [record["event"] for record in bound.audit()] == ["requested", "rejected", "requested", "executed",
+                                                             "denied", "denied"]  # fmt: skip
+
+
+def test_the_journal_sums_to_zero_with_one_movement_per_executed_approval(bound: Bound) -> None:
+    approve = answering({"approve": True}, [])
+    for n in range(3):
+        call(bound, "required_transfer", {**TRANSFER, "memo": f"m{n}"}, approve)
+    call(bound, "required_transfer", {**TRANSFER, "memo": "no"}, answering({"approve": False}, []))
+
+    assert bound.journal() == {SOURCE: -3 * 1234, TARGET: 3 * 1234}
+    executed = bound.sql("SELECT id FROM required_approvals WHERE status = 'executed'")
+    by_approval = bound.sql("SELECT approval, count(*), sum(minor) FROM required_entries GROUP BY approval")
+    assert sorted(by_approval) == sorted((approval, 2, 0) for (approval,) in executed) and len(executed) == 3
 
 
 def test_two_settlements_racing_for_one_approval_move_the_money_once(bound: Bound) -> None:
-    bound.sql("INSERT INTO required_approvals (digest, status) VALUES ('raced', 'pending')")
+    shown, binding = question(bound, TRANSFER)
     outcomes: list[str] = []
 
-    def decide(approval: int, facts: dict[str, Facts]) -> Outcome:
-        return Outcome(((SOURCE, -100), (TARGET, 100)), (), "executed", "raced", "{}", "")
-
-    async def settle() -> None:
+    async def settling() -> None:
         try:
-            await bound.store.settle("raced", (SOURCE, TARGET), decide)
+            await bound.store.settle(Claim("executed", shown, binding), (SOURCE, TARGET), moving(100))
             outcomes.append("executed")
         except ToolError as refused:
             outcomes.append(str(refused))
 
     async def race() -> None:
         async with anyio.create_task_group() as group:
-            group.start_soon(settle)
-            group.start_soon(settle)
+            group.start_soon(settling)
+            group.start_soon(settling)
 
     anyio.run(race)
-    assert sorted(outcomes) == ["executed", "no pending approval for these arguments"]
-    assert bound.balances(SOURCE, TARGET) == [OPENING_MINOR - 100, OPENING_MINOR + 100]
+    assert sorted(outcomes) == ["executed", NOT_PENDING]
+    assert bound.journal() == {SOURCE: -100, TARGET: 100}
