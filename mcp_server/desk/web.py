@@ -9,7 +9,6 @@ guarded by `guard.Guard`; a decision needs a signed-in approver and a passkey si
 import json
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
@@ -35,16 +34,12 @@ from mcp_server.ledger.errors import LedgerError
 from mcp_server.storage.database import CommitUnknown, Database
 from mcp_server.tools.common import MONEY_FACTS
 from policy.channel import Channel
-from policy.question import requested_confirmation, span_text
+from policy.question import deadline_text, requested_confirmation, span_text
 from policy.store import Approval
 
 T = TypeVar("T")
 MAX_BODY = 64 * 1024
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-def _when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def summary(approval: Approval, own: frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -63,8 +58,8 @@ def summary(approval: Approval, own: frozenset[str] = frozenset()) -> dict[str, 
         ],
         "age": span_text(now - approval.created_at),
         "left": span_text(approval.expires_at - now),
-        "created": _when(approval.created_at),
-        "deadline": _when(approval.expires_at),
+        "created": deadline_text(approval.created_at),
+        "deadline": deadline_text(approval.expires_at),
         "open": approval.status == "pending" and not approval.over(now),
         "decidable": approval.channel is not Channel.FORM,
         "own": approval.principal in own,
@@ -81,7 +76,7 @@ class Desk:
         self.templates = Environment(
             loader=PackageLoader("mcp_server.desk", "templates"), autoescape=select_autoescape()
         )
-        self.templates.filters["when"] = _when
+        self.templates.filters["when"] = deadline_text
 
     def app(self) -> ASGIApp:
         """The routes, relative to where the desk is mounted (`/desk`)."""
