@@ -276,14 +276,19 @@ class PostgresStore:
         return await self._one(_ENDED, *claim.parameters(), *record) is not None
 
     async def settle(self, claim: Claim, ids: tuple[str, str], decide: Decide) -> Settled:
-        async with self._connections.connection() as conn, conn.pipeline(), conn.transaction():
+        """BEGIN and COMMIT are statements of the pipeline, as bankgate's (`storage.statement.pipelined`): psycopg's
+        own transaction block waits for its BEGIN and syncs twice at its end (five round trips, not two). A
+        failure leaves the transaction open: `Connections` closes the connection, and the server rolls it back."""
+        async with self._connections.connection() as conn, conn.pipeline():
+            await conn.execute("BEGIN")
             claimed = await conn.execute(self._sql(_CLAIM), claim.parameters())
             locked = await conn.execute(self._sql(_ACCOUNTS) + " FOR UPDATE OF a", (PRINCIPAL, PRINCIPAL, *ids))
             if await claimed.fetchone() is None:  # the first round trip: BEGIN, the claim and the locked read
                 raise ToolError(NOT_PENDING)
             settled = decide(_facts(await locked.fetchall()))
             for template, args in _writes(settled, claim.question.approval, ids):
-                await conn.execute(self._sql(template), args)  # sent with the COMMIT: the second round trip
+                await conn.execute(self._sql(template), args)
+            await conn.execute("COMMIT")  # with the writes, waited for as the pipeline ends: the second round trip
             return settled
 
 
