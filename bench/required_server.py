@@ -168,11 +168,12 @@ _ACCOUNTS = (
     " (SELECT {agg}(role, ',') FROM required_roles WHERE principal = {p})"
     " FROM required_accounts a WHERE a.id IN ({p}, {p}) ORDER BY a.id"
 )
-_WAITING = "SELECT count(*) FROM required_approvals WHERE principal = {p} AND status = 'pending' AND expires_at > {p}"
 _ASK = (
     "INSERT INTO required_approvals (id, principal, binding, question, asked, expires_at, status)"
-    " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, 'pending')"
+    " SELECT {p}, {p}, {p}, {p}, {p}, {p}, 'pending' WHERE (SELECT count(*) FROM required_approvals"
+    f" WHERE principal = {{p}} AND status = 'pending' AND expires_at > {{p}}) < {MAX_PENDING}"
 )
+"""A question stored unless its caller already has `MAX_PENDING` open: the count and the insert one statement."""
 _BY_ASKED = "SELECT id, question, expires_at, asked FROM required_approvals WHERE asked = {p}"
 _CLAIM = (
     "UPDATE required_approvals SET status = {p} WHERE id = {p} AND status = 'pending' AND principal = {p}"
@@ -186,7 +187,11 @@ _ENDED = (
 """A no or a late answer: the claim and its signed record in one statement (PostgreSQL: one round trip)."""
 _FAILED = "UPDATE required_approvals SET status = 'failed' WHERE id = {p}"
 _POST = "INSERT INTO required_entries (approval, leg, account_id, minor) VALUES ({p}, 0, {p}, {p}), ({p}, 1, {p}, {p})"
-_MOVE = "UPDATE required_accounts SET balance_minor = balance_minor + {p} WHERE id = {p}"
+_MOVE = (
+    "UPDATE required_accounts SET balance_minor = balance_minor + CASE WHEN id = {p} THEN {p} ELSE {p} END"
+    " WHERE id IN ({p}, {p})"
+)
+"""Both balances in one statement: the payer's down, the payee's up."""
 _CLOSE = "UPDATE required_accounts SET open = FALSE WHERE id = {p}"
 _AUDIT = "INSERT INTO required_audit (record, signature) VALUES ({p}, {p})"
 
@@ -211,8 +216,8 @@ def _writes(settled: Settled, approval: int, ids: tuple[str, str]) -> list[tuple
         done: list[tuple[str, tuple[object, ...]]] = [(_FAILED, (approval,))]
     else:
         minor = settled.moved
-        done = [(_POST, (approval, payer, -minor, approval, payee, minor)), (_MOVE, (-minor, payer)),
-                (_MOVE, (minor, payee))] if minor else []  # fmt: skip
+        done = [(_POST, (approval, payer, -minor, approval, payee, minor)),
+                (_MOVE, (payer, -minor, minor, payer, payee))] if minor else []  # fmt: skip
         done += [(_CLOSE, (payer,))] if settled.closes else []
     return [*done, (_AUDIT, settled.record)]
 
@@ -226,8 +231,8 @@ _ASK_FUNCTION = f"""CREATE OR REPLACE FUNCTION required_ask(bigint, text, text, 
     double precision, text, text) RETURNS boolean LANGUAGE plpgsql AS $fn$ BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     PERFORM pg_advisory_xact_lock(hashtext('required_ask ' || $2));
-    IF ({_numbered(_WAITING, 2, 7)}) >= {MAX_PENDING} THEN RETURN false; END IF;
-    {_numbered(_ASK, 1, 2, 3, 4, 5, 6)};
+    {_numbered(_ASK, 1, 2, 3, 4, 5, 6, 2, 7)};
+    IF NOT FOUND THEN RETURN false; END IF;
     {_numbered(_AUDIT, 8, 9)};
     RETURN true; END $fn$"""
 """A question's transaction as one call (one round trip): the caller's lock (bankgate's principal's turn), the
@@ -311,9 +316,9 @@ class SqliteStore:
 
     async def ask(self, question: Question, bound: str, now: float, requested: Signed) -> bool:
         with transaction(self._conn, durable=False):  # the write lock, taken first: the count holds till COMMIT
-            if self._run(_WAITING, PRINCIPAL, now)[0][0] >= MAX_PENDING:  # type: ignore[operator]
+            stored = (question.approval, PRINCIPAL, bound, question.text, question.asked, question.deadline)
+            if not self._conn.execute(_ASK.format(p="?"), (*stored, PRINCIPAL, now)).rowcount:
                 return False
-            self._run(_ASK, question.approval, PRINCIPAL, bound, question.text, question.asked, question.deadline)
             self._run(_AUDIT, *requested)
         return True
 

@@ -87,11 +87,12 @@ _ACCOUNT = (
     " FROM balances b WHERE b.id = :id"
 )
 """An account with the caller's relations to it and roles, and whether the payee `:to` exists: one snapshot."""
-_WAITING = "SELECT count(*) FROM approvals WHERE principal = ? AND status = 'pending' AND expires_at > ?"
 _ASK = (
     "INSERT INTO approvals (id, principal, binding, question, asked, expires_at, status)"
-    " VALUES (?, ?, ?, ?, ?, ?, 'pending')"
+    " SELECT ?, ?, ?, ?, ?, ?, 'pending' WHERE (SELECT count(*) FROM approvals"
+    f" WHERE principal = ? AND status = 'pending' AND expires_at > ?) < {MAX_PENDING}"
 )
+"""A question stored unless its caller already has `MAX_PENDING` open: the count and the insert one statement."""
 _BY_ASKED = "SELECT id, question FROM approvals WHERE asked = ?"
 _CLAIM = (
     "UPDATE approvals SET status = CASE WHEN expires_at > :now THEN :verdict ELSE 'expired' END WHERE id = :id"
@@ -225,9 +226,9 @@ class Records:
         now = self.clock()
         new = Question.render(what, Approval, now)
         with self._transaction(durable=False) as conn:
-            if conn.execute(_WAITING, (PRINCIPAL, now)).fetchone()[0] >= MAX_PENDING:
+            stored = (new.approval, PRINCIPAL, digest(arguments), new.text, new.asked, new.deadline, PRINCIPAL, now)
+            if not conn.execute(_ASK, stored).rowcount:
                 raise ToolError(TOO_MANY)
-            conn.execute(_ASK, (new.approval, PRINCIPAL, digest(arguments), new.text, new.asked, new.deadline))
             self._insert(new.requested(self._key, arguments))
         return Asked(new.approval, new.text)
 
