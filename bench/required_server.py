@@ -72,6 +72,7 @@ from bench.required_work import (
     VISIBLE,
     Question,
     Signed,
+    bind,
     holds,
     sign,
     transaction,
@@ -372,7 +373,7 @@ def _acted_on(facts: dict[str, Facts], account: str, other: str) -> Facts | str:
     """The account a call acts on, if the caller may know of it and the two accounts are distinct and
     open; else why not."""
     found = facts.get(account)
-    if found is None or not holds(VISIBLE, {"roles": found.roles, "account": {"access": found.relations}}):
+    if found is None or not holds(VISIBLE, bind({"roles": found.roles, "account": {"access": found.relations}})):
         return f"unknown account {account}"
     if account == other or other not in facts or not facts[other].open or not found.open:
         return "the accounts must be two different open accounts"
@@ -384,9 +385,9 @@ def transfer_verdict(facts: dict[str, Facts], source: str, target: str, minor: i
     found = _acted_on(facts, source, target)
     if isinstance(found, str):
         return found
-    if holds(MAY_DEBIT, {"roles": found.roles, "from_account": {"access": found.relations}}):
+    if holds(MAY_DEBIT, bind({"roles": found.roles, "from_account": {"access": found.relations}})):
         return "not entitled"
-    if holds(CEILING, {"amount_minor": minor}, minor=True):
+    if holds(CEILING, bind({"amount_minor": minor}, minor=True)):
         return "above ceiling"
     return "allow" if found.balance >= minor else "insufficient funds"
 
@@ -396,9 +397,9 @@ def close_verdict(facts: dict[str, Facts], account: str, sweep_to: str) -> str:
     found = _acted_on(facts, account, sweep_to)
     if isinstance(found, str):
         return found
-    if holds(MAY_CLOSE, {"roles": found.roles, "account": {"access": found.relations}}):
+    if holds(MAY_CLOSE, bind({"roles": found.roles, "account": {"access": found.relations}})):
         return "not entitled"
-    return "above ceiling" if holds(CEILING, {"amount_minor": found.balance}, minor=True) else "allow"
+    return "above ceiling" if holds(CEILING, bind({"amount_minor": found.balance}, minor=True)) else "allow"
 
 
 class Gated(NamedTuple):
@@ -499,10 +500,10 @@ def required_server(
     async def required_balance(account_id: str) -> Annotated[CallToolResult, BalanceResult]:
         found = (await store.accounts(account_id, account_id)).get(account_id)
         if found is None or not holds(
-            VISIBLE, variables := {"roles": found.roles, "account": {"access": found.relations}}
+            VISIBLE, context := bind({"roles": found.roles, "account": {"access": found.relations}})
         ):
             raise ToolError(f"unknown account {account_id}")
-        if holds(MAY_READ, variables):
+        if holds(MAY_READ, context):  # the same variables, bound once
             raise ToolError("not entitled")
         return balance_result(account_id, found.balance)
 
