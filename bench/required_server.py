@@ -16,8 +16,8 @@ transactions), on SQLite or PostgreSQL:
   bankgate's): the caller's open questions counted under the caller's lock and a new one
   refused past `max_pending_approvals` ("limits on pending questions hold under concurrency");
   the question rendered once, stating its reference and deadline, stored as shown with its
-  principal, deadline, the digest of its exact arguments and the digest the SDK records for it
-  ("what runs is what was shown", "every question ends"); a signed `requested` record with the
+  principal, deadline, the digest of its exact arguments and, on 2026-07-28, the digest the SDK
+  records for it ("what runs is what was shown", "every question ends"); a signed `requested` record with the
   question's hash. The close's form asks for its account id typed back.
 - the answering round (2026-07-28) finds the question it was shown by that digest (one read: "two
   requests are two requests"). A no, or an answer past the deadline, settles the approval
@@ -83,6 +83,7 @@ from mcp_server.tools.balance import BalanceResult
 from policy.canonical import digest
 from policy.cel_engine import cel
 from policy.mcp.asked import answered_digest
+from policy.mcp.round import INPUT_REQUIRED_VERSIONS
 
 MAY_CLOSE = cel.compile("!('operator' in roles || 'owner' in account.access)")
 """The shipped policy's close rule (`policy/default_policy.toml`); the others are `bench.required_work`'s."""
@@ -148,10 +149,10 @@ CREATE TABLE required_access (principal TEXT, account_id TEXT, relation TEXT, PR
 CREATE TABLE required_roles (principal TEXT, role TEXT, PRIMARY KEY (principal, role));
 CREATE TABLE required_approvals (
     id BIGINT PRIMARY KEY, principal TEXT NOT NULL, binding TEXT NOT NULL, question TEXT NOT NULL,
-    asked TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL, status TEXT NOT NULL
+    asked TEXT, expires_at DOUBLE PRECISION NOT NULL, status TEXT NOT NULL
 );
 CREATE INDEX required_pending ON required_approvals (principal, expires_at) WHERE status = 'pending';
-CREATE UNIQUE INDEX required_by_asked ON required_approvals (asked);
+CREATE UNIQUE INDEX required_by_asked ON required_approvals (asked) WHERE asked IS NOT NULL;
 CREATE TABLE required_entries (
     approval BIGINT NOT NULL, leg SMALLINT NOT NULL CHECK (leg IN (0, 1)), account_id TEXT NOT NULL,
     minor BIGINT NOT NULL CHECK (minor <> 0), PRIMARY KEY (approval, leg)
@@ -159,8 +160,9 @@ CREATE TABLE required_entries (
 CREATE TABLE required_audit (id {serial} PRIMARY KEY, record TEXT NOT NULL, signature TEXT NOT NULL);
 INSERT INTO required_roles VALUES ('local', 'operator');
 """
-"""One partial index serves the count of open questions (and bankgate's expiry sweep); the journal's key refuses
-a second movement for one approval."""
+"""One partial index serves the count of open questions (and bankgate's expiry sweep), another the answering
+round's lookup (a 2025-11-25 question, answered inline, has no digest); the journal's key refuses a second
+movement for one approval."""
 _NAMES = ("required_accounts", "required_access", "required_roles", "required_approvals", "required_entries",
           "required_audit")  # fmt: skip
 _ACCOUNTS = (
@@ -206,7 +208,7 @@ def _question(row: tuple[object, ...] | None) -> Question | None:
         return None
     approval, text, deadline, asked = row
     assert isinstance(approval, int) and isinstance(deadline, float)
-    return Question(approval, str(text), deadline, str(asked))
+    return Question(approval, str(text), deadline, str(asked))  # found by it: not None
 
 
 def _writes(settled: Settled, approval: int, ids: tuple[str, str]) -> list[tuple[str, tuple[object, ...]]]:
@@ -436,7 +438,7 @@ def required_server(
             await store.denied(sign(signer, "denied", None, call.arguments, reason=refusal))
             raise ToolError(refusal)
         now = clock()
-        new = Question.render(call.what, call.form, now)
+        new = Question.render(call.what, call.form, now, later_round=ctx.protocol_version in INPUT_REQUIRED_VERSIONS)
         if not await store.ask(new, call.bound, now, new.requested(signer, call.arguments)):
             raise ToolError(TOO_MANY)
         return new

@@ -379,3 +379,13 @@ def test_each_call_waits_for_postgresql_as_often_as_the_bound_counts(
 
     assert anyio.run(scenario) == {"accounts": 1, "ask": 1, "answered": 1, "yes": 2, "denied": 1, "no": 1}
     assert bound.journal() == {SOURCE: -100, TARGET: 100} and sorted(bound.statuses()) == ["executed", "rejected"]
+
+
+@pytest.mark.parametrize(("mode", "looked_up"), [("auto", True), ("legacy", False)])
+def test_only_a_question_answered_in_a_later_round_is_stored_under_the_sdks_digest(
+    bound: Bound, mode: str, looked_up: bool
+) -> None:
+    assert call(bound, "required_transfer", TRANSFER, answering({"approve": True}, []), mode) == "executed"
+
+    [(asked,)] = bound.sql("SELECT asked FROM required_approvals")
+    assert (asked is not None) is looked_up
