@@ -365,6 +365,7 @@ def test_each_call_waits_for_postgresql_as_often_as_the_bound_counts(
         shown = Question.render("Transfer?", Approval, bound.now)
         bound_to = digest({"tool": "transfer", **TRANSFER})
         other = Question.render("Other?", Approval, bound.now)
+        assert shown.asked is not None  # a 2026-07-28 question's, found by it
         counted = {
             "accounts": await trips(store.accounts(SOURCE, TARGET)),
             "ask": await trips(store.ask(shown, bound_to, bound.now, shown.requested(KEY, TRANSFER))),
