@@ -16,8 +16,8 @@ transactions), on SQLite or PostgreSQL:
   bankgate's): the caller's open questions counted under the caller's lock and a new one
   refused past `max_pending_approvals` ("limits on pending questions hold under concurrency");
   the question rendered once, stating its reference and deadline, stored as shown with its
-  principal, deadline, the digest of its exact arguments and the digest the SDK records for it
-  ("what runs is what was shown", "every question ends"); a signed `requested` record with the
+  principal, deadline, the digest of its exact arguments and, on 2026-07-28, the digest the SDK
+  records for it ("what runs is what was shown", "every question ends"); a signed `requested` record with the
   question's hash. The close's form asks for its account id typed back.
 - the answering round (2026-07-28) finds the question it was shown by that digest (one read: "two
   requests are two requests"). A no, or an answer past the deadline, settles the approval
@@ -72,6 +72,7 @@ from bench.required_work import (
     VISIBLE,
     Question,
     Signed,
+    bind,
     holds,
     sign,
     transaction,
@@ -82,6 +83,7 @@ from mcp_server.tools.balance import BalanceResult
 from policy.canonical import digest
 from policy.cel_engine import cel
 from policy.mcp.asked import answered_digest
+from policy.mcp.round import INPUT_REQUIRED_VERSIONS
 
 MAY_CLOSE = cel.compile("!('operator' in roles || 'owner' in account.access)")
 """The shipped policy's close rule (`policy/default_policy.toml`); the others are `bench.required_work`'s."""
@@ -147,10 +149,10 @@ CREATE TABLE required_access (principal TEXT, account_id TEXT, relation TEXT, PR
 CREATE TABLE required_roles (principal TEXT, role TEXT, PRIMARY KEY (principal, role));
 CREATE TABLE required_approvals (
     id BIGINT PRIMARY KEY, principal TEXT NOT NULL, binding TEXT NOT NULL, question TEXT NOT NULL,
-    asked TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL, status TEXT NOT NULL
+    asked TEXT, expires_at DOUBLE PRECISION NOT NULL, status TEXT NOT NULL
 );
 CREATE INDEX required_pending ON required_approvals (principal, expires_at) WHERE status = 'pending';
-CREATE UNIQUE INDEX required_by_asked ON required_approvals (asked);
+CREATE UNIQUE INDEX required_by_asked ON required_approvals (asked) WHERE asked IS NOT NULL;
 CREATE TABLE required_entries (
     approval BIGINT NOT NULL, leg SMALLINT NOT NULL CHECK (leg IN (0, 1)), account_id TEXT NOT NULL,
     minor BIGINT NOT NULL CHECK (minor <> 0), PRIMARY KEY (approval, leg)
@@ -158,8 +160,9 @@ CREATE TABLE required_entries (
 CREATE TABLE required_audit (id {serial} PRIMARY KEY, record TEXT NOT NULL, signature TEXT NOT NULL);
 INSERT INTO required_roles VALUES ('local', 'operator');
 """
-"""One partial index serves the count of open questions (and bankgate's expiry sweep); the journal's key refuses
-a second movement for one approval."""
+"""One partial index serves the count of open questions (and bankgate's expiry sweep), another the answering
+round's lookup (a 2025-11-25 question, answered inline, has no digest); the journal's key refuses a second
+movement for one approval."""
 _NAMES = ("required_accounts", "required_access", "required_roles", "required_approvals", "required_entries",
           "required_audit")  # fmt: skip
 _ACCOUNTS = (
@@ -168,11 +171,12 @@ _ACCOUNTS = (
     " (SELECT {agg}(role, ',') FROM required_roles WHERE principal = {p})"
     " FROM required_accounts a WHERE a.id IN ({p}, {p}) ORDER BY a.id"
 )
-_WAITING = "SELECT count(*) FROM required_approvals WHERE principal = {p} AND status = 'pending' AND expires_at > {p}"
 _ASK = (
     "INSERT INTO required_approvals (id, principal, binding, question, asked, expires_at, status)"
-    " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, 'pending')"
+    " SELECT {p}, {p}, {p}, {p}, {p}, {p}, 'pending' WHERE (SELECT count(*) FROM required_approvals"
+    f" WHERE principal = {{p}} AND status = 'pending' AND expires_at > {{p}}) < {MAX_PENDING}"
 )
+"""A question stored unless its caller already has `MAX_PENDING` open: the count and the insert one statement."""
 _BY_ASKED = "SELECT id, question, expires_at, asked FROM required_approvals WHERE asked = {p}"
 _CLAIM = (
     "UPDATE required_approvals SET status = {p} WHERE id = {p} AND status = 'pending' AND principal = {p}"
@@ -186,7 +190,11 @@ _ENDED = (
 """A no or a late answer: the claim and its signed record in one statement (PostgreSQL: one round trip)."""
 _FAILED = "UPDATE required_approvals SET status = 'failed' WHERE id = {p}"
 _POST = "INSERT INTO required_entries (approval, leg, account_id, minor) VALUES ({p}, 0, {p}, {p}), ({p}, 1, {p}, {p})"
-_MOVE = "UPDATE required_accounts SET balance_minor = balance_minor + {p} WHERE id = {p}"
+_MOVE = (
+    "UPDATE required_accounts SET balance_minor = balance_minor + CASE WHEN id = {p} THEN {p} ELSE {p} END"
+    " WHERE id IN ({p}, {p})"
+)
+"""Both balances in one statement: the payer's down, the payee's up."""
 _CLOSE = "UPDATE required_accounts SET open = FALSE WHERE id = {p}"
 _AUDIT = "INSERT INTO required_audit (record, signature) VALUES ({p}, {p})"
 
@@ -200,7 +208,7 @@ def _question(row: tuple[object, ...] | None) -> Question | None:
         return None
     approval, text, deadline, asked = row
     assert isinstance(approval, int) and isinstance(deadline, float)
-    return Question(approval, str(text), deadline, str(asked))
+    return Question(approval, str(text), deadline, str(asked))  # found by it: not None
 
 
 def _writes(settled: Settled, approval: int, ids: tuple[str, str]) -> list[tuple[str, tuple[object, ...]]]:
@@ -211,8 +219,8 @@ def _writes(settled: Settled, approval: int, ids: tuple[str, str]) -> list[tuple
         done: list[tuple[str, tuple[object, ...]]] = [(_FAILED, (approval,))]
     else:
         minor = settled.moved
-        done = [(_POST, (approval, payer, -minor, approval, payee, minor)), (_MOVE, (-minor, payer)),
-                (_MOVE, (minor, payee))] if minor else []  # fmt: skip
+        done = [(_POST, (approval, payer, -minor, approval, payee, minor)),
+                (_MOVE, (payer, -minor, minor, payer, payee))] if minor else []  # fmt: skip
         done += [(_CLOSE, (payer,))] if settled.closes else []
     return [*done, (_AUDIT, settled.record)]
 
@@ -226,8 +234,8 @@ _ASK_FUNCTION = f"""CREATE OR REPLACE FUNCTION required_ask(bigint, text, text, 
     double precision, text, text) RETURNS boolean LANGUAGE plpgsql AS $fn$ BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     PERFORM pg_advisory_xact_lock(hashtext('required_ask ' || $2));
-    IF ({_numbered(_WAITING, 2, 7)}) >= {MAX_PENDING} THEN RETURN false; END IF;
-    {_numbered(_ASK, 1, 2, 3, 4, 5, 6)};
+    {_numbered(_ASK, 1, 2, 3, 4, 5, 6, 2, 7)};
+    IF NOT FOUND THEN RETURN false; END IF;
     {_numbered(_AUDIT, 8, 9)};
     RETURN true; END $fn$"""
 """A question's transaction as one call (one round trip): the caller's lock (bankgate's principal's turn), the
@@ -276,14 +284,19 @@ class PostgresStore:
         return await self._one(_ENDED, *claim.parameters(), *record) is not None
 
     async def settle(self, claim: Claim, ids: tuple[str, str], decide: Decide) -> Settled:
-        async with self._connections.connection() as conn, conn.pipeline(), conn.transaction():
+        """BEGIN and COMMIT are statements of the pipeline, as bankgate's (`storage.statement.pipelined`): psycopg's
+        own transaction block waits for its BEGIN and syncs twice at its end (five round trips, not two). A
+        failure leaves the transaction open: `Connections` closes the connection, and the server rolls it back."""
+        async with self._connections.connection() as conn, conn.pipeline():
+            await conn.execute("BEGIN")
             claimed = await conn.execute(self._sql(_CLAIM), claim.parameters())
             locked = await conn.execute(self._sql(_ACCOUNTS) + " FOR UPDATE OF a", (PRINCIPAL, PRINCIPAL, *ids))
             if await claimed.fetchone() is None:  # the first round trip: BEGIN, the claim and the locked read
                 raise ToolError(NOT_PENDING)
             settled = decide(_facts(await locked.fetchall()))
             for template, args in _writes(settled, claim.question.approval, ids):
-                await conn.execute(self._sql(template), args)  # sent with the COMMIT: the second round trip
+                await conn.execute(self._sql(template), args)
+            await conn.execute("COMMIT")  # with the writes, waited for as the pipeline ends: the second round trip
             return settled
 
 
@@ -306,9 +319,9 @@ class SqliteStore:
 
     async def ask(self, question: Question, bound: str, now: float, requested: Signed) -> bool:
         with transaction(self._conn, durable=False):  # the write lock, taken first: the count holds till COMMIT
-            if self._run(_WAITING, PRINCIPAL, now)[0][0] >= MAX_PENDING:  # type: ignore[operator]
+            stored = (question.approval, PRINCIPAL, bound, question.text, question.asked, question.deadline)
+            if not self._conn.execute(_ASK.format(p="?"), (*stored, PRINCIPAL, now)).rowcount:
                 return False
-            self._run(_ASK, question.approval, PRINCIPAL, bound, question.text, question.asked, question.deadline)
             self._run(_AUDIT, *requested)
         return True
 
@@ -362,7 +375,7 @@ def _acted_on(facts: dict[str, Facts], account: str, other: str) -> Facts | str:
     """The account a call acts on, if the caller may know of it and the two accounts are distinct and
     open; else why not."""
     found = facts.get(account)
-    if found is None or not holds(VISIBLE, {"roles": found.roles, "account": {"access": found.relations}}):
+    if found is None or not holds(VISIBLE, bind({"roles": found.roles, "account": {"access": found.relations}})):
         return f"unknown account {account}"
     if account == other or other not in facts or not facts[other].open or not found.open:
         return "the accounts must be two different open accounts"
@@ -374,9 +387,9 @@ def transfer_verdict(facts: dict[str, Facts], source: str, target: str, minor: i
     found = _acted_on(facts, source, target)
     if isinstance(found, str):
         return found
-    if holds(MAY_DEBIT, {"roles": found.roles, "from_account": {"access": found.relations}}):
+    if holds(MAY_DEBIT, bind({"roles": found.roles, "from_account": {"access": found.relations}})):
         return "not entitled"
-    if holds(CEILING, {"amount_minor": minor}, minor=True):
+    if holds(CEILING, bind({"amount_minor": minor}, minor=True)):
         return "above ceiling"
     return "allow" if found.balance >= minor else "insufficient funds"
 
@@ -386,9 +399,9 @@ def close_verdict(facts: dict[str, Facts], account: str, sweep_to: str) -> str:
     found = _acted_on(facts, account, sweep_to)
     if isinstance(found, str):
         return found
-    if holds(MAY_CLOSE, {"roles": found.roles, "account": {"access": found.relations}}):
+    if holds(MAY_CLOSE, bind({"roles": found.roles, "account": {"access": found.relations}})):
         return "not entitled"
-    return "above ceiling" if holds(CEILING, {"amount_minor": found.balance}, minor=True) else "allow"
+    return "above ceiling" if holds(CEILING, bind({"amount_minor": found.balance}, minor=True)) else "allow"
 
 
 class Gated(NamedTuple):
@@ -425,7 +438,7 @@ def required_server(
             await store.denied(sign(signer, "denied", None, call.arguments, reason=refusal))
             raise ToolError(refusal)
         now = clock()
-        new = Question.render(call.what, call.form, now)
+        new = Question.render(call.what, call.form, now, later_round=ctx.protocol_version in INPUT_REQUIRED_VERSIONS)
         if not await store.ask(new, call.bound, now, new.requested(signer, call.arguments)):
             raise ToolError(TOO_MANY)
         return new
@@ -489,10 +502,10 @@ def required_server(
     async def required_balance(account_id: str) -> Annotated[CallToolResult, BalanceResult]:
         found = (await store.accounts(account_id, account_id)).get(account_id)
         if found is None or not holds(
-            VISIBLE, variables := {"roles": found.roles, "account": {"access": found.relations}}
+            VISIBLE, context := bind({"roles": found.roles, "account": {"access": found.relations}})
         ):
             raise ToolError(f"unknown account {account_id}")
-        if holds(MAY_READ, variables):
+        if holds(MAY_READ, context):  # the same variables, bound once
             raise ToolError("not entitled")
         return balance_result(account_id, found.balance)
 

@@ -6,7 +6,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from mcp import Client
 from mcp.client import ClientRequestContext
 from mcp.client.session import ElicitationFnT
 from mcp.server.mcpserver.exceptions import ToolError
+from psycopg import pq
 
 from bench.bare_parts import Approval
 from bench.floor_server import OPENING_MINOR, SHARED, closable, seed
@@ -26,6 +27,7 @@ from bench.load import database
 from bench.required_server import NOT_PENDING, Claim, Facts, Settled, open_store, required_server
 from bench.required_work import APPROVAL_TTL, MAX_PENDING, Question, sign
 from policy.canonical import digest
+from tests.ledger.test_queued_writes import round_trips
 
 BACKENDS = ["sqlite", *(["postgresql"] if os.environ.get("BANKGATE_TEST_POSTGRES_URL") else [])]
 KEY = Ed25519PrivateKey.generate()
@@ -328,3 +330,63 @@ def test_two_settlements_racing_for_one_approval_move_the_money_once(bound: Boun
     anyio.run(race)
     assert sorted(outcomes) == ["executed", NOT_PENDING]
     assert bound.journal() == {SOURCE: -100, TARGET: 100}
+
+
+def test_each_call_waits_for_postgresql_as_often_as_the_bound_counts(
+    bound: Bound, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round trips on the wire (libpq's protocol trace): a yes 2 (BEGIN, claim and locked read; writes and
+    COMMIT), every other call 1. psycopg's own transaction block waited for its BEGIN and synced twice more: 5."""
+    if not bound.url.startswith("postgresql"):
+        pytest.skip("SQLite runs in the process: no round trips to count")
+    opened: list[psycopg.AsyncConnection[Any]] = []
+    connect = psycopg.AsyncConnection.connect
+
+    async def recorded(*args: Any, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
+        opened.append(await connect(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", recorded)
+    store, wire = bound.store, tmp_path / "wire"
+
+    async def trips(work: Awaitable[object]) -> int:
+        [conn] = opened  # one call at a time: one connection
+        with wire.open("w") as trace:
+            conn.pgconn.trace(trace.fileno())
+            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+            try:
+                await work
+            finally:
+                conn.pgconn.untrace()
+        return round_trips(wire.read_text())
+
+    async def scenario() -> dict[str, int]:
+        await store.accounts(SOURCE, TARGET)  # opens the connection
+        shown = Question.render("Transfer?", Approval, bound.now)
+        bound_to = digest({"tool": "transfer", **TRANSFER})
+        other = Question.render("Other?", Approval, bound.now)
+        assert shown.asked is not None  # a 2026-07-28 question's, found by it
+        counted = {
+            "accounts": await trips(store.accounts(SOURCE, TARGET)),
+            "ask": await trips(store.ask(shown, bound_to, bound.now, shown.requested(KEY, TRANSFER))),
+            "answered": await trips(store.answered(shown.asked)),
+            "yes": await trips(store.settle(Claim("executed", shown, bound_to), (SOURCE, TARGET), moving(100))),
+            "denied": await trips(store.denied(sign(KEY, "denied", None, TRANSFER))),
+        }
+        await store.ask(other, bound_to, bound.now, other.requested(KEY, TRANSFER))
+        counted["no"] = await trips(store.end(Claim("rejected", other, bound_to), sign(KEY, "rejected", 0, TRANSFER)))
+        await opened[0].close()
+        return counted
+
+    assert anyio.run(scenario) == {"accounts": 1, "ask": 1, "answered": 1, "yes": 2, "denied": 1, "no": 1}
+    assert bound.journal() == {SOURCE: -100, TARGET: 100} and sorted(bound.statuses()) == ["executed", "rejected"]
+
+
+@pytest.mark.parametrize(("mode", "looked_up"), [("auto", True), ("legacy", False)])
+def test_only_a_question_answered_in_a_later_round_is_stored_under_the_sdks_digest(
+    bound: Bound, mode: str, looked_up: bool
+) -> None:
+    assert call(bound, "required_transfer", TRANSFER, answering({"approve": True}, []), mode) == "executed"
+
+    [(asked,)] = bound.sql("SELECT asked FROM required_approvals")
+    assert (asked is not None) is looked_up

@@ -227,3 +227,15 @@ def test_a_balance_is_read_only_by_whom_may_see_it(records: Records) -> None:
 
     assert "balance: $1,000,000,000.00" in call(records, "read_entitled", {"account_id": "ACC-001"}, never)
     assert "unknown account ACC-002" in call(records, "read_entitled", {"account_id": "ACC-002"}, never)
+
+
+@pytest.mark.parametrize(("mode", "looked_up"), [("auto", True), ("legacy", False)])
+def test_only_a_question_answered_in_a_later_round_is_stored_under_the_sdks_digest(
+    records: Records, mode: str, looked_up: bool
+) -> None:
+    """A 2025-11-25 question is answered in the request that asked it: nothing finds it by digest, so none is
+    computed (the SDK's models and a hash, ~11 µs) nor indexed (a page a question)."""
+    assert call(records, "approve_recorded", TRANSFER, answering(True, []), mode) == "executed"
+
+    [(asked,)] = rows(records, "SELECT asked FROM approvals")
+    assert (asked is not None) is looked_up
