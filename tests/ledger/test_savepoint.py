@@ -2,6 +2,7 @@
 
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection
@@ -123,6 +124,16 @@ def test_a_second_effect_refused_in_the_transaction_undoes_only_its_own(database
     assert ledger.check_invariants() == []
 
 
+def rolled_back_whole(database: Database) -> tuple[Ledger, str, str, dict[str, Any]]:
+    """A ledger with two accounts, and the database as it was, for a test of an error that makes SQLite roll
+    the whole transaction back (PostgreSQL keeps an aborted transaction open until its ROLLBACK: skipped)."""
+    if database.dialect != "sqlite":
+        pytest.skip("PostgreSQL keeps an aborted transaction open until its ROLLBACK")
+    ledger = Ledger(database)
+    source, target = accounts(ledger)
+    return ledger, source, target, snapshot(database)
+
+
 def interrupting(tx: SqlGateTx) -> None:
     """Fail a statement with an error that makes SQLite roll the whole transaction back."""
     driver = tx.conn.connection.driver_connection
@@ -137,11 +148,7 @@ def test_an_effect_whose_error_rolled_back_the_whole_transaction_is_reported_by_
     """Some SQLite errors roll the whole transaction back (an interrupt here; a full disk, an I/O error): no
     savepoint is left to roll back to, and "no such savepoint" took the place of the effect's own error, so a
     database out of reach was reported as a statement the database refused (an internal error)."""
-    if database.dialect != "sqlite":
-        pytest.skip("PostgreSQL keeps an aborted transaction open until its ROLLBACK")
-    ledger = Ledger(database)
-    source, target = accounts(ledger)
-    before = snapshot(database)
+    ledger, source, target, before = rolled_back_whole(database)
 
     def work(tx: SqlGateTx) -> None:
         with tx.savepoint():
@@ -158,11 +165,7 @@ def test_an_effect_whose_error_rolled_back_the_whole_transaction_is_reported_by_
 def test_a_refusal_after_sqlite_rolled_the_whole_transaction_back_ends_it(database: Database) -> None:
     """An effect that turned such an error into a refusal is not taken for one undone: the settlement would go
     on with its writes outside any transaction, each committed on its own."""
-    if database.dialect != "sqlite":
-        pytest.skip("PostgreSQL keeps an aborted transaction open until its ROLLBACK")
-    ledger = Ledger(database)
-    source, target = accounts(ledger)
-    before = snapshot(database)
+    ledger, source, target, before = rolled_back_whole(database)
 
     def work(tx: SqlGateTx) -> None:
         with contextlib.suppress(Refusal), tx.savepoint():  # as `Settlement.execute` takes a refusal
