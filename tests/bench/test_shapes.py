@@ -2,11 +2,13 @@
 and a read send to the database (and what `bench.db_ceiling`-style replays rely on)."""
 
 import os
+import re
 
 import pytest
 
 from bench.shapes import AUTOCOMMIT, Shapes, Transaction, capture
 
+ACCOUNT_READ = re.compile(r"FROM accounts WHERE id (IN|= [:%]\(?first)")
 BACKENDS = ["sqlite", *(["postgresql"] if os.environ.get("BANKGATE_TEST_POSTGRES_URL") else [])]
 
 
@@ -16,7 +18,8 @@ def shapes(request: pytest.FixtureRequest) -> Shapes:
 
 
 def account_reads(tx: Transaction) -> list[str]:
-    return [s.sql for s in tx.body if s.verb == "SELECT" and "FROM accounts WHERE id IN" in s.sql]
+    """The reads of the accounts a call names: both of a pair (`IN`), or one (`held_account_in`)."""
+    return [s.sql for s in tx.body if s.verb == "SELECT" and ACCOUNT_READ.search(s.sql)]
 
 
 def test_a_question_takes_no_lock_but_its_principals_turn(shapes: Shapes) -> None:
