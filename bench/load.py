@@ -354,13 +354,13 @@ async def drive(
         account = closable.pop() if kind == "close" else ""
         tool = {"balance": subject.balance, "close": subject.close}.get(kind, subject.transfer)
         args = arguments(subject, kind, source, target, amount, memo, account)
-        if kind != "balance":
+        if kind != "balance":  # this call's answer only: one refused before asking leaves none for the next
             yes = kind != "transfer-rejected"
             if books is None:  # the required work's close asks for its account id typed back, as ours does
                 typed = {"account_id": account} if subject is REQUIRED and kind == "close" else {}
-                responder.next.append({"approve": yes, **typed})
+                responder.next = [{"approve": yes, **typed}]
             else:
-                responder.script.append(approve() if yes else reject())
+                responder.script = [approve() if yes else reject()]
         started = time.perf_counter()
         try:
             with anyio.fail_after(CALL_TIMEOUT):
