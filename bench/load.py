@@ -71,7 +71,7 @@ from sqlalchemy.engine import make_url
 from bench import floor_server
 from bench.progress import progress
 from bench.rounds import alternating
-from bench.servers import BARE_ARGS, TOKEN, free_port, http_client, ours_args
+from bench.servers import BARE_ARGS, TOKEN, free_port, http_client, ours_args, required_args
 from mcp_server.audit.reader import verify
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.entitlements import EntitlementAdmin
@@ -590,7 +590,7 @@ async def run(
             (BANKGATE, args, startup),
             (BARE, BARE_ARGS, 30.0),
             (FLOOR, ["-m", "bench.floor_server", "--db", floor_url], 30.0),
-            (REQUIRED, ["-m", "bench.required_server", "--db", required_url], 30.0),
+            (REQUIRED, required_args(required_url), 30.0),
         ):
             process, server_url = stack.enter_context(
                 server_process(server_args, workdir / f"{subject.name}.log", wait)
