@@ -71,7 +71,7 @@ from sqlalchemy.engine import make_url
 from bench import floor_server
 from bench.progress import progress
 from bench.rounds import alternating
-from bench.servers import BARE_ARGS, TOKEN, free_port, http_client, ours_args
+from bench.servers import BARE_ARGS, TOKEN, free_port, http_client, ours_args, required_args
 from mcp_server.audit.reader import verify
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.entitlements import EntitlementAdmin
@@ -354,13 +354,13 @@ async def drive(
         account = closable.pop() if kind == "close" else ""
         tool = {"balance": subject.balance, "close": subject.close}.get(kind, subject.transfer)
         args = arguments(subject, kind, source, target, amount, memo, account)
-        if kind != "balance":
+        if kind != "balance":  # this call's answer only: one refused before asking leaves none for the next
             yes = kind != "transfer-rejected"
             if books is None:  # the required work's close asks for its account id typed back, as ours does
                 typed = {"account_id": account} if subject is REQUIRED and kind == "close" else {}
-                responder.next.append({"approve": yes, **typed})
+                responder.next = [{"approve": yes, **typed}]
             else:
-                responder.script.append(approve() if yes else reject())
+                responder.script = [approve() if yes else reject()]
         started = time.perf_counter()
         try:
             with anyio.fail_after(CALL_TIMEOUT):
@@ -590,7 +590,7 @@ async def run(
             (BANKGATE, args, startup),
             (BARE, BARE_ARGS, 30.0),
             (FLOOR, ["-m", "bench.floor_server", "--db", floor_url], 30.0),
-            (REQUIRED, ["-m", "bench.required_server", "--db", required_url], 30.0),
+            (REQUIRED, required_args(required_url), 30.0),
         ):
             process, server_url = stack.enter_context(
                 server_process(server_args, workdir / f"{subject.name}.log", wait)

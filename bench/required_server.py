@@ -14,7 +14,8 @@ transactions), on SQLite or PostgreSQL:
   read: a missing or closed payee, or the payer itself, is refused); a refusal signed and
   recorded durably (`denied`). Then the question's transaction, not waiting for the disk (as
   bankgate's): the caller's open questions counted under the caller's lock and a new one
-  refused past `max_pending_approvals` ("limits on pending questions hold under concurrency");
+  refused past `max_pending_approvals` (bankgate's setting: `--max-pending-approvals`, its
+  default by default) ("limits on pending questions hold under concurrency");
   the question rendered once, stating its reference and deadline, stored as shown with its
   principal, deadline, the digest of its exact arguments and, on 2026-07-28, the digest the SDK
   records for it ("what runs is what was shown", "every question ends"); a signed `requested` record with the
@@ -40,9 +41,10 @@ keys (`bench.load` sends the others none), the chain and its signed heads (the s
 batched, off the call path), the expiry sweep (off the call path), the desk (the shipped policy
 routes none of these calls to it), daily totals (no shipped rule reads them), rate limits, and a
 history row with the memo (the memo is in the signed record). The clients' principal is
-`local`, an operator (as in bankgate's load ledger).
+`local`, an operator (as in bankgate's load ledger): every load client is that one principal, so
+`bench.load` runs this server with bankgate's cap (`bench.servers.required_args`).
 
-    python -m bench.required_server --db URL [--transport stdio|http] [--port N]
+    python -m bench.required_server --db URL [--transport stdio|http] [--port N] [--max-pending-approvals N]
 """
 
 import argparse
@@ -68,13 +70,13 @@ from bench.required_work import (
     MAY_DEBIT,
     MAY_READ,
     PRINCIPAL,
-    TOO_MANY,
     VISIBLE,
     Question,
     Signed,
     bind,
     holds,
     sign,
+    too_many,
     transaction,
 )
 from mcp_server.ledger.errors import LedgerError
@@ -135,7 +137,7 @@ class Claim(NamedTuple):
 
 class Store(Protocol):
     async def accounts(self, *ids: str) -> dict[str, Facts]: ...
-    async def ask(self, question: Question, bound: str, now: float, requested: Signed) -> bool: ...
+    async def ask(self, question: Question, bound: str, now: float, requested: Signed, cap: int) -> bool: ...
     async def answered(self, asked: str) -> Question | None: ...
     async def denied(self, record: Signed) -> None: ...
     async def end(self, claim: Claim, record: Signed) -> bool: ...
@@ -174,9 +176,10 @@ _ACCOUNTS = (
 _ASK = (
     "INSERT INTO required_approvals (id, principal, binding, question, asked, expires_at, status)"
     " SELECT {p}, {p}, {p}, {p}, {p}, {p}, 'pending' WHERE (SELECT count(*) FROM required_approvals"
-    f" WHERE principal = {{p}} AND status = 'pending' AND expires_at > {{p}}) < {MAX_PENDING}"
+    " WHERE principal = {p} AND status = 'pending' AND expires_at > {p}) < {p}"
 )
-"""A question stored unless its caller already has `MAX_PENDING` open: the count and the insert one statement."""
+"""A question stored unless its caller already has as many open as its last argument: the count and the insert one
+statement."""
 _BY_ASKED = "SELECT id, question, expires_at, asked FROM required_approvals WHERE asked = {p}"
 _CLAIM = (
     "UPDATE required_approvals SET status = {p} WHERE id = {p} AND status = 'pending' AND principal = {p}"
@@ -231,10 +234,10 @@ def _numbered(template: str, *numbers: int) -> str:
 
 
 _ASK_FUNCTION = f"""CREATE OR REPLACE FUNCTION required_ask(bigint, text, text, text, text, double precision,
-    double precision, text, text) RETURNS boolean LANGUAGE plpgsql AS $fn$ BEGIN
+    double precision, text, text, integer) RETURNS boolean LANGUAGE plpgsql AS $fn$ BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     PERFORM pg_advisory_xact_lock(hashtext('required_ask ' || $2));
-    {_numbered(_ASK, 1, 2, 3, 4, 5, 6, 2, 7)};
+    {_numbered(_ASK, 1, 2, 3, 4, 5, 6, 2, 7, 10)};
     IF NOT FOUND THEN RETURN false; END IF;
     {_numbered(_AUDIT, 8, 9)};
     RETURN true; END $fn$"""
@@ -268,10 +271,10 @@ class PostgresStore:
             cursor = await conn.execute(self._sql(_ACCOUNTS), (PRINCIPAL, PRINCIPAL, *ids))
             return _facts(await cursor.fetchall())
 
-    async def ask(self, question: Question, bound: str, now: float, requested: Signed) -> bool:
+    async def ask(self, question: Question, bound: str, now: float, requested: Signed, cap: int) -> bool:
         asked = (question.approval, PRINCIPAL, bound, question.text, question.asked, question.deadline, now)
-        [asked_now] = await self._one("SELECT required_ask({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})", *asked,
-                                    *requested) or (False,)  # fmt: skip
+        [asked_now] = await self._one("SELECT required_ask({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})", *asked,
+                                    *requested, cap) or (False,)  # fmt: skip
         return bool(asked_now)
 
     async def answered(self, asked: str) -> Question | None:
@@ -317,10 +320,10 @@ class SqliteStore:
     async def accounts(self, *ids: str) -> dict[str, Facts]:
         return _facts(self._run(_ACCOUNTS, PRINCIPAL, PRINCIPAL, *ids))
 
-    async def ask(self, question: Question, bound: str, now: float, requested: Signed) -> bool:
+    async def ask(self, question: Question, bound: str, now: float, requested: Signed, cap: int) -> bool:
         with transaction(self._conn, durable=False):  # the write lock, taken first: the count holds till COMMIT
             stored = (question.approval, PRINCIPAL, bound, question.text, question.asked, question.deadline)
-            if not self._conn.execute(_ASK.format(p="?"), (*stored, PRINCIPAL, now)).rowcount:
+            if not self._conn.execute(_ASK.format(p="?"), (*stored, PRINCIPAL, now, cap)).rowcount:
                 return False
             self._run(_AUDIT, *requested)
         return True
@@ -419,10 +422,13 @@ class Gated(NamedTuple):
 
 
 def required_server(
-    store: Store, key: Ed25519PrivateKey | None = None, clock: Callable[[], float] = time.time
+    store: Store,
+    key: Ed25519PrivateKey | None = None,
+    clock: Callable[[], float] = time.time,
+    max_pending: int = MAX_PENDING,
 ) -> MCPServer:
     """The three tools over `store`, signing audit records with `key` (a new one by default), `clock` telling
-    the time questions are asked and answered."""
+    the time questions are asked and answered, a caller refused a question past `max_pending` open ones."""
     server = MCPServer("required")
     signer = key or Ed25519PrivateKey.generate()
 
@@ -439,8 +445,8 @@ def required_server(
             raise ToolError(refusal)
         now = clock()
         new = Question.render(call.what, call.form, now, later_round=ctx.protocol_version in INPUT_REQUIRED_VERSIONS)
-        if not await store.ask(new, call.bound, now, new.requested(signer, call.arguments)):
-            raise ToolError(TOO_MANY)
+        if not await store.ask(new, call.bound, now, new.requested(signer, call.arguments), max_pending):
+            raise ToolError(too_many(max_pending))
         return new
 
     async def conclude(call: Gated, shown: Question, approve: bool) -> str:
@@ -552,8 +558,9 @@ def main() -> None:
     )
     parser.add_argument("--transport", choices=["stdio", "http"], default="http")
     parser.add_argument("--port", type=int, default=8800)
+    parser.add_argument("--max-pending-approvals", type=int, default=MAX_PENDING, help="a caller's open questions")
     args = parser.parse_args()
-    serve(required_server(open_store(args.db)), args.transport, args.port)
+    serve(required_server(open_store(args.db), max_pending=args.max_pending_approvals), args.transport, args.port)
 
 
 if __name__ == "__main__":

@@ -73,8 +73,14 @@ PRINCIPAL = "local"
 """Who calls: bankgate's principal on stdio and in memory, owner of the debited account in both ledgers."""
 APPROVAL_TTL: float = Settings.model_fields["approval_timeout"].default
 MAX_PENDING: int = Settings.model_fields["max_pending_approvals"].default
-"""bankgate's defaults, which the benchmarks run it with: a question's lifetime, a caller's open questions."""
-TOO_MANY = f"too many pending: {MAX_PENDING} of your approvals already wait for a human"
+"""bankgate's defaults: a question's lifetime, a caller's open questions (`bench.load`, whose clients are all one
+principal, raises the cap alike for bankgate and the bound: `bench.servers.QUESTIONS_AT_ONCE`)."""
+
+
+def too_many(cap: int) -> str:
+    """The refusal of a question past the caller's `cap` of open ones."""
+    return f"too many pending: {cap} of your approvals already wait for a human"
+
 
 VISIBLE = cel.compile("'operator' in roles || size(account.access) > 0")
 MAY_READ = cel.compile("!('operator' in roles || 'owner' in account.access || 'viewer' in account.access)")
@@ -233,7 +239,7 @@ class Records:
         with self._transaction(durable=False) as conn:
             stored = (new.approval, PRINCIPAL, digest(arguments), new.text, new.asked, new.deadline, PRINCIPAL, now)
             if not conn.execute(_ASK, stored).rowcount:
-                raise ToolError(TOO_MANY)
+                raise ToolError(too_many(MAX_PENDING))
             self._insert(new.requested(self._key, arguments))
         return Asked(new.approval, new.text)
 

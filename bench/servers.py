@@ -24,8 +24,8 @@ def free_port() -> int:
 
 
 QUESTIONS_AT_ONCE = "1000"
-"""`--max-pending-approvals` for bankgate under load: every bench client acts as the one principal `local`, each
-with a question of its own open at a time, so the cap must pass the most clients (256)."""
+"""`--max-pending-approvals` for bankgate and the required-work bound under load: every bench client acts as the one
+principal `local`, each with a question of its own open at a time, so the cap must pass the most clients (256)."""
 
 
 def ours_args(db_url: str, *extra: str) -> list[str]:
@@ -34,6 +34,11 @@ def ours_args(db_url: str, *extra: str) -> list[str]:
 
 
 BARE_ARGS = ["-m", "bench.bare_server"]
+
+
+def required_args(db_url: str) -> list[str]:
+    """`bench.required_server` on `db_url`, as `bench.load` runs it beside bankgate: under the same cap."""
+    return ["-m", "bench.required_server", "--db", db_url, "--max-pending-approvals", QUESTIONS_AT_ONCE]
 
 
 def stdio_params(args: list[str]) -> StdioServerParameters:

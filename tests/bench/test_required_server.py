@@ -37,6 +37,16 @@ Content = dict[str, str | int | float | bool | list[str] | None]
 TRANSFER = {"from_account": SOURCE, "to_account": TARGET, "amount": "12.34", "memo": "m"}
 
 
+def sql(url: str, statement: str) -> list[tuple[Any, ...]]:
+    """`statement` run on the bound's database at `url` on a connection of the test's own."""
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None) as conn:
+            return conn.execute(statement).fetchall()
+    with psycopg.connect(url, autocommit=True) as pg:
+        cursor = pg.execute(statement)
+        return cursor.fetchall() if cursor.description else []
+
+
 class Bound:
     """A store, and a connection of the test's own to its database (reads and edits behind the server's back)."""
 
@@ -48,12 +58,7 @@ class Bound:
         return self.now
 
     def sql(self, statement: str) -> list[tuple[Any, ...]]:
-        if self.url.startswith("sqlite:///"):
-            with sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None) as conn:
-                return conn.execute(statement).fetchall()
-        with psycopg.connect(self.url, autocommit=True) as pg:
-            cursor = pg.execute(statement)
-            return cursor.fetchall() if cursor.description else []
+        return sql(self.url, statement)
 
     def balances(self, *ids: str) -> list[int]:
         rows = self.sql(f"SELECT id, balance_minor FROM required_accounts WHERE id IN {(*ids, '')}")
@@ -173,7 +178,7 @@ def question(bound: Bound, arguments: dict[str, str]) -> tuple[Question, str]:
     bound_to = digest({"tool": "transfer", **arguments})
 
     async def ask() -> bool:
-        return await bound.store.ask(new, bound_to, bound.now, new.requested(KEY, arguments))
+        return await bound.store.ask(new, bound_to, bound.now, new.requested(KEY, arguments), MAX_PENDING)
 
     assert anyio.run(ask)
     return new, bound_to
@@ -368,12 +373,12 @@ def test_each_call_waits_for_postgresql_as_often_as_the_bound_counts(
         assert shown.asked is not None  # a 2026-07-28 question's, found by it
         counted = {
             "accounts": await trips(store.accounts(SOURCE, TARGET)),
-            "ask": await trips(store.ask(shown, bound_to, bound.now, shown.requested(KEY, TRANSFER))),
+            "ask": await trips(store.ask(shown, bound_to, bound.now, shown.requested(KEY, TRANSFER), MAX_PENDING)),
             "answered": await trips(store.answered(shown.asked)),
             "yes": await trips(store.settle(Claim("executed", shown, bound_to), (SOURCE, TARGET), moving(100))),
             "denied": await trips(store.denied(sign(KEY, "denied", None, TRANSFER))),
         }
-        await store.ask(other, bound_to, bound.now, other.requested(KEY, TRANSFER))
+        await store.ask(other, bound_to, bound.now, other.requested(KEY, TRANSFER), MAX_PENDING)
         counted["no"] = await trips(store.end(Claim("rejected", other, bound_to), sign(KEY, "rejected", 0, TRANSFER)))
         await opened[0].close()
         return counted
