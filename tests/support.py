@@ -66,10 +66,11 @@ WAITS_FOR_THE_LEDGER = "a worker thread runs it"
 the one sign that a call reached the ledger and waits for a write lock a test holds."""
 
 
-def logged(path: Path, line: str, within: float = 30.0) -> None:
-    """Wait until the log at `path` (a server's stderr) holds `line`: the server has reached that state."""
+def logged(path: Path, line: str, since: int = 0, within: float = 30.0) -> None:
+    """Wait until the log at `path` (a server's stderr) holds `line` past byte `since` (its size before the
+    test's action): the server has reached that state."""
     deadline = time.monotonic() + within
-    while line not in path.read_text(errors="replace"):
+    while line.encode() not in path.read_bytes()[since:]:
         assert time.monotonic() < deadline, f"{line!r} not logged in {within} s: {path.read_text()[-2000:]}"
         time.sleep(0.02)
 

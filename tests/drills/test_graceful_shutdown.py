@@ -161,6 +161,7 @@ async def _held_call(tmp_path: Path, *extra: str) -> AsyncIterator[_Held]:
         async with connect(server.url) as client, anyio.create_task_group() as group:
             await client.call_tool("get_account_balance", {"account_id": source})  # the session is up
             lock.execute("BEGIN IMMEDIATE")
+            since = server.log_path.stat().st_size
 
             async def running() -> None:
                 args = {"from_account": source, "to_account": target, "amount": "1.00", "memo": "held"}
@@ -168,7 +169,7 @@ async def _held_call(tmp_path: Path, *extra: str) -> AsyncIterator[_Held]:
                     held.results.append(outcome(await client.call_tool("transfer_funds", args)))
 
             group.start_soon(running)
-            await anyio.to_thread.run_sync(logged, server.log_path, WAITS_FOR_THE_LEDGER)  # it waits for the lock
+            await anyio.to_thread.run_sync(logged, server.log_path, WAITS_FOR_THE_LEDGER, since)  # waits for the lock
             yield held
     finally:
         lock.close()

@@ -298,8 +298,9 @@ def test_sigint_while_an_approved_transfer_waits_for_the_ledger_moves_nothing_an
     holder = sqlite3.connect(ledger.db_url.removeprefix("sqlite:///"), isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
+        since = wire.log.stat().st_size
         wire.send({"jsonrpc": "2.0", "id": question["id"], "result": APPROVE})
-        logged(wire.log, WAITS_FOR_THE_LEDGER)  # the settlement has begun and waits for the lock
+        logged(wire.log, WAITS_FOR_THE_LEDGER, since)  # the settlement has begun and waits for the lock
         wire.process.send_signal(signal.SIGINT)
         assert wire.process.wait(timeout=10) == 130
     finally:
