@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -58,6 +59,20 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+WAITS_FOR_THE_LEDGER = "a worker thread runs it"
+"""What a server logs (at DEBUG) when a call's ledger work would wait for another writer (`SqlGateStore._placed`):
+the one sign that a call reached the ledger and waits for a write lock a test holds."""
+
+
+def logged(path: Path, line: str, since: int = 0, within: float = 30.0) -> None:
+    """Wait until the log at `path` (a server's stderr) holds `line` past byte `since` (its size before the
+    test's action): the server has reached that state."""
+    deadline = time.monotonic() + within
+    while line.encode() not in path.read_bytes()[since:]:
+        assert time.monotonic() < deadline, f"{line!r} not logged in {within} s: {path.read_text()[-2000:]}"
+        time.sleep(0.02)
 
 
 def rss_kib(pid: int) -> int:

@@ -151,7 +151,8 @@ class SqlGateStore:
         try:
             return work()
         except _Busy:
-            pass
+            # The one trace of a call waiting for another writer: SQLite shows no lock's waiters to anyone.
+            logger.debug("ledger work would wait (another writer, or no loop connection): a worker thread runs it")
         finally:
             _ON_LOOP.reset(on_loop)
         if self.deadline is None:

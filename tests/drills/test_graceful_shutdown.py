@@ -22,7 +22,7 @@ from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST
 
 from policy.testing import ScriptedResponder, approve, silence
 from tests.drills.support import Books, ServerProcess, connect
-from tests.support import TOKENS, keyed, outcome
+from tests.support import TOKENS, WAITS_FOR_THE_LEDGER, keyed, logged, outcome
 
 pytestmark = pytest.mark.anyio
 
@@ -152,7 +152,7 @@ async def _held_call(tmp_path: Path, *extra: str) -> AsyncIterator[_Held]:
     path = tmp_path / "ledger.db"
     books = Books(f"sqlite:///{path}")
     source, target = books.open_accounts(2, "50.00")
-    server = ServerProcess(books.db_url, tmp_path, *extra)
+    server = ServerProcess(books.db_url, tmp_path, "--log-level", "DEBUG", *extra)
     server.start()
     lock = sqlite3.connect(path, isolation_level=None)
     held = _Held(server, books, target, lock, [])
@@ -161,6 +161,7 @@ async def _held_call(tmp_path: Path, *extra: str) -> AsyncIterator[_Held]:
         async with connect(server.url) as client, anyio.create_task_group() as group:
             await client.call_tool("get_account_balance", {"account_id": source})  # the session is up
             lock.execute("BEGIN IMMEDIATE")
+            since = server.log_path.stat().st_size
 
             async def running() -> None:
                 args = {"from_account": source, "to_account": target, "amount": "1.00", "memo": "held"}
@@ -168,7 +169,7 @@ async def _held_call(tmp_path: Path, *extra: str) -> AsyncIterator[_Held]:
                     held.results.append(outcome(await client.call_tool("transfer_funds", args)))
 
             group.start_soon(running)
-            await anyio.sleep(1.0)  # the call reached the server, which waits for the lock
+            await anyio.to_thread.run_sync(logged, server.log_path, WAITS_FOR_THE_LEDGER, since)  # waits for the lock
             yield held
     finally:
         lock.close()

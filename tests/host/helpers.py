@@ -149,18 +149,22 @@ def free_port() -> int:
         return port
 
 
+HTTP_SERVER_LOG = "http-server.log"
+"""The file in its `tmp_path` where `http_mcp_server` logs (appended to across restarts)."""
+
+
 @contextmanager
 def http_mcp_server(
     tmp_path: Path, token: str, port: int | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``bankgate-mcp serve --transport http`` on a loopback port (a free one unless given: the same port
     and ``tmp_path`` is the same server restarted), with one bearer token: alice's, who owns ACC-001 on the
-    demo ledger (as in the README's HTTP example)."""
+    demo ledger (as in the README's HTTP example). It logs at DEBUG to ``tmp_path / HTTP_SERVER_LOG``."""
     port = port or free_port()
     env = {**os.environ, "BANKGATE_TOKENS": f"alice={token}"}
     command = [sys.executable, "-m", "mcp_server", "serve", "--transport", "http", "--port", str(port)]
-    command += ["--db", f"sqlite:///{tmp_path / 'http-ledger.db'}", *DEMO_LEDGER]
-    with _serving(command, port, env, tmp_path) as process:
+    command += ["--db", f"sqlite:///{tmp_path / 'http-ledger.db'}", *DEMO_LEDGER, "--log-level", "DEBUG"]
+    with _serving(command, port, env, tmp_path, tmp_path / HTTP_SERVER_LOG) as process:
         yield f"http://127.0.0.1:{port}/mcp", process
 
 
@@ -178,9 +182,12 @@ def listing_server(
 
 
 @contextmanager
-def _serving(command: list[str], port: int, env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`command` running until the block ends, once it answers HTTP on `port`."""
-    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _serving(
+    command: list[str], port: int, env: dict[str, str], cwd: Path, log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`command` running until the block ends, once it answers HTTP on `port`; its stderr appended to `log`."""
+    with open(log, "ab") if log is not None else open(os.devnull, "wb") as stderr:
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         deadline = time.monotonic() + 30
         while True:

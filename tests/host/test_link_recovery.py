@@ -26,8 +26,18 @@ from agent_host.emulator import Emulator
 from agent_host.mcp_link import McpLink, McpTarget, ToolResult, connect
 from agent_host.restarts import RESTART_WAIT_SECONDS
 from agent_host.settings import McpProtocol
+from tests.support import WAITS_FOR_THE_LEDGER, logged
 
-from .helpers import balance, free_port, host_for, http_mcp_server, ledger_target, scripted, settings_for
+from .helpers import (
+    HTTP_SERVER_LOG,
+    balance,
+    free_port,
+    host_for,
+    http_mcp_server,
+    ledger_target,
+    scripted,
+    settings_for,
+)
 
 TOKEN = "tester-token-0123456789abcdef"
 PROTOCOLS = pytest.mark.parametrize("protocol", ["auto", "legacy"])  # 2026-07-28 rounds; 2025-11-25 inline
@@ -344,17 +354,18 @@ async def _through_a_drain(
     async def hold() -> None:
         held.append((await link.call("transfer_funds", TRANSFER, idempotency_key="held")).output)
 
-    with _write_lock(tmp_path) as release:
+    with _write_lock(tmp_path) as lock:
 
         async def restart() -> None:
-            await anyio.sleep(1.0)  # `meanwhile` was refused by then
-            release()  # the held transfer ends, the drain with it, and the server exits
+            await anyio.to_thread.run_sync(logged, lock.log, REFUSED, draining)  # `meanwhile` was refused
+            lock.release()  # the held transfer ends, the drain with it, and the server exits
             await anyio.to_thread.run_sync(server.wait, 30)
             await anyio.to_thread.run_sync(servers.enter_context, http_mcp_server(tmp_path, TOKEN, port))
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(hold)
-            await anyio.sleep(0.5)
+            await lock.waited_on()
+            draining = lock.log.stat().st_size
             server.send_signal(signal.SIGTERM)
             await anyio.to_thread.run_sync(_draining, port)
             tasks.start_soon(restart)
@@ -398,14 +409,14 @@ async def test_a_call_whose_http_server_was_killed_under_it_is_sent_again_once_i
             tool_timeout=CALL_TIMEOUT,
             approval_timeout=10.0,
         ) as host:
-            with _write_lock(tmp_path) as release:
+            with _write_lock(tmp_path) as lock:
                 async with anyio.create_task_group() as tasks:
                     took = _Timed(host.link.call("transfer_funds", TRANSFER, idempotency_key="call-1"))
                     tasks.start_soon(took.run)
-                    await anyio.sleep(0.5)  # the call waits on the server for the lock
+                    await lock.waited_on()
                     server.kill()
                     server.wait()
-                    release()
+                    lock.release()
                     await anyio.to_thread.run_sync(servers.enter_context, http_mcp_server(tmp_path, TOKEN, port))
             assert took.result.output["status"] == "executed", took.result.output
             assert took.seconds < CALL_TIMEOUT / 2, f"the call took {took.seconds:.1f} s"
@@ -423,11 +434,11 @@ async def test_a_call_whose_http_server_was_killed_under_it_and_stays_down_is_an
     with http_mcp_server(tmp_path, TOKEN) as (url, server):
         target = McpTarget(url=url, token=TOKEN, protocol=protocol, call_timeout=CALL_TIMEOUT)
         async with connect(target, None) as link:
-            with _write_lock(tmp_path):
+            with _write_lock(tmp_path) as lock:
                 async with anyio.create_task_group() as tasks:
                     took = _Timed(link.call("transfer_funds", TRANSFER, idempotency_key="call-1"))
                     tasks.start_soon(took.run)
-                    await anyio.sleep(0.5)
+                    await lock.waited_on()
                     server.kill()
                     server.wait()
             started = time.monotonic()
@@ -443,21 +454,37 @@ async def test_a_call_whose_http_server_was_killed_under_it_and_stays_down_is_an
 TRANSFER = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "5.00"}
 
 
+REFUSED = '"POST /mcp HTTP/1.1" 503'
+"""The access log's line of an MCP request the draining server refused."""
+
+
+class _WriteLock:
+    """The HTTP server's ledger write-locked, as another process would hold it: a transfer sent meanwhile waits."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.log = tmp_path / HTTP_SERVER_LOG
+        self.since = self.log.stat().st_size
+        self.conn = sqlite3.connect(tmp_path / "http-ledger.db", isolation_level=None)
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    async def waited_on(self) -> None:
+        """Wait until a call sent since the lock was taken waits for it on the server."""
+        await anyio.to_thread.run_sync(logged, self.log, WAITS_FOR_THE_LEDGER, self.since)
+
+    def release(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+
 @contextmanager
-def _write_lock(tmp_path: Path) -> Iterator[Callable[[], None]]:
-    """The HTTP server's ledger write-locked (a transfer sent meanwhile waits for it); yields its release."""
-    lock = sqlite3.connect(tmp_path / "http-ledger.db", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
-
-    def release() -> None:
-        if lock.in_transaction:
-            lock.execute("ROLLBACK")
-
+def _write_lock(tmp_path: Path) -> Iterator[_WriteLock]:
+    """The HTTP server's ledger write-locked until the block ends (or `release`)."""
+    lock = _WriteLock(tmp_path)
     try:
-        yield release
+        yield lock
     finally:
-        release()
-        lock.close()
+        lock.release()
+        lock.conn.close()
 
 
 class _Timed:

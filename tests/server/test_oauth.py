@@ -424,7 +424,7 @@ async def test_tokens_checked_against_an_unreachable_issuer_hold_few_threads() -
         async with anyio.create_task_group() as group:
             for token in forged:
                 group.start_soon(verifier.verify_token, token)
-            await anyio.sleep(0.3)
+            await anyio.wait_all_tasks_blocked()  # each verification waits: on the issuer, or for a thread
             held = shared.borrowed_tokens
             issuer.close()  # from here every fetch fails at once, and the tasks end
         assert held <= 8, f"{held} of the shared pool's threads waited on the issuer"

@@ -3,6 +3,8 @@ writes (malformed lines, odd ids, answers to nothing, a cancellation racing its 
 while a question is open) is answered or ignored as JSON-RPC says, the server keeps serving,
 stdout carries nothing but JSON-RPC, and a gated call runs only on a clean approval, once."""
 
+import array
+import fcntl
 import json
 import os
 import select
@@ -10,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +23,7 @@ from mcp_types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 
 from mcp_server.audit.keys import KEY_FILE_ENV
 from tests.server.harness import Harness
-from tests.support import keyed, serve_args
+from tests.support import WAITS_FOR_THE_LEDGER, keyed, logged, serve_args
 
 INIT = {
     "jsonrpc": "2.0",
@@ -38,11 +41,11 @@ APPROVE = {"action": "accept", "content": {"approve": True}}
 class Wire:
     """One `serve` subprocess on pipes: bytes in, JSON-RPC lines out (each must parse), stderr to a file."""
 
-    def __init__(self, harness: Harness, log: Path) -> None:
+    def __init__(self, harness: Harness, log: Path, log_level: str = "INFO") -> None:
         env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
         env |= {name: value for name, value in os.environ.items() if name == KEY_FILE_ENV}
         # The approval timeout well past the test's waits; the desk off (its port is shared).
-        args = serve_args(harness.db_url, "--approval-timeout", "60", "--no-desk")
+        args = serve_args(harness.db_url, "--approval-timeout", "60", "--no-desk", "--log-level", log_level)
         self.log = log
         self.process = subprocess.Popen(
             [sys.executable, *args],
@@ -60,6 +63,15 @@ class Wire:
         assert self.process.stdin is not None
         self.process.stdin.write(data)
         self.process.stdin.flush()
+
+    def taken(self, within: float = 15) -> None:
+        """Wait until the server has read everything written to its stdin (the pipe holds nothing)."""
+        assert self.process.stdin is not None
+        unread = array.array("i", [0])
+        deadline = time.monotonic() + within
+        while fcntl.ioctl(self.process.stdin.fileno(), termios.FIONREAD, unread) == 0 and unread[0]:
+            assert time.monotonic() < deadline, f"{unread[0]} bytes still unread after {within} s"
+            time.sleep(0.01)
 
     def read(self, until: Any = None, timeout: float = 15) -> list[dict[str, Any]]:
         """Messages on stdout until one satisfies `until` (or, without it, until `timeout`; then all so far)."""
@@ -107,8 +119,9 @@ def ledger(tmp_path: Path) -> Harness:
 
 
 @pytest.fixture
-def wire(ledger: Harness, tmp_path: Path) -> Iterator[Wire]:
-    process = Wire(ledger, tmp_path / "stderr.log")
+def wire(ledger: Harness, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Wire]:
+    """The server on a wire; its log level `request.param` if the test gives one (by `indirect`), else INFO."""
+    process = Wire(ledger, tmp_path / "stderr.log", getattr(request, "param", "INFO"))
     try:
         yield process
     finally:
@@ -192,7 +205,7 @@ def test_a_line_split_across_slow_writes_or_holding_a_lone_cr_is_one_message(wir
     wire.send(b'{"jsonrpc":"2.0",\r"id":7,\r"method":"ping"}\r\n')
     assert wire.read(lambda m: m.get("id") == 7) == [{"jsonrpc": "2.0", "id": 7, "result": {}}]
     wire.send(b'{"jsonrpc":"2.0","id":8,')
-    time.sleep(0.5)
+    wire.taken()  # the server read the first half alone
     wire.send(b'"method":"ping"}\n')
     assert wire.read(lambda m: m.get("id") == 8) == [{"jsonrpc": "2.0", "id": 8, "result": {}}]
 
@@ -269,6 +282,7 @@ def test_a_server_left_with_a_question_open_stops_at_once_runs_nothing_and_keeps
     assert [r["event"] for r in ledger.audit(tool="transfer_funds")] == ["requested"]  # pending, for a retry
 
 
+@pytest.mark.parametrize("wire", ["DEBUG"], indirect=True)
 def test_sigint_while_an_approved_transfer_waits_for_the_ledger_moves_nothing_and_its_keyed_retry_runs_once(
     wire: Wire, ledger: Harness, tmp_path: Path
 ) -> None:
@@ -284,8 +298,9 @@ def test_sigint_while_an_approved_transfer_waits_for_the_ledger_moves_nothing_an
     holder = sqlite3.connect(ledger.db_url.removeprefix("sqlite:///"), isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
+        since = wire.log.stat().st_size
         wire.send({"jsonrpc": "2.0", "id": question["id"], "result": APPROVE})
-        time.sleep(0.5)  # the settlement has begun and waits for the lock
+        logged(wire.log, WAITS_FOR_THE_LEDGER, since)  # the settlement has begun and waits for the lock
         wire.process.send_signal(signal.SIGINT)
         assert wire.process.wait(timeout=10) == 130
     finally:
