@@ -31,6 +31,18 @@ ones (they wait 3–4× longer while the loop blocks: a call of theirs takes mor
 but made about 15 % fewer calls a second (0–29 % in five interleaved pairs). A loop that never
 blocks runs about 11 iterations and 36 callbacks a call, against 1 and 22: 1.5–2 ms more CPU a call
 than the waits it saves.
+
+Why 2025-11-25 clients wait longer (server timed per phase, 32 clients): the SDK's 2025-11-25 transport hands
+a call between tasks over anyio memory streams, two turns of the loop a hop (`send` yields before it
+delivers). A balance read takes 9 turns from arrival to its result on the wire (3 in, 6 out), against 1; a
+transfer asked inline about 23 (its question 6 more, the answer back ~8), against 2 over its two rounds; the
+gate's own work is the same 2–4 ms. Each turn runs every ready call's step, database waits included (38–45 %
+of the loop's time on PostgreSQL): 17–25 ms a turn at 86–136 calls/s, so the 9 turns cost ~250 ms. The gap
+shows on SQLite and in memory too (3.5×; 7× on the bare SDK server, one loop for both ends). Letting at most
+one transaction (or 2 ms of them) run a turn cut their p50 1.3–5× but raised approved transfers' by ~20 % (−5
+to +66 % in 12 interleaved pairs) and cost ~5 % of the calls a second: with the rate and the clients fixed the
+mean wait is fixed (Little's law), so scheduling only moves it. Fewer hops in the SDK's transport, or a loop
+that overlaps its waits (above), would shorten it.
 """
 
 import logging
