@@ -38,9 +38,9 @@ a SIGINT sent before it would stop the process even if one sent during the read 
 
 def test_stdio_in_a_terminal_says_it_waits_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     controller, terminal = pty.openpty()
+    ledger = f"sqlite:///{tmp_path / 'bank.db'}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "mcp_server", "serve", "--db", f"sqlite:///{tmp_path / 'bank.db'}", "--create"]
-        + ["--log-level", "DEBUG"],
+        [sys.executable, "-m", "mcp_server", "serve", "--db", ledger, "--create", "--log-level", "DEBUG"],
         cwd=tmp_path,
         env=clean_env(tmp_path),
         stdin=terminal,
