@@ -13,6 +13,7 @@ id's type. A blank line (JSON whitespace alone) is no message.
 """
 
 import io
+import logging
 import os
 from collections import deque
 from contextlib import suppress
@@ -37,6 +38,8 @@ from mcp_types.methods import SPEC_CLIENT_METHODS
 from pydantic import ValidationError
 from pydantic_core import from_json
 
+log = logging.getLogger(__name__)
+
 
 async def serve_stdio(server: MCPServer[Any]) -> None:
     """`server.run()` on stdio (`MCPServer.run_stdio_async`), with stdin read as the module says."""
@@ -54,8 +57,12 @@ class KeptLines(io.TextIOWrapper):
     def __init__(self, binary: io.BufferedReader) -> None:
         super().__init__(binary, encoding="utf-8", errors="surrogateescape", newline="\n")
         self.kept: deque[str] = deque()
+        self.reading = False
 
     def readline(self, size: int = -1, /) -> str:  # type: ignore[override]  # as typeshed's TextIOWrapper
+        if not self.reading:  # the one trace that the thread is in (or bound for) the read SIGINT cannot cut
+            self.reading = True
+            log.debug("reading stdin: a worker thread waits for the client's lines")
         line = super().readline(size)
         if line:
             self.kept.append(line)

@@ -274,10 +274,13 @@ async def test_turns_of_addresses_are_forgotten_once_their_requests_end(world: W
         for n in range(2000):
             address = {"X-Test-Address": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"}
             assert (await visitor.post("/signin/options", {}, **address)).status_code == 200
-        async with anyio.create_task_group() as group:
+        turn = "client 192.0.2.1"  # the address of a request naming none
+        async with anyio.create_task_group() as group, desk._sign_ins.turn(turn):  # held: the requests wait in it
             for _ in range(MAX_OPEN_SIGN_INS):
                 group.start_soon(visitor.post, "/signin/options", {})
-            await anyio.sleep(0.01)
+            with anyio.fail_after(10):
+                while desk._sign_ins._locks[turn][1] <= MAX_OPEN_SIGN_INS:
+                    await anyio.sleep(0.01)
             group.cancel_scope.cancel()
     assert desk._sign_ins._locks == {}
 

@@ -205,6 +205,11 @@ class Books:
         sql = text("SELECT event FROM audit_log WHERE approval_ref = :r ORDER BY seq IS NULL, seq, rid")
         return [str(e) for (e,) in self.db.read(lambda conn: conn.execute(sql, {"r": approval_ref}).all())]
 
+    def unchained(self) -> int:
+        """Audit records no sequencer has chained yet: each chaining the server still owes is a COMMIT of its own."""
+        sql = text("SELECT COUNT(*) FROM audit_log WHERE seq IS NULL")
+        return int(self.db.read(lambda conn: conn.execute(sql).scalar_one()))
+
     def approval_status(self, approval_ref: str) -> str:
         sql = text("SELECT status FROM approvals WHERE ref = :r")
         return str(self.db.read(lambda conn: conn.execute(sql, {"r": approval_ref}).scalar_one()))

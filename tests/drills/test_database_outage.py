@@ -209,7 +209,9 @@ async def test_a_connection_lost_at_commit_claims_no_outcome_and_a_keyed_retry_f
     with running(server):
         async with connect(server.url) as client:
             pending = await first_round(client, "transfer_funds", args, meta=keyed("lost-commit-1"))
-            await anyio.sleep(1.0)  # the question's record chained: the next COMMIT sent is the settlement's
+            with anyio.fail_after(30):  # the question's record chained: the next COMMIT sent is the settlement's
+                while books.unchained():
+                    await anyio.sleep(0.05)
             proxy.cut_after(b"COMMIT\x00")  # the statement itself, not READ COMMITTED
             key = keyed("lost-commit-1")
             lost = outcome(await answer(client, "transfer_funds", args, pending.request_state, APPROVE, meta=key))

@@ -170,14 +170,14 @@ def http_mcp_server(
 
 @contextmanager
 def listing_server(
-    port: int, edition: str, ledger: Path | None = None
+    port: int, edition: str, ledger: Path | None = None, log: Path | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The stand-in MCP server `tests/host/listing_server.py` on a loopback port, listing `edition`'s tools
     (the same port with another edition: the server restarted as a release with other tools), adding each
-    transfer it runs to `ledger` when given."""
+    transfer it runs to `ledger` and its stderr (each refusal of `draining`) to `log` when given."""
     command = [sys.executable, "-m", "tests.host.listing_server", str(port), edition]
     command += [] if ledger is None else [str(ledger)]
-    with _serving(command, port, dict(os.environ), REPO) as process:
+    with _serving(command, port, dict(os.environ), REPO, log) as process:
         yield f"http://127.0.0.1:{port}/mcp", process
 
 

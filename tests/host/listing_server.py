@@ -3,8 +3,9 @@ release, listing other tools (one gone, one added, one with changed arguments), 
 
 `python -m tests.host.listing_server PORT EDITION [LEDGER]`; every tool answers `executed` with the arguments it got,
 and each transfer it runs is added to the file LEDGER, one line each, so a test can tell whether money moved.
-Edition `draining` is a server between releases: it refuses every request 503 with `Retry-After`, nothing done;
-`with_fees_unlisted` is `with_fees` refusing only its tool listings so.
+Edition `draining` is a server between releases: it refuses every request 503 with `Retry-After`, nothing done,
+and once a refusal is sent writes `refused METHOD PATH` to stderr (what a test waits for); `with_fees_unlisted` is
+`with_fees` refusing only its tool listings so.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ async def _draining(scope: Scope, receive: Receive, send: Send) -> None:
     headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+    print(f"refused {scope['method']} {scope['path']}", file=sys.stderr, flush=True)
 
 
 def _unlisted(app: ASGIApp) -> ASGIApp:

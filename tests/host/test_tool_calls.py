@@ -20,6 +20,7 @@ from agent_host.foundry.function_tools import FunctionCall, Toolbox
 from agent_host.foundry.pending_keys import PendingKeys
 from agent_host.foundry.response_reader import reply_from_response
 from agent_host.mcp_link import HttpNotes, McpTarget, ToolResult, _http_client, connect
+from tests.support import logged
 
 from .helpers import (
     CapturedDisplay,
@@ -337,10 +338,11 @@ async def _transfer_through_an_upgrade(tmp_path: Path, successor: str) -> tuple[
             [given] = [tool.input_schema for tool in link.tools if tool.name == "transfer_funds"]
             first.kill()
             first.wait()
-            _, draining = servers.enter_context(listing_server(port, "draining"))
+            refusals = tmp_path / "draining.log"
+            _, draining = servers.enter_context(listing_server(port, "draining", log=refusals))
 
             async def upgrade() -> None:
-                await anyio.sleep(0.3)  # the call was refused by then, and waits
+                await anyio.to_thread.run_sync(logged, refusals, "refused POST /mcp")  # the call was, and waits
                 draining.kill()
                 await anyio.to_thread.run_sync(draining.wait)
                 await anyio.to_thread.run_sync(servers.enter_context, listing_server(port, successor, ledger))

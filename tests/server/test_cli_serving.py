@@ -31,10 +31,16 @@ def test_a_taken_port_is_one_line_with_a_hint_and_opens_nothing(tmp_path: Path, 
     assert not (tmp_path / "bank.db").exists()
 
 
+READS_STDIN = "reading stdin: a worker thread waits"
+"""What a stdio server logs (at DEBUG) as its reader thread enters its first read of stdin (`stdio_wire.KeptLines`):
+a SIGINT sent before it would stop the process even if one sent during the read did not."""
+
+
 def test_stdio_in_a_terminal_says_it_waits_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     controller, terminal = pty.openpty()
+    ledger = f"sqlite:///{tmp_path / 'bank.db'}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "mcp_server", "serve", "--db", f"sqlite:///{tmp_path / 'bank.db'}", "--create"],
+        [sys.executable, "-m", "mcp_server", "serve", "--db", ledger, "--create", "--log-level", "DEBUG"],
         cwd=tmp_path,
         env=clean_env(tmp_path),
         stdin=terminal,
@@ -45,11 +51,11 @@ def test_stdio_in_a_terminal_says_it_waits_and_stops_on_ctrl_c(tmp_path: Path) -
     os.close(terminal)
     try:
         assert process.stderr is not None
-        said: list[str] = []  # start-up log lines (ledger, audit key, policy), then the notice
-        while len(said) < 8 and not any("waiting for an MCP client on stdin" in line for line in said):
+        said: list[str] = []  # start-up log lines (ledger, audit key, policy), the notice, then the read begun
+        while not said or (said[-1] and READS_STDIN not in said[-1]):
             said.append(process.stderr.readline())
         assert any("waiting for an MCP client on stdin" in line and "Ctrl-C" in line for line in said), said
-        time.sleep(0.5)  # past the start, into the blocking read of stdin
+        assert READS_STDIN in said[-1], said  # past the start, into the blocking read SIGINT cannot cut
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 130  # without anyone pressing Enter
         rest = process.stderr.read()

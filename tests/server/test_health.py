@@ -73,7 +73,7 @@ async def test_a_probe_is_shared_while_it_runs_and_repeated_only_after_the_inter
     async with anyio.create_task_group() as group:  # all arrive while the first probe is still running
         for _ in range(20):
             group.start_soon(ask)
-        await anyio.sleep(0.2)
+        await anyio.wait_all_tasks_blocked()  # one probing, nineteen waiting for it
         release.set()
     assert probes == 1 and seen == ["ok"] * 20
 

@@ -159,9 +159,9 @@ async def test_a_request_made_while_the_session_opens_keeps_it_counted() -> None
     quota = SessionQuota(endpoint, limit=1, idle_timeout=IDLE)
     async with anyio.create_task_group() as tg:
         tg.start_soon(status_of, quota, "POST")
-        await anyio.sleep(0.05)
+        await anyio.wait_all_tasks_blocked()  # s0 named, its opening request held
         tg.start_soon(status_of, quota, "GET", "alice", "s0")
-        await anyio.sleep(0.05)
+        await anyio.wait_all_tasks_blocked()  # the stream on s0 open
         endpoint.release.set()
         await anyio.sleep(IDLE * 1.5)
         assert await status_of(quota, "POST") == 429, "s0 is streaming"

@@ -285,7 +285,7 @@ async def test_continuing_an_earlier_runs_held_desk_interrupt_leaves_the_new_run
             while not thread.active:
                 await anyio.sleep(0.01)
             tasks.start_soon(read_old_resume)  # the old card's "continue", while the new run streams
-            await anyio.sleep(0.05)
+            await anyio.wait_all_tasks_blocked()  # it reads what it reads (the bug: the new run's queue)
             release.set()
     assert types(old_resume) == ["RUN_STARTED", "RUN_FINISHED"], "the old run is over: its stream has nothing to read"
     assert text_of(new_run) == "one two three four ", types(new_run)
