@@ -33,6 +33,8 @@ from sqlalchemy import Connection, Dialect, RootTransaction, text
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.exc import DBAPIError, StatementError
 
+from mcp_server.storage.round_trip import Sent, send_together
+
 _Bound = tuple[str, dict[str, Any]]  # driver SQL and its arguments
 _Key = tuple[str, frozenset[tuple[str, Any]]]  # a read's identity among those sent ahead (`_key`)
 _NO_PARAMETERS: dict[str, Any] = {}
@@ -133,12 +135,9 @@ class Statement:
             if not queue and not waiting:
                 cursor.execute(sql, params)
             else:  # the writes waiting go first, reads ahead after; this statement's result is the cursor's last
-                with driver.pipeline():
-                    if queue:
-                        _send_queued(cursor, queue)
-                    cursor.execute(sql, params)
-                    if waiting:
-                        _send_ahead(info, driver, waiting)
+                send_together(
+                    driver, _queued_then(cursor, queue, [(cursor, sql, params), *_ahead(info, driver, waiting)])
+                )
         except dialect.loaded_dbapi.Error as exc:
             raise _translated(conn, driver, cursor, sql, params, exc) from exc
         return cursor
@@ -201,14 +200,18 @@ def _key(bound: _Bound) -> _Key:
     return sql, frozenset(arguments.items())
 
 
-def _send_ahead(info: dict[Any, Any], driver: psycopg.Connection[Any], waiting: list[_Ahead]) -> None:
-    """Hand the reads waiting to go ahead to the pipeline (the caller is in one), each on a cursor of its own."""
+def _ahead(info: dict[Any, Any], driver: psycopg.Connection[Any], waiting: list[_Ahead] | None) -> list[Sent]:
+    """The reads waiting to go ahead, each on a cursor of its own (spare, else new), to be sent now."""
+    if not waiting:
+        return []
     spare: list[psycopg.Cursor[Any]] = info.setdefault(_SPARE, [])
+    sent: list[Sent] = []
     for read in waiting:
         while spare and spare[-1].connection is not driver:
             spare.pop()
         read.cursor = spare.pop() if spare else driver.cursor()
-        read.cursor.execute(*read.bound)
+        sent.append((read.cursor, *read.bound))
+    return sent
 
 
 def _spared(info: dict[Any, Any], cursor: psycopg.Cursor[Any]) -> psycopg.Cursor[Any]:
@@ -364,9 +367,7 @@ def commit(conn: Connection, transaction: RootTransaction) -> None:
         driver = _driver(conn)
         cursor = _cursor(info, driver)
         try:
-            with driver.pipeline():
-                _send_queued(cursor, queue)
-                cursor.execute("COMMIT")  # so the driver's commit, below, has nothing left to send
+            send_together(driver, _queued_then(cursor, queue, [(cursor, "COMMIT", _NO_PARAMETERS)]))
         except conn.dialect.loaded_dbapi.Error as exc:
             raise _translated(conn, driver, cursor, "COMMIT", (), exc) from exc
     transaction.commit()
@@ -387,19 +388,20 @@ def send_queued_before(conn: Connection, *_event: Any) -> None:
         cursor = _cursor(info, driver)
         sql, arguments = queue[0]
         try:
-            with driver.pipeline():
-                _send_queued(cursor, queue)
+            send_together(driver, _queued_then(cursor, queue, []))
         except conn.dialect.loaded_dbapi.Error as exc:
             raise _translated(conn, driver, cursor, sql, arguments, exc) from exc
     if trips is not None:
         trips.begun += 1  # SQLAlchemy's statement, next
 
 
-def _send_queued(cursor: psycopg.Cursor[Any], queue: list[_Bound]) -> None:
-    """Hand the queued writes to the pipeline (the caller is in one), emptying the queue."""
-    for sql, arguments in queue:
-        cursor.execute(sql, arguments)
+def _queued_then(cursor: psycopg.Cursor[Any], queue: list[_Bound] | None, then: list[Sent]) -> list[Sent]:
+    """The queued writes (on `cursor`), emptying the queue, followed by `then`."""
+    if not queue:
+        return then
+    sent: list[Sent] = [(cursor, sql, arguments) for sql, arguments in queue]
     queue.clear()
+    return sent + then
 
 
 def _cursor(info: dict[Any, Any], driver: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:

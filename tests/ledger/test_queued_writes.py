@@ -140,6 +140,51 @@ def test_a_transaction_begins_in_its_first_round_trip(
     assert round_trips(wire.read_text()) == 2
 
 
+@pytest.mark.parametrize("on_loop", [False, True], ids=["pooled", "loop"])
+def test_the_statements_of_a_round_trip_are_waited_on_together(
+    backend: str, database: Database, monkeypatch: pytest.MonkeyPatch, on_loop: bool
+) -> None:
+    """Writes queued before a read, and the reads sent ahead after it, go to libpq together: the round trip's
+    waits on the driver (each a poll of the socket, a flush) do not grow with its statements. psycopg's pipeline
+    waited once a statement (`round_trip`)."""
+    if backend != "postgresql":
+        pytest.skip("SQLite runs in the process: no round trips")
+    if on_loop:
+        monkeypatch.setattr(loop_connection, "ROUND_TRIP_LIMIT_S", 1.0)  # a busy test machine is still "near"
+        when_ready(lambda: database.read(lambda conn: 1, wait=False))
+    first = itertools.count(1)
+
+    def waits(writes: int, reads_ahead: int) -> int:
+        counted: list[int] = []
+
+        def work(conn: Connection) -> None:
+            COUNT.one(conn)  # the BEGIN's round trip, not counted
+            driver: Any = conn.connection.dbapi_connection
+            real = driver.wait
+
+            def counting(*args: Any, **kwargs: Any) -> Any:
+                counted.append(1)
+                return real(*args, **kwargs)
+
+            driver.wait = counting
+            try:
+                for _ in range(writes):
+                    INSERT.send(conn, {"seq": next(first)})
+                for seq in range(reads_ahead):
+                    SEQ.prefetch(conn, {"seq": seq})
+                COUNT.one(conn)
+            finally:
+                del driver.wait
+
+        database.run(work, wait=not on_loop)
+        return len(counted)
+
+    assert waits(1, 0) == waits(6, 0) == waits(1, 4)
+
+
+SEQ = Statement("SELECT seq FROM audit_heads WHERE seq = :seq")
+
+
 def round_trips(trace: str) -> int:
     """How often the client, having sent, waited for the server: each turn from frontend to backend messages."""
     directions = [line.split("\t", 1)[0] for line in trace.splitlines() if line]
