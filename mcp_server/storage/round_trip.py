@@ -9,8 +9,9 @@ driver owes one, parameters adapted, prepared statements kept) except the commun
 are handed to libpq, which buffers them, and the pipeline's end sends them all with its sync and gives each
 result to its cursor: the waits of a round trip no longer grow with its statements.
 
-This leans on those psycopg internals (3.2 to 3.3); the tests of queued writes and reads ahead pin the
-behaviour they give: order, results, an error raised at the round trip and the statements after it skipped.
+This leans on those psycopg internals (3.3; `pyproject.toml` pins it below 3.4); the tests of queued writes
+and reads ahead pin the behaviour they give: order, results, an error raised at the round trip and the
+statements after it skipped.
 """
 
 from collections.abc import Sequence
