@@ -1,12 +1,13 @@
 """Running the server: stdio for desktop assistants, Streamable HTTP under uvicorn."""
 
+import asyncio
 import errno
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import uvicorn
@@ -52,7 +53,7 @@ def serve(settings: Settings) -> None:
         if settings.desk:
             _start_desk(state, settings)
         settle_heap()
-        _serve_stdio(lambda: anyio.run(serve_stdio, server))
+        _serve_stdio(lambda: anyio.run(_interruptible, lambda: serve_stdio(server)))
         return
     for warning in warnings:
         log.warning(warning)
@@ -109,6 +110,18 @@ def _serve_stdio(run: Callable[[], None]) -> None:
         run()
     except* BrokenPipeError:  # the client closed stdout (it exited): gone, as at the end of stdin
         log.info("the MCP client closed stdout; stopped")
+
+
+async def _interruptible(serving: Callable[[], Awaitable[None]]) -> None:
+    """`serving()`, with SIGINT handled by the event loop from now on.
+
+    A handler set by `signal.signal` runs only once the main thread runs Python again: a SIGINT landing
+    just before the loop blocks in its wait for I/O (or on another thread) sat unhandled until something
+    woke the loop (1 in 3–6 Ctrl-Cs sent as the server began reading stdin, on a busy machine). The loop's
+    handler is told through its wake-up pipe, which that wait watches.
+    """
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, _exit_on_interrupt, signal.SIGINT, None)
+    await serving()
 
 
 def _exit_on_interrupt(_signum: int, _frame: object) -> None:
