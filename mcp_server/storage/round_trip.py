@@ -30,16 +30,33 @@ def send_together(driver: psycopg.Connection[Any], statements: Sequence[Sent]) -
     with driver.pipeline() as pipeline, driver.lock:  # the lock as `Cursor.execute` takes it
         driver.wait(_handed(driver, statements))
         commands = pipeline.command_queue
-        while commands:  # into libpq's buffer; the pipeline's sync, at its end, flushes them
-            commands.popleft()()
+        try:
+            while commands:  # into libpq's buffer; the pipeline's sync, at its end, flushes them
+                commands[0]()
+                commands.popleft()
+        except BaseException:
+            _unsent(pipeline)
+            raise
 
 
 def _handed(driver: psycopg.Connection[Any], statements: Sequence[Sent]) -> PQGen[None]:
     """`Cursor._execute_gen` for each statement, less its communication step; yields only when the driver
-    sends a BEGIN of its own (outside autocommit)."""
+    sends a BEGIN of its own (outside autocommit). The prepared statements' upkeep (`maintain_gen`) goes
+    first, once: psycopg's pipeline learns of a DEALLOCATE ALL it owes (a ROLLBACK TO SAVEPOINT's result) at
+    the end of a round trip, and sent after this trip's statements it would drop one that prepares here."""
+    yield from driver._prepared.maintain_gen(driver)
     for cursor, sql, arguments in statements:
         yield from cursor._start_query(sql)
         query = cursor._convert_query(sql, arguments)
         yield from cursor._maybe_prepare_gen(query)
         cursor._last_query = sql
-    yield from driver._prepared.maintain_gen(driver)
+
+
+def _unsent(pipeline: psycopg.Pipeline) -> None:
+    """Drop the commands libpq did not take, and the results they would have given: the pipeline's exit would
+    send them, so a COMMIT after a statement libpq refused (too many parameters, say) would commit the rest.
+    psycopg's own pipeline never queued the statements after the one that failed."""
+    results = pipeline.result_queue
+    for _ in pipeline.command_queue:  # each command has one result, queued with it, in order
+        results.pop()
+    pipeline.command_queue.clear()

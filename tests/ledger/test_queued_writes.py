@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from psycopg import pq
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from mcp_server.storage import loop_connection
-from mcp_server.storage.database import Database, WouldWait
+from mcp_server.storage.database import CommitUnknown, Database, WouldWait
 from mcp_server.storage.locks import Space, take_turn
 from mcp_server.storage.statement import Statement
 from tests.ledger.helpers import held_elsewhere, taking_turn, when_ready
@@ -189,3 +189,52 @@ def round_trips(trace: str) -> int:
     """How often the client, having sent, waited for the server: each turn from frontend to backend messages."""
     directions = [line.split("\t", 1)[0] for line in trace.splitlines() if line]
     return sum(1 for sent, got in itertools.pairwise(directions) if (sent, got) == ("F", "B"))
+
+
+def test_statements_prepared_after_a_rollback_to_a_savepoint_stay_prepared(backend: str, database: Database) -> None:
+    """A ROLLBACK TO SAVEPOINT makes psycopg forget its prepared statements and owe the server a DEALLOCATE ALL,
+    sent with the next round trip: before that trip's statements, not after a statement it prepares (that one
+    would then be missing on the server, and its next execution fail)."""
+    if backend != "postgresql":
+        pytest.skip("sqlite3 prepares no statements of psycopg's")
+
+    def work(conn: Connection) -> tuple[int, int]:
+        driver: Any = conn.connection.dbapi_connection
+        prepared_from = driver.prepare_threshold + 1
+        for _ in range(prepared_from):
+            COUNT.one(conn)  # prepared: psycopg now has a statement to forget
+        SAVEPOINT.send(conn)
+        ROLLBACK_TO_SAVEPOINT.send(conn)
+        COUNT.one(conn)  # psycopg forgets, and owes the DEALLOCATE ALL
+        for seq in range(1, prepared_from + 1):
+            INSERT.send(conn, {"seq": seq})  # the last one prepared, in the trip the DEALLOCATE ALL rides
+        COUNT.one(conn)
+        INSERT.send(conn, {"seq": prepared_from + 1})  # runs the statement prepared above
+        row = COUNT.one(conn)
+        assert row is not None
+        return row[0], prepared_from + 1
+
+    counted, inserted = database.run(work)
+    assert counted == inserted
+
+
+def test_a_statement_libpq_refuses_to_send_commits_nothing(backend: str, database: Database) -> None:
+    """A statement that libpq will not send (more parameters than the protocol carries) fails the transaction:
+    the writes queued around it, and the COMMIT after them, do not go to the server either."""
+    if backend != "postgresql":
+        pytest.skip("the protocol's parameter limit is PostgreSQL's")
+    names = [f"p{index}" for index in range(70_000)]
+    too_many = Statement("SELECT " + " + ".join(f":{name}" for name in names))
+
+    def work(conn: Connection) -> None:
+        INSERT.send(conn, {"seq": 1})
+        too_many.send(conn, dict.fromkeys(names, 1))
+        INSERT.send(conn, {"seq": 2})
+
+    with pytest.raises((DBAPIError, CommitUnknown)):  # refused in the COMMIT's round trip: said unknown, and safe
+        database.run(work)
+    assert seqs(database) == []
+
+
+SAVEPOINT = Statement("SAVEPOINT queued")
+ROLLBACK_TO_SAVEPOINT = Statement("ROLLBACK TO SAVEPOINT queued")
