@@ -10,14 +10,15 @@ are handed to libpq, which buffers them, and the pipeline's end sends them all w
 result to its cursor: the waits of a round trip no longer grow with its statements.
 
 This leans on those psycopg internals (3.3; `pyproject.toml` pins it below 3.4); the tests of queued writes
-and reads ahead pin the behaviour they give: order, results, an error raised at the round trip and the
-statements after it skipped.
+and reads ahead pin the behaviour they give: order, results, an error raised at the round trip, the
+statements after it skipped and none of them left named prepared.
 """
 
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg._preparing import PrepareManager
 from psycopg.abc import PQGen
 
 Sent = tuple[psycopg.Cursor[Any], str, dict[str, Any]]
@@ -27,16 +28,22 @@ Sent = tuple[psycopg.Cursor[Any], str, dict[str, Any]]
 def send_together(driver: psycopg.Connection[Any], statements: Sequence[Sent]) -> None:
     """Run `statements` in order, in one round trip; each cursor then holds the result of its last statement.
     The first error among them is raised here (the server skipped those after it)."""
-    with driver.pipeline() as pipeline, driver.lock:  # the lock as `Cursor.execute` takes it
-        driver.wait(_handed(driver, statements))
-        commands = pipeline.command_queue
-        try:
-            while commands:  # into libpq's buffer; the pipeline's sync, at its end, flushes them
-                commands[0]()
-                commands.popleft()
-        except BaseException:
-            _unsent(pipeline)
-            raise
+    prepared = driver._prepared
+    named_from = prepared._prepared_idx
+    try:
+        with driver.pipeline() as pipeline, driver.lock:  # the lock as `Cursor.execute` takes it
+            driver.wait(_handed(driver, statements))
+            commands = pipeline.command_queue
+            try:
+                while commands:  # into libpq's buffer; the pipeline's sync, at its end, flushes them
+                    commands[0]()
+                    commands.popleft()
+            except BaseException:
+                _unsent(pipeline)
+                raise
+    except BaseException:
+        _forget_named(prepared, named_from)
+        raise
 
 
 def _handed(driver: psycopg.Connection[Any], statements: Sequence[Sent]) -> PQGen[None]:
@@ -50,6 +57,23 @@ def _handed(driver: psycopg.Connection[Any], statements: Sequence[Sent]) -> PQGe
         query = cursor._convert_query(sql, arguments)
         yield from cursor._maybe_prepare_gen(query)
         cursor._last_query = sql
+
+
+def _forget_named(prepared: PrepareManager, first: int) -> None:
+    """Forget the statements psycopg named prepared in a round trip that failed, from its `first` name on.
+
+    psycopg names a statement prepared as it queues its Parse (the run past `prepare_threshold`) and, for one it
+    had counted before, never checks that the Parse ran. The server skips it after an earlier statement's error
+    (libpq, after one it refused: `_unsent`), and every later run of the statement failed with "prepared
+    statement ... does not exist" (26000) until psycopg forgot them all at a ROLLBACK: never in autocommit (reads,
+    reads ahead), not at a ROLLBACK TO SAVEPOINT. Forgotten, it is counted and prepared afresh under a new name.
+    One whose Parse did run stays on the server, unused, until the session ends or psycopg deallocates all (as
+    psycopg leaves one whose run failed): deallocating costs a statement, which an aborted transaction refuses."""
+    if prepared._prepared_idx == first:
+        return
+    named = {f"_pg3_{index}".encode() for index in range(first, prepared._prepared_idx)}  # `PrepareManager.get`'s
+    for key in [key for key, name in prepared._names.items() if name in named]:
+        del prepared._names[key]
 
 
 def _unsent(pipeline: psycopg.Pipeline) -> None:

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from psycopg import pq
 from sqlalchemy import Connection
-from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.exc import DataError, ProgrammingError
 
 from mcp_server.ledger.books import Ledger
 from mcp_server.storage import loop_connection
 from mcp_server.storage.database import Database
+from mcp_server.storage.gate_store import SqlGateStore, SqlGateTx
 from mcp_server.storage.locks import Space, take_turn
 from mcp_server.storage.statement import Statement
 from tests.ledger.helpers import standard_book, when_ready
@@ -222,3 +223,64 @@ def test_a_plan_expected_is_the_read_the_plan_makes(
 
     assert ledger.db.run(work) is not None
     assert round_trips(wire.read_text()) == 1
+
+
+QUOTIENT = Statement("SELECT pg_backend_pid(), 1 / :divisor")
+"""A read that fails for one argument (division by zero): the statement's fault, not its connection's; and which
+connection it ran on."""
+
+
+def _prepared_from(database: Database) -> int:
+    """The run of a statement at which psycopg prepares it (its prepare threshold, plus one)."""
+    return int(database.read(lambda conn: conn.connection.dbapi_connection.prepare_threshold)) + 1  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("on_loop", [False, True], ids=["pooled", "loop"])
+def test_a_read_ahead_whose_round_trip_failed_runs_again_on_its_connection(
+    backend: str, database: Database, monkeypatch: pytest.MonkeyPatch, on_loop: bool
+) -> None:
+    """psycopg names a statement prepared as it queues its Parse; a read ahead due to be prepared in a round trip
+    that fails at an earlier statement never had its Parse run. Its later runs on that connection failed ("prepared
+    statement ... does not exist", 26000) for good: the loop's connection, kept after a statement's error, served
+    the same read failing to every call."""
+    on_postgresql(backend)
+    if on_loop:
+        monkeypatch.setattr(loop_connection, "ROUND_TRIP_LIMIT_S", 1.0)  # a busy test machine is still "near"
+        when_ready(lambda: database.read(lambda conn: 1, wait=False))
+    database.run(lambda conn: INSERT.send(conn, {"seq": 1}))
+
+    def divided(divisor: int) -> tuple[int, list[int]]:
+        def work(conn: Connection) -> tuple[int, list[int]]:
+            HAS[0].prefetch(conn, {"seq": 1})  # rides after the quotient, in its round trip
+            row = QUOTIENT.one(conn, {"divisor": divisor})
+            assert row is not None
+            return row[0], found(HAS[0].all(conn, {"seq": 1}))
+
+        return database.read(work, wait=not on_loop)
+
+    prepared_from = _prepared_from(database)
+    (backend_pid,) = {divided(1)[0] for _ in range(prepared_from - 1)}
+    with pytest.raises(DataError, match="division by zero"):
+        divided(0)  # the read ahead's run that prepares it, skipped
+    after = [divided(1) for _ in range(prepared_from)]  # up to its next preparing, which then runs
+    assert after == [(backend_pid, [1])] * prepared_from  # on the connection left so, found each time
+
+
+def test_a_read_ahead_whose_round_trip_failed_in_a_savepoint_runs_again_in_its_transaction(
+    backend: str, database: Database
+) -> None:
+    """The same in a settlement's effect (`SqlGateTx.savepoint`): rolled back to its savepoint, the transaction goes
+    on, and the read ahead that failed with the effect's round trip, run again, failed the settlement."""
+    on_postgresql(backend)
+    database.run(lambda conn: INSERT.send(conn, {"seq": 1}))
+    prepared_from = _prepared_from(database)
+
+    def work(tx: SqlGateTx) -> list[int]:
+        for _ in range(prepared_from - 1):
+            HAS[0].one(tx.conn, {"seq": 1})
+        with pytest.raises(DataError, match="division by zero"), tx.savepoint():
+            HAS[0].prefetch(tx.conn, {"seq": 1})  # its run that prepares it, skipped with the effect's failure
+            QUOTIENT.one(tx.conn, {"divisor": 0})
+        return found(HAS[0].all(tx.conn, {"seq": 1}))
+
+    assert SqlGateStore(database).transaction(work) == [1]
