@@ -84,7 +84,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from mcp_server.ledger.errors import ErrorCode, LedgerError
-from mcp_server.storage import migrations
+from mcp_server.storage import migrations, prepared
 from mcp_server.storage.loop_connection import LoopConnection, Unanswered
 from mcp_server.storage.statement import (
     RoundTrips,
@@ -746,13 +746,20 @@ def _create_engine(url: str, pool_size: int, *, create: bool) -> Engine:
         )
         event.listen(engine, "connect", _configure_sqlite_connection)
         return engine
-    return create_engine(
+    engine = create_engine(
         engine_url,
         pool_size=pool_size,
         max_overflow=pool_size,
         isolation_level="READ COMMITTED",
         connect_args=_POSTGRES_CONNECT_ARGS,
     )
+    event.listen(engine, "do_connect", _driver_params)
+    return engine
+
+
+def _driver_params(_dialect: object, _record: object, _cargs: object, cparams: dict[str, Any]) -> None:
+    """`do_connect` listener: the URL's `prepare_threshold` as psycopg takes it (`storage.prepared`)."""
+    prepared.for_driver(cparams)
 
 
 _POSTGRES_CONNECT_ARGS = {
@@ -778,6 +785,11 @@ def _engine_url(url: str, *, create: bool) -> URL:
         raise LedgerNotOpened("the database URL is malformed; use sqlite:///path or postgresql://user@host/db") from exc
     backend = parsed.get_backend_name()
     if backend in ("postgresql", "postgres"):
+        if prepared.KEY in parsed.query:
+            try:
+                prepared.threshold(parsed.query[prepared.KEY])
+            except ValueError as exc:
+                raise LedgerNotOpened(f"the database URL's {exc}") from exc
         return parsed.set(drivername="postgresql+psycopg")
     if backend != "sqlite":
         raise LedgerNotOpened(

@@ -11,7 +11,8 @@ runs one at a time). Three rules keep a database that misbehaves from stopping t
   call's deadline: a pause of the database costs the loop one wait, not the call), and the loop
   leaves the database to worker threads for `REST_S` (`failed`);
 * a lock another transaction holds is waited on for `LOCK_TIMEOUT` at most: the transaction
-  then rolls back and `Database` runs it again in a worker thread, where waiting is harmless;
+  then rolls back and `Database` runs it again in a worker thread, where waiting is harmless (a
+  startup option: a connection opened without it, behind a pooler that drops options, is not used);
 * the connection is opened, and reopened after a failure, on a background thread, never on
   the loop; until it is ready, gate work goes to worker threads;
 * one the server closed while it sat idle (a restart, `pg_terminate_backend`) fails the first
@@ -56,6 +57,8 @@ import psycopg
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.pool import NullPool
 
+from mcp_server.storage import prepared
+
 WAIT_S = 1.0
 """The longest the event loop waits on the server for one step (a statement, a commit)."""
 REST_S = 5.0
@@ -93,7 +96,7 @@ class LoopConnection:
 
     def __init__(self, engine: Engine, connect_args: Mapping[str, Any]) -> None:
         cargs, cparams = engine.dialect.create_connect_args(engine.url)
-        params = {**cparams, **connect_args}
+        params = prepared.for_driver({**cparams, **connect_args})
         params["options"] = " ".join(filter(None, [params.get("options"), f"-c lock_timeout={LOCK_TIMEOUT}"]))
         self.engine = create_engine(
             engine.url,
@@ -156,12 +159,14 @@ class LoopConnection:
             self._opening.release()
 
     def _adopted(self) -> Connection | None:
-        """The connection opened in the background, once its round trip (timed here) is short enough."""
+        """The connection opened in the background, once its round trip (timed here) is short enough and its
+        lock timeout is `LOCK_TIMEOUT`."""
         fresh, self._fresh = self._fresh, None
         if fresh is None:
             return None
         try:
             round_trip = _round_trip_s(fresh)
+            lock_timeout = _lock_timeout(fresh)
             _rest_in_autocommit(fresh)
         except Exception:
             _log.warning("the event loop's new database connection failed; worker threads serve", exc_info=True)
@@ -169,13 +174,21 @@ class LoopConnection:
             fresh.close()
             self._rest_until = time.monotonic() + REST_S
             return None
-        if round_trip > ROUND_TRIP_LIMIT_S:
+        if lock_timeout != LOCK_TIMEOUT:
+            _log.warning(
+                "the event loop's database connection has lock_timeout %s, not %s: its startup options were dropped "
+                "(a connection pooler's ignore_startup_parameters?); worker threads run the transactions",
+                lock_timeout,
+                LOCK_TIMEOUT,
+            )
+        elif round_trip > ROUND_TRIP_LIMIT_S:
             _log.info("database round trip %.2f ms: worker threads run the transactions", round_trip * 1000)
-            fresh.close()
-            self._rest_until = time.monotonic() + FAR_REST_S
-            return None
-        self._conn = fresh
-        return fresh
+        else:
+            self._conn = fresh
+            return fresh
+        fresh.close()
+        self._rest_until = time.monotonic() + FAR_REST_S
+        return None
 
     def _discard(self) -> None:
         conn, self._conn = self._conn, None
@@ -197,6 +210,19 @@ def _round_trip_s(conn: Connection, samples: int = 10) -> float:
             times.append(time.perf_counter() - started)
     driver.rollback()
     return min(times)
+
+
+def _lock_timeout(conn: Connection) -> str:
+    """The connection's `lock_timeout`: a pooler that drops startup options (PgBouncer's
+    `ignore_startup_parameters = options`) leaves the server's default, and a statement on the loop would then
+    wait for a lock until `WAIT_S`, closing the connection, instead of moving to a worker thread at once."""
+    driver = conn.connection.dbapi_connection
+    assert driver is not None, "an open connection has a driver connection"
+    with closing(driver.cursor()) as cursor:
+        cursor.execute("SHOW lock_timeout")
+        row = cursor.fetchone()
+    driver.rollback()
+    return str(row[0]) if row else ""
 
 
 def _rest_in_autocommit(conn: Connection) -> None:

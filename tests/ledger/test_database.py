@@ -122,6 +122,12 @@ def test_a_malformed_url_is_named_so(url: str) -> None:
     assert "s3cret" not in str(caught.value)
 
 
+@pytest.mark.parametrize("value", ["never", "-1", "5&prepare_threshold=none"])
+def test_a_prepare_threshold_that_is_neither_none_nor_a_count_is_named_before_connecting(value: str) -> None:
+    with pytest.raises(LedgerNotOpened, match="prepare_threshold must be none or a count"):
+        Database.open(f"postgresql://bank@127.0.0.1:1/ledger?prepare_threshold={value}")
+
+
 def test_postgres_unreachable_is_database_unavailable_without_secrets() -> None:
     with pytest.raises(LedgerError) as caught:
         Database.open("postgresql://bank:s3cret-pw@127.0.0.1:1/nowhere")

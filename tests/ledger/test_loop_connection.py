@@ -216,6 +216,58 @@ def test_a_far_database_leaves_the_work_to_worker_threads(pg: Database, monkeypa
     assert count(pg) == 1
 
 
+def test_a_connection_without_its_lock_timeout_leaves_the_work_to_worker_threads(
+    pg: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PgBouncer with `ignore_startup_parameters = options` drops the startup option that sets the loop's lock
+    timeout, silently: the loop would wait on a held lock until `WAIT_S`. Here the option is dropped so too."""
+    connect = loop_connection.BoundedConnection.connect
+
+    def without_options(*args: Any, **kwargs: Any) -> Any:
+        kwargs.pop("options", None)
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(loop_connection.BoundedConnection, "connect", without_options)
+    refused = "has lock_timeout 0, not 10ms"
+    deadline = time.monotonic() + 10
+    while refused not in caplog.text:  # the background open, then its check on the next borrow
+        assert time.monotonic() < deadline, caplog.text
+        with pytest.raises(WouldWait):
+            pg.run(insert(1), wait=False)
+        time.sleep(0.02)
+    with pytest.raises(WouldWait):
+        pg.run(insert(1), wait=False)
+    assert pg.run(insert(1)) == 1 and count(pg) == 1  # worker threads use the pool, its search path kept
+
+
+@pytest.mark.parametrize("wait", [True, False], ids=["pooled", "loop"])
+def test_prepared_statements_off_in_the_url_reach_every_connection(pg_url: str, wait: bool) -> None:
+    """`?prepare_threshold=none` (for PgBouncer in transaction mode): no statement is prepared on the server,
+    however often it runs, on the pool's connections and on the loop's."""
+    url = make_url(pg_url).update_query_dict({"prepare_threshold": "none"}).render_as_string(False)
+    db = Database.open(url)
+    try:
+        if not wait:
+            when_ready(lambda: db.read(lambda conn: 1, wait=False))
+        write, read = Statement(INSERT), Statement(COUNT)
+
+        def write_then_read(seq: int) -> Callable[[Connection], Any]:
+            return lambda conn: (write.run(conn, {"seq": seq}), read.one(conn))
+
+        for seq in range(1, 9):  # past psycopg's default threshold (5)
+            db.run(write_then_read(seq), wait=wait)
+
+        def prepared(conn: Connection) -> tuple[Any, int]:
+            driver: Any = conn.connection.dbapi_connection
+            names = conn.exec_driver_sql("SELECT COUNT(*) FROM pg_prepared_statements").scalar_one()
+            return driver.prepare_threshold, names
+
+        assert db.read(prepared, wait=wait) == (None, 0)
+        assert count(db) == 8
+    finally:
+        db.close()
+
+
 @pytest.mark.parametrize("wait", [True, False], ids=["pooled", "loop"])
 def test_reads_and_writes_leave_the_driver_as_they_found_it(pg: Database, wait: bool) -> None:
     """A write runs its transaction with the driver in autocommit (its BEGIN is queued) and a read in autocommit
