@@ -18,7 +18,8 @@ requests cannot overshoot the cap.
 """
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, AuthorizationContext, authorization_context
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
@@ -36,20 +37,24 @@ _VERSION = MCP_PROTOCOL_VERSION_HEADER.lower().encode("ascii")
 class _Session:
     owner: AuthorizationContext
     """The credential that opened it: the SDK answers any other 404 and leaves the session open."""
+    last_seen: float
     in_flight: int = 0
-    last_seen: float = field(default_factory=time.monotonic)
 
 
 class SessionQuota:
     """ASGI middleware: at most `limit` open sessions per principal (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, limit: int, idle_timeout: float) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, idle_timeout: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.app, self.limit, self.idle_timeout = app, limit, idle_timeout
+        self._clock = clock
+        """Seconds, monotonic; injectable so tests step idleness instead of sleeping it."""
         self._open: dict[str, dict[str, _Session]] = {}
         """Per principal, its sessions by id (no entry for a principal without any)."""
         self._opening: dict[str, int] = {}
         """Per principal, the opening requests admitted and not answered yet."""
-        self._swept = time.monotonic()
+        self._swept = clock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         user = scope.get("user")
@@ -93,7 +98,7 @@ class SessionQuota:
                 self._admitted(principal)
                 session_id = _named_session(message)
                 if session_id is not None:
-                    self._open.setdefault(principal, {})[session_id] = _Session(owner, in_flight=1)
+                    self._open.setdefault(principal, {})[session_id] = _Session(owner, self._clock(), in_flight=1)
                     opened.append(session_id)
             await send(message)
 
@@ -144,7 +149,7 @@ class SessionQuota:
         if session is None:
             return
         session.in_flight -= 1
-        session.last_seen = time.monotonic()
+        session.last_seen = self._clock()
         if ended:
             del sessions[session_id]
             if not sessions:
@@ -153,7 +158,7 @@ class SessionQuota:
     def _forget_idle(self) -> None:
         """Forget every principal's idle sessions, at most once per idle timeout: `_live` forgets a principal's
         own only when it opens another, and one that never does would keep them for good."""
-        now = time.monotonic()
+        now = self._clock()
         if now - self._swept < self.idle_timeout:
             return
         self._swept = now
@@ -163,7 +168,7 @@ class SessionQuota:
     def _live(self, principal: str) -> dict[str, _Session]:
         """`principal`'s sessions, forgetting those the SDK has ended for idleness meanwhile."""
         sessions = self._open.get(principal, {})
-        horizon = time.monotonic() - self.idle_timeout
+        horizon = self._clock() - self.idle_timeout
         for session_id in [k for k, s in sessions.items() if not s.in_flight and s.last_seen < horizon]:
             del sessions[session_id]
         if not sessions:

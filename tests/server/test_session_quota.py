@@ -2,7 +2,6 @@
 
 import contextlib
 import itertools
-import time
 from typing import Any
 
 import anyio
@@ -13,6 +12,7 @@ from mcp.server.auth.provider import AccessToken
 from starlette.types import Message, Receive, Scope, Send
 
 from mcp_server.http.session_quota import SessionQuota
+from tests.policy.bank import Clock
 
 pytestmark = pytest.mark.anyio
 IDLE = 0.6
@@ -54,8 +54,14 @@ def sessions() -> FakeSessions:
 
 
 @pytest.fixture
-async def client(sessions: FakeSessions) -> Any:
-    app = Authenticated(SessionQuota(sessions, limit=2, idle_timeout=IDLE))
+def clock() -> Clock:
+    """The quota's clock, stepped by the tests: idleness is exact, whatever pauses the machine takes."""
+    return Clock()
+
+
+@pytest.fixture
+async def client(sessions: FakeSessions, clock: Clock) -> Any:
+    app = Authenticated(SessionQuota(sessions, limit=2, idle_timeout=IDLE, clock=clock))
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://t") as client:
         yield client
 
@@ -64,7 +70,9 @@ async def opened(client: httpx2.AsyncClient, principal: str = "alice") -> httpx2
     return await client.post("/mcp", json={}, headers={"X-Principal": principal})
 
 
-async def test_a_session_stops_counting_when_deleted_gone_or_idle(client: httpx2.AsyncClient, sessions: Any) -> None:
+async def test_a_session_stops_counting_when_deleted_gone_or_idle(
+    client: httpx2.AsyncClient, sessions: Any, clock: Clock
+) -> None:
     first, second = (await opened(client)).headers["mcp-session-id"], (await opened(client)).headers["mcp-session-id"]
     assert (await opened(client)).status_code == 429
     assert (await opened(client, "bob")).status_code == 200, "another principal has a cap of its own"
@@ -82,9 +90,9 @@ async def test_a_session_stops_counting_when_deleted_gone_or_idle(client: httpx2
     assert (await opened(client)).status_code == 429
 
     kept_busy = {"X-Principal": "alice", "mcp-session-id": third}
-    time.sleep(IDLE / 2)
+    clock.now += IDLE / 2
     assert (await client.post("/mcp", json={}, headers=kept_busy)).status_code == 200
-    time.sleep(IDLE * 2 / 3)
+    clock.now += IDLE * 2 / 3
     fourth = await opened(client)
     assert fourth.status_code == 200, "the session idle for the SDK's timeout has ended; the busy one has not"
     assert (await opened(client)).status_code == 429
@@ -152,30 +160,31 @@ async def test_another_subjects_404_does_not_end_a_session() -> None:
     assert await status_of(quota, "POST") == 429, "s0 is still open for its opener"
 
 
-async def test_a_request_made_while_the_session_opens_keeps_it_counted() -> None:
+async def test_a_request_made_while_the_session_opens_keeps_it_counted(clock: Clock) -> None:
     """The response names the session before the opening request ends; a stream opened on it meanwhile holds
     the session open in the SDK however long it idles otherwise."""
     endpoint = Opener()
-    quota = SessionQuota(endpoint, limit=1, idle_timeout=IDLE)
+    quota = SessionQuota(endpoint, limit=1, idle_timeout=IDLE, clock=clock)
     async with anyio.create_task_group() as tg:
         tg.start_soon(status_of, quota, "POST")
         await anyio.wait_all_tasks_blocked()  # s0 named, its opening request held
         tg.start_soon(status_of, quota, "GET", "alice", "s0")
         await anyio.wait_all_tasks_blocked()  # the stream on s0 open
         endpoint.release.set()
-        await anyio.sleep(IDLE * 1.5)
+        await anyio.wait_all_tasks_blocked()  # the opening request over
+        clock.now += IDLE * 1.5
         assert await status_of(quota, "POST") == 429, "s0 is streaming"
         endpoint.done.set()
 
 
-async def test_sessions_of_principals_that_never_return_are_forgotten(sessions: FakeSessions) -> None:
+async def test_sessions_of_principals_that_never_return_are_forgotten(sessions: FakeSessions, clock: Clock) -> None:
     """Each of 2,000 principals (say, JWT subjects) opens a session and never sends another request: the SDK ends
     them for idleness, and the quota's count of them must go too, not wait for each principal to come back."""
-    quota = SessionQuota(sessions, limit=2, idle_timeout=IDLE)
+    quota = SessionQuota(sessions, limit=2, idle_timeout=IDLE, clock=clock)
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=Authenticated(quota)), base_url="http://t") as c:
         for n in range(2000):
             assert (await opened(c, f"user-{n}")).status_code == 200
-        await anyio.sleep(IDLE * 1.2)
+        clock.now += IDLE * 1.2
         assert (await opened(c, "latecomer")).status_code == 200
     assert list(quota._open) == ["latecomer"], "only the session not idle yet is still counted"
 
