@@ -23,17 +23,21 @@ import argparse
 import functools
 import json
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
 
 from bench.ledger_bench import postgres_schema
+from bench.servers import audit_key
 from mcp_server.audit import reader as audit_log
+from mcp_server.audit.keys import load_keyring
 from mcp_server.audit.sequencer import Background, Sequencer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.storage.database import Database
@@ -158,7 +162,8 @@ def signing_cost(signer: HeadSigner, count: int = 2000) -> tuple[float, float]:
     return (signed - began) / count * 1e6, (time.perf_counter() - signed) / count * 1e6
 
 
-def run(url: str, writers: int, seconds: float, rounds: int) -> dict[str, Any]:
+def run(url: str, writers: int, seconds: float, rounds: int, workdir: Path) -> dict[str, Any]:
+    """Both designs on `url`, the records signed and verified with the key in `workdir` (never the operator's)."""
     db = Database.open(url)
 
     def create_old_tables(conn: Connection) -> None:
@@ -166,7 +171,7 @@ def run(url: str, writers: int, seconds: float, rounds: int) -> dict[str, Any]:
             conn.exec_driver_sql(statement)
 
     db.run(create_old_tables)
-    writer = AuditWriter()
+    writer = AuditWriter(audit_key(workdir))
     signer = writer.signer
     background = Background(Sequencer(db, writer), interval=0.05)
     figures = {"head row": Figure("head row", writers, 0, 0.0), "sequencer": Figure("sequencer", writers, 0, 0.0)}
@@ -186,7 +191,7 @@ def run(url: str, writers: int, seconds: float, rounds: int) -> dict[str, Any]:
                 figures[name].transactions += done
                 figures[name].seconds += elapsed
         behind = int(db.read(lambda conn: conn.exec_driver_sql(count_unchained).scalar_one()))
-    verified = audit_log.verify(db, sequencer=background.sequencer)
+    verified = audit_log.verify(db, load_keyring(writer.key_path), sequencer=background.sequencer)
     sign_us, verify_us = signing_cost(signer)
     db.close()
     old, new = figures["head row"], figures["sequencer"]
@@ -213,8 +218,8 @@ def main() -> None:
     args = parser.parse_args()
     if not args.postgres_url:
         parser.error("needs PostgreSQL: --postgres-url URL or BANKGATE_TEST_POSTGRES_URL")
-    with postgres_schema(args.postgres_url) as url:
-        result = run(url, args.writers, args.seconds, args.rounds)
+    with postgres_schema(args.postgres_url) as url, tempfile.TemporaryDirectory(prefix="bankgate-audit-bench-") as work:
+        result = run(url, args.writers, args.seconds, args.rounds, Path(work))
     if args.json:
         print(json.dumps(result))
         return

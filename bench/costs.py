@@ -43,11 +43,9 @@ from mcp import Client
 from bench.bare_server import bare_server
 from bench.gate_bench import TRANSFER, approve
 from bench.progress import progress
+from bench.servers import bench_settings
 from bench.timing import FLOOR, REQUIRED
 from mcp_server.app import build_server, open_state
-from mcp_server.ledger.books import Ledger
-from mcp_server.settings import Settings
-from mcp_server.storage.database import Database
 
 COUNTERS = ("python_calls", "statements", "durable_commits", "pages_written")
 _WAL_FRAME_HEADER = 24
@@ -190,10 +188,9 @@ async def measure(calls: int) -> list[Cost]:
     tally = Tally()
     meter = Meter(tally)
     with tally.installed():
-        db_url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'ledger.db'}"
-        settings = Settings(db_url=db_url, _env_file=None)  # type: ignore[call-arg]
+        settings = bench_settings(Path(tempfile.mkdtemp()))
         state = open_state(settings, create=True, seed=True)
-        Ledger(Database.open(db_url)).deposit("ACC-001", "1000000")
+        state.ledger.deposit("ACC-001", "1000000")
         state.sequencer.interval = state.sequencer.idle_interval = 10**9  # held: chained below, counted apart
         server, bare = build_server(state, settings), bare_server()
         logging.disable(logging.INFO)

@@ -175,7 +175,7 @@ def run(url: str, clients: int, seconds: float, *, pipelined: bool = False, roun
     """Both variants in `rounds` alternating slices (with, without, without, with, ...) on the same open
     connections, so a drift in the machine's speed, or the tables growing, falls on both alike."""
     with tempfile.TemporaryDirectory() as work, database(url, Path(work)) as schema_url, ExitStack() as stack:
-        shape = capture_on(schema_url).gated_transfer
+        shape = capture_on(schema_url, Path(work)).gated_transfer
         driver_url = schema_url.replace("postgresql+psycopg://", "postgresql://", 1)
         accounts = fund(driver_url, accounts_of(shape), ACCOUNTS)
         connections = [stack.enter_context(psycopg.connect(driver_url, autocommit=True)) for _ in range(clients)]

@@ -31,12 +31,9 @@ from mcp import Client
 from mcp.client import ClientRequestContext
 
 from bench.bare_server import bare_server
-from bench.servers import BARE_ARGS, http_client, http_server, ours_args
+from bench.servers import BARE_ARGS, bench_settings, http_client, http_server, ours_args
 from bench.timing import FLOOR, REQUIRED, Figure, measure_rounds, report
 from mcp_server.app import build_server, open_state
-from mcp_server.ledger.books import Ledger
-from mcp_server.settings import Settings
-from mcp_server.storage.database import Database
 
 TRANSFER = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "0.01"}
 
@@ -83,10 +80,11 @@ def caller_bare(client: Client, name: str) -> Callable[[], Awaitable[object]]:
 
 
 async def run(calls: int, as_json: bool) -> None:
-    db_url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'ledger.db'}"
-    settings = Settings(db_url=db_url, _env_file=None)  # type: ignore[call-arg]
+    workdir = Path(tempfile.mkdtemp())
+    settings = bench_settings(workdir)
+    db_url = settings.db_url
     state = open_state(settings, create=True, seed=True)
-    Ledger(Database.open(db_url)).deposit("ACC-001", "1000000")
+    state.ledger.deposit("ACC-001", "1000000")
     server, bare = build_server(state, settings), bare_server()
     logging.disable(logging.INFO)
     pairs = [
@@ -103,7 +101,7 @@ async def run(calls: int, as_json: bool) -> None:
             calls,
         ),
     ]
-    with http_server(ours_args(db_url)) as ours_url, http_server(BARE_ARGS) as bare_url:
+    with http_server(ours_args(db_url, workdir)) as ours_url, http_server(BARE_ARGS) as bare_url:
         for mode, name in (("auto", "2026-07-28"), ("legacy", "2025-11-25")):
             pairs.extend(
                 await pair(
@@ -113,7 +111,7 @@ async def run(calls: int, as_json: bool) -> None:
                     calls // 3,
                 )
             )
-    problems = Ledger(Database.open(db_url)).check_invariants()
+    problems = state.ledger.check_invariants()
     report("gate_bench: gated transfer vs its floor", pairs, goal=0.85, as_json=as_json, http_goal=0.95)
     if not as_json:
         print(f"ledger invariants after the run: {problems or 'hold'}")

@@ -38,6 +38,8 @@ from agent_host.host import Host, open_host
 from agent_host.mcp_link import DEMO_LEDGER, McpTarget, ToolResult
 from agent_host.settings import HostSettings
 from bench.progress import progress
+from bench.servers import audit_key
+from mcp_server.audit.keys import KEY_FILE_ENV
 
 BALANCE = "What is the balance of ACC-001?"
 TRANSFER = "Transfer $1 from ACC-001 to ACC-002."
@@ -212,7 +214,10 @@ async def run(turns: int) -> list[Row]:
         async with running_emulator() as emulator:
             settings = HostSettings.for_emulator(emulator.endpoint, emulator.token, agent_name="bench")
             target = McpTarget(
-                db_url=f"sqlite:///{Path(tmp) / 'ledger.db'}", server_args=DEMO_LEDGER, server_env={}, server_cwd=tmp
+                db_url=f"sqlite:///{Path(tmp) / 'ledger.db'}",
+                server_args=DEMO_LEDGER,
+                server_env={KEY_FILE_ENV: str(audit_key(Path(tmp)))},
+                server_cwd=tmp,
             )
             display = Display(Console(file=io.StringIO()))
             async with open_host(settings, display, ApproveAll(), target) as host:

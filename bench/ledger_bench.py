@@ -38,6 +38,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bench.progress import progress
+from bench.servers import bench_audit
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.storage.database import Database
@@ -66,10 +67,10 @@ class Run:
 class LedgerSubject:
     """A fresh ledger with funded accounts, each transfer `Ledger.transfer_in` in a transaction of its own."""
 
-    def __init__(self, url: str, workers: int) -> None:
+    def __init__(self, url: str, workers: int, workdir: Path) -> None:
         self.workers = workers
         self.db = Database.open(url, pool_size=workers)
-        self.ledger = Ledger(self.db)
+        self.ledger = Ledger(self.db, audit=bench_audit(workdir))
         self.ids = open_accounts(self.ledger)
         self.total = money_held(self.db)
 
@@ -110,7 +111,7 @@ class RawSqliteSubject:
     def __init__(self, path: Path) -> None:
         self.url = f"sqlite:///{path}"
         db = Database.open(self.url)
-        self.ids = open_accounts(Ledger(db))
+        self.ids = open_accounts(Ledger(db, audit=bench_audit(path.parent)))
         self.total = money_held(db)
         db.close()
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -175,7 +176,7 @@ def main() -> None:
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         subjects: dict[str, LedgerSubject | RawSqliteSubject] = {
-            "ledger": LedgerSubject(f"sqlite:///{Path(folder) / 'ledger-1.db'}", 1),
+            "ledger": LedgerSubject(f"sqlite:///{Path(folder) / 'ledger-1.db'}", 1, Path(folder)),
             "raw sqlite3": RawSqliteSubject(Path(folder) / "baseline.db"),
         }
         seconds: dict[tuple[str, str], float] = {}
@@ -191,12 +192,11 @@ def main() -> None:
             for (who, kind), spent in seconds.items()
         ]
         progress("ledger_bench: sqlite, 8 workers, transfers")
-        runs.append(measure_transfers("sqlite", f"sqlite:///{Path(folder) / 'ledger-8.db'}", 8, count))
-    if args.postgres_url:
-        for workers in (1, 16):
+        runs.append(measure_transfers("sqlite", f"sqlite:///{Path(folder) / 'ledger-8.db'}", 8, count, Path(folder)))
+        for workers in (1, 16) if args.postgres_url else ():
             progress(f"ledger_bench: postgresql, {workers} worker{'s' if workers > 1 else ''}, transfers")
             with postgres_schema(args.postgres_url) as url:
-                runs.append(measure_transfers("postgresql", url, workers, count))
+                runs.append(measure_transfers("postgresql", url, workers, count, Path(folder)))
 
     ratios = {kind: rate(runs, f"ledger {kind}") / rate(runs, f"raw sqlite3 {kind}") for kind in ("transfers", "reads")}
     if args.json:
@@ -207,8 +207,8 @@ def main() -> None:
         sys.exit("invariant check failed")
 
 
-def measure_transfers(backend: str, url: str, workers: int, count: int) -> Run:
-    subject = LedgerSubject(url, workers)
+def measure_transfers(backend: str, url: str, workers: int, count: int, workdir: Path) -> Run:
+    subject = LedgerSubject(url, workers, workdir)
     seconds = subject.transfers(count, seed=0)
     done = count // workers * workers
     return Run(backend, "ledger transfers", workers, done, seconds, subject.finish())

@@ -71,7 +71,8 @@ from sqlalchemy.engine import make_url
 from bench import floor_server
 from bench.progress import progress
 from bench.rounds import alternating
-from bench.servers import BARE_ARGS, TOKEN, free_port, http_client, ours_args, required_args
+from bench.servers import BARE_ARGS, TOKEN, audit_key, bench_audit, free_port, http_client, ours_args, required_args
+from mcp_server.audit.keys import load_keyring
 from mcp_server.audit.reader import verify
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.entitlements import EntitlementAdmin
@@ -295,11 +296,13 @@ class Approver:
 class Books:
     """The benchmark's ledger: funded accounts shared by all, and a few closable ones per client."""
 
-    def __init__(self, url: str, clients: int) -> None:
+    def __init__(self, url: str, clients: int, workdir: Path) -> None:
         self.url = url
         self.db = Database.open(url)
-        self.ledger = Ledger(self.db)
-        EntitlementAdmin(self.db, "bench").grant_role("local", "operator")  # the clients' principal: every account
+        audit = bench_audit(workdir)
+        self.ledger = Ledger(self.db, audit=audit)
+        # the clients' principal: every account
+        EntitlementAdmin(self.db, "bench", audit).grant_role("local", "operator")
         self.shared = [self.ledger.create_account(f"Load {n}").id for n in range(ACCOUNTS)]
         for account in self.shared:
             self.ledger.deposit(account, OPENING)
@@ -454,14 +457,15 @@ async def drained(books: Books, lag: Lag, since: float) -> None:
     lag.drained_s = time.perf_counter() - since if not count else None
 
 
-def check_books(books: Books, phases: list[Phase]) -> dict[str, Any]:
+def check_books(books: Books, phases: list[Phase], key: Path) -> dict[str, Any]:
+    """The books after the run, the audit verified (in process and by the CLI) under the servers' `key`."""
     executed = set().union(*(p.executed_memos for p in phases))
     refused = set().union(*(p.refused_memos for p in phases))
     counts = books.memo_counts("load-")
-    verified = verify(books.db)
+    verified = verify(books.db, load_keyring(key))
     audit_count, findings = verified.records + verified.pending, verified.findings
     cli = subprocess.run(
-        [sys.executable, "-m", "mcp_server", "audit", "verify", "--db", books.url],
+        [sys.executable, "-m", "mcp_server", "audit", "verify", "--db", books.url, "--audit-key-file", str(key)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     return {
@@ -578,8 +582,8 @@ async def run(
 ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bankgate-load-"))
     with database(postgres_url, workdir) as url, ExitStack() as stack:
-        books = Books(url, sum(client_counts) * rounds)
-        args = ours_args(url)
+        books = Books(url, sum(client_counts) * rounds, workdir)
+        args = ours_args(url, workdir)
         if profile is not None:
             args = ["-m", "bench.profiled", str(profile), *args]
         startup = 30.0 if profile is None else 180.0  # imports under the profiler are several times slower
@@ -600,7 +604,7 @@ async def run(
         stack.close()  # the servers stop (a profiled one writes its statistics) before the books are checked
         phases, baselines, floors, bounds = (by_subject[s] for s in (BANKGATE, BARE, FLOOR, REQUIRED))
         progress("load: checking the books and the audit chain")
-        check = check_books(books, phases)
+        check = check_books(books, phases, audit_key(workdir))
         books.db.close()
     return {
         "benchmark": "load",

@@ -23,10 +23,9 @@ import anyio
 from mcp import Client
 
 from bench.bare_server import bare_server
-from bench.servers import BARE_ARGS, http_client, http_server, ours_args, stdio_params
+from bench.servers import BARE_ARGS, bench_settings, http_client, http_server, ours_args, stdio_params
 from bench.timing import FLOOR, REQUIRED, Figure, measure_rounds, report
 from mcp_server.app import build_server, open_state
-from mcp_server.settings import Settings
 
 BALANCE = ("get_account_balance", {"account_id": "ACC-001"})
 ECHO = ("echo", {"account_id": "ACC-001"})
@@ -63,8 +62,9 @@ async def pair(path: str, ours: list[Client], bare: list[Client], calls: int) ->
 
 
 async def run(calls: int, as_json: bool) -> None:
-    db_url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'ledger.db'}"
-    settings = Settings(db_url=db_url, _env_file=None)  # type: ignore[call-arg]
+    workdir = Path(tempfile.mkdtemp())
+    settings = bench_settings(workdir)
+    db_url = settings.db_url
     server = build_server(open_state(settings, create=True, seed=True), settings)
     logging.disable(logging.INFO)
     pairs = [
@@ -73,10 +73,13 @@ async def run(calls: int, as_json: bool) -> None:
             "in-memory 2025-11-25", [Client(server, mode="legacy")], [Client(bare_server(), mode="legacy")], calls
         ),
         *await pair(
-            "stdio 2026-07-28", [Client(stdio_params(ours_args(db_url)))], [Client(stdio_params(BARE_ARGS))], calls // 2
+            "stdio 2026-07-28",
+            [Client(stdio_params(ours_args(db_url, workdir)))],
+            [Client(stdio_params(BARE_ARGS))],
+            calls // 2,
         ),
     ]
-    with http_server(ours_args(db_url)) as ours_url, http_server(BARE_ARGS) as bare_url:
+    with http_server(ours_args(db_url, workdir)) as ours_url, http_server(BARE_ARGS) as bare_url:
         for clients in (1, 8):
             pairs.extend(
                 await pair(

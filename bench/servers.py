@@ -1,4 +1,4 @@
-"""Starting bankgate and the bare baseline side by side, on the same transports."""
+"""Starting bankgate and the bare baseline side by side, on the same transports, with the benchmark's own audit key."""
 
 import os
 import socket
@@ -7,11 +7,15 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+
+from mcp_server.audit.writer import AuditWriter
+from mcp_server.settings import Settings
 
 TOKEN = "bench-token-0123456789abcdef"
 
@@ -28,8 +32,28 @@ QUESTIONS_AT_ONCE = "1000"
 principal `local`, each with a question of its own open at a time, so the cap must pass the most clients (256)."""
 
 
-def ours_args(db_url: str, *extra: str) -> list[str]:
-    serve = ["-m", "mcp_server", "serve", "--db", db_url, "--log-level", "WARNING"]
+def audit_key(workdir: Path) -> Path:
+    """A benchmark's own audit signing key, beside its throwaway ledger in `workdir`: the default (`audit.key` in the
+    user data dir) is the operator's real key, which a benchmark must neither read nor create."""
+    return workdir / "audit.key"
+
+
+def bench_audit(workdir: Path) -> AuditWriter:
+    """The audit writer of a benchmark's own setup (deposits, grants), signing with `audit_key(workdir)`."""
+    return AuditWriter(audit_key(workdir))
+
+
+def bench_settings(workdir: Path, db_url: str | None = None, **more: Any) -> Settings:
+    """bankgate's settings for an in-process server in a benchmark's `workdir`: on `db_url` (default a SQLite ledger
+    there), signing with `audit_key(workdir)`, no `.env` read."""
+    url = db_url or f"sqlite:///{workdir / 'ledger.db'}"
+    return Settings(db_url=url, audit_key_file=audit_key(workdir), _env_file=None, **more)  # type: ignore[call-arg]
+
+
+def ours_args(db_url: str, workdir: Path, *extra: str) -> list[str]:
+    """`serve` on a benchmark's ledger, signing with `audit_key(workdir)` (the key its in-process checks read)."""
+    serve = ["-m", "mcp_server", "serve", "--db", db_url, "--audit-key-file", str(audit_key(workdir))]
+    serve += ["--log-level", "WARNING"]
     return [*serve, "--max-pending-approvals", QUESTIONS_AT_ONCE, *extra]
 
 

@@ -33,10 +33,10 @@ from mcp_types import RequestParamsMeta
 from sqlalchemy import Connection, event
 
 from bench.load import database
+from bench.servers import bench_audit, bench_settings
 from mcp_server.app import build_server, open_state
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.entitlements import EntitlementAdmin
-from mcp_server.settings import Settings
 from mcp_server.storage.database import Database
 from mcp_server.storage.statement import Statement
 from policy.idempotency_key import IDEMPOTENCY_KEY_META
@@ -249,14 +249,15 @@ class Shapes:
         return (self.gated_transfer, self.balance, self.rejection)
 
 
-async def _capture(url: str) -> Shapes:
+async def _capture(url: str, workdir: Path) -> Shapes:
     setup = Database.open(url)
-    ledger = Ledger(setup)
-    EntitlementAdmin(setup, "bench").grant_role("local", "operator")
+    audit = bench_audit(workdir)
+    ledger = Ledger(setup, audit=audit)
+    EntitlementAdmin(setup, "bench", audit).grant_role("local", "operator")
     payer, payee = (ledger.create_account(f"Shapes {n}").id for n in (1, 2))
     ledger.deposit(payer, "100.00")
     setup.close()
-    settings = Settings(db_url=url, seed_demo=False, principal="local", _env_file=None)  # type: ignore[call-arg]
+    settings = bench_settings(workdir, url, seed_demo=False, principal="local")
     state = open_state(settings)
     recorder = Recorder(state.ledger.db)
     responder = ScriptedResponder(approve(), reject())
@@ -286,12 +287,13 @@ def capture(postgres_url: str | None = None) -> Shapes:
     """The shapes of a gated transfer, a balance read and a rejection, on a fresh ledger
     (SQLite, or a throwaway schema of `postgres_url`)."""
     with tempfile.TemporaryDirectory() as work, database(postgres_url, Path(work)) as url:
-        return capture_on(url)
+        return capture_on(url, Path(work))
 
 
-def capture_on(url: str) -> Shapes:
-    """The shapes, captured on the (empty or bankgate) database at `url`, which keeps what they wrote."""
-    return asyncio.run(_capture(url))
+def capture_on(url: str, workdir: Path) -> Shapes:
+    """The shapes, captured on the (empty or bankgate) database at `url`, which keeps what they wrote (its audit
+    records signed with the key in `workdir`)."""
+    return asyncio.run(_capture(url, workdir))
 
 
 def print_shapes(shapes: Shapes, *, verbose: bool) -> None:
