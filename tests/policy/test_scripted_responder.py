@@ -12,7 +12,7 @@ from mcp_types import CallToolResult
 
 from mcp_server.app import build_server, open_state
 from mcp_server.settings import Settings
-from policy.testing import Answer, ScriptedResponder, approve, decline, reject
+from policy.testing import Answer, Question, ScriptedResponder, approve, decline, reject
 
 POLICY = """
 [tools.get_account_balance]
@@ -186,3 +186,18 @@ async def test_a_no_to_a_close_fills_the_confirmation_its_form_requires(tmp_path
     assert (result.structured_content or {})["status"] == "rejected"
     assert responder.questions[0].schema["required"] == ["approve", "confirmation"]
     responder.check()
+
+
+def test_each_form_is_checked_against_its_own_schema_however_often_it_was_seen() -> None:
+    """The responder compiles a form's schema once and reuses it: an answer that fits one form must still be
+    refused by another that differs in a field (or only in its fields' order, which is the same form)."""
+    optional = {"type": "object", "properties": {"approve": {"type": "boolean"}, "note": {"type": "string"}}}
+    required = {**optional, "required": ["approve", "note"]}
+    reordered = {"required": ["approve", "note"], "properties": required["properties"], "type": "object"}
+    answer = approve()
+    reply = answer.reply("Approve?")
+    for _ in range(3):
+        assert answer.misfit(reply, Question("Approve?", optional)) is None
+        assert "'note' is a required property" in str(answer.misfit(reply, Question("Approve?", required)))
+        assert "'note' is a required property" in str(answer.misfit(reply, Question("Approve?", reordered)))
+    assert answer.misfit(approve(note="ok").reply("Approve?"), Question("Approve?", required)) is None
