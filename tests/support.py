@@ -1,7 +1,7 @@
 """What more than one test folder needs, in one place, so no test imports `bench/` or another
 folder's conftest: loopback ports and process memory, throwaway PostgreSQL schemas, how a test
 starts the server and talks to it (tokens, the idempotency key, hand-driven approval rounds),
-a fingerprint of the books, the Hypothesis profiles, and threads started together to race.
+a fingerprint of the books, the Hypothesis profiles, threads started together to race, and a clock moved by hand.
 """
 
 from __future__ import annotations
@@ -361,3 +361,13 @@ def run_together(*work: Callable[[], Any], within: float = 30.0) -> list[Any]:
     if errors:
         raise errors[0]
     return results
+
+
+class Clock:
+    """A clock the test moves by hand (`clock.now += 60`), for code that reads one as `Callable[[], float]`."""
+
+    def __init__(self, now: float = 1_767_225_600.0) -> None:  # 2026-01-01 00:00 UTC
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -26,7 +26,7 @@ from agent_host.emulator import Emulator
 from agent_host.mcp_link import McpLink, McpTarget, ToolResult, connect
 from agent_host.restarts import RESTART_WAIT_SECONDS
 from agent_host.settings import McpProtocol
-from tests.support import WAITS_FOR_THE_LEDGER, logged
+from tests.support import WAITS_FOR_THE_LEDGER, Clock, logged
 
 from .helpers import (
     HTTP_SERVER_LOG,
@@ -218,16 +218,6 @@ async def test_the_server_log_shown_is_the_failed_launch_s_own(
     assert "created the demo accounts" not in result.diagnostic, "an earlier launch's lines are not this one's"
 
 
-class FakeClock:
-    """`time.monotonic` for the link's back-off, moved on by the test."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class ClosingPort:
     """A loopback port that takes every connection and closes it at once (a server that is down behind it),
     counting the connections: each is one attempt of the host to reconnect."""
@@ -277,7 +267,7 @@ async def test_calls_while_the_http_server_stays_down_wait_for_the_back_off_to_r
                     "Not executed: the tool's server cannot be reached, so nothing was sent; try again later "
                     "(the host tries to reconnect in 2 s)."
                 )
-                clock = FakeClock()
+                clock = Clock(1000.0)  # `time.monotonic` for the link's back-off
                 link.backoff.clock = clock
                 link.backoff.until = clock.now + 2.0  # the window as the real clock had it, on the test's clock
                 clock.now += 2.0

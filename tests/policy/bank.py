@@ -12,6 +12,7 @@ from policy.results import Refusal
 from policy.store import GateTx
 from policy.testing import MemoryGateStore, MemoryLedger
 from policy.testing.memory_store import LedgerView
+from tests.support import Clock
 
 POLICY = """
 [tools.balance]
@@ -143,14 +144,6 @@ class Broken(InMemory):
     def execute(self, tx: GateTx[LedgerView], call: Call, inspection: Inspection, approval_ref: str | None) -> Done:
         tx.ledger.set_balance(call.arguments["account"], 0)
         raise self.failure()
-
-
-class Clock:
-    def __init__(self, now: float = 1_767_225_600.0) -> None:  # 2026-01-01 00:00 UTC
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 TTL = 60.0

@@ -18,17 +18,9 @@ from policy.loader import load_policy
 from policy.results import Refusal, Status
 from policy.verdict import Verdict, VerdictKind
 from tests.server.harness import Harness
-from tests.support import TEST_POLICY, ledger_transfer
+from tests.support import TEST_POLICY, Clock, ledger_transfer
 
 TTL = 60.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
