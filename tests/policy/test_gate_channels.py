@@ -9,7 +9,8 @@ from policy.gate import Gate
 from policy.results import Refusal, Status
 from policy.testing.memory_store import MemoryGateStore
 from policy.verdict import Verdict, VerdictKind
-from tests.policy.bank import POLICY, TTL, Clock, bank, sweep, transfer
+from tests.policy.bank import POLICY, TTL, bank, sweep, transfer
+from tests.support import Clock
 
 _LARGE = 'reason = "Above 100.00 needs approval."'
 DESK_POLICY = POLICY.replace(_LARGE, _LARGE + '\nchannel = "desk"')

@@ -12,7 +12,7 @@ from mcp.server.auth.provider import AccessToken
 from starlette.types import Message, Receive, Scope, Send
 
 from mcp_server.http.session_quota import SessionQuota
-from tests.policy.bank import Clock
+from tests.support import Clock
 
 pytestmark = pytest.mark.anyio
 IDLE = 0.6
