@@ -10,7 +10,15 @@ URL's query here and handed to psycopg: `none` (or empty) never prepares, a numb
 
 from typing import Any
 
+import psycopg
+from sqlalchemy.engine import ExceptionContext
+
 KEY = "prepare_threshold"
+GONE = frozenset({"26000", "42P05"})
+"""invalid_sql_statement_name (`prepared statement ... does not exist`) and duplicate_prepared_statement: the
+server's prepared statements are not the ones psycopg named on the connection (a DEALLOCATE ALL or DISCARD ALL
+it did not see: a pooler's, an operator's). The statement did not run, and its transaction is aborted: worth a
+retry (`database`), once psycopg forgot its names (`forget_if_gone`)."""
 
 
 def threshold(value: str | tuple[str, ...]) -> int | None:
@@ -28,3 +36,20 @@ def for_driver(params: dict[str, Any]) -> dict[str, Any]:
     if KEY in params:
         params[KEY] = threshold(params[KEY])
     return params
+
+
+def forget_if_gone(driver: psycopg.Connection[Any], exc: BaseException) -> None:
+    """After an error in `GONE` on `driver`, psycopg forgets every statement it named prepared there, and prepares
+    each afresh under a new name (its count of names goes on: one the server still holds is never reused). It
+    forgets them only at a ROLLBACK, never sent in autocommit: a read's statement (on the loop's connection, or a
+    pooled one) then failed at every later run on that connection."""
+    if getattr(exc, "sqlstate", None) in GONE:
+        driver._prepared._names.clear()
+
+
+def forget_after(context: ExceptionContext) -> None:
+    """`handle_error` listener: `forget_if_gone` for SQLAlchemy's own statements (`Statement`'s errors pass
+    `statement._translated`)."""
+    conn = context.connection
+    if conn is not None and getattr(context.original_exception, "sqlstate", None) in GONE:
+        forget_if_gone(conn.connection.dbapi_connection, context.original_exception)  # type: ignore[arg-type]
