@@ -8,10 +8,13 @@ keyword of psycopg's `connect`, not a libpq parameter (libpq refuses unknown one
 URL's query here and handed to psycopg: `none` (or empty) never prepares, a number replaces 5.
 """
 
+import logging
 from typing import Any
 
 import psycopg
 from sqlalchemy.engine import ExceptionContext
+
+_log = logging.getLogger(__name__)
 
 KEY = "prepare_threshold"
 GONE = frozenset({"26000", "42P05"})
@@ -42,9 +45,16 @@ def forget_if_gone(driver: psycopg.Connection[Any], exc: BaseException) -> None:
     """After an error in `GONE` on `driver`, psycopg forgets every statement it named prepared there, and prepares
     each afresh under a new name (its count of names goes on: one the server still holds is never reused). It
     forgets them only at a ROLLBACK, never sent in autocommit: a read's statement (on the loop's connection, or a
-    pooled one) then failed at every later run on that connection."""
+    pooled one) then failed at every later run on that connection. Logged as a warning: the retry would hide a pooler
+    in transaction mode, where a name can also find another client's statement and run it (DEPLOYMENT.md)."""
     if getattr(exc, "sqlstate", None) in GONE:
         driver._prepared._names.clear()
+        _log.warning(
+            "the database's prepared statements are not the ones this connection made (%s); they are made afresh. "
+            "Behind a connection pooler in transaction mode, set ?%s=none in the database URL",
+            str(exc).strip(),
+            KEY,
+        )
 
 
 def forget_after(context: ExceptionContext) -> None:

@@ -64,14 +64,18 @@ def first_then_rest(database: Database, work: Read, wait: bool, runs: int) -> li
 
 
 @pytest.mark.parametrize("read", READS.values(), ids=READS.keys())
-def test_a_read_whose_prepared_statement_was_deallocated_runs_again(database: Database, wait: bool, read: Read) -> None:
+def test_a_read_whose_prepared_statement_was_deallocated_runs_again(
+    database: Database, wait: bool, read: Read, caplog: pytest.LogCaptureFixture
+) -> None:
     """A read prepared, then every prepared statement of its connection deallocated behind psycopg's back: it failed
     ("prepared statement ... does not exist", 26000) on that connection at every later run, for good (reads run in
-    autocommit, where no ROLLBACK makes psycopg forget)."""
+    autocommit, where no ROLLBACK makes psycopg forget). The warning points at a pooler in transaction mode."""
     runs = prepared_from(database)
     (pid,) = {database.read(read, wait=wait)[0] for _ in range(runs)}  # prepared at its last run
     database.read(behind_psycopgs_back(b"DEALLOCATE ALL"), wait=wait)
     assert first_then_rest(database, read, wait, runs + 1) == [(pid, 0)] * (runs + 1)
+    (warning,) = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert "does not exist" in warning and "?prepare_threshold=none" in warning
 
 
 def test_a_write_whose_prepared_statement_was_deallocated_is_made_once(database: Database, wait: bool) -> None:
