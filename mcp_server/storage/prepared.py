@@ -17,11 +17,13 @@ from sqlalchemy.engine import ExceptionContext
 _log = logging.getLogger(__name__)
 
 KEY = "prepare_threshold"
-GONE = frozenset({"26000", "42P05"})
-"""invalid_sql_statement_name (`prepared statement ... does not exist`) and duplicate_prepared_statement: the
-server's prepared statements are not the ones psycopg named on the connection (a DEALLOCATE ALL or DISCARD ALL
-it did not see: a pooler's, an operator's). The statement did not run, and its transaction is aborted: worth a
-retry (`database`), once psycopg forgot its names (`forget_if_gone`)."""
+MISSING = "26000"
+"""invalid_sql_statement_name: `prepared statement ... does not exist`."""
+GONE = frozenset({MISSING, "42P05"})
+"""`MISSING` and duplicate_prepared_statement (`... already exists`): the server's prepared statements are not the
+ones psycopg named on the connection (a DEALLOCATE ALL or DISCARD ALL it did not see: a pooler's, an operator's).
+The statement did not run, and its transaction is aborted: worth a retry (`database`), once psycopg forgot what it
+holds wrongly (`forget_if_gone`)."""
 
 
 def threshold(value: str | tuple[str, ...]) -> int | None:
@@ -42,19 +44,24 @@ def for_driver(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def forget_if_gone(driver: psycopg.Connection[Any], exc: BaseException) -> None:
-    """After an error in `GONE` on `driver`, psycopg forgets every statement it named prepared there, and prepares
-    each afresh under a new name (its count of names goes on: one the server still holds is never reused). It
-    forgets them only at a ROLLBACK, never sent in autocommit: a read's statement (on the loop's connection, or a
-    pooled one) then failed at every later run on that connection. Logged as a warning: the retry would hide a pooler
-    in transaction mode, where a name can also find another client's statement and run it (DEPLOYMENT.md)."""
-    if getattr(exc, "sqlstate", None) in GONE:
+    """After an error in `GONE` on `driver`, a warning: the retry would hide a pooler in transaction mode, where a
+    name can also find another client's statement and run it (DEPLOYMENT.md). After `MISSING`, psycopg forgets every
+    statement it named prepared there, and prepares each afresh under a new name (its count of names goes on: one
+    the server still holds is never reused); it forgets them only at a ROLLBACK, never sent in autocommit, so a read's
+    statement (on the loop's connection, or a pooled one) failed at every later run on that connection. A name the
+    server held already was never taken (psycopg raises before it records it; a round trip forgets it: `round_trip`),
+    and those psycopg holds are still the server's."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate not in GONE:
+        return
+    _log.warning(
+        "the database's prepared statements are not the ones this connection made (%s); the work runs again. "
+        "Behind a connection pooler in transaction mode, set ?%s=none in the database URL",
+        str(exc).strip(),
+        KEY,
+    )
+    if sqlstate == MISSING:
         driver._prepared._names.clear()
-        _log.warning(
-            "the database's prepared statements are not the ones this connection made (%s); they are made afresh. "
-            "Behind a connection pooler in transaction mode, set ?%s=none in the database URL",
-            str(exc).strip(),
-            KEY,
-        )
 
 
 def forget_after(context: ExceptionContext) -> None:
