@@ -17,16 +17,16 @@ Concurrency model (why the ledger stays correct with many writers):
   is dropped whenever another connection has written since its last read, so the reader read
   every page again after each of the loop's writes (~15 µs for an approval by its digest), while
   the prompt writer's cache holds what it wrote.
-* PostgreSQL: READ COMMITTED, and the ledger locks the rows it will change with
-  ``SELECT … FOR UPDATE`` in ascending id order (``Database.for_update``), so two transfers
-  touching the same accounts serialize and cannot deadlock. Serialization failures,
-  deadlocks and lock timeouts (SQLSTATE 40001/40P01/55P03) are retried anyway, so such an
-  error never reaches a user. A unique violation (23505) is not transient: retrying the same
-  work meets the same row, so it is an error, never retried (writers that may race on a
-  key take its turn first, see ``turns``). A read runs its statements without BEGIN and
-  COMMIT (autocommit): under READ COMMITTED each statement sees what was committed when it
-  began either way, so the two round trips bought nothing; a read that needs one snapshot
-  across its statements asks for it (``read(snapshot=True)``: REPEATABLE READ).
+* PostgreSQL: READ COMMITTED, and the ledger locks the rows it will change with ``SELECT … FOR
+  UPDATE`` in ascending id order (``Database.for_update``), so two transfers touching the same
+  accounts serialize and cannot deadlock. Serialization failures, deadlocks and lock timeouts
+  (SQLSTATE 40001/40P01/55P03) are retried anyway, so such an error never reaches a user; so is a
+  prepared statement the server lacks (``prepared.GONE``). A unique violation (23505) is not
+  transient: retrying the same work meets the same row, so it is an error, never retried (writers
+  that may race on a key take its turn first, see ``turns``). A read runs its statements without
+  BEGIN and COMMIT (autocommit): under READ COMMITTED each statement sees what was committed when it
+  began either way, so the two round trips bought nothing; a read that needs one snapshot across its
+  statements asks for it (``read(snapshot=True)``: REPEATABLE READ).
 
 Two options serve callers on an event loop (``Database.run``):
 
@@ -112,7 +112,7 @@ _SQLITE_DENIED = frozenset({3, 8, 23})
 """SQLITE_PERM, SQLITE_READONLY (a file or folder this user may only read, `query_only`) and SQLITE_AUTH."""
 _PROMPT_TURN_WAIT_S = 0.005
 """SQLite: how long work that must not wait waits for the in-process write lock (see the module docstring)."""
-_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"}) | prepared.GONE
 _DENIED_SQLSTATES = frozenset({"42501", "25006"})
 """insufficient_privilege (a role that may only read) and read_only_sql_transaction (a standby, a read-only default)."""
 # SQLite's driver runs in autocommit mode, so each transaction states its own BEGIN; on PostgreSQL
@@ -227,6 +227,7 @@ class Database:
         for each in self.engines if self._loop is not None else ():
             event.listen(each, "before_cursor_execute", send_queued_before)  # queued writes go before any later SQL
             event.listen(each, "connect", _stamp_opened)
+            event.listen(each, "handle_error", prepared.forget_after)
 
     @classmethod
     def open(cls, url: str, *, pool_size: int = 16, create: bool = True, migrate: bool = True) -> Database:

@@ -8,9 +8,22 @@ keyword of psycopg's `connect`, not a libpq parameter (libpq refuses unknown one
 URL's query here and handed to psycopg: `none` (or empty) never prepares, a number replaces 5.
 """
 
+import logging
 from typing import Any
 
+import psycopg
+from sqlalchemy.engine import ExceptionContext
+
+_log = logging.getLogger(__name__)
+
 KEY = "prepare_threshold"
+MISSING = "26000"
+"""invalid_sql_statement_name: `prepared statement ... does not exist`."""
+GONE = frozenset({MISSING, "42P05"})
+"""`MISSING` and duplicate_prepared_statement (`... already exists`): the server's prepared statements are not the
+ones psycopg named on the connection (a DEALLOCATE ALL or DISCARD ALL it did not see: a pooler's, an operator's).
+The statement did not run, and its transaction is aborted: worth a retry (`database`), once psycopg forgot what it
+holds wrongly (`forget_if_gone`)."""
 
 
 def threshold(value: str | tuple[str, ...]) -> int | None:
@@ -28,3 +41,32 @@ def for_driver(params: dict[str, Any]) -> dict[str, Any]:
     if KEY in params:
         params[KEY] = threshold(params[KEY])
     return params
+
+
+def forget_if_gone(driver: psycopg.Connection[Any], exc: BaseException) -> None:
+    """After an error in `GONE` on `driver`, a warning: the retry would hide a pooler in transaction mode, where a
+    name can also find another client's statement and run it (DEPLOYMENT.md). After `MISSING`, psycopg forgets every
+    statement it named prepared there, and prepares each afresh under a new name (its count of names goes on: one
+    the server still holds is never reused); it forgets them only at a ROLLBACK, never sent in autocommit, so a read's
+    statement (on the loop's connection, or a pooled one) failed at every later run on that connection. A name the
+    server held already was never taken (psycopg raises before it records it; a round trip forgets it: `round_trip`),
+    and those psycopg holds are still the server's."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate not in GONE:
+        return
+    _log.warning(
+        "the database's prepared statements are not the ones this connection made (%s); the work runs again. "
+        "Behind a connection pooler in transaction mode, set ?%s=none in the database URL",
+        str(exc).strip(),
+        KEY,
+    )
+    if sqlstate == MISSING:
+        driver._prepared._names.clear()
+
+
+def forget_after(context: ExceptionContext) -> None:
+    """`handle_error` listener: `forget_if_gone` for SQLAlchemy's own statements (`Statement`'s errors pass
+    `statement._translated`)."""
+    conn = context.connection
+    if conn is not None and getattr(context.original_exception, "sqlstate", None) in GONE:
+        forget_if_gone(conn.connection.dbapi_connection, context.original_exception)  # type: ignore[arg-type]

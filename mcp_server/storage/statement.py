@@ -33,6 +33,7 @@ from sqlalchemy import Connection, Dialect, RootTransaction, text
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.exc import DBAPIError, StatementError
 
+from mcp_server.storage import prepared
 from mcp_server.storage.round_trip import Sent, send_together
 
 _Bound = tuple[str, dict[str, Any]]  # driver SQL and its arguments
@@ -423,8 +424,10 @@ def _driver(conn: Connection) -> Any:
 
 
 def _translated(conn: Connection, driver: Any, cursor: Any, sql: str, arguments: Any, exc: Any) -> StatementError:
-    """The driver's error `exc` as SQLAlchemy's (naming `sql`); `conn` is invalidated if the error lost it."""
+    """The driver's error `exc` as SQLAlchemy's (naming `sql`); `conn` is invalidated if the error lost it, its
+    prepared statements forgotten if the server lacks them (`prepared.forget_if_gone`)."""
     dialect = conn.dialect
+    prepared.forget_if_gone(driver, exc)
     disconnected = dialect.is_disconnect(exc, driver, cursor)
     if disconnected:
         conn.invalidate(exc)
