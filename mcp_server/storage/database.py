@@ -227,6 +227,7 @@ class Database:
         for each in self.engines if self._loop is not None else ():
             event.listen(each, "before_cursor_execute", send_queued_before)  # queued writes go before any later SQL
             event.listen(each, "connect", _stamp_opened)
+            event.listen(each, "connect", prepared.unique_names)
             event.listen(each, "handle_error", prepared.forget_after)
 
     @classmethod

@@ -9,6 +9,7 @@ URL's query here and handed to psycopg: `none` (or empty) never prepares, a numb
 """
 
 import logging
+import os
 from typing import Any
 
 import psycopg
@@ -70,3 +71,13 @@ def forget_after(context: ExceptionContext) -> None:
     conn = context.connection
     if conn is not None and getattr(context.original_exception, "sqlstate", None) in GONE:
         forget_if_gone(conn.connection.dbapi_connection, context.original_exception)  # type: ignore[arg-type]
+
+
+def unique_names(driver: psycopg.Connection[Any], _entry: object) -> None:
+    """`connect` listener: this connection's prepared statements are named from a random point (`_pg3_<n>`), not from
+    0 as on every psycopg connection. Behind a pooler in transaction mode without `?prepare_threshold=none`, a
+    transaction may land on a server connection where another client prepared its own statement under a name this
+    one gave too, and run that statement with this one's arguments (DEPLOYMENT.md: a `SELECT` ran as another's
+    `INSERT`). With names no other connection gives, the statement is missing there instead (26000): nothing runs,
+    and the work runs again (`forget_if_gone`)."""
+    driver._prepared._prepared_idx = int.from_bytes(os.urandom(6), "big")
