@@ -68,7 +68,10 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=STOP_GRACE,
         **proxy_options(settings.forwarded_allow_ips),
     )
-    DrainingServer(config, drain).run(sockets=[listener])
+    try:
+        DrainingServer(config, drain).run(sockets=[listener])
+    except KeyboardInterrupt:  # SIGINT, raised again once uvicorn stopped: a call it cancelled may hold a thread
+        _exit(130)
     if drain.cut_short:  # a call cut off may hold a worker thread (a transaction waiting for a lock): not waited for
         _exit(0)
 

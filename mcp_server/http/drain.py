@@ -13,7 +13,8 @@ first, with the port still open:
 
 Once none runs, or `drain_timeout` seconds after the signal, uvicorn stops as before (giving what is left
 `STOP_GRACE` seconds) and the process exits 0: at once if the drain's time ran out (`cut_short`), without
-waiting for a worker thread a cut-off call left behind. A second SIGTERM, or SIGINT, stops at once.
+waiting for a worker thread a cut-off call left behind. A second SIGTERM, or SIGINT, stops at once (SIGINT
+exits 130 without waiting for such a thread either).
 """
 
 import logging

@@ -126,6 +126,29 @@ async def test_a_drain_whose_time_runs_out_exits_anyway_and_the_call_cut_off_mov
     held.books.assert_sound()
 
 
+@pytest.mark.parametrize("signals", [("SIGINT",), ("SIGTERM", "SIGINT")])
+async def test_sigint_stops_at_once_though_a_call_waits_for_the_ledger_and_moves_nothing(
+    tmp_path: Path, signals: tuple[str, ...]
+) -> None:
+    """SIGINT (at once, or cutting a drain short): uvicorn cancelled the call, but the process then waited for the
+    worker thread its transaction ran on, which held on until the lock was free (15 s on SQLite, without end on
+    PostgreSQL's row locks): an operator's Ctrl-C left a server with its port closed and its process running."""
+    async with _held_call(tmp_path) as held:
+        process, since = held.server.process, held.server.log_path.stat().st_size
+        assert process is not None
+        stopping = time.monotonic()
+        for name in signals:
+            if name == "SIGINT" and "SIGTERM" in signals:
+                await anyio.to_thread.run_sync(logged, held.server.log_path, "draining:", since)
+            process.send_signal(getattr(signal, name))
+        assert await held.exited() == 130, held.server.log_tail()
+        assert time.monotonic() - stopping < EXIT_WITHIN / 2, "waited for the call's worker thread"
+        held.lock.execute("ROLLBACK")
+    assert not held.results
+    assert held.books.balance(held.target) == 5000 and held.books.memo_counts("held") == {}
+    held.books.assert_sound()
+
+
 @dataclass
 class _Held:
     """A server with one call running: a transfer waiting for SQLite's write lock, which the test holds (as
