@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import httpx2
+import psycopg
 import pytest
 from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST
 
@@ -88,9 +89,9 @@ async def test_sigterm_tells_a_waiting_call_its_approval_stays_pending_and_the_k
 
 
 async def test_while_a_call_runs_after_sigterm_readyz_is_503_new_requests_are_refused_and_the_call_finishes(
-    tmp_path: Path,
+    db_url: str, tmp_path: Path
 ) -> None:
-    async with _held_call(tmp_path) as held:
+    async with _held_call(db_url, tmp_path) as held:
         held.server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
 
         ready = await anyio.to_thread.run_sync(lambda: _polled(held.server, "/readyz", 503))
@@ -114,8 +115,10 @@ async def test_while_a_call_runs_after_sigterm_readyz_is_503_new_requests_are_re
     held.books.assert_sound()
 
 
-async def test_a_drain_whose_time_runs_out_exits_anyway_and_the_call_cut_off_moves_nothing(tmp_path: Path) -> None:
-    async with _held_call(tmp_path, "--drain-timeout", "1") as held:
+async def test_a_drain_whose_time_runs_out_exits_anyway_and_the_call_cut_off_moves_nothing(
+    db_url: str, tmp_path: Path
+) -> None:
+    async with _held_call(db_url, tmp_path, "--drain-timeout", "1") as held:
         stopping = time.monotonic()
         held.server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         assert await held.exited() == 0, held.server.log_tail()
@@ -128,12 +131,12 @@ async def test_a_drain_whose_time_runs_out_exits_anyway_and_the_call_cut_off_mov
 
 @pytest.mark.parametrize("signals", [("SIGINT",), ("SIGTERM", "SIGINT")])
 async def test_sigint_stops_at_once_though_a_call_waits_for_the_ledger_and_moves_nothing(
-    tmp_path: Path, signals: tuple[str, ...]
+    db_url: str, tmp_path: Path, signals: tuple[str, ...]
 ) -> None:
     """SIGINT (at once, or cutting a drain short): uvicorn cancelled the call, but the process then waited for the
     worker thread its transaction ran on, which held on until the lock was free (15 s on SQLite, without end on
     PostgreSQL's row locks): an operator's Ctrl-C left a server with its port closed and its process running."""
-    async with _held_call(tmp_path) as held:
+    async with _held_call(db_url, tmp_path) as held:
         process, since = held.server.process, held.server.log_path.stat().st_size
         assert process is not None
         stopping = time.monotonic()
@@ -151,13 +154,13 @@ async def test_sigint_stops_at_once_though_a_call_waits_for_the_ledger_and_moves
 
 @dataclass
 class _Held:
-    """A server with one call running: a transfer waiting for SQLite's write lock, which the test holds (as
-    another process would)."""
+    """A server with one call running: a transfer waiting for SQLite's write lock, or PostgreSQL's locks on its
+    accounts' rows, which the test holds (as another process would) until it sends ROLLBACK on `lock`."""
 
     server: ServerProcess
     books: Books
     target: str
-    lock: sqlite3.Connection
+    lock: sqlite3.Connection | psycopg.Connection[Any]
     results: list[dict[str, Any]]
 
     def exit_code(self) -> int | None:
@@ -171,19 +174,27 @@ class _Held:
 
 
 @asynccontextmanager
-async def _held_call(tmp_path: Path, *extra: str) -> AsyncIterator[_Held]:
-    path = tmp_path / "ledger.db"
-    books = Books(f"sqlite:///{path}")
+async def _held_call(db_url: str, tmp_path: Path, *extra: str) -> AsyncIterator[_Held]:
+    books = Books(db_url)
     source, target = books.open_accounts(2, "50.00")
     server = ServerProcess(books.db_url, tmp_path, "--log-level", "DEBUG", *extra)
     server.start()
-    lock = sqlite3.connect(path, isolation_level=None)
+    sqlite = db_url.startswith("sqlite")
+    lock = (
+        sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+        if sqlite
+        else psycopg.connect(db_url, autocommit=True)
+    )
     held = _Held(server, books, target, lock, [])
     try:
         server.wait_ready()
         async with connect(server.url) as client, anyio.create_task_group() as group:
             await client.call_tool("get_account_balance", {"account_id": source})  # the session is up
-            lock.execute("BEGIN IMMEDIATE")
+            if sqlite:
+                lock.execute("BEGIN IMMEDIATE")
+            else:
+                lock.execute("BEGIN")
+                lock.execute("SELECT id FROM accounts WHERE id IN (%s, %s) FOR UPDATE", (source, target))
             since = server.log_path.stat().st_size
 
             async def running() -> None:
