@@ -70,10 +70,11 @@ def serve(settings: Settings) -> None:
     )
     try:
         DrainingServer(config, drain).run(sockets=[listener])
-    except KeyboardInterrupt:  # SIGINT, raised again once uvicorn stopped: a call it cancelled may hold a thread
+    except KeyboardInterrupt:  # SIGINT, raised again once uvicorn stopped
         _exit(130)
-    if drain.cut_short:  # a call cut off may hold a worker thread (a transaction waiting for a lock): not waited for
-        _exit(0)
+    # Not waiting for worker threads: a call cut off, or given up on past its database deadline, may leave one in a
+    # transaction that waits for a lock (on PostgreSQL without end). Its caller has its answer; the audit is chained.
+    _exit(0)
 
 
 def _start_desk(state: AppState, settings: Settings) -> None:

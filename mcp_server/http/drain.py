@@ -12,9 +12,8 @@ first, with the port still open:
 - the calls still running (their transactions) finish as usual.
 
 Once none runs, or `drain_timeout` seconds after the signal, uvicorn stops as before (giving what is left
-`STOP_GRACE` seconds) and the process exits 0: at once if the drain's time ran out (`cut_short`), without
-waiting for a worker thread a cut-off call left behind. A second SIGTERM, or SIGINT, stops at once (SIGINT
-exits 130 without waiting for such a thread either).
+`STOP_GRACE` seconds) and the process exits 0, without waiting for a worker thread a call cut off (or given up
+on past its database deadline) left behind. A second SIGTERM, or SIGINT (exit 130), stops at once.
 """
 
 import logging
@@ -46,8 +45,6 @@ class Drain:
         self.seconds = seconds
         self.running = 0
         """MCP requests being served (a stream a client keeps open to listen is not one: it never ends)."""
-        self.cut_short = False
-        """Whether its time ran out with requests still running (their worker threads may still be busy)."""
         self._clock = clock
         self._deadline: float | None = None
 
@@ -70,7 +67,6 @@ class Drain:
             return False
         if self.running:
             log.warning("drain time is up with %d MCP requests still running; stopping anyway", self.running)
-            self.cut_short = True
         return True
 
     def guard(self, app: ASGIApp) -> ASGIApp:

@@ -21,6 +21,8 @@ import psycopg
 import pytest
 from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST
 
+from mcp_server.audit.reader import verify
+from mcp_server.storage.gate_store import NETWORK_DEADLINE
 from policy.testing import ScriptedResponder, approve, silence
 from tests.drills.support import Books, ServerProcess, connect
 from tests.support import TOKENS, WAITS_FOR_THE_LEDGER, keyed, logged, outcome
@@ -113,6 +115,7 @@ async def test_while_a_call_runs_after_sigterm_readyz_is_503_new_requests_are_re
     assert held.results[0]["status"] == "executed", held.results
     assert held.books.balance(held.target) == 5100 and held.books.memo_counts("held") == {"held": 1}
     held.books.assert_sound()
+    assert verify(held.books.db).pending == 0  # exiting at once left no audit record unchained
 
 
 async def test_a_drain_whose_time_runs_out_exits_anyway_and_the_call_cut_off_moves_nothing(
@@ -148,6 +151,25 @@ async def test_sigint_stops_at_once_though_a_call_waits_for_the_ledger_and_moves
         assert time.monotonic() - stopping < EXIT_WITHIN / 2, "waited for the call's worker thread"
         held.lock.execute("ROLLBACK")
     assert not held.results
+    assert held.books.balance(held.target) == 5000 and held.books.memo_counts("held") == {}
+    held.books.assert_sound()
+
+
+@pytest.mark.postgres
+async def test_a_drain_exits_though_a_call_given_up_on_still_waits_for_a_lock(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL: a call whose store does not answer within its deadline is answered `database_unavailable`, its
+    worker thread left waiting for the rows' locks (without end). The drain was then over and uvicorn stopped, but
+    the process waited for that thread: a rolling restart's SIGTERM lasted until the lock was freed (or SIGKILL)."""
+    async with _held_call(postgres_url, tmp_path) as held:
+        held.server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        with anyio.fail_after(NETWORK_DEADLINE + EXIT_WITHIN):
+            while not held.results:
+                await anyio.sleep(0.05)
+        assert held.results[0]["error"]["code"] == "database_unavailable", held.results
+        assert await held.exited() == 0, held.server.log_tail()  # the lock still held
+        held.lock.execute("ROLLBACK")
     assert held.books.balance(held.target) == 5000 and held.books.memo_counts("held") == {}
     held.books.assert_sound()
 
