@@ -72,9 +72,7 @@ def serve(settings: Settings) -> None:
         DrainingServer(config, drain).run(sockets=[listener])
     except KeyboardInterrupt:  # SIGINT, raised again once uvicorn stopped
         _exit(130)
-    # Not waiting for worker threads: a call cut off, or given up on past its database deadline, may leave one in a
-    # transaction that waits for a lock (on PostgreSQL without end). Its caller has its answer; the audit is chained.
-    _exit(0)
+    _exit_served()
 
 
 def _start_desk(state: AppState, settings: Settings) -> None:
@@ -105,7 +103,8 @@ def _serve_stdio(run: Callable[[], None]) -> None:
     stay until stdin ended (in a terminal, until Enter; from a client, until it closed the pipe).
     Every ledger write is one transaction and an open question stays pending for the caller's
     retry, so exiting on the spot loses nothing. A client that exits closes stdout too: the SDK's
-    writer then fails with a broken pipe, which is that client gone, not an error.
+    writer then fails with a broken pipe, which is that client gone, not an error. Once the client is
+    gone every call has ended, and the process exits without waiting for worker threads (see `_exit_served`).
     """
     if sys.stdin.isatty():
         print(WAITING, file=sys.stderr, flush=True)
@@ -114,6 +113,7 @@ def _serve_stdio(run: Callable[[], None]) -> None:
         run()
     except* BrokenPipeError:  # the client closed stdout (it exited): gone, as at the end of stdin
         log.info("the MCP client closed stdout; stopped")
+    _exit_served()
 
 
 async def _interruptible(serving: Callable[[], Awaitable[None]]) -> None:
@@ -131,6 +131,13 @@ async def _interruptible(serving: Callable[[], Awaitable[None]]) -> None:
 def _exit_on_interrupt(_signum: int, _frame: object) -> None:
     print("bankgate-mcp: stopped", file=sys.stderr, flush=True)
     _exit(130)
+
+
+def _exit_served() -> None:
+    """Exit 0 once serving has ended (its calls answered or cut off, the audit chained by the lifespan's end), not
+    waiting for worker threads: a call cut off, or given up on past its database deadline, may have left one in a
+    transaction waiting for a lock (on PostgreSQL, without end), and the process would have stayed with it."""
+    _exit(0)
 
 
 def _exit(code: int) -> None:
