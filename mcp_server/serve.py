@@ -68,11 +68,12 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=STOP_GRACE,
         **proxy_options(settings.forwarded_allow_ips),
     )
+    http_server = DrainingServer(config, drain)
     try:
-        DrainingServer(config, drain).run(sockets=[listener])
-    except KeyboardInterrupt:  # SIGINT, raised again once uvicorn stopped
+        http_server.run(sockets=[listener])
+    except KeyboardInterrupt:  # a second SIGINT, raised again once uvicorn stopped
         _exit(130)
-    _exit_served()
+    _exit_served(130 if http_server.stopped_by == signal.SIGINT else 0)
 
 
 def _start_desk(state: AppState, settings: Settings) -> None:
@@ -133,11 +134,11 @@ def _exit_on_interrupt(_signum: int, _frame: object) -> None:
     _exit(130)
 
 
-def _exit_served() -> None:
-    """Exit 0 once serving has ended (its calls answered or cut off, the audit chained by the lifespan's end), not
-    waiting for worker threads: a call cut off, or given up on past its database deadline, may have left one in a
-    transaction waiting for a lock (on PostgreSQL, without end), and the process would have stayed with it."""
-    _exit(0)
+def _exit_served(code: int = 0) -> None:
+    """Exit with `code` once serving has ended (its calls answered or cut off, the audit chained as the lifespan
+    ended), not waiting for worker threads: a call cut off, or given up on past its database deadline, may have left
+    one in a transaction waiting for a lock (on PostgreSQL, without end), and the process would have stayed with it."""
+    _exit(code)
 
 
 def _exit(code: int) -> None:

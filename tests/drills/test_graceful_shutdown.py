@@ -35,9 +35,12 @@ EXIT_WITHIN = 10.0
 """Seconds a drained server takes to exit once nothing runs."""
 
 
-async def test_sigterm_tells_a_waiting_call_its_approval_stays_pending_and_the_keyed_retry_continues_it(
-    db_url: str, tmp_path: Path
+@pytest.mark.parametrize(("stop", "code"), [("SIGTERM", 0), ("SIGINT", 130)])
+async def test_a_stop_signal_tells_a_waiting_call_its_approval_stays_pending_and_the_keyed_retry_continues_it(
+    db_url: str, tmp_path: Path, stop: str, code: int
 ) -> None:
+    """SIGINT (an operator's Ctrl-C) cut the waiting call's stream: its caller got "SSE stream ended without a
+    response" (which the SDK's clients read as the connection lost), not that its approval stays pending."""
     books = Books(db_url)
     source, target = books.open_accounts(2, "50.00")
     args = {"from_account": source, "to_account": target, "amount": "20.00", "memo": "sigterm"}
@@ -61,11 +64,11 @@ async def test_sigterm_tells_a_waiting_call_its_approval_stays_pending_and_the_k
             group.start_soon(call)
             await waiting.asked()
             stopping = time.monotonic()
-            process.send_signal(signal.SIGTERM)
-            code = await anyio.to_thread.run_sync(lambda: process.wait(EXIT_WITHIN))
+            process.send_signal(getattr(signal, stop))
+            exited = await anyio.to_thread.run_sync(lambda: process.wait(EXIT_WITHIN))
             group.cancel_scope.cancel()
 
-        assert code == 0, server.log_tail()
+        assert exited == code, server.log_tail()
         [(at, result)] = answered
         assert at - stopping < ANSWERED_WITHIN
         (ref,) = books.db.read(lambda c: c.exec_driver_sql("SELECT ref FROM approvals").scalars().all())
