@@ -71,7 +71,7 @@ def serve(settings: Settings) -> None:
     http_server = DrainingServer(config, drain)
     try:
         http_server.run(sockets=[listener])
-    except KeyboardInterrupt:  # a second SIGINT, raised again once uvicorn stopped
+    except KeyboardInterrupt:  # SIGINT as a second signal: uvicorn stopped, then raised it again
         _exit(130)
     _exit_served(130 if http_server.stopped_by == signal.SIGINT else 0)
 

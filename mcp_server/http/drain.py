@@ -61,8 +61,9 @@ class Drain:
         shorter than the drain's own."""
         if self._deadline is not None:
             return
-        self._deadline = self._clock() + (self.seconds if seconds is None else min(seconds, self.seconds))
-        log.info("draining: %d MCP requests running, at most %g s", self.running, self.seconds)
+        limit = self.seconds if seconds is None else min(seconds, self.seconds)
+        self._deadline = self._clock() + limit
+        log.info("draining: %d MCP requests running, at most %g s", self.running, limit)
         self.waits.stop()
 
     def over(self) -> bool:

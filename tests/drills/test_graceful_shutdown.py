@@ -139,9 +139,9 @@ async def test_a_drain_whose_time_runs_out_exits_anyway_and_the_call_cut_off_mov
 async def test_sigint_stops_at_once_though_a_call_waits_for_the_ledger_and_moves_nothing(
     db_url: str, tmp_path: Path, signals: tuple[str, ...]
 ) -> None:
-    """SIGINT (at once, or cutting a drain short): uvicorn cancelled the call, but the process then waited for the
-    worker thread its transaction ran on, which held on until the lock was free (15 s on SQLite, without end on
-    PostgreSQL's row locks): an operator's Ctrl-C left a server with its port closed and its process running."""
+    """SIGINT (its own brief drain, or cutting a SIGTERM's short): uvicorn cancelled the call, but the process then
+    waited for the worker thread its transaction ran on, which held on until the lock was free (15 s on SQLite,
+    without end on PostgreSQL's row locks): an operator's Ctrl-C left a server with its port closed, still running."""
     async with _held_call(db_url, tmp_path) as held:
         process, since = held.server.process, held.server.log_path.stat().st_size
         assert process is not None
