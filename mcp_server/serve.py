@@ -68,9 +68,12 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=STOP_GRACE,
         **proxy_options(settings.forwarded_allow_ips),
     )
-    DrainingServer(config, drain).run(sockets=[listener])
-    if drain.cut_short:  # a call cut off may hold a worker thread (a transaction waiting for a lock): not waited for
-        _exit(0)
+    http_server = DrainingServer(config, drain)
+    try:
+        http_server.run(sockets=[listener])
+    except KeyboardInterrupt:  # SIGINT as a second signal: uvicorn stopped, then raised it again
+        _exit(130)
+    _exit_served(130 if http_server.stopped_by == signal.SIGINT else 0)
 
 
 def _start_desk(state: AppState, settings: Settings) -> None:
@@ -101,7 +104,8 @@ def _serve_stdio(run: Callable[[], None]) -> None:
     stay until stdin ended (in a terminal, until Enter; from a client, until it closed the pipe).
     Every ledger write is one transaction and an open question stays pending for the caller's
     retry, so exiting on the spot loses nothing. A client that exits closes stdout too: the SDK's
-    writer then fails with a broken pipe, which is that client gone, not an error.
+    writer then fails with a broken pipe, which is that client gone, not an error. Once the client is
+    gone every call has ended, and the process exits without waiting for worker threads (see `_exit_served`).
     """
     if sys.stdin.isatty():
         print(WAITING, file=sys.stderr, flush=True)
@@ -110,6 +114,7 @@ def _serve_stdio(run: Callable[[], None]) -> None:
         run()
     except* BrokenPipeError:  # the client closed stdout (it exited): gone, as at the end of stdin
         log.info("the MCP client closed stdout; stopped")
+    _exit_served()
 
 
 async def _interruptible(serving: Callable[[], Awaitable[None]]) -> None:
@@ -127,6 +132,13 @@ async def _interruptible(serving: Callable[[], Awaitable[None]]) -> None:
 def _exit_on_interrupt(_signum: int, _frame: object) -> None:
     print("bankgate-mcp: stopped", file=sys.stderr, flush=True)
     _exit(130)
+
+
+def _exit_served(code: int = 0) -> None:
+    """Exit with `code` once serving has ended (its calls answered or cut off, the audit chained as the lifespan
+    ended), not waiting for worker threads: a call cut off, or given up on past its database deadline, may have left
+    one in a transaction waiting for a lock (on PostgreSQL, without end), and the process would have stayed with it."""
+    _exit(code)
 
 
 def _exit(code: int) -> None:

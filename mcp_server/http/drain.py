@@ -12,8 +12,10 @@ first, with the port still open:
 - the calls still running (their transactions) finish as usual.
 
 Once none runs, or `drain_timeout` seconds after the signal, uvicorn stops as before (giving what is left
-`STOP_GRACE` seconds) and the process exits 0: at once if the drain's time ran out (`cut_short`), without
-waiting for a worker thread a cut-off call left behind. A second SIGTERM, or SIGINT, stops at once.
+`STOP_GRACE` seconds) and the process exits 0, without waiting for a worker thread a call cut off (or given up
+on past its database deadline) left behind. A first SIGINT (an operator's Ctrl-C) drains as briefly as it can:
+the waiting calls are answered the same way, the running ones get `INTERRUPT_GRACE` seconds, and the process
+exits 130 (uvicorn's SIGINT cut every stream, a waiting caller's too, unanswered). A second signal stops at once.
 """
 
 import logging
@@ -34,6 +36,8 @@ RETRY_AFTER = 2
 """Seconds a refused caller is told to wait before retrying (by then a load balancer routes it elsewhere)."""
 STOP_GRACE = 2
 """Seconds uvicorn gives what is left once the drain is over (streams closing) before cancelling it."""
+INTERRUPT_GRACE = 1.0
+"""Seconds a SIGINT's drain gives the calls still running (enough for the answers to waiting calls to go out)."""
 _REFUSAL = "The server is restarting; nothing was done. Send the request again in a few seconds."
 
 
@@ -45,8 +49,6 @@ class Drain:
         self.seconds = seconds
         self.running = 0
         """MCP requests being served (a stream a client keeps open to listen is not one: it never ends)."""
-        self.cut_short = False
-        """Whether its time ran out with requests still running (their worker threads may still be busy)."""
         self._clock = clock
         self._deadline: float | None = None
 
@@ -54,12 +56,14 @@ class Drain:
     def draining(self) -> bool:
         return self._deadline is not None
 
-    def begin(self) -> None:
-        """Refuse new work from now on and end the waits for a human (idempotent)."""
+    def begin(self, seconds: float | None = None) -> None:
+        """Refuse new work from now on and end the waits for a human (idempotent); over within `seconds`, if
+        shorter than the drain's own."""
         if self._deadline is not None:
             return
-        self._deadline = self._clock() + self.seconds
-        log.info("draining: %d MCP requests running, at most %g s", self.running, self.seconds)
+        limit = self.seconds if seconds is None else min(seconds, self.seconds)
+        self._deadline = self._clock() + limit
+        log.info("draining: %d MCP requests running, at most %g s", self.running, limit)
         self.waits.stop()
 
     def over(self) -> bool:
@@ -69,7 +73,6 @@ class Drain:
             return False
         if self.running:
             log.warning("drain time is up with %d MCP requests still running; stopping anyway", self.running)
-            self.cut_short = True
         return True
 
     def guard(self, app: ASGIApp) -> ASGIApp:
@@ -100,24 +103,25 @@ class _Guarded:
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn whose first SIGTERM drains before it stops (see the module docstring)."""
+    """uvicorn whose first SIGTERM or SIGINT drains before it stops (see the module docstring)."""
 
     def __init__(self, config: uvicorn.Config, drain: Drain) -> None:
         super().__init__(config)
         self.drain = drain
-        self._terminated = False
+        self.stopped_by: int | None = None
+        """The signal that began the drain."""
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if sig == signal.SIGTERM and not self._terminated:
+        if sig in (signal.SIGTERM, signal.SIGINT) and self.stopped_by is None:
             # Begun on the loop's next tick: a signal handler may run in the middle of anything. Not kept to be
-            # raised again once stopped (as uvicorn does), so a drained server exits 0.
-            self._terminated = True
+            # raised again once stopped (as uvicorn does): the exit status is the caller's (`stopped_by`).
+            self.stopped_by = sig
             return
         super().handle_exit(sig, frame)
 
     async def on_tick(self, counter: int) -> bool:
-        if self._terminated:
-            self.drain.begin()
+        if self.stopped_by is not None:
+            self.drain.begin(INTERRUPT_GRACE if self.stopped_by == signal.SIGINT else None)
             if self.drain.over():
                 self.should_exit = True  # uvicorn's flag: sse_starlette now ends the streams still open
                 return True

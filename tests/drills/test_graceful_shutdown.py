@@ -17,9 +17,12 @@ from typing import Any
 
 import anyio
 import httpx2
+import psycopg
 import pytest
 from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST
 
+from mcp_server.audit.reader import verify
+from mcp_server.storage.gate_store import NETWORK_DEADLINE
 from policy.testing import ScriptedResponder, approve, silence
 from tests.drills.support import Books, ServerProcess, connect
 from tests.support import TOKENS, WAITS_FOR_THE_LEDGER, keyed, logged, outcome
@@ -32,9 +35,12 @@ EXIT_WITHIN = 10.0
 """Seconds a drained server takes to exit once nothing runs."""
 
 
-async def test_sigterm_tells_a_waiting_call_its_approval_stays_pending_and_the_keyed_retry_continues_it(
-    db_url: str, tmp_path: Path
+@pytest.mark.parametrize(("stop", "code"), [("SIGTERM", 0), ("SIGINT", 130)])
+async def test_a_stop_signal_tells_a_waiting_call_its_approval_stays_pending_and_the_keyed_retry_continues_it(
+    db_url: str, tmp_path: Path, stop: str, code: int
 ) -> None:
+    """SIGINT (an operator's Ctrl-C) cut the waiting call's stream: its caller got "SSE stream ended without a
+    response" (which the SDK's clients read as the connection lost), not that its approval stays pending."""
     books = Books(db_url)
     source, target = books.open_accounts(2, "50.00")
     args = {"from_account": source, "to_account": target, "amount": "20.00", "memo": "sigterm"}
@@ -58,11 +64,11 @@ async def test_sigterm_tells_a_waiting_call_its_approval_stays_pending_and_the_k
             group.start_soon(call)
             await waiting.asked()
             stopping = time.monotonic()
-            process.send_signal(signal.SIGTERM)
-            code = await anyio.to_thread.run_sync(lambda: process.wait(EXIT_WITHIN))
+            process.send_signal(getattr(signal, stop))
+            exited = await anyio.to_thread.run_sync(lambda: process.wait(EXIT_WITHIN))
             group.cancel_scope.cancel()
 
-        assert code == 0, server.log_tail()
+        assert exited == code, server.log_tail()
         [(at, result)] = answered
         assert at - stopping < ANSWERED_WITHIN
         (ref,) = books.db.read(lambda c: c.exec_driver_sql("SELECT ref FROM approvals").scalars().all())
@@ -88,9 +94,9 @@ async def test_sigterm_tells_a_waiting_call_its_approval_stays_pending_and_the_k
 
 
 async def test_while_a_call_runs_after_sigterm_readyz_is_503_new_requests_are_refused_and_the_call_finishes(
-    tmp_path: Path,
+    db_url: str, tmp_path: Path
 ) -> None:
-    async with _held_call(tmp_path) as held:
+    async with _held_call(db_url, tmp_path) as held:
         held.server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
 
         ready = await anyio.to_thread.run_sync(lambda: _polled(held.server, "/readyz", 503))
@@ -112,10 +118,13 @@ async def test_while_a_call_runs_after_sigterm_readyz_is_503_new_requests_are_re
     assert held.results[0]["status"] == "executed", held.results
     assert held.books.balance(held.target) == 5100 and held.books.memo_counts("held") == {"held": 1}
     held.books.assert_sound()
+    assert verify(held.books.db).pending == 0  # exiting at once left no audit record unchained
 
 
-async def test_a_drain_whose_time_runs_out_exits_anyway_and_the_call_cut_off_moves_nothing(tmp_path: Path) -> None:
-    async with _held_call(tmp_path, "--drain-timeout", "1") as held:
+async def test_a_drain_whose_time_runs_out_exits_anyway_and_the_call_cut_off_moves_nothing(
+    db_url: str, tmp_path: Path
+) -> None:
+    async with _held_call(db_url, tmp_path, "--drain-timeout", "1") as held:
         stopping = time.monotonic()
         held.server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         assert await held.exited() == 0, held.server.log_tail()
@@ -126,15 +135,57 @@ async def test_a_drain_whose_time_runs_out_exits_anyway_and_the_call_cut_off_mov
     held.books.assert_sound()
 
 
+@pytest.mark.parametrize("signals", [("SIGINT",), ("SIGTERM", "SIGINT")])
+async def test_sigint_stops_at_once_though_a_call_waits_for_the_ledger_and_moves_nothing(
+    db_url: str, tmp_path: Path, signals: tuple[str, ...]
+) -> None:
+    """SIGINT (its own brief drain, or cutting a SIGTERM's short): uvicorn cancelled the call, but the process then
+    waited for the worker thread its transaction ran on, which held on until the lock was free (15 s on SQLite,
+    without end on PostgreSQL's row locks): an operator's Ctrl-C left a server with its port closed, still running."""
+    async with _held_call(db_url, tmp_path) as held:
+        process, since = held.server.process, held.server.log_path.stat().st_size
+        assert process is not None
+        stopping = time.monotonic()
+        for name in signals:
+            if name == "SIGINT" and "SIGTERM" in signals:
+                await anyio.to_thread.run_sync(logged, held.server.log_path, "draining:", since)
+            process.send_signal(getattr(signal, name))
+        assert await held.exited() == 130, held.server.log_tail()
+        assert time.monotonic() - stopping < EXIT_WITHIN / 2, "waited for the call's worker thread"
+        held.lock.execute("ROLLBACK")
+    assert not held.results
+    assert held.books.balance(held.target) == 5000 and held.books.memo_counts("held") == {}
+    held.books.assert_sound()
+
+
+@pytest.mark.postgres
+async def test_a_drain_exits_though_a_call_given_up_on_still_waits_for_a_lock(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL: a call whose store does not answer within its deadline is answered `database_unavailable`, its
+    worker thread left waiting for the rows' locks (without end). The drain was then over and uvicorn stopped, but
+    the process waited for that thread: a rolling restart's SIGTERM lasted until the lock was freed (or SIGKILL)."""
+    async with _held_call(postgres_url, tmp_path) as held:
+        held.server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        with anyio.fail_after(NETWORK_DEADLINE + EXIT_WITHIN):
+            while not held.results:
+                await anyio.sleep(0.05)
+        assert held.results[0]["error"]["code"] == "database_unavailable", held.results
+        assert await held.exited() == 0, held.server.log_tail()  # the lock still held
+        held.lock.execute("ROLLBACK")
+    assert held.books.balance(held.target) == 5000 and held.books.memo_counts("held") == {}
+    held.books.assert_sound()
+
+
 @dataclass
 class _Held:
-    """A server with one call running: a transfer waiting for SQLite's write lock, which the test holds (as
-    another process would)."""
+    """A server with one call running: a transfer waiting for SQLite's write lock, or PostgreSQL's locks on its
+    accounts' rows, which the test holds (as another process would) until it sends ROLLBACK on `lock`."""
 
     server: ServerProcess
     books: Books
     target: str
-    lock: sqlite3.Connection
+    lock: sqlite3.Connection | psycopg.Connection[Any]
     results: list[dict[str, Any]]
 
     def exit_code(self) -> int | None:
@@ -148,19 +199,27 @@ class _Held:
 
 
 @asynccontextmanager
-async def _held_call(tmp_path: Path, *extra: str) -> AsyncIterator[_Held]:
-    path = tmp_path / "ledger.db"
-    books = Books(f"sqlite:///{path}")
+async def _held_call(db_url: str, tmp_path: Path, *extra: str) -> AsyncIterator[_Held]:
+    books = Books(db_url)
     source, target = books.open_accounts(2, "50.00")
     server = ServerProcess(books.db_url, tmp_path, "--log-level", "DEBUG", *extra)
     server.start()
-    lock = sqlite3.connect(path, isolation_level=None)
+    sqlite = db_url.startswith("sqlite")
+    lock = (
+        sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+        if sqlite
+        else psycopg.connect(db_url, autocommit=True)
+    )
     held = _Held(server, books, target, lock, [])
     try:
         server.wait_ready()
         async with connect(server.url) as client, anyio.create_task_group() as group:
             await client.call_tool("get_account_balance", {"account_id": source})  # the session is up
-            lock.execute("BEGIN IMMEDIATE")
+            if sqlite:
+                lock.execute("BEGIN IMMEDIATE")
+            else:
+                lock.execute("BEGIN")
+                lock.execute("SELECT id FROM accounts WHERE id IN (%s, %s) FOR UPDATE", (source, target))
             since = server.log_path.stat().st_size
 
             async def running() -> None:

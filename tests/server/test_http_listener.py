@@ -63,6 +63,7 @@ def served(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[Serv
     handed: list[tuple[uvicorn.Server, list[socket.socket]]] = []
     monkeypatch.setattr(uvicorn.Server, "run", lambda server, sockets: handed.append((server, sockets)))
     monkeypatch.setattr(mcp_server.serve, "configure_logging", lambda *_: None)  # pytest owns the root logger
+    monkeypatch.setattr(mcp_server.serve, "_exit_served", lambda *_: None)  # the process it would end is pytest's
     serve(settings)
     [(server, [listener])] = handed
     try:

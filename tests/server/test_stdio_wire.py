@@ -18,11 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from mcp_types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 
 from mcp_server.audit.keys import KEY_FILE_ENV
-from tests.server.harness import Harness
+from mcp_server.storage.gate_store import NETWORK_DEADLINE
+from tests.server.harness import Harness, postgres_harness
 from tests.support import WAITS_FOR_THE_LEDGER, keyed, logged, serve_args
 
 INIT = {
@@ -320,6 +322,46 @@ def test_sigint_while_an_approved_transfer_waits_for_the_ledger_moves_nothing_an
         again.process.wait()
     assert done["result"]["structuredContent"]["status"] == "executed"
     assert ledger.balance(source) == 3000 and ledger.balance(target) == 2000
+
+
+@pytest.fixture
+def postgres_ledger() -> Iterator[Harness]:
+    yield from postgres_harness()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("how", ["end of stdin", "client exits"])
+def test_a_client_gone_after_a_call_given_up_on_still_waiting_for_a_lock_stops_the_server(
+    postgres_ledger: Harness, tmp_path: Path, how: str
+) -> None:
+    """PostgreSQL: a call whose store does not answer within its deadline is answered `database_unavailable`, its
+    worker thread left waiting for the rows' locks (without end). Its client gone, the server stayed, connections
+    open, until the lock was freed: each restart of a desktop assistant could leave one more process behind."""
+    ledger = postgres_ledger
+    source, target = ledger.open_account("50"), ledger.open_account("0")
+    wire = Wire(ledger, tmp_path / "stderr.log")
+    holder = psycopg.connect(ledger.db_url, autocommit=True)
+    try:
+        wire.initialize()
+        holder.execute("BEGIN")
+        holder.execute("SELECT id FROM accounts WHERE id IN (%s, %s) FOR UPDATE", (source, target))
+        params = {"name": "transfer_funds", "arguments": {"from_account": source, "to_account": target, "amount": "1"}}
+        wire.send({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params})
+        (done,) = [m for m in wire.read(lambda m: m.get("id") == 5, NETWORK_DEADLINE + 15) if m.get("id") == 5]
+        assert done["result"]["structuredContent"]["error"]["code"] == "database_unavailable", done
+        leave(wire, how)
+        try:
+            assert wire.process.wait(timeout=10) == 0
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the server outlived its client ({how}) while a worker thread waited for a lock")
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+        if wire.process.poll() is None:
+            wire.process.kill()
+        wire.process.wait()
+    assert ledger.balance(source) == 5000 and ledger.balance(target) == 0
+    assert "Traceback" not in wire.stderr(), wire.stderr()
 
 
 OWN_IDS = [  # (line, the id the error must carry, its code)
