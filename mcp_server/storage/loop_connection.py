@@ -110,6 +110,8 @@ class LoopConnection:
         self._opening = threading.Lock()
         self._in_use = threading.Lock()
         self._rest_until = 0.0
+        self._refused: str | None = None
+        """Why the last open failed, as logged (`_refusal`); `None` once one succeeded."""
 
     def take(self) -> Connection | None:
         """The connection for one unit of work, held until `give_back`, or `None` (nothing held): not ready
@@ -152,11 +154,23 @@ class LoopConnection:
     def _open(self) -> None:
         try:
             self._fresh = self.engine.connect()
-        except Exception:
-            _log.warning("could not open the event loop's database connection; worker threads serve", exc_info=True)
+            self._refused = None
+        except Exception as exc:
+            self._refusal(exc)
             self._rest_until = time.monotonic() + REST_S
         finally:
             self._opening.release()
+
+    def _refusal(self, exc: Exception) -> None:
+        """Log why the connection could not be opened: as a warning, with its traceback, when the reason is new; at
+        DEBUG when it is the one logged last. A refusal that lasts (a pooler that takes no startup `options`) is
+        tried again every `REST_S` for as long as the server runs, and would otherwise fill the log."""
+        reason = f"{type(exc).__name__}: {exc}"
+        if reason == self._refused:
+            _log.debug("could not open the event loop's database connection, again: %s", reason)
+            return
+        self._refused = reason
+        _log.warning("could not open the event loop's database connection; worker threads serve", exc_info=True)
 
     def _adopted(self) -> Connection | None:
         """The connection opened in the background, once its round trip (timed here) is short enough and its

@@ -568,3 +568,27 @@ def test_a_write_on_the_loop_that_need_not_reach_the_disk_relaxes_only_its_own_c
     assert pg.run(unit, wait=False, durable=False) == "off"
     assert pg.run(lambda conn: conn.exec_driver_sql("SHOW synchronous_commit").scalar_one(), wait=False) == "on"
     assert count(pg) == 1
+
+
+def test_a_refusal_that_lasts_is_warned_of_once(
+    pg: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that refuses the loop's connection for good (PgBouncer without `ignore_startup_parameters = options`:
+    `unsupported startup parameter`) is asked again every `REST_S` while the server runs: one warning with the reason,
+    then DEBUG lines, not a traceback every five seconds. Work goes to worker threads all along."""
+    caplog.set_level("DEBUG", logger=loop_connection.__name__)
+    monkeypatch.setattr(loop_connection, "REST_S", 0.0)
+
+    def refused(*_args: Any, **_kwargs: Any) -> Any:
+        raise psycopg.OperationalError("FATAL:  unsupported startup parameter: options")
+
+    monkeypatch.setattr(loop_connection.BoundedConnection, "connect", refused)
+    deadline = time.monotonic() + 10
+    while caplog.text.count("again: ") < 3:  # three opens refused after the first
+        assert time.monotonic() < deadline, caplog.text
+        with pytest.raises(WouldWait):
+            pg.run(insert(1), wait=False)
+        time.sleep(0.01)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and r.name == loop_connection.__name__]
+    assert len(warnings) == 1 and "unsupported startup parameter" in caplog.text
+    assert pg.run(insert(1)) == 1 and count(pg) == 1
