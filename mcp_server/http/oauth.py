@@ -48,7 +48,8 @@ class OAuthConfig:
     reserved: frozenset[str] = frozenset()
     """Principal names other credentials hold (static tokens, the local principal). Entitlements and daily totals
     belong to a name, so a token naming one of these is refused: an issuer's user (whose `preferred_username`,
-    say, they may choose) never acts with another caller's grants. The names the audit log gives non-callers are
+    say, they may choose) never acts with another caller's grants. In any letter case: "Alice" has none of alice's
+    grants, but "Requested by: Alice" reads as alice to an approver. The names the audit log gives non-callers are
     refused too (`is_reserved_principal`)."""
 
 
@@ -97,6 +98,7 @@ class JwtTokenVerifier:
 
     def __init__(self, config: OAuthConfig) -> None:
         self._config = config
+        self._reserved = frozenset(name.casefold() for name in config.reserved)
         self._threads = anyio.CapacityLimiter(VERIFYING_THREADS)
         if config.jwks_file is not None:
             self._keys: jwt.PyJWKSet | None = read_jwks(config.jwks_file)
@@ -131,7 +133,7 @@ class JwtTokenVerifier:
         if not is_principal_name(principal):  # it is printed in every question the caller asks
             log.info("bearer token refused: claim %r %s", self._config.principal_claim, PRINCIPAL_RULE)
             return None
-        if principal in self._config.reserved or is_reserved_principal(principal):  # as the audit log names others
+        if principal.casefold() in self._reserved or is_reserved_principal(principal):  # as the audit log names others
             log.warning("bearer token refused: its principal %r is another credential's", principal)
             return None
         scopes = _scopes(claims)

@@ -1,6 +1,8 @@
 """Streamable HTTP access beyond test_http_security.py and drills/test_http_abuse.py: another principal's
-session id on the event stream or on a second initialize, and requests that name no Host at all."""
+session id on the event stream, on a second initialize or answering its approval question, and requests that
+name no Host at all."""
 
+import json
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -137,5 +139,38 @@ def test_no_request_lets_a_principal_past_its_session_cap(tmp_path: Path) -> Non
         both = [*auth.items(), ("Mcp-Protocol-Version", "2025-11-25"), ("Mcp-Protocol-Version", "2026-07-28")]
         mixed = httpx2.post(server.url, json=INITIALIZE, headers=both, timeout=10)
         assert mixed.status_code == 429 or "mcp-session-id" not in mixed.headers, "opened a third session"
+    finally:
+        server.stop()
+
+
+def test_another_principal_cannot_answer_a_question_asked_on_a_session(tmp_path: Path) -> None:
+    """A 2025-11-25 approval question goes out on the session's stream and its answer comes back as a POST naming
+    the session: another principal naming that session and the question's id answers nothing, and the question
+    stays its owner's to answer."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    bank = Harness("setup", url)
+    args = {"from_account": bank.open_account("100"), "to_account": bank.open_account("0"), "amount": "25"}
+    server = HttpServer(url)
+    try:
+        hello = {"protocolVersion": "2025-11-25", "clientInfo": {"name": "t", "version": "1"}}
+        asks = {**INITIALIZE, "params": {**hello, "capabilities": {"elicitation": {"form": {}}}}}
+        owner = {**ACCEPT, "Authorization": bearer()}
+        opened = httpx2.post(server.url, json=asks, headers=owner, timeout=10)
+        session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-11-25"}
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert httpx2.post(server.url, json=initialized, headers={**owner, **session}).status_code == 202
+        transfer = {"name": "transfer_funds", "arguments": args}
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": transfer}
+        with httpx2.stream("POST", server.url, json=call, headers={**owner, **session}, timeout=30) as stream:
+            messages = (json.loads(line[5:]) for line in stream.iter_lines() if line.startswith("data:"))
+            question = next(m for m in messages if m.get("method") == "elicitation/create")
+            yes = {"jsonrpc": "2.0", "id": question["id"], "result": {"action": "accept", "content": {"approve": True}}}
+            intruder = {**ACCEPT, "Authorization": bearer("other"), **session}
+            assert httpx2.post(server.url, json=yes, headers=intruder, timeout=10).status_code == 404
+            no = {"jsonrpc": "2.0", "id": question["id"], "result": {"action": "decline"}}
+            assert httpx2.post(server.url, json=no, headers={**owner, **session}, timeout=10).status_code == 202
+            result = next(m for m in messages if m.get("id") == 2)
+        assert result["result"]["structuredContent"]["status"] == "rejected"
+        assert bank.balance(args["to_account"]) == 0
     finally:
         server.stop()
