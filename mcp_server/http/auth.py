@@ -61,6 +61,7 @@ def parse_tokens(inline: str | None, file: Path | None) -> dict[str, str]:
                 entries.append((principal, token.strip(), f"{file}:{number}"))
     tokens: dict[str, str] = {}
     holders: dict[str, str] = {}
+    folded: dict[str, str] = {}
     for principal, token, where in entries:
         if not principal or len(token) < 16:
             raise ValueError(f"{where}: expected a principal name and a token of at least 16 characters")
@@ -70,6 +71,8 @@ def parse_tokens(inline: str | None, file: Path | None) -> dict[str, str]:
             raise ValueError(f"{where}: a principal name {RESERVED_RULE}")
         if principal in tokens:
             raise ValueError(f"{where}: principal '{principal}' has more than one token")
+        if (twin := folded.setdefault(principal.casefold(), principal)) != principal:  # "Requested by: Alice"
+            raise ValueError(f"{where}: principal '{principal}' differs from '{twin}' only in letter case")
         if token in holders:  # it would authenticate as one of them only: the other's calls run as theirs
             raise ValueError(f"{where}: principal '{principal}' has the same token as '{holders[token]}'")
         tokens[principal], holders[token] = token, principal

@@ -98,6 +98,8 @@ def test_health_needs_no_token(server: HttpServer) -> None:
         ([], {"BANKGATE_TOKENS": "alice=short"}, "at least 16 characters"),
         # One token for two principals authenticated as the last: bob's calls, grants and audit as alice's.
         ([], {"BANKGATE_TOKENS": f"alice={'t' * 24};bob={'t' * 24}"}, "'bob' has the same token as 'alice'"),
+        # Two names an approver reading "Requested by: ..." cannot tell apart, each with its own grants.
+        ([], {"BANKGATE_TOKENS": f"alice={'t' * 24};Alice={'u' * 24}"}, "'Alice' differs from 'alice' only in letter"),
         # Every question prints its caller ("Requested by: ..."): a name that reorders text passes for another.
         ([], {"BANKGATE_TOKENS": f"eve\u202e={'t' * 24}"}, "must be 1 to 256 characters of visible text"),
         (["--principal", "eve\u2028Approved"], {}, "must be 1 to 256 characters of visible text"),
@@ -111,6 +113,7 @@ def test_health_needs_no_token(server: HttpServer) -> None:
         "stateless-without-keys",
         "weak-token",
         "shared-token",
+        "case-twins",
         "bidi-principal",
         "line-break-principal",
         "mixed-script-principal",
