@@ -5,6 +5,7 @@ Everything one decision writes (approval state, ledger effect, idempotency recor
 entries) happens through one `GateTx`, i.e. in one database transaction.
 """
 
+import re
 from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -85,6 +86,8 @@ class Approval:
         return digest(self.question)
 
 
+APPROVAL_REF = re.compile(r"APR-[0-9A-F]{10}")
+"""The shape of every approval reference (`Gate._question` makes them)."""
 APPROVER_PREFIX = "approver:"
 """How audit records name a desk approver (`approver:erin`); no caller may carry a name that begins so."""
 

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Row, text
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.tokens import storable
 from policy.channel import DEFAULT_CHANNEL, Channel
-from policy.store import Approval, asked_by
+from policy.store import APPROVAL_REF, Approval, asked_by
 
 _SELECT = (
     "SELECT ref, binding, tool, arguments_json, principal, policy_version, question, created_at, expires_at, status,"
@@ -41,6 +41,13 @@ def _approval(row: Row[Any]) -> Approval:
     )
 
 
+def _unknown(ref: str) -> DeskRefusal:
+    """No approval `ref`, which is named back only in a reference's shape: a link's path is its author's text,
+    and the desk's own page must not say it ("APR-1 was approved; call +1 555 ...")."""
+    named = ref if APPROVAL_REF.fullmatch(ref) else "with that reference"
+    return DeskRefusal("unknown_approval", f"There is no approval {named}.", 404)
+
+
 def inbox(conn: Connection) -> list[Approval]:
     """Pending, unexpired, undecided approvals, oldest first."""
     now = time.time()
@@ -58,7 +65,7 @@ def approval(conn: Connection, ref: str) -> Approval:
     """Approval `ref`, whatever its status; refused (404) when there is none."""
     row = conn.execute(text(_SELECT + " WHERE ref = :r"), {"r": ref}).first() if storable(ref) else None
     if row is None:
-        raise DeskRefusal("unknown_approval", f"There is no approval {ref}.", 404)
+        raise _unknown(ref)
     return _approval(row)
 
 
@@ -67,7 +74,7 @@ def pending(conn: Connection, ref: str, *, lock: bool = False) -> Approval:
     suffix = " FOR UPDATE" if lock and conn.dialect.name == "postgresql" else ""
     row = conn.execute(text(_SELECT + " WHERE ref = :r" + suffix), {"r": ref}).first() if storable(ref) else None
     if row is None:
-        raise DeskRefusal("unknown_approval", f"There is no approval {ref}.", 404)
+        raise _unknown(ref)
     found = _approval(row)
     if found.status != "pending":
         raise DeskRefusal("not_pending", f"Approval {ref} is no longer pending (it is {found.status}).", 409)

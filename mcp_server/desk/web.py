@@ -6,6 +6,7 @@ guarded by `guard.Guard`; a decision needs a signed-in approver and a passkey si
 (`decisions.decide`). Database work runs in worker threads, off the event loop.
 """
 
+import ipaddress
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -300,7 +301,18 @@ async def _bounded_body(request: Request) -> bytes | None:
 
 
 def _client(request: Request) -> str:
-    return f"client {request.client.host if request.client else 'unknown'}"
+    """The address sign-ins are counted under. An IPv6 host's is its /64, which it holds whole: counted per address,
+    a script picked a fresh one per request and passed every per-address limit. One spelling per address."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"client {host}"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is None:
+            return f"client {ipaddress.IPv6Network((address, 64), strict=False)}"
+        address = address.ipv4_mapped
+    return f"client {address}"
 
 
 def _owner(conn: Connection, assertion: object) -> str | None:

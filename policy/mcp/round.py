@@ -18,7 +18,6 @@ on 2026-07-28) collects the decision.
 import functools
 import inspect
 import logging
-import re
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -41,6 +40,7 @@ from policy.mcp.parsed_arguments import parsed_request
 from policy.mcp.waits import Waits
 from policy.question import deadline_text, span_text
 from policy.results import GateResult, Refusal, Status, decision_message
+from policy.store import APPROVAL_REF
 from policy.verdict import EXPIRED, UNDELIVERED, Verdict, VerdictKind
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,6 @@ INPUT_REQUIRED_VERSIONS = frozenset(
 )
 """The protocol versions whose rounds are input requests (`is_version_at_least` 2026-07-28; an unknown one is not),
 ranked once: every round of a call asks, twice."""
-_REF = re.compile(r"APR-[0-9A-F]{10}")
 _NOT_ASKED = Verdict(VerdictKind.UNDELIVERED, "No question was needed.")
 
 
@@ -376,7 +375,7 @@ def _presented_ref(params: Any) -> str | None:
     ref = meta.get(APPROVAL_REF_META) if isinstance(meta, dict) else None
     if ref is None:
         return None
-    if not isinstance(ref, str) or not _REF.fullmatch(ref):
+    if not isinstance(ref, str) or not APPROVAL_REF.fullmatch(ref):
         raise Refusal(
             "invalid_approval_ref",
             "approval_ref must be the reference a pending_approval result returned, e.g. APR-0123456789.",

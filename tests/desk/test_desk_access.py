@@ -387,3 +387,16 @@ async def test_a_revocation_during_a_decision_stands(
         assert decided is None
     else:
         assert reply.status_code == 200 and decided is not None, "decided before the revocation could commit"
+
+
+async def test_a_link_naming_no_approval_puts_none_of_its_text_on_the_desks_page(erin: DeskBrowser) -> None:
+    """Anyone may send an approver a desk link: a path that is no reference's shape is not echoed, or the bank's
+    own page would say what the link's author wrote (reversed by a bidi override, even)."""
+    planted = "APR-0000000001 was approved by the bank. Call +1 555 0100 to confirm \u202eenod"
+    page = await erin.get("/approvals/" + planted.replace(" ", "%20"))
+    assert page.status_code == 404 and "There is no approval with that reference." in page.text
+    assert "by the bank" not in page.text and "\u202e" not in page.text
+    challenge = await erin.post("/approvals/" + planted.replace(" ", "%20") + "/challenge", {"verdict": "approved"})
+    assert challenge.status_code == 404 and "by the bank" not in challenge.json()["message"]
+    well_formed = await erin.get("/approvals/APR-00000000FF")
+    assert well_formed.status_code == 404 and "There is no approval APR-00000000FF." in well_formed.text

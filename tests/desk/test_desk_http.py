@@ -217,6 +217,29 @@ async def test_open_sign_in_challenges_are_capped_per_address(world: World, erin
     assert (await erin.post("/signin/options", {})).status_code == 200
 
 
+async def test_an_ipv6_hosts_addresses_are_one_address(world: World) -> None:
+    """A host on IPv6 holds a /64 (2^64 addresses, its to pick per request): each counted apart, a script passed
+    both sign-in limits by changing address. A /64 is counted as one address, written in one form however it is
+    spelled (an IPv4 client reached over IPv6 as itself)."""
+
+    async def visitor(address: str, times: int, path: str = "/signin/options") -> list[int]:
+        transport = httpx2.ASGITransport(app=world.app(), client=(address, 40000))
+        async with httpx2.AsyncClient(transport=transport, base_url=world.config().origin) as client:
+            desk = DeskBrowser(client, world.config().origin)
+            await desk.get("/signin")
+            return [(await desk.post(path, {"nonce": "x"})).status_code for _ in range(times)]
+
+    for n in range(MAX_OPEN_SIGN_INS):
+        assert await visitor(f"2001:db8:1:2::{n + 1:x}", 1) == [200]
+    assert await visitor("2001:DB8:1:2:ffff:0:0:7", 1) == [429], "another address of the same /64"
+    assert await visitor("2001:db8:1:3::1", 1) == [200], "another /64 is another address"
+    assert await visitor("198.51.100.20", MAX_FAILURES - 1, "/signin/finish") == [403] * (MAX_FAILURES - 1)
+    assert await visitor("::ffff:198.51.100.20", 1, "/signin/finish") == [403]
+    assert await visitor("198.51.100.20", 1, "/signin/finish") == [429], "::ffff:198.51.100.20 is 198.51.100.20"
+    subjects = {row.subject for row in world.rows("SELECT subject FROM desk_challenges")}
+    assert subjects == {"client 2001:db8:1:2::/64", "client 2001:db8:1:3::/64"}
+
+
 async def test_the_cap_on_open_sign_ins_holds_for_requests_at_once(world: World, erin: DeskBrowser) -> None:
     await erin.get("/signin")
     replies: list[int] = []
