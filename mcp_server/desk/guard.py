@@ -20,6 +20,7 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",  # no-referrer would make form POSTs send `Origin: null`
+    "Cross-Origin-Opener-Policy": "same-origin",  # a page that opened the desk cannot steer or read its tab later
     "Cache-Control": "no-store",
 }
 

@@ -129,7 +129,7 @@ async def test_session_cookie_flags(world: World, passkey: SoftPasskey) -> None:
     )
 
 
-async def test_every_response_keeps_out_of_frames_caches_and_sniffing(world: World, erin: DeskBrowser) -> None:
+async def test_every_response_keeps_out_of_frames_caches_sniffing_and_openers(world: World, erin: DeskBrowser) -> None:
     """The router's own 404 and 405 and the static files too, not only the pages and POSTs the desk renders."""
     replies = [
         await erin.get("/no-such-page"),
@@ -144,6 +144,7 @@ async def test_every_response_keeps_out_of_frames_caches_and_sniffing(world: Wor
         assert "frame-ancestors 'none'" in reply.headers.get("content-security-policy", ""), reply.url
         assert reply.headers.get("x-content-type-options") == "nosniff", reply.url
         assert reply.headers.get("referrer-policy") == "same-origin", reply.url
+        assert reply.headers.get("cross-origin-opener-policy") == "same-origin", reply.url
 
 
 async def test_used_and_expired_enrollment_links_are_refused(world: World, passkey: SoftPasskey) -> None:
