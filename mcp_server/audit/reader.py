@@ -67,7 +67,8 @@ def verify(
     key file's), the chain holds `checkpoint`'s record, and it accounts for every ledger transaction and every
     approval (each written in the same transaction as its record). With a `sequencer` (a holder of the key),
     records waiting to be chained are chained first; a refused chain is left to the findings to name. A statement
-    the database refuses (a table or column changed behind the server's back) is a finding too, naming its error."""
+    the database refuses (a table or column changed behind the server's back), or a stored value of another type
+    than its column's, is a finding too, naming its error."""
     refused: list[Finding] = []
     if sequencer is not None:
         try:
@@ -76,10 +77,16 @@ def verify(
             pass  # the findings name what changed
         except DBAPIError as exc:
             refused.append(database_finding("chaining the waiting records", exc))
+        except ValueError as exc:
+            refused.append(mistyped_finding("chaining the waiting records", exc))
     try:
         state, findings = _verified(db, keys, checkpoint)
     except DBAPIError as exc:
         return Verification(0, 0, [*refused, database_finding("reading the audit log", exc)])
+    except CheckpointError:
+        raise
+    except ValueError as exc:
+        return Verification(0, 0, [*refused, mistyped_finding("reading the audit log", exc)])
     return Verification(len(state.records), len(state.pending), refused + findings)
 
 
@@ -89,6 +96,12 @@ def database_finding(doing: str, exc: DBAPIError) -> Finding:
     error = exc.orig if exc.orig is not None else exc
     first = next(iter(str(error).splitlines()), "").strip()
     return Finding(None, f"{doing} failed in the database: {type(error).__name__}: {first} (was the schema changed?)")
+
+
+def mistyped_finding(doing: str, exc: ValueError) -> Finding:
+    """A stored value that is not of its column's type (`int()` refused it), as a finding: SQLite keeps whatever a
+    database writer gives it, where PostgreSQL refuses it, so only an edit behind the server's back puts it there."""
+    return Finding(None, f"{doing} failed: a stored value is not of its column's type ({exc}): edited")
 
 
 def checkpoint(db: Database, sequencer: Sequencer) -> SignedHead:

@@ -461,6 +461,31 @@ async def test_a_table_renamed_behind_the_servers_back_is_a_finding_not_a_crash(
     assert "[SQL" not in out and "Traceback" not in out
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_log SET seq = 'x' WHERE seq = 3",
+        "UPDATE audit_log SET amount_minor = 'abc' WHERE seq = 4",
+        "UPDATE audit_heads SET seq = 'x' WHERE seq = 4",
+        "UPDATE entries SET amount_minor = 'z' WHERE amount_minor > 0",
+    ],
+    ids=["record-seq", "record-amount", "head-seq", "entry-amount"],
+)
+async def test_a_value_of_another_type_than_its_column_is_a_finding_not_a_crash(
+    audited: Harness, capsys: pytest.CaptureFixture[str], statement: str
+) -> None:
+    """SQLite keeps a text where an integer belongs (PostgreSQL refuses it): such an edit is named and exits 1, like
+    any other, never a bare 'invalid literal for int()' on stderr (exit 2, what a mistyped option gets)."""
+    if audited.db.dialect == "postgresql":
+        pytest.skip("PostgreSQL refuses a value of another type than its column's")
+    tamper(audited, statement)
+    code = main(["audit", "verify", "--db", audited.db_url])
+    out, err = capsys.readouterr()
+    assert (code, err) == (1, ""), err
+    assert out.startswith("audit chain BROKEN (0 records read):\n"), out
+    assert "  reading the audit log failed: a stored value is not of its column's type (invalid literal" in out
+
+
 async def test_records_signed_before_a_key_rotation_still_verify(
     audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
