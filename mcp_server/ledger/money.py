@@ -207,17 +207,16 @@ def _digits(amount: Decimal) -> int:
 def plain_decimal(value: str) -> Decimal | None:
     """`value` as a `Decimal` if it is written as amount text may be (zero too), else None: for amounts
     that are not a call's (a hypothetical balance), which `parse_amount`'s refusals would misname."""
-    text = value.strip(" \t\r\n")
-    if len(text) <= _MAX_AMOUNT_TEXT and _AMOUNT_TEXT.fullmatch(text):
-        return Decimal(text)  # the pattern admits only valid decimals
-    return None
+    try:
+        return _decimal_from_text(value)
+    except LedgerError:
+        return None
 
 
 def _decimal_from_text(value: str) -> Decimal:
-    amount = plain_decimal(value)
-    if amount is not None:
-        return amount
-    text = value.strip(" \t\r\n")  # what follows only names the flaw
+    text = value.strip(" \t\r\n")
+    if len(text) <= _MAX_AMOUNT_TEXT and _AMOUNT_TEXT.fullmatch(text):
+        return Decimal(text)  # the pattern admits only valid decimals; what follows only names the flaw
     if not text:
         raise _invalid("amount is empty; give a number such as 12.50.")
     if len(text) > _MAX_AMOUNT_TEXT:
