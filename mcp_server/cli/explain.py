@@ -11,14 +11,13 @@ such a call as one naming a missing account before any rule runs, so no rule's d
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import Connection
 
 from mcp_server.app import AppState
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import ErrorCode
-from mcp_server.ledger.money import minor_units, parse_amount
+from mcp_server.ledger.money import MAX_BALANCE_MINOR, format_amount, minor_units, parse_amount, plain_decimal
 from mcp_server.tools.close import close_account
 from mcp_server.tools.common import account_facts, with_credentials
 from policy.action import Call, Inspection
@@ -118,13 +117,17 @@ def _pretend(call: Call, facts: CallFacts, balances: Mapping[str, str], moved_to
 
 
 def _minor(amount: str, currency: str, option: str) -> int:
-    """A hypothetical amount in minor units: zero or more, at most the currency's decimal places."""
-    try:
-        value = Decimal(amount)
-    except InvalidOperation:
-        raise ValueError(f"{option}: the amount is not a number (use e.g. 100000 or 1234.56)") from None
+    """A hypothetical amount in minor units: zero or more, written as amounts are (`money.plain_decimal`: no
+    exponent, sign, separator or non-ASCII digit), at most the currency's decimal places and what a balance holds."""
+    value = plain_decimal(amount)
+    if value is None:
+        raise ValueError(
+            f"{option}: the amount is not a number written as a plain decimal, zero or more (e.g. 100000 or 1234.56)"
+        )
     exponent = minor_units(currency)
-    scaled = value.scaleb(exponent)
-    if not value.is_finite() or value < 0 or scaled != scaled.to_integral_value():
+    if -int(value.as_tuple().exponent) > exponent:
         raise ValueError(f"{option}: the amount must be zero or more with at most {exponent} decimal places")
-    return int(scaled)
+    minor = int(value.scaleb(exponent))  # exact at most the bound; a larger value, rounded to 28 digits, stays above
+    if minor > MAX_BALANCE_MINOR:
+        raise ValueError(f"{option}: the amount must be at most {format_amount(MAX_BALANCE_MINOR, currency)}")
+    return minor

@@ -204,6 +204,15 @@ def _digits(amount: Decimal) -> int:
     return max(len(digits) + exponent, 1) + max(-exponent, 0)
 
 
+def plain_decimal(value: str) -> Decimal | None:
+    """`value` as a `Decimal` if it is written as amount text may be (zero too), else None: for amounts
+    that are not a call's (a hypothetical balance), which `parse_amount`'s refusals would misname."""
+    try:
+        return _decimal_from_text(value)
+    except LedgerError:
+        return None
+
+
 def _decimal_from_text(value: str) -> Decimal:
     text = value.strip(" \t\r\n")
     if len(text) <= _MAX_AMOUNT_TEXT and _AMOUNT_TEXT.fullmatch(text):

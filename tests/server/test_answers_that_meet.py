@@ -130,3 +130,26 @@ def test_a_close_whose_sweep_target_changed_before_the_answer_moves_nothing(
     assert keeper in result.message
     assert [ledger_harness.balance(a) for a in (account, keeper, spare)] == [100_00, 0, 0]
     assert ledger_harness.events(close.approval.ref) == ["requested", "approved", "failed"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["in-turn", "together"])
+@pytest.mark.parametrize("sweeps", ["two-targets", "each-into-the-other"])
+def test_two_approved_closes_that_meet_sweep_once(ledger_harness: Harness, together: bool, sweeps: str) -> None:
+    """Two closes of one account into two targets, or two accounts each closing into the other: one runs, and
+    the other, whose account or target it closed (or whose balance it changed), moves nothing."""
+    policy = load_policy(TEST_POLICY)
+    gate = Gate(policy, SqlGateStore(ledger_harness.db), ledger_actions(ledger_harness.ledger, policy), approval_ttl=60)
+    first, second, third = (ledger_harness.open_account(b) for b in ("100", "40", "0"))
+    pairs = [(first, second), (first, third)] if sweeps == "two-targets" else [(first, second), (second, first)]
+    openings = [asked(gate, "close_account", {"account_id": a, "sweep_to": to}) for a, to in pairs]
+
+    results = approved(gate, openings, together)
+
+    assert sorted(r.status.value for r in results) == ["executed", "failed"], results
+    [refused] = [r for r in results if r.status is not Status.EXECUTED]
+    assert refused.error is not None
+    assert refused.error["code"] in ("account_closed", "changed_since_approval"), refused
+    balances = [ledger_harness.balance(a) for a in (first, second, third)]
+    either = ([0, 140_00, 0], [0, 40_00, 100_00]) if sweeps == "two-targets" else ([0, 140_00, 0], [140_00, 0, 0])
+    assert balances in either, balances  # whichever settled first swept its account's whole balance
+    assert ledger_harness.ledger.check_invariants() == []

@@ -116,6 +116,15 @@ def test_a_hypothetical_daily_total(demo: str, capsys: pytest.CaptureFixture[str
         (["--balance", "ACC-001"], "expects ACCOUNT=AMOUNT"),
         (["--balance", "ACC-001=lots"], "not a number"),
         (["--moved-today", "-5"], "zero or more"),
+        # Written as no amount may be (`money.parse_amount`): once read as 1e3, 100 or 1000, or not read at all
+        # (an unexpected InvalidOperation or Overflow, a CEL conversion error).
+        (["--moved-today", "1e3"], "plain decimal"),
+        (["--moved-today", "\u0661\u0660\u0660"], "plain decimal"),
+        (["--moved-today", "1_000"], "plain decimal"),
+        (["--moved-today", "+5"], "plain decimal"),
+        (["--moved-today", "sNaN"], "plain decimal"),
+        (["--balance", "ACC-001=1e999999999"], "plain decimal"),
+        (["--moved-today", "9" * 23], "at most $90,071,992,547,409.91"),
     ],
 )
 def test_bad_hypotheses_are_refused(demo: str, capsys: pytest.CaptureFixture[str], extra: list[str], says: str) -> None:
