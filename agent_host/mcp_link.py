@@ -20,13 +20,14 @@ a stateless one) can restart as another release unseen, so its tools are listed 
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import os
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, TextIO, cast
 
@@ -34,6 +35,7 @@ import anyio
 import anyio.abc
 import httpx2
 import mcp_types
+from anyio.streams.memory import MemoryObjectSendStream
 from mcp import Client, StdioServerParameters
 from mcp.client.session import ElicitationFnT, MessageHandlerFnT
 from mcp.client.stdio import stdio_client
@@ -431,6 +433,7 @@ async def connect(
         else:
             http = await stack.enter_async_context(_http_client(target, notes))
         tasks = await stack.enter_async_context(anyio.create_task_group())
+        context = contextvars.copy_context()
         sessions: list[_Session] = []
         stack.callback(lambda: sessions[-1].stop.set() if sessions else None)
 
@@ -452,7 +455,20 @@ async def connect(
             session = _Session(client, notes.sessions_refused)
             sessions[:] = [session]  # an earlier one was told to stop before this was opened
             notes.session_id = None
-            link.tools = await tasks.start(_keep_open, session)
+            # The session's tasks (which take the server's requests, 2025-11-25 questions among them) take the
+            # link's context, not that of the call opening it again: a run's context would make every later
+            # question look like that run's (`agent_host.web.runs`).
+            opened, outcome = anyio.create_memory_object_stream[list[mcp_types.Tool] | Exception](1)
+            with outcome:
+                try:
+                    context.run(tasks.start_soon, _keep_open, session, opened)
+                    tools = await outcome.receive()
+                except BaseException:
+                    session.stop.set()
+                    raise
+            if isinstance(tools, Exception):
+                raise tools
+            link.tools = tools
             session.sessionless = http is not None and notes.session_id is None
             return session
 
@@ -464,24 +480,34 @@ async def connect(
         yield link
 
 
-async def _keep_open(session: _Session, *, task_status: anyio.abc.TaskStatus[list[mcp_types.Tool]]) -> None:
-    """Hold the MCP session open in a task of its own until `stop`.
+async def _keep_open(session: _Session, opened: MemoryObjectSendStream[list[mcp_types.Tool] | Exception]) -> None:
+    """Hold the MCP session open in a task of its own until `stop`; `opened` gets its tools, or why it failed.
 
     The SDK's transports run in task groups that cancel their host task when the connection
     breaks (a killed HTTP server does that). Held here, such a failure ends this task only: the
     host's calls then fail and are answered as `tool_unavailable` instead of cancelling the host.
     """
     started = False
-    try:
-        async with session.client:
-            tools = await _listing(session.client)
-            started = True
-            task_status.started(tools)
-            await session.stop.wait()
-    except Exception as error:
-        if not started:
-            raise
-        session.gone = _reason(error)
+    with opened:
+        try:
+            async with session.client:
+                tools = await _listing(session.client)
+                started = True
+                _report(opened, tools)
+                await session.stop.wait()
+        except Exception as error:
+            if not started:
+                _report(opened, error)
+                return
+            session.gone = _reason(error)
+
+
+def _report(
+    opened: MemoryObjectSendStream[list[mcp_types.Tool] | Exception], outcome: list[mcp_types.Tool] | Exception
+) -> None:
+    """Tell the opener how the opening went; one cancelled meanwhile (its end closed) set the session's `stop`."""
+    with suppress(anyio.BrokenResourceError):
+        opened.send_nowait(outcome)
 
 
 async def _listing(client: Client) -> list[mcp_types.Tool]:

@@ -117,7 +117,10 @@ class ThreadRun:
     taken: list[Item] = field(default_factory=list, repr=False)
     """What streams read from `source` since one last delivered its run's end: a cut stream's, when it is."""
     record: RunRecord = field(default_factory=RunRecord, repr=False)
+    shown: set[str] = field(default_factory=set, repr=False)
+    """The tool call ids this thread's streams have used: a model may repeat one (the host refuses the repeat)."""
     _message_id: str | None = None
+    _call_event_id: str | None = None
 
     @property
     def waits_for_client(self) -> bool:
@@ -150,11 +153,22 @@ class ThreadRun:
 
     def tool_call(self, call: FunctionCall) -> None:
         self.calling = call.call_id
-        self.record.calls[call.call_id] = call
-        self.emit(ToolCallStartEvent(tool_call_id=call.call_id, tool_call_name=call.name))
+        event_id = self._call_event_id = self._fresh_id(call.call_id)
+        self.record.calls[event_id] = call
+        self.emit(ToolCallStartEvent(tool_call_id=event_id, tool_call_name=call.name))
         if call.arguments:
-            self.emit(ToolCallArgsEvent(tool_call_id=call.call_id, delta=call.arguments))
-        self.emit(ToolCallEndEvent(tool_call_id=call.call_id))
+            self.emit(ToolCallArgsEvent(tool_call_id=event_id, delta=call.arguments))
+        self.emit(ToolCallEndEvent(tool_call_id=event_id))
+
+    def _fresh_id(self, call_id: str) -> str:
+        """`call_id`, or for a repeat an id of its own: under the same id a client (the chat's cards, the missed
+        runs' replay) would show the refused repeat's arguments and outcome as those of the call that ran. A call
+        that runs is never a repeat (`Conversation` refuses those), so its interrupt's `call_id` names its events."""
+        event_id = call_id
+        while event_id in self.shown:
+            event_id = f"{call_id}-repeat-{uuid.uuid4().hex[:8]}"
+        self.shown.add(event_id)
+        return event_id
 
     def tool_result(self, call: FunctionCall, result: ToolResult) -> None:
         self.calling = None
@@ -164,7 +178,8 @@ class ThreadRun:
             pending.settled.set()
             self.held.remove(pending)
         content = json.dumps(result.output)
-        self.emit(ToolCallResultEvent(message_id=f"tool-{call.call_id}", tool_call_id=call.call_id, content=content))
+        event_id = self._call_event_id or call.call_id
+        self.emit(ToolCallResultEvent(message_id=f"tool-{event_id}", tool_call_id=event_id, content=content))
 
     def warning(self, text: str) -> None:
         self.emit(CustomEvent(name="bankgate.warning", value=text))
