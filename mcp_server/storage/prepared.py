@@ -68,8 +68,9 @@ def forget_if_gone(driver: psycopg.Connection[Any], exc: BaseException) -> None:
 def forget_after(context: ExceptionContext) -> None:
     """`handle_error` listener: `forget_if_gone` for SQLAlchemy's own statements (`Statement`'s errors pass
     `statement._translated`)."""
-    if context.connection is not None:
-        forget_if_gone(context.connection.connection.dbapi_connection, context.original_exception)  # type: ignore[arg-type]
+    conn = context.connection
+    if conn is not None and getattr(context.original_exception, "sqlstate", None) in GONE:
+        forget_if_gone(conn.connection.dbapi_connection, context.original_exception)  # type: ignore[arg-type]
 
 
 def unique_names(driver: psycopg.Connection[Any], _entry: object) -> None:
