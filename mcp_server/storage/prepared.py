@@ -69,6 +69,7 @@ def forget_after(context: ExceptionContext) -> None:
     """`handle_error` listener: `forget_if_gone` for SQLAlchemy's own statements (`Statement`'s errors pass
     `statement._translated`)."""
     conn = context.connection
+    # Checked before the driver's connection is reached: an invalidated one would reconnect (PendingRollbackError).
     if conn is not None and getattr(context.original_exception, "sqlstate", None) in GONE:
         forget_if_gone(conn.connection.dbapi_connection, context.original_exception)  # type: ignore[arg-type]
 
