@@ -239,8 +239,10 @@ class SqlGateTx:
         self.discarded = True
 
     def recall(self, key: str, request_digest: str) -> Mapping[str, Any] | None:
-        # Only a transaction that may store the key's outcome takes its turn: a question stores none.
-        return idempotency.recall(self.conn, key, request_digest, hold=self.settles)
+        # Every write transaction takes the key's turn, a question's too though it stores no outcome: without it, on
+        # PostgreSQL, a settlement of the key committing between this read and that of the key's pending question
+        # (each statement its own snapshot) left neither in sight, and a settled key was asked a new question.
+        return idempotency.recall(self.conn, key, request_digest, hold=self._write)
 
     def remember(self, key: str, request_digest: str, outcome: Mapping[str, Any]) -> None:
         idempotency.remember(self.conn, key, request_digest, dict(outcome))
@@ -266,9 +268,9 @@ class SqlGateTx:
         so its insert is sent, not waited on. A shared one whose binding's pending approval was read ahead
         (`expect_pending`, PostgreSQL) is that one, or else sent too: if another caller's insert for the binding
         commits first, the COMMIT fails and `SqlGateStore.transaction` runs the work again without reading ahead.
-        Otherwise it is inserted unless its binding's is pending, which is then read. A question transaction
-        holds no key turn (a settlement's), so on PostgreSQL that pending one may be settled between the two
-        statements: the binding is then free, and the insert is tried again."""
+        Otherwise it is inserted unless its binding's is pending, which is then read. The gate's transactions hold
+        the key's turn (`recall`), so neither clash happens to them; were that pending one settled between the two
+        statements (PostgreSQL), the binding would be free, and the insert is tried again."""
         pending = {"v": approval.binding}
         ahead = shared and _BY_PENDING_BINDING.arrived(self.conn, pending)
         if ahead:

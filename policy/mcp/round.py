@@ -51,6 +51,9 @@ OUTCOME = "outcome"
 
 APPROVAL_REF_META = "io.bankgate/approval-ref"
 """The `_meta` key carrying the approval a call continues (the model passes it as the `approval_ref` argument)."""
+_META_READ = frozenset({IDEMPOTENCY_KEY_META, APPROVAL_REF_META})
+"""The `_meta` fields this server reads: every other name in its namespace (`_META_NAMESPACE`) is refused."""
+_META_NAMESPACE = "io.bankgate"
 DESK_POLL = 0.5
 """Seconds between looks at the desk while a URL-mode elicitation waits for its decision."""
 _INPUT_REQUIRED_VERSION = "2026-07-28"
@@ -150,6 +153,7 @@ async def _opened(
             raise Refusal("unknown_tool", f"There is no gated tool named '{tool}'.")
         if arguments is None:
             arguments = action.canonical(params.get("arguments") or {})
+        _check_meta(request.meta)
         call = Call(tool, arguments, principal, _idempotency_key(request.meta, principal), roles)
         ref = _presented_ref(params)
     except Refusal as refusal:
@@ -382,6 +386,21 @@ def _presented_ref(params: Any) -> str | None:
             "approval_ref",
         )
     return ref
+
+
+def _check_meta(meta: Any) -> None:
+    """Refuse a `_meta` field in the server's namespace that it does not read, in any case: ignored, an idempotency
+    key under a misspelt name would leave the call unkeyed, and its retry would move the money again."""
+    if not isinstance(meta, dict):
+        return
+    for name in meta:
+        if name not in _META_READ and str(name).partition("/")[0].lower() == _META_NAMESPACE:
+            raise Refusal(
+                "unknown_meta_field",
+                f"The only _meta fields under '{_META_NAMESPACE}/' this server reads are '{IDEMPOTENCY_KEY_META}' and "
+                f"'{APPROVAL_REF_META}'; spell the one meant exactly or leave it out. Nothing was done.",
+                "_meta",
+            )
 
 
 def _idempotency_key(meta: Any, principal: str) -> str | None:

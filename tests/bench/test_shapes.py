@@ -22,15 +22,16 @@ def account_reads(tx: Transaction) -> list[str]:
     return [s.sql for s in tx.body if s.verb == "SELECT" and ACCOUNT_READ.search(s.sql)]
 
 
-def test_a_question_takes_no_lock_but_its_principals_turn(shapes: Shapes) -> None:
-    """Under the shipped policy (no rule reads a total): no row lock, no key turn; only the principal's turn, in
-    which its open questions are counted against `max_pending_approvals` (read with the first round trip)."""
+def test_a_question_takes_no_row_lock_only_its_principals_and_its_keys_turns(shapes: Shapes) -> None:
+    """Under the shipped policy (no rule reads a total): no row lock; the principal's turn, in which its open
+    questions are counted against `max_pending_approvals` (read with the first round trip), and the key's, so that
+    no settlement of the key commits between its read and that of the key's pending question."""
     question = shapes.gated_transfer.transactions[0]
     assert any(s.sql.startswith("INSERT INTO approvals") for s in question.body)
     assert len(account_reads(question)) == 1
     turns = [s.sql for s in question.body if s.locks and not s.audit]
     assert turns == (
-        ["SELECT pg_advisory_xact_lock(:space, hashtext(current_schema() || '/' || :name))"]
+        ["SELECT pg_advisory_xact_lock(:space, hashtext(current_schema() || '/' || :name))"] * 2
         if shapes.backend == "postgresql"
         else []
     )
@@ -112,8 +113,8 @@ def test_on_postgresql_writes_whose_outcome_is_not_read_ride_with_the_next_round
     if shapes.backend != "postgresql":
         pytest.skip("SQLite runs in the process: no round trips to save")
     question, lookup, settlement = shapes.gated_transfer.transactions
-    # BEGIN + settings + principal's turn + key recall + its open questions + accounts with entitlements + the
-    # key's pending approval; the approval (none was pending) + audit record + COMMIT
+    # BEGIN + settings + principal's turn + key's turn + key recall + its open questions + accounts with entitlements
+    # + the key's pending approval; the approval (none was pending) + audit record + COMMIT
     assert question.round_trips == 2 < len(question.statements) + 1
     assert [s.verb for s in question.body[-2:]] == ["INSERT", "INSERT"]
     assert not any("ON CONFLICT" in s.sql for s in question.body), "a unique violation fails the COMMIT instead"

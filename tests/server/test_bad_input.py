@@ -12,6 +12,7 @@ from mcp_server.settings import Settings
 from mcp_server.tools import TOOL_ARGUMENTS
 from policy.testing import ScriptedResponder, approve
 from tests.server.harness import Harness
+from tests.support import KEY
 
 pytestmark = pytest.mark.anyio
 
@@ -150,6 +151,44 @@ async def test_an_unexpected_argument_is_named_by_the_allowed_ones_never_echoed(
     assert f"{tool} takes only {', '.join(TOOL_ARGUMENTS[tool])}" in error["message"]
     shown = result.structured_content["message"] + result.content[0].text  # type: ignore[union-attr]
     assert unexpected not in shown
+    assert responder.questions == [] and fingerprint(ledger) == before
+
+
+BAD_KEYS: dict[str, object] = {
+    "empty": "",
+    "spaces": "  ",
+    "10 kB": "k" * 10_000,
+    "with NUL": "k\x00",
+    "non-ASCII": "clé",
+    "a number": 7,
+}
+MISNAMED_KEYS: dict[str, dict[str, Any]] = {
+    "with an underscore": {"io.bankgate/idempotency_key": "pay-1"},
+    "capitalised": {"io.bankgate/Idempotency-Key": "pay-1"},
+    "in a capitalised namespace": {"IO.BANKGATE/idempotency-key": "pay-1"},
+    "nested under the namespace": {"io.bankgate": {"idempotency-key": "pay-1"}},
+}
+BAD_META = [
+    *(pytest.param({KEY: key}, "invalid_idempotency_key", KEY, id=f"key {name}") for name, key in BAD_KEYS.items()),
+    *(pytest.param(meta, "unknown_meta_field", "_meta", id=f"key {name}") for name, meta in MISNAMED_KEYS.items()),
+]
+
+
+@pytest.mark.parametrize(("meta", "code", "field"), BAD_META)
+async def test_a_bad_meta_field_is_refused_naming_what_is_read_and_changes_nothing(
+    ledger: Harness, meta: dict[str, Any], code: str, field: str
+) -> None:
+    """A field in the server's own `_meta` namespace that it does not read was once ignored: an idempotency key
+    under a misspelt name left the call unkeyed, and each retry moved the money again."""
+    before = fingerprint(ledger)
+    responder = ScriptedResponder(approve())
+    args = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "5"}
+    async with ledger.client(responder) as client:
+        result = await client.call_tool("transfer_funds", args, meta=meta)  # type: ignore[arg-type]
+
+    assert result.is_error and result.structured_content is not None
+    error = result.structured_content["error"]
+    assert (error["code"], error["field"]) == (code, field) and f"'{KEY}'" in error["message"], error
     assert responder.questions == [] and fingerprint(ledger) == before
 
 

@@ -7,6 +7,7 @@ transaction, never a row that is no longer pending, and never one another transa
 """
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -169,6 +170,37 @@ def test_the_sweep_skips_an_approval_a_settlement_holds_on_postgresql(ledger_har
     assert state.expiry.sweep() == 2
     assert ledger_harness.events(row_held) == ["requested", "expired"]
     assert ledger_harness.events(key_held) == ["requested", "expired"]
+
+
+def test_a_keyed_retry_the_sweep_settles_under_is_given_the_keys_outcome_not_a_new_question(
+    ledger_harness: Harness,
+) -> None:
+    """PostgreSQL: a call retried under its key while the sweep ends the key's question. The question's transaction
+    read the key (no outcome yet) and, in the same round trip, the key's pending question: the sweep's COMMIT landing
+    between the two, it found neither, and asked a new question of a key already settled, which no answer could run.
+    Here the retry's read of the accounts, sent after the key's, waits on a table lock while the sweep runs."""
+    url = postgres_base_url()
+    if not ledger_harness.db_url.startswith("postgresql") or url is None:
+        pytest.skip("SQLite has one writer at a time: the sweep cannot commit inside another transaction")
+    call, ref = asked(ledger_harness, key="retried-key")
+    retry, sweeper = later_state(ledger_harness), later_state(ledger_harness)
+    pg_url = ledger_harness.db_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(pg_url) as holder, psycopg.connect(pg_url, autocommit=True) as watcher:
+        holder.execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
+        with ThreadPoolExecutor(1) as pool:
+            opened = pool.submit(retry.gate.open, call, human_reachable=True)
+            deadline = time.monotonic() + 10.0
+            blocked = "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))"
+            while watcher.execute(blocked, (holder.info.backend_pid,)).fetchone() == (0,):
+                assert time.monotonic() < deadline, "the retry never reached the accounts"
+                time.sleep(0.01)
+            sweeper.expiry.sweep()
+            holder.rollback()
+            opening = opened.result(timeout=10.0)
+    assert opening.final is not None and opening.final.status.value == "expired", opening
+    assert opening.final.approval_ref == ref and status(ledger_harness, ref) == "expired"
+    asked_for_key = text("SELECT ref FROM approvals WHERE idempotency_key = 'retried-key'")
+    assert ledger_harness.db.read(lambda conn: conn.execute(asked_for_key).scalars().all()) == [ref]
 
 
 POISONS = {
