@@ -144,6 +144,8 @@ def test_an_unknown_account_is_a_precheck_finding(demo: str, capsys: pytest.Capt
     ("tool", "args"),
     [
         ("transfer_funds", '{"from_account": "ACC-001", "to_account": "ACC-002", "amount": "70"}'),
+        # Finer than the hidden account's currency: the server answers "does not exist" before reading the amount.
+        ("transfer_funds", '{"from_account": "ACC-001", "to_account": "ACC-002", "amount": "1.005"}'),
         ("close_account", '{"account_id": "ACC-001"}'),
         ("get_account_balance", '{"account_id": "ACC-001"}'),
     ],
