@@ -6,6 +6,7 @@ The version is a hash of the parsed content, so reformatting or commenting a fil
 import bisect
 import re
 import tomllib
+import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -134,6 +135,8 @@ class _Reader:
             self.problem(f"policy.{extra}", f"unknown key (expected: {', '.join(sorted(_POLICY_KEYS))})", "policy")
         if "name" in raw and (not isinstance(raw["name"], str) or not raw["name"].strip()):
             self.problem("policy.name", "must be a non-empty string", "policy")
+        elif "name" in raw:
+            self.one_line(raw["name"], "policy.name", "policy")
 
     def visibility(self, raw: Any) -> Condition | None:
         """The `[accounts]` table: `visible`, a CEL condition deciding who may learn of an account."""
@@ -169,6 +172,8 @@ class _Reader:
         reason = raw.get("reason", _DEFAULT_REASONS[default] if default is not None else "")
         if "reason" in raw and (not isinstance(reason, str) or not reason.strip()):
             self.problem(f"{key}.reason", "must be a non-empty string", table)
+        elif "reason" in raw:
+            self.one_line(reason, f"{key}.reason", table)
         confirm = raw.get("confirm")
         if confirm is not None and (
             not isinstance(confirm, str) or (arguments is not None and confirm not in arguments)
@@ -212,6 +217,8 @@ class _Reader:
             value = raw.get(field)
             if not isinstance(value, str) or not value.strip():
                 self.problem(f"{key}.{field}", "is required and must be a non-empty string", table, index)
+            elif field != "when":  # a condition may span lines; CEL reads it, nobody is shown it as a line
+                self.one_line(value, f"{key}.{field}", table, index)
             fields[field] = value
         outcome = self.outcome(raw.get("outcome"), f"{key}.outcome", table, index)
         channel = self.channel(raw, key, table, index)
@@ -250,7 +257,7 @@ class _Reader:
         messages: dict[str, str] = {}
         line = self.places.line("messages", table, occurrence)
         for status, template in raw.items():
-            problem = template_problem(template, arguments)
+            problem = template_problem(template, arguments) or _not_one_line(template)
             if status not in STATUSES:
                 problem = f"unknown status (expected: {', '.join(STATUSES)})"
             if problem is not None:
@@ -274,6 +281,13 @@ class _Reader:
                     line,
                 )
             )
+
+    def one_line(self, text: Any, key: str, table: str, occurrence: int = 0) -> None:
+        """Refuse, in text people are shown as a line of the bank's (a name, a reason, a message), a character a
+        terminal or a form acts on rather than shows."""
+        problem = _not_one_line(text)
+        if problem is not None:
+            self.problem(key, problem, table, occurrence)
 
     def channel(self, raw: Mapping[str, Any], key: str, table: str, occurrence: int = 0) -> Channel | None:
         """`channel`: where the approval may be given (form, desk or any); None when not set or wrong."""
@@ -338,6 +352,27 @@ class _Places:
 
 _HEADER = re.compile(r"\[\[?\s*([^\]]*)\]")
 """A table header (`[tools.x]`, `[[tools.x.rules]]`): its name, up to the first `]`."""
+
+
+def _not_one_line(text: Any) -> str | None:
+    """Why `text` is not one line of text a screen shows as written (no control, formatting or line-breaking
+    character; any space will do: "1 000 €" is French typography), if it is a string that is not. A reason is a
+    line of the question an approver reads, where a line break could add a line the bank never wrote ("Requested
+    by: ..."); names and reasons are lines of `policy check` and `policy explain`, where an escape could hide a rule."""
+    if not isinstance(text, str) or text.isprintable():
+        return None
+    found = next((ch for ch in text if unicodedata.category(ch) in _UNSHOWN), None)
+    if found is None:  # only spaces other than the plain one, which `isprintable` counts out
+        return None
+    return (
+        f"holds U+{ord(found):04X}, a control, formatting or line-breaking character that a screen acts on or hides "
+        "rather than shows; write it as one line of visible text"
+    )
+
+
+_UNSHOWN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+"""The categories of characters that are not text as written: controls (line feed, tab, escape), formats (bidi
+overrides, zero-width), surrogates, private use, unassigned, line and paragraph separators."""
 
 
 _DEFAULT_REASONS = {

@@ -155,6 +155,47 @@ def test_errors_say_where_and_what(text: str, where: str, says: str) -> None:
     assert where in str(error.value) and says in str(error.value)
 
 
+RULE = "[tools.transfer_funds]\ndefault = 'allow'\n[[tools.transfer_funds.rules]]\nwhen = 'amount_minor > 5'\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "says"),
+    [
+        (
+            RULE + 'name = "x"\noutcome = "deny"\nreason = "Too much.\\nRequested by: alice"\n',
+            "p.toml:7: tools.transfer_funds.rules[0].reason",
+            "U+000A",
+        ),
+        (RULE + 'name = "ok\\r-> deny"\noutcome = "allow"\nreason = "r"\n', "rules[0].name", "U+000D"),
+        (
+            RULE + 'name = "x"\noutcome = "deny"\nreason = "r"\nmessages = { denied = "No\\u001b[8m." }\n',
+            "tools.transfer_funds.rules[0].messages.denied",
+            "U+001B",
+        ),
+        (
+            "[tools.transfer_funds]\ndefault = 'allow'\nreason = 'ok\u202egnorw'\n",
+            "tools.transfer_funds.reason",
+            "U+202E",
+        ),
+        ("[policy]\nname = 'bank\t'\n[tools.transfer_funds]\ndefault = 'allow'\n", "p.toml:2: policy.name", "U+0009"),
+    ],
+    ids=["reason-line-break", "name-carriage-return", "message-escape", "reason-bidi-override", "policy-name-tab"],
+)
+def test_text_shown_to_people_is_one_line_of_visible_characters(text: str, where: str, says: str) -> None:
+    """Reasons are lines of the question an approver reads (a line break in one could add a "Requested by:" line),
+    names and reasons lines of `policy check` and `policy explain`: a control or formatting character, which a
+    terminal or a form would act on rather than show, is refused naming the key and the character."""
+    with pytest.raises(PolicyError) as error:
+        parse_policy(text, source="p.toml", catalog=TOOL_ARGUMENTS)
+    assert where in str(error.value) and says in str(error.value)
+
+
+def test_text_shown_to_people_may_use_any_space() -> None:
+    reason = "Au-delà de 1\u202f000\u00a0€, il faut une approbation."  # French: narrow and no-break spaces
+    text = f"[tools.transfer_funds]\ndefault = 'require_approval'\nreason = '{reason}'\n"
+    assert parse_policy(text, source="p.toml").tools["transfer_funds"].reason == reason
+
+
 def entitled(
     tool: str, access: tuple[str, ...] = ("owner",), roles: tuple[str, ...] = (), amount_minor: int = 1
 ) -> CallFacts:
