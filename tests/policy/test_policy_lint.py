@@ -348,3 +348,16 @@ def test_a_condition_that_fails_on_the_sample_call_is_reported_once(tmp_path: Pa
     assert checked.returncode == 2
     [error] = checked.stderr.splitlines()
     assert error.startswith("bankgate-mcp: p.toml:") and "finer than the currency's minor unit" in error
+
+
+def test_policy_check_shows_a_conditions_control_characters_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CEL string may hold an escape (`'\\u001b[2K'` in TOML): `policy check` lists the visibility condition and
+    quotes conditions in its warnings, which must not erase the line they are on and print another."""
+    visible = "[accounts]\nvisible = \"principal != '\\u001b[2K' || size(account.access) > 0\"\n"
+    (tmp_path / "p.toml").write_text(visible + rule("tool == 'tr\\u001b[2Kansfer'"), encoding="utf-8")
+    assert policy_check(tmp_path / "p.toml") == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert "only where principal != '\\x1b[2K' ||" in out and "tool == 'tr\\x1b[2Kansfer'" in out

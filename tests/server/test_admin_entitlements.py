@@ -188,9 +188,14 @@ ESCAPE = "\x1b[2K\rledger invariants hold"
             " VALUES (:text, 'customer', 'Eve', 'USD', 'open', 5, '2026-01-01T00:00:00.000000Z')",
             ("admin", "invariants"),
         ),
+        (
+            "UPDATE accounts SET owner = :text WHERE id = 'ACC-002'",
+            ("policy", "explain", "transfer_funds", "--args", '{"from_account": "ACC-001", "to_account": "ACC-002", '
+             '"amount": "5"}'),
+        ),
     ],
-    ids=["account-owner", "memo", "grant", "grant-time", "invariant-violation"],
-)
+    ids=["account-owner", "memo", "grant", "grant-time", "invariant-violation", "explained-effect"],
+)  # fmt: skip
 def test_listings_show_text_edited_into_the_database_escaped(
     demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]], edit: str, args: tuple[str, ...]
 ) -> None:
