@@ -67,7 +67,7 @@ def load_policy(path: str | Path | None = None, *, catalog: Mapping[str, Argumen
         text = resources.files("policy").joinpath(DEFAULT_POLICY).read_text(encoding="utf-8")
         return parse_policy(text, source=f"<default {DEFAULT_POLICY}>", catalog=catalog)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a leading byte order mark (Notepad's, PowerShell's) dropped
     except OSError as exc:
         raise PolicyError(str(path), [Problem("(file)", f"cannot read the file: {exc.strerror}")]) from None
     except UnicodeDecodeError:

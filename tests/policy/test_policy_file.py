@@ -257,6 +257,13 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         load_policy(tmp_path / "nope.toml")
 
 
+def test_a_policy_saved_with_a_byte_order_mark_loads_as_without_one(tmp_path: Path) -> None:
+    """Notepad's "UTF-8 with BOM" and Windows PowerShell 5's `Out-File -Encoding utf8` begin the file with U+FEFF:
+    UTF-8 text still, which was refused as `(syntax): Invalid statement (at line 1, column 1)`, naming nothing."""
+    (tmp_path / "bom.toml").write_text("\ufeff" + GOOD, encoding="utf-8")
+    assert load_policy(tmp_path / "bom.toml").version == parse_policy(GOOD, source="p.toml").version
+
+
 SCOPED = "[from_account, to_account].exists(account, account.status == 'closed')"
 
 
