@@ -18,7 +18,7 @@ from policy.channel import DEFAULT_CHANNEL, Channel
 from policy.document import Policy, Rule, ToolPolicy
 from policy.expressions import Condition, ExpressionError
 from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_ROLES, AccountFacts, CallFacts
-from policy.lint import Arguments, default_overlap, rule_warnings
+from policy.lint import Arguments, default_overlap, rule_warnings, visibility_warnings
 from policy.messages import DECIDED_ENDS, STATUSES, template_problem
 from policy.outcome import Outcome
 
@@ -83,7 +83,7 @@ def parse_policy(text: str, *, source: str, catalog: Mapping[str, Arguments] | N
     reader = _Reader(text)
     reader.header(data.get("policy"))
     tools = reader.tools(data, catalog)
-    visible = reader.visibility(data.get("accounts"))
+    visible = reader.visibility(data.get("accounts"), catalog or tools)
     if reader.problems:
         raise PolicyError(source, reader.problems)
     version = "sha256:" + digest(data)[:16]
@@ -138,8 +138,9 @@ class _Reader:
         elif "name" in raw:
             self.one_line(raw["name"], "policy.name", "policy")
 
-    def visibility(self, raw: Any) -> Condition | None:
-        """The `[accounts]` table: `visible`, a CEL condition deciding who may learn of an account."""
+    def visibility(self, raw: Any, tools: Collection[str]) -> Condition | None:
+        """The `[accounts]` table: `visible`, a CEL condition deciding who may learn of an account, in a call of any
+        of `tools`."""
         if raw is None:
             return None
         if not isinstance(raw, dict):
@@ -162,6 +163,8 @@ class _Reader:
         except ExpressionError as exc:
             self.problem("accounts.visible", str(exc), "accounts")
             return None
+        line = self.places.line("visible", "accounts", 0)
+        self.warnings += [Problem("accounts.visible", w, line) for w in visibility_warnings(source, tools)]
         return condition
 
     def tool(self, name: str, raw: Mapping[str, Any], arguments: Arguments | None) -> ToolPolicy | None:
