@@ -193,11 +193,17 @@ class _Reader:
         for dup in sorted({n for n in names if names.count(n) > 1}):
             self.problem(f"{key}.rules", f"rule name '{dup}' is used more than once", table)
         channel = self.channel(raw, key, table)
-        if "channel" in raw and not (
-            default is Outcome.REQUIRE_APPROVAL
-            or any(r is not None and r.outcome is Outcome.REQUIRE_APPROVAL for r in rules)
-        ):
+        asks = default is Outcome.REQUIRE_APPROVAL or any(
+            r is not None and r.outcome is Outcome.REQUIRE_APPROVAL for r in rules
+        )
+        if "channel" in raw and not asks:
             self.problem(f"{key}.channel", "applies only to a tool whose default or a rule is require_approval", table)
+        if confirm is not None and not asks:  # else it reads as a confirmation the tool's calls never ask for
+            self.problem(
+                f"{key}.confirm",
+                "applies only to a tool whose default or a rule is require_approval (nothing is ever typed back here)",
+                table,
+            )
         if default is None or not isinstance(reason, str):
             return None
         kept = tuple(r for r in rules if r is not None)

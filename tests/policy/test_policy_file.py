@@ -116,6 +116,11 @@ def test_version_is_a_content_hash() -> None:
             "p.toml:5: tools.get_account_balance.rules[0].when",
             "reads from_account, which a call of get_account_balance never has (it has: account)",
         ),
+        (
+            "[tools.close_account]\ndefault = 'allow'\nconfirm = 'account_id'\n",  # read as: closes are typed back
+            "p.toml:3: tools.close_account.confirm",
+            "applies only to a tool whose default or a rule is require_approval (nothing is ever typed back here)",
+        ),
         ("[tools.transfer_funds]\ndefault = 'allow'\nextra = 1\n", "tools.transfer_funds.extra", "unknown key"),
         (
             "[accounts]\nvisible = 'amount_minor > 0'\n[tools.transfer_funds]\ndefault = 'allow'\n",
@@ -141,6 +146,7 @@ def test_version_is_a_content_hash() -> None:
         "cel-type",
         "account-the-tool-lacks",
         "account-the-read-lacks",
+        "confirm-never-asked",
         "unknown-key",
         "visible-variable",
         "accounts-key",
