@@ -83,7 +83,7 @@ def parse_policy(text: str, *, source: str, catalog: Mapping[str, Arguments] | N
     reader = _Reader(text)
     reader.header(data.get("policy"))
     tools = reader.tools(data, catalog)
-    visible = reader.visibility(data.get("accounts"), catalog or tools)
+    visible = reader.visibility(data.get("accounts"), catalog, tools)
     if reader.problems:
         raise PolicyError(source, reader.problems)
     version = "sha256:" + digest(data)[:16]
@@ -138,9 +138,10 @@ class _Reader:
         elif "name" in raw:
             self.one_line(raw["name"], "policy.name", "policy")
 
-    def visibility(self, raw: Any, tools: Collection[str]) -> Condition | None:
+    def visibility(self, raw: Any, catalog: Mapping[str, Arguments] | None, tools: Collection[str]) -> Condition | None:
         """The `[accounts]` table: `visible`, a CEL condition deciding who may learn of an account, in a call of any
-        of `tools`."""
+        tool (the catalog's, else the policy's `tools`): one that fails for a call of some tool hides every account
+        from every such call, so it is refused, as a rule failing on a sample call is."""
         if raw is None:
             return None
         if not isinstance(raw, dict):
@@ -159,12 +160,16 @@ class _Reader:
                 raise ExpressionError(
                     f"unknown variable {', '.join(unknown)} (known here: {', '.join(sorted(VISIBILITY_VARIABLES))})"
                 )
-            condition.holds(_sample_call("get_account_balance", ("account_id",)))
+            for tool, arguments in sorted((catalog or _BALANCE_READ).items()):
+                try:
+                    condition.holds(_sample_call(tool, arguments))
+                except ExpressionError as exc:
+                    raise ExpressionError(f"fails to evaluate for a call of {tool}: {exc}") from None
         except ExpressionError as exc:
             self.problem("accounts.visible", str(exc), "accounts")
             return None
         line = self.places.line("visible", "accounts", 0)
-        self.warnings += [Problem("accounts.visible", w, line) for w in visibility_warnings(source, tools)]
+        self.warnings += [Problem("accounts.visible", w, line) for w in visibility_warnings(source, catalog or tools)]
         return condition
 
     def tool(self, name: str, raw: Mapping[str, Any], arguments: Arguments | None) -> ToolPolicy | None:
@@ -389,6 +394,10 @@ _DEFAULT_REASONS = {
     Outcome.REQUIRE_APPROVAL: "The policy requires a human's approval for this action.",
     Outcome.DENY: "The policy does not allow this action.",
 }
+
+
+_BALANCE_READ: Mapping[str, Arguments] = {"get_account_balance": {"account_id": True}}
+"""The call `[accounts] visible` is tried on when the server's tools are not known."""
 
 
 def _binds_its_accounts(condition: Condition, tool: str, arguments: Arguments) -> None:

@@ -127,6 +127,13 @@ def test_version_is_a_content_hash() -> None:
             "p.toml:2: accounts.visible",
             "unknown variable amount_minor",
         ),
+        (
+            # Evaluated for the account a transfer debits too, whose call has no account_id: fails, so hides it.
+            "[accounts]\nvisible = \"args.account_id != '' && size(account.access) > 0\"\n"
+            "[tools.transfer_funds]\ndefault = 'allow'\n",
+            "p.toml:2: accounts.visible",
+            "fails to evaluate for a call of transfer_funds",
+        ),
         ("[accounts]\nseen = 'true'\n[tools.transfer_funds]\ndefault = 'allow'\n", "accounts.seen", "unknown key"),
         (
             "[policy.accounts]\nvisible = 'false'\n[tools.transfer_funds]\ndefault = 'allow'\n",
@@ -149,6 +156,7 @@ def test_version_is_a_content_hash() -> None:
         "confirm-never-asked",
         "unknown-key",
         "visible-variable",
+        "visible-fails-for-a-tool",
         "accounts-key",
         "policy-key",
         "policy-name",
