@@ -69,6 +69,34 @@ def test_unnamed_tools_and_evaluation_errors_are_denied() -> None:
     assert fine.outcome is Outcome.ALLOW
 
 
+@pytest.mark.parametrize(
+    ("tool", "when", "arguments", "amount_minor"),
+    [
+        ("transfer_funds", "amount_minor * 1000000 < minor(1000000000)", {}, 10**15),  # int64 overflow
+        ("transfer_funds", "from_account.balance_minor / (amount_minor - 5) >= 0", {}, 5),  # division by zero
+        ("transfer_funds", "principal == 'sample' || int(args.amount) < 5", {"amount": "1.00"}, 100),  # no int
+        ("transfer_funds", "principal == 'sample' || now < timestamp(args.memo)", {"memo": "next week"}, 100),
+        ("close_account", "sweep_to.owner != 'Mallory'", {}, 100),  # no sweep_to: a null account
+    ],
+    ids=["overflow", "division-by-zero", "text-as-int", "text-as-timestamp", "null-account"],
+)
+def test_an_allow_rule_that_fails_for_one_call_denies_it(
+    tool: str, when: str, arguments: dict[str, str], amount_minor: int
+) -> None:
+    """Rules that evaluate on `policy check`'s sample call but fail on some call (a larger amount, another memo,
+    no sweep): the call is denied, never allowed by the failing rule nor asked about under the default."""
+    text = (
+        f'[tools.{tool}]\ndefault = "require_approval"\n[[tools.{tool}.rules]]\nname = "trusted"\n'
+        f'when = "{when}"\noutcome = "allow"\nreason = "r"\n'
+    )
+    policy = parse_policy(text, source="p.toml", catalog=TOOL_ARGUMENTS)
+    account = AccountFacts("ACC-001", "Alice", "open", "USD", 100_000, ("owner",))
+    accounts = {"from_account": account, "to_account": account, "account": account, "sweep_to": None}
+    decision = policy.decide(CallFacts(tool, arguments, "alice", amount_minor=amount_minor, accounts=accounts))
+    assert (decision.outcome, decision.matched_rules) == (Outcome.DENY, ("trusted",))
+    assert decision.failure is not None and "failed" in decision.failure
+
+
 def test_version_is_a_content_hash() -> None:
     one = parse_policy(GOOD, source="a")
     assert one.version == parse_policy("# a comment\n" + GOOD.replace("\n\n", "\n"), source="b").version
