@@ -207,6 +207,22 @@ def test_listings_show_text_edited_into_the_database_escaped(
     assert "\\x1b[2K\\rledger invariants hold" in printed
 
 
+def test_grants_show_an_account_id_edited_into_the_database_escaped(
+    demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    """`admin accounts` shows such an id escaped; `admin grants` printed it as it was."""
+    edits = (
+        "INSERT INTO accounts (id, kind, owner, currency, status, balance_minor, created_at)"
+        " VALUES (:text, 'customer', 'Eve', 'USD', 'open', 0, '2026-01-01T00:00:00.000000Z')",
+        "INSERT INTO account_access (principal, account_id, relation, granted_by, granted_at)"
+        " VALUES ('eve', :text, 'owner', 'ops', '2026-01-01T00:00:00.000000Z')",
+    )
+    demo.db.run(lambda conn: [conn.execute(text(edit), {"text": ESCAPE}) for edit in edits])
+    printed = cli("admin", "grants", "--principal", "eve").stdout
+    assert "\x1b" not in printed and "\r" not in printed
+    assert "on \\x1b[2K\\rledger invariants hold" in printed
+
+
 def test_a_row_that_cannot_be_read_is_named_as_such_not_as_configuration(
     demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]]
 ) -> None:
