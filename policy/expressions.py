@@ -10,7 +10,7 @@ condition's text only narrow what is bound for it, erring towards binding more: 
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import Any
 
 from policy.cel_bounds import beyond_bounds
@@ -125,18 +125,37 @@ _MINOR = re.compile(r"(?<!\w)minor(?!\w)")
 """Any mention of `minor` (not `amount_minor`): a condition that might call the function."""
 
 
+_INT_DIGITS = 19
+"""Digits in the largest of CEL's integers (64-bit, 9,223,372,036,854,775,807)."""
+_EXACT = Context(prec=_INT_DIGITS, traps=[InvalidOperation, Overflow, Inexact])
+"""Arithmetic that raises rather than rounds: a value of at most 19 whole digits that needs more than 19 digits
+has a nonzero digit below its minor unit (the default context would round it to 28 digits, or underflow to 0)."""
+
+
 def _minor_units(exponent: int) -> Any:
-    """`minor(1000)` / `minor("1000.50")`: major units of the call's currency, exactly, in minor units."""
+    """`minor(1000)` / `minor("1000.50")`: major units of the call's currency, exactly, in minor units: one of
+    CEL's integers, or an error naming what is wrong (never a value rounded, nor a uint or double in its place)."""
 
     def minor(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise ValueError("minor() takes an int or a decimal string, e.g. minor(1000) or minor('12.50')")
         try:
-            scaled = Decimal(value).scaleb(exponent)
+            amount = Decimal(value)
         except InvalidOperation:
             raise ValueError(f"minor() cannot read {value!r} as a decimal") from None
-        if scaled != scaled.to_integral_value():
+        if not amount.is_finite():
+            raise ValueError(f"minor({value!r}) is not a finite number")
+        beyond = ValueError(f"minor({value!r}) is beyond the integers a condition computes with (64-bit)")
+        if amount and amount.adjusted() + exponent >= _INT_DIGITS:
+            raise beyond
+        try:
+            scaled = amount.scaleb(exponent, _EXACT)
+        except Inexact:
+            scaled = None
+        if scaled is None or scaled != scaled.to_integral_value():
             raise ValueError(f"minor({value!r}) is finer than the currency's minor unit")
+        if not -(2**63) <= scaled < 2**63:
+            raise beyond
         return int(scaled)
 
     return minor

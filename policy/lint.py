@@ -7,7 +7,8 @@ server binds (`policy.facts`) and, when the server's tools are known, their argu
   (`sweep_to`), unguarded: without it the rule fails to evaluate, and a failing rule denies;
 - an argument the tool does not have (`args.memmo`): never set;
 - a fact compared with a literal of another type or outside the values it takes
-  (`amount_minor > 500.5`, `args.amount == '100'`, `'Owner' in account.access`, `tool == 'x'`);
+  (`amount_minor > 500.5`, `args.amount == '100'`, `'Owner' in account.access`, `tool == 'x'`), in a rule
+  or in `[accounts] visible` (`visibility_warnings`);
 - an `allow` rule in a tool whose default is `allow`: the most restrictive outcome wins, so it
   never changes a decision (not even as an exception to a stricter rule).
 
@@ -16,7 +17,7 @@ can be shadowed by an earlier one. A warning never stops a policy loading.
 """
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from policy.cel_syntax import (
@@ -63,13 +64,25 @@ def rule_warnings(source: str, tool: str, arguments: Arguments | None) -> list[s
         return []
     if any(_binds_a_fact(node) for node in _nodes(tree)):
         return []  # facts are told apart here by their names, which the macro's variable takes
-    found = list(_comparisons(tree, tool))
+    found = list(_comparisons(tree, frozenset({tool})))
     if arguments is not None:
         found += _unknown_arguments(tree, tool, arguments)
         optional = _optional(arguments)
         reads = dict.fromkeys(_unguarded_reads(tree, optional, frozenset()))
         found += [_unguarded(key, tool, optional[key]) for key in reads]
     return found
+
+
+def visibility_warnings(source: str, tools: Iterable[str]) -> list[str]:
+    """What is wrong with the `[accounts] visible` condition `source`, which judges calls of every one of `tools`:
+    its comparisons (a typo there widens or narrows who may learn of an account as silently as in a rule)."""
+    try:
+        tree = parse(source)
+    except CelSyntaxError:
+        return []
+    if any(_binds_a_fact(node) for node in _nodes(tree)):
+        return []
+    return list(_comparisons(tree, frozenset(tools)))
 
 
 def _binds_a_fact(node: Node) -> bool:
@@ -97,12 +110,12 @@ def default_overlap(rule: Rule, default: Outcome) -> str | None:
     )
 
 
-def _fact(node: Node, tool: str) -> _Fact | None:
+def _fact(node: Node, tools: frozenset[str]) -> _Fact | None:
     if isinstance(node, Ident):
         if node.name in ("amount_minor", "moved_today_minor"):
             return _Fact(node.name, "minor")
         if node.name == "tool":
-            return _Fact("tool", "string", frozenset({tool}))
+            return _Fact("tool", "string", tools)
         if node.name == "currency":
             return _Fact("currency", "string", currency=True)
         if node.name == "principal":
@@ -126,7 +139,7 @@ def _fact(node: Node, tool: str) -> _Fact | None:
     return None
 
 
-def _comparisons(tree: Node, tool: str) -> Iterator[str]:
+def _comparisons(tree: Node, tools: frozenset[str]) -> Iterator[str]:
     """A fact compared (`==`, `<`, `in`, ...) with a literal it can never equal, or as the wrong type."""
     for node in _nodes(tree):
         if not isinstance(node, Call) or len(node.args) != 2:
@@ -135,15 +148,15 @@ def _comparisons(tree: Node, tool: str) -> Iterator[str]:
         if node.function in COMPARISONS:
             op = _OPERATORS[node.function]
             for fact_node, literal, first in ((left, right, True), (right, left, False)):
-                fact = _fact(fact_node, tool)
+                fact = _fact(fact_node, tools)
                 if fact is not None and isinstance(literal, Literal):
                     around = (f"{fact.name} {op} ", "") if first else ("", f" {op} {fact.name}")
                     yield from _compared(fact, op, literal, around)
         elif node.function == "@in":
-            container = _fact(right, tool)
+            container = _fact(right, tools)
             if container is not None and container.kind == "list" and isinstance(left, Literal):
                 yield from _compared(container, "in", left, ("", f" in {container.name}"))
-            fact = _fact(left, tool)
+            fact = _fact(left, tools)
             if fact is not None and isinstance(right, Collection) and right.kind == "list":
                 for item in right.items:
                     if isinstance(item, Literal):
@@ -181,7 +194,7 @@ def _compared(fact: _Fact, op: str, literal: Literal, around: tuple[str, str]) -
         if fact.values is not None and literal.value not in fact.values:
             values = ", ".join(f"'{v}'" for v in sorted(fact.values))
             yield f"{expression}: {constant}, as {fact.name} is only ever {values}"
-        elif fact.name == "tool":
+        elif fact.name == "tool" and fact.values == frozenset({literal.value}):  # a rule's: it sees one tool
             truth = "never true" if constant == "always true" else "always true"
             yield f"{expression}: {truth} in a rule of {literal.value}, which sees no other tool; fix: drop it"
         elif fact.currency and not _CURRENCY.fullmatch(literal.value):

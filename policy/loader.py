@@ -6,6 +6,7 @@ The version is a hash of the parsed content, so reformatting or commenting a fil
 import bisect
 import re
 import tomllib
+import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -17,7 +18,7 @@ from policy.channel import DEFAULT_CHANNEL, Channel
 from policy.document import Policy, Rule, ToolPolicy
 from policy.expressions import Condition, ExpressionError
 from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_ROLES, AccountFacts, CallFacts
-from policy.lint import Arguments, default_overlap, rule_warnings
+from policy.lint import Arguments, default_overlap, rule_warnings, visibility_warnings
 from policy.messages import DECIDED_ENDS, STATUSES, template_problem
 from policy.outcome import Outcome
 
@@ -66,7 +67,7 @@ def load_policy(path: str | Path | None = None, *, catalog: Mapping[str, Argumen
         text = resources.files("policy").joinpath(DEFAULT_POLICY).read_text(encoding="utf-8")
         return parse_policy(text, source=f"<default {DEFAULT_POLICY}>", catalog=catalog)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a leading byte order mark (Notepad's, PowerShell's) dropped
     except OSError as exc:
         raise PolicyError(str(path), [Problem("(file)", f"cannot read the file: {exc.strerror}")]) from None
     except UnicodeDecodeError:
@@ -82,7 +83,7 @@ def parse_policy(text: str, *, source: str, catalog: Mapping[str, Arguments] | N
     reader = _Reader(text)
     reader.header(data.get("policy"))
     tools = reader.tools(data, catalog)
-    visible = reader.visibility(data.get("accounts"))
+    visible = reader.visibility(data.get("accounts"), catalog, tools)
     if reader.problems:
         raise PolicyError(source, reader.problems)
     version = "sha256:" + digest(data)[:16]
@@ -134,9 +135,13 @@ class _Reader:
             self.problem(f"policy.{extra}", f"unknown key (expected: {', '.join(sorted(_POLICY_KEYS))})", "policy")
         if "name" in raw and (not isinstance(raw["name"], str) or not raw["name"].strip()):
             self.problem("policy.name", "must be a non-empty string", "policy")
+        elif "name" in raw:
+            self.one_line(raw["name"], "policy.name", "policy")
 
-    def visibility(self, raw: Any) -> Condition | None:
-        """The `[accounts]` table: `visible`, a CEL condition deciding who may learn of an account."""
+    def visibility(self, raw: Any, catalog: Mapping[str, Arguments] | None, tools: Collection[str]) -> Condition | None:
+        """The `[accounts]` table: `visible`, a CEL condition deciding who may learn of an account, in a call of any
+        tool (the catalog's, else the policy's `tools`): one that fails for a call of some tool hides every account
+        from every such call, so it is refused, as a rule failing on a sample call is."""
         if raw is None:
             return None
         if not isinstance(raw, dict):
@@ -155,10 +160,16 @@ class _Reader:
                 raise ExpressionError(
                     f"unknown variable {', '.join(unknown)} (known here: {', '.join(sorted(VISIBILITY_VARIABLES))})"
                 )
-            condition.holds(_sample_call("get_account_balance", ("account_id",)))
+            for tool, arguments in sorted((catalog or _BALANCE_READ).items()):
+                try:
+                    condition.holds(_sample_call(tool, arguments))
+                except ExpressionError as exc:
+                    raise ExpressionError(f"fails to evaluate for a call of {tool}: {exc}") from None
         except ExpressionError as exc:
             self.problem("accounts.visible", str(exc), "accounts")
             return None
+        line = self.places.line("visible", "accounts", 0)
+        self.warnings += [Problem("accounts.visible", w, line) for w in visibility_warnings(source, catalog or tools)]
         return condition
 
     def tool(self, name: str, raw: Mapping[str, Any], arguments: Arguments | None) -> ToolPolicy | None:
@@ -169,6 +180,8 @@ class _Reader:
         reason = raw.get("reason", _DEFAULT_REASONS[default] if default is not None else "")
         if "reason" in raw and (not isinstance(reason, str) or not reason.strip()):
             self.problem(f"{key}.reason", "must be a non-empty string", table)
+        elif "reason" in raw:
+            self.one_line(reason, f"{key}.reason", table)
         confirm = raw.get("confirm")
         if confirm is not None and (
             not isinstance(confirm, str) or (arguments is not None and confirm not in arguments)
@@ -185,11 +198,17 @@ class _Reader:
         for dup in sorted({n for n in names if names.count(n) > 1}):
             self.problem(f"{key}.rules", f"rule name '{dup}' is used more than once", table)
         channel = self.channel(raw, key, table)
-        if "channel" in raw and not (
-            default is Outcome.REQUIRE_APPROVAL
-            or any(r is not None and r.outcome is Outcome.REQUIRE_APPROVAL for r in rules)
-        ):
+        asks = default is Outcome.REQUIRE_APPROVAL or any(
+            r is not None and r.outcome is Outcome.REQUIRE_APPROVAL for r in rules
+        )
+        if "channel" in raw and not asks:
             self.problem(f"{key}.channel", "applies only to a tool whose default or a rule is require_approval", table)
+        if confirm is not None and not asks:  # else it reads as a confirmation the tool's calls never ask for
+            self.problem(
+                f"{key}.confirm",
+                "applies only to a tool whose default or a rule is require_approval (nothing is ever typed back here)",
+                table,
+            )
         if default is None or not isinstance(reason, str):
             return None
         kept = tuple(r for r in rules if r is not None)
@@ -212,6 +231,8 @@ class _Reader:
             value = raw.get(field)
             if not isinstance(value, str) or not value.strip():
                 self.problem(f"{key}.{field}", "is required and must be a non-empty string", table, index)
+            elif field != "when":  # a condition may span lines; CEL reads it, nobody is shown it as a line
+                self.one_line(value, f"{key}.{field}", table, index)
             fields[field] = value
         outcome = self.outcome(raw.get("outcome"), f"{key}.outcome", table, index)
         channel = self.channel(raw, key, table, index)
@@ -250,7 +271,7 @@ class _Reader:
         messages: dict[str, str] = {}
         line = self.places.line("messages", table, occurrence)
         for status, template in raw.items():
-            problem = template_problem(template, arguments)
+            problem = template_problem(template, arguments) or _not_one_line(template)
             if status not in STATUSES:
                 problem = f"unknown status (expected: {', '.join(STATUSES)})"
             if problem is not None:
@@ -274,6 +295,13 @@ class _Reader:
                     line,
                 )
             )
+
+    def one_line(self, text: Any, key: str, table: str, occurrence: int = 0) -> None:
+        """Refuse, in text people are shown as a line of the bank's (a name, a reason, a message), a character a
+        terminal or a form acts on rather than shows."""
+        problem = _not_one_line(text)
+        if problem is not None:
+            self.problem(key, problem, table, occurrence)
 
     def channel(self, raw: Mapping[str, Any], key: str, table: str, occurrence: int = 0) -> Channel | None:
         """`channel`: where the approval may be given (form, desk or any); None when not set or wrong."""
@@ -340,11 +368,36 @@ _HEADER = re.compile(r"\[\[?\s*([^\]]*)\]")
 """A table header (`[tools.x]`, `[[tools.x.rules]]`): its name, up to the first `]`."""
 
 
+def _not_one_line(text: Any) -> str | None:
+    """Why `text` is not one line of text a screen shows as written (no control, formatting or line-breaking
+    character; any space will do: "1 000 €" is French typography), if it is a string that is not. A reason is a
+    line of the question an approver reads, where a line break could add a line the bank never wrote ("Requested
+    by: ..."); names and reasons are lines of `policy check` and `policy explain`, where an escape could hide a rule."""
+    if not isinstance(text, str) or text.isprintable():
+        return None
+    found = next((ch for ch in text if unicodedata.category(ch) in _UNSHOWN), None)
+    if found is None:  # only spaces other than the plain one, which `isprintable` counts out
+        return None
+    return (
+        f"holds U+{ord(found):04X}, a control, formatting or line-breaking character that a screen acts on or hides "
+        "rather than shows; write it as one line of visible text"
+    )
+
+
+_UNSHOWN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+"""The categories of characters that are not text as written: controls (line feed, tab, escape), formats (bidi
+overrides, zero-width), surrogates, private use, unassigned, line and paragraph separators."""
+
+
 _DEFAULT_REASONS = {
     Outcome.ALLOW: "Allowed by the policy.",
     Outcome.REQUIRE_APPROVAL: "The policy requires a human's approval for this action.",
     Outcome.DENY: "The policy does not allow this action.",
 }
+
+
+_BALANCE_READ: Mapping[str, Arguments] = {"get_account_balance": {"account_id": True}}
+"""The call `[accounts] visible` is tried on when the server's tools are not known."""
 
 
 def _binds_its_accounts(condition: Condition, tool: str, arguments: Arguments) -> None:

@@ -34,14 +34,15 @@ from policy.results import Refusal
 def policy_check(file: Path) -> int:
     policy = load_policy(file, catalog=TOOL_ARGUMENTS)
     print(f"{file}: OK (version {policy.version})")
-    seen = f"only where {policy.visible.source}" if policy.visible else "every account, to every caller"
+    # Conditions escaped (`shown`): a CEL string may hold a control character, and a condition span lines.
+    seen = f"only where {shown(policy.visible.source)}" if policy.visible else "every account, to every caller"
     print(f"  accounts visible: {seen}")
     for name, tool in policy.tools.items():
         rules = ", ".join(f"{r.name} -> {_effect(r.outcome, r.channel or tool.channel)}" for r in tool.rules)
         confirm = f"; approver types back {tool.confirm}" if tool.confirm else ""
         print(f"  {name}: default {_effect(tool.default, tool.channel)}; {rules or 'no rules'}{confirm}")
     for warning in policy.warnings:  # legal, so the exit status stays 0: each says what to write instead
-        print(f"warning: {warning}")
+        print(f"warning: {shown(warning)}")
     return 0
 
 
@@ -69,8 +70,8 @@ def policy_explain(
     else:
         print(f"policy decision: {_effect(found.decision.outcome, found.decision.channel)}")
         print(f"  reason: {found.decision.reason}")
-        if found.decision.failure is not None:
-            print(f"  could not evaluate: {found.decision.failure}")
+        if found.decision.failure is not None:  # it may quote a fact: an owner's name, as the database holds it
+            print(f"  could not evaluate: {shown(found.decision.failure)}")
         print(f"  matched rules: {', '.join(found.decision.matched_rules) or '(none: the tool default applies)'}")
     if found.facts is not None and (balances or moved_today is not None):
         print("  judged on hypothetical facts: " + _hypotheses(found.facts, balances, moved_today))
@@ -78,9 +79,9 @@ def policy_explain(
         print("ledger pre-checks: pass")
         print("  effect:")
         for line in found.effect:
-            print(f"    {line}")
+            print(f"    {shown(line)}")  # owners' names as the database holds them, which may have been edited
     else:
-        print(f"ledger pre-checks: would refuse ({found.precheck.code}): {found.precheck.message}")
+        print(f"ledger pre-checks: would refuse ({found.precheck.code}): {shown(found.precheck.message)}")
     print("(nothing was executed)")
     return 0
 

@@ -52,12 +52,13 @@ def explain(
         except Refusal as refusal:
             inspection, precheck = None, refusal
         if inspection is None:
-            inspection = _facts_only(state.ledger, tx, call)
-        if inspection is None:
-            return Explanation(None, None, precheck, ())
-        hidden = _hidden(call, precheck)
-        if hidden is not None:
-            return Explanation(None, None, precheck, (), hidden=hidden)
+            found = _accounts_only(state.ledger, tx, call)
+            if found is None:
+                return Explanation(None, None, precheck, ())
+            hidden = _hidden(call, precheck)  # before the amount: the server reads none of a hidden account's
+            if hidden is not None:
+                return Explanation(None, None, precheck, (), hidden=hidden)
+            inspection = _facts_only(call, *found)
         facts = _pretend(call, gate.facts(tx, call, inspection), balances or {}, moved_today)
         effect = () if precheck is not None else inspection.effect
         return Explanation(gate.policy.decide(facts), facts, precheck, effect)
@@ -65,10 +66,11 @@ def explain(
     return gate.store.transaction(work, write=False)
 
 
-def _facts_only(ledger: Ledger, tx: GateTx[Connection], call: Call) -> Inspection | None:
-    """What the policy sees of a call the ledger refuses (e.g. for want of funds): its accounts and amount
-    as they are, with what the caller holds on them, as a tool reads them; None if an account it names
-    does not exist."""
+def _accounts_only(
+    ledger: Ledger, tx: GateTx[Connection], call: Call
+) -> tuple[dict[str, AccountFacts | None], tuple[str, ...]] | None:
+    """The accounts of a call the ledger refuses (e.g. for want of funds) as they are, with what the caller
+    holds on them, as a tool reads them, and the caller's roles; None if an account it names does not exist."""
     accounts: dict[str, AccountFacts | None] = {}
     roles: tuple[str, ...] = ()
     for role, argument in ACCOUNT_ARGUMENTS.items():
@@ -81,6 +83,11 @@ def _facts_only(ledger: Ledger, tx: GateTx[Connection], call: Call) -> Inspectio
             return None
         held = with_credentials(held, call)
         accounts[role], roles = account_facts(account, held), held.roles
+    return accounts, roles
+
+
+def _facts_only(call: Call, accounts: dict[str, AccountFacts | None], roles: tuple[str, ...]) -> Inspection:
+    """What the policy sees of a call the ledger refuses: its accounts (`_accounts_only`) and its amount."""
     first = next((a for a in accounts.values() if a is not None), None)
     currency = first.currency if first is not None else "USD"
     amount = call.arguments.get("amount")
@@ -90,7 +97,7 @@ def _facts_only(ledger: Ledger, tx: GateTx[Connection], call: Call) -> Inspectio
 
 
 def _hidden(call: Call, precheck: Refusal | None) -> str | None:
-    """The account refused as missing although it exists (`_facts_only` found every account the call names):
+    """The account refused as missing although it exists (`_accounts_only` found every account the call names):
     the one the policy hides from the caller."""
     if precheck is None or precheck.code != ErrorCode.UNKNOWN_ACCOUNT or precheck.field is None:
         return None

@@ -361,12 +361,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(args: argparse.Namespace, message: str) -> None:
-    """One line on stderr; the traceback too with --debug."""
+    """One line on stderr (a line per problem of a policy file); the traceback too with --debug. Escaped
+    (`free_text.shown`): a message may quote what was typed, a policy file's keys or what the database holds."""
+    from mcp_server.ledger.free_text import shown
+
     if args.debug:
         import traceback
 
         traceback.print_exc()
-    print(f"bankgate-mcp: {message}", file=sys.stderr)
+    lines = "\n".join(shown(line) for line in message.split("\n"))
+    print(f"bankgate-mcp: {lines}", file=sys.stderr)
 
 
 if __name__ == "__main__":

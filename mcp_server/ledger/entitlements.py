@@ -92,7 +92,7 @@ class Grant:
     granted_at: str
 
     def render(self) -> str:
-        target = f"on {self.account_id}" if self.account_id else "role (any account)"
+        target = f"on {shown(self.account_id)}" if self.account_id else "role (any account)"
         who, by, at = shown(self.principal), shown(self.granted_by), shown(self.granted_at)  # as stored: edited?
         return f"{who:<16} {self.name:<9} {target:<20} granted by {by} at {at}"
 

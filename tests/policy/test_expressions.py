@@ -3,7 +3,7 @@ every variable were bound whole."""
 
 import pytest
 
-from policy.expressions import Condition, _fields_read
+from policy.expressions import Condition, ExpressionError, _fields_read
 from policy.facts import AccountFacts, CallFacts
 
 FACTS = CallFacts(
@@ -126,3 +126,39 @@ def test_a_macro_variable_used_outside_its_macro_is_refused() -> None:
     unread = Condition.compile("(" * 45 + "[1].exists(r, r > 0) && r == 1" + ")" * 45)  # too deep to read its scopes
     with pytest.raises(ValueError, match="'r'"):
         unread.holds(FACTS)
+
+
+@pytest.mark.parametrize(
+    ("argument", "says"),
+    [
+        ("'NaN'", "minor('NaN') is not a finite number"),  # was: "is finer than the currency's minor unit"
+        ("'-Infinity'", "minor('-Infinity') is not a finite number"),  # was: OverflowError, cannot convert
+        ("'1e1000000000'", "minor('1e1000000000') is beyond"),  # was: Overflow: [<class 'decimal.Overflow'>]
+        ("'1e400'", "minor('1e400') is beyond"),  # was: Failed to convert Python object of type int to Value
+        ("92233720368547759", "minor(92233720368547759) is beyond"),  # was: a uint, silently, in a sum an error
+        ("'1000000000000000.00000000000000000000001'", "is finer than the currency's minor unit"),  # was: 10^17
+        ("'1e-999999999'", "is finer than the currency's minor unit"),
+    ],
+)
+def test_minor_refuses_what_no_amount_can_be_naming_why(argument: str, says: str) -> None:
+    """`minor()` gives an integer of minor units, exactly, or fails naming what is wrong with its argument (the
+    rule then fails to evaluate, which `policy check` reports and a call is denied for): never another type, nor
+    a value rounded to the 28 digits of Python's decimal arithmetic."""
+    with pytest.raises(ExpressionError) as error:
+        Condition.compile(f"amount_minor < minor({argument})").holds(FACTS)
+    assert says in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("argument", "minor"),
+    [
+        ("12", 1200),
+        ("'12.50'", 1250),
+        ("'-0.01'", -1),
+        ("'0'", 0),
+        ("'0e999999999'", 0),
+        ("92233720368547758", 9223372036854775800),  # the most whole units an integer holds
+    ],
+)
+def test_minor_converts_major_units_exactly(argument: str, minor: int) -> None:
+    assert Condition.compile(f"minor({argument}) == {minor}").holds(FACTS)

@@ -69,6 +69,34 @@ def test_unnamed_tools_and_evaluation_errors_are_denied() -> None:
     assert fine.outcome is Outcome.ALLOW
 
 
+@pytest.mark.parametrize(
+    ("tool", "when", "arguments", "amount_minor"),
+    [
+        ("transfer_funds", "amount_minor * 1000000 < minor(1000000000)", {}, 10**15),  # int64 overflow
+        ("transfer_funds", "from_account.balance_minor / (amount_minor - 5) >= 0", {}, 5),  # division by zero
+        ("transfer_funds", "principal == 'sample' || int(args.amount) < 5", {"amount": "1.00"}, 100),  # no int
+        ("transfer_funds", "principal == 'sample' || now < timestamp(args.memo)", {"memo": "next week"}, 100),
+        ("close_account", "sweep_to.owner != 'Mallory'", {}, 100),  # no sweep_to: a null account
+    ],
+    ids=["overflow", "division-by-zero", "text-as-int", "text-as-timestamp", "null-account"],
+)
+def test_an_allow_rule_that_fails_for_one_call_denies_it(
+    tool: str, when: str, arguments: dict[str, str], amount_minor: int
+) -> None:
+    """Rules that evaluate on `policy check`'s sample call but fail on some call (a larger amount, another memo,
+    no sweep): the call is denied, never allowed by the failing rule nor asked about under the default."""
+    text = (
+        f'[tools.{tool}]\ndefault = "require_approval"\n[[tools.{tool}.rules]]\nname = "trusted"\n'
+        f'when = "{when}"\noutcome = "allow"\nreason = "r"\n'
+    )
+    policy = parse_policy(text, source="p.toml", catalog=TOOL_ARGUMENTS)
+    account = AccountFacts("ACC-001", "Alice", "open", "USD", 100_000, ("owner",))
+    accounts = {"from_account": account, "to_account": account, "account": account, "sweep_to": None}
+    decision = policy.decide(CallFacts(tool, arguments, "alice", amount_minor=amount_minor, accounts=accounts))
+    assert (decision.outcome, decision.matched_rules) == (Outcome.DENY, ("trusted",))
+    assert decision.failure is not None and "failed" in decision.failure
+
+
 def test_version_is_a_content_hash() -> None:
     one = parse_policy(GOOD, source="a")
     assert one.version == parse_policy("# a comment\n" + GOOD.replace("\n\n", "\n"), source="b").version
@@ -116,11 +144,23 @@ def test_version_is_a_content_hash() -> None:
             "p.toml:5: tools.get_account_balance.rules[0].when",
             "reads from_account, which a call of get_account_balance never has (it has: account)",
         ),
+        (
+            "[tools.close_account]\ndefault = 'allow'\nconfirm = 'account_id'\n",  # read as: closes are typed back
+            "p.toml:3: tools.close_account.confirm",
+            "applies only to a tool whose default or a rule is require_approval (nothing is ever typed back here)",
+        ),
         ("[tools.transfer_funds]\ndefault = 'allow'\nextra = 1\n", "tools.transfer_funds.extra", "unknown key"),
         (
             "[accounts]\nvisible = 'amount_minor > 0'\n[tools.transfer_funds]\ndefault = 'allow'\n",
             "p.toml:2: accounts.visible",
             "unknown variable amount_minor",
+        ),
+        (
+            # Evaluated for the account a transfer debits too, whose call has no account_id: fails, so hides it.
+            "[accounts]\nvisible = \"args.account_id != '' && size(account.access) > 0\"\n"
+            "[tools.transfer_funds]\ndefault = 'allow'\n",
+            "p.toml:2: accounts.visible",
+            "fails to evaluate for a call of transfer_funds",
         ),
         ("[accounts]\nseen = 'true'\n[tools.transfer_funds]\ndefault = 'allow'\n", "accounts.seen", "unknown key"),
         (
@@ -141,8 +181,10 @@ def test_version_is_a_content_hash() -> None:
         "cel-type",
         "account-the-tool-lacks",
         "account-the-read-lacks",
+        "confirm-never-asked",
         "unknown-key",
         "visible-variable",
+        "visible-fails-for-a-tool",
         "accounts-key",
         "policy-key",
         "policy-name",
@@ -153,6 +195,47 @@ def test_errors_say_where_and_what(text: str, where: str, says: str) -> None:
     with pytest.raises(PolicyError) as error:
         parse_policy(text, source="p.toml", catalog=TOOL_ARGUMENTS)
     assert where in str(error.value) and says in str(error.value)
+
+
+RULE = "[tools.transfer_funds]\ndefault = 'allow'\n[[tools.transfer_funds.rules]]\nwhen = 'amount_minor > 5'\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "says"),
+    [
+        (
+            RULE + 'name = "x"\noutcome = "deny"\nreason = "Too much.\\nRequested by: alice"\n',
+            "p.toml:7: tools.transfer_funds.rules[0].reason",
+            "U+000A",
+        ),
+        (RULE + 'name = "ok\\r-> deny"\noutcome = "allow"\nreason = "r"\n', "rules[0].name", "U+000D"),
+        (
+            RULE + 'name = "x"\noutcome = "deny"\nreason = "r"\nmessages = { denied = "No\\u001b[8m." }\n',
+            "tools.transfer_funds.rules[0].messages.denied",
+            "U+001B",
+        ),
+        (
+            "[tools.transfer_funds]\ndefault = 'allow'\nreason = 'ok\u202egnorw'\n",
+            "tools.transfer_funds.reason",
+            "U+202E",
+        ),
+        ("[policy]\nname = 'bank\t'\n[tools.transfer_funds]\ndefault = 'allow'\n", "p.toml:2: policy.name", "U+0009"),
+    ],
+    ids=["reason-line-break", "name-carriage-return", "message-escape", "reason-bidi-override", "policy-name-tab"],
+)
+def test_text_shown_to_people_is_one_line_of_visible_characters(text: str, where: str, says: str) -> None:
+    """Reasons are lines of the question an approver reads (a line break in one could add a "Requested by:" line),
+    names and reasons lines of `policy check` and `policy explain`: a control or formatting character, which a
+    terminal or a form would act on rather than show, is refused naming the key and the character."""
+    with pytest.raises(PolicyError) as error:
+        parse_policy(text, source="p.toml", catalog=TOOL_ARGUMENTS)
+    assert where in str(error.value) and says in str(error.value)
+
+
+def test_text_shown_to_people_may_use_any_space() -> None:
+    reason = "Au-delà de 1\u202f000\u00a0€, il faut une approbation."  # French: narrow and no-break spaces
+    text = f"[tools.transfer_funds]\ndefault = 'require_approval'\nreason = '{reason}'\n"
+    assert parse_policy(text, source="p.toml").tools["transfer_funds"].reason == reason
 
 
 def entitled(
@@ -214,6 +297,13 @@ def test_the_shipped_policy_hides_accounts_from_principals_with_no_entitlement()
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="cannot read the file"):
         load_policy(tmp_path / "nope.toml")
+
+
+def test_a_policy_saved_with_a_byte_order_mark_loads_as_without_one(tmp_path: Path) -> None:
+    """Notepad's "UTF-8 with BOM" and Windows PowerShell 5's `Out-File -Encoding utf8` begin the file with U+FEFF:
+    UTF-8 text still, which was refused as `(syntax): Invalid statement (at line 1, column 1)`, naming nothing."""
+    (tmp_path / "bom.toml").write_text("\ufeff" + GOOD, encoding="utf-8")
+    assert load_policy(tmp_path / "bom.toml").version == parse_policy(GOOD, source="p.toml").version
 
 
 SCOPED = "[from_account, to_account].exists(account, account.status == 'closed')"

@@ -348,3 +348,55 @@ def test_a_condition_that_fails_on_the_sample_call_is_reported_once(tmp_path: Pa
     assert checked.returncode == 2
     [error] = checked.stderr.splitlines()
     assert error.startswith("bankgate-mcp: p.toml:") and "finer than the currency's minor unit" in error
+
+
+def test_policy_check_shows_a_conditions_control_characters_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CEL string may hold an escape (`'\\u001b[2K'` in TOML): `policy check` lists the visibility condition and
+    quotes conditions in its warnings, which must not erase the line they are on and print another."""
+    visible = "[accounts]\nvisible = \"principal != '\\u001b[2K' || size(account.access) > 0\"\n"
+    (tmp_path / "p.toml").write_text(visible + rule("tool == 'tr\\u001b[2Kansfer'"), encoding="utf-8")
+    assert policy_check(tmp_path / "p.toml") == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert "only where principal != '\\x1b[2K' ||" in out and "tool == 'tr\\x1b[2Kansfer'" in out
+
+
+@pytest.mark.parametrize(
+    ("visible", "says", "bob_sees_alices"),
+    [
+        (
+            "tool != 'get_acount_balance' || size(account.access) > 0",
+            "tool != 'get_acount_balance': always true, as tool is only ever 'close_account', 'get_account_balance', "
+            "'transfer_funds'",
+            True,  # meant: a balance is read only by whoever holds the account
+        ),
+        (
+            "'Owner' in account.access || 'operator' in roles",
+            "'Owner' in account.access: never true, as account.access is only ever 'owner', 'viewer'",
+            False,
+        ),
+    ],
+    ids=["tool", "relation"],
+)
+def test_a_visibility_comparison_that_cannot_mean_what_it_says_is_named(
+    visible: str, says: str, bob_sees_alices: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`[accounts] visible` is a condition like a rule's, and its typos as silent: one that widens who may learn of
+    an account drew no warning where the same comparison in a rule does."""
+    text = f'[accounts]\nvisible = "{visible}"\n\n' + rule("amount_minor > minor(1)")
+    [warning] = checked(tmp_path, capsys, text)
+    assert ":2: accounts.visible: " in warning and says in warning
+    bob = CallFacts(
+        "get_account_balance", {"account_id": "ACC-001"}, "bob", accounts={"account": replace(ACC, access=())}
+    )
+    assert parse_policy(text, source="p").sees(bob) is bob_sees_alices
+
+
+def test_a_visibility_condition_naming_a_tool_draws_no_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Unlike a rule's, it judges calls of every tool: naming one is no constant."""
+    text = "[accounts]\nvisible = \"tool == 'transfer_funds' || size(account.access) > 0\"\n\n" + rule("true")
+    assert checked(tmp_path, capsys, text) == []

@@ -188,9 +188,14 @@ ESCAPE = "\x1b[2K\rledger invariants hold"
             " VALUES (:text, 'customer', 'Eve', 'USD', 'open', 5, '2026-01-01T00:00:00.000000Z')",
             ("admin", "invariants"),
         ),
+        (
+            "UPDATE accounts SET owner = :text WHERE id = 'ACC-002'",
+            ("policy", "explain", "transfer_funds", "--args", '{"from_account": "ACC-001", "to_account": "ACC-002", '
+             '"amount": "5"}'),
+        ),
     ],
-    ids=["account-owner", "memo", "grant", "grant-time", "invariant-violation"],
-)
+    ids=["account-owner", "memo", "grant", "grant-time", "invariant-violation", "explained-effect"],
+)  # fmt: skip
 def test_listings_show_text_edited_into_the_database_escaped(
     demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]], edit: str, args: tuple[str, ...]
 ) -> None:
@@ -200,6 +205,22 @@ def test_listings_show_text_edited_into_the_database_escaped(
     printed = cli(*args).stdout
     assert "\x1b" not in printed and "\r" not in printed
     assert "\\x1b[2K\\rledger invariants hold" in printed
+
+
+def test_grants_show_an_account_id_edited_into_the_database_escaped(
+    demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    """`admin accounts` shows such an id escaped; `admin grants` printed it as it was."""
+    edits = (
+        "INSERT INTO accounts (id, kind, owner, currency, status, balance_minor, created_at)"
+        " VALUES (:text, 'customer', 'Eve', 'USD', 'open', 0, '2026-01-01T00:00:00.000000Z')",
+        "INSERT INTO account_access (principal, account_id, relation, granted_by, granted_at)"
+        " VALUES ('eve', :text, 'owner', 'ops', '2026-01-01T00:00:00.000000Z')",
+    )
+    demo.db.run(lambda conn: [conn.execute(text(edit), {"text": ESCAPE}) for edit in edits])
+    printed = cli("admin", "grants", "--principal", "eve").stdout
+    assert "\x1b" not in printed and "\r" not in printed
+    assert "on \\x1b[2K\\rledger invariants hold" in printed
 
 
 def test_a_row_that_cannot_be_read_is_named_as_such_not_as_configuration(

@@ -144,6 +144,8 @@ def test_an_unknown_account_is_a_precheck_finding(demo: str, capsys: pytest.Capt
     ("tool", "args"),
     [
         ("transfer_funds", '{"from_account": "ACC-001", "to_account": "ACC-002", "amount": "70"}'),
+        # Finer than the hidden account's currency: the server answers "does not exist" before reading the amount.
+        ("transfer_funds", '{"from_account": "ACC-001", "to_account": "ACC-002", "amount": "1.005"}'),
         ("close_account", '{"account_id": "ACC-001"}'),
         ("get_account_balance", '{"account_id": "ACC-001"}'),
     ],
@@ -157,3 +159,26 @@ def test_an_account_hidden_from_the_caller_is_judged_by_no_rule(
     out = capsys.readouterr().out
     assert "policy decision: hidden: [accounts] visible hides ACC-001 from bob" in out
     assert "matched rules" not in out and "would refuse (unknown_account)" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["transfer\x1b[2K\r", "--args", "{}"], "no tool named 'transfer\\x1b[2K\\r'"),
+        (
+            ["transfer_funds", "--args", '{"from_account": "ACC-001", "to_account": "ACC-002", "amount": "1"}',
+             "--balance", "ACC-009\x1b[2K=5"],
+            "--balance names ACC-009\\x1b[2K, which",
+        ),
+    ],
+    ids=["tool", "balance"],
+)  # fmt: skip
+def test_an_error_echoing_the_command_line_shows_its_control_characters_escaped(
+    demo: str, capsys: pytest.CaptureFixture[str], args: list[str], says: str
+) -> None:
+    """The one line naming what is wrong quotes what was typed (or pasted, or passed on by a script): an escape in it
+    must be shown, not sent to the terminal, which could erase the line and print another in its place."""
+    assert main(["policy", "explain", *args, "--db", demo]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\r" not in err
+    assert says in err
