@@ -10,7 +10,9 @@ server binds (`policy.facts`) and, when the server's tools are known, their argu
   (`amount_minor > 500.5`, `args.amount == '100'`, `'Owner' in account.access`, `tool == 'x'`), in a rule
   or in `[accounts] visible` (`visibility_warnings`);
 - an `allow` rule in a tool whose default is `allow`: the most restrictive outcome wins, so it
-  never changes a decision (not even as an exception to a stricter rule).
+  never changes a decision (not even as an exception to a stricter rule);
+- a rule whose own `channel` drops its tool's `desk`: a call it alone matches is approved without a
+  signed desk decision.
 
 Rules combine without order (every rule is evaluated, the most restrictive match wins), so no rule
 can be shadowed by an earlier one. A warning never stops a policy loading.
@@ -33,6 +35,7 @@ from policy.cel_syntax import (
     children,
     parse,
 )
+from policy.channel import Channel
 from policy.document import Rule
 from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_STATUSES, RELATIONS, VARIABLES
 from policy.outcome import Outcome
@@ -94,6 +97,18 @@ def _binds_a_fact(node: Node) -> bool:
         and bool(node.args)
         and isinstance(node.args[0], Ident)
         and node.args[0].name in VARIABLES
+    )
+
+
+def desk_dropped(rule: Rule, tool_channel: Channel) -> str | None:
+    """Why `rule`'s own channel may not mean what its tool's says: a rule's channel replaces the tool's for the
+    calls it matches, so under a `desk` tool a looser one lets those calls through a form nobody signs."""
+    if tool_channel is not Channel.DESK or rule.channel in (None, Channel.DESK):
+        return None
+    return (
+        f"channel '{rule.channel}' replaces the tool's 'desk' for the calls this rule matches: when no desk rule "
+        "matches as well, they are approved without a signed desk decision (four eyes); fix: remove this rule's "
+        "channel to keep the tool's, or keep it if that is meant"
     )
 
 

@@ -18,7 +18,7 @@ from policy.channel import DEFAULT_CHANNEL, Channel
 from policy.document import Policy, Rule, ToolPolicy
 from policy.expressions import Condition, ExpressionError
 from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_ROLES, AccountFacts, CallFacts
-from policy.lint import Arguments, default_overlap, rule_warnings, visibility_warnings
+from policy.lint import Arguments, default_overlap, desk_dropped, rule_warnings, visibility_warnings
 from policy.messages import DECIDED_ENDS, STATUSES, template_problem
 from policy.outcome import Outcome
 
@@ -217,6 +217,10 @@ class _Reader:
             if overlap is not None:
                 line = self.places.line("outcome", f"[{key}.rules]", index)
                 self.warnings.append(Problem(f"{key}.rules[{index}].outcome", overlap, line))
+            dropped = None if rule is None else desk_dropped(rule, channel or DEFAULT_CHANNEL)
+            if dropped is not None:
+                line = self.places.line("channel", f"[{key}.rules]", index)
+                self.warnings.append(Problem(f"{key}.rules[{index}].channel", dropped, line))
         return ToolPolicy(name, default, reason, kept, confirm, messages, channel or DEFAULT_CHANNEL)
 
     def rule(self, tool: str, index: int, raw: Any, arguments: Arguments | None) -> Rule | None:

@@ -11,6 +11,7 @@ from mcp_server.cli.admin import policy_check
 from mcp_server.tools import TOOL_ARGUMENTS
 from policy.cel_bounds import MAX_DEPTH
 from policy.cel_syntax import MAX_HEIGHT
+from policy.channel import Channel
 from policy.facts import AccountFacts, CallFacts
 from policy.loader import load_policy, parse_policy
 from policy.outcome import Outcome
@@ -400,3 +401,21 @@ def test_a_visibility_condition_naming_a_tool_draws_no_warning(
     """Unlike a rule's, it judges calls of every tool: naming one is no constant."""
     text = "[accounts]\nvisible = \"tool == 'transfer_funds' || size(account.access) > 0\"\n\n" + rule("true")
     assert checked(tmp_path, capsys, text) == []
+
+
+@pytest.mark.parametrize("loosened", ["form", "any"])
+def test_a_rule_dropping_its_tools_desk_channel_is_named(
+    loosened: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rule's channel replaces its tool's for the calls it matches: under a `desk` tool, a `form` or `any` one
+    lets them be approved in a form nobody signs. Legal (it may be meant), so a warning, not an error."""
+    text = rule("amount_minor < minor(100)", default="require_approval").replace(
+        'default = "require_approval"\n', 'default = "require_approval"\nchannel = "desk"\n'
+    )
+    assert checked(tmp_path, capsys, text) == []  # the rule keeps the tool's desk
+    loose = text + f'channel = "{loosened}"\n'
+    [warning] = checked(tmp_path, capsys, loose)
+    assert f":16: tools.transfer_funds.rules[0].channel: channel '{loosened}' replaces the tool's 'desk'" in warning
+    small = CallFacts("transfer_funds", {}, "alice", amount_minor=1_000)
+    assert parse_policy(loose, source="p").decide(small).channel is Channel(loosened)  # what the warning says
+    assert checked(tmp_path, capsys, loose.replace('channel = "desk"\n', "")) == []  # no desk to drop
