@@ -567,17 +567,16 @@ def _desk_verdict(signoff: DeskSignoff | None, approval: Approval) -> Verdict | 
     if not signoff.approved:  # a no stands whoever signed it: nothing runs either way
         return Verdict(VerdictKind.REJECT, f"Rejected at the desk by {who}.", signoff.note, signoff.approver)
     if not signoff.approver_active:
-        why = "whose access was revoked"
+        why = "whose access was revoked before the call was continued"
     elif signoff.approver_is_requester:
-        why = f"who now acts as {approval.principal}, the requester (four eyes: another approver must decide it)"
+        why = f"who acts as the requester {approval.principal} (four eyes: another approver must decide it)"
     else:
         return Verdict(VerdictKind.APPROVE, f"Approved at the desk by {who}.", signoff.note, signoff.approver)
     # A revocation (or link) takes effect for every yes not yet run; the approval ends, as the desk lets no one
     # else decide it, and a new call asks again.
     return Verdict(
         VerdictKind.VOID,
-        f"Approved at the desk by {who}, {why} before the call was continued; nothing was done. Call again without "
-        "approval_ref to be asked anew.",
+        f"Approved at the desk by {who}, {why}; nothing was done. Call again without approval_ref to be asked anew.",
         signoff.note,
         signoff.approver,
     )

@@ -104,15 +104,16 @@ _WAITING = Statement(
 asked by `:asked` (`policy.store.asked_by`, on a clock not set back since)."""
 _DECISION = "SELECT d.approval_ref, d.approver, d.verdict, d.note, d.decided_at, d.binding, d.question_sha256 "
 DESK_DECISION = Statement(_DECISION + "FROM desk_decisions d WHERE d.approval_ref = :v")
-"""The desk's decision on one approval: read here by the gate (prefetched with the approval's lock) and by
-the desk itself (`mcp_server.desk.decisions.decision_for`)."""
+"""The desk's decision on one approval: read here by the gate in a read, and on SQLite (whose write transaction
+holds the whole file), and by the desk itself (`mcp_server.desk.decisions.decision_for`)."""
 _DESK_DECISION_HELD = Statement(
     _DECISION + "FROM desk_decisions d JOIN desk_approvers a ON a.name = d.approver WHERE d.approval_ref = :v "
     "FOR SHARE OF a"
 )
-"""PostgreSQL, in a write transaction: the decision, its approver's row held until the transaction ends. A
-revocation or a link (`desk.approvers.ApproverAdmin`, which change or lock that row) made meanwhile waits for
-the settlement; one in progress is waited for, and `_STANDING`, read after, sees it."""
+"""PostgreSQL, in a write transaction (prefetched with the approval's lock, `expect_approval`): the decision, its
+approver's row held until the transaction ends. A revocation or a link (`desk.approvers.ApproverAdmin`, which
+change or lock that row) made meanwhile waits for the settlement; one in progress is waited for, and `_STANDING`,
+read after, sees it."""
 _STANDING = Statement(
     "SELECT a.status, EXISTS (SELECT 1 FROM desk_approver_principals p WHERE p.approver = a.name "
     "AND p.principal = r.principal) FROM desk_approvers a, approvals r WHERE a.name = :approver AND r.ref = :ref"

@@ -31,7 +31,7 @@ def status(world: World, ref: str) -> str:
     ("change", "why"),
     [
         (lambda world: world.admin.revoke("erin"), "whose access was revoked"),
-        (lambda world: world.admin.link("erin", "alice"), "who now acts as alice, the requester"),
+        (lambda world: world.admin.link("erin", "alice"), "who acts as the requester alice (four eyes"),
     ],
     ids=["revoked", "linked-to-the-requester"],
 )
@@ -76,7 +76,7 @@ def postgres_only(world: World) -> None:
     ("change", "why"),
     [
         (lambda world: world.admin.revoke("erin"), "whose access was revoked"),
-        (lambda world: world.admin.link("erin", "alice"), "who now acts as alice"),
+        (lambda world: world.admin.link("erin", "alice"), "who acts as the requester alice"),
     ],
     ids=["revoked", "linked-to-the-requester"],
 )
