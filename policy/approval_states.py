@@ -2,7 +2,7 @@
 
     pending ──approve──▶ approved ──▶ executed | failed | denied
        │
-       └──▶ rejected | cancelled | expired | denied (undelivered, no human) | failed (key conflict)
+       └──▶ rejected | cancelled | expired | denied (undelivered, no human; a void desk yes) | failed (key conflict)
 
 `approved` is a moment inside the settling transaction (the answer was a clean yes and the
 call is being re-decided and run); what is stored is where it ends. Every settled state is
@@ -48,6 +48,7 @@ ANSWERED: dict[VerdictKind, ApprovalState] = {
     VerdictKind.CANCEL: ApprovalState.CANCELLED,
     VerdictKind.EXPIRE: ApprovalState.EXPIRED,
     VerdictKind.UNDELIVERED: ApprovalState.DENIED,
+    VerdictKind.VOID: ApprovalState.DENIED,
 }
 """Where a human's verdict (or its absence) moves a pending approval."""
 

@@ -556,16 +556,30 @@ def _presented(approval: Approval | None, call: Call, ref: str) -> Approval:
 
 
 def _desk_verdict(signoff: DeskSignoff | None, approval: Approval) -> Verdict | None:
-    """The desk's decision as a verdict, if it was signed over this approval as stored."""
+    """The desk's decision as a verdict, if it was signed over this approval as stored; a yes its approver may no
+    longer give (revoked, or now the requester's, as the settling transaction reads the roster) is void."""
     if signoff is None:
         return None
     if signoff.binding != approval.binding or signoff.question_sha256 != digest(approval.question):
         logger.warning("desk decision on %s does not match the approval as stored; ignored", approval.ref)
         return None
     who = APPROVER_PREFIX + signoff.approver
-    if signoff.approved:
+    if not signoff.approved:  # a no stands whoever signed it: nothing runs either way
+        return Verdict(VerdictKind.REJECT, f"Rejected at the desk by {who}.", signoff.note, signoff.approver)
+    if not signoff.approver_active:
+        why = "whose access was revoked before the call was continued"
+    elif signoff.approver_is_requester:
+        why = f"who acts as the requester {approval.principal} (four eyes: another approver must decide it)"
+    else:
         return Verdict(VerdictKind.APPROVE, f"Approved at the desk by {who}.", signoff.note, signoff.approver)
-    return Verdict(VerdictKind.REJECT, f"Rejected at the desk by {who}.", signoff.note, signoff.approver)
+    # A revocation (or link) takes effect for every yes not yet run; the approval ends, as the desk lets no one
+    # else decide it, and a new call asks again.
+    return Verdict(
+        VerdictKind.VOID,
+        f"Approved at the desk by {who}, {why}; nothing was done. Call again without approval_ref to be asked anew.",
+        signoff.note,
+        signoff.approver,
+    )
 
 
 def _continued_in_time(verdict: Verdict, signoff: DeskSignoff, approval: Approval, now: float) -> Verdict:

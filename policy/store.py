@@ -109,6 +109,11 @@ class DeskSignoff:
     """When it was signed: an answer counts if it came before the approval's deadline."""
     binding: str
     question_sha256: str
+    approver_active: bool
+    """Whether the approver is still active on the desk's roster, as the transaction reading it sees it (after
+    any revocation that commits before it ends): a yes of a revoked approver runs nothing."""
+    approver_is_requester: bool
+    """Whether the approver is now linked to the principal that asked (four eyes), read likewise."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ class VerdictKind(StrEnum):
     CANCEL = "cancel"
     EXPIRE = "expire"
     UNDELIVERED = "undelivered"
+    VOID = "void"
+    """A desk yes whose approver may no longer give it (revoked, or linked to the requester, since signing)."""
 
 
 @dataclass(frozen=True)

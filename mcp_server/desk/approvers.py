@@ -5,7 +5,9 @@
 a revoked approver's sessions are deleted and its passkeys no longer sign in or sign (they stay
 stored, so its past decisions still verify offline). `link` records an MCP principal the same
 person calls tools as, so the desk never lets them decide that principal's requests (four eyes;
-`own_principals`). Every change is an audit record written in the same transaction.
+`own_principals`). A yes signed before either whose call has not run runs nothing (the gate reads the
+approver's standing when it settles, holding the row these change: `gate_store.SqlGateTx.desk_decision`).
+Every change is an audit record written in the same transaction.
 """
 
 import re

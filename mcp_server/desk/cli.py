@@ -16,7 +16,9 @@ def register(sub: Any, database_option: Callable[[argparse.ArgumentParser], None
     add.set_defaults(run=lambda s, a: _commands().approvers_add(s, a.name, a.role))
     listing = actions.add_parser("list", help="list approvers, their status and passkeys")
     listing.set_defaults(run=lambda s, a: _commands().approvers_list(s))
-    revoke = actions.add_parser("revoke", help="end an approver's sessions and passkeys (past signatures still verify)")
+    revoke = actions.add_parser(
+        "revoke", help="end an approver's sessions, passkeys and yeses not yet run (past signatures still verify)"
+    )
     revoke.add_argument("name", help="the approver")
     revoke.set_defaults(run=lambda s, a: _commands().approvers_revoke(s, a.name))
     link = actions.add_parser("link", help="record an MCP principal the approver also acts as (four eyes)")

@@ -40,13 +40,19 @@ def approvers_list(settings: Settings) -> int:
 
 def approvers_revoke(settings: Settings, name: str) -> int:
     _admin(settings).revoke(name)
-    print(f"revoked: {name} can no longer sign in or sign approvals (past decisions still verify)")
+    print(
+        f"revoked: {name} can no longer sign in or sign approvals, and their yeses not yet run will not run "
+        "(past decisions still verify)"
+    )
     return 0
 
 
 def approvers_link(settings: Settings, name: str, principal: str) -> int:
     _admin(settings).link(name, principal)
-    print(f"linked: {name} acts as {shown(principal)}, so the desk will not let them decide its requests")
+    print(
+        f"linked: {name} acts as {shown(principal)}, so the desk will not let them decide its requests, "
+        "nor run a yes they gave one"
+    )
     return 0
 
 

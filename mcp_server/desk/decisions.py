@@ -23,6 +23,7 @@ from mcp_server.desk.linking import VERDICTS, ChallengeInputs, question_sha256
 from mcp_server.desk.passkeys import authentication_options, check_assertion, credential, update_sign_count
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.tokens import new_token
+from mcp_server.ledger.free_text import invisible
 from mcp_server.storage.gate_store import DESK_DECISION
 from policy.canonical import canonical_json
 from policy.question import requested_confirmation
@@ -141,7 +142,7 @@ def decide(
     since the challenge was issued is refused (and would fail the signature anyway).
     """
     verdict = _verdict(body.get("verdict"))
-    note = _note(body.get("note"))
+    note = parse_note(body.get("note"))
     if issued.approval_ref != ref:
         raise DeskRefusal("wrong_approval", "This signature was made for another approval; nothing was recorded.", 403)
     if issued.subject != approver or issued.verdict != verdict:
@@ -228,11 +229,23 @@ def decision_audit(
     )
 
 
-def _note(value: object) -> str | None:
+def parse_note(value: object) -> str | None:
+    """The approver's note, or None. It is shown to others (the history, `approvals show`, the audit log), so each
+    of its lines is held to the rule memos are (`free_text.invisible`): no bidi override may reverse an account
+    number in it, no invisible character hide a word. Checked before the signed challenge is used up, too
+    (`web.Desk.decide`), so a refused note changes nothing."""
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or len(value) > NOTE_LIMIT or any(ord(c) < 32 and c not in "\n\t" for c in value):
-        raise DeskRefusal("bad_note", f"The note must be plain text of at most {NOTE_LIMIT} characters.")
+    if not isinstance(value, str) or len(value) > NOTE_LIMIT:
+        raise DeskRefusal(
+            "bad_note", f"The note must be text of at most {NOTE_LIMIT} characters; nothing was recorded."
+        )
+    lines = value.split("\n")  # what the page's text box gives for a line break
+    for number, line in enumerate(lines, 1):
+        problem = invisible(line)
+        if problem is not None:
+            where = f"Line {number} of the note" if len(lines) > 1 else "The note"
+            raise DeskRefusal("bad_note", f"{where} {problem} Nothing was recorded.")
     return value
 
 

@@ -243,6 +243,7 @@ class Desk:
     async def decide(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
         assert approver is not None
         ref = request.path_params["ref"]
+        decisions.parse_note(body.get("note"))  # a refused note leaves the signed challenge usable
         issued = await self._consume(body, "decide")
         await self._write(lambda conn: decisions.decide(conn, self.config, self.audit, approver, ref, body, issued))
         return JSONResponse({"redirect": f"{self.config.path}/approvals/{ref}"})

@@ -102,12 +102,24 @@ _WAITING = Statement(
 )
 """A principal's questions still open (migration 0014 indexes them): not `Approval.over`, its deadline ahead and
 asked by `:asked` (`policy.store.asked_by`, on a clock not set back since)."""
-DESK_DECISION = Statement(
-    "SELECT approval_ref, approver, verdict, note, decided_at, binding, question_sha256 FROM desk_decisions "
-    "WHERE approval_ref = :v"
+_DECISION = "SELECT d.approval_ref, d.approver, d.verdict, d.note, d.decided_at, d.binding, d.question_sha256 "
+DESK_DECISION = Statement(_DECISION + "FROM desk_decisions d WHERE d.approval_ref = :v")
+"""The desk's decision on one approval: read here by the gate in a read, and on SQLite (whose write transaction
+holds the whole file), and by the desk itself (`mcp_server.desk.decisions.decision_for`)."""
+_DESK_DECISION_HELD = Statement(
+    _DECISION + "FROM desk_decisions d JOIN desk_approvers a ON a.name = d.approver WHERE d.approval_ref = :v "
+    "FOR SHARE OF a"
 )
-"""The desk's decision on one approval: read here by the gate (prefetched with the approval's lock) and by
-the desk itself (`mcp_server.desk.decisions.decision_for`)."""
+"""PostgreSQL, in a write transaction (prefetched with the approval's lock, `expect_approval`): the decision, its
+approver's row held until the transaction ends. A revocation or a link (`desk.approvers.ApproverAdmin`, which
+change or lock that row) made meanwhile waits for the settlement; one in progress is waited for, and `_STANDING`,
+read after, sees it."""
+_STANDING = Statement(
+    "SELECT a.status, EXISTS (SELECT 1 FROM desk_approver_principals p WHERE p.approver = a.name "
+    "AND p.principal = r.principal) FROM desk_approvers a, approvals r WHERE a.name = :approver AND r.ref = :ref"
+)
+"""Whether a decision's approver is active, and linked to the principal that asked: a statement of its own,
+after the approver's row is held, as a statement reads as of its start (`entitlements.locked_holdings`)."""
 _SAVEPOINT = Statement("SAVEPOINT effect")
 _ROLLBACK_TO_SAVEPOINT = Statement("ROLLBACK TO SAVEPOINT effect")
 _RELEASE_SAVEPOINT = Statement("RELEASE SAVEPOINT effect")
@@ -232,6 +244,7 @@ class SqlGateTx:
         self._writer = audit
         self._by_asked = lock_by_asked or _BY_ASKED
         self._write = lock_by_asked is not None
+        self._decision = _DESK_DECISION_HELD if self._write and self._ahead else DESK_DECISION
         self._audit: list[AuditEntry] = []
         self.discarded = False
 
@@ -254,7 +267,7 @@ class SqlGateTx:
     def expect_approval(self, ref: str) -> None:
         if self._ahead:  # the desk's decision is read after the approval's lock, which the desk takes to record one
             self._lock_by_ref.prefetch(self.conn, {"v": ref})
-            DESK_DECISION.prefetch(self.conn, {"v": ref})
+            self._decision.prefetch(self.conn, {"v": ref})
 
     def expect_pending(self, binding: str) -> None:
         if self._pending_ahead:
@@ -329,11 +342,18 @@ class SqlGateTx:
         return [ref for ref, key in found if key is None or key in free]
 
     def desk_decision(self, ref: str) -> DeskSignoff | None:
-        row = DESK_DECISION.one(self.conn, {"v": ref})
+        """The decision, and its approver's standing read after the decision's read holds their row (SQLite: the
+        write transaction holds the whole file). The standing is a statement (on PostgreSQL, a round trip) only
+        when there is a decision: a form's settlement sends nothing more."""
+        row = self._decision.one(self.conn, {"v": ref})
         if row is None:
             return None
         _, approver, verdict, note, decided_at, binding, question_sha256 = row
-        return DeskSignoff(ref, approver, verdict == "approved", note, float(decided_at), binding, question_sha256)
+        standing = _STANDING.one(self.conn, {"approver": approver, "ref": ref})
+        active, linked = (standing[0] == "active", bool(standing[1])) if standing is not None else (False, False)
+        return DeskSignoff(
+            ref, approver, verdict == "approved", note, float(decided_at), binding, question_sha256, active, linked
+        )
 
     def take_turn(self, principal: str) -> None:
         take_turn(self.conn, Space.PRINCIPAL, principal)

@@ -99,7 +99,9 @@ class MemoryGateStore:
         as stored, once."""
         approval = self.approvals[ref]
         assert ref not in self.desk, "the desk records one decision per approval"
-        signoff = DeskSignoff(ref, approver, approved, note, at, approval.binding, digest(approval.question))
+        signoff = DeskSignoff(
+            ref, approver, approved, note, at, approval.binding, digest(approval.question), True, False
+        )
         self.desk[ref] = signoff
         return signoff
 

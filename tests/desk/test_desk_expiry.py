@@ -14,17 +14,14 @@ import pytest
 
 from mcp_server.app import open_state
 from mcp_server.expiry import EXPIRY_GRACE
-from policy.action import Call
 from policy.question import deadline_text
-from policy.store import Approval
 from tests.desk.authenticator import SoftPasskey
-from tests.desk.world import DeskBrowser, World
+from tests.desk.world import DeskBrowser, World, approved, events, moved
 from tests.support import run_together
 
 pytestmark = pytest.mark.anyio
 
 LATER = 3600.0
-TOOL = "transfer_funds"
 WINDOW = 300.0
 """The world's approval timeout: how long a question waits for its answer, and a desk yes for its caller."""
 
@@ -50,33 +47,6 @@ async def test_a_desk_no_never_continued_ends_rejected_and_the_history_shows_it(
     events = [row.event for row in world.rows("SELECT event FROM audit_log WHERE approval_ref = :r", r=approval.ref)]
     assert sorted(events) == ["desk_rejected", "rejected", "requested"]
     assert world.rows("SELECT status FROM approvals WHERE ref = :r", r=approval.ref)[0].status == "rejected"
-
-
-async def approved(
-    world: World, erin: DeskBrowser, passkey: SoftPasskey, *, asked_ago: float = 0.0, key: str | None = None
-) -> tuple[Call, Approval, float]:
-    """A transfer of 80.00 asked `asked_ago` seconds ago and approved at the desk now: its call, its approval and
-    when the yes was signed."""
-    gate = world.state.gate
-    action = gate.actions[TOOL]
-    arguments = {"from_account": world.source, "to_account": world.target, "amount": "80.00"}
-    call = Call(TOOL, action.canonical(arguments), "alice", key)
-    gate.clock = lambda: time.time() - asked_ago
-    opening = gate.open(call, human_reachable=True)
-    gate.clock = time.time
-    assert opening.approval is not None, opening.final
-    reply = await erin.decide(opening.approval.ref, "approved", passkey)
-    assert reply.status_code == 200, reply.text
-    [row] = world.rows("SELECT decided_at FROM desk_decisions WHERE approval_ref = :r", r=opening.approval.ref)
-    return call, opening.approval, float(row.decided_at)
-
-
-def moved(world: World) -> int:
-    return world.state.ledger.balance(world.target).balance_minor
-
-
-def events(world: World, ref: str) -> list[str]:
-    return [row.event for row in world.rows("SELECT event FROM audit_log WHERE approval_ref = :r", r=ref)]
 
 
 def status(world: World, ref: str) -> str:

@@ -54,6 +54,36 @@ async def test_approve_is_recorded_once_with_its_signature(
     )
 
 
+@pytest.mark.parametrize(
+    ("note", "named"),
+    [
+        ("ok, account 12\u202e34", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+        ("do \u2066not\u2069 pay", "U+2066 LEFT-TO-RIGHT ISOLATE"),
+        ("checked\u200b", "U+200B ZERO WIDTH SPACE"),
+        ("ok\x1b[2K", "U+001B"),
+        ("ok\tfine", "U+0009"),
+        ("fine\nnot\u3164approved", "U+3164 HANGUL FILLER"),
+    ],
+    ids=["rtl-override", "isolate", "zero-width", "escape", "tab", "blank-on-line-2"],
+)
+async def test_a_note_that_could_display_otherwise_than_it_reads_is_refused_and_nothing_changes(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, note: str, named: str
+) -> None:
+    """A note is shown to the requester's side, in the history and the audit log: a bidi override could reverse an
+    account number in it, an invisible character hide a word. Refused, naming the character, before the signed
+    challenge is used: the same signature, sent again with the note put right, is recorded."""
+    approval = world.pending("60.00")
+    issued = await erin.challenge(approval.ref, "approved")
+    body = {"verdict": "approved", "nonce": issued["nonce"], "credential": passkey.sign(issued["options"])}
+    refused = await erin.post(f"/approvals/{approval.ref}/decide", {**body, "note": note})
+    assert refused.status_code == 400 and refused.json()["error"] == "bad_note", refused.text
+    assert named in refused.json()["message"] and "Nothing was recorded." in refused.json()["message"]
+    assert world.db.read(lambda conn: decision_for(conn, approval.ref)) is None
+    assert (await erin.post(f"/approvals/{approval.ref}/decide", {**body, "note": "ok\nchecked"})).status_code == 200
+    decision = world.db.read(lambda conn: decision_for(conn, approval.ref))
+    assert decision is not None and decision.note == "ok\nchecked", "a note may have lines"
+
+
 async def test_reject_needs_a_signature_too(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> None:
     approval = world.pending("75.00")
     unsigned = await erin.post(f"/approvals/{approval.ref}/decide", {"verdict": "rejected", "note": "no"})

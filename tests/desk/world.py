@@ -2,6 +2,7 @@
 HTTP tests, a real uvicorn server on a loopback port for the browser)."""
 
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -140,6 +141,34 @@ class DeskBrowser:
             "credential": passkey.sign(issued["options"]),
         }
         return await self.post(f"/approvals/{ref}/decide", body)
+
+
+async def approved(
+    world: World, approver: DeskBrowser, passkey: SoftPasskey, *, asked_ago: float = 0.0, key: str | None = None
+) -> tuple[Call, Approval, float]:
+    """A transfer of 80.00 asked `asked_ago` seconds ago and approved at the desk now by `approver`: its call, its
+    approval and when the yes was signed."""
+    gate = world.state.gate
+    action = gate.actions["transfer_funds"]
+    arguments = {"from_account": world.source, "to_account": world.target, "amount": "80.00"}
+    call = Call("transfer_funds", action.canonical(arguments), "alice", key)
+    gate.clock = lambda: time.time() - asked_ago
+    opening = gate.open(call, human_reachable=True)
+    gate.clock = time.time
+    assert opening.approval is not None, opening.final
+    reply = await approver.decide(opening.approval.ref, "approved", passkey)
+    assert reply.status_code == 200, reply.text
+    [row] = world.rows("SELECT decided_at FROM desk_decisions WHERE approval_ref = :r", r=opening.approval.ref)
+    return call, opening.approval, float(row.decided_at)
+
+
+def moved(world: World) -> int:
+    """What the transfers paid the target account (minor units)."""
+    return world.state.ledger.balance(world.target).balance_minor
+
+
+def events(world: World, ref: str) -> list[str]:
+    return [row.event for row in world.rows("SELECT event FROM audit_log WHERE approval_ref = :r", r=ref)]
 
 
 @asynccontextmanager

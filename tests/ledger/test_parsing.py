@@ -302,6 +302,23 @@ def test_a_memo_cannot_render_blank_or_stack_marks(memo: str) -> None:
     assert any(rule in caught.value.message for rule in ("blank", "invisible", "combining marks", "single space"))
 
 
+@pytest.mark.parametrize(
+    ("memo", "named"),
+    [
+        ("pay\u202eevil", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+        ("pay\u2066bank", "U+2066 LEFT-TO-RIGHT ISOLATE"),
+        ("a\x00b", "U+0000"),
+        ("pay\u200bbank", "U+200B ZERO WIDTH SPACE"),
+        ("pay\u3164bank", "U+3164 HANGUL FILLER"),
+    ],
+)
+def test_a_refused_character_is_named_by_its_code_point(memo: str, named: str) -> None:
+    """It cannot be seen, so the refusal says which it is and where to look."""
+    with pytest.raises(LedgerError) as caught:
+        parse_memo(memo)
+    assert named in caught.value.message, caught.value.message
+
+
 def test_an_owner_or_a_principal_padded_with_spaces_is_refused() -> None:
     """An owner's name sits in the question's first line, a principal's in its "Requested by:" line: a run of
     spaces would wrap the rest of either to the start of a line of its own."""

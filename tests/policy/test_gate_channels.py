@@ -1,6 +1,8 @@
 """Channels on an in-memory store: where the gate asks (form or desk), and how a desk decision is
 consumed: once, only for the call it was asked for, only before the deadline."""
 
+from dataclasses import replace
+
 import pytest
 
 from policy.action import Call
@@ -127,7 +129,7 @@ def test_an_unknown_ref_is_refused() -> None:
 def test_a_signoff_not_over_the_stored_approval_is_ignored() -> None:
     gate, store, clock, ref = asked_at_desk()
     signed = store.sign_at_desk(ref, "dora", approved=True, at=clock.now)
-    store.desk[ref] = type(signed)(ref, "dora", True, None, clock.now, "another binding", signed.question_sha256)
+    store.desk[ref] = replace(signed, binding="another binding")
     opening = gate.resume(transfer(12_000), ref)
     assert opening.final is None and store.ledger.balances["B"] == 0
 

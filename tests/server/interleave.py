@@ -9,6 +9,7 @@ all decided and acted before any of them commits: the interleaving a race needs.
 it holds nothing (one writer at a time: there is no interleaving to force).
 """
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import anyio
 import mcp_types as types
 import psycopg
+import pytest
 from mcp.client import ClientRequestContext
 
 from mcp_server.audit.sequencer import SEQUENCER_LOCK
@@ -53,6 +55,23 @@ def hold_audit_writes(conn: psycopg.Connection[Any]) -> None:
     """Until `conn`'s transaction ends: no sequencer runs and every insert of audit records waits."""
     conn.execute(f"SELECT pg_advisory_xact_lock(%s, hashtext({LEDGER}))", (SEQUENCER_LOCK,))
     conn.execute("LOCK TABLE audit_log IN SHARE MODE")
+
+
+def waiting_behind(watcher: psycopg.Connection[Any], holder: psycopg.Connection[Any] | int) -> int | None:
+    """The backend of some transaction waiting for a lock `holder` (a connection or a backend) holds, if any."""
+    pid = holder if isinstance(holder, int) else holder.info.backend_pid
+    rows = watcher.execute("SELECT pid, pg_blocking_pids(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+    return next((waiter for waiter, blockers in rows.fetchall() if pid in blockers), None)
+
+
+def until_waiting_behind(watcher: psycopg.Connection[Any], holder: psycopg.Connection[Any] | int, what: str) -> int:
+    """The backend waiting behind `holder`, once one does."""
+    for _ in range(int(WAIT_LIMIT / 0.02)):
+        waiter = waiting_behind(watcher, holder)
+        if waiter is not None:
+            return waiter
+        threading.Event().wait(0.02)
+    pytest.fail(what)
 
 
 class HeldHead:

@@ -9,7 +9,6 @@ done. Once `admin revoke` has returned, nothing the revoked grant allowed may ru
 
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import psycopg
 import pytest
@@ -23,13 +22,12 @@ from policy.loader import load_policy
 from policy.results import GateResult, Status
 from policy.verdict import Verdict, VerdictKind
 from tests.server.harness import Harness
-from tests.server.interleave import hold_audit_writes
+from tests.server.interleave import WAIT_LIMIT, hold_audit_writes, until_waiting_behind
 from tests.support import SHIPPED_POLICY, postgres_schema
 
 pytestmark = pytest.mark.postgres
 
 ALICE, BOB = "ACC-001", "ACC-002"
-WAIT_LIMIT = 20.0
 
 
 @pytest.fixture
@@ -46,23 +44,6 @@ def bank() -> Iterator[Harness]:
 def gate_of(bank: Harness) -> Gate:
     policy = load_policy(SHIPPED_POLICY)
     return Gate(policy, SqlGateStore(bank.db), ledger_actions(bank.ledger, policy), approval_ttl=60)
-
-
-def waiting_behind(watcher: psycopg.Connection[Any], holder: psycopg.Connection[Any] | int) -> int | None:
-    """The backend of some transaction waiting for a lock `holder` (a connection or a backend) holds, if any."""
-    pid = holder if isinstance(holder, int) else holder.info.backend_pid
-    rows = watcher.execute("SELECT pid, pg_blocking_pids(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-    return next((waiter for waiter, blockers in rows.fetchall() if pid in blockers), None)
-
-
-def until_waiting_behind(watcher: psycopg.Connection[Any], holder: psycopg.Connection[Any] | int, what: str) -> int:
-    """The backend waiting behind `holder`, once one does."""
-    for _ in range(int(WAIT_LIMIT / 0.02)):
-        waiter = waiting_behind(watcher, holder)
-        if waiter is not None:
-            return waiter
-        threading.Event().wait(0.02)
-    pytest.fail(what)
 
 
 def settled_while_held(bank: Harness, gate: Gate, call: Call, meanwhile: Callable[[], object]) -> GateResult:

@@ -1,0 +1,139 @@
+"""A desk yes runs only while its approver may still give it.
+
+An administrator who revokes an approver, or links them to the principal that asked (four eyes), after they
+signed a yes but before its caller continued the call, stops it: the call ends `denied`, saying why, with its
+record, and nothing moves. The settlement holds the approver's row (PostgreSQL: `FOR SHARE`, read again after
+the lock) so a revocation or link reported done is never followed by a movement it forbids, and one made while
+a settlement runs waits for it.
+"""
+
+import threading
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from mcp_server.cli.main import main
+from policy.action import Call
+from policy.results import GateResult, Status
+from tests.desk.authenticator import SoftPasskey
+from tests.desk.world import DeskBrowser, World, approved, events, moved
+from tests.server.interleave import WAIT_LIMIT, hold_audit_writes, until_waiting_behind
+
+pytestmark = pytest.mark.anyio
+
+
+def status(world: World, ref: str) -> str:
+    return str(world.rows("SELECT status FROM approvals WHERE ref = :r", r=ref)[0].status)
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda world: world.admin.revoke("erin"), "whose access was revoked"),
+        (lambda world: world.admin.link("erin", "alice"), "who acts as the requester alice (four eyes"),
+    ],
+    ids=["revoked", "linked-to-the-requester"],
+)
+async def test_a_yes_whose_approver_may_no_longer_give_it_moves_nothing(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, change: Callable[[World], object], why: str
+) -> None:
+    call, approval, _ = await approved(world, erin, passkey)
+    change(world)
+
+    ended = world.state.gate.resume(call, approval.ref).final
+    assert ended is not None and ended.status is Status.DENIED, ended
+    assert f"Approved at the desk by approver:erin, {why}" in ended.message, ended.message
+    assert world.state.gate.resume(call, approval.ref).final == ended, "settled once: not left for a later yes"
+    assert moved(world) == 0 and status(world, approval.ref) == "denied"
+    assert sorted(events(world, approval.ref)) == ["denied", "desk_approved", "requested"]
+    [record] = world.rows("SELECT reason FROM audit_log WHERE approval_ref = :r AND event = 'denied'", r=approval.ref)
+    assert why in record.reason
+    asked_again = world.state.gate.open(call, human_reachable=True).approval
+    assert asked_again is not None and asked_again.ref != approval.ref, "a new call is a new question"
+    assert main(["audit", "verify", "--db", world.settings.db_url]) == 0
+
+
+async def test_a_no_whose_approver_was_revoked_still_rejects(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey
+) -> None:
+    """A revocation takes away the power to say yes; a no signed before it still stands (nothing runs either way)."""
+    approval = world.pending("80.00")
+    assert (await erin.decide(approval.ref, "rejected", passkey)).status_code == 200
+    world.admin.revoke("erin")
+    call = Call(approval.tool, approval.arguments, approval.principal, approval.idempotency_key)
+    ended = world.state.gate.resume(call, approval.ref).final
+    assert ended is not None and ended.status is Status.REJECTED, ended
+    assert moved(world) == 0
+
+
+def postgres_only(world: World) -> None:
+    if world.db.dialect != "postgresql":
+        pytest.skip("SQLite's write transaction holds the whole file: nothing runs beside a settlement")
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda world: world.admin.revoke("erin"), "whose access was revoked"),
+        (lambda world: world.admin.link("erin", "alice"), "who acts as the requester alice"),
+    ],
+    ids=["revoked", "linked-to-the-requester"],
+)
+async def test_a_change_committed_while_the_settlement_waits_for_the_approver_stops_it(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, change: Callable[[World], object], why: str
+) -> None:
+    """The administrator's change holds erin's row (it waits at its audit record) when the caller continues: the
+    settlement waits for it, and once it commits, reads it, though its statement began before the commit."""
+    postgres_only(world)
+    call, approval, _ = await approved(world, erin, passkey)
+    results: dict[str, object] = {}
+    with psycopg.connect(world.db_url) as holder, psycopg.connect(world.db_url, autocommit=True) as watcher:
+        hold_audit_writes(holder)
+        changing = threading.Thread(target=lambda: results.update(changed=change(world)))
+        changing.start()
+        admin = until_waiting_behind(watcher, holder, "the change never reached its audit record")
+        settling = threading.Thread(
+            target=lambda: results.update(settled=world.state.gate.resume(call, approval.ref).final)
+        )
+        settling.start()
+        until_waiting_behind(watcher, admin, "the settlement did not wait for the approver's row")
+        holder.rollback()
+        changing.join(WAIT_LIMIT)
+        settling.join(WAIT_LIMIT)
+    settled = results["settled"]
+    assert isinstance(settled, GateResult) and settled.status is Status.DENIED, settled
+    assert why in settled.message
+    assert moved(world) == 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [lambda world: world.admin.revoke("erin"), lambda world: world.admin.link("erin", "alice")],
+    ids=["revoked", "linked-to-the-requester"],
+)
+async def test_a_change_made_while_a_settlement_holds_the_approver_waits_for_it(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, change: Callable[[World], object]
+) -> None:
+    """The other order: the settlement read erin as active and has not committed; the administrator's change waits
+    until it has, so `approvers revoke` (or `link`) never returns before a movement her yes allowed."""
+    postgres_only(world)
+    call, approval, _ = await approved(world, erin, passkey)
+    results: dict[str, object] = {}
+    with psycopg.connect(world.db_url) as holder, psycopg.connect(world.db_url, autocommit=True) as watcher:
+        hold_audit_writes(holder)  # the settlement waits at its last statement, its locks taken
+        settling = threading.Thread(
+            target=lambda: results.update(settled=world.state.gate.resume(call, approval.ref).final)
+        )
+        settling.start()
+        settlement = until_waiting_behind(watcher, holder, "the settlement never reached its audit records")
+        changing = threading.Thread(target=lambda: results.update(changed=change(world)))
+        changing.start()  # its audit record would wait for the holder too: it must wait for the settlement first
+        until_waiting_behind(watcher, settlement, "the change did not wait for the settlement holding erin's row")
+        holder.rollback()
+        settling.join(WAIT_LIMIT)
+        changing.join(WAIT_LIMIT)
+    settled = results["settled"]
+    assert isinstance(settled, GateResult) and settled.status is Status.EXECUTED, settled
+    assert "changed" in results, "the change ended once the settlement committed"
+    assert moved(world) == 8_000
