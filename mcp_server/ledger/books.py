@@ -6,7 +6,8 @@ in one database transaction. Where each rule is enforced:
 
 * Input shape (amounts, ids, memos, keys): parsed before any SQL (`money`,
   `identifiers`, `free_text`), so a bad request never opens a write.
-* Existence, open status, same currency, distinct accounts and no overdraft: checked here
+* Existence, open status, same currency, distinct accounts, no overdraft and no credit past
+  `MAX_BALANCE_MINOR`: checked here
   on rows locked for the rest of the transaction (see `Database` for the lock discipline),
   before anything is written, so a refusal changes nothing.
 * No negative customer balance and "closed means empty": also CHECK constraints in the
@@ -592,6 +593,7 @@ class Ledger:
                 f"less than the {format_amount(amount, debit.currency)} requested.",
                 field="amount",
             )
+        _within_balance_limit(credit, credit.balance_minor + amount)  # the debit is covered: at least zero after
         return debit, credit, amount, held
 
     def _close(self, conn: Connection, target: str, sweep: str | None, key: str | None) -> CloseReceipt:
@@ -659,6 +661,8 @@ class Ledger:
                 "money out in smaller transfers first.",
                 field="account_id",
             )
+        if destination is not None:
+            _within_balance_limit(destination, destination.balance_minor + account.balance_minor, "sweep_to")
         return account, destination, held
 
     def _fund(
@@ -856,12 +860,12 @@ def _pair_params(first: str, second: str, holder: str | None) -> dict[str, str |
     return {"first": first, "second": second, "holder": holder}
 
 
-def _within_balance_limit(side: Side, balance: int) -> None:
+def _within_balance_limit(side: Side, balance: int, field: str = "amount") -> None:
     if not -MAX_BALANCE_MINOR <= balance <= MAX_BALANCE_MINOR:
         limit = format_amount(MAX_BALANCE_MINOR, side.currency)
         raise LedgerError(
             ErrorCode.BALANCE_LIMIT,
             f"Account {side.id} would hold more than {limit}, the most a balance may hold (either way); "
             "nothing was moved.",
-            field="amount",
+            field=field,
         )
