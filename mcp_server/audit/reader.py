@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, RowMapping, text
 from sqlalchemy.exc import DBAPIError
 
 from mcp_server.audit.keys import key_file, load_keyring
@@ -17,6 +17,7 @@ from mcp_server.audit.sequencer import ChainRefused, Sequencer
 from mcp_server.ledger.entitlements import ADMIN_PRINCIPAL
 from mcp_server.ledger.free_text import shown
 from mcp_server.storage.database import Database
+from mcp_server.storage.stored_int import Mistyped, stored_int
 from mcp_server.timestamps import now_text
 from policy.approval_states import ApprovalState, settled_states
 from policy.audit import (
@@ -33,6 +34,8 @@ from policy.canonical import digest
 from policy.store import AuditEntry
 
 _COLUMNS = ", ".join(("rid", *CHAINED_FIELDS, "prev_hash", "hash", "key_id", "signature"))
+_INTEGER_COLUMNS = ("seq", "amount_minor")
+"""The columns of a record verification reads as integers (its position, the amount it moved)."""
 _MOVING_EVENTS = ("executed", "admin")
 """The records that may name a ledger transaction: the gate's executions and ledger administration."""
 _SETTLING_EVENTS = frozenset(state.value for state in settled_states())
@@ -106,15 +109,22 @@ def mistyped_finding(doing: str, exc: ValueError) -> Finding:
 
 def checkpoint(db: Database, sequencer: Sequencer) -> SignedHead:
     """A signed statement of the current head, to keep outside the database. Made only of a chain
-    that verifies (else ValueError), so a checkpoint never vouches for tampered records."""
-    with contextlib.suppress(ChainRefused):
-        sequencer.chain()
-    state, findings = _verified(db, sequencer.keys, None)
+    that verifies (else ValueError, naming the first finding), so a checkpoint never vouches for tampered records."""
+    try:
+        with contextlib.suppress(ChainRefused):
+            sequencer.chain()
+        state, findings = _verified(db, sequencer.keys, None)
+    except Mistyped as exc:
+        raise _unverified(mistyped_finding("reading the audit log", exc)) from None
     if findings:
-        raise ValueError(f"the audit chain does not verify ({findings[0]}); run `audit verify` for every finding")
+        raise _unverified(findings[0])
     records = state.records
     seq, head_hash = (int(records[-1]["seq"]), str(records[-1]["hash"])) if records else (0, GENESIS)
     return sequencer.writer.signer.sign_head(seq, head_hash, now_text())
+
+
+def _unverified(finding: Finding) -> ValueError:
+    return ValueError(f"the audit chain does not verify ({finding}); run `audit verify` for every finding")
 
 
 @dataclass(frozen=True)
@@ -139,7 +149,10 @@ def adopt(db: Database, sequencer: Sequencer) -> Adoption | None:
         sequencer.lock(conn)
         if conn.dialect.name == "postgresql":
             conn.execute(text("LOCK TABLE audit_log IN SHARE MODE"))
-        state = _read_state(conn)
+        try:
+            state = _read_state(conn)
+        except Mistyped as exc:
+            raise AdoptionRefused(f"refusing to adopt: {mistyped_finding('reading the audit log', exc)}") from None
         findings = _findings(state, sequencer.keys, None)
         tampered = [finding for finding in findings if not finding.legacy]
         if tampered:
@@ -213,9 +226,13 @@ class Asked:
 
 
 def _read_state(conn: Connection) -> _State:
-    rows = [dict(row) for row in conn.execute(text(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq, rid")).mappings()]
+    rows = [
+        _record(row) for row in conn.execute(text(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq, rid")).mappings()
+    ]
     heads = [
-        SignedHead(int(seq), str(hash_), str(at), str(key_id), str(signature))
+        SignedHead(
+            stored_int(seq, "audit_heads", ("hash", hash_), "seq"), str(hash_), str(at), str(key_id), str(signature)
+        )
         for seq, hash_, at, key_id, signature in conn.execute(
             text("SELECT seq, hash, at, key_id, signature FROM audit_heads ORDER BY seq")
         )
@@ -229,6 +246,15 @@ def _read_state(conn: Connection) -> _State:
     chained = [row for row in rows if row["seq"] is not None]
     pending = [row for row in rows if row["seq"] is None]
     return _State(chained, pending, heads, posted, asked)
+
+
+def _record(row: RowMapping) -> dict[str, Any]:
+    """An `audit_log` row, its integer columns checked (`stored_int`): what verification reads as numbers."""
+    record = dict(row)
+    for column in _INTEGER_COLUMNS:
+        if record[column] is not None:
+            stored_int(record[column], "audit_log", ("rid", record["rid"]), column)
+    return record
 
 
 def _findings(state: _State, keys: Keyring, checkpoint: SignedHead | None) -> list[Finding]:
@@ -354,7 +380,8 @@ class AuditLine:
     event: str
     principal: str
     tool: str
-    arguments: dict[str, Any]
+    arguments: Any
+    """The call's arguments: a JSON object, or whatever else the column holds (edited), as `parsed_or_stored`."""
     approval_ref: str | None
     policy_version: str
     reason: str
@@ -365,7 +392,7 @@ class AuditLine:
         wrote (the client chooses both: an approver's note, the names of unexpected fields) cannot move the cursor,
         erase lines or start a line that passes for another record."""
         parts = [
-            f"#{self.seq}" if self.seq is not None else "#(unchained)",
+            f"#{shown(str(self.seq))}" if self.seq is not None else "#(unchained)",  # text, if edited in SQLite
             shown(self.at[:19].replace("T", " ")) + " UTC",  # the zone stated: read alone, a time passes for local
             f"{shown(self.event):<9}",
             shown(self.principal),
@@ -381,11 +408,21 @@ class AuditLine:
         return line
 
 
-def shown_call(tool: str, arguments: Mapping[str, Any]) -> str:
+def shown_call(tool: str, arguments: object) -> str:
     """`tool(name="value", ...)` for a terminal, each name and value escaped (`free_text.shown`), absent ones
-    left out."""
+    left out; arguments that are not an object (a column edited, `parsed_or_stored`) as they are stored."""
+    if not isinstance(arguments, Mapping):
+        return f"{shown(tool)}({shown(str(arguments))})"
     args = ", ".join(f"{shown(k)}={shown(_quoted(v))}" for k, v in arguments.items() if v is not None)
     return f"{shown(tool)}({args})"
+
+
+def parsed_or_stored(stored: str) -> Any:
+    """A JSON column as its value, or as the stored text when it is no longer JSON (edited)."""
+    try:
+        return json.loads(stored)
+    except (ValueError, RecursionError):
+        return stored
 
 
 def _quoted(value: object) -> str:
@@ -407,7 +444,7 @@ def tail(db: Database, limit: int = 20) -> list[AuditLine]:
             r.event,
             r.principal,
             r.tool,
-            json.loads(r.arguments_json),
+            parsed_or_stored(r.arguments_json),
             r.approval_ref,
             r.policy_version,
             r.reason,
