@@ -13,9 +13,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.engine import make_url
 
+from mcp_server.audit import reader
 from mcp_server.audit.keys import KEY_FILE_ENV, load_signer
 from mcp_server.audit.sequencer import Sequencer
 from mcp_server.audit.writer import AuditWriter
@@ -538,6 +539,48 @@ async def test_a_signing_command_on_a_value_of_another_type_than_its_column_is_r
     assert (code, out) == (2, ""), out
     assert err.startswith(f"bankgate-mcp: {says}: a stored value is not of its column's type ({expected}"), err
     assert not (tmp_path / "checkpoint.json").exists() and audited.audit() == records
+
+
+BOUNDARY_TAMPERING = {
+    "untouched": (),
+    "edited-at-the-boundary": ("UPDATE audit_log SET reason = 'edited' WHERE seq = 3",),
+    "reordered-across-it": (
+        "UPDATE audit_log SET seq = -2 WHERE seq = 2",
+        "UPDATE audit_log SET seq = 2 WHERE seq = 3",
+        "UPDATE audit_log SET seq = 3 WHERE seq = -2",
+    ),
+    "deleted-at-it": ("DELETE FROM audit_log WHERE seq = 4",),
+    "ledger-edited-behind-it": ("UPDATE entries SET amount_minor = amount_minor * 2",),
+}
+"""With pages of two records (1-2, 3-4, 5-6): an edit, a reordering and a deletion at a page's edge, and money the
+records of several pages claim."""
+
+
+@pytest.mark.parametrize("statements", BOUNDARY_TAMPERING.values(), ids=BOUNDARY_TAMPERING.keys())
+async def test_verify_reads_the_log_a_page_at_a_time_and_finds_the_same(
+    audited: Harness, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, statements: tuple[str, ...]
+) -> None:
+    """`audit verify` holds a page of records at a time, never the whole log: every read of it asks for at most a
+    page (`VERIFY_PAGE`), and what it reports, read in pages of two, is what it reports read whole."""
+    tamper(audited, *statements)
+    whole = verify(audited, capsys)
+    assert whole[0] == (0 if not statements else 1), whole[1]
+    limits: list[object] = []
+
+    def page_reads(
+        conn: object, clause: object, multiparams: list[dict[str, object]], params: dict[str, object], *_: object
+    ) -> None:
+        if "FROM audit_log" in str(clause) and "OFFSET" in str(clause):
+            limits.extend(p["limit"] for p in multiparams or [params])
+
+    monkeypatch.setattr(reader, "VERIFY_PAGE", 2)
+    event.listen(Engine, "before_execute", page_reads)
+    try:
+        paged = verify(audited, capsys)
+    finally:
+        event.remove(Engine, "before_execute", page_reads)
+    assert paged == whole
+    assert len(limits) > 6 and set(limits) == {2}, limits  # 6 records in pages of 2, each check reading them
 
 
 async def test_records_signed_before_a_key_rotation_still_verify(
