@@ -203,20 +203,26 @@ class Finding:
 
 
 def verify_chain(
-    records: Sequence[Mapping[str, Any]],
+    records: Iterable[Mapping[str, Any]],
     keys: Keyring,
     heads: Sequence[SignedHead] = (),
-    pending: Sequence[Mapping[str, Any]] = (),
+    pending: Iterable[Mapping[str, Any]] = (),
 ) -> list[Finding]:
     """Findings for the chained `records` (in sequence order, each with `seq`, `rid`, `prev_hash`, `hash`,
     `key_id`, `signature`), the signed `heads` (in sequence order) and the `pending` (unchained) records;
     [] when intact. Every record but a legacy one must carry its valid signature; every head must be
     valid and match the record at its position; the last record must be covered by a head (records after
     the last head were chained without the key); no head may point past the chain (records deleted); no
-    record may be held by two rows (copied)."""
+    record may be held by two rows (copied).
+
+    Each record is read once, in order, and let go: `records` and `pending` may be read from the database a page at a
+    time. What is kept is what the checks after it compare: the hashes at the heads' positions, and every rid."""
     findings: list[Finding] = []
     expected_seq, prev = 1, GENESIS
+    at_heads = {head.seq for head in heads}
     hashes: dict[int, str] = {}
+    held: dict[str, list[str]] = {}
+    chained, all_legacy = False, True
     for record in records:
         seq = int(record["seq"])
         if seq != expected_seq:
@@ -226,10 +232,14 @@ def verify_chain(
             findings.append(Finding(seq, "does not follow the previous record (inserted, or one before it deleted)"))
         if chain_hash(record["prev_hash"], record) != record["hash"]:
             findings.append(Finding(seq, "content does not match its hash (edited)"))
-        problem = None if is_legacy(record) else _signature_problem(record, keys)
+        legacy = is_legacy(record)
+        problem = None if legacy else _signature_problem(record, keys)
         if problem is not None:
             findings.append(Finding(seq, problem))
-        hashes[seq] = record["hash"]
+        if seq in at_heads:
+            hashes[seq] = record["hash"]
+        held.setdefault(str(record.get("rid")), []).append(f"record {record['seq']}")
+        chained, all_legacy = True, all_legacy and legacy
         expected_seq, prev = seq + 1, record["hash"]
     last, vouched = expected_seq - 1, 0
     for head in heads:
@@ -246,27 +256,24 @@ def verify_chain(
             findings.append(rewritten)
         else:
             vouched = head.seq
-    if records and vouched < last:
+    if chained and vouched < last:
         span = f"record {last}" if vouched + 1 == last else f"records {vouched + 1} to {last}"
         # No head over legacy records alone is what a chain from before signing looks like (or one stripped
         # of every head: the caller tells them apart by records only signing versions write).
-        unsigned = not heads and all(is_legacy(record) for record in records)
+        unsigned = not heads and all_legacy
         findings.append(Finding(None, f"no valid signature covers {span} (written without the key)", unsigned))
     for record in pending:
-        legacy = "is a legacy record, which only the chain may hold (written without the key)"
-        problem = legacy if is_legacy(record) else _signature_problem(record, keys)
+        legacy_problem = "is a legacy record, which only the chain may hold (written without the key)"
+        problem = legacy_problem if is_legacy(record) else _signature_problem(record, keys)
         if problem is not None:
             findings.append(Finding(None, f"unchained record {record.get('rid')}: {problem}"))
-    return findings + _copies([*records, *pending])
+        held.setdefault(str(record.get("rid")), []).append("unchained")
+    return findings + _copies(held)
 
 
-def _copies(records: Sequence[Mapping[str, Any]]) -> list[Finding]:
+def _copies(held: Mapping[str, Sequence[str]]) -> list[Finding]:
     """A `rid` more than one row holds: a signed record copied (its key on `rid` dropped), which its signature,
     the writer's own, cannot tell from the record, and which may move no money for the cross-checks to see."""
-    held: dict[str, list[str]] = {}
-    for record in records:
-        seq = record["seq"]
-        held.setdefault(str(record.get("rid")), []).append("unchained" if seq is None else f"record {seq}")
     return [
         Finding(None, f"record {rid} is held by {len(rows)} rows ({', '.join(rows)}): copied in the database")
         for rid, rows in held.items()
@@ -285,17 +292,18 @@ def _signature_problem(record: Mapping[str, Any], keys: Keyring) -> str | None:
     return None
 
 
-def check_checkpoint(records: Sequence[Mapping[str, Any]], checkpoint: SignedHead) -> list[Finding]:
+def check_checkpoint(records: Iterable[Mapping[str, Any]], checkpoint: SignedHead) -> list[Finding]:
     """The chain must still hold the checkpoint's record with that exact hash (signature checked by the caller).
     Record 0 is the genesis every chain starts from: a checkpoint of an empty chain is held by every chain."""
     if checkpoint.seq == 0 and checkpoint.hash == GENESIS:
         return []
+    last = 0
     for record in records:
-        if int(record["seq"]) == checkpoint.seq:
+        last = int(record["seq"])
+        if last == checkpoint.seq:
             if record["hash"] == checkpoint.hash:
                 return []
             return [Finding(checkpoint.seq, "differs from the checkpoint (the chain was rewritten at or before it)")]
-    last = int(records[-1]["seq"]) if records else 0
     return [
         Finding(None, f"the chain ends at record {last}, before the checkpoint's record {checkpoint.seq} "
                 "(truncated or rolled back)")

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, text
 
 from mcp_server.ledger.identifiers import system_account_id
 from mcp_server.ledger.money import MINOR_UNITS, format_amount
+from mcp_server.storage.stored_int import stored_int
 
 ADOPT_TOOL = "adopt_history"
 """The tool of the `admin` record written by `audit adopt`, which names every transaction it adopts."""
@@ -23,7 +24,7 @@ Legs = tuple[tuple[str, int], ...]
 """Journal rows as (account, signed amount: negative debits), debits first."""
 
 _LEGS = text(
-    "SELECT t.id, t.kind, t.created_at, e.account_id, e.amount_minor, a.currency FROM transactions t "
+    "SELECT t.id, t.kind, t.created_at, e.account_id, e.amount_minor, a.currency, e.id FROM transactions t "
     "LEFT JOIN entries e ON e.transaction_id = t.id LEFT JOIN accounts a ON a.id = e.account_id"
 )
 
@@ -60,7 +61,11 @@ def _posted(rows: Sequence[tuple[Any, ...]]) -> Posted:
     """One transaction from its rows (a single row of NULL legs when it has no entry): its amount is its largest
     leg, as a balanced two-leg movement's credit."""
     _, kind, created_at = rows[0][:3]
-    legs = _ordered((str(row[3]), int(row[4])) for row in rows if row[3] is not None)
+    legs = _ordered(
+        (str(row[3]), stored_int(row[4], "entries", ("id", row[6]), "amount_minor"))
+        for row in rows
+        if row[3] is not None
+    )
     currency = max((str(row[5]) for row in rows if row[5] is not None), default=None)
     return Posted(str(kind), max((amount for _, amount in legs), default=0), currency, str(created_at), legs)
 

@@ -2,13 +2,14 @@
 and the one-time adoption of a ledger's history from before signed audit (which verification alone can never accept)."""
 
 import contextlib
+import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, RowMapping, text
 from sqlalchemy.exc import DBAPIError
 
 from mcp_server.audit.keys import key_file, load_keyring
@@ -17,6 +18,7 @@ from mcp_server.audit.sequencer import ChainRefused, Sequencer
 from mcp_server.ledger.entitlements import ADMIN_PRINCIPAL
 from mcp_server.ledger.free_text import shown
 from mcp_server.storage.database import Database
+from mcp_server.storage.stored_int import Mistyped, stored_int
 from mcp_server.timestamps import now_text
 from policy.approval_states import ApprovalState, settled_states
 from policy.audit import (
@@ -33,6 +35,14 @@ from policy.canonical import digest
 from policy.store import AuditEntry
 
 _COLUMNS = ", ".join(("rid", *CHAINED_FIELDS, "prev_hash", "hash", "key_id", "signature"))
+_COUNTS = text("SELECT COUNT(seq), COUNT(*) - COUNT(seq) FROM audit_log")
+"""How many records are chained, and how many wait for the sequencer."""
+_LAST = text("SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC, rid DESC LIMIT 1")
+"""The chain's last record, as the chain's order (`_Log.chained`) ends."""
+VERIFY_PAGE = 1000
+"""How many audit records verification holds at a time: it reads the log in pages of this many (`_Log`)."""
+_INTEGER_COLUMNS = ("seq", "amount_minor")
+"""The columns of a record verification reads as integers (its position, the amount it moved)."""
 _MOVING_EVENTS = ("executed", "admin")
 """The records that may name a ledger transaction: the gate's executions and ledger administration."""
 _SETTLING_EVENTS = frozenset(state.value for state in settled_states())
@@ -87,7 +97,7 @@ def verify(
         raise
     except ValueError as exc:
         return Verification(0, 0, [*refused, mistyped_finding("reading the audit log", exc)])
-    return Verification(len(state.records), len(state.pending), refused + findings)
+    return Verification(state.records, state.pending, refused + findings)
 
 
 def database_finding(doing: str, exc: DBAPIError) -> Finding:
@@ -106,15 +116,21 @@ def mistyped_finding(doing: str, exc: ValueError) -> Finding:
 
 def checkpoint(db: Database, sequencer: Sequencer) -> SignedHead:
     """A signed statement of the current head, to keep outside the database. Made only of a chain
-    that verifies (else ValueError), so a checkpoint never vouches for tampered records."""
-    with contextlib.suppress(ChainRefused):
-        sequencer.chain()
-    state, findings = _verified(db, sequencer.keys, None)
+    that verifies (else ValueError, naming the first finding), so a checkpoint never vouches for tampered records."""
+    try:
+        with contextlib.suppress(ChainRefused):
+            sequencer.chain()
+        read, findings = _verified(db, sequencer.keys, None)
+    except Mistyped as exc:
+        raise _unverified(mistyped_finding("reading the audit log", exc)) from None
     if findings:
-        raise ValueError(f"the audit chain does not verify ({findings[0]}); run `audit verify` for every finding")
-    records = state.records
-    seq, head_hash = (int(records[-1]["seq"]), str(records[-1]["hash"])) if records else (0, GENESIS)
+        raise _unverified(findings[0])
+    seq, head_hash = read.last
     return sequencer.writer.signer.sign_head(seq, head_hash, now_text())
+
+
+def _unverified(finding: Finding) -> ValueError:
+    return ValueError(f"the audit chain does not verify ({finding}); run `audit verify` for every finding")
 
 
 @dataclass(frozen=True)
@@ -139,8 +155,11 @@ def adopt(db: Database, sequencer: Sequencer) -> Adoption | None:
         sequencer.lock(conn)
         if conn.dialect.name == "postgresql":
             conn.execute(text("LOCK TABLE audit_log IN SHARE MODE"))
-        state = _read_state(conn)
-        findings = _findings(state, sequencer.keys, None)
+        try:
+            state = _read_state(conn)
+            findings = _findings(state, sequencer.keys, None)
+        except Mistyped as exc:
+            raise AdoptionRefused(f"refusing to adopt: {mistyped_finding('reading the audit log', exc)}") from None
         tampered = [finding for finding in findings if not finding.legacy]
         if tampered:
             named = "\n  ".join(str(finding) for finding in tampered)
@@ -149,13 +168,14 @@ def adopt(db: Database, sequencer: Sequencer) -> Adoption | None:
             )
         if not findings:
             return None
-        records = [*state.records, *state.pending]
         claimed = {
-            claim.transaction for record in records if record["event"] in _MOVING_EVENTS for claim in claims(record)
+            claim.transaction
+            for record in state.log.records()
+            if record["event"] in _MOVING_EVENTS
+            for claim in claims(record)
         }
         unclaimed = [(tx, posted) for tx, posted in sorted(state.posted.items()) if tx not in claimed]
-        legacy = [int(record["seq"]) for record in state.records if is_legacy(record)]
-        unsigned_through = max(legacy, default=0)
+        unsigned_through = max((record["seq"] for record in state.log.chained() if is_legacy(record)), default=0)
         if state.heads:
             unsigned_through = min(unsigned_through, state.heads[0].seq - 1)
         adopted = [{"transaction_id": tx, "kind": p.kind, "amount_minor": p.amount_minor} for tx, p in unclaimed]
@@ -177,24 +197,80 @@ def adopt(db: Database, sequencer: Sequencer) -> Adoption | None:
     return db.run(work)
 
 
-def _verified(db: Database, keys: Keyring | None, checkpoint: SignedHead | None) -> tuple["_State", list[Finding]]:
+@dataclass(frozen=True)
+class _Read:
+    """What verification read besides its findings: how many records are chained and waiting, and the chain's last
+    (seq, hash)."""
+
+    records: int
+    pending: int
+    last: tuple[int, str]
+
+
+def _verified(db: Database, keys: Keyring | None, checkpoint: SignedHead | None) -> tuple[_Read, list[Finding]]:
     keys = keys if keys is not None else load_keyring(key_file())
     if checkpoint is not None and not keys.verify_head(checkpoint):
         raise CheckpointError(  # the key id is the file's, unproven: shown escaped, never as terminal control
             f"the checkpoint is not signed by a known audit key (its key id: {shown(checkpoint.key_id)})"
         )
 
-    state = db.read(_read_state, snapshot=True)  # a transfer committing meanwhile is seen whole or not
-    return state, _findings(state, keys, checkpoint)
+    ring = keys
+
+    def read(conn: Connection) -> tuple[_Read, list[Finding]]:
+        findings = _findings(_read_state(conn), ring, checkpoint)
+        chained, waiting = conn.execute(_COUNTS).one()
+        last = conn.execute(_LAST).first()
+        return _Read(chained, waiting, (last[0], str(last[1])) if last else (0, GENESIS)), findings
+
+    return db.read(read, snapshot=True)  # a transfer committing meanwhile is seen whole or not
+
+
+@dataclass(frozen=True)
+class _Log:
+    """The audit log as verification reads it: the chained records in sequence order, then the waiting ones by rid,
+    `page` rows at a time (`_paged`). Each check reads it through once, keeping only what it compares (ids, names,
+    digests), so no check holds the log whole, however long it grows."""
+
+    conn: Connection
+    page: int
+
+    def chained(self) -> Iterator[dict[str, Any]]:
+        return _paged(self.conn, "seq IS NOT NULL", "seq", "seq, rid", self.page)
+
+    def pending(self) -> Iterator[dict[str, Any]]:
+        return _paged(self.conn, "seq IS NULL", "rid", "rid", self.page)
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        yield from self.chained()
+        yield from self.pending()
+
+
+def _paged(conn: Connection, where: str, key: str, order: str, page: int) -> Iterator[dict[str, Any]]:
+    """The `audit_log` rows `where` selects, in `order` (led by `key`), `page` at a time. Each page starts at the last
+    key read (`>=`, past the rows holding it already read, not `>`): a key edited into duplicates (its UNIQUE
+    dropped) hides no row. NULL keys (a rid on SQLite, which sorts them first) are read first, as one run."""
+    after: object = None
+    seen = 0
+    while True:
+        bound = "" if after is None else f" AND {key} >= :after"
+        query = f"SELECT {_COLUMNS} FROM audit_log WHERE {where}{bound} ORDER BY {order} LIMIT :limit OFFSET :seen"
+        rows = [
+            _record(row) for row in conn.execute(text(query), {"after": after, "limit": page, "seen": seen}).mappings()
+        ]
+        yield from rows
+        if len(rows) < page:
+            return
+        last = rows[-1][key]
+        same = next((n for n, row in enumerate(reversed(rows)) if row[key] != last), len(rows))
+        seen, after = (seen if last == after else 0) + same, last
 
 
 @dataclass(frozen=True)
 class _State:
-    """What verification reads: the chain, the records waiting for it, its signed heads, the ledger's
-    transactions and the approvals."""
+    """What verification reads: the audit log (a page at a time), its signed heads, the ledger's transactions and
+    the approvals."""
 
-    records: list[dict[str, Any]]
-    pending: list[dict[str, Any]]
+    log: _Log
     heads: list[SignedHead]
     posted: dict[str, Posted]
     asked: list["Asked"]
@@ -213,9 +289,10 @@ class Asked:
 
 
 def _read_state(conn: Connection) -> _State:
-    rows = [dict(row) for row in conn.execute(text(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq, rid")).mappings()]
     heads = [
-        SignedHead(int(seq), str(hash_), str(at), str(key_id), str(signature))
+        SignedHead(
+            stored_int(seq, "audit_heads", ("hash", hash_), "seq"), str(hash_), str(at), str(key_id), str(signature)
+        )
         for seq, hash_, at, key_id, signature in conn.execute(
             text("SELECT seq, hash, at, key_id, signature FROM audit_heads ORDER BY seq")
         )
@@ -226,61 +303,94 @@ def _read_state(conn: Connection) -> _State:
         Asked(str(ref), str(status), str(tool), str(principal), str(arguments), digest(question))
         for ref, status, tool, principal, arguments, question in conn.execute(text(approvals))
     ]
-    chained = [row for row in rows if row["seq"] is not None]
-    pending = [row for row in rows if row["seq"] is None]
-    return _State(chained, pending, heads, posted, asked)
+    return _State(_Log(conn, VERIFY_PAGE), heads, posted, asked)
+
+
+def _record(row: RowMapping) -> dict[str, Any]:
+    """An `audit_log` row, its integer columns checked (`stored_int`): what verification reads as numbers."""
+    record = dict(row)
+    for column in _INTEGER_COLUMNS:
+        if record[column] is not None:
+            stored_int(record[column], "audit_log", ("rid", record["rid"]), column)
+    return record
 
 
 def _findings(state: _State, keys: Keyring, checkpoint: SignedHead | None) -> list[Finding]:
-    findings = verify_chain(state.records, keys, state.heads, state.pending)
-    records = [*state.records, *state.pending]
-    if any(record["event"] == "admin" for record in records):
+    log = state.log
+    findings = verify_chain(log.chained(), keys, state.heads, log.pending())
+    if any(record["event"] == "admin" for record in log.records()):
         # Only versions that sign write `admin` records: an unsigned chain holding one was stripped, not old.
         findings = [replace(finding, legacy=False) for finding in findings]
     if checkpoint is not None:
-        findings += check_checkpoint(state.records, checkpoint)
-    findings += cross_check(records, state.posted, state.heads)
-    return findings + approval_findings(records, state.asked)
+        findings += check_checkpoint(log.chained(), checkpoint)
+    findings += cross_check(log.records(), state.posted, state.heads)
+    return findings + approval_findings(log.records(), state.asked)
 
 
-def approval_findings(records: Sequence[Mapping[str, Any]], asked: Sequence[Asked]) -> list[Finding]:
+@dataclass
+class _Asking:
+    """What an approval's records say, as `approval_findings` compares it with the approval's row: its first
+    `requested` record's name and what it asked (the arguments as their digest), and each settling record's name and
+    event. Kept in place of the records, which verification reads a page at a time."""
+
+    requested: tuple[str, dict[str, object]] | None = None
+    settling: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _asked_columns(
+    tool: object, principal: object, arguments_json: object, question_sha256: object
+) -> dict[str, object]:
+    """The columns a `requested` record and its approval's row must agree on, the arguments as a digest of their
+    stored value (its type too: SQLite may hold a number or bytes an edit put there)."""
+    arguments = hashlib.sha256(repr(arguments_json).encode()).hexdigest()
+    return {"tool": tool, "principal": principal, "arguments_json": arguments, "question_sha256": question_sha256}
+
+
+def approval_findings(records: Iterable[Mapping[str, Any]], asked: Sequence[Asked]) -> list[Finding]:
     """Each approval row against its signed records: asked by one `requested` record naming the same tool,
     caller, arguments and question, and settled by at most one record, whose event is the row's status
     (none while it is pending). A row reset to pending (to run it again), its status rewritten, or what it
     asked edited, is named; so is a settling record deleted while unchained (before the chain covers it)."""
-    by_ref: dict[str, list[Mapping[str, Any]]] = {}
+    by_ref: dict[str, _Asking] = {}
     for record in records:
-        if record["approval_ref"] is not None:
-            by_ref.setdefault(str(record["approval_ref"]), []).append(record)
+        if record["approval_ref"] is None:
+            continue
+        asking = by_ref.setdefault(str(record["approval_ref"]), _Asking())
+        if record["event"] == "requested" and asking.requested is None:
+            said = _asked_columns(
+                record["tool"], record["principal"], record["arguments_json"], record["question_sha256"]
+            )
+            asking.requested = (_name(record), said)
+        elif record["event"] in _SETTLING_EVENTS:
+            asking.settling.append((_name(record), str(record["event"])))
     findings: list[Finding] = []
     for approval in asked:
-        ref, mine = approval.ref, by_ref.get(approval.ref, [])
-        requested = next((record for record in mine if record["event"] == "requested"), None)
-        if requested is None:
+        ref, mine = approval.ref, by_ref.get(approval.ref, _Asking())
+        if mine.requested is None:
             findings.append(Finding(None, f"approval {ref} has no 'requested' record (deleted)"))
         else:
-            stored = {
-                "tool": approval.tool,
-                "principal": approval.principal,
-                "arguments_json": approval.arguments_json,
-                "question_sha256": approval.question_sha256,
-            }
+            name, said = mine.requested
+            stored = _asked_columns(
+                approval.tool, approval.principal, approval.arguments_json, approval.question_sha256
+            )
             for column, value in stored.items():
-                if requested[column] != value:
+                if said[column] != value:
                     what = column.removesuffix("_json").removesuffix("_sha256")
                     findings.append(Finding(None, f"approval {ref}: its {what} differs from its 'requested' "
-                                            f"{_name(requested)} (edited)"))  # fmt: skip
-        settling = [record for record in mine if record["event"] in _SETTLING_EVENTS]
+                                            f"{name} (edited)"))  # fmt: skip
+        settling = mine.settling
         if len(settling) > 1:
-            named = ", ".join(f"{_name(record)} ({record['event']})" for record in settling)
+            named = ", ".join(f"{settler} ({event})" for settler, event in settling)
             findings.append(Finding(None, f"approval {ref} was settled {len(settling)} times: {named} (its row was "
                                     "reset behind the server's back)"))  # fmt: skip
         elif settling and approval.status == ApprovalState.PENDING:
-            findings.append(Finding(None, f"approval {ref} is pending, but {_name(settling[0])} settled it as "
-                                    f"{settling[0]['event']} (edited)"))  # fmt: skip
-        elif settling and settling[0]["event"] != approval.status:
-            findings.append(Finding(None, f"approval {ref} is stored as {approval.status}, but "
-                                    f"{_name(settling[0])} settled it as {settling[0]['event']} (edited)"))  # fmt: skip
+            (settler, event), *_ = settling
+            findings.append(Finding(None, f"approval {ref} is pending, but {settler} settled it as {event} "
+                                    "(edited)"))  # fmt: skip
+        elif settling and settling[0][1] != approval.status:
+            (settler, event), *_ = settling
+            findings.append(Finding(None, f"approval {ref} is stored as {approval.status}, but {settler} settled it "
+                                    f"as {event} (edited)"))  # fmt: skip
         elif not settling and approval.status != ApprovalState.PENDING:
             findings.append(Finding(None, f"approval {ref} is stored as {approval.status}, but no record settles it "
                                     "(deleted)"))  # fmt: skip
@@ -288,14 +398,23 @@ def approval_findings(records: Sequence[Mapping[str, Any]], asked: Sequence[Aske
 
 
 def cross_check(
-    records: Sequence[Mapping[str, Any]], posted: Mapping[str, Posted], heads: Sequence[SignedHead] = ()
+    records: Iterable[Mapping[str, Any]], posted: Mapping[str, Posted], heads: Sequence[SignedHead] = ()
 ) -> list[Finding]:
     """Every ledger transaction is named by exactly one executed or admin record that moved the same
     amount (in the same currency, where the record states one), and every such record that moved money
-    names a transaction the ledger holds (chained and unchained records alike: each commits with its money)."""
+    names a transaction the ledger holds (chained and unchained records alike: each commits with its money).
+    `records` is read once (a page at a time, by `verify`): what is kept is each claimed transaction's claimant."""
     findings: list[Finding] = []
     claimed: dict[str, str] = {}
+    # A posting without a record may be an old ledger's only if dated before the first signature (a version
+    # that signs records every posting) and nothing was adopted yet; otherwise it can only be a forgery.
+    signed_from = min((head.at for head in heads), default=None)
+    adopted = False
     for record in records:
+        if not is_legacy(record):
+            at = str(record["at"])
+            signed_from = at if signed_from is None else min(signed_from, at)
+        adopted = adopted or is_adoption(record)
         if record["event"] not in _MOVING_EVENTS:
             continue
         for claim in claims(record):
@@ -323,11 +442,6 @@ def cross_check(
                 debit, credit = claim.parties
                 findings.append(_finding(record, f"moved {amount} minor units from {debit} to {credit}, but ledger "
                                          f"transaction {tx} posts {ledger.describe_legs()} (edited)"))  # fmt: skip
-    # A posting without a record may be an old ledger's only if dated before the first signature (a version
-    # that signs records every posting) and nothing was adopted yet; otherwise it can only be a forgery.
-    signed = [str(r["at"]) for r in records if not is_legacy(r)] + [head.at for head in heads]
-    signed_from = min(signed, default=None)
-    adopted = any(is_adoption(record) for record in records)
     for tx, ledger in sorted(posted.items()):
         if tx not in claimed:
             legacy = not adopted and (signed_from is None or ledger.created_at < signed_from)
@@ -354,7 +468,8 @@ class AuditLine:
     event: str
     principal: str
     tool: str
-    arguments: dict[str, Any]
+    arguments: Any
+    """The call's arguments: a JSON object, or whatever else the column holds (edited), as `parsed_or_stored`."""
     approval_ref: str | None
     policy_version: str
     reason: str
@@ -365,7 +480,7 @@ class AuditLine:
         wrote (the client chooses both: an approver's note, the names of unexpected fields) cannot move the cursor,
         erase lines or start a line that passes for another record."""
         parts = [
-            f"#{self.seq}" if self.seq is not None else "#(unchained)",
+            f"#{shown(str(self.seq))}" if self.seq is not None else "#(unchained)",  # text, if edited in SQLite
             shown(self.at[:19].replace("T", " ")) + " UTC",  # the zone stated: read alone, a time passes for local
             f"{shown(self.event):<9}",
             shown(self.principal),
@@ -381,11 +496,21 @@ class AuditLine:
         return line
 
 
-def shown_call(tool: str, arguments: Mapping[str, Any]) -> str:
+def shown_call(tool: str, arguments: object) -> str:
     """`tool(name="value", ...)` for a terminal, each name and value escaped (`free_text.shown`), absent ones
-    left out."""
+    left out; arguments that are not an object (a column edited, `parsed_or_stored`) as they are stored."""
+    if not isinstance(arguments, Mapping):
+        return f"{shown(tool)}({shown(str(arguments))})"
     args = ", ".join(f"{shown(k)}={shown(_quoted(v))}" for k, v in arguments.items() if v is not None)
     return f"{shown(tool)}({args})"
+
+
+def parsed_or_stored(stored: str) -> Any:
+    """A JSON column as its value, or as the stored text when it is no longer JSON (edited)."""
+    try:
+        return json.loads(stored)
+    except (ValueError, RecursionError):
+        return stored
 
 
 def _quoted(value: object) -> str:
@@ -407,7 +532,7 @@ def tail(db: Database, limit: int = 20) -> list[AuditLine]:
             r.event,
             r.principal,
             r.tool,
-            json.loads(r.arguments_json),
+            parsed_or_stored(r.arguments_json),
             r.approval_ref,
             r.policy_version,
             r.reason,

@@ -54,6 +54,7 @@ from mcp_server.ledger.free_text import shown
 from mcp_server.storage.database import Database
 from mcp_server.storage.locks import LEDGER
 from mcp_server.storage.statement import Statement
+from mcp_server.storage.stored_int import stored_int
 from mcp_server.timestamps import now_text
 from policy.audit import GENESIS, LEGACY_PREFIX, Keyring, SignedHead, chain_hash
 
@@ -69,7 +70,7 @@ BATCH_LIMIT = 2000
 _LOCK = Statement(f"SELECT pg_advisory_xact_lock(:key, hashtext({LEDGER}))")
 _TRY_LOCK = Statement(f"SELECT pg_try_advisory_xact_lock(:key, hashtext({LEDGER}))")
 _LAST_HEAD = Statement("SELECT seq, hash, at, key_id, signature FROM audit_heads ORDER BY seq DESC LIMIT 1")
-_TAIL = Statement("SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
+_TAIL = Statement("SELECT seq, hash, rid FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
 _SIGNED_CHAINED = Statement("SELECT 1 FROM audit_log WHERE seq IS NOT NULL AND rid NOT LIKE :legacy LIMIT 1")
 _ANY_PENDING = Statement("SELECT 1 FROM audit_log WHERE seq IS NULL LIMIT 1")
 _PENDING = Statement(
@@ -246,13 +247,14 @@ class Sequencer:
     def _tail(self, conn: Connection) -> tuple[int, str]:
         """The chain's last (seq, hash), if a valid signed head vouches for exactly it."""
         row = _TAIL.one(conn)
-        tail = (int(row[0]), str(row[1])) if row else (0, GENESIS)
+        tail = (stored_int(row[0], "audit_log", ("rid", row[2]), "seq"), str(row[1])) if row else (0, GENESIS)
         last = _LAST_HEAD.one(conn)
         if last is None:
             if _SIGNED_CHAINED.one(conn, {"legacy": LEGACY_PREFIX + "%"}) is not None:
                 raise ChainRefused("records are chained but no signed head covers them: the heads were deleted")
             return tail  # a ledger from before signed audit: its first head will cover its legacy records
-        head = SignedHead(int(last[0]), str(last[1]), str(last[2]), str(last[3]), str(last[4]))
+        seq = stored_int(last[0], "audit_heads", ("hash", last[1]), "seq")
+        head = SignedHead(seq, str(last[1]), str(last[2]), str(last[3]), str(last[4]))
         if head != self._trusted and not self._verifies(head):
             raise ChainRefused(f"the last signed head ({head.seq}) does not verify under the audit keys")
         if (head.seq, head.hash) != tail:

@@ -6,14 +6,13 @@ so each is escaped for the terminal (`free_text.shown`; `--json` escapes everyth
 that no longer parses is shown as stored rather than stopping the listing.
 """
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
 
-from mcp_server.audit.reader import shown_call
+from mcp_server.audit.reader import parsed_or_stored, shown_call
 from mcp_server.ledger.free_text import shown
 from mcp_server.storage.database import Database
 from mcp_server.timestamps import format_timestamp
@@ -104,11 +103,7 @@ class ListedApproval:
     def render(self, now: float) -> str:
         """Lines for a terminal: the call and what its question stated, when it was asked and is due, the desk's
         decision, how it ended."""
-        call = (
-            shown_call(self.tool, self.arguments)
-            if isinstance(self.arguments, dict)
-            else f"{shown(self.tool)}({shown(str(self.arguments))})"
-        )
+        call = shown_call(self.tool, self.arguments)
         lines = [f"{shown(self.ref)}  {shown(self.status):<9}  {shown(self.principal)}  {call}"]
         lines += [shown(line) for line in stated_effect(self.question)]
         lines.append(f"asked {_when(self.created_at)} via {shown(self.channel)}; {self._deadline(now)}")
@@ -226,24 +221,16 @@ def _listed(row: Any) -> ListedApproval:
         status=row.status,
         tool=row.tool,
         principal=row.principal,
-        arguments=_parsed(row.arguments_json),
+        arguments=parsed_or_stored(row.arguments_json),
         question=row.question,
         created_at=_time(row.created_at),
         expires_at=_time(row.expires_at),
         channel=row.channel or DEFAULT_CHANNEL.value,  # asked before migration 0012: as `any`
         decided_at=_time(row.decided_at),
         note=row.note,
-        outcome=None if row.outcome_json is None else _parsed(row.outcome_json),
+        outcome=None if row.outcome_json is None else parsed_or_stored(row.outcome_json),
         desk=desk,
     )
-
-
-def _parsed(stored: str) -> Any:
-    """A JSON column as its value, or as the stored text when it is no longer JSON (edited)."""
-    try:
-        return json.loads(stored)
-    except (ValueError, RecursionError):
-        return stored
 
 
 def _time(stored: object) -> float | None:

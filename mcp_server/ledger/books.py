@@ -6,7 +6,8 @@ in one database transaction. Where each rule is enforced:
 
 * Input shape (amounts, ids, memos, keys): parsed before any SQL (`money`,
   `identifiers`, `free_text`), so a bad request never opens a write.
-* Existence, open status, same currency, distinct accounts and no overdraft: checked here
+* Existence, open status, same currency, distinct accounts, no overdraft and no credit past
+  `MAX_BALANCE_MINOR`: checked here
   on rows locked for the rest of the transaction (see `Database` for the lock discipline),
   before anything is written, so a refusal changes nothing.
 * No negative customer balance and "closed means empty": also CHECK constraints in the
@@ -30,7 +31,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import Connection
@@ -49,6 +50,7 @@ from mcp_server.ledger.entitlements import (
 from mcp_server.ledger.errors import ErrorCode, LedgerError
 from mcp_server.ledger.free_text import parse_owner
 from mcp_server.ledger.identifiers import (
+    ACCOUNT_ID_PATTERN,
     parse_account_id,
     parse_idempotency_key,
     system_account_id,
@@ -75,6 +77,7 @@ from mcp_server.storage import idempotency
 from mcp_server.storage.database import Database
 from mcp_server.storage.locks import Space, take_turn
 from mcp_server.storage.statement import Statement
+from mcp_server.storage.stored_int import stored_int
 from mcp_server.timestamps import format_timestamp, utc_now
 from policy.canonical import digest
 from policy.store import AuditEntry
@@ -213,6 +216,14 @@ class _Row(NamedTuple):
         return Account.model_validate(dict(zip(self._fields, self, strict=True)))  # `_asdict`'s, without its call
 
 
+def _row(values: Sequence[Any]) -> _Row:
+    """An account row as read (its first seven columns), its balance checked (`stored_int`): every movement adds to
+    it and compares it, which text edited into it on SQLite would fail with an unexpected `TypeError`."""
+    row = _Row(*values[:7])
+    stored_int(row.balance_minor, "accounts", ("id", row.id), "balance_minor")
+    return row
+
+
 Seen = Callable[[AccountRow, Held], object]
 """A caller's check of the first account a plan reads, with what the holder holds (it raises to refuse)."""
 
@@ -277,7 +288,7 @@ class Ledger:
         row = _SELECT_ACCOUNT.one(conn, {"id": account_id})
         if row is None:
             raise unknown_account(account_id, field)
-        return _Row(*row).public()
+        return _row(row).public()
 
     def held_account_in(
         self, conn: Connection, account_id: str, holder: str, field: str = "account_id"
@@ -287,7 +298,7 @@ class Ledger:
         row = self._held_one.one(conn, {"first": account_id, "holder": holder})
         if row is None:
             raise unknown_account(account_id, field)
-        return _Row(*row[:7]), held_of(((row[0], row[7], row[8]),))
+        return _row(row), held_of(((row[0], row[7], row[8]),))
 
     def transfer_in(
         self,
@@ -424,7 +435,7 @@ class Ledger:
 
     def accounts(self) -> list[Account]:
         """All customer accounts, open and closed, in id order."""
-        return self._db.read(lambda conn: [_Row(*row).public() for row in _SELECT_CUSTOMERS.all(conn)])
+        return self._db.read(lambda conn: [_row(row).public() for row in _SELECT_CUSTOMERS.all(conn)])
 
     def history(self, account_id: str, limit: int = 50) -> list[HistoryLine]:
         """The account's most recent movements, newest first."""
@@ -592,6 +603,7 @@ class Ledger:
                 f"less than the {format_amount(amount, debit.currency)} requested.",
                 field="amount",
             )
+        _within_balance_limit(credit, credit.balance_minor + amount)  # the debit is covered: at least zero after
         return debit, credit, amount, held
 
     def _close(self, conn: Connection, target: str, sweep: str | None, key: str | None) -> CloseReceipt:
@@ -659,6 +671,8 @@ class Ledger:
                 "money out in smaller transfers first.",
                 field="account_id",
             )
+        if destination is not None:
+            _within_balance_limit(destination, destination.balance_minor + account.balance_minor, "sweep_to")
         return account, destination, held
 
     def _fund(
@@ -756,14 +770,14 @@ class Ledger:
             held = held_rows(self._holdings.all(conn, params)) if holder is not None else Held()
         else:
             found = self._held_pair.all(conn, _pair_params(first, second, holder))
-            rows = {row[0]: _Row(*row[:7]) for row in found}
+            rows = {row[0]: _row(row) for row in found}
             held = held_of((row[0], row[7], row[8]) for row in found)
         if seen is not None and first in rows:
             seen(rows[first], held)
         return rows, held
 
     def _lock(self, conn: Connection, first: str, second: str) -> dict[str, _Row]:
-        return {row[0]: _Row(*row) for row in self._lock_accounts.all(conn, {"first": first, "second": second})}
+        return {row[0]: _row(row) for row in self._lock_accounts.all(conn, {"first": first, "second": second})}
 
     def _usable(self, conn: Connection, account_id: str, field: str) -> _Row:
         return _open_account(self._lock(conn, account_id, account_id), account_id, field)
@@ -780,8 +794,8 @@ class Ledger:
         # ACC-007, or the same next number) would both pass without a turn.
         take_turn(conn, Space.ACCOUNT_NUMBERS, "customer")
         if wanted is None:
-            taken = [int(account_id[4:]) for (account_id,) in _SELECT_CUSTOMER_IDS.all(conn)]
-            wanted = f"ACC-{max(taken, default=0) + 1:03d}"
+            numbers = [_number(account_id) for (account_id,) in _SELECT_CUSTOMER_IDS.all(conn)]
+            wanted = f"ACC-{max((n for n in numbers if n is not None), default=0) + 1:03d}"
         else:
             _new_number(conn, wanted)
         return self._insert_account(conn, wanted, "customer", owner, currency)
@@ -798,17 +812,23 @@ class Ledger:
 def _new_number(conn: Connection, wanted: str) -> None:
     """Refuse `wanted` if an account has its number, also written with other leading zeros: every question
     names an account by its id, and ACC-01 beside ACC-001 (its owner named alike) would read as that account."""
-    number = int(wanted[4:])
+    number = _number(wanted)
     for (taken,) in _SELECT_CUSTOMER_IDS.all(conn):
         if taken == wanted:
             raise LedgerError(ErrorCode.ACCOUNT_EXISTS, f"Account {wanted} already exists.", field="account_id")
-        if int(taken[4:]) == number:
+        if _number(taken) == number:
             raise LedgerError(
                 ErrorCode.ACCOUNT_EXISTS,
                 f"Account {taken} has the same number as {wanted}; an id that differs only in leading zeros "
                 "would read as that account. Choose another number.",
                 field="account_id",
             )
+
+
+def _number(account_id: str) -> int | None:
+    """The number of a customer account id (`ACC-007` -> 7); None for an id edited out of the numbering (`ACC-X`), which
+    no call can name, so no new id can pass for it."""
+    return int(account_id[4:]) if ACCOUNT_ID_PATTERN.fullmatch(account_id) else None
 
 
 def _distinct_parties(source: str, target: str) -> None:
@@ -856,12 +876,12 @@ def _pair_params(first: str, second: str, holder: str | None) -> dict[str, str |
     return {"first": first, "second": second, "holder": holder}
 
 
-def _within_balance_limit(side: Side, balance: int) -> None:
+def _within_balance_limit(side: Side, balance: int, field: str = "amount") -> None:
     if not -MAX_BALANCE_MINOR <= balance <= MAX_BALANCE_MINOR:
         limit = format_amount(MAX_BALANCE_MINOR, side.currency)
         raise LedgerError(
             ErrorCode.BALANCE_LIMIT,
             f"Account {side.id} would hold more than {limit}, the most a balance may hold (either way); "
             "nothing was moved.",
-            field="amount",
+            field=field,
         )

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from mcp_server.cli.main import main
 from mcp_server.ledger.entitlements import grants
 from tests.server.harness import Harness
+from tests.support import snapshot
 
 
 @pytest.fixture
@@ -234,3 +235,37 @@ def test_a_row_that_cannot_be_read_is_named_as_such_not_as_configuration(
     assert done.stderr.strip() == (
         "bankgate-mcp: Account cannot be read: created_at: Input should be a valid datetime or date, input is too short"
     )
+
+
+@pytest.mark.parametrize("kind", ["customer", "system"], ids=["account", "system-account"])
+def test_a_deposit_to_a_balance_edited_into_text_names_the_row_and_changes_nothing(
+    demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]], kind: str
+) -> None:
+    """SQLite keeps text in a balance (PostgreSQL refuses it): a deposit credited it and debited its currency's
+    system account, and ended in 'unexpected TypeError'; it names the row and column, and moves nothing."""
+    edited = "ACC-001" if kind == "customer" else "SYS-EXTERNAL-USD"
+    demo.db.run(
+        lambda conn: conn.execute(text("UPDATE accounts SET balance_minor = 'x' WHERE id = :id"), {"id": edited})
+    )
+    before = snapshot(demo.db)
+    done = cli("admin", "deposit", "ACC-001", "5.00")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"bankgate-mcp: accounts row id '{edited}': balance_minor holds 'x', not an integer\n"
+    assert snapshot(demo.db) == before
+
+
+def test_an_account_id_edited_out_of_the_numbering_does_not_stop_new_accounts(
+    demo: Harness, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    """`admin create` numbers a new account after the highest customer id: one edited into no number at all ('ACC-X',
+    which no call can name) ended it in a bare "invalid literal for int()"; it is not numbered, so it is passed over."""
+    demo.db.run(
+        lambda conn: conn.execute(
+            text(
+                "INSERT INTO accounts (id, kind, owner, currency, status, balance_minor, created_at)"
+                " VALUES ('ACC-X', 'customer', 'Eve', 'USD', 'open', 0, '2026-01-01T00:00:00.000000Z')"
+            )
+        )
+    )
+    assert cli("admin", "create", "Zed").stdout == "created ACC-004 for Zed (USD)\n"
+    assert cli("admin", "create", "Yan", "--id", "ACC-010").stdout == "created ACC-010 for Yan (USD)\n"

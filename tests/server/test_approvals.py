@@ -12,9 +12,10 @@ import anyio
 import pytest
 from sqlalchemy import text
 
+from mcp_server.ledger.money import MAX_BALANCE_MINOR
 from policy.testing import ScriptedResponder, approve, cancel, decline, invalid, reject, silence
 from tests.server.harness import Harness, over_every_transport
-from tests.support import APPROVAL_TIMEOUT, keyed, ledger_transfer, outcome
+from tests.support import APPROVAL_TIMEOUT, keyed, ledger_transfer, outcome, snapshot
 
 pytestmark = pytest.mark.anyio
 
@@ -265,3 +266,59 @@ async def test_an_approval_for_funds_drained_meanwhile_fails_once(harness: Harne
     assert harness.balance(source) == 1000 and harness.balance(target) == 0
     events = harness.events(outcome(first)["approval_ref"])  # the failure settles the approval that was asked
     assert outcome(first)["approval_ref"] is not None and events[0] == "requested" and events[-1] == "failed"
+
+
+def near_the_balance_ceiling(harness: Harness, account_id: str, room: int) -> None:
+    """Edit `account_id` behind the server's back to hold `room` minor units less than any balance may: customers'
+    balances of one currency sum to what its system account owes, so no posting brings one this close."""
+    harness.db.run(
+        lambda c: c.execute(
+            text("UPDATE accounts SET balance_minor = :b WHERE id = :id"),
+            {"b": MAX_BALANCE_MINOR - room, "id": account_id},
+        )
+    )
+
+
+@pytest.mark.parametrize(("tool", "field"), [("transfer_funds", "amount"), ("close_account", "sweep_to")])
+async def test_a_credit_past_the_balance_ceiling_is_refused_before_anyone_is_asked(
+    harness: Harness, mode: str, tool: str, field: str
+) -> None:
+    source, target = harness.open_account("100.00"), harness.open_account("0")
+    near_the_balance_ceiling(harness, target, 99_99)
+    args = (
+        {"from_account": source, "to_account": target, "amount": "100.00"}
+        if tool == "transfer_funds"
+        else {"account_id": source, "sweep_to": target}
+    )
+    before = snapshot(harness.db)
+    responder = ScriptedResponder(approve())
+    async with harness.client(responder, mode=mode) as client:
+        result = outcome(await client.call_tool(tool, args))
+
+    assert result["status"] == "failed", result
+    assert (result["error"]["code"], result["error"]["field"]) == ("balance_limit", field)
+    assert f"Account {target} would hold more than $90,071,992,547,409.91" in result["message"]
+    assert responder.questions == [] and "approval_ref" not in result
+    assert snapshot(harness.db) == before
+    assert harness.db.read(lambda c: c.execute(text("SELECT COUNT(*) FROM approvals")).scalar_one()) == 0
+
+
+async def test_a_credit_pushed_past_the_balance_ceiling_while_asked_fails_at_settlement(
+    harness: Harness, mode: str
+) -> None:
+    """The payee's balance may grow while the question waits: settlement checks the ceiling again."""
+    source, target = harness.open_account("100.00"), harness.open_account("0")
+    asked = ScriptedResponder(approve())
+
+    async def raise_then_approve(context: Any, params: Any) -> Any:
+        near_the_balance_ceiling(harness, target, 99_99)
+        return await asked(context, params)
+
+    async with harness.client(raise_then_approve, mode=mode) as client:  # type: ignore[arg-type]
+        result = outcome(
+            await client.call_tool("transfer_funds", {"from_account": source, "to_account": target, "amount": "100"})
+        )
+
+    assert result["status"] == "failed" and result["error"]["code"] == "balance_limit", result
+    assert len(asked.questions) == 1 and harness.balance(source) == 100_00
+    assert harness.events(result["approval_ref"]) == ["requested", "approved", "failed"]

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.engine import make_url
 
+from mcp_server.audit import reader
 from mcp_server.audit.keys import KEY_FILE_ENV, load_signer
 from mcp_server.audit.sequencer import Sequencer
 from mcp_server.audit.writer import AuditWriter
@@ -461,29 +462,125 @@ async def test_a_table_renamed_behind_the_servers_back_is_a_finding_not_a_crash(
     assert "[SQL" not in out and "Traceback" not in out
 
 
-@pytest.mark.parametrize(
-    "statement",
-    [
-        "UPDATE audit_log SET seq = 'x' WHERE seq = 3",
-        "UPDATE audit_log SET amount_minor = 'abc' WHERE seq = 4",
-        "UPDATE audit_heads SET seq = 'x' WHERE seq = 4",
-        "UPDATE entries SET amount_minor = 'z' WHERE amount_minor > 0",
-    ],
-    ids=["record-seq", "record-amount", "head-seq", "entry-amount"],
-)
+MISTYPED = [
+    ("UPDATE audit_log SET seq = 'x' WHERE seq = 3", "audit_log row rid '{rid3}': seq holds 'x'"),
+    ("UPDATE audit_log SET amount_minor = 'abc' WHERE seq = 4", "audit_log row rid '{rid4}': amount_minor holds 'abc'"),
+    ("UPDATE audit_heads SET seq = 'x' WHERE seq = 4", "audit_heads row hash '{head4}': seq holds 'x'"),
+    (
+        "UPDATE entries SET amount_minor = 'z' WHERE id = (SELECT MIN(id) FROM entries WHERE amount_minor > 0)",
+        "entries row id '{entry}': amount_minor holds 'z'",
+    ),
+]
+"""Values of another type than their column's, as SQLite keeps them (PostgreSQL refuses them), and what names
+each: its table, its row and its column."""
+MISTYPED_IDS = ["record-seq", "record-amount", "head-seq", "entry-amount"]
+
+
+def mistyped(harness: Harness, statement: str, named: str) -> str:
+    """Run `statement` (after reading what names its row) and return `named` filled in."""
+    rows = {r["seq"]: r for r in harness.audit()}
+
+    def ids(conn: Connection) -> dict[str, str]:
+        head4 = conn.execute(text("SELECT hash FROM audit_heads WHERE seq = 4")).scalar_one()
+        entry = conn.execute(text("SELECT MIN(id) FROM entries WHERE amount_minor > 0")).scalar_one()
+        return {"head4": head4, "entry": entry}
+
+    filled = named.format(rid3=rows[3]["rid"], rid4=rows[4]["rid"], **harness.db.read(ids))
+    tamper(harness, statement)
+    return filled
+
+
+@pytest.mark.parametrize(("statement", "named"), MISTYPED, ids=MISTYPED_IDS)
 async def test_a_value_of_another_type_than_its_column_is_a_finding_not_a_crash(
-    audited: Harness, capsys: pytest.CaptureFixture[str], statement: str
+    audited: Harness, capsys: pytest.CaptureFixture[str], statement: str, named: str
 ) -> None:
-    """SQLite keeps a text where an integer belongs (PostgreSQL refuses it): such an edit is named and exits 1, like
-    any other, never a bare 'invalid literal for int()' on stderr (exit 2, what a mistyped option gets)."""
+    """SQLite keeps a text where an integer belongs (PostgreSQL refuses it): such an edit is named by its table, row
+    and column, and exits 1, like any other, never a bare 'invalid literal for int()' on stderr (exit 2, what a
+    mistyped option gets)."""
     if audited.db.dialect == "postgresql":
         pytest.skip("PostgreSQL refuses a value of another type than its column's")
-    tamper(audited, statement)
+    expected = mistyped(audited, statement, named)
     code = main(["audit", "verify", "--db", audited.db_url])
     out, err = capsys.readouterr()
     assert (code, err) == (1, ""), err
     assert out.startswith("audit chain BROKEN (0 records read):\n"), out
-    assert "  reading the audit log failed: a stored value is not of its column's type (invalid literal" in out
+    assert f"  reading the audit log failed: a stored value is not of its column's type ({expected}" in out, out
+    assert "invalid literal" not in out
+
+
+@pytest.mark.parametrize(("statement", "named"), MISTYPED, ids=MISTYPED_IDS)
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        (("checkpoint", "--out", "checkpoint.json"), "the audit chain does not verify (reading the audit log failed"),
+        (("adopt",), "refusing to adopt: reading the audit log failed"),
+    ],
+    ids=["checkpoint", "adopt"],
+)
+async def test_a_signing_command_on_a_value_of_another_type_than_its_column_is_refused_naming_it(
+    audited: Harness,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    statement: str,
+    named: str,
+    command: tuple[str, ...],
+    says: str,
+) -> None:
+    """`audit checkpoint` and `audit adopt` vouch only for a chain that verifies: a mistyped value is named by its
+    table, row and column (never a bare 'invalid literal for int()'), and nothing is signed or written."""
+    if audited.db.dialect == "postgresql":
+        pytest.skip("PostgreSQL refuses a value of another type than its column's")
+    monkeypatch.chdir(tmp_path)
+    expected = mistyped(audited, statement, named)
+    records = audited.audit()
+    code = main(["audit", *command, "--db", audited.db_url])
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, ""), out
+    assert err.startswith(f"bankgate-mcp: {says}: a stored value is not of its column's type ({expected}"), err
+    assert not (tmp_path / "checkpoint.json").exists() and audited.audit() == records
+
+
+BOUNDARY_TAMPERING = {
+    "untouched": (),
+    "edited-at-the-boundary": ("UPDATE audit_log SET reason = 'edited' WHERE seq = 3",),
+    "reordered-across-it": (
+        "UPDATE audit_log SET seq = -2 WHERE seq = 2",
+        "UPDATE audit_log SET seq = 2 WHERE seq = 3",
+        "UPDATE audit_log SET seq = 3 WHERE seq = -2",
+    ),
+    "deleted-at-it": ("DELETE FROM audit_log WHERE seq = 4",),
+    "ledger-edited-behind-it": ("UPDATE entries SET amount_minor = amount_minor * 2",),
+}
+"""With pages of two records (1-2, 3-4, 5-6): an edit, a reordering and a deletion at a page's edge, and money the
+records of several pages claim."""
+
+
+@pytest.mark.parametrize("statements", BOUNDARY_TAMPERING.values(), ids=BOUNDARY_TAMPERING.keys())
+async def test_verify_reads_the_log_a_page_at_a_time_and_finds_the_same(
+    audited: Harness, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, statements: tuple[str, ...]
+) -> None:
+    """`audit verify` holds a page of records at a time, never the whole log: every read of it asks for at most a
+    page (`VERIFY_PAGE`), and what it reports, read in pages of two, is what it reports read whole."""
+    tamper(audited, *statements)
+    whole = verify(audited, capsys)
+    assert whole[0] == (0 if not statements else 1), whole[1]
+    limits: list[object] = []
+
+    def page_reads(
+        conn: object, clause: object, multiparams: list[dict[str, object]], params: dict[str, object], *_: object
+    ) -> None:
+        if "FROM audit_log" in str(clause) and "OFFSET" in str(clause):
+            limits.extend(p["limit"] for p in multiparams or [params])
+
+    monkeypatch.setattr(reader, "VERIFY_PAGE", 2)
+    event.listen(Engine, "before_execute", page_reads)
+    try:
+        paged = verify(audited, capsys)
+    finally:
+        event.remove(Engine, "before_execute", page_reads)
+    assert paged == whole
+    assert len(limits) > 6 and set(limits) == {2}, limits  # 6 records in pages of 2, each check reading them
 
 
 async def test_records_signed_before_a_key_rotation_still_verify(
@@ -558,12 +655,14 @@ async def test_tail_quotes_a_memo_so_it_cannot_pass_for_another_argument(
     assert rest.count("to_account=") == 1 and rest.count("APR-") == 1, line
 
 
-@pytest.mark.parametrize("column", ["at", "event", "tool", "approval_ref"])
+@pytest.mark.parametrize("column", ["at", "event", "tool", "approval_ref", "seq", "arguments_json"])
 async def test_tail_shows_every_column_a_database_writer_edited_as_text(
     audited: Harness, capsys: pytest.CaptureFixture[str], column: str
 ) -> None:
     """`audit tail` lists records before anyone verifies them: a column rewritten in the database (its record no
     longer verifies) must not move the auditor's cursor and print a record in its place."""
+    if column == "seq" and audited.db.dialect == "postgresql":
+        pytest.skip("PostgreSQL refuses text in an integer column")
     forged = "\x1b[1A\x1b[2K\u202e\r#9  2026-12-04 23:00:00  rejected"
     audited.db.run(lambda conn: conn.execute(text(f"UPDATE audit_log SET {column} = :f WHERE event = 'executed'"),
                                              {"f": forged}))  # fmt: skip
@@ -571,6 +670,19 @@ async def test_tail_shows_every_column_a_database_writer_edited_as_text(
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\u202e" not in out and "\r" not in out
     assert "\\x1b[1A\\x1b[2K\\u202e\\r#9" in out
+
+
+@pytest.mark.parametrize("arguments", ["not JSON", "[1, 2]"])
+async def test_tail_shows_arguments_edited_out_of_a_json_object_as_stored(
+    audited: Harness, capsys: pytest.CaptureFixture[str], arguments: str
+) -> None:
+    """A record's arguments edited into text that is not JSON ended `audit tail` in a bare JSON error (exit 2), and
+    into JSON that is not an object in 'unexpected AttributeError': the record is listed, its arguments as stored."""
+    [executed] = audited.audit(event="executed")
+    tamper(audited, f"UPDATE audit_log SET arguments_json = '{arguments}' WHERE event = 'executed'")
+    assert main(["audit", "tail", "-n", "20", "--db", audited.db_url]) == 0
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "executed" in line]
+    assert line.endswith(f"  transfer_funds({arguments})  {executed['approval_ref']}"), line
 
 
 def test_policy_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
