@@ -11,9 +11,10 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
+from mcp_server.audit.identity import LedgerIdentityError, read_identity
 from mcp_server.audit.keys import key_file, load_keyring
 from mcp_server.audit.postings import ADOPT_TOOL, Posted, claims, is_adoption, read_postings
-from mcp_server.audit.sequencer import ChainRefused, Sequencer
+from mcp_server.audit.sequencer import HEAD_COLUMNS, ChainRefused, Sequencer, stored_head
 from mcp_server.ledger.entitlements import ADMIN_PRINCIPAL
 from mcp_server.ledger.free_text import shown
 from mcp_server.storage.database import Database
@@ -24,6 +25,7 @@ from policy.audit import (
     GENESIS,
     Finding,
     Keyring,
+    LedgerIdentity,
     SignedHead,
     check_checkpoint,
     is_legacy,
@@ -85,6 +87,8 @@ def verify(
         return Verification(0, 0, [*refused, database_finding("reading the audit log", exc)])
     except CheckpointError:
         raise
+    except LedgerIdentityError as exc:
+        return Verification(0, 0, [*refused, Finding(None, str(exc))])
     except ValueError as exc:
         return Verification(0, 0, [*refused, mistyped_finding("reading the audit log", exc)])
     return Verification(len(state.records), len(state.pending), refused + findings)
@@ -114,7 +118,7 @@ def checkpoint(db: Database, sequencer: Sequencer) -> SignedHead:
         raise ValueError(f"the audit chain does not verify ({findings[0]}); run `audit verify` for every finding")
     records = state.records
     seq, head_hash = (int(records[-1]["seq"]), str(records[-1]["hash"])) if records else (0, GENESIS)
-    return sequencer.writer.signer.sign_head(seq, head_hash, now_text())
+    return sequencer.writer.signer.sign_head(seq, head_hash, now_text(), state.ledger)
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,7 @@ def adopt(db: Database, sequencer: Sequencer) -> Adoption | None:
         legacy = [int(record["seq"]) for record in state.records if is_legacy(record)]
         unsigned_through = max(legacy, default=0)
         if state.heads:
-            unsigned_through = min(unsigned_through, state.heads[0].seq - 1)
+            unsigned_through = max(0, min(unsigned_through, state.heads[0].seq - 1))  # a head at 0: a new ledger's
         adopted = [{"transaction_id": tx, "kind": p.kind, "amount_minor": p.amount_minor} for tx, p in unclaimed]
         entry = AuditEntry(
             at=time.time(),
@@ -185,6 +189,10 @@ def _verified(db: Database, keys: Keyring | None, checkpoint: SignedHead | None)
         )
 
     state = db.read(_read_state, snapshot=True)  # a transfer committing meanwhile is seen whole or not
+    if checkpoint is not None and checkpoint.ledger not in (None, state.ledger.id):
+        raise CheckpointError(  # signed, but the ledger it names is the file's: shown escaped
+            f"the checkpoint is of another ledger ({shown(checkpoint.ledger)}), not this one ({state.ledger.id})"
+        )
     return state, _findings(state, keys, checkpoint)
 
 
@@ -193,6 +201,7 @@ class _State:
     """What verification reads: the chain, the records waiting for it, its signed heads, the ledger's
     transactions and the approvals."""
 
+    ledger: LedgerIdentity
     records: list[dict[str, Any]]
     pending: list[dict[str, Any]]
     heads: list[SignedHead]
@@ -213,12 +222,10 @@ class Asked:
 
 
 def _read_state(conn: Connection) -> _State:
+    ledger = read_identity(conn)
     rows = [dict(row) for row in conn.execute(text(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq, rid")).mappings()]
     heads = [
-        SignedHead(int(seq), str(hash_), str(at), str(key_id), str(signature))
-        for seq, hash_, at, key_id, signature in conn.execute(
-            text("SELECT seq, hash, at, key_id, signature FROM audit_heads ORDER BY seq")
-        )
+        stored_head(row, ledger) for row in conn.execute(text(f"SELECT {HEAD_COLUMNS} FROM audit_heads ORDER BY seq"))
     ]
     posted = read_postings(conn)
     approvals = "SELECT ref, status, tool, principal, arguments_json, question FROM approvals ORDER BY created_at, ref"
@@ -228,11 +235,11 @@ def _read_state(conn: Connection) -> _State:
     ]
     chained = [row for row in rows if row["seq"] is not None]
     pending = [row for row in rows if row["seq"] is None]
-    return _State(chained, pending, heads, posted, asked)
+    return _State(ledger, chained, pending, heads, posted, asked)
 
 
 def _findings(state: _State, keys: Keyring, checkpoint: SignedHead | None) -> list[Finding]:
-    findings = verify_chain(state.records, keys, state.heads, state.pending)
+    findings = verify_chain(state.records, keys, state.ledger, state.heads, state.pending)
     records = [*state.records, *state.pending]
     if any(record["event"] == "admin" for record in records):
         # Only versions that sign write `admin` records: an unsigned chain holding one was stripped, not old.
