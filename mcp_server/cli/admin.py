@@ -194,9 +194,12 @@ def audit_checkpoint(settings: Settings, out: Path | None) -> int:
 
 
 def _sequencer(db: Database, path: Path) -> Sequencer:
-    """A sequencer signing with the existing key: a person holding it vouches, never a key made up on the spot."""
+    """A sequencer signing with the existing key: a person holding it vouches, never a key made up on the spot.
+    The ledger's identity is sealed first (`Sequencer.seal`: this command may have just migrated it)."""
     load_signer(path, create=False)
-    return Sequencer(db, AuditWriter(path))
+    sequencer = Sequencer(db, AuditWriter(path))
+    sequencer.seal()
+    return sequencer
 
 
 def audit_public_key(settings: Settings) -> int:
