@@ -68,17 +68,14 @@ def verify(
     """No findings means the chain is intact, every record and head signed by `keys` (default: the configured
     key file's), the chain holds `checkpoint`'s record, and it accounts for every ledger transaction and every
     approval (each written in the same transaction as its record). With a `sequencer` (a holder of the key),
-    the ledger's identity is sealed (`Sequencer.seal`) and records waiting to be chained are chained first; a
+    records waiting to be chained are chained first and the ledger's identity sealed (`Sequencer.seal`); a
     refused chain is left to the findings to name. A statement the database refuses (a table or column changed
     behind the server's back), or a stored value of another type than its column's, is a finding too, naming its
     error."""
     refused: list[Finding] = []
     if sequencer is not None:
         try:
-            sequencer.seal()  # a ledger just migrated by this command: its identity under a head at once
-            sequencer.chain()
-        except ChainRefused:
-            pass  # the findings name what changed
+            sequencer.seal()  # chains what waits; a ledger just migrated by this command gets its id under a head
         except DBAPIError as exc:
             refused.append(database_finding("chaining the waiting records", exc))
         except ValueError as exc:

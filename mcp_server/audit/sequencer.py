@@ -170,12 +170,15 @@ class Sequencer:
         self.seal()
 
     def seal(self) -> None:
-        """Sign a head for this ledger over the chain as it is, if none names it yet: on a new ledger a head at
-        0 (the empty chain), on one upgraded to 0019 the last v1 head signed again naming the ledger (same
-        position and hash). From then on the stored identity is covered by a signed head, however long before the
-        next record. Nothing to seal, or a chain this process cannot vouch for (left to `audit verify`): nothing
-        written. A ledger from before signed audit keeps waiting for its first batch (its records for `audit
-        adopt`, never for a seal)."""
+        """Chain what waits (records from before 0019 first take the places left for them, before anything
+        slipped in later could), then sign a head for this ledger over the chain as it is, if none names it yet:
+        on a new ledger a head at 0 (the empty chain), on one upgraded to 0019 the last v1 head signed again
+        naming the ledger (same position and hash). From then on the stored identity is covered by a signed
+        head, however long before the next record. A chain this process cannot vouch for is left to `audit
+        verify` (nothing written). A ledger from before signed audit keeps waiting for its first batch (its
+        records are for `audit adopt` to vouch for, never a seal)."""
+        with contextlib.suppress(ChainRefused):
+            self.chain()
         self.db.run(self._seal)
 
     def _seal(self, conn: Connection) -> None:
