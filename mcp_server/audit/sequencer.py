@@ -153,12 +153,11 @@ class Sequencer:
         self.ledger = self.db.read(self.writer.ledger_in)  # the ledger's identity, read once
 
     def check_start(self) -> None:
-        """Before this process signs anything. Refuse (`AuditKeyError`) a key file without the key of the chain's
-        last signed head: this process could not extend the chain, and the replicas that signed it would never
-        chain its records (a replica started without the shared key file creates a key of its own). Refuse
-        (`LedgerIdentityError`) a ledger whose stored identity its chain does not vouch for (`_vouched`): signing
-        for an id edited in the database would make this process's records and heads another ledger's. Then
-        seal the identity under a head (`seal`)."""
+        """Before this process signs anything (reads only). Refuse (`AuditKeyError`) a key file without the key of
+        the chain's last signed head: this process could not extend the chain, and the replicas that signed it
+        would never chain its records (a replica started without the shared key file creates a key of its own).
+        Refuse (`LedgerIdentityError`) a ledger whose stored identity its chain does not vouch for (`_vouched`):
+        signing for an id edited in the database would make this process's records and heads another ledger's."""
         last = self.db.read(lambda conn: _LAST_HEAD.one(conn))
         if last is not None and str(last[3]) not in self.keys:
             raise AuditKeyError(
@@ -166,8 +165,7 @@ class Sequencer:
                 f"does not hold: every replica and command must use the same key file ({KEY_FILE_ENV} or "
                 "--audit-key-file), and a rotation keeps the old keys below the new one"
             )
-        self.db.run(self._vouched)
-        self.seal()
+        self.db.read(self._vouched)
 
     def seal(self) -> None:
         """Chain what waits (records from before 0019 first take the places left for them, before anything

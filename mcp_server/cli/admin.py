@@ -194,12 +194,9 @@ def audit_checkpoint(settings: Settings, out: Path | None) -> int:
 
 
 def _sequencer(db: Database, path: Path) -> Sequencer:
-    """A sequencer signing with the existing key: a person holding it vouches, never a key made up on the spot.
-    The ledger's identity is sealed first (`Sequencer.seal`: this command may have just migrated it)."""
+    """A sequencer signing with the existing key: a person holding it vouches, never a key made up on the spot."""
     load_signer(path, create=False)
-    sequencer = Sequencer(db, AuditWriter(path))
-    sequencer.seal()
-    return sequencer
+    return Sequencer(db, AuditWriter(path))
 
 
 def audit_public_key(settings: Settings) -> int:

@@ -151,7 +151,9 @@ def test_a_record_naming_no_ledger_is_refused_past_the_records_from_before_ledge
 
 def chained_with_heads(db: Database) -> None:
     """A deposit and a denied call, chained after a server's start (so the ledger's identity is sealed)."""
-    Sequencer(db, AuditWriter()).check_start()
+    started = Sequencer(db, AuditWriter())
+    started.check_start()
+    started.seal()  # as `open_state` does
     ledger = Ledger(db)
     ledger.deposit(ledger.create_account("Ada").id, "5")
     Sequencer(db, AuditWriter()).chain()
