@@ -19,23 +19,26 @@ Three layers, each checkable with only the public key:
 
 **Ledger.** Two ledgers may share a key file (staging and production, two test ledgers set up
 from one key), so every signature also names the ledger it was made for: a random id migration
-0019 gives each ledger (`LedgerIdentity`, stored in `ledger_identity`, read once at start). A
-record's message names that id (`record_message`, "record v2"); a head's names it and
-`unnamed_through` ("head v2"). A record or head copied from another ledger (whole, or with its
-heads) therefore fails this ledger's check, as an edited one does.
+0019 gives each ledger (`LedgerIdentity`, in `ledger_identity`; a process reads it once, at
+start). A record's message names that id ("record v2", `record_message`), a head's names it and
+`unnamed_through` ("head v2"). A record, or a whole chain with its heads, copied from another
+ledger fails this ledger's check, as an edited one does, and is never chained.
 
-Which format a record used is decided by its position, never by anything a database writer could
-set: records signed before 0019 (naming no ledger, "record v1") can only stand at positions up to
-`unnamed_through`, which 0019 sets to the records the ledger held then (chained or waiting);
-every record past it must name this ledger. So a record written after the upgrade cannot be
-downgraded (its v2 signature is not a v1 one), and an old record of another ledger cannot come in
-after it (past the boundary it would need a v2 signature naming this ledger). Heads alike: one
-naming no ledger ("head v1") may only stand at a position up to `unnamed_through`. Every head
-signed since 0019 covers both the id and `unnamed_through`, so editing either in the database makes
-this ledger's own heads fail: the sequencer then refuses to chain, a server refuses to start
-(`Sequencer.check_start`), and `audit verify` names every head. At its first start after 0019 a
-server signs a head for its ledger over the chain as it is (`Sequencer.seal`), so from then on the
-identity is covered by a signed head.
+The format rule: a record's format follows from its position, never from anything a database
+writer sets. Up to `unnamed_through` (0019 sets it to the records the ledger held then, chained or
+still waiting, which a starting server chains first) a record may name no ledger ("record v1",
+tried first there) or this one; past it, only this one. So a new record cannot be downgraded (its
+v2 signature is no v1 one), and another ledger's old record cannot come in after the boundary. A
+head naming no ledger may likewise stand only up to `unnamed_through`. Heads signed since 0019
+cover the id and `unnamed_through`, so editing either in the database (even to another ledger's
+values) makes this ledger's own heads fail: the sequencer refuses to chain, a process refuses to
+sign (`Sequencer.check_start`), `audit verify` names every head. A server's start signs a head
+naming the ledger over the chain as it is (`Sequencer.seal`: at position 0 on a new ledger, the
+last v1 head signed again on an upgraded one), so the id is covered from then on.
+
+What no signature can tell: a database replaced whole by a copy of another ledger's (or emptied
+and given its id) before its server starts; there the server signs for that other ledger. Only a
+key file per ledger, or a checkpoint kept outside, tells them apart.
 
 Records chained before migration 0008 (`rid` starting `legacy-`) carry no record signature
 and hash without their `rid`: the heads the old writer signed (moved to `audit_heads`) cover
