@@ -196,28 +196,20 @@ class Sequencer:
         self._trusted = sealed
 
     def _vouched(self, conn: Connection) -> SignedHead | None:
-        """The last signed head, valid for this ledger's stored identity and matching the record it names;
-        None when there is none and the chain holds only records from before signed audit (or none). Else
-        `LedgerIdentityError`: with no head over signed records, a head from another ledger, or one whose
-        record is not this chain's, the stored identity is not this chain's to sign for."""
-        last = _LAST_HEAD.one(conn)
-        if last is None:
-            if _SIGNED_CHAINED.one(conn, {"legacy": LEGACY_PREFIX + "%"}) is not None:
-                raise LedgerIdentityError(
-                    "records are chained but no signed head covers them (the heads were deleted): the ledger's "
-                    "identity cannot be confirmed, so nothing is signed for it; run `bankgate-mcp audit verify`"
-                )
-            return None
-        head = stored_head(last, self.ledger)
-        problem = self._head_problem(head)
-        if problem is None and head.seq != 0:
-            held = _HASH_AT.one(conn, {"seq": head.seq})
-            problem = None if held is not None and held[0] == head.hash else "is not over this chain's record"
-        if problem is not None:
+        """The last signed head (`_last_head`), also over this chain's record at its position; else
+        `LedgerIdentityError`: with no head over signed records, a head from another ledger, or one over
+        another chain, the stored identity is not this chain's to sign for."""
+        try:
+            head = self._last_head(conn)
+            if head is not None and head.seq != 0:  # a head at 0 is over the empty chain every chain starts from
+                held = _HASH_AT.one(conn, {"seq": head.seq})
+                if held is None or held[0] != head.hash:
+                    raise ChainRefused(f"the last signed head ({head.seq}) is not over this chain's record")
+        except ChainRefused as exc:
             raise LedgerIdentityError(
-                f"the ledger's last signed head ({head.seq}) {problem}: its stored identity (ledger "
-                f"{self.ledger.id}) is not vouched for, so nothing is signed for it; run `bankgate-mcp audit verify`"
-            )
+                f"{exc}: the ledger's stored identity (ledger {self.ledger.id}) is not vouched for, so nothing is "
+                "signed for it; run `bankgate-mcp audit verify`"
+            ) from None
         return head
 
     def pending(self) -> bool:
@@ -326,15 +318,9 @@ class Sequencer:
     def _tail(self, conn: Connection) -> tuple[int, str]:
         """The chain's last (seq, hash), if a head valid for this ledger vouches for exactly it."""
         tail = self._chain_end(conn)
-        last = _LAST_HEAD.one(conn)
-        if last is None:
-            if _SIGNED_CHAINED.one(conn, {"legacy": LEGACY_PREFIX + "%"}) is not None:
-                raise ChainRefused("records are chained but no signed head covers them: the heads were deleted")
+        head = self._last_head(conn)
+        if head is None:
             return tail  # a ledger from before signed audit: its first head will cover its legacy records
-        head = stored_head(last, self.ledger)
-        problem = None if head == self._trusted else self._head_problem(head)
-        if problem is not None:
-            raise ChainRefused(f"the last signed head ({head.seq}) {problem}")
         if (head.seq, head.hash) != tail:
             raise ChainRefused(
                 f"the chain ends at record {tail[0]}, not at the last signed head's record {head.seq} with its "
@@ -342,6 +328,20 @@ class Sequencer:
             )
         self._trusted = head
         return tail
+
+    def _last_head(self, conn: Connection) -> SignedHead | None:
+        """The last signed head, valid for this ledger (else `ChainRefused`, naming what is wrong); None when there
+        is none and the chain holds only records from before signed audit (or none)."""
+        last = _LAST_HEAD.one(conn)
+        if last is None:
+            if _SIGNED_CHAINED.one(conn, {"legacy": LEGACY_PREFIX + "%"}) is not None:
+                raise ChainRefused("records are chained but no signed head covers them: the heads were deleted")
+            return None
+        head = stored_head(last, self.ledger)
+        problem = None if head == self._trusted else self._head_problem(head)
+        if problem is not None:
+            raise ChainRefused(f"the last signed head ({head.seq}) {problem}")
+        return head
 
     def _head_problem(self, head: SignedHead) -> str | None:
         """What is wrong with `head` as this ledger's (`head_problem`), the audit keys read again from the key

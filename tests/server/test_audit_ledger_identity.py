@@ -167,10 +167,13 @@ def chained_with_heads(db: Database) -> None:
         (["UPDATE ledger_identity SET id = :a"], "was signed for ledger {b}, not this one ({a})"),
         (["UPDATE ledger_identity SET id = :a", "UPDATE audit_heads SET ledger = :a"],
          "its signature does not match (forged, or this ledger's identity edited)"),
+        (["UPDATE ledger_identity SET id = :a", "DELETE FROM audit_heads"],
+         "no valid signature covers records 1 to 2"),
         (["UPDATE ledger_identity SET unnamed_through = unnamed_through + 100"],
          "signed head 2: its signature does not match (forged, or this ledger's identity edited)"),
     ],
-    ids=["id-set-to-the-other-ledgers", "id-and-heads-set-to-the-other-ledgers", "boundary-raised"],
+    ids=["id-set-to-the-other-ledgers", "id-and-heads-set-to-the-other-ledgers", "id-set-and-heads-deleted",
+         "boundary-raised"],
 )  # fmt: skip
 def test_a_ledger_identity_edited_in_the_database_is_caught_by_its_own_heads(
     ledgers: tuple[Database, Database],
@@ -219,7 +222,7 @@ def test_a_new_ledger_is_sealed_at_its_first_start_so_an_edited_id_is_caught_bef
     b.run(lambda conn: conn.execute(text("UPDATE ledger_identity SET id = :a"), {"a": ledger_id(a)}))
 
     assert main(["admin", "init", "--db", urls[1]]) == 2
-    assert "the ledger's last signed head (0) was signed for ledger" in capsys.readouterr().err
+    assert "the last signed head (0) was signed for ledger" in capsys.readouterr().err
     with pytest.raises(LedgerIdentityError):
         Sequencer(b, AuditWriter()).check_start()
 
