@@ -177,7 +177,9 @@ class Sequencer:
         records are for `audit adopt` to vouch for, never a seal)."""
         with contextlib.suppress(ChainRefused):
             self.chain()
-        self.db.run(self._seal)
+        last = self.db.read(lambda conn: _LAST_HEAD.one(conn))
+        if last is None or last[5] is None:  # else sealed already: a start takes no write lock for it
+            self.db.run(self._seal)
 
     def _seal(self, conn: Connection) -> None:
         self.lock(conn)
