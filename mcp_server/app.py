@@ -87,7 +87,8 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
     audit = AuditWriter(settings.audit_key_file)
     log.info("audit records are signed with key %s from %s", audit.signer.key_id, audit.key_path)
     sequencer = Sequencer(db, audit)
-    sequencer.check_ring()  # before anything is written under a key the chain's signers would not know
+    sequencer.check_start()  # before anything is signed with a key or for a ledger the chain does not know
+    sequencer.seal()  # the ledger's id under a signed head from this start on (migrated just now, or new)
     ledger = Ledger(db, max_amount_minor=settings.max_amount_minor, audit=audit)
     if seed and not ledger.accounts():
         ledger.seed_demo()

@@ -17,6 +17,29 @@ Three layers, each checkable with only the public key:
   without the key. A head kept outside the database (a checkpoint) also catches a tail
   truncated or rolled back behind it, which nothing inside the database can.
 
+**Ledger.** Two ledgers may share a key file (staging and production, two test ledgers set up
+from one key), so every signature also names the ledger it was made for: a random id migration
+0019 gives each ledger (`LedgerIdentity`, in `ledger_identity`; a process reads it once, at
+start). A record's message names that id ("record v2", `record_message`), a head's names it and
+`unnamed_through` ("head v2"). A record, or a whole chain with its heads, copied from another
+ledger fails this ledger's check, as an edited one does, and is never chained.
+
+The format rule: a record's format follows from its position, never from anything a database
+writer sets. Up to `unnamed_through` (0019 sets it to the records the ledger held then, chained or
+still waiting, which a starting server chains first) a record may name no ledger ("record v1",
+tried first there) or this one; past it, only this one. So a new record cannot be downgraded (its
+v2 signature is no v1 one), and another ledger's old record cannot come in after the boundary. A
+head naming no ledger may likewise stand only up to `unnamed_through`. Heads signed since 0019
+cover the id and `unnamed_through`, so editing either in the database (even to another ledger's
+values) makes this ledger's own heads fail: the sequencer refuses to chain, a process refuses to
+sign (`Sequencer.check_start`), `audit verify` names every head. A server's start signs a head
+naming the ledger over the chain as it is (`Sequencer.seal`: at position 0 on a new ledger, the
+last v1 head signed again on an upgraded one), so the id is covered from then on.
+
+What no signature can tell: a database replaced whole by a copy of another ledger's (or emptied
+and given its id) before its server starts; there the server signs for that other ledger. Only a
+key file per ledger, or a checkpoint kept outside, tells them apart.
+
 Records chained before migration 0008 (`rid` starting `legacy-`) carry no record signature
 and hash without their `rid`: the heads the old writer signed (moved to `audit_heads`) cover
 them. A legacy record can only be chained: an unchained one was written without the key.
@@ -29,7 +52,7 @@ costs 0.1–0.15 ms, 2–3 % of the call in memory (`bench.audit_bench` prints t
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -67,9 +90,19 @@ message and hash while NULL, so the records written before it verify as they wer
 CHAINED_FIELDS = ("seq", *CONTENT_FIELDS)
 """The columns a record's hash covers (and its `rid`, unless it is a legacy record)."""
 
-_HEAD_PURPOSE = "bankgate audit head v1"
-_RECORD_PURPOSE = "bankgate audit record v1"
-"""Bound into every signed message, so a signature made for one purpose never passes for another."""
+_HEAD_PURPOSE = ("bankgate audit head v1", "bankgate audit head v2")
+_RECORD_PURPOSE = ("bankgate audit record v1", "bankgate audit record v2")
+"""Bound into every signed message, so a signature made for one purpose never passes for another; v2 (since
+migration 0019) also names the ledger, v1 none."""
+
+
+@dataclass(frozen=True)
+class LedgerIdentity:
+    """The ledger signatures are made for: its random `id` (migration 0019), and `unnamed_through`, the last
+    position a record or head signed before it (naming no ledger) may hold."""
+
+    id: str
+    unnamed_through: int
 
 
 def is_legacy(record: Mapping[str, Any]) -> bool:
@@ -96,10 +129,12 @@ def chain_hash(prev_hash: str, record: Mapping[str, Any]) -> str:
     return hashlib.sha256(f"{prev_hash}\n{canonical_json(body)}".encode()).hexdigest()
 
 
-def record_message(record: Mapping[str, Any], key_id: str) -> bytes:
-    """What a record signature covers: the record's id and content, never its chain position."""
+def record_message(record: Mapping[str, Any], key_id: str, ledger: str | None) -> bytes:
+    """What a record signature covers: the ledger's id, the record's id and content, never its chain position.
+    `ledger` None: the message of a record signed before migration 0019 (v1), which named no ledger."""
     body = _said(record, CONTENT_FIELDS)
-    return canonical_json({"purpose": _RECORD_PURPOSE, "rid": record.get("rid"), "key_id": key_id, **body}).encode()
+    named = {"purpose": _RECORD_PURPOSE[1], "ledger": ledger} if ledger is not None else {"purpose": _RECORD_PURPOSE[0]}
+    return canonical_json({**named, "rid": record.get("rid"), "key_id": key_id, **body}).encode()
 
 
 def key_id_of(public_key: bytes) -> str:
@@ -109,16 +144,24 @@ def key_id_of(public_key: bytes) -> str:
 
 @dataclass(frozen=True)
 class SignedHead:
-    """A statement that the chain had record `seq` with hash `hash` at time `at`, signed by key `key_id`."""
+    """A statement that the chain had record `seq` with hash `hash` at time `at`, signed by key `key_id`, for
+    ledger `ledger` whose records from before its id end at `unnamed_through` (both None: a v1 head, signed
+    before migration 0019)."""
 
     seq: int
     hash: str
     at: str
     key_id: str
     signature: str
+    ledger: str | None = None
+    unnamed_through: int | None = None
 
     def message(self) -> bytes:
-        return _head_message(self.seq, self.hash, self.at, self.key_id)
+        fields = {"seq": self.seq, "hash": self.hash, "at": self.at, "key_id": self.key_id}
+        if self.ledger is None:
+            return canonical_json({"purpose": _HEAD_PURPOSE[0], **fields}).encode()
+        named = {"ledger": self.ledger, "unnamed_through": self.unnamed_through}
+        return canonical_json({"purpose": _HEAD_PURPOSE[1], **named, **fields}).encode()
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,19 +169,15 @@ class SignedHead:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "SignedHead":
         """Raises ValueError naming the first missing or mistyped field."""
+        required = (("seq", int), ("hash", str), ("at", str), ("key_id", str), ("signature", str))
+        named = (("ledger", str), ("unnamed_through", int))  # both, or neither (a v1 checkpoint)
         fields: dict[str, Any] = {}
-        for name, kind in (("seq", int), ("hash", str), ("at", str), ("key_id", str), ("signature", str)):
+        for name, kind in required + (named if data.get("ledger") is not None else ()):
             value = data.get(name)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise ValueError(f"field '{name}' is missing or not a {kind.__name__}")
             fields[name] = value
         return cls(**fields)
-
-
-def _head_message(seq: int, head_hash: str, at: str, key_id: str) -> bytes:
-    return canonical_json(
-        {"purpose": _HEAD_PURPOSE, "seq": seq, "hash": head_hash, "at": at, "key_id": key_id}
-    ).encode()
 
 
 class HeadSigner:
@@ -149,13 +188,15 @@ class HeadSigner:
         self.public_key = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.key_id = key_id_of(self.public_key)
 
-    def sign_head(self, seq: int, head_hash: str, at: str) -> SignedHead:
-        signature = self._key.sign(_head_message(seq, head_hash, at, self.key_id)).hex()
-        return SignedHead(seq, head_hash, at, self.key_id, signature)
+    def sign_head(self, seq: int, head_hash: str, at: str, ledger: LedgerIdentity | None) -> SignedHead:
+        """A head for `ledger` (None: a v1 head naming none, as signed before migration 0019)."""
+        named = (ledger.id, ledger.unnamed_through) if ledger is not None else (None, None)
+        head = SignedHead(seq, head_hash, at, self.key_id, "", *named)
+        return replace(head, signature=self._key.sign(head.message()).hex())
 
-    def sign_record(self, record: Mapping[str, Any]) -> str:
-        """The signature of `record` (its `rid` and content) by this key, whose id it names."""
-        return self._key.sign(record_message(record, self.key_id)).hex()
+    def sign_record(self, record: Mapping[str, Any], ledger: str | None) -> str:
+        """The signature of `record` (its `rid` and content) for ledger `ledger` by this key, whose id it names."""
+        return self._key.sign(record_message(record, self.key_id, ledger)).hex()
 
 
 class Keyring:
@@ -171,12 +212,19 @@ class Keyring:
         """True when `head` was signed by a key of this ring (False for an unknown key or a bad signature)."""
         return self._verify(head.key_id, head.signature, head.message())
 
-    def verify_record(self, record: Mapping[str, Any]) -> bool:
-        """True when the record's `signature` is its key's (`key_id`) over its `rid` and content."""
+    def verify_record(self, record: Mapping[str, Any], ledger: str | None) -> bool:
+        """True when the record's `signature` is its key's (`key_id`) over `ledger`, its `rid` and content."""
         key_id, signature = record.get("key_id"), record.get("signature")
         if not isinstance(key_id, str) or not isinstance(signature, str):
             return False
-        return self._verify(key_id, signature, record_message(record, key_id))
+        return self._verify(key_id, signature, record_message(record, key_id, ledger))
+
+    def signed_for(self, record: Mapping[str, Any], ledger: LedgerIdentity, seq: int) -> bool:
+        """Whether `record`, standing at position `seq`, is signed for `ledger`: naming it, or, up to
+        `ledger.unnamed_through` only, naming no ledger (signed before migration 0019; tried first there)."""
+        if seq <= ledger.unnamed_through:
+            return self.verify_record(record, None) or self.verify_record(record, ledger.id)
+        return self.verify_record(record, ledger.id)
 
     def _verify(self, key_id: str, signature: str, message: bytes) -> bool:
         key = self._keys.get(key_id)
@@ -205,14 +253,16 @@ class Finding:
 def verify_chain(
     records: Iterable[Mapping[str, Any]],
     keys: Keyring,
+    ledger: LedgerIdentity,
     heads: Sequence[SignedHead] = (),
     pending: Iterable[Mapping[str, Any]] = (),
 ) -> list[Finding]:
     """Findings for the chained `records` (in sequence order, each with `seq`, `rid`, `prev_hash`, `hash`,
-    `key_id`, `signature`), the signed `heads` (in sequence order) and the `pending` (unchained) records;
-    [] when intact. Every record but a legacy one must carry its valid signature; every head must be
-    valid and match the record at its position; the last record must be covered by a head (records after
-    the last head were chained without the key); no head may point past the chain (records deleted); no
+    `key_id`, `signature`), the signed `heads` (in sequence order) and the `pending` (unchained) records of
+    `ledger`; [] when intact. Every record but a legacy one must carry its valid signature for this ledger at
+    its position (`Keyring.signed_for`); every head must be valid for this ledger and match the record at its
+    position (a head at 0 vouches for the empty chain); the last record must be covered by a head (records
+    after the last head were chained without the key); no head may point past the chain (records deleted); no
     record may be held by two rows (copied).
 
     Each record is read once, in order, and let go: `records` and `pending` may be read from the database a page at a
@@ -220,7 +270,7 @@ def verify_chain(
     findings: list[Finding] = []
     expected_seq, prev = 1, GENESIS
     at_heads = {head.seq for head in heads}
-    hashes: dict[int, str] = {}
+    hashes: dict[int, str] = {0: GENESIS}
     held: dict[str, list[str]] = {}
     chained, all_legacy = False, True
     for record in records:
@@ -233,7 +283,7 @@ def verify_chain(
         if chain_hash(record["prev_hash"], record) != record["hash"]:
             findings.append(Finding(seq, "content does not match its hash (edited)"))
         legacy = is_legacy(record)
-        problem = None if legacy else _signature_problem(record, keys)
+        problem = None if legacy else _signature_problem(record, keys, ledger, seq)
         if problem is not None:
             findings.append(Finding(seq, problem))
         if seq in at_heads:
@@ -243,11 +293,9 @@ def verify_chain(
         expected_seq, prev = seq + 1, record["hash"]
     last, vouched = expected_seq - 1, 0
     for head in heads:
-        if head.key_id not in keys:
-            findings.append(Finding(None, f"signed head {head.seq}: signed by key {head.key_id}, which is not a "
-                                    "known audit key"))  # fmt: skip
-        elif not keys.verify_head(head):
-            findings.append(Finding(None, f"signed head {head.seq}: its signature does not match (forged)"))
+        problem = head_problem(head, keys, ledger)
+        if problem is not None:
+            findings.append(Finding(None, f"signed head {head.seq}: {problem}"))
         elif head.seq > last:
             findings.append(Finding(None, f"the chain ends at record {last} but a signed head says {head.seq} "
                                     "(records deleted)"))  # fmt: skip
@@ -262,11 +310,14 @@ def verify_chain(
         # of every head: the caller tells them apart by records only signing versions write).
         unsigned = not heads and all_legacy
         findings.append(Finding(None, f"no valid signature covers {span} (written without the key)", unsigned))
+    position = last  # where the sequencer would chain each waiting record, in this (rid) order
     for record in pending:
         legacy_problem = "is a legacy record, which only the chain may hold (written without the key)"
-        problem = legacy_problem if is_legacy(record) else _signature_problem(record, keys)
+        problem = legacy_problem if is_legacy(record) else _signature_problem(record, keys, ledger, position + 1)
         if problem is not None:
             findings.append(Finding(None, f"unchained record {record.get('rid')}: {problem}"))
+        else:
+            position += 1
         held.setdefault(str(record.get("rid")), []).append("unchained")
     return findings + _copies(held)
 
@@ -281,14 +332,39 @@ def _copies(held: Mapping[str, Sequence[str]]) -> list[Finding]:
     ]
 
 
-def _signature_problem(record: Mapping[str, Any], keys: Keyring) -> str | None:
+def _signature_problem(record: Mapping[str, Any], keys: Keyring, ledger: LedgerIdentity, seq: int) -> str | None:
     key_id = record.get("key_id")
     if record.get("signature") is None:
         return "carries no signature (written without the key)"
     if key_id not in keys:
         return f"signed by key {key_id}, which is not a known audit key"
-    if not keys.verify_record(record):
-        return "its signature does not match its content (edited, or written without the key)"
+    if keys.signed_for(record, ledger, seq):
+        return None
+    if keys.verify_record(record, None):
+        return (f"is signed naming no ledger, as records were before migration 0019, but this ledger's records "
+                f"past {ledger.unnamed_through} must name it (copied from another ledger)")  # fmt: skip
+    return (
+        "its signature does not match its content for this ledger (edited, written without the key, or copied "
+        "from another ledger)"
+    )
+
+
+def head_problem(head: SignedHead, keys: Keyring, ledger: LedgerIdentity) -> str | None:
+    """What is wrong with `head` as a head of `ledger` (None: nothing): its key, the ledger it was signed for
+    (none is allowed only up to `ledger.unnamed_through`: a head from before migration 0019), its signature."""
+    if head.key_id not in keys:
+        return f"signed by key {head.key_id}, which is not a known audit key"
+    if head.ledger is None and head.seq > ledger.unnamed_through:
+        return (f"names no ledger, as heads did before migration 0019, but this ledger's heads past record "
+                f"{ledger.unnamed_through} must name it (copied from another ledger)")  # fmt: skip
+    if head.ledger is not None and head.ledger != ledger.id:
+        return (f"was signed for ledger {head.ledger}, not this one ({ledger.id}): copied from another ledger, "
+                "or this ledger's id edited")  # fmt: skip
+    if head.ledger is not None and head.unnamed_through != ledger.unnamed_through:
+        return (f"was signed with records up to {head.unnamed_through} from before this ledger's id, but the "
+                f"ledger says {ledger.unnamed_through} (edited)")  # fmt: skip
+    if not keys.verify_head(head):
+        return "its signature does not match (forged, or this ledger's identity edited)"
     return None
 
 

@@ -12,9 +12,10 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, text
 from sqlalchemy.exc import DBAPIError
 
+from mcp_server.audit.identity import LedgerIdentityError, read_identity
 from mcp_server.audit.keys import key_file, load_keyring
 from mcp_server.audit.postings import ADOPT_TOOL, Posted, claims, is_adoption, read_postings
-from mcp_server.audit.sequencer import ChainRefused, Sequencer
+from mcp_server.audit.sequencer import HEAD_COLUMNS, ChainRefused, Sequencer, stored_head
 from mcp_server.ledger.entitlements import ADMIN_PRINCIPAL
 from mcp_server.ledger.free_text import shown
 from mcp_server.storage.database import Database
@@ -26,6 +27,7 @@ from policy.audit import (
     GENESIS,
     Finding,
     Keyring,
+    LedgerIdentity,
     SignedHead,
     check_checkpoint,
     is_legacy,
@@ -76,15 +78,14 @@ def verify(
     """No findings means the chain is intact, every record and head signed by `keys` (default: the configured
     key file's), the chain holds `checkpoint`'s record, and it accounts for every ledger transaction and every
     approval (each written in the same transaction as its record). With a `sequencer` (a holder of the key),
-    records waiting to be chained are chained first; a refused chain is left to the findings to name. A statement
-    the database refuses (a table or column changed behind the server's back), or a stored value of another type
-    than its column's, is a finding too, naming its error."""
+    records waiting to be chained are chained first and the ledger's identity sealed (`Sequencer.seal`); a
+    refused chain is left to the findings to name. A statement the database refuses (a table or column changed
+    behind the server's back), or a stored value of another type than its column's, is a finding too, naming its
+    error."""
     refused: list[Finding] = []
     if sequencer is not None:
         try:
-            sequencer.chain()
-        except ChainRefused:
-            pass  # the findings name what changed
+            sequencer.seal()  # chains what waits; a ledger just migrated by this command gets its id under a head
         except DBAPIError as exc:
             refused.append(database_finding("chaining the waiting records", exc))
         except ValueError as exc:
@@ -95,6 +96,8 @@ def verify(
         return Verification(0, 0, [*refused, database_finding("reading the audit log", exc)])
     except CheckpointError:
         raise
+    except LedgerIdentityError as exc:
+        return Verification(0, 0, [*refused, Finding(None, str(exc))])
     except ValueError as exc:
         return Verification(0, 0, [*refused, mistyped_finding("reading the audit log", exc)])
     return Verification(state.records, state.pending, refused + findings)
@@ -126,7 +129,7 @@ def checkpoint(db: Database, sequencer: Sequencer) -> SignedHead:
     if findings:
         raise _unverified(findings[0])
     seq, head_hash = read.last
-    return sequencer.writer.signer.sign_head(seq, head_hash, now_text())
+    return sequencer.writer.signer.sign_head(seq, head_hash, now_text(), read.ledger)
 
 
 def _unverified(finding: Finding) -> ValueError:
@@ -177,7 +180,7 @@ def adopt(db: Database, sequencer: Sequencer) -> Adoption | None:
         unclaimed = [(tx, posted) for tx, posted in sorted(state.posted.items()) if tx not in claimed]
         unsigned_through = max((record["seq"] for record in state.log.chained() if is_legacy(record)), default=0)
         if state.heads:
-            unsigned_through = min(unsigned_through, state.heads[0].seq - 1)
+            unsigned_through = max(0, min(unsigned_through, state.heads[0].seq - 1))  # a head at 0: a new ledger's
         adopted = [{"transaction_id": tx, "kind": p.kind, "amount_minor": p.amount_minor} for tx, p in unclaimed]
         entry = AuditEntry(
             at=time.time(),
@@ -199,12 +202,13 @@ def adopt(db: Database, sequencer: Sequencer) -> Adoption | None:
 
 @dataclass(frozen=True)
 class _Read:
-    """What verification read besides its findings: how many records are chained and waiting, and the chain's last
-    (seq, hash)."""
+    """What verification read besides its findings: how many records are chained and waiting, the chain's last
+    (seq, hash), and the ledger's identity."""
 
     records: int
     pending: int
     last: tuple[int, str]
+    ledger: LedgerIdentity
 
 
 def _verified(db: Database, keys: Keyring | None, checkpoint: SignedHead | None) -> tuple[_Read, list[Finding]]:
@@ -217,10 +221,15 @@ def _verified(db: Database, keys: Keyring | None, checkpoint: SignedHead | None)
     ring = keys
 
     def read(conn: Connection) -> tuple[_Read, list[Finding]]:
-        findings = _findings(_read_state(conn), ring, checkpoint)
+        state = _read_state(conn)
+        if checkpoint is not None and checkpoint.ledger not in (None, state.ledger.id):
+            raise CheckpointError(  # signed, but the ledger it names is the file's: shown escaped
+                f"the checkpoint is of another ledger ({shown(checkpoint.ledger)}), not this one ({state.ledger.id})"
+            )
+        findings = _findings(state, ring, checkpoint)
         chained, waiting = conn.execute(_COUNTS).one()
         last = conn.execute(_LAST).first()
-        return _Read(chained, waiting, (last[0], str(last[1])) if last else (0, GENESIS)), findings
+        return _Read(chained, waiting, (last[0], str(last[1])) if last else (0, GENESIS), state.ledger), findings
 
     return db.read(read, snapshot=True)  # a transfer committing meanwhile is seen whole or not
 
@@ -270,6 +279,7 @@ class _State:
     """What verification reads: the audit log (a page at a time), its signed heads, the ledger's transactions and
     the approvals."""
 
+    ledger: LedgerIdentity
     log: _Log
     heads: list[SignedHead]
     posted: dict[str, Posted]
@@ -289,13 +299,9 @@ class Asked:
 
 
 def _read_state(conn: Connection) -> _State:
+    ledger = read_identity(conn)
     heads = [
-        SignedHead(
-            stored_int(seq, "audit_heads", ("hash", hash_), "seq"), str(hash_), str(at), str(key_id), str(signature)
-        )
-        for seq, hash_, at, key_id, signature in conn.execute(
-            text("SELECT seq, hash, at, key_id, signature FROM audit_heads ORDER BY seq")
-        )
+        stored_head(row, ledger) for row in conn.execute(text(f"SELECT {HEAD_COLUMNS} FROM audit_heads ORDER BY seq"))
     ]
     posted = read_postings(conn)
     approvals = "SELECT ref, status, tool, principal, arguments_json, question FROM approvals ORDER BY created_at, ref"
@@ -303,7 +309,7 @@ def _read_state(conn: Connection) -> _State:
         Asked(str(ref), str(status), str(tool), str(principal), str(arguments), digest(question))
         for ref, status, tool, principal, arguments, question in conn.execute(text(approvals))
     ]
-    return _State(_Log(conn, VERIFY_PAGE), heads, posted, asked)
+    return _State(ledger, _Log(conn, VERIFY_PAGE), heads, posted, asked)
 
 
 def _record(row: RowMapping) -> dict[str, Any]:
@@ -317,7 +323,7 @@ def _record(row: RowMapping) -> dict[str, Any]:
 
 def _findings(state: _State, keys: Keyring, checkpoint: SignedHead | None) -> list[Finding]:
     log = state.log
-    findings = verify_chain(log.chained(), keys, state.heads, log.pending())
+    findings = verify_chain(log.chained(), keys, state.ledger, state.heads, log.pending())
     if any(record["event"] == "admin" for record in log.records()):
         # Only versions that sign write `admin` records: an unsigned chain holding one was stripped, not old.
         findings = [replace(finding, legacy=False) for finding in findings]

@@ -36,6 +36,7 @@ run one first, and two replicas sharing a ledger take turns on the lock, so they
 chain. A record is acknowledged when its writer commits; chaining it later only adds its place.
 """
 
+import contextlib
 import logging
 import threading
 import time
@@ -48,6 +49,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from mcp_server.audit.identity import LedgerIdentityError
 from mcp_server.audit.keys import KEY_FILE_ENV, AuditKeyError, load_keyring, load_signer
 from mcp_server.audit.writer import RECORD_COLUMNS, AuditWriter
 from mcp_server.ledger.free_text import shown
@@ -56,7 +58,7 @@ from mcp_server.storage.locks import LEDGER
 from mcp_server.storage.statement import Statement
 from mcp_server.storage.stored_int import stored_int
 from mcp_server.timestamps import now_text
-from policy.audit import GENESIS, LEGACY_PREFIX, Keyring, SignedHead, chain_hash
+from policy.audit import GENESIS, LEGACY_PREFIX, Keyring, LedgerIdentity, SignedHead, chain_hash, head_problem
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +71,10 @@ BATCH_LIMIT = 2000
 
 _LOCK = Statement(f"SELECT pg_advisory_xact_lock(:key, hashtext({LEDGER}))")
 _TRY_LOCK = Statement(f"SELECT pg_try_advisory_xact_lock(:key, hashtext({LEDGER}))")
-_LAST_HEAD = Statement("SELECT seq, hash, at, key_id, signature FROM audit_heads ORDER BY seq DESC LIMIT 1")
+HEAD_COLUMNS = "seq, hash, at, key_id, signature, ledger"
+_LAST_HEAD = Statement(f"SELECT {HEAD_COLUMNS} FROM audit_heads ORDER BY seq DESC LIMIT 1")
 _TAIL = Statement("SELECT seq, hash, rid FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
+_HASH_AT = Statement("SELECT hash FROM audit_log WHERE seq = :seq")
 _SIGNED_CHAINED = Statement("SELECT 1 FROM audit_log WHERE seq IS NOT NULL AND rid NOT LIKE :legacy LIMIT 1")
 _ANY_PENDING = Statement("SELECT 1 FROM audit_log WHERE seq IS NULL LIMIT 1")
 _PENDING = Statement(
@@ -90,8 +94,23 @@ _CHAIN_ARRAYS = Statement(
 costs the sequencer's thread a protocol message each, under the GIL the server's other threads want; one
 starved long enough in the middle of that pipeline stops reading, and the connection times out."""
 _INSERT_HEAD = Statement(
-    "INSERT INTO audit_heads (seq, hash, at, key_id, signature) VALUES (:seq, :hash, :at, :key_id, :signature)"
+    "INSERT INTO audit_heads (seq, hash, at, key_id, signature, ledger) "
+    "VALUES (:seq, :hash, :at, :key_id, :signature, :ledger)"
 )
+_SEAL_HEAD = Statement(
+    "UPDATE audit_heads SET at = :at, key_id = :key_id, signature = :signature, ledger = :ledger "
+    "WHERE seq = :seq AND hash = :hash AND ledger IS NULL"
+)
+
+
+def stored_head(row: Sequence[Any], ledger: LedgerIdentity) -> SignedHead:
+    """A row of `audit_heads` (`HEAD_COLUMNS`) as the head it states: one naming a ledger was signed with the
+    boundary `ledger` stores (`unnamed_through`), which it therefore vouches for."""
+    seq, hash_, at, key_id, signature, named = row
+    position = stored_int(seq, "audit_heads", ("hash", hash_), "seq")
+    if named is None:
+        return SignedHead(position, str(hash_), str(at), str(key_id), str(signature))
+    return SignedHead(position, str(hash_), str(at), str(key_id), str(signature), str(named), ledger.unnamed_through)
 
 
 class ChainRefused(RuntimeError):
@@ -125,6 +144,7 @@ class Sequencer:
     db: Database
     writer: AuditWriter
     keys: Keyring = field(init=False)
+    ledger: LedgerIdentity = field(init=False)
     _refused: set[str] = field(default_factory=set, init=False)
     _trusted: SignedHead | None = field(default=None, init=False)
 
@@ -132,11 +152,14 @@ class Sequencer:
         signer = self.writer.signer  # loads the key file, or creates it the way the writer would
         self.keys = load_keyring(self.writer.key_path)
         assert signer.key_id in self.keys, "the signing key is the key file's first"
+        self.ledger = self.db.read(self.writer.ledger_in)  # the ledger's identity, read once
 
-    def check_ring(self) -> None:
-        """Refuse (`AuditKeyError`) a key file without the key of the chain's last signed head: this process
-        could not extend the chain, and the replicas that signed it would never chain its records (a replica
-        started without the shared key file creates a key of its own)."""
+    def check_start(self) -> None:
+        """Before this process signs anything (reads only). Refuse (`AuditKeyError`) a key file without the key of
+        the chain's last signed head: this process could not extend the chain, and the replicas that signed it
+        would never chain its records (a replica started without the shared key file creates a key of its own).
+        Refuse (`LedgerIdentityError`) a ledger whose stored identity its chain does not vouch for (`_vouched`):
+        signing for an id edited in the database would make this process's records and heads another ledger's."""
         last = self.db.read(lambda conn: _LAST_HEAD.one(conn))
         if last is not None and str(last[3]) not in self.keys:
             raise AuditKeyError(
@@ -144,6 +167,54 @@ class Sequencer:
                 f"does not hold: every replica and command must use the same key file ({KEY_FILE_ENV} or "
                 "--audit-key-file), and a rotation keeps the old keys below the new one"
             )
+        self.db.read(self._vouched)
+
+    def seal(self) -> None:
+        """Chain what waits (records from before 0019 first take the places left for them, before anything
+        slipped in later could), then sign a head for this ledger over the chain as it is, if none names it yet:
+        on a new ledger a head at 0 (the empty chain), on one upgraded to 0019 the last v1 head signed again
+        naming the ledger (same position and hash). From then on the stored identity is covered by a signed
+        head, however long before the next record. A chain this process cannot vouch for is left to `audit
+        verify` (nothing written). A ledger from before signed audit keeps waiting for its first batch (its
+        records are for `audit adopt` to vouch for, never a seal)."""
+        with contextlib.suppress(ChainRefused):
+            self.chain()
+        last = self.db.read(lambda conn: _LAST_HEAD.one(conn))
+        if last is None or last[5] is None:  # else sealed already: a start takes no write lock for it
+            self.db.run(self._seal)
+
+    def _seal(self, conn: Connection) -> None:
+        self.lock(conn)
+        try:
+            head = self._vouched(conn)
+        except LedgerIdentityError:
+            return
+        tail = self._chain_end(conn)
+        if head is not None and (head.ledger is not None or (head.seq, head.hash) != tail):
+            return
+        if head is None and tail != (0, GENESIS):
+            return
+        sealed = self.writer.signer.sign_head(tail[0], tail[1], now_text(), self.ledger)
+        params = _head_row(sealed)
+        (_INSERT_HEAD if head is None else _SEAL_HEAD).run(conn, params)
+        self._trusted = sealed
+
+    def _vouched(self, conn: Connection) -> SignedHead | None:
+        """The last signed head (`_last_head`), also over this chain's record at its position; else
+        `LedgerIdentityError`: with no head over signed records, a head from another ledger, or one over
+        another chain, the stored identity is not this chain's to sign for."""
+        try:
+            head = self._last_head(conn)
+            if head is not None and head.seq != 0:  # a head at 0 is over the empty chain every chain starts from
+                held = _HASH_AT.one(conn, {"seq": head.seq})
+                if held is None or held[0] != head.hash:
+                    raise ChainRefused(f"the last signed head ({head.seq}) is not over this chain's record")
+        except ChainRefused as exc:
+            raise LedgerIdentityError(
+                f"{exc}: the ledger's stored identity (ledger {self.ledger.id}) is not vouched for, so nothing is "
+                "signed for it; run `bankgate-mcp audit verify`"
+            ) from None
+        return head
 
     def pending(self) -> bool:
         """Whether any record waits to be chained (one indexed read, no lock)."""
@@ -198,8 +269,8 @@ class Sequencer:
                 if held > 1:
                     self._refuse(record["rid"], f"is held by {held} rows of audit_log (copied in the database)")
                     continue
-                if not (self.writer.signed_here(row) or self.keys.verify_record(record)):
-                    self._refuse(record["rid"], "is not signed by a known audit key")
+                if not (self.writer.signed_here(row) or self.keys.signed_for(record, self.ledger, seq + 1)):
+                    self._refuse(record["rid"], "is not signed for this ledger by a known audit key")
                     continue
                 seq += 1
                 record.update(seq=seq, prev_hash=prev_hash)
@@ -232,8 +303,8 @@ class Sequencer:
         if written != len(chained):  # a planned record was chained or removed meanwhile
             raise _TailMoved
         last = chained[-1]
-        head = self.writer.signer.sign_head(last["seq"], last["hash"], now_text())
-        _INSERT_HEAD.run(conn, head.as_json())
+        head = self.writer.signer.sign_head(last["seq"], last["hash"], now_text(), self.ledger)
+        _INSERT_HEAD.run(conn, _head_row(head))
         self._trusted = head
         return Batch(plan.positions, head)
 
@@ -244,19 +315,16 @@ class Sequencer:
         row = (_LOCK if wait else _TRY_LOCK).one(conn, {"key": SEQUENCER_LOCK})
         return wait or bool(row and row[0])
 
-    def _tail(self, conn: Connection) -> tuple[int, str]:
-        """The chain's last (seq, hash), if a valid signed head vouches for exactly it."""
+    def _chain_end(self, conn: Connection) -> tuple[int, str]:
         row = _TAIL.one(conn)
-        tail = (stored_int(row[0], "audit_log", ("rid", row[2]), "seq"), str(row[1])) if row else (0, GENESIS)
-        last = _LAST_HEAD.one(conn)
-        if last is None:
-            if _SIGNED_CHAINED.one(conn, {"legacy": LEGACY_PREFIX + "%"}) is not None:
-                raise ChainRefused("records are chained but no signed head covers them: the heads were deleted")
+        return (stored_int(row[0], "audit_log", ("rid", row[2]), "seq"), str(row[1])) if row else (0, GENESIS)
+
+    def _tail(self, conn: Connection) -> tuple[int, str]:
+        """The chain's last (seq, hash), if a head valid for this ledger vouches for exactly it."""
+        tail = self._chain_end(conn)
+        head = self._last_head(conn)
+        if head is None:
             return tail  # a ledger from before signed audit: its first head will cover its legacy records
-        seq = stored_int(last[0], "audit_heads", ("hash", last[1]), "seq")
-        head = SignedHead(seq, str(last[1]), str(last[2]), str(last[3]), str(last[4]))
-        if head != self._trusted and not self._verifies(head):
-            raise ChainRefused(f"the last signed head ({head.seq}) does not verify under the audit keys")
         if (head.seq, head.hash) != tail:
             raise ChainRefused(
                 f"the chain ends at record {tail[0]}, not at the last signed head's record {head.seq} with its "
@@ -265,17 +333,30 @@ class Sequencer:
         self._trusted = head
         return tail
 
-    def _verifies(self, head: SignedHead) -> bool:
-        """Whether `head` verifies under the audit keys, read again from the key file before saying no: a file
-        rotated under this running process (the new key first, the old ones below) holds the key a command or a
-        restarted replica now signs heads with, and this process's own key still verifies."""
-        if self.keys.verify_head(head):
-            return True
-        try:
+    def _last_head(self, conn: Connection) -> SignedHead | None:
+        """The last signed head, valid for this ledger (else `ChainRefused`, naming what is wrong); None when there
+        is none and the chain holds only records from before signed audit (or none)."""
+        last = _LAST_HEAD.one(conn)
+        if last is None:
+            if _SIGNED_CHAINED.one(conn, {"legacy": LEGACY_PREFIX + "%"}) is not None:
+                raise ChainRefused("records are chained but no signed head covers them: the heads were deleted")
+            return None
+        head = stored_head(last, self.ledger)
+        problem = None if head == self._trusted else self._head_problem(head)
+        if problem is not None:
+            raise ChainRefused(f"the last signed head ({head.seq}) {problem}")
+        return head
+
+    def _head_problem(self, head: SignedHead) -> str | None:
+        """What is wrong with `head` as this ledger's (`head_problem`), the audit keys read again from the key
+        file before saying: a file rotated under this running process (the new key first, the old ones below)
+        holds the key a command or a restarted replica now signs heads with, and this process's own key still
+        verifies."""
+        if head_problem(head, self.keys, self.ledger) is None:
+            return None
+        with contextlib.suppress(AuditKeyError):  # a file replaced by one this process may not trust: keep the ring
             self.keys = load_keyring(self.writer.key_path)
-        except AuditKeyError:  # a file replaced by one this process may not trust: keep the ring it started with
-            return False
-        return self.keys.verify_head(head)
+        return head_problem(head, self.keys, self.ledger)
 
     def _refuse(self, rid: str, problem: str) -> None:
         if rid not in self._refused:
@@ -381,12 +462,18 @@ class Background:
         return done
 
 
+def _head_row(head: SignedHead) -> dict[str, Any]:
+    """`head`'s columns in `audit_heads` (its `unnamed_through` is the ledger's, stored once)."""
+    return {"seq": head.seq, "hash": head.hash, "at": head.at, "key_id": head.key_id, "signature": head.signature,
+            "ledger": head.ledger}  # fmt: skip
+
+
 def checked_writer(db: Database, key_path: Path | None) -> AuditWriter:
-    """A writer for `db` signing with a key the chain's signers know (`Sequencer.check_ring`): an operator's
+    """A writer for `db` signing with a key the chain's signers know (`Sequencer.check_start`): an operator's
     command run with another key file would sign records no replica chains, as a replica would. The file must
     exist (`admin init` and `serve` make it): one made up here for a mistyped path would sign before any head
     could tell its key from the ledger's, and be left behind even when refused."""
     writer = AuditWriter(key_path)
     load_signer(writer.key_path, create=False)
-    Sequencer(db, writer).check_ring()
+    Sequencer(db, writer).check_start()
     return writer

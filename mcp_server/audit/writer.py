@@ -6,8 +6,9 @@ A record is acknowledged when that transaction commits; the sequencer (`audit.se
 gives it its chain position later, and a crash in between loses nothing (it is chained by the
 next batch, on restart at the latest).
 
-Each record is signed on its own (`HeadSigner.sign_record`, no lock, ~25 µs), so the
-sequencer chains only what a holder of the key wrote. Its `rid` (the writer's clock, random
+Each record is signed on its own (`HeadSigner.sign_record`, no lock, ~25 µs), for this ledger (its
+id, `audit.identity`, read once: at start, by the process's `Sequencer`), so the sequencer chains
+only what a holder of the key wrote for this ledger. Its `rid` (the writer's clock, random
 bits, its place in the transaction) orders unchained records for the sequencer and makes two
 equal decisions two records. A transaction's records go in one INSERT (one round trip).
 
@@ -34,10 +35,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from mcp_server.audit.identity import read_identity
 from mcp_server.audit.keys import key_file, load_signer
 from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import format_timestamp
-from policy.audit import CONTENT_FIELDS, HeadSigner
+from policy.audit import CONTENT_FIELDS, HeadSigner, LedgerIdentity
 from policy.canonical import canonical_json
 from policy.store import AuditEntry
 
@@ -61,11 +63,12 @@ def row_digest(row: Sequence[Any]) -> bytes:
 
 
 class AuditWriter:
-    """Signs records with the first key of `key_file` and inserts them unchained."""
+    """Signs records with the first key of `key_file` for one ledger and inserts them unchained."""
 
     def __init__(self, key_path: Path | None = None) -> None:
         self.key_path = key_file(key_path)
         self._signer: HeadSigner | None = None
+        self._ledger: LedgerIdentity | None = None
         self._loading = threading.Lock()
         self._signed: OrderedDict[str, bytes] = OrderedDict()
         self._remembering = threading.Lock()
@@ -83,16 +86,23 @@ class AuditWriter:
                     self._signer = load_signer(self.key_path)
         return self._signer
 
+    def ledger_in(self, conn: Connection) -> LedgerIdentity:
+        """The identity of the ledger this writer signs for: read through `conn` the first time, then kept (a
+        writer serves one ledger; a server's is read at start, by its `Sequencer`, before any call)."""
+        if self._ledger is None:
+            self._ledger = read_identity(conn)
+        return self._ledger
+
     def append(self, conn: Connection, entries: Sequence[AuditEntry]) -> list[str]:
-        """Insert `entries`, each signed, in the caller's transaction; return their rids."""
+        """Insert `entries`, each signed for this writer's ledger, in the caller's transaction; return their rids."""
         if not entries:
             return []
-        signer = self.signer
+        signer, ledger = self.signer, self.ledger_in(conn).id
         batch = f"{time.time_ns():016x}-{os.urandom(8).hex()}"  # `secrets.token_hex(8)`, less four calls
         rids, params, digests = [], {}, []
         for index, entry in enumerate(entries):
             record = _audit_record(f"{batch}-{index:04x}", entry)
-            record["key_id"], record["signature"] = signer.key_id, signer.sign_record(record)
+            record["key_id"], record["signature"] = signer.key_id, signer.sign_record(record, ledger)
             row = [record[name] for name in RECORD_COLUMNS]
             params.update({f"{name}_{index}": value for name, value in zip(RECORD_COLUMNS, row, strict=True)})
             rids.append(record["rid"])

@@ -24,7 +24,8 @@ from mcp_server.storage.database import Database
         ("UPDATE audit_heads SET signature = (CASE WHEN substr(signature, 1, 1) = 'a' THEN 'b' ELSE 'a' END) "
          "|| substr(signature, 2) "
          "WHERE seq = (SELECT MAX(seq) FROM audit_heads)", "forged"),
-        ("INSERT INTO audit_heads (seq, hash, at, key_id, signature) SELECT seq + 5, hash, at, key_id, signature "
+        ("INSERT INTO audit_heads (seq, hash, at, key_id, signature, ledger) "
+         "SELECT seq + 5, hash, at, key_id, signature, ledger "
          "FROM audit_heads WHERE seq = (SELECT MAX(seq) FROM audit_heads)",
          "signed head 7: its signature does not match"),
     ],

@@ -384,7 +384,7 @@ async def test_a_checkpoint_from_another_key_is_refused(
         main(["audit", "checkpoint", "--out", str(forged), "--db", audited.db_url, "--audit-key-file", other_key]) == 2
     )
     assert "not a known audit key" in capsys.readouterr().err  # the chain does not verify under that key
-    head = load_signer(Path(other_key)).sign_head(6, audited.audit()[-1]["hash"], "2026-01-01T00:00:00.000000Z")
+    head = load_signer(Path(other_key)).sign_head(6, audited.audit()[-1]["hash"], "2026-01-01T00:00:00.000000Z", None)
     forged.write_text(json.dumps(head.as_json()))
     verify_with_it = ["audit", "verify", "--db", audited.db_url, "--checkpoint", str(forged)]
     assert main(verify_with_it) == 2

@@ -174,7 +174,9 @@ def test_a_forged_records_id_cannot_write_lines_of_its_own(
     assert "\x1b" not in out and "\r" not in out
     assert not any(line.startswith("audit chain intact") for line in out.splitlines())
     assert "unchained record 0000000000000000-forged\\x1b[2K\\raudit chain intact: 2 records\\n: " in out
-    logged = [r.getMessage() for r in caplog.records if "not signed by a known audit key" in r.getMessage()]
+    logged = [
+        r.getMessage() for r in caplog.records if "not signed for this ledger by a known audit key" in r.getMessage()
+    ]
     assert logged and all("\n" not in m and "\x1b" not in m for m in logged)
     db.close()
 
@@ -258,9 +260,9 @@ def test_rows_its_own_writer_inserted_unchanged_are_chained_without_a_signature_
     checked: list[str] = []
     verify_record = Keyring.verify_record
 
-    def counting(keys: Keyring, record: Mapping[str, Any]) -> bool:
+    def counting(keys: Keyring, record: Mapping[str, Any], ledger: str | None) -> bool:
         checked.append(str(record["rid"]))
-        return verify_record(keys, record)
+        return verify_record(keys, record, ledger)
 
     monkeypatch.setattr(Keyring, "verify_record", counting)
     (batch,) = Sequencer(db, writer).chain()

@@ -27,6 +27,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from mcp_server.app import build_server, open_state
+from mcp_server.audit.keys import load_signer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.approvers import ApproverAdmin
 from mcp_server.desk.config import DESK_PATH
@@ -384,3 +385,77 @@ def test_old_approvals_past_their_deadline_are_ended_expired_and_the_audit_verif
         assert adopted.returncode == 0, adopted.stdout + adopted.stderr
     verified = cli("audit", "verify", **old.cli_env())
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+WAITING = "0000000000000000-waiting-0000"
+"""Sorts before every record the upgraded server writes; the one slipped in after the upgrade sorts before it."""
+
+
+def signed_before_ledger_ids(old: OldLedger, conn: Connection, rid: str) -> dict[str, Any]:
+    """A record as the old release signed it (naming no ledger, with the fixture's key), unchained: a call it
+    denied, moving no money and naming no approval."""
+    row = dict(conn.execute(text("SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1")).mappings().one())
+    record = {**row, "rid": rid, "seq": None, "prev_hash": None, "hash": None, "event": "denied", "amount_minor": 0,
+              "approval_ref": None, "question_sha256": None, "result_json": None, "currency": None}  # fmt: skip
+    record["signature"] = load_signer(old.key_file, create=False).sign_record(record, None)
+    return record
+
+
+def insert_record(conn: Connection, record: dict[str, Any]) -> None:
+    conn.execute(text(f"INSERT INTO audit_log ({', '.join(record)}) VALUES (:{', :'.join(record)})"), record)
+
+
+def test_records_signed_before_ledger_ids_verify_after_the_upgrade_and_no_later_one_does(
+    old: OldLedger, cli: McpCli
+) -> None:
+    """0019 leaves room for exactly the records the ledger held, chained or still waiting (the old release
+    stopped before chaining one): they verify as signed, and the first start chains the waiting one under a head
+    naming the ledger; a record signed that old way and slipped in later (another ledger's, its key being this
+    one's), even one sorting first, is refused."""
+    if old.release == PRE_SIGNATURES:
+        pytest.skip("release 4683253 signed no records")
+    raw(old.url, lambda c: insert_record(c, signed_before_ledger_ids(old, c, WAITING)))
+    held = raw(old.url, lambda c: c.execute(text("SELECT COUNT(*) FROM audit_log")).scalar_one())
+    upgrade(old, cli)
+    db = opened(old)
+    try:
+        identity = db.read(lambda c: c.execute(text("SELECT id, unnamed_through FROM ledger_identity")).one())
+        last = db.read(lambda c: c.execute(text("SELECT seq, ledger FROM audit_heads ORDER BY seq DESC")).first())
+        db.run(lambda c: insert_record(c, signed_before_ledger_ids(old, c, "0000000000000000-slipped-0000")))
+    finally:
+        db.close()
+    assert identity.unnamed_through == held
+    assert last is not None and (last.seq, last.ledger) == (held, identity.id)  # chained at the upgrade's start
+    verified = cli("audit", "verify", **old.cli_env())
+    assert verified.returncode == 1, verified.stdout
+    assert verified.stdout.count("\n  ") == 1, verified.stdout  # only the one slipped in
+    assert "unchained record 0000000000000000-slipped-0000: is signed naming no ledger" in verified.stdout
+    seq = text("SELECT seq FROM audit_log WHERE rid = :r")
+    assert raw(old.url, lambda c: c.execute(seq, {"r": WAITING}).scalar_one()) == held
+
+
+def test_the_upgrade_signs_the_last_head_again_naming_the_ledger(old: OldLedger, cli: McpCli) -> None:
+    """Nothing waiting, nothing written since: the first start (`admin init`) signs the last head again for the
+    ledger (same position and hash), so its id is covered at once; the old heads before it stay as signed."""
+    if old.release == PRE_SIGNATURES:
+        pytest.skip("release 4683253 signed no heads: its first batch covers its records (after `audit adopt`)")
+    heads = "SELECT seq, hash{} FROM audit_heads ORDER BY seq"
+    before = [(*head, None) for head in raw(old.url, lambda c: c.execute(text(heads.format(""))).all())]
+    upgrade(old, cli)
+    db = opened(old)
+    try:
+        after = [tuple(head) for head in db.read(lambda c: c.execute(text(heads.format(", ledger"))).all())]
+        ledger = db.read(lambda c: c.execute(text("SELECT id FROM ledger_identity")).scalar_one())
+    finally:
+        db.close()
+    assert after == [*before[:-1], (*before[-1][:2], ledger)]
+    verified = cli("audit", "verify", "--public-keys", str(public_keys(old, cli)), **old.cli_env())
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def public_keys(old: OldLedger, cli: McpCli) -> Path:
+    printed = cli("audit", "public-key", **old.cli_env())
+    assert printed.returncode == 0, printed.stderr
+    path = old.key_file.with_name("audit.pub")
+    path.write_text(printed.stdout)
+    return path
