@@ -777,14 +777,22 @@ _POSTGRES_CONNECT_ARGS = {
 }
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
+"""What starts a URL (two characters at least: `C:` starts a Windows path)."""
+_URL_FORMS = "use sqlite:///path or postgresql://user@host/db"
+
+
 def _engine_url(url: str, *, create: bool) -> URL:
-    """Normalise the accepted URL forms; refuse in-memory SQLite, unknown schemes, and (unless
-    creating) a SQLite file that does not exist, before the driver would create it."""
+    """Normalise the accepted URL forms; refuse in-memory SQLite, unknown schemes, a URL missing its slashes
+    (a relative file whose name has a colon is written ./name), and (unless creating) a SQLite file that does
+    not exist, before the driver would create it."""
     as_path = "://" not in url
+    if as_path and _SCHEME.match(url):  # `sqlite:/x.db`: a URL missing its slashes, not a folder named `sqlite:`
+        raise LedgerNotOpened(f"the database URL is malformed (no '//' after its scheme); {_URL_FORMS}")
     try:
         parsed = URL.create("sqlite", database=str(Path(url).expanduser().resolve())) if as_path else make_url(url)
     except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
-        raise LedgerNotOpened("the database URL is malformed; use sqlite:///path or postgresql://user@host/db") from exc
+        raise LedgerNotOpened(f"the database URL is malformed; {_URL_FORMS}") from exc
     backend = parsed.get_backend_name()
     if backend in ("postgresql", "postgres"):
         if prepared.KEY in parsed.query:
