@@ -3,11 +3,64 @@ missing a slash) is refused at open in one line naming what is wrong, and nothin
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from mcp_server.storage.database import Database, LedgerNotOpened
+
+RAILS_APP = (
+    "CREATE TABLE schema_migrations (version varchar NOT NULL PRIMARY KEY)",
+    "CREATE TABLE users (id integer PRIMARY KEY, email varchar)",
+    "INSERT INTO schema_migrations (version) VALUES ('20240101120000')",
+)
+"""Another application's database with a `schema_migrations` table of its own (Rails, dbmate, golang-migrate and
+Ecto all name theirs so), not bankgate's."""
+
+
+def other_application(backend: str, url: str) -> Callable[[], object]:
+    """Fill the empty database at `url` with `RAILS_APP`; what reads its every table and row back."""
+    if backend == "sqlite":
+        file = Path(url.removeprefix("sqlite:///"))
+        with closing(sqlite3.connect(file)) as conn, conn:
+            for statement in RAILS_APP:
+                conn.execute(statement)
+
+        def dump() -> object:
+            with closing(sqlite3.connect(file)) as conn:
+                return list(conn.iterdump())
+
+        return dump
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in RAILS_APP:
+            conn.execute(statement)
+
+    def rows() -> object:
+        with psycopg.connect(url) as conn:
+            tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()
+            return sorted(tables), conn.execute("SELECT version FROM schema_migrations").fetchall()
+
+    return rows
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_another_applications_schema_migrations_is_not_taken_for_a_ledger(
+    backend: str, database_url: str, create: bool
+) -> None:
+    """Its `schema_migrations` is not bankgate's: the refusal says the database holds something else (it was an
+    "unexpected OperationalError" quoting `SELECT version, name … FROM schema_migrations` over three lines)."""
+    contents = other_application(backend, database_url)
+    before = contents()
+    says = "holds 2 tables of something else and no bankgate ledger" if create else "holds no bankgate ledger"
+    with pytest.raises(LedgerNotOpened, match=says):
+        Database.open(database_url, create=create)
+    with pytest.raises(LedgerNotOpened, match="holds no bankgate ledger"):
+        Database.open(database_url, create=False, migrate=False)
+    assert contents() == before
 
 
 @pytest.mark.parametrize("url", ["sqlite:/ledger.db", "sqlite:ledger.db", "postgresql:/bank@db.internal/bank"])
