@@ -263,7 +263,7 @@ class Database:
             with self._engine.connect() as conn:
                 inspector = inspect(conn)
                 tables = len(inspector.get_table_names())
-                exists = inspector.has_table("schema_migrations")
+                exists = migrations.kept_here(inspector)
                 if exists and self._dialect == "postgresql":
                     _check_ledger_schema(conn, url)
                 others = 0 if exists else tables

@@ -30,6 +30,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, inspect, text
+from sqlalchemy.engine.reflection import Inspector
 from sqlalchemy.exc import DBAPIError
 
 from mcp_server.timestamps import now_text
@@ -45,6 +46,8 @@ _CREATE_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations ("
     " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL, checksum TEXT)"
 )
+_RECORD_COLUMNS = frozenset({"version", "name", "applied_at"})
+"""The columns of every bankgate build's `schema_migrations` (`checksum` came later)."""
 _LAYOUT = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")|(?:\s|--[^\n]*)+""")
 """A string literal or quoted name (group 1, kept whole), else a run of whitespace and comments (one space)."""
 _ADD_CHECKSUM = "ALTER TABLE schema_migrations ADD COLUMN checksum TEXT"
@@ -189,6 +192,14 @@ def check_current(database: Database) -> None:
             f"({len(missing)} pending), and this command writes nothing; use the bankgate release its servers run, "
             "or let a server of this one migrate it at start"
         )
+
+
+def kept_here(inspector: Inspector) -> bool:
+    """Whether the database holds bankgate's `schema_migrations`, not another application's of that name (Rails,
+    dbmate, golang-migrate and Ecto all keep their own so, without a `name`)."""
+    if not inspector.has_table("schema_migrations"):
+        return False
+    return _RECORD_COLUMNS <= {column["name"] for column in inspector.get_columns("schema_migrations")}
 
 
 def _recorded(conn: Connection) -> dict[int, Recorded] | None:
