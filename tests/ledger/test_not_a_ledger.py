@@ -63,6 +63,28 @@ def test_another_applications_schema_migrations_is_not_taken_for_a_ledger(
     assert contents() == before
 
 
+@pytest.mark.parametrize("create", [True, False])
+def test_another_applications_sqlite_file_is_left_as_it_was(tmp_path: Path, create: bool) -> None:
+    """Refused, and not one byte of it changed: opening had switched it to WAL journaling (its header rewritten,
+    `-wal` and `-shm` files beside it), which an application that does not expect WAL may not read."""
+    file = tmp_path / "app.db"
+    with closing(sqlite3.connect(file)) as conn, conn:
+        conn.execute("CREATE TABLE customers (name TEXT)")
+    before = file.read_bytes()
+    with pytest.raises(LedgerNotOpened, match="something else" if create else "holds no bankgate ledger"):
+        Database.open(str(file), create=create)
+    assert file.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["app.db"]
+
+
+def test_an_empty_file_is_not_made_a_database_unless_creating(tmp_path: Path) -> None:
+    file = tmp_path / "empty.db"
+    file.touch()
+    with pytest.raises(LedgerNotOpened, match="holds no bankgate ledger"):
+        Database.open(str(file), create=False)
+    assert file.stat().st_size == 0
+
+
 @pytest.mark.parametrize("url", ["sqlite:/ledger.db", "sqlite:ledger.db", "postgresql:/bank@db.internal/bank"])
 def test_a_url_missing_its_slashes_is_refused_not_taken_for_a_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
