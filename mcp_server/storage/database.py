@@ -81,7 +81,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 
 from mcp_server.ledger.errors import ErrorCode, LedgerError
 from mcp_server.storage import migrations, prepared
@@ -258,9 +258,11 @@ class Database:
 
         The tables are listed before `schema_migrations` is looked for: a server starting beside this one
         commits the ledger's first tables and `schema_migrations` together, so tables listed are found as a
-        ledger's by the look after (the other order took them, committed in between, for another application's)."""
+        ledger's by the look after (the other order took them, committed in between, for another application's).
+        SQLite is looked at through a connection that leaves the file as it is (`_looking`)."""
+        look = _looking(self._engine)
         try:
-            with self._engine.connect() as conn:
+            with look.connect() as conn:
                 inspector = inspect(conn)
                 tables = len(inspector.get_table_names())
                 exists = migrations.kept_here(inspector)
@@ -269,6 +271,9 @@ class Database:
                 others = 0 if exists else tables
         except OperationalError as exc:
             raise DatabaseUnreachable(_unreachable(self._engine.url, exc)) from exc
+        finally:
+            if look is not self._engine:
+                look.dispose()
         if not create and not exists:
             raise LedgerNotOpened(
                 f"{redacted_url(url)} holds no bankgate ledger; create one with "
@@ -831,6 +836,15 @@ def _create_private(file: Path) -> None:
     is SQLite's to report, naming the file (`_unreachable`)."""
     with suppress(OSError):
         os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _looking(engine: Engine) -> Engine:
+    """The engine to look at a database through before it is known to hold a ledger: on SQLite one of its own,
+    without `_configure_sqlite_connection`, whose switch to WAL journaling rewrites the file's header (and puts
+    `-wal` and `-shm` files beside it): another application's database, refused, must be left as it was."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    return create_engine(engine.url, poolclass=NullPool, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000})
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: object) -> None:

@@ -85,8 +85,8 @@ def test_opening_a_new_ledger_waits_for_another_writer_of_the_file(tmp_path: Pat
     ("database is locked", no busy handler): the open waits for it instead of failing."""
     file = tmp_path / "ledger.db"
     holder = sqlite3.connect(file, isolation_level=None, check_same_thread=False)
-    holder.execute("CREATE TABLE other_opener (x INTEGER)")
     holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE other_opener (x INTEGER)")
     holder.execute("DROP TABLE other_opener")  # it leaves no table: a file holding another's is refused, not waited on
     release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
     release.start()
