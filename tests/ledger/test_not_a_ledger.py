@@ -85,6 +85,22 @@ def test_an_empty_file_is_not_made_a_database_unless_creating(tmp_path: Path) ->
     assert file.stat().st_size == 0
 
 
+@pytest.mark.parametrize("create", [True, False])
+def test_a_file_that_is_not_sqlite_is_named_so(tmp_path: Path, create: bool) -> None:
+    """One line naming the file (it was "unexpected DatabaseError: file is not a database" and SQLAlchemy's link
+    on a second line), and the file left as it was."""
+    file = tmp_path / "notes.txt"
+    file.write_text("meeting notes, not a database\n" * 20)
+    before = file.read_bytes()
+    with pytest.raises(
+        LedgerNotOpened, match=rf"^{file} is not a SQLite database \(file is not a database\)"
+    ) as caught:
+        Database.open(f"sqlite:///{file}", create=create)
+    assert "\n" not in str(caught.value)
+    assert file.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
 @pytest.mark.parametrize("url", ["sqlite:/ledger.db", "sqlite:ledger.db", "postgresql:/bank@db.internal/bank"])
 def test_a_url_missing_its_slashes_is_refused_not_taken_for_a_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
