@@ -101,6 +101,21 @@ def test_a_file_that_is_not_sqlite_is_named_so(tmp_path: Path, create: bool) -> 
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
+def test_a_damaged_sqlite_ledger_is_named_so(tmp_path: Path) -> None:
+    """A ledger whose first page is overwritten: one line naming the file and SQLite's reason, not "unexpected
+    DatabaseError" with the SQL that met it."""
+    file = tmp_path / "ledger.db"
+    Database.open(str(file)).close()
+    damaged = bytearray(file.read_bytes())
+    damaged[100:300] = b"\xff" * 200
+    file.write_bytes(damaged)
+    with pytest.raises(
+        LedgerNotOpened, match=rf"^{file} is a damaged SQLite database \(database disk image is malformed\)"
+    ):
+        Database.open(str(file), create=False)
+    assert file.read_bytes() == damaged
+
+
 @pytest.mark.parametrize("url", ["sqlite:/ledger.db", "sqlite:ledger.db", "postgresql:/bank@db.internal/bank"])
 def test_a_url_missing_its_slashes_is_refused_not_taken_for_a_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
