@@ -79,7 +79,7 @@ import platformdirs
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 
@@ -107,7 +107,7 @@ _RETRY_DEADLINE_S = 15.0
 _BACKOFF_FIRST_S = 0.002
 _BACKOFF_CAP_S = 0.25
 _SQLITE_BUSY_TIMEOUT_MS = 5_000
-_SQLITE_ERROR, _SQLITE_BUSY, _SQLITE_LOCKED = 1, 5, 6
+_SQLITE_ERROR, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_NOTADB = 1, 5, 6, 11, 26
 _SQLITE_DENIED = frozenset({3, 8, 23})
 """SQLITE_PERM, SQLITE_READONLY (a file or folder this user may only read, `query_only`) and SQLITE_AUTH."""
 _PROMPT_TURN_WAIT_S = 0.005
@@ -271,6 +271,11 @@ class Database:
                 others = 0 if exists else tables
         except OperationalError as exc:
             raise DatabaseUnreachable(_unreachable(self._engine.url, exc)) from exc
+        except DatabaseError as exc:
+            unusable = _unusable_file(self._engine.url, exc)
+            if unusable is None:
+                raise
+            raise LedgerNotOpened(unusable) from exc
         finally:
             if look is not self._engine:
                 look.dispose()
@@ -733,6 +738,17 @@ def _unreachable(url: URL, exc: OperationalError) -> str:
     elif "authentication" in reason or "password" in reason or "role" in reason:  # role: an unknown user
         hint = "check the user and password in --db (or PGPASSWORD / ~/.pgpass)"
     return f"cannot reach PostgreSQL at {where} (database {url.database!r}): {reason}; {hint}"
+
+
+def _unusable_file(url: URL, exc: DatabaseError) -> str | None:
+    """One line naming a SQLite file that holds no database, or a damaged one, and SQLite's reason; None for
+    another error."""
+    code = getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF
+    if code == _SQLITE_NOTADB:
+        return f"{url.database} is not a SQLite database ({_first_line(exc)}); check the path in --db"
+    if code == _SQLITE_CORRUPT:
+        return f"{url.database} is a damaged SQLite database ({_first_line(exc)}); restore the ledger from a backup"
+    return None
 
 
 def _first_line(exc: DBAPIError) -> str:
