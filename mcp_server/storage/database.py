@@ -158,10 +158,12 @@ class DatabaseUnreachable(LedgerError):
 class AccessDenied(DatabaseUnreachable):
     """The database refused the work for want of a permission (a SQLite file or folder this user may only read, a
     PostgreSQL role without the privilege, a read-only transaction): no retry helps and nothing was changed, so the
-    message names the driver's reason and what to fix, never "try again shortly"."""
+    message names the driver's reason and what to fix, never "try again shortly"; `needs`, when the work needed
+    more than writing rows (a migration)."""
 
-    def __init__(self, reason: str, *, write: bool) -> None:
-        needs = (
+    def __init__(self, reason: str, *, write: bool, needs: str | None = None) -> None:
+        self.reason = reason
+        needs = needs or (
             "Writing needs a user that may write the ledger (SQLite: its file and folder; PostgreSQL: a role with "
             "write privileges on its tables)"
             if write
