@@ -63,6 +63,22 @@ def test_another_applications_schema_migrations_is_not_taken_for_a_ledger(
     assert contents() == before
 
 
+def test_a_database_holding_only_views_of_something_else_is_not_made_a_ledger(backend: str, database_url: str) -> None:
+    """A schema of views (a reporting schema over another's tables, say) is someone else's too: the ledger's tables
+    were created beside them, as in an empty database."""
+    view = "CREATE VIEW monthly_totals AS SELECT 1 AS total"
+    if backend == "sqlite":
+        with closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as conn, conn:
+            conn.execute(view)
+    else:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(view)
+    with pytest.raises(LedgerNotOpened, match="holds 1 view of something else and no bankgate ledger"):
+        Database.open(database_url)
+    with pytest.raises(LedgerNotOpened, match="holds no bankgate ledger"):
+        Database.open(database_url, create=False)
+
+
 @pytest.mark.parametrize("create", [True, False])
 def test_another_applications_sqlite_file_is_left_as_it_was(tmp_path: Path, create: bool) -> None:
     """Refused, and not one byte of it changed: opening had switched it to WAL journaling (its header rewritten,
