@@ -258,19 +258,20 @@ class Database:
     def _check_reachable(self, url: str, create: bool) -> None:
         """Connect once, turning a driver's chained traceback into one line that names the server.
 
-        The tables are listed before `schema_migrations` is looked for: a server starting beside this one
-        commits the ledger's first tables and `schema_migrations` together, so tables listed are found as a
-        ledger's by the look after (the other order took them, committed in between, for another application's).
-        SQLite is looked at through a connection that leaves the file as it is (`_looking`)."""
+        The tables (and views: a schema of views is someone's too) are listed before `schema_migrations` is looked
+        for: a server starting beside this one commits the ledger's first tables and `schema_migrations` together,
+        so tables listed are found as a ledger's by the look after (the other order took them, committed in between,
+        for another application's). SQLite is looked at through a connection that leaves the file as it is
+        (`_looking`)."""
         look = _looking(self._engine)
         try:
             with look.connect() as conn:
                 inspector = inspect(conn)
-                tables = len(inspector.get_table_names())
+                found = {"table": len(inspector.get_table_names()), "view": len(inspector.get_view_names())}
                 exists = migrations.kept_here(inspector)
                 if exists and self._dialect == "postgresql":
                     _check_ledger_schema(conn, url)
-                others = 0 if exists else tables
+                others = "" if exists else " and ".join(_counted(n, kind) for kind, n in found.items() if n)
         except OperationalError as exc:
             raise DatabaseUnreachable(_unreachable(self._engine.url, exc)) from exc
         except DatabaseError as exc:
@@ -288,8 +289,8 @@ class Database:
             )
         if others:  # another application's database (a typo, the wrong file): a ledger is made only where none is
             raise LedgerNotOpened(
-                f"{redacted_url(url)} holds {others} table{'s' if others > 1 else ''} of something else and no "
-                "bankgate ledger; create the ledger in an empty database (or a schema of its own)"
+                f"{redacted_url(url)} holds {others} of something else and no bankgate ledger; create the ledger in "
+                "an empty database (or a schema of its own)"
             )
 
     @property
@@ -854,6 +855,10 @@ def _create_private(file: Path) -> None:
     is SQLite's to report, naming the file (`_unreachable`)."""
     with suppress(OSError):
         os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count > 1 else ''}"
 
 
 def _looking(engine: Engine) -> Engine:
