@@ -148,7 +148,7 @@ def apply_pending(database: Database) -> list[int]:
         _check_known(done, shipped)
         if any(row.checksum is None for row in done.values()):
             _changing_tables(
-                database, lambda conn: _record_checksums(conn, shipped), "Recording its migrations' checksums"
+                database, lambda conn: _record_checksums(conn, shipped), "Recording the ledger's migration checksums"
             )
         if all(migration.version in done for migration in shipped):
             return []
@@ -175,7 +175,7 @@ def apply_pending(database: Database) -> list[int]:
             )
             return True
 
-        upgrade = f"Bringing it to this bankgate's schema (migration {migration.version:04d}_{migration.name})"
+        upgrade = f"Bringing the ledger to this bankgate's schema (migration {migration.version:04d}_{migration.name})"
         if _changing_tables(database, apply, upgrade):
             newly_applied.append(migration.version)
     return newly_applied
