@@ -845,7 +845,7 @@ def _engine_url(url: str, *, create: bool) -> URL:
         file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if create:
         _create_private(file)
-    return parsed.set(drivername="sqlite+pysqlite")
+    return parsed.set(drivername="sqlite+pysqlite", database=str(file))  # `~` expanded, as the file was made
 
 
 def _create_private(file: Path) -> None:
