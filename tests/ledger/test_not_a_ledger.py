@@ -4,7 +4,6 @@ missing a slash) is refused at open in one line naming what is wrong, and nothin
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -22,29 +21,26 @@ RAILS_APP = (
 Ecto all name theirs so), not bankgate's."""
 
 
-def other_application(backend: str, url: str) -> Callable[[], object]:
-    """Fill the empty database at `url` with `RAILS_APP`; what reads its every table and row back."""
+def execute(backend: str, url: str, *statements: str) -> None:
+    """Run `statements` on the database at `url` as another application does (not through bankgate)."""
     if backend == "sqlite":
-        file = Path(url.removeprefix("sqlite:///"))
-        with closing(sqlite3.connect(file)) as conn, conn:
-            for statement in RAILS_APP:
-                conn.execute(statement)
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as lite, lite:
+            for statement in statements:
+                lite.execute(statement)
+        return
+    with psycopg.connect(url, autocommit=True) as pg:
+        for statement in statements:
+            pg.execute(statement)
 
-        def dump() -> object:
-            with closing(sqlite3.connect(file)) as conn:
-                return list(conn.iterdump())
 
-        return dump
-    with psycopg.connect(url, autocommit=True) as conn:
-        for statement in RAILS_APP:
-            conn.execute(statement)
-
-    def rows() -> object:
-        with psycopg.connect(url) as conn:
-            tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()
-            return sorted(tables), conn.execute("SELECT version FROM schema_migrations").fetchall()
-
-    return rows
+def contents(backend: str, url: str) -> object:
+    """Every table and row of the database at `url`."""
+    if backend == "sqlite":
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as lite:
+            return list(lite.iterdump())
+    with psycopg.connect(url) as pg:
+        tables = pg.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()
+        return sorted(tables), pg.execute("SELECT version FROM schema_migrations").fetchall()
 
 
 @pytest.mark.parametrize("create", [True, False])
@@ -53,26 +49,20 @@ def test_another_applications_schema_migrations_is_not_taken_for_a_ledger(
 ) -> None:
     """Its `schema_migrations` is not bankgate's: the refusal says the database holds something else (it was an
     "unexpected OperationalError" quoting `SELECT version, name … FROM schema_migrations` over three lines)."""
-    contents = other_application(backend, database_url)
-    before = contents()
+    execute(backend, database_url, *RAILS_APP)
+    before = contents(backend, database_url)
     says = "holds 2 tables of something else and no bankgate ledger" if create else "holds no bankgate ledger"
     with pytest.raises(LedgerNotOpened, match=says):
         Database.open(database_url, create=create)
     with pytest.raises(LedgerNotOpened, match="holds no bankgate ledger"):
         Database.open(database_url, create=False, migrate=False)
-    assert contents() == before
+    assert contents(backend, database_url) == before
 
 
 def test_a_database_holding_only_views_of_something_else_is_not_made_a_ledger(backend: str, database_url: str) -> None:
     """A schema of views (a reporting schema over another's tables, say) is someone else's too: the ledger's tables
     were created beside them, as in an empty database."""
-    view = "CREATE VIEW monthly_totals AS SELECT 1 AS total"
-    if backend == "sqlite":
-        with closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as conn, conn:
-            conn.execute(view)
-    else:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(view)
+    execute(backend, database_url, "CREATE VIEW monthly_totals AS SELECT 1 AS total")
     with pytest.raises(LedgerNotOpened, match="holds 1 view of something else and no bankgate ledger"):
         Database.open(database_url)
     with pytest.raises(LedgerNotOpened, match="holds no bankgate ledger"):
@@ -84,8 +74,7 @@ def test_another_applications_sqlite_file_is_left_as_it_was(tmp_path: Path, crea
     """Refused, and not one byte of it changed: opening had switched it to WAL journaling (its header rewritten,
     `-wal` and `-shm` files beside it), which an application that does not expect WAL may not read."""
     file = tmp_path / "app.db"
-    with closing(sqlite3.connect(file)) as conn, conn:
-        conn.execute("CREATE TABLE customers (name TEXT)")
+    execute("sqlite", f"sqlite:///{file}", "CREATE TABLE customers (name TEXT)")
     before = file.read_bytes()
     with pytest.raises(LedgerNotOpened, match="something else" if create else "holds no bankgate ledger"):
         Database.open(str(file), create=create)
