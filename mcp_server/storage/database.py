@@ -79,9 +79,9 @@ import platformdirs
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 
 from mcp_server.ledger.errors import ErrorCode, LedgerError
 from mcp_server.storage import migrations, prepared
@@ -107,7 +107,7 @@ _RETRY_DEADLINE_S = 15.0
 _BACKOFF_FIRST_S = 0.002
 _BACKOFF_CAP_S = 0.25
 _SQLITE_BUSY_TIMEOUT_MS = 5_000
-_SQLITE_ERROR, _SQLITE_BUSY, _SQLITE_LOCKED = 1, 5, 6
+_SQLITE_ERROR, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_NOTADB = 1, 5, 6, 11, 26
 _SQLITE_DENIED = frozenset({3, 8, 23})
 """SQLITE_PERM, SQLITE_READONLY (a file or folder this user may only read, `query_only`) and SQLITE_AUTH."""
 _PROMPT_TURN_WAIT_S = 0.005
@@ -158,10 +158,12 @@ class DatabaseUnreachable(LedgerError):
 class AccessDenied(DatabaseUnreachable):
     """The database refused the work for want of a permission (a SQLite file or folder this user may only read, a
     PostgreSQL role without the privilege, a read-only transaction): no retry helps and nothing was changed, so the
-    message names the driver's reason and what to fix, never "try again shortly"."""
+    message names the driver's reason and what to fix, never "try again shortly"; `needs`, when the work needed
+    more than writing rows (a migration)."""
 
-    def __init__(self, reason: str, *, write: bool) -> None:
-        needs = (
+    def __init__(self, reason: str, *, write: bool, needs: str | None = None) -> None:
+        self.reason = reason
+        needs = needs or (
             "Writing needs a user that may write the ledger (SQLite: its file and folder; PostgreSQL: a role with "
             "write privileges on its tables)"
             if write
@@ -256,19 +258,30 @@ class Database:
     def _check_reachable(self, url: str, create: bool) -> None:
         """Connect once, turning a driver's chained traceback into one line that names the server.
 
-        The tables are listed before `schema_migrations` is looked for: a server starting beside this one
-        commits the ledger's first tables and `schema_migrations` together, so tables listed are found as a
-        ledger's by the look after (the other order took them, committed in between, for another application's)."""
+        The tables (and views: a schema of views is someone's too) are listed before `schema_migrations` is looked
+        for: a server starting beside this one commits the ledger's first tables and `schema_migrations` together,
+        so tables listed are found as a ledger's by the look after (the other order took them, committed in between,
+        for another application's). SQLite is looked at through a connection that leaves the file as it is
+        (`_looking`)."""
+        look = _looking(self._engine)
         try:
-            with self._engine.connect() as conn:
+            with look.connect() as conn:
                 inspector = inspect(conn)
-                tables = len(inspector.get_table_names())
-                exists = inspector.has_table("schema_migrations")
+                found = {"table": len(inspector.get_table_names()), "view": len(inspector.get_view_names())}
+                exists = migrations.kept_here(inspector)
                 if exists and self._dialect == "postgresql":
                     _check_ledger_schema(conn, url)
-                others = 0 if exists else tables
+                others = "" if exists else " and ".join(_counted(n, kind) for kind, n in found.items() if n)
         except OperationalError as exc:
             raise DatabaseUnreachable(_unreachable(self._engine.url, exc)) from exc
+        except DatabaseError as exc:
+            unusable = _unusable_file(self._engine.url, exc)
+            if unusable is None:
+                raise
+            raise LedgerNotOpened(unusable) from exc
+        finally:
+            if look is not self._engine:
+                look.dispose()
         if not create and not exists:
             raise LedgerNotOpened(
                 f"{redacted_url(url)} holds no bankgate ledger; create one with "
@@ -276,8 +289,8 @@ class Database:
             )
         if others:  # another application's database (a typo, the wrong file): a ledger is made only where none is
             raise LedgerNotOpened(
-                f"{redacted_url(url)} holds {others} table{'s' if others > 1 else ''} of something else and no "
-                "bankgate ledger; create the ledger in an empty database (or a schema of its own)"
+                f"{redacted_url(url)} holds {others} of something else and no bankgate ledger; create the ledger in "
+                "an empty database (or a schema of its own)"
             )
 
     @property
@@ -730,6 +743,17 @@ def _unreachable(url: URL, exc: OperationalError) -> str:
     return f"cannot reach PostgreSQL at {where} (database {url.database!r}): {reason}; {hint}"
 
 
+def _unusable_file(url: URL, exc: DatabaseError) -> str | None:
+    """One line naming a SQLite file that holds no database, or a damaged one, and SQLite's reason; None for
+    another error."""
+    code = getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF
+    if code == _SQLITE_NOTADB:
+        return f"{url.database} is not a SQLite database ({_first_line(exc)}); check the path in --db"
+    if code == _SQLITE_CORRUPT:
+        return f"{url.database} is a damaged SQLite database ({_first_line(exc)}); restore the ledger from a backup"
+    return None
+
+
 def _first_line(exc: DBAPIError) -> str:
     """The driver's own reason, without the 'connection to server at … failed:' preamble."""
     message = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
@@ -777,14 +801,22 @@ _POSTGRES_CONNECT_ARGS = {
 }
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
+"""What starts a URL (two characters at least: `C:` starts a Windows path)."""
+_URL_FORMS = "use sqlite:///path or postgresql://user@host/db"
+
+
 def _engine_url(url: str, *, create: bool) -> URL:
-    """Normalise the accepted URL forms; refuse in-memory SQLite, unknown schemes, and (unless
-    creating) a SQLite file that does not exist, before the driver would create it."""
+    """Normalise the accepted URL forms; refuse in-memory SQLite, unknown schemes, a URL missing its slashes
+    (a relative file whose name has a colon is written ./name), and (unless creating) a SQLite file that does
+    not exist, before the driver would create it."""
     as_path = "://" not in url
+    if as_path and _SCHEME.match(url):  # `sqlite:/x.db`: a URL missing its slashes, not a folder named `sqlite:`
+        raise LedgerNotOpened(f"the database URL is malformed (no '//' after its scheme); {_URL_FORMS}")
     try:
         parsed = URL.create("sqlite", database=str(Path(url).expanduser().resolve())) if as_path else make_url(url)
     except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
-        raise LedgerNotOpened("the database URL is malformed; use sqlite:///path or postgresql://user@host/db") from exc
+        raise LedgerNotOpened(f"the database URL is malformed; {_URL_FORMS}") from exc
     backend = parsed.get_backend_name()
     if backend in ("postgresql", "postgres"):
         if prepared.KEY in parsed.query:
@@ -813,7 +845,7 @@ def _engine_url(url: str, *, create: bool) -> URL:
         file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if create:
         _create_private(file)
-    return parsed.set(drivername="sqlite+pysqlite")
+    return parsed.set(drivername="sqlite+pysqlite", database=str(file))  # `~` expanded, as the file was made
 
 
 def _create_private(file: Path) -> None:
@@ -823,6 +855,19 @@ def _create_private(file: Path) -> None:
     is SQLite's to report, naming the file (`_unreachable`)."""
     with suppress(OSError):
         os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count > 1 else ''}"
+
+
+def _looking(engine: Engine) -> Engine:
+    """The engine to look at a database through before it is known to hold a ledger: on SQLite one of its own,
+    without `_configure_sqlite_connection`, whose switch to WAL journaling rewrites the file's header (and puts
+    `-wal` and `-shm` files beside it): another application's database, refused, must be left as it was."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    return create_engine(engine.url, poolclass=NullPool, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000})
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: object) -> None:

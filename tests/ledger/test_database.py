@@ -64,6 +64,24 @@ def test_plain_path_and_sqlite_url_are_the_same_database(tmp_path: Path) -> None
         second.close()
 
 
+def test_a_sqlite_url_under_the_home_directory_opens_the_file_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`~` in a URL is the home directory, as in a plain path: the URL's file was created there empty (`~` expanded)
+    while SQLite was asked for `./~/ledger.db`, and the open failed with the stray file left behind."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    first = Database.open("sqlite:///~/ledger.db")
+    Ledger(first).seed_demo()
+    first.close()
+    second = Database.open("~/ledger.db", create=False)
+    try:
+        assert Ledger(second).balance("ACC-001").balance_minor == 500000
+    finally:
+        second.close()
+    assert not (tmp_path / "~").exists()
+
+
 def test_a_new_sqlite_ledger_is_private_to_its_owner_whatever_the_umask(tmp_path: Path) -> None:
     """Balances, owners and memos are the bank's: with the usual umask (022) SQLite would create the file,
     and its WAL, readable by every user of the machine."""
@@ -85,8 +103,8 @@ def test_opening_a_new_ledger_waits_for_another_writer_of_the_file(tmp_path: Pat
     ("database is locked", no busy handler): the open waits for it instead of failing."""
     file = tmp_path / "ledger.db"
     holder = sqlite3.connect(file, isolation_level=None, check_same_thread=False)
-    holder.execute("CREATE TABLE other_opener (x INTEGER)")
     holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE other_opener (x INTEGER)")
     holder.execute("DROP TABLE other_opener")  # it leaves no table: a file holding another's is refused, not waited on
     release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
     release.start()

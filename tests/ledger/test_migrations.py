@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Connection, inspect, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.engine.reflection import Inspector
 
 from mcp_server.storage import migrations
-from mcp_server.storage.database import Database, LedgerNotOpened
+from mcp_server.storage.database import AccessDenied, Database, LedgerNotOpened
 from tests.ledger.helpers import held_elsewhere
+from tests.support import postgres_schema
 
 
 def recorded(db: Database) -> list[tuple[int, str]]:
@@ -213,3 +217,32 @@ def test_a_ledger_migrated_before_checksums_is_checked_from_its_next_open(
     monkeypatch.setattr(migrations, "available", lambda: changed)
     with pytest.raises(LedgerNotOpened, match=r"0003_entitlements.*edited after it was applied"):
         Database.open(database_url)
+
+
+@pytest.mark.postgres
+def test_a_role_that_may_write_rows_but_not_change_tables_is_told_what_the_upgrade_needs() -> None:
+    """An application's usual role (rows read and written, the tables another role's) meeting a pending migration:
+    the refusal names the migration and that it needs the tables' owner, and nothing is changed. It said "Writing
+    needs … a role with write privileges on its tables", which that role has."""
+    with postgres_schema("bankgate_app_role") as url:
+        shipped = migrations.available()
+        with pytest.MonkeyPatch.context() as older:
+            older.setattr(migrations, "available", lambda: [m for m in shipped if m.version < 17])
+            Database.open(url).close()
+        role = f"app_{uuid.uuid4().hex[:12]}"
+        admin = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            schema = conn.execute("SELECT current_schema()").fetchone()
+            assert schema is not None
+            conn.execute(f'CREATE ROLE "{role}" LOGIN; GRANT USAGE ON SCHEMA "{schema[0]}" TO "{role}"')
+            conn.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema[0]}" TO "{role}"')
+            try:
+                with pytest.raises(AccessDenied) as caught:
+                    Database.open(make_url(url).set(username=role).render_as_string(hide_password=False))
+                versions = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            finally:
+                conn.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
+    assert versions == (16,)
+    message = caught.value.message
+    assert "nothing was changed" in message and "write privileges" not in message
+    assert "migration 0017_hot_path_indexes" in message and "the role that owns" in message

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Connection, inspect, text
+from sqlalchemy.engine.reflection import Inspector
 from sqlalchemy.exc import DBAPIError
 
 from mcp_server.timestamps import now_text
@@ -37,6 +39,7 @@ from mcp_server.timestamps import now_text
 if TYPE_CHECKING:
     from mcp_server.storage.database import Database
 
+T = TypeVar("T")
 _FILE_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)(?:\.(sqlite|postgresql))?\.sql")
 _DIALECTS = frozenset({"sqlite", "postgresql"})
 # Arbitrary constant shared by every bankgate process: "bankgate" as a 64-bit integer.
@@ -45,6 +48,8 @@ _CREATE_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations ("
     " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL, checksum TEXT)"
 )
+_RECORD_COLUMNS = frozenset({"version", "name", "applied_at"})
+"""The columns of every bankgate build's `schema_migrations` (`checksum` came later)."""
 _LAYOUT = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")|(?:\s|--[^\n]*)+""")
 """A string literal or quoted name (group 1, kept whole), else a run of whitespace and comments (one space)."""
 _ADD_CHECKSUM = "ALTER TABLE schema_migrations ADD COLUMN checksum TEXT"
@@ -142,11 +147,13 @@ def apply_pending(database: Database) -> list[int]:
     if done is not None:
         _check_known(done, shipped)
         if any(row.checksum is None for row in done.values()):
-            database.run(lambda conn: _record_checksums(conn, shipped))
+            _changing_tables(
+                database, lambda conn: _record_checksums(conn, shipped), "Recording the ledger's migration checksums"
+            )
         if all(migration.version in done for migration in shipped):
             return []
     newly_applied: list[int] = []
-    for migration in shipped:
+    for migration in [m for m in shipped if done is None or m.version not in done]:  # each re-read under the lock
 
         def apply(conn: Connection, migration: Migration = migration) -> bool:
             _lock_schema(conn)
@@ -168,9 +175,27 @@ def apply_pending(database: Database) -> list[int]:
             )
             return True
 
-        if database.run(apply):
+        upgrade = f"Bringing the ledger to this bankgate's schema (migration {migration.version:04d}_{migration.name})"
+        if _changing_tables(database, apply, upgrade):
             newly_applied.append(migration.version)
     return newly_applied
+
+
+def _changing_tables(database: Database, work: Callable[[Connection], T], what: str) -> T:
+    """`database.run(work)`, work that changes the ledger's tables (`what`): refused a permission, it says that this
+    needs their owner, not only a user that may write rows (an application's usual role, which has that)."""
+    from mcp_server.storage.database import AccessDenied  # database imports this module
+
+    try:
+        return database.run(work)
+    except AccessDenied as denied:
+        raise AccessDenied(
+            denied.reason,
+            write=True,
+            needs=f"{what} needs a user that may change its tables (SQLite: write its file and folder; PostgreSQL: "
+            "the role that owns them, with CREATE on their schema): run `bankgate-mcp admin init --db URL` once as "
+            "that user, then start again",
+        ) from denied
 
 
 def check_current(database: Database) -> None:
@@ -189,6 +214,14 @@ def check_current(database: Database) -> None:
             f"({len(missing)} pending), and this command writes nothing; use the bankgate release its servers run, "
             "or let a server of this one migrate it at start"
         )
+
+
+def kept_here(inspector: Inspector) -> bool:
+    """Whether the database holds bankgate's `schema_migrations`, not another application's of that name (Rails,
+    dbmate, golang-migrate and Ecto all keep their own so, without a `name`)."""
+    if not inspector.has_table("schema_migrations"):
+        return False
+    return {column["name"] for column in inspector.get_columns("schema_migrations")} >= _RECORD_COLUMNS
 
 
 def _recorded(conn: Connection) -> dict[int, Recorded] | None:
