@@ -161,6 +161,20 @@ def test_a_private_token_file_is_read(tmp_path: Path) -> None:
     assert parse_tokens(None, file) == {"alice": "t" * 24}
 
 
+@pytest.mark.parametrize(
+    "text",
+    [f"alice\t{'t' * 24}\n", f"\ufeffalice {'t' * 24}\n", f"alice {'t' * 24}  \r\n"],
+    ids=["tab-separated", "byte-order-mark", "crlf-and-trailing-spaces"],
+)
+def test_a_token_file_as_editors_write_it_is_read(tmp_path: Path, text: str) -> None:
+    """A tab between name and token, or the byte-order mark a Windows editor puts first, was read as part of the
+    principal's name and refused as a missing token or as a name of invisible characters, the real cause unnamed."""
+    file = tmp_path / "tokens"
+    file.write_bytes(text.encode())
+    file.chmod(0o600)
+    assert parse_tokens(None, file) == {"alice": "t" * 24}
+
+
 def test_all_interfaces_still_check_host(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     Harness("setup", url)
