@@ -58,8 +58,8 @@ def parse_tokens(inline: str | None, file: Path | None) -> dict[str, str]:
         lines = _private_text(file).splitlines()
         for number, line in enumerate(lines, 1):
             if line.strip() and not line.lstrip().startswith("#"):
-                principal, *token = line.split(maxsplit=1)  # a space or a tab between them
-                entries.append((principal, "".join(token).strip(), f"{file}:{number}"))
+                principal, *rest = line.split(maxsplit=1)  # a space or a tab between them
+                entries.append((principal, "".join(rest).strip(), f"{file}:{number}"))
     tokens: dict[str, str] = {}
     holders: dict[str, str] = {}
     folded: dict[str, str] = {}
