@@ -477,6 +477,23 @@ async def test_keys_are_fetched_again_once_the_pause_after_a_failure_is_over(mon
         assert await verifier.verify_token(token) is not None
 
 
+def test_tokens_naming_unknown_key_ids_do_not_ask_a_failing_issuer_again() -> None:
+    """Once a fetch of the published keys fails they stay trusted, and the issuer is not asked again, for
+    KEYS_MAX_AGE. A token naming a key id the keys lack sent PyJWT to the issuer anyway (at most every 30 s): while
+    the issuer did not answer, anyone could hold every token's verification behind that fetch, FETCH_TIMEOUT long,
+    twice a minute."""
+    with running_issuer(free_port()) as issuer:
+        keys = issuer_keys.IssuerKeys(issuer.jwks_url)
+        keys.cooldown_duration = 0  # PyJWT's own pause between looking up unknown key ids: 30 s a test cannot wait
+        assert keys.get_signing_key(issuer.rsa_kid).key_id == issuer.rsa_kid
+        issuer.outage = True
+        for n in range(3):
+            with pytest.raises(jwt.PyJWKClientError):
+                keys.get_signing_key(f"unknown-{n}")
+        assert keys.get_signing_key(issuer.rsa_kid).key_id == issuer.rsa_kid
+        assert issuer.fetches == 2, "the first read and one failed try, not one a token"
+
+
 @pytest.mark.anyio
 async def test_a_key_the_issuer_withdraws_stops_verifying(monkeypatch: pytest.MonkeyPatch) -> None:
     """An issuer rotates a key out (routinely, or because it leaked): once the keys are read again, tokens signed
