@@ -17,6 +17,7 @@ from mcp_server.heap import settle_heap
 from mcp_server.http.app import ConfigError, build_http_app, check_http_settings
 from mcp_server.http.auth import parse_tokens
 from mcp_server.http.drain import STOP_GRACE, Drain, DrainingServer
+from mcp_server.http.head_deadline import head_deadline
 from mcp_server.http.listener import tcp_listener
 from mcp_server.http.proxies import proxy_options
 from mcp_server.logs import configure_logging
@@ -63,6 +64,7 @@ def serve(settings: Settings) -> None:
     log.info("serving MCP at http://%s:%d/mcp (health: /healthz)", settings.host, settings.port)
     config = uvicorn.Config(
         app,
+        http=head_deadline(settings.header_timeout),
         log_config=None,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=STOP_GRACE,

@@ -101,6 +101,13 @@ class Settings(BaseSettings):
         description="Proxies (IP addresses or networks, comma-separated) whose X-Forwarded-For and -Proto are "
         "believed; '*': any, only for a proxy that overwrites them. Default none: the connecting address counts.",
     )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        allow_inf_nan=False,
+        description="Seconds an HTTP connection has to send a request's headers (after opening, after each response).",
+    )
     health_interval: float = Field(
         1.0,
         gt=0,

@@ -44,7 +44,8 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     hosts = [f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"]
     origins = [f"http://127.0.0.1:{port}", f"http://localhost:{port}", f"http://[::1]:{port}"]
     if not settings.is_loopback and settings.host not in ("0.0.0.0", "::"):
-        hosts.append(f"{settings.host}:{port}")
+        bound = f"[{settings.host}]" if ":" in settings.host else settings.host  # as a URL names an IPv6 address
+        hosts.append(f"{bound}:{port}")
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=hosts + settings.allowed_hosts,

@@ -47,7 +47,8 @@ class ConfigTokenVerifier:
 
 
 def parse_tokens(inline: str | None, file: Path | None) -> dict[str, str]:
-    """Tokens from 'principal=token;...' and/or a file of 'principal token' lines ('#' comments)."""
+    """Tokens from 'principal=token;...' and/or a file of 'principal token' lines (a space or tab between; '#'
+    comments)."""
     entries: list[tuple[str, str, str]] = []
     if inline:
         for i, item in enumerate(filter(None, (p.strip() for p in inline.split(";"))), 1):
@@ -57,8 +58,8 @@ def parse_tokens(inline: str | None, file: Path | None) -> dict[str, str]:
         lines = _private_text(file).splitlines()
         for number, line in enumerate(lines, 1):
             if line.strip() and not line.lstrip().startswith("#"):
-                principal, _, token = line.strip().partition(" ")
-                entries.append((principal, token.strip(), f"{file}:{number}"))
+                principal, *rest = line.split(maxsplit=1)  # a space or a tab between them
+                entries.append((principal, "".join(rest).strip(), f"{file}:{number}"))
     tokens: dict[str, str] = {}
     holders: dict[str, str] = {}
     folded: dict[str, str] = {}
@@ -83,7 +84,8 @@ def _private_text(file: Path) -> str:
     """The token file's text; refused, like the audit key file, when its group may write it or others may
     use it at all: each line is a principal's credential."""
     try:
-        with file.open(encoding="utf-8") as opened:  # the mode checked is the open file's: no swap in between
+        # The mode checked is the open file's: no swap in between. utf-8-sig: without a leading byte-order mark.
+        with file.open(encoding="utf-8-sig") as opened:
             mode = os.fstat(opened.fileno()).st_mode
             if mode & (stat.S_IWGRP | stat.S_IRWXO):
                 raise ValueError(

@@ -34,6 +34,8 @@ class Issuer:
     cut_off: bool = False
     """While set, the JWKS answer is cut off after its first bytes by a reset connection, as when the issuer's
     process dies (or a balancer drops it) mid-answer."""
+    fetches: int = 0
+    """Requests for the JWKS answered so far, however."""
 
     def jwks(self) -> dict[str, Any]:
         rsa_jwk = json.loads(RSAAlgorithm.to_jwk(self.rsa_key.public_key()))
@@ -64,6 +66,7 @@ def running_issuer(port: int) -> Iterator[Issuer]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            issuer.fetches += 1
             if issuer.cut_off:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

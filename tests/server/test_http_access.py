@@ -13,6 +13,7 @@ import pytest
 
 from tests.server.harness import Harness, HttpServer
 from tests.server.test_http_security import ACCEPT, INITIALIZE, bearer
+from tests.support import http_status
 
 
 @pytest.fixture(scope="module")
@@ -172,5 +173,38 @@ def test_another_principal_cannot_answer_a_question_asked_on_a_session(tmp_path:
             result = next(m for m in messages if m.get("id") == 2)
         assert result["result"]["structuredContent"]["status"] == "rejected"
         assert bank.balance(args["to_account"]) == 0
+    finally:
+        server.stop()
+
+
+def test_a_connection_that_never_completes_a_request_head_is_closed(tmp_path: Path) -> None:
+    """uvicorn waits for a request's head without end: anyone able to connect (no token needed) could hold
+    connections open, idle or trickling a header, until the process ran out of file descriptors and no client was
+    served. Each connection has BANKGATE_HEADER_TIMEOUT seconds to send a request head, again after each response;
+    a request whose head has arrived (a listening stream, a long call) is not cut."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Harness("setup", url)
+    server = HttpServer(url, env={"BANKGATE_HEADER_TIMEOUT": "1"})
+    try:
+        session = opened_session(server)
+        listening = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        head = f"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAuthorization: {bearer()}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in session.items()) + "Accept: text/event-stream\r\n\r\n"
+        listening.sendall(head.encode())
+        assert http_status(listening) == 200
+        idle = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        trickling = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        trickling.sendall(f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n".encode())
+        kept_alive = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        kept_alive.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+        assert http_status(kept_alive) == 200
+        kept_alive.sendall(b"GET /healthz HTTP/1.1\r\n")  # the next request's head, never finished
+        for connection in (idle, trickling, kept_alive):
+            with connection:
+                while connection.recv(4096):  # what is left of an answer, then the end: closed by the server
+                    pass
+        listening.settimeout(1.5)  # past the header timeout: the stream whose head arrived is still open
+        with listening, pytest.raises(TimeoutError):
+            listening.recv(4096)
     finally:
         server.stop()

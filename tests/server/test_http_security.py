@@ -6,7 +6,9 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from mcp_server.http.app import transport_security
 from mcp_server.http.auth import parse_tokens
+from mcp_server.settings import Settings
 from tests.server.cli_process import McpCli
 from tests.server.harness import Harness, HttpServer
 from tests.support import TOKENS, free_port, serve_command
@@ -159,6 +161,20 @@ def test_a_private_token_file_is_read(tmp_path: Path) -> None:
     assert parse_tokens(None, file) == {"alice": "t" * 24}
 
 
+@pytest.mark.parametrize(
+    "text",
+    [f"alice\t{'t' * 24}\n", f"\ufeffalice {'t' * 24}\n", f"alice {'t' * 24}  \r\n"],
+    ids=["tab-separated", "byte-order-mark", "crlf-and-trailing-spaces"],
+)
+def test_a_token_file_as_editors_write_it_is_read(tmp_path: Path, text: str) -> None:
+    """A tab between name and token, or the byte-order mark a Windows editor puts first, was read as part of the
+    principal's name and refused as a missing token or as a name of invisible characters, the real cause unnamed."""
+    file = tmp_path / "tokens"
+    file.write_bytes(text.encode())
+    file.chmod(0o600)
+    assert parse_tokens(None, file) == {"alice": "t" * 24}
+
+
 def test_all_interfaces_still_check_host(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     Harness("setup", url)
@@ -168,3 +184,11 @@ def test_all_interfaces_still_check_host(tmp_path: Path) -> None:
         assert post(wide, Authorization=bearer(), Host=f"attacker.example:{wide.port}").status_code == 421
     finally:
         wide.stop()
+
+
+@pytest.mark.parametrize(("host", "named"), [("10.0.0.5", "10.0.0.5:8765"), ("fd00::5", "[fd00::5]:8765")])
+def test_the_bound_address_is_an_allowed_host_as_clients_name_it(host: str, named: str) -> None:
+    """A client of http://[fd00::5]:8765/mcp sends `Host: [fd00::5]:8765`: an IPv6 address goes in brackets, or
+    every request to the address the server was bound to is refused 421."""
+    allowed = transport_security(Settings(host=host, _env_file=None)).allowed_hosts  # type: ignore[call-arg]
+    assert named in allowed

@@ -437,6 +437,64 @@ async def test_tokens_checked_against_an_unreachable_issuer_hold_few_threads() -
 
 
 @pytest.mark.anyio
+async def test_tokens_arriving_while_the_issuer_is_silent_wait_for_one_fetch_not_one_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before the issuer's keys were ever read (a server started during its outage), each token fetched them again,
+    one at a time: behind a silent issuer a caller waited FETCH_TIMEOUT for every token queued before theirs, and
+    anyone could queue tokens (minutes for a burst of forged ones). A failed fetch is not retried for a while: the
+    tokens queued behind it are refused at once."""
+    monkeypatch.setattr(issuer_keys, "FETCH_TIMEOUT", 0.5)
+    issuer = SilentIssuer()
+    verifier = JwtTokenVerifier(OAuthConfig(issuer=ISSUER, audience="bankgate", jwks_url=issuer.url))
+    forged = [jwt.encode({"sub": "x"}, "k" * 32, algorithm="HS256", headers={"kid": f"k{n}"}) for n in range(8)]
+    verified: list[object] = []
+
+    async def verify(token: str) -> None:
+        verified.append(await verifier.verify_token(token))
+
+    try:
+        async with anyio.create_task_group() as group:
+            for token in forged:
+                group.start_soon(verify, token)
+        assert verified == [None] * len(forged)
+        assert len(issuer.held) == 1, f"{len(issuer.held)} fetches of the issuer's keys for {len(forged)} tokens"
+    finally:
+        issuer.close()
+
+
+@pytest.mark.anyio
+async def test_keys_are_fetched_again_once_the_pause_after_a_failure_is_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(issuer_keys, "FAILED_FETCH_PAUSE", 0.3)
+    with running_issuer(free_port()) as issuer:
+        issuer.outage = True
+        verifier = JwtTokenVerifier(OAuthConfig(issuer=ISSUER, audience="bankgate", jwks_url=issuer.jwks_url))
+        token = issuer.token("bankgate")
+        assert await verifier.verify_token(token) is None
+        issuer.outage = False
+        assert await verifier.verify_token(token) is None, "asked again within the pause"
+        await anyio.sleep(0.4)  # the pause's own length passing (no event marks it)
+        assert await verifier.verify_token(token) is not None
+
+
+def test_tokens_naming_unknown_key_ids_do_not_ask_a_failing_issuer_again() -> None:
+    """Once a fetch of the published keys fails they stay trusted, and the issuer is not asked again, for
+    KEYS_MAX_AGE. A token naming a key id the keys lack sent PyJWT to the issuer anyway (at most every 30 s): while
+    the issuer did not answer, anyone could hold every token's verification behind that fetch, FETCH_TIMEOUT long,
+    twice a minute."""
+    with running_issuer(free_port()) as issuer:
+        keys = issuer_keys.IssuerKeys(issuer.jwks_url)
+        keys.cooldown_duration = 0  # PyJWT's own pause between looking up unknown key ids: 30 s a test cannot wait
+        assert keys.get_signing_key(issuer.rsa_kid).key_id == issuer.rsa_kid
+        issuer.outage = True
+        for n in range(3):
+            with pytest.raises(jwt.PyJWKClientError):
+                keys.get_signing_key(f"unknown-{n}")
+        assert keys.get_signing_key(issuer.rsa_kid).key_id == issuer.rsa_kid
+        assert issuer.fetches == 2, "the first read and one failed try, not one a token"
+
+
+@pytest.mark.anyio
 async def test_a_key_the_issuer_withdraws_stops_verifying(monkeypatch: pytest.MonkeyPatch) -> None:
     """An issuer rotates a key out (routinely, or because it leaked): once the keys are read again, tokens signed
     with it are refused, and the new key's tokens are accepted, without a restart."""
