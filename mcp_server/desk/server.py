@@ -57,15 +57,15 @@ class StdioDesk:
     """The desk on a loopback port, served by uvicorn on a daemon thread beside the stdio server."""
 
     def __init__(self, db: Database, audit: AuditWriter, settings: Settings) -> None:
-        self.socket = _loopback(settings.desk_port)
-        port = self.socket.getsockname()[1]
-        self.config = config_for(settings, port)
+        self.sockets = _loopback(settings.desk_port)
+        self.port: int = self.sockets[0].getsockname()[1]
+        self.config = config_for(settings, self.port)
         app = Starlette(routes=[Mount(DESK_PATH, app=Desk(db, audit, self.config).app())])
         # uvicorn's own log lines would go to stderr too; keep them to warnings (stdout stays MCP's). No proxy
         # stands before a loopback port: X-Forwarded-For from any local client would name its sign-ins' address.
         config = uvicorn.Config(app, log_config=None, log_level="warning", lifespan="off", proxy_headers=False)
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": self.sockets}, daemon=True)
 
     def start(self) -> str:
         self.thread.start()
@@ -76,12 +76,36 @@ class StdioDesk:
         self.thread.join(5)
 
 
-def _loopback(port: int) -> socket.socket:
-    """127.0.0.1:`port`; another free port (with a warning) when that one is taken, e.g. by a second client."""
+def _loopback(port: int) -> list[socket.socket]:
+    """The desk's loopback sockets on `port`; on another free port (with a warning) when that one is taken, e.g. by
+    a second client."""
     try:
-        return tcp_listener("127.0.0.1", port)
+        return _both_loopbacks(port)
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE or port == 0:
             raise
         log.warning("approval desk port %d is in use; serving the desk on another loopback port", port)
-        return tcp_listener("127.0.0.1", 0)
+    for _ in range(_FREE_PORT_TRIES):  # a port free on 127.0.0.1 but taken on ::1 is a rare coincidence
+        try:
+            return _both_loopbacks(0)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    raise OSError(errno.EADDRINUSE, f"no port free on both 127.0.0.1 and ::1 in {_FREE_PORT_TRIES} tries")
+
+
+_FREE_PORT_TRIES = 20
+
+
+def _both_loopbacks(port: int) -> list[socket.socket]:
+    """127.0.0.1:`port` and [::1] on the same port: the links say `localhost`, which a browser may try as ::1
+    first, so whatever held [::1] at that port would get the approver behind bankgate's own link. 127.0.0.1
+    alone where the host has no IPv6 loopback (`localhost` cannot mean ::1 there)."""
+    ipv4 = tcp_listener("127.0.0.1", port)
+    try:
+        return [ipv4, tcp_listener("::1", ipv4.getsockname()[1])]
+    except OSError as exc:
+        if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+            return [ipv4]
+        ipv4.close()
+        raise

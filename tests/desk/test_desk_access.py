@@ -199,7 +199,7 @@ def served_desk(world: World) -> Iterator[int]:
     """The desk on a free loopback port (uvicorn, as beside stdio): its port."""
     served = StdioDesk(world.db, world.audit, world.settings.model_copy(update={"desk_port": 0}))
     served.start()
-    yield served.socket.getsockname()[1]
+    yield served.port
     served.stop()
 
 
