@@ -121,6 +121,18 @@ def test_the_desk_link_never_names_a_port_another_program_holds_on_ipv6_loopback
             process.wait()
 
 
+def test_a_taken_desk_port_under_a_fixed_desk_url_is_refused_not_served_elsewhere(tmp_path: Path) -> None:
+    """A desk URL set by hand does not follow the port: the desk fell back to a free port while every link
+    still named the taken one, and sent approvers (and enrollment tokens) to whatever held it."""
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        process = _stdio(tmp_path, "--desk-port", str(port), "--desk-url", f"http://localhost:{port}/desk")
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 2 and out == "", err
+    assert f"approval desk port {port} is in use" in err and "--desk-url" in err, err
+    assert "approval desk at" not in err
+
+
 def test_no_desk_serves_none(tmp_path: Path) -> None:
     process = _stdio(tmp_path, "--no-desk")
     try:
