@@ -1,7 +1,6 @@
 """Where the desk runs: mounted at `/desk` beside `/mcp` on the HTTP transport, or on a loopback port
 of its own beside stdio (a desktop assistant's user needs a page to approve at)."""
 
-import errno
 import logging
 import socket
 import threading
@@ -15,7 +14,6 @@ from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.config import DEFAULT_STDIO_PORT, DESK_PATH, DeskConfig, default_desk_url, desk_config
 from mcp_server.desk.web import Desk
 from mcp_server.http.app import transport_security
-from mcp_server.http.listener import tcp_listener
 from mcp_server.settings import Settings
 from mcp_server.storage.database import Database
 
@@ -56,8 +54,9 @@ def desk_mount(db: Database, audit: AuditWriter, settings: Settings) -> Mount:
 class StdioDesk:
     """The desk on a loopback port, served by uvicorn on a daemon thread beside the stdio server."""
 
-    def __init__(self, db: Database, audit: AuditWriter, settings: Settings) -> None:
-        self.sockets = _loopback(settings.desk_port)
+    def __init__(self, db: Database, audit: AuditWriter, settings: Settings, sockets: list[socket.socket]) -> None:
+        """Served on `sockets` (`desk_listeners`, bound before the ledger opened)."""
+        self.sockets = sockets
         self.port: int = self.sockets[0].getsockname()[1]
         self.config = config_for(settings, self.port)
         app = Starlette(routes=[Mount(DESK_PATH, app=Desk(db, audit, self.config).app())])
@@ -74,38 +73,3 @@ class StdioDesk:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(5)
-
-
-def _loopback(port: int) -> list[socket.socket]:
-    """The desk's loopback sockets on `port`; on another free port (with a warning) when that one is taken, e.g. by
-    a second client."""
-    try:
-        return _both_loopbacks(port)
-    except OSError as exc:
-        if exc.errno != errno.EADDRINUSE or port == 0:
-            raise
-        log.warning("approval desk port %d is in use; serving the desk on another loopback port", port)
-    for _ in range(_FREE_PORT_TRIES):  # a port free on 127.0.0.1 but taken on ::1 is a rare coincidence
-        try:
-            return _both_loopbacks(0)
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
-    raise OSError(errno.EADDRINUSE, f"no port free on both 127.0.0.1 and ::1 in {_FREE_PORT_TRIES} tries")
-
-
-_FREE_PORT_TRIES = 20
-
-
-def _both_loopbacks(port: int) -> list[socket.socket]:
-    """127.0.0.1:`port` and [::1] on the same port: the links say `localhost`, which a browser may try as ::1
-    first, so whatever held [::1] at that port would get the approver behind bankgate's own link. 127.0.0.1
-    alone where the host has no IPv6 loopback (`localhost` cannot mean ::1 there)."""
-    ipv4 = tcp_listener("127.0.0.1", port)
-    try:
-        return [ipv4, tcp_listener("::1", ipv4.getsockname()[1])]
-    except OSError as exc:
-        if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-            return [ipv4]
-        ipv4.close()
-        raise

@@ -130,7 +130,7 @@ def test_a_taken_desk_port_under_a_fixed_desk_url_is_refused_not_served_elsewher
         out, err = process.communicate(timeout=60)
     assert process.returncode == 2 and out == "", err
     assert f"approval desk port {port} is in use" in err and "--desk-url" in err, err
-    assert "approval desk at" not in err
+    assert "approval desk at" not in err and not (tmp_path / "bank.db").exists()  # refused before the ledger opened
 
 
 def test_no_desk_serves_none(tmp_path: Path) -> None:
