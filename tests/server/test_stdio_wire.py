@@ -395,6 +395,16 @@ def test_a_client_gone_after_a_call_given_up_on_still_waiting_for_a_lock_stops_t
     assert "Traceback" not in wire.stderr(), wire.stderr()
 
 
+def test_a_line_opening_with_a_byte_order_mark_is_refused_naming_it(wire: Wire) -> None:
+    """A UTF-8 BOM (as some Windows tools write before the first line) was refused as "expected value at
+    line 1 column 1": the line looked like JSON, and the error named nothing in it."""
+    wire.send(b'\xef\xbb\xbf{"jsonrpc":"2.0","id":1,"method":"ping"}\n', {"jsonrpc": "2.0", "id": 2, "method": "ping"})
+    error, pong = wire.read(lambda m: m.get("id") == 2)
+    assert error["id"] is None and error["error"]["code"] == PARSE_ERROR, error
+    assert "byte order mark" in error["error"]["message"], error
+    assert pong == {"jsonrpc": "2.0", "id": 2, "result": {}}
+
+
 OWN_IDS = [  # (line, the id the error must carry, its code)
     (b'{"jsonrpc":"2.0","id":6,"method":"tools/call","params":"no"}\n', 6, INVALID_PARAMS),
     (b'{"jsonrpc":"2.0","id":"s7","method":"ping","params":[1]}\n', "s7", INVALID_PARAMS),
