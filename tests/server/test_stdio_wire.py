@@ -28,7 +28,7 @@ from tests.channels.support import desk_policy
 from tests.server.harness import Harness, postgres_harness
 from tests.support import WAITS_FOR_THE_LEDGER, keyed, logged, serve_args
 
-INIT = {
+INIT: dict[str, Any] = {
     "jsonrpc": "2.0",
     "id": 0,
     "method": "initialize",
