@@ -13,6 +13,7 @@ import anyio
 import uvicorn
 
 from mcp_server.app import AppState, build_server, open_state
+from mcp_server.desk.listeners import desk_listeners
 from mcp_server.heap import settle_heap
 from mcp_server.http.app import ConfigError, build_http_app, check_http_settings
 from mcp_server.http.auth import parse_tokens
@@ -36,12 +37,15 @@ WAITING = (
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
     listener: socket.socket | None = None
+    desk_sockets: list[socket.socket] = []
     if settings.transport == "http":
         tokens = parse_tokens(settings.tokens.get_secret_value() if settings.tokens else None, settings.token_file)
         warnings = check_http_settings(settings, tokens)
         listener = _listen(settings.host, settings.port)  # before the ledger opens: a taken port changes nothing
     else:
         _check_stdio()
+        if settings.desk:  # before the ledger opens, as the HTTP port is
+            desk_sockets = desk_listeners(settings)
     state = open_state(settings, create=settings.creates_ledger, seed=settings.seeds_demo)
     if state.clock is not None:
         state.clock.check()  # deadlines read on a clock off the database's would be wrong by as much
@@ -51,8 +55,8 @@ def serve(settings: Settings) -> None:
     for warning in policy.warnings:
         log.warning("policy: %s", warning)
     if listener is None:
-        if settings.desk:
-            _start_desk(state, settings)
+        if desk_sockets:
+            _start_desk(state, settings, desk_sockets)
         settle_heap()
         _serve_stdio(lambda: anyio.run(_interruptible, lambda: serve_stdio(server)))
         return
@@ -78,11 +82,13 @@ def serve(settings: Settings) -> None:
     _exit_served(130 if http_server.stopped_by == signal.SIGINT else 0)
 
 
-def _start_desk(state: AppState, settings: Settings) -> None:
+def _start_desk(state: AppState, settings: Settings, sockets: list[socket.socket]) -> None:
     """The approval desk on a loopback port beside stdio; its address on stderr (stdout is MCP's)."""
     from mcp_server.desk.server import StdioDesk
 
-    desk = StdioDesk(state.ledger.db, state.sequencer.sequencer.writer, settings)  # the server's writer (as on HTTP)
+    desk = StdioDesk(
+        state.ledger.db, state.sequencer.sequencer.writer, settings, sockets
+    )  # the server's writer (as on HTTP)
     state.desk = desk.config  # the port actually taken: the links the tools hand out name it
     url = desk.start()
     print(f"bankgate-mcp: approval desk at {url}", file=sys.stderr, flush=True)

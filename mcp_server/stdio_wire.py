@@ -141,6 +141,12 @@ def refusal(item: SessionMessage | Exception, line: str) -> JSONRPCError | None:
     if invalid := [error["msg"] for error in errors if error["type"] == "json_invalid"]:
         if not line.strip(" \t\r\n"):  # JSON whitespace only (str.strip takes a no-break space too)
             return None
+        if line.startswith("\ufeff"):
+            return _error(
+                None,
+                PARSE_ERROR,
+                "Parse error: the line begins with a byte order mark (U+FEFF); send UTF-8 without one",
+            )
         return _error(None, PARSE_ERROR, f"Parse error: the line is not one JSON value ({invalid[0]})")
     return _invalid(from_json(line))
 

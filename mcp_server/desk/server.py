@@ -1,7 +1,6 @@
 """Where the desk runs: mounted at `/desk` beside `/mcp` on the HTTP transport, or on a loopback port
 of its own beside stdio (a desktop assistant's user needs a page to approve at)."""
 
-import errno
 import logging
 import socket
 import threading
@@ -15,7 +14,6 @@ from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.config import DEFAULT_STDIO_PORT, DESK_PATH, DeskConfig, default_desk_url, desk_config
 from mcp_server.desk.web import Desk
 from mcp_server.http.app import transport_security
-from mcp_server.http.listener import tcp_listener
 from mcp_server.settings import Settings
 from mcp_server.storage.database import Database
 
@@ -56,16 +54,17 @@ def desk_mount(db: Database, audit: AuditWriter, settings: Settings) -> Mount:
 class StdioDesk:
     """The desk on a loopback port, served by uvicorn on a daemon thread beside the stdio server."""
 
-    def __init__(self, db: Database, audit: AuditWriter, settings: Settings) -> None:
-        self.socket = _loopback(settings.desk_port)
-        port = self.socket.getsockname()[1]
-        self.config = config_for(settings, port)
+    def __init__(self, db: Database, audit: AuditWriter, settings: Settings, sockets: list[socket.socket]) -> None:
+        """Served on `sockets` (`desk_listeners`, bound before the ledger opened)."""
+        self.sockets = sockets
+        self.port: int = self.sockets[0].getsockname()[1]
+        self.config = config_for(settings, self.port)
         app = Starlette(routes=[Mount(DESK_PATH, app=Desk(db, audit, self.config).app())])
         # uvicorn's own log lines would go to stderr too; keep them to warnings (stdout stays MCP's). No proxy
         # stands before a loopback port: X-Forwarded-For from any local client would name its sign-ins' address.
         config = uvicorn.Config(app, log_config=None, log_level="warning", lifespan="off", proxy_headers=False)
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": self.sockets}, daemon=True)
 
     def start(self) -> str:
         self.thread.start()
@@ -74,14 +73,3 @@ class StdioDesk:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(5)
-
-
-def _loopback(port: int) -> socket.socket:
-    """127.0.0.1:`port`; another free port (with a warning) when that one is taken, e.g. by a second client."""
-    try:
-        return tcp_listener("127.0.0.1", port)
-    except OSError as exc:
-        if exc.errno != errno.EADDRINUSE or port == 0:
-            raise
-        log.warning("approval desk port %d is in use; serving the desk on another loopback port", port)
-        return tcp_listener("127.0.0.1", 0)

@@ -249,6 +249,7 @@ async def _ask_at_desk(ctx: Context, prepared: Prepared) -> Verdict | AtDesk | G
             try:
                 consent = await ctx.elicit_url(_link_message(opening, url), url, ref)
             except Exception:
+                await anyio.lowlevel.checkpoint_if_cancelled()  # the connection closed: nobody to answer (as `ask`)
                 logger.warning("could not send the desk link for %s; answering with the link", ref, exc_info=True)
                 return AtDesk.LINKED
             if consent.action != "accept":

@@ -13,6 +13,7 @@ from webauthn import verify_registration_response
 
 from mcp_server.desk import challenges, passkeys
 from mcp_server.desk.decisions import decision_for
+from mcp_server.desk.listeners import desk_listeners
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.server import StdioDesk
 from mcp_server.desk.sessions import SESSION_COOKIE
@@ -197,9 +198,10 @@ async def test_one_sign_in_assertion_sent_twice_at_once_opens_one_session(
 @pytest.fixture
 def served_desk(world: World) -> Iterator[int]:
     """The desk on a free loopback port (uvicorn, as beside stdio): its port."""
-    served = StdioDesk(world.db, world.audit, world.settings.model_copy(update={"desk_port": 0}))
+    settings = world.settings.model_copy(update={"desk_port": 0})
+    served = StdioDesk(world.db, world.audit, settings, desk_listeners(settings))
     served.start()
-    yield served.socket.getsockname()[1]
+    yield served.port
     served.stop()
 
 

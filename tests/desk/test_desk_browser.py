@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from mcp_server.desk.decisions import decision_for
+from mcp_server.desk.listeners import desk_listeners
 from mcp_server.desk.server import StdioDesk
 from tests.desk.world import World
 
@@ -33,7 +34,8 @@ if CHROMIUM is None:
 @pytest.fixture
 def desk(world: World) -> Iterator[str]:
     """The desk's URL, served on a free loopback port as `serve` does beside stdio."""
-    served = StdioDesk(world.db, world.audit, world.settings.model_copy(update={"desk_port": 0}))
+    settings = world.settings.model_copy(update={"desk_port": 0})
+    served = StdioDesk(world.db, world.audit, settings, desk_listeners(settings))
     url = served.start()
     yield url.rstrip("/")
     served.stop()

@@ -18,6 +18,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.challenges import MAX_OPEN_SIGN_INS
+from mcp_server.desk.listeners import desk_listeners
 from mcp_server.desk.server import StdioDesk
 from mcp_server.http.proxies import proxy_options
 from mcp_server.settings import Settings
@@ -58,7 +59,7 @@ def _http_desk(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[
 @contextmanager
 def _stdio_desk(settings: Settings) -> Iterator[str]:
     """The desk `serve` starts beside stdio, on a loopback port of its own."""
-    desk = StdioDesk(Database.open(settings.db_url, create=True), AuditWriter(), settings)
+    desk = StdioDesk(Database.open(settings.db_url, create=True), AuditWriter(), settings, desk_listeners(settings))
     desk.start()
     try:
         yield desk.config.origin

@@ -2,8 +2,13 @@
 /desk beside /mcp on the HTTP transport; `--no-desk` turns it off."""
 
 import json
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx2
@@ -44,14 +49,19 @@ def _first_reply(process: subprocess.Popen[str]) -> dict[str, object]:
     return reply
 
 
+def _desk_address(process: subprocess.Popen[str]) -> str:
+    """The desk's address as stderr announces it (after the start-up lines: ledger, audit key, policy)."""
+    assert process.stderr is not None
+    said: list[str] = []
+    while len(said) < 12 and not any("approval desk at" in line for line in said):
+        said.append(process.stderr.readline())
+    return said[-1].split(" at ", 1)[1].strip()
+
+
 def test_stdio_serves_the_desk_on_loopback_and_keeps_stdout_clean(tmp_path: Path) -> None:
     process = _stdio(tmp_path, "--desk-port", "0")
     try:
-        assert process.stderr is not None
-        said: list[str] = []  # start-up log lines (ledger, audit key, policy), then the desk's address
-        while len(said) < 12 and not any("approval desk at" in line for line in said):
-            said.append(process.stderr.readline())
-        address = said[-1].split(" at ", 1)[1].strip()
+        address = _desk_address(process)
         assert address.startswith("http://localhost:") and address.endswith("/desk/")
         page = httpx2.get(address + "signin", timeout=10)
         assert page.status_code == 200 and "Sign in with a passkey" in page.text
@@ -59,6 +69,68 @@ def test_stdio_serves_the_desk_on_loopback_and_keeps_stdout_clean(tmp_path: Path
     finally:
         process.kill()
         process.wait()
+
+
+class _Phisher(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"not bankgate: type your passkey PIN here")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def _squatter_on_ipv6_loopback() -> Iterator[int]:
+    """Another program answering HTTP on [::1] alone (as a dev server told `localhost` does where that
+    name is ::1 first); the port it took, free on 127.0.0.1."""
+    server = type("V6", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6})(("::1", 0), _Phisher)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+def test_the_desk_link_never_names_a_port_another_program_holds_on_ipv6_loopback(tmp_path: Path) -> None:
+    """The link says `localhost`, which a browser tries as ::1 first; the desk bound 127.0.0.1 alone, so
+    a program on [::1] at the desk port got the approver (and their sign-in) behind bankgate's own link."""
+    with _squatter_on_ipv6_loopback() as taken:
+        process = _stdio(tmp_path, "--desk-port", str(taken))
+        try:
+            address = _desk_address(process)
+            port = int(address.removeprefix("http://localhost:").split("/", 1)[0])
+            for host in ("127.0.0.1", "[::1]"):  # whichever `localhost` turns out to be, the desk answers
+                page = httpx2.get(f"http://{host}:{port}/desk/signin", headers={"Host": f"localhost:{port}"})
+                assert page.status_code == 200 and "Sign in with a passkey" in page.text, (host, port, taken)
+        finally:
+            process.kill()
+            process.wait()
+
+
+def test_a_taken_desk_port_under_a_fixed_desk_url_is_refused_not_served_elsewhere(tmp_path: Path) -> None:
+    """A desk URL set by hand does not follow the port: the desk fell back to a free port while every link
+    still named the taken one, and sent approvers (and enrollment tokens) to whatever held it."""
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        process = _stdio(tmp_path, "--desk-port", str(port), "--desk-url", f"http://localhost:{port}/desk")
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 2 and out == "", err
+    assert f"approval desk port {port} is in use" in err and "--desk-url" in err, err
+    assert "approval desk at" not in err and not (tmp_path / "bank.db").exists()  # refused before the ledger opened
 
 
 def test_no_desk_serves_none(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from mcp import Client
 import mcp_server.serve
 from mcp_server.audit.sequencer import Background
 from mcp_server.audit.writer import AuditWriter
+from mcp_server.desk.listeners import desk_listeners
 from mcp_server.desk.server import StdioDesk
 from mcp_server.serve import serve
 from mcp_server.settings import Settings
@@ -101,9 +102,10 @@ def test_http_connections_are_served_without_nagle(monkeypatch: pytest.MonkeyPat
 
 def test_the_desk_beside_stdio_is_served_without_nagle(tmp_path: Path) -> None:
     settings = _settings(tmp_path).model_copy(update={"transport": "stdio", "desk": True, "desk_port": 0})
-    desk = StdioDesk(Database.open(settings.db_url, create=True), AuditWriter(), settings)
-    with desk.socket:
-        assert _accepted_nodelay(desk.socket) == 1
+    desk = StdioDesk(Database.open(settings.db_url, create=True), AuditWriter(), settings, desk_listeners(settings))
+    for listener in desk.sockets:  # 127.0.0.1, and ::1 where the host has it
+        with listener:
+            assert _accepted_nodelay(listener) == 1
 
 
 @pytest.mark.parametrize("extra", [(), ("stateless",)], ids=["stateful", "stateless"])

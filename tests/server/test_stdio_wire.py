@@ -24,10 +24,11 @@ from mcp_types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 
 from mcp_server.audit.keys import KEY_FILE_ENV
 from mcp_server.storage.gate_store import NETWORK_DEADLINE
+from tests.channels.support import desk_policy
 from tests.server.harness import Harness, postgres_harness
 from tests.support import WAITS_FOR_THE_LEDGER, keyed, logged, serve_args
 
-INIT = {
+INIT: dict[str, Any] = {
     "jsonrpc": "2.0",
     "id": 0,
     "method": "initialize",
@@ -43,11 +44,13 @@ APPROVE = {"action": "accept", "content": {"approve": True}}
 class Wire:
     """One `serve` subprocess on pipes: bytes in, JSON-RPC lines out (each must parse), stderr to a file."""
 
-    def __init__(self, harness: Harness, log: Path, log_level: str = "INFO") -> None:
+    def __init__(
+        self, harness: Harness, log: Path, log_level: str = "INFO", desk: tuple[str, ...] = ("--no-desk",)
+    ) -> None:
         env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
         env |= {name: value for name, value in os.environ.items() if name == KEY_FILE_ENV}
-        # The approval timeout well past the test's waits; the desk off (its port is shared).
-        args = serve_args(harness.db_url, "--approval-timeout", "60", "--no-desk", "--log-level", log_level)
+        # The approval timeout well past the test's waits; the desk off unless `desk` says (its port is shared).
+        args = serve_args(harness.db_url, "--approval-timeout", "60", "--log-level", log_level, *desk)
         self.log = log
         self.process = subprocess.Popen(
             [sys.executable, *args],
@@ -284,6 +287,34 @@ def test_a_server_left_with_a_question_open_stops_at_once_runs_nothing_and_keeps
     assert [r["event"] for r in ledger.audit(tool="transfer_funds")] == ["requested"]  # pending, for a retry
 
 
+@pytest.mark.parametrize("how", ["end of stdin", "client exits"])
+def test_a_client_gone_while_its_desk_link_is_out_stops_the_server_quietly_and_keeps_the_question_pending(
+    ledger: Harness, tmp_path: Path, how: str
+) -> None:
+    """A URL-mode client (2025-11-25) quits while the desk link is out: the server stopped at once and moved
+    nothing, but logged the closed connection as a warning with its traceback ("could not send the desk link;
+    answering with the link", to nobody) in the desktop app's log, where a form question's is not."""
+    source, target = ledger.open_account("50"), ledger.open_account("0")
+    desk = ("--desk-port", "0", "--policy", str(desk_policy(tmp_path)))
+    wire = Wire(ledger, tmp_path / "stderr.log", desk=desk)
+    try:
+        wire.send(INIT | {"params": INIT["params"] | {"capabilities": {"elicitation": {"url": {}}}}})
+        wire.read(lambda m: m.get("id") == 0)
+        params = {"name": "transfer_funds", "arguments": {"from_account": source, "to_account": target, "amount": "20"}}
+        wire.send({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params})
+        asked = wire.read(lambda m: m.get("method") == "elicitation/create")
+        assert [m["params"]["mode"] for m in asked if m.get("method") == "elicitation/create"] == ["url"]
+        leave(wire, how)
+        assert wire.process.wait(timeout=10) == 0
+    finally:
+        if wire.process.poll() is None:
+            wire.process.kill()
+        wire.process.wait()
+    assert ledger.balance(source) == 5000
+    assert [r["event"] for r in ledger.audit(tool="transfer_funds")] == ["requested"]  # pending, for a retry
+    assert "Traceback" not in wire.stderr() and "WARNING" not in wire.stderr(), wire.stderr()
+
+
 @pytest.mark.parametrize("wire", ["DEBUG"], indirect=True)
 def test_sigint_while_an_approved_transfer_waits_for_the_ledger_moves_nothing_and_its_keyed_retry_runs_once(
     wire: Wire, ledger: Harness, tmp_path: Path
@@ -362,6 +393,16 @@ def test_a_client_gone_after_a_call_given_up_on_still_waiting_for_a_lock_stops_t
         wire.process.wait()
     assert ledger.balance(source) == 5000 and ledger.balance(target) == 0
     assert "Traceback" not in wire.stderr(), wire.stderr()
+
+
+def test_a_line_opening_with_a_byte_order_mark_is_refused_naming_it(wire: Wire) -> None:
+    """A UTF-8 BOM (as some Windows tools write before the first line) was refused as "expected value at
+    line 1 column 1": the line looked like JSON, and the error named nothing in it."""
+    wire.send(b'\xef\xbb\xbf{"jsonrpc":"2.0","id":1,"method":"ping"}\n', {"jsonrpc": "2.0", "id": 2, "method": "ping"})
+    error, pong = wire.read(lambda m: m.get("id") == 2)
+    assert error["id"] is None and error["error"]["code"] == PARSE_ERROR, error
+    assert "byte order mark" in error["error"]["message"], error
+    assert pong == {"jsonrpc": "2.0", "id": 2, "result": {}}
 
 
 OWN_IDS = [  # (line, the id the error must carry, its code)
