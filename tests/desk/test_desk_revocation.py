@@ -92,6 +92,19 @@ async def test_the_next_sweep_ends_a_void_yes_long_before_its_window_passes(
     assert main(["audit", "verify", "--db", world.settings.db_url]) == 0
 
 
+async def test_a_void_looking_yes_edited_in_the_database_is_reported_not_ended(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey
+) -> None:
+    """A revoked approver's yes whose signed question no longer matches the approval is no decision to the gate: the
+    sweep found it as void yet would have ended it `expired` before its deadline; it is reported and left pending."""
+    _, approval, _ = await approved(world, erin, passkey)
+    world.admin.revoke("erin")
+    world.sql("UPDATE desk_decisions SET question_sha256 = 'edited' WHERE approval_ref = :r", r=approval.ref)
+    assert world.state.expiry.sweep() == 0
+    assert status(world, approval.ref) == "pending"
+    assert "does not match" in world.state.expiry.unreadable[approval.ref]
+
+
 @CHANGES
 async def test_the_desk_page_of_a_void_yes_says_it_will_not_run(
     world: World,
