@@ -196,18 +196,22 @@ class Gate:
         idempotency key, its record signed, all in the transaction that settles it. `grace` lets whatever was
         answered in time (a desk decision's POST, a round already on its way) reach its row first. Rows another
         transaction holds, or whose key's turn it holds, are left to it; a signed desk yes is left to its caller
-        (`resume` runs it) until `grace` past `Approval.continue_by`, then ended `expired` too. A row edited in
+        (`resume` runs it) until `grace` past `Approval.continue_by`, then ended `expired` too; a void one
+        (`DeskSignoff.void`: its approver revoked, or linked to the requester) is ended at once, `denied` as its
+        caller continuing it would find it, whatever its deadline. A row edited in
         the database so that it cannot be read, or names a tool this gate lacks, is left pending and reported
         (`ExpiryBatch.unreadable`), so it holds up none of the others; `passed`: those reported before, not
         looked at again. A first read tells whether any is due, so an idle sweep writes nothing."""
         looked = self.clock()
-        if not self.store.transaction(lambda tx: tx.overdue(looked, grace, 1, passed), write=False):
+        if not self.store.transaction(
+            lambda tx: tx.overdue(looked, grace, 1, passed, timeout=self.approval_ttl), write=False
+        ):
             return ExpiryBatch(0, 0, {})
         return self.store.transaction(lambda tx: self._expire(tx, grace, limit, passed))
 
     def _expire(self, tx: GateTx[Any], grace: float, limit: int, passed: Collection[str]) -> ExpiryBatch:
         now = self.clock()
-        due = tx.overdue(now, grace, limit, passed)
+        due = tx.overdue(now, grace, limit, passed, timeout=self.approval_ttl)
         ended = 0
         unreadable: dict[str, str] = {}
         for ref in due:
@@ -221,6 +225,10 @@ class Gate:
                 continue
             signoff = tx.desk_decision(approval.ref)
             desk = _desk_verdict(signoff, approval)
+            void = desk is not None and desk.kind is VerdictKind.VOID
+            if not (void or approval.over(now - grace) or approval.set_back(now)):
+                unreadable[ref] = "its desk yes does not match the approval as stored"  # edited: not due either
+                continue
             if signoff is not None and desk is not None:
                 if (
                     desk.kind is VerdictKind.APPROVE
@@ -566,11 +574,8 @@ def _desk_verdict(signoff: DeskSignoff | None, approval: Approval) -> Verdict | 
     who = APPROVER_PREFIX + signoff.approver
     if not signoff.approved:  # a no stands whoever signed it: nothing runs either way
         return Verdict(VerdictKind.REJECT, f"Rejected at the desk by {who}.", signoff.note, signoff.approver)
-    if not signoff.approver_active:
-        why = "whose access was revoked before the call was continued"
-    elif signoff.approver_is_requester:
-        why = f"who acts as the requester {approval.principal} (four eyes: another approver must decide it)"
-    else:
+    why = signoff.void(approval.principal)
+    if why is None:
         return Verdict(VerdictKind.APPROVE, f"Approved at the desk by {who}.", signoff.note, signoff.approver)
     # A revocation (or link) takes effect for every yes not yet run; the approval ends, as the desk lets no one
     # else decide it, and a new call asks again.

@@ -115,6 +115,22 @@ class DeskSignoff:
     approver_is_requester: bool
     """Whether the approver is now linked to the principal that asked (four eyes), read likewise."""
 
+    def void(self, requester: str) -> str | None:
+        """Why this yes runs nothing (`void_yes`); None for a no, or a yes its approver may still give."""
+        return void_yes(self.approver_active, self.approver_is_requester, requester) if self.approved else None
+
+
+def void_yes(approver_active: bool, approver_is_requester: bool, requester: str) -> str | None:
+    """Why a desk yes no longer runs anything, or None if it still may: the one rule the gate settles by
+    (`gate._desk_verdict`) and every page showing a yes waiting for its caller words it by; the expiry sweep finds
+    such yeses alike (`SqlGateTx.overdue`). A revocation (or link) takes away the power to say yes to every call not
+    yet run; a no stands whoever signed it."""
+    if not approver_active:
+        return "whose access was revoked before the call was continued"
+    if approver_is_requester:
+        return f"who acts as the requester {requester} (four eyes: another approver must decide it)"
+    return None
+
 
 @dataclass(frozen=True)
 class AuditEntry:
@@ -192,13 +208,18 @@ class GateTx(Protocol[L_co]):
     def settle_approval(self, approval: Approval) -> None:
         """Store the settled approval; only a pending one may be settled (else raise)."""
 
-    def overdue(self, now: float, grace: float, limit: int, passed: Collection[str] = ()) -> list[str]:
+    def overdue(
+        self, now: float, grace: float, limit: int, passed: Collection[str] = (), *, timeout: float
+    ) -> list[str]:
         """The references of up to `limit` pending approvals over at `now` for `grace` seconds (`Approval.over`:
         their deadline at or before `now - grace`) or read on a clock set back (`Approval.set_back` at `now`),
         in no promised order (each batch ends whichever are due), leaving out those in `passed` and those a desk
         approver signed a yes on that their callers may still continue (not set back, `Approval.continue_by` after
-        `now - grace`). In a write transaction each is held as `lock_approval` holds one, with its idempotency key's
-        turn (as `recall` takes it): one whose row or key another transaction holds is left out, not waited for.
+        `now - grace`); with those whose desk yes is void (`DeskSignoff.void`), due or not, as settling them would
+        find them: those signed since `now - grace - timeout` (`timeout`: the approval timeout this gate asks with),
+        at once; an older one once its window has passed, as any yes. In a write transaction each is held as
+        `lock_approval` holds one, with its idempotency key's turn (as `recall` takes it): one whose row or key
+        another transaction holds is left out, not waited for.
         Only references are read: a row edited unreadable is found by `lock_approval`, one at a time."""
 
     def desk_decision(self, ref: str) -> DeskSignoff | None:

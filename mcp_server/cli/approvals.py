@@ -15,24 +15,30 @@ from sqlalchemy import text
 from mcp_server.audit.reader import parsed_or_stored, shown_call
 from mcp_server.ledger.free_text import shown
 from mcp_server.storage.database import Database
+from mcp_server.storage.gate_store import LINKED
 from mcp_server.timestamps import format_timestamp
 from policy.approval_states import SETTLED, ApprovalState
 from policy.channel import DEFAULT_CHANNEL
 from policy.question import deadline_text, span_text, stated_effect
-from policy.store import asked_by
+from policy.store import asked_by, void_yes
 
 AT_DESK = ApprovalState.APPROVED.value
 """`--status approved`: pending approvals a desk approver said yes to, whose caller has not continued. `approved`
 is never stored (a yes settles as what came of it); the expiry sweep leaves these pending until their window to be
-continued (`Approval.continue_by`) and its grace have passed."""
+continued (`Approval.continue_by`) and its grace have passed, but for a void one (`DeskSignoff.void`), which its next
+sweep ends."""
 STATUSES = ("all", ApprovalState.PENDING.value, AT_DESK, *sorted(SETTLED))
 """What `--status` accepts: every stored status, `approved` (above) and `all`."""
 
 _SELECT = (
     "SELECT a.ref, a.status, a.tool, a.arguments_json, a.question, a.principal, a.created_at, a.expires_at, a.channel,"
     " a.decided_at, a.note, a.outcome_json, d.approver, d.verdict, d.decided_at AS desk_at, d.note AS desk_note,"
-    " d.binding = a.binding AS desk_binds FROM approvals a LEFT JOIN desk_decisions d ON d.approval_ref = a.ref"
+    " d.binding = a.binding AS desk_binds, s.status AS approver_status, "
+    + LINKED.format(approver="d.approver", principal="a.principal")
+    + " AS approver_linked FROM approvals a LEFT JOIN desk_decisions d ON d.approval_ref = a.ref"
+    " LEFT JOIN desk_approvers s ON s.name = d.approver"
 )
+"""With the approver's standing as a settlement now would read it (`SqlGateTx.desk_decision`): whether a yes is void."""
 _YES_AT_DESK = "a.status = 'pending' AND d.verdict = 'approved' AND d.binding = a.binding"
 """The expiry sweep's test (`gate_store._OVERDUE`) of a desk yes it leaves to the caller, but for its window."""
 _SET_BACK = (
@@ -52,6 +58,9 @@ class DeskMark:
     note: str | None
     binds: bool
     """Signed over the approval's binding as stored: else the gate accepts it for nothing."""
+    approver_active: bool
+    approver_is_requester: bool
+    """The approver's standing now (`DeskSignoff`): whether a yes of theirs may still run."""
 
     def render(self) -> str:
         said = f"{shown(self.verdict)} at the desk by {shown(self.approver)} at {_when(self.decided_at)}"
@@ -92,7 +101,19 @@ class ListedApproval:
 
     @property
     def waiting_for_caller(self) -> bool:
-        """Approved at the desk, still pending: only its caller continuing (with `approval_ref`) settles it."""
+        """Approved at the desk, still pending, not void: only its caller continuing (with `approval_ref`) runs it."""
+        return self._yes_pending and self.void is None
+
+    @property
+    def void(self) -> str | None:
+        """Why a desk yes still pending runs nothing (`policy.store.void_yes`, the settlement's rule), else None."""
+        if not self._yes_pending:
+            return None
+        assert self.desk is not None
+        return void_yes(self.desk.approver_active, self.desk.approver_is_requester, self.principal)
+
+    @property
+    def _yes_pending(self) -> bool:
         return (
             self.status == ApprovalState.PENDING
             and self.desk is not None
@@ -110,6 +131,12 @@ class ListedApproval:
         if self.waiting_for_caller:
             assert self.desk is not None
             lines.append(f"{self.desk.render()}; waiting for its caller to continue {self._continue_by(now)}")
+        elif self.void is not None:
+            assert self.desk is not None
+            lines.append(
+                f"{self.desk.render()}; void: by {shown(self.desk.approver)}, {shown(self.void)}, so nothing will run "
+                "(the expiry sweep ends it denied)"
+            )
         elif self.desk is not None:
             lines.append(self.desk.render())
         if self.decided_at is not None or self.outcome is not None:
@@ -179,6 +206,7 @@ class ListedApproval:
             "channel": self.channel,
             "desk_decision": self.desk.as_json() if self.desk else None,
             "waiting_for_caller": self.waiting_for_caller,
+            "void": self.void,
             "continue_by": _iso(self.continue_by),
             "decided_at": _iso(self.decided_at),
             "outcome_status": self.outcome.get("status") if isinstance(self.outcome, dict) else None,
@@ -215,7 +243,15 @@ def approvals(
 def _listed(row: Any) -> ListedApproval:
     desk = None
     if row.approver is not None:
-        desk = DeskMark(row.approver, row.verdict, _time(row.desk_at), row.desk_note, bool(row.desk_binds))
+        desk = DeskMark(
+            row.approver,
+            row.verdict,
+            _time(row.desk_at),
+            row.desk_note,
+            bool(row.desk_binds),
+            row.approver_status == "active",
+            bool(row.approver_linked),
+        )
     return ListedApproval(
         ref=row.ref,
         status=row.status,

@@ -33,10 +33,11 @@ from mcp_server.desk.tokens import new_token
 from mcp_server.desk.turns import Turns
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.storage.database import CommitUnknown, Database
+from mcp_server.storage.gate_store import DESK_DECISION, signoff
 from mcp_server.tools.common import MONEY_FACTS
 from policy.channel import Channel
 from policy.question import deadline_text, requested_confirmation, span_text
-from policy.store import Approval
+from policy.store import Approval, DeskSignoff
 
 T = TypeVar("T")
 MAX_BODY = 64 * 1024
@@ -204,11 +205,17 @@ class Desk:
         assert approver is not None
         ref = request.path_params["ref"]
 
-        def read(conn: Connection) -> tuple[Approval, decisions.DeskDecision | None, frozenset[str]]:
-            return inbox.approval(conn, ref), decisions.decision_for(conn, ref), own_principals(conn, approver)
+        def read(
+            conn: Connection,
+        ) -> tuple[Approval, decisions.DeskDecision | None, DeskSignoff | None, frozenset[str]]:
+            decided = decisions.decision_for(conn, ref)
+            standing = signoff(conn, DESK_DECISION, ref) if decided is not None else None
+            return inbox.approval(conn, ref), decided, standing, own_principals(conn, approver)
 
-        # The approval as of its decision, or before it.
-        approval, decided, own = await self._read(read, snapshot=True)
+        # The approval as of its decision, or before it; its approver's standing as the gate would read it now.
+        approval, decided, standing, own = await self._read(read, snapshot=True)
+        waiting = decided is not None and approval.status == "pending"
+        void = standing.void(approval.principal) if standing is not None and waiting else None
         return self._render(
             request,
             approver,
@@ -218,7 +225,8 @@ class Desk:
             arguments=json.dumps(dict(approval.arguments), indent=2, ensure_ascii=False),
             confirm=requested_confirmation(approval.question),
             shown=decisions.shown_on_page(approval),
-            continue_by=approval.continue_by(decided.decided_at) if decided and approval.status == "pending" else None,
+            continue_by=approval.continue_by(decided.decided_at) if decided and waiting and not void else None,
+            void=void,
         )
 
     async def signin_page(self, request: Request, approver: str | None) -> Response:

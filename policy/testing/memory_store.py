@@ -212,21 +212,26 @@ class MemoryTx:
         )
         self.undo(lambda: self.store.approvals.__setitem__(approval.ref, stored))
 
-    def overdue(self, now: float, grace: float, limit: int, passed: Collection[str] = ()) -> list[str]:
+    def overdue(
+        self, now: float, grace: float, limit: int, passed: Collection[str] = (), *, timeout: float
+    ) -> list[str]:
         approvals, deadline = self.store.approvals, now - grace
+        yes = {ref: s for ref, s in self.store.desk.items() if s.approved and ref in approvals}
+        void = {
+            ref
+            for ref, signoff in yes.items()
+            if signoff.void(approvals[ref].principal) and signoff.decided_at > deadline - timeout
+        }
         signed_yes = {
             ref
-            for ref, signoff in self.store.desk.items()
-            if signoff.approved
-            and ref in approvals
-            and not approvals[ref].set_back(now)
-            and approvals[ref].continue_by(signoff.decided_at) > deadline
-        }
+            for ref, signoff in yes.items()
+            if not approvals[ref].set_back(now) and approvals[ref].continue_by(signoff.decided_at) > deadline
+        } - void
         due = sorted(
             (
                 a
                 for a in self.store.approvals.values()
-                if a.status == ApprovalState.PENDING and (a.expires_at <= deadline or a.set_back(now))
+                if a.status == ApprovalState.PENDING and (a.expires_at <= deadline or a.set_back(now) or a.ref in void)
             ),
             key=lambda a: (a.expires_at, a.ref),
         )

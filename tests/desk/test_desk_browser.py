@@ -174,6 +174,23 @@ async def test_an_approvers_own_request_is_shown_but_cannot_be_signed(
     assert refused == [403, "own_request"]
 
 
+async def test_a_yes_made_void_by_a_link_to_the_requester_is_shown_void(
+    chromium: Any, world: World, desk: str, shots: Path
+) -> None:
+    """erin approves alice's request, then is linked to alice: her page said the requester could still continue it
+    by a time; it now says the yes is void and nothing will run."""
+    approval = world.pending("75.00", principal="alice")
+    async with signed_in_at(chromium, world, desk, f"/approvals/{approval.ref}") as page:
+        await decide(page, "approved")
+        await playwright_api.expect(page.locator("#continue-by")).to_be_visible(timeout=15_000)
+        world.admin.link("erin", "alice")
+        await page.reload()
+        await playwright_api.expect(page.locator("#void")).to_contain_text("who acts as the requester alice")
+        await playwright_api.expect(page.locator("#void")).to_contain_text("nothing will run")
+        await playwright_api.expect(page.locator("#continue-by")).to_have_count(0)
+        await page.screenshot(path=shots / "desk-void-yes.png", full_page=True)
+
+
 async def test_assertion_replayed_for_another_approval_is_refused(chromium: Any, world: World, desk: str) -> None:
     first, second = world.pending("10.00"), world.pending("20.00")
     captured: list[str] = []

@@ -7,8 +7,10 @@ the lock) so a revocation or link reported done is never followed by a movement 
 a settlement runs waits for it.
 """
 
+import html
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import psycopg
 import pytest
@@ -17,7 +19,7 @@ from mcp_server.cli.main import main
 from policy.action import Call
 from policy.results import GateResult, Status
 from tests.desk.authenticator import SoftPasskey
-from tests.desk.world import DeskBrowser, World, approved, events, moved
+from tests.desk.world import PORT, DeskBrowser, World, approved, browser, events, moved
 from tests.server.interleave import WAIT_LIMIT, hold_audit_writes, until_waiting_behind
 
 pytestmark = pytest.mark.anyio
@@ -27,7 +29,16 @@ def status(world: World, ref: str) -> str:
     return str(world.rows("SELECT status FROM approvals WHERE ref = :r", r=ref)[0].status)
 
 
-@pytest.mark.parametrize(
+@pytest.fixture
+async def frank(world: World) -> AsyncIterator[DeskBrowser]:
+    """Another approver, with a passkey of his own, signed in at the desk: he reads what erin decided."""
+    token, _ = world.admin.add("frank")
+    async with browser(world) as desk:
+        assert (await desk.enroll(token, SoftPasskey(origin=f"http://localhost:{PORT}"))).status_code == 200
+        yield desk
+
+
+CHANGES = pytest.mark.parametrize(
     ("change", "why"),
     [
         (lambda world: world.admin.revoke("erin"), "whose access was revoked"),
@@ -35,6 +46,9 @@ def status(world: World, ref: str) -> str:
     ],
     ids=["revoked", "linked-to-the-requester"],
 )
+
+
+@CHANGES
 async def test_a_yes_whose_approver_may_no_longer_give_it_moves_nothing(
     world: World, erin: DeskBrowser, passkey: SoftPasskey, change: Callable[[World], object], why: str
 ) -> None:
@@ -52,6 +66,62 @@ async def test_a_yes_whose_approver_may_no_longer_give_it_moves_nothing(
     asked_again = world.state.gate.open(call, human_reachable=True).approval
     assert asked_again is not None and asked_again.ref != approval.ref, "a new call is a new question"
     assert main(["audit", "verify", "--db", world.settings.db_url]) == 0
+
+
+@CHANGES
+async def test_the_next_sweep_ends_a_void_yes_long_before_its_window_passes(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, change: Callable[[World], object], why: str
+) -> None:
+    """The sweep left a void yes pending until its question's deadline and its window to be continued had passed,
+    while every page said it would run; now the next sweep ends it `denied`, with the record and the key's outcome
+    its caller continuing would have found."""
+    call, approval, _ = await approved(world, erin, passkey, key="alice\x1fvoid-1")
+    assert world.state.expiry.sweep() == 0, "a yes its approver may still give is its caller's"
+    change(world)
+    assert world.state.gate.clock() < approval.expires_at, "well within its deadline"
+    assert world.state.expiry.sweep() == 1
+    assert moved(world) == 0 and status(world, approval.ref) == "denied"
+    assert sorted(events(world, approval.ref)) == ["denied", "desk_approved", "requested"]
+    [record] = world.rows("SELECT reason FROM audit_log WHERE approval_ref = :r AND event = 'denied'", r=approval.ref)
+    assert f"Approved at the desk by approver:erin, {why}" in record.reason
+    continued = world.state.gate.resume(call, approval.ref).final
+    assert continued is not None and continued.status is Status.DENIED and why in continued.message, continued
+    retried = world.state.gate.open(call, human_reachable=True).final
+    assert retried == continued, "the key keeps the outcome the sweep stored"
+    assert world.state.expiry.sweep() == 0
+    assert main(["audit", "verify", "--db", world.settings.db_url]) == 0
+
+
+async def test_a_void_looking_yes_edited_in_the_database_is_reported_not_ended(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey
+) -> None:
+    """A revoked approver's yes whose signed question no longer matches the approval is no decision to the gate: the
+    sweep found it as void yet would have ended it `expired` before its deadline; it is reported and left pending."""
+    _, approval, _ = await approved(world, erin, passkey)
+    world.admin.revoke("erin")
+    world.sql("UPDATE desk_decisions SET question_sha256 = 'edited' WHERE approval_ref = :r", r=approval.ref)
+    assert world.state.expiry.sweep() == 0
+    assert status(world, approval.ref) == "pending"
+    assert "does not match" in world.state.expiry.unreadable[approval.ref]
+
+
+@CHANGES
+async def test_the_desk_page_of_a_void_yes_says_it_will_not_run(
+    world: World,
+    erin: DeskBrowser,
+    frank: DeskBrowser,
+    passkey: SoftPasskey,
+    change: Callable[[World], object],
+    why: str,
+) -> None:
+    """The page of a yes whose approver was revoked (or linked to the requester) still told every approver the
+    requester had until a time to continue the call, as if it would run then."""
+    _, approval, _ = await approved(world, erin, passkey)
+    change(world)
+    page = html.unescape((await frank.get(f"/approvals/{approval.ref}")).text)
+    assert "The requester must continue the call by" not in page, page
+    [void] = re.findall(r'<p id="void">(.*?)</p>', page)
+    assert void.startswith(f"Void: approved by erin, {why}") and "nothing will run" in void, void
 
 
 async def test_a_no_whose_approver_was_revoked_still_rejects(

@@ -4,7 +4,7 @@ page it writes): a daily total reads only records that moved money, the expiry s
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import Connection, inspect, text
 
 from mcp_server.audit import writer
 from mcp_server.audit.writer import AuditWriter
@@ -74,3 +74,33 @@ def test_the_expiry_sweep_reads_only_pending_approvals_and_sorts_none(database: 
     found = database.read(lambda conn: plan(conn, gate_store._OVERDUE, params), snapshot=True)
     assert "approvals_waiting_by_principal" in found, found
     assert "Sort" not in found and "ORDER BY" not in found, found
+
+
+def test_the_sweep_finds_void_yeses_from_the_approvers_not_the_pending_approvals(database: Database) -> None:
+    """Testing each pending approval for a void desk yes made an idle sweep at 100,000 pending 7x slower on
+    PostgreSQL (93 ms -> 633 ms); read from the approvers through their recent decisions, it reads neither the
+    pending approvals nor a revoked approver's history whole, only approvals by their primary key."""
+
+    def fill(conn: Connection) -> None:  # statistics like a ledger's: many pending approvals, a few approvers
+        conn.execute(
+            text(
+                "INSERT INTO desk_approvers (name, role, status, user_handle, added_by, added_at) "
+                "VALUES (:n, 'approver', :s, :n, 'admin', 0)"
+            ),
+            [{"n": f"ap{i}", "s": "revoked" if i == 0 else "active"} for i in range(5)],
+        )
+        conn.execute(
+            text(
+                "INSERT INTO approvals (ref, binding, pending_binding, tool, arguments_json, principal, "
+                "policy_version, question, created_at, expires_at, status, asked_digest) VALUES (:r, :r, :r, "
+                "'transfer_funds', '{}', 'alice', 'v1', 'q', :at, :at + 300, 'pending', :r)"
+            ),
+            [{"r": f"APR-{i:010X}", "at": NOON} for i in range(2000)],
+        )
+        conn.execute(text("ANALYZE"))
+
+    database.run(fill)
+    params = {"since": NOON, "limit": 10}
+    found = database.read(lambda conn: plan(conn, gate_store._VOID_YES, params), snapshot=True)
+    assert "desk_decisions_by_approver" in found, found
+    assert "approvals_waiting_by_principal" not in found and "Sort" not in found, found

@@ -303,3 +303,35 @@ async def test_a_question_read_after_a_clock_step_back_is_shown_over(
     by_ref = {line["ref"]: line for line in map(json.loads, cli(world, capsys, "--json").stdout.splitlines())}
     assert by_ref[asked]["clock_set_back"] and by_ref[yes]["clock_set_back"]
     assert not by_ref[asked]["overdue_seconds"] and not by_ref[yes]["overdue_seconds"]
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda world: world.admin.revoke("erin"), "whose access was revoked"),
+        (lambda world: world.admin.link("erin", "alice"), "who acts as the requester alice (four eyes"),
+    ],
+    ids=["revoked", "linked-to-the-requester"],
+)
+async def test_a_desk_yes_its_approver_may_no_longer_give_is_shown_void_not_waiting(
+    world: World, every_state: Ledger, capsys: pytest.CaptureFixture[str], change: Any, why: str
+) -> None:
+    """A yes whose approver was revoked, or linked to the requester, runs nothing when its caller continues; the
+    listing still said it was waiting for its caller, by a time, as if the money would move then."""
+    change(world)
+    ref = every_state.refs["desk_yes"]
+    block = blocks(cli(world, capsys).stdout)[ref]
+    assert "waiting for its caller" not in block, block
+    assert re.search(
+        rf"approved at the desk by erin at .* UTC, note: fine; void: by erin, {re.escape(why)}.*, so nothing will run "
+        r"\(the expiry sweep ends it denied\)$",
+        block,
+        re.MULTILINE,
+    ), block
+    line = {o["ref"]: o for o in map(json.loads, cli(world, capsys, "--json").stdout.splitlines())}[ref]
+    assert (line["waiting_for_caller"], line["continue_by"]) == (False, None)
+    assert line["void"].startswith(why), line
+    assert list(blocks(cli(world, capsys, "--status", "approved").stdout)) == [ref], "still a yes nobody continued"
+    assert world.state.expiry.sweep() == 2, "the next sweep ends it, as the listing says (and the overdue one)"
+    listed = blocks(cli(world, capsys).stdout)
+    assert (listed[ref].split()[1], listed[every_state.refs["overdue"]].split()[1]) == ("denied", "expired")
