@@ -176,15 +176,18 @@ class Sequencer:
         naming the ledger (same position and hash). From then on the stored identity is covered by a signed
         head, however long before the next record. A chain this process cannot vouch for is left to `audit
         verify` (nothing written). A ledger from before signed audit keeps waiting for its first batch (its
-        records are for `audit adopt` to vouch for, never a seal)."""
+        records are for `audit adopt` to vouch for, never a seal). Nothing waits for another holder of the
+        sequencer's lock (a replica's batch, `audit adopt`): that sequencer chains the waiting records, and this
+        process's own signs its next head naming the ledger; a start never hangs behind it."""
         with contextlib.suppress(ChainRefused):
-            self.chain()
+            self.chain(wait=False)
         last = self.db.read(lambda conn: _LAST_HEAD.one(conn))
         if last is None or last[5] is None:  # else sealed already: a start takes no write lock for it
             self.db.run(self._seal)
 
     def _seal(self, conn: Connection) -> None:
-        self.lock(conn)
+        if not self.lock(conn, wait=False):
+            return
         try:
             head = self._vouched(conn)
         except LedgerIdentityError:

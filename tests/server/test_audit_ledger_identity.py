@@ -6,15 +6,17 @@ whole signed chain copied from the other ledger is never chained and is named by
 the database (even to the other ledger's) is caught by the ledger's own heads, and a server refuses to start on it.
 """
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import Connection, text
 
 from mcp_server.audit.identity import LedgerIdentityError
-from mcp_server.audit.sequencer import ChainRefused, Sequencer
+from mcp_server.audit.sequencer import SEQUENCER_LOCK, ChainRefused, Sequencer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.cli.main import main
 from mcp_server.ledger.books import Ledger
@@ -239,3 +241,26 @@ def test_a_checkpoint_of_another_ledger_is_refused(
     said = capsys.readouterr().err
     assert f"the checkpoint is of another ledger ({ledger_id(a)}), not this one ({ledger_id(b)})" in said, said
     assert main(["audit", "verify", "--db", urls[0], "--checkpoint", str(checkpoint)]) == 0
+
+
+def test_a_start_never_waits_behind_another_holder_of_the_sequencers_lock() -> None:
+    """A replica's batch or an `audit adopt` may hold the sequencer's lock (a test holds it for good): the seal of a
+    start (`open_state`) neither chains nor seals behind it, as that holder chains the waiting records and this
+    process's own sequencer signs its next head naming the ledger; a start that waited hung behind a held lock."""
+    with postgres_schema("bankgate_sealing") as url:
+        db = Database.open(url, create=True)  # migrated, not yet sealed: no start has run
+        try:
+            denied(db)  # a record waiting to be chained
+            with psycopg.connect(url, autocommit=False) as holder:
+                holder.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (SEQUENCER_LOCK,))
+                sealing = threading.Thread(target=Sequencer(db, AuditWriter()).seal, daemon=True)
+                sealing.start()
+                sealing.join(timeout=10)
+                hung = sealing.is_alive()
+                assert rows(db, "audit_heads") == [] and rows(db, "audit_log", "seq IS NOT NULL") == []
+            sealing.join(timeout=10)  # the lock let go: a seal that waited ends now
+            assert not hung, "a start's seal waited for the sequencer's lock"
+            Sequencer(db, AuditWriter()).seal()  # free now: chained, and the head names the ledger
+            assert [(h["seq"], h["ledger"]) for h in rows(db, "audit_heads")] == [(1, ledger_id(db))]
+        finally:
+            db.close()
