@@ -47,8 +47,6 @@ class Call:
     args: dict[str, Any]
     key: str | None
     answer: str
-    retry_of: int | None = None
-    """The index of the earlier call (of the same client) whose key this one re-sends."""
 
 
 @dataclass
@@ -93,7 +91,9 @@ def plan(seed: int, accounts: list[str], *, replicas: int, postgres: bool, secon
     """Draw the whole run from `seed`; `replicas` is the most the backend allows (one on SQLite)."""
     rng = random.Random(seed)
     replicas = rng.randint(1, replicas)
-    clients = [_client(rng, n, accounts, replicas, seed) for n in range(rng.randint(3, 6))]
+    clients: list[ClientPlan] = []
+    for n in range(rng.randint(3, 6)):
+        clients.append(_client(rng, n, accounts, replicas, seed, [p.calls for p in clients]))
     faults = []
     at = rng.uniform(2, 6)
     while at < seconds - 3:
@@ -105,18 +105,24 @@ def plan(seed: int, accounts: list[str], *, replicas: int, postgres: bool, secon
     return Schedule(seed, replicas, clients, faults)
 
 
-def _client(rng: random.Random, n: int, accounts: list[str], replicas: int, seed: int) -> ClientPlan:
+def _client(
+    rng: random.Random, n: int, accounts: list[str], replicas: int, seed: int, others: list[list[Call]]
+) -> ClientPlan:
+    """Client `n`'s calls; a retry re-sends a keyed call of its own, or one an earlier client (`others`) makes
+    about as far into its run, likely at the same moment."""
     calls: list[Call] = []
     for step in range(400):  # more than any client gets through in the run's time
         answer = rng.choices(["yes", "no", "never"], [6, 3, 1])[0]
-        keyed_calls = [i for i, c in enumerate(calls) if c.key is not None]
         kind = rng.choices(["balance", "small", "large", "close", "retry"], [3, 3, 5, 0.3, 2])[0]
-        if kind == "retry" and keyed_calls:
-            i = rng.choice(keyed_calls)
-            args = dict(calls[i].args)
+        keyed = [c for c in calls if c.key is not None]
+        if others and rng.random() < 0.3:
+            keyed = [c for c in rng.choice(others)[max(0, step - 4) : step + 2] if c.key is not None]
+        if kind == "retry" and keyed:
+            earlier = rng.choice(keyed)
+            args = dict(earlier.args)
             if "amount" in args and rng.random() < 0.3:  # the same key with other arguments
                 args["amount"] = f"{rng.randint(101, 3000) / 100:.2f}"
-            calls.append(Call(calls[i].tool, args, calls[i].key, answer, i))
+            calls.append(Call(earlier.tool, args, earlier.key, answer))
             continue
         source, target = rng.sample(accounts, 2)
         memo = f"x{seed}-{n}-{step}"
