@@ -129,8 +129,10 @@ def _client(
         key = memo if rng.random() < 0.7 else None
         if kind in ("balance", "retry"):
             calls.append(Call("get_account_balance", {"account_id": source}, None, answer))
-        elif kind == "close":
-            calls.append(Call("close_account", {"account_id": source, "sweep_to": target}, key, answer))
+        elif kind == "close":  # of the first two accounts only: most stay open for the transfers
+            closed = accounts[rng.randrange(2)]
+            sweep_to = rng.choice([a for a in accounts if a != closed])
+            calls.append(Call("close_account", {"account_id": closed, "sweep_to": sweep_to}, key, answer))
         else:
             cents = rng.randint(1, 100) if kind == "small" else rng.randint(101, 3000)
             args = {"from_account": source, "to_account": target, "amount": f"{cents / 100:.2f}", "memo": memo}
