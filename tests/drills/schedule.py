@@ -124,15 +124,14 @@ def _client(
                 args["amount"] = f"{rng.randint(101, 3000) / 100:.2f}"
             calls.append(Call(earlier.tool, args, earlier.key, answer))
             continue
-        source, target = rng.sample(accounts, 2)
+        source, target = rng.sample(accounts if rng.random() < 0.2 else accounts[1:], 2)
         memo = f"x{seed}-{n}-{step}"
         key = memo if rng.random() < 0.7 else None
         if kind in ("balance", "retry"):
             calls.append(Call("get_account_balance", {"account_id": source}, None, answer))
-        elif kind == "close":  # of the first two accounts only: most stay open for the transfers
-            closed = accounts[rng.randrange(2)]
-            sweep_to = rng.choice([a for a in accounts if a != closed])
-            calls.append(Call("close_account", {"account_id": closed, "sweep_to": sweep_to}, key, answer))
+        elif kind == "close":  # the first account only, which few transfers touch: the rest stay open
+            args = {"account_id": accounts[0], "sweep_to": rng.choice(accounts[1:])}
+            calls.append(Call("close_account", args, key, answer))
         else:
             cents = rng.randint(1, 100) if kind == "small" else rng.randint(101, 3000)
             args = {"from_account": source, "to_account": target, "amount": f"{cents / 100:.2f}", "memo": memo}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -63,8 +64,14 @@ async def test_a_random_schedule_of_calls_and_faults_keeps_every_invariant(db_ur
         replicas=schedule.replicas,
         clients=len(schedule.clients),
         calls=len(seen),
-        outcomes=dict(Counter(s.result["status"] for s in seen if s.result is not None)),
+        outcomes=dict(Counter(_outcome(s.result) for s in seen if s.result is not None)),
         left_asked=sum(s.asked and s.result is None and s.error is None for s in seen),
         unacknowledged=sum(s.error is not None for s in seen),
         faults=len(faults),
     )
+
+
+def _outcome(result: dict[str, Any]) -> str:
+    """A result's status, and a failure's code."""
+    error = result.get("error")
+    return f"{result['status']} ({error['code']})" if isinstance(error, dict) else str(result["status"])
