@@ -4,7 +4,7 @@ Every decision is drawn from the seed before anything runs: each client's protoc
 reads, small and large transfers, closes, retries of its earlier calls under their key, some with the amount
 changed), the answer its human gives if asked (yes, no, or never), the replica each (re)connection goes to, and
 when a replica is SIGKILLed and restarted or (PostgreSQL) its database sessions ended. Only the timing varies
-from run to run; `BANKGATE_DRILL_SEED` replays a schedule.
+from run to run; `BANKGATE_DRILL_SEED` (with the same `BANKGATE_DRILL_SECONDS`) replays a schedule.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ SECONDS = float(os.environ.get(SECONDS_ENV, "40"))
 APPROVAL_TIMEOUT = 3.0
 """The servers' approval timeout: a 2025-11-25 human who never answers holds a client this long."""
 CALL_TIMEOUT = 30.0
+CALLS_A_SECOND = 20
+"""Calls drawn per client and second of the run: more than any client gets through (about 10 a second at most)."""
 
 
 def seed() -> int:
@@ -61,11 +63,10 @@ class Seen:
 
 @dataclass
 class ClientPlan:
-    name: str
     mode: str
     calls: list[Call]
     replicas: list[int]
-    """The replica each (re)connection goes to, in turn (skipping one that is down)."""
+    """The replica each (re)connection goes to, in turn (waiting while it is down)."""
     seen: list[Seen] = field(default_factory=list)
 
 
@@ -93,7 +94,8 @@ def plan(seed: int, accounts: list[str], *, replicas: int, postgres: bool, secon
     replicas = rng.randint(1, replicas)
     clients: list[ClientPlan] = []
     for n in range(rng.randint(3, 6)):
-        clients.append(_client(rng, n, accounts, replicas, seed, [p.calls for p in clients]))
+        steps = round(seconds * CALLS_A_SECOND)
+        clients.append(_client(rng, n, accounts, replicas, seed, steps, [p.calls for p in clients]))
     faults = []
     at = rng.uniform(2, 6)
     while at < seconds - 3:
@@ -106,12 +108,12 @@ def plan(seed: int, accounts: list[str], *, replicas: int, postgres: bool, secon
 
 
 def _client(
-    rng: random.Random, n: int, accounts: list[str], replicas: int, seed: int, others: list[list[Call]]
+    rng: random.Random, n: int, accounts: list[str], replicas: int, seed: int, steps: int, others: list[list[Call]]
 ) -> ClientPlan:
     """Client `n`'s calls; a retry re-sends a keyed call of its own, or one an earlier client (`others`) makes
     about as far into its run, likely at the same moment."""
     calls: list[Call] = []
-    for step in range(400):  # more than any client gets through in the run's time
+    for step in range(steps):
         answer = rng.choices(["yes", "no", "never"], [6, 3, 1])[0]
         kind = rng.choices(["balance", "small", "large", "close", "retry"], [3, 3, 5, 0.3, 2])[0]
         keyed = [c for c in calls if c.key is not None]
@@ -137,7 +139,7 @@ def _client(
             args = {"from_account": source, "to_account": target, "amount": f"{cents / 100:.2f}", "memo": memo}
             calls.append(Call("transfer_funds", args, key, answer))
     mode = rng.choice(["auto", "legacy"])
-    return ClientPlan(f"c{n}", mode, calls, [rng.randrange(replicas) for _ in range(100)])
+    return ClientPlan(mode, calls, [rng.randrange(replicas) for _ in range(steps)])
 
 
 async def play(
@@ -177,8 +179,7 @@ async def play(
             responder = ScriptedResponder()
             try:
                 async with connect(servers[replica].url, responder, mode=plan.mode, timeout=CALL_TIMEOUT) as mcp:
-                    while time.monotonic() - start < seconds:
-                        pending = next(calls)
+                    while time.monotonic() - start < seconds and (pending := next(calls, None)) is not None:
                         plan.seen.append(await _one(mcp, responder, pending, plan.mode))
                         pending = None
                     return
@@ -187,7 +188,6 @@ async def play(
                     raise
                 if pending is not None:  # its human may have answered before it died
                     plan.seen.append(Seen(pending, error=type(exc).__name__, asked=bool(responder.questions)))
-                    pending = None
 
     async with anyio.create_task_group() as group:
         group.start_soon(chaos)

@@ -51,7 +51,9 @@ async def test_a_random_schedule_of_calls_and_faults_keeps_every_invariant(db_ur
                     await anyio.sleep(0.1)
             checks.final(books, schedule, total)
     except BaseException as exc:
-        exc.add_note(f"replay with BANKGATE_DRILL_SEED={drill_seed} (logs in {tmp_path})")
+        exc.add_note(
+            f"replay: BANKGATE_DRILL_SEED={drill_seed} BANKGATE_DRILL_SECONDS={SECONDS:g} (logs in {tmp_path})"
+        )
         raise
     finally:
         books.close()
