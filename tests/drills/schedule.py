@@ -23,7 +23,7 @@ from mcp import Client
 from policy.testing import ScriptedResponder, approve, reject, silence
 from tests.drills.support import ServerProcess, connect
 from tests.server.test_stale_connections import end_connections
-from tests.support import keyed, outcome
+from tests.support import ASK, answer, keyed, outcome
 
 SEED_ENV = "BANKGATE_DRILL_SEED"
 SECONDS_ENV = "BANKGATE_DRILL_SECONDS"
@@ -43,7 +43,8 @@ def seed() -> int:
 
 @dataclass(frozen=True)
 class Call:
-    """One tool call of one client: `answer` is what its human says if asked (`yes`, `no` or `never`)."""
+    """One tool call of one client: `answer` is what its human says if asked: `yes`, `no`, `never`, or `later`
+    (2026-07-28: yes, sent before the client's next call, on whatever replica it is connected to by then)."""
 
     tool: str
     args: dict[str, Any]
@@ -59,6 +60,8 @@ class Seen:
     result: dict[str, Any] | None = None
     error: str | None = None
     asked: bool = False
+    later: tuple[str | None, types.ElicitResult] | None = None
+    """The sealed round a `later` answer goes back to, and the yes it sends."""
 
 
 @dataclass
@@ -114,7 +117,7 @@ def _client(
     about as far into its run, likely at the same moment."""
     calls: list[Call] = []
     for step in range(steps):
-        answer = rng.choices(["yes", "no", "never"], [6, 3, 1])[0]
+        answer = rng.choices(["yes", "no", "never", "later"], [6, 3, 1, 1])[0]
         kind = rng.choices(["balance", "small", "large", "close", "retry"], [3, 3, 5, 0.3, 2])[0]
         keyed = [c for c in calls if c.key is not None]
         if others and rng.random() < 0.3:
@@ -174,13 +177,21 @@ async def play(
     async def client(plan: ClientPlan) -> None:
         calls = iter(plan.calls)
         pending: Call | None = None
+        held: Seen | None = None
+        answering: Seen | None = None
         for replica in plan.replicas:
             await up[replica].wait()
             responder = ScriptedResponder()
             try:
                 async with connect(servers[replica].url, responder, mode=plan.mode, timeout=CALL_TIMEOUT) as mcp:
                     while time.monotonic() - start < seconds and (pending := next(calls, None)) is not None:
-                        plan.seen.append(await _one(mcp, responder, pending, plan.mode))
+                        if held is not None:
+                            answering, held = held, None
+                            plan.seen.append(await _answer(mcp, answering))
+                            answering = None
+                        seen = await _one(mcp, responder, pending, plan.mode)
+                        plan.seen.append(seen)
+                        held = seen if seen.later is not None else None
                         pending = None
                     return
             except Exception as exc:  # the replica died under the connection: the call has no outcome
@@ -188,6 +199,9 @@ async def play(
                     raise
                 if pending is not None:  # its human may have answered before it died
                     plan.seen.append(Seen(pending, error=type(exc).__name__, asked=bool(responder.questions)))
+                if answering is not None:  # its yes may have been sent
+                    plan.seen.append(Seen(answering.call, error=type(exc).__name__, asked=True))
+                held = answering = None  # its question stays pending, or its yes settled it
 
     async with anyio.create_task_group() as group:
         group.start_soon(chaos)
@@ -200,13 +214,29 @@ async def _one(mcp: Client, responder: ScriptedResponder, call: Call, mode: str)
     responder.questions.clear()
     meta = keyed(call.key) if call.key is not None else None
     with anyio.fail_after(CALL_TIMEOUT):
-        if call.answer == "never" and mode == "auto":  # asked and left: the question stays pending
+        if call.answer in ("never", "later") and mode == "auto":  # asked and left, for good or for now
             first = await mcp.session.call_tool(call.tool, call.args, allow_input_required=True, meta=meta)
             if isinstance(first, types.InputRequiredResult):
-                return Seen(call, asked=True)
+                question = (first.input_requests or {})[ASK]
+                assert isinstance(question, types.ElicitRequest), question
+                yes = types.ElicitResult(action="accept", content=approve().reply(question.params.message).content)
+                return Seen(call, asked=True, later=(first.request_state, yes) if call.answer == "later" else None)
             return Seen(call, outcome(first))
         result = await mcp.call_tool(call.tool, call.args, meta=meta)
     return Seen(call, outcome(result), asked=bool(responder.questions))
+
+
+async def _answer(mcp: Client, held: Seen) -> Seen:
+    """Send the yes to a round asked earlier (`later`); asked again (its approval ended meanwhile), it is left."""
+    call = held.call
+    assert held.later is not None
+    state, yes = held.later
+    meta = keyed(call.key) if call.key is not None else None
+    with anyio.fail_after(CALL_TIMEOUT):
+        result = await answer(mcp, call.tool, call.args, state, yes, meta=meta)
+    if isinstance(result, types.InputRequiredResult):
+        return Seen(call, asked=True)
+    return Seen(call, outcome(result), asked=True)
 
 
 def _is_drill_failure(exc: BaseException) -> bool:
@@ -217,7 +247,7 @@ def _is_drill_failure(exc: BaseException) -> bool:
 
 
 def _reply(answer: str) -> Any:
-    if answer == "yes":
+    if answer in ("yes", "later"):
         return approve()
     if answer == "no":
         return reject()
