@@ -12,6 +12,8 @@ from mcp_server.expiry import EXPIRY_GRACE, EXPIRY_INTERVAL
 from tests.drills.schedule import Schedule, Seen
 from tests.drills.support import Books
 
+UNSETTLED = {"idempotency_conflict", "database_unavailable", "too_many_pending"}
+"""Failure codes that leave a key's outcome to another call (`too_many_pending` stores nothing)."""
 SWEEP_SLACK = 10.0
 """Seconds a sweep may take to come round beyond its interval (a replica restarting sweeps at start)."""
 
@@ -26,7 +28,7 @@ def executed(seen: Seen) -> bool:
 
 def checkpoint(books: Books, schedule: Schedule, total: int) -> None:
     """What must hold at any moment: the books balance, no memo (a key, or one unkeyed call) moved money twice,
-    and every transfer a client saw executed is in the ledger once, as asked."""
+    every transfer a client saw executed is in the ledger once, as asked, and one it saw end otherwise is not."""
     seen = [s for client in schedule.clients for s in list(client.seen)]  # before reading the ledger
     assert books.ledger.check_invariants() == []
     assert books.customer_total() == total
@@ -37,6 +39,9 @@ def checkpoint(books: Books, schedule: Schedule, total: int) -> None:
             memo = s.call.args["memo"]
             assert counts[memo] == 1, f"{memo} acknowledged executed, {counts[memo]} times in the ledger"
             assert _moved(books, memo) == (s.call.args["to_account"], _minor(s.call.args["amount"])), s
+        if _ended_unmoved(s):
+            memo = s.call.args["memo"]
+            assert counts[memo] == 0, f"{memo} acknowledged {s.result}, {counts[memo]} times in the ledger"
         if executed(s) and s.call.tool == "close_account":
             assert _status(books, s.call.args["account_id"]) == "closed", s
 
@@ -68,6 +73,15 @@ def final(books: Books, schedule: Schedule, total: int) -> None:
         if status == "executed":
             assert "approved" in events, f"{ref} executed without an approval: {events}"
     books.assert_sound()
+
+
+def _ended_unmoved(seen: Seen) -> bool:
+    """A transfer acknowledged as ended without moving money, its key's outcome for good (not a conflict with the
+    key's other arguments, nor a database error whose COMMIT may have landed)."""
+    if seen.result is None or seen.call.tool != "transfer_funds" or executed(seen):
+        return False
+    error = seen.result.get("error")
+    return not (isinstance(error, dict) and error.get("code") in UNSETTLED)
 
 
 def _minor(amount: str) -> int:
