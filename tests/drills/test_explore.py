@@ -20,7 +20,7 @@ from tests.drills.schedule import APPROVAL_TIMEOUT, SECONDS, Fault, plan, play, 
 from tests.drills.support import KEY_RING, Books, ServerProcess, record, running
 from tests.server.test_stale_connections import tagged
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(2 * SECONDS + 240)]  # a longer run is given the time it needs
 
 UNCHAINED_WITHIN = 30.0
 
