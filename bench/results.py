@@ -80,6 +80,10 @@ DRILLS = {
     "test_http_abuse.py": "Another principal's token on a session or an idempotency key, malformed bodies "
     "(deep nesting, bad UTF-8, batches, chunked oversize, huge headers), slowloris and slow bodies and stalled "
     "approvers while a normal client is served.",
+    "test_explore.py": "A seeded random schedule (BANKGATE_DRILL_SEED replays it): concurrent clients on both "
+    "protocol revisions reading, transferring (allowed and approved yes/no/never/later), closing and retrying "
+    "keys with changed arguments against 1-2 replicas SIGKILLed and restarted (and on PostgreSQL their sessions "
+    "ended) — the invariants checked after each fault and at the end.",
 }
 FIXED = (
     "A 2026-07-28 round replayed while its own answer was settling (PostgreSQL) made a new approval and asked "
@@ -517,6 +521,7 @@ def drill_facts(name: str, facts: list[dict[str, Any]]) -> str:
         "test_fuzz.py": "fuzz",
         "test_forgery.py": "forgery",
         "test_http_abuse.py": "http-abuse",
+        "test_explore.py": "explore",
     }.get(name)
     lines = []
     for fact in facts:

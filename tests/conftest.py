@@ -50,6 +50,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 
 SLOWEST_FILES = (
+    "drills/test_explore.py",
     "server/test_approvals.py",
     "host/test_cli.py",
     "host/test_expiry.py",

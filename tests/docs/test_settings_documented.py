@@ -18,6 +18,7 @@ from mcp_server.audit.keys import KEY_FILE_ENV
 from mcp_server.cli.main import _parser as mcp_parser
 from mcp_server.settings import Settings
 from tests.docs.markdown import DOCUMENTS, ROOT, prose, text_of
+from tests.drills.schedule import SECONDS_ENV, SEED_ENV
 from tests.support import POSTGRES_URL_ENV, PROFILE_ENV
 
 READ_ELSEWHERE = {
@@ -25,6 +26,8 @@ READ_ELSEWHERE = {
     KEY_FILE_ENV: "also a server setting; read by the key loader itself",
     POSTGRES_URL_ENV: "the tests' PostgreSQL server",
     PROFILE_ENV: "the tests' Hypothesis profile",
+    SEED_ENV: "the seed the exploring drill replays",
+    SECONDS_ENV: "how long the exploring drill's clients call",
     "BANKGATE_SCREENSHOTS": "where the browser tests save the README's screenshots (tests/desk/conftest.py)",
     "BANKGATE_AUTH": "the user's own variable in the mcp-remote example (Claude Desktop's env, not bankgate's)",
 }
