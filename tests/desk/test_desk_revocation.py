@@ -19,7 +19,7 @@ from mcp_server.cli.main import main
 from policy.action import Call
 from policy.results import GateResult, Status
 from tests.desk.authenticator import SoftPasskey
-from tests.desk.world import PORT, DeskBrowser, World, approved, browser, events, moved
+from tests.desk.world import PORT, DeskBrowser, World, approved, approver_changes, browser, events, moved
 from tests.server.interleave import WAIT_LIMIT, hold_audit_writes, until_waiting_behind
 
 pytestmark = pytest.mark.anyio
@@ -38,17 +38,7 @@ async def frank(world: World) -> AsyncIterator[DeskBrowser]:
         yield desk
 
 
-CHANGES = pytest.mark.parametrize(
-    ("change", "why"),
-    [
-        (lambda world: world.admin.revoke("erin"), "whose access was revoked"),
-        (lambda world: world.admin.link("erin", "alice"), "who acts as the requester alice (four eyes"),
-    ],
-    ids=["revoked", "linked-to-the-requester"],
-)
-
-
-@CHANGES
+@approver_changes
 async def test_a_yes_whose_approver_may_no_longer_give_it_moves_nothing(
     world: World, erin: DeskBrowser, passkey: SoftPasskey, change: Callable[[World], object], why: str
 ) -> None:
@@ -68,7 +58,7 @@ async def test_a_yes_whose_approver_may_no_longer_give_it_moves_nothing(
     assert main(["audit", "verify", "--db", world.settings.db_url]) == 0
 
 
-@CHANGES
+@approver_changes
 async def test_the_next_sweep_ends_a_void_yes_long_before_its_window_passes(
     world: World, erin: DeskBrowser, passkey: SoftPasskey, change: Callable[[World], object], why: str
 ) -> None:
@@ -105,7 +95,7 @@ async def test_a_void_looking_yes_edited_in_the_database_is_reported_not_ended(
     assert "does not match" in world.state.expiry.unreadable[approval.ref]
 
 
-@CHANGES
+@approver_changes
 async def test_the_desk_page_of_a_void_yes_says_it_will_not_run(
     world: World,
     erin: DeskBrowser,
@@ -142,14 +132,7 @@ def postgres_only(world: World) -> None:
         pytest.skip("SQLite's write transaction holds the whole file: nothing runs beside a settlement")
 
 
-@pytest.mark.parametrize(
-    ("change", "why"),
-    [
-        (lambda world: world.admin.revoke("erin"), "whose access was revoked"),
-        (lambda world: world.admin.link("erin", "alice"), "who acts as the requester alice"),
-    ],
-    ids=["revoked", "linked-to-the-requester"],
-)
+@approver_changes
 async def test_a_change_committed_while_the_settlement_waits_for_the_approver_stops_it(
     world: World, erin: DeskBrowser, passkey: SoftPasskey, change: Callable[[World], object], why: str
 ) -> None:
@@ -177,13 +160,9 @@ async def test_a_change_committed_while_the_settlement_waits_for_the_approver_st
     assert moved(world) == 0
 
 
-@pytest.mark.parametrize(
-    "change",
-    [lambda world: world.admin.revoke("erin"), lambda world: world.admin.link("erin", "alice")],
-    ids=["revoked", "linked-to-the-requester"],
-)
+@approver_changes
 async def test_a_change_made_while_a_settlement_holds_the_approver_waits_for_it(
-    world: World, erin: DeskBrowser, passkey: SoftPasskey, change: Callable[[World], object]
+    world: World, erin: DeskBrowser, passkey: SoftPasskey, change: Callable[[World], object], why: str
 ) -> None:
     """The other order: the settlement read erin as active and has not committed; the administrator's change waits
     until it has, so `approvers revoke` (or `link`) never returns before a movement her yes allowed."""

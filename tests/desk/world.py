@@ -217,3 +217,15 @@ def approver_fixture(name: str) -> Any:
             yield desk
 
     return fixture
+
+
+approver_changes = pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda world: world.admin.revoke("erin"), "whose access was revoked"),
+        (lambda world: world.admin.link("erin", "alice"), "who acts as the requester alice (four eyes"),
+    ],
+    ids=["revoked", "linked-to-the-requester"],
+)
+"""What takes erin's power to approve alice's calls away (`revoke`, or `link` to alice: four eyes), with the words a
+yes she signed before is then void by (`policy.store.void_yes`)."""

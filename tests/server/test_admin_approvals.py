@@ -26,7 +26,14 @@ from policy.gate import Opening
 from policy.store import Approval
 from policy.verdict import Verdict, VerdictKind
 from tests.desk.authenticator import SoftPasskey
-from tests.desk.world import DeskBrowser, World, approver_fixture, passkey_fixture, world_fixture
+from tests.desk.world import (
+    DeskBrowser,
+    World,
+    approver_changes,
+    approver_fixture,
+    passkey_fixture,
+    world_fixture,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -305,14 +312,7 @@ async def test_a_question_read_after_a_clock_step_back_is_shown_over(
     assert not by_ref[asked]["overdue_seconds"] and not by_ref[yes]["overdue_seconds"]
 
 
-@pytest.mark.parametrize(
-    ("change", "why"),
-    [
-        (lambda world: world.admin.revoke("erin"), "whose access was revoked"),
-        (lambda world: world.admin.link("erin", "alice"), "who acts as the requester alice (four eyes"),
-    ],
-    ids=["revoked", "linked-to-the-requester"],
-)
+@approver_changes
 async def test_a_desk_yes_its_approver_may_no_longer_give_is_shown_void_not_waiting(
     world: World, every_state: Ledger, capsys: pytest.CaptureFixture[str], change: Any, why: str
 ) -> None:
