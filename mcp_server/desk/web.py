@@ -208,9 +208,10 @@ class Desk:
         def read(
             conn: Connection,
         ) -> tuple[Approval, decisions.DeskDecision | None, DeskSignoff | None, frozenset[str]]:
+            approval = inbox.approval(conn, ref)  # first: a reference of no approval's shape is a 404, never a query
             decided = decisions.decision_for(conn, ref)
             standing = signoff(conn, DESK_DECISION, ref) if decided is not None else None
-            return inbox.approval(conn, ref), decided, standing, own_principals(conn, approver)
+            return approval, decided, standing, own_principals(conn, approver)
 
         # The approval as of its decision, or before it; its approver's standing as the gate would read it now.
         approval, decided, standing, own = await self._read(read, snapshot=True)
