@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.colors
 import numpy as np
 
 from bench import charts
@@ -114,3 +115,15 @@ def test_the_ratio_chart_marks_the_required_work_bound_on_the_judged_row_of_its_
         ([0.98], [judged.index("server_bench · stdio · get_account_balance")]),
         ([0.96], [judged.index("load · sqlite, HTTP, 32 clients, 8.0 s · bankgate, mixed calls")]),
     ]
+
+
+def test_a_bar_is_coloured_by_the_tables_own_judgement_not_its_rounded_figure() -> None:
+    """0.8956 of a 0.9 goal is printed "0.90 ✗": read back as 0.90 it looked met, and its bar was drawn green."""
+    missed = PerfRow("server_bench", "HTTP 1 client", "get_account_balance", "592 calls/s", "floor: one read",
+                     "661 calls/s", "0.90 ✗", "1.6 / 3.2", "goal ≥ 0.9")  # fmt: skip
+    met = PerfRow("server_bench", "HTTP 8 clients", "get_account_balance", "978 calls/s", "floor: one read",
+                  "925 calls/s", "1.06 ✓", "1.0 / 2.0", "goal ≥ 0.9")  # fmt: skip
+    figure = charts._ratios([missed, met])
+    assert figure is not None
+    colours = [patch.get_facecolor()[:3] for patch in figure.axes[0].patches]
+    assert colours == [matplotlib.colors.to_rgb(charts._RED), matplotlib.colors.to_rgb(charts._GREEN)]
