@@ -205,18 +205,15 @@ class Desk:
         assert approver is not None
         ref = request.path_params["ref"]
 
-        def read(
-            conn: Connection,
-        ) -> tuple[Approval, decisions.DeskDecision | None, DeskSignoff | None, frozenset[str]]:
+        def read(conn: Connection) -> tuple[Approval, DeskSignoff | None, frozenset[str]]:
             approval = inbox.approval(conn, ref)  # first: a reference of no approval's shape is a 404, never a query
-            decided = decisions.decision_for(conn, ref)
-            standing = signoff(conn, DESK_DECISION, ref) if decided is not None else None
-            return approval, decided, standing, own_principals(conn, approver)
+            return approval, signoff(conn, DESK_DECISION, ref), own_principals(conn, approver)
 
-        # The approval as of its decision, or before it; its approver's standing as the gate would read it now.
-        approval, decided, standing, own = await self._read(read, snapshot=True)
+        # The approval as of its decision, or before it; the decision with its approver's standing as the gate would
+        # read them now.
+        approval, decided, own = await self._read(read, snapshot=True)
         waiting = decided is not None and approval.status == "pending"
-        void = standing.void(approval.principal) if standing is not None and waiting else None
+        void = decided.void(approval.principal) if decided is not None and waiting else None
         return self._render(
             request,
             approver,

@@ -105,13 +105,27 @@ async def test_the_desk_page_of_a_void_yes_says_it_will_not_run(
     why: str,
 ) -> None:
     """The page of a yes whose approver was revoked (or linked to the requester) still told every approver the
-    requester had until a time to continue the call, as if it would run then."""
+    requester had until a time to continue the call, as if it would run then; and, once it said void, still headed
+    the decision with a green "Approved by erin"."""
     _, approval, _ = await approved(world, erin, passkey)
     change(world)
     page = html.unescape((await frank.get(f"/approvals/{approval.ref}")).text)
     assert "The requester must continue the call by" not in page, page
     [void] = re.findall(r'<p id="void">(.*?)</p>', page)
     assert void.startswith(f"Void: approved by erin, {why}") and "nothing will run" in void, void
+    [(kind, heading)] = re.findall(r'<section class="card decided (\w+)">\s*<h2>(.*?)</h2>', page)
+    assert (kind, heading) == ("void", "Void: this yes will not run"), (kind, heading)
+
+
+async def test_the_desk_page_of_a_standing_yes_is_headed_approved(
+    world: World, erin: DeskBrowser, frank: DeskBrowser, passkey: SoftPasskey
+) -> None:
+    """The heading a void yes loses is kept by a yes its approver may still give."""
+    _, approval, _ = await approved(world, erin, passkey)
+    page = html.unescape((await frank.get(f"/approvals/{approval.ref}")).text)
+    [(kind, heading)] = re.findall(r'<section class="card decided (\w+)">\s*<h2>(.*?)</h2>', page)
+    assert (kind, heading) == ("approved", "Approved by erin"), (kind, heading)
+    assert '<p id="void">' not in page
 
 
 async def test_a_no_whose_approver_was_revoked_still_rejects(
