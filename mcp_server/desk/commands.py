@@ -8,6 +8,7 @@ from mcp_server.audit.sequencer import checked_writer
 from mcp_server.cli.admin import read_only
 from mcp_server.desk.approvers import ApproverAdmin, listed
 from mcp_server.desk.config import desk_config
+from mcp_server.desk.presence import live_ports
 from mcp_server.desk.server import public_desk_url, served_port
 from mcp_server.ledger.free_text import shown
 from mcp_server.settings import Settings
@@ -20,12 +21,26 @@ def _admin(settings: Settings) -> ApproverAdmin:
 
 
 def approvers_add(settings: Settings, name: str, role: str | None) -> int:
-    config = desk_config(public_desk_url(settings, served_port(settings)), TransportSecuritySettings())
-    token, expires = _admin(settings).add(name, role)
+    admin = _admin(settings)
+    configured = served_port(settings)
+    # Beside stdio the desk's port is the one it could take: the link names a port a desk of this ledger renewed
+    # (`presence`), never merely the configured one, which anything may hold.
+    beside_stdio = settings.transport == "stdio" and not (settings.desk_url or settings.public_url)
+    live = admin.db.read(lambda conn: live_ports(conn, time.time())) if beside_stdio else []
+    port = configured if configured in live or not live else live[0]
+    config = desk_config(public_desk_url(settings, port), TransportSecuritySettings())
+    token, expires = admin.add(name, role)
     until = time.strftime("%H:%M:%S UTC", time.gmtime(expires))
     print(f"approver {name} invited. Send them this one-time enrollment link (valid until {until}):")
     print(f"  {config.enrollment_url(token)}")
     print("It registers a passkey at the approval desk; open it where the desk is served.")
+    if beside_stdio and not live:
+        print(
+            "No bankgate-mcp has served this ledger's desk in the last minute: open the link once one does (it "
+            f'prints "approval desk at …"); until then whatever holds port {port} would receive it.'
+        )
+    elif port != configured:
+        print(f"The desk is served on port {port}: port {configured} was taken when it started.")
     return 0
 
 

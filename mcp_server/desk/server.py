@@ -12,6 +12,7 @@ from starlette.routing import Mount
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.config import DEFAULT_STDIO_PORT, DESK_PATH, DeskConfig, default_desk_url, desk_config
+from mcp_server.desk.presence import Presence
 from mcp_server.desk.web import Desk
 from mcp_server.http.app import transport_security
 from mcp_server.settings import Settings
@@ -65,11 +66,18 @@ class StdioDesk:
         config = uvicorn.Config(app, log_config=None, log_level="warning", lifespan="off", proxy_headers=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": self.sockets}, daemon=True)
+        # Recorded only where the links follow the port taken: a fixed desk URL is refused a taken port instead.
+        fixed = settings.desk_url or settings.public_url
+        self.presence = None if fixed else Presence(db, self.port)
 
     def start(self) -> str:
         self.thread.start()
+        if self.presence is not None:
+            self.presence.start()
         return self.config.url + "/"
 
     def stop(self) -> None:
+        if self.presence is not None:
+            self.presence.stop()
         self.server.should_exit = True
         self.thread.join(5)
