@@ -40,11 +40,13 @@ class Presence:
         self.db = db
         self.port = port
         self._stopped = threading.Event()
+        self._recorded = threading.Event()
         self._thread = threading.Thread(target=self._renew, name="desk-presence", daemon=True)
 
     def start(self) -> None:
-        self._announce()  # before the first link is handed out
+        """Record the port, then renew it on a thread (a database that fails meanwhile is retried there)."""
         self._thread.start()
+        self._recorded.wait(5)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -55,11 +57,15 @@ class Presence:
             log.warning("the desk's port %d stays recorded until it goes stale", self.port, exc_info=True)
 
     def _renew(self) -> None:
-        while not self._stopped.wait(BEAT):
+        """Record the port now and every `BEAT` seconds until stopped."""
+        while True:
             try:
                 self._announce()
             except Exception:  # a database outage: renewed at the next beat, stale only after FRESH seconds
-                log.warning("could not renew the desk's port %d in the ledger", self.port, exc_info=True)
+                log.warning("could not record the desk's port %d in the ledger", self.port, exc_info=True)
+            self._recorded.set()
+            if self._stopped.wait(BEAT):
+                return
 
     def _announce(self) -> None:
         self.db.run(
