@@ -13,7 +13,7 @@ from mcp_server.audit.keys import key_file, load_keyring, load_public_keyring, l
 from mcp_server.audit.sequencer import Sequencer, checked_writer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.cli.approvals import STATUSES, approvals
-from mcp_server.cli.explain import explain
+from mcp_server.cli.explain import explain, judge
 from mcp_server.desk.reverify import reverify_decisions
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.entitlements import EntitlementAdmin, grants, stored_principal
@@ -53,13 +53,13 @@ def policy_explain(
         arguments = json.loads(raw_args)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"--args is not valid JSON: {exc}") from None
-    state = open_state(settings)
-    action = state.gate.actions.get(tool)
+    gate, ledger = judge(settings, lambda: read_only(settings))
+    action = gate.actions.get(tool)
     if action is None:
-        raise Refusal("unknown_tool", f"no tool named '{tool}' (tools: {', '.join(sorted(state.gate.actions))})")
+        raise Refusal("unknown_tool", f"no tool named '{tool}' (tools: {', '.join(sorted(gate.actions))})")
     call = Call(tool, action.canonical(arguments), settings.principal)
-    found = explain(state, call, balances=_pairs(balances, "--balance"), moved_today=moved_today)
-    print(f"policy: {state.gate.policy.source} ({state.gate.policy.version})")
+    found = explain(gate, ledger, call, balances=_pairs(balances, "--balance"), moved_today=moved_today)
+    print(f"policy: {gate.policy.source} ({gate.policy.version})")
     if found.hidden is not None:
         print(
             f"policy decision: hidden: [accounts] visible hides {found.hidden} from {call.principal}, so the call "

@@ -4,8 +4,11 @@ findings, and hypothetical facts stand in for a funded account."""
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, inspect
 
 from mcp_server.cli.main import main
+from mcp_server.storage import migrations
+from mcp_server.storage.migrations import Migration
 from tests.support import TEST_POLICY
 
 RESERVE_POLICY = """
@@ -182,3 +185,25 @@ def test_an_error_echoing_the_command_line_shows_its_control_characters_escaped(
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\r" not in err
     assert says in err
+
+
+def test_it_needs_no_signing_key_and_makes_none(demo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`explain` only reads, as `admin accounts` does: an author judging a policy against a ledger needs none of
+    the key its servers sign audit records with. It required that key, and where the key file named none it
+    wrote a new signing key there before refusing."""
+    missing = tmp_path / "no-such.key"
+    out = explain(capsys, demo, "700", "--audit-key-file", str(missing))
+    assert "policy decision: require_approval" in out and "ledger pre-checks: pass" in out
+    assert not missing.exists()
+
+
+def test_it_migrates_nothing(demo: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a ledger behind this release it is refused, naming the migration, and the ledger stays behind: an
+    author's newer command must not move a ledger past the release its servers run."""
+    future = Migration(99, "future_table", "CREATE TABLE future_table (x INTEGER)")
+    shipped = migrations.available()
+    monkeypatch.setattr(migrations, "available", lambda: [*shipped, future])
+    args = '{"from_account": "ACC-001", "to_account": "ACC-002", "amount": "1"}'
+    assert main(["policy", "explain", "transfer_funds", "--args", args, "--db", demo]) == 2
+    assert "migration 0099_future_table is not applied" in capsys.readouterr().err
+    assert "future_table" not in inspect(create_engine(demo)).get_table_names()
