@@ -66,7 +66,7 @@ def policy_explain(
             "is answered as one naming a missing account, and no rule judges it"
         )
     elif found.decision is None:
-        print("policy decision: not judged (the call names an account that does not exist)")
+        print(f"policy decision: not judged ({shown(found.unjudged)})")
     else:
         print(f"policy decision: {_effect(found.decision.outcome, found.decision.channel)}")
         print(f"  reason: {found.decision.reason}")

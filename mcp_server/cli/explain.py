@@ -37,13 +37,16 @@ from policy.store import GateTx
 @dataclass(frozen=True)
 class Explanation:
     decision: Decision | None
-    """The policy's finding; None when the call names an account that does not exist, or is `hidden`."""
+    """The policy's finding; None when it cannot judge the call (`unjudged`), or it is `hidden`."""
     facts: CallFacts | None
     precheck: Refusal | None
     """The ledger's finding on the real state: None when the call could run now."""
     effect: tuple[str, ...]
     hidden: str | None = None
     """The account `[accounts] visible` hides from the caller: no rule judges the call."""
+    unjudged: str = ""
+    """Why no rule can judge a call the ledger refuses: an account that does not exist, an amount its currency
+    cannot hold."""
 
 
 def judge(settings: Settings, opened: Callable[[], Database]) -> tuple[Gate, Ledger]:
@@ -70,11 +73,14 @@ def explain(
         if inspection is None:
             found = _accounts_only(ledger, tx, call)
             if found is None:
-                return Explanation(None, None, precheck, ())
+                return Explanation(None, None, precheck, (), unjudged="the call names an account that does not exist")
             hidden = _hidden(call, precheck)  # before the amount: the server reads none of a hidden account's
             if hidden is not None:
                 return Explanation(None, None, precheck, (), hidden=hidden)
-            inspection = _facts_only(call, *found)
+            try:
+                inspection = _facts_only(call, *found)
+            except Refusal as amount:  # the ledger refused something else first (two currencies, say)
+                return Explanation(None, None, precheck, (), unjudged=amount.message)
         facts = _pretend(call, gate.facts(tx, call, inspection), balances or {}, moved_today)
         effect = () if precheck is not None else inspection.effect
         return Explanation(gate.policy.decide(facts), facts, precheck, effect)
@@ -108,7 +114,11 @@ def _facts_only(call: Call, accounts: dict[str, AccountFacts | None], roles: tup
     currency = first.currency if first is not None else "USD"
     amount = call.arguments.get("amount")
     # No ceiling here: an amount over the ledger's limit is the pre-check's finding, the policy still judges it.
-    amount_minor = 0 if amount is None else parse_amount(amount, currency, ceiling_minor=sys.maxsize)
+    try:
+        amount_minor = 0 if amount is None else parse_amount(amount, currency, ceiling_minor=sys.maxsize)
+    except Refusal as refusal:
+        why = f"{amount} is no amount in {currency}: {refusal.message.rstrip('.')}"
+        raise Refusal(refusal.code, why, "amount") from None
     return Inspection((), accounts, currency, minor_units(currency), amount_minor, roles)
 
 

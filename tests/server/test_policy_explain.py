@@ -207,3 +207,17 @@ def test_it_migrates_nothing(demo: str, capsys: pytest.CaptureFixture[str], monk
     assert main(["policy", "explain", "transfer_funds", "--args", args, "--db", demo]) == 2
     assert "migration 0099_future_table is not applied" in capsys.readouterr().err
     assert "future_table" not in inspect(create_engine(demo)).get_table_names()
+
+
+def test_an_amount_its_currency_cannot_hold_leaves_the_policy_unjudged_beside_the_refusal(
+    demo: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """0.5 from a JPY account to a USD one: the server refuses the currencies (read before the amount) and no rule
+    judges the call. `explain` stopped at the amount instead, exit 2, with no finding and another refusal."""
+    assert main(["admin", "create", "--db", demo, "--currency", "JPY", "Yen Co"]) == 0  # ACC-004
+    capsys.readouterr()
+    args = '{"from_account": "ACC-004", "to_account": "ACC-001", "amount": "0.5"}'
+    assert main(["policy", "explain", "transfer_funds", "--args", args, "--db", demo]) == 0
+    out = capsys.readouterr().out
+    assert "policy decision: not judged (0.5 is no amount in JPY: JPY amounts have no decimal places)" in out
+    assert "ledger pre-checks: would refuse (currency_mismatch)" in out
