@@ -56,7 +56,8 @@ class Answer:
 
     def expecting(self, *texts: str) -> "Answer":
         """This answer, for a question whose message shows each of `texts` (e.g. `"Transfer $1,500.00"`,
-        `"to ACC-002 (Bob Example)"`): without it, an answer scripted for one call answers whichever asks."""
+        `"to ACC-002 (Bob Example)"`; a desk link's names its tool and `"/desk/approvals/"`, not the amount):
+        without it, an answer scripted for one call answers whichever asks."""
         if not texts or not all(isinstance(text, str) and text for text in texts):
             raise ValueError("expecting(...) takes one or more non-empty texts the question must show")
         return replace(self, expect=self.expect + texts)
