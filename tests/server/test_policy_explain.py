@@ -1,15 +1,18 @@
 """`policy explain` explains the policy: its decision and the ledger's pre-checks are separate
 findings, and hypothetical facts stand in for a funded account."""
 
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import inspect
 
 from mcp_server.cli.main import main
 from mcp_server.storage import migrations
+from mcp_server.storage.database import Database
 from mcp_server.storage.migrations import Migration
-from tests.support import TEST_POLICY
+from tests.support import TEST_POLICY, postgres_schema
 
 RESERVE_POLICY = """
 [tools.transfer_funds]
@@ -34,12 +37,14 @@ reason = "Invoices are paid by the accounts desk."
 """
 
 
-@pytest.fixture
-def demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    assert main(["admin", "init", "--db", url, "--seed-demo"]) == 0
-    capsys.readouterr()
-    return url
+@pytest.fixture(params=["sqlite", "postgresql"])
+def demo(request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[str]:
+    with ExitStack() as stack:
+        sqlite = f"sqlite:///{tmp_path / 'ledger.db'}"
+        url = sqlite if request.param == "sqlite" else stack.enter_context(postgres_schema("explain"))
+        assert main(["admin", "init", "--db", url, "--seed-demo"]) == 0
+        capsys.readouterr()
+        yield url
 
 
 def explain(capsys: pytest.CaptureFixture[str], db: str, amount: str, *extra: str) -> str:
@@ -206,7 +211,10 @@ def test_it_migrates_nothing(demo: str, capsys: pytest.CaptureFixture[str], monk
     args = '{"from_account": "ACC-001", "to_account": "ACC-002", "amount": "1"}'
     assert main(["policy", "explain", "transfer_funds", "--args", args, "--db", demo]) == 2
     assert "migration 0099_future_table is not applied" in capsys.readouterr().err
-    assert "future_table" not in inspect(create_engine(demo)).get_table_names()
+    monkeypatch.undo()
+    assert "future_table" not in Database.open(demo, create=False, migrate=False).read(
+        lambda conn: inspect(conn).get_table_names()
+    )
 
 
 def test_an_amount_its_currency_cannot_hold_leaves_the_policy_unjudged_beside_the_refusal(
