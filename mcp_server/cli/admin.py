@@ -16,7 +16,7 @@ from mcp_server.cli.approvals import STATUSES, approvals
 from mcp_server.cli.explain import explain, judge
 from mcp_server.desk.reverify import reverify_decisions
 from mcp_server.ledger.books import Ledger
-from mcp_server.ledger.entitlements import EntitlementAdmin, grants, stored_principal
+from mcp_server.ledger.entitlements import ROLES, EntitlementAdmin, grants, stored_principal
 from mcp_server.ledger.free_text import shown
 from mcp_server.ledger.money import format_amount
 from mcp_server.settings import Settings
@@ -47,17 +47,26 @@ def policy_check(file: Path) -> int:
 
 
 def policy_explain(
-    settings: Settings, tool: str, raw_args: str, *, balances: Sequence[str] = (), moved_today: str | None = None
+    settings: Settings,
+    tool: str,
+    raw_args: str,
+    *,
+    balances: Sequence[str] = (),
+    moved_today: str | None = None,
+    roles: Sequence[str] = (),
 ) -> int:
     try:
         arguments = json.loads(raw_args)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"--args is not valid JSON: {exc}") from None
+    for role in roles:
+        if role not in ROLES:
+            raise ValueError(f"--role: unknown role '{shown(role)}'; the roles are {', '.join(ROLES)}")
     gate, ledger = judge(settings, lambda: read_only(settings))
     action = gate.actions.get(tool)
     if action is None:
         raise Refusal("unknown_tool", f"no tool named '{tool}' (tools: {', '.join(sorted(gate.actions))})")
-    call = Call(tool, action.canonical(arguments), settings.principal)
+    call = Call(tool, action.canonical(arguments), settings.principal, roles=tuple(sorted(set(roles))))
     found = explain(gate, ledger, call, balances=_pairs(balances, "--balance"), moved_today=moved_today)
     print(f"policy: {gate.policy.source} ({gate.policy.version})")
     if found.hidden is not None:

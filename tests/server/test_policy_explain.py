@@ -229,3 +229,20 @@ def test_an_amount_its_currency_cannot_hold_leaves_the_policy_unjudged_beside_th
     out = capsys.readouterr().out
     assert "policy decision: not judged (0.5 is no amount in JPY: JPY amounts have no decimal places)" in out
     assert "ledger pre-checks: would refuse (currency_mismatch)" in out
+
+
+def test_a_role_the_callers_token_carries_is_judged_as_the_server_judges_it(
+    demo: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JWT whose scope carries `operator` (BANKGATE_OAUTH_ROLE_SCOPES) makes alice an operator for that call: the
+    shipped policy shows her bob's account and asks about the transfer. `explain` judged her by her grants alone,
+    "hidden", with no way to say what her token carries."""
+    args = '{"from_account": "ACC-002", "to_account": "ACC-001", "amount": "10"}'
+    alice = ["policy", "explain", "transfer_funds", "--args", args, "--db", demo, "--principal", "alice"]
+    assert main(alice) == 0
+    assert "policy decision: hidden" in capsys.readouterr().out
+    assert main([*alice, "--role", "operator"]) == 0
+    out = capsys.readouterr().out
+    assert "policy decision: require_approval" in out and "ledger pre-checks: pass" in out
+    assert main([*alice, "--role", "root"]) == 2
+    assert "--role: unknown role 'root'; the roles are operator" in capsys.readouterr().err
