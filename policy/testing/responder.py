@@ -178,7 +178,8 @@ class ScriptedResponder:
         answer = self.script.pop(0)
         unshown = answer.unshown(question)
         if unshown:
-            return self._refuse(f"{answer!r} expected a question showing {' and '.join(map(repr, unshown))}", question)
+            expected = " and ".join(map(repr, unshown))
+            return self._refuse(f"{answer.written or answer.action} expected a question showing {expected}", question)
         if answer.delay:
             await anyio.sleep(answer.delay)
         reply = answer.reply(question.message)

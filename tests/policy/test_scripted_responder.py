@@ -223,10 +223,10 @@ async def test_an_answer_expecting_what_is_shown_refuses_a_question_showing_othe
     assert small is None or (small.structured_content or {})["status"] == "denied"
     with pytest.raises(AssertionError) as failed:
         responder.check()
-    assert "approve().expecting('Transfer $1,500.00 (USD) from ACC-001') expected a question showing " in str(
+    assert "approve() expected a question showing 'Transfer $1,500.00 (USD) from ACC-001'; asked:\n" in str(
         failed.value
     )
-    assert "Transfer $500.00 (USD) from ACC-001" in str(failed.value)
+    assert "    Transfer $500.00 (USD) from ACC-001" in str(failed.value)
 
 
 @pytest.mark.anyio
