@@ -38,7 +38,7 @@ from policy.cel_syntax import (
 )
 from policy.channel import Channel
 from policy.document import Rule
-from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_STATUSES, RELATIONS, VARIABLES
+from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_STATUSES, RELATIONS, ROLES, VARIABLES
 from policy.outcome import Outcome
 
 Arguments = Mapping[str, bool]
@@ -137,7 +137,7 @@ def _fact(node: Node, tools: frozenset[str]) -> _Fact | None:
         if node.name == "principal":
             return _Fact("principal", "string")
         if node.name == "roles":
-            return _Fact("roles", "list")
+            return _Fact("roles", "list", frozenset(ROLES))
     if isinstance(node, Call) and node.function == "minor" and node.target is None:
         return _Fact("minor(...)", "minor")
     if isinstance(node, Select) and isinstance(node.operand, Ident):

@@ -250,6 +250,12 @@ def test_an_argument_the_tool_does_not_have_is_named(tmp_path: Path, capsys: pyt
             replace(transfer(), roles=("operator",)),  # meant: everyone but operators is asked
             Outcome.REQUIRE_APPROVAL,
         ),
+        (
+            "!('owner' in roles)",
+            "'owner' in roles: never true, as roles is only ever 'operator'",
+            transfer(),  # alice owns ACC-001, a relation to it (from_account.access), not a role: asked
+            Outcome.REQUIRE_APPROVAL,
+        ),
     ],
     ids=[
         "decimal",
@@ -268,6 +274,7 @@ def test_an_argument_the_tool_does_not_have_is_named(tmp_path: Path, capsys: pyt
         "decimal-on-the-left",
         "list-equals-text",
         "list-differs-from-text",
+        "relation-as-role",
     ],
 )
 def test_a_comparison_that_cannot_mean_what_it_says_is_named(
