@@ -16,7 +16,7 @@ from mcp_server.cli.approvals import STATUSES, approvals
 from mcp_server.cli.explain import explain, judge
 from mcp_server.desk.reverify import reverify_decisions
 from mcp_server.ledger.books import Ledger
-from mcp_server.ledger.entitlements import ROLES, EntitlementAdmin, grants, stored_principal
+from mcp_server.ledger.entitlements import EntitlementAdmin, grants, stored_principal
 from mcp_server.ledger.free_text import shown
 from mcp_server.ledger.money import format_amount
 from mcp_server.settings import Settings
@@ -25,7 +25,7 @@ from mcp_server.tools import TOOL_ARGUMENTS
 from policy.action import Call
 from policy.audit import SignedHead
 from policy.channel import Channel
-from policy.facts import CallFacts
+from policy.facts import ROLES, CallFacts
 from policy.loader import load_policy
 from policy.outcome import Outcome
 from policy.results import Refusal
