@@ -111,6 +111,9 @@ ACCOUNT_ROLES = tuple(ACCOUNT_ARGUMENTS)
 RELATIONS = ("owner", "viewer")
 """What `access` can hold: a principal's relations to an account (the server grants no other)."""
 
+ROLES = ("operator",)
+"""What `roles` can hold: a principal's roles on every account (granted, or carried by a token's scope)."""
+
 ACCOUNT_STATUSES = ("open", "closed")
 """What an account's `status` can be."""
 

@@ -7,7 +7,8 @@ server binds (`policy.facts`) and, when the server's tools are known, their argu
   (`sweep_to`), unguarded: without it the rule fails to evaluate, and a failing rule denies;
 - an argument the tool does not have (`args.memmo`): never set;
 - a fact compared with a literal of another type or outside the values it takes
-  (`amount_minor > 500.5`, `args.amount == '100'`, `'Owner' in account.access`, `tool == 'x'`), in a rule
+  (`amount_minor > 500.5`, `args.amount == '100'`, `'Owner' in account.access`, `account.access == 'owner'`,
+  `tool == 'x'`), in a rule
   or in `[accounts] visible` (`visibility_warnings`);
 - an `allow` rule in a tool whose default is `allow`: the most restrictive outcome wins, so it
   never changes a decision (not even as an exception to a stricter rule);
@@ -37,7 +38,7 @@ from policy.cel_syntax import (
 )
 from policy.channel import Channel
 from policy.document import Rule
-from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_STATUSES, RELATIONS, VARIABLES
+from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_STATUSES, RELATIONS, ROLES, VARIABLES
 from policy.outcome import Outcome
 
 Arguments = Mapping[str, bool]
@@ -135,6 +136,8 @@ def _fact(node: Node, tools: frozenset[str]) -> _Fact | None:
             return _Fact("currency", "string", currency=True)
         if node.name == "principal":
             return _Fact("principal", "string")
+        if node.name == "roles":
+            return _Fact("roles", "list", frozenset(ROLES))
     if isinstance(node, Call) and node.function == "minor" and node.target is None:
         return _Fact("minor(...)", "minor")
     if isinstance(node, Select) and isinstance(node.operand, Ident):
@@ -205,6 +208,10 @@ def _compared(fact: _Fact, op: str, literal: Literal, around: tuple[str, str]) -
         )
     elif fact.kind in ("string", "list") and literal.kind not in ("string", "null"):
         yield f"{expression}: {fact.name} holds text, never {_A[literal.kind]}, so this {outcome}"
+    elif fact.kind == "list" and op in ("==", "!=") and literal.kind == "string":
+        element = f"{shown} in {fact.name}"
+        fix = element if op == "==" else f"!({element})"
+        yield f"{expression}: {constant}, as {fact.name} is a list (e.g. [{shown}]), never one text; fix: {fix}"
     elif fact.kind in ("string", "list") and isinstance(literal.value, str) and constant is not None:
         if fact.values is not None and literal.value not in fact.values:
             values = ", ".join(f"'{v}'" for v in sorted(fact.values))

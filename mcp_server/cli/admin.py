@@ -13,7 +13,7 @@ from mcp_server.audit.keys import key_file, load_keyring, load_public_keyring, l
 from mcp_server.audit.sequencer import Sequencer, checked_writer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.cli.approvals import STATUSES, approvals
-from mcp_server.cli.explain import explain
+from mcp_server.cli.explain import explain, judge
 from mcp_server.desk.reverify import reverify_decisions
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.entitlements import EntitlementAdmin, grants, stored_principal
@@ -25,7 +25,7 @@ from mcp_server.tools import TOOL_ARGUMENTS
 from policy.action import Call
 from policy.audit import SignedHead
 from policy.channel import Channel
-from policy.facts import CallFacts
+from policy.facts import ROLES, CallFacts
 from policy.loader import load_policy
 from policy.outcome import Outcome
 from policy.results import Refusal
@@ -47,26 +47,35 @@ def policy_check(file: Path) -> int:
 
 
 def policy_explain(
-    settings: Settings, tool: str, raw_args: str, *, balances: Sequence[str] = (), moved_today: str | None = None
+    settings: Settings,
+    tool: str,
+    raw_args: str,
+    *,
+    balances: Sequence[str] = (),
+    moved_today: str | None = None,
+    roles: Sequence[str] = (),
 ) -> int:
     try:
         arguments = json.loads(raw_args)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"--args is not valid JSON: {exc}") from None
-    state = open_state(settings)
-    action = state.gate.actions.get(tool)
+    for role in roles:
+        if role not in ROLES:
+            raise ValueError(f"--role: unknown role '{shown(role)}'; the roles are {', '.join(ROLES)}")
+    gate, ledger = judge(settings, lambda: read_only(settings))
+    action = gate.actions.get(tool)
     if action is None:
-        raise Refusal("unknown_tool", f"no tool named '{tool}' (tools: {', '.join(sorted(state.gate.actions))})")
-    call = Call(tool, action.canonical(arguments), settings.principal)
-    found = explain(state, call, balances=_pairs(balances, "--balance"), moved_today=moved_today)
-    print(f"policy: {state.gate.policy.source} ({state.gate.policy.version})")
+        raise Refusal("unknown_tool", f"no tool named '{tool}' (tools: {', '.join(sorted(gate.actions))})")
+    call = Call(tool, action.canonical(arguments), settings.principal, roles=tuple(sorted(set(roles))))
+    found = explain(gate, ledger, call, balances=_pairs(balances, "--balance"), moved_today=moved_today)
+    print(f"policy: {gate.policy.source} ({gate.policy.version})")
     if found.hidden is not None:
         print(
             f"policy decision: hidden: [accounts] visible hides {found.hidden} from {call.principal}, so the call "
             "is answered as one naming a missing account, and no rule judges it"
         )
     elif found.decision is None:
-        print("policy decision: not judged (the call names an account that does not exist)")
+        print(f"policy decision: not judged ({shown(found.unjudged)})")
     else:
         print(f"policy decision: {_effect(found.decision.outcome, found.decision.channel)}")
         print(f"  reason: {found.decision.reason}")

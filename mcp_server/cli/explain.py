@@ -3,26 +3,33 @@
 An author asking "what does my policy say about a 70,000.00 transfer?" must not be answered
 "insufficient funds": the policy is judged on the facts even when the ledger would refuse the
 call first, and hypothetical facts (a balance, today's total) stand in for a funded account.
-Nothing is written: the facts are read in one transaction that is never committed with changes.
+Nothing is written: the ledger is opened as the read-only commands open it (nothing migrated, no audit
+signing key read or made: an author needs none of the servers' key), and the facts are read in one
+read transaction.
 An account the policy's `[accounts] visible` hides from the caller is the exception: the server answers
 such a call as one naming a missing account before any rule runs, so no rule's decision is shown.
 """
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection
 
-from mcp_server.app import AppState
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.errors import ErrorCode
 from mcp_server.ledger.money import MAX_BALANCE_MINOR, format_amount, minor_units, parse_amount, plain_decimal
+from mcp_server.settings import Settings
+from mcp_server.storage.database import Database
+from mcp_server.storage.gate_store import SqlGateStore
+from mcp_server.tools import TOOL_ARGUMENTS, ledger_actions
 from mcp_server.tools.close import close_account
 from mcp_server.tools.common import account_facts, with_credentials
 from policy.action import Call, Inspection
 from policy.decision import Decision
 from policy.facts import ACCOUNT_ARGUMENTS, AccountFacts, CallFacts
+from policy.gate import Gate
+from policy.loader import load_policy
 from policy.results import Refusal
 from policy.store import GateTx
 
@@ -30,21 +37,33 @@ from policy.store import GateTx
 @dataclass(frozen=True)
 class Explanation:
     decision: Decision | None
-    """The policy's finding; None when the call names an account that does not exist, or is `hidden`."""
+    """The policy's finding; None when it cannot judge the call (`unjudged`), or it is `hidden`."""
     facts: CallFacts | None
     precheck: Refusal | None
     """The ledger's finding on the real state: None when the call could run now."""
     effect: tuple[str, ...]
     hidden: str | None = None
     """The account `[accounts] visible` hides from the caller: no rule judges the call."""
+    unjudged: str = ""
+    """Why no rule can judge a call the ledger refuses: an account that does not exist, an amount its currency
+    cannot hold."""
+
+
+def judge(settings: Settings, opened: Callable[[], Database]) -> tuple[Gate, Ledger]:
+    """The gate of `settings`' policy over the ledger `opened` gives (opened after the policy loads: a bad one
+    touches no ledger), to judge calls and never act: no audit writer's key is ever loaded, as nothing is signed."""
+    policy = load_policy(settings.policy, catalog=TOOL_ARGUMENTS)
+    db = opened()
+    ledger = Ledger(db, max_amount_minor=settings.max_amount_minor)
+    return Gate(policy, SqlGateStore(db), ledger_actions(ledger, policy)), ledger
 
 
 def explain(
-    state: AppState, call: Call, *, balances: Mapping[str, str] | None = None, moved_today: str | None = None
+    gate: Gate, ledger: Ledger, call: Call, *, balances: Mapping[str, str] | None = None, moved_today: str | None = None
 ) -> Explanation:
     """Judge `call` by the policy (with hypothetical `balances` and `moved_today`, in major units) and
     by the ledger's pre-checks; changes nothing."""
-    gate, action = state.gate, state.gate.actions[call.tool]
+    action = gate.actions[call.tool]
 
     def work(tx: GateTx[Connection]) -> Explanation:
         try:
@@ -52,13 +71,16 @@ def explain(
         except Refusal as refusal:
             inspection, precheck = None, refusal
         if inspection is None:
-            found = _accounts_only(state.ledger, tx, call)
+            found = _accounts_only(ledger, tx, call)
             if found is None:
-                return Explanation(None, None, precheck, ())
+                return Explanation(None, None, precheck, (), unjudged="the call names an account that does not exist")
             hidden = _hidden(call, precheck)  # before the amount: the server reads none of a hidden account's
             if hidden is not None:
                 return Explanation(None, None, precheck, (), hidden=hidden)
-            inspection = _facts_only(call, *found)
+            try:
+                inspection = _facts_only(call, *found)
+            except Refusal as amount:  # the ledger refused something else first (two currencies, say)
+                return Explanation(None, None, precheck, (), unjudged=amount.message)
         facts = _pretend(call, gate.facts(tx, call, inspection), balances or {}, moved_today)
         effect = () if precheck is not None else inspection.effect
         return Explanation(gate.policy.decide(facts), facts, precheck, effect)
@@ -92,7 +114,11 @@ def _facts_only(call: Call, accounts: dict[str, AccountFacts | None], roles: tup
     currency = first.currency if first is not None else "USD"
     amount = call.arguments.get("amount")
     # No ceiling here: an amount over the ledger's limit is the pre-check's finding, the policy still judges it.
-    amount_minor = 0 if amount is None else parse_amount(amount, currency, ceiling_minor=sys.maxsize)
+    try:
+        amount_minor = 0 if amount is None else parse_amount(amount, currency, ceiling_minor=sys.maxsize)
+    except Refusal as refusal:
+        why = f"{amount} is no amount in {currency}: {refusal.message.rstrip('.')}"
+        raise Refusal(refusal.code, why, "amount") from None
     return Inspection((), accounts, currency, minor_units(currency), amount_minor, roles)
 
 

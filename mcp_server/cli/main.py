@@ -137,6 +137,15 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--args", required=True, help='arguments as JSON, e.g. \'{"account_id": "ACC-001"}\'')
     explain.add_argument("--principal", help="the caller to judge the call for (default 'local')")
     explain.add_argument(
+        "--role",
+        dest="roles",
+        action="append",
+        default=[],
+        metavar="ROLE",
+        help="judge the call as if the caller's credentials carried ROLE, as an OAuth token's scope does "
+        "(BANKGATE_OAUTH_ROLE_SCOPES), e.g. operator (repeatable)",
+    )
+    explain.add_argument(
         "--balance",
         dest="balances",
         action="append",
@@ -151,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     _policy_option(explain)
     explain.set_defaults(
         run=lambda s, a: admin_commands.policy_explain(
-            s, a.tool, a.args, balances=a.balances, moved_today=a.moved_today
+            s, a.tool, a.args, balances=a.balances, moved_today=a.moved_today, roles=a.roles
         )
     )
 

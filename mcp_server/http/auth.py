@@ -16,11 +16,11 @@ from starlette.routing import Route
 
 from mcp_server.ledger.entitlements import (
     RESERVED_RULE,
-    ROLES,
     is_reserved_principal,
 )
 from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
 from mcp_server.settings import LOOPBACK_HOSTS, Settings
+from policy.facts import ROLES
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
 """RFC 9728's metadata path; the MCP spec's clients also try it suffixed with the endpoint's path."""

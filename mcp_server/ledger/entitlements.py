@@ -29,10 +29,9 @@ from mcp_server.storage.database import Database
 from mcp_server.storage.gate_store import SqlGateStore, SqlGateTx
 from mcp_server.storage.statement import Statement
 from mcp_server.timestamps import now_text
-from policy.facts import RELATIONS
+from policy.facts import RELATIONS, ROLES
 from policy.store import APPROVER_PREFIX, AuditEntry
 
-ROLES = ("operator",)
 AUDIT_TOOL = "entitlements"
 """The `tool` of the audit records of entitlement changes."""
 ADMIN_PRINCIPAL = "admin"

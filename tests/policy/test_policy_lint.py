@@ -236,6 +236,26 @@ def test_an_argument_the_tool_does_not_have_is_named(tmp_path: Path, capsys: pyt
             transfer(amount_minor=1_000),
             Outcome.REQUIRE_APPROVAL,
         ),
+        (
+            "from_account.access == 'owner'",
+            "from_account.access == 'owner': never true, as from_account.access is a list (e.g. ['owner']), never "
+            "one text; fix: 'owner' in from_account.access",
+            transfer(),  # alice owns ACC-001: meant to ask her
+            Outcome.ALLOW,
+        ),
+        (
+            "'operator' != roles",
+            "'operator' != roles: always true, as roles is a list (e.g. ['operator']), never one text; "
+            "fix: !('operator' in roles)",
+            replace(transfer(), roles=("operator",)),  # meant: everyone but operators is asked
+            Outcome.REQUIRE_APPROVAL,
+        ),
+        (
+            "!('owner' in roles)",
+            "'owner' in roles: never true, as roles is only ever 'operator'",
+            transfer(),  # alice owns ACC-001, a relation to it (from_account.access), not a role: asked
+            Outcome.REQUIRE_APPROVAL,
+        ),
     ],
     ids=[
         "decimal",
@@ -252,6 +272,9 @@ def test_an_argument_the_tool_does_not_have_is_named(tmp_path: Path, capsys: pyt
         "type-ordered",
         "fraction-in-a-list",
         "decimal-on-the-left",
+        "list-equals-text",
+        "list-differs-from-text",
+        "relation-as-role",
     ],
 )
 def test_a_comparison_that_cannot_mean_what_it_says_is_named(

@@ -12,7 +12,7 @@ from mcp_types import CallToolResult
 
 from mcp_server.app import build_server, open_state
 from mcp_server.settings import Settings
-from policy.testing import Answer, Question, ScriptedResponder, approve, decline, reject
+from policy.testing import Answer, Question, ScriptedResponder, approve, decline, reject, silence
 
 POLICY = """
 [tools.get_account_balance]
@@ -105,7 +105,7 @@ async def test_a_question_beyond_the_script_fails_check_though_the_call_looks_de
         result = await call(connected, transfer("1500"), mode)
     assert result is None or (result.structured_content or {})["status"] == "denied"
     assert responder.unexpected == 1
-    with pytest.raises(AssertionError, match=r"no answer left for .*Transfers above 1,000\.00 need approval"):
+    with pytest.raises(AssertionError, match=r"(?s)no answer left; asked:.*Transfers above 1,000\.00 need approval"):
         responder.check()
 
 
@@ -201,3 +201,79 @@ def test_each_form_is_checked_against_its_own_schema_however_often_it_was_seen()
         assert "'note' is a required property" in str(answer.misfit(reply, Question("Approve?", required)))
         assert "'note' is a required property" in str(answer.misfit(reply, Question("Approve?", reordered)))
     assert answer.misfit(approve(note="ok").reply("Approve?"), Question("Approve?", required)) is None
+
+
+INVERTED = POLICY.replace('when = "amount_minor > minor(1000)"', 'when = "amount_minor < minor(1000)"')
+"""`large` with its comparison typed the wrong way round: it asks about small transfers, and lets large ones run."""
+
+
+@pytest.mark.anyio
+@MODES
+async def test_an_answer_expecting_what_is_shown_refuses_a_question_showing_otherwise(
+    tmp_path: Path, mode: str
+) -> None:
+    """The test "a 500 transfer runs, a 1,500 one is asked about and approved" on a policy that asks about the
+    500 one instead: both execute, one question, one answer, so statuses and `check()` agree with the test. An
+    answer bound to what its question must show refuses the other question, and `check()` names both."""
+    (tmp_path / "policy.toml").write_text(INVERTED, encoding="utf-8")
+    responder = ScriptedResponder(approve().expecting("Transfer $1,500.00 (USD) from ACC-001"))
+    async with client(tmp_path, responder, mode, written=True) as connected:
+        small = await call(connected, transfer("500"), mode)
+        await connected.call_tool("transfer_funds", transfer("1500"))
+    assert small is None or (small.structured_content or {})["status"] == "denied"
+    with pytest.raises(AssertionError) as failed:
+        responder.check()
+    assert "approve() expected a question showing 'Transfer $1,500.00 (USD) from ACC-001'; asked:\n" in str(
+        failed.value
+    )
+    assert "    Transfer $500.00 (USD) from ACC-001" in str(failed.value)
+
+
+@pytest.mark.anyio
+@MODES
+async def test_answers_expecting_what_their_questions_show_pass(tmp_path: Path, mode: str) -> None:
+    responder = ScriptedResponder(
+        approve().expecting("Transfer $1,500.00", "to ACC-002 (Bob Example)"), decline().expecting("/desk/approvals/")
+    )
+    async with client(tmp_path, responder, mode) as connected:
+        first = await connected.call_tool("transfer_funds", transfer("1500"))
+        await connected.call_tool("transfer_funds", transfer("3200"))  # the desk's, from the 3,500.00 left
+    assert (first.structured_content or {})["status"] == "executed"
+    responder.check()
+
+
+def test_an_expectation_names_some_text() -> None:
+    for texts in [(), ("",)]:
+        with pytest.raises(ValueError, match="expecting"):
+            approve().expecting(*texts)
+
+
+@pytest.mark.anyio
+async def test_a_refused_question_is_named_in_the_error_the_call_raises(tmp_path: Path) -> None:
+    """On 2026-07-28 a refused question ends the test at the call, before `check()`: its error must say what was
+    asked, not only that something was refused."""
+    responder = ScriptedResponder()
+    async with client(tmp_path, responder, "auto") as connected:
+        with pytest.raises(MCPError, match=r"(?s)no answer left.*Transfer \$1,500\.00 \(USD\) from ACC-001"):
+            await connected.call_tool("transfer_funds", transfer("1500"))
+
+
+def test_answers_never_used_are_named_as_the_script_wrote_them() -> None:
+    responder = ScriptedResponder(approve(note="ok"), reject(), decline().expecting("ACC-003"), silence(2.5))
+    with pytest.raises(AssertionError) as failed:
+        responder.check()
+    assert str(failed.value).endswith(
+        "4 answers were never used: approve(note='ok'), reject(), decline().expecting('ACC-003'), silence(2.5)"
+    )
+
+
+@pytest.mark.anyio
+@MODES
+async def test_asked_returns_the_question_it_waited_for_though_more_arrived(tmp_path: Path, mode: str) -> None:
+    responder = ScriptedResponder(approve(), approve())
+    async with client(tmp_path, responder, mode) as connected:
+        await connected.call_tool("transfer_funds", transfer("1500"))
+        await connected.call_tool("transfer_funds", transfer("1600"))
+    assert "Transfer $1,500.00" in (await responder.asked()).message
+    assert "Transfer $1,600.00" in (await responder.asked(2)).message
+    responder.check()

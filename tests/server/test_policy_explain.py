@@ -1,12 +1,18 @@
 """`policy explain` explains the policy: its decision and the ledger's pre-checks are separate
 findings, and hypothetical facts stand in for a funded account."""
 
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect
 
 from mcp_server.cli.main import main
-from tests.support import TEST_POLICY
+from mcp_server.storage import migrations
+from mcp_server.storage.database import Database
+from mcp_server.storage.migrations import Migration
+from tests.support import TEST_POLICY, postgres_schema
 
 RESERVE_POLICY = """
 [tools.transfer_funds]
@@ -31,12 +37,14 @@ reason = "Invoices are paid by the accounts desk."
 """
 
 
-@pytest.fixture
-def demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    assert main(["admin", "init", "--db", url, "--seed-demo"]) == 0
-    capsys.readouterr()
-    return url
+@pytest.fixture(params=["sqlite", "postgresql"])
+def demo(request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[str]:
+    with ExitStack() as stack:
+        sqlite = f"sqlite:///{tmp_path / 'ledger.db'}"
+        url = sqlite if request.param == "sqlite" else stack.enter_context(postgres_schema("explain"))
+        assert main(["admin", "init", "--db", url, "--seed-demo"]) == 0
+        capsys.readouterr()
+        yield url
 
 
 def explain(capsys: pytest.CaptureFixture[str], db: str, amount: str, *extra: str) -> str:
@@ -182,3 +190,59 @@ def test_an_error_echoing_the_command_line_shows_its_control_characters_escaped(
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\r" not in err
     assert says in err
+
+
+def test_it_needs_no_signing_key_and_makes_none(demo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`explain` only reads, as `admin accounts` does: an author judging a policy against a ledger needs none of
+    the key its servers sign audit records with. It required that key, and where the key file named none it
+    wrote a new signing key there before refusing."""
+    missing = tmp_path / "no-such.key"
+    out = explain(capsys, demo, "700", "--audit-key-file", str(missing))
+    assert "policy decision: require_approval" in out and "ledger pre-checks: pass" in out
+    assert not missing.exists()
+
+
+def test_it_migrates_nothing(demo: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a ledger behind this release it is refused, naming the migration, and the ledger stays behind: an
+    author's newer command must not move a ledger past the release its servers run."""
+    future = Migration(99, "future_table", "CREATE TABLE future_table (x INTEGER)")
+    shipped = migrations.available()
+    monkeypatch.setattr(migrations, "available", lambda: [*shipped, future])
+    args = '{"from_account": "ACC-001", "to_account": "ACC-002", "amount": "1"}'
+    assert main(["policy", "explain", "transfer_funds", "--args", args, "--db", demo]) == 2
+    assert "migration 0099_future_table is not applied" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert "future_table" not in Database.open(demo, create=False, migrate=False).read(
+        lambda conn: inspect(conn).get_table_names()
+    )
+
+
+def test_an_amount_its_currency_cannot_hold_leaves_the_policy_unjudged_beside_the_refusal(
+    demo: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """0.5 from a JPY account to a USD one: the server refuses the currencies (read before the amount) and no rule
+    judges the call. `explain` stopped at the amount instead, exit 2, with no finding and another refusal."""
+    assert main(["admin", "create", "--db", demo, "--currency", "JPY", "Yen Co"]) == 0  # ACC-004
+    capsys.readouterr()
+    args = '{"from_account": "ACC-004", "to_account": "ACC-001", "amount": "0.5"}'
+    assert main(["policy", "explain", "transfer_funds", "--args", args, "--db", demo]) == 0
+    out = capsys.readouterr().out
+    assert "policy decision: not judged (0.5 is no amount in JPY: JPY amounts have no decimal places)" in out
+    assert "ledger pre-checks: would refuse (currency_mismatch)" in out
+
+
+def test_a_role_the_callers_token_carries_is_judged_as_the_server_judges_it(
+    demo: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JWT whose scope carries `operator` (BANKGATE_OAUTH_ROLE_SCOPES) makes alice an operator for that call: the
+    shipped policy shows her bob's account and asks about the transfer. `explain` judged her by her grants alone,
+    "hidden", with no way to say what her token carries."""
+    args = '{"from_account": "ACC-002", "to_account": "ACC-001", "amount": "10"}'
+    alice = ["policy", "explain", "transfer_funds", "--args", args, "--db", demo, "--principal", "alice"]
+    assert main(alice) == 0
+    assert "policy decision: hidden" in capsys.readouterr().out
+    assert main([*alice, "--role", "operator"]) == 0
+    out = capsys.readouterr().out
+    assert "policy decision: require_approval" in out and "ledger pre-checks: pass" in out
+    assert main([*alice, "--role", "root"]) == 2
+    assert "--role: unknown role 'root'; the roles are operator" in capsys.readouterr().err
