@@ -36,8 +36,8 @@ def approvers_add(settings: Settings, name: str, role: str | None) -> int:
     print("It registers a passkey at the approval desk; open it where the desk is served.")
     if beside_stdio and not live:
         print(
-            "No bankgate-mcp has served this ledger's desk in the last minute: open the link once one does (it "
-            f'prints "approval desk at …"); until then whatever holds port {port} would receive it.'
+            "No server has served this ledger's desk in the last minute: open the link once one does (it prints "
+            f'"approval desk at …"); until then whatever holds port {port} would receive it.'
         )
     elif port != configured:
         print(f"The desk is served on port {port}: port {configured} was taken when it started.")

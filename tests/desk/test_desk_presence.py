@@ -71,7 +71,7 @@ def test_a_desk_on_its_own_port_is_linked_with_nothing_more_said(
         port, out = invite(world, capsys)
     finally:
         served.stop()
-    assert port == served.port and "taken" not in out and "No bankgate-mcp" not in out, out
+    assert port == served.port and "taken" not in out and "No server has" not in out, out
 
 
 def test_with_no_desk_served_the_link_says_to_open_it_once_one_is(
@@ -81,7 +81,7 @@ def test_with_no_desk_served_the_link_says_to_open_it_once_one_is(
     desk_on(world, held_port).stop()
     port, out = invite(world, capsys)
     assert port == held_port
-    assert "No bankgate-mcp has served this ledger's desk in the last minute" in out
+    assert "No server has served this ledger's desk in the last minute" in out
     assert f"whatever holds port {held_port} would receive it" in out
 
 
@@ -93,7 +93,7 @@ def test_a_desk_killed_without_stopping_is_forgotten_once_stale(
         "INSERT INTO stdio_desks (port, seen_at) VALUES (:p, :t)", p=held_port + 1, t=time.time() - presence.FRESH - 1
     )
     port, out = invite(world, capsys)
-    assert port == held_port and "No bankgate-mcp" in out, out
+    assert port == held_port and "No server has" in out, out
 
 
 def test_a_running_desk_renews_its_port(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
