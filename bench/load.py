@@ -67,7 +67,6 @@ import httpx2
 import mcp_types as types
 import psycopg
 from mcp import Client
-from mcp.client import ClientRequestContext
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -81,7 +80,7 @@ from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.entitlements import EntitlementAdmin
 from mcp_server.storage.database import Database
 from policy.idempotency_key import IDEMPOTENCY_KEY_META
-from policy.testing import ScriptedResponder, approve, reject
+from policy.testing import Answer, ScriptedResponder, approve, reject
 
 KEY = IDEMPOTENCY_KEY_META
 MIX = (("balance", 52), ("transfer-approved", 30), ("transfer-rejected", 15), ("close", 3))
@@ -286,16 +285,6 @@ def server_process(
             process.wait(10)
 
 
-class Approver:
-    """The baselines' questions get the same kind of answer the scripted responder gives ours."""
-
-    def __init__(self) -> None:
-        self.next: list[dict[str, str | int | float | bool | list[str] | None]] = []
-
-    async def __call__(self, context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
-        return types.ElicitResult(action="accept", content=self.next.pop(0) if self.next else {"approve": False})
-
-
 class Books:
     """The benchmark's ledger: funded accounts shared by all, and a few closable ones per client."""
 
@@ -338,8 +327,23 @@ class Books:
         return self.ledger.balance(account_id).status == "closed"
 
 
+def answer(subject: Subject, kind: str, account: str) -> Answer:
+    """The scripted approver's answer to a call of `kind`: the required work's close asks for the account id typed
+    back under its own field name; every other form's confirmation the responder types back itself."""
+    yes = kind != "transfer-rejected"
+    if subject is REQUIRED and kind == "close":
+        return Answer("accept", {"approve": yes, "account_id": account})
+    return approve() if yes else reject()
+
+
 async def drive(
-    phase: Phase, number: int, client: Client, books: Books | None, responder: Any, deadline: float, max_calls: int
+    phase: Phase,
+    number: int,
+    client: Client,
+    books: Books | None,
+    responder: ScriptedResponder,
+    deadline: float,
+    max_calls: int,
 ) -> None:
     subject = phase.subject
     index = phase.first_client + number  # the client's, unique over the run's phases and rounds
@@ -361,12 +365,7 @@ async def drive(
         tool = {"balance": subject.balance, "close": subject.close}.get(kind, subject.transfer)
         args = arguments(subject, kind, source, target, amount, memo, account)
         if kind != "balance":  # this call's answer only: one refused before asking leaves none for the next
-            yes = kind != "transfer-rejected"
-            if books is None:  # the required work's close asks for its account id typed back, as ours does
-                typed = {"account_id": account} if subject is REQUIRED and kind == "close" else {}
-                responder.next = [{"approve": yes, **typed}]
-            else:
-                responder.script = [approve() if yes else reject()]
+            responder.script = [answer(subject, kind, account)]
         started = time.perf_counter()
         try:
             with anyio.fail_after(CALL_TIMEOUT):
@@ -406,7 +405,7 @@ async def run_phase(
     phase.rss_start_kib = rss_kib(pid) if pid else None
 
     async def one(number: int, started: anyio.Event, deadline_box: list[float]) -> None:
-        responder: Any = ScriptedResponder() if books is not None else Approver()
+        responder = ScriptedResponder()  # every subject's: the clients' answering work is the same
         mode = "legacy" if revision(number) == REVISIONS[1] else "auto"
         async with http_client(url, elicitation_callback=responder, mode=mode) as client:
             await started.wait()
