@@ -61,7 +61,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import BaseModel
 
-from bench.bare_parts import Approval, balance_result
+from bench.bare_parts import Approval, balance_result, outcome_result
 from bench.bare_server import serve
 from bench.floor_server import Connections, seed
 from bench.required_work import (
@@ -82,6 +82,8 @@ from bench.required_work import (
 from mcp_server.ledger.errors import LedgerError
 from mcp_server.ledger.money import DEFAULT_MAX_AMOUNT_MINOR, parse_amount
 from mcp_server.tools.balance import BalanceResult
+from mcp_server.tools.close import CloseResult
+from mcp_server.tools.transfer import TransferResult
 from policy.canonical import digest
 from policy.cel_engine import cel
 from policy.mcp.asked import answered_digest
@@ -515,7 +517,7 @@ def required_server(
             raise ToolError("not entitled")
         return balance_result(account_id, found.balance)
 
-    @server.tool()
+    @server.tool(structured_output=True)
     async def required_transfer(
         from_account: str,
         to_account: str,
@@ -524,11 +526,12 @@ def required_server(
         *,
         answer: Annotated[ElicitationResult[Approval], Resolve(ask_transfer)],
         shown: Annotated[Question, Resolve(transfer_asked)],
-    ) -> str:
+    ) -> Annotated[CallToolResult, TransferResult]:
         approve = isinstance(answer, AcceptedElicitation) and answer.data.approve
-        return await conclude(transfer(from_account, to_account, amount, memo), shown, approve)
+        call = transfer(from_account, to_account, amount, memo)
+        return outcome_result(TransferResult, await conclude(call, shown, approve), shown.reference, call.arguments)
 
-    @server.tool()
+    @server.tool(structured_output=True)
     async def required_close(
         account_id: str,
         sweep_to: str,
@@ -536,12 +539,13 @@ def required_server(
         *,
         answer: Annotated[ElicitationResult[Confirmation], Resolve(ask_close)],
         shown: Annotated[Question, Resolve(close_asked)],
-    ) -> str:
+    ) -> Annotated[CallToolResult, CloseResult]:
         call = close(account_id, sweep_to, memo)
         if isinstance(answer, AcceptedElicitation) and answer.data.approve and answer.data.account_id != account_id:
             await conclude(call, shown, approve=False)
             raise ToolError(f"the account id typed back, {answer.data.account_id!r}, is not {account_id}")
-        return await conclude(call, shown, isinstance(answer, AcceptedElicitation) and answer.data.approve)
+        approve = isinstance(answer, AcceptedElicitation) and answer.data.approve
+        return outcome_result(CloseResult, await conclude(call, shown, approve), shown.reference, call.arguments)
 
     return server
 

@@ -60,9 +60,10 @@ from mcp.server.mcpserver.resolve import _request_digest
 from mcp_types import CallToolResult, ElicitRequest, ElicitRequestFormParams
 from pydantic import BaseModel
 
-from bench.bare_parts import Approval, balance_result
+from bench.bare_parts import Approval, balance_result, outcome_result
 from mcp_server.settings import Settings
 from mcp_server.tools.balance import BalanceResult
+from mcp_server.tools.transfer import TransferResult
 from policy.canonical import canonical_json, digest
 from policy.cel_engine import cel
 from policy.mcp.asked import answered_digest
@@ -161,6 +162,11 @@ class Question(NamedTuple):
             return cls(approval, text, deadline, None)
         params = ElicitRequestFormParams(message=text, requested_schema=_schema(form))
         return cls(approval, text, deadline, _request_digest(ElicitRequest(params=params)))
+
+    @property
+    def reference(self) -> str:
+        """The approval's reference as the question states it."""
+        return f"APR-{self.approval:010X}"
 
     def requested(self, key: Ed25519PrivateKey, arguments: dict[str, str]) -> Signed:
         """The signed `requested` record of this question, with its text's hash (`audit verify` names an edit)."""
@@ -346,7 +352,7 @@ def register(server: MCPServer, records: Records) -> None:
             raise ToolError("not entitled")
         return balance_result(account_id, found[0])
 
-    @server.tool()
+    @server.tool(structured_output=True)
     async def approve_recorded(
         from_account: str,
         to_account: str,
@@ -354,7 +360,10 @@ def register(server: MCPServer, records: Records) -> None:
         *,
         answer: Annotated[ElicitationResult[Approval], Resolve(ask_recorded)],
         question: Annotated[Asked, Resolve(asked)],
-    ) -> str:
+    ) -> Annotated[CallToolResult, TransferResult]:
         arguments = {"from_account": from_account, "to_account": to_account, "amount": amount}
         approve = isinstance(answer, AcceptedElicitation) and answer.data.approve
-        return records.settle(question, arguments, int(Decimal(amount).scaleb(2)), approve=approve)
+        minor = int(Decimal(amount).scaleb(2))
+        outcome = records.settle(question, arguments, minor, approve=approve)
+        receipt = {**arguments, "amount_minor": minor}
+        return outcome_result(TransferResult, outcome, f"APR-{question.approval:010X}", receipt)
