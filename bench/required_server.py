@@ -73,14 +73,13 @@ from bench.required_work import (
     VISIBLE,
     Question,
     Signed,
+    amount_minor,
     bind,
     holds,
     sign,
     too_many,
     transaction,
 )
-from mcp_server.ledger.errors import LedgerError
-from mcp_server.ledger.money import DEFAULT_MAX_AMOUNT_MINOR, parse_amount
 from mcp_server.tools.balance import BalanceResult
 from mcp_server.tools.close import CloseResult
 from mcp_server.tools.transfer import TransferResult
@@ -365,15 +364,6 @@ class Confirmation(Approval):
     """A close's form: the yes, and the account id typed back (as the shipped policy's `confirm` asks)."""
 
     account_id: str
-
-
-def amount_minor(amount: str) -> int:
-    """`amount` in cents, parsed as bankgate's ledger parses it (`money.parse_amount`: a clear refusal for
-    text, non-finite, non-positive, too many decimals or past the ledger's ceiling)."""
-    try:
-        return parse_amount(amount, "USD", ceiling_minor=DEFAULT_MAX_AMOUNT_MINOR)
-    except LedgerError as refused:
-        raise ToolError(f"amount {amount!r} is not a positive amount in cents: {refused.message}") from refused
 
 
 def _acted_on(facts: dict[str, Facts], account: str, other: str) -> Facts | str:

@@ -61,6 +61,8 @@ from mcp_types import CallToolResult, ElicitRequest, ElicitRequestFormParams
 from pydantic import BaseModel
 
 from bench.bare_parts import Approval, balance_result, outcome_result
+from mcp_server.ledger.errors import LedgerError
+from mcp_server.ledger.money import DEFAULT_MAX_AMOUNT_MINOR, parse_amount
 from mcp_server.settings import Settings
 from mcp_server.tools.balance import BalanceResult
 from mcp_server.tools.transfer import TransferResult
@@ -293,6 +295,15 @@ class Records:
         self._insert(sign(self._key, event, approval, arguments, **more))
 
 
+def amount_minor(amount: str) -> int:
+    """`amount` in cents, parsed as bankgate's ledger parses it (`money.parse_amount`: a clear refusal for
+    text, non-finite, non-positive, too many decimals or past the ledger's ceiling)."""
+    try:
+        return parse_amount(amount, "USD", ceiling_minor=DEFAULT_MAX_AMOUNT_MINOR)
+    except LedgerError as refused:
+        raise ToolError(f"amount {amount!r} is not a positive amount in cents: {refused.message}") from refused
+
+
 def bind(variables: dict[str, Any], *, minor: bool = False) -> Any:
     """`variables` as a CEL context, bound once for every condition over them: binding them is most of an
     evaluation's cost (~6 µs of `MAY_DEBIT`'s ~7.5), executing a compiled condition under 1 µs."""
@@ -310,8 +321,6 @@ def holds(program: Any, context: Any) -> bool:
 
 def decide_transfer(records: Records, from_account: str, to_account: str, minor: int) -> str:
     """The shipped policy's decision on a transfer, on the accounts as they are now (both read once)."""
-    if minor <= 0:
-        return "not a positive amount"
     if from_account == to_account:
         return "the same account"
     found = records.account(from_account, to_account)
@@ -332,7 +341,7 @@ def register(server: MCPServer, records: Records) -> None:
         """The first round's new question; a round bringing the answer finds the one it was shown."""
         if ctx.request_state is not None:
             return records.answered(ctx.request_state)
-        minor = int(Decimal(amount).scaleb(2))
+        minor = amount_minor(amount)
         verdict = decide_transfer(records, from_account, to_account, minor)
         arguments = {"from_account": from_account, "to_account": to_account, "amount": amount}
         if verdict != "allow":
@@ -363,7 +372,7 @@ def register(server: MCPServer, records: Records) -> None:
     ) -> Annotated[CallToolResult, TransferResult]:
         arguments = {"from_account": from_account, "to_account": to_account, "amount": amount}
         approve = isinstance(answer, AcceptedElicitation) and answer.data.approve
-        minor = int(Decimal(amount).scaleb(2))
+        minor = amount_minor(amount)
         outcome = records.settle(question, arguments, minor, approve=approve)
         receipt = {**arguments, "amount_minor": minor}
         return outcome_result(TransferResult, outcome, f"APR-{question.approval:010X}", receipt)
