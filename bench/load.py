@@ -369,7 +369,7 @@ async def drive(
         started = time.perf_counter()
         try:
             with anyio.fail_after(CALL_TIMEOUT):
-                result = await client.call_tool(tool, args, meta={KEY: memo} if books is not None else None)  # type: ignore[arg-type]
+                result = await client.call_tool(tool, args, meta={KEY: memo})  # type: ignore[arg-type]  # every subject's
         except Exception as exc:  # counted, and the client carries on
             phase.errors[f"{kind}: {type(exc).__name__}"] += 1
             continue
