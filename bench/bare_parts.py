@@ -1,5 +1,5 @@
-"""What the baselines share: the approval form, the plain question and the balance result, each
-built the least costly way (`bench.bare_server`, `bench.floor_server`, `bench.required_work`)."""
+"""What the baselines share: the approval form, the plain question, the balance result and a gated call's
+outcome, each built the least costly way (`bench.bare_server`, `bench.floor_server`, `bench.required_work`)."""
 
 import functools
 import json
@@ -10,6 +10,8 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel
 
 from mcp_server.tools.balance import BalanceResult
+from mcp_server.tools.close import CloseResult
+from mcp_server.tools.transfer import TransferResult
 
 
 class Approval(BaseModel):
@@ -47,6 +49,25 @@ def balance_result(account_id: str, minor: int) -> CallToolResult:
         account_status="open",
     )
     return CallToolResult(content=[TextContent(type="text", text=body.message)], structured_content=body.present())
+
+
+def outcome_result(
+    model: type[TransferResult | CloseResult], outcome: str, approval_ref: str | None, receipt: dict[str, Any]
+) -> CallToolResult:
+    """A gated call's `outcome` (`executed`, `rejected`, `failed: why`…) in the published output schema of the tool it
+    stands for (`model`: `TransferResult`, `CloseResult`), which the client validates, as bankgate answers; the
+    receipt only once executed. Built the least costly way; the outcome is also its one sentence."""
+    status = outcome.partition(":")[0]
+    body = model(
+        status=status,  # type: ignore[arg-type]  # one of the schema's statuses
+        message=outcome,
+        approval_ref=approval_ref,
+        error={"code": "failed", "message": outcome} if status == "failed" else None,
+        approval_url=None,
+        expires_at=None,
+        receipt=receipt if status == "executed" else None,
+    )
+    return CallToolResult(content=[TextContent(type="text", text=outcome)], structured_content=body.present())
 
 
 async def ask(from_account: str, to_account: str, amount: str) -> Elicit[Approval]:

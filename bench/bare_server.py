@@ -7,7 +7,7 @@
   published balance output schema, which the client validates), with no ledger and no policy; `approve_durably` adds
   what a gate that keeps its promises must do (a commit of the question before asking, which
   need not wait for the disk, and a durable one after the answer, both on the event loop, as
-  bankgate's own are), with no policy, ledger or audit.
+  bankgate's own are, and the outcome in the published transfer output schema), with no policy, ledger or audit.
 - The required-work floors (`bench.required_work`): `read_entitled` and `approve_recorded` add
   the checks and records any gate keeping bankgate's promises must make.
 
@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import Annotated
 
 import uvicorn
+from mcp.server.elicitation import AcceptedElicitation
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, Resolve
 from mcp_types import CallToolResult
 
 from bench import required_work
-from bench.bare_parts import Approval, ask, balance_result
+from bench.bare_parts import Approval, ask, balance_result, outcome_result
 from mcp_server.heap import settle_heap
 from mcp_server.tools.balance import BalanceResult
+from mcp_server.tools.transfer import TransferResult
 
 
 class Journal:
@@ -82,16 +84,18 @@ def bare_server() -> MCPServer:
     ) -> str:
         return answer.action
 
-    @server.tool()
+    @server.tool(structured_output=True)
     async def approve_durably(
         from_account: str,
         to_account: str,
         amount: str,
         *,
         answer: Annotated[ElicitationResult[Approval], Resolve(ask_durably)],
-    ) -> str:
-        journal.commit(answer.action)
-        return answer.action
+    ) -> Annotated[CallToolResult, TransferResult]:
+        outcome = "executed" if isinstance(answer, AcceptedElicitation) and answer.data.approve else "rejected"
+        journal.commit(outcome)
+        receipt = {"from_account": from_account, "to_account": to_account, "amount": amount}
+        return outcome_result(TransferResult, outcome, None, receipt)
 
     required_work.register(server, required_work.Records())
     return server

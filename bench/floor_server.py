@@ -4,7 +4,8 @@ Per kind of call, what any gate on this SDK must do:
 - a balance: one indexed read, answered in the published balance schema;
 - a transfer or a close: the question committed before asking (not waiting for the disk, as
   bankgate's is not), the SDK's approval form, then one durable transaction: the money moved and
-  the outcome recorded, or the refusal recorded.
+  the outcome recorded, or the refusal recorded; the outcome answered in the published transfer or close
+  output schema, which the client validates (as the balance's).
 No policy, entitlements, idempotency, binding of the answer to the arguments, audit chain or
 signatures, all of which bankgate must do as well: this server's rate over the bare SDK server's
 is the most a ratio goal against that server can ask of any gate that keeps its records in a
@@ -27,9 +28,11 @@ import psycopg
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, Resolve
 from mcp_types import CallToolResult
 
-from bench.bare_parts import Approval, ask, balance_result
+from bench.bare_parts import Approval, ask, balance_result, outcome_result
 from bench.bare_server import serve
 from mcp_server.tools.balance import BalanceResult
+from mcp_server.tools.close import CloseResult
+from mcp_server.tools.transfer import TransferResult
 
 SHARED = tuple(f"ACC-{n:03}" for n in range(64))
 """The accounts transfers move money between (`bench.load` seeds as many in bankgate's ledger)."""
@@ -240,7 +243,7 @@ def floor_server(store: Store) -> MCPServer:
     async def floor_balance(account_id: str) -> Annotated[CallToolResult, BalanceResult]:
         return balance_result(account_id, await store.balance(account_id))
 
-    @server.tool()
+    @server.tool(structured_output=True)
     async def floor_transfer(
         from_account: str,
         to_account: str,
@@ -248,22 +251,24 @@ def floor_server(store: Store) -> MCPServer:
         memo: str,
         *,
         answer: Annotated[ElicitationResult[Approval], Resolve(ask_transfer)],
-    ) -> str:
+    ) -> Annotated[CallToolResult, TransferResult]:
+        receipt = {"from_account": from_account, "to_account": to_account, "amount": amount, "memo": memo}
         if answer.action != "accept" or not answer.data.approve:
             await store.refused(memo)
-            return "rejected"
+            return outcome_result(TransferResult, "rejected", None, receipt)
         await store.moved(from_account, to_account, int(Decimal(amount).scaleb(2)), memo)
-        return "executed"
+        return outcome_result(TransferResult, "executed", None, receipt)
 
-    @server.tool()
+    @server.tool(structured_output=True)
     async def floor_close(
         account_id: str, sweep_to: str, memo: str, *, answer: Annotated[ElicitationResult[Approval], Resolve(ask_close)]
-    ) -> str:
+    ) -> Annotated[CallToolResult, CloseResult]:
+        receipt = {"account_id": account_id, "sweep_to": sweep_to, "memo": memo}
         if answer.action != "accept" or not answer.data.approve:
             await store.refused(memo)
-            return "rejected"
+            return outcome_result(CloseResult, "rejected", None, receipt)
         await store.closed(account_id, sweep_to, memo)
-        return "executed"
+        return outcome_result(CloseResult, "executed", None, receipt)
 
     return server
 

@@ -23,7 +23,10 @@ The four servers run side by side, and each phase (a number of clients) is drive
 slices of `--seconds / rounds` per subject, in the order bankgate, bare, floor, required, then the
 reverse (ABCD DCBA ...): on a machine whose speed drifts (a shared VM's does, by up to 2x within minutes), a
 ratio then compares subjects measured across the same stretch of time, not one subject's good
-minute against another's bad one. Each subject's slices are merged into its figures.
+minute against another's bad one. Each subject's slices are merged into its figures. A slice's rate
+is the calls that ended within its window over the window: the calls still running as it closes end
+afterwards (their latencies are shown and the books count them), but the time spent waiting for them
+is not measured: it would make the rate depend on how each subject's last calls drain.
 
 Printed per phase: throughput, p50/p99 per kind of call and per protocol revision of the
 clients (a quarter speak 2025-11-25), errors, the server's RSS at the
@@ -64,7 +67,6 @@ import httpx2
 import mcp_types as types
 import psycopg
 from mcp import Client
-from mcp.client import ClientRequestContext
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -78,7 +80,7 @@ from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.entitlements import EntitlementAdmin
 from mcp_server.storage.database import Database
 from policy.idempotency_key import IDEMPOTENCY_KEY_META
-from policy.testing import ScriptedResponder, approve, reject
+from policy.testing import Answer, ScriptedResponder, approve, reject
 
 KEY = IDEMPOTENCY_KEY_META
 MIX = (("balance", 52), ("transfer-approved", 30), ("transfer-rejected", 15), ("close", 3))
@@ -283,16 +285,6 @@ def server_process(
             process.wait(10)
 
 
-class Approver:
-    """The baselines' questions get the same kind of answer the scripted responder gives ours."""
-
-    def __init__(self) -> None:
-        self.next: list[dict[str, str | int | float | bool | list[str] | None]] = []
-
-    async def __call__(self, context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
-        return types.ElicitResult(action="accept", content=self.next.pop(0) if self.next else {"approve": False})
-
-
 class Books:
     """The benchmark's ledger: funded accounts shared by all, and a few closable ones per client."""
 
@@ -335,8 +327,23 @@ class Books:
         return self.ledger.balance(account_id).status == "closed"
 
 
+def answer(subject: Subject, kind: str, account: str) -> Answer:
+    """The scripted approver's answer to a call of `kind`: the required work's close asks for the account id typed
+    back under its own field name; every other form's confirmation the responder types back itself."""
+    yes = kind != "transfer-rejected"
+    if subject is REQUIRED and kind == "close":
+        return Answer("accept", {"approve": yes, "account_id": account})
+    return approve() if yes else reject()
+
+
 async def drive(
-    phase: Phase, number: int, client: Client, books: Books | None, responder: Any, deadline: float, max_calls: int
+    phase: Phase,
+    number: int,
+    client: Client,
+    books: Books | None,
+    responder: ScriptedResponder,
+    deadline: float,
+    max_calls: int,
 ) -> None:
     subject = phase.subject
     index = phase.first_client + number  # the client's, unique over the run's phases and rounds
@@ -358,23 +365,19 @@ async def drive(
         tool = {"balance": subject.balance, "close": subject.close}.get(kind, subject.transfer)
         args = arguments(subject, kind, source, target, amount, memo, account)
         if kind != "balance":  # this call's answer only: one refused before asking leaves none for the next
-            yes = kind != "transfer-rejected"
-            if books is None:  # the required work's close asks for its account id typed back, as ours does
-                typed = {"account_id": account} if subject is REQUIRED and kind == "close" else {}
-                responder.next = [{"approve": yes, **typed}]
-            else:
-                responder.script = [approve() if yes else reject()]
+            responder.script = [answer(subject, kind, account)]
         started = time.perf_counter()
         try:
             with anyio.fail_after(CALL_TIMEOUT):
-                result = await client.call_tool(tool, args, meta={KEY: memo} if books is not None else None)  # type: ignore[arg-type]
+                result = await client.call_tool(tool, args, meta={KEY: memo})  # type: ignore[arg-type]  # every subject's
         except Exception as exc:  # counted, and the client carries on
             phase.errors[f"{kind}: {type(exc).__name__}"] += 1
             continue
         latency = time.perf_counter() - started
         phase.latencies.setdefault(kind, []).append(latency)
         phase.by_revision.setdefault(revision(number), []).append(latency)
-        phase.calls[kind] += 1
+        if time.monotonic() <= deadline:  # a call ending after the window is not its work (`run_phase`)
+            phase.calls[kind] += 1
         if books is None:
             said = result.content[0].text if result.content and isinstance(result.content[0], types.TextContent) else ""
             if result.is_error or (subject is not BARE and kind != "balance" and said not in EXPECTED[kind]):
@@ -402,7 +405,7 @@ async def run_phase(
     phase.rss_start_kib = rss_kib(pid) if pid else None
 
     async def one(number: int, started: anyio.Event, deadline_box: list[float]) -> None:
-        responder: Any = ScriptedResponder() if books is not None else Approver()
+        responder = ScriptedResponder()  # every subject's: the clients' answering work is the same
         mode = "legacy" if revision(number) == REVISIONS[1] else "auto"
         async with http_client(url, elicitation_callback=responder, mode=mode) as client:
             await started.wait()
@@ -419,19 +422,20 @@ async def run_phase(
                 loop_before = cpu_seconds(pid, pid) if pid else None
                 switches_before = context_switches(pid) if pid else None
                 client_before = time.process_time()
-                begin = time.perf_counter()
-                deadline_box[0] = time.monotonic() + seconds
+                begin = time.monotonic()
+                deadline_box[0] = begin + seconds
                 started.set()
                 if books is not None:
                     phase.lag = Lag()
                     group.start_soon(watch_sequencer, books, phase.lag)
-            phase.seconds = time.perf_counter() - begin
-            phase.client_cpu_s = time.process_time() - client_before
-            if pid and cpu_before is not None and loop_before is not None:
-                phase.server_cpu_s = cpu_seconds(pid) - cpu_before
-                phase.loop_cpu_s = cpu_seconds(pid, pid) - loop_before
-            if pid and switches_before is not None:
-                phase.switches = context_switches(pid) - switches_before
+                await anyio.sleep_until(deadline_box[0])  # the window closes: its figures are read now
+                phase.seconds = time.monotonic() - begin
+                phase.client_cpu_s = time.process_time() - client_before
+                if pid and cpu_before is not None and loop_before is not None:
+                    phase.server_cpu_s = cpu_seconds(pid) - cpu_before
+                    phase.loop_cpu_s = cpu_seconds(pid, pid) - loop_before
+                if pid and switches_before is not None:
+                    phase.switches = context_switches(pid) - switches_before
             group.cancel_scope.cancel()
     phase.rss_end_kib = rss_kib(pid) if pid else None
     if books is not None and phase.lag is not None:

@@ -36,8 +36,14 @@ counts, stores and records), a refusal before asking 2; the answering round's lo
 (the claim and the locked read, then the writes and COMMIT; the decision between them is
 Python's); a no or a late answer 1 (the claim and its record in one statement).
 
-Left out, though bankgate does them, so this stays a bound bankgate cannot beat: idempotency
-keys (`bench.load` sends the others none), the chain and its signed heads (the sequencer's,
+Under an idempotency key (`bench.load` sends every call one, as bankgate's clients do): the first round's
+read brings the outcome kept under it (a retry is told it, and asks no one; another request under it is
+refused), every outcome is kept under it in the transaction that records it, the key's primary key refusing a
+second ("a retried key moves money once"), and the key is bound with the arguments; no round trip more.
+
+Left out, though bankgate does them, so this stays a bound bankgate cannot beat: the key's pending question
+shared by a retry (a second question is asked; the key's primary key still lets one outcome run), the chain and
+its signed heads (the sequencer's,
 batched, off the call path), the expiry sweep (off the call path), the desk (the shipped policy
 routes none of these calls to it), daily totals (no shipped rule reads them), rate limits, and a
 history row with the memo (the memo is in the signed record). The clients' principal is
@@ -50,7 +56,7 @@ history row with the memo (the memo is in the signed record). The clients' princ
 import argparse
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, NamedTuple, Protocol
 
 import psycopg
@@ -61,7 +67,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import BaseModel
 
-from bench.bare_parts import Approval, balance_result
+from bench.bare_parts import Approval, balance_result, outcome_result
 from bench.bare_server import serve
 from bench.floor_server import Connections, seed
 from bench.required_work import (
@@ -73,17 +79,19 @@ from bench.required_work import (
     VISIBLE,
     Question,
     Signed,
+    amount_minor,
     bind,
     holds,
     sign,
     too_many,
     transaction,
 )
-from mcp_server.ledger.errors import LedgerError
-from mcp_server.ledger.money import DEFAULT_MAX_AMOUNT_MINOR, parse_amount
 from mcp_server.tools.balance import BalanceResult
+from mcp_server.tools.close import CloseResult
+from mcp_server.tools.transfer import TransferResult
 from policy.canonical import digest
 from policy.cel_engine import cel
+from policy.idempotency_key import IDEMPOTENCY_KEY_META, IDEMPOTENCY_KEY_RULE, is_idempotency_key
 from policy.mcp.asked import answered_digest
 from policy.mcp.round import INPUT_REQUIRED_VERSIONS
 
@@ -119,6 +127,8 @@ class Settled(NamedTuple):
     failure: str = ""
 
 
+Verdict = Callable[[dict[str, Facts]], str]
+"""The policy's decision on a call's accounts as read: `allow`, or why not."""
 Decide = Callable[[dict[str, Facts]], Settled]
 """From the locked accounts (the claimed approval's), what the yes settles to."""
 
@@ -129,20 +139,38 @@ class Claim(NamedTuple):
     status: str
     question: Question
     bound: str
+    key: str | None = None
+    """The call's idempotency key, under which its outcome is kept."""
 
     def parameters(self) -> tuple[object, ...]:
         shown = self.question
         return self.status, shown.approval, PRINCIPAL, self.bound, shown.text, shown.deadline
 
 
+class Kept(NamedTuple):
+    """The outcome kept under an idempotency key, with the binding of the request that settled it."""
+
+    bound: str
+    outcome: str
+
+    def replayed(self, bound: str) -> str:
+        """What a call under the key is told: the kept outcome if it is the same request, else a refusal."""
+        if bound != self.bound:
+            return "this idempotency key was used for another request; nothing was done"
+        return f"{self.outcome} (kept under this idempotency key; nothing was done again)"
+
+
 class Store(Protocol):
     async def accounts(self, *ids: str) -> dict[str, Facts]: ...
+    async def opening(self, key: str, *ids: str) -> tuple[dict[str, Facts], Kept | None]: ...
     async def ask(self, question: Question, bound: str, now: float, requested: Signed, cap: int) -> bool: ...
     async def answered(self, asked: str) -> Question | None: ...
-    async def denied(self, record: Signed) -> None: ...
+    async def denied(self, record: Signed, key: str | None, bound: str) -> None: ...
     async def end(self, claim: Claim, record: Signed) -> bool: ...
     async def settle(self, claim: Claim, ids: tuple[str, str], decide: Decide) -> Settled: ...
 
+
+_AUDIT = "INSERT INTO required_audit (record, signature) VALUES ({p}, {p})"
 
 _TABLES = """
 CREATE TABLE required_accounts (id TEXT PRIMARY KEY, balance_minor BIGINT NOT NULL CHECK (balance_minor >= 0),
@@ -160,19 +188,29 @@ CREATE TABLE required_entries (
     minor BIGINT NOT NULL CHECK (minor <> 0), PRIMARY KEY (approval, leg)
 );
 CREATE TABLE required_audit (id {serial} PRIMARY KEY, record TEXT NOT NULL, signature TEXT NOT NULL);
+CREATE TABLE required_keys (principal TEXT, idempotency_key TEXT, binding TEXT NOT NULL, outcome TEXT NOT NULL,
+                            PRIMARY KEY (principal, idempotency_key));
 INSERT INTO required_roles VALUES ('local', 'operator');
 """
 """One partial index serves the count of open questions (and bankgate's expiry sweep), another the answering
 round's lookup (a 2025-11-25 question, answered inline, has no digest); the journal's key refuses a second
-movement for one approval."""
+movement for one approval, and the kept keys' a second outcome under one idempotency key."""
 _NAMES = ("required_accounts", "required_access", "required_roles", "required_approvals", "required_entries",
-          "required_audit")  # fmt: skip
-_ACCOUNTS = (
+          "required_audit", "required_keys")  # fmt: skip
+_BOTH = (
     "SELECT a.id, a.balance_minor, a.open,"
     " (SELECT {agg}(relation, ',') FROM required_access WHERE principal = {p} AND account_id = a.id),"
     " (SELECT {agg}(role, ',') FROM required_roles WHERE principal = {p})"
-    " FROM required_accounts a WHERE a.id IN ({p}, {p}) ORDER BY a.id"
+    " FROM required_accounts a WHERE a.id IN ({p}, {p})"
 )
+_ACCOUNTS = _BOTH + " ORDER BY a.id"
+_OPENING = (
+    _BOTH + " UNION ALL SELECT '', 0, FALSE, binding, outcome FROM required_keys"
+    " WHERE principal = {p} AND idempotency_key = {p}"
+)
+"""A keyed call's first read: both accounts and, as a row of id '', the outcome kept under its key (one statement)."""
+_KEEP = "INSERT INTO required_keys (principal, idempotency_key, binding, outcome) VALUES ({p}, {p}, {p}, {p})"
+"""An outcome kept under its idempotency key, in the transaction that records it; a second one is refused."""
 _ASK = (
     "INSERT INTO required_approvals (id, principal, binding, question, asked, expires_at, status)"
     " SELECT {p}, {p}, {p}, {p}, {p}, {p}, 'pending' WHERE (SELECT count(*) FROM required_approvals"
@@ -191,6 +229,14 @@ _ENDED = (
     " RETURNING id"
 )
 """A no or a late answer: the claim and its signed record in one statement (PostgreSQL: one round trip)."""
+_ENDED_KEPT = (
+    f"WITH claimed AS ({_CLAIM}), kept AS (INSERT INTO required_keys (principal, idempotency_key, binding, outcome)"
+    " SELECT {p}, {p}, {p}, {p} FROM claimed)"
+    " INSERT INTO required_audit (record, signature) SELECT {p}, {p} FROM claimed RETURNING id"
+)
+"""The same, keeping its outcome under the call's idempotency key."""
+_DENIED_KEPT = f"WITH kept AS ({_KEEP}) {_AUDIT} RETURNING id"
+"""A refusal before asking, kept under the call's idempotency key with its signed record: one statement."""
 _FAILED = "UPDATE required_approvals SET status = 'failed' WHERE id = {p}"
 _POST = "INSERT INTO required_entries (approval, leg, account_id, minor) VALUES ({p}, 0, {p}, {p}), ({p}, 1, {p}, {p})"
 _MOVE = (
@@ -199,11 +245,15 @@ _MOVE = (
 )
 """Both balances in one statement: the payer's down, the payee's up."""
 _CLOSE = "UPDATE required_accounts SET open = FALSE WHERE id = {p}"
-_AUDIT = "INSERT INTO required_audit (record, signature) VALUES ({p}, {p})"
 
 
 def _facts(rows: list[tuple[object, ...]]) -> dict[str, Facts]:
     return {str(row[0]): Facts.of(row[1:]) for row in rows}
+
+
+def _opened(rows: list[tuple[object, ...]]) -> tuple[dict[str, Facts], Kept | None]:
+    kept = next((Kept(str(row[3]), str(row[4])) for row in rows if row[0] == ""), None)
+    return _facts([row for row in rows if row[0] != ""]), kept
 
 
 def _question(row: tuple[object, ...] | None) -> Question | None:
@@ -214,9 +264,10 @@ def _question(row: tuple[object, ...] | None) -> Question | None:
     return Question(approval, str(text), deadline, str(asked))  # found by it: not None
 
 
-def _writes(settled: Settled, approval: int, ids: tuple[str, str]) -> list[tuple[str, tuple[object, ...]]]:
+def _writes(settled: Settled, claim: Claim, ids: tuple[str, str]) -> list[tuple[str, tuple[object, ...]]]:
     """A yes's writes, as (statement template, arguments): a failure's status, or the journal's two entries, the
-    balances and the close; then its signed record."""
+    balances and the close; the outcome kept under the call's idempotency key; then its signed record."""
+    approval = claim.question.approval
     payer, payee = ids
     if settled.failure:
         done: list[tuple[str, tuple[object, ...]]] = [(_FAILED, (approval,))]
@@ -225,6 +276,8 @@ def _writes(settled: Settled, approval: int, ids: tuple[str, str]) -> list[tuple
         done = [(_POST, (approval, payer, -minor, approval, payee, minor)),
                 (_MOVE, (payer, -minor, minor, payer, payee))] if minor else []  # fmt: skip
         done += [(_CLOSE, (payer,))] if settled.closes else []
+    if claim.key is not None:
+        done.append((_KEEP, (PRINCIPAL, claim.key, claim.bound, "failed" if settled.failure else "executed")))
     return [*done, (_AUDIT, settled.record)]
 
 
@@ -277,14 +330,25 @@ class PostgresStore:
                                     *requested, cap) or (False,)  # fmt: skip
         return bool(asked_now)
 
+    async def opening(self, key: str, *ids: str) -> tuple[dict[str, Facts], Kept | None]:
+        async with self._connections.connection() as conn:
+            cursor = await conn.execute(self._sql(_OPENING), (PRINCIPAL, PRINCIPAL, *ids, PRINCIPAL, key))
+            return _opened(await cursor.fetchall())
+
     async def answered(self, asked: str) -> Question | None:
         return _question(await self._one(_BY_ASKED, asked))
 
-    async def denied(self, record: Signed) -> None:
-        await self._one(_AUDIT + " RETURNING id", *record)
+    async def denied(self, record: Signed, key: str | None, bound: str) -> None:
+        if key is None:
+            await self._one(_AUDIT + " RETURNING id", *record)
+        else:
+            await self._one(_DENIED_KEPT, PRINCIPAL, key, bound, "denied", *record)
 
     async def end(self, claim: Claim, record: Signed) -> bool:
-        return await self._one(_ENDED, *claim.parameters(), *record) is not None
+        if claim.key is None:
+            return await self._one(_ENDED, *claim.parameters(), *record) is not None
+        kept = (PRINCIPAL, claim.key, claim.bound, claim.status)
+        return await self._one(_ENDED_KEPT, *claim.parameters(), *kept, *record) is not None
 
     async def settle(self, claim: Claim, ids: tuple[str, str], decide: Decide) -> Settled:
         """BEGIN and COMMIT are statements of the pipeline, as bankgate's (`storage.statement.pipelined`): psycopg's
@@ -297,7 +361,7 @@ class PostgresStore:
             if await claimed.fetchone() is None:  # the first round trip: BEGIN, the claim and the locked read
                 raise ToolError(NOT_PENDING)
             settled = decide(_facts(await locked.fetchall()))
-            for template, args in _writes(settled, claim.question.approval, ids):
+            for template, args in _writes(settled, claim, ids):
                 await conn.execute(self._sql(template), args)
             await conn.execute("COMMIT")  # with the writes, waited for as the pipeline ends: the second round trip
             return settled
@@ -328,17 +392,24 @@ class SqliteStore:
             self._run(_AUDIT, *requested)
         return True
 
+    async def opening(self, key: str, *ids: str) -> tuple[dict[str, Facts], Kept | None]:
+        return _opened(self._run(_OPENING, PRINCIPAL, PRINCIPAL, *ids, PRINCIPAL, key))
+
     async def answered(self, asked: str) -> Question | None:
         return _question(next(iter(self._run(_BY_ASKED, asked)), None))
 
-    async def denied(self, record: Signed) -> None:
+    async def denied(self, record: Signed, key: str | None, bound: str) -> None:
         with transaction(self._conn, durable=True):
+            if key is not None:
+                self._run(_KEEP, PRINCIPAL, key, bound, "denied")
             self._run(_AUDIT, *record)
 
     async def end(self, claim: Claim, record: Signed) -> bool:
         with transaction(self._conn, durable=True):
             if not self._run(_CLAIM, *claim.parameters()):
                 return False
+            if claim.key is not None:
+                self._run(_KEEP, PRINCIPAL, claim.key, claim.bound, claim.status)
             self._run(_AUDIT, *record)
         return True
 
@@ -347,7 +418,7 @@ class SqliteStore:
             if not self._run(_CLAIM, *claim.parameters()):
                 raise ToolError(NOT_PENDING)
             settled = decide(_facts(self._run(_ACCOUNTS, PRINCIPAL, PRINCIPAL, *ids)))
-            for template, args in _writes(settled, claim.question.approval, ids):
+            for template, args in _writes(settled, claim, ids):
                 self._run(template, *args)
         return settled
 
@@ -363,15 +434,6 @@ class Confirmation(Approval):
     """A close's form: the yes, and the account id typed back (as the shipped policy's `confirm` asks)."""
 
     account_id: str
-
-
-def amount_minor(amount: str) -> int:
-    """`amount` in cents, parsed as bankgate's ledger parses it (`money.parse_amount`: a clear refusal for
-    text, non-finite, non-positive, too many decimals or past the ledger's ceiling)."""
-    try:
-        return parse_amount(amount, "USD", ceiling_minor=DEFAULT_MAX_AMOUNT_MINOR)
-    except LedgerError as refused:
-        raise ToolError(f"amount {amount!r} is not a positive amount in cents: {refused.message}") from refused
 
 
 def _acted_on(facts: dict[str, Facts], account: str, other: str) -> Facts | str:
@@ -408,17 +470,28 @@ def close_verdict(facts: dict[str, Facts], account: str, sweep_to: str) -> str:
 
 
 class Gated(NamedTuple):
-    """A gated call: its tool, exact arguments, the accounts it acts on (payer first) and its question's text."""
+    """A gated call: its tool, exact arguments, the accounts it acts on (payer first), its question's text and form,
+    and its idempotency key (bound with the arguments: an answer cannot be moved to another key's call)."""
 
     tool: str
     arguments: dict[str, str]
     ids: tuple[str, str]
     what: str
     form: type[BaseModel]
+    key: str | None
 
     @property
     def bound(self) -> str:
-        return digest({"tool": self.tool, **self.arguments})
+        return digest({"tool": self.tool, **self.arguments} | ({"key": self.key} if self.key is not None else {}))
+
+
+def idempotency_key(ctx: Context) -> str | None:
+    """The call's idempotency key, where bankgate's clients put it (`_meta`), checked as bankgate checks it."""
+    meta = ctx.request_context.meta
+    key = meta.get(IDEMPOTENCY_KEY_META) if meta is not None else None
+    if key is not None and not is_idempotency_key(key):
+        raise ToolError(f"the idempotency key must be {IDEMPOTENCY_KEY_RULE}; nothing was done")
+    return key
 
 
 def required_server(
@@ -432,16 +505,23 @@ def required_server(
     server = MCPServer("required")
     signer = key or Ed25519PrivateKey.generate()
 
-    async def question(ctx: Context, call: Gated, verdict: Callable[[], Awaitable[str]], wire_key: str) -> Question:
-        """The first round's new question (refused, and recorded, if the policy says no); a round bringing the
-        answer finds the one it was shown by the digest its request state names."""
+    async def question(ctx: Context, call: Gated, verdict: Verdict, wire_key: str) -> Question:
+        """The first round's new question (refused, and recorded, if the policy says no, or told the outcome kept
+        under its idempotency key); a round bringing the answer finds the one it was shown by the digest its request
+        state names."""
         if ctx.request_state is not None:
             shown = await store.answered(answered_digest(ctx.request_state, wire_key) or "")
             if shown is None:
                 raise ToolError("no question of this server was shown to this answer; nothing was done")
             return shown
-        if (refusal := await verdict()) != "allow":
-            await store.denied(sign(signer, "denied", None, call.arguments, reason=refusal))
+        if call.key is None:
+            facts = await store.accounts(*call.ids)
+        else:
+            facts, kept = await store.opening(call.key, *call.ids)
+            if kept is not None:  # an answer, as bankgate's replay is, though returned as an error here
+                raise ToolError(kept.replayed(call.bound))
+        if (refusal := verdict(facts)) != "allow":
+            await store.denied(sign(signer, "denied", None, call.arguments, reason=refusal), call.key, call.bound)
             raise ToolError(refusal)
         now = clock()
         new = Question.render(call.what, call.form, now, later_round=ctx.protocol_version in INPUT_REQUIRED_VERSIONS)
@@ -452,7 +532,7 @@ def required_server(
     async def conclude(call: Gated, shown: Question, approve: bool) -> str:
         """The answer settled: `expired` past the deadline, `rejected` on a no, else decided again under lock."""
         status = "expired" if clock() >= shown.deadline else "executed" if approve else "rejected"
-        claim = Claim(status, shown, call.bound)
+        claim = Claim(status, shown, call.bound, call.key)
         if status != "executed":
             if not await store.end(claim, sign(signer, status, shown.approval, call.arguments)):
                 raise ToolError(NOT_PENDING)
@@ -473,30 +553,29 @@ def required_server(
             return Settled(sign(signer, "failed", approval, call.arguments, reason=verdict), failure=verdict)
         return Settled(sign(signer, "executed", approval, call.arguments), moved, closes=call.tool == "close")
 
-    def transfer(from_account: str, to_account: str, amount: str, memo: str) -> Gated:
+    def transfer(ctx: Context, from_account: str, to_account: str, amount: str, memo: str) -> Gated:
         arguments = {"from_account": from_account, "to_account": to_account, "amount": amount, "memo": memo}
         what = f"Transfer {amount} from {from_account} to {to_account}?"
-        return Gated("transfer", arguments, (from_account, to_account), what, Approval)
+        return Gated("transfer", arguments, (from_account, to_account), what, Approval, idempotency_key(ctx))
 
-    def close(account_id: str, sweep_to: str, memo: str) -> Gated:
+    def close(ctx: Context, account_id: str, sweep_to: str, memo: str) -> Gated:
         arguments = {"account_id": account_id, "sweep_to": sweep_to, "memo": memo}
         what = f"Close {account_id}, sweeping its balance to {sweep_to}? Type its id to confirm."
-        return Gated("close", arguments, (account_id, sweep_to), what, Confirmation)
+        return Gated("close", arguments, (account_id, sweep_to), what, Confirmation, idempotency_key(ctx))
 
     async def transfer_asked(ctx: Context, from_account: str, to_account: str, amount: str, memo: str) -> Question:
-        call = transfer(from_account, to_account, amount, memo)
+        call, minor = transfer(ctx, from_account, to_account, amount, memo), amount_minor(amount)
 
-        async def verdict() -> str:
-            minor = amount_minor(amount)
-            return transfer_verdict(await store.accounts(from_account, to_account), from_account, to_account, minor)
+        def verdict(facts: dict[str, Facts]) -> str:
+            return transfer_verdict(facts, from_account, to_account, minor)
 
         return await question(ctx, call, verdict, _wire_key(ask_transfer))
 
     async def close_asked(ctx: Context, account_id: str, sweep_to: str, memo: str) -> Question:
-        async def verdict() -> str:
-            return close_verdict(await store.accounts(account_id, sweep_to), account_id, sweep_to)
+        def verdict(facts: dict[str, Facts]) -> str:
+            return close_verdict(facts, account_id, sweep_to)
 
-        return await question(ctx, close(account_id, sweep_to, memo), verdict, _wire_key(ask_close))
+        return await question(ctx, close(ctx, account_id, sweep_to, memo), verdict, _wire_key(ask_close))
 
     async def ask_transfer(shown: Annotated[Question, Resolve(transfer_asked)]) -> Elicit[Approval]:
         return Elicit(shown.text, Approval)
@@ -515,8 +594,9 @@ def required_server(
             raise ToolError("not entitled")
         return balance_result(account_id, found.balance)
 
-    @server.tool()
+    @server.tool(structured_output=True)
     async def required_transfer(
+        ctx: Context,
         from_account: str,
         to_account: str,
         amount: str,
@@ -524,24 +604,27 @@ def required_server(
         *,
         answer: Annotated[ElicitationResult[Approval], Resolve(ask_transfer)],
         shown: Annotated[Question, Resolve(transfer_asked)],
-    ) -> str:
+    ) -> Annotated[CallToolResult, TransferResult]:
         approve = isinstance(answer, AcceptedElicitation) and answer.data.approve
-        return await conclude(transfer(from_account, to_account, amount, memo), shown, approve)
+        call = transfer(ctx, from_account, to_account, amount, memo)
+        return outcome_result(TransferResult, await conclude(call, shown, approve), shown.reference, call.arguments)
 
-    @server.tool()
+    @server.tool(structured_output=True)
     async def required_close(
+        ctx: Context,
         account_id: str,
         sweep_to: str,
         memo: str,
         *,
         answer: Annotated[ElicitationResult[Confirmation], Resolve(ask_close)],
         shown: Annotated[Question, Resolve(close_asked)],
-    ) -> str:
-        call = close(account_id, sweep_to, memo)
+    ) -> Annotated[CallToolResult, CloseResult]:
+        call = close(ctx, account_id, sweep_to, memo)
         if isinstance(answer, AcceptedElicitation) and answer.data.approve and answer.data.account_id != account_id:
             await conclude(call, shown, approve=False)
             raise ToolError(f"the account id typed back, {answer.data.account_id!r}, is not {account_id}")
-        return await conclude(call, shown, isinstance(answer, AcceptedElicitation) and answer.data.approve)
+        approve = isinstance(answer, AcceptedElicitation) and answer.data.approve
+        return outcome_result(CloseResult, await conclude(call, shown, approve), shown.reference, call.arguments)
 
     return server
 

@@ -60,9 +60,12 @@ from mcp.server.mcpserver.resolve import _request_digest
 from mcp_types import CallToolResult, ElicitRequest, ElicitRequestFormParams
 from pydantic import BaseModel
 
-from bench.bare_parts import Approval, balance_result
+from bench.bare_parts import Approval, balance_result, outcome_result
+from mcp_server.ledger.errors import LedgerError
+from mcp_server.ledger.money import DEFAULT_MAX_AMOUNT_MINOR, parse_amount
 from mcp_server.settings import Settings
 from mcp_server.tools.balance import BalanceResult
+from mcp_server.tools.transfer import TransferResult
 from policy.canonical import canonical_json, digest
 from policy.cel_engine import cel
 from policy.mcp.asked import answered_digest
@@ -161,6 +164,11 @@ class Question(NamedTuple):
             return cls(approval, text, deadline, None)
         params = ElicitRequestFormParams(message=text, requested_schema=_schema(form))
         return cls(approval, text, deadline, _request_digest(ElicitRequest(params=params)))
+
+    @property
+    def reference(self) -> str:
+        """The approval's reference as the question states it."""
+        return f"APR-{self.approval:010X}"
 
     def requested(self, key: Ed25519PrivateKey, arguments: dict[str, str]) -> Signed:
         """The signed `requested` record of this question, with its text's hash (`audit verify` names an edit)."""
@@ -287,6 +295,15 @@ class Records:
         self._insert(sign(self._key, event, approval, arguments, **more))
 
 
+def amount_minor(amount: str) -> int:
+    """`amount` in cents, parsed as bankgate's ledger parses it (`money.parse_amount`: a clear refusal for
+    text, non-finite, non-positive, too many decimals or past the ledger's ceiling)."""
+    try:
+        return parse_amount(amount, "USD", ceiling_minor=DEFAULT_MAX_AMOUNT_MINOR)
+    except LedgerError as refused:
+        raise ToolError(f"amount {amount!r} is not a positive amount in cents: {refused.message}") from refused
+
+
 def bind(variables: dict[str, Any], *, minor: bool = False) -> Any:
     """`variables` as a CEL context, bound once for every condition over them: binding them is most of an
     evaluation's cost (~6 µs of `MAY_DEBIT`'s ~7.5), executing a compiled condition under 1 µs."""
@@ -304,8 +321,6 @@ def holds(program: Any, context: Any) -> bool:
 
 def decide_transfer(records: Records, from_account: str, to_account: str, minor: int) -> str:
     """The shipped policy's decision on a transfer, on the accounts as they are now (both read once)."""
-    if minor <= 0:
-        return "not a positive amount"
     if from_account == to_account:
         return "the same account"
     found = records.account(from_account, to_account)
@@ -326,7 +341,7 @@ def register(server: MCPServer, records: Records) -> None:
         """The first round's new question; a round bringing the answer finds the one it was shown."""
         if ctx.request_state is not None:
             return records.answered(ctx.request_state)
-        minor = int(Decimal(amount).scaleb(2))
+        minor = amount_minor(amount)
         verdict = decide_transfer(records, from_account, to_account, minor)
         arguments = {"from_account": from_account, "to_account": to_account, "amount": amount}
         if verdict != "allow":
@@ -346,7 +361,7 @@ def register(server: MCPServer, records: Records) -> None:
             raise ToolError("not entitled")
         return balance_result(account_id, found[0])
 
-    @server.tool()
+    @server.tool(structured_output=True)
     async def approve_recorded(
         from_account: str,
         to_account: str,
@@ -354,7 +369,10 @@ def register(server: MCPServer, records: Records) -> None:
         *,
         answer: Annotated[ElicitationResult[Approval], Resolve(ask_recorded)],
         question: Annotated[Asked, Resolve(asked)],
-    ) -> str:
+    ) -> Annotated[CallToolResult, TransferResult]:
         arguments = {"from_account": from_account, "to_account": to_account, "amount": amount}
         approve = isinstance(answer, AcceptedElicitation) and answer.data.approve
-        return records.settle(question, arguments, int(Decimal(amount).scaleb(2)), approve=approve)
+        minor = amount_minor(amount)
+        outcome = records.settle(question, arguments, minor, approve=approve)
+        receipt = {**arguments, "amount_minor": minor}
+        return outcome_result(TransferResult, outcome, f"APR-{question.approval:010X}", receipt)

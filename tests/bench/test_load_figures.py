@@ -4,6 +4,8 @@ import os
 import threading
 import time
 
+import anyio
+import mcp_types as types
 import pytest
 
 from bench import load
@@ -88,3 +90,35 @@ async def test_rounds_alternate_the_order_so_drift_falls_on_every_subject(monkey
     assert firsts == [0, 2, 4, 6, 11, 16]  # every slice's clients take closable accounts (and memos) of their own
     assert {seconds for *_, seconds in driven} == {8.0 / 3}
     assert [p.seconds for p in phases[BANKGATE]] == pytest.approx([8.0, 8.0])
+
+
+class _Timed:
+    """A client of a server whose calls take `seconds` each (no transport: only the timing is under test)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def __aenter__(self) -> "_Timed":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def call_tool(self, *args: object, **kwargs: object) -> types.CallToolResult:
+        await anyio.sleep(self.seconds)
+        return types.CallToolResult(content=[types.TextContent(type="text", text="accept")])
+
+
+@pytest.mark.anyio
+async def test_a_phases_rate_counts_the_calls_its_window_held_not_the_tail_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Calls still running when the window closes end later, one per client; counting them and waiting for the
+    slowest made the rate depend on how each subject's last calls drained (a server that speeds up as its load
+    falls gained, one with a slow straggler lost), not only on what it did within the window."""
+    clients = iter([_Timed(0.02), _Timed(1.5)])  # one fast client, one whose only call outlasts the window
+    monkeypatch.setattr(load, "http_client", lambda *args, **kwargs: next(clients))
+    phase = await load.run_phase(BARE, "unused", 2, 0.5, 10_000, None, None)
+    assert phase.seconds == pytest.approx(0.5, abs=0.05)  # the window, not the slow call's 1.5 s
+    assert 10 <= phase.total <= 26  # the fast client's calls in the window (~25 on an idle machine), not the slow one
+    assert max(max(values) for values in phase.latencies.values()) >= 1.5  # the late call's latency is still shown

@@ -8,7 +8,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import mcp_types as types
@@ -19,6 +19,7 @@ from mcp import Client
 from mcp.client import ClientRequestContext
 from mcp.client.session import ElicitationFnT
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import RequestParamsMeta
 from psycopg import pq
 
 from bench.bare_parts import Approval
@@ -27,6 +28,7 @@ from bench.load import database
 from bench.required_server import NOT_PENDING, Claim, Facts, Settled, open_store, required_server
 from bench.required_work import APPROVAL_TTL, MAX_PENDING, Question, sign
 from policy.canonical import digest
+from policy.idempotency_key import IDEMPOTENCY_KEY_META
 from tests.ledger.test_queued_writes import round_trips
 
 BACKENDS = ["sqlite", *(["postgresql"] if os.environ.get("BANKGATE_TEST_POSTGRES_URL") else [])]
@@ -108,11 +110,21 @@ def answering(content: Content, asked: list[str], meanwhile: Callable[[], object
     return callback
 
 
-def call(bound: Bound, tool: str, arguments: dict[str, str], callback: ElicitationFnT, mode: str = "auto") -> str:
+def call(
+    bound: Bound,
+    tool: str,
+    arguments: dict[str, str],
+    callback: ElicitationFnT,
+    mode: str = "auto",
+    key: str | None = None,
+) -> str:
+    """The call's outcome (`error: …` if refused), sent under the idempotency `key` if one is given."""
+
     async def scenario() -> str:
         server = required_server(bound.store, KEY, bound.clock)
         async with Client(server, elicitation_callback=callback, mode=mode) as client:
-            result = await client.call_tool(tool, arguments)
+            meta = cast(RequestParamsMeta, {IDEMPOTENCY_KEY_META: key}) if key else None  # an open TypedDict
+            result = await client.call_tool(tool, arguments, meta=meta)
         content = result.content[0]
         assert isinstance(content, types.TextContent)
         return ("error: " if result.is_error else "") + content.text
@@ -341,7 +353,8 @@ def test_each_call_waits_for_postgresql_as_often_as_the_bound_counts(
     bound: Bound, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Round trips on the wire (libpq's protocol trace): a yes 2 (BEGIN, claim and locked read; writes and
-    COMMIT), every other call 1. psycopg's own transaction block waited for its BEGIN and synced twice more: 5."""
+    COMMIT), every other call 1, under an idempotency key too (its outcome read with the accounts, kept with the
+    record). psycopg's own transaction block waited for its BEGIN and synced twice more: 5."""
     if not bound.url.startswith("postgresql"):
         pytest.skip("SQLite runs in the process: no round trips to count")
     opened: list[psycopg.AsyncConnection[Any]] = []
@@ -373,18 +386,27 @@ def test_each_call_waits_for_postgresql_as_often_as_the_bound_counts(
         assert shown.asked is not None  # a 2026-07-28 question's, found by it
         counted = {
             "accounts": await trips(store.accounts(SOURCE, TARGET)),
+            "opening": await trips(store.opening("k-yes", SOURCE, TARGET)),
             "ask": await trips(store.ask(shown, bound_to, bound.now, shown.requested(KEY, TRANSFER), MAX_PENDING)),
             "answered": await trips(store.answered(shown.asked)),
-            "yes": await trips(store.settle(Claim("executed", shown, bound_to), (SOURCE, TARGET), moving(100))),
-            "denied": await trips(store.denied(sign(KEY, "denied", None, TRANSFER))),
+            "yes": await trips(
+                store.settle(Claim("executed", shown, bound_to, "k-yes"), (SOURCE, TARGET), moving(100))
+            ),
+            "denied": await trips(store.denied(sign(KEY, "denied", None, TRANSFER), None, bound_to)),
+            "denied, keyed": await trips(store.denied(sign(KEY, "denied", None, TRANSFER), "k-denied", bound_to)),
         }
         await store.ask(other, bound_to, bound.now, other.requested(KEY, TRANSFER), MAX_PENDING)
-        counted["no"] = await trips(store.end(Claim("rejected", other, bound_to), sign(KEY, "rejected", 0, TRANSFER)))
+        no = Claim("rejected", other, bound_to, "k-no")
+        counted["no"] = await trips(store.end(no, sign(KEY, "rejected", 0, TRANSFER)))
         await opened[0].close()
         return counted
 
-    assert anyio.run(scenario) == {"accounts": 1, "ask": 1, "answered": 1, "yes": 2, "denied": 1, "no": 1}
+    assert anyio.run(scenario) == {
+        "accounts": 1, "opening": 1, "ask": 1, "answered": 1, "yes": 2, "denied": 1, "denied, keyed": 1, "no": 1
+    }  # fmt: skip
     assert bound.journal() == {SOURCE: -100, TARGET: 100} and sorted(bound.statuses()) == ["executed", "rejected"]
+    kept = bound.sql("SELECT idempotency_key, outcome FROM required_keys ORDER BY 1")
+    assert kept == [("k-denied", "denied"), ("k-no", "rejected"), ("k-yes", "executed")]
 
 
 @pytest.mark.parametrize(("mode", "looked_up"), [("auto", True), ("legacy", False)])
@@ -395,3 +417,27 @@ def test_only_a_question_answered_in_a_later_round_is_stored_under_the_sdks_dige
 
     [(asked,)] = bound.sql("SELECT asked FROM required_approvals")
     assert (asked is not None) is looked_up
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_a_retried_idempotency_key_moves_the_money_once_and_asks_no_one_again(bound: Bound, mode: str) -> None:
+    """bankgate keeps its promise under a key (`bench.load` sends every gated call one): a retry returns the outcome
+    kept under it, and another request under the same key is refused. The bound left keys out, so the load's bound
+    skipped work bankgate does for every call of the mix that asks."""
+    asked: list[str] = []
+    yes = answering({"approve": True}, asked)
+
+    assert call(bound, "required_transfer", TRANSFER, yes, mode, key="k-1") == "executed"
+    retried = call(bound, "required_transfer", TRANSFER, yes, mode, key="k-1")
+    other = call(bound, "required_transfer", {**TRANSFER, "amount": "1.00"}, yes, mode, key="k-1")
+
+    assert "executed" in retried and "another request" in other and len(asked) == 1
+    assert bound.journal() == {SOURCE: -1234, TARGET: 1234}
+    assert bound.sql("SELECT idempotency_key, outcome FROM required_keys") == [("k-1", "executed")]
+
+
+def test_a_refusal_before_asking_is_kept_under_its_key(bound: Bound) -> None:
+    refused = call(bound, "required_transfer", {**TRANSFER, "to_account": "NOPE"}, answering({}, []), key="k-2")
+
+    assert "two different open accounts" in refused
+    assert bound.sql("SELECT idempotency_key, outcome FROM required_keys") == [("k-2", "denied")]

@@ -13,8 +13,9 @@ import pytest
 from mcp.client import ClientRequestContext
 from mcp.client.session import ElicitationFnT
 
-from bench.load import REQUIRED, REVISIONS, Approver, Phase, database, drive, revision, server_process
+from bench.load import REQUIRED, REVISIONS, Phase, database, drive, revision, server_process
 from bench.servers import http_client, required_args
+from policy.testing import ScriptedResponder
 from tests.bench.test_required_server import sql
 
 BACKENDS = ["sqlite", *(["postgresql"] if os.environ.get("BANKGATE_TEST_POSTGRES_URL") else [])]
@@ -39,20 +40,23 @@ class Gathering:
 
 
 class Answering:
-    """One client's answers, through the load's own `Approver`: its first held by `gathering`, each recorded
+    """One client's answers, through the load's own responder: its first held by `gathering`, each recorded
     under the reference its question states."""
 
     def __init__(self, gathering: Gathering, answers: dict[int, bool]) -> None:
-        self.responder, self._gathering, self._answers = Approver(), gathering, answers
+        self.responder, self._gathering, self._answers = ScriptedResponder(), gathering, answers
         self.waited = False
 
-    async def __call__(self, context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+    async def __call__(
+        self, context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
         if not self.waited:
             self.waited = True
             self._gathering.asked += 1
             self._gathering.arrived()
             await self._gathering.everyone.wait()
         answer = await self.responder(context, params)
+        assert isinstance(answer, types.ElicitResult), answer  # the scripted answer fitted the form
         [reference] = re.findall(r"Reference: APR-([0-9A-F]{10})", params.message)
         self._answers[int(reference, 16)] = bool((answer.content or {}).get("approve"))
         return answer

@@ -195,7 +195,6 @@ def test_questions_past_their_deadline_are_not_counted_as_open(records: Records)
         ({**TRANSFER, "from_account": "ACC-002", "to_account": "ACC-001"}, "not entitled"),
         ({**TRANSFER, "amount": "50000.01"}, "above ceiling"),
         ({"from_account": "ACC-003", "to_account": "ACC-001", "amount": "0.01"}, "insufficient funds"),
-        ({**TRANSFER, "amount": "-5.00"}, "not a positive amount"),
         ({**TRANSFER, "to_account": "ACC-404"}, "unknown account"),
         ({**TRANSFER, "to_account": "ACC-001"}, "the same account"),
     ],
@@ -239,3 +238,17 @@ def test_only_a_question_answered_in_a_later_round_is_stored_under_the_sdks_dige
 
     [(asked,)] = rows(records, "SELECT asked FROM approvals")
     assert (asked is not None) is looked_up
+
+
+@pytest.mark.parametrize("amount", ["12.345", "12.3e-3", "nan", "1e30", "-5.00", "0"])
+def test_an_amount_the_ledger_would_refuse_is_refused_before_asking_and_moves_nothing(
+    records: Records, amount: str
+) -> None:
+    """Parsed as bankgate's ledger parses it (and the load's bound already did): `int(Decimal(a).scaleb(2))` moved
+    $12.34 after asking about 12.345, and raised on 'nan', work the bound skipped that bankgate must do."""
+    asked: list[str] = []
+
+    said = call(records, "approve_recorded", {**TRANSFER, "amount": amount}, answering(True, asked))
+
+    assert said.startswith("error: ") and repr(amount) in said
+    assert asked == [] and moved(records) == {}
