@@ -266,3 +266,23 @@ async def test_csrf_and_cross_origin_posts_are_refused(chromium: Any, world: Wor
     finally:
         attacker.shutdown()
     assert world.rows("SELECT COUNT(*) AS n FROM desk_challenges WHERE purpose = 'decide'")[0].n == 0
+
+
+async def test_markup_in_ledger_and_caller_values_is_shown_as_text(chromium: Any, world: World, desk: str) -> None:
+    """An owner's name, a memo, the requester's name and an approver's note are the ledger's and the callers' words:
+    every page shows them as written, and none becomes an element or runs (autoescaping, not the CSP alone)."""
+    owner, memo = '<img src=x onerror="window.pwned=1">', "</pre><script>window.pwned=2</script>"
+    target = world.state.ledger.create_account(owner).id
+    approval = world.asked("transfer_funds", "alice", from_account=world.source, to_account=target,
+                           amount="12.00", memo=memo)  # fmt: skip
+    note = '"><svg onload="window.pwned=3">'
+    async with signed_in_at(chromium, world, desk, f"/approvals/{approval.ref}") as page:
+        await playwright_api.expect(page.locator("#question")).to_have_text(approval.question)
+        assert owner in approval.question and memo in approval.question
+        await decide(page, "rejected", note=note)
+        await playwright_api.expect(page.locator(".decided")).to_contain_text(note, timeout=15_000)
+        for path in ("/", f"/approvals/{approval.ref}", "/history"):
+            await page.goto(desk + path)
+            assert await page.evaluate("window.pwned") is None, path
+            assert await page.locator("main img, main script, main svg").count() == 0, path
+        await playwright_api.expect(page.locator(".history tbody")).to_contain_text(note)
