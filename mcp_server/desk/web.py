@@ -234,9 +234,8 @@ class Desk:
         return self._render(request, approver, "signin.html")
 
     async def enroll_page(self, request: Request, approver: str | None) -> Response:
-        token = request.query_params.get("token", "")
-        name, _ = await self._read(lambda conn: passkeys.enrollment(conn, token))
-        return self._render(request, approver, "enroll.html", name=name, token=token)
+        """The page alone: its script reads the link's token from the fragment and the ceremony judges it."""
+        return self._render(request, approver, "enroll.html")
 
     # -- actions ------------------------------------------------------------------------------
 

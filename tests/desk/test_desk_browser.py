@@ -16,6 +16,7 @@ from functools import partial
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -78,7 +79,7 @@ async def approver_page(browser: Any) -> AsyncIterator[Any]:
 
 async def enroll(world: World, page: Any, desk: str, name: str = "erin") -> None:
     token, _ = world.admin.add(name)
-    await page.goto(f"{desk}/enroll?token={token}")
+    await page.goto(world.config(int(urlsplit(desk).port or 0)).enrollment_url(token))
     await page.click("#register")
     await page.wait_for_url(f"{desk}/")
 
@@ -286,3 +287,26 @@ async def test_markup_in_ledger_and_caller_values_is_shown_as_text(chromium: Any
             assert await page.evaluate("window.pwned") is None, path
             assert await page.locator("main img, main script, main svg").count() == 0, path
         await playwright_api.expect(page.locator(".history tbody")).to_contain_text(note)
+
+
+async def test_an_enrollment_links_token_reaches_no_request_line_header_or_history(
+    chromium: Any, world: World, desk: str
+) -> None:
+    """A reverse proxy or load balancer logs each request's line (query string and all) and often its Referer; the
+    browser keeps the address in its history. The link's token makes an approver of whoever uses it first: it travels
+    only in the POST bodies of the ceremony, and leaves the address bar once the page has read it."""
+    token, _ = world.admin.add("erin")
+    link = world.config(int(urlsplit(desk).port or 0)).enrollment_url(token)
+    requests: list[Any] = []
+    async with approver_page(chromium) as page:
+        page.on("request", lambda request: requests.append(request))
+        await page.goto(link)
+        await page.wait_for_load_state("load")
+        assert token not in page.url, "the link stays in the address bar and the history"
+        await page.click("#register")
+        await page.wait_for_url(f"{desk}/")
+        await page.go_back()
+        assert token not in page.url, "the history holds the live link"
+        sent = [f"{request.url} {await request.all_headers()}" for request in requests]
+        assert len(sent) >= 5 and [entry for entry in sent if token in entry] == []
+    assert world.rows("SELECT status FROM desk_approvers WHERE name = 'erin'")[0].status == "active"
