@@ -223,7 +223,6 @@ class Desk:
             "detail.html",
             item=summary(approval, own),
             decided=decided,
-            arguments=json.dumps(dict(approval.arguments), indent=2, ensure_ascii=False),
             confirm=requested_confirmation(approval.question),
             shown=decisions.shown_on_page(approval),
             continue_by=approval.continue_by(decided.decided_at) if decided and waiting and not void else None,
