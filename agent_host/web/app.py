@@ -22,22 +22,17 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from agent_host.json_keys import KeyGivenTwice, unique_keys
 from agent_host.web.guard import Guard
+from agent_host.web.headers import Secured
 from agent_host.web.runs import Idle, RunDriver
 
 STATIC = Path(__file__).parent / "static"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_BODY = 1_000_000
 """Bytes of run input accepted: the host only needs the last user message."""
-
-PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    "X-Frame-Options": "DENY",
-}
-"""The chat approves payments: no other page may frame it under a decoy (clickjacking), and it runs
-only its own script and talks only to this server."""
 
 CAPABILITIES = AgentCapabilities(
     human_in_the_loop=HumanInTheLoopCapabilities(
@@ -46,8 +41,8 @@ CAPABILITIES = AgentCapabilities(
 )
 
 
-def create_app(driver: RunDriver, *, token: str | None = None, names: Iterable[str] = ()) -> Starlette:
-    """The web front end for `driver`'s runs, behind the `agent_host.web.guard.Guard`."""
+def create_app(driver: RunDriver, *, token: str | None = None, names: Iterable[str] = ()) -> ASGIApp:
+    """The web front end for `driver`'s runs, behind the `agent_host.web.guard.Guard`, every response `Secured`."""
 
     async def run(request: Request) -> Response:
         body = await _bounded_body(request)
@@ -72,20 +67,22 @@ def create_app(driver: RunDriver, *, token: str | None = None, names: Iterable[s
         return JSONResponse(CAPABILITIES.model_dump(mode="json", by_alias=True, exclude_none=True))
 
     async def page(request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store", **PAGE_HEADERS})
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    return Starlette(
-        routes=[
-            Route("/", page),
-            Route("/healthz", healthz),
-            Route("/agent", run, methods=["POST"]),
-            Route("/agent/capabilities", capabilities),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
-        ],
-        middleware=[Middleware(Guard, token=token, names=tuple(names))],
+    return Secured(  # outermost: the server error handler's 500 too
+        Starlette(
+            routes=[
+                Route("/", page),
+                Route("/healthz", healthz),
+                Route("/agent", run, methods=["POST"]),
+                Route("/agent/capabilities", capabilities),
+                Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            ],
+            middleware=[Middleware(Guard, token=token, names=tuple(names))],
+        )
     )
 
 

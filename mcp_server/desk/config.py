@@ -45,7 +45,8 @@ class DeskConfig:
         return f"{self.url}/approvals/{ref}"
 
     def enrollment_url(self, token: str) -> str:
-        return f"{self.url}/enroll?token={token}"
+        """The token in the fragment, which no request carries: a query string is in every proxy's access log."""
+        return f"{self.url}/enroll#token={token}"
 
 
 def desk_config(url: str, security: TransportSecuritySettings) -> DeskConfig:

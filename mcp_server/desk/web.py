@@ -220,7 +220,6 @@ class Desk:
             "detail.html",
             item=summary(approval, own),
             decided=decided,
-            arguments=json.dumps(dict(approval.arguments), indent=2, ensure_ascii=False),
             confirm=requested_confirmation(approval.question),
             shown=decisions.shown_on_page(approval),
             continue_by=approval.continue_by(decided.decided_at) if decided and waiting and not void else None,
@@ -231,9 +230,8 @@ class Desk:
         return self._render(request, approver, "signin.html")
 
     async def enroll_page(self, request: Request, approver: str | None) -> Response:
-        token = request.query_params.get("token", "")
-        name, _ = await self._read(lambda conn: passkeys.enrollment(conn, token))
-        return self._render(request, approver, "enroll.html", name=name, token=token)
+        """The page alone: its script reads the link's token from the fragment and the ceremony judges it."""
+        return self._render(request, approver, "enroll.html")
 
     # -- actions ------------------------------------------------------------------------------
 

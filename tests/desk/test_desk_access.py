@@ -5,6 +5,7 @@ used by another, a link or challenge used twice at once (PostgreSQL lets two tra
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -107,7 +108,7 @@ async def test_a_reinvited_approvers_first_link_is_dead(world: World, passkey: S
     first, _ = world.admin.add("gail")
     second, _ = world.admin.add("gail")
     async with browser(world) as desk:
-        assert (await desk.get(f"/enroll?token={first}")).status_code == 410
+        await desk.get("/enroll")
         assert (await desk.post("/enroll/options", {"token": first})).status_code == 410
         assert (await desk.enroll(second, passkey)).status_code == 200
 
@@ -116,7 +117,7 @@ async def test_an_enrollment_challenge_answers_only_its_own_link(world: World, p
     mine, _ = world.admin.add("hank")
     other, _ = world.admin.add("ivy")
     async with browser(world) as desk:
-        await desk.get(f"/enroll?token={mine}")
+        await desk.get("/enroll")
         options = (await desk.post("/enroll/options", {"token": mine})).json()
         body = {"token": other, "nonce": options["nonce"], "credential": passkey.register(options["options"])}
         refused = await desk.post("/enroll/finish", body)
@@ -402,3 +403,23 @@ async def test_a_link_naming_no_approval_puts_none_of_its_text_on_the_desks_page
     assert challenge.status_code == 404 and "by the bank" not in challenge.json()["message"]
     well_formed = await erin.get("/approvals/APR-00000000FF")
     assert well_formed.status_code == 404 and "There is no approval APR-00000000FF." in well_formed.text
+
+
+async def test_a_copied_passkey_whose_count_fell_behind_signs_nothing(
+    world: World, erin: DeskBrowser, passkey: SoftPasskey
+) -> None:
+    """A copy of erin's passkey taken before her last uses counts from where it was copied: its next count is not
+    past the stored one, so neither a sign-in nor a decision of it counts, and the stored count stays."""
+    copy = replace(passkey)  # taken now; erin goes on using hers
+    for _ in range(3):
+        assert (await erin.sign_in(passkey)).status_code == 200
+    approval = world.pending()
+    [(stored,)] = world.rows("SELECT sign_count FROM desk_credentials")
+    assert stored == copy.count + 3
+    refused = await erin.decide(approval.ref, "approved", copy)
+    assert refused.status_code == 403 and refused.json()["error"] == "bad_signature"
+    async with browser(world) as thief:
+        signed_in = await thief.sign_in(copy)
+        assert signed_in.status_code == 403 and signed_in.json()["error"] == "bad_signature"
+    assert world.db.read(lambda conn: decision_for(conn, approval.ref)) is None
+    assert world.rows("SELECT sign_count FROM desk_credentials") == [(stored,)]

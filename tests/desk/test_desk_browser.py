@@ -16,6 +16,7 @@ from functools import partial
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -78,7 +79,7 @@ async def approver_page(browser: Any) -> AsyncIterator[Any]:
 
 async def enroll(world: World, page: Any, desk: str, name: str = "erin") -> None:
     token, _ = world.admin.add(name)
-    await page.goto(f"{desk}/enroll?token={token}")
+    await page.goto(world.config(int(urlsplit(desk).port or 0)).enrollment_url(token))
     await page.click("#register")
     await page.wait_for_url(f"{desk}/")
 
@@ -266,3 +267,46 @@ async def test_csrf_and_cross_origin_posts_are_refused(chromium: Any, world: Wor
     finally:
         attacker.shutdown()
     assert world.rows("SELECT COUNT(*) AS n FROM desk_challenges WHERE purpose = 'decide'")[0].n == 0
+
+
+async def test_markup_in_ledger_and_caller_values_is_shown_as_text(chromium: Any, world: World, desk: str) -> None:
+    """An owner's name, a memo, the requester's name and an approver's note are the ledger's and the callers' words:
+    every page shows them as written, and none becomes an element or runs (autoescaping, not the CSP alone)."""
+    owner, memo = '<img src=x onerror="window.pwned=1">', "</pre><script>window.pwned=2</script>"
+    target = world.state.ledger.create_account(owner).id
+    approval = world.asked("transfer_funds", "alice", from_account=world.source, to_account=target,
+                           amount="12.00", memo=memo)  # fmt: skip
+    note = '"><svg onload="window.pwned=3">'
+    async with signed_in_at(chromium, world, desk, f"/approvals/{approval.ref}") as page:
+        await playwright_api.expect(page.locator("#question")).to_have_text(approval.question)
+        assert owner in approval.question and memo in approval.question
+        await decide(page, "rejected", note=note)
+        await playwright_api.expect(page.locator(".decided")).to_contain_text(note, timeout=15_000)
+        for path in ("/", f"/approvals/{approval.ref}", "/history"):
+            await page.goto(desk + path)
+            assert await page.evaluate("window.pwned") is None, path
+            assert await page.locator("main img, main script, main svg").count() == 0, path
+        await playwright_api.expect(page.locator(".history tbody")).to_contain_text(note)
+
+
+async def test_an_enrollment_links_token_reaches_no_request_line_header_or_history(
+    chromium: Any, world: World, desk: str
+) -> None:
+    """A reverse proxy or load balancer logs each request's line (query string and all) and often its Referer; the
+    browser keeps the address in its history. The link's token makes an approver of whoever uses it first: it travels
+    only in the POST bodies of the ceremony, and leaves the address bar once the page has read it."""
+    token, _ = world.admin.add("erin")
+    link = world.config(int(urlsplit(desk).port or 0)).enrollment_url(token)
+    requests: list[Any] = []
+    async with approver_page(chromium) as page:
+        page.on("request", lambda request: requests.append(request))
+        await page.goto(link)
+        await page.wait_for_load_state("load")
+        assert token not in page.url, "the link stays in the address bar and the history"
+        await page.click("#register")
+        await page.wait_for_url(f"{desk}/")
+        await page.go_back()
+        assert token not in page.url, "the history holds the live link"
+        sent = [f"{request.url} {await request.all_headers()}" for request in requests]
+        assert len(sent) >= 5 and [entry for entry in sent if token in entry] == []
+    assert world.rows("SELECT status FROM desk_approvers WHERE name = 'erin'")[0].status == "active"

@@ -140,9 +140,9 @@ def test_approvers_commands(world: World, capsys: pytest.CaptureFixture[str]) ->
     db = ["--db", world.settings.db_url]
     assert main(["approvers", "add", "dora", "--role", "treasury", *db]) == 0
     out = capsys.readouterr().out
-    assert "http://localhost:8766/desk/enroll?token=" in out and "valid until" in out
+    assert "http://localhost:8766/desk/enroll#token=" in out and "valid until" in out
     assert main(["approvers", "add", "dora", "--desk-url", "https://bank.example/desk", *db]) == 0
-    assert "https://bank.example/desk/enroll?token=" in capsys.readouterr().out, "a re-invite replaces the link"
+    assert "https://bank.example/desk/enroll#token=" in capsys.readouterr().out, "a re-invite replaces the link"
     assert world.rows("SELECT COUNT(*) AS n FROM desk_enrollments WHERE approver = 'dora'")[0].n == 1
     assert main(["approvers", "list", *db]) == 0
     assert "dora" in (listing := capsys.readouterr().out) and "invited" in listing and "treasury" in listing

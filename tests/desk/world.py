@@ -106,7 +106,7 @@ class DeskBrowser:
 
     async def registration(self, token: str, passkey: SoftPasskey) -> dict[str, Any]:
         """The body of `/enroll/finish`: the link opened, a challenge asked for and `passkey` registered to it."""
-        await self.get(f"/enroll?token={token}")
+        await self.get("/enroll")  # the page; the token is in the link's fragment, which only its script reads
         options = (await self.post("/enroll/options", {"token": token})).json()
         return {"token": token, "nonce": options["nonce"], "credential": passkey.register(options["options"])}
 

@@ -28,7 +28,7 @@ from tests.desk.world import DeskBrowser
 
 from .helpers import free_port, ledger_target
 
-_ENROLL_LINK = re.compile(r"(http://\S+/desk/enroll\?token=\S+)")
+_ENROLL_LINK = re.compile(r"(http://\S+/desk/enroll#token=\S+)")
 SHIPPED = Path(policy.__file__).with_name("default_policy.toml")
 
 

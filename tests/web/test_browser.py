@@ -150,11 +150,15 @@ def foreign_site(html: str) -> Iterator[str]:
         server.server_close()
 
 
-async def test_a_foreign_page_cannot_frame_the_chat(emulator: Emulator, tmp_path: Path, agent_name: str) -> None:
+@pytest.mark.parametrize("path", ["/", "/static/index.html"])
+async def test_a_foreign_page_cannot_frame_the_chat(
+    emulator: Emulator, tmp_path: Path, agent_name: str, path: str
+) -> None:
     # Framed under a decoy, the chat's Approve button could be clicked by a user who thinks they
-    # click something else (clickjacking): the page refuses to be framed at all.
+    # click something else (clickjacking): the page refuses to be framed at all, under any address
+    # that serves it (the static files' folder holds it too).
     async with web_for(emulator, tmp_path, agent_name) as web, browser_page("about:blank") as page:
-        with foreign_site(f'<iframe src="{web.url}/" width="800" height="600"></iframe>') as attacker:
+        with foreign_site(f'<iframe src="{web.url}{path}" width="800" height="600"></iframe>') as attacker:
             await page.goto(attacker)
             await page.wait_for_timeout(1500)
             [frame] = [frame for frame in page.frames if frame != page.main_frame]

@@ -128,3 +128,27 @@ async def test_an_oversized_or_deep_body_is_refused_without_reading_it_all(
         nested = json.dumps(bare)[:-1] + ', "forwardedProps": ' + "[" * 100_000 + "]" * 100_000 + "}"
         refused = await client.post(f"{web.url}/agent", content=nested, headers={"Content-Type": "application/json"})
         assert refused.status_code == 422 and "recursion" not in refused.text, refused.text[:200]
+
+
+async def test_every_response_keeps_out_of_frames_sniffing_and_referrers(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """Not only the page at `/`: the same page in the static folder, the script, the API, a 404 and the guard's
+    own refusals (a page framing any of them, or reading a script as another type, has nothing to work with)."""
+    async with web_for(emulator, tmp_path, agent_name, token="s3cret") as web, httpx2.AsyncClient(timeout=60) as c:
+        bearer = {"Authorization": "Bearer s3cret"}
+        replies = [
+            await c.get(f"{web.url}/"),
+            await c.get(f"{web.url}/static/index.html"),
+            await c.get(f"{web.url}/static/chat.js"),
+            await c.get(f"{web.url}/static/missing.js"),
+            await c.get(f"{web.url}/agent/capabilities", headers=bearer),
+            await c.get(f"{web.url}/agent/capabilities"),
+            await c.post(f"{web.url}/agent", json=ASK, headers=bearer | {"Origin": "http://evil.example"}),
+        ]
+        assert [r.status_code for r in replies] == [200, 200, 200, 404, 200, 401, 403]
+        for reply in replies:
+            assert reply.headers.get("x-frame-options") == "DENY", reply.url
+            assert "frame-ancestors 'none'" in reply.headers.get("content-security-policy", ""), reply.url
+            assert reply.headers.get("x-content-type-options") == "nosniff", reply.url
+            assert reply.headers.get("referrer-policy") == "same-origin", reply.url

@@ -86,9 +86,20 @@ async function run(buttons, work) {
   }
 }
 
-function enroll(button) {
-  const token = button.dataset.token;
+// The enrollment link's token comes in the fragment, which no request carries (a proxy's log, a Referer). Left in
+// the address it would stay in the history, live until used: kept for this tab and taken out of the address at once.
+function enrollmentToken() {
+  const given = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (given) {
+    sessionStorage.setItem("bankgate-enrollment", given);
+    history.replaceState(null, "", location.pathname);
+  }
+  return given ?? sessionStorage.getItem("bankgate-enrollment");
+}
+
+function enroll(button, token) {
   run([button], async () => {
+    if (!token) throw new Error("This page has no enrollment link's token: open the link exactly as you received it.");
     const { nonce, options } = await post("/enroll/options", { token });
     const cred = await navigator.credentials.create({ publicKey: creationOptions(options) });
     return post("/enroll/finish", { token, nonce, credential: credentialJSON(cred) });
@@ -117,7 +128,10 @@ function decide(section, verdict) {
 
 document.addEventListener("DOMContentLoaded", () => {
   const register = document.getElementById("register");
-  if (register) register.addEventListener("click", () => enroll(register));
+  if (register) {
+    const token = enrollmentToken();
+    register.addEventListener("click", () => enroll(register, token));
+  }
   const signin = document.getElementById("signin");
   if (signin) signin.addEventListener("click", () => signIn(signin));
   const section = document.getElementById("decide");
