@@ -41,7 +41,8 @@ class _Held:
 
     @property
     def stopped(self) -> bool:
-        """Whether the stopping server ended the wait (not its deadline, nor the end of what it waited for)."""
+        """Whether the stopping server ended the wait (not its deadline, nor the end of what it waited for). A
+        deadline that falls as the server stops counts as a stop: the approval is left pending, for the sweep."""
         return self._scope.cancelled_caught and self._waits.stopped
 
     def __enter__(self) -> "_Held":
