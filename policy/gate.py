@@ -32,7 +32,7 @@ from typing import Any
 
 from policy.action import Action, Call, Inspection
 from policy.approval_states import ApprovalState
-from policy.canonical import digest
+from policy.canonical import canonical_json, digest
 from policy.channel import DEFAULT_CHANNEL, Channel, route
 from policy.decision import Decision
 from policy.document import Policy
@@ -544,7 +544,7 @@ def _presented(approval: Approval | None, call: Call, ref: str) -> Approval:
             "without approval_ref to ask anew. Nothing was done.",
             "approval_ref",
         )
-    if approval.tool != call.tool or digest(dict(approval.arguments)) != digest(dict(call.arguments)):
+    if approval.tool != call.tool or canonical_json(dict(approval.arguments)) != canonical_json(dict(call.arguments)):
         raise Refusal(
             "approval_mismatch",
             f"Approval {ref} was asked for a different call ({approval.tool} with other arguments); repeat exactly "
@@ -568,7 +568,7 @@ def _desk_verdict(signoff: DeskSignoff | None, approval: Approval) -> Verdict | 
     longer give (revoked, or now the requester's, as the settling transaction reads the roster) is void."""
     if signoff is None:
         return None
-    if signoff.binding != approval.binding or signoff.question_sha256 != digest(approval.question):
+    if signoff.binding != approval.binding or signoff.question_sha256 != approval.question_sha256:
         logger.warning("desk decision on %s does not match the approval as stored; ignored", approval.ref)
         return None
     who = APPROVER_PREFIX + signoff.approver

@@ -100,8 +100,10 @@ class AuditWriter:
         signer, ledger = self.signer, self.ledger_in(conn).id
         batch = f"{time.time_ns():016x}-{os.urandom(8).hex()}"  # `secrets.token_hex(8)`, less four calls
         rids, params, digests = [], {}, []
+        before: tuple[AuditEntry, dict[str, Any]] | None = None
         for index, entry in enumerate(entries):
-            record = _audit_record(f"{batch}-{index:04x}", entry)
+            record = _audit_record(f"{batch}-{index:04x}", entry, before)
+            before = entry, record
             record["key_id"], record["signature"] = signer.key_id, signer.sign_record(record, ledger)
             row = [record[name] for name in RECORD_COLUMNS]
             params.update({f"{name}_{index}": value for name, value in zip(RECORD_COLUMNS, row, strict=True)})
@@ -124,17 +126,33 @@ class AuditWriter:
         return digest is not None and digest == row_digest(row)
 
 
-def _audit_record(rid: str, entry: AuditEntry) -> dict[str, Any]:
-    """The stored columns of one audit entry (before signing)."""
+def _audit_record(rid: str, entry: AuditEntry, before: tuple[AuditEntry, dict[str, Any]] | None) -> dict[str, Any]:
+    """The stored columns of one audit entry (before signing). `before`: the transaction's previous entry, with its
+    columns. A transaction's records are one call's (a settlement's `approved` and its outcome), whose time,
+    arguments and decision's rules are the very objects the previous record carried: their renderings are taken
+    from it, not made again (an `is` costs no call, a rendering three)."""
+    last, done = before if before is not None else (None, {})
     return {
         "rid": rid,
-        "at": format_timestamp(datetime.fromtimestamp(entry.at, UTC)),
+        "at": (
+            done["at"]
+            if last is not None and entry.at is last.at
+            else format_timestamp(datetime.fromtimestamp(entry.at, UTC))
+        ),
         "event": entry.event,
         "principal": entry.principal,
         "tool": entry.tool,
-        "arguments_json": canonical_json(entry.arguments),
+        "arguments_json": (
+            done["arguments_json"]
+            if last is not None and entry.arguments is last.arguments
+            else canonical_json(entry.arguments)
+        ),
         "policy_version": entry.policy_version,
-        "matched_rules_json": canonical_json(list(entry.matched_rules)),
+        "matched_rules_json": (
+            done["matched_rules_json"]
+            if last is not None and entry.matched_rules is last.matched_rules
+            else canonical_json(list(entry.matched_rules))
+        ),
         "reason": entry.reason,
         "approval_ref": entry.approval_ref,
         "question_sha256": entry.question_sha256,

@@ -187,12 +187,12 @@ async def ask(
         return Elicit(opening.approval.question, form)
     host = prepared.host
     gate = host.gate
-    with gate.waiting(opening.call.principal) as crowded, host.waits.hold() as wait:
+    left = max(0.0, opening.approval.expires_at - gate.clock())
+    with gate.waiting(opening.call.principal) as crowded, host.waits.hold(left) as wait:
         if crowded is not None:
             return GateResult.refused(crowded)
         try:
-            with anyio.move_on_after(max(0.0, opening.approval.expires_at - gate.clock())):
-                return read_answer(await ctx.elicit(opening.approval.question, form), opening.confirmation)
+            return read_answer(await ctx.elicit(opening.approval.question, form), opening.confirmation)
         except ValueError as exc:  # accepted, but the content failed the form: not a yes
             return Verdict(VerdictKind.REJECT, f"The answer was not a valid form: {exc}")
         except Exception:
@@ -203,9 +203,9 @@ async def ask(
             await anyio.lowlevel.checkpoint_if_cancelled()
             logger.warning("could not deliver approval %s", opening.approval.ref, exc_info=True)
             return UNDELIVERED
-    if wait.cancelled_caught:
+    if wait.stopped:
         return GateResult.refused(_restarting(opening), opening.approval.ref)
-    return EXPIRED
+    return EXPIRED  # the deadline ended the wait
 
 
 async def settle(
@@ -242,22 +242,22 @@ async def _ask_at_desk(ctx: Context, prepared: Prepared) -> Verdict | AtDesk | G
     if url is None or prepared.input_required or not url_reachable(ctx):
         return AtDesk.LINKED
     gate = host.gate
-    with gate.waiting(opening.call.principal) as crowded, host.waits.hold() as wait:
+    left = max(0.0, opening.approval.expires_at - gate.clock())
+    with gate.waiting(opening.call.principal) as crowded, host.waits.hold(left) as wait:
         if crowded is not None:
             return AtDesk.LINKED
-        with anyio.move_on_after(max(0.0, opening.approval.expires_at - gate.clock())):
-            try:
-                consent = await ctx.elicit_url(_link_message(opening, url), url, ref)
-            except Exception:
-                await anyio.lowlevel.checkpoint_if_cancelled()  # the connection closed: nobody to answer (as `ask`)
-                logger.warning("could not send the desk link for %s; answering with the link", ref, exc_info=True)
-                return AtDesk.LINKED
-            if consent.action != "accept":
-                return Verdict(VerdictKind.CANCEL, "The approval link was not opened.")
-            while not await gate.store.run(lambda: gate.desk_decided(ref)):
-                await anyio.sleep(DESK_POLL)
-            await ctx.session.send_elicit_complete(ref)
-    if wait.cancelled_caught:
+        try:
+            consent = await ctx.elicit_url(_link_message(opening, url), url, ref)
+        except Exception:
+            await anyio.lowlevel.checkpoint_if_cancelled()  # the connection closed: nobody to answer (as `ask`)
+            logger.warning("could not send the desk link for %s; answering with the link", ref, exc_info=True)
+            return AtDesk.LINKED
+        if consent.action != "accept":
+            return Verdict(VerdictKind.CANCEL, "The approval link was not opened.")
+        while not await gate.store.run(lambda: gate.desk_decided(ref)):
+            await anyio.sleep(DESK_POLL)
+        await ctx.session.send_elicit_complete(ref)
+    if wait.stopped:
         linked = pending_approval(opening, url)
         return replace(linked, message=f"{_stopped_waiting(ref)} {linked.message}")
     return AtDesk.WAITED

@@ -18,9 +18,11 @@ class Waits:
         self._open: set[anyio.CancelScope] = set()
         self.stopped = False
 
-    def hold(self) -> "_Held":
-        """A scope to wait in; `stop` cancels it (at once if the server stops already): see `cancelled_caught`."""
-        return _Held(self)
+    def hold(self, seconds: float) -> "_Held":
+        """A scope to wait in for at most `seconds` (what is left of a question's time); `stop` cancels it (at once
+        if the server stops already): see `_Held.stopped`. One scope ends the wait either way: a second one for
+        the deadline (`anyio.move_on_after`) cost some thirty calls a question."""
+        return _Held(self, seconds)
 
     def stop(self) -> None:
         """End every wait now and each one begun later (the server is stopping)."""
@@ -33,20 +35,27 @@ class _Held:
     """A wait held open in `Waits` (`Waits.hold`). A plain class, not `@contextmanager`: every inline question
     enters one, and a generator's machinery costs a dozen calls around the scope's own."""
 
-    def __init__(self, waits: Waits) -> None:
+    def __init__(self, waits: Waits, seconds: float) -> None:
         self._waits = waits
-        self._scope = anyio.CancelScope()
+        self._scope = anyio.CancelScope(deadline=anyio.current_time() + seconds)
 
-    def __enter__(self) -> anyio.CancelScope:
+    @property
+    def stopped(self) -> bool:
+        """Whether the stopping server ended the wait (not its deadline, nor the end of what it waited for). A
+        deadline that falls as the server stops counts as a stop: the approval is left pending, for the sweep."""
+        return self._scope.cancelled_caught and self._waits.stopped
+
+    def __enter__(self) -> "_Held":
         scope = self._scope
         if self._waits.stopped:
             scope.cancel()
         self._waits._open.add(scope)
         try:
-            return scope.__enter__()
+            scope.__enter__()
         except BaseException:
             self._waits._open.discard(scope)
             raise
+        return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
