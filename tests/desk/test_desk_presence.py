@@ -41,7 +41,7 @@ def invite(world: World, capsys: pytest.CaptureFixture[str], name: str = "dora")
     """`approvers add`: the port its link names, and all it printed."""
     assert main(["approvers", "add", name, "--db", world.settings.db_url]) == 0
     out = capsys.readouterr().out
-    [port] = re.findall(r"http://localhost:(\d+)/desk/enroll\?token=", out)
+    [port] = re.findall(r"http://localhost:(\d+)/desk/enroll#token=", out)
     return int(port), out
 
 
@@ -57,7 +57,7 @@ def test_the_link_names_the_port_the_desk_took_when_its_own_was_held(
         link = re.search(r"http://\S+", out)
         assert link is not None
         page = httpx2.get(link.group(0))
-        assert page.status_code == 200 and "dora" in page.text, "the link enrolls at this ledger's desk"
+        assert page.status_code == 200 and 'id="register"' in page.text, "the link opens this ledger's desk"
     finally:
         served.stop()
 
