@@ -28,6 +28,10 @@ from mcp_server.storage.database import redacted_url
 
 log = logging.getLogger("bankgate")
 
+_BEFORE_EXIT: list[Callable[[], None]] = []
+"""Run by `_exit` however the process ends (its client gone, SIGINT): `os._exit` runs no `finally`, so a desk beside
+stdio is withdrawn here, or its recorded port stayed live for a minute and `approvers add` linked to it."""
+
 WAITING = (
     "bankgate-mcp: waiting for an MCP client on stdin (the stdio transport is for an assistant to launch; "
     "Ctrl-C stops, `serve --transport http` serves a port)"
@@ -91,6 +95,7 @@ def _start_desk(state: AppState, settings: Settings, sockets: list[socket.socket
     )  # the server's writer (as on HTTP)
     state.desk = desk.config  # the port actually taken: the links the tools hand out name it
     url = desk.start()
+    _BEFORE_EXIT.append(desk.withdraw)
     print(f"bankgate-mcp: approval desk at {url}", file=sys.stderr, flush=True)
 
 
@@ -152,6 +157,8 @@ def _exit_served(code: int = 0) -> None:
 def _exit(code: int) -> None:
     """Exit now, whatever threads still run: every ledger write is one transaction, so a write cut off leaves
     nothing half done, and a question left open stays pending for the caller's retry."""
+    for withdraw in _BEFORE_EXIT:
+        withdraw()
     logging.shutdown()
     os._exit(code)
 
