@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -31,6 +32,9 @@ log = logging.getLogger("bankgate")
 _BEFORE_EXIT: list[Callable[[], None]] = []
 """Run by `_exit` however the process ends (its client gone, SIGINT): `os._exit` runs no `finally`, so a desk beside
 stdio is withdrawn here, or its recorded port stayed live for a minute and `approvers add` linked to it."""
+BEFORE_EXIT_WAIT_S = 1.0
+"""How long `_exit` waits for `_BEFORE_EXIT`: a ledger locked by another writer held the exit for 15 s (the retries'
+deadline); a port not withdrawn goes stale within a minute anyway."""
 
 WAITING = (
     "bankgate-mcp: waiting for an MCP client on stdin (the stdio transport is for an assistant to launch; "
@@ -157,8 +161,9 @@ def _exit_served(code: int = 0) -> None:
 def _exit(code: int) -> None:
     """Exit now, whatever threads still run: every ledger write is one transaction, so a write cut off leaves
     nothing half done, and a question left open stays pending for the caller's retry."""
-    for withdraw in _BEFORE_EXIT:
-        withdraw()
+    last = threading.Thread(target=lambda: [done() for done in _BEFORE_EXIT], name="before-exit", daemon=True)
+    last.start()
+    last.join(BEFORE_EXIT_WAIT_S)
     logging.shutdown()
     os._exit(code)
 
