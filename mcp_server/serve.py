@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -27,6 +28,13 @@ from mcp_server.stdio_wire import serve_stdio
 from mcp_server.storage.database import redacted_url
 
 log = logging.getLogger("bankgate")
+
+_BEFORE_EXIT: list[Callable[[], None]] = []
+"""Run by `_exit` however the process ends (its client gone, SIGINT): `os._exit` runs no `finally`, so a desk beside
+stdio is withdrawn here, or its recorded port stayed live for a minute and `approvers add` linked to it."""
+BEFORE_EXIT_WAIT_S = 1.0
+"""How long `_exit` waits for `_BEFORE_EXIT`: a ledger locked by another writer held the exit for 15 s (the retries'
+deadline); a port not withdrawn goes stale within a minute anyway."""
 
 WAITING = (
     "bankgate-mcp: waiting for an MCP client on stdin (the stdio transport is for an assistant to launch; "
@@ -91,6 +99,7 @@ def _start_desk(state: AppState, settings: Settings, sockets: list[socket.socket
     )  # the server's writer (as on HTTP)
     state.desk = desk.config  # the port actually taken: the links the tools hand out name it
     url = desk.start()
+    _BEFORE_EXIT.append(desk.withdraw)
     print(f"bankgate-mcp: approval desk at {url}", file=sys.stderr, flush=True)
 
 
@@ -152,6 +161,9 @@ def _exit_served(code: int = 0) -> None:
 def _exit(code: int) -> None:
     """Exit now, whatever threads still run: every ledger write is one transaction, so a write cut off leaves
     nothing half done, and a question left open stays pending for the caller's retry."""
+    last = threading.Thread(target=lambda: [done() for done in _BEFORE_EXIT], name="before-exit", daemon=True)
+    last.start()
+    last.join(BEFORE_EXIT_WAIT_S)
     logging.shutdown()
     os._exit(code)
 

@@ -76,8 +76,12 @@ class StdioDesk:
             self.presence.start()
         return self.config.url + "/"
 
-    def stop(self) -> None:
+    def withdraw(self) -> None:
+        """Take the port out of the ledger's live desks (`presence`), as the process exits: its thread ends with it."""
         if self.presence is not None:
             self.presence.stop()
+
+    def stop(self) -> None:
+        self.withdraw()
         self.server.should_exit = True
         self.thread.join(5)

@@ -2,12 +2,15 @@
 /desk beside /mcp on the HTTP transport; `--no-desk` turns it off."""
 
 import json
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import pytest
 from mcp_server.app import build_server, open_state
 from mcp_server.http.app import build_http_app
 from mcp_server.settings import Settings
-from tests.server.cli_process import clean_env
+from tests.server.cli_process import clean_env, run_cli
 from tests.support import TOKENS
 
 _INITIALIZE = {
@@ -69,6 +72,48 @@ def test_stdio_serves_the_desk_on_loopback_and_keeps_stdout_clean(tmp_path: Path
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.mark.parametrize("ending", ["stdin closed", "SIGINT"])
+def test_a_stdio_desk_that_ends_withdraws_its_port(tmp_path: Path, ending: str) -> None:
+    """The server exits without returning (`os._exit`), so its desk never stopped: the port it had recorded
+    (`presence`) stayed live for a minute after, and `approvers add` sent the enrollment token there, to
+    whatever took the port next, with no warning."""
+    process = _stdio(tmp_path, "--desk-port", "0")
+    try:
+        port = _desk_address(process).removeprefix("http://localhost:").split("/", 1)[0]
+        assert _first_reply(process)["id"] == 1
+        assert process.stdin is not None
+        if ending == "SIGINT":
+            process.send_signal(signal.SIGINT)
+        else:
+            process.stdin.close()
+        assert process.wait(timeout=30) in (0, 130)
+    finally:
+        process.kill()
+        process.wait()
+    invited = run_cli(tmp_path, "approvers", "add", "dora", "--db", f"sqlite:///{tmp_path / 'bank.db'}")
+    assert invited.returncode == 0, invited.stderr
+    assert f"localhost:{port}/" not in invited.stdout and "No server has served" in invited.stdout, invited.stdout
+
+
+def test_a_stdio_server_exits_at_once_while_another_process_holds_the_ledger(tmp_path: Path) -> None:
+    """Withdrawing the desk's port is a write: with the ledger's write lock held elsewhere it waited out the
+    retries' deadline (15 s) before the process could exit; the port goes stale within a minute anyway."""
+    process = _stdio(tmp_path, "--desk-port", "0")
+    try:
+        _desk_address(process)
+        assert _first_reply(process)["id"] == 1 and process.stdin is not None
+        with closing(sqlite3.connect(tmp_path / "bank.db", isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            began = time.monotonic()
+            process.stdin.close()
+            assert process.wait(timeout=60) == 0
+            took = time.monotonic() - began
+    finally:
+        process.kill()
+        process.wait()
+    assert took < 5, f"exit took {took:.1f} s"
 
 
 class _Phisher(BaseHTTPRequestHandler):

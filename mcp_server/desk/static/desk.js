@@ -88,8 +88,10 @@ async function run(buttons, work) {
 
 // The enrollment link's token comes in the fragment, which no request carries (a proxy's log, a Referer). Left in
 // the address it would stay in the history, live until used: kept for this tab and taken out of the address at once.
+// An older release's link carried it in the query (`?token=`): still honoured until it expires, and taken out alike.
 function enrollmentToken() {
-  const given = new URLSearchParams(location.hash.slice(1)).get("token");
+  const given =
+    new URLSearchParams(location.hash.slice(1)).get("token") ?? new URLSearchParams(location.search).get("token");
   if (given) {
     sessionStorage.setItem("bankgate-enrollment", given);
     history.replaceState(null, "", location.pathname);
