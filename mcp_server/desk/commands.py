@@ -40,7 +40,10 @@ def approvers_add(settings: Settings, name: str, role: str | None) -> int:
             f'"approval desk at …"); until then whatever holds port {port} would receive it.'
         )
     elif port != configured:
-        print(f"The desk is served on port {port}: port {configured} was taken when it started.")
+        print(
+            f"This ledger's desk is served on port {port}, not on the configured {configured} (taken by something "
+            "else when the server started, or the server was given another port)."
+        )
     return 0
 
 

@@ -5,11 +5,13 @@ A desk beside stdio takes another loopback port when its own is taken (`listener
 runs in its own process and knew only the configured port: its link sent the one-time token to whatever held
 that port, which could enroll a passkey of its own as the approver. Each desk records its port in the ledger
 (table `stdio_desks`, migration 0020) and renews it every `BEAT` seconds on a thread; a port not renewed within
-`FRESH` seconds (its server killed) counts as gone. Only the ledger's writers can write the table, and whoever
-can already enrols approvers directly.
+`FRESH` seconds (its server killed) counts as gone. A port is recorded with its machine's name (`HOST`): a
+`localhost` link names the machine it is opened on, and stdio servers on several machines may share one PostgreSQL
+ledger. Only the ledger's writers can write the table, and whoever can already enrols approvers directly.
 """
 
 import logging
+import socket
 import threading
 import time
 
@@ -19,16 +21,17 @@ from mcp_server.storage.database import Database
 
 log = logging.getLogger(__name__)
 
+HOST = socket.gethostname()
 BEAT = 15.0
 FRESH = 60.0
 """Seconds a port stays live after its desk last renewed it: four beats, so one slow write loses nothing."""
 
 
 def live_ports(conn: Connection, now: float) -> list[int]:
-    """Ports of desks renewed within `FRESH` seconds, the most recently renewed first."""
+    """Ports of this machine's desks renewed within `FRESH` seconds, the most recently renewed first."""
     rows = conn.execute(
-        text("SELECT port FROM stdio_desks WHERE seen_at > :since ORDER BY seen_at DESC, port"),
-        {"since": now - FRESH},
+        text("SELECT port FROM stdio_desks WHERE host = :h AND seen_at > :since ORDER BY seen_at DESC, port"),
+        {"h": HOST, "since": now - FRESH},
     ).all()
     return [int(row[0]) for row in rows]
 
@@ -52,7 +55,11 @@ class Presence:
         self._stopped.set()
         self._thread.join(5)
         try:
-            self.db.run(lambda conn: conn.execute(text("DELETE FROM stdio_desks WHERE port = :p"), {"p": self.port}))
+            self.db.run(
+                lambda conn: conn.execute(
+                    text("DELETE FROM stdio_desks WHERE host = :h AND port = :p"), {"h": HOST, "p": self.port}
+                )
+            )
         except Exception:  # the ledger gone with its server: the row goes stale within FRESH seconds
             log.warning("the desk's port %d stays recorded until it goes stale", self.port, exc_info=True)
 
@@ -71,10 +78,10 @@ class Presence:
         self.db.run(
             lambda conn: conn.execute(
                 text(
-                    "INSERT INTO stdio_desks (port, seen_at) VALUES (:p, :t) "
-                    "ON CONFLICT (port) DO UPDATE SET seen_at = excluded.seen_at"
+                    "INSERT INTO stdio_desks (host, port, seen_at) VALUES (:h, :p, :t) "
+                    "ON CONFLICT (host, port) DO UPDATE SET seen_at = excluded.seen_at"
                 ),
-                {"p": self.port, "t": time.time()},
+                {"h": HOST, "p": self.port, "t": time.time()},
             ),
             durable=False,
         )

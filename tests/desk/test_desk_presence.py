@@ -53,7 +53,7 @@ def test_the_link_names_the_port_the_desk_took_when_its_own_was_held(
         assert served.port != held_port
         port, out = invite(world, capsys)
         assert port == served.port, out
-        assert f"port {held_port} was taken" in out
+        assert f"not on the configured {held_port}" in out
         link = re.search(r"http://\S+", out)
         assert link is not None
         page = httpx2.get(link.group(0))
@@ -90,7 +90,10 @@ def test_a_desk_killed_without_stopping_is_forgotten_once_stale(
 ) -> None:
     """Its row stays (nothing withdrew it) but counts only while renewed: after `FRESH` seconds it is gone."""
     world.sql(
-        "INSERT INTO stdio_desks (port, seen_at) VALUES (:p, :t)", p=held_port + 1, t=time.time() - presence.FRESH - 1
+        "INSERT INTO stdio_desks (host, port, seen_at) VALUES (:h, :p, :t)",
+        h=socket.gethostname(),
+        p=held_port + 1,
+        t=time.time() - presence.FRESH - 1,
     )
     port, out = invite(world, capsys)
     assert port == held_port and "No server has" in out, out
@@ -108,3 +111,23 @@ def test_a_running_desk_renews_its_port(world: World, monkeypatch: pytest.Monkey
     finally:
         served.stop()
     assert world.rows("SELECT COUNT(*) AS n FROM stdio_desks")[0].n == 0, "withdrawn when stopped"
+
+
+def test_a_desk_on_another_machine_is_neither_linked_nor_withdrawn_by_this_one(
+    world: World, held_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One PostgreSQL ledger, stdio servers on two machines: a localhost link names this machine, so another's desk
+    is no desk here; and a desk here that stops on the same port number leaves the other machine's record alone."""
+    elsewhere = f"{socket.gethostname()}-elsewhere"
+    world.sql(
+        "INSERT INTO stdio_desks (host, port, seen_at) VALUES (:h, :p, :t)", h=elsewhere, p=held_port, t=time.time()
+    )
+    port, out = invite(world, capsys)
+    assert port == held_port and "No server has" in out, out
+    served = desk_on(world, 0)
+    world.sql(
+        "INSERT INTO stdio_desks (host, port, seen_at) VALUES (:h, :p, :t)", h=elsewhere, p=served.port, t=time.time()
+    )
+    served.stop()
+    rows = world.rows("SELECT host, port FROM stdio_desks ORDER BY port")
+    assert sorted((r.host, r.port) for r in rows) == sorted([(elsewhere, held_port), (elsewhere, served.port)])
