@@ -19,14 +19,14 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk import challenges, decisions, inbox, passkeys, ratelimit, sessions
 from mcp_server.desk.approvers import own_principals
-from mcp_server.desk.config import DeskConfig
+from mcp_server.desk.config import DESK_PATH, DeskConfig
 from mcp_server.desk.guard import CSRF_HEADER, Guard, Secured
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.tokens import new_token
@@ -79,6 +79,11 @@ class Desk:
             loader=PackageLoader("mcp_server.desk", "templates"), autoescape=select_autoescape()
         )
         self.templates.filters["when"] = deadline_text
+
+    def routes(self) -> list[BaseRoute]:
+        """The desk for a router: its app mounted at `DESK_PATH`, and `DESK_PATH` itself (typed by hand) sent on
+        to the inbox with the desk's headers, where the router's own redirect would carry none."""
+        return [Route(DESK_PATH, endpoint=Secured(_to_inbox)), Mount(DESK_PATH, app=self.app())]
 
     def app(self) -> ASGIApp:
         """The routes, relative to where the desk is mounted (`/desk`)."""
@@ -289,6 +294,10 @@ class Desk:
         issued = await self._consume(body, "enroll")
         token = await self._write(lambda conn: passkeys.register(conn, self.config, self.audit, body, issued))
         return await self._session_response(request, token)
+
+
+async def _to_inbox(scope: Scope, receive: Receive, send: Send) -> None:
+    await RedirectResponse(f"{DESK_PATH}/", status_code=307)(scope, receive, send)
 
 
 async def _bounded_body(request: Request) -> bytes | None:
