@@ -1,5 +1,5 @@
 """Web security for every desk request: the `/mcp` Host/Origin allowlist, Origin required and CSRF
-token checked on every POST, cookies HttpOnly + SameSite=Strict (+ Secure over https), and
+token checked on every POST, cookies HttpOnly + SameSite=Strict (`__Host-` over https: `cookies`), and
 headers that keep every response out of frames, caches and referrers (`Secured`)."""
 
 import hmac
@@ -11,7 +11,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_server.desk.config import DeskConfig
-from mcp_server.desk.sessions import PRE_COOKIE, SESSION_COOKIE, csrf_token
+from mcp_server.desk.cookies import Cookies
+from mcp_server.desk.sessions import csrf_token
 
 CSRF_HEADER = "x-csrf-token"
 HEADERS = {
@@ -43,7 +44,7 @@ class Secured:
 
 class Guard:
     def __init__(self, config: DeskConfig) -> None:
-        self.config = config
+        self.cookies = Cookies(config)
         self._hosts = TransportSecurityMiddleware(config.security)
 
     async def refusal(self, request: Request, csrf: str | None = None) -> Response | None:
@@ -62,16 +63,5 @@ class Guard:
 
     def csrf(self, request: Request) -> str | None:
         """The CSRF token of this browser: derived from its session cookie, else from its pre-session cookie."""
-        cookie = request.cookies.get(SESSION_COOKIE) or request.cookies.get(PRE_COOKIE)
+        cookie = request.cookies.get(self.cookies.session) or request.cookies.get(self.cookies.pre)
         return csrf_token(cookie) if cookie else None
-
-    def set_cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
-        response.set_cookie(
-            name,
-            value,
-            max_age=max_age,
-            path=self.config.path,
-            httponly=True,
-            samesite="strict",
-            secure=self.config.secure,
-        )

@@ -120,7 +120,7 @@ class Desk:
         return await self._write(lambda conn: challenges.consume(conn, body.get("nonce"), purpose))
 
     async def _approver(self, request: Request) -> str | None:
-        token = request.cookies.get(sessions.SESSION_COOKIE)
+        token = request.cookies.get(self.guard.cookies.session)
         if not token:
             return None
         return await self._read(lambda conn: sessions.session_approver(conn, token))
@@ -143,7 +143,7 @@ class Desk:
                 response = self._render(request, approver, "message.html", status=refusal.status,
                                         title="Not possible", message=refusal.message)  # fmt: skip
             if getattr(request.state, "pre", None):  # a first visit: the pre-session cookie its forms carry
-                self.guard.set_cookie(response, sessions.PRE_COOKIE, request.state.pre, max_age=3600)
+                self.guard.cookies.set(response, self.guard.cookies.pre, request.state.pre, max_age=3600)
             return response
 
         return handler
@@ -187,11 +187,11 @@ class Desk:
     async def _session_response(self, request: Request, token: str) -> JSONResponse:
         """The new session's cookie; the session the browser held until now ends (on a shared machine, the
         previous approver's would otherwise live on server-side, held by nobody, until it expired)."""
-        replaced = request.cookies.get(sessions.SESSION_COOKIE)
+        replaced = request.cookies.get(self.guard.cookies.session)
         if replaced:
             await self._write(lambda conn: sessions.close_session(conn, replaced))
         response = JSONResponse({"redirect": f"{self.config.path}/"})
-        self.guard.set_cookie(response, sessions.SESSION_COOKIE, token, max_age=int(sessions.SESSION_TTL))
+        self.guard.cookies.set(response, self.guard.cookies.session, token, max_age=int(sessions.SESSION_TTL))
         return response
 
     # -- pages ------------------------------------------------------------------------------
@@ -279,11 +279,11 @@ class Desk:
         return await self._session_response(request, await self._write(signed_in))
 
     async def signout(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
-        token = request.cookies.get(sessions.SESSION_COOKIE)
+        token = request.cookies.get(self.guard.cookies.session)
         if token:
             await self._write(lambda conn: sessions.close_session(conn, token))
         response = RedirectResponse(f"{self.config.path}/signin", status_code=303)
-        response.delete_cookie(sessions.SESSION_COOKIE, path=self.config.path)
+        self.guard.cookies.delete(response, self.guard.cookies.session)
         return response
 
     async def enroll_options(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:

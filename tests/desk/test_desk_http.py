@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
-from mcp_server.desk import decisions, passkeys
+from mcp_server.desk import decisions, passkeys, sessions
 from mcp_server.desk.challenges import MAX_OPEN_SIGN_INS
 from mcp_server.desk.config import DESK_PATH
 from mcp_server.desk.decisions import decision_for
@@ -157,6 +157,31 @@ async def test_session_cookie_flags(world: World, passkey: SoftPasskey) -> None:
         reply.headers["x-frame-options"] == "DENY"
         and "frame-ancestors 'none'" in reply.headers["content-security-policy"]
     )
+
+
+async def test_over_https_the_desks_cookies_are_its_hosts_alone(world: World) -> None:
+    """Over https the desk's cookies are `__Host-` ones (Secure, Path=/, no Domain), which a browser takes from the
+    desk's own host alone: a sibling (shop.bank.example may set cookies for all of bank.example) can neither plant a
+    pre-session of its choosing, whose CSRF token it would know, nor a session, nor overwrite the desk's."""
+    world.settings = world.settings.model_copy(update={"desk_url": "https://desk.bank.example/desk"})
+    passkey = SoftPasskey(origin="https://desk.bank.example", rp_id="desk.bank.example")
+    token, _ = world.admin.add("erin")
+    async with browser(world) as desk:
+        pre = (await desk.get("/enroll")).headers["set-cookie"]
+        session = (await desk.enroll(token, passkey)).headers["set-cookie"]
+        assert 'class="who">erin<' in (await desk.get("/")).text
+        planted = {"Cookie": f"bankgate_desk_pre=planted; bankgate_desk={desk.client.cookies['__Host-bankgate_desk']}"}
+        as_planted = await desk.client.get("/desk/", headers=planted)
+        forged = await desk.client.post("/desk/signin/options", json={}, headers={
+            **planted, "Origin": desk.origin, "X-CSRF-Token": sessions.csrf_token("planted")})  # fmt: skip
+        out = await desk.client.post("/desk/signout", data={"csrf": desk.csrf}, headers={"Origin": desk.origin})
+        assert 'class="who"' not in (await desk.get("/")).text, "signed out: the session's cookie is gone"
+    for cookie, name in ((pre, "__Host-bankgate_desk_pre="), (session, "__Host-bankgate_desk=")):
+        assert cookie.startswith(name) and "domain" not in cookie.lower(), cookie
+        assert {"Path=/", "Secure", "HttpOnly", "SameSite=strict"} <= {part.strip() for part in cookie.split(";")}
+    assert 'class="who"' not in as_planted.text, "a session cookie without the prefix is not the desk's"
+    assert forged.status_code == 403, "nor is a pre-session cookie"
+    assert out.headers["set-cookie"].startswith("__Host-bankgate_desk=") and "Secure" in out.headers["set-cookie"]
 
 
 async def test_every_response_keeps_out_of_frames_caches_sniffing_and_openers(world: World, erin: DeskBrowser) -> None:
