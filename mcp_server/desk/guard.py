@@ -55,9 +55,12 @@ class Guard:
             return refused
         if not request.headers.get("origin"):
             return Response("Missing Origin header", status_code=403)
-        expected = self.csrf(request)
+        # Either cookie's token: a page followed to from another site was sent neither (SameSite=Strict), so it
+        # carries a new pre-session's token, while the browser still holds, and sends the page's POSTs, a session.
         # As bytes: `compare_digest` raises on a str with non-ASCII characters, which any client can send.
-        if expected is None or csrf is None or not hmac.compare_digest(csrf.encode(), expected.encode()):
+        carried = [request.cookies.get(self.cookies.session), request.cookies.get(self.cookies.pre)]
+        expected = [csrf_token(cookie).encode() for cookie in carried if cookie]
+        if csrf is None or not any(hmac.compare_digest(csrf.encode(), token) for token in expected):
             return Response("Missing or invalid CSRF token; reload the page", status_code=403)
         return None
 

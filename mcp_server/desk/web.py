@@ -135,9 +135,10 @@ class Desk:
             approver = None
             try:
                 approver = await self._approver(request)
-                if signed_in and approver is None:
-                    return RedirectResponse(f"{self.config.path}/signin", status_code=303)
-                response = await render(request, approver)
+                if signed_in and approver is None:  # at this address, which its script loads again once signed in
+                    response = await self.signin_page(request, approver)
+                else:
+                    response = await render(request, approver)
             except (DeskRefusal, LedgerError) as failed:
                 refusal = _desk_refusal(failed)
                 response = self._render(request, approver, "message.html", status=refusal.status,

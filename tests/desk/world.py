@@ -142,6 +142,11 @@ class DeskBrowser:
         return await self.post(f"/approvals/{ref}/decide", body)
 
 
+def asks_to_sign_in(response: httpx2.Response) -> bool:
+    """Whether `response` is the sign-in form a signed-out visitor gets at the address they asked for."""
+    return response.status_code == 200 and response.headers.get("x-desk-template") == "signin.html"
+
+
 async def approved(
     world: World, approver: DeskBrowser, passkey: SoftPasskey, *, asked_ago: float = 0.0, key: str | None = None
 ) -> tuple[Call, Approval, float]:
