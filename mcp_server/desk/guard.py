@@ -1,5 +1,5 @@
 """Web security for every desk request: the `/mcp` Host/Origin allowlist, Origin required and CSRF
-token checked on every POST, cookies HttpOnly + SameSite=Strict (+ Secure over https), and
+token checked on every POST, cookies HttpOnly + SameSite=Strict (`__Host-` over https: `cookies`), and
 headers that keep every response out of frames, caches and referrers (`Secured`)."""
 
 import hmac
@@ -11,7 +11,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_server.desk.config import DeskConfig
-from mcp_server.desk.sessions import PRE_COOKIE, SESSION_COOKIE, csrf_token
+from mcp_server.desk.cookies import Cookies
+from mcp_server.desk.sessions import csrf_token
 
 CSRF_HEADER = "x-csrf-token"
 HEADERS = {
@@ -43,7 +44,7 @@ class Secured:
 
 class Guard:
     def __init__(self, config: DeskConfig) -> None:
-        self.config = config
+        self.cookies = Cookies(config)
         self._hosts = TransportSecurityMiddleware(config.security)
 
     async def refusal(self, request: Request, csrf: str | None = None) -> Response | None:
@@ -54,24 +55,16 @@ class Guard:
             return refused
         if not request.headers.get("origin"):
             return Response("Missing Origin header", status_code=403)
-        expected = self.csrf(request)
+        # Either cookie's token: a page followed to from another site was sent neither (SameSite=Strict), so it
+        # carries a new pre-session's token, while the browser still holds, and sends the page's POSTs, a session.
         # As bytes: `compare_digest` raises on a str with non-ASCII characters, which any client can send.
-        if expected is None or csrf is None or not hmac.compare_digest(csrf.encode(), expected.encode()):
+        carried = [request.cookies.get(self.cookies.session), request.cookies.get(self.cookies.pre)]
+        expected = [csrf_token(cookie).encode() for cookie in carried if cookie]
+        if csrf is None or not any(hmac.compare_digest(csrf.encode(), token) for token in expected):
             return Response("Missing or invalid CSRF token; reload the page", status_code=403)
         return None
 
     def csrf(self, request: Request) -> str | None:
         """The CSRF token of this browser: derived from its session cookie, else from its pre-session cookie."""
-        cookie = request.cookies.get(SESSION_COOKIE) or request.cookies.get(PRE_COOKIE)
+        cookie = request.cookies.get(self.cookies.session) or request.cookies.get(self.cookies.pre)
         return csrf_token(cookie) if cookie else None
-
-    def set_cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
-        response.set_cookie(
-            name,
-            value,
-            max_age=max_age,
-            path=self.config.path,
-            httponly=True,
-            samesite="strict",
-            secure=self.config.secure,
-        )

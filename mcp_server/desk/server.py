@@ -8,10 +8,11 @@ from urllib.parse import urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.routing import BaseRoute
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk.config import DEFAULT_STDIO_PORT, DESK_PATH, DeskConfig, default_desk_url, desk_config
+from mcp_server.desk.guard import Secured
 from mcp_server.desk.presence import Presence
 from mcp_server.desk.web import Desk
 from mcp_server.http.app import transport_security
@@ -42,14 +43,14 @@ def config_for(settings: Settings, port: int) -> DeskConfig:
     return desk_config(public_desk_url(settings, port), security)
 
 
-def desk_mount(db: Database, audit: AuditWriter, settings: Settings) -> Mount:
+def desk_routes(db: Database, audit: AuditWriter, settings: Settings) -> list[BaseRoute]:
     """The desk for the HTTP app, at /desk."""
     config = config_for(settings, settings.port)
     if not settings.is_loopback and config.rp_id == "localhost":
         log.warning(
             "the approval desk's URL is %s: set BANKGATE_DESK_URL to the https address approvers use", config.url
         )
-    return Mount(DESK_PATH, app=Desk(db, audit, config).app())
+    return Desk(db, audit, config).routes()
 
 
 class StdioDesk:
@@ -60,7 +61,7 @@ class StdioDesk:
         self.sockets = sockets
         self.port: int = self.sockets[0].getsockname()[1]
         self.config = config_for(settings, self.port)
-        app = Starlette(routes=[Mount(DESK_PATH, app=Desk(db, audit, self.config).app())])
+        app = Secured(Starlette(routes=Desk(db, audit, self.config).routes()))  # the whole server is the desk's
         # uvicorn's own log lines would go to stderr too; keep them to warnings (stdout stays MCP's). No proxy
         # stands before a loopback port: X-Forwarded-For from any local client would name its sign-ins' address.
         config = uvicorn.Config(app, log_config=None, log_level="warning", lifespan="off", proxy_headers=False)

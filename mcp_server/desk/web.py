@@ -19,14 +19,14 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.desk import challenges, decisions, inbox, passkeys, ratelimit, sessions
 from mcp_server.desk.approvers import own_principals
-from mcp_server.desk.config import DeskConfig
+from mcp_server.desk.config import DESK_PATH, DeskConfig
 from mcp_server.desk.guard import CSRF_HEADER, Guard, Secured
 from mcp_server.desk.refusals import DeskRefusal
 from mcp_server.desk.tokens import new_token
@@ -80,6 +80,11 @@ class Desk:
         )
         self.templates.filters["when"] = deadline_text
 
+    def routes(self) -> list[BaseRoute]:
+        """The desk for a router: its app mounted at `DESK_PATH`, and `DESK_PATH` itself (typed by hand) sent on
+        to the inbox with the desk's headers, where the router's own redirect would carry none."""
+        return [Route(DESK_PATH, endpoint=Secured(_to_inbox)), Mount(DESK_PATH, app=self.app())]
+
     def app(self) -> ASGIApp:
         """The routes, relative to where the desk is mounted (`/desk`)."""
         page, post = self._page, self._post
@@ -115,7 +120,7 @@ class Desk:
         return await self._write(lambda conn: challenges.consume(conn, body.get("nonce"), purpose))
 
     async def _approver(self, request: Request) -> str | None:
-        token = request.cookies.get(sessions.SESSION_COOKIE)
+        token = request.cookies.get(self.guard.cookies.session)
         if not token:
             return None
         return await self._read(lambda conn: sessions.session_approver(conn, token))
@@ -130,15 +135,16 @@ class Desk:
             approver = None
             try:
                 approver = await self._approver(request)
-                if signed_in and approver is None:
-                    return RedirectResponse(f"{self.config.path}/signin", status_code=303)
-                response = await render(request, approver)
+                if signed_in and approver is None:  # at this address, which its script loads again once signed in
+                    response = await self.signin_page(request, approver)
+                else:
+                    response = await render(request, approver)
             except (DeskRefusal, LedgerError) as failed:
                 refusal = _desk_refusal(failed)
                 response = self._render(request, approver, "message.html", status=refusal.status,
                                         title="Not possible", message=refusal.message)  # fmt: skip
             if getattr(request.state, "pre", None):  # a first visit: the pre-session cookie its forms carry
-                self.guard.set_cookie(response, sessions.PRE_COOKIE, request.state.pre, max_age=3600)
+                self.guard.cookies.set(response, self.guard.cookies.pre, request.state.pre, max_age=3600)
             return response
 
         return handler
@@ -182,11 +188,11 @@ class Desk:
     async def _session_response(self, request: Request, token: str) -> JSONResponse:
         """The new session's cookie; the session the browser held until now ends (on a shared machine, the
         previous approver's would otherwise live on server-side, held by nobody, until it expired)."""
-        replaced = request.cookies.get(sessions.SESSION_COOKIE)
+        replaced = request.cookies.get(self.guard.cookies.session)
         if replaced:
             await self._write(lambda conn: sessions.close_session(conn, replaced))
         response = JSONResponse({"redirect": f"{self.config.path}/"})
-        self.guard.set_cookie(response, sessions.SESSION_COOKIE, token, max_age=int(sessions.SESSION_TTL))
+        self.guard.cookies.set(response, self.guard.cookies.session, token, max_age=int(sessions.SESSION_TTL))
         return response
 
     # -- pages ------------------------------------------------------------------------------
@@ -274,11 +280,11 @@ class Desk:
         return await self._session_response(request, await self._write(signed_in))
 
     async def signout(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
-        token = request.cookies.get(sessions.SESSION_COOKIE)
+        token = request.cookies.get(self.guard.cookies.session)
         if token:
             await self._write(lambda conn: sessions.close_session(conn, token))
         response = RedirectResponse(f"{self.config.path}/signin", status_code=303)
-        response.delete_cookie(sessions.SESSION_COOKIE, path=self.config.path)
+        self.guard.cookies.delete(response, self.guard.cookies.session)
         return response
 
     async def enroll_options(self, request: Request, approver: str | None, body: dict[str, Any]) -> Response:
@@ -289,6 +295,10 @@ class Desk:
         issued = await self._consume(body, "enroll")
         token = await self._write(lambda conn: passkeys.register(conn, self.config, self.audit, body, issued))
         return await self._session_response(request, token)
+
+
+async def _to_inbox(scope: Scope, receive: Receive, send: Send) -> None:
+    await RedirectResponse(f"{DESK_PATH}/", status_code=307)(scope, receive, send)
 
 
 async def _bounded_body(request: Request) -> bytes | None:

@@ -135,10 +135,10 @@ def build_http_app(
 
     desk: list[BaseRoute] = []
     if settings.desk:
-        from mcp_server.desk.server import desk_mount
+        from mcp_server.desk.server import desk_routes
 
         # The server's own writer: its sequencer wakes for the desk's records and trusts them without a signature check.
-        desk = [desk_mount(state.ledger.db, state.sequencer.sequencer.writer, settings)]
+        desk = desk_routes(state.ledger.db, state.sequencer.sequencer.writer, settings)
     return Starlette(
         routes=[  # the MCP endpoint first: routes are tried in order, and nearly every request is for it
             Route(MCP_PATH, endpoint=drain.guard(endpoint)),

@@ -21,7 +21,7 @@ from mcp_server.desk.sessions import SESSION_COOKIE
 from mcp_server.desk.web import MAX_BODY
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.races import Held, abreast, change_during_decision, change_while_held
-from tests.desk.world import PORT, DeskBrowser, World, browser
+from tests.desk.world import PORT, DeskBrowser, World, asks_to_sign_in, browser
 from tests.support import http_status
 
 pytestmark = pytest.mark.anyio
@@ -58,7 +58,7 @@ async def test_a_signed_out_session_cookie_is_dead(world: World, erin: DeskBrows
     assert out.status_code == 303
     async with browser(world) as thief:
         thief.client.cookies.set(SESSION_COOKIE, cookie, path="/desk")
-        assert (await thief.get("/")).status_code == 303, "the old cookie no longer signs anyone in"
+        assert asks_to_sign_in(await thief.get("/")), "the old cookie no longer signs anyone in"
 
 
 @pytest.mark.parametrize("how", ["sign-in", "enrollment"])
@@ -79,7 +79,7 @@ async def test_signing_in_again_ends_the_session_the_browser_held(
     assert (await erin.get("/")).status_code == 200, "the new session works"
     async with browser(world) as thief:
         thief.client.cookies.set(SESSION_COOKIE, replaced, path="/desk")
-        assert (await thief.get("/")).status_code == 303, "the replaced cookie no longer signs anyone in"
+        assert asks_to_sign_in(await thief.get("/")), "the replaced cookie no longer signs anyone in"
 
 
 async def test_a_sign_count_moved_since_it_was_read_refuses_the_assertion(world: World, erin: DeskBrowser) -> None:
@@ -99,7 +99,7 @@ async def test_an_expired_session_is_dead_though_its_cookie_is_still_sent(world:
     approval = world.pending()
     await erin.get(f"/approvals/{approval.ref}")
     world.sql("UPDATE desk_sessions SET expires_at = :t", t=time.time() - 1)
-    assert (await erin.client.get(f"/desk/approvals/{approval.ref}")).status_code == 303
+    assert asks_to_sign_in(await erin.client.get(f"/desk/approvals/{approval.ref}"))
     refused = await erin.post(f"/approvals/{approval.ref}/challenge", {"verdict": "approved"})
     assert refused.status_code == 401 and refused.json()["error"] == "signed_out"
 
@@ -166,7 +166,7 @@ async def test_a_revocation_during_enrollment_stands(world: World, monkeypatch: 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(finish)
             await change_while_held(world, held, lambda: world.admin.revoke("kim"))
-        assert (await desk.get("/")).status_code == 303, "no session survives the revocation"
+        assert asks_to_sign_in(await desk.get("/")), "no session survives the revocation"
 
     assert world.rows("SELECT status FROM desk_approvers WHERE name = 'kim'")[0].status == "revoked"
 

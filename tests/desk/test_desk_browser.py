@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -143,6 +143,44 @@ async def test_enroll_sign_in_approve_and_reject(chromium: Any, world: World, de
     ]
 
 
+async def test_an_approval_link_opened_signed_out_leads_to_its_approval_once_signed_in(
+    chromium: Any, world: World, desk: str
+) -> None:
+    """The link a client hands the approver names one approval: signed out, its own address asks them to sign in,
+    then shows that approval to decide (it led to the sign-in page, then to the inbox, and the approval was lost)."""
+    approval = world.pending("42.00")
+    link = f"{desk}/approvals/{approval.ref}"
+    async with approver_page(chromium) as page:
+        await enroll(world, page, desk)
+        await page.click("text=Sign out")
+        await page.wait_for_url(f"{desk}/signin")
+        await page.goto(link)
+        await page.click("#signin")
+        await playwright_api.expect(page.locator("#decide")).to_be_visible(timeout=15_000)
+        assert page.url == link
+        await decide(page, "approved")
+        await playwright_api.expect(page.locator(".decided")).to_contain_text("Approved by erin", timeout=15_000)
+
+
+async def test_an_approval_link_followed_from_another_site_leads_to_its_approval(
+    chromium: Any, world: World, desk: str
+) -> None:
+    """Followed from a chat client's or a mail's page, the link arrives without the desk's SameSite=Strict cookies
+    though the approver is signed in: they sign in again where the link led, and are at its approval."""
+    approval = world.pending("42.00")
+    link = f"{desk}/approvals/{approval.ref}"
+    with another_origin(f'<a id="link" href="{link}">approve</a>', "127.0.0.1") as chat:
+        async with approver_page(chromium) as page:
+            await enroll(world, page, desk)
+            await page.goto(chat)
+            await page.click("#link")
+            await page.wait_for_url(link)
+            await playwright_api.expect(page.locator("#signin")).to_be_visible()  # no session cookie came along
+            await page.click("#signin")
+            await playwright_api.expect(page.locator("#decide")).to_be_visible(timeout=15_000)
+            assert page.url == link
+
+
 async def test_a_form_only_approval_is_shown_but_cannot_be_signed(
     chromium: Any, world: World, desk: str, shots: Path
 ) -> None:
@@ -231,41 +269,45 @@ async def test_signature_over_a_stale_question_is_refused(chromium: Any, world: 
     assert world.db.read(lambda conn: decision_for(conn, approval.ref)) is None
 
 
-class _Attacker(BaseHTTPRequestHandler):
-    """Another origin's page that posts a form to the desk when opened."""
+@contextmanager
+def another_origin(html: str, host: str) -> Iterator[str]:
+    """`html` served at `host` on a port of its own: another origin than the desk's (`localhost`: the same site,
+    which SameSite cookies do not tell apart; `127.0.0.1`: another site, from which they are not sent). Its URL."""
 
-    target = ""
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(html.encode())
 
-    def do_GET(self) -> None:
-        page = (f'<form id="f" method="post" action="{self.target}"><input name="csrf" value="guess"></form>'
-                '<script>document.getElementById("f").submit()</script>')  # fmt: skip
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.end_headers()
-        self.wfile.write(page.encode())
+        def log_message(self, *args: Any) -> None:
+            pass
 
-    def log_message(self, *args: Any) -> None:
-        pass
+    server = HTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{host}:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 async def test_csrf_and_cross_origin_posts_are_refused(chromium: Any, world: World, desk: str) -> None:
     approval = world.pending("60.00")
-    _Attacker.target = f"{desk}/signout"
-    attacker = HTTPServer(("127.0.0.1", 0), _Attacker)
-    threading.Thread(target=attacker.serve_forever, daemon=True).start()
-    try:
+    forging = (f'<form id="f" method="post" action="{desk}/signout"><input name="csrf" value="guess"></form>'
+               '<script>document.getElementById("f").submit()</script>')  # fmt: skip
+    with another_origin(forging, "localhost") as attacker:
         async with signed_in_at(chromium, world, desk, f"/approvals/{approval.ref}") as page:
             forged = await post_from(
                 page, f"/desk/approvals/{approval.ref}/challenge", '{"verdict": "approved"}', "0" * 64
             )
             assert forged == [403, None]
             other = await page.context.new_page()
-            await other.goto(f"http://localhost:{attacker.server_port}/")
+            await other.goto(attacker)
             await playwright_api.expect(other.locator("body")).to_contain_text("Invalid Origin header")
             await page.goto(f"{desk}/")
             await playwright_api.expect(page.locator(".who")).to_have_text("erin"), "still signed in"
-    finally:
-        attacker.shutdown()
     assert world.rows("SELECT COUNT(*) AS n FROM desk_challenges WHERE purpose = 'decide'")[0].n == 0
 
 

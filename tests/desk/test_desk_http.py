@@ -13,14 +13,14 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
-from mcp_server.desk import decisions, passkeys
+from mcp_server.desk import decisions, passkeys, sessions
 from mcp_server.desk.challenges import MAX_OPEN_SIGN_INS
 from mcp_server.desk.config import DESK_PATH
 from mcp_server.desk.decisions import decision_for
 from mcp_server.desk.ratelimit import MAX_FAILURES
 from mcp_server.desk.web import Desk
 from tests.desk.authenticator import SoftPasskey
-from tests.desk.world import PORT, DeskBrowser, World, browser
+from tests.desk.world import PORT, DeskBrowser, World, asks_to_sign_in, browser
 
 pytestmark = pytest.mark.anyio
 
@@ -86,8 +86,10 @@ async def test_a_note_that_could_display_otherwise_than_it_reads_is_refused_and_
 
 async def test_reject_needs_a_signature_too(world: World, erin: DeskBrowser, passkey: SoftPasskey) -> None:
     approval = world.pending("75.00")
+    await erin.get(f"/approvals/{approval.ref}")  # its CSRF token: the POST is refused for its missing signature
     unsigned = await erin.post(f"/approvals/{approval.ref}/decide", {"verdict": "rejected", "note": "no"})
-    assert unsigned.status_code == 403
+    assert unsigned.status_code == 400 and "names no challenge" in unsigned.json()["message"]
+    assert world.db.read(lambda conn: decision_for(conn, approval.ref)) is None
     reply = await erin.decide(approval.ref, "rejected", passkey, note="not expected")
     assert reply.status_code == 200, reply.text
     decision = world.db.read(lambda conn: decision_for(conn, approval.ref))
@@ -159,6 +161,31 @@ async def test_session_cookie_flags(world: World, passkey: SoftPasskey) -> None:
     )
 
 
+async def test_over_https_the_desks_cookies_are_its_hosts_alone(world: World) -> None:
+    """Over https the desk's cookies are `__Host-` ones (Secure, Path=/, no Domain), which a browser takes from the
+    desk's own host alone: a sibling (shop.bank.example may set cookies for all of bank.example) can neither plant a
+    pre-session of its choosing, whose CSRF token it would know, nor a session, nor overwrite the desk's."""
+    world.settings = world.settings.model_copy(update={"desk_url": "https://desk.bank.example/desk"})
+    passkey = SoftPasskey(origin="https://desk.bank.example", rp_id="desk.bank.example")
+    token, _ = world.admin.add("erin")
+    async with browser(world) as desk:
+        pre = (await desk.get("/enroll")).headers["set-cookie"]
+        session = (await desk.enroll(token, passkey)).headers["set-cookie"]
+        assert 'class="who">erin<' in (await desk.get("/")).text
+        planted = {"Cookie": f"bankgate_desk_pre=planted; bankgate_desk={desk.client.cookies['__Host-bankgate_desk']}"}
+        as_planted = await desk.client.get("/desk/", headers=planted)
+        forged = await desk.client.post("/desk/signin/options", json={}, headers={
+            **planted, "Origin": desk.origin, "X-CSRF-Token": sessions.csrf_token("planted")})  # fmt: skip
+        out = await desk.client.post("/desk/signout", data={"csrf": desk.csrf}, headers={"Origin": desk.origin})
+        assert 'class="who"' not in (await desk.get("/")).text, "signed out: the session's cookie is gone"
+    for cookie, name in ((pre, "__Host-bankgate_desk_pre="), (session, "__Host-bankgate_desk=")):
+        assert cookie.startswith(name) and "domain" not in cookie.lower(), cookie
+        assert {"Path=/", "Secure", "HttpOnly", "SameSite=strict"} <= {part.strip() for part in cookie.split(";")}
+    assert 'class="who"' not in as_planted.text, "a session cookie without the prefix is not the desk's"
+    assert forged.status_code == 403, "nor is a pre-session cookie"
+    assert out.headers["set-cookie"].startswith("__Host-bankgate_desk=") and "Secure" in out.headers["set-cookie"]
+
+
 async def test_every_response_keeps_out_of_frames_caches_sniffing_and_openers(world: World, erin: DeskBrowser) -> None:
     """The router's own 404 and 405 and the static files too, not only the pages and POSTs the desk renders."""
     replies = [
@@ -199,7 +226,7 @@ async def test_revoked_approver_loses_session_and_passkey(
     approval = world.pending()
     issued = await erin.challenge(approval.ref, "approved")
     world.admin.revoke("erin")
-    assert (await erin.get("/")).headers.get("location") == "/desk/signin"
+    assert asks_to_sign_in(await erin.get("/"))
     body = {"verdict": "approved", "nonce": issued["nonce"], "credential": passkey.sign(issued["options"])}
     assert (await erin.post(f"/approvals/{approval.ref}/decide", body)).status_code == 401
     refused = await erin.sign_in(passkey)
@@ -211,7 +238,7 @@ async def test_sign_out_then_sign_in_again(world: World, erin: DeskBrowser, pass
     await erin.get("/")
     out = await erin.client.post("/desk/signout", data={"csrf": erin.csrf}, headers={"Origin": erin.origin})
     assert out.status_code == 303
-    assert (await erin.get("/")).status_code == 303
+    assert asks_to_sign_in(await erin.get("/"))
     assert (await erin.sign_in(passkey)).status_code == 200
     assert (await erin.get("/")).status_code == 200
 
@@ -439,8 +466,9 @@ async def test_a_form_only_approval_is_neither_listed_nor_decidable(world: World
 async def test_signed_out_visitor_sees_nothing(world: World) -> None:
     approval = world.pending()
     async with browser(world) as stranger:
-        assert (await stranger.get("/")).headers["location"] == "/desk/signin"
-        assert (await stranger.get(f"/approvals/{approval.ref}")).status_code == 303
+        assert asks_to_sign_in(await stranger.get("/"))
+        page = await stranger.get(f"/approvals/{approval.ref}")
+        assert asks_to_sign_in(page) and approval.ref not in page.text and "Ada Lovelace" not in page.text
         await stranger.get("/signin")
         reply = await stranger.post(f"/approvals/{approval.ref}/challenge", {"verdict": "approved"})
         assert reply.status_code == 401

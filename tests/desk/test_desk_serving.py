@@ -18,6 +18,9 @@ import httpx2
 import pytest
 
 from mcp_server.app import build_server, open_state
+from mcp_server.desk.guard import HEADERS
+from mcp_server.desk.listeners import desk_listeners
+from mcp_server.desk.server import StdioDesk
 from mcp_server.http.app import build_http_app
 from mcp_server.settings import Settings
 from tests.server.cli_process import clean_env, run_cli
@@ -204,3 +207,34 @@ async def test_http_mounts_the_desk_beside_mcp(tmp_path: Path) -> None:
                 foreign = await client.get("/desk/signin", headers={"Host": "evil.example"})
                 assert foreign.status_code == 421, "the same Host allowlist as /mcp"
         state.ledger.db.close()
+
+
+@pytest.mark.anyio
+async def test_the_desk_without_its_slash_is_redirected_with_the_desks_headers(tmp_path: Path) -> None:
+    """`/desk` (an address typed by hand) is sent on to `/desk/` by the router around the desk: that answer, and
+    any other the desk's server gives outside the desk, carries the same headers as the desk's own pages."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    settings = Settings(db_url=url, transport="http", desk_port=0, _env_file=None)  # type: ignore[call-arg]
+    state = open_state(settings, create=True)
+    try:
+        app = build_http_app(build_server(state, settings), state, settings, TOKENS)
+        origin = f"http://127.0.0.1:{settings.port}"
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=origin) as client:
+            replies = [await client.get("/desk")]
+        stdio = settings.model_copy(update={"transport": "stdio"})
+        served = StdioDesk(state.ledger.db, state.sequencer.sequencer.writer, stdio, desk_listeners(stdio))
+        address = served.start()
+        try:
+            async with httpx2.AsyncClient(base_url=address.removesuffix("/desk/")) as client:
+                replies += [await client.get("/desk"), await client.get("/")]
+        finally:
+            served.stop()
+    finally:
+        state.ledger.db.close()
+    assert [(r.status_code, r.headers.get("location")) for r in replies] == [
+        (307, "/desk/"),
+        (307, "/desk/"),
+        (404, None),
+    ]
+    for reply in replies:
+        assert {name: reply.headers.get(name) for name in HEADERS} == HEADERS, reply.url

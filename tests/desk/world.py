@@ -13,7 +13,6 @@ import httpx2
 import pytest
 from sqlalchemy import Connection, text
 from starlette.applications import Starlette
-from starlette.routing import Mount
 
 from mcp_server.app import AppState, open_state
 from mcp_server.audit.writer import AuditWriter
@@ -60,7 +59,7 @@ class World:
         return config_for(self.settings, port)
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Mount(DESK_PATH, app=Desk(self.db, self.audit, self.config()).app())])
+        return Starlette(routes=Desk(self.db, self.audit, self.config()).routes())
 
     def pending(self, amount: str = "250.00", principal: str = "alice", memo: str | None = None) -> Approval:
         """A pending transfer approval."""
@@ -141,6 +140,11 @@ class DeskBrowser:
             "credential": passkey.sign(issued["options"]),
         }
         return await self.post(f"/approvals/{ref}/decide", body)
+
+
+def asks_to_sign_in(response: httpx2.Response) -> bool:
+    """Whether `response` is the sign-in form a signed-out visitor gets at the address they asked for."""
+    return response.status_code == 200 and response.headers.get("x-desk-template") == "signin.html"
 
 
 async def approved(

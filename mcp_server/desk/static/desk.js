@@ -112,7 +112,10 @@ function signIn(button) {
   run([button], async () => {
     const { nonce, options } = await post("/signin/options", {});
     const cred = await navigator.credentials.get({ publicKey: requestOptions(options) });
-    return post("/signin/finish", { nonce, credential: credentialJSON(cred) });
+    const done = await post("/signin/finish", { nonce, credential: credentialJSON(cred) });
+    // A page asked for signed out (an approval's link) is answered with this form at its own address: that page
+    // again, now signed in. The address is the page's own, never one a request carried (no open redirect).
+    return location.pathname === base + "/signin" ? done : { redirect: location.pathname };
   });
 }
 
