@@ -17,11 +17,11 @@ from mcp_server.app import AppState, build_server, open_state
 from mcp_server.desk.listeners import desk_listeners
 from mcp_server.heap import settle_heap
 from mcp_server.http.app import ConfigError, build_http_app, check_http_settings
-from mcp_server.http.auth import parse_tokens
 from mcp_server.http.drain import STOP_GRACE, Drain, DrainingServer
 from mcp_server.http.head_deadline import head_deadline
 from mcp_server.http.listener import tcp_listener
 from mcp_server.http.proxies import proxy_options
+from mcp_server.http.token_file import StaticTokens
 from mcp_server.logs import configure_logging
 from mcp_server.settings import Settings
 from mcp_server.stdio_wire import serve_stdio
@@ -47,7 +47,7 @@ def serve(settings: Settings) -> None:
     listener: socket.socket | None = None
     desk_sockets: list[socket.socket] = []
     if settings.transport == "http":
-        tokens = parse_tokens(settings.tokens.get_secret_value() if settings.tokens else None, settings.token_file)
+        tokens = StaticTokens(settings.tokens.get_secret_value() if settings.tokens else None, settings.token_file)
         warnings = check_http_settings(settings, tokens)
         listener = _listen(settings.host, settings.port)  # before the ledger opens: a taken port changes nothing
     else:

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 
 import policy
+from mcp_server.http.token_file import StaticTokens
 from mcp_server.ledger.books import Ledger
 from mcp_server.ledger.free_text import parse_memo
 from mcp_server.ledger.identifiers import parse_account_id, parse_idempotency_key
@@ -182,6 +183,11 @@ TOKENS = {
     "carol": "tok-carol-0123456789abcdef",
 }
 KEY = IDEMPOTENCY_KEY_META
+
+
+def static_tokens() -> StaticTokens:
+    """`TOKENS` as the HTTP app takes them (inline, as `BANKGATE_TOKENS` gives them)."""
+    return StaticTokens(";".join(f"{p}={t}" for p, t in TOKENS.items()), None)
 
 
 def serve_command(db_url: str, *extra: str) -> list[str]:

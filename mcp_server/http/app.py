@@ -28,6 +28,7 @@ from mcp_server.http.auth import check_oauth_settings, token_verifier
 from mcp_server.http.drain import Drain
 from mcp_server.http.health import HealthProbe
 from mcp_server.http.session_quota import SessionQuota
+from mcp_server.http.token_file import StaticTokens
 from mcp_server.settings import Settings
 
 MCP_PATH = "/mcp"
@@ -53,7 +54,7 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     )
 
 
-def check_http_settings(settings: Settings, tokens: dict[str, str]) -> list[str]:
+def check_http_settings(settings: Settings, tokens: StaticTokens) -> list[str]:
     """Refuse unsafe configurations; return warnings for risky but legal ones."""
     if settings.no_auth and not settings.is_loopback:
         raise ConfigError(
@@ -61,7 +62,7 @@ def check_http_settings(settings: Settings, tokens: dict[str, str]) -> list[str]
             "addresses only; configure tokens (BANKGATE_TOKENS or --token-file) instead"
         )
     check_oauth_settings(settings)
-    if not settings.no_auth and not tokens and settings.oauth_issuer is None:
+    if not settings.no_auth and not tokens.names and settings.oauth_issuer is None:
         raise ConfigError(
             "HTTP needs bearer tokens: set BANKGATE_TOKENS='principal=token' or --token-file FILE, or an OAuth "
             "issuer (BANKGATE_OAUTH_ISSUER) (or --no-auth on a loopback address for local development)"
@@ -89,7 +90,7 @@ def build_http_app(
     server: MCPServer[AppState],
     state: AppState,
     settings: Settings,
-    tokens: dict[str, str],
+    tokens: StaticTokens,
     drain: Drain | None = None,
 ) -> Starlette:
     """The ASGI app; `drain`: the one the server's SIGTERM begins (`mcp_server.http.drain`), else one never begun."""

@@ -4,9 +4,9 @@ JWT access tokens from an OAuth issuer (`mcp_server.http.oauth`), advertised per
 import hmac
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlparse
 
 from mcp.server.auth.provider import AccessToken, TokenVerifier
@@ -22,6 +22,9 @@ from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
 from mcp_server.settings import LOOPBACK_HOSTS, Settings
 from policy.facts import ROLES
 
+if TYPE_CHECKING:  # it reads the file with `parse_tokens`, from here
+    from mcp_server.http.token_file import StaticTokens
+
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
 """RFC 9728's metadata path; the MCP spec's clients also try it suffixed with the endpoint's path."""
 
@@ -29,17 +32,18 @@ WELL_KNOWN = "/.well-known/oauth-protected-resource"
 class ConfigTokenVerifier:
     """Checks a presented token against every configured one in constant time."""
 
-    def __init__(self, tokens: Mapping[str, str], scopes: Sequence[str] = ()) -> None:
-        """`tokens` maps principal name to token; each carries `scopes` (an operator's token has every
-        scope the server requires of OAuth tokens)."""
-        self._tokens = [(principal, token.encode()) for principal, token in tokens.items()]
+    def __init__(self, tokens: Callable[[], Mapping[str, str]], scopes: Sequence[str] = ()) -> None:
+        """`tokens()` maps principal name to token, as configured now (`StaticTokens.current`: the token file
+        re-read when it changes); each carries `scopes` (an operator's token has every scope the server requires
+        of OAuth tokens)."""
+        self._tokens = tokens
         self._scopes = list(scopes)
 
     async def verify_token(self, token: str) -> AccessToken | None:
         presented = token.encode()
         found: str | None = None
-        for principal, expected in self._tokens:  # no early exit: timing says nothing about which
-            if hmac.compare_digest(presented, expected):
+        for principal, expected in self._tokens().items():  # no early exit: timing says nothing about which
+            if hmac.compare_digest(presented, expected.encode()):
                 found = principal
         if found is None:
             return None
@@ -124,9 +128,7 @@ def check_oauth_settings(settings: Settings) -> None:
         )
 
 
-def token_verifier(
-    settings: Settings, tokens: Mapping[str, str]
-) -> tuple[TokenVerifier, AnyHttpUrl | None, list[Route]]:
+def token_verifier(settings: Settings, tokens: "StaticTokens") -> tuple[TokenVerifier, AnyHttpUrl | None, list[Route]]:
     """The verifier for HTTP requests, the metadata URL a 401 points to, and the discovery routes.
 
     With an issuer configured, the protected-resource metadata (RFC 9728) is served both at the
@@ -134,7 +136,7 @@ def token_verifier(
     """
     from mcp_server.http.oauth import EitherVerifier, JwtTokenVerifier, OAuthConfig, parse_role_scopes
 
-    static = ConfigTokenVerifier(tokens, settings.oauth_scopes)
+    static = ConfigTokenVerifier(tokens.current, settings.oauth_scopes)
     if settings.oauth_issuer is None:
         return static, None, []
     resource = AnyHttpUrl(settings.resource_url)
@@ -146,7 +148,7 @@ def token_verifier(
             jwks_file=settings.oauth_jwks_file,
             principal_claim=settings.oauth_principal_claim,
             role_scopes=parse_role_scopes(settings.oauth_role_scopes, ROLES),
-            reserved=frozenset({*tokens, settings.principal}),
+            reserved=lambda: {*tokens.names, settings.principal},  # read after `static`: see EitherVerifier
         )
     )
     # The issuer as a string: the metadata model validates it keeping its exact spelling (RFC 8414
@@ -159,5 +161,4 @@ def token_verifier(
         resource_name="bankgate",
     )
     bare = [Route(WELL_KNOWN, r.endpoint, methods=r.methods) for r in routes if r.path != WELL_KNOWN]
-    verifier: TokenVerifier = EitherVerifier([static, jwt_verifier]) if tokens else jwt_verifier
-    return verifier, build_resource_metadata_url(resource), routes + bare
+    return EitherVerifier([static, jwt_verifier]), build_resource_metadata_url(resource), routes + bare

@@ -9,7 +9,7 @@ token that fails any check is simply not authenticated (401); a valid one withou
 """
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,9 @@ class OAuthConfig:
     principal_claim: str = "sub"
     role_scopes: Mapping[str, str] = field(default_factory=dict)
     """role -> the scope that carries it (`parse_role_scopes`)."""
-    reserved: frozenset[str] = frozenset()
-    """Principal names other credentials hold (static tokens, the local principal). Entitlements and daily totals
+    reserved: Callable[[], Collection[str]] = frozenset
+    """The principal names other credentials hold now (static tokens, the token file's as last re-read; the local
+    principal). Entitlements and daily totals
     belong to a name, so a token naming one of these is refused: an issuer's user (whose `preferred_username`,
     say, they may choose) never acts with another caller's grants. In any letter case: "Alice" has none of alice's
     grants, but "Requested by: Alice" reads as alice to an approver. The names the audit log gives non-callers are
@@ -98,7 +99,6 @@ class JwtTokenVerifier:
 
     def __init__(self, config: OAuthConfig) -> None:
         self._config = config
-        self._reserved = frozenset(name.casefold() for name in config.reserved)
         self._threads = anyio.CapacityLimiter(VERIFYING_THREADS)
         if config.jwks_file is not None:
             self._keys: jwt.PyJWKSet | None = read_jwks(config.jwks_file)
@@ -133,7 +133,8 @@ class JwtTokenVerifier:
         if not is_principal_name(principal):  # it is printed in every question the caller asks
             log.info("bearer token refused: claim %r %s", self._config.principal_claim, PRINCIPAL_RULE)
             return None
-        if principal.casefold() in self._reserved or is_reserved_principal(principal):  # as the audit log names others
+        held = {name.casefold() for name in self._config.reserved()}  # a few names: the file's may change any second
+        if principal.casefold() in held or is_reserved_principal(principal):  # as the audit log names others
             log.warning("bearer token refused: its principal %r is another credential's", principal)
             return None
         scopes = _scopes(claims)
@@ -179,7 +180,8 @@ def _scopes(claims: dict[str, Any]) -> list[str]:
 
 
 class EitherVerifier:
-    """Static tokens first (constant time), then JWTs: simple setups and an issuer side by side."""
+    """Static tokens first (constant time), then JWTs: simple setups and an issuer side by side. The static
+    verifier re-reads a changed token file, so the JWT verifier's reserved names are the file's as it now reads."""
 
     def __init__(self, verifiers: Sequence[TokenVerifier]) -> None:
         self._verifiers = list(verifiers)

@@ -24,7 +24,7 @@ from mcp_server.desk.server import StdioDesk
 from mcp_server.http.app import build_http_app
 from mcp_server.settings import Settings
 from tests.server.cli_process import clean_env, run_cli
-from tests.support import TOKENS
+from tests.support import static_tokens
 
 _INITIALIZE = {
     "jsonrpc": "2.0",
@@ -198,7 +198,7 @@ async def test_http_mounts_the_desk_beside_mcp(tmp_path: Path) -> None:
     for desk, expected in ((True, 200), (False, 404)):
         settings = Settings(db_url=url, transport="http", desk=desk, _env_file=None)  # type: ignore[call-arg]
         state = open_state(settings, create=True)
-        app = build_http_app(build_server(state, settings), state, settings, TOKENS)
+        app = build_http_app(build_server(state, settings), state, settings, static_tokens())
         origin = f"http://127.0.0.1:{settings.port}"
         async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=origin) as client:
             page = await client.get("/desk/signin")

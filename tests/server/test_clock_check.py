@@ -19,7 +19,7 @@ from mcp_server.clock_check import MAX_OFFSET, ClockSkew, ClockWatch
 from mcp_server.http.app import build_http_app
 from tests.server.harness import Harness
 from tests.server.test_expiry_sweep import asked, later_state, status
-from tests.support import TOKENS
+from tests.support import static_tokens
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +48,7 @@ def test_a_clock_off_the_databases_is_refused_saying_by_how_much_and_which_way(l
 
 async def readiness(state: AppState, ledger: Harness) -> tuple[int, dict[str, str]]:
     settings = ledger.settings()
-    app = build_http_app(build_server(state, settings), state, settings, TOKENS)
+    app = build_http_app(build_server(state, settings), state, settings, static_tokens())
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
         response = await client.get("/readyz")
     return response.status_code, response.json()

@@ -13,7 +13,7 @@ from mcp_server.http.app import build_http_app
 from mcp_server.http.health import HealthProbe
 from mcp_server.ledger.errors import ErrorCode, LedgerError
 from mcp_server.settings import Settings
-from tests.support import TOKENS
+from tests.support import static_tokens
 
 pytestmark = pytest.mark.anyio
 
@@ -34,7 +34,7 @@ async def test_any_number_of_health_requests_probe_the_database_at_most_once_per
         real_ping()
 
     monkeypatch.setattr(state.ledger.db, "ping", counted_ping)
-    app = build_http_app(build_server(state, settings), state, settings, TOKENS)
+    app = build_http_app(build_server(state, settings), state, settings, static_tokens())
     answers: list[tuple[int, str]] = []
 
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://127.0.0.1") as client:

@@ -354,7 +354,7 @@ async def test_a_round_answered_without_the_scope_runs_nothing(operated: tuple[I
 async def test_static_tokens_carry_no_roles() -> None:
     """Even one configured with the scope that carries `operator` for a JWT."""
     secret = "s" * 24
-    token = await ConfigTokenVerifier({"ops": secret}, [OPERATOR_SCOPE]).verify_token(secret)
+    token = await ConfigTokenVerifier(lambda: {"ops": secret}, [OPERATOR_SCOPE]).verify_token(secret)
     assert token is not None
     state = AppState(
         gate=cast(Any, None),
