@@ -217,7 +217,7 @@ async def test_the_desk_without_its_slash_is_redirected_with_the_desks_headers(t
     settings = Settings(db_url=url, transport="http", desk_port=0, _env_file=None)  # type: ignore[call-arg]
     state = open_state(settings, create=True)
     try:
-        app = build_http_app(build_server(state, settings), state, settings, TOKENS)
+        app = build_http_app(build_server(state, settings), state, settings, static_tokens())
         origin = f"http://127.0.0.1:{settings.port}"
         async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=origin) as client:
             replies = [await client.get("/desk")]
