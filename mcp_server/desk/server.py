@@ -7,12 +7,11 @@ import threading
 from urllib.parse import urlsplit
 
 import uvicorn
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from mcp_server.audit.writer import AuditWriter
-from mcp.server.transport_security import TransportSecuritySettings
-
 from mcp_server.desk.config import (
     DEFAULT_STDIO_PORT,
     DESK_PATH,

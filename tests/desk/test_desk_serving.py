@@ -136,17 +136,16 @@ def test_a_taken_desk_port_under_a_fixed_desk_url_is_refused_not_served_elsewher
 
 @pytest.mark.parametrize(
     ("setting", "named"),
-    [({"desk_url": "https://bank.example/desk"}, "BANKGATE_DESK_URL (--desk-url)"),
-     ({"public_url": "https://bank.example/mcp"}, "BANKGATE_PUBLIC_URL")],  # fmt: skip
+    [("desk_url", "BANKGATE_DESK_URL (--desk-url)"), ("public_url", "BANKGATE_PUBLIC_URL")],
 )
-def test_the_refusal_of_a_taken_port_names_the_setting_that_fixed_the_address(
-    setting: dict[str, str], named: str
-) -> None:
+def test_the_refusal_of_a_taken_port_names_the_setting_that_fixed_the_address(setting: str, named: str) -> None:
     """It named a `--public-url` flag, which does not exist, and called the MCP URL the desk's address."""
+    fixed = {"desk_url": "https://bank.example/desk", "public_url": "https://bank.example/mcp"}[setting]
     with socket.create_server(("127.0.0.1", 0)) as holder:
         port = holder.getsockname()[1]
+        settings = Settings(desk_port=port, _env_file=None).model_copy(update={setting: fixed})  # type: ignore[call-arg]
         with pytest.raises(ConfigError) as refused:
-            desk_listeners(Settings(desk_port=port, _env_file=None, **setting))  # type: ignore[call-arg]
+            desk_listeners(settings)
     assert f"port {port} is in use" in str(refused.value) and named in str(refused.value)
     assert "--public-url" not in str(refused.value) and "/mcp" not in str(refused.value)
 

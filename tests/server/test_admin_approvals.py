@@ -26,7 +26,6 @@ from policy.gate import Opening
 from policy.store import Approval
 from policy.verdict import Verdict, VerdictKind
 from tests.desk.authenticator import SoftPasskey
-from tests.docs.markdown import text_of
 from tests.desk.world import (
     DeskBrowser,
     World,
@@ -35,6 +34,7 @@ from tests.desk.world import (
     passkey_fixture,
     world_fixture,
 )
+from tests.docs.markdown import text_of
 
 pytestmark = pytest.mark.anyio
 
