@@ -51,7 +51,7 @@ class WebOptions:
         except OSError as error:
             raise ConfigurationError(
                 f"The web front end cannot listen on {self.host}:{self.port} ({error.strerror}).",
-                "Choose another --port, or --port 0 for a free one.",
+                "Check --host, or choose another --port (--port 0 picks a free one).",
             ) from None
 
 

@@ -82,7 +82,7 @@ def test_serve_on_a_taken_port_says_so_and_exits_before_starting_anything(tmp_pa
             timeout=60,
         )
     assert ran.returncode == 2, ran
-    assert f"cannot listen on 127.0.0.1:{port}" in ran.stderr and "--port 0" in ran.stderr, ran.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in ran.stderr and "--port 0 picks a free one" in ran.stderr, ran.stderr
     assert "Demo:" not in ran.stdout + ran.stderr and "ERROR" not in ran.stderr, "refused before the lab started"
 
 
