@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.text import Text
 
-from agent_host.approvers import Answer, Question
+from agent_host.approvers import Answer, DenyApprover, Question
 from agent_host.errors import HostError
 from agent_host.foundry.function_tools import BadArguments, FunctionCall, read_arguments
 from agent_host.foundry.response_reader import Reply
@@ -139,7 +139,7 @@ class Display:
 
     def approval_asked(self, question: Question, approver: str) -> None:
         if question.url is not None:
-            self._desk_link(question)
+            self._desk_link(question, waits=approver != DenyApprover.name)
             return
         fields = [
             f"  {f.name} ({'required' if f.required else 'optional'}): {f.description or f.title}"
@@ -152,13 +152,15 @@ class Display:
             body += f"\n\n{within}; after that the server records it expired."
         self.panel(f"Approval question from the MCP server — answered by: {approver}", body, "yellow")
 
-    def _desk_link(self, question: Question) -> None:
-        """A desk approval: the server's text and the full link, printed as text (never opened here)."""
+    def _desk_link(self, question: Question, *, waits: bool) -> None:
+        """A desk approval: the server's text and the full link, printed as text (never opened here); the wait
+        announced only where the host waits (the deny approver hands the link to the model at once)."""
         self.panel("Approval at the desk — this host only shows the link", question.message, "yellow")
         self.console.print(Text("Approve or reject at the approval desk (sign in with your passkey):"))
         self.console.print(Text(printable(str(question.url), lines=False), style="bold"), soft_wrap=True, crop=False)
-        by = _by(question)
-        self.console.print(Text(f"Waiting for the desk to decide{f' (until {by})' if by else ''}…", style="dim"))
+        if waits:
+            by = _by(question)
+            self.console.print(Text(f"Waiting for the desk to decide{f' (until {by})' if by else ''}…", style="dim"))
 
     def desk_decided(self, question: Question) -> None:
         self.console.print(

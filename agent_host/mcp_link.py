@@ -515,14 +515,19 @@ async def _listing(client: Client) -> list[mcp_types.Tool]:
     return list((await client.list_tools(cache_mode="bypass")).tools)
 
 
+DATA_HOME = "XDG_DATA_HOME"
+"""Where `platformdirs` puts the user data directory on Linux when set (the SDK's minimal environment lacks it)."""
+
+
 def _launch_parameters(target: McpTarget) -> StdioServerParameters:
-    """`python -m mcp_server serve` with the caller's `BANKGATE_*` settings.
+    """`python -m mcp_server serve` with the caller's `BANKGATE_*` settings and user data directory.
 
     The stdio transport passes only a minimal environment to the child, so the server's own
-    settings are forwarded explicitly; `db_url` overrides `BANKGATE_DB_URL`.
+    settings are forwarded explicitly; `db_url` overrides `BANKGATE_DB_URL`. So is `XDG_DATA_HOME`:
+    without it the child kept its embedded ledger and audit key elsewhere than `bankgate-mcp` run by hand.
     """
     inherited = os.environ if target.server_env is None else target.server_env
-    env = {key: value for key, value in inherited.items() if key.startswith("BANKGATE_")}
+    env = {key: value for key, value in inherited.items() if key.startswith("BANKGATE_") or key == DATA_HOME}
     if target.db_url:
         env["BANKGATE_DB_URL"] = target.db_url
     return StdioServerParameters(

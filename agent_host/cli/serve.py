@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         options.check()
         driver = RunDriver(InterruptStore(args.approval_window))
         async with AsyncExitStack() as stack:
+            listener = stack.enter_context(options.listen())  # a taken port is refused before the lab starts
             settings, target = await stack.enter_async_context(_agent(args, display))
             if args.approval_window >= settings.tool_timeout:
                 raise ConfigurationError(
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                     "Lower --approval-window, or raise the tool timeout (BANKGATE_AGENT_TOOL_TIMEOUT).",
                 )
             host = await stack.enter_async_context(open_host(settings, display, driver, target))
-            web = await stack.enter_async_context(running_web(host, driver, options))
+            web = await stack.enter_async_context(running_web(host, driver, options, listener))
             display.note(host.describe())
             fragment = f"#token={options.token}" if options.token else ""
             display.line("Web chat: ", f"{web.url}/{fragment}  ·  AG-UI endpoint: POST {web.url}/agent", "bold green")

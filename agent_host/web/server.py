@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -41,6 +42,18 @@ class WebOptions:
                     "Give the name alone (bank.example.internal, 10.0.0.5, [fd00::5]): no scheme, port or path.",
                 )
 
+    def listen(self) -> socket.socket:
+        """The listening socket, bound before anything starts: uvicorn's own bind failure ends in `sys.exit`
+        inside the event loop, which skipped every clean-up and left the process hung at exit."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        try:
+            return socket.create_server((self.host, self.port), family=family)
+        except OSError as error:
+            raise ConfigurationError(
+                f"The web front end cannot listen on {self.host}:{self.port} ({error.strerror}).",
+                "Check --host, or choose another --port (--port 0 picks a free one).",
+            ) from None
+
 
 @dataclass(frozen=True)
 class RunningWeb:
@@ -50,27 +63,32 @@ class RunningWeb:
 
 
 @asynccontextmanager
-async def running_web(host: Host, driver: RunDriver, options: WebOptions) -> AsyncIterator[RunningWeb]:
-    """Serve `driver`'s runs of `host`'s agent until the block ends."""
+async def running_web(
+    host: Host, driver: RunDriver, options: WebOptions, listener: socket.socket | None = None
+) -> AsyncIterator[RunningWeb]:
+    """Serve `driver`'s runs of `host`'s agent on `listener` (`options.listen()`, bound here if not given) until
+    the block ends."""
     options.check()
+    listener = listener or options.listen()
     names = (*options.names, options.host)
     app = create_app(driver, token=options.token, names=names)
-    config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     async with anyio.create_task_group() as tasks:
         driver.bind(lambda thread: host.conversation(stream=True, observer=thread), tasks)
         stopped = anyio.Event()
 
         async def serve() -> None:
-            await server.serve()
+            await server.serve(sockets=[listener])
             stopped.set()
 
         tasks.start_soon(serve)
         while not server.started:
-            if server.should_exit:
-                raise ConfigurationError(f"The web front end could not listen on {options.host}:{options.port}.")
+            if server.should_exit:  # a stop signal during start-up
+                raise ConfigurationError(
+                    f"The web front end stopped before it served on {options.host}:{options.port}."
+                )
             await anyio.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
+        port = listener.getsockname()[1]
         shown = f"[{options.host}]" if ":" in options.host else options.host
         try:
             yield RunningWeb(f"http://{shown}:{port}", stopped)

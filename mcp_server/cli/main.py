@@ -106,7 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument(
         "--max-pending-approvals", type=int, help="approvals one principal may have waiting at once (default 20)"
     )
-    serve_cmd.add_argument("--principal", help="principal recorded for stdio calls (default 'local')")
+    serve_cmd.add_argument(
+        "--principal", help="principal of stdio calls, and of HTTP calls under --no-auth (default 'local')"
+    )
     serve_cmd.add_argument(
         "--create",
         action="store_true",

@@ -7,9 +7,8 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp_server.audit.sequencer import checked_writer
 from mcp_server.cli.admin import read_only
 from mcp_server.desk.approvers import ApproverAdmin, listed
-from mcp_server.desk.config import desk_config
 from mcp_server.desk.presence import live_ports
-from mcp_server.desk.server import public_desk_url, served_port
+from mcp_server.desk.server import served_port, settings_desk_config
 from mcp_server.ledger.free_text import shown
 from mcp_server.settings import Settings
 from mcp_server.storage.database import Database
@@ -28,7 +27,7 @@ def approvers_add(settings: Settings, name: str, role: str | None) -> int:
     beside_stdio = settings.transport == "stdio" and not (settings.desk_url or settings.public_url)
     live = admin.db.read(lambda conn: live_ports(conn, time.time())) if beside_stdio else []
     port = configured if configured in live or not live else live[0]
-    config = desk_config(public_desk_url(settings, port), TransportSecuritySettings())
+    config = settings_desk_config(settings, port, TransportSecuritySettings())
     token, expires = admin.add(name, role)
     until = time.strftime("%H:%M:%S UTC", time.gmtime(expires))
     print(f"approver {name} invited. Send them this one-time enrollment link (valid until {until}):")

@@ -62,8 +62,11 @@ def desk_config(url: str, security: TransportSecuritySettings) -> DeskConfig:
         )
     if host.replace(".", "").isdigit() or ":" in host:
         raise DeskConfigError(f"desk URL {url!r}: WebAuthn needs a host name, not an IP address (use localhost)")
-    if parts.path != DESK_PATH:
-        raise DeskConfigError(f"desk URL {url!r} must end in {DESK_PATH}, where the desk is mounted")
+    if parts.path != DESK_PATH:  # the pages link under /desk: a proxy cannot serve them under another path
+        raise DeskConfigError(
+            f"desk URL {url!r}: its path must be {DESK_PATH} exactly, where the desk is served "
+            f"(https://bank.example{DESK_PATH}; another path, even one ending in {DESK_PATH}, is not supported)"
+        )
     origin = f"{parts.scheme}://{parts.netloc}"
     return DeskConfig(
         url,

@@ -20,11 +20,12 @@ def desk_listeners(settings: Settings) -> list[socket.socket]:
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE or port == 0:
             raise
-        if fixed := settings.desk_url or settings.public_url:
+        if settings.desk_url or settings.public_url:
+            fixed = "BANKGATE_DESK_URL (--desk-url)" if settings.desk_url else "BANKGATE_PUBLIC_URL's origin + /desk"
             raise ConfigError(
-                f"approval desk port {port} is in use, and the desk's links name the fixed address {fixed} "
-                "(--desk-url or --public-url): free the port, choose another with --desk-port and the URL to "
-                "match, or turn the desk off with --no-desk"
+                f"approval desk port {port} is in use, and the desk's links name the fixed address set by {fixed}: "
+                "free the port, choose another with --desk-port and the URL to match, or turn the desk off with "
+                "--no-desk"
             ) from exc
         log.warning("approval desk port %d is in use; serving the desk on another loopback port", port)
     for _ in range(_FREE_PORT_TRIES):  # a port free on 127.0.0.1 but taken on ::1 is a rare coincidence

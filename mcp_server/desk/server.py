@@ -7,11 +7,19 @@ import threading
 from urllib.parse import urlsplit
 
 import uvicorn
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from mcp_server.audit.writer import AuditWriter
-from mcp_server.desk.config import DEFAULT_STDIO_PORT, DESK_PATH, DeskConfig, default_desk_url, desk_config
+from mcp_server.desk.config import (
+    DEFAULT_STDIO_PORT,
+    DESK_PATH,
+    DeskConfig,
+    DeskConfigError,
+    default_desk_url,
+    desk_config,
+)
 from mcp_server.desk.guard import Secured
 from mcp_server.desk.presence import Presence
 from mcp_server.desk.web import Desk
@@ -32,6 +40,21 @@ def public_desk_url(settings: Settings, port: int) -> str:
     return default_desk_url(port)
 
 
+def settings_desk_config(settings: Settings, port: int, security: TransportSecuritySettings) -> DeskConfig:
+    """`desk_config` of the settings' desk URL; one taken from BANKGATE_PUBLIC_URL is refused naming that setting
+    and the ways out, since the operator never wrote a desk URL."""
+    url = public_desk_url(settings, port)
+    try:
+        return desk_config(url, security)
+    except DeskConfigError as refused:
+        if settings.desk_url or not settings.public_url:
+            raise
+        raise DeskConfigError(
+            f"{refused} (the desk's default URL, from BANKGATE_PUBLIC_URL's origin); set BANKGATE_DESK_URL "
+            "(--desk-url) to the https address approvers use, or turn the desk off with --no-desk"
+        ) from None
+
+
 def served_port(settings: Settings) -> int:
     """The port the desk's default URL names: the HTTP port, or the stdio desk port."""
     return settings.port if settings.transport == "http" else settings.desk_port or DEFAULT_STDIO_PORT
@@ -40,7 +63,7 @@ def served_port(settings: Settings) -> int:
 def config_for(settings: Settings, port: int) -> DeskConfig:
     """The desk's URL and the Host/Origin allowlist of `/mcp` served on `port`, plus the desk URL's own."""
     security = transport_security(settings.model_copy(update={"port": port}))
-    return desk_config(public_desk_url(settings, port), security)
+    return settings_desk_config(settings, port, security)
 
 
 def desk_routes(db: Database, audit: AuditWriter, settings: Settings) -> list[BaseRoute]:

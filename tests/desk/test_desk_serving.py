@@ -21,7 +21,7 @@ from mcp_server.app import build_server, open_state
 from mcp_server.desk.guard import HEADERS
 from mcp_server.desk.listeners import desk_listeners
 from mcp_server.desk.server import StdioDesk
-from mcp_server.http.app import build_http_app
+from mcp_server.http.app import ConfigError, build_http_app
 from mcp_server.settings import Settings
 from tests.server.cli_process import clean_env, run_cli
 from tests.support import static_tokens
@@ -179,6 +179,22 @@ def test_a_taken_desk_port_under_a_fixed_desk_url_is_refused_not_served_elsewher
     assert process.returncode == 2 and out == "", err
     assert f"approval desk port {port} is in use" in err and "--desk-url" in err, err
     assert "approval desk at" not in err and not (tmp_path / "bank.db").exists()  # refused before the ledger opened
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [("desk_url", "BANKGATE_DESK_URL (--desk-url)"), ("public_url", "BANKGATE_PUBLIC_URL")],
+)
+def test_the_refusal_of_a_taken_port_names_the_setting_that_fixed_the_address(setting: str, named: str) -> None:
+    """It named a `--public-url` flag, which does not exist, and called the MCP URL the desk's address."""
+    fixed = {"desk_url": "https://bank.example/desk", "public_url": "https://bank.example/mcp"}[setting]
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        settings = Settings(desk_port=port, _env_file=None).model_copy(update={setting: fixed})  # type: ignore[call-arg]
+        with pytest.raises(ConfigError) as refused:
+            desk_listeners(settings)
+    assert f"port {port} is in use" in str(refused.value) and named in str(refused.value)
+    assert "--public-url" not in str(refused.value) and "/mcp" not in str(refused.value)
 
 
 def test_no_desk_serves_none(tmp_path: Path) -> None:

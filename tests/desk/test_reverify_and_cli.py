@@ -166,7 +166,21 @@ def test_approvers_commands(world: World, capsys: pytest.CaptureFixture[str]) ->
 def test_a_desk_url_passkeys_cannot_use_is_refused(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     db = ["--db", world.settings.db_url]
     for url, says in [("http://bank.example/desk", "need https"), ("https://10.0.0.1/desk", "host name"),
-                      ("https://bank.example/approvals", "must end in /desk")]:  # fmt: skip
+                      ("https://bank.example/approvals", "its path must be /desk exactly"),
+                      ("https://bank.example/bank/desk", "its path must be /desk exactly")]:  # fmt: skip
         assert main(["approvers", "add", "dora", "--desk-url", url, *db]) == 2
         assert says in capsys.readouterr().err
+    assert world.rows("SELECT COUNT(*) AS n FROM desk_approvers")[0].n == 0
+
+
+def test_a_desk_url_taken_from_the_public_url_is_refused_naming_that_setting(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator set only BANKGATE_PUBLIC_URL (an address by IP is a fine OAuth resource): the refusal of the
+    desk URL made from it named a 'desk URL' nobody wrote and advised localhost."""
+    monkeypatch.setenv("BANKGATE_PUBLIC_URL", "https://10.0.0.5/mcp")
+    assert main(["approvers", "add", "dora", "--db", world.settings.db_url]) == 2
+    refused = capsys.readouterr().err
+    assert "host name" in refused and "BANKGATE_PUBLIC_URL" in refused and "BANKGATE_DESK_URL" in refused, refused
+    assert "--no-desk" in refused and len(refused.splitlines()) == 1
     assert world.rows("SELECT COUNT(*) AS n FROM desk_approvers")[0].n == 0

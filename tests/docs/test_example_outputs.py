@@ -122,12 +122,12 @@ async def test_the_desk_link_is_as_shown(tmp_path: Path) -> None:
 
 
 async def test_the_host_shows_a_desk_link_as_shown(tmp_path: Path) -> None:
-    """`bankgate-agent ask` with its output piped: the server's message, the link and the deadline."""
+    """`bankgate-agent ask` at a terminal (output piped): the server's message, the link and the deadline."""
     pending = await _sent_to_the_desk(tmp_path)
     deadline = datetime.fromisoformat(pending["expires_at"]).timestamp()
     printed = io.StringIO()
     display = Display(Console(file=printed, force_terminal=False, width=100))
-    display.approval_asked(Question(pending["message"], (), deadline, url=pending["approval_url"]), "deny")
+    display.approval_asked(Question(pending["message"], (), deadline, url=pending["approval_url"]), "console")
     _assert_shows(readme_block("+-- Approval at the desk"), _any_port(printed.getvalue().rstrip("\n")))
 
 

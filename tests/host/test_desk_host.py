@@ -96,6 +96,7 @@ def test_ask_without_a_terminal_shows_the_desk_link_and_leaves_it_pending(
     assert found is not None, result.stdout
     assert "Approval at the desk — this host only shows the link" in result.stdout
     assert "the host does not wait for the desk" in result.stdout
+    assert "Waiting for the desk" not in result.stdout, "it said it waited, then that it does not"
     assert "← pending_approval" in result.stdout
     assert read_balance(tmp_path, "ACC-001") == Decimal("5000.00")
 

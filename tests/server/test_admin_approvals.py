@@ -34,6 +34,7 @@ from tests.desk.world import (
     passkey_fixture,
     world_fixture,
 )
+from tests.docs.markdown import text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -162,6 +163,7 @@ async def test_json_is_one_object_per_line_with_the_same_keys(
     lines = [json.loads(line) for line in shown.stdout.splitlines()]
     assert [line["ref"] for line in lines] == every_state.newest_first
     assert len({tuple(sorted(line)) for line in lines}) == 1  # stable keys: every object has them all
+    assert set(lines[0]) == _readme_json_keys(), "the README's `--json` keys: are the keys printed"
     by_ref = {line["ref"]: line for line in lines}
     refs = every_state.refs
     yes = by_ref[refs["desk_yes"]]
@@ -335,3 +337,11 @@ async def test_a_desk_yes_its_approver_may_no_longer_give_is_shown_void_not_wait
     assert world.state.expiry.sweep() == 2, "the next sweep ends it, as the listing says (and the overdue one)"
     listed = blocks(cli(world, capsys).stdout)
     assert (listed[ref].split()[1], listed[every_state.refs["overdue"]].split()[1]) == ("denied", "expired")
+
+
+def _readme_json_keys() -> set[str]:
+    """The top-level keys the README lists for `admin approvals --json` (a nested object's keys, in brackets after
+    its name, left out)."""
+    listed = text_of("README.md").split("`--json` keys:", 1)[1].split("(times in", 1)[0]
+    top = re.sub(r"\([^)]*\)", "", " ".join(listed.split()))
+    return set(re.findall(r"`([a-z_]+)`", top))

@@ -5,13 +5,17 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
+import policy
+from mcp_server.cli.main import main
 from mcp_server.http.app import transport_security
 from mcp_server.http.auth import parse_tokens
 from mcp_server.settings import Settings
 from tests.server.cli_process import McpCli
 from tests.server.harness import Harness, HttpServer
-from tests.support import TOKENS, free_port, serve_command
+from tests.support import TOKENS, free_port, outcome, serve_command
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -192,3 +196,21 @@ def test_the_bound_address_is_an_allowed_host_as_clients_name_it(host: str, name
     every request to the address the server was bound to is refused 421."""
     allowed = transport_security(Settings(host=host, _env_file=None)).allowed_hosts  # type: ignore[call-arg]
     assert named in allowed
+
+
+@pytest.mark.anyio
+async def test_without_auth_every_http_call_is_the_configured_principal(tmp_path: Path) -> None:
+    """The README's claim: `--no-auth` serves every HTTP caller as `BANKGATE_PRINCIPAL` (here bob, who owns
+    ACC-002 and sees nothing else), not as an anonymous caller nor as the default `local` operator."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    assert main(["admin", "init", "--db", url, "--seed-demo"]) == 0
+    shipped = Path(policy.__file__).with_name("default_policy.toml")  # visibility by entitlements
+    running = HttpServer(url, "--no-auth", "--policy", str(shipped), env={"BANKGATE_PRINCIPAL": "bob"})
+    try:
+        async with Client(streamable_http_client(running.url)) as client:  # type: ignore[arg-type]
+            own = outcome(await client.call_tool("get_account_balance", {"account_id": "ACC-002"}))
+            other = outcome(await client.call_tool("get_account_balance", {"account_id": "ACC-001"}))
+    finally:
+        running.stop()
+    assert own["status"] == "executed" and own["owner"] == "Bob Example"
+    assert other["status"] == "failed" and other["error"]["code"] == "unknown_account"

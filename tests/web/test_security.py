@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,25 @@ def test_serve_refuses_an_allowed_host_no_request_could_name(cli: Cli, name: str
     result = cli("serve", "--demo", "--allowed-host", name)
     assert result.returncode == 2
     assert f"--allowed-host {name!r} is not a host name" in result.stderr + result.stdout
+
+
+def test_serve_on_a_taken_port_says_so_and_exits_before_starting_anything(tmp_path: Path) -> None:
+    """uvicorn's bind failure (its own ERROR line, then `sys.exit` inside the event loop) left the process hung at
+    exit, waiting for a worker thread, after the demo lab had started for nothing."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(("BANKGATE_", "AZURE_"))}
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        ran = subprocess.run(
+            [sys.executable, "-m", "agent_host", "serve", "--demo", "--port", str(port)],
+            cwd=tmp_path,
+            env=clean | {"COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert ran.returncode == 2, ran
+    assert f"cannot listen on 127.0.0.1:{port}" in ran.stderr and "--port 0 picks a free one" in ran.stderr, ran.stderr
+    assert "Demo:" not in ran.stdout + ran.stderr and "ERROR" not in ran.stderr, "refused before the lab started"
 
 
 def test_serve_demo_needs_no_configuration(tmp_path: Path) -> None:
