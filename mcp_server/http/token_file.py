@@ -8,7 +8,8 @@ check, so a write landing within the file system's timestamp tick (same size, sa
 
 Fail closed: a file that turns invalid, unreadable, open to others or missing (deleted, or mid-rename) refuses all
 of its tokens (401; inline tokens still work) until it is valid again; its error is logged once per change, never
-per request. Its principals stay held from OAuth tokens meanwhile (`names`). A request already authenticated runs
+per request. Its principals stay held from OAuth tokens meanwhile (`names`), as do a deleted line's until the file
+reads the same at two checks (a file read mid-write lacks lines it keeps). A request already authenticated runs
 on; the next one with a revoked token is 401, on an open session too (each request is authenticated).
 """
 
@@ -74,7 +75,9 @@ class StaticTokens:
             log.info("token file %s re-read%s", file, _changes(self._valid, tokens))
         self._valid = self._tokens = tokens
         self._refused = None
-        self.names = frozenset(tokens)
+        # A name leaves only once the file reads the same at two checks: one read mid-write (an in-place rewrite,
+        # truncated first) lacks names it still holds, and a freed name is one an issuer's user may take.
+        self.names = frozenset(tokens) if self._settled else self.names | tokens.keys()
 
 
 def _signature(file: Path) -> Signature:

@@ -228,3 +228,32 @@ def test_a_write_within_one_timestamp_tick_is_not_missed(tmp_path: Path, monkeyp
     os.utime(file, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     now[0] += 1.0
     assert tokens.current() == {"alice": CAROL}
+
+
+def test_a_principal_read_missing_mid_write_stays_held_from_jwts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file rewritten in place (an editor, `cat >`) is empty or cut short between its truncation and its last
+    write: a check landing there reads a valid file without bob, which refuses his token for a second (fail
+    closed), but must not free his name for an issuer's user meanwhile. A name is freed once the file reads the same
+    at two checks."""
+    now = [100.0]
+    monkeypatch.setattr(token_file, "monotonic", lambda: now[0])
+    file = tmp_path / "tokens"
+    write(file, f"alice {ALICE}", f"bob {BOB}")
+    tokens = StaticTokens(None, file)
+    write(file, f"alice {ALICE}")  # the rewrite caught half done
+    now[0] += 1.0
+    assert tokens.current() == {"alice": ALICE}
+    assert tokens.names == {"alice", "bob"}, "bob's name freed by a file read mid-write"
+    write(file, f"alice {ALICE}", f"bob {BOB}")  # the rewrite done
+    now[0] += 1.0
+    assert tokens.current() == {"alice": ALICE, "bob": BOB}
+    assert tokens.names == {"alice", "bob"}
+    write(file, f"alice {ALICE}")  # bob deleted for good: his name is freed at the next check
+    now[0] += 1.0
+    assert tokens.current() == {"alice": ALICE}
+    assert tokens.names == {"alice", "bob"}
+    now[0] += 1.0
+    assert tokens.current() == {"alice": ALICE}
+    assert tokens.names == {"alice"}
