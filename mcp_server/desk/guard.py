@@ -47,18 +47,22 @@ class Guard:
         self.cookies = Cookies(config)
         self._hosts = TransportSecurityMiddleware(config.security)
 
-    async def refusal(self, request: Request, csrf: str | None = None) -> Response | None:
+    async def refusal(self, request: Request, csrf: str | None = None, *, signed_out: bool = False) -> Response | None:
         """Why this request is refused (Host/Origin, and for a POST a missing Origin or CSRF token); None if not.
-        `csrf` is the token the POST carried (header or form field)."""
+        `csrf` is the token the POST carried (header or form field); `signed_out`: the POST is one a signed-out
+        visitor makes (sign in, enroll, sign out)."""
         refused = await self._hosts.validate_request(request, is_post=False)
         if refused is not None or request.method != "POST":
             return refused
         if not request.headers.get("origin"):
             return Response("Missing Origin header", status_code=403)
-        # Either cookie's token: a page followed to from another site was sent neither (SameSite=Strict), so it
-        # carries a new pre-session's token, while the browser still holds, and sends the page's POSTs, a session.
+        # A signed-out act takes either cookie's token: a page followed to from another site was sent neither
+        # (SameSite=Strict), so its form carries a new pre-session's token, while the browser still holds, and sends
+        # the form's POSTs, a session. A signed-in act takes the session's alone, as every page it is done from
+        # carries: over http://localhost a page on another port may plant a pre-session, whose token it knows.
         # As bytes: `compare_digest` raises on a str with non-ASCII characters, which any client can send.
-        carried = [request.cookies.get(self.cookies.session), request.cookies.get(self.cookies.pre)]
+        session, pre = request.cookies.get(self.cookies.session), request.cookies.get(self.cookies.pre)
+        carried = [session, pre] if signed_out else [session or pre]
         expected = [csrf_token(cookie).encode() for cookie in carried if cookie]
         if csrf is None or not any(hmac.compare_digest(csrf.encode(), token) for token in expected):
             return Response("Missing or invalid CSRF token; reload the page", status_code=403)

@@ -156,7 +156,7 @@ class Desk:
             if raw is None:
                 return JSONResponse({"error": "too_large", "message": "Request too large."}, status_code=413)
             body, csrf = _body(request, raw)
-            refused = await self.guard.refusal(request, csrf)
+            refused = await self.guard.refusal(request, csrf, signed_out=not signed_in)
             if refused is not None:
                 return refused
             if body is None:

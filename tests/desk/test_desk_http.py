@@ -186,6 +186,27 @@ async def test_over_https_the_desks_cookies_are_its_hosts_alone(world: World) ->
     assert out.headers["set-cookie"].startswith("__Host-bankgate_desk=") and "Secure" in out.headers["set-cookie"]
 
 
+async def test_a_planted_pre_session_cannot_act_for_a_signed_in_approver(world: World, passkey: SoftPasskey) -> None:
+    """Over http://localhost a page on any other local port may set the desk's cookies (they ignore ports), so it may
+    plant a pre-session of its choosing and know its CSRF token. That token serves the signed-out POSTs of the form it
+    stands for (sign in, enroll, sign out); a signed-in approver's acts need the session's own, as every page they
+    are done from carries. Here the planting page is an origin the operator allowed for `/mcp` (MCP Inspector's)."""
+    world.settings = world.settings.model_copy(update={"allowed_origins": ["http://localhost:6274"]})
+    token, _ = world.admin.add("erin")
+    approval = world.pending()
+    async with browser(world) as erin:
+        assert (await erin.enroll(token, passkey)).status_code == 200
+        session = erin.client.cookies["bankgate_desk"]
+        planted = {"Cookie": f"bankgate_desk={session}; bankgate_desk_pre=planted", "Origin": "http://localhost:6274"}
+        forged = await erin.client.post(
+            f"/desk/approvals/{approval.ref}/challenge",
+            json={"verdict": "approved"},
+            headers={**planted, "X-CSRF-Token": sessions.csrf_token("planted")},
+        )
+        assert forged.status_code == 403, forged.text
+        assert (await erin.challenge(approval.ref, "approved"))["nonce"], "the page's own token still serves"
+
+
 async def test_every_response_keeps_out_of_frames_caches_sniffing_and_openers(world: World, erin: DeskBrowser) -> None:
     """The router's own 404 and 405 and the static files too, not only the pages and POSTs the desk renders."""
     replies = [

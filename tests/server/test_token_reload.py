@@ -3,6 +3,7 @@ or missing file refuses the file's tokens (logged once) until it is valid again,
 principal just added to the file; all without a restart, over real HTTP."""
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,3 +229,74 @@ def test_a_write_within_one_timestamp_tick_is_not_missed(tmp_path: Path, monkeyp
     os.utime(file, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     now[0] += 1.0
     assert tokens.current() == {"alice": CAROL}
+
+
+def test_a_principal_read_missing_mid_write_stays_held_from_jwts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file rewritten in place (an editor, `cat >`) is empty or cut short between its truncation and its last
+    write: a check landing there reads a valid file without bob, which refuses his token for a second (fail
+    closed), but must not free his name for an issuer's user meanwhile. A name is freed once the file reads the same
+    at two checks."""
+    now = [100.0]
+    monkeypatch.setattr(token_file, "monotonic", lambda: now[0])
+    file = tmp_path / "tokens"
+    write(file, f"alice {ALICE}", f"bob {BOB}")
+    tokens = StaticTokens(None, file)
+    write(file, f"alice {ALICE}")  # the rewrite caught half done
+    now[0] += 1.0
+    assert tokens.current() == {"alice": ALICE}
+    assert tokens.names == {"alice", "bob"}, "bob's name freed by a file read mid-write"
+    write(file, f"alice {ALICE}", f"bob {BOB}")  # the rewrite done
+    now[0] += 1.0
+    assert tokens.current() == {"alice": ALICE, "bob": BOB}
+    assert tokens.names == {"alice", "bob"}
+    write(file, f"alice {ALICE}")  # bob deleted for good: his name is freed at the next check
+    now[0] += 1.0
+    assert tokens.current() == {"alice": ALICE}
+    assert tokens.names == {"alice", "bob"}
+    now[0] += 1.0
+    assert tokens.current() == {"alice": ALICE}
+    assert tokens.names == {"alice"}
+
+
+def test_a_pipe_given_as_the_token_file_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--token-file <(pass show bankgate/tokens)` hands the server a pipe, its secrets never on disk: read at start,
+    it reads empty again (its writer gone), which revoked every token a second later, or blocks (its writer still
+    there), which would hold every request. Only a regular file is re-read when it changes."""
+    now = [100.0]
+    monkeypatch.setattr(token_file, "monotonic", lambda: now[0])
+    reader, writer = os.pipe()
+    os.write(writer, f"alice {ALICE}\n".encode())
+    os.close(writer)
+    try:
+        tokens = StaticTokens(None, Path(f"/dev/fd/{reader}"))
+        now[0] += 1.0
+        assert tokens.current() == {"alice": ALICE}
+        assert tokens.names == {"alice"}
+    finally:
+        os.close(reader)
+
+
+def test_a_token_file_replaced_by_a_fifo_is_refused_without_opening_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening a FIFO waits for a writer: on a request, that held the server's event loop, every request with it."""
+    now = [100.0]
+    monkeypatch.setattr(token_file, "monotonic", lambda: now[0])
+    file = tmp_path / "tokens"
+    write(file, f"alice {ALICE}")
+    tokens = StaticTokens(f"local={TOKENS['local']}", file)
+    file.unlink()
+    os.mkfifo(file, 0o600)
+    now[0] += 1.0
+    checked: list[object] = []
+    worker = threading.Thread(target=lambda: checked.append(tokens.current()), daemon=True)
+    worker.start()
+    worker.join(5)
+    if worker.is_alive():  # let the blocked open go, then fail
+        os.close(os.open(file, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(5)
+        pytest.fail("the check opened the FIFO and waited for a writer")
+    assert checked == [{"local": TOKENS["local"]}], "refused: the inline tokens alone"
+    assert tokens.names == {"local", "alice"}
