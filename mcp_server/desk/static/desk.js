@@ -114,8 +114,9 @@ function signIn(button) {
     const cred = await navigator.credentials.get({ publicKey: requestOptions(options) });
     const done = await post("/signin/finish", { nonce, credential: credentialJSON(cred) });
     // A page asked for signed out (an approval's link) is answered with this form at its own address: that page
-    // again, now signed in. The address is the page's own, never one a request carried (no open redirect).
-    return location.pathname === base + "/signin" ? done : { redirect: location.pathname };
+    // again, now signed in. The address is the page's own, never one a request carried (no open redirect), and
+    // absolute: a path beginning "//" (a proxy that merges slashes) would otherwise name another host.
+    return location.pathname === base + "/signin" ? done : { redirect: location.origin + location.pathname };
   });
 }
 
