@@ -1,4 +1,4 @@
-"""Options and error handling shared by `ask` and `chat`.
+"""Options and error handling shared by `ask`, `chat` and `serve`.
 
 Imports of mcp, azure and pydantic happen inside the functions that run a command, so that
 building the parser (`--help`) stays fast.
@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from agent_host.settings import HostSettings
 
 
-def add_host_options(parser: argparse.ArgumentParser) -> None:
-    """The options of every command that talks to an agent (each also has an environment setting)."""
+def add_host_options(parser: argparse.ArgumentParser, *, approver: bool = True) -> None:
+    """The options of every command that talks to an agent (each also has an environment setting); `approver`:
+    whether `--approver` is offered (`serve` answers approvals in the web client: it refuses one, naming why, and its
+    help leaves it out)."""
     wire = parser.add_argument_group("agent and wire path")
     wire.add_argument("--transport", choices=("sdk", "rest"), help="azure-ai-projects SDK (default) or raw REST")
     wire.add_argument("--stream", action="store_true", default=None, help="stream the answers (Server-Sent Events)")
@@ -43,8 +45,12 @@ def add_host_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--approver",
         metavar="console|deny|scripted:FILE",
-        help="who answers approval questions (default: console on a terminal, deny otherwise); a scripted FILE "
-        "has one answer per line: approve [note=TEXT] [confirm=VALUE], reject [note=TEXT], decline or cancel",
+        help=(
+            "who answers approval questions (default: console on a terminal, deny otherwise); a scripted FILE "
+            "has one answer per line: approve [note=TEXT] [confirm=VALUE], reject [note=TEXT], decline or cancel"
+        )
+        if approver
+        else argparse.SUPPRESS,
     )
     parser.add_argument(
         "--debug", action="store_true", help="show azure-identity's warnings (hidden below ERROR otherwise)"

@@ -40,7 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--approval-window", type=float, default=300.0, metavar="SECONDS", help="time to answer an interrupt"
     )
     web.add_argument("--demo", action="store_true", help="offline: the emulator and a temporary demo ledger")
-    add_host_options(parser)
+    add_host_options(parser, approver=False)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -54,6 +54,7 @@ def test_serve_refuses_an_outside_address_without_a_token(cli: Cli) -> None:
     assert "Refusing to serve the web front end on 0.0.0.0 without a token." in result.stderr + result.stdout
     result = cli("serve", "--demo", "--approver", "deny")
     assert result.returncode == 2 and "leave out --approver" in result.stderr + result.stdout
+    assert "--approver" not in cli("serve", "--help").stdout, "serve's help offered an option it refuses"
     result = cli("serve", "--demo", "--approval-window", "400")
     assert result.returncode == 2 and "must be shorter than the tool timeout" in result.stderr + result.stdout
 
