@@ -166,7 +166,8 @@ async def test_an_approval_link_followed_from_another_site_leads_to_its_approval
     chromium: Any, world: World, desk: str
 ) -> None:
     """Followed from a chat client's or a mail's page, the link arrives without the desk's SameSite=Strict cookies
-    though the approver is signed in: they sign in again where the link led, and are at its approval."""
+    though the approver is signed in: the page loads itself once more from its own site, which sends them, and the
+    approver is at its approval without signing in again (they had to, for every link a client handed them)."""
     approval = world.pending("42.00")
     link = f"{desk}/approvals/{approval.ref}"
     with another_origin(f'<a id="link" href="{link}">approve</a>', "127.0.0.1") as chat:
@@ -174,8 +175,13 @@ async def test_an_approval_link_followed_from_another_site_leads_to_its_approval
             await enroll(world, page, desk)
             await page.goto(chat)
             await page.click("#link")
-            await page.wait_for_url(link)
-            await playwright_api.expect(page.locator("#signin")).to_be_visible()  # no session cookie came along
+            await playwright_api.expect(page.locator("#decide")).to_be_visible(timeout=15_000)
+            assert page.url == link
+            await page.click("text=Sign out")
+            await page.wait_for_url(f"{desk}/signin")
+            await page.goto(chat)
+            await page.click("#link")  # signed out: the same link asks them to sign in, once, and leads on
+            await playwright_api.expect(page.locator("#signin")).to_be_visible(timeout=15_000)
             await page.click("#signin")
             await playwright_api.expect(page.locator("#decide")).to_be_visible(timeout=15_000)
             assert page.url == link

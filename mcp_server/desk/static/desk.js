@@ -120,6 +120,26 @@ function signIn(button) {
   });
 }
 
+// A page answered with the sign-in form at its own address may only have come without the desk's cookies: they are
+// SameSite=Strict, so a link followed from another site (a chat client, a mail) carries none though the approver is
+// signed in. Loaded once more by this page itself, a same-site navigation, it comes with them. Once per address and
+// tab: signed out, the second load shows the form.
+function askedAgain() {
+  if (location.pathname === base + "/signin") return false;
+  const key = "bankgate-asked-again:" + location.pathname;
+  try {
+    if (sessionStorage.getItem(key)) {
+      sessionStorage.removeItem(key);
+      return false;
+    }
+    sessionStorage.setItem(key, "1");
+  } catch {
+    return false; // storage blocked: no way to load only once, so the form is shown
+  }
+  location.replace(location.origin + location.pathname);
+  return true;
+}
+
 function decide(section, verdict) {
   const ref = section.dataset.ref;
   const note = document.getElementById("note").value;
@@ -139,6 +159,7 @@ document.addEventListener("DOMContentLoaded", () => {
     register.addEventListener("click", () => enroll(register, token));
   }
   const signin = document.getElementById("signin");
+  if (signin && askedAgain()) return;
   if (signin) signin.addEventListener("click", () => signIn(signin));
   const section = document.getElementById("decide");
   if (section) {
