@@ -1,12 +1,14 @@
 """What more than one test folder needs, in one place, so no test imports `bench/` or another
 folder's conftest: loopback ports and process memory, throwaway PostgreSQL schemas, how a test
 starts the server and talks to it (tokens, the idempotency key, hand-driven approval rounds),
-a fingerprint of the books, the Hypothesis profiles, threads started together to race, and a clock moved by hand.
+a fingerprint of the books, the Hypothesis profiles, threads started together to race, a clock moved by hand,
+and a page served from another origin (a browser test's other site).
 """
 
 from __future__ import annotations
 
 import argparse
+import http.server
 import io
 import logging
 import os
@@ -377,3 +379,27 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+@contextmanager
+def another_origin(html: str, host: str) -> Iterator[str]:
+    """`html` served at `host` on a port of its own: another origin than the desk's (`localhost`: the same site,
+    which SameSite cookies do not tell apart; `127.0.0.1`: another site, from which they are not sent). Its URL."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(html.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{host}:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -9,11 +9,9 @@ temporary directory.
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from functools import partial
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +22,7 @@ from mcp_server.desk.decisions import decision_for
 from mcp_server.desk.listeners import desk_listeners
 from mcp_server.desk.server import StdioDesk
 from tests.desk.world import World
+from tests.support import another_origin
 
 pytestmark = pytest.mark.anyio
 CHROMIUM = shutil.which("chromium")
@@ -273,30 +272,6 @@ async def test_signature_over_a_stale_question_is_refused(chromium: Any, world: 
             "changed after it was shown", timeout=15_000
         )
     assert world.db.read(lambda conn: decision_for(conn, approval.ref)) is None
-
-
-@contextmanager
-def another_origin(html: str, host: str) -> Iterator[str]:
-    """`html` served at `host` on a port of its own: another origin than the desk's (`localhost`: the same site,
-    which SameSite cookies do not tell apart; `127.0.0.1`: another site, from which they are not sent). Its URL."""
-
-    class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.end_headers()
-            self.wfile.write(html.encode())
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://{host}:{server.server_port}/"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 async def test_csrf_and_cross_origin_posts_are_refused(chromium: Any, world: World, desk: str) -> None:

@@ -10,12 +10,10 @@ import contextlib
 import os
 import re
 import shutil
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +23,7 @@ import pytest
 
 from agent_host.emulator import Emulator, FaultConfig
 from tests.host.helpers import balance
+from tests.support import another_origin
 
 from .helpers import run, run_input, tool_results, web_for
 
@@ -126,30 +125,6 @@ async def test_a_deadline_passing_in_the_card(emulator: Emulator, tmp_path: Path
         await expect(page.locator("#request")).to_be_enabled()
 
 
-@contextmanager
-def foreign_site(html: str) -> Iterator[str]:
-    """Another origin (a second loopback port) serving `html`: the attacker's page."""
-
-    class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.end_headers()
-            self.wfile.write(html.encode())
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.mark.parametrize("path", ["/", "/static/index.html"])
 async def test_a_foreign_page_cannot_frame_the_chat(
     emulator: Emulator, tmp_path: Path, agent_name: str, path: str
@@ -158,7 +133,9 @@ async def test_a_foreign_page_cannot_frame_the_chat(
     # click something else (clickjacking): the page refuses to be framed at all, under any address
     # that serves it (the static files' folder holds it too).
     async with web_for(emulator, tmp_path, agent_name) as web, browser_page("about:blank") as page:
-        with foreign_site(f'<iframe src="{web.url}{path}" width="800" height="600"></iframe>') as attacker:
+        with another_origin(
+            f'<iframe src="{web.url}{path}" width="800" height="600"></iframe>', "127.0.0.1"
+        ) as attacker:
             await page.goto(attacker)
             await page.wait_for_timeout(1500)
             [frame] = [frame for frame in page.frames if frame != page.main_frame]
@@ -321,7 +298,7 @@ async def test_a_cross_site_text_plain_form_cannot_start_a_run(
             f"<form method=POST action='{web.url}/agent' enctype=text/plain><input type=hidden name='{head}' "
             """value='"}}'></form><script>document.forms[0].submit()</script>"""
         )
-        with foreign_site(form) as attacker:
+        with another_origin(form, "127.0.0.1") as attacker:
             await page.goto(attacker)
             await page.wait_for_load_state()
             await page.wait_for_timeout(1500)
