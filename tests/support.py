@@ -332,10 +332,13 @@ def ledger_close(
 
 def unexplained_options(parser: argparse.ArgumentParser, path: str) -> dict[str, list[str]]:
     """Per (sub)command of `parser` (named from `path`), its options and arguments that its `--help` does not
-    list or lists without a line saying what they are; empty when every one is explained."""
+    list or lists without a line saying what they are; empty when every one is explained. An option whose help is
+    suppressed is offered by none (`bankgate-agent serve` takes `--approver` only to refuse it, naming why)."""
     found: dict[str, list[str]] = {}
     text = parser.format_help()
     for action in parser._actions:
+        if action.help == argparse.SUPPRESS:
+            continue
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 found |= unexplained_options(sub, f"{path} {name}")
