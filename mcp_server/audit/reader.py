@@ -18,6 +18,7 @@ from mcp_server.audit.postings import ADOPT_TOOL, Posted, claims, is_adoption, r
 from mcp_server.audit.sequencer import HEAD_COLUMNS, ChainRefused, Sequencer, stored_head
 from mcp_server.ledger.entitlements import ADMIN_PRINCIPAL
 from mcp_server.ledger.free_text import shown
+from mcp_server.ledger.invariants import violations
 from mcp_server.storage.database import Database
 from mcp_server.storage.stored_int import Mistyped, stored_int
 from mcp_server.timestamps import now_text
@@ -76,8 +77,9 @@ def verify(
     sequencer: Sequencer | None = None,
 ) -> Verification:
     """No findings means the chain is intact, every record and head signed by `keys` (default: the configured
-    key file's), the chain holds `checkpoint`'s record, and it accounts for every ledger transaction and every
-    approval (each written in the same transaction as its record). With a `sequencer` (a holder of the key),
+    key file's), the chain holds `checkpoint`'s record, it accounts for every ledger transaction and every
+    approval (each written in the same transaction as its record), and every balance is its journal's
+    (`ledger.invariants`). With a `sequencer` (a holder of the key),
     records waiting to be chained are chained first and the ledger's identity sealed (`Sequencer.seal`); a
     refused chain is left to the findings to name. A statement the database refuses (a table or column changed
     behind the server's back), or a stored value of another type than its column's, is a finding too, naming its
@@ -276,14 +278,16 @@ def _paged(conn: Connection, where: str, key: str, order: str, page: int) -> Ite
 
 @dataclass(frozen=True)
 class _State:
-    """What verification reads: the audit log (a page at a time), its signed heads, the ledger's transactions and
-    the approvals."""
+    """What verification reads: the audit log (a page at a time), its signed heads, the ledger's transactions, the
+    approvals, and what the books violate."""
 
     ledger: LedgerIdentity
     log: _Log
     heads: list[SignedHead]
     posted: dict[str, Posted]
     asked: list["Asked"]
+    books: list[str]
+    """The ledger's violated invariants (`ledger.invariants`): balances the journal does not account for."""
 
 
 @dataclass(frozen=True)
@@ -309,7 +313,7 @@ def _read_state(conn: Connection) -> _State:
         Asked(str(ref), str(status), str(tool), str(principal), str(arguments), digest(question))
         for ref, status, tool, principal, arguments, question in conn.execute(text(approvals))
     ]
-    return _State(ledger, _Log(conn, VERIFY_PAGE), heads, posted, asked)
+    return _State(ledger, _Log(conn, VERIFY_PAGE), heads, posted, asked, violations(conn))
 
 
 def _record(row: RowMapping) -> dict[str, Any]:
@@ -330,6 +334,7 @@ def _findings(state: _State, keys: Keyring, checkpoint: SignedHead | None) -> li
     if checkpoint is not None:
         findings += check_checkpoint(log.chained(), checkpoint)
     findings += cross_check(log.records(), state.posted, state.heads)
+    findings += [Finding(None, f"the books: {problem} (edited)") for problem in state.books]
     return findings + approval_findings(log.records(), state.asked)
 
 

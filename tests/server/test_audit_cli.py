@@ -200,6 +200,21 @@ async def test_a_transfer_whose_accounts_changed_currency_is_named(
     assert code == 1 and f"moved USD but ledger transaction {transaction} moves EUR (edited)" in out
 
 
+async def test_a_balance_edited_without_a_journal_row_is_named(
+    audited: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Money made behind the server's back: a balance raised in place, no transaction, no entry. The server spends
+    it through the gate (a signed record and a journal row each), so the records and the journal still agree with
+    each other; only the balance, which no longer is the sum of its entries, shows it."""
+    source, target = audited.open_account("1", "Eve"), audited.open_account("0", "Mallory")
+    tamper(audited, f"UPDATE accounts SET balance_minor = balance_minor + 100000 WHERE id = '{source}'")
+    async with audited.client(ScriptedResponder(approve())) as client:
+        spent = await client.call_tool("transfer_funds", {"from_account": source, "to_account": target, "amount": "5"})
+    assert spent.structured_content is not None and spent.structured_content["status"] == "executed"
+    code, out = verify(audited, capsys)
+    assert code == 1 and f"account {source} balance 99600 differs from the sum of its entries -400" in out, out
+
+
 async def test_a_ledger_transaction_without_an_executed_record_is_named(
     audited: Harness, capsys: pytest.CaptureFixture[str]
 ) -> None:
