@@ -24,21 +24,23 @@ Legs = tuple[tuple[str, int], ...]
 """Journal rows as (account, signed amount: negative debits), debits first."""
 
 _LEGS = text(
-    "SELECT t.id, t.kind, t.created_at, e.account_id, e.amount_minor, a.currency, e.id FROM transactions t "
+    "SELECT t.id, t.kind, t.created_at, e.account_id, e.amount_minor, a.currency, e.id, t.idempotency_key "
+    "FROM transactions t "
     "LEFT JOIN entries e ON e.transaction_id = t.id LEFT JOIN accounts a ON a.id = e.account_id"
 )
 
 
 @dataclass(frozen=True)
 class Posted:
-    """A ledger transaction as verification sees it: what it moved, between which accounts, and when it says
-    it was posted."""
+    """A ledger transaction as verification sees it: what it moved, between which accounts, when it says it was
+    posted, and the idempotency key it holds (the one its record must state)."""
 
     kind: str
     amount_minor: int
     currency: str | None
     created_at: str
     legs: Legs
+    idempotency_key: str | None = None
 
     def describe(self) -> str:
         if self.currency not in MINOR_UNITS:  # no entries, or an account forged with a currency we do not know
@@ -61,13 +63,15 @@ def _posted(rows: Sequence[tuple[Any, ...]]) -> Posted:
     """One transaction from its rows (a single row of NULL legs when it has no entry): its amount is its largest
     leg, as a balanced two-leg movement's credit."""
     _, kind, created_at = rows[0][:3]
+    key = rows[0][7]
     legs = _ordered(
         (str(row[3]), stored_int(row[4], "entries", ("id", row[6]), "amount_minor"))
         for row in rows
         if row[3] is not None
     )
     currency = max((str(row[5]) for row in rows if row[5] is not None), default=None)
-    return Posted(str(kind), max((amount for _, amount in legs), default=0), currency, str(created_at), legs)
+    amount = max((amount for _, amount in legs), default=0)
+    return Posted(str(kind), amount, currency, str(created_at), legs, None if key is None else str(key))
 
 
 def _ordered(legs: Iterable[tuple[str, int]]) -> Legs:

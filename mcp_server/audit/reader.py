@@ -414,9 +414,13 @@ def cross_check(
     """Every ledger transaction is named by exactly one executed or admin record that moved the same
     amount (in the same currency, where the record states one), and every such record that moved money
     names a transaction the ledger holds (chained and unchained records alike: each commits with its money).
-    `records` is read once (a page at a time, by `verify`): what is kept is each claimed transaction's claimant."""
+    A record stating the idempotency key its call ran under (migration 0021) names a transaction holding that key,
+    and no other such record ran under it: a key run twice means its stored outcome and the transaction's key
+    (both the database's, both what stops a retry) were edited away. `records` is read once (a page at a time, by
+    `verify`): what is kept is each claimed transaction's claimant, and each key's."""
     findings: list[Finding] = []
     claimed: dict[str, str] = {}
+    keyed: dict[str, str] = {}
     # A posting without a record may be an old ledger's only if dated before the first signature (a version
     # that signs records every posting) and nothing was adopted yet; otherwise it can only be a forgery.
     signed_from = min((head.at for head in heads), default=None)
@@ -439,6 +443,12 @@ def cross_check(
                 findings.append(_finding(record, f"names ledger transaction {tx}, already named by {claimed[tx]}"))
                 continue
             claimed[tx] = _name(record)
+            key = record["idempotency_key"]
+            if key is not None and key in keyed:
+                findings.append(_finding(record, f"runs idempotency key {key} again, after {keyed[key]} (the key's "
+                                         "stored outcome deleted and its transaction's key cleared)"))  # fmt: skip
+            elif key is not None:
+                keyed[key] = _name(record)
             ledger = posted.get(tx)
             if ledger is None:
                 findings.append(_finding(record, f"{record['event']} {record['tool']} names ledger transaction "
@@ -453,6 +463,10 @@ def cross_check(
                 debit, credit = claim.parties
                 findings.append(_finding(record, f"moved {amount} minor units from {debit} to {credit}, but ledger "
                                          f"transaction {tx} posts {ledger.describe_legs()} (edited)"))  # fmt: skip
+            elif key is not None and ledger.idempotency_key != key:
+                holds = "none" if ledger.idempotency_key is None else f"key {ledger.idempotency_key}"
+                findings.append(_finding(record, f"ran under idempotency key {key}, but ledger transaction {tx} "
+                                         f"holds {holds} (edited)"))  # fmt: skip
     for tx, ledger in sorted(posted.items()):
         if tx not in claimed:
             legacy = not adopted and (signed_from is None or ledger.created_at < signed_from)

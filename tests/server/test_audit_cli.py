@@ -144,7 +144,8 @@ async def test_truncating_the_tail_and_moving_the_head_is_detected(
             [
                 "INSERT INTO audit_log SELECT 'copy-' || rid, seq + 100, at, event, principal, tool, arguments_json, "
                 "policy_version, matched_rules_json, reason, approval_ref, question_sha256, note, result_json, "
-                "amount_minor, prev_hash, hash, key_id, signature, currency FROM audit_log WHERE seq = 2"
+                "amount_minor, prev_hash, hash, key_id, signature, currency, idempotency_key "
+                "FROM audit_log WHERE seq = 2"
             ],
             "record 102: sequence jumps from 6 to 102",
         ),
