@@ -9,6 +9,7 @@ named like any other edit: the money went elsewhere than the record, and the hum
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -105,6 +106,22 @@ def claims(record: Mapping[str, Any]) -> list[Claim]:
         return [Claim(_id(item.get("transaction_id")), _receipt_amount(item), None) for item in items]
     amount = int(record["amount_minor"]) if record["event"] == "executed" else _receipt_amount(details)
     return [Claim(_id(details.get("transaction_id")), amount, _parties(details))]
+
+
+def closing(record: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The account an executed closing closed, and when its receipt says it did; None for any other record."""
+    details = _details(record["result_json"])
+    if record["event"] != "executed" or "closed_at" not in details or "account_id" not in details:
+        return None
+    return str(details["account_id"]), str(details["closed_at"])
+
+
+def moment(value: object) -> datetime | None:
+    """A stored or receipt timestamp as a time (the two spell a whole second differently); None if it is none."""
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
 
 
 def is_adoption(record: Mapping[str, Any]) -> bool:

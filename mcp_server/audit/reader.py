@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from mcp_server.audit.identity import LedgerIdentityError, read_identity
 from mcp_server.audit.keys import key_file, load_keyring
-from mcp_server.audit.postings import ADOPT_TOOL, Posted, claims, is_adoption, read_postings
+from mcp_server.audit.postings import ADOPT_TOOL, Posted, claims, closing, is_adoption, moment, read_postings
 from mcp_server.audit.sequencer import HEAD_COLUMNS, ChainRefused, Sequencer, stored_head
 from mcp_server.ledger.entitlements import ADMIN_PRINCIPAL
 from mcp_server.ledger.free_text import shown
@@ -44,6 +44,7 @@ _LAST = text("SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq
 """The chain's last record, as the chain's order (`_Log.chained`) ends."""
 VERIFY_PAGE = 1000
 """How many audit records verification holds at a time: it reads the log in pages of this many (`_Log`)."""
+_ACCOUNTS = text("SELECT id, status, closed_at FROM accounts")
 _INTEGER_COLUMNS = ("seq", "amount_minor")
 """The columns of a record verification reads as integers (its position, the amount it moved)."""
 _MOVING_EVENTS = ("executed", "admin")
@@ -288,6 +289,8 @@ class _State:
     asked: list["Asked"]
     books: list[str]
     """The ledger's violated invariants (`ledger.invariants`): balances the journal does not account for."""
+    accounts: dict[str, tuple[str, str | None]]
+    """Every account's status and `closed_at`, as stored: a closing's record holds its account to them."""
 
 
 @dataclass(frozen=True)
@@ -313,7 +316,8 @@ def _read_state(conn: Connection) -> _State:
         Asked(str(ref), str(status), str(tool), str(principal), str(arguments), digest(question))
         for ref, status, tool, principal, arguments, question in conn.execute(text(approvals))
     ]
-    return _State(ledger, _Log(conn, VERIFY_PAGE), heads, posted, asked, violations(conn))
+    accounts = {str(id_): (str(status), closed) for id_, status, closed in conn.execute(_ACCOUNTS)}
+    return _State(ledger, _Log(conn, VERIFY_PAGE), heads, posted, asked, violations(conn), accounts)
 
 
 def _record(row: RowMapping) -> dict[str, Any]:
@@ -333,7 +337,7 @@ def _findings(state: _State, keys: Keyring, checkpoint: SignedHead | None) -> li
         findings = [replace(finding, legacy=False) for finding in findings]
     if checkpoint is not None:
         findings += check_checkpoint(log.chained(), checkpoint)
-    findings += cross_check(log.records(), state.posted, state.heads)
+    findings += cross_check(log.records(), state.posted, state.accounts, state.heads)
     findings += [Finding(None, f"the books: {problem} (edited)") for problem in state.books]
     return findings + approval_findings(log.records(), state.asked)
 
@@ -409,7 +413,10 @@ def approval_findings(records: Iterable[Mapping[str, Any]], asked: Sequence[Aske
 
 
 def cross_check(
-    records: Iterable[Mapping[str, Any]], posted: Mapping[str, Posted], heads: Sequence[SignedHead] = ()
+    records: Iterable[Mapping[str, Any]],
+    posted: Mapping[str, Posted],
+    accounts: Mapping[str, tuple[str, str | None]],
+    heads: Sequence[SignedHead] = (),
 ) -> list[Finding]:
     """Every ledger transaction is named by exactly one executed or admin record that moved the same
     amount (in the same currency, where the record states one), and every such record that moved money
@@ -417,7 +424,9 @@ def cross_check(
     A record stating the idempotency key its call ran under (migration 0021) names a transaction holding that key,
     and no other such record ran under it: a key run twice means its stored outcome and the transaction's key
     (both the database's, both what stops a retry) were edited away. `records` is read once (a page at a time, by
-    `verify`): what is kept is each claimed transaction's claimant, and each key's."""
+    `verify`): what is kept is each claimed transaction's claimant, and each key's. An executed closing's account
+    must still be closed (`accounts`: each one's status and `closed_at`) when its receipt says: a row set open again
+    takes money again, and a closing may move none for the other checks to miss."""
     findings: list[Finding] = []
     claimed: dict[str, str] = {}
     keyed: dict[str, str] = {}
@@ -432,6 +441,9 @@ def cross_check(
         adopted = adopted or is_adoption(record)
         if record["event"] not in _MOVING_EVENTS:
             continue
+        closed = closing(record)
+        if closed is not None:
+            findings += _reopened(record, *closed, accounts)
         for claim in claims(record):
             tx, amount = claim.transaction, claim.amount_minor
             if tx is None:
@@ -473,6 +485,19 @@ def cross_check(
             findings.append(Finding(None, f"ledger transaction {tx} ({ledger.describe()}) has no audit record "
                                     "(posted outside the gate)", legacy))  # fmt: skip
     return findings
+
+
+def _reopened(
+    record: Mapping[str, Any], account: str, at: str, accounts: Mapping[str, tuple[str, str | None]]
+) -> list[Finding]:
+    """A finding when `account`, closed at `at` by `record`, is no longer stored so (reopened, or its time edited)."""
+    if account not in accounts:
+        return [_finding(record, f"closed account {account} at {at}, which the ledger does not hold (deleted)")]
+    status, closed_at = accounts[account]
+    if status == "closed" and moment(closed_at) == moment(at):
+        return []
+    held = f"closed at {closed_at}" if status == "closed" else status
+    return [_finding(record, f"closed account {account} at {at}, but the ledger holds it {held} (edited)")]
 
 
 def _name(record: Mapping[str, Any]) -> str:

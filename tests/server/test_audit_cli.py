@@ -320,6 +320,29 @@ async def test_a_closing_sweep_paid_to_another_account_is_named(
     ), out
 
 
+@pytest.mark.parametrize(
+    "reopened", ["status = 'open', closed_at = NULL", "status = 'open'", "closed_at = '2030-01-01T00:00:00.000000Z'"]
+)
+async def test_a_closed_account_reopened_in_the_database_is_named(
+    audited: Harness, capsys: pytest.CaptureFixture[str], reopened: str
+) -> None:
+    """A closing is signed (its record's receipt names the account and when it closed). A row set open again behind
+    the server's back takes money again (the gate judges the row as it finds it), and moved nothing to make the
+    ledger cross-check disagree: the row is held to the closing's record."""
+    eve, ada = audited.open_account("0", "Eve"), audited.open_account("10", "Ada")
+    async with audited.client(ScriptedResponder(approve())) as client:
+        await client.call_tool("close_account", {"account_id": eve})
+        Sequencer(audited.db, AuditWriter()).chain()
+        tamper(audited, f"UPDATE accounts SET {reopened} WHERE id = '{eve}'")
+        if "open" in reopened:
+            paid = await client.call_tool("transfer_funds", {"from_account": ada, "to_account": eve, "amount": "1"})
+            assert paid.structured_content is not None and paid.structured_content["status"] == "executed"
+    (record,) = [r for r in audited.audit(event="executed") if r["tool"] == "close_account"]
+    code, out = verify(audited, capsys)
+    assert code == 1 and f"record {record['seq']}: closed account {eve} at " in out, out
+    assert "but the ledger holds it " in out, out
+
+
 async def test_admin_postings_are_audited(audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """Money posted outside the gate (a deposit, the demo seed) has its record, so verify accounts for it."""
     (account,) = [a.id for a in audited.ledger.accounts() if a.owner == "Ben"]
