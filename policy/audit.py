@@ -80,12 +80,14 @@ CONTENT_FIELDS = (
     "result_json",
     "amount_minor",
     "currency",
+    "idempotency_key",
 )
 """What a record says, as stored (JSON fields as their stored text)."""
 
-_OPTIONAL_FIELDS = frozenset({"currency"})
-"""Content added after records were first signed (`currency`, migration 0011): left out of a record's signed
-message and hash while NULL, so the records written before it verify as they were signed and chained."""
+_OPTIONAL_FIELDS = frozenset({"currency", "idempotency_key"})
+"""Content added after records were first signed (`currency`, migration 0011; `idempotency_key`, 0021): left out of
+a record's signed message and hash while NULL, so the records written before it verify as they were signed and
+chained."""
 
 CHAINED_FIELDS = ("seq", *CONTENT_FIELDS)
 """The columns a record's hash covers (and its `rid`, unless it is a legacy record)."""

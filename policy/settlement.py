@@ -175,6 +175,7 @@ class Settlement:
                 result=outcome,
                 amount_minor=moved.amount_minor if moved else 0,
                 currency=moved.currency if moved else None,
+                idempotency_key=call.idempotency_key,
             )
         )
 

@@ -151,6 +151,9 @@ class AuditEntry:
     amount_minor: int = 0
     currency: str | None = None
     """The currency of `amount_minor`, on a record that moved money (a daily total counts its own currency)."""
+    idempotency_key: str | None = None
+    """The key the call ran under (as scoped to its caller), so a key run twice shows in the records even when
+    what the database held to prevent it (its stored outcome, the ledger transaction's key) was edited away."""
 
 
 class GateTx(Protocol[L_co]):

@@ -9,6 +9,7 @@ named like any other edit: the money went elsewhere than the record, and the hum
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -24,21 +25,23 @@ Legs = tuple[tuple[str, int], ...]
 """Journal rows as (account, signed amount: negative debits), debits first."""
 
 _LEGS = text(
-    "SELECT t.id, t.kind, t.created_at, e.account_id, e.amount_minor, a.currency, e.id FROM transactions t "
+    "SELECT t.id, t.kind, t.created_at, e.account_id, e.amount_minor, a.currency, e.id, t.idempotency_key "
+    "FROM transactions t "
     "LEFT JOIN entries e ON e.transaction_id = t.id LEFT JOIN accounts a ON a.id = e.account_id"
 )
 
 
 @dataclass(frozen=True)
 class Posted:
-    """A ledger transaction as verification sees it: what it moved, between which accounts, and when it says
-    it was posted."""
+    """A ledger transaction as verification sees it: what it moved, between which accounts, when it says it was
+    posted, and the idempotency key it holds (the one its record must state)."""
 
     kind: str
     amount_minor: int
     currency: str | None
     created_at: str
     legs: Legs
+    idempotency_key: str | None = None
 
     def describe(self) -> str:
         if self.currency not in MINOR_UNITS:  # no entries, or an account forged with a currency we do not know
@@ -61,13 +64,15 @@ def _posted(rows: Sequence[tuple[Any, ...]]) -> Posted:
     """One transaction from its rows (a single row of NULL legs when it has no entry): its amount is its largest
     leg, as a balanced two-leg movement's credit."""
     _, kind, created_at = rows[0][:3]
+    key = rows[0][7]
     legs = _ordered(
         (str(row[3]), stored_int(row[4], "entries", ("id", row[6]), "amount_minor"))
         for row in rows
         if row[3] is not None
     )
     currency = max((str(row[5]) for row in rows if row[5] is not None), default=None)
-    return Posted(str(kind), max((amount for _, amount in legs), default=0), currency, str(created_at), legs)
+    amount = max((amount for _, amount in legs), default=0)
+    return Posted(str(kind), amount, currency, str(created_at), legs, None if key is None else str(key))
 
 
 def _ordered(legs: Iterable[tuple[str, int]]) -> Legs:
@@ -101,6 +106,22 @@ def claims(record: Mapping[str, Any]) -> list[Claim]:
         return [Claim(_id(item.get("transaction_id")), _receipt_amount(item), None) for item in items]
     amount = int(record["amount_minor"]) if record["event"] == "executed" else _receipt_amount(details)
     return [Claim(_id(details.get("transaction_id")), amount, _parties(details))]
+
+
+def closing(record: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The account an executed closing closed, and when its receipt says it did; None for any other record."""
+    details = _details(record["result_json"])
+    if record["event"] != "executed" or "closed_at" not in details or "account_id" not in details:
+        return None
+    return str(details["account_id"]), str(details["closed_at"])
+
+
+def moment(value: object) -> datetime | None:
+    """A stored or receipt timestamp as a time (the two spell a whole second differently); None if it is none."""
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
 
 
 def is_adoption(record: Mapping[str, Any]) -> bool:

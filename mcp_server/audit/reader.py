@@ -14,10 +14,11 @@ from sqlalchemy.exc import DBAPIError
 
 from mcp_server.audit.identity import LedgerIdentityError, read_identity
 from mcp_server.audit.keys import key_file, load_keyring
-from mcp_server.audit.postings import ADOPT_TOOL, Posted, claims, is_adoption, read_postings
+from mcp_server.audit.postings import ADOPT_TOOL, Posted, claims, closing, is_adoption, moment, read_postings
 from mcp_server.audit.sequencer import HEAD_COLUMNS, ChainRefused, Sequencer, stored_head
 from mcp_server.ledger.entitlements import ADMIN_PRINCIPAL
 from mcp_server.ledger.free_text import shown
+from mcp_server.ledger.invariants import violations
 from mcp_server.storage.database import Database
 from mcp_server.storage.stored_int import Mistyped, stored_int
 from mcp_server.timestamps import now_text
@@ -43,6 +44,7 @@ _LAST = text("SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq
 """The chain's last record, as the chain's order (`_Log.chained`) ends."""
 VERIFY_PAGE = 1000
 """How many audit records verification holds at a time: it reads the log in pages of this many (`_Log`)."""
+_ACCOUNTS = text("SELECT id, status, closed_at FROM accounts")
 _INTEGER_COLUMNS = ("seq", "amount_minor")
 """The columns of a record verification reads as integers (its position, the amount it moved)."""
 _MOVING_EVENTS = ("executed", "admin")
@@ -76,8 +78,9 @@ def verify(
     sequencer: Sequencer | None = None,
 ) -> Verification:
     """No findings means the chain is intact, every record and head signed by `keys` (default: the configured
-    key file's), the chain holds `checkpoint`'s record, and it accounts for every ledger transaction and every
-    approval (each written in the same transaction as its record). With a `sequencer` (a holder of the key),
+    key file's), the chain holds `checkpoint`'s record, it accounts for every ledger transaction and every
+    approval (each written in the same transaction as its record), and every balance is its journal's
+    (`ledger.invariants`). With a `sequencer` (a holder of the key),
     records waiting to be chained are chained first and the ledger's identity sealed (`Sequencer.seal`); a
     refused chain is left to the findings to name. A statement the database refuses (a table or column changed
     behind the server's back), or a stored value of another type than its column's, is a finding too, naming its
@@ -276,14 +279,18 @@ def _paged(conn: Connection, where: str, key: str, order: str, page: int) -> Ite
 
 @dataclass(frozen=True)
 class _State:
-    """What verification reads: the audit log (a page at a time), its signed heads, the ledger's transactions and
-    the approvals."""
+    """What verification reads: the audit log (a page at a time), its signed heads, the ledger's transactions, the
+    approvals, and what the books violate."""
 
     ledger: LedgerIdentity
     log: _Log
     heads: list[SignedHead]
     posted: dict[str, Posted]
     asked: list["Asked"]
+    books: list[str]
+    """The ledger's violated invariants (`ledger.invariants`): balances the journal does not account for."""
+    accounts: dict[str, tuple[str, str | None]]
+    """Every account's status and `closed_at`, as stored: a closing's record holds its account to them."""
 
 
 @dataclass(frozen=True)
@@ -309,7 +316,8 @@ def _read_state(conn: Connection) -> _State:
         Asked(str(ref), str(status), str(tool), str(principal), str(arguments), digest(question))
         for ref, status, tool, principal, arguments, question in conn.execute(text(approvals))
     ]
-    return _State(ledger, _Log(conn, VERIFY_PAGE), heads, posted, asked)
+    accounts = {str(id_): (str(status), closed) for id_, status, closed in conn.execute(_ACCOUNTS)}
+    return _State(ledger, _Log(conn, VERIFY_PAGE), heads, posted, asked, violations(conn), accounts)
 
 
 def _record(row: RowMapping) -> dict[str, Any]:
@@ -329,7 +337,8 @@ def _findings(state: _State, keys: Keyring, checkpoint: SignedHead | None) -> li
         findings = [replace(finding, legacy=False) for finding in findings]
     if checkpoint is not None:
         findings += check_checkpoint(log.chained(), checkpoint)
-    findings += cross_check(log.records(), state.posted, state.heads)
+    findings += cross_check(log.records(), state.posted, state.accounts, state.heads)
+    findings += [Finding(None, f"the books: {problem} (edited)") for problem in state.books]
     return findings + approval_findings(log.records(), state.asked)
 
 
@@ -404,14 +413,23 @@ def approval_findings(records: Iterable[Mapping[str, Any]], asked: Sequence[Aske
 
 
 def cross_check(
-    records: Iterable[Mapping[str, Any]], posted: Mapping[str, Posted], heads: Sequence[SignedHead] = ()
+    records: Iterable[Mapping[str, Any]],
+    posted: Mapping[str, Posted],
+    accounts: Mapping[str, tuple[str, str | None]],
+    heads: Sequence[SignedHead] = (),
 ) -> list[Finding]:
     """Every ledger transaction is named by exactly one executed or admin record that moved the same
     amount (in the same currency, where the record states one), and every such record that moved money
     names a transaction the ledger holds (chained and unchained records alike: each commits with its money).
-    `records` is read once (a page at a time, by `verify`): what is kept is each claimed transaction's claimant."""
+    A record stating the idempotency key its call ran under (migration 0021) names a transaction holding that key,
+    and no other such record ran under it: a key run twice means its stored outcome and the transaction's key
+    (both the database's, both what stops a retry) were edited away. `records` is read once (a page at a time, by
+    `verify`): what is kept is each claimed transaction's claimant, and each key's. An executed closing's account
+    must still be closed (`accounts`: each one's status and `closed_at`) when its receipt says: a row set open again
+    takes money again, and a closing may move none for the other checks to miss."""
     findings: list[Finding] = []
     claimed: dict[str, str] = {}
+    keyed: dict[str, str] = {}
     # A posting without a record may be an old ledger's only if dated before the first signature (a version
     # that signs records every posting) and nothing was adopted yet; otherwise it can only be a forgery.
     signed_from = min((head.at for head in heads), default=None)
@@ -423,6 +441,9 @@ def cross_check(
         adopted = adopted or is_adoption(record)
         if record["event"] not in _MOVING_EVENTS:
             continue
+        closed = closing(record)
+        if closed is not None:
+            findings += _reopened(record, *closed, accounts)
         for claim in claims(record):
             tx, amount = claim.transaction, claim.amount_minor
             if tx is None:
@@ -434,6 +455,12 @@ def cross_check(
                 findings.append(_finding(record, f"names ledger transaction {tx}, already named by {claimed[tx]}"))
                 continue
             claimed[tx] = _name(record)
+            key = record["idempotency_key"]
+            if key is not None and key in keyed:
+                findings.append(_finding(record, f"runs idempotency key {key} again, after {keyed[key]} (the key's "
+                                         "stored outcome deleted and its transaction's key cleared)"))  # fmt: skip
+            elif key is not None:
+                keyed[key] = _name(record)
             ledger = posted.get(tx)
             if ledger is None:
                 findings.append(_finding(record, f"{record['event']} {record['tool']} names ledger transaction "
@@ -448,12 +475,29 @@ def cross_check(
                 debit, credit = claim.parties
                 findings.append(_finding(record, f"moved {amount} minor units from {debit} to {credit}, but ledger "
                                          f"transaction {tx} posts {ledger.describe_legs()} (edited)"))  # fmt: skip
+            elif key is not None and ledger.idempotency_key != key:
+                holds = "none" if ledger.idempotency_key is None else f"key {ledger.idempotency_key}"
+                findings.append(_finding(record, f"ran under idempotency key {key}, but ledger transaction {tx} "
+                                         f"holds {holds} (edited)"))  # fmt: skip
     for tx, ledger in sorted(posted.items()):
         if tx not in claimed:
             legacy = not adopted and (signed_from is None or ledger.created_at < signed_from)
             findings.append(Finding(None, f"ledger transaction {tx} ({ledger.describe()}) has no audit record "
                                     "(posted outside the gate)", legacy))  # fmt: skip
     return findings
+
+
+def _reopened(
+    record: Mapping[str, Any], account: str, at: str, accounts: Mapping[str, tuple[str, str | None]]
+) -> list[Finding]:
+    """A finding when `account`, closed at `at` by `record`, is no longer stored so (reopened, or its time edited)."""
+    if account not in accounts:
+        return [_finding(record, f"closed account {account} at {at}, which the ledger does not hold (deleted)")]
+    status, closed_at = accounts[account]
+    if status == "closed" and moment(closed_at) == moment(at):
+        return []
+    held = f"closed at {closed_at}" if status == "closed" else status
+    return [_finding(record, f"closed account {account} at {at}, but the ledger holds it {held} (edited)")]
 
 
 def _name(record: Mapping[str, Any]) -> str:

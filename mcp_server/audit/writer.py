@@ -160,4 +160,5 @@ def _audit_record(rid: str, entry: AuditEntry, before: tuple[AuditEntry, dict[st
         "result_json": canonical_json(entry.result) if entry.result is not None else None,
         "amount_minor": entry.amount_minor,
         "currency": entry.currency,
+        "idempotency_key": entry.idempotency_key,
     }

@@ -55,6 +55,7 @@ from mcp_server.ledger.identifiers import (
     parse_idempotency_key,
     system_account_id,
 )
+from mcp_server.ledger.invariants import violations
 from mcp_server.ledger.models import (
     Account,
     CloseReceipt,
@@ -127,55 +128,6 @@ _HISTORY = Statement(
     " JOIN entries other ON other.transaction_id = e.transaction_id AND other.account_id <> e.account_id"
     " WHERE e.account_id = :id"
     " ORDER BY t.created_at DESC, t.id DESC LIMIT :limit"
-)
-
-# (description, query): each row returned is one violation, rendered by str.format.
-_INVARIANTS: tuple[tuple[str, Statement], ...] = (
-    (
-        "transaction {0} entries sum to {1}, not zero",
-        Statement(
-            "SELECT transaction_id, SUM(amount_minor) FROM entries"
-            " GROUP BY transaction_id HAVING SUM(amount_minor) <> 0"
-        ),
-    ),
-    (
-        "transaction {0} has {1} entries, not two",
-        Statement(
-            "SELECT t.id, COUNT(e.id) FROM transactions t LEFT JOIN entries e ON e.transaction_id = t.id"
-            " GROUP BY t.id HAVING COUNT(e.id) <> 2"
-        ),
-    ),
-    (
-        "transaction {0} mixes {1} currencies",
-        Statement(
-            "SELECT e.transaction_id, COUNT(DISTINCT a.currency) FROM entries e"
-            " JOIN accounts a ON a.id = e.account_id"
-            " GROUP BY e.transaction_id HAVING COUNT(DISTINCT a.currency) <> 1"
-        ),
-    ),
-    (
-        "the {0} journal sums to {1}, not zero",
-        Statement(
-            "SELECT a.currency, SUM(e.amount_minor) FROM entries e JOIN accounts a ON a.id = e.account_id"
-            " GROUP BY a.currency HAVING SUM(e.amount_minor) <> 0"
-        ),
-    ),
-    (
-        "account {0} balance {1} differs from the sum of its entries {2}",
-        Statement(
-            "SELECT a.id, a.balance_minor, COALESCE(SUM(e.amount_minor), 0) FROM accounts a"
-            " LEFT JOIN entries e ON e.account_id = a.id GROUP BY a.id, a.balance_minor"
-            " HAVING a.balance_minor <> COALESCE(SUM(e.amount_minor), 0)"
-        ),
-    ),
-    (
-        "customer account {0} is negative ({1})",
-        Statement("SELECT id, balance_minor FROM accounts WHERE kind = 'customer' AND balance_minor < 0"),
-    ),
-    (
-        "closed account {0} still holds {1}",
-        Statement("SELECT id, balance_minor FROM accounts WHERE status = 'closed' AND balance_minor <> 0"),
-    ),
 )
 
 
@@ -509,10 +461,7 @@ class Ledger:
     def check_invariants(self) -> list[str]:
         """Every violated ledger invariant, described; empty when the books are sound."""
 
-        def read(conn: Connection) -> list[str]:
-            return [description.format(*row) for description, query in _INVARIANTS for row in query.all(conn)]
-
-        return self._db.read(read)
+        return self._db.read(violations)
 
     # -- internals -------------------------------------------------------------------------
 

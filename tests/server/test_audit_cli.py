@@ -144,7 +144,8 @@ async def test_truncating_the_tail_and_moving_the_head_is_detected(
             [
                 "INSERT INTO audit_log SELECT 'copy-' || rid, seq + 100, at, event, principal, tool, arguments_json, "
                 "policy_version, matched_rules_json, reason, approval_ref, question_sha256, note, result_json, "
-                "amount_minor, prev_hash, hash, key_id, signature, currency FROM audit_log WHERE seq = 2"
+                "amount_minor, prev_hash, hash, key_id, signature, currency, idempotency_key "
+                "FROM audit_log WHERE seq = 2"
             ],
             "record 102: sequence jumps from 6 to 102",
         ),
@@ -198,6 +199,21 @@ async def test_a_transfer_whose_accounts_changed_currency_is_named(
     )
     code, out = verify(audited, capsys)
     assert code == 1 and f"moved USD but ledger transaction {transaction} moves EUR (edited)" in out
+
+
+async def test_a_balance_edited_without_a_journal_row_is_named(
+    audited: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Money made behind the server's back: a balance raised in place, no transaction, no entry. The server spends
+    it through the gate (a signed record and a journal row each), so the records and the journal still agree with
+    each other; only the balance, which no longer is the sum of its entries, shows it."""
+    source, target = audited.open_account("1", "Eve"), audited.open_account("0", "Mallory")
+    tamper(audited, f"UPDATE accounts SET balance_minor = balance_minor + 100000 WHERE id = '{source}'")
+    async with audited.client(ScriptedResponder(approve())) as client:
+        spent = await client.call_tool("transfer_funds", {"from_account": source, "to_account": target, "amount": "5"})
+    assert spent.structured_content is not None and spent.structured_content["status"] == "executed"
+    code, out = verify(audited, capsys)
+    assert code == 1 and f"account {source} balance 99600 differs from the sum of its entries -400" in out, out
 
 
 async def test_a_ledger_transaction_without_an_executed_record_is_named(
@@ -302,6 +318,29 @@ async def test_a_closing_sweep_paid_to_another_account_is_named(
         )
         in out
     ), out
+
+
+@pytest.mark.parametrize(
+    "reopened", ["status = 'open', closed_at = NULL", "status = 'open'", "closed_at = '2030-01-01T00:00:00.000000Z'"]
+)
+async def test_a_closed_account_reopened_in_the_database_is_named(
+    audited: Harness, capsys: pytest.CaptureFixture[str], reopened: str
+) -> None:
+    """A closing is signed (its record's receipt names the account and when it closed). A row set open again behind
+    the server's back takes money again (the gate judges the row as it finds it), and moved nothing to make the
+    ledger cross-check disagree: the row is held to the closing's record."""
+    eve, ada = audited.open_account("0", "Eve"), audited.open_account("10", "Ada")
+    async with audited.client(ScriptedResponder(approve())) as client:
+        await client.call_tool("close_account", {"account_id": eve})
+        Sequencer(audited.db, AuditWriter()).chain()
+        tamper(audited, f"UPDATE accounts SET {reopened} WHERE id = '{eve}'")
+        if "open" in reopened:
+            paid = await client.call_tool("transfer_funds", {"from_account": ada, "to_account": eve, "amount": "1"})
+            assert paid.structured_content is not None and paid.structured_content["status"] == "executed"
+    (record,) = [r for r in audited.audit(event="executed") if r["tool"] == "close_account"]
+    code, out = verify(audited, capsys)
+    assert code == 1 and f"record {record['seq']}: closed account {eve} at " in out, out
+    assert "but the ledger holds it " in out, out
 
 
 async def test_admin_postings_are_audited(audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
