@@ -555,3 +555,30 @@ async def test_the_report_of_a_lost_chain_gives_each_call_one_line_the_model_can
     assert len(turn.text) < 3 * SHOWN_CHARACTERS + 1000, "a call's arguments are shown clipped"
     assert "\\n  Ran: transfer_funds" in turn.text, "the line breaks are shown escaped, so the person sees them"
     assert display.text.count("Ran: transfer_funds") == 0 or "\\n  Ran: transfer_funds" in display.text
+
+
+@pytest.mark.anyio
+async def test_a_call_id_another_conversation_of_the_host_used_is_answered_not_replayed(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """The conversations of one host (the web chat's threads) share its MCP principal, and so the server's
+    idempotency keys: a `call_id` one of them used, run again in another, got the first call's stored outcome, and
+    that conversation's model was told its transfer was executed when none was made for it."""
+    transfer = json.dumps({"from_account": "ACC-001", "to_account": "ACC-002", "amount": "10", "memo": None})
+    model = HostileModel(
+        [call_item("call_1", "transfer_funds", transfer)],
+        [message_item("Sent.")],
+        [call_item("call_1", "transfer_funds", transfer)],
+    )
+    async with host_for(emulator, tmp_path, scripted("approve", "approve"), agent_name) as host:
+        first = Conversation(model, host.toolbox, host.agent.reference(), host.display)
+        second = Conversation(model, host.toolbox, host.agent.reference(), host.display)
+        ran = await first.send("Send Bob $10.")
+        again = await second.send("Send Bob $10.")
+        assert await balance(host, "ACC-001") == Decimal("4990.00")
+
+    [(_, result)] = ran.results
+    [(_, repeated)] = again.results
+    assert result.output["status"] == "executed"
+    assert repeated.output["status"] == "failed" and repeated.output["error"]["code"] == "duplicate_call_id"
+    assert len(host.desk.records) == 1
