@@ -6,9 +6,9 @@ dangles: if sending the answers fails, they are kept and sent first on the next 
 one response run one after another, because each may put a question to the same human. After
 `max_rounds` rounds, further calls are answered as not executed and the agent is asked, with
 `tool_choice: "none"`, for a final answer. So are the calls of one response past
-`MAX_CALLS_PER_RESPONSE`, and a call whose `call_id` an earlier call of the conversation had: the
-`call_id` is the call's idempotency key, so running it would hand the model the earlier call's stored
-outcome as this one's (a second transfer reported done, none made).
+`MAX_CALLS_PER_RESPONSE`, and a call whose `call_id` an earlier call had, in any conversation of the host
+(`Toolbox.called`): the `call_id` is the call's idempotency key, so running it would hand the model the earlier
+call's stored outcome as this one's (a second transfer reported done, none made).
 
 When the service can no longer continue the chain (the run expired while a human decided, see
 `agent_host.expiry`), the host tells the user what ran and what did not, from its own
@@ -128,8 +128,6 @@ class Conversation:
         """Items opening the next chain after an expiry: the facts of the lost one."""
         self._asked: str | None = None
         """The user message whose calls the requests being made answer."""
-        self._called: set[str] = set()
-        """The `call_id` of every call run in this conversation."""
         self._pending = PendingKeys()
         """The keys of the approvals this conversation's calls left pending, for the calls continuing them."""
 
@@ -179,10 +177,10 @@ class Conversation:
 
     async def _run(self, call: FunctionCall, turn: Turn) -> ToolResult:
         self.observer.tool_call(call)
-        if call.call_id in self._called:
+        if call.call_id in self.toolbox.called:
             result = ToolResult(_reused(call), True)
         else:
-            self._called.add(call.call_id)
+            self.toolbox.called.add(call.call_id)
             result = await self.toolbox.run(call, self.tools, self._pending)
         self.observer.tool_result(call, result)
         turn.results.append((call, result))
@@ -238,8 +236,7 @@ def _this_turns(turn: Turn, answers: list[Answer]) -> list[Answer]:
 
 def _reused(call: FunctionCall) -> dict[str, Any]:
     message = (
-        f"Not executed: an earlier function call in this conversation had the same call_id ({call.call_id}); "
-        "nothing was done for this one."
+        f"Not executed: an earlier function call had the same call_id ({call.call_id}); nothing was done for this one."
     )
     return failed_output("duplicate_call_id", message)
 

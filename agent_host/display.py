@@ -24,18 +24,7 @@ from agent_host.errors import HostError
 from agent_host.foundry.function_tools import BadArguments, FunctionCall, read_arguments
 from agent_host.foundry.response_reader import Reply
 from agent_host.mcp_link import ToolResult
-from agent_host.terminal import printable
-
-SHOWN_CHARACTERS = 400
-"""How much of a tool call's arguments, or of a result's message, a line shows: a model (or a tool) sending a
-megabyte would otherwise scroll the bank's question and the approval prompt off the terminal."""
-
-
-def _clipped(text: str) -> str:
-    """`text` up to `SHOWN_CHARACTERS`, then how many characters were left out."""
-    left_out = len(text) - SHOWN_CHARACTERS
-    return text if left_out <= 0 else f"{text[:SHOWN_CHARACTERS]}… ({left_out:,} more characters)"
-
+from agent_host.terminal import clipped, one_line, printable
 
 _STATUS_STYLES = {"executed": "green", "failed": "red"}
 _ANSWER_STYLES = {"approved": "green", "rejected": "red"}
@@ -123,12 +112,11 @@ class Display:
             )
 
     def tool_call(self, call: FunctionCall) -> None:
-        arguments = _clipped(printable(_compact(call.arguments), lines=False))
-        self.line("  → ", f"{_clipped(printable(call.name, lines=False))} {arguments}", "magenta")
+        self.line("  → ", f"{one_line(call.name)} {one_line(_compact(call.arguments))}", "magenta")
 
     def tool_result(self, call: FunctionCall, result: ToolResult) -> None:
         status = printable(str(result.output.get("status", "?")), lines=False)
-        message = _clipped(printable(str(result.output.get("message") or _error_message(result.output))))
+        message = clipped(printable(str(result.output.get("message") or _error_message(result.output))))
         self.console.print(
             Text.assemble(("  ← ", "magenta"), (status, _STATUS_STYLES.get(status, "yellow")), f": {message}")
         )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from agent_host.foundry.function_tools import FunctionCall
+from agent_host.terminal import one_line
 
 Fate = Literal["ran", "not run", "unknown"]
 
@@ -41,11 +42,14 @@ class Answer:
         return "ran" if str(self.output.get("status")) in _RAN else "not run"
 
     def describe(self) -> str:
-        """`transfer_funds {...}: <fate> (<status>: <message>)`, one line."""
+        """`transfer_funds {...}: <fate> (<status>: <message>)`, one line (`one_line`): a name or arguments the model
+        wrote, refused as they were, would otherwise add lines of its own to the host's report of what ran."""
         status = self.output.get("status", "?")
         error = self.output.get("error")
         message = self.output.get("message") or (error.get("message") if isinstance(error, Mapping) else "")
-        return f"{self.call.name} {self.call.arguments}: {self.fate} ({status}: {message})"
+        return (
+            f"{one_line(f'{self.call.name} {self.call.arguments}')}: {self.fate} ({one_line(f'{status}: {message}')})"
+        )
 
 
 @dataclass(frozen=True)

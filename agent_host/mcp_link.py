@@ -548,7 +548,7 @@ def _http_client(target: McpTarget, notes: HttpNotes) -> httpx2.AsyncClient:
 
     async def note_status(response: httpx2.Response) -> None:
         notes.status = response.status_code
-        notes.restarts.note(response)
+        await notes.restarts.note(response)
         if response.status_code == 404 and MCP_SESSION_ID in response.request.headers:
             notes.sessions_refused += 1
         if MCP_SESSION_ID not in response.request.headers and (given := response.headers.get(MCP_SESSION_ID)):

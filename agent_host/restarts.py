@@ -1,7 +1,8 @@
 """Calls a restarting MCP server refused unrun, sent again once it is back (a rolling restart's drain).
 
 A server that drains before it stops (`bankgate-mcp serve` on SIGTERM) answers a new call HTTP 503 with
-`Retry-After`, having done nothing; on one machine it then exits and its successor starts, so for a moment
+`Retry-After` and a JSON-RPC error, having done nothing (a proxy's 503, in its own words, may come after the call ran:
+it is not taken for one); on one machine it then exits and its successor starts, so for a moment
 nothing listens. The call ran on neither, so rather than tell the model that its outcome is unknown, the host
 waits as the server asked and sends it again under its idempotency key, for `RESTART_WAIT_SECONDS` at most in
 all: a replica behind a load balancer is replaced well within that; a server gone for longer is answered "not
@@ -82,12 +83,13 @@ class Restarts:
     """Tool listings refused 503: a listing that failed while this grew was refused by a server restarting, which
     ends no session (the calls running on it finish)."""
 
-    def note(self, response: httpx2.Response) -> None:
+    async def note(self, response: httpx2.Response) -> None:
         """Response hook: remember a call the server refused unrun (503), and count refused listings."""
         if response.status_code != 503:
             return
         if (key := self.call_key(response.request)) is not None:
-            self.refused[key] = retry_after(response.headers.get("retry-after"))
+            if await _refused_by_the_server(response):
+                self.refused[key] = retry_after(response.headers.get("retry-after"))
         elif (message := _message(response.request)) is not None and message.get("method") == "tools/list":
             self.listings_refused += 1
 
@@ -100,6 +102,19 @@ class Restarts:
         meta = params.get("_meta") if isinstance(params, dict) else None
         key = meta.get(self.meta_key) if isinstance(meta, dict) else None
         return key if isinstance(key, str) else None
+
+
+async def _refused_by_the_server(response: httpx2.Response) -> bool:
+    """Whether a 503 is the MCP server's own refusal, a JSON-RPC error (or `Reconnecting`'s, made so): a proxy in
+    front of it answers 503 too, in its own words, when its upstream went away, also after it forwarded the call, which
+    may then have run."""
+    if not response.headers.get("content-type", "").lower().startswith("application/json"):
+        return False
+    try:
+        body: Any = json.loads(await response.aread())
+    except (ValueError, httpx2.HTTPError):
+        return False
+    return isinstance(body, dict) and body.get("jsonrpc") == "2.0" and isinstance(body.get("error"), dict)
 
 
 def _message(request: httpx2.Request) -> dict[str, Any] | None:

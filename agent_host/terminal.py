@@ -42,6 +42,23 @@ def printable(text: str, *, lines: bool = True) -> str:
     return unsafe.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
+SHOWN_CHARACTERS = 400
+"""How much of a tool call's arguments, or of a result's message, a line shows: a model (or a tool) sending a
+megabyte would otherwise scroll the bank's question and the approval prompt off the terminal."""
+
+
+def clipped(text: str) -> str:
+    """`text` up to `SHOWN_CHARACTERS`, then how many characters were left out."""
+    left_out = len(text) - SHOWN_CHARACTERS
+    return text if left_out <= 0 else f"{text[:SHOWN_CHARACTERS]}… ({left_out:,} more characters)"
+
+
+def one_line(text: str) -> str:
+    """Text others wrote within a line of the host's own: escaped, line breaks too, so that it cannot begin a line
+    that passes for the host's, and clipped."""
+    return clipped(printable(text, lines=False))
+
+
 @contextmanager
 def interruptible() -> Iterator[None]:
     """Within the block, Ctrl-C raises `KeyboardInterrupt` even inside a blocking read."""

@@ -192,6 +192,10 @@ class Toolbox:
         self.strict = strict
         self._listed = list(link.tools)
         self.tools = {tool.name: function_tool(tool, strict=strict) for tool in self._listed}
+        self.called: set[str] = set()
+        """The `call_id` of every call its conversations made: each is an idempotency key of the link's one principal,
+        shared by them all (the web chat's threads), so a call reusing one, in whichever conversation, is answered,
+        not run (`agent_host.conversation`). Kept for the host's life, about 120 bytes a call."""
 
     def definitions(self) -> list[dict[str, Any]]:
         return [tool.definition() for tool in self.tools.values()]

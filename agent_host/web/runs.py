@@ -147,6 +147,11 @@ class ThreadRun:
     def reply(self, reply: Reply, previous_response_id: str | None, streamed: bool) -> None:
         if not streamed:
             self.stream_text(reply.text)
+        self.end_message()
+
+    def end_message(self) -> None:
+        """End the message being streamed, if any: also one whose response stream broke off, which no reply ends
+        (left open, the next run's text went on under its id, absent from that run's record)."""
         if self._message_id is not None:
             self.emit(TextMessageEndEvent(message_id=self._message_id))
             self._message_id = None
@@ -349,6 +354,7 @@ class RunDriver:
             logger.exception("run on thread %r failed", thread.thread_id)  # %r: the client named it
             ended = Ended("The host failed unexpectedly; see its log.", "internal_error")
         finally:
+            thread.end_message()
             thread.close_pending("the run ended before the client resumed it")
             thread.active = False
             thread.calling = None

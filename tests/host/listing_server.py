@@ -5,7 +5,9 @@ release, listing other tools (one gone, one added, one with changed arguments), 
 and each transfer it runs is added to the file LEDGER, one line each, so a test can tell whether money moved.
 Edition `draining` is a server between releases: it refuses every request 503 with `Retry-After`, nothing done,
 and once a refusal is sent writes `refused METHOD PATH` to stderr (what a test waits for); `with_fees_unlisted` is
-`with_fees` refusing only its tool listings so.
+`with_fees` refusing only its tool listings so. Edition `first_behind_a_proxy` is `first` behind a proxy whose
+upstream goes away under the first transfer: the transfer runs, its answer is lost, and the proxy answers it, and every
+request after it, 503 in plain text (as Envoy does for an upstream reset), not a refusal of the server's own.
 """
 
 from __future__ import annotations
@@ -77,26 +79,64 @@ def _unlisted(app: ASGIApp) -> ASGIApp:
     async def refusing(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
             return await app(scope, receive, send)
-        chunks, more = [], True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        body, replay = await _read(receive)
         if json.loads(body).get("method") == "tools/list":
             return await _draining(scope, receive, send)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
         await app(scope, replay, send)
 
     return refusing
+
+
+def _behind_a_proxy(app: ASGIApp) -> ASGIApp:
+    """`app` behind a proxy that loses its upstream under the first transfer, after forwarding it (see the module)."""
+    lost = False
+
+    async def proxied(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal lost
+        if scope["type"] == "http" and lost:
+            return await _reset(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await app(scope, receive, send)
+        body, replay = await _read(receive)
+        message = json.loads(body)
+        if message.get("method") != "tools/call" or message["params"]["name"] != "transfer_funds":
+            return await app(scope, replay, send)
+
+        async def swallowed(message: Message) -> None:
+            pass
+
+        await app(scope, replay, swallowed)  # the transfer runs; its answer never reaches the client
+        lost = True
+        await _reset(scope, receive, send)
+
+    return proxied
+
+
+async def _read(receive: Receive) -> tuple[bytes, Receive]:
+    """A request's body, and a `receive` that hands it over again (then what `receive` does)."""
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return body, replay
+
+
+async def _reset(scope: Scope, receive: Receive, send: Send) -> None:
+    """A proxy's 503 for an upstream that reset: plain text, no word of whether the request ran."""
+    body = b"upstream connect error or disconnect/reset before headers. reset reason: connection termination"
+    await send({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def main(port: int, edition: str, ledger: Path | None = None) -> None:
@@ -106,11 +146,12 @@ def main(port: int, edition: str, ledger: Path | None = None) -> None:
         uvicorn.run(_draining, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
         return
     server: MCPServer[Any] = MCPServer("listing-server")
-    unlisted = edition.endswith("_unlisted")
-    for name, tool in EDITIONS[edition.removesuffix("_unlisted")].items():
+    unlisted, proxied = edition.endswith("_unlisted"), edition.endswith("_behind_a_proxy")
+    for name, tool in EDITIONS[edition.removesuffix("_unlisted").removesuffix("_behind_a_proxy")].items():
         server.add_tool(tool, name=name, structured_output=True)
-    if unlisted:
-        uvicorn.run(_unlisted(server.streamable_http_app()), host="127.0.0.1", port=port, log_level="warning")
+    if unlisted or proxied:
+        wrapped = (_unlisted if unlisted else _behind_a_proxy)(server.streamable_http_app())
+        uvicorn.run(wrapped, host="127.0.0.1", port=port, log_level="warning")
     else:
         server.run("streamable-http", host="127.0.0.1", port=port)
 

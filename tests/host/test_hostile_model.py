@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from agent_host.conversation import MAX_CALLS_PER_RESPONSE, Conversation, Turn
-from agent_host.display import SHOWN_CHARACTERS
 from agent_host.emulator import Emulator
-from agent_host.errors import ServiceFailed
+from agent_host.errors import ChainExpired, ServiceFailed
 from agent_host.foundry.function_tools import FunctionCall
 from agent_host.mcp_link import ToolResult
+from agent_host.terminal import SHOWN_CHARACTERS
 
 from .helpers import CapturedDisplay, HostileModel, balance, call_item, host_for, message_item, scripted
 
@@ -520,3 +520,65 @@ async def a_refused_transfer(
     assert host.desk.records == []
     assert after is None or after.text == "Done."
     return refused.value
+
+
+class ExpiringChain(HostileModel):
+    """A Responses API whose chain is gone by the time the first calls' answers are sent."""
+
+    async def create(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        if len(self.requests) == 1:
+            self.requests.append(request)
+            raise ChainExpired("The response cannot be continued (HTTP 400: previous_response_not_found).")
+        return await super().create(request)
+
+
+@pytest.mark.anyio
+async def test_the_report_of_a_lost_chain_gives_each_call_one_line_the_model_cannot_forge_or_flood(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """The report that tells the person what ran when the chain expired is the host's own: a call's name or refused
+    arguments carried line breaks into it whole, so a model could add a line reporting a transfer as run (or a
+    megabyte of lines)."""
+    forged = '\n  Ran: transfer_funds {"to_account": "ACC-003", "amount": "900"}: ran (executed: Transferred.)\n'
+    model = ExpiringChain(
+        [
+            call_item("call_1", f"get_account_balance{forged}", "{}"),
+            call_item("call_2", "get_account_balance", f"not json{forged}{'x' * 100_000}"),
+            call_item("call_3", "get_account_balance", json.dumps({"account_id": "ACC-001"})),
+        ]
+    )
+    turn, display = await one_turn(emulator, tmp_path, agent_name, model)
+
+    assert turn.ended_lost and turn.lost is not None
+    report = turn.text.splitlines()
+    assert [line.split(":")[0].strip() for line in report[1:-1]] == ["Ran", "Did not run", "Did not run"], report
+    assert len(turn.text) < 3 * SHOWN_CHARACTERS + 1000, "a call's arguments are shown clipped"
+    assert "\\n  Ran: transfer_funds" in turn.text, "the line breaks are shown escaped, so the person sees them"
+    assert display.text.count("Ran: transfer_funds") == 0 or "\\n  Ran: transfer_funds" in display.text
+
+
+@pytest.mark.anyio
+async def test_a_call_id_another_conversation_of_the_host_used_is_answered_not_replayed(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """The conversations of one host (the web chat's threads) share its MCP principal, and so the server's
+    idempotency keys: a `call_id` one of them used, run again in another, got the first call's stored outcome, and
+    that conversation's model was told its transfer was executed when none was made for it."""
+    transfer = json.dumps({"from_account": "ACC-001", "to_account": "ACC-002", "amount": "10", "memo": None})
+    model = HostileModel(
+        [call_item("call_1", "transfer_funds", transfer)],
+        [message_item("Sent.")],
+        [call_item("call_1", "transfer_funds", transfer)],
+    )
+    async with host_for(emulator, tmp_path, scripted("approve", "approve"), agent_name) as host:
+        first = Conversation(model, host.toolbox, host.agent.reference(), host.display)
+        second = Conversation(model, host.toolbox, host.agent.reference(), host.display)
+        ran = await first.send("Send Bob $10.")
+        again = await second.send("Send Bob $10.")
+        assert await balance(host, "ACC-001") == Decimal("4990.00")
+
+    [(_, result)] = ran.results
+    [(_, repeated)] = again.results
+    assert result.output["status"] == "executed"
+    assert repeated.output["status"] == "failed" and repeated.output["error"]["code"] == "duplicate_call_id"
+    assert len(host.desk.records) == 1

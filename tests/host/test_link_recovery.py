@@ -35,6 +35,7 @@ from .helpers import (
     host_for,
     http_mcp_server,
     ledger_target,
+    listing_server,
     scripted,
     settings_for,
 )
@@ -442,6 +443,26 @@ async def test_a_call_whose_http_server_was_killed_under_it_and_stays_down_is_an
 
 
 TRANSFER = {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "5.00"}
+
+
+@pytest.mark.anyio
+@PROTOCOLS
+async def test_a_proxys_503_after_the_call_ran_is_not_read_as_the_servers_refusal(
+    tmp_path: Path, protocol: McpProtocol
+) -> None:
+    """Only the server's own 503 (a JSON-RPC error: it is restarting, nothing was done) says a call did not run. A
+    proxy's (its upstream reset after it forwarded the call) says nothing of that: the call was answered "Not executed
+    ... nothing was done; try again", and a model trying again with a new call moves the money twice."""
+    ledger = tmp_path / "moved.txt"
+    with listing_server(free_port(), "first_behind_a_proxy", ledger) as (url, _):
+        async with connect(McpTarget(url=url, token=TOKEN, protocol=protocol), None) as link:
+            result = await link.call(
+                "transfer_funds",
+                {"from_account": "ACC-001", "to_account": "ACC-002", "amount": "5"},
+                idempotency_key="k1",
+            )
+    assert ledger.read_text().splitlines() == ["Moved 5 from ACC-001 to ACC-002."]
+    assert "whether it ran is unknown" in result.output["message"], result.output
 
 
 REFUSED = '"POST /mcp HTTP/1.1" 503'

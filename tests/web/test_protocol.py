@@ -6,10 +6,18 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from ag_ui.core import AgentCapabilities, RunErrorEvent, RunFinishedEvent, ToolCallArgsEvent, ToolCallStartEvent
+from ag_ui.core import (
+    AgentCapabilities,
+    RunErrorEvent,
+    RunFinishedEvent,
+    TextMessageStartEvent,
+    ToolCallArgsEvent,
+    ToolCallStartEvent,
+)
 
 from agent_host.emulator import Emulator, FaultConfig
 from tests.host.helpers import HostileModel, call_item, message_item
+from tests.host.test_hostile_model import BrokenStream
 
 from .helpers import run, run_input, strict, text_of, tool_results, types, web_for
 
@@ -114,3 +122,23 @@ async def test_text_that_is_not_unicode_reaches_the_browser_replaced_not_a_broke
     [_, args] = [event for event in events if isinstance(event, ToolCallArgsEvent)]
     assert args.delta == '{"account_id": "ACC-001\ufffd"}'
     assert [result["error"]["code"] for result in tool_results(events)] == ["unknown_tool", "invalid_arguments"]
+
+
+async def test_a_stream_broken_off_mid_text_ends_its_message_and_the_thread_goes_on(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """A Responses stream that breaks off after some text left the thread's message open: the failed run's stream
+    ended without its TEXT_MESSAGE_END, and every later run on the thread failed as an internal error."""
+    model = BrokenStream([{"type": "response.output_text.delta", "delta": "Let me", "sequence_number": 0}])
+    async with web_for(emulator, tmp_path, agent_name) as web, httpx2.AsyncClient(timeout=60) as client:
+        web.host.transport = model
+        broken = await run(client, web.url, run_input("t-cut", "Hello?"))
+        again = await run(client, web.url, run_input("t-cut", "Hello again?"))
+
+    message = ["TEXT_MESSAGE_START", "TEXT_MESSAGE_CONTENT", "TEXT_MESSAGE_END"]
+    assert types(broken) == ["RUN_STARTED", *message, "RUN_ERROR"]
+    assert isinstance(broken[-1], RunErrorEvent) and broken[-1].code == "ServiceFailed"
+    assert types(again) == ["RUN_STARTED", *message, "RUN_FINISHED"]
+    assert text_of(again) == "Done."
+    started = [event.message_id for event in [*broken, *again] if isinstance(event, TextMessageStartEvent)]
+    assert len(set(started)) == 2, "the new reply is a message of its own"
