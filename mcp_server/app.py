@@ -10,6 +10,7 @@ from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
 
+from mcp_server.audit.keys import check_key_file
 from mcp_server.audit.sequencer import Background, Sequencer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.clock_check import ClockWatch
@@ -81,13 +82,13 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
     Only `create` makes a ledger where there is none, and only `seed` puts demo money in an
     empty one: the callers decide (see `Settings.creates_ledger`), never a default here.
     """
-    policy = load_policy(settings.policy, catalog=TOOL_ARGUMENTS)  # a bad policy or desk URL creates no ledger,
-    desk = _desk(settings)  # key or money
-    db = Database.open(settings.db_url, create=create)
+    policy = load_policy(settings.policy, catalog=TOOL_ARGUMENTS)  # a bad policy, desk URL or key file creates no
+    desk = _desk(settings)  # ledger, key or money
     audit = AuditWriter(settings.audit_key_file)
+    check_key_file(audit.key_path)
+    db = Database.open(settings.db_url, create=create)
+    sequencer = Sequencer.starting(db, audit)  # the key made now, if none: before, a refused start left it behind
     log.info("audit records are signed with key %s from %s", audit.signer.key_id, audit.key_path)
-    sequencer = Sequencer(db, audit)
-    sequencer.check_start()  # before anything is signed with a key or for a ledger the chain does not know
     sequencer.seal()  # the ledger's id under a signed head from this start on (migrated just now, or new)
     ledger = Ledger(db, max_amount_minor=settings.max_amount_minor, audit=audit)
     if seed and not ledger.accounts():

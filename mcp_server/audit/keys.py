@@ -44,6 +44,19 @@ def load_signer(path: Path, *, create: bool = True) -> HeadSigner:
     return HeadSigner(_read_keys(path)[0])
 
 
+def check_key_file(path: Path) -> None:
+    """Before a ledger is opened or created: an existing key file read (a bad one refused here, not after the ledger
+    was made), a missing one's place checked; nothing written. The key is made later, once the start holds."""
+    if os.path.lexists(path):
+        _read_keys(path)
+        return
+    folder = next(parent for parent in path.absolute().parents if parent.exists())
+    if not folder.is_dir():
+        raise AuditKeyError(f"audit key file {path} cannot be made: {folder} is not a directory; name another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise AuditKeyError(f"audit key file {path} cannot be made: this user may not write in {folder}")
+
+
 def load_keyring(path: Path) -> Keyring:
     """The public halves of every key in a private key file (which must already exist)."""
     return Keyring(HeadSigner(seed).public_key for seed in _read_keys(path))

@@ -38,6 +38,7 @@ chain. A record is acknowledged when its writer commits; chaining it later only 
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -153,6 +154,22 @@ class Sequencer:
         self.keys = load_keyring(self.writer.key_path)
         assert signer.key_id in self.keys, "the signing key is the key file's first"
         self.ledger = self.db.read(self.writer.ledger_in)  # the ledger's identity, read once
+
+    @classmethod
+    def starting(cls, db: Database, writer: AuditWriter) -> "Sequencer":
+        """A starting server's (or `admin init`'s) sequencer, its start checked (`check_start`). A missing key file
+        is made only for a ledger whose chain no key has signed yet: one signed already was signed with another
+        key (a replica started without the shared key file), and a key made now would be refused and left behind."""
+        if not os.path.lexists(writer.key_path):
+            last = db.read(lambda conn: _LAST_HEAD.one(conn))
+            if last is not None:
+                raise AuditKeyError(
+                    f"audit key file {writer.key_path} does not exist, and the ledger's audit chain is signed by key "
+                    f"{shown(str(last[3]))}: name the key file its servers use ({KEY_FILE_ENV} or --audit-key-file)"
+                )
+        sequencer = cls(db, writer)
+        sequencer.check_start()
+        return sequencer
 
     def check_start(self) -> None:
         """Before this process signs anything (reads only). Refuse (`AuditKeyError`) a key file without the key of

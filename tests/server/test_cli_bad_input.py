@@ -169,7 +169,43 @@ def test_a_mistyped_key_file_is_refused_not_created(tmp_path: Path, cli: McpCli,
     assert not (tmp_path / "typo").exists()
 
 
-@pytest.mark.parametrize("command", [("admin", "init"), ("serve", "--create", "--no-desk")], ids=["init", "serve"])
+STARTS = [("admin", "init"), ("serve", "--create", "--no-desk")]
+"""The commands that make a ledger's key when there is none (and the ledger, when told to)."""
+
+
+@pytest.mark.parametrize("command", STARTS, ids=["init", "serve"])
+def test_a_missing_key_file_is_not_made_for_a_ledger_signed_with_another(
+    tmp_path: Path, cli: McpCli, ledger: tuple[str, ...], command: tuple[str, ...]
+) -> None:
+    """A start refused because the ledger's chain was signed with another key (a replica started without the shared
+    key file) leaves no key behind: the next start, named the right file, finds none to puzzle over."""
+    before = dump(tmp_path / "bank.db")
+    refused(cli(*command, "--db", ledger[1], "--audit-key-file", "new.key"), "new.key", "does not exist")
+    assert dump(tmp_path / "bank.db") == before
+    assert not (tmp_path / "new.key").exists()
+
+
+@pytest.mark.parametrize("command", STARTS, ids=["init", "serve"])
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("a-file/new.key", "a-file is not a directory"),
+        ("a-directory", "a-directory cannot be read (IsADirectoryError)"),
+    ],
+    ids=["under a file", "a directory"],
+)
+def test_a_key_file_that_cannot_be_made_or_read_is_named_before_the_ledger_is_created(
+    tmp_path: Path, cli: McpCli, command: tuple[str, ...], key: str, says: str
+) -> None:
+    (tmp_path / "a-file").write_text("notes\n")
+    (tmp_path / "a-directory").mkdir()
+    refused(cli(*command, "--db", "sqlite:///new.db", "--audit-key-file", key), says)
+    assert not (tmp_path / "new.db").exists()
+    assert (tmp_path / "a-file").read_text() == "notes\n"
+    assert list((tmp_path / "a-directory").iterdir()) == []
+
+
+@pytest.mark.parametrize("command", STARTS, ids=["init", "serve"])
 def test_a_database_of_something_else_is_not_made_a_ledger(
     tmp_path: Path, cli: McpCli, command: tuple[str, ...]
 ) -> None:
