@@ -40,6 +40,7 @@ from policy.testing import ScriptedResponder, approve
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.world import DeskBrowser
 from tests.server.cli_process import McpCli
+from tests.server.test_cli_defaults import refused
 from tests.support import (
     APPROVE,
     ASK,
@@ -195,6 +196,33 @@ def test_old_approvals_are_listed_by_admin_approvals(old: OldLedger, cli: McpCli
     assert pending.returncode == 0, pending.stderr
     waiting = [ref for ref, _tool, status in old.before["approvals"] if status == "pending"]
     assert len(waiting) == 2 and all(ref in pending.stdout for ref in waiting), pending.stdout
+
+
+def schema_and_books(conn: Connection) -> dict[str, Any]:
+    return {"migrations": sorted(conn.execute(text("SELECT version FROM schema_migrations")).scalars()), **books(conn)}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("admin", "deposit", "ACC-001", "12,50"),
+        ("admin", "grant", "alice", "boss", "ACC-001"),
+        ("admin", "roles", "grant", "bob", "king"),
+        ("approvers", "add", "bad name"),
+        ("audit", "checkpoint", "--out", "nowhere/head.json"),
+        ("audit", "verify", "--checkpoint", "missing.json"),
+        ("admin", "deposit", "ACC-001", "5.00"),
+    ],
+    ids=["bad amount", "bad relation", "bad role", "bad approver", "checkpoint nowhere", "no checkpoint", "deposit"],
+)
+def test_a_command_on_a_ledger_behind_this_release_migrates_nothing(
+    old: OldLedger, cli: McpCli, command: tuple[str, ...]
+) -> None:
+    """Only `admin init` and `serve` migrate (README, DEPLOYMENT.md): a newer release on an operator's machine moved
+    a ledger past the release its servers run, even for a command it then refused (a mistyped amount)."""
+    before = raw(old.url, schema_and_books)
+    refused(cli(*command, **old.cli_env()), "older than this bankgate", "bankgate-mcp admin init")
+    assert raw(old.url, schema_and_books) == before
 
 
 PENDING = {"transfer_funds": "pending_transfer", "close_account": "pending_close"}
