@@ -21,6 +21,7 @@ NEW = ("--db", "sqlite:///new.db", "--create", "--seed-demo", "--audit-key-file"
         (("--policy", "missing.toml"), {}, "missing.toml"),
         (("--policy", "."), {}, "Is a directory"),
         (("--policy", "latin1.toml"), {}, "latin1.toml: (file): not UTF-8 text"),
+        (("--policy", "open.toml"), {}, "open.toml: (file): others may write it (mode 0o646)"),
         ((), {"BANKGATE_APPROVAL_TIMEOUT": "inf"}, "approval_timeout: Input should be a finite number"),
         ((), {"BANKGATE_APPROVAL_TIMEOUT": "1e308"}, "approval_timeout: Input should be less than or equal to"),
         ((), {"BANKGATE_HEALTH_INTERVAL": "inf"}, "health_interval: Input should be a finite number"),
@@ -33,14 +34,16 @@ NEW = ("--db", "sqlite:///new.db", "--create", "--seed-demo", "--audit-key-file"
         ((), {"BANKGATE_PUBLIC_URL": "ftp://bank.example/mcp"}, "public_url: Value error, must be an http(s) URL"),
         ((), {"BANKGATE_OAUTH_ISSUER": "login.example"}, "oauth_issuer: Value error, must be an http(s) URL"),
     ],
-    ids=["missing policy", "policy a directory", "policy not UTF-8", "timeout inf", "timeout huge",
-         "health inf", "drain zero", "drain nan", "proxy a name", "proxy network host bits",
+    ids=["missing policy", "policy a directory", "policy not UTF-8", "policy others may write", "timeout inf",
+         "timeout huge", "health inf", "drain zero", "drain nan", "proxy a name", "proxy network host bits",
          "any proxy among others", "max amount past 64 bits", "public url", "issuer"],
 )  # fmt: skip
 def test_a_bad_serve_setting_is_named_before_anything_is_created(
     tmp_path: Path, cli: McpCli, extra: tuple[str, ...], env: dict[str, str], says: str
 ) -> None:
     (tmp_path / "latin1.toml").write_bytes(b"[policy]\nversion = 1\n# r\xe9sum\xe9\n")
+    (tmp_path / "open.toml").write_text((Path(__file__).parent / "test_policy.toml").read_text())
+    (tmp_path / "open.toml").chmod(0o646)
     refused(cli("serve", *NEW, *extra, **env), says)
     assert not (tmp_path / "new.db").exists()
     assert not (tmp_path / "new.key").exists()
