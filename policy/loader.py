@@ -6,7 +6,6 @@ The version is a hash of the parsed content, so reformatting or commenting a fil
 import bisect
 import os
 import re
-import stat
 import tomllib
 import unicodedata
 from collections.abc import Collection, Mapping, Sequence
@@ -23,6 +22,7 @@ from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_ROLES, AccountFacts, CallFac
 from policy.lint import Arguments, default_overlap, desk_dropped, rule_warnings, visibility_warnings
 from policy.messages import DECIDED_ENDS, STATUSES, template_problem
 from policy.outcome import Outcome
+from policy.writers import other_writers
 
 DEFAULT_POLICY = "default_policy.toml"
 
@@ -70,27 +70,16 @@ def load_policy(path: str | Path | None = None, *, catalog: Mapping[str, Argumen
         return parse_policy(text, source=f"<default {DEFAULT_POLICY}>", catalog=catalog)
     try:
         with Path(path).open(encoding="utf-8-sig") as file:  # a leading byte order mark (Notepad's) dropped
-            writers = _other_writers(path, os.fstat(file.fileno()).st_mode)  # the open file's: no swap in between
+            writers = other_writers(os.fstat(file.fileno()).st_mode)  # the open file's: no swap in between
             text = file.read()
     except OSError as exc:
         raise PolicyError(str(path), [Problem("(file)", f"cannot read the file: {exc.strerror}")]) from None
     except UnicodeDecodeError:
         raise PolicyError(str(path), [Problem("(file)", "not UTF-8 text; save the policy as UTF-8")]) from None
-    if writers is not None:
-        raise PolicyError(str(path), [Problem("(file)", writers)])
+    if writers is not None:  # whoever may write it decides what runs without a human, from the next start
+        fix = f"{writers}, and so decide what runs without approval; let only its owner write it: chmod 644 {path}"
+        raise PolicyError(str(path), [Problem("(file)", fix)])
     return parse_policy(text, source=str(path), catalog=catalog)
-
-
-def _other_writers(path: str | Path, mode: int) -> str | None:
-    """Why a policy file with `mode` is refused, if it is: whoever may write it decides what runs without a human
-    (from the next start), as whoever may write a token or public-key file lets in whom they like."""
-    for bits, who in ((stat.S_IWGRP, "its group"), (stat.S_IWOTH, "others")):
-        if mode & bits:
-            return (
-                f"{who} may write it (mode {oct(stat.S_IMODE(mode))}), and so decide what runs without approval; "
-                f"let only its owner write it: chmod 644 {path}"
-            )
-    return None
 
 
 def parse_policy(text: str, *, source: str, catalog: Mapping[str, Arguments] | None = None) -> Policy:

@@ -85,6 +85,7 @@ TOKENS = {"BANKGATE_TOKENS": "alice=tok-0123456789abcdef"}
             "BANKGATE_OAUTH_JWKS_FILE missing.json: cannot read",
         ),
         ((), OAUTH | {"BANKGATE_OAUTH_JWKS_FILE": "latin1.toml"}, "BANKGATE_OAUTH_JWKS_FILE latin1.toml: not a JWKS"),
+        ((), OAUTH | {"BANKGATE_OAUTH_JWKS_FILE": "open.toml"}, "BANKGATE_OAUTH_JWKS_FILE open.toml: others may write"),
         (("--host", ""), TOKENS, "host: String should have at least 1 character"),
         (("--allowed-host", "https://bank.example"), TOKENS, "allowed_hosts: Value error, 'https://bank.example'"),
         (("--allowed-host", "bank.example/mcp"), TOKENS, "allowed_hosts: Value error, 'bank.example/mcp' is not"),
@@ -93,14 +94,16 @@ TOKENS = {"BANKGATE_TOKENS": "alice=tok-0123456789abcdef"}
         ((), TOKENS | {"BANKGATE_ALLOWED_HOSTS": "ok.example,bad host"}, "allowed_hosts: Value error, 'bad host'"),
         ((), OAUTH | {"BANKGATE_OAUTH_PRINCIPAL_CLAIM": " "}, "oauth_principal_claim: Value error"),
     ],
-    ids=["jwks file missing", "jwks file not json", "empty host: every interface", "allowed host a URL",
-         "allowed host with a path", "allowed origin without scheme", "allowed origin with a path",
-         "allowed hosts from the environment", "principal claim blank"],
+    ids=["jwks file missing", "jwks file not json", "jwks file others may write", "empty host: every interface",
+         "allowed host a URL", "allowed host with a path", "allowed origin without scheme",
+         "allowed origin with a path", "allowed hosts from the environment", "principal claim blank"],
 )  # fmt: skip
 def test_a_bad_http_setting_is_named_before_anything_is_created(
     tmp_path: Path, cli: McpCli, extra: tuple[str, ...], env: dict[str, str], says: str
 ) -> None:
     (tmp_path / "latin1.toml").write_bytes(b"[policy]\nversion = 1\n# r\xe9sum\xe9\n")
+    (tmp_path / "open.toml").write_text("{}")
+    (tmp_path / "open.toml").chmod(0o646)
     refused(cli("serve", *NEW, "--transport", "http", "--port", str(free_port()), *extra, **env), says)
     assert not (tmp_path / "new.db").exists()
     assert not (tmp_path / "new.key").exists()
