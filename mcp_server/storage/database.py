@@ -73,7 +73,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 import platformdirs
 import psycopg
@@ -807,9 +807,9 @@ _URL_FORMS = "use sqlite:///path or postgresql://user@host/db"
 
 
 def _engine_url(url: str, *, create: bool) -> URL:
-    """Normalise the accepted URL forms; refuse in-memory SQLite, unknown schemes, a URL missing its slashes
-    (a relative file whose name has a colon is written ./name), and (unless creating) a SQLite file that does
-    not exist, before the driver would create it."""
+    """Normalise the accepted URL forms; refuse in-memory SQLite, a SQLite URL with a query, unknown schemes, a URL
+    missing its slashes (a relative file whose name has a colon is written ./name), and (unless creating) a SQLite
+    file that does not exist, before the driver would create it."""
     as_path = "://" not in url
     if as_path and _SCHEME.match(url):  # `sqlite:/x.db`: a URL missing its slashes, not a folder named `sqlite:`
         raise LedgerNotOpened(f"the database URL is malformed (no '//' after its scheme); {_URL_FORMS}")
@@ -835,6 +835,13 @@ def _engine_url(url: str, *, create: bool) -> URL:
         )
     if not parsed.database or parsed.database == ":memory:":
         raise LedgerNotOpened("the ledger needs a file-backed SQLite database, not an in-memory one")
+    query = "" if as_path else urlsplit(url).query  # the URL's: a key without a value is not in `parsed.query`
+    if query:  # the driver ignored what it does not take (`mode=ro`), or failed once the file was made
+        keys = sorted({key for key, _ in parse_qsl(query, keep_blank_values=True)})
+        raise LedgerNotOpened(
+            f"a SQLite URL takes no query (this one has {', '.join(keys)}): bankgate sets SQLite's options itself; "
+            "drop it (a '?' in the file's name is written %3F)"
+        )
     file = Path(parsed.database).expanduser()
     if not create and not file.exists():
         raise LedgerNotOpened(
