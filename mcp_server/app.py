@@ -4,6 +4,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import TokenVerifier
@@ -11,7 +12,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
 
 from mcp_server.audit.keys import check_key_file
-from mcp_server.audit.sequencer import Background, Sequencer
+from mcp_server.audit.sequencer import Background, Sequencer, check_signer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.clock_check import ClockWatch
 from mcp_server.desk.config import DeskConfig
@@ -86,9 +87,11 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
     desk = _desk(settings)  # ledger, key or money
     audit = AuditWriter(settings.audit_key_file)
     check_key_file(audit.key_path)
-    db = Database.open(settings.db_url, create=create)
-    sequencer = Sequencer.starting(db, audit)  # the key made now, if none: before, a refused start left it behind
+    # Refused for its key, a start leaves the ledger unmigrated and makes no key (`check_signer`).
+    db = Database.open(settings.db_url, create=create, before_migrating=partial(check_signer, audit))
     log.info("audit records are signed with key %s from %s", audit.signer.key_id, audit.key_path)
+    sequencer = Sequencer(db, audit)
+    sequencer.check_start()  # before anything is signed with a key or for a ledger the chain does not know
     sequencer.seal()  # the ledger's id under a signed head from this start on (migrated just now, or new)
     ledger = Ledger(db, max_amount_minor=settings.max_amount_minor, audit=audit)
     if seed and not ledger.accounts():

@@ -48,7 +48,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 
 from mcp_server.audit.identity import LedgerIdentityError
 from mcp_server.audit.keys import KEY_FILE_ENV, AuditKeyError, load_keyring, load_signer
@@ -155,22 +155,6 @@ class Sequencer:
         assert signer.key_id in self.keys, "the signing key is the key file's first"
         self.ledger = self.db.read(self.writer.ledger_in)  # the ledger's identity, read once
 
-    @classmethod
-    def starting(cls, db: Database, writer: AuditWriter) -> "Sequencer":
-        """A starting server's (or `admin init`'s) sequencer, its start checked (`check_start`). A missing key file
-        is made only for a ledger whose chain no key has signed yet: one signed already was signed with another
-        key (a replica started without the shared key file), and a key made now would be refused and left behind."""
-        if not os.path.lexists(writer.key_path):
-            last = db.read(lambda conn: _LAST_HEAD.one(conn))
-            if last is not None:
-                raise AuditKeyError(
-                    f"audit key file {writer.key_path} does not exist, and the ledger's audit chain is signed by key "
-                    f"{shown(str(last[3]))}: name the key file its servers use ({KEY_FILE_ENV} or --audit-key-file)"
-                )
-        sequencer = cls(db, writer)
-        sequencer.check_start()
-        return sequencer
-
     def check_start(self) -> None:
         """Before this process signs anything (reads only). Refuse (`AuditKeyError`) a key file without the key of
         the chain's last signed head: this process could not extend the chain, and the replicas that signed it
@@ -179,11 +163,7 @@ class Sequencer:
         signing for an id edited in the database would make this process's records and heads another ledger's."""
         last = self.db.read(lambda conn: _LAST_HEAD.one(conn))
         if last is not None and str(last[3]) not in self.keys:
-            raise AuditKeyError(
-                f"the ledger's audit chain was last signed by key {shown(str(last[3]))}, which {self.writer.key_path} "
-                f"does not hold: every replica and command must use the same key file ({KEY_FILE_ENV} or "
-                "--audit-key-file), and a rotation keeps the old keys below the new one"
-            )
+            raise _not_held(str(last[3]), self.writer.key_path)
         self.db.read(self._vouched)
 
     def seal(self) -> None:
@@ -486,6 +466,40 @@ def _head_row(head: SignedHead) -> dict[str, Any]:
     """`head`'s columns in `audit_heads` (its `unnamed_through` is the ledger's, stored once)."""
     return {"seq": head.seq, "hash": head.hash, "at": head.at, "key_id": head.key_id, "signature": head.signature,
             "ledger": head.ledger}  # fmt: skip
+
+
+def check_signer(writer: AuditWriter, db: Database) -> None:
+    """Before a starting server or `admin init` migrates the ledger (`Database.open(before_migrating=)`) or makes a
+    missing key file: the key of the chain's last signed head must be in the key file (`check_start` holds it again
+    after), read here on any release's schema, so a start refused for its key leaves the ledger at the release its
+    servers run. A missing key file is made only for a ledger no key has signed yet: one signed already was signed
+    with another key (a replica started without the shared key file), which a key made now could never extend."""
+    last = db.read(_last_signer)
+    if last is None:
+        return
+    if not os.path.lexists(writer.key_path):
+        raise AuditKeyError(
+            f"audit key file {writer.key_path} does not exist, and the ledger's audit chain is signed by key "
+            f"{shown(last)}: name the key file its servers use ({KEY_FILE_ENV} or --audit-key-file)"
+        )
+    if last not in load_keyring(writer.key_path):
+        raise _not_held(last, writer.key_path)
+
+
+def _last_signer(conn: Connection) -> str | None:
+    """The key id of the chain's last signed head; None on a ledger with none (or from before signed heads)."""
+    if not inspect(conn).has_table("audit_heads"):
+        return None
+    key_id = conn.execute(text("SELECT key_id FROM audit_heads ORDER BY seq DESC LIMIT 1")).scalar()
+    return None if key_id is None else str(key_id)
+
+
+def _not_held(key_id: str, path: Path) -> AuditKeyError:
+    return AuditKeyError(
+        f"the ledger's audit chain was last signed by key {shown(key_id)}, which {path} does not hold: every replica "
+        f"and command must use the same key file ({KEY_FILE_ENV} or --audit-key-file), and a rotation keeps the old "
+        "keys below the new one"
+    )
 
 
 def checked_writer(db: Database, key_path: Path | None) -> AuditWriter:

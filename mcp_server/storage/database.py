@@ -233,19 +233,30 @@ class Database:
             event.listen(each, "handle_error", prepared.forget_after)
 
     @classmethod
-    def open(cls, url: str, *, pool_size: int = 16, create: bool = True, migrate: bool = True) -> Database:
+    def open(
+        cls,
+        url: str,
+        *,
+        pool_size: int = 16,
+        create: bool = True,
+        migrate: bool = True,
+        before_migrating: Callable[[Database], None] | None = None,
+    ) -> Database:
         """Connect to ``url`` (``sqlite:///path``, a plain path, or ``postgresql://…``) and migrate.
 
         ``create=False`` opens only an existing bankgate ledger (one with ``schema_migrations``),
         so a mistyped URL is an error instead of a new, empty ledger; it still applies pending
         migrations to an existing one. ``migrate=False`` (with ``create=False``) writes nothing: a
-        ledger not at this build's schema is refused. Raises ``LedgerNotOpened`` or
-        ``DatabaseUnreachable``, each with a one-line hint.
+        ledger not at this build's schema is refused. ``before_migrating`` checks the database found, on whatever
+        release's schema it holds, before anything is written to it (a start it refuses leaves it as it was). Raises
+        ``LedgerNotOpened`` or ``DatabaseUnreachable``, each with a one-line hint.
         """
         assert migrate or not create, "a ledger is only created by migrating"
         database = cls(_create_engine(url, pool_size, create=create))
         try:
             database._check_reachable(url, create)
+            if before_migrating is not None:
+                before_migrating(database)
             if migrate:
                 migrations.apply_pending(database)
             else:

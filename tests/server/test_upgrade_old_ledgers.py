@@ -225,6 +225,25 @@ def test_a_command_on_a_ledger_behind_this_release_migrates_nothing(
     assert raw(old.url, schema_and_books) == before
 
 
+@pytest.mark.parametrize("command", [("admin", "init"), ("serve", "--no-desk")], ids=["init", "serve"])
+@pytest.mark.parametrize("other", [False, True], ids=["missing key file", "another key"])
+def test_a_start_refused_for_its_key_migrates_nothing(
+    old: OldLedger, cli: McpCli, tmp_path: Path, command: tuple[str, ...], other: bool
+) -> None:
+    """A replica of the new release started without the shared key file (or with another) is refused: before, it
+    had migrated the ledger past the release still serving it, and made a key of its own, for nothing."""
+    if old.release == PRE_SIGNATURES:
+        pytest.skip("release 4683253 signed no heads: any key file may start signing its chain")
+    key = tmp_path / "new.key"
+    if other:
+        load_signer(key)
+    before = raw(old.url, schema_and_books)
+    env = old.cli_env() | {"BANKGATE_AUDIT_KEY_FILE": str(key)}
+    refused(cli(*command, **env), str(key), "exist" if not other else "does not hold")
+    assert raw(old.url, schema_and_books) == before
+    assert key.exists() is other
+
+
 PENDING = {"transfer_funds": "pending_transfer", "close_account": "pending_close"}
 YES = {
     "transfer_funds": APPROVE,
