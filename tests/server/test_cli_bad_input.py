@@ -197,14 +197,17 @@ def test_a_missing_key_file_is_not_made_for_a_ledger_signed_with_another(
     [
         ("a-file/new.key", "a-file is not a directory"),
         ("a-directory", "a-directory cannot be read (IsADirectoryError)"),
+        ("public.key", "public.key holds public keys (from `audit public-key`), which cannot sign"),
     ],
-    ids=["under a file", "a directory"],
+    ids=["under a file", "a directory", "the public keys"],
 )
 def test_a_key_file_that_cannot_be_made_or_read_is_named_before_the_ledger_is_created(
     tmp_path: Path, cli: McpCli, command: tuple[str, ...], key: str, says: str
 ) -> None:
     (tmp_path / "a-file").write_text("notes\n")
     (tmp_path / "a-directory").mkdir()
+    (tmp_path / "public.key").write_text(f"# bankgate audit public keys (verify only)\n{'ab' * 32}\n")
+    (tmp_path / "public.key").chmod(0o600)
     refused(cli(*command, "--db", "sqlite:///new.db", "--audit-key-file", key), says)
     assert not (tmp_path / "new.db").exists()
     assert (tmp_path / "a-file").read_text() == "notes\n"
