@@ -4,13 +4,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
 
-from mcp_server.audit.sequencer import Background, Sequencer
+from mcp_server.audit.keys import check_key_file
+from mcp_server.audit.sequencer import Background, Sequencer, check_signer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.clock_check import ClockWatch
 from mcp_server.desk.config import DeskConfig
@@ -81,10 +83,12 @@ def open_state(settings: Settings, *, create: bool = False, seed: bool = False) 
     Only `create` makes a ledger where there is none, and only `seed` puts demo money in an
     empty one: the callers decide (see `Settings.creates_ledger`), never a default here.
     """
-    policy = load_policy(settings.policy, catalog=TOOL_ARGUMENTS)  # a bad policy or desk URL creates no ledger,
-    desk = _desk(settings)  # key or money
-    db = Database.open(settings.db_url, create=create)
+    policy = load_policy(settings.policy, catalog=TOOL_ARGUMENTS)  # a bad policy, desk URL or key file creates no
+    desk = _desk(settings)  # ledger, key or money
     audit = AuditWriter(settings.audit_key_file)
+    check_key_file(audit.key_path)
+    # Refused for its key, a start leaves the ledger unmigrated and makes no key (`check_signer`).
+    db = Database.open(settings.db_url, create=create, before_migrating=partial(check_signer, audit))
     log.info("audit records are signed with key %s from %s", audit.signer.key_id, audit.key_path)
     sequencer = Sequencer(db, audit)
     sequencer.check_start()  # before anything is signed with a key or for a ledger the chain does not know

@@ -4,6 +4,7 @@ The version is a hash of the parsed content, so reformatting or commenting a fil
 """
 
 import bisect
+import os
 import re
 import tomllib
 import unicodedata
@@ -21,6 +22,7 @@ from policy.facts import ACCOUNT_ARGUMENTS, ACCOUNT_ROLES, AccountFacts, CallFac
 from policy.lint import Arguments, default_overlap, desk_dropped, rule_warnings, visibility_warnings
 from policy.messages import DECIDED_ENDS, STATUSES, template_problem
 from policy.outcome import Outcome
+from policy.writers import other_writers
 
 DEFAULT_POLICY = "default_policy.toml"
 
@@ -67,11 +69,16 @@ def load_policy(path: str | Path | None = None, *, catalog: Mapping[str, Argumen
         text = resources.files("policy").joinpath(DEFAULT_POLICY).read_text(encoding="utf-8")
         return parse_policy(text, source=f"<default {DEFAULT_POLICY}>", catalog=catalog)
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")  # a leading byte order mark (Notepad's, PowerShell's) dropped
+        with Path(path).open(encoding="utf-8-sig") as file:  # a leading byte order mark (Notepad's) dropped
+            writers = other_writers(os.fstat(file.fileno()).st_mode)  # the open file's: no swap in between
+            text = file.read()
     except OSError as exc:
         raise PolicyError(str(path), [Problem("(file)", f"cannot read the file: {exc.strerror}")]) from None
     except UnicodeDecodeError:
         raise PolicyError(str(path), [Problem("(file)", "not UTF-8 text; save the policy as UTF-8")]) from None
+    if writers is not None:  # whoever may write it decides what runs without a human, from the next start
+        fix = f"{writers}, and so decide what runs without approval; let only its owner write it: chmod 644 {path}"
+        raise PolicyError(str(path), [Problem("(file)", fix)])
     return parse_policy(text, source=str(path), catalog=catalog)
 
 

@@ -3,7 +3,8 @@
 Format: one hex Ed25519 private key (32 bytes) per line, `#` comments allowed. The first key
 signs new records; the others only verify what they signed before a rotation. Replicas of one
 ledger must read the same file. A public-key file (`audit public-key`) has the same shape with
-public keys, for verifiers who must not be able to sign.
+public keys, for verifiers who must not be able to sign; only its first line tells the two apart, so
+each is refused where the other is expected.
 """
 
 import contextlib
@@ -17,8 +18,11 @@ import platformdirs
 from policy.audit import HeadSigner, Keyring
 
 KEY_FILE_ENV = "BANKGATE_AUDIT_KEY_FILE"
+_PRIVATE_TITLE = "# bankgate audit signing keys"
+_PUBLIC_TITLE = "# bankgate audit public keys"
+"""The first lines of the two files, which alone tell them apart (both are lines of 64 hex digits)."""
 _HEADER = (
-    "# bankgate audit signing keys. Keep private (mode 0600), outside the database, shared by all replicas.\n"
+    f"{_PRIVATE_TITLE}. Keep private (mode 0600), outside the database, shared by all replicas.\n"
     "# The first key signs; older keys below it only verify (rotation: add a new key on top).\n"
 )
 
@@ -44,6 +48,19 @@ def load_signer(path: Path, *, create: bool = True) -> HeadSigner:
     return HeadSigner(_read_keys(path)[0])
 
 
+def check_key_file(path: Path) -> None:
+    """Before a ledger is opened or created: an existing key file read (a bad one refused here, not after the ledger
+    was made), a missing one's place checked; nothing written. The key is made later, once the start holds."""
+    if os.path.lexists(path):
+        _read_keys(path)
+        return
+    folder = next(parent for parent in path.absolute().parents if parent.exists())
+    if not folder.is_dir():
+        raise AuditKeyError(f"audit key file {path} cannot be made: {folder} is not a directory; name another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise AuditKeyError(f"audit key file {path} cannot be made: this user may not write in {folder}")
+
+
 def load_keyring(path: Path) -> Keyring:
     """The public halves of every key in a private key file (which must already exist)."""
     return Keyring(HeadSigner(seed).public_key for seed in _read_keys(path))
@@ -57,7 +74,7 @@ def load_public_keyring(path: Path) -> Keyring:
 def public_key_text(path: Path) -> str:
     """The public keys of a private key file, in the file format (for `audit verify --public-keys`)."""
     lines = [HeadSigner(seed).public_key.hex() for seed in _read_keys(path)]
-    return "# bankgate audit public keys (verify only)\n" + "\n".join(lines) + "\n"
+    return f"{_PUBLIC_TITLE} (verify only)\n" + "\n".join(lines) + "\n"
 
 
 _OPEN_PRIVATE = ((stat.S_IWGRP, "its group"), (stat.S_IRWXO, "others"))
@@ -87,6 +104,16 @@ def _read_keys(path: Path, *, private: bool = True) -> list[bytes]:
         raise AuditKeyError(f"audit key file {path} does not exist (set {KEY_FILE_ENV} or --audit-key-file)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise AuditKeyError(f"audit key file {path} cannot be read ({type(exc).__name__})") from None
+    # Public keys taken for seeds would sign with keys anyone handed the auditors' file holds (or seeds for public
+    # keys verify nothing): the one file named as the other is refused.
+    if content.lstrip().startswith(_PUBLIC_TITLE if private else _PRIVATE_TITLE):
+        raise AuditKeyError(
+            f"audit key file {path} holds public keys (from `audit public-key`), which cannot sign: name the signing "
+            f"key file ({KEY_FILE_ENV} or --audit-key-file)"
+            if private
+            else f"public-key file {path} holds private signing keys, not public ones: give verifiers the output "
+            "of `bankgate-mcp audit public-key` instead"
+        )
     keys: list[bytes] = []
     for number, line in enumerate(content.splitlines(), start=1):
         line = line.strip()

@@ -38,6 +38,7 @@ chain. A record is acknowledged when its writer commits; chaining it later only 
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -47,7 +48,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 
 from mcp_server.audit.identity import LedgerIdentityError
 from mcp_server.audit.keys import KEY_FILE_ENV, AuditKeyError, load_keyring, load_signer
@@ -162,11 +163,7 @@ class Sequencer:
         signing for an id edited in the database would make this process's records and heads another ledger's."""
         last = self.db.read(lambda conn: _LAST_HEAD.one(conn))
         if last is not None and str(last[3]) not in self.keys:
-            raise AuditKeyError(
-                f"the ledger's audit chain was last signed by key {shown(str(last[3]))}, which {self.writer.key_path} "
-                f"does not hold: every replica and command must use the same key file ({KEY_FILE_ENV} or "
-                "--audit-key-file), and a rotation keeps the old keys below the new one"
-            )
+            raise _not_held(str(last[3]), self.writer.key_path)
         self.db.read(self._vouched)
 
     def seal(self) -> None:
@@ -469,6 +466,40 @@ def _head_row(head: SignedHead) -> dict[str, Any]:
     """`head`'s columns in `audit_heads` (its `unnamed_through` is the ledger's, stored once)."""
     return {"seq": head.seq, "hash": head.hash, "at": head.at, "key_id": head.key_id, "signature": head.signature,
             "ledger": head.ledger}  # fmt: skip
+
+
+def check_signer(writer: AuditWriter, db: Database) -> None:
+    """Before a starting server or `admin init` migrates the ledger (`Database.open(before_migrating=)`) or makes a
+    missing key file: the key of the chain's last signed head must be in the key file (`check_start` holds it again
+    after), read here on any release's schema, so a start refused for its key leaves the ledger at the release its
+    servers run. A missing key file is made only for a ledger no key has signed yet: one signed already was signed
+    with another key (a replica started without the shared key file), which a key made now could never extend."""
+    last = db.read(_last_signer)
+    if last is None:
+        return
+    if not os.path.lexists(writer.key_path):
+        raise AuditKeyError(
+            f"audit key file {writer.key_path} does not exist, and the ledger's audit chain is signed by key "
+            f"{shown(last)}: name the key file its servers use ({KEY_FILE_ENV} or --audit-key-file)"
+        )
+    if last not in load_keyring(writer.key_path):
+        raise _not_held(last, writer.key_path)
+
+
+def _last_signer(conn: Connection) -> str | None:
+    """The key id of the chain's last signed head; None on a ledger with none (or from before signed heads)."""
+    if not inspect(conn).has_table("audit_heads"):
+        return None
+    key_id = conn.execute(text("SELECT key_id FROM audit_heads ORDER BY seq DESC LIMIT 1")).scalar()
+    return None if key_id is None else str(key_id)
+
+
+def _not_held(key_id: str, path: Path) -> AuditKeyError:
+    return AuditKeyError(
+        f"the ledger's audit chain was last signed by key {shown(key_id)}, which {path} does not hold: every replica "
+        f"and command must use the same key file ({KEY_FILE_ENV} or --audit-key-file), and a rotation keeps the old "
+        "keys below the new one"
+    )
 
 
 def checked_writer(db: Database, key_path: Path | None) -> AuditWriter:

@@ -62,7 +62,7 @@ def policy_explain(
     for role in roles:
         if role not in ROLES:
             raise ValueError(f"--role: unknown role '{shown(role)}'; the roles are {', '.join(ROLES)}")
-    gate, ledger = judge(settings, lambda: read_only(settings))
+    gate, ledger = judge(settings, lambda: existing(settings))
     action = gate.actions.get(tool)
     if action is None:
         raise Refusal("unknown_tool", f"no tool named '{tool}' (tools: {', '.join(sorted(gate.actions))})")
@@ -126,24 +126,17 @@ def admin_init(settings: Settings) -> int:
     return 0
 
 
-def _existing(settings: Settings) -> Database:
-    """The ledger `settings` name; never a new one (see `Database.open`)."""
-    return Database.open(settings.db_url, create=False)
-
-
-def read_only(settings: Settings) -> Database:
-    """The ledger `settings` name, to read: nothing migrated (a ledger behind this release is refused) and no key
-    needed, so an operator's newer release may watch a ledger its servers still serve, with a role that may only
-    read, and without the signing key the servers keep."""
+def existing(settings: Settings) -> Database:
+    """The ledger `settings` name, never created nor migrated (only `admin init` and `serve` do: a ledger behind
+    this release is refused). An operator's newer release cannot move the ledger past the one its servers run, nor
+    migrate it for a command it then refuses; reading needs no key, so it may watch with a role that may only read."""
     return Database.open(settings.db_url, create=False, migrate=False)
 
 
 def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public_keys: Path | None = None) -> int:
     """With the private key file, records waiting for the sequencer are chained first; with only public keys
     nothing is written, and they are reported as pending."""
-    # A missing ledger is the first thing to say: it needs no key to find out. An auditor's (public keys) migrates
-    # nothing: it may only read, and must not move the ledger past the release its servers run.
-    db = Database.open(settings.db_url, create=False, migrate=not public_keys)
+    db = existing(settings)  # a missing ledger is the first thing to say: it needs no key to find out
     path = key_file(settings.audit_key_file)
     keys = load_public_keyring(public_keys) if public_keys else load_keyring(path)
     checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file else None
@@ -171,7 +164,7 @@ def audit_verify(settings: Settings, checkpoint_file: Path | None = None, public
 
 def audit_adopt(settings: Settings) -> int:
     path = key_file(settings.audit_key_file)
-    db = _existing(settings)
+    db = existing(settings)
     adoption = reader.adopt(db, _sequencer(db, path))
     if adoption is None:
         print("nothing to adopt: every ledger transaction has its audit record and a signature covers the chain")
@@ -189,7 +182,7 @@ def audit_adopt(settings: Settings) -> int:
 
 
 def audit_checkpoint(settings: Settings, out: Path | None) -> int:
-    db = _existing(settings)
+    db = existing(settings)
     head = reader.checkpoint(db, _sequencer(db, key_file(settings.audit_key_file)))
     document = json.dumps(head.as_json(), indent=2) + "\n"
     if out is None:
@@ -237,18 +230,18 @@ def _bounded(limit: int, option: str) -> int:
 
 
 def audit_tail(settings: Settings, limit: int) -> int:
-    for line in reader.tail(read_only(settings), _bounded(limit, "-n")):
+    for line in reader.tail(existing(settings), _bounded(limit, "-n")):
         print(line.render())
     return 0
 
 
 def _ledger(settings: Settings) -> Ledger:
-    db = _existing(settings)
+    db = existing(settings)
     return Ledger(db, max_amount_minor=settings.max_amount_minor, audit=checked_writer(db, settings.audit_key_file))
 
 
 def admin_accounts(settings: Settings) -> int:
-    for account in Ledger(read_only(settings)).accounts():
+    for account in Ledger(existing(settings)).accounts():
         balance = format_amount(account.balance_minor, account.currency)
         print(f"{shown(account.id):<10} {account.status:<6} {balance:>16}  {shown(account.owner)}")
     return 0
@@ -268,7 +261,7 @@ def admin_deposit(settings: Settings, account_id: str, amount: str) -> int:
 
 
 def admin_history(settings: Settings, account_id: str) -> int:
-    for line in Ledger(read_only(settings)).history(account_id):
+    for line in Ledger(existing(settings)).history(account_id):
         amount = format_amount(line.amount_minor, line.currency)
         print(
             f"{line.created_at:%Y-%m-%d %H:%M:%S}  {line.kind:<11} {amount:>14}  {shown(line.counterparty)}  "
@@ -278,7 +271,7 @@ def admin_history(settings: Settings, account_id: str) -> int:
 
 
 def admin_invariants(settings: Settings) -> int:
-    problems = Ledger(read_only(settings)).check_invariants()
+    problems = Ledger(existing(settings)).check_invariants()
     for problem in problems:
         print(shown(problem))  # it names what the database holds, which may have been edited
     print("ledger invariants hold" if not problems else f"{len(problems)} invariant violations")
@@ -286,7 +279,7 @@ def admin_invariants(settings: Settings) -> int:
 
 
 def _entitlements(settings: Settings, by: str | None) -> EntitlementAdmin:
-    db = _existing(settings)
+    db = existing(settings)
     return EntitlementAdmin(db, by, checked_writer(db, settings.audit_key_file))
 
 
@@ -321,7 +314,7 @@ def admin_role_revoke(settings: Settings, principal: str, role: str, by: str | N
 
 
 def admin_grants(settings: Settings, principal: str | None, account_id: str | None) -> int:
-    found = grants(read_only(settings), principal, account_id)
+    found = grants(existing(settings), principal, account_id)
     for grant in found:
         print(grant.render())
     if not found:
@@ -339,7 +332,7 @@ def admin_approvals(
     if tool is not None and tool not in TOOL_ARGUMENTS:
         raise ValueError(f"--tool must be one of {', '.join(sorted(TOOL_ARGUMENTS))}")
     who = None if principal is None else stored_principal(principal, "--principal")
-    db = read_only(settings)
+    db = existing(settings)
     found = approvals(db, status=status, principal=who, tool=tool, limit=_bounded(limit, "--limit"))
     now = time.time()
     for approval in found:

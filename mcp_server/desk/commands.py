@@ -5,17 +5,16 @@ import time
 from mcp.server.transport_security import TransportSecuritySettings
 
 from mcp_server.audit.sequencer import checked_writer
-from mcp_server.cli.admin import read_only
+from mcp_server.cli.admin import existing
 from mcp_server.desk.approvers import ApproverAdmin, listed
 from mcp_server.desk.presence import live_ports
 from mcp_server.desk.server import served_port, settings_desk_config
 from mcp_server.ledger.free_text import shown
 from mcp_server.settings import Settings
-from mcp_server.storage.database import Database
 
 
 def _admin(settings: Settings) -> ApproverAdmin:
-    db = Database.open(settings.db_url, create=False)
+    db = existing(settings)
     return ApproverAdmin(db, checked_writer(db, settings.audit_key_file))
 
 
@@ -47,7 +46,7 @@ def approvers_add(settings: Settings, name: str, role: str | None) -> int:
 
 
 def approvers_list(settings: Settings) -> int:
-    found = listed(read_only(settings))
+    found = listed(existing(settings))
     for approver in found:
         print(approver.render())
     if not found:

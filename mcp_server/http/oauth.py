@@ -9,6 +9,7 @@ token that fails any check is simply not authenticated (401); a valid one withou
 """
 
 import logging
+import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp_server.http.issuer_keys import IssuerKeys
 from mcp_server.ledger.entitlements import is_reserved_principal
 from mcp_server.ledger.free_text import PRINCIPAL_RULE, is_principal_name
+from policy.writers import other_writers
 
 KEY_ALGORITHMS = {
     "RSA": ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
@@ -83,11 +85,18 @@ VERIFYING_THREADS = 4
 def read_jwks(path: Path) -> jwt.PyJWKSet:
     """The issuer's signing keys from `path` (BANKGATE_OAUTH_JWKS_FILE), or ValueError naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as file:
+            writers = other_writers(os.fstat(file.fileno()).st_mode)  # the open file's: no swap in between
+            text = file.read()
     except OSError as exc:
         raise ValueError(f"BANKGATE_OAUTH_JWKS_FILE {path}: cannot read it ({exc.strerror})") from None
     except UnicodeDecodeError:
         text = ""  # refused below, as any other file that is not a JWKS
+    if writers is not None:  # whoever may write it adds a key, and signs tokens for any principal
+        raise ValueError(
+            f"BANKGATE_OAUTH_JWKS_FILE {path}: {writers}, and so add a key whose tokens are believed; let only its "
+            f"owner write it: chmod 644 {path}"
+        )
     try:
         return jwt.PyJWKSet.from_json(text)
     except (ValueError, jwt.PyJWTError) as exc:  # JSON errors are ValueErrors

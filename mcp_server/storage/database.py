@@ -73,7 +73,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 import platformdirs
 import psycopg
@@ -233,19 +233,30 @@ class Database:
             event.listen(each, "handle_error", prepared.forget_after)
 
     @classmethod
-    def open(cls, url: str, *, pool_size: int = 16, create: bool = True, migrate: bool = True) -> Database:
+    def open(
+        cls,
+        url: str,
+        *,
+        pool_size: int = 16,
+        create: bool = True,
+        migrate: bool = True,
+        before_migrating: Callable[[Database], None] | None = None,
+    ) -> Database:
         """Connect to ``url`` (``sqlite:///path``, a plain path, or ``postgresql://…``) and migrate.
 
         ``create=False`` opens only an existing bankgate ledger (one with ``schema_migrations``),
         so a mistyped URL is an error instead of a new, empty ledger; it still applies pending
         migrations to an existing one. ``migrate=False`` (with ``create=False``) writes nothing: a
-        ledger not at this build's schema is refused. Raises ``LedgerNotOpened`` or
-        ``DatabaseUnreachable``, each with a one-line hint.
+        ledger not at this build's schema is refused. ``before_migrating`` checks the database found, on whatever
+        release's schema it holds, before anything is written to it (a start it refuses leaves it as it was). Raises
+        ``LedgerNotOpened`` or ``DatabaseUnreachable``, each with a one-line hint.
         """
         assert migrate or not create, "a ledger is only created by migrating"
         database = cls(_create_engine(url, pool_size, create=create))
         try:
             database._check_reachable(url, create)
+            if before_migrating is not None:
+                before_migrating(database)
             if migrate:
                 migrations.apply_pending(database)
             else:
@@ -807,9 +818,9 @@ _URL_FORMS = "use sqlite:///path or postgresql://user@host/db"
 
 
 def _engine_url(url: str, *, create: bool) -> URL:
-    """Normalise the accepted URL forms; refuse in-memory SQLite, unknown schemes, a URL missing its slashes
-    (a relative file whose name has a colon is written ./name), and (unless creating) a SQLite file that does
-    not exist, before the driver would create it."""
+    """Normalise the accepted URL forms; refuse in-memory SQLite, a SQLite URL with a query, unknown schemes, a URL
+    missing its slashes (a relative file whose name has a colon is written ./name), and (unless creating) a SQLite
+    file that does not exist, before the driver would create it."""
     as_path = "://" not in url
     if as_path and _SCHEME.match(url):  # `sqlite:/x.db`: a URL missing its slashes, not a folder named `sqlite:`
         raise LedgerNotOpened(f"the database URL is malformed (no '//' after its scheme); {_URL_FORMS}")
@@ -835,6 +846,13 @@ def _engine_url(url: str, *, create: bool) -> URL:
         )
     if not parsed.database or parsed.database == ":memory:":
         raise LedgerNotOpened("the ledger needs a file-backed SQLite database, not an in-memory one")
+    query = "" if as_path else urlsplit(url).query  # the URL's: a key without a value is not in `parsed.query`
+    if query:  # the driver ignored what it does not take (`mode=ro`), or failed once the file was made
+        keys = sorted({key for key, _ in parse_qsl(query, keep_blank_values=True)})
+        raise LedgerNotOpened(
+            f"a SQLite URL takes no query (this one has {', '.join(keys)}): bankgate sets SQLite's options itself; "
+            "drop it (a '?' in the file's name is written %3F)"
+        )
     file = Path(parsed.database).expanduser()
     if not create and not file.exists():
         raise LedgerNotOpened(

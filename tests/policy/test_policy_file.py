@@ -299,6 +299,19 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         load_policy(tmp_path / "nope.toml")
 
 
+@pytest.mark.parametrize(("mode", "who"), [(0o664, "its group"), (0o646, "others"), (0o666, "its group")])
+def test_a_policy_file_others_may_write_is_refused(tmp_path: Path, mode: int, who: str) -> None:
+    """Whoever may write the policy decides what runs without a human (from the next start): refused, as a token or
+    public-key file others may write is. Read-only to them is fine: a policy is no secret."""
+    path = tmp_path / "open.toml"
+    path.write_text(GOOD, encoding="utf-8")
+    path.chmod(mode)
+    with pytest.raises(PolicyError, match=rf"\(file\): {who} may write it \(mode {oct(mode)}\).*chmod 644 {path}$"):
+        load_policy(path)
+    path.chmod(0o644)
+    assert load_policy(path).version == parse_policy(GOOD, source="p.toml").version
+
+
 def test_a_policy_saved_with_a_byte_order_mark_loads_as_without_one(tmp_path: Path) -> None:
     """Notepad's "UTF-8 with BOM" and Windows PowerShell 5's `Out-File -Encoding utf8` begin the file with U+FEFF:
     UTF-8 text still, which was refused as `(syntax): Invalid statement (at line 1, column 1)`, naming nothing."""

@@ -118,6 +118,21 @@ def test_a_public_key_file_others_may_write_is_refused(tmp_path: Path) -> None:
         load_public_keyring(public)
 
 
+def test_a_public_key_file_is_never_taken_for_the_signing_key_nor_the_other_way(tmp_path: Path) -> None:
+    """Both files are lines of 64 hex digits. A public-key file named as the signing key (kept private, 0600) signed
+    with its public keys taken for secret seeds: anyone handed the auditors' file could sign for the ledger. The
+    signing key named as the public keys verified nothing, naming every head. Each is refused, naming what it is."""
+    private, public = tmp_path / "audit.key", tmp_path / "audit.pub"
+    load_signer(private)
+    public.write_text(public_key_text(private))
+    public.chmod(0o600)
+    for load in (load_signer, load_keyring, public_key_text):
+        with pytest.raises(AuditKeyError, match=rf"audit key file {public} holds public keys .*, which cannot sign"):
+            load(public)
+    with pytest.raises(AuditKeyError, match=rf"{private} holds private signing keys, not public ones"):
+        load_public_keyring(private)
+
+
 def test_a_server_whose_key_file_is_rotated_under_it_keeps_chaining(tmp_path: Path) -> None:
     """Rotation (README, Key management) puts a new key first and keeps the old one below. A command run with the
     rotated file signs the chain's head with the new key; a server started before, whose key ring was read once,

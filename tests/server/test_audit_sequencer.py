@@ -396,6 +396,11 @@ def test_a_server_whose_key_file_lacks_the_chains_signing_key_is_refused_at_star
     (batch,) = Sequencer(db, AuditWriter()).chain()
     db.close()
     own = tmp_path / "own.key"
+    signed_by = rf"{own} does not exist, and the ledger's audit chain is signed by key {batch.head.key_id}"
+    with pytest.raises(AuditKeyError, match=signed_by):
+        open_state(Settings(db_url=db_url, audit_key_file=own, _env_file=None))  # type: ignore[call-arg]
+    assert not own.exists()  # refused, it leaves no key of its own behind
+    load_signer(own)  # one made elsewhere
     with pytest.raises(AuditKeyError, match=rf"last signed by key {batch.head.key_id}, which {own} does not hold"):
         open_state(Settings(db_url=db_url, audit_key_file=own, _env_file=None))  # type: ignore[call-arg]
     rotated = tmp_path / "rotated.key"

@@ -21,6 +21,7 @@ NEW = ("--db", "sqlite:///new.db", "--create", "--seed-demo", "--audit-key-file"
         (("--policy", "missing.toml"), {}, "missing.toml"),
         (("--policy", "."), {}, "Is a directory"),
         (("--policy", "latin1.toml"), {}, "latin1.toml: (file): not UTF-8 text"),
+        (("--policy", "open.toml"), {}, "open.toml: (file): others may write it (mode 0o646)"),
         ((), {"BANKGATE_APPROVAL_TIMEOUT": "inf"}, "approval_timeout: Input should be a finite number"),
         ((), {"BANKGATE_APPROVAL_TIMEOUT": "1e308"}, "approval_timeout: Input should be less than or equal to"),
         ((), {"BANKGATE_HEALTH_INTERVAL": "inf"}, "health_interval: Input should be a finite number"),
@@ -33,14 +34,16 @@ NEW = ("--db", "sqlite:///new.db", "--create", "--seed-demo", "--audit-key-file"
         ((), {"BANKGATE_PUBLIC_URL": "ftp://bank.example/mcp"}, "public_url: Value error, must be an http(s) URL"),
         ((), {"BANKGATE_OAUTH_ISSUER": "login.example"}, "oauth_issuer: Value error, must be an http(s) URL"),
     ],
-    ids=["missing policy", "policy a directory", "policy not UTF-8", "timeout inf", "timeout huge",
-         "health inf", "drain zero", "drain nan", "proxy a name", "proxy network host bits",
+    ids=["missing policy", "policy a directory", "policy not UTF-8", "policy others may write", "timeout inf",
+         "timeout huge", "health inf", "drain zero", "drain nan", "proxy a name", "proxy network host bits",
          "any proxy among others", "max amount past 64 bits", "public url", "issuer"],
 )  # fmt: skip
 def test_a_bad_serve_setting_is_named_before_anything_is_created(
     tmp_path: Path, cli: McpCli, extra: tuple[str, ...], env: dict[str, str], says: str
 ) -> None:
     (tmp_path / "latin1.toml").write_bytes(b"[policy]\nversion = 1\n# r\xe9sum\xe9\n")
+    (tmp_path / "open.toml").write_text((Path(__file__).parent / "test_policy.toml").read_text())
+    (tmp_path / "open.toml").chmod(0o646)
     refused(cli("serve", *NEW, *extra, **env), says)
     assert not (tmp_path / "new.db").exists()
     assert not (tmp_path / "new.key").exists()
@@ -82,6 +85,7 @@ TOKENS = {"BANKGATE_TOKENS": "alice=tok-0123456789abcdef"}
             "BANKGATE_OAUTH_JWKS_FILE missing.json: cannot read",
         ),
         ((), OAUTH | {"BANKGATE_OAUTH_JWKS_FILE": "latin1.toml"}, "BANKGATE_OAUTH_JWKS_FILE latin1.toml: not a JWKS"),
+        ((), OAUTH | {"BANKGATE_OAUTH_JWKS_FILE": "open.toml"}, "BANKGATE_OAUTH_JWKS_FILE open.toml: others may write"),
         (("--host", ""), TOKENS, "host: String should have at least 1 character"),
         (("--allowed-host", "https://bank.example"), TOKENS, "allowed_hosts: Value error, 'https://bank.example'"),
         (("--allowed-host", "bank.example/mcp"), TOKENS, "allowed_hosts: Value error, 'bank.example/mcp' is not"),
@@ -90,14 +94,16 @@ TOKENS = {"BANKGATE_TOKENS": "alice=tok-0123456789abcdef"}
         ((), TOKENS | {"BANKGATE_ALLOWED_HOSTS": "ok.example,bad host"}, "allowed_hosts: Value error, 'bad host'"),
         ((), OAUTH | {"BANKGATE_OAUTH_PRINCIPAL_CLAIM": " "}, "oauth_principal_claim: Value error"),
     ],
-    ids=["jwks file missing", "jwks file not json", "empty host: every interface", "allowed host a URL",
-         "allowed host with a path", "allowed origin without scheme", "allowed origin with a path",
-         "allowed hosts from the environment", "principal claim blank"],
+    ids=["jwks file missing", "jwks file not json", "jwks file others may write", "empty host: every interface",
+         "allowed host a URL", "allowed host with a path", "allowed origin without scheme",
+         "allowed origin with a path", "allowed hosts from the environment", "principal claim blank"],
 )  # fmt: skip
 def test_a_bad_http_setting_is_named_before_anything_is_created(
     tmp_path: Path, cli: McpCli, extra: tuple[str, ...], env: dict[str, str], says: str
 ) -> None:
     (tmp_path / "latin1.toml").write_bytes(b"[policy]\nversion = 1\n# r\xe9sum\xe9\n")
+    (tmp_path / "open.toml").write_text("{}")
+    (tmp_path / "open.toml").chmod(0o646)
     refused(cli("serve", *NEW, "--transport", "http", "--port", str(free_port()), *extra, **env), says)
     assert not (tmp_path / "new.db").exists()
     assert not (tmp_path / "new.key").exists()
@@ -169,7 +175,46 @@ def test_a_mistyped_key_file_is_refused_not_created(tmp_path: Path, cli: McpCli,
     assert not (tmp_path / "typo").exists()
 
 
-@pytest.mark.parametrize("command", [("admin", "init"), ("serve", "--create", "--no-desk")], ids=["init", "serve"])
+STARTS = [("admin", "init"), ("serve", "--create", "--no-desk")]
+"""The commands that make a ledger's key when there is none (and the ledger, when told to)."""
+
+
+@pytest.mark.parametrize("command", STARTS, ids=["init", "serve"])
+def test_a_missing_key_file_is_not_made_for_a_ledger_signed_with_another(
+    tmp_path: Path, cli: McpCli, ledger: tuple[str, ...], command: tuple[str, ...]
+) -> None:
+    """A start refused because the ledger's chain was signed with another key (a replica started without the shared
+    key file) leaves no key behind: the next start, named the right file, finds none to puzzle over."""
+    before = dump(tmp_path / "bank.db")
+    refused(cli(*command, "--db", ledger[1], "--audit-key-file", "new.key"), "new.key", "does not exist")
+    assert dump(tmp_path / "bank.db") == before
+    assert not (tmp_path / "new.key").exists()
+
+
+@pytest.mark.parametrize("command", STARTS, ids=["init", "serve"])
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("a-file/new.key", "a-file is not a directory"),
+        ("a-directory", "a-directory cannot be read (IsADirectoryError)"),
+        ("public.key", "public.key holds public keys (from `audit public-key`), which cannot sign"),
+    ],
+    ids=["under a file", "a directory", "the public keys"],
+)
+def test_a_key_file_that_cannot_be_made_or_read_is_named_before_the_ledger_is_created(
+    tmp_path: Path, cli: McpCli, command: tuple[str, ...], key: str, says: str
+) -> None:
+    (tmp_path / "a-file").write_text("notes\n")
+    (tmp_path / "a-directory").mkdir()
+    (tmp_path / "public.key").write_text(f"# bankgate audit public keys (verify only)\n{'ab' * 32}\n")
+    (tmp_path / "public.key").chmod(0o600)
+    refused(cli(*command, "--db", "sqlite:///new.db", "--audit-key-file", key), says)
+    assert not (tmp_path / "new.db").exists()
+    assert (tmp_path / "a-file").read_text() == "notes\n"
+    assert list((tmp_path / "a-directory").iterdir()) == []
+
+
+@pytest.mark.parametrize("command", STARTS, ids=["init", "serve"])
 def test_a_database_of_something_else_is_not_made_a_ledger(
     tmp_path: Path, cli: McpCli, command: tuple[str, ...]
 ) -> None:

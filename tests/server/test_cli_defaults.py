@@ -54,6 +54,20 @@ def test_two_slashes_get_a_hint(cli: McpCli) -> None:
     refused(cli("admin", "accounts", "--db", "sqlite://ledger.db"), "three slashes", "sqlite:////")
 
 
+@pytest.mark.parametrize("query", ["?mode=ro", "?uri=true&mode=ro", "?timeout=abc", "?foo"])
+@pytest.mark.parametrize("command", [["admin", "init"], ["admin", "accounts"]], ids=lambda c: " ".join(c))
+def test_a_sqlite_url_with_a_query_is_refused_and_creates_nothing(
+    tmp_path: Path, cli: McpCli, command: list[str], query: str
+) -> None:
+    """The driver ignored what it does not take (`mode=ro`: the ledger was written all the same), made a file named
+    `l.db?mode=ro` beside the ledger for `uri=true&mode=ro`, or failed on `timeout=abc` once the ledger's file was
+    made. bankgate sets SQLite's options itself: a query is refused, naming its keys."""
+    (tmp_path / "bank.db").touch()
+    done = cli(*command, "--db", f"sqlite:///l.db{query}")
+    refused(done, "a SQLite URL takes no query", query.lstrip("?").split("=")[0], "%3F")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bank.db"]
+
+
 def test_the_embedded_default_is_created_with_demo_accounts(tmp_path: Path, cli: McpCli) -> None:
     served = run_cli(tmp_path, "serve")
     assert served.returncode == 0, served.stderr

@@ -28,7 +28,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp_server.app import AppState
 from mcp_server.http import issuer_keys
 from mcp_server.http.auth import ConfigTokenVerifier
-from mcp_server.http.oauth import JwtTokenVerifier, OAuthConfig
+from mcp_server.http.oauth import JwtTokenVerifier, OAuthConfig, read_jwks
 from policy.testing import ScriptedResponder, approve
 from tests.server.cli_process import McpCli
 from tests.server.harness import Harness, HttpServer
@@ -525,3 +525,16 @@ async def test_the_keys_last_published_verify_while_the_issuer_fails(
         await anyio.sleep(0.4)
         assert [await verifier.verify_token(token) is not None for _ in range(3)] == [True] * 3
         assert await verifier.verify_token(issuer.token("bankgate", "ES256")) is not None
+
+
+@pytest.mark.parametrize(("mode", "who"), [(0o664, "its group"), (0o646, "others")])
+def test_a_jwks_file_others_may_write_is_refused(tmp_path: Path, mode: int, who: str) -> None:
+    """Whoever may write BANKGATE_OAUTH_JWKS_FILE adds a key, and signs tokens for any principal, roles included:
+    refused, as a public-key file of the audit others may write is."""
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(Issuer("http://127.0.0.1:9/jwks.json").jwks()))
+    path.chmod(mode)
+    with pytest.raises(ValueError, match=rf"JWKS_FILE {path}: {who} may write it \(mode {oct(mode)}\).*chmod 644"):
+        read_jwks(path)
+    path.chmod(0o644)
+    assert len(read_jwks(path).keys) == 2

@@ -40,6 +40,7 @@ from policy.testing import ScriptedResponder, approve
 from tests.desk.authenticator import SoftPasskey
 from tests.desk.world import DeskBrowser
 from tests.server.cli_process import McpCli
+from tests.server.test_cli_defaults import refused
 from tests.support import (
     APPROVE,
     ASK,
@@ -195,6 +196,52 @@ def test_old_approvals_are_listed_by_admin_approvals(old: OldLedger, cli: McpCli
     assert pending.returncode == 0, pending.stderr
     waiting = [ref for ref, _tool, status in old.before["approvals"] if status == "pending"]
     assert len(waiting) == 2 and all(ref in pending.stdout for ref in waiting), pending.stdout
+
+
+def schema_and_books(conn: Connection) -> dict[str, Any]:
+    return {"migrations": sorted(conn.execute(text("SELECT version FROM schema_migrations")).scalars()), **books(conn)}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("admin", "deposit", "ACC-001", "12,50"),
+        ("admin", "grant", "alice", "boss", "ACC-001"),
+        ("admin", "roles", "grant", "bob", "king"),
+        ("approvers", "add", "bad name"),
+        ("audit", "checkpoint", "--out", "nowhere/head.json"),
+        ("audit", "verify", "--checkpoint", "missing.json"),
+        ("admin", "deposit", "ACC-001", "5.00"),
+    ],
+    ids=["bad amount", "bad relation", "bad role", "bad approver", "checkpoint nowhere", "no checkpoint", "deposit"],
+)
+def test_a_command_on_a_ledger_behind_this_release_migrates_nothing(
+    old: OldLedger, cli: McpCli, command: tuple[str, ...]
+) -> None:
+    """Only `admin init` and `serve` migrate (README, DEPLOYMENT.md): a newer release on an operator's machine moved
+    a ledger past the release its servers run, even for a command it then refused (a mistyped amount)."""
+    before = raw(old.url, schema_and_books)
+    refused(cli(*command, **old.cli_env()), "older than this bankgate", "bankgate-mcp admin init")
+    assert raw(old.url, schema_and_books) == before
+
+
+@pytest.mark.parametrize("command", [("admin", "init"), ("serve", "--no-desk")], ids=["init", "serve"])
+@pytest.mark.parametrize("other", [False, True], ids=["missing key file", "another key"])
+def test_a_start_refused_for_its_key_migrates_nothing(
+    old: OldLedger, cli: McpCli, tmp_path: Path, command: tuple[str, ...], other: bool
+) -> None:
+    """A replica of the new release started without the shared key file (or with another) is refused: before, it
+    had migrated the ledger past the release still serving it, and made a key of its own, for nothing."""
+    if old.release == PRE_SIGNATURES:
+        pytest.skip("release 4683253 signed no heads: any key file may start signing its chain")
+    key = tmp_path / "new.key"
+    if other:
+        load_signer(key)
+    before = raw(old.url, schema_and_books)
+    env = old.cli_env() | {"BANKGATE_AUDIT_KEY_FILE": str(key)}
+    refused(cli(*command, **env), str(key), "exist" if not other else "does not hold")
+    assert raw(old.url, schema_and_books) == before
+    assert key.exists() is other
 
 
 PENDING = {"transfer_funds": "pending_transfer", "close_account": "pending_close"}

@@ -199,8 +199,8 @@ def _changing_tables(database: Database, work: Callable[[Connection], T], what: 
 
 
 def check_current(database: Database) -> None:
-    """Refuse (`LedgerNotOpened`) a ledger not at exactly this build's schema, only reading: for commands that
-    must write nothing (an auditor's `audit verify --public-keys`, perhaps under a role that may only read)."""
+    """Refuse (`LedgerNotOpened`) a ledger not at exactly this build's schema, only reading: for every command but
+    `admin init` and `serve` (an auditor's `audit verify --public-keys`, perhaps under a role that may only read)."""
     from mcp_server.storage.database import LedgerNotOpened  # database imports this module
 
     shipped = [migration.on(database.dialect) for migration in available()]
@@ -211,8 +211,8 @@ def check_current(database: Database) -> None:
         first = missing[0]
         raise LedgerNotOpened(
             f"the ledger is older than this bankgate: migration {first.version:04d}_{first.name} is not applied "
-            f"({len(missing)} pending), and this command writes nothing; use the bankgate release its servers run, "
-            "or let a server of this one migrate it at start"
+            f"({len(missing)} pending), and only `admin init` and `serve` migrate; upgrade it with `bankgate-mcp "
+            "admin init` (as a server of this release does at start), or use the bankgate release its servers run"
         )
 
 
