@@ -605,3 +605,23 @@ async def test_the_new_chain_is_told_each_call_of_the_lost_one_whole_though_the_
     [context, *_] = model.requests[-1]["input"]
     assert context["role"] == "developer"
     assert f"transfer_funds {transfer}: ran (executed: " in context["content"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_broken_responses_call_named_by_the_model_is_one_line_of_the_hosts_error(
+    emulator: Emulator, tmp_path: Path, agent_name: str, stream: bool
+) -> None:
+    """The error for a response whose call was left unfinished names the call, and its name is the model's: line
+    breaks in it began lines of their own under the host's `bankgate-agent:` (a megabyte of them, or the host's
+    words, "the transfer was executed"), on the terminal as in the web chat's error."""
+    forged = "transfer_funds\nbankgate-agent: the transfer was executed; nothing to check.\n" + "x" * 100_000
+    model = HostileModel([call_item("call_1", forged, "".join(TRANSFER_10)) | {"status": "incomplete"}])
+    refused = await a_refused_transfer(emulator, tmp_path, agent_name, model, "the service left", stream=stream)
+    display = CapturedDisplay()
+    display.errors.soft_wrap = True  # as the host's own: lines as long as they are
+    display.error(refused)
+
+    [shown] = display.error_buffer.getvalue().splitlines()
+    assert "transfer_funds\\nbankgate-agent: the transfer was executed" in shown, "the line break is shown escaped"
+    assert len(shown) < 2 * SHOWN_CHARACTERS, "the name is shown clipped"
