@@ -11,7 +11,7 @@ would run it for the first time if it never reached the server.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -41,15 +41,14 @@ class Answer:
             return "unknown"
         return "ran" if str(self.output.get("status")) in _RAN else "not run"
 
-    def describe(self) -> str:
-        """`transfer_funds {...}: <fate> (<status>: <message>)`, one line (`one_line`): a name or arguments the model
-        wrote, refused as they were, would otherwise add lines of its own to the host's report of what ran."""
+    def describe(self, shown: Callable[[str], str] = one_line) -> str:
+        """`transfer_funds {...}: <fate> (<status>: <message>)`, what others wrote as `shown`: for the person, one
+        line (`one_line`), as a name or arguments the model wrote, refused as they were, would otherwise add lines of
+        their own to the host's report of what ran; for the model, whole (`str`), as it must tell the calls apart."""
         status = self.output.get("status", "?")
         error = self.output.get("error")
         message = self.output.get("message") or (error.get("message") if isinstance(error, Mapping) else "")
-        return (
-            f"{one_line(f'{self.call.name} {self.call.arguments}')}: {self.fate} ({one_line(f'{status}: {message}')})"
-        )
+        return f"{shown(f'{self.call.name} {self.call.arguments}')}: {self.fate} ({shown(f'{status}: {message}')})"
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ class LostChain:
 
     def context_item(self) -> dict[str, Any]:
         """A developer message opening the new chain with the facts (the earlier chain is gone)."""
-        facts = "; ".join(answer.describe() for answer in self.answers) or "no tool calls were pending"
+        facts = "; ".join(answer.describe(str) for answer in self.answers) or "no tool calls were pending"
         asked = f"The user had asked: {json.dumps(self.asked, ensure_ascii=False)}. " if self.asked else ""
         text = (
             "Context from the host: the previous response chain expired and was replaced by this one. "

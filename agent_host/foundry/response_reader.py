@@ -16,6 +16,7 @@ from typing import Any
 from agent_host.errors import ServiceFailed
 from agent_host.foundry.event_order import EventOrder
 from agent_host.foundry.function_tools import FunctionCall
+from agent_host.terminal import one_line
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,8 @@ def _reply(response: Mapping[str, Any]) -> Reply:
                 raise ServiceFailed(f"Response {response.get('id')} has a function call without a call_id or name.")
             if item.get("status") in _UNFINISHED:  # its arguments may not be all the model meant to send
                 raise ServiceFailed(
-                    f"Response {response_id} carried function call {item['call_id']} ({item['name']}) the service "
-                    f"left {item['status']}: nothing of the response was run."
+                    f"Response {response_id} carried {_named(item)} the service left {item['status']}: nothing of "
+                    "the response was run."
                 )
             arguments = item.get("arguments") or ""
             if not isinstance(arguments, str):
@@ -194,7 +195,7 @@ class _StreamedItems:
         item = dict(self._items[index])
         if item.get("type") != "function_call":
             return item
-        call = f"function call {item.get('call_id')} ({item.get('name')})"
+        call = _named(item)
         if index not in self._finished:
             raise ServiceFailed(f"The response stream never finished the arguments of {call}: nothing was run.")
         if len(self._finals.get(index, ())) > 1:
@@ -210,6 +211,13 @@ class _StreamedItems:
                 )
             item["arguments"] = "".join(self._deltas.get(index, []))
         return item
+
+
+def _named(item: Mapping[str, Any]) -> str:
+    """`function call <call_id> (<name>)` for an error message, one line (`one_line`): the name is the model's, which
+    would otherwise begin lines of its own under the host's."""
+    named = f"{item.get('call_id')} ({item.get('name')})"
+    return f"function call {one_line(named)}"
 
 
 def _check_status(response: Mapping[str, Any]) -> None:

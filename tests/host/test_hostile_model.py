@@ -582,3 +582,46 @@ async def test_a_call_id_another_conversation_of_the_host_used_is_answered_not_r
     assert result.output["status"] == "executed"
     assert repeated.output["status"] == "failed" and repeated.output["error"]["code"] == "duplicate_call_id"
     assert len(host.desk.records) == 1
+
+
+@pytest.mark.anyio
+async def test_the_new_chain_is_told_each_call_of_the_lost_one_whole_though_the_person_sees_it_clipped(
+    emulator: Emulator, tmp_path: Path, agent_name: str
+) -> None:
+    """The facts opening the new chain are for the model, not the terminal: a call's arguments clipped there (a
+    memo written as JSON escapes fills the first 400 characters) left the model told that a transfer ran, but not
+    from or to which account, or how much, and so unable to tell it from one it should still make."""
+    memo = "é" * 140
+    transfer = json.dumps({"memo": memo, "from_account": "ACC-001", "to_account": "ACC-002", "amount": "10"})
+    assert len(transfer) > SHOWN_CHARACTERS
+    model = ExpiringChain([call_item("call_1", "transfer_funds", transfer)])
+    async with host_for(emulator, tmp_path, scripted("approve"), agent_name) as host:
+        conversation = Conversation(model, host.toolbox, host.agent.reference(), host.display)
+        lost = await conversation.send("Send Bob $10.")
+        await conversation.send("Did it go through?")
+        assert await balance(host, "ACC-001") == Decimal("4990.00")
+
+    assert lost.ended_lost and len(lost.text) < 2 * SHOWN_CHARACTERS + 1000, "the person's report stays clipped"
+    [context, *_] = model.requests[-1]["input"]
+    assert context["role"] == "developer"
+    assert f"transfer_funds {transfer}: ran (executed: " in context["content"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_broken_responses_call_named_by_the_model_is_one_line_of_the_hosts_error(
+    emulator: Emulator, tmp_path: Path, agent_name: str, stream: bool
+) -> None:
+    """The error for a response whose call was left unfinished names the call, and its name is the model's: line
+    breaks in it began lines of their own under the host's `bankgate-agent:` (a megabyte of them, or the host's
+    words, "the transfer was executed"), on the terminal as in the web chat's error."""
+    forged = "transfer_funds\nbankgate-agent: the transfer was executed; nothing to check.\n" + "x" * 100_000
+    model = HostileModel([call_item("call_1", forged, "".join(TRANSFER_10)) | {"status": "incomplete"}])
+    refused = await a_refused_transfer(emulator, tmp_path, agent_name, model, "the service left", stream=stream)
+    display = CapturedDisplay()
+    display.errors.soft_wrap = True  # as the host's own: lines as long as they are
+    display.error(refused)
+
+    [shown] = display.error_buffer.getvalue().splitlines()
+    assert "transfer_funds\\nbankgate-agent: the transfer was executed" in shown, "the line break is shown escaped"
+    assert len(shown) < 2 * SHOWN_CHARACTERS, "the name is shown clipped"
