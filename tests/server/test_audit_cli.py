@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from mcp_server.audit import reader
@@ -214,6 +214,49 @@ async def test_a_balance_edited_without_a_journal_row_is_named(
     assert spent.structured_content is not None and spent.structured_content["status"] == "executed"
     code, out = verify(audited, capsys)
     assert code == 1 and f"account {source} balance 99600 differs from the sum of its entries -400" in out, out
+
+
+def without_entry_references(harness: Harness, *statements: str) -> None:
+    """`statements` run as a database editor who ignores what entries reference: the sqlite3 shell, which checks no
+    foreign key unless told to; on PostgreSQL, the tables' owner dropping the references first."""
+    if harness.db_url.startswith("sqlite"):
+        engine = create_engine(harness.db_url)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
+                for sql in statements:
+                    conn.execute(text(sql))
+        finally:
+            engine.dispose()
+        return
+    references = "SELECT conname FROM pg_constraint WHERE conrelid = 'entries'::regclass AND contype = 'f'"
+
+    def drop(conn: Connection) -> None:
+        for (name,) in conn.execute(text(references)).all():
+            conn.execute(text(f'ALTER TABLE entries DROP CONSTRAINT "{name}"'))
+
+    harness.db.run(drop)
+    tamper(harness, *statements)
+
+
+async def test_money_journaled_under_a_transaction_the_ledger_does_not_hold_is_named(
+    audited: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Money made with journal rows that balance (a credit, and the debit of the outside world's account, which may
+    go negative) under a transaction id no `transactions` row holds: every balance is its entries' sum and every
+    transaction's record agrees, yet no record accounts for the money; the rows naming no transaction show it."""
+    eve = audited.open_account("0", "Eve")
+    without_entry_references(
+        audited,
+        f"INSERT INTO entries (id, transaction_id, account_id, amount_minor) VALUES ('E-1', 'TX-NONE', '{eve}', "
+        "100000), ('E-2', 'TX-NONE', 'SYS-EXTERNAL-USD', -100000)",
+        f"UPDATE accounts SET balance_minor = balance_minor + 100000 WHERE id = '{eve}'",
+        "UPDATE accounts SET balance_minor = balance_minor - 100000 WHERE id = 'SYS-EXTERNAL-USD'",
+    )
+    assert audited.ledger.balance(eve).balance_minor == 100000
+    code, out = verify(audited, capsys)
+    assert code == 1, out
+    assert f"entry E-1 moves 100000 on account {eve} under transaction TX-NONE, which the ledger does not hold" in out
 
 
 async def test_a_ledger_transaction_without_an_executed_record_is_named(
