@@ -3,6 +3,8 @@ page it writes): a daily total reads only records that moved money, the expiry s
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 from sqlalchemy import Connection, inspect, text
 
@@ -55,9 +57,12 @@ def test_a_ledger_upgraded_to_0017_keeps_its_totals_and_loses_the_deadline_index
     older = Database.open(database_url)
     # Before 0019 a ledger had no id (its writer named none); what these records' signatures say is not tested here.
     monkeypatch.setattr(writer, "read_identity", lambda conn: LedgerIdentity("0" * 32, 0))
+    # Before 0021 a writer stated no idempotency key (the column did not exist).
+    monkeypatch.setattr(writer, "RECORD_COLUMNS", tuple(c for c in writer.RECORD_COLUMNS if c != "idempotency_key"))
+    monkeypatch.setattr(writer, "_insert", functools.cache(writer._insert.__wrapped__))
     older.run(lambda conn: AuditWriter().append(conn, ENTRIES))
     older.close()
-    monkeypatch.setattr(migrations, "available", lambda: shipped)
+    monkeypatch.undo()  # this release's migrations and writer again
     database = Database.open(database_url)
     try:
         assert daily_total_read_by_index(database) == 600
