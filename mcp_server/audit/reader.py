@@ -184,7 +184,9 @@ def adopt(db: Database, sequencer: Sequencer) -> Adoption | None:
         unsigned_through = max((record["seq"] for record in state.log.chained() if is_legacy(record)), default=0)
         if state.heads:
             unsigned_through = max(0, min(unsigned_through, state.heads[0].seq - 1))  # a head at 0: a new ledger's
-        adopted = [{"transaction_id": tx, "kind": p.kind, "amount_minor": p.amount_minor} for tx, p in unclaimed]
+        adopted = [
+            {"transaction_id": tx, "kind": p.kind, "amount_minor": p.amount_minor, **p.parties()} for tx, p in unclaimed
+        ]
         entry = AuditEntry(
             at=time.time(),
             event="admin",

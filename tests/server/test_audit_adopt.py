@@ -128,6 +128,27 @@ async def test_a_transaction_posted_after_the_adoption_is_still_named(
     assert len(harness.audit()) == records
 
 
+async def test_an_adopted_posting_paid_to_another_account_is_named(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An adopted posting has no record of its own stating its accounts: the adoption states them, so its credit
+    moved to another account (both balances kept their entries' sums) is named like any gated transfer's."""
+    await made_before_signing(harness)
+    assert adopt(harness, capsys)[0] == 0
+    (funding,) = [a for a in harness.ledger.accounts() if a.id == "ACC-002"]
+    mallory = harness.ledger.create_account("Mallory").id
+    tamper(
+        harness,
+        f"UPDATE entries SET account_id = '{mallory}' WHERE account_id = 'ACC-002' AND amount_minor > 0",
+        f"UPDATE accounts SET balance_minor = {funding.balance_minor} WHERE id = '{mallory}'",
+        "UPDATE accounts SET balance_minor = 0 WHERE id = 'ACC-002'",
+    )
+    assert harness.ledger.check_invariants() == []
+    code, out = verify(harness, capsys)
+    assert code == 1 and "from SYS-EXTERNAL-USD to ACC-002, but ledger transaction" in out, out
+    assert f"posts SYS-EXTERNAL-USD -{funding.balance_minor}, {mallory} +{funding.balance_minor} (edited)" in out, out
+
+
 async def test_a_forgery_on_a_ledger_made_after_the_upgrade_is_never_adopted(
     harness: Harness, capsys: pytest.CaptureFixture[str]
 ) -> None:
