@@ -9,6 +9,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -21,6 +22,7 @@ from mcp_server.audit.keys import KEY_FILE_ENV, load_signer
 from mcp_server.audit.sequencer import Sequencer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.cli.main import main
+from mcp_server.ledger import books
 from mcp_server.ledger.books import Ledger
 from mcp_server.storage import migrations
 from policy.audit import chain_hash
@@ -384,6 +386,33 @@ async def test_a_closed_account_reopened_in_the_database_is_named(
     code, out = verify(audited, capsys)
     assert code == 1 and f"record {record['seq']}: closed account {eve} at " in out, out
     assert "but the ledger holds it " in out, out
+
+
+async def test_a_closed_account_reopened_used_and_closed_again_at_its_old_time_is_named(
+    audited: Harness, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Set open behind the server's back, used as a pass-through (each movement signed and journaled), and closed
+    again at its old `closed_at`: the row is what the closing's record says, so only the movements dated after the
+    account closed show it."""
+    eve, ada, mal = audited.open_account("0", "Eve"), audited.open_account("10", "Ada"), audited.open_account("0")
+    async with audited.client(ScriptedResponder(approve(), approve(), approve())) as client:
+        long_ago = datetime.now(UTC) - timedelta(minutes=5)
+        with monkeypatch.context() as then:  # the closing five minutes ago, past any replica's clock skew
+            then.setattr(books, "utc_now", lambda: long_ago)
+            await client.call_tool("close_account", {"account_id": eve})
+        closed_at = audited.db.read(
+            lambda conn: conn.execute(text(f"SELECT closed_at FROM accounts WHERE id = '{eve}'")).scalar_one()
+        )
+        tamper(audited, f"UPDATE accounts SET status = 'open', closed_at = NULL WHERE id = '{eve}'")
+        for source, target in ((ada, eve), (eve, mal)):
+            moved = {"from_account": source, "to_account": target, "amount": "1"}
+            paid = await client.call_tool("transfer_funds", moved)
+            assert paid.structured_content is not None and paid.structured_content["status"] == "executed"
+        tamper(audited, f"UPDATE accounts SET status = 'closed', closed_at = '{closed_at}' WHERE id = '{eve}'")
+    code, out = verify(audited, capsys)
+    assert code == 1, out
+    assert out.count(f"moved money on account {eve} at ") == 2, out
+    assert f"after it closed at {closed_at} (set open in the database, and closed again)" in out, out
 
 
 async def test_admin_postings_are_audited(audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
