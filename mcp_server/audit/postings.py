@@ -48,6 +48,13 @@ class Posted:
             return f"{self.kind}, {self.amount_minor} minor units"
         return f"{self.kind}, {format_amount(self.amount_minor, self.currency)}"
 
+    def parties(self) -> dict[str, str]:
+        """The accounts it moved from and to, as a receipt names them (`_parties`); {} unless it has one debit and one
+        credit (a posting the books' invariants name)."""
+        if len(self.legs) != 2 or not self.legs[0][1] < 0 < self.legs[1][1]:
+            return {}
+        return {"from_account": self.legs[0][0], "to_account": self.legs[1][0]}
+
     def describe_legs(self) -> str:
         return ", ".join(f"{account} {amount:+d}" for account, amount in self.legs) or "nothing"
 
@@ -82,7 +89,7 @@ def _ordered(legs: Iterable[tuple[str, int]]) -> Legs:
 @dataclass(frozen=True)
 class Claim:
     """A ledger transaction a record says it moved: the amount, and the accounts it moved it from and to (None
-    when the record names none: a transaction an adoption vouches for)."""
+    when the record names none: a transaction an adoption from before adoptions stated them vouches for)."""
 
     transaction: str | None
     amount_minor: int
@@ -103,7 +110,7 @@ def claims(record: Mapping[str, Any]) -> list[Claim]:
     if is_adoption(record):
         adopted = details.get("adopted")
         items = [item for item in adopted if isinstance(item, dict)] if isinstance(adopted, list) else []
-        return [Claim(_id(item.get("transaction_id")), _receipt_amount(item), None) for item in items]
+        return [Claim(_id(item.get("transaction_id")), _receipt_amount(item), _parties(item)) for item in items]
     amount = int(record["amount_minor"]) if record["event"] == "executed" else _receipt_amount(details)
     return [Claim(_id(details.get("transaction_id")), amount, _parties(details))]
 

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
@@ -35,7 +36,7 @@ from policy.audit import (
     verify_chain,
 )
 from policy.canonical import digest
-from policy.store import AuditEntry
+from policy.store import CLOCK_TOLERANCE, AuditEntry
 
 _COLUMNS = ", ".join(("rid", *CHAINED_FIELDS, "prev_hash", "hash", "key_id", "signature"))
 _COUNTS = text("SELECT COUNT(seq), COUNT(*) - COUNT(seq) FROM audit_log")
@@ -184,7 +185,9 @@ def adopt(db: Database, sequencer: Sequencer) -> Adoption | None:
         unsigned_through = max((record["seq"] for record in state.log.chained() if is_legacy(record)), default=0)
         if state.heads:
             unsigned_through = max(0, min(unsigned_through, state.heads[0].seq - 1))  # a head at 0: a new ledger's
-        adopted = [{"transaction_id": tx, "kind": p.kind, "amount_minor": p.amount_minor} for tx, p in unclaimed]
+        adopted = [
+            {"transaction_id": tx, "kind": p.kind, "amount_minor": p.amount_minor, **p.parties()} for tx, p in unclaimed
+        ]
         entry = AuditEntry(
             at=time.time(),
             event="admin",
@@ -426,7 +429,8 @@ def cross_check(
     (both the database's, both what stops a retry) were edited away. `records` is read once (a page at a time, by
     `verify`): what is kept is each claimed transaction's claimant, and each key's. An executed closing's account
     must still be closed (`accounts`: each one's status and `closed_at`) when its receipt says: a row set open again
-    takes money again, and a closing may move none for the other checks to miss."""
+    takes money again, and a closing may move none for the other checks to miss; and no record moves money on a
+    closed account later than it closed (`_after_closing`)."""
     findings: list[Finding] = []
     claimed: dict[str, str] = {}
     keyed: dict[str, str] = {}
@@ -461,6 +465,8 @@ def cross_check(
                                          "stored outcome deleted and its transaction's key cleared)"))  # fmt: skip
             elif key is not None:
                 keyed[key] = _name(record)
+            if not is_adoption(record):  # dated when it vouched, not when what it adopted was posted
+                findings += _after_closing(record, claim.parties, accounts)
             ledger = posted.get(tx)
             if ledger is None:
                 findings.append(_finding(record, f"{record['event']} {record['tool']} names ledger transaction "
@@ -498,6 +504,24 @@ def _reopened(
         return []
     held = f"closed at {closed_at}" if status == "closed" else status
     return [_finding(record, f"closed account {account} at {at}, but the ledger holds it {held} (edited)")]
+
+
+def _after_closing(
+    record: Mapping[str, Any], parties: tuple[str, str] | None, accounts: Mapping[str, tuple[str, str | None]]
+) -> list[Finding]:
+    """A finding for each closed account `record` moved money on later than it closed: set open behind the server's
+    back, used, and closed again at its old time (which its closing's record then finds as signed). Every movement
+    before a closing locked the account before it (so posted before `closed_at`), on a clock within
+    `CLOCK_TOLERANCE` of the closing's; a record is dated before its posting."""
+    found: list[Finding] = []
+    at = moment(record["at"])
+    for account in parties or ():
+        status, closed_at = accounts.get(account, ("", None))
+        closed = moment(closed_at) if status == "closed" else None
+        if at is not None and closed is not None and at > closed + timedelta(seconds=CLOCK_TOLERANCE):
+            found.append(_finding(record, f"moved money on account {account} at {record['at']}, after it closed at "
+                                  f"{closed_at} (set open in the database, and closed again)"))  # fmt: skip
+    return found
 
 
 def _name(record: Mapping[str, Any]) -> str:

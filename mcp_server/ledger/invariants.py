@@ -1,11 +1,14 @@
-"""The books' own invariants, read back from what the database holds: each transaction balanced and two-legged in
-one currency, each account's balance the sum of its entries, no customer account negative, no closed one holding money.
+"""The books' own invariants, read back from what the database holds: each entry under a transaction and on an account
+the ledger holds, each transaction balanced and two-legged in one currency, each account's balance the sum of its
+entries, no customer account negative, no closed one holding money.
 
 The ledger keeps them on every posting (`books.Ledger._post`, the schema's CHECKs); reading them back finds what
 was written behind the server's back. `admin invariants` prints them, and `audit verify` names them with its other
 findings: a balance raised in place, with no transaction and no entry, is money no record and no journal row
 accounts for, which the gate would then spend as any other (each spending signed and journaled, so nothing else
-the audit compares would disagree).
+the audit compares would disagree). So are journal rows under a transaction id no `transactions` row holds (a
+foreign key the sqlite3 shell does not check): the audit reads the journal by its transactions, so only this
+sees them.
 """
 
 from sqlalchemy import Connection
@@ -18,6 +21,20 @@ _INVARIANTS: tuple[tuple[str, Statement], ...] = (
         Statement(
             "SELECT transaction_id, SUM(amount_minor) FROM entries"
             " GROUP BY transaction_id HAVING SUM(amount_minor) <> 0"
+        ),
+    ),
+    (
+        "entry {0} moves {1} on account {2} under transaction {3}, which the ledger does not hold",
+        Statement(
+            "SELECT e.id, e.amount_minor, e.account_id, e.transaction_id FROM entries e"
+            " LEFT JOIN transactions t ON t.id = e.transaction_id WHERE t.id IS NULL"
+        ),
+    ),
+    (
+        "entry {0} moves {1} under transaction {2} on account {3}, which the ledger does not hold",
+        Statement(
+            "SELECT e.id, e.amount_minor, e.transaction_id, e.account_id FROM entries e"
+            " LEFT JOIN accounts a ON a.id = e.account_id WHERE a.id IS NULL"
         ),
     ),
     (

@@ -55,15 +55,14 @@ def test_a_ledger_upgraded_to_0017_keeps_its_totals_and_loses_the_deadline_index
     shipped = migrations.available()
     monkeypatch.setattr(migrations, "available", lambda: [m for m in shipped if m.version < 17])
     older = Database.open(database_url)
-    with monkeypatch.context() as then:
-        # Before 0019 a ledger had no id (its writer named none), before 0021 a record no key column; what these
-        # records' signatures say is not tested here.
-        then.setattr(writer, "read_identity", lambda conn: LedgerIdentity("0" * 32, 0))
-        then.setattr(writer, "RECORD_COLUMNS", tuple(c for c in writer.RECORD_COLUMNS if c != "idempotency_key"))
-        then.setattr(writer, "_insert", functools.cache(writer._insert.__wrapped__))
-        older.run(lambda conn: AuditWriter().append(conn, ENTRIES))
+    # Before 0019 a ledger had no id (its writer named none); what these records' signatures say is not tested here.
+    monkeypatch.setattr(writer, "read_identity", lambda conn: LedgerIdentity("0" * 32, 0))
+    # Before 0021 a writer stated no idempotency key (the column did not exist).
+    monkeypatch.setattr(writer, "RECORD_COLUMNS", tuple(c for c in writer.RECORD_COLUMNS if c != "idempotency_key"))
+    monkeypatch.setattr(writer, "_insert", functools.cache(writer._insert.__wrapped__))
+    older.run(lambda conn: AuditWriter().append(conn, ENTRIES))
     older.close()
-    monkeypatch.setattr(migrations, "available", lambda: shipped)
+    monkeypatch.undo()  # this release's migrations and writer again
     database = Database.open(database_url)
     try:
         assert daily_total_read_by_index(database) == 600

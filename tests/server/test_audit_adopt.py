@@ -8,6 +8,7 @@ columns with the same `chain_hash` (only signing and `admin` records were added)
 byte for byte the chain it would have written for the same gated calls, beside the same ledger.
 """
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -126,6 +127,47 @@ async def test_a_transaction_posted_after_the_adoption_is_still_named(
     code, _, err = adopt(harness, capsys)
     assert code == 2 and "refusing to adopt" in err and "ledger transaction TX-forged (transfer, $5.00)" in err
     assert len(harness.audit()) == records
+
+
+async def test_an_adopted_posting_paid_to_another_account_is_named(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An adopted posting has no record of its own stating its accounts: the adoption states them, so its credit
+    moved to another account (both balances kept their entries' sums) is named like any gated transfer's."""
+    await made_before_signing(harness)
+    assert adopt(harness, capsys)[0] == 0
+    (funding,) = [a for a in harness.ledger.accounts() if a.id == "ACC-002"]
+    mallory = harness.ledger.create_account("Mallory").id
+    tamper(
+        harness,
+        f"UPDATE entries SET account_id = '{mallory}' WHERE account_id = 'ACC-002' AND amount_minor > 0",
+        f"UPDATE accounts SET balance_minor = {funding.balance_minor} WHERE id = '{mallory}'",
+        "UPDATE accounts SET balance_minor = 0 WHERE id = 'ACC-002'",
+    )
+    assert harness.ledger.check_invariants() == []
+    code, out = verify(harness, capsys)
+    assert code == 1 and "from SYS-EXTERNAL-USD to ACC-002, but ledger transaction" in out, out
+    assert f"posts SYS-EXTERNAL-USD -{funding.balance_minor}, {mallory} +{funding.balance_minor} (edited)" in out, out
+
+
+async def test_an_adopted_deposit_into_an_account_closed_long_before_the_adoption_verifies(
+    harness: Harness, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The adoption is dated when it vouched, not when the old deposit it adopts was posted: an account closed
+    before it (its deposit adopted) is no account used after its closing."""
+    cy, ada = harness.open_account("5", "Cy"), harness.open_account("0", "Ada")
+    async with harness.client(ScriptedResponder(approve())) as client:
+        closed = await client.call_tool("close_account", {"account_id": cy, "sweep_to": ada})
+    assert closed.structured_content is not None and closed.structured_content["status"] == "executed"
+    tamper(harness, "DELETE FROM audit_log WHERE event = 'admin'")
+    rechain(harness, keep_signatures=False, legacy=True)
+    with monkeypatch.context() as later:  # the upgrade, five minutes after the old version's closing
+        now = time.time
+        later.setattr(time, "time", lambda: now() + 300)
+        code, _, err = adopt(harness, capsys)
+    assert code == 0, err
+    code, out = verify(harness, capsys)
+    assert code == 0, out
 
 
 async def test_a_forgery_on_a_ledger_made_after_the_upgrade_is_never_adopted(

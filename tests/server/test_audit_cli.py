@@ -9,11 +9,12 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from mcp_server.audit import reader
@@ -21,6 +22,7 @@ from mcp_server.audit.keys import KEY_FILE_ENV, load_signer
 from mcp_server.audit.sequencer import Sequencer
 from mcp_server.audit.writer import AuditWriter
 from mcp_server.cli.main import main
+from mcp_server.ledger import books
 from mcp_server.ledger.books import Ledger
 from mcp_server.storage import migrations
 from policy.audit import chain_hash
@@ -216,6 +218,49 @@ async def test_a_balance_edited_without_a_journal_row_is_named(
     assert code == 1 and f"account {source} balance 99600 differs from the sum of its entries -400" in out, out
 
 
+def without_entry_references(harness: Harness, *statements: str) -> None:
+    """`statements` run as a database editor who ignores what entries reference: the sqlite3 shell, which checks no
+    foreign key unless told to; on PostgreSQL, the tables' owner dropping the references first."""
+    if harness.db_url.startswith("sqlite"):
+        engine = create_engine(harness.db_url)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
+                for sql in statements:
+                    conn.execute(text(sql))
+        finally:
+            engine.dispose()
+        return
+    references = "SELECT conname FROM pg_constraint WHERE conrelid = 'entries'::regclass AND contype = 'f'"
+
+    def drop(conn: Connection) -> None:
+        for (name,) in conn.execute(text(references)).all():
+            conn.execute(text(f'ALTER TABLE entries DROP CONSTRAINT "{name}"'))
+
+    harness.db.run(drop)
+    tamper(harness, *statements)
+
+
+async def test_money_journaled_under_a_transaction_the_ledger_does_not_hold_is_named(
+    audited: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Money made with journal rows that balance (a credit, and the debit of the outside world's account, which may
+    go negative) under a transaction id no `transactions` row holds: every balance is its entries' sum and every
+    transaction's record agrees, yet no record accounts for the money; the rows naming no transaction show it."""
+    eve = audited.open_account("0", "Eve")
+    without_entry_references(
+        audited,
+        f"INSERT INTO entries (id, transaction_id, account_id, amount_minor) VALUES ('E-1', 'TX-NONE', '{eve}', "
+        "100000), ('E-2', 'TX-NONE', 'SYS-EXTERNAL-USD', -100000)",
+        f"UPDATE accounts SET balance_minor = balance_minor + 100000 WHERE id = '{eve}'",
+        "UPDATE accounts SET balance_minor = balance_minor - 100000 WHERE id = 'SYS-EXTERNAL-USD'",
+    )
+    assert audited.ledger.balance(eve).balance_minor == 100000
+    code, out = verify(audited, capsys)
+    assert code == 1, out
+    assert f"entry E-1 moves 100000 on account {eve} under transaction TX-NONE, which the ledger does not hold" in out
+
+
 async def test_a_ledger_transaction_without_an_executed_record_is_named(
     audited: Harness, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -341,6 +386,33 @@ async def test_a_closed_account_reopened_in_the_database_is_named(
     code, out = verify(audited, capsys)
     assert code == 1 and f"record {record['seq']}: closed account {eve} at " in out, out
     assert "but the ledger holds it " in out, out
+
+
+async def test_a_closed_account_reopened_used_and_closed_again_at_its_old_time_is_named(
+    audited: Harness, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Set open behind the server's back, used as a pass-through (each movement signed and journaled), and closed
+    again at its old `closed_at`: the row is what the closing's record says, so only the movements dated after the
+    account closed show it."""
+    eve, ada, mal = audited.open_account("0", "Eve"), audited.open_account("10", "Ada"), audited.open_account("0")
+    async with audited.client(ScriptedResponder(approve(), approve(), approve())) as client:
+        long_ago = datetime.now(UTC) - timedelta(minutes=5)
+        with monkeypatch.context() as then:  # the closing five minutes ago, past any replica's clock skew
+            then.setattr(books, "utc_now", lambda: long_ago)
+            await client.call_tool("close_account", {"account_id": eve})
+        closed_at = audited.db.read(
+            lambda conn: conn.execute(text(f"SELECT closed_at FROM accounts WHERE id = '{eve}'")).scalar_one()
+        )
+        tamper(audited, f"UPDATE accounts SET status = 'open', closed_at = NULL WHERE id = '{eve}'")
+        for source, target in ((ada, eve), (eve, mal)):
+            moved = {"from_account": source, "to_account": target, "amount": "1"}
+            paid = await client.call_tool("transfer_funds", moved)
+            assert paid.structured_content is not None and paid.structured_content["status"] == "executed"
+        tamper(audited, f"UPDATE accounts SET status = 'closed', closed_at = '{closed_at}' WHERE id = '{eve}'")
+    code, out = verify(audited, capsys)
+    assert code == 1, out
+    assert out.count(f"moved money on account {eve} at ") == 2, out
+    assert f"after it closed at {closed_at} (set open in the database, and closed again)" in out, out
 
 
 async def test_admin_postings_are_audited(audited: Harness, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
